@@ -1,0 +1,92 @@
+/**
+ * Backend choice. `auto` (the default) uses CUDA when its library loads and finds a usable GPU,
+ * else the CPU; `MONOSEMANTIC_BACKEND=cpu|cuda` forces one. Why CUDA is not in use is kept for
+ * `monosemantic doctor`. Everything here is initialised lazily, on first use.
+ */
+import { existsSync } from 'node:fs';
+
+import { MonosemanticError } from './errors.js';
+import type { NativeAddon } from './native/binding.js';
+import { cudaLibraryPath, loadAddon } from './native/load.js';
+
+export type BackendName = 'cpu' | 'cuda';
+export type BackendRequest = 'auto' | BackendName;
+
+export interface BackendStatus {
+  /** What MONOSEMANTIC_BACKEND asked for ('auto' when unset). */
+  requested: BackendRequest;
+  /** The backend tensors go to when none is named. */
+  active: BackendName;
+  /** The .node file loaded. */
+  addonPath: string;
+  cuda: {
+    available: boolean;
+    libraryPath: string;
+    /** Why CUDA is not available; null when it is. */
+    reason: string | null;
+  };
+}
+
+let state: { addon: NativeAddon; status: BackendStatus } | null = null;
+
+function requestedBackend(): BackendRequest {
+  const value = (process.env.MONOSEMANTIC_BACKEND ?? '').trim().toLowerCase();
+  if (value === '' || value === 'auto') return 'auto';
+  if (value === 'cpu' || value === 'cuda') return value;
+  throw new RangeError(`MONOSEMANTIC_BACKEND must be 'auto', 'cpu' or 'cuda' (got '${process.env.MONOSEMANTIC_BACKEND}')`);
+}
+
+function initialise(): { addon: NativeAddon; status: BackendStatus } {
+  const requested = requestedBackend();
+  const { addon, path: addonPath } = loadAddon();
+  addon.setErrorFactory(
+    (code, op, deviceCode, message) => new MonosemanticError(code as MonosemanticError['code'], op, message, deviceCode),
+  );
+  const libraryPath = cudaLibraryPath(addonPath);
+  let reason: string | null = null;
+  if (requested === 'cpu') {
+    reason = 'MONOSEMANTIC_BACKEND=cpu';
+  } else if (!existsSync(libraryPath)) {
+    reason = `the CUDA backend library was not found at ${libraryPath} (this build has no CUDA backend: it is built when nvcc is present, see README)`;
+  } else {
+    const loaded = addon.loadCuda(libraryPath);
+    if (!loaded.ok) reason = loaded.reason ?? 'the CUDA backend failed to load';
+  }
+  if (requested === 'cuda' && reason !== null) {
+    throw new MonosemanticError('E_UNAVAILABLE', 'backend', `MONOSEMANTIC_BACKEND=cuda, but CUDA cannot be used: ${reason}`);
+  }
+  const available = reason === null;
+  return {
+    addon,
+    status: { requested, active: available ? 'cuda' : 'cpu', addonPath, cuda: { available, libraryPath, reason } },
+  };
+}
+
+function ensure(): { addon: NativeAddon; status: BackendStatus } {
+  state ??= initialise();
+  return state;
+}
+
+/** The loaded native addon (loads it, and chooses backends, on first call). */
+export function nativeAddon(): NativeAddon {
+  return ensure().addon;
+}
+
+export function backendStatus(): BackendStatus {
+  const s = ensure().status;
+  return { ...s, cuda: { ...s.cuda } };
+}
+
+/** Checks that `name` (default: the active backend) can be used, and returns it. */
+export function resolveBackend(name?: BackendName): BackendName {
+  const { status } = ensure();
+  if (name === undefined) return status.active;
+  if (name === 'cpu') return 'cpu';
+  if (name === 'cuda') {
+    if (!status.cuda.available) {
+      throw new MonosemanticError('E_UNAVAILABLE', 'backend', `the CUDA backend is not available: ${status.cuda.reason}`);
+    }
+    return 'cuda';
+  }
+  throw new TypeError(`backend must be 'cpu' or 'cuda' (got ${JSON.stringify(name)})`);
+}

@@ -1,0 +1,67 @@
+/** What `monosemantic doctor` reports: the CPU, the CUDA backend, the GPUs, and why not CUDA. */
+import { backendStatus, nativeAddon } from './backend.js';
+import type { NativeDeviceInfo } from './native/binding.js';
+
+export interface DoctorReport {
+  node: string;
+  platform: string;
+  addonPath: string;
+  backend: { requested: string; active: string };
+  cpu: { model: string; simd: string; simdDetected: string; threads: number };
+  cuda: {
+    loaded: boolean;
+    libraryPath: string;
+    reason: string | null;
+    driverVersion?: string;
+    runtimeVersion?: string;
+    devices?: NativeDeviceInfo[];
+  };
+}
+
+/** 12080 -> "12.8", 13000 -> "13.0" (CUDA's version encoding). */
+export function cudaVersionString(v: number): string {
+  return `${Math.floor(v / 1000)}.${Math.floor((v % 1000) / 10)}`;
+}
+
+export function doctorReport(): DoctorReport {
+  const status = backendStatus();
+  const addon = nativeAddon();
+  const report: DoctorReport = {
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+    addonPath: status.addonPath,
+    backend: { requested: status.requested, active: status.active },
+    cpu: addon.cpuInfo(),
+    cuda: { loaded: status.cuda.available, libraryPath: status.cuda.libraryPath, reason: status.cuda.reason },
+  };
+  if (status.cuda.available) {
+    const info = addon.backendInfo('cuda');
+    report.cuda.driverVersion = cudaVersionString(info.runtime.driverVersion);
+    report.cuda.runtimeVersion = cudaVersionString(info.runtime.runtimeVersion);
+    report.cuda.devices = info.devices;
+  }
+  return report;
+}
+
+export function formatDoctorReport(r: DoctorReport): string {
+  const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+  const lines = [
+    `monosemantic doctor`,
+    `  node          ${r.node} (${r.platform})`,
+    `  addon         ${r.addonPath}`,
+    `  backend       ${r.backend.active} (requested: ${r.backend.requested})`,
+    `  cpu           ${r.cpu.model || 'unknown model'}`,
+    `  cpu simd      ${r.cpu.simd} (detected: ${r.cpu.simdDetected})`,
+    `  cpu threads   ${r.cpu.threads}`,
+    `  cuda library  ${r.cuda.loaded ? 'loaded' : 'not in use'} (${r.cuda.libraryPath})`,
+  ];
+  if (r.cuda.loaded) {
+    lines.push(`  cuda driver   ${r.cuda.driverVersion}`, `  cuda runtime  ${r.cuda.runtimeVersion}`);
+    for (const [i, d] of (r.cuda.devices ?? []).entries()) {
+      lines.push(`  gpu ${i}         ${d.name}, ${gib(d.totalBytes)} (${gib(d.freeBytes)} free), ${d.multiprocessors} SMs, sm_${d.computeCapability.replace('.', '')}`);
+    }
+  } else {
+    lines.push(`  why not cuda  ${r.cuda.reason}`);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,94 @@
+/** The native addon's surface, as the TypeScript layer sees it (native/core/*.cpp). */
+
+/** dtype codes shared with native/backend.h (ms_dtype). */
+export const DTYPE_CODE = { f32: 0, bf16: 1, i32: 2 } as const;
+
+export interface NativeTensor {
+  upload(src: Float32Array | Uint16Array | Int32Array, elementOffset?: number): void;
+  download(dst: Float32Array | Uint16Array | Int32Array, elementOffset?: number): void;
+  fill(value: number): void;
+  copyFrom(src: NativeTensor): void;
+  dispose(): void;
+  readonly disposed: boolean;
+  readonly byteLength: number;
+}
+
+export interface NativeTensorConstructor {
+  new (backend: string, dtype: number, numel: number): NativeTensor;
+}
+
+export interface NativeStats {
+  loss: number;
+  mse: number;
+  sparsity: number;
+  l0: number;
+}
+
+export interface NativeDims {
+  batch: number;
+  d: number;
+  n: number;
+  precision: number;
+}
+
+export interface NativeGradsArgs extends NativeDims {
+  penalty: number;
+  l1Coeff: number;
+  x: NativeTensor;
+  W_enc: NativeTensor;
+  b_enc: NativeTensor;
+  W_dec: NativeTensor;
+  b_dec: NativeTensor;
+  dW_enc: NativeTensor;
+  db_enc: NativeTensor;
+  dW_dec: NativeTensor;
+  db_dec: NativeTensor;
+  fireCounts?: NativeTensor;
+  workspace: NativeTensor;
+}
+
+export interface NativeStepArgs extends NativeGradsArgs {
+  constrainDecoder: boolean;
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  t: number;
+  m_W_enc: NativeTensor;
+  v_W_enc: NativeTensor;
+  m_b_enc: NativeTensor;
+  v_b_enc: NativeTensor;
+  m_W_dec: NativeTensor;
+  v_W_dec: NativeTensor;
+  m_b_dec: NativeTensor;
+  v_b_dec: NativeTensor;
+}
+
+export interface NativeDeviceInfo {
+  name: string;
+  totalBytes: number;
+  freeBytes: number;
+  multiprocessors: number;
+  computeCapability: string;
+}
+
+export interface NativeBackendInfo {
+  runtime: { driverVersion: number; runtimeVersion: number; deviceCount: number };
+  devices: NativeDeviceInfo[];
+}
+
+export interface NativeAddon {
+  abiVersion: number;
+  NativeTensor: NativeTensorConstructor;
+  setErrorFactory(factory: (code: string, op: string, deviceCode: number, message: string) => Error): void;
+  cpuInfo(): { model: string; simd: string; simdDetected: string; threads: number };
+  setThreads(n: number): void;
+  setSimdCap(level: 'scalar' | 'avx2' | 'avx512'): string;
+  loadCuda(path: string): { ok: boolean; reason?: string };
+  backendInfo(name: string): NativeBackendInfo;
+  saeWorkspaceBytes(backend: string, batch: number, d: number, n: number, precision: number): number;
+  saeEncode(args: NativeDims & { x: NativeTensor; W_enc: NativeTensor; b_enc: NativeTensor; b_dec: NativeTensor; out: NativeTensor }): Promise<void>;
+  saeDecode(args: NativeDims & { f: NativeTensor; W_dec: NativeTensor; b_dec: NativeTensor; out: NativeTensor }): Promise<void>;
+  saeGrads(args: NativeGradsArgs): Promise<NativeStats>;
+  saeStep(args: NativeStepArgs): Promise<NativeStats>;
+}

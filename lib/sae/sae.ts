@@ -1,0 +1,346 @@
+/**
+ * The standard sparse autoencoder of "Towards Monosemanticity", trained through the native
+ * backends:
+ *
+ *   x̄ = x − b_dec,  f = ReLU(x̄ W_enc + b_enc),  x̂ = f W_dec + b_dec
+ *   loss = mean_b ‖x − x̂‖² + λ · mean_b Σ_i f_i c_i,   c_i = 1 ('l1') or ‖W_dec,i‖ ('l1_decnorm')
+ *
+ * Parameters (fp32, SAELens layout): W_enc [d, n], b_enc [n], W_dec [n, d], b_dec [d].
+ * A step is: gradients → (unit-norm decoder: remove the gradient parallel to each decoder row) →
+ * Adam on all four → (renormalise decoder rows). Per-feature firing counts accumulate on the device.
+ *
+ * Operations on one SAE run in the order they were called. step/grads/encode/decode are async
+ * (they run on a worker thread); the parameter and count reads and writes are synchronous copies.
+ */
+import { type BackendName, nativeAddon, resolveBackend } from '../backend.js';
+import { Tensor, formatShape } from '../tensor.js';
+import {
+  type Hyperparameters,
+  type Penalty,
+  type Precision,
+  type ResolvedOptions,
+  type SaeOptions,
+  checkHyperparameters,
+  positiveInteger,
+  resolveOptions,
+} from './config.js';
+import { geometricMedian } from './geometric-median.js';
+import { type SaeParameterArrays, initialParameters } from './init.js';
+
+export interface StepStats {
+  /** mse + λ · sparsity, before the update. */
+  loss: number;
+  /** mean over the batch of ‖x − x̂‖². */
+  mse: number;
+  /** mean over the batch of Σ_i f_i c_i. */
+  sparsity: number;
+  /** mean number of active features per row. */
+  l0: number;
+}
+
+type ParamName = 'W_enc' | 'b_enc' | 'W_dec' | 'b_dec';
+const PARAM_NAMES: readonly ParamName[] = ['W_enc', 'b_enc', 'W_dec', 'b_dec'];
+
+export type SaeTensors = Readonly<Record<ParamName, Tensor>>;
+
+const PRECISION_CODE: Record<Precision, number> = { f32: 0, bf16: 1 };
+const PENALTY_CODE: Record<Penalty, number> = { l1: 0, l1_decnorm: 1 };
+
+export class SparseAutoencoder {
+  readonly dIn: number;
+  readonly dSae: number;
+  readonly backend: BackendName;
+  readonly penalty: Penalty;
+  readonly precision: Precision;
+  readonly constrainDecoder: boolean;
+  #hyper: Hyperparameters;
+  #params: SaeTensors;
+  #grads: SaeTensors;
+  #moments: { m: SaeTensors; v: SaeTensors };
+  #fireCounts: Tensor;
+  #workspace: Tensor | null = null;
+  #workspaceBatch = 0;
+  #steps = 0;
+  #queue: Promise<unknown> = Promise.resolve();
+  #disposed = false;
+
+  private constructor(o: ResolvedOptions, backend: BackendName) {
+    this.dIn = o.dIn;
+    this.dSae = o.dSae;
+    this.backend = backend;
+    this.penalty = o.penalty;
+    this.precision = o.precision;
+    this.constrainDecoder = o.constrainDecoder;
+    this.#hyper = { l1Coeff: o.l1Coeff, lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps };
+    const made: Tensor[] = [];
+    const make = (shape: number[], dtype: 'f32' | 'i32' = 'f32') => {
+      const t = Tensor.zeros(shape, { dtype, backend });
+      made.push(t);
+      return t;
+    };
+    try {
+      const set = () => ({ W_enc: make([o.dIn, o.dSae]), b_enc: make([o.dSae]), W_dec: make([o.dSae, o.dIn]), b_dec: make([o.dIn]) });
+      this.#params = set();
+      this.#grads = set();
+      this.#moments = { m: set(), v: set() };
+      this.#fireCounts = make([o.dSae], 'i32');
+    } catch (error) {
+      for (const t of made) t.dispose();
+      throw error;
+    }
+  }
+
+  /** A freshly initialised SAE (see init.ts); b_dec starts at 0. */
+  static create(options: SaeOptions): SparseAutoencoder {
+    const backend = resolveBackend(options?.backend);
+    const o = resolveOptions(options, backend);
+    const sae = new SparseAutoencoder(o, backend);
+    sae.writeParameters(initialParameters(o));
+    return sae;
+  }
+
+  /** Adam steps taken so far. */
+  get steps(): number {
+    return this.#steps;
+  }
+
+  get hyperparameters(): Hyperparameters {
+    return { ...this.#hyper };
+  }
+
+  /** Changes λ, the learning rate or Adam's constants (schedules call this between steps). */
+  setHyperparameters(update: Partial<Hyperparameters>): void {
+    this.#hyper = checkHyperparameters({ ...this.#hyper, ...update });
+  }
+
+  /** The parameter tensors (device-resident; read them with toArray() or readParameters()). */
+  get parameters(): SaeTensors {
+    this.#live();
+    return this.#params;
+  }
+
+  /** The gradients left by the last step() or computeGradients(). */
+  get gradients(): SaeTensors {
+    this.#live();
+    return this.#grads;
+  }
+
+  /** One training step on the batch x [B, dIn] (f32, on this SAE's backend). */
+  step(x: Tensor): Promise<StepStats> {
+    const batch = this.#checkBatch(x, 'x', this.dIn);
+    return this.#enqueue(() => {
+      const t = this.#steps + 1;
+      const h = this.#hyper;
+      const args = {
+        ...this.#gradsArgs(x, batch),
+        constrainDecoder: this.constrainDecoder,
+        lr: h.lr,
+        beta1: h.beta1,
+        beta2: h.beta2,
+        eps: h.eps,
+        t,
+        m_W_enc: this.#moments.m.W_enc.native,
+        v_W_enc: this.#moments.v.W_enc.native,
+        m_b_enc: this.#moments.m.b_enc.native,
+        v_b_enc: this.#moments.v.b_enc.native,
+        m_W_dec: this.#moments.m.W_dec.native,
+        v_W_dec: this.#moments.v.W_dec.native,
+        m_b_dec: this.#moments.m.b_dec.native,
+        v_b_dec: this.#moments.v.b_dec.native,
+      };
+      return nativeAddon()
+        .saeStep(args)
+        .then((stats) => {
+          this.#steps = t;
+          return stats;
+        });
+    });
+  }
+
+  /** Loss and gradients on x without updating anything but the firing counts; see `gradients`. */
+  computeGradients(x: Tensor): Promise<StepStats> {
+    const batch = this.#checkBatch(x, 'x', this.dIn);
+    return this.#enqueue(() => nativeAddon().saeGrads(this.#gradsArgs(x, batch)));
+  }
+
+  /** Feature activations f [B, dSae] for x [B, dIn]. */
+  encode(x: Tensor): Promise<Tensor> {
+    const batch = this.#checkBatch(x, 'x', this.dIn);
+    return this.#enqueue(async () => {
+      const out = Tensor.empty([batch, this.dSae], { backend: this.backend });
+      try {
+        const p = this.#params;
+        await nativeAddon().saeEncode({
+          ...this.#dims(batch),
+          x: x.native,
+          W_enc: p.W_enc.native,
+          b_enc: p.b_enc.native,
+          b_dec: p.b_dec.native,
+          out: out.native,
+        });
+        return out;
+      } catch (error) {
+        out.dispose();
+        throw error;
+      }
+    });
+  }
+
+  /** Reconstruction x̂ [B, dIn] from feature activations f [B, dSae]. */
+  decode(f: Tensor): Promise<Tensor> {
+    const batch = this.#checkBatch(f, 'f', this.dSae);
+    return this.#enqueue(async () => {
+      const out = Tensor.empty([batch, this.dIn], { backend: this.backend });
+      try {
+        const p = this.#params;
+        await nativeAddon().saeDecode({ ...this.#dims(batch), f: f.native, W_dec: p.W_dec.native, b_dec: p.b_dec.native, out: out.native });
+        return out;
+      } catch (error) {
+        out.dispose();
+        throw error;
+      }
+    });
+  }
+
+  /** Copies of the parameters as Float32Arrays. */
+  readParameters(): SaeParameterArrays {
+    this.#live();
+    const p = this.#params;
+    return {
+      W_enc: p.W_enc.toArray() as Float32Array,
+      b_enc: p.b_enc.toArray() as Float32Array,
+      W_dec: p.W_dec.toArray() as Float32Array,
+      b_dec: p.b_dec.toArray() as Float32Array,
+    };
+  }
+
+  /** Overwrites any of the parameters (Adam's moments are left as they are). */
+  writeParameters(values: Partial<SaeParameterArrays>): void {
+    this.#live();
+    for (const name of PARAM_NAMES) {
+      const data = values[name];
+      if (data === undefined) continue;
+      const target = this.#params[name];
+      if (!(data instanceof Float32Array)) throw new TypeError(`${name} must be a Float32Array`);
+      if (data.length !== target.size) {
+        throw new RangeError(`${name} holds ${data.length} values; shape ${formatShape(target.shape)} needs ${target.size}`);
+      }
+      target.upload(data);
+    }
+  }
+
+  /**
+   * Sets b_dec to the geometric median (Weiszfeld) of sample rows [rows, dIn] — a Tensor or a
+   * Float32Array — as the paper initialises it.
+   */
+  initDecoderBiasToGeometricMedian(sample: Tensor | Float32Array, rows?: number): void {
+    this.#live();
+    let data: Float32Array;
+    if (sample instanceof Tensor) {
+      this.#checkShape2(sample, 'sample', this.dIn);
+      data = sample.toFloat32();
+    } else if (sample instanceof Float32Array) {
+      data = sample;
+    } else {
+      throw new TypeError('sample must be a Tensor or a Float32Array');
+    }
+    const count = rows ?? data.length / this.dIn;
+    positiveInteger('rows', count);
+    const median = geometricMedian(data, count, this.dIn);
+    this.#params.b_dec.upload(Float32Array.from(median));
+  }
+
+  /** Per-feature count of rows with f > 0 since creation or the last resetFireCounts(). */
+  fireCounts(): Int32Array {
+    this.#live();
+    return this.#fireCounts.toArray() as Int32Array;
+  }
+
+  resetFireCounts(): void {
+    this.#live();
+    this.#fireCounts.fill(0);
+  }
+
+  /** Frees all device memory now (idempotent). Pending operations finish first on their own. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    const sets = [this.#params, this.#grads, this.#moments.m, this.#moments.v];
+    for (const set of sets) for (const name of PARAM_NAMES) set[name].dispose();
+    this.#fireCounts.dispose();
+    this.#workspace?.dispose();
+    this.#workspace = null;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  #live(): void {
+    if (this.#disposed) throw new Error('this SparseAutoencoder has been disposed');
+  }
+
+  #enqueue<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(() => {
+      this.#live();
+      return op();
+    });
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  #dims(batch: number) {
+    return { batch, d: this.dIn, n: this.dSae, precision: PRECISION_CODE[this.precision] };
+  }
+
+  #gradsArgs(x: Tensor, batch: number) {
+    const p = this.#params;
+    const g = this.#grads;
+    return {
+      ...this.#dims(batch),
+      penalty: PENALTY_CODE[this.penalty],
+      l1Coeff: this.#hyper.l1Coeff,
+      x: x.native,
+      W_enc: p.W_enc.native,
+      b_enc: p.b_enc.native,
+      W_dec: p.W_dec.native,
+      b_dec: p.b_dec.native,
+      dW_enc: g.W_enc.native,
+      db_enc: g.b_enc.native,
+      dW_dec: g.W_dec.native,
+      db_dec: g.b_dec.native,
+      fireCounts: this.#fireCounts.native,
+      workspace: this.#workspaceFor(batch).native,
+    };
+  }
+
+  /** The scratch memory for a batch of this size (grown, never shrunk). */
+  #workspaceFor(batch: number): Tensor {
+    if (this.#workspace === null || batch > this.#workspaceBatch) {
+      const bytes = nativeAddon().saeWorkspaceBytes(this.backend, batch, this.dIn, this.dSae, PRECISION_CODE[this.precision]);
+      this.#workspace?.dispose();
+      this.#workspace = null;
+      this.#workspace = Tensor.empty([Math.ceil(bytes / 4)], { backend: this.backend });
+      this.#workspaceBatch = batch;
+    }
+    return this.#workspace;
+  }
+
+  #checkShape2(t: Tensor, name: string, width: number): number {
+    if (!(t instanceof Tensor)) throw new TypeError(`${name} must be a Tensor`);
+    if (t.disposed) throw new TypeError(`${name} has been disposed`);
+    if (t.dtype !== 'f32') throw new TypeError(`${name} must have dtype f32 (got ${t.dtype}; use ${name}.cast('f32'))`);
+    if (t.backend !== this.backend) {
+      throw new TypeError(`${name} is on the ${t.backend} backend but this SAE is on ${this.backend} (use ${name}.to('${this.backend}'))`);
+    }
+    if (t.shape.length !== 2 || t.shape[1] !== width || t.shape[0]! < 1) {
+      throw new RangeError(`${name} must have shape [batch >= 1, ${width}] (got ${formatShape(t.shape)})`);
+    }
+    return t.shape[0]!;
+  }
+
+  #checkBatch(t: Tensor, name: string, width: number): number {
+    this.#live();
+    return this.#checkShape2(t, name, width);
+  }
+}

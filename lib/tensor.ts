@@ -1,0 +1,196 @@
+/**
+ * Device tensors: a shape, a dtype and a handle to memory on a backend (host memory for `cpu`,
+ * GPU memory for `cuda`).
+ *
+ * Memory is freed deterministically by `dispose()` (or `using t = ...` via `Symbol.dispose`); the
+ * garbage collector frees only what was never disposed. An operation still running on a tensor
+ * keeps its memory alive until it completes, so disposing early is safe.
+ *
+ * Blocking: `upload`, `toArray`, `fill`, `copyFrom` and `cast` are synchronous copies (they also
+ * wait for an operation already running on the same backend). SAE operations are asynchronous.
+ */
+import { type BackendName, nativeAddon, resolveBackend } from './backend.js';
+import { bf16ToFloat32, float32ToBf16 } from './bf16.js';
+import { DTYPE_CODE, type NativeTensor } from './native/binding.js';
+
+export type DType = 'f32' | 'bf16' | 'i32';
+
+/** The typed array each dtype travels as: bf16 as raw 16-bit patterns. */
+export type ArrayFor<D extends DType> = D extends 'f32' ? Float32Array : D extends 'bf16' ? Uint16Array : Int32Array;
+
+export interface TensorOptions {
+  dtype?: DType;
+  backend?: BackendName;
+}
+
+const DTYPES: readonly DType[] = ['f32', 'bf16', 'i32'];
+
+function checkShape(shape: readonly number[]): number {
+  if (!Array.isArray(shape)) throw new TypeError(`shape must be an array of integers (got ${String(shape)})`);
+  let size = 1;
+  for (const dim of shape) {
+    if (!Number.isSafeInteger(dim) || dim < 0) {
+      throw new RangeError(`shape [${shape.join(', ')}] must hold non-negative integers`);
+    }
+    size *= dim;
+  }
+  if (!Number.isSafeInteger(size)) throw new RangeError(`shape [${shape.join(', ')}] is too large`);
+  return size;
+}
+
+function checkDtype(dtype: unknown): DType {
+  if (!DTYPES.includes(dtype as DType)) {
+    throw new TypeError(`dtype must be one of ${DTYPES.join(', ')} (got ${JSON.stringify(dtype)})`);
+  }
+  return dtype as DType;
+}
+
+export function formatShape(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+export class Tensor {
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+  readonly backend: BackendName;
+  /** Number of elements. */
+  readonly size: number;
+  #native: NativeTensor | null;
+
+  private constructor(shape: readonly number[], dtype: DType, backend: BackendName, native: NativeTensor) {
+    this.shape = Object.freeze([...shape]);
+    this.dtype = dtype;
+    this.backend = backend;
+    this.size = this.shape.reduce((a, b) => a * b, 1);
+    this.#native = native;
+  }
+
+  /** A tensor with unspecified contents. */
+  static empty(shape: readonly number[], options: TensorOptions = {}): Tensor {
+    const size = checkShape(shape);
+    const dtype = checkDtype(options.dtype ?? 'f32');
+    const backend = resolveBackend(options.backend);
+    const native = new (nativeAddon().NativeTensor)(backend, DTYPE_CODE[dtype], size);
+    return new Tensor(shape, dtype, backend, native);
+  }
+
+  static full(shape: readonly number[], value: number, options: TensorOptions = {}): Tensor {
+    const t = Tensor.empty(shape, options);
+    t.fill(value);
+    return t;
+  }
+
+  static zeros(shape: readonly number[], options: TensorOptions = {}): Tensor {
+    return Tensor.full(shape, 0, options);
+  }
+
+  /**
+   * A tensor holding `data`. For bf16, pass a Float32Array/number[] (rounded to nearest even) or
+   * a Uint16Array of raw bf16 bits.
+   */
+  static from(
+    data: Float32Array | Int32Array | Uint16Array | readonly number[],
+    shape: readonly number[],
+    options: TensorOptions = {},
+  ): Tensor {
+    const t = Tensor.empty(shape, options);
+    try {
+      t.upload(data);
+    } catch (error) {
+      t.dispose();
+      throw error;
+    }
+    return t;
+  }
+
+  get disposed(): boolean {
+    return this.#native === null;
+  }
+
+  /** The native handle (for the library's own operations). Throws if disposed. */
+  get native(): NativeTensor {
+    if (this.#native === null) throw new Error(`Tensor ${formatShape(this.shape)} ${this.dtype} has been disposed`);
+    return this.#native;
+  }
+
+  /** Replaces the contents. `data` must hold exactly `size` elements. */
+  upload(data: Float32Array | Int32Array | Uint16Array | readonly number[]): void {
+    const length = (data as ArrayLike<number>).length;
+    if (length !== this.size) {
+      throw new RangeError(`data holds ${length} elements but the tensor ${formatShape(this.shape)} needs ${this.size}`);
+    }
+    this.native.upload(this.#asTransfer(data));
+  }
+
+  #asTransfer(data: Float32Array | Int32Array | Uint16Array | readonly number[]): Float32Array | Uint16Array | Int32Array {
+    switch (this.dtype) {
+      case 'f32':
+        return data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>);
+      case 'i32':
+        return data instanceof Int32Array ? data : Int32Array.from(data as ArrayLike<number>);
+      case 'bf16':
+        return data instanceof Uint16Array ? data : float32ToBf16(data as ArrayLike<number>);
+    }
+  }
+
+  /** Copies the contents to a new typed array (bf16 as raw Uint16 bits; see toFloat32). */
+  toArray(): Float32Array | Uint16Array | Int32Array {
+    const out =
+      this.dtype === 'f32' ? new Float32Array(this.size) : this.dtype === 'bf16' ? new Uint16Array(this.size) : new Int32Array(this.size);
+    this.native.download(out);
+    return out;
+  }
+
+  /** The contents as float32 whatever the dtype. */
+  toFloat32(): Float32Array {
+    const data = this.toArray();
+    if (data instanceof Float32Array) return data;
+    if (data instanceof Uint16Array) return bf16ToFloat32(data);
+    return Float32Array.from(data);
+  }
+
+  fill(value: number): void {
+    if (typeof value !== 'number') throw new TypeError(`fill value must be a number (got ${typeof value})`);
+    this.native.fill(value);
+  }
+
+  /** Copies another tensor of the same shape and backend into this one, converting dtype. */
+  copyFrom(src: Tensor): void {
+    if (!(src instanceof Tensor)) throw new TypeError('copyFrom: source must be a Tensor');
+    if (src.backend !== this.backend) {
+      throw new TypeError(`copyFrom: source is on ${src.backend}, destination on ${this.backend}`);
+    }
+    if (src.size !== this.size || src.shape.length !== this.shape.length || src.shape.some((d, i) => d !== this.shape[i])) {
+      throw new RangeError(`copyFrom: source shape ${formatShape(src.shape)} differs from ${formatShape(this.shape)}`);
+    }
+    this.native.copyFrom(src.native);
+  }
+
+  /** A new tensor with the same contents in another dtype (f32 <-> bf16 rounds to nearest even). */
+  cast(dtype: DType): Tensor {
+    const out = Tensor.empty(this.shape, { dtype: checkDtype(dtype), backend: this.backend });
+    out.copyFrom(this);
+    return out;
+  }
+
+  /** A tensor with the same contents on another backend. */
+  to(backend: BackendName): Tensor {
+    return Tensor.from(this.toArray(), this.shape, { dtype: this.dtype, backend });
+  }
+
+  /** Frees the memory now (idempotent). */
+  dispose(): void {
+    if (this.#native !== null) {
+      this.#native.dispose();
+      this.#native = null;
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  toString(): string {
+    return `Tensor(${formatShape(this.shape)}, ${this.dtype}, ${this.backend}${this.disposed ? ', disposed' : ''})`;
+  }
+}

@@ -1,0 +1,153 @@
+/*
+ * backend.h — the interface every compute backend implements (CPU, built into the core addon;
+ * CUDA, a separate shared library loaded at run time).
+ *
+ * A backend is a table of C functions so that it can cross a dlopen() boundary without C++ ABI
+ * concerns. Every pointer named "device" below belongs to the backend's own memory space (host
+ * memory for CPU, GPU memory for CUDA); every pointer named "host" is ordinary host memory.
+ *
+ * Errors: every fallible function returns an ms_code and, when it is not MS_OK, fills *err
+ * (never NULL). Functions never abort the process and never throw across the boundary.
+ *
+ * Layouts are row-major and follow SAELens: W_enc [d, n], b_enc [n], W_dec [n, d], b_dec [d],
+ * activations x [B, d], features f [B, n] — d = d_in, n = d_sae, B = batch rows.
+ */
+#ifndef MONOSEMANTIC_BACKEND_H
+#define MONOSEMANTIC_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MS_BACKEND_ABI_VERSION 1
+
+typedef enum {
+  MS_OK = 0,
+  MS_ERR_INVALID = 1,      /* an argument the core should have rejected */
+  MS_ERR_OOM = 2,          /* device or host allocation failed */
+  MS_ERR_DEVICE = 3,       /* driver / runtime failure; device_code holds e.g. the cudaError_t */
+  MS_ERR_UNSUPPORTED = 4,  /* not available on this backend or device */
+  MS_ERR_UNAVAILABLE = 5   /* backend cannot start (no driver, stub driver, no device) */
+} ms_code;
+
+typedef struct {
+  int code;          /* ms_code */
+  int device_code;   /* backend-specific code (cudaError_t), 0 when none */
+  char op[64];       /* the operation that failed, e.g. "cudaMalloc" or "sae_grads" */
+  char message[512]; /* human-readable detail */
+} ms_error;
+
+typedef enum { MS_F32 = 0, MS_BF16 = 1, MS_I32 = 2 } ms_dtype;
+
+/* Matrix-product precision: F32 = fp32 operands and accumulation; BF16 = operands rounded to
+ * bf16, products accumulated in fp32 (parameters and optimizer state always stay fp32). */
+typedef enum { MS_PREC_F32 = 0, MS_PREC_BF16 = 1 } ms_precision;
+
+/* Sparsity penalty.
+ * L1:          lambda * sum_i f_i                 (paper, 2023; decoder rows kept unit-norm)
+ * L1_DECNORM:  lambda * sum_i f_i * ||W_dec[i]||  (April 2024 update; decoder unconstrained) */
+typedef enum { MS_PENALTY_L1 = 0, MS_PENALTY_L1_DECNORM = 1 } ms_penalty;
+
+typedef struct {
+  char name[256];
+  size_t total_bytes;
+  size_t free_bytes;
+  int multiprocessors;
+  int cc_major, cc_minor;
+} ms_device_info;
+
+typedef struct {
+  int driver_version;  /* e.g. 13000 for CUDA 13.0; 0 when not applicable */
+  int runtime_version;
+  int device_count;
+} ms_runtime_info;
+
+/* Everything one SAE forward+backward needs. All arrays are device pointers, fp32 unless noted.
+ * loss = mean_b ||x_b - xhat_b||^2 + lambda * mean_b sum_i f_bi * c_i,
+ *   c_i = 1 (L1) or ||W_dec[i]|| (L1_DECNORM). */
+typedef struct {
+  int batch, d, n;
+  int precision;          /* ms_precision */
+  int penalty;            /* ms_penalty */
+  float l1_coeff;         /* lambda */
+  const float* x;         /* [B, d] */
+  const float* W_enc;     /* [d, n] */
+  const float* b_enc;     /* [n] */
+  const float* W_dec;     /* [n, d] */
+  const float* b_dec;     /* [d] */
+  float* dW_enc;          /* [d, n]  out: dloss/dW_enc */
+  float* db_enc;          /* [n]     out */
+  float* dW_dec;          /* [n, d]  out */
+  float* db_dec;          /* [d]     out */
+  int32_t* fire_counts;   /* [n]     in/out: += number of rows b with f_bi > 0; may be NULL */
+  void* workspace;        /* >= sae_workspace_bytes(batch, d, n, precision) bytes */
+} ms_sae_grads_args;
+
+typedef struct {
+  double loss;     /* mse + l1_coeff * sparsity */
+  double mse;      /* mean_b ||x_b - xhat_b||^2 */
+  double sparsity; /* mean_b sum_i f_bi * c_i */
+  double l0;       /* mean_b #{i : f_bi > 0} */
+} ms_sae_stats;
+
+/* One Adam update (PyTorch semantics, no weight decay):
+ * m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+ * p -= lr * (m / bias1) / (sqrt(v / bias2) + eps),  bias1 = 1 - b1^t, bias2 = 1 - b2^t. */
+typedef struct {
+  float lr, beta1, beta2, eps;
+  float bias1, bias2;  /* computed by the caller in double and rounded once */
+} ms_adam_hparams;
+
+typedef struct ms_backend {
+  int abi_version; /* MS_BACKEND_ABI_VERSION */
+  const char* name; /* "cpu" or "cuda" */
+
+  /* Start-up and facts. init() is called once before anything else. */
+  int (*init)(ms_error* err);
+  int (*runtime_info)(ms_runtime_info* out, ms_error* err);
+  int (*device_info)(int device, ms_device_info* out, ms_error* err);
+
+  /* Memory. alloc of 0 bytes returns a valid unique pointer. All copies are complete on return. */
+  int (*alloc)(size_t bytes, void** out, ms_error* err);
+  void (*free)(void* ptr);
+  int (*upload)(void* dst_device, const void* src_host, size_t bytes, ms_error* err);
+  int (*download)(void* dst_host, const void* src_device, size_t bytes, ms_error* err);
+  int (*copy)(void* dst_device, const void* src_device, size_t bytes, ms_error* err);
+  /* dst[i] = value converted to dtype, for i < count */
+  int (*fill)(void* dst_device, int dtype, size_t count, double value, ms_error* err);
+  /* dst[i] = (dst_dtype) src[i]; f32 <-> bf16 rounds to nearest even; i32 <-> f32 as C casts. */
+  int (*cast)(void* dst_device, int dst_dtype, const void* src_device, int src_dtype, size_t count,
+              ms_error* err);
+  /* Wait for all queued work; surfaces asynchronous failures. */
+  int (*synchronize)(ms_error* err);
+
+  /* SAE ops. */
+  size_t (*sae_workspace_bytes)(int batch, int d, int n, int precision);
+  /* f[B, n] = ReLU((x - b_dec) W_enc + b_enc) */
+  int (*sae_encode)(int batch, int d, int n, int precision, const float* x, const float* W_enc,
+                    const float* b_enc, const float* b_dec, float* f, ms_error* err);
+  /* xhat[B, d] = f W_dec + b_dec */
+  int (*sae_decode)(int batch, int d, int n, int precision, const float* f, const float* W_dec,
+                    const float* b_dec, float* xhat, ms_error* err);
+  /* Loss and all four gradients (see ms_sae_grads_args); stats copied to the host. */
+  int (*sae_grads)(const ms_sae_grads_args* args, ms_sae_stats* stats_host, ms_error* err);
+  /* dW_dec[i] -= (dW_dec[i] . W_dec[i]) / ||W_dec[i]||^2 * W_dec[i], rows i < n (zero rows untouched) */
+  int (*decoder_remove_parallel_grad)(int n, int d, const float* W_dec, float* dW_dec, ms_error* err);
+  /* W_dec[i] /= ||W_dec[i]|| for rows with nonzero norm */
+  int (*decoder_renormalize)(int n, int d, float* W_dec, ms_error* err);
+  int (*adam_update)(size_t count, float* param, const float* grad, float* m, float* v,
+                     const ms_adam_hparams* hp, ms_error* err);
+} ms_backend;
+
+/* Exported by the CUDA shared library; returns NULL if abi_version is not supported. */
+typedef const ms_backend* (*ms_backend_entry_fn)(int abi_version);
+#define MS_CUDA_ENTRY_SYMBOL "monosemantic_cuda_backend"
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MONOSEMANTIC_BACKEND_H */

@@ -1,0 +1,35 @@
+/*
+ * backends.h — the process-wide backend registry: the CPU backend (built in) and the CUDA backend
+ * (a shared library dlopen()ed on request). Each backend has a mutex: backend calls are
+ * serialised, so async operations on libuv worker threads never run concurrently on one backend.
+ */
+#ifndef MONOSEMANTIC_CORE_BACKENDS_H
+#define MONOSEMANTIC_CORE_BACKENDS_H
+
+#include <mutex>
+#include <string>
+
+#include "backend.h"
+
+namespace ms::core {
+
+struct Backend {
+  const ms_backend* table = nullptr;  // null until loaded and initialised
+  std::mutex mutex;                   // held for every call into table
+};
+
+Backend& cpu_backend();
+
+// The CUDA backend, or nullptr if it has not been loaded successfully.
+Backend* cuda_backend();
+
+// Loads and initialises the CUDA backend library at `path` (idempotent once loaded).
+// Returns true on success; otherwise false with the reason in `why`.
+bool load_cuda_backend(const std::string& path, std::string& why);
+
+// "cpu" -> CPU, "cuda" -> CUDA if loaded; nullptr otherwise.
+Backend* backend_by_name(const std::string& name);
+
+}  // namespace ms::core
+
+#endif

@@ -1,0 +1,200 @@
+/* tensor.cpp — see tensor.h. */
+#include "tensor.h"
+
+#include <string>
+
+#include "addon_state.h"
+#include "errors.h"
+
+namespace ms::core {
+namespace {
+
+// Tag that marks objects created by this addon as NativeTensors.
+const napi_type_tag kTensorTag = {0x6d6f6e6f73656d61ULL, 0x74656e736f720001ULL};
+
+// Typed-array element type each dtype travels as between JS and native memory.
+napi_typedarray_type js_array_type(int dtype) {
+  switch (dtype) {
+    case MS_F32: return napi_float32_array;
+    case MS_BF16: return napi_uint16_array;
+    default: return napi_int32_array;
+  }
+}
+
+const char* js_array_name(int dtype) {
+  switch (dtype) {
+    case MS_F32: return "Float32Array";
+    case MS_BF16: return "Uint16Array";
+    default: return "Int32Array";
+  }
+}
+
+}  // namespace
+
+DeviceBuffer::~DeviceBuffer() {
+  std::lock_guard<std::mutex> lock(backend->mutex);
+  backend->table->free(ptr);
+}
+
+size_t dtype_size(int dtype) { return dtype == MS_BF16 ? 2 : 4; }
+
+const char* dtype_name(int dtype) {
+  switch (dtype) {
+    case MS_F32: return "f32";
+    case MS_BF16: return "bf16";
+    case MS_I32: return "i32";
+    default: return "?";
+  }
+}
+
+Napi::Function Tensor::Define(Napi::Env env) {
+  return DefineClass(env, "NativeTensor",
+                     {
+                         InstanceMethod<&Tensor::Upload>("upload"),
+                         InstanceMethod<&Tensor::Download>("download"),
+                         InstanceMethod<&Tensor::Fill>("fill"),
+                         InstanceMethod<&Tensor::CopyFrom>("copyFrom"),
+                         InstanceMethod<&Tensor::Dispose>("dispose"),
+                         InstanceAccessor<&Tensor::GetDisposed>("disposed"),
+                         InstanceAccessor<&Tensor::GetByteLength>("byteLength"),
+                     });
+}
+
+// new NativeTensor(backend: 'cpu' | 'cuda', dtype: 0 | 1 | 2, numel: number)
+Tensor::Tensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tensor>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 3 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber())
+    throw Napi::TypeError::New(env, "NativeTensor(backend, dtype, numel): bad arguments");
+  const std::string name = info[0].As<Napi::String>();
+  Backend* backend = backend_by_name(name);
+  if (!backend) throw Napi::Error::New(env, "backend '" + name + "' is not available");
+  dtype_ = info[1].As<Napi::Number>().Int32Value();
+  if (dtype_ != MS_F32 && dtype_ != MS_BF16 && dtype_ != MS_I32)
+    throw Napi::TypeError::New(env, "NativeTensor: unknown dtype " + std::to_string(dtype_));
+  const double numel = info[2].As<Napi::Number>().DoubleValue();
+  if (!(numel >= 0) || numel > 9.0e15 || numel != double(size_t(numel)))
+    throw Napi::RangeError::New(env, "NativeTensor: element count must be a non-negative integer");
+  numel_ = size_t(numel);
+  const size_t bytes = numel_ * dtype_size(dtype_);
+  void* ptr = nullptr;
+  ms_error err{};
+  {
+    std::lock_guard<std::mutex> lock(backend->mutex);
+    if (backend->table->alloc(bytes, &ptr, &err) != MS_OK) throw_error(env, err);
+  }
+  buffer_ = std::make_shared<DeviceBuffer>(backend, ptr, bytes);
+  info.This().As<Napi::Object>().TypeTag(&kTensorTag);
+}
+
+Tensor* Tensor::From(Napi::Value value, const char* what) {
+  Napi::Env env = value.Env();
+  if (!value.IsObject() || !value.As<Napi::Object>().CheckTypeTag(&kTensorTag))
+    throw Napi::TypeError::New(env, std::string(what) + " must be a Tensor");
+  Tensor* t = Unwrap(value.As<Napi::Object>());
+  if (!t->buffer_) throw Napi::Error::New(env, std::string(what) + " has been disposed");
+  return t;
+}
+
+void Tensor::RequireLive(Napi::Env env, const char* op) const {
+  if (!buffer_) throw Napi::Error::New(env, std::string("Tensor.") + op + ": tensor has been disposed");
+}
+
+// upload(src: TypedArray matching dtype, elementOffset = 0): copies src into elements
+// [offset, offset + src.length).
+Napi::Value Tensor::Upload(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireLive(env, "upload");
+  if (info.Length() < 1 || !info[0].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != js_array_type(dtype_))
+    throw Napi::TypeError::New(env, std::string("Tensor.upload: source must be a ") +
+                                        js_array_name(dtype_) + " for dtype " + dtype_name(dtype_));
+  Napi::TypedArray src = info[0].As<Napi::TypedArray>();
+  const size_t offset = info.Length() > 1 ? size_t(info[1].As<Napi::Number>().Int64Value()) : 0;
+  if (offset + src.ElementLength() > numel_)
+    throw Napi::RangeError::New(env, "Tensor.upload: " + std::to_string(src.ElementLength()) +
+                                         " elements at offset " + std::to_string(offset) +
+                                         " exceed the tensor's " + std::to_string(numel_));
+  const size_t esize = dtype_size(dtype_);
+  const uint8_t* data = static_cast<const uint8_t*>(src.ArrayBuffer().Data()) + src.ByteOffset();
+  ms_error err{};
+  Backend* be = buffer_->backend;
+  std::lock_guard<std::mutex> lock(be->mutex);
+  if (be->table->upload(static_cast<uint8_t*>(buffer_->ptr) + offset * esize, data,
+                        src.ElementLength() * esize, &err) != MS_OK)
+    throw_error(env, err);
+  return env.Undefined();
+}
+
+// download(dst: TypedArray matching dtype, elementOffset = 0): copies elements
+// [offset, offset + dst.length) into dst.
+Napi::Value Tensor::Download(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireLive(env, "download");
+  if (info.Length() < 1 || !info[0].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != js_array_type(dtype_))
+    throw Napi::TypeError::New(env, std::string("Tensor.download: destination must be a ") +
+                                        js_array_name(dtype_) + " for dtype " + dtype_name(dtype_));
+  Napi::TypedArray dst = info[0].As<Napi::TypedArray>();
+  const size_t offset = info.Length() > 1 ? size_t(info[1].As<Napi::Number>().Int64Value()) : 0;
+  if (offset + dst.ElementLength() > numel_)
+    throw Napi::RangeError::New(env, "Tensor.download: " + std::to_string(dst.ElementLength()) +
+                                         " elements at offset " + std::to_string(offset) +
+                                         " exceed the tensor's " + std::to_string(numel_));
+  const size_t esize = dtype_size(dtype_);
+  uint8_t* data = static_cast<uint8_t*>(dst.ArrayBuffer().Data()) + dst.ByteOffset();
+  ms_error err{};
+  Backend* be = buffer_->backend;
+  std::lock_guard<std::mutex> lock(be->mutex);
+  if (be->table->download(data, static_cast<const uint8_t*>(buffer_->ptr) + offset * esize,
+                          dst.ElementLength() * esize, &err) != MS_OK)
+    throw_error(env, err);
+  return env.Undefined();
+}
+
+// fill(value: number)
+Napi::Value Tensor::Fill(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireLive(env, "fill");
+  if (info.Length() < 1 || !info[0].IsNumber())
+    throw Napi::TypeError::New(env, "Tensor.fill: value must be a number");
+  ms_error err{};
+  Backend* be = buffer_->backend;
+  std::lock_guard<std::mutex> lock(be->mutex);
+  if (be->table->fill(buffer_->ptr, dtype_, numel_, info[0].As<Napi::Number>().DoubleValue(), &err) !=
+      MS_OK)
+    throw_error(env, err);
+  return env.Undefined();
+}
+
+// copyFrom(src: NativeTensor): same backend and element count; converts dtype when they differ.
+Napi::Value Tensor::CopyFrom(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireLive(env, "copyFrom");
+  Tensor* src = From(info[0], "Tensor.copyFrom: source");
+  if (src->backend() != backend())
+    throw Napi::TypeError::New(env, "Tensor.copyFrom: source is on another backend");
+  if (src->numel_ != numel_)
+    throw Napi::RangeError::New(env, "Tensor.copyFrom: element counts differ (" +
+                                         std::to_string(src->numel_) + " vs " + std::to_string(numel_) + ")");
+  ms_error err{};
+  Backend* be = buffer_->backend;
+  std::lock_guard<std::mutex> lock(be->mutex);
+  if (be->table->cast(buffer_->ptr, dtype_, src->buffer_->ptr, src->dtype_, numel_, &err) != MS_OK)
+    throw_error(env, err);
+  return env.Undefined();
+}
+
+Napi::Value Tensor::Dispose(const Napi::CallbackInfo& info) {
+  buffer_.reset();
+  return info.Env().Undefined();
+}
+
+Napi::Value Tensor::GetDisposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), !buffer_);
+}
+
+Napi::Value Tensor::GetByteLength(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), buffer_ ? double(buffer_->bytes) : 0.0);
+}
+
+}  // namespace ms::core

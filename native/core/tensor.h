@@ -1,0 +1,62 @@
+/*
+ * tensor.h — NativeTensor: a handle to a backend allocation (dtype + element count). Shapes live
+ * in the TypeScript wrapper. Memory is owned by a shared DeviceBuffer: dispose() drops the
+ * handle's reference at once; an async operation still using the buffer keeps it alive until it
+ * finishes. The garbage collector's finalizer only frees what was never disposed.
+ */
+#ifndef MONOSEMANTIC_CORE_TENSOR_H
+#define MONOSEMANTIC_CORE_TENSOR_H
+
+#include <napi.h>
+
+#include <memory>
+
+#include "backends.h"
+
+namespace ms::core {
+
+struct DeviceBuffer {
+  Backend* backend;
+  void* ptr;
+  size_t bytes;
+  DeviceBuffer(Backend* b, void* p, size_t n) : backend(b), ptr(p), bytes(n) {}
+  ~DeviceBuffer();
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+};
+
+size_t dtype_size(int dtype);
+const char* dtype_name(int dtype);
+
+class Tensor : public Napi::ObjectWrap<Tensor> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit Tensor(const Napi::CallbackInfo& info);
+
+  // Validates that `value` is a live NativeTensor (type-tagged), else throws TypeError naming `what`.
+  static Tensor* From(Napi::Value value, const char* what);
+
+  const std::shared_ptr<DeviceBuffer>& buffer() const { return buffer_; }
+  int dtype() const { return dtype_; }
+  size_t numel() const { return numel_; }
+  Backend* backend() const { return buffer_->backend; }
+
+ private:
+  Napi::Value Upload(const Napi::CallbackInfo& info);
+  Napi::Value Download(const Napi::CallbackInfo& info);
+  Napi::Value Fill(const Napi::CallbackInfo& info);
+  Napi::Value CopyFrom(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  Napi::Value GetDisposed(const Napi::CallbackInfo& info);
+  Napi::Value GetByteLength(const Napi::CallbackInfo& info);
+
+  void RequireLive(Napi::Env env, const char* op) const;
+
+  std::shared_ptr<DeviceBuffer> buffer_;
+  int dtype_ = MS_F32;
+  size_t numel_ = 0;
+};
+
+}  // namespace ms::core
+
+#endif

@@ -1,0 +1,133 @@
+/*
+ * backend_cpu.cpp — the CPU backend's ms_backend table (backend.h): host memory, copies,
+ * fill/cast, and the SAE ops from sae_cpu.cpp. "Device" memory here is 64-byte aligned host memory.
+ */
+#include "backend_cpu.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "bf16.h"
+#include "cpu_features.h"
+#include "sae_cpu.h"
+#include "status.h"
+#include "thread_pool.h"
+
+namespace ms::cpu {
+namespace {
+
+constexpr size_t kAlignment = 64;
+
+int cpu_init(ms_error*) { return MS_OK; }
+
+int cpu_runtime_info(ms_runtime_info* out, ms_error*) {
+  out->driver_version = 0;
+  out->runtime_version = 0;
+  out->device_count = 1;
+  return MS_OK;
+}
+
+int cpu_device_info(int device, ms_device_info* out, ms_error* err) {
+  if (device != 0) return fail(err, MS_ERR_INVALID, "device_info", "the CPU backend has one device");
+  std::memset(out, 0, sizeof *out);
+  std::snprintf(out->name, sizeof out->name, "%s", cpu_model_name().c_str());
+  out->multiprocessors = num_threads();
+  return MS_OK;
+}
+
+int cpu_alloc(size_t bytes, void** out, ms_error* err) {
+  const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  void* ptr = std::aligned_alloc(kAlignment, rounded ? rounded : kAlignment);
+  if (!ptr) return fail(err, MS_ERR_OOM, "alloc", "out of host memory allocating %zu bytes", bytes);
+  *out = ptr;
+  return MS_OK;
+}
+
+void cpu_free(void* ptr) { std::free(ptr); }
+
+int cpu_copy(void* dst, const void* src, size_t bytes, ms_error*) {
+  if (bytes) std::memcpy(dst, src, bytes);
+  return MS_OK;
+}
+
+int cpu_fill(void* dst, int dtype, size_t count, double value, ms_error* err) {
+  switch (dtype) {
+    case MS_F32: {
+      float* p = static_cast<float*>(dst);
+      const float v = float(value);
+      for (size_t i = 0; i < count; ++i) p[i] = v;
+      return MS_OK;
+    }
+    case MS_BF16: {
+      uint16_t* p = static_cast<uint16_t*>(dst);
+      const uint16_t v = float_to_bf16(float(value));
+      for (size_t i = 0; i < count; ++i) p[i] = v;
+      return MS_OK;
+    }
+    case MS_I32: {
+      int32_t* p = static_cast<int32_t*>(dst);
+      const int32_t v = int32_t(value);
+      for (size_t i = 0; i < count; ++i) p[i] = v;
+      return MS_OK;
+    }
+    default:
+      return fail(err, MS_ERR_INVALID, "fill", "unknown dtype %d", dtype);
+  }
+}
+
+float load_as_float(const void* src, int dtype, size_t i) {
+  switch (dtype) {
+    case MS_F32: return static_cast<const float*>(src)[i];
+    case MS_BF16: return bf16_to_float(static_cast<const uint16_t*>(src)[i]);
+    default: return float(static_cast<const int32_t*>(src)[i]);
+  }
+}
+
+int cpu_cast(void* dst, int dst_dtype, const void* src, int src_dtype, size_t count, ms_error* err) {
+  for (int dt : {dst_dtype, src_dtype})
+    if (dt != MS_F32 && dt != MS_BF16 && dt != MS_I32)
+      return fail(err, MS_ERR_INVALID, "cast", "unknown dtype %d", dt);
+  if (dst_dtype == src_dtype) return cpu_copy(dst, src, count * (dst_dtype == MS_BF16 ? 2 : 4), err);
+  for (size_t i = 0; i < count; ++i) {
+    const float v = load_as_float(src, src_dtype, i);
+    switch (dst_dtype) {
+      case MS_F32: static_cast<float*>(dst)[i] = v; break;
+      case MS_BF16: static_cast<uint16_t*>(dst)[i] = float_to_bf16(v); break;
+      default: static_cast<int32_t*>(dst)[i] = int32_t(v); break;
+    }
+  }
+  return MS_OK;
+}
+
+int cpu_synchronize(ms_error*) { return MS_OK; }
+
+const ms_backend kCpuBackend = {
+    MS_BACKEND_ABI_VERSION,
+    "cpu",
+    cpu_init,
+    cpu_runtime_info,
+    cpu_device_info,
+    cpu_alloc,
+    cpu_free,
+    cpu_copy,  // upload: host to host
+    cpu_copy,  // download
+    cpu_copy,
+    cpu_fill,
+    cpu_cast,
+    cpu_synchronize,
+    sae_workspace_bytes,
+    sae_encode,
+    sae_decode,
+    sae_grads,
+    decoder_remove_parallel_grad,
+    decoder_renormalize,
+    adam_update,
+};
+
+}  // namespace
+
+const ms_backend* cpu_backend() { return &kCpuBackend; }
+
+}  // namespace ms::cpu
