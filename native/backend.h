@@ -118,7 +118,8 @@ typedef struct ms_backend {
   int (*copy)(void* dst_device, const void* src_device, size_t bytes, ms_error* err);
   /* dst[i] = value converted to dtype, for i < count */
   int (*fill)(void* dst_device, int dtype, size_t count, double value, ms_error* err);
-  /* dst[i] = (dst_dtype) src[i]; f32 <-> bf16 rounds to nearest even; i32 <-> f32 as C casts. */
+  /* dst[i] = (dst_dtype) src[i]; f32 <-> bf16 rounds to nearest even; i32 -> f32 rounds to nearest;
+   * f32 -> i32 truncates toward zero and saturates (NaN -> 0), as __float2int_rz. */
   int (*cast)(void* dst_device, int dst_dtype, const void* src_device, int src_dtype, size_t count,
               ms_error* err);
   /* Wait for all queued work; surfaces asynchronous failures. */

@@ -163,11 +163,13 @@ export class SparseAutoencoder {
     return this.#enqueue(() => nativeAddon().saeGrads(this.#gradsArgs(x, batch)));
   }
 
-  /** Feature activations f [B, dSae] for x [B, dIn]. */
-  encode(x: Tensor): Promise<Tensor> {
+  /** Feature activations f [B, dSae] for x [B, dIn], into `out` when given. */
+  encode(x: Tensor, out?: Tensor): Promise<Tensor> {
     const batch = this.#checkBatch(x, 'x', this.dIn);
+    if (out !== undefined) this.#checkOut(out, [batch, this.dSae]);
     return this.#enqueue(async () => {
-      const out = Tensor.empty([batch, this.dSae], { backend: this.backend });
+      const owned = out === undefined;
+      out ??= Tensor.empty([batch, this.dSae], { backend: this.backend });
       try {
         const p = this.#params;
         await nativeAddon().saeEncode({
@@ -180,23 +182,25 @@ export class SparseAutoencoder {
         });
         return out;
       } catch (error) {
-        out.dispose();
+        if (owned) out.dispose();
         throw error;
       }
     });
   }
 
-  /** Reconstruction x̂ [B, dIn] from feature activations f [B, dSae]. */
-  decode(f: Tensor): Promise<Tensor> {
+  /** Reconstruction x̂ [B, dIn] from feature activations f [B, dSae], into `out` when given. */
+  decode(f: Tensor, out?: Tensor): Promise<Tensor> {
     const batch = this.#checkBatch(f, 'f', this.dSae);
+    if (out !== undefined) this.#checkOut(out, [batch, this.dIn]);
     return this.#enqueue(async () => {
-      const out = Tensor.empty([batch, this.dIn], { backend: this.backend });
+      const owned = out === undefined;
+      out ??= Tensor.empty([batch, this.dIn], { backend: this.backend });
       try {
         const p = this.#params;
         await nativeAddon().saeDecode({ ...this.#dims(batch), f: f.native, W_dec: p.W_dec.native, b_dec: p.b_dec.native, out: out.native });
         return out;
       } catch (error) {
-        out.dispose();
+        if (owned) out.dispose();
         throw error;
       }
     });
@@ -337,6 +341,11 @@ export class SparseAutoencoder {
       throw new RangeError(`${name} must have shape [batch >= 1, ${width}] (got ${formatShape(t.shape)})`);
     }
     return t.shape[0]!;
+  }
+
+  #checkOut(out: Tensor, shape: number[]): void {
+    this.#checkShape2(out, 'out', shape[1]!);
+    if (out.shape[0] !== shape[0]) throw new RangeError(`out must have shape ${formatShape(shape)} (got ${formatShape(out.shape)})`);
   }
 
   #checkBatch(t: Tensor, name: string, width: number): number {

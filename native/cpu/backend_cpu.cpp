@@ -5,6 +5,7 @@
 #include "backend_cpu.h"
 
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -52,6 +53,14 @@ int cpu_copy(void* dst, const void* src, size_t bytes, ms_error*) {
   return MS_OK;
 }
 
+// Truncates toward zero and saturates at the int32 range; NaN becomes 0 (as CUDA's __float2int_rz).
+int32_t float_to_i32(float v) {
+  if (std::isnan(v)) return 0;
+  if (v >= 2147483647.0f) return INT32_MAX;
+  if (v <= -2147483648.0f) return INT32_MIN;
+  return int32_t(v);
+}
+
 int cpu_fill(void* dst, int dtype, size_t count, double value, ms_error* err) {
   switch (dtype) {
     case MS_F32: {
@@ -68,7 +77,7 @@ int cpu_fill(void* dst, int dtype, size_t count, double value, ms_error* err) {
     }
     case MS_I32: {
       int32_t* p = static_cast<int32_t*>(dst);
-      const int32_t v = int32_t(value);
+      const int32_t v = float_to_i32(float(value));
       for (size_t i = 0; i < count; ++i) p[i] = v;
       return MS_OK;
     }
@@ -95,7 +104,7 @@ int cpu_cast(void* dst, int dst_dtype, const void* src, int src_dtype, size_t co
     switch (dst_dtype) {
       case MS_F32: static_cast<float*>(dst)[i] = v; break;
       case MS_BF16: static_cast<uint16_t*>(dst)[i] = float_to_bf16(v); break;
-      default: static_cast<int32_t*>(dst)[i] = int32_t(v); break;
+      default: static_cast<int32_t*>(dst)[i] = float_to_i32(v); break;
     }
   }
   return MS_OK;

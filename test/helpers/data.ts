@@ -1,0 +1,44 @@
+/** Test data and comparisons shared by the native test suites. */
+import { Rng } from '../../lib/random.js';
+
+export function uniformArray(rng: Rng, length: number, lo = -1, hi = 1): Float32Array {
+  return rng.fillUniform(new Float32Array(length), lo, hi);
+}
+
+export function normalArray(rng: Rng, length: number, std = 1): Float32Array {
+  return rng.fillNormal(new Float32Array(length), std);
+}
+
+/** ‖a − ref‖ / ‖ref‖ in float64 (Frobenius); Infinity if a holds a non-finite value. */
+export function relError(a: ArrayLike<number>, ref: ArrayLike<number>): number {
+  if (a.length !== ref.length) throw new Error(`length ${a.length} vs reference ${ref.length}`);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (!Number.isFinite(a[i]!)) return Infinity;
+    num += (a[i]! - ref[i]!) ** 2;
+    den += ref[i]! ** 2;
+  }
+  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+}
+
+/** |a − ref| / max(|ref|, floor) for scalars. */
+export function relDiff(a: number, ref: number, floor = 1e-12): number {
+  return Math.abs(a - ref) / Math.max(Math.abs(ref), floor);
+}
+
+/** The value nearest to v that bf16 represents (round to nearest even). */
+export function roundBf16(v: number): number {
+  const f = new Float32Array([v]);
+  const u = new Uint32Array(f.buffer);
+  u[0] = ((u[0]! + 0x7fff + ((u[0]! >>> 16) & 1)) >>> 16) << 16;
+  return f[0]!;
+}
+
+export function roundArrayBf16(a: Float32Array): Float32Array {
+  return a.map(roundBf16);
+}
+
+export function toF64(a: Float32Array): Float64Array {
+  return Float64Array.from(a);
+}

@@ -1,0 +1,82 @@
+/**
+ * Backend choice from MONOSEMANTIC_BACKEND and the CUDA library's presence. Each case re-imports
+ * lib/backend.ts fresh so its lazy initialisation runs again under the new environment.
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+async function freshBackend() {
+  vi.resetModules();
+  return import('../../lib/backend.js');
+}
+
+const saved = { ...process.env };
+afterEach(() => {
+  process.env = { ...saved };
+});
+
+describe('backend selection', () => {
+  it('forcing cpu keeps the reason', async () => {
+    process.env.MONOSEMANTIC_BACKEND = 'cpu';
+    const { backendStatus } = await freshBackend();
+    const s = backendStatus();
+    expect(s.requested).toBe('cpu');
+    expect(s.active).toBe('cpu');
+    expect(s.cuda.available).toBe(false);
+    expect(s.cuda.reason).toBe('MONOSEMANTIC_BACKEND=cpu');
+  });
+
+  it('falls back to the CPU when the CUDA library is missing, saying where it looked', async () => {
+    process.env.MONOSEMANTIC_CUDA_LIBRARY = '/nonexistent/libmonosemantic_cuda.so';
+    const { backendStatus, resolveBackend } = await freshBackend();
+    const s = backendStatus();
+    expect(s.active).toBe('cpu');
+    expect(s.cuda.reason).toMatch(/not found at \/nonexistent\/libmonosemantic_cuda.so/);
+    expect(() => resolveBackend('cuda')).toThrow(/CUDA backend is not available: .*not found/);
+  });
+
+  it('falls back to the CPU when the CUDA library fails to load, keeping the loader message', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'monosemantic-'));
+    const bogus = path.join(dir, 'libmonosemantic_cuda.so');
+    writeFileSync(bogus, 'not a shared library');
+    process.env.MONOSEMANTIC_CUDA_LIBRARY = bogus;
+    const { backendStatus } = await freshBackend();
+    const s = backendStatus();
+    expect(s.active).toBe('cpu');
+    expect(s.cuda.reason).toContain(`could not load ${bogus}`);
+  });
+
+  it('forcing cuda where it cannot load is an error that says why', async () => {
+    process.env.MONOSEMANTIC_BACKEND = 'cuda';
+    process.env.MONOSEMANTIC_CUDA_LIBRARY = '/nonexistent/libmonosemantic_cuda.so';
+    const { backendStatus } = await freshBackend();
+    expect(() => backendStatus()).toThrow(/MONOSEMANTIC_BACKEND=cuda, but CUDA cannot be used: .*not found/);
+  });
+
+  it('rejects an unknown MONOSEMANTIC_BACKEND', async () => {
+    process.env.MONOSEMANTIC_BACKEND = 'tpu';
+    const { backendStatus } = await freshBackend();
+    expect(() => backendStatus()).toThrow(/MONOSEMANTIC_BACKEND must be 'auto', 'cpu' or 'cuda' \(got 'tpu'\)/);
+  });
+});
+
+describe('finding the addon', () => {
+  it('says what was looked for and how to build when no binary fits', async () => {
+    const { loadAddon } = await import('../../lib/native/load.js');
+    const empty = mkdtempSync(path.join(os.tmpdir(), 'monosemantic-empty-'));
+    let error: unknown;
+    try {
+      loadAddon(empty);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toMatchObject({ code: 'E_NO_BINARY' });
+    const message = (error as Error).message;
+    expect(message).toContain(path.join(empty, 'prebuilds', `${process.platform}-${process.arch}`));
+    expect(message).toContain(path.join(empty, 'build', 'Release'));
+    expect(message).toContain('npm run build:native');
+  });
+});
