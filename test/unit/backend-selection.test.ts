@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -78,5 +78,20 @@ describe('finding the addon', () => {
     expect(message).toContain(path.join(empty, 'prebuilds', `${process.platform}-${process.arch}`));
     expect(message).toContain(path.join(empty, 'build', 'Release'));
     expect(message).toContain('npm run build:native');
+  });
+});
+
+describe('prebuilt binaries', () => {
+  it('are found in prebuilds/<platform>-<arch>/ when there is no local build', async () => {
+    const { loadAddon } = await import('../../lib/native/load.js');
+    const { path: builtPath } = loadAddon();
+    const root = mkdtempSync(path.join(os.tmpdir(), 'monosemantic-prebuilt-'));
+    const dir = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+    mkdirSync(dir, { recursive: true });
+    copyFileSync(builtPath, path.join(dir, 'monosemantic.napi.node'));
+    writeFileSync(path.join(root, 'package.json'), JSON.stringify({ name: 'monosemantic' }));
+    const loaded = loadAddon(root);
+    expect(loaded.path).toBe(path.join(dir, 'monosemantic.napi.node'));
+    expect(loaded.addon.cpuInfo().threads).toBeGreaterThan(0);
   });
 });

@@ -1,0 +1,41 @@
+/** The `monosemantic` command line, run as users run it (the compiled bin). */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+import { packageRoot } from '../../lib/native/load.js';
+
+const bin = path.join(packageRoot(), 'dist/lib/cli/main.js');
+
+function cli(args: string[], env: Record<string, string> = {}) {
+  if (!existsSync(bin)) throw new Error(`${bin} is missing: run \`npm run build:ts\` first (npm test does)`);
+  return spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+}
+
+describe('monosemantic doctor', () => {
+  it('prints the CPU, the backend and why CUDA is not in use', () => {
+    const r = cli(['doctor'], { MONOSEMANTIC_BACKEND: 'cpu' });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/cpu simd\s+(scalar|avx2|avx512)/);
+    expect(r.stdout).toMatch(/cpu threads\s+\d+/);
+    expect(r.stdout).toMatch(/why not cuda\s+MONOSEMANTIC_BACKEND=cpu/);
+  });
+
+  it('--json gives the same facts for scripts', () => {
+    const r = cli(['doctor', '--json'], { MONOSEMANTIC_BACKEND: 'cpu', MONOSEMANTIC_THREADS: '3' });
+    expect(r.status).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.backend).toEqual({ requested: 'cpu', active: 'cpu' });
+    expect(report.cpu.threads).toBe(3);
+    expect(report.cuda.loaded).toBe(false);
+    expect(report.cuda.reason).toBe('MONOSEMANTIC_BACKEND=cpu');
+  });
+
+  it('exits with a clear message when forced onto an unavailable CUDA backend', () => {
+    const r = cli(['doctor'], { MONOSEMANTIC_BACKEND: 'cuda', MONOSEMANTIC_CUDA_LIBRARY: '/nonexistent/lib.so' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/monosemantic: MONOSEMANTIC_BACKEND=cuda, but CUDA cannot be used: .*not found/);
+  });
+});
