@@ -3,9 +3,9 @@ import { expect, it } from 'vitest';
 
 import { trainOnPlanted } from '../helpers/planted.js';
 
-it('recovers a planted dictionary of 256 atoms in 64 dimensions (mean best cosine >= 0.95)', async () => {
-  const result = await trainOnPlanted('cpu', 'f32', 3000);
-  console.log(`cpu planted-dictionary recovery: ${JSON.stringify(result)}`);
+it.each(['f32', 'bf16'] as const)('recovers a planted dictionary (%s) of 256 atoms in 64 dimensions (mean best cosine >= 0.95)', async (precision) => {
+  const result = await trainOnPlanted('cpu', precision, 3000);
+  console.log(`cpu ${precision} planted-dictionary recovery: ${JSON.stringify(result)}`);
   expect(result.lastLoss).toBeLessThan(result.firstLoss);
   expect(result.recovery).toBeGreaterThanOrEqual(0.95);
 });

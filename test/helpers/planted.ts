@@ -76,7 +76,8 @@ export async function trainOnPlanted(backend: BackendName, precision: 'f32' | 'b
   const planted = new PlantedDictionary(256, 64, 3);
   const batch = 256;
   const n = 512;
-  using sae = SparseAutoencoder.create({ dIn: 64, dSae: n, backend, precision, seed: 11, l1Coeff: 0.1, lr: 1e-3 });
+  // λ and lr tuned once on the CPU (recovery ~0.996 after 3000 steps in f32 and in bf16).
+  using sae = SparseAutoencoder.create({ dIn: 64, dSae: n, backend, precision, seed: 11, l1Coeff: 0.3, lr: 3e-3 });
   sae.initDecoderBiasToGeometricMedian(planted.sample(2048));
   using x = Tensor.empty([batch, 64], { backend });
   let firstLoss = Number.NaN;
