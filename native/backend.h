@@ -83,7 +83,8 @@ typedef struct {
   float* dW_dec;          /* [n, d]  out */
   float* db_dec;          /* [d]     out */
   int32_t* fire_counts;   /* [n]     in/out: += number of rows b with f_bi > 0; may be NULL */
-  void* workspace;        /* >= sae_workspace_bytes(batch, d, n, precision) bytes */
+  void* workspace;        /* >= sae_workspace_bytes(batch, d, n, precision) bytes, the start of a
+                           * block from this backend's alloc() (CUDA relies on its 256-byte alignment) */
 } ms_sae_grads_args;
 
 typedef struct {
@@ -105,18 +106,20 @@ typedef struct ms_backend {
   int abi_version; /* MS_BACKEND_ABI_VERSION */
   const char* name; /* "cpu" or "cuda" */
 
-  /* Start-up and facts. init() is called once before anything else. */
+  /* Start-up and facts. init() is called before anything else; after a failure it may be called
+   * again, after a success it does nothing. device_info reports free memory for the device in use. */
   int (*init)(ms_error* err);
   int (*runtime_info)(ms_runtime_info* out, ms_error* err);
   int (*device_info)(int device, ms_device_info* out, ms_error* err);
 
-  /* Memory. alloc of 0 bytes returns a valid unique pointer. All copies are complete on return. */
+  /* Memory. alloc returns blocks aligned to at least 64 bytes (CPU) or 256 bytes (CUDA); alloc of
+   * 0 bytes returns a valid unique pointer. All copies are complete on return. */
   int (*alloc)(size_t bytes, void** out, ms_error* err);
   void (*free)(void* ptr);
   int (*upload)(void* dst_device, const void* src_host, size_t bytes, ms_error* err);
   int (*download)(void* dst_host, const void* src_device, size_t bytes, ms_error* err);
   int (*copy)(void* dst_device, const void* src_device, size_t bytes, ms_error* err);
-  /* dst[i] = value converted to dtype, for i < count */
+  /* dst[i] = value, for i < count: converted to float first, then to dtype as cast() does */
   int (*fill)(void* dst_device, int dtype, size_t count, double value, ms_error* err);
   /* dst[i] = (dst_dtype) src[i]; f32 <-> bf16 rounds to nearest even; i32 -> f32 rounds to nearest;
    * f32 -> i32 truncates toward zero and saturates (NaN -> 0), as __float2int_rz. */

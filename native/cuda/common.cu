@@ -1,0 +1,122 @@
+/*
+ * common.cu — the CUDA backend's error plumbing and per-entry-point bracketing (see common.cuh).
+ */
+#include "common.cuh"
+
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+
+namespace ms::cuda {
+namespace {
+
+void vset_error(ms_error* err, int code, int device_code, const char* op, const char* fmt,
+                va_list args) {
+  if (!err) return;
+  err->code = code;
+  err->device_code = device_code;
+  std::snprintf(err->op, sizeof err->op, "%s", op ? op : "");
+  std::vsnprintf(err->message, sizeof err->message, fmt, args);
+}
+
+}  // namespace
+
+State& state() {
+  static State s;
+  return s;
+}
+
+int set_error(ms_error* err, int code, int device_code, const char* op, const char* fmt, ...) {
+  va_list args;
+  va_start(args, fmt);
+  vset_error(err, code, device_code, op, fmt, args);
+  va_end(args);
+  return code;
+}
+
+int invalid(ms_error* err, const char* op, const char* fmt, ...) {
+  va_list args;
+  va_start(args, fmt);
+  vset_error(err, MS_ERR_INVALID, 0, op, fmt, args);
+  va_end(args);
+  return MS_ERR_INVALID;
+}
+
+void append_message(ms_error* err, const char* fmt, ...) {
+  if (!err) return;
+  const size_t len = std::strlen(err->message);
+  if (len + 1 >= sizeof err->message) return;
+  va_list args;
+  va_start(args, fmt);
+  std::vsnprintf(err->message + len, sizeof err->message - len, fmt, args);
+  va_end(args);
+}
+
+int cuda_error(ms_error* err, cudaError_t e, const char* entry, const char* call) {
+  const int code = e == cudaErrorMemoryAllocation ? MS_ERR_OOM : MS_ERR_DEVICE;
+  set_error(err, code, static_cast<int>(e), call, "%s: %s (in %s)", cudaGetErrorName(e),
+            cudaGetErrorString(e), entry);
+  // Reset the per-thread last error so a non-sticky failure is not reported again later by an
+  // unrelated cudaGetLastError(). (Sticky errors stay: the context is unusable after them.)
+  (void)cudaGetLastError();
+  return code;
+}
+
+int begin(Op& op, ms_error* err, const char* name) {
+  op.err = err;
+  op.name = name;
+  const State& s = state();
+  if (!s.ready)
+    return set_error(err, MS_ERR_UNAVAILABLE, 0, name,
+                     "the CUDA backend is not initialised (init() was not called or failed)");
+  op.stream = s.stream;
+  // Drop a stale last-error of this thread: every failure we report has already cleared it, so
+  // this only matters for errors raised outside this library on the same thread.
+  (void)cudaGetLastError();
+  return check(op, cudaSetDevice(s.device), "cudaSetDevice");
+}
+
+int check(const Op& op, cudaError_t e, const char* call) {
+  return e == cudaSuccess ? MS_OK : cuda_error(op.err, e, op.name, call);
+}
+
+int check_launch(const Op& op, const char* kernel) {
+  const cudaError_t e = cudaGetLastError();
+  if (e == cudaSuccess) return MS_OK;
+  char call[64];
+  std::snprintf(call, sizeof call, "launch %s", kernel);
+  return cuda_error(op.err, e, op.name, call);
+}
+
+int finish(const Op& op) { return check(op, cudaStreamSynchronize(op.stream), "cudaStreamSynchronize"); }
+
+DeviceScratch::~DeviceScratch() {
+  if (ptr_) {
+    // Error path only (release() was not reached): an error is already reported; a failure to
+    // free here (e.g. a sticky error) has nowhere better to go.
+    (void)cudaFree(ptr_);
+    (void)cudaGetLastError();
+  }
+}
+
+int DeviceScratch::allocate(const Op& op, size_t bytes) {
+  if (ptr_) return set_error(op.err, MS_ERR_INVALID, 0, op.name, "internal: scratch allocated twice");
+  void* p = nullptr;
+  const cudaError_t e = cudaMalloc(&p, bytes ? bytes : kAlign);
+  if (e != cudaSuccess) {
+    const int rc = cuda_error(op.err, e, op.name, "cudaMalloc");
+    append_message(op.err, "; %zu bytes of temporary device memory requested", bytes);
+    return rc;
+  }
+  ptr_ = p;
+  return MS_OK;
+}
+
+int DeviceScratch::release(const Op& op) {
+  if (!ptr_) return MS_OK;
+  void* p = ptr_;
+  ptr_ = nullptr;
+  return check(op, cudaFree(p), "cudaFree");
+}
+
+}  // namespace ms::cuda

@@ -1,0 +1,181 @@
+/*
+ * common.cuh — shared plumbing for the CUDA backend (backend.h): error reporting, the backend's
+ * one device and stream, workspace carving, launch geometry and small device helpers.
+ *
+ * Errors. Every CUDA call is checked; a failure becomes an ms_error (never exit/abort/throw):
+ *   code        MS_ERR_OOM for cudaErrorMemoryAllocation, MS_ERR_DEVICE otherwise
+ *   device_code the cudaError_t value
+ *   op          the CUDA call that failed ("cudaMalloc", "cudaStreamSynchronize",
+ *               "launch gemm_kernel", ...)
+ *   message     cudaGetErrorName + cudaGetErrorString, and the public entry it happened in.
+ * After a failure the runtime's per-thread "last error" is cleared, so a stale non-sticky error
+ * (say, a failed cudaMalloc) is never reported again by the next launch's cudaGetLastError().
+ *
+ * Device and stream. init() selects device 0 and creates one non-blocking stream that every op
+ * uses. The core serialises calls but may make them from different host threads, so each entry
+ * point starts with cudaSetDevice(0) (cheap) through begin().
+ *
+ * Synchronisation policy (this simple version): every public entry point ends with
+ * cudaStreamSynchronize on the backend stream (finish()), so results are complete on return and
+ * an asynchronous failure (an illegal address in a kernel, say) is reported by the op that caused
+ * it. Per-op syncs can be dropped later: the core calls synchronize() after each op anyway.
+ */
+#ifndef MONOSEMANTIC_CUDA_COMMON_CUH
+#define MONOSEMANTIC_CUDA_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "backend.h"
+
+namespace ms::cuda {
+
+// ---- backend state ----------------------------------------------------------------------------
+
+struct State {
+  bool ready = false;             // init() succeeded
+  int device = 0;                 // the device every op runs on
+  cudaStream_t stream = nullptr;  // non-blocking stream used for everything
+};
+State& state();
+
+// ---- errors -------------------------------------------------------------------------------------
+
+// Fills *err (when non-null) and returns code.
+int set_error(ms_error* err, int code, int device_code, const char* op, const char* fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+// Turns a failed CUDA call into an ms_error (see the header comment) and clears the runtime's
+// last-error state. `entry` is the public entry point, `call` the CUDA call or kernel launch.
+int cuda_error(ms_error* err, cudaError_t e, const char* entry, const char* call);
+
+// Appends printf-style text to err->message (truncating at its size).
+void append_message(ms_error* err, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// One public entry point in progress: where errors go, its name, the stream to use.
+struct Op {
+  ms_error* err = nullptr;
+  const char* name = "";
+  cudaStream_t stream = nullptr;
+};
+
+// Starts an entry point: requires a successful init(), makes the device current on this thread,
+// drops any stale last-error left on this thread, and fills op.
+int begin(Op& op, ms_error* err, const char* name);
+// MS_OK when e == cudaSuccess, else the ms_error for `call`.
+int check(const Op& op, cudaError_t e, const char* call);
+// After a kernel launch: cudaGetLastError() (bad configuration, missing kernel image, ...).
+int check_launch(const Op& op, const char* kernel);
+// Ends an entry point: waits for the stream (see "Synchronisation policy" above).
+int finish(const Op& op);
+
+// MS_ERR_INVALID for a bad argument, naming it in the message.
+int invalid(ms_error* err, const char* op, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#define MS_TRY(expr)                             \
+  do {                                           \
+    const int ms_try_rc_ = (expr);               \
+    if (ms_try_rc_ != MS_OK) return ms_try_rc_;  \
+  } while (0)
+
+// Device memory owned for the duration of one entry point (temporaries of sae_encode/decode,
+// which get no workspace from the caller). release() frees and reports; the destructor frees on
+// early-return paths, where an error has already been reported, and ignores a second failure.
+class DeviceScratch {
+ public:
+  DeviceScratch() = default;
+  DeviceScratch(const DeviceScratch&) = delete;
+  DeviceScratch& operator=(const DeviceScratch&) = delete;
+  ~DeviceScratch();
+  int allocate(const Op& op, size_t bytes);
+  int release(const Op& op);
+  void* get() const { return ptr_; }
+
+ private:
+  void* ptr_ = nullptr;
+};
+
+// ---- workspace carving --------------------------------------------------------------------------
+
+constexpr size_t kAlign = 256;
+inline size_t align_up(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
+
+// Hands out consecutive sub-buffers of a base pointer, each starting 256 bytes after the previous
+// one rounded up. With base == nullptr it only measures (every take() returns nullptr), so one
+// function both sizes and carves a workspace and the two can never disagree.
+class Carver {
+ public:
+  explicit Carver(void* base) : base_(static_cast<char*>(base)) {}
+  template <typename T>
+  T* take(size_t count) {
+    T* p = base_ ? reinterpret_cast<T*>(base_ + used_) : nullptr;
+    used_ += align_up(count * sizeof(T));
+    return p;
+  }
+  size_t used() const { return used_; }
+
+ private:
+  char* base_;
+  size_t used_ = 0;
+};
+
+// ---- launch geometry ----------------------------------------------------------------------------
+
+constexpr int kThreads = 256;          // threads per block of the elementwise / row kernels
+constexpr size_t kMaxBlocks = 65535;   // cap for grid-stride loops (any count is covered)
+
+// Blocks for a grid-stride loop over `total` elements (total > 0).
+inline unsigned int grid_stride_blocks(size_t total) {
+  const size_t blocks = (total + kThreads - 1) / kThreads;
+  return static_cast<unsigned int>(blocks < kMaxBlocks ? (blocks ? blocks : 1) : kMaxBlocks);
+}
+
+// ---- device helpers -----------------------------------------------------------------------------
+
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T>
+__device__ __forceinline__ T from_float(float v);
+template <>
+__device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);  // round to nearest even, as the CPU backend's bf16.h
+}
+
+template <typename T>
+__device__ __forceinline__ T warp_sum(T v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+// Sum of v over the block, returned to every thread. blockDim.x must be a multiple of 32 (at most
+// 1024); scratch is a __shared__ array of 33 entries. Every thread of the block must call it.
+// The reduction tree is fixed, so the result is deterministic for a given blockDim.
+template <typename T>
+__device__ __forceinline__ T block_sum(T v, T* scratch) {
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int warps = blockDim.x >> 5;
+  v = warp_sum(v);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    T w = lane < warps ? scratch[lane] : T(0);
+    w = warp_sum(w);
+    if (lane == 0) scratch[32] = w;
+  }
+  __syncthreads();
+  const T total = scratch[32];
+  __syncthreads();  // the caller may reuse scratch right away
+  return total;
+}
+
+}  // namespace ms::cuda
+
+#endif  // MONOSEMANTIC_CUDA_COMMON_CUH

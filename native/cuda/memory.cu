@@ -1,0 +1,190 @@
+/*
+ * memory.cu — device memory for the CUDA backend: alloc/free, copies, fill, cast, synchronize.
+ *
+ * Copies are queued on the backend stream and waited for before returning, as backend.h asks
+ * ("all copies are complete on return"); host memory may be pageable. Conversions follow the CPU
+ * backend exactly: f32 -> bf16 rounds to nearest even; i32 -> f32 rounds to nearest; f32 -> i32
+ * truncates toward zero and saturates with NaN -> 0 (__float2int_rz); bf16 <-> i32 goes via f32.
+ * fill converts its double value the way the CPU backend does: to float first, then to the dtype.
+ */
+#include "memory.cuh"
+
+#include <cmath>
+#include <cstring>
+
+#include "common.cuh"
+
+namespace ms::cuda {
+
+// ---- kernels ------------------------------------------------------------------------------------
+
+// dst[i] = value for i < count; W is the 16- or 32-bit word of the dtype.
+template <typename W>
+static __global__ void fill_kernel(W* __restrict__ dst, size_t count, W value) {
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += size_t(gridDim.x) * blockDim.x)
+    dst[i] = value;
+}
+
+static __device__ __forceinline__ float load_as_float(float v) { return v; }
+static __device__ __forceinline__ float load_as_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+static __device__ __forceinline__ float load_as_float(int32_t v) { return __int2float_rn(v); }
+
+template <typename D>
+__device__ __forceinline__ D store_from_float(float v);
+template <>
+__device__ __forceinline__ float store_from_float<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ __nv_bfloat16 store_from_float<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+template <>
+__device__ __forceinline__ int32_t store_from_float<int32_t>(float v) {
+  return __float2int_rz(v);  // truncates, saturates at the int32 range, NaN -> 0
+}
+
+// dst[i] = (D) src[i] through fp32, for i < count.
+template <typename S, typename D>
+static __global__ void cast_kernel(D* __restrict__ dst, const S* __restrict__ src, size_t count) {
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += size_t(gridDim.x) * blockDim.x)
+    dst[i] = store_from_float<D>(load_as_float(src[i]));
+}
+
+// ---- launchers ----------------------------------------------------------------------------------
+
+template <typename W>
+static int launch_fill(const Op& op, void* dst, size_t count, W value) {
+  fill_kernel<W><<<grid_stride_blocks(count), kThreads, 0, op.stream>>>(static_cast<W*>(dst), count,
+                                                                         value);
+  return check_launch(op, "fill_kernel");
+}
+
+template <typename S, typename D>
+static int launch_cast(const Op& op, void* dst, const void* src, size_t count) {
+  cast_kernel<S, D><<<grid_stride_blocks(count), kThreads, 0, op.stream>>>(
+      static_cast<D*>(dst), static_cast<const S*>(src), count);
+  return check_launch(op, "cast_kernel");
+}
+
+// ---- host-side conversions (same results as the CPU backend) ------------------------------------
+
+static int32_t host_float_to_i32(float v) {
+  if (std::isnan(v)) return 0;
+  if (v >= 2147483647.0f) return INT32_MAX;
+  if (v <= -2147483648.0f) return INT32_MIN;
+  return static_cast<int32_t>(v);
+}
+
+static uint16_t host_float_to_bf16_bits(float v) {
+  const __nv_bfloat16_raw raw = __float2bfloat16_rn(v);  // host path: round to nearest even
+  return raw.x;
+}
+
+static bool valid_dtype(int dtype) { return dtype == MS_F32 || dtype == MS_BF16 || dtype == MS_I32; }
+static size_t dtype_bytes(int dtype) { return dtype == MS_BF16 ? 2 : 4; }
+
+static int memcpy_and_wait(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, const char* name,
+                    ms_error* err) {
+  if (bytes == 0) return MS_OK;
+  if (!dst || !src) return invalid(err, name, "%s pointer is null", !dst ? "destination" : "source");
+  Op op;
+  MS_TRY(begin(op, err, name));
+  MS_TRY(check(op, cudaMemcpyAsync(dst, src, bytes, kind, op.stream), "cudaMemcpyAsync"));
+  return finish(op);
+}
+
+int mem_alloc(size_t bytes, void** out, ms_error* err) {
+  if (!out) return invalid(err, "alloc", "out is null");
+  *out = nullptr;
+  Op op;
+  MS_TRY(begin(op, err, "alloc"));
+  void* ptr = nullptr;
+  // alloc(0) must return a valid unique pointer: give it one alignment unit.
+  const cudaError_t e = cudaMalloc(&ptr, bytes ? bytes : kAlign);
+  if (e != cudaSuccess) {
+    const int rc = cuda_error(err, e, "alloc", "cudaMalloc");
+    append_message(err, "; %zu bytes requested", bytes);
+    return rc;
+  }
+  *out = ptr;
+  return MS_OK;
+}
+
+void mem_free(void* ptr) {
+  if (!ptr || !state().ready) return;
+  // No error channel here (backend.h): failures (only possible after a sticky error, when the
+  // context is lost anyway) are dropped and the last-error state is cleared.
+  if (cudaSetDevice(state().device) == cudaSuccess) (void)cudaFree(ptr);
+  (void)cudaGetLastError();
+}
+
+int mem_upload(void* dst_device, const void* src_host, size_t bytes, ms_error* err) {
+  return memcpy_and_wait(dst_device, src_host, bytes, cudaMemcpyHostToDevice, "upload", err);
+}
+
+int mem_download(void* dst_host, const void* src_device, size_t bytes, ms_error* err) {
+  return memcpy_and_wait(dst_host, src_device, bytes, cudaMemcpyDeviceToHost, "download", err);
+}
+
+int mem_copy(void* dst_device, const void* src_device, size_t bytes, ms_error* err) {
+  return memcpy_and_wait(dst_device, src_device, bytes, cudaMemcpyDeviceToDevice, "copy", err);
+}
+
+int mem_fill(void* dst_device, int dtype, size_t count, double value, ms_error* err) {
+  if (!valid_dtype(dtype)) return invalid(err, "fill", "dtype: unknown dtype %d", dtype);
+  if (count == 0) return MS_OK;
+  if (!dst_device) return invalid(err, "fill", "dst_device is null");
+  Op op;
+  MS_TRY(begin(op, err, "fill"));
+  const float v = static_cast<float>(value);
+  switch (dtype) {
+    case MS_F32: {
+      uint32_t bits;
+      std::memcpy(&bits, &v, sizeof bits);
+      MS_TRY(launch_fill<uint32_t>(op, dst_device, count, bits));
+      break;
+    }
+    case MS_BF16:
+      MS_TRY(launch_fill<uint16_t>(op, dst_device, count, host_float_to_bf16_bits(v)));
+      break;
+    default: {
+      const int32_t i = host_float_to_i32(v);
+      uint32_t bits;
+      std::memcpy(&bits, &i, sizeof bits);
+      MS_TRY(launch_fill<uint32_t>(op, dst_device, count, bits));
+      break;
+    }
+  }
+  return finish(op);
+}
+
+int mem_cast(void* dst_device, int dst_dtype, const void* src_device, int src_dtype, size_t count,
+             ms_error* err) {
+  if (!valid_dtype(dst_dtype)) return invalid(err, "cast", "dst_dtype: unknown dtype %d", dst_dtype);
+  if (!valid_dtype(src_dtype)) return invalid(err, "cast", "src_dtype: unknown dtype %d", src_dtype);
+  if (count == 0) return MS_OK;
+  if (!dst_device || !src_device)
+    return invalid(err, "cast", "%s is null", !dst_device ? "dst_device" : "src_device");
+  if (dst_dtype == src_dtype) return mem_copy(dst_device, src_device, count * dtype_bytes(dst_dtype), err);
+  Op op;
+  MS_TRY(begin(op, err, "cast"));
+  using bf16 = __nv_bfloat16;
+  int rc = MS_OK;
+  if (src_dtype == MS_F32 && dst_dtype == MS_BF16) rc = launch_cast<float, bf16>(op, dst_device, src_device, count);
+  else if (src_dtype == MS_F32) rc = launch_cast<float, int32_t>(op, dst_device, src_device, count);
+  else if (src_dtype == MS_BF16 && dst_dtype == MS_F32) rc = launch_cast<bf16, float>(op, dst_device, src_device, count);
+  else if (src_dtype == MS_BF16) rc = launch_cast<bf16, int32_t>(op, dst_device, src_device, count);
+  else if (dst_dtype == MS_F32) rc = launch_cast<int32_t, float>(op, dst_device, src_device, count);
+  else rc = launch_cast<int32_t, bf16>(op, dst_device, src_device, count);
+  MS_TRY(rc);
+  return finish(op);
+}
+
+int mem_synchronize(ms_error* err) {
+  Op op;
+  MS_TRY(begin(op, err, "synchronize"));
+  return finish(op);
+}
+
+}  // namespace ms::cuda
