@@ -4,9 +4,11 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
-import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+
+import { packageRoot } from '../../lib/native/load.js';
 
 async function freshBackend() {
   vi.resetModules();
@@ -93,5 +95,17 @@ describe('prebuilt binaries', () => {
     const loaded = loadAddon(root);
     expect(loaded.path).toBe(path.join(dir, 'monosemantic.napi.node'));
     expect(loaded.addon.cpuInfo().threads).toBeGreaterThan(0);
+  });
+});
+
+describe('the CUDA library on a machine without a GPU', () => {
+  const library = path.join(packageRoot(), 'build', 'Release', 'libmonosemantic_cuda.so');
+  const hasGpu = existsSync('/dev/nvidia0') || existsSync('/proc/driver/nvidia');
+  it.runIf(existsSync(library) && !hasGpu)('loads, finds no driver, and leaves the CPU in use with that reason', async () => {
+    const { backendStatus } = await freshBackend();
+    const s = backendStatus();
+    expect(s.cuda.libraryPath).toBe(library);
+    expect(s.active).toBe('cpu');
+    expect(s.cuda.reason).toMatch(/no NVIDIA driver \(libcuda\.so\.1\) found|stub|no CUDA device/);
   });
 });
