@@ -193,13 +193,13 @@ int sae_grads(const ms_sae_grads_args* a, ms_sae_stats* stats, ms_error* err) {
     f_op = ws.f_r;
   }
 
-  // 2. g = f W_dec (then + b_dec - x, the residual e, scaled by 2/B); per-row statistics.
+  // 2. g = f W_dec (then + b_dec - x, the residual e, scaled by 2/B); squared error per row.
   sgemm(false, false, b_i, d_i, n_i, 1.0f, f_op, n_i, W_dec_op, d_i, 0.0f, ws.g, d_i);
-  std::vector<double> row_sse(B), row_sparsity(B), row_l0(B);
+  std::vector<double> row_sse(B);
   const float g_scale = 2.0f / float(B);
-  parallel_for(B, row_grain(N), [&](size_t b0, size_t b1) {
+  parallel_for(B, row_grain(D), [&](size_t b0, size_t b1) {
     for (size_t b = b0; b < b1; ++b) {
-      float* gr = ws.g + b * D;      // g[b, :]
+      float* gr = ws.g + b * D;        // g[b, :]
       const float* xr = a->x + b * D;  // x[b, :]
       double sse = 0.0;
       for (size_t j = 0; j < D; ++j) {
@@ -207,27 +207,9 @@ int sae_grads(const ms_sae_grads_args* a, ms_sae_stats* stats, ms_error* err) {
         sse += double(e) * e;
         gr[j] = g_scale * e;
       }
-      const float* fr = ws.f + b * N;  // f[b, :]
-      double sparsity = 0.0, l0 = 0.0;
-      for (size_t i = 0; i < N; ++i) {
-        sparsity += double(fr[i]) * c[i];
-        l0 += fr[i] > 0.0f ? 1.0 : 0.0;
-      }
       row_sse[b] = sse;
-      row_sparsity[b] = sparsity;
-      row_l0[b] = l0;
     }
   });
-  double sse = 0.0, sparsity = 0.0, l0 = 0.0;
-  for (size_t b = 0; b < B; ++b) {
-    sse += row_sse[b];
-    sparsity += row_sparsity[b];
-    l0 += row_l0[b];
-  }
-  stats->mse = sse / double(B);
-  stats->sparsity = sparsity / double(B);
-  stats->l0 = l0 / double(B);
-  stats->loss = stats->mse + double(lambda) * stats->sparsity;
 
   // Column sums of g (first term of db_dec), taken before g is rounded for the products.
   std::vector<double> g_colsum(D, 0.0);
@@ -237,23 +219,49 @@ int sae_grads(const ms_sae_grads_args* a, ms_sae_stats* stats, ms_error* err) {
   });
   if (bf16) round_copy_bf16(ws.g, ws.g, B * D);
 
-  // 3. dW_dec[n, d] = f^T g  (+ decoder-norm penalty term)
+  // 3. dW_dec[n, d] = f^T g   (the decoder-norm penalty term is added below)
   sgemm(true, false, n_i, d_i, b_i, 1.0f, f_op, n_i, ws.g, d_i, 0.0f, a->dW_dec, d_i);
 
-  // Column pass over f: sum_b f[b, i] (decoder-norm term) and the firing counts.
-  std::vector<double> f_colsum(N, 0.0);
+  // 4. gp = (g W_dec^T + lambda/B c) masked by f > 0     [B, n]
+  sgemm(false, true, b_i, n_i, d_i, 1.0f, ws.g, d_i, W_dec_op, d_i, 0.0f, ws.gp, n_i);
+
+  // One pass over columns of f and gp: apply the ReLU mask and the penalty's gradient to gp, and
+  // take per-feature sums: sum_b f[b, i], #{b : f[b, i] > 0}, and db_enc[i] = sum_b gp[b, i].
+  std::vector<double> f_colsum(N, 0.0), gp_colsum(N, 0.0);
   std::vector<int32_t> fired(N, 0);
+  const float l1_scale = lambda / float(B);
   parallel_for(N, 256, [&](size_t i0, size_t i1) {
     for (size_t b = 0; b < B; ++b) {
       const float* fr = ws.f + b * N;  // f[b, :]
+      float* gr = ws.gp + b * N;       // gp[b, :]
       for (size_t i = i0; i < i1; ++i) {
+        const bool active = fr[i] > 0.0f;
+        const float gv = active ? gr[i] + l1_scale * c[i] : 0.0f;
+        gr[i] = gv;
         f_colsum[i] += fr[i];
-        fired[i] += fr[i] > 0.0f ? 1 : 0;
+        fired[i] += active ? 1 : 0;
+        gp_colsum[i] += gv;
       }
     }
   });
+  for (size_t i = 0; i < N; ++i) a->db_enc[i] = float(gp_colsum[i]);
   if (a->fire_counts)
     for (size_t i = 0; i < N; ++i) a->fire_counts[i] += fired[i];
+  if (bf16) round_copy_bf16(ws.gp, ws.gp, B * N);
+
+  // Statistics, summed in a fixed order (independent of the thread count).
+  double sse = 0.0, sparsity = 0.0, l0 = 0.0;
+  for (size_t b = 0; b < B; ++b) sse += row_sse[b];
+  for (size_t i = 0; i < N; ++i) {
+    sparsity += f_colsum[i] * c[i];
+    l0 += fired[i];
+  }
+  stats->mse = sse / double(B);
+  stats->sparsity = sparsity / double(B);
+  stats->l0 = l0 / double(B);
+  stats->loss = stats->mse + double(lambda) * stats->sparsity;
+
+  // Decoder-norm penalty: dW_dec[i, :] += lambda/B * (sum_b f[b, i]) * W_dec[i, :] / ||W_dec[i, :]||
   if (decnorm) {
     const double scale = double(lambda) / double(B);
     parallel_for(N, row_grain(D), [&](size_t i0, size_t i1) {
@@ -267,30 +275,10 @@ int sae_grads(const ms_sae_grads_args* a, ms_sae_stats* stats, ms_error* err) {
     });
   }
 
-  // 4. gp = (g W_dec^T + lambda/B c) masked by f > 0     [B, n]
-  sgemm(false, true, b_i, n_i, d_i, 1.0f, ws.g, d_i, W_dec_op, d_i, 0.0f, ws.gp, n_i);
-  const float l1_scale = lambda / float(B);
-  parallel_for(B, row_grain(N), [&](size_t b0, size_t b1) {
-    for (size_t b = b0; b < b1; ++b) {
-      float* gr = ws.gp + b * N;       // gp[b, :]
-      const float* fr = ws.f + b * N;  // f[b, :]
-      for (size_t i = 0; i < N; ++i) gr[i] = fr[i] > 0.0f ? gr[i] + l1_scale * c[i] : 0.0f;
-    }
-  });
-
-  // 5. db_enc = sum_b gp[b, :]
-  std::vector<double> gp_colsum(N, 0.0);
-  parallel_for(N, 256, [&](size_t i0, size_t i1) {
-    for (size_t b = 0; b < B; ++b)
-      for (size_t i = i0; i < i1; ++i) gp_colsum[i] += ws.gp[b * N + i];  // gp[b, i]
-  });
-  for (size_t i = 0; i < N; ++i) a->db_enc[i] = float(gp_colsum[i]);
-  if (bf16) round_copy_bf16(ws.gp, ws.gp, B * N);
-
-  // 6. dW_enc[d, n] = xc^T gp
+  // 5. dW_enc[d, n] = xc^T gp
   sgemm(true, false, d_i, n_i, b_i, 1.0f, ws.xc, d_i, ws.gp, n_i, 0.0f, a->dW_enc, n_i);
 
-  // 7. db_dec = sum_b g[b, :] - W_enc db_enc   (b_dec enters both xhat and xc = x - b_dec)
+  // 6. db_dec = sum_b g[b, :] - W_enc db_enc   (b_dec enters both xhat and xc = x - b_dec)
   parallel_for(D, 16, [&](size_t j0, size_t j1) {
     for (size_t j = j0; j < j1; ++j) {
       const float* w = a->W_enc + j * N;  // W_enc[j, :]
