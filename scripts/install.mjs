@@ -63,10 +63,17 @@ function buildWithCmake() {
 }
 
 function buildWithNodeGyp() {
-  // npm tells lifecycle scripts where its bundled node-gyp lives.
-  const bundled = process.env.npm_config_node_gyp;
-  if (bundled && existsSync(bundled)) return run(process.execPath, [bundled, 'rebuild']);
-  return run(process.platform === 'win32' ? 'npx.cmd' : 'npx', ['--no-install', 'node-gyp', 'rebuild']);
+  // Use the headers that ship with this Node.js (<prefix>/include/node) so node-gyp downloads nothing.
+  const prefix = path.resolve(path.dirname(process.execPath), '..');
+  const local = existsSync(path.join(prefix, 'include', 'node', 'common.gypi'));
+  const args = ['rebuild', ...(local && !process.env.npm_config_nodedir ? [`--nodedir=${prefix}`] : [])];
+  // npm tells lifecycle scripts where its bundled node-gyp lives; outside npm, look beside node.
+  const bundled = [
+    process.env.npm_config_node_gyp,
+    path.join(prefix, 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
+  ].find((candidate) => candidate && existsSync(candidate));
+  if (bundled) return run(process.execPath, [bundled, ...args]);
+  return run(process.platform === 'win32' ? 'npx.cmd' : 'npx', ['--no-install', 'node-gyp', ...args]);
 }
 
 if (!force && prebuiltFits()) {
