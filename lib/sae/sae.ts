@@ -166,44 +166,19 @@ export class SparseAutoencoder {
   /** Feature activations f [B, dSae] for x [B, dIn], into `out` when given. */
   encode(x: Tensor, out?: Tensor): Promise<Tensor> {
     const batch = this.#checkBatch(x, 'x', this.dIn);
-    if (out !== undefined) this.#checkOut(out, [batch, this.dSae]);
-    return this.#enqueue(async () => {
-      const owned = out === undefined;
-      out ??= Tensor.empty([batch, this.dSae], { backend: this.backend });
-      try {
-        const p = this.#params;
-        await nativeAddon().saeEncode({
-          ...this.#dims(batch),
-          x: x.native,
-          W_enc: p.W_enc.native,
-          b_enc: p.b_enc.native,
-          b_dec: p.b_dec.native,
-          out: out.native,
-        });
-        return out;
-      } catch (error) {
-        if (owned) out.dispose();
-        throw error;
-      }
-    });
+    const p = this.#params;
+    return this.#intoOutput([batch, this.dSae], out, (o) =>
+      nativeAddon().saeEncode({ ...this.#dims(batch), x: x.native, W_enc: p.W_enc.native, b_enc: p.b_enc.native, b_dec: p.b_dec.native, out: o.native }),
+    );
   }
 
   /** Reconstruction x̂ [B, dIn] from feature activations f [B, dSae], into `out` when given. */
   decode(f: Tensor, out?: Tensor): Promise<Tensor> {
     const batch = this.#checkBatch(f, 'f', this.dSae);
-    if (out !== undefined) this.#checkOut(out, [batch, this.dIn]);
-    return this.#enqueue(async () => {
-      const owned = out === undefined;
-      out ??= Tensor.empty([batch, this.dIn], { backend: this.backend });
-      try {
-        const p = this.#params;
-        await nativeAddon().saeDecode({ ...this.#dims(batch), f: f.native, W_dec: p.W_dec.native, b_dec: p.b_dec.native, out: out.native });
-        return out;
-      } catch (error) {
-        if (owned) out.dispose();
-        throw error;
-      }
-    });
+    const p = this.#params;
+    return this.#intoOutput([batch, this.dIn], out, (o) =>
+      nativeAddon().saeDecode({ ...this.#dims(batch), f: f.native, W_dec: p.W_dec.native, b_dec: p.b_dec.native, out: o.native }),
+    );
   }
 
   /** Copies of the parameters as Float32Arrays. */
@@ -343,9 +318,22 @@ export class SparseAutoencoder {
     return t.shape[0]!;
   }
 
-  #checkOut(out: Tensor, shape: number[]): void {
-    this.#checkShape2(out, 'out', shape[1]!);
-    if (out.shape[0] !== shape[0]) throw new RangeError(`out must have shape ${formatShape(shape)} (got ${formatShape(out.shape)})`);
+  /** Runs `op` (queued) into `out`, or into a new tensor of `shape` that is freed if `op` fails. */
+  #intoOutput(shape: [number, number], out: Tensor | undefined, op: (out: Tensor) => Promise<void>): Promise<Tensor> {
+    if (out !== undefined) {
+      this.#checkShape2(out, 'out', shape[1]);
+      if (out.shape[0] !== shape[0]) throw new RangeError(`out must have shape ${formatShape(shape)} (got ${formatShape(out.shape)})`);
+    }
+    return this.#enqueue(async () => {
+      const target = out ?? Tensor.empty(shape, { backend: this.backend });
+      try {
+        await op(target);
+        return target;
+      } catch (error) {
+        if (out === undefined) target.dispose();
+        throw error;
+      }
+    });
   }
 
   #checkBatch(t: Tensor, name: string, width: number): number {

@@ -99,56 +99,50 @@ void Tensor::RequireLive(Napi::Env env, const char* op) const {
   if (!buffer_) throw Napi::Error::New(env, std::string("Tensor.") + op + ": tensor has been disposed");
 }
 
+Tensor::HostSpan Tensor::CheckTransfer(const Napi::CallbackInfo& info, const char* op, const char* role) const {
+  Napi::Env env = info.Env();
+  RequireLive(env, op);
+  if (info.Length() < 1 || !info[0].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != js_array_type(dtype_))
+    throw Napi::TypeError::New(env, std::string("Tensor.") + op + ": " + role + " must be a " +
+                                        js_array_name(dtype_) + " for dtype " + dtype_name(dtype_));
+  Napi::TypedArray array = info[0].As<Napi::TypedArray>();
+  double offset = 0;
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    offset = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
+    if (!(offset >= 0) || offset != double(size_t(offset)))
+      throw Napi::RangeError::New(env, std::string("Tensor.") + op + ": element offset must be a non-negative integer");
+  }
+  const size_t first = size_t(offset), count = array.ElementLength();
+  if (first > numel_ || count > numel_ - first)
+    throw Napi::RangeError::New(env, std::string("Tensor.") + op + ": " + std::to_string(count) +
+                                         " elements at offset " + std::to_string(first) +
+                                         " exceed the tensor's " + std::to_string(numel_));
+  const size_t esize = dtype_size(dtype_);
+  return HostSpan{static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset(),
+                  static_cast<uint8_t*>(buffer_->ptr) + first * esize, count * esize};
+}
+
 // upload(src: TypedArray matching dtype, elementOffset = 0): copies src into elements
 // [offset, offset + src.length).
 Napi::Value Tensor::Upload(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  RequireLive(env, "upload");
-  if (info.Length() < 1 || !info[0].IsTypedArray() ||
-      info[0].As<Napi::TypedArray>().TypedArrayType() != js_array_type(dtype_))
-    throw Napi::TypeError::New(env, std::string("Tensor.upload: source must be a ") +
-                                        js_array_name(dtype_) + " for dtype " + dtype_name(dtype_));
-  Napi::TypedArray src = info[0].As<Napi::TypedArray>();
-  const size_t offset = info.Length() > 1 ? size_t(info[1].As<Napi::Number>().Int64Value()) : 0;
-  if (offset + src.ElementLength() > numel_)
-    throw Napi::RangeError::New(env, "Tensor.upload: " + std::to_string(src.ElementLength()) +
-                                         " elements at offset " + std::to_string(offset) +
-                                         " exceed the tensor's " + std::to_string(numel_));
-  const size_t esize = dtype_size(dtype_);
-  const uint8_t* data = static_cast<const uint8_t*>(src.ArrayBuffer().Data()) + src.ByteOffset();
+  const HostSpan span = CheckTransfer(info, "upload", "source");
   ms_error err{};
   Backend* be = buffer_->backend;
   std::lock_guard<std::mutex> lock(be->mutex);
-  if (be->table->upload(static_cast<uint8_t*>(buffer_->ptr) + offset * esize, data,
-                        src.ElementLength() * esize, &err) != MS_OK)
-    throw_error(env, err);
-  return env.Undefined();
+  if (be->table->upload(span.device, span.host, span.bytes, &err) != MS_OK) throw_error(info.Env(), err);
+  return info.Env().Undefined();
 }
 
 // download(dst: TypedArray matching dtype, elementOffset = 0): copies elements
 // [offset, offset + dst.length) into dst.
 Napi::Value Tensor::Download(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  RequireLive(env, "download");
-  if (info.Length() < 1 || !info[0].IsTypedArray() ||
-      info[0].As<Napi::TypedArray>().TypedArrayType() != js_array_type(dtype_))
-    throw Napi::TypeError::New(env, std::string("Tensor.download: destination must be a ") +
-                                        js_array_name(dtype_) + " for dtype " + dtype_name(dtype_));
-  Napi::TypedArray dst = info[0].As<Napi::TypedArray>();
-  const size_t offset = info.Length() > 1 ? size_t(info[1].As<Napi::Number>().Int64Value()) : 0;
-  if (offset + dst.ElementLength() > numel_)
-    throw Napi::RangeError::New(env, "Tensor.download: " + std::to_string(dst.ElementLength()) +
-                                         " elements at offset " + std::to_string(offset) +
-                                         " exceed the tensor's " + std::to_string(numel_));
-  const size_t esize = dtype_size(dtype_);
-  uint8_t* data = static_cast<uint8_t*>(dst.ArrayBuffer().Data()) + dst.ByteOffset();
+  const HostSpan span = CheckTransfer(info, "download", "destination");
   ms_error err{};
   Backend* be = buffer_->backend;
   std::lock_guard<std::mutex> lock(be->mutex);
-  if (be->table->download(data, static_cast<const uint8_t*>(buffer_->ptr) + offset * esize,
-                          dst.ElementLength() * esize, &err) != MS_OK)
-    throw_error(env, err);
-  return env.Undefined();
+  if (be->table->download(span.host, span.device, span.bytes, &err) != MS_OK) throw_error(info.Env(), err);
+  return info.Env().Undefined();
 }
 
 // fill(value: number)

@@ -9,6 +9,7 @@
 
 #include <napi.h>
 
+#include <cstdint>
 #include <memory>
 
 #include "backends.h"
@@ -51,6 +52,15 @@ class Tensor : public Napi::ObjectWrap<Tensor> {
   Napi::Value GetByteLength(const Napi::CallbackInfo& info);
 
   void RequireLive(Napi::Env env, const char* op) const;
+
+  // A checked host <-> device transfer: the typed array (argument 0) must match the dtype and,
+  // from the element offset (argument 1, default 0), fit inside the tensor.
+  struct HostSpan {
+    uint8_t* host;
+    uint8_t* device;
+    size_t bytes;
+  };
+  HostSpan CheckTransfer(const Napi::CallbackInfo& info, const char* op, const char* role) const;
 
   std::shared_ptr<DeviceBuffer> buffer_;
   int dtype_ = MS_F32;

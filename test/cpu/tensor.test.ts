@@ -74,6 +74,11 @@ describe('Tensor (cpu)', () => {
     expect(() => a.copyFrom(b)).toThrow(/source shape \[4\] differs from \[2, 2\]/);
     expect(() => a.native.upload(new Int32Array(4))).toThrow(/Float32Array for dtype f32/);
     expect(() => a.native.download(new Float32Array(5))).toThrow(/exceed/);
+    expect(() => a.native.upload(new Float32Array(2), 3)).toThrow(/2 elements at offset 3 exceed the tensor's 4/);
+    expect(() => a.native.upload(new Float32Array(2), -1)).toThrow(/offset must be a non-negative integer/);
+    expect(() => a.native.upload(new Float32Array(2), 2 ** 64 - 1)).toThrow(RangeError);
+    a.native.upload(Float32Array.from([7, 8]), 2);
+    expect(Array.from(a.toArray())).toEqual([0, 0, 7, 8]);
   });
 
   it('reports allocation failure as a typed out-of-memory error', () => {
