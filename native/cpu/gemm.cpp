@@ -9,7 +9,7 @@
  *       parallel_for over a tm x tn grid of (row range, column-panel range) tasks:
  *         for ic over the task's rows in blocks of mc
  *           pack op(A)[ic:+mc, pc:+kc] into MR-row panels     (per-thread buffer, L2-sized)
- *           for jr over the task's column panels               B panel kc x NR stays in L1
+ *           for jr over the task's column panels               B panel kc x NR, reused from L1/L2
  *             for ir over the block's row panels: microkernel on one MR x NR tile of C
  * Packing absorbs the transposes (a k-major source is copied, the other kind is transposed in
  * 8x8 blocks) and pads panels with zeros, so the microkernel always runs full tiles; a tile that

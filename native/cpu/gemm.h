@@ -59,7 +59,8 @@ struct KernelSet {
 // Defined in the ISA files (which compile to nothing elsewhere). Call only if active_simd() allows.
 const KernelSet& avx2_kernel_set();
 const KernelSet& avx512_kernel_set();
-// The AVX2 packer, shared by both sets (an AVX-512 CPU here always has AVX2 + FMA).
+// The AVX2 packer, shared by both sets (detected_simd() reports AVX512 only for CPUs that also
+// pass the AVX2 + FMA check).
 void pack_avx2(const float* src, std::ptrdiff_t ld, bool k_major, int width, int kc, int W, float* dst);
 #endif
 

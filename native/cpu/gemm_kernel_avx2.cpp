@@ -28,7 +28,7 @@ namespace {
 constexpr int kMR = 6;
 constexpr int kNR = 16;
 
-// Mask selecting the first n (0..8) lanes, for maskload/maskstore.
+// Mask selecting the first n (0..8) lanes, for maskload.
 inline __m256i first_lanes(int n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
