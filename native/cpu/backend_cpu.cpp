@@ -4,13 +4,12 @@
  */
 #include "backend_cpu.h"
 
-#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
 
-#include "bf16.h"
+#include "convert.h"
 #include "cpu_features.h"
 #include "sae_cpu.h"
 #include "status.h"
@@ -51,14 +50,6 @@ void cpu_free(void* ptr) { std::free(ptr); }
 int cpu_copy(void* dst, const void* src, size_t bytes, ms_error*) {
   if (bytes) std::memcpy(dst, src, bytes);
   return MS_OK;
-}
-
-// Truncates toward zero and saturates at the int32 range; NaN becomes 0 (as CUDA's __float2int_rz).
-int32_t float_to_i32(float v) {
-  if (std::isnan(v)) return 0;
-  if (v >= 2147483647.0f) return INT32_MAX;
-  if (v <= -2147483648.0f) return INT32_MIN;
-  return int32_t(v);
 }
 
 int cpu_fill(void* dst, int dtype, size_t count, double value, ms_error* err) {

@@ -14,7 +14,7 @@
 #include <new>
 #include <vector>
 
-#include "bf16.h"
+#include "convert.h"
 #include "gemm.h"
 #include "status.h"
 #include "thread_pool.h"

@@ -144,7 +144,11 @@ template <>
 __device__ __forceinline__ float from_float<float>(float v) { return v; }
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);  // round to nearest even, as the CPU backend's bf16.h
+  return __float2bfloat16_rn(v);  // round to nearest even, as convert.h on the host
+}
+template <>
+__device__ __forceinline__ int32_t from_float<int32_t>(float v) {
+  return __float2int_rz(v);  // truncates, saturates at the int32 range, NaN -> 0
 }
 
 template <typename T>

@@ -9,10 +9,10 @@
  */
 #include "memory.cuh"
 
-#include <cmath>
 #include <cstring>
 
 #include "common.cuh"
+#include "convert.h"
 
 namespace ms::cuda {
 
@@ -30,25 +30,12 @@ static __device__ __forceinline__ float load_as_float(float v) { return v; }
 static __device__ __forceinline__ float load_as_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 static __device__ __forceinline__ float load_as_float(int32_t v) { return __int2float_rn(v); }
 
-template <typename D>
-__device__ __forceinline__ D store_from_float(float v);
-template <>
-__device__ __forceinline__ float store_from_float<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ __nv_bfloat16 store_from_float<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-template <>
-__device__ __forceinline__ int32_t store_from_float<int32_t>(float v) {
-  return __float2int_rz(v);  // truncates, saturates at the int32 range, NaN -> 0
-}
-
 // dst[i] = (D) src[i] through fp32, for i < count.
 template <typename S, typename D>
 static __global__ void cast_kernel(D* __restrict__ dst, const S* __restrict__ src, size_t count) {
   for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
        i += size_t(gridDim.x) * blockDim.x)
-    dst[i] = store_from_float<D>(load_as_float(src[i]));
+    dst[i] = from_float<D>(load_as_float(src[i]));
 }
 
 // ---- launchers ----------------------------------------------------------------------------------
@@ -68,18 +55,6 @@ static int launch_cast(const Op& op, void* dst, const void* src, size_t count) {
 }
 
 // ---- host-side conversions (same results as the CPU backend) ------------------------------------
-
-static int32_t host_float_to_i32(float v) {
-  if (std::isnan(v)) return 0;
-  if (v >= 2147483647.0f) return INT32_MAX;
-  if (v <= -2147483648.0f) return INT32_MIN;
-  return static_cast<int32_t>(v);
-}
-
-static uint16_t host_float_to_bf16_bits(float v) {
-  const __nv_bfloat16_raw raw = __float2bfloat16_rn(v);  // host path: round to nearest even
-  return raw.x;
-}
 
 static bool valid_dtype(int dtype) { return dtype == MS_F32 || dtype == MS_BF16 || dtype == MS_I32; }
 static size_t dtype_bytes(int dtype) { return dtype == MS_BF16 ? 2 : 4; }
@@ -146,10 +121,10 @@ int mem_fill(void* dst_device, int dtype, size_t count, double value, ms_error* 
       break;
     }
     case MS_BF16:
-      MS_TRY(launch_fill<uint16_t>(op, dst_device, count, host_float_to_bf16_bits(v)));
+      MS_TRY(launch_fill<uint16_t>(op, dst_device, count, float_to_bf16(v)));
       break;
     default: {
-      const int32_t i = host_float_to_i32(v);
+      const int32_t i = float_to_i32(v);
       uint32_t bits;
       std::memcpy(&bits, &i, sizeof bits);
       MS_TRY(launch_fill<uint32_t>(op, dst_device, count, bits));

@@ -1,15 +1,18 @@
 /*
- * bf16.h — bfloat16 <-> float conversion on the CPU (round to nearest even, NaN kept quiet).
- * bf16 is the upper 16 bits of an IEEE float32; the CPU backend uses it for bf16 tensors and to
- * round matrix-product operands in MS_PREC_BF16 mode, matching the CUDA backend's __float2bfloat16_rn.
+ * convert.h — host-side scalar conversions shared by both backends, so that fill/cast and bf16
+ * rounding mean the same thing everywhere:
+ *   bfloat16 <-> float: round to nearest even, NaN kept quiet (bf16 is the upper 16 bits of an
+ *   IEEE float32; matches CUDA's __float2bfloat16_rn on non-NaN values);
+ *   float -> int32: truncate toward zero, saturate, NaN -> 0 (as CUDA's __float2int_rz).
  */
-#ifndef MONOSEMANTIC_CPU_BF16_H
-#define MONOSEMANTIC_CPU_BF16_H
+#ifndef MONOSEMANTIC_CONVERT_H
+#define MONOSEMANTIC_CONVERT_H
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
-namespace ms::cpu {
+namespace ms {
 
 inline uint16_t float_to_bf16(float value) {
   uint32_t bits;
@@ -29,6 +32,13 @@ inline float bf16_to_float(uint16_t value) {
 // The float nearest to value that bf16 can represent (what a bf16 operand holds).
 inline float round_to_bf16(float value) { return bf16_to_float(float_to_bf16(value)); }
 
-}  // namespace ms::cpu
+inline int32_t float_to_i32(float v) {
+  if (std::isnan(v)) return 0;
+  if (v >= 2147483647.0f) return INT32_MAX;
+  if (v <= -2147483648.0f) return INT32_MIN;
+  return int32_t(v);
+}
+
+}  // namespace ms
 
 #endif
