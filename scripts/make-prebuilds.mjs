@@ -3,7 +3,7 @@
 // prebuildify layout that node-gyp-build reads at load time:
 //   prebuilds/<platform>-<arch>/monosemantic.napi.node   the core addon (Node-API, any Node >= 20)
 //   prebuilds/<platform>-<arch>/libmonosemantic_cuda.so  the CUDA backend, when it was built
-// Run it on each release platform before `npm publish`.
+// Run it (`npm run make-prebuilds`) on each release platform before `npm publish`.
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
