@@ -1,4 +1,5 @@
 /** Test data and comparisons shared by the native test suites. */
+import { bf16ToFloat32, float32ToBf16 } from '../../lib/bf16.js';
 import { Rng } from '../../lib/random.js';
 
 export function uniformArray(rng: Rng, length: number, lo = -1, hi = 1): Float32Array {
@@ -29,14 +30,11 @@ export function relDiff(a: number, ref: number, floor = 1e-12): number {
 
 /** The value nearest to v that bf16 represents (round to nearest even). */
 export function roundBf16(v: number): number {
-  const f = new Float32Array([v]);
-  const u = new Uint32Array(f.buffer);
-  u[0] = ((u[0]! + 0x7fff + ((u[0]! >>> 16) & 1)) >>> 16) << 16;
-  return f[0]!;
+  return bf16ToFloat32(float32ToBf16([v]))[0]!;
 }
 
 export function roundArrayBf16(a: Float32Array): Float32Array {
-  return a.map(roundBf16);
+  return bf16ToFloat32(float32ToBf16(a));
 }
 
 export function toF64(a: Float32Array): Float64Array {
