@@ -22,7 +22,7 @@
 extern "C" {
 #endif
 
-#define MS_BACKEND_ABI_VERSION 1
+#define MS_BACKEND_ABI_VERSION 2
 
 typedef enum {
   MS_OK = 0,
@@ -94,13 +94,56 @@ typedef struct {
   double l0;       /* mean_b #{i : f_bi > 0} */
 } ms_sae_stats;
 
-/* One Adam update (PyTorch semantics, no weight decay):
+/* One Adam update (PyTorch semantics, no weight decay), on the scaled gradient g = grad_scale * grad:
  * m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
  * p -= lr * (m / bias1) / (sqrt(v / bias2) + eps),  bias1 = 1 - b1^t, bias2 = 1 - b2^t. */
 typedef struct {
   float lr, beta1, beta2, eps;
   float bias1, bias2;  /* computed by the caller in double and rounded once */
+  float grad_scale;    /* 1 = plain Adam; < 1 when the gradient norm is clipped */
 } ms_adam_hparams;
+
+/* Dead-feature resampling, part 1: weighted sampling of inputs without replacement, streamed.
+ * Over a pass of many chunks, each input r (global index offset + row) gets the key
+ *   key_r = log(u_r) / loss_r^2,  u_r = ms_uniform_open(seed, offset + row) (counter_rng.h),
+ * (-inf when loss_r^2 is 0 or not a number), and the k inputs with the largest keys are kept:
+ * a sample of k inputs drawn without replacement with probability proportional to loss^2
+ * (Efraimidis & Spirakis, 2006). cand_keys stays sorted in descending order (ties: earlier
+ * candidates first, then rows in order); fill it with -inf before the first chunk. */
+typedef struct {
+  int k, batch, d;
+  uint64_t seed;
+  uint64_t offset;     /* global index of this chunk's row 0 */
+  const float* x;      /* [batch, d]  inputs */
+  const float* loss;   /* [batch]     per-input loss */
+  float* cand_keys;    /* [k]         in/out, descending */
+  float* cand_rows;    /* [k, d]      in/out, row i = the input holding cand_keys[i] */
+} ms_resample_candidates_args;
+
+/* Dead-feature resampling, part 2 (the paper's recipe). With mean_norm = the mean L2 norm of the
+ * encoder columns W_enc[:, j] of features j not in dead (1 if every feature is dead), for each
+ * slot i < count whose cand_keys[i] is finite and whose cand_rows[i] is nonzero, feature j = dead[i]:
+ *   W_dec[j, :] = r / ||r||,  W_enc[:, j] = enc_norm_factor * mean_norm * r / ||r||,  b_enc[j] = 0,
+ * and the Adam moments of those entries are zeroed (r = cand_rows[i]). Other entries untouched. */
+typedef struct {
+  int d, n, count;
+  const int32_t* dead;      /* [count] distinct feature indices in [0, n) */
+  const float* cand_keys;   /* [count] */
+  const float* cand_rows;   /* [count, d] */
+  float enc_norm_factor;    /* 0.2 in the paper */
+  float* W_enc;             /* [d, n] */
+  float* b_enc;             /* [n] */
+  float* W_dec;             /* [n, d] */
+  float *m_W_enc, *v_W_enc; /* [d, n] */
+  float *m_b_enc, *v_b_enc; /* [n] */
+  float *m_W_dec, *v_W_dec; /* [n, d] */
+} ms_sae_resample_args;
+
+typedef struct {
+  double mean_live_encoder_norm;
+  int live;       /* features not in dead */
+  int resampled;  /* slots applied */
+} ms_sae_resample_stats;
 
 typedef struct ms_backend {
   int abi_version; /* MS_BACKEND_ABI_VERSION */
@@ -144,6 +187,18 @@ typedef struct ms_backend {
   int (*decoder_renormalize)(int n, int d, float* W_dec, ms_error* err);
   int (*adam_update)(size_t count, float* param, const float* grad, float* m, float* v,
                      const ms_adam_hparams* hp, ms_error* err);
+
+  /* Reductions and elementwise ops. */
+  /* *out_host = sum_i x[i]^2, accumulated in double */
+  int (*sum_squares)(size_t count, const float* x, double* out_host, ms_error* err);
+  /* x[i] *= alpha */
+  int (*scale)(size_t count, float* x, float alpha, ms_error* err);
+  /* out[r] = sum_j (a[r, j] - b[r, j])^2 for r < rows, accumulated in double; b == NULL: sum_j a[r, j]^2 */
+  int (*row_sq_dist)(int rows, int d, const float* a, const float* b, float* out, ms_error* err);
+
+  /* Dead-feature resampling (see ms_resample_candidates_args and ms_sae_resample_args). */
+  int (*resample_candidates)(const ms_resample_candidates_args* args, ms_error* err);
+  int (*sae_resample)(const ms_sae_resample_args* args, ms_sae_resample_stats* stats_host, ms_error* err);
 } ms_backend;
 
 /* Exported by the CUDA shared library; returns NULL if abi_version is not supported. */

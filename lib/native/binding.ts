@@ -49,6 +49,8 @@ export interface NativeGradsArgs extends NativeDims {
 
 export interface NativeStepArgs extends NativeGradsArgs {
   constrainDecoder: boolean;
+  /** Max global L2 norm of the gradients; 0 or absent: no clipping. */
+  clipGradNorm?: number;
   lr: number;
   beta1: number;
   beta2: number;
@@ -62,6 +64,42 @@ export interface NativeStepArgs extends NativeGradsArgs {
   v_W_dec: NativeTensor;
   m_b_dec: NativeTensor;
   v_b_dec: NativeTensor;
+}
+
+export interface NativeStepStats extends NativeStats {
+  /** Global L2 norm of the gradients before clipping; NaN when not clipping. */
+  gradNorm: number;
+}
+
+export interface NativeResampleCandidatesArgs {
+  k: number;
+  batch: number;
+  d: number;
+  seed: number;
+  offset: number;
+  x: NativeTensor;
+  loss: NativeTensor;
+  candKeys: NativeTensor;
+  candRows: NativeTensor;
+}
+
+export interface NativeSaeResampleArgs {
+  d: number;
+  n: number;
+  count: number;
+  dead: NativeTensor;
+  candKeys: NativeTensor;
+  candRows: NativeTensor;
+  encNormFactor: number;
+  W_enc: NativeTensor;
+  b_enc: NativeTensor;
+  W_dec: NativeTensor;
+  m_W_enc: NativeTensor;
+  v_W_enc: NativeTensor;
+  m_b_enc: NativeTensor;
+  v_b_enc: NativeTensor;
+  m_W_dec: NativeTensor;
+  v_W_dec: NativeTensor;
 }
 
 export interface NativeDeviceInfo {
@@ -90,5 +128,10 @@ export interface NativeAddon {
   saeEncode(args: NativeDims & { x: NativeTensor; W_enc: NativeTensor; b_enc: NativeTensor; b_dec: NativeTensor; out: NativeTensor }): Promise<void>;
   saeDecode(args: NativeDims & { f: NativeTensor; W_dec: NativeTensor; b_dec: NativeTensor; out: NativeTensor }): Promise<void>;
   saeGrads(args: NativeGradsArgs): Promise<NativeStats>;
-  saeStep(args: NativeStepArgs): Promise<NativeStats>;
+  saeStep(args: NativeStepArgs): Promise<NativeStepStats>;
+  sumSquares(args: { x: NativeTensor }): Promise<number>;
+  scaleInPlace(args: { x: NativeTensor; alpha: number }): Promise<void>;
+  rowSqDist(args: { rows: number; d: number; a: NativeTensor; b?: NativeTensor; out: NativeTensor }): Promise<void>;
+  resampleCandidates(args: NativeResampleCandidatesArgs): Promise<void>;
+  saeResample(args: NativeSaeResampleArgs): Promise<{ meanLiveEncoderNorm: number; live: number; resampled: number }>;
 }

@@ -38,6 +38,32 @@ export interface StepStats {
   l0: number;
 }
 
+export interface TrainStepStats extends StepStats {
+  /** Global L2 norm of the gradients before clipping (NaN unless clipping is on). */
+  gradNorm: number;
+}
+
+export interface StepOptions {
+  /** Scale the gradients down so their global L2 norm is at most this (0 or absent: no clipping). */
+  clipGradNorm?: number;
+}
+
+/** Adam's state: the step count and both moments of every parameter. */
+export interface OptimizerState {
+  steps: number;
+  m: SaeParameterArrays;
+  v: SaeParameterArrays;
+}
+
+export interface ResampleResult {
+  /** Features whose slot held a sampled input and were re-initialised. */
+  resampled: number;
+  /** Features not listed as dead. */
+  live: number;
+  /** Mean L2 norm of the live features' encoder columns (the scale of the new encoder columns). */
+  meanLiveEncoderNorm: number;
+}
+
 type ParamName = 'W_enc' | 'b_enc' | 'W_dec' | 'b_dec';
 const PARAM_NAMES: readonly ParamName[] = ['W_enc', 'b_enc', 'W_dec', 'b_dec'];
 
@@ -126,14 +152,19 @@ export class SparseAutoencoder {
   }
 
   /** One training step on the batch x [B, dIn] (f32, on this SAE's backend). */
-  step(x: Tensor): Promise<StepStats> {
+  step(x: Tensor, options: StepOptions = {}): Promise<TrainStepStats> {
     const batch = this.#checkBatch(x, 'x', this.dIn);
+    const clipGradNorm = options.clipGradNorm ?? 0;
+    if (typeof clipGradNorm !== 'number' || !(clipGradNorm >= 0) || clipGradNorm === Infinity) {
+      throw new RangeError(`clipGradNorm must be a finite number >= 0 (got ${clipGradNorm})`);
+    }
     return this.#enqueue(() => {
       const t = this.#steps + 1;
       const h = this.#hyper;
       const args = {
         ...this.#gradsArgs(x, batch),
         constrainDecoder: this.constrainDecoder,
+        clipGradNorm,
         lr: h.lr,
         beta1: h.beta1,
         beta2: h.beta2,
@@ -227,6 +258,88 @@ export class SparseAutoencoder {
     positiveInteger('rows', count);
     const median = geometricMedian(data, count, this.dIn);
     this.#params.b_dec.upload(Float32Array.from(median));
+  }
+
+  /** Copies of Adam's moments and step count (for checkpoints). */
+  readOptimizerState(): OptimizerState {
+    this.#live();
+    const read = (set: SaeTensors): SaeParameterArrays => ({
+      W_enc: set.W_enc.toArray() as Float32Array,
+      b_enc: set.b_enc.toArray() as Float32Array,
+      W_dec: set.W_dec.toArray() as Float32Array,
+      b_dec: set.b_dec.toArray() as Float32Array,
+    });
+    return { steps: this.#steps, m: read(this.#moments.m), v: read(this.#moments.v) };
+  }
+
+  /** Restores Adam's moments and step count (from readOptimizerState()). */
+  writeOptimizerState(state: OptimizerState): void {
+    this.#live();
+    if (!Number.isSafeInteger(state.steps) || state.steps < 0) throw new RangeError(`steps must be an integer >= 0 (got ${state.steps})`);
+    for (const [which, set] of [['m', this.#moments.m], ['v', this.#moments.v]] as const) {
+      for (const name of PARAM_NAMES) {
+        const data = state[which][name];
+        const target = set[name];
+        if (!(data instanceof Float32Array)) throw new TypeError(`${which}.${name} must be a Float32Array`);
+        if (data.length !== target.size) {
+          throw new RangeError(`${which}.${name} holds ${data.length} values; shape ${formatShape(target.shape)} needs ${target.size}`);
+        }
+      }
+    }
+    for (const [which, set] of [['m', this.#moments.m], ['v', this.#moments.v]] as const) {
+      for (const name of PARAM_NAMES) set[name].upload(state[which][name]);
+    }
+    this.#steps = state.steps;
+  }
+
+  /**
+   * Re-initialises dead features as the paper describes: for slot i, feature dead[i] gets the
+   * decoder row r/‖r‖ and the encoder column 0.2·(mean live encoder norm)·r/‖r‖ (factor
+   * `encNormFactor`), bias 0 and fresh Adam moments, where r = candidates.rows[i]. Slots whose key
+   * is -inf (no input was sampled) are left alone. See lib/sae/resample.ts for the sampling.
+   */
+  resampleFeatures(dead: Int32Array, candidates: { keys: Tensor; rows: Tensor }, encNormFactor = 0.2): Promise<ResampleResult> {
+    this.#live();
+    if (!(dead instanceof Int32Array)) throw new TypeError('dead must be an Int32Array of feature indices');
+    const seen = new Uint8Array(this.dSae);
+    for (const j of dead) {
+      if (j < 0 || j >= this.dSae) throw new RangeError(`dead holds ${j}, outside [0, ${this.dSae})`);
+      if (seen[j]) throw new RangeError(`dead lists feature ${j} twice`);
+      seen[j] = 1;
+    }
+    if (!Number.isFinite(encNormFactor) || encNormFactor < 0) throw new RangeError(`encNormFactor must be finite and >= 0 (got ${encNormFactor})`);
+    const count = dead.length;
+    if (candidates.keys.size < count || candidates.rows.size < count * this.dIn) {
+      throw new RangeError(`candidates hold ${candidates.keys.size} slots; ${count} dead features need as many (rows [${count}, ${this.dIn}])`);
+    }
+    for (const [name, t] of [['candidates.keys', candidates.keys], ['candidates.rows', candidates.rows]] as const) {
+      if (t.backend !== this.backend || t.dtype !== 'f32') throw new TypeError(`${name} must be an f32 tensor on ${this.backend}`);
+    }
+    if (count === 0) return Promise.resolve({ resampled: 0, live: this.dSae, meanLiveEncoderNorm: Number.NaN });
+    const deadTensor = Tensor.from(dead, [count], { dtype: 'i32', backend: this.backend });
+    const p = this.#params;
+    const m = this.#moments.m;
+    const v = this.#moments.v;
+    return this.#enqueue(() =>
+      nativeAddon().saeResample({
+        d: this.dIn,
+        n: this.dSae,
+        count,
+        dead: deadTensor.native,
+        candKeys: candidates.keys.native,
+        candRows: candidates.rows.native,
+        encNormFactor,
+        W_enc: p.W_enc.native,
+        b_enc: p.b_enc.native,
+        W_dec: p.W_dec.native,
+        m_W_enc: m.W_enc.native,
+        v_W_enc: v.W_enc.native,
+        m_b_enc: m.b_enc.native,
+        v_b_enc: v.b_enc.native,
+        m_W_dec: m.W_dec.native,
+        v_W_dec: v.W_dec.native,
+      }),
+    ).finally(() => deadTensor.dispose());
   }
 
   /** Per-feature count of rows with f > 0 since creation or the last resetFireCounts(). */

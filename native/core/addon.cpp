@@ -8,8 +8,10 @@
 #include "backend.h"
 #include "errors.h"
 #include "info.h"
+#include "resample_ops.h"
 #include "sae_ops.h"
 #include "tensor.h"
+#include "vector_ops.h"
 
 namespace ms::core {
 namespace {
@@ -28,6 +30,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setErrorFactory", Napi::Function::New<SetErrorFactory>(env, "setErrorFactory"));
   register_info(env, exports);
   register_sae_ops(env, exports);
+  register_vector_ops(env, exports);
+  register_resample_ops(env, exports);
   return exports;
 }
 

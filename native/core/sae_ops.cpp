@@ -14,97 +14,12 @@
 #include <string>
 #include <vector>
 
+#include "backend_worker.h"
 #include "errors.h"
 #include "tensor.h"
 
 namespace ms::core {
 namespace {
-
-// The operands of one call: device pointers plus the buffers that keep them alive until it ends.
-struct Operands {
-  Backend* backend = nullptr;
-  std::vector<std::shared_ptr<DeviceBuffer>> keep_alive;
-
-  // Reads obj[key] as a tensor of `dtype` with at least `numel` elements on the shared backend.
-  void* take(const Napi::Object& obj, const char* key, int dtype, size_t numel) {
-    Napi::Env env = obj.Env();
-    Tensor* t = Tensor::From(obj.Get(key), key);
-    if (t->dtype() != dtype)
-      throw Napi::TypeError::New(env, std::string(key) + " must have dtype " + dtype_name(dtype) +
-                                          " (got " + dtype_name(t->dtype()) + ")");
-    if (t->numel() < numel)
-      throw Napi::RangeError::New(env, std::string(key) + " holds " + std::to_string(t->numel()) +
-                                           " elements; " + std::to_string(numel) + " needed");
-    if (!backend) backend = t->backend();
-    if (t->backend() != backend)
-      throw Napi::TypeError::New(env, std::string(key) + " is on another backend than the other operands");
-    keep_alive.push_back(t->buffer());
-    return t->buffer()->ptr;
-  }
-  void* take_f32(const Napi::Object& obj, const char* key, size_t numel) {
-    return take(obj, key, MS_F32, numel);
-  }
-};
-
-int int_field(const Napi::Object& obj, const char* key, int lo, int hi) {
-  Napi::Value v = obj.Get(key);
-  if (!v.IsNumber()) throw Napi::TypeError::New(obj.Env(), std::string(key) + " must be a number");
-  const double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= lo && d <= hi) || d != std::floor(d))
-    throw Napi::RangeError::New(obj.Env(), std::string(key) + " must be an integer in [" +
-                                               std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  return int(d);
-}
-
-double num_field(const Napi::Object& obj, const char* key) {
-  Napi::Value v = obj.Get(key);
-  if (!v.IsNumber()) throw Napi::TypeError::New(obj.Env(), std::string(key) + " must be a number");
-  const double d = v.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(d)) throw Napi::RangeError::New(obj.Env(), std::string(key) + " must be finite");
-  return d;
-}
-
-Napi::Object stats_object(Napi::Env env, const ms_sae_stats& s) {
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("loss", s.loss);
-  out.Set("mse", s.mse);
-  out.Set("sparsity", s.sparsity);
-  out.Set("l0", s.l0);
-  return out;
-}
-
-// Base for the SAE workers: runs `run()` under the backend lock, settles a promise.
-class BackendWorker : public Napi::AsyncWorker {
- public:
-  BackendWorker(Napi::Env env, Operands operands)
-      : Napi::AsyncWorker(env, "monosemantic"), operands_(std::move(operands)), deferred_(env) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
-
- protected:
-  virtual int run(const ms_backend* be, ms_error* err) = 0;
-  virtual Napi::Value result(Napi::Env env) { return env.Undefined(); }
-
-  void Execute() override {
-    Backend* backend = operands_.backend;
-    std::lock_guard<std::mutex> lock(backend->mutex);
-    failed_ = run(backend->table, &err_) != MS_OK;
-    if (!failed_ && backend->table->synchronize(&err_) != MS_OK) failed_ = true;
-  }
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    if (failed_) deferred_.Reject(make_error(env, err_));
-    else deferred_.Resolve(result(env));
-  }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
-  Operands operands_;
-  ms_error err_{};
-  bool failed_ = false;
-
- private:
-  Napi::Promise::Deferred deferred_;
-};
 
 struct Dims {
   int batch, d, n, precision;
@@ -208,6 +123,9 @@ class GradsWorker : public BackendWorker {
     hp_.eps = float(eps);
     hp_.bias1 = float(1.0 - std::pow(beta1, t));
     hp_.bias2 = float(1.0 - std::pow(beta2, t));
+    hp_.grad_scale = 1.0f;
+    clip_ = num_field_or(a, "clipGradNorm", 0);
+    if (clip_ < 0) throw Napi::RangeError::New(env, "clipGradNorm must be >= 0 (0: no clipping)");
     const struct {
       const char *m, *v;
       float* param;
@@ -230,38 +148,43 @@ class GradsWorker : public BackendWorker {
     float* W_dec = const_cast<float*>(args_.W_dec);
     if (constrain_)
       if (int rc = be->decoder_remove_parallel_grad(args_.n, args_.d, W_dec, args_.dW_dec, err)) return rc;
+    if (clip_ > 0) {  // global L2 norm of the four gradients (as Adam will see them)
+      double sum = 0.0;
+      for (const AdamSlot& s : adam_) {
+        double part = 0.0;
+        if (int rc = be->sum_squares(s.count, s.grad, &part, err)) return rc;
+        sum += part;
+      }
+      grad_norm_ = std::sqrt(sum);
+      if (grad_norm_ > clip_) hp_.grad_scale = float(clip_ / grad_norm_);
+    }
     for (const AdamSlot& s : adam_)
       if (int rc = be->adam_update(s.count, s.param, s.grad, s.m, s.v, &hp_, err)) return rc;
     if (constrain_)
       if (int rc = be->decoder_renormalize(args_.n, args_.d, W_dec, err)) return rc;
     return MS_OK;
   }
-  Napi::Value result(Napi::Env env) override { return stats_object(env, stats_); }
+  Napi::Value result(Napi::Env env) override {
+    Napi::Object out = stats_object(env, stats_);
+    if (step_) out.Set("gradNorm", grad_norm_);
+    return out;
+  }
 
  private:
   bool step_;
   bool constrain_ = false;
+  double clip_ = 0;                  // max global gradient norm; 0: no clipping
+  double grad_norm_ = std::nan("");  // measured when clipping
   ms_sae_grads_args args_{};
   ms_adam_hparams hp_{};
   std::vector<AdamSlot> adam_;
   ms_sae_stats stats_{};
 };
 
-template <typename Worker, typename... Extra>
-Napi::Value start(const Napi::CallbackInfo& info, Extra... extra) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject())
-    throw Napi::TypeError::New(env, "expected one argument object");
-  auto* worker = new Worker(env, info[0].As<Napi::Object>(), extra...);
-  Napi::Promise promise = worker->promise();
-  worker->Queue();
-  return promise;
-}
-
-Napi::Value SaeEncode(const Napi::CallbackInfo& info) { return start<EncodeWorker>(info); }
-Napi::Value SaeDecode(const Napi::CallbackInfo& info) { return start<DecodeWorker>(info); }
-Napi::Value SaeGrads(const Napi::CallbackInfo& info) { return start<GradsWorker>(info, false); }
-Napi::Value SaeStep(const Napi::CallbackInfo& info) { return start<GradsWorker>(info, true); }
+Napi::Value SaeEncode(const Napi::CallbackInfo& info) { return start_worker<EncodeWorker>(info); }
+Napi::Value SaeDecode(const Napi::CallbackInfo& info) { return start_worker<DecodeWorker>(info); }
+Napi::Value SaeGrads(const Napi::CallbackInfo& info) { return start_worker<GradsWorker>(info, false); }
+Napi::Value SaeStep(const Napi::CallbackInfo& info) { return start_worker<GradsWorker>(info, true); }
 
 // saeWorkspaceBytes(backend, batch, d, n, precision) -> number
 Napi::Value SaeWorkspaceBytes(const Napi::CallbackInfo& info) {

@@ -11,9 +11,11 @@
 
 #include "convert.h"
 #include "cpu_features.h"
+#include "resample_cpu.h"
 #include "sae_cpu.h"
 #include "status.h"
 #include "thread_pool.h"
+#include "vector_cpu.h"
 
 namespace ms::cpu {
 namespace {
@@ -124,6 +126,11 @@ const ms_backend kCpuBackend = {
     decoder_remove_parallel_grad,
     decoder_renormalize,
     adam_update,
+    sum_squares,
+    scale,
+    row_sq_dist,
+    resample_candidates,
+    sae_resample,
 };
 
 }  // namespace

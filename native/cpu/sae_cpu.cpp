@@ -332,9 +332,10 @@ int adam_update(size_t count, float* param, const float* grad, float* m, float* 
                 const ms_adam_hparams* hp, ms_error*) {
   const float b1 = hp->beta1, b2 = hp->beta2, lr = hp->lr, eps = hp->eps;
   const float inv_bias1 = 1.0f / hp->bias1, inv_bias2 = 1.0f / hp->bias2;
+  const float grad_scale = hp->grad_scale;
   parallel_for(count, 1 << 14, [&](size_t k0, size_t k1) {
     for (size_t k = k0; k < k1; ++k) {
-      const float g = grad[k];
+      const float g = grad[k] * grad_scale;
       const float mk = b1 * m[k] + (1.0f - b1) * g;
       const float vk = b2 * v[k] + (1.0f - b2) * g * g;
       m[k] = mk;

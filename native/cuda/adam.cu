@@ -13,15 +13,16 @@
 
 namespace ms::cuda {
 
-// m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g g;  p -= lr (m / bias1) / (sqrt(v / bias2) + eps)
+// g = grad_scale grad;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g g;  p -= lr (m / bias1) / (sqrt(v / bias2) + eps)
 static __global__ void adam_kernel(size_t count, float* __restrict__ param, const float* __restrict__ grad,
                                    float* __restrict__ m, float* __restrict__ v, float lr, float b1,
-                                   float b2, float eps, float inv_bias1, float inv_bias2) {
+                                   float b2, float eps, float inv_bias1, float inv_bias2,
+                                   float grad_scale) {
   const float one_minus_b1 = 1.0f - b1;
   const float one_minus_b2 = 1.0f - b2;
   for (size_t k = size_t(blockIdx.x) * blockDim.x + threadIdx.x; k < count;
        k += size_t(gridDim.x) * blockDim.x) {
-    const float g = grad[k];
+    const float g = __fmul_rn(grad[k], grad_scale);
     const float mk = __fadd_rn(__fmul_rn(b1, m[k]), __fmul_rn(one_minus_b1, g));
     const float vk = __fadd_rn(__fmul_rn(b2, v[k]), __fmul_rn(__fmul_rn(one_minus_b2, g), g));
     m[k] = mk;
@@ -45,7 +46,8 @@ int adam_update(size_t count, float* param, const float* grad, float* m, float* 
   const float inv_bias1 = 1.0f / hp->bias1;  // as the CPU backend: fp32 reciprocals, taken once
   const float inv_bias2 = 1.0f / hp->bias2;
   adam_kernel<<<grid_stride_blocks(count), kThreads, 0, op.stream>>>(
-      count, param, grad, m, v, hp->lr, hp->beta1, hp->beta2, hp->eps, inv_bias1, inv_bias2);
+      count, param, grad, m, v, hp->lr, hp->beta1, hp->beta2, hp->eps, inv_bias1, inv_bias2,
+      hp->grad_scale);
   MS_TRY(check_launch(op, "adam_kernel"));
   return finish(op);
 }

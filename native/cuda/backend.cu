@@ -16,7 +16,9 @@
 #include "common.cuh"
 #include "decoder_norm.cuh"
 #include "memory.cuh"
+#include "resample.cuh"
 #include "sae.cuh"
+#include "vector.cuh"
 
 namespace ms::cuda {
 
@@ -203,6 +205,11 @@ static const ms_backend kCudaBackend = {
     decoder_remove_parallel_grad,
     decoder_renormalize,
     adam_update,
+    sum_squares,
+    scale,
+    row_sq_dist,
+    resample_candidates,
+    sae_resample,
 };
 
 }  // namespace ms::cuda

@@ -1,0 +1,56 @@
+/**
+ * Small tensor operations on a backend (async; they run on a worker thread like the SAE ops):
+ * sums of squares (gradient norms), in-place scaling (input normalisation) and per-row squared
+ * distances (per-input reconstruction error, row norms).
+ */
+import { nativeAddon } from './backend.js';
+import { Tensor, formatShape } from './tensor.js';
+
+function checkF32(t: unknown, name: string): Tensor {
+  if (!(t instanceof Tensor)) throw new TypeError(`${name} must be a Tensor`);
+  if (t.disposed) throw new TypeError(`${name} has been disposed`);
+  if (t.dtype !== 'f32') throw new TypeError(`${name} must have dtype f32 (got ${t.dtype})`);
+  return t;
+}
+
+/** Σ x² over all elements, accumulated in double. */
+export function sumSquares(x: Tensor): Promise<number> {
+  return nativeAddon().sumSquares({ x: checkF32(x, 'x').native });
+}
+
+/** x ← alpha · x. */
+export function scaleInPlace(x: Tensor, alpha: number): Promise<void> {
+  checkF32(x, 'x');
+  if (typeof alpha !== 'number' || !Number.isFinite(alpha)) throw new RangeError(`alpha must be a finite number (got ${alpha})`);
+  return nativeAddon().scaleInPlace({ x: x.native, alpha });
+}
+
+/**
+ * out[r] = ‖a[r] − b[r]‖² for the rows of a [rows, d] (‖a[r]‖² when b is null), accumulated in
+ * double; into `out` [rows] when given.
+ */
+export async function rowSqDist(a: Tensor, b: Tensor | null, out?: Tensor): Promise<Tensor> {
+  checkF32(a, 'a');
+  if (a.shape.length !== 2 || a.shape[0]! < 1) throw new RangeError(`a must have shape [rows >= 1, d] (got ${formatShape(a.shape)})`);
+  const [rows, d] = a.shape as [number, number];
+  if (b !== null) {
+    checkF32(b, 'b');
+    if (b.shape.length !== 2 || b.shape[0] !== rows || b.shape[1] !== d) {
+      throw new RangeError(`b must have the shape of a, ${formatShape(a.shape)} (got ${formatShape(b.shape)})`);
+    }
+    if (b.backend !== a.backend) throw new TypeError(`b is on ${b.backend} but a is on ${a.backend}`);
+  }
+  if (out !== undefined) {
+    checkF32(out, 'out');
+    if (out.size !== rows) throw new RangeError(`out must hold ${rows} elements (got ${formatShape(out.shape)})`);
+    if (out.backend !== a.backend) throw new TypeError(`out is on ${out.backend} but a is on ${a.backend}`);
+  }
+  const target = out ?? Tensor.empty([rows], { backend: a.backend });
+  try {
+    await nativeAddon().rowSqDist({ rows, d, a: a.native, ...(b ? { b: b.native } : {}), out: target.native });
+    return target;
+  } catch (error) {
+    if (out === undefined) target.dispose();
+    throw error;
+  }
+}

@@ -1,0 +1,132 @@
+/*
+ * backend_worker.h — the plumbing shared by the native operations exposed to JS: reading checked
+ * tensor operands and numbers from an argument object, and BackendWorker, a promise-returning
+ * AsyncWorker (sharp's "baton" pattern) whose Execute() runs on a libuv worker thread holding the
+ * backend's mutex and touches only its own fields.
+ */
+#ifndef MONOSEMANTIC_CORE_BACKEND_WORKER_H
+#define MONOSEMANTIC_CORE_BACKEND_WORKER_H
+
+#include <napi.h>
+
+#include <cmath>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "errors.h"
+#include "tensor.h"
+
+namespace ms::core {
+
+// The operands of one call: device pointers plus the buffers that keep them alive until it ends.
+struct Operands {
+  Backend* backend = nullptr;
+  std::vector<std::shared_ptr<DeviceBuffer>> keep_alive;
+
+  // Reads obj[key] as a tensor of `dtype` with at least `numel` elements on the shared backend.
+  void* take(const Napi::Object& obj, const char* key, int dtype, size_t numel) {
+    Napi::Env env = obj.Env();
+    Tensor* t = Tensor::From(obj.Get(key), key);
+    if (t->dtype() != dtype)
+      throw Napi::TypeError::New(env, std::string(key) + " must have dtype " + dtype_name(dtype) +
+                                          " (got " + dtype_name(t->dtype()) + ")");
+    if (t->numel() < numel)
+      throw Napi::RangeError::New(env, std::string(key) + " holds " + std::to_string(t->numel()) +
+                                           " elements; " + std::to_string(numel) + " needed");
+    if (!backend) backend = t->backend();
+    if (t->backend() != backend)
+      throw Napi::TypeError::New(env, std::string(key) + " is on another backend than the other operands");
+    keep_alive.push_back(t->buffer());
+    return t->buffer()->ptr;
+  }
+  void* take_f32(const Napi::Object& obj, const char* key, size_t numel) {
+    return take(obj, key, MS_F32, numel);
+  }
+};
+
+inline int int_field(const Napi::Object& obj, const char* key, int lo, int hi) {
+  Napi::Value v = obj.Get(key);
+  if (!v.IsNumber()) throw Napi::TypeError::New(obj.Env(), std::string(key) + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= lo && d <= hi) || d != std::floor(d))
+    throw Napi::RangeError::New(obj.Env(), std::string(key) + " must be an integer in [" +
+                                               std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return int(d);
+}
+
+// obj[key] as a finite number; `fallback` when it is undefined.
+inline double num_field_or(const Napi::Object& obj, const char* key, double fallback) {
+  if (obj.Get(key).IsUndefined()) return fallback;
+  Napi::Value v = obj.Get(key);
+  if (!v.IsNumber()) throw Napi::TypeError::New(obj.Env(), std::string(key) + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d)) throw Napi::RangeError::New(obj.Env(), std::string(key) + " must be finite");
+  return d;
+}
+
+inline double num_field(const Napi::Object& obj, const char* key) {
+  Napi::Value v = obj.Get(key);
+  if (!v.IsNumber()) throw Napi::TypeError::New(obj.Env(), std::string(key) + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d)) throw Napi::RangeError::New(obj.Env(), std::string(key) + " must be finite");
+  return d;
+}
+
+inline Napi::Object stats_object(Napi::Env env, const ms_sae_stats& s) {
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("loss", s.loss);
+  out.Set("mse", s.mse);
+  out.Set("sparsity", s.sparsity);
+  out.Set("l0", s.l0);
+  return out;
+}
+
+// Base for the operation workers: runs `run()` under the backend lock, settles a promise.
+class BackendWorker : public Napi::AsyncWorker {
+ public:
+  BackendWorker(Napi::Env env, Operands operands)
+      : Napi::AsyncWorker(env, "monosemantic"), operands_(std::move(operands)), deferred_(env) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  virtual int run(const ms_backend* be, ms_error* err) = 0;
+  virtual Napi::Value result(Napi::Env env) { return env.Undefined(); }
+
+  void Execute() override {
+    Backend* backend = operands_.backend;
+    std::lock_guard<std::mutex> lock(backend->mutex);
+    failed_ = run(backend->table, &err_) != MS_OK;
+    if (!failed_ && backend->table->synchronize(&err_) != MS_OK) failed_ = true;
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    if (failed_) deferred_.Reject(make_error(env, err_));
+    else deferred_.Resolve(result(env));
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+  Operands operands_;
+  ms_error err_{};
+  bool failed_ = false;
+
+ private:
+  Napi::Promise::Deferred deferred_;
+};
+
+template <typename Worker, typename... Extra>
+Napi::Value start_worker(const Napi::CallbackInfo& info, Extra... extra) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject())
+    throw Napi::TypeError::New(env, "expected one argument object");
+  auto* worker = new Worker(env, info[0].As<Napi::Object>(), extra...);
+  Napi::Promise promise = worker->promise();
+  worker->Queue();
+  return promise;
+}
+
+}  // namespace ms::core
+
+#endif

@@ -1,0 +1,79 @@
+/*
+ * vector_ops.cpp — small promise-returning tensor ops exposed to JS (backend.h: sum_squares,
+ * scale, row_sq_dist). Shapes are checked in TypeScript first; the checks here keep every
+ * access inside its allocation.
+ */
+#include "vector_ops.h"
+
+#include "backend_worker.h"
+
+namespace ms::core {
+namespace {
+
+// sumSquares({ x }) -> number: the sum of squares of all of x's elements.
+class SumSquaresWorker : public BackendWorker {
+ public:
+  SumSquaresWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
+    Tensor* t = Tensor::From(a.Get("x"), "x");
+    count_ = t->numel();
+    x_ = static_cast<const float*>(operands_.take_f32(a, "x", count_));
+  }
+  int run(const ms_backend* be, ms_error* err) override { return be->sum_squares(count_, x_, &sum_, err); }
+  Napi::Value result(Napi::Env env) override { return Napi::Number::New(env, sum_); }
+
+ private:
+  size_t count_ = 0;
+  const float* x_ = nullptr;
+  double sum_ = 0;
+};
+
+// scaleInPlace({ x, alpha }): x *= alpha.
+class ScaleWorker : public BackendWorker {
+ public:
+  ScaleWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
+    Tensor* t = Tensor::From(a.Get("x"), "x");
+    count_ = t->numel();
+    x_ = static_cast<float*>(operands_.take_f32(a, "x", count_));
+    alpha_ = float(num_field(a, "alpha"));
+  }
+  int run(const ms_backend* be, ms_error* err) override { return be->scale(count_, x_, alpha_, err); }
+
+ private:
+  size_t count_ = 0;
+  float* x_ = nullptr;
+  float alpha_ = 1;
+};
+
+// rowSqDist({ rows, d, a, b?, out }): out[r] = ||a[r] - b[r]||^2 (||a[r]||^2 without b).
+class RowSqDistWorker : public BackendWorker {
+ public:
+  RowSqDistWorker(Napi::Env env, const Napi::Object& args) : BackendWorker(env, Operands{}) {
+    rows_ = int_field(args, "rows", 1, 1 << 30);
+    d_ = int_field(args, "d", 1, 1 << 30);
+    const size_t R = size_t(rows_), D = size_t(d_);
+    a_ = static_cast<const float*>(operands_.take_f32(args, "a", R * D));
+    const Napi::Value b = args.Get("b");
+    b_ = b.IsUndefined() || b.IsNull() ? nullptr : static_cast<const float*>(operands_.take_f32(args, "b", R * D));
+    out_ = static_cast<float*>(operands_.take_f32(args, "out", R));
+  }
+  int run(const ms_backend* be, ms_error* err) override { return be->row_sq_dist(rows_, d_, a_, b_, out_, err); }
+
+ private:
+  int rows_ = 0, d_ = 0;
+  const float *a_ = nullptr, *b_ = nullptr;
+  float* out_ = nullptr;
+};
+
+Napi::Value SumSquares(const Napi::CallbackInfo& info) { return start_worker<SumSquaresWorker>(info); }
+Napi::Value ScaleInPlace(const Napi::CallbackInfo& info) { return start_worker<ScaleWorker>(info); }
+Napi::Value RowSqDist(const Napi::CallbackInfo& info) { return start_worker<RowSqDistWorker>(info); }
+
+}  // namespace
+
+void register_vector_ops(Napi::Env env, Napi::Object exports) {
+  exports.Set("sumSquares", Napi::Function::New<SumSquares>(env, "sumSquares"));
+  exports.Set("scaleInPlace", Napi::Function::New<ScaleInPlace>(env, "scaleInPlace"));
+  exports.Set("rowSqDist", Napi::Function::New<RowSqDist>(env, "rowSqDist"));
+}
+
+}  // namespace ms::core

@@ -1,0 +1,69 @@
+/*
+ * vector_cpu.cpp — sum_squares, scale and row_sq_dist on the CPU (vector_cpu.h).
+ *
+ * sum_squares splits the array into fixed blocks of kBlock elements whose double partial sums are
+ * added in block order, so the result does not depend on the number of threads.
+ */
+#include "vector_cpu.h"
+
+#include <vector>
+
+#include "status.h"
+#include "thread_pool.h"
+
+namespace ms::cpu {
+namespace {
+constexpr size_t kBlock = size_t(1) << 16;
+}
+
+int sum_squares(size_t count, const float* x, double* out_host, ms_error* err) {
+  if (!out_host) return fail(err, MS_ERR_INVALID, "sum_squares", "out is null");
+  if (count && !x) return fail(err, MS_ERR_INVALID, "sum_squares", "x is null");
+  const size_t blocks = (count + kBlock - 1) / kBlock;
+  std::vector<double> partial(blocks, 0.0);  // partial[b] = sum over x[b*kBlock, (b+1)*kBlock)
+  parallel_for(blocks, 1, [&](size_t b0, size_t b1) {
+    for (size_t b = b0; b < b1; ++b) {
+      const size_t end = (b + 1) * kBlock < count ? (b + 1) * kBlock : count;
+      double s = 0.0;
+      for (size_t i = b * kBlock; i < end; ++i) s += double(x[i]) * double(x[i]);
+      partial[b] = s;
+    }
+  });
+  double total = 0.0;
+  for (double s : partial) total += s;
+  *out_host = total;
+  return MS_OK;
+}
+
+int scale(size_t count, float* x, float alpha, ms_error* err) {
+  if (count && !x) return fail(err, MS_ERR_INVALID, "scale", "x is null");
+  parallel_for(count, 1 << 15, [&](size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; ++i) x[i] *= alpha;
+  });
+  return MS_OK;
+}
+
+int row_sq_dist(int rows, int d, const float* a, const float* b, float* out, ms_error* err) {
+  if (rows < 0 || d <= 0) return fail(err, MS_ERR_INVALID, "row_sq_dist", "bad shape [%d, %d]", rows, d);
+  if (rows && (!a || !out)) return fail(err, MS_ERR_INVALID, "row_sq_dist", "a or out is null");
+  const size_t D = size_t(d);
+  parallel_for(size_t(rows), 64, [&](size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; ++r) {
+      const float* ar = a + r * D;  // a[r, :]
+      double s = 0.0;
+      if (b) {
+        const float* br = b + r * D;  // b[r, :]
+        for (size_t j = 0; j < D; ++j) {
+          const double diff = double(ar[j]) - double(br[j]);
+          s += diff * diff;
+        }
+      } else {
+        for (size_t j = 0; j < D; ++j) s += double(ar[j]) * double(ar[j]);
+      }
+      out[r] = float(s);
+    }
+  });
+  return MS_OK;
+}
+
+}  // namespace ms::cpu

@@ -1,0 +1,115 @@
+/*
+ * vector.cu — sum_squares, scale and row_sq_dist (vector.cuh).
+ *
+ * sum_squares is two passes with a fixed shape — a grid of at most kSumBlocks blocks writes one
+ * double partial each, then one block adds the partials with a fixed tree — so the result is
+ * deterministic for a given count (it may differ from the CPU's block order in the last bits).
+ * row_sq_dist: one block per row, double accumulation, as the CPU backend.
+ */
+#include "vector.cuh"
+
+namespace ms::cuda {
+namespace {
+
+constexpr unsigned int kSumBlocks = 1024;
+
+// partial[blockIdx.x] = sum of x[i]^2 over this block's grid-stride share of [0, count).
+__global__ void __launch_bounds__(kThreads)
+    sum_squares_partial_kernel(size_t count, const float* __restrict__ x, double* __restrict__ partial) {
+  __shared__ double scratch[33];
+  double s = 0.0;
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += size_t(gridDim.x) * blockDim.x) {
+    const double v = x[i];
+    s += v * v;
+  }
+  s = block_sum(s, scratch);
+  if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+// *total = sum of partial[0, count), one block.
+__global__ void __launch_bounds__(kThreads) sum_partials_kernel(unsigned int count, const double* __restrict__ partial,
+                                                                 double* __restrict__ total) {
+  __shared__ double scratch[33];
+  double s = 0.0;
+  for (unsigned int i = threadIdx.x; i < count; i += blockDim.x) s += partial[i];
+  s = block_sum(s, scratch);
+  if (threadIdx.x == 0) *total = s;
+}
+
+__global__ void scale_kernel(size_t count, float* __restrict__ x, float alpha) {
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += size_t(gridDim.x) * blockDim.x)
+    x[i] = __fmul_rn(x[i], alpha);
+}
+
+// out[r] = sum_j (a[r, j] - b[r, j])^2 (b null: sum_j a[r, j]^2); block r = row r.
+__global__ void __launch_bounds__(kThreads) row_sq_dist_kernel(int d, const float* __restrict__ a,
+                                                                const float* __restrict__ b, float* __restrict__ out) {
+  __shared__ double scratch[33];
+  const size_t r = blockIdx.x;
+  const float* ar = a + r * d;  // a[r, :]
+  double s = 0.0;
+  if (b) {
+    const float* br = b + r * d;  // b[r, :]
+    for (int j = threadIdx.x; j < d; j += blockDim.x) {
+      const double diff = double(ar[j]) - double(br[j]);
+      s += diff * diff;
+    }
+  } else {
+    for (int j = threadIdx.x; j < d; j += blockDim.x) s += double(ar[j]) * double(ar[j]);
+  }
+  s = block_sum(s, scratch);
+  if (threadIdx.x == 0) out[r] = float(s);
+}
+
+}  // namespace
+
+int sum_squares(size_t count, const float* x, double* out_host, ms_error* err) {
+  const char* name = "sum_squares";
+  if (!out_host) return invalid(err, name, "out is null");
+  if (count == 0) {
+    *out_host = 0.0;
+    return MS_OK;
+  }
+  if (!x) return invalid(err, name, "x is null");
+  Op op;
+  MS_TRY(begin(op, err, name));
+  const unsigned int blocks = grid_stride_blocks(count) < kSumBlocks ? grid_stride_blocks(count) : kSumBlocks;
+  DeviceScratch scratch;  // partial[blocks], then the total
+  MS_TRY(scratch.allocate(op, (blocks + 1) * sizeof(double)));
+  double* partial = static_cast<double*>(scratch.get());
+  sum_squares_partial_kernel<<<blocks, kThreads, 0, op.stream>>>(count, x, partial);
+  MS_TRY(check_launch(op, "sum_squares_partial_kernel"));
+  sum_partials_kernel<<<1, kThreads, 0, op.stream>>>(blocks, partial, partial + blocks);
+  MS_TRY(check_launch(op, "sum_partials_kernel"));
+  double total = 0.0;
+  MS_TRY(check(op, cudaMemcpyAsync(&total, partial + blocks, sizeof total, cudaMemcpyDeviceToHost, op.stream),
+               "cudaMemcpyAsync"));
+  MS_TRY(finish(op));
+  *out_host = total;
+  return scratch.release(op);
+}
+
+int scale(size_t count, float* x, float alpha, ms_error* err) {
+  const char* name = "scale";
+  if (count == 0) return MS_OK;
+  if (!x) return invalid(err, name, "x is null");
+  Op op;
+  MS_TRY(begin(op, err, name));
+  scale_kernel<<<grid_stride_blocks(count), kThreads, 0, op.stream>>>(count, x, alpha);
+  MS_TRY(check_launch(op, "scale_kernel"));
+  return finish(op);
+}
+
+int row_sq_dist(int rows, int d, const float* a, const float* b, float* out, ms_error* err) {
+  const char* name = "row_sq_dist";
+  if (rows < 0 || d <= 0) return invalid(err, name, "bad shape [%d, %d]", rows, d);
+  if (rows == 0) return MS_OK;
+  if (!a || !out) return invalid(err, name, "a or out is null");
+  Op op;
+  MS_TRY(begin(op, err, name));
+  row_sq_dist_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, op.stream>>>(d, a, b, out);
+  MS_TRY(check_launch(op, "row_sq_dist_kernel"));
+  return finish(op);
+}
+
+}  // namespace ms::cuda
