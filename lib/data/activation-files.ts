@@ -1,0 +1,270 @@
+/**
+ * Files of language-model activations: 2-D row-major matrices [rows, d], read a block of rows at
+ * a time (positional reads on an open file handle, never the whole file) and converted to f32.
+ *
+ * Three layouts are read:
+ * - `.safetensors`: the tensor named `options.tensor`, else the file's only 2-D tensor;
+ * - `.npy`: a 2-D array in C order;
+ * - raw shards listed by a JSON manifest (`*.json`):
+ *   `{"format": "monosemantic-activations", "version": 1, "dtype": "f32", "d": 512,
+ *     "shards": [{"path": "acts-000.bin", "rows": 1000}, ...]}`, shard paths relative to the
+ *   manifest, each shard exactly rows × d little-endian values with no header.
+ */
+import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
+import { endianness } from 'node:os';
+import { dirname, extname, resolve } from 'node:path';
+
+import { z } from 'zod';
+
+import { readNpyHeader } from '../io/npy.js';
+import { bf16BitsToFloat32, float16BitsToFloat32, readSafetensorsHeader, type SafetensorsDtype } from '../io/safetensors.js';
+
+export type ActivationDtype = 'f32' | 'bf16' | 'f16' | 'f64';
+
+export interface ActivationFile {
+  readonly path: string;
+  readonly rows: number;
+  readonly d: number;
+  /** How the values are stored; readRows always yields f32. */
+  readonly dtype: ActivationDtype;
+  /** Reads rows [start, start+count) converted to f32 into out[outOffset .. outOffset + count*d). */
+  readRows(start: number, count: number, out: Float32Array, outOffset?: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface OpenActivationOptions {
+  /** Name of the tensor to read from a .safetensors file. */
+  tensor?: string;
+}
+
+/** An activation file that cannot be used as one (wrong rank or dtype, bad manifest, size mismatch). */
+export class ActivationFileError extends Error {
+  readonly path: string;
+
+  constructor(path: string, message: string) {
+    super(`${path}: ${message}`);
+    this.name = 'ActivationFileError';
+    this.path = path;
+  }
+}
+
+export const ACTIVATION_ITEM_BYTES: Readonly<Record<ActivationDtype, number>> = { f32: 4, bf16: 2, f16: 2, f64: 8 };
+
+export const MANIFEST_FORMAT = 'monosemantic-activations';
+
+/** The manifest of a set of raw shards. */
+export const ActivationManifestSchema = z.object({
+  format: z.literal(MANIFEST_FORMAT),
+  version: z.literal(1),
+  dtype: z.enum(['f32', 'bf16', 'f16', 'f64']),
+  d: z.number().int().positive(),
+  shards: z
+    .array(
+      z.object({
+        path: z.string().min(1),
+        rows: z.number().int().nonnegative(),
+      }),
+    )
+    .min(1),
+});
+export type ActivationManifest = z.infer<typeof ActivationManifestSchema>;
+
+const SAFETENSORS_ACTIVATION_DTYPES: Partial<Record<SafetensorsDtype, ActivationDtype>> = {
+  F32: 'f32',
+  BF16: 'bf16',
+  F16: 'f16',
+  F64: 'f64',
+};
+
+const HOST_IS_LITTLE_ENDIAN = endianness() === 'LE';
+
+/** Positional reads of a [rows, d] matrix stored at `dataOffset` of an open file. */
+class MatrixFile implements ActivationFile {
+  readonly path: string;
+  readonly rows: number;
+  readonly d: number;
+  readonly dtype: ActivationDtype;
+  readonly #dataOffset: number;
+  #handle: FileHandle | undefined;
+
+  constructor(handle: FileHandle, path: string, rows: number, d: number, dtype: ActivationDtype, dataOffset: number) {
+    this.#handle = handle;
+    this.path = path;
+    this.rows = rows;
+    this.d = d;
+    this.dtype = dtype;
+    this.#dataOffset = dataOffset;
+  }
+
+  async readRows(start: number, count: number, out: Float32Array, outOffset = 0): Promise<void> {
+    if (this.#handle === undefined) throw new Error(`${this.path}: readRows after close()`);
+    if (!Number.isSafeInteger(start) || start < 0) throw new RangeError(`start must be a non-negative integer (got ${start})`);
+    if (!Number.isSafeInteger(count) || count < 0) throw new RangeError(`count must be a non-negative integer (got ${count})`);
+    if (start + count > this.rows) {
+      throw new RangeError(`rows [${start}, ${start + count}) are out of range for ${this.path} with ${this.rows} rows`);
+    }
+    if (!(out instanceof Float32Array)) throw new TypeError('out must be a Float32Array');
+    if (!Number.isSafeInteger(outOffset) || outOffset < 0) throw new RangeError(`outOffset must be a non-negative integer (got ${outOffset})`);
+    const values = count * this.d;
+    if (outOffset + values > out.length) {
+      throw new RangeError(`out.length ${out.length} is too small for ${count} rows of d=${this.d} at outOffset ${outOffset}`);
+    }
+    if (values === 0) return;
+
+    const itemBytes = ACTIVATION_ITEM_BYTES[this.dtype];
+    const position = this.#dataOffset + start * this.d * itemBytes;
+    if (this.dtype === 'f32') {
+      // Straight into the caller's array.
+      const target = new Uint8Array(out.buffer, out.byteOffset + outOffset * 4, values * 4);
+      await this.#readExactly(target, position);
+      if (!HOST_IS_LITTLE_ENDIAN) Buffer.from(target.buffer, target.byteOffset, target.byteLength).swap32();
+      return;
+    }
+    const raw = new Uint8Array(values * itemBytes); // fresh per call, so concurrent reads are safe
+    await this.#readExactly(raw, position);
+    if (!HOST_IS_LITTLE_ENDIAN) {
+      const bytes = Buffer.from(raw.buffer);
+      if (itemBytes === 2) bytes.swap16();
+      else bytes.swap64();
+    }
+    if (this.dtype === 'bf16') bf16BitsToFloat32(new Uint16Array(raw.buffer), out, outOffset);
+    else if (this.dtype === 'f16') float16BitsToFloat32(new Uint16Array(raw.buffer), out, outOffset);
+    else out.set(new Float64Array(raw.buffer), outOffset);
+  }
+
+  async #readExactly(into: Uint8Array, position: number): Promise<void> {
+    let done = 0;
+    while (done < into.length) {
+      const { bytesRead } = await this.#handle!.read(into, done, into.length - done, position + done);
+      if (bytesRead === 0) throw new ActivationFileError(this.path, `unexpected end of file at byte ${position + done} (was it truncated?)`);
+      done += bytesRead;
+    }
+  }
+
+  async close(): Promise<void> {
+    const handle = this.#handle;
+    this.#handle = undefined;
+    await handle?.close();
+  }
+}
+
+async function openMatrix(path: string, rows: number, d: number, dtype: ActivationDtype, dataOffset: number): Promise<ActivationFile> {
+  const handle = await open(path, 'r');
+  return new MatrixFile(handle, path, rows, d, dtype, dataOffset);
+}
+
+async function openSafetensors(path: string, tensor: string | undefined): Promise<ActivationFile> {
+  const header = await readSafetensorsHeader(path);
+  const describe = (name: string): string => {
+    const entry = header.tensors[name]!;
+    return `${name} ${entry.dtype}[${entry.shape.join(', ')}]`;
+  };
+  let name = tensor;
+  if (name === undefined) {
+    const matrices = Object.keys(header.tensors).filter((key) => header.tensors[key]!.shape.length === 2);
+    if (matrices.length !== 1) {
+      const all = Object.keys(header.tensors).map(describe).join(', ') || 'none';
+      throw new ActivationFileError(
+        path,
+        matrices.length === 0
+          ? `holds no 2-D tensor (tensors: ${all})`
+          : `holds ${matrices.length} 2-D tensors (${matrices.map(describe).join(', ')}); choose one with the tensor option`,
+      );
+    }
+    name = matrices[0]!;
+  }
+  const entry = header.tensors[name];
+  if (entry === undefined) {
+    throw new ActivationFileError(path, `has no tensor "${name}" (tensors: ${Object.keys(header.tensors).map(describe).join(', ') || 'none'})`);
+  }
+  if (entry.shape.length !== 2) throw new ActivationFileError(path, `tensor ${describe(name)} is not 2-D [rows, d]`);
+  const dtype = SAFETENSORS_ACTIVATION_DTYPES[entry.dtype];
+  if (dtype === undefined) throw new ActivationFileError(path, `tensor ${describe(name)}: dtype must be F32, BF16, F16 or F64`);
+  const [rows, d] = entry.shape as [number, number];
+  return openMatrix(path, rows, d, dtype, entry.begin);
+}
+
+async function openNpy(path: string): Promise<ActivationFile> {
+  const header = await readNpyHeader(path);
+  if (header.shape.length !== 2) throw new ActivationFileError(path, `array of shape (${header.shape.join(', ')}) is not 2-D [rows, d]`);
+  if (header.dtype !== 'f32' && header.dtype !== 'f16' && header.dtype !== 'f64') {
+    throw new ActivationFileError(path, `dtype ${header.dtype} is not an activation dtype (f32, f16 or f64)`);
+  }
+  const [rows, d] = header.shape as [number, number];
+  return openMatrix(path, rows, d, header.dtype, header.dataOffset);
+}
+
+/** Parses and validates a manifest; errors name the manifest and the field. */
+export async function readActivationManifest(path: string): Promise<ActivationManifest> {
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(path, 'utf8'));
+  } catch (error) {
+    throw new ActivationFileError(path, `manifest is not valid JSON (${(error as Error).message})`);
+  }
+  const parsed = ActivationManifestSchema.safeParse(json);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((issue) => `${issue.path.map(String).join('.') || '(root)'}: ${issue.message}`);
+    throw new ActivationFileError(path, `invalid activation manifest: ${issues.join('; ')}`);
+  }
+  return parsed.data;
+}
+
+/** One file per shard of a manifest, after checking each shard's size. */
+async function openManifest(path: string): Promise<ActivationFile[]> {
+  const manifest = await readActivationManifest(path);
+  const itemBytes = ACTIVATION_ITEM_BYTES[manifest.dtype];
+  const shardPaths = manifest.shards.map((shard) => resolve(dirname(path), shard.path));
+  for (const [i, shard] of manifest.shards.entries()) {
+    const shardPath = shardPaths[i]!;
+    const expected = shard.rows * manifest.d * itemBytes;
+    let actual: number;
+    try {
+      actual = (await stat(shardPath)).size;
+    } catch (error) {
+      throw new ActivationFileError(path, `shards.${i}.path: cannot read ${shardPath} (${(error as Error).message})`);
+    }
+    if (actual !== expected) {
+      throw new ActivationFileError(
+        path,
+        `shards.${i}: ${shardPath} is ${actual} bytes, but ${shard.rows} rows × d=${manifest.d} of ${manifest.dtype} need ${expected}`,
+      );
+    }
+  }
+  const files: ActivationFile[] = [];
+  try {
+    for (const [i, shard] of manifest.shards.entries()) {
+      files.push(await openMatrix(shardPaths[i]!, shard.rows, manifest.d, manifest.dtype, 0));
+    }
+  } catch (error) {
+    await Promise.all(files.map((file) => file.close()));
+    throw error;
+  }
+  return files;
+}
+
+/** The extensions `openActivationFiles` understands. */
+export const ACTIVATION_EXTENSIONS = ['.safetensors', '.npy', '.json'] as const;
+
+/**
+ * Opens one activation matrix. A manifest is accepted only when it lists a single shard; use
+ * `openActivationFiles` for manifests in general.
+ */
+export async function openActivationFile(path: string, options: OpenActivationOptions = {}): Promise<ActivationFile> {
+  const extension = extname(path).toLowerCase();
+  if (extension === '.safetensors') return openSafetensors(path, options.tensor);
+  if (extension === '.npy') return openNpy(path);
+  if (extension === '.json') {
+    const files = await openManifest(path);
+    if (files.length === 1) return files[0]!;
+    await Promise.all(files.map((file) => file.close()));
+    throw new ActivationFileError(path, `manifest lists ${files.length} shards; open it with openActivationFiles`);
+  }
+  throw new ActivationFileError(path, `unknown activation file type "${extension}" (expected ${ACTIVATION_EXTENSIONS.join(', ')})`);
+}
+
+/** Opens a file, or every shard of a manifest, in order. */
+export async function openActivationFiles(path: string, options: OpenActivationOptions = {}): Promise<ActivationFile[]> {
+  if (extname(path).toLowerCase() === '.json') return openManifest(path);
+  return [await openActivationFile(path, options)];
+}

@@ -1,0 +1,51 @@
+/**
+ * Crash-safe file replacement: a reader sees either the old file or the whole new one, never a
+ * half-written one. The data goes to a uniquely named temporary file beside the target, is synced
+ * to disk, and is renamed over the target; the directory is synced so the rename itself survives
+ * a crash.
+ */
+import { randomBytes } from 'node:crypto';
+import { type FileHandle, open, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+
+/** Error codes of filesystems that cannot sync a directory (the rename is still done). */
+const DIRECTORY_SYNC_UNSUPPORTED = new Set(['EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'EISDIR']);
+
+/** Flushes a directory's entries (new names, renames) to disk. A no-op on Windows. */
+export async function fsyncDir(dir: string): Promise<void> {
+  if (typeof dir !== 'string' || dir === '') throw new TypeError('dir must be a non-empty string');
+  if (process.platform === 'win32') return; // directories cannot be opened for syncing there
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } catch (error) {
+    if (!DIRECTORY_SYNC_UNSUPPORTED.has((error as NodeJS.ErrnoException).code ?? '')) throw error;
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Writes `data` to `filePath` atomically: `filePath.tmp-<pid>-<random>` is written and synced,
+ * then renamed over `filePath`, then the directory is synced. On failure the temporary file is
+ * removed and `filePath` is left as it was.
+ */
+export async function writeFileAtomic(filePath: string, data: Buffer | string): Promise<void> {
+  if (typeof filePath !== 'string' || filePath === '') throw new TypeError('path must be a non-empty string');
+  if (typeof data !== 'string' && !Buffer.isBuffer(data)) throw new TypeError('data must be a Buffer or a string');
+  const tempPath = `${filePath}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(tempPath, 'wx');
+    await handle.writeFile(data);
+    await handle.sync();
+    await handle.close();
+    handle = undefined;
+    await rename(tempPath, filePath);
+  } catch (error) {
+    await handle?.close().catch(() => undefined);
+    await rm(tempPath, { force: true }).catch(() => undefined);
+    throw error;
+  }
+  await fsyncDir(path.dirname(filePath));
+}
