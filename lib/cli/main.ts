@@ -5,18 +5,37 @@ import path from 'node:path';
 
 import { Command } from 'commander';
 
-import { MonosemanticError } from '../errors.js';
 import { packageRoot } from '../native/load.js';
 import { registerDoctor } from './doctor.js';
+import { registerSae } from './sae-info.js';
+import { registerTrain } from './train.js';
 
 const version = JSON.parse(readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')).version as string;
 const program = new Command('monosemantic').description('sparse autoencoders for language-model interpretability').version(version);
 registerDoctor(program);
+registerSae(program);
+registerTrain(program);
+
+// Errors that describe a problem with the user's input, files or machine: printed as one line
+// (exit code 1). Anything else is a bug and keeps its stack trace.
+const USER_ERRORS = new Set([
+  'MonosemanticError',
+  'ConfigError',
+  'TrainingError',
+  'CheckpointError',
+  'SaeLensError',
+  'SafetensorsError',
+  'NpyError',
+  'ActivationFileError',
+  'ActivationSourceError',
+  'TypeError',
+  'RangeError',
+]);
 
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
-  if (error instanceof MonosemanticError || error instanceof TypeError || error instanceof RangeError) {
+  if (error instanceof Error && USER_ERRORS.has(error.name)) {
     console.error(`monosemantic: ${error.message}`);
     process.exitCode = 1;
   } else {

@@ -1,0 +1,148 @@
+/**
+ * `monosemantic train`: trains an SAE from a JSON config (lib/sae/train-config.ts), with flags
+ * overriding config keys; `--resume DIR` continues a run from its latest good checkpoint.
+ * SIGINT / SIGTERM write a checkpoint and exit cleanly (a second signal exits at once).
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+
+import type { Command } from 'commander';
+
+import { createProgress } from './progress.js';
+import { ConfigError, parseTrainConfig, setByPath } from '../sae/train-config.js';
+import { type TrainSummary, train } from '../sae/trainer.js';
+
+interface TrainFlags {
+  config?: string;
+  resume?: string;
+  set: string[];
+  data?: string[];
+  out?: string;
+  steps?: string;
+  dSae?: string;
+  backend?: string;
+  progress?: boolean;
+  printConfig?: boolean;
+}
+
+function parseValue(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+async function readJson(file: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError([`cannot read ${file}: ${(error as Error).message}`]);
+  }
+  try {
+    const value = JSON.parse(text) as unknown;
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object');
+    return value as Record<string, unknown>;
+  } catch (error) {
+    throw new ConfigError([`${file} is not valid JSON: ${(error as Error).message}`]);
+  }
+}
+
+/** The config document: file (or the resumed run's), then flags on top. */
+async function buildConfig(flags: TrainFlags): Promise<{ doc: Record<string, unknown>; source: string }> {
+  let doc: Record<string, unknown> = {};
+  let source = 'flags';
+  if (flags.resume) {
+    source = path.join(flags.resume, 'config.json');
+    doc = await readJson(source);
+    doc.outDir = flags.resume;
+  } else if (flags.config) {
+    source = flags.config;
+    doc = await readJson(flags.config);
+  }
+  if (flags.data) setByPath(doc, 'data.paths', flags.data);
+  if (flags.out) setByPath(doc, 'outDir', flags.out);
+  if (flags.steps) {
+    setByPath(doc, 'training.totalSteps', parseValue(flags.steps));
+    const training = doc.training as Record<string, unknown>;
+    delete training.totalSamples;
+  }
+  if (flags.dSae) setByPath(doc, 'sae.dSae', parseValue(flags.dSae));
+  if (flags.backend) setByPath(doc, 'backend', flags.backend);
+  for (const assignment of flags.set) {
+    const eq = assignment.indexOf('=');
+    if (eq <= 0) throw new ConfigError([`--set ${assignment}: expected KEY=VALUE, e.g. training.lr=3e-4`]);
+    setByPath(doc, assignment.slice(0, eq), parseValue(assignment.slice(eq + 1)));
+  }
+  return { doc, source };
+}
+
+function formatSummary(s: TrainSummary): string {
+  const lines = [
+    `${s.interrupted ? 'interrupted' : 'finished'} after ${s.steps} of ${s.totalSteps} steps (${s.samples.toLocaleString('en-US')} samples, ${s.seconds.toFixed(1)} s, ${s.backend})`,
+  ];
+  if (s.last) {
+    const l = s.last;
+    lines.push(`  loss ${l.loss.toPrecision(4)}  MSE ${l.mse.toPrecision(4)}  L1 ${l.sparsity.toPrecision(4)}  L0 ${l.l0.toFixed(1)}  FVU ${l.fvu === null ? 'n/a' : l.fvu.toPrecision(3)}  (normalised inputs, last logged batch)`);
+  }
+  if (s.dead !== null) lines.push(`  dead features ${s.dead}, ultra-low density (< 1e-6) ${s.ultraLow} (last density window)`);
+  for (const r of s.resamples) lines.push(`  step ${r.step}: resampled ${r.resampled} of ${r.dead} dead features`);
+  if (s.exportDir) lines.push(`  SAE (SAELens format): ${s.exportDir}`);
+  lines.push(`  checkpoint: ${s.checkpoint}`, `  metrics: ${path.join(s.outDir, 'metrics.jsonl')}`);
+  if (!s.interrupted) lines.push(`  curves: ${path.join(s.outDir, 'curves.svg')}`);
+  else lines.push(`  resume with: monosemantic train --resume ${s.outDir}`);
+  return lines.join('\n');
+}
+
+export function registerTrain(program: Command): void {
+  program
+    .command('train')
+    .description('train a sparse autoencoder on activation files')
+    .option('-c, --config <file>', 'JSON config file (see --print-config for every key and default)')
+    .option('--resume <dir>', "continue the run in DIR from its latest good checkpoint (its config.json, plus any overrides)")
+    .option('--set <key=value>', 'override a config key, e.g. --set training.lr=3e-4 (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .option('--data <paths...>', 'activation files, folders or globs (data.paths)')
+    .option('-o, --out <dir>', 'run folder (outDir)')
+    .option('--steps <n>', 'total training steps (training.totalSteps)')
+    .option('--d-sae <n>', 'dictionary size (sae.dSae)')
+    .option('--backend <name>', 'auto, cpu or cuda')
+    .option('--no-progress', 'no progress bar')
+    .option('--print-config', 'print the resolved config (all defaults filled in) and exit')
+    .action(async (flags: TrainFlags) => {
+      if (!flags.config && !flags.resume && !flags.data) throw new ConfigError(['give --config FILE, --resume DIR, or at least --data and --d-sae and --steps']);
+      const { doc, source } = await buildConfig(flags);
+      if (flags.printConfig) {
+        process.stdout.write(`${JSON.stringify(parseTrainConfig(doc, source), null, 2)}\n`);
+        return;
+      }
+      const config = parseTrainConfig(doc, source);
+      const controller = new AbortController();
+      let signals = 0;
+      const onSignal = (name: string) => {
+        signals += 1;
+        if (signals > 1) process.exit(130);
+        process.stderr.write(`\n${name}: saving a checkpoint, then stopping (press again to quit at once)\n`);
+        controller.abort();
+      };
+      const sigint = () => onSignal('SIGINT');
+      const sigterm = () => onSignal('SIGTERM');
+      process.on('SIGINT', sigint);
+      process.on('SIGTERM', sigterm);
+      // Progress lines on a terminal by default; config or --no-progress turn them off, and
+      // logging.progress: true prints plain lines where stderr is not a terminal.
+      const enabled = flags.progress === false ? false : (config.logging.progress ?? process.stderr.isTTY === true);
+      try {
+        const summary = await train(config, {
+          resume: flags.resume !== undefined,
+          signal: controller.signal,
+          makeProgress: (initial, total) => createProgress({ total, initial, label: 'train', stream: process.stderr, enabled }),
+          log: (line) => process.stderr.write(`${line}\n`),
+        });
+        process.stdout.write(`${formatSummary(summary)}\n`);
+      } finally {
+        process.off('SIGINT', sigint);
+        process.off('SIGTERM', sigterm);
+      }
+    });
+}

@@ -1,0 +1,155 @@
+/**
+ * Training checkpoints: one folder per checkpoint, `checkpoints/step-000012500/`, holding named
+ * files and a manifest.json with each file's size and SHA-256.
+ *
+ * Writing is atomic: the files go into a temporary folder (each fsynced), the manifest last,
+ * then the folder is renamed into place and the parent fsynced — a crash leaves either the old
+ * set of checkpoints or the new one, never a half-written checkpoint under a final name. Only the
+ * newest `keep` checkpoints are kept, and only after the new one is in place.
+ *
+ * Reading verifies the manifest, every file's size and checksum; a corrupt or truncated checkpoint
+ * is a CheckpointError naming the file and the problem, and `latestGoodCheckpoint` falls back to
+ * the previous one.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+
+import { fsyncDir } from '../io/atomic.js';
+
+const FORMAT = 'monosemantic-checkpoint';
+const VERSION = 1;
+const NAME = /^step-(\d{9,})$/;
+
+export class CheckpointError extends Error {
+  readonly path: string;
+  constructor(checkpointPath: string, message: string) {
+    super(`checkpoint ${checkpointPath}: ${message}`);
+    this.name = 'CheckpointError';
+    this.path = checkpointPath;
+  }
+}
+
+interface Manifest {
+  format: string;
+  version: number;
+  step: number;
+  files: Record<string, { bytes: number; sha256: string }>;
+}
+
+export interface Checkpoint {
+  step: number;
+  path: string;
+  files: Record<string, Buffer>;
+}
+
+function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+async function writeSynced(file: string, data: Buffer): Promise<void> {
+  const handle = await open(file, 'w');
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export function checkpointName(step: number): string {
+  return `step-${String(step).padStart(9, '0')}`;
+}
+
+/** Checkpoint folders under `dir`, oldest first (temporary folders are not listed). */
+export async function listCheckpoints(dir: string): Promise<{ step: number; path: string }[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+  return names
+    .map((name) => ({ name, m: NAME.exec(name) }))
+    .filter((e) => e.m !== null)
+    .map((e) => ({ step: Number(e.m![1]), path: path.join(dir, e.name) }))
+    .sort((a, b) => a.step - b.step);
+}
+
+/** Writes a checkpoint of `files` for `step` under `dir` atomically, then keeps the newest `keep`. */
+export async function writeCheckpoint(dir: string, step: number, files: Record<string, Buffer | string>, keep: number): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  for (const name of await readdir(dir)) {
+    if (name.includes('.tmp-')) await rm(path.join(dir, name), { recursive: true, force: true }); // left by a crash
+  }
+  const finalPath = path.join(dir, checkpointName(step));
+  const tmpPath = `${finalPath}.tmp-${process.pid}`;
+  await mkdir(tmpPath);
+  try {
+    const manifest: Manifest = { format: FORMAT, version: VERSION, step, files: {} };
+    for (const [name, content] of Object.entries(files)) {
+      if (name === 'manifest.json' || name.includes('/')) throw new RangeError(`invalid checkpoint file name '${name}'`);
+      const data = typeof content === 'string' ? Buffer.from(content) : content;
+      await writeSynced(path.join(tmpPath, name), data);
+      manifest.files[name] = { bytes: data.length, sha256: sha256(data) };
+    }
+    await writeSynced(path.join(tmpPath, 'manifest.json'), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`));
+    await fsyncDir(tmpPath);
+    await rm(finalPath, { recursive: true, force: true }); // a checkpoint of the same step is replaced
+    await rename(tmpPath, finalPath);
+    await fsyncDir(dir);
+  } catch (error) {
+    await rm(tmpPath, { recursive: true, force: true });
+    throw error;
+  }
+  const all = await listCheckpoints(dir);
+  for (const old of all.slice(0, Math.max(0, all.length - keep))) await rm(old.path, { recursive: true, force: true });
+  return finalPath;
+}
+
+/** Reads and verifies one checkpoint folder. */
+export async function readCheckpoint(checkpointPath: string): Promise<Checkpoint> {
+  let manifest: Manifest;
+  try {
+    manifest = JSON.parse(await readFile(path.join(checkpointPath, 'manifest.json'), 'utf8')) as Manifest;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new CheckpointError(checkpointPath, code === 'ENOENT' ? 'manifest.json is missing' : `manifest.json is unreadable (${(error as Error).message})`);
+  }
+  if (manifest.format !== FORMAT || manifest.version !== VERSION || typeof manifest.files !== 'object' || !Number.isSafeInteger(manifest.step)) {
+    throw new CheckpointError(checkpointPath, `manifest.json is not a ${FORMAT} version ${VERSION} manifest`);
+  }
+  const files: Record<string, Buffer> = {};
+  for (const [name, expected] of Object.entries(manifest.files)) {
+    let data: Buffer;
+    try {
+      data = await readFile(path.join(checkpointPath, name));
+    } catch {
+      throw new CheckpointError(checkpointPath, `${name} is missing`);
+    }
+    if (data.length !== expected.bytes) {
+      throw new CheckpointError(checkpointPath, `${name} holds ${data.length} bytes, the manifest says ${expected.bytes} (truncated or overwritten)`);
+    }
+    if (sha256(data) !== expected.sha256) throw new CheckpointError(checkpointPath, `${name} fails its SHA-256 check (corrupt)`);
+    files[name] = data;
+  }
+  return { step: manifest.step, path: checkpointPath, files };
+}
+
+/**
+ * The newest checkpoint under `dir` that verifies; `onSkip` hears about each newer one that did
+ * not. Null when there is none.
+ */
+export async function latestGoodCheckpoint(dir: string, onSkip?: (error: CheckpointError) => void): Promise<Checkpoint | null> {
+  const all = await listCheckpoints(dir);
+  for (const entry of all.reverse()) {
+    try {
+      return await readCheckpoint(entry.path);
+    } catch (error) {
+      if (!(error instanceof CheckpointError)) throw error;
+      onSkip?.(error);
+    }
+  }
+  return null;
+}

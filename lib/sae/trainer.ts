@@ -1,0 +1,523 @@
+/**
+ * The SAE training run: data → (normalise) → steps with schedules → firing statistics →
+ * dead-feature resampling → metrics, checkpoints, resume → SAELens export.
+ *
+ * JS decides what happens and when; the native backend does the arithmetic. Per step: one batch
+ * read from the activation source and uploaded, one scaling op, one fused native step; firing
+ * counts are read back only at snapshot steps (every `logging.every` steps and around resamples).
+ *
+ * Exact resume: everything that influences later steps is in the checkpoint — parameters, Adam
+ * moments and step count, the source's position, the resampling RNG, the firing statistics,
+ * the normalisation scale and the schedules' state (the last resample step). Checkpoints are taken
+ * only between steps, after a firing-count snapshot, so the device holds no unsaved state. On the
+ * CPU backend a resumed run is bit-identical to an uninterrupted one.
+ */
+import { mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+
+import { writeTrainingCurves } from '../analysis/curves.js';
+import { type BackendName, resolveBackend } from '../backend.js';
+import { type ActivationSource, type ActivationSourceState, openActivationSource } from '../data/activation-source.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { encodeSafetensors, readSafetensors, tensorToFloat32, tensorToFloat64, type LoadedTensor } from '../io/safetensors.js';
+import { rowSqDist, scaleInPlace } from '../ops.js';
+import { Rng } from '../random.js';
+import { Tensor } from '../tensor.js';
+import { type Checkpoint, CheckpointError, latestGoodCheckpoint, readCheckpoint, writeCheckpoint } from './checkpoint.js';
+import { FiringStats } from './firing-stats.js';
+import type { SaeParameterArrays } from './init.js';
+import { MetricsLog, type MetricsRecord } from './metrics-log.js';
+import { resampleDeadFeatures } from './resample.js';
+import { SparseAutoencoder, type TrainStepStats } from './sae.js';
+import { saveSaeLens } from './saelens.js';
+import { l1CoeffAt, learningRateAt } from './schedules.js';
+import { type TrainConfig, totalSteps } from './train-config.js';
+
+export class TrainingError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TrainingError';
+  }
+}
+
+export interface ProgressDisplay {
+  update(done: number, fields: Record<string, string | number>): void;
+  log(line: string): void;
+  stop(): void;
+}
+
+export interface TrainHooks {
+  /** Stops the run cleanly after the current step (a checkpoint is written first). */
+  signal?: AbortSignal;
+  /** Status lines (resumes, resamples, checkpoints, skipped corrupt checkpoints). */
+  log?: (line: string) => void;
+  /** Called after every step with its statistics. */
+  onStep?: (step: number, stats: TrainStepStats) => void;
+  /** Makes the progress display once the starting step is known; the run calls update() after each step and stop() at the end. */
+  makeProgress?: (initialStep: number, totalSteps: number) => ProgressDisplay;
+}
+
+export interface ResampleEvent {
+  /** Steps done when it happened. */
+  step: number;
+  dead: number;
+  resampled: number;
+  /** Null when no feature was dead. */
+  meanLiveEncoderNorm: number | null;
+}
+
+export interface TrainSummary {
+  outDir: string;
+  backend: BackendName;
+  steps: number;
+  totalSteps: number;
+  samples: number;
+  seconds: number;
+  interrupted: boolean;
+  /** Statistics of the last step taken in this session (null if none was). */
+  last: (TrainStepStats & { fvu: number | null }) | null;
+  /** Dead / ultra-low-density features in the last completed density window (null before one). */
+  dead: number | null;
+  ultraLow: number | null;
+  resamples: ResampleEvent[];
+  /** The exported SAELens folder (null when interrupted). */
+  exportDir: string | null;
+  checkpoint: string | null;
+  normalizationScale: number;
+}
+
+/** What a checkpoint's state.json holds (besides the tensors in the safetensors files). */
+interface RunState {
+  step: number;
+  samples: number;
+  dIn: number;
+  dSae: number;
+  normalizationScale: number;
+  lastResampleStep: number | null;
+  rng: number[];
+  source: ActivationSourceState;
+  firing: { windowSamples: number; lastDensitySamples: number; totalSamples: number; hasLastDensity: boolean };
+  samplesSinceSnapshot: number;
+  resamples: ResampleEvent[];
+  seconds: number;
+}
+
+const PARAMS = ['W_enc', 'b_enc', 'W_dec', 'b_dec'] as const;
+
+/** Trains an SAE as `config` says, resuming from `outDir`'s latest good checkpoint when `resume`. */
+export async function train(config: TrainConfig, options: { resume?: boolean; checkpoint?: string } & TrainHooks = {}): Promise<TrainSummary> {
+  const log = options.log ?? (() => {});
+  const backend = resolveBackend(config.backend === 'auto' ? undefined : config.backend);
+  const outDir = path.resolve(config.outDir);
+  const checkpointsDir = path.join(outDir, 'checkpoints');
+  const total = totalSteps(config);
+  const t = config.training;
+
+  let checkpoint: Checkpoint | null = null;
+  if (options.checkpoint) {
+    checkpoint = await readCheckpoint(options.checkpoint);
+  } else if (options.resume) {
+    checkpoint = await latestGoodCheckpoint(checkpointsDir, (e) => log(`skipping unusable checkpoint: ${e.message}`));
+    if (!checkpoint) throw new TrainingError(`no usable checkpoint under ${checkpointsDir} to resume from`);
+  } else {
+    const existing = await readFile(path.join(outDir, 'config.json')).catch(() => null);
+    if (existing !== null) throw new TrainingError(`${outDir} already holds a run; resume it (--resume ${outDir}) or choose another outDir`);
+  }
+  await mkdir(outDir, { recursive: true });
+  if (!checkpoint) await writeFileAtomic(path.join(outDir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+
+  const state: RunState | null = checkpoint ? (JSON.parse(checkpoint.files['state.json']!.toString('utf8')) as RunState) : null;
+  const source = await openActivationSource({
+    paths: config.data.paths,
+    seed: config.seed,
+    chunkRows: config.data.chunkRows,
+    bufferChunks: config.data.bufferChunks,
+    ...(config.data.tensor !== undefined ? { tensor: config.data.tensor } : {}),
+    ...(state ? { state: state.source } : {}),
+  });
+  const dIn = source.d;
+  if (state && (state.dIn !== dIn || state.dSae !== config.sae.dSae)) {
+    await source.close();
+    throw new TrainingError(`the checkpoint is for d_in ${state.dIn}, d_sae ${state.dSae}; the config and data give ${dIn}, ${config.sae.dSae}`);
+  }
+
+  const sae = SparseAutoencoder.create({
+    dIn,
+    dSae: config.sae.dSae,
+    seed: config.seed,
+    backend,
+    penalty: config.sae.penalty,
+    ...(config.sae.constrainDecoder !== undefined ? { constrainDecoder: config.sae.constrainDecoder } : {}),
+    ...(config.sae.precision !== undefined ? { precision: config.sae.precision } : {}),
+    init: config.sae.init,
+    decoderInitNorm: config.sae.decoderInitNorm,
+    l1Coeff: t.l1Coeff,
+    lr: t.lr,
+    beta1: t.beta1,
+    beta2: t.beta2,
+    eps: t.eps,
+  });
+  const owned: Tensor[] = [];
+  let progress: ProgressDisplay | null = null;
+  const batches = new Map<number, { host: Float32Array; device: Tensor }>();
+  let metrics: MetricsLog | null = null;
+  try {
+    let step: number;
+    let samples: number;
+    let scale: number;
+    let lastResampleStep: number | null;
+    let rng: Rng;
+    let firing: FiringStats;
+    let samplesSinceSnapshot: number;
+    let resamples: ResampleEvent[];
+    let secondsBefore: number;
+
+    /** The next `rows` inputs on the device, scaled; the tensor is reused by the next call of the same size. */
+    const nextBatch = async (rows: number): Promise<Tensor> => {
+      let b = batches.get(rows);
+      if (!b) {
+        b = { host: new Float32Array(rows * dIn), device: Tensor.empty([rows, dIn], { backend }) };
+        owned.push(b.device);
+        batches.set(rows, b);
+      }
+      await source.next(rows, b.host);
+      b.device.upload(b.host);
+      if (scale !== 1) await scaleInPlace(b.device, scale);
+      return b.device;
+    };
+
+    if (checkpoint && state) {
+      await restoreModel(sae, checkpoint);
+      step = state.step;
+      samples = state.samples;
+      scale = state.normalizationScale;
+      lastResampleStep = state.lastResampleStep;
+      rng = Rng.fromState(state.rng);
+      firing = await restoreFiring(checkpoint, state, config);
+      samplesSinceSnapshot = state.samplesSinceSnapshot;
+      resamples = state.resamples;
+      secondsBefore = state.seconds;
+      log(`resuming from ${checkpoint.path} at step ${step} of ${total}`);
+    } else {
+      step = 0;
+      samples = 0;
+      lastResampleStep = null;
+      rng = new Rng(config.seed);
+      firing = new FiringStats(config.sae.dSae, config.logging.densityWindowSamples);
+      samplesSinceSnapshot = 0;
+      resamples = [];
+      secondsBefore = 0;
+      scale = 1;
+      if (config.normalization.enabled) {
+        scale = await estimateNormalizationScale(nextBatch, dIn, t.batchSize, config.normalization.batches);
+        log(`normalisation: inputs scaled by ${scale.toPrecision(6)} so that E‖x‖ = √${dIn}`);
+      }
+      if (config.sae.geometricMedianSamples > 0) {
+        const x = await nextBatch(config.sae.geometricMedianSamples);
+        sae.initDecoderBiasToGeometricMedian(x);
+      }
+    }
+
+    progress = options.makeProgress?.(step, total) ?? null;
+    metrics = await MetricsLog.open(path.join(outDir, 'metrics.jsonl'), checkpoint ? { truncateAfterStep: step } : {});
+    const snapshotAt = snapshotSteps(config, total);
+    const resampleAt = new Set(config.resampling.enabled ? config.resampling.steps : []);
+    const started = performance.now();
+    const seconds = () => secondsBefore + (performance.now() - started) / 1000;
+    let last: (TrainStepStats & { fvu: number | null }) | null = null;
+    let lastCheckpoint: string | null = checkpoint?.path ?? null;
+    let rateMark = { time: performance.now(), samples };
+    const sessionStart = { time: performance.now(), samples };
+    const rateNow = () => ((samples - sessionStart.samples) * 1000) / Math.max(1e-9, performance.now() - sessionStart.time);
+    let interrupted = false;
+
+    const snapshot = (mayCloseWindow: boolean) => {
+      const counts = sae.fireCounts();
+      sae.resetFireCounts();
+      firing.absorb(counts, step, samplesSinceSnapshot, mayCloseWindow);
+      samplesSinceSnapshot = 0;
+    };
+    const saveCheckpoint = async () => {
+      snapshot(false);
+      const runState: RunState = {
+        step,
+        samples,
+        dIn,
+        dSae: config.sae.dSae,
+        normalizationScale: scale,
+        lastResampleStep,
+        rng: rng.state(),
+        source: source.state(),
+        firing: (() => {
+          const f = firing.state();
+          return { windowSamples: f.windowSamples, lastDensitySamples: f.lastDensitySamples, totalSamples: f.totalSamples, hasLastDensity: f.lastDensity !== null };
+        })(),
+        samplesSinceSnapshot,
+        resamples,
+        seconds: seconds(),
+      };
+      await metrics!.flush();
+      lastCheckpoint = await writeCheckpoint(checkpointsDir, step, checkpointFiles(sae, firing, runState), config.checkpoints.keep);
+    };
+
+    while (step < total) {
+      sae.setHyperparameters({ lr: learningRateAt(lrSchedule(config), step, total, lastResampleStep), l1Coeff: l1CoeffAt({ l1Coeff: t.l1Coeff, warmupSteps: t.l1WarmupSteps }, step) });
+      const x = await nextBatch(t.batchSize);
+      const stats = await sae.step(x, { clipGradNorm: t.clipGradNorm });
+      step += 1;
+      samples += t.batchSize;
+      samplesSinceSnapshot += t.batchSize;
+      if (!Number.isFinite(stats.loss)) {
+        throw new TrainingError(`the loss became ${stats.loss} at step ${step}; lower the learning rate or enable gradient clipping (training.clipGradNorm). Checkpoints written so far are kept.`);
+      }
+      options.onStep?.(step, stats);
+      const logging = step % config.logging.every === 0 || step === total;
+      if (snapshotAt.has(step) || logging) snapshot(step % config.logging.every === 0);
+      if (logging) {
+        const variance = batchVariance(batches.get(t.batchSize)!.host, t.batchSize, dIn) * scale * scale;
+        last = { ...stats, fvu: variance > 0 ? stats.mse / variance : null };
+        const now = performance.now();
+        const rate = ((samples - rateMark.samples) * 1000) / Math.max(1e-9, now - rateMark.time);
+        rateMark = { time: now, samples };
+        const density = firing.summary();
+        const h = sae.hyperparameters;
+        const record: MetricsRecord = {
+          step,
+          samples,
+          loss: stats.loss,
+          mse: stats.mse,
+          l1: stats.sparsity,
+          l0: stats.l0,
+          fvu: last.fvu,
+          dead: density?.dead ?? null,
+          ultraLow: density?.ultraLow ?? null,
+          deadFraction: density ? density.dead / config.sae.dSae : null,
+          lr: h.lr,
+          l1Coeff: h.l1Coeff,
+          gradNorm: Number.isFinite(stats.gradNorm) ? stats.gradNorm : null,
+          samplesPerSec: rate,
+          seconds: seconds(),
+        };
+        metrics.append(record);
+      }
+      last = last && !logging ? last : last ?? { ...stats, fvu: null };
+      progress?.update(step, { 'samples/s': rateNow(), loss: stats.loss, L0: stats.l0 });
+
+      if (resampleAt.has(step)) {
+        const dead = firing.deadSince(Math.max(0, step - config.resampling.deadWindowSteps));
+        const report = await resampleDeadFeatures(sae, dead, nextBatch, {
+          samples: config.resampling.samples,
+          batchSize: t.batchSize,
+          encNormFactor: config.resampling.encoderNormFactor,
+          seed: Math.floor(rng.uniform() * 2 ** 53),
+        });
+        firing.markFresh(dead, step);
+        lastResampleStep = step;
+        const event: ResampleEvent = { step, dead: report.dead, resampled: report.resampled, meanLiveEncoderNorm: report.dead > 0 ? report.meanLiveEncoderNorm : null };
+        resamples.push(event);
+        metrics.append({ step, samples, event: 'resample', dead: report.dead, resampled: report.resampled });
+        (progress ? (line: string) => progress!.log(line) : log)(`step ${step}: resampled ${report.resampled} of ${report.dead} dead features (from ${report.inputs} inputs)`);
+      }
+      if (options.signal?.aborted) {
+        interrupted = true;
+        break;
+      }
+      if (config.checkpoints.every > 0 && step % config.checkpoints.every === 0 && step < total) await saveCheckpoint();
+    }
+    progress?.stop();
+    await saveCheckpoint();
+    log(`checkpoint: ${lastCheckpoint}`);
+    await metrics.close();
+    metrics = null;
+
+    let exportDir: string | null = null;
+    if (!interrupted) {
+      exportDir = path.join(outDir, 'sae');
+      await exportSae(sae, firing, scale, config, step, samples, exportDir);
+      await writeTrainingCurves(path.join(outDir, 'metrics.jsonl'), path.join(outDir, 'curves.svg'), { title: `SAE ${dIn} → ${config.sae.dSae}` }).catch(
+        (error: Error) => log(`could not draw the curves: ${error.message}`),
+      );
+    }
+    const density = firing.summary();
+    return {
+      outDir,
+      backend,
+      steps: step,
+      totalSteps: total,
+      samples,
+      seconds: seconds(),
+      interrupted,
+      last,
+      dead: density?.dead ?? null,
+      ultraLow: density?.ultraLow ?? null,
+      resamples,
+      exportDir,
+      checkpoint: lastCheckpoint,
+      normalizationScale: scale,
+    };
+  } finally {
+    progress?.stop();
+    await metrics?.close().catch(() => {});
+    for (const tensor of owned) tensor.dispose();
+    sae.dispose();
+    await source.close();
+  }
+}
+
+function lrSchedule(config: TrainConfig) {
+  const t = config.training;
+  return { lr: t.lr, warmupSteps: t.lrWarmupSteps, decay: t.lrDecay, decayFraction: t.decayFraction, minFraction: t.minLrFraction, rewarmupSteps: config.resampling.lrRewarmupSteps };
+}
+
+/** Steps (counted as steps done) after which firing counts must be read: R − W and R for each resample R. */
+function snapshotSteps(config: TrainConfig, total: number): Set<number> {
+  const out = new Set<number>();
+  if (!config.resampling.enabled) return out;
+  for (const r of config.resampling.steps) {
+    if (r > total) continue;
+    out.add(r);
+    if (r - config.resampling.deadWindowSteps > 0) out.add(r - config.resampling.deadWindowSteps);
+  }
+  return out;
+}
+
+/** √d / E‖x‖ over `batches` batches, with the norms computed on the device. */
+async function estimateNormalizationScale(nextBatch: (rows: number) => Promise<Tensor>, dIn: number, batchSize: number, batches: number): Promise<number> {
+  let sum = 0;
+  let count = 0;
+  const norms = Tensor.empty([batchSize]);
+  try {
+    for (let b = 0; b < batches; b++) {
+      const x = await nextBatch(batchSize);
+      const sq = (await rowSqDist(x, null, norms.backend === x.backend ? norms : undefined)).toArray() as Float32Array;
+      for (const v of sq) sum += Math.sqrt(v);
+      count += sq.length;
+    }
+  } finally {
+    norms.dispose();
+  }
+  const mean = sum / count;
+  if (!(mean > 0) || !Number.isFinite(mean)) throw new TrainingError(`cannot normalise the inputs: their mean norm is ${mean}`);
+  return Math.sqrt(dIn) / mean;
+}
+
+/** Σ_j Var(x_j) over the rows of a host batch [rows, d] (double accumulation). */
+function batchVariance(x: Float32Array, rows: number, d: number): number {
+  const mean = new Float64Array(d);
+  for (let r = 0; r < rows; r++) for (let j = 0; j < d; j++) mean[j]! += x[r * d + j]!;
+  for (let j = 0; j < d; j++) mean[j]! /= rows;
+  let total = 0;
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < d; j++) {
+      const diff = x[r * d + j]! - mean[j]!;
+      total += diff * diff;
+    }
+  }
+  return total / rows;
+}
+
+function checkpointFiles(sae: SparseAutoencoder, firing: FiringStats, runState: RunState): Record<string, Buffer | string> {
+  const p = sae.readParameters();
+  const opt = sae.readOptimizerState();
+  const shapes: Record<(typeof PARAMS)[number], number[]> = { W_enc: [sae.dIn, sae.dSae], b_enc: [sae.dSae], W_dec: [sae.dSae, sae.dIn], b_dec: [sae.dIn] };
+  const weights: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
+  const optimizer: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
+  for (const name of PARAMS) {
+    weights[name] = { dtype: 'F32', shape: shapes[name], data: p[name] };
+    optimizer[`m.${name}`] = { dtype: 'F32', shape: shapes[name], data: opt.m[name] };
+    optimizer[`v.${name}`] = { dtype: 'F32', shape: shapes[name], data: opt.v[name] };
+  }
+  const f = firing.state();
+  const n = sae.dSae;
+  return {
+    'sae_weights.safetensors': encodeSafetensors(weights),
+    'optimizer.safetensors': encodeSafetensors(optimizer, { adam_steps: String(opt.steps) }),
+    'firing.safetensors': encodeSafetensors({
+      last_fired: { dtype: 'I32', shape: [n], data: f.lastFired },
+      window_counts: { dtype: 'F64', shape: [n], data: f.windowCounts },
+      total_counts: { dtype: 'F64', shape: [n], data: f.totalCounts },
+      last_density: { dtype: 'F64', shape: [n], data: f.lastDensity ?? new Float64Array(n) },
+    }),
+    'state.json': `${JSON.stringify(runState, null, 2)}\n`,
+  };
+}
+
+/** The tensors of one of a verified checkpoint's safetensors files. */
+async function parseTensors(checkpoint: Checkpoint, file: string): Promise<Record<string, LoadedTensor>> {
+  if (!checkpoint.files[file]) throw new CheckpointError(checkpoint.path, `${file} is missing`);
+  return (await readSafetensors(path.join(checkpoint.path, file))).tensors;
+}
+
+async function restoreModel(sae: SparseAutoencoder, checkpoint: Checkpoint): Promise<void> {
+  const weights = await parseTensors(checkpoint, 'sae_weights.safetensors');
+  const optimizer = await parseTensors(checkpoint, 'optimizer.safetensors');
+  const take = (set: Record<string, LoadedTensor>, name: string) => {
+    const tensor = set[name];
+    if (!tensor) throw new CheckpointError(checkpoint.path, `tensor ${name} is missing`);
+    return tensorToFloat32(tensor, name);
+  };
+  const params = {} as SaeParameterArrays;
+  const m = {} as SaeParameterArrays;
+  const v = {} as SaeParameterArrays;
+  for (const name of PARAMS) {
+    params[name] = take(weights, name);
+    m[name] = take(optimizer, `m.${name}`);
+    v[name] = take(optimizer, `v.${name}`);
+  }
+  const state = JSON.parse(checkpoint.files['state.json']!.toString('utf8')) as RunState;
+  sae.writeParameters(params);
+  sae.writeOptimizerState({ steps: state.step, m, v });
+}
+
+async function restoreFiring(checkpoint: Checkpoint, state: RunState, config: TrainConfig): Promise<FiringStats> {
+  const t = await parseTensors(checkpoint, 'firing.safetensors');
+  const get = (name: string) => {
+    const tensor = t[name];
+    if (!tensor) throw new CheckpointError(checkpoint.path, `firing statistic ${name} is missing`);
+    return tensor;
+  };
+  const lastFired = new Int32Array(get('last_fired').bytes.slice().buffer);
+  return new FiringStats(config.sae.dSae, config.logging.densityWindowSamples, {
+    lastFired,
+    windowCounts: tensorToFloat64(get('window_counts')),
+    windowSamples: state.firing.windowSamples,
+    lastDensity: state.firing.hasLastDensity ? tensorToFloat64(get('last_density')) : null,
+    lastDensitySamples: state.firing.lastDensitySamples,
+    totalCounts: tensorToFloat64(get('total_counts')),
+    totalSamples: state.firing.totalSamples,
+  });
+}
+
+/** Writes the SAELens folder with the normalisation folded in, so the SAE works on raw activations. */
+async function exportSae(sae: SparseAutoencoder, firing: FiringStats, scale: number, config: TrainConfig, steps: number, samples: number, dir: string): Promise<void> {
+  const p = sae.readParameters();
+  // Trained on s·x: f = ReLU((s x − b_dec) W_enc + b_enc), x̂ = (f W_dec + b_dec) / s.
+  // Raw form: W_enc' = s W_enc, b_dec' = b_dec / s, W_dec' = W_dec / s, b_enc' = b_enc.
+  const folded: SaeParameterArrays = {
+    W_enc: p.W_enc.map((w) => w * scale),
+    b_enc: p.b_enc,
+    W_dec: p.W_dec.map((w) => w / scale),
+    b_dec: p.b_dec.map((b) => b / scale),
+  };
+  const density = firing.density();
+  await saveSaeLens(dir, {
+    dIn: sae.dIn,
+    dSae: sae.dSae,
+    params: folded,
+    metadata: {
+      modelName: config.export.modelName,
+      hookName: config.export.hookName,
+      contextSize: config.export.contextSize,
+      datasetPath: config.export.datasetPath,
+    },
+    ...(density ? { sparsityLog10: Float32Array.from(density, (x) => Math.log10(x + 1e-10)) } : {}),
+    training: {
+      penalty: sae.penalty,
+      l1_coeff: config.training.l1Coeff,
+      training_steps: steps,
+      training_samples: samples,
+      normalization_scale_folded: scale,
+      seed: config.seed,
+    },
+  });
+}
