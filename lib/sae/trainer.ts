@@ -17,7 +17,7 @@ import path from 'node:path';
 
 import { writeTrainingCurves } from '../analysis/curves.js';
 import { type BackendName, resolveBackend } from '../backend.js';
-import { type ActivationSource, type ActivationSourceState, openActivationSource } from '../data/activation-source.js';
+import { type ActivationSourceState, openActivationSource } from '../data/activation-source.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { encodeSafetensors, readSafetensors, tensorToFloat32, tensorToFloat64, type LoadedTensor } from '../io/safetensors.js';
 import { rowSqDist, scaleInPlace } from '../ops.js';
@@ -46,7 +46,22 @@ export interface ProgressDisplay {
   stop(): void;
 }
 
+/**
+ * What the trainer reads inputs from: activation files by default (lib/data/activation-source.ts);
+ * any other source (a language model's hook, say) plugs in through TrainHooks.openSource.
+ */
+export interface TrainingDataSource {
+  readonly d: number;
+  /** The next `rows` inputs [rows, d], row-major, into `out`. */
+  next(rows: number, out: Float32Array): Promise<Float32Array>;
+  /** A JSON-serialisable position; openSource(state) must continue the same stream exactly. */
+  state(): unknown;
+  close(): Promise<void>;
+}
+
 export interface TrainHooks {
+  /** Opens the data source (at a saved position when resuming); default: config.data's files. */
+  openSource?: (state: unknown) => Promise<TrainingDataSource>;
   /** Stops the run cleanly after the current step (a checkpoint is written first). */
   signal?: AbortSignal;
   /** Status lines (resumes, resamples, checkpoints, skipped corrupt checkpoints). */
@@ -74,7 +89,7 @@ export interface TrainSummary {
   samples: number;
   seconds: number;
   interrupted: boolean;
-  /** Statistics of the last step taken in this session (null if none was). */
+  /** Statistics of the last logged step of this session (null if none was logged). */
   last: (TrainStepStats & { fvu: number | null }) | null;
   /** Dead / ultra-low-density features in the last completed density window (null before one). */
   dead: number | null;
@@ -95,7 +110,7 @@ interface RunState {
   normalizationScale: number;
   lastResampleStep: number | null;
   rng: number[];
-  source: ActivationSourceState;
+  source: unknown;
   firing: { windowSamples: number; lastDensitySamples: number; totalSamples: number; hasLastDensity: boolean };
   samplesSinceSnapshot: number;
   resamples: ResampleEvent[];
@@ -124,17 +139,22 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
     if (existing !== null) throw new TrainingError(`${outDir} already holds a run; resume it (--resume ${outDir}) or choose another outDir`);
   }
   await mkdir(outDir, { recursive: true });
-  if (!checkpoint) await writeFileAtomic(path.join(outDir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+  // The resolved config, overrides of a resumed run included.
+  await writeFileAtomic(path.join(outDir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
 
   const state: RunState | null = checkpoint ? (JSON.parse(checkpoint.files['state.json']!.toString('utf8')) as RunState) : null;
-  const source = await openActivationSource({
-    paths: config.data.paths,
-    seed: config.seed,
-    chunkRows: config.data.chunkRows,
-    bufferChunks: config.data.bufferChunks,
-    ...(config.data.tensor !== undefined ? { tensor: config.data.tensor } : {}),
-    ...(state ? { state: state.source } : {}),
-  });
+  const openSource =
+    options.openSource ??
+    ((saved: unknown) =>
+      openActivationSource({
+        paths: config.data.paths,
+        seed: config.seed,
+        chunkRows: config.data.chunkRows,
+        bufferChunks: config.data.bufferChunks,
+        ...(config.data.tensor !== undefined ? { tensor: config.data.tensor } : {}),
+        ...(saved !== undefined ? { state: saved as ActivationSourceState } : {}),
+      }));
+  const source: TrainingDataSource = await openSource(state?.source);
   const dIn = source.d;
   if (state && (state.dIn !== dIn || state.dSae !== config.sae.dSae)) {
     await source.close();
@@ -209,7 +229,7 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
       secondsBefore = 0;
       scale = 1;
       if (config.normalization.enabled) {
-        scale = await estimateNormalizationScale(nextBatch, dIn, t.batchSize, config.normalization.batches);
+        scale = await estimateNormalizationScale(nextBatch, backend, t.batchSize, config.normalization.batches, dIn);
         log(`normalisation: inputs scaled by ${scale.toPrecision(6)} so that E‖x‖ = √${dIn}`);
       }
       if (config.sae.geometricMedianSamples > 0) {
@@ -300,7 +320,6 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
         };
         metrics.append(record);
       }
-      last = last && !logging ? last : last ?? { ...stats, fvu: null };
       progress?.update(step, { 'samples/s': rateNow(), loss: stats.loss, L0: stats.l0 });
 
       if (resampleAt.has(step)) {
@@ -382,14 +401,20 @@ function snapshotSteps(config: TrainConfig, total: number): Set<number> {
 }
 
 /** √d / E‖x‖ over `batches` batches, with the norms computed on the device. */
-async function estimateNormalizationScale(nextBatch: (rows: number) => Promise<Tensor>, dIn: number, batchSize: number, batches: number): Promise<number> {
+async function estimateNormalizationScale(
+  nextBatch: (rows: number) => Promise<Tensor>,
+  backend: BackendName,
+  batchSize: number,
+  batches: number,
+  dIn: number,
+): Promise<number> {
   let sum = 0;
   let count = 0;
-  const norms = Tensor.empty([batchSize]);
+  const norms = Tensor.empty([batchSize], { backend });
   try {
     for (let b = 0; b < batches; b++) {
       const x = await nextBatch(batchSize);
-      const sq = (await rowSqDist(x, null, norms.backend === x.backend ? norms : undefined)).toArray() as Float32Array;
+      const sq = (await rowSqDist(x, null, norms)).toArray() as Float32Array;
       for (const v of sq) sum += Math.sqrt(v);
       count += sq.length;
     }
