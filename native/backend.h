@@ -11,6 +11,9 @@
  *
  * Layouts are row-major and follow SAELens: W_enc [d, n], b_enc [n], W_dec [n, d], b_dec [d],
  * activations x [B, d], features f [B, n] — d = d_in, n = d_sae, B = batch rows.
+ * The transformer ops (ABI 3, GPT-2 forward as in llm.c) use C = model width, V = vocabulary,
+ * B = batch, T = new tokens per sequence, Tmax = key/value cache length; token rows are [B*T]
+ * in row-major [B, T] order.
  */
 #ifndef MONOSEMANTIC_BACKEND_H
 #define MONOSEMANTIC_BACKEND_H
@@ -22,7 +25,7 @@
 extern "C" {
 #endif
 
-#define MS_BACKEND_ABI_VERSION 2
+#define MS_BACKEND_ABI_VERSION 3
 
 typedef enum {
   MS_OK = 0,
@@ -50,6 +53,11 @@ typedef enum { MS_PREC_F32 = 0, MS_PREC_BF16 = 1 } ms_precision;
  * L1:          lambda * sum_i f_i                 (paper, 2023; decoder rows kept unit-norm)
  * L1_DECNORM:  lambda * sum_i f_i * ||W_dec[i]||  (April 2024 update; decoder unconstrained) */
 typedef enum { MS_PENALTY_L1 = 0, MS_PENALTY_L1_DECNORM = 1 } ms_penalty;
+
+/* Elementwise activations of the transformer ops.
+ * GELU_TANH (HF "gelu_new", GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)));
+ * GELU_ERF (exact "gelu"): 0.5 x (1 + erf(x / sqrt(2)));  RELU: x > 0 ? x : 0 (NaN -> 0). */
+typedef enum { MS_ACT_GELU_TANH = 0, MS_ACT_GELU_ERF = 1, MS_ACT_RELU = 2 } ms_activation;
 
 typedef struct {
   char name[256];
@@ -199,6 +207,52 @@ typedef struct ms_backend {
   /* Dead-feature resampling (see ms_resample_candidates_args and ms_sae_resample_args). */
   int (*resample_candidates)(const ms_resample_candidates_args* args, ms_error* err);
   int (*sae_resample)(const ms_sae_resample_args* args, ms_sae_resample_stats* stats_host, ms_error* err);
+
+  /* ---- Transformer forward ops (ABI 3). All fp32 unless noted; sizes are positive. ---- */
+  /* Layer norm over the last dim of x [rows, C]: mean_r = mean_j x[r, j],
+   * rstd_r = 1 / sqrt(mean_j (x[r, j] - mean_r)^2 + eps) (biased variance),
+   * out[r, j] = (x[r, j] - mean_r) * rstd_r * weight[j] + bias[j]. out may equal x.
+   * mean, rstd [rows]: optional outputs (NULL: not saved), kept for a backward pass. */
+  int (*layernorm)(int rows, int C, float eps, const float* x, const float* weight, const float* bias,
+                   float* out, float* mean, float* rstd, ms_error* err);
+  /* out[rows, n_out] = x[rows, n_in] op(W) + bias: trans_w = 0: W [n_in, n_out] (Conv1D layout);
+   * trans_w = 1: W [n_out, n_in] used transposed (nn.Linear layout). bias [n_out] or NULL.
+   * precision: ms_precision (BF16: x and W rounded to bf16, fp32 accumulation; the bias add is
+   * fp32). out must not overlap x or W. */
+  int (*linear)(int rows, int n_in, int n_out, int trans_w, int precision, const float* x, const float* W,
+                const float* bias, float* out, ms_error* err);
+  /* out[i] = act(x[i]) for i < count (kind: ms_activation); out may equal x. */
+  int (*activation)(int kind, size_t count, const float* x, float* out, ms_error* err);
+  /* out[i] = a[i] + b[i] for i < count; out may equal a or b. */
+  int (*add)(size_t count, const float* a, const float* b, float* out, ms_error* err);
+  /* ids: int32 [B*T]; wte [V, C]; wpe [n_positions, C]; for row r = b*T + t:
+   * tok_out[r, :] = wte[ids[r], :], pos_out[r, :] = wpe[pos_offset + t, :].
+   * MS_ERR_INVALID, naming the first bad index, when an id is outside [0, V) or
+   * pos_offset + T > n_positions; nothing is written then. */
+  int (*embed)(int batch, int T, int C, int V, int n_positions, int pos_offset, const int32_t* ids,
+               const float* wte, const float* wpe, float* tok_out, float* pos_out, ms_error* err);
+  /* qkv [B*T, 3C] = q | k | v along the last dim. For row r = b*T + t:
+   * q[r, :] = qkv[r, 0:C]; k_cache[b, offset + t, :] = qkv[r, C:2C]; v_cache[b, offset + t, :] =
+   * qkv[r, 2C:3C]. Caches [B, Tmax, C]; offset + T <= Tmax; other cache rows untouched. */
+  int (*split_qkv)(int batch, int T, int C, int Tmax, int offset, const float* qkv, float* q,
+                   float* k_cache, float* v_cache, ms_error* err);
+  /* Causal attention of T new queries per sequence at positions offset .. offset+T-1 over cached
+   * keys/values 0 .. offset+T-1. hd = C / n_head (C % n_head == 0). For row r = b*T + t, p =
+   * offset + t, head h (columns h*hd .. (h+1)*hd - 1):
+   *   s_j = (q[r, h] . k_cache[b, j, h]) / sqrt(hd), j <= p;
+   *   out[r, h] = sum_j softmax(s)_j v_cache[b, j, h].
+   * q, out [B*T, C] (out must not overlap q or the caches); caches [B, Tmax, C]. Online softmax:
+   * no T x T matrix is formed. MS_ERR_UNSUPPORTED when a backend cannot take the head size. */
+  int (*attention)(int batch, int T, int Tmax, int offset, int C, int n_head, const float* q,
+                   const float* k_cache, const float* v_cache, float* out, ms_error* err);
+  /* out[r] = logsumexp(logits[r, :]) - logits[r, targets[r]] for logits [rows, V], targets int32
+   * [rows]; targets[r] < 0: out[r] = 0 (ignored position). MS_ERR_INVALID, naming the first bad
+   * row, when a target is >= V; nothing is written then. */
+  int (*cross_entropy)(int rows, int V, const float* logits, const int32_t* targets, float* out,
+                       ms_error* err);
+  /* out[r] = the first v maximising logits[r, v] (int32 [rows]); NaN counts as the largest
+   * value, as torch.argmax. */
+  int (*argmax_rows)(int rows, int V, const float* logits, int32_t* out, ms_error* err);
 } ms_backend;
 
 /* Exported by the CUDA shared library; returns NULL if abi_version is not supported. */

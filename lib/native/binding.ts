@@ -115,6 +115,74 @@ export interface NativeBackendInfo {
   devices: NativeDeviceInfo[];
 }
 
+/** ms_activation codes (native/backend.h). */
+export const ACTIVATION_CODE = { gelu_new: 0, gelu: 1, relu: 2 } as const;
+
+export interface NativeLayerNormArgs {
+  rows: number;
+  C: number;
+  eps: number;
+  x: NativeTensor;
+  weight: NativeTensor;
+  bias: NativeTensor;
+  out: NativeTensor;
+  /** [rows] outputs, both or neither. */
+  mean?: NativeTensor;
+  rstd?: NativeTensor;
+}
+
+export interface NativeLinearArgs {
+  rows: number;
+  nIn: number;
+  nOut: number;
+  /** false: weight [nIn, nOut]; true: weight [nOut, nIn], used transposed. */
+  transW: boolean;
+  precision: number;
+  x: NativeTensor;
+  weight: NativeTensor;
+  bias?: NativeTensor;
+  out: NativeTensor;
+}
+
+export interface NativeEmbedArgs {
+  batch: number;
+  T: number;
+  C: number;
+  vocab: number;
+  nPositions: number;
+  posOffset: number;
+  ids: NativeTensor;
+  wte: NativeTensor;
+  wpe: NativeTensor;
+  tokOut: NativeTensor;
+  posOut: NativeTensor;
+}
+
+export interface NativeSplitQkvArgs {
+  batch: number;
+  T: number;
+  C: number;
+  Tmax: number;
+  offset: number;
+  qkv: NativeTensor;
+  q: NativeTensor;
+  kCache: NativeTensor;
+  vCache: NativeTensor;
+}
+
+export interface NativeAttentionArgs {
+  batch: number;
+  T: number;
+  Tmax: number;
+  offset: number;
+  C: number;
+  nHead: number;
+  q: NativeTensor;
+  kCache: NativeTensor;
+  vCache: NativeTensor;
+  out: NativeTensor;
+}
+
 export interface NativeAddon {
   abiVersion: number;
   NativeTensor: NativeTensorConstructor;
@@ -134,4 +202,13 @@ export interface NativeAddon {
   rowSqDist(args: { rows: number; d: number; a: NativeTensor; b?: NativeTensor; out: NativeTensor }): Promise<void>;
   resampleCandidates(args: NativeResampleCandidatesArgs): Promise<void>;
   saeResample(args: NativeSaeResampleArgs): Promise<{ meanLiveEncoderNorm: number; live: number; resampled: number }>;
+  layerNorm(args: NativeLayerNormArgs): Promise<void>;
+  linear(args: NativeLinearArgs): Promise<void>;
+  activation(args: { kind: number; count: number; x: NativeTensor; out: NativeTensor }): Promise<void>;
+  add(args: { count: number; a: NativeTensor; b: NativeTensor; out: NativeTensor }): Promise<void>;
+  embed(args: NativeEmbedArgs): Promise<void>;
+  splitQkv(args: NativeSplitQkvArgs): Promise<void>;
+  attention(args: NativeAttentionArgs): Promise<void>;
+  crossEntropy(args: { rows: number; V: number; logits: NativeTensor; targets: NativeTensor; out: NativeTensor }): Promise<void>;
+  argmaxRows(args: { rows: number; V: number; logits: NativeTensor; out: NativeTensor }): Promise<void>;
 }

@@ -11,6 +11,7 @@
 #include "resample_ops.h"
 #include "sae_ops.h"
 #include "tensor.h"
+#include "transformer_ops.h"
 #include "vector_ops.h"
 
 namespace ms::core {
@@ -32,6 +33,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_sae_ops(env, exports);
   register_vector_ops(env, exports);
   register_resample_ops(env, exports);
+  register_transformer_ops(env, exports);
   return exports;
 }
 

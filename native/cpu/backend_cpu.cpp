@@ -1,6 +1,7 @@
 /*
  * backend_cpu.cpp — the CPU backend's ms_backend table (backend.h): host memory, copies,
- * fill/cast, and the SAE ops from sae_cpu.cpp. "Device" memory here is 64-byte aligned host memory.
+ * fill/cast, the SAE ops from sae_cpu.cpp and the transformer ops from transformer_cpu.cpp.
+ * "Device" memory here is 64-byte aligned host memory.
  */
 #include "backend_cpu.h"
 
@@ -15,6 +16,7 @@
 #include "sae_cpu.h"
 #include "status.h"
 #include "thread_pool.h"
+#include "transformer_cpu.h"
 #include "vector_cpu.h"
 
 namespace ms::cpu {
@@ -131,6 +133,15 @@ const ms_backend kCpuBackend = {
     row_sq_dist,
     resample_candidates,
     sae_resample,
+    layernorm,
+    linear,
+    activation,
+    add,
+    embed,
+    split_qkv,
+    attention,
+    cross_entropy,
+    argmax_rows,
 };
 
 }  // namespace

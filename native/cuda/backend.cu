@@ -18,6 +18,7 @@
 #include "memory.cuh"
 #include "resample.cuh"
 #include "sae.cuh"
+#include "transformer.cuh"
 #include "vector.cuh"
 
 namespace ms::cuda {
@@ -210,6 +211,15 @@ static const ms_backend kCudaBackend = {
     row_sq_dist,
     resample_candidates,
     sae_resample,
+    layernorm,
+    linear,
+    activation,
+    add,
+    embed,
+    split_qkv,
+    attention,
+    cross_entropy,
+    argmax_rows,
 };
 
 }  // namespace ms::cuda

@@ -1,0 +1,344 @@
+/**
+ * The native ops of a GPT-2 forward pass (llm.c's layout): layer norm, linear layers, activations,
+ * residual adds, token + position embeddings, the q/k/v split into a key/value cache, causal
+ * attention over the cache, per-row cross-entropy and argmax. Each runs on the operands' backend
+ * (CPU or CUDA), off the JavaScript thread, and resolves when its outputs are written; operations
+ * on one backend run in call order.
+ *
+ * Tensors are whole tensors (no strided views), f32 unless noted, all on one backend. A "[rows, C]"
+ * operand may have any shape whose last dim is C and whose size is rows·C ([B, T, C] is fine).
+ * Argument problems throw TypeError / RangeError synchronously, naming the argument and the
+ * shapes; failures inside a backend (an out-of-range token id or target, out of memory, a CUDA
+ * error) reject with a MonosemanticError (`code` E_INVALID, E_OOM, E_DEVICE, ...).
+ */
+import { nativeAddon } from '../backend.js';
+import { ACTIVATION_CODE } from '../native/binding.js';
+import { type DType, Tensor, formatShape } from '../tensor.js';
+
+/** bf16: operands rounded to bf16, fp32 accumulation (as the SAE ops). */
+export type MatmulPrecision = 'f32' | 'bf16';
+/** gelu_new: 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))) (GPT-2); gelu: 0.5x(1 + erf(x/√2)); relu. */
+export type Activation = 'gelu_new' | 'gelu' | 'relu';
+
+const PRECISION_CODE: Record<MatmulPrecision, number> = { f32: 0, bf16: 1 };
+/** Largest dimension the native layer takes (native/core/transformer_ops.cpp). */
+const MAX_DIM = 2 ** 30;
+
+// ---- argument checks ----------------------------------------------------------------------------
+
+function checkTensor(t: unknown, name: string, dtype: DType = 'f32'): Tensor {
+  if (!(t instanceof Tensor)) throw new TypeError(`${name} must be a Tensor`);
+  if (t.disposed) throw new TypeError(`${name} has been disposed`);
+  if (t.dtype !== dtype) throw new TypeError(`${name} must have dtype ${dtype} (got ${t.dtype})`);
+  return t;
+}
+
+function checkInt(value: unknown, name: string, min: number): number {
+  if (typeof value !== 'number') throw new TypeError(`${name} must be a number (got ${typeof value})`);
+  if (!Number.isInteger(value) || value < min || value > MAX_DIM) {
+    throw new RangeError(`${name} must be an integer in [${min}, 2^30] (got ${value})`);
+  }
+  return value;
+}
+
+/** [rows, cols] of a tensor read as rows of its last dim; both >= 1. */
+function rowsOf(t: Tensor, name: string): [number, number] {
+  const cols = t.shape.length > 0 ? t.shape[t.shape.length - 1]! : 0;
+  if (cols < 1 || t.size < 1) throw new RangeError(`${name} must be a non-empty tensor with a last dim (got ${formatShape(t.shape)})`);
+  const rows = t.size / cols;
+  if (rows > MAX_DIM || cols > MAX_DIM) throw new RangeError(`${name} ${formatShape(t.shape)} is too large (at most 2^30 rows and columns)`);
+  return [rows, cols];
+}
+
+/** t must read as [rows, cols]: last dim cols, size rows·cols. `why` explains where the shape comes from. */
+function expectRows(t: Tensor, name: string, rows: number, cols: number, why: string): void {
+  const last = t.shape.length > 0 ? t.shape[t.shape.length - 1] : undefined;
+  if (last !== cols || t.size !== rows * cols) {
+    throw new RangeError(`${name} must have shape [${rows}, ${cols}] (or [..., ${cols}] holding ${rows} rows) ${why} (got ${formatShape(t.shape)})`);
+  }
+}
+
+function expectShape(t: Tensor, name: string, shape: readonly number[], why: string): void {
+  if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+    throw new RangeError(`${name} must have shape ${formatShape(shape)} ${why} (got ${formatShape(t.shape)})`);
+  }
+}
+
+function expectSize(t: Tensor, name: string, size: number, why: string): void {
+  if (t.size !== size) throw new RangeError(`${name} must hold ${size} elements ${why} (got ${formatShape(t.shape)})`);
+}
+
+/** Every tensor on the backend of the first. */
+function sameBackend(tensors: Record<string, Tensor>): void {
+  const entries = Object.entries(tensors);
+  const [firstName, first] = entries[0]!;
+  for (const [name, t] of entries.slice(1)) {
+    if (t.backend !== first.backend) throw new TypeError(`${name} is on ${t.backend} but ${firstName} is on ${first.backend}`);
+  }
+}
+
+function distinct(a: Tensor, aName: string, b: Tensor, bName: string): void {
+  if (a === b) throw new RangeError(`${aName} must not be the same tensor as ${bName}`);
+}
+
+function checkPrecision(precision: unknown): number {
+  if (precision !== 'f32' && precision !== 'bf16') throw new TypeError(`precision must be 'f32' or 'bf16' (got ${JSON.stringify(precision)})`);
+  return PRECISION_CODE[precision];
+}
+
+// ---- ops ----------------------------------------------------------------------------------------
+
+/**
+ * out[r] = (x[r] − mean) · rstd · weight + bias over the last dim C, rstd = 1/√(var + eps) with the
+ * biased variance (as torch). x [rows, C]; weight, bias [C]; out [rows, C] (out may be x).
+ * saved.mean / saved.rstd [rows]: optional outputs, kept for a backward pass.
+ */
+export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number, out: Tensor, saved?: { mean: Tensor; rstd: Tensor }): Promise<void> {
+  checkTensor(x, 'x');
+  checkTensor(weight, 'weight');
+  checkTensor(bias, 'bias');
+  checkTensor(out, 'out');
+  if (typeof eps !== 'number') throw new TypeError(`eps must be a number (got ${typeof eps})`);
+  if (!Number.isFinite(eps) || eps < 0) throw new RangeError(`eps must be a finite number >= 0 (got ${eps})`);
+  const [rows, C] = rowsOf(x, 'x');
+  const xs = `to match x ${formatShape(x.shape)}`;
+  expectShape(weight, 'weight', [C], xs);
+  expectShape(bias, 'bias', [C], xs);
+  expectRows(out, 'out', rows, C, xs);
+  const operands: Record<string, Tensor> = { x, weight, bias, out };
+  if (saved !== undefined) {
+    if (saved === null || typeof saved !== 'object') throw new TypeError('saved must be an object { mean, rstd }');
+    checkTensor(saved.mean, 'saved.mean');
+    checkTensor(saved.rstd, 'saved.rstd');
+    expectSize(saved.mean, 'saved.mean', rows, `(one per row of x ${formatShape(x.shape)})`);
+    expectSize(saved.rstd, 'saved.rstd', rows, `(one per row of x ${formatShape(x.shape)})`);
+    distinct(saved.mean, 'saved.mean', saved.rstd, 'saved.rstd');
+    operands['saved.mean'] = saved.mean;
+    operands['saved.rstd'] = saved.rstd;
+  }
+  sameBackend(operands);
+  return nativeAddon().layerNorm({
+    rows,
+    C,
+    eps,
+    x: x.native,
+    weight: weight.native,
+    bias: bias.native,
+    out: out.native,
+    ...(saved ? { mean: saved.mean.native, rstd: saved.rstd.native } : {}),
+  });
+}
+
+function runLinear(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor, precision: MatmulPrecision, transW: boolean): Promise<void> {
+  checkTensor(x, 'x');
+  checkTensor(weight, 'weight');
+  if (bias !== null) checkTensor(bias, 'bias');
+  checkTensor(out, 'out');
+  const code = checkPrecision(precision);
+  const [rows, nIn] = rowsOf(x, 'x');
+  const layout = transW ? '[out, in]' : '[in, out]';
+  if (weight.shape.length !== 2 || weight.size < 1) throw new RangeError(`weight must have shape ${layout} (got ${formatShape(weight.shape)})`);
+  const [w0, w1] = weight.shape as [number, number];
+  const [wIn, nOut] = transW ? [w1, w0] : [w0, w1];
+  if (wIn !== nIn) {
+    throw new RangeError(`weight ${formatShape(weight.shape)} (${layout}) has ${wIn} inputs but x ${formatShape(x.shape)} has ${nIn} columns`);
+  }
+  if (nOut > MAX_DIM) throw new RangeError(`weight ${formatShape(weight.shape)} is too large`);
+  if (bias !== null) expectShape(bias, 'bias', [nOut], `to match weight ${formatShape(weight.shape)} ${layout}`);
+  expectRows(out, 'out', rows, nOut, `for x ${formatShape(x.shape)} and weight ${formatShape(weight.shape)} ${layout}`);
+  distinct(out, 'out', x, 'x');
+  distinct(out, 'out', weight, 'weight');
+  sameBackend(bias === null ? { x, weight, out } : { x, weight, bias, out });
+  return nativeAddon().linear({
+    rows,
+    nIn,
+    nOut,
+    transW,
+    precision: code,
+    x: x.native,
+    weight: weight.native,
+    ...(bias !== null ? { bias: bias.native } : {}),
+    out: out.native,
+  });
+}
+
+/** out = x W + b: x [rows, in], W [in, out] (HF GPT-2 Conv1D layout), b [out] or null, out [rows, out]. */
+export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor, precision: MatmulPrecision): Promise<void> {
+  return runLinear(x, weight, bias, out, precision, false);
+}
+
+/** out = x Wᵀ + b: W [out, in] (nn.Linear layout; also the tied unembedding with W = wte [V, C]). */
+export function linearT(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor, precision: MatmulPrecision): Promise<void> {
+  return runLinear(x, weight, bias, out, precision, true);
+}
+
+/** Elementwise out = act(x) (same sizes); out may be x. relu maps NaN to 0. */
+export function activation(kind: Activation, x: Tensor, out: Tensor): Promise<void> {
+  if (typeof kind !== 'string' || !Object.hasOwn(ACTIVATION_CODE, kind)) {
+    throw new TypeError(`kind must be one of ${Object.keys(ACTIVATION_CODE).join(', ')} (got ${JSON.stringify(kind)})`);
+  }
+  checkTensor(x, 'x');
+  checkTensor(out, 'out');
+  if (x.size < 1) throw new RangeError(`x must not be empty (got ${formatShape(x.shape)})`);
+  expectSize(out, 'out', x.size, `like x ${formatShape(x.shape)}`);
+  sameBackend({ x, out });
+  return nativeAddon().activation({ kind: ACTIVATION_CODE[kind], count: x.size, x: x.native, out: out.native });
+}
+
+/** Elementwise out = a + b (same sizes); out may alias a or b. */
+export function add(a: Tensor, b: Tensor, out: Tensor): Promise<void> {
+  checkTensor(a, 'a');
+  checkTensor(b, 'b');
+  checkTensor(out, 'out');
+  if (a.size < 1) throw new RangeError(`a must not be empty (got ${formatShape(a.shape)})`);
+  expectSize(b, 'b', a.size, `like a ${formatShape(a.shape)}`);
+  expectSize(out, 'out', a.size, `like a ${formatShape(a.shape)}`);
+  sameBackend({ a, b, out });
+  return nativeAddon().add({ count: a.size, a: a.native, b: b.native, out: out.native });
+}
+
+/**
+ * Token and position embeddings. ids: i32 [B·T] (row-major [B, T]); wte [V, C]; wpe [nPositions, C];
+ * tokOut[b·T + t] = wte[ids[b·T + t]], posOut[b·T + t] = wpe[posOffset + t] (both [B·T, C]).
+ * posOffset + T > nPositions is a RangeError; an id outside [0, V) is found on the device and
+ * rejects with MonosemanticError E_INVALID naming the first bad index (nothing is written then).
+ */
+export function embed(ids: Tensor, batch: number, T: number, wte: Tensor, wpe: Tensor, posOffset: number, tokOut: Tensor, posOut: Tensor): Promise<void> {
+  checkTensor(ids, 'ids', 'i32');
+  checkInt(batch, 'batch', 1);
+  checkInt(T, 'T', 1);
+  checkTensor(wte, 'wte');
+  checkTensor(wpe, 'wpe');
+  checkInt(posOffset, 'posOffset', 0);
+  checkTensor(tokOut, 'tokOut');
+  checkTensor(posOut, 'posOut');
+  const rows = batch * T;
+  if (rows > MAX_DIM) throw new RangeError(`batch · T must be at most 2^30 (got ${batch} · ${T})`);
+  expectSize(ids, 'ids', rows, `(batch ${batch} · T ${T})`);
+  if (wte.shape.length !== 2 || wte.size < 1) throw new RangeError(`wte must have shape [V, C] (got ${formatShape(wte.shape)})`);
+  const [V, C] = wte.shape as [number, number];
+  if (V > MAX_DIM || C > MAX_DIM) throw new RangeError(`wte ${formatShape(wte.shape)} is too large`);
+  if (wpe.shape.length !== 2 || wpe.shape[1] !== C || wpe.shape[0]! < 1) {
+    throw new RangeError(`wpe must have shape [nPositions, ${C}] to match wte ${formatShape(wte.shape)} (got ${formatShape(wpe.shape)})`);
+  }
+  const nPositions = wpe.shape[0]!;
+  if (nPositions > MAX_DIM) throw new RangeError(`wpe ${formatShape(wpe.shape)} is too large`);
+  if (posOffset + T > nPositions) {
+    throw new RangeError(`posOffset ${posOffset} + T ${T} exceeds the ${nPositions} positions of wpe ${formatShape(wpe.shape)}`);
+  }
+  const why = `(batch ${batch} · T ${T} rows of wte ${formatShape(wte.shape)})`;
+  expectRows(tokOut, 'tokOut', rows, C, why);
+  expectRows(posOut, 'posOut', rows, C, why);
+  distinct(tokOut, 'tokOut', posOut, 'posOut');
+  sameBackend({ ids, wte, wpe, tokOut, posOut });
+  return nativeAddon().embed({
+    batch,
+    T,
+    C,
+    vocab: V,
+    nPositions,
+    posOffset,
+    ids: ids.native,
+    wte: wte.native,
+    wpe: wpe.native,
+    tokOut: tokOut.native,
+    posOut: posOut.native,
+  });
+}
+
+/** offset + T <= Tmax, else a RangeError. */
+function checkCacheWindow(T: number, Tmax: number, offset: number): void {
+  if (offset + T > Tmax) throw new RangeError(`offset ${offset} + T ${T} exceeds Tmax ${Tmax} (the cache length)`);
+}
+
+/**
+ * Splits the c_attn output qkv [B·T, 3C] (q | k | v along the last dim): q [B·T, C] gets the
+ * queries; the key and value rows go into kCache, vCache [B, Tmax, C] at positions
+ * offset .. offset+T−1 (offset + T <= Tmax; other cache rows untouched).
+ */
+export function splitQkv(qkv: Tensor, batch: number, T: number, C: number, q: Tensor, kCache: Tensor, vCache: Tensor, Tmax: number, offset: number): Promise<void> {
+  checkTensor(qkv, 'qkv');
+  checkInt(batch, 'batch', 1);
+  checkInt(T, 'T', 1);
+  checkInt(C, 'C', 1);
+  checkTensor(q, 'q');
+  checkTensor(kCache, 'kCache');
+  checkTensor(vCache, 'vCache');
+  checkInt(Tmax, 'Tmax', 1);
+  checkInt(offset, 'offset', 0);
+  checkCacheWindow(T, Tmax, offset);
+  const rows = batch * T;
+  if (rows > MAX_DIM || 3 * C > MAX_DIM) throw new RangeError(`batch · T and 3 · C must be at most 2^30 (got ${batch} · ${T}, 3 · ${C})`);
+  expectRows(qkv, 'qkv', rows, 3 * C, `(batch ${batch} · T ${T} rows of q | k | v, C ${C})`);
+  expectRows(q, 'q', rows, C, `(batch ${batch} · T ${T} rows, C ${C})`);
+  const cacheWhy = `([batch ${batch}, Tmax ${Tmax}, C ${C}])`;
+  expectRows(kCache, 'kCache', batch * Tmax, C, cacheWhy);
+  expectRows(vCache, 'vCache', batch * Tmax, C, cacheWhy);
+  distinct(q, 'q', qkv, 'qkv');
+  distinct(kCache, 'kCache', vCache, 'vCache');
+  distinct(q, 'q', kCache, 'kCache');
+  distinct(q, 'q', vCache, 'vCache');
+  sameBackend({ qkv, q, kCache, vCache });
+  return nativeAddon().splitQkv({ batch, T, C, Tmax, offset, qkv: qkv.native, q: q.native, kCache: kCache.native, vCache: vCache.native });
+}
+
+/**
+ * Causal multi-head attention of T new queries per sequence at positions offset .. offset+T−1
+ * over the cached keys/values 0 .. offset+T−1: for head h (hd = C / nHead, columns h·hd ..
+ * (h+1)·hd − 1), the query at position p attends to keys j <= p with softmax(q·k / √hd) v.
+ * q [B·T, C]; caches [B, Tmax, C]; out [B·T, C] = the heads' outputs side by side. Online softmax
+ * (no T×T matrix); fp32 accumulation (the CPU uses double).
+ */
+export function attention(q: Tensor, kCache: Tensor, vCache: Tensor, batch: number, T: number, Tmax: number, offset: number, nHead: number, out: Tensor): Promise<void> {
+  checkTensor(q, 'q');
+  checkTensor(kCache, 'kCache');
+  checkTensor(vCache, 'vCache');
+  checkInt(batch, 'batch', 1);
+  checkInt(T, 'T', 1);
+  checkInt(Tmax, 'Tmax', 1);
+  checkInt(offset, 'offset', 0);
+  checkInt(nHead, 'nHead', 1);
+  checkTensor(out, 'out');
+  checkCacheWindow(T, Tmax, offset);
+  const rows = batch * T;
+  if (rows > MAX_DIM) throw new RangeError(`batch · T must be at most 2^30 (got ${batch} · ${T})`);
+  const [, C] = rowsOf(q, 'q');
+  expectRows(q, 'q', rows, C, `(batch ${batch} · T ${T} rows)`);
+  if (C % nHead !== 0) throw new RangeError(`nHead ${nHead} must divide C ${C} (the last dim of q ${formatShape(q.shape)})`);
+  const cacheWhy = `([batch ${batch}, Tmax ${Tmax}, C ${C}])`;
+  expectRows(kCache, 'kCache', batch * Tmax, C, cacheWhy);
+  expectRows(vCache, 'vCache', batch * Tmax, C, cacheWhy);
+  expectRows(out, 'out', rows, C, `like q ${formatShape(q.shape)}`);
+  distinct(out, 'out', q, 'q');
+  distinct(out, 'out', kCache, 'kCache');
+  distinct(out, 'out', vCache, 'vCache');
+  sameBackend({ q, kCache, vCache, out });
+  return nativeAddon().attention({ batch, T, Tmax, offset, C, nHead, q: q.native, kCache: kCache.native, vCache: vCache.native, out: out.native });
+}
+
+/**
+ * Per-row cross-entropy out[r] = logsumexp(logits[r]) − logits[r, targets[r]]: logits [rows, V],
+ * targets i32 [rows] (a target < 0 gives out[r] = 0: an ignored position), out [rows]. No
+ * probabilities are materialised. A target >= V rejects with MonosemanticError E_INVALID.
+ */
+export function crossEntropy(logits: Tensor, targets: Tensor, out: Tensor): Promise<void> {
+  checkTensor(logits, 'logits');
+  checkTensor(targets, 'targets', 'i32');
+  checkTensor(out, 'out');
+  const [rows, V] = rowsOf(logits, 'logits');
+  const why = `(one per row of logits ${formatShape(logits.shape)})`;
+  expectSize(targets, 'targets', rows, why);
+  expectSize(out, 'out', rows, why);
+  sameBackend({ logits, targets, out });
+  return nativeAddon().crossEntropy({ rows, V, logits: logits.native, targets: targets.native, out: out.native });
+}
+
+/** out[r] = argmax_v logits[r, v] (the first on ties; NaN counts as largest, as torch): logits [rows, V], out i32 [rows]. */
+export function argmaxRows(logits: Tensor, out: Tensor): Promise<void> {
+  checkTensor(logits, 'logits');
+  checkTensor(out, 'out', 'i32');
+  const [rows, V] = rowsOf(logits, 'logits');
+  expectSize(out, 'out', rows, `(one per row of logits ${formatShape(logits.shape)})`);
+  sameBackend({ logits, out });
+  return nativeAddon().argmaxRows({ rows, V, logits: logits.native, out: out.native });
+}

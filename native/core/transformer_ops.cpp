@@ -1,0 +1,293 @@
+/*
+ * transformer_ops.cpp — the GPT-2 forward ops exposed to JS as promise-returning workers
+ * (backend.h, ABI 3: layernorm, linear, activation, add, embed, split_qkv, attention,
+ * cross_entropy, argmax_rows). lib/lm/ops.ts checks shapes with user-facing messages first; the
+ * checks here keep every access inside its allocation (sizes, and cache offsets that index rows).
+ * Checks that need the operands' contents (token ids, targets) happen in the backends, which fail
+ * with MS_ERR_INVALID naming the first bad index.
+ */
+#include "transformer_ops.h"
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "backend_worker.h"
+
+namespace ms::core {
+namespace {
+
+constexpr int kMaxDim = 1 << 30;
+
+// a * b for element counts; a RangeError naming `what` when it exceeds 2^53.
+size_t product(Napi::Env env, size_t a, size_t b, const char* what) {
+  constexpr size_t kMax = size_t(1) << 53;
+  if (a != 0 && b > kMax / a) throw Napi::RangeError::New(env, std::string(what) + " holds too many elements");
+  return a * b;
+}
+
+// obj[key] as an integer count in [1, 2^53).
+size_t count_field(const Napi::Object& obj, const char* key) {
+  const double d = num_field(obj, key);
+  if (d < 1 || d >= 9007199254740992.0 || d != std::floor(d))
+    throw Napi::RangeError::New(obj.Env(), std::string(key) + " must be an integer in [1, 2^53)");
+  return size_t(d);
+}
+
+bool absent(const Napi::Object& obj, const char* key) {
+  const Napi::Value v = obj.Get(key);
+  return v.IsUndefined() || v.IsNull();
+}
+
+// layerNorm({ rows, C, eps, x, weight, bias, out, mean?, rstd? }); mean and rstd together or neither.
+class LayerNormWorker : public BackendWorker {
+ public:
+  LayerNormWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
+    rows_ = int_field(a, "rows", 1, kMaxDim);
+    C_ = int_field(a, "C", 1, kMaxDim);
+    const double eps = num_field(a, "eps");
+    if (eps < 0) throw Napi::RangeError::New(env, "eps must be >= 0");
+    eps_ = float(eps);
+    const size_t n = product(env, size_t(rows_), size_t(C_), "x");  // x [rows, C]
+    x_ = static_cast<const float*>(operands_.take_f32(a, "x", n));
+    weight_ = static_cast<const float*>(operands_.take_f32(a, "weight", size_t(C_)));
+    bias_ = static_cast<const float*>(operands_.take_f32(a, "bias", size_t(C_)));
+    out_ = static_cast<float*>(operands_.take_f32(a, "out", n));
+    if (absent(a, "mean") != absent(a, "rstd")) throw Napi::TypeError::New(env, "mean and rstd go together");
+    if (!absent(a, "mean")) {
+      mean_ = static_cast<float*>(operands_.take_f32(a, "mean", size_t(rows_)));
+      rstd_ = static_cast<float*>(operands_.take_f32(a, "rstd", size_t(rows_)));
+    }
+  }
+  int run(const ms_backend* be, ms_error* err) override {
+    return be->layernorm(rows_, C_, eps_, x_, weight_, bias_, out_, mean_, rstd_, err);
+  }
+
+ private:
+  int rows_ = 0, C_ = 0;
+  float eps_ = 0;
+  const float *x_ = nullptr, *weight_ = nullptr, *bias_ = nullptr;
+  float *out_ = nullptr, *mean_ = nullptr, *rstd_ = nullptr;
+};
+
+// linear({ rows, nIn, nOut, transW, precision, x, weight, bias?, out }):
+// out [rows, nOut] = x [rows, nIn] W + bias, W [nIn, nOut] (transW false) or [nOut, nIn] (true).
+class LinearWorker : public BackendWorker {
+ public:
+  LinearWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
+    rows_ = int_field(a, "rows", 1, kMaxDim);
+    n_in_ = int_field(a, "nIn", 1, kMaxDim);
+    n_out_ = int_field(a, "nOut", 1, kMaxDim);
+    const Napi::Value tw = a.Get("transW");
+    if (!tw.IsBoolean()) throw Napi::TypeError::New(env, "transW must be a boolean");
+    trans_w_ = tw.As<Napi::Boolean>().Value() ? 1 : 0;
+    precision_ = int_field(a, "precision", MS_PREC_F32, MS_PREC_BF16);
+    x_ = static_cast<const float*>(operands_.take_f32(a, "x", product(env, size_t(rows_), size_t(n_in_), "x")));
+    W_ = static_cast<const float*>(
+        operands_.take_f32(a, "weight", product(env, size_t(n_in_), size_t(n_out_), "weight")));
+    if (!absent(a, "bias")) bias_ = static_cast<const float*>(operands_.take_f32(a, "bias", size_t(n_out_)));
+    out_ = static_cast<float*>(operands_.take_f32(a, "out", product(env, size_t(rows_), size_t(n_out_), "out")));
+  }
+  int run(const ms_backend* be, ms_error* err) override {
+    return be->linear(rows_, n_in_, n_out_, trans_w_, precision_, x_, W_, bias_, out_, err);
+  }
+
+ private:
+  int rows_ = 0, n_in_ = 0, n_out_ = 0, trans_w_ = 0, precision_ = 0;
+  const float *x_ = nullptr, *W_ = nullptr, *bias_ = nullptr;
+  float* out_ = nullptr;
+};
+
+// activation({ kind, count, x, out }): kind is an ms_activation code.
+class ActivationWorker : public BackendWorker {
+ public:
+  ActivationWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
+    kind_ = int_field(a, "kind", MS_ACT_GELU_TANH, MS_ACT_RELU);
+    count_ = count_field(a, "count");
+    x_ = static_cast<const float*>(operands_.take_f32(a, "x", count_));
+    out_ = static_cast<float*>(operands_.take_f32(a, "out", count_));
+  }
+  int run(const ms_backend* be, ms_error* err) override { return be->activation(kind_, count_, x_, out_, err); }
+
+ private:
+  int kind_ = 0;
+  size_t count_ = 0;
+  const float* x_ = nullptr;
+  float* out_ = nullptr;
+};
+
+// add({ count, a, b, out }): out = a + b.
+class AddWorker : public BackendWorker {
+ public:
+  AddWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
+    count_ = count_field(a, "count");
+    a_ = static_cast<const float*>(operands_.take_f32(a, "a", count_));
+    b_ = static_cast<const float*>(operands_.take_f32(a, "b", count_));
+    out_ = static_cast<float*>(operands_.take_f32(a, "out", count_));
+  }
+  int run(const ms_backend* be, ms_error* err) override { return be->add(count_, a_, b_, out_, err); }
+
+ private:
+  size_t count_ = 0;
+  const float *a_ = nullptr, *b_ = nullptr;
+  float* out_ = nullptr;
+};
+
+// embed({ batch, T, C, vocab, nPositions, posOffset, ids, wte, wpe, tokOut, posOut })
+class EmbedWorker : public BackendWorker {
+ public:
+  EmbedWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
+    batch_ = int_field(a, "batch", 1, kMaxDim);
+    T_ = int_field(a, "T", 1, kMaxDim);
+    C_ = int_field(a, "C", 1, kMaxDim);
+    V_ = int_field(a, "vocab", 1, kMaxDim);
+    n_positions_ = int_field(a, "nPositions", 1, kMaxDim);
+    pos_offset_ = int_field(a, "posOffset", 0, kMaxDim);
+    const size_t rows = product(env, size_t(batch_), size_t(T_), "ids");  // token rows b*T + t
+    ids_ = static_cast<const int32_t*>(operands_.take(a, "ids", MS_I32, rows));
+    wte_ = static_cast<const float*>(operands_.take_f32(a, "wte", product(env, size_t(V_), size_t(C_), "wte")));
+    wpe_ = static_cast<const float*>(
+        operands_.take_f32(a, "wpe", product(env, size_t(n_positions_), size_t(C_), "wpe")));
+    const size_t n = product(env, rows, size_t(C_), "tokOut");  // [B*T, C]
+    tok_out_ = static_cast<float*>(operands_.take_f32(a, "tokOut", n));
+    pos_out_ = static_cast<float*>(operands_.take_f32(a, "posOut", n));
+  }
+  int run(const ms_backend* be, ms_error* err) override {
+    return be->embed(batch_, T_, C_, V_, n_positions_, pos_offset_, ids_, wte_, wpe_, tok_out_, pos_out_, err);
+  }
+
+ private:
+  int batch_ = 0, T_ = 0, C_ = 0, V_ = 0, n_positions_ = 0, pos_offset_ = 0;
+  const int32_t* ids_ = nullptr;
+  const float *wte_ = nullptr, *wpe_ = nullptr;
+  float *tok_out_ = nullptr, *pos_out_ = nullptr;
+};
+
+// Reads Tmax and offset, requiring offset + T <= Tmax (the cache rows written or read exist).
+void read_cache_window(const Napi::Object& a, int T, int* Tmax, int* offset) {
+  *Tmax = int_field(a, "Tmax", 1, kMaxDim);
+  *offset = int_field(a, "offset", 0, kMaxDim);
+  if (int64_t(*offset) + T > *Tmax)
+    throw Napi::RangeError::New(a.Env(), "offset + T (" + std::to_string(int64_t(*offset) + T) +
+                                             ") exceeds Tmax (" + std::to_string(*Tmax) + ")");
+}
+
+// splitQkv({ batch, T, C, Tmax, offset, qkv, q, kCache, vCache })
+class SplitQkvWorker : public BackendWorker {
+ public:
+  SplitQkvWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
+    batch_ = int_field(a, "batch", 1, kMaxDim);
+    T_ = int_field(a, "T", 1, kMaxDim);
+    C_ = int_field(a, "C", 1, kMaxDim);
+    read_cache_window(a, T_, &Tmax_, &offset_);
+    const size_t rows = product(env, size_t(batch_), size_t(T_), "q");
+    qkv_ = static_cast<const float*>(operands_.take_f32(a, "qkv", product(env, rows, 3 * size_t(C_), "qkv")));
+    q_ = static_cast<float*>(operands_.take_f32(a, "q", product(env, rows, size_t(C_), "q")));
+    const size_t cache = product(env, product(env, size_t(batch_), size_t(Tmax_), "kCache"), size_t(C_), "kCache");
+    k_cache_ = static_cast<float*>(operands_.take_f32(a, "kCache", cache));
+    v_cache_ = static_cast<float*>(operands_.take_f32(a, "vCache", cache));
+  }
+  int run(const ms_backend* be, ms_error* err) override {
+    return be->split_qkv(batch_, T_, C_, Tmax_, offset_, qkv_, q_, k_cache_, v_cache_, err);
+  }
+
+ private:
+  int batch_ = 0, T_ = 0, C_ = 0, Tmax_ = 0, offset_ = 0;
+  const float* qkv_ = nullptr;
+  float *q_ = nullptr, *k_cache_ = nullptr, *v_cache_ = nullptr;
+};
+
+// attention({ batch, T, Tmax, offset, C, nHead, q, kCache, vCache, out })
+class AttentionWorker : public BackendWorker {
+ public:
+  AttentionWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
+    batch_ = int_field(a, "batch", 1, kMaxDim);
+    T_ = int_field(a, "T", 1, kMaxDim);
+    C_ = int_field(a, "C", 1, kMaxDim);
+    n_head_ = int_field(a, "nHead", 1, kMaxDim);
+    if (C_ % n_head_ != 0)
+      throw Napi::RangeError::New(env, "C (" + std::to_string(C_) + ") must be a multiple of nHead (" +
+                                           std::to_string(n_head_) + ")");
+    read_cache_window(a, T_, &Tmax_, &offset_);
+    const size_t n = product(env, product(env, size_t(batch_), size_t(T_), "q"), size_t(C_), "q");  // [B*T, C]
+    q_ = static_cast<const float*>(operands_.take_f32(a, "q", n));
+    const size_t cache = product(env, product(env, size_t(batch_), size_t(Tmax_), "kCache"), size_t(C_), "kCache");
+    k_cache_ = static_cast<const float*>(operands_.take_f32(a, "kCache", cache));
+    v_cache_ = static_cast<const float*>(operands_.take_f32(a, "vCache", cache));
+    out_ = static_cast<float*>(operands_.take_f32(a, "out", n));
+  }
+  int run(const ms_backend* be, ms_error* err) override {
+    return be->attention(batch_, T_, Tmax_, offset_, C_, n_head_, q_, k_cache_, v_cache_, out_, err);
+  }
+
+ private:
+  int batch_ = 0, T_ = 0, Tmax_ = 0, offset_ = 0, C_ = 0, n_head_ = 0;
+  const float *q_ = nullptr, *k_cache_ = nullptr, *v_cache_ = nullptr;
+  float* out_ = nullptr;
+};
+
+// crossEntropy({ rows, V, logits, targets, out })
+class CrossEntropyWorker : public BackendWorker {
+ public:
+  CrossEntropyWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
+    rows_ = int_field(a, "rows", 1, kMaxDim);
+    V_ = int_field(a, "V", 1, kMaxDim);
+    logits_ = static_cast<const float*>(
+        operands_.take_f32(a, "logits", product(env, size_t(rows_), size_t(V_), "logits")));
+    targets_ = static_cast<const int32_t*>(operands_.take(a, "targets", MS_I32, size_t(rows_)));
+    out_ = static_cast<float*>(operands_.take_f32(a, "out", size_t(rows_)));
+  }
+  int run(const ms_backend* be, ms_error* err) override {
+    return be->cross_entropy(rows_, V_, logits_, targets_, out_, err);
+  }
+
+ private:
+  int rows_ = 0, V_ = 0;
+  const float* logits_ = nullptr;
+  const int32_t* targets_ = nullptr;
+  float* out_ = nullptr;
+};
+
+// argmaxRows({ rows, V, logits, out }): out int32 [rows].
+class ArgmaxRowsWorker : public BackendWorker {
+ public:
+  ArgmaxRowsWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
+    rows_ = int_field(a, "rows", 1, kMaxDim);
+    V_ = int_field(a, "V", 1, kMaxDim);
+    logits_ = static_cast<const float*>(
+        operands_.take_f32(a, "logits", product(env, size_t(rows_), size_t(V_), "logits")));
+    out_ = static_cast<int32_t*>(operands_.take(a, "out", MS_I32, size_t(rows_)));
+  }
+  int run(const ms_backend* be, ms_error* err) override { return be->argmax_rows(rows_, V_, logits_, out_, err); }
+
+ private:
+  int rows_ = 0, V_ = 0;
+  const float* logits_ = nullptr;
+  int32_t* out_ = nullptr;
+};
+
+Napi::Value LayerNorm(const Napi::CallbackInfo& info) { return start_worker<LayerNormWorker>(info); }
+Napi::Value Linear(const Napi::CallbackInfo& info) { return start_worker<LinearWorker>(info); }
+Napi::Value Activation(const Napi::CallbackInfo& info) { return start_worker<ActivationWorker>(info); }
+Napi::Value Add(const Napi::CallbackInfo& info) { return start_worker<AddWorker>(info); }
+Napi::Value Embed(const Napi::CallbackInfo& info) { return start_worker<EmbedWorker>(info); }
+Napi::Value SplitQkv(const Napi::CallbackInfo& info) { return start_worker<SplitQkvWorker>(info); }
+Napi::Value Attention(const Napi::CallbackInfo& info) { return start_worker<AttentionWorker>(info); }
+Napi::Value CrossEntropy(const Napi::CallbackInfo& info) { return start_worker<CrossEntropyWorker>(info); }
+Napi::Value ArgmaxRows(const Napi::CallbackInfo& info) { return start_worker<ArgmaxRowsWorker>(info); }
+
+}  // namespace
+
+void register_transformer_ops(Napi::Env env, Napi::Object exports) {
+  exports.Set("layerNorm", Napi::Function::New<LayerNorm>(env, "layerNorm"));
+  exports.Set("linear", Napi::Function::New<Linear>(env, "linear"));
+  exports.Set("activation", Napi::Function::New<Activation>(env, "activation"));
+  exports.Set("add", Napi::Function::New<Add>(env, "add"));
+  exports.Set("embed", Napi::Function::New<Embed>(env, "embed"));
+  exports.Set("splitQkv", Napi::Function::New<SplitQkv>(env, "splitQkv"));
+  exports.Set("attention", Napi::Function::New<Attention>(env, "attention"));
+  exports.Set("crossEntropy", Napi::Function::New<CrossEntropy>(env, "crossEntropy"));
+  exports.Set("argmaxRows", Napi::Function::New<ArgmaxRows>(env, "argmaxRows"));
+}
+
+}  // namespace ms::core

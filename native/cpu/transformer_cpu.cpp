@@ -1,0 +1,316 @@
+/*
+ * transformer_cpu.cpp — the GPT-2 forward ops on the CPU (transformer_cpu.h; math in backend.h).
+ *
+ * Linear layers go to sgemm (gemm.h); in MS_PREC_BF16 mode both operands are first rounded to
+ * bf16 copies, exactly as sae_cpu.cpp does (a bf16 x bf16 product is exact in fp32, matching
+ * tensor-core arithmetic), and the bias is added in fp32 afterwards. Everything else is a threaded
+ * pass over rows or elements. Reductions (layer-norm statistics, attention scores and weighted
+ * sums, logsumexp) accumulate in double; activations use float tanhf/erff. Index checks (token
+ * ids, targets) run sequentially before anything is written, so a failing call leaves its outputs
+ * untouched and names the first bad index.
+ */
+#include "transformer_cpu.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <vector>
+
+#include "convert.h"
+#include "gemm.h"
+#include "status.h"
+#include "thread_pool.h"
+
+namespace ms::cpu {
+namespace {
+
+constexpr float kSqrt2OverPi = 0.7978845608028654f;  // sqrt(2 / pi)
+constexpr float kInvSqrt2 = 0.7071067811865476f;     // 1 / sqrt(2)
+
+// Rows per parallel chunk so that each chunk touches roughly 64 KiB.
+size_t row_grain(size_t row_len) {
+  const size_t rows = (16384 + row_len - 1) / (row_len ? row_len : 1);
+  return rows ? rows : 1;
+}
+
+void round_copy_bf16(const float* src, float* dst, size_t count) {
+  parallel_for(count, 1 << 15, [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) dst[i] = round_to_bf16(src[i]);
+  });
+}
+
+int oom(ms_error* err, const char* op) { return fail(err, MS_ERR_OOM, op, "out of host memory"); }
+
+// NaN counts as larger than every number (torch.argmax); otherwise the usual order.
+inline bool beats(float a, float b) { return (std::isnan(a) && !std::isnan(b)) || a > b; }
+
+}  // namespace
+
+int layernorm(int rows, int C, float eps, const float* x, const float* weight, const float* bias,
+              float* out, float* mean, float* rstd, ms_error* err) {
+  const char* op = "layernorm";
+  if (rows <= 0 || C <= 0) return fail(err, MS_ERR_INVALID, op, "bad shape [%d, %d]", rows, C);
+  if (!x || !weight || !bias || !out) return fail(err, MS_ERR_INVALID, op, "x, weight, bias or out is null");
+  if (!(eps >= 0.0f)) return fail(err, MS_ERR_INVALID, op, "eps must be >= 0 (got %g)", double(eps));
+  const size_t R = size_t(rows), D = size_t(C);
+  try {
+    parallel_for(R, row_grain(D), [&](size_t r0, size_t r1) {
+      for (size_t r = r0; r < r1; ++r) {
+        const float* xr = x + r * D;  // x[r, :]
+        float* yr = out + r * D;      // out[r, :] (may be xr)
+        double s = 0.0;
+        for (size_t j = 0; j < D; ++j) s += xr[j];
+        const double m = s / double(D);
+        double ss = 0.0;
+        for (size_t j = 0; j < D; ++j) {
+          const double dv = double(xr[j]) - m;
+          ss += dv * dv;
+        }
+        const float mf = float(m);
+        const float rs = float(1.0 / std::sqrt(ss / double(D) + double(eps)));
+        for (size_t j = 0; j < D; ++j) yr[j] = (xr[j] - mf) * rs * weight[j] + bias[j];
+        if (mean) mean[r] = mf;
+        if (rstd) rstd[r] = rs;
+      }
+    });
+  } catch (const std::bad_alloc&) {
+    return oom(err, op);
+  }
+  return MS_OK;
+}
+
+int linear(int rows, int n_in, int n_out, int trans_w, int precision, const float* x, const float* W,
+           const float* bias, float* out, ms_error* err) {
+  const char* op = "linear";
+  if (rows <= 0 || n_in <= 0 || n_out <= 0)
+    return fail(err, MS_ERR_INVALID, op, "bad shape: rows %d, n_in %d, n_out %d", rows, n_in, n_out);
+  if (precision != MS_PREC_F32 && precision != MS_PREC_BF16)
+    return fail(err, MS_ERR_INVALID, op, "unknown precision %d", precision);
+  if (!x || !W || !out) return fail(err, MS_ERR_INVALID, op, "x, W or out is null");
+  const size_t R = size_t(rows), K = size_t(n_in), N = size_t(n_out);
+  const bool bf16 = precision == MS_PREC_BF16;
+  try {
+    std::vector<float> x_r(bf16 ? R * K : 0), W_r(bf16 ? K * N : 0);
+    if (bf16) {
+      round_copy_bf16(x, x_r.data(), R * K);
+      round_copy_bf16(W, W_r.data(), K * N);
+    }
+    // out[R, N] = x[R, K] op(W)[K, N]; op(W) = W [K, N] (ldb = N) or W^T with W [N, K] (ldb = K)
+    sgemm(false, trans_w != 0, rows, n_out, n_in, 1.0f, bf16 ? x_r.data() : x, n_in, bf16 ? W_r.data() : W,
+          trans_w ? n_in : n_out, 0.0f, out, n_out);
+    if (bias) {
+      parallel_for(R, row_grain(N), [&](size_t r0, size_t r1) {
+        for (size_t r = r0; r < r1; ++r)
+          for (size_t j = 0; j < N; ++j) out[r * N + j] += bias[j];  // out[r, j]
+      });
+    }
+  } catch (const std::bad_alloc&) {
+    return oom(err, op);
+  }
+  return MS_OK;
+}
+
+int activation(int kind, size_t count, const float* x, float* out, ms_error* err) {
+  const char* op = "activation";
+  if (kind != MS_ACT_GELU_TANH && kind != MS_ACT_GELU_ERF && kind != MS_ACT_RELU)
+    return fail(err, MS_ERR_INVALID, op, "unknown activation %d", kind);
+  if (count && (!x || !out)) return fail(err, MS_ERR_INVALID, op, "x or out is null");
+  try {
+    parallel_for(count, 1 << 14, [&](size_t i0, size_t i1) {
+      switch (kind) {
+        case MS_ACT_GELU_TANH:
+          for (size_t i = i0; i < i1; ++i) {
+            const float v = x[i];
+            out[i] = 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
+          }
+          break;
+        case MS_ACT_GELU_ERF:
+          for (size_t i = i0; i < i1; ++i) {
+            const float v = x[i];
+            out[i] = 0.5f * v * (1.0f + std::erf(v * kInvSqrt2));
+          }
+          break;
+        default:
+          for (size_t i = i0; i < i1; ++i) out[i] = x[i] > 0.0f ? x[i] : 0.0f;
+          break;
+      }
+    });
+  } catch (const std::bad_alloc&) {
+    return oom(err, op);
+  }
+  return MS_OK;
+}
+
+int add(size_t count, const float* a, const float* b, float* out, ms_error* err) {
+  const char* op = "add";
+  if (count && (!a || !b || !out)) return fail(err, MS_ERR_INVALID, op, "a, b or out is null");
+  try {
+    parallel_for(count, 1 << 15, [&](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; ++i) out[i] = a[i] + b[i];
+    });
+  } catch (const std::bad_alloc&) {
+    return oom(err, op);
+  }
+  return MS_OK;
+}
+
+int embed(int batch, int T, int C, int V, int n_positions, int pos_offset, const int32_t* ids,
+          const float* wte, const float* wpe, float* tok_out, float* pos_out, ms_error* err) {
+  const char* op = "embed";
+  if (batch <= 0 || T <= 0 || C <= 0 || V <= 0 || n_positions <= 0)
+    return fail(err, MS_ERR_INVALID, op, "bad shape: batch %d, T %d, C %d, V %d, n_positions %d", batch, T, C,
+                V, n_positions);
+  if (pos_offset < 0 || int64_t(pos_offset) + T > n_positions)
+    return fail(err, MS_ERR_INVALID, op, "positions %d .. %lld are outside [0, %d)", pos_offset,
+                (long long)pos_offset + T - 1, n_positions);
+  if (!ids || !wte || !wpe || !tok_out || !pos_out) return fail(err, MS_ERR_INVALID, op, "a pointer is null");
+  const size_t rows = size_t(batch) * size_t(T), D = size_t(C), Tn = size_t(T);
+  for (size_t r = 0; r < rows; ++r)
+    if (ids[r] < 0 || ids[r] >= V)
+      return fail(err, MS_ERR_INVALID, op, "ids[%zu] = %d is outside the vocabulary [0, %d)", r, int(ids[r]), V);
+  try {
+    parallel_for(rows, row_grain(2 * D), [&](size_t r0, size_t r1) {
+      for (size_t r = r0; r < r1; ++r) {
+        const size_t t = r % Tn;                                             // r = b*T + t
+        std::memcpy(tok_out + r * D, wte + size_t(ids[r]) * D, D * 4);       // wte[ids[r], :]
+        std::memcpy(pos_out + r * D, wpe + (size_t(pos_offset) + t) * D, D * 4);  // wpe[pos_offset + t, :]
+      }
+    });
+  } catch (const std::bad_alloc&) {
+    return oom(err, op);
+  }
+  return MS_OK;
+}
+
+int split_qkv(int batch, int T, int C, int Tmax, int offset, const float* qkv, float* q, float* k_cache,
+              float* v_cache, ms_error* err) {
+  const char* op = "split_qkv";
+  if (batch <= 0 || T <= 0 || C <= 0 || Tmax <= 0)
+    return fail(err, MS_ERR_INVALID, op, "bad shape: batch %d, T %d, C %d, Tmax %d", batch, T, C, Tmax);
+  if (offset < 0 || int64_t(offset) + T > Tmax)
+    return fail(err, MS_ERR_INVALID, op, "offset %d + T %d exceeds Tmax %d", offset, T, Tmax);
+  if (!qkv || !q || !k_cache || !v_cache) return fail(err, MS_ERR_INVALID, op, "a pointer is null");
+  const size_t rows = size_t(batch) * size_t(T), D = size_t(C), Tn = size_t(T), Tm = size_t(Tmax);
+  try {
+    parallel_for(rows, row_grain(3 * D), [&](size_t r0, size_t r1) {
+      for (size_t r = r0; r < r1; ++r) {
+        const size_t b = r / Tn, t = r % Tn;                  // r = b*T + t
+        const float* src = qkv + r * 3 * D;                   // qkv[r, :] = q | k | v
+        const size_t cache_row = (b * Tm + size_t(offset) + t) * D;  // cache[b, offset + t, :]
+        std::memcpy(q + r * D, src, D * 4);
+        std::memcpy(k_cache + cache_row, src + D, D * 4);
+        std::memcpy(v_cache + cache_row, src + 2 * D, D * 4);
+      }
+    });
+  } catch (const std::bad_alloc&) {
+    return oom(err, op);
+  }
+  return MS_OK;
+}
+
+int attention(int batch, int T, int Tmax, int offset, int C, int n_head, const float* q,
+              const float* k_cache, const float* v_cache, float* out, ms_error* err) {
+  const char* op = "attention";
+  if (batch <= 0 || T <= 0 || Tmax <= 0 || C <= 0 || n_head <= 0)
+    return fail(err, MS_ERR_INVALID, op, "bad shape: batch %d, T %d, Tmax %d, C %d, n_head %d", batch, T, Tmax,
+                C, n_head);
+  if (C % n_head != 0) return fail(err, MS_ERR_INVALID, op, "C %d is not a multiple of n_head %d", C, n_head);
+  if (offset < 0 || int64_t(offset) + T > Tmax)
+    return fail(err, MS_ERR_INVALID, op, "offset %d + T %d exceeds Tmax %d", offset, T, Tmax);
+  if (!q || !k_cache || !v_cache || !out) return fail(err, MS_ERR_INVALID, op, "a pointer is null");
+  const size_t Tn = size_t(T), Tm = size_t(Tmax), D = size_t(C), H = size_t(n_head);
+  const size_t hd = D / H;
+  const size_t tasks = size_t(batch) * H * Tn;  // task = (b*H + h)*T + t
+  const double scale = 1.0 / std::sqrt(double(hd));
+  try {
+    parallel_for(tasks, 1, [&](size_t i0, size_t i1) {
+      std::vector<double> acc(hd);
+      for (size_t i = i0; i < i1; ++i) {
+        const size_t t = i % Tn, h = (i / Tn) % H, b = i / (Tn * H);
+        const size_t p = size_t(offset) + t;                    // absolute position of the query
+        const float* qr = q + (b * Tn + t) * D + h * hd;        // q[b*T + t, h*hd : (h+1)*hd]
+        const float* kb = k_cache + b * Tm * D + h * hd;        // k_cache[b, 0, h*hd]; key j at + j*D
+        const float* vb = v_cache + b * Tm * D + h * hd;        // v_cache[b, 0, h*hd]; value j at + j*D
+        std::fill(acc.begin(), acc.end(), 0.0);
+        double m = -std::numeric_limits<double>::infinity(), l = 0.0;
+        for (size_t j = 0; j <= p; ++j) {
+          const float* kr = kb + j * D;
+          const float* vr = vb + j * D;
+          double s = 0.0;
+          for (size_t d = 0; d < hd; ++d) s += double(qr[d]) * double(kr[d]);
+          s *= scale;
+          if (s > m) {  // new running maximum: rescale what has been accumulated
+            const double c = std::exp(m - s);
+            l *= c;
+            for (size_t d = 0; d < hd; ++d) acc[d] *= c;
+            m = s;
+          }
+          const double e = std::exp(s - m);
+          l += e;
+          for (size_t d = 0; d < hd; ++d) acc[d] += e * double(vr[d]);
+        }
+        float* orow = out + (b * Tn + t) * D + h * hd;  // out[b*T + t, h*hd : (h+1)*hd]
+        for (size_t d = 0; d < hd; ++d) orow[d] = float(acc[d] / l);
+      }
+    });
+  } catch (const std::bad_alloc&) {
+    return oom(err, op);
+  }
+  return MS_OK;
+}
+
+int cross_entropy(int rows, int V, const float* logits, const int32_t* targets, float* out, ms_error* err) {
+  const char* op = "cross_entropy";
+  if (rows <= 0 || V <= 0) return fail(err, MS_ERR_INVALID, op, "bad shape [%d, %d]", rows, V);
+  if (!logits || !targets || !out) return fail(err, MS_ERR_INVALID, op, "logits, targets or out is null");
+  const size_t R = size_t(rows), N = size_t(V);
+  for (size_t r = 0; r < R; ++r)
+    if (targets[r] >= V)
+      return fail(err, MS_ERR_INVALID, op, "targets[%zu] = %d is outside the vocabulary [0, %d)", r,
+                  int(targets[r]), V);
+  try {
+    parallel_for(R, row_grain(N), [&](size_t r0, size_t r1) {
+      for (size_t r = r0; r < r1; ++r) {
+        const int32_t target = targets[r];
+        if (target < 0) {
+          out[r] = 0.0f;  // ignored position
+          continue;
+        }
+        const float* lr = logits + r * N;  // logits[r, :]
+        float m = lr[0];
+        for (size_t v = 1; v < N; ++v) m = lr[v] > m ? lr[v] : m;
+        double s = 0.0;
+        for (size_t v = 0; v < N; ++v) s += std::exp(double(lr[v]) - double(m));
+        out[r] = float(double(m) + std::log(s) - double(lr[target]));
+      }
+    });
+  } catch (const std::bad_alloc&) {
+    return oom(err, op);
+  }
+  return MS_OK;
+}
+
+int argmax_rows(int rows, int V, const float* logits, int32_t* out, ms_error* err) {
+  const char* op = "argmax_rows";
+  if (rows <= 0 || V <= 0) return fail(err, MS_ERR_INVALID, op, "bad shape [%d, %d]", rows, V);
+  if (!logits || !out) return fail(err, MS_ERR_INVALID, op, "logits or out is null");
+  const size_t R = size_t(rows), N = size_t(V);
+  try {
+    parallel_for(R, row_grain(N), [&](size_t r0, size_t r1) {
+      for (size_t r = r0; r < r1; ++r) {
+        const float* lr = logits + r * N;  // logits[r, :]
+        size_t best = 0;
+        for (size_t v = 1; v < N; ++v)
+          if (beats(lr[v], lr[best])) best = v;  // strict: the first of equal values stays
+        out[r] = int32_t(best);
+      }
+    });
+  } catch (const std::bad_alloc&) {
+    return oom(err, op);
+  }
+  return MS_OK;
+}
+
+}  // namespace ms::cpu

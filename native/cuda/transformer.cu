@@ -1,0 +1,518 @@
+/*
+ * transformer.cu — the GPT-2 forward ops on the GPU (transformer.cuh; math in backend.h).
+ *
+ * Simple kernels, chosen to be obviously correct rather than fast:
+ *   - row ops (layer norm, cross-entropy, argmax): one block of kThreads threads per row, fp32
+ *     accumulation through block_sum / block reductions with a fixed tree (deterministic);
+ *   - elementwise ops (activations, add, embedding gathers, the q/k/v split): grid-stride loops;
+ *   - linear: gemm<T> (gemm.cuh), T = float, or __nv_bfloat16 in MS_PREC_BF16 mode, where x and W
+ *     are first rounded to bf16 copies in temporary device memory (as sae.cu does), then an fp32
+ *     bias add;
+ *   - attention: one warp per (batch, head, query); lane l holds dimensions l, l + 32, ... of the
+ *     query and of its output accumulator (head size <= 32 * kAttnDimsPerLane), and walks the
+ *     cached keys 0 .. p with an online softmax (running max and sum), so no T x T matrix exists.
+ * Index checks (token ids, targets) run as a kernel that finds the first bad index with an
+ * integer atomicMin before anything is written, so a failing call leaves its outputs untouched.
+ */
+#include "transformer.cuh"
+
+#include <climits>
+#include <cmath>
+#include <cstdint>
+
+#include "common.cuh"
+#include "gemm.cuh"
+
+namespace ms::cuda {
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+constexpr float kSqrt2OverPi = 0.7978845608028654f;  // sqrt(2 / pi)
+constexpr float kInvSqrt2 = 0.7071067811865476f;     // 1 / sqrt(2)
+constexpr int kAttnWarps = 4;                         // queries per attention block
+constexpr int kAttnDimsPerLane = 8;                   // head size <= 32 * 8 = 256
+constexpr unsigned long long kNoIndex = ~0ull;
+
+// ---- device helpers -----------------------------------------------------------------------------
+
+// Max of v over the block (NaN ignored unless every value is NaN), returned to every thread;
+// same contract as block_sum (common.cuh).
+__device__ __forceinline__ float block_max(float v, float* scratch) {
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int warps = blockDim.x >> 5;
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_down_sync(0xffffffffu, v, offset));
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float w = lane < warps ? scratch[lane] : -INFINITY;
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) w = fmaxf(w, __shfl_down_sync(0xffffffffu, w, offset));
+    if (lane == 0) scratch[32] = w;
+  }
+  __syncthreads();
+  const float total = scratch[32];
+  __syncthreads();
+  return total;
+}
+
+// NaN counts as larger than every number (torch.argmax); otherwise the usual order.
+__device__ __forceinline__ bool beats(float a, float b) { return (isnan(a) && !isnan(b)) || a > b; }
+
+// The better of two (value, index) candidates; index -1 = none. Equal values: the smaller index.
+__device__ __forceinline__ void argmax_combine(float& v, int& i, float ov, int oi) {
+  if (oi < 0) return;
+  if (i < 0 || beats(ov, v) || (!beats(v, ov) && oi < i)) {
+    v = ov;
+    i = oi;
+  }
+}
+
+// ---- kernels ------------------------------------------------------------------------------------
+
+// *first = the smallest i < count with v[i] < lo or v[i] >= hi (untouched when there is none).
+__global__ void first_out_of_range_kernel(const int32_t* __restrict__ v, size_t count, int lo, int hi,
+                                          unsigned long long* __restrict__ first) {
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += size_t(gridDim.x) * blockDim.x)
+    if (v[i] < lo || v[i] >= hi) atomicMin(first, static_cast<unsigned long long>(i));
+}
+
+// Block r = row r of x [rows, C]. out may equal x: every read of x[r, :] precedes the last
+// block_sum, and each thread then reads x[r, j] before writing out[r, j] for its own j.
+__global__ void __launch_bounds__(kThreads)
+    layernorm_kernel(int C, float eps, const float* x, const float* __restrict__ weight,
+                     const float* __restrict__ bias, float* out, float* __restrict__ mean,
+                     float* __restrict__ rstd) {
+  __shared__ float scratch[33];
+  const size_t r = blockIdx.x;
+  const float* xr = x + r * C;  // x[r, :] at x[r*C]
+  float* yr = out + r * C;      // out[r, :] at out[r*C]
+  float s = 0.0f;
+  for (int j = threadIdx.x; j < C; j += blockDim.x) s += xr[j];
+  const float m = block_sum(s, scratch) / float(C);
+  float ss = 0.0f;
+  for (int j = threadIdx.x; j < C; j += blockDim.x) {
+    const float d = xr[j] - m;
+    ss += d * d;
+  }
+  const float rs = 1.0f / sqrtf(block_sum(ss, scratch) / float(C) + eps);
+  for (int j = threadIdx.x; j < C; j += blockDim.x) yr[j] = (xr[j] - m) * rs * weight[j] + bias[j];
+  if (threadIdx.x == 0) {
+    if (mean) mean[r] = m;
+    if (rstd) rstd[r] = rs;
+  }
+}
+
+// dst[k] = bf16(src[k]) for k < count (round to nearest even).
+__global__ void to_bf16_kernel(const float* __restrict__ src, bf16* __restrict__ dst, size_t count) {
+  for (size_t k = size_t(blockIdx.x) * blockDim.x + threadIdx.x; k < count; k += size_t(gridDim.x) * blockDim.x)
+    dst[k] = __float2bfloat16_rn(src[k]);
+}
+
+// y[r, j] += bias[j] for y [rows, cols]; idx = r*cols + j.
+__global__ void add_row_bias_kernel(float* __restrict__ y, const float* __restrict__ bias, size_t total, int cols) {
+  for (size_t idx = size_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += size_t(gridDim.x) * blockDim.x)
+    y[idx] += bias[idx % size_t(cols)];
+}
+
+// out[i] = act(x[i]); out may equal x (each element is read once, then written).
+__global__ void activation_kernel(int kind, size_t count, const float* x, float* out) {
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += size_t(gridDim.x) * blockDim.x) {
+    const float v = x[i];
+    float y;
+    if (kind == MS_ACT_GELU_TANH)
+      y = 0.5f * v * (1.0f + tanhf(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
+    else if (kind == MS_ACT_GELU_ERF)
+      y = 0.5f * v * (1.0f + erff(v * kInvSqrt2));
+    else
+      y = v > 0.0f ? v : 0.0f;
+    out[i] = y;
+  }
+}
+
+// out[i] = a[i] + b[i]; out may equal a or b.
+__global__ void add_kernel(size_t count, const float* a, const float* b, float* out) {
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += size_t(gridDim.x) * blockDim.x)
+    out[i] = a[i] + b[i];
+}
+
+// idx = r*C + c over rows = B*T token rows, r = b*T + t:
+// tok_out[r, c] = wte[ids[r], c]; pos_out[r, c] = wpe[pos_offset + t, c]. ids already checked.
+__global__ void embed_kernel(size_t total, int T, int C, int pos_offset, const int32_t* __restrict__ ids,
+                             const float* __restrict__ wte, const float* __restrict__ wpe,
+                             float* __restrict__ tok_out, float* __restrict__ pos_out) {
+  for (size_t idx = size_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += size_t(gridDim.x) * blockDim.x) {
+    const size_t r = idx / size_t(C), c = idx % size_t(C);
+    const size_t t = r % size_t(T);
+    tok_out[idx] = wte[size_t(ids[r]) * C + c];             // wte[ids[r], c]
+    pos_out[idx] = wpe[(size_t(pos_offset) + t) * C + c];  // wpe[pos_offset + t, c]
+  }
+}
+
+// idx = r*C + c over rows = B*T, r = b*T + t: q[r, c] = qkv[r, c];
+// k_cache[b, offset + t, c] = qkv[r, C + c]; v_cache[b, offset + t, c] = qkv[r, 2C + c].
+__global__ void split_qkv_kernel(size_t total, int T, int C, int Tmax, int offset, const float* __restrict__ qkv,
+                                 float* __restrict__ q, float* __restrict__ k_cache, float* __restrict__ v_cache) {
+  for (size_t idx = size_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += size_t(gridDim.x) * blockDim.x) {
+    const size_t r = idx / size_t(C), c = idx % size_t(C);
+    const size_t b = r / size_t(T), t = r % size_t(T);
+    const float* src = qkv + r * 3 * size_t(C);                           // qkv[r, :] at qkv[r*3C]
+    const size_t cache = (b * size_t(Tmax) + size_t(offset) + t) * C + c;  // cache[b, offset + t, c]
+    q[idx] = src[c];
+    k_cache[cache] = src[C + c];
+    v_cache[cache] = src[2 * size_t(C) + c];
+  }
+}
+
+// Warp w of block blk handles task = blk*kAttnWarps + w = (b*n_head + h)*T + t (the query at
+// position p = offset + t of head h in sequence b). Lane l owns head dimensions d = l + 32 i.
+__global__ void __launch_bounds__(kAttnWarps * 32)
+    attention_kernel(size_t tasks, int T, int Tmax, int offset, int C, int n_head, int hd, float scale,
+                     const float* __restrict__ q, const float* __restrict__ k_cache,
+                     const float* __restrict__ v_cache, float* __restrict__ out) {
+  const int lane = threadIdx.x & 31;
+  const size_t task = size_t(blockIdx.x) * kAttnWarps + (threadIdx.x >> 5);
+  if (task >= tasks) return;  // uniform per warp; no block-wide synchronisation below
+  const size_t t = task % size_t(T);
+  const size_t h = (task / size_t(T)) % size_t(n_head);
+  const size_t b = task / (size_t(T) * size_t(n_head));
+  const size_t p = size_t(offset) + t;
+  const float* qr = q + (b * T + t) * C + h * hd;              // q[b*T + t, h*hd : (h+1)*hd]
+  const float* kb = k_cache + b * size_t(Tmax) * C + h * hd;   // k_cache[b, 0, h*hd]; key j at + j*C
+  const float* vb = v_cache + b * size_t(Tmax) * C + h * hd;   // v_cache[b, 0, h*hd]; value j at + j*C
+  float qv[kAttnDimsPerLane], acc[kAttnDimsPerLane];
+#pragma unroll
+  for (int i = 0; i < kAttnDimsPerLane; ++i) {
+    const int d = lane + 32 * i;
+    qv[i] = d < hd ? qr[d] : 0.0f;
+    acc[i] = 0.0f;
+  }
+  float m = -INFINITY, l = 0.0f;
+  for (size_t j = 0; j <= p; ++j) {
+    const float* kr = kb + j * C;
+    const float* vr = vb + j * C;
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kAttnDimsPerLane; ++i) {
+      const int d = lane + 32 * i;
+      if (d < hd) s += qv[i] * kr[d];
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    s = __shfl_sync(0xffffffffu, s, 0) * scale;  // every lane holds lane 0's score
+    if (s > m) {  // new running maximum: rescale what has been accumulated
+      const float c = expf(m - s);
+      l *= c;
+#pragma unroll
+      for (int i = 0; i < kAttnDimsPerLane; ++i) acc[i] *= c;
+      m = s;
+    }
+    const float e = expf(s - m);
+    l += e;
+#pragma unroll
+    for (int i = 0; i < kAttnDimsPerLane; ++i) {
+      const int d = lane + 32 * i;
+      if (d < hd) acc[i] += e * vr[d];
+    }
+  }
+  float* orow = out + (b * T + t) * C + h * hd;  // out[b*T + t, h*hd : (h+1)*hd]
+#pragma unroll
+  for (int i = 0; i < kAttnDimsPerLane; ++i) {
+    const int d = lane + 32 * i;
+    if (d < hd) orow[d] = acc[i] / l;
+  }
+}
+
+// Block r = row r of logits [rows, V]: out[r] = logsumexp(logits[r, :]) - logits[r, targets[r]],
+// or 0 for targets[r] < 0. Targets >= V were rejected before the launch.
+__global__ void __launch_bounds__(kThreads)
+    cross_entropy_kernel(int V, const float* __restrict__ logits, const int32_t* __restrict__ targets,
+                         float* __restrict__ out) {
+  __shared__ float scratch[33];
+  const size_t r = blockIdx.x;
+  const int32_t target = targets[r];
+  if (target < 0) {  // uniform per block, before any synchronisation
+    if (threadIdx.x == 0) out[r] = 0.0f;
+    return;
+  }
+  const float* lr = logits + r * V;  // logits[r, :] at logits[r*V]
+  float m = -INFINITY;
+  for (int v = threadIdx.x; v < V; v += blockDim.x) m = fmaxf(m, lr[v]);
+  m = block_max(m, scratch);
+  float s = 0.0f;
+  for (int v = threadIdx.x; v < V; v += blockDim.x) s += expf(lr[v] - m);
+  s = block_sum(s, scratch);
+  if (threadIdx.x == 0) out[r] = m + logf(s) - lr[target];
+}
+
+// Block r = row r of logits [rows, V]: out[r] = the first index of the largest value.
+__global__ void __launch_bounds__(kThreads)
+    argmax_rows_kernel(int V, const float* __restrict__ logits, int32_t* __restrict__ out) {
+  __shared__ float best_v[32];
+  __shared__ int best_i[32];
+  const size_t r = blockIdx.x;
+  const float* lr = logits + r * V;  // logits[r, :] at logits[r*V]
+  float bv = 0.0f;
+  int bi = -1;
+  for (int v = threadIdx.x; v < V; v += blockDim.x)  // increasing v: strict beats keeps the first
+    if (bi < 0 || beats(lr[v], bv)) {
+      bv = lr[v];
+      bi = v;
+    }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_down_sync(0xffffffffu, bv, o);
+    const int oi = __shfl_down_sync(0xffffffffu, bi, o);
+    argmax_combine(bv, bi, ov, oi);
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) {
+    best_v[warp] = bv;
+    best_i[warp] = bi;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    const int warps = blockDim.x >> 5;
+    bv = lane < warps ? best_v[lane] : 0.0f;
+    bi = lane < warps ? best_i[lane] : -1;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ov = __shfl_down_sync(0xffffffffu, bv, o);
+      const int oi = __shfl_down_sync(0xffffffffu, bi, o);
+      argmax_combine(bv, bi, ov, oi);
+    }
+    if (lane == 0) out[r] = bi;
+  }
+}
+
+// ---- host helpers -------------------------------------------------------------------------------
+
+#define MS_REQUIRE(ptr)                                        \
+  do {                                                         \
+    if (!(ptr)) return invalid(err, name, "%s is null", #ptr); \
+  } while (0)
+
+// *index = the first i < count with v[i] outside [lo, hi), and *value = v[i]; *index = -1 when
+// every value is inside. Waits for the stream.
+int find_out_of_range(const Op& op, const int32_t* v, size_t count, int lo, int hi, long long* index,
+                      int32_t* value) {
+  DeviceScratch scratch;  // one unsigned long long: the smallest bad index found
+  MS_TRY(scratch.allocate(op, sizeof(unsigned long long)));
+  auto* first = static_cast<unsigned long long*>(scratch.get());
+  MS_TRY(check(op, cudaMemsetAsync(first, 0xff, sizeof *first, op.stream), "cudaMemsetAsync"));  // kNoIndex
+  first_out_of_range_kernel<<<grid_stride_blocks(count), kThreads, 0, op.stream>>>(v, count, lo, hi, first);
+  MS_TRY(check_launch(op, "first_out_of_range_kernel"));
+  unsigned long long host = kNoIndex;
+  MS_TRY(check(op, cudaMemcpyAsync(&host, first, sizeof host, cudaMemcpyDeviceToHost, op.stream), "cudaMemcpyAsync"));
+  MS_TRY(finish(op));
+  *index = -1;
+  if (host != kNoIndex) {
+    MS_TRY(check(op, cudaMemcpyAsync(value, v + host, sizeof *value, cudaMemcpyDeviceToHost, op.stream),
+                 "cudaMemcpyAsync"));
+    MS_TRY(finish(op));
+    *index = static_cast<long long>(host);
+  }
+  return scratch.release(op);
+}
+
+int launch_to_bf16(const Op& op, const float* src, bf16* dst, size_t count) {
+  to_bf16_kernel<<<grid_stride_blocks(count), kThreads, 0, op.stream>>>(src, dst, count);
+  return check_launch(op, "to_bf16_kernel");
+}
+
+}  // namespace
+
+// ---- public entry points ------------------------------------------------------------------------
+
+int layernorm(int rows, int C, float eps, const float* x, const float* weight, const float* bias,
+              float* out, float* mean, float* rstd, ms_error* err) {
+  const char* name = "layernorm";
+  if (rows <= 0 || C <= 0) return invalid(err, name, "bad shape [%d, %d]", rows, C);
+  if (!(eps >= 0.0f)) return invalid(err, name, "eps must be >= 0 (got %g)", double(eps));
+  MS_REQUIRE(x);
+  MS_REQUIRE(weight);
+  MS_REQUIRE(bias);
+  MS_REQUIRE(out);
+  Op op;
+  MS_TRY(begin(op, err, name));
+  layernorm_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, op.stream>>>(C, eps, x, weight, bias, out,
+                                                                                 mean, rstd);
+  MS_TRY(check_launch(op, "layernorm_kernel"));
+  return finish(op);
+}
+
+int linear(int rows, int n_in, int n_out, int trans_w, int precision, const float* x, const float* W,
+           const float* bias, float* out, ms_error* err) {
+  const char* name = "linear";
+  if (rows <= 0 || n_in <= 0 || n_out <= 0)
+    return invalid(err, name, "bad shape: rows %d, n_in %d, n_out %d", rows, n_in, n_out);
+  if (precision != MS_PREC_F32 && precision != MS_PREC_BF16)
+    return invalid(err, name, "precision: unknown value %d", precision);
+  MS_REQUIRE(x);
+  MS_REQUIRE(W);
+  MS_REQUIRE(out);
+  const size_t R = size_t(rows), K = size_t(n_in), N = size_t(n_out);
+  const bool tw = trans_w != 0;
+  const int ldw = tw ? n_in : n_out;  // W [n_out, n_in] (transposed use) or [n_in, n_out]
+  Op op;
+  MS_TRY(begin(op, err, name));
+  // out[R, N] = x[R, K] op(W)[K, N]
+  DeviceScratch scratch;
+  if (precision == MS_PREC_BF16) {
+    // Temporaries: bf16(x) [R, K], bf16(W) [K*N].
+    const size_t x_bytes = align_up(R * K * sizeof(bf16));
+    MS_TRY(scratch.allocate(op, x_bytes + align_up(K * N * sizeof(bf16))));
+    bf16* x_bf = static_cast<bf16*>(scratch.get());
+    bf16* W_bf = reinterpret_cast<bf16*>(static_cast<char*>(scratch.get()) + x_bytes);
+    MS_TRY(launch_to_bf16(op, x, x_bf, R * K));
+    MS_TRY(launch_to_bf16(op, W, W_bf, K * N));
+    MS_TRY(gemm<bf16>(op, false, tw, rows, n_out, n_in, 1.0f, x_bf, n_in, W_bf, ldw, 0.0f, out, n_out));
+  } else {
+    MS_TRY(gemm<float>(op, false, tw, rows, n_out, n_in, 1.0f, x, n_in, W, ldw, 0.0f, out, n_out));
+  }
+  if (bias) {
+    const size_t total = R * N;
+    add_row_bias_kernel<<<grid_stride_blocks(total), kThreads, 0, op.stream>>>(out, bias, total, n_out);
+    MS_TRY(check_launch(op, "add_row_bias_kernel"));
+  }
+  MS_TRY(finish(op));
+  return scratch.release(op);
+}
+
+int activation(int kind, size_t count, const float* x, float* out, ms_error* err) {
+  const char* name = "activation";
+  if (kind != MS_ACT_GELU_TANH && kind != MS_ACT_GELU_ERF && kind != MS_ACT_RELU)
+    return invalid(err, name, "unknown activation %d", kind);
+  if (count == 0) return MS_OK;
+  MS_REQUIRE(x);
+  MS_REQUIRE(out);
+  Op op;
+  MS_TRY(begin(op, err, name));
+  activation_kernel<<<grid_stride_blocks(count), kThreads, 0, op.stream>>>(kind, count, x, out);
+  MS_TRY(check_launch(op, "activation_kernel"));
+  return finish(op);
+}
+
+int add(size_t count, const float* a, const float* b, float* out, ms_error* err) {
+  const char* name = "add";
+  if (count == 0) return MS_OK;
+  MS_REQUIRE(a);
+  MS_REQUIRE(b);
+  MS_REQUIRE(out);
+  Op op;
+  MS_TRY(begin(op, err, name));
+  add_kernel<<<grid_stride_blocks(count), kThreads, 0, op.stream>>>(count, a, b, out);
+  MS_TRY(check_launch(op, "add_kernel"));
+  return finish(op);
+}
+
+int embed(int batch, int T, int C, int V, int n_positions, int pos_offset, const int32_t* ids,
+          const float* wte, const float* wpe, float* tok_out, float* pos_out, ms_error* err) {
+  const char* name = "embed";
+  if (batch <= 0 || T <= 0 || C <= 0 || V <= 0 || n_positions <= 0)
+    return invalid(err, name, "bad shape: batch %d, T %d, C %d, V %d, n_positions %d", batch, T, C, V,
+                   n_positions);
+  if (pos_offset < 0 || int64_t(pos_offset) + T > n_positions)
+    return invalid(err, name, "positions %d .. %lld are outside [0, %d)", pos_offset,
+                   static_cast<long long>(pos_offset) + T - 1, n_positions);
+  MS_REQUIRE(ids);
+  MS_REQUIRE(wte);
+  MS_REQUIRE(wpe);
+  MS_REQUIRE(tok_out);
+  MS_REQUIRE(pos_out);
+  const size_t rows = size_t(batch) * size_t(T);
+  Op op;
+  MS_TRY(begin(op, err, name));
+  long long bad = -1;
+  int32_t bad_value = 0;
+  MS_TRY(find_out_of_range(op, ids, rows, 0, V, &bad, &bad_value));
+  if (bad >= 0)
+    return invalid(err, name, "ids[%lld] = %d is outside the vocabulary [0, %d)", bad, int(bad_value), V);
+  const size_t total = rows * size_t(C);
+  embed_kernel<<<grid_stride_blocks(total), kThreads, 0, op.stream>>>(total, T, C, pos_offset, ids, wte, wpe,
+                                                                      tok_out, pos_out);
+  MS_TRY(check_launch(op, "embed_kernel"));
+  return finish(op);
+}
+
+int split_qkv(int batch, int T, int C, int Tmax, int offset, const float* qkv, float* q, float* k_cache,
+              float* v_cache, ms_error* err) {
+  const char* name = "split_qkv";
+  if (batch <= 0 || T <= 0 || C <= 0 || Tmax <= 0)
+    return invalid(err, name, "bad shape: batch %d, T %d, C %d, Tmax %d", batch, T, C, Tmax);
+  if (offset < 0 || int64_t(offset) + T > Tmax)
+    return invalid(err, name, "offset %d + T %d exceeds Tmax %d", offset, T, Tmax);
+  MS_REQUIRE(qkv);
+  MS_REQUIRE(q);
+  MS_REQUIRE(k_cache);
+  MS_REQUIRE(v_cache);
+  Op op;
+  MS_TRY(begin(op, err, name));
+  const size_t total = size_t(batch) * size_t(T) * size_t(C);
+  split_qkv_kernel<<<grid_stride_blocks(total), kThreads, 0, op.stream>>>(total, T, C, Tmax, offset, qkv, q,
+                                                                          k_cache, v_cache);
+  MS_TRY(check_launch(op, "split_qkv_kernel"));
+  return finish(op);
+}
+
+int attention(int batch, int T, int Tmax, int offset, int C, int n_head, const float* q,
+              const float* k_cache, const float* v_cache, float* out, ms_error* err) {
+  const char* name = "attention";
+  if (batch <= 0 || T <= 0 || Tmax <= 0 || C <= 0 || n_head <= 0)
+    return invalid(err, name, "bad shape: batch %d, T %d, Tmax %d, C %d, n_head %d", batch, T, Tmax, C, n_head);
+  if (C % n_head != 0) return invalid(err, name, "C %d is not a multiple of n_head %d", C, n_head);
+  if (offset < 0 || int64_t(offset) + T > Tmax)
+    return invalid(err, name, "offset %d + T %d exceeds Tmax %d", offset, T, Tmax);
+  const int hd = C / n_head;
+  if (hd > 32 * kAttnDimsPerLane)
+    return set_error(err, MS_ERR_UNSUPPORTED, 0, name, "head size %d exceeds this kernel's limit of %d", hd,
+                     32 * kAttnDimsPerLane);
+  MS_REQUIRE(q);
+  MS_REQUIRE(k_cache);
+  MS_REQUIRE(v_cache);
+  MS_REQUIRE(out);
+  Op op;
+  MS_TRY(begin(op, err, name));
+  const size_t tasks = size_t(batch) * size_t(n_head) * size_t(T);  // task = (b*n_head + h)*T + t
+  const size_t blocks = (tasks + kAttnWarps - 1) / kAttnWarps;
+  if (blocks > size_t(INT_MAX)) return invalid(err, name, "too many queries (%zu)", tasks);
+  const float scale = 1.0f / sqrtf(float(hd));
+  attention_kernel<<<static_cast<unsigned int>(blocks), kAttnWarps * 32, 0, op.stream>>>(
+      tasks, T, Tmax, offset, C, n_head, hd, scale, q, k_cache, v_cache, out);
+  MS_TRY(check_launch(op, "attention_kernel"));
+  return finish(op);
+}
+
+int cross_entropy(int rows, int V, const float* logits, const int32_t* targets, float* out, ms_error* err) {
+  const char* name = "cross_entropy";
+  if (rows <= 0 || V <= 0) return invalid(err, name, "bad shape [%d, %d]", rows, V);
+  MS_REQUIRE(logits);
+  MS_REQUIRE(targets);
+  MS_REQUIRE(out);
+  Op op;
+  MS_TRY(begin(op, err, name));
+  long long bad = -1;
+  int32_t bad_value = 0;
+  MS_TRY(find_out_of_range(op, targets, size_t(rows), INT_MIN, V, &bad, &bad_value));
+  if (bad >= 0)
+    return invalid(err, name, "targets[%lld] = %d is outside the vocabulary [0, %d)", bad, int(bad_value), V);
+  cross_entropy_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, op.stream>>>(V, logits, targets, out);
+  MS_TRY(check_launch(op, "cross_entropy_kernel"));
+  return finish(op);
+}
+
+int argmax_rows(int rows, int V, const float* logits, int32_t* out, ms_error* err) {
+  const char* name = "argmax_rows";
+  if (rows <= 0 || V <= 0) return invalid(err, name, "bad shape [%d, %d]", rows, V);
+  MS_REQUIRE(logits);
+  MS_REQUIRE(out);
+  Op op;
+  MS_TRY(begin(op, err, name));
+  argmax_rows_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, op.stream>>>(V, logits, out);
+  MS_TRY(check_launch(op, "argmax_rows_kernel"));
+  return finish(op);
+}
+
+}  // namespace ms::cuda

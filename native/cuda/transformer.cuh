@@ -1,0 +1,35 @@
+/*
+ * transformer.cuh — the GPT-2 forward ops of the CUDA backend (backend.h, ABI 3): layer norm,
+ * linear layers (gemm.cuh, optional bf16 operands), activations, residual adds, embeddings, the
+ * q/k/v split into a key/value cache, causal attention over the cache (online softmax), per-row
+ * cross-entropy and argmax. The math is the CPU backend's (transformer_cpu.cpp), equal up to
+ * summation order and fp32 instead of double accumulation; see transformer.cu.
+ */
+#ifndef MONOSEMANTIC_CUDA_TRANSFORMER_CUH
+#define MONOSEMANTIC_CUDA_TRANSFORMER_CUH
+
+#include <cstddef>
+#include <cstdint>
+
+#include "backend.h"
+
+namespace ms::cuda {
+
+int layernorm(int rows, int C, float eps, const float* x, const float* weight, const float* bias,
+              float* out, float* mean, float* rstd, ms_error* err);
+int linear(int rows, int n_in, int n_out, int trans_w, int precision, const float* x, const float* W,
+           const float* bias, float* out, ms_error* err);
+int activation(int kind, size_t count, const float* x, float* out, ms_error* err);
+int add(size_t count, const float* a, const float* b, float* out, ms_error* err);
+int embed(int batch, int T, int C, int V, int n_positions, int pos_offset, const int32_t* ids,
+          const float* wte, const float* wpe, float* tok_out, float* pos_out, ms_error* err);
+int split_qkv(int batch, int T, int C, int Tmax, int offset, const float* qkv, float* q, float* k_cache,
+              float* v_cache, ms_error* err);
+int attention(int batch, int T, int Tmax, int offset, int C, int n_head, const float* q,
+              const float* k_cache, const float* v_cache, float* out, ms_error* err);
+int cross_entropy(int rows, int V, const float* logits, const int32_t* targets, float* out, ms_error* err);
+int argmax_rows(int rows, int V, const float* logits, int32_t* out, ms_error* err);
+
+}  // namespace ms::cuda
+
+#endif  // MONOSEMANTIC_CUDA_TRANSFORMER_CUH

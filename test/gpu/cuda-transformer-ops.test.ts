@@ -1,0 +1,309 @@
+/**
+ * The CUDA backend's GPT-2 forward ops (lib/lm/ops.ts) against the CPU backend, op by op, on the
+ * CPU suite's awkward sizes and on GPT-2-small sizes (C 768, 12 heads of 64, V 50257). Outputs start
+ * as NaN (or a sentinel for i32) so that an unwritten element fails; cache rows past the last
+ * query position hold NaN so that reading them fails. Tolerances (CUDA accumulates in fp32, the
+ * CPU in double or with another summation order):
+ *   - matrix products (f32 and bf16): |cuda − cpu| <= 1e-5 · (Σ_k |x_k w_k| + |b|) per element;
+ *   - layer norm, cross-entropy: 1e-5 · max(1, |cpu|); activations 2e-6 · max(1, |cpu|);
+ *   - attention: 1e-5 · max |v|;
+ *   - add, embed, the q/k/v split, argmax, and the error reports: exact.
+ * Skipped, with the reason printed, where the CUDA backend is not available.
+ */
+import { describe, expect, it } from 'vitest';
+
+import { type BackendName, backendStatus } from '../../lib/backend.js';
+import { MonosemanticError } from '../../lib/errors.js';
+import { type Activation, activation, add, argmaxRows, attention, crossEntropy, embed, layerNorm, linear, linearT, splitQkv } from '../../lib/lm/ops.js';
+import { Rng } from '../../lib/random.js';
+import { Tensor } from '../../lib/tensor.js';
+import { normalArray, uniformArray } from '../helpers/data.js';
+import { linearRef } from '../reference/transformer-reference.js';
+
+const status = backendStatus();
+const hasCuda = status.cuda.available;
+if (!hasCuda) console.warn(`test/gpu: SKIPPED — the CUDA backend is not available: ${status.cuda.reason}`);
+
+const BACKENDS = ['cpu', 'cuda'] as const;
+
+/** Runs fn on each backend; returns the results by backend. */
+async function onBoth<R>(fn: (backend: BackendName) => Promise<R>): Promise<{ cpu: R; cuda: R }> {
+  return { cpu: await fn('cpu'), cuda: await fn('cuda') };
+}
+
+/** The largest |a − ref| / scale(i) over elements; Infinity when a holds a non-finite value. */
+function worst(a: ArrayLike<number>, ref: ArrayLike<number>, scale: (i: number) => number): number {
+  expect(a.length).toBe(ref.length);
+  let w = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (!Number.isFinite(a[i]!)) return Infinity;
+    w = Math.max(w, Math.abs(a[i]! - ref[i]!) / scale(i));
+  }
+  return w;
+}
+
+const relFloor1 = (ref: ArrayLike<number>) => (i: number) => Math.max(1, Math.abs(ref[i]!));
+
+function f32(t: Tensor): Float32Array {
+  return t.toArray() as Float32Array;
+}
+
+/** The rejection of a promise (null when it resolves). */
+async function rejection(p: Promise<unknown>): Promise<unknown> {
+  return p.then(
+    () => null,
+    (e: unknown) => e,
+  );
+}
+
+describe.skipIf(!hasCuda)('cuda transformer ops', () => {
+  for (const [rows, C] of [[37, 76], [130, 768]] as const) {
+    it(`layerNorm [${rows}, ${C}] with saved mean/rstd, and in place, matches the CPU`, async () => {
+      const rng = new Rng(1);
+      const x = normalArray(rng, rows * C, 2).map((v, i) => v + 3 + (i % 5));
+      const w = uniformArray(rng, C, 0.5, 1.5);
+      const b = normalArray(rng, C, 0.3);
+      const r = await onBoth(async (backend) => {
+        using tx = Tensor.from(x, [rows, C], { backend });
+        using tw = Tensor.from(w, [C], { backend });
+        using tb = Tensor.from(b, [C], { backend });
+        using out = Tensor.full([rows, C], Number.NaN, { backend });
+        using mean = Tensor.full([rows], Number.NaN, { backend });
+        using rstd = Tensor.full([rows], Number.NaN, { backend });
+        await layerNorm(tx, tw, tb, 1e-5, out, { mean, rstd });
+        await layerNorm(tx, tw, tb, 1e-5, tx);
+        return { out: f32(out), mean: f32(mean), rstd: f32(rstd), inPlace: f32(tx) };
+      });
+      expect(worst(r.cuda.out, r.cpu.out, relFloor1(r.cpu.out))).toBeLessThan(1e-5);
+      expect(worst(r.cuda.mean, r.cpu.mean, relFloor1(r.cpu.mean))).toBeLessThan(1e-5);
+      expect(worst(r.cuda.rstd, r.cpu.rstd, relFloor1(r.cpu.rstd))).toBeLessThan(1e-5);
+      expect(Array.from(r.cuda.inPlace)).toEqual(Array.from(r.cuda.out));
+    });
+  }
+
+  for (const precision of ['f32', 'bf16'] as const) {
+    for (const [rows, nIn, nOut] of [[37, 76, 53], [67, 768, 2304], [5, 768, 5003]] as const) {
+      it(`linear and linearT (${precision}) [${rows}, ${nIn}] -> ${nOut} match the CPU`, async () => {
+        const rng = new Rng(2);
+        const x = normalArray(rng, rows * nIn);
+        const W = normalArray(rng, nIn * nOut, 0.05);
+        const bias = normalArray(rng, nOut);
+        for (const transW of [false, true]) {
+          for (const withBias of [true, false]) {
+            const r = await onBoth(async (backend) => {
+              using tx = Tensor.from(x, [rows, nIn], { backend });
+              using tw = Tensor.from(W, transW ? [nOut, nIn] : [nIn, nOut], { backend });
+              using tb = Tensor.from(bias, [nOut], { backend });
+              using out = Tensor.full([rows, nOut], Number.NaN, { backend });
+              await (transW ? linearT : linear)(tx, tw, withBias ? tb : null, out, precision);
+              return f32(out);
+            });
+            const scale = linearRef(Float64Array.from(x, Math.abs), Float64Array.from(W, Math.abs), withBias ? Float64Array.from(bias, Math.abs) : null, rows, nIn, nOut, transW);
+            expect(worst(r.cuda, r.cpu, (i) => scale[i]!), `transW ${transW}, bias ${withBias}`).toBeLessThan(1e-5);
+          }
+        }
+      });
+    }
+  }
+
+  it('activation (gelu_new, gelu, relu), also in place, matches the CPU', async () => {
+    const rng = new Rng(3);
+    const x = uniformArray(rng, 1031 * 77, -8, 8);
+    x.set([0, -0, 1e-30, -1e-30, 10, -10, 30, -30], 0);
+    for (const kind of ['gelu_new', 'gelu', 'relu'] as Activation[]) {
+      const r = await onBoth(async (backend) => {
+        using tx = Tensor.from(x, [1031, 77], { backend });
+        using out = Tensor.full([1031, 77], Number.NaN, { backend });
+        await activation(kind, tx, out);
+        await activation(kind, tx, tx);
+        return { out: f32(out), inPlace: f32(tx) };
+      });
+      expect(worst(r.cuda.out, r.cpu.out, relFloor1(r.cpu.out)), kind).toBeLessThan(2e-6);
+      expect(Array.from(r.cuda.inPlace), `${kind} in place`).toEqual(Array.from(r.cuda.out));
+    }
+  });
+
+  it('add matches the CPU exactly, with out aliasing a', async () => {
+    const rng = new Rng(4);
+    const n = 300_007;
+    const a = normalArray(rng, n);
+    const b = normalArray(rng, n);
+    const r = await onBoth(async (backend) => {
+      using ta = Tensor.from(a, [n], { backend });
+      using tb = Tensor.from(b, [n], { backend });
+      using out = Tensor.full([n], Number.NaN, { backend });
+      await add(ta, tb, out);
+      await add(ta, tb, ta);
+      return { out: f32(out), inPlace: f32(ta) };
+    });
+    expect(r.cuda.out).toEqual(r.cpu.out);
+    expect(r.cuda.inPlace).toEqual(r.cpu.out);
+  });
+
+  it('embed matches the CPU exactly and reports the same first bad id, writing nothing', async () => {
+    const rng = new Rng(5);
+    const [B, T, C, V, nPositions, posOffset] = [3, 7, 76, 1013, 13, 3];
+    const wte = normalArray(rng, V * C);
+    const wpe = normalArray(rng, nPositions * C);
+    const ids = Int32Array.from({ length: B * T }, () => rng.int(V));
+    ids[B * T - 1] = V - 1;
+    const bad = Int32Array.from(ids);
+    bad[9] = -3;
+    bad[15] = V;
+    const r = await onBoth(async (backend) => {
+      using tIds = Tensor.from(ids, [B, T], { backend, dtype: 'i32' });
+      using tBad = Tensor.from(bad, [B, T], { backend, dtype: 'i32' });
+      using tWte = Tensor.from(wte, [V, C], { backend });
+      using tWpe = Tensor.from(wpe, [nPositions, C], { backend });
+      using tok = Tensor.full([B * T, C], Number.NaN, { backend });
+      using pos = Tensor.full([B * T, C], Number.NaN, { backend });
+      using tok2 = Tensor.full([B * T, C], Number.NaN, { backend });
+      using pos2 = Tensor.full([B * T, C], Number.NaN, { backend });
+      await embed(tIds, B, T, tWte, tWpe, posOffset, tok, pos);
+      const failure = await rejection(embed(tBad, B, T, tWte, tWpe, posOffset, tok2, pos2));
+      const untouched = f32(tok2).every(Number.isNaN) && f32(pos2).every(Number.isNaN);
+      return { tok: f32(tok), pos: f32(pos), failure, untouched };
+    });
+    expect(r.cuda.tok).toEqual(r.cpu.tok);
+    expect(r.cuda.pos).toEqual(r.cpu.pos);
+    for (const b of BACKENDS) {
+      expect(r[b].failure, b).toBeInstanceOf(MonosemanticError);
+      expect((r[b].failure as MonosemanticError).code).toBe('E_INVALID');
+      expect((r[b].failure as MonosemanticError).message).toContain(`ids[9] = -3 is outside the vocabulary [0, ${V})`);
+      expect(r[b].untouched, b).toBe(true);
+    }
+  });
+
+  for (const offset of [0, 3]) {
+    it(`splitQkv at offset ${offset} matches the CPU exactly`, async () => {
+      const rng = new Rng(6 + offset);
+      const [B, T, C, Tmax] = [3, 7, 76, 11];
+      const qkv = normalArray(rng, B * T * 3 * C);
+      const k0 = normalArray(rng, B * Tmax * C);
+      const v0 = normalArray(rng, B * Tmax * C);
+      const r = await onBoth(async (backend) => {
+        using tQkv = Tensor.from(qkv, [B * T, 3 * C], { backend });
+        using q = Tensor.full([B * T, C], Number.NaN, { backend });
+        using k = Tensor.from(k0, [B, Tmax, C], { backend });
+        using v = Tensor.from(v0, [B, Tmax, C], { backend });
+        await splitQkv(tQkv, B, T, C, q, k, v, Tmax, offset);
+        return { q: f32(q), k: f32(k), v: f32(v) };
+      });
+      expect(r.cuda.q).toEqual(r.cpu.q);
+      expect(r.cuda.k).toEqual(r.cpu.k);
+      expect(r.cuda.v).toEqual(r.cpu.v);
+    });
+  }
+
+  // [B, T, Tmax, offset, C, nHead]: head sizes 19, 64 (GPT-2), 200 (several dims per lane), and a
+  // one-token decoding step at the end of the cache.
+  const attentionCases = [
+    [3, 7, 11, 0, 76, 4],
+    [3, 7, 11, 3, 76, 4],
+    [2, 33, 80, 40, 768, 12],
+    [2, 1, 80, 79, 768, 12],
+    [1, 9, 20, 5, 400, 2],
+  ] as const;
+  for (const [B, T, Tmax, offset, C, nHead] of attentionCases) {
+    it(`attention B ${B}, T ${T}, Tmax ${Tmax}, offset ${offset}, C ${C}, ${nHead} heads matches the CPU`, async () => {
+      const rng = new Rng(10 + offset);
+      const end = offset + T;
+      const q = normalArray(rng, B * T * C);
+      const k = normalArray(rng, B * Tmax * C, 1.5).map((val, i) => (Math.floor(i / C) % Tmax < end ? val : Number.NaN));
+      const v = normalArray(rng, B * Tmax * C).map((val, i) => (Math.floor(i / C) % Tmax < end ? val : Number.NaN));
+      const r = await onBoth(async (backend) => {
+        using tq = Tensor.from(q, [B * T, C], { backend });
+        using tk = Tensor.from(k, [B, Tmax, C], { backend });
+        using tv = Tensor.from(v, [B, Tmax, C], { backend });
+        using out = Tensor.full([B * T, C], Number.NaN, { backend });
+        await attention(tq, tk, tv, B, T, Tmax, offset, nHead, out);
+        return f32(out);
+      });
+      const maxV = v.reduce((m, x) => (Number.isNaN(x) ? m : Math.max(m, Math.abs(x))), 0);
+      expect(worst(r.cuda, r.cpu, () => maxV)).toBeLessThan(1e-5);
+    });
+  }
+
+  it('attention reports head sizes over 256 as unsupported on CUDA', async () => {
+    using q = Tensor.zeros([1, 257], { backend: 'cuda' });
+    using k = Tensor.zeros([1, 2, 257], { backend: 'cuda' });
+    using out = Tensor.zeros([1, 257], { backend: 'cuda' });
+    const failure = await rejection(attention(q, k, k, 1, 1, 2, 0, 1, out));
+    expect(failure).toBeInstanceOf(MonosemanticError);
+    expect((failure as MonosemanticError).code).toBe('E_UNSUPPORTED');
+  });
+
+  for (const [rows, V] of [[37, 1013], [9, 50257]] as const) {
+    it(`crossEntropy [${rows}, ${V}] matches the CPU; a target >= V is reported like it`, async () => {
+      const rng = new Rng(20);
+      const logits = normalArray(rng, rows * V, 3);
+      const targets = Int32Array.from({ length: rows }, (_, r) => (r % 4 === 2 ? -100 : rng.int(V)));
+      const bad = Int32Array.from(targets);
+      bad[3] = V + 1;
+      const r = await onBoth(async (backend) => {
+        using tl = Tensor.from(logits, [rows, V], { backend });
+        using tt = Tensor.from(targets, [rows], { backend, dtype: 'i32' });
+        using tBad = Tensor.from(bad, [rows], { backend, dtype: 'i32' });
+        using out = Tensor.full([rows], Number.NaN, { backend });
+        using out2 = Tensor.full([rows], Number.NaN, { backend });
+        await crossEntropy(tl, tt, out);
+        const failure = await rejection(crossEntropy(tl, tBad, out2));
+        return { out: f32(out), failure, untouched: f32(out2).every(Number.isNaN) };
+      });
+      expect(worst(r.cuda.out, r.cpu.out, relFloor1(r.cpu.out))).toBeLessThan(1e-5);
+      for (const b of BACKENDS) {
+        expect((r[b].failure as MonosemanticError).code, b).toBe('E_INVALID');
+        expect((r[b].failure as MonosemanticError).message).toContain(`targets[3] = ${V + 1} is outside the vocabulary`);
+        expect(r[b].untouched, b).toBe(true);
+      }
+    });
+  }
+
+  it('argmaxRows matches the CPU exactly, ties and NaN included', async () => {
+    const rng = new Rng(30);
+    const [rows, V] = [41, 50257];
+    const logits = normalArray(rng, rows * V);
+    logits[3 * V + 5] = 9;
+    logits[3 * V + 40000] = 9;
+    logits.fill(0.25, 4 * V, 5 * V);
+    logits[5 * V + V - 1] = 100;
+    logits[6 * V + 17] = Number.NaN;
+    logits[6 * V + 30000] = Number.NaN;
+    logits[7 * V + 300] = 7;
+    logits[7 * V + 44] = 7;
+    const r = await onBoth(async (backend) => {
+      using tl = Tensor.from(logits, [rows, V], { backend });
+      using out = Tensor.full([rows], -7, { backend, dtype: 'i32' });
+      await argmaxRows(tl, out);
+      return out.toArray() as Int32Array;
+    });
+    expect(Array.from(r.cuda)).toEqual(Array.from(r.cpu));
+    expect([r.cuda[3], r.cuda[4], r.cuda[5], r.cuda[6], r.cuda[7]]).toEqual([5, 0, V - 1, 17, 44]);
+  });
+
+  it('chunked prefill through splitQkv + attention equals one whole prefill on CUDA', async () => {
+    const rng = new Rng(40);
+    const [B, T, C, nHead, Tmax] = [2, 9, 128, 2, 12];
+    const qkv = normalArray(rng, B * T * 3 * C);
+    const run = async (chunks: number[]) => {
+      using k = Tensor.zeros([B, Tmax, C], { backend: 'cuda' });
+      using v = Tensor.zeros([B, Tmax, C], { backend: 'cuda' });
+      const out = new Float32Array(B * T * C);
+      let offset = 0;
+      for (const n of chunks) {
+        const part = new Float32Array(B * n * 3 * C); // the chunk's rows of every sequence, [B, n, 3C]
+        for (let b = 0; b < B; b++) part.set(qkv.subarray((b * T + offset) * 3 * C, (b * T + offset + n) * 3 * C), b * n * 3 * C);
+        using tQkv = Tensor.from(part, [B * n, 3 * C], { backend: 'cuda' });
+        using q = Tensor.empty([B * n, C], { backend: 'cuda' });
+        using o = Tensor.empty([B * n, C], { backend: 'cuda' });
+        await splitQkv(tQkv, B, n, C, q, k, v, Tmax, offset);
+        await attention(q, k, v, B, n, Tmax, offset, nHead, o);
+        const od = f32(o);
+        for (let b = 0; b < B; b++) out.set(od.subarray(b * n * C, (b + 1) * n * C), (b * T + offset) * C);
+        offset += n;
+      }
+      return out;
+    };
+    expect(Array.from(await run([4, 1, 4]))).toEqual(Array.from(await run([T])));
+  });
+});
