@@ -141,6 +141,24 @@ export class Tensor {
     return out;
   }
 
+  /** A copy of `count` elements starting at element `offset` (row-major), as toArray() types them. */
+  readRange(offset: number, count: number): Float32Array | Uint16Array | Int32Array {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(count) || offset < 0 || count < 0 || offset + count > this.size) {
+      throw new RangeError(`readRange(${offset}, ${count}) is outside the tensor's ${this.size} elements`);
+    }
+    const out = this.dtype === 'f32' ? new Float32Array(count) : this.dtype === 'bf16' ? new Uint16Array(count) : new Int32Array(count);
+    this.native.download(out, offset);
+    return out;
+  }
+
+  /** Overwrites elements offset .. offset + data.length − 1 (same typed array as toArray()). */
+  writeRange(data: Float32Array | Uint16Array | Int32Array, offset: number): void {
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset + data.length > this.size) {
+      throw new RangeError(`writeRange of ${data.length} elements at ${offset} is outside the tensor's ${this.size} elements`);
+    }
+    this.native.upload(data, offset);
+  }
+
   /** The contents as float32 whatever the dtype. */
   toFloat32(): Float32Array {
     const data = this.toArray();

@@ -7,6 +7,7 @@ import { Command } from 'commander';
 
 import { packageRoot } from '../native/load.js';
 import { registerDoctor } from './doctor.js';
+import { registerGenerate } from './generate.js';
 import { registerSae } from './sae-info.js';
 import { registerTrain } from './train.js';
 
@@ -14,6 +15,7 @@ const version = JSON.parse(readFileSync(path.join(packageRoot(), 'package.json')
 const program = new Command('monosemantic').description('sparse autoencoders for language-model interpretability').version(version);
 registerDoctor(program);
 registerSae(program);
+registerGenerate(program);
 registerTrain(program);
 
 // Errors that describe a problem with the user's input, files or machine: printed as one line
@@ -28,6 +30,9 @@ const USER_ERRORS = new Set([
   'NpyError',
   'ActivationFileError',
   'ActivationSourceError',
+  'ModelConfigError',
+  'ModelWeightsError',
+  'TokenizerError',
   'TypeError',
   'RangeError',
 ]);

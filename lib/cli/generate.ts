@@ -1,0 +1,91 @@
+/**
+ * `monosemantic generate`: continues a prompt with a GPT-2-family model from an HF directory,
+ * optionally steered by clamping SAE features (`--steer FEATURE=VALUE --sae DIR`).
+ */
+import type { Command } from 'commander';
+
+import { generate } from '../lm/generate.js';
+import { saeSplice } from '../lm/interventions.js';
+import { Gpt2Model, type Intervention } from '../lm/model.js';
+import { Tokenizer } from '../lm/tokenizer.js';
+import { loadSaeLensAsSae } from '../sae/saelens.js';
+
+interface GenerateFlags {
+  model: string;
+  prompt: string;
+  maxNewTokens: string;
+  temperature: string;
+  topK: string;
+  topP: string;
+  seed: string;
+  greedy?: boolean;
+  steer: string[];
+  sae?: string;
+  hook?: string;
+  backend?: 'cpu' | 'cuda';
+}
+
+function number(flag: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value)) throw new RangeError(`${flag} must be a number (got ${JSON.stringify(text)})`);
+  return value;
+}
+
+/** --steer FEATURE=VALUE flags → { feature: value }. */
+export function parseSteer(values: readonly string[]): Record<number, number> {
+  const out: Record<number, number> = {};
+  for (const v of values) {
+    const m = /^(\d+)=(-?[\d.]+(?:e-?\d+)?)$/i.exec(v);
+    if (!m) throw new RangeError(`--steer ${v}: expected FEATURE=VALUE, e.g. --steer 1234=10`);
+    out[Number(m[1])] = Number(m[2]);
+  }
+  return out;
+}
+
+export function registerGenerate(program: Command): void {
+  program
+    .command('generate')
+    .description('continue a prompt with a GPT-2-family model (HF directory), optionally steered by SAE features')
+    .requiredOption('--model <dir>', 'model directory: config.json, model.safetensors, tokenizer.json')
+    .requiredOption('--prompt <text>', 'the text to continue')
+    .option('-n, --max-new-tokens <n>', 'tokens to generate', '40')
+    .option('--temperature <t>', 'sampling temperature (0: greedy)', '1')
+    .option('--top-k <k>', 'sample among the k most likely tokens (0: all)', '0')
+    .option('--top-p <p>', 'nucleus sampling threshold (1: off)', '1')
+    .option('--seed <n>', 'sampling seed', '0')
+    .option('--greedy', 'always take the most likely token')
+    .option('--steer <feature=value>', 'clamp an SAE feature to a value while generating (repeatable; needs --sae)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .option('--sae <dir>', 'SAE folder (SAELens layout) whose features --steer clamps')
+    .option('--hook <name>', "hook the SAE reads (default: the SAE's cfg.json hook name)")
+    .option('--backend <name>', 'cpu or cuda (default: the active backend)')
+    .action(async (flags: GenerateFlags) => {
+      const steer = parseSteer(flags.steer);
+      if (Object.keys(steer).length > 0 && !flags.sae) throw new RangeError('--steer needs --sae DIR (the SAE whose features to clamp)');
+      const tokenizer = await Tokenizer.load(flags.model);
+      using model = await Gpt2Model.load(flags.model, flags.backend ? { backend: flags.backend } : {});
+      const interventions: Record<string, Intervention> = {};
+      let sae = null;
+      try {
+        if (flags.sae) {
+          const loaded = await loadSaeLensAsSae(flags.sae, { backend: model.backend, precision: 'f32' });
+          sae = loaded.sae;
+          const hook = flags.hook ?? loaded.loaded.metadata.hookName;
+          if (!hook) throw new RangeError(`${flags.sae} names no hook in its cfg.json; pass --hook NAME`);
+          interventions[hook] = saeSplice(sae, { keepError: true, clamp: steer });
+        }
+        const prompt = tokenizer.encode(flags.prompt);
+        const tokens = await generate(model, prompt, {
+          maxNewTokens: number('--max-new-tokens', flags.maxNewTokens),
+          temperature: number('--temperature', flags.temperature),
+          topK: number('--top-k', flags.topK),
+          topP: number('--top-p', flags.topP),
+          seed: number('--seed', flags.seed),
+          ...(flags.greedy ? { greedy: true } : {}),
+          interventions,
+        });
+        process.stdout.write(`${flags.prompt}${tokenizer.decode(tokens)}\n`);
+      } finally {
+        sae?.dispose();
+      }
+    });
+}

@@ -1,0 +1,89 @@
+/**
+ * Text generation with a KV cache: the prompt runs through the model once, then each new token
+ * alone. Greedy, or sampling with temperature, top-k and top-p (nucleus) from a seeded generator.
+ * Interventions (steering, SAE splicing) stay active at every step.
+ */
+import { Rng } from '../random.js';
+import type { Gpt2Model, Intervention } from './model.js';
+
+export interface GenerateOptions {
+  maxNewTokens: number;
+  /** 0 (or greedy: true) picks the most likely token. Default 1. */
+  temperature?: number;
+  greedy?: boolean;
+  /** Sample among the k most likely tokens only (0: no limit). */
+  topK?: number;
+  /** Sample among the smallest set of tokens whose probability reaches p (1: no limit). */
+  topP?: number;
+  seed?: number;
+  interventions?: Readonly<Record<string, Intervention>>;
+  /** Stop after producing one of these tokens (it is included in the output). */
+  stopTokens?: readonly number[];
+}
+
+/** Picks a token from one row of logits. */
+export function pickToken(logits: Float32Array, options: { temperature: number; topK: number; topP: number }, rng: Rng): number {
+  if (options.temperature === 0) {
+    let best = 0;
+    for (let v = 1; v < logits.length; v++) if (logits[v]! > logits[best]!) best = v;
+    return best;
+  }
+  // Candidates by decreasing logit; top-k, softmax at the temperature, then top-p.
+  let order = Array.from(logits.keys()).sort((a, b) => logits[b]! - logits[a]! || a - b);
+  if (options.topK > 0) order = order.slice(0, options.topK);
+  const max = logits[order[0]!]!;
+  const weights = order.map((v) => Math.exp((logits[v]! - max) / options.temperature));
+  const total = weights.reduce((a, b) => a + b, 0);
+  let keep = order.length;
+  if (options.topP < 1) {
+    let cumulative = 0;
+    for (let i = 0; i < order.length; i++) {
+      cumulative += weights[i]! / total;
+      if (cumulative >= options.topP) {
+        keep = i + 1;
+        break;
+      }
+    }
+  }
+  const kept = weights.slice(0, keep);
+  const keptTotal = kept.reduce((a, b) => a + b, 0);
+  let u = rng.uniform() * keptTotal;
+  for (let i = 0; i < keep; i++) {
+    u -= kept[i]!;
+    if (u < 0) return order[i]!;
+  }
+  return order[keep - 1]!;
+}
+
+/** Continues `prompt` (token ids of one sequence); returns the new tokens. */
+export async function generate(model: Gpt2Model, prompt: Int32Array, options: GenerateOptions): Promise<Int32Array> {
+  const { maxNewTokens } = options;
+  if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 0) throw new RangeError(`maxNewTokens must be an integer >= 0 (got ${maxNewTokens})`);
+  if (prompt.length < 1) throw new RangeError('the prompt must hold at least one token');
+  const temperature = options.greedy ? 0 : (options.temperature ?? 1);
+  if (!Number.isFinite(temperature) || temperature < 0) throw new RangeError(`temperature must be >= 0 (got ${temperature})`);
+  const topK = options.topK ?? 0;
+  const topP = options.topP ?? 1;
+  if (!Number.isSafeInteger(topK) || topK < 0) throw new RangeError(`topK must be an integer >= 0 (got ${topK})`);
+  if (!(topP > 0 && topP <= 1)) throw new RangeError(`topP must be in (0, 1] (got ${topP})`);
+  const capacity = prompt.length + maxNewTokens;
+  if (capacity > model.config.nPositions) {
+    throw new RangeError(`prompt (${prompt.length}) + maxNewTokens (${maxNewTokens}) exceed the model's n_positions ${model.config.nPositions}`);
+  }
+  const rng = new Rng(options.seed ?? 0);
+  const stop = new Set(options.stopTokens ?? []);
+  const V = model.config.vocabSize;
+  const out: number[] = [];
+  using cache = model.createCache(1, Math.max(1, capacity));
+  let input = prompt;
+  while (out.length < maxNewTokens) {
+    const result = await model.forward(input, 1, { cache, logits: true, ...(options.interventions ? { interventions: options.interventions } : {}) });
+    using logits = result.logits!;
+    const last = logits.readRange((input.length - 1) * V, V) as Float32Array; // logits[T − 1, :]
+    const token = pickToken(last, { temperature, topK, topP }, rng);
+    out.push(token);
+    if (stop.has(token)) break;
+    input = Int32Array.of(token);
+  }
+  return Int32Array.from(out);
+}

@@ -1,0 +1,318 @@
+/**
+ * A GPT-2-family transformer on the native backends: learned positions, pre-LayerNorm blocks of
+ * causal multi-head attention and an MLP, tied or untied unembedding.
+ *
+ * The forward pass is orchestrated here, one native op per step (lib/lm/ops.ts), so every
+ * TransformerLens hook point (lib/lm/hooks.ts) is a place where an activation [B·T, width] can be
+ * captured (copied out as a device tensor) or changed in place by an intervention. A forward that
+ * only captures stops right after the last hook it needs (no unembedding for harvesting).
+ *
+ * Keys and values are written to a cache [B, Tmax, C] per layer, so generation runs each new
+ * token through the model once (KvCache). Matrix products run in 'f32' or 'bf16' (bf16 operands,
+ * fp32 accumulation); everything else is fp32.
+ */
+import { type BackendName, resolveBackend } from '../backend.js';
+import { Tensor } from '../tensor.js';
+import { type Gpt2Config, loadGpt2Config } from './config.js';
+import { type HookPoint, hookPoint, hookPoints } from './hooks.js';
+import { type MatmulPrecision, activation, add, attention, crossEntropy, embed, layerNorm, linear, linearT, splitQkv } from './ops.js';
+import { type Gpt2Weights, loadGpt2Weights } from './weights.js';
+
+/** Where an intervention is applied: the activation is [batch × T, width], row b·T + t. */
+export interface HookContext {
+  hook: string;
+  batch: number;
+  /** Positions in this forward (new tokens when generating with a cache). */
+  T: number;
+  /** Absolute position of the first of them. */
+  positionOffset: number;
+}
+
+/** Changes an activation in place (write the result into `activation`). */
+export type Intervention = (activation: Tensor, context: HookContext) => Promise<void> | void;
+
+export interface ForwardOptions {
+  /** Hooks whose activations are returned (copies; the caller disposes them). */
+  capture?: readonly string[];
+  /** Interventions by hook name, applied before capture at the same hook. */
+  interventions?: Readonly<Record<string, Intervention>>;
+  /** Return the logits [batch × T, vocab] (the caller disposes them). */
+  logits?: boolean;
+  /** Return the next-token cross-entropy of every position but the last, [batch, T − 1]. */
+  loss?: boolean;
+  /** Continue the sequences held in this cache (their length is the position offset); the forward then runs to the end. */
+  cache?: KvCache;
+}
+
+export interface ForwardResult {
+  captured: Record<string, Tensor>;
+  logits: Tensor | null;
+  /** Per-token loss [batch, T − 1] (row-major) and its mean, when asked for. */
+  loss: { perToken: Float32Array; mean: number } | null;
+}
+
+interface DeviceLayer {
+  ln1W: Tensor; ln1B: Tensor; attnW: Tensor; attnB: Tensor; projW: Tensor; projB: Tensor;
+  ln2W: Tensor; ln2B: Tensor; fcW: Tensor; fcB: Tensor; fcProjW: Tensor; fcProjB: Tensor;
+}
+
+/** Keys and values of every layer for `batch` sequences of up to `capacity` positions. */
+export class KvCache {
+  readonly batch: number;
+  readonly capacity: number;
+  /** Positions filled so far (the same for every sequence). */
+  length = 0;
+  readonly keys: Tensor[];
+  readonly values: Tensor[];
+
+  constructor(config: Gpt2Config, batch: number, capacity: number, backend: BackendName) {
+    if (!Number.isSafeInteger(batch) || batch < 1) throw new RangeError(`batch must be a positive integer (got ${batch})`);
+    if (!Number.isSafeInteger(capacity) || capacity < 1 || capacity > config.nPositions) {
+      throw new RangeError(`cache capacity must be in [1, ${config.nPositions}] (the model's n_positions; got ${capacity})`);
+    }
+    this.batch = batch;
+    this.capacity = capacity;
+    this.keys = [];
+    this.values = [];
+    try {
+      for (let L = 0; L < config.nLayer; L++) {
+        this.keys.push(Tensor.empty([batch, capacity, config.dModel], { backend }));
+        this.values.push(Tensor.empty([batch, capacity, config.dModel], { backend }));
+      }
+    } catch (error) {
+      this.dispose();
+      throw error;
+    }
+  }
+
+  dispose(): void {
+    for (const t of [...this.keys, ...this.values]) t.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+export interface ModelOptions {
+  backend?: BackendName;
+  precision?: MatmulPrecision;
+}
+
+export class Gpt2Model {
+  readonly config: Gpt2Config;
+  readonly backend: BackendName;
+  readonly precision: MatmulPrecision;
+  readonly hooks: readonly HookPoint[];
+  #wte: Tensor;
+  #wpe: Tensor;
+  #layers: DeviceLayer[];
+  #lnFW: Tensor;
+  #lnFB: Tensor;
+  #unembed: Tensor; // [V, C]: wte when tied, lm_head otherwise
+  #owned: Tensor[] = [];
+  #disposed = false;
+
+  private constructor(config: Gpt2Config, weights: Gpt2Weights, options: ModelOptions) {
+    this.config = config;
+    this.backend = resolveBackend(options.backend);
+    this.precision = options.precision ?? (this.backend === 'cuda' ? 'bf16' : 'f32');
+    if (this.precision !== 'f32' && this.precision !== 'bf16') throw new TypeError(`precision must be 'f32' or 'bf16' (got ${JSON.stringify(this.precision)})`);
+    this.hooks = hookPoints(config);
+    const C = config.dModel;
+    const M = config.dMlp;
+    const up = (data: Float32Array, shape: number[]) => {
+      const t = Tensor.from(data, shape, { backend: this.backend });
+      this.#owned.push(t);
+      return t;
+    };
+    try {
+      this.#wte = up(weights.wte, [config.vocabSize, C]);
+      this.#wpe = up(weights.wpe, [config.nPositions, C]);
+      this.#layers = weights.layers.map((l) => ({
+        ln1W: up(l.ln1W, [C]), ln1B: up(l.ln1B, [C]),
+        attnW: up(l.attnW, [C, 3 * C]), attnB: up(l.attnB, [3 * C]),
+        projW: up(l.projW, [C, C]), projB: up(l.projB, [C]),
+        ln2W: up(l.ln2W, [C]), ln2B: up(l.ln2B, [C]),
+        fcW: up(l.fcW, [C, M]), fcB: up(l.fcB, [M]),
+        fcProjW: up(l.fcProjW, [M, C]), fcProjB: up(l.fcProjB, [C]),
+      }));
+      this.#lnFW = up(weights.lnFW, [C]);
+      this.#lnFB = up(weights.lnFB, [C]);
+      this.#unembed = config.tiedEmbeddings || weights.lmHead === null ? this.#wte : up(weights.lmHead, [config.vocabSize, C]);
+    } catch (error) {
+      for (const t of this.#owned) t.dispose();
+      throw error;
+    }
+  }
+
+  /** A model from an HF directory (config.json + model.safetensors). */
+  static async load(dir: string, options: ModelOptions = {}): Promise<Gpt2Model> {
+    const config = await loadGpt2Config(dir);
+    const weights = await loadGpt2Weights(dir, config);
+    return new Gpt2Model(config, weights, options);
+  }
+
+  static fromWeights(config: Gpt2Config, weights: Gpt2Weights, options: ModelOptions = {}): Gpt2Model {
+    return new Gpt2Model(config, weights, options);
+  }
+
+  /** A cache for `batch` sequences of up to `capacity` positions (default: n_positions). */
+  createCache(batch: number, capacity = this.config.nPositions): KvCache {
+    this.#live();
+    return new KvCache(this.config, batch, capacity, this.backend);
+  }
+
+  /**
+   * Runs token ids [batch, T] (row-major; i32 values in [0, vocab)) through the model.
+   * Without logits or loss, stops right after the last hook captured or intervened on.
+   */
+  async forward(ids: Int32Array, batch: number, options: ForwardOptions = {}): Promise<ForwardResult> {
+    this.#live();
+    const cfg = this.config;
+    if (!(ids instanceof Int32Array)) throw new TypeError('ids must be an Int32Array of token ids [batch, T]');
+    if (!Number.isSafeInteger(batch) || batch < 1 || ids.length % batch !== 0 || ids.length === 0) {
+      throw new RangeError(`ids hold ${ids.length} tokens, not a positive multiple of batch ${batch}`);
+    }
+    const T = ids.length / batch;
+    for (let i = 0; i < ids.length; i++) {
+      if (ids[i]! < 0 || ids[i]! >= cfg.vocabSize) throw new RangeError(`ids[${i}] = ${ids[i]} is outside the vocabulary [0, ${cfg.vocabSize})`);
+    }
+    const cache = options.cache;
+    const offset = cache?.length ?? 0;
+    if (cache) {
+      if (cache.batch !== batch) throw new RangeError(`the cache holds ${cache.batch} sequences; ids hold ${batch}`);
+      if (offset + T > cache.capacity) throw new RangeError(`${offset} cached + ${T} new positions exceed the cache's capacity ${cache.capacity}`);
+    } else if (T > cfg.nPositions) {
+      throw new RangeError(`T = ${T} exceeds the model's n_positions ${cfg.nPositions}`);
+    }
+    if (options.loss && T < 2) throw new RangeError('the loss needs at least 2 positions per sequence');
+    const interventions = options.interventions ?? {};
+    const capture = new Set(options.capture ?? []);
+    for (const name of [...capture, ...Object.keys(interventions)]) hookPoint(cfg, name);
+    // A forward with a cache always runs to the end, so every layer's keys and values are stored.
+    const needOutput = options.logits === true || options.loss === true || cache !== undefined;
+    const needed = [...capture, ...Object.keys(interventions)].map((n) => hookPoint(cfg, n).order);
+    const stopOrder = needOutput ? Infinity : needed.length ? Math.max(...needed) : -1;
+    if (!needOutput && stopOrder < 0) throw new RangeError('nothing to compute: ask for logits, loss, or a hook to capture');
+
+    const rows = batch * T;
+    const C = cfg.dModel;
+    const temps: Tensor[] = [];
+    const tmp = (shape: number[], dtype: 'f32' | 'i32' = 'f32') => {
+      const t = Tensor.empty(shape, { backend: this.backend, dtype });
+      temps.push(t);
+      return t;
+    };
+    const captured: Record<string, Tensor> = {};
+    const context = (hook: string): HookContext => ({ hook, batch, T, positionOffset: offset });
+    /** Applies the hook point `name` to x; true when the forward can stop here. */
+    const at = async (name: string, x: Tensor): Promise<boolean> => {
+      const intervention = interventions[name];
+      if (intervention) await intervention(x, context(name));
+      if (capture.has(name)) {
+        const copy = Tensor.empty(x.shape, { backend: this.backend });
+        copy.copyFrom(x);
+        captured[name] = copy;
+      }
+      return hookPoint(cfg, name).order >= stopOrder;
+    };
+    let ownCache: KvCache | null = null;
+    let logits: Tensor | null = null;
+    try {
+      const kv = cache ?? (ownCache = new KvCache(cfg, batch, T, this.backend));
+      const idsT = tmp([rows], 'i32');
+      idsT.upload(ids);
+      const tok = tmp([rows, C]);
+      const pos = tmp([rows, C]);
+      await embed(idsT, batch, T, this.#wte, this.#wpe, offset, tok, pos);
+      const done = () => ({ captured, logits: null, loss: null });
+      if (await at('hook_embed', tok)) return done();
+      if (await at('hook_pos_embed', pos)) return done();
+      const resid = tmp([rows, C]);
+      await add(tok, pos, resid);
+      const normed = tmp([rows, C]);
+      const qkv = tmp([rows, 3 * C]);
+      const q = tmp([rows, C]);
+      const z = tmp([rows, C]);
+      const branch = tmp([rows, C]);
+      const pre = tmp([rows, cfg.dMlp]);
+      const post = tmp([rows, cfg.dMlp]);
+      for (let L = 0; L < cfg.nLayer; L++) {
+        const w = this.#layers[L]!;
+        const p = `blocks.${L}.`;
+        if (await at(`${p}hook_resid_pre`, resid)) return done();
+        await layerNorm(resid, w.ln1W, w.ln1B, cfg.layerNormEps, normed);
+        await linear(normed, w.attnW, w.attnB, qkv, this.precision);
+        await splitQkv(qkv, batch, T, C, q, kv.keys[L]!, kv.values[L]!, kv.capacity, offset);
+        await attention(q, kv.keys[L]!, kv.values[L]!, batch, T, kv.capacity, offset, cfg.nHead, z);
+        if (await at(`${p}attn.hook_z`, z)) return done();
+        await linear(z, w.projW, w.projB, branch, this.precision);
+        if (await at(`${p}hook_attn_out`, branch)) return done();
+        await add(resid, branch, resid);
+        if (await at(`${p}hook_resid_mid`, resid)) return done();
+        await layerNorm(resid, w.ln2W, w.ln2B, cfg.layerNormEps, normed);
+        await linear(normed, w.fcW, w.fcB, pre, this.precision);
+        if (await at(`${p}mlp.hook_pre`, pre)) return done();
+        await activation(cfg.activation, pre, post);
+        if (await at(`${p}mlp.hook_post`, post)) return done();
+        await linear(post, w.fcProjW, w.fcProjB, branch, this.precision);
+        if (await at(`${p}hook_mlp_out`, branch)) return done();
+        await add(resid, branch, resid);
+        if (await at(`${p}hook_resid_post`, resid)) return done();
+      }
+      await layerNorm(resid, this.#lnFW, this.#lnFB, cfg.layerNormEps, normed);
+      if (await at('ln_final.hook_normalized', normed)) return done();
+      logits = Tensor.empty([rows, cfg.vocabSize], { backend: this.backend });
+      await linearT(normed, this.#unembed, null, logits, this.precision);
+      if (cache) cache.length = offset + T;
+      let loss: ForwardResult['loss'] = null;
+      if (options.loss) {
+        // Position t of sequence b predicts ids[b, t + 1]; the last position has no target (-1).
+        const targets = new Int32Array(rows);
+        for (let b = 0; b < batch; b++) for (let t = 0; t < T; t++) targets[b * T + t] = t + 1 < T ? ids[b * T + t + 1]! : -1;
+        const targetsT = tmp([rows], 'i32');
+        targetsT.upload(targets);
+        const perRow = tmp([rows]);
+        await crossEntropy(logits, targetsT, perRow);
+        const all = perRow.toArray() as Float32Array;
+        const perToken = new Float32Array(batch * (T - 1));
+        let sum = 0;
+        for (let b = 0; b < batch; b++) {
+          for (let t = 0; t < T - 1; t++) {
+            const v = all[b * T + t]!;
+            perToken[b * (T - 1) + t] = v;
+            sum += v;
+          }
+        }
+        loss = { perToken, mean: sum / perToken.length };
+      }
+      const result: ForwardResult = { captured, logits: options.logits ? logits : null, loss };
+      if (!options.logits) logits.dispose();
+      logits = null;
+      return result;
+    } catch (error) {
+      for (const t of Object.values(captured)) t.dispose();
+      logits?.dispose();
+      throw error;
+    } finally {
+      for (const t of temps) t.dispose();
+      ownCache?.dispose();
+    }
+  }
+
+  /** Frees the weights (idempotent). */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    for (const t of this.#owned) t.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  #live(): void {
+    if (this.#disposed) throw new Error('this Gpt2Model has been disposed');
+  }
+}
