@@ -1,0 +1,126 @@
+/**
+ * GPT-2-family forward pass throughput on the active backend, with random weights:
+ *   - the paper's 1-layer model (d_model 128, d_mlp 512, 4 heads, ReLU): harvesting
+ *     blocks.0.mlp.hook_post (the forward stops there) and the full forward with logits and loss;
+ *   - GPT-2 small's shape (12 layers, d_model 768): the full forward.
+ *
+ *   node dist/bench/lm-forward.js [--backend cpu|cuda] [--precision f32|bf16] [--batch 8] [--ctx 256]
+ *                                 [--gpt2-batch 1] [--gpt2-ctx 128] [--iters 5] [--json FILE]
+ *
+ * FLOPs per token are counted as 2 × (matrix-product parameters used) + causal attention's
+ * 2·2·C·T/2 per layer (useful work: T/2 keys on average). bench/reference/hf_forward.py times HF
+ * transformers on the same shapes.
+ */
+import { writeFileSync } from 'node:fs';
+
+import { Command } from 'commander';
+
+import { resolveBackend } from '../lib/backend.js';
+import type { Gpt2Config } from '../lib/lm/config.js';
+import { Gpt2Model } from '../lib/lm/model.js';
+import type { MatmulPrecision } from '../lib/lm/ops.js';
+import type { Gpt2Weights } from '../lib/lm/weights.js';
+import { Rng } from '../lib/random.js';
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+function randomWeights(c: Gpt2Config, seed: number): Gpt2Weights {
+  const rng = new Rng(seed);
+  const normal = (n: number, std = 0.02) => rng.fillNormal(new Float32Array(n), std);
+  const ones = (n: number) => new Float32Array(n).fill(1);
+  const C = c.dModel;
+  const M = c.dMlp;
+  return {
+    wte: normal(c.vocabSize * C),
+    wpe: normal(c.nPositions * C),
+    layers: Array.from({ length: c.nLayer }, () => ({
+      ln1W: ones(C), ln1B: normal(C), attnW: normal(C * 3 * C), attnB: normal(3 * C), projW: normal(C * C), projB: normal(C),
+      ln2W: ones(C), ln2B: normal(C), fcW: normal(C * M), fcB: normal(M), fcProjW: normal(M * C), fcProjB: normal(C),
+    })),
+    lnFW: ones(C),
+    lnFB: normal(C),
+    lmHead: null,
+    sourceDtype: 'F32',
+  };
+}
+
+function config(nLayer: number, dModel: number, nHead: number, dMlp: number, vocabSize: number, nPositions: number, activation: Gpt2Config['activation']): Gpt2Config {
+  return { nLayer, nHead, dModel, dMlp, nPositions, vocabSize, activation, layerNormEps: 1e-5, tiedEmbeddings: true, scaleAttnWeights: true, bosTokenId: null, eosTokenId: null };
+}
+
+/** Useful FLOPs per token of a full forward at context T (matrix products + causal attention). */
+function flopsPerToken(c: Gpt2Config, T: number, withUnembedding: boolean, layers = c.nLayer): number {
+  const C = c.dModel;
+  const perLayer = 2 * (C * 3 * C + C * C + 2 * C * c.dMlp) + 2 * 2 * C * (T / 2);
+  return layers * perLayer + (withUnembedding ? 2 * C * c.vocabSize : 0);
+}
+
+interface Row {
+  name: string;
+  tokens: number;
+  medianMs: number;
+  tokensPerSec: number;
+  gflops: number;
+}
+
+async function time(label: string, model: Gpt2Model, batch: number, T: number, iters: number, run: (ids: Int32Array) => Promise<void>, flops: number): Promise<Row> {
+  const rng = new Rng(7);
+  const ids = Int32Array.from({ length: batch * T }, () => rng.int(model.config.vocabSize));
+  await run(ids); // warm-up
+  const times: number[] = [];
+  for (let i = 0; i < iters; i++) {
+    const t0 = performance.now();
+    await run(ids);
+    times.push(performance.now() - t0);
+  }
+  const ms = median(times);
+  const tokens = batch * T;
+  return { name: label, tokens, medianMs: ms, tokensPerSec: (tokens * 1000) / ms, gflops: (flops * tokens) / ms / 1e6 };
+}
+
+const program = new Command('lm-forward')
+  .option('--backend <name>', 'cpu or cuda')
+  .option('--precision <p>', 'f32 or bf16 matrix products', 'f32')
+  .option('--batch <n>', 'sequences for the 1-layer model', '8')
+  .option('--ctx <n>', 'context for the 1-layer model', '256')
+  .option('--gpt2-batch <n>', 'sequences for GPT-2 small', '1')
+  .option('--gpt2-ctx <n>', 'context for GPT-2 small', '128')
+  .option('--iters <n>', 'timed runs per case', '5')
+  .option('--json <file>', 'also write the rows as JSON')
+  .parse();
+const o = program.opts<{ backend?: 'cpu' | 'cuda'; precision: MatmulPrecision; batch: string; ctx: string; gpt2Batch: string; gpt2Ctx: string; iters: string; json?: string }>();
+const backend = resolveBackend(o.backend);
+const iters = Number(o.iters);
+const rows: Row[] = [];
+
+const paper = config(1, 128, 4, 512, 4096, 1024, 'relu');
+{
+  using model = Gpt2Model.fromWeights(paper, randomWeights(paper, 1), { backend, precision: o.precision });
+  const [B, T] = [Number(o.batch), Number(o.ctx)];
+  rows.push(await time(`1-layer d128: harvest mlp.hook_post (B ${B} × T ${T})`, model, B, T, iters, async (ids) => {
+    const r = await model.forward(ids, B, { capture: ['blocks.0.mlp.hook_post'] });
+    r.captured['blocks.0.mlp.hook_post']!.dispose();
+  }, flopsPerToken(paper, T, false) - 2 * paper.dMlp * paper.dModel)); // stops before the MLP's output product and the unembedding
+  rows.push(await time(`1-layer d128: full forward + loss (B ${B} × T ${T})`, model, B, T, iters, async (ids) => {
+    await model.forward(ids, B, { loss: true });
+  }, flopsPerToken(paper, T, true)));
+}
+const gpt2 = config(12, 768, 12, 3072, 50257, 1024, 'gelu_new');
+{
+  using model = Gpt2Model.fromWeights(gpt2, randomWeights(gpt2, 2), { backend, precision: o.precision });
+  const [B, T] = [Number(o.gpt2Batch), Number(o.gpt2Ctx)];
+  rows.push(await time(`GPT-2 small: full forward + logits (B ${B} × T ${T})`, model, B, T, Math.max(2, Math.ceil(iters / 2)), async (ids) => {
+    const r = await model.forward(ids, B, { logits: true });
+    r.logits!.dispose();
+  }, flopsPerToken(gpt2, T, true)));
+}
+
+console.log(`backend ${backend}, precision ${o.precision}`);
+console.log('| case | tokens | median ms | tokens/s | GFLOP/s |');
+console.log('| --- | ---: | ---: | ---: | ---: |');
+for (const r of rows) console.log(`| ${r.name} | ${r.tokens} | ${r.medianMs.toFixed(1)} | ${Math.round(r.tokensPerSec).toLocaleString('en-US')} | ${r.gflops.toFixed(1)} |`);
+if (o.json) writeFileSync(o.json, `${JSON.stringify({ backend, precision: o.precision, rows }, null, 2)}\n`);
