@@ -111,6 +111,9 @@ export class Gpt2Model {
   #lnFB: Tensor;
   #unembed: Tensor; // [V, C]: wte when tied, lm_head otherwise
   #owned: Tensor[] = [];
+  /** Scratch tensors reused across forwards while their shape fits (forwards run one at a time). */
+  #scratch = new Map<string, Tensor>();
+  #queue: Promise<unknown> = Promise.resolve();
   #disposed = false;
 
   private constructor(config: Gpt2Config, weights: Gpt2Weights, options: ModelOptions) {
@@ -167,7 +170,15 @@ export class Gpt2Model {
    * Runs token ids [batch, T] (row-major; i32 values in [0, vocab)) through the model.
    * Without logits or loss, stops right after the last hook captured or intervened on.
    */
-  async forward(ids: Int32Array, batch: number, options: ForwardOptions = {}): Promise<ForwardResult> {
+  forward(ids: Int32Array, batch: number, options: ForwardOptions = {}): Promise<ForwardResult> {
+    this.#live();
+    // Forwards on one model run one after another: they share its scratch tensors.
+    const run = this.#queue.then(() => this.#forward(ids, batch, options));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #forward(ids: Int32Array, batch: number, options: ForwardOptions): Promise<ForwardResult> {
     this.#live();
     const cfg = this.config;
     if (!(ids instanceof Int32Array)) throw new TypeError('ids must be an Int32Array of token ids [batch, T]');
@@ -198,12 +209,7 @@ export class Gpt2Model {
 
     const rows = batch * T;
     const C = cfg.dModel;
-    const temps: Tensor[] = [];
-    const tmp = (shape: number[], dtype: 'f32' | 'i32' = 'f32') => {
-      const t = Tensor.empty(shape, { backend: this.backend, dtype });
-      temps.push(t);
-      return t;
-    };
+    const tmp = (slot: string, shape: number[], dtype: 'f32' | 'i32' = 'f32') => this.#scratchTensor(slot, shape, dtype);
     const captured: Record<string, Tensor> = {};
     const context = (hook: string): HookContext => ({ hook, batch, T, positionOffset: offset });
     /** Applies the hook point `name` to x; true when the forward can stop here. */
@@ -221,23 +227,23 @@ export class Gpt2Model {
     let logits: Tensor | null = null;
     try {
       const kv = cache ?? (ownCache = new KvCache(cfg, batch, T, this.backend));
-      const idsT = tmp([rows], 'i32');
+      const idsT = tmp('ids', [rows], 'i32');
       idsT.upload(ids);
-      const tok = tmp([rows, C]);
-      const pos = tmp([rows, C]);
+      const tok = tmp('tok', [rows, C]);
+      const pos = tmp('pos', [rows, C]);
       await embed(idsT, batch, T, this.#wte, this.#wpe, offset, tok, pos);
       const done = () => ({ captured, logits: null, loss: null });
       if (await at('hook_embed', tok)) return done();
       if (await at('hook_pos_embed', pos)) return done();
-      const resid = tmp([rows, C]);
+      const resid = tmp('resid', [rows, C]);
       await add(tok, pos, resid);
-      const normed = tmp([rows, C]);
-      const qkv = tmp([rows, 3 * C]);
-      const q = tmp([rows, C]);
-      const z = tmp([rows, C]);
-      const branch = tmp([rows, C]);
-      const pre = tmp([rows, cfg.dMlp]);
-      const post = tmp([rows, cfg.dMlp]);
+      const normed = tmp('normed', [rows, C]);
+      const qkv = tmp('qkv', [rows, 3 * C]);
+      const q = tmp('q', [rows, C]);
+      const z = tmp('z', [rows, C]);
+      const branch = tmp('branch', [rows, C]);
+      const pre = tmp('pre', [rows, cfg.dMlp]);
+      const post = tmp('post', [rows, cfg.dMlp]);
       for (let L = 0; L < cfg.nLayer; L++) {
         const w = this.#layers[L]!;
         const p = `blocks.${L}.`;
@@ -263,7 +269,8 @@ export class Gpt2Model {
       }
       await layerNorm(resid, this.#lnFW, this.#lnFB, cfg.layerNormEps, normed);
       if (await at('ln_final.hook_normalized', normed)) return done();
-      logits = Tensor.empty([rows, cfg.vocabSize], { backend: this.backend });
+      // Returned logits belong to the caller; logits only needed for the loss live in scratch.
+      logits = options.logits ? Tensor.empty([rows, cfg.vocabSize], { backend: this.backend }) : tmp('logits', [rows, cfg.vocabSize]);
       await linearT(normed, this.#unembed, null, logits, this.precision);
       if (cache) cache.length = offset + T;
       let loss: ForwardResult['loss'] = null;
@@ -271,9 +278,9 @@ export class Gpt2Model {
         // Position t of sequence b predicts ids[b, t + 1]; the last position has no target (-1).
         const targets = new Int32Array(rows);
         for (let b = 0; b < batch; b++) for (let t = 0; t < T; t++) targets[b * T + t] = t + 1 < T ? ids[b * T + t + 1]! : -1;
-        const targetsT = tmp([rows], 'i32');
+        const targetsT = tmp('targets', [rows], 'i32');
         targetsT.upload(targets);
-        const perRow = tmp([rows]);
+        const perRow = tmp('lossPerRow', [rows]);
         await crossEntropy(logits, targetsT, perRow);
         const all = perRow.toArray() as Float32Array;
         const perToken = new Float32Array(batch * (T - 1));
@@ -288,24 +295,35 @@ export class Gpt2Model {
         loss = { perToken, mean: sum / perToken.length };
       }
       const result: ForwardResult = { captured, logits: options.logits ? logits : null, loss };
-      if (!options.logits) logits.dispose();
       logits = null;
       return result;
     } catch (error) {
       for (const t of Object.values(captured)) t.dispose();
-      logits?.dispose();
+      if (options.logits) logits?.dispose();
       throw error;
     } finally {
-      for (const t of temps) t.dispose();
       ownCache?.dispose();
     }
   }
 
-  /** Frees the weights (idempotent). */
+  /** A scratch tensor of exactly `shape` for `slot`, reused while the shape stays the same. */
+  #scratchTensor(slot: string, shape: number[], dtype: 'f32' | 'i32'): Tensor {
+    const held = this.#scratch.get(slot);
+    if (held && held.dtype === dtype && held.shape.length === shape.length && held.shape.every((d, i) => d === shape[i])) return held;
+    held?.dispose();
+    this.#scratch.delete(slot);
+    const t = Tensor.empty(shape, { backend: this.backend, dtype });
+    this.#scratch.set(slot, t);
+    return t;
+  }
+
+  /** Frees the weights and scratch memory (idempotent). */
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
     for (const t of this.#owned) t.dispose();
+    for (const t of this.#scratch.values()) t.dispose();
+    this.#scratch.clear();
   }
 
   [Symbol.dispose](): void {

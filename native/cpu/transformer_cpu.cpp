@@ -4,8 +4,10 @@
  * Linear layers go to sgemm (gemm.h); in MS_PREC_BF16 mode both operands are first rounded to
  * bf16 copies, exactly as sae_cpu.cpp does (a bf16 x bf16 product is exact in fp32, matching
  * tensor-core arithmetic), and the bias is added in fp32 afterwards. Everything else is a threaded
- * pass over rows or elements. Reductions (layer-norm statistics, attention scores and weighted
- * sums, logsumexp) accumulate in double; activations use float tanhf/erff. Index checks (token
+ * pass over rows or elements. Layer-norm statistics and softmax denominators accumulate in
+ * double (logsumexp: fp32 exponentials summed in fp32 blocks, the blocks in double); attention scores and weighted sums use fp32 with independent partial sums
+ * (three passes per query over its keys: scores, weights, weighted values — no T x T matrix);
+ * activations use float tanhf/erff. Index checks (token
  * ids, targets) run sequentially before anything is written, so a failing call leaves its outputs
  * untouched and names the first bad index.
  */
@@ -28,6 +30,19 @@ namespace {
 
 constexpr float kSqrt2OverPi = 0.7978845608028654f;  // sqrt(2 / pi)
 constexpr float kInvSqrt2 = 0.7071067811865476f;     // 1 / sqrt(2)
+
+// a . b over n floats with 8 independent partial sums (the compiler vectorises them; a single
+// running sum would be a serial dependency chain).
+inline float dot(const float* a, const float* b, size_t n) {
+  float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (size_t k = 0; k < 8; ++k) part[k] += a[i + k] * b[i + k];
+  float sum = 0.0f;
+  for (; i < n; ++i) sum += a[i] * b[i];
+  for (size_t k = 0; k < 8; ++k) sum += part[k];
+  return sum;
+}
 
 // Rows per parallel chunk so that each chunk touches roughly 64 KiB.
 size_t row_grain(size_t row_len) {
@@ -223,36 +238,42 @@ int attention(int batch, int T, int Tmax, int offset, int C, int n_head, const f
   const size_t Tn = size_t(T), Tm = size_t(Tmax), D = size_t(C), H = size_t(n_head);
   const size_t hd = D / H;
   const size_t tasks = size_t(batch) * H * Tn;  // task = (b*H + h)*T + t
-  const double scale = 1.0 / std::sqrt(double(hd));
+  const float scale = float(1.0 / std::sqrt(double(hd)));
   try {
     parallel_for(tasks, 1, [&](size_t i0, size_t i1) {
-      std::vector<double> acc(hd);
+      // Per thread: one query's scores over keys 0..p (at most Tmax of them, never T x T) and its output.
+      std::vector<float> weight(Tm);
+      std::vector<float> acc(hd);
       for (size_t i = i0; i < i1; ++i) {
         const size_t t = i % Tn, h = (i / Tn) % H, b = i / (Tn * H);
         const size_t p = size_t(offset) + t;                    // absolute position of the query
         const float* qr = q + (b * Tn + t) * D + h * hd;        // q[b*T + t, h*hd : (h+1)*hd]
         const float* kb = k_cache + b * Tm * D + h * hd;        // k_cache[b, 0, h*hd]; key j at + j*D
         const float* vb = v_cache + b * Tm * D + h * hd;        // v_cache[b, 0, h*hd]; value j at + j*D
-        std::fill(acc.begin(), acc.end(), 0.0);
-        double m = -std::numeric_limits<double>::infinity(), l = 0.0;
+        // Pass 1: scores s_j = q.k_j / sqrt(hd) and their maximum.
+        float m = -std::numeric_limits<float>::infinity();
         for (size_t j = 0; j <= p; ++j) {
-          const float* kr = kb + j * D;
-          const float* vr = vb + j * D;
-          double s = 0.0;
-          for (size_t d = 0; d < hd; ++d) s += double(qr[d]) * double(kr[d]);
-          s *= scale;
-          if (s > m) {  // new running maximum: rescale what has been accumulated
-            const double c = std::exp(m - s);
-            l *= c;
-            for (size_t d = 0; d < hd; ++d) acc[d] *= c;
-            m = s;
-          }
-          const double e = std::exp(s - m);
-          l += e;
-          for (size_t d = 0; d < hd; ++d) acc[d] += e * double(vr[d]);
+          const float s = dot(qr, kb + j * D, hd) * scale;
+          weight[j] = s;
+          m = std::max(m, s);
         }
+        // Pass 2: weights e_j = exp(s_j - max), their sum in double.
+        double l = 0.0;
+        for (size_t j = 0; j <= p; ++j) {
+          const float e = std::exp(weight[j] - m);
+          weight[j] = e;
+          l += e;
+        }
+        // Pass 3: out = sum_j e_j v_j / sum_j e_j (row-wise axpy, vectorisable over d).
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        for (size_t j = 0; j <= p; ++j) {
+          const float e = weight[j];
+          const float* vr = vb + j * D;
+          for (size_t d = 0; d < hd; ++d) acc[d] += e * vr[d];
+        }
+        const float inv = float(1.0 / l);
         float* orow = out + (b * Tn + t) * D + h * hd;  // out[b*T + t, h*hd : (h+1)*hd]
-        for (size_t d = 0; d < hd; ++d) orow[d] = float(acc[d] / l);
+        for (size_t d = 0; d < hd; ++d) orow[d] = acc[d] * inv;
       }
     });
   } catch (const std::bad_alloc&) {
@@ -281,8 +302,15 @@ int cross_entropy(int rows, int V, const float* logits, const int32_t* targets, 
         const float* lr = logits + r * N;  // logits[r, :]
         float m = lr[0];
         for (size_t v = 1; v < N; ++v) m = lr[v] > m ? lr[v] : m;
+        // sum_v exp(l_v - m): fp32 exponentials (each in (0, 1]) summed in fp32 over blocks of 256,
+        // the blocks in double, so the sum stays accurate for any vocabulary size.
         double s = 0.0;
-        for (size_t v = 0; v < N; ++v) s += std::exp(double(lr[v]) - double(m));
+        for (size_t v0 = 0; v0 < N; v0 += 256) {
+          const size_t v1 = std::min(N, v0 + 256);
+          float block = 0.0f;
+          for (size_t v = v0; v < v1; ++v) block += std::exp(lr[v] - m);
+          s += block;
+        }
         out[r] = float(double(m) + std::log(s) - double(lr[target]));
       }
     });
