@@ -1,7 +1,7 @@
 /**
  * Small tensor operations on a backend (async; they run on a worker thread like the SAE ops):
- * sums of squares (gradient norms), in-place scaling (input normalisation) and per-row squared
- * distances (per-input reconstruction error, row norms).
+ * sums of squares (gradient norms), in-place scaling (input normalisation), per-row squared
+ * distances (per-input reconstruction error, row norms) and row gathers (shuffle windows).
  */
 import { nativeAddon } from './backend.js';
 import { Tensor, formatShape } from './tensor.js';
@@ -53,4 +53,24 @@ export async function rowSqDist(a: Tensor, b: Tensor | null, out?: Tensor): Prom
     if (out === undefined) target.dispose();
     throw error;
   }
+}
+
+/**
+ * dst[dstRow + i] = src[idx[i]] for the rows of src [N, d] and dst [M, d]; idx is i32 [count]
+ * (every index in [0, N), checked on the device before anything is written).
+ */
+export function gatherRows(src: Tensor, idx: Tensor, dst: Tensor, dstRow = 0): Promise<void> {
+  checkF32(src, 'src');
+  checkF32(dst, 'dst');
+  if (!(idx instanceof Tensor) || idx.disposed || idx.dtype !== 'i32') throw new TypeError('idx must be a live i32 Tensor');
+  if (src.shape.length !== 2 || dst.shape.length !== 2 || src.shape[1] !== dst.shape[1]) {
+    throw new RangeError(`src and dst must be [rows, d] with the same d (got ${formatShape(src.shape)} and ${formatShape(dst.shape)})`);
+  }
+  if (src.backend !== dst.backend || idx.backend !== src.backend) throw new TypeError('src, idx and dst must be on one backend');
+  const [srcRows, d] = src.shape as [number, number];
+  const count = idx.size;
+  if (!Number.isSafeInteger(dstRow) || dstRow < 0 || dstRow + count > dst.shape[0]!) {
+    throw new RangeError(`rows ${dstRow}..${dstRow + count - 1} do not fit in dst ${formatShape(dst.shape)}`);
+  }
+  return nativeAddon().gatherRows({ count, d, src: src.native, srcRows, idx: idx.native, dst: dst.native, dstRow });
 }

@@ -25,7 +25,7 @@
 extern "C" {
 #endif
 
-#define MS_BACKEND_ABI_VERSION 3
+#define MS_BACKEND_ABI_VERSION 4
 
 typedef enum {
   MS_OK = 0,
@@ -253,6 +253,10 @@ typedef struct ms_backend {
   /* out[r] = the first v maximising logits[r, v] (int32 [rows]); NaN counts as the largest
    * value, as torch.argmax. */
   int (*argmax_rows)(int rows, int V, const float* logits, int32_t* out, ms_error* err);
+
+  /* dst[i, :] = src[idx[i], :] for i < count, rows of d floats; every idx[i] must be in
+   * [0, src_rows) (checked before anything is written: MS_ERR_INVALID names the first bad one). */
+  int (*gather_rows)(int count, int d, const float* src, int src_rows, const int32_t* idx, float* dst, ms_error* err);
 } ms_backend;
 
 /* Exported by the CUDA shared library; returns NULL if abi_version is not supported. */

@@ -200,6 +200,7 @@ export interface NativeAddon {
   sumSquares(args: { x: NativeTensor }): Promise<number>;
   scaleInPlace(args: { x: NativeTensor; alpha: number }): Promise<void>;
   rowSqDist(args: { rows: number; d: number; a: NativeTensor; b?: NativeTensor; out: NativeTensor }): Promise<void>;
+  gatherRows(args: { count: number; d: number; src: NativeTensor; srcRows: number; idx: NativeTensor; dst: NativeTensor; dstRow: number }): Promise<void>;
   resampleCandidates(args: NativeResampleCandidatesArgs): Promise<void>;
   saeResample(args: NativeSaeResampleArgs): Promise<{ meanLiveEncoderNorm: number; live: number; resampled: number }>;
   layerNorm(args: NativeLayerNormArgs): Promise<void>;

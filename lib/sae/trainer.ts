@@ -3,7 +3,7 @@
  * dead-feature resampling → metrics, checkpoints, resume → SAELens export.
  *
  * JS decides what happens and when; the native backend does the arithmetic. Per step: one batch
- * read from the activation source and uploaded, one scaling op, one fused native step; firing
+ * written by the data source into a device tensor, one scaling op, one fused native step; firing
  * counts are read back only at snapshot steps (every `logging.every` steps and around resamples).
  *
  * Exact resume: everything that influences later steps is in the checkpoint — parameters, Adam
@@ -17,7 +17,7 @@ import path from 'node:path';
 
 import { writeTrainingCurves } from '../analysis/curves.js';
 import { type BackendName, resolveBackend } from '../backend.js';
-import { type ActivationSourceState, openActivationSource } from '../data/activation-source.js';
+import { type ActivationSource, type ActivationSourceState, openActivationSource } from '../data/activation-source.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { encodeSafetensors, readSafetensors, tensorToFloat32, tensorToFloat64, type LoadedTensor } from '../io/safetensors.js';
 import { rowSqDist, scaleInPlace } from '../ops.js';
@@ -47,16 +47,32 @@ export interface ProgressDisplay {
 }
 
 /**
- * What the trainer reads inputs from: activation files by default (lib/data/activation-source.ts);
- * any other source (a language model's hook, say) plugs in through TrainHooks.openSource.
+ * What the trainer reads inputs from: activation files by default (lib/data/activation-source.ts),
+ * or a language model's hook (lib/data/lm-activations.ts) through TrainHooks.openSource.
  */
 export interface TrainingDataSource {
   readonly d: number;
-  /** The next `rows` inputs [rows, d], row-major, into `out`. */
-  next(rows: number, out: Float32Array): Promise<Float32Array>;
+  /** Writes the next `rows` inputs into `out` [rows, d], a tensor on the trainer's backend. */
+  next(rows: number, out: Tensor): Promise<void>;
   /** A JSON-serialisable position; openSource(state) must continue the same stream exactly. */
   state(): unknown;
   close(): Promise<void>;
+}
+
+/** Activation files as a TrainingDataSource: rows are read on the host and uploaded. */
+export function fileTrainingSource(source: ActivationSource): TrainingDataSource {
+  const host = new Map<number, Float32Array>();
+  return {
+    d: source.d,
+    async next(rows, out) {
+      let buffer = host.get(rows);
+      if (!buffer) host.set(rows, (buffer = new Float32Array(rows * source.d)));
+      await source.next(rows, buffer);
+      out.upload(buffer);
+    },
+    state: () => source.state(),
+    close: () => source.close(),
+  };
 }
 
 export interface TrainHooks {
@@ -145,15 +161,17 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
   const state: RunState | null = checkpoint ? (JSON.parse(checkpoint.files['state.json']!.toString('utf8')) as RunState) : null;
   const openSource =
     options.openSource ??
-    ((saved: unknown) =>
-      openActivationSource({
-        paths: config.data.paths,
-        seed: config.seed,
-        chunkRows: config.data.chunkRows,
-        bufferChunks: config.data.bufferChunks,
-        ...(config.data.tensor !== undefined ? { tensor: config.data.tensor } : {}),
-        ...(saved !== undefined ? { state: saved as ActivationSourceState } : {}),
-      }));
+    (async (saved: unknown) =>
+      fileTrainingSource(
+        await openActivationSource({
+          paths: config.data.paths,
+          seed: config.seed,
+          chunkRows: config.data.chunkRows,
+          bufferChunks: config.data.bufferChunks,
+          ...(config.data.tensor !== undefined ? { tensor: config.data.tensor } : {}),
+          ...(saved !== undefined ? { state: saved as ActivationSourceState } : {}),
+        }),
+      ));
   const source: TrainingDataSource = await openSource(state?.source);
   const dIn = source.d;
   if (state && (state.dIn !== dIn || state.dSae !== config.sae.dSae)) {
@@ -179,7 +197,7 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
   });
   const owned: Tensor[] = [];
   let progress: ProgressDisplay | null = null;
-  const batches = new Map<number, { host: Float32Array; device: Tensor }>();
+  const batches = new Map<number, Tensor>();
   let metrics: MetricsLog | null = null;
   try {
     let step: number;
@@ -196,14 +214,13 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
     const nextBatch = async (rows: number): Promise<Tensor> => {
       let b = batches.get(rows);
       if (!b) {
-        b = { host: new Float32Array(rows * dIn), device: Tensor.empty([rows, dIn], { backend }) };
-        owned.push(b.device);
+        b = Tensor.empty([rows, dIn], { backend });
+        owned.push(b);
         batches.set(rows, b);
       }
-      await source.next(rows, b.host);
-      b.device.upload(b.host);
-      if (scale !== 1) await scaleInPlace(b.device, scale);
-      return b.device;
+      await source.next(rows, b);
+      if (scale !== 1) await scaleInPlace(b, scale);
+      return b;
     };
 
     if (checkpoint && state) {
@@ -294,7 +311,7 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
       const logging = step % config.logging.every === 0 || step === total;
       if (snapshotAt.has(step) || logging) snapshot(step % config.logging.every === 0);
       if (logging) {
-        const variance = batchVariance(batches.get(t.batchSize)!.host, t.batchSize, dIn) * scale * scale;
+        const variance = batchVariance(batches.get(t.batchSize)!.toArray() as Float32Array, t.batchSize, dIn);
         last = { ...stats, fvu: variance > 0 ? stats.mse / variance : null };
         const now = performance.now();
         const rate = ((samples - rateMark.samples) * 1000) / Math.max(1e-9, now - rateMark.time);

@@ -1,6 +1,6 @@
 /*
  * vector_ops.cpp — small promise-returning tensor ops exposed to JS (backend.h: sum_squares,
- * scale, row_sq_dist). Shapes are checked in TypeScript first; the checks here keep every
+ * scale, row_sq_dist, gather_rows). Shapes are checked in TypeScript first; the checks here keep every
  * access inside its allocation.
  */
 #include "vector_ops.h"
@@ -64,9 +64,34 @@ class RowSqDistWorker : public BackendWorker {
   float* out_ = nullptr;
 };
 
+// gatherRows({ count, d, src, srcRows, idx, dst, dstRow }): dst[dstRow + i, :] = src[idx[i], :].
+class GatherRowsWorker : public BackendWorker {
+ public:
+  GatherRowsWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
+    count_ = int_field(a, "count", 0, 1 << 30);
+    d_ = int_field(a, "d", 1, 1 << 30);
+    src_rows_ = int_field(a, "srcRows", 0, 1 << 30);
+    const int dst_row = int_field(a, "dstRow", 0, 1 << 30);
+    const size_t D = size_t(d_);
+    src_ = static_cast<const float*>(operands_.take_f32(a, "src", size_t(src_rows_) * D));
+    idx_ = static_cast<const int32_t*>(operands_.take(a, "idx", MS_I32, size_t(count_)));
+    dst_ = static_cast<float*>(operands_.take_f32(a, "dst", (size_t(dst_row) + size_t(count_)) * D)) + size_t(dst_row) * D;
+  }
+  int run(const ms_backend* be, ms_error* err) override {
+    return be->gather_rows(count_, d_, src_, src_rows_, idx_, dst_, err);
+  }
+
+ private:
+  int count_ = 0, d_ = 0, src_rows_ = 0;
+  const float* src_ = nullptr;
+  const int32_t* idx_ = nullptr;
+  float* dst_ = nullptr;
+};
+
 Napi::Value SumSquares(const Napi::CallbackInfo& info) { return start_worker<SumSquaresWorker>(info); }
 Napi::Value ScaleInPlace(const Napi::CallbackInfo& info) { return start_worker<ScaleWorker>(info); }
 Napi::Value RowSqDist(const Napi::CallbackInfo& info) { return start_worker<RowSqDistWorker>(info); }
+Napi::Value GatherRows(const Napi::CallbackInfo& info) { return start_worker<GatherRowsWorker>(info); }
 
 }  // namespace
 
@@ -74,6 +99,7 @@ void register_vector_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("sumSquares", Napi::Function::New<SumSquares>(env, "sumSquares"));
   exports.Set("scaleInPlace", Napi::Function::New<ScaleInPlace>(env, "scaleInPlace"));
   exports.Set("rowSqDist", Napi::Function::New<RowSqDist>(env, "rowSqDist"));
+  exports.Set("gatherRows", Napi::Function::New<GatherRows>(env, "gatherRows"));
 }
 
 }  // namespace ms::core

@@ -1,4 +1,4 @@
-/* vector_ops.h — registers sumSquares, scaleInPlace and rowSqDist. */
+/* vector_ops.h — registers sumSquares, scaleInPlace, rowSqDist and gatherRows. */
 #ifndef MONOSEMANTIC_CORE_VECTOR_OPS_H
 #define MONOSEMANTIC_CORE_VECTOR_OPS_H
 

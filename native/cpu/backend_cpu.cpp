@@ -142,6 +142,7 @@ const ms_backend kCpuBackend = {
     attention,
     cross_entropy,
     argmax_rows,
+    gather_rows,
 };
 
 }  // namespace

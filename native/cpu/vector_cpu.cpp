@@ -1,11 +1,13 @@
 /*
  * vector_cpu.cpp — sum_squares, scale and row_sq_dist on the CPU (vector_cpu.h).
  *
+ * gather_rows checks every index before copying, so a bad index leaves dst untouched.
  * sum_squares splits the array into fixed blocks of kBlock elements whose double partial sums are
  * added in block order, so the result does not depend on the number of threads.
  */
 #include "vector_cpu.h"
 
+#include <cstring>
 #include <vector>
 
 #include "status.h"
@@ -14,6 +16,8 @@
 namespace ms::cpu {
 namespace {
 constexpr size_t kBlock = size_t(1) << 16;
+// Rows per parallel chunk so that each chunk copies roughly 64 KiB.
+size_t row_grain_rows(size_t d) { return d >= 16384 ? 1 : 16384 / d; }
 }
 
 int sum_squares(size_t count, const float* x, double* out_host, ms_error* err) {
@@ -62,6 +66,21 @@ int row_sq_dist(int rows, int d, const float* a, const float* b, float* out, ms_
       }
       out[r] = float(s);
     }
+  });
+  return MS_OK;
+}
+
+int gather_rows(int count, int d, const float* src, int src_rows, const int32_t* idx, float* dst, ms_error* err) {
+  const char* op = "gather_rows";
+  if (count < 0 || d <= 0 || src_rows < 0) return fail(err, MS_ERR_INVALID, op, "bad sizes count %d, d %d, src_rows %d", count, d, src_rows);
+  if (count == 0) return MS_OK;
+  if (!src || !idx || !dst) return fail(err, MS_ERR_INVALID, op, "a pointer is null");
+  for (int i = 0; i < count; ++i)
+    if (idx[i] < 0 || idx[i] >= src_rows)
+      return fail(err, MS_ERR_INVALID, op, "idx[%d] = %d is outside the %d source rows", i, int(idx[i]), src_rows);
+  const size_t D = size_t(d);
+  parallel_for(size_t(count), row_grain_rows(D), [&](size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; ++i) std::memcpy(dst + i * D, src + size_t(idx[i]) * D, D * sizeof(float));  // dst[i, :] = src[idx[i], :]
   });
   return MS_OK;
 }

@@ -220,6 +220,7 @@ static const ms_backend kCudaBackend = {
     attention,
     cross_entropy,
     argmax_rows,
+    gather_rows,
 };
 
 }  // namespace ms::cuda

@@ -1,7 +1,7 @@
 /** Small tensor ops (lib/ops.ts) and gradient-norm clipping on the CPU backend, against float64 references. */
 import { describe, expect, it } from 'vitest';
 
-import { rowSqDist, scaleInPlace, sumSquares } from '../../lib/ops.js';
+import { gatherRows, rowSqDist, scaleInPlace, sumSquares } from '../../lib/ops.js';
 import { Rng } from '../../lib/random.js';
 import { SparseAutoencoder } from '../../lib/sae/sae.js';
 import { Tensor } from '../../lib/tensor.js';
@@ -47,6 +47,28 @@ describe('vector ops', () => {
       expect(relDiff(dist[r]!, ref)).toBeLessThan(1e-6);
       expect(relDiff(sq[r]!, refNorm)).toBeLessThan(1e-6);
     }
+  });
+
+  it('gatherRows copies the indexed rows to an offset, and rejects a bad index before writing', async () => {
+    const rng = new Rng(5);
+    const [N, d] = [29, 7];
+    const src = normalArray(rng, N * d);
+    const idx = Int32Array.from([28, 0, 5, 5, 17]);
+    using s = Tensor.from(src, [N, d], { backend });
+    using i = Tensor.from(idx, [idx.length], { backend, dtype: 'i32' });
+    using dst = Tensor.full([9, d], Number.NaN, { backend });
+    await gatherRows(s, i, dst, 3);
+    const out = dst.toArray() as Float32Array;
+    for (let r = 0; r < 9; r++) {
+      for (let c = 0; c < d; c++) {
+        const want = r >= 3 && r < 8 ? src[idx[r - 3]! * d + c]! : Number.NaN;
+        expect(out[r * d + c]).toBe(want);
+      }
+    }
+    using bad = Tensor.from(Int32Array.from([1, 29]), [2], { backend, dtype: 'i32' });
+    await expect(gatherRows(s, bad, dst)).rejects.toThrow(/idx\[1\] = 29 is outside the 29 source rows/);
+    expect(Number.isNaN((dst.toArray() as Float32Array)[0])).toBe(true);
+    expect(() => gatherRows(s, i, dst, 5)).toThrow(/do not fit/);
   });
 
   it('rejects mismatched shapes and dtypes with the shapes named', async () => {

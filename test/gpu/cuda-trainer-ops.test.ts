@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 
 import { type BackendName, backendStatus, nativeAddon } from '../../lib/backend.js';
 import { readSafetensors, tensorToFloat32 } from '../../lib/io/safetensors.js';
-import { rowSqDist, scaleInPlace, sumSquares } from '../../lib/ops.js';
+import { gatherRows, rowSqDist, scaleInPlace, sumSquares } from '../../lib/ops.js';
 import { Rng } from '../../lib/random.js';
 import { SparseAutoencoder } from '../../lib/sae/sae.js';
 import { train } from '../../lib/sae/trainer.js';
@@ -45,6 +45,24 @@ describe.skipIf(!hasCuda)('cuda trainer ops', () => {
       expect(relDiff(results.cuda.dist[r]!, results.cpu.dist[r]!)).toBeLessThan(1e-6);
       expect(relDiff(results.cuda.norms[r]!, results.cpu.norms[r]!)).toBeLessThan(1e-6);
     }
+  });
+
+  it('gatherRows matches the CPU backend and rejects a bad index', async () => {
+    const rng = new Rng(6);
+    const [N, d, count] = [3001, 67, 2049];
+    const src = normalArray(rng, N * d);
+    const idx = Int32Array.from({ length: count }, () => rng.int(N));
+    const out: Record<string, Float32Array> = {};
+    for (const backend of ['cpu', 'cuda'] as const) {
+      using s = Tensor.from(src, [N, d], { backend });
+      using i = Tensor.from(idx, [count], { backend, dtype: 'i32' });
+      using dst = Tensor.zeros([count + 5, d], { backend });
+      await gatherRows(s, i, dst, 5);
+      out[backend] = dst.toArray() as Float32Array;
+      using bad = Tensor.from(Int32Array.from([0, -1]), [2], { backend, dtype: 'i32' });
+      await expect(gatherRows(s, bad, dst)).rejects.toThrow(/idx\[1\] = -1/);
+    }
+    expect(out.cuda).toEqual(out.cpu);
   });
 
   it('keeps the same resampling candidates as the CPU backend over a chunked stream', async () => {
