@@ -23,6 +23,7 @@ import { mixSeed } from './activation-source.js';
 export interface ContextSource {
   next(count: number): Promise<Int32Array | null>;
   state(): unknown;
+  close?(): Promise<void> | void;
 }
 
 export interface LmActivationOptions {
@@ -134,8 +135,10 @@ export class LmActivationSource implements TrainingDataSource {
   }
 
   async close(): Promise<void> {
+    if (this.#closed) return;
     this.#closed = true;
     this.#buffer.dispose();
+    await this.#contexts?.close?.();
   }
 
   /** Harvests the next window into the buffer and draws its serving order. */
@@ -154,6 +157,7 @@ export class LmActivationSource implements TrainingDataSource {
         if (contexts > 0) break; // the epoch ends with a shorter window
         if (reopened) throw new RangeError('the context stream is empty');
         this.#epoch += 1;
+        await this.#contexts!.close?.();
         this.#contexts = await o.openContexts(undefined);
         this.#windowStart = this.#contexts.state();
         reopened = true;

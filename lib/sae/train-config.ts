@@ -14,6 +14,7 @@ export const TrainConfigSchema = z.strictObject({
   outDir: z.string().min(1).default('runs/sae'),
   seed: z.number().int().min(0).max(2 ** 31 - 1).default(0),
   backend: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
+  /** Activation files; optional only when the caller supplies the data source itself (train's openSource). */
   data: z
     .strictObject({
       /** Activation files, folders or globs: .safetensors, .npy, or a raw-shard manifest .json. */
@@ -24,7 +25,8 @@ export const TrainConfigSchema = z.strictObject({
       chunkRows: positiveInt.default(1024),
       /** Chunks mixed in one shuffle window. */
       bufferChunks: positiveInt.default(64),
-    }),
+    })
+    .optional(),
   sae: z
     .strictObject({
       /** Dictionary size n (d_sae); d_in is read from the data. */

@@ -159,16 +159,18 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
   await writeFileAtomic(path.join(outDir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
 
   const state: RunState | null = checkpoint ? (JSON.parse(checkpoint.files['state.json']!.toString('utf8')) as RunState) : null;
+  const data = config.data;
+  if (!options.openSource && !data) throw new TrainingError('the config names no data (data.paths: activation files)');
   const openSource =
     options.openSource ??
     (async (saved: unknown) =>
       fileTrainingSource(
         await openActivationSource({
-          paths: config.data.paths,
+          paths: data!.paths,
           seed: config.seed,
-          chunkRows: config.data.chunkRows,
-          bufferChunks: config.data.bufferChunks,
-          ...(config.data.tensor !== undefined ? { tensor: config.data.tensor } : {}),
+          chunkRows: data!.chunkRows,
+          bufferChunks: data!.bufferChunks,
+          ...(data!.tensor !== undefined ? { tensor: data!.tensor } : {}),
           ...(saved !== undefined ? { state: saved as ActivationSourceState } : {}),
         }),
       ));
