@@ -34,3 +34,4 @@ export { openContextStream, ContextStreamError, type ContextStream, type Context
 export { LmActivationSource, type LmActivationOptions, type LmActivationState, type ContextSource } from './data/lm-activations.js';
 export { fileTrainingSource } from './sae/trainer.js';
 export { lossRecovered, type LossRecovered } from './analysis/loss-recovered.js';
+export { buildActivationCache, verifyActivationCache, ActivationCacheError, type BuildCacheOptions, type BuildCacheResult } from './data/activation-cache.js';

@@ -33,6 +33,9 @@ const USER_ERRORS = new Set([
   'ModelConfigError',
   'ModelWeightsError',
   'TokenizerError',
+  'CorpusError',
+  'ContextStreamError',
+  'ActivationCacheError',
   'TypeError',
   'RangeError',
 ]);
