@@ -12,7 +12,7 @@
  * only between steps, after a firing-count snapshot, so the device holds no unsaved state. On the
  * CPU backend a resumed run is bit-identical to an uninterrupted one.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 
 import { writeTrainingCurves } from '../analysis/curves.js';
@@ -23,7 +23,7 @@ import { encodeSafetensors, readSafetensors, tensorToFloat32, tensorToFloat64, t
 import { rowSqDist, scaleInPlace } from '../ops.js';
 import { Rng } from '../random.js';
 import { Tensor } from '../tensor.js';
-import { type Checkpoint, CheckpointError, latestGoodCheckpoint, readCheckpoint, writeCheckpoint } from './checkpoint.js';
+import { type Checkpoint, CheckpointError, latestGoodCheckpoint, listCheckpoints, readCheckpoint, writeCheckpoint } from './checkpoint.js';
 import { FiringStats } from './firing-stats.js';
 import type { SaeParameterArrays } from './init.js';
 import { MetricsLog, type MetricsRecord } from './metrics-log.js';
@@ -150,13 +150,10 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
   } else if (options.resume) {
     checkpoint = await latestGoodCheckpoint(checkpointsDir, (e) => log(`skipping unusable checkpoint: ${e.message}`));
     if (!checkpoint) throw new TrainingError(`no usable checkpoint under ${checkpointsDir} to resume from`);
-  } else {
-    const existing = await readFile(path.join(outDir, 'config.json')).catch(() => null);
-    if (existing !== null) throw new TrainingError(`${outDir} already holds a run; resume it (--resume ${outDir}) or choose another outDir`);
+  } else if ((await listCheckpoints(checkpointsDir)).length > 0) {
+    throw new TrainingError(`${outDir} already holds a run; resume it (--resume ${outDir}) or choose another outDir`);
   }
   await mkdir(outDir, { recursive: true });
-  // The resolved config, overrides of a resumed run included.
-  await writeFileAtomic(path.join(outDir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
 
   const state: RunState | null = checkpoint ? (JSON.parse(checkpoint.files['state.json']!.toString('utf8')) as RunState) : null;
   const data = config.data;
@@ -181,22 +178,28 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
     throw new TrainingError(`the checkpoint is for d_in ${state.dIn}, d_sae ${state.dSae}; the config and data give ${dIn}, ${config.sae.dSae}`);
   }
 
-  const sae = SparseAutoencoder.create({
-    dIn,
-    dSae: config.sae.dSae,
-    seed: config.seed,
-    backend,
-    penalty: config.sae.penalty,
-    ...(config.sae.constrainDecoder !== undefined ? { constrainDecoder: config.sae.constrainDecoder } : {}),
-    ...(config.sae.precision !== undefined ? { precision: config.sae.precision } : {}),
-    init: config.sae.init,
-    decoderInitNorm: config.sae.decoderInitNorm,
-    l1Coeff: t.l1Coeff,
-    lr: t.lr,
-    beta1: t.beta1,
-    beta2: t.beta2,
-    eps: t.eps,
-  });
+  let sae: SparseAutoencoder;
+  try {
+    sae = SparseAutoencoder.create({
+      dIn,
+      dSae: config.sae.dSae,
+      seed: config.seed,
+      backend,
+      penalty: config.sae.penalty,
+      ...(config.sae.constrainDecoder !== undefined ? { constrainDecoder: config.sae.constrainDecoder } : {}),
+      ...(config.sae.precision !== undefined ? { precision: config.sae.precision } : {}),
+      init: config.sae.init,
+      decoderInitNorm: config.sae.decoderInitNorm,
+      l1Coeff: t.l1Coeff,
+      lr: t.lr,
+      beta1: t.beta1,
+      beta2: t.beta2,
+      eps: t.eps,
+    });
+  } catch (error) {
+    await source.close();
+    throw error;
+  }
   const owned: Tensor[] = [];
   let progress: ProgressDisplay | null = null;
   const batches = new Map<number, Tensor>();
@@ -257,8 +260,11 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
       }
     }
 
+    // The resolved config (a resumed run's overrides included), written once training can start.
+    await writeFileAtomic(path.join(outDir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
     progress = options.makeProgress?.(step, total) ?? null;
-    metrics = await MetricsLog.open(path.join(outDir, 'metrics.jsonl'), checkpoint ? { truncateAfterStep: step } : {});
+    // A fresh run starts an empty log (a start that failed before its first checkpoint may have left one).
+    metrics = await MetricsLog.open(path.join(outDir, 'metrics.jsonl'), { truncateAfterStep: step });
     const snapshotAt = snapshotSteps(config, total);
     const resampleAt = new Set(config.resampling.enabled ? config.resampling.steps : []);
     const started = performance.now();

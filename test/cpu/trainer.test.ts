@@ -5,7 +5,7 @@
 import { mkdirSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 
 import { readSafetensors, tensorToFloat32 } from '../../lib/io/safetensors.js';
 import { CheckpointError, latestGoodCheckpoint, listCheckpoints, readCheckpoint } from '../../lib/sae/checkpoint.js';
@@ -24,10 +24,6 @@ beforeAll(() => {
   data = path.join(root, 'data');
   mkdirSync(data);
   writePlantedActivations(data, { atoms: 48, d: 16, files: 3, rowsPerFile: 1500, seed: 1 });
-});
-
-afterAll(() => {
-  // Temporary folders are left to the OS; the paths are printed on failure.
 });
 
 async function weights(dir: string): Promise<Record<string, Float32Array>> {
@@ -146,5 +142,15 @@ describe('export', () => {
     const records = await readMetrics(path.join(outDir, 'metrics.jsonl'));
     expect(records.map((r) => r.step)).toEqual([10, 20, 30]);
     for (const key of ['loss', 'mse', 'l1', 'l0', 'fvu', 'lr', 'l1Coeff', 'samplesPerSec']) expect(typeof records[2]![key]).toBe('number');
+  });
+});
+
+describe('starting a run', () => {
+  it('a start that failed before its first checkpoint does not block a fresh start', async () => {
+    const outDir = path.join(root, 'failed-start');
+    await expect(train(testConfig(path.join(root, 'no-such-data'), outDir, {}))).rejects.toThrow(/no-such-data/);
+    const summary = await train(testConfig(data, outDir, { training: { totalSteps: 10 } }));
+    expect(summary.steps).toBe(10);
+    expect((await readMetrics(path.join(outDir, 'metrics.jsonl'))).map((r) => r.step)).toEqual([10]);
   });
 });
