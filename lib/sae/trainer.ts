@@ -105,7 +105,7 @@ export interface TrainSummary {
   samples: number;
   seconds: number;
   interrupted: boolean;
-  /** Statistics of the last logged step of this session (null if none was logged). */
+  /** Statistics of the last logged step since this call started or resumed the run (null if none). */
   last: (TrainStepStats & { fvu: number | null }) | null;
   /** Dead / ultra-low-density features in the last completed density window (null before one). */
   dead: number | null;
