@@ -8,6 +8,7 @@ import { Command } from 'commander';
 import { packageRoot } from '../native/load.js';
 import { registerDoctor } from './doctor.js';
 import { registerGenerate } from './generate.js';
+import { registerHarvest } from './harvest.js';
 import { registerSae } from './sae-info.js';
 import { registerTrain } from './train.js';
 
@@ -16,6 +17,7 @@ const program = new Command('monosemantic').description('sparse autoencoders for
 registerDoctor(program);
 registerSae(program);
 registerGenerate(program);
+registerHarvest(program);
 registerTrain(program);
 
 // Errors that describe a problem with the user's input, files or machine: printed as one line

@@ -1,0 +1,100 @@
+/**
+ * `monosemantic harvest`: runs a model over a text corpus and caches the activations of one hook
+ * on disk (checksummed shards + manifest), ready for `monosemantic train --data OUT/manifest.json`.
+ * Running the same command again resumes an interrupted build; SIGINT stops after the current shard.
+ */
+import type { Command } from 'commander';
+
+import { buildActivationCache } from '../data/activation-cache.js';
+import { openContextStream } from '../data/contexts.js';
+import { LmActivationSource } from '../data/lm-activations.js';
+import { Gpt2Model } from '../lm/model.js';
+import { Tokenizer } from '../lm/tokenizer.js';
+
+interface HarvestFlags {
+  model: string;
+  corpus: string[];
+  hook: string;
+  rows: string;
+  out: string;
+  context: string;
+  positions: string;
+  window: string;
+  batch: string;
+  shardRows: string;
+  dtype: 'f32' | 'bf16';
+  seed: string;
+  textField?: string;
+  backend?: 'cpu' | 'cuda';
+}
+
+function positive(flag: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${flag} must be a positive integer (got ${JSON.stringify(text)})`);
+  return value;
+}
+
+export function registerHarvest(program: Command): void {
+  program
+    .command('harvest')
+    .description("cache a hook's activations over a text corpus (for train --data DIR/manifest.json)")
+    .requiredOption('--model <dir>', 'model directory: config.json, model.safetensors, tokenizer.json')
+    .requiredOption('--corpus <paths...>', 'text files, folders, JSONL or Parquet files, globs')
+    .requiredOption('--hook <name>', 'hook point, e.g. blocks.0.mlp.hook_post')
+    .requiredOption('--rows <n>', 'activation rows to cache')
+    .requiredOption('-o, --out <dir>', 'cache folder')
+    .option('--context <n>', 'tokens per context (at most the model’s n_positions)', '128')
+    .option('--positions <n>', 'positions kept per context', '64')
+    .option('--window <n>', 'contexts mixed in one shuffle window', '256')
+    .option('--batch <n>', 'contexts per model forward', '16')
+    .option('--shard-rows <n>', 'rows per shard file', '65536')
+    .option('--dtype <dtype>', 'f32 or bf16 on disk', 'f32')
+    .option('--seed <n>', 'seed of document order, positions and mixing', '0')
+    .option('--text-field <name>', 'JSONL / Parquet text column', 'text')
+    .option('--backend <name>', 'cpu or cuda (default: the active backend)')
+    .action(async (flags: HarvestFlags) => {
+      const contextLength = positive('--context', flags.context);
+      const seed = Number(flags.seed);
+      if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`--seed must be an integer >= 0 (got ${flags.seed})`);
+      const tokenizer = await Tokenizer.load(flags.model);
+      using model = await Gpt2Model.load(flags.model, flags.backend ? { backend: flags.backend } : {});
+      if (contextLength > model.config.nPositions) throw new RangeError(`--context ${contextLength} exceeds the model's n_positions ${model.config.nPositions}`);
+      const controller = new AbortController();
+      const onSignal = () => {
+        process.stderr.write('\nSIGINT: stopping after the current shard (run the same command to resume)\n');
+        controller.abort();
+      };
+      process.on('SIGINT', onSignal);
+      try {
+        const corpus = { paths: flags.corpus, textField: flags.textField ?? 'text' };
+        const result = await buildActivationCache({
+          dir: flags.out,
+          rows: positive('--rows', flags.rows),
+          shardRows: positive('--shard-rows', flags.shardRows),
+          dtype: flags.dtype,
+          backend: model.backend,
+          signal: controller.signal,
+          log: (line) => process.stderr.write(`${line}\n`),
+          openSource: (state) =>
+            LmActivationSource.open({
+              model,
+              hook: flags.hook,
+              contextLength,
+              seed,
+              positionsPerContext: positive('--positions', flags.positions),
+              contextsPerWindow: positive('--window', flags.window),
+              forwardBatch: positive('--batch', flags.batch),
+              openContexts: (contextState) =>
+                openContextStream(corpus, { tokenizer, contextLength, seed, ...(contextState ? { state: contextState as never } : {}) }),
+              ...(state ? { state: state as never } : {}),
+            }),
+        });
+        process.stdout.write(
+          `${result.complete ? 'cached' : 'stopped after'} ${result.rows.toLocaleString('en-US')} rows of ${flags.hook} in ${result.shards} shards: ${result.manifest}\n` +
+            (result.complete ? `train on them with: monosemantic train --data ${result.manifest} --d-sae N --steps N\n` : 'run the same command to resume\n'),
+        );
+      } finally {
+        process.off('SIGINT', onSignal);
+      }
+    });
+}
