@@ -13,7 +13,9 @@
  * activations x [B, d], features f [B, n] — d = d_in, n = d_sae, B = batch rows.
  * The transformer ops (ABI 3, GPT-2 forward as in llm.c) use C = model width, V = vocabulary,
  * B = batch, T = new tokens per sequence, Tmax = key/value cache length; token rows are [B*T]
- * in row-major [B, T] order.
+ * in row-major [B, T] order. The backward ops (ABI 5) follow llm.c's training pass with the same
+ * names; gradients of parameters accumulate (+=) so that layers and steps can share buffers, and
+ * gradients of activations are overwritten (=) unless an op says otherwise.
  */
 #ifndef MONOSEMANTIC_BACKEND_H
 #define MONOSEMANTIC_BACKEND_H
@@ -25,7 +27,7 @@
 extern "C" {
 #endif
 
-#define MS_BACKEND_ABI_VERSION 4
+#define MS_BACKEND_ABI_VERSION 5
 
 typedef enum {
   MS_OK = 0,
@@ -257,6 +259,58 @@ typedef struct ms_backend {
   /* dst[i, :] = src[idx[i], :] for i < count, rows of d floats; every idx[i] must be in
    * [0, src_rows) (checked before anything is written: MS_ERR_INVALID names the first bad one). */
   int (*gather_rows)(int count, int d, const float* src, int src_rows, const int32_t* idx, float* dst, ms_error* err);
+
+  /* ---- Transformer backward ops and AdamW (ABI 5). All fp32 unless noted; sizes are positive.
+   * Training runs without a cache: keys and values are [B*T, C] like the queries (offset 0,
+   * Tmax = T). q/k/v splitting for training is split_qkv with batch 1, T = Tmax = B*T. ---- */
+  /* attention with offset 0 and Tmax = T over k, v [B*T, C], also saving
+   * lse[(b*n_head + h)*T + t] = log sum_{j <= t} exp(s_j) (the scaled scores of that query), [B, n_head, T]. */
+  int (*attention_train)(int batch, int T, int C, int n_head, const float* q, const float* k, const float* v,
+                         float* out, float* lse, ms_error* err);
+  /* The backward of attention_train, from its saved out and lse (no T x T matrix): for head h,
+   * P_tj = exp(s_tj - lse_t) (j <= t), D_t = dout_t . out_t (head columns), dS_tj = P_tj (dout_t . v_j - D_t):
+   *   dq_t = sum_j dS_tj k_j / sqrt(hd);  dk_j = sum_t dS_tj q_t / sqrt(hd);  dv_j = sum_t P_tj dout_t.
+   * dq, dk, dv [B*T, C] are overwritten and must not overlap each other or the inputs. */
+  int (*attention_backward)(int batch, int T, int C, int n_head, const float* dout, const float* q, const float* k,
+                            const float* v, const float* out, const float* lse, float* dq, float* dk, float* dv,
+                            ms_error* err);
+  /* qkv [rows, 3C] = q | k | v along the last dim (the backward of the q/k/v split); q, k, v [rows, C]. */
+  int (*merge_qkv)(int rows, int C, const float* q, const float* k, const float* v, float* qkv, ms_error* err);
+  /* The backward of layernorm from its saved mean, rstd [rows]: per row r, with n_j = (x[r, j] - mean_r) rstd_r
+   * and g_j = dout[r, j] weight[j], and means over j < C,
+   *   dx[r, j] (= or += when accumulate) = rstd_r (g_j - mean(g) - n_j mean(g n));
+   *   dweight[j] += sum_r dout[r, j] n[r, j];  dbias[j] += sum_r dout[r, j].
+   * dx must not overlap the inputs. */
+  int (*layernorm_backward)(int rows, int C, const float* dout, const float* x, const float* weight,
+                            const float* mean, const float* rstd, float* dx, float* dweight, float* dbias,
+                            int accumulate, ms_error* err);
+  /* The backward of linear (same rows, n_in, n_out, trans_w, precision) from dout [rows, n_out]:
+   *   dx [rows, n_in] (= or += when accumulate) = dout op(W)^T;  dW += x^T dout (trans_w = 0, W [n_in, n_out])
+   *   or dout^T x (trans_w = 1, W [n_out, n_in]);  dbias [n_out] += sum_rows dout (fp32 operands).
+   * dx, dW or dbias may be NULL (not computed). BF16: dout, x and W rounded to bf16, fp32 accumulation.
+   * Outputs must not overlap the inputs or each other. */
+  int (*linear_backward)(int rows, int n_in, int n_out, int trans_w, int precision, const float* dout,
+                         const float* x, const float* W, float* dx, float* dW, float* dbias, int accumulate,
+                         ms_error* err);
+  /* dpre[i] = dpost[i] * act'(pre[i]) (kind: ms_activation; RELU: 1 where pre > 0, else 0);
+   * dpre may equal dpost. */
+  int (*activation_backward)(int kind, size_t count, const float* dpost, const float* pre, float* dpre,
+                             ms_error* err);
+  /* Fused softmax cross-entropy over logits [rows, V], targets int32 [rows]: losses[r] =
+   * logsumexp(logits[r, :]) - logits[r, targets[r]], and in place logits[r, v] = (softmax(logits[r, :])_v -
+   * [v == targets[r]]) * scale; targets[r] < 0: losses[r] = 0 and the row becomes 0. MS_ERR_INVALID,
+   * naming the first bad row, when a target is >= V; nothing is written then. */
+  int (*cross_entropy_backward)(int rows, int V, float* logits, const int32_t* targets, float* losses, float scale,
+                                ms_error* err);
+  /* The backward of embed with pos_offset 0: for row r = b*T + t, dwte[ids[r], :] += dtok[r, :] and
+   * dwpe[t, :] += dpos[r, :] (dtok may equal dpos). T <= n_positions. MS_ERR_INVALID, naming the
+   * first bad index, when an id is outside [0, V); nothing is written then. */
+  int (*embed_backward)(int batch, int T, int C, int V, int n_positions, const int32_t* ids, const float* dtok,
+                        const float* dpos, float* dwte, float* dwpe, ms_error* err);
+  /* AdamW (PyTorch semantics, decoupled weight decay): param[i] *= decay, then the adam_update step.
+   * decay = 1 - lr * weight_decay, computed by the caller in double and rounded once. */
+  int (*adamw_update)(size_t count, float* param, const float* grad, float* m, float* v, const ms_adam_hparams* hp,
+                      float decay, ms_error* err);
 } ms_backend;
 
 /* Exported by the CUDA shared library; returns NULL if abi_version is not supported. */

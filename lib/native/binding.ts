@@ -183,6 +183,97 @@ export interface NativeAttentionArgs {
   out: NativeTensor;
 }
 
+export interface NativeAttentionTrainArgs {
+  batch: number;
+  T: number;
+  C: number;
+  nHead: number;
+  q: NativeTensor;
+  k: NativeTensor;
+  v: NativeTensor;
+  out: NativeTensor;
+  /** [batch, nHead, T] */
+  lse: NativeTensor;
+}
+
+export interface NativeAttentionBackwardArgs {
+  batch: number;
+  T: number;
+  C: number;
+  nHead: number;
+  dout: NativeTensor;
+  q: NativeTensor;
+  k: NativeTensor;
+  v: NativeTensor;
+  out: NativeTensor;
+  lse: NativeTensor;
+  dq: NativeTensor;
+  dk: NativeTensor;
+  dv: NativeTensor;
+}
+
+export interface NativeLayerNormBackwardArgs {
+  rows: number;
+  C: number;
+  dout: NativeTensor;
+  x: NativeTensor;
+  weight: NativeTensor;
+  mean: NativeTensor;
+  rstd: NativeTensor;
+  dx: NativeTensor;
+  dweight: NativeTensor;
+  dbias: NativeTensor;
+  /** true: dx += ...; false: dx = ... */
+  accumulate: boolean;
+}
+
+export interface NativeLinearBackwardArgs {
+  rows: number;
+  nIn: number;
+  nOut: number;
+  /** false: weight [nIn, nOut]; true: weight [nOut, nIn], used transposed. */
+  transW: boolean;
+  precision: number;
+  dout: NativeTensor;
+  x: NativeTensor;
+  weight: NativeTensor;
+  /** Each absent: not computed. */
+  dx?: NativeTensor;
+  dweight?: NativeTensor;
+  dbias?: NativeTensor;
+  accumulate: boolean;
+}
+
+export interface NativeEmbedBackwardArgs {
+  batch: number;
+  T: number;
+  C: number;
+  vocab: number;
+  nPositions: number;
+  ids: NativeTensor;
+  dtok: NativeTensor;
+  dpos: NativeTensor;
+  dwte: NativeTensor;
+  dwpe: NativeTensor;
+}
+
+export interface NativeAdamWArgs {
+  count: number;
+  param: NativeTensor;
+  grad: NativeTensor;
+  m: NativeTensor;
+  v: NativeTensor;
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** Step number, from 1. */
+  t: number;
+  /** Multiplies the gradient (clipping); default 1. */
+  gradScale?: number;
+}
+
 export interface NativeAddon {
   abiVersion: number;
   NativeTensor: NativeTensorConstructor;
@@ -212,4 +303,13 @@ export interface NativeAddon {
   attention(args: NativeAttentionArgs): Promise<void>;
   crossEntropy(args: { rows: number; V: number; logits: NativeTensor; targets: NativeTensor; out: NativeTensor }): Promise<void>;
   argmaxRows(args: { rows: number; V: number; logits: NativeTensor; out: NativeTensor }): Promise<void>;
+  attentionTrain(args: NativeAttentionTrainArgs): Promise<void>;
+  attentionBackward(args: NativeAttentionBackwardArgs): Promise<void>;
+  mergeQkv(args: { rows: number; C: number; q: NativeTensor; k: NativeTensor; v: NativeTensor; qkv: NativeTensor }): Promise<void>;
+  layerNormBackward(args: NativeLayerNormBackwardArgs): Promise<void>;
+  linearBackward(args: NativeLinearBackwardArgs): Promise<void>;
+  activationBackward(args: { kind: number; count: number; dpost: NativeTensor; pre: NativeTensor; dpre: NativeTensor }): Promise<void>;
+  crossEntropyBackward(args: { rows: number; V: number; logits: NativeTensor; targets: NativeTensor; losses: NativeTensor; scale: number }): Promise<void>;
+  embedBackward(args: NativeEmbedBackwardArgs): Promise<void>;
+  adamW(args: NativeAdamWArgs): Promise<void>;
 }

@@ -11,6 +11,7 @@
 #include "resample_ops.h"
 #include "sae_ops.h"
 #include "tensor.h"
+#include "transformer_grad_ops.h"
 #include "transformer_ops.h"
 #include "vector_ops.h"
 
@@ -34,6 +35,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_vector_ops(env, exports);
   register_resample_ops(env, exports);
   register_transformer_ops(env, exports);
+  register_transformer_grad_ops(env, exports);
   return exports;
 }
 

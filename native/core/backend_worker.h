@@ -74,6 +74,30 @@ inline double num_field(const Napi::Object& obj, const char* key) {
   return d;
 }
 
+// Largest dimension the transformer ops take (lib/lm/ops.ts checks the same).
+constexpr int kMaxDim = 1 << 30;
+
+// a * b for element counts; a RangeError naming `what` when it exceeds 2^53.
+inline size_t product(Napi::Env env, size_t a, size_t b, const char* what) {
+  constexpr size_t kMax = size_t(1) << 53;
+  if (a != 0 && b > kMax / a) throw Napi::RangeError::New(env, std::string(what) + " holds too many elements");
+  return a * b;
+}
+
+// obj[key] as an integer count in [1, 2^53).
+inline size_t count_field(const Napi::Object& obj, const char* key) {
+  const double d = num_field(obj, key);
+  if (d < 1 || d >= 9007199254740992.0 || d != std::floor(d))
+    throw Napi::RangeError::New(obj.Env(), std::string(key) + " must be an integer in [1, 2^53)");
+  return size_t(d);
+}
+
+// obj[key] is undefined or null.
+inline bool absent(const Napi::Object& obj, const char* key) {
+  const Napi::Value v = obj.Get(key);
+  return v.IsUndefined() || v.IsNull();
+}
+
 inline Napi::Object stats_object(Napi::Env env, const ms_sae_stats& s) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("loss", s.loss);

@@ -17,28 +17,6 @@
 namespace ms::core {
 namespace {
 
-constexpr int kMaxDim = 1 << 30;
-
-// a * b for element counts; a RangeError naming `what` when it exceeds 2^53.
-size_t product(Napi::Env env, size_t a, size_t b, const char* what) {
-  constexpr size_t kMax = size_t(1) << 53;
-  if (a != 0 && b > kMax / a) throw Napi::RangeError::New(env, std::string(what) + " holds too many elements");
-  return a * b;
-}
-
-// obj[key] as an integer count in [1, 2^53).
-size_t count_field(const Napi::Object& obj, const char* key) {
-  const double d = num_field(obj, key);
-  if (d < 1 || d >= 9007199254740992.0 || d != std::floor(d))
-    throw Napi::RangeError::New(obj.Env(), std::string(key) + " must be an integer in [1, 2^53)");
-  return size_t(d);
-}
-
-bool absent(const Napi::Object& obj, const char* key) {
-  const Napi::Value v = obj.Get(key);
-  return v.IsUndefined() || v.IsNull();
-}
-
 // layerNorm({ rows, C, eps, x, weight, bias, out, mean?, rstd? }); mean and rstd together or neither.
 class LayerNormWorker : public BackendWorker {
  public:

@@ -1,6 +1,7 @@
 /*
  * backend_cpu.cpp — the CPU backend's ms_backend table (backend.h): host memory, copies,
- * fill/cast, the SAE ops from sae_cpu.cpp and the transformer ops from transformer_cpu.cpp.
+ * fill/cast, the SAE ops from sae_cpu.cpp, the transformer ops from transformer_cpu.cpp and their
+ * backward ops and AdamW from transformer_grad_cpu.cpp.
  * "Device" memory here is 64-byte aligned host memory.
  */
 #include "backend_cpu.h"
@@ -17,6 +18,7 @@
 #include "status.h"
 #include "thread_pool.h"
 #include "transformer_cpu.h"
+#include "transformer_grad_cpu.h"
 #include "vector_cpu.h"
 
 namespace ms::cpu {
@@ -143,6 +145,15 @@ const ms_backend kCpuBackend = {
     cross_entropy,
     argmax_rows,
     gather_rows,
+    attention_train,
+    attention_backward,
+    merge_qkv,
+    layernorm_backward,
+    linear_backward,
+    activation_backward,
+    cross_entropy_backward,
+    embed_backward,
+    adamw_update,
 };
 
 }  // namespace

@@ -6,7 +6,8 @@
  * tensor-core arithmetic), and the bias is added in fp32 afterwards. Everything else is a threaded
  * pass over rows or elements. Layer-norm statistics and softmax denominators accumulate in
  * double (logsumexp: fp32 exponentials summed in fp32 blocks, the blocks in double); attention scores and weighted sums use fp32 with independent partial sums
- * (three passes per query over its keys: scores, weights, weighted values — no T x T matrix);
+ * (three passes per query over its keys: scores, weights, weighted values — no T x T matrix;
+ * attention_lse also saves each query's log-sum-exp for the backward pass);
  * activations use float tanhf/erff. Index checks (token
  * ids, targets) run sequentially before anything is written, so a failing call leaves its outputs
  * untouched and names the first bad index.
@@ -227,7 +228,11 @@ int split_qkv(int batch, int T, int C, int Tmax, int offset, const float* qkv, f
 
 int attention(int batch, int T, int Tmax, int offset, int C, int n_head, const float* q,
               const float* k_cache, const float* v_cache, float* out, ms_error* err) {
-  const char* op = "attention";
+  return attention_lse("attention", batch, T, Tmax, offset, C, n_head, q, k_cache, v_cache, out, nullptr, err);
+}
+
+int attention_lse(const char* op, int batch, int T, int Tmax, int offset, int C, int n_head, const float* q,
+                  const float* k_cache, const float* v_cache, float* out, float* lse, ms_error* err) {
   if (batch <= 0 || T <= 0 || Tmax <= 0 || C <= 0 || n_head <= 0)
     return fail(err, MS_ERR_INVALID, op, "bad shape: batch %d, T %d, Tmax %d, C %d, n_head %d", batch, T, Tmax,
                 C, n_head);
@@ -274,6 +279,7 @@ int attention(int batch, int T, int Tmax, int offset, int C, int n_head, const f
         const float inv = float(1.0 / l);
         float* orow = out + (b * Tn + t) * D + h * hd;  // out[b*T + t, h*hd : (h+1)*hd]
         for (size_t d = 0; d < hd; ++d) orow[d] = acc[d] * inv;
+        if (lse) lse[i] = float(double(m) + std::log(l));  // lse[b, h, t]: i = (b*H + h)*T + t
       }
     });
   } catch (const std::bad_alloc&) {

@@ -27,6 +27,10 @@ int split_qkv(int batch, int T, int C, int Tmax, int offset, const float* qkv, f
               float* v_cache, ms_error* err);
 int attention(int batch, int T, int Tmax, int offset, int C, int n_head, const float* q,
               const float* k_cache, const float* v_cache, float* out, ms_error* err);
+// attention, also writing lse [B, n_head, T] (index (b*n_head + h)*T + t: the log of the query's
+// softmax denominator, max_j s_j + log sum_j exp(s_j - max)) when lse is not null; errors name `op`.
+int attention_lse(const char* op, int batch, int T, int Tmax, int offset, int C, int n_head, const float* q,
+                  const float* k_cache, const float* v_cache, float* out, float* lse, ms_error* err);
 int cross_entropy(int rows, int V, const float* logits, const int32_t* targets, float* out, ms_error* err);
 int argmax_rows(int rows, int V, const float* logits, int32_t* out, ms_error* err);
 

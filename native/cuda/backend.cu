@@ -19,6 +19,7 @@
 #include "resample.cuh"
 #include "sae.cuh"
 #include "transformer.cuh"
+#include "transformer_grad.cuh"
 #include "vector.cuh"
 
 namespace ms::cuda {
@@ -221,6 +222,15 @@ static const ms_backend kCudaBackend = {
     cross_entropy,
     argmax_rows,
     gather_rows,
+    attention_train,
+    attention_backward,
+    merge_qkv,
+    layernorm_backward,
+    linear_backward,
+    activation_backward,
+    cross_entropy_backward,
+    embed_backward,
+    adamw_update,
 };
 
 }  // namespace ms::cuda

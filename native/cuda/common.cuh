@@ -180,6 +180,28 @@ __device__ __forceinline__ T block_sum(T v, T* scratch) {
   return total;
 }
 
+// Max of v over the block (NaN ignored unless every value is NaN), returned to every thread;
+// same contract as block_sum.
+__device__ __forceinline__ float block_max(float v, float* scratch) {
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int warps = blockDim.x >> 5;
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_down_sync(0xffffffffu, v, offset));
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float w = lane < warps ? scratch[lane] : -INFINITY;
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) w = fmaxf(w, __shfl_down_sync(0xffffffffu, w, offset));
+    if (lane == 0) scratch[32] = w;
+  }
+  __syncthreads();
+  const float total = scratch[32];
+  __syncthreads();
+  return total;
+}
+
 }  // namespace ms::cuda
 
 #endif  // MONOSEMANTIC_CUDA_COMMON_CUH

@@ -10,7 +10,8 @@
  *     bias add;
  *   - attention: one warp per (batch, head, query); lane l holds dimensions l, l + 32, ... of the
  *     query and of its output accumulator (head size <= 32 * kAttnDimsPerLane), and walks the
- *     cached keys 0 .. p with an online softmax (running max and sum), so no T x T matrix exists.
+ *     cached keys 0 .. p with an online softmax (running max and sum), so no T x T matrix exists;
+ *     attention_lse also stores each query's log-sum-exp m + log l for the backward pass.
  * Index checks (token ids, targets) run as a kernel that finds the first bad index with an
  * integer atomicMin before anything is written, so a failing call leaves its outputs untouched.
  */
@@ -35,28 +36,6 @@ constexpr int kAttnDimsPerLane = 8;                   // head size <= 32 * 8 = 2
 constexpr unsigned long long kNoIndex = ~0ull;
 
 // ---- device helpers -----------------------------------------------------------------------------
-
-// Max of v over the block (NaN ignored unless every value is NaN), returned to every thread;
-// same contract as block_sum (common.cuh).
-__device__ __forceinline__ float block_max(float v, float* scratch) {
-  const int lane = threadIdx.x & 31;
-  const int warp = threadIdx.x >> 5;
-  const int warps = blockDim.x >> 5;
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_down_sync(0xffffffffu, v, offset));
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    float w = lane < warps ? scratch[lane] : -INFINITY;
-#pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) w = fmaxf(w, __shfl_down_sync(0xffffffffu, w, offset));
-    if (lane == 0) scratch[32] = w;
-  }
-  __syncthreads();
-  const float total = scratch[32];
-  __syncthreads();
-  return total;
-}
 
 // NaN counts as larger than every number (torch.argmax); otherwise the usual order.
 __device__ __forceinline__ bool beats(float a, float b) { return (isnan(a) && !isnan(b)) || a > b; }
@@ -168,10 +147,11 @@ __global__ void split_qkv_kernel(size_t total, int T, int C, int Tmax, int offse
 
 // Warp w of block blk handles task = blk*kAttnWarps + w = (b*n_head + h)*T + t (the query at
 // position p = offset + t of head h in sequence b). Lane l owns head dimensions d = l + 32 i.
+// lse (optional, [B, n_head, T]): the log of the softmax denominator, m + log l.
 __global__ void __launch_bounds__(kAttnWarps * 32)
     attention_kernel(size_t tasks, int T, int Tmax, int offset, int C, int n_head, int hd, float scale,
                      const float* __restrict__ q, const float* __restrict__ k_cache,
-                     const float* __restrict__ v_cache, float* __restrict__ out) {
+                     const float* __restrict__ v_cache, float* __restrict__ out, float* __restrict__ lse) {
   const int lane = threadIdx.x & 31;
   const size_t task = size_t(blockIdx.x) * kAttnWarps + (threadIdx.x >> 5);
   if (task >= tasks) return;  // uniform per warp; no block-wide synchronisation below
@@ -223,6 +203,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
     const int d = lane + 32 * i;
     if (d < hd) orow[d] = acc[i] / l;
   }
+  if (lse && lane == 0) lse[task] = m + logf(l);  // lse[b, h, t]: task = (b*n_head + h)*T + t
 }
 
 // Block r = row r of logits [rows, V]: out[r] = logsumexp(logits[r, :]) - logits[r, targets[r]],
@@ -294,8 +275,10 @@ __global__ void __launch_bounds__(kThreads)
     if (!(ptr)) return invalid(err, name, "%s is null", #ptr); \
   } while (0)
 
-// *index = the first i < count with v[i] outside [lo, hi), and *value = v[i]; *index = -1 when
-// every value is inside. Waits for the stream.
+}  // namespace
+
+// ---- host helpers shared with transformer_grad.cu (transformer.cuh) -----------------------------
+
 int find_out_of_range(const Op& op, const int32_t* v, size_t count, int lo, int hi, long long* index,
                       int32_t* value) {
   DeviceScratch scratch;  // one unsigned long long: the smallest bad index found
@@ -321,8 +304,6 @@ int launch_to_bf16(const Op& op, const float* src, bf16* dst, size_t count) {
   to_bf16_kernel<<<grid_stride_blocks(count), kThreads, 0, op.stream>>>(src, dst, count);
   return check_launch(op, "to_bf16_kernel");
 }
-
-}  // namespace
 
 // ---- public entry points ------------------------------------------------------------------------
 
@@ -459,7 +440,11 @@ int split_qkv(int batch, int T, int C, int Tmax, int offset, const float* qkv, f
 
 int attention(int batch, int T, int Tmax, int offset, int C, int n_head, const float* q,
               const float* k_cache, const float* v_cache, float* out, ms_error* err) {
-  const char* name = "attention";
+  return attention_lse("attention", batch, T, Tmax, offset, C, n_head, q, k_cache, v_cache, out, nullptr, err);
+}
+
+int attention_lse(const char* name, int batch, int T, int Tmax, int offset, int C, int n_head, const float* q,
+                  const float* k_cache, const float* v_cache, float* out, float* lse, ms_error* err) {
   if (batch <= 0 || T <= 0 || Tmax <= 0 || C <= 0 || n_head <= 0)
     return invalid(err, name, "bad shape: batch %d, T %d, Tmax %d, C %d, n_head %d", batch, T, Tmax, C, n_head);
   if (C % n_head != 0) return invalid(err, name, "C %d is not a multiple of n_head %d", C, n_head);
@@ -480,7 +465,7 @@ int attention(int batch, int T, int Tmax, int offset, int C, int n_head, const f
   if (blocks > size_t(INT_MAX)) return invalid(err, name, "too many queries (%zu)", tasks);
   const float scale = 1.0f / sqrtf(float(hd));
   attention_kernel<<<static_cast<unsigned int>(blocks), kAttnWarps * 32, 0, op.stream>>>(
-      tasks, T, Tmax, offset, C, n_head, hd, scale, q, k_cache, v_cache, out);
+      tasks, T, Tmax, offset, C, n_head, hd, scale, q, k_cache, v_cache, out, lse);
   MS_TRY(check_launch(op, "attention_kernel"));
   return finish(op);
 }

@@ -2,7 +2,8 @@
  * transformer.cuh — the GPT-2 forward ops of the CUDA backend (backend.h, ABI 3): layer norm,
  * linear layers (gemm.cuh, optional bf16 operands), activations, residual adds, embeddings, the
  * q/k/v split into a key/value cache, causal attention over the cache (online softmax), per-row
- * cross-entropy and argmax. The math is the CPU backend's (transformer_cpu.cpp), equal up to
+ * cross-entropy and argmax (attention_lse also saves the log-sum-exp that the backward pass in
+ * transformer_grad.cu needs). The math is the CPU backend's (transformer_cpu.cpp), equal up to
  * summation order and fp32 instead of double accumulation; see transformer.cu.
  */
 #ifndef MONOSEMANTIC_CUDA_TRANSFORMER_CUH
@@ -12,6 +13,7 @@
 #include <cstdint>
 
 #include "backend.h"
+#include "common.cuh"
 
 namespace ms::cuda {
 
@@ -27,8 +29,20 @@ int split_qkv(int batch, int T, int C, int Tmax, int offset, const float* qkv, f
               float* v_cache, ms_error* err);
 int attention(int batch, int T, int Tmax, int offset, int C, int n_head, const float* q,
               const float* k_cache, const float* v_cache, float* out, ms_error* err);
+// attention, also writing lse [B, n_head, T] (index (b*n_head + h)*T + t: the log of the query's
+// softmax denominator) when lse is not null; errors name `name`.
+int attention_lse(const char* name, int batch, int T, int Tmax, int offset, int C, int n_head, const float* q,
+                  const float* k_cache, const float* v_cache, float* out, float* lse, ms_error* err);
 int cross_entropy(int rows, int V, const float* logits, const int32_t* targets, float* out, ms_error* err);
 int argmax_rows(int rows, int V, const float* logits, int32_t* out, ms_error* err);
+
+// Helpers shared with transformer_grad.cu, queued on op.stream.
+// *index = the first i < count with v[i] outside [lo, hi), and *value = v[i]; *index = -1 when
+// every value is inside. Waits for the stream.
+int find_out_of_range(const Op& op, const int32_t* v, size_t count, int lo, int hi, long long* index,
+                      int32_t* value);
+// dst[k] = bf16(src[k]) for k < count (round to nearest even).
+int launch_to_bf16(const Op& op, const float* src, __nv_bfloat16* dst, size_t count);
 
 }  // namespace ms::cuda
 

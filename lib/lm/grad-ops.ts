@@ -1,0 +1,474 @@
+/**
+ * The native backward ops of a GPT-2 forward pass (lib/lm/ops.ts), plus AdamW, for training (as
+ * llm.c): attention that saves its log-sum-exp and the flash-style attention backward, the q/k/v
+ * split for training and its backward, layer norm, linear layers (also the tied unembedding),
+ * activations, fused softmax cross-entropy with its gradient, and the embedding backward. Each runs
+ * on the operands' backend (CPU or CUDA), off the JavaScript thread, and resolves when its outputs
+ * are written; operations on one backend run in call order.
+ *
+ * Conventions: gradients of parameters ACCUMULATE (+=), so layers and steps can share buffers (the
+ * caller zeroes them); gradients of activations are OVERWRITTEN (=) unless an op says otherwise.
+ * Tensors are whole tensors, f32 unless noted, all on one backend; a "[rows, C]" operand may have
+ * any shape whose last dim is C and whose size is rows·C. An output may not be the same tensor as
+ * another operand unless an op allows it. Argument problems throw TypeError / RangeError
+ * synchronously, naming the argument; failures inside a backend (an out-of-range token id or
+ * target, out of memory, a CUDA error) reject with a MonosemanticError.
+ */
+import { nativeAddon } from '../backend.js';
+import { ACTIVATION_CODE } from '../native/binding.js';
+import { type DType, Tensor, formatShape } from '../tensor.js';
+import type { Activation, MatmulPrecision } from './ops.js';
+
+const PRECISION_CODE: Record<MatmulPrecision, number> = { f32: 0, bf16: 1 };
+/** Largest dimension the native layer takes (native/core/backend_worker.h). */
+const MAX_DIM = 2 ** 30;
+
+// ---- argument checks ----------------------------------------------------------------------------
+
+function checkTensor(t: unknown, name: string, dtype: DType = 'f32'): Tensor {
+  if (!(t instanceof Tensor)) throw new TypeError(`${name} must be a Tensor`);
+  if (t.disposed) throw new TypeError(`${name} has been disposed`);
+  if (t.dtype !== dtype) throw new TypeError(`${name} must have dtype ${dtype} (got ${t.dtype})`);
+  return t;
+}
+
+function checkInt(value: unknown, name: string, min: number): number {
+  if (typeof value !== 'number') throw new TypeError(`${name} must be a number (got ${typeof value})`);
+  if (!Number.isInteger(value) || value < min || value > MAX_DIM) {
+    throw new RangeError(`${name} must be an integer in [${min}, 2^30] (got ${value})`);
+  }
+  return value;
+}
+
+function checkBool(value: unknown, name: string): boolean {
+  if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean (got ${typeof value})`);
+  return value;
+}
+
+/** [rows, cols] of a tensor read as rows of its last dim; both >= 1. */
+function rowsOf(t: Tensor, name: string): [number, number] {
+  const cols = t.shape.length > 0 ? t.shape[t.shape.length - 1]! : 0;
+  if (cols < 1 || t.size < 1) throw new RangeError(`${name} must be a non-empty tensor with a last dim (got ${formatShape(t.shape)})`);
+  const rows = t.size / cols;
+  if (rows > MAX_DIM || cols > MAX_DIM) throw new RangeError(`${name} ${formatShape(t.shape)} is too large (at most 2^30 rows and columns)`);
+  return [rows, cols];
+}
+
+/** t must read as [rows, cols]: last dim cols, size rows·cols. `why` explains where the shape comes from. */
+function expectRows(t: Tensor, name: string, rows: number, cols: number, why: string): void {
+  const last = t.shape.length > 0 ? t.shape[t.shape.length - 1] : undefined;
+  if (last !== cols || t.size !== rows * cols) {
+    throw new RangeError(`${name} must have shape [${rows}, ${cols}] (or [..., ${cols}] holding ${rows} rows) ${why} (got ${formatShape(t.shape)})`);
+  }
+}
+
+function expectShape(t: Tensor, name: string, shape: readonly number[], why: string): void {
+  if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+    throw new RangeError(`${name} must have shape ${formatShape(shape)} ${why} (got ${formatShape(t.shape)})`);
+  }
+}
+
+function expectSize(t: Tensor, name: string, size: number, why: string): void {
+  if (t.size !== size) throw new RangeError(`${name} must hold ${size} elements ${why} (got ${formatShape(t.shape)})`);
+}
+
+/** Every tensor on the backend of the first. */
+function sameBackend(tensors: Record<string, Tensor>): void {
+  const entries = Object.entries(tensors);
+  const [firstName, first] = entries[0]!;
+  for (const [name, t] of entries.slice(1)) {
+    if (t.backend !== first.backend) throw new TypeError(`${name} is on ${t.backend} but ${firstName} is on ${first.backend}`);
+  }
+}
+
+/** No output is the same tensor as another output or as an input. */
+function noAliases(outputs: Record<string, Tensor>, inputs: Record<string, Tensor>): void {
+  const outs = Object.entries(outputs);
+  for (let i = 0; i < outs.length; i++) {
+    const [name, t] = outs[i]!;
+    for (const [other, u] of [...outs.slice(i + 1), ...Object.entries(inputs)]) {
+      if (t === u) throw new RangeError(`${name} must not be the same tensor as ${other}`);
+    }
+  }
+}
+
+function checkPrecision(precision: unknown): number {
+  if (precision !== 'f32' && precision !== 'bf16') throw new TypeError(`precision must be 'f32' or 'bf16' (got ${JSON.stringify(precision)})`);
+  return PRECISION_CODE[precision];
+}
+
+function checkActivation(kind: unknown): number {
+  if (typeof kind !== 'string' || !Object.hasOwn(ACTIVATION_CODE, kind)) {
+    throw new TypeError(`kind must be one of ${Object.keys(ACTIVATION_CODE).join(', ')} (got ${JSON.stringify(kind)})`);
+  }
+  return ACTIVATION_CODE[kind as Activation];
+}
+
+/** batch, T, nHead and the width C of q [batch·T, C] (nHead divides C). */
+function attentionDims(q: Tensor, batch: number, T: number, nHead: number): { rows: number; C: number } {
+  checkInt(batch, 'batch', 1);
+  checkInt(T, 'T', 1);
+  checkInt(nHead, 'nHead', 1);
+  const rows = batch * T;
+  if (rows > MAX_DIM) throw new RangeError(`batch · T must be at most 2^30 (got ${batch} · ${T})`);
+  const [, C] = rowsOf(q, 'q');
+  expectRows(q, 'q', rows, C, `(batch ${batch} · T ${T} rows)`);
+  if (C % nHead !== 0) throw new RangeError(`nHead ${nHead} must divide C ${C} (the last dim of q ${formatShape(q.shape)})`);
+  return { rows, C };
+}
+
+// ---- attention ----------------------------------------------------------------------------------
+
+/**
+ * Causal multi-head attention for training: lib/lm/ops.ts attention with offset 0 and Tmax = T
+ * (no cache), q, k, v, out [B·T, C], that also saves lse [B, nHead, T] (any shape of that size):
+ * for query t of head h in sequence b, lse[b, h, t] = log Σ_{j <= t} exp(q_t·k_j / √hd), which
+ * attentionBackward needs.
+ */
+export function attentionForwardTrain(q: Tensor, k: Tensor, v: Tensor, batch: number, T: number, nHead: number, out: Tensor, lse: Tensor): Promise<void> {
+  checkTensor(q, 'q');
+  checkTensor(k, 'k');
+  checkTensor(v, 'v');
+  checkTensor(out, 'out');
+  checkTensor(lse, 'lse');
+  const { rows, C } = attentionDims(q, batch, T, nHead);
+  const why = `like q ${formatShape(q.shape)}`;
+  expectRows(k, 'k', rows, C, why);
+  expectRows(v, 'v', rows, C, why);
+  expectRows(out, 'out', rows, C, why);
+  expectSize(lse, 'lse', batch * nHead * T, `([batch ${batch}, nHead ${nHead}, T ${T}])`);
+  noAliases({ out, lse }, { q, k, v });
+  sameBackend({ q, k, v, out, lse });
+  return nativeAddon().attentionTrain({ batch, T, C, nHead, q: q.native, k: k.native, v: v.native, out: out.native, lse: lse.native });
+}
+
+/**
+ * The backward of attentionForwardTrain: dq, dk, dv [B·T, C] (=) from dout [B·T, C], given the
+ * forward's q, k, v, out and lse. Probabilities are recomputed from q, k and lse (no T×T matrix),
+ * with D_t = dout_t · out_t: dS_tj = P_tj (dout_t · v_j − D_t), dq_t = Σ_j dS_tj k_j / √hd,
+ * dk_j = Σ_t dS_tj q_t / √hd, dv_j = Σ_t P_tj dout_t.
+ */
+export function attentionBackward(
+  dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
+  batch: number, T: number, nHead: number, dq: Tensor, dk: Tensor, dv: Tensor,
+): Promise<void> {
+  const tensors = { dout, q, k, v, out, lse, dq, dk, dv };
+  for (const [name, t] of Object.entries(tensors)) checkTensor(t, name);
+  const { rows, C } = attentionDims(q, batch, T, nHead);
+  const why = `like q ${formatShape(q.shape)}`;
+  for (const [name, t] of Object.entries({ dout, k, v, out, dq, dk, dv })) expectRows(t, name, rows, C, why);
+  expectSize(lse, 'lse', batch * nHead * T, `([batch ${batch}, nHead ${nHead}, T ${T}])`);
+  noAliases({ dq, dk, dv }, { dout, q, k, v, out, lse });
+  sameBackend(tensors);
+  return nativeAddon().attentionBackward({
+    batch,
+    T,
+    C,
+    nHead,
+    dout: dout.native,
+    q: q.native,
+    k: k.native,
+    v: v.native,
+    out: out.native,
+    lse: lse.native,
+    dq: dq.native,
+    dk: dk.native,
+    dv: dv.native,
+  });
+}
+
+// ---- q/k/v --------------------------------------------------------------------------------------
+
+/** rows and C of a qkv [rows, 3C] operand. */
+function qkvDims(qkv: Tensor, name: string): { rows: number; C: number } {
+  const [rows, cols] = rowsOf(qkv, name);
+  if (cols % 3 !== 0) throw new RangeError(`the last dim of ${name} ${formatShape(qkv.shape)} must be 3·C (q | k | v)`);
+  return { rows, C: cols / 3 };
+}
+
+/** Splits qkv [B·T, 3C] (q | k | v along the last dim) into q, k, v [B·T, C]: lib/lm/ops.ts splitQkv without a cache. */
+export function splitQkvTrain(qkv: Tensor, q: Tensor, k: Tensor, v: Tensor): Promise<void> {
+  for (const [name, t] of Object.entries({ qkv, q, k, v })) checkTensor(t, name);
+  const { rows, C } = qkvDims(qkv, 'qkv');
+  const why = `(rows of qkv ${formatShape(qkv.shape)}, C ${C})`;
+  expectRows(q, 'q', rows, C, why);
+  expectRows(k, 'k', rows, C, why);
+  expectRows(v, 'v', rows, C, why);
+  noAliases({ q, k, v }, { qkv });
+  sameBackend({ qkv, q, k, v });
+  // k and v are caches [1, Tmax = rows, C] filled from offset 0.
+  return nativeAddon().splitQkv({ batch: 1, T: rows, C, Tmax: rows, offset: 0, qkv: qkv.native, q: q.native, kCache: k.native, vCache: v.native });
+}
+
+/** The backward of splitQkvTrain: dqkv [B·T, 3C] (=) = dq | dk | dv along the last dim, each [B·T, C]. */
+export function mergeQkvGrad(dq: Tensor, dk: Tensor, dv: Tensor, dqkv: Tensor): Promise<void> {
+  for (const [name, t] of Object.entries({ dq, dk, dv, dqkv })) checkTensor(t, name);
+  const { rows, C } = qkvDims(dqkv, 'dqkv');
+  const why = `(rows of dqkv ${formatShape(dqkv.shape)}, C ${C})`;
+  expectRows(dq, 'dq', rows, C, why);
+  expectRows(dk, 'dk', rows, C, why);
+  expectRows(dv, 'dv', rows, C, why);
+  noAliases({ dqkv }, { dq, dk, dv });
+  sameBackend({ dq, dk, dv, dqkv });
+  return nativeAddon().mergeQkv({ rows, C, q: dq.native, k: dk.native, v: dv.native, qkv: dqkv.native });
+}
+
+// ---- layer norm, linear, activation -------------------------------------------------------------
+
+/**
+ * The backward of lib/lm/ops.ts layerNorm, from its saved mean and rstd [rows]: x, dout, dx
+ * [rows, C]; weight, dweight, dbias [C]. With n = (x − mean)·rstd and g = dout·weight:
+ * dx (=, or += when accumulate: the residual stream) = rstd·(g − mean(g) − n·mean(g·n));
+ * dweight += Σ_rows dout·n; dbias += Σ_rows dout.
+ */
+export function layerNormBackward(
+  dout: Tensor, x: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor,
+  dx: Tensor, dweight: Tensor, dbias: Tensor, accumulate: boolean,
+): Promise<void> {
+  const tensors = { dout, x, weight, mean, rstd, dx, dweight, dbias };
+  for (const [name, t] of Object.entries(tensors)) checkTensor(t, name);
+  checkBool(accumulate, 'accumulate');
+  const [rows, C] = rowsOf(x, 'x');
+  const xs = `to match x ${formatShape(x.shape)}`;
+  expectRows(dout, 'dout', rows, C, xs);
+  expectRows(dx, 'dx', rows, C, xs);
+  expectShape(weight, 'weight', [C], xs);
+  expectShape(dweight, 'dweight', [C], xs);
+  expectShape(dbias, 'dbias', [C], xs);
+  expectSize(mean, 'mean', rows, `(one per row of x ${formatShape(x.shape)})`);
+  expectSize(rstd, 'rstd', rows, `(one per row of x ${formatShape(x.shape)})`);
+  noAliases({ dx, dweight, dbias }, { dout, x, weight, mean, rstd });
+  sameBackend(tensors);
+  return nativeAddon().layerNormBackward({
+    rows,
+    C,
+    dout: dout.native,
+    x: x.native,
+    weight: weight.native,
+    mean: mean.native,
+    rstd: rstd.native,
+    dx: dx.native,
+    dweight: dweight.native,
+    dbias: dbias.native,
+    accumulate,
+  });
+}
+
+function runLinearBackward(
+  dout: Tensor, x: Tensor, weight: Tensor, dx: Tensor | null, dweight: Tensor, dbias: Tensor | null,
+  precision: MatmulPrecision, accumulate: boolean, transW: boolean,
+): Promise<void> {
+  checkTensor(dout, 'dout');
+  checkTensor(x, 'x');
+  checkTensor(weight, 'weight');
+  if (dx !== null) checkTensor(dx, 'dx');
+  checkTensor(dweight, 'dweight');
+  if (dbias !== null) checkTensor(dbias, 'dbias');
+  const code = checkPrecision(precision);
+  checkBool(accumulate, 'accumulate');
+  const [rows, nIn] = rowsOf(x, 'x');
+  const layout = transW ? '[out, in]' : '[in, out]';
+  if (weight.shape.length !== 2 || weight.size < 1) throw new RangeError(`weight must have shape ${layout} (got ${formatShape(weight.shape)})`);
+  const [w0, w1] = weight.shape as [number, number];
+  const [wIn, nOut] = transW ? [w1, w0] : [w0, w1];
+  if (wIn !== nIn) {
+    throw new RangeError(`weight ${formatShape(weight.shape)} (${layout}) has ${wIn} inputs but x ${formatShape(x.shape)} has ${nIn} columns`);
+  }
+  if (nOut > MAX_DIM) throw new RangeError(`weight ${formatShape(weight.shape)} is too large`);
+  const ws = `for x ${formatShape(x.shape)} and weight ${formatShape(weight.shape)} ${layout}`;
+  expectRows(dout, 'dout', rows, nOut, ws);
+  if (dx !== null) expectRows(dx, 'dx', rows, nIn, `like x ${formatShape(x.shape)}`);
+  expectShape(dweight, 'dweight', weight.shape, `like weight ${formatShape(weight.shape)}`);
+  if (dbias !== null) expectShape(dbias, 'dbias', [nOut], `to match weight ${formatShape(weight.shape)} ${layout}`);
+  const outputs: Record<string, Tensor> = { dweight };
+  if (dx !== null) outputs.dx = dx;
+  if (dbias !== null) outputs.dbias = dbias;
+  noAliases(outputs, { dout, x, weight });
+  sameBackend({ dout, x, weight, ...outputs });
+  return nativeAddon().linearBackward({
+    rows,
+    nIn,
+    nOut,
+    transW,
+    precision: code,
+    dout: dout.native,
+    x: x.native,
+    weight: weight.native,
+    ...(dx !== null ? { dx: dx.native } : {}),
+    dweight: dweight.native,
+    ...(dbias !== null ? { dbias: dbias.native } : {}),
+    accumulate,
+  });
+}
+
+/**
+ * The backward of out = x W + b (lib/lm/ops.ts linear; W [in, out]) from dout [rows, out]:
+ * dx [rows, in] (=, or += when accumulate) = dout Wᵀ (dx null: not computed); dW += xᵀ dout;
+ * db [out] += Σ_rows dout (db null: not computed). precision as linear: bf16 rounds dout, x and W
+ * to bf16 with fp32 accumulation (the bias gradient always sums fp32 dout).
+ */
+export function linearBackward(
+  dout: Tensor, x: Tensor, weight: Tensor, dx: Tensor | null, dweight: Tensor, dbias: Tensor | null,
+  precision: MatmulPrecision, accumulate = false,
+): Promise<void> {
+  return runLinearBackward(dout, x, weight, dx, dweight, dbias, precision, accumulate, false);
+}
+
+/**
+ * The backward of out = x Wᵀ (lib/lm/ops.ts linearT without bias; W [out, in], the tied
+ * unembedding) from dout [rows, out]: dx (=, or += when accumulate) = dout W; dW += doutᵀ x.
+ */
+export function linearTBackward(
+  dout: Tensor, x: Tensor, weight: Tensor, dx: Tensor | null, dweight: Tensor,
+  precision: MatmulPrecision, accumulate = false,
+): Promise<void> {
+  return runLinearBackward(dout, x, weight, dx, dweight, null, precision, accumulate, true);
+}
+
+/**
+ * dpre (=) = dpost · act'(pre) elementwise (same sizes), for the activations of lib/lm/ops.ts:
+ * gelu_new, gelu and relu (derivative 1 where pre > 0, else 0). dpre may be dpost.
+ */
+export function activationBackward(kind: Activation, dpost: Tensor, pre: Tensor, dpre: Tensor): Promise<void> {
+  const code = checkActivation(kind);
+  checkTensor(dpost, 'dpost');
+  checkTensor(pre, 'pre');
+  checkTensor(dpre, 'dpre');
+  if (pre.size < 1) throw new RangeError(`pre must not be empty (got ${formatShape(pre.shape)})`);
+  expectSize(dpost, 'dpost', pre.size, `like pre ${formatShape(pre.shape)}`);
+  expectSize(dpre, 'dpre', pre.size, `like pre ${formatShape(pre.shape)}`);
+  noAliases({ dpre }, { pre });
+  sameBackend({ dpost, pre, dpre });
+  return nativeAddon().activationBackward({ kind: code, count: pre.size, dpost: dpost.native, pre: pre.native, dpre: dpre.native });
+}
+
+// ---- loss and embeddings ------------------------------------------------------------------------
+
+/**
+ * Fused softmax cross-entropy, one pass per row: losses [rows] (=) = logsumexp(logits[r]) −
+ * logits[r, targets[r]] (0 where targets[r] < 0), and IN PLACE in logits [rows, V] the gradient
+ * (softmax(logits[r]) − onehot(targets[r])) · scale (rows with targets[r] < 0 become 0). targets:
+ * i32 [rows]; scale: e.g. 1 / (number of counted rows) for a mean loss. A target >= V rejects
+ * with MonosemanticError E_INVALID, nothing written.
+ */
+export function crossEntropyForwardBackward(logits: Tensor, targets: Tensor, losses: Tensor, scale: number): Promise<void> {
+  checkTensor(logits, 'logits');
+  checkTensor(targets, 'targets', 'i32');
+  checkTensor(losses, 'losses');
+  if (typeof scale !== 'number') throw new TypeError(`scale must be a number (got ${typeof scale})`);
+  if (!Number.isFinite(scale)) throw new RangeError(`scale must be finite (got ${scale})`);
+  const [rows, V] = rowsOf(logits, 'logits');
+  const why = `(one per row of logits ${formatShape(logits.shape)})`;
+  expectSize(targets, 'targets', rows, why);
+  expectSize(losses, 'losses', rows, why);
+  noAliases({ logits, losses }, {});
+  sameBackend({ logits, targets, losses });
+  return nativeAddon().crossEntropyBackward({ rows, V, logits: logits.native, targets: targets.native, losses: losses.native, scale });
+}
+
+/**
+ * The backward of lib/lm/ops.ts embed with posOffset 0: for row r = b·T + t,
+ * dwte[ids[r]] += dtok[r] and dwpe[t] += dpos[r]. ids i32 [B·T]; dtok, dpos [B·T, C] (the same
+ * tensor in GPT-2: the residual gradient); dwte [V, C]; dwpe [nPositions >= T, C]. An id outside
+ * [0, V) rejects with MonosemanticError E_INVALID, nothing written. The CPU sums in a fixed order
+ * (deterministic); CUDA uses atomic adds.
+ */
+export function embedBackward(ids: Tensor, batch: number, T: number, dtok: Tensor, dpos: Tensor, dwte: Tensor, dwpe: Tensor): Promise<void> {
+  checkTensor(ids, 'ids', 'i32');
+  checkInt(batch, 'batch', 1);
+  checkInt(T, 'T', 1);
+  checkTensor(dtok, 'dtok');
+  checkTensor(dpos, 'dpos');
+  checkTensor(dwte, 'dwte');
+  checkTensor(dwpe, 'dwpe');
+  const rows = batch * T;
+  if (rows > MAX_DIM) throw new RangeError(`batch · T must be at most 2^30 (got ${batch} · ${T})`);
+  expectSize(ids, 'ids', rows, `(batch ${batch} · T ${T})`);
+  if (dwte.shape.length !== 2 || dwte.size < 1) throw new RangeError(`dwte must have shape [V, C] (got ${formatShape(dwte.shape)})`);
+  const [V, C] = dwte.shape as [number, number];
+  if (V > MAX_DIM || C > MAX_DIM) throw new RangeError(`dwte ${formatShape(dwte.shape)} is too large`);
+  if (dwpe.shape.length !== 2 || dwpe.shape[1] !== C || dwpe.shape[0]! < 1) {
+    throw new RangeError(`dwpe must have shape [nPositions, ${C}] to match dwte ${formatShape(dwte.shape)} (got ${formatShape(dwpe.shape)})`);
+  }
+  const nPositions = dwpe.shape[0]!;
+  if (nPositions > MAX_DIM) throw new RangeError(`dwpe ${formatShape(dwpe.shape)} is too large`);
+  if (T > nPositions) throw new RangeError(`T ${T} exceeds the ${nPositions} positions of dwpe ${formatShape(dwpe.shape)}`);
+  const why = `(batch ${batch} · T ${T} rows of dwte ${formatShape(dwte.shape)})`;
+  expectRows(dtok, 'dtok', rows, C, why);
+  expectRows(dpos, 'dpos', rows, C, why);
+  noAliases({ dwte, dwpe }, { ids, dtok, dpos });
+  sameBackend({ ids, dtok, dpos, dwte, dwpe });
+  return nativeAddon().embedBackward({
+    batch,
+    T,
+    C,
+    vocab: V,
+    nPositions,
+    ids: ids.native,
+    dtok: dtok.native,
+    dpos: dpos.native,
+    dwte: dwte.native,
+    dwpe: dwpe.native,
+  });
+}
+
+// ---- optimiser ----------------------------------------------------------------------------------
+
+export interface AdamWHyperparams {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** Step number t, from 1 (bias corrections 1 − βᵗ). */
+  step: number;
+  /** Multiplies the gradient first (< 1 when its norm is clipped); default 1. */
+  gradScale?: number;
+}
+
+function hpNumber(hp: Record<string, unknown>, key: string, ok: (v: number) => boolean, range: string): number {
+  const v = hp[key];
+  if (typeof v !== 'number') throw new TypeError(`hp.${key} must be a number (got ${typeof v})`);
+  if (!Number.isFinite(v) || !ok(v)) throw new RangeError(`hp.${key} must be ${range} (got ${v})`);
+  return v;
+}
+
+/**
+ * One AdamW step (PyTorch semantics, decoupled weight decay) on param with its gradient grad and
+ * moments m, v (all the same size; m, v start at 0): p ← p·(1 − lr·weightDecay); then, as
+ * native/backend.h adam_update with g = gradScale·grad: m ← β1·m + (1 − β1)·g;
+ * v ← β2·v + (1 − β2)·g²; p ← p − lr·(m / (1 − β1ᵗ)) / (√(v / (1 − β2ᵗ)) + eps).
+ */
+export function adamW(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, hp: AdamWHyperparams): Promise<void> {
+  for (const [name, t] of Object.entries({ param, grad, m, v })) checkTensor(t, name);
+  if (param.size < 1) throw new RangeError(`param must not be empty (got ${formatShape(param.shape)})`);
+  const like = `like param ${formatShape(param.shape)}`;
+  expectSize(grad, 'grad', param.size, like);
+  expectSize(m, 'm', param.size, like);
+  expectSize(v, 'v', param.size, like);
+  noAliases({ param, m, v }, { grad });
+  sameBackend({ param, grad, m, v });
+  if (hp === null || typeof hp !== 'object') throw new TypeError('hp must be an object { lr, beta1, beta2, eps, weightDecay, step, gradScale? }');
+  const h = hp as unknown as Record<string, unknown>;
+  const lr = hpNumber(h, 'lr', (x) => x >= 0, 'a finite number >= 0');
+  const beta1 = hpNumber(h, 'beta1', (x) => x >= 0 && x < 1, 'in [0, 1)');
+  const beta2 = hpNumber(h, 'beta2', (x) => x >= 0 && x < 1, 'in [0, 1)');
+  const eps = hpNumber(h, 'eps', (x) => x >= 0, 'a finite number >= 0');
+  const weightDecay = hpNumber(h, 'weightDecay', (x) => x >= 0, 'a finite number >= 0');
+  const step = hpNumber(h, 'step', (x) => Number.isInteger(x) && x >= 1 && x <= 2 ** 31 - 1, 'an integer in [1, 2^31 - 1]');
+  const gradScale = h.gradScale === undefined ? 1 : hpNumber(h, 'gradScale', (x) => x >= 0, 'a finite number >= 0');
+  return nativeAddon().adamW({
+    count: param.size,
+    param: param.native,
+    grad: grad.native,
+    m: m.native,
+    v: v.native,
+    lr,
+    beta1,
+    beta2,
+    eps,
+    weightDecay,
+    t: step,
+    gradScale,
+  });
+}

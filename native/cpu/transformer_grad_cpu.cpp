@@ -1,0 +1,409 @@
+/*
+ * transformer_grad_cpu.cpp — the GPT-2 backward ops on the CPU (transformer_grad_cpu.h; math in
+ * backend.h, ABI 5).
+ *
+ * Every output element is written by one thread with a fixed summation order, so results do not
+ * depend on the thread count:
+ *   - sums over rows into a parameter gradient (layer-norm weight/bias, linear bias, embedding
+ *     tables) run in parallel over column chunks, each chunk walking the rows in order, in double;
+ *   - the attention backward runs in parallel over (sequence, head) pairs, which own disjoint
+ *     columns of dq, dk and dv, and walks queries in order, recomputing each probability from the
+ *     saved log-sum-exp (P = exp(s - lse)) with the forward's dot product; no T x T matrix exists;
+ *   - linear backwards are sgemm calls (gemm.h) with bf16-rounded operand copies in MS_PREC_BF16
+ *     mode, as the forward;
+ *   - cross-entropy and activations are passes over rows / elements; softmax denominators sum fp32
+ *     exponentials in blocks of 256, the blocks in double, as the forward cross_entropy.
+ * Index checks (token ids, targets) run before anything is written.
+ */
+#include "transformer_grad_cpu.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "convert.h"
+#include "gemm.h"
+#include "status.h"
+#include "thread_pool.h"
+#include "transformer_cpu.h"
+
+namespace ms::cpu {
+namespace {
+
+constexpr float kSqrt2OverPi = 0.7978845608028654f;    // sqrt(2 / pi)
+constexpr float kInvSqrt2 = 0.7071067811865476f;       // 1 / sqrt(2)
+constexpr float kInvSqrt2Pi = 0.3989422804014327f;     // 1 / sqrt(2 pi)
+constexpr float kGeluCubic = 0.044715f;                // gelu_new's cubic coefficient
+
+// a . b over n floats with 8 independent partial sums; the same arithmetic as the forward's dot
+// (transformer_cpu.cpp), so recomputed attention scores equal the forward's.
+inline float dot(const float* a, const float* b, size_t n) {
+  float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (size_t k = 0; k < 8; ++k) part[k] += a[i + k] * b[i + k];
+  float sum = 0.0f;
+  for (; i < n; ++i) sum += a[i] * b[i];
+  for (size_t k = 0; k < 8; ++k) sum += part[k];
+  return sum;
+}
+
+// Rows per parallel chunk so that each chunk touches roughly 64 KiB.
+size_t row_grain(size_t row_len) {
+  const size_t rows = (16384 + row_len - 1) / (row_len ? row_len : 1);
+  return rows ? rows : 1;
+}
+
+// Columns per chunk of a column-parallel pass: 16 floats, one cache line per row.
+constexpr size_t kColumnGrain = 16;
+
+void round_copy_bf16(const float* src, float* dst, size_t count) {
+  parallel_for(count, 1 << 15, [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) dst[i] = round_to_bf16(src[i]);
+  });
+}
+
+int oom(ms_error* err, const char* op) { return fail(err, MS_ERR_OOM, op, "out of host memory"); }
+
+// out[j] += sum_r a[r, j] for a [rows, cols], j < cols: column chunks in parallel, rows in order, in double.
+void add_column_sums(size_t rows, size_t cols, const float* a, float* out) {
+  parallel_for(cols, kColumnGrain, [&](size_t c0, size_t c1) {
+    std::vector<double> acc(c1 - c0, 0.0);
+    for (size_t r = 0; r < rows; ++r) {
+      const float* ar = a + r * cols;  // a[r, :]
+      for (size_t j = c0; j < c1; ++j) acc[j - c0] += ar[j];
+    }
+    for (size_t j = c0; j < c1; ++j) out[j] = float(double(out[j]) + acc[j - c0]);
+  });
+}
+
+}  // namespace
+
+int attention_train(int batch, int T, int C, int n_head, const float* q, const float* k, const float* v,
+                    float* out, float* lse, ms_error* err) {
+  const char* op = "attention_train";
+  if (!lse) return fail(err, MS_ERR_INVALID, op, "lse is null");
+  // Keys and values [B*T, C] are a cache [B, Tmax = T, C] filled from offset 0.
+  return attention_lse(op, batch, T, T, 0, C, n_head, q, k, v, out, lse, err);
+}
+
+int attention_backward(int batch, int T, int C, int n_head, const float* dout, const float* q, const float* k,
+                       const float* v, const float* out, const float* lse, float* dq, float* dk, float* dv,
+                       ms_error* err) {
+  const char* op = "attention_backward";
+  if (batch <= 0 || T <= 0 || C <= 0 || n_head <= 0)
+    return fail(err, MS_ERR_INVALID, op, "bad shape: batch %d, T %d, C %d, n_head %d", batch, T, C, n_head);
+  if (C % n_head != 0) return fail(err, MS_ERR_INVALID, op, "C %d is not a multiple of n_head %d", C, n_head);
+  if (!dout || !q || !k || !v || !out || !lse || !dq || !dk || !dv)
+    return fail(err, MS_ERR_INVALID, op, "a pointer is null");
+  const size_t Tn = size_t(T), D = size_t(C), H = size_t(n_head);
+  const size_t hd = D / H;
+  const size_t tasks = size_t(batch) * H;  // task = b*H + h
+  const float scale = float(1.0 / std::sqrt(double(hd)));
+  try {
+    parallel_for(tasks, 1, [&](size_t i0, size_t i1) {
+      std::vector<float> dq_acc(hd);
+      for (size_t i = i0; i < i1; ++i) {
+        const size_t h = i % H, b = i / H;
+        const size_t base = b * Tn * D + h * hd;  // [b*T, h*hd] in a [B*T, C] array; row t at + t*D
+        const float* lse_bh = lse + i * Tn;       // lse[b, h, :] ([B, H, T], i = b*H + h)
+        for (size_t t = 0; t < Tn; ++t) {
+          std::fill_n(dk + base + t * D, hd, 0.0f);
+          std::fill_n(dv + base + t * D, hd, 0.0f);
+        }
+        for (size_t t = 0; t < Tn; ++t) {
+          const float* qt = q + base + t * D;      // q[b*T + t, h*hd : (h+1)*hd]
+          const float* go_t = dout + base + t * D;  // dout[b*T + t, head h]
+          const float Dt = dot(go_t, out + base + t * D, hd);  // D_t = dout_t . out_t
+          const float l = lse_bh[t];
+          std::fill(dq_acc.begin(), dq_acc.end(), 0.0f);
+          for (size_t j = 0; j <= t; ++j) {
+            const float* kj = k + base + j * D;  // k[b*T + j, head h]
+            const float* vj = v + base + j * D;  // v[b*T + j, head h]
+            const float p = std::exp(dot(qt, kj, hd) * scale - l);  // P_tj
+            const float ds = p * (dot(go_t, vj, hd) - Dt);          // dS_tj = P_tj (dP_tj - D_t)
+            const float ds_scaled = ds * scale;
+            float* dkj = dk + base + j * D;
+            float* dvj = dv + base + j * D;
+            for (size_t d = 0; d < hd; ++d) {
+              dq_acc[d] += ds * kj[d];
+              dkj[d] += ds_scaled * qt[d];
+              dvj[d] += p * go_t[d];
+            }
+          }
+          float* dqt = dq + base + t * D;  // dq[b*T + t, head h]
+          for (size_t d = 0; d < hd; ++d) dqt[d] = dq_acc[d] * scale;
+        }
+      }
+    });
+  } catch (const std::bad_alloc&) {
+    return oom(err, op);
+  }
+  return MS_OK;
+}
+
+int merge_qkv(int rows, int C, const float* q, const float* k, const float* v, float* qkv, ms_error* err) {
+  const char* op = "merge_qkv";
+  if (rows <= 0 || C <= 0) return fail(err, MS_ERR_INVALID, op, "bad shape [%d, %d]", rows, C);
+  if (!q || !k || !v || !qkv) return fail(err, MS_ERR_INVALID, op, "a pointer is null");
+  const size_t R = size_t(rows), D = size_t(C);
+  try {
+    parallel_for(R, row_grain(3 * D), [&](size_t r0, size_t r1) {
+      for (size_t r = r0; r < r1; ++r) {
+        float* dst = qkv + r * 3 * D;  // qkv[r, :] = q | k | v
+        std::memcpy(dst, q + r * D, D * 4);
+        std::memcpy(dst + D, k + r * D, D * 4);
+        std::memcpy(dst + 2 * D, v + r * D, D * 4);
+      }
+    });
+  } catch (const std::bad_alloc&) {
+    return oom(err, op);
+  }
+  return MS_OK;
+}
+
+int layernorm_backward(int rows, int C, const float* dout, const float* x, const float* weight, const float* mean,
+                       const float* rstd, float* dx, float* dweight, float* dbias, int accumulate, ms_error* err) {
+  const char* op = "layernorm_backward";
+  if (rows <= 0 || C <= 0) return fail(err, MS_ERR_INVALID, op, "bad shape [%d, %d]", rows, C);
+  if (!dout || !x || !weight || !mean || !rstd || !dx || !dweight || !dbias)
+    return fail(err, MS_ERR_INVALID, op, "a pointer is null");
+  const size_t R = size_t(rows), D = size_t(C);
+  try {
+    // dweight[j] += sum_r dout[r, j] n[r, j], dbias[j] += sum_r dout[r, j], n = (x - mean) rstd as in the forward.
+    parallel_for(D, kColumnGrain, [&](size_t c0, size_t c1) {
+      std::vector<double> acc_w(c1 - c0, 0.0), acc_b(c1 - c0, 0.0);
+      for (size_t r = 0; r < R; ++r) {
+        const float* xr = x + r * D;     // x[r, :]
+        const float* gr = dout + r * D;  // dout[r, :]
+        const float m = mean[r], rs = rstd[r];
+        for (size_t j = c0; j < c1; ++j) {
+          const float n = (xr[j] - m) * rs;
+          acc_w[j - c0] += double(gr[j]) * double(n);
+          acc_b[j - c0] += gr[j];
+        }
+      }
+      for (size_t j = c0; j < c1; ++j) {
+        dweight[j] = float(double(dweight[j]) + acc_w[j - c0]);
+        dbias[j] = float(double(dbias[j]) + acc_b[j - c0]);
+      }
+    });
+    // dx[r, j] = rstd (g_j - mean(g) - n_j mean(g n)), g = dout * weight; row means in double.
+    parallel_for(R, row_grain(3 * D), [&](size_t r0, size_t r1) {
+      for (size_t r = r0; r < r1; ++r) {
+        const float* xr = x + r * D;     // x[r, :]
+        const float* gr = dout + r * D;  // dout[r, :]
+        float* dxr = dx + r * D;         // dx[r, :]
+        const float m = mean[r], rs = rstd[r];
+        double sg = 0.0, sgn = 0.0;
+        for (size_t j = 0; j < D; ++j) {
+          const float g = gr[j] * weight[j];
+          sg += g;
+          sgn += double(g) * double((xr[j] - m) * rs);
+        }
+        const float mg = float(sg / double(D)), mgn = float(sgn / double(D));
+        for (size_t j = 0; j < D; ++j) {
+          const float n = (xr[j] - m) * rs;
+          const float val = (gr[j] * weight[j] - mg - n * mgn) * rs;
+          dxr[j] = accumulate ? dxr[j] + val : val;
+        }
+      }
+    });
+  } catch (const std::bad_alloc&) {
+    return oom(err, op);
+  }
+  return MS_OK;
+}
+
+int linear_backward(int rows, int n_in, int n_out, int trans_w, int precision, const float* dout, const float* x,
+                    const float* W, float* dx, float* dW, float* dbias, int accumulate, ms_error* err) {
+  const char* op = "linear_backward";
+  if (rows <= 0 || n_in <= 0 || n_out <= 0)
+    return fail(err, MS_ERR_INVALID, op, "bad shape: rows %d, n_in %d, n_out %d", rows, n_in, n_out);
+  if (precision != MS_PREC_F32 && precision != MS_PREC_BF16)
+    return fail(err, MS_ERR_INVALID, op, "unknown precision %d", precision);
+  if (!dout) return fail(err, MS_ERR_INVALID, op, "dout is null");
+  if (dx && !W) return fail(err, MS_ERR_INVALID, op, "W is null");
+  if (dW && !x) return fail(err, MS_ERR_INVALID, op, "x is null");
+  const size_t R = size_t(rows), K = size_t(n_in), N = size_t(n_out);
+  const bool bf16 = precision == MS_PREC_BF16;
+  try {
+    std::vector<float> dout_r, x_r, W_r;
+    const float *dout_op = dout, *x_op = x, *W_op = W;
+    if (bf16 && (dx || dW)) {
+      dout_r.resize(R * N);
+      round_copy_bf16(dout, dout_r.data(), R * N);
+      dout_op = dout_r.data();
+      if (dx) {
+        W_r.resize(K * N);
+        round_copy_bf16(W, W_r.data(), K * N);
+        W_op = W_r.data();
+      }
+      if (dW) {
+        x_r.resize(R * K);
+        round_copy_bf16(x, x_r.data(), R * K);
+        x_op = x_r.data();
+      }
+    }
+    if (dx) {
+      // dx[R, K] = dout[R, N] op(W)^T: W [K, N] used transposed (ldb = N), or W [N, K] as is (ldb = K).
+      sgemm(false, trans_w == 0, rows, n_in, n_out, 1.0f, dout_op, n_out, W_op, trans_w ? n_in : n_out,
+            accumulate ? 1.0f : 0.0f, dx, n_in);
+    }
+    if (dW) {
+      if (trans_w) {
+        // dW[N, K] += dout^T x: dout stored [R, N] = [k, m] (lda = N), x [R, K] = [k, n] (ldb = K).
+        sgemm(true, false, n_out, n_in, rows, 1.0f, dout_op, n_out, x_op, n_in, 1.0f, dW, n_in);
+      } else {
+        // dW[K, N] += x^T dout: x stored [R, K] = [k, m] (lda = K), dout [R, N] = [k, n] (ldb = N).
+        sgemm(true, false, n_in, n_out, rows, 1.0f, x_op, n_in, dout_op, n_out, 1.0f, dW, n_out);
+      }
+    }
+    if (dbias) add_column_sums(R, N, dout, dbias);  // dbias[j] += sum_r dout[r, j], fp32 dout
+  } catch (const std::bad_alloc&) {
+    return oom(err, op);
+  }
+  return MS_OK;
+}
+
+int activation_backward(int kind, size_t count, const float* dpost, const float* pre, float* dpre, ms_error* err) {
+  const char* op = "activation_backward";
+  if (kind != MS_ACT_GELU_TANH && kind != MS_ACT_GELU_ERF && kind != MS_ACT_RELU)
+    return fail(err, MS_ERR_INVALID, op, "unknown activation %d", kind);
+  if (count && (!dpost || !pre || !dpre)) return fail(err, MS_ERR_INVALID, op, "dpost, pre or dpre is null");
+  try {
+    parallel_for(count, 1 << 14, [&](size_t i0, size_t i1) {
+      switch (kind) {
+        case MS_ACT_GELU_TANH:
+          // d/dx 0.5 x (1 + tanh(u)), u = s (x + c x^3): 0.5 (1 + tanh u) + 0.5 x sech^2(u) s (1 + 3 c x^2).
+          for (size_t i = i0; i < i1; ++i) {
+            const float x = pre[i];
+            const float th = std::tanh(kSqrt2OverPi * (x + kGeluCubic * x * x * x));
+            const float sech2 = 1.0f - th * th;
+            // sech2 == 0 (|u| large): the second term is 0, also where x^2 would overflow.
+            const float tail = sech2 == 0.0f ? 0.0f : 0.5f * x * sech2 * kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x * x);
+            dpre[i] = dpost[i] * (0.5f * (1.0f + th) + tail);
+          }
+          break;
+        case MS_ACT_GELU_ERF:
+          // d/dx 0.5 x (1 + erf(x / sqrt 2)) = 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi).
+          for (size_t i = i0; i < i1; ++i) {
+            const float x = pre[i];
+            dpre[i] = dpost[i] * (0.5f * (1.0f + std::erf(x * kInvSqrt2)) + x * kInvSqrt2Pi * std::exp(-0.5f * x * x));
+          }
+          break;
+        default:
+          for (size_t i = i0; i < i1; ++i) dpre[i] = pre[i] > 0.0f ? dpost[i] : 0.0f;
+          break;
+      }
+    });
+  } catch (const std::bad_alloc&) {
+    return oom(err, op);
+  }
+  return MS_OK;
+}
+
+int cross_entropy_backward(int rows, int V, float* logits, const int32_t* targets, float* losses, float scale,
+                           ms_error* err) {
+  const char* op = "cross_entropy_backward";
+  if (rows <= 0 || V <= 0) return fail(err, MS_ERR_INVALID, op, "bad shape [%d, %d]", rows, V);
+  if (!logits || !targets || !losses) return fail(err, MS_ERR_INVALID, op, "logits, targets or losses is null");
+  const size_t R = size_t(rows), N = size_t(V);
+  for (size_t r = 0; r < R; ++r)
+    if (targets[r] >= V)
+      return fail(err, MS_ERR_INVALID, op, "targets[%zu] = %d is outside the vocabulary [0, %d)", r,
+                  int(targets[r]), V);
+  try {
+    parallel_for(R, row_grain(N), [&](size_t r0, size_t r1) {
+      for (size_t r = r0; r < r1; ++r) {
+        float* lr = logits + r * N;  // logits[r, :], overwritten by its gradient
+        const int32_t target = targets[r];
+        if (target < 0) {  // ignored position
+          losses[r] = 0.0f;
+          std::fill_n(lr, N, 0.0f);
+          continue;
+        }
+        float m = lr[0];
+        for (size_t v = 1; v < N; ++v) m = lr[v] > m ? lr[v] : m;
+        double s = 0.0;  // sum_v exp(l_v - m): fp32 exponentials in blocks of 256, blocks in double
+        for (size_t v0 = 0; v0 < N; v0 += 256) {
+          const size_t v1 = std::min(N, v0 + 256);
+          float block = 0.0f;
+          for (size_t v = v0; v < v1; ++v) block += std::exp(lr[v] - m);
+          s += block;
+        }
+        const float lt = lr[target];
+        losses[r] = float(double(m) + std::log(s) - double(lt));
+        const float inv_s = float(1.0 / s);
+        for (size_t v = 0; v < N; ++v) lr[v] = std::exp(lr[v] - m) * inv_s * scale;  // softmax_v * scale
+        lr[target] = (std::exp(lt - m) * inv_s - 1.0f) * scale;
+      }
+    });
+  } catch (const std::bad_alloc&) {
+    return oom(err, op);
+  }
+  return MS_OK;
+}
+
+int embed_backward(int batch, int T, int C, int V, int n_positions, const int32_t* ids, const float* dtok,
+                   const float* dpos, float* dwte, float* dwpe, ms_error* err) {
+  const char* op = "embed_backward";
+  if (batch <= 0 || T <= 0 || C <= 0 || V <= 0 || n_positions <= 0)
+    return fail(err, MS_ERR_INVALID, op, "bad shape: batch %d, T %d, C %d, V %d, n_positions %d", batch, T, C,
+                V, n_positions);
+  if (T > n_positions) return fail(err, MS_ERR_INVALID, op, "T %d exceeds n_positions %d", T, n_positions);
+  if (!ids || !dtok || !dpos || !dwte || !dwpe) return fail(err, MS_ERR_INVALID, op, "a pointer is null");
+  const size_t rows = size_t(batch) * size_t(T), D = size_t(C), Tn = size_t(T);
+  for (size_t r = 0; r < rows; ++r)
+    if (ids[r] < 0 || ids[r] >= V)
+      return fail(err, MS_ERR_INVALID, op, "ids[%zu] = %d is outside the vocabulary [0, %d)", r, int(ids[r]), V);
+  try {
+    // Column chunks in parallel, rows in order: a fixed summation order for every table entry.
+    parallel_for(D, kColumnGrain, [&](size_t c0, size_t c1) {
+      for (size_t r = 0; r < rows; ++r) {
+        const size_t t = r % Tn;                        // r = b*T + t
+        float* tok = dwte + size_t(ids[r]) * D;         // dwte[ids[r], :]
+        float* pos = dwpe + t * D;                      // dwpe[t, :]
+        const float* gt = dtok + r * D;                 // dtok[r, :]
+        const float* gp = dpos + r * D;                 // dpos[r, :]
+        for (size_t j = c0; j < c1; ++j) {
+          tok[j] += gt[j];
+          pos[j] += gp[j];
+        }
+      }
+    });
+  } catch (const std::bad_alloc&) {
+    return oom(err, op);
+  }
+  return MS_OK;
+}
+
+int adamw_update(size_t count, float* param, const float* grad, float* m, float* v, const ms_adam_hparams* hp,
+                 float decay, ms_error* err) {
+  const char* op = "adamw_update";
+  if (!hp) return fail(err, MS_ERR_INVALID, op, "hp is null");
+  if (count && (!param || !grad || !m || !v)) return fail(err, MS_ERR_INVALID, op, "param, grad, m or v is null");
+  const float b1 = hp->beta1, b2 = hp->beta2, lr = hp->lr, eps = hp->eps;
+  const float inv_bias1 = 1.0f / hp->bias1, inv_bias2 = 1.0f / hp->bias2;
+  const float grad_scale = hp->grad_scale;
+  try {
+    parallel_for(count, 1 << 14, [&](size_t k0, size_t k1) {
+      for (size_t k = k0; k < k1; ++k) {
+        const float g = grad[k] * grad_scale;
+        const float mk = b1 * m[k] + (1.0f - b1) * g;
+        const float vk = b2 * v[k] + (1.0f - b2) * g * g;
+        m[k] = mk;
+        v[k] = vk;
+        const float p = param[k] * decay;  // decoupled weight decay first, on the old parameter
+        param[k] = p - lr * (mk * inv_bias1) / (std::sqrt(vk * inv_bias2) + eps);
+      }
+    });
+  } catch (const std::bad_alloc&) {
+    return oom(err, op);
+  }
+  return MS_OK;
+}
+
+}  // namespace ms::cpu

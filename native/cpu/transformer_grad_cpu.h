@@ -1,0 +1,38 @@
+/*
+ * transformer_grad_cpu.h — the GPT-2 backward ops of the CPU backend (backend.h, ABI 5), as in
+ * llm.c's training pass: attention with its saved log-sum-exp and the flash-style attention
+ * backward, the q/k/v merge, layer-norm, linear, activation and embedding backwards, fused softmax
+ * cross-entropy with its gradient, and AdamW. Deterministic: every sum has a fixed order whatever
+ * the thread count.
+ */
+#ifndef MONOSEMANTIC_CPU_TRANSFORMER_GRAD_H
+#define MONOSEMANTIC_CPU_TRANSFORMER_GRAD_H
+
+#include <cstddef>
+#include <cstdint>
+
+#include "backend.h"
+
+namespace ms::cpu {
+
+int attention_train(int batch, int T, int C, int n_head, const float* q, const float* k, const float* v,
+                    float* out, float* lse, ms_error* err);
+int attention_backward(int batch, int T, int C, int n_head, const float* dout, const float* q, const float* k,
+                       const float* v, const float* out, const float* lse, float* dq, float* dk, float* dv,
+                       ms_error* err);
+int merge_qkv(int rows, int C, const float* q, const float* k, const float* v, float* qkv, ms_error* err);
+int layernorm_backward(int rows, int C, const float* dout, const float* x, const float* weight, const float* mean,
+                       const float* rstd, float* dx, float* dweight, float* dbias, int accumulate, ms_error* err);
+int linear_backward(int rows, int n_in, int n_out, int trans_w, int precision, const float* dout, const float* x,
+                    const float* W, float* dx, float* dW, float* dbias, int accumulate, ms_error* err);
+int activation_backward(int kind, size_t count, const float* dpost, const float* pre, float* dpre, ms_error* err);
+int cross_entropy_backward(int rows, int V, float* logits, const int32_t* targets, float* losses, float scale,
+                           ms_error* err);
+int embed_backward(int batch, int T, int C, int V, int n_positions, const int32_t* ids, const float* dtok,
+                   const float* dpos, float* dwte, float* dwpe, ms_error* err);
+int adamw_update(size_t count, float* param, const float* grad, float* m, float* v, const ms_adam_hparams* hp,
+                 float decay, ms_error* err);
+
+}  // namespace ms::cpu
+
+#endif

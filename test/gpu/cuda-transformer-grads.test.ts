@@ -1,0 +1,314 @@
+/**
+ * The CUDA backend's GPT-2 backward ops and AdamW (lib/lm/grad-ops.ts) against the CPU backend, op
+ * by op, on the CPU suite's awkward sizes and on GPT-2-small sizes (C 768, 12 heads of 64,
+ * V 50257), and the whole-model gradients of the tiny GPT-2 fixtures on CUDA against PyTorch.
+ * Overwritten outputs start as NaN so that an unwritten element fails; accumulated outputs start
+ * from random values. Errors are max |cuda − cpu| / max |cpu| per tensor (CUDA accumulates in fp32
+ * in another order, and adds parameter gradients with atomics):
+ *   - attention, layer norm, linear (f32 and bf16), cross-entropy: 1e-5; activations 2e-6;
+ *     embeddings 1e-6;
+ *   - the q/k/v split and merge, AdamW (the same IEEE operations in the same order) and the error
+ *     reports: exact.
+ * Skipped, with the reason printed, where the CUDA backend is not available.
+ */
+import path from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+import { type BackendName, backendStatus } from '../../lib/backend.js';
+import { MonosemanticError } from '../../lib/errors.js';
+import { readSafetensors, tensorToFloat32 } from '../../lib/io/safetensors.js';
+import { loadGpt2Config } from '../../lib/lm/config.js';
+import {
+  activationBackward,
+  adamW,
+  attentionBackward,
+  attentionForwardTrain,
+  crossEntropyForwardBackward,
+  embedBackward,
+  layerNormBackward,
+  linearBackward,
+  linearTBackward,
+  mergeQkvGrad,
+  splitQkvTrain,
+} from '../../lib/lm/grad-ops.js';
+import { type Activation, layerNorm } from '../../lib/lm/ops.js';
+import { loadGpt2Weights } from '../../lib/lm/weights.js';
+import { packageRoot } from '../../lib/native/load.js';
+import { Rng } from '../../lib/random.js';
+import { Tensor } from '../../lib/tensor.js';
+import { normalArray, relError, uniformArray } from '../helpers/data.js';
+import { gpt2LossAndGrads } from '../helpers/gpt2-grads.js';
+
+const status = backendStatus();
+const hasCuda = status.cuda.available;
+if (!hasCuda) console.warn(`test/gpu: SKIPPED — the CUDA backend is not available: ${status.cuda.reason}`);
+
+/** Runs fn on each backend; returns the results by backend. */
+async function onBoth<R>(fn: (backend: BackendName) => Promise<R>): Promise<{ cpu: R; cuda: R }> {
+  return { cpu: await fn('cpu'), cuda: await fn('cuda') };
+}
+
+function f32(t: Tensor): Float32Array {
+  return t.toArray() as Float32Array;
+}
+
+/** max |a − ref| / max |ref|; Infinity when a holds a non-finite value. */
+function maxErr(a: ArrayLike<number>, ref: ArrayLike<number>): number {
+  expect(a.length).toBe(ref.length);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (!Number.isFinite(a[i]!)) return Infinity;
+    num = Math.max(num, Math.abs(a[i]! - ref[i]!));
+    den = Math.max(den, Math.abs(ref[i]!));
+  }
+  return den === 0 ? num : num / den;
+}
+
+/** The rejection of a promise (null when it resolves). */
+async function rejection(p: Promise<unknown>): Promise<unknown> {
+  return p.then(
+    () => null,
+    (e: unknown) => e,
+  );
+}
+
+describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
+  for (const [batch, T, C, nHead] of [[3, 7, 76, 4], [2, 64, 768, 12], [1, 300, 96, 3]] as const) {
+    it(`attentionForwardTrain and attentionBackward (B ${batch}, T ${T}, C ${C}, ${nHead} heads) match the CPU`, async () => {
+      const rng = new Rng(1);
+      const rows = batch * T;
+      const q = normalArray(rng, rows * C);
+      const k = normalArray(rng, rows * C, 1.5);
+      const v = normalArray(rng, rows * C);
+      const dout = normalArray(rng, rows * C);
+      const r = await onBoth(async (backend) => {
+        using tq = Tensor.from(q, [rows, C], { backend });
+        using tk = Tensor.from(k, [rows, C], { backend });
+        using tv = Tensor.from(v, [rows, C], { backend });
+        using tdout = Tensor.from(dout, [rows, C], { backend });
+        using out = Tensor.full([rows, C], Number.NaN, { backend });
+        using lse = Tensor.full([batch, nHead, T], Number.NaN, { backend });
+        await attentionForwardTrain(tq, tk, tv, batch, T, nHead, out, lse);
+        using dq = Tensor.full([rows, C], Number.NaN, { backend });
+        using dk = Tensor.full([rows, C], Number.NaN, { backend });
+        using dv = Tensor.full([rows, C], Number.NaN, { backend });
+        await attentionBackward(tdout, tq, tk, tv, out, lse, batch, T, nHead, dq, dk, dv);
+        return { out: f32(out), lse: f32(lse), dq: f32(dq), dk: f32(dk), dv: f32(dv) };
+      });
+      for (const key of ['out', 'lse', 'dq', 'dk', 'dv'] as const) expect(maxErr(r.cuda[key], r.cpu[key]), key).toBeLessThan(1e-5);
+    });
+  }
+
+  it('splitQkvTrain and mergeQkvGrad match the CPU exactly', async () => {
+    const rng = new Rng(2);
+    const [rows, C] = [131, 768];
+    const qkv = normalArray(rng, rows * 3 * C);
+    const r = await onBoth(async (backend) => {
+      using t = Tensor.from(qkv, [rows, 3 * C], { backend });
+      using q = Tensor.full([rows, C], Number.NaN, { backend });
+      using k = Tensor.full([rows, C], Number.NaN, { backend });
+      using v = Tensor.full([rows, C], Number.NaN, { backend });
+      await splitQkvTrain(t, q, k, v);
+      using merged = Tensor.full([rows, 3 * C], Number.NaN, { backend });
+      await mergeQkvGrad(q, k, v, merged);
+      return { q: f32(q), k: f32(k), v: f32(v), merged: f32(merged) };
+    });
+    expect(r.cuda).toEqual(r.cpu);
+    expect(r.cuda.merged).toEqual(qkv);
+  });
+
+  for (const [rows, C] of [[37, 76], [1030, 768]] as const) {
+    it(`layerNormBackward [${rows}, ${C}] (dx = and +=, dweight and dbias accumulate) matches the CPU`, async () => {
+      const rng = new Rng(3);
+      const x = normalArray(rng, rows * C, 2).map((val, i) => val + 3 + (i % 5));
+      const w = uniformArray(rng, C, 0.5, 1.5);
+      const b = normalArray(rng, C, 0.3);
+      const dout = normalArray(rng, rows * C);
+      const dx0 = normalArray(rng, rows * C);
+      const dw0 = normalArray(rng, C);
+      const db0 = normalArray(rng, C);
+      // The CPU forward's saved statistics on both backends, so that only the backward differs.
+      const stats = await cpuStats(x, w, b, rows, C);
+      for (const accumulate of [false, true]) {
+        const r = await onBoth(async (backend) => {
+          using tx = Tensor.from(x, [rows, C], { backend });
+          using tw = Tensor.from(w, [C], { backend });
+          using mean = Tensor.from(stats.mean, [rows], { backend });
+          using rstd = Tensor.from(stats.rstd, [rows], { backend });
+          using tdout = Tensor.from(dout, [rows, C], { backend });
+          using dx = accumulate ? Tensor.from(dx0, [rows, C], { backend }) : Tensor.full([rows, C], Number.NaN, { backend });
+          using dw = Tensor.from(dw0, [C], { backend });
+          using db = Tensor.from(db0, [C], { backend });
+          await layerNormBackward(tdout, tx, tw, mean, rstd, dx, dw, db, accumulate);
+          return { dx: f32(dx), dw: f32(dw), db: f32(db) };
+        });
+        for (const key of ['dx', 'dw', 'db'] as const) expect(maxErr(r.cuda[key], r.cpu[key]), `${key}, accumulate ${accumulate}`).toBeLessThan(1e-5);
+      }
+    });
+  }
+
+  for (const precision of ['f32', 'bf16'] as const) {
+    for (const [rows, nIn, nOut] of [[37, 76, 53], [67, 768, 2304], [5, 768, 5003]] as const) {
+      it(`linearBackward and linearTBackward (${precision}) [${rows}, ${nIn}] -> ${nOut} match the CPU`, async () => {
+        const rng = new Rng(4);
+        const x = normalArray(rng, rows * nIn);
+        const W = normalArray(rng, nIn * nOut, 0.05);
+        const dout = normalArray(rng, rows * nOut);
+        const dx0 = normalArray(rng, rows * nIn);
+        const dW0 = normalArray(rng, nIn * nOut, 0.01);
+        const db0 = normalArray(rng, nOut);
+        for (const transW of [false, true]) {
+          for (const accumulate of [false, true]) {
+            const wShape = transW ? [nOut, nIn] : [nIn, nOut];
+            const r = await onBoth(async (backend) => {
+              using tx = Tensor.from(x, [rows, nIn], { backend });
+              using tw = Tensor.from(W, wShape, { backend });
+              using tdout = Tensor.from(dout, [rows, nOut], { backend });
+              using dx = accumulate ? Tensor.from(dx0, [rows, nIn], { backend }) : Tensor.full([rows, nIn], Number.NaN, { backend });
+              using dW = Tensor.from(dW0, wShape, { backend });
+              using db = Tensor.from(db0, [nOut], { backend });
+              if (transW) await linearTBackward(tdout, tx, tw, dx, dW, precision, accumulate);
+              else await linearBackward(tdout, tx, tw, dx, dW, db, precision, accumulate);
+              return { dx: f32(dx), dW: f32(dW), db: f32(db) };
+            });
+            for (const key of ['dx', 'dW', 'db'] as const) {
+              expect(maxErr(r.cuda[key], r.cpu[key]), `${key}, transW ${transW}, accumulate ${accumulate}`).toBeLessThan(1e-5);
+            }
+          }
+        }
+      });
+    }
+  }
+
+  it('activationBackward (gelu_new, gelu, relu), also in place, matches the CPU', async () => {
+    const rng = new Rng(5);
+    const n = 1031 * 77;
+    const pre = uniformArray(rng, n, -8, 8);
+    pre.set([0, -0, 1e-30, -1e-30, 10, -10, 30, -30, 1e20, -1e20], 0);
+    const dpost = normalArray(rng, n);
+    for (const kind of ['gelu_new', 'gelu', 'relu'] as Activation[]) {
+      const r = await onBoth(async (backend) => {
+        using tpre = Tensor.from(pre, [n], { backend });
+        using tdpost = Tensor.from(dpost, [n], { backend });
+        using dpre = Tensor.full([n], Number.NaN, { backend });
+        await activationBackward(kind, tdpost, tpre, dpre);
+        await activationBackward(kind, tdpost, tpre, tdpost);
+        return { dpre: f32(dpre), inPlace: f32(tdpost) };
+      });
+      expect(maxErr(r.cuda.dpre, r.cpu.dpre), kind).toBeLessThan(2e-6);
+      expect(r.cuda.inPlace, `${kind} in place`).toEqual(r.cuda.dpre);
+    }
+  });
+
+  for (const [rows, V] of [[37, 1013], [5, 50257]] as const) {
+    it(`crossEntropyForwardBackward [${rows}, ${V}] matches the CPU; bad targets write nothing`, async () => {
+      const rng = new Rng(6);
+      const logits = normalArray(rng, rows * V, 3);
+      const targets = Int32Array.from({ length: rows }, (_, r) => (r % 4 === 3 ? -1 : rng.int(V)));
+      const r = await onBoth(async (backend) => {
+        using tl = Tensor.from(logits, [rows, V], { backend });
+        using tt = Tensor.from(targets, [rows], { backend, dtype: 'i32' });
+        using losses = Tensor.full([rows], Number.NaN, { backend });
+        await crossEntropyForwardBackward(tl, tt, losses, 1 / rows);
+        const bad = Int32Array.from(targets);
+        bad[rows - 1] = V;
+        using tbad = Tensor.from(bad, [rows], { backend, dtype: 'i32' });
+        using tl2 = Tensor.from(logits, [rows, V], { backend });
+        const error = await rejection(crossEntropyForwardBackward(tl2, tbad, losses, 1));
+        return { losses: f32(losses), dlogits: f32(tl), error, untouched: f32(tl2) };
+      });
+      expect(maxErr(r.cuda.losses, r.cpu.losses)).toBeLessThan(1e-5);
+      expect(maxErr(r.cuda.dlogits, r.cpu.dlogits)).toBeLessThan(1e-5);
+      expect(r.cuda.error).toBeInstanceOf(MonosemanticError);
+      expect((r.cuda.error as MonosemanticError).message).toBe((r.cpu.error as MonosemanticError).message);
+      expect(r.cuda.untouched).toEqual(logits);
+    });
+  }
+
+  it('embedBackward matches the CPU (also with dtok = dpos); bad ids write nothing', async () => {
+    const rng = new Rng(7);
+    const [batch, T, C, V, nPositions] = [4, 64, 768, 5003, 128];
+    const rows = batch * T;
+    const ids = Int32Array.from({ length: rows }, () => rng.int(50)); // many repeats: contended atomics
+    const dtok = normalArray(rng, rows * C);
+    const dpos = normalArray(rng, rows * C);
+    const wte0 = normalArray(rng, V * C, 0.01);
+    const wpe0 = normalArray(rng, nPositions * C, 0.01);
+    const r = await onBoth(async (backend) => {
+      using tids = Tensor.from(ids, [batch, T], { backend, dtype: 'i32' });
+      using ttok = Tensor.from(dtok, [rows, C], { backend });
+      using tpos = Tensor.from(dpos, [rows, C], { backend });
+      using dwte = Tensor.from(wte0, [V, C], { backend });
+      using dwpe = Tensor.from(wpe0, [nPositions, C], { backend });
+      await embedBackward(tids, batch, T, ttok, tpos, dwte, dwpe);
+      await embedBackward(tids, batch, T, ttok, ttok, dwte, dwpe);
+      const bad = Int32Array.from(ids);
+      bad[77] = -1;
+      using tbad = Tensor.from(bad, [rows], { backend, dtype: 'i32' });
+      const before = f32(dwte);
+      const error = await rejection(embedBackward(tbad, batch, T, ttok, tpos, dwte, dwpe));
+      const unchanged = f32(dwte).every((x, i) => x === before[i]);
+      return { dwte: f32(dwte), dwpe: f32(dwpe), error, unchanged };
+    });
+    expect(maxErr(r.cuda.dwte, r.cpu.dwte)).toBeLessThan(1e-6);
+    expect(maxErr(r.cuda.dwpe, r.cpu.dwpe)).toBeLessThan(1e-6);
+    expect((r.cuda.error as MonosemanticError).message).toBe((r.cpu.error as MonosemanticError).message);
+    expect(r.cuda.unchanged).toBe(true);
+  });
+
+  it('adamW matches the CPU exactly over steps with weight decay and gradient scaling', async () => {
+    const rng = new Rng(8);
+    const n = 300_007;
+    const p0 = normalArray(rng, n);
+    const grads = [1, 2, 3].map(() => normalArray(rng, n, 0.5));
+    const r = await onBoth(async (backend) => {
+      using p = Tensor.from(p0, [n], { backend });
+      using m = Tensor.zeros([n], { backend });
+      using v = Tensor.zeros([n], { backend });
+      for (const [i, g] of grads.entries()) {
+        using tg = Tensor.from(g, [n], { backend });
+        await adamW(p, tg, m, v, { lr: 3e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: i + 1, gradScale: i === 1 ? 0.3 : 1 });
+      }
+      return { p: f32(p), m: f32(m), v: f32(v) };
+    });
+    expect(r.cuda).toEqual(r.cpu);
+  });
+});
+
+/** The CPU layer norm's saved mean and rstd of x [rows, C]. */
+async function cpuStats(x: Float32Array, w: Float32Array, b: Float32Array, rows: number, C: number): Promise<{ mean: Float32Array; rstd: Float32Array }> {
+  using tx = Tensor.from(x, [rows, C], { backend: 'cpu' });
+  using tw = Tensor.from(w, [C], { backend: 'cpu' });
+  using tb = Tensor.from(b, [C], { backend: 'cpu' });
+  using y = Tensor.empty([rows, C], { backend: 'cpu' });
+  using mean = Tensor.empty([rows], { backend: 'cpu' });
+  using rstd = Tensor.empty([rows], { backend: 'cpu' });
+  await layerNorm(tx, tw, tb, 1e-5, y, { mean, rstd });
+  return { mean: f32(mean), rstd: f32(rstd) };
+}
+
+const fixtures = path.join(packageRoot(), 'test/fixtures/gpt2');
+
+describe.skipIf(!hasCuda).each(['tiny-relu-untied', 'tiny-gelu-new-tied'])('cuda whole-model gradients of %s', (name) => {
+  it('match PyTorch float64 autograd for every parameter (1e-4 relative per tensor)', async () => {
+    const dir = path.join(fixtures, name);
+    const config = await loadGpt2Config(dir);
+    const weights = await loadGpt2Weights(dir, config);
+    const { tensors: ref } = await readSafetensors(path.join(dir, 'reference.safetensors'));
+    const { tensors: want } = await readSafetensors(path.join(dir, 'grads.safetensors'));
+    const ids = new Int32Array(ref.input_ids!.bytes.slice().buffer);
+    const [batch] = ref.input_ids!.shape as [number, number];
+    const { loss, grads } = await gpt2LossAndGrads(config, weights, ids, batch, 'cuda', 'f32');
+    const wantLoss = tensorToFloat32(want.loss!, 'loss')[0]!;
+    expect(Math.abs(loss - wantLoss) / wantLoss).toBeLessThan(1e-5);
+    let worst = 0;
+    for (const key of Object.keys(want).filter((k) => k !== 'loss')) {
+      const e = relError(grads[key]!, tensorToFloat32(want[key]!, key));
+      worst = Math.max(worst, e);
+      expect(e, key).toBeLessThan(1e-4);
+    }
+    console.log(`${name}: cuda loss relative error ${(Math.abs(loss - wantLoss) / wantLoss).toExponential(2)}, worst gradient ${worst.toExponential(2)}`);
+  });
+});
