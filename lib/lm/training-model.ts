@@ -1,0 +1,283 @@
+/**
+ * A GPT-2-family model in training: parameters, gradients, AdamW moments and the activations a
+ * backward pass needs, all device-resident, for a fixed batch shape [B, T] (llm.c's layout).
+ *
+ * step(ids, targets) runs the forward pass saving activations, the fused softmax–cross-entropy
+ * (its gradient overwrites the logits), the backward pass through every layer (parameter
+ * gradients accumulate into zeroed buffers), global gradient-norm clipping and AdamW. Weight
+ * decay applies to the matrices (c_attn, c_proj, c_fc, mlp c_proj, the embeddings and an untied
+ * unembedding), not to biases or LayerNorm parameters.
+ */
+import { sumSquares } from '../ops.js';
+import { type BackendName, resolveBackend } from '../backend.js';
+import { Tensor } from '../tensor.js';
+import type { Gpt2Config } from './config.js';
+import { activation, add, embed, layerNorm, linear, linearT, type MatmulPrecision } from './ops.js';
+import {
+  activationBackward,
+  adamW,
+  attentionBackward,
+  attentionForwardTrain,
+  crossEntropyForwardBackward,
+  embedBackward,
+  layerNormBackward,
+  linearBackward,
+  linearTBackward,
+  mergeQkvGrad,
+  splitQkvTrain,
+} from './grad-ops.js';
+import type { Gpt2LayerWeights, Gpt2Weights } from './weights.js';
+
+type LayerName = keyof Gpt2LayerWeights;
+const LAYER_PARAMS: readonly LayerName[] = ['ln1W', 'ln1B', 'attnW', 'attnB', 'projW', 'projB', 'ln2W', 'ln2B', 'fcW', 'fcB', 'fcProjW', 'fcProjB'];
+const DECAYED: ReadonlySet<LayerName> = new Set(['attnW', 'projW', 'fcW', 'fcProjW']);
+
+export interface AdamWSettings {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** Max global gradient L2 norm (0: no clipping). */
+  clipGradNorm: number;
+}
+
+export interface LmStepResult {
+  /** Mean next-token loss over positions with a target. */
+  loss: number;
+  /** Global gradient L2 norm before clipping. */
+  gradNorm: number;
+}
+
+/** One trainable parameter: its value, gradient and AdamW moments. */
+interface Param {
+  name: string;
+  value: Tensor;
+  grad: Tensor;
+  m: Tensor;
+  v: Tensor;
+  decay: boolean;
+}
+
+interface LayerActivations {
+  x: Tensor; ln1: Tensor; ln1Mean: Tensor; ln1Rstd: Tensor; qkv: Tensor; q: Tensor; k: Tensor; v: Tensor;
+  z: Tensor; lse: Tensor; mid: Tensor; ln2: Tensor; ln2Mean: Tensor; ln2Rstd: Tensor; pre: Tensor; post: Tensor;
+}
+
+export class Gpt2Training {
+  readonly config: Gpt2Config;
+  readonly backend: BackendName;
+  readonly precision: MatmulPrecision;
+  readonly batch: number;
+  readonly T: number;
+  #params: Param[] = [];
+  #byName = new Map<string, Param>();
+  #acts: LayerActivations[] = [];
+  #buffers: Record<string, Tensor> = {};
+  #owned: Tensor[] = [];
+  #steps = 0;
+
+  constructor(config: Gpt2Config, weights: Gpt2Weights, options: { batch: number; T: number; backend?: BackendName; precision?: MatmulPrecision }) {
+    this.config = config;
+    this.backend = resolveBackend(options.backend);
+    this.precision = options.precision ?? (this.backend === 'cuda' ? 'bf16' : 'f32');
+    this.batch = options.batch;
+    this.T = options.T;
+    if (!Number.isSafeInteger(this.batch) || this.batch < 1) throw new RangeError(`batch must be a positive integer (got ${this.batch})`);
+    if (!Number.isSafeInteger(this.T) || this.T < 2 || this.T > config.nPositions) throw new RangeError(`T must be in [2, ${config.nPositions}] (got ${this.T})`);
+    const C = config.dModel;
+    const M = config.dMlp;
+    const rows = this.batch * this.T;
+    const make = (shape: number[], dtype: 'f32' | 'i32' = 'f32') => {
+      const t = Tensor.empty(shape, { backend: this.backend, dtype });
+      this.#owned.push(t);
+      return t;
+    };
+    const param = (name: string, data: Float32Array, shape: number[], decay: boolean) => {
+      const value = make(shape);
+      value.upload(data);
+      const p: Param = { name, value, grad: make(shape), m: make(shape), v: make(shape), decay };
+      p.m.fill(0);
+      p.v.fill(0);
+      this.#params.push(p);
+      this.#byName.set(name, p);
+    };
+    try {
+      param('wte', weights.wte, [config.vocabSize, C], true);
+      param('wpe', weights.wpe, [config.nPositions, C], true);
+      const shapes: Record<LayerName, number[]> = {
+        ln1W: [C], ln1B: [C], attnW: [C, 3 * C], attnB: [3 * C], projW: [C, C], projB: [C],
+        ln2W: [C], ln2B: [C], fcW: [C, M], fcB: [M], fcProjW: [M, C], fcProjB: [C],
+      };
+      weights.layers.forEach((layer, L) => {
+        for (const name of LAYER_PARAMS) param(`h.${L}.${name}`, layer[name], shapes[name], DECAYED.has(name));
+      });
+      param('lnFW', weights.lnFW, [C], false);
+      param('lnFB', weights.lnFB, [C], false);
+      if (!config.tiedEmbeddings) {
+        if (!weights.lmHead) throw new RangeError('an untied model needs lm_head weights');
+        param('lmHead', weights.lmHead, [config.vocabSize, C], true);
+      }
+      for (let L = 0; L < config.nLayer; L++) {
+        this.#acts.push({
+          x: make([rows, C]), ln1: make([rows, C]), ln1Mean: make([rows]), ln1Rstd: make([rows]), qkv: make([rows, 3 * C]),
+          q: make([rows, C]), k: make([rows, C]), v: make([rows, C]), z: make([rows, C]), lse: make([this.batch, config.nHead, this.T]),
+          mid: make([rows, C]), ln2: make([rows, C]), ln2Mean: make([rows]), ln2Rstd: make([rows]), pre: make([rows, M]), post: make([rows, M]),
+        });
+      }
+      this.#buffers = {
+        ids: make([rows], 'i32'), targets: make([rows], 'i32'), tok: make([rows, C]), pos: make([rows, C]), xFinal: make([rows, C]),
+        lnF: make([rows, C]), lnFMean: make([rows]), lnFRstd: make([rows]), logits: make([rows, config.vocabSize]), losses: make([rows]),
+        branch: make([rows, C]), dres: make([rows, C]), dC: make([rows, C]), dz: make([rows, C]), dq: make([rows, C]), dk: make([rows, C]),
+        dv: make([rows, C]), dqkv: make([rows, 3 * C]), dpost: make([rows, M]), dpre: make([rows, M]),
+      };
+    } catch (error) {
+      this.dispose();
+      throw error;
+    }
+  }
+
+  /** AdamW steps taken. */
+  get steps(): number {
+    return this.#steps;
+  }
+
+  /** The parameter tensors by name (wte, wpe, h.{L}.{ln1W, attnW, ...}, lnFW, lnFB, lmHead). */
+  parameter(name: string): Tensor {
+    const p = this.#byName.get(name);
+    if (!p) throw new RangeError(`no parameter '${name}'`);
+    return p.value;
+  }
+
+  /** The gradient left by the last forwardBackward() or step(), by parameter name. */
+  gradient(name: string): Tensor {
+    const p = this.#byName.get(name);
+    if (!p) throw new RangeError(`no parameter '${name}'`);
+    return p.grad;
+  }
+
+  get parameterNames(): string[] {
+    return this.#params.map((p) => p.name);
+  }
+
+  /** Current weights as host arrays, in the Gpt2Weights layout (for saving). */
+  readWeights(): Gpt2Weights {
+    const read = (name: string) => this.#byName.get(name)!.value.toArray() as Float32Array;
+    return {
+      wte: read('wte'),
+      wpe: read('wpe'),
+      layers: Array.from({ length: this.config.nLayer }, (_, L) => Object.fromEntries(LAYER_PARAMS.map((n) => [n, read(`h.${L}.${n}`)])) as unknown as Gpt2LayerWeights),
+      lnFW: read('lnFW'),
+      lnFB: read('lnFB'),
+      lmHead: this.config.tiedEmbeddings ? null : read('lmHead'),
+      sourceDtype: 'F32',
+    };
+  }
+
+  /**
+   * Forward and backward on ids [B, T] with next-token targets [B, T] (−1: no target). Leaves the
+   * gradients of the mean loss in gradient(name) (they are zeroed first). Returns the mean loss.
+   */
+  async forwardBackward(ids: Int32Array, targets: Int32Array): Promise<number> {
+    const cfg = this.config;
+    const { batch: B, T } = this;
+    const rows = B * T;
+    if (ids.length !== rows || targets.length !== rows) throw new RangeError(`ids and targets must hold ${B} × ${T} = ${rows} tokens (got ${ids.length} and ${targets.length})`);
+    let valid = 0;
+    for (let i = 0; i < rows; i++) {
+      if (ids[i]! < 0 || ids[i]! >= cfg.vocabSize) throw new RangeError(`ids[${i}] = ${ids[i]} is outside the vocabulary [0, ${cfg.vocabSize})`);
+      if (targets[i]! >= cfg.vocabSize) throw new RangeError(`targets[${i}] = ${targets[i]} is outside the vocabulary [0, ${cfg.vocabSize})`);
+      if (targets[i]! >= 0) valid++;
+    }
+    if (valid === 0) throw new RangeError('no position has a target');
+    const b = this.#buffers as Record<string, Tensor>;
+    const p = (name: string) => this.#byName.get(name)!;
+    b.ids!.upload(ids);
+    b.targets!.upload(targets);
+    for (const param of this.#params) param.grad.fill(0);
+    const prec = this.precision;
+    const eps = cfg.layerNormEps;
+
+    // ---- forward, saving what the backward needs
+    await embed(b.ids!, B, T, p('wte').value, p('wpe').value, 0, b.tok!, b.pos!);
+    await add(b.tok!, b.pos!, this.#acts[0]?.x ?? b.xFinal!);
+    for (let L = 0; L < cfg.nLayer; L++) {
+      const a = this.#acts[L]!;
+      const w = (n: LayerName) => p(`h.${L}.${n}`).value;
+      const next = L + 1 < cfg.nLayer ? this.#acts[L + 1]!.x : b.xFinal!;
+      await layerNorm(a.x, w('ln1W'), w('ln1B'), eps, a.ln1, { mean: a.ln1Mean, rstd: a.ln1Rstd });
+      await linear(a.ln1, w('attnW'), w('attnB'), a.qkv, prec);
+      await splitQkvTrain(a.qkv, a.q, a.k, a.v);
+      await attentionForwardTrain(a.q, a.k, a.v, B, T, cfg.nHead, a.z, a.lse);
+      await linear(a.z, w('projW'), w('projB'), b.branch!, prec);
+      await add(a.x, b.branch!, a.mid);
+      await layerNorm(a.mid, w('ln2W'), w('ln2B'), eps, a.ln2, { mean: a.ln2Mean, rstd: a.ln2Rstd });
+      await linear(a.ln2, w('fcW'), w('fcB'), a.pre, prec);
+      await activation(cfg.activation, a.pre, a.post);
+      await linear(a.post, w('fcProjW'), w('fcProjB'), b.branch!, prec);
+      await add(a.mid, b.branch!, next);
+    }
+    await layerNorm(b.xFinal!, p('lnFW').value, p('lnFB').value, eps, b.lnF!, { mean: b.lnFMean!, rstd: b.lnFRstd! });
+    const unembed = cfg.tiedEmbeddings ? p('wte') : p('lmHead');
+    await linearT(b.lnF!, unembed.value, null, b.logits!, prec);
+    // logits → dlogits of the mean loss, in place
+    await crossEntropyForwardBackward(b.logits!, b.targets!, b.losses!, 1 / valid);
+    const losses = b.losses!.toArray() as Float32Array;
+    let sum = 0;
+    for (const l of losses) sum += l;
+
+    // ---- backward
+    await linearTBackward(b.logits!, b.lnF!, unembed.value, b.dC!, unembed.grad, prec);
+    await layerNormBackward(b.dC!, b.xFinal!, p('lnFW').value, b.lnFMean!, b.lnFRstd!, b.dres!, p('lnFW').grad, p('lnFB').grad, false);
+    for (let L = cfg.nLayer - 1; L >= 0; L--) {
+      const a = this.#acts[L]!;
+      const w = (n: LayerName) => p(`h.${L}.${n}`).value;
+      const g = (n: LayerName) => p(`h.${L}.${n}`).grad;
+      // dres = d(x_{L+1}); x_{L+1} = mid + c_proj(act(c_fc(ln2(mid))))
+      await linearBackward(b.dres!, a.post, w('fcProjW'), b.dpost!, g('fcProjW'), g('fcProjB'), prec);
+      await activationBackward(cfg.activation, b.dpost!, a.pre, b.dpre!);
+      await linearBackward(b.dpre!, a.ln2, w('fcW'), b.dC!, g('fcW'), g('fcB'), prec);
+      await layerNormBackward(b.dC!, a.mid, w('ln2W'), a.ln2Mean, a.ln2Rstd, b.dres!, g('ln2W'), g('ln2B'), true);
+      // dres = d(mid); mid = x + c_proj(attn(c_attn(ln1(x))))
+      await linearBackward(b.dres!, a.z, w('projW'), b.dz!, g('projW'), g('projB'), prec);
+      await attentionBackward(b.dz!, a.q, a.k, a.v, a.z, a.lse, B, T, cfg.nHead, b.dq!, b.dk!, b.dv!);
+      await mergeQkvGrad(b.dq!, b.dk!, b.dv!, b.dqkv!);
+      await linearBackward(b.dqkv!, a.ln1, w('attnW'), b.dC!, g('attnW'), g('attnB'), prec);
+      await layerNormBackward(b.dC!, a.x, w('ln1W'), a.ln1Mean, a.ln1Rstd, b.dres!, g('ln1W'), g('ln1B'), true);
+    }
+    // dres = d(x_0) = d(tok + pos)
+    await embedBackward(b.ids!, B, T, b.dres!, b.dres!, p('wte').grad, p('wpe').grad);
+    return sum / valid;
+  }
+
+  /** forwardBackward, then global-norm clipping and one AdamW step. */
+  async step(ids: Int32Array, targets: Int32Array, settings: AdamWSettings): Promise<LmStepResult> {
+    const loss = await this.forwardBackward(ids, targets);
+    let ss = 0;
+    for (const param of this.#params) ss += await sumSquares(param.grad);
+    const gradNorm = Math.sqrt(ss);
+    const gradScale = settings.clipGradNorm > 0 && gradNorm > settings.clipGradNorm ? settings.clipGradNorm / gradNorm : 1;
+    this.#steps += 1;
+    for (const param of this.#params) {
+      await adamW(param.value, param.grad, param.m, param.v, {
+        lr: settings.lr,
+        beta1: settings.beta1,
+        beta2: settings.beta2,
+        eps: settings.eps,
+        weightDecay: param.decay ? settings.weightDecay : 0,
+        step: this.#steps,
+        gradScale,
+      });
+    }
+    return { loss, gradNorm };
+  }
+
+  dispose(): void {
+    for (const t of this.#owned) t.dispose();
+    this.#owned = [];
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
