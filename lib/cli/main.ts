@@ -10,6 +10,7 @@ import { registerDoctor } from './doctor.js';
 import { registerGenerate } from './generate.js';
 import { registerHarvest } from './harvest.js';
 import { registerSae } from './sae-info.js';
+import { registerTokenize } from './tokenize.js';
 import { registerTrain } from './train.js';
 
 const version = JSON.parse(readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')).version as string;
@@ -19,6 +20,7 @@ registerSae(program);
 registerGenerate(program);
 registerHarvest(program);
 registerTrain(program);
+registerTokenize(program);
 
 // Errors that describe a problem with the user's input, files or machine: printed as one line
 // (exit code 1). Anything else is a bug and keeps its stack trace.
@@ -38,6 +40,7 @@ const USER_ERRORS = new Set([
   'CorpusError',
   'ContextStreamError',
   'ActivationCacheError',
+  'TokenShardError',
   'TypeError',
   'RangeError',
 ]);

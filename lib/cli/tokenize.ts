@@ -1,0 +1,147 @@
+/**
+ * `monosemantic tokenize`: tokenises a text corpus into one token shard (lib/data/token-shards.ts)
+ * for training from token ids: documents in corpus order (lib/data/corpus.ts), each encoded without
+ * special tokens, the tokenizer's EOS token between consecutive documents.
+ */
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+
+import type { Command } from 'commander';
+
+import { readCorpus, type CorpusReport } from '../data/corpus.js';
+import { writeTokenShard, type TokenShardInfo } from '../data/token-shards.js';
+import { TOKENIZER_FILE, Tokenizer } from '../lm/tokenizer.js';
+
+interface TokenizeFlags {
+  tokenizer: string;
+  corpus: string[];
+  out: string;
+  maxTokens?: string;
+  textField: string;
+}
+
+export interface TokenizeOptions {
+  /** A tokenizer.json, or a folder holding one. */
+  tokenizer: string;
+  /** Corpus files, folders or globs (lib/data/corpus.ts). */
+  corpus: string[];
+  out: string;
+  /** Stop before the first document that would take the shard past this many tokens (separators counted). */
+  maxTokens?: number;
+  textField?: string;
+  /** Called now and then with the documents and tokens so far. */
+  onProgress?: (documents: number, tokens: number) => void;
+}
+
+export interface TokenizeResult {
+  shard: TokenShardInfo;
+  /** Documents whose tokens are in the shard. */
+  documents: number;
+  /** Whether --max-tokens stopped it before the end of the corpus. */
+  truncated: boolean;
+  report: CorpusReport;
+}
+
+/** The folder Tokenizer.load reads, from a folder or a path to its tokenizer.json. */
+async function tokenizerFolder(given: string): Promise<string> {
+  const info = await stat(given).catch(() => undefined);
+  if (info?.isFile() !== true) return given; // a folder, or missing: Tokenizer.load says why
+  if (path.basename(given) !== TOKENIZER_FILE) {
+    throw new RangeError(`--tokenizer ${given}: a tokenizer file must be named ${TOKENIZER_FILE} (or pass its folder)`);
+  }
+  return path.dirname(given);
+}
+
+/** Token ids in a growing typed array of the shard's width. */
+class TokenBuffer {
+  #tokens: Uint16Array | Uint32Array;
+  length = 0;
+
+  constructor(vocabSize: number) {
+    this.#tokens = vocabSize <= 0x10000 ? new Uint16Array(1 << 20) : new Uint32Array(1 << 20);
+  }
+
+  push(ids: Int32Array): void {
+    if (this.length + ids.length > this.#tokens.length) {
+      const grown = new (this.#tokens.constructor as Uint16ArrayConstructor | Uint32ArrayConstructor)(Math.max(this.#tokens.length * 2, this.length + ids.length));
+      grown.set(this.#tokens.subarray(0, this.length));
+      this.#tokens = grown;
+    }
+    this.#tokens.set(ids, this.length);
+    this.length += ids.length;
+  }
+
+  pushOne(id: number): void {
+    this.push(Int32Array.of(id));
+  }
+
+  view(): Uint16Array | Uint32Array {
+    return this.#tokens.subarray(0, this.length);
+  }
+}
+
+/** Tokenises the corpus into a token shard at `options.out`. */
+export async function tokenizeCorpus(options: TokenizeOptions): Promise<TokenizeResult> {
+  const maxTokens = options.maxTokens ?? Infinity;
+  if (maxTokens !== Infinity && (!Number.isSafeInteger(maxTokens) || maxTokens < 1)) {
+    throw new RangeError(`maxTokens must be a positive integer (got ${String(maxTokens)})`);
+  }
+  const tokenizer = await Tokenizer.load(await tokenizerFolder(options.tokenizer));
+  const separator = tokenizer.eosTokenId;
+  if (separator === null) throw new RangeError(`the tokenizer ${tokenizer.path} has no EOS token to put between documents`);
+  const report: CorpusReport = { files: 0, documents: 0, skipped: [] };
+  const tokens = new TokenBuffer(tokenizer.vocabSize);
+  let documents = 0;
+  let truncated = false;
+  for await (const document of readCorpus({ paths: options.corpus, textField: options.textField ?? 'text' }, report)) {
+    const ids = tokenizer.encode(document.text);
+    const needed = ids.length + (documents > 0 ? 1 : 0);
+    if (tokens.length + needed > maxTokens) {
+      truncated = true;
+      break;
+    }
+    if (documents > 0) tokens.pushOne(separator);
+    tokens.push(ids);
+    documents++;
+    if (documents % 1000 === 0) options.onProgress?.(documents, tokens.length);
+  }
+  const shard = await writeTokenShard(options.out, tokens.view(), tokenizer.vocabSize);
+  return { shard, documents, truncated, report };
+}
+
+function positive(flag: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${flag} must be a positive integer (got ${JSON.stringify(text)})`);
+  return value;
+}
+
+export function registerTokenize(program: Command): void {
+  program
+    .command('tokenize')
+    .description('tokenise a text corpus into a token shard (EOS between documents)')
+    .requiredOption('--tokenizer <path>', 'tokenizer.json, or a folder holding one')
+    .requiredOption('--corpus <paths...>', 'text files, folders, JSONL or Parquet files, globs')
+    .requiredOption('-o, --out <file>', 'token shard to write')
+    .option('--max-tokens <n>', 'stop before the first document that would take the shard past n tokens')
+    .option('--text-field <name>', 'JSONL / Parquet text column', 'text')
+    .action(async (flags: TokenizeFlags) => {
+      const started = Date.now();
+      const result = await tokenizeCorpus({
+        tokenizer: flags.tokenizer,
+        corpus: flags.corpus,
+        out: flags.out,
+        textField: flags.textField,
+        ...(flags.maxTokens !== undefined ? { maxTokens: positive('--max-tokens', flags.maxTokens) } : {}),
+        onProgress: (documents, tokens) => {
+          if (documents % 20_000 === 0) process.stderr.write(`tokenize: ${documents.toLocaleString('en-US')} documents, ${tokens.toLocaleString('en-US')} tokens\n`);
+        },
+      });
+      for (const skipped of result.report.skipped) process.stderr.write(`tokenize: skipped ${skipped.file}: ${skipped.reason} (${skipped.count})\n`);
+      const { shard } = result;
+      process.stdout.write(
+        `wrote ${shard.path}: ${shard.tokens.toLocaleString('en-US')} tokens from ${result.documents.toLocaleString('en-US')} documents` +
+          `${result.truncated ? ` (stopped at --max-tokens ${flags.maxTokens!})` : ''}, vocabulary ${shard.vocabSize}, ${shard.tokenBytes}-byte tokens, ` +
+          `sha256 ${shard.sha256} (${((Date.now() - started) / 1000).toFixed(1)} s)\n`,
+      );
+    });
+}
