@@ -4,6 +4,8 @@
  * loss. (Every gradient against PyTorch autograd: test/cpu/transformer-grad-ops.test.ts.)
  */
 import { readFileSync } from 'node:fs';
+
+import { readSafetensors } from '../../lib/io/safetensors.js';
 import path from 'node:path';
 
 import { describe, expect, it } from 'vitest';
@@ -61,6 +63,24 @@ describe.each(['tiny-gelu-new-tied', 'tiny-relu-untied'])('%s', (name) => {
       const minus = await lossWith((w) => void (pick(w)[best]! -= h));
       const numeric = (plus - minus) / (2 * h);
       expect(Math.abs(numeric - grad[best]!), `${param}[${best}]: ${grad[best]} vs ${numeric}`).toBeLessThan(0.05 * Math.abs(grad[best]!) + 1e-4);
+    }
+  });
+});
+
+describe.each(['tiny-relu-untied', 'tiny-gelu-new-tied'])('%s', (name) => {
+  it('10 AdamW steps track PyTorch’s losses (torch.optim.AdamW, float64) within 1e-4 relative', async () => {
+    const dir = path.join(fixtures, name);
+    const config = await loadGpt2Config(dir);
+    const weights = await loadGpt2Weights(dir, config);
+    const reference = JSON.parse(readFileSync(path.join(dir, 'adamw-losses.json'), 'utf8')) as { losses: number[] };
+    const { tensors } = await readSafetensors(path.join(dir, 'reference.safetensors'));
+    const ids = new Int32Array(tensors.input_ids!.bytes.slice().buffer);
+    const [B, T] = tensors.input_ids!.shape as [number, number];
+    using trainer = new Gpt2Training(config, weights, { batch: B, T, backend, precision: 'f32' });
+    const settings = { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, clipGradNorm: 0 };
+    for (const [step, want] of reference.losses.entries()) {
+      const { loss } = await trainer.step(ids, shiftTargets(ids, B, T), settings);
+      expect(Math.abs(loss - want), `step ${step}: ${loss} vs ${want}`).toBeLessThan(1e-4 * want);
     }
   });
 });
