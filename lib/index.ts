@@ -35,3 +35,6 @@ export { LmActivationSource, type LmActivationOptions, type LmActivationState, t
 export { fileTrainingSource } from './sae/trainer.js';
 export { lossRecovered, type LossRecovered } from './analysis/loss-recovered.js';
 export { buildActivationCache, verifyActivationCache, ActivationCacheError, type BuildCacheOptions, type BuildCacheResult } from './data/activation-cache.js';
+export { Gpt2Training, type AdamWSettings, type LmStepResult } from './lm/training-model.js';
+export { writeTokenShard, readTokenShardHeader, verifyTokenShard, openTokenShard, TokenShardError, type TokenShardInfo, type TokenShardReader } from './data/token-shards.js';
+export { openShardContextStream } from './data/shard-contexts.js';
