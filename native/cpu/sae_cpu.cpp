@@ -16,6 +16,7 @@
 
 #include "convert.h"
 #include "gemm.h"
+#include "kernel_common.h"
 #include "status.h"
 #include "thread_pool.h"
 
@@ -55,18 +56,6 @@ Workspace carve(void* base, size_t B, size_t d, size_t n, bool bf16) {
     ws.W_dec_r = take(n * d);
   }
   return ws;
-}
-
-// Rows per parallel chunk so that each chunk touches roughly 64 KiB.
-size_t row_grain(size_t row_len) {
-  const size_t rows = (16384 + row_len - 1) / (row_len ? row_len : 1);
-  return rows ? rows : 1;
-}
-
-void round_copy_bf16(const float* src, float* dst, size_t count) {
-  parallel_for(count, 1 << 15, [&](size_t begin, size_t end) {
-    for (size_t i = begin; i < end; ++i) dst[i] = round_to_bf16(src[i]);
-  });
 }
 
 // xc[b, j] = x[b, j] - b_dec[j]  (rounded to bf16 when it is a bf16 operand)

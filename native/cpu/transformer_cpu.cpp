@@ -23,41 +23,12 @@
 
 #include "convert.h"
 #include "gemm.h"
+#include "kernel_common.h"
 #include "status.h"
 #include "thread_pool.h"
 
 namespace ms::cpu {
 namespace {
-
-constexpr float kSqrt2OverPi = 0.7978845608028654f;  // sqrt(2 / pi)
-constexpr float kInvSqrt2 = 0.7071067811865476f;     // 1 / sqrt(2)
-
-// a . b over n floats with 8 independent partial sums (the compiler vectorises them; a single
-// running sum would be a serial dependency chain).
-inline float dot(const float* a, const float* b, size_t n) {
-  float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (size_t k = 0; k < 8; ++k) part[k] += a[i + k] * b[i + k];
-  float sum = 0.0f;
-  for (; i < n; ++i) sum += a[i] * b[i];
-  for (size_t k = 0; k < 8; ++k) sum += part[k];
-  return sum;
-}
-
-// Rows per parallel chunk so that each chunk touches roughly 64 KiB.
-size_t row_grain(size_t row_len) {
-  const size_t rows = (16384 + row_len - 1) / (row_len ? row_len : 1);
-  return rows ? rows : 1;
-}
-
-void round_copy_bf16(const float* src, float* dst, size_t count) {
-  parallel_for(count, 1 << 15, [&](size_t begin, size_t end) {
-    for (size_t i = begin; i < end; ++i) dst[i] = round_to_bf16(src[i]);
-  });
-}
-
-int oom(ms_error* err, const char* op) { return fail(err, MS_ERR_OOM, op, "out of host memory"); }
 
 // NaN counts as larger than every number (torch.argmax); otherwise the usual order.
 inline bool beats(float a, float b) { return (std::isnan(a) && !std::isnan(b)) || a > b; }
@@ -139,7 +110,7 @@ int activation(int kind, size_t count, const float* x, float* out, ms_error* err
         case MS_ACT_GELU_TANH:
           for (size_t i = i0; i < i1; ++i) {
             const float v = x[i];
-            out[i] = 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
+            out[i] = 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + kGeluCubic * v * v * v)));
           }
           break;
         case MS_ACT_GELU_ERF:

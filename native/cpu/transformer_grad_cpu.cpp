@@ -25,6 +25,7 @@
 
 #include "convert.h"
 #include "gemm.h"
+#include "kernel_common.h"
 #include "status.h"
 #include "thread_pool.h"
 #include "transformer_cpu.h"
@@ -32,40 +33,10 @@
 namespace ms::cpu {
 namespace {
 
-constexpr float kSqrt2OverPi = 0.7978845608028654f;    // sqrt(2 / pi)
-constexpr float kInvSqrt2 = 0.7071067811865476f;       // 1 / sqrt(2)
-constexpr float kInvSqrt2Pi = 0.3989422804014327f;     // 1 / sqrt(2 pi)
-constexpr float kGeluCubic = 0.044715f;                // gelu_new's cubic coefficient
-
-// a . b over n floats with 8 independent partial sums; the same arithmetic as the forward's dot
-// (transformer_cpu.cpp), so recomputed attention scores equal the forward's.
-inline float dot(const float* a, const float* b, size_t n) {
-  float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (size_t k = 0; k < 8; ++k) part[k] += a[i + k] * b[i + k];
-  float sum = 0.0f;
-  for (; i < n; ++i) sum += a[i] * b[i];
-  for (size_t k = 0; k < 8; ++k) sum += part[k];
-  return sum;
-}
-
-// Rows per parallel chunk so that each chunk touches roughly 64 KiB.
-size_t row_grain(size_t row_len) {
-  const size_t rows = (16384 + row_len - 1) / (row_len ? row_len : 1);
-  return rows ? rows : 1;
-}
+constexpr float kInvSqrt2Pi = 0.3989422804014327f;  // 1 / sqrt(2 pi)
 
 // Columns per chunk of a column-parallel pass: 16 floats, one cache line per row.
 constexpr size_t kColumnGrain = 16;
-
-void round_copy_bf16(const float* src, float* dst, size_t count) {
-  parallel_for(count, 1 << 15, [&](size_t begin, size_t end) {
-    for (size_t i = begin; i < end; ++i) dst[i] = round_to_bf16(src[i]);
-  });
-}
-
-int oom(ms_error* err, const char* op) { return fail(err, MS_ERR_OOM, op, "out of host memory"); }
 
 // out[j] += sum_r a[r, j] for a [rows, cols], j < cols: column chunks in parallel, rows in order, in double.
 void add_column_sums(size_t rows, size_t cols, const float* a, float* out) {

@@ -10,14 +10,13 @@
 #include <cstring>
 #include <vector>
 
+#include "kernel_common.h"
 #include "status.h"
 #include "thread_pool.h"
 
 namespace ms::cpu {
 namespace {
 constexpr size_t kBlock = size_t(1) << 16;
-// Rows per parallel chunk so that each chunk copies roughly 64 KiB.
-size_t row_grain_rows(size_t d) { return d >= 16384 ? 1 : 16384 / d; }
 }
 
 int sum_squares(size_t count, const float* x, double* out_host, ms_error* err) {
@@ -79,7 +78,7 @@ int gather_rows(int count, int d, const float* src, int src_rows, const int32_t*
     if (idx[i] < 0 || idx[i] >= src_rows)
       return fail(err, MS_ERR_INVALID, op, "idx[%d] = %d is outside the %d source rows", i, int(idx[i]), src_rows);
   const size_t D = size_t(d);
-  parallel_for(size_t(count), row_grain_rows(D), [&](size_t i0, size_t i1) {
+  parallel_for(size_t(count), row_grain(D), [&](size_t i0, size_t i1) {
     for (size_t i = i0; i < i1; ++i) std::memcpy(dst + i * D, src + size_t(idx[i]) * D, D * sizeof(float));  // dst[i, :] = src[idx[i], :]
   });
   return MS_OK;
