@@ -1,5 +1,6 @@
 /*
- * common.cu — the CUDA backend's error plumbing and per-entry-point bracketing (see common.cuh).
+ * common.cu — the CUDA backend's error plumbing, per-entry-point bracketing, scratch memory and the
+ * device-side index check (see common.cuh).
  */
 #include "common.cuh"
 
@@ -117,6 +118,38 @@ int DeviceScratch::release(const Op& op) {
   void* p = ptr_;
   ptr_ = nullptr;
   return check(op, cudaFree(p), "cudaFree");
+}
+
+namespace {
+constexpr unsigned long long kNoIndex = ~0ull;
+
+// *first = the smallest i < count with v[i] < lo or v[i] >= hi (untouched when there is none).
+__global__ void first_out_of_range_kernel(const int32_t* __restrict__ v, size_t count, int lo, int hi,
+                                          unsigned long long* __restrict__ first) {
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += size_t(gridDim.x) * blockDim.x)
+    if (v[i] < lo || v[i] >= hi) atomicMin(first, static_cast<unsigned long long>(i));
+}
+}  // namespace
+
+int find_out_of_range(const Op& op, const int32_t* v, size_t count, int lo, int hi, long long* index,
+                      int32_t* value) {
+  DeviceScratch scratch;  // one unsigned long long: the smallest bad index found
+  MS_TRY(scratch.allocate(op, sizeof(unsigned long long)));
+  auto* first = static_cast<unsigned long long*>(scratch.get());
+  MS_TRY(check(op, cudaMemsetAsync(first, 0xff, sizeof *first, op.stream), "cudaMemsetAsync"));  // kNoIndex
+  first_out_of_range_kernel<<<grid_stride_blocks(count), kThreads, 0, op.stream>>>(v, count, lo, hi, first);
+  MS_TRY(check_launch(op, "first_out_of_range_kernel"));
+  unsigned long long host = kNoIndex;
+  MS_TRY(check(op, cudaMemcpyAsync(&host, first, sizeof host, cudaMemcpyDeviceToHost, op.stream), "cudaMemcpyAsync"));
+  MS_TRY(finish(op));
+  *index = -1;
+  if (host != kNoIndex) {
+    MS_TRY(check(op, cudaMemcpyAsync(value, v + host, sizeof *value, cudaMemcpyDeviceToHost, op.stream),
+                 "cudaMemcpyAsync"));
+    MS_TRY(finish(op));
+    *index = static_cast<long long>(host);
+  }
+  return scratch.release(op);
 }
 
 }  // namespace ms::cuda

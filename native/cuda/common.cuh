@@ -98,6 +98,12 @@ class DeviceScratch {
   void* ptr_ = nullptr;
 };
 
+// *index = the first i < count with v[i] outside [lo, hi), and *value = v[i]; *index = -1 when
+// every value is inside (an index check done on the device before an op writes anything). Waits
+// for the stream.
+int find_out_of_range(const Op& op, const int32_t* v, size_t count, int lo, int hi, long long* index,
+                      int32_t* value);
+
 // ---- workspace carving --------------------------------------------------------------------------
 
 constexpr size_t kAlign = 256;

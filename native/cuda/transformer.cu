@@ -33,7 +33,6 @@ constexpr float kSqrt2OverPi = 0.7978845608028654f;  // sqrt(2 / pi)
 constexpr float kInvSqrt2 = 0.7071067811865476f;     // 1 / sqrt(2)
 constexpr int kAttnWarps = 4;                         // queries per attention block
 constexpr int kAttnDimsPerLane = 8;                   // head size <= 32 * 8 = 256
-constexpr unsigned long long kNoIndex = ~0ull;
 
 // ---- device helpers -----------------------------------------------------------------------------
 
@@ -50,13 +49,6 @@ __device__ __forceinline__ void argmax_combine(float& v, int& i, float ov, int o
 }
 
 // ---- kernels ------------------------------------------------------------------------------------
-
-// *first = the smallest i < count with v[i] < lo or v[i] >= hi (untouched when there is none).
-__global__ void first_out_of_range_kernel(const int32_t* __restrict__ v, size_t count, int lo, int hi,
-                                          unsigned long long* __restrict__ first) {
-  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += size_t(gridDim.x) * blockDim.x)
-    if (v[i] < lo || v[i] >= hi) atomicMin(first, static_cast<unsigned long long>(i));
-}
 
 // Block r = row r of x [rows, C]. out may equal x: every read of x[r, :] precedes the last
 // block_sum, and each thread then reads x[r, j] before writing out[r, j] for its own j.
@@ -278,27 +270,6 @@ __global__ void __launch_bounds__(kThreads)
 }  // namespace
 
 // ---- host helpers shared with transformer_grad.cu (transformer.cuh) -----------------------------
-
-int find_out_of_range(const Op& op, const int32_t* v, size_t count, int lo, int hi, long long* index,
-                      int32_t* value) {
-  DeviceScratch scratch;  // one unsigned long long: the smallest bad index found
-  MS_TRY(scratch.allocate(op, sizeof(unsigned long long)));
-  auto* first = static_cast<unsigned long long*>(scratch.get());
-  MS_TRY(check(op, cudaMemsetAsync(first, 0xff, sizeof *first, op.stream), "cudaMemsetAsync"));  // kNoIndex
-  first_out_of_range_kernel<<<grid_stride_blocks(count), kThreads, 0, op.stream>>>(v, count, lo, hi, first);
-  MS_TRY(check_launch(op, "first_out_of_range_kernel"));
-  unsigned long long host = kNoIndex;
-  MS_TRY(check(op, cudaMemcpyAsync(&host, first, sizeof host, cudaMemcpyDeviceToHost, op.stream), "cudaMemcpyAsync"));
-  MS_TRY(finish(op));
-  *index = -1;
-  if (host != kNoIndex) {
-    MS_TRY(check(op, cudaMemcpyAsync(value, v + host, sizeof *value, cudaMemcpyDeviceToHost, op.stream),
-                 "cudaMemcpyAsync"));
-    MS_TRY(finish(op));
-    *index = static_cast<long long>(host);
-  }
-  return scratch.release(op);
-}
 
 int launch_to_bf16(const Op& op, const float* src, bf16* dst, size_t count) {
   to_bf16_kernel<<<grid_stride_blocks(count), kThreads, 0, op.stream>>>(src, dst, count);

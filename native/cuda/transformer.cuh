@@ -37,10 +37,6 @@ int cross_entropy(int rows, int V, const float* logits, const int32_t* targets, 
 int argmax_rows(int rows, int V, const float* logits, int32_t* out, ms_error* err);
 
 // Helpers shared with transformer_grad.cu, queued on op.stream.
-// *index = the first i < count with v[i] outside [lo, hi), and *value = v[i]; *index = -1 when
-// every value is inside. Waits for the stream.
-int find_out_of_range(const Op& op, const int32_t* v, size_t count, int lo, int hi, long long* index,
-                      int32_t* value);
 // dst[k] = bf16(src[k]) for k < count (round to nearest even).
 int launch_to_bf16(const Op& op, const float* src, __nv_bfloat16* dst, size_t count);
 

@@ -5,8 +5,8 @@
  * double partial each, then one block adds the partials with a fixed tree — so the result is
  * deterministic for a given count (it may differ from the CPU's block order in the last bits).
  * row_sq_dist: one block per row, double accumulation, as the CPU backend.
- * gather_rows: the indices are checked on the device first (the smallest bad position is found
- * with atomicMin and reported), then one block per destination row copies it.
+ * gather_rows: the indices are checked on the device first (find_out_of_range, common.cuh), then
+ * one block per destination row copies it.
  */
 #include "vector.cuh"
 
@@ -63,12 +63,6 @@ __global__ void __launch_bounds__(kThreads) row_sq_dist_kernel(int d, const floa
   if (threadIdx.x == 0) out[r] = float(s);
 }
 
-// *first_bad = min over i with idx[i] outside [0, src_rows) of i (stays INT32_MAX when none).
-__global__ void first_bad_index_kernel(int count, int src_rows, const int32_t* __restrict__ idx, int* __restrict__ first_bad) {
-  const int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < count && (idx[i] < 0 || idx[i] >= src_rows)) atomicMin(first_bad, i);
-}
-
 // dst[i, :] = src[idx[i], :]; block i (grid-stride over rows) copies row i.
 __global__ void gather_rows_kernel(int count, int d, const float* __restrict__ src, const int32_t* __restrict__ idx,
                                    float* __restrict__ dst) {
@@ -88,26 +82,14 @@ int gather_rows(int count, int d, const float* src, int src_rows, const int32_t*
   if (!src || !idx || !dst) return invalid(err, name, "a pointer is null");
   Op op;
   MS_TRY(begin(op, err, name));
-  DeviceScratch scratch;
-  MS_TRY(scratch.allocate(op, sizeof(int)));
-  int* first_bad = static_cast<int*>(scratch.get());
-  const int none = INT32_MAX;
-  MS_TRY(check(op, cudaMemcpyAsync(first_bad, &none, sizeof none, cudaMemcpyHostToDevice, op.stream), "cudaMemcpyAsync"));
-  first_bad_index_kernel<<<(count + kThreads - 1) / kThreads, kThreads, 0, op.stream>>>(count, src_rows, idx, first_bad);
-  MS_TRY(check_launch(op, "first_bad_index_kernel"));
-  int bad = INT32_MAX;
-  MS_TRY(check(op, cudaMemcpyAsync(&bad, first_bad, sizeof bad, cudaMemcpyDeviceToHost, op.stream), "cudaMemcpyAsync"));
-  MS_TRY(check(op, cudaStreamSynchronize(op.stream), "cudaStreamSynchronize"));
-  if (bad != INT32_MAX) {
-    int value = 0;
-    MS_TRY(check(op, cudaMemcpy(&value, idx + bad, sizeof value, cudaMemcpyDeviceToHost), "cudaMemcpy"));
-    return invalid(err, name, "idx[%d] = %d is outside the %d source rows", bad, value, src_rows);
-  }
+  long long bad = -1;
+  int32_t value = 0;
+  MS_TRY(find_out_of_range(op, idx, size_t(count), 0, src_rows, &bad, &value));
+  if (bad >= 0) return invalid(err, name, "idx[%lld] = %d is outside the %d source rows", bad, int(value), src_rows);
   const unsigned int blocks = count < 65535 ? static_cast<unsigned int>(count) : 65535u;
   gather_rows_kernel<<<blocks, kThreads, 0, op.stream>>>(count, d, src, idx, dst);
   MS_TRY(check_launch(op, "gather_rows_kernel"));
-  MS_TRY(finish(op));
-  return scratch.release(op);
+  return finish(op);
 }
 
 int sum_squares(size_t count, const float* x, double* out_host, ms_error* err) {
