@@ -12,79 +12,13 @@
  * error) reject with a MonosemanticError (`code` E_INVALID, E_OOM, E_DEVICE, ...).
  */
 import { nativeAddon } from '../backend.js';
-import { ACTIVATION_CODE } from '../native/binding.js';
-import { type DType, Tensor, formatShape } from '../tensor.js';
+import { type Tensor, formatShape } from '../tensor.js';
+import { MAX_DIM, checkActivation, checkInt, checkPrecision, checkTensor, distinct, expectRows, expectShape, expectSize, rowsOf, sameBackend } from './op-checks.js';
 
 /** bf16: operands rounded to bf16, fp32 accumulation (as the SAE ops). */
 export type MatmulPrecision = 'f32' | 'bf16';
 /** gelu_new: 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))) (GPT-2); gelu: 0.5x(1 + erf(x/√2)); relu. */
 export type Activation = 'gelu_new' | 'gelu' | 'relu';
-
-const PRECISION_CODE: Record<MatmulPrecision, number> = { f32: 0, bf16: 1 };
-/** Largest dimension the native layer takes (native/core/transformer_ops.cpp). */
-const MAX_DIM = 2 ** 30;
-
-// ---- argument checks ----------------------------------------------------------------------------
-
-function checkTensor(t: unknown, name: string, dtype: DType = 'f32'): Tensor {
-  if (!(t instanceof Tensor)) throw new TypeError(`${name} must be a Tensor`);
-  if (t.disposed) throw new TypeError(`${name} has been disposed`);
-  if (t.dtype !== dtype) throw new TypeError(`${name} must have dtype ${dtype} (got ${t.dtype})`);
-  return t;
-}
-
-function checkInt(value: unknown, name: string, min: number): number {
-  if (typeof value !== 'number') throw new TypeError(`${name} must be a number (got ${typeof value})`);
-  if (!Number.isInteger(value) || value < min || value > MAX_DIM) {
-    throw new RangeError(`${name} must be an integer in [${min}, 2^30] (got ${value})`);
-  }
-  return value;
-}
-
-/** [rows, cols] of a tensor read as rows of its last dim; both >= 1. */
-function rowsOf(t: Tensor, name: string): [number, number] {
-  const cols = t.shape.length > 0 ? t.shape[t.shape.length - 1]! : 0;
-  if (cols < 1 || t.size < 1) throw new RangeError(`${name} must be a non-empty tensor with a last dim (got ${formatShape(t.shape)})`);
-  const rows = t.size / cols;
-  if (rows > MAX_DIM || cols > MAX_DIM) throw new RangeError(`${name} ${formatShape(t.shape)} is too large (at most 2^30 rows and columns)`);
-  return [rows, cols];
-}
-
-/** t must read as [rows, cols]: last dim cols, size rows·cols. `why` explains where the shape comes from. */
-function expectRows(t: Tensor, name: string, rows: number, cols: number, why: string): void {
-  const last = t.shape.length > 0 ? t.shape[t.shape.length - 1] : undefined;
-  if (last !== cols || t.size !== rows * cols) {
-    throw new RangeError(`${name} must have shape [${rows}, ${cols}] (or [..., ${cols}] holding ${rows} rows) ${why} (got ${formatShape(t.shape)})`);
-  }
-}
-
-function expectShape(t: Tensor, name: string, shape: readonly number[], why: string): void {
-  if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-    throw new RangeError(`${name} must have shape ${formatShape(shape)} ${why} (got ${formatShape(t.shape)})`);
-  }
-}
-
-function expectSize(t: Tensor, name: string, size: number, why: string): void {
-  if (t.size !== size) throw new RangeError(`${name} must hold ${size} elements ${why} (got ${formatShape(t.shape)})`);
-}
-
-/** Every tensor on the backend of the first. */
-function sameBackend(tensors: Record<string, Tensor>): void {
-  const entries = Object.entries(tensors);
-  const [firstName, first] = entries[0]!;
-  for (const [name, t] of entries.slice(1)) {
-    if (t.backend !== first.backend) throw new TypeError(`${name} is on ${t.backend} but ${firstName} is on ${first.backend}`);
-  }
-}
-
-function distinct(a: Tensor, aName: string, b: Tensor, bName: string): void {
-  if (a === b) throw new RangeError(`${aName} must not be the same tensor as ${bName}`);
-}
-
-function checkPrecision(precision: unknown): number {
-  if (precision !== 'f32' && precision !== 'bf16') throw new TypeError(`precision must be 'f32' or 'bf16' (got ${JSON.stringify(precision)})`);
-  return PRECISION_CODE[precision];
-}
 
 // ---- ops ----------------------------------------------------------------------------------------
 
@@ -174,15 +108,13 @@ export function linearT(x: Tensor, weight: Tensor, bias: Tensor | null, out: Ten
 
 /** Elementwise out = act(x) (same sizes); out may be x. relu maps NaN to 0. */
 export function activation(kind: Activation, x: Tensor, out: Tensor): Promise<void> {
-  if (typeof kind !== 'string' || !Object.hasOwn(ACTIVATION_CODE, kind)) {
-    throw new TypeError(`kind must be one of ${Object.keys(ACTIVATION_CODE).join(', ')} (got ${JSON.stringify(kind)})`);
-  }
+  const code = checkActivation(kind);
   checkTensor(x, 'x');
   checkTensor(out, 'out');
   if (x.size < 1) throw new RangeError(`x must not be empty (got ${formatShape(x.shape)})`);
   expectSize(out, 'out', x.size, `like x ${formatShape(x.shape)}`);
   sameBackend({ x, out });
-  return nativeAddon().activation({ kind: ACTIVATION_CODE[kind], count: x.size, x: x.native, out: out.native });
+  return nativeAddon().activation({ kind: code, count: x.size, x: x.native, out: out.native });
 }
 
 /** Elementwise out = a + b (same sizes); out may alias a or b. */
