@@ -5,10 +5,10 @@
  * The stream is a pure function of (files, seed, chunkRows, bufferChunks), so resuming needs only
  * a position, never the contents of a shuffle buffer:
  * 1. Every file is cut into chunks of `chunkRows` consecutive rows (a file's last chunk shorter).
- * 2. Epoch e lists all chunks in a Fisher–Yates order drawn from Rng(mixSeed(EPOCH, seed, e)).
+ * 2. Epoch e lists all chunks in a Fisher–Yates order drawn from Rng(mixSeed(FILE_EPOCH_ORDER, seed, e)).
  * 3. Consecutive groups of `bufferChunks` chunks in that order form windows. A window's rows
  *    (from several files) are read into one buffer and served in a Fisher–Yates order drawn from
- *    Rng(mixSeed(WINDOW, seed, e, window)).
+ *    Rng(mixSeed(FILE_WINDOW_ORDER, seed, e, window)) (stream-common.ts).
  * 4. Batches run on across window and epoch boundaries.
  * A position is (epoch, window, offset within the window); restoring reads only that window. The
  * next window is read while the current one is served.
@@ -20,6 +20,7 @@ import { createHash } from 'node:crypto';
 import { glob } from 'tinyglobby';
 
 import { Rng } from '../random.js';
+import { SEED_PURPOSE, mixSeed, nonNegativeInteger, permutation, positiveInteger } from './stream-common.js';
 import { ACTIVATION_EXTENSIONS, MANIFEST_FORMAT, openActivationFiles, type ActivationFile } from './activation-files.js';
 
 export interface ActivationSourceOptions {
@@ -72,51 +73,6 @@ export class ActivationSourceError extends Error {
 }
 
 export const SOURCE_DEFAULTS = { chunkRows: 1024, bufferChunks: 64 } as const;
-
-/** Purposes mixed into shuffle seeds, so the two kinds of shuffle never share a generator. */
-const EPOCH_ORDER = 1;
-const WINDOW_ORDER = 2;
-
-/** murmur3's 32-bit finaliser: a bijection that spreads every input bit over the output. */
-function fmix32(x: number): number {
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x85ebca6b);
-  x ^= x >>> 13;
-  x = Math.imul(x, 0xc2b2ae35);
-  x ^= x >>> 16;
-  return x >>> 0;
-}
-
-/**
- * The 32-bit seed of one shuffle: each integer part (purpose, seed, epoch, window), low 32 bits
- * then high bits, is xored into a running fmix32 hash.
- */
-export function mixSeed(parts: readonly number[]): number {
-  let hash = 0x6a09e667;
-  for (const part of parts) {
-    hash = fmix32(hash ^ (part >>> 0));
-    hash = fmix32(hash ^ (Math.floor(part / 2 ** 32) >>> 0));
-  }
-  return hash | 0;
-}
-
-/** [0, 1, ..., n-1]. */
-function identity(n: number): Uint32Array {
-  const values = new Uint32Array(n);
-  for (let i = 0; i < n; i++) values[i] = i;
-  return values;
-}
-
-/** In-place Fisher–Yates shuffle of `values`. */
-function shuffle(values: Uint32Array, rng: Rng): Uint32Array {
-  for (let i = values.length - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    const held = values[i]!;
-    values[i] = values[j]!;
-    values[j] = held;
-  }
-  return values;
-}
 
 async function isManifest(path: string): Promise<boolean> {
   try {
@@ -198,20 +154,6 @@ function describeFingerprint(text: string): string {
     : `${f.files} files, ${f.rows} rows, chunkRows ${f.chunkRows}, bufferChunks ${f.bufferChunks}, files hash ${f.hash}`;
 }
 
-function positiveInteger(name: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new RangeError(`${name} must be a positive integer (got ${String(value)})`);
-  }
-  return value;
-}
-
-function nonNegativeInteger(name: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw new RangeError(`${name} must be a non-negative integer (got ${String(value)})`);
-  }
-  return value;
-}
-
 /** One window read into memory with the order its rows are served in. */
 interface LoadedWindow {
   epoch: number;
@@ -289,7 +231,7 @@ class ShuffledActivationSource implements ActivationSource {
   #chunkOrder(epoch: number): Uint32Array {
     let order = this.#epochOrders.get(epoch);
     if (order === undefined) {
-      order = shuffle(identity(this.#chunkFile.length), new Rng(mixSeed([EPOCH_ORDER, this.#seed, epoch])));
+      order = permutation(this.#chunkFile.length, new Rng(mixSeed([SEED_PURPOSE.FILE_EPOCH_ORDER, this.#seed, epoch])));
       for (const cached of this.#epochOrders.keys()) if (cached < epoch - 1 || cached > epoch) this.#epochOrders.delete(cached);
       this.#epochOrders.set(epoch, order);
     }
@@ -322,7 +264,7 @@ class ShuffledActivationSource implements ActivationSource {
       reads.push(file.readRows(this.#chunkStart[c]!, this.#chunkLength[c]!, into, rows * this.d));
       rows += this.#chunkLength[c]!;
     }
-    const rowOrder = shuffle(identity(rows), new Rng(mixSeed([WINDOW_ORDER, this.#seed, epoch, window])));
+    const rowOrder = permutation(rows, new Rng(mixSeed([SEED_PURPOSE.FILE_WINDOW_ORDER, this.#seed, epoch, window])));
     // allSettled: no read may still be writing into the buffer once this returns or throws.
     const settled = await Promise.allSettled(reads);
     for (const result of settled) if (result.status === 'rejected') throw result.reason;

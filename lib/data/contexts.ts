@@ -30,7 +30,7 @@ import { basename } from 'node:path';
 
 import { Rng } from '../random.js';
 import type { Tokenizer } from '../lm/tokenizer.js';
-import { mixSeed } from './activation-source.js';
+import { SEED_PURPOSE, mixSeed, nonNegativeInteger, permutation, positiveInteger } from './stream-common.js';
 import { corpusOptionsWithDefaults, readCorpusFiles, resolveCorpusFiles, type CorpusOptions, type CorpusReport } from './corpus.js';
 
 export interface ContextStreamOptions {
@@ -91,36 +91,6 @@ export class ContextStreamError extends Error {
 }
 
 export const CONTEXT_DEFAULTS = { shuffleDocuments: 1024 } as const;
-
-/** Purpose mixed into document-shuffle seeds, apart from activation-source's purposes (1, 2). */
-const DOCUMENT_ORDER = 3;
-
-function positiveInteger(name: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new RangeError(`${name} must be a positive integer (got ${String(value)})`);
-  }
-  return value;
-}
-
-function nonNegativeInteger(name: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw new RangeError(`${name} must be a non-negative integer (got ${String(value)})`);
-  }
-  return value;
-}
-
-/** A random order of [0, n): Fisher–Yates from `rng`. */
-function permutation(n: number, rng: Rng): Uint32Array {
-  const order = new Uint32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  for (let i = n - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    const held = order[i]!;
-    order[i] = order[j]!;
-    order[j] = held;
-  }
-  return order;
-}
 
 /** The options that shape the stream, in the readable part of the fingerprint. */
 interface StreamShape {
@@ -194,7 +164,7 @@ class ShuffledDocuments {
     this.#order =
       this.#windowSize === 1
         ? Uint32Array.of(0).subarray(0, this.#texts.length)
-        : permutation(this.#texts.length, new Rng(mixSeed([DOCUMENT_ORDER, this.#seed, this.#window])));
+        : permutation(this.#texts.length, new Rng(mixSeed([SEED_PURPOSE.DOCUMENT_ORDER, this.#seed, this.#window])));
     this.#served = 0;
   }
 

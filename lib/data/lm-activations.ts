@@ -17,7 +17,7 @@ import { Rng } from '../random.js';
 import { Tensor } from '../tensor.js';
 import type { Gpt2Model } from '../lm/model.js';
 import type { TrainingDataSource } from '../sae/trainer.js';
-import { mixSeed } from './activation-source.js';
+import { SEED_PURPOSE, mixSeed, permutation } from './stream-common.js';
 
 /** Contexts [count, contextLength] of token ids, null at the end; `state()` a resumable position. */
 export interface ContextSource {
@@ -68,7 +68,7 @@ export class LmActivationSource implements TrainingDataSource {
   #offset = 0;
   #rowsServed = 0;
   #buffer: Tensor;
-  #order: Int32Array = new Int32Array(0);
+  #order: Uint32Array = new Uint32Array(0);
   #rows = 0;
   #closed = false;
 
@@ -126,7 +126,8 @@ export class LmActivationSource implements TrainingDataSource {
     while (filled < rows) {
       if (this.#offset === this.#rows) await this.#nextWindow();
       const n = Math.min(rows - filled, this.#rows - this.#offset);
-      using idx = Tensor.from(this.#order.subarray(this.#offset, this.#offset + n), [n], { dtype: 'i32', backend: out.backend });
+      // Row indices < 2^30 read the same as int32.
+      using idx = Tensor.from(new Int32Array(this.#order.buffer, this.#offset * 4, n), [n], { dtype: 'i32', backend: out.backend });
       await gatherRows(this.#buffer, idx, out, filled);
       this.#offset += n;
       filled += n;
@@ -168,7 +169,7 @@ export class LmActivationSource implements TrainingDataSource {
       // Row c·T + t of the activations is position t of context c; keep P positions of each.
       const pick = new Int32Array(count * P);
       for (let c = 0; c < count; c++) {
-        const rng = new Rng(mixSeed([3, o.seed, this.#window, contexts + c]));
+        const rng = new Rng(mixSeed([SEED_PURPOSE.CONTEXT_POSITIONS, o.seed, this.#window, contexts + c]));
         const positions = samplePositions(rng, T, P, o.skipFirstPosition ? 1 : 0);
         for (let k = 0; k < P; k++) pick[c * P + k] = c * T + positions[k]!;
       }
@@ -177,7 +178,7 @@ export class LmActivationSource implements TrainingDataSource {
       contexts += count;
     }
     this.#rows = contexts * P;
-    this.#order = permutation(new Rng(mixSeed([4, o.seed, this.#window])), this.#rows);
+    this.#order = permutation(this.#rows, new Rng(mixSeed([SEED_PURPOSE.HARVEST_WINDOW_ORDER, o.seed, this.#window])));
     this.#offset = 0;
   }
 
@@ -195,14 +196,4 @@ function samplePositions(rng: Rng, T: number, count: number, from: number): Int3
     [pool[i], pool[j]] = [pool[j]!, pool[i]!];
   }
   return pool.subarray(0, count).sort();
-}
-
-/** A uniformly random permutation of 0..n−1 (Fisher–Yates). */
-function permutation(rng: Rng, n: number): Int32Array {
-  const out = Int32Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
 }

@@ -25,7 +25,7 @@
 import { createHash } from 'node:crypto';
 
 import { Rng } from '../random.js';
-import { mixSeed } from './activation-source.js';
+import { SEED_PURPOSE, mixSeed, nonNegativeInteger, permutation, positiveInteger } from './stream-common.js';
 import { ContextStreamError } from './contexts.js';
 import { openTokenShard, TokenShardError, verifyTokenShard, type TokenShardInfo, type TokenShardReader } from './token-shards.js';
 
@@ -77,36 +77,6 @@ export interface ShardContextStream {
   next(count: number): Promise<Int32Array | null>;
   state(): ShardContextState;
   close(): Promise<void>;
-}
-
-/** Purpose mixed into context-order seeds, apart from activation-source's (1, 2) and contexts.ts's (3). */
-const SHARD_CONTEXT_ORDER = 4;
-
-function positiveInteger(name: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new RangeError(`${name} must be a positive integer (got ${String(value)})`);
-  }
-  return value;
-}
-
-function nonNegativeInteger(name: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw new RangeError(`${name} must be a non-negative integer (got ${String(value)})`);
-  }
-  return value;
-}
-
-/** A random order of [0, n): Fisher–Yates from `rng`. */
-function permutation(n: number, rng: Rng): Uint32Array {
-  const order = new Uint32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  for (let i = n - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    const held = order[i]!;
-    order[i] = order[j]!;
-    order[j] = held;
-  }
-  return order;
 }
 
 const SHAPE_LABELS = ['shards', 'tokens', 'contextLength', 'bosTokenId', 'eosTokenId', 'shard contents'];
@@ -186,7 +156,7 @@ class ShardContexts implements ShardContextStream {
 
   #orderOf(epoch: number): Uint32Array {
     if (this.#orderEpoch !== epoch || this.#order === null) {
-      this.#order = permutation(this.contextsPerEpoch, new Rng(mixSeed([SHARD_CONTEXT_ORDER, this.#seed, epoch])));
+      this.#order = permutation(this.contextsPerEpoch, new Rng(mixSeed([SEED_PURPOSE.SHARD_CONTEXT_ORDER, this.#seed, epoch])));
       this.#orderEpoch = epoch;
     }
     return this.#order;

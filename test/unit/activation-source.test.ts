@@ -8,11 +8,11 @@ import { float32ToBf16 } from '../../lib/bf16.js';
 import { ActivationFileError, openActivationFile, openActivationFiles } from '../../lib/data/activation-files.js';
 import {
   ActivationSourceError,
-  mixSeed,
   openActivationSource,
   type ActivationSource,
   type ActivationSourceOptions,
 } from '../../lib/data/activation-source.js';
+import { mixSeed } from '../../lib/data/stream-common.js';
 import { encodeNpy } from '../../lib/io/npy.js';
 import { encodeSafetensors } from '../../lib/io/safetensors.js';
 

@@ -1,0 +1,73 @@
+/**
+ * Pieces shared by the seeded, resumable data streams (activation files, text contexts, token-shard
+ * contexts, harvested activations): the seed of each shuffle, mixed from its purpose and position
+ * so no two kinds of shuffle share a generator; Fisher–Yates orders; and the integer checks of
+ * their options and saved states.
+ */
+import type { Rng } from '../random.js';
+
+/** Purposes mixed into shuffle seeds: one per kind of shuffle, so none shares a generator. */
+export const SEED_PURPOSE = {
+  /** activation-source.ts: the order of an epoch's chunks. */
+  FILE_EPOCH_ORDER: 1,
+  /** activation-source.ts: the order of a window's rows. */
+  FILE_WINDOW_ORDER: 2,
+  /** contexts.ts: the order of a window's documents. */
+  DOCUMENT_ORDER: 3,
+  /** shard-contexts.ts: the order of an epoch's contexts. */
+  SHARD_CONTEXT_ORDER: 4,
+  /** lm-activations.ts: the positions kept of one context. */
+  CONTEXT_POSITIONS: 5,
+  /** lm-activations.ts: the order a window's rows are served in. */
+  HARVEST_WINDOW_ORDER: 6,
+} as const;
+
+/** murmur3's 32-bit finaliser: a bijection that spreads every input bit over the output. */
+function fmix32(x: number): number {
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x85ebca6b);
+  x ^= x >>> 13;
+  x = Math.imul(x, 0xc2b2ae35);
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
+/**
+ * The 32-bit seed of one shuffle: each integer part (purpose, seed, epoch, window), low 32 bits
+ * then high bits, is xored into a running fmix32 hash.
+ */
+export function mixSeed(parts: readonly number[]): number {
+  let hash = 0x6a09e667;
+  for (const part of parts) {
+    hash = fmix32(hash ^ (part >>> 0));
+    hash = fmix32(hash ^ (Math.floor(part / 2 ** 32) >>> 0));
+  }
+  return hash | 0;
+}
+
+/** A random order of [0, n): Fisher–Yates from `rng`. */
+export function permutation(n: number, rng: Rng): Uint32Array {
+  const order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  for (let i = n - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    const held = order[i]!;
+    order[i] = order[j]!;
+    order[j] = held;
+  }
+  return order;
+}
+
+export function positiveInteger(name: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new RangeError(`${name} must be a positive integer (got ${String(value)})`);
+  }
+  return value;
+}
+
+export function nonNegativeInteger(name: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new RangeError(`${name} must be a non-negative integer (got ${String(value)})`);
+  }
+  return value;
+}
