@@ -1,6 +1,4 @@
 /** `monosemantic generate` on the tiny fixture model: greedy, seeded sampling, SAE steering, errors. */
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import path from 'node:path';
 
 import { describe, expect, it } from 'vitest';
@@ -8,15 +6,12 @@ import { describe, expect, it } from 'vitest';
 import { packageRoot } from '../../lib/native/load.js';
 import { saveSaeLens } from '../../lib/sae/saelens.js';
 import { SparseAutoencoder } from '../../lib/sae/sae.js';
+import { runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/run-fixtures.js';
 
-const bin = path.join(packageRoot(), 'dist/lib/cli/main.js');
 const model = path.join(packageRoot(), 'test/fixtures/gpt2/tiny-gelu-new-tied');
 
-function cli(args: string[]) {
-  if (!existsSync(bin)) throw new Error(`${bin} is missing: run \`npm run build:ts\` first (npm test does)`);
-  return spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, MONOSEMANTIC_BACKEND: 'cpu' } });
-}
+const cli = (args: string[]) => runCli(args, { MONOSEMANTIC_BACKEND: 'cpu' });
 
 describe('monosemantic generate', () => {
   it('continues a prompt greedily and, with a seed, reproducibly', () => {

@@ -1,21 +1,17 @@
 /** `monosemantic harvest` then `monosemantic train` on its cache: text to a trained SAE from the command line. */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { expect, it } from 'vitest';
 
 import { verifyActivationCache } from '../../lib/data/activation-cache.js';
 import { packageRoot } from '../../lib/native/load.js';
+import { runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/run-fixtures.js';
 
-const bin = path.join(packageRoot(), 'dist/lib/cli/main.js');
 const model = path.join(packageRoot(), 'test/fixtures/gpt2/tiny-gelu-new-tied');
 
-function cli(args: string[]) {
-  if (!existsSync(bin)) throw new Error(`${bin} is missing: run \`npm run build:ts\` first (npm test does)`);
-  return spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, MONOSEMANTIC_BACKEND: 'cpu' } });
-}
+const cli = (args: string[]) => runCli(args, { MONOSEMANTIC_BACKEND: 'cpu' });
 
 it('harvests a hook over a corpus into a verified cache that train reads', async () => {
   const root = tempDir('harvest');

@@ -1,23 +1,19 @@
 /** `monosemantic train` run as users run it: flags over a config, SIGINT → checkpoint → resume, config errors. */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { beforeAll, describe, expect, it } from 'vitest';
 
-import { packageRoot } from '../../lib/native/load.js';
 import { readMetrics } from '../../lib/sae/metrics-log.js';
+import { cliBin as bin, runCli } from '../helpers/cli.js';
 import { tempDir, writePlantedActivations } from '../helpers/run-fixtures.js';
 
-const bin = path.join(packageRoot(), 'dist/lib/cli/main.js');
 const env = { ...process.env, MONOSEMANTIC_BACKEND: 'cpu', MONOSEMANTIC_THREADS: '1' };
 let root = '';
 let data = '';
 
-function cli(args: string[]) {
-  if (!existsSync(bin)) throw new Error(`${bin} is missing: run \`npm run build:ts\` first (npm test does)`);
-  return spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env });
-}
+const cli = (args: string[]) => runCli(args, env);
 
 beforeAll(() => {
   root = tempDir('train-cli');

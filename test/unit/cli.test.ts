@@ -1,18 +1,11 @@
 /** The `monosemantic` command line, run as users run it (the compiled bin). */
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { packageRoot } from '../../lib/native/load.js';
+import { runCli } from '../helpers/cli.js';
 
-const bin = path.join(packageRoot(), 'dist/lib/cli/main.js');
 
-function cli(args: string[], env: Record<string, string> = {}) {
-  if (!existsSync(bin)) throw new Error(`${bin} is missing: run \`npm run build:ts\` first (npm test does)`);
-  return spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
-}
+const cli = runCli;
 
 describe('monosemantic doctor', () => {
   it('prints the CPU, the backend and why CUDA is not in use', () => {

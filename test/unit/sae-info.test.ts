@@ -1,6 +1,4 @@
 /** `monosemantic sae info`, run as users run it (the compiled bin) on SAEs saved by saveSaeLens. */
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -8,15 +6,11 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { quantile } from '../../lib/cli/sae-info.js';
-import { packageRoot } from '../../lib/native/load.js';
 import { type SaeLensExport, saveSaeLens } from '../../lib/sae/saelens.js';
+import { runCli } from '../helpers/cli.js';
 
-const bin = path.join(packageRoot(), 'dist/lib/cli/main.js');
 
-function cli(args: string[]) {
-  if (!existsSync(bin)) throw new Error(`${bin} is missing: run \`npm run build:ts\` first (npm test does)`);
-  return spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
-}
+const cli = (args: string[]) => runCli(args);
 
 /** dIn 3, dSae 10; decoder row i is (i + 1)·e₀, so the row norms are 1..10. */
 function knownSae(): SaeLensExport {
