@@ -10,7 +10,7 @@
       # no per-file flags; the dispatcher picks one at run time after checking the CPU.
       "target_name": "monosemantic_avx2",
       "type": "static_library",
-      "sources": ["native/cpu/gemm_kernel_avx2.cpp"],
+      "sources": ["native/cpu/gemm_kernel_avx2.cpp", "native/cpu/exp_kernel_avx2.cpp"],
       "include_dirs": ["native"],
       "cflags_cc": ["<@(ms_common_cflags)"],
       "conditions": [["target_arch=='x64'", {"cflags_cc": ["-mavx2", "-mfma"]}]]

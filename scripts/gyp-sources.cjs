@@ -4,7 +4,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.join(__dirname, '..');
-const isaKernel = /^gemm_kernel_.*\.cpp$/;
+const isaKernel = /_kernel_avx(2|512)\.cpp$/;
 const sources = ['native/core', 'native/cpu'].flatMap((dir) =>
   fs
     .readdirSync(path.join(root, dir))

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "convert.h"
+#include "exp_rows.h"
 #include "gemm.h"
 #include "kernel_common.h"
 #include "status.h"
@@ -277,17 +278,8 @@ int cross_entropy(int rows, int V, const float* logits, const int32_t* targets, 
           continue;
         }
         const float* lr = logits + r * N;  // logits[r, :]
-        float m = lr[0];
-        for (size_t v = 1; v < N; ++v) m = lr[v] > m ? lr[v] : m;
-        // sum_v exp(l_v - m): fp32 exponentials (each in (0, 1]) summed in fp32 over blocks of 256,
-        // the blocks in double, so the sum stays accurate for any vocabulary size.
-        double s = 0.0;
-        for (size_t v0 = 0; v0 < N; v0 += 256) {
-          const size_t v1 = std::min(N, v0 + 256);
-          float block = 0.0f;
-          for (size_t v = v0; v < v1; ++v) block += std::exp(lr[v] - m);
-          s += block;
-        }
+        const float m = row_max(lr, N);
+        const double s = exp_sum(lr, N, m);  // sum_v exp(l_v - m)
         out[r] = float(double(m) + std::log(s) - double(lr[target]));
       }
     });

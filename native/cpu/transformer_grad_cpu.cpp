@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "convert.h"
+#include "exp_rows.h"
 #include "gemm.h"
 #include "kernel_common.h"
 #include "status.h"
@@ -296,20 +297,11 @@ int cross_entropy_backward(int rows, int V, float* logits, const int32_t* target
           std::fill_n(lr, N, 0.0f);
           continue;
         }
-        float m = lr[0];
-        for (size_t v = 1; v < N; ++v) m = lr[v] > m ? lr[v] : m;
-        double s = 0.0;  // sum_v exp(l_v - m): fp32 exponentials in blocks of 256, blocks in double
-        for (size_t v0 = 0; v0 < N; v0 += 256) {
-          const size_t v1 = std::min(N, v0 + 256);
-          float block = 0.0f;
-          for (size_t v = v0; v < v1; ++v) block += std::exp(lr[v] - m);
-          s += block;
-        }
-        const float lt = lr[target];
-        losses[r] = float(double(m) + std::log(s) - double(lt));
-        const float inv_s = float(1.0 / s);
-        for (size_t v = 0; v < N; ++v) lr[v] = std::exp(lr[v] - m) * inv_s * scale;  // softmax_v * scale
-        lr[target] = (std::exp(lt - m) * inv_s - 1.0f) * scale;
+        const float m = row_max(lr, N);
+        const double s = exp_sum(lr, N, m);  // sum_v exp(l_v - m)
+        losses[r] = float(double(m) + std::log(s) - double(lr[target]));
+        exp_scale(lr, N, m, float(scale / s));  // softmax_v * scale
+        lr[target] -= scale;                    // (softmax_target - 1) * scale
       }
     });
   } catch (const std::bad_alloc&) {

@@ -432,6 +432,31 @@ describe('transformer backward ops (cpu)', () => {
     }
   });
 
+  it('the cross-entropy exponentials agree with float64 at every SIMD level, down to underflow', async () => {
+    // Logits spread over [-150, 40]: many rows have entries whose exp(l - max) underflows fp32,
+    // which the vectorised exp clamps to the smallest normal (exp_kernel_avx2.cpp).
+    const addon = nativeAddon();
+    const detected = addon.cpuInfo().simdDetected as 'scalar' | 'avx2' | 'avx512';
+    const levels = (['scalar', 'avx2', 'avx512'] as const).filter((_, i) => i <= ['scalar', 'avx2', 'avx512'].indexOf(detected));
+    const rng = new Rng(255);
+    const logits = uniformArray(rng, ROWS * V, -150, 40);
+    const targets = Int32Array.from({ length: ROWS }, () => rng.int(V));
+    const ref = crossEntropyBackwardRef(logits, targets, ROWS, V, 0.5);
+    try {
+      for (const simd of levels) {
+        addon.setSimdCap(simd);
+        using tl = Tensor.from(logits, [ROWS, V], { backend });
+        using tt = Tensor.from(targets, [ROWS], { backend, dtype: 'i32' });
+        using losses = Tensor.empty([ROWS], { backend });
+        await crossEntropyForwardBackward(tl, tt, losses, 0.5);
+        expect(maxErr(`crossEntropy losses (${simd})`, f32(losses), ref.losses), simd).toBeLessThan(2e-5);
+        expect(maxErr(`crossEntropy dlogits (${simd})`, f32(tl), ref.dlogits), simd).toBeLessThan(1e-6);
+      }
+    } finally {
+      addon.setSimdCap(detected);
+    }
+  });
+
   it('embedBackward accumulates rows of dwte and dwpe, deterministically for any thread count', async () => {
     const rng = new Rng(260);
     const nPositions = 13;
