@@ -65,3 +65,14 @@ export function formatDoctorReport(r: DoctorReport): string {
   }
   return lines.join('\n');
 }
+
+/** The machine a backend computes on, in words: the GPU's name, or the CPU with its threads and SIMD level. */
+export function deviceDescription(backend: 'cpu' | 'cuda'): string {
+  const addon = nativeAddon();
+  if (backend === 'cuda') {
+    const devices = addon.backendInfo('cuda').devices;
+    return devices[0]?.name ?? 'an NVIDIA GPU';
+  }
+  const cpu = addon.cpuInfo();
+  return `${cpu.model || 'a CPU'} (${cpu.threads} threads, ${cpu.simd})`;
+}

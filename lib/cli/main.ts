@@ -9,6 +9,7 @@ import { packageRoot } from '../native/load.js';
 import { registerDoctor } from './doctor.js';
 import { registerGenerate } from './generate.js';
 import { registerHarvest } from './harvest.js';
+import { registerLm } from './lm-train.js';
 import { registerSae } from './sae-info.js';
 import { registerTokenize } from './tokenize.js';
 import { registerTrain } from './train.js';
@@ -20,6 +21,7 @@ registerSae(program);
 registerGenerate(program);
 registerHarvest(program);
 registerTrain(program);
+registerLm(program);
 registerTokenize(program);
 
 // Errors that describe a problem with the user's input, files or machine: printed as one line

@@ -8,6 +8,7 @@ import path from 'node:path';
 
 import type { Command } from 'commander';
 
+import { withInterrupts } from './interrupt.js';
 import { createProgress } from './progress.js';
 import { ConfigError, parseTrainConfig, setByPath } from '../sae/train-config.js';
 import { type TrainSummary, train } from '../sae/trainer.js';
@@ -25,7 +26,7 @@ interface TrainFlags {
   printConfig?: boolean;
 }
 
-function parseValue(text: string): unknown {
+export function parseValue(text: string): unknown {
   try {
     return JSON.parse(text);
   } catch {
@@ -33,7 +34,7 @@ function parseValue(text: string): unknown {
   }
 }
 
-async function readJson(file: string): Promise<Record<string, unknown>> {
+export async function readJson(file: string): Promise<Record<string, unknown>> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -117,32 +118,17 @@ export function registerTrain(program: Command): void {
         return;
       }
       const config = parseTrainConfig(doc, source);
-      const controller = new AbortController();
-      let signals = 0;
-      const onSignal = (name: string) => {
-        signals += 1;
-        if (signals > 1) process.exit(130);
-        process.stderr.write(`\n${name}: saving a checkpoint, then stopping (press again to quit at once)\n`);
-        controller.abort();
-      };
-      const sigint = () => onSignal('SIGINT');
-      const sigterm = () => onSignal('SIGTERM');
-      process.on('SIGINT', sigint);
-      process.on('SIGTERM', sigterm);
       // Progress lines on a terminal by default; config or --no-progress turn them off, and
       // logging.progress: true prints plain lines where stderr is not a terminal.
       const enabled = flags.progress === false ? false : (config.logging.progress ?? process.stderr.isTTY === true);
-      try {
-        const summary = await train(config, {
+      const summary = await withInterrupts((signal) =>
+        train(config, {
           resume: flags.resume !== undefined,
-          signal: controller.signal,
+          signal,
           makeProgress: (initial, total) => createProgress({ total, initial, label: 'train', stream: process.stderr, enabled }),
           log: (line) => process.stderr.write(`${line}\n`),
-        });
-        process.stdout.write(`${formatSummary(summary)}\n`);
-      } finally {
-        process.off('SIGINT', sigint);
-        process.off('SIGTERM', sigterm);
-      }
+        }),
+      );
+      process.stdout.write(`${formatSummary(summary)}\n`);
     });
 }

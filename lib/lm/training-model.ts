@@ -12,7 +12,7 @@ import { sumSquares } from '../ops.js';
 import { type BackendName, resolveBackend } from '../backend.js';
 import { Tensor } from '../tensor.js';
 import type { Gpt2Config } from './config.js';
-import { activation, add, embed, layerNorm, linear, linearT, type MatmulPrecision } from './ops.js';
+import { activation, add, crossEntropy, embed, layerNorm, linear, linearT, type MatmulPrecision } from './ops.js';
 import {
   activationBackward,
   adamW,
@@ -174,15 +174,11 @@ export class Gpt2Training {
     };
   }
 
-  /**
-   * Forward and backward on ids [B, T] with next-token targets [B, T] (−1: no target). Leaves the
-   * gradients of the mean loss in gradient(name) (they are zeroed first). Returns the mean loss.
-   */
-  async forwardBackward(ids: Int32Array, targets: Int32Array): Promise<number> {
+  /** Checks ids and targets [B, T] and uploads them; returns the number of positions with a target. */
+  #upload(ids: Int32Array, targets: Int32Array): number {
     const cfg = this.config;
-    const { batch: B, T } = this;
-    const rows = B * T;
-    if (ids.length !== rows || targets.length !== rows) throw new RangeError(`ids and targets must hold ${B} × ${T} = ${rows} tokens (got ${ids.length} and ${targets.length})`);
+    const rows = this.batch * this.T;
+    if (ids.length !== rows || targets.length !== rows) throw new RangeError(`ids and targets must hold ${this.batch} × ${this.T} = ${rows} tokens (got ${ids.length} and ${targets.length})`);
     let valid = 0;
     for (let i = 0; i < rows; i++) {
       if (ids[i]! < 0 || ids[i]! >= cfg.vocabSize) throw new RangeError(`ids[${i}] = ${ids[i]} is outside the vocabulary [0, ${cfg.vocabSize})`);
@@ -190,15 +186,19 @@ export class Gpt2Training {
       if (targets[i]! >= 0) valid++;
     }
     if (valid === 0) throw new RangeError('no position has a target');
+    this.#buffers.ids!.upload(ids);
+    this.#buffers.targets!.upload(targets);
+    return valid;
+  }
+
+  /** The forward pass on the uploaded ids, saving what the backward needs; leaves the logits in their buffer. */
+  async #forward(): Promise<void> {
+    const cfg = this.config;
+    const { batch: B, T } = this;
     const b = this.#buffers as Record<string, Tensor>;
     const p = (name: string) => this.#byName.get(name)!;
-    b.ids!.upload(ids);
-    b.targets!.upload(targets);
-    for (const param of this.#params) param.grad.fill(0);
     const prec = this.precision;
     const eps = cfg.layerNormEps;
-
-    // ---- forward, saving what the backward needs
     await embed(b.ids!, B, T, p('wte').value, p('wpe').value, 0, b.tok!, b.pos!);
     await add(b.tok!, b.pos!, this.#acts[0]?.x ?? b.xFinal!);
     for (let L = 0; L < cfg.nLayer; L++) {
@@ -220,6 +220,70 @@ export class Gpt2Training {
     await layerNorm(b.xFinal!, p('lnFW').value, p('lnFB').value, eps, b.lnF!, { mean: b.lnFMean!, rstd: b.lnFRstd! });
     const unembed = cfg.tiedEmbeddings ? p('wte') : p('lmHead');
     await linearT(b.lnF!, unembed.value, null, b.logits!, prec);
+  }
+
+  /**
+   * The loss on ids [B, T] with targets [B, T] (−1: no target) without changing anything but
+   * scratch buffers: the sum of the per-position losses and the number of positions counted.
+   */
+  async evaluate(ids: Int32Array, targets: Int32Array): Promise<{ sum: number; count: number }> {
+    const count = this.#upload(ids, targets);
+    await this.#forward();
+    await crossEntropy(this.#buffers.logits!, this.#buffers.targets!, this.#buffers.losses!);
+    let sum = 0;
+    for (const l of this.#buffers.losses!.toArray() as Float32Array) sum += l;
+    return { sum, count };
+  }
+
+  /** Parameters, AdamW moments and the step count as host arrays, by parameter name (for checkpoints). */
+  readState(): { steps: number; tensors: { name: string; shape: number[]; value: Float32Array; m: Float32Array; v: Float32Array }[] } {
+    return {
+      steps: this.#steps,
+      tensors: this.#params.map((p) => ({
+        name: p.name,
+        shape: [...p.value.shape],
+        value: p.value.toArray() as Float32Array,
+        m: p.m.toArray() as Float32Array,
+        v: p.v.toArray() as Float32Array,
+      })),
+    };
+  }
+
+  /** Restores what readState() returned (every parameter, with matching sizes). */
+  writeState(state: { steps: number; tensors: { name: string; value: Float32Array; m: Float32Array; v: Float32Array }[] }): void {
+    if (!Number.isSafeInteger(state.steps) || state.steps < 0) throw new RangeError(`steps must be a non-negative integer (got ${state.steps})`);
+    const given = new Map(state.tensors.map((t) => [t.name, t]));
+    for (const p of this.#params) {
+      const t = given.get(p.name);
+      if (!t) throw new RangeError(`the state has no parameter '${p.name}'`);
+      for (const [what, array] of [['value', t.value], ['m', t.m], ['v', t.v]] as const) {
+        if (array.length !== p.value.size) throw new RangeError(`${p.name}.${what} holds ${array.length} values; the parameter has ${p.value.size}`);
+      }
+    }
+    if (given.size !== this.#params.length) throw new RangeError(`the state holds ${given.size} parameters; the model has ${this.#params.length}`);
+    for (const p of this.#params) {
+      const t = given.get(p.name)!;
+      p.value.upload(t.value);
+      p.m.upload(t.m);
+      p.v.upload(t.v);
+    }
+    this.#steps = state.steps;
+  }
+
+  /**
+   * Forward and backward on ids [B, T] with next-token targets [B, T] (−1: no target). Leaves the
+   * gradients of the mean loss in gradient(name) (they are zeroed first). Returns the mean loss.
+   */
+  async forwardBackward(ids: Int32Array, targets: Int32Array): Promise<number> {
+    const cfg = this.config;
+    const { batch: B, T } = this;
+    const valid = this.#upload(ids, targets);
+    const b = this.#buffers as Record<string, Tensor>;
+    const p = (name: string) => this.#byName.get(name)!;
+    for (const param of this.#params) param.grad.fill(0);
+    const prec = this.precision;
+    await this.#forward();
+    const unembed = cfg.tiedEmbeddings ? p('wte') : p('lmHead');
     // logits → dlogits of the mean loss, in place
     await crossEntropyForwardBackward(b.logits!, b.targets!, b.losses!, 1 / valid);
     const losses = b.losses!.toArray() as Float32Array;

@@ -19,6 +19,7 @@
 import { mkdir, open, stat } from 'node:fs/promises';
 import path from 'node:path';
 
+import { float32ToBf16 } from '../bf16.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import {
   type LoadedTensor,
@@ -290,11 +291,14 @@ function describeHeld(entries: Record<string, SafetensorsEntry>): string {
 // Saving
 
 /**
- * Writes `dir` (created if needed): model.safetensors (F32, GPT2LMHeadModel's names, metadata
- * format "pt" as transformers requires), then config.json, each atomically.
+ * Writes `dir` (created if needed): model.safetensors (F32, or BF16 rounded to nearest even, with
+ * GPT2LMHeadModel's names and metadata format "pt" as transformers requires), then config.json,
+ * each atomically.
  */
-export async function saveGpt2Model(dir: string, config: Gpt2Config, weights: Gpt2Weights): Promise<void> {
+export async function saveGpt2Model(dir: string, config: Gpt2Config, weights: Gpt2Weights, options: { dtype?: 'F32' | 'BF16' } = {}): Promise<void> {
   if (typeof dir !== 'string' || dir === '') throw new TypeError('dir must be a non-empty string');
+  const dtype = options.dtype ?? 'F32';
+  if (dtype !== 'F32' && dtype !== 'BF16') throw new RangeError(`options.dtype must be 'F32' or 'BF16' (got ${String(dtype)})`);
   const configJson = gpt2ConfigToJson(config); // checks config
   if (typeof weights !== 'object' || weights === null) throw new TypeError('weights must be a Gpt2Weights object');
   if (!Array.isArray(weights.layers) || weights.layers.length !== config.nLayer) {
@@ -312,7 +316,7 @@ export async function saveGpt2Model(dir: string, config: Gpt2Config, weights: Gp
     const count = shape.reduce((product, size) => product * size, 1);
     if (!(data instanceof Float32Array)) throw new TypeError(`${argument} must be a Float32Array`);
     if (data.length !== count) throw new RangeError(`${argument} holds ${data.length} values; shape [${shape.join(', ')}] needs ${count}`);
-    tensors[name] = { dtype: 'F32', shape, data };
+    tensors[name] = dtype === 'F32' ? { dtype, shape, data } : { dtype, shape, data: float32ToBf16(data) };
   };
   const C = config.dModel;
   const V = config.vocabSize;

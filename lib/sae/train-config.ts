@@ -128,7 +128,8 @@ export class ConfigError extends Error {
   }
 }
 
-function describeIssue(issue: z.core.$ZodIssue): string {
+/** One zod issue as "dotted.path: what is wrong" (for every config schema). */
+export function describeIssue(issue: z.core.$ZodIssue): string {
   const where = issue.path.length ? issue.path.join('.') : '(root)';
   switch (issue.code) {
     case 'unrecognized_keys':
