@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 
 import { generate } from '../lm/generate.js';
 import { saeSplice } from '../lm/interventions.js';
+import { defaultModelDir } from '../lm/default-model.js';
 import { Gpt2Model, type Intervention } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
@@ -46,7 +47,7 @@ export function registerGenerate(program: Command): void {
   program
     .command('generate')
     .description('continue a prompt with a GPT-2-family model (HF directory), optionally steered by SAE features')
-    .requiredOption('--model <dir>', 'model directory: config.json, model.safetensors, tokenizer.json')
+    .option('--model <dir>', 'model directory: config.json, model.safetensors, tokenizer.json (default: the package’s model A)', defaultModelDir())
     .requiredOption('--prompt <text>', 'the text to continue')
     .option('-n, --max-new-tokens <n>', 'tokens to generate', '40')
     .option('--temperature <t>', 'sampling temperature (0: greedy)', '1')

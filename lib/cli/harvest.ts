@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { buildActivationCache } from '../data/activation-cache.js';
 import { openContextStream } from '../data/contexts.js';
 import { LmActivationSource } from '../data/lm-activations.js';
+import { defaultModelDir } from '../lm/default-model.js';
 import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 
@@ -38,7 +39,7 @@ export function registerHarvest(program: Command): void {
   program
     .command('harvest')
     .description("cache a hook's activations over a text corpus (for train --data DIR/manifest.json)")
-    .requiredOption('--model <dir>', 'model directory: config.json, model.safetensors, tokenizer.json')
+    .option('--model <dir>', 'model directory: config.json, model.safetensors, tokenizer.json (default: the package’s model A)', defaultModelDir())
     .requiredOption('--corpus <paths...>', 'text files, folders, JSONL or Parquet files, globs')
     .requiredOption('--hook <name>', 'hook point, e.g. blocks.0.mlp.hook_post')
     .requiredOption('--rows <n>', 'activation rows to cache')

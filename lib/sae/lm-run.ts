@@ -1,0 +1,196 @@
+/**
+ * The main job, `monosemantic run`: a language model's hook, harvested over a corpus and mixed
+ * across contexts on the device (lib/data/lm-activations.ts), feeds the SAE trainer; the exported
+ * SAE is then evaluated on held-out contexts (lib/analysis/sae-eval.ts) and a summary written.
+ *
+ * The run folder: run.json (this run's resolved config), config.json (the trainer's), metrics.jsonl,
+ * curves.svg, checkpoints/, sae/ (SAELens) and summary.json. A resumed run reads run.json back, and
+ * its data position comes from the trainer's checkpoint, so it continues the same stream.
+ */
+import { mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+
+import { densityHistogram, evaluateSae, type SaeEvaluation } from '../analysis/sae-eval.js';
+import { type BackendName, resolveBackend } from '../backend.js';
+import { openContextStream, type ContextStreamState } from '../data/contexts.js';
+import { LmActivationSource, type ContextSource, type LmActivationState } from '../data/lm-activations.js';
+import { openShardContextStream, type ShardContextState } from '../data/shard-contexts.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { defaultModelDir } from '../lm/default-model.js';
+import { Gpt2Model } from '../lm/model.js';
+import { Tokenizer } from '../lm/tokenizer.js';
+import { packageRoot } from '../native/load.js';
+import { listCheckpoints } from './checkpoint.js';
+import { ConfigError } from './train-config.js';
+import { machineDefaults, parseRunConfig, type RunConfig, trainerConfig, withDefaults } from './run-config.js';
+import { loadSaeLensAsSae } from './saelens.js';
+import { type ProgressDisplay, type TrainSummary, TrainingError, train } from './trainer.js';
+
+export const RUN_CONFIG_FILE = 'run.json';
+
+export interface MainRunHooks {
+  signal?: AbortSignal;
+  log?: (line: string) => void;
+  makeProgress?: (initialStep: number, totalSteps: number) => ProgressDisplay;
+}
+
+export interface MainRunSummary {
+  outDir: string;
+  backend: BackendName;
+  modelDir: string;
+  hook: string;
+  train: TrainSummary;
+  /** Inputs per pass over the corpus (token shards only), and the passes made. */
+  samplesPerEpoch: number | null;
+  epochs: number | null;
+  /** Null when the run was interrupted. */
+  evaluation: Omit<SaeEvaluation, 'density'> | null;
+}
+
+/**
+ * The run's config: `doc` (flags and file), or for `resume` the folder's run.json with `doc`'s keys
+ * on top, the machine's defaults filled in where neither says anything.
+ */
+export async function resolveRunConfig(doc: Record<string, unknown>, options: { resume?: string; source?: string } = {}): Promise<{ config: RunConfig; backend: BackendName }> {
+  let base: Record<string, unknown> = {};
+  let source = options.source ?? 'flags';
+  if (options.resume) {
+    source = path.join(options.resume, RUN_CONFIG_FILE);
+    try {
+      base = JSON.parse(await readFile(source, 'utf8')) as Record<string, unknown>;
+    } catch (error) {
+      throw new ConfigError([`cannot read ${source}: ${(error as Error).message}`]);
+    }
+    base.outDir = options.resume;
+  }
+  const merged = withDefaults(base, doc);
+  const requested = merged.backend;
+  if (requested !== undefined && requested !== 'auto' && requested !== 'cpu' && requested !== 'cuda') {
+    throw new ConfigError([`backend: must be one of "auto", "cpu", "cuda"`], source);
+  }
+  const backend = resolveBackend(requested === 'auto' || requested === undefined ? undefined : requested);
+  const config = parseRunConfig(withDefaults(machineDefaults(backend, merged), merged), source);
+  return { config, backend };
+}
+
+type Corpus = { kind: 'shards'; paths: string[] } | { kind: 'text'; paths: string[]; textField: string };
+
+function corpusOf(paths: string[], textField: string, field: string): Corpus {
+  const shards = paths.filter((p) => p.endsWith('.tokens'));
+  if (shards.length === paths.length) return { kind: 'shards', paths };
+  if (shards.length > 0) throw new ConfigError([`${field}: mixes token shards (.tokens) and text; give one kind`]);
+  return { kind: 'text', paths, textField };
+}
+
+/** Runs (or resumes) the main job as `config` says. */
+export async function runMainJob(config: RunConfig, options: { resume?: boolean } & MainRunHooks = {}): Promise<MainRunSummary> {
+  const log = options.log ?? (() => {});
+  const backend = resolveBackend(config.backend === 'auto' ? undefined : config.backend);
+  const modelDir = config.model ?? defaultModelDir();
+  const tokenizer = await Tokenizer.load(modelDir);
+  using model = await Gpt2Model.load(modelDir, { backend });
+  const contextLength = config.data.contextLength ?? model.config.nPositions;
+  if (contextLength > model.config.nPositions) {
+    throw new ConfigError([`data.contextLength: ${contextLength} exceeds the model's n_positions ${model.config.nPositions}`]);
+  }
+  if (contextLength < 2) throw new ConfigError([`data.contextLength: must be at least 2`]);
+  const positions = config.data.positionsPerContext ?? contextLength - 1;
+  if (positions > contextLength - 1) {
+    throw new ConfigError([`data.positionsPerContext: ${positions} exceeds the ${contextLength - 1} positions after the BOS of a ${contextLength}-token context`]);
+  }
+  const corpusDir = path.join(packageRoot(), 'corpus');
+  const corpus = corpusOf(config.data.paths ?? [path.join(corpusDir, 'train-sample.tokens')], config.data.textField, 'data.paths');
+  const heldOut = corpusOf(config.eval.paths ?? [path.join(corpusDir, 'val.tokens')], config.data.textField, 'eval.paths');
+
+  const openContexts = async (c: Corpus, seed: number, state?: unknown): Promise<ContextSource & { contextsPerEpoch?: number }> => {
+    if (c.kind === 'shards') {
+      const stream = await openShardContextStream({
+        paths: c.paths,
+        contextLength,
+        seed,
+        bosTokenId: tokenizer.bosTokenId,
+        eosTokenId: tokenizer.eosTokenId,
+        ...(state ? { state: state as ShardContextState } : {}),
+      });
+      if (stream.vocabSize > model.config.vocabSize) {
+        await stream.close();
+        throw new TrainingError(`the token shards' vocabulary (${stream.vocabSize} ids) is larger than the model's (${model.config.vocabSize}): they come from another tokenizer`);
+      }
+      return stream;
+    }
+    return openContextStream({ paths: c.paths, textField: c.textField }, { tokenizer, contextLength, seed, ...(state ? { state: state as ContextStreamState } : {}) });
+  };
+
+  let samplesPerEpoch: number | null = null;
+  if (corpus.kind === 'shards') {
+    const probe = await openContexts(corpus, config.seed);
+    samplesPerEpoch = probe.contextsPerEpoch! * positions;
+    await probe.close?.();
+  }
+  let totalSamples: number | undefined;
+  if (config.budget.epochs !== null) {
+    if (samplesPerEpoch === null) throw new ConfigError(['budget.epochs: needs token shards (data.paths ending in .tokens) to count the corpus; give training.totalSteps for text']);
+    totalSamples = Math.ceil(config.budget.epochs * samplesPerEpoch);
+  }
+  const modelName = path.basename(path.resolve(modelDir));
+  const trainConfig = trainerConfig(config, {
+    ...(totalSamples !== undefined ? { totalSamples } : {}),
+    modelName,
+    contextSize: contextLength,
+    datasetPath: corpus.paths.join(','),
+  });
+  const outDir = path.resolve(config.outDir);
+  if (!options.resume && (await listCheckpoints(path.join(outDir, 'checkpoints'))).length > 0) {
+    throw new TrainingError(`${outDir} already holds a run; resume it (monosemantic run --resume ${outDir}) or choose another outDir`);
+  }
+  await mkdir(outDir, { recursive: true });
+  await writeFileAtomic(path.join(outDir, RUN_CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`);
+  const summary = await train(trainConfig, {
+    ...(options.resume ? { resume: true } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.makeProgress ? { makeProgress: options.makeProgress } : {}),
+    log,
+    openSource: (state) =>
+      LmActivationSource.open({
+        model,
+        hook: config.hook,
+        contextLength,
+        seed: config.seed,
+        positionsPerContext: positions,
+        contextsPerWindow: config.data.contextsPerWindow,
+        forwardBatch: config.data.forwardBatch,
+        openContexts: (contextState) => openContexts(corpus, config.seed, contextState),
+        ...(state ? { state: state as LmActivationState } : {}),
+      }),
+  });
+
+  let evaluation: MainRunSummary['evaluation'] = null;
+  if (!summary.interrupted && summary.exportDir) {
+    const { sae } = await loadSaeLensAsSae(summary.exportDir, { backend });
+    try {
+      // Held-out contexts in a fixed order (seed 0), whatever the run's seed.
+      const stream = await openContexts(heldOut, 0);
+      const contexts = await stream.next(config.eval.contexts);
+      await stream.close?.();
+      if (!contexts) throw new TrainingError('the held-out corpus holds no whole context');
+      const { density, ...rest } = await evaluateSae(model, sae, config.hook, contexts, contextLength);
+      evaluation = rest;
+      await writeFileAtomic(
+        path.join(outDir, 'summary.json'),
+        `${JSON.stringify({ model: modelDir, hook: config.hook, samples: summary.samples, steps: summary.steps, seconds: summary.seconds, samplesPerEpoch, evaluation: rest, densityHistogramLog10: densityHistogram(density) }, null, 2)}\n`,
+      );
+    } finally {
+      sae.dispose();
+    }
+  }
+  return {
+    outDir,
+    backend,
+    modelDir,
+    hook: config.hook,
+    train: summary,
+    samplesPerEpoch,
+    epochs: samplesPerEpoch ? summary.samples / samplesPerEpoch : null,
+    evaluation,
+  };
+}

@@ -1,0 +1,82 @@
+/**
+ * The main job on the CPU with a tiny budget: the shipped model A and corpus → harvested, mixed
+ * activations → SAE (interrupted and resumed) → SAELens export → reload → held-out evaluation;
+ * and the machine-sized defaults.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+import { loadSaeLens } from '../../lib/sae/saelens.js';
+import { resolveRunConfig, runMainJob } from '../../lib/sae/lm-run.js';
+import { machineDefaults } from '../../lib/sae/run-config.js';
+import { runCli } from '../helpers/cli.js';
+import { tempDir } from '../helpers/run-fixtures.js';
+
+/** A run small enough for CI: 64 features, 40 steps of 128 inputs from 8-context windows. */
+const tiny = (outDir: string) => ({
+  outDir,
+  backend: 'cpu',
+  sae: { dSae: 64, geometricMedianSamples: 256 },
+  training: { totalSteps: 40, batchSize: 128 },
+  data: { contextLength: 64, positionsPerContext: 32, contextsPerWindow: 8, forwardBatch: 8 },
+  resampling: { steps: [20], deadWindowSteps: 10, samples: 1024 },
+  logging: { every: 10, densityWindowSamples: 1280 },
+  normalization: { batches: 2 },
+  eval: { contexts: 8 },
+});
+
+describe('monosemantic run', () => {
+  it('model → SAE → export → reload → evaluation, with an interruption and exact resume', async () => {
+    const root = tempDir('main-run');
+    const whole = await runMainJob((await resolveRunConfig(tiny(path.join(root, 'whole')))).config);
+    const cut = path.join(root, 'cut');
+    const controller = new AbortController();
+    const first = await runMainJob((await resolveRunConfig(tiny(cut))).config, {
+      signal: controller.signal,
+      makeProgress: () => ({ update: (done) => done === 17 && controller.abort(), log: () => {}, stop: () => {} }),
+    });
+    expect(first.train.interrupted).toBe(true);
+    expect(first.evaluation).toBeNull();
+    const resumed = await runMainJob((await resolveRunConfig({}, { resume: cut })).config, { resume: true });
+    expect(resumed.train.steps).toBe(40);
+    const weights = (dir: string) => readFileSync(path.join(dir, 'sae', 'sae_weights.safetensors'));
+    expect(weights(cut).equals(weights(whole.outDir))).toBe(true); // the resumed stream is the same stream
+
+    const sae = await loadSaeLens(path.join(whole.outDir, 'sae'));
+    expect(sae).toMatchObject({ dIn: 512, dSae: 64, metadata: { hookName: 'blocks.0.mlp.hook_post', modelName: 'a', contextSize: 64 } });
+    const e = whole.evaluation!;
+    expect(e.rows).toBe(8 * 63);
+    expect(e.fvu).toBeGreaterThan(0);
+    expect(e.fvu).toBeLessThan(1); // better than predicting the mean
+    expect(e.l0).toBeGreaterThan(0);
+    expect(e.loss.zeroAblated).toBeGreaterThan(e.loss.clean);
+    expect(e.loss.fractionRecovered).toBeGreaterThan(0);
+    expect(e.loss.klSpliced).toBeGreaterThan(0);
+    const summary = JSON.parse(readFileSync(path.join(whole.outDir, 'summary.json'), 'utf8'));
+    expect(summary.evaluation.loss.fractionRecovered).toBeCloseTo(e.loss.fractionRecovered, 12);
+  }, 180_000);
+
+  it('fills the machine’s defaults only where the user said nothing', async () => {
+    const { config } = await resolveRunConfig({ backend: 'cpu', sae: { dSae: 300 }, training: { lr: 5e-4 } });
+    expect(config.sae.dSae).toBe(300);
+    expect(config.training).toMatchObject({ lr: 5e-4, batchSize: 1024, totalSteps: 2400 });
+    expect(config).toMatchObject({ model: null, hook: 'blocks.0.mlp.hook_post', budget: { epochs: null } });
+    expect(machineDefaults('cuda', {})).toMatchObject({ sae: { dSae: 4096 }, budget: { epochs: 1 }, data: { positionsPerContext: null } });
+    expect(machineDefaults('cuda', { training: { totalSteps: 10 } })).not.toHaveProperty('budget');
+    expect((await resolveRunConfig({ backend: 'cpu', budget: { epochs: 0.5 } })).config.training.totalSteps).toBeUndefined();
+    await expect(resolveRunConfig({ backend: 'cpu', budget: { epochs: 1 }, training: { totalSteps: 5 } })).rejects.toThrow(/exactly one of training.totalSteps, training.totalSamples and budget.epochs/);
+    await expect(resolveRunConfig({ backend: 'cpu', data: { paths: ['a.tokens', 'b.txt'] }, training: { totalSteps: 1 } }).then((r) => runMainJob(r.config))).rejects.toThrow(/data.paths: mixes token shards/);
+  });
+
+  it('`run --print-config` shows the resolved defaults; a bad key is one line naming it', () => {
+    const env = { MONOSEMANTIC_BACKEND: 'cpu' };
+    const printed = runCli(['run', '--print-config', '--d-sae', '512'], env);
+    expect(printed.status, printed.stderr).toBe(0);
+    expect(JSON.parse(printed.stdout)).toMatchObject({ sae: { dSae: 512 }, training: { totalSteps: 2400 }, hook: 'blocks.0.mlp.hook_post' });
+    const bad = runCli(['run', '--set', 'data.positions=3'], env);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/data: unknown key 'positions'/);
+  });
+});
