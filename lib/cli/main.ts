@@ -7,6 +7,7 @@ import { Command } from 'commander';
 
 import { packageRoot } from '../native/load.js';
 import { registerDoctor } from './doctor.js';
+import { registerEval } from './eval.js';
 import { registerGenerate } from './generate.js';
 import { registerHarvest } from './harvest.js';
 import { registerLm } from './lm-train.js';
@@ -20,6 +21,7 @@ const program = new Command('monosemantic').description('sparse autoencoders for
 registerDoctor(program);
 registerRun(program);
 registerSae(program);
+registerEval(program);
 registerGenerate(program);
 registerHarvest(program);
 registerTrain(program);

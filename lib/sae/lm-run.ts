@@ -12,9 +12,8 @@ import path from 'node:path';
 
 import { densityHistogram, evaluateSae, type SaeEvaluation } from '../analysis/sae-eval.js';
 import { type BackendName, resolveBackend } from '../backend.js';
-import { openContextStream, type ContextStreamState } from '../data/contexts.js';
-import { LmActivationSource, type ContextSource, type LmActivationState } from '../data/lm-activations.js';
-import { openShardContextStream, type ShardContextState } from '../data/shard-contexts.js';
+import { corpusKind, openCorpusContexts, readContexts } from '../data/corpus-contexts.js';
+import { LmActivationSource, type LmActivationState } from '../data/lm-activations.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { defaultModelDir } from '../lm/default-model.js';
 import { Gpt2Model } from '../lm/model.js';
@@ -73,15 +72,6 @@ export async function resolveRunConfig(doc: Record<string, unknown>, options: { 
   return { config, backend };
 }
 
-type Corpus = { kind: 'shards'; paths: string[] } | { kind: 'text'; paths: string[]; textField: string };
-
-function corpusOf(paths: string[], textField: string, field: string): Corpus {
-  const shards = paths.filter((p) => p.endsWith('.tokens'));
-  if (shards.length === paths.length) return { kind: 'shards', paths };
-  if (shards.length > 0) throw new ConfigError([`${field}: mixes token shards (.tokens) and text; give one kind`]);
-  return { kind: 'text', paths, textField };
-}
-
 /** Runs (or resumes) the main job as `config` says. */
 export async function runMainJob(config: RunConfig, options: { resume?: boolean } & MainRunHooks = {}): Promise<MainRunSummary> {
   const log = options.log ?? (() => {});
@@ -99,34 +89,19 @@ export async function runMainJob(config: RunConfig, options: { resume?: boolean 
     throw new ConfigError([`data.positionsPerContext: ${positions} exceeds the ${contextLength - 1} positions after the BOS of a ${contextLength}-token context`]);
   }
   const corpusDir = path.join(packageRoot(), 'corpus');
-  const corpus = corpusOf(config.data.paths ?? [path.join(corpusDir, 'train-sample.tokens')], config.data.textField, 'data.paths');
-  const heldOut = corpusOf(config.eval.paths ?? [path.join(corpusDir, 'val.tokens')], config.data.textField, 'eval.paths');
-
-  const openContexts = async (c: Corpus, seed: number, state?: unknown): Promise<ContextSource & { contextsPerEpoch?: number }> => {
-    if (c.kind === 'shards') {
-      const stream = await openShardContextStream({
-        paths: c.paths,
-        contextLength,
-        seed,
-        bosTokenId: tokenizer.bosTokenId,
-        eosTokenId: tokenizer.eosTokenId,
-        ...(state ? { state: state as ShardContextState } : {}),
-      });
-      if (stream.vocabSize > model.config.vocabSize) {
-        await stream.close();
-        throw new TrainingError(`the token shards' vocabulary (${stream.vocabSize} ids) is larger than the model's (${model.config.vocabSize}): they come from another tokenizer`);
-      }
-      return stream;
-    }
-    return openContextStream({ paths: c.paths, textField: c.textField }, { tokenizer, contextLength, seed, ...(state ? { state: state as ContextStreamState } : {}) });
-  };
-
-  let samplesPerEpoch: number | null = null;
-  if (corpus.kind === 'shards') {
-    const probe = await openContexts(corpus, config.seed);
-    samplesPerEpoch = probe.contextsPerEpoch! * positions;
-    await probe.close?.();
+  const corpusPaths = config.data.paths ?? [path.join(corpusDir, 'train-sample.tokens')];
+  const heldOutPaths = config.eval.paths ?? [path.join(corpusDir, 'val.tokens')];
+  try {
+    corpusKind(corpusPaths, 'data.paths');
+    corpusKind(heldOutPaths, 'eval.paths');
+  } catch (error) {
+    throw new ConfigError([(error as Error).message]);
   }
+  const corpus = { paths: corpusPaths, textField: config.data.textField, tokenizer, contextLength };
+
+  const probe = await openCorpusContexts({ ...corpus, seed: config.seed });
+  const samplesPerEpoch = probe.contextsPerEpoch === null ? null : probe.contextsPerEpoch * positions;
+  await probe.close?.();
   let totalSamples: number | undefined;
   if (config.budget.epochs !== null) {
     if (samplesPerEpoch === null) throw new ConfigError(['budget.epochs: needs token shards (data.paths ending in .tokens) to count the corpus; give training.totalSteps for text']);
@@ -137,7 +112,7 @@ export async function runMainJob(config: RunConfig, options: { resume?: boolean 
     ...(totalSamples !== undefined ? { totalSamples } : {}),
     modelName,
     contextSize: contextLength,
-    datasetPath: corpus.paths.join(','),
+    datasetPath: corpusPaths.join(','),
   });
   const outDir = path.resolve(config.outDir);
   if (!options.resume && (await listCheckpoints(path.join(outDir, 'checkpoints'))).length > 0) {
@@ -159,7 +134,7 @@ export async function runMainJob(config: RunConfig, options: { resume?: boolean 
         positionsPerContext: positions,
         contextsPerWindow: config.data.contextsPerWindow,
         forwardBatch: config.data.forwardBatch,
-        openContexts: (contextState) => openContexts(corpus, config.seed, contextState),
+        openContexts: (contextState) => openCorpusContexts({ ...corpus, seed: config.seed, ...(contextState ? { state: contextState } : {}) }),
         ...(state ? { state: state as LmActivationState } : {}),
       }),
   });
@@ -169,10 +144,7 @@ export async function runMainJob(config: RunConfig, options: { resume?: boolean 
     const { sae } = await loadSaeLensAsSae(summary.exportDir, { backend });
     try {
       // Held-out contexts in a fixed order (seed 0), whatever the run's seed.
-      const stream = await openContexts(heldOut, 0);
-      const contexts = await stream.next(config.eval.contexts);
-      await stream.close?.();
-      if (!contexts) throw new TrainingError('the held-out corpus holds no whole context');
+      const contexts = await readContexts({ ...corpus, paths: heldOutPaths, seed: 0 }, config.eval.contexts);
       const { density, ...rest } = await evaluateSae(model, sae, config.hook, contexts, contextLength);
       evaluation = rest;
       await writeFileAtomic(

@@ -56,6 +56,15 @@ describe('monosemantic run', () => {
     expect(e.loss.klSpliced).toBeGreaterThan(0);
     const summary = JSON.parse(readFileSync(path.join(whole.outDir, 'summary.json'), 'utf8'));
     expect(summary.evaluation.loss.fractionRecovered).toBeCloseTo(e.loss.fractionRecovered, 12);
+
+    // `monosemantic eval` on the same held-out contexts (the SAE's context size, the first 8) agrees.
+    const evaluated = runCli(['eval', '--sae', path.join(whole.outDir, 'sae'), '--contexts', '8', '--json'], { MONOSEMANTIC_BACKEND: 'cpu' });
+    expect(evaluated.status, evaluated.stderr).toBe(0);
+    const report = JSON.parse(evaluated.stdout);
+    expect(report).toMatchObject({ hook: 'blocks.0.mlp.hook_post', contextLength: 64, rows: e.rows, dead: e.dead });
+    expect(report.fvu).toBeCloseTo(e.fvu, 5);
+    expect(report.loss.fractionRecovered).toBeCloseTo(e.loss.fractionRecovered, 5);
+    expect(report.densityHistogramLog10.bins.reduce((n: number, b: { count: number }) => n + b.count, 0) + report.densityHistogramLog10.dead).toBe(64);
   }, 180_000);
 
   it('fills the machine’s defaults only where the user said nothing', async () => {
