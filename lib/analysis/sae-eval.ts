@@ -7,7 +7,8 @@
  * model's next-token distribution from the clean one.
  *
  * Position 0 of every context (the BOS token, whose activations the SAE is not trained on) is left
- * out of the reconstruction and density statistics and keeps its own activation when splicing.
+ * out of the reconstruction and density statistics and keeps its own activation when splicing and
+ * when zero-ablating, so both losses measure the positions the SAE is for.
  */
 import { saeSplice, zeroAblate } from '../lm/interventions.js';
 import type { Gpt2Model, Intervention } from '../lm/model.js';
@@ -96,7 +97,7 @@ export async function evaluateSae(model: Gpt2Model, sae: SparseAutoencoder, hook
     using cleanLogits = clean.logits!;
     const spliced = await model.forward(ids, m, { loss: true, logits: true, interventions: { [hook]: keepBosRows(saeSplice(sae), T) } });
     using splicedLogits = spliced.logits!;
-    const zero = await model.forward(ids, m, { loss: true, interventions: { [hook]: zeroAblate() } });
+    const zero = await model.forward(ids, m, { loss: true, interventions: { [hook]: keepBosRows(zeroAblate(), T) } });
     const k = clean.loss!.perToken.length;
     loss.clean += clean.loss!.mean * k;
     loss.spliced += spliced.loss!.mean * k;
