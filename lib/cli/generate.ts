@@ -23,6 +23,7 @@ interface GenerateFlags {
   steer: string[];
   sae?: string;
   hook?: string;
+  bos: boolean;
   backend?: 'cpu' | 'cuda';
 }
 
@@ -58,6 +59,7 @@ export function registerGenerate(program: Command): void {
     .option('--steer <feature=value>', 'clamp an SAE feature to a value while generating (repeatable; needs --sae)', (v: string, all: string[]) => [...all, v], [] as string[])
     .option('--sae <dir>', 'SAE folder (SAELens layout) whose features --steer clamps')
     .option('--hook <name>', "hook the SAE reads (default: the SAE's cfg.json hook name)")
+    .option('--no-bos', 'do not start the prompt with the BOS token (models trained with BOS-first contexts expect it)')
     .option('--backend <name>', 'cpu or cuda (default: the active backend)')
     .action(async (flags: GenerateFlags) => {
       const steer = parseSteer(flags.steer);
@@ -74,7 +76,8 @@ export function registerGenerate(program: Command): void {
           if (!hook) throw new RangeError(`${flags.sae} names no hook in its cfg.json; pass --hook NAME`);
           interventions[hook] = saeSplice(sae, { keepError: true, clamp: steer });
         }
-        const prompt = tokenizer.encode(flags.prompt);
+        const bos = flags.bos && tokenizer.bosTokenId !== null ? [tokenizer.bosTokenId] : [];
+        const prompt = Int32Array.from([...bos, ...tokenizer.encode(flags.prompt)]);
         const tokens = await generate(model, prompt, {
           maxNewTokens: number('--max-new-tokens', flags.maxNewTokens),
           temperature: number('--temperature', flags.temperature),

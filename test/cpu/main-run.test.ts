@@ -8,6 +8,7 @@ import path from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
+import { packageRoot } from '../../lib/native/load.js';
 import { loadSaeLens } from '../../lib/sae/saelens.js';
 import { resolveRunConfig, runMainJob } from '../../lib/sae/lm-run.js';
 import { machineDefaults } from '../../lib/sae/run-config.js';
@@ -65,6 +66,34 @@ describe('monosemantic run', () => {
     expect(report.fvu).toBeCloseTo(e.fvu, 5);
     expect(report.loss.fractionRecovered).toBeCloseTo(e.loss.fractionRecovered, 5);
     expect(report.densityHistogramLog10.bins.reduce((n: number, b: { count: number }) => n + b.count, 0) + report.densityHistogramLog10.dead).toBe(64);
+
+    // `monosemantic features` over the same 8 contexts: the same features never fire.
+    const featuresDir = path.join(root, 'features');
+    const features = runCli(['features', '--sae', path.join(whole.outDir, 'sae'), '--contexts', '8', '-o', featuresDir, '--top-k', '3'], { MONOSEMANTIC_BACKEND: 'cpu' });
+    expect(features.status, features.stderr).toBe(0);
+    const index = JSON.parse(readFileSync(path.join(featuresDir, 'features.json'), 'utf8'));
+    expect(index).toMatchObject({ hook: 'blocks.0.mlp.hook_post', dSae: 64, contexts: 8, tokens: e.rows, contextLength: 64 });
+    expect(index.features.filter((r: { density: number }) => r.density === 0).length).toBe(e.dead);
+    const details = JSON.parse(readFileSync(path.join(featuresDir, 'features', '000000.json'), 'utf8'));
+    expect(details.length).toBe(64);
+    const live = details.find((d: { fires: number }) => d.fires > 0);
+    expect(live.top.length).toBeGreaterThan(0);
+    expect(live.top.length).toBeLessThanOrEqual(3);
+    expect(live.logitWeights.top.length).toBe(10);
+    expect(JSON.parse(readFileSync(path.join(featuresDir, 'vocab.json'), 'utf8')).length).toBe(8192);
+
+    // `monosemantic steer`: both continuations, the steered one changed by a strongly pinned feature.
+    const steer = (value: string) =>
+      runCli(['steer', '--sae', path.join(whole.outDir, 'sae'), '--feature', '0', '--value', value, '--prompt', 'Subject: re', '-n', '8', '--temperature', '0', '--data', path.join(packageRoot(), 'corpus', 'val.tokens')], { MONOSEMANTIC_BACKEND: 'cpu' });
+    const pinned = steer('300');
+    expect(pinned.status, pinned.stderr).toBe(0);
+    const [unsteered, steered] = pinned.stdout.split(/--- steered: feature 0 pinned to 300\.0 at blocks\.0\.mlp\.hook_post\n/);
+    expect(unsteered).toMatch(/^--- unsteered\nSubject: re/);
+    expect(steered).toMatch(/^Subject: re/);
+    expect(steered).not.toBe(unsteered!.replace('--- unsteered\n', ''));
+    const atMax = steer('max');
+    expect(atMax.status, atMax.stderr).toBe(0);
+    expect(atMax.stderr).toMatch(/feature 0: largest activation on 256 held-out contexts [\d.e+-]+; pinned to/);
   }, 180_000);
 
   it('fills the machine’s defaults only where the user said nothing', async () => {

@@ -1,0 +1,110 @@
+/**
+ * `monosemantic steer`: pins one SAE feature while the model continues a prompt, as the paper pinned
+ * its Arabic and base64 features, and prints the unsteered and steered continuations one after the
+ * other (same seed, same sampling). The pinned value defaults to the feature's largest activation
+ * on held-out contexts.
+ */
+import path from 'node:path';
+
+import type { Command } from 'commander';
+
+import { readContexts } from '../data/corpus-contexts.js';
+import { defaultModelDir } from '../lm/default-model.js';
+import { generate } from '../lm/generate.js';
+import { saeSplice } from '../lm/interventions.js';
+import { Gpt2Model } from '../lm/model.js';
+import { Tokenizer } from '../lm/tokenizer.js';
+import { packageRoot } from '../native/load.js';
+import type { SparseAutoencoder } from '../sae/sae.js';
+import { loadSaeLensAsSae } from '../sae/saelens.js';
+
+interface SteerFlags {
+  sae: string;
+  feature: string;
+  value: string;
+  model: string;
+  hook?: string;
+  prompt: string;
+  maxNewTokens: string;
+  temperature: string;
+  seed: string;
+  data?: string[];
+  bos: boolean;
+  backend?: 'cpu' | 'cuda';
+}
+
+function number(flag: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value)) throw new RangeError(`${flag} must be a number (got ${JSON.stringify(text)})`);
+  return value;
+}
+
+/** The largest activation of `feature` at `hook` over held-out contexts. */
+export async function maxActivation(model: Gpt2Model, sae: SparseAutoencoder, hook: string, feature: number, contexts: Int32Array, T: number): Promise<number> {
+  let max = 0;
+  const batch = 8;
+  const count = contexts.length / T;
+  for (let c0 = 0; c0 < count; c0 += batch) {
+    const m = Math.min(batch, count - c0);
+    const { captured } = await model.forward(contexts.subarray(c0 * T, (c0 + m) * T), m, { capture: [hook] });
+    using x = captured[hook]!;
+    using f = await sae.encode(x);
+    const fs = f.toArray() as Float32Array; // [m·T, dSae]
+    for (let r = 0; r < m * T; r++) {
+      if (r % T === 0) continue; // the BOS position
+      max = Math.max(max, fs[r * sae.dSae + feature]!);
+    }
+  }
+  return max;
+}
+
+export function registerSteer(program: Command): void {
+  program
+    .command('steer')
+    .description('pin an SAE feature while continuing a prompt; prints the unsteered and steered continuations')
+    .requiredOption('--sae <dir>', 'SAELens folder')
+    .requiredOption('--feature <n>', 'the feature to pin')
+    .option('--value <v>', 'the value it is pinned to, or "max" (its largest held-out activation) or "max*K"', 'max')
+    .requiredOption('--prompt <text>', 'the text to continue')
+    .option('--model <dir>', 'model directory (default: the package’s model A)', defaultModelDir())
+    .option('--hook <name>', "hook the SAE reads (default: the SAE's cfg.json hook name)")
+    .option('-n, --max-new-tokens <n>', 'tokens to generate', '40')
+    .option('--temperature <t>', 'sampling temperature (0: greedy)', '0.7')
+    .option('--seed <n>', 'sampling seed (the same for both continuations)', '0')
+    .option('--data <paths...>', 'held-out token shards or text for --value max (default: corpus/val.tokens)')
+    .option('--no-bos', 'do not start the prompt with the BOS token')
+    .option('--backend <name>', 'cpu or cuda (default: the active backend)')
+    .action(async (flags: SteerFlags) => {
+      const tokenizer = await Tokenizer.load(flags.model);
+      using model = await Gpt2Model.load(flags.model, flags.backend ? { backend: flags.backend } : {});
+      const { sae, loaded } = await loadSaeLensAsSae(flags.sae, { backend: model.backend, precision: 'f32' });
+      try {
+        const hook = flags.hook ?? loaded.metadata.hookName;
+        if (!hook) throw new RangeError(`${flags.sae} names no hook in its cfg.json; pass --hook NAME`);
+        const feature = number('--feature', flags.feature);
+        if (!Number.isSafeInteger(feature) || feature < 0 || feature >= sae.dSae) throw new RangeError(`--feature must be an integer in [0, ${sae.dSae}) (got ${flags.feature})`);
+        let value: number;
+        const asMax = /^max(?:\*(-?[\d.]+(?:e-?\d+)?))?$/i.exec(flags.value);
+        if (asMax) {
+          const T = Math.min(loaded.metadata.contextSize ?? model.config.nPositions, model.config.nPositions);
+          const paths = flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')];
+          const contexts = await readContexts({ paths, tokenizer, contextLength: T, seed: 0 }, 256);
+          const max = await maxActivation(model, sae, hook, feature, contexts, T);
+          value = max * (asMax[1] ? Number(asMax[1]) : 1);
+          process.stderr.write(`feature ${feature}: largest activation on ${contexts.length / T} held-out contexts ${max.toPrecision(4)}; pinned to ${value.toPrecision(4)}\n`);
+        } else {
+          value = number('--value', flags.value);
+        }
+        const bos = flags.bos && tokenizer.bosTokenId !== null ? [tokenizer.bosTokenId] : [];
+        const prompt = Int32Array.from([...bos, ...tokenizer.encode(flags.prompt)]);
+        const options = { maxNewTokens: number('--max-new-tokens', flags.maxNewTokens), temperature: number('--temperature', flags.temperature), seed: number('--seed', flags.seed) };
+        const plain = await generate(model, prompt, options);
+        const steered = await generate(model, prompt, { ...options, interventions: { [hook]: saeSplice(sae, { keepError: true, clamp: { [feature]: value } }) } });
+        process.stdout.write(
+          `--- unsteered\n${flags.prompt}${tokenizer.decode(plain)}\n` + `--- steered: feature ${feature} pinned to ${value.toPrecision(4)} at ${hook}\n${flags.prompt}${tokenizer.decode(steered)}\n`,
+        );
+      } finally {
+        sae.dispose();
+      }
+    });
+}
