@@ -6,6 +6,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 
 import { packageRoot } from '../native/load.js';
+import { registerBrowse } from './browse.js';
 import { registerDoctor } from './doctor.js';
 import { registerEval } from './eval.js';
 import { registerFeatures } from './features.js';
@@ -25,6 +26,7 @@ registerRun(program);
 registerSae(program);
 registerEval(program);
 registerFeatures(program);
+registerBrowse(program);
 registerGenerate(program);
 registerSteer(program);
 registerHarvest(program);

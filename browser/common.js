@@ -1,0 +1,42 @@
+// Shared by the browser's pages: loading the data scripts written beside them (pages opened from
+// disk cannot fetch JSON, so each data file has a .js twin that fills window.MONOSEMANTIC), and
+// small DOM helpers. Token text is always set with textContent, never parsed as HTML.
+'use strict';
+
+window.MONOSEMANTIC = window.MONOSEMANTIC || {};
+
+function loadData(src, key) {
+  return new Promise((resolve, reject) => {
+    if (key in window.MONOSEMANTIC) return resolve(window.MONOSEMANTIC[key]);
+    const script = document.createElement('script');
+    script.src = src;
+    script.onload = () => (key in window.MONOSEMANTIC ? resolve(window.MONOSEMANTIC[key]) : reject(new Error(`${src} did not define ${key}`)));
+    script.onerror = () => reject(new Error(`cannot load ${src}`));
+    document.head.appendChild(script);
+  });
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') node.className = v;
+    else if (k === 'style') node.style.cssText = v;
+    else node.setAttribute(k, v);
+  }
+  for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  return node;
+}
+
+// A token's text made visible: newlines and tabs as symbols, spaces kept.
+function showToken(text) {
+  return text.replace(/\n/g, '⏎').replace(/\t/g, '⇥').replace(/\r/g, '␍');
+}
+
+function formatDensity(p) {
+  return p === 0 ? 'dead' : `${(Math.log10(p)).toFixed(2)}`;
+}
+
+function fail(error) {
+  console.error(error);
+  document.body.append(el('p', { class: 'error' }, `Could not show this page: ${error.message}`));
+}

@@ -1,0 +1,149 @@
+/**
+ * The feature report: everything the browser and other tools show about an SAE's features, as
+ * JSON files in one folder (written by `monosemantic features` and `monosemantic browse`):
+ *   features.json            run facts + one summary row per feature (density, max, top tokens, top logit tokens)
+ *   features/NNNNNN.json     full details of features [NNNNNN, NNNNNN + 256): top and sampled examples,
+ *                            activation histogram, logit weights, nearest features by decoder cosine
+ *   vocab.json               each token id's text
+ * Each .json has a .js twin that assigns the same data to window.MONOSEMANTIC (pages opened
+ * from disk cannot fetch JSON, but can load scripts).
+ */
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+
+import { linearT } from '../lm/ops.js';
+import { hookPoint } from '../lm/hooks.js';
+import type { Gpt2Model } from '../lm/model.js';
+import type { Tokenizer } from '../lm/tokenizer.js';
+import { loadGpt2Weights } from '../lm/weights.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import type { SparseAutoencoder } from '../sae/sae.js';
+import { Tensor } from '../tensor.js';
+import { FeatureStatsCollector, HISTOGRAM_BINS_PER_DECADE, HISTOGRAM_LOG10_MIN } from './feature-stats.js';
+import { logitWeights } from './logit-weights.js';
+
+export const FEATURES_PER_FILE = 256;
+
+export interface FeatureReportOptions {
+  model: Gpt2Model;
+  modelDir: string;
+  tokenizer: Tokenizer;
+  sae: SparseAutoencoder;
+  saeDir: string;
+  hook: string;
+  /** Contexts [count, T] of token ids. */
+  contexts: Int32Array;
+  T: number;
+  topK?: number;
+  /** Nearest features kept per feature (default 8). */
+  neighbors?: number;
+  onProgress?: (contextsDone: number, contexts: number) => void;
+}
+
+export interface FeatureReportFacts {
+  dSae: number;
+  tokens: number;
+  contexts: number;
+  dead: number;
+}
+
+/** Writes `name`.json and its `name`.js twin (window.MONOSEMANTIC[key] = data). */
+export async function writeDataFile(dir: string, name: string, key: string, data: unknown): Promise<void> {
+  const json = JSON.stringify(data);
+  await writeFileAtomic(path.join(dir, `${name}.json`), json);
+  await writeFileAtomic(path.join(dir, `${name}.js`), `(window.MONOSEMANTIC = window.MONOSEMANTIC || {})[${JSON.stringify(key)}] = ${json};\n`);
+}
+
+export async function writeFeatureReport(o: FeatureReportOptions, outDir: string): Promise<FeatureReportFacts> {
+  const { model, sae, hook, contexts, T } = o;
+  const point = hookPoint(model.config, hook);
+  const count = contexts.length / T;
+  const collector = new FeatureStatsCollector(sae.dSae, { topK: o.topK ?? 20 });
+  const batch = 8;
+  for (let c0 = 0; c0 < count; c0 += batch) {
+    const m = Math.min(batch, count - c0);
+    const ids = contexts.subarray(c0 * T, (c0 + m) * T);
+    const { captured } = await model.forward(ids, m, { capture: [hook] });
+    using x = captured[hook]!;
+    using f = await sae.encode(x);
+    collector.absorb(f.toArray() as Float32Array, ids, T);
+    o.onProgress?.(c0 + m, count);
+  }
+  const W_dec = sae.parameters.W_dec.toArray() as Float32Array;
+  // Logit weights need an MLP-hidden direction: SAEs on a layer's mlp.hook_post / hook_pre.
+  const mlpLayer = /^blocks\.(\d+)\.mlp\.hook_(post|pre)$/.exec(hook);
+  const logits = mlpLayer ? await logitWeights(W_dec, sae.dSae, model.config, await loadGpt2Weights(o.modelDir, model.config), Number(mlpLayer[1]), { backend: sae.backend }) : null;
+  const nearest = await nearestByDecoder(W_dec, sae.dSae, sae.dIn, o.neighbors ?? 8, sae.backend);
+
+  await mkdir(path.join(outDir, 'features'), { recursive: true });
+  const rows = [];
+  for (let f0 = 0; f0 < sae.dSae; f0 += FEATURES_PER_FILE) {
+    const details = [];
+    for (let i = f0; i < Math.min(sae.dSae, f0 + FEATURES_PER_FILE); i++) {
+      const s = collector.summary(i);
+      details.push({ ...s, logitWeights: logits?.[i] ?? null, neighbors: nearest[i] });
+      rows.push({
+        index: i,
+        density: s.density,
+        maxActivation: s.maxActivation,
+        meanActivation: s.meanActivation,
+        topTokens: [...new Set(s.top.map((e) => e.tokens[e.at]!))].slice(0, 5),
+        topLogitTokens: logits?.[i]?.top.slice(0, 5).map(([id]) => id) ?? [],
+      });
+    }
+    await writeDataFile(path.join(outDir, 'features'), String(f0).padStart(6, '0'), `features-${f0}`, details);
+  }
+  const vocab = Array.from({ length: o.tokenizer.vocabSize }, (_, id) => o.tokenizer.decode(Int32Array.of(id)));
+  await writeDataFile(outDir, 'vocab', 'vocab', vocab);
+  const dead = rows.filter((r) => r.density === 0).length;
+  await writeDataFile(outDir, 'features', 'features', {
+    sae: path.resolve(o.saeDir),
+    model: path.resolve(o.modelDir),
+    hook,
+    layer: point.layer,
+    contextLength: T,
+    contexts: count,
+    tokens: collector.tokens,
+    dSae: sae.dSae,
+    dead,
+    featuresPerFile: FEATURES_PER_FILE,
+    histogram: { log10Min: HISTOGRAM_LOG10_MIN, binsPerDecade: HISTOGRAM_BINS_PER_DECADE },
+    features: rows,
+  });
+  return { dSae: sae.dSae, tokens: collector.tokens, contexts: count, dead };
+}
+
+/** For each decoder row, the `k` other rows of largest cosine similarity: [[index, cosine], ...]. */
+export async function nearestByDecoder(W_dec: Float32Array, n: number, d: number, k: number, backend: 'cpu' | 'cuda'): Promise<[number, number][][]> {
+  const unit = new Float32Array(W_dec.length);
+  for (let i = 0; i < n; i++) {
+    let norm = 0;
+    for (let j = 0; j < d; j++) norm += W_dec[i * d + j]! ** 2;
+    const inv = norm > 0 ? 1 / Math.sqrt(norm) : 0;
+    for (let j = 0; j < d; j++) unit[i * d + j] = W_dec[i * d + j]! * inv;
+  }
+  using all = Tensor.from(unit, [n, d], { backend });
+  const out: [number, number][][] = [];
+  const chunk = 512;
+  for (let i0 = 0; i0 < n; i0 += chunk) {
+    const rows = Math.min(chunk, n - i0);
+    using part = Tensor.from(unit.subarray(i0 * d, (i0 + rows) * d), [rows, d], { backend });
+    using cos = Tensor.empty([rows, n], { backend });
+    await linearT(part, all, null, cos, 'f32'); // [rows, n] = part · allᵀ
+    const c = cos.toArray() as Float32Array;
+    for (let r = 0; r < rows; r++) {
+      const best: [number, number][] = [];
+      for (let j = 0; j < n; j++) {
+        if (j === i0 + r) continue;
+        const v = c[r * n + j]!;
+        if (best.length === k && v <= best[k - 1]![1]) continue;
+        let at = best.length === k ? k - 1 : best.length;
+        while (at > 0 && v > best[at - 1]![1]) at -= 1;
+        best.splice(at, 0, [j, Math.round(v * 1e4) / 1e4]);
+        if (best.length > k) best.pop();
+      }
+      out.push(best);
+    }
+  }
+  return out;
+}

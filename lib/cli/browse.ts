@@ -1,0 +1,116 @@
+/**
+ * `monosemantic browse`: writes the static feature browser — the pages in the package's browser/
+ * folder plus the feature report as data (lib/analysis/feature-report.ts) and, with --run, the
+ * run's summary and curves — to a folder whose index.html opens from disk. `--serve` also serves
+ * it over local HTTP.
+ */
+import { copyFile, mkdir, readFile, readdir } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import path from 'node:path';
+
+import type { Command } from 'commander';
+
+import { writeDataFile, writeFeatureReport } from '../analysis/feature-report.js';
+import { readContexts } from '../data/corpus-contexts.js';
+import { defaultModelDir } from '../lm/default-model.js';
+import { Gpt2Model } from '../lm/model.js';
+import { Tokenizer } from '../lm/tokenizer.js';
+import { packageRoot } from '../native/load.js';
+import { loadSaeLensAsSae } from '../sae/saelens.js';
+import { createProgress } from './progress.js';
+
+interface BrowseFlags {
+  sae?: string;
+  run?: string;
+  model: string;
+  data?: string[];
+  contexts?: string;
+  out: string;
+  serve?: string | boolean;
+  backend?: 'cpu' | 'cuda';
+  progress?: boolean;
+}
+
+const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.json': 'application/json', '.svg': 'image/svg+xml' };
+
+/** Serves `dir` on 127.0.0.1:port until the process ends. */
+export function serveFolder(dir: string, port: number): Promise<number> {
+  const root = path.resolve(dir);
+  const server = createServer(async (req, res) => {
+    const url = decodeURIComponent((req.url ?? '/').split('?')[0]!);
+    const file = path.resolve(root, `.${url === '/' ? '/index.html' : url}`);
+    if (!file.startsWith(root + path.sep)) {
+      res.writeHead(403).end();
+      return;
+    }
+    try {
+      const body = await readFile(file);
+      res.writeHead(200, { 'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream' }).end(body);
+    } catch {
+      res.writeHead(404).end('not found');
+    }
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve((server.address() as { port: number }).port));
+  });
+}
+
+export function registerBrowse(program: Command): void {
+  program
+    .command('browse')
+    .description('write the static feature browser for an SAE (open OUT/index.html, or --serve)')
+    .option('--sae <dir>', 'SAELens folder (default: RUN/sae with --run)')
+    .option('--run <dir>', 'a `monosemantic run` folder: its SAE, summary and curves')
+    .option('--model <dir>', 'model directory (default: the package’s model A)', defaultModelDir())
+    .option('--data <paths...>', 'token shards or text the statistics are taken over (default: corpus/val.tokens)')
+    .option('--contexts <n>', 'contexts read (default: all)')
+    .requiredOption('-o, --out <dir>', 'output folder')
+    .option('--serve [port]', 'serve the folder on 127.0.0.1 (default port 8080)')
+    .option('--backend <name>', 'cpu or cuda (default: the active backend)')
+    .option('--no-progress', 'no progress bar')
+    .action(async (flags: BrowseFlags) => {
+      const saeDir = flags.sae ?? (flags.run ? path.join(flags.run, 'sae') : undefined);
+      if (!saeDir) throw new RangeError('give --sae DIR or --run DIR');
+      const { sae, loaded } = await loadSaeLensAsSae(saeDir, flags.backend ? { backend: flags.backend } : {});
+      try {
+        const hook = loaded.metadata.hookName;
+        if (!hook) throw new RangeError(`${saeDir} names no hook in its cfg.json`);
+        const tokenizer = await Tokenizer.load(flags.model);
+        using model = await Gpt2Model.load(flags.model, { backend: sae.backend });
+        const T = Math.min(loaded.metadata.contextSize ?? model.config.nPositions, model.config.nPositions);
+        const paths = flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')];
+        const limit = flags.contexts ? Number(flags.contexts) : Number.MAX_SAFE_INTEGER;
+        if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`--contexts must be a positive integer (got ${flags.contexts})`);
+        const contexts = await readContexts({ paths, tokenizer, contextLength: T, seed: 0 }, limit);
+        const dataDir = path.join(flags.out, 'data');
+        await mkdir(dataDir, { recursive: true });
+        const progress = createProgress({ total: contexts.length / T, label: 'browse', stream: process.stderr, enabled: flags.progress !== false && process.stderr.isTTY === true });
+        const facts = await writeFeatureReport({ model, modelDir: flags.model, tokenizer, sae, saeDir, hook, contexts, T, onProgress: (done) => progress.update(done, {}) }, dataDir);
+        progress.stop();
+        const pages = path.join(packageRoot(), 'browser');
+        for (const name of await readdir(pages)) await copyFile(path.join(pages, name), path.join(flags.out, name));
+        let run: unknown = null; // the overview's data: null without --run
+        if (flags.run) {
+          const summary = JSON.parse(await readFile(path.join(flags.run, 'summary.json'), 'utf8').catch(() => 'null'));
+          let curves: string | null = null;
+          try {
+            await copyFile(path.join(flags.run, 'curves.svg'), path.join(dataDir, 'curves.svg'));
+            curves = 'data/curves.svg';
+          } catch {
+            // a run without curves (interrupted): the overview shows the summary alone
+          }
+          run = { dir: path.resolve(flags.run), summary, curves };
+        }
+        await writeDataFile(dataDir, 'run', 'run', run);
+        process.stdout.write(`feature browser for ${facts.dSae} features (${facts.tokens.toLocaleString('en-US')} tokens) written to ${flags.out}: open ${path.join(path.resolve(flags.out), 'index.html')}\n`);
+        if (flags.serve !== undefined) {
+          const port = await serveFolder(flags.out, flags.serve === true ? 8080 : Number(flags.serve));
+          process.stdout.write(`serving on http://127.0.0.1:${port}/ (Ctrl-C to stop)\n`);
+          await new Promise(() => {});
+        }
+      } finally {
+        sae.dispose();
+      }
+    });
+}
