@@ -7,6 +7,7 @@ import { Command } from 'commander';
 
 import { packageRoot } from '../native/load.js';
 import { registerBrowse } from './browse.js';
+import { registerCompare } from './compare.js';
 import { registerDoctor } from './doctor.js';
 import { registerEval } from './eval.js';
 import { registerFeatures } from './features.js';
@@ -27,6 +28,7 @@ registerSae(program);
 registerEval(program);
 registerFeatures(program);
 registerBrowse(program);
+registerCompare(program);
 registerGenerate(program);
 registerSteer(program);
 registerHarvest(program);

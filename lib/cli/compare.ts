@@ -1,0 +1,168 @@
+/**
+ * `monosemantic compare`: two SAEs side by side on the same tokens. Universality (two models): for
+ * each feature of A, the Pearson correlation of its activations with its best-matching feature of
+ * B, against the same statistic for the two models' raw neurons at the hook (the paper: median
+ * 0.72 for features, 0.46 for neurons). Dictionaries on one model (feature splitting): also the
+ * decoder cosine similarity of each A feature's nearest B feature.
+ */
+import path from 'node:path';
+
+import type { Command } from 'commander';
+
+import { CorrelationAccumulator, median } from '../analysis/universality.js';
+import { readContexts } from '../data/corpus-contexts.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { linearT } from '../lm/ops.js';
+import { defaultModelDir, shippedModelDir } from '../lm/default-model.js';
+import { Gpt2Model } from '../lm/model.js';
+import { Tokenizer } from '../lm/tokenizer.js';
+import { packageRoot } from '../native/load.js';
+import { loadSaeLensAsSae } from '../sae/saelens.js';
+import { Tensor } from '../tensor.js';
+
+interface CompareFlags {
+  saeA: string;
+  saeB: string;
+  modelA: string;
+  modelB?: string;
+  data?: string[];
+  contexts: string;
+  out?: string;
+  backend?: 'cpu' | 'cuda';
+  json?: boolean;
+}
+
+/** Rows of a [m·T, width] host array without each context's position 0 (the BOS token). */
+function dropBos(x: Float32Array, m: number, T: number, width: number): Float32Array {
+  const out = new Float32Array(m * (T - 1) * width);
+  for (let c = 0; c < m; c++) out.set(x.subarray((c * T + 1) * width, (c + 1) * T * width), c * (T - 1) * width);
+  return out;
+}
+
+function histogram(values: Float64Array, bins = 20): number[] {
+  const counts = new Array<number>(bins).fill(0);
+  for (const v of values) if (Number.isFinite(v)) counts[Math.min(bins - 1, Math.max(0, Math.floor(((v + 1) / 2) * bins)))]! += 1;
+  return counts; // bin b covers [−1 + 2b/bins, −1 + 2(b+1)/bins)
+}
+
+export function registerCompare(program: Command): void {
+  program
+    .command('compare')
+    .description('compare two SAEs on the same tokens: universality across models (vs neurons), feature splitting across dictionary sizes')
+    .requiredOption('--sae-a <dir>', 'first SAELens folder')
+    .requiredOption('--sae-b <dir>', 'second SAELens folder')
+    .option('--model-a <dir>', 'model of the first SAE (default: the package’s model A)', defaultModelDir())
+    .option('--model-b <dir>', 'model of the second SAE (default: the package’s model B when --sae-b names a different model; else model A)')
+    .option('--data <paths...>', 'token shards or text (default: corpus/val.tokens)')
+    .option('--contexts <n>', 'contexts compared over', '256')
+    .option('-o, --out <file>', 'write the result as JSON (for the browser and other tools)')
+    .option('--backend <name>', 'cpu or cuda (default: the active backend)')
+    .option('--json', 'print the result as JSON')
+    .action(async (flags: CompareFlags) => {
+      const a = await loadSaeLensAsSae(flags.saeA, flags.backend ? { backend: flags.backend } : {});
+      const b = await loadSaeLensAsSae(flags.saeB, { backend: a.sae.backend });
+      try {
+        const hookA = a.loaded.metadata.hookName;
+        const hookB = b.loaded.metadata.hookName;
+        if (!hookA || !hookB) throw new RangeError('both SAEs must name their hook in cfg.json');
+        const sameModelName = a.loaded.metadata.modelName === b.loaded.metadata.modelName;
+        const modelBDir = flags.modelB ?? (sameModelName ? flags.modelA : shippedModelDir('b'));
+        const sameModel = path.resolve(modelBDir) === path.resolve(flags.modelA);
+        const tokenizer = await Tokenizer.load(flags.modelA);
+        using modelA = await Gpt2Model.load(flags.modelA, { backend: a.sae.backend });
+        using modelB = sameModel ? null : await Gpt2Model.load(modelBDir, { backend: a.sae.backend });
+        const mB = modelB ?? modelA;
+        const T = Math.min(modelA.config.nPositions, mB.config.nPositions, a.loaded.metadata.contextSize ?? Infinity, b.loaded.metadata.contextSize ?? Infinity);
+        const count = Number(flags.contexts);
+        if (!Number.isSafeInteger(count) || count < 1) throw new RangeError(`--contexts must be a positive integer (got ${flags.contexts})`);
+        const contexts = await readContexts({ paths: flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')], tokenizer, contextLength: T, seed: 0 }, count);
+        const n = contexts.length / T;
+        const features = new CorrelationAccumulator(a.sae.dSae, b.sae.dSae, a.sae.backend);
+        const neurons = sameModel ? null : new CorrelationAccumulator(a.sae.dIn, b.sae.dIn, a.sae.backend);
+        const batch = 8;
+        for (let c0 = 0; c0 < n; c0 += batch) {
+          const m = Math.min(batch, n - c0);
+          const ids = contexts.subarray(c0 * T, (c0 + m) * T);
+          const xa = (await modelA.forward(ids, m, { capture: [hookA] })).captured[hookA]!;
+          const xb = (await mB.forward(ids, m, { capture: [hookB] })).captured[hookB]!;
+          try {
+            using fa = await a.sae.encode(xa);
+            using fb = await b.sae.encode(xb);
+            const rows = m * (T - 1);
+            await features.add(dropBos(fa.toArray() as Float32Array, m, T, a.sae.dSae), dropBos(fb.toArray() as Float32Array, m, T, b.sae.dSae), rows);
+            if (neurons) await neurons.add(dropBos(xa.toArray() as Float32Array, m, T, a.sae.dIn), dropBos(xb.toArray() as Float32Array, m, T, b.sae.dIn), rows);
+          } finally {
+            xa.dispose();
+            xb.dispose();
+          }
+        }
+        const f = features.bestMatches();
+        const u = neurons?.bestMatches() ?? null;
+        let decoder: { index: Int32Array; cosine: Float64Array } | null = null;
+        if (sameModel && a.sae.dIn === b.sae.dIn) decoder = await bestDecoderCosine(a.loaded.params.W_dec, a.sae.dSae, b.loaded.params.W_dec, b.sae.dSae, a.sae.dIn, a.sae.backend);
+        const result = {
+          saeA: path.resolve(flags.saeA),
+          saeB: path.resolve(flags.saeB),
+          modelA: path.resolve(flags.modelA),
+          modelB: path.resolve(modelBDir),
+          tokens: features.rows,
+          features: { median: median(f.correlation), alive: f.correlation.filter(Number.isFinite).length, histogram: histogram(f.correlation), bestMatch: Array.from(f.index), correlation: Array.from(f.correlation, (x) => (Number.isFinite(x) ? Math.round(x * 1e4) / 1e4 : null)) },
+          neurons: u ? { median: median(u.correlation), histogram: histogram(u.correlation) } : null,
+          decoderCosine: decoder ? { median: median(decoder.cosine), above04: decoder.cosine.filter((c) => c >= 0.4).length, bestMatch: Array.from(decoder.index), cosine: Array.from(decoder.cosine, (x) => Math.round(x * 1e4) / 1e4) } : null,
+        };
+        if (flags.out) await writeFileAtomic(flags.out, JSON.stringify(result));
+        if (flags.json) {
+          process.stdout.write(`${JSON.stringify(result)}\n`);
+          return;
+        }
+        const lines = [
+          `${flags.saeA} (${a.sae.dSae} features, ${path.basename(path.resolve(flags.modelA))}) vs ${flags.saeB} (${b.sae.dSae} features, ${path.basename(path.resolve(modelBDir))}) over ${features.rows.toLocaleString('en-US')} tokens`,
+          `  features: median best-match activation correlation ${result.features.median.toFixed(3)} (${result.features.alive} of ${a.sae.dSae} A features fire)`,
+        ];
+        if (result.neurons) lines.push(`  neurons:  median best-match activation correlation ${result.neurons.median.toFixed(3)} (the ${a.sae.dIn} units of ${hookA} in each model)`);
+        if (result.decoderCosine) lines.push(`  decoder cosine of each A feature's nearest B feature: median ${result.decoderCosine.median.toFixed(3)}, ${result.decoderCosine.above04} of ${a.sae.dSae} at 0.4 or more`);
+        const h = result.features.histogram;
+        const widest = Math.max(1, ...h);
+        lines.push('  best-match correlation of A features:');
+        h.forEach((c, bin) => {
+          if (bin >= 10) lines.push(`    [${(-1 + bin / 10).toFixed(1)}, ${(-1 + (bin + 1) / 10).toFixed(1)})  ${String(c).padStart(6)}  ${'#'.repeat(Math.round((40 * c) / widest))}`);
+        });
+        process.stdout.write(`${lines.join('\n')}\n`);
+      } finally {
+        a.sae.dispose();
+        b.sae.dispose();
+      }
+    });
+}
+
+/** For each decoder row of A, its most cosine-similar row of B. */
+async function bestDecoderCosine(wA: Float32Array, nA: number, wB: Float32Array, nB: number, d: number, backend: 'cpu' | 'cuda'): Promise<{ index: Int32Array; cosine: Float64Array }> {
+  const unit = (w: Float32Array, n: number) => {
+    const out = new Float32Array(w.length);
+    for (let i = 0; i < n; i++) {
+      let s = 0;
+      for (let j = 0; j < d; j++) s += w[i * d + j]! ** 2;
+      const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
+      for (let j = 0; j < d; j++) out[i * d + j] = w[i * d + j]! * inv;
+    }
+    return out;
+  };
+  using tB = Tensor.from(unit(wB, nB), [nB, d], { backend });
+  const uA = unit(wA, nA);
+  const index = new Int32Array(nA);
+  const cosine = new Float64Array(nA);
+  for (let i0 = 0; i0 < nA; i0 += 512) {
+    const rows = Math.min(512, nA - i0);
+    using tA = Tensor.from(uA.subarray(i0 * d, (i0 + rows) * d), [rows, d], { backend });
+    using cos = Tensor.empty([rows, nB], { backend });
+    await linearT(tA, tB, null, cos, 'f32'); // [rows, nB] = uA · uBᵀ
+    const c = cos.toArray() as Float32Array;
+    for (let r = 0; r < rows; r++) {
+      let best = 0;
+      for (let j = 1; j < nB; j++) if (c[r * nB + j]! > c[r * nB + best]!) best = j;
+      index[i0 + r] = best;
+      cosine[i0 + r] = c[r * nB + best]!;
+    }
+  }
+  return { index, cosine };
+}

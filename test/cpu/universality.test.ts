@@ -1,0 +1,47 @@
+/**
+ * CorrelationAccumulator on two "dictionaries" with a known permutation of features: every A
+ * feature finds its permuted twin, correlations agree with a float64 Pearson computed directly,
+ * and a dead feature has no match.
+ */
+import { expect, it } from 'vitest';
+
+import { CorrelationAccumulator, median } from '../../lib/analysis/universality.js';
+import { Rng } from '../../lib/random.js';
+
+it('finds a planted permutation and matches float64 Pearson correlations', async () => {
+  const [nA, nB, rows] = [23, 29, 1000];
+  const rng = new Rng(12);
+  const a = new Float32Array(rows * nA);
+  for (let i = 0; i < a.length; i++) if (i % nA !== 5 && rng.uniform() < 0.2) a[i] = rng.range(0.1, 3); // feature 5 is dead
+  const perm = Array.from({ length: nB }, (_, j) => j).sort(() => rng.uniform() - 0.5);
+  const b = new Float32Array(rows * nB);
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < nB; j++) {
+      const source = perm[j]!; // B's feature j copies A's feature perm[j] (when < nA) with noise
+      b[r * nB + j] = (source < nA ? a[r * nA + source]! : 0) + rng.normal() * 0.05;
+    }
+  }
+  const acc = new CorrelationAccumulator(nA, nB, 'cpu');
+  await acc.add(a.subarray(0, 300 * nA), b.subarray(0, 300 * nB), 300); // two uneven chunks
+  await acc.add(a.subarray(300 * nA), b.subarray(300 * nB), 700);
+  const { index, correlation } = acc.bestMatches();
+  const pearson = (i: number, j: number) => {
+    let sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0;
+    for (let r = 0; r < rows; r++) {
+      const x = a[r * nA + i]!, y = b[r * nB + j]!;
+      sa += x; sb += y; saa += x * x; sbb += y * y; sab += x * y;
+    }
+    return (sab - (sa * sb) / rows) / Math.sqrt((saa - (sa * sa) / rows) * (sbb - (sb * sb) / rows));
+  };
+  for (let i = 0; i < nA; i++) {
+    if (i === 5) {
+      expect(index[i]).toBe(-1);
+      expect(correlation[i]).toBeNaN();
+      continue;
+    }
+    expect(perm[index[i]!]).toBe(i);
+    expect(correlation[i]).toBeGreaterThan(0.95);
+    expect(Math.abs(correlation[i]! - pearson(i, index[i]!))).toBeLessThan(1e-4);
+  }
+  expect(median([3, Number.NaN, 1, 2])).toBe(2);
+});
