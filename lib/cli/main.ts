@@ -6,6 +6,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 
 import { packageRoot } from '../native/load.js';
+import { registerAutomata } from './automata.js';
 import { registerBrowse } from './browse.js';
 import { registerCompare } from './compare.js';
 import { registerDoctor } from './doctor.js';
@@ -29,6 +30,7 @@ registerEval(program);
 registerFeatures(program);
 registerBrowse(program);
 registerCompare(program);
+registerAutomata(program);
 registerGenerate(program);
 registerSteer(program);
 registerHarvest(program);

@@ -1,0 +1,198 @@
+/**
+ * Finite-state automata of features, as "Towards Monosemanticity" describes them: feature X, active
+ * on one token, boosts the logits of tokens on which feature Y then fires at the next position;
+ * chains that close into cycles (a self-loop like base64's, two-step loops, the four-feature HTML
+ * loop) behave like little automata.
+ *
+ * Edge strength X → Y = Σ_t b_X(t) p_Y(t), where b_X is X's positive logit weights over its top
+ * `topTokens` tokens, normalised to sum to 1, and p_Y(t) is the fraction of Y's total activation
+ * that falls on token t: the chance that a token X promotes is one Y fires on. Each edge also gets
+ * its empirical rate on the token set, P(Y fires at i + 1 | X fires at i). Cycles of up to
+ * `maxLength` features over edges above `minStrength` are ranked by their weakest edge.
+ */
+import { linearT } from '../lm/ops.js';
+import { Tensor } from '../tensor.js';
+import type { BackendName } from '../backend.js';
+
+/** Which features fire on each token of a token set, with their activations (CSR rows). */
+export class FiringRecord {
+  readonly dSae: number;
+  readonly vocabSize: number;
+  /** Token ids of the recorded positions, in order; contexts are separated by a −1 entry. */
+  tokens: number[] = [];
+  /** rowStart[i]..rowStart[i + 1] index `features` / `values` for recorded position i. */
+  rowStart: number[] = [0];
+  features: number[] = [];
+  values: number[] = [];
+  /** Σ activation of each feature on each token id [dSae, vocabSize]. */
+  mass: Float32Array;
+
+  constructor(dSae: number, vocabSize: number) {
+    if (dSae * vocabSize > 2 ** 28) throw new RangeError(`automata need a [features × vocabulary] table; ${dSae} × ${vocabSize} is too large (use a smaller dictionary or vocabulary)`);
+    this.dSae = dSae;
+    this.vocabSize = vocabSize;
+    this.mass = new Float32Array(dSae * vocabSize);
+  }
+
+  /** Records f [contexts·T, dSae] of ids [contexts, T], positions 1..T−1 of each context. */
+  absorb(f: Float32Array, ids: Int32Array, T: number): void {
+    const n = this.dSae;
+    const contexts = ids.length / T;
+    for (let c = 0; c < contexts; c++) {
+      for (let t = 1; t < T; t++) {
+        const token = ids[c * T + t]!;
+        const row = (c * T + t) * n; // f[c·T + t, :]
+        for (let i = 0; i < n; i++) {
+          const a = f[row + i]!;
+          if (a > 0) {
+            this.features.push(i);
+            this.values.push(a);
+            this.mass[i * this.vocabSize + token]! += a;
+          }
+        }
+        this.tokens.push(token);
+        this.rowStart.push(this.features.length);
+      }
+      this.tokens.push(-1); // context boundary: no transition across it
+      this.rowStart.push(this.features.length);
+    }
+  }
+}
+
+export interface AutomataEdge {
+  from: number;
+  to: number;
+  strength: number;
+  /** P(to fires at i + 1 | from fires at i) on the token set. */
+  empirical: number;
+}
+
+export interface AutomatonCycle {
+  features: number[];
+  edges: AutomataEdge[];
+  /** The weakest edge's strength. */
+  strength: number;
+  /** A stretch of tokens where the features fire in the cycle's order (null if none was seen). */
+  example: { tokens: number[]; activations: number[] } | null;
+}
+
+export interface AutomataOptions {
+  topTokens?: number;
+  minStrength?: number;
+  /** Out-edges kept per feature (the strongest). */
+  maxOutEdges?: number;
+  maxLength?: number;
+  maxCycles?: number;
+  backend?: BackendName;
+}
+
+/**
+ * Cycles of the feature graph. `logits` holds each feature's median-shifted logit weights over the
+ * vocabulary [dSae, vocabSize] (e.g. from logit-weights.ts's full vectors).
+ */
+export async function findAutomata(record: FiringRecord, logits: Float32Array, options: AutomataOptions = {}): Promise<{ edges: AutomataEdge[]; cycles: AutomatonCycle[] }> {
+  const { dSae: n, vocabSize: V } = record;
+  if (logits.length !== n * V) throw new RangeError(`logits must be [${n}, ${V}] (got ${logits.length} values)`);
+  const topTokens = options.topTokens ?? 20;
+  const minStrength = options.minStrength ?? 0.05;
+  const maxOut = options.maxOutEdges ?? 4;
+  const maxLength = options.maxLength ?? 4;
+  const maxCycles = options.maxCycles ?? 50;
+  const backend = options.backend ?? 'cpu';
+
+  // b [n, V]: each feature's positive logit weights on its top tokens, summing to 1.
+  const b = new Float32Array(n * V);
+  for (let x = 0; x < n; x++) {
+    const row = logits.subarray(x * V, (x + 1) * V);
+    const top = Array.from(row.keys()).sort((p, q) => row[q]! - row[p]!).slice(0, topTokens).filter((t) => row[t]! > 0);
+    const total = top.reduce((s, t) => s + row[t]!, 0);
+    for (const t of top) b[x * V + t] = row[t]! / total;
+  }
+  // p [n, V]: each feature's activation mass over tokens, summing to 1.
+  const p = new Float32Array(n * V);
+  for (let y = 0; y < n; y++) {
+    let total = 0;
+    for (let t = 0; t < V; t++) total += record.mass[y * V + t]!;
+    if (total > 0) for (let t = 0; t < V; t++) p[y * V + t] = record.mass[y * V + t]! / total;
+  }
+  using tb = Tensor.from(b, [n, V], { backend });
+  using tp = Tensor.from(p, [n, V], { backend });
+  using ts = Tensor.empty([n, n], { backend });
+  await linearT(tb, tp, null, ts, 'f32'); // strength [n, n] = b · pᵀ
+  const strength = ts.toArray() as Float32Array;
+
+  // Out-edges: the strongest few per feature above the threshold.
+  const out: number[][] = Array.from({ length: n }, () => []);
+  for (let x = 0; x < n; x++) {
+    const row = strength.subarray(x * n, (x + 1) * n);
+    out[x] = Array.from(row.keys()).filter((y) => row[y]! >= minStrength).sort((y1, y2) => row[y2]! - row[y1]!).slice(0, maxOut);
+  }
+  const transitions = empiricalTransitions(record, out);
+  const edge = (x: number, y: number): AutomataEdge => ({ from: x, to: y, strength: strength[x * n + y]!, empirical: transitions.get(x * n + y) ?? 0 });
+  const edges = out.flatMap((ys, x) => ys.map((y) => edge(x, y)));
+
+  // Simple cycles up to maxLength, each found once from its smallest feature.
+  const cycles: AutomatonCycle[] = [];
+  const path: number[] = [];
+  const visit = (start: number, node: number) => {
+    for (const next of out[node]!) {
+      if (next === start) {
+        const features = [...path];
+        const cycleEdges = features.map((x, i) => edge(x, features[(i + 1) % features.length]!));
+        cycles.push({ features, edges: cycleEdges, strength: Math.min(...cycleEdges.map((e) => e.strength)), example: null });
+      } else if (next > start && path.length < maxLength && !path.includes(next)) {
+        path.push(next);
+        visit(start, next);
+        path.pop();
+      }
+    }
+  };
+  for (let s = 0; s < n; s++) {
+    path.push(s);
+    visit(s, s);
+    path.pop();
+  }
+  cycles.sort((c1, c2) => c2.strength - c1.strength);
+  const kept = cycles.slice(0, maxCycles);
+  for (const cycle of kept) cycle.example = findExample(record, cycle.features);
+  return { edges, cycles: kept };
+}
+
+/** P(Y fires at i + 1 | X fires at i) for the candidate edges, keyed x·n + y. */
+function empiricalTransitions(record: FiringRecord, out: number[][]): Map<number, number> {
+  const n = record.dSae;
+  const fired = new Float64Array(n);
+  const both = new Map<number, number>();
+  const wanted = out.map((ys) => new Set(ys));
+  for (let i = 0; i + 1 < record.tokens.length; i++) {
+    if (record.tokens[i] === -1) continue;
+    const now = record.features.slice(record.rowStart[i]!, record.rowStart[i + 1]!);
+    for (const x of now) fired[x]! += 1;
+    if (record.tokens[i + 1] === -1) continue;
+    const next = new Set(record.features.slice(record.rowStart[i + 1]!, record.rowStart[i + 2]!));
+    for (const x of now) for (const y of wanted[x]!) if (next.has(y)) both.set(x * n + y, (both.get(x * n + y) ?? 0) + 1);
+  }
+  const rates = new Map<number, number>();
+  for (const [key, count] of both) rates.set(key, count / fired[Math.floor(key / n)]!);
+  return rates;
+}
+
+/** The first stretch where cycle[0], cycle[1], ... fire on consecutive tokens, once round the loop and back to the start. */
+function findExample(record: FiringRecord, cycle: number[]): { tokens: number[]; activations: number[] } | null {
+  const steps = cycle.length + 1;
+  const activation = (i: number, feature: number) => {
+    for (let k = record.rowStart[i]!; k < record.rowStart[i + 1]!; k++) if (record.features[k] === feature) return record.values[k]!;
+    return 0;
+  };
+  for (let i = 0; i + steps <= record.tokens.length; i++) {
+    const acts: number[] = [];
+    for (let s = 0; s < steps; s++) {
+      if (record.tokens[i + s] === -1) break;
+      const a = activation(i + s, cycle[s % cycle.length]!);
+      if (a <= 0) break;
+      acts.push(a);
+    }
+    if (acts.length === steps) return { tokens: record.tokens.slice(i, i + steps), activations: acts.map((a) => Math.round(a * 1e4) / 1e4) };
+  }
+  return null;
+}

@@ -1,0 +1,103 @@
+/**
+ * `monosemantic automata`: cycles of features where each one's promoted tokens are the tokens the
+ * next one fires on (lib/analysis/automata.ts), ranked by strength, with an example from the
+ * token set.
+ */
+import path from 'node:path';
+
+import type { Command } from 'commander';
+
+import { FiringRecord, findAutomata } from '../analysis/automata.js';
+import { logitWeightMatrix } from '../analysis/logit-weights.js';
+import { readContexts } from '../data/corpus-contexts.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { defaultModelDir } from '../lm/default-model.js';
+import { Gpt2Model } from '../lm/model.js';
+import { Tokenizer } from '../lm/tokenizer.js';
+import { loadGpt2Weights } from '../lm/weights.js';
+import { packageRoot } from '../native/load.js';
+import { loadSaeLensAsSae } from '../sae/saelens.js';
+
+interface AutomataFlags {
+  sae: string;
+  model: string;
+  data?: string[];
+  contexts?: string;
+  minStrength: string;
+  maxLength: string;
+  top: string;
+  out?: string;
+  backend?: 'cpu' | 'cuda';
+  json?: boolean;
+}
+
+function number(flag: string, text: string, integer = false): number {
+  const v = Number(text);
+  if (!Number.isFinite(v) || v < 0 || (integer && !Number.isSafeInteger(v))) throw new RangeError(`${flag} must be a ${integer ? 'non-negative integer' : 'non-negative number'} (got ${JSON.stringify(text)})`);
+  return v;
+}
+
+export function registerAutomata(program: Command): void {
+  program
+    .command('automata')
+    .description('find feature cycles (X promotes the tokens Y fires on, Y the tokens Z fires on, ... back to X)')
+    .requiredOption('--sae <dir>', 'SAELens folder of an SAE on an MLP hidden layer')
+    .option('--model <dir>', 'model directory (default: the package’s model A)', defaultModelDir())
+    .option('--data <paths...>', 'token shards or text (default: corpus/val.tokens)')
+    .option('--contexts <n>', 'contexts read (default: all)')
+    .option('--min-strength <s>', 'edges weaker than this are left out', '0.02')
+    .option('--max-length <n>', 'longest cycle', '4')
+    .option('--top <n>', 'cycles reported', '20')
+    .option('-o, --out <file>', 'write the edges and cycles as JSON')
+    .option('--backend <name>', 'cpu or cuda (default: the active backend)')
+    .option('--json', 'print the result as JSON')
+    .action(async (flags: AutomataFlags) => {
+      const { sae, loaded } = await loadSaeLensAsSae(flags.sae, flags.backend ? { backend: flags.backend } : {});
+      try {
+        const hook = loaded.metadata.hookName ?? '';
+        const layer = /^blocks\.(\d+)\.mlp\.hook_(post|pre)$/.exec(hook);
+        if (!layer) throw new RangeError(`automata use logit weights, which need an SAE on an MLP hidden layer (blocks.L.mlp.hook_post); ${flags.sae} reads '${hook}'`);
+        const tokenizer = await Tokenizer.load(flags.model);
+        using model = await Gpt2Model.load(flags.model, { backend: sae.backend });
+        const T = Math.min(loaded.metadata.contextSize ?? model.config.nPositions, model.config.nPositions);
+        const limit = flags.contexts ? number('--contexts', flags.contexts, true) : Number.MAX_SAFE_INTEGER;
+        const contexts = await readContexts({ paths: flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')], tokenizer, contextLength: T, seed: 0 }, limit);
+        const record = new FiringRecord(sae.dSae, model.config.vocabSize);
+        for (let c0 = 0; c0 < contexts.length / T; c0 += 8) {
+          const m = Math.min(8, contexts.length / T - c0);
+          const ids = contexts.subarray(c0 * T, (c0 + m) * T);
+          const { captured } = await model.forward(ids, m, { capture: [hook] });
+          using x = captured[hook]!;
+          using f = await sae.encode(x);
+          record.absorb(f.toArray() as Float32Array, ids, T);
+        }
+        const logits = await logitWeightMatrix(loaded.params.W_dec, sae.dSae, model.config, await loadGpt2Weights(flags.model, model.config), Number(layer[1]), { backend: sae.backend });
+        const result = await findAutomata(record, logits, {
+          minStrength: number('--min-strength', flags.minStrength),
+          maxLength: number('--max-length', flags.maxLength, true),
+          maxCycles: number('--top', flags.top, true),
+          backend: sae.backend,
+        });
+        const topTokens = (feature: number) => {
+          const row = logits.subarray(feature * model.config.vocabSize, (feature + 1) * model.config.vocabSize);
+          return Array.from(row.keys()).sort((a, b) => row[b]! - row[a]!).slice(0, 3);
+        };
+        const output = { sae: path.resolve(flags.sae), model: path.resolve(flags.model), hook, tokens: contexts.length / T * (T - 1), ...result, promotes: Object.fromEntries(result.cycles.flatMap((c) => c.features).map((f) => [f, topTokens(f)])) };
+        if (flags.out) await writeFileAtomic(flags.out, JSON.stringify(output));
+        if (flags.json) {
+          process.stdout.write(`${JSON.stringify(output)}\n`);
+          return;
+        }
+        const show = (ids: number[]) => ids.map((id) => JSON.stringify(tokenizer.decode(Int32Array.of(id)))).join(' ');
+        const lines = [`${result.cycles.length} cycles among ${sae.dSae} features (${result.edges.length} edges of strength >= ${flags.minStrength}) over ${output.tokens.toLocaleString('en-US')} tokens`];
+        result.cycles.forEach((c, k) => {
+          lines.push(`${String(k + 1).padStart(3)}. ${c.features.map((f) => `#${f}`).join(' → ')} → #${c.features[0]}   strength ${c.strength.toFixed(3)}`);
+          for (const e of c.edges) lines.push(`       #${e.from} promotes ${show(topTokens(e.from))}; #${e.to} fires on them: strength ${e.strength.toFixed(3)}, P(#${e.to} next | #${e.from}) ${e.empirical.toFixed(3)}`);
+          if (c.example) lines.push(`       e.g. ${show(c.example.tokens)}`);
+        });
+        process.stdout.write(`${lines.join('\n')}\n`);
+      } finally {
+        sae.dispose();
+      }
+    });
+}
