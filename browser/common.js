@@ -40,3 +40,23 @@ function fail(error) {
   console.error(error);
   document.body.append(el('p', { class: 'error' }, `Could not show this page: ${error.message}`));
 }
+
+// Side-by-side histogram bars of several series over the same bins: [{ name, counts, color }].
+function groupedBars(series, binLabels) {
+  const max = Math.max(1, ...series.flatMap((s) => s.counts));
+  const bars = el('div', { class: 'bars' });
+  binLabels.forEach((label, b) => {
+    for (const s of series) bars.append(el('div', { style: `height:${(100 * s.counts[b]) / max}%; background:${s.color}`, title: `${s.name} ${label}: ${s.counts[b]}` }));
+  });
+  return bars;
+}
+
+// The cycles a feature takes part in, as "#a → #b → #a" lines linking each feature.
+function cycleLine(cycle) {
+  const line = el('div', { class: 'context' }, el('span', { class: 'act' }, cycle.strength.toFixed(3)));
+  [...cycle.features, cycle.features[0]].forEach((f, i) => {
+    if (i > 0) line.append(' → ');
+    line.append(el('a', { href: `feature.html#${f}` }, `#${f}`));
+  });
+  return line;
+}

@@ -49,6 +49,21 @@ async function main() {
     });
     logits.append(table);
   }
+  const compare = await loadData('data/compare.js', 'compare');
+  if (compare && compare.features.bestMatch[n] >= 0) {
+    const j = compare.features.bestMatch[n];
+    const corr = compare.features.correlation[n];
+    const extra = compare.decoderCosine ? `, decoder cosine of the nearest: ${compare.decoderCosine.cosine[n].toFixed(3)} (#${compare.decoderCosine.bestMatch[n]})` : '';
+    const logits = compare.logitWeights && compare.logitWeights.correlation[n] !== null ? `, logit-weight correlation ${compare.logitWeights.correlation[n].toFixed(3)}` : '';
+    document.getElementById('match').append(el('h2', {}, 'Best match in the other SAE'), el('p', {}, `#${j} of ${compare.saeB}: activation correlation ${corr.toFixed(3)}${logits}${extra}`));
+  }
+  const automata = await loadData('data/automata.js', 'automata');
+  const mine = automata ? automata.cycles.filter((c) => c.features.includes(n)) : [];
+  if (mine.length) {
+    const section = document.getElementById('cycles');
+    section.append(el('h2', {}, 'Automata it belongs to'));
+    for (const c of mine) section.append(cycleLine(c));
+  }
   const neighbors = document.getElementById('neighbors');
   for (const [j, cos] of f.neighbors) neighbors.append(el('span', { class: 'chip' }, el('a', { href: `feature.html#${j}` }, `#${j}`), ` ${cos.toFixed(3)}`));
 }

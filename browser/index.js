@@ -49,12 +49,69 @@ function runOverview(run) {
   if (run.curves) section.append(el('p', {}, el('img', { class: 'curves', src: run.curves, alt: 'training curves' })));
 }
 
+function acrossSection(compare) {
+  const section = document.getElementById('across');
+  if (!compare) return;
+  const bins = compare.features.histogram.map((_, b) => `[${(-1 + (2 * b) / compare.features.histogram.length).toFixed(1)}, ${(-1 + (2 * (b + 1)) / compare.features.histogram.length).toFixed(1)})`);
+  if (compare.neurons) {
+    section.append(
+      el('h2', {}, 'Universality'),
+      el('p', { class: 'facts' }, `For each feature of this SAE, the correlation of its activations with its best match among the features of ${compare.saeB} (model ${compare.modelB}), over ${compare.tokens.toLocaleString('en-US')} tokens: median ${compare.features.median.toFixed(3)} (blue). The same for the models' neurons: median ${compare.neurons.median.toFixed(3)} (grey).${compare.logitWeights ? ` Logit weights of matched features: median correlation ${compare.logitWeights.median.toFixed(3)}.` : ''}`),
+      groupedBars([{ name: 'features', counts: compare.features.histogram, color: '#4a7bd0' }, { name: 'neurons', counts: compare.neurons.histogram, color: '#aaa' }], bins),
+      el('div', { class: 'axis' }, el('span', {}, '−1'), el('span', {}, '0'), el('span', {}, '1')),
+    );
+  }
+  if (compare.map) {
+    const canvas = el('canvas', { width: '900', height: '600', id: 'map', style: 'border:1px solid #eee; max-width:100%' });
+    section.append(
+      el('h2', {}, 'Feature map'),
+      el('p', { class: 'facts' }, `UMAP of the decoder directions of this SAE (blue) and ${compare.saeB} (orange); ${compare.decoderCosine.linked} features of this SAE have a match at decoder cosine ≥ ${compare.decoderCosine.threshold}. Click a blue point to open its feature.`),
+      canvas,
+    );
+    const xs = compare.map.map((p) => p.x);
+    const ys = compare.map.map((p) => p.y);
+    const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+    const px = (p) => [20 + ((p.x - x0) / (x1 - x0 || 1)) * 860, 20 + ((p.y - y0) / (y1 - y0 || 1)) * 560];
+    const ctx = canvas.getContext('2d');
+    for (const p of compare.map) {
+      const [x, y] = px(p);
+      ctx.fillStyle = p.dictionary === 0 ? 'rgba(74, 123, 208, 0.7)' : 'rgba(230, 120, 20, 0.6)';
+      ctx.beginPath();
+      ctx.arc(x, y, 2.5, 0, 2 * Math.PI);
+      ctx.fill();
+    }
+    canvas.addEventListener('click', (event) => {
+      const rect = canvas.getBoundingClientRect();
+      const cx = ((event.clientX - rect.left) * canvas.width) / rect.width;
+      const cy = ((event.clientY - rect.top) * canvas.height) / rect.height;
+      let best = null;
+      let bestD = 36;
+      for (const p of compare.map) {
+        if (p.dictionary !== 0) continue;
+        const [x, y] = px(p);
+        const d = (x - cx) ** 2 + (y - cy) ** 2;
+        if (d < bestD) { bestD = d; best = p; }
+      }
+      if (best) location.href = `feature.html#${best.feature}`;
+    });
+  }
+}
+
+function automataSection(automata) {
+  const section = document.getElementById('automata');
+  if (!automata) return;
+  section.append(el('h2', {}, 'Automata'), el('p', { class: 'facts' }, `Cycles of features in which each promotes the tokens the next fires on (strength: the weakest link), over ${automata.tokens.toLocaleString('en-US')} tokens.`));
+  for (const cycle of automata.cycles) section.append(cycleLine(cycle));
+}
+
 async function main() {
   const [index, vocab] = await Promise.all([loadData('data/features.js', 'features'), loadData('data/vocab.js', 'vocab')]);
   const run = await loadData('data/run.js', 'run');
   document.getElementById('title').textContent = `${index.dSae.toLocaleString('en-US')} features of ${index.hook}`;
   document.getElementById('facts').textContent = `SAE ${index.sae} · model ${index.model} · statistics over ${index.tokens.toLocaleString('en-US')} tokens (${index.contexts} contexts of ${index.contextLength})`;
   runOverview(run);
+  acrossSection(await loadData('data/compare.js', 'compare'));
+  automataSection(await loadData('data/automata.js', 'automata'));
   document.getElementById('density').append(densityHistogram(index.features));
 
   const text = (ids) => ids.map((id) => vocab[id]).join(' ');

@@ -1,8 +1,8 @@
 /**
  * `monosemantic browse`: writes the static feature browser — the pages in the package's browser/
  * folder plus the feature report as data (lib/analysis/feature-report.ts) and, with --run, the
- * run's summary and curves — to a folder whose index.html opens from disk. `--serve` also serves
- * it over local HTTP.
+ * run's summary and curves, and optionally `compare` and `automata` results — to a folder whose
+ * index.html opens from disk. `--serve` also serves it over local HTTP.
  */
 import { copyFile, mkdir, readFile, readdir } from 'node:fs/promises';
 import { createServer } from 'node:http';
@@ -26,6 +26,8 @@ interface BrowseFlags {
   data?: string[];
   contexts?: string;
   out: string;
+  compare?: string;
+  automata?: string;
   serve?: string | boolean;
   backend?: 'cpu' | 'cuda';
   progress?: boolean;
@@ -66,6 +68,8 @@ export function registerBrowse(program: Command): void {
     .option('--data <paths...>', 'token shards or text the statistics are taken over (default: corpus/val.tokens)')
     .option('--contexts <n>', 'contexts read (default: all)')
     .requiredOption('-o, --out <dir>', 'output folder')
+    .option('--compare <file>', 'a `monosemantic compare --out` result: universality plot, splitting map, best matches')
+    .option('--automata <file>', 'a `monosemantic automata --out` result: the cycles and each feature’s part in them')
     .option('--serve [port]', 'serve the folder on 127.0.0.1 (default port 8080)')
     .option('--backend <name>', 'cpu or cuda (default: the active backend)')
     .option('--no-progress', 'no progress bar')
@@ -103,6 +107,16 @@ export function registerBrowse(program: Command): void {
           run = { dir: path.resolve(flags.run), summary, curves };
         }
         await writeDataFile(dataDir, 'run', 'run', run);
+        const readJsonFile = async (file: string | undefined, what: string) => {
+          if (!file) return null;
+          try {
+            return JSON.parse(await readFile(file, 'utf8')) as unknown;
+          } catch (error) {
+            throw new RangeError(`--${what} ${file}: ${(error as Error).message}`);
+          }
+        };
+        await writeDataFile(dataDir, 'compare', 'compare', await readJsonFile(flags.compare, 'compare'));
+        await writeDataFile(dataDir, 'automata', 'automata', await readJsonFile(flags.automata, 'automata'));
         process.stdout.write(`feature browser for ${facts.dSae} features (${facts.tokens.toLocaleString('en-US')} tokens) written to ${flags.out}: open ${path.join(path.resolve(flags.out), 'index.html')}\n`);
         if (flags.serve !== undefined) {
           const port = await serveFolder(flags.out, flags.serve === true ? 8080 : Number(flags.serve));

@@ -9,6 +9,8 @@ import path from 'node:path';
 
 import type { Command } from 'commander';
 
+import { featureMap } from '../analysis/feature-map.js';
+import { logitWeightMatrix } from '../analysis/logit-weights.js';
 import { CorrelationAccumulator, median } from '../analysis/universality.js';
 import { readContexts } from '../data/corpus-contexts.js';
 import { writeFileAtomic } from '../io/atomic.js';
@@ -16,6 +18,7 @@ import { linearT } from '../lm/ops.js';
 import { defaultModelDir, shippedModelDir } from '../lm/default-model.js';
 import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
+import { loadGpt2Weights } from '../lm/weights.js';
 import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { Tensor } from '../tensor.js';
@@ -28,6 +31,8 @@ interface CompareFlags {
   data?: string[];
   contexts: string;
   out?: string;
+  linkThreshold: string;
+  map: boolean;
   backend?: 'cpu' | 'cuda';
   json?: boolean;
 }
@@ -56,6 +61,8 @@ export function registerCompare(program: Command): void {
     .option('--data <paths...>', 'token shards or text (default: corpus/val.tokens)')
     .option('--contexts <n>', 'contexts compared over', '256')
     .option('-o, --out <file>', 'write the result as JSON (for the browser and other tools)')
+    .option('--link-threshold <c>', 'decoder cosine at which features of two dictionaries are linked (splitting)', '0.4')
+    .option('--no-map', 'skip the 2-D UMAP map of the decoder directions (splitting)')
     .option('--backend <name>', 'cpu or cuda (default: the active backend)')
     .option('--json', 'print the result as JSON')
     .action(async (flags: CompareFlags) => {
@@ -100,6 +107,19 @@ export function registerCompare(program: Command): void {
         const u = neurons?.bestMatches() ?? null;
         let decoder: { index: Int32Array; cosine: Float64Array } | null = null;
         if (sameModel && a.sae.dIn === b.sae.dIn) decoder = await bestDecoderCosine(a.loaded.params.W_dec, a.sae.dSae, b.loaded.params.W_dec, b.sae.dSae, a.sae.dIn, a.sae.backend);
+        // Logit weights of matched features (universality): both SAEs on an MLP hidden layer.
+        let logitCorrelation: Float64Array | null = null;
+        const layerA = /^blocks\.(\d+)\.mlp\.hook_(post|pre)$/.exec(hookA);
+        const layerB = /^blocks\.(\d+)\.mlp\.hook_(post|pre)$/.exec(hookB);
+        if (!sameModel && layerA && layerB && modelA.config.vocabSize === mB.config.vocabSize) {
+          const V = modelA.config.vocabSize;
+          const la = await logitWeightMatrix(a.loaded.params.W_dec, a.sae.dSae, modelA.config, await loadGpt2Weights(flags.modelA, modelA.config), Number(layerA[1]), { backend: a.sae.backend });
+          const lb = await logitWeightMatrix(b.loaded.params.W_dec, b.sae.dSae, mB.config, await loadGpt2Weights(modelBDir, mB.config), Number(layerB[1]), { backend: a.sae.backend });
+          logitCorrelation = Float64Array.from(f.index, (j, i) => (j < 0 ? Number.NaN : pearson(la.subarray(i * V, (i + 1) * V), lb.subarray(j * V, (j + 1) * V))));
+        }
+        const threshold = Number(flags.linkThreshold);
+        if (!(threshold >= -1 && threshold <= 1)) throw new RangeError(`--link-threshold must be in [-1, 1] (got ${flags.linkThreshold})`);
+        const map = decoder && flags.map ? featureMap([{ W_dec: a.loaded.params.W_dec, dSae: a.sae.dSae }, { W_dec: b.loaded.params.W_dec, dSae: b.sae.dSae }], a.sae.dIn) : null;
         const result = {
           saeA: path.resolve(flags.saeA),
           saeB: path.resolve(flags.saeB),
@@ -108,7 +128,17 @@ export function registerCompare(program: Command): void {
           tokens: features.rows,
           features: { median: median(f.correlation), alive: f.correlation.filter(Number.isFinite).length, histogram: histogram(f.correlation), bestMatch: Array.from(f.index), correlation: Array.from(f.correlation, (x) => (Number.isFinite(x) ? Math.round(x * 1e4) / 1e4 : null)) },
           neurons: u ? { median: median(u.correlation), histogram: histogram(u.correlation) } : null,
-          decoderCosine: decoder ? { median: median(decoder.cosine), above04: decoder.cosine.filter((c) => c >= 0.4).length, bestMatch: Array.from(decoder.index), cosine: Array.from(decoder.cosine, (x) => Math.round(x * 1e4) / 1e4) } : null,
+          logitWeights: logitCorrelation ? { median: median(logitCorrelation), correlation: Array.from(logitCorrelation, (x) => (Number.isFinite(x) ? Math.round(x * 1e4) / 1e4 : null)) } : null,
+          decoderCosine: decoder
+            ? {
+                median: median(decoder.cosine),
+                threshold,
+                linked: decoder.cosine.filter((c) => c >= threshold).length,
+                bestMatch: Array.from(decoder.index),
+                cosine: Array.from(decoder.cosine, (x) => Math.round(x * 1e4) / 1e4),
+              }
+            : null,
+          map,
         };
         if (flags.out) await writeFileAtomic(flags.out, JSON.stringify(result));
         if (flags.json) {
@@ -120,7 +150,9 @@ export function registerCompare(program: Command): void {
           `  features: median best-match activation correlation ${result.features.median.toFixed(3)} (${result.features.alive} of ${a.sae.dSae} A features fire)`,
         ];
         if (result.neurons) lines.push(`  neurons:  median best-match activation correlation ${result.neurons.median.toFixed(3)} (the ${a.sae.dIn} units of ${hookA} in each model)`);
-        if (result.decoderCosine) lines.push(`  decoder cosine of each A feature's nearest B feature: median ${result.decoderCosine.median.toFixed(3)}, ${result.decoderCosine.above04} of ${a.sae.dSae} at 0.4 or more`);
+        if (result.logitWeights) lines.push(`  logit weights of matched features: median correlation ${result.logitWeights.median.toFixed(3)}`);
+        if (result.decoderCosine) lines.push(`  decoder cosine of each A feature's nearest B feature: median ${result.decoderCosine.median.toFixed(3)}, ${result.decoderCosine.linked} of ${a.sae.dSae} linked (>= ${threshold})`);
+        if (result.map) lines.push(`  2-D map of the ${result.map.length} decoder directions (UMAP, cosine): in the JSON (--out), drawn by monosemantic browse --compare`);
         const h = result.features.histogram;
         const widest = Math.max(1, ...h);
         lines.push('  best-match correlation of A features:');
@@ -133,6 +165,16 @@ export function registerCompare(program: Command): void {
         b.sae.dispose();
       }
     });
+}
+
+function pearson(x: Float32Array, y: Float32Array): number {
+  const n = x.length;
+  let sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0;
+  for (let i = 0; i < n; i++) {
+    sx += x[i]!; sy += y[i]!; sxx += x[i]! * x[i]!; syy += y[i]! * y[i]!; sxy += x[i]! * y[i]!;
+  }
+  const den = Math.sqrt((sxx - (sx * sx) / n) * (syy - (sy * sy) / n));
+  return den > 0 ? (sxy - (sx * sy) / n) / den : Number.NaN;
 }
 
 /** For each decoder row of A, its most cosine-similar row of B. */

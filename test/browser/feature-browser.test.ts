@@ -42,7 +42,18 @@ describe.skipIf(!CHROMIUM)(`feature browser in headless chromium${CHROMIUM ? '' 
     const text = Array.from({ length: 60 }, (_, i) => `<script>alert(${i})</script> <b>base64</b> QUJD${i} the cat sat\n`).join('');
     writeFileSync(path.join(root, 'corpus.txt'), text);
     out = path.join(root, 'site');
-    const r = runCli(['browse', '--sae', path.join(root, 'sae'), '--model', model, '--data', path.join(root, 'corpus.txt'), '-o', out], { MONOSEMANTIC_BACKEND: 'cpu' });
+    const env = { MONOSEMANTIC_BACKEND: 'cpu' };
+    const sae = path.join(root, 'sae');
+    const corpus = path.join(root, 'corpus.txt');
+    const compared = runCli(['compare', '--sae-a', sae, '--sae-b', sae, '--model-a', model, '--data', corpus, '--contexts', '20', '-o', path.join(root, 'compare.json')], env);
+    expect(compared.status, compared.stderr).toBe(0);
+    // The universality plot needs two models; give the self-comparison a neuron baseline to draw.
+    const comparison = JSON.parse(readFileSync(path.join(root, 'compare.json'), 'utf8'));
+    comparison.neurons = { median: 0.4, histogram: comparison.features.histogram.map((_: number, b: number) => (b > 10 ? 20 - b : 0)) };
+    writeFileSync(path.join(root, 'compare.json'), JSON.stringify(comparison));
+    const automata = runCli(['automata', '--sae', sae, '--model', model, '--data', corpus, '--min-strength', '0', '-o', path.join(root, 'automata.json')], env);
+    expect(automata.status, automata.stderr).toBe(0);
+    const r = runCli(['browse', '--sae', sae, '--model', model, '--data', corpus, '--compare', path.join(root, 'compare.json'), '--automata', path.join(root, 'automata.json'), '-o', out], env);
     expect(r.status, r.stderr).toBe(0);
     const index = JSON.parse(readFileSync(path.join(out, 'data', 'features.json'), 'utf8'));
     live = index.features.filter((f: { index: number; density: number }) => f.index >= 256 && f.density > 0).sort((a: { density: number }, b: { density: number }) => b.density - a.density)[0].index;
@@ -80,6 +91,9 @@ describe.skipIf(!CHROMIUM)(`feature browser in headless chromium${CHROMIUM ? '' 
     await p.fill('#search', '');
     await p.click('th[data-key="index"]');
     expect(await p.textContent('#list tbody tr:first-child td:first-child')).toBe('#0');
+    expect(await p.locator('#across .bars div').count()).toBe(2 * 20); // features and neurons, 20 bins
+    expect(await p.locator('canvas#map').count()).toBe(1);
+    expect(await p.locator('#automata .context').count()).toBeGreaterThan(0);
     await p.screenshot({ path: path.join(artifacts, 'browser-index.png'), fullPage: true });
     expect(errors).toEqual([]);
     await p.close();
@@ -94,6 +108,7 @@ describe.skipIf(!CHROMIUM)(`feature browser in headless chromium${CHROMIUM ? '' 
     expect(await p.locator('#neighbors .chip').count()).toBe(8);
     expect(await p.locator('#logits tr').count()).toBe(11); // header + 10
     expect(await p.locator('script:not([src])').count()).toBe(0); // corpus "<script>" stayed text
+    expect(await p.textContent('#match')).toContain(`#${live} of `); // its own best match in the self-comparison
     await p.screenshot({ path: path.join(artifacts, 'browser-feature.png'), fullPage: true });
     expect(errors).toEqual([]);
     await p.close();
