@@ -8,7 +8,7 @@ import path from 'node:path';
 
 import { expect, it } from 'vitest';
 
-import { lossRecovered } from '../../lib/analysis/loss-recovered.js';
+import { evaluateSae } from '../../lib/analysis/sae-eval.js';
 import { openContextStream } from '../../lib/data/contexts.js';
 import { LmActivationSource } from '../../lib/data/lm-activations.js';
 import { Gpt2Model } from '../../lib/lm/model.js';
@@ -73,8 +73,8 @@ it('corpus → model → SAE → export → reload, with an interruption and exa
   // Held-out contexts (another seed's order) for the loss recovered.
   const evalStream = await openContextStream({ paths: [corpus] }, { tokenizer, contextLength: T, seed: 99 });
   const contexts = (await evalStream.next(16))!;
-  const result = await lossRecovered(model, a.sae, hook, contexts, T);
-  console.log(`pipeline e2e: ${JSON.stringify({ last: whole.last, dead: whole.dead, resamples: whole.resamples, lossRecovered: result })}`);
+  const { loss: result } = await evaluateSae(model, a.sae, hook, contexts, T);
+  console.log(`pipeline e2e: ${JSON.stringify({ last: whole.last, dead: whole.dead, resamples: whole.resamples, loss: result })}`);
   expect(Number.isFinite(whole.last!.loss)).toBe(true);
   expect(result.zeroAblated).toBeGreaterThan(result.clean);
   expect(result.fractionRecovered).toBeGreaterThan(0);
