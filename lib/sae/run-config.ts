@@ -8,7 +8,7 @@
  */
 import { z } from 'zod';
 
-import { ConfigError, TrainConfigSchema, describeIssue, type TrainConfig } from './train-config.js';
+import { ConfigError, TrainConfigSchema, describeIssue, parseTrainConfig, type TrainConfig } from './train-config.js';
 
 const positiveInt = z.number().int().positive();
 
@@ -104,7 +104,7 @@ export function parseRunConfig(input: unknown, source?: string): RunConfig {
   return config;
 }
 
-/** The SAE trainer's config for a run (the corpus feeds it; export metadata names the model and hook). */
+/** The SAE trainer's config for a run (the corpus feeds it; export metadata names the model and hook), validated as the trainer's own. */
 export function trainerConfig(config: RunConfig, facts: { totalSamples?: number; modelName: string; contextSize: number; datasetPath: string }): TrainConfig {
   const { model: _model, hook, data: _data, budget: _budget, eval: _eval, ...rest } = config;
   const training = { ...rest.training };
@@ -112,7 +112,7 @@ export function trainerConfig(config: RunConfig, facts: { totalSamples?: number;
     delete training.totalSteps;
     training.totalSamples = facts.totalSamples;
   }
-  return {
+  return parseTrainConfig({
     ...rest,
     training,
     export: {
@@ -121,5 +121,5 @@ export function trainerConfig(config: RunConfig, facts: { totalSamples?: number;
       contextSize: rest.export.contextSize ?? facts.contextSize,
       datasetPath: rest.export.datasetPath ?? facts.datasetPath,
     },
-  };
+  });
 }

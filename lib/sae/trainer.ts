@@ -115,6 +115,8 @@ export interface TrainSummary {
   exportDir: string | null;
   checkpoint: string | null;
   normalizationScale: number;
+  /** Fraction of this session's wall time spent waiting for the data source (harvesting, reading files). */
+  dataWaitFraction: number;
 }
 
 /** What a checkpoint's state.json holds (besides the tensors in the safetensors files). */
@@ -216,6 +218,9 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
     let secondsBefore: number;
 
     /** The next `rows` inputs on the device, scaled; the tensor is reused by the next call of the same size. */
+    /** Milliseconds spent waiting for the data source (since the last metrics record, and in this session). */
+    let dataMs = 0;
+    let dataMsSession = 0;
     const nextBatch = async (rows: number): Promise<Tensor> => {
       let b = batches.get(rows);
       if (!b) {
@@ -223,7 +228,9 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
         owned.push(b);
         batches.set(rows, b);
       }
+      const t0 = performance.now();
       await source.next(rows, b);
+      dataMs += performance.now() - t0;
       if (scale !== 1) await scaleInPlace(b, scale);
       return b;
     };
@@ -268,6 +275,7 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
     const snapshotAt = snapshotSteps(config, total);
     const resampleAt = new Set(config.resampling.enabled ? config.resampling.steps : []);
     const started = performance.now();
+    dataMs = 0; // the wait measured is that of the training loop (not normalisation or initialisation)
     const seconds = () => secondsBefore + (performance.now() - started) / 1000;
     let last: (TrainStepStats & { fvu: number | null }) | null = null;
     let lastCheckpoint: string | null = checkpoint?.path ?? null;
@@ -323,6 +331,7 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
         last = { ...stats, fvu: variance > 0 ? stats.mse / variance : null };
         const now = performance.now();
         const rate = ((samples - rateMark.samples) * 1000) / Math.max(1e-9, now - rateMark.time);
+        const rateMarkTime = rateMark.time;
         rateMark = { time: now, samples };
         const density = firing.summary();
         const h = sae.hyperparameters;
@@ -341,8 +350,11 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
           l1Coeff: h.l1Coeff,
           gradNorm: Number.isFinite(stats.gradNorm) ? stats.gradNorm : null,
           samplesPerSec: rate,
+          dataWaitFraction: dataMs / Math.max(1e-9, now - rateMarkTime),
           seconds: seconds(),
         };
+        dataMsSession += dataMs;
+        dataMs = 0;
         metrics.append(record);
       }
       progress?.update(step, { 'samples/s': rateNow(), loss: stats.loss, L0: stats.l0 });
@@ -398,6 +410,7 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
       exportDir,
       checkpoint: lastCheckpoint,
       normalizationScale: scale,
+      dataWaitFraction: (dataMsSession + dataMs) / Math.max(1e-9, performance.now() - started),
     };
   } finally {
     progress?.stop();
