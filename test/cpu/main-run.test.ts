@@ -99,7 +99,7 @@ describe('monosemantic run', () => {
   it('fills the machine’s defaults only where the user said nothing', async () => {
     const { config } = await resolveRunConfig({ backend: 'cpu', sae: { dSae: 300 }, training: { lr: 5e-4 } });
     expect(config.sae.dSae).toBe(300);
-    expect(config.training).toMatchObject({ lr: 5e-4, batchSize: 1024, totalSteps: 2400 });
+    expect(config.training).toMatchObject({ lr: 5e-4, batchSize: 1024, totalSteps: 2000 });
     expect(config).toMatchObject({ model: null, hook: 'blocks.0.mlp.hook_post', budget: { epochs: null } });
     expect(machineDefaults('cuda', {})).toMatchObject({ sae: { dSae: 4096 }, budget: { epochs: 1 }, data: { positionsPerContext: null } });
     expect(machineDefaults('cuda', { training: { totalSteps: 10 } })).not.toHaveProperty('budget');
@@ -112,7 +112,7 @@ describe('monosemantic run', () => {
     const env = { MONOSEMANTIC_BACKEND: 'cpu' };
     const printed = runCli(['run', '--print-config', '--d-sae', '512'], env);
     expect(printed.status, printed.stderr).toBe(0);
-    expect(JSON.parse(printed.stdout)).toMatchObject({ sae: { dSae: 512 }, training: { totalSteps: 2400 }, hook: 'blocks.0.mlp.hook_post' });
+    expect(JSON.parse(printed.stdout)).toMatchObject({ sae: { dSae: 512 }, training: { totalSteps: 2000 }, hook: 'blocks.0.mlp.hook_post' });
     const bad = runCli(['run', '--set', 'data.positions=3'], env);
     expect(bad.status).toBe(1);
     expect(bad.stderr).toMatch(/data: unknown key 'positions'/);
