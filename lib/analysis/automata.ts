@@ -4,11 +4,13 @@
  * chains that close into cycles (a self-loop like base64's, two-step loops, the four-feature HTML
  * loop) behave like little automata.
  *
- * Edge strength X → Y = Σ_t b_X(t) p_Y(t), where b_X is X's positive logit weights over its top
- * `topTokens` tokens, normalised to sum to 1, and p_Y(t) is the fraction of Y's total activation
- * that falls on token t: the chance that a token X promotes is one Y fires on. Each edge also gets
- * its empirical rate on the token set, P(Y fires at i + 1 | X fires at i). Cycles of up to
- * `maxLength` features over edges above `minStrength` are ranked by their weakest edge.
+ * An edge X → Y needs both kinds of evidence. Its logit strength Σ_t b_X(t) p_Y(t), where b_X is
+ * X's positive logit weights over its top `topTokens` tokens, normalised to sum to 1, and p_Y(t)
+ * is the fraction of Y's total activation that falls on token t: the chance that a token X
+ * promotes is one Y fires on. Its empirical rate on the token set, P(Y fires at i + 1 | X fires
+ * at i), from at least `minCount` transitions. Its score is the geometric mean of the two. Cycles
+ * of up to `maxLength` features over the strongest edges (score >= `minScore`) are ranked by
+ * their weakest edge.
  */
 import { linearT } from '../lm/ops.js';
 import { Tensor } from '../tensor.js';
@@ -62,15 +64,18 @@ export class FiringRecord {
 export interface AutomataEdge {
   from: number;
   to: number;
+  /** Logit strength: Σ_t b_from(t) p_to(t). */
   strength: number;
   /** P(to fires at i + 1 | from fires at i) on the token set. */
   empirical: number;
+  /** √(strength × empirical). */
+  score: number;
 }
 
 export interface AutomatonCycle {
   features: number[];
   edges: AutomataEdge[];
-  /** The weakest edge's strength. */
+  /** The weakest edge's score. */
   strength: number;
   /** A stretch of tokens where the features fire in the cycle's order (null if none was seen). */
   example: { tokens: number[]; activations: number[] } | null;
@@ -78,7 +83,10 @@ export interface AutomatonCycle {
 
 export interface AutomataOptions {
   topTokens?: number;
-  minStrength?: number;
+  /** Edges scoring below this are left out. */
+  minScore?: number;
+  /** Fewest observed X → Y transitions for an edge. */
+  minCount?: number;
   /** Out-edges kept per feature (the strongest). */
   maxOutEdges?: number;
   maxLength?: number;
@@ -94,7 +102,8 @@ export async function findAutomata(record: FiringRecord, logits: Float32Array, o
   const { dSae: n, vocabSize: V } = record;
   if (logits.length !== n * V) throw new RangeError(`logits must be [${n}, ${V}] (got ${logits.length} values)`);
   const topTokens = options.topTokens ?? 20;
-  const minStrength = options.minStrength ?? 0.05;
+  const minScore = options.minScore ?? 0.05;
+  const minCount = options.minCount ?? 3;
   const maxOut = options.maxOutEdges ?? 4;
   const maxLength = options.maxLength ?? 4;
   const maxCycles = options.maxCycles ?? 50;
@@ -121,15 +130,22 @@ export async function findAutomata(record: FiringRecord, logits: Float32Array, o
   await linearT(tb, tp, null, ts, 'f32'); // strength [n, n] = b · pᵀ
   const strength = ts.toArray() as Float32Array;
 
-  // Out-edges: the strongest few per feature above the threshold.
-  const out: number[][] = Array.from({ length: n }, () => []);
-  for (let x = 0; x < n; x++) {
-    const row = strength.subarray(x * n, (x + 1) * n);
-    out[x] = Array.from(row.keys()).filter((y) => row[y]! >= minStrength).sort((y1, y2) => row[y2]! - row[y1]!).slice(0, maxOut);
+  // Edges: observed transitions, scored with their logit strength; the best few per feature.
+  const { counts, fired } = transitionCounts(record);
+  const candidates: AutomataEdge[][] = Array.from({ length: n }, () => []);
+  for (const [key, count] of counts) {
+    if (count < minCount) continue;
+    const x = Math.floor(key / n);
+    const y = key % n;
+    const empirical = count / fired[x]!;
+    const s = Math.max(0, strength[x * n + y]!);
+    const score = Math.sqrt(s * empirical);
+    if (score >= minScore) candidates[x]!.push({ from: x, to: y, strength: s, empirical, score });
   }
-  const transitions = empiricalTransitions(record, out);
-  const edge = (x: number, y: number): AutomataEdge => ({ from: x, to: y, strength: strength[x * n + y]!, empirical: transitions.get(x * n + y) ?? 0 });
-  const edges = out.flatMap((ys, x) => ys.map((y) => edge(x, y)));
+  const outEdges = candidates.map((list) => list.sort((e1, e2) => e2.score - e1.score).slice(0, maxOut));
+  const out = outEdges.map((list) => list.map((e) => e.to));
+  const edge = (x: number, y: number): AutomataEdge => outEdges[x]!.find((e) => e.to === y)!;
+  const edges = outEdges.flat();
 
   // Simple cycles up to maxLength, each found once from its smallest feature.
   const cycles: AutomatonCycle[] = [];
@@ -139,7 +155,7 @@ export async function findAutomata(record: FiringRecord, logits: Float32Array, o
       if (next === start) {
         const features = [...path];
         const cycleEdges = features.map((x, i) => edge(x, features[(i + 1) % features.length]!));
-        cycles.push({ features, edges: cycleEdges, strength: Math.min(...cycleEdges.map((e) => e.strength)), example: null });
+        cycles.push({ features, edges: cycleEdges, strength: Math.min(...cycleEdges.map((e) => e.score)), example: null });
       } else if (next > start && path.length < maxLength && !path.includes(next)) {
         path.push(next);
         visit(start, next);
@@ -158,23 +174,24 @@ export async function findAutomata(record: FiringRecord, logits: Float32Array, o
   return { edges, cycles: kept };
 }
 
-/** P(Y fires at i + 1 | X fires at i) for the candidate edges, keyed x·n + y. */
-function empiricalTransitions(record: FiringRecord, out: number[][]): Map<number, number> {
+/** How often each feature fires (at positions with a next position), and each X → Y transition's count keyed x·n + y. */
+function transitionCounts(record: FiringRecord): { counts: Map<number, number>; fired: Float64Array } {
   const n = record.dSae;
   const fired = new Float64Array(n);
-  const both = new Map<number, number>();
-  const wanted = out.map((ys) => new Set(ys));
+  const counts = new Map<number, number>();
   for (let i = 0; i + 1 < record.tokens.length; i++) {
-    if (record.tokens[i] === -1) continue;
-    const now = record.features.slice(record.rowStart[i]!, record.rowStart[i + 1]!);
-    for (const x of now) fired[x]! += 1;
-    if (record.tokens[i + 1] === -1) continue;
-    const next = new Set(record.features.slice(record.rowStart[i + 1]!, record.rowStart[i + 2]!));
-    for (const x of now) for (const y of wanted[x]!) if (next.has(y)) both.set(x * n + y, (both.get(x * n + y) ?? 0) + 1);
+    if (record.tokens[i] === -1 || record.tokens[i + 1] === -1) continue;
+    const [a0, a1, b1] = [record.rowStart[i]!, record.rowStart[i + 1]!, record.rowStart[i + 2]!];
+    for (let p = a0; p < a1; p++) {
+      const x = record.features[p]!;
+      fired[x]! += 1;
+      for (let q = a1; q < b1; q++) {
+        const key = x * n + record.features[q]!;
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+      }
+    }
   }
-  const rates = new Map<number, number>();
-  for (const [key, count] of both) rates.set(key, count / fired[Math.floor(key / n)]!);
-  return rates;
+  return { counts, fired };
 }
 
 /** The first stretch where cycle[0], cycle[1], ... fire on consecutive tokens, once round the loop and back to the start. */

@@ -23,7 +23,8 @@ interface AutomataFlags {
   model: string;
   data?: string[];
   contexts?: string;
-  minStrength: string;
+  minScore: string;
+  minCount: string;
   maxLength: string;
   top: string;
   out?: string;
@@ -45,7 +46,8 @@ export function registerAutomata(program: Command): void {
     .option('--model <dir>', 'model directory (default: the package’s model A)', defaultModelDir())
     .option('--data <paths...>', 'token shards or text (default: corpus/val.tokens)')
     .option('--contexts <n>', 'contexts read (default: all)')
-    .option('--min-strength <s>', 'edges weaker than this are left out', '0.02')
+    .option('--min-score <s>', 'edges scoring below this (√(logit strength × transition rate)) are left out', '0.05')
+    .option('--min-count <n>', 'fewest observed transitions for an edge', '3')
     .option('--max-length <n>', 'longest cycle', '4')
     .option('--top <n>', 'cycles reported', '20')
     .option('-o, --out <file>', 'write the edges and cycles as JSON')
@@ -73,7 +75,8 @@ export function registerAutomata(program: Command): void {
         }
         const logits = await logitWeightMatrix(loaded.params.W_dec, sae.dSae, model.config, await loadGpt2Weights(flags.model, model.config), Number(layer[1]), { backend: sae.backend });
         const result = await findAutomata(record, logits, {
-          minStrength: number('--min-strength', flags.minStrength),
+          minScore: number('--min-score', flags.minScore),
+          minCount: number('--min-count', flags.minCount, true),
           maxLength: number('--max-length', flags.maxLength, true),
           maxCycles: number('--top', flags.top, true),
           backend: sae.backend,
@@ -89,10 +92,10 @@ export function registerAutomata(program: Command): void {
           return;
         }
         const show = (ids: number[]) => ids.map((id) => JSON.stringify(tokenizer.decode(Int32Array.of(id)))).join(' ');
-        const lines = [`${result.cycles.length} cycles among ${sae.dSae} features (${result.edges.length} edges of strength >= ${flags.minStrength}) over ${output.tokens.toLocaleString('en-US')} tokens`];
+        const lines = [`${result.cycles.length} cycles among ${sae.dSae} features (${result.edges.length} edges scoring >= ${flags.minScore}) over ${output.tokens.toLocaleString('en-US')} tokens`];
         result.cycles.forEach((c, k) => {
-          lines.push(`${String(k + 1).padStart(3)}. ${c.features.map((f) => `#${f}`).join(' → ')} → #${c.features[0]}   strength ${c.strength.toFixed(3)}`);
-          for (const e of c.edges) lines.push(`       #${e.from} promotes ${show(topTokens(e.from))}; #${e.to} fires on them: strength ${e.strength.toFixed(3)}, P(#${e.to} next | #${e.from}) ${e.empirical.toFixed(3)}`);
+          lines.push(`${String(k + 1).padStart(3)}. ${c.features.map((f) => `#${f}`).join(' → ')} → #${c.features[0]}   weakest edge ${c.strength.toFixed(3)}`);
+          for (const e of c.edges) lines.push(`       #${e.from} promotes ${show(topTokens(e.from))}; #${e.to} fires on them (logit strength ${e.strength.toFixed(3)}); P(#${e.to} next | #${e.from}) ${e.empirical.toFixed(3)}; score ${e.score.toFixed(3)}`);
           if (c.example) lines.push(`       e.g. ${show(c.example.tokens)}`);
         });
         process.stdout.write(`${lines.join('\n')}\n`);
