@@ -49,13 +49,16 @@ async function main() {
     });
     logits.append(table);
   }
-  const compare = await loadData('data/compare.js', 'compare');
-  if (compare && compare.features.bestMatch[n] >= 0) {
+  const comparisons = await loadData('data/compare.js', 'compare');
+  const match = document.getElementById('match');
+  for (const compare of comparisons) {
+    if (compare.features.bestMatch[n] < 0) continue;
     const j = compare.features.bestMatch[n];
     const corr = compare.features.correlation[n];
-    const extra = compare.decoderCosine ? `, decoder cosine of the nearest: ${compare.decoderCosine.cosine[n].toFixed(3)} (#${compare.decoderCosine.bestMatch[n]})` : '';
+    const extra = compare.decoderCosine ? `; nearest decoder direction #${compare.decoderCosine.bestMatch[n]} (cosine ${compare.decoderCosine.cosine[n].toFixed(3)})` : '';
     const logits = compare.logitWeights && compare.logitWeights.correlation[n] !== null ? `, logit-weight correlation ${compare.logitWeights.correlation[n].toFixed(3)}` : '';
-    document.getElementById('match').append(el('h2', {}, 'Best match in the other SAE'), el('p', {}, `#${j} of ${compare.saeB}: activation correlation ${corr.toFixed(3)}${logits}${extra}`));
+    if (!match.firstChild) match.append(el('h2', {}, 'Best matches in other SAEs'));
+    match.append(el('p', {}, `${compare.saeB} (model ${compare.modelB}): #${j}, activation correlation ${corr.toFixed(3)}${logits}${extra}`));
   }
   const automata = await loadData('data/automata.js', 'automata');
   const mine = automata ? automata.cycles.filter((c) => c.features.includes(n)) : [];

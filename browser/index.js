@@ -49,9 +49,8 @@ function runOverview(run) {
   if (run.curves) section.append(el('p', {}, el('img', { class: 'curves', src: run.curves, alt: 'training curves' })));
 }
 
-function acrossSection(compare) {
+function acrossSection(compare, k) {
   const section = document.getElementById('across');
-  if (!compare) return;
   const bins = compare.features.histogram.map((_, b) => `[${(-1 + (2 * b) / compare.features.histogram.length).toFixed(1)}, ${(-1 + (2 * (b + 1)) / compare.features.histogram.length).toFixed(1)})`);
   if (compare.neurons) {
     section.append(
@@ -62,9 +61,9 @@ function acrossSection(compare) {
     );
   }
   if (compare.map) {
-    const canvas = el('canvas', { width: '900', height: '600', id: 'map', style: 'border:1px solid #eee; max-width:100%' });
+    const canvas = el('canvas', { width: '900', height: '600', id: `map-${k}`, class: 'map', style: 'border:1px solid #eee; max-width:100%' });
     section.append(
-      el('h2', {}, 'Feature map'),
+      el('h2', {}, `Feature map: ${compare.features.bestMatch.length} and ${compare.map.length - compare.features.bestMatch.length} features`),
       el('p', { class: 'facts' }, `UMAP of the decoder directions of this SAE (blue) and ${compare.saeB} (orange); ${compare.decoderCosine.linked} features of this SAE have a match at decoder cosine ≥ ${compare.decoderCosine.threshold}. Click a blue point to open its feature.`),
       canvas,
     );
@@ -110,7 +109,7 @@ async function main() {
   document.getElementById('title').textContent = `${index.dSae.toLocaleString('en-US')} features of ${index.hook}`;
   document.getElementById('facts').textContent = `SAE ${index.sae} · model ${index.model} · statistics over ${index.tokens.toLocaleString('en-US')} tokens (${index.contexts} contexts of ${index.contextLength})`;
   runOverview(run);
-  acrossSection(await loadData('data/compare.js', 'compare'));
+  (await loadData('data/compare.js', 'compare')).forEach(acrossSection);
   automataSection(await loadData('data/automata.js', 'automata'));
   document.getElementById('density').append(densityHistogram(index.features));
 

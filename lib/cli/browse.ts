@@ -26,7 +26,7 @@ interface BrowseFlags {
   data?: string[];
   contexts?: string;
   out: string;
-  compare?: string;
+  compare?: string[];
   automata?: string;
   serve?: string | boolean;
   backend?: 'cpu' | 'cuda';
@@ -68,7 +68,7 @@ export function registerBrowse(program: Command): void {
     .option('--data <paths...>', 'token shards or text the statistics are taken over (default: corpus/val.tokens)')
     .option('--contexts <n>', 'contexts read (default: all)')
     .requiredOption('-o, --out <dir>', 'output folder')
-    .option('--compare <file>', 'a `monosemantic compare --out` result: universality plot, splitting map, best matches')
+    .option('--compare <files...>', '`monosemantic compare --out` results (this SAE as --sae-a): universality plot, splitting map, best matches')
     .option('--automata <file>', 'a `monosemantic automata --out` result: the cycles and each feature’s part in them')
     .option('--serve [port]', 'serve the folder on 127.0.0.1 (default port 8080)')
     .option('--backend <name>', 'cpu or cuda (default: the active backend)')
@@ -115,7 +115,8 @@ export function registerBrowse(program: Command): void {
             throw new RangeError(`--${what} ${file}: ${(error as Error).message}`);
           }
         };
-        await writeDataFile(dataDir, 'compare', 'compare', await readJsonFile(flags.compare, 'compare'));
+        const comparisons = await Promise.all((flags.compare ?? []).map((file) => readJsonFile(file, 'compare')));
+        await writeDataFile(dataDir, 'compare', 'compare', comparisons);
         await writeDataFile(dataDir, 'automata', 'automata', await readJsonFile(flags.automata, 'automata'));
         process.stdout.write(`feature browser for ${facts.dSae} features (${facts.tokens.toLocaleString('en-US')} tokens) written to ${flags.out}: open ${path.join(path.resolve(flags.out), 'index.html')}\n`);
         if (flags.serve !== undefined) {

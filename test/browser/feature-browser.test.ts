@@ -51,7 +51,7 @@ describe.skipIf(!CHROMIUM)(`feature browser in headless chromium${CHROMIUM ? '' 
     const comparison = JSON.parse(readFileSync(path.join(root, 'compare.json'), 'utf8'));
     comparison.neurons = { median: 0.4, histogram: comparison.features.histogram.map((_: number, b: number) => (b > 10 ? 20 - b : 0)) };
     writeFileSync(path.join(root, 'compare.json'), JSON.stringify(comparison));
-    const automata = runCli(['automata', '--sae', sae, '--model', model, '--data', corpus, '--min-strength', '0', '-o', path.join(root, 'automata.json')], env);
+    const automata = runCli(['automata', '--sae', sae, '--model', model, '--data', corpus, '--min-score', '0', '--min-count', '1', '-o', path.join(root, 'automata.json')], env);
     expect(automata.status, automata.stderr).toBe(0);
     const r = runCli(['browse', '--sae', sae, '--model', model, '--data', corpus, '--compare', path.join(root, 'compare.json'), '--automata', path.join(root, 'automata.json'), '-o', out], env);
     expect(r.status, r.stderr).toBe(0);
@@ -92,7 +92,7 @@ describe.skipIf(!CHROMIUM)(`feature browser in headless chromium${CHROMIUM ? '' 
     await p.click('th[data-key="index"]');
     expect(await p.textContent('#list tbody tr:first-child td:first-child')).toBe('#0');
     expect(await p.locator('#across .bars div').count()).toBe(2 * 20); // features and neurons, 20 bins
-    expect(await p.locator('canvas#map').count()).toBe(1);
+    expect(await p.locator('canvas.map').count()).toBe(1);
     expect(await p.locator('#automata .context').count()).toBeGreaterThan(0);
     await p.screenshot({ path: path.join(artifacts, 'browser-index.png'), fullPage: true });
     expect(errors).toEqual([]);
@@ -108,7 +108,7 @@ describe.skipIf(!CHROMIUM)(`feature browser in headless chromium${CHROMIUM ? '' 
     expect(await p.locator('#neighbors .chip').count()).toBe(8);
     expect(await p.locator('#logits tr').count()).toBe(11); // header + 10
     expect(await p.locator('script:not([src])').count()).toBe(0); // corpus "<script>" stayed text
-    expect(await p.textContent('#match')).toContain(`#${live} of `); // its own best match in the self-comparison
+    expect(await p.textContent('#match')).toContain(`: #${live}, activation correlation 1.000`); // its own best match in the self-comparison
     await p.screenshot({ path: path.join(artifacts, 'browser-feature.png'), fullPage: true });
     expect(errors).toEqual([]);
     await p.close();
