@@ -18,6 +18,7 @@ export class CorrelationAccumulator {
   #rows = 0;
   #sumA: Float64Array;
   #sumA2: Float64Array;
+  #nonzeroA: Float64Array;
   #sumB: Float64Array;
   #sumB2: Float64Array;
   #cross: Float64Array;
@@ -28,6 +29,7 @@ export class CorrelationAccumulator {
     this.nB = nB;
     this.#sumA = new Float64Array(nA);
     this.#sumA2 = new Float64Array(nA);
+    this.#nonzeroA = new Float64Array(nA);
     this.#sumB = new Float64Array(nB);
     this.#sumB2 = new Float64Array(nB);
     this.#cross = new Float64Array(nA * nB);
@@ -49,6 +51,7 @@ export class CorrelationAccumulator {
         at[i * rows + r] = v;
         this.#sumA[i]! += v;
         this.#sumA2[i]! += v * v;
+        if (v !== 0) this.#nonzeroA[i]! += 1;
       }
       for (let j = 0; j < nB; j++) {
         const v = b[r * nB + j]!;
@@ -63,6 +66,11 @@ export class CorrelationAccumulator {
     const c = cross.toArray() as Float32Array;
     for (let k = 0; k < c.length; k++) this.#cross[k]! += c[k]!;
     this.#rows += rows;
+  }
+
+  /** Rows on which each unit of A was nonzero (a feature's firing count). */
+  get nonzeroA(): Float64Array {
+    return Float64Array.from(this.#nonzeroA);
   }
 
   /**

@@ -30,6 +30,7 @@ interface CompareFlags {
   modelB?: string;
   data?: string[];
   contexts: string;
+  minFires: string;
   out?: string;
   linkThreshold: string;
   map: boolean;
@@ -60,6 +61,7 @@ export function registerCompare(program: Command): void {
     .option('--model-b <dir>', 'model of the second SAE (default: the package’s model B when --sae-b names a different model; else model A)')
     .option('--data <paths...>', 'token shards or text (default: corpus/val.tokens)')
     .option('--contexts <n>', 'contexts compared over', '256')
+    .option('--min-fires <n>', 'also report the median over A features firing on at least this many of the tokens', '50')
     .option('-o, --out <file>', 'write the result as JSON (for the browser and other tools)')
     .option('--link-threshold <c>', 'decoder cosine at which features of two dictionaries are linked (splitting)', '0.4')
     .option('--no-map', 'skip the 2-D UMAP map of the decoder directions (splitting)')
@@ -117,6 +119,10 @@ export function registerCompare(program: Command): void {
           const lb = await logitWeightMatrix(b.loaded.params.W_dec, b.sae.dSae, mB.config, await loadGpt2Weights(modelBDir, mB.config), Number(layerB[1]), { backend: a.sae.backend });
           logitCorrelation = Float64Array.from(f.index, (j, i) => (j < 0 ? Number.NaN : pearson(la.subarray(i * V, (i + 1) * V), lb.subarray(j * V, (j + 1) * V))));
         }
+        const minFires = Number(flags.minFires);
+        if (!Number.isSafeInteger(minFires) || minFires < 1) throw new RangeError(`--min-fires must be a positive integer (got ${flags.minFires})`);
+        const fires = features.nonzeroA;
+        const wellSampled = Array.from(f.correlation).filter((c, i) => Number.isFinite(c) && fires[i]! >= minFires);
         const threshold = Number(flags.linkThreshold);
         if (!(threshold >= -1 && threshold <= 1)) throw new RangeError(`--link-threshold must be in [-1, 1] (got ${flags.linkThreshold})`);
         const map = decoder && flags.map ? featureMap([{ W_dec: a.loaded.params.W_dec, dSae: a.sae.dSae }, { W_dec: b.loaded.params.W_dec, dSae: b.sae.dSae }], a.sae.dIn) : null;
@@ -126,7 +132,16 @@ export function registerCompare(program: Command): void {
           modelA: path.resolve(flags.modelA),
           modelB: path.resolve(modelBDir),
           tokens: features.rows,
-          features: { median: median(f.correlation), alive: f.correlation.filter(Number.isFinite).length, histogram: histogram(f.correlation), bestMatch: Array.from(f.index), correlation: Array.from(f.correlation, (x) => (Number.isFinite(x) ? Math.round(x * 1e4) / 1e4 : null)) },
+          features: {
+            median: median(f.correlation),
+            alive: f.correlation.filter(Number.isFinite).length,
+            minFires,
+            wellSampled: wellSampled.length,
+            medianWellSampled: median(wellSampled),
+            histogram: histogram(f.correlation),
+            bestMatch: Array.from(f.index),
+            correlation: Array.from(f.correlation, (x) => (Number.isFinite(x) ? Math.round(x * 1e4) / 1e4 : null)),
+          },
           neurons: u ? { median: median(u.correlation), histogram: histogram(u.correlation) } : null,
           logitWeights: logitCorrelation ? { median: median(logitCorrelation), correlation: Array.from(logitCorrelation, (x) => (Number.isFinite(x) ? Math.round(x * 1e4) / 1e4 : null)) } : null,
           decoderCosine: decoder
@@ -147,7 +162,7 @@ export function registerCompare(program: Command): void {
         }
         const lines = [
           `${flags.saeA} (${a.sae.dSae} features, ${path.basename(path.resolve(flags.modelA))}) vs ${flags.saeB} (${b.sae.dSae} features, ${path.basename(path.resolve(modelBDir))}) over ${features.rows.toLocaleString('en-US')} tokens`,
-          `  features: median best-match activation correlation ${result.features.median.toFixed(3)} (${result.features.alive} of ${a.sae.dSae} A features fire)`,
+          `  features: median best-match activation correlation ${result.features.median.toFixed(3)} (${result.features.alive} of ${a.sae.dSae} A features fire); ${result.features.medianWellSampled.toFixed(3)} over the ${result.features.wellSampled} that fire on ${minFires} tokens or more`,
         ];
         if (result.neurons) lines.push(`  neurons:  median best-match activation correlation ${result.neurons.median.toFixed(3)} (the ${a.sae.dIn} units of ${hookA} in each model)`);
         if (result.logitWeights) lines.push(`  logit weights of matched features: median correlation ${result.logitWeights.median.toFixed(3)}`);

@@ -43,5 +43,7 @@ it('finds a planted permutation and matches float64 Pearson correlations', async
     expect(correlation[i]).toBeGreaterThan(0.95);
     expect(Math.abs(correlation[i]! - pearson(i, index[i]!))).toBeLessThan(1e-4);
   }
+  const fires = acc.nonzeroA;
+  for (let i = 0; i < nA; i++) expect(fires[i]).toBe(Array.from({ length: rows }, (_, r) => a[r * nA + i]!).filter((v) => v !== 0).length);
   expect(median([3, Number.NaN, 1, 2])).toBe(2);
 });
