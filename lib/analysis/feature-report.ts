@@ -11,14 +11,14 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 
-import { linearT } from '../lm/ops.js';
 import { hookPoint } from '../lm/hooks.js';
 import type { Gpt2Model } from '../lm/model.js';
 import type { Tokenizer } from '../lm/tokenizer.js';
 import { loadGpt2Weights } from '../lm/weights.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import type { SparseAutoencoder } from '../sae/sae.js';
-import { Tensor } from '../tensor.js';
+import { nearestByDecoder } from './decoder-cosine.js';
+import { forEachFeatureBatch } from './feature-activations.js';
 import { FeatureStatsCollector, HISTOGRAM_BINS_PER_DECADE, HISTOGRAM_LOG10_MIN } from './feature-stats.js';
 import { logitWeights } from './logit-weights.js';
 
@@ -59,16 +59,10 @@ export async function writeFeatureReport(o: FeatureReportOptions, outDir: string
   const point = hookPoint(model.config, hook);
   const count = contexts.length / T;
   const collector = new FeatureStatsCollector(sae.dSae, { topK: o.topK ?? 20 });
-  const batch = 8;
-  for (let c0 = 0; c0 < count; c0 += batch) {
-    const m = Math.min(batch, count - c0);
-    const ids = contexts.subarray(c0 * T, (c0 + m) * T);
-    const { captured } = await model.forward(ids, m, { capture: [hook] });
-    using x = captured[hook]!;
-    using f = await sae.encode(x);
-    collector.absorb(f.toArray() as Float32Array, ids, T);
-    o.onProgress?.(c0 + m, count);
-  }
+  await forEachFeatureBatch(model, sae, hook, contexts, T, (f, ids, c0) => {
+    collector.absorb(f, ids, T);
+    o.onProgress?.(c0 + ids.length / T, count);
+  });
   const W_dec = sae.parameters.W_dec.toArray() as Float32Array;
   // Logit weights need an MLP-hidden direction: SAEs on a layer's mlp.hook_post / hook_pre.
   const mlpLayer = /^blocks\.(\d+)\.mlp\.hook_(post|pre)$/.exec(hook);
@@ -111,39 +105,4 @@ export async function writeFeatureReport(o: FeatureReportOptions, outDir: string
     features: rows,
   });
   return { dSae: sae.dSae, tokens: collector.tokens, contexts: count, dead };
-}
-
-/** For each decoder row, the `k` other rows of largest cosine similarity: [[index, cosine], ...]. */
-export async function nearestByDecoder(W_dec: Float32Array, n: number, d: number, k: number, backend: 'cpu' | 'cuda'): Promise<[number, number][][]> {
-  const unit = new Float32Array(W_dec.length);
-  for (let i = 0; i < n; i++) {
-    let norm = 0;
-    for (let j = 0; j < d; j++) norm += W_dec[i * d + j]! ** 2;
-    const inv = norm > 0 ? 1 / Math.sqrt(norm) : 0;
-    for (let j = 0; j < d; j++) unit[i * d + j] = W_dec[i * d + j]! * inv;
-  }
-  using all = Tensor.from(unit, [n, d], { backend });
-  const out: [number, number][][] = [];
-  const chunk = 512;
-  for (let i0 = 0; i0 < n; i0 += chunk) {
-    const rows = Math.min(chunk, n - i0);
-    using part = Tensor.from(unit.subarray(i0 * d, (i0 + rows) * d), [rows, d], { backend });
-    using cos = Tensor.empty([rows, n], { backend });
-    await linearT(part, all, null, cos, 'f32'); // [rows, n] = part · allᵀ
-    const c = cos.toArray() as Float32Array;
-    for (let r = 0; r < rows; r++) {
-      const best: [number, number][] = [];
-      for (let j = 0; j < n; j++) {
-        if (j === i0 + r) continue;
-        const v = c[r * n + j]!;
-        if (best.length === k && v <= best[k - 1]![1]) continue;
-        let at = best.length === k ? k - 1 : best.length;
-        while (at > 0 && v > best[at - 1]![1]) at -= 1;
-        best.splice(at, 0, [j, Math.round(v * 1e4) / 1e4]);
-        if (best.length > k) best.pop();
-      }
-      out.push(best);
-    }
-  }
-  return out;
 }

@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 
 import { FiringRecord, findAutomata } from '../analysis/automata.js';
+import { forEachFeatureBatch } from '../analysis/feature-activations.js';
 import { logitWeightMatrix } from '../analysis/logit-weights.js';
 import { readContexts } from '../data/corpus-contexts.js';
 import { writeFileAtomic } from '../io/atomic.js';
@@ -65,14 +66,7 @@ export function registerAutomata(program: Command): void {
         const limit = flags.contexts ? number('--contexts', flags.contexts, true) : Number.MAX_SAFE_INTEGER;
         const contexts = await readContexts({ paths: flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')], tokenizer, contextLength: T, seed: 0 }, limit);
         const record = new FiringRecord(sae.dSae, model.config.vocabSize);
-        for (let c0 = 0; c0 < contexts.length / T; c0 += 8) {
-          const m = Math.min(8, contexts.length / T - c0);
-          const ids = contexts.subarray(c0 * T, (c0 + m) * T);
-          const { captured } = await model.forward(ids, m, { capture: [hook] });
-          using x = captured[hook]!;
-          using f = await sae.encode(x);
-          record.absorb(f.toArray() as Float32Array, ids, T);
-        }
+        await forEachFeatureBatch(model, sae, hook, contexts, T, (f, ids) => record.absorb(f, ids, T));
         const logits = await logitWeightMatrix(loaded.params.W_dec, sae.dSae, model.config, await loadGpt2Weights(flags.model, model.config), Number(layer[1]), { backend: sae.backend });
         const result = await findAutomata(record, logits, {
           minScore: number('--min-score', flags.minScore),

@@ -9,19 +9,18 @@ import path from 'node:path';
 
 import type { Command } from 'commander';
 
+import { bestDecoderCosine } from '../analysis/decoder-cosine.js';
 import { featureMap } from '../analysis/feature-map.js';
 import { logitWeightMatrix } from '../analysis/logit-weights.js';
 import { CorrelationAccumulator, median } from '../analysis/universality.js';
 import { readContexts } from '../data/corpus-contexts.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { linearT } from '../lm/ops.js';
 import { defaultModelDir, shippedModelDir } from '../lm/default-model.js';
 import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { loadGpt2Weights } from '../lm/weights.js';
 import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
-import { Tensor } from '../tensor.js';
 
 interface CompareFlags {
   saeA: string;
@@ -190,36 +189,4 @@ function pearson(x: Float32Array, y: Float32Array): number {
   }
   const den = Math.sqrt((sxx - (sx * sx) / n) * (syy - (sy * sy) / n));
   return den > 0 ? (sxy - (sx * sy) / n) / den : Number.NaN;
-}
-
-/** For each decoder row of A, its most cosine-similar row of B. */
-async function bestDecoderCosine(wA: Float32Array, nA: number, wB: Float32Array, nB: number, d: number, backend: 'cpu' | 'cuda'): Promise<{ index: Int32Array; cosine: Float64Array }> {
-  const unit = (w: Float32Array, n: number) => {
-    const out = new Float32Array(w.length);
-    for (let i = 0; i < n; i++) {
-      let s = 0;
-      for (let j = 0; j < d; j++) s += w[i * d + j]! ** 2;
-      const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
-      for (let j = 0; j < d; j++) out[i * d + j] = w[i * d + j]! * inv;
-    }
-    return out;
-  };
-  using tB = Tensor.from(unit(wB, nB), [nB, d], { backend });
-  const uA = unit(wA, nA);
-  const index = new Int32Array(nA);
-  const cosine = new Float64Array(nA);
-  for (let i0 = 0; i0 < nA; i0 += 512) {
-    const rows = Math.min(512, nA - i0);
-    using tA = Tensor.from(uA.subarray(i0 * d, (i0 + rows) * d), [rows, d], { backend });
-    using cos = Tensor.empty([rows, nB], { backend });
-    await linearT(tA, tB, null, cos, 'f32'); // [rows, nB] = uA · uBᵀ
-    const c = cos.toArray() as Float32Array;
-    for (let r = 0; r < rows; r++) {
-      let best = 0;
-      for (let j = 1; j < nB; j++) if (c[r * nB + j]! > c[r * nB + best]!) best = j;
-      index[i0 + r] = best;
-      cosine[i0 + r] = c[r * nB + best]!;
-    }
-  }
-  return { index, cosine };
 }

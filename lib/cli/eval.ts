@@ -15,6 +15,7 @@ import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
+import { positiveIntegerFlag } from './flags.js';
 
 interface EvalFlags {
   sae: string;
@@ -26,12 +27,6 @@ interface EvalFlags {
   textField: string;
   backend?: 'cpu' | 'cuda';
   json?: boolean;
-}
-
-function positive(flag: string, text: string): number {
-  const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${flag} must be a positive integer (got ${JSON.stringify(text)})`);
-  return value;
 }
 
 export function registerEval(program: Command): void {
@@ -54,9 +49,9 @@ export function registerEval(program: Command): void {
         if (!hook) throw new RangeError(`${flags.sae}'s cfg.json names no hook; give --hook`);
         const tokenizer = await Tokenizer.load(flags.model);
         using model = await Gpt2Model.load(flags.model, { backend: sae.backend });
-        const contextLength = flags.contextLength ? positive('--context-length', flags.contextLength) : Math.min(loaded.metadata.contextSize ?? model.config.nPositions, model.config.nPositions);
+        const contextLength = flags.contextLength ? positiveIntegerFlag('--context-length', flags.contextLength) : Math.min(loaded.metadata.contextSize ?? model.config.nPositions, model.config.nPositions);
         const paths = flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')];
-        const count = flags.contexts ? positive('--contexts', flags.contexts) : Number.MAX_SAFE_INTEGER;
+        const count = flags.contexts ? positiveIntegerFlag('--contexts', flags.contexts) : Number.MAX_SAFE_INTEGER;
         const contexts = await readContexts({ paths, textField: flags.textField, tokenizer, contextLength, seed: 0 }, count);
         const { density, ...e } = await evaluateSae(model, sae, hook, contexts, contextLength);
         const histogram = densityHistogram(density);

@@ -14,6 +14,7 @@ import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
+import { positiveIntegerFlag } from './flags.js';
 import { createProgress } from './progress.js';
 
 interface FeaturesFlags {
@@ -27,12 +28,6 @@ interface FeaturesFlags {
   textField: string;
   backend?: 'cpu' | 'cuda';
   progress?: boolean;
-}
-
-function positive(flag: string, text: string): number {
-  const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${flag} must be a positive integer (got ${JSON.stringify(text)})`);
-  return value;
 }
 
 export function registerFeatures(program: Command): void {
@@ -58,10 +53,10 @@ export function registerFeatures(program: Command): void {
         using model = await Gpt2Model.load(flags.model, { backend: sae.backend });
         const T = Math.min(loaded.metadata.contextSize ?? model.config.nPositions, model.config.nPositions);
         const paths = flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')];
-        const contexts = await readContexts({ paths, textField: flags.textField, tokenizer, contextLength: T, seed: 0 }, flags.contexts ? positive('--contexts', flags.contexts) : Number.MAX_SAFE_INTEGER);
+        const contexts = await readContexts({ paths, textField: flags.textField, tokenizer, contextLength: T, seed: 0 }, flags.contexts ? positiveIntegerFlag('--contexts', flags.contexts) : Number.MAX_SAFE_INTEGER);
         const progress = createProgress({ total: contexts.length / T, label: 'features', stream: process.stderr, enabled: flags.progress !== false && process.stderr.isTTY === true });
         const facts = await writeFeatureReport(
-          { model, modelDir: flags.model, tokenizer, sae, saeDir: flags.sae, hook, contexts, T, topK: positive('--top-k', flags.topK), onProgress: (done) => progress.update(done, {}) },
+          { model, modelDir: flags.model, tokenizer, sae, saeDir: flags.sae, hook, contexts, T, topK: positiveIntegerFlag('--top-k', flags.topK), onProgress: (done) => progress.update(done, {}) },
           flags.out,
         );
         progress.stop();

@@ -10,6 +10,7 @@ import { defaultModelDir } from '../lm/default-model.js';
 import { Gpt2Model, type Intervention } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
+import { numberFlag } from './flags.js';
 
 interface GenerateFlags {
   model: string;
@@ -25,12 +26,6 @@ interface GenerateFlags {
   hook?: string;
   bos: boolean;
   backend?: 'cpu' | 'cuda';
-}
-
-function number(flag: string, text: string): number {
-  const value = Number(text);
-  if (!Number.isFinite(value)) throw new RangeError(`${flag} must be a number (got ${JSON.stringify(text)})`);
-  return value;
 }
 
 /** --steer FEATURE=VALUE flags → { feature: value }. */
@@ -79,11 +74,11 @@ export function registerGenerate(program: Command): void {
         const bos = flags.bos && tokenizer.bosTokenId !== null ? [tokenizer.bosTokenId] : [];
         const prompt = Int32Array.from([...bos, ...tokenizer.encode(flags.prompt)]);
         const tokens = await generate(model, prompt, {
-          maxNewTokens: number('--max-new-tokens', flags.maxNewTokens),
-          temperature: number('--temperature', flags.temperature),
-          topK: number('--top-k', flags.topK),
-          topP: number('--top-p', flags.topP),
-          seed: number('--seed', flags.seed),
+          maxNewTokens: numberFlag('--max-new-tokens', flags.maxNewTokens),
+          temperature: numberFlag('--temperature', flags.temperature),
+          topK: numberFlag('--top-k', flags.topK),
+          topP: numberFlag('--top-p', flags.topP),
+          seed: numberFlag('--seed', flags.seed),
           ...(flags.greedy ? { greedy: true } : {}),
           interventions,
         });

@@ -11,6 +11,7 @@ import { LmActivationSource } from '../data/lm-activations.js';
 import { defaultModelDir } from '../lm/default-model.js';
 import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
+import { positiveIntegerFlag } from './flags.js';
 
 interface HarvestFlags {
   model: string;
@@ -27,12 +28,6 @@ interface HarvestFlags {
   seed: string;
   textField?: string;
   backend?: 'cpu' | 'cuda';
-}
-
-function positive(flag: string, text: string): number {
-  const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${flag} must be a positive integer (got ${JSON.stringify(text)})`);
-  return value;
 }
 
 export function registerHarvest(program: Command): void {
@@ -54,7 +49,7 @@ export function registerHarvest(program: Command): void {
     .option('--text-field <name>', 'JSONL / Parquet text column', 'text')
     .option('--backend <name>', 'cpu or cuda (default: the active backend)')
     .action(async (flags: HarvestFlags) => {
-      const contextLength = positive('--context', flags.context);
+      const contextLength = positiveIntegerFlag('--context', flags.context);
       const seed = Number(flags.seed);
       if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`--seed must be an integer >= 0 (got ${flags.seed})`);
       const tokenizer = await Tokenizer.load(flags.model);
@@ -70,8 +65,8 @@ export function registerHarvest(program: Command): void {
         const corpus = { paths: flags.corpus, textField: flags.textField ?? 'text' };
         const result = await buildActivationCache({
           dir: flags.out,
-          rows: positive('--rows', flags.rows),
-          shardRows: positive('--shard-rows', flags.shardRows),
+          rows: positiveIntegerFlag('--rows', flags.rows),
+          shardRows: positiveIntegerFlag('--shard-rows', flags.shardRows),
           dtype: flags.dtype,
           backend: model.backend,
           signal: controller.signal,
@@ -82,9 +77,9 @@ export function registerHarvest(program: Command): void {
               hook: flags.hook,
               contextLength,
               seed,
-              positionsPerContext: positive('--positions', flags.positions),
-              contextsPerWindow: positive('--window', flags.window),
-              forwardBatch: positive('--batch', flags.batch),
+              positionsPerContext: positiveIntegerFlag('--positions', flags.positions),
+              contextsPerWindow: positiveIntegerFlag('--window', flags.window),
+              forwardBatch: positiveIntegerFlag('--batch', flags.batch),
               openContexts: (contextState) =>
                 openContextStream(corpus, { tokenizer, contextLength, seed, ...(contextState ? { state: contextState as never } : {}) }),
               ...(state ? { state: state as never } : {}),

@@ -9,10 +9,11 @@ import type { Command } from 'commander';
 
 import { parseLmTrainConfig } from '../lm/train-config.js';
 import { type LmTrainSummary, trainLm } from '../lm/lm-trainer.js';
-import { ConfigError, setByPath } from '../sae/train-config.js';
+import { setByPath } from '../sae/train-config.js';
+import { applySetFlags, parseValue } from './flags.js';
 import { withInterrupts } from './interrupt.js';
 import { createProgress } from './progress.js';
-import { parseValue, readJson } from './train.js';
+import { readJson } from './train.js';
 
 interface LmTrainFlags {
   config?: string;
@@ -58,11 +59,7 @@ async function buildConfig(flags: LmTrainFlags): Promise<{ doc: Record<string, u
   if (flags.out) setByPath(doc, 'outDir', flags.out);
   if (flags.seed !== undefined) setByPath(doc, 'seed', parseValue(flags.seed));
   if (flags.backend) setByPath(doc, 'backend', flags.backend);
-  for (const assignment of flags.set) {
-    const eq = assignment.indexOf('=');
-    if (eq <= 0) throw new ConfigError([`--set ${assignment}: expected KEY=VALUE, e.g. training.lr=1e-3`]);
-    setByPath(doc, assignment.slice(0, eq), parseValue(assignment.slice(eq + 1)));
-  }
+  applySetFlags(doc, flags.set, 'training.lr=1e-3');
   return { doc, source };
 }
 

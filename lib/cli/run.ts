@@ -8,10 +8,11 @@ import path from 'node:path';
 import type { Command } from 'commander';
 
 import { RUN_CONFIG_FILE, resolveRunConfig, runMainJob, type MainRunSummary } from '../sae/lm-run.js';
-import { ConfigError, setByPath } from '../sae/train-config.js';
+import { setByPath } from '../sae/train-config.js';
+import { applySetFlags, parseValue } from './flags.js';
 import { withInterrupts } from './interrupt.js';
 import { formatDuration, createProgress } from './progress.js';
-import { parseValue, readJson } from './train.js';
+import { readJson } from './train.js';
 
 interface RunFlags {
   config?: string;
@@ -44,11 +45,7 @@ async function flagsDoc(flags: RunFlags): Promise<Record<string, unknown>> {
   if (flags.out) setByPath(doc, 'outDir', flags.out);
   if (flags.dSae) setByPath(doc, 'sae.dSae', parseValue(flags.dSae));
   if (flags.backend) setByPath(doc, 'backend', flags.backend);
-  for (const assignment of flags.set) {
-    const eq = assignment.indexOf('=');
-    if (eq <= 0) throw new ConfigError([`--set ${assignment}: expected KEY=VALUE, e.g. training.l1Coeff=3`]);
-    setByPath(doc, assignment.slice(0, eq), parseValue(assignment.slice(eq + 1)));
-  }
+  applySetFlags(doc, flags.set, 'training.l1Coeff=3');
   return doc;
 }
 

@@ -8,6 +8,7 @@ import path from 'node:path';
 
 import type { Command } from 'commander';
 
+import { forEachFeatureBatch } from '../analysis/feature-activations.js';
 import { readContexts } from '../data/corpus-contexts.js';
 import { defaultModelDir } from '../lm/default-model.js';
 import { generate } from '../lm/generate.js';
@@ -17,6 +18,7 @@ import { Tokenizer } from '../lm/tokenizer.js';
 import { packageRoot } from '../native/load.js';
 import type { SparseAutoencoder } from '../sae/sae.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
+import { numberFlag } from './flags.js';
 
 interface SteerFlags {
   sae: string;
@@ -33,28 +35,15 @@ interface SteerFlags {
   backend?: 'cpu' | 'cuda';
 }
 
-function number(flag: string, text: string): number {
-  const value = Number(text);
-  if (!Number.isFinite(value)) throw new RangeError(`${flag} must be a number (got ${JSON.stringify(text)})`);
-  return value;
-}
-
 /** The largest activation of `feature` at `hook` over held-out contexts. */
 export async function maxActivation(model: Gpt2Model, sae: SparseAutoencoder, hook: string, feature: number, contexts: Int32Array, T: number): Promise<number> {
   let max = 0;
-  const batch = 8;
-  const count = contexts.length / T;
-  for (let c0 = 0; c0 < count; c0 += batch) {
-    const m = Math.min(batch, count - c0);
-    const { captured } = await model.forward(contexts.subarray(c0 * T, (c0 + m) * T), m, { capture: [hook] });
-    using x = captured[hook]!;
-    using f = await sae.encode(x);
-    const fs = f.toArray() as Float32Array; // [m·T, dSae]
-    for (let r = 0; r < m * T; r++) {
+  await forEachFeatureBatch(model, sae, hook, contexts, T, (f, ids) => {
+    for (let r = 0; r < ids.length; r++) {
       if (r % T === 0) continue; // the BOS position
-      max = Math.max(max, fs[r * sae.dSae + feature]!);
+      max = Math.max(max, f[r * sae.dSae + feature]!); // f[r, feature]
     }
-  }
+  });
   return max;
 }
 
@@ -81,7 +70,7 @@ export function registerSteer(program: Command): void {
       try {
         const hook = flags.hook ?? loaded.metadata.hookName;
         if (!hook) throw new RangeError(`${flags.sae} names no hook in its cfg.json; pass --hook NAME`);
-        const feature = number('--feature', flags.feature);
+        const feature = numberFlag('--feature', flags.feature);
         if (!Number.isSafeInteger(feature) || feature < 0 || feature >= sae.dSae) throw new RangeError(`--feature must be an integer in [0, ${sae.dSae}) (got ${flags.feature})`);
         let value: number;
         const asMax = /^max(?:\*(-?[\d.]+(?:e-?\d+)?))?$/i.exec(flags.value);
@@ -93,11 +82,11 @@ export function registerSteer(program: Command): void {
           value = max * (asMax[1] ? Number(asMax[1]) : 1);
           process.stderr.write(`feature ${feature}: largest activation on ${contexts.length / T} held-out contexts ${max.toPrecision(4)}; pinned to ${value.toPrecision(4)}\n`);
         } else {
-          value = number('--value', flags.value);
+          value = numberFlag('--value', flags.value);
         }
         const bos = flags.bos && tokenizer.bosTokenId !== null ? [tokenizer.bosTokenId] : [];
         const prompt = Int32Array.from([...bos, ...tokenizer.encode(flags.prompt)]);
-        const options = { maxNewTokens: number('--max-new-tokens', flags.maxNewTokens), temperature: number('--temperature', flags.temperature), seed: number('--seed', flags.seed) };
+        const options = { maxNewTokens: numberFlag('--max-new-tokens', flags.maxNewTokens), temperature: numberFlag('--temperature', flags.temperature), seed: numberFlag('--seed', flags.seed) };
         const plain = await generate(model, prompt, options);
         const steered = await generate(model, prompt, { ...options, interventions: { [hook]: saeSplice(sae, { keepError: true, clamp: { [feature]: value } }) } });
         process.stdout.write(

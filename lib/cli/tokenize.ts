@@ -11,6 +11,7 @@ import type { Command } from 'commander';
 import { readCorpus, type CorpusReport } from '../data/corpus.js';
 import { writeTokenShard, type TokenShardInfo } from '../data/token-shards.js';
 import { TOKENIZER_FILE, Tokenizer } from '../lm/tokenizer.js';
+import { positiveIntegerFlag } from './flags.js';
 
 interface TokenizeFlags {
   tokenizer: string;
@@ -109,12 +110,6 @@ export async function tokenizeCorpus(options: TokenizeOptions): Promise<Tokenize
   return { shard, documents, truncated, report };
 }
 
-function positive(flag: string, text: string): number {
-  const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${flag} must be a positive integer (got ${JSON.stringify(text)})`);
-  return value;
-}
-
 export function registerTokenize(program: Command): void {
   program
     .command('tokenize')
@@ -131,7 +126,7 @@ export function registerTokenize(program: Command): void {
         corpus: flags.corpus,
         out: flags.out,
         textField: flags.textField,
-        ...(flags.maxTokens !== undefined ? { maxTokens: positive('--max-tokens', flags.maxTokens) } : {}),
+        ...(flags.maxTokens !== undefined ? { maxTokens: positiveIntegerFlag('--max-tokens', flags.maxTokens) } : {}),
         onProgress: (documents, tokens) => {
           if (documents % 20_000 === 0) process.stderr.write(`tokenize: ${documents.toLocaleString('en-US')} documents, ${tokens.toLocaleString('en-US')} tokens\n`);
         },

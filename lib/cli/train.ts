@@ -8,6 +8,7 @@ import path from 'node:path';
 
 import type { Command } from 'commander';
 
+import { applySetFlags, parseValue } from './flags.js';
 import { withInterrupts } from './interrupt.js';
 import { createProgress } from './progress.js';
 import { ConfigError, parseTrainConfig, setByPath } from '../sae/train-config.js';
@@ -24,14 +25,6 @@ interface TrainFlags {
   backend?: string;
   progress?: boolean;
   printConfig?: boolean;
-}
-
-export function parseValue(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return text;
-  }
 }
 
 export async function readJson(file: string): Promise<Record<string, unknown>> {
@@ -71,11 +64,7 @@ async function buildConfig(flags: TrainFlags): Promise<{ doc: Record<string, unk
   }
   if (flags.dSae) setByPath(doc, 'sae.dSae', parseValue(flags.dSae));
   if (flags.backend) setByPath(doc, 'backend', flags.backend);
-  for (const assignment of flags.set) {
-    const eq = assignment.indexOf('=');
-    if (eq <= 0) throw new ConfigError([`--set ${assignment}: expected KEY=VALUE, e.g. training.lr=3e-4`]);
-    setByPath(doc, assignment.slice(0, eq), parseValue(assignment.slice(eq + 1)));
-  }
+  applySetFlags(doc, flags.set, 'training.lr=3e-4');
   return { doc, source };
 }
 
