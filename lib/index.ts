@@ -28,7 +28,7 @@ export { generate, type GenerateOptions } from './lm/generate.js';
 export { loadGpt2Config, ModelConfigError, type Gpt2Config } from './lm/config.js';
 export { loadGpt2Weights, saveGpt2Model, ModelWeightsError, type Gpt2Weights, type Gpt2LayerWeights } from './lm/weights.js';
 export { Tokenizer, TokenizerError } from './lm/tokenizer.js';
-export { gatherRows } from './ops.js';
+export { gatherRows, sparseRows, columnStats, type SparseRows } from './ops.js';
 export { readCorpus, resolveCorpusFiles, CorpusError, type CorpusOptions, type CorpusDocument, type CorpusReport } from './data/corpus.js';
 export { openContextStream, ContextStreamError, type ContextStream, type ContextStreamOptions, type ContextStreamState } from './data/contexts.js';
 export { LmActivationSource, type LmActivationOptions, type LmActivationState, type ContextSource } from './data/lm-activations.js';

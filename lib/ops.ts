@@ -1,9 +1,12 @@
 /**
  * Small tensor operations on a backend (async; they run on a worker thread like the SAE ops):
  * sums of squares (gradient norms), in-place scaling (input normalisation), per-row squared
- * distances (per-input reconstruction error, row norms) and row gathers (shuffle windows).
+ * distances (per-input reconstruction error, row norms) and row gathers (shuffle windows); and for
+ * the analyses, a batch of activations as sparse rows and per-column sums (one pass on the device,
+ * results on the host).
  */
 import { nativeAddon } from './backend.js';
+import { checkPrecision } from './lm/op-checks.js';
 import { Tensor, formatShape } from './tensor.js';
 
 function checkF32(t: unknown, name: string): Tensor {
@@ -73,4 +76,55 @@ export function gatherRows(src: Tensor, idx: Tensor, dst: Tensor, dstRow = 0): P
     throw new RangeError(`rows ${dstRow}..${dstRow + count - 1} do not fit in dst ${formatShape(dst.shape)}`);
   }
   return nativeAddon().gatherRows({ count, d, src: src.native, srcRows, idx: idx.native, dst: dst.native, dstRow });
+}
+
+/** Entries of a [rows, n] matrix in CSR form: row r's are k in [rowPtr[r], rowPtr[r + 1]), columns increasing. */
+export interface SparseRows {
+  rows: number;
+  n: number;
+  rowPtr: Int32Array;
+  cols: Int32Array;
+  values: Float32Array;
+}
+
+function checkMatrix(x: unknown, name: string): [number, number] {
+  const t = checkF32(x, name);
+  if (t.shape.length !== 2 || t.shape[1]! < 1) throw new RangeError(`${name} must have shape [rows, n >= 1] (got ${formatShape(t.shape)})`);
+  return t.shape as [number, number];
+}
+
+/**
+ * The entries of x [rows, n] greater than `threshold` (default 0: where a feature fires), row by
+ * row, copied to the host as CSR. `capacity` guesses the entry count (the op runs once more when
+ * it is short; a good guess is the last batch's count).
+ */
+export async function sparseRows(x: Tensor, options: { threshold?: number; capacity?: number } = {}): Promise<SparseRows> {
+  const [rows, n] = checkMatrix(x, 'x');
+  const threshold = options.threshold ?? 0;
+  if (typeof threshold !== 'number' || !Number.isFinite(threshold)) throw new RangeError(`threshold must be a finite number (got ${threshold})`);
+  const capacity = Math.min(options.capacity ?? rows * Math.min(n, 64), 2 ** 30);
+  if (!Number.isSafeInteger(capacity) || capacity < 0) throw new RangeError(`capacity must be a non-negative integer (got ${options.capacity})`);
+  const csr = await nativeAddon().sparseRows({ rows, n, x: x.native, threshold, capacity });
+  return { rows, n, ...csr };
+}
+
+/** Per column of x [rows, n], accumulated in double: Σ x, Σ x² and the count of nonzero entries. */
+export async function columnStats(x: Tensor): Promise<{ sum: Float64Array; sumsq: Float64Array; nonzero: Float64Array }> {
+  const [rows, n] = checkMatrix(x, 'x');
+  return nativeAddon().columnStats({ rows, n, x: x.native });
+}
+
+/**
+ * out [nA, nB] += aᵀ b for a [rows, nA] and b [rows, nB] (fp32 GEMM on the backend, transposing a
+ * in the product rather than in memory): the cross products of two sets of activations.
+ */
+export async function addCrossProducts(a: Tensor, b: Tensor, out: Tensor): Promise<void> {
+  const [rows, nA] = checkMatrix(a, 'a');
+  const [rowsB, nB] = checkMatrix(b, 'b');
+  checkF32(out, 'out');
+  if (rowsB !== rows) throw new RangeError(`a ${formatShape(a.shape)} and b ${formatShape(b.shape)} must have the same rows`);
+  if (out.shape.length !== 2 || out.shape[0] !== nA || out.shape[1] !== nB) throw new RangeError(`out must have shape [${nA}, ${nB}] (got ${formatShape(out.shape)})`);
+  if (a.backend !== b.backend || out.backend !== a.backend) throw new TypeError('a, b and out must be on one backend');
+  if (out === a || out === b) throw new RangeError('out must not be a or b');
+  return nativeAddon().linearBackward({ rows, nIn: nA, nOut: nB, transW: false, precision: checkPrecision('f32'), dout: b.native, x: a.native, dweight: out.native, accumulate: false });
 }

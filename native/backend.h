@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define MS_BACKEND_ABI_VERSION 5
+#define MS_BACKEND_ABI_VERSION 6
 
 typedef enum {
   MS_OK = 0,
@@ -311,6 +311,21 @@ typedef struct ms_backend {
    * decay = 1 - lr * weight_decay, computed by the caller in double and rounded once. */
   int (*adamw_update)(size_t count, float* param, const float* grad, float* m, float* v, const ms_adam_hparams* hp,
                       float decay, ms_error* err);
+
+  /* ---- Feature analysis (ABI 6): one pass over a batch of activations on the device, results on
+   * the host, so that per-feature statistics cost the host only the nonzero entries. ---- */
+  /* The entries of x [rows, n] greater than threshold, row by row (CSR), written to host memory:
+   * row_ptr_host [rows + 1] with row_ptr[0] = 0; row r's entries are k in [row_ptr[r], row_ptr[r + 1]),
+   * cols_host[k] increasing within the row and vals_host[k] = x[r, cols_host[k]]. NaN is not greater.
+   * row_ptr is always written; cols and vals only when row_ptr[rows] <= capacity (otherwise nothing
+   * else is written and the caller calls again with room for row_ptr[rows] entries). */
+  int (*sparse_rows)(int rows, int n, const float* x, float threshold, int64_t* row_ptr_host, size_t capacity,
+                     int32_t* cols_host, float* vals_host, ms_error* err);
+  /* Per column j of x [rows, n], accumulated in double and written to host memory (each output may
+   * be NULL): sum_host[j] = sum_r x[r, j], sumsq_host[j] = sum_r x[r, j]^2,
+   * nonzero_host[j] = #{r : x[r, j] != 0}. Deterministic for given sizes. */
+  int (*column_stats)(int rows, int n, const float* x, double* sum_host, double* sumsq_host, double* nonzero_host,
+                      ms_error* err);
 } ms_backend;
 
 /* Exported by the CUDA shared library; returns NULL if abi_version is not supported. */

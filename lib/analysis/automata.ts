@@ -13,6 +13,7 @@
  * their weakest edge.
  */
 import { linearT } from '../lm/ops.js';
+import type { SparseRows } from '../ops.js';
 import { Tensor } from '../tensor.js';
 import type { BackendName } from '../backend.js';
 
@@ -36,21 +37,20 @@ export class FiringRecord {
     this.mass = new Float32Array(dSae * vocabSize);
   }
 
-  /** Records f [contexts·T, dSae] of ids [contexts, T], positions 1..T−1 of each context. */
-  absorb(f: Float32Array, ids: Int32Array, T: number): void {
-    const n = this.dSae;
+  /** Records f [contexts·T, dSae] (sparse rows) of ids [contexts, T], positions 1..T−1 of each context. */
+  absorb(f: SparseRows, ids: Int32Array, T: number): void {
+    if (f.rows !== ids.length || f.n !== this.dSae || ids.length % T !== 0) throw new RangeError(`f must be [${ids.length}, ${this.dSae}] for whole contexts of ${T} (got [${f.rows}, ${f.n}])`);
     const contexts = ids.length / T;
     for (let c = 0; c < contexts; c++) {
       for (let t = 1; t < T; t++) {
-        const token = ids[c * T + t]!;
-        const row = (c * T + t) * n; // f[c·T + t, :]
-        for (let i = 0; i < n; i++) {
-          const a = f[row + i]!;
-          if (a > 0) {
-            this.features.push(i);
-            this.values.push(a);
-            this.mass[i * this.vocabSize + token]! += a;
-          }
+        const r = c * T + t; // row of f
+        const token = ids[r]!;
+        for (let k = f.rowPtr[r]!; k < f.rowPtr[r + 1]!; k++) {
+          const i = f.cols[k]!;
+          const a = f.values[k]!;
+          this.features.push(i);
+          this.values.push(a);
+          this.mass[i * this.vocabSize + token]! += a;
         }
         this.tokens.push(token);
         this.rowStart.push(this.features.length);

@@ -8,9 +8,11 @@
  * - a uniform reservoir sample of firing tokens (sorted by activation at the end: samples across
  *   the activation distribution's quantiles), with windows too.
  *
- * The caller feeds feature activations f [contexts·T, n] with their token ids [contexts, T];
- * position 0 of each context (the BOS token) is skipped.
+ * The caller feeds feature activations f [contexts·T, n] as sparse rows (the entries > 0, compacted
+ * on the device by sparseRows) with their token ids [contexts, T], so the work here is proportional
+ * to what fires; position 0 of each context (the BOS token) is skipped.
  */
+import type { SparseRows } from '../ops.js';
 import { Rng } from '../random.js';
 
 export const HISTOGRAM_LOG10_MIN = -3;
@@ -95,19 +97,18 @@ export class FeatureStatsCollector {
     return this.#tokens;
   }
 
-  /** Absorbs f [contexts·T, dSae] of `ids` [contexts, T]. */
-  absorb(f: Float32Array, ids: Int32Array, T: number): void {
-    const n = this.dSae;
+  /** Absorbs f [contexts·T, dSae] (sparse rows) of `ids` [contexts, T]. */
+  absorb(f: SparseRows, ids: Int32Array, T: number): void {
     if (!Number.isSafeInteger(T) || T < 2 || ids.length % T !== 0) throw new RangeError(`ids must hold whole contexts of T >= 2 tokens (got ${ids.length}, T ${T})`);
-    if (f.length !== ids.length * n) throw new RangeError(`f must hold ${ids.length} × ${n} activations (got ${f.length})`);
+    if (f.rows !== ids.length || f.n !== this.dSae) throw new RangeError(`f must be [${ids.length}, ${this.dSae}] (got [${f.rows}, ${f.n}])`);
     const contexts = ids.length / T;
     for (let c = 0; c < contexts; c++) {
       for (let t = 1; t < T; t++) {
-        const row = (c * T + t) * n; // f[c·T + t, :]
+        const r = c * T + t; // row of f
         this.#tokens += 1;
-        for (let i = 0; i < n; i++) {
-          const a = f[row + i]!;
-          if (!(a > 0)) continue;
+        for (let k = f.rowPtr[r]!; k < f.rowPtr[r + 1]!; k++) {
+          const i = f.cols[k]!;
+          const a = f.values[k]!;
           const fires = (this.#fires[i]! += 1);
           this.#sum[i]! += a;
           if (a > this.#max[i]!) this.#max[i] = a;
@@ -132,12 +133,12 @@ export class FeatureStatsCollector {
   }
 
   /** The window [t − before, t + after] of context c (clipped to 1..T−1), with feature i's activations. */
-  #window(f: Float32Array, ids: Int32Array, T: number, c: number, t: number, i: number, a: number): Slot {
+  #window(f: SparseRows, ids: Int32Array, T: number, c: number, t: number, i: number, a: number): Slot {
     const from = Math.max(1, t - this.before);
     const to = Math.min(T - 1, t + this.after);
     const tokens = ids.slice(c * T + from, c * T + to + 1);
     const activations = new Float32Array(to - from + 1);
-    for (let s = from; s <= to; s++) activations[s - from] = f[(c * T + s) * this.dSae + i]!; // f[c·T + s, i]
+    for (let s = from; s <= to; s++) activations[s - from] = valueAt(f, c * T + s, i); // f[c·T + s, i]
     return { activation: a, tokens, activations, at: t - from };
   }
 
@@ -156,6 +157,20 @@ export class FeatureStatsCollector {
       samples: [...this.#samples[i]!].sort((a, b) => b.activation - a.activation).map(example),
     };
   }
+}
+
+/** f[row, col] of sparse rows: a binary search of the row's (increasing) columns; 0 where absent. */
+function valueAt(f: SparseRows, row: number, col: number): number {
+  let lo = f.rowPtr[row]!;
+  let hi = f.rowPtr[row + 1]!;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    const c = f.cols[mid]!;
+    if (c === col) return f.values[mid]!;
+    if (c < col) lo = mid + 1;
+    else hi = mid;
+  }
+  return 0;
 }
 
 function heapPush(heap: Slot[], slot: Slot): void {

@@ -5,12 +5,12 @@
  * those best-match correlations (the paper: median 0.72 for features) is compared with the same
  * statistic for the raw MLP neurons of the two models (the paper: 0.46).
  *
- * The correlations come from sums accumulated over token chunks: Σa, Σa², Σb, Σb² per unit and the
- * cross products Σ a bᵀ [nA, nB] (a backend matrix product per chunk, accumulated in float64).
+ * The correlations come from sums accumulated over token chunks on the backend: Σa, Σa² and the
+ * nonzero count per unit (columnStats), and the cross products Σ a bᵀ [nA, nB] (a GEMM per chunk);
+ * each chunk's sums are added on the host in float64.
  */
-import { linear } from '../lm/ops.js';
-import { Tensor } from '../tensor.js';
-import type { BackendName } from '../backend.js';
+import { addCrossProducts, columnStats } from '../ops.js';
+import { Tensor, formatShape } from '../tensor.js';
 
 export class CorrelationAccumulator {
   readonly nA: number;
@@ -22,9 +22,8 @@ export class CorrelationAccumulator {
   #sumB: Float64Array;
   #sumB2: Float64Array;
   #cross: Float64Array;
-  #backend: BackendName;
 
-  constructor(nA: number, nB: number, backend: BackendName) {
+  constructor(nA: number, nB: number) {
     this.nA = nA;
     this.nB = nB;
     this.#sumA = new Float64Array(nA);
@@ -33,36 +32,32 @@ export class CorrelationAccumulator {
     this.#sumB = new Float64Array(nB);
     this.#sumB2 = new Float64Array(nB);
     this.#cross = new Float64Array(nA * nB);
-    this.#backend = backend;
   }
 
   get rows(): number {
     return this.#rows;
   }
 
-  /** Adds `rows` paired observations: a [rows, nA] and b [rows, nB] (host arrays). */
-  async add(a: Float32Array, b: Float32Array, rows: number): Promise<void> {
+  /** Adds paired observations: a [rows, nA] and b [rows, nB], tensors on one backend. */
+  async add(a: Tensor, b: Tensor): Promise<void> {
     const { nA, nB } = this;
-    if (a.length !== rows * nA || b.length !== rows * nB) throw new RangeError(`a must be [${rows}, ${nA}] and b [${rows}, ${nB}]`);
-    const at = new Float32Array(nA * rows); // aᵀ [nA, rows]
-    for (let r = 0; r < rows; r++) {
-      for (let i = 0; i < nA; i++) {
-        const v = a[r * nA + i]!;
-        at[i * rows + r] = v;
-        this.#sumA[i]! += v;
-        this.#sumA2[i]! += v * v;
-        if (v !== 0) this.#nonzeroA[i]! += 1;
-      }
-      for (let j = 0; j < nB; j++) {
-        const v = b[r * nB + j]!;
-        this.#sumB[j]! += v;
-        this.#sumB2[j]! += v * v;
-      }
+    const rows = a.shape[0]!;
+    if (a.shape.length !== 2 || a.shape[1] !== nA || b.shape.length !== 2 || b.shape[0] !== rows || b.shape[1] !== nB) {
+      throw new RangeError(`a must be [rows, ${nA}] and b [rows, ${nB}] (got ${formatShape(a.shape)} and ${formatShape(b.shape)})`);
     }
-    using tA = Tensor.from(at, [nA, rows], { backend: this.#backend });
-    using tB = Tensor.from(b, [rows, nB], { backend: this.#backend });
-    using cross = Tensor.empty([nA, nB], { backend: this.#backend });
-    await linear(tA, tB, null, cross, 'f32'); // [nA, nB] = aᵀ [nA, rows] · b [rows, nB]
+    const sa = await columnStats(a);
+    const sb = await columnStats(b);
+    for (let i = 0; i < nA; i++) {
+      this.#sumA[i]! += sa.sum[i]!;
+      this.#sumA2[i]! += sa.sumsq[i]!;
+      this.#nonzeroA[i]! += sa.nonzero[i]!;
+    }
+    for (let j = 0; j < nB; j++) {
+      this.#sumB[j]! += sb.sum[j]!;
+      this.#sumB2[j]! += sb.sumsq[j]!;
+    }
+    using cross = Tensor.zeros([nA, nB], { backend: a.backend });
+    await addCrossProducts(a, b, cross); // [nA, nB] = aᵀ [nA, rows] · b [rows, nB]
     const c = cross.toArray() as Float32Array;
     for (let k = 0; k < c.length; k++) this.#cross[k]! += c[k]!;
     this.#rows += rows;

@@ -20,7 +20,9 @@ import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { loadGpt2Weights } from '../lm/weights.js';
 import { packageRoot } from '../native/load.js';
+import { gatherRows } from '../ops.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
+import { Tensor } from '../tensor.js';
 
 interface CompareFlags {
   saeA: string;
@@ -38,10 +40,17 @@ interface CompareFlags {
 }
 
 /** Rows of a [m·T, width] host array without each context's position 0 (the BOS token). */
-function dropBos(x: Float32Array, m: number, T: number, width: number): Float32Array {
-  const out = new Float32Array(m * (T - 1) * width);
-  for (let c = 0; c < m; c++) out.set(x.subarray((c * T + 1) * width, (c + 1) * T * width), c * (T - 1) * width);
-  return out;
+/** x [m·T, width] without each context's BOS row: [m·(T − 1), width], gathered on the backend. */
+async function withoutBos(x: Tensor, m: number, T: number): Promise<Tensor> {
+  using idx = Tensor.from(Int32Array.from({ length: m * (T - 1) }, (_, k) => Math.floor(k / (T - 1)) * T + 1 + (k % (T - 1))), [m * (T - 1)], { backend: x.backend, dtype: 'i32' }); // row c·T + t for t ≥ 1
+  const out = Tensor.empty([m * (T - 1), x.shape[1]!], { backend: x.backend });
+  try {
+    await gatherRows(x, idx, out);
+    return out;
+  } catch (error) {
+    out.dispose();
+    throw error;
+  }
 }
 
 function histogram(values: Float64Array, bins = 20): number[] {
@@ -85,8 +94,8 @@ export function registerCompare(program: Command): void {
         if (!Number.isSafeInteger(count) || count < 1) throw new RangeError(`--contexts must be a positive integer (got ${flags.contexts})`);
         const contexts = await readContexts({ paths: flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')], tokenizer, contextLength: T, seed: 0 }, count);
         const n = contexts.length / T;
-        const features = new CorrelationAccumulator(a.sae.dSae, b.sae.dSae, a.sae.backend);
-        const neurons = sameModel ? null : new CorrelationAccumulator(a.sae.dIn, b.sae.dIn, a.sae.backend);
+        const features = new CorrelationAccumulator(a.sae.dSae, b.sae.dSae);
+        const neurons = sameModel ? null : new CorrelationAccumulator(a.sae.dIn, b.sae.dIn);
         const batch = 8;
         for (let c0 = 0; c0 < n; c0 += batch) {
           const m = Math.min(batch, n - c0);
@@ -96,9 +105,14 @@ export function registerCompare(program: Command): void {
           try {
             using fa = await a.sae.encode(xa);
             using fb = await b.sae.encode(xb);
-            const rows = m * (T - 1);
-            await features.add(dropBos(fa.toArray() as Float32Array, m, T, a.sae.dSae), dropBos(fb.toArray() as Float32Array, m, T, b.sae.dSae), rows);
-            if (neurons) await neurons.add(dropBos(xa.toArray() as Float32Array, m, T, a.sae.dIn), dropBos(xb.toArray() as Float32Array, m, T, b.sae.dIn), rows);
+            using ra = await withoutBos(fa, m, T);
+            using rb = await withoutBos(fb, m, T);
+            await features.add(ra, rb);
+            if (neurons) {
+              using na = await withoutBos(xa, m, T);
+              using nb = await withoutBos(xb, m, T);
+              await neurons.add(na, nb);
+            }
           } finally {
             xa.dispose();
             xb.dispose();

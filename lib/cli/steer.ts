@@ -38,10 +38,10 @@ interface SteerFlags {
 /** The largest activation of `feature` at `hook` over held-out contexts. */
 export async function maxActivation(model: Gpt2Model, sae: SparseAutoencoder, hook: string, feature: number, contexts: Int32Array, T: number): Promise<number> {
   let max = 0;
-  await forEachFeatureBatch(model, sae, hook, contexts, T, (f, ids) => {
-    for (let r = 0; r < ids.length; r++) {
+  await forEachFeatureBatch(model, sae, hook, contexts, T, (f) => {
+    for (let r = 0; r < f.rows; r++) {
       if (r % T === 0) continue; // the BOS position
-      max = Math.max(max, f[r * sae.dSae + feature]!); // f[r, feature]
+      for (let k = f.rowPtr[r]!; k < f.rowPtr[r + 1]!; k++) if (f.cols[k] === feature) max = Math.max(max, f.values[k]!); // f[r, feature]
     }
   });
   return max;

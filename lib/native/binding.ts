@@ -236,7 +236,8 @@ export interface NativeLinearBackwardArgs {
   precision: number;
   dout: NativeTensor;
   x: NativeTensor;
-  weight: NativeTensor;
+  /** Needed only with dx. */
+  weight?: NativeTensor;
   /** Each absent: not computed. */
   dx?: NativeTensor;
   dweight?: NativeTensor;
@@ -292,6 +293,8 @@ export interface NativeAddon {
   scaleInPlace(args: { x: NativeTensor; alpha: number }): Promise<void>;
   rowSqDist(args: { rows: number; d: number; a: NativeTensor; b?: NativeTensor; out: NativeTensor }): Promise<void>;
   gatherRows(args: { count: number; d: number; src: NativeTensor; srcRows: number; idx: NativeTensor; dst: NativeTensor; dstRow: number }): Promise<void>;
+  sparseRows(args: { rows: number; n: number; x: NativeTensor; threshold: number; capacity: number }): Promise<{ rowPtr: Int32Array; cols: Int32Array; values: Float32Array }>;
+  columnStats(args: { rows: number; n: number; x: NativeTensor }): Promise<{ sum: Float64Array; sumsq: Float64Array; nonzero: Float64Array }>;
   resampleCandidates(args: NativeResampleCandidatesArgs): Promise<void>;
   saeResample(args: NativeSaeResampleArgs): Promise<{ meanLiveEncoderNorm: number; live: number; resampled: number }>;
   layerNorm(args: NativeLayerNormArgs): Promise<void>;

@@ -5,6 +5,7 @@
 #include <napi.h>
 
 #include "addon_state.h"
+#include "analysis_ops.h"
 #include "backend.h"
 #include "errors.h"
 #include "info.h"
@@ -33,6 +34,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_info(env, exports);
   register_sae_ops(env, exports);
   register_vector_ops(env, exports);
+  register_analysis_ops(env, exports);
   register_resample_ops(env, exports);
   register_transformer_ops(env, exports);
   register_transformer_grad_ops(env, exports);

@@ -132,8 +132,8 @@ class LayerNormBackwardWorker : public BackendWorker {
   float *dx_ = nullptr, *dweight_ = nullptr, *dbias_ = nullptr;
 };
 
-// linearBackward({ rows, nIn, nOut, transW, precision, dout, x, weight, dx?, dweight?, dbias?, accumulate }):
-// weight [nIn, nOut] (transW false) or [nOut, nIn] (true).
+// linearBackward({ rows, nIn, nOut, transW, precision, dout, x, weight?, dx?, dweight?, dbias?, accumulate }):
+// weight [nIn, nOut] (transW false) or [nOut, nIn] (true); needed only with dx.
 class LinearBackwardWorker : public BackendWorker {
  public:
   LinearBackwardWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
@@ -148,8 +148,12 @@ class LinearBackwardWorker : public BackendWorker {
     dout_ = static_cast<const float*>(
         operands_.take_f32(a, "dout", product(env, size_t(rows_), size_t(n_out_), "dout")));
     x_ = static_cast<const float*>(operands_.take_f32(a, "x", x_n));
-    W_ = static_cast<const float*>(operands_.take_f32(a, "weight", w_n));
-    if (!absent(a, "dx")) dx_ = static_cast<float*>(operands_.take_f32(a, "dx", x_n));
+    // The weight is read only for dx (dW = x^T dout needs no weight).
+    if (!absent(a, "weight")) W_ = static_cast<const float*>(operands_.take_f32(a, "weight", w_n));
+    if (!absent(a, "dx")) {
+      if (!W_) throw Napi::TypeError::New(env, "weight is needed to compute dx");
+      dx_ = static_cast<float*>(operands_.take_f32(a, "dx", x_n));
+    }
     if (!absent(a, "dweight")) dW_ = static_cast<float*>(operands_.take_f32(a, "dweight", w_n));
     if (!absent(a, "dbias")) dbias_ = static_cast<float*>(operands_.take_f32(a, "dbias", size_t(n_out_)));
   }

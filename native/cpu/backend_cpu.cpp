@@ -11,6 +11,7 @@
 #include <cstring>
 #include <thread>
 
+#include "analysis_cpu.h"
 #include "convert.h"
 #include "cpu_features.h"
 #include "resample_cpu.h"
@@ -154,6 +155,8 @@ const ms_backend kCpuBackend = {
     cross_entropy_backward,
     embed_backward,
     adamw_update,
+    sparse_rows,
+    column_stats,
 };
 
 }  // namespace

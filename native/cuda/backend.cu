@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "adam.cuh"
+#include "analysis.cuh"
 #include "common.cuh"
 #include "decoder_norm.cuh"
 #include "memory.cuh"
@@ -231,6 +232,8 @@ static const ms_backend kCudaBackend = {
     cross_entropy_backward,
     embed_backward,
     adamw_update,
+    sparse_rows,
+    column_stats,
 };
 
 }  // namespace ms::cuda

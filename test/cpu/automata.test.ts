@@ -7,6 +7,8 @@
 import { expect, it } from 'vitest';
 
 import { FiringRecord, findAutomata } from '../../lib/analysis/automata.js';
+import { sparseRows } from '../../lib/ops.js';
+import { Tensor } from '../../lib/tensor.js';
 
 it('finds a planted three-step loop and a self-loop, with examples and empirical rates', async () => {
   const V = 10;
@@ -22,7 +24,8 @@ it('finds a planted three-step loop and a self-loop, with examples and empirical
     if (feature >= 0) f[(k + 1) * n + feature] = 1 + feature / 10; // f[position k + 1, feature]
   });
   const record = new FiringRecord(n, V);
-  record.absorb(f, ids, T);
+  using tf = Tensor.from(f, [T, n], { backend: 'cpu' });
+  record.absorb(await sparseRows(tf), ids, T);
   const logits = new Float32Array(n * V).fill(-1);
   promotes.forEach((token, feature) => (logits[feature * V + token] = 4));
   const { cycles, edges } = await findAutomata(record, logits, { topTokens: 1, minScore: 0.5, minCount: 1 });

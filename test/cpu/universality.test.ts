@@ -7,6 +7,7 @@ import { expect, it } from 'vitest';
 
 import { CorrelationAccumulator, median } from '../../lib/analysis/universality.js';
 import { Rng } from '../../lib/random.js';
+import { Tensor } from '../../lib/tensor.js';
 
 it('finds a planted permutation and matches float64 Pearson correlations', async () => {
   const [nA, nB, rows] = [23, 29, 1000];
@@ -21,9 +22,12 @@ it('finds a planted permutation and matches float64 Pearson correlations', async
       b[r * nB + j] = (source < nA ? a[r * nA + source]! : 0) + rng.normal() * 0.05;
     }
   }
-  const acc = new CorrelationAccumulator(nA, nB, 'cpu');
-  await acc.add(a.subarray(0, 300 * nA), b.subarray(0, 300 * nB), 300); // two uneven chunks
-  await acc.add(a.subarray(300 * nA), b.subarray(300 * nB), 700);
+  const acc = new CorrelationAccumulator(nA, nB);
+  for (const [r0, r1] of [[0, 300], [300, rows]] as const) { // two uneven chunks
+    using ta = Tensor.from(a.subarray(r0 * nA, r1 * nA), [r1 - r0, nA], { backend: 'cpu' });
+    using tb = Tensor.from(b.subarray(r0 * nB, r1 * nB), [r1 - r0, nB], { backend: 'cpu' });
+    await acc.add(ta, tb);
+  }
   const { index, correlation } = acc.bestMatches();
   const pearson = (i: number, j: number) => {
     let sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0;

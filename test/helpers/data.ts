@@ -1,5 +1,6 @@
 /** Test data and comparisons shared by the native test suites. */
 import { bf16ToFloat32, float32ToBf16 } from '../../lib/bf16.js';
+import type { SparseRows } from '../../lib/ops.js';
 import { Rng } from '../../lib/random.js';
 
 export function uniformArray(rng: Rng, length: number, lo = -1, hi = 1): Float32Array {
@@ -39,4 +40,36 @@ export function roundArrayBf16(a: Float32Array): Float32Array {
 
 export function toF64(a: Float32Array): Float64Array {
   return Float64Array.from(a);
+}
+
+/**
+ * Feature-like activations [rows, n]: about `density` of the entries positive (log-normal sizes),
+ * the rest exactly 0, with one all-zero row (1) and one all-positive row (2) when rows > 2.
+ */
+export function sparseActivations(rng: Rng, rows: number, n: number, density = 0.05): Float32Array {
+  const x = new Float32Array(rows * n);
+  for (let i = 0; i < x.length; i++) if (rng.uniform() < density) x[i] = Math.exp(rng.normal());
+  if (rows > 2) {
+    x.fill(0, n, 2 * n); // x[1, :]
+    for (let j = 0; j < n; j++) x[2 * n + j] = 0.5 + rng.uniform(); // x[2, :]
+  }
+  return x;
+}
+
+/** The CSR form of the entries of x [rows, n] greater than threshold (reference for sparseRows). */
+export function csrReference(x: Float32Array, rows: number, n: number, threshold = 0): SparseRows {
+  const rowPtr = [0];
+  const cols: number[] = [];
+  const values: number[] = [];
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < n; j++) {
+      const v = x[r * n + j]!; // x[r, j]
+      if (v > threshold) {
+        cols.push(j);
+        values.push(v);
+      }
+    }
+    rowPtr.push(cols.length);
+  }
+  return { rows, n, rowPtr: Int32Array.from(rowPtr), cols: Int32Array.from(cols), values: Float32Array.from(values) };
 }

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 
 import { FeatureStatsCollector, HISTOGRAM_BINS } from '../../lib/analysis/feature-stats.js';
 import { Rng } from '../../lib/random.js';
+import { csrReference } from '../helpers/data.js';
 
 const [N, T, CONTEXTS] = [7, 19, 23];
 
@@ -24,7 +25,9 @@ describe('FeatureStatsCollector', () => {
   it('matches brute force, fed in uneven batches', () => {
     const { f, ids } = sparseActivations(new Rng(8));
     const collector = new FeatureStatsCollector(N, { topK: 5, samples: 4, before: 3, after: 2, seed: 1 });
-    for (const [c0, c1] of [[0, 1], [1, 9], [9, 23]] as const) collector.absorb(f.subarray(c0 * T * N, c1 * T * N), ids.subarray(c0 * T, c1 * T), T);
+    for (const [c0, c1] of [[0, 1], [1, 9], [9, 23]] as const) {
+      collector.absorb(csrReference(f.subarray(c0 * T * N, c1 * T * N), (c1 - c0) * T, N), ids.subarray(c0 * T, c1 * T), T);
+    }
     const tokens = CONTEXTS * (T - 1);
     expect(collector.tokens).toBe(tokens);
     for (let i = 0; i < N; i++) {
@@ -50,7 +53,8 @@ describe('FeatureStatsCollector', () => {
       const to = Math.min(T - 1, first.t + 2);
       expect(s.top[0]!.tokens).toEqual(Array.from(ids.subarray(first.c * T + from, first.c * T + to + 1)));
       expect(s.top[0]!.at).toBe(first.t - from);
-      expect(s.top[0]!.activations[s.top[0]!.at]).toBeCloseTo(first.a, 3);
+      // the window's activations are the feature's on each token of it, zeros included
+      expect(s.top[0]!.activations).toEqual(Array.from({ length: to - from + 1 }, (_, k) => Math.round(f[(first.c * T + from + k) * N + i]! * 1e4) / 1e4));
       expect(s.samples.length).toBe(Math.min(4, events.length));
       for (const sample of s.samples) expect(events.some((e) => e.a === sample.activation)).toBe(true);
       expect(s.samples.map((e) => e.activation)).toEqual([...s.samples.map((e) => e.activation)].sort((x, y) => y - x));
@@ -59,8 +63,8 @@ describe('FeatureStatsCollector', () => {
 
   it('refuses mismatched shapes', () => {
     const collector = new FeatureStatsCollector(3);
-    expect(() => collector.absorb(new Float32Array(10), new Int32Array(4), 2)).toThrow(/f must hold 4 × 3 activations/);
-    expect(() => collector.absorb(new Float32Array(9), new Int32Array(3), 2)).toThrow(/whole contexts/);
+    expect(() => collector.absorb(csrReference(new Float32Array(10), 5, 2), new Int32Array(4), 2)).toThrow(/f must be \[4, 3\]/);
+    expect(() => collector.absorb(csrReference(new Float32Array(9), 3, 3), new Int32Array(3), 2)).toThrow(/whole contexts/);
     expect(() => collector.summary(3)).toThrow(/outside \[0, 3\)/);
   });
 });
