@@ -10,6 +10,12 @@
  * the seed, the window's index and the context stream's position at the window's start, so a
  * saved position (window, offset) restores exactly by harvesting that one window again.
  *
+ * Overlap: while one window is served, the next is harvested into a second buffer (by default), so
+ * reading and tokenising contexts, the host side of the model's forward and the SAE's steps run
+ * concurrently; the trainer waits only when a window is used up before its successor is ready.
+ * The two chains share the backend, whose ops run one at a time; the order in which they
+ * interleave changes nothing in the stream.
+ *
  * When the context stream ends, it is reopened from its start (the next epoch).
  */
 import { gatherRows } from '../ops.js';
@@ -41,6 +47,8 @@ export interface LmActivationOptions {
   forwardBatch?: number;
   /** Skip position 0 (the BOS token) when choosing positions (default true). */
   skipFirstPosition?: boolean;
+  /** Harvest the next window while this one is served (default true; costs a second window buffer). */
+  prefetch?: boolean;
   state?: LmActivationState;
   /** The activations of `count` contexts [count × contextLength, d]; default: the model's hook. Tests replace it. */
   harvest?: (ids: Int32Array, count: number) => Promise<Tensor>;
@@ -58,23 +66,35 @@ export interface LmActivationState {
   contexts: unknown;
 }
 
+/** One harvested window: its rows in `buffer` [rows, d], served in `order`. */
+interface Window {
+  index: number;
+  epoch: number;
+  /** The context stream's position at the window's start. */
+  start: unknown;
+  buffer: Tensor;
+  rows: number;
+  order: Uint32Array;
+}
+
 export class LmActivationSource implements TrainingDataSource {
   readonly d: number;
   #o: Required<Omit<LmActivationOptions, 'state' | 'harvest'>> & Pick<LmActivationOptions, 'harvest'>;
+  /** The harvesting chain's position: the context stream, its epoch, the last window index built. */
   #contexts: ContextSource | null = null;
-  #windowStart: unknown = undefined;
   #epoch = 0;
-  #window = -1;
+  #built = -1;
+  #current: Window | null = null;
   #offset = 0;
   #rowsServed = 0;
-  #buffer: Tensor;
-  #order: Uint32Array = new Uint32Array(0);
-  #rows = 0;
+  /** The next window, being harvested (prefetch), and a buffer for the one after. */
+  #pending: Promise<Window> | null = null;
+  #spare: Tensor | null = null;
   #closed = false;
 
   private constructor(options: LmActivationOptions, d: number) {
     this.d = d;
-    this.#o = { forwardBatch: 16, skipFirstPosition: true, ...options };
+    this.#o = { forwardBatch: 16, skipFirstPosition: true, prefetch: true, ...options };
     const o = this.#o;
     const usable = o.contextLength - (o.skipFirstPosition ? 1 : 0);
     if (!Number.isSafeInteger(o.positionsPerContext) || o.positionsPerContext < 1 || o.positionsPerContext > usable) {
@@ -83,7 +103,6 @@ export class LmActivationSource implements TrainingDataSource {
     for (const key of ['contextsPerWindow', 'forwardBatch', 'contextLength'] as const) {
       if (!Number.isSafeInteger(o[key]) || o[key] < 1) throw new RangeError(`${key} must be a positive integer (got ${o[key]})`);
     }
-    this.#buffer = Tensor.empty([o.contextsPerWindow * o.positionsPerContext, d], { backend: o.model.backend });
   }
 
   /** Opens the stream (at `options.state` when given) and harvests its first window. */
@@ -96,25 +115,28 @@ export class LmActivationSource implements TrainingDataSource {
       if (s) {
         if (s.version !== 1) throw new RangeError(`unsupported activation-stream state version ${String(s.version)}`);
         source.#epoch = s.epoch;
-        source.#window = s.window - 1;
+        source.#built = s.window - 1;
         source.#rowsServed = s.rowsServed;
         source.#contexts = await options.openContexts(s.contexts);
-        await source.#nextWindow();
-        if (s.offset > source.#rows) throw new RangeError(`the saved offset ${s.offset} is beyond its window's ${source.#rows} rows (the corpus or options changed)`);
-        source.#offset = s.offset;
       } else {
         source.#contexts = await options.openContexts(undefined);
-        await source.#nextWindow();
       }
+      source.#current = await source.#harvestOrDispose(source.#newBuffer());
+      if (s) {
+        if (s.offset > source.#current.rows) throw new RangeError(`the saved offset ${s.offset} is beyond its window's ${source.#current.rows} rows (the corpus or options changed)`);
+        source.#offset = s.offset;
+      }
+      source.#startPrefetch();
       return source;
     } catch (error) {
-      source.#buffer.dispose();
+      await source.close();
       throw error;
     }
   }
 
   state(): LmActivationState {
-    return { version: 1, epoch: this.#epoch, window: this.#window, offset: this.#offset, rowsServed: this.#rowsServed, contexts: this.#windowStart };
+    const w = this.#current!;
+    return { version: 1, epoch: w.epoch, window: w.index, offset: this.#offset, rowsServed: this.#rowsServed, contexts: w.start };
   }
 
   async next(rows: number, out: Tensor): Promise<void> {
@@ -124,11 +146,12 @@ export class LmActivationSource implements TrainingDataSource {
     }
     let filled = 0;
     while (filled < rows) {
-      if (this.#offset === this.#rows) await this.#nextWindow();
-      const n = Math.min(rows - filled, this.#rows - this.#offset);
+      if (this.#offset === this.#current!.rows) await this.#advance();
+      const w = this.#current!;
+      const n = Math.min(rows - filled, w.rows - this.#offset);
       // Row indices < 2^30 read the same as int32.
-      using idx = Tensor.from(new Int32Array(this.#order.buffer, this.#offset * 4, n), [n], { dtype: 'i32', backend: out.backend });
-      await gatherRows(this.#buffer, idx, out, filled);
+      using idx = Tensor.from(new Int32Array(w.order.buffer, this.#offset * 4, n), [n], { dtype: 'i32', backend: out.backend });
+      await gatherRows(w.buffer, idx, out, filled);
       this.#offset += n;
       filled += n;
     }
@@ -138,20 +161,65 @@ export class LmActivationSource implements TrainingDataSource {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#buffer.dispose();
+    const pending = await this.#pending?.catch(() => null);
+    for (const buffer of [this.#current?.buffer, pending?.buffer, this.#spare]) buffer?.dispose();
+    this.#current = null;
+    this.#spare = null;
     await this.#contexts?.close?.();
   }
 
-  /** Harvests the next window into the buffer and draws its serving order. */
-  async #nextWindow(): Promise<void> {
+  #newBuffer(): Tensor {
+    return Tensor.empty([this.#o.contextsPerWindow * this.#o.positionsPerContext, this.d], { backend: this.#o.model.backend });
+  }
+
+  /** Starts harvesting the next window into the spare buffer (when prefetching). */
+  #startPrefetch(): void {
+    if (!this.#o.prefetch) return;
+    const buffer = this.#spare ?? this.#newBuffer();
+    this.#spare = null;
+    const pending = this.#harvestOrDispose(buffer);
+    pending.catch(() => {}); // a failure is reported when the window is needed (or dropped at close)
+    this.#pending = pending;
+  }
+
+  /** #harvestWindow into a buffer that is disposed when the harvest fails. */
+  async #harvestOrDispose(buffer: Tensor): Promise<Window> {
+    try {
+      return await this.#harvestWindow(buffer);
+    } catch (error) {
+      buffer.dispose();
+      throw error;
+    }
+  }
+
+  /** Moves to the next window: the prefetched one, or one harvested now. */
+  async #advance(): Promise<void> {
+    const finished = this.#current!;
+    let next: Window;
+    if (this.#pending) {
+      const pending = this.#pending;
+      this.#pending = null;
+      next = await pending;
+      this.#spare = finished.buffer;
+    } else {
+      next = await this.#harvestWindow(finished.buffer);
+    }
+    this.#current = next;
+    this.#offset = 0;
+    this.#startPrefetch();
+  }
+
+  /** Harvests the next window of the context stream into `buffer` and draws its serving order. */
+  async #harvestWindow(buffer: Tensor): Promise<Window> {
     const o = this.#o;
     const T = o.contextLength;
     const P = o.positionsPerContext;
-    this.#window += 1;
-    this.#windowStart = this.#contexts!.state();
+    const index = ++this.#built;
+    let start = this.#contexts!.state();
     let contexts = 0;
     let reopened = false;
     while (contexts < o.contextsPerWindow) {
+      if (this.#closed) throw new Error('the activation stream was closed'); // a prefetch stops at close
       const want = Math.min(o.forwardBatch, o.contextsPerWindow - contexts);
       const ids = await this.#contexts!.next(want);
       if (ids === null || ids.length === 0) {
@@ -160,7 +228,7 @@ export class LmActivationSource implements TrainingDataSource {
         this.#epoch += 1;
         await this.#contexts!.close?.();
         this.#contexts = await o.openContexts(undefined);
-        this.#windowStart = this.#contexts.state();
+        start = this.#contexts.state();
         reopened = true;
         continue;
       }
@@ -169,17 +237,17 @@ export class LmActivationSource implements TrainingDataSource {
       // Row c·T + t of the activations is position t of context c; keep P positions of each.
       const pick = new Int32Array(count * P);
       for (let c = 0; c < count; c++) {
-        const rng = new Rng(mixSeed([SEED_PURPOSE.CONTEXT_POSITIONS, o.seed, this.#window, contexts + c]));
+        const rng = new Rng(mixSeed([SEED_PURPOSE.CONTEXT_POSITIONS, o.seed, index, contexts + c]));
         const positions = samplePositions(rng, T, P, o.skipFirstPosition ? 1 : 0);
         for (let k = 0; k < P; k++) pick[c * P + k] = c * T + positions[k]!;
       }
       using idx = Tensor.from(pick, [pick.length], { dtype: 'i32', backend: acts.backend });
-      await gatherRows(acts, idx, this.#buffer, contexts * P);
+      await gatherRows(acts, idx, buffer, contexts * P);
       contexts += count;
     }
-    this.#rows = contexts * P;
-    this.#order = permutation(this.#rows, new Rng(mixSeed([SEED_PURPOSE.HARVEST_WINDOW_ORDER, o.seed, this.#window])));
-    this.#offset = 0;
+    const rows = contexts * P;
+    const order = permutation(rows, new Rng(mixSeed([SEED_PURPOSE.HARVEST_WINDOW_ORDER, o.seed, index])));
+    return { index, epoch: this.#epoch, start, buffer, rows, order };
   }
 
   async #harvestHook(ids: Int32Array, count: number): Promise<Tensor> {

@@ -1,7 +1,8 @@
 /**
  * The harvested-activation stream: positions per context, mixing across contexts (provenance),
- * exact reproduction from a seed and from a saved position across windows and epochs. A fake
- * harvest writes each row's provenance (context serial, position) into its values.
+ * exact reproduction from a seed and from a saved position across windows and epochs, with and
+ * without harvesting the next window ahead. A fake harvest writes each row's provenance (context
+ * serial, position) into its values.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -120,6 +121,43 @@ describe('LmActivationSource', () => {
     // 70 contexts in windows of 32: windows 0, 1 (32 each) and 2 (6) make an epoch; the stream went past it.
     expect(whole.state().epoch).toBe(1);
     for (const s of [whole, again, other, first, resumed]) await s.close();
+  });
+
+  it('harvests the next window while this one is served, without changing the stream', async () => {
+    const seen: number[] = []; // the first context serial of each harvest call
+    const recording = (ids: Int32Array, count: number) => {
+      seen.push(ids[1]!);
+      return provenanceHarvest(ids, count);
+    };
+    const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
+    const ahead = await open({ harvest: recording });
+    await settle();
+    // Window 0 is contexts 0..31 in forward batches of 5; window 1 (from context 32) is already harvested.
+    expect(seen).toContain(32);
+    expect(seen).toContain(62); // its last forward batch: contexts 62, 63
+    const lazy = await open({ prefetch: false, harvest: recording });
+    seen.length = 0;
+    await settle();
+    expect(seen).toEqual([]);
+    const sizes = [37, 64, 101, 90, 13, 128, 77];
+    for (const n of sizes) expect(await take(ahead, n)).toEqual(await take(lazy, n));
+    expect(ahead.state()).toEqual(lazy.state());
+    // A state saved while the next window is in flight resumes the same stream.
+    const state = JSON.parse(JSON.stringify(ahead.state()));
+    const resumed = await open({ state, prefetch: false });
+    for (const n of [50, 200]) expect(await take(resumed, n)).toEqual(await take(ahead, n));
+    for (const s of [ahead, lazy, resumed]) await s.close();
+  });
+
+  it('reports a failed harvest of the next window when that window is needed, and still closes', async () => {
+    const failing = async (ids: Int32Array, count: number) => {
+      if (ids[1]! >= 32) throw new Error('the disk went away');
+      return provenanceHarvest(ids, count);
+    };
+    const source = await open({ harvest: failing });
+    await take(source, 100); // window 0 still serves
+    await expect(take(source, 100)).rejects.toThrow(/the disk went away/);
+    await source.close();
   });
 
   it('harvests a real model’s hook by default (values equal a direct capture)', async () => {

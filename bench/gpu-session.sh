@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# The GPU machine's checklist, in stages that each fit one device call (under 10 minutes):
+#
+#   bash bench/gpu-session.sh check     # test/gpu; compute-sanitizer on a small training run; the card's peaks
+#   bash bench/gpu-session.sh bench     # SAE step vs PyTorch (eager, torch.compile); LM forward and training vs HF
+#   bash bench/gpu-session.sh run       # the default `monosemantic run` on CUDA (A/1: 4,096 features, one pass), models A and B
+#   bash bench/gpu-session.sh analysis  # eval, features, compare, automata and the browser on those runs' SAEs
+#
+# Prepared here (the device machine has no node and no network): npm ci; npm run build (the addon
+# with its CUDA backend, and dist/); ../shared/gpu/pack-node-env. Then one device call per stage:
+#   run  carry: [".device", "build/Release", "dist"]   command: . .device/setup && bash bench/gpu-session.sh check
+# Each stage writes its log and JSON under $OUT (bench/out when unset) and prints a short table last.
+# BACKEND=cpu QUICK=1 runs the same stages on the CPU at toy sizes (a check of this script).
+set -uo pipefail
+
+stage=${1:?"usage: bash bench/gpu-session.sh check|bench|run|analysis"}
+out=${OUT:-bench/out}
+work=${WORK:-/tmp/monosemantic-gpu}
+backend=${BACKEND:-cuda}
+python=${PYTHON:-python3}
+quick=${QUICK:-0}
+mkdir -p "$out" "$work"
+cli=(node dist/lib/cli/main.js)
+log="$out/$stage.log"
+summary="$out/$stage-summary.txt"
+: >"$summary"
+
+# Runs a step, appending its output to the stage's log; records its status in the summary.
+step() {
+  local name=$1
+  shift
+  echo "=== $name: $*" >>"$log"
+  local t0=$SECONDS
+  "$@" >>"$log" 2>&1
+  local rc=$?
+  printf '%-34s rc %-3s %4ss\n' "$name" "$rc" "$((SECONDS - t0))" >>"$summary"
+  return $rc
+}
+
+torch_device=$([ "$backend" = cuda ] && echo cuda || echo cpu)
+: >"$log"
+echo "$(date -u +%FT%TZ) stage $stage, backend $backend, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')" >>"$log"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv >>"$log" 2>&1
+
+case $stage in
+check)
+  step doctor "${cli[@]}" doctor
+  step "test/gpu" node_modules/.bin/vitest run test/gpu --reporter=verbose
+  # The card's two ceilings (a large bf16 GEMM, a large device copy), measured as found.
+  step peaks "$python" - "$out/peaks.json" "$torch_device" <<'EOF'
+import json, sys, torch
+path, device = sys.argv[1], sys.argv[2]
+def bench(fn, iters=20):
+    fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        times = []
+        for _ in range(iters):
+            s.record(); fn(); e.record(); e.synchronize(); times.append(s.elapsed_time(e))
+    else:
+        import time
+        times = []
+        for _ in range(3):
+            t = time.perf_counter(); fn(); times.append((time.perf_counter() - t) * 1e3)
+    times.sort()
+    return times[len(times) // 2]
+n = 8192 if device == "cuda" else 512
+a, b = (torch.randn(n, n, device=device).to(torch.bfloat16) for _ in range(2))
+ms_bf16 = bench(lambda: a @ b)
+torch.backends.cuda.matmul.allow_tf32 = False
+af, bf = a.float(), b.float()
+ms_f32 = bench(lambda: af @ bf)
+src = torch.randn(1 << (28 if device == "cuda" else 22), device=device)
+dst = torch.empty_like(src)
+ms_copy = bench(lambda: dst.copy_(src))
+r = {"bf16_tflops": 2 * n**3 / ms_bf16 / 1e9, "f32_tflops": 2 * n**3 / ms_f32 / 1e9,
+     "copy_gbps": 2 * src.numel() * 4 / ms_copy / 1e6, "device": torch.cuda.get_device_name() if device == "cuda" else "cpu"}
+json.dump(r, open(path, "w"), indent=2)
+print(r)
+EOF
+  # A small training run (resampling included) and the analysis ops under compute-sanitizer.
+  if command -v compute-sanitizer >/dev/null; then
+    for tool in memcheck racecheck; do
+      step "sanitizer $tool: sae step" compute-sanitizer --tool "$tool" --error-exitcode 1 \
+        node dist/bench/sae-step-cuda.js --shapes 96x1000x257 --precision f32,bf16 --iters 2 --backend "$backend"
+    done
+    step "sanitizer memcheck: analysis ops" compute-sanitizer --tool memcheck --error-exitcode 1 --target-processes all \
+      node_modules/.bin/vitest run test/gpu/cuda-analysis-ops.test.ts
+  fi
+  ;;
+bench)
+  peak=$(node -e "try{console.log(require('./$out/peaks.json').bf16_tflops.toFixed(0))}catch{}" 2>/dev/null)
+  shapes=$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)
+  step "sae step, monosemantic" node dist/bench/sae-step-cuda.js --backend "$backend" --shapes "$shapes" --iters "$([ "$quick" = 1 ] && echo 3 || echo 30)" \
+    ${peak:+--peak-tflops "$peak"} --json "$out/sae-step.json"
+  step "sae step, torch eager" "$python" bench/reference/torch_sae_step.py --device "$torch_device" --shapes "$shapes" \
+    --iters "$([ "$quick" = 1 ] && echo 3 || echo 30)" --json "$out/torch-sae-step.json"
+  step "sae step, torch.compile" "$python" bench/reference/torch_sae_step.py --device "$torch_device" --shapes "${shapes%%,*}" \
+    --iters "$([ "$quick" = 1 ] && echo 3 || echo 30)" --compile --json "$out/torch-sae-step-compile.json"
+  lm=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64 --iters 2" || echo "--batch 64 --ctx 1024 --iters 10")
+  step "lm forward, monosemantic" node dist/bench/lm-forward.js --backend "$backend" $([ "$quick" = 1 ] && echo "--batch 2 --ctx 64 --iters 2")
+  step "lm forward, HF" "$python" bench/reference/hf_forward.py --device "$torch_device" $([ "$quick" = 1 ] && echo "--batch 2 --ctx 64 --iters 2")
+  step "lm train, monosemantic" node dist/bench/lm-train.js --backend "$backend" $lm
+  step "lm train, HF eager" "$python" bench/reference/hf_train.py --device "$torch_device" $lm
+  [ "$quick" = 1 ] || step "lm train, HF torch.compile" "$python" bench/reference/hf_train.py --device "$torch_device" $lm --compile
+  grep -E '^\| |^torch |^HF |tokens/s' "$log" | tail -40
+  ;;
+run)
+  extra=()
+  [ "$quick" = 1 ] && extra=(--steps 20 --set eval.contexts=4)
+  for m in a b; do
+    rm -rf "$work/sae-$m"
+    step "run, model $m" "${cli[@]}" run --backend "$backend" --model "models/$m" -o "$work/sae-$m" --no-progress "${extra[@]}"
+    cp "$work/sae-$m/summary.json" "$out/run-$m-summary.json" 2>/dev/null
+  done
+  tail -n 30 "$log"
+  ;;
+analysis)
+  sae_a=$work/sae-a/sae
+  sae_b=$work/sae-b/sae
+  n=$([ "$quick" = 1 ] && echo 16 || echo 2048)
+  step "eval A" "${cli[@]}" eval --sae "$sae_a" --model models/a --backend "$backend" --json
+  step "features A" "${cli[@]}" features --sae "$sae_a" --model models/a --contexts "$n" --backend "$backend" -o "$work/features-a" --no-progress
+  step "compare A/B (universality)" "${cli[@]}" compare --sae-a "$sae_a" --sae-b "$sae_b" --model-a models/a --model-b models/b \
+    --contexts "$n" --no-map --backend "$backend" -o "$out/universality.json"
+  step "automata A" "${cli[@]}" automata --sae "$sae_a" --model models/a --contexts "$n" --backend "$backend" -o "$work/automata-a.json"
+  step "browse A" "${cli[@]}" browse --run "$work/sae-a" --model models/a --contexts "$n" --backend "$backend" \
+    --compare "$out/universality.json" --automata "$work/automata-a.json" -o "$work/browser-a"
+  tail -n 40 "$log"
+  ;;
+*)
+  echo "unknown stage '$stage' (check, bench, run or analysis)" >&2
+  exit 2
+  ;;
+esac
+echo
+echo "stage $stage ($backend): step, status, seconds"
+cat "$summary"
