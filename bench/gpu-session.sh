@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # The GPU machine's checklist, in stages that each fit one device call (under 10 minutes):
 #
-#   bash bench/gpu-session.sh check     # test/gpu; compute-sanitizer on a small training run; the card's peaks
-#   bash bench/gpu-session.sh bench     # SAE step vs PyTorch (eager, torch.compile); LM forward and training vs HF
+#   bash bench/gpu-session.sh check     # test/gpu; the GEMM playground's correctness sweep; compute-sanitizer
+#                                       # on it and on a small training run; the card's peaks
+#   bash bench/gpu-session.sh bench     # GEMMs vs cuBLAS; SAE step (tensor and simple paths) vs PyTorch (eager,
+#                                       # torch.compile); their 1,000-step loss curves; LM forward and training vs HF
 #   bash bench/gpu-session.sh run       # the default `monosemantic run` on CUDA (A/1: 4,096 features, one pass), models A and B
 #   bash bench/gpu-session.sh analysis  # eval, features, compare, automata and the browser on those runs' SAEs
 #
 # Prepared here (the device machine has no node and no network): npm ci; npm run build (the addon
-# with its CUDA backend, and dist/); ../shared/gpu/pack-node-env. Then one device call per stage:
-#   run  carry: [".device", "build/Release", "dist"]   command: . .device/setup && bash bench/gpu-session.sh check
+# with its CUDA backend, and dist/); bash bench/kernels/build.sh; ../shared/gpu/pack-node-env.
+# Then one device call per stage:
+#   run  carry: [".device", "build/Release", "build/kernels", "dist"]
+#        command: . .device/setup && bash bench/gpu-session.sh check
 # Each stage writes its log and JSON under $OUT (bench/out when unset) and prints a short table last.
 # BACKEND=cpu QUICK=1 runs the same stages on the CPU at toy sizes (a check of this script).
 set -uo pipefail
@@ -38,6 +42,10 @@ step() {
 }
 
 torch_device=$([ "$backend" = cuda ] && echo cuda || echo cpu)
+playground=build/kernels/gemm_bf16
+# cuBLAS for the playground's reference column: PyTorch's wheel or the toolkit, wherever it is.
+cublas=$(find $("$python" -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null) /usr/local/cuda*/lib64 \
+  -name 'libcublas.so.*' 2>/dev/null | head -n 1)
 : >"$log"
 echo "$(date -u +%FT%TZ) stage $stage, backend $backend, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')" >>"$log"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv >>"$log" 2>&1
@@ -79,8 +87,14 @@ r = {"bf16_tflops": 2 * n**3 / ms_bf16 / 1e9, "f32_tflops": 2 * n**3 / ms_f32 / 
 json.dump(r, open(path, "w"), indent=2)
 print(r)
 EOF
-  # A small training run (resampling included) and the analysis ops under compute-sanitizer.
+  [ "$backend" = cuda ] && [ -x "$playground" ] && step "gemm playground: correctness" "$playground" --check ${cublas:+--cublas "$cublas"}
+  # A small training run (resampling included), the GEMMs and the analysis ops under compute-sanitizer.
   if command -v compute-sanitizer >/dev/null; then
+    if [ "$backend" = cuda ] && [ -x "$playground" ]; then
+      for tool in memcheck racecheck; do
+        step "sanitizer $tool: gemm playground" compute-sanitizer --tool "$tool" --error-exitcode 1 "$playground" --check
+      done
+    fi
     for tool in memcheck racecheck; do
       step "sanitizer $tool: sae step" compute-sanitizer --tool "$tool" --error-exitcode 1 \
         node dist/bench/sae-step-cuda.js --shapes 96x1000x257 --precision f32,bf16 --iters 2 --backend "$backend"
@@ -92,19 +106,23 @@ EOF
 bench)
   peak=$(node -e "try{console.log(require('./$out/peaks.json').bf16_tflops.toFixed(0))}catch{}" 2>/dev/null)
   shapes=$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)
+  [ "$backend" = cuda ] && [ -x "$playground" ] && step "gemm playground: timing" "$playground" --time \
+    ${peak:+--peak-tflops "$peak"} ${cublas:+--cublas "$cublas"}
   step "sae step, monosemantic" node dist/bench/sae-step-cuda.js --backend "$backend" --shapes "$shapes" --iters "$([ "$quick" = 1 ] && echo 3 || echo 30)" \
-    ${peak:+--peak-tflops "$peak"} --json "$out/sae-step.json"
+    --kernels tensor,simple ${peak:+--peak-tflops "$peak"} --json "$out/sae-step.json"
   step "sae step, torch eager" "$python" bench/reference/torch_sae_step.py --device "$torch_device" --shapes "$shapes" \
     --iters "$([ "$quick" = 1 ] && echo 3 || echo 30)" --json "$out/torch-sae-step.json"
   step "sae step, torch.compile" "$python" bench/reference/torch_sae_step.py --device "$torch_device" --shapes "${shapes%%,*}" \
     --iters "$([ "$quick" = 1 ] && echo 3 || echo 30)" --compile --json "$out/torch-sae-step-compile.json"
+  step "loss curves, tensor vs simple path" node dist/bench/kernel-paths.js --backend "$backend" \
+    $([ "$quick" = 1 ] && echo "--steps 20 --shape 32x128x64" || echo "--steps 1000") --json "$out/kernel-paths.json"
   lm=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64 --iters 2" || echo "--batch 64 --ctx 1024 --iters 10")
   step "lm forward, monosemantic" node dist/bench/lm-forward.js --backend "$backend" $([ "$quick" = 1 ] && echo "--batch 2 --ctx 64 --iters 2")
   step "lm forward, HF" "$python" bench/reference/hf_forward.py --device "$torch_device" $([ "$quick" = 1 ] && echo "--batch 2 --ctx 64 --iters 2")
   step "lm train, monosemantic" node dist/bench/lm-train.js --backend "$backend" $lm
   step "lm train, HF eager" "$python" bench/reference/hf_train.py --device "$torch_device" $lm
   [ "$quick" = 1 ] || step "lm train, HF torch.compile" "$python" bench/reference/hf_train.py --device "$torch_device" $lm --compile
-  grep -E '^\| |^torch |^HF |tokens/s' "$log" | tail -40
+  grep -E '^\| |^torch |^HF |tokens/s|^largest' "$log" | tail -48
   ;;
 run)
   extra=()

@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define MS_BACKEND_ABI_VERSION 6
+#define MS_BACKEND_ABI_VERSION 7
 
 typedef enum {
   MS_OK = 0,
@@ -112,6 +112,28 @@ typedef struct {
   float bias1, bias2;  /* computed by the caller in double and rounded once */
   float grad_scale;    /* 1 = plain Adam; < 1 when the gradient norm is clipped */
 } ms_adam_hparams;
+
+/* One tensor under Adam: param, its gradient (which sae_update may modify: see below), moments. */
+typedef struct {
+  float* param;
+  float* grad;
+  float* m;
+  float* v;
+  size_t count;
+} ms_adam_slot;
+
+/* The SAE's whole update after sae_grads, in one call (ABI 7):
+ *   constrain_decoder: decoder_remove_parallel_grad(n, d, W_dec.param, W_dec.grad);
+ *   adam_update of W_enc, b_enc, W_dec and b_dec with hp;
+ *   constrain_decoder: decoder_renormalize(n, d, W_dec.param).
+ * Results equal those calls made one by one, to the bit. Counts: W_enc d*n, b_enc n, W_dec n*d,
+ * b_dec d. */
+typedef struct {
+  int n, d;
+  int constrain_decoder;
+  ms_adam_slot W_enc, b_enc, W_dec, b_dec;
+  ms_adam_hparams hp;
+} ms_sae_update_args;
 
 /* Dead-feature resampling, part 1: weighted sampling of inputs without replacement, streamed.
  * Over a pass of many chunks, each input r (global index offset + row) gets the key
@@ -326,6 +348,9 @@ typedef struct ms_backend {
    * nonzero_host[j] = #{r : x[r, j] != 0}. Deterministic for given sizes. */
   int (*column_stats)(int rows, int n, const float* x, double* sum_host, double* sumsq_host, double* nonzero_host,
                       ms_error* err);
+
+  /* ---- SAE update (ABI 7): see ms_sae_update_args. ---- */
+  int (*sae_update)(const ms_sae_update_args* args, ms_error* err);
 } ms_backend;
 
 /* Exported by the CUDA shared library; returns NULL if abi_version is not supported. */

@@ -71,11 +71,6 @@ class DecodeWorker : public BackendWorker {
 };
 
 // One Adam-updated parameter: the parameter, its gradient and both moments.
-struct AdamSlot {
-  float *param, *grad, *m, *v;
-  size_t count;
-};
-
 // sae_grads, and — when `step` is set — the rest of a training step:
 // [remove the decoder-parallel gradient] -> Adam on all four parameters -> [renormalise decoder].
 class GradsWorker : public BackendWorker {
@@ -136,7 +131,7 @@ class GradsWorker : public BackendWorker {
                  {"m_W_dec", "v_W_dec", const_cast<float*>(args_.W_dec), args_.dW_dec, N * D},
                  {"m_b_dec", "v_b_dec", const_cast<float*>(args_.b_dec), args_.db_dec, D}};
     for (const auto& s : slots) {
-      adam_.push_back(AdamSlot{s.param, s.grad, static_cast<float*>(operands_.take_f32(a, s.m, s.count)),
+      adam_.push_back(ms_adam_slot{s.param, s.grad, static_cast<float*>(operands_.take_f32(a, s.m, s.count)),
                                static_cast<float*>(operands_.take_f32(a, s.v, s.count)), s.count});
     }
   }
@@ -146,19 +141,28 @@ class GradsWorker : public BackendWorker {
     if (!step_) return MS_OK;
     // sae_grads only reads the parameters (hence const in its args); the step then updates them.
     float* W_dec = const_cast<float*>(args_.W_dec);
+    if (clip_ == 0) {  // the whole update in one backend call (fused where the backend can)
+      ms_sae_update_args u{};
+      u.n = args_.n;
+      u.d = args_.d;
+      u.constrain_decoder = constrain_ ? 1 : 0;
+      ms_adam_slot* slots[] = {&u.W_enc, &u.b_enc, &u.W_dec, &u.b_dec};
+      for (size_t k = 0; k < adam_.size(); ++k) *slots[k] = adam_[k];
+      u.hp = hp_;
+      return be->sae_update(&u, err);
+    }
+    // Clipping needs the norm of the gradients after the decoder constraint and before Adam.
     if (constrain_)
       if (int rc = be->decoder_remove_parallel_grad(args_.n, args_.d, W_dec, args_.dW_dec, err)) return rc;
-    if (clip_ > 0) {  // global L2 norm of the four gradients (as Adam will see them)
-      double sum = 0.0;
-      for (const AdamSlot& s : adam_) {
-        double part = 0.0;
-        if (int rc = be->sum_squares(s.count, s.grad, &part, err)) return rc;
-        sum += part;
-      }
-      grad_norm_ = std::sqrt(sum);
-      if (grad_norm_ > clip_) hp_.grad_scale = float(clip_ / grad_norm_);
+    double sum = 0.0;  // global L2 norm of the four gradients (as Adam will see them)
+    for (const ms_adam_slot& s : adam_) {
+      double part = 0.0;
+      if (int rc = be->sum_squares(s.count, s.grad, &part, err)) return rc;
+      sum += part;
     }
-    for (const AdamSlot& s : adam_)
+    grad_norm_ = std::sqrt(sum);
+    if (grad_norm_ > clip_) hp_.grad_scale = float(clip_ / grad_norm_);
+    for (const ms_adam_slot& s : adam_)
       if (int rc = be->adam_update(s.count, s.param, s.grad, s.m, s.v, &hp_, err)) return rc;
     if (constrain_)
       if (int rc = be->decoder_renormalize(args_.n, args_.d, W_dec, err)) return rc;
@@ -177,7 +181,7 @@ class GradsWorker : public BackendWorker {
   double grad_norm_ = std::nan("");  // measured when clipping
   ms_sae_grads_args args_{};
   ms_adam_hparams hp_{};
-  std::vector<AdamSlot> adam_;
+  std::vector<ms_adam_slot> adam_;  // W_enc, b_enc, W_dec, b_dec
   ms_sae_stats stats_{};
 };
 

@@ -157,6 +157,7 @@ const ms_backend kCpuBackend = {
     adamw_update,
     sparse_rows,
     column_stats,
+    sae_update,
 };
 
 }  // namespace

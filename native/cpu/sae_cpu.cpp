@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <new>
 #include <vector>
 
@@ -279,23 +280,57 @@ int sae_grads(const ms_sae_grads_args* a, ms_sae_stats* stats, ms_error* err) {
   return MS_OK;
 }
 
+// ---- decoder constraint and Adam ------------------------------------------------------------------
+// Per-row and per-element pieces shared by the separate ops and by sae_update, so the fused update
+// does exactly the same arithmetic.
+
+// g -= (g . w) / ||w||^2 * w for one row (untouched when w is zero).
+static void remove_parallel_row(size_t D, const float* w, float* g) {
+  double dot = 0.0, ss = 0.0;
+  for (size_t j = 0; j < D; ++j) {
+    dot += double(g[j]) * w[j];
+    ss += double(w[j]) * w[j];
+  }
+  if (ss == 0.0) return;
+  const float k = float(dot / ss);
+  for (size_t j = 0; j < D; ++j) g[j] -= k * w[j];
+}
+
+// w /= ||w|| for one row (untouched when w is zero).
+static void renormalize_row(size_t D, float* w) {
+  double ss = 0.0;
+  for (size_t j = 0; j < D; ++j) ss += double(w[j]) * w[j];
+  if (ss == 0.0) return;
+  const float inv = float(1.0 / std::sqrt(ss));
+  for (size_t j = 0; j < D; ++j) w[j] *= inv;
+}
+
+struct AdamConsts {
+  float b1, b2, lr, eps, inv_bias1, inv_bias2, grad_scale;
+  explicit AdamConsts(const ms_adam_hparams& hp)
+      : b1(hp.beta1), b2(hp.beta2), lr(hp.lr), eps(hp.eps), inv_bias1(1.0f / hp.bias1),
+        inv_bias2(1.0f / hp.bias2), grad_scale(hp.grad_scale) {}
+};
+
+// Adam on elements [k0, k1) of one tensor.
+static void adam_range(size_t k0, size_t k1, float* param, const float* grad, float* m, float* v,
+                       const AdamConsts& c) {
+  for (size_t k = k0; k < k1; ++k) {
+    const float g = grad[k] * c.grad_scale;
+    const float mk = c.b1 * m[k] + (1.0f - c.b1) * g;
+    const float vk = c.b2 * v[k] + (1.0f - c.b2) * g * g;
+    m[k] = mk;
+    v[k] = vk;
+    param[k] -= c.lr * (mk * c.inv_bias1) / (std::sqrt(vk * c.inv_bias2) + c.eps);
+  }
+}
+
 int decoder_remove_parallel_grad(int n, int d, const float* W_dec, float* dW_dec, ms_error* err) {
   if (n <= 0 || d <= 0)
     return fail(err, MS_ERR_INVALID, "decoder_remove_parallel_grad", "n and d must be positive");
   const size_t N = size_t(n), D = size_t(d);
   parallel_for(N, row_grain(D), [&](size_t i0, size_t i1) {
-    for (size_t i = i0; i < i1; ++i) {
-      const float* w = W_dec + i * D;  // W_dec[i, :]
-      float* g = dW_dec + i * D;       // dW_dec[i, :]
-      double dot = 0.0, ss = 0.0;
-      for (size_t j = 0; j < D; ++j) {
-        dot += double(g[j]) * w[j];
-        ss += double(w[j]) * w[j];
-      }
-      if (ss == 0.0) continue;
-      const float k = float(dot / ss);
-      for (size_t j = 0; j < D; ++j) g[j] -= k * w[j];
-    }
+    for (size_t i = i0; i < i1; ++i) remove_parallel_row(D, W_dec + i * D, dW_dec + i * D);  // row i
   });
   return MS_OK;
 }
@@ -305,31 +340,42 @@ int decoder_renormalize(int n, int d, float* W_dec, ms_error* err) {
     return fail(err, MS_ERR_INVALID, "decoder_renormalize", "n and d must be positive");
   const size_t N = size_t(n), D = size_t(d);
   parallel_for(N, row_grain(D), [&](size_t i0, size_t i1) {
-    for (size_t i = i0; i < i1; ++i) {
-      float* w = W_dec + i * D;  // W_dec[i, :]
-      double ss = 0.0;
-      for (size_t j = 0; j < D; ++j) ss += double(w[j]) * w[j];
-      if (ss == 0.0) continue;
-      const float inv = float(1.0 / std::sqrt(ss));
-      for (size_t j = 0; j < D; ++j) w[j] *= inv;
-    }
+    for (size_t i = i0; i < i1; ++i) renormalize_row(D, W_dec + i * D);  // W_dec[i, :]
   });
   return MS_OK;
 }
 
 int adam_update(size_t count, float* param, const float* grad, float* m, float* v,
                 const ms_adam_hparams* hp, ms_error*) {
-  const float b1 = hp->beta1, b2 = hp->beta2, lr = hp->lr, eps = hp->eps;
-  const float inv_bias1 = 1.0f / hp->bias1, inv_bias2 = 1.0f / hp->bias2;
-  const float grad_scale = hp->grad_scale;
-  parallel_for(count, 1 << 14, [&](size_t k0, size_t k1) {
-    for (size_t k = k0; k < k1; ++k) {
-      const float g = grad[k] * grad_scale;
-      const float mk = b1 * m[k] + (1.0f - b1) * g;
-      const float vk = b2 * v[k] + (1.0f - b2) * g * g;
-      m[k] = mk;
-      v[k] = vk;
-      param[k] -= lr * (mk * inv_bias1) / (std::sqrt(vk * inv_bias2) + eps);
+  const AdamConsts c(*hp);
+  parallel_for(count, 1 << 14, [&](size_t k0, size_t k1) { adam_range(k0, k1, param, grad, m, v, c); });
+  return MS_OK;
+}
+
+// With the decoder constraint, each W_dec row goes through removal, Adam and renormalisation
+// while it is in cache (one pass instead of three).
+int sae_update(const ms_sae_update_args* a, ms_error* err) {
+  if (!a) return fail(err, MS_ERR_INVALID, "sae_update", "args is null");
+  if (a->n <= 0 || a->d <= 0) return fail(err, MS_ERR_INVALID, "sae_update", "n and d must be positive");
+  const size_t N = size_t(a->n), D = size_t(a->d);
+  if (a->W_enc.count != D * N || a->b_enc.count != N || a->W_dec.count != N * D || a->b_dec.count != D)
+    return fail(err, MS_ERR_INVALID, "sae_update", "slot counts do not match n and d");
+  for (const ms_adam_slot* s : {&a->W_enc, &a->b_enc, &a->W_dec, &a->b_dec})
+    if (!s->param || !s->grad || !s->m || !s->v) return fail(err, MS_ERR_INVALID, "sae_update", "null slot pointer");
+  const AdamConsts c(a->hp);
+  for (const ms_adam_slot* s : {&a->W_enc, &a->b_enc, &a->b_dec})
+    parallel_for(s->count, 1 << 14, [&](size_t k0, size_t k1) { adam_range(k0, k1, s->param, s->grad, s->m, s->v, c); });
+  const ms_adam_slot& w = a->W_dec;
+  if (!a->constrain_decoder) {
+    parallel_for(w.count, 1 << 14, [&](size_t k0, size_t k1) { adam_range(k0, k1, w.param, w.grad, w.m, w.v, c); });
+    return MS_OK;
+  }
+  parallel_for(N, row_grain(D), [&](size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; ++i) {
+      const size_t at = i * D;  // row i of W_dec [n, d] and of its gradient and moments
+      remove_parallel_row(D, w.param + at, w.grad + at);
+      adam_range(at, at + D, w.param, w.grad, w.m, w.v, c);
+      renormalize_row(D, w.param + at);
     }
   });
   return MS_OK;

@@ -22,6 +22,7 @@ int decoder_remove_parallel_grad(int n, int d, const float* W_dec, float* dW_dec
 int decoder_renormalize(int n, int d, float* W_dec, ms_error* err);
 int adam_update(size_t count, float* param, const float* grad, float* m, float* v,
                 const ms_adam_hparams* hp, ms_error* err);
+int sae_update(const ms_sae_update_args* args, ms_error* err);
 
 }  // namespace ms::cpu
 

@@ -19,6 +19,7 @@
 #include "memory.cuh"
 #include "resample.cuh"
 #include "sae.cuh"
+#include "sae_update.cuh"
 #include "transformer.cuh"
 #include "transformer_grad.cuh"
 #include "vector.cuh"
@@ -234,6 +235,7 @@ static const ms_backend kCudaBackend = {
     adamw_update,
     sparse_rows,
     column_stats,
+    sae_update,
 };
 
 }  // namespace ms::cuda

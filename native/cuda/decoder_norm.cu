@@ -31,7 +31,7 @@ static __global__ void __launch_bounds__(kThreads)
   ss = block_sum(ss, scratch);
   if (ss == 0.0) return;  // zero row: untouched (the whole block agrees)
   const float k = float(dot / ss);
-  for (int j = threadIdx.x; j < d; j += blockDim.x) g[j] = __fsub_rn(g[j], __fmul_rn(k, w[j]));
+  for (int j = threadIdx.x; j < d; j += blockDim.x) g[j] = remove_parallel_element(g[j], k, w[j]);
 }
 
 // W_dec[i, :] *= 1 / ||W_dec[i, :]|| for nonzero rows; block i = row i.
@@ -47,8 +47,18 @@ static __global__ void __launch_bounds__(kThreads) renormalize_kernel(int n, int
   }
   ss = block_sum(ss, scratch);
   if (ss == 0.0) return;  // zero row: untouched
-  const float inv = float(1.0 / sqrt(ss));
+  const float inv = renormalize_factor(ss);
   for (int j = threadIdx.x; j < d; j += blockDim.x) w[j] = __fmul_rn(w[j], inv);
+}
+
+int launch_remove_parallel(const Op& op, int n, int d, const float* W_dec, float* dW_dec) {
+  remove_parallel_kernel<<<static_cast<unsigned int>(n), kThreads, 0, op.stream>>>(n, d, W_dec, dW_dec);
+  return check_launch(op, "remove_parallel_kernel");
+}
+
+int launch_renormalize(const Op& op, int n, int d, float* W_dec) {
+  renormalize_kernel<<<static_cast<unsigned int>(n), kThreads, 0, op.stream>>>(n, d, W_dec);
+  return check_launch(op, "renormalize_kernel");
 }
 
 int decoder_remove_parallel_grad(int n, int d, const float* W_dec, float* dW_dec, ms_error* err) {
@@ -58,8 +68,7 @@ int decoder_remove_parallel_grad(int n, int d, const float* W_dec, float* dW_dec
   if (!dW_dec) return invalid(err, name, "dW_dec is null");
   Op op;
   MS_TRY(begin(op, err, name));
-  remove_parallel_kernel<<<static_cast<unsigned int>(n), kThreads, 0, op.stream>>>(n, d, W_dec, dW_dec);
-  MS_TRY(check_launch(op, "remove_parallel_kernel"));
+  MS_TRY(launch_remove_parallel(op, n, d, W_dec, dW_dec));
   return finish(op);
 }
 
@@ -69,8 +78,7 @@ int decoder_renormalize(int n, int d, float* W_dec, ms_error* err) {
   if (!W_dec) return invalid(err, name, "W_dec is null");
   Op op;
   MS_TRY(begin(op, err, name));
-  renormalize_kernel<<<static_cast<unsigned int>(n), kThreads, 0, op.stream>>>(n, d, W_dec);
-  MS_TRY(check_launch(op, "renormalize_kernel"));
+  MS_TRY(launch_renormalize(op, n, d, W_dec));
   return finish(op);
 }
 

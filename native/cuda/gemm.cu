@@ -11,6 +11,10 @@
  */
 #include "gemm.cuh"
 
+#include <type_traits>
+
+#include "gemm_tensor.cuh"
+
 namespace ms::cuda {
 
 constexpr int kBM = 64;            // tile rows (M)
@@ -133,6 +137,10 @@ int gemm(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, float al
     return invalid(op.err, op.name, "gemm: leading dimension too small (lda %d, ldb %d, ldc %d)", lda,
                    ldb, ldc);
   if (!C || (K > 0 && (!A || !B))) return invalid(op.err, op.name, "gemm: null operand");
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    if (use_tensor_kernels() && !(trans_a && trans_b))  // T x T: no product uses it; simple kernel
+      return gemm_tensor(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, EpilogueStore{alpha, beta, C, ldc});
+  }
   if (!trans_a && !trans_b) return launch_gemm<T, false, false>(op, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   if (!trans_a && trans_b) return launch_gemm<T, false, true>(op, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   if (trans_a && !trans_b) return launch_gemm<T, true, false>(op, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

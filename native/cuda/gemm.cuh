@@ -5,7 +5,8 @@
  * op(B) is B [K, N] (ldb >= N) or, with trans_b, B stored as [N, K] (ldb >= K).
  * T is the operand type (float or __nv_bfloat16); products accumulate in fp32. M, N, K are
  * arbitrary (edges are bounds-checked); beta == 0 never reads C, so C may hold NaN.
- * A fast tensor-core version is a later task; this one is the reference for it.
+ * For bf16 operands gemm() runs the tensor-core kernel of gemm_tensor.cuh unless
+ * MONOSEMANTIC_CUDA_KERNELS=simple; the simple kernel here is its reference, and the fp32 path.
  */
 #ifndef MONOSEMANTIC_CUDA_GEMM_CUH
 #define MONOSEMANTIC_CUDA_GEMM_CUH

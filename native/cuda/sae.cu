@@ -24,6 +24,12 @@
  * Every reduction has a fixed order (fixed grids, fixed trees, no float atomics), so results are
  * bitwise reproducible run to run; fire counts use integer atomics.
  *
+ * Fused path (MS_PREC_BF16 with the tensor-core kernels, gemm_tensor.cuh): step 1's bias and ReLU
+ * run in the encoder GEMM's epilogue, which writes f and bf16(f) directly; step 5's mask and
+ * penalty run in the gp GEMM's epilogue. The sparsity and L0 statistics then come from the f
+ * column pass instead (sum_i c_i f_colsum_i and the per-feature firing counts of this batch), so
+ * f is read once less. MONOSEMANTIC_CUDA_KERNELS=simple keeps the separate passes above.
+ *
  * sae_encode / sae_decode get no workspace from the caller (backend.h), so they cudaMalloc their
  * temporaries (x - b_dec, and the bf16 operand copies) for the duration of the call.
  */
@@ -33,6 +39,9 @@
 
 #include "common.cuh"
 #include "gemm.cuh"
+#include "gemm_tensor.cuh"
+
+#include <type_traits>
 
 namespace ms::cuda {
 
@@ -69,6 +78,7 @@ struct GradsWorkspace {
   double* g_colsum;      // [d]    sum_b g[b, :]
   double* f_colsum;      // [n]    sum_b f[b, :]
   double* gp_colsum;     // [n]    sum_b gp[b, :]  (= db_enc in double)
+  int32_t* fired;        // [n]    #{b : f[b, i] > 0} in this batch  (fused path)
   double* partial;       // [chunks(B), max(d, n)] column-sum partials, reused by each column sum
   double* stat_partial;  // [3, kStatBlocks] per-block sums of e^2, f c, [f > 0]
   double* stat_out;      // [3] their totals
@@ -93,6 +103,7 @@ static GradsWorkspace carve_grads(void* base, size_t B, size_t d, size_t n, bool
   ws.g_colsum = cv.take<double>(d);
   ws.f_colsum = cv.take<double>(n);
   ws.gp_colsum = cv.take<double>(n);
+  ws.fired = cv.take<int32_t>(n);
   ws.partial = cv.take<double>(size_t(colsum_plan(static_cast<int>(B)).chunks) * cols);
   ws.stat_partial = cv.take<double>(3 * size_t(kStatBlocks));
   ws.stat_out = cv.take<double>(3);
@@ -205,6 +216,28 @@ static __global__ void __launch_bounds__(kThreads)
     const float v = on ? __fadd_rn(gp[idx], __fmul_rn(l1_scale, ci)) : 0.0f;
     gp[idx] = v;
     if (gp_bf) gp_bf[idx] = __float2bfloat16_rn(v);
+  }
+  sparsity = block_sum(sparsity, scratch);
+  l0 = block_sum(l0, scratch);
+  if (threadIdx.x == 0) {
+    sparsity_partial[blockIdx.x] = sparsity;
+    l0_partial[blockIdx.x] = l0;
+  }
+}
+
+// Fused path, after the f column pass: per-block partials of sum_i c_i f_colsum[i] (c_i = 1 when
+// c is null) and of sum_i fired[i]; fire_counts[i] += fired[i] when non-null. Launched with exactly
+// kStatBlocks blocks; feature i is handled by one thread, so the counts need no atomics.
+static __global__ void __launch_bounds__(kThreads)
+    feature_stats_kernel(int n, const double* __restrict__ f_colsum, const float* __restrict__ c,
+                         const int32_t* __restrict__ fired, int32_t* __restrict__ fire_counts,
+                         double* __restrict__ sparsity_partial, double* __restrict__ l0_partial) {
+  __shared__ double scratch[33];
+  double sparsity = 0.0, l0 = 0.0;
+  MS_GRID_STRIDE(i, size_t(n)) {
+    sparsity += f_colsum[i] * (c ? double(c[i]) : 1.0);
+    l0 += double(fired[i]);
+    if (fire_counts) fire_counts[i] += fired[i];
   }
   sparsity = block_sum(sparsity, scratch);
   l0 = block_sum(l0, scratch);
@@ -351,6 +384,14 @@ static int colsum(const Op& op, const float* X, int rows, int cols, double* part
   return check_launch(op, "colsum_final_kernel");
 }
 
+static int launch_feature_stats(const Op& op, int n, const double* f_colsum, const float* c,
+                                const int32_t* fired, int32_t* fire_counts, double* sparsity_partial,
+                                double* l0_partial) {
+  feature_stats_kernel<<<kStatBlocks, kThreads, 0, op.stream>>>(n, f_colsum, c, fired, fire_counts,
+                                                                sparsity_partial, l0_partial);
+  return check_launch(op, "feature_stats_kernel");
+}
+
 static int launch_decnorm_grad(const Op& op, int n, int d, const float* W_dec, const float* c,
                                const double* f_colsum, double scale, float* dW_dec) {
   decnorm_grad_kernel<<<static_cast<unsigned int>(n), kThreads, 0, op.stream>>>(n, d, W_dec, c,
@@ -431,12 +472,18 @@ int sae_encode(int batch, int d, int n, int precision, const float* x, const flo
   if (bf16_mode) {
     MS_TRY(launch_to_bf16(op, W_enc, W_enc_bf, D * N));
     MS_TRY(launch_center<bf16>(op, x, b_dec, xc_bf, B, d));
-    MS_TRY(gemm<bf16>(op, false, false, batch, n, d, 1.0f, xc_bf, d, W_enc_bf, n, 0.0f, f, n));
+    if (use_tensor_kernels()) {  // bias and ReLU in the GEMM's epilogue
+      MS_TRY(gemm_tensor(op, false, false, batch, n, d, xc_bf, d, W_enc_bf, n,
+                         EpilogueBiasRelu{b_enc, f, nullptr, n}));
+    } else {
+      MS_TRY(gemm<bf16>(op, false, false, batch, n, d, 1.0f, xc_bf, d, W_enc_bf, n, 0.0f, f, n));
+      MS_TRY(launch_bias_relu(op, f, b_enc, nullptr, B, n));
+    }
   } else {
     MS_TRY(launch_center<float>(op, x, b_dec, xc, B, d));
     MS_TRY(gemm<float>(op, false, false, batch, n, d, 1.0f, xc, d, W_enc, n, 0.0f, f, n));
+    MS_TRY(launch_bias_relu(op, f, b_enc, nullptr, B, n));
   }
-  MS_TRY(launch_bias_relu(op, f, b_enc, nullptr, B, n));
   MS_TRY(finish(op));
   return scratch.release(op);
 }
@@ -483,23 +530,35 @@ struct GradOperands {
   const T* gp;     // [B, n]
 };
 
-// Steps 1-9 (see the header comment) for operand type T.
+// Steps 1-9 (see the header comment) for operand type T; `fused` (bf16 only) takes the fused path.
 template <typename T>
 static int grads_pass(const Op& op, const ms_sae_grads_args* a, const GradsWorkspace& ws,
-                      const GradOperands<T>& o, T* xc_out, bf16* f_bf, bf16* g_bf, bf16* gp_bf) {
+                      const GradOperands<T>& o, T* xc_out, bf16* f_bf, bf16* g_bf, bf16* gp_bf,
+                      bool fused) {
   const int b_i = a->batch, d_i = a->d, n_i = a->n;
   const size_t B = size_t(b_i);
   const bool decnorm = a->penalty == MS_PENALTY_L1_DECNORM;
   const float lambda = a->l1_coeff;
   const float* c = decnorm ? ws.c : nullptr;  // null: c_i = 1
+  const float l1_scale = lambda / float(b_i);
+  double* sparsity_partial = ws.stat_partial + kStatBlocks;
+  double* l0_partial = ws.stat_partial + 2 * kStatBlocks;
 
   // c[i] = ||W_dec[i, :]|| (DECNORM only)
   if (decnorm) MS_TRY(launch_row_norms(op, n_i, d_i, a->W_dec, ws.c));
 
   // 1. xc = x - b_dec; f = ReLU(xc W_enc + b_enc)      f [B, n] = xc [B, d] . W_enc [d, n]
   MS_TRY(launch_center<T>(op, a->x, a->b_dec, xc_out, B, d_i));
-  MS_TRY(gemm<T>(op, false, false, b_i, n_i, d_i, 1.0f, o.xc, d_i, o.W_enc, n_i, 0.0f, ws.f, n_i));
-  MS_TRY(launch_bias_relu(op, ws.f, a->b_enc, f_bf, B, n_i));
+  if constexpr (std::is_same_v<T, bf16>) {
+    if (fused) {
+      MS_TRY(gemm_tensor(op, false, false, b_i, n_i, d_i, o.xc, d_i, o.W_enc, n_i,
+                         EpilogueBiasRelu{a->b_enc, ws.f, f_bf, n_i}));
+    }
+  }
+  if (!fused) {
+    MS_TRY(gemm<T>(op, false, false, b_i, n_i, d_i, 1.0f, o.xc, d_i, o.W_enc, n_i, 0.0f, ws.f, n_i));
+    MS_TRY(launch_bias_relu(op, ws.f, a->b_enc, f_bf, B, n_i));
+  }
 
   // 2. g [B, d] = f [B, n] . W_dec [n, d]; then e = g + b_dec - x, g = (2/B) e, sse partials
   MS_TRY(gemm<T>(op, false, false, b_i, d_i, n_i, 1.0f, o.f, n_i, o.W_dec, d_i, 0.0f, ws.g, d_i));
@@ -511,7 +570,14 @@ static int grads_pass(const Op& op, const ms_sae_grads_args* a, const GradsWorks
 
   // 4. dW_dec [n, d] = f^T [n, B] . g [B, d]   (f stored [B, n]: trans_a, lda = n)
   MS_TRY(gemm<T>(op, true, false, n_i, d_i, b_i, 1.0f, o.f, n_i, o.g, d_i, 0.0f, a->dW_dec, d_i));
-  if (decnorm || a->fire_counts) {
+  if (fused) {
+    // f column pass: f_colsum and this batch's firing counts, then sparsity / l0 / fire_counts.
+    MS_TRY(check(op, cudaMemsetAsync(ws.fired, 0, size_t(n_i) * sizeof(int32_t), op.stream),
+                 "cudaMemsetAsync"));
+    MS_TRY(colsum(op, ws.f, b_i, n_i, ws.partial, ws.f_colsum, nullptr, ws.fired));
+    MS_TRY(launch_feature_stats(op, n_i, ws.f_colsum, c, ws.fired, a->fire_counts, sparsity_partial,
+                                l0_partial));
+  } else if (decnorm || a->fire_counts) {
     MS_TRY(colsum(op, ws.f, b_i, n_i, ws.partial, ws.f_colsum, nullptr, a->fire_counts));
   }
   if (decnorm) {
@@ -520,12 +586,18 @@ static int grads_pass(const Op& op, const ms_sae_grads_args* a, const GradsWorks
   }
 
   // 5. gp [B, n] = g [B, d] . W_dec^T [d, n]   (W_dec stored [n, d]: trans_b, ldb = d);
-  //    then the ReLU mask and the penalty term, with the sparsity / l0 partials.
+  //    then the ReLU mask and the penalty term (with the sparsity / l0 partials unless fused).
   //    (In BF16 mode gp_bf overwrites f_bf, whose last reader was the dW_dec product above.)
-  MS_TRY(gemm<T>(op, false, true, b_i, n_i, d_i, 1.0f, o.g, d_i, o.W_dec, d_i, 0.0f, ws.gp, n_i));
-  const float l1_scale = lambda / float(b_i);
-  MS_TRY(launch_feature_grad(op, ws.gp, ws.f, c, gp_bf, B, n_i, l1_scale, ws.stat_partial + kStatBlocks,
-                             ws.stat_partial + 2 * kStatBlocks));
+  if constexpr (std::is_same_v<T, bf16>) {
+    if (fused) {
+      MS_TRY(gemm_tensor(op, false, true, b_i, n_i, d_i, o.g, d_i, o.W_dec, d_i,
+                         EpilogueFeatureGrad{ws.f, c, l1_scale, ws.gp, gp_bf, n_i}));
+    }
+  }
+  if (!fused) {
+    MS_TRY(gemm<T>(op, false, true, b_i, n_i, d_i, 1.0f, o.g, d_i, o.W_dec, d_i, 0.0f, ws.gp, n_i));
+    MS_TRY(launch_feature_grad(op, ws.gp, ws.f, c, gp_bf, B, n_i, l1_scale, sparsity_partial, l0_partial));
+  }
 
   // 6. db_enc = sum_b gp[b, :] (from fp32 gp), kept in double as gp_colsum for step 8
   MS_TRY(colsum(op, ws.gp, b_i, n_i, ws.partial, ws.gp_colsum, a->db_enc, nullptr));
@@ -569,10 +641,10 @@ int sae_grads(const ms_sae_grads_args* a, ms_sae_stats* stats_host, ms_error* er
     MS_TRY(launch_to_bf16(op, a->W_enc, ws.W_enc_bf, D * N));
     MS_TRY(launch_to_bf16(op, a->W_dec, ws.W_dec_bf, N * D));
     const GradOperands<bf16> o{ws.xc_bf, ws.W_enc_bf, ws.f_bf, ws.W_dec_bf, ws.g_bf, ws.gp_bf};
-    MS_TRY(grads_pass<bf16>(op, a, ws, o, ws.xc_bf, ws.f_bf, ws.g_bf, ws.gp_bf));
+    MS_TRY(grads_pass<bf16>(op, a, ws, o, ws.xc_bf, ws.f_bf, ws.g_bf, ws.gp_bf, use_tensor_kernels()));
   } else {
     const GradOperands<float> o{ws.xc, a->W_enc, ws.f, a->W_dec, ws.g, ws.gp};
-    MS_TRY(grads_pass<float>(op, a, ws, o, ws.xc, nullptr, nullptr, nullptr));
+    MS_TRY(grads_pass<float>(op, a, ws, o, ws.xc, nullptr, nullptr, nullptr, false));
   }
 
   double totals[3] = {0.0, 0.0, 0.0};  // sum e^2, sum f c, #{f > 0}

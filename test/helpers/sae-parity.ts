@@ -157,6 +157,34 @@ export function defineSaeParityTests(backend: BackendName, precisions: readonly 
     },
   );
 
+  // A step without clipping makes one sae_update call (the backend fuses what it can); with a
+  // clipping norm no gradient reaches, it makes the separate calls. Same bits either way.
+  it.each([
+    [37, 29, 83, true],
+    [37, 29, 83, false],
+    [5, 4100, 3, true], // rows longer than CUDA's fused row kernel holds
+  ] as const)('the one-call update equals the separate ops to the bit (B %i, d %i, n %i, unit-norm decoder %s)', async (B, d, n, constrain) => {
+    const penalty = constrain ? 'l1' : 'l1_decnorm';
+    const drawn = drawCase({ B, d, n, penalty, precision: 'f32' }, 91);
+    const make = () => {
+      const sae = SparseAutoencoder.create({ dIn: d, dSae: n, backend, penalty, precision: 'f32', l1Coeff, constrainDecoder: constrain, lr: 1e-2 });
+      sae.writeParameters(drawn.params);
+      return sae;
+    };
+    using fused = make();
+    using separate = make();
+    using x = Tensor.from(drawn.x, [B, d], { backend });
+    for (let t = 0; t < 3; t++) {
+      await fused.step(x);
+      await separate.step(x, { clipGradNorm: 1e30 });
+    }
+    const [a, b] = [fused.readParameters(), separate.readParameters()];
+    for (const k of ['W_enc', 'b_enc', 'W_dec', 'b_dec'] as const) {
+      expect(a[k], k).toEqual(b[k]);
+      expect(fused.gradients[k].toFloat32(), `d${k}`).toEqual(separate.gradients[k].toFloat32());
+    }
+  });
+
   it.each([
     ['l1', true],
     ['l1_decnorm', false],

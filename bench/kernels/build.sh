@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Builds the kernel playgrounds of bench/kernels into build/kernels/ (nvcc; cudart static, so the
+# binaries need only the NVIDIA driver). NVCC and ARCH override the compiler and the target.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+nvcc=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+arch=${ARCH:-sm_90}
+mkdir -p build/kernels
+"$nvcc" -std=c++17 -O3 -lineinfo -arch="$arch" -Inative \
+  bench/kernels/gemm_bf16.cu native/cuda/gemm.cu native/cuda/gemm_tensor.cu native/cuda/common.cu \
+  -o build/kernels/gemm_bf16 -ldl
+echo "built build/kernels/gemm_bf16 ($arch)"

@@ -1,0 +1,282 @@
+/*
+ * gemm_bf16.cu — playground for the bf16 GEMMs of the SAE step: correctness sweep and timing
+ * sweep of each version against a float64 CPU reference and cuBLAS (loaded at run time, when
+ * present, as the measured ceiling; the library never links it).
+ *
+ * Versions (C[M, N] = op(A) op(B), bf16 operands, fp32 accumulation and output):
+ *   1  simple   native/cuda/gemm.cu, the SIMT tiled kernel (MONOSEMANTIC_CUDA_KERNELS=simple)
+ *   2  tensor   native/cuda/gemm_tensor.cu, mma.sync m16n8k16 + ldmatrix + 3-stage cp.async
+ *   0  cublas   cublasGemmEx, CUBLAS_COMPUTE_32F (reference and ceiling)
+ *
+ * Build (here or on the GPU machine):  bash bench/kernels/build.sh   -> build/kernels/gemm_bf16
+ * Run:  build/kernels/gemm_bf16 [--check] [--time] [--iters 20] [--peak-tflops 989]
+ *       [--cublas /path/to/libcublas.so.13]
+ * The timing sweep runs the five products of the SAE step at the shapes of bench/kernels/
+ * SAE-STEP-FLOOR.md and prints ms (median of --iters after warm-up, CUDA events), TFLOP/s, the
+ * fraction of cuBLAS on the same product and of the bf16 peak given.
+ */
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cuda/common.cuh"
+#include "cuda/gemm.cuh"
+
+using bf16 = __nv_bfloat16;
+
+#define CHECK_CUDA(expr)                                                                   \
+  do {                                                                                     \
+    cudaError_t e_ = (expr);                                                               \
+    if (e_ != cudaSuccess) {                                                               \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                        \
+    }                                                                                      \
+  } while (0)
+
+// ---- cuBLAS, loaded at run time (prototypes of the few entry points used) --------------------
+
+struct Cublas {
+  using Create = int (*)(void**);
+  using SetStream = int (*)(void*, cudaStream_t);
+  using GemmEx = int (*)(void*, int, int, int, int, int, const void*, const void*, int, int, const void*, int,
+                         int, const void*, void*, int, int, int, int);
+  void* handle = nullptr;
+  GemmEx gemm_ex = nullptr;
+
+  bool load(const char* path, cudaStream_t stream) {
+    const char* candidates[] = {path, "libcublas.so.13", "libcublas.so.12", "libcublas.so"};
+    void* lib = nullptr;
+    for (const char* c : candidates)
+      if (c && (lib = dlopen(c, RTLD_NOW | RTLD_LOCAL))) break;
+    if (!lib) return false;
+    auto create = reinterpret_cast<Create>(dlsym(lib, "cublasCreate_v2"));
+    auto set_stream = reinterpret_cast<SetStream>(dlsym(lib, "cublasSetStream_v2"));
+    gemm_ex = reinterpret_cast<GemmEx>(dlsym(lib, "cublasGemmEx"));
+    if (!create || !set_stream || !gemm_ex || create(&handle) != 0) return false;
+    return set_stream(handle, stream) == 0;
+  }
+
+  // Row-major C [M, N] = op(A) op(B) is column-major C^T = op(B)^T op(A)^T.
+  int gemm(bool ta, bool tb, int M, int N, int K, const bf16* A, int lda, const bf16* B, int ldb, float* C,
+           int ldc) const {
+    const float one = 1.0f, zero = 0.0f;
+    constexpr int kOpN = 0, kOpT = 1, kCompute32F = 68, kAlgoDefault = -1;
+    return gemm_ex(handle, tb ? kOpT : kOpN, ta ? kOpT : kOpN, N, M, K, &one, B, CUDA_R_16BF, ldb, A,
+                   CUDA_R_16BF, lda, &zero, C, CUDA_R_32F, ldc, kCompute32F, kAlgoDefault);
+  }
+};
+
+// ---- data -------------------------------------------------------------------------------------
+
+// v[i] = bf16 of a hash-based value in [-1, 1) (never all zeros).
+static __global__ void fill_kernel(bf16* v, size_t count, unsigned int seed) {
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += size_t(gridDim.x) * blockDim.x) {
+    unsigned int h = static_cast<unsigned int>(i) * 2654435761u ^ seed * 0x9e3779b9u;
+    h ^= h >> 15;
+    h *= 0x2c1b3c6du;
+    h ^= h >> 12;
+    v[i] = __float2bfloat16_rn(float(h & 0xffffff) / float(1 << 23) - 1.0f);
+  }
+}
+
+struct Problem {
+  bool ta, tb;
+  int M, N, K;
+  const char* name;
+};
+
+struct Buffers {
+  bf16 *A = nullptr, *B = nullptr;
+  float* C = nullptr;
+  int lda, ldb;
+  explicit Buffers(const Problem& p, unsigned int seed) {
+    const size_t a_count = size_t(p.M) * p.K, b_count = size_t(p.K) * p.N;
+    lda = p.ta ? p.M : p.K;  // storage row length: A [K, M] when transposed, else [M, K]
+    ldb = p.tb ? p.K : p.N;  // B [N, K] when transposed, else [K, N]
+    CHECK_CUDA(cudaMalloc(&A, a_count * sizeof(bf16)));
+    CHECK_CUDA(cudaMalloc(&B, b_count * sizeof(bf16)));
+    CHECK_CUDA(cudaMalloc(&C, size_t(p.M) * p.N * sizeof(float)));
+    fill_kernel<<<1024, 256>>>(A, a_count, seed);
+    fill_kernel<<<1024, 256>>>(B, b_count, seed + 1);
+    CHECK_CUDA(cudaDeviceSynchronize());
+  }
+  ~Buffers() {
+    cudaFree(A);
+    cudaFree(B);
+    cudaFree(C);
+  }
+};
+
+enum Version { kCublas = 0, kSimple = 1, kTensor = 2 };
+static const char* version_name(int v) { return v == kCublas ? "cublas" : v == kSimple ? "simple" : "tensor"; }
+
+static int run_version(int v, const Cublas& cublas, ms::cuda::Op& op, const Problem& p, const Buffers& b) {
+  if (v == kCublas) return cublas.gemm(p.ta, p.tb, p.M, p.N, p.K, b.A, b.lda, b.B, b.ldb, b.C, p.N);
+  if (v == kSimple) setenv("MONOSEMANTIC_CUDA_KERNELS", "simple", 1);
+  else unsetenv("MONOSEMANTIC_CUDA_KERNELS");
+  return ms::cuda::gemm<bf16>(op, p.ta, p.tb, p.M, p.N, p.K, 1.0f, b.A, b.lda, b.B, b.ldb, 0.0f, b.C, p.N);
+}
+
+// ---- correctness ------------------------------------------------------------------------------
+
+static float bf16_to_float_host(bf16 v) {
+  unsigned short bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  const unsigned int u = static_cast<unsigned int>(bits) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// Worst |C - ref| / sum_k |a||b| over all outputs (float64 reference on the host).
+static double check_one(int v, const Cublas& cublas, ms::cuda::Op& op, const Problem& p) {
+  Buffers b(p, 7u + p.M * 31u + p.N * 17u + p.K);
+  CHECK_CUDA(cudaMemset(b.C, 0xff, size_t(p.M) * p.N * sizeof(float)));  // NaN poison
+  if (run_version(v, cublas, op, p, b) != 0) return INFINITY;
+  CHECK_CUDA(cudaStreamSynchronize(op.stream));
+  std::vector<bf16> hA(size_t(p.M) * p.K), hB(size_t(p.K) * p.N);
+  std::vector<float> hC(size_t(p.M) * p.N);
+  CHECK_CUDA(cudaMemcpy(hA.data(), b.A, hA.size() * sizeof(bf16), cudaMemcpyDeviceToHost));
+  CHECK_CUDA(cudaMemcpy(hB.data(), b.B, hB.size() * sizeof(bf16), cudaMemcpyDeviceToHost));
+  CHECK_CUDA(cudaMemcpy(hC.data(), b.C, hC.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  double worst = 0.0;
+  for (int m = 0; m < p.M; ++m)
+    for (int n = 0; n < p.N; ++n) {
+      double acc = 0.0, scale = 0.0;
+      for (int k = 0; k < p.K; ++k) {
+        const double a = bf16_to_float_host(p.ta ? hA[size_t(k) * b.lda + m] : hA[size_t(m) * b.lda + k]);
+        const double bb = bf16_to_float_host(p.tb ? hB[size_t(n) * b.ldb + k] : hB[size_t(k) * b.ldb + n]);
+        acc += a * bb;
+        scale += std::fabs(a * bb);
+      }
+      const double got = hC[size_t(m) * p.N + n];
+      const double err = std::isfinite(got) ? std::fabs(got - acc) / (scale > 0 ? scale : 1.0) : INFINITY;
+      worst = std::max(worst, err);
+    }
+  return worst;
+}
+
+// ---- timing -----------------------------------------------------------------------------------
+
+static double time_one(int v, const Cublas& cublas, ms::cuda::Op& op, const Problem& p, int iters) {
+  Buffers b(p, 11u);
+  for (int w = 0; w < 3; ++w)
+    if (run_version(v, cublas, op, p, b) != 0) return NAN;
+  cudaEvent_t start, stop;
+  CHECK_CUDA(cudaEventCreate(&start));
+  CHECK_CUDA(cudaEventCreate(&stop));
+  std::vector<float> ms(iters);
+  for (int i = 0; i < iters; ++i) {
+    CHECK_CUDA(cudaEventRecord(start, op.stream));
+    run_version(v, cublas, op, p, b);
+    CHECK_CUDA(cudaEventRecord(stop, op.stream));
+    CHECK_CUDA(cudaEventSynchronize(stop));
+    CHECK_CUDA(cudaEventElapsedTime(&ms[i], start, stop));
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(ms.begin(), ms.end());
+  return ms[iters / 2];
+}
+
+int main(int argc, char** argv) {
+  bool do_check = false, do_time = false;
+  int iters = 20;
+  double peak = 989.0;  // H100 SXM dense bf16, spec; pass the measured one
+  const char* cublas_path = nullptr;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--check") do_check = true;
+    else if (a == "--time") do_time = true;
+    else if (a == "--iters" && i + 1 < argc) iters = std::atoi(argv[++i]);
+    else if (a == "--peak-tflops" && i + 1 < argc) peak = std::atof(argv[++i]);
+    else if (a == "--cublas" && i + 1 < argc) cublas_path = argv[++i];
+    else {
+      std::fprintf(stderr, "usage: gemm_bf16 [--check] [--time] [--iters N] [--peak-tflops T] [--cublas PATH]\n");
+      return 2;
+    }
+  }
+  if (!do_check && !do_time) do_check = do_time = true;
+
+  cudaDeviceProp prop;
+  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
+  cudaStream_t stream;
+  CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  ms_error err{};
+  ms::cuda::Op op;
+  op.err = &err;
+  op.name = "gemm_bf16";
+  op.stream = stream;
+  Cublas cublas;
+  const bool have_cublas = cublas.load(cublas_path, stream);
+  std::printf("cuBLAS: %s\n", have_cublas ? "loaded" : "not found (pass --cublas PATH)");
+  const int first = have_cublas ? kCublas : kSimple;
+  int failures = 0;
+
+  if (do_check) {
+    // Ragged and whole-tile shapes, the storage orders the step uses: NN, TN, NT (TT goes to the
+    // simple kernel). Tolerance: fp32 accumulation.
+    const int dims[][3] = {{1, 1, 1}, {17, 9, 33}, {128, 128, 32}, {129, 130, 31}, {300, 257, 77}, {64, 515, 264}, {257, 96, 1030}};
+    std::printf("\ncorrectness: worst |C - C64| / sum|a b| (tolerance 1e-5)\n");
+    std::printf("%-22s %-5s %10s %10s %10s\n", "M x N x K", "op", "cublas", "simple", "tensor");
+    for (const auto& dm : dims)
+      for (int t = 0; t < 3; ++t) {
+        const Problem p{(t & 1) != 0, (t & 2) != 0, dm[0], dm[1], dm[2], ""};
+        char shape[64];
+        std::snprintf(shape, sizeof shape, "%d x %d x %d", p.M, p.N, p.K);
+        std::printf("%-22s %c%c    ", shape, p.ta ? 'T' : 'N', p.tb ? 'T' : 'N');
+        for (int v = kCublas; v <= kTensor; ++v) {
+          if (v < first) {
+            std::printf(" %10s", "-");
+            continue;
+          }
+          const double e = check_one(v, cublas, op, p);
+          if (v != kCublas && !(e < 1e-5)) ++failures;
+          std::printf(" %10.2e", e);
+        }
+        std::printf("\n");
+      }
+  }
+
+  if (do_time) {
+    // The five products of the SAE step (bench/kernels/SAE-STEP-FLOOR.md), (d, n, B).
+    const int shapes[][3] = {{512, 16384, 4096}, {512, 131072, 4096}, {768, 24576, 4096}};
+    std::printf("\ntiming: median ms of %d, TFLOP/s, fraction of cuBLAS and of %.0f TFLOP/s\n", iters, peak);
+    std::printf("%-20s %-28s %-7s %9s %9s %8s %8s\n", "(d, n, B)", "product", "version", "ms", "TFLOP/s", "vs cuBLAS", "of peak");
+    for (const auto& s : shapes) {
+      const int d = s[0], n = s[1], B = s[2];
+      const Problem products[] = {
+          {false, false, B, n, d, "f = xc W_enc"},
+          {false, false, B, d, n, "xhat = f W_dec"},
+          {true, false, n, d, B, "dW_dec = f^T g"},
+          {false, true, B, n, d, "gp = g W_dec^T"},
+          {true, false, d, n, B, "dW_enc = xc^T gp"},
+      };
+      char shape[40];
+      std::snprintf(shape, sizeof shape, "(%d, %d, %d)", d, n, B);
+      for (const auto& p : products) {
+        double ref_ms = NAN;
+        for (int v = first; v <= kTensor; ++v) {
+          if (v == kSimple && n > 16384) continue;  // the simple kernel is minutes per sweep there
+          const double t = time_one(v, cublas, op, p, iters);
+          if (v == kCublas) ref_ms = t;
+          const double tflops = 2.0 * p.M * p.N * double(p.K) / (t * 1e-3) / 1e12;
+          std::printf("%-20s %-28s %-7s %9.3f %9.1f %8.2f %8.2f\n", shape, p.name, version_name(v), t, tflops,
+                      ref_ms / t, tflops / peak);
+        }
+      }
+    }
+  }
+  if (err.code != 0) std::printf("last error: %s\n", err.message);
+  std::printf("\n%s\n", failures ? "FAILED" : "ok");
+  return failures ? 1 : 0;
+}

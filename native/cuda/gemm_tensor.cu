@@ -1,0 +1,387 @@
+/*
+ * gemm_tensor.cu — the tensor-core bf16 GEMM of gemm_tensor.cuh.
+ *
+ * Tiling. A 256-thread block (8 warps) computes a 128 x 128 tile of the output; warp w owns the
+ * 64 x 32 sub-tile at rows (w / 4) * 64, columns (w % 4) * 32, as 4 x 4 mma.sync m16n8k16
+ * tiles (64 fp32 accumulators per thread). K is walked 32 at a time through a 3-stage cp.async
+ * pipeline in shared memory.
+ *
+ * Shared memory holds each operand tile in its global storage order, so every copy is a straight
+ * 16-byte cp.async of 8 contiguous elements:
+ *   A, not transposed (A [M, K]):  As[m][k]  128 rows x (32 + 8) — ldmatrix
+ *   A, transposed     (A [K, M]):  As[k][m]   32 rows x (128 + 8) — ldmatrix.trans
+ *   B, transposed     (B [N, K]):  Bs[n][k]  128 rows x (32 + 8) — ldmatrix
+ *   B, not transposed (B [K, N]):  Bs[k][n]   32 rows x (128 + 8) — ldmatrix.trans
+ * The 8-element pad makes the row stride 80 or 272 bytes, so the 8 rows one ldmatrix phase reads
+ * fall in distinct banks; both strides keep every row 16-byte aligned.
+ *
+ * Edges. A chunk of 8 elements is copied with cp.async when it lies inside the matrix and its
+ * address is 16-byte aligned (the base is 16-byte aligned and ld % 8 == 0); otherwise it is
+ * loaded element by element with zeros outside the matrix and stored to shared memory directly.
+ * Zeros in the K tail add nothing; rows and columns outside M x N are never stored.
+ *
+ * Fragment layouts (PTX ISA, mma.m16n8k16 with .bf16; g = lane / 4, t = lane % 4):
+ *   A regs {a0a1, a2a3, a4a5, a6a7} = (row g, k 2t..2t+1), (row g+8, k 2t..), (row g, k 2t+8..),
+ *                                     (row g+8, k 2t+8..)
+ *   B regs {b0b1, b2b3}             = (k 2t..2t+1, col g), (k 2t+8.., col g)
+ *   C     {c0, c1, c2, c3}          = (row g, col 2t), (row g, col 2t+1), (row g+8, col 2t), (row g+8, col 2t+1)
+ * ldmatrix.x4 gives register i of every lane from the 8 x 8 matrix whose row addresses lanes
+ * 8i..8i+7 supply; the address formulas (gemm_tensor_layout.h, shared with a host emulation that
+ * tests them) pick those matrices in the order above.
+ */
+#include "gemm_tensor.cuh"
+#include "gemm_tensor_layout.h"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace ms::cuda {
+
+using bf16 = __nv_bfloat16;
+
+using namespace layout;  // tile shapes and every index computation (gemm_tensor_layout.h)
+
+constexpr int kStages = 3;
+constexpr unsigned int kMaxGridY = 65535;
+
+// Bytes of dynamic shared memory for one instantiation (A is k-contiguous unless transposed, B
+// when transposed).
+template <bool TA, bool TB>
+constexpr size_t smem_bytes() {
+  return size_t(kStages) * (tile_elems(!TA) + tile_elems(TB)) * sizeof(bf16);
+}
+
+bool use_tensor_kernels() {
+  const char* v = std::getenv("MONOSEMANTIC_CUDA_KERNELS");
+  return !(v && std::strcmp(v, "simple") == 0);
+}
+
+// ---- PTX wrappers ---------------------------------------------------------------------------------
+
+__device__ __forceinline__ unsigned int smem_addr(const void* p) {
+  return static_cast<unsigned int>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void cp_async16(void* dst_smem, const void* src_global) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(dst_smem)),
+               "l"(src_global));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int Pending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(unsigned int (&r)[4], const bf16* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned int (&r)[4], const bf16* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+
+// d += a * b for one m16n8k16 tile.
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const unsigned int (&a)[4], unsigned int b0,
+                                         unsigned int b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// ---- global -> shared copies -------------------------------------------------------------------
+
+// Copies the Rows x Cols tile at (r0, c0) of a row-major matrix src [R, C] (leading dimension ld)
+// into dst [Rows][Stride], zero-filled outside the matrix. Thread tid copies chunks
+// q = tid + i * kBlockThreads (chunk_row / chunk_col of gemm_tensor_layout.h).
+template <int Rows, int Cols, int Stride>
+__device__ __forceinline__ void copy_tile(bf16* __restrict__ dst, const bf16* __restrict__ src, int ld,
+                                          int R, int C, int r0, int c0, bool vec_ok) {
+  constexpr int kChunks = Rows * (Cols / 8);
+  static_assert(kChunks % kBlockThreads == 0, "whole chunks per thread");
+  const unsigned short* src_u = reinterpret_cast<const unsigned short*>(src);
+#pragma unroll
+  for (int i = 0; i < kChunks / kBlockThreads; ++i) {
+    const int q = threadIdx.x + i * kBlockThreads;
+    const int r = chunk_row(q, Cols);
+    const int c = chunk_col(q, Cols);
+    const int gr = r0 + r;
+    const int gc = c0 + c;
+    bf16* d = dst + r * Stride + c;  // dst[r][c]
+    if (vec_ok && gr < R && gc + 8 <= C) {
+      cp_async16(d, src + size_t(gr) * ld + gc);  // src[gr, gc .. gc+7] at src[gr*ld + gc]
+    } else {
+      unsigned short v[8];
+#pragma unroll
+      for (int e = 0; e < 8; ++e)
+        v[e] = (gr < R && gc + e < C) ? src_u[size_t(gr) * ld + gc + e] : 0;  // bf16 +0.0 is 0x0000
+      uint4 packed;
+      packed.x = v[0] | (unsigned int)(v[1]) << 16;
+      packed.y = v[2] | (unsigned int)(v[3]) << 16;
+      packed.z = v[4] | (unsigned int)(v[5]) << 16;
+      packed.w = v[6] | (unsigned int)(v[7]) << 16;
+      *reinterpret_cast<uint4*>(d) = packed;
+    }
+  }
+}
+
+// ---- epilogues ------------------------------------------------------------------------------------
+
+// Each is called for an in-range (row, col) with the accumulators of (row, col) and (row, col + 1);
+// has1 says whether col + 1 < N. col is always even.
+struct StoreOp {
+  EpilogueStore e;
+  bool pair_ok;  // C + row*ldc + col is 8-byte aligned for every even col (C 8-aligned, ldc even)
+  __device__ __forceinline__ void operator()(int row, int col, float v0, float v1, bool has1) const {
+    float* c = e.C + size_t(row) * e.ldc + col;  // C[row, col] at C[row*ldc + col]
+    if (e.beta != 0.0f) {
+      v0 = fmaf(e.beta, c[0], e.alpha * v0);
+      if (has1) v1 = fmaf(e.beta, c[1], e.alpha * v1);
+    } else {
+      v0 *= e.alpha;  // C is not read: it may hold NaN
+      v1 *= e.alpha;
+    }
+    if (has1 && pair_ok) {
+      *reinterpret_cast<float2*>(c) = make_float2(v0, v1);
+    } else {
+      c[0] = v0;
+      if (has1) c[1] = v1;
+    }
+  }
+};
+
+struct BiasReluOp {
+  EpilogueBiasRelu e;
+  bool pair_ok;  // f and f_bf rows allow paired stores (f 8-aligned, f_bf 4-aligned, ldf even)
+  __device__ __forceinline__ void operator()(int row, int col, float v0, float v1, bool has1) const {
+    const size_t at = size_t(row) * e.ldf + col;  // f[row, col] at f[row*ldf + col]
+    float r0 = v0 + e.bias[col];
+    r0 = r0 > 0.0f ? r0 : 0.0f;  // NaN -> 0, as the CPU backend
+    float r1 = 0.0f;
+    if (has1) {
+      r1 = v1 + e.bias[col + 1];
+      r1 = r1 > 0.0f ? r1 : 0.0f;
+    }
+    if (has1 && pair_ok) {
+      *reinterpret_cast<float2*>(e.f + at) = make_float2(r0, r1);
+      if (e.f_bf) *reinterpret_cast<__nv_bfloat162*>(e.f_bf + at) = __floats2bfloat162_rn(r0, r1);
+    } else {
+      e.f[at] = r0;
+      if (e.f_bf) e.f_bf[at] = __float2bfloat16_rn(r0);
+      if (has1) {
+        e.f[at + 1] = r1;
+        if (e.f_bf) e.f_bf[at + 1] = __float2bfloat16_rn(r1);
+      }
+    }
+  }
+};
+
+struct FeatureGradOp {
+  EpilogueFeatureGrad e;
+  bool pair_ok;  // gp 8-aligned, gp_bf 4-aligned, ld even (f is read one element at a time)
+  __device__ __forceinline__ float grad(float acc, size_t at, int col) const {
+    if (!(e.f[at] > 0.0f)) return 0.0f;  // f[row, col] at f[row*ld + col]
+    const float ci = e.c ? e.c[col] : 1.0f;
+    return __fadd_rn(acc, __fmul_rn(e.l1_scale, ci));  // unfused, as the CPU backend
+  }
+  __device__ __forceinline__ void operator()(int row, int col, float v0, float v1, bool has1) const {
+    const size_t at = size_t(row) * e.ld + col;
+    const float r0 = grad(v0, at, col);
+    const float r1 = has1 ? grad(v1, at + 1, col + 1) : 0.0f;
+    if (has1 && pair_ok) {
+      *reinterpret_cast<float2*>(e.gp + at) = make_float2(r0, r1);
+      if (e.gp_bf) *reinterpret_cast<__nv_bfloat162*>(e.gp_bf + at) = __floats2bfloat162_rn(r0, r1);
+    } else {
+      e.gp[at] = r0;
+      if (e.gp_bf) e.gp_bf[at] = __float2bfloat16_rn(r0);
+      if (has1) {
+        e.gp[at + 1] = r1;
+        if (e.gp_bf) e.gp_bf[at + 1] = __float2bfloat16_rn(r1);
+      }
+    }
+  }
+};
+
+// ---- the kernel -----------------------------------------------------------------------------------
+
+// grid.x walks the N tiles; grid.y (capped at 65535) walks the tiles_m M tiles in a loop.
+template <bool TA, bool TB, typename Epi>
+static __global__ void __launch_bounds__(kBlockThreads, 2)
+    gemm_tensor_kernel(int M, int N, int K, const bf16* __restrict__ A, int lda,
+                       const bf16* __restrict__ B, int ldb, bool a_vec, bool b_vec, Epi epi,
+                       int tiles_m) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  constexpr int kAElems = tile_elems(!TA);  // A is k-contiguous unless transposed
+  constexpr int kBElems = tile_elems(TB);   // B is k-contiguous when transposed
+  bf16* As = reinterpret_cast<bf16*>(smem_raw);  // [kStages][kAElems]
+  bf16* Bs = As + kStages * kAElems;             // [kStages][kBElems]
+
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int n0 = blockIdx.x * kTileN;
+  const int k_tiles = (K + kTileK - 1) / kTileK;
+
+  for (int tile_m = blockIdx.y; tile_m < tiles_m; tile_m += gridDim.y) {
+    const int m0 = tile_m * kTileM;
+
+    // Stage s of the pipeline <- the k tile starting at k0.
+    auto load_stage = [&](int s, int k0) {
+      bf16* as = As + s * kAElems;
+      bf16* bs = Bs + s * kBElems;
+      if constexpr (TA)  // A stored [K, M]: tile rows k0.., columns m0..
+        copy_tile<kMNContigRows, kMNContigCols, kMNContigStride>(as, A, lda, K, M, k0, m0, a_vec);
+      else     // A stored [M, K]: tile rows m0.., columns k0..
+        copy_tile<kKContigRows, kTileK, kKContigStride>(as, A, lda, M, K, m0, k0, a_vec);
+      if constexpr (TB)  // B stored [N, K]: tile rows n0.., columns k0..
+        copy_tile<kKContigRows, kTileK, kKContigStride>(bs, B, ldb, N, K, n0, k0, b_vec);
+      else     // B stored [K, N]: tile rows k0.., columns n0..
+        copy_tile<kMNContigRows, kMNContigCols, kMNContigStride>(bs, B, ldb, K, N, k0, n0, b_vec);
+    };
+
+    float acc[4][4][4];  // [m16 tile][n8 tile][c0..c3]
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.0f;
+
+#pragma unroll
+    for (int s = 0; s < kStages - 1; ++s) {
+      if (s < k_tiles) load_stage(s, s * kTileK);
+      cp_async_commit();  // one group per stage, empty or not, so the wait counts stay exact
+    }
+
+    for (int kt = 0; kt < k_tiles; ++kt) {
+      cp_async_wait<kStages - 2>();  // the group of k tile kt has landed (this thread's copies)
+      __syncthreads();               // ... everyone's, and stage (kt - 1) % kStages is free
+      const int next = kt + kStages - 1;
+      if (next < k_tiles) load_stage(next % kStages, next * kTileK);
+      cp_async_commit();
+
+      const bf16* as = As + (kt % kStages) * kAElems;
+      const bf16* bs = Bs + (kt % kStages) * kBElems;
+#pragma unroll
+      for (int kk = 0; kk < kTileK; kk += 16) {
+        unsigned int a[4][4];  // a[i]: m16 tile i, registers {a0a1, a2a3, a4a5, a6a7}
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const bf16* p = as + a_fragment_offset(TA, lane, warp, i, kk);
+          if constexpr (a_fragment_trans(TA)) ldmatrix_x4_trans(a[i], p);
+          else ldmatrix_x4(a[i], p);
+        }
+        unsigned int b[2][4];  // b[p]: n8 tiles 2p and 2p + 1, registers {b0b1, b2b3} of each
+#pragma unroll
+        for (int pair = 0; pair < 2; ++pair) {
+          const bf16* p = bs + b_fragment_offset(TB, lane, warp, pair, kk);
+          if constexpr (b_fragment_trans(TB)) ldmatrix_x4_trans(b[pair], p);
+          else ldmatrix_x4(b[pair], p);
+        }
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+          for (int j = 0; j < 4; ++j)
+            mma_bf16(acc[i][j], a[i], b[j / 2][b_fragment_reg(j, 0)], b[j / 2][b_fragment_reg(j, 1)]);
+      }
+    }
+    cp_async_wait<0>();
+
+    // Epilogue: accumulators (i, j, 2h) and (i, j, 2h + 1) are columns col, col + 1 of one row.
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int row = m0 + acc_row(lane, warp, i, 2 * h);
+        if (row >= M) continue;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const int col = n0 + acc_col(lane, warp, j, 2 * h);
+          if (col >= N) continue;
+          epi(row, col, acc[i][j][2 * h], acc[i][j][2 * h + 1], col + 1 < N);
+        }
+      }
+    __syncthreads();  // the next M tile's prologue overwrites the stages
+  }
+}
+
+// ---- launch -------------------------------------------------------------------------------------
+
+static bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+template <bool TA, bool TB, typename Epi>
+static int launch(const Op& op, int M, int N, int K, const bf16* A, int lda, const bf16* B, int ldb,
+                  const Epi& epi) {
+  auto kernel = gemm_tensor_kernel<TA, TB, Epi>;
+  constexpr size_t bytes = smem_bytes<TA, TB>();
+  // Above the 48 KiB default: opt in (cheap, and per device, so done at every launch).
+  MS_TRY(check(op, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)),
+               "cudaFuncSetAttribute"));
+  const size_t tiles_n = (size_t(N) + kTileN - 1) / kTileN;
+  const size_t tiles_m = (size_t(M) + kTileM - 1) / kTileM;
+  const dim3 grid(static_cast<unsigned int>(tiles_n),
+                  static_cast<unsigned int>(tiles_m < kMaxGridY ? tiles_m : kMaxGridY));
+  const bool a_vec = aligned(A, 16) && lda % 8 == 0;
+  const bool b_vec = aligned(B, 16) && ldb % 8 == 0;
+  kernel<<<grid, kBlockThreads, bytes, op.stream>>>(M, N, K, A, lda, B, ldb, a_vec, b_vec, epi,
+                                                     static_cast<int>(tiles_m));
+  return check_launch(op, "gemm_tensor_kernel");
+}
+
+// The storage orders each epilogue is instantiated for (the products that use it); others are
+// reported as unsupported rather than compiled for nothing.
+static int unsupported(const Op& op, const char* epilogue, bool trans_a, bool trans_b) {
+  return set_error(op.err, MS_ERR_UNSUPPORTED, 0, op.name, "gemm_tensor: no %s%s variant of the %s epilogue",
+                   trans_a ? "T" : "N", trans_b ? "T" : "N", epilogue);
+}
+
+static int check_operands(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const bf16* A,
+                          int lda, const bf16* B, int ldb, const void* out, int ldo) {
+  if (M < 0 || N < 0 || K < 0)
+    return invalid(op.err, op.name, "gemm: negative dimension (M %d, N %d, K %d)", M, N, K);
+  const int a_cols = trans_a ? M : K;  // row length of each operand's storage
+  const int b_cols = trans_b ? K : N;
+  if (lda < a_cols || ldb < b_cols || ldo < N)
+    return invalid(op.err, op.name, "gemm: leading dimension too small (lda %d, ldb %d, ldc %d)", lda,
+                   ldb, ldo);
+  if (!out || (K > 0 && (!A || !B))) return invalid(op.err, op.name, "gemm: null operand");
+  return MS_OK;
+}
+
+int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const bf16* A, int lda,
+                const bf16* B, int ldb, const EpilogueStore& epilogue) {
+  MS_TRY(check_operands(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, epilogue.C, epilogue.ldc));
+  if (M == 0 || N == 0) return MS_OK;
+  const StoreOp epi{epilogue, aligned(epilogue.C, 8) && epilogue.ldc % 2 == 0};
+  if (!trans_a && !trans_b) return launch<false, false>(op, M, N, K, A, lda, B, ldb, epi);
+  if (!trans_a && trans_b) return launch<false, true>(op, M, N, K, A, lda, B, ldb, epi);
+  if (trans_a && !trans_b) return launch<true, false>(op, M, N, K, A, lda, B, ldb, epi);
+  return unsupported(op, "store", trans_a, trans_b);
+}
+
+int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const bf16* A, int lda,
+                const bf16* B, int ldb, const EpilogueBiasRelu& epilogue) {
+  MS_TRY(check_operands(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, epilogue.f, epilogue.ldf));
+  if (!epilogue.bias) return invalid(op.err, op.name, "gemm: null bias");
+  if (M == 0 || N == 0) return MS_OK;
+  const bool pair_ok = aligned(epilogue.f, 8) && aligned(epilogue.f_bf, 4) && epilogue.ldf % 2 == 0;
+  const BiasReluOp epi{epilogue, pair_ok};
+  if (!trans_a && !trans_b) return launch<false, false>(op, M, N, K, A, lda, B, ldb, epi);
+  return unsupported(op, "bias-ReLU", trans_a, trans_b);
+}
+
+int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const bf16* A, int lda,
+                const bf16* B, int ldb, const EpilogueFeatureGrad& epilogue) {
+  MS_TRY(check_operands(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, epilogue.gp, epilogue.ld));
+  if (!epilogue.f) return invalid(op.err, op.name, "gemm: null activations");
+  if (M == 0 || N == 0) return MS_OK;
+  const bool pair_ok = aligned(epilogue.gp, 8) && aligned(epilogue.gp_bf, 4) && epilogue.ld % 2 == 0;
+  const FeatureGradOp epi{epilogue, pair_ok};
+  if (!trans_a && trans_b) return launch<false, true>(op, M, N, K, A, lda, B, ldb, epi);
+  return unsupported(op, "feature-gradient", trans_a, trans_b);
+}
+
+}  // namespace ms::cuda

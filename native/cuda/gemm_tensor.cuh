@@ -1,0 +1,71 @@
+/*
+ * gemm_tensor.cuh — the tensor-core bf16 GEMM (mma.sync m16n8k16, fp32 accumulation; sm_80 and
+ * newer, which is every architecture this library is built for) and the epilogues that fuse the
+ * SAE step's elementwise passes into it.
+ *
+ *   acc[M, N] = op(A) * op(B),  A and B bf16 in the storage orders of gemm.cuh (trans_a: A stored
+ *   [K, M]; trans_b: B stored [N, K]); M, N, K arbitrary (ragged edges are zero-filled in shared
+ *   memory, stores are bounds-checked). Each output's k-order of accumulation is fixed, so results
+ *   are deterministic run to run.
+ *
+ * The epilogue decides what becomes of acc:
+ *   EpilogueStore      C = alpha * acc + beta * C (fp32 C; beta == 0 never reads C) — gemm<bf16>
+ *   EpilogueBiasRelu   f = ReLU(acc + bias[col]) as fp32, and bf16(f) when f_bf is non-null —
+ *                      the SAE encoder: the pre-activations never reach memory
+ *   EpilogueFeatureGrad gp = f > 0 ? acc + l1_scale * c[col] : 0 (c null: c = 1) as fp32 and bf16 —
+ *                      the SAE backward through the ReLU with the L1 term
+ *
+ * MONOSEMANTIC_CUDA_KERNELS=simple (read at each call) makes the callers use the simple SIMT
+ * kernels of gemm.cuh and separate elementwise passes instead: the reference path for tests and
+ * for comparing training runs.
+ */
+#ifndef MONOSEMANTIC_CUDA_GEMM_TENSOR_CUH
+#define MONOSEMANTIC_CUDA_GEMM_TENSOR_CUH
+
+#include "common.cuh"
+
+namespace ms::cuda {
+
+// True unless MONOSEMANTIC_CUDA_KERNELS=simple.
+bool use_tensor_kernels();
+
+struct EpilogueStore {
+  float alpha;
+  float beta;
+  float* C;  // [M, ldc]
+  int ldc;
+};
+
+struct EpilogueBiasRelu {
+  const float* bias;     // [N]
+  float* f;              // [M, ldf]  ReLU(acc + bias)
+  __nv_bfloat16* f_bf;   // [M, ldf]  bf16 copy of f, or null
+  int ldf;
+};
+
+struct EpilogueFeatureGrad {
+  const float* f;         // [M, ld]  the activations (only their sign is used)
+  const float* c;         // [N]      per-feature penalty weights, or null for 1
+  float l1_scale;         //          lambda / B
+  float* gp;              // [M, ld]
+  __nv_bfloat16* gp_bf;   // [M, ld]  or null
+  int ld;
+};
+
+// Queue acc = op(A) op(B) on op.stream followed by the epilogue. Checks dimensions and leading
+// dimensions like gemm() (gemm.cuh); lda/ldb as there. Storage orders compiled (N: as stored,
+// T: transposed): store NN, NT, TN (gemm() sends TT to the simple kernel); bias-ReLU NN (the
+// encoder); feature gradient NT (g W_dec^T). Others return MS_ERR_UNSUPPORTED.
+int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K,
+                const __nv_bfloat16* A, int lda, const __nv_bfloat16* B, int ldb,
+                const EpilogueStore& epilogue);
+int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K,
+                const __nv_bfloat16* A, int lda, const __nv_bfloat16* B, int ldb,
+                const EpilogueBiasRelu& epilogue);
+int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K,
+                const __nv_bfloat16* A, int lda, const __nv_bfloat16* B, int ldb,
+                const EpilogueFeatureGrad& epilogue);
+
+}  // namespace ms::cuda
+
+#endif  // MONOSEMANTIC_CUDA_GEMM_TENSOR_CUH

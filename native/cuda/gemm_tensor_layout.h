@@ -1,0 +1,94 @@
+/*
+ * gemm_tensor_layout.h — every index computation of the tensor-core GEMM (gemm_tensor.cu) as
+ * plain integer functions, compiled both into the kernel and into a host emulation of it
+ * (test/native/gemm_tensor_emulation.cpp, run by test/unit/gemm-tensor-layout.test.ts), which
+ * replays the tile copies, ldmatrix, mma.sync and the epilogue on the CPU with the fragment
+ * layouts of the PTX ISA and checks the product against a direct one.
+ *
+ * Tiles: a 128 x 128 output tile per 256-thread block, 8 warps of 64 x 32 (warp w at rows
+ * (w / 4) * 64, columns (w % 4) * 32), K in steps of 32. Shared memory holds each operand tile in
+ * its global storage order, rows padded by 8 elements:
+ *   k-contiguous  [128 rows of m or n][32 + 8]   (A as stored, or B transposed)
+ *   mn-contiguous [32 rows of k][128 + 8]        (A transposed, or B as stored)
+ */
+#ifndef MONOSEMANTIC_CUDA_GEMM_TENSOR_LAYOUT_H
+#define MONOSEMANTIC_CUDA_GEMM_TENSOR_LAYOUT_H
+
+#if defined(__CUDACC__)
+#define MS_LAYOUT_FN __host__ __device__ __forceinline__ constexpr
+#else
+#define MS_LAYOUT_FN inline constexpr
+#endif
+
+namespace ms::cuda::layout {
+
+constexpr int kTileM = 128;
+constexpr int kTileN = 128;
+constexpr int kTileK = 32;
+constexpr int kBlockThreads = 256;
+constexpr int kWarpM = 64;  // rows of a warp's sub-tile: 4 mma tiles of 16
+constexpr int kWarpN = 32;  // columns of a warp's sub-tile: 4 mma tiles of 8
+constexpr int kPad = 8;
+constexpr int kKContigRows = 128;
+constexpr int kKContigStride = kTileK + kPad;  // 40 elements = 80 bytes
+constexpr int kMNContigRows = kTileK;
+constexpr int kMNContigCols = 128;
+constexpr int kMNContigStride = kMNContigCols + kPad;  // 136 elements = 272 bytes
+constexpr int kKContigElems = kKContigRows * kKContigStride;
+constexpr int kMNContigElems = kMNContigRows * kMNContigStride;
+
+MS_LAYOUT_FN int tile_elems(bool k_contiguous) { return k_contiguous ? kKContigElems : kMNContigElems; }
+
+// Tile copies: chunk q (8 contiguous elements) of a rows x cols tile starts at row
+// chunk_row(q, cols), column chunk_col(q, cols); it lands at dst[row * stride + col].
+MS_LAYOUT_FN int chunk_row(int q, int cols) { return q / (cols / 8); }
+MS_LAYOUT_FN int chunk_col(int q, int cols) { return (q % (cols / 8)) * 8; }
+
+MS_LAYOUT_FN int warp_row(int warp) { return (warp / 4) * kWarpM; }  // warp sub-tile origin
+MS_LAYOUT_FN int warp_col(int warp) { return (warp % 4) * kWarpN; }
+
+// ldmatrix.x4 row addresses (element offsets within a stage). Lanes 8q .. 8q + 7 address the rows
+// of matrix q, which becomes register q of every lane.
+//
+// A, m16 tile i of the warp at k offset kk: registers {a0a1, a2a3, a4a5, a6a7} of mma.m16n8k16 =
+// matrices (rows 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15).
+//   k-contiguous As[m][k], ldmatrix:            row m = base + lane % 8 + ((lane / 8) % 2) * 8,
+//                                               k = kk + (lane / 16) * 8
+//   mn-contiguous As[k][m], ldmatrix.trans:     row k = kk + lane % 8 + (lane / 16) * 8,
+//                                               m = base + ((lane / 8) % 2) * 8
+MS_LAYOUT_FN int a_fragment_offset(bool a_transposed, int lane, int warp, int i, int kk) {
+  const int base = warp_row(warp) + i * 16;
+  return a_transposed ? (kk + lane % 8 + (lane / 16) * 8) * kMNContigStride + base + ((lane / 8) % 2) * 8
+                      : (base + lane % 8 + ((lane / 8) % 2) * 8) * kKContigStride + kk + (lane / 16) * 8;
+}
+
+// B, the pair of n8 tiles 2p and 2p + 1 of the warp at k offset kk: registers {b0b1, b2b3} of tile
+// 2p, then of tile 2p + 1 = matrices (n 0-7, k 0-7), (n 0-7, k 8-15), (n 8-15, k 0-7), (n 8-15, k 8-15).
+//   k-contiguous Bs[n][k], ldmatrix:            row n = base + lane % 8 + (lane / 16) * 8,
+//                                               k = kk + ((lane / 8) % 2) * 8
+//   mn-contiguous Bs[k][n], ldmatrix.trans:     row k = kk + lane % 8 + ((lane / 8) % 2) * 8,
+//                                               n = base + (lane / 16) * 8
+MS_LAYOUT_FN int b_fragment_offset(bool b_transposed, int lane, int warp, int p, int kk) {
+  const int base = warp_col(warp) + p * 16;
+  return b_transposed ? (base + lane % 8 + (lane / 16) * 8) * kKContigStride + kk + ((lane / 8) % 2) * 8
+                      : (kk + lane % 8 + ((lane / 8) % 2) * 8) * kMNContigStride + base + (lane / 16) * 8;
+}
+
+// Which ldmatrix reads each operand: .trans for an mn-contiguous tile (A transposed, B as stored).
+MS_LAYOUT_FN bool a_fragment_trans(bool a_transposed) { return a_transposed; }
+MS_LAYOUT_FN bool b_fragment_trans(bool b_transposed) { return !b_transposed; }
+
+// n8 tile j of a warp takes its B registers {b0b1, b2b3} from register b_fragment_reg(j, 0) and
+// b_fragment_reg(j, 1) of the ldmatrix of pair j / 2.
+MS_LAYOUT_FN int b_fragment_reg(int j, int h) { return (j % 2) * 2 + h; }
+
+// Accumulator r (0..3) of mma tile (i, j) of a lane: row g + 8 (r / 2), column 2 t + r % 2 of the
+// 16 x 8 tile (g = lane / 4, t = lane % 4), placed in the block tile.
+MS_LAYOUT_FN int acc_row(int lane, int warp, int i, int r) { return warp_row(warp) + i * 16 + lane / 4 + (r / 2) * 8; }
+MS_LAYOUT_FN int acc_col(int lane, int warp, int j, int r) { return warp_col(warp) + j * 8 + (lane % 4) * 2 + r % 2; }
+
+}  // namespace ms::cuda::layout
+
+#undef MS_LAYOUT_FN
+
+#endif  // MONOSEMANTIC_CUDA_GEMM_TENSOR_LAYOUT_H

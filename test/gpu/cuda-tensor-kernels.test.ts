@@ -1,0 +1,111 @@
+/**
+ * The CUDA backend's tensor-core bf16 path (mma.sync GEMMs with the fused encoder and
+ * feature-gradient epilogues) against its simple path (MONOSEMANTIC_CUDA_KERNELS=simple: SIMT
+ * GEMMs and separate elementwise passes) and against the float64 reference.
+ *
+ * Both paths round the same operands to bf16 and accumulate in fp32, so they differ only in the
+ * order of summation: gradients agree to 1e-3 relative (Frobenius), far inside bf16's 2e-2 parity
+ * tolerance; an activation within rounding of 0 may fire in one path and not the other, so firing
+ * counts may differ by a few. Shapes cover several 128 x 128 tiles, K tails, and leading
+ * dimensions that are and are not multiples of 8 (16-byte copies or element-wise edge loads).
+ * Skipped where the CUDA backend is not available.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { backendStatus } from '../../lib/backend.js';
+import { Rng } from '../../lib/random.js';
+import { SparseAutoencoder } from '../../lib/sae/sae.js';
+import { Tensor } from '../../lib/tensor.js';
+import { normalArray, relDiff, relError, uniformArray } from '../helpers/data.js';
+import { defineSaeParityTests } from '../helpers/sae-parity.js';
+
+const status = backendStatus();
+const hasCuda = status.cuda.available;
+if (!hasCuda) console.warn(`test/gpu: SKIPPED — the CUDA backend is not available: ${status.cuda.reason}`);
+
+const KERNELS = 'MONOSEMANTIC_CUDA_KERNELS';
+
+/** Runs fn with the simple kernels selected (the variable is read at each call). */
+async function withSimpleKernels<T>(fn: () => Promise<T>): Promise<T> {
+  process.env[KERNELS] = 'simple';
+  try {
+    return await fn();
+  } finally {
+    delete process.env[KERNELS];
+  }
+}
+
+interface GradResult {
+  stats: { mse: number; sparsity: number; l0: number; loss: number };
+  grads: Record<'W_enc' | 'b_enc' | 'W_dec' | 'b_dec', Float32Array>;
+  fire: Int32Array;
+  f: Float32Array;
+}
+
+async function gradients(B: number, d: number, n: number, penalty: 'l1' | 'l1_decnorm', seed: number): Promise<GradResult> {
+  const rng = new Rng(seed);
+  using sae = SparseAutoencoder.create({ dIn: d, dSae: n, backend: 'cuda', precision: 'bf16', penalty, l1Coeff: 0.4 });
+  sae.writeParameters({
+    W_enc: uniformArray(rng, d * n, -1 / Math.sqrt(d), 1 / Math.sqrt(d)),
+    b_enc: uniformArray(rng, n, -0.3, 0.3),
+    W_dec: uniformArray(rng, n * d, -1 / Math.sqrt(n), 1 / Math.sqrt(n)),
+    b_dec: uniformArray(rng, d, -0.2, 0.2),
+  });
+  using x = Tensor.from(normalArray(rng, B * d), [B, d], { backend: 'cuda' });
+  using f = Tensor.full([B, n], Number.NaN, { backend: 'cuda' });
+  for (const t of Object.values(sae.gradients)) t.fill(Number.NaN);
+  const stats = await sae.computeGradients(x);
+  await sae.encode(x, f);
+  const g = sae.gradients;
+  return {
+    stats,
+    grads: { W_enc: g.W_enc.toFloat32(), b_enc: g.b_enc.toFloat32(), W_dec: g.W_dec.toFloat32(), b_dec: g.b_dec.toFloat32() },
+    fire: sae.fireCounts(),
+    f: f.toFloat32(),
+  };
+}
+
+describe.skipIf(!hasCuda)('cuda tensor-core kernels', () => {
+  const shapes = [
+    [1000, 264, 1030], // several tiles in every product; ld % 8 == 0 (16-byte copies), K tails
+    [333, 77, 1001], // ld % 8 != 0: element-wise edge loads everywhere
+    [512, 512, 4096], // whole tiles only
+  ] as const;
+  for (const [B, d, n] of shapes) {
+    for (const penalty of ['l1', 'l1_decnorm'] as const) {
+      it(`bf16 gradients, statistics and encode agree with the simple path: B=${B} d=${d} n=${n} ${penalty}`, async () => {
+        const seed = B + d + n;
+        const fast = await gradients(B, d, n, penalty, seed);
+        const simple = await withSimpleKernels(() => gradients(B, d, n, penalty, seed));
+        for (const k of ['W_enc', 'b_enc', 'W_dec', 'b_dec'] as const) {
+          expect(fast.grads[k].every(Number.isFinite), `${k} written`).toBe(true);
+          expect(relError(fast.grads[k], simple.grads[k]), k).toBeLessThan(1e-3);
+        }
+        expect(relError(fast.f, simple.f), 'encode').toBeLessThan(1e-3);
+        expect(relDiff(fast.stats.mse, simple.stats.mse)).toBeLessThan(1e-4);
+        expect(relDiff(fast.stats.sparsity, simple.stats.sparsity)).toBeLessThan(1e-4);
+        expect(Math.abs(fast.stats.l0 - simple.stats.l0) * B).toBeLessThanOrEqual(5);
+        let flips = 0;
+        for (let i = 0; i < n; i++) flips += Math.abs(fast.fire[i]! - simple.fire[i]!);
+        expect(flips).toBeLessThanOrEqual(5);
+      });
+    }
+  }
+
+  it('is deterministic: the same step twice gives the same bits', async () => {
+    const a = await gradients(700, 136, 2050, 'l1_decnorm', 5);
+    const b = await gradients(700, 136, 2050, 'l1_decnorm', 5);
+    for (const k of ['W_enc', 'b_enc', 'W_dec', 'b_dec'] as const) expect(a.grads[k], k).toEqual(b.grads[k]);
+    expect(a.stats).toEqual(b.stats);
+  });
+
+  describe('the simple path still matches the float64 reference', () => {
+    beforeAll(() => {
+      process.env[KERNELS] = 'simple';
+    });
+    afterAll(() => {
+      delete process.env[KERNELS];
+    });
+    defineSaeParityTests('cuda', ['bf16']);
+  });
+});

@@ -1,0 +1,173 @@
+// Host emulation of the tensor-core GEMM (native/cuda/gemm_tensor.cu) built on the same index
+// functions (native/cuda/gemm_tensor_layout.h): tile copies into padded shared-memory stages,
+// ldmatrix / ldmatrix.trans, mma.sync.m16n8k16 and the epilogue, with the fragment layouts of the
+// PTX ISA written out independently below. Each block tile of C = op(A) op(B) is replayed warp by
+// warp and lane by lane and compared with a direct product; operands are small integers, so every
+// sum is exact and the comparison is equality. Shared memory starts as NaN, so a fragment read
+// from an element no copy wrote (padding, a wrong offset) poisons the result; ldmatrix row
+// addresses must be 16-byte aligned and inside the stage; every output must be written exactly once.
+//
+//   c++ -std=c++17 -O2 -Inative test/native/gemm_tensor_emulation.cpp -o emu && ./emu
+// prints one line per case and "ok", or the first mismatch and exits 1.
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "cuda/gemm_tensor_layout.h"
+
+using namespace ms::cuda::layout;
+
+namespace {
+
+struct Case {
+  int M, N, K;
+  bool ta, tb;  // A stored [K, M] / B stored [N, K]
+};
+
+[[noreturn]] void fail(const char* what, const Case& c) {
+  std::printf("FAIL %s (M %d, N %d, K %d, %c%c)\n", what, c.M, c.N, c.K, c.ta ? 'T' : 'N', c.tb ? 'T' : 'N');
+  std::exit(1);
+}
+
+// copy_tile of gemm_tensor.cu: the rows x cols tile at (r0, c0) of src [R, C] (leading dimension ld)
+// into dst [rows][stride], zero outside the matrix.
+void copy_tile(std::vector<double>& dst, int rows, int cols, int stride, const std::vector<double>& src, int ld,
+               int R, int C, int r0, int c0) {
+  for (int q = 0; q < rows * cols / 8; ++q) {
+    const int r = chunk_row(q, cols), c = chunk_col(q, cols);
+    for (int e = 0; e < 8; ++e) {
+      const int gr = r0 + r, gc = c0 + c + e;
+      dst[size_t(r) * stride + c + e] = (gr < R && gc < C) ? src[size_t(gr) * ld + gc] : 0.0;
+    }
+  }
+}
+
+// ldmatrix.x4 (PTX ISA): lanes 8q..8q+7 give the row addresses of matrix q; register q of lane L
+// holds elements (L / 4, 2 (L % 4)) and (L / 4, 2 (L % 4) + 1) of matrix q, or with .trans
+// elements (2 (L % 4), L / 4) and (2 (L % 4) + 1, L / 4).
+void ldmatrix(const std::vector<double>& smem, const int (&addr)[32], bool trans, double (&out)[32][4][2],
+              const Case& c) {
+  for (int lane = 0; lane < 32; ++lane)
+    if (addr[lane] % 8 != 0 || addr[lane] < 0 || size_t(addr[lane]) + 8 > smem.size())
+      fail("ldmatrix row address misaligned or outside the stage", c);
+  for (int q = 0; q < 4; ++q)
+    for (int lane = 0; lane < 32; ++lane)
+      for (int h = 0; h < 2; ++h) {
+        const int row = trans ? 2 * (lane % 4) + h : lane / 4;
+        const int col = trans ? lane / 4 : 2 * (lane % 4) + h;
+        out[lane][q][h] = smem[size_t(addr[8 * q + row]) + col];
+      }
+}
+
+// mma.sync.m16n8k16 .row.col (PTX ISA) for n8 tile j, g = lane / 4, t = lane % 4:
+//   A (16 x 16): a0a1 = (g, 2t..), a2a3 = (g + 8, 2t..), a4a5 = (g, 2t + 8..), a6a7 = (g + 8, 2t + 8..)
+//   B (16 x 8):  b0b1 = (2t.., g), b2b3 = (2t + 8.., g)
+//   C (16 x 8):  c0 c1 = (g, 2t), (g, 2t + 1); c2 c3 = (g + 8, 2t), (g + 8, 2t + 1)
+void mma(double (&acc)[32][4], const double (&a)[32][4][2], const double (&b)[32][4][2], int j) {
+  double Am[16][16], Bm[16][8];
+  for (int lane = 0; lane < 32; ++lane) {
+    const int g = lane / 4, t = lane % 4;
+    for (int h = 0; h < 2; ++h) {
+      Am[g][2 * t + h] = a[lane][0][h];
+      Am[g + 8][2 * t + h] = a[lane][1][h];
+      Am[g][2 * t + 8 + h] = a[lane][2][h];
+      Am[g + 8][2 * t + 8 + h] = a[lane][3][h];
+      Bm[2 * t + h][g] = b[lane][b_fragment_reg(j, 0)][h];
+      Bm[2 * t + 8 + h][g] = b[lane][b_fragment_reg(j, 1)][h];
+    }
+  }
+  for (int lane = 0; lane < 32; ++lane) {
+    const int g = lane / 4, t = lane % 4;
+    for (int r = 0; r < 4; ++r) {
+      const int row = g + (r / 2) * 8, col = 2 * t + r % 2;
+      double s = 0.0;
+      for (int k = 0; k < 16; ++k) s += Am[row][k] * Bm[k][col];
+      acc[lane][r] += s;
+    }
+  }
+}
+
+void run_case(const Case& c, unsigned seed) {
+  const int lda = c.ta ? c.M : c.K, ldb = c.tb ? c.K : c.N;
+  std::vector<double> A(size_t(c.M) * c.K), B(size_t(c.K) * c.N);
+  for (double& v : A) v = double(int((seed = seed * 1103515245u + 12345u) >> 16) % 7 - 3);
+  for (double& v : B) v = double(int((seed = seed * 1103515245u + 12345u) >> 16) % 7 - 3);
+  auto a_at = [&](int m, int k) { return c.ta ? A[size_t(k) * lda + m] : A[size_t(m) * lda + k]; };
+  auto b_at = [&](int k, int n) { return c.tb ? B[size_t(n) * ldb + k] : B[size_t(k) * ldb + n]; };
+
+  std::vector<double> C(size_t(c.M) * c.N, NAN);
+  std::vector<int> writes(size_t(c.M) * c.N, 0);
+  const bool a_kcontig = !c.ta, b_kcontig = c.tb;
+  std::vector<double> As(tile_elems(a_kcontig)), Bs(tile_elems(b_kcontig));
+  static double acc[8][32][4][4][4];  // [warp][lane][i][j][r]
+  for (int m0 = 0; m0 < c.M; m0 += kTileM)
+    for (int n0 = 0; n0 < c.N; n0 += kTileN) {
+      for (auto& w : acc)
+        for (auto& l : w)
+          for (auto& i : l)
+            for (auto& j : i)
+              for (double& r : j) r = 0.0;
+      for (int k0 = 0; k0 < c.K; k0 += kTileK) {
+        std::fill(As.begin(), As.end(), NAN);
+        std::fill(Bs.begin(), Bs.end(), NAN);
+        if (c.ta) copy_tile(As, kMNContigRows, kMNContigCols, kMNContigStride, A, lda, c.K, c.M, k0, m0);
+        else copy_tile(As, kKContigRows, kTileK, kKContigStride, A, lda, c.M, c.K, m0, k0);
+        if (c.tb) copy_tile(Bs, kKContigRows, kTileK, kKContigStride, B, ldb, c.N, c.K, n0, k0);
+        else copy_tile(Bs, kMNContigRows, kMNContigCols, kMNContigStride, B, ldb, c.K, c.N, k0, n0);
+        for (int kk = 0; kk < kTileK; kk += 16)
+          for (int warp = 0; warp < kBlockThreads / 32; ++warp) {
+            double a[4][32][4][2], b[2][32][4][2];
+            for (int i = 0; i < 4; ++i) {
+              int addr[32];
+              for (int lane = 0; lane < 32; ++lane) addr[lane] = a_fragment_offset(c.ta, lane, warp, i, kk);
+              ldmatrix(As, addr, a_fragment_trans(c.ta), a[i], c);
+            }
+            for (int p = 0; p < 2; ++p) {
+              int addr[32];
+              for (int lane = 0; lane < 32; ++lane) addr[lane] = b_fragment_offset(c.tb, lane, warp, p, kk);
+              ldmatrix(Bs, addr, b_fragment_trans(c.tb), b[p], c);
+            }
+            for (int i = 0; i < 4; ++i)
+              for (int j = 0; j < 4; ++j) {
+                double tile[32][4] = {};
+                mma(tile, a[i], b[j / 2], j);
+                for (int lane = 0; lane < 32; ++lane)
+                  for (int r = 0; r < 4; ++r) acc[warp][lane][i][j][r] += tile[lane][r];
+              }
+          }
+      }
+      for (int warp = 0; warp < kBlockThreads / 32; ++warp)
+        for (int lane = 0; lane < 32; ++lane)
+          for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < 4; ++j)
+              for (int r = 0; r < 4; ++r) {
+                const int row = m0 + acc_row(lane, warp, i, r), col = n0 + acc_col(lane, warp, j, r);
+                if (row >= c.M || col >= c.N) continue;
+                C[size_t(row) * c.N + col] = acc[warp][lane][i][j][r];
+                ++writes[size_t(row) * c.N + col];
+              }
+    }
+  for (int m = 0; m < c.M; ++m)
+    for (int n = 0; n < c.N; ++n) {
+      double ref = 0.0;
+      for (int k = 0; k < c.K; ++k) ref += a_at(m, k) * b_at(k, n);
+      if (writes[size_t(m) * c.N + n] != 1) fail("an output was not written exactly once", c);
+      if (!(C[size_t(m) * c.N + n] == ref)) {
+        std::printf("C[%d, %d] = %g, expected %g\n", m, n, C[size_t(m) * c.N + n], ref);
+        fail("mismatch", c);
+      }
+    }
+  std::printf("ok   M %4d N %4d K %4d  %c%c\n", c.M, c.N, c.K, c.ta ? 'T' : 'N', c.tb ? 'T' : 'N');
+}
+
+}  // namespace
+
+int main() {
+  const int dims[][3] = {{1, 1, 1}, {17, 9, 33}, {128, 128, 32}, {129, 130, 31}, {300, 257, 77}, {64, 515, 264}, {257, 96, 70}};
+  unsigned seed = 1;
+  for (const auto& d : dims)
+    for (int t = 0; t < 4; ++t) run_case(Case{d[0], d[1], d[2], (t & 1) != 0, (t & 2) != 0}, seed++);
+  std::printf("ok\n");
+  return 0;
+}
