@@ -42,6 +42,7 @@ using bf16 = __nv_bfloat16;
 using namespace layout;  // tile shapes and every index computation (gemm_tensor_layout.h)
 
 constexpr int kStages = 3;
+static_assert(kTileM == kTensorTileRows, "col_partial rows are the block tiles' rows");
 constexpr unsigned int kMaxGridY = 65535;
 
 // Bytes of dynamic shared memory for one instantiation (A is k-contiguous unless transposed, B
@@ -132,33 +133,54 @@ __device__ __forceinline__ void copy_tile(bf16* __restrict__ dst, const bf16* __
 // ---- epilogues ------------------------------------------------------------------------------------
 
 // Each is called for an in-range (row, col) with the accumulators of (row, col) and (row, col + 1);
-// has1 says whether col + 1 < N. col is always even.
+// has1 says whether col + 1 < N (col is always even). It returns the two values the column
+// reduction takes (when kColumnSums and columns() say so); {0, 0} otherwise.
+
+// Writes (r0, r1) at dst + at (and at + 1 when has1), as a pair when pair_ok.
+__device__ __forceinline__ void store_pair(float* dst, size_t at, float r0, float r1, bool has1, bool pair_ok) {
+  if (has1 && pair_ok) {
+    *reinterpret_cast<float2*>(dst + at) = make_float2(r0, r1);
+  } else {
+    dst[at] = r0;
+    if (has1) dst[at + 1] = r1;
+  }
+}
+__device__ __forceinline__ void store_pair(bf16* dst, size_t at, float r0, float r1, bool has1, bool pair_ok) {
+  if (has1 && pair_ok) {
+    *reinterpret_cast<__nv_bfloat162*>(dst + at) = __floats2bfloat162_rn(r0, r1);
+  } else {
+    dst[at] = __float2bfloat16_rn(r0);
+    if (has1) dst[at + 1] = __float2bfloat16_rn(r1);
+  }
+}
+
 struct StoreOp {
+  static constexpr bool kColumnSums = false;
   EpilogueStore e;
   bool pair_ok;  // C + row*ldc + col is 8-byte aligned for every even col (C 8-aligned, ldc even)
-  __device__ __forceinline__ void operator()(int row, int col, float v0, float v1, bool has1) const {
-    float* c = e.C + size_t(row) * e.ldc + col;  // C[row, col] at C[row*ldc + col]
+  __device__ __forceinline__ float2 operator()(int row, int col, float v0, float v1, bool has1) const {
+    const size_t at = size_t(row) * e.ldc + col;  // C[row, col] at C[row*ldc + col]
     if (e.beta != 0.0f) {
-      v0 = fmaf(e.beta, c[0], e.alpha * v0);
-      if (has1) v1 = fmaf(e.beta, c[1], e.alpha * v1);
+      v0 = fmaf(e.beta, e.C[at], e.alpha * v0);
+      if (has1) v1 = fmaf(e.beta, e.C[at + 1], e.alpha * v1);
     } else {
       v0 *= e.alpha;  // C is not read: it may hold NaN
       v1 *= e.alpha;
     }
-    if (has1 && pair_ok) {
-      *reinterpret_cast<float2*>(c) = make_float2(v0, v1);
-    } else {
-      c[0] = v0;
-      if (has1) c[1] = v1;
-    }
+    store_pair(e.C, at, v0, v1, has1, pair_ok);
+    return make_float2(0.0f, 0.0f);
   }
+  __device__ __forceinline__ bool columns() const { return false; }
+  __device__ __forceinline__ double* partial() const { return nullptr; }
+  __device__ __forceinline__ int32_t* fired() const { return nullptr; }
 };
 
 struct BiasReluOp {
+  static constexpr bool kColumnSums = true;
   EpilogueBiasRelu e;
-  bool pair_ok;  // f and f_bf rows allow paired stores (f 8-aligned, f_bf 4-aligned, ldf even)
-  __device__ __forceinline__ void operator()(int row, int col, float v0, float v1, bool has1) const {
-    const size_t at = size_t(row) * e.ldf + col;  // f[row, col] at f[row*ldf + col]
+  bool pair_ok;  // f 8-aligned, f_bf 4-aligned, ld even
+  __device__ __forceinline__ float2 operator()(int row, int col, float v0, float v1, bool has1) const {
+    const size_t at = size_t(row) * e.ld + col;  // f[row, col] at f[row*ld + col]
     float r0 = v0 + e.bias[col];
     r0 = r0 > 0.0f ? r0 : 0.0f;  // NaN -> 0, as the CPU backend
     float r1 = 0.0f;
@@ -166,45 +188,83 @@ struct BiasReluOp {
       r1 = v1 + e.bias[col + 1];
       r1 = r1 > 0.0f ? r1 : 0.0f;
     }
-    if (has1 && pair_ok) {
-      *reinterpret_cast<float2*>(e.f + at) = make_float2(r0, r1);
-      if (e.f_bf) *reinterpret_cast<__nv_bfloat162*>(e.f_bf + at) = __floats2bfloat162_rn(r0, r1);
-    } else {
-      e.f[at] = r0;
-      if (e.f_bf) e.f_bf[at] = __float2bfloat16_rn(r0);
-      if (has1) {
-        e.f[at + 1] = r1;
-        if (e.f_bf) e.f_bf[at + 1] = __float2bfloat16_rn(r1);
-      }
-    }
+    if (e.f) store_pair(e.f, at, r0, r1, has1, pair_ok);
+    if (e.f_bf) store_pair(e.f_bf, at, r0, r1, has1, pair_ok);
+    return make_float2(r0, r1);
   }
+  __device__ __forceinline__ bool columns() const { return e.col_partial != nullptr; }
+  __device__ __forceinline__ double* partial() const { return e.col_partial; }
+  __device__ __forceinline__ int32_t* fired() const { return e.col_fired; }
 };
 
 struct FeatureGradOp {
+  static constexpr bool kColumnSums = true;
   EpilogueFeatureGrad e;
-  bool pair_ok;  // gp 8-aligned, gp_bf 4-aligned, ld even (f is read one element at a time)
+  bool pair_ok;  // gp 8-aligned, gp_bf 4-aligned, ld even (f_bf is read one element at a time)
   __device__ __forceinline__ float grad(float acc, size_t at, int col) const {
-    if (!(e.f[at] > 0.0f)) return 0.0f;  // f[row, col] at f[row*ld + col]
+    // f_bf[row, col] at f_bf[row*ld + col], read before the same thread overwrites it with gp_bf
+    if (!(__bfloat162float(e.f_bf[at]) > 0.0f)) return 0.0f;
     const float ci = e.c ? e.c[col] : 1.0f;
     return __fadd_rn(acc, __fmul_rn(e.l1_scale, ci));  // unfused, as the CPU backend
   }
-  __device__ __forceinline__ void operator()(int row, int col, float v0, float v1, bool has1) const {
+  __device__ __forceinline__ float2 operator()(int row, int col, float v0, float v1, bool has1) const {
     const size_t at = size_t(row) * e.ld + col;
     const float r0 = grad(v0, at, col);
     const float r1 = has1 ? grad(v1, at + 1, col + 1) : 0.0f;
-    if (has1 && pair_ok) {
-      *reinterpret_cast<float2*>(e.gp + at) = make_float2(r0, r1);
-      if (e.gp_bf) *reinterpret_cast<__nv_bfloat162*>(e.gp_bf + at) = __floats2bfloat162_rn(r0, r1);
-    } else {
-      e.gp[at] = r0;
-      if (e.gp_bf) e.gp_bf[at] = __float2bfloat16_rn(r0);
-      if (has1) {
-        e.gp[at + 1] = r1;
-        if (e.gp_bf) e.gp_bf[at + 1] = __float2bfloat16_rn(r1);
-      }
-    }
+    if (e.gp) store_pair(e.gp, at, r0, r1, has1, pair_ok);
+    if (e.gp_bf) store_pair(e.gp_bf, at, r0, r1, has1, pair_ok);
+    return make_float2(r0, r1);
   }
+  __device__ __forceinline__ bool columns() const { return e.col_partial != nullptr; }
+  __device__ __forceinline__ double* partial() const { return e.col_partial; }
+  __device__ __forceinline__ int32_t* fired() const { return nullptr; }
 };
+
+// The column reduction of one block tile, after every thread has summed its own rows into
+// sum[j][c] / count[j][c] (n8 tile j, column acc_col(lane, warp, j, c)). Lanes 4g + t (g = 0..7)
+// hold the same columns: xor-shuffles over g fold them (a fixed tree, and each lane's additions
+// commute with its partner's, so all eight end equal). Then warps w and w + 4 hold the same
+// columns: the lower warp adds the upper one's totals from shared memory, in that order, and
+// writes partial[tile_m, col]; counts go to fired[col] with integer atomics. Every thread of the
+// block must call it.
+__device__ __forceinline__ void reduce_columns(double (&sum)[4][2], int (&count)[4][2], int lane, int warp,
+                                               int tile_m, int n0, int N, double* __restrict__ partial,
+                                               int32_t* __restrict__ fired, double* col_buf, int* cnt_buf) {
+#pragma unroll
+  for (int j = 0; j < 4; ++j)
+#pragma unroll
+    for (int c = 0; c < 2; ++c)
+#pragma unroll
+      for (int offset = 4; offset < 32; offset <<= 1) {
+        sum[j][c] += __shfl_xor_sync(0xffffffffu, sum[j][c], offset);
+        count[j][c] += __shfl_xor_sync(0xffffffffu, count[j][c], offset);
+      }
+  const bool upper = warp >= 4;
+  if (upper && lane < 4) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int local = acc_col(lane, warp, j, c);  // column within the block tile
+        col_buf[local] = sum[j][c];
+        cnt_buf[local] = count[j][c];
+      }
+  }
+  __syncthreads();
+  if (!upper && lane < 4) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int local = acc_col(lane, warp, j, c);
+        const int col = n0 + local;
+        if (col >= N) continue;
+        partial[size_t(tile_m) * N + col] = sum[j][c] + col_buf[local];  // partial[tile_m, col]
+        const int n_fired = count[j][c] + cnt_buf[local];
+        if (fired && n_fired) atomicAdd(fired + col, n_fired);
+      }
+  }
+}
 
 // ---- the kernel -----------------------------------------------------------------------------------
 
@@ -291,6 +351,8 @@ static __global__ void __launch_bounds__(kBlockThreads, 2)
     cp_async_wait<0>();
 
     // Epilogue: accumulators (i, j, 2h) and (i, j, 2h + 1) are columns col, col + 1 of one row.
+    double col_sum[4][2] = {};  // this thread's rows of its columns (column reduction only)
+    int col_count[4][2] = {};
 #pragma unroll
     for (int i = 0; i < 4; ++i)
 #pragma unroll
@@ -301,9 +363,21 @@ static __global__ void __launch_bounds__(kBlockThreads, 2)
         for (int j = 0; j < 4; ++j) {
           const int col = n0 + acc_col(lane, warp, j, 2 * h);
           if (col >= N) continue;
-          epi(row, col, acc[i][j][2 * h], acc[i][j][2 * h + 1], col + 1 < N);
+          const float2 out = epi(row, col, acc[i][j][2 * h], acc[i][j][2 * h + 1], col + 1 < N);
+          if constexpr (Epi::kColumnSums) {
+            col_sum[j][0] += double(out.x);
+            col_sum[j][1] += double(out.y);
+            col_count[j][0] += out.x > 0.0f ? 1 : 0;
+            col_count[j][1] += out.y > 0.0f ? 1 : 0;
+          }
         }
       }
+    if constexpr (Epi::kColumnSums) {
+      __shared__ double col_buf[kTileN];
+      __shared__ int cnt_buf[kTileN];
+      if (epi.columns())  // uniform over the block
+        reduce_columns(col_sum, col_count, lane, warp, tile_m, n0, N, epi.partial(), epi.fired(), col_buf, cnt_buf);
+    }
     __syncthreads();  // the next M tile's prologue overwrites the stages
   }
 }
@@ -364,10 +438,11 @@ int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, c
 
 int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const bf16* A, int lda,
                 const bf16* B, int ldb, const EpilogueBiasRelu& epilogue) {
-  MS_TRY(check_operands(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, epilogue.f, epilogue.ldf));
+  const void* out = epilogue.f ? static_cast<const void*>(epilogue.f) : epilogue.f_bf;
+  MS_TRY(check_operands(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, out, epilogue.ld));
   if (!epilogue.bias) return invalid(op.err, op.name, "gemm: null bias");
   if (M == 0 || N == 0) return MS_OK;
-  const bool pair_ok = aligned(epilogue.f, 8) && aligned(epilogue.f_bf, 4) && epilogue.ldf % 2 == 0;
+  const bool pair_ok = aligned(epilogue.f, 8) && aligned(epilogue.f_bf, 4) && epilogue.ld % 2 == 0;
   const BiasReluOp epi{epilogue, pair_ok};
   if (!trans_a && !trans_b) return launch<false, false>(op, M, N, K, A, lda, B, ldb, epi);
   return unsupported(op, "bias-ReLU", trans_a, trans_b);
@@ -375,8 +450,9 @@ int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, c
 
 int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const bf16* A, int lda,
                 const bf16* B, int ldb, const EpilogueFeatureGrad& epilogue) {
-  MS_TRY(check_operands(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, epilogue.gp, epilogue.ld));
-  if (!epilogue.f) return invalid(op.err, op.name, "gemm: null activations");
+  const void* out = epilogue.gp ? static_cast<const void*>(epilogue.gp) : epilogue.gp_bf;
+  MS_TRY(check_operands(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, out, epilogue.ld));
+  if (!epilogue.f_bf) return invalid(op.err, op.name, "gemm: null activations");
   if (M == 0 || N == 0) return MS_OK;
   const bool pair_ok = aligned(epilogue.gp, 8) && aligned(epilogue.gp_bf, 4) && epilogue.ld % 2 == 0;
   const FeatureGradOp epi{epilogue, pair_ok};

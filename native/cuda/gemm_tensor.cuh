@@ -10,10 +10,14 @@
  *
  * The epilogue decides what becomes of acc:
  *   EpilogueStore      C = alpha * acc + beta * C (fp32 C; beta == 0 never reads C) — gemm<bf16>
- *   EpilogueBiasRelu   f = ReLU(acc + bias[col]) as fp32, and bf16(f) when f_bf is non-null —
- *                      the SAE encoder: the pre-activations never reach memory
- *   EpilogueFeatureGrad gp = f > 0 ? acc + l1_scale * c[col] : 0 (c null: c = 1) as fp32 and bf16 —
- *                      the SAE backward through the ReLU with the L1 term
+ *   EpilogueBiasRelu   f = ReLU(acc + bias[col]) as fp32 and/or bf16 — the SAE encoder: the
+ *                      pre-activations never reach memory
+ *   EpilogueFeatureGrad gp = f > 0 ? acc + l1_scale * c[col] : 0 (c null: c = 1) as fp32 and/or
+ *                      bf16 — the SAE backward through the ReLU with the L1 term
+ * The two SAE epilogues can also reduce their output over rows: per 128-row tile, the column
+ * sums in double (col_partial; summing its rows in order gives the column sum, deterministically)
+ * and, for f, the count of positive entries per column (col_fired, integer atomics). The SAE step
+ * then needs no other pass over f or gp: only their bf16 copies reach memory.
  *
  * MONOSEMANTIC_CUDA_KERNELS=simple (read at each call) makes the callers use the simple SIMT
  * kernels of gemm.cuh and separate elementwise passes instead: the reference path for tests and
@@ -26,6 +30,9 @@
 
 namespace ms::cuda {
 
+// Rows per tile of the column partials (col_partial has ceil(M / kTensorTileRows) rows).
+constexpr int kTensorTileRows = 128;
+
 // True unless MONOSEMANTIC_CUDA_KERNELS=simple.
 bool use_tensor_kernels();
 
@@ -37,19 +44,22 @@ struct EpilogueStore {
 };
 
 struct EpilogueBiasRelu {
-  const float* bias;     // [N]
-  float* f;              // [M, ldf]  ReLU(acc + bias)
-  __nv_bfloat16* f_bf;   // [M, ldf]  bf16 copy of f, or null
-  int ldf;
+  const float* bias;      // [N]
+  float* f;               // [M, ld]  ReLU(acc + bias) in fp32, or null
+  __nv_bfloat16* f_bf;    // [M, ld]  the same in bf16, or null (at least one of the two)
+  int ld;
+  double* col_partial;    // [ceil(M / kTensorTileRows), N]  sum of f over each row tile, or null
+  int32_t* col_fired;     // [N]  += #{rows : f > 0}, or null
 };
 
 struct EpilogueFeatureGrad {
-  const float* f;         // [M, ld]  the activations (only their sign is used)
-  const float* c;         // [N]      per-feature penalty weights, or null for 1
-  float l1_scale;         //          lambda / B
-  float* gp;              // [M, ld]
-  __nv_bfloat16* gp_bf;   // [M, ld]  or null
+  const __nv_bfloat16* f_bf;  // [M, ld]  the activations (f > 0 is the ReLU mask); may alias gp_bf
+  const float* c;             // [N]      per-feature penalty weights, or null for 1
+  float l1_scale;             //          lambda / B
+  float* gp;                  // [M, ld]  fp32, or null
+  __nv_bfloat16* gp_bf;       // [M, ld]  bf16, or null (at least one of the two)
   int ld;
+  double* col_partial;        // [ceil(M / kTensorTileRows), N]  sum of gp over each row tile, or null
 };
 
 // Queue acc = op(A) op(B) on op.stream followed by the epilogue. Checks dimensions and leading

@@ -25,10 +25,13 @@
  * bitwise reproducible run to run; fire counts use integer atomics.
  *
  * Fused path (MS_PREC_BF16 with the tensor-core kernels, gemm_tensor.cuh): step 1's bias and ReLU
- * run in the encoder GEMM's epilogue, which writes f and bf16(f) directly; step 5's mask and
- * penalty run in the gp GEMM's epilogue. The sparsity and L0 statistics then come from the f
- * column pass instead (sum_i c_i f_colsum_i and the per-feature firing counts of this batch), so
- * f is read once less. MONOSEMANTIC_CUDA_KERNELS=simple keeps the separate passes above.
+ * run in the encoder GEMM's epilogue, which writes only bf16(f) and reduces f over each 128-row
+ * tile into column partials and this batch's firing counts (tile_partial, fired); step 5's mask
+ * (from bf16(f), whose sign is f's) and penalty run in the gp GEMM's epilogue, which writes only
+ * bf16(gp) and its column partials. Neither f nor gp reaches memory in fp32. The column sums are
+ * the partials summed over tiles in order; the sparsity and L0 statistics come from them
+ * (sum_i c_i f_colsum_i and the firing counts). MONOSEMANTIC_CUDA_KERNELS=simple keeps the
+ * separate passes above.
  *
  * sae_encode / sae_decode get no workspace from the caller (backend.h), so they cudaMalloc their
  * temporaries (x - b_dec, and the bf16 operand copies) for the duration of the call.
@@ -79,6 +82,7 @@ struct GradsWorkspace {
   double* f_colsum;      // [n]    sum_b f[b, :]
   double* gp_colsum;     // [n]    sum_b gp[b, :]  (= db_enc in double)
   int32_t* fired;        // [n]    #{b : f[b, i] > 0} in this batch  (fused path)
+  double* tile_partial;  // [ceil(B / kTensorTileRows), n] column sums of f, then of gp, per row tile (fused)
   double* partial;       // [chunks(B), max(d, n)] column-sum partials, reused by each column sum
   double* stat_partial;  // [3, kStatBlocks] per-block sums of e^2, f c, [f > 0]
   double* stat_out;      // [3] their totals
@@ -104,6 +108,7 @@ static GradsWorkspace carve_grads(void* base, size_t B, size_t d, size_t n, bool
   ws.f_colsum = cv.take<double>(n);
   ws.gp_colsum = cv.take<double>(n);
   ws.fired = cv.take<int32_t>(n);
+  ws.tile_partial = cv.take<double>((B + kTensorTileRows - 1) / kTensorTileRows * n);
   ws.partial = cv.take<double>(size_t(colsum_plan(static_cast<int>(B)).chunks) * cols);
   ws.stat_partial = cv.take<double>(3 * size_t(kStatBlocks));
   ws.stat_out = cv.take<double>(3);
@@ -384,6 +389,14 @@ static int colsum(const Op& op, const float* X, int rows, int cols, double* part
   return check_launch(op, "colsum_final_kernel");
 }
 
+// out[j] = sum over tiles in order of partial[tile, j] (out_f: also as float); the second pass of
+// colsum, for partials written by a GEMM epilogue.
+static int sum_partials(const Op& op, const double* partial, int tiles, int cols, double* out, float* out_f) {
+  const unsigned int col_blocks = static_cast<unsigned int>((size_t(cols) + kThreads - 1) / kThreads);
+  colsum_final_kernel<<<col_blocks, kThreads, 0, op.stream>>>(partial, tiles, cols, out, out_f);
+  return check_launch(op, "colsum_final_kernel");
+}
+
 static int launch_feature_stats(const Op& op, int n, const double* f_colsum, const float* c,
                                 const int32_t* fired, int32_t* fire_counts, double* sparsity_partial,
                                 double* l0_partial) {
@@ -543,6 +556,7 @@ static int grads_pass(const Op& op, const ms_sae_grads_args* a, const GradsWorks
   const float l1_scale = lambda / float(b_i);
   double* sparsity_partial = ws.stat_partial + kStatBlocks;
   double* l0_partial = ws.stat_partial + 2 * kStatBlocks;
+  const int row_tiles = (b_i + kTensorTileRows - 1) / kTensorTileRows;  // rows of tile_partial
 
   // c[i] = ||W_dec[i, :]|| (DECNORM only)
   if (decnorm) MS_TRY(launch_row_norms(op, n_i, d_i, a->W_dec, ws.c));
@@ -551,8 +565,10 @@ static int grads_pass(const Op& op, const ms_sae_grads_args* a, const GradsWorks
   MS_TRY(launch_center<T>(op, a->x, a->b_dec, xc_out, B, d_i));
   if constexpr (std::is_same_v<T, bf16>) {
     if (fused) {
+      MS_TRY(check(op, cudaMemsetAsync(ws.fired, 0, size_t(n_i) * sizeof(int32_t), op.stream),
+                   "cudaMemsetAsync"));
       MS_TRY(gemm_tensor(op, false, false, b_i, n_i, d_i, o.xc, d_i, o.W_enc, n_i,
-                         EpilogueBiasRelu{a->b_enc, ws.f, f_bf, n_i}));
+                         EpilogueBiasRelu{a->b_enc, nullptr, f_bf, n_i, ws.tile_partial, ws.fired}));
     }
   }
   if (!fused) {
@@ -571,10 +587,8 @@ static int grads_pass(const Op& op, const ms_sae_grads_args* a, const GradsWorks
   // 4. dW_dec [n, d] = f^T [n, B] . g [B, d]   (f stored [B, n]: trans_a, lda = n)
   MS_TRY(gemm<T>(op, true, false, n_i, d_i, b_i, 1.0f, o.f, n_i, o.g, d_i, 0.0f, a->dW_dec, d_i));
   if (fused) {
-    // f column pass: f_colsum and this batch's firing counts, then sparsity / l0 / fire_counts.
-    MS_TRY(check(op, cudaMemsetAsync(ws.fired, 0, size_t(n_i) * sizeof(int32_t), op.stream),
-                 "cudaMemsetAsync"));
-    MS_TRY(colsum(op, ws.f, b_i, n_i, ws.partial, ws.f_colsum, nullptr, ws.fired));
+    // f_colsum from the encoder's tile partials; sparsity / l0 / fire_counts from it and the counts.
+    MS_TRY(sum_partials(op, ws.tile_partial, row_tiles, n_i, ws.f_colsum, nullptr));
     MS_TRY(launch_feature_stats(op, n_i, ws.f_colsum, c, ws.fired, a->fire_counts, sparsity_partial,
                                 l0_partial));
   } else if (decnorm || a->fire_counts) {
@@ -589,9 +603,9 @@ static int grads_pass(const Op& op, const ms_sae_grads_args* a, const GradsWorks
   //    then the ReLU mask and the penalty term (with the sparsity / l0 partials unless fused).
   //    (In BF16 mode gp_bf overwrites f_bf, whose last reader was the dW_dec product above.)
   if constexpr (std::is_same_v<T, bf16>) {
-    if (fused) {
+    if (fused) {  // the mask reads bf16(f) from the memory bf16(gp) overwrites, element by element
       MS_TRY(gemm_tensor(op, false, true, b_i, n_i, d_i, o.g, d_i, o.W_dec, d_i,
-                         EpilogueFeatureGrad{ws.f, c, l1_scale, ws.gp, gp_bf, n_i}));
+                         EpilogueFeatureGrad{f_bf, c, l1_scale, nullptr, gp_bf, n_i, ws.tile_partial}));
     }
   }
   if (!fused) {
@@ -600,7 +614,10 @@ static int grads_pass(const Op& op, const ms_sae_grads_args* a, const GradsWorks
   }
 
   // 6. db_enc = sum_b gp[b, :] (from fp32 gp), kept in double as gp_colsum for step 8
-  MS_TRY(colsum(op, ws.gp, b_i, n_i, ws.partial, ws.gp_colsum, a->db_enc, nullptr));
+  if (fused)
+    MS_TRY(sum_partials(op, ws.tile_partial, row_tiles, n_i, ws.gp_colsum, a->db_enc));
+  else
+    MS_TRY(colsum(op, ws.gp, b_i, n_i, ws.partial, ws.gp_colsum, a->db_enc, nullptr));
 
   // 7. dW_enc [d, n] = xc^T [d, B] . gp [B, n]   (xc stored [B, d]: trans_a, lda = d)
   MS_TRY(gemm<T>(op, true, false, d_i, n_i, b_i, 1.0f, o.xc, d_i, o.gp, n_i, 0.0f, a->dW_enc, n_i));

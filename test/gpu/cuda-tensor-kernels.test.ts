@@ -1,7 +1,9 @@
 /**
- * The CUDA backend's tensor-core bf16 path (mma.sync GEMMs with the fused encoder and
- * feature-gradient epilogues) against its simple path (MONOSEMANTIC_CUDA_KERNELS=simple: SIMT
- * GEMMs and separate elementwise passes) and against the float64 reference.
+ * The CUDA backend's tensor-core bf16 path (mma.sync GEMMs whose epilogues apply the encoder's
+ * bias and ReLU and the backward's mask and L1 term, and reduce f and gp over rows) against its
+ * simple path (MONOSEMANTIC_CUDA_KERNELS=simple: SIMT GEMMs and separate elementwise and
+ * column-sum passes) and against the float64 reference (cuda.test.ts runs the parity suite on the
+ * default, tensor path; this file adds it for the simple path).
  *
  * Both paths round the same operands to bf16 and accumulate in fp32, so they differ only in the
  * order of summation: gradients agree to 1e-3 relative (Frobenius), far inside bf16's 2e-2 parity

@@ -6,6 +6,7 @@
 // sum is exact and the comparison is equality. Shared memory starts as NaN, so a fragment read
 // from an element no copy wrote (padding, a wrong offset) poisons the result; ldmatrix row
 // addresses must be 16-byte aligned and inside the stage; every output must be written exactly once.
+// The epilogue's column reduction is checked to fold only lanes and warps that hold the same columns.
 //
 //   c++ -std=c++17 -O2 -Inative test/native/gemm_tensor_emulation.cpp -o emu && ./emu
 // prints one line per case and "ok", or the first mismatch and exits 1.
@@ -163,7 +164,27 @@ void run_case(const Case& c, unsigned seed) {
 
 }  // namespace
 
+// The epilogue's column reduction (reduce_columns in gemm_tensor.cu) folds lanes 4g + t over g
+// and warps w, w + 4 together: they must hold the same columns, and lanes 0..3 of warps 0..3
+// must cover the tile's columns once.
+void check_column_reduction_layout() {
+  const Case none{0, 0, 0, false, false};
+  std::vector<int> seen(kTileN, 0);
+  for (int warp = 0; warp < kBlockThreads / 32; ++warp)
+    for (int lane = 0; lane < 32; ++lane)
+      for (int j = 0; j < 4; ++j)
+        for (int c = 0; c < 2; ++c) {
+          const int col = acc_col(lane, warp, j, c);
+          if (col != acc_col(lane % 4, warp % 4, j, c)) fail("column reduction: lanes or warps disagree on a column", none);
+          if (warp < 4 && lane < 4) ++seen[col];
+        }
+  for (int n : seen)
+    if (n != 1) fail("column reduction: lanes 0..3 of warps 0..3 do not cover the tile's columns once", none);
+  std::printf("ok   column reduction layout\n");
+}
+
 int main() {
+  check_column_reduction_layout();
   const int dims[][3] = {{1, 1, 1}, {17, 9, 33}, {128, 128, 32}, {129, 130, 31}, {300, 257, 77}, {64, 515, 264}, {257, 96, 70}};
   unsigned seed = 1;
   for (const auto& d : dims)
