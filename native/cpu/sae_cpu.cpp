@@ -313,7 +313,8 @@ struct AdamConsts {
 };
 
 // Adam on elements [k0, k1) of one tensor.
-static void adam_range(size_t k0, size_t k1, float* param, const float* grad, float* m, float* v,
+static void adam_range(size_t k0, size_t k1, float* __restrict__ param, const float* __restrict__ grad,
+                       float* __restrict__ m, float* __restrict__ v,
                        const AdamConsts& c) {
   for (size_t k = k0; k < k1; ++k) {
     const float g = grad[k] * c.grad_scale;
