@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # The GPU machine's checklist, in stages that each fit one device call (under 10 minutes):
 #
-#   bash bench/gpu-session.sh check     # test/gpu; the GEMM playground's correctness sweep; compute-sanitizer
-#                                       # on it and on a small training run; the card's peaks
-#   bash bench/gpu-session.sh bench     # GEMMs vs cuBLAS; SAE step (tensor and simple paths) vs PyTorch (eager,
+#   bash bench/gpu-session.sh check     # test/gpu; the kernel playgrounds' correctness sweeps; compute-sanitizer
+#                                       # on them and on a small training run; the card's peaks
+#   bash bench/gpu-session.sh bench     # GEMMs vs cuBLAS; the update kernels; SAE step (tensor and simple paths) vs PyTorch (eager,
 #                                       # torch.compile); their 1,000-step loss curves; LM forward and training vs HF
 #   bash bench/gpu-session.sh run       # the default `monosemantic run` on CUDA (A/1: 4,096 features, one pass), models A and B
 #   bash bench/gpu-session.sh analysis  # eval, features, compare, automata and the browser on those runs' SAEs
 #
-# Prepared here (the device machine has no node and no network): npm ci; npm run build (the addon
-# with its CUDA backend, and dist/); bash bench/kernels/build.sh; ../shared/gpu/pack-node-env.
-# Then one device call per stage:
-#   run  carry: [".device", "build/Release", "build/kernels", "dist"]
-#        command: . .device/setup && bash bench/gpu-session.sh check
+# Prepared here (the device machine has no node and no network): npm ci; the addon with its CUDA
+# backend for sm_90 (cmake-js configure --CDMONOSEMANTIC_CUDA=ON --CDMONOSEMANTIC_CUDA_ARCHS=90-real,
+# then cmake-js build; cmake-js is node_modules/cmake-js/bin/cmake-js); npm run build:ts;
+# bash bench/kernels/build.sh; bash bench/pack-device.sh (everything into .device/, within the
+# 64 MiB carry). Then one device
+# call per stage:   run  carry: [".device"]
+#                        command: . .device/setup && bash bench/gpu-session.sh check
 # Each stage writes its log and JSON under $OUT (bench/out when unset) and prints a short table last.
 # BACKEND=cpu QUICK=1 runs the same stages on the CPU at toy sizes (a check of this script).
 set -uo pipefail
@@ -43,6 +45,7 @@ step() {
 
 torch_device=$([ "$backend" = cuda ] && echo cuda || echo cpu)
 playground=build/kernels/gemm_bf16
+update_playground=build/kernels/decoder_update
 # cuBLAS for the playground's reference column: PyTorch's wheel or the toolkit, wherever it is.
 cublas=$(find $("$python" -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null) /usr/local/cuda*/lib64 \
   -name 'libcublas.so.*' 2>/dev/null | head -n 1)
@@ -88,11 +91,13 @@ json.dump(r, open(path, "w"), indent=2)
 print(r)
 EOF
   [ "$backend" = cuda ] && [ -x "$playground" ] && step "gemm playground: correctness" "$playground" --check ${cublas:+--cublas "$cublas"}
+  [ "$backend" = cuda ] && [ -x "$update_playground" ] && step "update playground: correctness" "$update_playground" --check-only
   # A small training run (resampling included), the GEMMs and the analysis ops under compute-sanitizer.
   if command -v compute-sanitizer >/dev/null; then
     if [ "$backend" = cuda ] && [ -x "$playground" ]; then
       for tool in memcheck racecheck; do
         step "sanitizer $tool: gemm playground" compute-sanitizer --tool "$tool" --error-exitcode 1 "$playground" --check
+        step "sanitizer $tool: update playground" compute-sanitizer --tool "$tool" --error-exitcode 1 "$update_playground" --check-only
       done
     fi
     for tool in memcheck racecheck; do
@@ -108,6 +113,9 @@ bench)
   shapes=$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)
   [ "$backend" = cuda ] && [ -x "$playground" ] && step "gemm playground: timing" "$playground" --time \
     ${peak:+--peak-tflops "$peak"} ${cublas:+--cublas "$cublas"}
+  copy=$(node -e "try{console.log(require('./$out/peaks.json').copy_gbps.toFixed(0))}catch{}" 2>/dev/null)
+  [ "$backend" = cuda ] && [ -x "$update_playground" ] && step "update playground: timing" "$update_playground" \
+    ${copy:+--peak-gbps "$copy"}
   step "sae step, monosemantic" node dist/bench/sae-step-cuda.js --backend "$backend" --shapes "$shapes" --iters "$([ "$quick" = 1 ] && echo 3 || echo 30)" \
     --kernels tensor,simple ${peak:+--peak-tflops "$peak"} --json "$out/sae-step.json"
   step "sae step, torch eager" "$python" bench/reference/torch_sae_step.py --device "$torch_device" --shapes "$shapes" \

