@@ -70,9 +70,9 @@ class DecodeWorker : public BackendWorker {
   float* xhat_;
 };
 
-// One Adam-updated parameter: the parameter, its gradient and both moments.
 // sae_grads, and — when `step` is set — the rest of a training step:
-// [remove the decoder-parallel gradient] -> Adam on all four parameters -> [renormalise decoder].
+// [remove the decoder-parallel gradient] -> Adam on all four parameters -> [renormalise decoder],
+// as one sae_update call, or as separate calls when the gradients are clipped.
 class GradsWorker : public BackendWorker {
  public:
   GradsWorker(Napi::Env env, const Napi::Object& a, bool step)
