@@ -17,6 +17,7 @@ import { writeFileSync } from 'node:fs';
 
 import { Command } from 'commander';
 
+import { unitRows } from '../lib/analysis/decoder-cosine.js';
 import type { BackendName } from '../lib/backend.js';
 import { Rng } from '../lib/random.js';
 import { SparseAutoencoder } from '../lib/sae/sae.js';
@@ -40,16 +41,6 @@ function plantedBatch(rng: Rng, dict: Float32Array, atoms: number, d: number, ba
   return x;
 }
 
-function unitRows(rng: Rng, rows: number, d: number): Float32Array {
-  const m = rng.fillNormal(new Float32Array(rows * d));
-  for (let r = 0; r < rows; r++) {
-    const row = m.subarray(r * d, (r + 1) * d); // m[r, :]
-    const norm = Math.hypot(...row);
-    for (let j = 0; j < d; j++) row[j]! /= norm;
-  }
-  return m;
-}
-
 async function main(): Promise<void> {
   const opts = new Command('kernel-paths')
     .option('--steps <n>', 'training steps', '1000')
@@ -70,7 +61,7 @@ async function main(): Promise<void> {
   using simplePath = SparseAutoencoder.create(config);
   const atoms = 4 * d;
   const rng = new Rng(3);
-  const dict = unitRows(rng, atoms, d);
+  const dict = unitRows(rng.fillNormal(new Float32Array(atoms * d)), atoms, d);
   const curves = { tensor: [] as number[], simple: [] as number[] };
   const t0 = performance.now();
   for (let s = 0; s < steps; s++) {

@@ -10,7 +10,7 @@ import type { BackendName } from '../backend.js';
 const CHUNK = 512;
 
 /** The rows of w [n, d] scaled to unit length (zero rows stay zero). */
-function unitRows(w: Float32Array, n: number, d: number): Float32Array {
+export function unitRows(w: Float32Array, n: number, d: number): Float32Array {
   const out = new Float32Array(n * d);
   for (let i = 0; i < n; i++) {
     let s = 0;

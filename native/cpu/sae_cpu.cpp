@@ -363,14 +363,11 @@ int sae_update(const ms_sae_update_args* a, ms_error* err) {
     return fail(err, MS_ERR_INVALID, "sae_update", "slot counts do not match n and d");
   for (const ms_adam_slot* s : {&a->W_enc, &a->b_enc, &a->W_dec, &a->b_dec})
     if (!s->param || !s->grad || !s->m || !s->v) return fail(err, MS_ERR_INVALID, "sae_update", "null slot pointer");
-  const AdamConsts c(a->hp);
-  for (const ms_adam_slot* s : {&a->W_enc, &a->b_enc, &a->b_dec})
-    parallel_for(s->count, 1 << 14, [&](size_t k0, size_t k1) { adam_range(k0, k1, s->param, s->grad, s->m, s->v, c); });
   const ms_adam_slot& w = a->W_dec;
-  if (!a->constrain_decoder) {
-    parallel_for(w.count, 1 << 14, [&](size_t k0, size_t k1) { adam_range(k0, k1, w.param, w.grad, w.m, w.v, c); });
-    return MS_OK;
-  }
+  for (const ms_adam_slot* s : {&a->W_enc, &a->b_enc, &a->b_dec})
+    if (int rc = adam_update(s->count, s->param, s->grad, s->m, s->v, &a->hp, err)) return rc;
+  if (!a->constrain_decoder) return adam_update(w.count, w.param, w.grad, w.m, w.v, &a->hp, err);
+  const AdamConsts c(a->hp);
   parallel_for(N, row_grain(D), [&](size_t i0, size_t i1) {
     for (size_t i = i0; i < i1; ++i) {
       const size_t at = i * D;  // row i of W_dec [n, d] and of its gradient and moments

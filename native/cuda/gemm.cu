@@ -124,12 +124,10 @@ static int launch_gemm(const Op& op, int M, int N, int K, float alpha, const T* 
   return check_launch(op, "gemm_kernel");
 }
 
-template <typename T>
-int gemm(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const T* A,
-         int lda, const T* B, int ldb, float beta, float* C, int ldc) {
+int check_gemm_args(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const void* A, int lda,
+                    const void* B, int ldb, const void* C, int ldc) {
   if (M < 0 || N < 0 || K < 0)
     return invalid(op.err, op.name, "gemm: negative dimension (M %d, N %d, K %d)", M, N, K);
-  if (M == 0 || N == 0) return MS_OK;
   // Leading dimensions: the row length of each operand's storage.
   const int a_cols = trans_a ? M : K;
   const int b_cols = trans_b ? K : N;
@@ -137,10 +135,18 @@ int gemm(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, float al
     return invalid(op.err, op.name, "gemm: leading dimension too small (lda %d, ldb %d, ldc %d)", lda,
                    ldb, ldc);
   if (!C || (K > 0 && (!A || !B))) return invalid(op.err, op.name, "gemm: null operand");
+  return MS_OK;
+}
+
+template <typename T>
+int gemm(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const T* A,
+         int lda, const T* B, int ldb, float beta, float* C, int ldc) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     if (use_tensor_kernels() && !(trans_a && trans_b))  // T x T: no product uses it; simple kernel
       return gemm_tensor(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, EpilogueStore{alpha, beta, C, ldc});
   }
+  MS_TRY(check_gemm_args(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc));
+  if (M == 0 || N == 0) return MS_OK;
   if (!trans_a && !trans_b) return launch_gemm<T, false, false>(op, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   if (!trans_a && trans_b) return launch_gemm<T, false, true>(op, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   if (trans_a && !trans_b) return launch_gemm<T, true, false>(op, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

@@ -15,6 +15,12 @@
 
 namespace ms::cuda {
 
+// The argument checks of every GEMM (this one and gemm_tensor.cuh's): no negative size, leading
+// dimensions at least each operand's storage row, no null operand that is read. MS_OK or
+// MS_ERR_INVALID naming the problem.
+int check_gemm_args(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const void* A, int lda,
+                    const void* B, int ldb, const void* C, int ldc);
+
 // Queues the product on op.stream. Instantiated for float and __nv_bfloat16.
 template <typename T>
 int gemm(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const T* A,

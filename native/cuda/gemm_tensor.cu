@@ -30,6 +30,7 @@
  * tests them) pick those matrices in the order above.
  */
 #include "gemm_tensor.cuh"
+#include "gemm.cuh"
 #include "gemm_tensor_layout.h"
 
 #include <cstdlib>
@@ -412,22 +413,9 @@ static int unsupported(const Op& op, const char* epilogue, bool trans_a, bool tr
                    trans_a ? "T" : "N", trans_b ? "T" : "N", epilogue);
 }
 
-static int check_operands(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const bf16* A,
-                          int lda, const bf16* B, int ldb, const void* out, int ldo) {
-  if (M < 0 || N < 0 || K < 0)
-    return invalid(op.err, op.name, "gemm: negative dimension (M %d, N %d, K %d)", M, N, K);
-  const int a_cols = trans_a ? M : K;  // row length of each operand's storage
-  const int b_cols = trans_b ? K : N;
-  if (lda < a_cols || ldb < b_cols || ldo < N)
-    return invalid(op.err, op.name, "gemm: leading dimension too small (lda %d, ldb %d, ldc %d)", lda,
-                   ldb, ldo);
-  if (!out || (K > 0 && (!A || !B))) return invalid(op.err, op.name, "gemm: null operand");
-  return MS_OK;
-}
-
 int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const bf16* A, int lda,
                 const bf16* B, int ldb, const EpilogueStore& epilogue) {
-  MS_TRY(check_operands(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, epilogue.C, epilogue.ldc));
+  MS_TRY(check_gemm_args(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, epilogue.C, epilogue.ldc));
   if (M == 0 || N == 0) return MS_OK;
   const StoreOp epi{epilogue, aligned(epilogue.C, 8) && epilogue.ldc % 2 == 0};
   if (!trans_a && !trans_b) return launch<false, false>(op, M, N, K, A, lda, B, ldb, epi);
@@ -439,7 +427,7 @@ int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, c
 int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const bf16* A, int lda,
                 const bf16* B, int ldb, const EpilogueBiasRelu& epilogue) {
   const void* out = epilogue.f ? static_cast<const void*>(epilogue.f) : epilogue.f_bf;
-  MS_TRY(check_operands(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, out, epilogue.ld));
+  MS_TRY(check_gemm_args(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, out, epilogue.ld));
   if (!epilogue.bias) return invalid(op.err, op.name, "gemm: null bias");
   if (M == 0 || N == 0) return MS_OK;
   const bool pair_ok = aligned(epilogue.f, 8) && aligned(epilogue.f_bf, 4) && epilogue.ld % 2 == 0;
@@ -451,7 +439,7 @@ int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, c
 int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const bf16* A, int lda,
                 const bf16* B, int ldb, const EpilogueFeatureGrad& epilogue) {
   const void* out = epilogue.gp ? static_cast<const void*>(epilogue.gp) : epilogue.gp_bf;
-  MS_TRY(check_operands(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, out, epilogue.ld));
+  MS_TRY(check_gemm_args(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, out, epilogue.ld));
   if (!epilogue.f_bf) return invalid(op.err, op.name, "gemm: null activations");
   if (M == 0 || N == 0) return MS_OK;
   const bool pair_ok = aligned(epilogue.gp, 8) && aligned(epilogue.gp_bf, 4) && epilogue.ld % 2 == 0;

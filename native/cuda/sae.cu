@@ -376,6 +376,14 @@ static int launch_feature_grad(const Op& op, float* gp, const float* f, const fl
   return check_launch(op, "feature_grad_kernel");
 }
 
+// out[j] = sum over chunks in order of partial[chunk, j] (out_f: also as float): the second pass of
+// colsum, and the sum of the column partials a tensor-core GEMM epilogue writes per row tile.
+static int sum_partials(const Op& op, const double* partial, int chunks, int cols, double* out, float* out_f) {
+  const unsigned int col_blocks = static_cast<unsigned int>((size_t(cols) + kThreads - 1) / kThreads);
+  colsum_final_kernel<<<col_blocks, kThreads, 0, op.stream>>>(partial, chunks, cols, out, out_f);
+  return check_launch(op, "colsum_final_kernel");
+}
+
 // out[j] = sum_r X[r, j] (double; out_f: also as float), counts[j] += #{r : X[r, j] > 0}.
 static int colsum(const Op& op, const float* X, int rows, int cols, double* partial, double* out,
                   float* out_f, int32_t* counts) {
@@ -385,16 +393,7 @@ static int colsum(const Op& op, const float* X, int rows, int cols, double* part
   colsum_partial_kernel<<<grid, kThreads, 0, op.stream>>>(X, rows, cols, plan.rows_per_chunk, partial,
                                                           counts);
   MS_TRY(check_launch(op, "colsum_partial_kernel"));
-  colsum_final_kernel<<<col_blocks, kThreads, 0, op.stream>>>(partial, plan.chunks, cols, out, out_f);
-  return check_launch(op, "colsum_final_kernel");
-}
-
-// out[j] = sum over tiles in order of partial[tile, j] (out_f: also as float); the second pass of
-// colsum, for partials written by a GEMM epilogue.
-static int sum_partials(const Op& op, const double* partial, int tiles, int cols, double* out, float* out_f) {
-  const unsigned int col_blocks = static_cast<unsigned int>((size_t(cols) + kThreads - 1) / kThreads);
-  colsum_final_kernel<<<col_blocks, kThreads, 0, op.stream>>>(partial, tiles, cols, out, out_f);
-  return check_launch(op, "colsum_final_kernel");
+  return sum_partials(op, partial, plan.chunks, cols, out, out_f);
 }
 
 static int launch_feature_stats(const Op& op, int n, const double* f_colsum, const float* c,
