@@ -5,8 +5,12 @@
 #                                       # on them and on a small training run; the card's peaks
 #   bash bench/gpu-session.sh bench     # GEMMs vs cuBLAS; the update kernels; SAE step (tensor and simple paths) vs PyTorch (eager,
 #                                       # torch.compile); their 1,000-step loss curves; LM forward and training vs HF
-#   bash bench/gpu-session.sh run       # the default `monosemantic run` on CUDA (A/1: 4,096 features, one pass), models A and B
+#   bash bench/gpu-session.sh run       # the default `monosemantic run` on CUDA (A/1: 4,096 features, ten passes), models A and B
 #   bash bench/gpu-session.sh analysis  # eval, features, compare, automata and the browser on those runs' SAEs
+#   bash bench/gpu-session.sh profile   # where the time goes: LM forward/training per native op, the
+#                                       # memory pool against plain cudaMalloc, the SAE step's kernels (ncu)
+#   bash bench/gpu-session.sh proof     # issue 3 in one call: test/gpu, correctness sweeps, SAE step vs
+#                                       # PyTorch, 1,000-step curves, timing sweeps, compute-sanitizer
 #
 # Prepared here (the device machine has no node and no network): npm ci; the addon with its CUDA
 # backend for sm_90 (cmake-js configure --CDMONOSEMANTIC_CUDA=ON --CDMONOSEMANTIC_CUDA_ARCHS=90-real,
@@ -19,7 +23,7 @@
 # BACKEND=cpu QUICK=1 runs the same stages on the CPU at toy sizes (a check of this script).
 set -uo pipefail
 
-stage=${1:?"usage: bash bench/gpu-session.sh check|bench|run|analysis"}
+stage=${1:?"usage: bash bench/gpu-session.sh check|bench|run|analysis|profile|proof"}
 out=${OUT:-bench/out}
 work=${WORK:-/tmp/monosemantic-gpu}
 backend=${BACKEND:-cuda}
@@ -31,16 +35,32 @@ log="$out/$stage.log"
 summary="$out/$stage-summary.txt"
 : >"$summary"
 
-# Runs a step, appending its output to the stage's log; records its status in the summary.
+# Runs a step, appending its output to the stage's log; records its status in the summary. With
+# DEADLINE set (seconds from the stage's start), each step is cut at the deadline (rc 124) and a step
+# that would start with under STEP_MIN seconds left is skipped, so the stage ends inside its call.
 step() {
   local name=$1
   shift
+  local limit=()
+  if [ -n "${DEADLINE:-}" ]; then
+    local left=$((DEADLINE - SECONDS))
+    if [ "$left" -lt "${STEP_MIN:-20}" ]; then
+      printf '%-34s skipped (deadline)\n' "$name" >>"$summary"
+      return 0
+    fi
+    limit=(timeout --kill-after=5 "$left")
+  fi
   echo "=== $name: $*" >>"$log"
   local t0=$SECONDS
-  "$@" >>"$log" 2>&1
+  "${limit[@]}" "$@" >>"$log" 2>&1
   local rc=$?
   printf '%-34s rc %-3s %4ss\n' "$name" "$rc" "$((SECONDS - t0))" >>"$summary"
   return $rc
+}
+
+# A ceiling from $out/peaks.json (written by the peaks step), rounded; empty when not measured.
+measured_peak() {
+  node -e "try{console.log(require(require('path').resolve(process.argv[1])).$1.toFixed(0))}catch{}" "$out/peaks.json" 2>/dev/null
 }
 
 torch_device=$([ "$backend" = cuda ] && echo cuda || echo cpu)
@@ -58,38 +78,7 @@ check)
   step doctor "${cli[@]}" doctor
   step "test/gpu" node_modules/.bin/vitest run test/gpu --reporter=verbose
   # The card's two ceilings (a large bf16 GEMM, a large device copy), measured as found.
-  step peaks "$python" - "$out/peaks.json" "$torch_device" <<'EOF'
-import json, sys, torch
-path, device = sys.argv[1], sys.argv[2]
-def bench(fn, iters=20):
-    fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        times = []
-        for _ in range(iters):
-            s.record(); fn(); e.record(); e.synchronize(); times.append(s.elapsed_time(e))
-    else:
-        import time
-        times = []
-        for _ in range(3):
-            t = time.perf_counter(); fn(); times.append((time.perf_counter() - t) * 1e3)
-    times.sort()
-    return times[len(times) // 2]
-n = 8192 if device == "cuda" else 512
-a, b = (torch.randn(n, n, device=device).to(torch.bfloat16) for _ in range(2))
-ms_bf16 = bench(lambda: a @ b)
-torch.backends.cuda.matmul.allow_tf32 = False
-af, bf = a.float(), b.float()
-ms_f32 = bench(lambda: af @ bf)
-src = torch.randn(1 << (28 if device == "cuda" else 22), device=device)
-dst = torch.empty_like(src)
-ms_copy = bench(lambda: dst.copy_(src))
-r = {"bf16_tflops": 2 * n**3 / ms_bf16 / 1e9, "f32_tflops": 2 * n**3 / ms_f32 / 1e9,
-     "copy_gbps": 2 * src.numel() * 4 / ms_copy / 1e6, "device": torch.cuda.get_device_name() if device == "cuda" else "cpu"}
-json.dump(r, open(path, "w"), indent=2)
-print(r)
-EOF
+  step peaks "$python" bench/reference/peaks.py "$out/peaks.json" "$torch_device"
   [ "$backend" = cuda ] && [ -x "$playground" ] && step "gemm playground: correctness" "$playground" --check ${cublas:+--cublas "$cublas"}
   [ "$backend" = cuda ] && [ -x "$update_playground" ] && step "update playground: correctness" "$update_playground" --check-only
   # A small training run (resampling included), the GEMMs and the analysis ops under compute-sanitizer.
@@ -109,11 +98,11 @@ EOF
   fi
   ;;
 bench)
-  peak=$(node -e "try{console.log(require('./$out/peaks.json').bf16_tflops.toFixed(0))}catch{}" 2>/dev/null)
+  peak=$(measured_peak bf16_tflops)
   shapes=$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)
   [ "$backend" = cuda ] && [ -x "$playground" ] && step "gemm playground: timing" "$playground" --time \
     ${peak:+--peak-tflops "$peak"} ${cublas:+--cublas "$cublas"}
-  copy=$(node -e "try{console.log(require('./$out/peaks.json').copy_gbps.toFixed(0))}catch{}" 2>/dev/null)
+  copy=$(measured_peak copy_gbps)
   [ "$backend" = cuda ] && [ -x "$update_playground" ] && step "update playground: timing" "$update_playground" \
     ${copy:+--peak-gbps "$copy"}
   step "sae step, monosemantic" node dist/bench/sae-step-cuda.js --backend "$backend" --shapes "$shapes" --iters "$([ "$quick" = 1 ] && echo 3 || echo 30)" \
@@ -131,6 +120,61 @@ bench)
   step "lm train, HF eager" "$python" bench/reference/hf_train.py --device "$torch_device" $lm
   [ "$quick" = 1 ] || step "lm train, HF torch.compile" "$python" bench/reference/hf_train.py --device "$torch_device" $lm --compile
   grep -E '^\| |^torch |^HF |tokens/s|^largest' "$log" | tail -48
+  ;;
+proof)
+  # Issue 3's proof in one call, most important first, cut at DEADLINE (default 400 s): doctor,
+  # test/gpu, the card's peaks, the playgrounds' correctness sweeps, the SAE step (tensor path at the
+  # three shapes, simple path at the first) against torch eager and torch.compile, the 1,000-step
+  # loss curves of both paths, the GEMM and update timing sweeps, then compute-sanitizer.
+  DEADLINE=${DEADLINE:-400}
+  shapes=$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)
+  iters=$([ "$quick" = 1 ] && echo 3 || echo 30)
+  step doctor "${cli[@]}" doctor
+  step "test/gpu" node_modules/.bin/vitest run test/gpu
+  step peaks "$python" bench/reference/peaks.py "$out/peaks.json" "$torch_device"
+  peak=$(measured_peak bf16_tflops)
+  copy=$(measured_peak copy_gbps)
+  [ "$backend" = cuda ] && step "gemm playground: correctness" "$playground" --check ${cublas:+--cublas "$cublas"}
+  [ "$backend" = cuda ] && step "update playground: correctness" "$update_playground" --check-only
+  step "sae step, tensor path" node dist/bench/sae-step-cuda.js --backend "$backend" --shapes "$shapes" --iters "$iters" \
+    --precision bf16 --kernels tensor ${peak:+--peak-tflops "$peak"} --json "$out/sae-step.json"
+  step "sae step, simple path" node dist/bench/sae-step-cuda.js --backend "$backend" --shapes "${shapes%%,*}" --iters "$iters" \
+    --precision bf16,f32 --kernels simple ${peak:+--peak-tflops "$peak"} --json "$out/sae-step-simple.json"
+  step "sae step, torch eager" "$python" bench/reference/torch_sae_step.py --device "$torch_device" --shapes "$shapes" \
+    --iters "$iters" --json "$out/torch-sae-step.json"
+  step "loss curves, tensor vs simple path" node dist/bench/kernel-paths.js --backend "$backend" \
+    $([ "$quick" = 1 ] && echo "--steps 20 --shape 32x128x64" || echo "--steps 1000") --json "$out/kernel-paths.json"
+  step "sae step, torch.compile" "$python" bench/reference/torch_sae_step.py --device "$torch_device" --shapes "${shapes%%,*}" \
+    --iters "$iters" --compile --json "$out/torch-sae-step-compile.json"
+  [ "$backend" = cuda ] && step "gemm playground: timing" "$playground" --time --iters 10 \
+    ${peak:+--peak-tflops "$peak"} ${cublas:+--cublas "$cublas"}
+  [ "$backend" = cuda ] && step "update playground: timing" "$update_playground" ${copy:+--peak-gbps "$copy"}
+  if command -v compute-sanitizer >/dev/null; then
+    step "sanitizer memcheck: sae step" compute-sanitizer --tool memcheck --error-exitcode 1 \
+      node dist/bench/sae-step-cuda.js --shapes 96x1000x257 --precision f32,bf16 --kernels tensor,simple --iters 2 --backend "$backend"
+    [ "$backend" = cuda ] && step "sanitizer racecheck: gemm playground" compute-sanitizer --tool racecheck --error-exitcode 1 "$playground" --check
+    step "sanitizer racecheck: sae step" compute-sanitizer --tool racecheck --error-exitcode 1 \
+      node dist/bench/sae-step-cuda.js --shapes 96x1000x257 --precision bf16 --kernels tensor --iters 2 --backend "$backend"
+    [ "$backend" = cuda ] && step "sanitizer memcheck: update playground" compute-sanitizer --tool memcheck --error-exitcode 1 "$update_playground" --check-only
+  fi
+  grep -E '^\| |^torch |^largest|FAIL|✗|×|Error' "$log" | tail -60
+  ;;
+profile)
+  # Where the time goes: the LM forward with the memory pool and with plain cudaMalloc/cudaFree;
+  # LM training with MONOSEMANTIC_PROFILE=1 (wall time per native operation); the SAE step's
+  # kernels one by one under ncu (gpu__time_duration, clocks left alone).
+  lm=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64 --iters 2" || echo "--batch 64 --ctx 1024 --iters 10")
+  step "lm forward (memory pool)" node dist/bench/lm-forward.js --backend "$backend" $([ "$quick" = 1 ] && echo "--batch 2 --ctx 64 --iters 2")
+  step "lm forward (plain cudaMalloc)" env MONOSEMANTIC_CUDA_ALLOC=plain node dist/bench/lm-forward.js --backend "$backend" \
+    $([ "$quick" = 1 ] && echo "--batch 2 --ctx 64 --iters 2")
+  step "lm train, per-op profile" env MONOSEMANTIC_PROFILE=1 node dist/bench/lm-train.js --backend "$backend" $lm
+  step "lm train (plain cudaMalloc)" env MONOSEMANTIC_CUDA_ALLOC=plain node dist/bench/lm-train.js --backend "$backend" $lm
+  if command -v ncu >/dev/null; then
+    step "sae step kernels (ncu)" ncu --clock-control none --target-processes all --metrics gpu__time_duration.sum \
+      --print-summary per-kernel node dist/bench/sae-step-cuda.js --backend "$backend" --shapes 512x16384x4096 \
+      --precision bf16 --kernels tensor --iters 1
+  fi
+  grep -E '^\| |tokens/s|^[a-zA-Z]+ +[0-9]+ +[0-9.]+ +[0-9.]+|gpu__time_duration|^  [a-z_<>:, 0-9()]+kernel' "$log" | tail -80
   ;;
 run)
   extra=()
@@ -156,7 +200,7 @@ analysis)
   tail -n 40 "$log"
   ;;
 *)
-  echo "unknown stage '$stage' (check, bench, run or analysis)" >&2
+  echo "unknown stage '$stage' (check, bench, run, analysis, profile or proof)" >&2
   exit 2
   ;;
 esac

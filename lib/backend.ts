@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { MonosemanticError } from './errors.js';
 import type { NativeAddon } from './native/binding.js';
 import { cudaLibraryPath, loadAddon } from './native/load.js';
+import { profiled } from './native/profile.js';
 
 export type BackendName = 'cpu' | 'cuda';
 export type BackendRequest = 'auto' | BackendName;
@@ -38,7 +39,8 @@ function requestedBackend(): BackendRequest {
 
 function initialise(): { addon: NativeAddon; status: BackendStatus } {
   const requested = requestedBackend();
-  const { addon, path: addonPath } = loadAddon();
+  const { addon: loadedAddon, path: addonPath } = loadAddon();
+  const addon = process.env.MONOSEMANTIC_PROFILE === '1' ? profiled(loadedAddon) : loadedAddon;
   addon.setErrorFactory(
     (code, op, deviceCode, message) => new MonosemanticError(code as MonosemanticError['code'], op, message, deviceCode),
   );

@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define MS_BACKEND_ABI_VERSION 7
+#define MS_BACKEND_ABI_VERSION 8
 
 typedef enum {
   MS_OK = 0,
@@ -351,6 +351,11 @@ typedef struct ms_backend {
 
   /* ---- SAE update (ABI 7): see ms_sae_update_args. ---- */
   int (*sae_update)(const ms_sae_update_args* args, ms_error* err);
+
+  /* ---- Evaluation (ABI 8). ---- */
+  /* out[r] = KL(softmax(p[r, :]) || softmax(q[r, :])) = sum_v P_v (log P_v - log Q_v) for logits
+   * p, q [rows, V]; no probabilities are materialised. */
+  int (*kl_rows)(int rows, int V, const float* p_logits, const float* q_logits, float* out, ms_error* err);
 } ms_backend;
 
 /* Exported by the CUDA shared library; returns NULL if abi_version is not supported. */

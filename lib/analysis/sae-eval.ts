@@ -9,10 +9,17 @@
  * Position 0 of every context (the BOS token, whose activations the SAE is not trained on) is left
  * out of the reconstruction and density statistics and keeps its own activation when splicing and
  * when zero-ablating, so both losses measure the positions the SAE is for.
+ *
+ * Everything is reduced on the device: per-column sums and firing counts (columnStats), per-row
+ * reconstruction errors and per-row KL divergences come back to the host, never the activations,
+ * features or logits.
  */
 import { saeSplice, zeroAblate } from '../lm/interventions.js';
 import type { Gpt2Model, Intervention } from '../lm/model.js';
+import { klRows } from '../lm/ops.js';
+import { columnStats, gatherRows, rowSqDist } from '../ops.js';
 import type { SparseAutoencoder } from '../sae/sae.js';
+import { Tensor } from '../tensor.js';
 
 export interface SaeEvaluation {
   /** Contexts and activation rows (positions 1..T−1) evaluated. */
@@ -35,13 +42,13 @@ export interface SaeEvaluation {
 }
 
 export interface SaeEvalOptions {
-  /** Contexts per forward (default 8). */
+  /** Contexts per forward (default 8; on CUDA enough for 8,192 tokens, at least 8). */
   batch?: number;
 }
 
 /** Evaluates `sae` at `hook` of `model` over `contexts` [count, T] of token ids. */
 export async function evaluateSae(model: Gpt2Model, sae: SparseAutoencoder, hook: string, contexts: Int32Array, T: number, options: SaeEvalOptions = {}): Promise<SaeEvaluation> {
-  const batch = options.batch ?? 8;
+  const batch = options.batch ?? (sae.backend === 'cuda' ? Math.max(8, Math.floor(8192 / T)) : 8);
   if (!Number.isSafeInteger(T) || T < 2 || contexts.length % T !== 0 || contexts.length === 0) {
     throw new RangeError(`contexts must hold whole contexts of T >= 2 tokens (got ${contexts.length} tokens, T ${T})`);
   }
@@ -56,41 +63,36 @@ export async function evaluateSae(model: Gpt2Model, sae: SparseAutoencoder, hook
   const sumX = new Float64Array(d);
   let sumSqX = 0;
   let sumSqErr = 0;
-  let active = 0;
   let rows = 0;
   const loss = { clean: 0, spliced: 0, zeroAblated: 0, kl: 0, tokens: 0 };
+
+  // Rows c·T + t for t = 1..T−1 of a batch of `batch` contexts: the positions the SAE is for.
+  const keptRows = (m: number): Int32Array => {
+    const keep = new Int32Array(m * (T - 1));
+    for (let c = 0; c < m; c++) for (let t = 1; t < T; t++) keep[c * (T - 1) + t - 1] = c * T + t;
+    return keep;
+  };
 
   for (let c0 = 0; c0 < count; c0 += batch) {
     const m = Math.min(batch, count - c0);
     const ids = contexts.subarray(c0 * T, (c0 + m) * T);
 
-    // Reconstruction and density on positions 1..T−1.
+    // Reconstruction and density on positions 1..T−1, reduced on the device.
     const { captured } = await model.forward(ids, m, { capture: [hook] });
-    using x = captured[hook]!;
+    using all = captured[hook]!;
+    using keep = Tensor.from(keptRows(m), [m * (T - 1)], { dtype: 'i32', backend: all.backend });
+    using x = Tensor.empty([m * (T - 1), d], { backend: all.backend });
+    await gatherRows(all, keep, x);
     using f = await sae.encode(x);
     using xhat = await sae.decode(f);
-    const xs = x.toArray() as Float32Array; // [m·T, d]
-    const xh = xhat.toArray() as Float32Array;
-    const fs = f.toArray() as Float32Array; // [m·T, n]
-    for (let r = 0; r < m * T; r++) {
-      if (r % T === 0) continue; // the BOS position
-      const xr = r * d; // row r of x and x̂
-      for (let j = 0; j < d; j++) {
-        const v = xs[xr + j]!;
-        const e = v - xh[xr + j]!;
-        sumX[j]! += v;
-        sumSqX += v * v;
-        sumSqErr += e * e;
-      }
-      const fr = r * n; // row r of f
-      for (let i = 0; i < n; i++) {
-        if (fs[fr + i]! > 0) {
-          fired[i]! += 1;
-          active += 1;
-        }
-      }
-      rows += 1;
-    }
+    const xStats = await columnStats(x);
+    const fStats = await columnStats(f);
+    using err = await rowSqDist(x, xhat);
+    for (let j = 0; j < d; j++) sumX[j]! += xStats.sum[j]!;
+    for (let j = 0; j < d; j++) sumSqX += xStats.sumsq[j]!;
+    for (let i = 0; i < n; i++) fired[i]! += fStats.nonzero[i]!;
+    for (const e of err.toFloat32()) sumSqErr += e;
+    rows += m * (T - 1);
 
     // Next-token loss clean, spliced (BOS rows kept) and zero-ablated, with the spliced KL.
     const clean = await model.forward(ids, m, { loss: true, logits: true });
@@ -102,7 +104,10 @@ export async function evaluateSae(model: Gpt2Model, sae: SparseAutoencoder, hook
     loss.clean += clean.loss!.mean * k;
     loss.spliced += spliced.loss!.mean * k;
     loss.zeroAblated += zero.loss!.mean * k;
-    loss.kl += klSum(cleanLogits.toArray() as Float32Array, splicedLogits.toArray() as Float32Array, m, T, model.config.vocabSize);
+    using kl = Tensor.empty([m * T], { backend: cleanLogits.backend });
+    await klRows(cleanLogits, splicedLogits, kl);
+    const klPerRow = kl.toFloat32(); // [m·T]; position T−1 of each context has no next token
+    for (let r = 0; r < m * T; r++) if (r % T !== T - 1) loss.kl += klPerRow[r]!;
     loss.tokens += k;
   }
 
@@ -117,7 +122,7 @@ export async function evaluateSae(model: Gpt2Model, sae: SparseAutoencoder, hook
     rows,
     mse: sumSqErr / (rows * d),
     fvu: sumSqErr / centred,
-    l0: active / rows,
+    l0: fired.reduce((a, b) => a + b, 0) / rows,
     dead: density.filter((p) => p === 0).length,
     ultraLow: density.filter((p) => p > 0 && p < 1e-6).length,
     dSae: n,
@@ -135,33 +140,6 @@ function keepBosRows(inner: Intervention, T: number): Intervention {
     await inner(x, context);
     saved.forEach((row, c) => x.writeRange(row, c * T * width));
   };
-}
-
-/** Σ over positions 0..T−2 of KL(softmax(clean) ‖ softmax(spliced)) for logits [m·T, V] (the positions that have a loss). */
-function klSum(clean: Float32Array, spliced: Float32Array, m: number, T: number, V: number): number {
-  let total = 0;
-  for (let c = 0; c < m; c++) {
-    for (let t = 0; t + 1 < T; t++) {
-      const base = (c * T + t) * V; // logits row of position t of context c
-      const lseP = logSumExp(clean, base, V);
-      const lseQ = logSumExp(spliced, base, V);
-      let kl = 0;
-      for (let v = 0; v < V; v++) {
-        const logP = clean[base + v]! - lseP;
-        kl += Math.exp(logP) * (logP - (spliced[base + v]! - lseQ));
-      }
-      total += kl;
-    }
-  }
-  return total;
-}
-
-function logSumExp(a: Float32Array, offset: number, length: number): number {
-  let max = -Infinity;
-  for (let i = 0; i < length; i++) max = Math.max(max, a[offset + i]!);
-  let s = 0;
-  for (let i = 0; i < length; i++) s += Math.exp(a[offset + i]! - max);
-  return max + Math.log(s);
 }
 
 /** Rows of the log10-density histogram: features per bin of width `binWidth` from −10 (dead features in their own row). */

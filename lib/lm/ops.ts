@@ -265,6 +265,22 @@ export function crossEntropy(logits: Tensor, targets: Tensor, out: Tensor): Prom
   return nativeAddon().crossEntropy({ rows, V, logits: logits.native, targets: targets.native, out: out.native });
 }
 
+/**
+ * Per-row KL divergence out[r] = KL(softmax(p[r]) ‖ softmax(q[r])) = Σ_v P_v (log P_v − log Q_v) of
+ * two logit matrices p, q [rows, V] (e.g. a clean and an intervened model's next-token logits),
+ * without materialising probabilities. out [rows].
+ */
+export function klRows(p: Tensor, q: Tensor, out: Tensor): Promise<void> {
+  checkTensor(p, 'p');
+  checkTensor(q, 'q');
+  checkTensor(out, 'out');
+  const [rows, V] = rowsOf(p, 'p');
+  expectRows(q, 'q', rows, V, `like p ${formatShape(p.shape)}`);
+  expectSize(out, 'out', rows, `(one per row of p ${formatShape(p.shape)})`);
+  sameBackend({ p, q, out });
+  return nativeAddon().klRows({ rows, V, p: p.native, q: q.native, out: out.native });
+}
+
 /** out[r] = argmax_v logits[r, v] (the first on ties; NaN counts as largest, as torch): logits [rows, V], out i32 [rows]. */
 export function argmaxRows(logits: Tensor, out: Tensor): Promise<void> {
   checkTensor(logits, 'logits');

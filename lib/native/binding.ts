@@ -306,6 +306,7 @@ export interface NativeAddon {
   attention(args: NativeAttentionArgs): Promise<void>;
   crossEntropy(args: { rows: number; V: number; logits: NativeTensor; targets: NativeTensor; out: NativeTensor }): Promise<void>;
   argmaxRows(args: { rows: number; V: number; logits: NativeTensor; out: NativeTensor }): Promise<void>;
+  klRows(args: { rows: number; V: number; p: NativeTensor; q: NativeTensor; out: NativeTensor }): Promise<void>;
   attentionTrain(args: NativeAttentionTrainArgs): Promise<void>;
   attentionBackward(args: NativeAttentionBackwardArgs): Promise<void>;
   mergeQkv(args: { rows: number; C: number; q: NativeTensor; k: NativeTensor; v: NativeTensor; qkv: NativeTensor }): Promise<void>;

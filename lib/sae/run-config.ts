@@ -65,8 +65,9 @@ export function withDefaults(defaults: Doc, doc: Doc): Doc {
 
 /**
  * The presets, both the paper's A/1 shape (4,096 features). CPU (2 cores in about ten minutes):
- * 2,000 steps of 1,024 activations, three resamples. CUDA: one pass over every position of the
- * corpus (all but the BOS), batches of 4,096.
+ * 2,000 steps of 1,024 activations, three resamples. CUDA: ten passes over every position of the
+ * corpus (all but the BOS), batches of 4,096, three resamples; 128 contexts per model forward and
+ * 1,024 per shuffle window, so the model's forward keeps up with the SAE's steps.
  */
 export function machineDefaults(backend: 'cpu' | 'cuda', doc: Doc): Doc {
   const training = isPlainObject(doc.training) ? doc.training : {};
@@ -76,8 +77,9 @@ export function machineDefaults(backend: 'cpu' | 'cuda', doc: Doc): Doc {
     return {
       sae: { dSae: 4096 },
       training: { batchSize: 4096, lr: 1e-3, lrWarmupSteps: 100, lrDecay: 'linear', decayFraction: 0.2, l1Coeff: 5 },
-      data: { positionsPerContext: null },
-      ...(lengthGiven ? {} : { budget: { epochs: 1 } }),
+      data: { positionsPerContext: null, forwardBatch: 128, contextsPerWindow: 1024 },
+      ...(lengthGiven ? {} : { budget: { epochs: 10 } }),
+      resampling: { steps: [2500, 5000, 7500], deadWindowSteps: 1250 },
       logging: { every: 50, densityWindowSamples: 1_000_000 },
       checkpoints: { every: 1000 },
     };

@@ -244,6 +244,25 @@ class ArgmaxRowsWorker : public BackendWorker {
   int32_t* out_ = nullptr;
 };
 
+// klRows({ rows, V, p, q, out }): out [rows] = KL(softmax(p[r]) || softmax(q[r])).
+class KlRowsWorker : public BackendWorker {
+ public:
+  KlRowsWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
+    rows_ = int_field(a, "rows", 1, kMaxDim);
+    V_ = int_field(a, "V", 1, kMaxDim);
+    const size_t count = product(env, size_t(rows_), size_t(V_), "p");
+    p_ = static_cast<const float*>(operands_.take_f32(a, "p", count));
+    q_ = static_cast<const float*>(operands_.take_f32(a, "q", count));
+    out_ = static_cast<float*>(operands_.take_f32(a, "out", size_t(rows_)));
+  }
+  int run(const ms_backend* be, ms_error* err) override { return be->kl_rows(rows_, V_, p_, q_, out_, err); }
+
+ private:
+  int rows_ = 0, V_ = 0;
+  const float *p_ = nullptr, *q_ = nullptr;
+  float* out_ = nullptr;
+};
+
 Napi::Value LayerNorm(const Napi::CallbackInfo& info) { return start_worker<LayerNormWorker>(info); }
 Napi::Value Linear(const Napi::CallbackInfo& info) { return start_worker<LinearWorker>(info); }
 Napi::Value Activation(const Napi::CallbackInfo& info) { return start_worker<ActivationWorker>(info); }
@@ -253,6 +272,7 @@ Napi::Value SplitQkv(const Napi::CallbackInfo& info) { return start_worker<Split
 Napi::Value Attention(const Napi::CallbackInfo& info) { return start_worker<AttentionWorker>(info); }
 Napi::Value CrossEntropy(const Napi::CallbackInfo& info) { return start_worker<CrossEntropyWorker>(info); }
 Napi::Value ArgmaxRows(const Napi::CallbackInfo& info) { return start_worker<ArgmaxRowsWorker>(info); }
+Napi::Value KlRows(const Napi::CallbackInfo& info) { return start_worker<KlRowsWorker>(info); }
 
 }  // namespace
 
@@ -266,6 +286,7 @@ void register_transformer_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("attention", Napi::Function::New<Attention>(env, "attention"));
   exports.Set("crossEntropy", Napi::Function::New<CrossEntropy>(env, "crossEntropy"));
   exports.Set("argmaxRows", Napi::Function::New<ArgmaxRows>(env, "argmaxRows"));
+  exports.Set("klRows", Napi::Function::New<KlRows>(env, "klRows"));
 }
 
 }  // namespace ms::core

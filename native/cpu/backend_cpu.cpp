@@ -158,6 +158,7 @@ const ms_backend kCpuBackend = {
     sparse_rows,
     column_stats,
     sae_update,
+    kl_rows,
 };
 
 }  // namespace

@@ -10,7 +10,7 @@
  * attention_lse also saves each query's log-sum-exp for the backward pass);
  * activations use float tanhf/erff. Index checks (token
  * ids, targets) run sequentially before anything is written, so a failing call leaves its outputs
- * untouched and names the first bad index.
+ * untouched and names the first bad index. kl_rows (evaluation) accumulates in double.
  */
 #include "transformer_cpu.h"
 
@@ -302,6 +302,36 @@ int argmax_rows(int rows, int V, const float* logits, int32_t* out, ms_error* er
         for (size_t v = 1; v < N; ++v)
           if (beats(lr[v], lr[best])) best = v;  // strict: the first of equal values stays
         out[r] = int32_t(best);
+      }
+    });
+  } catch (const std::bad_alloc&) {
+    return oom(err, op);
+  }
+  return MS_OK;
+}
+
+int kl_rows(int rows, int V, const float* p_logits, const float* q_logits, float* out, ms_error* err) {
+  const char* op = "kl_rows";
+  if (rows <= 0 || V <= 0) return fail(err, MS_ERR_INVALID, op, "bad shape [%d, %d]", rows, V);
+  if (!p_logits || !q_logits || !out) return fail(err, MS_ERR_INVALID, op, "p_logits, q_logits or out is null");
+  const size_t R = size_t(rows), N = size_t(V);
+  try {
+    parallel_for(R, row_grain(N), [&](size_t r0, size_t r1) {
+      for (size_t r = r0; r < r1; ++r) {
+        const float* p = p_logits + r * N;  // p[r, :]
+        const float* q = q_logits + r * N;  // q[r, :]
+        const float mp = row_max(p, N), mq = row_max(q, N);
+        // With a_v = p_v - mp, b_v = q_v - mq, e_v = exp(a_v), sp = sum e_v, sq = sum exp(b_v):
+        // KL = sum_v (e_v / sp) (a_v - b_v) - log sp + log sq (equal rows give exactly 0).
+        double sp = 0.0, sq = 0.0, weighted = 0.0;
+        for (size_t v = 0; v < N; ++v) {
+          const float a = p[v] - mp, b = q[v] - mq;
+          const double e = std::exp(double(a));
+          sp += e;
+          sq += std::exp(double(b));
+          weighted += e * double(a - b);
+        }
+        out[r] = float(weighted / sp - std::log(sp) + std::log(sq));
       }
     });
   } catch (const std::bad_alloc&) {

@@ -130,6 +130,7 @@ static int cuda_init(ms_error* err) {
 
   s.device = device;
   s.stream = stream;
+  s.pool = open_memory_pool(device);
   s.ready = true;
   return MS_OK;
 }
@@ -239,6 +240,7 @@ static const ms_backend kCudaBackend = {
     sparse_rows,
     column_stats,
     sae_update,
+    kl_rows,
 };
 
 }  // namespace ms::cuda

@@ -6,6 +6,7 @@
 
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 namespace ms::cuda {
@@ -91,11 +92,45 @@ int check_launch(const Op& op, const char* kernel) {
 
 int finish(const Op& op) { return check(op, cudaStreamSynchronize(op.stream), "cudaStreamSynchronize"); }
 
+cudaMemPool_t open_memory_pool(int device) {
+  const char* mode = std::getenv("MONOSEMANTIC_CUDA_ALLOC");
+  if (mode && std::strcmp(mode, "plain") == 0) return nullptr;
+  int supported = 0;
+  if (cudaDeviceGetAttribute(&supported, cudaDevAttrMemoryPoolsSupported, device) != cudaSuccess || !supported) {
+    (void)cudaGetLastError();
+    return nullptr;
+  }
+  cudaMemPool_t pool = nullptr;
+  uint64_t keep_everything = UINT64_MAX;  // never hand freed blocks back at a synchronisation
+  if (cudaDeviceGetDefaultMemPool(&pool, device) != cudaSuccess ||
+      cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep_everything) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return nullptr;
+  }
+  return pool;
+}
+
+cudaError_t device_malloc(void** p, size_t bytes, cudaStream_t stream) {
+  const cudaMemPool_t pool = state().pool;
+  if (!pool) return cudaMalloc(p, bytes);
+  cudaError_t e = cudaMallocAsync(p, bytes, stream);
+  if (e != cudaErrorMemoryAllocation) return e;
+  // The pool may hold enough freed blocks of other sizes: give them back and try once more.
+  (void)cudaGetLastError();
+  if (cudaStreamSynchronize(stream) == cudaSuccess && cudaMemPoolTrimTo(pool, 0) == cudaSuccess)
+    e = cudaMallocAsync(p, bytes, stream);
+  return e;
+}
+
+cudaError_t device_free(void* p, cudaStream_t stream) {
+  return state().pool ? cudaFreeAsync(p, stream) : cudaFree(p);
+}
+
 DeviceScratch::~DeviceScratch() {
   if (ptr_) {
     // Error path only (release() was not reached): an error is already reported; a failure to
     // free here (e.g. a sticky error) has nowhere better to go.
-    (void)cudaFree(ptr_);
+    (void)device_free(ptr_, stream_);
     (void)cudaGetLastError();
   }
 }
@@ -103,13 +138,14 @@ DeviceScratch::~DeviceScratch() {
 int DeviceScratch::allocate(const Op& op, size_t bytes) {
   if (ptr_) return set_error(op.err, MS_ERR_INVALID, 0, op.name, "internal: scratch allocated twice");
   void* p = nullptr;
-  const cudaError_t e = cudaMalloc(&p, bytes ? bytes : kAlign);
+  const cudaError_t e = device_malloc(&p, bytes ? bytes : kAlign, op.stream);
   if (e != cudaSuccess) {
-    const int rc = cuda_error(op.err, e, op.name, "cudaMalloc");
+    const int rc = cuda_error(op.err, e, op.name, state().pool ? "cudaMallocAsync" : "cudaMalloc");
     append_message(op.err, "; %zu bytes of temporary device memory requested", bytes);
     return rc;
   }
   ptr_ = p;
+  stream_ = op.stream;
   return MS_OK;
 }
 
@@ -117,7 +153,7 @@ int DeviceScratch::release(const Op& op) {
   if (!ptr_) return MS_OK;
   void* p = ptr_;
   ptr_ = nullptr;
-  return check(op, cudaFree(p), "cudaFree");
+  return check(op, device_free(p, stream_), state().pool ? "cudaFreeAsync" : "cudaFree");
 }
 
 namespace {

@@ -1,6 +1,6 @@
 /*
  * common.cuh — shared plumbing for the CUDA backend (backend.h): error reporting, the backend's
- * one device and stream, workspace carving, launch geometry and small device helpers.
+ * one device, stream and memory pool, workspace carving, launch geometry and small device helpers.
  *
  * Errors. Every CUDA call is checked; a failure becomes an ms_error (never exit/abort/throw):
  *   code        MS_ERR_OOM for cudaErrorMemoryAllocation, MS_ERR_DEVICE otherwise
@@ -39,8 +39,26 @@ struct State {
   bool ready = false;             // init() succeeded
   int device = 0;                 // the device every op runs on
   cudaStream_t stream = nullptr;  // non-blocking stream used for everything
+  cudaMemPool_t pool = nullptr;   // the device's stream-ordered pool, or null (plain cudaMalloc)
 };
 State& state();
+
+// ---- device memory ------------------------------------------------------------------------------
+//
+// Every allocation (tensors and the ops' scratch) comes from the device's default stream-ordered
+// memory pool (cudaMallocAsync / cudaFreeAsync on the backend stream) with its release threshold
+// raised, so freed blocks stay with the process and are reused without a driver call or a device
+// synchronisation; cudaMalloc/cudaFree cost tens of microseconds each and cudaFree waits for the
+// whole device. When an allocation fails, the pool's unused blocks are returned to the driver and
+// it is tried once more. Plain cudaMalloc is used where the device has no memory pools, before
+// init() (the kernel playgrounds), or with MONOSEMANTIC_CUDA_ALLOC=plain (read at init).
+
+// Sets up the pool for `device` (init()); returns null where pools are unsupported or disabled.
+cudaMemPool_t open_memory_pool(int device);
+// *p = `bytes` (>= 1) of device memory usable in the order of `stream`.
+cudaError_t device_malloc(void** p, size_t bytes, cudaStream_t stream);
+// Frees p in the order of `stream`: work already queued on it may still use p.
+cudaError_t device_free(void* p, cudaStream_t stream);
 
 // ---- errors -------------------------------------------------------------------------------------
 
@@ -96,6 +114,7 @@ class DeviceScratch {
 
  private:
   void* ptr_ = nullptr;
+  cudaStream_t stream_ = nullptr;  // the stream it was allocated on, and is freed on
 };
 
 // *index = the first i < count with v[i] outside [lo, hi), and *value = v[i]; *index = -1 when

@@ -76,9 +76,9 @@ int mem_alloc(size_t bytes, void** out, ms_error* err) {
   MS_TRY(begin(op, err, "alloc"));
   void* ptr = nullptr;
   // alloc(0) must return a valid unique pointer: give it one alignment unit.
-  const cudaError_t e = cudaMalloc(&ptr, bytes ? bytes : kAlign);
+  const cudaError_t e = device_malloc(&ptr, bytes ? bytes : kAlign, op.stream);
   if (e != cudaSuccess) {
-    const int rc = cuda_error(err, e, "alloc", "cudaMalloc");
+    const int rc = cuda_error(err, e, "alloc", state().pool ? "cudaMallocAsync" : "cudaMalloc");
     append_message(err, "; %zu bytes requested", bytes);
     return rc;
   }
@@ -90,7 +90,7 @@ void mem_free(void* ptr) {
   if (!ptr || !state().ready) return;
   // No error channel here (backend.h): failures (only possible after a sticky error, when the
   // context is lost anyway) are dropped and the last-error state is cleared.
-  if (cudaSetDevice(state().device) == cudaSuccess) (void)cudaFree(ptr);
+  if (cudaSetDevice(state().device) == cudaSuccess) (void)device_free(ptr, state().stream);
   (void)cudaGetLastError();
 }
 

@@ -33,8 +33,9 @@
  * (sum_i c_i f_colsum_i and the firing counts). MONOSEMANTIC_CUDA_KERNELS=simple keeps the
  * separate passes above.
  *
- * sae_encode / sae_decode get no workspace from the caller (backend.h), so they cudaMalloc their
- * temporaries (x - b_dec, and the bf16 operand copies) for the duration of the call.
+ * sae_encode / sae_decode get no workspace from the caller (backend.h), so they take their
+ * temporaries (x - b_dec, and the bf16 operand copies) from the memory pool for the duration of
+ * the call (DeviceScratch, common.cuh).
  */
 #include "sae.cuh"
 

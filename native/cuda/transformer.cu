@@ -2,8 +2,9 @@
  * transformer.cu — the GPT-2 forward ops on the GPU (transformer.cuh; math in backend.h).
  *
  * Simple kernels, chosen to be obviously correct rather than fast:
- *   - row ops (layer norm, cross-entropy, argmax): one block of kThreads threads per row, fp32
- *     accumulation through block_sum / block reductions with a fixed tree (deterministic);
+ *   - row ops (layer norm, cross-entropy, argmax, the KL divergence of two rows of logits): one
+ *     block of kThreads threads per row, fp32 accumulation through block_sum / block reductions
+ *     with a fixed tree (deterministic);
  *   - elementwise ops (activations, add, embedding gathers, the q/k/v split): grid-stride loops;
  *   - linear: gemm<T> (gemm.cuh), T = float, or __nv_bfloat16 in MS_PREC_BF16 mode, where x and W
  *     are first rounded to bf16 copies in temporary device memory (as sae.cu does), then an fp32
@@ -218,6 +219,37 @@ __global__ void __launch_bounds__(kThreads)
   for (int v = threadIdx.x; v < V; v += blockDim.x) s += expf(lr[v] - m);
   s = block_sum(s, scratch);
   if (threadIdx.x == 0) out[r] = m + logf(s) - lr[target];
+}
+
+// Block r = row r of p, q [rows, V]: out[r] = KL(softmax(p[r]) || softmax(q[r])). With
+// a_v = p_v - max p, b_v = q_v - max q, e_v = exp(a_v), sp = sum e_v, sq = sum exp(b_v):
+// KL = sum_v (e_v / sp) (a_v - b_v) - log sp + log sq.
+__global__ void __launch_bounds__(kThreads)
+    kl_rows_kernel(int V, const float* __restrict__ p_logits, const float* __restrict__ q_logits,
+                   float* __restrict__ out) {
+  __shared__ float scratch[33];
+  const size_t r = blockIdx.x;
+  const float* p = p_logits + r * V;  // p[r, :] at p_logits[r*V]
+  const float* q = q_logits + r * V;  // q[r, :] at q_logits[r*V]
+  float mp = -INFINITY, mq = -INFINITY;
+  for (int v = threadIdx.x; v < V; v += blockDim.x) {
+    mp = fmaxf(mp, p[v]);
+    mq = fmaxf(mq, q[v]);
+  }
+  mp = block_max(mp, scratch);
+  mq = block_max(mq, scratch);
+  float sp = 0.0f, sq = 0.0f, weighted = 0.0f;
+  for (int v = threadIdx.x; v < V; v += blockDim.x) {
+    const float a = p[v] - mp, b = q[v] - mq;
+    const float e = expf(a);
+    sp += e;
+    sq += expf(b);
+    weighted += e * (a - b);
+  }
+  sp = block_sum(sp, scratch);
+  sq = block_sum(sq, scratch);
+  weighted = block_sum(weighted, scratch);
+  if (threadIdx.x == 0) out[r] = weighted / sp - logf(sp) + logf(sq);
 }
 
 // Block r = row r of logits [rows, V]: out[r] = the first index of the largest value.
@@ -468,6 +500,19 @@ int argmax_rows(int rows, int V, const float* logits, int32_t* out, ms_error* er
   MS_TRY(begin(op, err, name));
   argmax_rows_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, op.stream>>>(V, logits, out);
   MS_TRY(check_launch(op, "argmax_rows_kernel"));
+  return finish(op);
+}
+
+int kl_rows(int rows, int V, const float* p_logits, const float* q_logits, float* out, ms_error* err) {
+  const char* name = "kl_rows";
+  if (rows <= 0 || V <= 0) return invalid(err, name, "bad shape [%d, %d]", rows, V);
+  MS_REQUIRE(p_logits);
+  MS_REQUIRE(q_logits);
+  MS_REQUIRE(out);
+  Op op;
+  MS_TRY(begin(op, err, name));
+  kl_rows_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, op.stream>>>(V, p_logits, q_logits, out);
+  MS_TRY(check_launch(op, "kl_rows_kernel"));
   return finish(op);
 }
 

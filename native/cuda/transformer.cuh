@@ -35,6 +35,7 @@ int attention_lse(const char* name, int batch, int T, int Tmax, int offset, int 
                   const float* k_cache, const float* v_cache, float* out, float* lse, ms_error* err);
 int cross_entropy(int rows, int V, const float* logits, const int32_t* targets, float* out, ms_error* err);
 int argmax_rows(int rows, int V, const float* logits, int32_t* out, ms_error* err);
+int kl_rows(int rows, int V, const float* p_logits, const float* q_logits, float* out, ms_error* err);
 
 // Helpers shared with transformer_grad.cu, queued on op.stream.
 // dst[k] = bf16(src[k]) for k < count (round to nearest even).

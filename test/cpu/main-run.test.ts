@@ -101,7 +101,7 @@ describe('monosemantic run', () => {
     expect(config.sae.dSae).toBe(300);
     expect(config.training).toMatchObject({ lr: 5e-4, batchSize: 1024, totalSteps: 2000 });
     expect(config).toMatchObject({ model: null, hook: 'blocks.0.mlp.hook_post', budget: { epochs: null } });
-    expect(machineDefaults('cuda', {})).toMatchObject({ sae: { dSae: 4096 }, budget: { epochs: 1 }, data: { positionsPerContext: null } });
+    expect(machineDefaults('cuda', {})).toMatchObject({ sae: { dSae: 4096 }, budget: { epochs: 10 }, data: { positionsPerContext: null, forwardBatch: 128 } });
     expect(machineDefaults('cuda', { training: { totalSteps: 10 } })).not.toHaveProperty('budget');
     expect((await resolveRunConfig({ backend: 'cpu', budget: { epochs: 0.5 } })).config.training.totalSteps).toBeUndefined();
     await expect(resolveRunConfig({ backend: 'cpu', budget: { epochs: 1 }, training: { totalSteps: 5 } })).rejects.toThrow(/exactly one of training.totalSteps, training.totalSamples and budget.epochs/);

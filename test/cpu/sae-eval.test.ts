@@ -1,17 +1,20 @@
 /**
  * evaluateSae on SAEs with known answers, at the ReLU MLP of the fixture model (activations ≥ 0):
  * a lossless dictionary [I | −I] (nothing unexplained, loss fully recovered, KL 0, the −I half
- * dead) and one whose decoder is zero (its splice equals zero-ablation: nothing recovered).
+ * dead) and one whose decoder is zero (its splice equals zero-ablation: nothing recovered); and a
+ * random SAE whose device-reduced statistics match a float64 recomputation on the host.
  */
 import path from 'node:path';
 
 import { beforeAll, describe, expect, it } from 'vitest';
 
 import { densityHistogram, evaluateSae } from '../../lib/analysis/sae-eval.js';
-import { Gpt2Model } from '../../lib/lm/model.js';
+import { saeSplice } from '../../lib/lm/interventions.js';
+import { Gpt2Model, type Intervention } from '../../lib/lm/model.js';
 import { packageRoot } from '../../lib/native/load.js';
 import { Rng } from '../../lib/random.js';
 import { SparseAutoencoder } from '../../lib/sae/sae.js';
+import { klRowsRef } from '../reference/transformer-reference.js';
 
 const dir = path.join(packageRoot(), 'test/fixtures/gpt2/tiny-relu-untied');
 const hook = 'blocks.0.mlp.hook_post';
@@ -92,6 +95,56 @@ describe('evaluateSae', () => {
     expect(Math.abs(e.loss.fractionRecovered)).toBe(0);
     expect(e.loss.klSpliced).toBeGreaterThan(0);
     expect(e.fvu).toBeGreaterThan(1); // nonnegative activations have a nonzero mean
+  });
+
+  it('a random SAE: MSE, FVU, L0, densities and KL equal a float64 recomputation on the host', async () => {
+    const d = model.config.dMlp;
+    const n = 3 * d + 5;
+    using sae = SparseAutoencoder.create({ dIn: d, dSae: n, backend: 'cpu', precision: 'f32', seed: 9 });
+    const e = await evaluateSae(model, sae, hook, contexts, T, { batch: 3 });
+
+    const { captured } = await model.forward(contexts, COUNT, { capture: [hook] });
+    using x = captured[hook]!;
+    using f = await sae.encode(x);
+    using xhat = await sae.decode(f);
+    const [xs, xh, fs] = [x.toFloat32(), xhat.toFloat32(), f.toFloat32()];
+    const fired = new Float64Array(n);
+    const sum = new Float64Array(d);
+    let [sq, err, active, rows] = [0, 0, 0, 0];
+    for (let r = 0; r < COUNT * T; r++) {
+      if (r % T === 0) continue; // the BOS position
+      rows += 1;
+      for (let j = 0; j < d; j++) {
+        const v = xs[r * d + j]!; // x[r, j]
+        sum[j]! += v;
+        sq += v * v;
+        err += (v - xh[r * d + j]!) ** 2;
+      }
+      for (let i = 0; i < n; i++) if (fs[r * n + i]! > 0) (fired[i]! += 1), (active += 1); // f[r, i]
+    }
+    const centred = sq - sum.reduce((a, s) => a + (s * s) / rows, 0);
+    expect(e.rows).toBe(rows);
+    // Per-row errors come back in fp32: 1e-7 relative.
+    expect(Math.abs(e.mse - err / (rows * d)) / (err / (rows * d))).toBeLessThan(1e-7);
+    expect(Math.abs(e.fvu - err / centred) / (err / centred)).toBeLessThan(1e-7);
+    expect(e.l0).toBeCloseTo(active / rows, 12);
+    expect(Array.from(e.density)).toEqual(Array.from(fired, (c) => c / rows));
+    expect(e.dead).toBe(fired.filter((c) => c === 0).length);
+
+    const keepBos: Intervention = async (t, context) => {
+      const bos = Array.from({ length: COUNT }, (_, c) => t.readRange(c * T * d, d)); // row c·T
+      await saeSplice(sae)(t, context);
+      bos.forEach((row, c) => t.writeRange(row, c * T * d));
+    };
+    const clean = await model.forward(contexts, COUNT, { logits: true });
+    using cleanLogits = clean.logits!;
+    const spliced = await model.forward(contexts, COUNT, { logits: true, interventions: { [hook]: keepBos } });
+    using splicedLogits = spliced.logits!;
+    const V = model.config.vocabSize;
+    const kl = klRowsRef(cleanLogits.toFloat32(), splicedLogits.toFloat32(), COUNT * T, V);
+    const klMean = kl.reduce((a, v, r) => (r % T === T - 1 ? a : a + v), 0) / (COUNT * (T - 1));
+    expect(klMean).toBeGreaterThan(1e-4);
+    expect(Math.abs(e.loss.klSpliced - klMean) / klMean).toBeLessThan(1e-5);
   });
 
   it('refuses a hook the model lacks or a width the SAE does not read', async () => {

@@ -12,7 +12,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { MonosemanticError } from '../../lib/errors.js';
-import { activation, add, argmaxRows, attention, crossEntropy, embed, layerNorm, linear, linearT, splitQkv } from '../../lib/lm/ops.js';
+import { activation, add, argmaxRows, attention, crossEntropy, embed, klRows, layerNorm, linear, linearT, splitQkv } from '../../lib/lm/ops.js';
 import { Rng } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
 import { normalArray, roundArrayBf16, uniformArray } from '../helpers/data.js';
@@ -20,6 +20,7 @@ import {
   argmaxRowsRef,
   attentionRef,
   crossEntropyRef,
+  klRowsRef,
   embedRef,
   erfRef,
   geluErfRef,
@@ -306,6 +307,28 @@ describe('transformer ops (cpu)', () => {
     expect((failure as MonosemanticError).code).toBe('E_INVALID');
     expect((failure as MonosemanticError).message).toContain(`targets[12] = ${V} is outside the vocabulary`);
     expect(f32(out2).every(Number.isNaN)).toBe(true);
+  });
+
+  it('klRows gives KL(softmax(p) ‖ softmax(q)) per row: 0 for equal or shifted rows, large for far ones', async () => {
+    const rng = new Rng(45);
+    const p = normalArray(rng, ROWS * V, 3);
+    const q = Float32Array.from(p, (v) => v + 0.4 * rng.normal()); // a perturbed copy: small KL
+    q.set(p.subarray(2 * V, 3 * V), 2 * V); // row 2: equal, KL 0
+    for (let i = 0; i < V; i++) q[5 * V + i] = p[5 * V + i]! + 7; // row 5: shifted logits, the same distribution
+    for (let i = 0; i < V; i++) q[6 * V + i] = -p[6 * V + i]!; // row 6: far apart
+    using tp = Tensor.from(p, [ROWS, V], { backend });
+    using tq = Tensor.from(q, [ROWS, V], { backend });
+    using out = Tensor.full([ROWS], Number.NaN, { backend });
+    await klRows(tp, tq, out);
+    const ref = klRowsRef(p, q, ROWS, V);
+    const got = f32(out);
+    expect(worst(got, ref, relFloor1(ref))).toBeLessThan(1e-5);
+    expect(Math.abs(got[2]!)).toBeLessThan(1e-6);
+    expect(Math.abs(got[5]!)).toBeLessThan(1e-5);
+    expect(ref[6]!).toBeGreaterThan(5);
+    expect(Math.min(...got)).toBeGreaterThan(-1e-6);
+    using short = Tensor.zeros([ROWS - 1, V], { backend });
+    expect(() => klRows(tp, short, out)).toThrow(/q/);
   });
 
   it('argmaxRows picks the first maximum of each row (NaN largest)', async () => {

@@ -14,7 +14,7 @@ import { describe, expect, it } from 'vitest';
 
 import { type BackendName, backendStatus } from '../../lib/backend.js';
 import { MonosemanticError } from '../../lib/errors.js';
-import { type Activation, activation, add, argmaxRows, attention, crossEntropy, embed, layerNorm, linear, linearT, splitQkv } from '../../lib/lm/ops.js';
+import { type Activation, activation, add, argmaxRows, attention, crossEntropy, embed, klRows, layerNorm, linear, linearT, splitQkv } from '../../lib/lm/ops.js';
 import { Rng } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
 import { normalArray, uniformArray } from '../helpers/data.js';
@@ -258,6 +258,23 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
       }
     });
   }
+
+  it('klRows [70, 50257] matches the CPU (1e-4 relative, floor 0.1: fp32 sums of 50,257 terms)', async () => {
+    const rng = new Rng(35);
+    const [rows, V] = [70, 50257];
+    const p = normalArray(rng, rows * V, 4);
+    const q = Float32Array.from(p, (v, i) => (Math.floor(i / V) % 3 === 0 ? v : v + 0.5 * rng.normal()));
+    const r = await onBoth(async (backend) => {
+      using tp = Tensor.from(p, [rows, V], { backend });
+      using tq = Tensor.from(q, [rows, V], { backend });
+      using out = Tensor.full([rows], Number.NaN, { backend });
+      await klRows(tp, tq, out);
+      return f32(out);
+    });
+    expect(r.cpu.some((v) => v > 0.05)).toBe(true);
+    expect(worst(r.cuda, r.cpu, (i) => Math.max(0.1, Math.abs(r.cpu[i]!)))).toBeLessThan(1e-4);
+    for (let i = 0; i < rows; i += 3) expect(r.cuda[i], `row ${i}: p = q`).toBe(0);
+  });
 
   it('argmaxRows matches the CPU exactly, ties and NaN included', async () => {
     const rng = new Rng(30);

@@ -162,6 +162,25 @@ export function crossEntropyRef(logits: FloatArray, targets: Int32Array, rows: n
   return out;
 }
 
+/** out[r] = KL(softmax(p[r]) ‖ softmax(q[r])) = Σ_v P_v (log P_v − log Q_v), from explicit log-probabilities. */
+export function klRowsRef(p: FloatArray, q: FloatArray, rows: number, V: number): Float64Array {
+  const logSoftmax = (x: FloatArray, r: number): Float64Array => {
+    let max = -Infinity;
+    for (let i = 0; i < V; i++) max = Math.max(max, x[r * V + i]!);
+    let sum = 0;
+    for (let i = 0; i < V; i++) sum += Math.exp(x[r * V + i]! - max);
+    const lse = max + Math.log(sum);
+    return Float64Array.from({ length: V }, (_, i) => x[r * V + i]! - lse); // log softmax(x[r])_i
+  };
+  const out = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    const lp = logSoftmax(p, r);
+    const lq = logSoftmax(q, r);
+    for (let i = 0; i < V; i++) out[r]! += Math.exp(lp[i]!) * (lp[i]! - lq[i]!);
+  }
+  return out;
+}
+
 /** out[r] = the first index of the largest logits[r, :] (NaN counts as largest). */
 export function argmaxRowsRef(logits: FloatArray, rows: number, V: number): Int32Array {
   const out = new Int32Array(rows);
