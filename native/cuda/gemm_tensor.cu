@@ -135,7 +135,9 @@ __device__ __forceinline__ void copy_tile(bf16* __restrict__ dst, const bf16* __
 
 // Each is called for an in-range (row, col) with the accumulators of (row, col) and (row, col + 1);
 // has1 says whether col + 1 < N (col is always even). It returns the two values the column
-// reduction takes (when kColumnSums and columns() say so); {0, 0} otherwise.
+// reduction takes (when kColumnSums and columns() say so); {0, 0} otherwise. An epilogue with
+// kReadsMask first gets live(row, col, has1) for every pair of the thread's tile, before any of
+// them is written, and then the two bits it returned as `mask` (bit 0: col, bit 1: col + 1).
 
 // Writes (r0, r1) at dst + at (and at + 1 when has1), as a pair when pair_ok.
 __device__ __forceinline__ void store_pair(float* dst, size_t at, float r0, float r1, bool has1, bool pair_ok) {
@@ -159,7 +161,9 @@ struct StoreOp {
   static constexpr bool kColumnSums = false;
   EpilogueStore e;
   bool pair_ok;  // C + row*ldc + col is 8-byte aligned for every even col (C 8-aligned, ldc even)
-  __device__ __forceinline__ float2 operator()(int row, int col, float v0, float v1, bool has1) const {
+  static constexpr bool kReadsMask = false;
+  __device__ __forceinline__ unsigned live(int, int, bool) const { return 0; }
+  __device__ __forceinline__ float2 operator()(int row, int col, float v0, float v1, bool has1, unsigned) const {
     const size_t at = size_t(row) * e.ldc + col;  // C[row, col] at C[row*ldc + col]
     if (e.beta != 0.0f) {
       v0 = fmaf(e.beta, e.C[at], e.alpha * v0);
@@ -180,7 +184,9 @@ struct BiasReluOp {
   static constexpr bool kColumnSums = true;
   EpilogueBiasRelu e;
   bool pair_ok;  // f 8-aligned, f_bf 4-aligned, ld even
-  __device__ __forceinline__ float2 operator()(int row, int col, float v0, float v1, bool has1) const {
+  static constexpr bool kReadsMask = false;
+  __device__ __forceinline__ unsigned live(int, int, bool) const { return 0; }
+  __device__ __forceinline__ float2 operator()(int row, int col, float v0, float v1, bool has1, unsigned) const {
     const size_t at = size_t(row) * e.ld + col;  // f[row, col] at f[row*ld + col]
     float r0 = v0 + e.bias[col];
     r0 = r0 > 0.0f ? r0 : 0.0f;  // NaN -> 0, as the CPU backend
@@ -198,20 +204,34 @@ struct BiasReluOp {
   __device__ __forceinline__ int32_t* fired() const { return e.col_fired; }
 };
 
+// The ReLU mask comes from bf16(f), which gp_bf may overwrite in place: the kernel reads the mask
+// of all the thread's outputs (live) before writing any, so the loads are independent of the
+// stores and can be in flight together; read between the stores, each waited for the last.
 struct FeatureGradOp {
   static constexpr bool kColumnSums = true;
+  static constexpr bool kReadsMask = true;
   EpilogueFeatureGrad e;
-  bool pair_ok;  // gp 8-aligned, gp_bf 4-aligned, ld even (f_bf is read one element at a time)
-  __device__ __forceinline__ float grad(float acc, size_t at, int col) const {
-    // f_bf[row, col] at f_bf[row*ld + col], read before the same thread overwrites it with gp_bf
-    if (!(__bfloat162float(e.f_bf[at]) > 0.0f)) return 0.0f;
+  bool pair_ok;  // gp 8-aligned, gp_bf 4-aligned, f_bf 4-aligned, ld even
+  // Bit 0: f_bf[row, col] > 0; bit 1: f_bf[row, col + 1] > 0 (when has1). f_bf[row, col] is at
+  // f_bf[row*ld + col].
+  __device__ __forceinline__ unsigned live(int row, int col, bool has1) const {
+    const size_t at = size_t(row) * e.ld + col;
+    if (has1 && pair_ok) {
+      const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(e.f_bf + at));
+      return (f.x > 0.0f ? 1u : 0u) | (f.y > 0.0f ? 2u : 0u);
+    }
+    const unsigned b0 = __bfloat162float(e.f_bf[at]) > 0.0f ? 1u : 0u;
+    return has1 && __bfloat162float(e.f_bf[at + 1]) > 0.0f ? b0 | 2u : b0;
+  }
+  __device__ __forceinline__ float grad(float acc, bool alive, int col) const {
+    if (!alive) return 0.0f;
     const float ci = e.c ? e.c[col] : 1.0f;
     return __fadd_rn(acc, __fmul_rn(e.l1_scale, ci));  // unfused, as the CPU backend
   }
-  __device__ __forceinline__ float2 operator()(int row, int col, float v0, float v1, bool has1) const {
+  __device__ __forceinline__ float2 operator()(int row, int col, float v0, float v1, bool has1, unsigned mask) const {
     const size_t at = size_t(row) * e.ld + col;
-    const float r0 = grad(v0, at, col);
-    const float r1 = has1 ? grad(v1, at + 1, col + 1) : 0.0f;
+    const float r0 = grad(v0, (mask & 1u) != 0, col);
+    const float r1 = has1 ? grad(v1, (mask & 2u) != 0, col + 1) : 0.0f;
     if (e.gp) store_pair(e.gp, at, r0, r1, has1, pair_ok);
     if (e.gp_bf) store_pair(e.gp_bf, at, r0, r1, has1, pair_ok);
     return make_float2(r0, r1);
@@ -317,6 +337,26 @@ static __global__ void __launch_bounds__(kBlockThreads, 2)
       cp_async_commit();  // one group per stage, empty or not, so the wait counts stay exact
     }
 
+    // Bits mask_bit(i, h, j) and the next of `masks` are live() of the output pair the epilogue
+    // gives accumulators (i, j, 2h), (i, j, 2h + 1) (kReadsMask). Read while the
+    // pipeline's first copies are in flight, before the main loop, which carries only the bits.
+    unsigned long long masks = 0;
+    if constexpr (Epi::kReadsMask) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int row = m0 + acc_row(lane, warp, i, 2 * h);
+          if (row >= M) continue;
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            const int col = n0 + acc_col(lane, warp, j, 2 * h);
+            if (col >= N) continue;
+            masks |= static_cast<unsigned long long>(epi.live(row, col, col + 1 < N)) << mask_bit(i, h, j);
+          }
+        }
+    }
+
     for (int kt = 0; kt < k_tiles; ++kt) {
       cp_async_wait<kStages - 2>();  // the group of k tile kt has landed (this thread's copies)
       __syncthreads();               // ... everyone's, and stage (kt - 1) % kStages is free
@@ -364,7 +404,8 @@ static __global__ void __launch_bounds__(kBlockThreads, 2)
         for (int j = 0; j < 4; ++j) {
           const int col = n0 + acc_col(lane, warp, j, 2 * h);
           if (col >= N) continue;
-          const float2 out = epi(row, col, acc[i][j][2 * h], acc[i][j][2 * h + 1], col + 1 < N);
+          const unsigned mask = static_cast<unsigned>(masks >> mask_bit(i, h, j)) & 3u;
+          const float2 out = epi(row, col, acc[i][j][2 * h], acc[i][j][2 * h + 1], col + 1 < N, mask);
           if constexpr (Epi::kColumnSums) {
             col_sum[j][0] += double(out.x);
             col_sum[j][1] += double(out.y);
@@ -442,7 +483,8 @@ int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, c
   MS_TRY(check_gemm_args(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, out, epilogue.ld));
   if (!epilogue.f_bf) return invalid(op.err, op.name, "gemm: null activations");
   if (M == 0 || N == 0) return MS_OK;
-  const bool pair_ok = aligned(epilogue.gp, 8) && aligned(epilogue.gp_bf, 4) && epilogue.ld % 2 == 0;
+  const bool pair_ok = aligned(epilogue.gp, 8) && aligned(epilogue.gp_bf, 4) && aligned(epilogue.f_bf, 4) &&
+                       epilogue.ld % 2 == 0;
   const FeatureGradOp epi{epilogue, pair_ok};
   if (!trans_a && trans_b) return launch<false, true>(op, M, N, K, A, lda, B, ldb, epi);
   return unsupported(op, "feature-gradient", trans_a, trans_b);

@@ -87,6 +87,11 @@ MS_LAYOUT_FN int b_fragment_reg(int j, int h) { return (j % 2) * 2 + h; }
 MS_LAYOUT_FN int acc_row(int lane, int warp, int i, int r) { return warp_row(warp) + i * 16 + lane / 4 + (r / 2) * 8; }
 MS_LAYOUT_FN int acc_col(int lane, int warp, int j, int r) { return warp_col(warp) + j * 8 + (lane % 4) * 2 + r % 2; }
 
+// The epilogue takes a lane's accumulators in pairs (i, j, 2h), (i, j, 2h + 1): one row, columns
+// col and col + 1. An epilogue that reads a mask first keeps the pair's two bits at bits
+// mask_bit(i, h, j) and mask_bit(i, h, j) + 1 of one 64-bit word (4 x 2 x 4 pairs).
+MS_LAYOUT_FN int mask_bit(int i, int h, int j) { return 2 * ((i * 2 + h) * 4 + j); }
+
 }  // namespace ms::cuda::layout
 
 #undef MS_LAYOUT_FN

@@ -183,8 +183,33 @@ void check_column_reduction_layout() {
   std::printf("ok   column reduction layout\n");
 }
 
+// The mask an epilogue reads before writing (FeatureGradOp): each of a lane's 32 accumulator
+// pairs (i, j, 2h), (i, j, 2h + 1) is one row and two adjacent columns, and owns its own two bits.
+void check_epilogue_mask_layout() {
+  const Case none{0, 0, 0, false, false};
+  for (int warp = 0; warp < kBlockThreads / 32; ++warp)
+    for (int lane = 0; lane < 32; ++lane) {
+      unsigned long long used = 0;
+      for (int i = 0; i < 4; ++i)
+        for (int h = 0; h < 2; ++h)
+          for (int j = 0; j < 4; ++j) {
+            if (acc_row(lane, warp, i, 2 * h) != acc_row(lane, warp, i, 2 * h + 1) ||
+                acc_col(lane, warp, j, 2 * h) + 1 != acc_col(lane, warp, j, 2 * h + 1))
+              fail("epilogue pair: accumulators 2h, 2h + 1 are not one row and adjacent columns", none);
+            const int bit = mask_bit(i, h, j);
+            if (bit < 0 || bit > 62 || bit % 2 != 0) fail("mask_bit outside the 64-bit word", none);
+            const unsigned long long two = 3ull << bit;
+            if (used & two) fail("mask_bit: two pairs share bits", none);
+            used |= two;
+          }
+      if (used != ~0ull) fail("mask_bit: the 32 pairs do not fill the word", none);
+    }
+  std::printf("ok   epilogue mask layout\n");
+}
+
 int main() {
   check_column_reduction_layout();
+  check_epilogue_mask_layout();
   const int dims[][3] = {{1, 1, 1}, {17, 9, 33}, {128, 128, 32}, {129, 130, 31}, {300, 257, 77}, {64, 515, 264}, {257, 96, 70}};
   unsigned seed = 1;
   for (const auto& d : dims)

@@ -3,7 +3,8 @@
  * GPU: test/native/gemm_tensor_emulation.cpp replays the kernel's tile copies, ldmatrix, mma.sync
  * and epilogue on the host with the PTX ISA's fragment layouts, using the same header as the
  * kernel, and compares every output with a direct product (exact: small integer operands), for
- * ragged and whole-tile shapes in every storage order. Needs a C++17 compiler (the one that builds
+ * ragged and whole-tile shapes in every storage order; and the layouts of the epilogue's column
+ * reduction and of the mask it reads before writing. Needs a C++17 compiler (the one that builds
  * the addon); skipped, saying so, without one.
  */
 import { spawnSync } from 'node:child_process';
@@ -29,6 +30,8 @@ it.skipIf(!hasCompiler)('the emulated tensor-core GEMM equals a direct product o
     const lines = run.stdout.trim().split('\n');
     expect(lines.at(-1)).toBe('ok');
     expect(lines.filter((l) => l.startsWith('ok   M')).length).toBe(28); // 7 shapes x 4 storage orders
+    expect(lines).toContain('ok   column reduction layout');
+    expect(lines).toContain('ok   epilogue mask layout');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
