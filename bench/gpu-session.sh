@@ -5,7 +5,8 @@
 #                                       # on them and on a small training run; the card's peaks
 #   bash bench/gpu-session.sh bench     # GEMMs vs cuBLAS; the update kernels; SAE step (tensor and simple paths) vs PyTorch (eager,
 #                                       # torch.compile); their 1,000-step loss curves; LM forward and training vs HF
-#   bash bench/gpu-session.sh run       # the default `monosemantic run` on CUDA (A/1: 4,096 features, ten passes), models A and B
+#   bash bench/gpu-session.sh run       # the default `monosemantic run` on CUDA (A/1: 4,096 features, ten passes), models A and B;
+#                                       # their SAEs come back as $OUT/sae-{a,b}.tar.xz.part-* (cat the parts, untar)
 #   bash bench/gpu-session.sh analysis  # eval, features, compare, automata and the browser on those runs' SAEs
 #   bash bench/gpu-session.sh profile   # where the time goes: LM forward/training per native op, the
 #                                       # memory pool against plain cudaMalloc, the SAE step's kernels (ncu)
@@ -183,6 +184,9 @@ run)
     rm -rf "$work/sae-$m"
     step "run, model $m" "${cli[@]}" run --backend "$backend" --model "models/$m" -o "$work/sae-$m" --no-progress "${extra[@]}"
     cp "$work/sae-$m/summary.json" "$out/run-$m-summary.json" 2>/dev/null
+    cp "$work/sae-$m/metrics.jsonl" "$out/run-$m-metrics.jsonl" 2>/dev/null
+    # The SAE itself, to analyse and browse here afterwards: files come back at most 16 MiB each.
+    [ -d "$work/sae-$m/sae" ] && tar -cJf - -C "$work/sae-$m" sae | split -b 15m - "$out/sae-$m.tar.xz.part-"
   done
   tail -n 30 "$log"
   ;;
