@@ -115,8 +115,13 @@ bench)
   step "loss curves, tensor vs simple path" node dist/bench/kernel-paths.js --backend "$backend" \
     $([ "$quick" = 1 ] && echo "--steps 20 --shape 32x128x64" || echo "--steps 1000") --json "$out/kernel-paths.json"
   lm=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64 --iters 2" || echo "--batch 64 --ctx 1024 --iters 10")
-  step "lm forward, monosemantic" node dist/bench/lm-forward.js --backend "$backend" $([ "$quick" = 1 ] && echo "--batch 2 --ctx 64 --iters 2")
-  step "lm forward, HF" "$python" bench/reference/hf_forward.py --device "$torch_device" $([ "$quick" = 1 ] && echo "--batch 2 --ctx 64 --iters 2")
+  # The issue's sizes: the 1-layer model at 64 x 1,024, GPT-2 small at 16 x 1,024, fp32 and bf16.
+  lmf=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64 --iters 2" || echo "--batch 64 --ctx 1024 --gpt2-batch 16 --gpt2-ctx 1024")
+  for precision in f32 bf16; do
+    step "lm forward $precision, monosemantic" node dist/bench/lm-forward.js --backend "$backend" --precision "$precision" $lmf
+    step "lm forward $precision, HF" "$python" bench/reference/hf_forward.py --device "$torch_device" \
+      --dtype "$([ "$precision" = f32 ] && echo float32 || echo bfloat16)" $lmf
+  done
   step "lm train, monosemantic" node dist/bench/lm-train.js --backend "$backend" $lm
   step "lm train, HF eager" "$python" bench/reference/hf_train.py --device "$torch_device" $lm
   [ "$quick" = 1 ] || step "lm train, HF torch.compile" "$python" bench/reference/hf_train.py --device "$torch_device" $lm --compile
