@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU machine's checklist, in stages that each fit one device call (under 10 minutes):
 #
-#   bash bench/gpu-session.sh check     # test/gpu; the kernel playgrounds' correctness sweeps; compute-sanitizer
+#   bash bench/gpu-session.sh check     # test/gpu (also with MONOSEMANTIC_CUDA_ASYNC=1); the playgrounds' correctness; compute-sanitizer
 #                                       # on them and on a small training run; the card's peaks
 #   bash bench/gpu-session.sh bench     # GEMMs vs cuBLAS; the update kernels; SAE step (tensor and simple paths) vs PyTorch (eager,
 #                                       # torch.compile); their 1,000-step loss curves; LM forward and training vs HF
@@ -9,7 +9,8 @@
 #                                       # their SAEs come back as $OUT/sae-{a,b}.tar.xz.part-* (cat the parts, untar)
 #   bash bench/gpu-session.sh analysis  # eval, features, compare, automata and the browser on those runs' SAEs
 #   bash bench/gpu-session.sh profile   # where the time goes: LM forward/training per native op, the
-#                                       # memory pool against plain cudaMalloc, the SAE step's kernels (ncu)
+#                                       # memory pool against plain cudaMalloc, queued (MONOSEMANTIC_CUDA_ASYNC=1)
+#                                       # against per-op synchronous operations, the SAE step's kernels (ncu)
 #   bash bench/gpu-session.sh proof     # issue 3 in one call: test/gpu, correctness sweeps, SAE step vs
 #                                       # PyTorch, 1,000-step curves, timing sweeps, compute-sanitizer
 #
@@ -78,6 +79,7 @@ case $stage in
 check)
   step doctor "${cli[@]}" doctor
   step "test/gpu" node_modules/.bin/vitest run test/gpu --reporter=verbose
+  step "test/gpu (MONOSEMANTIC_CUDA_ASYNC=1)" env MONOSEMANTIC_CUDA_ASYNC=1 node_modules/.bin/vitest run test/gpu
   # The card's two ceilings (a large bf16 GEMM, a large device copy), measured as found.
   step peaks "$python" bench/reference/peaks.py "$out/peaks.json" "$torch_device"
   [ "$backend" = cuda ] && [ -x "$playground" ] && step "gemm playground: correctness" "$playground" --check ${cublas:+--cublas "$cublas"}
@@ -175,6 +177,11 @@ profile)
     $([ "$quick" = 1 ] && echo "--batch 2 --ctx 64 --iters 2")
   step "lm train, per-op profile" env MONOSEMANTIC_PROFILE=1 node dist/bench/lm-train.js --backend "$backend" $lm
   step "lm train (plain cudaMalloc)" env MONOSEMANTIC_CUDA_ALLOC=plain node dist/bench/lm-train.js --backend "$backend" $lm
+  # Operations queued from the JS thread, no synchronisation per operation.
+  step "lm forward (MONOSEMANTIC_CUDA_ASYNC=1)" env MONOSEMANTIC_CUDA_ASYNC=1 node dist/bench/lm-forward.js --backend "$backend" \
+    $([ "$quick" = 1 ] && echo "--batch 2 --ctx 64 --iters 2")
+  step "lm train (MONOSEMANTIC_CUDA_ASYNC=1), per-op profile" env MONOSEMANTIC_CUDA_ASYNC=1 MONOSEMANTIC_PROFILE=1 \
+    node dist/bench/lm-train.js --backend "$backend" $lm
   if command -v ncu >/dev/null; then
     step "sae step kernels (ncu)" ncu --clock-control none --target-processes all --metrics gpu__time_duration.sum \
       --print-summary per-kernel node dist/bench/sae-step-cuda.js --backend "$backend" --shapes 512x16384x4096 \

@@ -15,7 +15,7 @@ import { writeFileSync } from 'node:fs';
 
 import { Command } from 'commander';
 
-import { resolveBackend } from '../lib/backend.js';
+import { resolveBackend, synchronize } from '../lib/backend.js';
 import type { Gpt2Config } from '../lib/lm/config.js';
 import { Gpt2Model } from '../lib/lm/model.js';
 import type { MatmulPrecision } from '../lib/lm/ops.js';
@@ -75,6 +75,7 @@ async function time(label: string, model: Gpt2Model, batch: number, T: number, i
   for (let i = 0; i < iters; i++) {
     const t0 = performance.now();
     await run(ids);
+    synchronize(model.backend); // operations may only be queued (MONOSEMANTIC_CUDA_ASYNC=1)
     times.push(performance.now() - t0);
   }
   const ms = median(times);

@@ -74,6 +74,16 @@ export function nativeAddon(): NativeAddon {
   return ensure().addon;
 }
 
+/**
+ * Waits until `backend` (default: the active one) has finished the work queued so far, and throws
+ * the error of an earlier operation that failed asynchronously. Only needed with
+ * MONOSEMANTIC_CUDA_ASYNC=1, where CUDA operations settle once their work is queued (to time them,
+ * say); reading a tensor always waits for the work that writes it.
+ */
+export function synchronize(backend?: BackendName): void {
+  nativeAddon().synchronize(resolveBackend(backend));
+}
+
 export function backendStatus(): BackendStatus {
   const s = ensure().status;
   return { ...s, cuda: { ...s.cuda } };

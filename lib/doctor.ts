@@ -15,6 +15,8 @@ export interface DoctorReport {
     driverVersion?: string;
     runtimeVersion?: string;
     devices?: NativeDeviceInfo[];
+    /** CUDA operations settle once queued (MONOSEMANTIC_CUDA_ASYNC=1). */
+    asyncOps?: boolean;
   };
 }
 
@@ -39,6 +41,7 @@ export function doctorReport(): DoctorReport {
     report.cuda.driverVersion = cudaVersionString(info.runtime.driverVersion);
     report.cuda.runtimeVersion = cudaVersionString(info.runtime.runtimeVersion);
     report.cuda.devices = info.devices;
+    report.cuda.asyncOps = info.asyncOps;
   }
   return report;
 }
@@ -57,6 +60,7 @@ export function formatDoctorReport(r: DoctorReport): string {
   ];
   if (r.cuda.loaded) {
     lines.push(`  cuda driver   ${r.cuda.driverVersion}`, `  cuda runtime  ${r.cuda.runtimeVersion}`);
+    lines.push(`  cuda ops      ${r.cuda.asyncOps ? 'queued from the calling thread (MONOSEMANTIC_CUDA_ASYNC=1)' : 'complete when they settle'}`);
     for (const [i, d] of (r.cuda.devices ?? []).entries()) {
       lines.push(`  gpu ${i}         ${d.name}, ${gib(d.totalBytes)} (${gib(d.freeBytes)} free), ${d.multiprocessors} SMs, sm_${d.computeCapability.replace('.', '')}`);
     }

@@ -1,6 +1,6 @@
 /** monosemantic: sparse autoencoders on native CPU and CUDA backends. */
 export { MonosemanticError, type ErrorCode } from './errors.js';
-export { backendStatus, resolveBackend, type BackendName, type BackendRequest, type BackendStatus } from './backend.js';
+export { backendStatus, resolveBackend, synchronize, type BackendName, type BackendRequest, type BackendStatus } from './backend.js';
 export { Tensor, type DType, type TensorOptions } from './tensor.js';
 export { Rng } from './random.js';
 export { doctorReport, formatDoctorReport, type DoctorReport } from './doctor.js';

@@ -113,6 +113,8 @@ export interface NativeDeviceInfo {
 export interface NativeBackendInfo {
   runtime: { driverVersion: number; runtimeVersion: number; deviceCount: number };
   devices: NativeDeviceInfo[];
+  /** Operations only queue work and settle at once (MONOSEMANTIC_CUDA_ASYNC=1 on CUDA). */
+  asyncOps: boolean;
 }
 
 /** ms_activation codes (native/backend.h). */
@@ -284,6 +286,8 @@ export interface NativeAddon {
   setSimdCap(level: 'scalar' | 'avx2' | 'avx512'): string;
   loadCuda(path: string): { ok: boolean; reason?: string };
   backendInfo(name: string): NativeBackendInfo;
+  /** Waits for the backend's queued work; throws the error of an earlier asynchronous failure. */
+  synchronize(name: string): void;
   saeWorkspaceBytes(backend: string, batch: number, d: number, n: number, precision: number): number;
   saeEncode(args: NativeDims & { x: NativeTensor; W_enc: NativeTensor; b_enc: NativeTensor; b_dec: NativeTensor; out: NativeTensor }): Promise<void>;
   saeDecode(args: NativeDims & { f: NativeTensor; W_dec: NativeTensor; b_dec: NativeTensor; out: NativeTensor }): Promise<void>;

@@ -5,6 +5,8 @@
  * which on both backends are complete when they settle), and summed per function name. Settlement
  * time includes waiting behind other operations in the addon's queue, so with concurrent chains
  * (a prefetching data source) the rows overlap; a single chain's rows add up to its wall time.
+ * With MONOSEMANTIC_CUDA_ASYNC=1 a CUDA operation settles once queued: its row is the cost of
+ * queueing it, and the GPU's time shows up in whatever waits next (a read, a statistic).
  */
 import type { NativeAddon } from './binding.js';
 

@@ -113,6 +113,7 @@ class BackendWorker : public Napi::AsyncWorker {
   BackendWorker(Napi::Env env, Operands operands)
       : Napi::AsyncWorker(env, "monosemantic"), operands_(std::move(operands)), deferred_(env) {}
   Napi::Promise promise() { return deferred_.Promise(); }
+  const Backend* backend() const { return operands_.backend; }
 
  protected:
   virtual int run(const ms_backend* be, ms_error* err) = 0;
@@ -124,6 +125,22 @@ class BackendWorker : public Napi::AsyncWorker {
     failed_ = run(backend->table, &err_) != MS_OK;
     if (!failed_ && backend->table->synchronize(&err_) != MS_OK) failed_ = true;
   }
+
+ public:
+  // The operation on the calling (JS) thread, its promise settled before returning: for a backend
+  // with launch_inline, whose operations only queue device work. The worker is never queued.
+  void RunInline() {
+    Backend* backend = operands_.backend;
+    {
+      std::lock_guard<std::mutex> lock(backend->mutex);
+      failed_ = run(backend->table, &err_) != MS_OK;
+    }
+    Napi::Env env = Env();
+    if (failed_) deferred_.Reject(make_error(env, err_));
+    else deferred_.Resolve(result(env));
+  }
+
+ protected:
   void OnOK() override {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
@@ -147,6 +164,12 @@ Napi::Value start_worker(const Napi::CallbackInfo& info, Extra... extra) {
     throw Napi::TypeError::New(env, "expected one argument object");
   auto* worker = new Worker(env, info[0].As<Napi::Object>(), extra...);
   Napi::Promise promise = worker->promise();
+  const Backend* backend = worker->backend();
+  if (backend && backend->launch_inline) {
+    std::unique_ptr<Worker> owned(worker);  // never queued: freed here, with its operands' references
+    owned->RunInline();
+    return promise;
+  }
   worker->Queue();
   return promise;
 }

@@ -5,6 +5,8 @@
 #include <dlfcn.h>
 #endif
 
+#include <cstdlib>
+
 #include "cpu/backend_cpu.h"
 
 namespace ms::core {
@@ -60,6 +62,8 @@ bool load_cuda_backend(const std::string& path, std::string& why) {
     return false;
   }
   g_cuda.table = table;
+  const char* async_ops = std::getenv("MONOSEMANTIC_CUDA_ASYNC");
+  g_cuda.launch_inline = async_ops && std::string(async_ops) == "1";
   return true;
 #endif
 }

@@ -1,6 +1,7 @@
 /*
  * info.cpp — backend loading and facts: cpuInfo(), setThreads(n), setSimdCap(level),
- * loadCuda(path) -> { ok, reason }, backendInfo(name) -> { runtime, devices }.
+ * loadCuda(path) -> { ok, reason }, backendInfo(name) -> { runtime, devices, asyncOps },
+ * synchronize(name).
  */
 #include "info.h"
 
@@ -87,7 +88,21 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("runtime", runtime);
   out.Set("devices", devices);
+  out.Set("asyncOps", be->launch_inline);
   return out;
+}
+
+// synchronize(name): waits until the backend has finished all work queued so far; throws its
+// error (an asynchronous failure of an earlier operation) if it failed.
+Napi::Value Synchronize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string name = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  Backend* be = backend_by_name(name);
+  if (!be) throw Napi::Error::New(env, "backend '" + name + "' is not loaded");
+  std::lock_guard<std::mutex> lock(be->mutex);
+  ms_error err{};
+  if (be->table->synchronize(&err) != MS_OK) throw_error(env, err);
+  return env.Undefined();
 }
 
 }  // namespace
@@ -98,6 +113,7 @@ void register_info(Napi::Env env, Napi::Object exports) {
   exports.Set("setSimdCap", Napi::Function::New<SetSimdCap>(env, "setSimdCap"));
   exports.Set("loadCuda", Napi::Function::New<LoadCuda>(env, "loadCuda"));
   exports.Set("backendInfo", Napi::Function::New<BackendInfo>(env, "backendInfo"));
+  exports.Set("synchronize", Napi::Function::New<Synchronize>(env, "synchronize"));
 }
 
 }  // namespace ms::core

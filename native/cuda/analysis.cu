@@ -138,7 +138,7 @@ int sparse_rows(int rows, int n, const float* x, float threshold, int64_t* row_p
   }
   MS_TRY(check(op, cudaMemcpyAsync(count.data(), counts.get(), size_t(rows) * sizeof(int), cudaMemcpyDeviceToHost, op.stream),
                "cudaMemcpyAsync"));
-  MS_TRY(finish(op));
+  MS_TRY(wait_host(op));
   MS_TRY(counts.release(op));
   for (int r = 0; r < rows; ++r) row_ptr_host[r + 1] = row_ptr_host[r] + count[size_t(r)];
   const size_t nnz = size_t(row_ptr_host[rows]);
@@ -162,7 +162,7 @@ int sparse_rows(int rows, int n, const float* x, float threshold, int64_t* row_p
   MS_TRY(check_launch(op, "row_fill_kernel"));
   MS_TRY(check(op, cudaMemcpyAsync(cols_host, cols, nnz * sizeof(int32_t), cudaMemcpyDeviceToHost, op.stream), "cudaMemcpyAsync"));
   MS_TRY(check(op, cudaMemcpyAsync(vals_host, vals, nnz * sizeof(float), cudaMemcpyDeviceToHost, op.stream), "cudaMemcpyAsync"));
-  MS_TRY(finish(op));
+  MS_TRY(wait_host(op));
   return scratch.release(op);
 }
 
@@ -194,7 +194,7 @@ int column_stats(int rows, int n, const float* x, double* sum_host, double* sums
     MS_TRY(check(op, cudaMemcpyAsync(outputs[s], total + size_t(s) * n, size_t(n) * sizeof(double), cudaMemcpyDeviceToHost, op.stream),
                  "cudaMemcpyAsync"));
   }
-  MS_TRY(finish(op));
+  MS_TRY(wait_host(op));
   return scratch.release(op);
 }
 

@@ -131,6 +131,8 @@ static int cuda_init(ms_error* err) {
   s.device = device;
   s.stream = stream;
   s.pool = open_memory_pool(device);
+  const char* async_ops = std::getenv("MONOSEMANTIC_CUDA_ASYNC");
+  s.sync_each_op = !(async_ops && std::strcmp(async_ops, "1") == 0);
   s.ready = true;
   return MS_OK;
 }

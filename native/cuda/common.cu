@@ -90,7 +90,12 @@ int check_launch(const Op& op, const char* kernel) {
   return cuda_error(op.err, e, op.name, call);
 }
 
-int finish(const Op& op) { return check(op, cudaStreamSynchronize(op.stream), "cudaStreamSynchronize"); }
+int finish(const Op& op) {
+  if (state().sync_each_op) return wait_host(op);
+  return check(op, cudaPeekAtLastError(), "an earlier asynchronous operation");
+}
+
+int wait_host(const Op& op) { return check(op, cudaStreamSynchronize(op.stream), "cudaStreamSynchronize"); }
 
 cudaMemPool_t open_memory_pool(int device) {
   const char* mode = std::getenv("MONOSEMANTIC_CUDA_ALLOC");
@@ -177,12 +182,12 @@ int find_out_of_range(const Op& op, const int32_t* v, size_t count, int lo, int 
   MS_TRY(check_launch(op, "first_out_of_range_kernel"));
   unsigned long long host = kNoIndex;
   MS_TRY(check(op, cudaMemcpyAsync(&host, first, sizeof host, cudaMemcpyDeviceToHost, op.stream), "cudaMemcpyAsync"));
-  MS_TRY(finish(op));
+  MS_TRY(wait_host(op));
   *index = -1;
   if (host != kNoIndex) {
     MS_TRY(check(op, cudaMemcpyAsync(value, v + host, sizeof *value, cudaMemcpyDeviceToHost, op.stream),
                  "cudaMemcpyAsync"));
-    MS_TRY(finish(op));
+    MS_TRY(wait_host(op));
     *index = static_cast<long long>(host);
   }
   return scratch.release(op);

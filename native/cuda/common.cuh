@@ -15,10 +15,14 @@
  * uses. The core serialises calls but may make them from different host threads, so each entry
  * point starts with cudaSetDevice(0) (cheap) through begin().
  *
- * Synchronisation policy (this simple version): every public entry point ends with
- * cudaStreamSynchronize on the backend stream (finish()), so results are complete on return and
- * an asynchronous failure (an illegal address in a kernel, say) is reported by the op that caused
- * it. Per-op syncs can be dropped later: the core calls synchronize() after each op anyway.
+ * Synchronisation policy. By default every public entry point ends with cudaStreamSynchronize on
+ * the backend stream (finish()), so results are complete on return and an asynchronous failure
+ * (an illegal address in a kernel, say) is reported by the op that caused it. With
+ * MONOSEMANTIC_CUDA_ASYNC=1 (read at init) finish() only checks for errors already raised: the
+ * op's work stays queued on the stream, in order with everything after it, and the core launches
+ * ops from the calling thread instead of a worker (backend.h, synchronize()). Entry points that
+ * read device results into host memory always wait for them (wait_host()), whatever the mode;
+ * freed memory returns to the stream-ordered pool after the work queued before it.
  */
 #ifndef MONOSEMANTIC_CUDA_COMMON_CUH
 #define MONOSEMANTIC_CUDA_COMMON_CUH
@@ -40,6 +44,7 @@ struct State {
   int device = 0;                 // the device every op runs on
   cudaStream_t stream = nullptr;  // non-blocking stream used for everything
   cudaMemPool_t pool = nullptr;   // the device's stream-ordered pool, or null (plain cudaMalloc)
+  bool sync_each_op = true;       // finish() waits (false: MONOSEMANTIC_CUDA_ASYNC=1)
 };
 State& state();
 
@@ -87,8 +92,11 @@ int begin(Op& op, ms_error* err, const char* name);
 int check(const Op& op, cudaError_t e, const char* call);
 // After a kernel launch: cudaGetLastError() (bad configuration, missing kernel image, ...).
 int check_launch(const Op& op, const char* kernel);
-// Ends an entry point: waits for the stream (see "Synchronisation policy" above).
+// Ends an entry point: waits for the stream, or in the asynchronous mode only reports an error
+// already raised (see "Synchronisation policy" above).
 int finish(const Op& op);
+// Waits for the stream in every mode: before host code reads what the queued work wrote.
+int wait_host(const Op& op);
 
 // MS_ERR_INVALID for a bad argument, naming it in the message.
 int invalid(ms_error* err, const char* op, const char* fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -66,7 +66,7 @@ static int memcpy_and_wait(void* dst, const void* src, size_t bytes, cudaMemcpyK
   Op op;
   MS_TRY(begin(op, err, name));
   MS_TRY(check(op, cudaMemcpyAsync(dst, src, bytes, kind, op.stream), "cudaMemcpyAsync"));
-  return finish(op);
+  return wait_host(op);
 }
 
 int mem_alloc(size_t bytes, void** out, ms_error* err) {
@@ -159,7 +159,7 @@ int mem_cast(void* dst_device, int dst_dtype, const void* src_device, int src_dt
 int mem_synchronize(ms_error* err) {
   Op op;
   MS_TRY(begin(op, err, "synchronize"));
-  return finish(op);
+  return wait_host(op);
 }
 
 }  // namespace ms::cuda

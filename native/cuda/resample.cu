@@ -223,7 +223,7 @@ int sae_resample(const ms_sae_resample_args* a, ms_sae_resample_stats* stats_hos
     MS_TRY(check_launch(op, "mark_dead_kernel"));
     MS_TRY(check(op, cudaMemcpyAsync(host_counters, counters, sizeof(int), cudaMemcpyDeviceToHost, op.stream),
                  "cudaMemcpyAsync"));
-    MS_TRY(check(op, cudaStreamSynchronize(op.stream), "cudaStreamSynchronize"));
+    MS_TRY(wait_host(op));
     if (host_counters[0] & 1) return invalid(err, name, "dead holds an index outside [0, %d)", a->n);
     if (host_counters[0] & 2) return invalid(err, name, "dead lists a feature twice");
   }
@@ -240,7 +240,7 @@ int sae_resample(const ms_sae_resample_args* a, ms_sae_resample_stats* stats_hos
   MS_TRY(check(op, cudaMemcpyAsync(&mean, scales, sizeof mean, cudaMemcpyDeviceToHost, op.stream), "cudaMemcpyAsync"));
   MS_TRY(check(op, cudaMemcpyAsync(host_counters + 1, counters + 1, sizeof(int), cudaMemcpyDeviceToHost, op.stream),
                "cudaMemcpyAsync"));
-  MS_TRY(finish(op));
+  MS_TRY(wait_host(op));
   stats_host->mean_live_encoder_norm = mean;
   stats_host->live = live;
   stats_host->resampled = host_counters[1];

@@ -667,7 +667,7 @@ int sae_grads(const ms_sae_grads_args* a, ms_sae_stats* stats_host, ms_error* er
   double totals[3] = {0.0, 0.0, 0.0};  // sum e^2, sum f c, #{f > 0}
   MS_TRY(check(op, cudaMemcpyAsync(totals, ws.stat_out, sizeof totals, cudaMemcpyDeviceToHost, op.stream),
                "cudaMemcpyAsync"));
-  MS_TRY(finish(op));
+  MS_TRY(wait_host(op));
   const double Bd = double(a->batch);
   stats_host->mse = totals[0] / Bd;
   stats_host->sparsity = totals[1] / Bd;

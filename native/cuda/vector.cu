@@ -113,7 +113,7 @@ int sum_squares(size_t count, const float* x, double* out_host, ms_error* err) {
   double total = 0.0;
   MS_TRY(check(op, cudaMemcpyAsync(&total, partial + blocks, sizeof total, cudaMemcpyDeviceToHost, op.stream),
                "cudaMemcpyAsync"));
-  MS_TRY(finish(op));
+  MS_TRY(wait_host(op));
   *out_host = total;
   return scratch.release(op);
 }

@@ -1,6 +1,7 @@
 /** Tensor handles on the CPU backend: round trips, casts, disposal and argument errors. */
 import { describe, expect, it } from 'vitest';
 
+import { nativeAddon, synchronize } from '../../lib/backend.js';
 import { Rng } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
 import { roundBf16, uniformArray } from '../helpers/data.js';
@@ -89,5 +90,13 @@ describe('Tensor (cpu)', () => {
       error = e;
     }
     expect(error).toMatchObject({ name: 'MonosemanticError', code: 'E_OOM', op: 'alloc' });
+  });
+});
+
+describe('synchronize', () => {
+  it('returns once the backend is idle; an unloaded or unknown backend is an error naming it', () => {
+    expect(() => synchronize('cpu')).not.toThrow();
+    expect(() => nativeAddon().synchronize('tpu')).toThrow(/backend 'tpu' is not loaded/);
+    expect(nativeAddon().backendInfo('cpu').asyncOps).toBe(false); // CPU operations always complete before they settle
   });
 });
