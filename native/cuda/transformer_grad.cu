@@ -9,7 +9,8 @@
  *     j <= t; the second takes one key j per warp and computes dk_j and dv_j, walking queries
  *     t >= j. Both recompute P_tj = exp(s_tj - lse_t) from the saved log-sum-exp, with the scores
  *     reduced exactly as the forward reduces them, so no T x T matrix exists and no output is
- *     shared between warps (no atomics, deterministic);
+ *     shared between warps (no atomics, deterministic). Head size 32 uses the tiled kernels of
+ *     attention_tiled.cu instead;
  *   - row ops (layer-norm dx, cross-entropy): one block of kThreads threads per row, block_sum /
  *     block_max reductions (common.cuh);
  *   - sums over rows into parameter gradients (layer-norm weight and bias, linear bias): blocks of
@@ -28,8 +29,10 @@
 #include <cmath>
 #include <cstdint>
 
+#include "attention_tiled.cuh"
 #include "common.cuh"
 #include "gemm.cuh"
+#include "gemm_tensor.cuh"
 #include "transformer.cuh"
 
 namespace ms::cuda {
@@ -390,6 +393,11 @@ int attention_backward(int batch, int T, int C, int n_head, const float* dout, c
   MS_TRY(scratch.allocate(op, tasks * sizeof(float)));
   float* D = static_cast<float*>(scratch.get());
   const float scale = 1.0f / sqrtf(float(hd));
+  if (use_tensor_kernels() && tiled_attention_supported(false, hd, (long long)batch * n_head)) {
+    MS_TRY(attention_backward_tiled(op, batch, T, C, n_head, scale, dout, q, k, v, out, lse, dq, dk, dv, D));
+    MS_TRY(finish(op));
+    return scratch.release(op);
+  }
   const unsigned int grid = static_cast<unsigned int>(blocks);
   attention_backward_dq_kernel<<<grid, kAttnWarps * 32, 0, op.stream>>>(tasks, T, C, n_head, hd, scale, dout, q,
                                                                         k, v, out, lse, dq, D);

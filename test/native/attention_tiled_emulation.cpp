@@ -1,0 +1,170 @@
+// Host emulation of the tiled attention kernels (native/cuda/attention_tiled_kernels.h), run by
+// test/unit/attention-tiled.test.ts. The kernel source is compiled for the host under a small
+// shim: each CUDA thread of a block is a std::thread, __syncthreads is a std::barrier, __shared__
+// arrays are function statics (one block runs at a time, and its threads share them). The
+// forward, dq and dk/dv kernels run over every block of the grid; their outputs are compared with
+// a float64 reference of causal attention and its gradients on random inputs of ragged sizes.
+// Prints "ok ..." per case and "ok" at the end; exits 1 on the first mismatch.
+#include <algorithm>
+#include <barrier>
+#include <cmath>
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <random>
+#include <thread>
+#include <vector>
+
+// ---- the CUDA shim ---------------------------------------------------------------------------------
+struct Dim3 {
+  unsigned x = 0, y = 0, z = 0;
+};
+thread_local Dim3 threadIdx;  // this emulated thread's index in its block
+Dim3 blockIdx;                // the block being run (set before its threads start)
+Dim3 blockDim;
+std::barrier<>* block_barrier = nullptr;
+inline void __syncthreads() { block_barrier->arrive_and_wait(); }
+using std::max;
+using std::min;
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __launch_bounds__(n)
+#define __restrict__
+#define __shared__ static
+
+#include "cuda/attention_tiled_kernels.h"
+
+namespace {
+
+using namespace ms::cuda::attention_tiled;
+
+// Runs body() as every thread of every block of a (gx, gy) grid of `threads`-thread blocks.
+void launch(unsigned gx, unsigned gy, unsigned threads, const std::function<void()>& body) {
+  blockDim = Dim3{threads, 1, 1};
+  for (unsigned y = 0; y < gy; ++y)
+    for (unsigned x = 0; x < gx; ++x) {
+      blockIdx = Dim3{x, y, 0};
+      std::barrier<> barrier(threads);
+      block_barrier = &barrier;
+      std::vector<std::thread> pool;
+      for (unsigned t = 0; t < threads; ++t)
+        pool.emplace_back([t, &body] {
+          threadIdx = Dim3{t, 0, 0};
+          body();
+        });
+      for (auto& th : pool) th.join();
+    }
+}
+
+struct Case {
+  int B, T, n_head, hd;
+};
+
+[[noreturn]] void fail(const char* what, const Case& c, double err) {
+  std::printf("FAIL %s (B %d, T %d, heads %d, hd %d): relative error %.3g\n", what, c.B, c.T, c.n_head, c.hd, err);
+  std::exit(1);
+}
+
+// max |a - ref| / max |ref| over the array.
+double rel_err(const std::vector<float>& a, const std::vector<double>& ref) {
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i])) return INFINITY;
+    num = std::max(num, std::fabs(double(a[i]) - ref[i]));
+    den = std::max(den, std::fabs(ref[i]));
+  }
+  return den > 0 ? num / den : num;
+}
+
+template <int HD>
+void run_case(const Case& c, unsigned seed) {
+  const int C = c.n_head * HD, rows = c.B * c.T, heads = c.B * c.n_head;
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  auto random = [&](float scale) {
+    std::vector<float> x(size_t(rows) * C);
+    for (float& e : x) e = scale * normal(gen);
+    return x;
+  };
+  const std::vector<float> q = random(1.0f), k = random(1.5f), v = random(1.0f), dout = random(1.0f);
+  const float scale = 1.0f / std::sqrt(float(HD));
+
+  // float64 reference: P = softmax over j <= t of scale q_t . k_j, out = P v, and the gradients.
+  std::vector<double> out_ref(q.size()), lse_ref(size_t(heads) * c.T), dq_ref(q.size(), 0.0), dk_ref(q.size(), 0.0),
+      dv_ref(q.size(), 0.0);
+  for (int b = 0; b < c.B; ++b)
+    for (int h = 0; h < c.n_head; ++h) {
+      const size_t base = size_t(b) * c.T * C + size_t(h) * HD;  // row t of the head at base + t*C
+      for (int t = 0; t < c.T; ++t) {
+        std::vector<double> s(t + 1);
+        double m = -INFINITY;
+        for (int j = 0; j <= t; ++j) {
+          double dot = 0.0;
+          for (int d = 0; d < HD; ++d) dot += double(q[base + t * C + d]) * k[base + j * C + d];
+          s[j] = scale * dot;
+          m = std::max(m, s[j]);
+        }
+        double l = 0.0;
+        for (int j = 0; j <= t; ++j) l += std::exp(s[j] - m);
+        const double lse = m + std::log(l);
+        lse_ref[(size_t(b) * c.n_head + h) * c.T + t] = lse;
+        double Dt = 0.0;
+        std::vector<double> o(HD, 0.0);
+        for (int j = 0; j <= t; ++j)
+          for (int d = 0; d < HD; ++d) o[d] += std::exp(s[j] - lse) * v[base + j * C + d];
+        for (int d = 0; d < HD; ++d) {
+          out_ref[base + t * C + d] = o[d];
+          Dt += double(dout[base + t * C + d]) * o[d];
+        }
+        for (int j = 0; j <= t; ++j) {
+          const double p = std::exp(s[j] - lse);
+          double dp = 0.0;
+          for (int d = 0; d < HD; ++d) dp += double(dout[base + t * C + d]) * v[base + j * C + d];
+          const double ds = p * (dp - Dt);
+          for (int d = 0; d < HD; ++d) {
+            dq_ref[base + t * C + d] += scale * ds * k[base + j * C + d];
+            dk_ref[base + j * C + d] += scale * ds * q[base + t * C + d];
+            dv_ref[base + j * C + d] += p * dout[base + t * C + d];
+          }
+        }
+      }
+    }
+
+  const float nan = std::nanf("");
+  std::vector<float> out(q.size(), nan), lse(size_t(heads) * c.T, nan), dq(q.size(), nan), dk(q.size(), nan),
+      dv(q.size(), nan), D(size_t(heads) * c.T, nan);
+  const unsigned gx = unsigned((c.T + kRowsPerBlock - 1) / kRowsPerBlock), gy = unsigned(heads);
+  launch(gx, gy, kRowsPerBlock, [&] {
+    attention_train_tiled_kernel<HD>(c.T, C, c.n_head, scale, q.data(), k.data(), v.data(), out.data(), lse.data());
+  });
+  if (double e = rel_err(out, out_ref); !(e < 1e-5)) fail("forward out", c, e);
+  if (double e = rel_err(lse, lse_ref); !(e < 1e-5)) fail("forward lse", c, e);
+  launch(gx, gy, kRowsPerBlock, [&] {
+    attention_dq_tiled_kernel<HD>(c.T, C, c.n_head, scale, dout.data(), q.data(), k.data(), v.data(), out.data(),
+                                  lse.data(), dq.data(), D.data());
+  });
+  if (double e = rel_err(dq, dq_ref); !(e < 1e-5)) fail("dq", c, e);
+  launch(gx, gy, kRowsPerBlock, [&] {
+    attention_dkdv_tiled_kernel<HD>(c.T, C, c.n_head, scale, dout.data(), q.data(), k.data(), v.data(), lse.data(),
+                                    D.data(), dk.data(), dv.data());
+  });
+  if (double e = rel_err(dk, dk_ref); !(e < 1e-5)) fail("dk", c, e);
+  if (double e = rel_err(dv, dv_ref); !(e < 1e-5)) fail("dv", c, e);
+  std::printf("ok   B %d T %4d heads %2d hd %2d\n", c.B, c.T, c.n_head, HD);
+}
+
+}  // namespace
+
+int main() {
+  // T below, at and across the 64-row tiles and 128-query blocks; several sequences and heads.
+  run_case<32>(Case{1, 1, 1, 32}, 1);
+  run_case<32>(Case{2, 63, 3, 32}, 2);
+  run_case<32>(Case{1, 300, 3, 32}, 3);
+  run_case<32>(Case{2, 129, 2, 32}, 4);
+  run_case<64>(Case{1, 200, 2, 64}, 5);
+  run_case<64>(Case{2, 64, 3, 64}, 6);
+  std::printf("ok\n");
+  return 0;
+}
