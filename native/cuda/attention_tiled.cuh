@@ -1,5 +1,6 @@
 /*
- * attention_tiled.cuh — causal self-attention for training (offset 0, keys = queries) with keys,
+ * attention_tiled.cuh — causal self-attention over whole sequences (offset 0, keys = queries: a
+ * training step, or a forward without a cache) with keys,
  * values and queries staged through shared memory in tiles: one thread per query (forward, dq) or
  * per key (dk, dv), the head's dimensions in registers. For head sizes with an instantiation
  * (tiled_attention_head_size); transformer.cu and transformer_grad.cu use the warp-per-query
@@ -16,8 +17,9 @@ namespace ms::cuda {
 // batch * n_head sequences of heads.
 bool tiled_attention_supported(bool forward, int hd, long long heads);
 
-// out[b*T + t, head h] = softmax_j<=t(scale q_t . k_j) v_j and lse[(b*n_head + h)*T + t] = its
-// log-sum-exp, for q, k, v, out [B*T, C]. Queues the kernel on op.stream.
+// out[b*T + t, head h] = softmax_j<=t(scale q_t . k_j) v_j and, when lse is not null,
+// lse[(b*n_head + h)*T + t] = its log-sum-exp, for q, k, v, out [B*T, C]. Queues the kernel on
+// op.stream.
 int attention_train_tiled(const Op& op, int batch, int T, int C, int n_head, float scale, const float* q,
                           const float* k, const float* v, float* out, float* lse);
 

@@ -84,7 +84,7 @@ __global__ void __launch_bounds__(kRowsPerBlock)
   const float inv = 1.0f / l;
 #pragma unroll
   for (int d = 0; d < HD; ++d) out[base + size_t(t) * C + d] = acc[d] * inv;
-  lse[size_t(bh) * T + t] = m + logf(l);  // lse[b, h, t]
+  if (lse) lse[size_t(bh) * T + t] = m + logf(l);  // lse[b, h, t]
 }
 
 // Queries as in the forward kernel. D[(b*n_head + h)*T + t] = dout_t . out_t and

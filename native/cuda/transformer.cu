@@ -12,9 +12,9 @@
  *   - attention: one warp per (batch, head, query); lane l holds dimensions l, l + 32, ... of the
  *     query and of its output accumulator (head size <= 32 * kAttnDimsPerLane), and walks the
  *     cached keys 0 .. p with an online softmax (running max and sum), so no T x T matrix exists;
- *     attention_lse also stores each query's log-sum-exp m + log l for the backward pass. The
- *     training forward (whole sequences, log-sum-exp kept) uses the tiled kernels of
- *     attention_tiled.cu for head sizes 32 and 64.
+ *     attention_lse also stores each query's log-sum-exp m + log l for the backward pass. Whole
+ *     sequences without a cache beyond them (training, a forward without generation) use the
+ *     tiled kernels of attention_tiled.cu for head sizes 32 and 64.
  * Index checks (token ids, targets) run as a kernel that finds the first bad index with an
  * integer atomicMin before anything is written, so a failing call leaves its outputs untouched.
  */
@@ -471,9 +471,9 @@ int attention_lse(const char* name, int batch, int T, int Tmax, int offset, int 
   const size_t blocks = (tasks + kAttnWarps - 1) / kAttnWarps;
   if (blocks > size_t(INT_MAX)) return invalid(err, name, "too many queries (%zu)", tasks);
   const float scale = 1.0f / sqrtf(float(hd));
-  // Training (the whole sequence from offset 0, log-sum-exp kept): the tiled kernel where it has
-  // this head size (attention_tiled.cuh), unless MONOSEMANTIC_CUDA_KERNELS=simple.
-  if (lse && offset == 0 && T == Tmax && use_tensor_kernels() &&
+  // Whole sequences (offset 0, no cache beyond them): the tiled kernel where it has this head size
+  // (attention_tiled.cuh), unless MONOSEMANTIC_CUDA_KERNELS=simple.
+  if (offset == 0 && T == Tmax && use_tensor_kernels() &&
       tiled_attention_supported(true, hd, (long long)batch * n_head)) {
     MS_TRY(attention_train_tiled(op, batch, T, C, n_head, scale, q, k_cache, v_cache, out, lse));
     return finish(op);
