@@ -4,7 +4,8 @@
 #   bash bench/gpu-session.sh check     # test/gpu (also with MONOSEMANTIC_CUDA_ASYNC=1); the playgrounds' correctness; compute-sanitizer
 #                                       # on them and on a small training run; the card's peaks
 #   bash bench/gpu-session.sh bench     # GEMMs vs cuBLAS; the update kernels; SAE step (tensor and simple paths) vs PyTorch (eager,
-#                                       # torch.compile); their 1,000-step loss curves; LM forward and training vs HF
+#                                       # torch.compile); their 1,000-step loss curves; LM forward and training vs HF;
+#                                       # the main job's pipeline (harvested vs consumed, data wait)
 #   bash bench/gpu-session.sh run       # the default `monosemantic run` on CUDA (A/1: 4,096 features, ten passes), models A and B;
 #                                       # their SAEs come back as $OUT/sae-{a,b}.tar.xz.part-* (cat the parts, untar)
 #   bash bench/gpu-session.sh analysis  # eval, features, compare, automata and the browser on those runs' SAEs
@@ -124,10 +125,14 @@ bench)
     step "lm forward $precision, HF" "$python" bench/reference/hf_forward.py --device "$torch_device" \
       --dtype "$([ "$precision" = f32 ] && echo float32 || echo bfloat16)" $lmf
   done
+  # The main job's pipeline: harvested vs consumed activations/s and the data wait, in both CUDA modes.
+  pipe=$([ "$quick" = 1 ] && echo "--batch 256 --steps 20 --forward-batch 8 --window 16 --d-sae 512" || echo "")
+  step "pipeline" node dist/bench/pipeline.js --backend "$backend" $pipe --json "$out/pipeline.json"
+  step "pipeline (MONOSEMANTIC_CUDA_ASYNC=1)" env MONOSEMANTIC_CUDA_ASYNC=1 node dist/bench/pipeline.js --backend "$backend" $pipe
   step "lm train, monosemantic" node dist/bench/lm-train.js --backend "$backend" $lm
   step "lm train, HF eager" "$python" bench/reference/hf_train.py --device "$torch_device" $lm
   [ "$quick" = 1 ] || step "lm train, HF torch.compile" "$python" bench/reference/hf_train.py --device "$torch_device" $lm --compile
-  grep -E '^\| |^torch |^HF |tokens/s|^largest' "$log" | tail -48
+  grep -E '^\| |^torch |^HF |tokens/s|^largest|^harvested' "$log" | tail -56
   ;;
 proof)
   # Issue 3's proof in one call, most important first, cut at DEADLINE (default 400 s): doctor,

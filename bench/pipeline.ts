@@ -1,0 +1,134 @@
+/**
+ * The main job's data pipeline, in three measurements on the active backend:
+ *   1. harvested: activations/s that the language-model source serves on its own (the shipped model
+ *      `models/a`, its `blocks.0.mlp.hook_post`, the shipped corpus; every position but the BOS;
+ *      no prefetch, so this is the harvest itself);
+ *   2. consumed: activations/s of SAE steps alone, on one batch of random activations (d = 512);
+ *   3. together: `monosemantic run` (runMainJob) for --steps steps, and the fraction of its training
+ *      time spent waiting for the source (the trainer's dataWaitFraction; the issue's target is
+ *      under 10%).
+ *
+ *   node dist/bench/pipeline.js [--backend cpu|cuda] [--d-sae 4096,16384] [--batch 4096]
+ *        [--steps 300] [--forward-batch 128] [--window 1024] [--json FILE]
+ *
+ * Defaults are the CUDA run's (batch 4,096; 128 contexts per forward; 1,024 per window); on a CPU
+ * pass small values (e.g. --batch 256 --steps 20 --forward-batch 8 --window 32 --d-sae 512).
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+import { Command } from 'commander';
+
+import { type BackendName, resolveBackend, synchronize } from '../lib/backend.js';
+import { openCorpusContexts } from '../lib/data/corpus-contexts.js';
+import { LmActivationSource } from '../lib/data/lm-activations.js';
+import { Gpt2Model } from '../lib/lm/model.js';
+import { Tokenizer } from '../lib/lm/tokenizer.js';
+import { packageRoot } from '../lib/native/load.js';
+import { Rng } from '../lib/random.js';
+import { resolveRunConfig, runMainJob } from '../lib/sae/lm-run.js';
+import { SparseAutoencoder } from '../lib/sae/sae.js';
+import { Tensor } from '../lib/tensor.js';
+
+const program = new Command('pipeline')
+  .option('--backend <name>', 'cpu or cuda (default: the active backend)')
+  .option('--d-sae <list>', 'dictionary sizes, comma-separated', '4096,16384')
+  .option('--batch <n>', 'activations per SAE step', '4096')
+  .option('--steps <n>', 'SAE steps timed alone and in the run', '300')
+  .option('--forward-batch <n>', 'contexts per model forward', '128')
+  .option('--window <n>', 'contexts per shuffle window', '1024')
+  .option('--json <file>', 'also write the rows as JSON')
+  .parse();
+const o = program.opts<{ backend?: BackendName; dSae: string; batch: string; steps: string; forwardBatch: string; window: string; json?: string }>();
+const backend = resolveBackend(o.backend);
+const [batch, steps, forwardBatch, window] = [Number(o.batch), Number(o.steps), Number(o.forwardBatch), Number(o.window)];
+const sizes = o.dSae.split(',').map(Number);
+for (const [name, v] of Object.entries({ batch, steps, forwardBatch, window })) {
+  if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`--${name}: a positive integer, got ${v}`);
+}
+if (!sizes.every((n) => Number.isSafeInteger(n) && n > 0)) throw new RangeError(`--d-sae: positive integers, got '${o.dSae}'`);
+
+const modelDir = path.join(packageRoot(), 'models/a');
+const corpus = [path.join(packageRoot(), 'corpus/train-sample.tokens')];
+const hook = 'blocks.0.mlp.hook_post';
+
+/** 1. Activations/s served by the source alone, over two windows. */
+async function harvested(): Promise<number> {
+  const tokenizer = await Tokenizer.load(modelDir);
+  using model = await Gpt2Model.load(modelDir, { backend });
+  const T = model.config.nPositions;
+  const source = await LmActivationSource.open({
+    model,
+    hook,
+    contextLength: T,
+    seed: 1,
+    positionsPerContext: T - 1,
+    contextsPerWindow: window,
+    forwardBatch,
+    prefetch: false,
+    openContexts: (state) => openCorpusContexts({ paths: corpus, textField: 'text', tokenizer, contextLength: T, seed: 1, ...(state ? { state } : {}) }),
+  });
+  try {
+    using out = Tensor.empty([batch, source.d], { backend });
+    await source.next(batch, out); // the first window, and everything's first use
+    synchronize(backend);
+    const rows = 2 * window * (T - 1);
+    const t0 = performance.now();
+    for (let served = 0; served < rows; served += batch) await source.next(batch, out);
+    synchronize(backend);
+    return (Math.ceil(rows / batch) * batch) / ((performance.now() - t0) / 1000);
+  } finally {
+    await source.close();
+  }
+}
+
+/** 2. Activations/s of SAE steps alone. */
+async function consumed(dSae: number): Promise<number> {
+  using sae = SparseAutoencoder.create({ dIn: 512, dSae, backend, seed: 1 });
+  using x = Tensor.from(new Rng(2).fillNormal(new Float32Array(batch * 512)), [batch, 512], { backend });
+  for (let i = 0; i < 3; i++) await sae.step(x);
+  synchronize(backend);
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) await sae.step(x);
+  synchronize(backend);
+  return (steps * batch) / ((performance.now() - t0) / 1000);
+}
+
+/** 3. The main job for `steps` steps: activations/s and the fraction of time waiting for data. */
+async function together(dSae: number): Promise<{ perSecond: number; dataWait: number }> {
+  const outDir = mkdtempSync(path.join(tmpdir(), 'ms-pipeline-'));
+  try {
+    const { config } = await resolveRunConfig({
+      backend,
+      outDir,
+      sae: { dSae },
+      training: { batchSize: batch, totalSteps: steps },
+      data: { forwardBatch, contextsPerWindow: window, positionsPerContext: null },
+      budget: { epochs: null },
+      resampling: { enabled: false },
+      checkpoints: { every: 0 },
+      eval: { contexts: 2 },
+    });
+    const summary = await runMainJob(config);
+    return { perSecond: summary.train.samples / summary.train.seconds, dataWait: summary.train.dataWaitFraction };
+  } finally {
+    rmSync(outDir, { recursive: true, force: true });
+  }
+}
+
+const harvest = await harvested();
+console.log(`backend ${backend}; batch ${batch}, ${forwardBatch} contexts per forward, ${window} per window`);
+console.log(`harvested alone: ${Math.round(harvest).toLocaleString('en-US')} activations/s (${hook} of models/a)`);
+console.log('| (d, n, B) | consumed alone, act/s | in the run, act/s | data wait |');
+console.log('| --- | ---: | ---: | ---: |');
+const rows = [];
+for (const n of sizes) {
+  const alone = await consumed(n);
+  const run = await together(n);
+  rows.push({ d: 512, n, batch, consumedAlone: alone, inRun: run.perSecond, dataWait: run.dataWait });
+  console.log(
+    `| (512, ${n}, ${batch}) | ${Math.round(alone).toLocaleString('en-US')} | ${Math.round(run.perSecond).toLocaleString('en-US')} | ${(100 * run.dataWait).toFixed(1)}% |`,
+  );
+}
+if (o.json) writeFileSync(o.json, JSON.stringify({ backend, batch, forwardBatch, window, harvested: harvest, rows }, null, 2));
