@@ -2,7 +2,7 @@
  * MONOSEMANTIC_PROFILE=1: a per-operation time profile of the native addon, printed to stderr when
  * the process exits. Every call into the addon is timed from the call until it returns (synchronous
  * calls: tensor creation, copies, frees) or until its promise settles (the backend's operations,
- * which on both backends are complete when they settle), and summed per function name. Settlement
+ * complete when they settle unless MONOSEMANTIC_CUDA_ASYNC=1), and summed per function name. Settlement
  * time includes waiting behind other operations in the addon's queue, so with concurrent chains
  * (a prefetching data source) the rows overlap; a single chain's rows add up to its wall time.
  * With MONOSEMANTIC_CUDA_ASYNC=1 a CUDA operation settles once queued: its row is the cost of
