@@ -12,6 +12,7 @@
 #   bash bench/gpu-session.sh profile   # where the time goes: LM forward/training per native op, the
 #                                       # memory pool against plain cudaMalloc, queued (MONOSEMANTIC_CUDA_ASYNC=1)
 #                                       # against per-op synchronous operations, the SAE step's kernels (ncu)
+#   bash bench/gpu-session.sh next      # what the last session left to measure, in one call (see the stage)
 #   bash bench/gpu-session.sh proof     # issue 3 in one call: test/gpu, correctness sweeps, SAE step vs
 #                                       # PyTorch, 1,000-step curves, timing sweeps, compute-sanitizer
 #
@@ -26,7 +27,7 @@
 # BACKEND=cpu QUICK=1 runs the same stages on the CPU at toy sizes (a check of this script).
 set -uo pipefail
 
-stage=${1:?"usage: bash bench/gpu-session.sh check|bench|run|analysis|profile|proof"}
+stage=${1:?"usage: bash bench/gpu-session.sh check|bench|run|analysis|profile|proof|next"}
 out=${OUT:-bench/out}
 work=${WORK:-/tmp/monosemantic-gpu}
 backend=${BACKEND:-cuda}
@@ -134,6 +135,49 @@ bench)
   [ "$quick" = 1 ] || step "lm train, HF torch.compile" "$python" bench/reference/hf_train.py --device "$torch_device" $lm --compile
   grep -E '^\| |^torch |^HF |tokens/s|^largest|^harvested' "$log" | tail -56
   ;;
+next)
+  # What the last GPU session left to measure, most important first, cut at DEADLINE (default 420 s):
+  # test/gpu in both CUDA modes (tiled attention, the ∂f mask prefetch, the async mode, the CUDA
+  # GPT-2 fixtures); the SAE step at the three shapes and its kernels under ncu; LM training and
+  # the forward at the issue's sizes, per-op profiles, both modes; the pipeline's data wait; then
+  # the default run on A and B (both SAEs come back) and universality.
+  DEADLINE=${DEADLINE:-420}
+  shapes=$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)
+  lm=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64 --iters 2" || echo "--batch 64 --ctx 1024 --iters 10")
+  lmf=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64 --iters 2" || echo "--batch 64 --ctx 1024 --gpt2-batch 16 --gpt2-ctx 1024")
+  step "test/gpu" node_modules/.bin/vitest run test/gpu
+  step "test/gpu (MONOSEMANTIC_CUDA_ASYNC=1)" env MONOSEMANTIC_CUDA_ASYNC=1 node_modules/.bin/vitest run test/gpu
+  step "sae step, tensor path" node dist/bench/sae-step-cuda.js --backend "$backend" --shapes "$shapes" \
+    --iters "$([ "$quick" = 1 ] && echo 3 || echo 30)" --precision bf16 --kernels tensor --json "$out/sae-step.json"
+  step "sae step, torch.compile" "$python" bench/reference/torch_sae_step.py --device "$torch_device" --shapes "${shapes%%,*}" \
+    --iters "$([ "$quick" = 1 ] && echo 3 || echo 30)" --compile
+  command -v ncu >/dev/null && step "sae step kernels (ncu)" ncu --clock-control none --target-processes all \
+    --metrics gpu__time_duration.sum --print-summary per-kernel node dist/bench/sae-step-cuda.js --backend "$backend" \
+    --shapes "${shapes%%,*}" --precision bf16 --kernels tensor --iters 1
+  step "lm train, per-op profile" env MONOSEMANTIC_PROFILE=1 node dist/bench/lm-train.js --backend "$backend" $lm
+  step "lm train (MONOSEMANTIC_CUDA_ASYNC=1)" env MONOSEMANTIC_CUDA_ASYNC=1 node dist/bench/lm-train.js --backend "$backend" $lm
+  step "lm train, HF torch.compile" "$python" bench/reference/hf_train.py --device "$torch_device" $lm \
+    $([ "$quick" = 1 ] || echo --compile)
+  step "lm forward bf16" node dist/bench/lm-forward.js --backend "$backend" --precision bf16 $lmf
+  step "lm forward bf16 (MONOSEMANTIC_CUDA_ASYNC=1)" env MONOSEMANTIC_CUDA_ASYNC=1 node dist/bench/lm-forward.js \
+    --backend "$backend" --precision bf16 $lmf
+  step "lm forward bf16, HF" "$python" bench/reference/hf_forward.py --device "$torch_device" --dtype bfloat16 $lmf
+  pipe=$([ "$quick" = 1 ] && echo "--batch 256 --steps 20 --forward-batch 8 --window 16 --d-sae 512" || echo "")
+  step "pipeline" node dist/bench/pipeline.js --backend "$backend" $pipe
+  step "pipeline (MONOSEMANTIC_CUDA_ASYNC=1)" env MONOSEMANTIC_CUDA_ASYNC=1 node dist/bench/pipeline.js --backend "$backend" $pipe
+  extra=()
+  [ "$quick" = 1 ] && extra=(--steps 20 --set eval.contexts=4)
+  for m in a b; do
+    rm -rf "$work/sae-$m"
+    step "run, model $m (MONOSEMANTIC_CUDA_ASYNC=1)" env MONOSEMANTIC_CUDA_ASYNC=1 "${cli[@]}" run --backend "$backend" \
+      --model "models/$m" -o "$work/sae-$m" --no-progress "${extra[@]}"
+    [ -d "$work/sae-$m/sae" ] && tar -cJf - -C "$work/sae-$m" sae | split -b 15m - "$out/sae-$m.tar.xz.part-"
+  done
+  step "compare A/B (universality)" "${cli[@]}" compare --sae-a "$work/sae-a/sae" --sae-b "$work/sae-b/sae" \
+    --model-a models/a --model-b models/b --contexts "$([ "$quick" = 1 ] && echo 16 || echo 2048)" --no-map \
+    --backend "$backend" -o "$out/universality.json"
+  grep -E '^\| |^torch |^HF |tokens/s|^harvested|^largest|^ *(Tests|Test Files) |FAIL|finished after|harvesting|loss recovered|median best-match|^[a-zA-Z]+ +[0-9]+ +[0-9.]+ +[0-9.]+' "$log" | tail -90
+  ;;
 proof)
   # Issue 3's proof in one call, most important first, cut at DEADLINE (default 400 s): doctor,
   # test/gpu, the card's peaks, the playgrounds' correctness sweeps, the SAE step (tensor path at the
@@ -221,7 +265,7 @@ analysis)
   tail -n 40 "$log"
   ;;
 *)
-  echo "unknown stage '$stage' (check, bench, run, analysis, profile or proof)" >&2
+  echo "unknown stage '$stage' (check, bench, run, analysis, profile, proof or next)" >&2
   exit 2
   ;;
 esac
