@@ -20,6 +20,12 @@
  * loaded element by element with zeros outside the matrix and stored to shared memory directly.
  * Zeros in the K tail add nothing; rows and columns outside M x N are never stored.
  *
+ * Split K. A store product whose output tiles fill under half of the GPU's block slots (x̂ = f W_dec
+ * has [4096, 512]: 128 tiles for 264 slots on an H100) runs with grid.z splits of K, whole k tiles
+ * each (gemm_tensor_layout.h); split z writes its partial product to scratch, and one pass sums the
+ * splits in order into C with alpha and beta. Deterministic; the sum differs from the unsplit
+ * product by rounding.
+ *
  * Fragment layouts (PTX ISA, mma.m16n8k16 with .bf16; g = lane / 4, t = lane % 4):
  *   A regs {a0a1, a2a3, a4a5, a6a7} = (row g, k 2t..2t+1), (row g+8, k 2t..), (row g, k 2t+8..),
  *                                     (row g+8, k 2t+8..)
@@ -161,10 +167,11 @@ struct StoreOp {
   static constexpr bool kColumnSums = false;
   EpilogueStore e;
   bool pair_ok;  // C + row*ldc + col is 8-byte aligned for every even col (C 8-aligned, ldc even)
+  size_t split_stride = 0;  // split K: split z writes its partial product at C + z * split_stride
   static constexpr bool kReadsMask = false;
   __device__ __forceinline__ unsigned live(int, int, bool) const { return 0; }
   __device__ __forceinline__ float2 operator()(int row, int col, float v0, float v1, bool has1, unsigned) const {
-    const size_t at = size_t(row) * e.ldc + col;  // C[row, col] at C[row*ldc + col]
+    const size_t at = blockIdx.z * split_stride + size_t(row) * e.ldc + col;  // C[row, col] (of split z)
     if (e.beta != 0.0f) {
       v0 = fmaf(e.beta, e.C[at], e.alpha * v0);
       if (has1) v1 = fmaf(e.beta, e.C[at + 1], e.alpha * v1);
@@ -289,12 +296,19 @@ __device__ __forceinline__ void reduce_columns(double (&sum)[4][2], int (&count)
 
 // ---- the kernel -----------------------------------------------------------------------------------
 
-// grid.x walks the N tiles; grid.y (capped at 65535) walks the tiles_m M tiles in a loop.
+// grid.x walks the N tiles; grid.y (capped at 65535) walks the tiles_m M tiles in a loop; grid.z
+// splits K (store epilogue only: split z's product goes to its own partial output).
 template <bool TA, bool TB, typename Epi>
 static __global__ void __launch_bounds__(kBlockThreads, 2)
     gemm_tensor_kernel(int M, int N, int K, const bf16* __restrict__ A, int lda,
                        const bf16* __restrict__ B, int ldb, bool a_vec, bool b_vec, Epi epi,
                        int tiles_m) {
+  if (gridDim.z > 1) {  // this split's K range: A's columns (rows when transposed), B's rows (columns)
+    const int k_begin = split_k_begin(blockIdx.z, K, gridDim.z);
+    K = split_k_count(blockIdx.z, K, gridDim.z);
+    A += TA ? size_t(k_begin) * lda : size_t(k_begin);
+    B += TB ? size_t(k_begin) : size_t(k_begin) * ldb;
+  }
   extern __shared__ __align__(16) unsigned char smem_raw[];
   constexpr int kAElems = tile_elems(!TA);  // A is k-contiguous unless transposed
   constexpr int kBElems = tile_elems(TB);   // B is k-contiguous when transposed
@@ -430,7 +444,7 @@ static bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintp
 
 template <bool TA, bool TB, typename Epi>
 static int launch(const Op& op, int M, int N, int K, const bf16* A, int lda, const bf16* B, int ldb,
-                  const Epi& epi) {
+                  const Epi& epi, int splits = 1) {
   auto kernel = gemm_tensor_kernel<TA, TB, Epi>;
   constexpr size_t bytes = smem_bytes<TA, TB>();
   // Above the 48 KiB default: opt in (cheap, and per device, so done at every launch).
@@ -439,12 +453,53 @@ static int launch(const Op& op, int M, int N, int K, const bf16* A, int lda, con
   const size_t tiles_n = (size_t(N) + kTileN - 1) / kTileN;
   const size_t tiles_m = (size_t(M) + kTileM - 1) / kTileM;
   const dim3 grid(static_cast<unsigned int>(tiles_n),
-                  static_cast<unsigned int>(tiles_m < kMaxGridY ? tiles_m : kMaxGridY));
+                  static_cast<unsigned int>(tiles_m < kMaxGridY ? tiles_m : kMaxGridY), static_cast<unsigned int>(splits));
   const bool a_vec = aligned(A, 16) && lda % 8 == 0;
   const bool b_vec = aligned(B, 16) && ldb % 8 == 0;
   kernel<<<grid, kBlockThreads, bytes, op.stream>>>(M, N, K, A, lda, B, ldb, a_vec, b_vec, epi,
                                                      static_cast<int>(tiles_m));
   return check_launch(op, "gemm_tensor_kernel");
+}
+
+// ---- split K ----------------------------------------------------------------------------------------
+
+// The multiprocessors of the current device (cached: the backend uses one device).
+static int multiprocessors() {
+  static int count = 0;
+  if (count == 0) {
+    int device = 0, value = 0;
+    if (cudaGetDevice(&device) == cudaSuccess &&
+        cudaDeviceGetAttribute(&value, cudaDevAttrMultiProcessorCount, device) == cudaSuccess)
+      count = value;
+    (void)cudaGetLastError();
+  }
+  return count;
+}
+
+// Splits of K for a store product: more than one only when its output tiles fill under half of
+// the GPU's block slots (2 per SM) and every split keeps at least 8 k tiles; at most 8.
+static int split_count(int M, int N, int K) {
+  const long long tiles = ((long long)M + kTileM - 1) / kTileM * (((long long)N + kTileN - 1) / kTileN);
+  const long long slots = 2LL * multiprocessors();
+  if (slots == 0 || 2 * tiles > slots) return 1;
+  long long s = slots / tiles;
+  s = s < 8 ? s : 8;
+  const long long by_k = K / (8 * kTileK);
+  s = s < by_k ? s : by_k;
+  return s > 1 ? int(s) : 1;
+}
+
+// C[r, c] = alpha * sum_z P[z][r, c] (+ beta * C[r, c] when beta != 0), the splits summed in order:
+// P [splits, M, N] row-major, C with leading dimension ldc.
+static __global__ void split_sum_kernel(int M, int N, int splits, const float* __restrict__ P, float alpha,
+                                        float beta, float* __restrict__ C, int ldc) {
+  const size_t total = size_t(M) * N;
+  for (size_t idx = size_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += size_t(gridDim.x) * blockDim.x) {
+    float s = P[idx];
+    for (int z = 1; z < splits; ++z) s += P[size_t(z) * total + idx];
+    const size_t at = idx / N * size_t(ldc) + idx % N;  // C[idx / N, idx % N]
+    C[at] = beta != 0.0f ? fmaf(beta, C[at], alpha * s) : alpha * s;
+  }
 }
 
 // The storage orders each epilogue is instantiated for (the products that use it); others are
@@ -458,11 +513,25 @@ int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, c
                 const bf16* B, int ldb, const EpilogueStore& epilogue) {
   MS_TRY(check_gemm_args(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, epilogue.C, epilogue.ldc));
   if (M == 0 || N == 0) return MS_OK;
-  const StoreOp epi{epilogue, aligned(epilogue.C, 8) && epilogue.ldc % 2 == 0};
-  if (!trans_a && !trans_b) return launch<false, false>(op, M, N, K, A, lda, B, ldb, epi);
-  if (!trans_a && trans_b) return launch<false, true>(op, M, N, K, A, lda, B, ldb, epi);
-  if (trans_a && !trans_b) return launch<true, false>(op, M, N, K, A, lda, B, ldb, epi);
-  return unsupported(op, "store", trans_a, trans_b);
+  if (trans_a && trans_b) return unsupported(op, "store", trans_a, trans_b);
+  const auto run = [&](const StoreOp& epi, int splits) {
+    if (!trans_a && !trans_b) return launch<false, false>(op, M, N, K, A, lda, B, ldb, epi, splits);
+    if (!trans_a) return launch<false, true>(op, M, N, K, A, lda, B, ldb, epi, splits);
+    return launch<true, false>(op, M, N, K, A, lda, B, ldb, epi, splits);
+  };
+  const int splits = split_count(M, N, K);
+  if (splits == 1) return run(StoreOp{epilogue, aligned(epilogue.C, 8) && epilogue.ldc % 2 == 0}, 1);
+  // Too few output tiles for the GPU: each split of K writes its partial product [M, N], then one
+  // pass sums them in order into C (deterministic).
+  DeviceScratch partials;  // P [splits, M, N]
+  MS_TRY(partials.allocate(op, size_t(splits) * M * N * sizeof(float)));
+  StoreOp part{EpilogueStore{1.0f, 0.0f, static_cast<float*>(partials.get()), N}, N % 2 == 0};
+  part.split_stride = size_t(M) * N;
+  MS_TRY(run(part, splits));
+  split_sum_kernel<<<grid_stride_blocks(size_t(M) * N), kThreads, 0, op.stream>>>(
+      M, N, splits, static_cast<const float*>(partials.get()), epilogue.alpha, epilogue.beta, epilogue.C, epilogue.ldc);
+  MS_TRY(check_launch(op, "split_sum_kernel"));
+  return partials.release(op);
 }
 
 int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const bf16* A, int lda,

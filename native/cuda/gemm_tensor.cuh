@@ -62,7 +62,8 @@ struct EpilogueFeatureGrad {
   double* col_partial;        // [ceil(M / kTensorTileRows), N]  sum of gp over each row tile, or null
 };
 
-// Queue acc = op(A) op(B) on op.stream followed by the epilogue. Checks dimensions and leading
+// Queue acc = op(A) op(B) on op.stream followed by the epilogue (the store epilogue splits K over
+// scratch memory when the output has too few tiles for the GPU). Checks dimensions and leading
 // dimensions like gemm() (gemm.cuh); lda/ldb as there. Storage orders compiled (N: as stored,
 // T: transposed): store NN, NT, TN (gemm() sends TT to the simple kernel); bias-ReLU NN (the
 // encoder); feature gradient NT (g W_dec^T). Others return MS_ERR_UNSUPPORTED.

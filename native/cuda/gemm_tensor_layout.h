@@ -92,6 +92,22 @@ MS_LAYOUT_FN int acc_col(int lane, int warp, int j, int r) { return warp_col(war
 // mask_bit(i, h, j) and mask_bit(i, h, j) + 1 of one 64-bit word (4 x 2 x 4 pairs).
 MS_LAYOUT_FN int mask_bit(int i, int h, int j) { return 2 * ((i * 2 + h) * 4 + j); }
 
+// Split K (a store product with too few output tiles to fill the GPU): split z of `splits` takes
+// k in [split_k_begin, split_k_begin + split_k_count), whole k tiles of split_k_len each but the
+// last; an empty split (count 0) writes zeros.
+MS_LAYOUT_FN int split_k_len(int K, int splits) {
+  const int per = (K + splits - 1) / splits;
+  return (per + kTileK - 1) / kTileK * kTileK;
+}
+MS_LAYOUT_FN int split_k_begin(int z, int K, int splits) {
+  const long long b = (long long)z * split_k_len(K, splits);
+  return b < K ? int(b) : K;
+}
+MS_LAYOUT_FN int split_k_count(int z, int K, int splits) {
+  const long long e = (long long)split_k_begin(z, K, splits) + split_k_len(K, splits);
+  return (e < K ? int(e) : K) - split_k_begin(z, K, splits);
+}
+
 }  // namespace ms::cuda::layout
 
 #undef MS_LAYOUT_FN

@@ -7,12 +7,14 @@
 // from an element no copy wrote (padding, a wrong offset) poisons the result; ldmatrix row
 // addresses must be 16-byte aligned and inside the stage; every output must be written exactly once.
 // The epilogue's column reduction is checked to fold only lanes and warps that hold the same columns.
+// Split K (gridDim.z > 1) replays each split's K range and operand offsets and sums the partials.
 //
 //   c++ -std=c++17 -O2 -Inative test/native/gemm_tensor_emulation.cpp -o emu && ./emu
 // prints one line per case and "ok", or the first mismatch and exits 1.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "cuda/gemm_tensor_layout.h"
@@ -23,23 +25,25 @@ namespace {
 
 struct Case {
   int M, N, K;
-  bool ta, tb;  // A stored [K, M] / B stored [N, K]
+  bool ta, tb;     // A stored [K, M] / B stored [N, K]
+  int splits = 1;  // split K (store products with few output tiles): partial products summed in order
 };
 
 [[noreturn]] void fail(const char* what, const Case& c) {
-  std::printf("FAIL %s (M %d, N %d, K %d, %c%c)\n", what, c.M, c.N, c.K, c.ta ? 'T' : 'N', c.tb ? 'T' : 'N');
+  std::printf("FAIL %s (M %d, N %d, K %d, %c%c, %d splits)\n", what, c.M, c.N, c.K, c.ta ? 'T' : 'N', c.tb ? 'T' : 'N',
+              c.splits);
   std::exit(1);
 }
 
-// copy_tile of gemm_tensor.cu: the rows x cols tile at (r0, c0) of src [R, C] (leading dimension ld)
-// into dst [rows][stride], zero outside the matrix.
-void copy_tile(std::vector<double>& dst, int rows, int cols, int stride, const std::vector<double>& src, int ld,
-               int R, int C, int r0, int c0) {
+// copy_tile of gemm_tensor.cu: the rows x cols tile at (r0, c0) of src [R, C] (leading dimension ld,
+// starting at src[base]) into dst [rows][stride], zero outside the matrix.
+void copy_tile(std::vector<double>& dst, int rows, int cols, int stride, const std::vector<double>& src, size_t base,
+               int ld, int R, int C, int r0, int c0) {
   for (int q = 0; q < rows * cols / 8; ++q) {
     const int r = chunk_row(q, cols), c = chunk_col(q, cols);
     for (int e = 0; e < 8; ++e) {
       const int gr = r0 + r, gc = c0 + c + e;
-      dst[size_t(r) * stride + c + e] = (gr < R && gc < C) ? src[size_t(gr) * ld + gc] : 0.0;
+      dst[size_t(r) * stride + c + e] = (gr < R && gc < C) ? src[base + size_t(gr) * ld + gc] : 0.0;
     }
   }
 }
@@ -97,69 +101,81 @@ void run_case(const Case& c, unsigned seed) {
   auto a_at = [&](int m, int k) { return c.ta ? A[size_t(k) * lda + m] : A[size_t(m) * lda + k]; };
   auto b_at = [&](int k, int n) { return c.tb ? B[size_t(n) * ldb + k] : B[size_t(k) * ldb + n]; };
 
-  std::vector<double> C(size_t(c.M) * c.N, NAN);
-  std::vector<int> writes(size_t(c.M) * c.N, 0);
+  // Split z: the kernel's K range and operand offsets for gridDim.z = splits (gemm_tensor.cu).
+  std::vector<double> C(size_t(c.M) * c.N, 0.0);
   const bool a_kcontig = !c.ta, b_kcontig = c.tb;
   std::vector<double> As(tile_elems(a_kcontig)), Bs(tile_elems(b_kcontig));
   static double acc[8][32][4][4][4];  // [warp][lane][i][j][r]
-  for (int m0 = 0; m0 < c.M; m0 += kTileM)
-    for (int n0 = 0; n0 < c.N; n0 += kTileN) {
-      for (auto& w : acc)
-        for (auto& l : w)
-          for (auto& i : l)
-            for (auto& j : i)
-              for (double& r : j) r = 0.0;
-      for (int k0 = 0; k0 < c.K; k0 += kTileK) {
-        std::fill(As.begin(), As.end(), NAN);
-        std::fill(Bs.begin(), Bs.end(), NAN);
-        if (c.ta) copy_tile(As, kMNContigRows, kMNContigCols, kMNContigStride, A, lda, c.K, c.M, k0, m0);
-        else copy_tile(As, kKContigRows, kTileK, kKContigStride, A, lda, c.M, c.K, m0, k0);
-        if (c.tb) copy_tile(Bs, kKContigRows, kTileK, kKContigStride, B, ldb, c.N, c.K, n0, k0);
-        else copy_tile(Bs, kMNContigRows, kMNContigCols, kMNContigStride, B, ldb, c.K, c.N, k0, n0);
-        for (int kk = 0; kk < kTileK; kk += 16)
-          for (int warp = 0; warp < kBlockThreads / 32; ++warp) {
-            double a[4][32][4][2], b[2][32][4][2];
-            for (int i = 0; i < 4; ++i) {
-              int addr[32];
-              for (int lane = 0; lane < 32; ++lane) addr[lane] = a_fragment_offset(c.ta, lane, warp, i, kk);
-              ldmatrix(As, addr, a_fragment_trans(c.ta), a[i], c);
+  for (int z = 0; z < c.splits; ++z) {
+    const int k_begin = c.splits > 1 ? split_k_begin(z, c.K, c.splits) : 0;
+    const int K = c.splits > 1 ? split_k_count(z, c.K, c.splits) : c.K;
+    const size_t a_base = c.ta ? size_t(k_begin) * lda : size_t(k_begin);
+    const size_t b_base = c.tb ? size_t(k_begin) : size_t(k_begin) * ldb;
+    std::vector<double> P(size_t(c.M) * c.N, NAN);  // this split's partial product
+    std::vector<int> writes(size_t(c.M) * c.N, 0);
+    for (int m0 = 0; m0 < c.M; m0 += kTileM)
+      for (int n0 = 0; n0 < c.N; n0 += kTileN) {
+        for (auto& w : acc)
+          for (auto& l : w)
+            for (auto& i : l)
+              for (auto& j : i)
+                for (double& r : j) r = 0.0;
+        for (int k0 = 0; k0 < K; k0 += kTileK) {
+          std::fill(As.begin(), As.end(), NAN);
+          std::fill(Bs.begin(), Bs.end(), NAN);
+          if (c.ta) copy_tile(As, kMNContigRows, kMNContigCols, kMNContigStride, A, a_base, lda, K, c.M, k0, m0);
+          else copy_tile(As, kKContigRows, kTileK, kKContigStride, A, a_base, lda, c.M, K, m0, k0);
+          if (c.tb) copy_tile(Bs, kKContigRows, kTileK, kKContigStride, B, b_base, ldb, c.N, K, n0, k0);
+          else copy_tile(Bs, kMNContigRows, kMNContigCols, kMNContigStride, B, b_base, ldb, K, c.N, k0, n0);
+          for (int kk = 0; kk < kTileK; kk += 16)
+            for (int warp = 0; warp < kBlockThreads / 32; ++warp) {
+              double a[4][32][4][2], b[2][32][4][2];
+              for (int i = 0; i < 4; ++i) {
+                int addr[32];
+                for (int lane = 0; lane < 32; ++lane) addr[lane] = a_fragment_offset(c.ta, lane, warp, i, kk);
+                ldmatrix(As, addr, a_fragment_trans(c.ta), a[i], c);
+              }
+              for (int p = 0; p < 2; ++p) {
+                int addr[32];
+                for (int lane = 0; lane < 32; ++lane) addr[lane] = b_fragment_offset(c.tb, lane, warp, p, kk);
+                ldmatrix(Bs, addr, b_fragment_trans(c.tb), b[p], c);
+              }
+              for (int i = 0; i < 4; ++i)
+                for (int j = 0; j < 4; ++j) {
+                  double tile[32][4] = {};
+                  mma(tile, a[i], b[j / 2], j);
+                  for (int lane = 0; lane < 32; ++lane)
+                    for (int r = 0; r < 4; ++r) acc[warp][lane][i][j][r] += tile[lane][r];
+                }
             }
-            for (int p = 0; p < 2; ++p) {
-              int addr[32];
-              for (int lane = 0; lane < 32; ++lane) addr[lane] = b_fragment_offset(c.tb, lane, warp, p, kk);
-              ldmatrix(Bs, addr, b_fragment_trans(c.tb), b[p], c);
-            }
+        }
+        for (int warp = 0; warp < kBlockThreads / 32; ++warp)
+          for (int lane = 0; lane < 32; ++lane)
             for (int i = 0; i < 4; ++i)
-              for (int j = 0; j < 4; ++j) {
-                double tile[32][4] = {};
-                mma(tile, a[i], b[j / 2], j);
-                for (int lane = 0; lane < 32; ++lane)
-                  for (int r = 0; r < 4; ++r) acc[warp][lane][i][j][r] += tile[lane][r];
-              }
-          }
+              for (int j = 0; j < 4; ++j)
+                for (int r = 0; r < 4; ++r) {
+                  const int row = m0 + acc_row(lane, warp, i, r), col = n0 + acc_col(lane, warp, j, r);
+                  if (row >= c.M || col >= c.N) continue;
+                  P[size_t(row) * c.N + col] = acc[warp][lane][i][j][r];
+                  ++writes[size_t(row) * c.N + col];
+                }
       }
-      for (int warp = 0; warp < kBlockThreads / 32; ++warp)
-        for (int lane = 0; lane < 32; ++lane)
-          for (int i = 0; i < 4; ++i)
-            for (int j = 0; j < 4; ++j)
-              for (int r = 0; r < 4; ++r) {
-                const int row = m0 + acc_row(lane, warp, i, r), col = n0 + acc_col(lane, warp, j, r);
-                if (row >= c.M || col >= c.N) continue;
-                C[size_t(row) * c.N + col] = acc[warp][lane][i][j][r];
-                ++writes[size_t(row) * c.N + col];
-              }
+    for (size_t e = 0; e < C.size(); ++e) {
+      if (writes[e] != 1) fail("an output was not written exactly once", c);
+      C[e] += P[e];  // split_sum_kernel: the splits in order
     }
+  }
   for (int m = 0; m < c.M; ++m)
     for (int n = 0; n < c.N; ++n) {
       double ref = 0.0;
       for (int k = 0; k < c.K; ++k) ref += a_at(m, k) * b_at(k, n);
-      if (writes[size_t(m) * c.N + n] != 1) fail("an output was not written exactly once", c);
       if (!(C[size_t(m) * c.N + n] == ref)) {
         std::printf("C[%d, %d] = %g, expected %g\n", m, n, C[size_t(m) * c.N + n], ref);
         fail("mismatch", c);
       }
     }
-  std::printf("ok   M %4d N %4d K %4d  %c%c\n", c.M, c.N, c.K, c.ta ? 'T' : 'N', c.tb ? 'T' : 'N');
+  std::printf("ok   M %4d N %4d K %4d  %c%c%s\n", c.M, c.N, c.K, c.ta ? 'T' : 'N', c.tb ? 'T' : 'N',
+              c.splits > 1 ? (" split " + std::to_string(c.splits)).c_str() : "");
 }
 
 }  // namespace
@@ -214,6 +230,11 @@ int main() {
   unsigned seed = 1;
   for (const auto& d : dims)
     for (int t = 0; t < 4; ++t) run_case(Case{d[0], d[1], d[2], (t & 1) != 0, (t & 2) != 0}, seed++);
+  // Split K, in the storage orders of the store products (NN, NT, TN): K ragged, a split left
+  // empty (K 70 in 4 splits of 32 leaves the last one nothing), more splits than k tiles.
+  const int split_dims[][4] = {{129, 70, 300, 2}, {64, 257, 1030, 3}, {17, 9, 70, 4}, {130, 128, 96, 5}};
+  for (const auto& d : split_dims)
+    for (int t = 0; t < 3; ++t) run_case(Case{d[0], d[1], d[2], t == 2, t == 1, d[3]}, seed++);
   std::printf("ok\n");
   return 0;
 }

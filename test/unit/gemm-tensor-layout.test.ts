@@ -3,7 +3,8 @@
  * GPU: test/native/gemm_tensor_emulation.cpp replays the kernel's tile copies, ldmatrix, mma.sync
  * and epilogue on the host with the PTX ISA's fragment layouts, using the same header as the
  * kernel, and compares every output with a direct product (exact: small integer operands), for
- * ragged and whole-tile shapes in every storage order; and the layouts of the epilogue's column
+ * ragged and whole-tile shapes in every storage order, and with K split (partial products summed
+ * in order) for the store products' orders; and the layouts of the epilogue's column
  * reduction and of the mask it reads before writing. Needs a C++17 compiler (the one that builds
  * the addon); skipped, saying so, without one.
  */
@@ -29,7 +30,7 @@ it.skipIf(!hasCompiler)('the emulated tensor-core GEMM equals a direct product o
     expect(run.status, run.stdout + run.stderr).toBe(0);
     const lines = run.stdout.trim().split('\n');
     expect(lines.at(-1)).toBe('ok');
-    expect(lines.filter((l) => l.startsWith('ok   M')).length).toBe(28); // 7 shapes x 4 storage orders
+    expect(lines.filter((l) => l.startsWith('ok   M')).length).toBe(40); // 7 shapes x 4 storage orders, 4 split-K shapes x 3
     expect(lines).toContain('ok   column reduction layout');
     expect(lines).toContain('ok   epilogue mask layout');
   } finally {
