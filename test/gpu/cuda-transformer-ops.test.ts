@@ -196,13 +196,16 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
   }
 
   // [B, T, Tmax, offset, C, nHead]: head sizes 19, 64 (GPT-2), 200 (several dims per lane), and a
-  // one-token decoding step at the end of the cache.
+  // one-token decoding step at the end of the cache; whole sequences without a cache beyond them
+  // (offset 0, T = Tmax) at head sizes 32 and 64 take the tiled kernel.
   const attentionCases = [
     [3, 7, 11, 0, 76, 4],
     [3, 7, 11, 3, 76, 4],
     [2, 33, 80, 40, 768, 12],
     [2, 1, 80, 79, 768, 12],
     [1, 9, 20, 5, 400, 2],
+    [2, 150, 150, 0, 128, 4],
+    [1, 70, 70, 0, 768, 12],
   ] as const;
   for (const [B, T, Tmax, offset, C, nHead] of attentionCases) {
     it(`attention B ${B}, T ${T}, Tmax ${Tmax}, offset ${offset}, C ${C}, ${nHead} heads matches the CPU`, async () => {
