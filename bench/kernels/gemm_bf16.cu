@@ -6,6 +6,7 @@
  * Versions (C[M, N] = op(A) op(B), bf16 operands, fp32 accumulation and output):
  *   1  simple   native/cuda/gemm.cu, the SIMT tiled kernel (MONOSEMANTIC_CUDA_KERNELS=simple)
  *   2  tensor   native/cuda/gemm_tensor.cu, mma.sync m16n8k16 + ldmatrix + 3-stage cp.async
+ *               (split K, with the sum pass, where the output has too few tiles for the GPU)
  *   0  cublas   cublasGemmEx, CUBLAS_COMPUTE_32F (reference and ceiling)
  *
  * Build (here or on the GPU machine):  bash bench/kernels/build.sh   -> build/kernels/gemm_bf16
@@ -216,6 +217,9 @@ int main(int argc, char** argv) {
   op.err = &err;
   op.name = "gemm_bf16";
   op.stream = stream;
+  // Split-K products take scratch from the stream-ordered pool, as in the library (no cudaMalloc
+  // and cudaFree, which waits for the device, inside the timed products).
+  ms::cuda::state().pool = ms::cuda::open_memory_pool(0);
   Cublas cublas;
   const bool have_cublas = cublas.load(cublas_path, stream);
   std::printf("cuBLAS: %s\n", have_cublas ? "loaded" : "not found (pass --cublas PATH)");
