@@ -59,10 +59,11 @@ export async function rowSqDist(a: Tensor, b: Tensor | null, out?: Tensor): Prom
 }
 
 /**
- * dst[dstRow + i] = src[idx[i]] for the rows of src [N, d] and dst [M, d]; idx is i32 [count]
- * (every index in [0, N), checked on the device before anything is written).
+ * dst[dstRow + i] = src[idx[offset + i]] for i < count, the rows of src [N, d] and dst [M, d]; idx
+ * is i32, all of it by default (`range` picks idx[offset .. offset + count)); every index used must
+ * be in [0, N), checked on the device before anything is written.
  */
-export function gatherRows(src: Tensor, idx: Tensor, dst: Tensor, dstRow = 0): Promise<void> {
+export function gatherRows(src: Tensor, idx: Tensor, dst: Tensor, dstRow = 0, range?: { offset: number; count: number }): Promise<void> {
   checkF32(src, 'src');
   checkF32(dst, 'dst');
   if (!(idx instanceof Tensor) || idx.disposed || idx.dtype !== 'i32') throw new TypeError('idx must be a live i32 Tensor');
@@ -71,11 +72,15 @@ export function gatherRows(src: Tensor, idx: Tensor, dst: Tensor, dstRow = 0): P
   }
   if (src.backend !== dst.backend || idx.backend !== src.backend) throw new TypeError('src, idx and dst must be on one backend');
   const [srcRows, d] = src.shape as [number, number];
-  const count = idx.size;
+  const idxOffset = range?.offset ?? 0;
+  const count = range?.count ?? idx.size;
+  if (!Number.isSafeInteger(idxOffset) || !Number.isSafeInteger(count) || idxOffset < 0 || count < 0 || idxOffset + count > idx.size) {
+    throw new RangeError(`idx range offset ${idxOffset}, count ${count} is outside idx's ${idx.size} elements`);
+  }
   if (!Number.isSafeInteger(dstRow) || dstRow < 0 || dstRow + count > dst.shape[0]!) {
     throw new RangeError(`rows ${dstRow}..${dstRow + count - 1} do not fit in dst ${formatShape(dst.shape)}`);
   }
-  return nativeAddon().gatherRows({ count, d, src: src.native, srcRows, idx: idx.native, dst: dst.native, dstRow });
+  return nativeAddon().gatherRows({ count, d, src: src.native, srcRows, idx: idx.native, idxOffset, dst: dst.native, dstRow });
 }
 
 /** Entries of a [rows, n] matrix in CSR form: row r's are k in [rowPtr[r], rowPtr[r + 1]), columns increasing. */

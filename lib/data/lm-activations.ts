@@ -66,7 +66,7 @@ export interface LmActivationState {
   contexts: unknown;
 }
 
-/** One harvested window: its rows in `buffer` [rows, d], served in `order`. */
+/** One harvested window: its rows in `buffer` [rows, d], served in `order` (also on the device, i32). */
 interface Window {
   index: number;
   epoch: number;
@@ -75,6 +75,7 @@ interface Window {
   buffer: Tensor;
   rows: number;
   order: Uint32Array;
+  orderOnDevice: Tensor;
 }
 
 export class LmActivationSource implements TrainingDataSource {
@@ -149,9 +150,7 @@ export class LmActivationSource implements TrainingDataSource {
       if (this.#offset === this.#current!.rows) await this.#advance();
       const w = this.#current!;
       const n = Math.min(rows - filled, w.rows - this.#offset);
-      // Row indices < 2^30 read the same as int32.
-      using idx = Tensor.from(new Int32Array(w.order.buffer, this.#offset * 4, n), [n], { dtype: 'i32', backend: out.backend });
-      await gatherRows(w.buffer, idx, out, filled);
+      await gatherRows(w.buffer, w.orderOnDevice, out, filled, { offset: this.#offset, count: n });
       this.#offset += n;
       filled += n;
     }
@@ -163,6 +162,7 @@ export class LmActivationSource implements TrainingDataSource {
     this.#closed = true;
     const pending = await this.#pending?.catch(() => null);
     for (const buffer of [this.#current?.buffer, pending?.buffer, this.#spare]) buffer?.dispose();
+    for (const order of [this.#current?.orderOnDevice, pending?.orderOnDevice]) order?.dispose();
     this.#current = null;
     this.#spare = null;
     await this.#contexts?.close?.();
@@ -204,6 +204,7 @@ export class LmActivationSource implements TrainingDataSource {
     } else {
       next = await this.#harvestWindow(finished.buffer);
     }
+    finished.orderOnDevice.dispose();
     this.#current = next;
     this.#offset = 0;
     this.#startPrefetch();
@@ -247,7 +248,9 @@ export class LmActivationSource implements TrainingDataSource {
     }
     const rows = contexts * P;
     const order = permutation(rows, new Rng(mixSeed([SEED_PURPOSE.HARVEST_WINDOW_ORDER, o.seed, index])));
-    return { index, epoch: this.#epoch, start, buffer, rows, order };
+    // Row indices < 2^30 read the same as int32: the order goes to the device once per window.
+    const orderOnDevice = Tensor.from(new Int32Array(order.buffer, order.byteOffset, rows), [rows], { dtype: 'i32', backend: buffer.backend });
+    return { index, epoch: this.#epoch, start, buffer, rows, order, orderOnDevice };
   }
 
   async #harvestHook(ids: Int32Array, count: number): Promise<Tensor> {

@@ -296,7 +296,7 @@ export interface NativeAddon {
   sumSquares(args: { x: NativeTensor }): Promise<number>;
   scaleInPlace(args: { x: NativeTensor; alpha: number }): Promise<void>;
   rowSqDist(args: { rows: number; d: number; a: NativeTensor; b?: NativeTensor; out: NativeTensor }): Promise<void>;
-  gatherRows(args: { count: number; d: number; src: NativeTensor; srcRows: number; idx: NativeTensor; dst: NativeTensor; dstRow: number }): Promise<void>;
+  gatherRows(args: { count: number; d: number; src: NativeTensor; srcRows: number; idx: NativeTensor; idxOffset: number; dst: NativeTensor; dstRow: number }): Promise<void>;
   sparseRows(args: { rows: number; n: number; x: NativeTensor; threshold: number; capacity: number }): Promise<{ rowPtr: Int32Array; cols: Int32Array; values: Float32Array }>;
   columnStats(args: { rows: number; n: number; x: NativeTensor }): Promise<{ sum: Float64Array; sumsq: Float64Array; nonzero: Float64Array }>;
   resampleCandidates(args: NativeResampleCandidatesArgs): Promise<void>;

@@ -64,7 +64,7 @@ class RowSqDistWorker : public BackendWorker {
   float* out_ = nullptr;
 };
 
-// gatherRows({ count, d, src, srcRows, idx, dst, dstRow }): dst[dstRow + i, :] = src[idx[i], :].
+// gatherRows({ count, d, src, srcRows, idx, idxOffset?, dst, dstRow }): dst[dstRow + i, :] = src[idx[idxOffset + i], :].
 class GatherRowsWorker : public BackendWorker {
  public:
   GatherRowsWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
@@ -72,9 +72,10 @@ class GatherRowsWorker : public BackendWorker {
     d_ = int_field(a, "d", 1, 1 << 30);
     src_rows_ = int_field(a, "srcRows", 0, 1 << 30);
     const int dst_row = int_field(a, "dstRow", 0, 1 << 30);
+    const int idx_offset = absent(a, "idxOffset") ? 0 : int_field(a, "idxOffset", 0, 1 << 30);
     const size_t D = size_t(d_);
     src_ = static_cast<const float*>(operands_.take_f32(a, "src", size_t(src_rows_) * D));
-    idx_ = static_cast<const int32_t*>(operands_.take(a, "idx", MS_I32, size_t(count_)));
+    idx_ = static_cast<const int32_t*>(operands_.take(a, "idx", MS_I32, size_t(idx_offset) + size_t(count_))) + idx_offset;
     dst_ = static_cast<float*>(operands_.take_f32(a, "dst", (size_t(dst_row) + size_t(count_)) * D)) + size_t(dst_row) * D;
   }
   int run(const ms_backend* be, ms_error* err) override {

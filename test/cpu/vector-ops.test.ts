@@ -69,6 +69,15 @@ describe('vector ops', () => {
     await expect(gatherRows(s, bad, dst)).rejects.toThrow(/idx\[1\] = 29 is outside the 29 source rows/);
     expect(Number.isNaN((dst.toArray() as Float32Array)[0])).toBe(true);
     expect(() => gatherRows(s, i, dst, 5)).toThrow(/do not fit/);
+
+    // A range of idx: idx[1..3] = 0, 5, 5 into rows 0..2; rows past it untouched.
+    using part = Tensor.full([9, d], Number.NaN, { backend });
+    await gatherRows(s, i, part, 0, { offset: 1, count: 3 });
+    const got = part.toArray() as Float32Array;
+    for (let r = 0; r < 9; r++) {
+      for (let c = 0; c < d; c++) expect(got[r * d + c]).toBe(r < 3 ? src[idx[r + 1]! * d + c]! : Number.NaN);
+    }
+    expect(() => gatherRows(s, i, part, 0, { offset: 3, count: 3 })).toThrow(/outside idx's 5 elements/);
   });
 
   it('rejects mismatched shapes and dtypes with the shapes named', async () => {
