@@ -59,12 +59,18 @@ Napi::Value LoadCuda(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// The backend named by info[0]; an Error when it is not loaded.
+Backend& loaded_backend(const Napi::CallbackInfo& info) {
+  const std::string name = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  Backend* be = backend_by_name(name);
+  if (!be) throw Napi::Error::New(info.Env(), "backend '" + name + "' is not loaded");
+  return *be;
+}
+
 // backendInfo(name) -> { runtime: { driverVersion, runtimeVersion, deviceCount }, devices: [...] }
 Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const std::string name = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-  Backend* be = backend_by_name(name);
-  if (!be) throw Napi::Error::New(env, "backend '" + name + "' is not loaded");
+  Backend* be = &loaded_backend(info);
   std::lock_guard<std::mutex> lock(be->mutex);
   ms_error err{};
   ms_runtime_info rt{};
@@ -96,12 +102,10 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
 // error (an asynchronous failure of an earlier operation) if it failed.
 Napi::Value Synchronize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const std::string name = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-  Backend* be = backend_by_name(name);
-  if (!be) throw Napi::Error::New(env, "backend '" + name + "' is not loaded");
-  std::lock_guard<std::mutex> lock(be->mutex);
+  Backend& be = loaded_backend(info);
+  std::lock_guard<std::mutex> lock(be.mutex);
   ms_error err{};
-  if (be->table->synchronize(&err) != MS_OK) throw_error(env, err);
+  if (be.table->synchronize(&err) != MS_OK) throw_error(env, err);
   return env.Undefined();
 }
 

@@ -23,6 +23,14 @@ __device__ __forceinline__ void stage_rows(float (*rows)[HD], const float* __res
   }
 }
 
+// Where head h = blockIdx.y % n_head of sequence b = blockIdx.y / n_head starts in q, k, v, dout,
+// out [B*T, C]: row t of the head is at the returned offset + t*C.
+template <int HD>
+__device__ __forceinline__ size_t head_base(int T, int C, int n_head) {
+  const int h = blockIdx.y % n_head, b = blockIdx.y / n_head;
+  return size_t(b) * T * C + size_t(h) * HD;
+}
+
 // sum_d row[d] x[d] over four interleaved partial sums (four independent chains of fused
 // multiply-adds instead of one), added as (p0 + p1) + (p2 + p3).
 template <int HD>
@@ -45,9 +53,8 @@ __global__ void __launch_bounds__(kRowsPerBlock)
                                  float* __restrict__ lse) {
   __shared__ float ks[kTile][HD];  // k[b*T + j0 + r, head h]
   __shared__ float vs[kTile][HD];  // v[b*T + j0 + r, head h]
-  const int bh = blockIdx.y;
-  const int h = bh % n_head, b = bh / n_head;
-  const size_t base = size_t(b) * T * C + size_t(h) * HD;
+  const int bh = blockIdx.y;  // b*n_head + h
+  const size_t base = head_base<HD>(T, C, n_head);
   const int q0 = blockIdx.x * kRowsPerBlock;
   const int t = q0 + threadIdx.x;
   const bool active = t < T;
@@ -97,9 +104,8 @@ __global__ void __launch_bounds__(kRowsPerBlock)
                               float* __restrict__ D) {
   __shared__ float ks[kTile][HD];
   __shared__ float vs[kTile][HD];
-  const int bh = blockIdx.y;
-  const int h = bh % n_head, b = bh / n_head;
-  const size_t base = size_t(b) * T * C + size_t(h) * HD;
+  const int bh = blockIdx.y;  // b*n_head + h
+  const size_t base = head_base<HD>(T, C, n_head);
   const int q0 = blockIdx.x * kRowsPerBlock;
   const int t = q0 + threadIdx.x;
   const bool active = t < T;
@@ -147,9 +153,8 @@ __global__ void __launch_bounds__(kRowsPerBlock)
   __shared__ float gs[kTile][HD];  // dout[b*T + t0 + r, head h]
   __shared__ float ls[kTile];      // lse[b, h, t0 + r]
   __shared__ float Ds[kTile];      // D[b, h, t0 + r]
-  const int bh = blockIdx.y;
-  const int h = bh % n_head, b = bh / n_head;
-  const size_t base = size_t(b) * T * C + size_t(h) * HD;
+  const int bh = blockIdx.y;  // b*n_head + h
+  const size_t base = head_base<HD>(T, C, n_head);
   const int j0 = blockIdx.x * kRowsPerBlock;
   const int j = j0 + threadIdx.x;
   const bool active = j < T;

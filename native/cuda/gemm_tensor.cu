@@ -296,6 +296,25 @@ __device__ __forceinline__ void reduce_columns(double (&sum)[4][2], int (&count)
 
 // ---- the kernel -----------------------------------------------------------------------------------
 
+// f(i, h, j, row, col) for each of a thread's accumulator pairs (i, j, 2h), (i, j, 2h + 1) inside
+// the M x N output: one row, columns col and col + 1 of the block tile at (m0, n0).
+template <typename F>
+__device__ __forceinline__ void for_each_pair(int lane, int warp, int m0, int n0, int M, int N, F&& f) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = m0 + acc_row(lane, warp, i, 2 * h);
+      if (row >= M) continue;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int col = n0 + acc_col(lane, warp, j, 2 * h);
+        if (col >= N) continue;
+        f(i, h, j, row, col);
+      }
+    }
+}
+
 // grid.x walks the N tiles; grid.y (capped at 65535) walks the tiles_m M tiles in a loop; grid.z
 // splits K (store epilogue only: split z's product goes to its own partial output).
 template <bool TA, bool TB, typename Epi>
@@ -355,21 +374,10 @@ static __global__ void __launch_bounds__(kBlockThreads, 2)
     // gives accumulators (i, j, 2h), (i, j, 2h + 1) (kReadsMask). Read while the
     // pipeline's first copies are in flight, before the main loop, which carries only the bits.
     unsigned long long masks = 0;
-    if constexpr (Epi::kReadsMask) {
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int row = m0 + acc_row(lane, warp, i, 2 * h);
-          if (row >= M) continue;
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            const int col = n0 + acc_col(lane, warp, j, 2 * h);
-            if (col >= N) continue;
-            masks |= static_cast<unsigned long long>(epi.live(row, col, col + 1 < N)) << mask_bit(i, h, j);
-          }
-        }
-    }
+    if constexpr (Epi::kReadsMask)
+      for_each_pair(lane, warp, m0, n0, M, N, [&](int i, int h, int j, int row, int col) {
+        masks |= static_cast<unsigned long long>(epi.live(row, col, col + 1 < N)) << mask_bit(i, h, j);
+      });
 
     for (int kt = 0; kt < k_tiles; ++kt) {
       cp_async_wait<kStages - 2>();  // the group of k tile kt has landed (this thread's copies)
@@ -408,26 +416,16 @@ static __global__ void __launch_bounds__(kBlockThreads, 2)
     // Epilogue: accumulators (i, j, 2h) and (i, j, 2h + 1) are columns col, col + 1 of one row.
     double col_sum[4][2] = {};  // this thread's rows of its columns (column reduction only)
     int col_count[4][2] = {};
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int row = m0 + acc_row(lane, warp, i, 2 * h);
-        if (row >= M) continue;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const int col = n0 + acc_col(lane, warp, j, 2 * h);
-          if (col >= N) continue;
-          const unsigned mask = static_cast<unsigned>(masks >> mask_bit(i, h, j)) & 3u;
-          const float2 out = epi(row, col, acc[i][j][2 * h], acc[i][j][2 * h + 1], col + 1 < N, mask);
-          if constexpr (Epi::kColumnSums) {
-            col_sum[j][0] += double(out.x);
-            col_sum[j][1] += double(out.y);
-            col_count[j][0] += out.x > 0.0f ? 1 : 0;
-            col_count[j][1] += out.y > 0.0f ? 1 : 0;
-          }
-        }
+    for_each_pair(lane, warp, m0, n0, M, N, [&](int i, int h, int j, int row, int col) {
+      const unsigned mask = static_cast<unsigned>(masks >> mask_bit(i, h, j)) & 3u;
+      const float2 out = epi(row, col, acc[i][j][2 * h], acc[i][j][2 * h + 1], col + 1 < N, mask);
+      if constexpr (Epi::kColumnSums) {
+        col_sum[j][0] += double(out.x);
+        col_sum[j][1] += double(out.y);
+        col_count[j][0] += out.x > 0.0f ? 1 : 0;
+        col_count[j][1] += out.y > 0.0f ? 1 : 0;
       }
+    });
     if constexpr (Epi::kColumnSums) {
       __shared__ double col_buf[kTileN];
       __shared__ int cnt_buf[kTileN];
