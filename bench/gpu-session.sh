@@ -147,6 +147,14 @@ next)
   lmf=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64 --iters 2" || echo "--batch 64 --ctx 1024 --gpt2-batch 16 --gpt2-ctx 1024")
   step "test/gpu" node_modules/.bin/vitest run test/gpu
   step "test/gpu (MONOSEMANTIC_CUDA_ASYNC=1)" env MONOSEMANTIC_CUDA_ASYNC=1 node_modules/.bin/vitest run test/gpu
+  if command -v compute-sanitizer >/dev/null; then
+    # The kernels no sanitizer has seen yet: tiled attention (forward, backward) and split-K GEMMs.
+    for tool in memcheck racecheck; do
+      step "sanitizer $tool: attention, GEMMs" compute-sanitizer --tool "$tool" --error-exitcode 1 --target-processes all \
+        node_modules/.bin/vitest run test/gpu/cuda-transformer-ops.test.ts test/gpu/cuda-transformer-grads.test.ts \
+        test/gpu/cuda-tensor-kernels.test.ts -t "attention|bf16 gradients"
+    done
+  fi
   step "sae step, tensor path" node dist/bench/sae-step-cuda.js --backend "$backend" --shapes "$shapes" \
     --iters "$([ "$quick" = 1 ] && echo 3 || echo 30)" --precision bf16 --kernels tensor --json "$out/sae-step.json"
   step "sae step, torch.compile" "$python" bench/reference/torch_sae_step.py --device "$torch_device" --shapes "${shapes%%,*}" \
