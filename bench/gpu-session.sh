@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU machine's checklist, in stages that each fit one device call (under 10 minutes):
 #
-#   bash bench/gpu-session.sh check     # test/gpu (also with MONOSEMANTIC_CUDA_ASYNC=1); the playgrounds' correctness; compute-sanitizer
+#   bash bench/gpu-session.sh check     # test/gpu (also with MONOSEMANTIC_CUDA_ASYNC=0); the playgrounds' correctness; compute-sanitizer
 #                                       # on them and on a small training run; the card's peaks
 #   bash bench/gpu-session.sh bench     # GEMMs vs cuBLAS; the update kernels; SAE step (tensor and simple paths) vs PyTorch (eager,
 #                                       # torch.compile); their 1,000-step loss curves; LM forward and training vs HF;
@@ -10,8 +10,9 @@
 #                                       # their SAEs come back as $OUT/sae-{a,b}.tar.xz.part-* (cat the parts, untar)
 #   bash bench/gpu-session.sh analysis  # eval, features, compare, automata and the browser on those runs' SAEs
 #   bash bench/gpu-session.sh profile   # where the time goes: LM forward/training per native op, the
-#                                       # memory pool against plain cudaMalloc, queued (MONOSEMANTIC_CUDA_ASYNC=1)
-#                                       # against per-op synchronous operations, the SAE step's kernels (ncu)
+#                                       # memory pool against plain cudaMalloc, queued operations (the default)
+#                                       # against per-op synchronous ones (MONOSEMANTIC_CUDA_ASYNC=0), the SAE
+#                                       # step's kernels (ncu)
 #   bash bench/gpu-session.sh next      # what the last session left to measure, in one call (see the stage)
 #   bash bench/gpu-session.sh proof     # issue 3 in one call: test/gpu, correctness sweeps, SAE step vs
 #                                       # PyTorch, 1,000-step curves, timing sweeps, compute-sanitizer
@@ -39,7 +40,8 @@ log="$out/$stage.log"
 summary="$out/$stage-summary.txt"
 : >"$summary"
 
-# Runs a step, appending its output to the stage's log; records its status in the summary. With
+# Runs a step, appending its output to the stage's log (and keeping it alone in $work/previous-step.out
+# for the step after, to condense); records its status in the summary. With
 # DEADLINE set (seconds from the stage's start), each step is cut at the deadline (rc 124) and a step
 # that would start with under STEP_MIN seconds left is skipped, so the stage ends inside its call.
 step() {
@@ -56,8 +58,10 @@ step() {
   fi
   echo "=== $name: $*" >>"$log"
   local t0=$SECONDS
-  "${limit[@]}" "$@" >>"$log" 2>&1
+  "${limit[@]}" "$@" >"$work/step.out" 2>&1
   local rc=$?
+  cat "$work/step.out" >>"$log"
+  mv "$work/step.out" "$work/previous-step.out"
   printf '%-34s rc %-3s %4ss\n' "$name" "$rc" "$((SECONDS - t0))" >>"$summary"
   return $rc
 }
@@ -81,7 +85,7 @@ case $stage in
 check)
   step doctor "${cli[@]}" doctor
   step "test/gpu" node_modules/.bin/vitest run test/gpu --reporter=verbose
-  step "test/gpu (MONOSEMANTIC_CUDA_ASYNC=1)" env MONOSEMANTIC_CUDA_ASYNC=1 node_modules/.bin/vitest run test/gpu
+  step "test/gpu (MONOSEMANTIC_CUDA_ASYNC=0)" env MONOSEMANTIC_CUDA_ASYNC=0 node_modules/.bin/vitest run test/gpu
   # The card's two ceilings (a large bf16 GEMM, a large device copy), measured as found.
   step peaks "$python" bench/reference/peaks.py "$out/peaks.json" "$torch_device"
   [ "$backend" = cuda ] && [ -x "$playground" ] && step "gemm playground: correctness" "$playground" --check ${cublas:+--cublas "$cublas"}
@@ -129,62 +133,58 @@ bench)
   # The main job's pipeline: harvested vs consumed activations/s and the data wait, in both CUDA modes.
   pipe=$([ "$quick" = 1 ] && echo "--batch 256 --steps 20 --forward-batch 8 --window 16 --d-sae 512" || echo "")
   step "pipeline" node dist/bench/pipeline.js --backend "$backend" $pipe --json "$out/pipeline.json"
-  step "pipeline (MONOSEMANTIC_CUDA_ASYNC=1)" env MONOSEMANTIC_CUDA_ASYNC=1 node dist/bench/pipeline.js --backend "$backend" $pipe
+  step "pipeline (MONOSEMANTIC_CUDA_ASYNC=0)" env MONOSEMANTIC_CUDA_ASYNC=0 node dist/bench/pipeline.js --backend "$backend" $pipe
   step "lm train, monosemantic" node dist/bench/lm-train.js --backend "$backend" $lm
   step "lm train, HF eager" "$python" bench/reference/hf_train.py --device "$torch_device" $lm
   [ "$quick" = 1 ] || step "lm train, HF torch.compile" "$python" bench/reference/hf_train.py --device "$torch_device" $lm --compile
   grep -E '^\| |^torch |^HF |tokens/s|^largest|^harvested' "$log" | tail -56
   ;;
 next)
-  # What the last GPU session left to measure, most important first, cut at DEADLINE (default 420 s):
-  # test/gpu in both CUDA modes (tiled attention, the ∂f mask prefetch, the async mode, the CUDA
-  # GPT-2 fixtures); the SAE step at the three shapes and its kernels under ncu; LM training and
-  # the forward at the issue's sizes, per-op profiles, both modes; the pipeline's data wait; then
-  # the default run on A and B (both SAEs come back) and universality.
-  DEADLINE=${DEADLINE:-420}
+  # What the last session left to measure, most important first, cut at DEADLINE (default 330 s):
+  # test/gpu (operations queued by default now; cuda-async compares both modes) and memcheck on the
+  # cross-entropy backward that keeps rows in registers; the SAE step at the three shapes next to
+  # torch.compile at each; the LM forward (harvest) and training step kernel by kernel under ncu;
+  # LM forward/training wall times; the pipeline; the default run on A and B (both SAEs come back)
+  # and universality; then, if time is left, HF's forward and training step in the same call.
+  DEADLINE=${DEADLINE:-330}
   shapes=$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)
-  lm=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64 --iters 2" || echo "--batch 64 --ctx 1024 --iters 10")
-  lmf=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64 --iters 2" || echo "--batch 64 --ctx 1024 --gpt2-batch 16 --gpt2-ctx 1024")
+  lm=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64" || echo "--batch 64 --ctx 1024")
   step "test/gpu" node_modules/.bin/vitest run test/gpu
-  step "test/gpu (MONOSEMANTIC_CUDA_ASYNC=1)" env MONOSEMANTIC_CUDA_ASYNC=1 node_modules/.bin/vitest run test/gpu
-  if command -v compute-sanitizer >/dev/null; then
-    # The kernels no sanitizer has seen yet: tiled attention (forward, backward) and split-K GEMMs.
-    for tool in memcheck racecheck; do
-      step "sanitizer $tool: attention, GEMMs" compute-sanitizer --tool "$tool" --error-exitcode 1 --target-processes all \
-        node_modules/.bin/vitest run test/gpu/cuda-transformer-ops.test.ts test/gpu/cuda-transformer-grads.test.ts \
-        test/gpu/cuda-tensor-kernels.test.ts -t "attention|bf16 gradients"
-    done
-  fi
+  command -v compute-sanitizer >/dev/null && step "sanitizer memcheck: cross-entropy" compute-sanitizer --tool memcheck \
+    --error-exitcode 1 --target-processes all node_modules/.bin/vitest run test/gpu/cuda-transformer-grads.test.ts -t crossEntropy
   step "sae step, tensor path" node dist/bench/sae-step-cuda.js --backend "$backend" --shapes "$shapes" \
     --iters "$([ "$quick" = 1 ] && echo 3 || echo 30)" --precision bf16 --kernels tensor --json "$out/sae-step.json"
-  step "sae step, torch.compile" "$python" bench/reference/torch_sae_step.py --device "$torch_device" --shapes "${shapes%%,*}" \
+  step "sae step, torch.compile" "$python" bench/reference/torch_sae_step.py --device "$torch_device" --shapes "$shapes" \
     --iters "$([ "$quick" = 1 ] && echo 3 || echo 30)" --compile
-  command -v ncu >/dev/null && step "sae step kernels (ncu)" ncu --clock-control none --target-processes all \
-    --metrics gpu__time_duration.sum --print-summary per-kernel node dist/bench/sae-step-cuda.js --backend "$backend" \
-    --shapes "${shapes%%,*}" --precision bf16 --kernels tensor --iters 1
-  step "lm train, per-op profile" env MONOSEMANTIC_PROFILE=1 node dist/bench/lm-train.js --backend "$backend" $lm
-  step "lm train (MONOSEMANTIC_CUDA_ASYNC=1)" env MONOSEMANTIC_CUDA_ASYNC=1 node dist/bench/lm-train.js --backend "$backend" $lm
-  step "lm train, HF torch.compile" "$python" bench/reference/hf_train.py --device "$torch_device" $lm \
-    $([ "$quick" = 1 ] || echo --compile)
-  step "lm forward bf16" node dist/bench/lm-forward.js --backend "$backend" --precision bf16 $lmf
-  step "lm forward bf16 (MONOSEMANTIC_CUDA_ASYNC=1)" env MONOSEMANTIC_CUDA_ASYNC=1 node dist/bench/lm-forward.js \
-    --backend "$backend" --precision bf16 $lmf
-  step "lm forward bf16, HF" "$python" bench/reference/hf_forward.py --device "$torch_device" --dtype bfloat16 $lmf
+  if command -v ncu >/dev/null; then
+    ncu_run=(ncu --clock-control none --target-processes all --metrics gpu__time_duration.sum --print-summary per-kernel)
+    step "lm harvest kernels (ncu)" "${ncu_run[@]}" node dist/bench/lm-forward.js --backend "$backend" --precision bf16 $lm \
+      --cases harvest --iters 1
+    step "lm harvest kernels, table" node dist/bench/ncu-table.js "$work/previous-step.out" --top 30
+    step "lm train kernels (ncu)" "${ncu_run[@]}" node dist/bench/lm-train.js --backend "$backend" $lm --iters 1
+    step "lm train kernels, table" node dist/bench/ncu-table.js "$work/previous-step.out" --top 30
+  fi
+  step "lm train" node dist/bench/lm-train.js --backend "$backend" $lm --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)"
+  step "lm forward bf16" node dist/bench/lm-forward.js --backend "$backend" --precision bf16 $lm \
+    --gpt2-batch "$([ "$quick" = 1 ] && echo 1 || echo 16)" --gpt2-ctx "$([ "$quick" = 1 ] && echo 64 || echo 1024)"
   pipe=$([ "$quick" = 1 ] && echo "--batch 256 --steps 20 --forward-batch 8 --window 16 --d-sae 512" || echo "")
-  step "pipeline" node dist/bench/pipeline.js --backend "$backend" $pipe
-  step "pipeline (MONOSEMANTIC_CUDA_ASYNC=1)" env MONOSEMANTIC_CUDA_ASYNC=1 node dist/bench/pipeline.js --backend "$backend" $pipe
+  step "pipeline" node dist/bench/pipeline.js --backend "$backend" $pipe --json "$out/pipeline.json"
   extra=()
   [ "$quick" = 1 ] && extra=(--steps 20 --set eval.contexts=4)
   for m in a b; do
     rm -rf "$work/sae-$m"
-    step "run, model $m (MONOSEMANTIC_CUDA_ASYNC=1)" env MONOSEMANTIC_CUDA_ASYNC=1 "${cli[@]}" run --backend "$backend" \
-      --model "models/$m" -o "$work/sae-$m" --no-progress "${extra[@]}"
+    step "run, model $m" "${cli[@]}" run --backend "$backend" --model "models/$m" -o "$work/sae-$m" --no-progress "${extra[@]}"
+    cp "$work/sae-$m/summary.json" "$out/run-$m-summary.json" 2>/dev/null
     [ -d "$work/sae-$m/sae" ] && tar -cJf - -C "$work/sae-$m" sae | split -b 15m - "$out/sae-$m.tar.xz.part-"
   done
   step "compare A/B (universality)" "${cli[@]}" compare --sae-a "$work/sae-a/sae" --sae-b "$work/sae-b/sae" \
     --model-a models/a --model-b models/b --contexts "$([ "$quick" = 1 ] && echo 16 || echo 2048)" --no-map \
     --backend "$backend" -o "$out/universality.json"
-  grep -E '^\| |^torch |^HF |tokens/s|^harvested|^largest|^ *(Tests|Test Files) |FAIL|finished after|harvesting|loss recovered|median best-match|^[a-zA-Z]+ +[0-9]+ +[0-9.]+ +[0-9.]+' "$log" | tail -90
+  step "lm forward bf16, HF" "$python" bench/reference/hf_forward.py --device "$torch_device" --dtype bfloat16 $lm \
+    --gpt2-batch "$([ "$quick" = 1 ] && echo 1 || echo 16)" --gpt2-ctx "$([ "$quick" = 1 ] && echo 64 || echo 1024)"
+  step "lm train, HF torch.compile" "$python" bench/reference/hf_train.py --device "$torch_device" $lm \
+    --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)" $([ "$quick" = 1 ] || echo --compile)
+  grep -E '^\| |^torch |^HF |tokens/s|^harvested|^device time|^ *(Tests|Test Files) |FAIL|finished after|harvesting|loss recovered|median best-match' "$log" | tail -120
   ;;
 proof)
   # Issue 3's proof in one call, most important first, cut at DEADLINE (default 400 s): doctor,
@@ -234,10 +234,10 @@ profile)
     $([ "$quick" = 1 ] && echo "--batch 2 --ctx 64 --iters 2")
   step "lm train, per-op profile" env MONOSEMANTIC_PROFILE=1 node dist/bench/lm-train.js --backend "$backend" $lm
   step "lm train (plain cudaMalloc)" env MONOSEMANTIC_CUDA_ALLOC=plain node dist/bench/lm-train.js --backend "$backend" $lm
-  # Operations queued from the JS thread, no synchronisation per operation.
-  step "lm forward (MONOSEMANTIC_CUDA_ASYNC=1)" env MONOSEMANTIC_CUDA_ASYNC=1 node dist/bench/lm-forward.js --backend "$backend" \
+  # Each operation completed on a worker before it settles.
+  step "lm forward (MONOSEMANTIC_CUDA_ASYNC=0)" env MONOSEMANTIC_CUDA_ASYNC=0 node dist/bench/lm-forward.js --backend "$backend" \
     $([ "$quick" = 1 ] && echo "--batch 2 --ctx 64 --iters 2")
-  step "lm train (MONOSEMANTIC_CUDA_ASYNC=1), per-op profile" env MONOSEMANTIC_CUDA_ASYNC=1 MONOSEMANTIC_PROFILE=1 \
+  step "lm train (MONOSEMANTIC_CUDA_ASYNC=0), per-op profile" env MONOSEMANTIC_CUDA_ASYNC=0 MONOSEMANTIC_PROFILE=1 \
     node dist/bench/lm-train.js --backend "$backend" $lm
   if command -v ncu >/dev/null; then
     step "sae step kernels (ncu)" ncu --clock-control none --target-processes all --metrics gpu__time_duration.sum \

@@ -75,7 +75,7 @@ async function time(label: string, model: Gpt2Model, batch: number, T: number, i
   for (let i = 0; i < iters; i++) {
     const t0 = performance.now();
     await run(ids);
-    synchronize(model.backend); // operations may only be queued (MONOSEMANTIC_CUDA_ASYNC=1)
+    synchronize(model.backend); // CUDA operations settle once queued
     times.push(performance.now() - t0);
   }
   const ms = median(times);
@@ -91,27 +91,30 @@ const program = new Command('lm-forward')
   .option('--gpt2-batch <n>', 'sequences for GPT-2 small', '1')
   .option('--gpt2-ctx <n>', 'context for GPT-2 small', '128')
   .option('--iters <n>', 'timed runs per case', '5')
+  .option('--cases <list>', 'which cases: harvest, forward, gpt2 (comma-separated)', 'harvest,forward,gpt2')
   .option('--json <file>', 'also write the rows as JSON')
   .parse();
-const o = program.opts<{ backend?: 'cpu' | 'cuda'; precision: MatmulPrecision; batch: string; ctx: string; gpt2Batch: string; gpt2Ctx: string; iters: string; json?: string }>();
+const o = program.opts<{ backend?: 'cpu' | 'cuda'; precision: MatmulPrecision; batch: string; ctx: string; gpt2Batch: string; gpt2Ctx: string; iters: string; cases: string; json?: string }>();
+const cases = new Set(o.cases.split(','));
+for (const c of cases) if (!['harvest', 'forward', 'gpt2'].includes(c)) throw new RangeError(`--cases: harvest, forward or gpt2, got '${c}'`);
 const backend = resolveBackend(o.backend);
 const iters = Number(o.iters);
 const rows: Row[] = [];
 
 const paper = config(1, 128, 4, 512, 4096, 1024, 'relu');
-{
+if (cases.has('harvest') || cases.has('forward')) {
   using model = Gpt2Model.fromWeights(paper, randomWeights(paper, 1), { backend, precision: o.precision });
   const [B, T] = [Number(o.batch), Number(o.ctx)];
-  rows.push(await time(`1-layer d128: harvest mlp.hook_post (B ${B} × T ${T})`, model, B, T, iters, async (ids) => {
+  if (cases.has('harvest')) rows.push(await time(`1-layer d128: harvest mlp.hook_post (B ${B} × T ${T})`, model, B, T, iters, async (ids) => {
     const r = await model.forward(ids, B, { capture: ['blocks.0.mlp.hook_post'] });
     r.captured['blocks.0.mlp.hook_post']!.dispose();
   }, flopsPerToken(paper, T, false) - 2 * paper.dMlp * paper.dModel)); // stops before the MLP's output product and the unembedding
-  rows.push(await time(`1-layer d128: full forward + loss (B ${B} × T ${T})`, model, B, T, iters, async (ids) => {
+  if (cases.has('forward')) rows.push(await time(`1-layer d128: full forward + loss (B ${B} × T ${T})`, model, B, T, iters, async (ids) => {
     await model.forward(ids, B, { loss: true });
   }, flopsPerToken(paper, T, true)));
 }
 const gpt2 = config(12, 768, 12, 3072, 50257, 1024, 'gelu_new');
-{
+if (cases.has('gpt2')) {
   using model = Gpt2Model.fromWeights(gpt2, randomWeights(gpt2, 2), { backend, precision: o.precision });
   const [B, T] = [Number(o.gpt2Batch), Number(o.gpt2Ctx)];
   rows.push(await time(`GPT-2 small: full forward + logits (B ${B} × T ${T})`, model, B, T, Math.max(2, Math.ceil(iters / 2)), async (ids) => {

@@ -76,9 +76,9 @@ export function nativeAddon(): NativeAddon {
 
 /**
  * Waits until `backend` (default: the active one) has finished the work queued so far, and throws
- * the error of an earlier operation that failed asynchronously. Only needed with
- * MONOSEMANTIC_CUDA_ASYNC=1, where CUDA operations settle once their work is queued (to time them,
- * say); reading a tensor always waits for the work that writes it.
+ * the error of an earlier operation that failed asynchronously. CUDA operations settle once their
+ * work is queued (unless MONOSEMANTIC_CUDA_ASYNC=0), so this is what timing them needs; reading a
+ * tensor always waits for the work that writes it.
  */
 export function synchronize(backend?: BackendName): void {
   nativeAddon().synchronize(resolveBackend(backend));

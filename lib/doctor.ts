@@ -15,7 +15,7 @@ export interface DoctorReport {
     driverVersion?: string;
     runtimeVersion?: string;
     devices?: NativeDeviceInfo[];
-    /** CUDA operations settle once queued (MONOSEMANTIC_CUDA_ASYNC=1). */
+    /** CUDA operations settle once queued (the default; MONOSEMANTIC_CUDA_ASYNC=0 turns it off). */
     asyncOps?: boolean;
   };
 }
@@ -60,7 +60,7 @@ export function formatDoctorReport(r: DoctorReport): string {
   ];
   if (r.cuda.loaded) {
     lines.push(`  cuda driver   ${r.cuda.driverVersion}`, `  cuda runtime  ${r.cuda.runtimeVersion}`);
-    lines.push(`  cuda ops      ${r.cuda.asyncOps ? 'queued from the calling thread (MONOSEMANTIC_CUDA_ASYNC=1)' : 'complete when they settle'}`);
+    lines.push(`  cuda ops      ${r.cuda.asyncOps ? 'queued from the calling thread' : 'complete when they settle (MONOSEMANTIC_CUDA_ASYNC=0)'}`);
     for (const [i, d] of (r.cuda.devices ?? []).entries()) {
       lines.push(`  gpu ${i}         ${d.name}, ${gib(d.totalBytes)} (${gib(d.freeBytes)} free), ${d.multiprocessors} SMs, sm_${d.computeCapability.replace('.', '')}`);
     }

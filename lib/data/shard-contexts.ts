@@ -20,14 +20,15 @@
  *    batch and then null.
  * A position is (epoch, index within the epoch's order); restoring draws that epoch's order again
  * and reads nothing else. The shards are closed by close(), or when the last batch is served. Memory: one Uint32Array of the windows of an epoch (4 bytes per
- * context); tokens are read from the shards per context by positional reads.
+ * context), and the shards' tokens when they fit in `preloadBytes` (read once on opening, served
+ * from memory); otherwise tokens are read from the shards per context by positional reads.
  */
 import { createHash } from 'node:crypto';
 
 import { Rng } from '../random.js';
 import { SEED_PURPOSE, mixSeed, nonNegativeInteger, permutation, positiveInteger } from './stream-common.js';
 import { ContextStreamError } from './contexts.js';
-import { openTokenShard, TokenShardError, verifyTokenShard, type TokenShardInfo, type TokenShardReader } from './token-shards.js';
+import { openTokenShard, readTokenShardHeader, TokenShardError, verifyTokenShard, type TokenShardInfo, type TokenShardReader } from './token-shards.js';
 
 export interface ShardContextOptions {
   /** Token shard files, in this order. */
@@ -46,6 +47,11 @@ export interface ShardContextOptions {
   epochs?: number;
   /** Read every shard whole on opening and check its checksum (default false: headers only). */
   verify?: boolean;
+  /**
+   * Hold the shards' tokens in memory when together they take at most this many bytes on disk
+   * (default 512 MiB); larger corpora are read from the files, context by context.
+   */
+  preloadBytes?: number;
   /** Resume exactly from a position saved by `state()`. */
   state?: ShardContextState;
 }
@@ -78,6 +84,9 @@ export interface ShardContextStream {
   state(): ShardContextState;
   close(): Promise<void>;
 }
+
+/** Shards that together take at most this many bytes are read into memory on opening. */
+const DEFAULT_PRELOAD_BYTES = 512 * 2 ** 20;
 
 const SHAPE_LABELS = ['shards', 'tokens', 'contextLength', 'bosTokenId', 'eosTokenId', 'shard contents'];
 
@@ -256,11 +265,15 @@ export async function openShardContextStream(options: ShardContextOptions): Prom
   if (epochs !== Infinity) positiveInteger('epochs', epochs);
   if (options.bosTokenId === undefined) throw new TypeError('bosTokenId must be given: the BOS token id (tokenizer.bosTokenId), or null for none');
 
+  const preloadBytes = options.preloadBytes ?? DEFAULT_PRELOAD_BYTES;
+  if (!(preloadBytes >= 0)) throw new RangeError(`preloadBytes must be a non-negative number (got ${String(preloadBytes)})`);
   const readers: TokenShardReader[] = [];
   try {
+    const headers = await Promise.all(paths.map((path) => readTokenShardHeader(path)));
+    const preload = headers.reduce((sum, info) => sum + info.tokens * info.tokenBytes, 0) <= preloadBytes;
     for (const path of paths) {
       if (options.verify === true) await verifyTokenShard(path);
-      const reader = await openTokenShard(path);
+      const reader = await openTokenShard(path, { preload });
       readers.push(reader);
       const first = readers[0]!.info;
       if (reader.info.vocabSize !== first.vocabSize) {

@@ -113,7 +113,7 @@ export interface NativeDeviceInfo {
 export interface NativeBackendInfo {
   runtime: { driverVersion: number; runtimeVersion: number; deviceCount: number };
   devices: NativeDeviceInfo[];
-  /** Operations only queue work and settle at once (MONOSEMANTIC_CUDA_ASYNC=1 on CUDA). */
+  /** Operations only queue work and settle at once (CUDA, unless MONOSEMANTIC_CUDA_ASYNC=0). */
   asyncOps: boolean;
 }
 

@@ -2,11 +2,12 @@
  * MONOSEMANTIC_PROFILE=1: a per-operation time profile of the native addon, printed to stderr when
  * the process exits. Every call into the addon is timed from the call until it returns (synchronous
  * calls: tensor creation, copies, frees) or until its promise settles (the backend's operations,
- * complete when they settle unless MONOSEMANTIC_CUDA_ASYNC=1), and summed per function name. Settlement
- * time includes waiting behind other operations in the addon's queue, so with concurrent chains
- * (a prefetching data source) the rows overlap; a single chain's rows add up to its wall time.
- * With MONOSEMANTIC_CUDA_ASYNC=1 a CUDA operation settles once queued: its row is the cost of
- * queueing it, and the GPU's time shows up in whatever waits next (a read, a statistic).
+ * CPU operations complete when they settle; CUDA ones only with MONOSEMANTIC_CUDA_ASYNC=0), and
+ * summed per function name. Settlement time includes waiting behind other operations in the addon's
+ * queue, so with concurrent chains (a prefetching data source) the rows overlap; a single chain's
+ * rows add up to its wall time. By default a CUDA operation settles once queued: its row is the cost
+ * of queueing it, and the GPU's time shows up in whatever waits next (a read, a statistic); run with
+ * MONOSEMANTIC_CUDA_ASYNC=0 to see each operation's time to completion.
  */
 import type { NativeAddon } from './binding.js';
 

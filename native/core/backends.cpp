@@ -63,7 +63,7 @@ bool load_cuda_backend(const std::string& path, std::string& why) {
   }
   g_cuda.table = table;
   const char* async_ops = std::getenv("MONOSEMANTIC_CUDA_ASYNC");
-  g_cuda.launch_inline = async_ops && std::string(async_ops) == "1";
+  g_cuda.launch_inline = !(async_ops && std::string(async_ops) == "0");
   return true;
 #endif
 }

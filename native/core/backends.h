@@ -17,7 +17,7 @@ struct Backend {
   const ms_backend* table = nullptr;  // null until loaded and initialised
   std::mutex mutex;                   // held for every call into table
   // Operations are called on the JS thread and their promises settled at once, without a worker
-  // or a synchronisation (the CUDA backend with MONOSEMANTIC_CUDA_ASYNC=1: its ops only queue
+  // or a synchronisation (the CUDA backend unless MONOSEMANTIC_CUDA_ASYNC=0: its ops only queue
   // work on its stream, and anything that reads results on the host waits for them).
   bool launch_inline = false;
 };

@@ -132,7 +132,7 @@ static int cuda_init(ms_error* err) {
   s.stream = stream;
   s.pool = open_memory_pool(device);
   const char* async_ops = std::getenv("MONOSEMANTIC_CUDA_ASYNC");
-  s.sync_each_op = !(async_ops && std::strcmp(async_ops, "1") == 0);
+  s.sync_each_op = async_ops && std::strcmp(async_ops, "0") == 0;
   s.ready = true;
   return MS_OK;
 }

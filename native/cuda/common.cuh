@@ -15,12 +15,12 @@
  * uses. The core serialises calls but may make them from different host threads, so each entry
  * point starts with cudaSetDevice(0) (cheap) through begin().
  *
- * Synchronisation policy. By default every public entry point ends with cudaStreamSynchronize on
- * the backend stream (finish()), so results are complete on return and an asynchronous failure
- * (an illegal address in a kernel, say) is reported by the op that caused it. With
- * MONOSEMANTIC_CUDA_ASYNC=1 (read at init) finish() only checks for errors already raised: the
- * op's work stays queued on the stream, in order with everything after it, and the core launches
- * ops from the calling thread instead of a worker (backend.h, synchronize()). Entry points that
+ * Synchronisation policy. By default finish() only checks for errors already raised: the op's
+ * work stays queued on the backend stream, in order with everything after it, and the core
+ * launches ops from the calling thread instead of a worker (backend.h, synchronize()). With
+ * MONOSEMANTIC_CUDA_ASYNC=0 (read at init) every public entry point ends with
+ * cudaStreamSynchronize (finish()), so results are complete on return and an asynchronous failure
+ * (an illegal address in a kernel, say) is reported by the op that caused it. Entry points that
  * read device results into host memory always wait for them (wait_host()), whatever the mode;
  * freed memory returns to the stream-ordered pool after the work queued before it.
  */
@@ -44,7 +44,7 @@ struct State {
   int device = 0;                 // the device every op runs on
   cudaStream_t stream = nullptr;  // non-blocking stream used for everything
   cudaMemPool_t pool = nullptr;   // the device's stream-ordered pool, or null (plain cudaMalloc)
-  bool sync_each_op = true;       // finish() waits (false: MONOSEMANTIC_CUDA_ASYNC=1)
+  bool sync_each_op = false;      // finish() waits (true: MONOSEMANTIC_CUDA_ASYNC=0)
 };
 State& state();
 

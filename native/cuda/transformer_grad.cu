@@ -12,7 +12,8 @@
  *     shared between warps (no atomics, deterministic). Head size 32 uses the tiled kernels of
  *     attention_tiled.cu instead;
  *   - row ops (layer-norm dx, cross-entropy): one block of kThreads threads per row, block_sum /
- *     block_max reductions (common.cuh);
+ *     block_max reductions (common.cuh); the cross-entropy keeps rows of up to 8,192 logits in
+ *     registers, so they are read once;
  *   - sums over rows into parameter gradients (layer-norm weight and bias, linear bias): blocks of
  *     32 columns x 8 row lanes over chunks of rows, one atomicAdd per block and column;
  *   - embedding backward: a grid-stride scatter-add with atomicAdd (order not deterministic);
@@ -304,6 +305,49 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// cross_entropy_backward_kernel for rows of V <= PER * kThreads logits: thread x keeps logits[r, x +
+// kThreads i] (i < PER) in registers, so the row is read once and written once instead of read
+// three times. Same reductions in the same order as the kernel above, so the same bits.
+template <int PER>
+__global__ void __launch_bounds__(kThreads)
+    cross_entropy_backward_cached_kernel(int V, float* __restrict__ logits, const int32_t* __restrict__ targets,
+                                         float* __restrict__ losses, float scale) {
+  __shared__ float scratch[33];
+  const size_t r = blockIdx.x;
+  float* lr = logits + r * V;  // logits[r, :] at logits[r*V]
+  const int32_t target = targets[r];
+  if (target < 0) {  // uniform per block, before any synchronisation
+    for (int v = threadIdx.x; v < V; v += blockDim.x) lr[v] = 0.0f;
+    if (threadIdx.x == 0) losses[r] = 0.0f;
+    return;
+  }
+  const float lt = lr[target];  // read by every thread before the barriers below, so before any write
+  float held[PER];              // held[i] = logits[r, threadIdx.x + kThreads i], -inf past V
+  float m = -INFINITY;
+#pragma unroll
+  for (int i = 0; i < PER; ++i) {
+    const int v = threadIdx.x + i * kThreads;
+    held[i] = v < V ? lr[v] : -INFINITY;
+    m = fmaxf(m, held[i]);
+  }
+  m = block_max(m, scratch);
+  float s = 0.0f;
+#pragma unroll
+  for (int i = 0; i < PER; ++i)
+    if (threadIdx.x + i * kThreads < V) s += expf(held[i] - m);
+  s = block_sum(s, scratch);
+  if (threadIdx.x == 0) losses[r] = m + logf(s) - lt;
+  const float inv_s = 1.0f / s;
+#pragma unroll
+  for (int i = 0; i < PER; ++i) {
+    const int v = threadIdx.x + i * kThreads;
+    if (v < V) {
+      const float p = expf(held[i] - m) * inv_s;
+      lr[v] = (v == target ? p - 1.0f : p) * scale;
+    }
+  }
+}
+
 // idx = r*C + c over rows = B*T, r = b*T + t: dwte[ids[r], c] += dtok[r, c]; dwpe[t, c] += dpos[r, c].
 __global__ void embed_backward_kernel(size_t total, int T, int C, const int32_t* __restrict__ ids,
                                       const float* dtok, const float* dpos, float* __restrict__ dwte,
@@ -530,8 +574,16 @@ int cross_entropy_backward(int rows, int V, float* logits, const int32_t* target
   MS_TRY(find_out_of_range(op, targets, size_t(rows), INT_MIN, V, &bad, &bad_value));
   if (bad >= 0)
     return invalid(err, name, "targets[%lld] = %d is outside the vocabulary [0, %d)", bad, int(bad_value), V);
-  cross_entropy_backward_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, op.stream>>>(V, logits, targets,
-                                                                                              losses, scale);
+  const unsigned int grid = static_cast<unsigned int>(rows);
+  // Rows that fit in registers (vocabularies up to 8,192) are read once; larger ones three times.
+  if (V <= 4 * kThreads)
+    cross_entropy_backward_cached_kernel<4><<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale);
+  else if (V <= 16 * kThreads)
+    cross_entropy_backward_cached_kernel<16><<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale);
+  else if (V <= 32 * kThreads)
+    cross_entropy_backward_cached_kernel<32><<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale);
+  else
+    cross_entropy_backward_kernel<<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale);
   MS_TRY(check_launch(op, "cross_entropy_backward_kernel"));
   return finish(op);
 }

@@ -1,6 +1,6 @@
 /**
- * MONOSEMANTIC_CUDA_ASYNC=1 (CUDA operations queued from the JS thread, settled at once) against
- * the default mode (each operation complete before it settles): the same program
+ * The default CUDA mode (operations queued from the JS thread, settled at once) against
+ * MONOSEMANTIC_CUDA_ASYNC=0 (each operation complete before it settles): the same program
  * (test/helpers/cuda-mode-probe.mjs: bf16 SAE steps with inputs disposed as soon as the step is
  * queued, a GPT-2 forward, the tiled attention forward and two training steps) must give the same
  * bits in both, since the kernels and their order are the same (but for the atomics of the

@@ -110,6 +110,14 @@ describe('openShardContextStream', () => {
     await stream.close();
   });
 
+  it('serves the same stream from memory (small shards, the default) as from the files (preloadBytes 0)', async () => {
+    const fromMemory = await drain(await open({ epochs: 2 }), 9);
+    const fromFiles = await drain(await open({ epochs: 2, preloadBytes: 0 }), 9);
+    expect(fromFiles.length).toBeGreaterThan(0);
+    expect(fromMemory).toEqual(fromFiles);
+    await expect(open({ preloadBytes: -1 })).rejects.toThrow(/preloadBytes must be a non-negative number/);
+  });
+
   it('without BOS: windows of contextLength stream tokens, separators kept', async () => {
     const expected = [...referenceContexts(streamA, 6, null), ...referenceContexts(streamB, 6, null)];
     const stream = await open({ contextLength: 6, bosTokenId: null, eosTokenId: null });

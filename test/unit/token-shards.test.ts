@@ -226,4 +226,25 @@ describe('openTokenShard', () => {
     await expect(reader.read(0, 1)).rejects.toThrow(/closed/);
     await reader.close(); // twice is fine
   });
+
+  it('preloaded, serves the same ranges from memory, as copies, with the file already closed', async () => {
+    const tokens = randomTokens(7_001, 300, 6);
+    const file = path.join(scratch, 'preloaded.tokens');
+    await writeTokenShard(file, tokens, 300);
+    const reader = await openTokenShard(file, { preload: true });
+    expect(reader.preloaded).toBe(true);
+    const fromFile = await openTokenShard(file);
+    expect(fromFile.preloaded).toBe(false);
+    await fromFile.close();
+    await rm(file); // everything is in memory: the file is no longer needed
+    const first = await reader.read(100, 50);
+    expect(first).toEqual(tokens.subarray(100, 150));
+    first.fill(0); // a copy: the shard's tokens are unchanged
+    expect(await reader.read(100, 50)).toEqual(tokens.subarray(100, 150));
+    expect(await reader.read(0, 7_001)).toEqual(tokens);
+    await expect(reader.read(7_000, 2)).rejects.toThrow(/\[7000, 7002\) are past the end/);
+    await reader.close();
+    await expect(reader.read(0, 1)).rejects.toThrow(/closed/);
+    await reader.close();
+  });
 });
