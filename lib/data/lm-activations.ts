@@ -235,11 +235,18 @@ export class LmActivationSource implements TrainingDataSource {
       }
       const count = ids.length / T;
       using acts = await (o.harvest ?? ((x, c) => this.#harvestHook(x, c)))(ids, count);
-      // Row c·T + t of the activations is position t of context c; keep P positions of each.
+      // Row c·T + t of the activations is position t of context c; keep P positions of each
+      // (all of them after the first skipped: no draws needed, the same rows in the same order).
       const pick = new Int32Array(count * P);
+      const from = o.skipFirstPosition ? 1 : 0;
+      const pool = new Int32Array(T - from);
       for (let c = 0; c < count; c++) {
+        if (P === T - from) {
+          for (let k = 0; k < P; k++) pick[c * P + k] = c * T + from + k;
+          continue;
+        }
         const rng = new Rng(mixSeed([SEED_PURPOSE.CONTEXT_POSITIONS, o.seed, index, contexts + c]));
-        const positions = samplePositions(rng, T, P, o.skipFirstPosition ? 1 : 0);
+        const positions = samplePositions(rng, T, P, from, pool);
         for (let k = 0; k < P; k++) pick[c * P + k] = c * T + positions[k]!;
       }
       using idx = Tensor.from(pick, [pick.length], { dtype: 'i32', backend: acts.backend });
@@ -259,12 +266,18 @@ export class LmActivationSource implements TrainingDataSource {
   }
 }
 
-/** `count` distinct positions in [from, T), in increasing order (partial Fisher–Yates). */
-function samplePositions(rng: Rng, T: number, count: number, from: number): Int32Array {
-  const pool = Int32Array.from({ length: T - from }, (_, i) => from + i);
+/**
+ * `count` distinct positions in [from, T), in increasing order (partial Fisher–Yates), as a view of
+ * `pool` (T − from entries, overwritten).
+ */
+function samplePositions(rng: Rng, T: number, count: number, from: number, pool: Int32Array): Int32Array {
+  const n = T - from;
+  for (let i = 0; i < n; i++) pool[i] = from + i;
   for (let i = 0; i < count; i++) {
-    const j = i + rng.int(pool.length - i);
-    [pool[i], pool[j]] = [pool[j]!, pool[i]!];
+    const j = i + rng.int(n - i);
+    const held = pool[i]!;
+    pool[i] = pool[j]!;
+    pool[j] = held;
   }
   return pool.subarray(0, count).sort();
 }
