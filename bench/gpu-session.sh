@@ -141,17 +141,24 @@ bench)
   ;;
 next)
   # What the last session left to measure, most important first, cut at DEADLINE (default 330 s):
-  # test/gpu (operations queued by default now; cuda-async compares both modes) and memcheck on the
-  # cross-entropy backward that keeps rows in registers; the SAE step at the three shapes next to
-  # torch.compile at each; the LM forward (harvest) and training step kernel by kernel under ncu;
-  # LM forward/training wall times; the pipeline; the default run on A and B (both SAEs come back)
-  # and universality; then, if time is left, HF's forward and training step in the same call.
+  # test/gpu (operations queued by default; cuda-async compares both modes) and memcheck on the
+  # cross-entropy backward; where the harvest's wall time goes beyond its 2 ms of kernels (the
+  # enqueue cost of each operation with queued operations, and with each completed, and nsys's API
+  # trace where it exists); the SAE step at the three shapes next to torch.compile at each; the LM
+  # harvest and training step kernel by kernel under ncu; LM forward/training wall times; the
+  # pipeline; the default run on A and B (both SAEs come back) and universality; then, if time is
+  # left, HF's forward and training step in the same call.
   DEADLINE=${DEADLINE:-330}
   shapes=$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)
   lm=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64" || echo "--batch 64 --ctx 1024")
   step "test/gpu" node_modules/.bin/vitest run test/gpu
   command -v compute-sanitizer >/dev/null && step "sanitizer memcheck: cross-entropy" compute-sanitizer --tool memcheck \
     --error-exitcode 1 --target-processes all node_modules/.bin/vitest run test/gpu/cuda-transformer-grads.test.ts -t crossEntropy
+  harvest=(node dist/bench/lm-forward.js --backend "$backend" --precision bf16 $lm --cases harvest --iters 20)
+  step "lm harvest, per-op profile" env MONOSEMANTIC_PROFILE=1 "${harvest[@]}"
+  step "lm harvest, per-op profile (MONOSEMANTIC_CUDA_ASYNC=0)" env MONOSEMANTIC_CUDA_ASYNC=0 MONOSEMANTIC_PROFILE=1 "${harvest[@]}"
+  command -v nsys >/dev/null && step "lm harvest (nsys API trace)" nsys profile --trace cuda --stats true \
+    --output "$work/harvest" --force-overwrite true "${harvest[@]}"
   step "sae step, tensor path" node dist/bench/sae-step-cuda.js --backend "$backend" --shapes "$shapes" \
     --iters "$([ "$quick" = 1 ] && echo 3 || echo 30)" --precision bf16 --kernels tensor --json "$out/sae-step.json"
   step "sae step, torch.compile" "$python" bench/reference/torch_sae_step.py --device "$torch_device" --shapes "$shapes" \
@@ -184,7 +191,7 @@ next)
     --gpt2-batch "$([ "$quick" = 1 ] && echo 1 || echo 16)" --gpt2-ctx "$([ "$quick" = 1 ] && echo 64 || echo 1024)"
   step "lm train, HF torch.compile" "$python" bench/reference/hf_train.py --device "$torch_device" $lm \
     --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)" $([ "$quick" = 1 ] || echo --compile)
-  grep -E '^\| |^torch |^HF |tokens/s|^harvested|^device time|^ *(Tests|Test Files) |FAIL|finished after|harvesting|loss recovered|median best-match' "$log" | tail -120
+  grep -E '^\| |^torch |^HF |tokens/s|^harvested|^device time|^ *(Tests|Test Files) |FAIL|finished after|waiting for activations|loss recovered|median best-match|^[a-zA-Z][a-zA-Z ]* +[0-9]+ +[0-9.]+ +[0-9.]+' "$log" | tail -150
   ;;
 proof)
   # Issue 3's proof in one call, most important first, cut at DEADLINE (default 400 s): doctor,

@@ -54,7 +54,7 @@ function formatSummary(s: MainRunSummary): string {
   const passes = s.epochs === null ? '' : ` = ${s.epochs.toFixed(2)} passes over the corpus's positions`;
   const lines = [
     `${t.interrupted ? 'interrupted' : 'finished'} after ${t.steps} of ${t.totalSteps} steps: ${t.samples.toLocaleString('en-US')} activations${passes}, ${formatDuration(t.seconds)} (${s.backend})`,
-    `  model ${s.modelDir}, hook ${s.hook}; ${(100 * t.dataWaitFraction).toFixed(1)}% of the training time went to harvesting activations`,
+    `  model ${s.modelDir}, hook ${s.hook}; ${(100 * t.dataWaitFraction).toFixed(1)}% of the training time was spent waiting for activations${s.backend === 'cuda' ? ' (on the host: device work queued for the harvest is counted in the steps)' : ''}`,
   ];
   for (const r of t.resamples) lines.push(`  step ${r.step}: resampled ${r.resampled} of ${r.dead} dead features`);
   const e = s.evaluation;
