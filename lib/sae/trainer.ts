@@ -20,7 +20,7 @@ import { type BackendName, resolveBackend } from '../backend.js';
 import { type ActivationSource, type ActivationSourceState, openActivationSource } from '../data/activation-source.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { encodeSafetensors, readSafetensors, tensorToFloat32, tensorToFloat64, type LoadedTensor } from '../io/safetensors.js';
-import { rowSqDist, scaleInPlace } from '../ops.js';
+import { columnStats, rowSqDist, scaleInPlace } from '../ops.js';
 import { Rng } from '../random.js';
 import { Tensor } from '../tensor.js';
 import { type Checkpoint, CheckpointError, latestGoodCheckpoint, listCheckpoints, readCheckpoint, writeCheckpoint } from './checkpoint.js';
@@ -327,7 +327,7 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
       const logging = step % config.logging.every === 0 || step === total;
       if (snapshotAt.has(step) || logging) snapshot(step % config.logging.every === 0);
       if (logging) {
-        const variance = batchVariance(batches.get(t.batchSize)!.toArray() as Float32Array, t.batchSize, dIn);
+        const variance = await batchVariance(batches.get(t.batchSize)!, t.batchSize);
         last = { ...stats, fvu: variance > 0 ? stats.mse / variance : null };
         const now = performance.now();
         const rate = ((samples - rateMark.samples) * 1000) / Math.max(1e-9, now - rateMark.time);
@@ -465,18 +465,16 @@ async function estimateNormalizationScale(
 }
 
 /** Σ_j Var(x_j) over the rows of a host batch [rows, d] (double accumulation). */
-function batchVariance(x: Float32Array, rows: number, d: number): number {
-  const mean = new Float64Array(d);
-  for (let r = 0; r < rows; r++) for (let j = 0; j < d; j++) mean[j]! += x[r * d + j]!;
-  for (let j = 0; j < d; j++) mean[j]! /= rows;
+/**
+ * Σ_j of column j's variance over the batch x [rows, d] (mean squared deviation from the column
+ * means): Σ_j (Σ x² − (Σ x)² / rows) / rows from the backend's float64 column sums, so the batch
+ * is not read back.
+ */
+async function batchVariance(x: Tensor, rows: number): Promise<number> {
+  const { sum, sumsq } = await columnStats(x);
   let total = 0;
-  for (let r = 0; r < rows; r++) {
-    for (let j = 0; j < d; j++) {
-      const diff = x[r * d + j]! - mean[j]!;
-      total += diff * diff;
-    }
-  }
-  return total / rows;
+  for (let j = 0; j < sum.length; j++) total += sumsq[j]! - (sum[j]! * sum[j]!) / rows;
+  return Math.max(0, total / rows);
 }
 
 function checkpointFiles(sae: SparseAutoencoder, firing: FiringStats, runState: RunState): Record<string, Buffer | string> {
