@@ -464,7 +464,6 @@ async function estimateNormalizationScale(
   return Math.sqrt(dIn) / mean;
 }
 
-/** Σ_j Var(x_j) over the rows of a host batch [rows, d] (double accumulation). */
 /**
  * Σ_j of column j's variance over the batch x [rows, d] (mean squared deviation from the column
  * means): Σ_j (Σ x² − (Σ x)² / rows) / rows from the backend's float64 column sums, so the batch
