@@ -14,6 +14,8 @@
 #                                       # against per-op synchronous ones (MONOSEMANTIC_CUDA_ASYNC=0), the SAE
 #                                       # step's kernels (ncu)
 #   bash bench/gpu-session.sh next      # what the last session left to measure, in one call (see the stage)
+#   bash bench/gpu-session.sh retrain   # the shipped models A and B trained on the GPU (pack with --lean --train-tokens),
+#                                       # then the default SAE run on each and universality; models come back in $OUT
 #   bash bench/gpu-session.sh proof     # issue 3 in one call: test/gpu, correctness sweeps, SAE step vs
 #                                       # PyTorch, 1,000-step curves, timing sweeps, compute-sanitizer
 #
@@ -28,7 +30,7 @@
 # BACKEND=cpu QUICK=1 runs the same stages on the CPU at toy sizes (a check of this script).
 set -uo pipefail
 
-stage=${1:?"usage: bash bench/gpu-session.sh check|bench|run|analysis|profile|proof|next"}
+stage=${1:?"usage: bash bench/gpu-session.sh check|bench|run|analysis|profile|proof|next|retrain"}
 out=${OUT:-bench/out}
 work=${WORK:-/tmp/monosemantic-gpu}
 backend=${BACKEND:-cuda}
@@ -192,6 +194,35 @@ next)
   step "lm train, HF torch.compile" "$python" bench/reference/hf_train.py --device "$torch_device" $lm \
     --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)" $([ "$quick" = 1 ] || echo --compile)
   grep -E '^\| |^torch |^HF |tokens/s|^harvested|^device time|^ *(Tests|Test Files) |FAIL|finished after|waiting for activations|loss recovered|median best-match|^[a-zA-Z][a-zA-Z ]* +[0-9]+ +[0-9.]+ +[0-9.]+' "$log" | tail -150
+  ;;
+retrain)
+  # The shipped models, trained on the GPU: A and B (seeds 1 and 2) on the training split
+  # corpus/build/train.tokens (carried by `bash bench/pack-device.sh --lean --train-tokens`), TOKENS
+  # next-token predictions each (default 120M, five passes), 64 contexts of 256 tokens a step, the
+  # whole validation split every 250 steps. Each model folder (config, bf16 weights, tokenizer, card,
+  # loss curve) comes back with its metrics as $OUT/model-{a,b}.tar.xz. Then the default SAE run on
+  # each new model and their universality.
+  tokens=${TOKENS:-$([ "$quick" = 1 ] && echo 20000 || echo 120000000)}
+  for m in a b; do
+    rm -rf "$work/lm-$m"
+    step "lm train, model $m" "${cli[@]}" lm train --train corpus/build/train.tokens --val corpus/val.tokens \
+      --tokens "$tokens" --seed "$([ "$m" = a ] && echo 1 || echo 2)" --backend "$backend" -o "$work/lm-$m" --no-progress \
+      --set training.batchSize=64 --set training.warmupSteps=200 --set eval.every=250 --set checkpoints.every=2000 \
+      --set "export.name=monosemantic-1l-$m"
+    [ -d "$work/lm-$m/model" ] && tar -cJf "$out/model-$m.tar.xz" -C "$work/lm-$m" model metrics.jsonl
+  done
+  extra=()
+  [ "$quick" = 1 ] && extra=(--steps 20 --set eval.contexts=4)
+  for m in a b; do
+    rm -rf "$work/sae-$m"
+    step "run, new model $m" "${cli[@]}" run --backend "$backend" --model "$work/lm-$m/model" -o "$work/sae-$m" \
+      --no-progress "${extra[@]}"
+    cp "$work/sae-$m/summary.json" "$out/run-$m-summary.json" 2>/dev/null
+  done
+  step "compare A/B (universality)" "${cli[@]}" compare --sae-a "$work/sae-a/sae" --sae-b "$work/sae-b/sae" \
+    --model-a "$work/lm-a/model" --model-b "$work/lm-b/model" --contexts "$([ "$quick" = 1 ] && echo 16 || echo 2048)" \
+    --no-map --backend "$backend" -o "$out/universality.json"
+  grep -E 'finished after|training loss|validation loss [0-9.]+$|waiting for activations|loss recovered|fraction of variance|median best-match' "$log" | tail -40
   ;;
 proof)
   # Issue 3's proof in one call, most important first, cut at DEADLINE (default 400 s): doctor,
