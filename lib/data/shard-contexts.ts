@@ -183,17 +183,24 @@ class ShardContexts implements ShardContextStream {
     return { shard: low, local: window - this.#firstWindow[low]! };
   }
 
-  /** Writes the context of global window `window` at out[offset, offset + contextLength). */
-  async #fillContext(window: number, out: Int32Array, offset: number): Promise<void> {
+  /**
+   * Writes the context of global window `window` at out[offset, offset + contextLength), from
+   * memory when its shard is preloaded (no await), else by a positional read.
+   */
+  #fillContext(window: number, out: Int32Array, offset: number): Promise<void> | void {
     const { shard, local } = this.#locate(window);
     const reader = this.#readers[shard]!;
     const start = local * this.#width;
-    let position = offset;
-    if (this.#bos !== null) out[position++] = this.#bos;
     const canShift = this.#bos !== null && this.#eos !== null && start + this.#width < reader.info.tokens;
-    const tokens = await reader.read(start, this.#width + (canShift ? 1 : 0));
-    const shift = canShift && tokens[0] === this.#eos ? 1 : 0;
-    out.set(tokens.subarray(shift, shift + this.#width), position);
+    const count = this.#width + (canShift ? 1 : 0);
+    const place = (tokens: Int32Array) => {
+      let position = offset;
+      if (this.#bos !== null) out[position++] = this.#bos;
+      const shift = canShift && tokens[0] === this.#eos ? 1 : 0;
+      out.set(tokens.subarray(shift, shift + this.#width), position);
+    };
+    if (reader.preloaded) return place(reader.view(start, count));
+    return reader.read(start, count).then(place);
   }
 
   async #serve(count: number): Promise<Int32Array | null> {
@@ -214,7 +221,8 @@ class ShardContexts implements ShardContextStream {
       return null;
     }
     const out = new Int32Array(windows.length * this.contextLength);
-    await Promise.all(windows.map((window, row) => this.#fillContext(window, out, row * this.contextLength)));
+    const reads = windows.map((window, row) => this.#fillContext(window, out, row * this.contextLength)).filter((r) => r !== undefined);
+    if (reads.length > 0) await Promise.all(reads);
     // The position moves only once the batch is read: a failed read leaves state() where it was.
     this.#epoch = epoch;
     this.#index = index;

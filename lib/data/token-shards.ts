@@ -63,6 +63,11 @@ export interface TokenShardReader {
   readonly preloaded: boolean;
   /** Tokens [start, start + count) of the shard (positional reads; concurrent calls are fine). */
   read(start: number, count: number): Promise<Int32Array>;
+  /**
+   * Tokens [start, start + count) as a view of the tokens in memory, without a copy: for preloaded
+   * readers only (a RangeError otherwise). The view must not be modified.
+   */
+  view(start: number, count: number): Int32Array;
   close(): Promise<void>;
 }
 
@@ -281,16 +286,24 @@ export async function openTokenShard(path: string, options: OpenTokenShardOption
   const preloaded = tokens !== null;
   if (preloaded) await handle.close();
   let closed = false;
+  const checkRange = (start: number, count: number) => {
+    if (closed) throw new Error(`${path}: the shard reader is closed`);
+    if (!Number.isSafeInteger(start) || start < 0) throw new RangeError(`start must be a non-negative integer (got ${String(start)})`);
+    if (!Number.isSafeInteger(count) || count < 0) throw new RangeError(`count must be a non-negative integer (got ${String(count)})`);
+    if (start + count > info.tokens) {
+      throw new RangeError(`tokens [${start}, ${start + count}) are past the end of ${path} (${info.tokens} tokens)`);
+    }
+  };
   return {
     info,
     preloaded,
+    view(start: number, count: number): Int32Array {
+      checkRange(start, count);
+      if (tokens === null) throw new RangeError(`${path}: view() needs a preloaded reader (openTokenShard(path, { preload: true }))`);
+      return tokens.subarray(start, start + count);
+    },
     async read(start: number, count: number): Promise<Int32Array> {
-      if (closed) throw new Error(`${path}: the shard reader is closed`);
-      if (!Number.isSafeInteger(start) || start < 0) throw new RangeError(`start must be a non-negative integer (got ${String(start)})`);
-      if (!Number.isSafeInteger(count) || count < 0) throw new RangeError(`count must be a non-negative integer (got ${String(count)})`);
-      if (start + count > info.tokens) {
-        throw new RangeError(`tokens [${start}, ${start + count}) are past the end of ${path} (${info.tokens} tokens)`);
-      }
+      checkRange(start, count);
       if (tokens !== null) return tokens.slice(start, start + count);
       const bytes = alignedBytes(count * info.tokenBytes);
       await readFully(path, handle, bytes, headerBytes + start * info.tokenBytes);

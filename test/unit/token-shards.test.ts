@@ -227,7 +227,7 @@ describe('openTokenShard', () => {
     await reader.close(); // twice is fine
   });
 
-  it('preloaded, serves the same ranges from memory, as copies, with the file already closed', async () => {
+  it('preloaded, serves the same ranges from memory (read: copies; view: views), with the file already closed', async () => {
     const tokens = randomTokens(7_001, 300, 6);
     const file = path.join(scratch, 'preloaded.tokens');
     await writeTokenShard(file, tokens, 300);
@@ -235,6 +235,7 @@ describe('openTokenShard', () => {
     expect(reader.preloaded).toBe(true);
     const fromFile = await openTokenShard(file);
     expect(fromFile.preloaded).toBe(false);
+    expect(() => fromFile.view(0, 1)).toThrow(/view\(\) needs a preloaded reader/);
     await fromFile.close();
     await rm(file); // everything is in memory: the file is no longer needed
     const first = await reader.read(100, 50);
@@ -242,9 +243,12 @@ describe('openTokenShard', () => {
     first.fill(0); // a copy: the shard's tokens are unchanged
     expect(await reader.read(100, 50)).toEqual(tokens.subarray(100, 150));
     expect(await reader.read(0, 7_001)).toEqual(tokens);
+    expect(reader.view(100, 50)).toEqual(tokens.subarray(100, 150)); // the same tokens, without a copy
+    expect(() => reader.view(7_000, 2)).toThrow(/\[7000, 7002\) are past the end/);
     await expect(reader.read(7_000, 2)).rejects.toThrow(/\[7000, 7002\) are past the end/);
     await reader.close();
     await expect(reader.read(0, 1)).rejects.toThrow(/closed/);
+    expect(() => reader.view(0, 1)).toThrow(/closed/);
     await reader.close();
   });
 });
