@@ -73,6 +73,30 @@ measured_peak() {
   node -e "try{console.log(require(require('path').resolve(process.argv[1])).$1.toFixed(0))}catch{}" "$out/peaks.json" 2>/dev/null
 }
 
+# The default `monosemantic run` (toy-sized with QUICK=1) on model folders $1 (A) and $2 (B) into
+# $work/sae-{a,b}, each summary copied to $out; with $3 = keep, each SAE also comes back as
+# $out/sae-{a,b}.tar.xz.part-* (files come back at most 16 MiB each; cat the parts, untar).
+run_saes() {
+  local extra=() m dir
+  [ "$quick" = 1 ] && extra=(--steps 20 --set eval.contexts=4)
+  for m in a b; do
+    dir=$([ "$m" = a ] && echo "$1" || echo "$2")
+    rm -rf "$work/sae-$m"
+    step "run, model $m" "${cli[@]}" run --backend "$backend" --model "$dir" -o "$work/sae-$m" --no-progress "${extra[@]}"
+    cp "$work/sae-$m/summary.json" "$out/run-$m-summary.json" 2>/dev/null
+    [ "${3:-}" = keep ] && [ -d "$work/sae-$m/sae" ] && tar -cJf - -C "$work/sae-$m" sae | split -b 15m - "$out/sae-$m.tar.xz.part-"
+  done
+  return 0
+}
+
+# Universality of $work/sae-{a,b}/sae on model folders $1 (A) and $2 (B) over 2,048 contexts (16
+# with QUICK=1), into $out/universality.json.
+compare_saes() {
+  step "compare A/B (universality)" "${cli[@]}" compare --sae-a "$work/sae-a/sae" --sae-b "$work/sae-b/sae" \
+    --model-a "$1" --model-b "$2" --contexts "$([ "$quick" = 1 ] && echo 16 || echo 2048)" --no-map \
+    --backend "$backend" -o "$out/universality.json"
+}
+
 torch_device=$([ "$backend" = cuda ] && echo cuda || echo cpu)
 playground=build/kernels/gemm_bf16
 update_playground=build/kernels/decoder_update
@@ -178,17 +202,8 @@ next)
     --gpt2-batch "$([ "$quick" = 1 ] && echo 1 || echo 16)" --gpt2-ctx "$([ "$quick" = 1 ] && echo 64 || echo 1024)"
   pipe=$([ "$quick" = 1 ] && echo "--batch 256 --steps 20 --forward-batch 8 --window 16 --d-sae 512" || echo "")
   step "pipeline" node dist/bench/pipeline.js --backend "$backend" $pipe --json "$out/pipeline.json"
-  extra=()
-  [ "$quick" = 1 ] && extra=(--steps 20 --set eval.contexts=4)
-  for m in a b; do
-    rm -rf "$work/sae-$m"
-    step "run, model $m" "${cli[@]}" run --backend "$backend" --model "models/$m" -o "$work/sae-$m" --no-progress "${extra[@]}"
-    cp "$work/sae-$m/summary.json" "$out/run-$m-summary.json" 2>/dev/null
-    [ -d "$work/sae-$m/sae" ] && tar -cJf - -C "$work/sae-$m" sae | split -b 15m - "$out/sae-$m.tar.xz.part-"
-  done
-  step "compare A/B (universality)" "${cli[@]}" compare --sae-a "$work/sae-a/sae" --sae-b "$work/sae-b/sae" \
-    --model-a models/a --model-b models/b --contexts "$([ "$quick" = 1 ] && echo 16 || echo 2048)" --no-map \
-    --backend "$backend" -o "$out/universality.json"
+  run_saes models/a models/b keep
+  compare_saes models/a models/b
   step "lm forward bf16, HF" "$python" bench/reference/hf_forward.py --device "$torch_device" --dtype bfloat16 $lm \
     --gpt2-batch "$([ "$quick" = 1 ] && echo 1 || echo 16)" --gpt2-ctx "$([ "$quick" = 1 ] && echo 64 || echo 1024)"
   step "lm train, HF torch.compile" "$python" bench/reference/hf_train.py --device "$torch_device" $lm \
@@ -211,17 +226,8 @@ retrain)
       --set "export.name=monosemantic-1l-$m"
     [ -d "$work/lm-$m/model" ] && tar -cJf "$out/model-$m.tar.xz" -C "$work/lm-$m" model metrics.jsonl
   done
-  extra=()
-  [ "$quick" = 1 ] && extra=(--steps 20 --set eval.contexts=4)
-  for m in a b; do
-    rm -rf "$work/sae-$m"
-    step "run, new model $m" "${cli[@]}" run --backend "$backend" --model "$work/lm-$m/model" -o "$work/sae-$m" \
-      --no-progress "${extra[@]}"
-    cp "$work/sae-$m/summary.json" "$out/run-$m-summary.json" 2>/dev/null
-  done
-  step "compare A/B (universality)" "${cli[@]}" compare --sae-a "$work/sae-a/sae" --sae-b "$work/sae-b/sae" \
-    --model-a "$work/lm-a/model" --model-b "$work/lm-b/model" --contexts "$([ "$quick" = 1 ] && echo 16 || echo 2048)" \
-    --no-map --backend "$backend" -o "$out/universality.json"
+  run_saes "$work/lm-a/model" "$work/lm-b/model"
+  compare_saes "$work/lm-a/model" "$work/lm-b/model"
   grep -E 'finished after|training loss|validation loss [0-9.]+$|waiting for activations|loss recovered|fraction of variance|median best-match' "$log" | tail -40
   ;;
 proof)
@@ -285,26 +291,16 @@ profile)
   grep -E '^\| |tokens/s|^[a-zA-Z]+ +[0-9]+ +[0-9.]+ +[0-9.]+|gpu__time_duration|^  [a-z_<>:, 0-9()]+kernel' "$log" | tail -80
   ;;
 run)
-  extra=()
-  [ "$quick" = 1 ] && extra=(--steps 20 --set eval.contexts=4)
-  for m in a b; do
-    rm -rf "$work/sae-$m"
-    step "run, model $m" "${cli[@]}" run --backend "$backend" --model "models/$m" -o "$work/sae-$m" --no-progress "${extra[@]}"
-    cp "$work/sae-$m/summary.json" "$out/run-$m-summary.json" 2>/dev/null
-    cp "$work/sae-$m/metrics.jsonl" "$out/run-$m-metrics.jsonl" 2>/dev/null
-    # The SAE itself, to analyse and browse here afterwards: files come back at most 16 MiB each.
-    [ -d "$work/sae-$m/sae" ] && tar -cJf - -C "$work/sae-$m" sae | split -b 15m - "$out/sae-$m.tar.xz.part-"
-  done
+  run_saes models/a models/b keep  # the SAEs come back, to analyse and browse here afterwards
+  for m in a b; do cp "$work/sae-$m/metrics.jsonl" "$out/run-$m-metrics.jsonl" 2>/dev/null; done
   tail -n 30 "$log"
   ;;
 analysis)
   sae_a=$work/sae-a/sae
-  sae_b=$work/sae-b/sae
   n=$([ "$quick" = 1 ] && echo 16 || echo 2048)
   step "eval A" "${cli[@]}" eval --sae "$sae_a" --model models/a --backend "$backend" --json
   step "features A" "${cli[@]}" features --sae "$sae_a" --model models/a --contexts "$n" --backend "$backend" -o "$work/features-a" --no-progress
-  step "compare A/B (universality)" "${cli[@]}" compare --sae-a "$sae_a" --sae-b "$sae_b" --model-a models/a --model-b models/b \
-    --contexts "$n" --no-map --backend "$backend" -o "$out/universality.json"
+  compare_saes models/a models/b
   step "automata A" "${cli[@]}" automata --sae "$sae_a" --model models/a --contexts "$n" --backend "$backend" -o "$work/automata-a.json"
   step "browse A" "${cli[@]}" browse --run "$work/sae-a" --model models/a --contexts "$n" --backend "$backend" \
     --compare "$out/universality.json" --automata "$work/automata-a.json" -o "$work/browser-a"
