@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define MS_BACKEND_ABI_VERSION 8
+#define MS_BACKEND_ABI_VERSION 9
 
 typedef enum {
   MS_OK = 0,
@@ -266,8 +266,10 @@ typedef struct ms_backend {
    *   s_j = (q[r, h] . k_cache[b, j, h]) / sqrt(hd), j <= p;
    *   out[r, h] = sum_j softmax(s)_j v_cache[b, j, h].
    * q, out [B*T, C] (out must not overlap q or the caches); caches [B, Tmax, C]. Online softmax:
-   * no T x T matrix is formed. MS_ERR_UNSUPPORTED when a backend cannot take the head size. */
-  int (*attention)(int batch, int T, int Tmax, int offset, int C, int n_head, const float* q,
+   * no T x T matrix is formed. MS_ERR_UNSUPPORTED when a backend cannot take the head size.
+   * precision (ABI 9): ms_precision of the two products q.k and softmax.v; a backend may compute
+   * in fp32 at either (the CPU backend does). */
+  int (*attention)(int batch, int T, int Tmax, int offset, int C, int n_head, int precision, const float* q,
                    const float* k_cache, const float* v_cache, float* out, ms_error* err);
   /* out[r] = logsumexp(logits[r, :]) - logits[r, targets[r]] for logits [rows, V], targets int32
    * [rows]; targets[r] < 0: out[r] = 0 (ignored position). MS_ERR_INVALID, naming the first bad
@@ -287,15 +289,16 @@ typedef struct ms_backend {
    * Tmax = T). q/k/v splitting for training is split_qkv with batch 1, T = Tmax = B*T. ---- */
   /* attention with offset 0 and Tmax = T over k, v [B*T, C], also saving
    * lse[(b*n_head + h)*T + t] = log sum_{j <= t} exp(s_j) (the scaled scores of that query), [B, n_head, T]. */
-  int (*attention_train)(int batch, int T, int C, int n_head, const float* q, const float* k, const float* v,
-                         float* out, float* lse, ms_error* err);
+  int (*attention_train)(int batch, int T, int C, int n_head, int precision, const float* q, const float* k,
+                         const float* v, float* out, float* lse, ms_error* err);
   /* The backward of attention_train, from its saved out and lse (no T x T matrix): for head h,
    * P_tj = exp(s_tj - lse_t) (j <= t), D_t = dout_t . out_t (head columns), dS_tj = P_tj (dout_t . v_j - D_t):
    *   dq_t = sum_j dS_tj k_j / sqrt(hd);  dk_j = sum_t dS_tj q_t / sqrt(hd);  dv_j = sum_t P_tj dout_t.
-   * dq, dk, dv [B*T, C] are overwritten and must not overlap each other or the inputs. */
-  int (*attention_backward)(int batch, int T, int C, int n_head, const float* dout, const float* q, const float* k,
-                            const float* v, const float* out, const float* lse, float* dq, float* dk, float* dv,
-                            ms_error* err);
+   * dq, dk, dv [B*T, C] are overwritten and must not overlap each other or the inputs. precision
+   * as in attention (ABI 9): of the products with q, k, v, dout, P and dS. */
+  int (*attention_backward)(int batch, int T, int C, int n_head, int precision, const float* dout, const float* q,
+                            const float* k, const float* v, const float* out, const float* lse, float* dq, float* dk,
+                            float* dv, ms_error* err);
   /* qkv [rows, 3C] = q | k | v along the last dim (the backward of the q/k/v split); q, k, v [rows, C]. */
   int (*merge_qkv)(int rows, int C, const float* q, const float* k, const float* v, float* qkv, ms_error* err);
   /* The backward of layernorm from its saved mean, rstd [rows]: per row r, with n_j = (x[r, j] - mean_r) rstd_r

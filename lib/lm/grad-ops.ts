@@ -51,9 +51,12 @@ function attentionDims(q: Tensor, batch: number, T: number, nHead: number): { ro
  * Causal multi-head attention for training: lib/lm/ops.ts attention with offset 0 and Tmax = T
  * (no cache), q, k, v, out [B·T, C], that also saves lse [B, nHead, T] (any shape of that size):
  * for query t of head h in sequence b, lse[b, h, t] = log Σ_{j <= t} exp(q_t·k_j / √hd), which
- * attentionBackward needs.
+ * attentionBackward needs. precision as in lib/lm/ops.ts attention; give attentionBackward the same.
  */
-export function attentionForwardTrain(q: Tensor, k: Tensor, v: Tensor, batch: number, T: number, nHead: number, out: Tensor, lse: Tensor): Promise<void> {
+export function attentionForwardTrain(
+  q: Tensor, k: Tensor, v: Tensor, batch: number, T: number, nHead: number, out: Tensor, lse: Tensor, precision: MatmulPrecision = 'f32',
+): Promise<void> {
+  const code = checkPrecision(precision);
   checkTensor(q, 'q');
   checkTensor(k, 'k');
   checkTensor(v, 'v');
@@ -67,7 +70,7 @@ export function attentionForwardTrain(q: Tensor, k: Tensor, v: Tensor, batch: nu
   expectSize(lse, 'lse', batch * nHead * T, `([batch ${batch}, nHead ${nHead}, T ${T}])`);
   noAliases({ out, lse }, { q, k, v });
   sameBackend({ q, k, v, out, lse });
-  return nativeAddon().attentionTrain({ batch, T, C, nHead, q: q.native, k: k.native, v: v.native, out: out.native, lse: lse.native });
+  return nativeAddon().attentionTrain({ batch, T, C, nHead, precision: code, q: q.native, k: k.native, v: v.native, out: out.native, lse: lse.native });
 }
 
 /**
@@ -78,8 +81,9 @@ export function attentionForwardTrain(q: Tensor, k: Tensor, v: Tensor, batch: nu
  */
 export function attentionBackward(
   dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
-  batch: number, T: number, nHead: number, dq: Tensor, dk: Tensor, dv: Tensor,
+  batch: number, T: number, nHead: number, dq: Tensor, dk: Tensor, dv: Tensor, precision: MatmulPrecision = 'f32',
 ): Promise<void> {
+  const code = checkPrecision(precision);
   const tensors = { dout, q, k, v, out, lse, dq, dk, dv };
   for (const [name, t] of Object.entries(tensors)) checkTensor(t, name);
   const { rows, C } = attentionDims(q, batch, T, nHead);
@@ -93,6 +97,7 @@ export function attentionBackward(
     T,
     C,
     nHead,
+    precision: code,
     dout: dout.native,
     q: q.native,
     k: k.native,

@@ -251,7 +251,7 @@ export class Gpt2Model {
         await layerNorm(resid, w.ln1W, w.ln1B, cfg.layerNormEps, normed);
         await linear(normed, w.attnW, w.attnB, qkv, this.precision);
         await splitQkv(qkv, batch, T, C, q, kv.keys[L]!, kv.values[L]!, kv.capacity, offset);
-        await attention(q, kv.keys[L]!, kv.values[L]!, batch, T, kv.capacity, offset, cfg.nHead, z);
+        await attention(q, kv.keys[L]!, kv.values[L]!, batch, T, kv.capacity, offset, cfg.nHead, z, this.precision);
         if (await at(`${p}attn.hook_z`, z)) return done();
         await linear(z, w.projW, w.projB, branch, this.precision);
         if (await at(`${p}hook_attn_out`, branch)) return done();

@@ -219,9 +219,15 @@ export function splitQkv(qkv: Tensor, batch: number, T: number, C: number, q: Te
  * over the cached keys/values 0 .. offset+T−1: for head h (hd = C / nHead, columns h·hd ..
  * (h+1)·hd − 1), the query at position p attends to keys j <= p with softmax(q·k / √hd) v.
  * q [B·T, C]; caches [B, Tmax, C]; out [B·T, C] = the heads' outputs side by side. Online softmax
- * (no T×T matrix); fp32 accumulation (the CPU uses double).
+ * (no T×T matrix); fp32 accumulation (the CPU uses double). precision 'bf16' lets CUDA run the
+ * products q·k and softmax·v on tensor cores with bf16 operands where it can (whole sequences,
+ * head size 32 or 64); the CPU computes in fp32 at either precision.
  */
-export function attention(q: Tensor, kCache: Tensor, vCache: Tensor, batch: number, T: number, Tmax: number, offset: number, nHead: number, out: Tensor): Promise<void> {
+export function attention(
+  q: Tensor, kCache: Tensor, vCache: Tensor, batch: number, T: number, Tmax: number, offset: number, nHead: number, out: Tensor,
+  precision: MatmulPrecision = 'f32',
+): Promise<void> {
+  const code = checkPrecision(precision);
   checkTensor(q, 'q');
   checkTensor(kCache, 'kCache');
   checkTensor(vCache, 'vCache');
@@ -245,7 +251,7 @@ export function attention(q: Tensor, kCache: Tensor, vCache: Tensor, batch: numb
   distinct(out, 'out', kCache, 'kCache');
   distinct(out, 'out', vCache, 'vCache');
   sameBackend({ q, kCache, vCache, out });
-  return nativeAddon().attention({ batch, T, Tmax, offset, C, nHead, q: q.native, kCache: kCache.native, vCache: vCache.native, out: out.native });
+  return nativeAddon().attention({ batch, T, Tmax, offset, C, nHead, precision: code, q: q.native, kCache: kCache.native, vCache: vCache.native, out: out.native });
 }
 
 /**

@@ -208,7 +208,7 @@ export class Gpt2Training {
       await layerNorm(a.x, w('ln1W'), w('ln1B'), eps, a.ln1, { mean: a.ln1Mean, rstd: a.ln1Rstd });
       await linear(a.ln1, w('attnW'), w('attnB'), a.qkv, prec);
       await splitQkvTrain(a.qkv, a.q, a.k, a.v);
-      await attentionForwardTrain(a.q, a.k, a.v, B, T, cfg.nHead, a.z, a.lse);
+      await attentionForwardTrain(a.q, a.k, a.v, B, T, cfg.nHead, a.z, a.lse, prec);
       await linear(a.z, w('projW'), w('projB'), b.branch!, prec);
       await add(a.x, b.branch!, a.mid);
       await layerNorm(a.mid, w('ln2W'), w('ln2B'), eps, a.ln2, { mean: a.ln2Mean, rstd: a.ln2Rstd });
@@ -304,7 +304,7 @@ export class Gpt2Training {
       await layerNormBackward(b.dC!, a.mid, w('ln2W'), a.ln2Mean, a.ln2Rstd, b.dres!, g('ln2W'), g('ln2B'), true);
       // dres = d(mid); mid = x + c_proj(attn(c_attn(ln1(x))))
       await linearBackward(b.dres!, a.z, w('projW'), b.dz!, g('projW'), g('projB'), prec);
-      await attentionBackward(b.dz!, a.q, a.k, a.v, a.z, a.lse, B, T, cfg.nHead, b.dq!, b.dk!, b.dv!);
+      await attentionBackward(b.dz!, a.q, a.k, a.v, a.z, a.lse, B, T, cfg.nHead, b.dq!, b.dk!, b.dv!, prec);
       await mergeQkvGrad(b.dq!, b.dk!, b.dv!, b.dqkv!);
       await linearBackward(b.dqkv!, a.ln1, w('attnW'), b.dC!, g('attnW'), g('attnB'), prec);
       await layerNormBackward(b.dC!, a.x, w('ln1W'), a.ln1Mean, a.ln1Rstd, b.dres!, g('ln1W'), g('ln1B'), true);

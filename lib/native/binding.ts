@@ -179,6 +179,8 @@ export interface NativeAttentionArgs {
   offset: number;
   C: number;
   nHead: number;
+  /** 0 = f32, 1 = bf16 products (backends may compute in fp32 at either; absent: f32). */
+  precision?: number;
   q: NativeTensor;
   kCache: NativeTensor;
   vCache: NativeTensor;
@@ -190,6 +192,8 @@ export interface NativeAttentionTrainArgs {
   T: number;
   C: number;
   nHead: number;
+  /** 0 = f32, 1 = bf16 products (backends may compute in fp32 at either; absent: f32). */
+  precision?: number;
   q: NativeTensor;
   k: NativeTensor;
   v: NativeTensor;
@@ -203,6 +207,8 @@ export interface NativeAttentionBackwardArgs {
   T: number;
   C: number;
   nHead: number;
+  /** 0 = f32, 1 = bf16 products (backends may compute in fp32 at either; absent: f32). */
+  precision?: number;
   dout: NativeTensor;
   q: NativeTensor;
   k: NativeTensor;

@@ -92,6 +92,11 @@ inline size_t count_field(const Napi::Object& obj, const char* key) {
   return size_t(d);
 }
 
+// obj.precision as an ms_precision; MS_PREC_F32 when it is absent.
+inline int precision_field_or_f32(const Napi::Object& obj) {
+  return obj.Get("precision").IsUndefined() ? int(MS_PREC_F32) : int_field(obj, "precision", MS_PREC_F32, MS_PREC_BF16);
+}
+
 // obj[key] is undefined or null.
 inline bool absent(const Napi::Object& obj, const char* key) {
   const Napi::Value v = obj.Get(key);

@@ -36,11 +36,13 @@ bool bool_field(const Napi::Object& obj, const char* key) {
   return v.As<Napi::Boolean>().Value();
 }
 
-// attentionTrain({ batch, T, C, nHead, q, k, v, out, lse }): q, k, v, out [B*T, C]; lse [B, nHead, T].
+// attentionTrain({ batch, T, C, nHead, precision?, q, k, v, out, lse }): q, k, v, out [B*T, C];
+// lse [B, nHead, T].
 class AttentionTrainWorker : public BackendWorker {
  public:
   AttentionTrainWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
     const size_t n = read_attention_dims(env, a, &batch_, &T_, &C_, &n_head_);
+    precision_ = precision_field_or_f32(a);
     q_ = static_cast<const float*>(operands_.take_f32(a, "q", n));
     k_ = static_cast<const float*>(operands_.take_f32(a, "k", n));
     v_ = static_cast<const float*>(operands_.take_f32(a, "v", n));
@@ -49,20 +51,21 @@ class AttentionTrainWorker : public BackendWorker {
     lse_ = static_cast<float*>(operands_.take_f32(a, "lse", lse_n));
   }
   int run(const ms_backend* be, ms_error* err) override {
-    return be->attention_train(batch_, T_, C_, n_head_, q_, k_, v_, out_, lse_, err);
+    return be->attention_train(batch_, T_, C_, n_head_, precision_, q_, k_, v_, out_, lse_, err);
   }
 
  private:
-  int batch_ = 0, T_ = 0, C_ = 0, n_head_ = 0;
+  int batch_ = 0, T_ = 0, C_ = 0, n_head_ = 0, precision_ = 0;
   const float *q_ = nullptr, *k_ = nullptr, *v_ = nullptr;
   float *out_ = nullptr, *lse_ = nullptr;
 };
 
-// attentionBackward({ batch, T, C, nHead, dout, q, k, v, out, lse, dq, dk, dv })
+// attentionBackward({ batch, T, C, nHead, precision?, dout, q, k, v, out, lse, dq, dk, dv })
 class AttentionBackwardWorker : public BackendWorker {
  public:
   AttentionBackwardWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
     const size_t n = read_attention_dims(env, a, &batch_, &T_, &C_, &n_head_);
+    precision_ = precision_field_or_f32(a);
     dout_ = static_cast<const float*>(operands_.take_f32(a, "dout", n));
     q_ = static_cast<const float*>(operands_.take_f32(a, "q", n));
     k_ = static_cast<const float*>(operands_.take_f32(a, "k", n));
@@ -75,11 +78,12 @@ class AttentionBackwardWorker : public BackendWorker {
     dv_ = static_cast<float*>(operands_.take_f32(a, "dv", n));
   }
   int run(const ms_backend* be, ms_error* err) override {
-    return be->attention_backward(batch_, T_, C_, n_head_, dout_, q_, k_, v_, out_, lse_, dq_, dk_, dv_, err);
+    return be->attention_backward(batch_, T_, C_, n_head_, precision_, dout_, q_, k_, v_, out_, lse_, dq_, dk_, dv_,
+                                  err);
   }
 
  private:
-  int batch_ = 0, T_ = 0, C_ = 0, n_head_ = 0;
+  int batch_ = 0, T_ = 0, C_ = 0, n_head_ = 0, precision_ = 0;
   const float *dout_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *out_ = nullptr, *lse_ = nullptr;
   float *dq_ = nullptr, *dk_ = nullptr, *dv_ = nullptr;
 };

@@ -175,7 +175,7 @@ class SplitQkvWorker : public BackendWorker {
   float *q_ = nullptr, *k_cache_ = nullptr, *v_cache_ = nullptr;
 };
 
-// attention({ batch, T, Tmax, offset, C, nHead, q, kCache, vCache, out })
+// attention({ batch, T, Tmax, offset, C, nHead, precision?, q, kCache, vCache, out })
 class AttentionWorker : public BackendWorker {
  public:
   AttentionWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
@@ -187,6 +187,7 @@ class AttentionWorker : public BackendWorker {
       throw Napi::RangeError::New(env, "C (" + std::to_string(C_) + ") must be a multiple of nHead (" +
                                            std::to_string(n_head_) + ")");
     read_cache_window(a, T_, &Tmax_, &offset_);
+    precision_ = precision_field_or_f32(a);
     const size_t n = product(env, product(env, size_t(batch_), size_t(T_), "q"), size_t(C_), "q");  // [B*T, C]
     q_ = static_cast<const float*>(operands_.take_f32(a, "q", n));
     const size_t cache = product(env, product(env, size_t(batch_), size_t(Tmax_), "kCache"), size_t(C_), "kCache");
@@ -195,11 +196,11 @@ class AttentionWorker : public BackendWorker {
     out_ = static_cast<float*>(operands_.take_f32(a, "out", n));
   }
   int run(const ms_backend* be, ms_error* err) override {
-    return be->attention(batch_, T_, Tmax_, offset_, C_, n_head_, q_, k_cache_, v_cache_, out_, err);
+    return be->attention(batch_, T_, Tmax_, offset_, C_, n_head_, precision_, q_, k_cache_, v_cache_, out_, err);
   }
 
  private:
-  int batch_ = 0, T_ = 0, Tmax_ = 0, offset_ = 0, C_ = 0, n_head_ = 0;
+  int batch_ = 0, T_ = 0, Tmax_ = 0, offset_ = 0, C_ = 0, n_head_ = 0, precision_ = 0;
   const float *q_ = nullptr, *k_cache_ = nullptr, *v_cache_ = nullptr;
   float* out_ = nullptr;
 };

@@ -198,8 +198,8 @@ int split_qkv(int batch, int T, int C, int Tmax, int offset, const float* qkv, f
   return MS_OK;
 }
 
-int attention(int batch, int T, int Tmax, int offset, int C, int n_head, const float* q,
-              const float* k_cache, const float* v_cache, float* out, ms_error* err) {
+int attention(int batch, int T, int Tmax, int offset, int C, int n_head, int /*precision: fp32 either way*/,
+              const float* q, const float* k_cache, const float* v_cache, float* out, ms_error* err) {
   return attention_lse("attention", batch, T, Tmax, offset, C, n_head, q, k_cache, v_cache, out, nullptr, err);
 }
 

@@ -25,7 +25,8 @@ int embed(int batch, int T, int C, int V, int n_positions, int pos_offset, const
           const float* wte, const float* wpe, float* tok_out, float* pos_out, ms_error* err);
 int split_qkv(int batch, int T, int C, int Tmax, int offset, const float* qkv, float* q, float* k_cache,
               float* v_cache, ms_error* err);
-int attention(int batch, int T, int Tmax, int offset, int C, int n_head, const float* q,
+// Computes in fp32 at either precision.
+int attention(int batch, int T, int Tmax, int offset, int C, int n_head, int precision, const float* q,
               const float* k_cache, const float* v_cache, float* out, ms_error* err);
 // attention, also writing lse [B, n_head, T] (index (b*n_head + h)*T + t: the log of the query's
 // softmax denominator, max_j s_j + log sum_j exp(s_j - max)) when lse is not null; errors name `op`.

@@ -53,17 +53,17 @@ void add_column_sums(size_t rows, size_t cols, const float* a, float* out) {
 
 }  // namespace
 
-int attention_train(int batch, int T, int C, int n_head, const float* q, const float* k, const float* v,
-                    float* out, float* lse, ms_error* err) {
+int attention_train(int batch, int T, int C, int n_head, int /*precision: fp32 either way*/, const float* q,
+                    const float* k, const float* v, float* out, float* lse, ms_error* err) {
   const char* op = "attention_train";
   if (!lse) return fail(err, MS_ERR_INVALID, op, "lse is null");
   // Keys and values [B*T, C] are a cache [B, Tmax = T, C] filled from offset 0.
   return attention_lse(op, batch, T, T, 0, C, n_head, q, k, v, out, lse, err);
 }
 
-int attention_backward(int batch, int T, int C, int n_head, const float* dout, const float* q, const float* k,
-                       const float* v, const float* out, const float* lse, float* dq, float* dk, float* dv,
-                       ms_error* err) {
+int attention_backward(int batch, int T, int C, int n_head, int /*precision: fp32 either way*/, const float* dout,
+                       const float* q, const float* k, const float* v, const float* out, const float* lse, float* dq,
+                       float* dk, float* dv, ms_error* err) {
   const char* op = "attention_backward";
   if (batch <= 0 || T <= 0 || C <= 0 || n_head <= 0)
     return fail(err, MS_ERR_INVALID, op, "bad shape: batch %d, T %d, C %d, n_head %d", batch, T, C, n_head);

@@ -14,7 +14,8 @@
  *     cached keys 0 .. p with an online softmax (running max and sum), so no T x T matrix exists;
  *     attention_lse also stores each query's log-sum-exp m + log l for the backward pass. Whole
  *     sequences without a cache beyond them (training, a forward without generation) use the
- *     tiled kernels of attention_tiled.cu for head sizes 32 and 64.
+ *     tiled kernels of attention_tiled.cu for head sizes 32 and 64, or at bf16 the tensor-core
+ *     kernels of attention_mma.cu where they are on (MONOSEMANTIC_CUDA_ATTENTION=mma).
  * Index checks (token ids, targets) run as a kernel that finds the first bad index with an
  * integer atomicMin before anything is written, so a failing call leaves its outputs untouched.
  */
@@ -24,6 +25,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "attention_mma.cuh"
 #include "attention_tiled.cuh"
 #include "common.cuh"
 #include "gemm.cuh"
@@ -445,18 +447,20 @@ int split_qkv(int batch, int T, int C, int Tmax, int offset, const float* qkv, f
   return finish(op);
 }
 
-int attention(int batch, int T, int Tmax, int offset, int C, int n_head, const float* q,
+int attention(int batch, int T, int Tmax, int offset, int C, int n_head, int precision, const float* q,
               const float* k_cache, const float* v_cache, float* out, ms_error* err) {
-  return attention_lse("attention", batch, T, Tmax, offset, C, n_head, q, k_cache, v_cache, out, nullptr, err);
+  return attention_lse("attention", batch, T, Tmax, offset, C, n_head, precision, q, k_cache, v_cache, out, nullptr,
+                       err);
 }
 
-int attention_lse(const char* name, int batch, int T, int Tmax, int offset, int C, int n_head, const float* q,
-                  const float* k_cache, const float* v_cache, float* out, float* lse, ms_error* err) {
+int attention_lse(const char* name, int batch, int T, int Tmax, int offset, int C, int n_head, int precision,
+                  const float* q, const float* k_cache, const float* v_cache, float* out, float* lse, ms_error* err) {
   if (batch <= 0 || T <= 0 || Tmax <= 0 || C <= 0 || n_head <= 0)
     return invalid(err, name, "bad shape: batch %d, T %d, Tmax %d, C %d, n_head %d", batch, T, Tmax, C, n_head);
   if (C % n_head != 0) return invalid(err, name, "C %d is not a multiple of n_head %d", C, n_head);
   if (offset < 0 || int64_t(offset) + T > Tmax)
     return invalid(err, name, "offset %d + T %d exceeds Tmax %d", offset, T, Tmax);
+  if (precision != MS_PREC_F32 && precision != MS_PREC_BF16) return invalid(err, name, "unknown precision %d", precision);
   const int hd = C / n_head;
   if (hd > 32 * kAttnDimsPerLane)
     return set_error(err, MS_ERR_UNSUPPORTED, 0, name, "head size %d exceeds this kernel's limit of %d", hd,
@@ -471,10 +475,16 @@ int attention_lse(const char* name, int batch, int T, int Tmax, int offset, int 
   const size_t blocks = (tasks + kAttnWarps - 1) / kAttnWarps;
   if (blocks > size_t(INT_MAX)) return invalid(err, name, "too many queries (%zu)", tasks);
   const float scale = 1.0f / sqrtf(float(hd));
-  // Whole sequences (offset 0, no cache beyond them): the tiled kernel where it has this head size
-  // (attention_tiled.cuh), unless MONOSEMANTIC_CUDA_KERNELS=simple.
-  if (offset == 0 && T == Tmax && use_tensor_kernels() &&
-      tiled_attention_supported(true, hd, (long long)batch * n_head)) {
+  // Whole sequences (offset 0, no cache beyond them): at bf16 the tensor-core kernel where it is on
+  // and has this head size (attention_mma.cuh), else the tiled kernel where it has it
+  // (attention_tiled.cuh); neither with MONOSEMANTIC_CUDA_KERNELS=simple.
+  const bool whole = offset == 0 && T == Tmax && use_tensor_kernels();
+  if (whole && precision == MS_PREC_BF16 && mma_attention_enabled() &&
+      mma_attention_supported(hd, (long long)batch * n_head, {q, k_cache, v_cache, out})) {
+    MS_TRY(attention_forward_mma(op, batch, T, C, n_head, scale, q, k_cache, v_cache, out, lse));
+    return finish(op);
+  }
+  if (whole && tiled_attention_supported(true, hd, (long long)batch * n_head)) {
     MS_TRY(attention_train_tiled(op, batch, T, C, n_head, scale, q, k_cache, v_cache, out, lse));
     return finish(op);
   }

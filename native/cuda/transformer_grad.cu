@@ -10,7 +10,8 @@
  *     t >= j. Both recompute P_tj = exp(s_tj - lse_t) from the saved log-sum-exp, with the scores
  *     reduced exactly as the forward reduces them, so no T x T matrix exists and no output is
  *     shared between warps (no atomics, deterministic). Head size 32 uses the tiled kernels of
- *     attention_tiled.cu instead;
+ *     attention_tiled.cu instead, and at bf16 (heads of 32 or 64) the tensor-core kernels of
+ *     attention_mma.cu where they are on;
  *   - row ops (layer-norm dx, cross-entropy): one block of kThreads threads per row, block_sum /
  *     block_max reductions (common.cuh); the cross-entropy keeps rows of up to 8,192 logits in
  *     registers, so they are read once;
@@ -30,6 +31,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "attention_mma.cuh"
 #include "attention_tiled.cuh"
 #include "common.cuh"
 #include "gemm.cuh"
@@ -400,21 +402,22 @@ int launch_column_grads(const Op& op, int rows, int C, const float* dout, const 
 
 // ---- public entry points ------------------------------------------------------------------------
 
-int attention_train(int batch, int T, int C, int n_head, const float* q, const float* k, const float* v,
-                    float* out, float* lse, ms_error* err) {
+int attention_train(int batch, int T, int C, int n_head, int precision, const float* q, const float* k,
+                    const float* v, float* out, float* lse, ms_error* err) {
   const char* name = "attention_train";
   MS_REQUIRE(lse);
   // Keys and values [B*T, C] are a cache [B, Tmax = T, C] filled from offset 0.
-  return attention_lse(name, batch, T, T, 0, C, n_head, q, k, v, out, lse, err);
+  return attention_lse(name, batch, T, T, 0, C, n_head, precision, q, k, v, out, lse, err);
 }
 
-int attention_backward(int batch, int T, int C, int n_head, const float* dout, const float* q, const float* k,
-                       const float* v, const float* out, const float* lse, float* dq, float* dk, float* dv,
-                       ms_error* err) {
+int attention_backward(int batch, int T, int C, int n_head, int precision, const float* dout, const float* q,
+                       const float* k, const float* v, const float* out, const float* lse, float* dq, float* dk,
+                       float* dv, ms_error* err) {
   const char* name = "attention_backward";
   if (batch <= 0 || T <= 0 || C <= 0 || n_head <= 0)
     return invalid(err, name, "bad shape: batch %d, T %d, C %d, n_head %d", batch, T, C, n_head);
   if (C % n_head != 0) return invalid(err, name, "C %d is not a multiple of n_head %d", C, n_head);
+  if (precision != MS_PREC_F32 && precision != MS_PREC_BF16) return invalid(err, name, "unknown precision %d", precision);
   const int hd = C / n_head;
   if (hd > 32 * kAttnDimsPerLane)
     return set_error(err, MS_ERR_UNSUPPORTED, 0, name, "head size %d exceeds this kernel's limit of %d", hd,
@@ -437,6 +440,13 @@ int attention_backward(int batch, int T, int C, int n_head, const float* dout, c
   MS_TRY(scratch.allocate(op, tasks * sizeof(float)));
   float* D = static_cast<float*>(scratch.get());
   const float scale = 1.0f / sqrtf(float(hd));
+  // The kernels attention_train chose (transformer.cu attention_lse), by the same rules.
+  if (use_tensor_kernels() && precision == MS_PREC_BF16 && mma_attention_enabled() &&
+      mma_attention_supported(hd, (long long)batch * n_head, {dout, q, k, v, out, dq, dk, dv})) {
+    MS_TRY(attention_backward_mma(op, batch, T, C, n_head, scale, dout, q, k, v, out, lse, dq, dk, dv, D));
+    MS_TRY(finish(op));
+    return scratch.release(op);
+  }
   if (use_tensor_kernels() && tiled_attention_supported(false, hd, (long long)batch * n_head)) {
     MS_TRY(attention_backward_tiled(op, batch, T, C, n_head, scale, dout, q, k, v, out, lse, dq, dk, dv, D));
     MS_TRY(finish(op));

@@ -8,7 +8,8 @@
  *   - attention, layer norm, linear (f32 and bf16), cross-entropy: 1e-5; activations 2e-6;
  *     embeddings 1e-6;
  *   - the q/k/v split and merge, AdamW (the same IEEE operations in the same order) and the error
- *     reports: exact.
+ *     reports: exact;
+ *   - attention at bf16 with MONOSEMANTIC_CUDA_ATTENTION=mma (tensor cores, bf16 operands): 1.5e-2.
  * Skipped, with the reason printed, where the CUDA backend is not available.
  */
 import path from 'node:path';
@@ -32,7 +33,7 @@ import {
   mergeQkvGrad,
   splitQkvTrain,
 } from '../../lib/lm/grad-ops.js';
-import { type Activation, layerNorm } from '../../lib/lm/ops.js';
+import { type Activation, attention, layerNorm } from '../../lib/lm/ops.js';
 import { loadGpt2Weights } from '../../lib/lm/weights.js';
 import { packageRoot } from '../../lib/native/load.js';
 import { Rng } from '../../lib/random.js';
@@ -98,6 +99,42 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
         return { out: f32(out), lse: f32(lse), dq: f32(dq), dk: f32(dk), dv: f32(dv) };
       });
       for (const key of ['out', 'lse', 'dq', 'dk', 'dv'] as const) expect(maxErr(r.cuda[key], r.cpu[key]), key).toBeLessThan(1e-5);
+    });
+  }
+
+  // At bf16 precision, with MONOSEMANTIC_CUDA_ATTENTION=mma, heads of 32 and 64 run on tensor cores
+  // (bf16 q, k, v, P and dS): within 1.5e-2 of the CPU's fp32, and visibly not fp32 (> 1e-5),
+  // which shows the tensor-core kernels ran. Otherwise the fp32 kernels run: within 1e-5.
+  const mma = process.env.MONOSEMANTIC_CUDA_ATTENTION === 'mma';
+  for (const [batch, T, C, nHead] of [[1, 65, 32, 1], [2, 200, 96, 3], [3, 129, 128, 2], [1, 1024, 128, 4]] as const) {
+    it(`attention at bf16 (B ${batch}, T ${T}, C ${C}, ${nHead} heads): forward, training forward and backward match the CPU (${mma ? 'tensor cores' : 'fp32 kernels'})`, async () => {
+      const rng = new Rng(11);
+      const rows = batch * T;
+      const q = normalArray(rng, rows * C);
+      const k = normalArray(rng, rows * C, 1.5);
+      const v = normalArray(rng, rows * C);
+      const dout = normalArray(rng, rows * C);
+      const r = await onBoth(async (backend) => {
+        using tq = Tensor.from(q, [rows, C], { backend });
+        using tk = Tensor.from(k, [rows, C], { backend });
+        using tv = Tensor.from(v, [rows, C], { backend });
+        using tdout = Tensor.from(dout, [rows, C], { backend });
+        using plain = Tensor.full([rows, C], Number.NaN, { backend });
+        await attention(tq, tk, tv, batch, T, T, 0, nHead, plain, 'bf16');
+        using out = Tensor.full([rows, C], Number.NaN, { backend });
+        using lse = Tensor.full([batch, nHead, T], Number.NaN, { backend });
+        await attentionForwardTrain(tq, tk, tv, batch, T, nHead, out, lse, 'bf16');
+        using dq = Tensor.full([rows, C], Number.NaN, { backend });
+        using dk = Tensor.full([rows, C], Number.NaN, { backend });
+        using dv = Tensor.full([rows, C], Number.NaN, { backend });
+        await attentionBackward(tdout, tq, tk, tv, out, lse, batch, T, nHead, dq, dk, dv, 'bf16');
+        return { plain: f32(plain), out: f32(out), lse: f32(lse), dq: f32(dq), dk: f32(dk), dv: f32(dv) };
+      });
+      for (const key of ['plain', 'out', 'lse', 'dq', 'dk', 'dv'] as const) {
+        const err = maxErr(r.cuda[key], r.cpu[key]);
+        expect(err, key).toBeLessThan(mma ? 1.5e-2 : 1e-5);
+        if (mma && key !== 'lse') expect(err, `${key} differs from fp32 as bf16 operands do`).toBeGreaterThan(1e-5);
+      }
     });
   }
 
