@@ -16,8 +16,9 @@
 #   bash bench/gpu-session.sh next      # what the last session left to measure, in one call (see the stage)
 #   bash bench/gpu-session.sh retrain   # the shipped models A and B trained on the GPU (pack with --lean --train-tokens),
 #                                       # then the default SAE run on each and universality; models come back in $OUT
-#   bash bench/gpu-session.sh attention # the tensor-core attention (MONOSEMANTIC_CUDA_ATTENTION=mma): its tests, compute-sanitizer,
-#                                       # test/gpu with it on, LM harvest/forward/training with it and without, its kernels (ncu)
+#   bash bench/gpu-session.sh kernels   # the kernels not yet run on a GPU: the wgmma GEMM (playground version 3) and the
+#                                       # tensor-core attention (MONOSEMANTIC_CUDA_ATTENTION=mma): correctness, compute-sanitizer,
+#                                       # test/gpu with the attention on, LM harvest/forward/training with it and without, timings
 #   bash bench/gpu-session.sh proof     # issue 3 in one call: test/gpu, correctness sweeps, SAE step vs
 #                                       # PyTorch, 1,000-step curves, timing sweeps, compute-sanitizer
 #
@@ -32,7 +33,7 @@
 # BACKEND=cpu QUICK=1 runs the same stages on the CPU at toy sizes (a check of this script).
 set -uo pipefail
 
-stage=${1:?"usage: bash bench/gpu-session.sh check|bench|run|analysis|profile|proof|next|retrain|attention"}
+stage=${1:?"usage: bash bench/gpu-session.sh check|bench|run|analysis|profile|proof|next|retrain|kernels"}
 out=${OUT:-bench/out}
 work=${WORK:-/tmp/monosemantic-gpu}
 backend=${BACKEND:-cuda}
@@ -212,15 +213,21 @@ next)
     --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)" $([ "$quick" = 1 ] || echo --compile)
   grep -E '^\| |^torch |^HF |tokens/s|^harvested|^device time|^ *(Tests|Test Files) |FAIL|finished after|waiting for activations|loss recovered|median best-match|^[a-zA-Z][a-zA-Z ]* +[0-9]+ +[0-9.]+ +[0-9.]+' "$log" | tail -150
   ;;
-attention)
-  # The tensor-core attention kernels (native/cuda/attention_mma.cu), off by default until this
-  # stage has passed on a GPU, cut at DEADLINE (default 330 s): their test against the CPU, with
-  # compute-sanitizer memcheck and racecheck; test/gpu with them on; the LM's harvest, full forward
-  # and training step with the fp32 tiled kernels and with them, side by side; their share of a
-  # training step under ncu.
+kernels)
+  # The kernels not yet run on a GPU, cut at DEADLINE (default 330 s): the GEMM playground's
+  # correctness sweep (version 3, wgmma + TMA, against float64), under memcheck too; the
+  # tensor-core attention (native/cuda/attention_mma.cu, off by default) against the CPU, with
+  # memcheck and racecheck; test/gpu with it on; the LM's harvest, full forward and training step
+  # with the fp32 tiled attention and with it, side by side; the GEMM timing sweep (wgmma and
+  # mma.sync against cuBLAS); the attention's share of a training step under ncu.
   DEADLINE=${DEADLINE:-330}
   lm=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64" || echo "--batch 64 --ctx 1024")
   on=(env MONOSEMANTIC_CUDA_ATTENTION=mma)
+  if [ "$backend" = cuda ] && [ -x "$playground" ]; then
+    step "gemm playground: correctness" "$playground" --check ${cublas:+--cublas "$cublas"}
+    command -v compute-sanitizer >/dev/null && step "sanitizer memcheck: gemm playground" compute-sanitizer --tool memcheck \
+      --error-exitcode 1 "$playground" --check
+  fi
   step "attention at bf16 (tensor cores)" "${on[@]}" node_modules/.bin/vitest run test/gpu/cuda-transformer-grads.test.ts \
     -t "attention at bf16" --reporter=verbose
   if command -v compute-sanitizer >/dev/null; then
@@ -237,12 +244,14 @@ attention)
   step "lm forward bf16, tensor-core attention" "${on[@]}" "${fwd[@]}"
   step "lm train, tiled attention" "${train[@]}"
   step "lm train, tensor-core attention" "${on[@]}" "${train[@]}"
+  [ "$backend" = cuda ] && [ -x "$playground" ] && step "gemm playground: timing" "$playground" --time --iters 10 \
+    ${cublas:+--cublas "$cublas"}
   if command -v ncu >/dev/null; then
     step "lm train kernels, tensor-core attention (ncu)" "${on[@]}" ncu --clock-control none --target-processes all \
       --metrics gpu__time_duration.sum --print-summary per-kernel node dist/bench/lm-train.js --backend "$backend" $lm --iters 1
     step "lm train kernels, table" node dist/bench/ncu-table.js "$work/previous-step.out" --top 20
   fi
-  grep -E '^\| |tokens/s|^ *(Tests|Test Files) |FAIL|ERROR SUMMARY|RACECHECK SUMMARY|✓ .*attention at bf16|× ' "$log" | tail -80
+  grep -E '^\| |tokens/s|^ *(Tests|Test Files) |FAIL|ERROR SUMMARY|RACECHECK SUMMARY|✓ .*attention at bf16|× |^[0-9]+ x [0-9]+ x |^\([0-9]+, |^ok$' "$log" | tail -120
   ;;
 retrain)
   # The shipped models, trained on the GPU: A and B (seeds 1 and 2) on the training split

@@ -7,6 +7,9 @@
  *   1  simple   native/cuda/gemm.cu, the SIMT tiled kernel (MONOSEMANTIC_CUDA_KERNELS=simple)
  *   2  tensor   native/cuda/gemm_tensor.cu, mma.sync m16n8k16 + ldmatrix + 3-stage cp.async
  *               (split K, with the sum pass, where the output has too few tiles for the GPU)
+ *   3  wgmma    bench/kernels/gemm_wgmma.cuh, wgmma m64n256k16 fed by TMA through a 4-stage mbarrier
+ *               ring, a producer warpgroup and two consumers (sm_90a); both operands K-major only
+ *               (NT: A [M, K], B stored [N, K]) with leading dimensions multiples of 8 ("-" elsewhere)
  *   0  cublas   cublasGemmEx, CUBLAS_COMPUTE_32F (reference and ceiling)
  *
  * Build (here or on the GPU machine):  bash bench/kernels/build.sh   -> build/kernels/gemm_bf16
@@ -30,6 +33,7 @@
 
 #include "cuda/common.cuh"
 #include "cuda/gemm.cuh"
+#include "gemm_wgmma.cuh"
 
 using bf16 = __nv_bfloat16;
 
@@ -116,11 +120,18 @@ struct Buffers {
   }
 };
 
-enum Version { kCublas = 0, kSimple = 1, kTensor = 2 };
-static const char* version_name(int v) { return v == kCublas ? "cublas" : v == kSimple ? "simple" : "tensor"; }
+enum Version { kCublas = 0, kSimple = 1, kTensor = 2, kWgmma = 3 };
+constexpr int kLastVersion = kWgmma;
+static const char* version_name(int v) {
+  return v == kCublas ? "cublas" : v == kSimple ? "simple" : v == kTensor ? "tensor" : "wgmma";
+}
+
+// Whether version v takes the product (the wgmma version: both operands K-major, rows 16-byte aligned).
+static bool applies(int v, const Problem& p) { return v != kWgmma || (!p.ta && p.tb && p.K % 8 == 0); }
 
 static int run_version(int v, const Cublas& cublas, ms::cuda::Op& op, const Problem& p, const Buffers& b) {
   if (v == kCublas) return cublas.gemm(p.ta, p.tb, p.M, p.N, p.K, b.A, b.lda, b.B, b.ldb, b.C, p.N);
+  if (v == kWgmma) return wgmma_v3::gemm_nt(op.stream, p.M, p.N, p.K, b.A, b.lda, b.B, b.ldb, b.C, p.N);
   if (v == kSimple) setenv("MONOSEMANTIC_CUDA_KERNELS", "simple", 1);
   else unsetenv("MONOSEMANTIC_CUDA_KERNELS");
   return ms::cuda::gemm<bf16>(op, p.ta, p.tb, p.M, p.N, p.K, 1.0f, b.A, b.lda, b.B, b.ldb, 0.0f, b.C, p.N);
@@ -229,17 +240,20 @@ int main(int argc, char** argv) {
   if (do_check) {
     // Ragged and whole-tile shapes, the storage orders the step uses: NN, TN, NT (TT goes to the
     // simple kernel). Tolerance: fp32 accumulation.
-    const int dims[][3] = {{1, 1, 1}, {17, 9, 33}, {128, 128, 32}, {129, 130, 31}, {300, 257, 77}, {64, 515, 264}, {257, 96, 1030}};
+    // K a multiple of 8 where the wgmma version applies (NT); ragged M and N around its 128 x 256 tile.
+    const int dims[][3] = {{1, 1, 1},       {17, 9, 33},     {128, 128, 32},  {129, 130, 31}, {300, 257, 77},
+                           {64, 515, 264},  {257, 96, 1030}, {1, 1, 8},       {128, 256, 64}, {129, 257, 72},
+                           {300, 513, 200}, {640, 300, 1032}};
     std::printf("\ncorrectness: worst |C - C64| / sum|a b| (tolerance 1e-5)\n");
-    std::printf("%-22s %-5s %10s %10s %10s\n", "M x N x K", "op", "cublas", "simple", "tensor");
+    std::printf("%-22s %-5s %10s %10s %10s %10s\n", "M x N x K", "op", "cublas", "simple", "tensor", "wgmma");
     for (const auto& dm : dims)
       for (int t = 0; t < 3; ++t) {
         const Problem p{(t & 1) != 0, (t & 2) != 0, dm[0], dm[1], dm[2], ""};
         char shape[64];
         std::snprintf(shape, sizeof shape, "%d x %d x %d", p.M, p.N, p.K);
         std::printf("%-22s %c%c    ", shape, p.ta ? 'T' : 'N', p.tb ? 'T' : 'N');
-        for (int v = kCublas; v <= kTensor; ++v) {
-          if (v < first) {
+        for (int v = kCublas; v <= kLastVersion; ++v) {
+          if (v < first || !applies(v, p)) {
             std::printf(" %10s", "-");
             continue;
           }
@@ -264,13 +278,15 @@ int main(int argc, char** argv) {
           {true, false, n, d, B, "dW_dec = f^T g"},
           {false, true, B, n, d, "gp = g W_dec^T"},
           {true, false, d, n, B, "dW_enc = xc^T gp"},
+          {false, true, 8192, 8192, 8192, "8192^3 NT (peak shape)"},
       };
       char shape[40];
       std::snprintf(shape, sizeof shape, "(%d, %d, %d)", d, n, B);
       for (const auto& p : products) {
         double ref_ms = NAN;
-        for (int v = first; v <= kTensor; ++v) {
-          if (v == kSimple && n > 16384) continue;  // the simple kernel is minutes per sweep there
+        for (int v = first; v <= kLastVersion; ++v) {
+          if (!applies(v, p)) continue;
+          if (v == kSimple && (n > 16384 || p.K == 8192)) continue;  // the simple kernel is minutes per sweep there
           const double t = time_one(v, cublas, op, p, iters);
           if (v == kCublas) ref_ms = t;
           const double tflops = 2.0 * p.M * p.N * double(p.K) / (t * 1e-3) / 1e12;
