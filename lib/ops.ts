@@ -59,11 +59,28 @@ export async function rowSqDist(a: Tensor, b: Tensor | null, out?: Tensor): Prom
 }
 
 /**
- * dst[dstRow + i] = src[idx[offset + i]] for i < count, the rows of src [N, d] and dst [M, d]; idx
- * is i32, all of it by default (`range` picks idx[offset .. offset + count)); every index used must
- * be in [0, N), checked on the device before anything is written.
+ * For ops that take token ids, targets or row indices: `indicesChecked: true` says the caller has
+ * checked every index on the host (e.g. made them itself), so the backend may skip its own check,
+ * which on CUDA waits for the device. An index out of range is then undefined behaviour.
  */
-export function gatherRows(src: Tensor, idx: Tensor, dst: Tensor, dstRow = 0, range?: { offset: number; count: number }): Promise<void> {
+export interface IndexOptions {
+  indicesChecked?: boolean;
+}
+
+/** The indicesChecked field of an ops' options, validated (false when absent). */
+export function indicesCheckedOption(options: IndexOptions | undefined): boolean {
+  const v = options?.indicesChecked;
+  if (v !== undefined && typeof v !== 'boolean') throw new TypeError(`indicesChecked must be a boolean (got ${typeof v})`);
+  return v === true;
+}
+
+/**
+ * dst[dstRow + i] = src[idx[offset + i]] for i < count, the rows of src [N, d] and dst [M, d]; idx
+ * is i32, all of it by default (`options` picks idx[offset .. offset + count)); every index used
+ * must be in [0, N), checked on the device before anything is written unless
+ * `options.indicesChecked` (IndexOptions).
+ */
+export function gatherRows(src: Tensor, idx: Tensor, dst: Tensor, dstRow = 0, options?: { offset?: number; count?: number } & IndexOptions): Promise<void> {
   checkF32(src, 'src');
   checkF32(dst, 'dst');
   if (!(idx instanceof Tensor) || idx.disposed || idx.dtype !== 'i32') throw new TypeError('idx must be a live i32 Tensor');
@@ -72,15 +89,16 @@ export function gatherRows(src: Tensor, idx: Tensor, dst: Tensor, dstRow = 0, ra
   }
   if (src.backend !== dst.backend || idx.backend !== src.backend) throw new TypeError('src, idx and dst must be on one backend');
   const [srcRows, d] = src.shape as [number, number];
-  const idxOffset = range?.offset ?? 0;
-  const count = range?.count ?? idx.size;
+  const idxOffset = options?.offset ?? 0;
+  const count = options?.count ?? idx.size - idxOffset;
+  const indicesChecked = indicesCheckedOption(options);
   if (!Number.isSafeInteger(idxOffset) || !Number.isSafeInteger(count) || idxOffset < 0 || count < 0 || idxOffset + count > idx.size) {
     throw new RangeError(`idx range offset ${idxOffset}, count ${count} is outside idx's ${idx.size} elements`);
   }
   if (!Number.isSafeInteger(dstRow) || dstRow < 0 || dstRow + count > dst.shape[0]!) {
     throw new RangeError(`rows ${dstRow}..${dstRow + count - 1} do not fit in dst ${formatShape(dst.shape)}`);
   }
-  return nativeAddon().gatherRows({ count, d, src: src.native, srcRows, idx: idx.native, idxOffset, dst: dst.native, dstRow });
+  return nativeAddon().gatherRows({ count, d, src: src.native, srcRows, idx: idx.native, idxOffset, dst: dst.native, dstRow, indicesChecked });
 }
 
 /** Entries of a [rows, n] matrix in CSR form: row r's are k in [rowPtr[r], rowPtr[r + 1]), columns increasing. */

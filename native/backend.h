@@ -252,9 +252,13 @@ typedef struct ms_backend {
   /* ids: int32 [B*T]; wte [V, C]; wpe [n_positions, C]; for row r = b*T + t:
    * tok_out[r, :] = wte[ids[r], :], pos_out[r, :] = wpe[pos_offset + t, :].
    * MS_ERR_INVALID, naming the first bad index, when an id is outside [0, V) or
-   * pos_offset + T > n_positions; nothing is written then. */
+   * pos_offset + T > n_positions; nothing is written then.
+   * indices_checked (ABI 9, here and in every op with token ids, targets or row indices): nonzero
+   * when the caller has checked every index on the host; a backend whose own check waits for the
+   * device (CUDA) skips it then, and an index out of range is undefined behaviour. */
   int (*embed)(int batch, int T, int C, int V, int n_positions, int pos_offset, const int32_t* ids,
-               const float* wte, const float* wpe, float* tok_out, float* pos_out, ms_error* err);
+               const float* wte, const float* wpe, float* tok_out, float* pos_out, int indices_checked,
+               ms_error* err);
   /* qkv [B*T, 3C] = q | k | v along the last dim. For row r = b*T + t:
    * q[r, :] = qkv[r, 0:C]; k_cache[b, offset + t, :] = qkv[r, C:2C]; v_cache[b, offset + t, :] =
    * qkv[r, 2C:3C]. Caches [B, Tmax, C]; offset + T <= Tmax; other cache rows untouched. */
@@ -275,14 +279,15 @@ typedef struct ms_backend {
    * [rows]; targets[r] < 0: out[r] = 0 (ignored position). MS_ERR_INVALID, naming the first bad
    * row, when a target is >= V; nothing is written then. */
   int (*cross_entropy)(int rows, int V, const float* logits, const int32_t* targets, float* out,
-                       ms_error* err);
+                       int indices_checked, ms_error* err);
   /* out[r] = the first v maximising logits[r, v] (int32 [rows]); NaN counts as the largest
    * value, as torch.argmax. */
   int (*argmax_rows)(int rows, int V, const float* logits, int32_t* out, ms_error* err);
 
   /* dst[i, :] = src[idx[i], :] for i < count, rows of d floats; every idx[i] must be in
    * [0, src_rows) (checked before anything is written: MS_ERR_INVALID names the first bad one). */
-  int (*gather_rows)(int count, int d, const float* src, int src_rows, const int32_t* idx, float* dst, ms_error* err);
+  int (*gather_rows)(int count, int d, const float* src, int src_rows, const int32_t* idx, float* dst,
+                     int indices_checked, ms_error* err);
 
   /* ---- Transformer backward ops and AdamW (ABI 5). All fp32 unless noted; sizes are positive.
    * Training runs without a cache: keys and values are [B*T, C] like the queries (offset 0,
@@ -326,12 +331,12 @@ typedef struct ms_backend {
    * [v == targets[r]]) * scale; targets[r] < 0: losses[r] = 0 and the row becomes 0. MS_ERR_INVALID,
    * naming the first bad row, when a target is >= V; nothing is written then. */
   int (*cross_entropy_backward)(int rows, int V, float* logits, const int32_t* targets, float* losses, float scale,
-                                ms_error* err);
+                                int indices_checked, ms_error* err);
   /* The backward of embed with pos_offset 0: for row r = b*T + t, dwte[ids[r], :] += dtok[r, :] and
    * dwpe[t, :] += dpos[r, :] (dtok may equal dpos). T <= n_positions. MS_ERR_INVALID, naming the
    * first bad index, when an id is outside [0, V); nothing is written then. */
   int (*embed_backward)(int batch, int T, int C, int V, int n_positions, const int32_t* ids, const float* dtok,
-                        const float* dpos, float* dwte, float* dwpe, ms_error* err);
+                        const float* dpos, float* dwte, float* dwpe, int indices_checked, ms_error* err);
   /* AdamW (PyTorch semantics, decoupled weight decay): param[i] *= decay, then the adam_update step.
    * decay = 1 - lr * weight_decay, computed by the caller in double and rounded once. */
   int (*adamw_update)(size_t count, float* param, const float* grad, float* m, float* v, const ms_adam_hparams* hp,

@@ -150,7 +150,8 @@ export class LmActivationSource implements TrainingDataSource {
       if (this.#offset === this.#current!.rows) await this.#advance();
       const w = this.#current!;
       const n = Math.min(rows - filled, w.rows - this.#offset);
-      await gatherRows(w.buffer, w.orderOnDevice, out, filled, { offset: this.#offset, count: n });
+      // The order is a permutation of the window's rows: no index for the device to check.
+      await gatherRows(w.buffer, w.orderOnDevice, out, filled, { offset: this.#offset, count: n, indicesChecked: true });
       this.#offset += n;
       filled += n;
     }
@@ -250,7 +251,7 @@ export class LmActivationSource implements TrainingDataSource {
         for (let k = 0; k < P; k++) pick[c * P + k] = c * T + positions[k]!;
       }
       using idx = Tensor.from(pick, [pick.length], { dtype: 'i32', backend: acts.backend });
-      await gatherRows(acts, idx, buffer, contexts * P);
+      await gatherRows(acts, idx, buffer, contexts * P, { indicesChecked: true }); // rows of `count` contexts, made here
       contexts += count;
     }
     const rows = contexts * P;

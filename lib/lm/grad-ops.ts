@@ -15,6 +15,7 @@
  * target, out of memory, a CUDA error) reject with a MonosemanticError.
  */
 import { nativeAddon } from '../backend.js';
+import { type IndexOptions, indicesCheckedOption } from '../ops.js';
 import { type Tensor, formatShape } from '../tensor.js';
 import {
   MAX_DIM,
@@ -282,9 +283,10 @@ export function activationBackward(kind: Activation, dpost: Tensor, pre: Tensor,
  * logits[r, targets[r]] (0 where targets[r] < 0), and IN PLACE in logits [rows, V] the gradient
  * (softmax(logits[r]) − onehot(targets[r])) · scale (rows with targets[r] < 0 become 0). targets:
  * i32 [rows]; scale: e.g. 1 / (number of counted rows) for a mean loss. A target >= V rejects
- * with MonosemanticError E_INVALID, nothing written.
+ * with MonosemanticError E_INVALID, nothing written (unless options.indicesChecked: IndexOptions).
  */
-export function crossEntropyForwardBackward(logits: Tensor, targets: Tensor, losses: Tensor, scale: number): Promise<void> {
+export function crossEntropyForwardBackward(logits: Tensor, targets: Tensor, losses: Tensor, scale: number, options?: IndexOptions): Promise<void> {
+  const indicesChecked = indicesCheckedOption(options);
   checkTensor(logits, 'logits');
   checkTensor(targets, 'targets', 'i32');
   checkTensor(losses, 'losses');
@@ -296,17 +298,18 @@ export function crossEntropyForwardBackward(logits: Tensor, targets: Tensor, los
   expectSize(losses, 'losses', rows, why);
   noAliases({ logits, losses }, {});
   sameBackend({ logits, targets, losses });
-  return nativeAddon().crossEntropyBackward({ rows, V, logits: logits.native, targets: targets.native, losses: losses.native, scale });
+  return nativeAddon().crossEntropyBackward({ rows, V, logits: logits.native, targets: targets.native, losses: losses.native, scale, indicesChecked });
 }
 
 /**
  * The backward of lib/lm/ops.ts embed with posOffset 0: for row r = b·T + t,
  * dwte[ids[r]] += dtok[r] and dwpe[t] += dpos[r]. ids i32 [B·T]; dtok, dpos [B·T, C] (the same
  * tensor in GPT-2: the residual gradient); dwte [V, C]; dwpe [nPositions >= T, C]. An id outside
- * [0, V) rejects with MonosemanticError E_INVALID, nothing written. The CPU sums in a fixed order
- * (deterministic); CUDA uses atomic adds.
+ * [0, V) rejects with MonosemanticError E_INVALID, nothing written (unless options.indicesChecked:
+ * IndexOptions). The CPU sums in a fixed order (deterministic); CUDA uses atomic adds.
  */
-export function embedBackward(ids: Tensor, batch: number, T: number, dtok: Tensor, dpos: Tensor, dwte: Tensor, dwpe: Tensor): Promise<void> {
+export function embedBackward(ids: Tensor, batch: number, T: number, dtok: Tensor, dpos: Tensor, dwte: Tensor, dwpe: Tensor, options?: IndexOptions): Promise<void> {
+  const indicesChecked = indicesCheckedOption(options);
   checkTensor(ids, 'ids', 'i32');
   checkInt(batch, 'batch', 1);
   checkInt(T, 'T', 1);
@@ -342,6 +345,7 @@ export function embedBackward(ids: Tensor, batch: number, T: number, dtok: Tenso
     dpos: dpos.native,
     dwte: dwte.native,
     dwpe: dwpe.native,
+    indicesChecked,
   });
 }
 

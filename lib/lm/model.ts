@@ -231,7 +231,8 @@ export class Gpt2Model {
       idsT.upload(ids);
       const tok = tmp('tok', [rows, C]);
       const pos = tmp('pos', [rows, C]);
-      await embed(idsT, batch, T, this.#wte, this.#wpe, offset, tok, pos);
+      // The ids were checked above: the device need not check them again (on CUDA that would wait for it).
+      await embed(idsT, batch, T, this.#wte, this.#wpe, offset, tok, pos, { indicesChecked: true });
       const done = () => ({ captured, logits: null, loss: null });
       if (await at('hook_embed', tok)) return done();
       if (await at('hook_pos_embed', pos)) return done();
@@ -281,7 +282,7 @@ export class Gpt2Model {
         const targetsT = tmp('targets', [rows], 'i32');
         targetsT.upload(targets);
         const perRow = tmp('lossPerRow', [rows]);
-        await crossEntropy(logits, targetsT, perRow);
+        await crossEntropy(logits, targetsT, perRow, { indicesChecked: true });
         const all = perRow.toArray() as Float32Array;
         const perToken = new Float32Array(batch * (T - 1));
         let sum = 0;

@@ -12,6 +12,7 @@
  * error) reject with a MonosemanticError (`code` E_INVALID, E_OOM, E_DEVICE, ...).
  */
 import { nativeAddon } from '../backend.js';
+import { type IndexOptions, indicesCheckedOption } from '../ops.js';
 import { type Tensor, formatShape } from '../tensor.js';
 import { MAX_DIM, checkActivation, checkInt, checkPrecision, checkTensor, distinct, expectRows, expectShape, expectSize, rowsOf, sameBackend } from './op-checks.js';
 
@@ -133,9 +134,11 @@ export function add(a: Tensor, b: Tensor, out: Tensor): Promise<void> {
  * Token and position embeddings. ids: i32 [B·T] (row-major [B, T]); wte [V, C]; wpe [nPositions, C];
  * tokOut[b·T + t] = wte[ids[b·T + t]], posOut[b·T + t] = wpe[posOffset + t] (both [B·T, C]).
  * posOffset + T > nPositions is a RangeError; an id outside [0, V) is found on the device and
- * rejects with MonosemanticError E_INVALID naming the first bad index (nothing is written then).
+ * rejects with MonosemanticError E_INVALID naming the first bad index (nothing is written then),
+ * unless options.indicesChecked (IndexOptions: the caller checked the ids on the host).
  */
-export function embed(ids: Tensor, batch: number, T: number, wte: Tensor, wpe: Tensor, posOffset: number, tokOut: Tensor, posOut: Tensor): Promise<void> {
+export function embed(ids: Tensor, batch: number, T: number, wte: Tensor, wpe: Tensor, posOffset: number, tokOut: Tensor, posOut: Tensor, options?: IndexOptions): Promise<void> {
+  const indicesChecked = indicesCheckedOption(options);
   checkTensor(ids, 'ids', 'i32');
   checkInt(batch, 'batch', 1);
   checkInt(T, 'T', 1);
@@ -175,6 +178,7 @@ export function embed(ids: Tensor, batch: number, T: number, wte: Tensor, wpe: T
     wpe: wpe.native,
     tokOut: tokOut.native,
     posOut: posOut.native,
+    indicesChecked,
   });
 }
 
@@ -257,9 +261,11 @@ export function attention(
 /**
  * Per-row cross-entropy out[r] = logsumexp(logits[r]) − logits[r, targets[r]]: logits [rows, V],
  * targets i32 [rows] (a target < 0 gives out[r] = 0: an ignored position), out [rows]. No
- * probabilities are materialised. A target >= V rejects with MonosemanticError E_INVALID.
+ * probabilities are materialised. A target >= V rejects with MonosemanticError E_INVALID (unless
+ * options.indicesChecked: IndexOptions).
  */
-export function crossEntropy(logits: Tensor, targets: Tensor, out: Tensor): Promise<void> {
+export function crossEntropy(logits: Tensor, targets: Tensor, out: Tensor, options?: IndexOptions): Promise<void> {
+  const indicesChecked = indicesCheckedOption(options);
   checkTensor(logits, 'logits');
   checkTensor(targets, 'targets', 'i32');
   checkTensor(out, 'out');
@@ -268,7 +274,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, out: Tensor): Prom
   expectSize(targets, 'targets', rows, why);
   expectSize(out, 'out', rows, why);
   sameBackend({ logits, targets, out });
-  return nativeAddon().crossEntropy({ rows, V, logits: logits.native, targets: targets.native, out: out.native });
+  return nativeAddon().crossEntropy({ rows, V, logits: logits.native, targets: targets.native, out: out.native, indicesChecked });
 }
 
 /**

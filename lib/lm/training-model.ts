@@ -199,7 +199,8 @@ export class Gpt2Training {
     const p = (name: string) => this.#byName.get(name)!;
     const prec = this.precision;
     const eps = cfg.layerNormEps;
-    await embed(b.ids!, B, T, p('wte').value, p('wpe').value, 0, b.tok!, b.pos!);
+    // #upload checked the ids and targets on the host: the ops need not check them on the device.
+    await embed(b.ids!, B, T, p('wte').value, p('wpe').value, 0, b.tok!, b.pos!, { indicesChecked: true });
     await add(b.tok!, b.pos!, this.#acts[0]?.x ?? b.xFinal!);
     for (let L = 0; L < cfg.nLayer; L++) {
       const a = this.#acts[L]!;
@@ -229,7 +230,7 @@ export class Gpt2Training {
   async evaluate(ids: Int32Array, targets: Int32Array): Promise<{ sum: number; count: number }> {
     const count = this.#upload(ids, targets);
     await this.#forward();
-    await crossEntropy(this.#buffers.logits!, this.#buffers.targets!, this.#buffers.losses!);
+    await crossEntropy(this.#buffers.logits!, this.#buffers.targets!, this.#buffers.losses!, { indicesChecked: true });
     let sum = 0;
     for (const l of this.#buffers.losses!.toArray() as Float32Array) sum += l;
     return { sum, count };
@@ -285,7 +286,7 @@ export class Gpt2Training {
     await this.#forward();
     const unembed = cfg.tiedEmbeddings ? p('wte') : p('lmHead');
     // logits → dlogits of the mean loss, in place
-    await crossEntropyForwardBackward(b.logits!, b.targets!, b.losses!, 1 / valid);
+    await crossEntropyForwardBackward(b.logits!, b.targets!, b.losses!, 1 / valid, { indicesChecked: true });
     const losses = b.losses!.toArray() as Float32Array;
     let sum = 0;
     for (const l of losses) sum += l;
@@ -310,7 +311,7 @@ export class Gpt2Training {
       await layerNormBackward(b.dC!, a.x, w('ln1W'), a.ln1Mean, a.ln1Rstd, b.dres!, g('ln1W'), g('ln1B'), true);
     }
     // dres = d(x_0) = d(tok + pos)
-    await embedBackward(b.ids!, B, T, b.dres!, b.dres!, p('wte').grad, p('wpe').grad);
+    await embedBackward(b.ids!, B, T, b.dres!, b.dres!, p('wte').grad, p('wpe').grad, { indicesChecked: true });
     return sum / valid;
   }
 

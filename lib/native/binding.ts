@@ -158,6 +158,8 @@ export interface NativeEmbedArgs {
   wpe: NativeTensor;
   tokOut: NativeTensor;
   posOut: NativeTensor;
+  /** The ids were checked on the host (the backend may skip its check). */
+  indicesChecked?: boolean;
 }
 
 export interface NativeSplitQkvArgs {
@@ -264,6 +266,8 @@ export interface NativeEmbedBackwardArgs {
   dpos: NativeTensor;
   dwte: NativeTensor;
   dwpe: NativeTensor;
+  /** The ids were checked on the host (the backend may skip its check). */
+  indicesChecked?: boolean;
 }
 
 export interface NativeAdamWArgs {
@@ -302,7 +306,7 @@ export interface NativeAddon {
   sumSquares(args: { x: NativeTensor }): Promise<number>;
   scaleInPlace(args: { x: NativeTensor; alpha: number }): Promise<void>;
   rowSqDist(args: { rows: number; d: number; a: NativeTensor; b?: NativeTensor; out: NativeTensor }): Promise<void>;
-  gatherRows(args: { count: number; d: number; src: NativeTensor; srcRows: number; idx: NativeTensor; idxOffset: number; dst: NativeTensor; dstRow: number }): Promise<void>;
+  gatherRows(args: { count: number; d: number; src: NativeTensor; srcRows: number; idx: NativeTensor; idxOffset: number; dst: NativeTensor; dstRow: number; indicesChecked?: boolean }): Promise<void>;
   sparseRows(args: { rows: number; n: number; x: NativeTensor; threshold: number; capacity: number }): Promise<{ rowPtr: Int32Array; cols: Int32Array; values: Float32Array }>;
   columnStats(args: { rows: number; n: number; x: NativeTensor }): Promise<{ sum: Float64Array; sumsq: Float64Array; nonzero: Float64Array }>;
   resampleCandidates(args: NativeResampleCandidatesArgs): Promise<void>;
@@ -314,7 +318,7 @@ export interface NativeAddon {
   embed(args: NativeEmbedArgs): Promise<void>;
   splitQkv(args: NativeSplitQkvArgs): Promise<void>;
   attention(args: NativeAttentionArgs): Promise<void>;
-  crossEntropy(args: { rows: number; V: number; logits: NativeTensor; targets: NativeTensor; out: NativeTensor }): Promise<void>;
+  crossEntropy(args: { rows: number; V: number; logits: NativeTensor; targets: NativeTensor; out: NativeTensor; indicesChecked?: boolean }): Promise<void>;
   argmaxRows(args: { rows: number; V: number; logits: NativeTensor; out: NativeTensor }): Promise<void>;
   klRows(args: { rows: number; V: number; p: NativeTensor; q: NativeTensor; out: NativeTensor }): Promise<void>;
   attentionTrain(args: NativeAttentionTrainArgs): Promise<void>;
@@ -323,7 +327,7 @@ export interface NativeAddon {
   layerNormBackward(args: NativeLayerNormBackwardArgs): Promise<void>;
   linearBackward(args: NativeLinearBackwardArgs): Promise<void>;
   activationBackward(args: { kind: number; count: number; dpost: NativeTensor; pre: NativeTensor; dpre: NativeTensor }): Promise<void>;
-  crossEntropyBackward(args: { rows: number; V: number; logits: NativeTensor; targets: NativeTensor; losses: NativeTensor; scale: number }): Promise<void>;
+  crossEntropyBackward(args: { rows: number; V: number; logits: NativeTensor; targets: NativeTensor; losses: NativeTensor; scale: number; indicesChecked?: boolean }): Promise<void>;
   embedBackward(args: NativeEmbedBackwardArgs): Promise<void>;
   adamW(args: NativeAdamWArgs): Promise<void>;
 }

@@ -193,7 +193,8 @@ class ActivationBackwardWorker : public BackendWorker {
   float* dpre_ = nullptr;
 };
 
-// crossEntropyBackward({ rows, V, logits, targets, losses, scale }): logits [rows, V] become the gradient.
+// crossEntropyBackward({ rows, V, logits, targets, losses, scale, indicesChecked? }): logits [rows, V] become
+// the gradient.
 class CrossEntropyBackwardWorker : public BackendWorker {
  public:
   CrossEntropyBackwardWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
@@ -203,20 +204,21 @@ class CrossEntropyBackwardWorker : public BackendWorker {
     logits_ = static_cast<float*>(operands_.take_f32(a, "logits", product(env, size_t(rows_), size_t(V_), "logits")));
     targets_ = static_cast<const int32_t*>(operands_.take(a, "targets", MS_I32, size_t(rows_)));
     losses_ = static_cast<float*>(operands_.take_f32(a, "losses", size_t(rows_)));
+    indices_checked_ = indices_checked_field(a);
   }
   int run(const ms_backend* be, ms_error* err) override {
-    return be->cross_entropy_backward(rows_, V_, logits_, targets_, losses_, scale_, err);
+    return be->cross_entropy_backward(rows_, V_, logits_, targets_, losses_, scale_, indices_checked_, err);
   }
 
  private:
-  int rows_ = 0, V_ = 0;
+  int rows_ = 0, V_ = 0, indices_checked_ = 0;
   float scale_ = 0;
   float* logits_ = nullptr;
   const int32_t* targets_ = nullptr;
   float* losses_ = nullptr;
 };
 
-// embedBackward({ batch, T, C, vocab, nPositions, ids, dtok, dpos, dwte, dwpe })
+// embedBackward({ batch, T, C, vocab, nPositions, ids, dtok, dpos, dwte, dwpe, indicesChecked? })
 class EmbedBackwardWorker : public BackendWorker {
  public:
   EmbedBackwardWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
@@ -236,13 +238,15 @@ class EmbedBackwardWorker : public BackendWorker {
     dwte_ = static_cast<float*>(operands_.take_f32(a, "dwte", product(env, size_t(V_), size_t(C_), "dwte")));
     dwpe_ = static_cast<float*>(
         operands_.take_f32(a, "dwpe", product(env, size_t(n_positions_), size_t(C_), "dwpe")));
+    indices_checked_ = indices_checked_field(a);
   }
   int run(const ms_backend* be, ms_error* err) override {
-    return be->embed_backward(batch_, T_, C_, V_, n_positions_, ids_, dtok_, dpos_, dwte_, dwpe_, err);
+    return be->embed_backward(batch_, T_, C_, V_, n_positions_, ids_, dtok_, dpos_, dwte_, dwpe_, indices_checked_,
+                              err);
   }
 
  private:
-  int batch_ = 0, T_ = 0, C_ = 0, V_ = 0, n_positions_ = 0;
+  int batch_ = 0, T_ = 0, C_ = 0, V_ = 0, n_positions_ = 0, indices_checked_ = 0;
   const int32_t* ids_ = nullptr;
   const float *dtok_ = nullptr, *dpos_ = nullptr;
   float *dwte_ = nullptr, *dwpe_ = nullptr;

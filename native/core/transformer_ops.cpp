@@ -111,7 +111,7 @@ class AddWorker : public BackendWorker {
   float* out_ = nullptr;
 };
 
-// embed({ batch, T, C, vocab, nPositions, posOffset, ids, wte, wpe, tokOut, posOut })
+// embed({ batch, T, C, vocab, nPositions, posOffset, ids, wte, wpe, tokOut, posOut, indicesChecked? })
 class EmbedWorker : public BackendWorker {
  public:
   EmbedWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
@@ -129,13 +129,15 @@ class EmbedWorker : public BackendWorker {
     const size_t n = product(env, rows, size_t(C_), "tokOut");  // [B*T, C]
     tok_out_ = static_cast<float*>(operands_.take_f32(a, "tokOut", n));
     pos_out_ = static_cast<float*>(operands_.take_f32(a, "posOut", n));
+    indices_checked_ = indices_checked_field(a);
   }
   int run(const ms_backend* be, ms_error* err) override {
-    return be->embed(batch_, T_, C_, V_, n_positions_, pos_offset_, ids_, wte_, wpe_, tok_out_, pos_out_, err);
+    return be->embed(batch_, T_, C_, V_, n_positions_, pos_offset_, ids_, wte_, wpe_, tok_out_, pos_out_,
+                     indices_checked_, err);
   }
 
  private:
-  int batch_ = 0, T_ = 0, C_ = 0, V_ = 0, n_positions_ = 0, pos_offset_ = 0;
+  int batch_ = 0, T_ = 0, C_ = 0, V_ = 0, n_positions_ = 0, pos_offset_ = 0, indices_checked_ = 0;
   const int32_t* ids_ = nullptr;
   const float *wte_ = nullptr, *wpe_ = nullptr;
   float *tok_out_ = nullptr, *pos_out_ = nullptr;
@@ -205,7 +207,7 @@ class AttentionWorker : public BackendWorker {
   float* out_ = nullptr;
 };
 
-// crossEntropy({ rows, V, logits, targets, out })
+// crossEntropy({ rows, V, logits, targets, out, indicesChecked? })
 class CrossEntropyWorker : public BackendWorker {
  public:
   CrossEntropyWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
@@ -215,13 +217,14 @@ class CrossEntropyWorker : public BackendWorker {
         operands_.take_f32(a, "logits", product(env, size_t(rows_), size_t(V_), "logits")));
     targets_ = static_cast<const int32_t*>(operands_.take(a, "targets", MS_I32, size_t(rows_)));
     out_ = static_cast<float*>(operands_.take_f32(a, "out", size_t(rows_)));
+    indices_checked_ = indices_checked_field(a);
   }
   int run(const ms_backend* be, ms_error* err) override {
-    return be->cross_entropy(rows_, V_, logits_, targets_, out_, err);
+    return be->cross_entropy(rows_, V_, logits_, targets_, out_, indices_checked_, err);
   }
 
  private:
-  int rows_ = 0, V_ = 0;
+  int rows_ = 0, V_ = 0, indices_checked_ = 0;
   const float* logits_ = nullptr;
   const int32_t* targets_ = nullptr;
   float* out_ = nullptr;

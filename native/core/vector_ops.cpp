@@ -64,7 +64,8 @@ class RowSqDistWorker : public BackendWorker {
   float* out_ = nullptr;
 };
 
-// gatherRows({ count, d, src, srcRows, idx, idxOffset?, dst, dstRow }): dst[dstRow + i, :] = src[idx[idxOffset + i], :].
+// gatherRows({ count, d, src, srcRows, idx, idxOffset?, dst, dstRow, indicesChecked? }):
+// dst[dstRow + i, :] = src[idx[idxOffset + i], :].
 class GatherRowsWorker : public BackendWorker {
  public:
   GatherRowsWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
@@ -77,13 +78,14 @@ class GatherRowsWorker : public BackendWorker {
     src_ = static_cast<const float*>(operands_.take_f32(a, "src", size_t(src_rows_) * D));
     idx_ = static_cast<const int32_t*>(operands_.take(a, "idx", MS_I32, size_t(idx_offset) + size_t(count_))) + idx_offset;
     dst_ = static_cast<float*>(operands_.take_f32(a, "dst", (size_t(dst_row) + size_t(count_)) * D)) + size_t(dst_row) * D;
+    indices_checked_ = indices_checked_field(a);
   }
   int run(const ms_backend* be, ms_error* err) override {
-    return be->gather_rows(count_, d_, src_, src_rows_, idx_, dst_, err);
+    return be->gather_rows(count_, d_, src_, src_rows_, idx_, dst_, indices_checked_, err);
   }
 
  private:
-  int count_ = 0, d_ = 0, src_rows_ = 0;
+  int count_ = 0, d_ = 0, src_rows_ = 0, indices_checked_ = 0;
   const float* src_ = nullptr;
   const int32_t* idx_ = nullptr;
   float* dst_ = nullptr;

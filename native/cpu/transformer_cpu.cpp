@@ -145,7 +145,8 @@ int add(size_t count, const float* a, const float* b, float* out, ms_error* err)
 }
 
 int embed(int batch, int T, int C, int V, int n_positions, int pos_offset, const int32_t* ids,
-          const float* wte, const float* wpe, float* tok_out, float* pos_out, ms_error* err) {
+          const float* wte, const float* wpe, float* tok_out, float* pos_out, int /*indices_checked*/,
+          ms_error* err) {
   const char* op = "embed";
   if (batch <= 0 || T <= 0 || C <= 0 || V <= 0 || n_positions <= 0)
     return fail(err, MS_ERR_INVALID, op, "bad shape: batch %d, T %d, C %d, V %d, n_positions %d", batch, T, C,
@@ -260,7 +261,8 @@ int attention_lse(const char* op, int batch, int T, int Tmax, int offset, int C,
   return MS_OK;
 }
 
-int cross_entropy(int rows, int V, const float* logits, const int32_t* targets, float* out, ms_error* err) {
+int cross_entropy(int rows, int V, const float* logits, const int32_t* targets, float* out, int /*indices_checked*/,
+                  ms_error* err) {
   const char* op = "cross_entropy";
   if (rows <= 0 || V <= 0) return fail(err, MS_ERR_INVALID, op, "bad shape [%d, %d]", rows, V);
   if (!logits || !targets || !out) return fail(err, MS_ERR_INVALID, op, "logits, targets or out is null");

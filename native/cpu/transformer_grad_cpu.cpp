@@ -278,7 +278,7 @@ int activation_backward(int kind, size_t count, const float* dpost, const float*
 }
 
 int cross_entropy_backward(int rows, int V, float* logits, const int32_t* targets, float* losses, float scale,
-                           ms_error* err) {
+                           int /*indices_checked*/, ms_error* err) {
   const char* op = "cross_entropy_backward";
   if (rows <= 0 || V <= 0) return fail(err, MS_ERR_INVALID, op, "bad shape [%d, %d]", rows, V);
   if (!logits || !targets || !losses) return fail(err, MS_ERR_INVALID, op, "logits, targets or losses is null");
@@ -311,7 +311,7 @@ int cross_entropy_backward(int rows, int V, float* logits, const int32_t* target
 }
 
 int embed_backward(int batch, int T, int C, int V, int n_positions, const int32_t* ids, const float* dtok,
-                   const float* dpos, float* dwte, float* dwpe, ms_error* err) {
+                   const float* dpos, float* dwte, float* dwpe, int /*indices_checked*/, ms_error* err) {
   const char* op = "embed_backward";
   if (batch <= 0 || T <= 0 || C <= 0 || V <= 0 || n_positions <= 0)
     return fail(err, MS_ERR_INVALID, op, "bad shape: batch %d, T %d, C %d, V %d, n_positions %d", batch, T, C,

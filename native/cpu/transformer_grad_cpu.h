@@ -15,6 +15,8 @@
 
 namespace ms::cpu {
 
+// Token ids and targets are always checked (cheap on the host): indices_checked changes nothing.
+
 // Both compute in fp32 at either precision.
 int attention_train(int batch, int T, int C, int n_head, int precision, const float* q, const float* k,
                     const float* v, float* out, float* lse, ms_error* err);
@@ -28,9 +30,9 @@ int linear_backward(int rows, int n_in, int n_out, int trans_w, int precision, c
                     const float* W, float* dx, float* dW, float* dbias, int accumulate, ms_error* err);
 int activation_backward(int kind, size_t count, const float* dpost, const float* pre, float* dpre, ms_error* err);
 int cross_entropy_backward(int rows, int V, float* logits, const int32_t* targets, float* losses, float scale,
-                           ms_error* err);
+                           int indices_checked, ms_error* err);
 int embed_backward(int batch, int T, int C, int V, int n_positions, const int32_t* ids, const float* dtok,
-                   const float* dpos, float* dwte, float* dwpe, ms_error* err);
+                   const float* dpos, float* dwte, float* dwpe, int indices_checked, ms_error* err);
 int adamw_update(size_t count, float* param, const float* grad, float* m, float* v, const ms_adam_hparams* hp,
                  float decay, ms_error* err);
 

@@ -69,7 +69,8 @@ int row_sq_dist(int rows, int d, const float* a, const float* b, float* out, ms_
   return MS_OK;
 }
 
-int gather_rows(int count, int d, const float* src, int src_rows, const int32_t* idx, float* dst, ms_error* err) {
+int gather_rows(int count, int d, const float* src, int src_rows, const int32_t* idx, float* dst,
+                int /*indices_checked*/, ms_error* err) {
   const char* op = "gather_rows";
   if (count < 0 || d <= 0 || src_rows < 0) return fail(err, MS_ERR_INVALID, op, "bad sizes count %d, d %d, src_rows %d", count, d, src_rows);
   if (count == 0) return MS_OK;

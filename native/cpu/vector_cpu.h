@@ -14,7 +14,9 @@ namespace ms::cpu {
 int sum_squares(size_t count, const float* x, double* out_host, ms_error* err);
 int scale(size_t count, float* x, float alpha, ms_error* err);
 int row_sq_dist(int rows, int d, const float* a, const float* b, float* out, ms_error* err);
-int gather_rows(int count, int d, const float* src, int src_rows, const int32_t* idx, float* dst, ms_error* err);
+// The indices are always checked (cheap on the host): indices_checked changes nothing.
+int gather_rows(int count, int d, const float* src, int src_rows, const int32_t* idx, float* dst, int indices_checked,
+                ms_error* err);
 
 }  // namespace ms::cpu
 

@@ -18,6 +18,8 @@
  *     kernels of attention_mma.cu where they are on (MONOSEMANTIC_CUDA_ATTENTION=mma).
  * Index checks (token ids, targets) run as a kernel that finds the first bad index with an
  * integer atomicMin before anything is written, so a failing call leaves its outputs untouched.
+ * Reading its result waits for the device, so callers that checked the indices on the host
+ * (indices_checked: the model's forward, the trainer) skip it.
  */
 #include "transformer.cuh"
 
@@ -399,7 +401,7 @@ int add(size_t count, const float* a, const float* b, float* out, ms_error* err)
 }
 
 int embed(int batch, int T, int C, int V, int n_positions, int pos_offset, const int32_t* ids,
-          const float* wte, const float* wpe, float* tok_out, float* pos_out, ms_error* err) {
+          const float* wte, const float* wpe, float* tok_out, float* pos_out, int indices_checked, ms_error* err) {
   const char* name = "embed";
   if (batch <= 0 || T <= 0 || C <= 0 || V <= 0 || n_positions <= 0)
     return invalid(err, name, "bad shape: batch %d, T %d, C %d, V %d, n_positions %d", batch, T, C, V,
@@ -415,11 +417,14 @@ int embed(int batch, int T, int C, int V, int n_positions, int pos_offset, const
   const size_t rows = size_t(batch) * size_t(T);
   Op op;
   MS_TRY(begin(op, err, name));
-  long long bad = -1;
-  int32_t bad_value = 0;
-  MS_TRY(find_out_of_range(op, ids, rows, 0, V, &bad, &bad_value));
-  if (bad >= 0)
-    return invalid(err, name, "ids[%lld] = %d is outside the vocabulary [0, %d)", bad, int(bad_value), V);
+  // The index check waits for the device; the caller may have checked the indices on the host.
+  if (!indices_checked) {
+    long long bad = -1;
+    int32_t bad_value = 0;
+    MS_TRY(find_out_of_range(op, ids, rows, 0, V, &bad, &bad_value));
+    if (bad >= 0)
+      return invalid(err, name, "ids[%lld] = %d is outside the vocabulary [0, %d)", bad, int(bad_value), V);
+  }
   const size_t total = rows * size_t(C);
   embed_kernel<<<grid_stride_blocks(total), kThreads, 0, op.stream>>>(total, T, C, pos_offset, ids, wte, wpe,
                                                                       tok_out, pos_out);
@@ -494,7 +499,8 @@ int attention_lse(const char* name, int batch, int T, int Tmax, int offset, int 
   return finish(op);
 }
 
-int cross_entropy(int rows, int V, const float* logits, const int32_t* targets, float* out, ms_error* err) {
+int cross_entropy(int rows, int V, const float* logits, const int32_t* targets, float* out, int indices_checked,
+                  ms_error* err) {
   const char* name = "cross_entropy";
   if (rows <= 0 || V <= 0) return invalid(err, name, "bad shape [%d, %d]", rows, V);
   MS_REQUIRE(logits);
@@ -502,11 +508,14 @@ int cross_entropy(int rows, int V, const float* logits, const int32_t* targets, 
   MS_REQUIRE(out);
   Op op;
   MS_TRY(begin(op, err, name));
-  long long bad = -1;
-  int32_t bad_value = 0;
-  MS_TRY(find_out_of_range(op, targets, size_t(rows), INT_MIN, V, &bad, &bad_value));
-  if (bad >= 0)
-    return invalid(err, name, "targets[%lld] = %d is outside the vocabulary [0, %d)", bad, int(bad_value), V);
+  // The index check waits for the device; the caller may have checked the indices on the host.
+  if (!indices_checked) {
+    long long bad = -1;
+    int32_t bad_value = 0;
+    MS_TRY(find_out_of_range(op, targets, size_t(rows), INT_MIN, V, &bad, &bad_value));
+    if (bad >= 0)
+      return invalid(err, name, "targets[%lld] = %d is outside the vocabulary [0, %d)", bad, int(bad_value), V);
+  }
   cross_entropy_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, op.stream>>>(V, logits, targets, out);
   MS_TRY(check_launch(op, "cross_entropy_kernel"));
   return finish(op);

@@ -22,7 +22,8 @@
  *     operands in MS_PREC_BF16 mode (as linear);
  *   - elementwise ops (activation backward, q/k/v merge, AdamW): grid-stride loops; AdamW uses
  *     __fmul_rn / __fadd_rn like adam.cu so that it matches the CPU backend's arithmetic.
- * Index checks (token ids, targets) run before anything is written (find_out_of_range).
+ * Index checks (token ids, targets) run before anything is written (find_out_of_range), unless the
+ * caller checked them on the host (indices_checked).
  */
 #include "transformer_grad.cuh"
 
@@ -571,7 +572,7 @@ int activation_backward(int kind, size_t count, const float* dpost, const float*
 }
 
 int cross_entropy_backward(int rows, int V, float* logits, const int32_t* targets, float* losses, float scale,
-                           ms_error* err) {
+                           int indices_checked, ms_error* err) {
   const char* name = "cross_entropy_backward";
   if (rows <= 0 || V <= 0) return invalid(err, name, "bad shape [%d, %d]", rows, V);
   MS_REQUIRE(logits);
@@ -579,11 +580,14 @@ int cross_entropy_backward(int rows, int V, float* logits, const int32_t* target
   MS_REQUIRE(losses);
   Op op;
   MS_TRY(begin(op, err, name));
-  long long bad = -1;
-  int32_t bad_value = 0;
-  MS_TRY(find_out_of_range(op, targets, size_t(rows), INT_MIN, V, &bad, &bad_value));
-  if (bad >= 0)
-    return invalid(err, name, "targets[%lld] = %d is outside the vocabulary [0, %d)", bad, int(bad_value), V);
+  // The index check waits for the device; the caller may have checked the indices on the host.
+  if (!indices_checked) {
+    long long bad = -1;
+    int32_t bad_value = 0;
+    MS_TRY(find_out_of_range(op, targets, size_t(rows), INT_MIN, V, &bad, &bad_value));
+    if (bad >= 0)
+      return invalid(err, name, "targets[%lld] = %d is outside the vocabulary [0, %d)", bad, int(bad_value), V);
+  }
   const unsigned int grid = static_cast<unsigned int>(rows);
   // Rows that fit in registers (vocabularies up to 8,192) are read once; larger ones three times.
   if (V <= 4 * kThreads)
@@ -599,7 +603,7 @@ int cross_entropy_backward(int rows, int V, float* logits, const int32_t* target
 }
 
 int embed_backward(int batch, int T, int C, int V, int n_positions, const int32_t* ids, const float* dtok,
-                   const float* dpos, float* dwte, float* dwpe, ms_error* err) {
+                   const float* dpos, float* dwte, float* dwpe, int indices_checked, ms_error* err) {
   const char* name = "embed_backward";
   if (batch <= 0 || T <= 0 || C <= 0 || V <= 0 || n_positions <= 0)
     return invalid(err, name, "bad shape: batch %d, T %d, C %d, V %d, n_positions %d", batch, T, C, V,
@@ -613,11 +617,14 @@ int embed_backward(int batch, int T, int C, int V, int n_positions, const int32_
   const size_t rows = size_t(batch) * size_t(T);
   Op op;
   MS_TRY(begin(op, err, name));
-  long long bad = -1;
-  int32_t bad_value = 0;
-  MS_TRY(find_out_of_range(op, ids, rows, 0, V, &bad, &bad_value));
-  if (bad >= 0)
-    return invalid(err, name, "ids[%lld] = %d is outside the vocabulary [0, %d)", bad, int(bad_value), V);
+  // The index check waits for the device; the caller may have checked the indices on the host.
+  if (!indices_checked) {
+    long long bad = -1;
+    int32_t bad_value = 0;
+    MS_TRY(find_out_of_range(op, ids, rows, 0, V, &bad, &bad_value));
+    if (bad >= 0)
+      return invalid(err, name, "ids[%lld] = %d is outside the vocabulary [0, %d)", bad, int(bad_value), V);
+  }
   const size_t total = rows * size_t(C);
   embed_backward_kernel<<<grid_stride_blocks(total), kThreads, 0, op.stream>>>(total, T, C, ids, dtok, dpos, dwte,
                                                                                dwpe);

@@ -5,8 +5,8 @@
  * double partial each, then one block adds the partials with a fixed tree — so the result is
  * deterministic for a given count (it may differ from the CPU's block order in the last bits).
  * row_sq_dist: one block per row, double accumulation, as the CPU backend.
- * gather_rows: the indices are checked on the device first (find_out_of_range, common.cuh), then
- * one block per destination row copies it.
+ * gather_rows: the indices are checked on the device first (find_out_of_range, common.cuh; skipped
+ * when the caller vouches for them, indices_checked), then one block per destination row copies it.
  */
 #include "vector.cuh"
 
@@ -75,17 +75,21 @@ __global__ void gather_rows_kernel(int count, int d, const float* __restrict__ s
 
 }  // namespace
 
-int gather_rows(int count, int d, const float* src, int src_rows, const int32_t* idx, float* dst, ms_error* err) {
+int gather_rows(int count, int d, const float* src, int src_rows, const int32_t* idx, float* dst, int indices_checked,
+                ms_error* err) {
   const char* name = "gather_rows";
   if (count < 0 || d <= 0 || src_rows < 0) return invalid(err, name, "bad sizes count %d, d %d, src_rows %d", count, d, src_rows);
   if (count == 0) return MS_OK;
   if (!src || !idx || !dst) return invalid(err, name, "a pointer is null");
   Op op;
   MS_TRY(begin(op, err, name));
-  long long bad = -1;
-  int32_t value = 0;
-  MS_TRY(find_out_of_range(op, idx, size_t(count), 0, src_rows, &bad, &value));
-  if (bad >= 0) return invalid(err, name, "idx[%lld] = %d is outside the %d source rows", bad, int(value), src_rows);
+  // The index check waits for the device; the caller may have checked the indices on the host.
+  if (!indices_checked) {
+    long long bad = -1;
+    int32_t value = 0;
+    MS_TRY(find_out_of_range(op, idx, size_t(count), 0, src_rows, &bad, &value));
+    if (bad >= 0) return invalid(err, name, "idx[%lld] = %d is outside the %d source rows", bad, int(value), src_rows);
+  }
   const unsigned int blocks = count < 65535 ? static_cast<unsigned int>(count) : 65535u;
   gather_rows_kernel<<<blocks, kThreads, 0, op.stream>>>(count, d, src, idx, dst);
   MS_TRY(check_launch(op, "gather_rows_kernel"));

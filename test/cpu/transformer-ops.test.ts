@@ -194,6 +194,11 @@ describe('transformer ops (cpu)', () => {
     const ref = embedRef(ids, B, T, wte, wpe, C, posOffset);
     expect(Array.from(f32(tok))).toEqual(Array.from(ref.tok));
     expect(Array.from(f32(pos))).toEqual(Array.from(ref.pos));
+    // Ids the caller vouches for: the same rows (the CPU checks them anyway; see the bad ids below).
+    tok.fill(Number.NaN);
+    await embed(tIds, B, T, tWte, tWpe, posOffset, tok, pos, { indicesChecked: true });
+    expect(Array.from(f32(tok))).toEqual(Array.from(ref.tok));
+    expect(() => embed(tIds, B, T, tWte, tWpe, posOffset, tok, pos, { indicesChecked: 'yes' as unknown as boolean })).toThrow(/indicesChecked must be a boolean/);
 
     for (const [index, bad] of [[5, V], [11, -1]] as const) {
       const badIds = Int32Array.from(ids);
@@ -202,7 +207,8 @@ describe('transformer ops (cpu)', () => {
       using tBad = Tensor.from(badIds, [B * T], { backend, dtype: 'i32' });
       using tok2 = Tensor.full([B * T, C], Number.NaN, { backend });
       using pos2 = Tensor.full([B * T, C], Number.NaN, { backend });
-      const failure = await embed(tBad, B, T, tWte, tWpe, 0, tok2, pos2).then(
+      // The CPU backend checks ids even when the caller vouches for them (the second case).
+      const failure = await embed(tBad, B, T, tWte, tWpe, 0, tok2, pos2, { indicesChecked: index === 11 }).then(
         () => null,
         (e: unknown) => e,
       );

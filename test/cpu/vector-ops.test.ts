@@ -78,6 +78,17 @@ describe('vector ops', () => {
       for (let c = 0; c < d; c++) expect(got[r * d + c]).toBe(r < 3 ? src[idx[r + 1]! * d + c]! : Number.NaN);
     }
     expect(() => gatherRows(s, i, part, 0, { offset: 3, count: 3 })).toThrow(/outside idx's 5 elements/);
+
+    // An offset alone takes the rest of idx; indicesChecked (the caller vouches for the indices)
+    // gives the same rows. The CPU backend checks them anyway: the check is cheap on the host.
+    using rest = Tensor.full([9, d], Number.NaN, { backend });
+    await gatherRows(s, i, rest, 1, { offset: 2, indicesChecked: true });
+    const restOut = rest.toArray() as Float32Array;
+    for (let r = 0; r < 9; r++) {
+      for (let c = 0; c < d; c++) expect(restOut[r * d + c]).toBe(r >= 1 && r < 4 ? src[idx[r + 1]! * d + c]! : Number.NaN);
+    }
+    await expect(gatherRows(s, bad, dst, 0, { indicesChecked: true })).rejects.toThrow(/idx\[1\] = 29/);
+    expect(() => gatherRows(s, i, dst, 0, { indicesChecked: 1 as unknown as boolean })).toThrow(/indicesChecked must be a boolean/);
   });
 
   it('rejects mismatched shapes and dtypes with the shapes named', async () => {

@@ -59,6 +59,10 @@ describe.skipIf(!hasCuda)('cuda trainer ops', () => {
       using dst = Tensor.zeros([count + 5, d], { backend });
       await gatherRows(s, i, dst, 5);
       out[backend] = dst.toArray() as Float32Array;
+      // Indices vouched for by the caller: the device check is skipped, the rows are the same.
+      using checked = Tensor.zeros([count + 5, d], { backend });
+      await gatherRows(s, i, checked, 5, { indicesChecked: true });
+      expect(checked.toArray()).toEqual(out[backend]);
       using bad = Tensor.from(Int32Array.from([0, -1]), [2], { backend, dtype: 'i32' });
       await expect(gatherRows(s, bad, dst)).rejects.toThrow(/idx\[1\] = -1/);
     }

@@ -255,8 +255,12 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
         using tbad = Tensor.from(bad, [rows], { backend, dtype: 'i32' });
         using tl2 = Tensor.from(logits, [rows, V], { backend });
         const error = await rejection(crossEntropyForwardBackward(tl2, tbad, losses, 1));
-        return { losses: f32(losses), dlogits: f32(tl), error, untouched: f32(tl2) };
+        const untouched = f32(tl2);
+        using losses2 = Tensor.full([rows], Number.NaN, { backend });
+        await crossEntropyForwardBackward(tl2, tt, losses2, 1 / rows, { indicesChecked: true }); // no device check
+        return { losses: f32(losses), dlogits: f32(tl), error, untouched, checked: { losses: f32(losses2), dlogits: f32(tl2) } };
       });
+      for (const b of ['cpu', 'cuda'] as const) expect(r[b].checked, b).toEqual({ losses: r[b].losses, dlogits: r[b].dlogits });
       expect(maxErr(r.cuda.losses, r.cpu.losses)).toBeLessThan(1e-5);
       expect(maxErr(r.cuda.dlogits, r.cpu.dlogits)).toBeLessThan(1e-5);
       expect(r.cuda.error).toBeInstanceOf(MonosemanticError);
@@ -288,8 +292,15 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
       const before = f32(dwte);
       const error = await rejection(embedBackward(tbad, batch, T, ttok, tpos, dwte, dwpe));
       const unchanged = f32(dwte).every((x, i) => x === before[i]);
-      return { dwte: f32(dwte), dwpe: f32(dwpe), error, unchanged };
+      // The same two calls with the ids vouched for (no device check), into fresh gradients.
+      using dwte2 = Tensor.from(wte0, [V, C], { backend });
+      using dwpe2 = Tensor.from(wpe0, [nPositions, C], { backend });
+      await embedBackward(tids, batch, T, ttok, tpos, dwte2, dwpe2, { indicesChecked: true });
+      await embedBackward(tids, batch, T, ttok, ttok, dwte2, dwpe2, { indicesChecked: true });
+      return { dwte: f32(dwte), dwpe: f32(dwpe), error, unchanged, dwte2: f32(dwte2), dwpe2: f32(dwpe2) };
     });
+    expect(maxErr(r.cuda.dwte2, r.cpu.dwte)).toBeLessThan(1e-6);
+    expect(maxErr(r.cuda.dwpe2, r.cpu.dwpe)).toBeLessThan(1e-6);
     expect(maxErr(r.cuda.dwte, r.cpu.dwte)).toBeLessThan(1e-6);
     expect(maxErr(r.cuda.dwpe, r.cpu.dwpe)).toBeLessThan(1e-6);
     expect((r.cuda.error as MonosemanticError).message).toBe((r.cpu.error as MonosemanticError).message);

@@ -162,8 +162,12 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
       await embed(tIds, B, T, tWte, tWpe, posOffset, tok, pos);
       const failure = await rejection(embed(tBad, B, T, tWte, tWpe, posOffset, tok2, pos2));
       const untouched = f32(tok2).every(Number.isNaN) && f32(pos2).every(Number.isNaN);
-      return { tok: f32(tok), pos: f32(pos), failure, untouched };
+      // Ids vouched for by the caller (no device check): the same rows.
+      await embed(tIds, B, T, tWte, tWpe, posOffset, tok2, pos2, { indicesChecked: true });
+      const checkedSame = f32(tok2).every((x, i) => x === f32(tok)[i]) && f32(pos2).every((x, i) => x === f32(pos)[i]);
+      return { tok: f32(tok), pos: f32(pos), failure, untouched, checkedSame };
     });
+    for (const b of BACKENDS) expect(r[b].checkedSame, b).toBe(true);
     expect(r.cuda.tok).toEqual(r.cpu.tok);
     expect(r.cuda.pos).toEqual(r.cpu.pos);
     for (const b of BACKENDS) {
@@ -251,8 +255,11 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
         using out2 = Tensor.full([rows], Number.NaN, { backend });
         await crossEntropy(tl, tt, out);
         const failure = await rejection(crossEntropy(tl, tBad, out2));
-        return { out: f32(out), failure, untouched: f32(out2).every(Number.isNaN) };
+        const untouched = f32(out2).every(Number.isNaN);
+        await crossEntropy(tl, tt, out2, { indicesChecked: true }); // no device check: the same losses
+        return { out: f32(out), failure, untouched, checked: f32(out2) };
       });
+      for (const b of BACKENDS) expect(r[b].checked, b).toEqual(r[b].out);
       expect(worst(r.cuda.out, r.cpu.out, relFloor1(r.cpu.out))).toBeLessThan(1e-5);
       for (const b of BACKENDS) {
         expect((r[b].failure as MonosemanticError).code, b).toBe('E_INVALID');
