@@ -49,6 +49,8 @@ summary="$out/$stage-summary.txt"
 # for the step after, to condense); records its status in the summary. With
 # DEADLINE set (seconds from the stage's start), each step is cut at the deadline (rc 124) and a step
 # that would start with under STEP_MIN seconds left is skipped, so the stage ends inside its call.
+# STEP_CAP (seconds; set for one call: STEP_CAP=60 step ...) cuts a step that could hang (a kernel
+# waiting on a barrier that never completes) before it eats the rest of the call.
 step() {
   local name=$1
   shift
@@ -59,7 +61,10 @@ step() {
       printf '%-34s skipped (deadline)\n' "$name" >>"$summary"
       return 0
     fi
+    [ -n "${STEP_CAP:-}" ] && [ "$STEP_CAP" -lt "$left" ] && left=$STEP_CAP
     limit=(timeout --kill-after=5 "$left")
+  elif [ -n "${STEP_CAP:-}" ]; then
+    limit=(timeout --kill-after=5 "$STEP_CAP")
   fi
   echo "=== $name: $*" >>"$log"
   local t0=$SECONDS
@@ -224,9 +229,10 @@ kernels)
   lm=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64" || echo "--batch 64 --ctx 1024")
   on=(env MONOSEMANTIC_CUDA_ATTENTION=mma)
   if [ "$backend" = cuda ] && [ -x "$playground" ]; then
-    step "gemm playground: correctness" "$playground" --check ${cublas:+--cublas "$cublas"}
-    command -v compute-sanitizer >/dev/null && step "sanitizer memcheck: gemm playground" compute-sanitizer --tool memcheck \
-      --error-exitcode 1 "$playground" --check
+    # The wgmma version waits on mbarriers: a fault in its copies would hang it, so these steps are capped.
+    STEP_CAP=60 step "gemm playground: correctness" "$playground" --check ${cublas:+--cublas "$cublas"}
+    command -v compute-sanitizer >/dev/null && STEP_CAP=120 step "sanitizer memcheck: gemm playground" \
+      compute-sanitizer --tool memcheck --error-exitcode 1 "$playground" --check
   fi
   step "attention at bf16 (tensor cores)" "${on[@]}" node_modules/.bin/vitest run test/gpu/cuda-transformer-grads.test.ts \
     -t "attention at bf16" --reporter=verbose
@@ -244,8 +250,8 @@ kernels)
   step "lm forward bf16, tensor-core attention" "${on[@]}" "${fwd[@]}"
   step "lm train, tiled attention" "${train[@]}"
   step "lm train, tensor-core attention" "${on[@]}" "${train[@]}"
-  [ "$backend" = cuda ] && [ -x "$playground" ] && step "gemm playground: timing" "$playground" --time --iters 10 \
-    ${cublas:+--cublas "$cublas"}
+  [ "$backend" = cuda ] && [ -x "$playground" ] && STEP_CAP=120 step "gemm playground: timing" "$playground" --time \
+    --iters 10 ${cublas:+--cublas "$cublas"}
   if command -v ncu >/dev/null; then
     step "lm train kernels, tensor-core attention (ncu)" "${on[@]}" ncu --clock-control none --target-processes all \
       --metrics gpu__time_duration.sum --print-summary per-kernel node dist/bench/lm-train.js --backend "$backend" $lm --iters 1
