@@ -236,6 +236,9 @@ export class LmActivationSource implements TrainingDataSource {
       }
       const count = ids.length / T;
       using acts = await (o.harvest ?? ((x, c) => this.#harvestHook(x, c)))(ids, count);
+      if (acts.shape.length !== 2 || acts.shape[0] !== count * T || acts.shape[1] !== this.d) {
+        throw new RangeError(`the harvest of ${count} contexts must be [${count * T}, ${this.d}] (got [${acts.shape.join(', ')}])`);
+      }
       // Row c·T + t of the activations is position t of context c; keep P positions of each
       // (all of them after the first skipped: no draws needed, the same rows in the same order).
       const pick = new Int32Array(count * P);

@@ -9,7 +9,8 @@
  *
  * Keys and values are written to a cache [B, Tmax, C] per layer, so generation runs each new
  * token through the model once (KvCache). Matrix products run in 'f32' or 'bf16' (bf16 operands,
- * fp32 accumulation); everything else is fp32.
+ * fp32 accumulation), and so may attention's two products on CUDA (lib/lm/ops.ts attention);
+ * everything else is fp32.
  */
 import { type BackendName, resolveBackend } from '../backend.js';
 import { Tensor } from '../tensor.js';

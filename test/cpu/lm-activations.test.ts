@@ -160,6 +160,11 @@ describe('LmActivationSource', () => {
     await source.close();
   });
 
+  it('rejects a harvest of the wrong shape before gathering its rows', async () => {
+    const short = async (ids: Int32Array, count: number) => Tensor.zeros([count * T - 1, W], { backend });
+    await expect(open({ harvest: short })).rejects.toThrow(/must be \[\d+, 32\] \(got \[\d+, 32\]\)/);
+  });
+
   it('harvests a real model’s hook by default (values equal a direct capture)', async () => {
     model ??= await Gpt2Model.load(path.join(packageRoot(), 'test/fixtures/gpt2/tiny-relu-untied'), { backend });
     const opener = contextSource(4);
