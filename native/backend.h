@@ -318,10 +318,12 @@ typedef struct ms_backend {
    *   dx [rows, n_in] (= or += when accumulate) = dout op(W)^T;  dW += x^T dout (trans_w = 0, W [n_in, n_out])
    *   or dout^T x (trans_w = 1, W [n_out, n_in]);  dbias [n_out] += sum_rows dout (fp32 operands).
    * dx, dW or dbias may be NULL (not computed). BF16: dout, x and W rounded to bf16, fp32 accumulation.
-   * Outputs must not overlap the inputs or each other. */
+   * Outputs must not overlap the inputs or each other. dout_bf16 (ABI 9; BF16 only): when not NULL,
+   * the bf16 bits of the gradient [rows, n_out], used by the products instead of rounding dout (which
+   * is then unused and may be NULL); dbias must be NULL then. */
   int (*linear_backward)(int rows, int n_in, int n_out, int trans_w, int precision, const float* dout,
                          const float* x, const float* W, float* dx, float* dW, float* dbias, int accumulate,
-                         ms_error* err);
+                         const uint16_t* dout_bf16, ms_error* err);
   /* dpre[i] = dpost[i] * act'(pre[i]) (kind: ms_activation; RELU: 1 where pre > 0, else 0);
    * dpre may equal dpost. */
   int (*activation_backward)(int kind, size_t count, const float* dpost, const float* pre, float* dpre,
@@ -329,9 +331,11 @@ typedef struct ms_backend {
   /* Fused softmax cross-entropy over logits [rows, V], targets int32 [rows]: losses[r] =
    * logsumexp(logits[r, :]) - logits[r, targets[r]], and in place logits[r, v] = (softmax(logits[r, :])_v -
    * [v == targets[r]]) * scale; targets[r] < 0: losses[r] = 0 and the row becomes 0. MS_ERR_INVALID,
-   * naming the first bad row, when a target is >= V; nothing is written then. */
+   * naming the first bad row, when a target is >= V; nothing is written then. grad_bf16 (ABI 9):
+   * when not NULL, the gradient goes there instead, rounded to bf16 [rows, V], and logits are left
+   * unchanged (linear_backward's dout_bf16 reads it). */
   int (*cross_entropy_backward)(int rows, int V, float* logits, const int32_t* targets, float* losses, float scale,
-                                int indices_checked, ms_error* err);
+                                uint16_t* grad_bf16, int indices_checked, ms_error* err);
   /* The backward of embed with pos_offset 0: for row r = b*T + t, dwte[ids[r], :] += dtok[r, :] and
    * dwpe[t, :] += dpos[r, :] (dtok may equal dpos). T <= n_positions. MS_ERR_INVALID, naming the
    * first bad index, when an id is outside [0, V); nothing is written then. */

@@ -16,7 +16,7 @@
  */
 import { nativeAddon } from '../backend.js';
 import { type IndexOptions, indicesCheckedOption } from '../ops.js';
-import { type Tensor, formatShape } from '../tensor.js';
+import { Tensor, formatShape } from '../tensor.js';
 import {
   MAX_DIM,
   checkActivation,
@@ -192,7 +192,12 @@ function runLinearBackward(
   dout: Tensor, x: Tensor, weight: Tensor, dx: Tensor | null, dweight: Tensor, dbias: Tensor | null,
   precision: MatmulPrecision, accumulate: boolean, transW: boolean,
 ): Promise<void> {
-  checkTensor(dout, 'dout');
+  // dout is f32, or a bf16 gradient (crossEntropyForwardBackward's options.gradient) at bf16 precision.
+  checkTensor(dout, 'dout', dout instanceof Tensor && dout.dtype === 'bf16' ? 'bf16' : 'f32');
+  if (dout.dtype === 'bf16') {
+    if (precision !== 'bf16') throw new TypeError(`a bf16 dout needs precision 'bf16' (got ${JSON.stringify(precision)})`);
+    if (dbias !== null) throw new TypeError('dbias needs an f32 dout');
+  }
   checkTensor(x, 'x');
   checkTensor(weight, 'weight');
   if (dx !== null) checkTensor(dx, 'dx');
@@ -284,12 +289,24 @@ export function activationBackward(kind: Activation, dpost: Tensor, pre: Tensor,
  * (softmax(logits[r]) − onehot(targets[r])) · scale (rows with targets[r] < 0 become 0). targets:
  * i32 [rows]; scale: e.g. 1 / (number of counted rows) for a mean loss. A target >= V rejects
  * with MonosemanticError E_INVALID, nothing written (unless options.indicesChecked: IndexOptions).
+ * options.gradient, a bf16 tensor of the logits' size: the gradient goes there (rounded to bf16)
+ * instead, and the logits stay; linearBackward / linearTBackward take it as a bf16 dout at 'bf16'
+ * precision (the rounding they would do themselves, without the fp32 gradient in between).
  */
-export function crossEntropyForwardBackward(logits: Tensor, targets: Tensor, losses: Tensor, scale: number, options?: IndexOptions): Promise<void> {
+export function crossEntropyForwardBackward(
+  logits: Tensor, targets: Tensor, losses: Tensor, scale: number, options?: IndexOptions & { gradient?: Tensor },
+): Promise<void> {
   const indicesChecked = indicesCheckedOption(options);
   checkTensor(logits, 'logits');
   checkTensor(targets, 'targets', 'i32');
   checkTensor(losses, 'losses');
+  const gradient = options?.gradient;
+  if (gradient !== undefined) {
+    checkTensor(gradient, 'gradient', 'bf16');
+    expectSize(gradient, 'gradient', logits.size, `like logits ${formatShape(logits.shape)}`);
+    noAliases({ gradient, losses }, { logits, targets });
+    sameBackend({ logits, gradient });
+  }
   if (typeof scale !== 'number') throw new TypeError(`scale must be a number (got ${typeof scale})`);
   if (!Number.isFinite(scale)) throw new RangeError(`scale must be finite (got ${scale})`);
   const [rows, V] = rowsOf(logits, 'logits');
@@ -298,7 +315,10 @@ export function crossEntropyForwardBackward(logits: Tensor, targets: Tensor, los
   expectSize(losses, 'losses', rows, why);
   noAliases({ logits, losses }, {});
   sameBackend({ logits, targets, losses });
-  return nativeAddon().crossEntropyBackward({ rows, V, logits: logits.native, targets: targets.native, losses: losses.native, scale, indicesChecked });
+  return nativeAddon().crossEntropyBackward({
+    rows, V, logits: logits.native, targets: targets.native, losses: losses.native, scale, indicesChecked,
+    ...(gradient !== undefined ? { gradient: gradient.native } : {}),
+  });
 }
 
 /**

@@ -3,7 +3,8 @@
  * backward pass needs, all device-resident, for a fixed batch shape [B, T] (llm.c's layout).
  *
  * step(ids, targets) runs the forward pass saving activations, the fused softmax–cross-entropy
- * (its gradient overwrites the logits), the backward pass through every layer (parameter
+ * (its gradient overwrites the logits; at bf16 precision it goes straight to a bf16 buffer, the
+ * operand the unembedding's backward products read), the backward pass through every layer (parameter
  * gradients accumulate into zeroed buffers), global gradient-norm clipping and AdamW. Weight
  * decay applies to the matrices (c_attn, c_proj, c_fc, mlp c_proj, the embeddings and an untied
  * unembedding), not to biases or LayerNorm parameters.
@@ -88,7 +89,7 @@ export class Gpt2Training {
     const C = config.dModel;
     const M = config.dMlp;
     const rows = this.batch * this.T;
-    const make = (shape: number[], dtype: 'f32' | 'i32' = 'f32') => {
+    const make = (shape: number[], dtype: 'f32' | 'bf16' | 'i32' = 'f32') => {
       const t = Tensor.empty(shape, { backend: this.backend, dtype });
       this.#owned.push(t);
       return t;
@@ -130,6 +131,7 @@ export class Gpt2Training {
         lnF: make([rows, C]), lnFMean: make([rows]), lnFRstd: make([rows]), logits: make([rows, config.vocabSize]), losses: make([rows]),
         branch: make([rows, C]), dres: make([rows, C]), dC: make([rows, C]), dz: make([rows, C]), dq: make([rows, C]), dk: make([rows, C]),
         dv: make([rows, C]), dqkv: make([rows, 3 * C]), dpost: make([rows, M]), dpre: make([rows, M]),
+        ...(this.precision === 'bf16' ? { dlogits: make([rows, config.vocabSize], 'bf16') } : {}),
       };
     } catch (error) {
       this.dispose();
@@ -285,14 +287,15 @@ export class Gpt2Training {
     const prec = this.precision;
     await this.#forward();
     const unembed = cfg.tiedEmbeddings ? p('wte') : p('lmHead');
-    // logits → dlogits of the mean loss, in place
-    await crossEntropyForwardBackward(b.logits!, b.targets!, b.losses!, 1 / valid, { indicesChecked: true });
+    // logits → dlogits of the mean loss: in place, or at bf16 into the bf16 operand of the products below
+    const dlogits = b.dlogits ?? b.logits!;
+    await crossEntropyForwardBackward(b.logits!, b.targets!, b.losses!, 1 / valid, { indicesChecked: true, ...(b.dlogits ? { gradient: b.dlogits } : {}) });
     const losses = b.losses!.toArray() as Float32Array;
     let sum = 0;
     for (const l of losses) sum += l;
 
     // ---- backward
-    await linearTBackward(b.logits!, b.lnF!, unembed.value, b.dC!, unembed.grad, prec);
+    await linearTBackward(dlogits, b.lnF!, unembed.value, b.dC!, unembed.grad, prec);
     await layerNormBackward(b.dC!, b.xFinal!, p('lnFW').value, b.lnFMean!, b.lnFRstd!, b.dres!, p('lnFW').grad, p('lnFB').grad, false);
     for (let L = cfg.nLayer - 1; L >= 0; L--) {
       const a = this.#acts[L]!;

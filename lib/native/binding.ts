@@ -244,6 +244,7 @@ export interface NativeLinearBackwardArgs {
   /** false: weight [nIn, nOut]; true: weight [nOut, nIn], used transposed. */
   transW: boolean;
   precision: number;
+  /** f32, or bf16 (precision bf16, no dbias). */
   dout: NativeTensor;
   x: NativeTensor;
   /** Needed only with dx. */
@@ -327,7 +328,7 @@ export interface NativeAddon {
   layerNormBackward(args: NativeLayerNormBackwardArgs): Promise<void>;
   linearBackward(args: NativeLinearBackwardArgs): Promise<void>;
   activationBackward(args: { kind: number; count: number; dpost: NativeTensor; pre: NativeTensor; dpre: NativeTensor }): Promise<void>;
-  crossEntropyBackward(args: { rows: number; V: number; logits: NativeTensor; targets: NativeTensor; losses: NativeTensor; scale: number; indicesChecked?: boolean }): Promise<void>;
+  crossEntropyBackward(args: { rows: number; V: number; logits: NativeTensor; targets: NativeTensor; losses: NativeTensor; scale: number; gradient?: NativeTensor; indicesChecked?: boolean }): Promise<void>;
   embedBackward(args: NativeEmbedBackwardArgs): Promise<void>;
   adamW(args: NativeAdamWArgs): Promise<void>;
 }

@@ -137,7 +137,8 @@ class LayerNormBackwardWorker : public BackendWorker {
 };
 
 // linearBackward({ rows, nIn, nOut, transW, precision, dout, x, weight?, dx?, dweight?, dbias?, accumulate }):
-// weight [nIn, nOut] (transW false) or [nOut, nIn] (true); needed only with dx.
+// weight [nIn, nOut] (transW false) or [nOut, nIn] (true); needed only with dx. dout f32, or bf16 at
+// BF16 precision without dbias.
 class LinearBackwardWorker : public BackendWorker {
  public:
   LinearBackwardWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
@@ -149,8 +150,12 @@ class LinearBackwardWorker : public BackendWorker {
     accumulate_ = bool_field(a, "accumulate") ? 1 : 0;
     const size_t x_n = product(env, size_t(rows_), size_t(n_in_), "x");
     const size_t w_n = product(env, size_t(n_in_), size_t(n_out_), "weight");
-    dout_ = static_cast<const float*>(
-        operands_.take_f32(a, "dout", product(env, size_t(rows_), size_t(n_out_), "dout")));
+    // dout: fp32, or the bf16 gradient (BF16 precision only; then no dbias), e.g. crossEntropyBackward's.
+    const size_t dout_n = product(env, size_t(rows_), size_t(n_out_), "dout");
+    if (Tensor::From(a.Get("dout"), "dout")->dtype() == MS_BF16)
+      dout_bf16_ = static_cast<const uint16_t*>(operands_.take(a, "dout", MS_BF16, dout_n));
+    else
+      dout_ = static_cast<const float*>(operands_.take_f32(a, "dout", dout_n));
     x_ = static_cast<const float*>(operands_.take_f32(a, "x", x_n));
     // The weight is read only for dx (dW = x^T dout needs no weight).
     if (!absent(a, "weight")) W_ = static_cast<const float*>(operands_.take_f32(a, "weight", w_n));
@@ -163,12 +168,13 @@ class LinearBackwardWorker : public BackendWorker {
   }
   int run(const ms_backend* be, ms_error* err) override {
     return be->linear_backward(rows_, n_in_, n_out_, trans_w_, precision_, dout_, x_, W_, dx_, dW_, dbias_,
-                               accumulate_, err);
+                               accumulate_, dout_bf16_, err);
   }
 
  private:
   int rows_ = 0, n_in_ = 0, n_out_ = 0, trans_w_ = 0, precision_ = 0, accumulate_ = 0;
   const float *dout_ = nullptr, *x_ = nullptr, *W_ = nullptr;
+  const uint16_t* dout_bf16_ = nullptr;
   float *dx_ = nullptr, *dW_ = nullptr, *dbias_ = nullptr;
 };
 
@@ -193,8 +199,8 @@ class ActivationBackwardWorker : public BackendWorker {
   float* dpre_ = nullptr;
 };
 
-// crossEntropyBackward({ rows, V, logits, targets, losses, scale, indicesChecked? }): logits [rows, V] become
-// the gradient.
+// crossEntropyBackward({ rows, V, logits, targets, losses, scale, gradient?, indicesChecked? }): logits
+// [rows, V] become the gradient, or it goes to gradient (bf16 [rows, V]) and the logits stay.
 class CrossEntropyBackwardWorker : public BackendWorker {
  public:
   CrossEntropyBackwardWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
@@ -204,10 +210,12 @@ class CrossEntropyBackwardWorker : public BackendWorker {
     logits_ = static_cast<float*>(operands_.take_f32(a, "logits", product(env, size_t(rows_), size_t(V_), "logits")));
     targets_ = static_cast<const int32_t*>(operands_.take(a, "targets", MS_I32, size_t(rows_)));
     losses_ = static_cast<float*>(operands_.take_f32(a, "losses", size_t(rows_)));
+    if (!absent(a, "gradient"))
+      gradient_ = static_cast<uint16_t*>(operands_.take(a, "gradient", MS_BF16, product(env, size_t(rows_), size_t(V_), "gradient")));
     indices_checked_ = indices_checked_field(a);
   }
   int run(const ms_backend* be, ms_error* err) override {
-    return be->cross_entropy_backward(rows_, V_, logits_, targets_, losses_, scale_, indices_checked_, err);
+    return be->cross_entropy_backward(rows_, V_, logits_, targets_, losses_, scale_, gradient_, indices_checked_, err);
   }
 
  private:
@@ -216,6 +224,7 @@ class CrossEntropyBackwardWorker : public BackendWorker {
   float* logits_ = nullptr;
   const int32_t* targets_ = nullptr;
   float* losses_ = nullptr;
+  uint16_t* gradient_ = nullptr;  // bf16 [rows, V], or null: the gradient replaces the logits
 };
 
 // embedBackward({ batch, T, C, vocab, nPositions, ids, dtok, dpos, dwte, dwpe, indicesChecked? })

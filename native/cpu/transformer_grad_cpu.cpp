@@ -190,13 +190,16 @@ int layernorm_backward(int rows, int C, const float* dout, const float* x, const
 }
 
 int linear_backward(int rows, int n_in, int n_out, int trans_w, int precision, const float* dout, const float* x,
-                    const float* W, float* dx, float* dW, float* dbias, int accumulate, ms_error* err) {
+                    const float* W, float* dx, float* dW, float* dbias, int accumulate, const uint16_t* dout_bf16,
+                    ms_error* err) {
   const char* op = "linear_backward";
   if (rows <= 0 || n_in <= 0 || n_out <= 0)
     return fail(err, MS_ERR_INVALID, op, "bad shape: rows %d, n_in %d, n_out %d", rows, n_in, n_out);
   if (precision != MS_PREC_F32 && precision != MS_PREC_BF16)
     return fail(err, MS_ERR_INVALID, op, "unknown precision %d", precision);
-  if (!dout) return fail(err, MS_ERR_INVALID, op, "dout is null");
+  if (dout_bf16 && precision != MS_PREC_BF16) return fail(err, MS_ERR_INVALID, op, "a bf16 dout needs BF16 precision");
+  if (dout_bf16 && dbias) return fail(err, MS_ERR_INVALID, op, "dbias needs the fp32 dout");
+  if (!dout && !dout_bf16) return fail(err, MS_ERR_INVALID, op, "dout is null");
   if (dx && !W) return fail(err, MS_ERR_INVALID, op, "W is null");
   if (dW && !x) return fail(err, MS_ERR_INVALID, op, "x is null");
   const size_t R = size_t(rows), K = size_t(n_in), N = size_t(n_out);
@@ -206,7 +209,11 @@ int linear_backward(int rows, int n_in, int n_out, int trans_w, int precision, c
     const float *dout_op = dout, *x_op = x, *W_op = W;
     if (bf16 && (dx || dW)) {
       dout_r.resize(R * N);
-      round_copy_bf16(dout, dout_r.data(), R * N);
+      if (dout_bf16) {
+        for (size_t i = 0; i < R * N; ++i) dout_r[i] = bf16_to_float(dout_bf16[i]);
+      } else {
+        round_copy_bf16(dout, dout_r.data(), R * N);
+      }
       dout_op = dout_r.data();
       if (dx) {
         W_r.resize(K * N);
@@ -278,7 +285,7 @@ int activation_backward(int kind, size_t count, const float* dpost, const float*
 }
 
 int cross_entropy_backward(int rows, int V, float* logits, const int32_t* targets, float* losses, float scale,
-                           int /*indices_checked*/, ms_error* err) {
+                           uint16_t* grad_bf16, int /*indices_checked*/, ms_error* err) {
   const char* op = "cross_entropy_backward";
   if (rows <= 0 || V <= 0) return fail(err, MS_ERR_INVALID, op, "bad shape [%d, %d]", rows, V);
   if (!logits || !targets || !losses) return fail(err, MS_ERR_INVALID, op, "logits, targets or losses is null");
@@ -289,19 +296,27 @@ int cross_entropy_backward(int rows, int V, float* logits, const int32_t* target
                   int(targets[r]), V);
   try {
     parallel_for(R, row_grain(N), [&](size_t r0, size_t r1) {
+      // With grad_bf16 the gradient is formed in a copy of the row (the same arithmetic), then rounded.
+      std::vector<float> row(grad_bf16 ? N : 0);
       for (size_t r = r0; r < r1; ++r) {
-        float* lr = logits + r * N;  // logits[r, :], overwritten by its gradient
+        float* lr = logits + r * N;  // logits[r, :], overwritten by its gradient (without grad_bf16)
+        if (grad_bf16) {
+          std::copy_n(logits + r * N, N, row.data());
+          lr = row.data();
+        }
         const int32_t target = targets[r];
         if (target < 0) {  // ignored position
           losses[r] = 0.0f;
           std::fill_n(lr, N, 0.0f);
-          continue;
+        } else {
+          const float m = row_max(lr, N);
+          const double s = exp_sum(lr, N, m);  // sum_v exp(l_v - m)
+          losses[r] = float(double(m) + std::log(s) - double(lr[target]));
+          exp_scale(lr, N, m, float(scale / s));  // softmax_v * scale
+          lr[target] -= scale;                    // (softmax_target - 1) * scale
         }
-        const float m = row_max(lr, N);
-        const double s = exp_sum(lr, N, m);  // sum_v exp(l_v - m)
-        losses[r] = float(double(m) + std::log(s) - double(lr[target]));
-        exp_scale(lr, N, m, float(scale / s));  // softmax_v * scale
-        lr[target] -= scale;                    // (softmax_target - 1) * scale
+        if (grad_bf16)
+          for (size_t v = 0; v < N; ++v) grad_bf16[r * N + v] = float_to_bf16(lr[v]);  // [rows, V]
       }
     });
   } catch (const std::bad_alloc&) {

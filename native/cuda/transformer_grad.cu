@@ -14,12 +14,13 @@
  *     attention_mma.cu where they are on;
  *   - row ops (layer-norm dx, cross-entropy): one block of kThreads threads per row, block_sum /
  *     block_max reductions (common.cuh); the cross-entropy keeps rows of up to 8,192 logits in
- *     registers, so they are read once;
+ *     registers, so they are read once, and writes its gradient in place or as bf16 (the operand
+ *     of the unembedding's backward products, which then skip their cast of it);
  *   - sums over rows into parameter gradients (layer-norm weight and bias, linear bias): blocks of
  *     32 columns x 8 row lanes over chunks of rows, one atomicAdd per block and column;
  *   - embedding backward: a grid-stride scatter-add with atomicAdd (order not deterministic);
  *   - linear backward: gemm<T> (gemm.cuh) with beta = 1 for accumulation, on bf16 copies of the
- *     operands in MS_PREC_BF16 mode (as linear);
+ *     operands in MS_PREC_BF16 mode (as linear), or on the bf16 gradient given (dout_bf16);
  *   - elementwise ops (activation backward, q/k/v merge, AdamW): grid-stride loops; AdamW uses
  *     __fmul_rn / __fadd_rn like adam.cu so that it matches the CPU backend's arithmetic.
  * Index checks (token ids, targets) run before anything is written (find_out_of_range), unless the
@@ -278,18 +279,21 @@ __global__ void activation_backward_kernel(int kind, size_t count, const float* 
   }
 }
 
-// Block r = row r of logits [rows, V]: losses[r] = logsumexp - logits[r, target]; then in place
-// logits[r, v] = (softmax_v - [v == target]) * scale. Row 0 and loss 0 for target < 0; targets >= V
+// Block r = row r of logits [rows, V]: losses[r] = logsumexp - logits[r, target]; then
+// grad[r, v] = (softmax_v - [v == target]) * scale, as Out (float: grad is logits, in place; bf16:
+// a separate [rows, V], rounded to nearest even). Row 0 and loss 0 for target < 0; targets >= V
 // were rejected before the launch.
+template <typename Out>
 __global__ void __launch_bounds__(kThreads)
-    cross_entropy_backward_kernel(int V, float* __restrict__ logits, const int32_t* __restrict__ targets,
-                                  float* __restrict__ losses, float scale) {
+    cross_entropy_backward_kernel(int V, const float* logits, const int32_t* __restrict__ targets,
+                                  float* __restrict__ losses, float scale, Out* grad) {
   __shared__ float scratch[33];
   const size_t r = blockIdx.x;
-  float* lr = logits + r * V;  // logits[r, :] at logits[r*V]
+  const float* lr = logits + r * V;  // logits[r, :] at logits[r*V]
+  Out* gr = grad + r * V;            // grad[r, :]
   const int32_t target = targets[r];
   if (target < 0) {  // uniform per block, before any synchronisation
-    for (int v = threadIdx.x; v < V; v += blockDim.x) lr[v] = 0.0f;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) gr[v] = from_float<Out>(0.0f);
     if (threadIdx.x == 0) losses[r] = 0.0f;
     return;
   }
@@ -304,23 +308,24 @@ __global__ void __launch_bounds__(kThreads)
   const float inv_s = 1.0f / s;
   for (int v = threadIdx.x; v < V; v += blockDim.x) {
     const float p = expf(lr[v] - m) * inv_s;
-    lr[v] = (v == target ? p - 1.0f : p) * scale;
+    gr[v] = from_float<Out>((v == target ? p - 1.0f : p) * scale);
   }
 }
 
 // cross_entropy_backward_kernel for rows of V <= PER * kThreads logits: thread x keeps logits[r, x +
 // kThreads i] (i < PER) in registers, so the row is read once and written once instead of read
 // three times. Same reductions in the same order as the kernel above, so the same bits.
-template <int PER>
+template <int PER, typename Out>
 __global__ void __launch_bounds__(kThreads)
-    cross_entropy_backward_cached_kernel(int V, float* __restrict__ logits, const int32_t* __restrict__ targets,
-                                         float* __restrict__ losses, float scale) {
+    cross_entropy_backward_cached_kernel(int V, const float* logits, const int32_t* __restrict__ targets,
+                                         float* __restrict__ losses, float scale, Out* grad) {
   __shared__ float scratch[33];
   const size_t r = blockIdx.x;
-  float* lr = logits + r * V;  // logits[r, :] at logits[r*V]
+  const float* lr = logits + r * V;  // logits[r, :] at logits[r*V]
+  Out* gr = grad + r * V;            // grad[r, :]
   const int32_t target = targets[r];
   if (target < 0) {  // uniform per block, before any synchronisation
-    for (int v = threadIdx.x; v < V; v += blockDim.x) lr[v] = 0.0f;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) gr[v] = from_float<Out>(0.0f);
     if (threadIdx.x == 0) losses[r] = 0.0f;
     return;
   }
@@ -346,7 +351,7 @@ __global__ void __launch_bounds__(kThreads)
     const int v = threadIdx.x + i * kThreads;
     if (v < V) {
       const float p = expf(held[i] - m) * inv_s;
-      lr[v] = (v == target ? p - 1.0f : p) * scale;
+      gr[v] = from_float<Out>((v == target ? p - 1.0f : p) * scale);
     }
   }
 }
@@ -501,13 +506,16 @@ int layernorm_backward(int rows, int C, const float* dout, const float* x, const
 }
 
 int linear_backward(int rows, int n_in, int n_out, int trans_w, int precision, const float* dout, const float* x,
-                    const float* W, float* dx, float* dW, float* dbias, int accumulate, ms_error* err) {
+                    const float* W, float* dx, float* dW, float* dbias, int accumulate, const uint16_t* dout_bf16,
+                    ms_error* err) {
   const char* name = "linear_backward";
   if (rows <= 0 || n_in <= 0 || n_out <= 0)
     return invalid(err, name, "bad shape: rows %d, n_in %d, n_out %d", rows, n_in, n_out);
   if (precision != MS_PREC_F32 && precision != MS_PREC_BF16)
     return invalid(err, name, "precision: unknown value %d", precision);
-  MS_REQUIRE(dout);
+  if (dout_bf16 && precision != MS_PREC_BF16) return invalid(err, name, "a bf16 dout needs BF16 precision");
+  if (dout_bf16 && dbias) return invalid(err, name, "dbias needs the fp32 dout");
+  if (!dout_bf16) MS_REQUIRE(dout);
   if (dx) MS_REQUIRE(W);
   if (dW) MS_REQUIRE(x);
   const size_t R = size_t(rows), K = size_t(n_in), N = size_t(n_out);
@@ -516,17 +524,18 @@ int linear_backward(int rows, int n_in, int n_out, int trans_w, int precision, c
   MS_TRY(begin(op, err, name));
   DeviceScratch scratch;
   if (precision == MS_PREC_BF16 && (dx || dW)) {
-    // Temporaries: bf16(dout) [R, N]; bf16(W) [K*N] when dx; bf16(x) [R, K] when dW.
+    // Temporaries: bf16(dout) [R, N] unless given; bf16(W) [K*N] when dx; bf16(x) [R, K] when dW.
     Carver sizes(nullptr);
-    sizes.take<bf16>(R * N);
+    if (!dout_bf16) sizes.take<bf16>(R * N);
     if (dx) sizes.take<bf16>(K * N);
     if (dW) sizes.take<bf16>(R * K);
     MS_TRY(scratch.allocate(op, sizes.used()));
     Carver cv(scratch.get());
-    bf16* dout_bf = cv.take<bf16>(R * N);
+    bf16* dout_cast = dout_bf16 ? nullptr : cv.take<bf16>(R * N);
+    const bf16* dout_bf = dout_bf16 ? reinterpret_cast<const bf16*>(dout_bf16) : dout_cast;
     bf16* W_bf = dx ? cv.take<bf16>(K * N) : nullptr;
     bf16* x_bf = dW ? cv.take<bf16>(R * K) : nullptr;
-    MS_TRY(launch_to_bf16(op, dout, dout_bf, R * N));
+    if (dout_cast) MS_TRY(launch_to_bf16(op, dout, dout_cast, R * N));
     if (dx) {
       MS_TRY(launch_to_bf16(op, W, W_bf, K * N));
       // dx[R, K] = dout[R, N] op(W)^T: W [K, N] used transposed (ldb = N), or W [N, K] as is (ldb = K).
@@ -571,8 +580,24 @@ int activation_backward(int kind, size_t count, const float* dpost, const float*
   return finish(op);
 }
 
+// The cross-entropy backward kernel for rows of V logits, writing its gradient as Out to grad.
+template <typename Out>
+void launch_cross_entropy_backward(const Op& op, int rows, int V, const float* logits, const int32_t* targets,
+                                   float* losses, float scale, Out* grad) {
+  const unsigned int grid = static_cast<unsigned int>(rows);
+  // Rows that fit in registers (vocabularies up to 8,192) are read once; larger ones three times.
+  if (V <= 4 * kThreads)
+    cross_entropy_backward_cached_kernel<4, Out><<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale, grad);
+  else if (V <= 16 * kThreads)
+    cross_entropy_backward_cached_kernel<16, Out><<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale, grad);
+  else if (V <= 32 * kThreads)
+    cross_entropy_backward_cached_kernel<32, Out><<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale, grad);
+  else
+    cross_entropy_backward_kernel<Out><<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale, grad);
+}
+
 int cross_entropy_backward(int rows, int V, float* logits, const int32_t* targets, float* losses, float scale,
-                           int indices_checked, ms_error* err) {
+                           uint16_t* grad_bf16, int indices_checked, ms_error* err) {
   const char* name = "cross_entropy_backward";
   if (rows <= 0 || V <= 0) return invalid(err, name, "bad shape [%d, %d]", rows, V);
   MS_REQUIRE(logits);
@@ -588,16 +613,10 @@ int cross_entropy_backward(int rows, int V, float* logits, const int32_t* target
     if (bad >= 0)
       return invalid(err, name, "targets[%lld] = %d is outside the vocabulary [0, %d)", bad, int(bad_value), V);
   }
-  const unsigned int grid = static_cast<unsigned int>(rows);
-  // Rows that fit in registers (vocabularies up to 8,192) are read once; larger ones three times.
-  if (V <= 4 * kThreads)
-    cross_entropy_backward_cached_kernel<4><<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale);
-  else if (V <= 16 * kThreads)
-    cross_entropy_backward_cached_kernel<16><<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale);
-  else if (V <= 32 * kThreads)
-    cross_entropy_backward_cached_kernel<32><<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale);
+  if (grad_bf16)  // the gradient in bf16 for linear_backward's dout_bf16; logits stay
+    launch_cross_entropy_backward(op, rows, V, logits, targets, losses, scale, reinterpret_cast<bf16*>(grad_bf16));
   else
-    cross_entropy_backward_kernel<<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale);
+    launch_cross_entropy_backward(op, rows, V, logits, targets, losses, scale, logits);
   MS_TRY(check_launch(op, "cross_entropy_backward_kernel"));
   return finish(op);
 }

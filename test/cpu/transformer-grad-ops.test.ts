@@ -16,6 +16,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { nativeAddon } from '../../lib/backend.js';
+import { bf16ToFloat32 } from '../../lib/bf16.js';
 import { MonosemanticError } from '../../lib/errors.js';
 import { readSafetensors, tensorToFloat32 } from '../../lib/io/safetensors.js';
 import { loadGpt2Config } from '../../lib/lm/config.js';
@@ -430,6 +431,53 @@ describe('transformer backward ops (cpu)', () => {
       if (targets[r]! < 0) expect(row.every((x) => x === 0)).toBe(true);
       else expect(Math.abs(row.reduce((acc, x) => acc + x, 0))).toBeLessThan(1e-7);
     }
+  });
+
+  it('crossEntropyForwardBackward can write the gradient as bf16, which the linear backward takes as its dout, bit for bit', async () => {
+    const rng = new Rng(251);
+    const logits = normalArray(rng, ROWS * V, 3);
+    const targets = Int32Array.from({ length: ROWS }, (_, r) => (r % 7 === 3 ? -1 : rng.int(V)));
+    const scale = 1 / 29;
+    // In place (the f32 gradient) and into a bf16 tensor (the logits stay).
+    using inPlace = Tensor.from(logits, [ROWS, V], { backend });
+    using tt = Tensor.from(targets, [ROWS], { backend, dtype: 'i32' });
+    using losses = Tensor.full([ROWS], Number.NaN, { backend });
+    await crossEntropyForwardBackward(inPlace, tt, losses, scale);
+    using tl = Tensor.from(logits, [ROWS, V], { backend });
+    using grad = Tensor.empty([ROWS, V], { backend, dtype: 'bf16' });
+    using losses2 = Tensor.full([ROWS], Number.NaN, { backend });
+    await crossEntropyForwardBackward(tl, tt, losses2, scale, { gradient: grad });
+    expect(Array.from(f32(tl))).toEqual(Array.from(logits));
+    expect(Array.from(f32(losses2))).toEqual(Array.from(f32(losses)));
+    expect(Array.from(bf16ToFloat32(grad.toArray() as Uint16Array))).toEqual(Array.from(roundArrayBf16(f32(inPlace))));
+
+    // linearTBackward at bf16 from the bf16 gradient = from the f32 one (which it rounds the same way).
+    const x = normalArray(rng, ROWS * C);
+    const W = normalArray(rng, V * C, 0.2);
+    using tx = Tensor.from(x, [ROWS, C], { backend });
+    using tW = Tensor.from(W, [V, C], { backend });
+    const results: Float32Array[] = [];
+    for (const dout of [inPlace, grad]) {
+      using dx = Tensor.full([ROWS, C], Number.NaN, { backend });
+      using dW = Tensor.zeros([V, C], { backend });
+      await linearTBackward(dout, tx, tW, dx, dW, 'bf16');
+      results.push(f32(dx), f32(dW));
+    }
+    expect(Array.from(results[2]!)).toEqual(Array.from(results[0]!));
+    expect(Array.from(results[3]!)).toEqual(Array.from(results[1]!));
+
+    // Misuse: a bf16 dout at f32 precision or with a bias gradient; a gradient of the wrong dtype or size.
+    using dW = Tensor.zeros([V, C], { backend });
+    expect(() => linearTBackward(grad, tx, tW, null, dW, 'f32')).toThrow(/a bf16 dout needs precision 'bf16'/);
+    using gradT = Tensor.empty([ROWS, V], { backend, dtype: 'bf16' });
+    using wT = Tensor.from(W, [C, V], { backend });
+    using dWT = Tensor.zeros([C, V], { backend });
+    using db = Tensor.zeros([V], { backend });
+    expect(() => linearBackward(gradT, tx, wT, null, dWT, db, 'bf16')).toThrow(/dbias needs an f32 dout/);
+    using wrongDtype = Tensor.empty([ROWS, V], { backend });
+    expect(() => crossEntropyForwardBackward(tl, tt, losses2, scale, { gradient: wrongDtype })).toThrow(/gradient must have dtype bf16/);
+    using short = Tensor.empty([ROWS, V - 1], { backend, dtype: 'bf16' });
+    expect(() => crossEntropyForwardBackward(tl, tt, losses2, scale, { gradient: short })).toThrow(/gradient must hold/);
   });
 
   it('the cross-entropy exponentials agree with float64 at every SIMD level, down to underflow', async () => {

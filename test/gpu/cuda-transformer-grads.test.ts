@@ -17,6 +17,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { type BackendName, backendStatus } from '../../lib/backend.js';
+import { bf16ToFloat32 } from '../../lib/bf16.js';
 import { MonosemanticError } from '../../lib/errors.js';
 import { readSafetensors, tensorToFloat32 } from '../../lib/io/safetensors.js';
 import { loadGpt2Config } from '../../lib/lm/config.js';
@@ -38,7 +39,7 @@ import { loadGpt2Weights } from '../../lib/lm/weights.js';
 import { packageRoot } from '../../lib/native/load.js';
 import { Rng } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
-import { normalArray, relError, uniformArray } from '../helpers/data.js';
+import { normalArray, relError, roundArrayBf16, uniformArray } from '../helpers/data.js';
 import { gpt2LossAndGrads } from '../helpers/gpt2-grads.js';
 
 const status = backendStatus();
@@ -268,6 +269,41 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
       expect(r.cuda.untouched).toEqual(logits);
     });
   }
+
+  it('crossEntropyForwardBackward into a bf16 gradient matches the CPU, and linearTBackward reads it as the rounded f32 one', async () => {
+    const rng = new Rng(61);
+    const [rows, V, C] = [37, 8192, 96];
+    const logits = normalArray(rng, rows * V, 3);
+    const targets = Int32Array.from({ length: rows }, (_, r) => (r % 5 === 2 ? -1 : rng.int(V)));
+    const x = normalArray(rng, rows * C);
+    const W = normalArray(rng, V * C, 0.2);
+    const r = await onBoth(async (backend) => {
+      using inPlace = Tensor.from(logits, [rows, V], { backend });
+      using tt = Tensor.from(targets, [rows], { backend, dtype: 'i32' });
+      using losses = Tensor.full([rows], Number.NaN, { backend });
+      await crossEntropyForwardBackward(inPlace, tt, losses, 1 / rows);
+      using tl = Tensor.from(logits, [rows, V], { backend });
+      using grad = Tensor.empty([rows, V], { backend, dtype: 'bf16' });
+      await crossEntropyForwardBackward(tl, tt, losses, 1 / rows, { gradient: grad, indicesChecked: true });
+      using tx = Tensor.from(x, [rows, C], { backend });
+      using tW = Tensor.from(W, [V, C], { backend });
+      const out: Float32Array[] = [];
+      for (const dout of [inPlace, grad]) {
+        using dx = Tensor.full([rows, C], Number.NaN, { backend });
+        using dW = Tensor.zeros([V, C], { backend });
+        await linearTBackward(dout, tx, tW, dx, dW, 'bf16');
+        out.push(f32(dx), f32(dW));
+      }
+      return { grad: bf16ToFloat32(grad.toArray() as Uint16Array), rounded: roundArrayBf16(f32(inPlace)), logitsKept: f32(tl), out };
+    });
+    for (const b of ['cpu', 'cuda'] as const) {
+      expect(r[b].grad, b).toEqual(r[b].rounded); // the bf16 gradient is the f32 one, rounded
+      expect(r[b].logitsKept, b).toEqual(logits);
+      expect(r[b].out[2], b).toEqual(r[b].out[0]); // the same products from either dout
+      expect(r[b].out[3], b).toEqual(r[b].out[1]);
+    }
+    expect(maxErr(r.cuda.grad, r.cpu.grad)).toBeLessThan(1e-2); // bf16 of values within 1e-5
+  });
 
   it('embedBackward matches the CPU (also with dtok = dpos); bad ids write nothing', async () => {
     const rng = new Rng(7);
