@@ -179,6 +179,10 @@ struct StoreOp {
       v0 *= e.alpha;  // C is not read: it may hold NaN
       v1 *= e.alpha;
     }
+    if (e.bias) {  // linear's bias, added as its separate pass would: after the product
+      v0 += e.bias[col];
+      if (has1) v1 += e.bias[col + 1];
+    }
     store_pair(e.C, at, v0, v1, has1, pair_ok);
     return make_float2(0.0f, 0.0f);
   }
@@ -490,13 +494,15 @@ static int split_count(int M, int N, int K) {
 // C[r, c] = alpha * sum_z P[z][r, c] (+ beta * C[r, c] when beta != 0), the splits summed in order:
 // P [splits, M, N] row-major, C with leading dimension ldc.
 static __global__ void split_sum_kernel(int M, int N, int splits, const float* __restrict__ P, float alpha,
-                                        float beta, float* __restrict__ C, int ldc) {
+                                        float beta, float* __restrict__ C, int ldc, const float* __restrict__ bias) {
   const size_t total = size_t(M) * N;
   for (size_t idx = size_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += size_t(gridDim.x) * blockDim.x) {
     float s = P[idx];
     for (int z = 1; z < splits; ++z) s += P[size_t(z) * total + idx];
     const size_t at = idx / N * size_t(ldc) + idx % N;  // C[idx / N, idx % N]
-    C[at] = beta != 0.0f ? fmaf(beta, C[at], alpha * s) : alpha * s;
+    float c = beta != 0.0f ? fmaf(beta, C[at], alpha * s) : alpha * s;
+    if (bias) c += bias[idx % N];
+    C[at] = c;
   }
 }
 
@@ -527,7 +533,8 @@ int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, c
   part.split_stride = size_t(M) * N;
   MS_TRY(run(part, splits));
   split_sum_kernel<<<grid_stride_blocks(size_t(M) * N), kThreads, 0, op.stream>>>(
-      M, N, splits, static_cast<const float*>(partials.get()), epilogue.alpha, epilogue.beta, epilogue.C, epilogue.ldc);
+      M, N, splits, static_cast<const float*>(partials.get()), epilogue.alpha, epilogue.beta, epilogue.C, epilogue.ldc,
+      epilogue.bias);
   MS_TRY(check_launch(op, "split_sum_kernel"));
   return partials.release(op);
 }

@@ -9,7 +9,8 @@
  *   are deterministic run to run.
  *
  * The epilogue decides what becomes of acc:
- *   EpilogueStore      C = alpha * acc + beta * C (fp32 C; beta == 0 never reads C) — gemm<bf16>
+ *   EpilogueStore      C = alpha * acc + beta * C (+ bias[col] when given; fp32 C; beta == 0 never
+ *                      reads C) — gemm<bf16>, and linear's bias add
  *   EpilogueBiasRelu   f = ReLU(acc + bias[col]) as fp32 and/or bf16 — the SAE encoder: the
  *                      pre-activations never reach memory
  *   EpilogueFeatureGrad gp = f > 0 ? acc + l1_scale * c[col] : 0 (c null: c = 1) as fp32 and/or
@@ -41,6 +42,7 @@ struct EpilogueStore {
   float beta;
   float* C;  // [M, ldc]
   int ldc;
+  const float* bias = nullptr;  // [N], added to every row after alpha and beta; or null
 };
 
 struct EpilogueBiasRelu {

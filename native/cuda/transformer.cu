@@ -8,7 +8,7 @@
  *   - elementwise ops (activations, add, embedding gathers, the q/k/v split): grid-stride loops;
  *   - linear: gemm<T> (gemm.cuh), T = float, or __nv_bfloat16 in MS_PREC_BF16 mode, where x and W
  *     are first rounded to bf16 copies in temporary device memory (as sae.cu does), then an fp32
- *     bias add;
+ *     bias add (in the tensor GEMM's epilogue at bf16; a pass of its own otherwise);
  *   - attention: one warp per (batch, head, query); lane l holds dimensions l, l + 32, ... of the
  *     query and of its output accumulator (head size <= 32 * kAttnDimsPerLane), and walks the
  *     cached keys 0 .. p with an online softmax (running max and sum), so no T x T matrix exists;
@@ -360,6 +360,12 @@ int linear(int rows, int n_in, int n_out, int trans_w, int precision, const floa
     bf16* W_bf = reinterpret_cast<bf16*>(static_cast<char*>(scratch.get()) + x_bytes);
     MS_TRY(launch_to_bf16(op, x, x_bf, R * K));
     MS_TRY(launch_to_bf16(op, W, W_bf, K * N));
+    if (use_tensor_kernels()) {  // the bias add in the product's epilogue: no pass of its own
+      MS_TRY(gemm_tensor(op, false, tw, rows, n_out, n_in, x_bf, n_in, W_bf, ldw,
+                         EpilogueStore{1.0f, 0.0f, out, n_out, bias}));
+      MS_TRY(finish(op));
+      return scratch.release(op);
+    }
     MS_TRY(gemm<bf16>(op, false, tw, rows, n_out, n_in, 1.0f, x_bf, n_in, W_bf, ldw, 0.0f, out, n_out));
   } else {
     MS_TRY(gemm<float>(op, false, tw, rows, n_out, n_in, 1.0f, x, n_in, W, ldw, 0.0f, out, n_out));
