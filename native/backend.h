@@ -59,7 +59,7 @@ typedef enum { MS_PENALTY_L1 = 0, MS_PENALTY_L1_DECNORM = 1 } ms_penalty;
 /* Elementwise activations of the transformer ops.
  * GELU_TANH (HF "gelu_new", GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)));
  * GELU_ERF (exact "gelu"): 0.5 x (1 + erf(x / sqrt(2)));  RELU: x > 0 ? x : 0 (NaN -> 0). */
-typedef enum { MS_ACT_GELU_TANH = 0, MS_ACT_GELU_ERF = 1, MS_ACT_RELU = 2 } ms_activation;
+typedef enum { MS_ACT_NONE = -1, MS_ACT_GELU_TANH = 0, MS_ACT_GELU_ERF = 1, MS_ACT_RELU = 2 } ms_activation;
 
 typedef struct {
   char name[256];
@@ -242,9 +242,10 @@ typedef struct ms_backend {
   /* out[rows, n_out] = x[rows, n_in] op(W) + bias: trans_w = 0: W [n_in, n_out] (Conv1D layout);
    * trans_w = 1: W [n_out, n_in] used transposed (nn.Linear layout). bias [n_out] or NULL.
    * precision: ms_precision (BF16: x and W rounded to bf16, fp32 accumulation; the bias add is
-   * fp32). out must not overlap x or W. */
+   * fp32). out must not overlap x or W. act (ABI 9): ms_activation applied to the result (the
+   * values of activation() on it), or MS_ACT_NONE; a backend may fuse it with the bias add. */
   int (*linear)(int rows, int n_in, int n_out, int trans_w, int precision, const float* x, const float* W,
-                const float* bias, float* out, ms_error* err);
+                const float* bias, float* out, int act, ms_error* err);
   /* out[i] = act(x[i]) for i < count (kind: ms_activation); out may equal x. */
   int (*activation)(int kind, size_t count, const float* x, float* out, ms_error* err);
   /* out[i] = a[i] + b[i] for i < count; out may equal a or b. */

@@ -260,9 +260,14 @@ export class Gpt2Model {
         await add(resid, branch, resid);
         if (await at(`${p}hook_resid_mid`, resid)) return done();
         await layerNorm(resid, w.ln2W, w.ln2B, cfg.layerNormEps, normed);
-        await linear(normed, w.fcW, w.fcB, pre, this.precision);
-        if (await at(`${p}mlp.hook_pre`, pre)) return done();
-        await activation(cfg.activation, pre, post);
+        if (capture.has(`${p}mlp.hook_pre`) || interventions[`${p}mlp.hook_pre`]) {
+          await linear(normed, w.fcW, w.fcB, pre, this.precision);
+          if (await at(`${p}mlp.hook_pre`, pre)) return done();
+          await activation(cfg.activation, pre, post);
+        } else {
+          // No one looks at the pre-activations: the activation is applied with the bias (fused on CUDA).
+          await linear(normed, w.fcW, w.fcB, post, this.precision, { activation: cfg.activation });
+        }
         if (await at(`${p}mlp.hook_post`, post)) return done();
         await linear(post, w.fcProjW, w.fcProjB, branch, this.precision);
         if (await at(`${p}hook_mlp_out`, branch)) return done();

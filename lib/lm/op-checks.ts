@@ -87,9 +87,9 @@ export function checkPrecision(precision: unknown): number {
   return PRECISION_CODE[precision];
 }
 
-export function checkActivation(kind: unknown): number {
+export function checkActivation(kind: unknown, name = 'kind'): number {
   if (typeof kind !== 'string' || !Object.hasOwn(ACTIVATION_CODE, kind)) {
-    throw new TypeError(`kind must be one of ${Object.keys(ACTIVATION_CODE).join(', ')} (got ${JSON.stringify(kind)})`);
+    throw new TypeError(`${name} must be one of ${Object.keys(ACTIVATION_CODE).join(', ')} (got ${JSON.stringify(kind)})`);
   }
   return ACTIVATION_CODE[kind as Activation];
 }

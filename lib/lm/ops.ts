@@ -64,7 +64,14 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number, 
   });
 }
 
-function runLinear(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor, precision: MatmulPrecision, transW: boolean): Promise<void> {
+/** Options of linear and linearT. */
+export interface LinearOptions {
+  /** Applied to the result, as activation() would (CUDA at bf16 fuses a ReLU with the bias add). */
+  activation?: Activation;
+}
+
+function runLinear(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor, precision: MatmulPrecision, transW: boolean, options?: LinearOptions): Promise<void> {
+  const act = options?.activation === undefined ? undefined : checkActivation(options.activation, 'activation');
   checkTensor(x, 'x');
   checkTensor(weight, 'weight');
   if (bias !== null) checkTensor(bias, 'bias');
@@ -94,17 +101,21 @@ function runLinear(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor, 
     weight: weight.native,
     ...(bias !== null ? { bias: bias.native } : {}),
     out: out.native,
+    ...(act !== undefined ? { activation: act } : {}),
   });
 }
 
-/** out = x W + b: x [rows, in], W [in, out] (HF GPT-2 Conv1D layout), b [out] or null, out [rows, out]. */
-export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor, precision: MatmulPrecision): Promise<void> {
-  return runLinear(x, weight, bias, out, precision, false);
+/**
+ * out = x W + b: x [rows, in], W [in, out] (HF GPT-2 Conv1D layout), b [out] or null, out [rows, out];
+ * out = act(x W + b) with options.activation.
+ */
+export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor, precision: MatmulPrecision, options?: LinearOptions): Promise<void> {
+  return runLinear(x, weight, bias, out, precision, false, options);
 }
 
 /** out = x Wᵀ + b: W [out, in] (nn.Linear layout; also the tied unembedding with W = wte [V, C]). */
-export function linearT(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor, precision: MatmulPrecision): Promise<void> {
-  return runLinear(x, weight, bias, out, precision, true);
+export function linearT(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor, precision: MatmulPrecision, options?: LinearOptions): Promise<void> {
+  return runLinear(x, weight, bias, out, precision, true, options);
 }
 
 /** Elementwise out = act(x) (same sizes); out may be x. relu maps NaN to 0. */

@@ -144,6 +144,8 @@ export interface NativeLinearArgs {
   weight: NativeTensor;
   bias?: NativeTensor;
   out: NativeTensor;
+  /** An activation code (ACTIVATION_CODE) applied to the result; absent: none. */
+  activation?: number;
 }
 
 export interface NativeEmbedArgs {

@@ -48,7 +48,8 @@ class LayerNormWorker : public BackendWorker {
   float *out_ = nullptr, *mean_ = nullptr, *rstd_ = nullptr;
 };
 
-// linear({ rows, nIn, nOut, transW, precision, x, weight, bias?, out }):
+// linear({ rows, nIn, nOut, transW, precision, x, weight, bias?, out, activation? }): activation is an
+// ms_activation code applied to the result (absent: none).
 // out [rows, nOut] = x [rows, nIn] W + bias, W [nIn, nOut] (transW false) or [nOut, nIn] (true).
 class LinearWorker : public BackendWorker {
  public:
@@ -65,13 +66,14 @@ class LinearWorker : public BackendWorker {
         operands_.take_f32(a, "weight", product(env, size_t(n_in_), size_t(n_out_), "weight")));
     if (!absent(a, "bias")) bias_ = static_cast<const float*>(operands_.take_f32(a, "bias", size_t(n_out_)));
     out_ = static_cast<float*>(operands_.take_f32(a, "out", product(env, size_t(rows_), size_t(n_out_), "out")));
+    act_ = absent(a, "activation") ? int(MS_ACT_NONE) : int_field(a, "activation", MS_ACT_GELU_TANH, MS_ACT_RELU);
   }
   int run(const ms_backend* be, ms_error* err) override {
-    return be->linear(rows_, n_in_, n_out_, trans_w_, precision_, x_, W_, bias_, out_, err);
+    return be->linear(rows_, n_in_, n_out_, trans_w_, precision_, x_, W_, bias_, out_, act_, err);
   }
 
  private:
-  int rows_ = 0, n_in_ = 0, n_out_ = 0, trans_w_ = 0, precision_ = 0;
+  int rows_ = 0, n_in_ = 0, n_out_ = 0, trans_w_ = 0, precision_ = 0, act_ = MS_ACT_NONE;
   const float *x_ = nullptr, *W_ = nullptr, *bias_ = nullptr;
   float* out_ = nullptr;
 };

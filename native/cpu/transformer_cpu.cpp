@@ -70,10 +70,12 @@ int layernorm(int rows, int C, float eps, const float* x, const float* weight, c
 }
 
 int linear(int rows, int n_in, int n_out, int trans_w, int precision, const float* x, const float* W,
-           const float* bias, float* out, ms_error* err) {
+           const float* bias, float* out, int act, ms_error* err) {
   const char* op = "linear";
   if (rows <= 0 || n_in <= 0 || n_out <= 0)
     return fail(err, MS_ERR_INVALID, op, "bad shape: rows %d, n_in %d, n_out %d", rows, n_in, n_out);
+  if (act != MS_ACT_NONE && act != MS_ACT_GELU_TANH && act != MS_ACT_GELU_ERF && act != MS_ACT_RELU)
+    return fail(err, MS_ERR_INVALID, op, "unknown activation %d", act);
   if (precision != MS_PREC_F32 && precision != MS_PREC_BF16)
     return fail(err, MS_ERR_INVALID, op, "unknown precision %d", precision);
   if (!x || !W || !out) return fail(err, MS_ERR_INVALID, op, "x, W or out is null");
@@ -97,7 +99,7 @@ int linear(int rows, int n_in, int n_out, int trans_w, int precision, const floa
   } catch (const std::bad_alloc&) {
     return oom(err, op);
   }
-  return MS_OK;
+  return act == MS_ACT_NONE ? MS_OK : activation(act, R * N, out, out, err);
 }
 
 int activation(int kind, size_t count, const float* x, float* out, ms_error* err) {

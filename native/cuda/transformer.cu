@@ -336,10 +336,12 @@ int layernorm(int rows, int C, float eps, const float* x, const float* weight, c
 }
 
 int linear(int rows, int n_in, int n_out, int trans_w, int precision, const float* x, const float* W,
-           const float* bias, float* out, ms_error* err) {
+           const float* bias, float* out, int act, ms_error* err) {
   const char* name = "linear";
   if (rows <= 0 || n_in <= 0 || n_out <= 0)
     return invalid(err, name, "bad shape: rows %d, n_in %d, n_out %d", rows, n_in, n_out);
+  if (act != MS_ACT_NONE && act != MS_ACT_GELU_TANH && act != MS_ACT_GELU_ERF && act != MS_ACT_RELU)
+    return invalid(err, name, "unknown activation %d", act);
   if (precision != MS_PREC_F32 && precision != MS_PREC_BF16)
     return invalid(err, name, "precision: unknown value %d", precision);
   MS_REQUIRE(x);
@@ -360,9 +362,19 @@ int linear(int rows, int n_in, int n_out, int trans_w, int precision, const floa
     bf16* W_bf = reinterpret_cast<bf16*>(static_cast<char*>(scratch.get()) + x_bytes);
     MS_TRY(launch_to_bf16(op, x, x_bf, R * K));
     MS_TRY(launch_to_bf16(op, W, W_bf, K * N));
+    if (use_tensor_kernels() && act == MS_ACT_RELU && bias && !tw) {  // bias and ReLU in the epilogue
+      MS_TRY(gemm_tensor(op, false, false, rows, n_out, n_in, x_bf, n_in, W_bf, ldw,
+                         EpilogueBiasRelu{bias, out, nullptr, n_out, nullptr, nullptr}));
+      MS_TRY(finish(op));
+      return scratch.release(op);
+    }
     if (use_tensor_kernels()) {  // the bias add in the product's epilogue: no pass of its own
       MS_TRY(gemm_tensor(op, false, tw, rows, n_out, n_in, x_bf, n_in, W_bf, ldw,
                          EpilogueStore{1.0f, 0.0f, out, n_out, bias}));
+      if (act != MS_ACT_NONE) {
+        activation_kernel<<<grid_stride_blocks(R * N), kThreads, 0, op.stream>>>(act, R * N, out, out);
+        MS_TRY(check_launch(op, "activation_kernel"));
+      }
       MS_TRY(finish(op));
       return scratch.release(op);
     }
@@ -374,6 +386,10 @@ int linear(int rows, int n_in, int n_out, int trans_w, int precision, const floa
     const size_t total = R * N;
     add_row_bias_kernel<<<grid_stride_blocks(total), kThreads, 0, op.stream>>>(out, bias, total, n_out);
     MS_TRY(check_launch(op, "add_row_bias_kernel"));
+  }
+  if (act != MS_ACT_NONE) {
+    activation_kernel<<<grid_stride_blocks(R * N), kThreads, 0, op.stream>>>(act, R * N, out, out);
+    MS_TRY(check_launch(op, "activation_kernel"));
   }
   MS_TRY(finish(op));
   return scratch.release(op);

@@ -142,6 +142,32 @@ describe('transformer ops (cpu)', () => {
     expect(worst(f32(logits), ref, (i) => scale[i]!)).toBeLessThan(1e-5);
   });
 
+  it('linear with an activation gives the bits of linear then activation', async () => {
+    const rng = new Rng(41);
+    const nOut = 53;
+    const x = normalArray(rng, ROWS * C);
+    const W = normalArray(rng, C * nOut, 0.2);
+    const bias = normalArray(rng, nOut);
+    using tx = Tensor.from(x, [ROWS, C], { backend });
+    using tw = Tensor.from(W, [C, nOut], { backend });
+    using twT = Tensor.from(W, [nOut, C], { backend });
+    using tb = Tensor.from(bias, [nOut], { backend });
+    for (const kind of ['relu', 'gelu_new', 'gelu'] as const) {
+      for (const precision of ['f32', 'bf16'] as const) {
+        for (const transW of [false, true]) {
+          using fused = Tensor.full([ROWS, nOut], Number.NaN, { backend });
+          using separate = Tensor.full([ROWS, nOut], Number.NaN, { backend });
+          await (transW ? linearT : linear)(tx, transW ? twT : tw, tb, fused, precision, { activation: kind });
+          await (transW ? linearT : linear)(tx, transW ? twT : tw, tb, separate, precision);
+          await activation(kind, separate, separate);
+          expect(Array.from(f32(fused)), `${kind} ${precision} transW ${transW}`).toEqual(Array.from(f32(separate)));
+        }
+      }
+    }
+    using out = Tensor.empty([ROWS, nOut], { backend });
+    expect(() => linear(tx, tw, tb, out, 'f32', { activation: 'swish' as never })).toThrow(/activation must be one of gelu_new, gelu, relu \(got "swish"\)/);
+  });
+
   it('activation computes gelu_new, gelu and relu elementwise, also in place', async () => {
     const rng = new Rng(5);
     const x = uniformArray(rng, ROWS * C, -6, 6);

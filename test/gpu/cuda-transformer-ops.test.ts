@@ -106,6 +106,36 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
     }
   }
 
+  // linear with an activation (the bias and ReLU in the tensor GEMM's epilogue at bf16) gives the
+  // bits of linear then activation on each backend.
+  for (const precision of ['f32', 'bf16'] as const) {
+    it(`linear with an activation (${precision}) equals linear then activation, and matches the CPU`, async () => {
+      const rng = new Rng(21);
+      const [rows, nIn, nOut] = [67, 128, 515];
+      const x = normalArray(rng, rows * nIn);
+      const W = normalArray(rng, nIn * nOut, 0.1);
+      const bias = normalArray(rng, nOut);
+      for (const kind of ['relu', 'gelu_new'] as Activation[]) {
+        for (const withBias of [true, false]) {
+          const r = await onBoth(async (backend) => {
+            using tx = Tensor.from(x, [rows, nIn], { backend });
+            using tw = Tensor.from(W, [nIn, nOut], { backend });
+            using tb = Tensor.from(bias, [nOut], { backend });
+            using fused = Tensor.full([rows, nOut], Number.NaN, { backend });
+            await linear(tx, tw, withBias ? tb : null, fused, precision, { activation: kind });
+            using pre = Tensor.full([rows, nOut], Number.NaN, { backend });
+            await linear(tx, tw, withBias ? tb : null, pre, precision);
+            await activation(kind, pre, pre);
+            return { fused: f32(fused), separate: f32(pre) };
+          });
+          for (const b of BACKENDS) expect(r[b].fused, `${b} ${kind} bias ${withBias}`).toEqual(r[b].separate);
+          const scale = linearRef(Float64Array.from(x, Math.abs), Float64Array.from(W, Math.abs), withBias ? Float64Array.from(bias, Math.abs) : null, rows, nIn, nOut, false);
+          expect(worst(r.cuda.fused, r.cpu.fused, (i) => scale[i]!), `${kind} bias ${withBias}`).toBeLessThan(1e-5);
+        }
+      }
+    });
+  }
+
   it('activation (gelu_new, gelu, relu), also in place, matches the CPU', async () => {
     const rng = new Rng(3);
     const x = uniformArray(rng, 1031 * 77, -8, 8);
