@@ -62,7 +62,10 @@ interface Param {
 
 interface LayerActivations {
   x: Tensor; ln1: Tensor; ln1Mean: Tensor; ln1Rstd: Tensor; qkv: Tensor; q: Tensor; k: Tensor; v: Tensor;
-  z: Tensor; lse: Tensor; mid: Tensor; ln2: Tensor; ln2Mean: Tensor; ln2Rstd: Tensor; pre: Tensor; post: Tensor;
+  z: Tensor; lse: Tensor; mid: Tensor; ln2: Tensor; ln2Mean: Tensor; ln2Rstd: Tensor;
+  /** The MLP's pre-activations: post itself for ReLU (see the constructor). */
+  pre: Tensor;
+  post: Tensor;
 }
 
 export class Gpt2Training {
@@ -120,10 +123,14 @@ export class Gpt2Training {
         param('lmHead', weights.lmHead, [config.vocabSize, C], true);
       }
       for (let L = 0; L < config.nLayer; L++) {
+        const post = make([rows, M]);
         this.#acts.push({
           x: make([rows, C]), ln1: make([rows, C]), ln1Mean: make([rows]), ln1Rstd: make([rows]), qkv: make([rows, 3 * C]),
           q: make([rows, C]), k: make([rows, C]), v: make([rows, C]), z: make([rows, C]), lse: make([this.batch, config.nHead, this.T]),
-          mid: make([rows, C]), ln2: make([rows, C]), ln2Mean: make([rows]), ln2Rstd: make([rows]), pre: make([rows, M]), post: make([rows, M]),
+          mid: make([rows, C]), ln2: make([rows, C]), ln2Mean: make([rows]), ln2Rstd: make([rows]), post,
+          // ReLU's derivative reads as well from its output (post > 0 exactly where pre > 0, NaN
+          // included): its pre-activations are not kept, and the ReLU goes with the bias (fused on CUDA).
+          pre: config.activation === 'relu' ? post : make([rows, M]),
         });
       }
       this.#buffers = {
@@ -215,8 +222,12 @@ export class Gpt2Training {
       await linear(a.z, w('projW'), w('projB'), b.branch!, prec);
       await add(a.x, b.branch!, a.mid);
       await layerNorm(a.mid, w('ln2W'), w('ln2B'), eps, a.ln2, { mean: a.ln2Mean, rstd: a.ln2Rstd });
-      await linear(a.ln2, w('fcW'), w('fcB'), a.pre, prec);
-      await activation(cfg.activation, a.pre, a.post);
+      if (a.pre === a.post) {
+        await linear(a.ln2, w('fcW'), w('fcB'), a.post, prec, { activation: 'relu' });
+      } else {
+        await linear(a.ln2, w('fcW'), w('fcB'), a.pre, prec);
+        await activation(cfg.activation, a.pre, a.post);
+      }
       await linear(a.post, w('fcProjW'), w('fcProjB'), b.branch!, prec);
       await add(a.mid, b.branch!, next);
     }
