@@ -235,10 +235,6 @@ export class LmActivationSource implements TrainingDataSource {
         continue;
       }
       const count = ids.length / T;
-      using acts = await (o.harvest ?? ((x, c) => this.#harvestHook(x, c)))(ids, count);
-      if (acts.shape.length !== 2 || acts.shape[0] !== count * T || acts.shape[1] !== this.d) {
-        throw new RangeError(`the harvest of ${count} contexts must be [${count * T}, ${this.d}] (got [${acts.shape.join(', ')}])`);
-      }
       // Row c·T + t of the activations is position t of context c; keep P positions of each
       // (all of them after the first skipped: no draws needed, the same rows in the same order).
       const pick = new Int32Array(count * P);
@@ -253,8 +249,20 @@ export class LmActivationSource implements TrainingDataSource {
         const positions = samplePositions(rng, T, P, from, pool);
         for (let k = 0; k < P; k++) pick[c * P + k] = c * T + positions[k]!;
       }
-      using idx = Tensor.from(pick, [pick.length], { dtype: 'i32', backend: acts.backend });
-      await gatherRows(acts, idx, buffer, contexts * P, { indicesChecked: true }); // rows of `count` contexts, made here
+      using idx = Tensor.from(pick, [pick.length], { dtype: 'i32', backend: buffer.backend });
+      // The picked rows of `count` contexts, made here: no index for the device to check.
+      const keep = (acts: Tensor) => gatherRows(acts, idx, buffer, contexts * P, { indicesChecked: true });
+      if (o.harvest) {
+        using acts = await o.harvest(ids, count);
+        if (acts.shape.length !== 2 || acts.shape[0] !== count * T || acts.shape[1] !== this.d) {
+          throw new RangeError(`the harvest of ${count} contexts must be [${count * T}, ${this.d}] (got [${acts.shape.join(', ')}])`);
+        }
+        await keep(acts);
+      } else {
+        // The rows are gathered from the model's own buffer at the hook (the forward stops there):
+        // no copy of the hook's activations is made.
+        await o.model.forward(ids, count, { interventions: { [o.hook]: (acts) => keep(acts) } });
+      }
       contexts += count;
     }
     const rows = contexts * P;
@@ -262,11 +270,6 @@ export class LmActivationSource implements TrainingDataSource {
     // Row indices < 2^30 read the same as int32: the order goes to the device once per window.
     const orderOnDevice = Tensor.from(new Int32Array(order.buffer, order.byteOffset, rows), [rows], { dtype: 'i32', backend: buffer.backend });
     return { index, epoch: this.#epoch, start, buffer, rows, order, orderOnDevice };
-  }
-
-  async #harvestHook(ids: Int32Array, count: number): Promise<Tensor> {
-    const { captured } = await this.#o.model.forward(ids, count, { capture: [this.#o.hook] });
-    return captured[this.#o.hook]!;
   }
 }
 
