@@ -254,6 +254,8 @@ typedef struct ms_backend {
    * tok_out[r, :] = wte[ids[r], :], pos_out[r, :] = wpe[pos_offset + t, :].
    * MS_ERR_INVALID, naming the first bad index, when an id is outside [0, V) or
    * pos_offset + T > n_positions; nothing is written then.
+   * pos_out NULL (ABI 9): tok_out[r, :] = wte[ids[r], :] + wpe[pos_offset + t, :] instead, the
+   * sum a residual stream starts from (the fp32 additions of add()).
    * indices_checked (ABI 9, here and in every op with token ids, targets or row indices): nonzero
    * when the caller has checked every index on the host; a backend whose own check waits for the
    * device (CUDA) skips it then, and an index out of range is undefined behaviour. */

@@ -230,15 +230,20 @@ export class Gpt2Model {
       const kv = cache ?? (ownCache = new KvCache(cfg, batch, T, this.backend));
       const idsT = tmp('ids', [rows], 'i32');
       idsT.upload(ids);
-      const tok = tmp('tok', [rows, C]);
-      const pos = tmp('pos', [rows, C]);
-      // The ids were checked above: the device need not check them again (on CUDA that would wait for it).
-      await embed(idsT, batch, T, this.#wte, this.#wpe, offset, tok, pos, { indicesChecked: true });
       const done = () => ({ captured, logits: null, loss: null });
-      if (await at('hook_embed', tok)) return done();
-      if (await at('hook_pos_embed', pos)) return done();
       const resid = tmp('resid', [rows, C]);
-      await add(tok, pos, resid);
+      // The ids were checked above: the device need not check them again (on CUDA that would wait for it).
+      const checked = { indicesChecked: true };
+      if (['hook_embed', 'hook_pos_embed'].some((h) => capture.has(h) || interventions[h])) {
+        const tok = tmp('tok', [rows, C]);
+        const pos = tmp('pos', [rows, C]);
+        await embed(idsT, batch, T, this.#wte, this.#wpe, offset, tok, pos, checked);
+        if (await at('hook_embed', tok)) return done();
+        if (await at('hook_pos_embed', pos)) return done();
+        await add(tok, pos, resid);
+      } else {
+        await embed(idsT, batch, T, this.#wte, this.#wpe, offset, resid, null, checked); // their sum only
+      }
       const normed = tmp('normed', [rows, C]);
       const qkv = tmp('qkv', [rows, 3 * C]);
       const q = tmp('q', [rows, C]);

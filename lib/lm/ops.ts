@@ -143,12 +143,13 @@ export function add(a: Tensor, b: Tensor, out: Tensor): Promise<void> {
 
 /**
  * Token and position embeddings. ids: i32 [B·T] (row-major [B, T]); wte [V, C]; wpe [nPositions, C];
- * tokOut[b·T + t] = wte[ids[b·T + t]], posOut[b·T + t] = wpe[posOffset + t] (both [B·T, C]).
+ * tokOut[b·T + t] = wte[ids[b·T + t]], posOut[b·T + t] = wpe[posOffset + t] (both [B·T, C]);
+ * with posOut null, tokOut receives their sum (the residual stream's start, the additions of add()).
  * posOffset + T > nPositions is a RangeError; an id outside [0, V) is found on the device and
  * rejects with MonosemanticError E_INVALID naming the first bad index (nothing is written then),
  * unless options.indicesChecked (IndexOptions: the caller checked the ids on the host).
  */
-export function embed(ids: Tensor, batch: number, T: number, wte: Tensor, wpe: Tensor, posOffset: number, tokOut: Tensor, posOut: Tensor, options?: IndexOptions): Promise<void> {
+export function embed(ids: Tensor, batch: number, T: number, wte: Tensor, wpe: Tensor, posOffset: number, tokOut: Tensor, posOut: Tensor | null, options?: IndexOptions): Promise<void> {
   const indicesChecked = indicesCheckedOption(options);
   checkTensor(ids, 'ids', 'i32');
   checkInt(batch, 'batch', 1);
@@ -157,7 +158,7 @@ export function embed(ids: Tensor, batch: number, T: number, wte: Tensor, wpe: T
   checkTensor(wpe, 'wpe');
   checkInt(posOffset, 'posOffset', 0);
   checkTensor(tokOut, 'tokOut');
-  checkTensor(posOut, 'posOut');
+  if (posOut !== null) checkTensor(posOut, 'posOut');
   const rows = batch * T;
   if (rows > MAX_DIM) throw new RangeError(`batch · T must be at most 2^30 (got ${batch} · ${T})`);
   expectSize(ids, 'ids', rows, `(batch ${batch} · T ${T})`);
@@ -174,9 +175,11 @@ export function embed(ids: Tensor, batch: number, T: number, wte: Tensor, wpe: T
   }
   const why = `(batch ${batch} · T ${T} rows of wte ${formatShape(wte.shape)})`;
   expectRows(tokOut, 'tokOut', rows, C, why);
-  expectRows(posOut, 'posOut', rows, C, why);
-  distinct(tokOut, 'tokOut', posOut, 'posOut');
-  sameBackend({ ids, wte, wpe, tokOut, posOut });
+  if (posOut !== null) {
+    expectRows(posOut, 'posOut', rows, C, why);
+    distinct(tokOut, 'tokOut', posOut, 'posOut');
+  }
+  sameBackend(posOut !== null ? { ids, wte, wpe, tokOut, posOut } : { ids, wte, wpe, tokOut });
   return nativeAddon().embed({
     batch,
     T,
@@ -188,7 +191,7 @@ export function embed(ids: Tensor, batch: number, T: number, wte: Tensor, wpe: T
     wte: wte.native,
     wpe: wpe.native,
     tokOut: tokOut.native,
-    posOut: posOut.native,
+    ...(posOut !== null ? { posOut: posOut.native } : {}),
     indicesChecked,
   });
 }

@@ -134,7 +134,7 @@ export class Gpt2Training {
         });
       }
       this.#buffers = {
-        ids: make([rows], 'i32'), targets: make([rows], 'i32'), tok: make([rows, C]), pos: make([rows, C]), xFinal: make([rows, C]),
+        ids: make([rows], 'i32'), targets: make([rows], 'i32'), xFinal: make([rows, C]),
         lnF: make([rows, C]), lnFMean: make([rows]), lnFRstd: make([rows]), logits: make([rows, config.vocabSize]), losses: make([rows]),
         branch: make([rows, C]), dres: make([rows, C]), dC: make([rows, C]), dz: make([rows, C]), dq: make([rows, C]), dk: make([rows, C]),
         dv: make([rows, C]), dqkv: make([rows, 3 * C]), dpost: make([rows, M]), dpre: make([rows, M]),
@@ -209,8 +209,8 @@ export class Gpt2Training {
     const prec = this.precision;
     const eps = cfg.layerNormEps;
     // #upload checked the ids and targets on the host: the ops need not check them on the device.
-    await embed(b.ids!, B, T, p('wte').value, p('wpe').value, 0, b.tok!, b.pos!, { indicesChecked: true });
-    await add(b.tok!, b.pos!, this.#acts[0]?.x ?? b.xFinal!);
+    // The residual stream starts from the sum of the token and position rows (written as one).
+    await embed(b.ids!, B, T, p('wte').value, p('wpe').value, 0, this.#acts[0]?.x ?? b.xFinal!, null, { indicesChecked: true });
     for (let L = 0; L < cfg.nLayer; L++) {
       const a = this.#acts[L]!;
       const w = (n: LayerName) => p(`h.${L}.${n}`).value;

@@ -159,7 +159,8 @@ export interface NativeEmbedArgs {
   wte: NativeTensor;
   wpe: NativeTensor;
   tokOut: NativeTensor;
-  posOut: NativeTensor;
+  /** Absent: tokOut receives the sum of the token and position rows. */
+  posOut?: NativeTensor;
   /** The ids were checked on the host (the backend may skip its check). */
   indicesChecked?: boolean;
 }

@@ -113,7 +113,8 @@ class AddWorker : public BackendWorker {
   float* out_ = nullptr;
 };
 
-// embed({ batch, T, C, vocab, nPositions, posOffset, ids, wte, wpe, tokOut, posOut, indicesChecked? })
+// embed({ batch, T, C, vocab, nPositions, posOffset, ids, wte, wpe, tokOut, posOut?, indicesChecked? }):
+// without posOut, tokOut receives the sum of the token and position rows.
 class EmbedWorker : public BackendWorker {
  public:
   EmbedWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
@@ -130,7 +131,7 @@ class EmbedWorker : public BackendWorker {
         operands_.take_f32(a, "wpe", product(env, size_t(n_positions_), size_t(C_), "wpe")));
     const size_t n = product(env, rows, size_t(C_), "tokOut");  // [B*T, C]
     tok_out_ = static_cast<float*>(operands_.take_f32(a, "tokOut", n));
-    pos_out_ = static_cast<float*>(operands_.take_f32(a, "posOut", n));
+    if (!absent(a, "posOut")) pos_out_ = static_cast<float*>(operands_.take_f32(a, "posOut", n));  // else: the sum
     indices_checked_ = indices_checked_field(a);
   }
   int run(const ms_backend* be, ms_error* err) override {

@@ -156,7 +156,7 @@ int embed(int batch, int T, int C, int V, int n_positions, int pos_offset, const
   if (pos_offset < 0 || int64_t(pos_offset) + T > n_positions)
     return fail(err, MS_ERR_INVALID, op, "positions %d .. %lld are outside [0, %d)", pos_offset,
                 (long long)pos_offset + T - 1, n_positions);
-  if (!ids || !wte || !wpe || !tok_out || !pos_out) return fail(err, MS_ERR_INVALID, op, "a pointer is null");
+  if (!ids || !wte || !wpe || !tok_out) return fail(err, MS_ERR_INVALID, op, "a pointer is null");
   const size_t rows = size_t(batch) * size_t(T), D = size_t(C), Tn = size_t(T);
   for (size_t r = 0; r < rows; ++r)
     if (ids[r] < 0 || ids[r] >= V)
@@ -164,9 +164,15 @@ int embed(int batch, int T, int C, int V, int n_positions, int pos_offset, const
   try {
     parallel_for(rows, row_grain(2 * D), [&](size_t r0, size_t r1) {
       for (size_t r = r0; r < r1; ++r) {
-        const size_t t = r % Tn;                                             // r = b*T + t
-        std::memcpy(tok_out + r * D, wte + size_t(ids[r]) * D, D * 4);       // wte[ids[r], :]
-        std::memcpy(pos_out + r * D, wpe + (size_t(pos_offset) + t) * D, D * 4);  // wpe[pos_offset + t, :]
+        const size_t t = r % Tn;                                      // r = b*T + t
+        const float* tok = wte + size_t(ids[r]) * D;                  // wte[ids[r], :]
+        const float* pos = wpe + (size_t(pos_offset) + t) * D;       // wpe[pos_offset + t, :]
+        if (pos_out) {
+          std::memcpy(tok_out + r * D, tok, D * 4);
+          std::memcpy(pos_out + r * D, pos, D * 4);
+        } else {  // their sum only
+          for (size_t c = 0; c < D; ++c) tok_out[r * D + c] = tok[c] + pos[c];
+        }
       }
     });
   } catch (const std::bad_alloc&) {

@@ -126,8 +126,14 @@ __global__ void embed_kernel(size_t total, int T, int C, int pos_offset, const i
   for (size_t idx = size_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += size_t(gridDim.x) * blockDim.x) {
     const size_t r = idx / size_t(C), c = idx % size_t(C);
     const size_t t = r % size_t(T);
-    tok_out[idx] = wte[size_t(ids[r]) * C + c];             // wte[ids[r], c]
-    pos_out[idx] = wpe[(size_t(pos_offset) + t) * C + c];  // wpe[pos_offset + t, c]
+    const float tok = wte[size_t(ids[r]) * C + c];             // wte[ids[r], c]
+    const float pos = wpe[(size_t(pos_offset) + t) * C + c];  // wpe[pos_offset + t, c]
+    if (pos_out) {
+      tok_out[idx] = tok;
+      pos_out[idx] = pos;
+    } else {  // their sum only
+      tok_out[idx] = tok + pos;
+    }
   }
 }
 
@@ -435,7 +441,6 @@ int embed(int batch, int T, int C, int V, int n_positions, int pos_offset, const
   MS_REQUIRE(wte);
   MS_REQUIRE(wpe);
   MS_REQUIRE(tok_out);
-  MS_REQUIRE(pos_out);
   const size_t rows = size_t(batch) * size_t(T);
   Op op;
   MS_TRY(begin(op, err, name));

@@ -225,6 +225,12 @@ describe('transformer ops (cpu)', () => {
     await embed(tIds, B, T, tWte, tWpe, posOffset, tok, pos, { indicesChecked: true });
     expect(Array.from(f32(tok))).toEqual(Array.from(ref.tok));
     expect(() => embed(tIds, B, T, tWte, tWpe, posOffset, tok, pos, { indicesChecked: 'yes' as unknown as boolean })).toThrow(/indicesChecked must be a boolean/);
+    // Without posOut: their sum, the bits of add(tok, pos).
+    using sum = Tensor.full([B * T, C], Number.NaN, { backend });
+    await embed(tIds, B, T, tWte, tWpe, posOffset, sum, null);
+    using added = Tensor.full([B * T, C], Number.NaN, { backend });
+    await add(tok, pos, added);
+    expect(Array.from(f32(sum))).toEqual(Array.from(f32(added)));
 
     for (const [index, bad] of [[5, V], [11, -1]] as const) {
       const badIds = Int32Array.from(ids);

@@ -195,9 +195,14 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
       // Ids vouched for by the caller (no device check): the same rows.
       await embed(tIds, B, T, tWte, tWpe, posOffset, tok2, pos2, { indicesChecked: true });
       const checkedSame = f32(tok2).every((x, i) => x === f32(tok)[i]) && f32(pos2).every((x, i) => x === f32(pos)[i]);
-      return { tok: f32(tok), pos: f32(pos), failure, untouched, checkedSame };
+      // Without posOut: their sum, the bits of add(tok, pos).
+      await embed(tIds, B, T, tWte, tWpe, posOffset, tok2, null, { indicesChecked: true });
+      await add(tok, pos, pos2);
+      const sumSame = f32(tok2).every((x, i) => x === f32(pos2)[i]);
+      return { tok: f32(tok), pos: f32(pos), failure, untouched, checkedSame, sumSame };
     });
     for (const b of BACKENDS) expect(r[b].checkedSame, b).toBe(true);
+    for (const b of BACKENDS) expect(r[b].sumSame, b).toBe(true);
     expect(r.cuda.tok).toEqual(r.cpu.tok);
     expect(r.cuda.pos).toEqual(r.cpu.pos);
     for (const b of BACKENDS) {
