@@ -222,9 +222,9 @@ kernels)
   # The kernels not yet run on a GPU, cut at DEADLINE (default 330 s): the GEMM playground's
   # correctness sweep (version 3, wgmma + TMA, against float64), under memcheck too; the
   # tensor-core attention (native/cuda/attention_mma.cu, off by default) against the CPU, with
-  # memcheck and racecheck; test/gpu with it on; the LM's harvest, full forward and training step
-  # with the fp32 tiled attention and with it, side by side; the GEMM timing sweep (wgmma and
-  # mma.sync against cuBLAS); the attention's share of a training step under ncu.
+  # memcheck and racecheck; test/gpu with it on; attention alone (bench/attention.ts) and the LM's
+  # harvest, full forward and training step, with the fp32 tiled attention and with it, side by
+  # side; the GEMM timing sweep (wgmma and mma.sync against cuBLAS); a training step under ncu.
   DEADLINE=${DEADLINE:-330}
   lm=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64" || echo "--batch 64 --ctx 1024")
   on=(env MONOSEMANTIC_CUDA_ATTENTION=mma)
@@ -243,6 +243,10 @@ kernels)
     done
   fi
   step "test/gpu (tensor-core attention)" "${on[@]}" node_modules/.bin/vitest run test/gpu
+  att=(node dist/bench/attention.js --backend "$backend" --iters "$([ "$quick" = 1 ] && echo 3 || echo 20)")
+  [ "$quick" = 1 ] && att+=(--shapes 2x64x128x4)
+  step "attention alone, fp32 tiled" "${att[@]}" --json "$out/attention-tiled.json"
+  step "attention alone, tensor cores" "${on[@]}" "${att[@]}" --json "$out/attention-mma.json"
   fwd=(node dist/bench/lm-forward.js --backend "$backend" --precision bf16 $lm --cases harvest,forward,gpt2 --iters 20
     --gpt2-batch "$([ "$quick" = 1 ] && echo 1 || echo 16)" --gpt2-ctx "$([ "$quick" = 1 ] && echo 64 || echo 1024)")
   train=(node dist/bench/lm-train.js --backend "$backend" $lm --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)")

@@ -1,0 +1,98 @@
+/**
+ * Causal attention on its own, on the active backend: the inference forward (no log-sum-exp), the
+ * training forward (with it) and the backward, at the shapes of the paper's model in training and
+ * of GPT-2 small, on random inputs. Which CUDA kernels run follows the precision and
+ * MONOSEMANTIC_CUDA_ATTENTION (mma: the tensor-core kernels at bf16; else the fp32 tiled ones), so
+ * running this twice, with and without it, compares them.
+ *
+ *   node dist/bench/attention.js [--backend cpu|cuda] [--precision bf16|f32] [--shapes 64x1024x128x4,16x1024x768x12]
+ *                                [--iters 20] [--peak-tflops 779] [--json FILE]
+ *
+ * Shapes are B x T x C x heads. FLOPs count the useful products of causal attention (T²/2 scores
+ * per head): forward 2 products, backward 5 (scores and dP recomputed, dQ, dK, dV), each
+ * 2 · (T²/2) · head size per head. Medians of --iters, each synchronised.
+ */
+import { writeFileSync } from 'node:fs';
+
+import { Command } from 'commander';
+
+import { type BackendName, resolveBackend, synchronize } from '../lib/backend.js';
+import { attentionBackward, attentionForwardTrain } from '../lib/lm/grad-ops.js';
+import { type MatmulPrecision, attention } from '../lib/lm/ops.js';
+import { Rng } from '../lib/random.js';
+import { Tensor } from '../lib/tensor.js';
+
+const program = new Command('attention')
+  .option('--backend <name>', 'cpu or cuda (default: the active backend)')
+  .option('--precision <p>', 'bf16 or f32', 'bf16')
+  .option('--shapes <list>', 'B x T x C x heads, comma-separated', '64x1024x128x4,16x1024x768x12')
+  .option('--iters <n>', 'timed runs per case', '20')
+  .option('--peak-tflops <t>', 'the bf16 matrix peak to report against (default: the H200 measured with cuBLAS)', '779')
+  .option('--json <file>', 'also write the rows as JSON')
+  .parse();
+const o = program.opts<{ backend?: BackendName; precision: MatmulPrecision; shapes: string; iters: string; peakTflops: string; json?: string }>();
+const backend = resolveBackend(o.backend);
+const iters = Number(o.iters);
+const peak = Number(o.peakTflops);
+if (o.precision !== 'bf16' && o.precision !== 'f32') throw new RangeError(`--precision: bf16 or f32, got '${o.precision}'`);
+const shapes = o.shapes.split(',').map((s) => {
+  const dims = s.split('x').map(Number);
+  if (dims.length !== 4 || !dims.every((d) => Number.isSafeInteger(d) && d > 0)) throw new RangeError(`--shapes: B x T x C x heads, got '${s}'`);
+  return dims as [number, number, number, number];
+});
+
+async function median(run: () => Promise<void>): Promise<number> {
+  await run(); // warm-up
+  synchronize(backend);
+  const times: number[] = [];
+  for (let i = 0; i < iters; i++) {
+    const t0 = performance.now();
+    await run();
+    synchronize(backend); // CUDA operations settle once queued
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return times[times.length >> 1]!;
+}
+
+interface Row {
+  shape: string;
+  pass: string;
+  ms: number;
+  tflops: number;
+  ofPeak: number;
+}
+const rows: Row[] = [];
+for (const [B, T, C, heads] of shapes) {
+  const rng = new Rng(B * 31 + T);
+  const n = B * T * C;
+  const make = (std: number) => Tensor.from(rng.fillNormal(new Float32Array(n), std), [B * T, C], { backend });
+  using q = make(1);
+  using k = make(1);
+  using v = make(1);
+  using dout = make(1);
+  using out = Tensor.empty([B * T, C], { backend });
+  using lse = Tensor.empty([B, heads, T], { backend });
+  using dq = Tensor.empty([B * T, C], { backend });
+  using dk = Tensor.empty([B * T, C], { backend });
+  using dv = Tensor.empty([B * T, C], { backend });
+  const perProduct = 2 * B * heads * (T * T / 2) * (C / heads); // one causal T x T x head-size product, all heads
+  const cases: [string, number, () => Promise<void>][] = [
+    ['forward', 2, () => attention(q, k, v, B, T, T, 0, heads, out, o.precision)],
+    ['training forward', 2, () => attentionForwardTrain(q, k, v, B, T, heads, out, lse, o.precision)],
+    ['backward', 5, () => attentionBackward(dout, q, k, v, out, lse, B, T, heads, dq, dk, dv, o.precision)],
+  ];
+  await attentionForwardTrain(q, k, v, B, T, heads, out, lse, o.precision); // out and lse for the backward
+  for (const [pass, products, run] of cases) {
+    const ms = await median(run);
+    const tflops = (products * perProduct) / (ms * 1e-3) / 1e12;
+    rows.push({ shape: `${B}x${T}x${C}x${heads}`, pass, ms, tflops, ofPeak: tflops / peak });
+  }
+}
+
+const kernels = backend === 'cuda' ? (o.precision === 'bf16' && process.env.MONOSEMANTIC_CUDA_ATTENTION === 'mma' ? 'tensor-core' : 'fp32 tiled') : 'cpu';
+console.log(`backend ${backend}, precision ${o.precision}, ${kernels} kernels; peak ${peak} TFLOP/s`);
+console.log('| B x T x C x heads | pass | median ms | TFLOP/s | of peak |');
+console.log('| --- | --- | ---: | ---: | ---: |');
+for (const r of rows) console.log(`| ${r.shape} | ${r.pass} | ${r.ms.toFixed(3)} | ${r.tflops < 10 ? r.tflops.toFixed(3) : r.tflops.toFixed(1)} | ${(100 * r.ofPeak).toFixed(1)}% |`);
+if (o.json) writeFileSync(o.json, `${JSON.stringify({ backend, precision: o.precision, kernels, peak, rows }, null, 2)}\n`);
