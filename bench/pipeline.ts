@@ -3,7 +3,8 @@
  *   1. harvested: activations/s that the language-model source serves on its own (the shipped model
  *      `models/a`, its `blocks.0.mlp.hook_post`, the shipped corpus; every position but the BOS;
  *      no prefetch, so this is the harvest itself);
- *   2. consumed: activations/s of SAE steps alone, on one batch of random activations (d = 512);
+ *   2. consumed: activations/s of SAE steps alone, on one batch of random activations (d = 512),
+ *      queued as the trainer queues them (statistics not read back between logging steps);
  *   3. together: `monosemantic run` (runMainJob) for --steps steps, and the fraction of its training
  *      time spent waiting for the source (the trainer's dataWaitFraction: the wall time of its
  *      awaits on the source, which with queued CUDA operations misses device work charged to
@@ -85,14 +86,14 @@ async function harvested(): Promise<number> {
   }
 }
 
-/** 2. Activations/s of SAE steps alone. */
+/** 2. Activations/s of SAE steps alone, their statistics read every 100 steps (the trainer's default). */
 async function consumed(dSae: number): Promise<number> {
   using sae = SparseAutoencoder.create({ dIn: 512, dSae, backend, seed: 1 });
   using x = Tensor.from(new Rng(2).fillNormal(new Float32Array(batch * 512)), [batch, 512], { backend });
   for (let i = 0; i < 3; i++) await sae.step(x);
   synchronize(backend);
   const t0 = performance.now();
-  for (let i = 0; i < steps; i++) await sae.step(x);
+  for (let i = 1; i <= steps; i++) await (i % 100 === 0 ? sae.step(x) : sae.queueStep(x));
   synchronize(backend);
   return (steps * batch) / ((performance.now() - t0) / 1000);
 }

@@ -44,6 +44,8 @@ export interface NativeGradsArgs extends NativeDims {
   dW_dec: NativeTensor;
   db_dec: NativeTensor;
   fireCounts?: NativeTensor;
+  /** false: the statistics are not read back (nothing waits for the device); the result is undefined. */
+  readStats?: boolean;
   workspace: NativeTensor;
 }
 
@@ -306,7 +308,8 @@ export interface NativeAddon {
   saeEncode(args: NativeDims & { x: NativeTensor; W_enc: NativeTensor; b_enc: NativeTensor; b_dec: NativeTensor; out: NativeTensor }): Promise<void>;
   saeDecode(args: NativeDims & { f: NativeTensor; W_dec: NativeTensor; b_dec: NativeTensor; out: NativeTensor }): Promise<void>;
   saeGrads(args: NativeGradsArgs): Promise<NativeStats>;
-  saeStep(args: NativeStepArgs): Promise<NativeStepStats>;
+  /** Resolves to undefined when args.readStats is false. */
+  saeStep(args: NativeStepArgs): Promise<NativeStepStats | undefined>;
   sumSquares(args: { x: NativeTensor }): Promise<number>;
   scaleInPlace(args: { x: NativeTensor; alpha: number }): Promise<void>;
   rowSqDist(args: { rows: number; d: number; a: NativeTensor; b?: NativeTensor; out: NativeTensor }): Promise<void>;

@@ -151,8 +151,21 @@ export class SparseAutoencoder {
     return this.#grads;
   }
 
-  /** One training step on the batch x [B, dIn] (f32, on this SAE's backend). */
+  /** One training step on the batch x [B, dIn] (f32, on this SAE's backend), and its statistics. */
   step(x: Tensor, options: StepOptions = {}): Promise<TrainStepStats> {
+    return this.#step(x, options, true) as Promise<TrainStepStats>;
+  }
+
+  /**
+   * The same training step without reading its statistics back: on CUDA nothing waits for the
+   * device (unless the gradients are clipped, which needs their norm on the host), so the caller
+   * can prepare the next batch while this one trains. Resolves once the step is queued.
+   */
+  async queueStep(x: Tensor, options: StepOptions = {}): Promise<void> {
+    await this.#step(x, options, false);
+  }
+
+  #step(x: Tensor, options: StepOptions, readStats: boolean): Promise<TrainStepStats | undefined> {
     const batch = this.#checkBatch(x, 'x', this.dIn);
     const clipGradNorm = options.clipGradNorm ?? 0;
     if (typeof clipGradNorm !== 'number' || !(clipGradNorm >= 0) || clipGradNorm === Infinity) {
@@ -178,6 +191,7 @@ export class SparseAutoencoder {
         v_W_dec: this.#moments.v.W_dec.native,
         m_b_dec: this.#moments.m.b_dec.native,
         v_b_dec: this.#moments.v.b_dec.native,
+        readStats,
       };
       return nativeAddon()
         .saeStep(args)

@@ -89,7 +89,10 @@ export const TrainConfigSchema = z.strictObject({
     .default({ enabled: true, batches: 16 }),
   logging: z
     .strictObject({
-      /** Steps between metrics records (and firing-count snapshots). */
+      /**
+       * Steps between metrics records (and firing-count snapshots). Only these steps read their
+       * statistics back from the device, so a non-finite loss is reported at the next of them.
+       */
       every: positiveInt.default(100),
       /** Inputs per feature-density window (dead / ultra-low-density counts). */
       densityWindowSamples: positiveInt.default(10_000_000),

@@ -82,7 +82,10 @@ export interface TrainHooks {
   signal?: AbortSignal;
   /** Status lines (resumes, resamples, checkpoints, skipped corrupt checkpoints). */
   log?: (line: string) => void;
-  /** Called after every step with its statistics. */
+  /**
+   * Called after every step with its statistics. Without it, statistics are read back only on
+   * logging steps, so the host does not wait for the device at every step.
+   */
   onStep?: (step: number, stats: TrainStepStats) => void;
   /** Makes the progress display once the starting step is known; the run calls update() after each step and stop() at the end. */
   makeProgress?: (initialStep: number, totalSteps: number) => ProgressDisplay;
@@ -313,20 +316,30 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
       lastCheckpoint = await writeCheckpoint(checkpointsDir, step, checkpointFiles(sae, firing, runState), config.checkpoints.keep);
     };
 
+    let lastRead: TrainStepStats | null = null; // the statistics of the latest step that read them
     while (step < total) {
       sae.setHyperparameters({ lr: learningRateAt(lrSchedule(config), step, total, lastResampleStep), l1Coeff: l1CoeffAt({ l1Coeff: t.l1Coeff, warmupSteps: t.l1WarmupSteps }, step) });
       const x = await nextBatch(t.batchSize);
-      const stats = await sae.step(x, { clipGradNorm: t.clipGradNorm });
+      // A step's statistics are read back (a wait for the device) only where they are used: on
+      // logging steps and the last, or on every step for an onStep hook. A loss that stops being
+      // finite in between shows at the next read; checkpoints check the parameters themselves.
+      const logging = (step + 1) % config.logging.every === 0 || step + 1 === total;
+      let stats: TrainStepStats | null = null;
+      if (logging || options.onStep) stats = await sae.step(x, { clipGradNorm: t.clipGradNorm });
+      else await sae.queueStep(x, { clipGradNorm: t.clipGradNorm });
       step += 1;
       samples += t.batchSize;
       samplesSinceSnapshot += t.batchSize;
-      if (!Number.isFinite(stats.loss)) {
-        throw new TrainingError(`the loss became ${stats.loss} at step ${step}; lower the learning rate or enable gradient clipping (training.clipGradNorm). Checkpoints written so far are kept.`);
+      if (stats) {
+        if (!Number.isFinite(stats.loss)) {
+          const when = options.onStep ? `at step ${step}` : `by step ${step} (the loss is read every ${config.logging.every} steps)`;
+          throw new TrainingError(`the loss became ${stats.loss} ${when}; lower the learning rate or enable gradient clipping (training.clipGradNorm). Checkpoints written so far are kept.`);
+        }
+        lastRead = stats;
+        options.onStep?.(step, stats);
       }
-      options.onStep?.(step, stats);
-      const logging = step % config.logging.every === 0 || step === total;
       if (snapshotAt.has(step) || logging) snapshot(step % config.logging.every === 0);
-      if (logging) {
+      if (logging && stats) {
         const variance = await batchVariance(batches.get(t.batchSize)!, t.batchSize);
         last = { ...stats, fvu: variance > 0 ? stats.mse / variance : null };
         const now = performance.now();
@@ -357,7 +370,7 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
         dataMs = 0;
         metrics.append(record);
       }
-      progress?.update(step, { 'samples/s': rateNow(), loss: stats.loss, L0: stats.l0 });
+      progress?.update(step, lastRead ? { 'samples/s': rateNow(), loss: lastRead.loss, L0: lastRead.l0 } : { 'samples/s': rateNow() });
 
       if (resampleAt.has(step)) {
         const dead = firing.deadSince(Math.max(0, step - config.resampling.deadWindowSteps));
@@ -478,6 +491,16 @@ async function batchVariance(x: Tensor, rows: number): Promise<number> {
 
 function checkpointFiles(sae: SparseAutoencoder, firing: FiringStats, runState: RunState): Record<string, Buffer | string> {
   const p = sae.readParameters();
+  // The loss is not read at every step: a run that diverged since the last read is caught here,
+  // before it overwrites anything.
+  for (const name of PARAMS) {
+    const bad = p[name].findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) {
+      throw new TrainingError(
+        `${name}[${bad}] is ${p[name][bad]} at step ${runState.step}: training diverged; lower the learning rate or enable gradient clipping (training.clipGradNorm). Nothing was saved; checkpoints written so far are kept.`,
+      );
+    }
+  }
   const opt = sae.readOptimizerState();
   const shapes: Record<(typeof PARAMS)[number], number[]> = { W_enc: [sae.dIn, sae.dSae], b_enc: [sae.dSae], W_dec: [sae.dSae, sae.dIn], b_dec: [sae.dIn] };
   const weights: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};

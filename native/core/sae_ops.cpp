@@ -106,6 +106,8 @@ class GradsWorker : public BackendWorker {
       throw Napi::RangeError::New(env, "workspace holds " + std::to_string(wst->buffer()->bytes) +
                                            " bytes; " + std::to_string(need) + " needed");
     args_.workspace = operands_.take(a, "workspace", wst->dtype(), 0);
+    const Napi::Value read_stats = a.Get("readStats");  // false: no statistics, no wait for them
+    read_stats_ = read_stats.IsUndefined() || read_stats.ToBoolean();
     if (!step_) return;
 
     constrain_ = a.Get("constrainDecoder").ToBoolean();
@@ -137,7 +139,7 @@ class GradsWorker : public BackendWorker {
   }
 
   int run(const ms_backend* be, ms_error* err) override {
-    if (int rc = be->sae_grads(&args_, &stats_, err)) return rc;
+    if (int rc = be->sae_grads(&args_, read_stats_ ? &stats_ : nullptr, err)) return rc;
     if (!step_) return MS_OK;
     // sae_grads only reads the parameters (hence const in its args); the step then updates them.
     float* W_dec = const_cast<float*>(args_.W_dec);
@@ -169,6 +171,7 @@ class GradsWorker : public BackendWorker {
     return MS_OK;
   }
   Napi::Value result(Napi::Env env) override {
+    if (!read_stats_) return env.Undefined();
     Napi::Object out = stats_object(env, stats_);
     if (step_) out.Set("gradNorm", grad_norm_);
     return out;
@@ -176,6 +179,7 @@ class GradsWorker : public BackendWorker {
 
  private:
   bool step_;
+  bool read_stats_ = true;  // false: stats_ is not filled and the result is undefined
   bool constrain_ = false;
   double clip_ = 0;                  // max global gradient norm; 0: no clipping
   double grad_norm_ = std::nan("");  // measured when clipping

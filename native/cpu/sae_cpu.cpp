@@ -246,10 +246,12 @@ int sae_grads(const ms_sae_grads_args* a, ms_sae_stats* stats, ms_error* err) {
     sparsity += f_colsum[i] * c[i];
     l0 += fired[i];
   }
-  stats->mse = sse / double(B);
-  stats->sparsity = sparsity / double(B);
-  stats->l0 = l0 / double(B);
-  stats->loss = stats->mse + double(lambda) * stats->sparsity;
+  if (stats) {  // NULL: the caller does not read them
+    stats->mse = sse / double(B);
+    stats->sparsity = sparsity / double(B);
+    stats->l0 = l0 / double(B);
+    stats->loss = stats->mse + double(lambda) * stats->sparsity;
+  }
 
   // Decoder-norm penalty: dW_dec[i, :] += lambda/B * (sum_b f[b, i]) * W_dec[i, :] / ||W_dec[i, :]||
   if (decnorm) {

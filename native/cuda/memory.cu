@@ -1,8 +1,10 @@
 /*
  * memory.cu — device memory for the CUDA backend: alloc/free, copies, fill, cast, synchronize.
  *
- * Copies are queued on the backend stream and waited for before returning, as backend.h asks
- * ("all copies are complete on return"); host memory may be pageable. Conversions follow the CPU
+ * Copies are queued on the backend stream. A download is waited for before returning; an upload
+ * or a device copy is an op like any other (finish(): waited for only when ops complete one by
+ * one). An upload's host memory may be pageable and reused at once: cudaMemcpyAsync returns only
+ * once a pageable source has been read (staged, or the copy done). Conversions follow the CPU
  * backend exactly: f32 -> bf16 rounds to nearest even; i32 -> f32 rounds to nearest; f32 -> i32
  * truncates toward zero and saturates with NaN -> 0 (__float2int_rz); bf16 <-> i32 goes via f32.
  * fill converts its double value the way the CPU backend does: to float first, then to the dtype.
@@ -59,14 +61,15 @@ static int launch_cast(const Op& op, void* dst, const void* src, size_t count) {
 static bool valid_dtype(int dtype) { return dtype == MS_F32 || dtype == MS_BF16 || dtype == MS_I32; }
 static size_t dtype_bytes(int dtype) { return dtype == MS_BF16 ? 2 : 4; }
 
-static int memcpy_and_wait(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, const char* name,
-                    ms_error* err) {
+// Queues the copy; waits for it (and everything before it) when the host reads the result.
+static int memcpy_on_stream(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, const char* name,
+                            ms_error* err) {
   if (bytes == 0) return MS_OK;
   if (!dst || !src) return invalid(err, name, "%s pointer is null", !dst ? "destination" : "source");
   Op op;
   MS_TRY(begin(op, err, name));
   MS_TRY(check(op, cudaMemcpyAsync(dst, src, bytes, kind, op.stream), "cudaMemcpyAsync"));
-  return wait_host(op);
+  return kind == cudaMemcpyDeviceToHost ? wait_host(op) : finish(op);
 }
 
 int mem_alloc(size_t bytes, void** out, ms_error* err) {
@@ -95,15 +98,15 @@ void mem_free(void* ptr) {
 }
 
 int mem_upload(void* dst_device, const void* src_host, size_t bytes, ms_error* err) {
-  return memcpy_and_wait(dst_device, src_host, bytes, cudaMemcpyHostToDevice, "upload", err);
+  return memcpy_on_stream(dst_device, src_host, bytes, cudaMemcpyHostToDevice, "upload", err);
 }
 
 int mem_download(void* dst_host, const void* src_device, size_t bytes, ms_error* err) {
-  return memcpy_and_wait(dst_host, src_device, bytes, cudaMemcpyDeviceToHost, "download", err);
+  return memcpy_on_stream(dst_host, src_device, bytes, cudaMemcpyDeviceToHost, "download", err);
 }
 
 int mem_copy(void* dst_device, const void* src_device, size_t bytes, ms_error* err) {
-  return memcpy_and_wait(dst_device, src_device, bytes, cudaMemcpyDeviceToDevice, "copy", err);
+  return memcpy_on_stream(dst_device, src_device, bytes, cudaMemcpyDeviceToDevice, "copy", err);
 }
 
 int mem_fill(void* dst_device, int dtype, size_t count, double value, ms_error* err) {

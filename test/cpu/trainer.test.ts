@@ -154,3 +154,32 @@ describe('starting a run', () => {
     expect((await readMetrics(path.join(outDir, 'metrics.jsonl'))).map((r) => r.step)).toEqual([10]);
   });
 });
+
+describe('divergence', () => {
+  // The loss is read back only on logging steps; an enormous learning rate overflows within a step or two.
+  it('a loss that stops being finite between reads is reported at the next read, naming the interval', async () => {
+    const outDir = path.join(root, 'diverge-log');
+    const cfg = testConfig(data, outDir, { training: { totalSteps: 60, lr: 1e30 }, logging: { every: 20 }, checkpoints: { every: 0 } });
+    await expect(train(cfg)).rejects.toThrow(/the loss became (NaN|-?Infinity) by step 20 \(the loss is read every 20 steps\)/);
+    expect(await listCheckpoints(path.join(outDir, 'checkpoints'))).toEqual([]);
+  });
+
+  it('a checkpoint between reads refuses parameters that are not finite, and writes nothing', async () => {
+    const outDir = path.join(root, 'diverge-checkpoint');
+    const cfg = testConfig(data, outDir, { training: { totalSteps: 60, lr: 1e30 }, logging: { every: 50 }, checkpoints: { every: 10 } });
+    const error = await train(cfg).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TrainingError);
+    expect((error as Error).message).toMatch(/^\w+\[\d+\] is (NaN|-?Infinity) at step 10: training diverged/);
+    expect(await listCheckpoints(path.join(outDir, 'checkpoints'))).toEqual([]);
+  });
+
+  it('with an onStep hook every step is read, so the first non-finite loss is named exactly', async () => {
+    const cfg = testConfig(data, path.join(root, 'diverge-hook'), { training: { totalSteps: 60, lr: 1e30 }, logging: { every: 20 }, checkpoints: { every: 0 } });
+    const seen: number[] = [];
+    const error = await train(cfg, { onStep: (step) => seen.push(step) }).catch((e: unknown) => e);
+    expect((error as Error).message).toMatch(/the loss became (NaN|-?Infinity) at step (\d+);/);
+    const at = Number(/at step (\d+);/.exec((error as Error).message)![1]);
+    expect(at).toBeLessThan(20);
+    expect(seen).toEqual(Array.from({ length: at - 1 }, (_, i) => i + 1)); // every step before it, each with finite statistics
+  });
+});

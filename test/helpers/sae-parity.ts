@@ -185,6 +185,36 @@ export function defineSaeParityTests(backend: BackendName, precisions: readonly 
     }
   });
 
+  // queueStep is the same step without reading its statistics back (no wait for the device).
+  it.each(precisions.flatMap((precision) => [false, true].map((clip) => [precision, clip] as const)))(
+    'a queued step leaves the same bits as a step that reads its statistics (%s, clipping %s)',
+    async (precision, clip) => {
+      const [B, d, n] = [37, 29, 83];
+      const drawn = drawCase({ B, d, n, penalty: 'l1', precision }, 93);
+      const make = () => {
+        const sae = SparseAutoencoder.create({ dIn: d, dSae: n, backend, penalty: 'l1', precision, l1Coeff, lr: 1e-2 });
+        sae.writeParameters(drawn.params);
+        return sae;
+      };
+      using read = make();
+      using queued = make();
+      using x = Tensor.from(drawn.x, [B, d], { backend });
+      const options = clip ? { clipGradNorm: 0.05 } : {};
+      for (let t = 0; t < 3; t++) {
+        expect(Number.isFinite((await read.step(x, options)).loss)).toBe(true);
+        expect(await queued.queueStep(x, options)).toBeUndefined();
+      }
+      expect(queued.steps).toBe(3);
+      const [a, b] = [read.readParameters(), queued.readParameters()];
+      for (const k of ['W_enc', 'b_enc', 'W_dec', 'b_dec'] as const) {
+        expect(b[k], k).toEqual(a[k]);
+        expect(queued.gradients[k].toFloat32(), `d${k}`).toEqual(read.gradients[k].toFloat32());
+      }
+      expect(Array.from(queued.fireCounts())).toEqual(Array.from(read.fireCounts()));
+      expect(await queued.step(x, options)).toEqual(await read.step(x, options));
+    },
+  );
+
   it.each([
     ['l1', true],
     ['l1_decnorm', false],
