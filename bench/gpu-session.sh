@@ -175,12 +175,14 @@ bench)
   ;;
 next)
   # What the last session left to measure, most important first, cut at DEADLINE (default 330 s):
-  # test/gpu (operations queued by default; cuda-async compares both modes) and memcheck on the
+  # test/gpu (operations queued by default, uploads and device copies queued too, queueStep against
+  # step in the parity suites; cuda-async compares both modes) and memcheck on the
   # cross-entropy backward; where the harvest's wall time goes beyond its 2 ms of kernels (the
   # enqueue cost of each operation with queued operations, and with each completed, and nsys's API
   # trace where it exists); the SAE step at the three shapes next to torch.compile at each; the LM
   # harvest and training step kernel by kernel under ncu; LM forward/training wall times; the
-  # pipeline; the default run on A and B (both SAEs come back) and universality; then, if time is
+  # pipeline (with the trainer reading statistics only on logging steps, and positions no longer
+  # drawn when all are kept); the default run on A and B (both SAEs come back) and universality; then, if time is
   # left, HF's forward and training step in the same call.
   DEADLINE=${DEADLINE:-330}
   shapes=$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)
