@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define MS_BACKEND_ABI_VERSION 9
+#define MS_BACKEND_ABI_VERSION 10
 
 typedef enum {
   MS_OK = 0,
@@ -189,7 +189,7 @@ typedef struct ms_backend {
 
   /* Memory. alloc returns blocks aligned to at least 64 bytes (CPU) or 256 bytes (CUDA); alloc of
    * 0 bytes returns a valid unique pointer. download is complete on return. upload and copy may
-   * stay queued in order with the backend's other work (ABI 9), like an op: an upload's host
+   * stay queued in order with the backend's other work (ABI 10), like an op: an upload's host
    * source may be reused on return. */
   int (*alloc)(size_t bytes, void** out, ms_error* err);
   void (*free)(void* ptr);
@@ -214,7 +214,7 @@ typedef struct ms_backend {
   int (*sae_decode)(int batch, int d, int n, int precision, const float* f, const float* W_dec,
                     const float* b_dec, float* xhat, ms_error* err);
   /* Loss and all four gradients (see ms_sae_grads_args); stats copied to the host, or not computed
-   * for the host when stats_host is NULL (ABI 9: no wait for the device then). */
+   * for the host when stats_host is NULL (ABI 10: no wait for the device then). */
   int (*sae_grads)(const ms_sae_grads_args* args, ms_sae_stats* stats_host, ms_error* err);
   /* dW_dec[i] -= (dW_dec[i] . W_dec[i]) / ||W_dec[i]||^2 * W_dec[i], rows i < n (zero rows untouched) */
   int (*decoder_remove_parallel_grad)(int n, int d, const float* W_dec, float* dW_dec, ms_error* err);
