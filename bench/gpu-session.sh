@@ -221,30 +221,20 @@ next)
   grep -E '^\| |^torch |^HF |tokens/s|^harvested|^device time|^ *(Tests|Test Files) |FAIL|finished after|waiting for activations|loss recovered|median best-match|^[a-zA-Z][a-zA-Z ]* +[0-9]+ +[0-9.]+ +[0-9.]+' "$log" | tail -150
   ;;
 kernels)
-  # The kernels not yet run on a GPU, cut at DEADLINE (default 330 s): the GEMM playground's
-  # correctness sweep (version 3, wgmma + TMA, against float64), under memcheck too; the
-  # tensor-core attention (native/cuda/attention_mma.cu, off by default) against the CPU, with
-  # memcheck and racecheck; test/gpu with it on; attention alone (bench/attention.ts) and the LM's
-  # harvest, full forward and training step, with the fp32 tiled attention and with it, side by
-  # side; the GEMM timing sweep (wgmma and mma.sync against cuBLAS); a training step under ncu.
+  # The kernels not yet run on a GPU, most important first, cut at DEADLINE (default 330 s): the
+  # GEMM playground's correctness sweep (version 3, wgmma + TMA, against float64); the tensor-core
+  # attention (native/cuda/attention_mma.cu, off by default) against the CPU; attention alone
+  # (bench/attention.ts) and the LM's harvest, full forward and training step, with the fp32 tiled
+  # attention and with it, side by side; test/gpu with it on; the GEMM timing sweep (wgmma and
+  # mma.sync against cuBLAS); compute-sanitizer on both; a training step under ncu.
   DEADLINE=${DEADLINE:-330}
   lm=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64" || echo "--batch 64 --ctx 1024")
   on=(env MONOSEMANTIC_CUDA_ATTENTION=mma)
-  if [ "$backend" = cuda ] && [ -x "$playground" ]; then
-    # The wgmma version waits on mbarriers: a fault in its copies would hang it, so these steps are capped.
-    STEP_CAP=60 step "gemm playground: correctness" "$playground" --check ${cublas:+--cublas "$cublas"}
-    command -v compute-sanitizer >/dev/null && STEP_CAP=120 step "sanitizer memcheck: gemm playground" \
-      compute-sanitizer --tool memcheck --error-exitcode 1 "$playground" --check
-  fi
+  gemm_ready=$([ "$backend" = cuda ] && [ -x "$playground" ] && echo 1 || echo 0)
+  # The wgmma version waits on mbarriers: a fault in its copies would hang it, so its steps are capped.
+  [ "$gemm_ready" = 1 ] && STEP_CAP=60 step "gemm playground: correctness" "$playground" --check ${cublas:+--cublas "$cublas"}
   step "attention at bf16 (tensor cores)" "${on[@]}" node_modules/.bin/vitest run test/gpu/cuda-transformer-grads.test.ts \
     -t "attention at bf16" --reporter=verbose
-  if command -v compute-sanitizer >/dev/null; then
-    for tool in memcheck racecheck; do
-      step "sanitizer $tool: tensor-core attention" "${on[@]}" compute-sanitizer --tool "$tool" --error-exitcode 1 \
-        --target-processes all node_modules/.bin/vitest run test/gpu/cuda-transformer-grads.test.ts -t "attention at bf16 \(B [23]"
-    done
-  fi
-  step "test/gpu (tensor-core attention)" "${on[@]}" node_modules/.bin/vitest run test/gpu
   att=(node dist/bench/attention.js --backend "$backend" --iters "$([ "$quick" = 1 ] && echo 3 || echo 20)")
   [ "$quick" = 1 ] && att+=(--shapes 2x64x128x4)
   step "attention alone, fp32 tiled" "${att[@]}" --json "$out/attention-tiled.json"
@@ -256,8 +246,17 @@ kernels)
   step "lm forward bf16, tensor-core attention" "${on[@]}" "${fwd[@]}"
   step "lm train, tiled attention" "${train[@]}"
   step "lm train, tensor-core attention" "${on[@]}" "${train[@]}"
-  [ "$backend" = cuda ] && [ -x "$playground" ] && STEP_CAP=120 step "gemm playground: timing" "$playground" --time \
-    --iters 10 ${cublas:+--cublas "$cublas"}
+  step "test/gpu (tensor-core attention)" "${on[@]}" node_modules/.bin/vitest run test/gpu
+  [ "$gemm_ready" = 1 ] && STEP_CAP=120 step "gemm playground: timing" "$playground" --time --iters 10 \
+    ${cublas:+--cublas "$cublas"}
+  if command -v compute-sanitizer >/dev/null; then
+    for tool in memcheck racecheck; do
+      step "sanitizer $tool: tensor-core attention" "${on[@]}" compute-sanitizer --tool "$tool" --error-exitcode 1 \
+        --target-processes all node_modules/.bin/vitest run test/gpu/cuda-transformer-grads.test.ts -t "attention at bf16 \(B [23]"
+    done
+    [ "$gemm_ready" = 1 ] && STEP_CAP=120 step "sanitizer memcheck: gemm playground" compute-sanitizer --tool memcheck \
+      --error-exitcode 1 "$playground" --check
+  fi
   if command -v ncu >/dev/null; then
     step "lm train kernels, tensor-core attention (ncu)" "${on[@]}" ncu --clock-control none --target-processes all \
       --metrics gpu__time_duration.sum --print-summary per-kernel node dist/bench/lm-train.js --backend "$backend" $lm --iters 1
