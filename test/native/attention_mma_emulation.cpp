@@ -1,5 +1,5 @@
 // Host emulation of the tensor-core attention kernels (native/cuda/attention_mma_kernels.h), run by
-// test/unit/attention-mma.test.ts. The kernel source is compiled for the host under a shim: each
+// test/unit/attention-emulation.test.ts. The kernel source is compiled for the host under a shim: each
 // CUDA thread of a block is a std::thread, __syncthreads is a block barrier, __shared__ arrays are
 // function statics (one block runs at a time), and the warp-collective primitives (mma.sync
 // m16n8k16, __shfl_sync) exchange registers through per-warp buffers between two warp barriers.
@@ -128,6 +128,7 @@ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
 }
 
 #include "cuda/attention_mma_kernels.h"
+#include "attention_reference.h"
 
 namespace {
 
@@ -158,17 +159,6 @@ struct Case {
   int B, T, n_head;
 };
 
-// max |a - ref| / max |ref| over the array.
-double rel_err(const std::vector<float>& a, const std::vector<double>& ref) {
-  double num = 0.0, den = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    num = std::max(num, std::fabs(double(a[i]) - ref[i]));
-    den = std::max(den, std::fabs(ref[i]));
-  }
-  return den > 0 ? num / den : num;
-}
-
 // P and dS rounded to bf16 (2^-9 relative) before the products with v, k, q and dout.
 constexpr double kTolerance = 1e-2;
 constexpr double kLseTolerance = 1e-5;
@@ -193,47 +183,8 @@ void run_case(const Case& c, unsigned seed) {
   };
   const std::vector<float> qr = rounded(q), kr = rounded(k), vr = rounded(v), doutr = rounded(dout);
 
-  // float64 reference on the rounded operands: P = softmax over j <= t of scale q_t . k_j,
-  // out = P v, and the gradients. D_t = dout_t . out_t takes the fp32 inputs, as the kernel does.
-  std::vector<double> out_ref(q.size()), lse_ref(size_t(heads) * c.T), dq_ref(q.size(), 0.0), dk_ref(q.size(), 0.0),
-      dv_ref(q.size(), 0.0);
-  for (int b = 0; b < c.B; ++b)
-    for (int h = 0; h < c.n_head; ++h) {
-      const size_t base = size_t(b) * c.T * C + size_t(h) * HD;  // row t of the head at base + t*C
-      for (int t = 0; t < c.T; ++t) {
-        std::vector<double> s(t + 1);
-        double m = -INFINITY;
-        for (int j = 0; j <= t; ++j) {
-          double dot = 0.0;
-          for (int d = 0; d < HD; ++d) dot += double(qr[base + t * C + d]) * kr[base + j * C + d];
-          s[j] = scale * dot;
-          m = std::max(m, s[j]);
-        }
-        double l = 0.0;
-        for (int j = 0; j <= t; ++j) l += std::exp(s[j] - m);
-        const double lse = m + std::log(l);
-        lse_ref[(size_t(b) * c.n_head + h) * c.T + t] = lse;
-        double Dt = 0.0;
-        std::vector<double> o(HD, 0.0);
-        for (int j = 0; j <= t; ++j)
-          for (int d = 0; d < HD; ++d) o[d] += std::exp(s[j] - lse) * vr[base + j * C + d];
-        for (int d = 0; d < HD; ++d) {
-          out_ref[base + t * C + d] = o[d];
-          Dt += double(dout[base + t * C + d]) * o[d];
-        }
-        for (int j = 0; j <= t; ++j) {
-          const double p = std::exp(s[j] - lse);
-          double dp = 0.0;
-          for (int d = 0; d < HD; ++d) dp += double(doutr[base + t * C + d]) * vr[base + j * C + d];
-          const double ds = p * (dp - Dt);
-          for (int d = 0; d < HD; ++d) {
-            dq_ref[base + t * C + d] += scale * ds * kr[base + j * C + d];
-            dk_ref[base + j * C + d] += scale * ds * qr[base + t * C + d];
-            dv_ref[base + j * C + d] += p * doutr[base + t * C + d];
-          }
-        }
-      }
-    }
+  // float64 reference on the rounded operands; D_t = dout_t . out_t takes the fp32 dout, as the kernel does.
+  const AttentionReference ref = attention_reference(c.B, c.T, c.n_head, HD, qr, kr, vr, doutr, dout);
 
   const float nan = std::nanf("");
   std::vector<float> out(q.size(), nan), lse(size_t(heads) * c.T, nan), dq(q.size(), nan), dk(q.size(), nan),
@@ -252,19 +203,19 @@ void run_case(const Case& c, unsigned seed) {
   launch(gx, gy, [&] {
     attention_mma_forward_kernel<HD>(c.T, C, c.n_head, scale, q.data(), k.data(), v.data(), out.data(), lse.data());
   });
-  check("forward out", out, out_ref);
-  check("forward lse", lse, lse_ref, kLseTolerance);
+  check("forward out", out, ref.out);
+  check("forward lse", lse, ref.lse, kLseTolerance);
   launch(gx, gy, [&] {
     attention_mma_dq_kernel<HD>(c.T, C, c.n_head, scale, dout.data(), q.data(), k.data(), v.data(), out.data(),
                                 lse.data(), dq.data(), D.data());
   });
-  check("dq", dq, dq_ref);
+  check("dq", dq, ref.dq);
   launch(gx, gy, [&] {
     attention_mma_dkdv_kernel<HD>(c.T, C, c.n_head, scale, dout.data(), q.data(), k.data(), v.data(), lse.data(),
                                   D.data(), dk.data(), dv.data());
   });
-  check("dk", dk, dk_ref);
-  check("dv", dv, dv_ref);
+  check("dk", dk, ref.dk);
+  check("dv", dv, ref.dv);
   std::printf("ok   B %d T %4d heads %2d hd %2d  worst relative error %.2e\n", c.B, c.T, c.n_head, HD, worst);
 }
 

@@ -1,9 +1,10 @@
 // Host emulation of the tiled attention kernels (native/cuda/attention_tiled_kernels.h), run by
-// test/unit/attention-tiled.test.ts. The kernel source is compiled for the host under a small
+// test/unit/attention-emulation.test.ts. The kernel source is compiled for the host under a small
 // shim: each CUDA thread of a block is a std::thread, __syncthreads is a std::barrier, __shared__
 // arrays are function statics (one block runs at a time, and its threads share them). The
 // forward, dq and dk/dv kernels run over every block of the grid; their outputs are compared with
-// a float64 reference of causal attention and its gradients on random inputs of ragged sizes.
+// a float64 reference of causal attention and its gradients (attention_reference.h) on random
+// inputs of ragged sizes.
 // Prints "ok ..." per case and "ok" at the end; exits 1 on the first mismatch.
 #include <algorithm>
 #include <barrier>
@@ -35,6 +36,7 @@ using std::min;
 #define __shared__ static
 
 #include "cuda/attention_tiled_kernels.h"
+#include "attention_reference.h"
 
 namespace {
 
@@ -67,17 +69,6 @@ struct Case {
   std::exit(1);
 }
 
-// max |a - ref| / max |ref| over the array.
-double rel_err(const std::vector<float>& a, const std::vector<double>& ref) {
-  double num = 0.0, den = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    num = std::max(num, std::fabs(double(a[i]) - ref[i]));
-    den = std::max(den, std::fabs(ref[i]));
-  }
-  return den > 0 ? num / den : num;
-}
-
 template <int HD>
 void run_case(const Case& c, unsigned seed) {
   const int C = c.n_head * HD, rows = c.B * c.T, heads = c.B * c.n_head;
@@ -91,46 +82,7 @@ void run_case(const Case& c, unsigned seed) {
   const std::vector<float> q = random(1.0f), k = random(1.5f), v = random(1.0f), dout = random(1.0f);
   const float scale = 1.0f / std::sqrt(float(HD));
 
-  // float64 reference: P = softmax over j <= t of scale q_t . k_j, out = P v, and the gradients.
-  std::vector<double> out_ref(q.size()), lse_ref(size_t(heads) * c.T), dq_ref(q.size(), 0.0), dk_ref(q.size(), 0.0),
-      dv_ref(q.size(), 0.0);
-  for (int b = 0; b < c.B; ++b)
-    for (int h = 0; h < c.n_head; ++h) {
-      const size_t base = size_t(b) * c.T * C + size_t(h) * HD;  // row t of the head at base + t*C
-      for (int t = 0; t < c.T; ++t) {
-        std::vector<double> s(t + 1);
-        double m = -INFINITY;
-        for (int j = 0; j <= t; ++j) {
-          double dot = 0.0;
-          for (int d = 0; d < HD; ++d) dot += double(q[base + t * C + d]) * k[base + j * C + d];
-          s[j] = scale * dot;
-          m = std::max(m, s[j]);
-        }
-        double l = 0.0;
-        for (int j = 0; j <= t; ++j) l += std::exp(s[j] - m);
-        const double lse = m + std::log(l);
-        lse_ref[(size_t(b) * c.n_head + h) * c.T + t] = lse;
-        double Dt = 0.0;
-        std::vector<double> o(HD, 0.0);
-        for (int j = 0; j <= t; ++j)
-          for (int d = 0; d < HD; ++d) o[d] += std::exp(s[j] - lse) * v[base + j * C + d];
-        for (int d = 0; d < HD; ++d) {
-          out_ref[base + t * C + d] = o[d];
-          Dt += double(dout[base + t * C + d]) * o[d];
-        }
-        for (int j = 0; j <= t; ++j) {
-          const double p = std::exp(s[j] - lse);
-          double dp = 0.0;
-          for (int d = 0; d < HD; ++d) dp += double(dout[base + t * C + d]) * v[base + j * C + d];
-          const double ds = p * (dp - Dt);
-          for (int d = 0; d < HD; ++d) {
-            dq_ref[base + t * C + d] += scale * ds * k[base + j * C + d];
-            dk_ref[base + j * C + d] += scale * ds * q[base + t * C + d];
-            dv_ref[base + j * C + d] += p * dout[base + t * C + d];
-          }
-        }
-      }
-    }
+  const AttentionReference ref = attention_reference(c.B, c.T, c.n_head, HD, q, k, v, dout, dout);
 
   const float nan = std::nanf("");
   std::vector<float> out(q.size(), nan), lse(size_t(heads) * c.T, nan), dq(q.size(), nan), dk(q.size(), nan),
@@ -139,19 +91,19 @@ void run_case(const Case& c, unsigned seed) {
   launch(gx, gy, kRowsPerBlock, [&] {
     attention_train_tiled_kernel<HD>(c.T, C, c.n_head, scale, q.data(), k.data(), v.data(), out.data(), lse.data());
   });
-  if (double e = rel_err(out, out_ref); !(e < 1e-5)) fail("forward out", c, e);
-  if (double e = rel_err(lse, lse_ref); !(e < 1e-5)) fail("forward lse", c, e);
+  if (double e = rel_err(out, ref.out); !(e < 1e-5)) fail("forward out", c, e);
+  if (double e = rel_err(lse, ref.lse); !(e < 1e-5)) fail("forward lse", c, e);
   launch(gx, gy, kRowsPerBlock, [&] {
     attention_dq_tiled_kernel<HD>(c.T, C, c.n_head, scale, dout.data(), q.data(), k.data(), v.data(), out.data(),
                                   lse.data(), dq.data(), D.data());
   });
-  if (double e = rel_err(dq, dq_ref); !(e < 1e-5)) fail("dq", c, e);
+  if (double e = rel_err(dq, ref.dq); !(e < 1e-5)) fail("dq", c, e);
   launch(gx, gy, kRowsPerBlock, [&] {
     attention_dkdv_tiled_kernel<HD>(c.T, C, c.n_head, scale, dout.data(), q.data(), k.data(), v.data(), lse.data(),
                                     D.data(), dk.data(), dv.data());
   });
-  if (double e = rel_err(dk, dk_ref); !(e < 1e-5)) fail("dk", c, e);
-  if (double e = rel_err(dv, dv_ref); !(e < 1e-5)) fail("dv", c, e);
+  if (double e = rel_err(dk, ref.dk); !(e < 1e-5)) fail("dk", c, e);
+  if (double e = rel_err(dv, ref.dv); !(e < 1e-5)) fail("dv", c, e);
   std::printf("ok   B %d T %4d heads %2d hd %2d\n", c.B, c.T, c.n_head, HD);
 }
 
