@@ -97,13 +97,16 @@ inline int precision_field_or_f32(const Napi::Object& obj) {
   return obj.Get("precision").IsUndefined() ? int(MS_PREC_F32) : int_field(obj, "precision", MS_PREC_F32, MS_PREC_BF16);
 }
 
+inline bool bool_field(const Napi::Object& obj, const char* key) {
+  const Napi::Value v = obj.Get(key);
+  if (!v.IsBoolean()) throw Napi::TypeError::New(obj.Env(), std::string(key) + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
 // obj.indicesChecked (optional boolean): the caller has checked the op's indices on the host, so a
 // backend may skip its own check (backend.h). 0 when absent.
 inline int indices_checked_field(const Napi::Object& obj) {
-  const Napi::Value v = obj.Get("indicesChecked");
-  if (v.IsUndefined()) return 0;
-  if (!v.IsBoolean()) throw Napi::TypeError::New(obj.Env(), "indicesChecked must be a boolean");
-  return v.As<Napi::Boolean>().Value() ? 1 : 0;
+  return !obj.Get("indicesChecked").IsUndefined() && bool_field(obj, "indicesChecked") ? 1 : 0;
 }
 
 // obj[key] is undefined or null.

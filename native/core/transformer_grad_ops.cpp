@@ -30,12 +30,6 @@ size_t read_attention_dims(Napi::Env env, const Napi::Object& a, int* batch, int
   return product(env, product(env, size_t(*batch), size_t(*T), "q"), size_t(*C), "q");
 }
 
-bool bool_field(const Napi::Object& obj, const char* key) {
-  const Napi::Value v = obj.Get(key);
-  if (!v.IsBoolean()) throw Napi::TypeError::New(obj.Env(), std::string(key) + " must be a boolean");
-  return v.As<Napi::Boolean>().Value();
-}
-
 // attentionTrain({ batch, T, C, nHead, precision?, q, k, v, out, lse }): q, k, v, out [B*T, C];
 // lse [B, nHead, T].
 class AttentionTrainWorker : public BackendWorker {

@@ -57,9 +57,7 @@ class LinearWorker : public BackendWorker {
     rows_ = int_field(a, "rows", 1, kMaxDim);
     n_in_ = int_field(a, "nIn", 1, kMaxDim);
     n_out_ = int_field(a, "nOut", 1, kMaxDim);
-    const Napi::Value tw = a.Get("transW");
-    if (!tw.IsBoolean()) throw Napi::TypeError::New(env, "transW must be a boolean");
-    trans_w_ = tw.As<Napi::Boolean>().Value() ? 1 : 0;
+    trans_w_ = bool_field(a, "transW") ? 1 : 0;
     precision_ = int_field(a, "precision", MS_PREC_F32, MS_PREC_BF16);
     x_ = static_cast<const float*>(operands_.take_f32(a, "x", product(env, size_t(rows_), size_t(n_in_), "x")));
     W_ = static_cast<const float*>(

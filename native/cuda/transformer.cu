@@ -360,6 +360,7 @@ int linear(int rows, int n_in, int n_out, int trans_w, int precision, const floa
   MS_TRY(begin(op, err, name));
   // out[R, N] = x[R, K] op(W)[K, N]
   DeviceScratch scratch;
+  bool bias_added = false, act_applied = false;  // by the product's epilogue
   if (precision == MS_PREC_BF16) {
     // Temporaries: bf16(x) [R, K], bf16(W) [K*N].
     const size_t x_bytes = align_up(R * K * sizeof(bf16));
@@ -371,29 +372,23 @@ int linear(int rows, int n_in, int n_out, int trans_w, int precision, const floa
     if (use_tensor_kernels() && act == MS_ACT_RELU && bias && !tw) {  // bias and ReLU in the epilogue
       MS_TRY(gemm_tensor(op, false, false, rows, n_out, n_in, x_bf, n_in, W_bf, ldw,
                          EpilogueBiasRelu{bias, out, nullptr, n_out, nullptr, nullptr}));
-      MS_TRY(finish(op));
-      return scratch.release(op);
-    }
-    if (use_tensor_kernels()) {  // the bias add in the product's epilogue: no pass of its own
+      bias_added = act_applied = true;
+    } else if (use_tensor_kernels()) {  // the bias add in the product's epilogue: no pass of its own
       MS_TRY(gemm_tensor(op, false, tw, rows, n_out, n_in, x_bf, n_in, W_bf, ldw,
                          EpilogueStore{1.0f, 0.0f, out, n_out, bias}));
-      if (act != MS_ACT_NONE) {
-        activation_kernel<<<grid_stride_blocks(R * N), kThreads, 0, op.stream>>>(act, R * N, out, out);
-        MS_TRY(check_launch(op, "activation_kernel"));
-      }
-      MS_TRY(finish(op));
-      return scratch.release(op);
+      bias_added = true;
+    } else {
+      MS_TRY(gemm<bf16>(op, false, tw, rows, n_out, n_in, 1.0f, x_bf, n_in, W_bf, ldw, 0.0f, out, n_out));
     }
-    MS_TRY(gemm<bf16>(op, false, tw, rows, n_out, n_in, 1.0f, x_bf, n_in, W_bf, ldw, 0.0f, out, n_out));
   } else {
     MS_TRY(gemm<float>(op, false, tw, rows, n_out, n_in, 1.0f, x, n_in, W, ldw, 0.0f, out, n_out));
   }
-  if (bias) {
+  if (bias && !bias_added) {
     const size_t total = R * N;
     add_row_bias_kernel<<<grid_stride_blocks(total), kThreads, 0, op.stream>>>(out, bias, total, n_out);
     MS_TRY(check_launch(op, "add_row_bias_kernel"));
   }
-  if (act != MS_ACT_NONE) {
+  if (act != MS_ACT_NONE && !act_applied) {
     activation_kernel<<<grid_stride_blocks(R * N), kThreads, 0, op.stream>>>(act, R * N, out, out);
     MS_TRY(check_launch(op, "activation_kernel"));
   }
