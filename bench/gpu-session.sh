@@ -182,7 +182,8 @@ next)
   # trace where it exists); the SAE step at the three shapes next to torch.compile at each; the LM
   # harvest and training step kernel by kernel under ncu; LM forward/training wall times; the
   # pipeline (with the trainer reading statistics only on logging steps, and positions no longer
-  # drawn when all are kept); the default run on A and B (both SAEs come back) and universality; then, if time is
+  # drawn when all are kept; also the main job's ten passes, nine of them from the stored first
+  # pass); the default run on A and B (both SAEs come back) and universality; then, if time is
   # left, HF's forward and training step in the same call.
   DEADLINE=${DEADLINE:-330}
   shapes=$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)
@@ -210,7 +211,7 @@ next)
   step "lm train" node dist/bench/lm-train.js --backend "$backend" $lm --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)"
   step "lm forward bf16" node dist/bench/lm-forward.js --backend "$backend" --precision bf16 $lm \
     --gpt2-batch "$([ "$quick" = 1 ] && echo 1 || echo 16)" --gpt2-ctx "$([ "$quick" = 1 ] && echo 64 || echo 1024)"
-  pipe=$([ "$quick" = 1 ] && echo "--batch 256 --steps 20 --forward-batch 8 --window 16 --d-sae 512" || echo "")
+  pipe=$([ "$quick" = 1 ] && echo "--batch 256 --steps 20 --forward-batch 8 --window 16 --d-sae 512" || echo "--passes 10")
   step "pipeline" node dist/bench/pipeline.js --backend "$backend" $pipe --json "$out/pipeline.json"
   run_saes models/a models/b keep
   compare_saes models/a models/b

@@ -5,14 +5,16 @@
  *      no prefetch, so this is the harvest itself);
  *   2. consumed: activations/s of SAE steps alone, on one batch of random activations (d = 512),
  *      queued as the trainer queues them (statistics not read back between logging steps);
- *   3. together: `monosemantic run` (runMainJob) for --steps steps, and the fraction of its training
+ *   3. together: `monosemantic run` (runMainJob) for --steps steps (and with --passes, for that many
+ *      passes over the corpus: the CUDA default is ten, the later ones served from the stored first
+ *      pass, data.store "auto"), and the fraction of its training
  *      time spent waiting for the source (the trainer's dataWaitFraction: the wall time of its
  *      awaits on the source, which with queued CUDA operations misses device work charged to
  *      whatever waits next), and the fraction of the run the SAE was not stepping, 1 − (in the
  *      run) / (consumed alone): what the data costs the SAE, however it is charged.
  *
  *   node dist/bench/pipeline.js [--backend cpu|cuda] [--d-sae 4096,16384] [--batch 4096]
- *        [--steps 1000] [--forward-batch 128] [--window 1024] [--json FILE]
+ *        [--steps 1000] [--passes 10] [--forward-batch 128] [--window 1024] [--json FILE]
  *
  * Defaults are the CUDA run's (batch 4,096; 128 contexts per forward; 1,024 per window); on a CPU
  * pass small values (e.g. --batch 256 --steps 20 --forward-batch 8 --window 32 --d-sae 512).
@@ -39,11 +41,12 @@ const program = new Command('pipeline')
   .option('--d-sae <list>', 'dictionary sizes, comma-separated', '4096,16384')
   .option('--batch <n>', 'activations per SAE step', '4096')
   .option('--steps <n>', 'SAE steps timed alone and in the run', '1000')
+  .option('--passes <n>', 'also run the main job for this many passes over the corpus (data.store "auto")')
   .option('--forward-batch <n>', 'contexts per model forward', '128')
   .option('--window <n>', 'contexts per shuffle window', '1024')
   .option('--json <file>', 'also write the rows as JSON')
   .parse();
-const o = program.opts<{ backend?: BackendName; dSae: string; batch: string; steps: string; forwardBatch: string; window: string; json?: string }>();
+const o = program.opts<{ backend?: BackendName; dSae: string; batch: string; steps: string; passes?: string; forwardBatch: string; window: string; json?: string }>();
 const backend = resolveBackend(o.backend);
 const [batch, steps, forwardBatch, window] = [Number(o.batch), Number(o.steps), Number(o.forwardBatch), Number(o.window)];
 const sizes = o.dSae.split(',').map(Number);
@@ -51,6 +54,8 @@ for (const [name, v] of Object.entries({ batch, steps, forwardBatch, window })) 
   if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`--${name}: a positive integer, got ${v}`);
 }
 if (!sizes.every((n) => Number.isSafeInteger(n) && n > 0)) throw new RangeError(`--d-sae: positive integers, got '${o.dSae}'`);
+const passes = o.passes === undefined ? null : Number(o.passes);
+if (passes !== null && !(passes > 0)) throw new RangeError(`--passes: a positive number, got '${o.passes}'`);
 
 const modelDir = path.join(packageRoot(), 'models/a');
 const corpus = [path.join(packageRoot(), 'corpus/train-sample.tokens')];
@@ -98,23 +103,23 @@ async function consumed(dSae: number): Promise<number> {
   return (steps * batch) / ((performance.now() - t0) / 1000);
 }
 
-/** 3. The main job for `steps` steps: activations/s and the fraction of time waiting for data. */
-async function together(dSae: number): Promise<{ perSecond: number; dataWait: number }> {
+/** 3. The main job for `steps` steps or `passes` passes: activations/s and the fraction of time waiting for data. */
+async function together(dSae: number, budget: { steps: number } | { passes: number }): Promise<{ perSecond: number; dataWait: number; passes: number }> {
   const outDir = mkdtempSync(path.join(tmpdir(), 'ms-pipeline-'));
   try {
     const { config } = await resolveRunConfig({
       backend,
       outDir,
       sae: { dSae },
-      training: { batchSize: batch, totalSteps: steps },
-      data: { forwardBatch, contextsPerWindow: window, positionsPerContext: null },
-      budget: { epochs: null },
+      training: { batchSize: batch, ...('steps' in budget ? { totalSteps: budget.steps } : {}) },
+      data: { forwardBatch, contextsPerWindow: window, positionsPerContext: null, store: 'auto' },
+      budget: { epochs: 'passes' in budget ? budget.passes : null },
       resampling: { enabled: false },
       checkpoints: { every: 0 },
       eval: { contexts: 2 },
     });
     const summary = await runMainJob(config);
-    return { perSecond: summary.train.samples / summary.train.seconds, dataWait: summary.train.dataWaitFraction };
+    return { perSecond: summary.train.samples / summary.train.seconds, dataWait: summary.train.dataWaitFraction, passes: summary.epochs ?? 0 };
   } finally {
     rmSync(outDir, { recursive: true, force: true });
   }
@@ -123,16 +128,20 @@ async function together(dSae: number): Promise<{ perSecond: number; dataWait: nu
 const harvest = await harvested();
 console.log(`backend ${backend}; batch ${batch}, ${forwardBatch} contexts per forward, ${window} per window`);
 console.log(`harvested alone: ${Math.round(harvest).toLocaleString('en-US')} activations/s (${hook} of models/a)`);
-console.log('| (d, n, B) | consumed alone, act/s | in the run, act/s | data wait (trainer) | not stepping, 1 − run/alone |');
-console.log('| --- | ---: | ---: | ---: | ---: |');
+console.log('| (d, n, B) | run | consumed alone, act/s | in the run, act/s | data wait (trainer) | not stepping, 1 − run/alone |');
+console.log('| --- | --- | ---: | ---: | ---: | ---: |');
 const rows = [];
+const budgets: ({ steps: number } | { passes: number })[] = [{ steps }, ...(passes !== null ? [{ passes }] : [])];
 for (const n of sizes) {
   const alone = await consumed(n);
-  const run = await together(n);
-  const notStepping = 1 - run.perSecond / alone;
-  rows.push({ d: 512, n, batch, consumedAlone: alone, inRun: run.perSecond, dataWait: run.dataWait, notStepping });
-  console.log(
-    `| (512, ${n}, ${batch}) | ${Math.round(alone).toLocaleString('en-US')} | ${Math.round(run.perSecond).toLocaleString('en-US')} | ${(100 * run.dataWait).toFixed(1)}% | ${(100 * notStepping).toFixed(1)}% |`,
-  );
+  for (const budget of budgets) {
+    const run = await together(n, budget);
+    const notStepping = 1 - run.perSecond / alone;
+    const label = `${'steps' in budget ? `${budget.steps} steps` : `${budget.passes} passes`} (${run.passes.toFixed(2)} passes)`;
+    rows.push({ d: 512, n, batch, budget, passes: run.passes, consumedAlone: alone, inRun: run.perSecond, dataWait: run.dataWait, notStepping });
+    console.log(
+      `| (512, ${n}, ${batch}) | ${label} | ${Math.round(alone).toLocaleString('en-US')} | ${Math.round(run.perSecond).toLocaleString('en-US')} | ${(100 * run.dataWait).toFixed(1)}% | ${(100 * notStepping).toFixed(1)}% |`,
+    );
+  }
 }
 if (o.json) writeFileSync(o.json, JSON.stringify({ backend, batch, forwardBatch, window, harvested: harvest, rows }, null, 2));

@@ -16,7 +16,12 @@
  * The two chains share the backend, whose ops run one at a time; the order in which they
  * interleave changes nothing in the stream.
  *
- * When the context stream ends, it is reopened from its start (the next epoch).
+ * When the context stream ends, it is reopened from its start (the next epoch). With a store
+ * (storeRows), the first pass is harvested into one buffer instead, window after window at the
+ * store's next free rows and served exactly as above; when it ends, every later pass is served
+ * from the store in a fresh order over all of its rows, so the model runs over the corpus once
+ * however many passes the SAE makes. A saved position in such a stream resumes by harvesting the
+ * first pass again up to it.
  */
 import { gatherRows } from '../ops.js';
 import { Rng } from '../random.js';
@@ -49,6 +54,13 @@ export interface LmActivationOptions {
   skipFirstPosition?: boolean;
   /** Harvest the next window while this one is served (default true; costs a second window buffer). */
   prefetch?: boolean;
+  /**
+   * Keep the first pass over the context stream in one buffer of this many rows on the model's
+   * backend (at least the pass's: its contexts × positionsPerContext), and serve every later pass
+   * from it, each in a fresh order over all of its rows, instead of harvesting again. The first
+   * pass is served exactly as without it. Undefined: every pass is harvested.
+   */
+  storeRows?: number;
   state?: LmActivationState;
   /** The activations of `count` contexts [count × contextLength, d]; default: the model's hook. Tests replace it. */
   harvest?: (ids: Int32Array, count: number) => Promise<Tensor>;
@@ -62,25 +74,30 @@ export interface LmActivationState {
   /** Rows of that window already served. */
   offset: number;
   rowsServed: number;
-  /** The context stream's position at the start of the window being served. */
+  /** The context stream's position at the start of the window being served (null: a pass served from the store). */
   contexts: unknown;
+  /** Set when the stream keeps its first pass (storeRows): it resumes only with a store. */
+  stored?: true;
 }
 
-/** One harvested window: its rows in `buffer` [rows, d], served in `order` (also on the device, i32). */
+/**
+ * One window: its rows in `buffer`, served in `order` (on the device, i32; row indices into
+ * `buffer`). A harvested window's rows start at `base` of the buffer (the store's next free row,
+ * or 0 in a window buffer of its own); a pass served from the store spans all of its rows.
+ */
 interface Window {
   index: number;
   epoch: number;
-  /** The context stream's position at the window's start. */
+  /** The context stream's position at the window's start (null: served from the store). */
   start: unknown;
   buffer: Tensor;
   rows: number;
-  order: Uint32Array;
   orderOnDevice: Tensor;
 }
 
 export class LmActivationSource implements TrainingDataSource {
   readonly d: number;
-  #o: Required<Omit<LmActivationOptions, 'state' | 'harvest'>> & Pick<LmActivationOptions, 'harvest'>;
+  #o: Required<Omit<LmActivationOptions, 'state' | 'harvest' | 'storeRows'>> & Pick<LmActivationOptions, 'harvest' | 'storeRows'>;
   /** The harvesting chain's position: the context stream, its epoch, the last window index built. */
   #contexts: ContextSource | null = null;
   #epoch = 0;
@@ -91,6 +108,10 @@ export class LmActivationSource implements TrainingDataSource {
   /** The next window, being harvested (prefetch), and a buffer for the one after. */
   #pending: Promise<Window> | null = null;
   #spare: Tensor | null = null;
+  /** The first pass's rows (storeRows), the rows harvested into it, and whether the pass is complete. */
+  #store: Tensor | null = null;
+  #stored = 0;
+  #storeComplete = false;
   #closed = false;
 
   private constructor(options: LmActivationOptions, d: number) {
@@ -104,6 +125,9 @@ export class LmActivationSource implements TrainingDataSource {
     for (const key of ['contextsPerWindow', 'forwardBatch', 'contextLength'] as const) {
       if (!Number.isSafeInteger(o[key]) || o[key] < 1) throw new RangeError(`${key} must be a positive integer (got ${o[key]})`);
     }
+    if (o.storeRows !== undefined && (!Number.isSafeInteger(o.storeRows) || o.storeRows < 1 || o.storeRows >= 2 ** 31)) {
+      throw new RangeError(`storeRows must be a positive integer below 2^31 (got ${o.storeRows})`);
+    }
   }
 
   /** Opens the stream (at `options.state` when given) and harvests its first window. */
@@ -113,19 +137,26 @@ export class LmActivationSource implements TrainingDataSource {
     const source = new LmActivationSource(options, width);
     try {
       const s = options.state;
-      if (s) {
-        if (s.version !== 1) throw new RangeError(`unsupported activation-stream state version ${String(s.version)}`);
-        source.#epoch = s.epoch;
-        source.#built = s.window - 1;
-        source.#rowsServed = s.rowsServed;
-        source.#contexts = await options.openContexts(s.contexts);
-      } else {
-        source.#contexts = await options.openContexts(undefined);
+      if (s && s.version !== 1) throw new RangeError(`unsupported activation-stream state version ${String(s.version)}`);
+      if (s && (s.stored === true) !== (options.storeRows !== undefined)) {
+        throw new RangeError(`the saved position is of a stream that ${s.stored ? 'keeps' : 'does not keep'} its first pass in memory; resume it with the same setting`);
       }
-      source.#current = await source.#harvestOrDispose(source.#newBuffer());
+      if (options.storeRows !== undefined) {
+        source.#store = Tensor.empty([options.storeRows, width], { backend: options.model.backend });
+        source.#contexts = await options.openContexts(undefined);
+        source.#current = s ? await source.#replayTo(s) : await source.#harvestWindow();
+      } else {
+        if (s) {
+          source.#epoch = s.epoch;
+          source.#built = s.window - 1;
+        }
+        source.#contexts = await options.openContexts(s?.contexts);
+        source.#current = await source.#harvestWindow();
+      }
       if (s) {
         if (s.offset > source.#current.rows) throw new RangeError(`the saved offset ${s.offset} is beyond its window's ${source.#current.rows} rows (the corpus or options changed)`);
         source.#offset = s.offset;
+        source.#rowsServed = s.rowsServed;
       }
       source.#startPrefetch();
       return source;
@@ -137,7 +168,15 @@ export class LmActivationSource implements TrainingDataSource {
 
   state(): LmActivationState {
     const w = this.#current!;
-    return { version: 1, epoch: w.epoch, window: w.index, offset: this.#offset, rowsServed: this.#rowsServed, contexts: w.start };
+    return {
+      version: 1,
+      epoch: w.epoch,
+      window: w.index,
+      offset: this.#offset,
+      rowsServed: this.#rowsServed,
+      contexts: w.start,
+      ...(this.#store ? { stored: true as const } : {}),
+    };
   }
 
   async next(rows: number, out: Tensor): Promise<void> {
@@ -150,7 +189,7 @@ export class LmActivationSource implements TrainingDataSource {
       if (this.#offset === this.#current!.rows) await this.#advance();
       const w = this.#current!;
       const n = Math.min(rows - filled, w.rows - this.#offset);
-      // The order is a permutation of the window's rows: no index for the device to check.
+      // The order holds rows of the buffer, made here: no index for the device to check.
       await gatherRows(w.buffer, w.orderOnDevice, out, filled, { offset: this.#offset, count: n, indicesChecked: true });
       this.#offset += n;
       filled += n;
@@ -162,115 +201,172 @@ export class LmActivationSource implements TrainingDataSource {
     if (this.#closed) return;
     this.#closed = true;
     const pending = await this.#pending?.catch(() => null);
-    for (const buffer of [this.#current?.buffer, pending?.buffer, this.#spare]) buffer?.dispose();
-    for (const order of [this.#current?.orderOnDevice, pending?.orderOnDevice]) order?.dispose();
+    // A finished window's buffer may already be the spare: each tensor is disposed once.
+    const owned = new Set<Tensor>();
+    for (const window of [this.#current, pending]) {
+      if (window) owned.add(window.orderOnDevice).add(window.buffer);
+    }
+    for (const buffer of [this.#spare, this.#store]) if (buffer) owned.add(buffer);
+    for (const tensor of owned) tensor.dispose();
     this.#current = null;
     this.#spare = null;
+    this.#store = null;
     await this.#contexts?.close?.();
   }
 
-  #newBuffer(): Tensor {
-    return Tensor.empty([this.#o.contextsPerWindow * this.#o.positionsPerContext, this.d], { backend: this.#o.model.backend });
-  }
-
-  /** Starts harvesting the next window into the spare buffer (when prefetching). */
+  /** Starts harvesting the next window (when prefetching). */
   #startPrefetch(): void {
     if (!this.#o.prefetch) return;
-    const buffer = this.#spare ?? this.#newBuffer();
-    this.#spare = null;
-    const pending = this.#harvestOrDispose(buffer);
+    const pending = this.#harvestWindow();
     pending.catch(() => {}); // a failure is reported when the window is needed (or dropped at close)
     this.#pending = pending;
-  }
-
-  /** #harvestWindow into a buffer that is disposed when the harvest fails. */
-  async #harvestOrDispose(buffer: Tensor): Promise<Window> {
-    try {
-      return await this.#harvestWindow(buffer);
-    } catch (error) {
-      buffer.dispose();
-      throw error;
-    }
   }
 
   /** Moves to the next window: the prefetched one, or one harvested now. */
   async #advance(): Promise<void> {
     const finished = this.#current!;
+    finished.orderOnDevice.dispose();
+    // The finished window's own buffer holds the next harvest (it is served no more).
+    if (finished.buffer !== this.#store) this.#spare = finished.buffer;
     let next: Window;
     if (this.#pending) {
       const pending = this.#pending;
       this.#pending = null;
       next = await pending;
-      this.#spare = finished.buffer;
     } else {
-      next = await this.#harvestWindow(finished.buffer);
+      next = await this.#harvestWindow();
     }
-    finished.orderOnDevice.dispose();
     this.#current = next;
     this.#offset = 0;
     this.#startPrefetch();
   }
 
-  /** Harvests the next window of the context stream into `buffer` and draws its serving order. */
-  async #harvestWindow(buffer: Tensor): Promise<Window> {
+  /**
+   * Rebuilds the store up to the saved position `s` by harvesting the first pass again from the
+   * context stream's start (the same windows, so the same rows in the same places), and returns
+   * the window being served there.
+   */
+  async #replayTo(s: LmActivationState): Promise<Window> {
+    const mismatch = () => new RangeError(`the saved position (pass ${s.epoch}, window ${s.window}) does not match the stream harvested again (the corpus or options changed)`);
+    for (;;) {
+      const window = await this.#harvestWindow();
+      if (window.epoch === 0 && window.index < s.window) {
+        window.orderOnDevice.dispose();
+        continue;
+      }
+      if (s.epoch === 0) {
+        if (window.index !== s.window || window.epoch !== 0 || JSON.stringify(window.start) !== JSON.stringify(s.contexts)) {
+          window.orderOnDevice.dispose();
+          throw mismatch();
+        }
+        return window;
+      }
+      // The first pass is stored: the saved pass is served from it.
+      window.orderOnDevice.dispose();
+      // Pass e ≥ 1 is window (windows of the first pass) + e − 1.
+      if (window.epoch !== 1 || s.window - window.index !== s.epoch - 1) throw mismatch();
+      this.#built = s.window - 1;
+      this.#epoch = s.epoch - 1;
+      return this.#storedPass();
+    }
+  }
+
+  /** The next window: harvested from the context stream, or after the first pass with a store, the next pass over the store. */
+  async #harvestWindow(): Promise<Window> {
+    if (this.#storeComplete) return this.#storedPass();
     const o = this.#o;
     const T = o.contextLength;
     const P = o.positionsPerContext;
-    const index = ++this.#built;
-    let start = this.#contexts!.state();
-    let contexts = 0;
-    let reopened = false;
-    while (contexts < o.contextsPerWindow) {
-      if (this.#closed) throw new Error('the activation stream was closed'); // a prefetch stops at close
-      const want = Math.min(o.forwardBatch, o.contextsPerWindow - contexts);
-      const ids = await this.#contexts!.next(want);
-      if (ids === null || ids.length === 0) {
-        if (contexts > 0) break; // the epoch ends with a shorter window
-        if (reopened) throw new RangeError('the context stream is empty');
-        this.#epoch += 1;
-        await this.#contexts!.close?.();
-        this.#contexts = await o.openContexts(undefined);
-        start = this.#contexts.state();
-        reopened = true;
-        continue;
-      }
-      const count = ids.length / T;
-      // Row c·T + t of the activations is position t of context c; keep P positions of each
-      // (all of them after the first skipped: no draws needed, the same rows in the same order).
-      const pick = new Int32Array(count * P);
-      const from = o.skipFirstPosition ? 1 : 0;
-      const pool = new Int32Array(T - from);
-      for (let c = 0; c < count; c++) {
-        if (P === T - from) {
-          for (let k = 0; k < P; k++) pick[c * P + k] = c * T + from + k;
+    const store = this.#store;
+    const buffer = store ?? this.#spare ?? Tensor.empty([o.contextsPerWindow * P, this.d], { backend: o.model.backend });
+    if (buffer === this.#spare) this.#spare = null;
+    // Row 0 of this window in its buffer: the store's next free row, or the start of its own buffer.
+    const base = store ? this.#stored : 0;
+    try {
+      const index = ++this.#built;
+      let start = this.#contexts!.state();
+      let contexts = 0;
+      let reopened = false;
+      while (contexts < o.contextsPerWindow) {
+        if (this.#closed) throw new Error('the activation stream was closed'); // a prefetch stops at close
+        const want = Math.min(o.forwardBatch, o.contextsPerWindow - contexts);
+        const ids = await this.#contexts!.next(want);
+        if (ids === null || ids.length === 0) {
+          if (contexts > 0) break; // the epoch ends with a shorter window
+          if (reopened || (store && this.#stored === 0)) throw new RangeError('the context stream is empty');
+          if (store) {
+            // The first pass is complete and stored: later passes are served from it.
+            this.#storeComplete = true;
+            this.#built -= 1;
+            await this.#contexts!.close?.();
+            this.#contexts = null;
+            return this.#storedPass();
+          }
+          this.#epoch += 1;
+          await this.#contexts!.close?.();
+          this.#contexts = await o.openContexts(undefined);
+          start = this.#contexts.state();
+          reopened = true;
           continue;
         }
-        const rng = new Rng(mixSeed([SEED_PURPOSE.CONTEXT_POSITIONS, o.seed, index, contexts + c]));
-        const positions = samplePositions(rng, T, P, from, pool);
-        for (let k = 0; k < P; k++) pick[c * P + k] = c * T + positions[k]!;
-      }
-      using idx = Tensor.from(pick, [pick.length], { dtype: 'i32', backend: buffer.backend });
-      // The picked rows of `count` contexts, made here: no index for the device to check.
-      const keep = (acts: Tensor) => gatherRows(acts, idx, buffer, contexts * P, { indicesChecked: true });
-      if (o.harvest) {
-        using acts = await o.harvest(ids, count);
-        if (acts.shape.length !== 2 || acts.shape[0] !== count * T || acts.shape[1] !== this.d) {
-          throw new RangeError(`the harvest of ${count} contexts must be [${count * T}, ${this.d}] (got [${acts.shape.join(', ')}])`);
+        const count = ids.length / T;
+        if (store && base + (contexts + count) * P > store.shape[0]!) {
+          throw new RangeError(`the first pass holds more than the ${store.shape[0]} rows kept for it (storeRows)`);
         }
-        await keep(acts);
-      } else {
-        // The rows are gathered from the model's own buffer at the hook (the forward stops there):
-        // no copy of the hook's activations is made.
-        await o.model.forward(ids, count, { interventions: { [o.hook]: (acts) => keep(acts) } });
+        // Row c·T + t of the activations is position t of context c; keep P positions of each
+        // (all of them after the first skipped: no draws needed, the same rows in the same order).
+        const pick = new Int32Array(count * P);
+        const from = o.skipFirstPosition ? 1 : 0;
+        const pool = new Int32Array(T - from);
+        for (let c = 0; c < count; c++) {
+          if (P === T - from) {
+            for (let k = 0; k < P; k++) pick[c * P + k] = c * T + from + k;
+            continue;
+          }
+          const rng = new Rng(mixSeed([SEED_PURPOSE.CONTEXT_POSITIONS, o.seed, index, contexts + c]));
+          const positions = samplePositions(rng, T, P, from, pool);
+          for (let k = 0; k < P; k++) pick[c * P + k] = c * T + positions[k]!;
+        }
+        using idx = Tensor.from(pick, [pick.length], { dtype: 'i32', backend: buffer.backend });
+        // The picked rows of `count` contexts, made here: no index for the device to check.
+        const keep = (acts: Tensor) => gatherRows(acts, idx, buffer, base + contexts * P, { indicesChecked: true });
+        if (o.harvest) {
+          using acts = await o.harvest(ids, count);
+          if (acts.shape.length !== 2 || acts.shape[0] !== count * T || acts.shape[1] !== this.d) {
+            throw new RangeError(`the harvest of ${count} contexts must be [${count * T}, ${this.d}] (got [${acts.shape.join(', ')}])`);
+          }
+          await keep(acts);
+        } else {
+          // The rows are gathered from the model's own buffer at the hook (the forward stops there):
+          // no copy of the hook's activations is made.
+          await o.model.forward(ids, count, { interventions: { [o.hook]: (acts) => keep(acts) } });
+        }
+        contexts += count;
       }
-      contexts += count;
+      const rows = contexts * P;
+      if (store) this.#stored += rows;
+      const order = permutation(rows, new Rng(mixSeed([SEED_PURPOSE.HARVEST_WINDOW_ORDER, o.seed, index])));
+      if (base > 0) for (let i = 0; i < rows; i++) order[i] = order[i]! + base;
+      return { index, epoch: this.#epoch, start, buffer, rows, orderOnDevice: orderTensor(order, buffer) };
+    } catch (error) {
+      if (buffer !== store) buffer.dispose();
+      throw error;
     }
-    const rows = contexts * P;
-    const order = permutation(rows, new Rng(mixSeed([SEED_PURPOSE.HARVEST_WINDOW_ORDER, o.seed, index])));
-    // Row indices < 2^30 read the same as int32: the order goes to the device once per window.
-    const orderOnDevice = Tensor.from(new Int32Array(order.buffer, order.byteOffset, rows), [rows], { dtype: 'i32', backend: buffer.backend });
-    return { index, epoch: this.#epoch, start, buffer, rows, order, orderOnDevice };
   }
+
+  /** The next pass over the store: all of its rows, in an order drawn for that pass. */
+  #storedPass(): Window {
+    const store = this.#store!;
+    const index = ++this.#built;
+    const epoch = ++this.#epoch;
+    const order = permutation(this.#stored, new Rng(mixSeed([SEED_PURPOSE.STORED_PASS_ORDER, this.#o.seed, epoch])));
+    return { index, epoch, start: null, buffer: store, rows: this.#stored, orderOnDevice: orderTensor(order, store) };
+  }
+}
+
+/** A serving order on the buffer's backend: row indices < 2^31 read the same as int32. */
+function orderTensor(order: Uint32Array, buffer: Tensor): Tensor {
+  return Tensor.from(new Int32Array(order.buffer, order.byteOffset, order.length), [order.length], { dtype: 'i32', backend: buffer.backend });
 }
 
 /**

@@ -20,6 +20,8 @@ export const SEED_PURPOSE = {
   CONTEXT_POSITIONS: 5,
   /** lm-activations.ts: the order a window's rows are served in. */
   HARVEST_WINDOW_ORDER: 6,
+  /** lm-activations.ts: the order of a pass served from the stored first pass. */
+  STORED_PASS_ORDER: 7,
 } as const;
 
 /** murmur3's 32-bit finaliser: a bijection that spreads every input bit over the output. */

@@ -8,10 +8,11 @@
  * its data position comes from the trainer's checkpoint, so it continues the same stream.
  */
 import { mkdir, readFile } from 'node:fs/promises';
+import { freemem } from 'node:os';
 import path from 'node:path';
 
 import { densityHistogram, evaluateSae, type SaeEvaluation } from '../analysis/sae-eval.js';
-import { type BackendName, resolveBackend } from '../backend.js';
+import { type BackendName, nativeAddon, resolveBackend } from '../backend.js';
 import { corpusKind, openCorpusContexts, readContexts } from '../data/corpus-contexts.js';
 import { LmActivationSource, type LmActivationState } from '../data/lm-activations.js';
 import { writeFileAtomic } from '../io/atomic.js';
@@ -73,7 +74,8 @@ export async function resolveRunConfig(doc: Record<string, unknown>, options: { 
 }
 
 /** Runs (or resumes) the main job as `config` says. */
-export async function runMainJob(config: RunConfig, options: { resume?: boolean } & MainRunHooks = {}): Promise<MainRunSummary> {
+export async function runMainJob(runConfig: RunConfig, options: { resume?: boolean } & MainRunHooks = {}): Promise<MainRunSummary> {
+  let config = runConfig;
   const log = options.log ?? (() => {});
   const backend = resolveBackend(config.backend === 'auto' ? undefined : config.backend);
   const modelDir = config.model ?? defaultModelDir();
@@ -118,6 +120,15 @@ export async function runMainJob(config: RunConfig, options: { resume?: boolean 
   if (!options.resume && (await listCheckpoints(path.join(outDir, 'checkpoints'))).length > 0) {
     throw new TrainingError(`${outDir} already holds a run; resume it (monosemantic run --resume ${outDir}) or choose another outDir`);
   }
+  const width = model.hooks.find((h) => h.name === config.hook)?.width;
+  if (width === undefined) throw new ConfigError([`hook: the model has no hook '${config.hook}'`]);
+  const plannedSamples = trainConfig.training.totalSamples ?? (trainConfig.training.totalSteps ?? 0) * trainConfig.training.batchSize;
+  // Resolved once and written to run.json, so a resumed run keeps the same stream.
+  const store = resolveStore(config.data.store, { samplesPerEpoch, plannedSamples, width, backend });
+  config = { ...config, data: { ...config.data, store } };
+  if (store) {
+    log(`keeping the first pass's ${samplesPerEpoch!.toLocaleString('en-US')} activations (${(storeBytes(samplesPerEpoch!, width) / 2 ** 30).toFixed(2)} GiB) on ${backend}; later passes are served from them`);
+  }
   await mkdir(outDir, { recursive: true });
   await writeFileAtomic(path.join(outDir, RUN_CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`);
   const summary = await train(trainConfig, {
@@ -134,6 +145,7 @@ export async function runMainJob(config: RunConfig, options: { resume?: boolean 
         positionsPerContext: positions,
         contextsPerWindow: config.data.contextsPerWindow,
         forwardBatch: config.data.forwardBatch,
+        ...(store ? { storeRows: samplesPerEpoch! } : {}),
         openContexts: (contextState) => openCorpusContexts({ ...corpus, seed: config.seed, ...(contextState ? { state: contextState } : {}) }),
         ...(state ? { state: state as LmActivationState } : {}),
       }),
@@ -165,4 +177,29 @@ export async function runMainJob(config: RunConfig, options: { resume?: boolean 
     epochs: samplesPerEpoch ? summary.samples / samplesPerEpoch : null,
     evaluation,
   };
+}
+
+/** Bytes of a stored pass: fp32 rows of the hook's width. */
+function storeBytes(rows: number, width: number): number {
+  return rows * width * 4;
+}
+
+/**
+ * Whether the main job keeps its first pass (data.store): always when asked, and for "auto" when
+ * the run makes more than one pass over token shards whose pass takes at most half the free memory
+ * of the backend (the CUDA device's, or the host's for the CPU).
+ */
+export function resolveStore(
+  setting: RunConfig['data']['store'],
+  facts: { samplesPerEpoch: number | null; plannedSamples: number; width: number; backend: BackendName },
+): boolean {
+  if (setting === false) return false;
+  if (facts.samplesPerEpoch === null) {
+    if (setting === true) throw new ConfigError(['data.store: needs token shards (data.paths ending in .tokens), whose passes have a known length']);
+    return false;
+  }
+  if (setting === true) return true;
+  if (facts.plannedSamples <= facts.samplesPerEpoch) return false;
+  const free = facts.backend === 'cuda' ? (nativeAddon().backendInfo('cuda').devices[0]?.freeBytes ?? 0) : freemem();
+  return storeBytes(facts.samplesPerEpoch, facts.width) <= free / 2;
 }

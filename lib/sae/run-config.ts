@@ -32,8 +32,15 @@ export const RunConfigSchema = TrainConfigSchema.extend({
       contextsPerWindow: positiveInt.default(256),
       /** Contexts per model forward while harvesting. */
       forwardBatch: positiveInt.default(16),
+      /**
+       * Keep the first pass's activations in memory on the backend and serve later passes from
+       * them, each in a fresh order over the whole pass, instead of running the model again.
+       * "auto": when the run makes more than one pass over token shards and the pass takes at
+       * most half the free memory. Resolved once, when the run starts.
+       */
+      store: z.union([z.literal('auto'), z.boolean()]).default('auto'),
     })
-    .default({ paths: null, textField: 'text', contextLength: null, positionsPerContext: 250, contextsPerWindow: 256, forwardBatch: 16 }),
+    .default({ paths: null, textField: 'text', contextLength: null, positionsPerContext: 250, contextsPerWindow: 256, forwardBatch: 16, store: 'auto' }),
   /** Training length in passes over the corpus (token shards only), instead of training.totalSteps / totalSamples. */
   budget: z.strictObject({ epochs: z.number().positive().nullable().default(null) }).default({ epochs: null }),
   eval: z

@@ -165,6 +165,79 @@ describe('LmActivationSource', () => {
     await expect(open({ harvest: short })).rejects.toThrow(/must be \[\d+, 32\] \(got \[\d+, 32\]\)/);
   });
 
+  describe('with the first pass stored', () => {
+    const PASS = 70 * 4; // 70 contexts × 4 positions
+
+    /** (context, position) keys of `rows` provenance pairs. */
+    const keys = (rows: Float32Array | number[]) => Array.from({ length: rows.length / 2 }, (_, r) => `${rows[2 * r]}:${rows[2 * r + 1]}`);
+
+    it('serves the first pass as the plain stream does, then every stored row once per pass without harvesting again', async () => {
+      let calls = 0;
+      const counting = (ids: Int32Array, count: number) => {
+        calls++;
+        return provenanceHarvest(ids, count);
+      };
+      const stored = await open({ storeRows: PASS, harvest: counting });
+      const plain = await open();
+      const first = await take(stored, PASS);
+      expect(first).toEqual(await take(plain, PASS));
+      const firstPassCalls = calls;
+      expect(firstPassCalls).toBe(7 + 7 + 2); // forward batches of 5: windows of 32, 32 and 6 contexts
+      const passes = [await take(stored, PASS), await take(stored, PASS)];
+      await new Promise((resolve) => setTimeout(resolve, 20)); // let a prefetch run, were there one
+      expect(calls).toBe(firstPassCalls);
+      const firstKeys = keys(first).sort();
+      for (const pass of passes) {
+        expect(keys(pass).sort()).toEqual(firstKeys);
+        expect(keys(pass)).not.toEqual(keys(first));
+      }
+      expect(keys(passes[1]!)).not.toEqual(keys(passes[0]!));
+      expect(stored.state()).toMatchObject({ epoch: 2, offset: PASS, stored: true, contexts: null });
+      // A pass from the store mixes all windows: its first 40 rows come from both halves of the corpus.
+      const early = passes[0]!.filter((_, i) => i % 2 === 0 && i < 80);
+      expect(early.some((c) => c < 32)).toBe(true);
+      expect(early.some((c) => c >= 32)).toBe(true);
+      // The plain stream harvests again and draws new windows: its second pass differs from the stored one.
+      expect(keys(await take(plain, PASS))).not.toEqual(keys(passes[0]!));
+      for (const s of [stored, plain]) await s.close();
+    });
+
+    it('resumes exactly from positions in the first pass and in later passes', async () => {
+      const sizes = [37, 64, 101, 90, 13, 128, 77, 250, 199, 33];
+      for (const prefetch of [true, false]) {
+        const whole = await open({ storeRows: PASS + 3, prefetch });
+        const all: number[][] = [];
+        for (const n of sizes) all.push(Array.from(await take(whole, n)));
+        for (const cut of [2, 5, 8]) {
+          const first = await open({ storeRows: PASS + 3, prefetch });
+          for (const n of sizes.slice(0, cut)) await take(first, n);
+          const state = JSON.parse(JSON.stringify(first.state()));
+          const resumed = await open({ storeRows: PASS + 3, prefetch: !prefetch, state });
+          for (let i = cut; i < sizes.length; i++) expect(Array.from(await take(resumed, sizes[i]!))).toEqual(all[i]);
+          for (const s of [first, resumed]) await s.close();
+        }
+        expect(whole.state().epoch).toBe(3); // 992 rows: passes 0-2 and part of 3
+        await whole.close();
+      }
+    });
+
+    it('refuses a first pass larger than the store, and a saved position of the other kind', async () => {
+      const small = await open({ storeRows: 200 });
+      await expect(take(small, PASS)).rejects.toThrow(/more than the 200 rows kept for it \(storeRows\)/);
+      await small.close();
+      const plain = await open();
+      await take(plain, 50);
+      await expect(open({ storeRows: PASS, state: plain.state() })).rejects.toThrow(/does not keep its first pass/);
+      const stored = await open({ storeRows: PASS });
+      await take(stored, 50);
+      await expect(open({ state: stored.state() })).rejects.toThrow(/keeps its first pass/);
+      // A saved position that the corpus no longer reaches.
+      const far = { ...stored.state(), window: 9, epoch: 0 };
+      await expect(open({ storeRows: PASS, state: far })).rejects.toThrow(/does not match the stream harvested again/);
+      for (const s of [plain, stored]) await s.close();
+    });
+  });
+
   it('harvests a real model’s hook by default (values equal a direct capture)', async () => {
     model ??= await Gpt2Model.load(path.join(packageRoot(), 'test/fixtures/gpt2/tiny-relu-untied'), { backend });
     const opener = contextSource(4);

@@ -10,7 +10,8 @@ import { describe, expect, it } from 'vitest';
 
 import { packageRoot } from '../../lib/native/load.js';
 import { loadSaeLens } from '../../lib/sae/saelens.js';
-import { resolveRunConfig, runMainJob } from '../../lib/sae/lm-run.js';
+import { openTokenShard, writeTokenShard } from '../../lib/data/token-shards.js';
+import { resolveRunConfig, resolveStore, runMainJob } from '../../lib/sae/lm-run.js';
 import { machineDefaults } from '../../lib/sae/run-config.js';
 import { runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/run-fixtures.js';
@@ -94,6 +95,48 @@ describe('monosemantic run', () => {
     const atMax = steer('max');
     expect(atMax.status, atMax.stderr).toBe(0);
     expect(atMax.stderr).toMatch(/feature 0: largest activation on 256 held-out contexts [\d.e+-]+; pinned to/);
+  }, 180_000);
+
+  it('keeps the first pass in memory for later passes, resumes inside them exactly, and decides "auto" once', async () => {
+    const root = tempDir('main-run-store');
+    // A corpus of 20,000 tokens of the held-out shard: a pass is about 300 contexts.
+    const val = await openTokenShard(path.join(packageRoot(), 'corpus', 'val.tokens'), { preload: true });
+    const shard = path.join(root, 'small.tokens');
+    await writeTokenShard(shard, val.view(0, 20_000), val.info.vocabSize);
+    await val.close();
+    const config = (outDir: string, store: boolean | 'auto') => ({
+      ...tiny(outDir),
+      training: { batchSize: 128 },
+      budget: { epochs: 2.5 },
+      data: { ...tiny(outDir).data, paths: [shard], store },
+    });
+    const lines: string[] = [];
+    const whole = await runMainJob((await resolveRunConfig(config(path.join(root, 'whole'), 'auto'))).config, { log: (l) => lines.push(l) });
+    expect(lines.some((l) => /keeping the first pass's [\d,]+ activations/.test(l))).toBe(true);
+    expect(whole.epochs).toBeCloseTo(2.5, 1);
+    expect(JSON.parse(readFileSync(path.join(whole.outDir, 'run.json'), 'utf8')).data.store).toBe(true);
+    // Interrupted in the second pass (served from the store) and resumed: the same stream.
+    const cut = path.join(root, 'cut');
+    const controller = new AbortController();
+    const steps = whole.train.steps;
+    await runMainJob((await resolveRunConfig(config(cut, true))).config, {
+      signal: controller.signal,
+      makeProgress: () => ({ update: (done) => done === Math.floor(steps * 0.6) && controller.abort(), log: () => {}, stop: () => {} }),
+    });
+    const resumed = await runMainJob((await resolveRunConfig({}, { resume: cut })).config, { resume: true });
+    expect(resumed.train.steps).toBe(steps);
+    const weights = (dir: string) => readFileSync(path.join(dir, 'sae', 'sae_weights.safetensors'));
+    expect(weights(cut).equals(weights(whole.outDir))).toBe(true);
+    // Without the store the later passes are harvested again, in other windows: another stream.
+    const harvested = await runMainJob((await resolveRunConfig(config(path.join(root, 'harvested'), false))).config);
+    expect(weights(harvested.outDir).equals(weights(whole.outDir))).toBe(false);
+
+    const facts = { samplesPerEpoch: 1000, plannedSamples: 2500, width: 512, backend: 'cpu' as const };
+    expect(resolveStore('auto', facts)).toBe(true);
+    expect(resolveStore('auto', { ...facts, plannedSamples: 1000 })).toBe(false); // one pass: nothing to reuse
+    expect(resolveStore('auto', { ...facts, samplesPerEpoch: 2 ** 40 / 512 })).toBe(false); // 4 TiB does not fit
+    expect(resolveStore(false, facts)).toBe(false);
+    expect(() => resolveStore(true, { ...facts, samplesPerEpoch: null })).toThrow(/data.store: needs token shards/);
   }, 180_000);
 
   it('fills the machine’s defaults only where the user said nothing', async () => {
