@@ -16,14 +16,14 @@
 #   bash bench/gpu-session.sh next      # what the last session left to measure, in one call (see the stage)
 #   bash bench/gpu-session.sh retrain   # the shipped models A and B trained on the GPU (pack with --lean --train-tokens),
 #                                       # then the default SAE run on each and universality; models come back in $OUT
-#   bash bench/gpu-session.sh kernels   # the kernels not yet run on a GPU: the wgmma GEMM (playground version 3) and the
+#   bash bench/gpu-session.sh kernels   # the kernels not yet run on a GPU: the wgmma GEMM (playground version 3, and in the SAE step) and the
 #                                       # tensor-core attention (MONOSEMANTIC_CUDA_ATTENTION=mma): correctness, compute-sanitizer,
 #                                       # test/gpu with the attention on, LM harvest/forward/training with it and without, timings
 #   bash bench/gpu-session.sh proof     # issue 3 in one call: test/gpu, correctness sweeps, SAE step vs
 #                                       # PyTorch, 1,000-step curves, timing sweeps, compute-sanitizer
 #
 # Prepared here (the device machine has no node and no network): npm ci; the addon with its CUDA
-# backend for sm_90 (cmake-js configure --CDMONOSEMANTIC_CUDA=ON --CDMONOSEMANTIC_CUDA_ARCHS=90-real,
+# backend for sm_90 (cmake-js configure --CDMONOSEMANTIC_CUDA=ON --CDMONOSEMANTIC_CUDA_ARCHS=90a-real,
 # then cmake-js build; cmake-js is node_modules/cmake-js/bin/cmake-js); npm run build:ts;
 # bash bench/kernels/build.sh; bash bench/pack-device.sh (everything into .device/, within the
 # 64 MiB carry). Then one device
@@ -223,7 +223,9 @@ next)
   ;;
 kernels)
   # The kernels not yet run on a GPU, most important first, cut at DEADLINE (default 330 s): the
-  # GEMM playground's correctness sweep (version 3, wgmma + TMA, against float64); the tensor-core
+  # GEMM playground's correctness sweep (version 3, wgmma + TMA, against float64); the SAE step
+  # with the Hopper GEMM (native/cuda/gemm_wgmma.cu, MONOSEMANTIC_CUDA_GEMM=wgmma) against the
+  # simple path and float64, and timed next to mma.sync at the issue's three shapes; the tensor-core
   # attention (native/cuda/attention_mma.cu, off by default) against the CPU; attention alone
   # (bench/attention.ts) and the LM's harvest, full forward and training step, with the fp32 tiled
   # attention and with it, side by side; test/gpu with it on; the GEMM timing sweep (wgmma and
@@ -234,6 +236,13 @@ kernels)
   gemm_ready=$([ "$backend" = cuda ] && [ -x "$playground" ] && echo 1 || echo 0)
   # The wgmma version waits on mbarriers: a fault in its copies would hang it, so its steps are capped.
   [ "$gemm_ready" = 1 ] && STEP_CAP=60 step "gemm playground: correctness" "$playground" --check ${cublas:+--cublas "$cublas"}
+  # The SAE step with the Hopper GEMM in the library (MONOSEMANTIC_CUDA_GEMM=wgmma): against the
+  # simple path and the float64 reference, then timed next to the mma.sync path at the three shapes.
+  STEP_CAP=150 step "sae step, Hopper GEMM: correctness" node_modules/.bin/vitest run test/gpu/cuda-tensor-kernels.test.ts \
+    -t "Hopper GEMM" --reporter=verbose
+  STEP_CAP=150 step "sae step: mma.sync and wgmma" node dist/bench/sae-step-cuda.js --backend "$backend" --precision bf16 \
+    --kernels tensor,wgmma --shapes "$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)" \
+    --iters "$([ "$quick" = 1 ] && echo 3 || echo 30)" --json "$out/sae-step-wgmma.json"
   step "attention at bf16 (tensor cores)" "${on[@]}" node_modules/.bin/vitest run test/gpu/cuda-transformer-grads.test.ts \
     -t "attention at bf16" --reporter=verbose
   att=(node dist/bench/attention.js --backend "$backend" --iters "$([ "$quick" = 1 ] && echo 3 || echo 20)")
@@ -257,13 +266,15 @@ kernels)
     done
     [ "$gemm_ready" = 1 ] && STEP_CAP=120 step "sanitizer memcheck: gemm playground" compute-sanitizer --tool memcheck \
       --error-exitcode 1 "$playground" --check
+    STEP_CAP=120 step "sanitizer memcheck: sae step, Hopper GEMM" compute-sanitizer --tool memcheck --error-exitcode 1 \
+      --target-processes all node_modules/.bin/vitest run test/gpu/cuda-tensor-kernels.test.ts -t "Hopper GEMM.*B=1000"
   fi
   if command -v ncu >/dev/null; then
     step "lm train kernels, tensor-core attention (ncu)" "${on[@]}" ncu --clock-control none --target-processes all \
       --metrics gpu__time_duration.sum --print-summary per-kernel node dist/bench/lm-train.js --backend "$backend" $lm --iters 1
     step "lm train kernels, table" node dist/bench/ncu-table.js "$work/previous-step.out" --top 20
   fi
-  grep -E '^\| |tokens/s|^ *(Tests|Test Files) |FAIL|ERROR SUMMARY|RACECHECK SUMMARY|✓ .*attention at bf16|× |^[0-9]+ x [0-9]+ x |^\([0-9]+, |^ok$' "$log" | tail -120
+  grep -E '^\| |tokens/s|^ *(Tests|Test Files) |FAIL|ERROR SUMMARY|RACECHECK SUMMARY|✓ .*attention at bf16|✓ .*Hopper|wgmma vs mma|× |^[0-9]+ x [0-9]+ x |^\([0-9]+, |^ok$' "$log" | tail -120
   ;;
 retrain)
   # The shipped models, trained on the GPU: A and B (seeds 1 and 2) on the training split

@@ -11,7 +11,7 @@
 # and dist: enough for the CLI, not for vitest or the playgrounds. With --train-tokens, the training
 # split corpus/build/train.tokens goes along too (.device/train.tokens.xz, unpacked by setup), for
 # `bash bench/gpu-session.sh retrain`; it fits the carry only with --lean.
-# Build first: npm ci; cmake-js configure --CDMONOSEMANTIC_CUDA=ON --CDMONOSEMANTIC_CUDA_ARCHS=90-real
+# Build first: npm ci; cmake-js configure --CDMONOSEMANTIC_CUDA=ON --CDMONOSEMANTIC_CUDA_ARCHS=90a-real
 # then cmake-js build (node_modules/cmake-js/bin/cmake-js; sm_90 only keeps the library small);
 # npm run build:ts; bash bench/kernels/build.sh. Then carry [".device"] and run
 # `. .device/setup && ...`.

@@ -17,6 +17,7 @@ export interface DoctorReport {
     devices?: NativeDeviceInfo[];
     /** CUDA operations settle once queued (the default; MONOSEMANTIC_CUDA_ASYNC=0 turns it off). */
     asyncOps?: boolean;
+    hopperGemm?: boolean;
   };
 }
 
@@ -42,6 +43,7 @@ export function doctorReport(): DoctorReport {
     report.cuda.runtimeVersion = cudaVersionString(info.runtime.runtimeVersion);
     report.cuda.devices = info.devices;
     report.cuda.asyncOps = info.asyncOps;
+    report.cuda.hopperGemm = info.runtime.hopperGemm;
   }
   return report;
 }
@@ -61,6 +63,7 @@ export function formatDoctorReport(r: DoctorReport): string {
   if (r.cuda.loaded) {
     lines.push(`  cuda driver   ${r.cuda.driverVersion}`, `  cuda runtime  ${r.cuda.runtimeVersion}`);
     lines.push(`  cuda ops      ${r.cuda.asyncOps ? 'queued from the calling thread' : 'complete when they settle (MONOSEMANTIC_CUDA_ASYNC=0)'}`);
+    lines.push(`  cuda gemm     ${r.cuda.hopperGemm ? `wgmma + TMA available (${process.env.MONOSEMANTIC_CUDA_GEMM === 'wgmma' ? 'in use' : 'MONOSEMANTIC_CUDA_GEMM=wgmma uses it'})` : 'mma.sync (no sm_90a device code for this GPU)'}`);
     for (const [i, d] of (r.cuda.devices ?? []).entries()) {
       lines.push(`  gpu ${i}         ${d.name}, ${gib(d.totalBytes)} (${gib(d.freeBytes)} free), ${d.multiprocessors} SMs, sm_${d.computeCapability.replace('.', '')}`);
     }

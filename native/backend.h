@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define MS_BACKEND_ABI_VERSION 10
+#define MS_BACKEND_ABI_VERSION 11
 
 typedef enum {
   MS_OK = 0,
@@ -73,6 +73,7 @@ typedef struct {
   int driver_version;  /* e.g. 13000 for CUDA 13.0; 0 when not applicable */
   int runtime_version;
   int device_count;
+  int hopper_gemm;     /* 1 when the backend's device runs the Hopper GEMM (wgmma + TMA, sm_90a) */
 } ms_runtime_info;
 
 /* Everything one SAE forward+backward needs. All arrays are device pointers, fp32 unless noted.

@@ -7,9 +7,10 @@
  *   1  simple   native/cuda/gemm.cu, the SIMT tiled kernel (MONOSEMANTIC_CUDA_KERNELS=simple)
  *   2  tensor   native/cuda/gemm_tensor.cu, mma.sync m16n8k16 + ldmatrix + 3-stage cp.async
  *               (split K, with the sum pass, where the output has too few tiles for the GPU)
- *   3  wgmma    bench/kernels/gemm_wgmma.cuh, wgmma m64n256k16 fed by TMA through a 4-stage mbarrier
+ *   3  wgmma    native/cuda/gemm_wgmma.cu, wgmma m64n256k16 fed by TMA through a 4-stage mbarrier
  *               ring, a producer warpgroup and two consumers (sm_90a); both operands K-major only
- *               (NT: A [M, K], B stored [N, K]) with leading dimensions multiples of 8 ("-" elsewhere)
+ *               (NT: A [M, K], B stored [N, K]) with leading dimensions multiples of 8 ("-" elsewhere);
+ *               split K, with the sum pass, where the output has too few tiles for the GPU
  *   0  cublas   cublasGemmEx, CUBLAS_COMPUTE_32F (reference and ceiling)
  *
  * Build (here or on the GPU machine):  bash bench/kernels/build.sh   -> build/kernels/gemm_bf16
@@ -33,7 +34,7 @@
 
 #include "cuda/common.cuh"
 #include "cuda/gemm.cuh"
-#include "gemm_wgmma.cuh"
+#include "cuda/gemm_wgmma.cuh"
 
 using bf16 = __nv_bfloat16;
 
@@ -131,7 +132,8 @@ static bool applies(int v, const Problem& p) { return v != kWgmma || (!p.ta && p
 
 static int run_version(int v, const Cublas& cublas, ms::cuda::Op& op, const Problem& p, const Buffers& b) {
   if (v == kCublas) return cublas.gemm(p.ta, p.tb, p.M, p.N, p.K, b.A, b.lda, b.B, b.ldb, b.C, p.N);
-  if (v == kWgmma) return wgmma_v3::gemm_nt(op.stream, p.M, p.N, p.K, b.A, b.lda, b.B, b.ldb, b.C, p.N);
+  if (v == kWgmma)
+    return ms::cuda::gemm_wgmma_nt(op, p.M, p.N, p.K, b.A, b.lda, b.B, b.ldb, ms::cuda::EpilogueStore{1.0f, 0.0f, b.C, p.N});
   if (v == kSimple) setenv("MONOSEMANTIC_CUDA_KERNELS", "simple", 1);
   else unsetenv("MONOSEMANTIC_CUDA_KERNELS");
   return ms::cuda::gemm<bf16>(op, p.ta, p.tb, p.M, p.N, p.K, 1.0f, b.A, b.lda, b.B, b.ldb, 0.0f, b.C, p.N);

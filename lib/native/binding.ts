@@ -113,7 +113,8 @@ export interface NativeDeviceInfo {
 }
 
 export interface NativeBackendInfo {
-  runtime: { driverVersion: number; runtimeVersion: number; deviceCount: number };
+  /** hopperGemm: the device runs the Hopper GEMM (wgmma + TMA; used where MONOSEMANTIC_CUDA_GEMM=wgmma). */
+  runtime: { driverVersion: number; runtimeVersion: number; deviceCount: number; hopperGemm: boolean };
   devices: NativeDeviceInfo[];
   /** Operations only queue work and settle at once (CUDA, unless MONOSEMANTIC_CUDA_ASYNC=0). */
   asyncOps: boolean;

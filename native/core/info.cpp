@@ -67,7 +67,7 @@ Backend& loaded_backend(const Napi::CallbackInfo& info) {
   return *be;
 }
 
-// backendInfo(name) -> { runtime: { driverVersion, runtimeVersion, deviceCount }, devices: [...] }
+// backendInfo(name) -> { runtime: { driverVersion, runtimeVersion, deviceCount, hopperGemm }, devices: [...] }
 Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Backend* be = &loaded_backend(info);
@@ -79,6 +79,7 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   runtime.Set("driverVersion", rt.driver_version);
   runtime.Set("runtimeVersion", rt.runtime_version);
   runtime.Set("deviceCount", rt.device_count);
+  runtime.Set("hopperGemm", rt.hopper_gemm != 0);
   Napi::Array devices = Napi::Array::New(env, size_t(rt.device_count));
   for (int i = 0; i < rt.device_count; ++i) {
     ms_device_info d{};

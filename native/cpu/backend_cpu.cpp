@@ -33,6 +33,7 @@ int cpu_runtime_info(ms_runtime_info* out, ms_error*) {
   out->driver_version = 0;
   out->runtime_version = 0;
   out->device_count = 1;
+  out->hopper_gemm = 0;
   return MS_OK;
 }
 

@@ -16,6 +16,7 @@
 #include "analysis.cuh"
 #include "common.cuh"
 #include "decoder_norm.cuh"
+#include "gemm_wgmma.cuh"
 #include "memory.cuh"
 #include "resample.cuh"
 #include "sae.cuh"
@@ -153,6 +154,7 @@ static int cuda_runtime_info(ms_runtime_info* out, ms_error* err) {
   out->driver_version = driver;
   out->runtime_version = runtime;
   out->device_count = count;
+  out->hopper_gemm = count > 0 && wgmma_runs() ? 1 : 0;
   return MS_OK;
 }
 

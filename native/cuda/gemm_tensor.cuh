@@ -79,6 +79,13 @@ int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K,
                 const __nv_bfloat16* A, int lda, const __nv_bfloat16* B, int ldb,
                 const EpilogueFeatureGrad& epilogue);
 
+// Split K's last pass, for both tensor-core kernels: C = alpha * (P[0] + ... + P[splits - 1]) (+ beta * C)
+// (+ bias), the partial products P [splits, M, N] summed in order (deterministic).
+int sum_split_partials(const Op& op, int M, int N, int splits, const float* P, const EpilogueStore& epilogue);
+
+// The multiprocessors of the backend's device (cached).
+int device_multiprocessors();
+
 }  // namespace ms::cuda
 
 #endif  // MONOSEMANTIC_CUDA_GEMM_TENSOR_CUH

@@ -14,7 +14,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { backendStatus } from '../../lib/backend.js';
+import { backendStatus, nativeAddon } from '../../lib/backend.js';
 import { Rng } from '../../lib/random.js';
 import { SparseAutoencoder } from '../../lib/sae/sae.js';
 import { Tensor } from '../../lib/tensor.js';
@@ -99,6 +99,62 @@ describe.skipIf(!hasCuda)('cuda tensor-core kernels', () => {
     const b = await gradients(700, 136, 2050, 'l1_decnorm', 5);
     for (const k of ['W_enc', 'b_enc', 'W_dec', 'b_dec'] as const) expect(a.grads[k], k).toEqual(b.grads[k]);
     expect(a.stats).toEqual(b.stats);
+  });
+
+  // The Hopper GEMM (wgmma + TMA, sm_90a) takes the encoder, x̂ and ∂f where d and n are multiples
+  // of 8. On a compute 9.0 GPU this build must run it (hopperGemm), and then the step uses it for
+  // these shapes; its results stay within 1e-3 of the simple path.
+  describe('the Hopper GEMM (MONOSEMANTIC_CUDA_GEMM=wgmma)', () => {
+    const GEMM = 'MONOSEMANTIC_CUDA_GEMM';
+    const info = hasCuda ? nativeAddon().backendInfo('cuda') : null;
+    const hopper = info?.devices[0]?.computeCapability === '9.0';
+    it.skipIf(!hopper)('runs on this compute 9.0 GPU', () => expect(info!.runtime.hopperGemm).toBe(true));
+    const withWgmma = async <T>(fn: () => Promise<T>): Promise<T> => {
+      process.env[GEMM] = 'wgmma';
+      try {
+        return await fn();
+      } finally {
+        delete process.env[GEMM];
+      }
+    };
+    const wgmmaShapes = [
+      [1000, 264, 1032], // ragged tiles: 128 x 256 blocks over 1000 x 1032, K tails of the 64-wide stages
+      [4096, 512, 16384], // the issue's first shape: x̂ splits K in two
+      [300, 768, 2048], // x̂ with N = 768 (three 256-wide tiles) and K split in four
+    ] as const;
+    for (const [B, d, n] of wgmmaShapes) {
+      it.skipIf(!hopper)(`bf16 gradients agree with the simple path and differ from mma.sync's sums: B=${B} d=${d} n=${n}`, async () => {
+        const seed = B + d + n;
+        const wgmma = await withWgmma(() => gradients(B, d, n, 'l1_decnorm', seed));
+        const mma = await gradients(B, d, n, 'l1_decnorm', seed);
+        const simple = await withSimpleKernels(() => gradients(B, d, n, 'l1_decnorm', seed));
+        for (const k of ['W_enc', 'b_enc', 'W_dec', 'b_dec'] as const) {
+          expect(wgmma.grads[k].every(Number.isFinite), `${k} written`).toBe(true);
+          expect(relError(wgmma.grads[k], simple.grads[k]), k).toBeLessThan(1e-3);
+        }
+        expect(relDiff(wgmma.stats.mse, simple.stats.mse)).toBeLessThan(1e-4);
+        expect(relDiff(wgmma.stats.sparsity, simple.stats.sparsity)).toBeLessThan(1e-4);
+        let flips = 0;
+        for (let i = 0; i < n; i++) flips += Math.abs(wgmma.fire[i]! - simple.fire[i]!);
+        expect(flips).toBeLessThanOrEqual(5);
+        console.log(`wgmma vs mma.sync, B=${B} d=${d} n=${n}: relative difference of dW_enc ${relError(wgmma.grads.W_enc, mma.grads.W_enc).toExponential(2)}`);
+      });
+    }
+    it.skipIf(!hopper)('is deterministic', async () => {
+      const a = await withWgmma(() => gradients(700, 136, 2056, 'l1', 5));
+      const b = await withWgmma(() => gradients(700, 136, 2056, 'l1', 5));
+      for (const k of ['W_enc', 'b_enc', 'W_dec', 'b_dec'] as const) expect(a.grads[k], k).toEqual(b.grads[k]);
+      expect(a.stats).toEqual(b.stats);
+    });
+    describe.skipIf(!hopper)('and matches the float64 reference', () => {
+      beforeAll(() => {
+        process.env[GEMM] = 'wgmma';
+      });
+      afterAll(() => {
+        delete process.env[GEMM];
+      });
+      defineSaeParityTests('cuda', ['bf16']);
+    });
   });
 
   describe('the simple path still matches the float64 reference', () => {

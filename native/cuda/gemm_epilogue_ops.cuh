@@ -1,0 +1,132 @@
+/*
+ * gemm_epilogue_ops.cuh — what the tensor-core GEMMs (gemm_tensor.cu: mma.sync; gemm_wgmma.cu:
+ * wgmma) do with their accumulators: the epilogues of gemm_tensor.cuh as device functors, shared by
+ * both kernels so that both paths compute the same expressions.
+ *
+ * Each is called for an in-range (row, col) with the accumulators of (row, col) and (row, col + 1);
+ * has1 says whether col + 1 < N (col is always even). It returns the two values the column
+ * reduction takes (when kColumnSums and columns() say so); {0, 0} otherwise. An epilogue with
+ * kReadsMask first gets live(row, col, has1) for every pair of the thread's tile, before any of
+ * them is written, and then the two bits it returned as `mask` (bit 0: col, bit 1: col + 1).
+ * StoreOp's split_stride places split K's partial products: split blockIdx.z writes at
+ * C + blockIdx.z * split_stride.
+ */
+#ifndef MONOSEMANTIC_CUDA_GEMM_EPILOGUE_OPS_CUH
+#define MONOSEMANTIC_CUDA_GEMM_EPILOGUE_OPS_CUH
+
+#include <cuda_bf16.h>
+
+#include "gemm_tensor.cuh"
+
+namespace ms::cuda {
+
+// Writes (r0, r1) at dst + at (and at + 1 when has1), as a pair when pair_ok.
+__device__ __forceinline__ void store_pair(float* dst, size_t at, float r0, float r1, bool has1, bool pair_ok) {
+  if (has1 && pair_ok) {
+    *reinterpret_cast<float2*>(dst + at) = make_float2(r0, r1);
+  } else {
+    dst[at] = r0;
+    if (has1) dst[at + 1] = r1;
+  }
+}
+__device__ __forceinline__ void store_pair(__nv_bfloat16* dst, size_t at, float r0, float r1, bool has1, bool pair_ok) {
+  if (has1 && pair_ok) {
+    *reinterpret_cast<__nv_bfloat162*>(dst + at) = __floats2bfloat162_rn(r0, r1);
+  } else {
+    dst[at] = __float2bfloat16_rn(r0);
+    if (has1) dst[at + 1] = __float2bfloat16_rn(r1);
+  }
+}
+
+struct StoreOp {
+  static constexpr bool kColumnSums = false;
+  EpilogueStore e;
+  bool pair_ok;  // C + row*ldc + col is 8-byte aligned for every even col (C 8-aligned, ldc even)
+  size_t split_stride = 0;  // split K: split z writes its partial product at C + z * split_stride
+  static constexpr bool kReadsMask = false;
+  __device__ __forceinline__ unsigned live(int, int, bool) const { return 0; }
+  __device__ __forceinline__ float2 operator()(int row, int col, float v0, float v1, bool has1, unsigned) const {
+    const size_t at = blockIdx.z * split_stride + size_t(row) * e.ldc + col;  // C[row, col] (of split z)
+    if (e.beta != 0.0f) {
+      v0 = fmaf(e.beta, e.C[at], e.alpha * v0);
+      if (has1) v1 = fmaf(e.beta, e.C[at + 1], e.alpha * v1);
+    } else {
+      v0 *= e.alpha;  // C is not read: it may hold NaN
+      v1 *= e.alpha;
+    }
+    if (e.bias) {  // linear's bias, added as its separate pass would: after the product
+      v0 += e.bias[col];
+      if (has1) v1 += e.bias[col + 1];
+    }
+    store_pair(e.C, at, v0, v1, has1, pair_ok);
+    return make_float2(0.0f, 0.0f);
+  }
+  __device__ __forceinline__ bool columns() const { return false; }
+  __device__ __forceinline__ double* partial() const { return nullptr; }
+  __device__ __forceinline__ int32_t* fired() const { return nullptr; }
+};
+
+struct BiasReluOp {
+  static constexpr bool kColumnSums = true;
+  EpilogueBiasRelu e;
+  bool pair_ok;  // f 8-aligned, f_bf 4-aligned, ld even
+  static constexpr bool kReadsMask = false;
+  __device__ __forceinline__ unsigned live(int, int, bool) const { return 0; }
+  __device__ __forceinline__ float2 operator()(int row, int col, float v0, float v1, bool has1, unsigned) const {
+    const size_t at = size_t(row) * e.ld + col;  // f[row, col] at f[row*ld + col]
+    float r0 = v0 + e.bias[col];
+    r0 = r0 > 0.0f ? r0 : 0.0f;  // NaN -> 0, as the CPU backend
+    float r1 = 0.0f;
+    if (has1) {
+      r1 = v1 + e.bias[col + 1];
+      r1 = r1 > 0.0f ? r1 : 0.0f;
+    }
+    if (e.f) store_pair(e.f, at, r0, r1, has1, pair_ok);
+    if (e.f_bf) store_pair(e.f_bf, at, r0, r1, has1, pair_ok);
+    return make_float2(r0, r1);
+  }
+  __device__ __forceinline__ bool columns() const { return e.col_partial != nullptr; }
+  __device__ __forceinline__ double* partial() const { return e.col_partial; }
+  __device__ __forceinline__ int32_t* fired() const { return e.col_fired; }
+};
+
+// The ReLU mask comes from bf16(f), which gp_bf may overwrite in place: the kernel reads the mask
+// of all the thread's outputs (live) before writing any, so the loads are independent of the
+// stores and can be in flight together; read between the stores, each waited for the last.
+struct FeatureGradOp {
+  static constexpr bool kColumnSums = true;
+  static constexpr bool kReadsMask = true;
+  EpilogueFeatureGrad e;
+  bool pair_ok;  // gp 8-aligned, gp_bf 4-aligned, f_bf 4-aligned, ld even
+  // Bit 0: f_bf[row, col] > 0; bit 1: f_bf[row, col + 1] > 0 (when has1). f_bf[row, col] is at
+  // f_bf[row*ld + col].
+  __device__ __forceinline__ unsigned live(int row, int col, bool has1) const {
+    const size_t at = size_t(row) * e.ld + col;
+    if (has1 && pair_ok) {
+      const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(e.f_bf + at));
+      return (f.x > 0.0f ? 1u : 0u) | (f.y > 0.0f ? 2u : 0u);
+    }
+    const unsigned b0 = __bfloat162float(e.f_bf[at]) > 0.0f ? 1u : 0u;
+    return has1 && __bfloat162float(e.f_bf[at + 1]) > 0.0f ? b0 | 2u : b0;
+  }
+  __device__ __forceinline__ float grad(float acc, bool alive, int col) const {
+    if (!alive) return 0.0f;
+    const float ci = e.c ? e.c[col] : 1.0f;
+    return __fadd_rn(acc, __fmul_rn(e.l1_scale, ci));  // unfused, as the CPU backend
+  }
+  __device__ __forceinline__ float2 operator()(int row, int col, float v0, float v1, bool has1, unsigned mask) const {
+    const size_t at = size_t(row) * e.ld + col;
+    const float r0 = grad(v0, (mask & 1u) != 0, col);
+    const float r1 = has1 ? grad(v1, (mask & 2u) != 0, col + 1) : 0.0f;
+    if (e.gp) store_pair(e.gp, at, r0, r1, has1, pair_ok);
+    if (e.gp_bf) store_pair(e.gp_bf, at, r0, r1, has1, pair_ok);
+    return make_float2(r0, r1);
+  }
+  __device__ __forceinline__ bool columns() const { return e.col_partial != nullptr; }
+  __device__ __forceinline__ double* partial() const { return e.col_partial; }
+  __device__ __forceinline__ int32_t* fired() const { return nullptr; }
+};
+
+}  // namespace ms::cuda
+
+#endif  // MONOSEMANTIC_CUDA_GEMM_EPILOGUE_OPS_CUH

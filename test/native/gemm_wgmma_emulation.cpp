@@ -1,0 +1,352 @@
+// Host emulation of the Hopper GEMM (native/cuda/gemm_wgmma.cu) built on the same index functions
+// (native/cuda/gemm_wgmma_layout.h): TMA box copies into 128-byte-swizzled shared-memory stages,
+// wgmma.m64n256k16 reading its operands through matrix descriptors, the accumulator fragments, and
+// the three epilogues (store with split K, bias + ReLU with column sums and firing counts, the
+// feature gradient with its mask read from the buffer it overwrites). The hardware's side is
+// written out independently below from the CUDA driver API (CU_TENSOR_MAP_SWIZZLE_128B) and the
+// PTX ISA (matrix descriptor, wgmma D fragment layout); the kernel's side comes from the header.
+// Operands are small integers, so every sum is exact and comparisons are equalities. Shared memory
+// starts as NaN, so an operand read from an element no copy wrote poisons the result; every output
+// must be written exactly once.
+//
+//   c++ -std=c++17 -O2 -Inative test/native/gemm_wgmma_emulation.cpp -o emu && ./emu
+// prints one line per case and "ok", or the first mismatch and exits 1.
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "cuda/gemm_wgmma_layout.h"
+
+using namespace ms::cuda::wgmma_layout;
+
+namespace {
+
+enum class Epi { Store, BiasRelu, FeatureGrad };
+
+struct Case {
+  int M, N, K;
+  Epi epi;
+  int splits = 1;  // split K (the store epilogue): partial products summed in order
+};
+
+const char* epi_name(Epi e) { return e == Epi::Store ? "store" : e == Epi::BiasRelu ? "bias-relu" : "feature-grad"; }
+
+[[noreturn]] void fail(const char* what, const Case& c) {
+  std::printf("FAIL %s (M %d, N %d, K %d, %s, %d splits)\n", what, c.M, c.N, c.K, epi_name(c.epi), c.splits);
+  std::exit(1);
+}
+
+// ---- the hardware ---------------------------------------------------------------------------------
+
+// Shared memory as 2-byte slots (bf16 elements), indexed by byte address / 2.
+struct Shared {
+  std::vector<double> slot;
+  explicit Shared(size_t bytes) : slot(bytes / 2, NAN) {}
+};
+
+// The 128-byte swizzle (CU_TENSOR_MAP_SWIZZLE_128B): within each 1024-byte block of 8 rows of 128
+// bytes, the 16-byte chunk index (address bits 4-6) is XORed with the row index (bits 7-9).
+uint32_t swizzle128(uint32_t addr) { return addr ^ (((addr >> 7) & 7u) << 4); }
+
+// cp.async.bulk.tensor.2d with a tensor map of the row-major matrix src [R, C] (leading dimension
+// ld), box {64, box_rows}, 128-byte swizzle, zero fill: element (r, c) of the box at coordinates
+// (c0, c1) is src[c1 + r, c0 + c] and lands at dst + r * 128 + 2c, swizzled.
+void tma_load(Shared& smem, uint32_t dst, const std::vector<double>& src, int ld, int R, int C, int box_rows, int c0,
+              int c1, const Case& cs) {
+  if (dst % 1024 != 0) fail("TMA destination not 1024-byte aligned (128-byte swizzle)", cs);
+  for (int r = 0; r < box_rows; ++r)
+    for (int c = 0; c < 64; ++c) {
+      const int gr = c1 + r, gc = c0 + c;
+      const double v = (gr < R && gc < C) ? src[size_t(gr) * ld + gc] : 0.0;
+      smem.slot[swizzle128(dst + uint32_t(r) * 128 + uint32_t(c) * 2) / 2] = v;
+    }
+}
+
+// A K-major operand of `rows` x 16 through a matrix descriptor (PTX ISA): start address bits 0-13
+// (<< 4), stride byte offset bits 32-45 (<< 4) between 8-row groups, swizzle mode bits 62-63 (1:
+// 128 bytes), base offset bits 49-51 (0 for 1024-aligned atoms). Row r, k element k is at
+// start + (r / 8) * SBO + (r % 8) * 128 + 2k, with the swizzle applied to that address.
+void read_operand(const Shared& smem, uint64_t desc, int rows, std::vector<double>& out, uint32_t lo, uint32_t hi,
+                  const Case& cs) {
+  const uint32_t start = uint32_t(desc & 0x3FFF) << 4;
+  const uint32_t sbo = uint32_t((desc >> 32) & 0x3FFF) << 4;
+  if ((desc >> 62) != 1) fail("descriptor: swizzle mode is not 128 bytes", cs);
+  if (((desc >> 49) & 7) != 0) fail("descriptor: nonzero base offset", cs);
+  if (sbo != 1024) fail("descriptor: stride byte offset is not one 8-row atom", cs);
+  out.assign(size_t(rows) * 16, NAN);
+  for (int r = 0; r < rows; ++r)
+    for (int k = 0; k < 16; ++k) {
+      const uint32_t addr = swizzle128(start + uint32_t(r / 8) * sbo + uint32_t(r % 8) * 128 + uint32_t(k) * 2);
+      if (addr < lo || addr + 2 > hi) fail("descriptor reads outside its stage's tile", cs);
+      out[size_t(r) * 16 + k] = smem.slot[addr / 2];
+    }
+}
+
+// wgmma.mma_async.m64n256k16.f32.bf16.bf16, both operands K-major (no transpose): D[64, 256] +=
+// A[64, 16] B[256, 16]^T. D fragment (PTX ISA, "wgmma D matrix fragment", f32 accumulators): thread
+// T of the warpgroup (warp T / 32, lane T % 32) holds d[i] = D[16 (T / 32) + 8 ((i % 4) / 2) +
+// (T % 32) / 4][8 (i / 4) + 2 (T % 4) + i % 2].
+void wgmma(std::vector<std::vector<double>>& acc, const std::vector<double>& A, const std::vector<double>& B) {
+  for (int T = 0; T < 128; ++T)
+    for (int i = 0; i < 128; ++i) {
+      const int row = 16 * (T / 32) + 8 * ((i % 4) / 2) + (T % 32) / 4;
+      const int col = 8 * (i / 4) + 2 * (T % 4) + i % 2;
+      double s = 0.0;
+      for (int k = 0; k < 16; ++k) s += A[size_t(row) * 16 + k] * B[size_t(col) * 16 + k];
+      acc[T][i] += s;
+    }
+}
+
+// ---- the kernel's side, replayed ------------------------------------------------------------------
+
+void run_case(const Case& c, unsigned seed) {
+  const int lda = (c.K + 7) / 8 * 8 + 8, ldb = (c.K + 7) / 8 * 8;  // multiples of 8, one padded
+  auto draw = [&](int lo, int span) { return double(int((seed = seed * 1103515245u + 12345u) >> 16) % span + lo); };
+  std::vector<double> A(size_t(c.M) * lda, NAN), B(size_t(c.N) * ldb, NAN);  // padding is never read
+  for (int m = 0; m < c.M; ++m)
+    for (int k = 0; k < c.K; ++k) A[size_t(m) * lda + k] = draw(-3, 7);
+  for (int n = 0; n < c.N; ++n)
+    for (int k = 0; k < c.K; ++k) B[size_t(n) * ldb + k] = draw(-3, 7);
+  std::vector<double> bias(c.N), pen(c.N);
+  for (int n = 0; n < c.N; ++n) {
+    bias[n] = draw(-20, 41);
+    pen[n] = draw(1, 3);
+  }
+  const double l1 = 0.5;
+  // The feature gradient's activations f [M, N] (integers, about half of them not positive), which
+  // its output overwrites in place.
+  std::vector<double> fgp(size_t(c.M) * c.N);
+  for (double& v : fgp) v = draw(-3, 7);
+  const std::vector<double> f_in = fgp;
+
+  const int splits = c.epi == Epi::Store ? c.splits : 1;
+  const int k_tiles = (c.K + kBK - 1) / kBK;
+  const int tiles_m = (c.M + kBM - 1) / kBM, tiles_n = (c.N + kBN - 1) / kBN;
+  std::vector<double> P(size_t(splits) * c.M * c.N, NAN);  // store: split z's partial at z * M * N
+  std::vector<int> writes(size_t(splits) * c.M * c.N, 0);
+  std::vector<double> out(size_t(c.M) * c.N, NAN);  // bias-ReLU's f
+  std::vector<double> partial(size_t(tiles_m) * c.N, NAN);
+  std::vector<int> fired(c.N, 0);
+
+  Shared smem(size_t(kStages) * kStageBytes);
+  for (int z = 0; z < splits; ++z)
+    for (int tile_m = 0; tile_m < tiles_m; ++tile_m)
+      for (int bx = 0; bx < tiles_n; ++bx) {
+        const int m0 = tile_m * kBM, n0 = bx * kBN;
+        const int kt_begin = split_begin(z, k_tiles, splits);
+        const int kt_count = split_begin(z + 1, k_tiles, splits) - kt_begin;
+        // Masks first (kReadsMask): each consumer thread's bits before any output is written.
+        unsigned long long masks[kConsumers][128][2] = {};
+        if (c.epi == Epi::FeatureGrad)
+          for (int cons = 0; cons < kConsumers; ++cons)
+            for (int T = 0; T < 128; ++T) {
+              const int w = T / 32, lane = T % 32;
+              for (int j = 0; j < kBN / 8; ++j)
+                for (int h = 0; h < 2; ++h) {
+                  const int row = m0 + cons * kConsumerRows + acc_row(w, lane, 2 * h), col = n0 + acc_col(lane, j, 0);
+                  if (row >= c.M || col >= c.N) continue;
+                  unsigned bits = fgp[size_t(row) * c.N + col] > 0 ? 1u : 0u;
+                  if (col + 1 < c.N && fgp[size_t(row) * c.N + col + 1] > 0) bits |= 2u;
+                  masks[cons][T][mask_word(j, h)] |= static_cast<unsigned long long>(bits) << mask_shift(j, h);
+                }
+            }
+        std::vector<std::vector<std::vector<double>>> acc(kConsumers, std::vector<std::vector<double>>(128, std::vector<double>(kAccumulators, 0.0)));
+        for (int i = 0; i < kt_count; ++i) {
+          const int st = i % kStages;
+          const uint32_t a_base = uint32_t(st) * kABytes, b_base = uint32_t(kStages) * kABytes + uint32_t(st) * kBBytes;
+          for (uint32_t b = a_base; b < a_base + kABytes; b += 2) smem.slot[b / 2] = NAN;
+          for (uint32_t b = b_base; b < b_base + kBBytes; b += 2) smem.slot[b / 2] = NAN;
+          tma_load(smem, a_base, A, lda, c.M, c.K, kBM, tma_k(kt_begin + i), m0, c);
+          tma_load(smem, b_base, B, ldb, c.N, c.K, kBN, tma_k(kt_begin + i), n0, c);
+          for (int cons = 0; cons < kConsumers; ++cons)
+            for (int kk = 0; kk < kBK / 16; ++kk) {
+              std::vector<double> a, b;
+              read_operand(smem, smem_descriptor(a_base + a_operand_offset(cons, kk)), kConsumerRows, a, a_base,
+                           a_base + kABytes, c);
+              read_operand(smem, smem_descriptor(b_base + b_operand_offset(kk)), kBN, b, b_base, b_base + kBBytes, c);
+              wgmma(acc[cons], a, b);
+            }
+        }
+        // Epilogue, as the kernel: pairs (j, h), then the column reduction through shared memory.
+        std::vector<std::vector<double>> col_sum(kConsumerWarps, std::vector<double>(kBN, NAN));
+        std::vector<std::vector<int>> col_count(kConsumerWarps, std::vector<int>(kBN, -1));
+        for (int cons = 0; cons < kConsumers; ++cons)
+          for (int w = 0; w < 4; ++w)
+            for (int j = 0; j < kBN / 8; ++j) {
+              double sum[32][2] = {};
+              int count[32][2] = {};
+              for (int lane = 0; lane < 32; ++lane) {
+                const int T = 32 * w + lane;
+                for (int h = 0; h < 2; ++h) {
+                  const int row = m0 + cons * kConsumerRows + acc_row(w, lane, 2 * h), col = n0 + acc_col(lane, j, 0);
+                  if (row >= c.M || col >= c.N) continue;
+                  const bool has1 = col + 1 < c.N;
+                  const unsigned mask = static_cast<unsigned>(masks[cons][T][mask_word(j, h)] >> mask_shift(j, h)) & 3u;
+                  const double v[2] = {acc[cons][T][4 * j + 2 * h], acc[cons][T][4 * j + 2 * h + 1]};
+                  for (int e = 0; e < (has1 ? 2 : 1); ++e) {
+                    const size_t at = size_t(row) * c.N + col + e;
+                    double r = 0.0;
+                    if (c.epi == Epi::Store) {
+                      P[size_t(z) * c.M * c.N + at] = v[e];
+                      ++writes[size_t(z) * c.M * c.N + at];
+                      continue;
+                    }
+                    if (c.epi == Epi::BiasRelu) {
+                      r = std::fmax(v[e] + bias[col + e], 0.0);
+                      out[at] = r;
+                    } else {
+                      r = (mask >> e) & 1u ? v[e] + l1 * pen[col + e] : 0.0;
+                      fgp[at] = r;  // overwrites the activations
+                    }
+                    ++writes[at];
+                    sum[lane][e] += r;
+                    count[lane][e] += r > 0 ? 1 : 0;
+                  }
+                }
+              }
+              if (c.epi == Epi::Store) continue;
+              // __shfl_xor_sync over offsets 4, 8, 16: lane L adds lane L ^ offset's value.
+              for (int offset = 4; offset < 32; offset <<= 1) {
+                double s2[32][2];
+                int c2[32][2];
+                for (int lane = 0; lane < 32; ++lane)
+                  for (int e = 0; e < 2; ++e) {
+                    s2[lane][e] = sum[lane][e] + sum[lane ^ offset][e];
+                    c2[lane][e] = count[lane][e] + count[lane ^ offset][e];
+                  }
+                for (int lane = 0; lane < 32; ++lane)
+                  for (int e = 0; e < 2; ++e) {
+                    sum[lane][e] = s2[lane][e];
+                    count[lane][e] = c2[lane][e];
+                  }
+              }
+              for (int lane = 0; lane < 4; ++lane)
+                for (int e = 0; e < 2; ++e) {
+                  const int cw = consumer_warp(cons, w), local = acc_col(lane, j, e);
+                  if (!std::isnan(col_sum[cw][local])) fail("column reduction: a shared slot written twice", c);
+                  col_sum[cw][local] = sum[lane][e];
+                  col_count[cw][local] = count[lane][e];
+                }
+            }
+        if (c.epi != Epi::Store)
+          for (int local = 0; local < 128 * kConsumers; ++local) {
+            const int col = n0 + local;
+            if (col >= c.N) continue;
+            double total = 0.0;
+            int n_fired = 0;
+            for (int k = 0; k < kConsumerWarps; ++k) {
+              if (std::isnan(col_sum[k][local])) fail("column reduction: a shared slot never written", c);
+              total += col_sum[k][local];
+              n_fired += col_count[k][local];
+            }
+            partial[size_t(tile_m) * c.N + col] = total;
+            if (c.epi == Epi::BiasRelu) fired[col] += n_fired;
+          }
+      }
+
+  // Direct products and epilogues.
+  std::vector<double> ref_sum(size_t(tiles_m) * c.N, 0.0);
+  std::vector<int> ref_fired(c.N, 0);
+  for (int m = 0; m < c.M; ++m)
+    for (int n = 0; n < c.N; ++n) {
+      double prod = 0.0;
+      for (int k = 0; k < c.K; ++k) prod += A[size_t(m) * lda + k] * B[size_t(n) * ldb + k];
+      const size_t at = size_t(m) * c.N + n;
+      double got = 0.0, want = prod;
+      if (c.epi == Epi::Store) {
+        for (int z = 0; z < splits; ++z) {
+          if (writes[size_t(z) * c.M * c.N + at] != 1) fail("an output was not written exactly once", c);
+          got += P[size_t(z) * c.M * c.N + at];  // sum_split_partials: the splits in order
+        }
+      } else {
+        if (writes[at] != 1) fail("an output was not written exactly once", c);
+        if (c.epi == Epi::BiasRelu) {
+          want = std::fmax(prod + bias[n], 0.0);
+          got = out[at];
+        } else {
+          want = f_in[at] > 0 ? prod + l1 * pen[n] : 0.0;
+          got = fgp[at];
+        }
+        ref_sum[size_t(m / kBM) * c.N + n] += want;
+        if (want > 0) ++ref_fired[n];
+      }
+      if (!(got == want)) {
+        std::printf("C[%d, %d] = %g, expected %g\n", m, n, got, want);
+        fail("mismatch", c);
+      }
+    }
+  if (c.epi != Epi::Store) {
+    for (size_t e = 0; e < partial.size(); ++e)
+      if (!(partial[e] == ref_sum[e])) fail("column partial mismatch", c);
+    if (c.epi == Epi::BiasRelu)
+      for (int n = 0; n < c.N; ++n)
+        if (fired[n] != ref_fired[n]) fail("firing count mismatch", c);
+  }
+  std::printf("ok   M %4d N %4d K %4d  %-12s splits %d\n", c.M, c.N, c.K, epi_name(c.epi), splits);
+}
+
+// The mask bits of the 64 pairs of a thread are distinct and fit their words.
+void check_mask_layout() {
+  const Case none{0, 0, 0, Epi::FeatureGrad};
+  std::vector<int> used(128, 0);
+  for (int j = 0; j < kBN / 8; ++j)
+    for (int h = 0; h < 2; ++h) {
+      const int w = mask_word(j, h), s = mask_shift(j, h);
+      if (w < 0 || w > 1 || s < 0 || s > 62 || s % 2) fail("mask bits outside their word", none);
+      if (used[64 * w + s]++ || used[64 * w + s + 1]++) fail("two pairs share mask bits", none);
+    }
+  std::printf("ok   mask bit layout\n");
+}
+
+// Split counts at the SAE step's shapes on 132 multiprocessors, and the ranges they give.
+void check_splits() {
+  const Case none{0, 0, 0, Epi::Store};
+  struct S {
+    long long tiles;
+    int k_tiles, want;
+  } cases[] = {
+      {64, 256, 2},      // x̂ at (512, 16384, 4096): 32 x 2 tiles, 128 blocks
+      {64, 2048, 2},     // x̂ at (512, 131072, 4096)
+      {96, 384, 4},      // x̂ at (768, 24576, 4096): 32 x 3 tiles; 4 splits fill 384 of 396 slots
+      {2048, 8, 1},      // the encoder: many tiles
+      {10, 3, 1},        // K too short to split
+  };
+  for (const S& s : cases) {
+    const int got = split_count(s.tiles, s.k_tiles, 132);
+    if (got != s.want) {
+      std::printf("split_count(%lld, %d, 132) = %d, expected %d\n", s.tiles, s.k_tiles, got, s.want);
+      fail("split count", none);
+    }
+    int covered = 0;
+    for (int z = 0; z < got; ++z) {
+      const int b = split_begin(z, s.k_tiles, got), e = split_begin(z + 1, s.k_tiles, got);
+      if (b != covered || e <= b) fail("split ranges do not tile K", none);
+      covered = e;
+    }
+    if (covered != s.k_tiles) fail("split ranges do not cover K", none);
+  }
+  std::printf("ok   split counts and ranges\n");
+}
+
+}  // namespace
+
+int main() {
+  check_mask_layout();
+  check_splits();
+  unsigned seed = 12345;
+  const Case cases[] = {
+      {200, 300, 100, Epi::Store},
+      {64, 40, 8, Epi::Store},
+      {130, 260, 520, Epi::Store, 3},
+      {257, 513, 72, Epi::Store, 2},
+      {257, 513, 72, Epi::BiasRelu},
+      {128, 256, 64, Epi::BiasRelu},
+      {129, 257, 136, Epi::FeatureGrad},
+      {300, 600, 24, Epi::FeatureGrad},
+  };
+  for (const Case& c : cases) run_case(c, seed++);
+  std::printf("ok\n");
+  return 0;
+}
