@@ -9,8 +9,9 @@
  * Warpgroup 0 is the producer: one thread issues the TMA copies of the 128 x 64 A tile and the
  * 256 x 64 B tile of each k step into a ring of kStages stages (128-byte swizzle, the layout wgmma
  * reads), completing on the stage's `full` mbarrier. Warpgroups 1 and 2 each own 64 rows: per
- * stage four wgmma.m64n256k16 (k = 0, 16, 32, 48), then one arrival per warpgroup on the stage's
- * `empty` mbarrier so the producer may refill it. setmaxnreg moves registers to the consumers
+ * stage four wgmma.m64n256k16 (k = 0, 16, 32, 48) committed as one group; once the previous
+ * stage's group has completed (one group stays in flight), one arrival per warpgroup on that
+ * stage's `empty` mbarrier lets the producer refill it. setmaxnreg moves registers to the consumers
  * (40 / 232 per thread). Barrier phases are waited by parity: use u of a stage is phase u.
  *
  * Epilogue: the functors of gemm_epilogue_ops.cuh on accumulator pairs (one row, two columns), as
@@ -91,7 +92,10 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, u
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+template <int Pending>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(Pending) : "memory");
+}
 
 template <uint32_t Regs>
 __device__ __forceinline__ void setmaxnreg_inc() {
@@ -213,9 +217,11 @@ __global__ void __launch_bounds__(wgmma_layout::kThreads, 1)
       wgmma_m64n256k16(d, smem_descriptor(smem_u32(s.A[st]) + a_operand_offset(consumer, kk)),
                        smem_descriptor(smem_u32(s.B[st]) + b_operand_offset(kk)));
     wgmma_commit();
-    wgmma_wait_all();
-    if (threadIdx.x % 128 == 0) mbar_arrive(&s.empty[st]);
+    // One group in flight: this stage's products run while the previous stage is handed back.
+    wgmma_wait<1>();
+    if (i > 0 && threadIdx.x % 128 == 0) mbar_arrive(&s.empty[(i - 1) % kStages]);
   }
+  wgmma_wait<0>();
 
   // Epilogue: d[4j + 2h], d[4j + 2h + 1] are columns col, col + 1 of one row.
   const bool columns = Epi::kColumnSums && epi.columns();  // uniform over the block
