@@ -8,8 +8,9 @@
  *   2  tensor   native/cuda/gemm_tensor.cu, mma.sync m16n8k16 + ldmatrix + 3-stage cp.async
  *               (split K, with the sum pass, where the output has too few tiles for the GPU)
  *   3  wgmma    native/cuda/gemm_wgmma.cu, wgmma m64n256k16 fed by TMA through a 4-stage mbarrier
- *               ring, a producer warpgroup and two consumers (sm_90a); both operands K-major only
- *               (NT: A [M, K], B stored [N, K]) with leading dimensions multiples of 8 ("-" elsewhere);
+ *               ring, a producer warpgroup and two consumers (sm_90a); both operands K-major (NT: A
+ *               [M, K], B stored [N, K]) or both MN-major (TN: A stored [K, M], B [K, N]), leading
+ *               dimensions multiples of 8 ("-" elsewhere);
  *               split K, with the sum pass, where the output has too few tiles for the GPU
  *   0  cublas   cublasGemmEx, CUBLAS_COMPUTE_32F (reference and ceiling)
  *
@@ -127,11 +128,16 @@ static const char* version_name(int v) {
   return v == kCublas ? "cublas" : v == kSimple ? "simple" : v == kTensor ? "tensor" : "wgmma";
 }
 
-// Whether version v takes the product (the wgmma version: both operands K-major, rows 16-byte aligned).
-static bool applies(int v, const Problem& p) { return v != kWgmma || (!p.ta && p.tb && p.K % 8 == 0); }
+// Whether version v takes the product (the wgmma version: both operands K-major, NT, or both
+// MN-major, TN; rows 16-byte aligned).
+static bool applies(int v, const Problem& p) {
+  return v != kWgmma || (!p.ta && p.tb && p.K % 8 == 0) || (p.ta && !p.tb && p.M % 8 == 0 && p.N % 8 == 0);
+}
 
 static int run_version(int v, const Cublas& cublas, ms::cuda::Op& op, const Problem& p, const Buffers& b) {
   if (v == kCublas) return cublas.gemm(p.ta, p.tb, p.M, p.N, p.K, b.A, b.lda, b.B, b.ldb, b.C, p.N);
+  if (v == kWgmma && p.ta)
+    return ms::cuda::gemm_wgmma_tn(op, p.M, p.N, p.K, b.A, b.lda, b.B, b.ldb, ms::cuda::EpilogueStore{1.0f, 0.0f, b.C, p.N});
   if (v == kWgmma)
     return ms::cuda::gemm_wgmma_nt(op, p.M, p.N, p.K, b.A, b.lda, b.B, b.ldb, ms::cuda::EpilogueStore{1.0f, 0.0f, b.C, p.N});
   if (v == kSimple) setenv("MONOSEMANTIC_CUDA_KERNELS", "simple", 1);

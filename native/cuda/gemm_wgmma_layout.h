@@ -5,10 +5,16 @@
  * replays the TMA copies, the operand descriptors, wgmma and the epilogue on the CPU with the
  * layouts of the PTX ISA and the CUDA driver API, and checks the products against direct ones.
  *
- * C[M, N] = A B^T with both operands K-major: A stored [M, K], B stored [N, K] (the "NT" order).
+ * C[M, N] = op(A) op(B) in two storage orders, both operands alike:
+ *   K-major ("NT"):  A stored [M, K], B stored [N, K]; C = A B^T.
+ *   MN-major ("TN"): A stored [K, M], B stored [K, N]; C = A^T B (wgmma's transposed operands).
  * A block of 3 warpgroups computes a 128 x 256 tile of C: warpgroup 0 issues the TMA copies, and
  * consumer warpgroup c (0, 1) owns rows 64c .. 64c + 63 with wgmma.m64n256k16. K is walked 64 at a
- * time (one 128-byte row of bf16, the 128-byte swizzle's width) through kStages shared-memory stages.
+ * time through kStages shared-memory stages; every TMA box is 64 elements (128 bytes, the 128-byte
+ * swizzle's width) wide:
+ *   K-major:  A's stage is one box of 128 rows (m) x 64 k, B's one box of 256 rows (n) x 64 k.
+ *   MN-major: A's stage is two boxes of 64 rows (k) x 64 m (one per consumer), B's four boxes of
+ *             64 rows (k) x 64 n, each box 8 KB, one after another.
  */
 #ifndef MONOSEMANTIC_CUDA_GEMM_WGMMA_LAYOUT_H
 #define MONOSEMANTIC_CUDA_GEMM_WGMMA_LAYOUT_H
@@ -58,6 +64,32 @@ MS_WGMMA_FN uint32_t b_operand_offset(int kk) { return uint32_t(kk) * 32; }
 
 // TMA box coordinates (innermost first) of k tile kt of the A tile at row m0 or the B tile at n0.
 MS_WGMMA_FN int tma_k(int kt) { return kt * kBK; }
+
+// ---- MN-major operands ------------------------------------------------------------------------------
+// A box of 64 k rows x 64 mn (128 bytes) is 8 KB: 8 swizzle atoms of 8 k rows each.
+constexpr int kMNBox = 64;                                       // mn (and k) extent of one box
+constexpr uint32_t kMNBoxBytes = uint32_t(kMNBox) * kBK * 2;     // 8 KB
+static_assert(kBK == kMNBox, "one box spans the stage's k");
+
+// The descriptor of an MN-major operand (PTX ISA canonical layout, 128-byte swizzle:
+// ((T,8,m),(8,k)) : ((1,T,LBO),(8T,SBO)) in 16-byte units): 64 consecutive mn elements per 128-byte
+// row, one row per k; the stride byte offset steps 8 k rows (one 1024-byte atom), the leading
+// byte offset steps 64 mn (the next box).
+MS_WGMMA_FN uint64_t smem_descriptor_mn(uint32_t addr) {
+  return uint64_t((addr & 0x3FFFF) >> 4) | (uint64_t(kMNBoxBytes >> 4) << 16) | (uint64_t(kSwizzleAtom >> 4) << 32) |
+         (uint64_t(1) << 62);
+}
+
+// Byte offsets in a stage: A's box of consumer c, B's box q (0 .. kBN / 64 - 1); the operand of k
+// step kk starts 16 k rows (2048 bytes, two atoms) further per step.
+MS_WGMMA_FN uint32_t a_box_offset_mn(int consumer) { return uint32_t(consumer) * kMNBoxBytes; }
+MS_WGMMA_FN uint32_t b_box_offset_mn(int q) { return uint32_t(q) * kMNBoxBytes; }
+MS_WGMMA_FN uint32_t a_operand_offset_mn(int consumer, int kk) { return a_box_offset_mn(consumer) + uint32_t(kk) * 16 * kSwizzleRow; }
+MS_WGMMA_FN uint32_t b_operand_offset_mn(int kk) { return uint32_t(kk) * 16 * kSwizzleRow; }
+
+// TMA box coordinates (innermost first: mn, then k) of consumer c's A box and B box q at k tile kt.
+MS_WGMMA_FN int tma_a_mn(int m0, int consumer) { return m0 + consumer * kMNBox; }
+MS_WGMMA_FN int tma_b_mn(int n0, int q) { return n0 + q * kMNBox; }
 
 // Accumulator d[4j + r] (j = 0 .. 31, r = 0 .. 3) of lane `lane` in warp w (0 .. 3) of a consumer
 // warpgroup: row 16w + lane / 4 + 8 (r / 2), column 8j + 2 (lane % 4) + r % 2 of its 64 x 256 block.

@@ -32,9 +32,9 @@
  * the partials summed over tiles in order; the sparsity and L0 statistics come from them
  * (sum_i c_i f_colsum_i and the firing counts). MONOSEMANTIC_CUDA_KERNELS=simple keeps the
  * separate passes above. With the Hopper GEMM (gemm_wgmma.cuh: sm_90a, MONOSEMANTIC_CUDA_GEMM=wgmma)
- * the encoder, x̂ and gp products run on it with the same epilogues, their weight operands cast to
- * bf16 transposed ([n, d] for W_enc, [d, n] for W_dec) so both operands are K-major; the two weight
- * gradients stay on the mma.sync kernel.
+ * all five products run on it with the same epilogues: the encoder, x̂ and gp with both operands
+ * K-major (W_enc and W_dec cast to bf16 transposed, [n, d] and [d, n], for the first two), the
+ * weight gradients with both MN-major (f, g, xc and gp as they are).
  *
  * sae_encode / sae_decode get no workspace from the caller (backend.h), so they take their
  * temporaries (x - b_dec, and the bf16 operand copies) from the memory pool for the duration of
@@ -626,7 +626,10 @@ static int grads_pass(const Op& op, const ms_sae_grads_args* a, const GradsWorks
   MS_TRY(colsum(op, ws.g, b_i, d_i, ws.partial, ws.g_colsum, nullptr, nullptr));
 
   // 4. dW_dec [n, d] = f^T [n, B] . g [B, d]   (f stored [B, n]: trans_a, lda = n)
-  MS_TRY(gemm<T>(op, true, false, n_i, d_i, b_i, 1.0f, o.f, n_i, o.g, d_i, 0.0f, a->dW_dec, d_i));
+  if constexpr (std::is_same_v<T, bf16>) {
+    if (o.hopper) MS_TRY(gemm_wgmma_tn(op, n_i, d_i, b_i, o.f, n_i, o.g, d_i, EpilogueStore{1.0f, 0.0f, a->dW_dec, d_i}));
+  }
+  if (!o.hopper) MS_TRY(gemm<T>(op, true, false, n_i, d_i, b_i, 1.0f, o.f, n_i, o.g, d_i, 0.0f, a->dW_dec, d_i));
   if (fused) {
     // f_colsum from the encoder's tile partials; sparsity / l0 / fire_counts from it and the counts.
     MS_TRY(sum_partials(op, ws.tile_partial, row_tiles, n_i, ws.f_colsum, nullptr));
@@ -664,7 +667,10 @@ static int grads_pass(const Op& op, const ms_sae_grads_args* a, const GradsWorks
     MS_TRY(colsum(op, ws.gp, b_i, n_i, ws.partial, ws.gp_colsum, a->db_enc, nullptr));
 
   // 7. dW_enc [d, n] = xc^T [d, B] . gp [B, n]   (xc stored [B, d]: trans_a, lda = d)
-  MS_TRY(gemm<T>(op, true, false, d_i, n_i, b_i, 1.0f, o.xc, d_i, o.gp, n_i, 0.0f, a->dW_enc, n_i));
+  if constexpr (std::is_same_v<T, bf16>) {
+    if (o.hopper) MS_TRY(gemm_wgmma_tn(op, d_i, n_i, b_i, o.xc, d_i, o.gp, n_i, EpilogueStore{1.0f, 0.0f, a->dW_enc, n_i}));
+  }
+  if (!o.hopper) MS_TRY(gemm<T>(op, true, false, d_i, n_i, b_i, 1.0f, o.xc, d_i, o.gp, n_i, 0.0f, a->dW_enc, n_i));
 
   // 8. db_dec = g_colsum - W_enc [d, n] . gp_colsum [n]   (fp32 W_enc, double accumulation)
   MS_TRY(launch_db_dec(op, d_i, n_i, a->W_enc, ws.gp_colsum, ws.g_colsum, a->db_dec));
@@ -704,7 +710,9 @@ int sae_grads(const ms_sae_grads_args* a, ms_sae_stats* stats_host, ms_error* er
     const int b_i = a->batch, d_i = a->d, n_i = a->n;
     const bool hopper = fused && wgmma_ready() && wgmma_fits(b_i, n_i, d_i, ws.xc_bf, d_i, ws.W_enc_bf, d_i) &&
                         wgmma_fits(b_i, d_i, n_i, ws.f_bf, n_i, ws.W_decT_bf, n_i) &&
-                        wgmma_fits(b_i, n_i, d_i, ws.g_bf, d_i, ws.W_dec_bf, d_i);
+                        wgmma_fits(b_i, n_i, d_i, ws.g_bf, d_i, ws.W_dec_bf, d_i) &&
+                        wgmma_fits_tn(n_i, d_i, b_i, ws.f_bf, n_i, ws.g_bf, d_i) &&
+                        wgmma_fits_tn(d_i, n_i, b_i, ws.xc_bf, d_i, ws.gp_bf, n_i);
     if (hopper) {
       MS_TRY(launch_to_bf16_transposed(op, a->W_enc, ws.W_enc_bf, d_i, n_i));
       MS_TRY(launch_to_bf16_transposed(op, a->W_dec, ws.W_decT_bf, n_i, d_i));

@@ -28,13 +28,15 @@ enum class Epi { Store, BiasRelu, FeatureGrad };
 struct Case {
   int M, N, K;
   Epi epi;
-  int splits = 1;  // split K (the store epilogue): partial products summed in order
+  int splits = 1;   // split K (the store epilogue): partial products summed in order
+  bool mn = false;  // both operands MN-major (A stored [K, M], B stored [K, N]; store epilogue)
 };
 
 const char* epi_name(Epi e) { return e == Epi::Store ? "store" : e == Epi::BiasRelu ? "bias-relu" : "feature-grad"; }
 
 [[noreturn]] void fail(const char* what, const Case& c) {
-  std::printf("FAIL %s (M %d, N %d, K %d, %s, %d splits)\n", what, c.M, c.N, c.K, epi_name(c.epi), c.splits);
+  std::printf("FAIL %s (M %d, N %d, K %d, %s, %d splits, %s)\n", what, c.M, c.N, c.K, epi_name(c.epi), c.splits,
+              c.mn ? "MN-major" : "K-major");
   std::exit(1);
 }
 
@@ -84,7 +86,29 @@ void read_operand(const Shared& smem, uint64_t desc, int rows, std::vector<doubl
     }
 }
 
-// wgmma.mma_async.m64n256k16.f32.bf16.bf16, both operands K-major (no transpose): D[64, 256] +=
+// An MN-major operand of `rows` (m or n) x 16 k through a matrix descriptor, 128-byte swizzle (PTX
+// ISA canonical layout ((T,8,m),(8,k)) : ((1,T,LBO),(8T,SBO)) in 16-byte units, T = 8 bf16): mn
+// element e of row r = mn is at (mn % 8) * 2 + ((mn / 8) % 8) * 16 + (mn / 64) * LBO bytes, k at
+// (k % 8) * 128 + (k / 8) * SBO bytes from the start, with the swizzle applied to the address.
+void read_operand_mn(const Shared& smem, uint64_t desc, int rows, std::vector<double>& out, uint32_t lo, uint32_t hi,
+                     const Case& cs) {
+  const uint32_t start = uint32_t(desc & 0x3FFF) << 4;
+  const uint32_t lbo = uint32_t((desc >> 16) & 0x3FFF) << 4;
+  const uint32_t sbo = uint32_t((desc >> 32) & 0x3FFF) << 4;
+  if ((desc >> 62) != 1) fail("descriptor: swizzle mode is not 128 bytes", cs);
+  if (((desc >> 49) & 7) != 0) fail("descriptor: nonzero base offset", cs);
+  if (start % 1024 != 0) fail("descriptor: MN-major operand not at a swizzle atom", cs);
+  out.assign(size_t(rows) * 16, NAN);
+  for (int r = 0; r < rows; ++r)
+    for (int k = 0; k < 16; ++k) {
+      const uint32_t addr = swizzle128(start + uint32_t(r % 8) * 2 + uint32_t((r / 8) % 8) * 16 + uint32_t(r / 64) * lbo +
+                                       uint32_t(k % 8) * 128 + uint32_t(k / 8) * sbo);
+      if (addr < lo || addr + 2 > hi) fail("descriptor reads outside its stage's tile", cs);
+      out[size_t(r) * 16 + k] = smem.slot[addr / 2];
+    }
+}
+
+// wgmma.mma_async.m64n256k16.f32.bf16.bf16 (either operand order: the operands arrive as [rows][16 k]): D[64, 256] +=
 // A[64, 16] B[256, 16]^T. D fragment (PTX ISA, "wgmma D matrix fragment", f32 accumulators): thread
 // T of the warpgroup (warp T / 32, lane T % 32) holds d[i] = D[16 (T / 32) + 8 ((i % 4) / 2) +
 // (T % 32) / 4][8 (i / 4) + 2 (T % 4) + i % 2].
@@ -102,13 +126,19 @@ void wgmma(std::vector<std::vector<double>>& acc, const std::vector<double>& A, 
 // ---- the kernel's side, replayed ------------------------------------------------------------------
 
 void run_case(const Case& c, unsigned seed) {
-  const int lda = (c.K + 7) / 8 * 8 + 8, ldb = (c.K + 7) / 8 * 8;  // multiples of 8, one padded
+  // Storage: K-major A [M, lda], B [N, ldb]; MN-major A [K, lda], B [K, ldb]. Leading dimensions
+  // are multiples of 8 (TMA's 16-byte rows), one of them padded; the padding is never read.
+  const int a_cols = c.mn ? c.M : c.K, b_cols = c.mn ? c.N : c.K;
+  const int a_rows = c.mn ? c.K : c.M, b_rows = c.mn ? c.K : c.N;
+  const int lda = (a_cols + 7) / 8 * 8 + 8, ldb = (b_cols + 7) / 8 * 8;
   auto draw = [&](int lo, int span) { return double(int((seed = seed * 1103515245u + 12345u) >> 16) % span + lo); };
-  std::vector<double> A(size_t(c.M) * lda, NAN), B(size_t(c.N) * ldb, NAN);  // padding is never read
-  for (int m = 0; m < c.M; ++m)
-    for (int k = 0; k < c.K; ++k) A[size_t(m) * lda + k] = draw(-3, 7);
-  for (int n = 0; n < c.N; ++n)
-    for (int k = 0; k < c.K; ++k) B[size_t(n) * ldb + k] = draw(-3, 7);
+  std::vector<double> A(size_t(a_rows) * lda, NAN), B(size_t(b_rows) * ldb, NAN);
+  for (int r = 0; r < a_rows; ++r)
+    for (int e = 0; e < a_cols; ++e) A[size_t(r) * lda + e] = draw(-3, 7);
+  for (int r = 0; r < b_rows; ++r)
+    for (int e = 0; e < b_cols; ++e) B[size_t(r) * ldb + e] = draw(-3, 7);
+  auto a_at = [&](int m, int k) { return c.mn ? A[size_t(k) * lda + m] : A[size_t(m) * lda + k]; };
+  auto b_at = [&](int n, int k) { return c.mn ? B[size_t(k) * ldb + n] : B[size_t(n) * ldb + k]; };
   std::vector<double> bias(c.N), pen(c.N);
   for (int n = 0; n < c.N; ++n) {
     bias[n] = draw(-20, 41);
@@ -158,14 +188,29 @@ void run_case(const Case& c, unsigned seed) {
           const uint32_t a_base = uint32_t(st) * kABytes, b_base = uint32_t(kStages) * kABytes + uint32_t(st) * kBBytes;
           for (uint32_t b = a_base; b < a_base + kABytes; b += 2) smem.slot[b / 2] = NAN;
           for (uint32_t b = b_base; b < b_base + kBBytes; b += 2) smem.slot[b / 2] = NAN;
-          tma_load(smem, a_base, A, lda, c.M, c.K, kBM, tma_k(kt_begin + i), m0, c);
-          tma_load(smem, b_base, B, ldb, c.N, c.K, kBN, tma_k(kt_begin + i), n0, c);
+          const int k0 = tma_k(kt_begin + i);
+          if (c.mn) {
+            for (int cons = 0; cons < kConsumers; ++cons)
+              tma_load(smem, a_base + a_box_offset_mn(cons), A, lda, c.K, c.M, kMNBox, tma_a_mn(m0, cons), k0, c);
+            for (int q = 0; q < kBN / kMNBox; ++q)
+              tma_load(smem, b_base + b_box_offset_mn(q), B, ldb, c.K, c.N, kMNBox, tma_b_mn(n0, q), k0, c);
+          } else {
+            tma_load(smem, a_base, A, lda, c.M, c.K, kBM, k0, m0, c);
+            tma_load(smem, b_base, B, ldb, c.N, c.K, kBN, k0, n0, c);
+          }
           for (int cons = 0; cons < kConsumers; ++cons)
             for (int kk = 0; kk < kBK / 16; ++kk) {
               std::vector<double> a, b;
-              read_operand(smem, smem_descriptor(a_base + a_operand_offset(cons, kk)), kConsumerRows, a, a_base,
-                           a_base + kABytes, c);
-              read_operand(smem, smem_descriptor(b_base + b_operand_offset(kk)), kBN, b, b_base, b_base + kBBytes, c);
+              if (c.mn) {
+                read_operand_mn(smem, smem_descriptor_mn(a_base + a_operand_offset_mn(cons, kk)), kConsumerRows, a,
+                                a_base, a_base + kABytes, c);
+                read_operand_mn(smem, smem_descriptor_mn(b_base + b_operand_offset_mn(kk)), kBN, b, b_base,
+                                b_base + kBBytes, c);
+              } else {
+                read_operand(smem, smem_descriptor(a_base + a_operand_offset(cons, kk)), kConsumerRows, a, a_base,
+                             a_base + kABytes, c);
+                read_operand(smem, smem_descriptor(b_base + b_operand_offset(kk)), kBN, b, b_base, b_base + kBBytes, c);
+              }
               wgmma(acc[cons], a, b);
             }
         }
@@ -252,7 +297,7 @@ void run_case(const Case& c, unsigned seed) {
   for (int m = 0; m < c.M; ++m)
     for (int n = 0; n < c.N; ++n) {
       double prod = 0.0;
-      for (int k = 0; k < c.K; ++k) prod += A[size_t(m) * lda + k] * B[size_t(n) * ldb + k];
+      for (int k = 0; k < c.K; ++k) prod += a_at(m, k) * b_at(n, k);
       const size_t at = size_t(m) * c.N + n;
       double got = 0.0, want = prod;
       if (c.epi == Epi::Store) {
@@ -284,7 +329,8 @@ void run_case(const Case& c, unsigned seed) {
       for (int n = 0; n < c.N; ++n)
         if (fired[n] != ref_fired[n]) fail("firing count mismatch", c);
   }
-  std::printf("ok   M %4d N %4d K %4d  %-12s splits %d\n", c.M, c.N, c.K, epi_name(c.epi), splits);
+  std::printf("ok   M %4d N %4d K %4d  %-12s splits %d  %s\n", c.M, c.N, c.K, epi_name(c.epi), splits,
+              c.mn ? "MN-major" : "K-major");
 }
 
 // The mask bits of the 64 pairs of a thread are distinct and fit their words.
@@ -345,6 +391,9 @@ int main() {
       {128, 256, 64, Epi::BiasRelu},
       {129, 257, 136, Epi::FeatureGrad},
       {300, 600, 24, Epi::FeatureGrad},
+      {200, 300, 100, Epi::Store, 1, true},
+      {130, 520, 136, Epi::Store, 3, true},
+      {64, 40, 8, Epi::Store, 1, true},
   };
   for (const Case& c : cases) run_case(c, seed++);
   std::printf("ok\n");
