@@ -243,6 +243,9 @@ kernels)
   STEP_CAP=150 step "sae step: mma.sync and wgmma" node dist/bench/sae-step-cuda.js --backend "$backend" --precision bf16 \
     --kernels tensor,wgmma --shapes "$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)" \
     --iters "$([ "$quick" = 1 ] && echo 3 || echo 30)" --json "$out/sae-step-wgmma.json"
+  STEP_CAP=90 step "loss curves, Hopper GEMM vs simple path" env MONOSEMANTIC_CUDA_GEMM=wgmma node dist/bench/kernel-paths.js \
+    --backend "$backend" $([ "$quick" = 1 ] && echo "--steps 20 --shape 32x128x64" || echo "--steps 1000") \
+    --json "$out/kernel-paths-wgmma.json"
   step "attention at bf16 (tensor cores)" "${on[@]}" node_modules/.bin/vitest run test/gpu/cuda-transformer-grads.test.ts \
     -t "attention at bf16" --reporter=verbose
   att=(node dist/bench/attention.js --backend "$backend" --iters "$([ "$quick" = 1 ] && echo 3 || echo 20)")
@@ -274,7 +277,7 @@ kernels)
       --metrics gpu__time_duration.sum --print-summary per-kernel node dist/bench/lm-train.js --backend "$backend" $lm --iters 1
     step "lm train kernels, table" node dist/bench/ncu-table.js "$work/previous-step.out" --top 20
   fi
-  grep -E '^\| |tokens/s|^ *(Tests|Test Files) |FAIL|ERROR SUMMARY|RACECHECK SUMMARY|✓ .*attention at bf16|✓ .*Hopper|wgmma vs mma|× |^[0-9]+ x [0-9]+ x |^\([0-9]+, |^ok$' "$log" | tail -120
+  grep -E '^\| |tokens/s|^ *(Tests|Test Files) |FAIL|ERROR SUMMARY|RACECHECK SUMMARY|✓ .*attention at bf16|✓ .*Hopper|wgmma vs mma|^largest|× |^[0-9]+ x [0-9]+ x |^\([0-9]+, |^ok$' "$log" | tail -120
   ;;
 retrain)
   # The shipped models, trained on the GPU: A and B (seeds 1 and 2) on the training split
