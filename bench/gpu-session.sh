@@ -225,7 +225,8 @@ kernels)
   # The kernels not yet run on a GPU, most important first, cut at DEADLINE (default 330 s): the
   # GEMM playground's correctness sweep (version 3, wgmma + TMA, against float64); the SAE step
   # with the Hopper GEMM (native/cuda/gemm_wgmma.cu, MONOSEMANTIC_CUDA_GEMM=wgmma) against the
-  # simple path and float64, and timed next to mma.sync at the issue's three shapes; the tensor-core
+  # simple path and float64, and timed next to mma.sync at the issue's three shapes (the LM's bf16
+  # products take it too where both variables are set below); the tensor-core
   # attention (native/cuda/attention_mma.cu, off by default) against the CPU; attention alone
   # (bench/attention.ts) and the LM's harvest, full forward and training step, with the fp32 tiled
   # attention and with it, side by side; test/gpu with it on; the GEMM timing sweep (wgmma and
@@ -233,6 +234,7 @@ kernels)
   DEADLINE=${DEADLINE:-330}
   lm=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64" || echo "--batch 64 --ctx 1024")
   on=(env MONOSEMANTIC_CUDA_ATTENTION=mma)
+  both=(env MONOSEMANTIC_CUDA_ATTENTION=mma MONOSEMANTIC_CUDA_GEMM=wgmma)
   gemm_ready=$([ "$backend" = cuda ] && [ -x "$playground" ] && echo 1 || echo 0)
   # The wgmma version waits on mbarriers: a fault in its copies would hang it, so its steps are capped.
   [ "$gemm_ready" = 1 ] && STEP_CAP=60 step "gemm playground: correctness" "$playground" --check ${cublas:+--cublas "$cublas"}
@@ -257,9 +259,11 @@ kernels)
   train=(node dist/bench/lm-train.js --backend "$backend" $lm --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)")
   step "lm forward bf16, tiled attention" "${fwd[@]}"
   step "lm forward bf16, tensor-core attention" "${on[@]}" "${fwd[@]}"
+  step "lm forward bf16, tensor-core attention and Hopper GEMM" "${both[@]}" "${fwd[@]}"
   step "lm train, tiled attention" "${train[@]}"
   step "lm train, tensor-core attention" "${on[@]}" "${train[@]}"
-  step "test/gpu (tensor-core attention)" "${on[@]}" node_modules/.bin/vitest run test/gpu
+  step "lm train, tensor-core attention and Hopper GEMM" "${both[@]}" "${train[@]}"
+  step "test/gpu (tensor-core attention, Hopper GEMM)" "${both[@]}" node_modules/.bin/vitest run test/gpu
   [ "$gemm_ready" = 1 ] && STEP_CAP=120 step "gemm playground: timing" "$playground" --time --iters 10 \
     ${cublas:+--cublas "$cublas"}
   if command -v compute-sanitizer >/dev/null; then

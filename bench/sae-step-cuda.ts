@@ -13,7 +13,7 @@
  * measured on the same machine) adds the fraction of it. --backend cpu runs the same code on the
  * CPU (for small shapes: a check of the script itself). --kernels picks the CUDA path of the bf16
  * rows: `tensor` (mma.sync GEMMs with fused epilogues, the default), `wgmma` (the same with the
- * Hopper GEMM for the encoder, x̂ and ∂f: MONOSEMANTIC_CUDA_GEMM=wgmma, sm_90a) or `simple`
+ * Hopper GEMM for all five products: MONOSEMANTIC_CUDA_GEMM=wgmma, sm_90a) or `simple`
  * (MONOSEMANTIC_CUDA_KERNELS=simple: SIMT GEMMs and separate passes); each gives one row.
  */
 import { writeFileSync } from 'node:fs';

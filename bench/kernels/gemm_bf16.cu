@@ -8,9 +8,9 @@
  *   2  tensor   native/cuda/gemm_tensor.cu, mma.sync m16n8k16 + ldmatrix + 3-stage cp.async
  *               (split K, with the sum pass, where the output has too few tiles for the GPU)
  *   3  wgmma    native/cuda/gemm_wgmma.cu, wgmma m64n256k16 fed by TMA through a 4-stage mbarrier
- *               ring, a producer warpgroup and two consumers (sm_90a); both operands K-major (NT: A
- *               [M, K], B stored [N, K]) or both MN-major (TN: A stored [K, M], B [K, N]), leading
- *               dimensions multiples of 8 ("-" elsewhere);
+ *               ring, a producer warpgroup and two consumers (sm_90a); each operand read as stored
+ *               (K-major, or MN-major through wgmma's transposed operands): NN, NT and TN with
+ *               leading dimensions multiples of 8 ("-" elsewhere);
  *               split K, with the sum pass, where the output has too few tiles for the GPU
  *   0  cublas   cublasGemmEx, CUBLAS_COMPUTE_32F (reference and ceiling)
  *
@@ -128,18 +128,19 @@ static const char* version_name(int v) {
   return v == kCublas ? "cublas" : v == kSimple ? "simple" : v == kTensor ? "tensor" : "wgmma";
 }
 
-// Whether version v takes the product (the wgmma version: both operands K-major, NT, or both
-// MN-major, TN; rows 16-byte aligned).
+// Whether version v takes the product (the wgmma version: not TT; rows 16-byte aligned).
 static bool applies(int v, const Problem& p) {
-  return v != kWgmma || (!p.ta && p.tb && p.K % 8 == 0) || (p.ta && !p.tb && p.M % 8 == 0 && p.N % 8 == 0);
+  if (v != kWgmma) return true;
+  const int lda = p.ta ? p.M : p.K, ldb = p.tb ? p.K : p.N;
+  return !(p.ta && p.tb) && lda % 8 == 0 && ldb % 8 == 0;
 }
 
 static int run_version(int v, const Cublas& cublas, ms::cuda::Op& op, const Problem& p, const Buffers& b) {
   if (v == kCublas) return cublas.gemm(p.ta, p.tb, p.M, p.N, p.K, b.A, b.lda, b.B, b.ldb, b.C, p.N);
-  if (v == kWgmma && p.ta)
-    return ms::cuda::gemm_wgmma_tn(op, p.M, p.N, p.K, b.A, b.lda, b.B, b.ldb, ms::cuda::EpilogueStore{1.0f, 0.0f, b.C, p.N});
   if (v == kWgmma)
-    return ms::cuda::gemm_wgmma_nt(op, p.M, p.N, p.K, b.A, b.lda, b.B, b.ldb, ms::cuda::EpilogueStore{1.0f, 0.0f, b.C, p.N});
+    return ms::cuda::gemm_wgmma(op, p.ta, p.tb, p.M, p.N, p.K, b.A, b.lda, b.B, b.ldb,
+                                ms::cuda::EpilogueStore{1.0f, 0.0f, b.C, p.N});
+  unsetenv("MONOSEMANTIC_CUDA_GEMM");  // the tensor version is mma.sync's
   if (v == kSimple) setenv("MONOSEMANTIC_CUDA_KERNELS", "simple", 1);
   else unsetenv("MONOSEMANTIC_CUDA_KERNELS");
   return ms::cuda::gemm<bf16>(op, p.ta, p.tb, p.M, p.N, p.K, 1.0f, b.A, b.lda, b.B, b.ldb, 0.0f, b.C, p.N);
@@ -248,7 +249,8 @@ int main(int argc, char** argv) {
   if (do_check) {
     // Ragged and whole-tile shapes, the storage orders the step uses: NN, TN, NT (TT goes to the
     // simple kernel). Tolerance: fp32 accumulation.
-    // K a multiple of 8 where the wgmma version applies (NT); ragged M and N around its 128 x 256 tile.
+    // Leading dimensions multiples of 8 where the wgmma version applies; ragged M, N and K around its
+    // 128 x 256 x 64 tiles.
     const int dims[][3] = {{1, 1, 1},       {17, 9, 33},     {128, 128, 32},  {129, 130, 31}, {300, 257, 77},
                            {64, 515, 264},  {257, 96, 1030}, {1, 1, 8},       {128, 256, 64}, {129, 257, 72},
                            {300, 513, 200}, {640, 300, 1032}};

@@ -39,6 +39,7 @@
 #include "gemm.cuh"
 #include "gemm_epilogue_ops.cuh"
 #include "gemm_tensor_layout.h"
+#include "gemm_wgmma.cuh"
 
 #include <cstdlib>
 #include <cstring>
@@ -403,6 +404,8 @@ int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, c
   MS_TRY(check_gemm_args(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, epilogue.C, epilogue.ldc));
   if (M == 0 || N == 0) return MS_OK;
   if (trans_a && trans_b) return unsupported(op, "store", trans_a, trans_b);
+  if (wgmma_ready() && wgmma_fits(trans_a, trans_b, M, N, K, A, lda, B, ldb))
+    return gemm_wgmma(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, epilogue);
   const auto run = [&](const StoreOp& epi, int splits) {
     if (!trans_a && !trans_b) return launch<false, false>(op, M, N, K, A, lda, B, ldb, epi, splits);
     if (!trans_a) return launch<false, true>(op, M, N, K, A, lda, B, ldb, epi, splits);
@@ -435,6 +438,8 @@ int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, c
   if (M == 0 || N == 0) return MS_OK;
   const bool pair_ok = aligned(epilogue.f, 8) && aligned(epilogue.f_bf, 4) && epilogue.ld % 2 == 0;
   const BiasReluOp epi{epilogue, pair_ok};
+  if (!trans_a && !trans_b && wgmma_ready() && wgmma_fits(trans_a, trans_b, M, N, K, A, lda, B, ldb))
+    return gemm_wgmma(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, epilogue);
   if (!trans_a && !trans_b) return launch<false, false>(op, M, N, K, A, lda, B, ldb, epi);
   return unsupported(op, "bias-ReLU", trans_a, trans_b);
 }
@@ -448,6 +453,8 @@ int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, c
   const bool pair_ok = aligned(epilogue.gp, 8) && aligned(epilogue.gp_bf, 4) && aligned(epilogue.f_bf, 4) &&
                        epilogue.ld % 2 == 0;
   const FeatureGradOp epi{epilogue, pair_ok};
+  if (!trans_a && trans_b && wgmma_ready() && wgmma_fits(trans_a, trans_b, M, N, K, A, lda, B, ldb))
+    return gemm_wgmma(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, epilogue);
   if (!trans_a && trans_b) return launch<false, true>(op, M, N, K, A, lda, B, ldb, epi);
   return unsupported(op, "feature-gradient", trans_a, trans_b);
 }

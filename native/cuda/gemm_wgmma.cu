@@ -1,6 +1,6 @@
 /*
- * gemm_wgmma.cu — the Hopper bf16 GEMM of gemm_wgmma.cuh: acc = A B^T with both operands K-major,
- * or acc = A^T B with both MN-major (wgmma's transposed operands; store epilogue only).
+ * gemm_wgmma.cu — the Hopper bf16 GEMM of gemm_wgmma.cuh: acc = op(A) op(B) with each operand
+ * K-major or MN-major (wgmma's transposed operands) as it is stored.
  *
  * Why: mma.sync reaches 200-300 TFLOP/s on Hopper (26-39% of cuBLAS); wgmma reads both operands
  * from shared memory without ldmatrix, 64 x 256 x 16 per instruction per warpgroup, and TMA moves a
@@ -8,8 +8,8 @@
  *
  * Block: 3 warpgroups (384 threads), one 128 x 256 output tile (index math: gemm_wgmma_layout.h).
  * Warpgroup 0 is the producer: one thread issues the TMA copies of the 128 x 64 A tile and the
- * 256 x 64 B tile of each k step (one box each when K-major; 64 x 64 boxes, two of A and four of B,
- * when MN-major) into a ring of kStages stages (128-byte swizzle, the layouts wgmma reads),
+ * 256 x 64 B tile of each k step (one box per operand when K-major; 64 x 64 boxes, two for A or
+ * four for B, when MN-major) into a ring of kStages stages (128-byte swizzle, the layouts wgmma reads),
  * completing on the stage's `full` mbarrier. Warpgroups 1 and 2 each own 64 rows: per
  * stage four wgmma.m64n256k16 (k = 0, 16, 32, 48) committed as one group; once the previous
  * stage's group has completed (one group stays in flight), one arrival per warpgroup on that
@@ -111,9 +111,9 @@ __device__ __forceinline__ void setmaxnreg_dec() {
 // The consumer warpgroups' own barrier (the producer's threads do not take part).
 __device__ __forceinline__ void consumers_sync() { asm volatile("bar.sync 1, %0;\n" ::"n"(128 * kConsumers) : "memory"); }
 
-// d[128] += A (64 x 16, descriptor da) times B (16 x 256, descriptor db) from shared memory, both
-// K-major (Trans 0) or both MN-major (Trans 1: wgmma's imm-trans-a and imm-trans-b).
-template <int Trans>
+// d[128] += A (64 x 16, descriptor da) times B (16 x 256, descriptor db) from shared memory, each
+// K-major (0) or MN-major (1: wgmma's imm-trans-a / imm-trans-b).
+template <int TransA, int TransB>
 __device__ __forceinline__ void wgmma_m64n256k16(float (&d)[kAccumulators], uint64_t da, uint64_t db) {
   asm volatile(
       "{\n"
@@ -126,7 +126,7 @@ __device__ __forceinline__ void wgmma_m64n256k16(float (&d)[kAccumulators], uint
       "%70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, "
       "%93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, "
       "%113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, "
-      "%128, %129, p, 1, 1, %130, %130;\n"
+      "%128, %129, p, 1, 1, %130, %131;\n"
       "}\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
         "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),
@@ -145,7 +145,7 @@ __device__ __forceinline__ void wgmma_m64n256k16(float (&d)[kAccumulators], uint
         "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]),
         "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]),
         "+f"(d[126]), "+f"(d[127])
-      : "l"(da), "l"(db), "n"(Trans));
+      : "l"(da), "l"(db), "n"(TransA), "n"(TransB));
 }
 
 #endif
@@ -153,9 +153,9 @@ __device__ __forceinline__ void wgmma_m64n256k16(float (&d)[kAccumulators], uint
 // ---- the kernel ------------------------------------------------------------------------------------
 
 // Block (blockIdx.x, blockIdx.y, blockIdx.z): C columns n0 = blockIdx.x * kBN .., rows m0 =
-// blockIdx.y * kBM .., k tiles [split_begin(z), split_begin(z + 1)) of k_tiles. MN: both operands
-// MN-major (A stored [K, M], B stored [K, N]), else both K-major (A [M, K], B [N, K]).
-template <bool MN, typename Epi>
+// blockIdx.y * kBM .., k tiles [split_begin(z), split_begin(z + 1)) of k_tiles. AMN: A stored
+// [K, M] (MN-major), else [M, K]; BMN: B stored [K, N], else [N, K].
+template <bool AMN, bool BMN, typename Epi>
 __global__ void __launch_bounds__(wgmma_layout::kThreads, 1)
     gemm_wgmma_kernel(int M, int N, int k_tiles, const __grid_constant__ CUtensorMap map_a,
                       const __grid_constant__ CUtensorMap map_b, Epi epi) {
@@ -186,15 +186,18 @@ __global__ void __launch_bounds__(wgmma_layout::kThreads, 1)
         if (i >= kStages) mbar_wait(&s.empty[st], ((i / kStages) - 1) & 1);  // its previous use is done
         mbar_arrive_expect_tx(&s.full[st], kStageBytes);
         const int k0 = tma_k(kt_begin + i);
-        if constexpr (MN) {  // boxes of 64 k rows x 64 mn, coordinates (mn, k)
-          uint8_t* a = reinterpret_cast<uint8_t*>(s.A[st]);
-          uint8_t* b = reinterpret_cast<uint8_t*>(s.B[st]);
+        // MN-major: boxes of 64 k rows x 64 mn at coordinates (mn, k); K-major: one box per operand
+        // at (k, row).
+        uint8_t* a = reinterpret_cast<uint8_t*>(s.A[st]);
+        uint8_t* b = reinterpret_cast<uint8_t*>(s.B[st]);
+        if constexpr (AMN)
           for (int c = 0; c < kConsumers; ++c) tma_load_2d(a + a_box_offset_mn(c), &map_a, &s.full[st], tma_a_mn(m0, c), k0);
+        else
+          tma_load_2d(a, &map_a, &s.full[st], k0, m0);
+        if constexpr (BMN)
           for (int q = 0; q < kBN / kMNBox; ++q) tma_load_2d(b + b_box_offset_mn(q), &map_b, &s.full[st], tma_b_mn(n0, q), k0);
-        } else {  // one box per operand, coordinates (k, row)
-          tma_load_2d(s.A[st], &map_a, &s.full[st], k0, m0);
-          tma_load_2d(s.B[st], &map_b, &s.full[st], k0, n0);
-        }
+        else
+          tma_load_2d(b, &map_b, &s.full[st], k0, n0);
       }
     }
     return;
@@ -227,12 +230,11 @@ __global__ void __launch_bounds__(wgmma_layout::kThreads, 1)
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kBK / 16; ++kk) {
-      if constexpr (MN)
-        wgmma_m64n256k16<1>(d, smem_descriptor_mn(smem_u32(s.A[st]) + a_operand_offset_mn(consumer, kk)),
-                            smem_descriptor_mn(smem_u32(s.B[st]) + b_operand_offset_mn(kk)));
-      else
-        wgmma_m64n256k16<0>(d, smem_descriptor(smem_u32(s.A[st]) + a_operand_offset(consumer, kk)),
-                            smem_descriptor(smem_u32(s.B[st]) + b_operand_offset(kk)));
+      const uint32_t a = smem_u32(s.A[st]), b = smem_u32(s.B[st]);
+      const uint64_t da = AMN ? smem_descriptor_mn(a + a_operand_offset_mn(consumer, kk))
+                              : smem_descriptor(a + a_operand_offset(consumer, kk));
+      const uint64_t db = BMN ? smem_descriptor_mn(b + b_operand_offset_mn(kk)) : smem_descriptor(b + b_operand_offset(kk));
+      wgmma_m64n256k16<AMN ? 1 : 0, BMN ? 1 : 0>(d, da, db);
     }
     wgmma_commit();
     // One group in flight: this stage's products run while the previous stage is handed back.
@@ -353,25 +355,16 @@ bool wanted() {
 
 bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
-// TMA's rules (16-byte aligned bases and rows) and the grid's (tiles of M along grid.y).
-bool fits(int M, int N, int K, const void* A, int lda, const void* B, int ldb, bool mn) {
-  const bool shape = M >= 1 && N >= 1 && K >= 1 && (M + kBM - 1) / kBM <= 65535;
-  const bool lds = mn ? lda >= M && ldb >= N : lda >= K && ldb >= K;
-  return shape && lds && lda % 8 == 0 && ldb % 8 == 0 && aligned(A, 16) && aligned(B, 16);
-}
-
-// MN: A stored [K, M] and B stored [K, N], else A [M, K] and B [N, K].
-template <bool MN, typename Epi>
+// A stored [K, M] (AMN) or [M, K]; B stored [K, N] (BMN) or [N, K].
+template <bool AMN, bool BMN, typename Epi>
 int launch(const Op& op, int M, int N, int K, const bf16* A, int lda, const bf16* B, int ldb, const Epi& epi,
            int splits) {
-  if (!fits(M, N, K, A, lda, B, ldb, MN))
-    return set_error(op.err, MS_ERR_UNSUPPORTED, 0, op.name, "gemm_wgmma: operands outside its requirements");
   CUtensorMap map_a, map_b;
-  const bool mapped = MN ? make_map(&map_a, A, K, M, lda, kMNBox) && make_map(&map_b, B, K, N, ldb, kMNBox)
-                         : make_map(&map_a, A, M, K, lda, kBM) && make_map(&map_b, B, N, K, ldb, kBN);
+  const bool mapped = (AMN ? make_map(&map_a, A, K, M, lda, kMNBox) : make_map(&map_a, A, M, K, lda, kBM)) &&
+                      (BMN ? make_map(&map_b, B, K, N, ldb, kMNBox) : make_map(&map_b, B, N, K, ldb, kBN));
   if (!mapped)
     return set_error(op.err, MS_ERR_UNSUPPORTED, 0, op.name, "gemm_wgmma: cuTensorMapEncodeTiled refused the operands");
-  auto kernel = gemm_wgmma_kernel<MN, Epi>;
+  auto kernel = gemm_wgmma_kernel<AMN, BMN, Epi>;
   MS_TRY(check(op, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes)),
                "cudaFuncSetAttribute"));
   const int k_tiles = (K + kBK - 1) / kBK;
@@ -381,24 +374,8 @@ int launch(const Op& op, int M, int N, int K, const bf16* A, int lda, const bf16
   return check_launch(op, "gemm_wgmma_kernel");
 }
 
-// The store epilogue, with K split where the output's tiles are too few for the GPU.
-template <bool MN>
-int store(const Op& op, int M, int N, int K, const bf16* A, int lda, const bf16* B, int ldb,
-          const EpilogueStore& epilogue) {
-  if (M == 0 || N == 0) return MS_OK;
-  const long long tiles = (long long)((M + kBM - 1) / kBM) * ((N + kBN - 1) / kBN);
-  const int splits = split_count(tiles, (K + kBK - 1) / kBK, device_multiprocessors());
-  if (splits == 1) {
-    const StoreOp epi{epilogue, aligned(epilogue.C, 8) && epilogue.ldc % 2 == 0};
-    return launch<MN>(op, M, N, K, A, lda, B, ldb, epi, 1);
-  }
-  DeviceScratch partials;  // P [splits, M, N]
-  MS_TRY(partials.allocate(op, size_t(splits) * M * N * sizeof(float)));
-  StoreOp part{EpilogueStore{1.0f, 0.0f, static_cast<float*>(partials.get()), N}, N % 2 == 0};
-  part.split_stride = size_t(M) * N;
-  MS_TRY(launch<MN>(op, M, N, K, A, lda, B, ldb, part, splits));
-  MS_TRY(sum_split_partials(op, M, N, splits, static_cast<const float*>(partials.get()), epilogue));
-  return partials.release(op);
+int unsupported(const Op& op, const char* what) {
+  return set_error(op.err, MS_ERR_UNSUPPORTED, 0, op.name, "gemm_wgmma: %s", what);
 }
 
 }  // namespace
@@ -427,37 +404,56 @@ bool wgmma_runs() {
   return runs == 1;
 }
 
-bool wgmma_fits(int M, int N, int K, const void* A, int lda, const void* B, int ldb) {
-  return fits(M, N, K, A, lda, B, ldb, false);
-}
-bool wgmma_fits_tn(int M, int N, int K, const void* A, int lda, const void* B, int ldb) {
-  return fits(M, N, K, A, lda, B, ldb, true);
-}
-
-int gemm_wgmma_nt(const Op& op, int M, int N, int K, const bf16* A, int lda, const bf16* B, int ldb,
-                  const EpilogueStore& epilogue) {
-  return store<false>(op, M, N, K, A, lda, B, ldb, epilogue);
-}
-int gemm_wgmma_tn(const Op& op, int M, int N, int K, const bf16* A, int lda, const bf16* B, int ldb,
-                  const EpilogueStore& epilogue) {
-  return store<true>(op, M, N, K, A, lda, B, ldb, epilogue);
+bool wgmma_fits(bool trans_a, bool trans_b, int M, int N, int K, const void* A, int lda, const void* B, int ldb) {
+  // trans_a: A stored [K, M] (MN-major); trans_b: B stored [N, K] (K-major).
+  const bool shape = M >= 1 && N >= 1 && K >= 1 && (M + kBM - 1) / kBM <= 65535;
+  const bool lds = lda >= (trans_a ? M : K) && ldb >= (trans_b ? K : N);
+  return shape && lds && lda % 8 == 0 && ldb % 8 == 0 && aligned(A, 16) && aligned(B, 16);
 }
 
-int gemm_wgmma_nt(const Op& op, int M, int N, int K, const bf16* A, int lda, const bf16* B, int ldb,
-                  const EpilogueBiasRelu& epilogue) {
+int gemm_wgmma(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const bf16* A, int lda, const bf16* B,
+               int ldb, const EpilogueStore& epilogue) {
+  if (M == 0 || N == 0) return MS_OK;
+  if (!wgmma_fits(trans_a, trans_b, M, N, K, A, lda, B, ldb)) return unsupported(op, "operands outside its requirements");
+  if (trans_a && trans_b) return unsupported(op, "no TT order");
+  const auto run = [&](const StoreOp& epi, int splits) {
+    if (!trans_a && trans_b) return launch<false, false>(op, M, N, K, A, lda, B, ldb, epi, splits);  // NT
+    if (!trans_a) return launch<false, true>(op, M, N, K, A, lda, B, ldb, epi, splits);             // NN
+    return launch<true, true>(op, M, N, K, A, lda, B, ldb, epi, splits);                            // TN
+  };
+  const long long tiles = (long long)((M + kBM - 1) / kBM) * ((N + kBN - 1) / kBN);
+  const int splits = split_count(tiles, (K + kBK - 1) / kBK, device_multiprocessors());
+  if (splits == 1) return run(StoreOp{epilogue, aligned(epilogue.C, 8) && epilogue.ldc % 2 == 0}, 1);
+  // Too few output tiles for the GPU: each split of K writes its partial product, then one pass
+  // sums them in order into C (deterministic).
+  DeviceScratch partials;  // P [splits, M, N]
+  MS_TRY(partials.allocate(op, size_t(splits) * M * N * sizeof(float)));
+  StoreOp part{EpilogueStore{1.0f, 0.0f, static_cast<float*>(partials.get()), N}, N % 2 == 0};
+  part.split_stride = size_t(M) * N;
+  MS_TRY(run(part, splits));
+  MS_TRY(sum_split_partials(op, M, N, splits, static_cast<const float*>(partials.get()), epilogue));
+  return partials.release(op);
+}
+
+int gemm_wgmma(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const bf16* A, int lda, const bf16* B,
+               int ldb, const EpilogueBiasRelu& epilogue) {
   if (!epilogue.bias) return invalid(op.err, op.name, "gemm: null bias");
   if (M == 0 || N == 0) return MS_OK;
+  if (!wgmma_fits(trans_a, trans_b, M, N, K, A, lda, B, ldb)) return unsupported(op, "operands outside its requirements");
+  if (trans_a || trans_b) return unsupported(op, "the bias-ReLU epilogue is compiled for NN only");
   const bool pair_ok = aligned(epilogue.f, 8) && aligned(epilogue.f_bf, 4) && epilogue.ld % 2 == 0;
-  return launch<false>(op, M, N, K, A, lda, B, ldb, BiasReluOp{epilogue, pair_ok}, 1);
+  return launch<false, true>(op, M, N, K, A, lda, B, ldb, BiasReluOp{epilogue, pair_ok}, 1);
 }
 
-int gemm_wgmma_nt(const Op& op, int M, int N, int K, const bf16* A, int lda, const bf16* B, int ldb,
-                  const EpilogueFeatureGrad& epilogue) {
+int gemm_wgmma(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const bf16* A, int lda, const bf16* B,
+               int ldb, const EpilogueFeatureGrad& epilogue) {
   if (!epilogue.f_bf) return invalid(op.err, op.name, "gemm: null activations");
   if (M == 0 || N == 0) return MS_OK;
+  if (!wgmma_fits(trans_a, trans_b, M, N, K, A, lda, B, ldb)) return unsupported(op, "operands outside its requirements");
+  if (trans_a || !trans_b) return unsupported(op, "the feature-gradient epilogue is compiled for NT only");
   const bool pair_ok = aligned(epilogue.gp, 8) && aligned(epilogue.gp_bf, 4) && aligned(epilogue.f_bf, 4) &&
                        epilogue.ld % 2 == 0;
-  return launch<false>(op, M, N, K, A, lda, B, ldb, FeatureGradOp{epilogue, pair_ok}, 1);
+  return launch<false, false>(op, M, N, K, A, lda, B, ldb, FeatureGradOp{epilogue, pair_ok}, 1);
 }
 
 }  // namespace ms::cuda

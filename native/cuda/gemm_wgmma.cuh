@@ -1,21 +1,20 @@
 /*
  * gemm_wgmma.cuh — the Hopper bf16 GEMM: warpgroup MMA (wgmma.m64n256k16, sm_90a) fed by the
- * tensor-memory accelerator (TMA), for products whose operands are both K-major,
+ * tensor-memory accelerator (TMA), in gemm_tensor's storage orders and with its epilogues,
  *
- *   acc[M, N] = A B^T,  A stored [M, K] (leading dimension lda), B stored [N, K] (ldb),
+ *   acc[M, N] = op(A) op(B),  trans_a: A stored [K, M] (else [M, K]); trans_b: B stored [N, K]
+ *   (else [K, N]),
  *
- * with the epilogues of gemm_tensor.cuh (the same functors, gemm_epilogue_ops.cuh), and the order
- * where both are MN-major (acc = A^T B, A stored [K, M], B stored [K, N]) with the store epilogue.
- * The SAE step puts all five of its products in one of the two: the encoder and x̂ = f W_dec
- * through transposed bf16 copies of W_enc and W_dec, ∂f = g W_dec^T as it is (K-major), and the
- * weight gradients f^T g and xc^T gp as they are (MN-major).
+ * each operand read from shared memory in the order it is stored (K-major, or MN-major through
+ * wgmma's transposed operands), so no order needs a transposing copy. Compiled for the orders
+ * gemm_tensor compiles: store NN, NT, TN; bias-ReLU NN; feature gradient NT.
  *
- * wgmma_runs() says whether the kernel can run: this build holds it for sm_90a, the device is a
- * compute 9.0 GPU, and the driver exports cuTensorMapEncodeTiled. wgmma_ready() adds the choice:
- * MONOSEMANTIC_CUDA_GEMM=wgmma (read at each call; "mma" or unset keeps gemm_tensor's kernel). wgmma_fits() says
- * whether a product's operands meet TMA's rules: 16-byte aligned bases and leading dimensions that
- * are multiples of 8 elements. Ragged M, N and K are fine (TMA fills outside the matrix with zeros;
- * stores are bounds-checked).
+ * gemm_tensor (gemm_tensor.cuh) sends its products here when wgmma_ready() and wgmma_fits() say
+ * so. wgmma_runs(): this build holds the kernel for sm_90a, the device is a compute 9.0 GPU, and
+ * the driver exports cuTensorMapEncodeTiled; wgmma_ready() adds the choice, MONOSEMANTIC_CUDA_GEMM=
+ * wgmma (read at each call; "mma" or unset keeps the mma.sync kernel). wgmma_fits(): TMA's rules,
+ * 16-byte aligned bases and leading dimensions that are multiples of 8 elements. Ragged M, N and K
+ * are fine (TMA fills outside the matrix with zeros; stores are bounds-checked).
  */
 #ifndef MONOSEMANTIC_CUDA_GEMM_WGMMA_CUH
 #define MONOSEMANTIC_CUDA_GEMM_WGMMA_CUH
@@ -32,25 +31,18 @@ bool wgmma_runs();
 // wgmma_runs() and MONOSEMANTIC_CUDA_GEMM=wgmma asks for it.
 bool wgmma_ready();
 
-// True when an NT product (A stored [M, K], B stored [N, K]) or a TN product (A stored [K, M], B
-// stored [K, N]) of these operands meets the kernel's requirements.
-bool wgmma_fits(int M, int N, int K, const void* A, int lda, const void* B, int ldb);
-bool wgmma_fits_tn(int M, int N, int K, const void* A, int lda, const void* B, int ldb);
+// True when the product's operands meet the kernel's requirements.
+bool wgmma_fits(bool trans_a, bool trans_b, int M, int N, int K, const void* A, int lda, const void* B, int ldb);
 
-// Queue acc = A B^T with the epilogue on op.stream (the store epilogue splits K when the output has
-// too few tiles to fill the GPU). Callers check wgmma_ready and wgmma_fits first; a product that
-// does not fit is an MS_ERR_UNSUPPORTED error.
-int gemm_wgmma_nt(const Op& op, int M, int N, int K, const __nv_bfloat16* A, int lda, const __nv_bfloat16* B,
-                  int ldb, const EpilogueStore& epilogue);
-int gemm_wgmma_nt(const Op& op, int M, int N, int K, const __nv_bfloat16* A, int lda, const __nv_bfloat16* B,
-                  int ldb, const EpilogueBiasRelu& epilogue);
-int gemm_wgmma_nt(const Op& op, int M, int N, int K, const __nv_bfloat16* A, int lda, const __nv_bfloat16* B,
-                  int ldb, const EpilogueFeatureGrad& epilogue);
-
-// acc[M, N] = A^T B with A stored [K, M] and B stored [K, N] (both MN-major: wgmma's transposed
-// operands), store epilogue: the SAE step's weight gradients f^T g and xc^T gp.
-int gemm_wgmma_tn(const Op& op, int M, int N, int K, const __nv_bfloat16* A, int lda, const __nv_bfloat16* B,
-                  int ldb, const EpilogueStore& epilogue);
+// Queue acc = op(A) op(B) with the epilogue on op.stream (the store epilogue splits K when the
+// output has too few tiles to fill the GPU). Operands that do not fit, or an order not compiled
+// for the epilogue, are MS_ERR_UNSUPPORTED errors.
+int gemm_wgmma(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const __nv_bfloat16* A, int lda,
+               const __nv_bfloat16* B, int ldb, const EpilogueStore& epilogue);
+int gemm_wgmma(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const __nv_bfloat16* A, int lda,
+               const __nv_bfloat16* B, int ldb, const EpilogueBiasRelu& epilogue);
+int gemm_wgmma(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const __nv_bfloat16* A, int lda,
+               const __nv_bfloat16* B, int ldb, const EpilogueFeatureGrad& epilogue);
 
 }  // namespace ms::cuda
 

@@ -31,10 +31,9 @@
  * bf16(gp) and its column partials. Neither f nor gp reaches memory in fp32. The column sums are
  * the partials summed over tiles in order; the sparsity and L0 statistics come from them
  * (sum_i c_i f_colsum_i and the firing counts). MONOSEMANTIC_CUDA_KERNELS=simple keeps the
- * separate passes above. With the Hopper GEMM (gemm_wgmma.cuh: sm_90a, MONOSEMANTIC_CUDA_GEMM=wgmma)
- * all five products run on it with the same epilogues: the encoder, x̂ and gp with both operands
- * K-major (W_enc and W_dec cast to bf16 transposed, [n, d] and [d, n], for the first two), the
- * weight gradients with both MN-major (f, g, xc and gp as they are).
+ * separate passes above. On Hopper with MONOSEMANTIC_CUDA_GEMM=wgmma, gemm_tensor runs all five
+ * products on wgmma + TMA (gemm_wgmma.cuh), with the same epilogues, reading each operand in the
+ * order it is stored.
  *
  * sae_encode / sae_decode get no workspace from the caller (backend.h), so they take their
  * temporaries (x - b_dec, and the bf16 operand copies) from the memory pool for the duration of
@@ -47,7 +46,6 @@
 #include "common.cuh"
 #include "gemm.cuh"
 #include "gemm_tensor.cuh"
-#include "gemm_wgmma.cuh"
 
 #include <type_traits>
 
@@ -92,9 +90,8 @@ struct GradsWorkspace {
   double* stat_partial;  // [3, kStatBlocks] per-block sums of e^2, f c, [f > 0]
   double* stat_out;      // [3] their totals
   bf16* xc_bf;           // [B, d] bf16(x - b_dec)                   (BF16 mode only, as below)
-  bf16* W_enc_bf;        // [d, n] bf16(W_enc), or with the Hopper GEMM its transpose [n, d]
+  bf16* W_enc_bf;        // [d, n] bf16(W_enc)
   bf16* W_dec_bf;        // [n, d] bf16(W_dec)
-  bf16* W_decT_bf;       // [d, n] bf16(W_dec)^T (the Hopper GEMM's operand of x̂ = f W_dec)
   bf16* f_bf;            // [B, n] bf16(f); its last reader is the dW_dec product (step 4) ...
   bf16* gp_bf;           // [B, n] ... so bf16(gp) (written in step 5) reuses the same memory
   bf16* g_bf;            // [B, d] bf16(g)
@@ -122,7 +119,6 @@ static GradsWorkspace carve_grads(void* base, size_t B, size_t d, size_t n, bool
     ws.xc_bf = cv.take<bf16>(B * d);
     ws.W_enc_bf = cv.take<bf16>(d * n);
     ws.W_dec_bf = cv.take<bf16>(n * d);
-    ws.W_decT_bf = cv.take<bf16>(d * n);
     ws.f_bf = cv.take<bf16>(B * n);
     ws.gp_bf = ws.f_bf;  // aliased: see the struct comment
     ws.g_bf = cv.take<bf16>(B * d);
@@ -141,31 +137,6 @@ static GradsWorkspace carve_grads(void* base, size_t B, size_t d, size_t n, bool
 static __global__ void to_bf16_kernel(const float* __restrict__ src, bf16* __restrict__ dst,
                                       size_t count) {
   MS_GRID_STRIDE(k, count) dst[k] = __float2bfloat16_rn(src[k]);
-}
-
-// dst [C, R] = bf16(src [R, C])^T through 32 x 32 tiles of shared memory, so that both the reads
-// and the writes are row-contiguous: block (bx, by) moves src rows by*32 .., columns bx*32 ..;
-// thread (tx, ty) reads src[r = by*32 + ty + 8i, c = bx*32 + tx] and writes dst[c', r'] with
-// c' = bx*32 + ty + 8i, r' = by*32 + tx.
-static __global__ void to_bf16_transposed_kernel(const float* __restrict__ src, bf16* __restrict__ dst, int R,
-                                                 int C) {
-  __shared__ float tile[32][33];  // [row][column] of the block's src tile (+1: no bank conflicts)
-  const int r0 = blockIdx.y * 32, c0 = blockIdx.x * 32;
-  for (int i = 0; i < 4; ++i) {
-    const int r = r0 + threadIdx.y + 8 * i, c = c0 + threadIdx.x;
-    if (r < R && c < C) tile[threadIdx.y + 8 * i][threadIdx.x] = src[size_t(r) * C + c];  // src[r, c]
-  }
-  __syncthreads();
-  for (int i = 0; i < 4; ++i) {
-    const int c = c0 + threadIdx.y + 8 * i, r = r0 + threadIdx.x;
-    if (r < R && c < C) dst[size_t(c) * R + r] = __float2bfloat16_rn(tile[threadIdx.x][threadIdx.y + 8 * i]);  // dst[c, r]
-  }
-}
-
-static int launch_to_bf16_transposed(const Op& op, const float* src, bf16* dst, int R, int C) {
-  const dim3 grid(static_cast<unsigned int>((C + 31) / 32), static_cast<unsigned int>((R + 31) / 32));
-  to_bf16_transposed_kernel<<<grid, dim3(32, 8), 0, op.stream>>>(src, dst, R, C);
-  return check_launch(op, "to_bf16_transposed_kernel");
 }
 
 // xc[b, j] = x[b, j] - b_dec[j], stored as T; idx = b*d + j.
@@ -563,8 +534,7 @@ int sae_decode(int batch, int d, int n, int precision, const float* f, const flo
   return scratch.release(op);
 }
 
-// The operands of sae_grads' five products for one operand type T (float or bf16). With the
-// Hopper GEMM (`hopper`, bf16 only) W_enc holds the transpose [n, d] and W_decT is set.
+// The four products of sae_grads for one operand type T (float or bf16).
 template <typename T>
 struct GradOperands {
   const T* xc;     // [B, d]
@@ -573,8 +543,6 @@ struct GradOperands {
   const T* W_dec;  // [n, d]
   const T* g;      // [B, d]
   const T* gp;     // [B, n]
-  const T* W_decT = nullptr;  // [d, n]
-  bool hopper = false;
 };
 
 // Steps 1-9 (see the header comment) for operand type T; `fused` (bf16 only) takes the fused path.
@@ -601,11 +569,8 @@ static int grads_pass(const Op& op, const ms_sae_grads_args* a, const GradsWorks
     if (fused) {
       MS_TRY(check(op, cudaMemsetAsync(ws.fired, 0, size_t(n_i) * sizeof(int32_t), op.stream),
                    "cudaMemsetAsync"));
-      const EpilogueBiasRelu epilogue{a->b_enc, nullptr, f_bf, n_i, ws.tile_partial, ws.fired};
-      if (o.hopper)  // W_enc^T stored [n, d]
-        MS_TRY(gemm_wgmma_nt(op, b_i, n_i, d_i, o.xc, d_i, o.W_enc, d_i, epilogue));
-      else
-        MS_TRY(gemm_tensor(op, false, false, b_i, n_i, d_i, o.xc, d_i, o.W_enc, n_i, epilogue));
+      MS_TRY(gemm_tensor(op, false, false, b_i, n_i, d_i, o.xc, d_i, o.W_enc, n_i,
+                         EpilogueBiasRelu{a->b_enc, nullptr, f_bf, n_i, ws.tile_partial, ws.fired}));
     }
   }
   if (!fused) {
@@ -614,11 +579,7 @@ static int grads_pass(const Op& op, const ms_sae_grads_args* a, const GradsWorks
   }
 
   // 2. g [B, d] = f [B, n] . W_dec [n, d]; then e = g + b_dec - x, g = (2/B) e, sse partials
-  if constexpr (std::is_same_v<T, bf16>) {
-    if (o.hopper)  // W_dec^T stored [d, n]
-      MS_TRY(gemm_wgmma_nt(op, b_i, d_i, n_i, o.f, n_i, o.W_decT, n_i, EpilogueStore{1.0f, 0.0f, ws.g, d_i}));
-  }
-  if (!o.hopper) MS_TRY(gemm<T>(op, false, false, b_i, d_i, n_i, 1.0f, o.f, n_i, o.W_dec, d_i, 0.0f, ws.g, d_i));
+  MS_TRY(gemm<T>(op, false, false, b_i, d_i, n_i, 1.0f, o.f, n_i, o.W_dec, d_i, 0.0f, ws.g, d_i));
   const float g_scale = 2.0f / float(b_i);
   MS_TRY(launch_residual(op, ws.g, a->x, a->b_dec, g_bf, B, d_i, g_scale, ws.stat_partial));
 
@@ -626,10 +587,7 @@ static int grads_pass(const Op& op, const ms_sae_grads_args* a, const GradsWorks
   MS_TRY(colsum(op, ws.g, b_i, d_i, ws.partial, ws.g_colsum, nullptr, nullptr));
 
   // 4. dW_dec [n, d] = f^T [n, B] . g [B, d]   (f stored [B, n]: trans_a, lda = n)
-  if constexpr (std::is_same_v<T, bf16>) {
-    if (o.hopper) MS_TRY(gemm_wgmma_tn(op, n_i, d_i, b_i, o.f, n_i, o.g, d_i, EpilogueStore{1.0f, 0.0f, a->dW_dec, d_i}));
-  }
-  if (!o.hopper) MS_TRY(gemm<T>(op, true, false, n_i, d_i, b_i, 1.0f, o.f, n_i, o.g, d_i, 0.0f, a->dW_dec, d_i));
+  MS_TRY(gemm<T>(op, true, false, n_i, d_i, b_i, 1.0f, o.f, n_i, o.g, d_i, 0.0f, a->dW_dec, d_i));
   if (fused) {
     // f_colsum from the encoder's tile partials; sparsity / l0 / fire_counts from it and the counts.
     MS_TRY(sum_partials(op, ws.tile_partial, row_tiles, n_i, ws.f_colsum, nullptr));
@@ -648,11 +606,8 @@ static int grads_pass(const Op& op, const ms_sae_grads_args* a, const GradsWorks
   //    (In BF16 mode gp_bf overwrites f_bf, whose last reader was the dW_dec product above.)
   if constexpr (std::is_same_v<T, bf16>) {
     if (fused) {  // the mask reads bf16(f) from the memory bf16(gp) overwrites, element by element
-      const EpilogueFeatureGrad epilogue{f_bf, c, l1_scale, nullptr, gp_bf, n_i, ws.tile_partial};
-      if (o.hopper)
-        MS_TRY(gemm_wgmma_nt(op, b_i, n_i, d_i, o.g, d_i, o.W_dec, d_i, epilogue));
-      else
-        MS_TRY(gemm_tensor(op, false, true, b_i, n_i, d_i, o.g, d_i, o.W_dec, d_i, epilogue));
+      MS_TRY(gemm_tensor(op, false, true, b_i, n_i, d_i, o.g, d_i, o.W_dec, d_i,
+                         EpilogueFeatureGrad{f_bf, c, l1_scale, nullptr, gp_bf, n_i, ws.tile_partial}));
     }
   }
   if (!fused) {
@@ -667,10 +622,7 @@ static int grads_pass(const Op& op, const ms_sae_grads_args* a, const GradsWorks
     MS_TRY(colsum(op, ws.gp, b_i, n_i, ws.partial, ws.gp_colsum, a->db_enc, nullptr));
 
   // 7. dW_enc [d, n] = xc^T [d, B] . gp [B, n]   (xc stored [B, d]: trans_a, lda = d)
-  if constexpr (std::is_same_v<T, bf16>) {
-    if (o.hopper) MS_TRY(gemm_wgmma_tn(op, d_i, n_i, b_i, o.xc, d_i, o.gp, n_i, EpilogueStore{1.0f, 0.0f, a->dW_enc, n_i}));
-  }
-  if (!o.hopper) MS_TRY(gemm<T>(op, true, false, d_i, n_i, b_i, 1.0f, o.xc, d_i, o.gp, n_i, 0.0f, a->dW_enc, n_i));
+  MS_TRY(gemm<T>(op, true, false, d_i, n_i, b_i, 1.0f, o.xc, d_i, o.gp, n_i, 0.0f, a->dW_enc, n_i));
 
   // 8. db_dec = g_colsum - W_enc [d, n] . gp_colsum [n]   (fp32 W_enc, double accumulation)
   MS_TRY(launch_db_dec(op, d_i, n_i, a->W_enc, ws.gp_colsum, ws.g_colsum, a->db_dec));
@@ -704,24 +656,10 @@ int sae_grads(const ms_sae_grads_args* a, ms_sae_stats* stats_host, ms_error* er
   const GradsWorkspace ws = carve_grads(a->workspace, B, D, N, bf16_mode, nullptr);
 
   if (bf16_mode) {
-    const bool fused = use_tensor_kernels();
-    // The Hopper GEMM takes the encoder, x̂ and ∂f with both operands K-major: W_enc and W_dec go
-    // to bf16 transposed for the first two.
-    const int b_i = a->batch, d_i = a->d, n_i = a->n;
-    const bool hopper = fused && wgmma_ready() && wgmma_fits(b_i, n_i, d_i, ws.xc_bf, d_i, ws.W_enc_bf, d_i) &&
-                        wgmma_fits(b_i, d_i, n_i, ws.f_bf, n_i, ws.W_decT_bf, n_i) &&
-                        wgmma_fits(b_i, n_i, d_i, ws.g_bf, d_i, ws.W_dec_bf, d_i) &&
-                        wgmma_fits_tn(n_i, d_i, b_i, ws.f_bf, n_i, ws.g_bf, d_i) &&
-                        wgmma_fits_tn(d_i, n_i, b_i, ws.xc_bf, d_i, ws.gp_bf, n_i);
-    if (hopper) {
-      MS_TRY(launch_to_bf16_transposed(op, a->W_enc, ws.W_enc_bf, d_i, n_i));
-      MS_TRY(launch_to_bf16_transposed(op, a->W_dec, ws.W_decT_bf, n_i, d_i));
-    } else {
-      MS_TRY(launch_to_bf16(op, a->W_enc, ws.W_enc_bf, D * N));
-    }
+    MS_TRY(launch_to_bf16(op, a->W_enc, ws.W_enc_bf, D * N));
     MS_TRY(launch_to_bf16(op, a->W_dec, ws.W_dec_bf, N * D));
-    const GradOperands<bf16> o{ws.xc_bf, ws.W_enc_bf, ws.f_bf, ws.W_dec_bf, ws.g_bf, ws.gp_bf, ws.W_decT_bf, hopper};
-    MS_TRY(grads_pass<bf16>(op, a, ws, o, ws.xc_bf, ws.f_bf, ws.g_bf, ws.gp_bf, fused));
+    const GradOperands<bf16> o{ws.xc_bf, ws.W_enc_bf, ws.f_bf, ws.W_dec_bf, ws.g_bf, ws.gp_bf};
+    MS_TRY(grads_pass<bf16>(op, a, ws, o, ws.xc_bf, ws.f_bf, ws.g_bf, ws.gp_bf, use_tensor_kernels()));
   } else {
     const GradOperands<float> o{ws.xc, a->W_enc, ws.f, a->W_dec, ws.g, ws.gp};
     MS_TRY(grads_pass<float>(op, a, ws, o, ws.xc, nullptr, nullptr, nullptr, false));

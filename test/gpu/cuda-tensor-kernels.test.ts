@@ -101,9 +101,9 @@ describe.skipIf(!hasCuda)('cuda tensor-core kernels', () => {
     expect(a.stats).toEqual(b.stats);
   });
 
-  // The Hopper GEMM (wgmma + TMA, sm_90a) takes the encoder, x̂ and ∂f where d and n are multiples
-  // of 8. On a compute 9.0 GPU this build must run it (hopperGemm), and then the step uses it for
-  // these shapes; its results stay within 1e-3 of the simple path.
+  // The Hopper GEMM (wgmma + TMA, sm_90a) takes every product of the step where d and n are
+  // multiples of 8. On a compute 9.0 GPU this build must run it (hopperGemm), and then the step
+  // uses it for these shapes; its results stay within 1e-3 of the simple path.
   describe('the Hopper GEMM (MONOSEMANTIC_CUDA_GEMM=wgmma)', () => {
     const GEMM = 'MONOSEMANTIC_CUDA_GEMM';
     const info = hasCuda ? nativeAddon().backendInfo('cuda') : null;

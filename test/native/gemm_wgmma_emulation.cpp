@@ -28,15 +28,18 @@ enum class Epi { Store, BiasRelu, FeatureGrad };
 struct Case {
   int M, N, K;
   Epi epi;
-  int splits = 1;   // split K (the store epilogue): partial products summed in order
-  bool mn = false;  // both operands MN-major (A stored [K, M], B stored [K, N]; store epilogue)
+  int splits = 1;    // split K (the store epilogue): partial products summed in order
+  bool amn = false;  // A stored [K, M] (MN-major), else [M, K]
+  bool bmn = false;  // B stored [K, N] (MN-major), else [N, K]
 };
+
+const char* order(const Case& c) { return c.amn ? (c.bmn ? "TN" : "TT") : (c.bmn ? "NN" : "NT"); }
 
 const char* epi_name(Epi e) { return e == Epi::Store ? "store" : e == Epi::BiasRelu ? "bias-relu" : "feature-grad"; }
 
 [[noreturn]] void fail(const char* what, const Case& c) {
   std::printf("FAIL %s (M %d, N %d, K %d, %s, %d splits, %s)\n", what, c.M, c.N, c.K, epi_name(c.epi), c.splits,
-              c.mn ? "MN-major" : "K-major");
+              order(c));
   std::exit(1);
 }
 
@@ -128,8 +131,8 @@ void wgmma(std::vector<std::vector<double>>& acc, const std::vector<double>& A, 
 void run_case(const Case& c, unsigned seed) {
   // Storage: K-major A [M, lda], B [N, ldb]; MN-major A [K, lda], B [K, ldb]. Leading dimensions
   // are multiples of 8 (TMA's 16-byte rows), one of them padded; the padding is never read.
-  const int a_cols = c.mn ? c.M : c.K, b_cols = c.mn ? c.N : c.K;
-  const int a_rows = c.mn ? c.K : c.M, b_rows = c.mn ? c.K : c.N;
+  const int a_cols = c.amn ? c.M : c.K, b_cols = c.bmn ? c.N : c.K;
+  const int a_rows = c.amn ? c.K : c.M, b_rows = c.bmn ? c.K : c.N;
   const int lda = (a_cols + 7) / 8 * 8 + 8, ldb = (b_cols + 7) / 8 * 8;
   auto draw = [&](int lo, int span) { return double(int((seed = seed * 1103515245u + 12345u) >> 16) % span + lo); };
   std::vector<double> A(size_t(a_rows) * lda, NAN), B(size_t(b_rows) * ldb, NAN);
@@ -137,8 +140,8 @@ void run_case(const Case& c, unsigned seed) {
     for (int e = 0; e < a_cols; ++e) A[size_t(r) * lda + e] = draw(-3, 7);
   for (int r = 0; r < b_rows; ++r)
     for (int e = 0; e < b_cols; ++e) B[size_t(r) * ldb + e] = draw(-3, 7);
-  auto a_at = [&](int m, int k) { return c.mn ? A[size_t(k) * lda + m] : A[size_t(m) * lda + k]; };
-  auto b_at = [&](int n, int k) { return c.mn ? B[size_t(k) * ldb + n] : B[size_t(n) * ldb + k]; };
+  auto a_at = [&](int m, int k) { return c.amn ? A[size_t(k) * lda + m] : A[size_t(m) * lda + k]; };
+  auto b_at = [&](int n, int k) { return c.bmn ? B[size_t(k) * ldb + n] : B[size_t(n) * ldb + k]; };
   std::vector<double> bias(c.N), pen(c.N);
   for (int n = 0; n < c.N; ++n) {
     bias[n] = draw(-20, 41);
@@ -189,28 +192,30 @@ void run_case(const Case& c, unsigned seed) {
           for (uint32_t b = a_base; b < a_base + kABytes; b += 2) smem.slot[b / 2] = NAN;
           for (uint32_t b = b_base; b < b_base + kBBytes; b += 2) smem.slot[b / 2] = NAN;
           const int k0 = tma_k(kt_begin + i);
-          if (c.mn) {
+          if (c.amn)
             for (int cons = 0; cons < kConsumers; ++cons)
               tma_load(smem, a_base + a_box_offset_mn(cons), A, lda, c.K, c.M, kMNBox, tma_a_mn(m0, cons), k0, c);
+          else
+            tma_load(smem, a_base, A, lda, c.M, c.K, kBM, k0, m0, c);
+          if (c.bmn)
             for (int q = 0; q < kBN / kMNBox; ++q)
               tma_load(smem, b_base + b_box_offset_mn(q), B, ldb, c.K, c.N, kMNBox, tma_b_mn(n0, q), k0, c);
-          } else {
-            tma_load(smem, a_base, A, lda, c.M, c.K, kBM, k0, m0, c);
+          else
             tma_load(smem, b_base, B, ldb, c.N, c.K, kBN, k0, n0, c);
-          }
           for (int cons = 0; cons < kConsumers; ++cons)
             for (int kk = 0; kk < kBK / 16; ++kk) {
               std::vector<double> a, b;
-              if (c.mn) {
+              if (c.amn)
                 read_operand_mn(smem, smem_descriptor_mn(a_base + a_operand_offset_mn(cons, kk)), kConsumerRows, a,
                                 a_base, a_base + kABytes, c);
-                read_operand_mn(smem, smem_descriptor_mn(b_base + b_operand_offset_mn(kk)), kBN, b, b_base,
-                                b_base + kBBytes, c);
-              } else {
+              else
                 read_operand(smem, smem_descriptor(a_base + a_operand_offset(cons, kk)), kConsumerRows, a, a_base,
                              a_base + kABytes, c);
+              if (c.bmn)
+                read_operand_mn(smem, smem_descriptor_mn(b_base + b_operand_offset_mn(kk)), kBN, b, b_base,
+                                b_base + kBBytes, c);
+              else
                 read_operand(smem, smem_descriptor(b_base + b_operand_offset(kk)), kBN, b, b_base, b_base + kBBytes, c);
-              }
               wgmma(acc[cons], a, b);
             }
         }
@@ -329,8 +334,7 @@ void run_case(const Case& c, unsigned seed) {
       for (int n = 0; n < c.N; ++n)
         if (fired[n] != ref_fired[n]) fail("firing count mismatch", c);
   }
-  std::printf("ok   M %4d N %4d K %4d  %-12s splits %d  %s\n", c.M, c.N, c.K, epi_name(c.epi), splits,
-              c.mn ? "MN-major" : "K-major");
+  std::printf("ok   M %4d N %4d K %4d  %-12s splits %d  %s\n", c.M, c.N, c.K, epi_name(c.epi), splits, order(c));
 }
 
 // The mask bits of the 64 pairs of a thread are distinct and fit their words.
@@ -382,18 +386,22 @@ int main() {
   check_mask_layout();
   check_splits();
   unsigned seed = 12345;
+  // The orders each epilogue is compiled for (gemm_wgmma.cu): store NT, NN, TN; bias-ReLU NN;
+  // feature gradient NT. Shapes ragged around the 128 x 256 x 64 tiles.
   const Case cases[] = {
-      {200, 300, 100, Epi::Store},
-      {64, 40, 8, Epi::Store},
-      {130, 260, 520, Epi::Store, 3},
-      {257, 513, 72, Epi::Store, 2},
-      {257, 513, 72, Epi::BiasRelu},
-      {128, 256, 64, Epi::BiasRelu},
-      {129, 257, 136, Epi::FeatureGrad},
-      {300, 600, 24, Epi::FeatureGrad},
-      {200, 300, 100, Epi::Store, 1, true},
-      {130, 520, 136, Epi::Store, 3, true},
-      {64, 40, 8, Epi::Store, 1, true},
+      {200, 300, 100, Epi::Store},                    // NT
+      {64, 40, 8, Epi::Store},                        // NT, K under one stage
+      {130, 260, 520, Epi::Store, 3},                 // NT, split K
+      {257, 513, 72, Epi::Store, 2, false, true},     // NN, split K
+      {200, 300, 100, Epi::Store, 1, false, true},    // NN
+      {200, 300, 100, Epi::Store, 1, true, true},     // TN
+      {130, 520, 136, Epi::Store, 3, true, true},     // TN, split K
+      {64, 40, 8, Epi::Store, 1, true, true},         // TN
+      {257, 513, 72, Epi::BiasRelu, 1, false, true},  // NN
+      {128, 256, 64, Epi::BiasRelu, 1, false, true},  // NN, whole tiles
+      {129, 257, 136, Epi::FeatureGrad},              // NT
+      {300, 600, 24, Epi::FeatureGrad},               // NT
+      {96, 264, 40, Epi::Store, 1, true, false},      // TT: not compiled, but the layouts hold
   };
   for (const Case& c : cases) run_case(c, seed++);
   std::printf("ok\n");
