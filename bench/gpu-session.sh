@@ -183,7 +183,8 @@ next)
   # harvest and training step kernel by kernel under ncu; LM forward/training wall times; the
   # pipeline (with the trainer reading statistics only on logging steps, and positions no longer
   # drawn when all are kept; also the main job's ten passes, nine of them from the stored first
-  # pass); the default run on A and B (both SAEs come back) and universality; then, if time is
+  # pass); uploads through the pinned staging ring against pageable ones (LM training, harvest);
+  # the default run on A and B (both SAEs come back) and universality; then, if time is
   # left, HF's forward and training step in the same call.
   DEADLINE=${DEADLINE:-330}
   shapes=$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)
@@ -209,6 +210,9 @@ next)
     step "lm train kernels, table" node dist/bench/ncu-table.js "$work/previous-step.out" --top 30
   fi
   step "lm train" node dist/bench/lm-train.js --backend "$backend" $lm --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)"
+  step "lm train, pageable uploads" env MONOSEMANTIC_CUDA_UPLOAD=pageable node dist/bench/lm-train.js --backend "$backend" $lm \
+    --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)"
+  step "lm harvest, pageable uploads" env MONOSEMANTIC_CUDA_UPLOAD=pageable "${harvest[@]}"
   step "lm forward bf16" node dist/bench/lm-forward.js --backend "$backend" --precision bf16 $lm \
     --gpt2-batch "$([ "$quick" = 1 ] && echo 1 || echo 16)" --gpt2-ctx "$([ "$quick" = 1 ] && echo 64 || echo 1024)"
   pipe=$([ "$quick" = 1 ] && echo "--batch 256 --steps 20 --forward-batch 8 --window 16 --d-sae 512" || echo "--passes 10")

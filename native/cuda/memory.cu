@@ -3,18 +3,25 @@
  *
  * Copies are queued on the backend stream. A download is waited for before returning; an upload
  * or a device copy is an op like any other (finish(): waited for only when ops complete one by
- * one). An upload's host memory may be pageable and reused at once: cudaMemcpyAsync returns only
- * once a pageable source has been read (staged, or the copy done). Conversions follow the CPU
+ * one). An upload's host memory may be pageable and reused at once: uploads up to half of a
+ * 32 MiB pinned staging ring (staging_ring.h) are first copied there, so the copy is queued
+ * without waiting for the stream; larger ones (and all of them when ops complete one by one, when
+ * pinned memory cannot be had, or with MONOSEMANTIC_CUDA_UPLOAD=pageable) go from the pageable
+ * source, for which cudaMemcpyAsync returns only once the source has been read (staged, or the
+ * copy done). Conversions follow the CPU
  * backend exactly: f32 -> bf16 rounds to nearest even; i32 -> f32 rounds to nearest; f32 -> i32
  * truncates toward zero and saturates with NaN -> 0 (__float2int_rz); bf16 <-> i32 goes via f32.
  * fill converts its double value the way the CPU backend does: to float first, then to the dtype.
  */
 #include "memory.cuh"
 
+#include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "common.cuh"
 #include "convert.h"
+#include "staging_ring.h"
 
 namespace ms::cuda {
 
@@ -97,8 +104,71 @@ void mem_free(void* ptr) {
   (void)cudaGetLastError();
 }
 
+// The pinned staging ring of uploads: its memory (allocated at the first upload that uses it), the
+// regions in flight with the events recorded after their copies, and spare events.
+struct Staging {
+  static constexpr size_t kBytes = size_t(32) << 20;
+  char* host = nullptr;
+  bool unavailable = false;  // cudaHostAlloc failed: uploads stay pageable
+  StagingRing<cudaEvent_t> ring{kBytes};
+  std::vector<cudaEvent_t> spare;
+};
+
+static Staging& staging() {
+  static Staging s;
+  return s;
+}
+
+// MONOSEMANTIC_CUDA_UPLOAD=pageable (read at each upload): every upload from pageable memory.
+static bool pageable_uploads() {
+  const char* v = std::getenv("MONOSEMANTIC_CUDA_UPLOAD");
+  return v && std::strcmp(v, "pageable") == 0;
+}
+
 int mem_upload(void* dst_device, const void* src_host, size_t bytes, ms_error* err) {
-  return memcpy_on_stream(dst_device, src_host, bytes, cudaMemcpyHostToDevice, "upload", err);
+  Staging& s = staging();
+  if (bytes == 0 || !dst_device || !src_host || s.unavailable || !s.ring.fits(bytes) || state().sync_each_op ||
+      pageable_uploads())
+    return memcpy_on_stream(dst_device, src_host, bytes, cudaMemcpyHostToDevice, "upload", err);
+  Op op;
+  MS_TRY(begin(op, err, "upload"));
+  if (!s.host && cudaHostAlloc(reinterpret_cast<void**>(&s.host), Staging::kBytes, cudaHostAllocDefault) != cudaSuccess) {
+    (void)cudaGetLastError();  // no pinned memory: this and later uploads go from pageable memory
+    s.host = nullptr;
+    s.unavailable = true;
+    return memcpy_on_stream(dst_device, src_host, bytes, cudaMemcpyHostToDevice, "upload", err);
+  }
+  int rc = MS_OK;
+  const auto done = [&](cudaEvent_t e) {
+    const cudaError_t q = cudaEventQuery(e);
+    if (q == cudaErrorNotReady) (void)cudaGetLastError();  // not an error: the copy is still queued
+    return q == cudaSuccess;
+  };
+  const auto wait = [&](cudaEvent_t e) {
+    if (rc == MS_OK) rc = check(op, cudaEventSynchronize(e), "cudaEventSynchronize");
+  };
+  const auto release = [&](cudaEvent_t e) { s.spare.push_back(e); };
+  const size_t offset = s.ring.acquire(bytes, done, wait, release);
+  MS_TRY(rc);
+  std::memcpy(s.host + offset, src_host, bytes);
+  MS_TRY(check(op, cudaMemcpyAsync(dst_device, s.host + offset, bytes, cudaMemcpyHostToDevice, op.stream),
+               "cudaMemcpyAsync"));
+  cudaEvent_t event = nullptr;
+  if (s.spare.empty()) {
+    MS_TRY(check(op, cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "cudaEventCreateWithFlags"));
+  } else {
+    event = s.spare.back();
+    s.spare.pop_back();
+  }
+  const int recorded = check(op, cudaEventRecord(event, op.stream), "cudaEventRecord");
+  if (recorded != MS_OK) {
+    // Without its event the region could be reused before its copy runs: wait for the copy here.
+    s.spare.push_back(event);
+    (void)cudaStreamSynchronize(op.stream);
+    return recorded;
+  }
+  s.ring.commit(offset, bytes, event);
+  return finish(op);
 }
 
 int mem_download(void* dst_host, const void* src_device, size_t bytes, ms_error* err) {

@@ -16,6 +16,9 @@ import { describe, expect, it } from 'vitest';
 
 import { backendStatus } from '../../lib/backend.js';
 import { packageRoot } from '../../lib/native/load.js';
+import { Rng } from '../../lib/random.js';
+import { SparseAutoencoder } from '../../lib/sae/sae.js';
+import { Tensor } from '../../lib/tensor.js';
 
 const status = backendStatus();
 const hasCuda = status.cuda.available;
@@ -46,4 +49,37 @@ describe.skipIf(!hasCuda)('cuda operation modes', () => {
     expect(lb[0]).toBe(la[0]);
     expect(Math.abs(lb[1]! - la[1]!) / la[1]!).toBeLessThan(1e-5);
   }, 600_000);
+
+  // Uploads up to 16 MiB go through a 32 MiB pinned staging ring (native/cuda/memory.cu): with SAE
+  // steps queued ahead, thousands of uploads wrap the ring many times while their copies wait
+  // behind the steps; a region reused too early would corrupt an earlier upload. The host buffer
+  // is overwritten right after each upload, and a few uploads are too large for the ring.
+  it('uploads through the staging ring land intact while the device is busy', async () => {
+    using sae = SparseAutoencoder.create({ dIn: 512, dSae: 16384, backend: 'cuda', precision: 'bf16', seed: 1 });
+    using x = Tensor.from(new Rng(1).fillNormal(new Float32Array(4096 * 512)), [4096, 512], { backend: 'cuda' });
+    for (let i = 0; i < 10; i++) await sae.queueStep(x);
+    const rng = new Rng(2);
+    const sizes = Array.from({ length: 3000 }, (_, i) => (i % 1000 === 999 ? 5_000_000 : 1 + rng.int(65536)));
+    const host = new Float32Array(5_000_000);
+    const fillFor = (i: number, n: number) => {
+      for (let k = 0; k < n; k++) host[k] = ((i * 7919) % 16384) * 1024 + (k % 1024); // exact in f32, distinct per upload
+    };
+    const uploaded: Tensor[] = [];
+    try {
+      for (const [i, n] of sizes.entries()) {
+        fillFor(i, n);
+        uploaded.push(Tensor.from(host.subarray(0, n), [n], { backend: 'cuda' }));
+        host.fill(Number.NaN, 0, n); // the source is reused at once
+      }
+      for (const [i, n] of sizes.entries()) {
+        const got = uploaded[i]!.toArray() as Float32Array;
+        fillFor(i, n);
+        let bad = -1;
+        for (let k = 0; k < n && bad < 0; k++) if (got[k] !== host[k]) bad = k;
+        expect(bad, `upload ${i} (${n} floats) differs at ${bad}`).toBe(-1);
+      }
+    } finally {
+      for (const t of uploaded) t.dispose();
+    }
+  }, 300_000);
 });
