@@ -5,15 +5,17 @@
  *
  *   node dist/bench/lm-train.js [--backend cpu|cuda] [--precision f32|bf16] [--batch 16] [--ctx 256] [--iters 10] [--json FILE]
  *
- * FLOPs per token: 6 × (matrix-product parameters, the unembedding included) + causal attention's
- * 3 × 2·2·C·T/2 (forward and the two backward products). bench/reference/hf_train.py times HF
- * transformers' GPT2LMHeadModel on the same step.
+ * Two figures: a step completed on its own (median of --iters, the loss read back after each, as
+ * bench/reference/hf_train.py times HF transformers' GPT2LMHeadModel on the same step), and --iters
+ * steps queued as `lm train` runs them (statistics read once at the end; the wall time over the
+ * steps). FLOPs per token: 6 × (matrix-product parameters, the unembedding included) + causal
+ * attention's 3 × 2·2·C·T/2 (forward and the two backward products).
  */
 import { writeFileSync } from 'node:fs';
 
 import { Command } from 'commander';
 
-import { resolveBackend } from '../lib/backend.js';
+import { resolveBackend, synchronize } from '../lib/backend.js';
 import type { Gpt2Config } from '../lib/lm/config.js';
 import { initGpt2Weights } from '../lib/lm/init.js';
 import type { MatmulPrecision } from '../lib/lm/ops.js';
@@ -44,6 +46,12 @@ for (let i = 0; i < iters; i++) {
   await model.step(ids, targets, settings); // reads the loss back: the step is complete
   times.push(performance.now() - t0);
 }
+const q0 = performance.now();
+for (let i = 0; i < iters; i++) await model.queueStep(ids, targets, settings);
+const queuedLosses = model.readStats().losses;
+synchronize(backend);
+const queuedMs = (performance.now() - q0) / iters;
+if (!queuedLosses.every(Number.isFinite)) throw new Error('a queued step gave a non-finite loss');
 model.dispose();
 times.sort((a, b) => a - b);
 const ms = times[times.length >> 1]!;
@@ -51,6 +59,17 @@ const C = config.dModel;
 const matrixParams = config.nLayer * (4 * C * C + 2 * C * config.dMlp) + config.vocabSize * C;
 const flopsPerToken = 6 * matrixParams + 3 * config.nLayer * 2 * 2 * C * (T / 2);
 const tokens = B * T;
-const result = { backend, precision: model.precision, batch: B, ctx: T, msPerStep: ms, tokensPerSec: (tokens * 1000) / ms, gflops: (flopsPerToken * tokens) / ms / 1e6 };
+const result = {
+  backend,
+  precision: model.precision,
+  batch: B,
+  ctx: T,
+  msPerStep: ms,
+  tokensPerSec: (tokens * 1000) / ms,
+  gflops: (flopsPerToken * tokens) / ms / 1e6,
+  queuedMsPerStep: queuedMs,
+  queuedTokensPerSec: (tokens * 1000) / queuedMs,
+};
 console.log(`monosemantic ${backend} ${result.precision}: ${ms.toFixed(1)} ms/step (median of ${iters}), ${Math.round(result.tokensPerSec).toLocaleString('en-US')} tokens/s, ${result.gflops.toFixed(1)} GFLOP/s`);
+console.log(`monosemantic ${backend} ${result.precision}, ${iters} steps queued as lm train runs them: ${queuedMs.toFixed(1)} ms/step, ${Math.round(result.queuedTokensPerSec).toLocaleString('en-US')} tokens/s`);
 if (o.json) writeFileSync(o.json, JSON.stringify(result, null, 2));

@@ -21,6 +21,21 @@ export function sumSquares(x: Tensor): Promise<number> {
   return nativeAddon().sumSquares({ x: checkF32(x, 'x').native });
 }
 
+/**
+ * out[index] ← (accumulate ? out[index] : 0) + scale · Σ x (or Σ x² with square), summed in double
+ * and left on the backend (out: an f32 tensor, index default 0): a reduction that waits for nothing.
+ */
+export function reduceSumInto(x: Tensor, out: Tensor, options: { square?: boolean; scale?: number; accumulate?: boolean; index?: number } = {}): Promise<void> {
+  checkF32(x, 'x');
+  checkF32(out, 'out');
+  const index = options.index ?? 0;
+  if (!Number.isSafeInteger(index) || index < 0 || index >= out.size) throw new RangeError(`index must be an integer in [0, ${out.size}) (got ${index})`);
+  if (out.backend !== x.backend) throw new TypeError(`out is on ${out.backend} but x is on ${x.backend}`);
+  const scale = options.scale ?? 1;
+  if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new RangeError(`scale must be a finite number (got ${scale})`);
+  return nativeAddon().reduceSumInto({ x: x.native, square: options.square ?? false, scale, out: out.native, index, accumulate: options.accumulate ?? false });
+}
+
 /** x ← alpha · x. */
 export function scaleInPlace(x: Tensor, alpha: number): Promise<void> {
   checkF32(x, 'x');

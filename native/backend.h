@@ -349,9 +349,12 @@ typedef struct ms_backend {
   int (*embed_backward)(int batch, int T, int C, int V, int n_positions, const int32_t* ids, const float* dtok,
                         const float* dpos, float* dwte, float* dwpe, int indices_checked, ms_error* err);
   /* AdamW (PyTorch semantics, decoupled weight decay): param[i] *= decay, then the adam_update step.
-   * decay = 1 - lr * weight_decay, computed by the caller in double and rounded once. */
+   * decay = 1 - lr * weight_decay, computed by the caller in double and rounded once. With
+   * clip_sum_sq (a backend scalar s: the squared global gradient norm, as reduce_sum_into leaves it)
+   * and clip_norm > 0, the gradient scale is hp->grad_scale * clip_norm / sqrt(s) when sqrt(s) >
+   * clip_norm (the factor computed in double and rounded once), so clipping needs no read-back. */
   int (*adamw_update)(size_t count, float* param, const float* grad, float* m, float* v, const ms_adam_hparams* hp,
-                      float decay, ms_error* err);
+                      float decay, const float* clip_sum_sq, float clip_norm, ms_error* err);
 
   /* ---- Feature analysis (ABI 6): one pass over a batch of activations on the device, results on
    * the host, so that per-feature statistics cost the host only the nonzero entries. ---- */
@@ -375,6 +378,12 @@ typedef struct ms_backend {
   /* out[r] = KL(softmax(p[r, :]) || softmax(q[r, :])) = sum_v P_v (log P_v - log Q_v) for logits
    * p, q [rows, V]; no probabilities are materialised. */
   int (*kl_rows)(int rows, int V, const float* p_logits, const float* q_logits, float* out, ms_error* err);
+
+  /* ---- Reductions that stay on the backend (ABI 11). ---- */
+  /* out[0] = (accumulate ? out[0] : 0) + scale * sum_i x[i] (square = 0) or x[i]^2 (square = 1), the
+   * sum in double and the result rounded to float once; out is a backend scalar, so nothing waits. */
+  int (*reduce_sum_into)(size_t count, const float* x, int square, double scale, float* out, int accumulate,
+                         ms_error* err);
 } ms_backend;
 
 /* Exported by the CUDA shared library; returns NULL if abi_version is not supported. */

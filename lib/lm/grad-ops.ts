@@ -381,6 +381,12 @@ export interface AdamWHyperparams {
   step: number;
   /** Multiplies the gradient first (< 1 when its norm is clipped); default 1. */
   gradScale?: number;
+  /**
+   * Clipping on the backend, with no read-back: `sumSquares` (a one-element f32 tensor holding the
+   * squared global gradient norm s, as reduceSumInto leaves it) scales the gradient further by
+   * maxNorm / √s when maxNorm > 0 and √s > maxNorm.
+   */
+  clip?: { sumSquares: Tensor; maxNorm: number };
 }
 
 function hpNumber(hp: Record<string, unknown>, key: string, ok: (v: number) => boolean, range: string): number {
@@ -414,6 +420,13 @@ export function adamW(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, hp: Ada
   const weightDecay = hpNumber(h, 'weightDecay', (x) => x >= 0, 'a finite number >= 0');
   const step = hpNumber(h, 'step', (x) => Number.isInteger(x) && x >= 1 && x <= 2 ** 31 - 1, 'an integer in [1, 2^31 - 1]');
   const gradScale = h.gradScale === undefined ? 1 : hpNumber(h, 'gradScale', (x) => x >= 0, 'a finite number >= 0');
+  const clip = hp.clip;
+  if (clip !== undefined) {
+    checkTensor(clip.sumSquares, 'clip.sumSquares');
+    if (clip.sumSquares.size !== 1 || clip.sumSquares.dtype !== 'f32') throw new RangeError(`clip.sumSquares must be one f32 value (got ${clip.sumSquares.dtype} ${formatShape(clip.sumSquares.shape)})`);
+    if (clip.sumSquares.backend !== param.backend) throw new TypeError(`clip.sumSquares is on ${clip.sumSquares.backend} but param is on ${param.backend}`);
+    if (typeof clip.maxNorm !== 'number' || !Number.isFinite(clip.maxNorm) || clip.maxNorm < 0) throw new RangeError(`clip.maxNorm must be a finite number >= 0 (got ${clip.maxNorm})`);
+  }
   return nativeAddon().adamW({
     count: param.size,
     param: param.native,
@@ -427,5 +440,6 @@ export function adamW(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, hp: Ada
     weightDecay,
     t: step,
     gradScale,
+    ...(clip ? { clipSumSquares: clip.sumSquares.native, clipNorm: clip.maxNorm } : {}),
   });
 }

@@ -189,7 +189,21 @@ export async function trainLm(config: LmTrainConfig, options: { resume?: boolean
       metrics!.append({ step, samples: tokens, valLoss });
       say(`step ${step}: validation loss ${valLoss.toFixed(4)}`);
     };
+    // The queued steps' statistics, folded into the logging window (a wait for the backend: on
+    // logging steps and at checkpoints only). A loss that stops being finite shows here.
+    const absorb = () => {
+      const s = model!.readStats();
+      for (const loss of s.losses) {
+        if (!Number.isFinite(loss)) {
+          throw new TrainingError(`the loss became ${loss} by step ${step} (the loss is read every ${config.logging.every} steps); lower training.lr or set training.clipGradNorm. Checkpoints written so far are kept.`);
+        }
+        window.sum += loss;
+        window.steps += 1;
+      }
+      return s;
+    };
     const saveCheckpoint = async () => {
+      absorb();
       await metrics!.flush();
       const runState: RunState = { step, tokens, source: stream.state(), seconds: seconds(), valLoss, trainLoss, window: { sum: window.sum, steps: window.steps } };
       lastCheckpoint = await writeCheckpoint(checkpointsDir, step, checkpointFiles(model!, runState), config.checkpoints.keep);
@@ -200,7 +214,7 @@ export async function trainLm(config: LmTrainConfig, options: { resume?: boolean
       const contexts = await stream.next(B);
       if (!contexts || contexts.length !== B * T) throw new TrainingError('the training stream ended early'); // endless epochs: cannot happen
       const lr = lmLearningRateAt(t, step, total);
-      const result = await model.step(contexts, nextTokenTargets(contexts, B, T), {
+      await model.queueStep(contexts, nextTokenTargets(contexts, B, T), {
         lr,
         beta1: t.beta1,
         beta2: t.beta2,
@@ -210,12 +224,8 @@ export async function trainLm(config: LmTrainConfig, options: { resume?: boolean
       });
       step += 1;
       tokens += tokensPerStep(config);
-      if (!Number.isFinite(result.loss)) {
-        throw new TrainingError(`the loss became ${result.loss} at step ${step}; lower training.lr or set training.clipGradNorm. Checkpoints written so far are kept.`);
-      }
-      window.sum += result.loss;
-      window.steps += 1;
       if (step % config.logging.every === 0 || step === total) {
+        const stats = absorb();
         const now = performance.now();
         trainLoss = window.sum / window.steps;
         metrics.append({
@@ -223,13 +233,13 @@ export async function trainLm(config: LmTrainConfig, options: { resume?: boolean
           samples: tokens,
           loss: trainLoss,
           lr,
-          gradNorm: result.gradNorm,
+          gradNorm: stats.gradNorm,
           tokensPerSec: ((tokens - window.tokens) * 1000) / Math.max(1e-9, now - window.time),
           seconds: seconds(),
         });
         window = { sum: 0, steps: 0, time: now, tokens };
       }
-      progress?.update(step, { 'tokens/s': rateNow(), loss: result.loss, ...(valLoss !== null ? { val: valLoss } : {}) });
+      progress?.update(step, { 'tokens/s': rateNow(), ...(trainLoss !== null ? { loss: trainLoss } : {}), ...(valLoss !== null ? { val: valLoss } : {}) });
       if (config.eval.every > 0 && step % config.eval.every === 0 && step < total) await validate();
       if (options.signal?.aborted) {
         interrupted = true;

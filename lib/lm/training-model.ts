@@ -9,7 +9,7 @@
  * decay applies to the matrices (c_attn, c_proj, c_fc, mlp c_proj, the embeddings and an untied
  * unembedding), not to biases or LayerNorm parameters.
  */
-import { sumSquares } from '../ops.js';
+import { reduceSumInto } from '../ops.js';
 import { type BackendName, resolveBackend } from '../backend.js';
 import { Tensor } from '../tensor.js';
 import type { Gpt2Config } from './config.js';
@@ -50,6 +50,17 @@ export interface LmStepResult {
   gradNorm: number;
 }
 
+/** What readStats() returns: the steps queued since the last read. */
+export interface LmQueuedStats {
+  /** Each of those steps' mean loss, in order. */
+  losses: number[];
+  /** The last step's global gradient L2 norm before clipping (NaN when no step was queued). */
+  gradNorm: number;
+}
+
+/** Steps whose losses wait on the backend; one more queued step reads them first. */
+const QUEUED_LOSSES = 256;
+
 /** One trainable parameter: its value, gradient and AdamW moments. */
 interface Param {
   name: string;
@@ -80,6 +91,9 @@ export class Gpt2Training {
   #buffers: Record<string, Tensor> = {};
   #owned: Tensor[] = [];
   #steps = 0;
+  /** Steps queued whose losses are still on the backend (slots of stepLosses), and losses read back early. */
+  #queued = 0;
+  #readBack: number[] = [];
 
   constructor(config: Gpt2Config, weights: Gpt2Weights, options: { batch: number; T: number; backend?: BackendName; precision?: MatmulPrecision }) {
     this.config = config;
@@ -139,6 +153,8 @@ export class Gpt2Training {
         branch: make([rows, C]), dres: make([rows, C]), dC: make([rows, C]), dz: make([rows, C]), dq: make([rows, C]), dk: make([rows, C]),
         dv: make([rows, C]), dqkv: make([rows, 3 * C]), dpost: make([rows, M]), dpre: make([rows, M]),
         ...(this.precision === 'bf16' ? { dlogits: make([rows, config.vocabSize], 'bf16') } : {}),
+        // The queued steps' mean losses, and the last step's squared gradient norm, on the backend.
+        stepLosses: make([QUEUED_LOSSES]), gradSumSquares: make([1]),
       };
     } catch (error) {
       this.dispose();
@@ -289,6 +305,18 @@ export class Gpt2Training {
    * gradients of the mean loss in gradient(name) (they are zeroed first). Returns the mean loss.
    */
   async forwardBackward(ids: Int32Array, targets: Int32Array): Promise<number> {
+    const valid = await this.#forwardBackward(ids, targets);
+    let sum = 0;
+    for (const l of this.#buffers.losses!.toArray() as Float32Array) sum += l;
+    return sum / valid;
+  }
+
+  /**
+   * Queues forward and backward on ids [B, T] with next-token targets [B, T] (the gradients of the
+   * mean loss, zeroed first); the per-position losses stay in their buffer. Returns the number of
+   * positions with a target.
+   */
+  async #forwardBackward(ids: Int32Array, targets: Int32Array): Promise<number> {
     const cfg = this.config;
     const { batch: B, T } = this;
     const valid = this.#upload(ids, targets);
@@ -301,9 +329,6 @@ export class Gpt2Training {
     // logits → dlogits of the mean loss: in place, or at bf16 into the bf16 operand of the products below
     const dlogits = b.dlogits ?? b.logits!;
     await crossEntropyForwardBackward(b.logits!, b.targets!, b.losses!, 1 / valid, { indicesChecked: true, ...(b.dlogits ? { gradient: b.dlogits } : {}) });
-    const losses = b.losses!.toArray() as Float32Array;
-    let sum = 0;
-    for (const l of losses) sum += l;
 
     // ---- backward
     await linearTBackward(dlogits, b.lnF!, unembed.value, b.dC!, unembed.grad, prec);
@@ -326,17 +351,22 @@ export class Gpt2Training {
     }
     // dres = d(x_0) = d(tok + pos)
     await embedBackward(b.ids!, B, T, b.dres!, b.dres!, p('wte').grad, p('wpe').grad, { indicesChecked: true });
-    return sum / valid;
+    return valid;
   }
 
-  /** forwardBackward, then global-norm clipping and one AdamW step. */
-  async step(ids: Int32Array, targets: Int32Array, settings: AdamWSettings): Promise<LmStepResult> {
-    const loss = await this.forwardBackward(ids, targets);
-    let ss = 0;
-    for (const param of this.#params) ss += await sumSquares(param.grad);
-    const gradNorm = Math.sqrt(ss);
-    const gradScale = settings.clipGradNorm > 0 && gradNorm > settings.clipGradNorm ? settings.clipGradNorm / gradNorm : 1;
+  /**
+   * forwardBackward, then global-norm clipping and one AdamW step, all queued: the loss and the
+   * gradient norm stay on the backend until readStats(), and clipping reads the norm there, so on
+   * CUDA nothing waits for the device.
+   */
+  async queueStep(ids: Int32Array, targets: Int32Array, settings: AdamWSettings): Promise<void> {
+    if (this.#queued === QUEUED_LOSSES) this.#readLosses();
+    const valid = await this.#forwardBackward(ids, targets);
+    const b = this.#buffers;
+    await reduceSumInto(b.losses!, b.stepLosses!, { scale: 1 / valid, index: this.#queued });
+    for (const [i, param] of this.#params.entries()) await reduceSumInto(param.grad, b.gradSumSquares!, { square: true, accumulate: i > 0 });
     this.#steps += 1;
+    this.#queued += 1;
     for (const param of this.#params) {
       await adamW(param.value, param.grad, param.m, param.v, {
         lr: settings.lr,
@@ -345,10 +375,34 @@ export class Gpt2Training {
         eps: settings.eps,
         weightDecay: param.decay ? settings.weightDecay : 0,
         step: this.#steps,
-        gradScale,
+        ...(settings.clipGradNorm > 0 ? { clip: { sumSquares: b.gradSumSquares!, maxNorm: settings.clipGradNorm } } : {}),
       });
     }
-    return { loss, gradNorm };
+  }
+
+  /** The statistics of the steps queued since the last read (a wait for the backend). */
+  readStats(): LmQueuedStats {
+    const queued = this.#queued > 0;
+    this.#readLosses();
+    const losses = this.#readBack;
+    this.#readBack = [];
+    const gradNorm = queued || losses.length > 0 ? Math.sqrt((this.#buffers.gradSumSquares!.toArray() as Float32Array)[0]!) : Number.NaN;
+    return { losses, gradNorm };
+  }
+
+  /** Moves the queued steps' losses to the host. */
+  #readLosses(): void {
+    if (this.#queued === 0) return;
+    const all = this.#buffers.stepLosses!.toArray() as Float32Array;
+    this.#readBack.push(...all.subarray(0, this.#queued));
+    this.#queued = 0;
+  }
+
+  /** One step, completed: queueStep, then its loss and gradient norm. */
+  async step(ids: Int32Array, targets: Int32Array, settings: AdamWSettings): Promise<LmStepResult> {
+    await this.queueStep(ids, targets, settings);
+    const { losses, gradNorm } = this.readStats();
+    return { loss: losses.at(-1)!, gradNorm };
   }
 
   dispose(): void {

@@ -292,6 +292,9 @@ export interface NativeAdamWArgs {
   t: number;
   /** Multiplies the gradient (clipping); default 1. */
   gradScale?: number;
+  /** A one-element f32 tensor holding the squared global gradient norm: clipped to clipNorm on the backend. */
+  clipSumSquares?: NativeTensor;
+  clipNorm?: number;
 }
 
 export interface NativeAddon {
@@ -312,6 +315,7 @@ export interface NativeAddon {
   /** Resolves to undefined when args.readStats is false. */
   saeStep(args: NativeStepArgs): Promise<NativeStepStats | undefined>;
   sumSquares(args: { x: NativeTensor }): Promise<number>;
+  reduceSumInto(args: { x: NativeTensor; square: boolean; scale: number; out: NativeTensor; index: number; accumulate: boolean }): Promise<void>;
   scaleInPlace(args: { x: NativeTensor; alpha: number }): Promise<void>;
   rowSqDist(args: { rows: number; d: number; a: NativeTensor; b?: NativeTensor; out: NativeTensor }): Promise<void>;
   gatherRows(args: { count: number; d: number; src: NativeTensor; srcRows: number; idx: NativeTensor; idxOffset: number; dst: NativeTensor; dstRow: number; indicesChecked?: boolean }): Promise<void>;

@@ -255,9 +255,10 @@ class EmbedBackwardWorker : public BackendWorker {
   float *dwte_ = nullptr, *dwpe_ = nullptr;
 };
 
-// adamW({ count, param, grad, m, v, lr, beta1, beta2, eps, weightDecay, t, gradScale? }): the bias
-// corrections 1 - beta^t and the decay factor 1 - lr * weightDecay are computed here in double and
-// rounded once.
+// adamW({ count, param, grad, m, v, lr, beta1, beta2, eps, weightDecay, t, gradScale?, clipSumSquares?,
+// clipNorm? }): the bias corrections 1 - beta^t and the decay factor 1 - lr * weightDecay are
+// computed here in double and rounded once. clipSumSquares (a one-element f32 tensor holding the
+// squared global gradient norm) clips the gradient to clipNorm on the backend (backend.h).
 class AdamWWorker : public BackendWorker {
  public:
   AdamWWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
@@ -279,9 +280,14 @@ class AdamWWorker : public BackendWorker {
     hp_.bias2 = float(1.0 - std::pow(beta2, t));
     hp_.grad_scale = float(num_field_or(a, "gradScale", 1.0));
     decay_ = float(1.0 - lr * weight_decay);
+    if (!absent(a, "clipSumSquares")) {
+      clip_sum_sq_ = static_cast<const float*>(operands_.take_f32(a, "clipSumSquares", 1));
+      clip_norm_ = float(num_field(a, "clipNorm"));
+      if (!(clip_norm_ >= 0)) throw Napi::RangeError::New(env, "clipNorm must be >= 0");
+    }
   }
   int run(const ms_backend* be, ms_error* err) override {
-    return be->adamw_update(count_, param_, grad_, m_, v_, &hp_, decay_, err);
+    return be->adamw_update(count_, param_, grad_, m_, v_, &hp_, decay_, clip_sum_sq_, clip_norm_, err);
   }
 
  private:
@@ -291,6 +297,8 @@ class AdamWWorker : public BackendWorker {
   float *m_ = nullptr, *v_ = nullptr;
   ms_adam_hparams hp_{};
   float decay_ = 1.0f;
+  const float* clip_sum_sq_ = nullptr;
+  float clip_norm_ = 0.0f;
 };
 
 Napi::Value AttentionTrain(const Napi::CallbackInfo& info) { return start_worker<AttentionTrainWorker>(info); }

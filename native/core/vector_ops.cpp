@@ -1,6 +1,6 @@
 /*
  * vector_ops.cpp — small promise-returning tensor ops exposed to JS (backend.h: sum_squares,
- * scale, row_sq_dist, gather_rows). Shapes are checked in TypeScript first; the checks here keep every
+ * reduce_sum_into, scale, row_sq_dist, gather_rows). Shapes are checked in TypeScript first; the checks here keep every
  * access inside its allocation.
  */
 #include "vector_ops.h"
@@ -25,6 +25,32 @@ class SumSquaresWorker : public BackendWorker {
   size_t count_ = 0;
   const float* x_ = nullptr;
   double sum_ = 0;
+};
+
+// reduceSumInto({ x, square, scale, out, index, accumulate }): out[index] = (accumulate ? out[index] : 0)
+// + scale * sum of x (or of x^2), left on the backend (out: an f32 tensor).
+class ReduceSumIntoWorker : public BackendWorker {
+ public:
+  ReduceSumIntoWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
+    Tensor* t = Tensor::From(a.Get("x"), "x");
+    count_ = t->numel();
+    x_ = static_cast<const float*>(operands_.take_f32(a, "x", count_));
+    const int index = int_field(a, "index", 0, 1 << 30);
+    out_ = static_cast<float*>(operands_.take_f32(a, "out", size_t(index) + 1)) + index;
+    square_ = bool_field(a, "square") ? 1 : 0;
+    accumulate_ = bool_field(a, "accumulate") ? 1 : 0;
+    scale_ = num_field(a, "scale");
+  }
+  int run(const ms_backend* be, ms_error* err) override {
+    return be->reduce_sum_into(count_, x_, square_, scale_, out_, accumulate_, err);
+  }
+
+ private:
+  size_t count_ = 0;
+  const float* x_ = nullptr;
+  float* out_ = nullptr;
+  int square_ = 0, accumulate_ = 0;
+  double scale_ = 1.0;
 };
 
 // scaleInPlace({ x, alpha }): x *= alpha.
@@ -92,6 +118,7 @@ class GatherRowsWorker : public BackendWorker {
 };
 
 Napi::Value SumSquares(const Napi::CallbackInfo& info) { return start_worker<SumSquaresWorker>(info); }
+Napi::Value ReduceSumInto(const Napi::CallbackInfo& info) { return start_worker<ReduceSumIntoWorker>(info); }
 Napi::Value ScaleInPlace(const Napi::CallbackInfo& info) { return start_worker<ScaleWorker>(info); }
 Napi::Value RowSqDist(const Napi::CallbackInfo& info) { return start_worker<RowSqDistWorker>(info); }
 Napi::Value GatherRows(const Napi::CallbackInfo& info) { return start_worker<GatherRowsWorker>(info); }
@@ -100,6 +127,7 @@ Napi::Value GatherRows(const Napi::CallbackInfo& info) { return start_worker<Gat
 
 void register_vector_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("sumSquares", Napi::Function::New<SumSquares>(env, "sumSquares"));
+  exports.Set("reduceSumInto", Napi::Function::New<ReduceSumInto>(env, "reduceSumInto"));
   exports.Set("scaleInPlace", Napi::Function::New<ScaleInPlace>(env, "scaleInPlace"));
   exports.Set("rowSqDist", Napi::Function::New<RowSqDist>(env, "rowSqDist"));
   exports.Set("gatherRows", Napi::Function::New<GatherRows>(env, "gatherRows"));

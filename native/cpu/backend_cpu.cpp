@@ -160,6 +160,7 @@ const ms_backend kCpuBackend = {
     column_stats,
     sae_update,
     kl_rows,
+    reduce_sum_into,
 };
 
 }  // namespace

@@ -23,6 +23,7 @@
 #include <new>
 #include <vector>
 
+#include "clip.h"
 #include "convert.h"
 #include "exp_rows.h"
 #include "gemm.h"
@@ -359,13 +360,13 @@ int embed_backward(int batch, int T, int C, int V, int n_positions, const int32_
 }
 
 int adamw_update(size_t count, float* param, const float* grad, float* m, float* v, const ms_adam_hparams* hp,
-                 float decay, ms_error* err) {
+                 float decay, const float* clip_sum_sq, float clip_norm, ms_error* err) {
   const char* op = "adamw_update";
   if (!hp) return fail(err, MS_ERR_INVALID, op, "hp is null");
   if (count && (!param || !grad || !m || !v)) return fail(err, MS_ERR_INVALID, op, "param, grad, m or v is null");
   const float b1 = hp->beta1, b2 = hp->beta2, lr = hp->lr, eps = hp->eps;
   const float inv_bias1 = 1.0f / hp->bias1, inv_bias2 = 1.0f / hp->bias2;
-  const float grad_scale = hp->grad_scale;
+  const float grad_scale = hp->grad_scale * (clip_sum_sq ? clip_factor(*clip_sum_sq, clip_norm) : 1.0f);
   try {
     parallel_for(count, 1 << 14, [&](size_t k0, size_t k1) {
       for (size_t k = k0; k < k1; ++k) {

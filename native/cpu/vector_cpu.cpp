@@ -1,13 +1,14 @@
 /*
- * vector_cpu.cpp — sum_squares, scale and row_sq_dist on the CPU (vector_cpu.h).
+ * vector_cpu.cpp — sum_squares, reduce_sum_into, scale and row_sq_dist on the CPU (vector_cpu.h).
  *
  * gather_rows checks every index before copying, so a bad index leaves dst untouched.
- * sum_squares splits the array into fixed blocks of kBlock elements whose double partial sums are
- * added in block order, so the result does not depend on the number of threads.
+ * sum_squares and reduce_sum_into split the array into fixed blocks of kBlock elements whose double
+ * partial sums are added in block order, so the result does not depend on the number of threads.
  */
 #include "vector_cpu.h"
 
 #include <cstring>
+#include <new>
 #include <vector>
 
 #include "kernel_common.h"
@@ -19,22 +20,45 @@ namespace {
 constexpr size_t kBlock = size_t(1) << 16;
 }
 
-int sum_squares(size_t count, const float* x, double* out_host, ms_error* err) {
-  if (!out_host) return fail(err, MS_ERR_INVALID, "sum_squares", "out is null");
-  if (count && !x) return fail(err, MS_ERR_INVALID, "sum_squares", "x is null");
+namespace {
+// sum_i x[i] (or x[i]^2) in double, in fixed blocks added in block order.
+double block_sum(size_t count, const float* x, bool square) {
   const size_t blocks = (count + kBlock - 1) / kBlock;
   std::vector<double> partial(blocks, 0.0);  // partial[b] = sum over x[b*kBlock, (b+1)*kBlock)
   parallel_for(blocks, 1, [&](size_t b0, size_t b1) {
     for (size_t b = b0; b < b1; ++b) {
       const size_t end = (b + 1) * kBlock < count ? (b + 1) * kBlock : count;
       double s = 0.0;
-      for (size_t i = b * kBlock; i < end; ++i) s += double(x[i]) * double(x[i]);
+      for (size_t i = b * kBlock; i < end; ++i) s += square ? double(x[i]) * double(x[i]) : double(x[i]);
       partial[b] = s;
     }
   });
   double total = 0.0;
   for (double s : partial) total += s;
-  *out_host = total;
+  return total;
+}
+}  // namespace
+
+int sum_squares(size_t count, const float* x, double* out_host, ms_error* err) {
+  if (!out_host) return fail(err, MS_ERR_INVALID, "sum_squares", "out is null");
+  if (count && !x) return fail(err, MS_ERR_INVALID, "sum_squares", "x is null");
+  try {
+    *out_host = block_sum(count, x, true);
+  } catch (const std::bad_alloc&) {
+    return oom(err, "sum_squares");
+  }
+  return MS_OK;
+}
+
+int reduce_sum_into(size_t count, const float* x, int square, double scale, float* out, int accumulate, ms_error* err) {
+  if (!out) return fail(err, MS_ERR_INVALID, "reduce_sum_into", "out is null");
+  if (count && !x) return fail(err, MS_ERR_INVALID, "reduce_sum_into", "x is null");
+  try {
+    const double sum = block_sum(count, x, square != 0);
+    out[0] = float((accumulate ? double(out[0]) : 0.0) + scale * sum);
+  } catch (const std::bad_alloc&) {
+    return oom(err, "reduce_sum_into");
+  }
   return MS_OK;
 }
 

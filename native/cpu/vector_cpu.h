@@ -12,6 +12,7 @@
 namespace ms::cpu {
 
 int sum_squares(size_t count, const float* x, double* out_host, ms_error* err);
+int reduce_sum_into(size_t count, const float* x, int square, double scale, float* out, int accumulate, ms_error* err);
 int scale(size_t count, float* x, float alpha, ms_error* err);
 int row_sq_dist(int rows, int d, const float* a, const float* b, float* out, ms_error* err);
 // The indices are always checked (cheap on the host): indices_checked changes nothing.

@@ -245,6 +245,7 @@ static const ms_backend kCudaBackend = {
     column_stats,
     sae_update,
     kl_rows,
+    reduce_sum_into,
 };
 
 }  // namespace ms::cuda

@@ -34,6 +34,7 @@
 #include <cstdint>
 
 #include "attention_mma.cuh"
+#include "clip.h"
 #include "attention_tiled.cuh"
 #include "common.cuh"
 #include "gemm.cuh"
@@ -371,7 +372,9 @@ __global__ void embed_backward_kernel(size_t total, int T, int C, const int32_t*
 // p = decay p, then adam_kernel's step (adam.cu), with its rounding.
 __global__ void adamw_kernel(size_t count, float* __restrict__ param, const float* __restrict__ grad,
                              float* __restrict__ m, float* __restrict__ v, float lr, float b1, float b2, float eps,
-                             float inv_bias1, float inv_bias2, float grad_scale, float decay) {
+                             float inv_bias1, float inv_bias2, float grad_scale, float decay,
+                             const float* __restrict__ clip_sum_sq, float clip_norm) {
+  if (clip_sum_sq) grad_scale *= clip_factor(*clip_sum_sq, clip_norm);  // the norm, computed on the device
   const float one_minus_b1 = 1.0f - b1;
   const float one_minus_b2 = 1.0f - b2;
   for (size_t k = size_t(blockIdx.x) * blockDim.x + threadIdx.x; k < count; k += size_t(gridDim.x) * blockDim.x) {
@@ -652,7 +655,7 @@ int embed_backward(int batch, int T, int C, int V, int n_positions, const int32_
 }
 
 int adamw_update(size_t count, float* param, const float* grad, float* m, float* v, const ms_adam_hparams* hp,
-                 float decay, ms_error* err) {
+                 float decay, const float* clip_sum_sq, float clip_norm, ms_error* err) {
   const char* name = "adamw_update";
   MS_REQUIRE(hp);
   if (count == 0) return MS_OK;
@@ -666,7 +669,7 @@ int adamw_update(size_t count, float* param, const float* grad, float* m, float*
   const float inv_bias2 = 1.0f / hp->bias2;
   adamw_kernel<<<grid_stride_blocks(count), kThreads, 0, op.stream>>>(count, param, grad, m, v, hp->lr, hp->beta1,
                                                                       hp->beta2, hp->eps, inv_bias1, inv_bias2,
-                                                                      hp->grad_scale, decay);
+                                                                      hp->grad_scale, decay, clip_sum_sq, clip_norm);
   MS_TRY(check_launch(op, "adamw_kernel"));
   return finish(op);
 }

@@ -32,7 +32,7 @@ int cross_entropy_backward(int rows, int V, float* logits, const int32_t* target
 int embed_backward(int batch, int T, int C, int V, int n_positions, const int32_t* ids, const float* dtok,
                    const float* dpos, float* dwte, float* dwpe, int indices_checked, ms_error* err);
 int adamw_update(size_t count, float* param, const float* grad, float* m, float* v, const ms_adam_hparams* hp,
-                 float decay, ms_error* err);
+                 float decay, const float* clip_sum_sq, float clip_norm, ms_error* err);
 
 }  // namespace ms::cuda
 

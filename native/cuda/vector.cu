@@ -1,7 +1,7 @@
 /*
- * vector.cu — sum_squares, scale and row_sq_dist (vector.cuh).
+ * vector.cu — sum_squares, reduce_sum_into, scale and row_sq_dist (vector.cuh).
  *
- * sum_squares is two passes with a fixed shape — a grid of at most kSumBlocks blocks writes one
+ * sum_squares (and reduce_sum_into, which leaves its result on the device) is two passes with a fixed shape — a grid of at most kSumBlocks blocks writes one
  * double partial each, then one block adds the partials with a fixed tree — so the result is
  * deterministic for a given count (it may differ from the CPU's block order in the last bits).
  * row_sq_dist: one block per row, double accumulation, as the CPU backend.
@@ -15,14 +15,15 @@ namespace {
 
 constexpr unsigned int kSumBlocks = 1024;
 
-// partial[blockIdx.x] = sum of x[i]^2 over this block's grid-stride share of [0, count).
+// partial[blockIdx.x] = sum of x[i]^2 (or x[i]) over this block's grid-stride share of [0, count).
 __global__ void __launch_bounds__(kThreads)
-    sum_squares_partial_kernel(size_t count, const float* __restrict__ x, double* __restrict__ partial) {
+    sum_squares_partial_kernel(size_t count, const float* __restrict__ x, double* __restrict__ partial,
+                               bool square = true) {
   __shared__ double scratch[33];
   double s = 0.0;
   for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += size_t(gridDim.x) * blockDim.x) {
     const double v = x[i];
-    s += v * v;
+    s += square ? v * v : v;
   }
   s = block_sum(s, scratch);
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
@@ -36,6 +37,17 @@ __global__ void __launch_bounds__(kThreads) sum_partials_kernel(unsigned int cou
   for (unsigned int i = threadIdx.x; i < count; i += blockDim.x) s += partial[i];
   s = block_sum(s, scratch);
   if (threadIdx.x == 0) *total = s;
+}
+
+// out[0] = (accumulate ? out[0] : 0) + scale * (sum of partial[0, count)), one block.
+__global__ void __launch_bounds__(kThreads) sum_partials_into_kernel(unsigned int count, const double* __restrict__ partial,
+                                                                      double scale, float* __restrict__ out,
+                                                                      bool accumulate) {
+  __shared__ double scratch[33];
+  double s = 0.0;
+  for (unsigned int i = threadIdx.x; i < count; i += blockDim.x) s += partial[i];
+  s = block_sum(s, scratch);
+  if (threadIdx.x == 0) out[0] = float((accumulate ? double(out[0]) : 0.0) + scale * s);
 }
 
 __global__ void scale_kernel(size_t count, float* __restrict__ x, float alpha) {
@@ -120,6 +132,25 @@ int sum_squares(size_t count, const float* x, double* out_host, ms_error* err) {
   MS_TRY(wait_host(op));
   *out_host = total;
   return scratch.release(op);
+}
+
+int reduce_sum_into(size_t count, const float* x, int square, double scale, float* out, int accumulate, ms_error* err) {
+  const char* name = "reduce_sum_into";
+  if (!out) return invalid(err, name, "out is null");
+  if (count && !x) return invalid(err, name, "x is null");
+  Op op;
+  MS_TRY(begin(op, err, name));
+  const unsigned int grid = count ? grid_stride_blocks(count) : 1;
+  const unsigned int blocks = grid < kSumBlocks ? grid : kSumBlocks;
+  DeviceScratch scratch;  // partial[blocks]
+  MS_TRY(scratch.allocate(op, blocks * sizeof(double)));
+  double* partial = static_cast<double*>(scratch.get());
+  sum_squares_partial_kernel<<<blocks, kThreads, 0, op.stream>>>(count, x, partial, square != 0);
+  MS_TRY(check_launch(op, "sum_squares_partial_kernel"));
+  sum_partials_into_kernel<<<1, kThreads, 0, op.stream>>>(blocks, partial, scale, out, accumulate != 0);
+  MS_TRY(check_launch(op, "sum_partials_into_kernel"));
+  MS_TRY(scratch.release(op));
+  return finish(op);
 }
 
 int scale(size_t count, float* x, float alpha, ms_error* err) {

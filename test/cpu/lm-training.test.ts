@@ -16,6 +16,7 @@ import { Tokenizer } from '../../lib/lm/tokenizer.js';
 import { Gpt2Training } from '../../lib/lm/training-model.js';
 import { loadGpt2Weights } from '../../lib/lm/weights.js';
 import { packageRoot } from '../../lib/native/load.js';
+import { Rng } from '../../lib/random.js';
 import { nextTokenTargets as shiftTargets } from '../helpers/gpt2-grads.js';
 
 const fixtures = path.join(packageRoot(), 'test/fixtures/gpt2');
@@ -83,6 +84,29 @@ describe.each(['tiny-relu-untied', 'tiny-gelu-new-tied'])('%s', (name) => {
       expect(Math.abs(loss - want), `step ${step}: ${loss} vs ${want}`).toBeLessThan(1e-4 * want);
     }
   });
+});
+
+it('queued steps (statistics read once, clipping on the backend) equal steps completed one by one', async () => {
+  const dir = path.join(fixtures, 'tiny-gelu-new-tied');
+  const config = await loadGpt2Config(dir);
+  const weights = await loadGpt2Weights(dir, config);
+  const [B, T] = [3, config.nPositions];
+  const rng = new Rng(5);
+  const batches = Array.from({ length: 6 }, () => Int32Array.from({ length: B * T }, () => rng.int(config.vocabSize)));
+  const settings = { lr: 3e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, clipGradNorm: 0.5 };
+  using oneByOne = new Gpt2Training(config, weights, { batch: B, T, backend, precision: 'f32' });
+  using queued = new Gpt2Training(config, weights, { batch: B, T, backend, precision: 'f32' });
+  const results = [];
+  for (const ids of batches) results.push(await oneByOne.step(ids, shiftTargets(ids, B, T), settings));
+  expect(results.some((r) => r.gradNorm > settings.clipGradNorm)).toBe(true); // clipping took part
+  for (const ids of batches) await queued.queueStep(ids, shiftTargets(ids, B, T), settings);
+  const stats = queued.readStats();
+  expect(stats.losses).toEqual(results.map((r) => r.loss));
+  expect(stats.gradNorm).toBe(results.at(-1)!.gradNorm);
+  expect(queued.readStats()).toEqual({ losses: [], gradNorm: Number.NaN });
+  const [a, b] = [oneByOne.readState(), queued.readState()];
+  expect(b.steps).toBe(6);
+  for (const [i, t] of a.tensors.entries()) expect(Array.from(b.tensors[i]!.value), t.name).toEqual(Array.from(t.value));
 });
 
 it('AdamW steps on real text lower the loss', async () => {

@@ -34,6 +34,7 @@ import {
   splitQkvTrain,
 } from '../../lib/lm/grad-ops.js';
 import { attention, crossEntropy, layerNorm } from '../../lib/lm/ops.js';
+import { reduceSumInto } from '../../lib/ops.js';
 import { loadGpt2Weights } from '../../lib/lm/weights.js';
 import { packageRoot } from '../../lib/native/load.js';
 import { Rng } from '../../lib/random.js';
@@ -565,6 +566,33 @@ describe('transformer backward ops (cpu)', () => {
     const before = f32(tp);
     await adamW(tp, z, m0, v0, { lr: 1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: 1 });
     expect(Array.from(f32(tp))).toEqual(Array.from(before));
+  });
+
+  it('adamW clips with the squared norm held on the backend exactly as with the scale computed on the host', async () => {
+    const rng = new Rng(271);
+    const n = 777;
+    const p0 = normalArray(rng, n);
+    const grad = normalArray(rng, n, 3);
+    using tg = Tensor.from(grad, [n], { backend });
+    using ss = Tensor.zeros([1], { backend });
+    await reduceSumInto(tg, ss, { square: true });
+    const norm = Math.sqrt(f32(ss)[0]!);
+    const hp = { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 1 };
+    const run = async (extra: object) => {
+      using tp = Tensor.from(p0, [n], { backend });
+      using tm = Tensor.zeros([n], { backend });
+      using tv = Tensor.zeros([n], { backend });
+      await adamW(tp, tg, tm, tv, { ...hp, ...extra });
+      return [f32(tp), f32(tm), f32(tv)].map((a) => Array.from(a));
+    };
+    for (const maxNorm of [norm / 7, norm * 2, 0]) {
+      const limit = Math.fround(maxNorm); // the backend takes the limit as f32
+      const host = await run({ gradScale: limit > 0 && norm > limit ? limit / norm : 1 });
+      expect(await run({ clip: { sumSquares: ss, maxNorm } }), `maxNorm ${maxNorm}`).toEqual(host);
+    }
+    expect(await run({ clip: { sumSquares: ss, maxNorm: norm / 7 } })).not.toEqual(await run({}));
+    using two = Tensor.zeros([2], { backend });
+    await expect(async () => run({ clip: { sumSquares: two, maxNorm: 1 } })).rejects.toThrow(/clip.sumSquares must be one f32 value/);
   });
 });
 

@@ -1,7 +1,7 @@
 /** Small tensor ops (lib/ops.ts) and gradient-norm clipping on the CPU backend, against float64 references. */
 import { describe, expect, it } from 'vitest';
 
-import { gatherRows, rowSqDist, scaleInPlace, sumSquares } from '../../lib/ops.js';
+import { gatherRows, reduceSumInto, rowSqDist, scaleInPlace, sumSquares } from '../../lib/ops.js';
 import { Rng } from '../../lib/random.js';
 import { SparseAutoencoder } from '../../lib/sae/sae.js';
 import { Tensor } from '../../lib/tensor.js';
@@ -15,6 +15,27 @@ describe('vector ops', () => {
     using t = Tensor.from(a, [a.length], { backend });
     const ref = a.reduce((s, v) => s + v * v, 0);
     expect(relDiff(await sumSquares(t), ref)).toBeLessThan(1e-12);
+  });
+
+  it('reduceSumInto leaves scale·Σx or scale·Σx² in one element of a backend tensor, accumulating when asked', async () => {
+    const a = normalArray(new Rng(11), 70_001);
+    const b = normalArray(new Rng(12), 513);
+    using ta = Tensor.from(a, [a.length], { backend });
+    using tb = Tensor.from(b, [b.length], { backend });
+    using out = Tensor.full([3], 7, { backend });
+    await reduceSumInto(ta, out, { square: true });
+    await reduceSumInto(tb, out, { square: true, accumulate: true });
+    await reduceSumInto(ta, out, { scale: 0.25, index: 2 });
+    await reduceSumInto(tb, out, { scale: 0.25, index: 2, accumulate: true });
+    const [s0, s1, s2] = Array.from(out.toArray());
+    const sq = (x: Float32Array) => x.reduce((s, v) => s + v * v, 0);
+    const sum = (x: Float32Array) => x.reduce((s, v) => s + v, 0);
+    // Each call rounds its result to f32 once, after adding in double.
+    expect(s0).toBe(Math.fround(Math.fround(sq(a)) + sq(b)));
+    expect(s1).toBe(7); // untouched
+    expect(relDiff(s2!, 0.25 * (sum(a) + sum(b)))).toBeLessThan(1e-6);
+    expect(() => reduceSumInto(ta, out, { index: 3 })).toThrow(/index must be an integer in \[0, 3\)/);
+    expect(() => reduceSumInto(ta, out, { scale: Number.NaN })).toThrow(/scale must be a finite number/);
   });
 
   it('scaleInPlace multiplies every element (rounded once to f32)', async () => {
