@@ -37,6 +37,7 @@ import {
 import { type Activation, attention, layerNorm } from '../../lib/lm/ops.js';
 import { loadGpt2Weights } from '../../lib/lm/weights.js';
 import { packageRoot } from '../../lib/native/load.js';
+import { reduceSumInto } from '../../lib/ops.js';
 import { Rng } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
 import { normalArray, relError, roundArrayBf16, uniformArray } from '../helpers/data.js';
@@ -359,6 +360,30 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
       return { p: f32(p), m: f32(m), v: f32(v) };
     });
     expect(r.cuda).toEqual(r.cpu);
+  });
+
+  it('reduceSumInto and adamW clipping from the norm held on the backend match the CPU', async () => {
+    const rng = new Rng(9);
+    const n = 300_007;
+    const p0 = normalArray(rng, n);
+    const grads = [normalArray(rng, n, 0.5), normalArray(rng, 1001, 2)];
+    const r = await onBoth(async (backend) => {
+      using p = Tensor.from(p0, [n], { backend });
+      using m = Tensor.zeros([n], { backend });
+      using v = Tensor.zeros([n], { backend });
+      using g0 = Tensor.from(grads[0]!, [n], { backend });
+      using g1 = Tensor.from(grads[1]!, [1001], { backend });
+      using ss = Tensor.zeros([2], { backend });
+      await reduceSumInto(g0, ss, { square: true });
+      await reduceSumInto(g1, ss, { square: true, accumulate: true });
+      await reduceSumInto(g0, ss, { scale: 0.5, index: 1 });
+      const norm = Math.sqrt(f32(ss)[0]!);
+      await adamW(p, g0, m, v, { lr: 3e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 1, clip: { sumSquares: ss, maxNorm: norm / 3 } });
+      return { ss: f32(ss), p: f32(p) };
+    });
+    // The sums run in another order on each backend: equal to f32 rounding.
+    for (const i of [0, 1]) expect(Math.abs(r.cuda.ss[i]! - r.cpu.ss[i]!) / Math.abs(r.cpu.ss[i]!)).toBeLessThan(1e-6);
+    expect(relError(r.cuda.p, r.cpu.p)).toBeLessThan(1e-6);
   });
 });
 
