@@ -28,7 +28,7 @@ import { Rng } from '../random.js';
 import { Tensor } from '../tensor.js';
 import type { Gpt2Model } from '../lm/model.js';
 import type { TrainingDataSource } from '../sae/trainer.js';
-import { SEED_PURPOSE, mixSeed, permutation } from './stream-common.js';
+import { SEED_PURPOSE, mixSeed, permutationYielding } from './stream-common.js';
 
 /** Contexts [count, contextLength] of token ids, null at the end; `state()` a resumable position. */
 export interface ContextSource {
@@ -267,7 +267,7 @@ export class LmActivationSource implements TrainingDataSource {
       if (window.epoch !== 1 || s.window - window.index !== s.epoch - 1) throw mismatch();
       this.#built = s.window - 1;
       this.#epoch = s.epoch - 1;
-      return this.#storedPass();
+      return await this.#storedPass();
     }
   }
 
@@ -300,7 +300,7 @@ export class LmActivationSource implements TrainingDataSource {
             this.#built -= 1;
             await this.#contexts!.close?.();
             this.#contexts = null;
-            return this.#storedPass();
+            return await this.#storedPass();
           }
           this.#epoch += 1;
           await this.#contexts!.close?.();
@@ -345,7 +345,7 @@ export class LmActivationSource implements TrainingDataSource {
       }
       const rows = contexts * P;
       if (store) this.#stored += rows;
-      const order = permutation(rows, new Rng(mixSeed([SEED_PURPOSE.HARVEST_WINDOW_ORDER, o.seed, index])));
+      const order = await permutationYielding(rows, new Rng(mixSeed([SEED_PURPOSE.HARVEST_WINDOW_ORDER, o.seed, index])));
       if (base > 0) for (let i = 0; i < rows; i++) order[i] = order[i]! + base;
       return { index, epoch: this.#epoch, start, buffer, rows, orderOnDevice: orderTensor(order, buffer) };
     } catch (error) {
@@ -354,12 +354,12 @@ export class LmActivationSource implements TrainingDataSource {
     }
   }
 
-  /** The next pass over the store: all of its rows, in an order drawn for that pass. */
-  #storedPass(): Window {
+  /** The next pass over the store: all of its rows, in an order drawn for that pass (between other work). */
+  async #storedPass(): Promise<Window> {
     const store = this.#store!;
     const index = ++this.#built;
     const epoch = ++this.#epoch;
-    const order = permutation(this.#stored, new Rng(mixSeed([SEED_PURPOSE.STORED_PASS_ORDER, this.#o.seed, epoch])));
+    const order = await permutationYielding(this.#stored, new Rng(mixSeed([SEED_PURPOSE.STORED_PASS_ORDER, this.#o.seed, epoch])));
     return { index, epoch, start: null, buffer: store, rows: this.#stored, orderOnDevice: orderTensor(order, store) };
   }
 }

@@ -60,6 +60,26 @@ export function permutation(n: number, rng: Rng): Uint32Array {
   return order;
 }
 
+/**
+ * permutation(n, rng), the same draws in the same order, yielding to the event loop every `chunk`
+ * swaps, so that a long order (millions of rows) is drawn between other work instead of blocking it.
+ */
+export async function permutationYielding(n: number, rng: Rng, chunk = 1 << 16): Promise<Uint32Array> {
+  const order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  for (let i = n - 1; i > 0; ) {
+    const stop = Math.max(0, i - chunk);
+    for (; i > stop; i--) {
+      const j = rng.int(i + 1);
+      const held = order[i]!;
+      order[i] = order[j]!;
+      order[j] = held;
+    }
+    if (i > 0) await new Promise((resolve) => setImmediate(resolve));
+  }
+  return order;
+}
+
 export function positiveInteger(name: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
     throw new RangeError(`${name} must be a positive integer (got ${String(value)})`);

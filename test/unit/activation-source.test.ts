@@ -12,7 +12,8 @@ import {
   type ActivationSource,
   type ActivationSourceOptions,
 } from '../../lib/data/activation-source.js';
-import { mixSeed } from '../../lib/data/stream-common.js';
+import { mixSeed, permutation, permutationYielding } from '../../lib/data/stream-common.js';
+import { Rng } from '../../lib/random.js';
 import { encodeNpy } from '../../lib/io/npy.js';
 import { encodeSafetensors } from '../../lib/io/safetensors.js';
 
@@ -95,6 +96,26 @@ async function withSource<T>(options: ActivationSourceOptions, use: (source: Act
     await source.close();
   }
 }
+
+describe('permutationYielding', () => {
+  it('draws the same order as permutation while letting other work run between chunks', async () => {
+    for (const n of [0, 1, 2, 1000, 70_001]) {
+      let ticks = 0;
+      let counting = true;
+      const tick = () => {
+        if (!counting) return;
+        ticks++;
+        setImmediate(tick);
+      };
+      setImmediate(tick);
+      const yielded = await permutationYielding(n, new Rng(n + 3), 1024);
+      counting = false;
+      expect(Array.from(yielded)).toEqual(Array.from(permutation(n, new Rng(n + 3))));
+      if (n === 70_001) expect(ticks).toBeGreaterThan(30); // other work ran between the 68 chunks
+      expect([...yielded].sort((a, b) => a - b)).toEqual(Array.from({ length: n }, (_, i) => i));
+    }
+  });
+});
 
 describe('openActivationSource', () => {
   it('finds the files of a directory and serves every row exactly once per epoch', async () => {
