@@ -123,7 +123,7 @@ export async function runMainJob(runConfig: RunConfig, options: { resume?: boole
   const width = model.hooks.find((h) => h.name === config.hook)?.width;
   if (width === undefined) throw new ConfigError([`hook: the model has no hook '${config.hook}'`]);
   const plannedSamples = trainConfig.training.totalSamples ?? (trainConfig.training.totalSteps ?? 0) * trainConfig.training.batchSize;
-  // Resolved once and written to run.json, so a resumed run keeps the same stream.
+  // Resolved once and written to run.json; a resumed stream follows its saved position (below).
   const store = resolveStore(config.data.store, { samplesPerEpoch, plannedSamples, width, backend });
   config = { ...config, data: { ...config.data, store } };
   if (store) {
@@ -136,8 +136,12 @@ export async function runMainJob(runConfig: RunConfig, options: { resume?: boole
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.makeProgress ? { makeProgress: options.makeProgress } : {}),
     log,
-    openSource: (state) =>
-      LmActivationSource.open({
+    openSource: (state) => {
+      const saved = state as LmActivationState | undefined;
+      // A resumed stream keeps its first pass exactly when the saved one did.
+      const keep = saved ? saved.stored === true : store;
+      if (keep && samplesPerEpoch === null) throw new ConfigError(['data.paths: the saved run kept its first pass of token shards; resume it on token shards']);
+      return LmActivationSource.open({
         model,
         hook: config.hook,
         contextLength,
@@ -145,10 +149,11 @@ export async function runMainJob(runConfig: RunConfig, options: { resume?: boole
         positionsPerContext: positions,
         contextsPerWindow: config.data.contextsPerWindow,
         forwardBatch: config.data.forwardBatch,
-        ...(store ? { storeRows: samplesPerEpoch! } : {}),
+        ...(keep ? { storeRows: samplesPerEpoch! } : {}),
         openContexts: (contextState) => openCorpusContexts({ ...corpus, seed: config.seed, ...(contextState ? { state: contextState } : {}) }),
-        ...(state ? { state: state as LmActivationState } : {}),
-      }),
+        ...(saved ? { state: saved } : {}),
+      });
+    },
   });
 
   let evaluation: MainRunSummary['evaluation'] = null;
