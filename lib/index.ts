@@ -42,7 +42,7 @@ export { CorrelationAccumulator } from './analysis/universality.js';
 export { FiringRecord, findAutomata, type AutomataEdge, type AutomatonCycle } from './analysis/automata.js';
 export { featureMap, type FeatureMapPoint } from './analysis/feature-map.js';
 export { buildActivationCache, verifyActivationCache, ActivationCacheError, type BuildCacheOptions, type BuildCacheResult } from './data/activation-cache.js';
-export { Gpt2Training, type AdamWSettings, type LmStepResult } from './lm/training-model.js';
+export { Gpt2Training, type AdamWSettings, type LmQueuedStats, type LmStepResult } from './lm/training-model.js';
 export { writeTokenShard, readTokenShardHeader, verifyTokenShard, openTokenShard, TokenShardError, type TokenShardInfo, type TokenShardReader } from './data/token-shards.js';
 export { openShardContextStream } from './data/shard-contexts.js';
 export { openCorpusContexts, readContexts, corpusKind } from './data/corpus-contexts.js';
