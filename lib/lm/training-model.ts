@@ -382,11 +382,10 @@ export class Gpt2Training {
 
   /** The statistics of the steps queued since the last read (a wait for the backend). */
   readStats(): LmQueuedStats {
-    const queued = this.#queued > 0;
     this.#readLosses();
     const losses = this.#readBack;
     this.#readBack = [];
-    const gradNorm = queued || losses.length > 0 ? Math.sqrt((this.#buffers.gradSumSquares!.toArray() as Float32Array)[0]!) : Number.NaN;
+    const gradNorm = losses.length > 0 ? Math.sqrt((this.#buffers.gradSumSquares!.toArray() as Float32Array)[0]!) : Number.NaN;
     return { losses, gradNorm };
   }
 
