@@ -71,7 +71,7 @@ bool mma_attention_supported(int hd, long long heads, std::initializer_list<cons
   if (hd != 32 && hd != 64) return false;
   if (heads < 1 || heads > kMaxGridY) return false;
   for (const void* p : operands)  // the tiles are read as float4
-    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+    if (!aligned(p, 16)) return false;
   return true;
 }
 

@@ -160,6 +160,9 @@ class Carver {
 constexpr int kThreads = 256;          // threads per block of the elementwise / row kernels
 constexpr size_t kMaxBlocks = 65535;   // cap for grid-stride loops (any count is covered)
 
+// Whether p is a multiple of `bytes` (vector loads and stores, TMA).
+inline bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
 // Blocks for a grid-stride loop over `total` elements (total > 0).
 inline unsigned int grid_stride_blocks(size_t total) {
   const size_t blocks = (total + kThreads - 1) / kThreads;

@@ -127,6 +127,21 @@ struct FeatureGradOp {
   __device__ __forceinline__ int32_t* fired() const { return nullptr; }
 };
 
+// The store epilogue of either kernel, K split `splits` ways: run(epi, splits) launches the kernel
+// with `epi`. One split stores into C directly; more write their partial products to scratch
+// P [splits, M, N], which one pass then sums in order into C (deterministic).
+template <typename Run>
+int store_with_splits(const Op& op, int M, int N, int splits, const EpilogueStore& epilogue, Run&& run) {
+  if (splits == 1) return run(StoreOp{epilogue, aligned(epilogue.C, 8) && epilogue.ldc % 2 == 0}, 1);
+  DeviceScratch partials;
+  MS_TRY(partials.allocate(op, size_t(splits) * M * N * sizeof(float)));
+  StoreOp part{EpilogueStore{1.0f, 0.0f, static_cast<float*>(partials.get()), N}, N % 2 == 0};
+  part.split_stride = size_t(M) * N;
+  MS_TRY(run(part, splits));
+  MS_TRY(sum_split_partials(op, M, N, splits, static_cast<const float*>(partials.get()), epilogue));
+  return partials.release(op);
+}
+
 }  // namespace ms::cuda
 
 #endif  // MONOSEMANTIC_CUDA_GEMM_EPILOGUE_OPS_CUH

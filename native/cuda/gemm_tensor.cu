@@ -329,7 +329,6 @@ static __global__ void __launch_bounds__(kBlockThreads, 2)
 
 // ---- launch -------------------------------------------------------------------------------------
 
-static bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 template <bool TA, bool TB, typename Epi>
 static int launch(const Op& op, int M, int N, int K, const bf16* A, int lda, const bf16* B, int ldb,
@@ -411,17 +410,8 @@ int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, c
     if (!trans_a) return launch<false, true>(op, M, N, K, A, lda, B, ldb, epi, splits);
     return launch<true, false>(op, M, N, K, A, lda, B, ldb, epi, splits);
   };
-  const int splits = split_count(M, N, K);
-  if (splits == 1) return run(StoreOp{epilogue, aligned(epilogue.C, 8) && epilogue.ldc % 2 == 0}, 1);
-  // Too few output tiles for the GPU: each split of K writes its partial product [M, N], then one
-  // pass sums them in order into C (deterministic).
-  DeviceScratch partials;  // P [splits, M, N]
-  MS_TRY(partials.allocate(op, size_t(splits) * M * N * sizeof(float)));
-  StoreOp part{EpilogueStore{1.0f, 0.0f, static_cast<float*>(partials.get()), N}, N % 2 == 0};
-  part.split_stride = size_t(M) * N;
-  MS_TRY(run(part, splits));
-  MS_TRY(sum_split_partials(op, M, N, splits, static_cast<const float*>(partials.get()), epilogue));
-  return partials.release(op);
+  // Too few output tiles for the GPU: K is split (split_count).
+  return store_with_splits(op, M, N, split_count(M, N, K), epilogue, run);
 }
 
 int sum_split_partials(const Op& op, int M, int N, int splits, const float* P, const EpilogueStore& epilogue) {

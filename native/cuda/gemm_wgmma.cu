@@ -353,8 +353,6 @@ bool wanted() {
   return v && std::strcmp(v, "wgmma") == 0;
 }
 
-bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
-
 // A stored [K, M] (AMN) or [M, K]; B stored [K, N] (BMN) or [N, K].
 template <bool AMN, bool BMN, typename Epi>
 int launch(const Op& op, int M, int N, int K, const bf16* A, int lda, const bf16* B, int ldb, const Epi& epi,
@@ -422,17 +420,8 @@ int gemm_wgmma(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, co
     return launch<true, true>(op, M, N, K, A, lda, B, ldb, epi, splits);                            // TN
   };
   const long long tiles = (long long)((M + kBM - 1) / kBM) * ((N + kBN - 1) / kBN);
-  const int splits = split_count(tiles, (K + kBK - 1) / kBK, device_multiprocessors());
-  if (splits == 1) return run(StoreOp{epilogue, aligned(epilogue.C, 8) && epilogue.ldc % 2 == 0}, 1);
-  // Too few output tiles for the GPU: each split of K writes its partial product, then one pass
-  // sums them in order into C (deterministic).
-  DeviceScratch partials;  // P [splits, M, N]
-  MS_TRY(partials.allocate(op, size_t(splits) * M * N * sizeof(float)));
-  StoreOp part{EpilogueStore{1.0f, 0.0f, static_cast<float*>(partials.get()), N}, N % 2 == 0};
-  part.split_stride = size_t(M) * N;
-  MS_TRY(run(part, splits));
-  MS_TRY(sum_split_partials(op, M, N, splits, static_cast<const float*>(partials.get()), epilogue));
-  return partials.release(op);
+  // Too few output tiles for the GPU: K is split (split_count of gemm_wgmma_layout.h).
+  return store_with_splits(op, M, N, split_count(tiles, (K + kBK - 1) / kBK, device_multiprocessors()), epilogue, run);
 }
 
 int gemm_wgmma(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const bf16* A, int lda, const bf16* B,
