@@ -11,35 +11,19 @@
  * A missing barrier, a wrong causal bound, a fragment index off by a lane or a dropped partial sum
  * fails them. Needs a C++20 compiler (the one that builds the addon); skipped, saying so, without one.
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-
 import { expect, it } from 'vitest';
 
-const root = path.resolve(import.meta.dirname, '../..');
-const cxx = process.env.CXX ?? 'c++';
-const hasCompiler = spawnSync(cxx, ['--version']).status === 0;
-if (!hasCompiler) console.warn(`test/unit/attention-emulation: SKIPPED — no C++ compiler (${cxx})`);
+import { hasCompiler, runNativeProgram, warnIfNoCompiler } from '../helpers/native-program.js';
+
+warnIfNoCompiler('test/unit/attention-emulation');
 
 for (const [kernels, source] of [
   ['tiled', 'attention_tiled_emulation.cpp'],
   ['tensor-core', 'attention_mma_emulation.cpp'],
 ] as const) {
   it.skipIf(!hasCompiler)(`the emulated ${kernels} attention kernels equal float64 attention and its gradients`, () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'ms-attention-emulation-'));
-    try {
-      const exe = path.join(dir, 'emulation');
-      const build = spawnSync(cxx, ['-std=c++20', '-O2', '-pthread', '-I', path.join(root, 'native'), path.join(root, 'test/native', source), '-o', exe], { encoding: 'utf8' });
-      expect(build.status, build.stderr).toBe(0);
-      const run = spawnSync(exe, { encoding: 'utf8', timeout: 120_000 }); // a barrier that some threads skip would hang
-      expect(run.status, run.stdout + run.stderr).toBe(0);
-      const lines = run.stdout.trim().split('\n');
-      expect(lines.at(-1)).toBe('ok');
-      expect(lines.filter((l) => l.startsWith('ok   B')).length).toBe(6);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    // A barrier that some threads skip would hang: the run is cut at 120 s.
+    const lines = runNativeProgram(source, { flags: ['-std=c++20', '-O2', '-pthread'], timeout: 120_000 });
+    expect(lines.filter((l) => l.startsWith('ok   B')).length).toBe(6);
   }, 180_000);
 }
