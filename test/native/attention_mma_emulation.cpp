@@ -21,7 +21,6 @@
 #include <cstring>
 #include <functional>
 #include <memory>
-#include <random>
 #include <thread>
 #include <vector>
 
@@ -168,14 +167,7 @@ float round_bf16(float x) { return bf16_to_float(float_to_bf16(x)); }
 template <int HD>
 void run_case(const Case& c, unsigned seed) {
   const int C = c.n_head * HD, rows = c.B * c.T, heads = c.B * c.n_head;
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  auto random = [&](float scale) {
-    std::vector<float> x(size_t(rows) * C);
-    for (float& e : x) e = scale * normal(gen);
-    return x;
-  };
-  const std::vector<float> q = random(1.0f), k = random(1.5f), v = random(1.0f), dout = random(1.0f);
+  const auto [q, k, v, dout] = random_attention_inputs(rows, C, seed);
   const float scale = 1.0f / std::sqrt(float(HD));
   auto rounded = [](std::vector<float> x) {
     for (float& e : x) e = round_bf16(e);

@@ -1,12 +1,34 @@
-// Float64 causal attention and its gradients, and the error measure, shared by the host emulations
-// of the CUDA attention kernels (attention_tiled_emulation.cpp, attention_mma_emulation.cpp).
+// Float64 causal attention and its gradients, the random inputs and the error measure, shared by the
+// host emulations of the CUDA attention kernels (attention_tiled_emulation.cpp, attention_mma_emulation.cpp).
 #ifndef MONOSEMANTIC_TEST_ATTENTION_REFERENCE_H
 #define MONOSEMANTIC_TEST_ATTENTION_REFERENCE_H
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <random>
 #include <vector>
+
+struct AttentionInputs {
+  std::vector<float> q, k, v, dout;  // [rows, C] each
+};
+
+// Normal q, k (scaled by 1.5), v and dout [rows, C], drawn in that order from mt19937(seed).
+inline AttentionInputs random_attention_inputs(int rows, int C, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  auto random = [&](float scale) {
+    std::vector<float> x(size_t(rows) * C);
+    for (float& e : x) e = scale * normal(gen);
+    return x;
+  };
+  AttentionInputs in;
+  in.q = random(1.0f);
+  in.k = random(1.5f);
+  in.v = random(1.0f);
+  in.dout = random(1.0f);
+  return in;
+}
 
 struct AttentionReference {
   std::vector<double> out, lse, dq, dk, dv;
