@@ -78,28 +78,39 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
 }
 
 describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
+  /**
+   * Seeded q, k, v and dout [B·T, C] through the attention's training forward and its backward on
+   * both backends, at `precision` (default: the ops' own, fp32); with a precision, the forward alone
+   * too (`plain`).
+   */
+  async function attentionOnBoth(batch: number, T: number, C: number, nHead: number, seed: number, precision?: 'bf16') {
+    const rng = new Rng(seed);
+    const rows = batch * T;
+    const q = normalArray(rng, rows * C);
+    const k = normalArray(rng, rows * C, 1.5);
+    const v = normalArray(rng, rows * C);
+    const dout = normalArray(rng, rows * C);
+    return onBoth(async (backend) => {
+      using tq = Tensor.from(q, [rows, C], { backend });
+      using tk = Tensor.from(k, [rows, C], { backend });
+      using tv = Tensor.from(v, [rows, C], { backend });
+      using tdout = Tensor.from(dout, [rows, C], { backend });
+      using plain = Tensor.full([rows, C], Number.NaN, { backend });
+      if (precision) await attention(tq, tk, tv, batch, T, T, 0, nHead, plain, precision);
+      using out = Tensor.full([rows, C], Number.NaN, { backend });
+      using lse = Tensor.full([batch, nHead, T], Number.NaN, { backend });
+      await attentionForwardTrain(tq, tk, tv, batch, T, nHead, out, lse, precision);
+      using dq = Tensor.full([rows, C], Number.NaN, { backend });
+      using dk = Tensor.full([rows, C], Number.NaN, { backend });
+      using dv = Tensor.full([rows, C], Number.NaN, { backend });
+      await attentionBackward(tdout, tq, tk, tv, out, lse, batch, T, nHead, dq, dk, dv, precision);
+      return { plain: f32(plain), out: f32(out), lse: f32(lse), dq: f32(dq), dk: f32(dk), dv: f32(dv) };
+    });
+  }
+
   for (const [batch, T, C, nHead] of [[3, 7, 76, 4], [2, 64, 768, 12], [1, 300, 96, 3]] as const) {
     it(`attentionForwardTrain and attentionBackward (B ${batch}, T ${T}, C ${C}, ${nHead} heads) match the CPU`, async () => {
-      const rng = new Rng(1);
-      const rows = batch * T;
-      const q = normalArray(rng, rows * C);
-      const k = normalArray(rng, rows * C, 1.5);
-      const v = normalArray(rng, rows * C);
-      const dout = normalArray(rng, rows * C);
-      const r = await onBoth(async (backend) => {
-        using tq = Tensor.from(q, [rows, C], { backend });
-        using tk = Tensor.from(k, [rows, C], { backend });
-        using tv = Tensor.from(v, [rows, C], { backend });
-        using tdout = Tensor.from(dout, [rows, C], { backend });
-        using out = Tensor.full([rows, C], Number.NaN, { backend });
-        using lse = Tensor.full([batch, nHead, T], Number.NaN, { backend });
-        await attentionForwardTrain(tq, tk, tv, batch, T, nHead, out, lse);
-        using dq = Tensor.full([rows, C], Number.NaN, { backend });
-        using dk = Tensor.full([rows, C], Number.NaN, { backend });
-        using dv = Tensor.full([rows, C], Number.NaN, { backend });
-        await attentionBackward(tdout, tq, tk, tv, out, lse, batch, T, nHead, dq, dk, dv);
-        return { out: f32(out), lse: f32(lse), dq: f32(dq), dk: f32(dk), dv: f32(dv) };
-      });
+      const r = await attentionOnBoth(batch, T, C, nHead, 1);
       for (const key of ['out', 'lse', 'dq', 'dk', 'dv'] as const) expect(maxErr(r.cuda[key], r.cpu[key]), key).toBeLessThan(1e-5);
     });
   }
@@ -110,28 +121,7 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
   const mma = process.env.MONOSEMANTIC_CUDA_ATTENTION === 'mma';
   for (const [batch, T, C, nHead] of [[1, 65, 32, 1], [2, 200, 96, 3], [3, 129, 128, 2], [1, 1024, 128, 4]] as const) {
     it(`attention at bf16 (B ${batch}, T ${T}, C ${C}, ${nHead} heads): forward, training forward and backward match the CPU (${mma ? 'tensor cores' : 'fp32 kernels'})`, async () => {
-      const rng = new Rng(11);
-      const rows = batch * T;
-      const q = normalArray(rng, rows * C);
-      const k = normalArray(rng, rows * C, 1.5);
-      const v = normalArray(rng, rows * C);
-      const dout = normalArray(rng, rows * C);
-      const r = await onBoth(async (backend) => {
-        using tq = Tensor.from(q, [rows, C], { backend });
-        using tk = Tensor.from(k, [rows, C], { backend });
-        using tv = Tensor.from(v, [rows, C], { backend });
-        using tdout = Tensor.from(dout, [rows, C], { backend });
-        using plain = Tensor.full([rows, C], Number.NaN, { backend });
-        await attention(tq, tk, tv, batch, T, T, 0, nHead, plain, 'bf16');
-        using out = Tensor.full([rows, C], Number.NaN, { backend });
-        using lse = Tensor.full([batch, nHead, T], Number.NaN, { backend });
-        await attentionForwardTrain(tq, tk, tv, batch, T, nHead, out, lse, 'bf16');
-        using dq = Tensor.full([rows, C], Number.NaN, { backend });
-        using dk = Tensor.full([rows, C], Number.NaN, { backend });
-        using dv = Tensor.full([rows, C], Number.NaN, { backend });
-        await attentionBackward(tdout, tq, tk, tv, out, lse, batch, T, nHead, dq, dk, dv, 'bf16');
-        return { plain: f32(plain), out: f32(out), lse: f32(lse), dq: f32(dq), dk: f32(dk), dv: f32(dv) };
-      });
+      const r = await attentionOnBoth(batch, T, C, nHead, 11, 'bf16');
       for (const key of ['plain', 'out', 'lse', 'dq', 'dk', 'dv'] as const) {
         const err = maxErr(r.cuda[key], r.cpu[key]);
         expect(err, key).toBeLessThan(mma ? 1.5e-2 : 1e-5);
