@@ -29,25 +29,16 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
-// *total = sum of partial[0, count), one block.
+// out[0] = (accumulate ? out[0] : 0) + scale * (sum of partial[0, count)), one block; Out double
+// (scale 1, no accumulation: the plain total) or float (rounded once).
+template <typename Out>
 __global__ void __launch_bounds__(kThreads) sum_partials_kernel(unsigned int count, const double* __restrict__ partial,
-                                                                 double* __restrict__ total) {
+                                                                 double scale, Out* __restrict__ out, bool accumulate) {
   __shared__ double scratch[33];
   double s = 0.0;
   for (unsigned int i = threadIdx.x; i < count; i += blockDim.x) s += partial[i];
   s = block_sum(s, scratch);
-  if (threadIdx.x == 0) *total = s;
-}
-
-// out[0] = (accumulate ? out[0] : 0) + scale * (sum of partial[0, count)), one block.
-__global__ void __launch_bounds__(kThreads) sum_partials_into_kernel(unsigned int count, const double* __restrict__ partial,
-                                                                      double scale, float* __restrict__ out,
-                                                                      bool accumulate) {
-  __shared__ double scratch[33];
-  double s = 0.0;
-  for (unsigned int i = threadIdx.x; i < count; i += blockDim.x) s += partial[i];
-  s = block_sum(s, scratch);
-  if (threadIdx.x == 0) out[0] = float((accumulate ? double(out[0]) : 0.0) + scale * s);
+  if (threadIdx.x == 0) out[0] = Out((accumulate ? double(out[0]) : 0.0) + scale * s);
 }
 
 __global__ void scale_kernel(size_t count, float* __restrict__ x, float alpha) {
@@ -124,7 +115,7 @@ int sum_squares(size_t count, const float* x, double* out_host, ms_error* err) {
   double* partial = static_cast<double*>(scratch.get());
   sum_squares_partial_kernel<<<blocks, kThreads, 0, op.stream>>>(count, x, partial);
   MS_TRY(check_launch(op, "sum_squares_partial_kernel"));
-  sum_partials_kernel<<<1, kThreads, 0, op.stream>>>(blocks, partial, partial + blocks);
+  sum_partials_kernel<double><<<1, kThreads, 0, op.stream>>>(blocks, partial, 1.0, partial + blocks, false);
   MS_TRY(check_launch(op, "sum_partials_kernel"));
   double total = 0.0;
   MS_TRY(check(op, cudaMemcpyAsync(&total, partial + blocks, sizeof total, cudaMemcpyDeviceToHost, op.stream),
@@ -147,8 +138,8 @@ int reduce_sum_into(size_t count, const float* x, int square, double scale, floa
   double* partial = static_cast<double*>(scratch.get());
   sum_squares_partial_kernel<<<blocks, kThreads, 0, op.stream>>>(count, x, partial, square != 0);
   MS_TRY(check_launch(op, "sum_squares_partial_kernel"));
-  sum_partials_into_kernel<<<1, kThreads, 0, op.stream>>>(blocks, partial, scale, out, accumulate != 0);
-  MS_TRY(check_launch(op, "sum_partials_into_kernel"));
+  sum_partials_kernel<float><<<1, kThreads, 0, op.stream>>>(blocks, partial, scale, out, accumulate != 0);
+  MS_TRY(check_launch(op, "sum_partials_kernel"));
   MS_TRY(scratch.release(op));
   return finish(op);
 }
