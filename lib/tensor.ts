@@ -196,6 +196,22 @@ export class Tensor {
     return Tensor.from(this.toArray(), this.shape, { dtype: this.dtype, backend });
   }
 
+  /**
+   * A tensor of `shape` over elements offset .. offset + size − 1 of this one (row-major, same
+   * dtype and backend), sharing its memory: writes through either show in both, and the memory is
+   * freed once this tensor and every view of it are disposed. The view must start a multiple of
+   * VIEW_ALIGN_BYTES into the allocation. Operations tell tensors apart by identity, not by memory:
+   * an operation's output must not overlap another of its operands through a view.
+   */
+  view(offset: number, shape: readonly number[]): Tensor {
+    const size = checkShape(shape);
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset + size > this.size) {
+      throw new RangeError(`a view of ${size} elements at ${offset} is outside the tensor's ${this.size} elements`);
+    }
+    const native = new (nativeAddon().NativeTensor)(this.native, offset, size);
+    return new Tensor(shape, this.dtype, this.backend, native);
+  }
+
   /** Frees the memory now (idempotent). */
   dispose(): void {
     if (this.#native !== null) {
@@ -211,4 +227,35 @@ export class Tensor {
   toString(): string {
     return `Tensor(${formatShape(this.shape)}, ${this.dtype}, ${this.backend}${this.disposed ? ', disposed' : ''})`;
   }
+}
+
+/** Where a view may start in its allocation: a multiple of this many bytes (native/core/tensor.h). */
+export const VIEW_ALIGN_BYTES = 256;
+
+const DTYPE_BYTES: Record<DType, number> = { f32: 4, bf16: 2, i32: 4 };
+
+/**
+ * Tensors of the given shapes in one allocation, one after another, each starting on a
+ * VIEW_ALIGN_BYTES boundary: `parts` (views, in order) and `whole`, the 1-D tensor over all of
+ * them and the gaps between them, zero-filled. An operation over `whole` (a fill, a reduction, an
+ * optimizer update) covers every part in one call. Dispose both.
+ */
+export function packedTensors(shapes: readonly (readonly number[])[], options: TensorOptions = {}): { whole: Tensor; parts: Tensor[] } {
+  const dtype = checkDtype(options.dtype ?? 'f32');
+  const align = VIEW_ALIGN_BYTES / DTYPE_BYTES[dtype];
+  const offsets: number[] = [];
+  let total = 0;
+  for (const shape of shapes) {
+    offsets.push(total);
+    total += Math.ceil(checkShape(shape) / align) * align;
+  }
+  const whole = Tensor.zeros([total], { ...options, dtype });
+  const parts: Tensor[] = [];
+  try {
+    shapes.forEach((shape, i) => parts.push(whole.view(offsets[i]!, shape)));
+  } catch (error) {
+    for (const t of [whole, ...parts]) t.dispose();
+    throw error;
+  }
+  return { whole, parts };
 }

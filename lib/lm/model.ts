@@ -114,6 +114,8 @@ export class Gpt2Model {
   #owned: Tensor[] = [];
   /** Scratch tensors reused across forwards while their shape fits (forwards run one at a time). */
   #scratch = new Map<string, Tensor>();
+  /** The keys and values of a forward given no cache, reused while batch and T stay the same. */
+  #ownCache: KvCache | null = null;
   #queue: Promise<unknown> = Promise.resolve();
   #disposed = false;
 
@@ -217,17 +219,25 @@ export class Gpt2Model {
     const at = async (name: string, x: Tensor): Promise<boolean> => {
       const intervention = interventions[name];
       if (intervention) await intervention(x, context(name));
+      const stop = hookPoint(cfg, name).order >= stopOrder;
       if (capture.has(name)) {
-        const copy = Tensor.empty(x.shape, { backend: this.backend });
-        copy.copyFrom(x);
-        captured[name] = copy;
+        // The forward ends here: nothing writes x again, so a scratch x is handed over (the next
+        // forward allocates its own) instead of copied. Otherwise a copy.
+        const slot = stop ? this.#scratchSlot(x) : undefined;
+        if (slot !== undefined) {
+          this.#scratch.delete(slot);
+          captured[name] = x;
+        } else {
+          const copy = Tensor.empty(x.shape, { backend: this.backend });
+          copy.copyFrom(x);
+          captured[name] = copy;
+        }
       }
-      return hookPoint(cfg, name).order >= stopOrder;
+      return stop;
     };
-    let ownCache: KvCache | null = null;
     let logits: Tensor | null = null;
     try {
-      const kv = cache ?? (ownCache = new KvCache(cfg, batch, T, this.backend));
+      const kv = cache ?? this.#cacheFor(batch, T);
       const idsT = tmp('ids', [rows], 'i32');
       idsT.upload(ids);
       const done = () => ({ captured, logits: null, loss: null });
@@ -313,9 +323,26 @@ export class Gpt2Model {
       for (const t of Object.values(captured)) t.dispose();
       if (options.logits) logits?.dispose();
       throw error;
-    } finally {
-      ownCache?.dispose();
     }
+  }
+
+  /** The model's own cache for a forward of [batch, T] given none (keys and values of every layer). */
+  #cacheFor(batch: number, T: number): KvCache {
+    const held = this.#ownCache;
+    if (held && held.batch === batch && held.capacity === T) {
+      held.length = 0;
+      return held;
+    }
+    held?.dispose();
+    this.#ownCache = null;
+    this.#ownCache = new KvCache(this.config, batch, T, this.backend);
+    return this.#ownCache;
+  }
+
+  /** The scratch slot holding exactly tensor t, if any. */
+  #scratchSlot(t: Tensor): string | undefined {
+    for (const [slot, held] of this.#scratch) if (held === t) return slot;
+    return undefined;
   }
 
   /** A scratch tensor of exactly `shape` for `slot`, reused while the shape stays the same. */
@@ -336,6 +363,8 @@ export class Gpt2Model {
     for (const t of this.#owned) t.dispose();
     for (const t of this.#scratch.values()) t.dispose();
     this.#scratch.clear();
+    this.#ownCache?.dispose();
+    this.#ownCache = null;
   }
 
   [Symbol.dispose](): void {

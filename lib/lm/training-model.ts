@@ -7,11 +7,13 @@
  * operand the unembedding's backward products read), the backward pass through every layer (parameter
  * gradients accumulate into zeroed buffers), global gradient-norm clipping and AdamW. Weight
  * decay applies to the matrices (c_attn, c_proj, c_fc, mlp c_proj, the embeddings and an untied
- * unembedding), not to biases or LayerNorm parameters.
+ * unembedding), not to biases or LayerNorm parameters. The parameters of each decay setting share
+ * one allocation per role (values, gradients, moments), so the per-step work on all of them —
+ * zeroing the gradients, the gradient norm, AdamW — is two calls each, whatever the depth.
  */
 import { reduceSumInto } from '../ops.js';
 import { type BackendName, resolveBackend } from '../backend.js';
-import { Tensor } from '../tensor.js';
+import { Tensor, packedTensors } from '../tensor.js';
 import type { Gpt2Config } from './config.js';
 import { activation, add, crossEntropy, embed, layerNorm, linear, linearT, type MatmulPrecision } from './ops.js';
 import {
@@ -61,7 +63,7 @@ export interface LmQueuedStats {
 /** Steps whose losses wait on the backend; one more queued step reads them first. */
 const QUEUED_LOSSES = 256;
 
-/** One trainable parameter: its value, gradient and AdamW moments. */
+/** One trainable parameter: its value, gradient and AdamW moments (views into its group's tensors). */
 interface Param {
   name: string;
   value: Tensor;
@@ -69,6 +71,19 @@ interface Param {
   m: Tensor;
   v: Tensor;
   decay: boolean;
+}
+
+/**
+ * The parameters with one weight-decay setting, packed: each of values, grads, m and v is one
+ * allocation holding every parameter of the group (zero gaps between them), so zeroing the
+ * gradients, their squared norm and the AdamW update take one call per group, not one per tensor.
+ */
+interface ParamGroup {
+  decay: boolean;
+  values: Tensor;
+  grads: Tensor;
+  m: Tensor;
+  v: Tensor;
 }
 
 interface LayerActivations {
@@ -86,6 +101,7 @@ export class Gpt2Training {
   readonly batch: number;
   readonly T: number;
   #params: Param[] = [];
+  #groups: ParamGroup[] = [];
   #byName = new Map<string, Param>();
   #acts: LayerActivations[] = [];
   #buffers: Record<string, Tensor> = {};
@@ -111,14 +127,28 @@ export class Gpt2Training {
       this.#owned.push(t);
       return t;
     };
+    const specs: { name: string; data: Float32Array; shape: number[]; decay: boolean }[] = [];
     const param = (name: string, data: Float32Array, shape: number[], decay: boolean) => {
-      const value = make(shape);
-      value.upload(data);
-      const p: Param = { name, value, grad: make(shape), m: make(shape), v: make(shape), decay };
-      p.m.fill(0);
-      p.v.fill(0);
-      this.#params.push(p);
-      this.#byName.set(name, p);
+      const size = shape.reduce((a, b) => a * b, 1);
+      if (data.length !== size) throw new RangeError(`${name} holds ${data.length} values; its shape [${shape.join(', ')}] needs ${size}`);
+      specs.push({ name, data, shape, decay });
+    };
+    /** The parameters of one decay setting as a group; their Param entries in declaration order. */
+    const pack = (decay: boolean) => {
+      const members = specs.filter((s) => s.decay === decay);
+      if (members.length === 0) return;
+      const shapes = members.map((s) => s.shape);
+      const packed = () => {
+        const { whole, parts } = packedTensors(shapes, { backend: this.backend });
+        this.#owned.push(whole, ...parts);
+        return { whole, parts };
+      };
+      const [values, grads, m, v] = [packed(), packed(), packed(), packed()];
+      this.#groups.push({ decay, values: values.whole, grads: grads.whole, m: m.whole, v: v.whole });
+      members.forEach((s, i) => {
+        values.parts[i]!.upload(s.data);
+        this.#byName.set(s.name, { name: s.name, value: values.parts[i]!, grad: grads.parts[i]!, m: m.parts[i]!, v: v.parts[i]!, decay });
+      });
     };
     try {
       param('wte', weights.wte, [config.vocabSize, C], true);
@@ -136,6 +166,9 @@ export class Gpt2Training {
         if (!weights.lmHead) throw new RangeError('an untied model needs lm_head weights');
         param('lmHead', weights.lmHead, [config.vocabSize, C], true);
       }
+      pack(true);
+      pack(false);
+      this.#params = specs.map((s) => this.#byName.get(s.name)!);
       for (let L = 0; L < config.nLayer; L++) {
         const post = make([rows, M]);
         this.#acts.push({
@@ -322,7 +355,7 @@ export class Gpt2Training {
     const valid = this.#upload(ids, targets);
     const b = this.#buffers as Record<string, Tensor>;
     const p = (name: string) => this.#byName.get(name)!;
-    for (const param of this.#params) param.grad.fill(0);
+    for (const group of this.#groups) group.grads.fill(0);
     const prec = this.precision;
     await this.#forward();
     const unembed = cfg.tiedEmbeddings ? p('wte') : p('lmHead');
@@ -364,16 +397,16 @@ export class Gpt2Training {
     const valid = await this.#forwardBackward(ids, targets);
     const b = this.#buffers;
     await reduceSumInto(b.losses!, b.stepLosses!, { scale: 1 / valid, index: this.#queued });
-    for (const [i, param] of this.#params.entries()) await reduceSumInto(param.grad, b.gradSumSquares!, { square: true, accumulate: i > 0 });
+    for (const [i, group] of this.#groups.entries()) await reduceSumInto(group.grads, b.gradSumSquares!, { square: true, accumulate: i > 0 });
     this.#steps += 1;
     this.#queued += 1;
-    for (const param of this.#params) {
-      await adamW(param.value, param.grad, param.m, param.v, {
+    for (const group of this.#groups) {
+      await adamW(group.values, group.grads, group.m, group.v, {
         lr: settings.lr,
         beta1: settings.beta1,
         beta2: settings.beta2,
         eps: settings.eps,
-        weightDecay: param.decay ? settings.weightDecay : 0,
+        weightDecay: group.decay ? settings.weightDecay : 0,
         step: this.#steps,
         ...(settings.clipGradNorm > 0 ? { clip: { sumSquares: b.gradSumSquares!, maxNorm: settings.clipGradNorm } } : {}),
       });

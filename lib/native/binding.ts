@@ -15,6 +15,8 @@ export interface NativeTensor {
 
 export interface NativeTensorConstructor {
   new (backend: string, dtype: number, numel: number): NativeTensor;
+  /** A view of elements [elementOffset, elementOffset + numel) of base (native/core/tensor.h). */
+  new (base: NativeTensor, elementOffset: number, numel: number): NativeTensor;
 }
 
 export interface NativeStats {

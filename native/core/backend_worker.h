@@ -39,7 +39,7 @@ struct Operands {
     if (t->backend() != backend)
       throw Napi::TypeError::New(env, std::string(key) + " is on another backend than the other operands");
     keep_alive.push_back(t->buffer());
-    return t->buffer()->ptr;
+    return t->data();
   }
   void* take_f32(const Napi::Object& obj, const char* key, size_t numel) {
     return take(obj, key, MS_F32, numel);

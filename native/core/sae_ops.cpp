@@ -102,8 +102,8 @@ class GradsWorker : public BackendWorker {
     Tensor* wst = Tensor::From(ws, "workspace");
     const size_t need = operands_.backend->table->sae_workspace_bytes(dims.batch, dims.d, dims.n,
                                                                       dims.precision);
-    if (wst->buffer()->bytes < need)
-      throw Napi::RangeError::New(env, "workspace holds " + std::to_string(wst->buffer()->bytes) +
+    if (wst->bytes() < need)
+      throw Napi::RangeError::New(env, "workspace holds " + std::to_string(wst->bytes()) +
                                            " bytes; " + std::to_string(need) + " needed");
     args_.workspace = operands_.take(a, "workspace", wst->dtype(), 0);
     const Napi::Value read_stats = a.Get("readStats");  // false: no statistics, no wait for them

@@ -60,9 +60,15 @@ Napi::Function Tensor::Define(Napi::Env env) {
                      });
 }
 
-// new NativeTensor(backend: 'cpu' | 'cuda', dtype: 0 | 1 | 2, numel: number)
+// new NativeTensor(backend: 'cpu' | 'cuda', dtype: 0 | 1 | 2, numel: number), or
+// new NativeTensor(base: NativeTensor, elementOffset: number, numel: number) for a view.
 Tensor::Tensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tensor>(info) {
   Napi::Env env = info.Env();
+  if (info.Length() == 3 && info[0].IsObject()) {
+    InitView(info);
+    info.This().As<Napi::Object>().TypeTag(&kTensorTag);
+    return;
+  }
   if (info.Length() != 3 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber())
     throw Napi::TypeError::New(env, "NativeTensor(backend, dtype, numel): bad arguments");
   const std::string name = info[0].As<Napi::String>();
@@ -84,6 +90,31 @@ Tensor::Tensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tensor>(info) 
   }
   buffer_ = std::make_shared<DeviceBuffer>(backend, ptr, bytes);
   info.This().As<Napi::Object>().TypeTag(&kTensorTag);
+}
+
+void Tensor::InitView(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Tensor* base = From(info[0], "NativeTensor view: base");
+  if (!info[1].IsNumber() || !info[2].IsNumber())
+    throw Napi::TypeError::New(env, "NativeTensor(base, elementOffset, numel): bad arguments");
+  const double offset = info[1].As<Napi::Number>().DoubleValue();
+  const double numel = info[2].As<Napi::Number>().DoubleValue();
+  const auto whole = [](double v) { return v >= 0 && v <= 9.0e15 && v == double(size_t(v)); };
+  if (!whole(offset) || !whole(numel))
+    throw Napi::RangeError::New(env, "NativeTensor view: element offset and count must be non-negative integers");
+  if (size_t(offset) > base->numel_ || size_t(numel) > base->numel_ - size_t(offset))
+    throw Napi::RangeError::New(env, "NativeTensor view: elements [" + std::to_string(size_t(offset)) + ", " +
+                                         std::to_string(size_t(offset) + size_t(numel)) + ") exceed the base's " +
+                                         std::to_string(base->numel_));
+  const size_t offset_bytes = base->offset_bytes_ + size_t(offset) * dtype_size(base->dtype_);
+  if (offset_bytes % kViewAlign != 0)
+    throw Napi::RangeError::New(env, "NativeTensor view: element offset " + std::to_string(size_t(offset)) +
+                                         " does not start a " + std::to_string(kViewAlign) +
+                                         "-byte aligned view");
+  buffer_ = base->buffer_;
+  offset_bytes_ = offset_bytes;
+  dtype_ = base->dtype_;
+  numel_ = size_t(numel);
 }
 
 Tensor* Tensor::From(Napi::Value value, const char* what) {
@@ -120,7 +151,7 @@ Tensor::HostSpan Tensor::CheckTransfer(const Napi::CallbackInfo& info, const cha
                                          " exceed the tensor's " + std::to_string(numel_));
   const size_t esize = dtype_size(dtype_);
   return HostSpan{static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset(),
-                  static_cast<uint8_t*>(buffer_->ptr) + first * esize, count * esize};
+                  static_cast<uint8_t*>(data()) + first * esize, count * esize};
 }
 
 // upload(src: TypedArray matching dtype, elementOffset = 0): copies src into elements
@@ -154,7 +185,7 @@ Napi::Value Tensor::Fill(const Napi::CallbackInfo& info) {
   ms_error err{};
   Backend* be = buffer_->backend;
   std::lock_guard<std::mutex> lock(be->mutex);
-  if (be->table->fill(buffer_->ptr, dtype_, numel_, info[0].As<Napi::Number>().DoubleValue(), &err) !=
+  if (be->table->fill(data(), dtype_, numel_, info[0].As<Napi::Number>().DoubleValue(), &err) !=
       MS_OK)
     throw_error(env, err);
   return env.Undefined();
@@ -170,10 +201,16 @@ Napi::Value Tensor::CopyFrom(const Napi::CallbackInfo& info) {
   if (src->numel_ != numel_)
     throw Napi::RangeError::New(env, "Tensor.copyFrom: element counts differ (" +
                                          std::to_string(src->numel_) + " vs " + std::to_string(numel_) + ")");
+  if (src->buffer_ == buffer_) {  // views of one buffer: the same elements, or disjoint ones
+    if (src->offset_bytes_ == offset_bytes_ && src->dtype_ == dtype_) return env.Undefined();
+    const size_t a0 = offset_bytes_, a1 = a0 + bytes(), b0 = src->offset_bytes_, b1 = b0 + src->bytes();
+    if (a0 < b1 && b0 < a1)
+      throw Napi::RangeError::New(env, "Tensor.copyFrom: source and destination overlap (views of one buffer)");
+  }
   ms_error err{};
   Backend* be = buffer_->backend;
   std::lock_guard<std::mutex> lock(be->mutex);
-  if (be->table->cast(buffer_->ptr, dtype_, src->buffer_->ptr, src->dtype_, numel_, &err) != MS_OK)
+  if (be->table->cast(data(), dtype_, src->data(), src->dtype_, numel_, &err) != MS_OK)
     throw_error(env, err);
   return env.Undefined();
 }
@@ -188,7 +225,7 @@ Napi::Value Tensor::GetDisposed(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Tensor::GetByteLength(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), buffer_ ? double(buffer_->bytes) : 0.0);
+  return Napi::Number::New(info.Env(), buffer_ ? double(bytes()) : 0.0);
 }
 
 }  // namespace ms::core

@@ -1,10 +1,11 @@
-/** Tensor handles on the CPU backend: round trips, casts, disposal and argument errors. */
+/** Tensor handles on the CPU backend: round trips, casts, disposal, views and argument errors. */
 import { describe, expect, it } from 'vitest';
 
 import { nativeAddon, synchronize } from '../../lib/backend.js';
 import { Rng } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
 import { roundBf16, uniformArray } from '../helpers/data.js';
+import { defineTensorViewTests } from '../helpers/tensor-views.js';
 
 describe('Tensor (cpu)', () => {
   const rng = new Rng(5);
@@ -91,6 +92,10 @@ describe('Tensor (cpu)', () => {
     }
     expect(error).toMatchObject({ name: 'MonosemanticError', code: 'E_OOM', op: 'alloc' });
   });
+});
+
+describe('Tensor views (cpu)', () => {
+  defineTensorViewTests('cpu');
 });
 
 describe('synchronize', () => {

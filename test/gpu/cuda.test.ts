@@ -13,6 +13,7 @@ import { Tensor } from '../../lib/tensor.js';
 import { normalArray, relError, roundBf16, uniformArray } from '../helpers/data.js';
 import { trainOnPlanted } from '../helpers/planted.js';
 import { defineSaeParityTests } from '../helpers/sae-parity.js';
+import { defineTensorViewTests } from '../helpers/tensor-views.js';
 
 const status = backendStatus();
 const hasCuda = status.cuda.available;
@@ -53,6 +54,10 @@ describe.skipIf(!hasCuda)('cuda backend', () => {
     expect((error as Error).message).toMatch(/cudaMalloc|alloc/);
     using after = Tensor.full([8], 3, { backend: 'cuda' }); // the context survives
     expect(after.toArray()[7]).toBe(3);
+  });
+
+  describe('tensor views', () => {
+    defineTensorViewTests('cuda');
   });
 
   describe('parity with the float64 reference', () => {

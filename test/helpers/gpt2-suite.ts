@@ -84,6 +84,19 @@ export function defineGpt2FixtureTests(backend: BackendName): void {
       full.logits!.dispose();
       using fullPost = full.captured['blocks.0.mlp.hook_post']!;
       expect(post.toArray()).toEqual(fullPost.toArray());
+      // A captured activation is the caller's: later forwards (which stop at the same hook, or
+      // pass it and capture an earlier one) leave it as it was.
+      const first = post.toArray();
+      const other = await model.forward(ref.ids.slice().reverse(), ref.batch, { capture: ['blocks.0.mlp.hook_post', 'blocks.0.hook_resid_pre'] });
+      using otherPost = other.captured['blocks.0.mlp.hook_post']!;
+      using otherPre = other.captured['blocks.0.hook_resid_pre']!;
+      const otherPreValues = otherPre.toArray();
+      const again = await model.forward(ref.ids, ref.batch, { capture: ['blocks.0.mlp.hook_post'] });
+      using againPost = again.captured['blocks.0.mlp.hook_post']!;
+      expect(post.toArray()).toEqual(first);
+      expect(againPost.toArray()).toEqual(first);
+      expect(otherPost.toArray()).not.toEqual(first);
+      expect(otherPre.toArray()).toEqual(otherPreValues); // a copy: the residual stream is rewritten by each forward
       await expect(model.forward(ref.ids, ref.batch, { capture: ['blocks.7.hook_resid_pre'] })).rejects.toThrow(/unknown hook 'blocks\.7\.hook_resid_pre'/);
       await expect(model.forward(Int32Array.of(1, 2, 999), 1, { logits: true })).rejects.toThrow(/ids\[2\] = 999 is outside the vocabulary/);
     });
