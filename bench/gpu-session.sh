@@ -176,7 +176,8 @@ bench)
 next)
   # What the last session left to measure, most important first, cut at DEADLINE (default 330 s):
   # test/gpu (operations queued by default, uploads and device copies queued too, queueStep against
-  # step in the parity suites; cuda-async compares both modes) and memcheck on the
+  # step in the parity suites; cuda-async compares both modes); the host's cost per native call
+  # (bench/op-overhead.ts); memcheck on the
   # cross-entropy backward; where the harvest's wall time goes beyond its 2 ms of kernels (the
   # enqueue cost of each operation with queued operations, and with each completed, and nsys's API
   # trace where it exists); the SAE step at the three shapes next to torch.compile at each; the LM
@@ -190,6 +191,7 @@ next)
   shapes=$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)
   lm=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64" || echo "--batch 64 --ctx 1024")
   step "test/gpu" node_modules/.bin/vitest run test/gpu
+  step "host cost per native call" node dist/bench/op-overhead.js --backend "$backend" --calls "$([ "$quick" = 1 ] && echo 100 || echo 2000)"
   command -v compute-sanitizer >/dev/null && step "sanitizer memcheck: cross-entropy" compute-sanitizer --tool memcheck \
     --error-exitcode 1 --target-processes all node_modules/.bin/vitest run test/gpu/cuda-transformer-grads.test.ts -t crossEntropy
   harvest=(node dist/bench/lm-forward.js --backend "$backend" --precision bf16 $lm --cases harvest --iters 20)
@@ -227,7 +229,7 @@ next)
   ;;
 kernels)
   # The kernels not yet run on a GPU, most important first, cut at DEADLINE (default 330 s): the
-  # GEMM playground's correctness sweep (version 3, wgmma + TMA, against float64); the SAE step
+  # host's cost per native call (bench/op-overhead.ts, a few seconds); the GEMM playground's correctness sweep (version 3, wgmma + TMA, against float64); the SAE step
   # with the Hopper GEMM (native/cuda/gemm_wgmma.cu, MONOSEMANTIC_CUDA_GEMM=wgmma) against the
   # simple path and float64, and timed next to mma.sync at the issue's three shapes (the LM's bf16
   # products take it too where both variables are set below); the tensor-core
@@ -240,6 +242,7 @@ kernels)
   on=(env MONOSEMANTIC_CUDA_ATTENTION=mma)
   both=(env MONOSEMANTIC_CUDA_ATTENTION=mma MONOSEMANTIC_CUDA_GEMM=wgmma)
   gemm_ready=$([ "$backend" = cuda ] && [ -x "$playground" ] && echo 1 || echo 0)
+  step "host cost per native call" node dist/bench/op-overhead.js --backend "$backend" --calls "$([ "$quick" = 1 ] && echo 100 || echo 2000)"
   # The wgmma version waits on mbarriers: a fault in its copies would hang it, so its steps are capped.
   [ "$gemm_ready" = 1 ] && STEP_CAP=60 step "gemm playground: correctness" "$playground" --check ${cublas:+--cublas "$cublas"}
   # The SAE step with the Hopper GEMM in the library (MONOSEMANTIC_CUDA_GEMM=wgmma): against the

@@ -1,7 +1,7 @@
 /** monosemantic: sparse autoencoders on native CPU and CUDA backends. */
 export { MonosemanticError, type ErrorCode } from './errors.js';
 export { backendStatus, resolveBackend, synchronize, type BackendName, type BackendRequest, type BackendStatus } from './backend.js';
-export { Tensor, type DType, type TensorOptions } from './tensor.js';
+export { Tensor, VIEW_ALIGN_BYTES, packedTensors, type DType, type TensorOptions } from './tensor.js';
 export { Rng } from './random.js';
 export { doctorReport, formatDoctorReport, type DoctorReport } from './doctor.js';
 export { SparseAutoencoder, type StepStats, type SaeTensors } from './sae/sae.js';
