@@ -334,7 +334,7 @@ export class Gpt2Model {
       return held;
     }
     held?.dispose();
-    this.#ownCache = null;
+    this.#ownCache = null; // and so it stays if the allocation below fails
     this.#ownCache = new KvCache(this.config, batch, T, this.backend);
     return this.#ownCache;
   }
