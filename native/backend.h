@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define MS_BACKEND_ABI_VERSION 11
+#define MS_BACKEND_ABI_VERSION 12
 
 typedef enum {
   MS_OK = 0,
@@ -247,9 +247,11 @@ typedef struct ms_backend {
    * trans_w = 1: W [n_out, n_in] used transposed (nn.Linear layout). bias [n_out] or NULL.
    * precision: ms_precision (BF16: x and W rounded to bf16, fp32 accumulation; the bias add is
    * fp32). out must not overlap x or W. act (ABI 9): ms_activation applied to the result (the
-   * values of activation() on it), or MS_ACT_NONE; a backend may fuse it with the bias add. */
+   * values of activation() on it), or MS_ACT_NONE; a backend may fuse it with the bias add.
+   * out_bf16 (ABI 12; BF16 only): when not NULL, the result (bias and activation applied in fp32)
+   * goes there rounded to bf16 [rows, n_out] instead, and out is unused (may be NULL). */
   int (*linear)(int rows, int n_in, int n_out, int trans_w, int precision, const float* x, const float* W,
-                const float* bias, float* out, int act, ms_error* err);
+                const float* bias, float* out, uint16_t* out_bf16, int act, ms_error* err);
   /* out[i] = act(x[i]) for i < count (kind: ms_activation); out may equal x. */
   int (*activation)(int kind, size_t count, const float* x, float* out, ms_error* err);
   /* out[i] = a[i] + b[i] for i < count; out may equal a or b. */
@@ -284,9 +286,10 @@ typedef struct ms_backend {
                    const float* k_cache, const float* v_cache, float* out, ms_error* err);
   /* out[r] = logsumexp(logits[r, :]) - logits[r, targets[r]] for logits [rows, V], targets int32
    * [rows]; targets[r] < 0: out[r] = 0 (ignored position). MS_ERR_INVALID, naming the first bad
-   * row, when a target is >= V; nothing is written then. */
-  int (*cross_entropy)(int rows, int V, const float* logits, const int32_t* targets, float* out,
-                       int indices_checked, ms_error* err);
+   * row, when a target is >= V; nothing is written then. logits_bf16 (ABI 12): when not NULL, the
+   * logits are read from it (bf16 [rows, V], computed with in fp32) and logits is unused (may be NULL). */
+  int (*cross_entropy)(int rows, int V, const float* logits, const uint16_t* logits_bf16, const int32_t* targets,
+                       float* out, int indices_checked, ms_error* err);
   /* out[r] = the first v maximising logits[r, v] (int32 [rows]); NaN counts as the largest
    * value, as torch.argmax. */
   int (*argmax_rows)(int rows, int V, const float* logits, int32_t* out, ms_error* err);
@@ -340,9 +343,12 @@ typedef struct ms_backend {
    * [v == targets[r]]) * scale; targets[r] < 0: losses[r] = 0 and the row becomes 0. MS_ERR_INVALID,
    * naming the first bad row, when a target is >= V; nothing is written then. grad_bf16 (ABI 9):
    * when not NULL, the gradient goes there instead, rounded to bf16 [rows, V], and logits are left
-   * unchanged (linear_backward's dout_bf16 reads it). */
-  int (*cross_entropy_backward)(int rows, int V, float* logits, const int32_t* targets, float* losses, float scale,
-                                uint16_t* grad_bf16, int indices_checked, ms_error* err);
+   * unchanged (linear_backward's dout_bf16 reads it). logits_bf16 (ABI 12): when not NULL, the
+   * logits are read from it (bf16 [rows, V], computed with in fp32; logits is unused and may be
+   * NULL) and the gradient goes to grad_bf16, which may equal logits_bf16 (in place), or when that
+   * is NULL, in place into logits_bf16. */
+  int (*cross_entropy_backward)(int rows, int V, float* logits, uint16_t* logits_bf16, const int32_t* targets,
+                                float* losses, float scale, uint16_t* grad_bf16, int indices_checked, ms_error* err);
   /* The backward of embed with pos_offset 0: for row r = b*T + t, dwte[ids[r], :] += dtok[r, :] and
    * dwpe[t, :] += dpos[r, :] (dtok may equal dpos). T <= n_positions. MS_ERR_INVALID, naming the
    * first bad index, when an id is outside [0, V); nothing is written then. */

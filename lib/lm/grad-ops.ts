@@ -27,6 +27,7 @@ import {
   expectRows,
   expectShape,
   expectSize,
+  f32OrBf16,
   noAliases,
   rowsOf,
   sameBackend,
@@ -292,12 +293,14 @@ export function activationBackward(kind: Activation, dpost: Tensor, pre: Tensor,
  * options.gradient, a bf16 tensor of the logits' size: the gradient goes there (rounded to bf16)
  * instead, and the logits stay; linearBackward / linearTBackward take it as a bf16 dout at 'bf16'
  * precision (the rounding they would do themselves, without the fp32 gradient in between).
+ * bf16 logits (a bf16 linear output) are computed with in fp32; their gradient, rounded to bf16,
+ * replaces them in place, or goes to options.gradient.
  */
 export function crossEntropyForwardBackward(
   logits: Tensor, targets: Tensor, losses: Tensor, scale: number, options?: IndexOptions & { gradient?: Tensor },
 ): Promise<void> {
   const indicesChecked = indicesCheckedOption(options);
-  checkTensor(logits, 'logits');
+  checkTensor(logits, 'logits', f32OrBf16(logits));
   checkTensor(targets, 'targets', 'i32');
   checkTensor(losses, 'losses');
   const gradient = options?.gradient;

@@ -18,6 +18,11 @@ export function checkTensor(t: unknown, name: string, dtype: DType = 'f32'): Ten
   return t;
 }
 
+/** The dtype an operand that may be f32 or bf16 is checked against: bf16 for a bf16 tensor, else f32. */
+export function f32OrBf16(t: unknown): 'f32' | 'bf16' {
+  return t instanceof Tensor && t.dtype === 'bf16' ? 'bf16' : 'f32';
+}
+
 export function checkInt(value: unknown, name: string, min: number): number {
   if (typeof value !== 'number') throw new TypeError(`${name} must be a number (got ${typeof value})`);
   if (!Number.isInteger(value) || value < min || value > MAX_DIM) {

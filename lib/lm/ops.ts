@@ -14,7 +14,7 @@
 import { nativeAddon } from '../backend.js';
 import { type IndexOptions, indicesCheckedOption } from '../ops.js';
 import { type Tensor, formatShape } from '../tensor.js';
-import { MAX_DIM, checkActivation, checkInt, checkPrecision, checkTensor, distinct, expectRows, expectShape, expectSize, rowsOf, sameBackend } from './op-checks.js';
+import { MAX_DIM, checkActivation, checkInt, checkPrecision, checkTensor, distinct, expectRows, expectShape, expectSize, f32OrBf16, rowsOf, sameBackend } from './op-checks.js';
 
 /** bf16: operands rounded to bf16, fp32 accumulation (as the SAE ops). */
 export type MatmulPrecision = 'f32' | 'bf16';
@@ -75,8 +75,9 @@ function runLinear(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor, 
   checkTensor(x, 'x');
   checkTensor(weight, 'weight');
   if (bias !== null) checkTensor(bias, 'bias');
-  checkTensor(out, 'out');
   const code = checkPrecision(precision);
+  // The result rounded to bf16 is available at bf16 precision (its products round their operands too).
+  checkTensor(out, 'out', precision === 'bf16' ? f32OrBf16(out) : 'f32');
   const [rows, nIn] = rowsOf(x, 'x');
   const layout = transW ? '[out, in]' : '[in, out]';
   if (weight.shape.length !== 2 || weight.size < 1) throw new RangeError(`weight must have shape ${layout} (got ${formatShape(weight.shape)})`);
@@ -107,7 +108,8 @@ function runLinear(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor, 
 
 /**
  * out = x W + b: x [rows, in], W [in, out] (HF GPT-2 Conv1D layout), b [out] or null, out [rows, out];
- * out = act(x W + b) with options.activation.
+ * out = act(x W + b) with options.activation. At 'bf16' precision out may be a bf16 tensor: the
+ * fp32 result (bias and activation included) rounded to nearest even.
  */
 export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor, precision: MatmulPrecision, options?: LinearOptions): Promise<void> {
   return runLinear(x, weight, bias, out, precision, false, options);
@@ -273,14 +275,14 @@ export function attention(
 }
 
 /**
- * Per-row cross-entropy out[r] = logsumexp(logits[r]) − logits[r, targets[r]]: logits [rows, V],
- * targets i32 [rows] (a target < 0 gives out[r] = 0: an ignored position), out [rows]. No
- * probabilities are materialised. A target >= V rejects with MonosemanticError E_INVALID (unless
- * options.indicesChecked: IndexOptions).
+ * Per-row cross-entropy out[r] = logsumexp(logits[r]) − logits[r, targets[r]]: logits [rows, V]
+ * (f32, or bf16: computed with in fp32), targets i32 [rows] (a target < 0 gives out[r] = 0: an
+ * ignored position), out [rows]. No probabilities are materialised. A target >= V rejects with
+ * MonosemanticError E_INVALID (unless options.indicesChecked: IndexOptions).
  */
 export function crossEntropy(logits: Tensor, targets: Tensor, out: Tensor, options?: IndexOptions): Promise<void> {
   const indicesChecked = indicesCheckedOption(options);
-  checkTensor(logits, 'logits');
+  checkTensor(logits, 'logits', f32OrBf16(logits));
   checkTensor(targets, 'targets', 'i32');
   checkTensor(out, 'out');
   const [rows, V] = rowsOf(logits, 'logits');

@@ -3,8 +3,8 @@
  * backward pass needs, all device-resident, for a fixed batch shape [B, T] (llm.c's layout).
  *
  * step(ids, targets) runs the forward pass saving activations, the fused softmax–cross-entropy
- * (its gradient overwrites the logits; at bf16 precision it goes straight to a bf16 buffer, the
- * operand the unembedding's backward products read), the backward pass through every layer (parameter
+ * (its gradient overwrites the logits; at bf16 precision the logits are bf16, as under autocast,
+ * and so their gradient: the operand the unembedding's backward products read), the backward pass through every layer (parameter
  * gradients accumulate into zeroed buffers), global gradient-norm clipping and AdamW. Weight
  * decay applies to the matrices (c_attn, c_proj, c_fc, mlp c_proj, the embeddings and an untied
  * unembedding), not to biases or LayerNorm parameters. The parameters of each decay setting share
@@ -182,10 +182,12 @@ export class Gpt2Training {
       }
       this.#buffers = {
         ids: make([rows], 'i32'), targets: make([rows], 'i32'), xFinal: make([rows, C]),
-        lnF: make([rows, C]), lnFMean: make([rows]), lnFRstd: make([rows]), logits: make([rows, config.vocabSize]), losses: make([rows]),
+        lnF: make([rows, C]), lnFMean: make([rows]), lnFRstd: make([rows]), losses: make([rows]),
+        // At bf16 the unembedding writes its logits in bf16 (as autocast does), and the loss's
+        // gradient replaces them: the bf16 operand of the unembedding's backward products.
+        logits: make([rows, config.vocabSize], this.precision === 'bf16' ? 'bf16' : 'f32'),
         branch: make([rows, C]), dres: make([rows, C]), dC: make([rows, C]), dz: make([rows, C]), dq: make([rows, C]), dk: make([rows, C]),
         dv: make([rows, C]), dqkv: make([rows, 3 * C]), dpost: make([rows, M]), dpre: make([rows, M]),
-        ...(this.precision === 'bf16' ? { dlogits: make([rows, config.vocabSize], 'bf16') } : {}),
         // The queued steps' mean losses, and the last step's squared gradient norm, on the backend.
         stepLosses: make([QUEUED_LOSSES]), gradSumSquares: make([1]),
       };
@@ -359,9 +361,9 @@ export class Gpt2Training {
     const prec = this.precision;
     await this.#forward();
     const unembed = cfg.tiedEmbeddings ? p('wte') : p('lmHead');
-    // logits → dlogits of the mean loss: in place, or at bf16 into the bf16 operand of the products below
-    const dlogits = b.dlogits ?? b.logits!;
-    await crossEntropyForwardBackward(b.logits!, b.targets!, b.losses!, 1 / valid, { indicesChecked: true, ...(b.dlogits ? { gradient: b.dlogits } : {}) });
+    // logits → the gradient of the mean loss, in place (fp32, or bf16: the products' operand as it is)
+    const dlogits = b.logits!;
+    await crossEntropyForwardBackward(b.logits!, b.targets!, b.losses!, 1 / valid, { indicesChecked: true });
 
     // ---- backward
     await linearTBackward(dlogits, b.lnF!, unembed.value, b.dC!, unembed.grad, prec);

@@ -194,14 +194,18 @@ class ActivationBackwardWorker : public BackendWorker {
 };
 
 // crossEntropyBackward({ rows, V, logits, targets, losses, scale, gradient?, indicesChecked? }): logits
-// [rows, V] become the gradient, or it goes to gradient (bf16 [rows, V]) and the logits stay.
+// [rows, V] (f32 or bf16) become the gradient, or it goes to gradient (bf16 [rows, V]) and the logits stay.
 class CrossEntropyBackwardWorker : public BackendWorker {
  public:
   CrossEntropyBackwardWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
     rows_ = int_field(a, "rows", 1, kMaxDim);
     V_ = int_field(a, "V", 1, kMaxDim);
     scale_ = float(num_field(a, "scale"));
-    logits_ = static_cast<float*>(operands_.take_f32(a, "logits", product(env, size_t(rows_), size_t(V_), "logits")));
+    const size_t logits_n = product(env, size_t(rows_), size_t(V_), "logits");
+    if (Tensor::From(a.Get("logits"), "logits")->dtype() == MS_BF16)
+      logits_bf16_ = static_cast<uint16_t*>(operands_.take(a, "logits", MS_BF16, logits_n));
+    else
+      logits_ = static_cast<float*>(operands_.take_f32(a, "logits", logits_n));
     targets_ = static_cast<const int32_t*>(operands_.take(a, "targets", MS_I32, size_t(rows_)));
     losses_ = static_cast<float*>(operands_.take_f32(a, "losses", size_t(rows_)));
     if (!absent(a, "gradient"))
@@ -209,13 +213,15 @@ class CrossEntropyBackwardWorker : public BackendWorker {
     indices_checked_ = indices_checked_field(a);
   }
   int run(const ms_backend* be, ms_error* err) override {
-    return be->cross_entropy_backward(rows_, V_, logits_, targets_, losses_, scale_, gradient_, indices_checked_, err);
+    return be->cross_entropy_backward(rows_, V_, logits_, logits_bf16_, targets_, losses_, scale_, gradient_,
+                                      indices_checked_, err);
   }
 
  private:
   int rows_ = 0, V_ = 0, indices_checked_ = 0;
   float scale_ = 0;
   float* logits_ = nullptr;
+  uint16_t* logits_bf16_ = nullptr;  // bf16 logits, or null
   const int32_t* targets_ = nullptr;
   float* losses_ = nullptr;
   uint16_t* gradient_ = nullptr;  // bf16 [rows, V], or null: the gradient replaces the logits

@@ -50,7 +50,8 @@ class LayerNormWorker : public BackendWorker {
 
 // linear({ rows, nIn, nOut, transW, precision, x, weight, bias?, out, activation? }): activation is an
 // ms_activation code applied to the result (absent: none).
-// out [rows, nOut] = x [rows, nIn] W + bias, W [nIn, nOut] (transW false) or [nOut, nIn] (true).
+// out [rows, nOut] = x [rows, nIn] W + bias, W [nIn, nOut] (transW false) or [nOut, nIn] (true);
+// out f32, or bf16 at BF16 precision (the result rounded).
 class LinearWorker : public BackendWorker {
  public:
   LinearWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
@@ -63,17 +64,24 @@ class LinearWorker : public BackendWorker {
     W_ = static_cast<const float*>(
         operands_.take_f32(a, "weight", product(env, size_t(n_in_), size_t(n_out_), "weight")));
     if (!absent(a, "bias")) bias_ = static_cast<const float*>(operands_.take_f32(a, "bias", size_t(n_out_)));
-    out_ = static_cast<float*>(operands_.take_f32(a, "out", product(env, size_t(rows_), size_t(n_out_), "out")));
+    const size_t out_n = product(env, size_t(rows_), size_t(n_out_), "out");
+    if (Tensor::From(a.Get("out"), "out")->dtype() == MS_BF16) {
+      if (precision_ != MS_PREC_BF16) throw Napi::TypeError::New(env, "a bf16 out needs bf16 precision");
+      out_bf16_ = static_cast<uint16_t*>(operands_.take(a, "out", MS_BF16, out_n));
+    } else {
+      out_ = static_cast<float*>(operands_.take_f32(a, "out", out_n));
+    }
     act_ = absent(a, "activation") ? int(MS_ACT_NONE) : int_field(a, "activation", MS_ACT_GELU_TANH, MS_ACT_RELU);
   }
   int run(const ms_backend* be, ms_error* err) override {
-    return be->linear(rows_, n_in_, n_out_, trans_w_, precision_, x_, W_, bias_, out_, act_, err);
+    return be->linear(rows_, n_in_, n_out_, trans_w_, precision_, x_, W_, bias_, out_, out_bf16_, act_, err);
   }
 
  private:
   int rows_ = 0, n_in_ = 0, n_out_ = 0, trans_w_ = 0, precision_ = 0, act_ = MS_ACT_NONE;
   const float *x_ = nullptr, *W_ = nullptr, *bias_ = nullptr;
   float* out_ = nullptr;
+  uint16_t* out_bf16_ = nullptr;  // a bf16 out, or null
 };
 
 // activation({ kind, count, x, out }): kind is an ms_activation code.
@@ -208,25 +216,29 @@ class AttentionWorker : public BackendWorker {
   float* out_ = nullptr;
 };
 
-// crossEntropy({ rows, V, logits, targets, out, indicesChecked? })
+// crossEntropy({ rows, V, logits, targets, out, indicesChecked? }): logits f32 or bf16.
 class CrossEntropyWorker : public BackendWorker {
  public:
   CrossEntropyWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
     rows_ = int_field(a, "rows", 1, kMaxDim);
     V_ = int_field(a, "V", 1, kMaxDim);
-    logits_ = static_cast<const float*>(
-        operands_.take_f32(a, "logits", product(env, size_t(rows_), size_t(V_), "logits")));
+    const size_t logits_n = product(env, size_t(rows_), size_t(V_), "logits");
+    if (Tensor::From(a.Get("logits"), "logits")->dtype() == MS_BF16)
+      logits_bf16_ = static_cast<const uint16_t*>(operands_.take(a, "logits", MS_BF16, logits_n));
+    else
+      logits_ = static_cast<const float*>(operands_.take_f32(a, "logits", logits_n));
     targets_ = static_cast<const int32_t*>(operands_.take(a, "targets", MS_I32, size_t(rows_)));
     out_ = static_cast<float*>(operands_.take_f32(a, "out", size_t(rows_)));
     indices_checked_ = indices_checked_field(a);
   }
   int run(const ms_backend* be, ms_error* err) override {
-    return be->cross_entropy(rows_, V_, logits_, targets_, out_, indices_checked_, err);
+    return be->cross_entropy(rows_, V_, logits_, logits_bf16_, targets_, out_, indices_checked_, err);
   }
 
  private:
   int rows_ = 0, V_ = 0, indices_checked_ = 0;
   const float* logits_ = nullptr;
+  const uint16_t* logits_bf16_ = nullptr;  // bf16 logits, or null
   const int32_t* targets_ = nullptr;
   float* out_ = nullptr;
 };

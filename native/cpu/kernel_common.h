@@ -32,6 +32,12 @@ inline void round_copy_bf16(const float* src, float* dst, size_t count) {
   });
 }
 
+// dst[i] = the bf16 bits src[i] as float, for i < count (one row, on the calling thread); returns dst.
+inline float* widen_bf16(const uint16_t* src, size_t count, float* dst) {
+  for (size_t i = 0; i < count; ++i) dst[i] = bf16_to_float(src[i]);
+  return dst;
+}
+
 // a . b over n floats with 8 independent partial sums (the compiler vectorises them; a single
 // running sum would be a serial dependency chain).
 inline float dot(const float* a, const float* b, size_t n) {

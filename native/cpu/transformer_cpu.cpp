@@ -70,7 +70,7 @@ int layernorm(int rows, int C, float eps, const float* x, const float* weight, c
 }
 
 int linear(int rows, int n_in, int n_out, int trans_w, int precision, const float* x, const float* W,
-           const float* bias, float* out, int act, ms_error* err) {
+           const float* bias, float* out, uint16_t* out_bf16, int act, ms_error* err) {
   const char* op = "linear";
   if (rows <= 0 || n_in <= 0 || n_out <= 0)
     return fail(err, MS_ERR_INVALID, op, "bad shape: rows %d, n_in %d, n_out %d", rows, n_in, n_out);
@@ -78,7 +78,8 @@ int linear(int rows, int n_in, int n_out, int trans_w, int precision, const floa
     return fail(err, MS_ERR_INVALID, op, "unknown activation %d", act);
   if (precision != MS_PREC_F32 && precision != MS_PREC_BF16)
     return fail(err, MS_ERR_INVALID, op, "unknown precision %d", precision);
-  if (!x || !W || !out) return fail(err, MS_ERR_INVALID, op, "x, W or out is null");
+  if (out_bf16 && precision != MS_PREC_BF16) return fail(err, MS_ERR_INVALID, op, "a bf16 output needs BF16 precision");
+  if (!x || !W || !(out || out_bf16)) return fail(err, MS_ERR_INVALID, op, "x, W or out is null");
   const size_t R = size_t(rows), K = size_t(n_in), N = size_t(n_out);
   const bool bf16 = precision == MS_PREC_BF16;
   try {
@@ -87,19 +88,37 @@ int linear(int rows, int n_in, int n_out, int trans_w, int precision, const floa
       round_copy_bf16(x, x_r.data(), R * K);
       round_copy_bf16(W, W_r.data(), K * N);
     }
-    // out[R, N] = x[R, K] op(W)[K, N]; op(W) = W [K, N] (ldb = N) or W^T with W [N, K] (ldb = K)
-    sgemm(false, trans_w != 0, rows, n_out, n_in, 1.0f, bf16 ? x_r.data() : x, n_in, bf16 ? W_r.data() : W,
-          trans_w ? n_in : n_out, 0.0f, out, n_out);
-    if (bias) {
-      parallel_for(R, row_grain(N), [&](size_t r0, size_t r1) {
-        for (size_t r = r0; r < r1; ++r)
-          for (size_t j = 0; j < N; ++j) out[r * N + j] += bias[j];  // out[r, j]
-      });
+    // A bf16 output is formed in fp32, `block` rows at a time, then rounded into out_bf16; an fp32
+    // one in place, in one block.
+    const size_t block = out_bf16 ? std::min(R, std::max<size_t>(1, (size_t(1) << 22) / N)) : R;
+    std::vector<float> staged(out_bf16 ? block * N : 0);
+    for (size_t b0 = 0; b0 < R; b0 += block) {
+      const size_t rb = std::min(block, R - b0);
+      float* y = out_bf16 ? staged.data() : out;  // rows b0 .. b0 + rb - 1 of the result, [rb, N]
+      // y[rb, N] = x[b0 .., K] op(W)[K, N]; op(W) = W [K, N] (ldb = N) or W^T with W [N, K] (ldb = K)
+      sgemm(false, trans_w != 0, int(rb), n_out, n_in, 1.0f, (bf16 ? x_r.data() : x) + b0 * K, n_in,
+            bf16 ? W_r.data() : W, trans_w ? n_in : n_out, 0.0f, y, n_out);
+      if (bias) {
+        parallel_for(rb, row_grain(N), [&](size_t r0, size_t r1) {
+          for (size_t r = r0; r < r1; ++r)
+            for (size_t j = 0; j < N; ++j) y[r * N + j] += bias[j];  // y[r, j]
+        });
+      }
+      if (act != MS_ACT_NONE) {
+        const int rc = activation(act, rb * N, y, y, err);
+        if (rc != MS_OK) return rc;
+      }
+      if (out_bf16) {
+        uint16_t* dst = out_bf16 + b0 * N;  // out_bf16[b0 + r, j] at dst[r*N + j]
+        parallel_for(rb * N, 1 << 16, [&](size_t i0, size_t i1) {
+          for (size_t i = i0; i < i1; ++i) dst[i] = float_to_bf16(y[i]);
+        });
+      }
     }
   } catch (const std::bad_alloc&) {
     return oom(err, op);
   }
-  return act == MS_ACT_NONE ? MS_OK : activation(act, R * N, out, out, err);
+  return MS_OK;
 }
 
 int activation(int kind, size_t count, const float* x, float* out, ms_error* err) {
@@ -269,11 +288,11 @@ int attention_lse(const char* op, int batch, int T, int Tmax, int offset, int C,
   return MS_OK;
 }
 
-int cross_entropy(int rows, int V, const float* logits, const int32_t* targets, float* out, int /*indices_checked*/,
-                  ms_error* err) {
+int cross_entropy(int rows, int V, const float* logits, const uint16_t* logits_bf16, const int32_t* targets,
+                  float* out, int /*indices_checked*/, ms_error* err) {
   const char* op = "cross_entropy";
   if (rows <= 0 || V <= 0) return fail(err, MS_ERR_INVALID, op, "bad shape [%d, %d]", rows, V);
-  if (!logits || !targets || !out) return fail(err, MS_ERR_INVALID, op, "logits, targets or out is null");
+  if (!(logits || logits_bf16) || !targets || !out) return fail(err, MS_ERR_INVALID, op, "logits, targets or out is null");
   const size_t R = size_t(rows), N = size_t(V);
   for (size_t r = 0; r < R; ++r)
     if (targets[r] >= V)
@@ -281,13 +300,14 @@ int cross_entropy(int rows, int V, const float* logits, const int32_t* targets, 
                   int(targets[r]), V);
   try {
     parallel_for(R, row_grain(N), [&](size_t r0, size_t r1) {
+      std::vector<float> row(logits_bf16 ? N : 0);  // a bf16 row, widened
       for (size_t r = r0; r < r1; ++r) {
         const int32_t target = targets[r];
         if (target < 0) {
           out[r] = 0.0f;  // ignored position
           continue;
         }
-        const float* lr = logits + r * N;  // logits[r, :]
+        const float* lr = logits_bf16 ? widen_bf16(logits_bf16 + r * N, N, row.data()) : logits + r * N;  // logits[r, :]
         const float m = row_max(lr, N);
         const double s = exp_sum(lr, N, m);  // sum_v exp(l_v - m)
         out[r] = float(double(m) + std::log(s) - double(lr[target]));

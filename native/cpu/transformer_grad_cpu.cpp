@@ -285,11 +285,13 @@ int activation_backward(int kind, size_t count, const float* dpost, const float*
   return MS_OK;
 }
 
-int cross_entropy_backward(int rows, int V, float* logits, const int32_t* targets, float* losses, float scale,
-                           uint16_t* grad_bf16, int /*indices_checked*/, ms_error* err) {
+int cross_entropy_backward(int rows, int V, float* logits, uint16_t* logits_bf16, const int32_t* targets,
+                           float* losses, float scale, uint16_t* grad_bf16, int /*indices_checked*/, ms_error* err) {
   const char* op = "cross_entropy_backward";
   if (rows <= 0 || V <= 0) return fail(err, MS_ERR_INVALID, op, "bad shape [%d, %d]", rows, V);
-  if (!logits || !targets || !losses) return fail(err, MS_ERR_INVALID, op, "logits, targets or losses is null");
+  if (!(logits || logits_bf16) || !targets || !losses)
+    return fail(err, MS_ERR_INVALID, op, "logits, targets or losses is null");
+  if (logits_bf16 && !grad_bf16) grad_bf16 = logits_bf16;  // in place
   const size_t R = size_t(rows), N = size_t(V);
   for (size_t r = 0; r < R; ++r)
     if (targets[r] >= V)
@@ -300,11 +302,12 @@ int cross_entropy_backward(int rows, int V, float* logits, const int32_t* target
       // With grad_bf16 the gradient is formed in a copy of the row (the same arithmetic), then rounded.
       std::vector<float> row(grad_bf16 ? N : 0);
       for (size_t r = r0; r < r1; ++r) {
-        float* lr = logits + r * N;  // logits[r, :], overwritten by its gradient (without grad_bf16)
-        if (grad_bf16) {
-          std::copy_n(logits + r * N, N, row.data());
-          lr = row.data();
-        }
+        // logits[r, :] as the arithmetic runs on it: widened from bf16, a copy of the fp32 row (for
+        // grad_bf16), or the fp32 row itself, overwritten by its gradient.
+        float* lr = row.data();
+        if (logits_bf16) widen_bf16(logits_bf16 + r * N, N, lr);
+        else if (grad_bf16) std::copy_n(logits + r * N, N, lr);
+        else lr = logits + r * N;
         const int32_t target = targets[r];
         if (target < 0) {  // ignored position
           losses[r] = 0.0f;

@@ -30,8 +30,8 @@ int linear_backward(int rows, int n_in, int n_out, int trans_w, int precision, c
                     const float* W, float* dx, float* dW, float* dbias, int accumulate,
                     const uint16_t* dout_bf16, ms_error* err);
 int activation_backward(int kind, size_t count, const float* dpost, const float* pre, float* dpre, ms_error* err);
-int cross_entropy_backward(int rows, int V, float* logits, const int32_t* targets, float* losses, float scale,
-                           uint16_t* grad_bf16, int indices_checked, ms_error* err);
+int cross_entropy_backward(int rows, int V, float* logits, uint16_t* logits_bf16, const int32_t* targets,
+                           float* losses, float scale, uint16_t* grad_bf16, int indices_checked, ms_error* err);
 int embed_backward(int batch, int T, int C, int V, int n_positions, const int32_t* ids, const float* dtok,
                    const float* dpos, float* dwte, float* dwpe, int indices_checked, ms_error* err);
 int adamw_update(size_t count, float* param, const float* grad, float* m, float* v, const ms_adam_hparams* hp,

@@ -41,7 +41,7 @@ __device__ __forceinline__ void store_pair(__nv_bfloat16* dst, size_t at, float 
 struct StoreOp {
   static constexpr bool kColumnSums = false;
   EpilogueStore e;
-  bool pair_ok;  // C + row*ldc + col is 8-byte aligned for every even col (C 8-aligned, ldc even)
+  bool pair_ok;  // the output at row*ldc + col is pair-aligned for every even col (store_pair_ok)
   size_t split_stride = 0;  // split K: split z writes its partial product at C + z * split_stride
   static constexpr bool kReadsMask = false;
   __device__ __forceinline__ unsigned live(int, int, bool) const { return 0; }
@@ -58,7 +58,8 @@ struct StoreOp {
       v0 += e.bias[col];
       if (has1) v1 += e.bias[col + 1];
     }
-    store_pair(e.C, at, v0, v1, has1, pair_ok);
+    if (e.C_bf) store_pair(e.C_bf, at, v0, v1, has1, pair_ok);
+    else store_pair(e.C, at, v0, v1, has1, pair_ok);
     return make_float2(0.0f, 0.0f);
   }
   __device__ __forceinline__ bool columns() const { return false; }
@@ -130,9 +131,14 @@ struct FeatureGradOp {
 // The store epilogue of either kernel, K split `splits` ways: run(epi, splits) launches the kernel
 // with `epi`. One split stores into C directly; more write their partial products to scratch
 // P [splits, M, N], which one pass then sums in order into C (deterministic).
+// Whether the store epilogue may write pairs: fp32 C 8-byte aligned, or bf16 C_bf 4-byte aligned, and ldc even.
+inline bool store_pair_ok(const EpilogueStore& e) {
+  return (e.C_bf ? aligned(e.C_bf, 4) : aligned(e.C, 8)) && e.ldc % 2 == 0;
+}
+
 template <typename Run>
 int store_with_splits(const Op& op, int M, int N, int splits, const EpilogueStore& epilogue, Run&& run) {
-  if (splits == 1) return run(StoreOp{epilogue, aligned(epilogue.C, 8) && epilogue.ldc % 2 == 0}, 1);
+  if (splits == 1) return run(StoreOp{epilogue, store_pair_ok(epilogue)}, 1);
   DeviceScratch partials;
   MS_TRY(partials.allocate(op, size_t(splits) * M * N * sizeof(float)));
   StoreOp part{EpilogueStore{1.0f, 0.0f, static_cast<float*>(partials.get()), N}, N % 2 == 0};

@@ -377,9 +377,10 @@ static int split_count(int M, int N, int K) {
 }
 
 // C[r, c] = alpha * sum_z P[z][r, c] (+ beta * C[r, c] when beta != 0), the splits summed in order:
-// P [splits, M, N] row-major, C with leading dimension ldc.
+// P [splits, M, N] row-major, C with leading dimension ldc; into C_bf (rounded, same ldc) when set.
 static __global__ void split_sum_kernel(int M, int N, int splits, const float* __restrict__ P, float alpha,
-                                        float beta, float* __restrict__ C, int ldc, const float* __restrict__ bias) {
+                                        float beta, float* __restrict__ C, int ldc, const float* __restrict__ bias,
+                                        bf16* __restrict__ C_bf) {
   const size_t total = size_t(M) * N;
   for (size_t idx = size_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += size_t(gridDim.x) * blockDim.x) {
     float s = P[idx];
@@ -387,7 +388,8 @@ static __global__ void split_sum_kernel(int M, int N, int splits, const float* _
     const size_t at = idx / N * size_t(ldc) + idx % N;  // C[idx / N, idx % N]
     float c = beta != 0.0f ? fmaf(beta, C[at], alpha * s) : alpha * s;
     if (bias) c += bias[idx % N];
-    C[at] = c;
+    if (C_bf) C_bf[at] = __float2bfloat16_rn(c);
+    else C[at] = c;
   }
 }
 
@@ -400,7 +402,8 @@ static int unsupported(const Op& op, const char* epilogue, bool trans_a, bool tr
 
 int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const bf16* A, int lda,
                 const bf16* B, int ldb, const EpilogueStore& epilogue) {
-  MS_TRY(check_gemm_args(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, epilogue.C, epilogue.ldc));
+  MS_TRY(check_gemm_args(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, epilogue.out(), epilogue.ldc));
+  if (epilogue.C_bf && epilogue.beta != 0.0f) return invalid(op.err, op.name, "gemm: a bf16 output takes beta 0");
   if (M == 0 || N == 0) return MS_OK;
   if (trans_a && trans_b) return unsupported(op, "store", trans_a, trans_b);
   if (wgmma_ready() && wgmma_fits(trans_a, trans_b, M, N, K, A, lda, B, ldb))
@@ -416,7 +419,7 @@ int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, c
 
 int sum_split_partials(const Op& op, int M, int N, int splits, const float* P, const EpilogueStore& epilogue) {
   split_sum_kernel<<<grid_stride_blocks(size_t(M) * N), kThreads, 0, op.stream>>>(
-      M, N, splits, P, epilogue.alpha, epilogue.beta, epilogue.C, epilogue.ldc, epilogue.bias);
+      M, N, splits, P, epilogue.alpha, epilogue.beta, epilogue.C, epilogue.ldc, epilogue.bias, epilogue.C_bf);
   return check_launch(op, "split_sum_kernel");
 }
 

@@ -9,8 +9,9 @@
  *   are deterministic run to run.
  *
  * The epilogue decides what becomes of acc:
- *   EpilogueStore      C = alpha * acc + beta * C (+ bias[col] when given; fp32 C; beta == 0 never
- *                      reads C) — gemm<bf16>, and linear's bias add
+ *   EpilogueStore      C = alpha * acc + beta * C (+ bias[col] when given; fp32 C, or bf16 C_bf
+ *                      with beta 0; beta == 0 never reads C) — gemm<bf16>, linear's bias add, and
+ *                      linear's bf16 output (the LM's logits)
  *   EpilogueBiasRelu   f = ReLU(acc + bias[col]) as fp32 and/or bf16 — the SAE encoder: the
  *                      pre-activations never reach memory
  *   EpilogueFeatureGrad gp = f > 0 ? acc + l1_scale * c[col] : 0 (c null: c = 1) as fp32 and/or
@@ -46,6 +47,10 @@ struct EpilogueStore {
   float* C;  // [M, ldc]
   int ldc;
   const float* bias = nullptr;  // [N], added to every row after alpha and beta; or null
+  // [M, ldc]: when set, the result goes here rounded to bf16 instead, and C is unused (beta 0).
+  __nv_bfloat16* C_bf = nullptr;
+  // Where the result goes (for the argument checks).
+  const void* out() const { return C_bf ? static_cast<const void*>(C_bf) : C; }
 };
 
 struct EpilogueBiasRelu {

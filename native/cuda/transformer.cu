@@ -213,10 +213,12 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
   if (lse && lane == 0) lse[task] = m + logf(l);  // lse[b, h, t]: task = (b*n_head + h)*T + t
 }
 
-// Block r = row r of logits [rows, V]: out[r] = logsumexp(logits[r, :]) - logits[r, targets[r]],
-// or 0 for targets[r] < 0. Targets >= V were rejected before the launch.
+// Block r = row r of logits [rows, V] (float or bf16, computed with in fp32): out[r] =
+// logsumexp(logits[r, :]) - logits[r, targets[r]], or 0 for targets[r] < 0. Targets >= V were
+// rejected before the launch.
+template <typename In>
 __global__ void __launch_bounds__(kThreads)
-    cross_entropy_kernel(int V, const float* __restrict__ logits, const int32_t* __restrict__ targets,
+    cross_entropy_kernel(int V, const In* __restrict__ logits, const int32_t* __restrict__ targets,
                          float* __restrict__ out) {
   __shared__ float scratch[33];
   const size_t r = blockIdx.x;
@@ -225,14 +227,14 @@ __global__ void __launch_bounds__(kThreads)
     if (threadIdx.x == 0) out[r] = 0.0f;
     return;
   }
-  const float* lr = logits + r * V;  // logits[r, :] at logits[r*V]
+  const In* lr = logits + r * V;  // logits[r, :] at logits[r*V]
   float m = -INFINITY;
-  for (int v = threadIdx.x; v < V; v += blockDim.x) m = fmaxf(m, lr[v]);
+  for (int v = threadIdx.x; v < V; v += blockDim.x) m = fmaxf(m, to_float(lr[v]));
   m = block_max(m, scratch);
   float s = 0.0f;
-  for (int v = threadIdx.x; v < V; v += blockDim.x) s += expf(lr[v] - m);
+  for (int v = threadIdx.x; v < V; v += blockDim.x) s += expf(to_float(lr[v]) - m);
   s = block_sum(s, scratch);
-  if (threadIdx.x == 0) out[r] = m + logf(s) - lr[target];
+  if (threadIdx.x == 0) out[r] = m + logf(s) - to_float(lr[target]);
 }
 
 // Block r = row r of p, q [rows, V]: out[r] = KL(softmax(p[r]) || softmax(q[r])). With
@@ -342,7 +344,7 @@ int layernorm(int rows, int C, float eps, const float* x, const float* weight, c
 }
 
 int linear(int rows, int n_in, int n_out, int trans_w, int precision, const float* x, const float* W,
-           const float* bias, float* out, int act, ms_error* err) {
+           const float* bias, float* out, uint16_t* out_bf16, int act, ms_error* err) {
   const char* name = "linear";
   if (rows <= 0 || n_in <= 0 || n_out <= 0)
     return invalid(err, name, "bad shape: rows %d, n_in %d, n_out %d", rows, n_in, n_out);
@@ -350,48 +352,61 @@ int linear(int rows, int n_in, int n_out, int trans_w, int precision, const floa
     return invalid(err, name, "unknown activation %d", act);
   if (precision != MS_PREC_F32 && precision != MS_PREC_BF16)
     return invalid(err, name, "precision: unknown value %d", precision);
+  if (out_bf16 && precision != MS_PREC_BF16) return invalid(err, name, "a bf16 output needs BF16 precision");
   MS_REQUIRE(x);
   MS_REQUIRE(W);
-  MS_REQUIRE(out);
+  if (!out && !out_bf16) return invalid(err, name, "out is null");
   const size_t R = size_t(rows), K = size_t(n_in), N = size_t(n_out);
   const bool tw = trans_w != 0;
   const int ldw = tw ? n_in : n_out;  // W [n_out, n_in] (transposed use) or [n_in, n_out]
+  bf16* y_bf = reinterpret_cast<bf16*>(out_bf16);
   Op op;
   MS_TRY(begin(op, err, name));
   // out[R, N] = x[R, K] op(W)[K, N]
   DeviceScratch scratch;
-  bool bias_added = false, act_applied = false;  // by the product's epilogue
+  bool bias_added = false, act_applied = false, rounded = false;  // by the product's epilogue
+  float* y = out;  // the fp32 result: out, or (bf16 output not written by the epilogue) a temporary
   if (precision == MS_PREC_BF16) {
-    // Temporaries: bf16(x) [R, K], bf16(W) [K*N].
-    const size_t x_bytes = align_up(R * K * sizeof(bf16));
-    MS_TRY(scratch.allocate(op, x_bytes + align_up(K * N * sizeof(bf16))));
-    bf16* x_bf = static_cast<bf16*>(scratch.get());
-    bf16* W_bf = reinterpret_cast<bf16*>(static_cast<char*>(scratch.get()) + x_bytes);
+    // Temporaries: bf16(x) [R, K], bf16(W) [K*N], and the fp32 result [R, N] when the epilogue
+    // cannot write the bf16 output (simple kernels, or an activation other than ReLU with a bias).
+    const bool tensor = use_tensor_kernels();
+    const bool relu_epilogue = tensor && act == MS_ACT_RELU && bias && !tw;
+    const bool staged = y_bf && !(tensor && (act == MS_ACT_NONE || relu_epilogue));
+    const size_t x_bytes = align_up(R * K * sizeof(bf16)), w_bytes = align_up(K * N * sizeof(bf16));
+    MS_TRY(scratch.allocate(op, x_bytes + w_bytes + (staged ? R * N * sizeof(float) : 0)));
+    char* base = static_cast<char*>(scratch.get());
+    bf16* x_bf = reinterpret_cast<bf16*>(base);
+    bf16* W_bf = reinterpret_cast<bf16*>(base + x_bytes);
+    if (staged) y = reinterpret_cast<float*>(base + x_bytes + w_bytes);
     MS_TRY(launch_to_bf16(op, x, x_bf, R * K));
     MS_TRY(launch_to_bf16(op, W, W_bf, K * N));
-    if (use_tensor_kernels() && act == MS_ACT_RELU && bias && !tw) {  // bias and ReLU in the epilogue
+    bf16* epi_bf = staged ? nullptr : y_bf;  // the epilogue writes the bf16 output itself
+    if (relu_epilogue) {  // bias and ReLU in the epilogue
       MS_TRY(gemm_tensor(op, false, false, rows, n_out, n_in, x_bf, n_in, W_bf, ldw,
-                         EpilogueBiasRelu{bias, out, nullptr, n_out, nullptr, nullptr}));
+                         EpilogueBiasRelu{bias, epi_bf ? nullptr : y, epi_bf, n_out, nullptr, nullptr}));
       bias_added = act_applied = true;
-    } else if (use_tensor_kernels()) {  // the bias add in the product's epilogue: no pass of its own
-      MS_TRY(gemm_tensor(op, false, tw, rows, n_out, n_in, x_bf, n_in, W_bf, ldw,
-                         EpilogueStore{1.0f, 0.0f, out, n_out, bias}));
+    } else if (tensor) {  // the bias add in the product's epilogue: no pass of its own
+      EpilogueStore store{1.0f, 0.0f, epi_bf ? nullptr : y, n_out, bias};
+      store.C_bf = epi_bf;
+      MS_TRY(gemm_tensor(op, false, tw, rows, n_out, n_in, x_bf, n_in, W_bf, ldw, store));
       bias_added = true;
     } else {
-      MS_TRY(gemm<bf16>(op, false, tw, rows, n_out, n_in, 1.0f, x_bf, n_in, W_bf, ldw, 0.0f, out, n_out));
+      MS_TRY(gemm<bf16>(op, false, tw, rows, n_out, n_in, 1.0f, x_bf, n_in, W_bf, ldw, 0.0f, y, n_out));
     }
+    rounded = epi_bf != nullptr;
   } else {
-    MS_TRY(gemm<float>(op, false, tw, rows, n_out, n_in, 1.0f, x, n_in, W, ldw, 0.0f, out, n_out));
+    MS_TRY(gemm<float>(op, false, tw, rows, n_out, n_in, 1.0f, x, n_in, W, ldw, 0.0f, y, n_out));
   }
   if (bias && !bias_added) {
     const size_t total = R * N;
-    add_row_bias_kernel<<<grid_stride_blocks(total), kThreads, 0, op.stream>>>(out, bias, total, n_out);
+    add_row_bias_kernel<<<grid_stride_blocks(total), kThreads, 0, op.stream>>>(y, bias, total, n_out);
     MS_TRY(check_launch(op, "add_row_bias_kernel"));
   }
   if (act != MS_ACT_NONE && !act_applied) {
-    activation_kernel<<<grid_stride_blocks(R * N), kThreads, 0, op.stream>>>(act, R * N, out, out);
+    activation_kernel<<<grid_stride_blocks(R * N), kThreads, 0, op.stream>>>(act, R * N, y, y);
     MS_TRY(check_launch(op, "activation_kernel"));
   }
+  if (y_bf && !rounded) MS_TRY(launch_to_bf16(op, y, y_bf, R * N));
   MS_TRY(finish(op));
   return scratch.release(op);
 }
@@ -521,11 +536,11 @@ int attention_lse(const char* name, int batch, int T, int Tmax, int offset, int 
   return finish(op);
 }
 
-int cross_entropy(int rows, int V, const float* logits, const int32_t* targets, float* out, int indices_checked,
-                  ms_error* err) {
+int cross_entropy(int rows, int V, const float* logits, const uint16_t* logits_bf16, const int32_t* targets,
+                  float* out, int indices_checked, ms_error* err) {
   const char* name = "cross_entropy";
   if (rows <= 0 || V <= 0) return invalid(err, name, "bad shape [%d, %d]", rows, V);
-  MS_REQUIRE(logits);
+  if (!logits && !logits_bf16) return invalid(err, name, "logits is null");
   MS_REQUIRE(targets);
   MS_REQUIRE(out);
   Op op;
@@ -538,7 +553,11 @@ int cross_entropy(int rows, int V, const float* logits, const int32_t* targets, 
     if (bad >= 0)
       return invalid(err, name, "targets[%lld] = %d is outside the vocabulary [0, %d)", bad, int(bad_value), V);
   }
-  cross_entropy_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, op.stream>>>(V, logits, targets, out);
+  const unsigned int grid = static_cast<unsigned int>(rows);
+  if (logits_bf16)
+    cross_entropy_kernel<<<grid, kThreads, 0, op.stream>>>(V, reinterpret_cast<const bf16*>(logits_bf16), targets, out);
+  else
+    cross_entropy_kernel<<<grid, kThreads, 0, op.stream>>>(V, logits, targets, out);
   MS_TRY(check_launch(op, "cross_entropy_kernel"));
   return finish(op);
 }

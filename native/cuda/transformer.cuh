@@ -20,7 +20,7 @@ namespace ms::cuda {
 int layernorm(int rows, int C, float eps, const float* x, const float* weight, const float* bias,
               float* out, float* mean, float* rstd, ms_error* err);
 int linear(int rows, int n_in, int n_out, int trans_w, int precision, const float* x, const float* W,
-           const float* bias, float* out, int act, ms_error* err);
+           const float* bias, float* out, uint16_t* out_bf16, int act, ms_error* err);
 int activation(int kind, size_t count, const float* x, float* out, ms_error* err);
 int add(size_t count, const float* a, const float* b, float* out, ms_error* err);
 int embed(int batch, int T, int C, int V, int n_positions, int pos_offset, const int32_t* ids,
@@ -33,8 +33,8 @@ int attention(int batch, int T, int Tmax, int offset, int C, int n_head, int pre
 // softmax denominator) when lse is not null; errors name `name`.
 int attention_lse(const char* name, int batch, int T, int Tmax, int offset, int C, int n_head, int precision,
                   const float* q, const float* k_cache, const float* v_cache, float* out, float* lse, ms_error* err);
-int cross_entropy(int rows, int V, const float* logits, const int32_t* targets, float* out, int indices_checked,
-                  ms_error* err);
+int cross_entropy(int rows, int V, const float* logits, const uint16_t* logits_bf16, const int32_t* targets,
+                  float* out, int indices_checked, ms_error* err);
 int argmax_rows(int rows, int V, const float* logits, int32_t* out, ms_error* err);
 int kl_rows(int rows, int V, const float* p_logits, const float* q_logits, float* out, ms_error* err);
 

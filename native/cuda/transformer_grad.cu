@@ -280,17 +280,17 @@ __global__ void activation_backward_kernel(int kind, size_t count, const float* 
   }
 }
 
-// Block r = row r of logits [rows, V]: losses[r] = logsumexp - logits[r, target]; then
-// grad[r, v] = (softmax_v - [v == target]) * scale, as Out (float: grad is logits, in place; bf16:
-// a separate [rows, V], rounded to nearest even). Row 0 and loss 0 for target < 0; targets >= V
-// were rejected before the launch.
-template <typename Out>
+// Block r = row r of logits [rows, V] (In: float or bf16, computed with in fp32): losses[r] =
+// logsumexp - logits[r, target]; then grad[r, v] = (softmax_v - [v == target]) * scale, as Out
+// (rounded to nearest even for bf16); grad may be logits (in place, Out = In). Row 0 and loss 0
+// for target < 0; targets >= V were rejected before the launch.
+template <typename In, typename Out>
 __global__ void __launch_bounds__(kThreads)
-    cross_entropy_backward_kernel(int V, const float* logits, const int32_t* __restrict__ targets,
+    cross_entropy_backward_kernel(int V, const In* logits, const int32_t* __restrict__ targets,
                                   float* __restrict__ losses, float scale, Out* grad) {
   __shared__ float scratch[33];
   const size_t r = blockIdx.x;
-  const float* lr = logits + r * V;  // logits[r, :] at logits[r*V]
+  const In* lr = logits + r * V;  // logits[r, :] at logits[r*V]
   Out* gr = grad + r * V;            // grad[r, :]
   const int32_t target = targets[r];
   if (target < 0) {  // uniform per block, before any synchronisation
@@ -298,17 +298,17 @@ __global__ void __launch_bounds__(kThreads)
     if (threadIdx.x == 0) losses[r] = 0.0f;
     return;
   }
-  const float lt = lr[target];  // read by every thread before the barriers below, so before any write
+  const float lt = to_float(lr[target]);  // read by every thread before the barriers below, so before any write
   float m = -INFINITY;
-  for (int v = threadIdx.x; v < V; v += blockDim.x) m = fmaxf(m, lr[v]);
+  for (int v = threadIdx.x; v < V; v += blockDim.x) m = fmaxf(m, to_float(lr[v]));
   m = block_max(m, scratch);
   float s = 0.0f;
-  for (int v = threadIdx.x; v < V; v += blockDim.x) s += expf(lr[v] - m);
+  for (int v = threadIdx.x; v < V; v += blockDim.x) s += expf(to_float(lr[v]) - m);
   s = block_sum(s, scratch);
   if (threadIdx.x == 0) losses[r] = m + logf(s) - lt;
   const float inv_s = 1.0f / s;
   for (int v = threadIdx.x; v < V; v += blockDim.x) {
-    const float p = expf(lr[v] - m) * inv_s;
+    const float p = expf(to_float(lr[v]) - m) * inv_s;
     gr[v] = from_float<Out>((v == target ? p - 1.0f : p) * scale);
   }
 }
@@ -316,13 +316,13 @@ __global__ void __launch_bounds__(kThreads)
 // cross_entropy_backward_kernel for rows of V <= PER * kThreads logits: thread x keeps logits[r, x +
 // kThreads i] (i < PER) in registers, so the row is read once and written once instead of read
 // three times. Same reductions in the same order as the kernel above, so the same bits.
-template <int PER, typename Out>
+template <int PER, typename In, typename Out>
 __global__ void __launch_bounds__(kThreads)
-    cross_entropy_backward_cached_kernel(int V, const float* logits, const int32_t* __restrict__ targets,
+    cross_entropy_backward_cached_kernel(int V, const In* logits, const int32_t* __restrict__ targets,
                                          float* __restrict__ losses, float scale, Out* grad) {
   __shared__ float scratch[33];
   const size_t r = blockIdx.x;
-  const float* lr = logits + r * V;  // logits[r, :] at logits[r*V]
+  const In* lr = logits + r * V;  // logits[r, :] at logits[r*V]
   Out* gr = grad + r * V;            // grad[r, :]
   const int32_t target = targets[r];
   if (target < 0) {  // uniform per block, before any synchronisation
@@ -330,13 +330,13 @@ __global__ void __launch_bounds__(kThreads)
     if (threadIdx.x == 0) losses[r] = 0.0f;
     return;
   }
-  const float lt = lr[target];  // read by every thread before the barriers below, so before any write
-  float held[PER];              // held[i] = logits[r, threadIdx.x + kThreads i], -inf past V
+  const float lt = to_float(lr[target]);  // read by every thread before the barriers below, so before any write
+  float held[PER];                        // held[i] = logits[r, threadIdx.x + kThreads i], -inf past V
   float m = -INFINITY;
 #pragma unroll
   for (int i = 0; i < PER; ++i) {
     const int v = threadIdx.x + i * kThreads;
-    held[i] = v < V ? lr[v] : -INFINITY;
+    held[i] = v < V ? to_float(lr[v]) : -INFINITY;
     m = fmaxf(m, held[i]);
   }
   m = block_max(m, scratch);
@@ -583,27 +583,27 @@ int activation_backward(int kind, size_t count, const float* dpost, const float*
   return finish(op);
 }
 
-// The cross-entropy backward kernel for rows of V logits, writing its gradient as Out to grad.
-template <typename Out>
-void launch_cross_entropy_backward(const Op& op, int rows, int V, const float* logits, const int32_t* targets,
+// The cross-entropy backward kernel for rows of V logits (In), writing its gradient as Out to grad.
+template <typename In, typename Out>
+void launch_cross_entropy_backward(const Op& op, int rows, int V, const In* logits, const int32_t* targets,
                                    float* losses, float scale, Out* grad) {
   const unsigned int grid = static_cast<unsigned int>(rows);
   // Rows that fit in registers (vocabularies up to 8,192) are read once; larger ones three times.
   if (V <= 4 * kThreads)
-    cross_entropy_backward_cached_kernel<4, Out><<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale, grad);
+    cross_entropy_backward_cached_kernel<4><<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale, grad);
   else if (V <= 16 * kThreads)
-    cross_entropy_backward_cached_kernel<16, Out><<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale, grad);
+    cross_entropy_backward_cached_kernel<16><<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale, grad);
   else if (V <= 32 * kThreads)
-    cross_entropy_backward_cached_kernel<32, Out><<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale, grad);
+    cross_entropy_backward_cached_kernel<32><<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale, grad);
   else
-    cross_entropy_backward_kernel<Out><<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale, grad);
+    cross_entropy_backward_kernel<<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale, grad);
 }
 
-int cross_entropy_backward(int rows, int V, float* logits, const int32_t* targets, float* losses, float scale,
-                           uint16_t* grad_bf16, int indices_checked, ms_error* err) {
+int cross_entropy_backward(int rows, int V, float* logits, uint16_t* logits_bf16, const int32_t* targets,
+                           float* losses, float scale, uint16_t* grad_bf16, int indices_checked, ms_error* err) {
   const char* name = "cross_entropy_backward";
   if (rows <= 0 || V <= 0) return invalid(err, name, "bad shape [%d, %d]", rows, V);
-  MS_REQUIRE(logits);
+  if (!logits && !logits_bf16) return invalid(err, name, "logits is null");
   MS_REQUIRE(targets);
   MS_REQUIRE(losses);
   Op op;
@@ -616,10 +616,14 @@ int cross_entropy_backward(int rows, int V, float* logits, const int32_t* target
     if (bad >= 0)
       return invalid(err, name, "targets[%lld] = %d is outside the vocabulary [0, %d)", bad, int(bad_value), V);
   }
-  if (grad_bf16)  // the gradient in bf16 for linear_backward's dout_bf16; logits stay
-    launch_cross_entropy_backward(op, rows, V, logits, targets, losses, scale, reinterpret_cast<bf16*>(grad_bf16));
+  if (logits_bf16)  // bf16 logits: the gradient into grad_bf16, or in place
+    launch_cross_entropy_backward(op, rows, V, reinterpret_cast<const bf16*>(logits_bf16), targets, losses, scale,
+                                  reinterpret_cast<bf16*>(grad_bf16 ? grad_bf16 : logits_bf16));
+  else if (grad_bf16)  // the gradient in bf16 for linear_backward's dout_bf16; logits stay
+    launch_cross_entropy_backward(op, rows, V, static_cast<const float*>(logits), targets, losses, scale,
+                                  reinterpret_cast<bf16*>(grad_bf16));
   else
-    launch_cross_entropy_backward(op, rows, V, logits, targets, losses, scale, logits);
+    launch_cross_entropy_backward(op, rows, V, static_cast<const float*>(logits), targets, losses, scale, logits);
   MS_TRY(check_launch(op, "cross_entropy_backward_kernel"));
   return finish(op);
 }

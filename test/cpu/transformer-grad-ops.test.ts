@@ -481,6 +481,32 @@ describe('transformer backward ops (cpu)', () => {
     expect(() => crossEntropyForwardBackward(tl, tt, losses2, scale, { gradient: short })).toThrow(/gradient must hold/);
   });
 
+  it('crossEntropyForwardBackward over bf16 logits: the losses of their f32 values, the rounded gradient in place or in a tensor of its own', async () => {
+    const rng = new Rng(252);
+    const logits = roundArrayBf16(normalArray(rng, ROWS * V, 3));
+    const targets = Int32Array.from({ length: ROWS }, (_, r) => (r % 5 === 2 ? -1 : rng.int(V)));
+    const scale = 1 / 31;
+    using tf = Tensor.from(logits, [ROWS, V], { backend });
+    using tt = Tensor.from(targets, [ROWS], { backend, dtype: 'i32' });
+    using lossesF = Tensor.full([ROWS], Number.NaN, { backend });
+    await crossEntropyForwardBackward(tf, tt, lossesF, scale); // the f32 gradient, in place
+    const rounded = Array.from(roundArrayBf16(f32(tf)));
+
+    using th = Tensor.from(logits, [ROWS, V], { backend, dtype: 'bf16' });
+    using lossesH = Tensor.full([ROWS], Number.NaN, { backend });
+    await crossEntropyForwardBackward(th, tt, lossesH, scale);
+    expect(Array.from(f32(lossesH))).toEqual(Array.from(f32(lossesF)));
+    expect(Array.from(th.toFloat32())).toEqual(rounded);
+
+    using th2 = Tensor.from(logits, [ROWS, V], { backend, dtype: 'bf16' });
+    using grad = Tensor.empty([ROWS, V], { backend, dtype: 'bf16' });
+    using lossesG = Tensor.full([ROWS], Number.NaN, { backend });
+    await crossEntropyForwardBackward(th2, tt, lossesG, scale, { gradient: grad });
+    expect(Array.from(th2.toFloat32())).toEqual(Array.from(logits)); // the logits stay
+    expect(Array.from(grad.toFloat32())).toEqual(rounded);
+    expect(Array.from(f32(lossesG))).toEqual(Array.from(f32(lossesF)));
+  });
+
   it('the cross-entropy exponentials agree with float64 at every SIMD level, down to underflow', async () => {
     // Logits spread over [-150, 40]: many rows have entries whose exp(l - max) underflows fp32,
     // which the vectorised exp clamps to the smallest normal (exp_kernel_avx2.cpp).

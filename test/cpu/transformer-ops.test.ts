@@ -319,6 +319,48 @@ describe('transformer ops (cpu)', () => {
     expect(Array.from(chunked)).toEqual(Array.from(whole)); // same per-query arithmetic
   });
 
+  it('linear and linearT into a bf16 out at bf16 precision give the f32 result (bias and activation included) rounded', async () => {
+    const rng = new Rng(43);
+    const nOut = 53;
+    const x = normalArray(rng, ROWS * C);
+    const W = normalArray(rng, C * nOut, 0.2);
+    const bias = normalArray(rng, nOut);
+    using tx = Tensor.from(x, [ROWS, C], { backend });
+    using tw = Tensor.from(W, [C, nOut], { backend });
+    using twT = Tensor.from(W, [nOut, C], { backend });
+    using tb = Tensor.from(bias, [nOut], { backend });
+    for (const kind of [undefined, 'relu', 'gelu_new'] as const) {
+      for (const transW of [false, true]) {
+        for (const b of [tb, null]) {
+          using f = Tensor.full([ROWS, nOut], Number.NaN, { backend });
+          using h = Tensor.full([ROWS, nOut], Number.NaN, { backend, dtype: 'bf16' });
+          const options = kind ? { activation: kind } : undefined;
+          await (transW ? linearT : linear)(tx, transW ? twT : tw, b, f, 'bf16', options);
+          await (transW ? linearT : linear)(tx, transW ? twT : tw, b, h, 'bf16', options);
+          expect(Array.from(h.toFloat32()), `${kind} transW ${transW} bias ${b !== null}`).toEqual(Array.from(roundArrayBf16(f32(f))));
+        }
+      }
+    }
+    using h = Tensor.empty([ROWS, nOut], { backend, dtype: 'bf16' });
+    expect(() => linear(tx, tw, tb, h, 'f32')).toThrow(/out must have dtype f32 \(got bf16\)/);
+  });
+
+  it('crossEntropy of bf16 logits equals that of the same values in f32', async () => {
+    const rng = new Rng(44);
+    const logits = roundArrayBf16(normalArray(rng, ROWS * V, 3));
+    const targets = Int32Array.from({ length: ROWS }, (_, r) => (r % 9 === 4 ? -1 : rng.int(V)));
+    using tf = Tensor.from(logits, [ROWS, V], { backend });
+    using th = Tensor.from(logits, [ROWS, V], { backend, dtype: 'bf16' });
+    using tt = Tensor.from(targets, [ROWS], { backend, dtype: 'i32' });
+    using a = Tensor.full([ROWS], Number.NaN, { backend });
+    using b = Tensor.full([ROWS], Number.NaN, { backend });
+    await crossEntropy(tf, tt, a);
+    await crossEntropy(th, tt, b);
+    expect(Array.from(f32(b))).toEqual(Array.from(f32(a)));
+    using ti = Tensor.zeros([ROWS, V], { backend, dtype: 'i32' });
+    expect(() => crossEntropy(ti, tt, a)).toThrow(/logits must have dtype f32 \(got i32\)/);
+  });
+
   it('crossEntropy gives logsumexp − the target logit, 0 for ignored rows', async () => {
     const rng = new Rng(40);
     const logits = normalArray(rng, ROWS * V, 3);

@@ -296,6 +296,32 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
     expect(maxErr(r.cuda.grad, r.cpu.grad)).toBeLessThan(1e-2); // bf16 of values within 1e-5
   });
 
+  // The LM trainer's bf16 logits: the gradient replaces them in place, rounded, as the f32 one would be.
+  for (const V of [8192, 50257]) {
+    it(`crossEntropyForwardBackward over bf16 logits [37, ${V}]: the f32 values' losses and rounded gradient, in place, matching the CPU`, async () => {
+      const rng = new Rng(62);
+      const rows = 37;
+      const logits = roundArrayBf16(normalArray(rng, rows * V, 3));
+      const targets = Int32Array.from({ length: rows }, (_, r) => (r % 5 === 2 ? -1 : rng.int(V)));
+      const r = await onBoth(async (backend) => {
+        using tf = Tensor.from(logits, [rows, V], { backend });
+        using tt = Tensor.from(targets, [rows], { backend, dtype: 'i32' });
+        using lossesF = Tensor.full([rows], Number.NaN, { backend });
+        await crossEntropyForwardBackward(tf, tt, lossesF, 1 / rows, { indicesChecked: true });
+        using th = Tensor.from(logits, [rows, V], { backend, dtype: 'bf16' });
+        using lossesH = Tensor.full([rows], Number.NaN, { backend });
+        await crossEntropyForwardBackward(th, tt, lossesH, 1 / rows, { indicesChecked: true });
+        return { lossesF: f32(lossesF), lossesH: f32(lossesH), rounded: roundArrayBf16(f32(tf)), grad: th.toFloat32() };
+      });
+      for (const b of ['cpu', 'cuda'] as const) {
+        expect(r[b].lossesH, b).toEqual(r[b].lossesF); // bf16 logits are read as the same f32 values
+        expect(r[b].grad, b).toEqual(r[b].rounded);
+      }
+      expect(maxErr(r.cuda.lossesH, r.cpu.lossesH)).toBeLessThan(1e-5);
+      expect(maxErr(r.cuda.grad, r.cpu.grad)).toBeLessThan(1e-2); // bf16 of values within 1e-5
+    });
+  }
+
   it('embedBackward matches the CPU (also with dtok = dpos); bad ids write nothing', async () => {
     const rng = new Rng(7);
     const [batch, T, C, V, nPositions] = [4, 64, 768, 5003, 128];

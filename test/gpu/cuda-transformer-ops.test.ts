@@ -17,7 +17,7 @@ import { MonosemanticError } from '../../lib/errors.js';
 import { type Activation, activation, add, argmaxRows, attention, crossEntropy, embed, klRows, layerNorm, linear, linearT, splitQkv } from '../../lib/lm/ops.js';
 import { Rng } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
-import { normalArray, uniformArray } from '../helpers/data.js';
+import { normalArray, roundArrayBf16, uniformArray } from '../helpers/data.js';
 import { linearRef } from '../reference/transformer-reference.js';
 
 const status = backendStatus();
@@ -131,6 +131,37 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
           for (const b of BACKENDS) expect(r[b].fused, `${b} ${kind} bias ${withBias}`).toEqual(r[b].separate);
           const scale = linearRef(Float64Array.from(x, Math.abs), Float64Array.from(W, Math.abs), withBias ? Float64Array.from(bias, Math.abs) : null, rows, nIn, nOut, false);
           expect(worst(r.cuda.fused, r.cpu.fused, (i) => scale[i]!), `${kind} bias ${withBias}`).toBeLessThan(1e-5);
+        }
+      }
+    });
+  }
+
+  // A bf16 out (the LM trainer's logits): the GEMM's epilogue writes it directly where it can (no
+  // activation, or ReLU with a bias; split K included), else the f32 result is rounded after.
+  for (const [rows, nIn, nOut] of [[67, 128, 8192], [5, 768, 5003], [37, 76, 53]] as const) {
+    it(`linear and linearT into a bf16 out [${rows}, ${nIn}] -> ${nOut} are the f32 result rounded, on both backends`, async () => {
+      const rng = new Rng(22);
+      const x = normalArray(rng, rows * nIn);
+      const W = normalArray(rng, nIn * nOut, 0.1);
+      const bias = normalArray(rng, nOut);
+      for (const kind of [undefined, 'relu', 'gelu_new'] as (Activation | undefined)[]) {
+        for (const transW of [false, true]) {
+          for (const withBias of [true, false]) {
+            const r = await onBoth(async (backend) => {
+              using tx = Tensor.from(x, [rows, nIn], { backend });
+              using tw = Tensor.from(W, transW ? [nOut, nIn] : [nIn, nOut], { backend });
+              using tb = Tensor.from(bias, [nOut], { backend });
+              using f = Tensor.full([rows, nOut], Number.NaN, { backend });
+              using h = Tensor.full([rows, nOut], Number.NaN, { backend, dtype: 'bf16' });
+              const options = kind ? { activation: kind } : undefined;
+              await (transW ? linearT : linear)(tx, tw, withBias ? tb : null, f, 'bf16', options);
+              await (transW ? linearT : linear)(tx, tw, withBias ? tb : null, h, 'bf16', options);
+              return { rounded: roundArrayBf16(f32(f)), h: h.toFloat32() };
+            });
+            const what = `${kind} transW ${transW} bias ${withBias}`;
+            for (const b of BACKENDS) expect(r[b].h, `${b} ${what}`).toEqual(r[b].rounded);
+            expect(worst(r.cuda.h, r.cpu.h, relFloor1(r.cpu.h)), what).toBeLessThan(1e-2); // bf16 of values within 1e-5
+          }
         }
       }
     });
