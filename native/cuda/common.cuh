@@ -32,6 +32,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "backend.h"
 
@@ -192,6 +193,29 @@ __device__ __forceinline__ T warp_sum(T v) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
   return v;
+}
+
+// Sum of v over the warp, returned to every lane (a fixed xor tree: deterministic).
+template <typename T>
+__device__ __forceinline__ T warp_allsum(T v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+// Row kernels: a row of at most kWarpRowMaxC columns is one warp's (lane l holds columns l + 32 i,
+// i < PER, in registers); a wider row is one block's.
+constexpr int kWarpRowMaxC = 1024;
+constexpr int kRowsPerWarpBlock = kThreads / 32;  // rows per block of a warp-per-row kernel
+
+// Calls launch(std::integral_constant<int, PER>{}) with the smallest PER in {4, 8, 16, 32} such
+// that 32 PER >= C (C <= kWarpRowMaxC): a warp-per-row kernel's values per lane.
+template <typename Launch>
+void with_lane_count(int C, Launch&& launch) {
+  if (C <= 128) launch(std::integral_constant<int, 4>{});
+  else if (C <= 256) launch(std::integral_constant<int, 8>{});
+  else if (C <= 512) launch(std::integral_constant<int, 16>{});
+  else launch(std::integral_constant<int, 32>{});
 }
 
 // Sum of v over the block, returned to every thread. blockDim.x must be a multiple of 32 (at most

@@ -59,8 +59,9 @@ __device__ __forceinline__ void argmax_combine(float& v, int& i, float ov, int o
 
 // ---- kernels ------------------------------------------------------------------------------------
 
-// Block r = row r of x [rows, C]. out may equal x: every read of x[r, :] precedes the last
-// block_sum, and each thread then reads x[r, j] before writing out[r, j] for its own j.
+// Block r = row r of x [rows, C] (rows wider than kWarpRowMaxC). out may equal x: every read of
+// x[r, :] precedes the last block_sum, and each thread then reads x[r, j] before writing out[r, j]
+// for its own j.
 __global__ void __launch_bounds__(kThreads)
     layernorm_kernel(int C, float eps, const float* x, const float* __restrict__ weight,
                      const float* __restrict__ bias, float* out, float* __restrict__ mean,
@@ -80,6 +81,48 @@ __global__ void __launch_bounds__(kThreads)
   const float rs = 1.0f / sqrtf(block_sum(ss, scratch) / float(C) + eps);
   for (int j = threadIdx.x; j < C; j += blockDim.x) yr[j] = (xr[j] - m) * rs * weight[j] + bias[j];
   if (threadIdx.x == 0) {
+    if (mean) mean[r] = m;
+    if (rstd) rstd[r] = rs;
+  }
+}
+
+// layernorm_kernel for rows of C <= 32 PER: warp w of block b takes row r = b kRowsPerWarpBlock + w,
+// lane l holding x[r, l + 32 i] (i < PER) in registers, so the row is read once, and the sums are
+// warp shuffles (no block barriers: a block-per-row kernel leaves most of its threads idle on
+// narrow rows and waits on its barriers). out may equal x: a lane writes only its own elements,
+// after reading them.
+template <int PER>
+__global__ void __launch_bounds__(kThreads)
+    layernorm_warp_kernel(int rows, int C, float eps, const float* x, const float* __restrict__ weight,
+                          const float* __restrict__ bias, float* out, float* __restrict__ mean,
+                          float* __restrict__ rstd) {
+  const int lane = threadIdx.x & 31;
+  const size_t r = size_t(blockIdx.x) * kRowsPerWarpBlock + threadIdx.x / 32;
+  if (r >= size_t(rows)) return;  // whole warps only: rows never split a warp
+  const float* xr = x + r * C;  // x[r, :] at x[r*C]
+  float* yr = out + r * C;      // out[r, :] at out[r*C]
+  float held[PER];              // held[i] = x[r, lane + 32 i], 0 past C
+  float s = 0.0f;
+#pragma unroll
+  for (int i = 0; i < PER; ++i) {
+    const int j = lane + 32 * i;
+    held[i] = j < C ? xr[j] : 0.0f;
+    s += held[i];
+  }
+  const float m = warp_allsum(s) / float(C);
+  float ss = 0.0f;
+#pragma unroll
+  for (int i = 0; i < PER; ++i) {
+    const float d = lane + 32 * i < C ? held[i] - m : 0.0f;
+    ss += d * d;
+  }
+  const float rs = 1.0f / sqrtf(warp_allsum(ss) / float(C) + eps);
+#pragma unroll
+  for (int i = 0; i < PER; ++i) {
+    const int j = lane + 32 * i;
+    if (j < C) yr[j] = (held[i] - m) * rs * weight[j] + bias[j];
+  }
+  if (lane == 0) {
     if (mean) mean[r] = m;
     if (rstd) rstd[r] = rs;
   }
@@ -337,9 +380,18 @@ int layernorm(int rows, int C, float eps, const float* x, const float* weight, c
   MS_REQUIRE(out);
   Op op;
   MS_TRY(begin(op, err, name));
-  layernorm_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, op.stream>>>(C, eps, x, weight, bias, out,
-                                                                                 mean, rstd);
-  MS_TRY(check_launch(op, "layernorm_kernel"));
+  if (C <= kWarpRowMaxC) {  // a warp per row
+    const unsigned int blocks = static_cast<unsigned int>((size_t(rows) + kRowsPerWarpBlock - 1) / kRowsPerWarpBlock);
+    with_lane_count(C, [&](auto per) {
+      layernorm_warp_kernel<decltype(per)::value><<<blocks, kThreads, 0, op.stream>>>(rows, C, eps, x, weight, bias,
+                                                                                     out, mean, rstd);
+    });
+    MS_TRY(check_launch(op, "layernorm_warp_kernel"));
+  } else {
+    layernorm_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, op.stream>>>(C, eps, x, weight, bias, out,
+                                                                                   mean, rstd);
+    MS_TRY(check_launch(op, "layernorm_kernel"));
+  }
   return finish(op);
 }
 

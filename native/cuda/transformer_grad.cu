@@ -199,8 +199,8 @@ __global__ void merge_qkv_kernel(size_t total, int C, const float* __restrict__ 
   }
 }
 
-// Block r = row r of [rows, C]: with n = (x - mean_r) rstd_r and g = dout * weight,
-// dx[r, j] (= or +=) = rstd_r (g_j - mean(g) - n_j mean(g n)).
+// Block r = row r of [rows, C] (rows wider than kWarpRowMaxC): with n = (x - mean_r) rstd_r and
+// g = dout * weight, dx[r, j] (= or +=) = rstd_r (g_j - mean(g) - n_j mean(g n)).
 __global__ void __launch_bounds__(kThreads)
     layernorm_backward_dx_kernel(int C, const float* __restrict__ dout, const float* __restrict__ x,
                                  const float* __restrict__ weight, const float* __restrict__ mean,
@@ -223,6 +223,43 @@ __global__ void __launch_bounds__(kThreads)
     const float n = (xr[j] - m) * rs;
     const float val = (gr[j] * weight[j] - mg - n * mgn) * rs;
     dxr[j] = accumulate ? dxr[j] + val : val;
+  }
+}
+
+// layernorm_backward_dx_kernel for rows of C <= 32 PER, a warp per row (r = b kRowsPerWarpBlock + w),
+// lane l holding g and n of columns l + 32 i (i < PER) in registers: dout and x are read once, and
+// the two means are warp shuffles.
+template <int PER>
+__global__ void __launch_bounds__(kThreads)
+    layernorm_backward_dx_warp_kernel(int rows, int C, const float* __restrict__ dout, const float* __restrict__ x,
+                                      const float* __restrict__ weight, const float* __restrict__ mean,
+                                      const float* __restrict__ rstd, float* __restrict__ dx, int accumulate) {
+  const int lane = threadIdx.x & 31;
+  const size_t r = size_t(blockIdx.x) * kRowsPerWarpBlock + threadIdx.x / 32;
+  if (r >= size_t(rows)) return;  // whole warps only
+  const float* xr = x + r * C;     // x[r, :]
+  const float* gr = dout + r * C;  // dout[r, :]
+  float* dxr = dx + r * C;         // dx[r, :]
+  const float m = mean[r], rs = rstd[r];
+  float g[PER], n[PER];  // g[i] = dout[r, j] weight[j], n[i] = (x[r, j] - m) rs for j = lane + 32 i < C; else 0
+  float sg = 0.0f, sgn = 0.0f;
+#pragma unroll
+  for (int i = 0; i < PER; ++i) {
+    const int j = lane + 32 * i;
+    g[i] = j < C ? gr[j] * weight[j] : 0.0f;
+    n[i] = j < C ? (xr[j] - m) * rs : 0.0f;
+    sg += g[i];
+    sgn += g[i] * n[i];
+  }
+  const float mg = warp_allsum(sg) / float(C);
+  const float mgn = warp_allsum(sgn) / float(C);
+#pragma unroll
+  for (int i = 0; i < PER; ++i) {
+    const int j = lane + 32 * i;
+    if (j < C) {
+      const float val = (g[i] - mg - n[i] * mgn) * rs;
+      dxr[j] = accumulate ? dxr[j] + val : val;
+    }
   }
 }
 
@@ -502,9 +539,18 @@ int layernorm_backward(int rows, int C, const float* dout, const float* x, const
   Op op;
   MS_TRY(begin(op, err, name));
   MS_TRY(launch_column_grads(op, rows, C, dout, x, mean, rstd, dweight, dbias));
-  layernorm_backward_dx_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, op.stream>>>(
-      C, dout, x, weight, mean, rstd, dx, accumulate);
-  MS_TRY(check_launch(op, "layernorm_backward_dx_kernel"));
+  if (C <= kWarpRowMaxC) {  // a warp per row
+    const unsigned int blocks = static_cast<unsigned int>((size_t(rows) + kRowsPerWarpBlock - 1) / kRowsPerWarpBlock);
+    with_lane_count(C, [&](auto per) {
+      layernorm_backward_dx_warp_kernel<decltype(per)::value><<<blocks, kThreads, 0, op.stream>>>(
+          rows, C, dout, x, weight, mean, rstd, dx, accumulate);
+    });
+    MS_TRY(check_launch(op, "layernorm_backward_dx_warp_kernel"));
+  } else {
+    layernorm_backward_dx_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, op.stream>>>(
+        C, dout, x, weight, mean, rstd, dx, accumulate);
+    MS_TRY(check_launch(op, "layernorm_backward_dx_kernel"));
+  }
   return finish(op);
 }
 

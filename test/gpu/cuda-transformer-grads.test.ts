@@ -148,7 +148,8 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
     expect(r.cuda.merged).toEqual(qkv);
   });
 
-  for (const [rows, C] of [[37, 76], [1030, 768]] as const) {
+  // Rows up to 1,024 wide take a warp each (4 to 32 values per lane); wider ones a block each.
+  for (const [rows, C] of [[37, 76], [21, 200], [13, 400], [1030, 768], [9, 1100]] as const) {
     it(`layerNormBackward [${rows}, ${C}] (dx = and +=, dweight and dbias accumulate) matches the CPU`, async () => {
       const rng = new Rng(3);
       const x = normalArray(rng, rows * C, 2).map((val, i) => val + 3 + (i % 5));

@@ -57,7 +57,8 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
 }
 
 describe.skipIf(!hasCuda)('cuda transformer ops', () => {
-  for (const [rows, C] of [[37, 76], [130, 768]] as const) {
+  // Rows up to 1,024 wide take a warp each (4 to 32 values per lane); wider ones a block each.
+  for (const [rows, C] of [[37, 76], [21, 200], [13, 400], [130, 768], [9, 1100]] as const) {
     it(`layerNorm [${rows}, ${C}] with saved mean/rstd, and in place, matches the CPU`, async () => {
       const rng = new Rng(1);
       const x = normalArray(rng, rows * C, 2).map((v, i) => v + 3 + (i % 5));
