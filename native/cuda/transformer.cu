@@ -2,13 +2,15 @@
  * transformer.cu — the GPT-2 forward ops on the GPU (transformer.cuh; math in backend.h).
  *
  * Simple kernels, chosen to be obviously correct rather than fast:
- *   - row ops (layer norm, cross-entropy, argmax, the KL divergence of two rows of logits): one
- *     block of kThreads threads per row, fp32 accumulation through block_sum / block reductions
- *     with a fixed tree (deterministic);
+ *   - row ops (cross-entropy over fp32 or bf16 logits, argmax, the KL divergence of two rows of
+ *     logits, layer norm of rows wider than 1,024): one block of kThreads threads per row, fp32
+ *     accumulation through block_sum / block reductions with a fixed tree (deterministic); layer
+ *     norm of narrower rows (the models' widths): a warp per row, the row in registers;
  *   - elementwise ops (activations, add, embedding gathers, the q/k/v split): grid-stride loops;
  *   - linear: gemm<T> (gemm.cuh), T = float, or __nv_bfloat16 in MS_PREC_BF16 mode, where x and W
  *     are first rounded to bf16 copies in temporary device memory (as sae.cu does), then an fp32
- *     bias add (in the tensor GEMM's epilogue at bf16; a pass of its own otherwise);
+ *     bias add (in the tensor GEMM's epilogue at bf16; a pass of its own otherwise); a bf16 output
+ *     is written by the epilogue where it does the bias and activation, else rounded after them;
  *   - attention: one warp per (batch, head, query); lane l holds dimensions l, l + 32, ... of the
  *     query and of its output accumulator (head size <= 32 * kAttnDimsPerLane), and walks the
  *     cached keys 0 .. p with an online softmax (running max and sum), so no T x T matrix exists;

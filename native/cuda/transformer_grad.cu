@@ -12,10 +12,11 @@
  *     shared between warps (no atomics, deterministic). Head size 32 uses the tiled kernels of
  *     attention_tiled.cu instead, and at bf16 (heads of 32 or 64) the tensor-core kernels of
  *     attention_mma.cu where they are on;
- *   - row ops (layer-norm dx, cross-entropy): one block of kThreads threads per row, block_sum /
- *     block_max reductions (common.cuh); the cross-entropy keeps rows of up to 8,192 logits in
- *     registers, so they are read once, and writes its gradient in place or as bf16 (the operand
- *     of the unembedding's backward products, which then skip their cast of it);
+ *   - row ops: the cross-entropy, over fp32 or bf16 logits, one block of kThreads threads per row
+ *     with block_sum / block_max reductions (common.cuh), keeping rows of up to 8,192 logits in
+ *     registers, so they are read once, and writing its gradient in place or as bf16 (the operand
+ *     of the unembedding's backward products, which then skip their cast of it); layer-norm dx a
+ *     warp per row up to 1,024 columns (the row in registers, shuffle sums), a block per row above;
  *   - sums over rows into parameter gradients (layer-norm weight and bias, linear bias): blocks of
  *     32 columns x 8 row lanes over chunks of rows, one atomicAdd per block and column;
  *   - embedding backward: a grid-stride scatter-add with atomicAdd (order not deterministic);
