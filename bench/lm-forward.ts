@@ -8,7 +8,9 @@
  *                                 [--gpt2-batch 1] [--gpt2-ctx 128] [--iters 5] [--json FILE]
  *
  * FLOPs per token are counted as 2 × (matrix-product parameters used) + causal attention's
- * 2·2·C·T/2 per layer (useful work: T/2 keys on average). bench/reference/hf_forward.py times HF
+ * 2·2·C·T/2 per layer (useful work: T/2 keys on average). Each row also gives the median time
+ * until the forward had been queued: on CUDA, where operations settle once queued, the host's
+ * part of the wall time (the rest is the device catching up). bench/reference/hf_forward.py times HF
  * transformers on the same shapes.
  */
 import { writeFileSync } from 'node:fs';
@@ -63,6 +65,8 @@ interface Row {
   name: string;
   tokens: number;
   medianMs: number;
+  /** Median time until the forward had been queued (CUDA operations settle once queued): the host's part. */
+  queuedMs: number;
   tokensPerSec: number;
   gflops: number;
 }
@@ -72,15 +76,17 @@ async function time(label: string, model: Gpt2Model, batch: number, T: number, i
   const ids = Int32Array.from({ length: batch * T }, () => rng.int(model.config.vocabSize));
   await run(ids); // warm-up
   const times: number[] = [];
+  const queued: number[] = [];
   for (let i = 0; i < iters; i++) {
     const t0 = performance.now();
     await run(ids);
-    synchronize(model.backend); // CUDA operations settle once queued
+    queued.push(performance.now() - t0);
+    synchronize(model.backend);
     times.push(performance.now() - t0);
   }
   const ms = median(times);
   const tokens = batch * T;
-  return { name: label, tokens, medianMs: ms, tokensPerSec: (tokens * 1000) / ms, gflops: (flops * tokens) / ms / 1e6 };
+  return { name: label, tokens, medianMs: ms, queuedMs: median(queued), tokensPerSec: (tokens * 1000) / ms, gflops: (flops * tokens) / ms / 1e6 };
 }
 
 const program = new Command('lm-forward')
@@ -124,7 +130,7 @@ if (cases.has('gpt2')) {
 }
 
 console.log(`backend ${backend}, precision ${o.precision}`);
-console.log('| case | tokens | median ms | tokens/s | GFLOP/s |');
-console.log('| --- | ---: | ---: | ---: | ---: |');
-for (const r of rows) console.log(`| ${r.name} | ${r.tokens} | ${r.medianMs.toFixed(1)} | ${Math.round(r.tokensPerSec).toLocaleString('en-US')} | ${r.gflops.toFixed(1)} |`);
+console.log('| case | tokens | median ms | of which queueing, ms | tokens/s | GFLOP/s |');
+console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
+for (const r of rows) console.log(`| ${r.name} | ${r.tokens} | ${r.medianMs.toFixed(2)} | ${r.queuedMs.toFixed(2)} | ${Math.round(r.tokensPerSec).toLocaleString('en-US')} | ${r.gflops.toFixed(1)} |`);
 if (o.json) writeFileSync(o.json, `${JSON.stringify({ backend, precision: o.precision, rows }, null, 2)}\n`);
