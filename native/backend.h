@@ -249,9 +249,11 @@ typedef struct ms_backend {
    * fp32). out must not overlap x or W. act (ABI 9): ms_activation applied to the result (the
    * values of activation() on it), or MS_ACT_NONE; a backend may fuse it with the bias add.
    * out_bf16 (ABI 12; BF16 only): when not NULL, the result (bias and activation applied in fp32)
-   * goes there rounded to bf16 [rows, n_out] instead, and out is unused (may be NULL). */
-  int (*linear)(int rows, int n_in, int n_out, int trans_w, int precision, const float* x, const float* W,
-                const float* bias, float* out, uint16_t* out_bf16, int act, ms_error* err);
+   * goes there rounded to bf16 [rows, n_out] instead, and out is unused (may be NULL). x_bf16
+   * (ABI 12; BF16 only): when not NULL, x is read from it (bf16 [rows, n_in]: the operand as it is)
+   * and x is unused (may be NULL). */
+  int (*linear)(int rows, int n_in, int n_out, int trans_w, int precision, const float* x, const uint16_t* x_bf16,
+                const float* W, const float* bias, float* out, uint16_t* out_bf16, int act, ms_error* err);
   /* out[i] = act(x[i]) for i < count (kind: ms_activation); out may equal x. */
   int (*activation)(int kind, size_t count, const float* x, float* out, ms_error* err);
   /* out[i] = a[i] + b[i] for i < count; out may equal a or b. */

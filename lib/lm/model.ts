@@ -4,16 +4,18 @@
  *
  * The forward pass is orchestrated here, one native op per step (lib/lm/ops.ts), so every
  * TransformerLens hook point (lib/lm/hooks.ts) is a place where an activation [B·T, width] can be
- * captured (copied out as a device tensor) or changed in place by an intervention. A forward that
+ * captured (returned as a device tensor) or changed in place by an intervention. A forward that
  * only captures stops right after the last hook it needs (no unembedding for harvesting).
  *
  * Keys and values are written to a cache [B, Tmax, C] per layer, so generation runs each new
  * token through the model once (KvCache). Matrix products run in 'f32' or 'bf16' (bf16 operands,
  * fp32 accumulation), and so may attention's two products on CUDA (lib/lm/ops.ts attention);
- * everything else is fp32.
+ * everything else is fp32, but for an MLP whose hooks no one looks at, whose activations go from
+ * its first product to its second in bf16 at 'bf16' (the operand the second would round them to).
+ * A captured activation is the caller's: a copy, or the forward's own buffer where it stops there.
  */
 import { type BackendName, resolveBackend } from '../backend.js';
-import { Tensor } from '../tensor.js';
+import { type DType, Tensor } from '../tensor.js';
 import { type Gpt2Config, loadGpt2Config } from './config.js';
 import { type HookPoint, hookPoint, hookPoints } from './hooks.js';
 import { type MatmulPrecision, activation, add, attention, crossEntropy, embed, layerNorm, linear, linearT, splitQkv } from './ops.js';
@@ -212,7 +214,7 @@ export class Gpt2Model {
 
     const rows = batch * T;
     const C = cfg.dModel;
-    const tmp = (slot: string, shape: number[], dtype: 'f32' | 'i32' = 'f32') => this.#scratchTensor(slot, shape, dtype);
+    const tmp = (slot: string, shape: number[], dtype: DType = 'f32') => this.#scratchTensor(slot, shape, dtype);
     const captured: Record<string, Tensor> = {};
     const context = (hook: string): HookContext => ({ hook, batch, T, positionOffset: offset });
     /** Applies the hook point `name` to x; true when the forward can stop here. */
@@ -275,16 +277,25 @@ export class Gpt2Model {
         await add(resid, branch, resid);
         if (await at(`${p}hook_resid_mid`, resid)) return done();
         await layerNorm(resid, w.ln2W, w.ln2B, cfg.layerNormEps, normed);
-        if (capture.has(`${p}mlp.hook_pre`) || interventions[`${p}mlp.hook_pre`]) {
-          await linear(normed, w.fcW, w.fcB, pre, this.precision);
-          if (await at(`${p}mlp.hook_pre`, pre)) return done();
-          await activation(cfg.activation, pre, post);
+        const looked = (hook: string) => capture.has(`${p}${hook}`) || interventions[`${p}${hook}`] !== undefined;
+        if (this.precision === 'bf16' && !looked('mlp.hook_pre') && !looked('mlp.hook_post')) {
+          // No one looks inside the MLP: its activations go to the output product in bf16, the
+          // operand it would round them to (bias and activation in the first product's epilogue on CUDA).
+          const postBf = tmp('postBf', [rows, cfg.dMlp], 'bf16');
+          await linear(normed, w.fcW, w.fcB, postBf, 'bf16', { activation: cfg.activation });
+          await linear(postBf, w.fcProjW, w.fcProjB, branch, 'bf16');
         } else {
-          // No one looks at the pre-activations: the activation is applied with the bias (fused on CUDA).
-          await linear(normed, w.fcW, w.fcB, post, this.precision, { activation: cfg.activation });
+          if (looked('mlp.hook_pre')) {
+            await linear(normed, w.fcW, w.fcB, pre, this.precision);
+            if (await at(`${p}mlp.hook_pre`, pre)) return done();
+            await activation(cfg.activation, pre, post);
+          } else {
+            // No one looks at the pre-activations: the activation is applied with the bias (fused on CUDA).
+            await linear(normed, w.fcW, w.fcB, post, this.precision, { activation: cfg.activation });
+          }
+          if (await at(`${p}mlp.hook_post`, post)) return done();
+          await linear(post, w.fcProjW, w.fcProjB, branch, this.precision);
         }
-        if (await at(`${p}mlp.hook_post`, post)) return done();
-        await linear(post, w.fcProjW, w.fcProjB, branch, this.precision);
         if (await at(`${p}hook_mlp_out`, branch)) return done();
         await add(resid, branch, resid);
         if (await at(`${p}hook_resid_post`, resid)) return done();
@@ -346,7 +357,7 @@ export class Gpt2Model {
   }
 
   /** A scratch tensor of exactly `shape` for `slot`, reused while the shape stays the same. */
-  #scratchTensor(slot: string, shape: number[], dtype: 'f32' | 'i32'): Tensor {
+  #scratchTensor(slot: string, shape: number[], dtype: DType): Tensor {
     const held = this.#scratch.get(slot);
     if (held && held.dtype === dtype && held.shape.length === shape.length && held.shape.every((d, i) => d === shape[i])) return held;
     held?.dispose();

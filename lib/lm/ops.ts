@@ -72,11 +72,12 @@ export interface LinearOptions {
 
 function runLinear(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor, precision: MatmulPrecision, transW: boolean, options?: LinearOptions): Promise<void> {
   const act = options?.activation === undefined ? undefined : checkActivation(options.activation, 'activation');
-  checkTensor(x, 'x');
+  const code = checkPrecision(precision);
+  // At bf16 precision x may be bf16 (the operand as it is) and out too (the result rounded): the
+  // product rounds its operands to bf16 anyway.
+  checkTensor(x, 'x', precision === 'bf16' ? f32OrBf16(x) : 'f32');
   checkTensor(weight, 'weight');
   if (bias !== null) checkTensor(bias, 'bias');
-  const code = checkPrecision(precision);
-  // The result rounded to bf16 is available at bf16 precision (its products round their operands too).
   checkTensor(out, 'out', precision === 'bf16' ? f32OrBf16(out) : 'f32');
   const [rows, nIn] = rowsOf(x, 'x');
   const layout = transW ? '[out, in]' : '[in, out]';
@@ -108,8 +109,9 @@ function runLinear(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor, 
 
 /**
  * out = x W + b: x [rows, in], W [in, out] (HF GPT-2 Conv1D layout), b [out] or null, out [rows, out];
- * out = act(x W + b) with options.activation. At 'bf16' precision out may be a bf16 tensor: the
- * fp32 result (bias and activation included) rounded to nearest even.
+ * out = act(x W + b) with options.activation. At 'bf16' precision x may be a bf16 tensor (the
+ * operand as it is: the product rounds an f32 x to bf16), and out too: the fp32 result (bias and
+ * activation included) rounded to nearest even.
  */
 export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor, precision: MatmulPrecision, options?: LinearOptions): Promise<void> {
   return runLinear(x, weight, bias, out, precision, false, options);

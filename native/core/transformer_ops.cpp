@@ -51,7 +51,7 @@ class LayerNormWorker : public BackendWorker {
 // linear({ rows, nIn, nOut, transW, precision, x, weight, bias?, out, activation? }): activation is an
 // ms_activation code applied to the result (absent: none).
 // out [rows, nOut] = x [rows, nIn] W + bias, W [nIn, nOut] (transW false) or [nOut, nIn] (true);
-// out f32, or bf16 at BF16 precision (the result rounded).
+// x and out f32, or either bf16 at BF16 precision (x the operand as it is; out the result rounded).
 class LinearWorker : public BackendWorker {
  public:
   LinearWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
@@ -60,7 +60,13 @@ class LinearWorker : public BackendWorker {
     n_out_ = int_field(a, "nOut", 1, kMaxDim);
     trans_w_ = bool_field(a, "transW") ? 1 : 0;
     precision_ = int_field(a, "precision", MS_PREC_F32, MS_PREC_BF16);
-    x_ = static_cast<const float*>(operands_.take_f32(a, "x", product(env, size_t(rows_), size_t(n_in_), "x")));
+    const size_t x_n = product(env, size_t(rows_), size_t(n_in_), "x");
+    if (Tensor::From(a.Get("x"), "x")->dtype() == MS_BF16) {
+      if (precision_ != MS_PREC_BF16) throw Napi::TypeError::New(env, "a bf16 x needs bf16 precision");
+      x_bf16_ = static_cast<const uint16_t*>(operands_.take(a, "x", MS_BF16, x_n));
+    } else {
+      x_ = static_cast<const float*>(operands_.take_f32(a, "x", x_n));
+    }
     W_ = static_cast<const float*>(
         operands_.take_f32(a, "weight", product(env, size_t(n_in_), size_t(n_out_), "weight")));
     if (!absent(a, "bias")) bias_ = static_cast<const float*>(operands_.take_f32(a, "bias", size_t(n_out_)));
@@ -74,14 +80,15 @@ class LinearWorker : public BackendWorker {
     act_ = absent(a, "activation") ? int(MS_ACT_NONE) : int_field(a, "activation", MS_ACT_GELU_TANH, MS_ACT_RELU);
   }
   int run(const ms_backend* be, ms_error* err) override {
-    return be->linear(rows_, n_in_, n_out_, trans_w_, precision_, x_, W_, bias_, out_, out_bf16_, act_, err);
+    return be->linear(rows_, n_in_, n_out_, trans_w_, precision_, x_, x_bf16_, W_, bias_, out_, out_bf16_, act_, err);
   }
 
  private:
   int rows_ = 0, n_in_ = 0, n_out_ = 0, trans_w_ = 0, precision_ = 0, act_ = MS_ACT_NONE;
   const float *x_ = nullptr, *W_ = nullptr, *bias_ = nullptr;
   float* out_ = nullptr;
-  uint16_t* out_bf16_ = nullptr;  // a bf16 out, or null
+  const uint16_t* x_bf16_ = nullptr;  // a bf16 x, or null
+  uint16_t* out_bf16_ = nullptr;      // a bf16 out, or null
 };
 
 // activation({ kind, count, x, out }): kind is an ms_activation code.

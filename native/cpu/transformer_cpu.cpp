@@ -69,8 +69,8 @@ int layernorm(int rows, int C, float eps, const float* x, const float* weight, c
   return MS_OK;
 }
 
-int linear(int rows, int n_in, int n_out, int trans_w, int precision, const float* x, const float* W,
-           const float* bias, float* out, uint16_t* out_bf16, int act, ms_error* err) {
+int linear(int rows, int n_in, int n_out, int trans_w, int precision, const float* x, const uint16_t* x_bf16,
+           const float* W, const float* bias, float* out, uint16_t* out_bf16, int act, ms_error* err) {
   const char* op = "linear";
   if (rows <= 0 || n_in <= 0 || n_out <= 0)
     return fail(err, MS_ERR_INVALID, op, "bad shape: rows %d, n_in %d, n_out %d", rows, n_in, n_out);
@@ -78,14 +78,22 @@ int linear(int rows, int n_in, int n_out, int trans_w, int precision, const floa
     return fail(err, MS_ERR_INVALID, op, "unknown activation %d", act);
   if (precision != MS_PREC_F32 && precision != MS_PREC_BF16)
     return fail(err, MS_ERR_INVALID, op, "unknown precision %d", precision);
-  if (out_bf16 && precision != MS_PREC_BF16) return fail(err, MS_ERR_INVALID, op, "a bf16 output needs BF16 precision");
-  if (!x || !W || !(out || out_bf16)) return fail(err, MS_ERR_INVALID, op, "x, W or out is null");
+  if ((out_bf16 || x_bf16) && precision != MS_PREC_BF16)
+    return fail(err, MS_ERR_INVALID, op, "a bf16 input or output needs BF16 precision");
+  if (!(x || x_bf16) || !W || !(out || out_bf16)) return fail(err, MS_ERR_INVALID, op, "x, W or out is null");
   const size_t R = size_t(rows), K = size_t(n_in), N = size_t(n_out);
   const bool bf16 = precision == MS_PREC_BF16;
   try {
+    // At BF16 the operands as bf16 values in fp32: x rounded (or widened from x_bf16), W rounded.
     std::vector<float> x_r(bf16 ? R * K : 0), W_r(bf16 ? K * N : 0);
     if (bf16) {
-      round_copy_bf16(x, x_r.data(), R * K);
+      if (x_bf16) {
+        parallel_for(R * K, 1 << 15, [&](size_t i0, size_t i1) {
+          for (size_t i = i0; i < i1; ++i) x_r[i] = bf16_to_float(x_bf16[i]);
+        });
+      } else {
+        round_copy_bf16(x, x_r.data(), R * K);
+      }
       round_copy_bf16(W, W_r.data(), K * N);
     }
     // A bf16 output is formed in fp32, `block` rows at a time, then rounded into out_bf16; an fp32

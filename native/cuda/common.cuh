@@ -195,7 +195,8 @@ __device__ __forceinline__ T warp_sum(T v) {
   return v;
 }
 
-// Sum of v over the warp, returned to every lane (a fixed xor tree: deterministic).
+// Sum of v over the warp, returned to every lane. The xor butterfly adds the same pairs in the
+// same tree on every lane (addition commutes), so all lanes hold the same bits.
 template <typename T>
 __device__ __forceinline__ T warp_allsum(T v) {
 #pragma unroll

@@ -16,6 +16,7 @@
 
 #include <cuda_bf16.h>
 
+#include "activation.cuh"
 #include "gemm_tensor.cuh"
 
 namespace ms::cuda {
@@ -67,21 +68,21 @@ struct StoreOp {
   __device__ __forceinline__ int32_t* fired() const { return nullptr; }
 };
 
-struct BiasReluOp {
+// Act: the activation (ms_activation) as a compile-time constant, so each kernel holds only its own:
+// MS_ACT_RELU (the SAE encoder, ReLU MLPs) or MS_ACT_GELU_TANH (GPT-2's gelu_new).
+template <int Act>
+struct BiasActOp {
   static constexpr bool kColumnSums = true;
-  EpilogueBiasRelu e;
+  EpilogueBiasAct e;
   bool pair_ok;  // f 8-aligned, f_bf 4-aligned, ld even
   static constexpr bool kReadsMask = false;
   __device__ __forceinline__ unsigned live(int, int, bool) const { return 0; }
   __device__ __forceinline__ float2 operator()(int row, int col, float v0, float v1, bool has1, unsigned) const {
     const size_t at = size_t(row) * e.ld + col;  // f[row, col] at f[row*ld + col]
-    float r0 = v0 + e.bias[col];
-    r0 = r0 > 0.0f ? r0 : 0.0f;  // NaN -> 0, as the CPU backend
-    float r1 = 0.0f;
-    if (has1) {
-      r1 = v1 + e.bias[col + 1];
-      r1 = r1 > 0.0f ? r1 : 0.0f;
-    }
+    // The bias as linear's store adds it, then the activation pass's function (ReLU: NaN -> 0, as
+    // the CPU backend).
+    const float r0 = activate(Act, v0 + e.bias[col]);
+    const float r1 = has1 ? activate(Act, v1 + e.bias[col + 1]) : 0.0f;
     if (e.f) store_pair(e.f, at, r0, r1, has1, pair_ok);
     if (e.f_bf) store_pair(e.f_bf, at, r0, r1, has1, pair_ok);
     return make_float2(r0, r1);

@@ -424,17 +424,19 @@ int sum_split_partials(const Op& op, int M, int N, int splits, const float* P, c
 }
 
 int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const bf16* A, int lda,
-                const bf16* B, int ldb, const EpilogueBiasRelu& epilogue) {
+                const bf16* B, int ldb, const EpilogueBiasAct& epilogue) {
   const void* out = epilogue.f ? static_cast<const void*>(epilogue.f) : epilogue.f_bf;
   MS_TRY(check_gemm_args(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, out, epilogue.ld));
   if (!epilogue.bias) return invalid(op.err, op.name, "gemm: null bias");
+  if (!epilogue_activation(epilogue.act)) return unsupported(op, "bias-activation (this activation)", trans_a, trans_b);
   if (M == 0 || N == 0) return MS_OK;
   const bool pair_ok = aligned(epilogue.f, 8) && aligned(epilogue.f_bf, 4) && epilogue.ld % 2 == 0;
-  const BiasReluOp epi{epilogue, pair_ok};
   if (!trans_a && !trans_b && wgmma_ready() && wgmma_fits(trans_a, trans_b, M, N, K, A, lda, B, ldb))
     return gemm_wgmma(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, epilogue);
-  if (!trans_a && !trans_b) return launch<false, false>(op, M, N, K, A, lda, B, ldb, epi);
-  return unsupported(op, "bias-ReLU", trans_a, trans_b);
+  if (trans_a || trans_b) return unsupported(op, "bias-activation", trans_a, trans_b);
+  if (epilogue.act == MS_ACT_GELU_TANH)
+    return launch<false, false>(op, M, N, K, A, lda, B, ldb, BiasActOp<MS_ACT_GELU_TANH>{epilogue, pair_ok});
+  return launch<false, false>(op, M, N, K, A, lda, B, ldb, BiasActOp<MS_ACT_RELU>{epilogue, pair_ok});
 }
 
 int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const bf16* A, int lda,

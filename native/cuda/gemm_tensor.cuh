@@ -12,8 +12,8 @@
  *   EpilogueStore      C = alpha * acc + beta * C (+ bias[col] when given; fp32 C, or bf16 C_bf
  *                      with beta 0; beta == 0 never reads C) — gemm<bf16>, linear's bias add, and
  *                      linear's bf16 output (the LM's logits)
- *   EpilogueBiasRelu   f = ReLU(acc + bias[col]) as fp32 and/or bf16 — the SAE encoder: the
- *                      pre-activations never reach memory
+ *   EpilogueBiasAct    f = act(acc + bias[col]) as fp32 and/or bf16 (ReLU or gelu_new) — the SAE
+ *                      encoder and the LM's MLP: the pre-activations never reach memory
  *   EpilogueFeatureGrad gp = f > 0 ? acc + l1_scale * c[col] : 0 (c null: c = 1) as fp32 and/or
  *                      bf16 — the SAE backward through the ReLU with the L1 term
  * The two SAE epilogues can also reduce their output over rows: per 128-row tile, the column
@@ -53,14 +53,18 @@ struct EpilogueStore {
   const void* out() const { return C_bf ? static_cast<const void*>(C_bf) : C; }
 };
 
-struct EpilogueBiasRelu {
+struct EpilogueBiasAct {
   const float* bias;      // [N]
-  float* f;               // [M, ld]  ReLU(acc + bias) in fp32, or null
+  float* f;               // [M, ld]  act(acc + bias) in fp32, or null
   __nv_bfloat16* f_bf;    // [M, ld]  the same in bf16, or null (at least one of the two)
   int ld;
   double* col_partial;    // [ceil(M / kTensorTileRows), N]  sum of f over each row tile, or null
   int32_t* col_fired;     // [N]  += #{rows : f > 0}, or null
+  int act = MS_ACT_RELU;  // ms_activation (activation.cuh): RELU or GELU_TANH (epilogue_activation)
 };
+
+// The activations EpilogueBiasAct is compiled for (others: a pass of their own after the product).
+inline bool epilogue_activation(int act) { return act == MS_ACT_RELU || act == MS_ACT_GELU_TANH; }
 
 struct EpilogueFeatureGrad {
   const __nv_bfloat16* f_bf;  // [M, ld]  the activations (f > 0 is the ReLU mask); may alias gp_bf
@@ -75,14 +79,14 @@ struct EpilogueFeatureGrad {
 // Queue acc = op(A) op(B) on op.stream followed by the epilogue (the store epilogue splits K over
 // scratch memory when the output has too few tiles for the GPU). Checks dimensions and leading
 // dimensions like gemm() (gemm.cuh); lda/ldb as there. Storage orders compiled (N: as stored,
-// T: transposed): store NN, NT, TN (gemm() sends TT to the simple kernel); bias-ReLU NN (the
+// T: transposed): store NN, NT, TN (gemm() sends TT to the simple kernel); bias-activation NN (the
 // encoder); feature gradient NT (g W_dec^T). Others return MS_ERR_UNSUPPORTED.
 int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K,
                 const __nv_bfloat16* A, int lda, const __nv_bfloat16* B, int ldb,
                 const EpilogueStore& epilogue);
 int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K,
                 const __nv_bfloat16* A, int lda, const __nv_bfloat16* B, int ldb,
-                const EpilogueBiasRelu& epilogue);
+                const EpilogueBiasAct& epilogue);
 int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K,
                 const __nv_bfloat16* A, int lda, const __nv_bfloat16* B, int ldb,
                 const EpilogueFeatureGrad& epilogue);

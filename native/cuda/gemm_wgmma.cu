@@ -425,13 +425,16 @@ int gemm_wgmma(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, co
 }
 
 int gemm_wgmma(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const bf16* A, int lda, const bf16* B,
-               int ldb, const EpilogueBiasRelu& epilogue) {
+               int ldb, const EpilogueBiasAct& epilogue) {
   if (!epilogue.bias) return invalid(op.err, op.name, "gemm: null bias");
   if (M == 0 || N == 0) return MS_OK;
   if (!wgmma_fits(trans_a, trans_b, M, N, K, A, lda, B, ldb)) return unsupported(op, "operands outside its requirements");
-  if (trans_a || trans_b) return unsupported(op, "the bias-ReLU epilogue is compiled for NN only");
+  if (trans_a || trans_b) return unsupported(op, "the bias-activation epilogue is compiled for NN only");
+  if (!epilogue_activation(epilogue.act)) return unsupported(op, "no bias-activation epilogue for this activation");
   const bool pair_ok = aligned(epilogue.f, 8) && aligned(epilogue.f_bf, 4) && epilogue.ld % 2 == 0;
-  return launch<false, true>(op, M, N, K, A, lda, B, ldb, BiasReluOp{epilogue, pair_ok}, 1);
+  if (epilogue.act == MS_ACT_GELU_TANH)
+    return launch<false, true>(op, M, N, K, A, lda, B, ldb, BiasActOp<MS_ACT_GELU_TANH>{epilogue, pair_ok}, 1);
+  return launch<false, true>(op, M, N, K, A, lda, B, ldb, BiasActOp<MS_ACT_RELU>{epilogue, pair_ok}, 1);
 }
 
 int gemm_wgmma(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const bf16* A, int lda, const bf16* B,

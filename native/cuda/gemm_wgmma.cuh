@@ -7,7 +7,7 @@
  *
  * each operand read from shared memory in the order it is stored (K-major, or MN-major through
  * wgmma's transposed operands), so no order needs a transposing copy. Compiled for the orders
- * gemm_tensor compiles: store NN, NT, TN; bias-ReLU NN; feature gradient NT.
+ * gemm_tensor compiles: store NN, NT, TN; bias-activation NN; feature gradient NT.
  *
  * gemm_tensor (gemm_tensor.cuh) sends its products here when wgmma_ready() and wgmma_fits() say
  * so. wgmma_runs(): this build holds the kernel for sm_90a, the device is a compute 9.0 GPU, and
@@ -40,7 +40,7 @@ bool wgmma_fits(bool trans_a, bool trans_b, int M, int N, int K, const void* A, 
 int gemm_wgmma(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const __nv_bfloat16* A, int lda,
                const __nv_bfloat16* B, int ldb, const EpilogueStore& epilogue);
 int gemm_wgmma(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const __nv_bfloat16* A, int lda,
-               const __nv_bfloat16* B, int ldb, const EpilogueBiasRelu& epilogue);
+               const __nv_bfloat16* B, int ldb, const EpilogueBiasAct& epilogue);
 int gemm_wgmma(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const __nv_bfloat16* A, int lda,
                const __nv_bfloat16* B, int ldb, const EpilogueFeatureGrad& epilogue);
 

@@ -489,7 +489,7 @@ int sae_encode(int batch, int d, int n, int precision, const float* x, const flo
     MS_TRY(launch_center<bf16>(op, x, b_dec, xc_bf, B, d));
     if (use_tensor_kernels()) {  // bias and ReLU in the GEMM's epilogue
       MS_TRY(gemm_tensor(op, false, false, batch, n, d, xc_bf, d, W_enc_bf, n,
-                         EpilogueBiasRelu{b_enc, f, nullptr, n}));
+                         EpilogueBiasAct{b_enc, f, nullptr, n}));
     } else {
       MS_TRY(gemm<bf16>(op, false, false, batch, n, d, 1.0f, xc_bf, d, W_enc_bf, n, 0.0f, f, n));
       MS_TRY(launch_bias_relu(op, f, b_enc, nullptr, B, n));
@@ -570,7 +570,7 @@ static int grads_pass(const Op& op, const ms_sae_grads_args* a, const GradsWorks
       MS_TRY(check(op, cudaMemsetAsync(ws.fired, 0, size_t(n_i) * sizeof(int32_t), op.stream),
                    "cudaMemsetAsync"));
       MS_TRY(gemm_tensor(op, false, false, b_i, n_i, d_i, o.xc, d_i, o.W_enc, n_i,
-                         EpilogueBiasRelu{a->b_enc, nullptr, f_bf, n_i, ws.tile_partial, ws.fired}));
+                         EpilogueBiasAct{a->b_enc, nullptr, f_bf, n_i, ws.tile_partial, ws.fired}));
     }
   }
   if (!fused) {

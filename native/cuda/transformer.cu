@@ -29,6 +29,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "activation.cuh"
 #include "attention_mma.cuh"
 #include "attention_tiled.cuh"
 #include "common.cuh"
@@ -40,8 +41,6 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 
-constexpr float kSqrt2OverPi = 0.7978845608028654f;  // sqrt(2 / pi)
-constexpr float kInvSqrt2 = 0.7071067811865476f;     // 1 / sqrt(2)
 constexpr int kAttnWarps = 4;                         // queries per attention block
 constexpr int kAttnDimsPerLane = 8;                   // head size <= 32 * 8 = 256
 
@@ -145,15 +144,7 @@ __global__ void add_row_bias_kernel(float* __restrict__ y, const float* __restri
 // out[i] = act(x[i]); out may equal x (each element is read once, then written).
 __global__ void activation_kernel(int kind, size_t count, const float* x, float* out) {
   for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += size_t(gridDim.x) * blockDim.x) {
-    const float v = x[i];
-    float y;
-    if (kind == MS_ACT_GELU_TANH)
-      y = 0.5f * v * (1.0f + tanhf(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
-    else if (kind == MS_ACT_GELU_ERF)
-      y = 0.5f * v * (1.0f + erff(v * kInvSqrt2));
-    else
-      y = v > 0.0f ? v : 0.0f;
-    out[i] = y;
+    out[i] = activate(kind, x[i]);
   }
 }
 
@@ -397,8 +388,8 @@ int layernorm(int rows, int C, float eps, const float* x, const float* weight, c
   return finish(op);
 }
 
-int linear(int rows, int n_in, int n_out, int trans_w, int precision, const float* x, const float* W,
-           const float* bias, float* out, uint16_t* out_bf16, int act, ms_error* err) {
+int linear(int rows, int n_in, int n_out, int trans_w, int precision, const float* x, const uint16_t* x_bf16,
+           const float* W, const float* bias, float* out, uint16_t* out_bf16, int act, ms_error* err) {
   const char* name = "linear";
   if (rows <= 0 || n_in <= 0 || n_out <= 0)
     return invalid(err, name, "bad shape: rows %d, n_in %d, n_out %d", rows, n_in, n_out);
@@ -406,8 +397,9 @@ int linear(int rows, int n_in, int n_out, int trans_w, int precision, const floa
     return invalid(err, name, "unknown activation %d", act);
   if (precision != MS_PREC_F32 && precision != MS_PREC_BF16)
     return invalid(err, name, "precision: unknown value %d", precision);
-  if (out_bf16 && precision != MS_PREC_BF16) return invalid(err, name, "a bf16 output needs BF16 precision");
-  MS_REQUIRE(x);
+  if ((out_bf16 || x_bf16) && precision != MS_PREC_BF16)
+    return invalid(err, name, "a bf16 input or output needs BF16 precision");
+  if (!x && !x_bf16) return invalid(err, name, "x is null");
   MS_REQUIRE(W);
   if (!out && !out_bf16) return invalid(err, name, "out is null");
   const size_t R = size_t(rows), K = size_t(n_in), N = size_t(n_out);
@@ -421,23 +413,25 @@ int linear(int rows, int n_in, int n_out, int trans_w, int precision, const floa
   bool bias_added = false, act_applied = false, rounded = false;  // by the product's epilogue
   float* y = out;  // the fp32 result: out, or (bf16 output not written by the epilogue) a temporary
   if (precision == MS_PREC_BF16) {
-    // Temporaries: bf16(x) [R, K], bf16(W) [K*N], and the fp32 result [R, N] when the epilogue
-    // cannot write the bf16 output (simple kernels, or an activation other than ReLU with a bias).
+    // Temporaries: bf16(x) [R, K] (unless x is given in bf16), bf16(W) [K*N], and the fp32 result
+    // [R, N] when the epilogue cannot write the bf16 output (simple kernels, an activation without a
+    // bias, or a transposed weight with an activation).
     const bool tensor = use_tensor_kernels();
-    const bool relu_epilogue = tensor && act == MS_ACT_RELU && bias && !tw;
-    const bool staged = y_bf && !(tensor && (act == MS_ACT_NONE || relu_epilogue));
-    const size_t x_bytes = align_up(R * K * sizeof(bf16)), w_bytes = align_up(K * N * sizeof(bf16));
+    const bool act_epilogue = tensor && epilogue_activation(act) && bias && !tw;
+    const bool staged = y_bf && !(tensor && (act == MS_ACT_NONE || act_epilogue));
+    const size_t x_bytes = x_bf16 ? 0 : align_up(R * K * sizeof(bf16)), w_bytes = align_up(K * N * sizeof(bf16));
     MS_TRY(scratch.allocate(op, x_bytes + w_bytes + (staged ? R * N * sizeof(float) : 0)));
     char* base = static_cast<char*>(scratch.get());
-    bf16* x_bf = reinterpret_cast<bf16*>(base);
+    const bf16* x_bf = x_bf16 ? reinterpret_cast<const bf16*>(x_bf16) : reinterpret_cast<bf16*>(base);
     bf16* W_bf = reinterpret_cast<bf16*>(base + x_bytes);
     if (staged) y = reinterpret_cast<float*>(base + x_bytes + w_bytes);
-    MS_TRY(launch_to_bf16(op, x, x_bf, R * K));
+    if (!x_bf16) MS_TRY(launch_to_bf16(op, x, reinterpret_cast<bf16*>(base), R * K));
     MS_TRY(launch_to_bf16(op, W, W_bf, K * N));
     bf16* epi_bf = staged ? nullptr : y_bf;  // the epilogue writes the bf16 output itself
-    if (relu_epilogue) {  // bias and ReLU in the epilogue
-      MS_TRY(gemm_tensor(op, false, false, rows, n_out, n_in, x_bf, n_in, W_bf, ldw,
-                         EpilogueBiasRelu{bias, epi_bf ? nullptr : y, epi_bf, n_out, nullptr, nullptr}));
+    if (act_epilogue) {  // bias and activation in the epilogue
+      EpilogueBiasAct epilogue{bias, epi_bf ? nullptr : y, epi_bf, n_out, nullptr, nullptr};
+      epilogue.act = act;
+      MS_TRY(gemm_tensor(op, false, false, rows, n_out, n_in, x_bf, n_in, W_bf, ldw, epilogue));
       bias_added = act_applied = true;
     } else if (tensor) {  // the bias add in the product's epilogue: no pass of its own
       EpilogueStore store{1.0f, 0.0f, epi_bf ? nullptr : y, n_out, bias};

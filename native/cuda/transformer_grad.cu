@@ -34,6 +34,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "activation.cuh"
 #include "attention_mma.cuh"
 #include "clip.h"
 #include "attention_tiled.cuh"
@@ -47,23 +48,12 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 
-constexpr float kSqrt2OverPi = 0.7978845608028654f;  // sqrt(2 / pi)
-constexpr float kInvSqrt2 = 0.7071067811865476f;     // 1 / sqrt(2)
 constexpr float kInvSqrt2Pi = 0.3989422804014327f;   // 1 / sqrt(2 pi)
-constexpr float kGeluCubic = 0.044715f;              // gelu_new's cubic coefficient
 constexpr int kAttnWarps = 4;                         // tasks per attention block
 constexpr int kAttnDimsPerLane = 8;                   // head size <= 32 * 8 = 256, as the forward
 constexpr int kColX = 32;                             // columns per column-sum block
 constexpr int kColY = 8;                              // row lanes per column-sum block
 constexpr int kColChunkRows = 256;                    // rows per column-sum block (at most 65535 chunks)
-
-// The sum of v over the warp, lane 0's value given to every lane (so all lanes agree bit for bit),
-// with the forward attention kernel's butterfly.
-__device__ __forceinline__ float warp_allsum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return __shfl_sync(0xffffffffu, v, 0);
-}
 
 // ---- kernels ------------------------------------------------------------------------------------
 

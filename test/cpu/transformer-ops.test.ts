@@ -345,6 +345,30 @@ describe('transformer ops (cpu)', () => {
     expect(() => linear(tx, tw, tb, h, 'f32')).toThrow(/out must have dtype f32 \(got bf16\)/);
   });
 
+  it('linear at bf16 precision takes a bf16 x as the f32 x of the same values (its operand as it is)', async () => {
+    const rng = new Rng(45);
+    const nOut = 53;
+    const x = roundArrayBf16(normalArray(rng, ROWS * C));
+    const W = normalArray(rng, C * nOut, 0.2);
+    const bias = normalArray(rng, nOut);
+    using tx = Tensor.from(x, [ROWS, C], { backend });
+    using txh = Tensor.from(x, [ROWS, C], { backend, dtype: 'bf16' });
+    using tw = Tensor.from(W, [C, nOut], { backend });
+    using twT = Tensor.from(W, [nOut, C], { backend });
+    using tb = Tensor.from(bias, [nOut], { backend });
+    for (const transW of [false, true]) {
+      for (const outDtype of ['f32', 'bf16'] as const) {
+        using a = Tensor.full([ROWS, nOut], Number.NaN, { backend, dtype: outDtype });
+        using b = Tensor.full([ROWS, nOut], Number.NaN, { backend, dtype: outDtype });
+        await (transW ? linearT : linear)(tx, transW ? twT : tw, tb, a, 'bf16', { activation: 'gelu_new' });
+        await (transW ? linearT : linear)(txh, transW ? twT : tw, tb, b, 'bf16', { activation: 'gelu_new' });
+        expect(Array.from(b.toFloat32()), `transW ${transW}, out ${outDtype}`).toEqual(Array.from(a.toFloat32()));
+      }
+    }
+    using out = Tensor.empty([ROWS, nOut], { backend });
+    expect(() => linear(txh, tw, tb, out, 'f32')).toThrow(/x must have dtype f32 \(got bf16\)/);
+  });
+
   it('crossEntropy of bf16 logits equals that of the same values in f32', async () => {
     const rng = new Rng(44);
     const logits = roundArrayBf16(normalArray(rng, ROWS * V, 3));

@@ -107,8 +107,9 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
     }
   }
 
-  // linear with an activation (the bias and ReLU in the tensor GEMM's epilogue at bf16) gives the
-  // bits of linear then activation on each backend.
+  // linear with an activation (the bias and the activation in the tensor GEMM's epilogue at bf16:
+  // activation.cuh's function, as the activation pass) gives the bits of linear then activation on
+  // each backend.
   for (const precision of ['f32', 'bf16'] as const) {
     it(`linear with an activation (${precision}) equals linear then activation, and matches the CPU`, async () => {
       const rng = new Rng(21);
@@ -167,6 +168,34 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
       }
     });
   }
+
+  it('linear and linearT at bf16 take a bf16 x as the f32 x of the same values, on both backends', async () => {
+    const rng = new Rng(23);
+    const [rows, nIn, nOut] = [67, 512, 768];
+    const x = roundArrayBf16(normalArray(rng, rows * nIn));
+    const W = normalArray(rng, nIn * nOut, 0.05);
+    const bias = normalArray(rng, nOut);
+    for (const kind of [undefined, 'gelu_new'] as (Activation | undefined)[]) {
+      for (const transW of [false, true]) {
+        const r = await onBoth(async (backend) => {
+          using tx = Tensor.from(x, [rows, nIn], { backend });
+          using txh = Tensor.from(x, [rows, nIn], { backend, dtype: 'bf16' });
+          using tw = Tensor.from(W, transW ? [nOut, nIn] : [nIn, nOut], { backend });
+          using tb = Tensor.from(bias, [nOut], { backend });
+          using a = Tensor.full([rows, nOut], Number.NaN, { backend });
+          using b = Tensor.full([rows, nOut], Number.NaN, { backend });
+          const options = kind ? { activation: kind } : undefined;
+          await (transW ? linearT : linear)(tx, tw, tb, a, 'bf16', options);
+          await (transW ? linearT : linear)(txh, tw, tb, b, 'bf16', options);
+          return { f32x: f32(a), bf16x: f32(b) };
+        });
+        const what = `${kind} transW ${transW}`;
+        for (const b of BACKENDS) expect(r[b].bf16x, `${b} ${what}`).toEqual(r[b].f32x);
+        const scale = linearRef(Float64Array.from(x, Math.abs), Float64Array.from(W, Math.abs), Float64Array.from(bias, Math.abs), rows, nIn, nOut, transW);
+        expect(worst(r.cuda.bf16x, r.cpu.bf16x, (i) => scale[i]!), what).toBeLessThan(1e-5);
+      }
+    }
+  });
 
   it('activation (gelu_new, gelu, relu), also in place, matches the CPU', async () => {
     const rng = new Rng(3);

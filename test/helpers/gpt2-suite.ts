@@ -66,6 +66,16 @@ export function defineGpt2FixtureTests(backend: BackendName): void {
       const { logits } = await model.forward(ref.ids, ref.batch, { logits: true });
       using l = logits!;
       expect(relError(l.toArray() as Float32Array, ref.f32('logits'))).toBeLessThan(2e-2);
+      // Nothing looks inside the MLP there, so its activations went from product to product in
+      // bf16; with mlp.hook_post captured they stay f32 until the second product rounds them: the
+      // same values (on CUDA, the activation fused into the product's epilogue against its own pass).
+      const hook = 'blocks.0.mlp.hook_post';
+      const looked = await model.forward(ref.ids, ref.batch, { logits: true, capture: [hook] });
+      looked.captured[hook]!.dispose();
+      using l2 = looked.logits!;
+      const [a, b] = [l.toArray() as Float32Array, l2.toArray() as Float32Array];
+      if (backend === 'cpu') expect(Array.from(a)).toEqual(Array.from(b));
+      else expect(relError(a, b)).toBeLessThan(1e-6);
     });
   });
 
