@@ -240,9 +240,10 @@ typedef struct ms_backend {
   /* Layer norm over the last dim of x [rows, C]: mean_r = mean_j x[r, j],
    * rstd_r = 1 / sqrt(mean_j (x[r, j] - mean_r)^2 + eps) (biased variance),
    * out[r, j] = (x[r, j] - mean_r) * rstd_r * weight[j] + bias[j]. out may equal x.
-   * mean, rstd [rows]: optional outputs (NULL: not saved), kept for a backward pass. */
+   * mean, rstd [rows]: optional outputs (NULL: not saved), kept for a backward pass. out_bf16
+   * (ABI 12): when not NULL, out goes there rounded to bf16 instead (out unused, may be NULL). */
   int (*layernorm)(int rows, int C, float eps, const float* x, const float* weight, const float* bias,
-                   float* out, float* mean, float* rstd, ms_error* err);
+                   float* out, uint16_t* out_bf16, float* mean, float* rstd, ms_error* err);
   /* out[rows, n_out] = x[rows, n_in] op(W) + bias: trans_w = 0: W [n_in, n_out] (Conv1D layout);
    * trans_w = 1: W [n_out, n_in] used transposed (nn.Linear layout). bias [n_out] or NULL.
    * precision: ms_precision (BF16: x and W rounded to bf16, fp32 accumulation; the bias add is

@@ -10,8 +10,9 @@
  * Keys and values are written to a cache [B, Tmax, C] per layer, so generation runs each new
  * token through the model once (KvCache). Matrix products run in 'f32' or 'bf16' (bf16 operands,
  * fp32 accumulation), and so may attention's two products on CUDA (lib/lm/ops.ts attention);
- * everything else is fp32, but for an MLP whose hooks no one looks at, whose activations go from
- * its first product to its second in bf16 at 'bf16' (the operand the second would round them to).
+ * everything else is fp32, but for what only feeds a bf16 product at 'bf16' — the layer norms'
+ * outputs, and the activations of an MLP whose hooks no one looks at — which is written in bf16,
+ * the operand the product would round it to.
  * A captured activation is the caller's: a copy, or the forward's own buffer where it stops there.
  */
 import { type BackendName, resolveBackend } from '../backend.js';
@@ -256,7 +257,9 @@ export class Gpt2Model {
       } else {
         await embed(idsT, batch, T, this.#wte, this.#wpe, offset, resid, null, checked); // their sum only
       }
-      const normed = tmp('normed', [rows, C]);
+      // The layer norms' outputs feed bf16 products only (but the final one's, where its hook is
+      // looked at): at 'bf16' they are written in bf16, the operands the products would round them to.
+      const normed = this.precision === 'bf16' ? tmp('normedBf', [rows, C], 'bf16') : tmp('normed', [rows, C]);
       const qkv = tmp('qkv', [rows, 3 * C]);
       const q = tmp('q', [rows, C]);
       const z = tmp('z', [rows, C]);
@@ -300,11 +303,13 @@ export class Gpt2Model {
         await add(resid, branch, resid);
         if (await at(`${p}hook_resid_post`, resid)) return done();
       }
-      await layerNorm(resid, this.#lnFW, this.#lnFB, cfg.layerNormEps, normed);
-      if (await at('ln_final.hook_normalized', normed)) return done();
+      const finalHook = 'ln_final.hook_normalized';
+      const normedF = capture.has(finalHook) || interventions[finalHook] ? tmp('normed', [rows, C]) : normed;
+      await layerNorm(resid, this.#lnFW, this.#lnFB, cfg.layerNormEps, normedF);
+      if (await at(finalHook, normedF)) return done();
       // Returned logits belong to the caller; logits only needed for the loss live in scratch.
       logits = options.logits ? Tensor.empty([rows, cfg.vocabSize], { backend: this.backend }) : tmp('logits', [rows, cfg.vocabSize]);
-      await linearT(normed, this.#unembed, null, logits, this.precision);
+      await linearT(normedF, this.#unembed, null, logits, this.precision);
       if (cache) cache.length = offset + T;
       let loss: ForwardResult['loss'] = null;
       if (options.loss) {

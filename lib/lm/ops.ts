@@ -25,14 +25,15 @@ export type Activation = 'gelu_new' | 'gelu' | 'relu';
 
 /**
  * out[r] = (x[r] − mean) · rstd · weight + bias over the last dim C, rstd = 1/√(var + eps) with the
- * biased variance (as torch). x [rows, C]; weight, bias [C]; out [rows, C] (out may be x).
- * saved.mean / saved.rstd [rows]: optional outputs, kept for a backward pass.
+ * biased variance (as torch). x [rows, C]; weight, bias [C]; out [rows, C] (out may be x), f32 or
+ * bf16 (rounded: e.g. the operand of a bf16 linear layer). saved.mean / saved.rstd [rows]:
+ * optional outputs, kept for a backward pass.
  */
 export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number, out: Tensor, saved?: { mean: Tensor; rstd: Tensor }): Promise<void> {
   checkTensor(x, 'x');
   checkTensor(weight, 'weight');
   checkTensor(bias, 'bias');
-  checkTensor(out, 'out');
+  checkTensor(out, 'out', f32OrBf16(out));
   if (typeof eps !== 'number') throw new TypeError(`eps must be a number (got ${typeof eps})`);
   if (!Number.isFinite(eps) || eps < 0) throw new RangeError(`eps must be a finite number >= 0 (got ${eps})`);
   const [rows, C] = rowsOf(x, 'x');

@@ -17,7 +17,8 @@
 namespace ms::core {
 namespace {
 
-// layerNorm({ rows, C, eps, x, weight, bias, out, mean?, rstd? }); mean and rstd together or neither.
+// layerNorm({ rows, C, eps, x, weight, bias, out, mean?, rstd? }); mean and rstd together or neither;
+// out f32, or bf16 (rounded).
 class LayerNormWorker : public BackendWorker {
  public:
   LayerNormWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
@@ -30,7 +31,10 @@ class LayerNormWorker : public BackendWorker {
     x_ = static_cast<const float*>(operands_.take_f32(a, "x", n));
     weight_ = static_cast<const float*>(operands_.take_f32(a, "weight", size_t(C_)));
     bias_ = static_cast<const float*>(operands_.take_f32(a, "bias", size_t(C_)));
-    out_ = static_cast<float*>(operands_.take_f32(a, "out", n));
+    if (Tensor::From(a.Get("out"), "out")->dtype() == MS_BF16)
+      out_bf16_ = static_cast<uint16_t*>(operands_.take(a, "out", MS_BF16, n));
+    else
+      out_ = static_cast<float*>(operands_.take_f32(a, "out", n));
     if (absent(a, "mean") != absent(a, "rstd")) throw Napi::TypeError::New(env, "mean and rstd go together");
     if (!absent(a, "mean")) {
       mean_ = static_cast<float*>(operands_.take_f32(a, "mean", size_t(rows_)));
@@ -38,7 +42,7 @@ class LayerNormWorker : public BackendWorker {
     }
   }
   int run(const ms_backend* be, ms_error* err) override {
-    return be->layernorm(rows_, C_, eps_, x_, weight_, bias_, out_, mean_, rstd_, err);
+    return be->layernorm(rows_, C_, eps_, x_, weight_, bias_, out_, out_bf16_, mean_, rstd_, err);
   }
 
  private:
@@ -46,6 +50,7 @@ class LayerNormWorker : public BackendWorker {
   float eps_ = 0;
   const float *x_ = nullptr, *weight_ = nullptr, *bias_ = nullptr;
   float *out_ = nullptr, *mean_ = nullptr, *rstd_ = nullptr;
+  uint16_t* out_bf16_ = nullptr;  // a bf16 out, or null
 };
 
 // linear({ rows, nIn, nOut, transW, precision, x, weight, bias?, out, activation? }): activation is an

@@ -37,17 +37,16 @@ inline bool beats(float a, float b) { return (std::isnan(a) && !std::isnan(b)) |
 }  // namespace
 
 int layernorm(int rows, int C, float eps, const float* x, const float* weight, const float* bias,
-              float* out, float* mean, float* rstd, ms_error* err) {
+              float* out, uint16_t* out_bf16, float* mean, float* rstd, ms_error* err) {
   const char* op = "layernorm";
   if (rows <= 0 || C <= 0) return fail(err, MS_ERR_INVALID, op, "bad shape [%d, %d]", rows, C);
-  if (!x || !weight || !bias || !out) return fail(err, MS_ERR_INVALID, op, "x, weight, bias or out is null");
+  if (!x || !weight || !bias || !(out || out_bf16)) return fail(err, MS_ERR_INVALID, op, "x, weight, bias or out is null");
   if (!(eps >= 0.0f)) return fail(err, MS_ERR_INVALID, op, "eps must be >= 0 (got %g)", double(eps));
   const size_t R = size_t(rows), D = size_t(C);
   try {
     parallel_for(R, row_grain(D), [&](size_t r0, size_t r1) {
       for (size_t r = r0; r < r1; ++r) {
         const float* xr = x + r * D;  // x[r, :]
-        float* yr = out + r * D;      // out[r, :] (may be xr)
         double s = 0.0;
         for (size_t j = 0; j < D; ++j) s += xr[j];
         const double m = s / double(D);
@@ -58,7 +57,13 @@ int layernorm(int rows, int C, float eps, const float* x, const float* weight, c
         }
         const float mf = float(m);
         const float rs = float(1.0 / std::sqrt(ss / double(D) + double(eps)));
-        for (size_t j = 0; j < D; ++j) yr[j] = (xr[j] - mf) * rs * weight[j] + bias[j];
+        if (out_bf16) {
+          uint16_t* yr = out_bf16 + r * D;  // out_bf16[r, :]
+          for (size_t j = 0; j < D; ++j) yr[j] = float_to_bf16((xr[j] - mf) * rs * weight[j] + bias[j]);
+        } else {
+          float* yr = out + r * D;  // out[r, :] (may be xr)
+          for (size_t j = 0; j < D; ++j) yr[j] = (xr[j] - mf) * rs * weight[j] + bias[j];
+        }
         if (mean) mean[r] = mf;
         if (rstd) rstd[r] = rs;
       }

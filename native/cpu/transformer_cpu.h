@@ -17,7 +17,7 @@
 namespace ms::cpu {
 
 int layernorm(int rows, int C, float eps, const float* x, const float* weight, const float* bias,
-              float* out, float* mean, float* rstd, ms_error* err);
+              float* out, uint16_t* out_bf16, float* mean, float* rstd, ms_error* err);
 int linear(int rows, int n_in, int n_out, int trans_w, int precision, const float* x, const uint16_t* x_bf16,
            const float* W, const float* bias, float* out, uint16_t* out_bf16, int act, ms_error* err);
 int activation(int kind, size_t count, const float* x, float* out, ms_error* err);

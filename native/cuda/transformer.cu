@@ -60,17 +60,18 @@ __device__ __forceinline__ void argmax_combine(float& v, int& i, float ov, int o
 
 // ---- kernels ------------------------------------------------------------------------------------
 
-// Block r = row r of x [rows, C] (rows wider than kWarpRowMaxC). out may equal x: every read of
-// x[r, :] precedes the last block_sum, and each thread then reads x[r, j] before writing out[r, j]
-// for its own j.
+// Block r = row r of x [rows, C] (rows wider than kWarpRowMaxC), out as Out (float or bf16,
+// rounded). out may equal x: every read of x[r, :] precedes the last block_sum, and each thread
+// then reads x[r, j] before writing out[r, j] for its own j.
+template <typename Out>
 __global__ void __launch_bounds__(kThreads)
     layernorm_kernel(int C, float eps, const float* x, const float* __restrict__ weight,
-                     const float* __restrict__ bias, float* out, float* __restrict__ mean,
+                     const float* __restrict__ bias, Out* out, float* __restrict__ mean,
                      float* __restrict__ rstd) {
   __shared__ float scratch[33];
   const size_t r = blockIdx.x;
   const float* xr = x + r * C;  // x[r, :] at x[r*C]
-  float* yr = out + r * C;      // out[r, :] at out[r*C]
+  Out* yr = out + r * C;        // out[r, :] at out[r*C]
   float s = 0.0f;
   for (int j = threadIdx.x; j < C; j += blockDim.x) s += xr[j];
   const float m = block_sum(s, scratch) / float(C);
@@ -80,28 +81,28 @@ __global__ void __launch_bounds__(kThreads)
     ss += d * d;
   }
   const float rs = 1.0f / sqrtf(block_sum(ss, scratch) / float(C) + eps);
-  for (int j = threadIdx.x; j < C; j += blockDim.x) yr[j] = (xr[j] - m) * rs * weight[j] + bias[j];
+  for (int j = threadIdx.x; j < C; j += blockDim.x) yr[j] = from_float<Out>((xr[j] - m) * rs * weight[j] + bias[j]);
   if (threadIdx.x == 0) {
     if (mean) mean[r] = m;
     if (rstd) rstd[r] = rs;
   }
 }
 
-// layernorm_kernel for rows of C <= 32 PER: warp w of block b takes row r = b kRowsPerWarpBlock + w,
+// layernorm_kernel for rows of C <= 32 PER (out as Out): warp w of block b takes row r = b kRowsPerWarpBlock + w,
 // lane l holding x[r, l + 32 i] (i < PER) in registers, so the row is read once, and the sums are
 // warp shuffles (no block barriers: a block-per-row kernel leaves most of its threads idle on
 // narrow rows and waits on its barriers). out may equal x: a lane writes only its own elements,
 // after reading them.
-template <int PER>
+template <int PER, typename Out>
 __global__ void __launch_bounds__(kThreads)
     layernorm_warp_kernel(int rows, int C, float eps, const float* x, const float* __restrict__ weight,
-                          const float* __restrict__ bias, float* out, float* __restrict__ mean,
+                          const float* __restrict__ bias, Out* out, float* __restrict__ mean,
                           float* __restrict__ rstd) {
   const int lane = threadIdx.x & 31;
   const size_t r = size_t(blockIdx.x) * kRowsPerWarpBlock + threadIdx.x / 32;
   if (r >= size_t(rows)) return;  // whole warps only: rows never split a warp
   const float* xr = x + r * C;  // x[r, :] at x[r*C]
-  float* yr = out + r * C;      // out[r, :] at out[r*C]
+  Out* yr = out + r * C;        // out[r, :] at out[r*C]
   float held[PER];              // held[i] = x[r, lane + 32 i], 0 past C
   float s = 0.0f;
 #pragma unroll
@@ -121,7 +122,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
   for (int i = 0; i < PER; ++i) {
     const int j = lane + 32 * i;
-    if (j < C) yr[j] = (held[i] - m) * rs * weight[j] + bias[j];
+    if (j < C) yr[j] = from_float<Out>((held[i] - m) * rs * weight[j] + bias[j]);
   }
   if (lane == 0) {
     if (mean) mean[r] = m;
@@ -363,28 +364,30 @@ int launch_to_bf16(const Op& op, const float* src, bf16* dst, size_t count) {
 // ---- public entry points ------------------------------------------------------------------------
 
 int layernorm(int rows, int C, float eps, const float* x, const float* weight, const float* bias,
-              float* out, float* mean, float* rstd, ms_error* err) {
+              float* out, uint16_t* out_bf16, float* mean, float* rstd, ms_error* err) {
   const char* name = "layernorm";
   if (rows <= 0 || C <= 0) return invalid(err, name, "bad shape [%d, %d]", rows, C);
   if (!(eps >= 0.0f)) return invalid(err, name, "eps must be >= 0 (got %g)", double(eps));
   MS_REQUIRE(x);
   MS_REQUIRE(weight);
   MS_REQUIRE(bias);
-  MS_REQUIRE(out);
+  if (!out && !out_bf16) return invalid(err, name, "out is null");
   Op op;
   MS_TRY(begin(op, err, name));
-  if (C <= kWarpRowMaxC) {  // a warp per row
-    const unsigned int blocks = static_cast<unsigned int>((size_t(rows) + kRowsPerWarpBlock - 1) / kRowsPerWarpBlock);
-    with_lane_count(C, [&](auto per) {
-      layernorm_warp_kernel<decltype(per)::value><<<blocks, kThreads, 0, op.stream>>>(rows, C, eps, x, weight, bias,
-                                                                                     out, mean, rstd);
-    });
-    MS_TRY(check_launch(op, "layernorm_warp_kernel"));
-  } else {
-    layernorm_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, op.stream>>>(C, eps, x, weight, bias, out,
-                                                                                   mean, rstd);
-    MS_TRY(check_launch(op, "layernorm_kernel"));
-  }
+  const auto run = [&](auto* y) {  // y: out as float or bf16
+    if (C <= kWarpRowMaxC) {  // a warp per row
+      const unsigned int blocks = static_cast<unsigned int>((size_t(rows) + kRowsPerWarpBlock - 1) / kRowsPerWarpBlock);
+      with_lane_count(C, [&](auto per) {
+        layernorm_warp_kernel<decltype(per)::value><<<blocks, kThreads, 0, op.stream>>>(rows, C, eps, x, weight, bias, y,
+                                                                                       mean, rstd);
+      });
+      return check_launch(op, "layernorm_warp_kernel");
+    }
+    layernorm_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, op.stream>>>(C, eps, x, weight, bias, y, mean,
+                                                                                   rstd);
+    return check_launch(op, "layernorm_kernel");
+  };
+  MS_TRY(out_bf16 ? run(reinterpret_cast<bf16*>(out_bf16)) : run(out));
   return finish(op);
 }
 

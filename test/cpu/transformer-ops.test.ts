@@ -97,6 +97,15 @@ describe('transformer ops (cpu)', () => {
     using inPlace = Tensor.from(x.subarray(0, B * T * C), [B, T, C], { backend });
     await layerNorm(inPlace, tw, tb, eps, inPlace);
     expect(Array.from(f32(inPlace))).toEqual(Array.from(f32(out).subarray(0, B * T * C)));
+
+    // Into bf16: the f32 output rounded, the same statistics.
+    using outBf = Tensor.full([ROWS, C], Number.NaN, { backend, dtype: 'bf16' });
+    using mean2 = Tensor.full([ROWS], Number.NaN, { backend });
+    using rstd2 = Tensor.full([ROWS], Number.NaN, { backend });
+    await layerNorm(tx, tw, tb, eps, outBf, { mean: mean2, rstd: rstd2 });
+    expect(Array.from(outBf.toFloat32())).toEqual(Array.from(roundArrayBf16(f32(out))));
+    expect(Array.from(f32(mean2))).toEqual(Array.from(f32(mean)));
+    expect(Array.from(f32(rstd2))).toEqual(Array.from(f32(rstd)));
   });
 
   for (const precision of ['f32', 'bf16'] as const) {

@@ -72,9 +72,12 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
         using mean = Tensor.full([rows], Number.NaN, { backend });
         using rstd = Tensor.full([rows], Number.NaN, { backend });
         await layerNorm(tx, tw, tb, 1e-5, out, { mean, rstd });
+        using outBf = Tensor.full([rows, C], Number.NaN, { backend, dtype: 'bf16' });
+        await layerNorm(tx, tw, tb, 1e-5, outBf);
         await layerNorm(tx, tw, tb, 1e-5, tx);
-        return { out: f32(out), mean: f32(mean), rstd: f32(rstd), inPlace: f32(tx) };
+        return { out: f32(out), mean: f32(mean), rstd: f32(rstd), inPlace: f32(tx), bf: outBf.toFloat32() };
       });
+      for (const backend of BACKENDS) expect(r[backend].bf, backend).toEqual(roundArrayBf16(r[backend].out)); // bf16 out: the f32 one rounded
       expect(worst(r.cuda.out, r.cpu.out, relFloor1(r.cpu.out))).toBeLessThan(1e-5);
       expect(worst(r.cuda.mean, r.cpu.mean, relFloor1(r.cpu.mean))).toBeLessThan(1e-5);
       expect(worst(r.cuda.rstd, r.cpu.rstd, relFloor1(r.cpu.rstd))).toBeLessThan(1e-5);
