@@ -333,10 +333,11 @@ typedef struct ms_backend {
    * dx, dW or dbias may be NULL (not computed). BF16: dout, x and W rounded to bf16, fp32 accumulation.
    * Outputs must not overlap the inputs or each other. dout_bf16 (ABI 9; BF16 only): when not NULL,
    * the bf16 bits of the gradient [rows, n_out], used by the products instead of rounding dout (which
-   * is then unused and may be NULL); dbias must be NULL then. */
+   * is then unused and may be NULL); dbias must be NULL then. x_bf16 (ABI 12; BF16 only): when not
+   * NULL, the bf16 bits of x [rows, n_in], used by the dW product as they are (x unused, may be NULL). */
   int (*linear_backward)(int rows, int n_in, int n_out, int trans_w, int precision, const float* dout,
-                         const float* x, const float* W, float* dx, float* dW, float* dbias, int accumulate,
-                         const uint16_t* dout_bf16, ms_error* err);
+                         const float* x, const uint16_t* x_bf16, const float* W, float* dx, float* dW, float* dbias,
+                         int accumulate, const uint16_t* dout_bf16, ms_error* err);
   /* dpre[i] = dpost[i] * act'(pre[i]) (kind: ms_activation; RELU: 1 where pre > 0, else 0);
    * dpre may equal dpost. */
   int (*activation_backward)(int kind, size_t count, const float* dpost, const float* pre, float* dpre,

@@ -199,7 +199,9 @@ function runLinearBackward(
     if (precision !== 'bf16') throw new TypeError(`a bf16 dout needs precision 'bf16' (got ${JSON.stringify(precision)})`);
     if (dbias !== null) throw new TypeError('dbias needs an f32 dout');
   }
-  checkTensor(x, 'x');
+  // x likewise: f32, or bf16 at bf16 precision (the dW product's operand as it is, e.g. a bf16 layer norm output).
+  checkTensor(x, 'x', f32OrBf16(x));
+  if (x.dtype === 'bf16' && precision !== 'bf16') throw new TypeError(`a bf16 x needs precision 'bf16' (got ${JSON.stringify(precision)})`);
   checkTensor(weight, 'weight');
   if (dx !== null) checkTensor(dx, 'dx');
   checkTensor(dweight, 'dweight');
@@ -245,7 +247,8 @@ function runLinearBackward(
  * The backward of out = x W + b (lib/lm/ops.ts linear; W [in, out]) from dout [rows, out]:
  * dx [rows, in] (=, or += when accumulate) = dout Wᵀ (dx null: not computed); dW += xᵀ dout;
  * db [out] += Σ_rows dout (db null: not computed). precision as linear: bf16 rounds dout, x and W
- * to bf16 with fp32 accumulation (the bias gradient always sums fp32 dout).
+ * to bf16 with fp32 accumulation (the bias gradient always sums fp32 dout); at bf16, dout and x may
+ * be bf16 tensors already, used as they are.
  */
 export function linearBackward(
   dout: Tensor, x: Tensor, weight: Tensor, dx: Tensor | null, dweight: Tensor, dbias: Tensor | null,

@@ -169,12 +169,15 @@ export class Gpt2Training {
       pack(true);
       pack(false);
       this.#params = specs.map((s) => this.#byName.get(s.name)!);
+      // The layer norms' outputs are read only as the operand x of linear layers and of their dW
+      // products: at bf16 they are kept in bf16, what those products would round them to.
+      const lnDtype = this.precision === 'bf16' ? 'bf16' : 'f32';
       for (let L = 0; L < config.nLayer; L++) {
         const post = make([rows, M]);
         this.#acts.push({
-          x: make([rows, C]), ln1: make([rows, C]), ln1Mean: make([rows]), ln1Rstd: make([rows]), qkv: make([rows, 3 * C]),
+          x: make([rows, C]), ln1: make([rows, C], lnDtype), ln1Mean: make([rows]), ln1Rstd: make([rows]), qkv: make([rows, 3 * C]),
           q: make([rows, C]), k: make([rows, C]), v: make([rows, C]), z: make([rows, C]), lse: make([this.batch, config.nHead, this.T]),
-          mid: make([rows, C]), ln2: make([rows, C]), ln2Mean: make([rows]), ln2Rstd: make([rows]), post,
+          mid: make([rows, C]), ln2: make([rows, C], lnDtype), ln2Mean: make([rows]), ln2Rstd: make([rows]), post,
           // ReLU's derivative reads as well from its output (post > 0 exactly where pre > 0, NaN
           // included): its pre-activations are not kept, and the ReLU goes with the bias (fused on CUDA).
           pre: config.activation === 'relu' ? post : make([rows, M]),
@@ -182,7 +185,7 @@ export class Gpt2Training {
       }
       this.#buffers = {
         ids: make([rows], 'i32'), targets: make([rows], 'i32'), xFinal: make([rows, C]),
-        lnF: make([rows, C]), lnFMean: make([rows]), lnFRstd: make([rows]), losses: make([rows]),
+        lnF: make([rows, C], lnDtype), lnFMean: make([rows]), lnFRstd: make([rows]), losses: make([rows]),
         // At bf16 the unembedding writes its logits in bf16 (as autocast does), and the loss's
         // gradient replaces them: the bf16 operand of the unembedding's backward products.
         logits: make([rows, config.vocabSize], this.precision === 'bf16' ? 'bf16' : 'f32'),

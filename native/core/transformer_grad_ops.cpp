@@ -132,7 +132,7 @@ class LayerNormBackwardWorker : public BackendWorker {
 
 // linearBackward({ rows, nIn, nOut, transW, precision, dout, x, weight?, dx?, dweight?, dbias?, accumulate }):
 // weight [nIn, nOut] (transW false) or [nOut, nIn] (true); needed only with dx. dout f32, or bf16 at
-// BF16 precision without dbias.
+// BF16 precision without dbias; x f32, or bf16 at BF16 precision (the dW product's operand as it is).
 class LinearBackwardWorker : public BackendWorker {
  public:
   LinearBackwardWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
@@ -150,7 +150,12 @@ class LinearBackwardWorker : public BackendWorker {
       dout_bf16_ = static_cast<const uint16_t*>(operands_.take(a, "dout", MS_BF16, dout_n));
     else
       dout_ = static_cast<const float*>(operands_.take_f32(a, "dout", dout_n));
-    x_ = static_cast<const float*>(operands_.take_f32(a, "x", x_n));
+    if (Tensor::From(a.Get("x"), "x")->dtype() == MS_BF16) {
+      if (precision_ != MS_PREC_BF16) throw Napi::TypeError::New(env, "a bf16 x needs bf16 precision");
+      x_bf16_ = static_cast<const uint16_t*>(operands_.take(a, "x", MS_BF16, x_n));
+    } else {
+      x_ = static_cast<const float*>(operands_.take_f32(a, "x", x_n));
+    }
     // The weight is read only for dx (dW = x^T dout needs no weight).
     if (!absent(a, "weight")) W_ = static_cast<const float*>(operands_.take_f32(a, "weight", w_n));
     if (!absent(a, "dx")) {
@@ -161,14 +166,14 @@ class LinearBackwardWorker : public BackendWorker {
     if (!absent(a, "dbias")) dbias_ = static_cast<float*>(operands_.take_f32(a, "dbias", size_t(n_out_)));
   }
   int run(const ms_backend* be, ms_error* err) override {
-    return be->linear_backward(rows_, n_in_, n_out_, trans_w_, precision_, dout_, x_, W_, dx_, dW_, dbias_,
+    return be->linear_backward(rows_, n_in_, n_out_, trans_w_, precision_, dout_, x_, x_bf16_, W_, dx_, dW_, dbias_,
                                accumulate_, dout_bf16_, err);
   }
 
  private:
   int rows_ = 0, n_in_ = 0, n_out_ = 0, trans_w_ = 0, precision_ = 0, accumulate_ = 0;
   const float *dout_ = nullptr, *x_ = nullptr, *W_ = nullptr;
-  const uint16_t* dout_bf16_ = nullptr;
+  const uint16_t *dout_bf16_ = nullptr, *x_bf16_ = nullptr;
   float *dx_ = nullptr, *dW_ = nullptr, *dbias_ = nullptr;
 };
 

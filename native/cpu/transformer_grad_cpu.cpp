@@ -191,18 +191,19 @@ int layernorm_backward(int rows, int C, const float* dout, const float* x, const
 }
 
 int linear_backward(int rows, int n_in, int n_out, int trans_w, int precision, const float* dout, const float* x,
-                    const float* W, float* dx, float* dW, float* dbias, int accumulate, const uint16_t* dout_bf16,
-                    ms_error* err) {
+                    const uint16_t* x_bf16, const float* W, float* dx, float* dW, float* dbias, int accumulate,
+                    const uint16_t* dout_bf16, ms_error* err) {
   const char* op = "linear_backward";
   if (rows <= 0 || n_in <= 0 || n_out <= 0)
     return fail(err, MS_ERR_INVALID, op, "bad shape: rows %d, n_in %d, n_out %d", rows, n_in, n_out);
   if (precision != MS_PREC_F32 && precision != MS_PREC_BF16)
     return fail(err, MS_ERR_INVALID, op, "unknown precision %d", precision);
-  if (dout_bf16 && precision != MS_PREC_BF16) return fail(err, MS_ERR_INVALID, op, "a bf16 dout needs BF16 precision");
+  if ((dout_bf16 || x_bf16) && precision != MS_PREC_BF16)
+    return fail(err, MS_ERR_INVALID, op, "a bf16 dout or x needs BF16 precision");
   if (dout_bf16 && dbias) return fail(err, MS_ERR_INVALID, op, "dbias needs the fp32 dout");
   if (!dout && !dout_bf16) return fail(err, MS_ERR_INVALID, op, "dout is null");
   if (dx && !W) return fail(err, MS_ERR_INVALID, op, "W is null");
-  if (dW && !x) return fail(err, MS_ERR_INVALID, op, "x is null");
+  if (dW && !x && !x_bf16) return fail(err, MS_ERR_INVALID, op, "x is null");
   const size_t R = size_t(rows), K = size_t(n_in), N = size_t(n_out);
   const bool bf16 = precision == MS_PREC_BF16;
   try {
@@ -223,7 +224,11 @@ int linear_backward(int rows, int n_in, int n_out, int trans_w, int precision, c
       }
       if (dW) {
         x_r.resize(R * K);
-        round_copy_bf16(x, x_r.data(), R * K);
+        if (x_bf16) {
+          for (size_t i = 0; i < R * K; ++i) x_r[i] = bf16_to_float(x_bf16[i]);
+        } else {
+          round_copy_bf16(x, x_r.data(), R * K);
+        }
         x_op = x_r.data();
       }
     }

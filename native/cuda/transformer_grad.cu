@@ -546,35 +546,38 @@ int layernorm_backward(int rows, int C, const float* dout, const float* x, const
 }
 
 int linear_backward(int rows, int n_in, int n_out, int trans_w, int precision, const float* dout, const float* x,
-                    const float* W, float* dx, float* dW, float* dbias, int accumulate, const uint16_t* dout_bf16,
-                    ms_error* err) {
+                    const uint16_t* x_bf16, const float* W, float* dx, float* dW, float* dbias, int accumulate,
+                    const uint16_t* dout_bf16, ms_error* err) {
   const char* name = "linear_backward";
   if (rows <= 0 || n_in <= 0 || n_out <= 0)
     return invalid(err, name, "bad shape: rows %d, n_in %d, n_out %d", rows, n_in, n_out);
   if (precision != MS_PREC_F32 && precision != MS_PREC_BF16)
     return invalid(err, name, "precision: unknown value %d", precision);
-  if (dout_bf16 && precision != MS_PREC_BF16) return invalid(err, name, "a bf16 dout needs BF16 precision");
+  if ((dout_bf16 || x_bf16) && precision != MS_PREC_BF16)
+    return invalid(err, name, "a bf16 dout or x needs BF16 precision");
   if (dout_bf16 && dbias) return invalid(err, name, "dbias needs the fp32 dout");
   if (!dout_bf16) MS_REQUIRE(dout);
   if (dx) MS_REQUIRE(W);
-  if (dW) MS_REQUIRE(x);
+  if (dW && !x && !x_bf16) return invalid(err, name, "x is null");
   const size_t R = size_t(rows), K = size_t(n_in), N = size_t(n_out);
   const bool tw = trans_w != 0;
   Op op;
   MS_TRY(begin(op, err, name));
   DeviceScratch scratch;
   if (precision == MS_PREC_BF16 && (dx || dW)) {
-    // Temporaries: bf16(dout) [R, N] unless given; bf16(W) [K*N] when dx; bf16(x) [R, K] when dW.
+    // Temporaries: bf16(dout) [R, N] unless given; bf16(W) [K*N] when dx; bf16(x) [R, K] when dW,
+    // unless given.
     Carver sizes(nullptr);
     if (!dout_bf16) sizes.take<bf16>(R * N);
     if (dx) sizes.take<bf16>(K * N);
-    if (dW) sizes.take<bf16>(R * K);
+    if (dW && !x_bf16) sizes.take<bf16>(R * K);
     MS_TRY(scratch.allocate(op, sizes.used()));
     Carver cv(scratch.get());
     bf16* dout_cast = dout_bf16 ? nullptr : cv.take<bf16>(R * N);
     const bf16* dout_bf = dout_bf16 ? reinterpret_cast<const bf16*>(dout_bf16) : dout_cast;
     bf16* W_bf = dx ? cv.take<bf16>(K * N) : nullptr;
-    bf16* x_bf = dW ? cv.take<bf16>(R * K) : nullptr;
+    bf16* x_cast = dW && !x_bf16 ? cv.take<bf16>(R * K) : nullptr;
+    const bf16* x_bf = x_bf16 ? reinterpret_cast<const bf16*>(x_bf16) : x_cast;
     if (dout_cast) MS_TRY(launch_to_bf16(op, dout, dout_cast, R * N));
     if (dx) {
       MS_TRY(launch_to_bf16(op, W, W_bf, K * N));
@@ -583,7 +586,7 @@ int linear_backward(int rows, int n_in, int n_out, int trans_w, int precision, c
                         accumulate ? 1.0f : 0.0f, dx, n_in));
     }
     if (dW) {
-      MS_TRY(launch_to_bf16(op, x, x_bf, R * K));
+      if (x_cast) MS_TRY(launch_to_bf16(op, x, x_cast, R * K));
       if (tw)  // dW[N, K] += dout^T x: dout stored [R, N] (lda = N), x [R, K] (ldb = K)
         MS_TRY(gemm<bf16>(op, true, false, n_out, n_in, rows, 1.0f, dout_bf, n_out, x_bf, n_in, 1.0f, dW, n_in));
       else  // dW[K, N] += x^T dout: x stored [R, K] (lda = K), dout [R, N] (ldb = N)

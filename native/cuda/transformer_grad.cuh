@@ -24,7 +24,7 @@ int merge_qkv(int rows, int C, const float* q, const float* k, const float* v, f
 int layernorm_backward(int rows, int C, const float* dout, const float* x, const float* weight, const float* mean,
                        const float* rstd, float* dx, float* dweight, float* dbias, int accumulate, ms_error* err);
 int linear_backward(int rows, int n_in, int n_out, int trans_w, int precision, const float* dout, const float* x,
-                    const float* W, float* dx, float* dW, float* dbias, int accumulate,
+                    const uint16_t* x_bf16, const float* W, float* dx, float* dW, float* dbias, int accumulate,
                     const uint16_t* dout_bf16, ms_error* err);
 int activation_backward(int kind, size_t count, const float* dpost, const float* pre, float* dpre, ms_error* err);
 int cross_entropy_backward(int rows, int V, float* logits, uint16_t* logits_bf16, const int32_t* targets,

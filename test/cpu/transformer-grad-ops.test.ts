@@ -374,6 +374,32 @@ describe('transformer backward ops (cpu)', () => {
     });
   }
 
+  it('linearBackward and linearTBackward at bf16 take a bf16 x as the f32 x of the same values', async () => {
+    const rng = new Rng(246);
+    const nOut = 41;
+    const x = roundArrayBf16(normalArray(rng, ROWS * C));
+    const dout = normalArray(rng, ROWS * nOut);
+    const W = normalArray(rng, C * nOut, 0.2);
+    using tx = Tensor.from(x, [ROWS, C], { backend });
+    using txh = Tensor.from(x, [ROWS, C], { backend, dtype: 'bf16' });
+    using tg = Tensor.from(dout, [ROWS, nOut], { backend });
+    for (const transW of [false, true]) {
+      using tW = Tensor.from(W, transW ? [nOut, C] : [C, nOut], { backend });
+      const results: Float32Array[][] = [];
+      for (const input of [tx, txh]) {
+        using dx = Tensor.full([ROWS, C], Number.NaN, { backend });
+        using dW = Tensor.zeros(transW ? [nOut, C] : [C, nOut], { backend });
+        await (transW ? linearTBackward(tg, input, tW, dx, dW, 'bf16') : linearBackward(tg, input, tW, dx, dW, null, 'bf16'));
+        results.push([f32(dx), f32(dW)]);
+      }
+      expect(Array.from(results[1]![0]!), `dx, transW ${transW}`).toEqual(Array.from(results[0]![0]!));
+      expect(Array.from(results[1]![1]!), `dW, transW ${transW}`).toEqual(Array.from(results[0]![1]!));
+    }
+    using tW = Tensor.from(W, [C, nOut], { backend });
+    using dW = Tensor.zeros([C, nOut], { backend });
+    expect(() => linearBackward(tg, txh, tW, null, dW, null, 'f32')).toThrow(/a bf16 x needs precision 'bf16'/);
+  });
+
   it('linearTBackward handles the tied unembedding [V, C]', async () => {
     const rng = new Rng(232);
     const x = normalArray(rng, ROWS * C);

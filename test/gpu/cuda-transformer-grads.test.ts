@@ -212,6 +212,32 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
     }
   }
 
+  it('linearBackward at bf16 takes a bf16 x (a bf16 layer-norm output) as the f32 x of the same values, on both backends', async () => {
+    const rng = new Rng(47);
+    const [rows, nIn, nOut] = [300, 128, 384];
+    const x = roundArrayBf16(normalArray(rng, rows * nIn));
+    const dout = normalArray(rng, rows * nOut);
+    const W = normalArray(rng, nIn * nOut, 0.1);
+    const r = await onBoth(async (backend) => {
+      using tg = Tensor.from(dout, [rows, nOut], { backend });
+      using tW = Tensor.from(W, [nIn, nOut], { backend });
+      const out: Float32Array[] = [];
+      for (const dtype of ['f32', 'bf16'] as const) {
+        using tx = Tensor.from(x, [rows, nIn], { backend, dtype });
+        using dx = Tensor.full([rows, nIn], Number.NaN, { backend });
+        using dW = Tensor.zeros([nIn, nOut], { backend });
+        await linearBackward(tg, tx, tW, dx, dW, null, 'bf16');
+        out.push(f32(dx), f32(dW));
+      }
+      return out;
+    });
+    for (const b of ['cpu', 'cuda'] as const) {
+      expect(r[b][2], `${b} dx`).toEqual(r[b][0]);
+      expect(r[b][3], `${b} dW`).toEqual(r[b][1]);
+    }
+    expect(maxErr(r.cuda[3]!, r.cpu[3]!)).toBeLessThan(1e-5);
+  });
+
   it('activationBackward (gelu_new, gelu, relu), also in place, matches the CPU', async () => {
     const rng = new Rng(5);
     const n = 1031 * 77;
