@@ -32,7 +32,7 @@ inline void round_copy_bf16(const float* src, float* dst, size_t count) {
   });
 }
 
-// dst[i] = the bf16 bits src[i] as float, for i < count (one row, on the calling thread); returns dst.
+// dst[i] = the bf16 bits src[i] as float, for i < count (on the calling thread); returns dst.
 inline float* widen_bf16(const uint16_t* src, size_t count, float* dst) {
   for (size_t i = 0; i < count; ++i) dst[i] = bf16_to_float(src[i]);
   return dst;

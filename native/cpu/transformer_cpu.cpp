@@ -93,9 +93,7 @@ int linear(int rows, int n_in, int n_out, int trans_w, int precision, const floa
     std::vector<float> x_r(bf16 ? R * K : 0), W_r(bf16 ? K * N : 0);
     if (bf16) {
       if (x_bf16) {
-        parallel_for(R * K, 1 << 15, [&](size_t i0, size_t i1) {
-          for (size_t i = i0; i < i1; ++i) x_r[i] = bf16_to_float(x_bf16[i]);
-        });
+        parallel_for(R * K, 1 << 15, [&](size_t i0, size_t i1) { widen_bf16(x_bf16 + i0, i1 - i0, x_r.data() + i0); });
       } else {
         round_copy_bf16(x, x_r.data(), R * K);
       }

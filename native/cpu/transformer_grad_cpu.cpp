@@ -212,7 +212,7 @@ int linear_backward(int rows, int n_in, int n_out, int trans_w, int precision, c
     if (bf16 && (dx || dW)) {
       dout_r.resize(R * N);
       if (dout_bf16) {
-        for (size_t i = 0; i < R * N; ++i) dout_r[i] = bf16_to_float(dout_bf16[i]);
+        widen_bf16(dout_bf16, R * N, dout_r.data());
       } else {
         round_copy_bf16(dout, dout_r.data(), R * N);
       }
@@ -225,7 +225,7 @@ int linear_backward(int rows, int n_in, int n_out, int trans_w, int precision, c
       if (dW) {
         x_r.resize(R * K);
         if (x_bf16) {
-          for (size_t i = 0; i < R * K; ++i) x_r[i] = bf16_to_float(x_bf16[i]);
+          widen_bf16(x_bf16, R * K, x_r.data());
         } else {
           round_copy_bf16(x, x_r.data(), R * K);
         }
