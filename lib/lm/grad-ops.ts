@@ -16,7 +16,7 @@
  */
 import { nativeAddon } from '../backend.js';
 import { type IndexOptions, indicesCheckedOption } from '../ops.js';
-import { Tensor, formatShape } from '../tensor.js';
+import { type Tensor, formatShape } from '../tensor.js';
 import {
   MAX_DIM,
   checkActivation,
@@ -194,7 +194,7 @@ function runLinearBackward(
   precision: MatmulPrecision, accumulate: boolean, transW: boolean,
 ): Promise<void> {
   // dout is f32, or a bf16 gradient (crossEntropyForwardBackward's options.gradient) at bf16 precision.
-  checkTensor(dout, 'dout', dout instanceof Tensor && dout.dtype === 'bf16' ? 'bf16' : 'f32');
+  checkTensor(dout, 'dout', f32OrBf16(dout));
   if (dout.dtype === 'bf16') {
     if (precision !== 'bf16') throw new TypeError(`a bf16 dout needs precision 'bf16' (got ${JSON.stringify(precision)})`);
     if (dbias !== null) throw new TypeError('dbias needs an f32 dout');
