@@ -339,9 +339,10 @@ typedef struct ms_backend {
                          const float* x, const uint16_t* x_bf16, const float* W, float* dx, float* dW, float* dbias,
                          int accumulate, const uint16_t* dout_bf16, ms_error* err);
   /* dpre[i] = dpost[i] * act'(pre[i]) (kind: ms_activation; RELU: 1 where pre > 0, else 0);
-   * dpre may equal dpost. */
-  int (*activation_backward)(int kind, size_t count, const float* dpost, const float* pre, float* dpre,
-                             ms_error* err);
+   * dpre may equal dpost. pre_bf16 (ABI 12): when not NULL, pre is read from it (bf16; e.g. a ReLU's
+   * bf16 output, whose sign is its input's) and pre is unused (may be NULL). */
+  int (*activation_backward)(int kind, size_t count, const float* dpost, const float* pre, const uint16_t* pre_bf16,
+                             float* dpre, ms_error* err);
   /* Fused softmax cross-entropy over logits [rows, V], targets int32 [rows]: losses[r] =
    * logsumexp(logits[r, :]) - logits[r, targets[r]], and in place logits[r, v] = (softmax(logits[r, :])_v -
    * [v == targets[r]]) * scale; targets[r] < 0: losses[r] = 0 and the row becomes 0. MS_ERR_INVALID,

@@ -270,12 +270,13 @@ export function linearTBackward(
 
 /**
  * dpre (=) = dpost · act'(pre) elementwise (same sizes), for the activations of lib/lm/ops.ts:
- * gelu_new, gelu and relu (derivative 1 where pre > 0, else 0). dpre may be dpost.
+ * gelu_new, gelu and relu (derivative 1 where pre > 0, else 0). dpre may be dpost. pre may be a
+ * bf16 tensor (read as its f32 values).
  */
 export function activationBackward(kind: Activation, dpost: Tensor, pre: Tensor, dpre: Tensor): Promise<void> {
   const code = checkActivation(kind);
   checkTensor(dpost, 'dpost');
-  checkTensor(pre, 'pre');
+  checkTensor(pre, 'pre', f32OrBf16(pre)); // bf16: e.g. a ReLU's bf16 output (the sign of its input)
   checkTensor(dpre, 'dpre');
   if (pre.size < 1) throw new RangeError(`pre must not be empty (got ${formatShape(pre.shape)})`);
   expectSize(dpost, 'dpost', pre.size, `like pre ${formatShape(pre.shape)}`);

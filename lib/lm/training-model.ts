@@ -173,7 +173,10 @@ export class Gpt2Training {
       // products: at bf16 they are kept in bf16, what those products would round them to.
       const lnDtype = this.precision === 'bf16' ? 'bf16' : 'f32';
       for (let L = 0; L < config.nLayer; L++) {
-        const post = make([rows, M]);
+        // A ReLU's output is read as the operand x of c_proj and its dW product, and for its own
+        // derivative (post > 0, which bf16 keeps for every value above 2^-133): at bf16 it is kept
+        // in bf16 too.
+        const post = make([rows, M], config.activation === 'relu' ? lnDtype : 'f32');
         this.#acts.push({
           x: make([rows, C]), ln1: make([rows, C], lnDtype), ln1Mean: make([rows]), ln1Rstd: make([rows]), qkv: make([rows, 3 * C]),
           q: make([rows, C]), k: make([rows, C]), v: make([rows, C]), z: make([rows, C]), lse: make([this.batch, config.nHead, this.T]),

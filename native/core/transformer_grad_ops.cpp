@@ -184,17 +184,21 @@ class ActivationBackwardWorker : public BackendWorker {
     kind_ = int_field(a, "kind", MS_ACT_GELU_TANH, MS_ACT_RELU);
     count_ = count_field(a, "count");
     dpost_ = static_cast<const float*>(operands_.take_f32(a, "dpost", count_));
-    pre_ = static_cast<const float*>(operands_.take_f32(a, "pre", count_));
+    if (Tensor::From(a.Get("pre"), "pre")->dtype() == MS_BF16)
+      pre_bf16_ = static_cast<const uint16_t*>(operands_.take(a, "pre", MS_BF16, count_));
+    else
+      pre_ = static_cast<const float*>(operands_.take_f32(a, "pre", count_));
     dpre_ = static_cast<float*>(operands_.take_f32(a, "dpre", count_));
   }
   int run(const ms_backend* be, ms_error* err) override {
-    return be->activation_backward(kind_, count_, dpost_, pre_, dpre_, err);
+    return be->activation_backward(kind_, count_, dpost_, pre_, pre_bf16_, dpre_, err);
   }
 
  private:
   int kind_ = 0;
   size_t count_ = 0;
   const float *dpost_ = nullptr, *pre_ = nullptr;
+  const uint16_t* pre_bf16_ = nullptr;  // a bf16 pre, or null
   float* dpre_ = nullptr;
 };
 

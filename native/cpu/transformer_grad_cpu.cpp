@@ -253,18 +253,24 @@ int linear_backward(int rows, int n_in, int n_out, int trans_w, int precision, c
   return MS_OK;
 }
 
-int activation_backward(int kind, size_t count, const float* dpost, const float* pre, float* dpre, ms_error* err) {
+int activation_backward(int kind, size_t count, const float* dpost, const float* pre_f32, const uint16_t* pre_bf16,
+                        float* dpre, ms_error* err) {
   const char* op = "activation_backward";
   if (kind != MS_ACT_GELU_TANH && kind != MS_ACT_GELU_ERF && kind != MS_ACT_RELU)
     return fail(err, MS_ERR_INVALID, op, "unknown activation %d", kind);
-  if (count && (!dpost || !pre || !dpre)) return fail(err, MS_ERR_INVALID, op, "dpost, pre or dpre is null");
+  if (count && (!dpost || !(pre_f32 || pre_bf16) || !dpre)) return fail(err, MS_ERR_INVALID, op, "dpost, pre or dpre is null");
   try {
     parallel_for(count, 1 << 14, [&](size_t i0, size_t i1) {
+      // pre[i - base] is pre's element i, for i in [i0, i1): the f32 values (base 0), or the bf16
+      // ones widened into a chunk of their own (base i0).
+      std::vector<float> widened(pre_bf16 ? i1 - i0 : 0);
+      const float* pre = pre_bf16 ? widen_bf16(pre_bf16 + i0, i1 - i0, widened.data()) : pre_f32;
+      const size_t base = pre_bf16 ? i0 : 0;
       switch (kind) {
         case MS_ACT_GELU_TANH:
           // d/dx 0.5 x (1 + tanh(u)), u = s (x + c x^3): 0.5 (1 + tanh u) + 0.5 x sech^2(u) s (1 + 3 c x^2).
           for (size_t i = i0; i < i1; ++i) {
-            const float x = pre[i];
+            const float x = pre[i - base];
             const float th = std::tanh(kSqrt2OverPi * (x + kGeluCubic * x * x * x));
             const float sech2 = 1.0f - th * th;
             // sech2 == 0 (|u| large): the second term is 0, also where x^2 would overflow.
@@ -275,12 +281,12 @@ int activation_backward(int kind, size_t count, const float* dpost, const float*
         case MS_ACT_GELU_ERF:
           // d/dx 0.5 x (1 + erf(x / sqrt 2)) = 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi).
           for (size_t i = i0; i < i1; ++i) {
-            const float x = pre[i];
+            const float x = pre[i - base];
             dpre[i] = dpost[i] * (0.5f * (1.0f + std::erf(x * kInvSqrt2)) + x * kInvSqrt2Pi * std::exp(-0.5f * x * x));
           }
           break;
         default:
-          for (size_t i = i0; i < i1; ++i) dpre[i] = pre[i] > 0.0f ? dpost[i] : 0.0f;
+          for (size_t i = i0; i < i1; ++i) dpre[i] = pre[i - base] > 0.0f ? dpost[i] : 0.0f;
           break;
       }
     });

@@ -287,11 +287,13 @@ __global__ void __launch_bounds__(kColX * kColY)
   }
 }
 
-// dpre[i] = dpost[i] * act'(pre[i]); dpre may equal dpost (each element read, then written).
-__global__ void activation_backward_kernel(int kind, size_t count, const float* dpost, const float* __restrict__ pre,
+// dpre[i] = dpost[i] * act'(pre[i]), pre as In (float or bf16); dpre may equal dpost (each element
+// read, then written).
+template <typename In>
+__global__ void activation_backward_kernel(int kind, size_t count, const float* dpost, const In* __restrict__ pre,
                                            float* dpre) {
   for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += size_t(gridDim.x) * blockDim.x) {
-    const float x = pre[i];
+    const float x = to_float(pre[i]);
     if (kind == MS_ACT_GELU_TANH) {
       // 0.5 (1 + tanh u) + 0.5 x sech^2(u) s (1 + 3 c x^2), u = s (x + c x^3); the second term is 0
       // where sech^2 rounds to 0 (also where x^2 would overflow).
@@ -608,7 +610,8 @@ int linear_backward(int rows, int n_in, int n_out, int trans_w, int precision, c
   return scratch.release(op);
 }
 
-int activation_backward(int kind, size_t count, const float* dpost, const float* pre, float* dpre, ms_error* err) {
+int activation_backward(int kind, size_t count, const float* dpost, const float* pre, const uint16_t* pre_bf16,
+                        float* dpre, ms_error* err) {
   const char* name = "activation_backward";
   if (kind != MS_ACT_GELU_TANH && kind != MS_ACT_GELU_ERF && kind != MS_ACT_RELU)
     return invalid(err, name, "unknown activation %d", kind);
@@ -618,7 +621,11 @@ int activation_backward(int kind, size_t count, const float* dpost, const float*
   MS_REQUIRE(dpre);
   Op op;
   MS_TRY(begin(op, err, name));
-  activation_backward_kernel<<<grid_stride_blocks(count), kThreads, 0, op.stream>>>(kind, count, dpost, pre, dpre);
+  if (pre_bf16)
+    activation_backward_kernel<<<grid_stride_blocks(count), kThreads, 0, op.stream>>>(
+        kind, count, dpost, reinterpret_cast<const bf16*>(pre_bf16), dpre);
+  else
+    activation_backward_kernel<<<grid_stride_blocks(count), kThreads, 0, op.stream>>>(kind, count, dpost, pre, dpre);
   MS_TRY(check_launch(op, "activation_backward_kernel"));
   return finish(op);
 }

@@ -434,6 +434,23 @@ describe('transformer backward ops (cpu)', () => {
     }
   });
 
+  it('activationBackward takes a bf16 pre as the f32 pre of the same values', async () => {
+    const rng = new Rng(241);
+    const pre = roundArrayBf16(uniformArray(rng, ROWS * C + 5, -6, 6));
+    pre.set([0, -0, 1e-30, -1e-30], 0);
+    const dpost = normalArray(rng, pre.length);
+    using tf = Tensor.from(pre, [pre.length], { backend });
+    using th = Tensor.from(pre, [pre.length], { backend, dtype: 'bf16' });
+    using tdpost = Tensor.from(dpost, [pre.length], { backend });
+    for (const kind of ['gelu_new', 'gelu', 'relu'] as const) {
+      using a = Tensor.full([pre.length], Number.NaN, { backend });
+      using b = Tensor.full([pre.length], Number.NaN, { backend });
+      await activationBackward(kind, tdpost, tf, a);
+      await activationBackward(kind, tdpost, th, b);
+      expect(Array.from(f32(b)), kind).toEqual(Array.from(f32(a)));
+    }
+  });
+
   it('crossEntropyForwardBackward writes the losses and, in place, the gradient', async () => {
     const rng = new Rng(250);
     const logits = normalArray(rng, ROWS * V, 3);

@@ -238,6 +238,27 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
     expect(maxErr(r.cuda[3]!, r.cpu[3]!)).toBeLessThan(1e-5);
   });
 
+  it('activationBackward takes a bf16 pre (a ReLU\'s bf16 output) as the f32 pre of the same values, on both backends', async () => {
+    const rng = new Rng(48);
+    const pre = roundArrayBf16(uniformArray(rng, 70001, -6, 6));
+    const dpost = normalArray(rng, pre.length);
+    for (const kind of ['relu', 'gelu_new'] as const) {
+      const r = await onBoth(async (backend) => {
+        using tdpost = Tensor.from(dpost, [pre.length], { backend });
+        const out: Float32Array[] = [];
+        for (const dtype of ['f32', 'bf16'] as const) {
+          using tpre = Tensor.from(pre, [pre.length], { backend, dtype });
+          using dpre = Tensor.full([pre.length], Number.NaN, { backend });
+          await activationBackward(kind, tdpost, tpre, dpre);
+          out.push(f32(dpre));
+        }
+        return out;
+      });
+      for (const b of ['cpu', 'cuda'] as const) expect(r[b][1], `${b} ${kind}`).toEqual(r[b][0]);
+      expect(maxErr(r.cuda[1]!, r.cpu[1]!), kind).toBeLessThan(2e-6);
+    }
+  });
+
   it('activationBackward (gelu_new, gelu, relu), also in place, matches the CPU', async () => {
     const rng = new Rng(5);
     const n = 1031 * 77;
