@@ -1,7 +1,8 @@
 /*
  * kernel_common.h — small pieces shared by the CPU kernels: the row grain of parallel passes,
  * bf16 operand copies, the fp32 dot product whose arithmetic the attention forward and backward
- * must share (recomputed scores equal the forward's), the GELU constants, and the OOM error.
+ * must share (recomputed scores equal the forward's), the GELU constants (gelu_constants.h), and the
+ * OOM error.
  */
 #ifndef MONOSEMANTIC_CPU_KERNEL_COMMON_H
 #define MONOSEMANTIC_CPU_KERNEL_COMMON_H
@@ -10,14 +11,11 @@
 
 #include "backend.h"
 #include "convert.h"
+#include "gelu_constants.h"
 #include "status.h"
 #include "thread_pool.h"
 
 namespace ms::cpu {
-
-constexpr float kSqrt2OverPi = 0.7978845608028654f;  // sqrt(2 / pi)
-constexpr float kInvSqrt2 = 0.7071067811865476f;     // 1 / sqrt(2)
-constexpr float kGeluCubic = 0.044715f;              // gelu_new's cubic coefficient
 
 // Rows per parallel chunk so that each chunk touches roughly 64 KiB.
 inline size_t row_grain(size_t row_len) {

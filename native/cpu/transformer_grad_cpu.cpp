@@ -35,7 +35,6 @@
 namespace ms::cpu {
 namespace {
 
-constexpr float kInvSqrt2Pi = 0.3989422804014327f;  // 1 / sqrt(2 pi)
 
 // Columns per chunk of a column-parallel pass: 16 floats, one cache line per row.
 constexpr size_t kColumnGrain = 16;

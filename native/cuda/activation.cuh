@@ -10,12 +10,9 @@
 #define MONOSEMANTIC_CUDA_ACTIVATION_CUH
 
 #include "backend.h"
+#include "gelu_constants.h"
 
 namespace ms::cuda {
-
-constexpr float kSqrt2OverPi = 0.7978845608028654f;  // sqrt(2 / pi)
-constexpr float kInvSqrt2 = 0.7071067811865476f;     // 1 / sqrt(2)
-constexpr float kGeluCubic = 0.044715f;              // gelu_new's cubic coefficient
 
 // act(v) for kind = MS_ACT_GELU_TANH: 0.5 v (1 + tanh(sqrt(2/pi) (v + 0.044715 v^3)));
 // MS_ACT_GELU_ERF: 0.5 v (1 + erf(v / sqrt 2)); otherwise (MS_ACT_RELU) max(v, 0), NaN -> 0.

@@ -48,7 +48,6 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 
-constexpr float kInvSqrt2Pi = 0.3989422804014327f;   // 1 / sqrt(2 pi)
 constexpr int kAttnWarps = 4;                         // tasks per attention block
 constexpr int kAttnDimsPerLane = 8;                   // head size <= 32 * 8 = 256, as the forward
 constexpr int kColX = 32;                             // columns per column-sum block
