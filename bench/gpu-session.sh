@@ -184,7 +184,8 @@ next)
   # harvest and training step kernel by kernel under ncu; LM forward/training wall times; the
   # pipeline (with the trainer reading statistics only on logging steps, and positions no longer
   # drawn when all are kept; also the main job's ten passes, nine of them from the stored first
-  # pass); uploads through the pinned staging ring against pageable ones (LM training, harvest);
+  # pass); a text corpus's contexts by tokenizer threads, and the pipeline fed by it; uploads
+  # through the pinned staging ring against pageable ones (LM training, harvest);
   # the default run on A and B (both SAEs come back) and universality; then, if time is
   # left, HF's forward and training step in the same call.
   DEADLINE=${DEADLINE:-330}
@@ -219,6 +220,12 @@ next)
     --gpt2-batch "$([ "$quick" = 1 ] && echo 1 || echo 16)" --gpt2-ctx "$([ "$quick" = 1 ] && echo 64 || echo 1024)"
   pipe=$([ "$quick" = 1 ] && echo "--batch 256 --steps 20 --forward-batch 8 --window 16 --d-sae 512" || echo "--passes 10")
   step "pipeline" node dist/bench/pipeline.js --backend "$backend" $pipe --json "$out/pipeline.json"
+  # A text corpus: the tokenizer's rate by worker threads, then the pipeline fed by it.
+  step "contexts from text, by tokenizer threads" node dist/bench/contexts.js --threads 0,1,4,8 \
+    --sample-out "$work/sample.jsonl" --json "$out/contexts.json"
+  pipe_text=$([ "$quick" = 1 ] && echo "--batch 256 --steps 20 --forward-batch 8 --window 16 --d-sae 512" || echo "--steps 300 --d-sae 4096")
+  step "pipeline, text corpus" node dist/bench/pipeline.js --backend "$backend" $pipe_text --corpus "$work/sample.jsonl" \
+    --json "$out/pipeline-text.json"
   run_saes models/a models/b keep
   compare_saes models/a models/b
   step "lm forward bf16, HF" "$python" bench/reference/hf_forward.py --device "$torch_device" --dtype bfloat16 $lm \

@@ -14,7 +14,10 @@
  *      run) / (consumed alone): what the data costs the SAE, however it is charged.
  *
  *   node dist/bench/pipeline.js [--backend cpu|cuda] [--d-sae 4096,16384] [--batch 4096]
- *        [--steps 1000] [--passes 10] [--forward-batch 128] [--window 1024] [--json FILE]
+ *        [--steps 1000] [--passes 10] [--forward-batch 128] [--window 1024] [--corpus PATHS] [--json FILE]
+ *
+ * --corpus: text, JSONL or Parquet files (comma-separated) instead of the shipped token shards,
+ * tokenised as the run goes (on worker threads; see bench/contexts.js for the tokenizer alone).
  *
  * Defaults are the CUDA run's (batch 4,096; 128 contexts per forward; 1,024 per window); on a CPU
  * pass small values (e.g. --batch 256 --steps 20 --forward-batch 8 --window 32 --d-sae 512).
@@ -44,9 +47,10 @@ const program = new Command('pipeline')
   .option('--passes <n>', 'also run the main job for this many passes over the corpus (data.store "auto")')
   .option('--forward-batch <n>', 'contexts per model forward', '128')
   .option('--window <n>', 'contexts per shuffle window', '1024')
+  .option('--corpus <paths>', 'text corpus instead of the shipped token shards (comma-separated)')
   .option('--json <file>', 'also write the rows as JSON')
   .parse();
-const o = program.opts<{ backend?: BackendName; dSae: string; batch: string; steps: string; passes?: string; forwardBatch: string; window: string; json?: string }>();
+const o = program.opts<{ backend?: BackendName; dSae: string; batch: string; steps: string; passes?: string; forwardBatch: string; window: string; corpus?: string; json?: string }>();
 const backend = resolveBackend(o.backend);
 const [batch, steps, forwardBatch, window] = [Number(o.batch), Number(o.steps), Number(o.forwardBatch), Number(o.window)];
 const sizes = o.dSae.split(',').map(Number);
@@ -58,7 +62,8 @@ const passes = o.passes === undefined ? null : Number(o.passes);
 if (passes !== null && !(passes > 0)) throw new RangeError(`--passes: a positive number, got '${o.passes}'`);
 
 const modelDir = path.join(packageRoot(), 'models/a');
-const corpus = [path.join(packageRoot(), 'corpus/train-sample.tokens')];
+const corpus = o.corpus ? o.corpus.split(',') : [path.join(packageRoot(), 'corpus/train-sample.tokens')];
+if (o.corpus && passes !== null) throw new RangeError('--passes counts passes over token shards: leave it out with --corpus');
 const hook = 'blocks.0.mlp.hook_post';
 
 /** 1. Activations/s served by the source alone, over two windows. */
@@ -112,7 +117,7 @@ async function together(dSae: number, budget: { steps: number } | { passes: numb
       outDir,
       sae: { dSae },
       training: { batchSize: batch, ...('steps' in budget ? { totalSteps: budget.steps } : {}) },
-      data: { forwardBatch, contextsPerWindow: window, positionsPerContext: null, store: 'auto' },
+      data: { forwardBatch, contextsPerWindow: window, positionsPerContext: null, store: 'auto', ...(o.corpus ? { paths: corpus } : {}) },
       budget: { epochs: 'passes' in budget ? budget.passes : null },
       resampling: { enabled: false },
       checkpoints: { every: 0 },
@@ -126,7 +131,7 @@ async function together(dSae: number, budget: { steps: number } | { passes: numb
 }
 
 const harvest = await harvested();
-console.log(`backend ${backend}; batch ${batch}, ${forwardBatch} contexts per forward, ${window} per window`);
+console.log(`backend ${backend}; batch ${batch}, ${forwardBatch} contexts per forward, ${window} per window; corpus ${o.corpus ?? 'the shipped token shards'}`);
 console.log(`harvested alone: ${Math.round(harvest).toLocaleString('en-US')} activations/s (${hook} of models/a)`);
 console.log('| (d, n, B) | run | consumed alone, act/s | in the run, act/s | data wait (trainer) | not stepping, 1 − run/alone |');
 console.log('| --- | --- | ---: | ---: | ---: | ---: |');
@@ -144,4 +149,4 @@ for (const n of sizes) {
     );
   }
 }
-if (o.json) writeFileSync(o.json, JSON.stringify({ backend, batch, forwardBatch, window, harvested: harvest, rows }, null, 2));
+if (o.json) writeFileSync(o.json, JSON.stringify({ backend, batch, forwardBatch, window, corpus: o.corpus ?? null, harvested: harvest, rows }, null, 2));

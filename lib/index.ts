@@ -31,6 +31,7 @@ export { Tokenizer, TokenizerError } from './lm/tokenizer.js';
 export { gatherRows, sparseRows, columnStats, type SparseRows } from './ops.js';
 export { readCorpus, resolveCorpusFiles, CorpusError, type CorpusOptions, type CorpusDocument, type CorpusReport } from './data/corpus.js';
 export { openContextStream, ContextStreamError, type ContextStream, type ContextStreamOptions, type ContextStreamState } from './data/contexts.js';
+export { TokenizerPool, TokenizerPoolError, defaultTokenizerThreads } from './data/tokenizer-pool.js';
 export { LmActivationSource, type LmActivationOptions, type LmActivationState, type ContextSource } from './data/lm-activations.js';
 export { fileTrainingSource } from './sae/trainer.js';
 export { evaluateSae, densityHistogram, type SaeEvaluation } from './analysis/sae-eval.js';

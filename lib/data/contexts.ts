@@ -20,8 +20,12 @@
  * passing over the first documentsConsumed documents without tokenising them, and tokenises only
  * the document it resumes inside.
  *
+ * Tokenisation runs on worker threads by default (lib/data/document-tokens.ts), a few batches of
+ * documents ahead of the one being packed; the stream is the same as when the calling thread
+ * encodes each document itself (tokenizerThreads 0).
+ *
  * Memory: one window of documents' text (shuffleDocuments × the document size, each document at
- * most maxDocumentChars characters) and one document's tokens.
+ * most maxDocumentChars characters), and the tokens of one document, or of the batches ahead.
  */
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
@@ -29,7 +33,9 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 
 import { Rng } from '../random.js';
-import type { Tokenizer } from '../lm/tokenizer.js';
+import { Tokenizer } from '../lm/tokenizer.js';
+import { type DocumentTokens, tokensAhead, tokensInline } from './document-tokens.js';
+import { TokenizerPool, defaultTokenizerThreads } from './tokenizer-pool.js';
 import { SEED_PURPOSE, mixSeed, nonNegativeInteger, permutation, positiveInteger } from './stream-common.js';
 import { corpusOptionsWithDefaults, readCorpusFiles, resolveCorpusFiles, type CorpusOptions, type CorpusReport } from './corpus.js';
 
@@ -50,6 +56,12 @@ export interface ContextStreamOptions {
   separateDocuments?: boolean;
   /** Shuffle documents within windows of this many (seeded); 1 = file order. Default 1024. */
   shuffleDocuments?: number;
+  /**
+   * Worker threads that encode the documents ahead (lib/data/tokenizer-pool.ts); 0 encodes each
+   * on the calling thread when it is reached. The same tokens either way. Default: one per core
+   * but one, at most 8 (0 for a tokenizer not loaded from a file).
+   */
+  tokenizerThreads?: number;
   /** Resume exactly from a position saved by `state()`. */
   state?: ContextStreamState;
 }
@@ -205,8 +217,7 @@ class ShuffledDocuments {
 class PackedContextStream implements ContextStream {
   readonly contextLength: number;
   readonly report: CorpusReport;
-  readonly #tokenizer: Tokenizer;
-  readonly #documents: ShuffledDocuments;
+  readonly #documents: DocumentTokens;
   readonly #seed: number;
   readonly #fingerprint: string;
   /** BOS id when contexts begin with one, else null. */
@@ -225,12 +236,10 @@ class PackedContextStream implements ContextStream {
   #queue: Promise<unknown> = Promise.resolve();
 
   constructor(
-    tokenizer: Tokenizer,
-    documents: ShuffledDocuments,
+    documents: DocumentTokens,
     report: CorpusReport,
     settings: { contextLength: number; seed: number; fingerprint: string; bos: number | null; separator: number | null },
   ) {
-    this.#tokenizer = tokenizer;
     this.#documents = documents;
     this.report = report;
     this.contextLength = settings.contextLength;
@@ -242,13 +251,12 @@ class PackedContextStream implements ContextStream {
 
   /** Tokenises the next document into #unit; false at the end of the corpus. */
   async #loadDocument(): Promise<boolean> {
-    const text = await this.#documents.next();
-    if (text === null) {
+    const tokens = await this.#documents.next();
+    if (tokens === null) {
       this.#unit = null;
       this.#offset = 0;
       return false;
     }
-    const tokens = this.#tokenizer.encode(text);
     this.#unitHasSeparator = this.#separator !== null && this.#nextDocument > 0;
     if (this.#unitHasSeparator) {
       const unit = new Int32Array(tokens.length + 1);
@@ -376,6 +384,12 @@ export async function openContextStream(corpus: CorpusOptions, options: ContextS
   }
   if (typeof seed !== 'number' || !Number.isSafeInteger(seed)) throw new RangeError(`seed must be an integer (got ${String(seed)})`);
   const contextLength = positiveInteger('contextLength', options.contextLength);
+  // Workers load the tokenizer's file and run Tokenizer.encode: a tokenizer not loaded from a
+  // file, or whose encode is replaced, is run where it is.
+  const fromFile = tokenizer instanceof Tokenizer && tokenizer.encode === Tokenizer.prototype.encode;
+  const threads = options.tokenizerThreads ?? (fromFile ? defaultTokenizerThreads() : 0);
+  if (!Number.isSafeInteger(threads) || threads < 0) throw new RangeError(`tokenizerThreads must be a non-negative integer (got ${String(threads)})`);
+  if (threads > 0 && !fromFile) throw new RangeError('tokenizerThreads: worker threads need a Tokenizer loaded from a file (Tokenizer.load(dir)) and its own encode');
   const shuffleDocuments = positiveInteger('shuffleDocuments', options.shuffleDocuments ?? CONTEXT_DEFAULTS.shuffleDocuments);
   const { bos, separator } = specialTokens(options);
   if (bos !== null && contextLength < 2) throw new RangeError(`contextLength must be at least 2 with prependBos (got ${contextLength})`);
@@ -415,8 +429,9 @@ export async function openContextStream(corpus: CorpusOptions, options: ContextS
   }
 
   const report: CorpusReport = { files: 0, documents: 0, skipped: [] };
-  const documents = new ShuffledDocuments(readCorpusFiles(files, corpusOptions, report), seed, shuffleDocuments);
-  const stream = new PackedContextStream(tokenizer, documents, report, { contextLength, seed, fingerprint, bos, separator });
+  const texts = new ShuffledDocuments(readCorpusFiles(files, corpusOptions, report), seed, shuffleDocuments);
+  const documents = threads > 0 ? tokensAhead(texts, TokenizerPool.shared(tokenizer as Tokenizer, threads)) : tokensInline(texts, tokenizer);
+  const stream = new PackedContextStream(documents, report, { contextLength, seed, fingerprint, bos, separator });
   if (state !== undefined) {
     try {
       await stream.restore(state.documentsConsumed, state.tokenOffset, state.contextsServed);

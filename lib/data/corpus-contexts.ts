@@ -27,6 +27,8 @@ export interface CorpusContextOptions {
   seed: number;
   /** Passes over token shards (default 1; text streams end after one pass). */
   epochs?: number;
+  /** Text corpora: worker threads that tokenise ahead (lib/data/contexts.ts; default: per core, 0: none). */
+  tokenizerThreads?: number;
   state?: unknown;
 }
 
@@ -51,7 +53,13 @@ export async function openCorpusContexts(o: CorpusContextOptions): Promise<Corpu
   }
   const stream = await openContextStream(
     { paths: o.paths, ...(o.textField ? { textField: o.textField } : {}) },
-    { tokenizer: o.tokenizer, contextLength: o.contextLength, seed: o.seed, ...(o.state ? { state: o.state as ContextStreamState } : {}) },
+    {
+      tokenizer: o.tokenizer,
+      contextLength: o.contextLength,
+      seed: o.seed,
+      ...(o.tokenizerThreads !== undefined ? { tokenizerThreads: o.tokenizerThreads } : {}),
+      ...(o.state ? { state: o.state as ContextStreamState } : {}),
+    },
   );
   return { kind: 'text', contextsPerEpoch: null, next: (n) => stream.next(n), state: () => stream.state(), close: () => stream.close() };
 }

@@ -111,6 +111,8 @@ export class LmActivationSource implements TrainingDataSource {
   /** The first pass's rows (storeRows), the rows harvested into it, and whether the pass is complete. */
   #store: Tensor | null = null;
   #stored = 0;
+  /** When #letHarvestRun last let the event loop turn (performance.now()). */
+  #turned = 0;
   #storeComplete = false;
   #closed = false;
 
@@ -184,6 +186,7 @@ export class LmActivationSource implements TrainingDataSource {
     if (out.shape.length !== 2 || out.shape[0] !== rows || out.shape[1] !== this.d) {
       throw new RangeError(`out must have shape [${rows}, ${this.d}] (got [${out.shape.join(', ')}])`);
     }
+    await this.#letHarvestRun();
     let filled = 0;
     while (filled < rows) {
       if (this.#offset === this.#current!.rows) await this.#advance();
@@ -212,6 +215,19 @@ export class LmActivationSource implements TrainingDataSource {
     this.#spare = null;
     this.#store = null;
     await this.#contexts?.close?.();
+  }
+
+  /**
+   * Lets the event loop turn, at most once every TURN_MS, while the next window is harvested.
+   * That harvest waits on the event loop (tokenizer workers, file reads, the serving order's
+   * draws); a reader whose every await is on a promise already settled, as on a backend whose
+   * operations only queue device work (CUDA), never lets it turn, and the harvest would stall
+   * until the window in use ran out.
+   */
+  async #letHarvestRun(): Promise<void> {
+    if (this.#pending === null || performance.now() - this.#turned < TURN_MS) return;
+    await new Promise((resolve) => setImmediate(resolve));
+    this.#turned = performance.now();
   }
 
   /** Starts harvesting the next window (when prefetching). */
@@ -363,6 +379,9 @@ export class LmActivationSource implements TrainingDataSource {
     return { index, epoch, start: null, buffer: store, rows: this.#stored, orderOnDevice: orderTensor(order, store) };
   }
 }
+
+/** The longest a read keeps the event loop from the harvest of the next window, in ms. */
+const TURN_MS = 1;
 
 /** A serving order on the buffer's backend: row indices < 2^31 read the same as int32. */
 function orderTensor(order: Uint32Array, buffer: Tensor): Tensor {

@@ -99,7 +99,8 @@ export async function runMainJob(runConfig: RunConfig, options: { resume?: boole
   } catch (error) {
     throw new ConfigError([(error as Error).message]);
   }
-  const corpus = { paths: corpusPaths, textField: config.data.textField, tokenizer, contextLength };
+  const threads = config.data.tokenizerThreads;
+  const corpus = { paths: corpusPaths, textField: config.data.textField, tokenizer, contextLength, ...(threads !== null ? { tokenizerThreads: threads } : {}) };
 
   const probe = await openCorpusContexts({ ...corpus, seed: config.seed });
   const samplesPerEpoch = probe.contextsPerEpoch === null ? null : probe.contextsPerEpoch * positions;

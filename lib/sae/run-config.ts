@@ -39,8 +39,10 @@ export const RunConfigSchema = TrainConfigSchema.extend({
        * most half the free memory. Resolved once, when the run starts.
        */
       store: z.union([z.literal('auto'), z.boolean()]).default('auto'),
+      /** Text corpora: worker threads that tokenise ahead of the model (null: one per core but one, at most 8; 0: none). */
+      tokenizerThreads: z.number().int().min(0).max(256).nullable().default(null),
     })
-    .default({ paths: null, textField: 'text', contextLength: null, positionsPerContext: 250, contextsPerWindow: 256, forwardBatch: 16, store: 'auto' }),
+    .default({ paths: null, textField: 'text', contextLength: null, positionsPerContext: 250, contextsPerWindow: 256, forwardBatch: 16, store: 'auto', tokenizerThreads: null }),
   /** Training length in passes over the corpus (token shards only), instead of training.totalSteps / totalSamples. */
   budget: z.strictObject({ epochs: z.number().positive().nullable().default(null) }).default({ epochs: null }),
   eval: z

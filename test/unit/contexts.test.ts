@@ -118,10 +118,10 @@ function textOf(rows: number[][], bos: boolean): string {
 
 describe('openContextStream: packing', () => {
   it.each([
-    { prependBos: true, separateDocuments: true },
-    { prependBos: false, separateDocuments: true },
-    { prependBos: true, separateDocuments: false },
-    { prependBos: false, separateDocuments: false },
+    { prependBos: true, separateDocuments: true, tokenizerThreads: 0 },
+    { prependBos: false, separateDocuments: true, tokenizerThreads: 3 },
+    { prependBos: true, separateDocuments: false, tokenizerThreads: 1 },
+    { prependBos: false, separateDocuments: false, tokenizerThreads: 0 },
   ])('packs documents as the reference packer does (%o)', async (flags) => {
     const documents = await documentsOf(corpus);
     expect(documents.length).toBe(8 + 6 + 6);
@@ -206,6 +206,8 @@ describe('openContextStream: packing', () => {
     await expect(openStream({ contextLength: 0 })).rejects.toThrow(RangeError);
     await expect(openStream({ shuffleDocuments: 0 })).rejects.toThrow(/shuffleDocuments/);
     await expect(openStream({ seed: 1.5 })).rejects.toThrow(/seed/);
+    await expect(openStream({ tokenizerThreads: -1 })).rejects.toThrow(/tokenizerThreads/);
+    await expect(openStream({ tokenizerThreads: 1.5 })).rejects.toThrow(/tokenizerThreads/);
     const stream = await openStream({ prependBos: false, contextLength: 1 });
     expect(() => stream.next(0)).toThrow(/count/);
   });
@@ -243,18 +245,19 @@ describe('openContextStream: document order', () => {
 });
 
 describe('openContextStream: resuming', () => {
-  it('continues the identical stream from state() after any number of contexts', async () => {
+  it('continues the identical stream from state() after any number of contexts, whichever thread tokenises', async () => {
     const options = { contextLength: 8, shuffleDocuments: 3, seed: 11 };
-    const full = await drain(await openStream(options), 1000);
+    const full = await drain(await openStream({ ...options, tokenizerThreads: 0 }), 1000);
     expect(full.length).toBeGreaterThan(40);
-    for (const served of [0, 1, 2, 5, 13, 27, full.length - 1, full.length]) {
-      const stream = await openStream(options);
+    for (const [k, served] of [0, 1, 2, 5, 13, 27, full.length - 1, full.length].entries()) {
+      // Saved with workers and resumed without, and the other way round.
+      const stream = await openStream({ ...options, tokenizerThreads: k % 2 === 0 ? 2 : 0 });
       const head: number[][] = [];
       while (head.length < served) head.push(...rowsOf((await stream.next(Math.min(3, served - head.length)))!, 8));
       const saved = JSON.parse(JSON.stringify(stream.state())) as ContextStreamState;
       expect(saved.contextsServed).toBe(served);
       expect(saved.seed).toBe(11);
-      const resumed = await openStream({ ...options, state: saved });
+      const resumed = await openStream({ ...options, state: saved, tokenizerThreads: k % 2 === 0 ? 0 : 2 });
       expect(resumed.state()).toEqual(saved);
       const tail = await drain(resumed, 4);
       expect([...head, ...tail]).toEqual(full);
@@ -277,6 +280,8 @@ describe('openContextStream: resuming', () => {
       return tokenizer.encode(text);
     };
     const resumed = await openContextStream(corpus, { tokenizer: counting, ...options, state: saved });
+    // A replaced encode is run on the calling thread (workers would run the file's tokenizer).
+    await expect(openContextStream(corpus, { tokenizer: counting, ...options, tokenizerThreads: 1 })).rejects.toThrow(/tokenizerThreads/);
     expect(encodes).toBe(1);
     expect(await drain(resumed, 5)).toEqual(expectedTail);
     expect(encodes).toBe(20 - saved.documentsConsumed);
