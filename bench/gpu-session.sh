@@ -184,10 +184,10 @@ next)
   # harvest and training step kernel by kernel under ncu; LM forward/training wall times; the
   # pipeline (with the trainer reading statistics only on logging steps, and positions no longer
   # drawn when all are kept; also the main job's ten passes, nine of them from the stored first
-  # pass); a text corpus's contexts by tokenizer threads, and the pipeline fed by it; uploads
-  # through the pinned staging ring against pageable ones (LM training, harvest);
+  # pass); uploads through the pinned staging ring against pageable ones (LM training, harvest);
   # the default run on A and B (both SAEs come back) and universality; then, if time is
-  # left, HF's forward and training step in the same call.
+  # left, HF's forward and training step in the same call, and a text corpus's contexts by
+  # tokenizer threads and the pipeline fed by it.
   DEADLINE=${DEADLINE:-330}
   shapes=$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)
   lm=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64" || echo "--batch 64 --ctx 1024")
@@ -220,18 +220,18 @@ next)
     --gpt2-batch "$([ "$quick" = 1 ] && echo 1 || echo 16)" --gpt2-ctx "$([ "$quick" = 1 ] && echo 64 || echo 1024)"
   pipe=$([ "$quick" = 1 ] && echo "--batch 256 --steps 20 --forward-batch 8 --window 16 --d-sae 512" || echo "--passes 10")
   step "pipeline" node dist/bench/pipeline.js --backend "$backend" $pipe --json "$out/pipeline.json"
-  # A text corpus: the tokenizer's rate by worker threads, then the pipeline fed by it.
-  step "contexts from text, by tokenizer threads" node dist/bench/contexts.js --threads 0,1,4,8 \
-    --sample-out "$work/sample.jsonl" --json "$out/contexts.json"
-  pipe_text=$([ "$quick" = 1 ] && echo "--batch 256 --steps 20 --forward-batch 8 --window 16 --d-sae 512" || echo "--steps 300 --d-sae 4096")
-  step "pipeline, text corpus" node dist/bench/pipeline.js --backend "$backend" $pipe_text --corpus "$work/sample.jsonl" \
-    --json "$out/pipeline-text.json"
   run_saes models/a models/b keep
   compare_saes models/a models/b
   step "lm forward bf16, HF" "$python" bench/reference/hf_forward.py --device "$torch_device" --dtype bfloat16 $lm \
     --gpt2-batch "$([ "$quick" = 1 ] && echo 1 || echo 16)" --gpt2-ctx "$([ "$quick" = 1 ] && echo 64 || echo 1024)"
   step "lm train, HF torch.compile" "$python" bench/reference/hf_train.py --device "$torch_device" $lm \
     --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)" $([ "$quick" = 1 ] || echo --compile)
+  # A text corpus: the tokenizer's rate by worker threads, then the pipeline fed by it.
+  step "contexts from text, by tokenizer threads" node dist/bench/contexts.js --threads 0,1,4,8 \
+    --sample-out "$work/sample.jsonl" --json "$out/contexts.json"
+  pipe_text=$([ "$quick" = 1 ] && echo "--batch 256 --steps 20 --forward-batch 8 --window 16 --d-sae 512" || echo "--steps 300 --d-sae 4096")
+  step "pipeline, text corpus" node dist/bench/pipeline.js --backend "$backend" $pipe_text --corpus "$work/sample.jsonl" \
+    --json "$out/pipeline-text.json"
   grep -E '^\| |^torch |^HF |tokens/s|^harvested|^device time|^ *(Tests|Test Files) |FAIL|finished after|waiting for activations|loss recovered|median best-match|^[a-zA-Z][a-zA-Z ]* +[0-9]+ +[0-9.]+ +[0-9.]+' "$log" | tail -150
   ;;
 kernels)

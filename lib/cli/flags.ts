@@ -8,6 +8,13 @@ export function positiveIntegerFlag(flag: string, text: string): number {
   return value;
 }
 
+/** A flag's value as a non-negative integer; a RangeError naming the flag otherwise. */
+export function nonNegativeIntegerFlag(flag: string, text: string): number {
+  const value = text.trim() === '' ? NaN : Number(text);
+  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`${flag} must be a non-negative integer (got ${JSON.stringify(text)})`);
+  return value;
+}
+
 /** A flag's value as a finite number; a RangeError naming the flag otherwise. */
 export function numberFlag(flag: string, text: string): number {
   const value = Number(text);

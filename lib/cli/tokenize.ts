@@ -9,9 +9,11 @@ import path from 'node:path';
 import type { Command } from 'commander';
 
 import { readCorpus, type CorpusReport } from '../data/corpus.js';
+import { tokensAhead, tokensInline, type DocumentTexts } from '../data/document-tokens.js';
 import { writeTokenShard, type TokenShardInfo } from '../data/token-shards.js';
+import { TokenizerPool, defaultTokenizerThreads } from '../data/tokenizer-pool.js';
 import { TOKENIZER_FILE, Tokenizer } from '../lm/tokenizer.js';
-import { positiveIntegerFlag } from './flags.js';
+import { nonNegativeIntegerFlag, positiveIntegerFlag } from './flags.js';
 
 interface TokenizeFlags {
   tokenizer: string;
@@ -19,6 +21,7 @@ interface TokenizeFlags {
   out: string;
   maxTokens?: string;
   textField: string;
+  threads?: string;
 }
 
 export interface TokenizeOptions {
@@ -30,6 +33,8 @@ export interface TokenizeOptions {
   /** Stop before the first document that would take the shard past this many tokens (separators counted). */
   maxTokens?: number;
   textField?: string;
+  /** Worker threads that encode the documents ahead (default: one per core but one, at most 8; 0: this thread). */
+  threads?: number;
   /** Called now and then with the documents and tokens so far. */
   onProgress?: (documents: number, tokens: number) => void;
 }
@@ -90,21 +95,36 @@ export async function tokenizeCorpus(options: TokenizeOptions): Promise<Tokenize
   const tokenizer = await Tokenizer.load(await tokenizerFolder(options.tokenizer));
   const separator = tokenizer.eosTokenId;
   if (separator === null) throw new RangeError(`the tokenizer ${tokenizer.path} has no EOS token to put between documents`);
+  const threads = options.threads ?? defaultTokenizerThreads();
+  if (!Number.isSafeInteger(threads) || threads < 0) throw new RangeError(`threads must be a non-negative integer (got ${String(threads)})`);
   const report: CorpusReport = { files: 0, documents: 0, skipped: [] };
+  const corpus = readCorpus({ paths: options.corpus, textField: options.textField ?? 'text' }, report);
+  const texts: DocumentTexts = {
+    next: async () => {
+      const result = await corpus.next();
+      return result.done === true ? null : result.value.text;
+    },
+    skip: () => Promise.reject(new Error('not used')),
+    close: async () => void (await corpus.return?.(undefined)),
+  };
+  const stream = threads > 0 ? tokensAhead(texts, TokenizerPool.shared(tokenizer, threads)) : tokensInline(texts, tokenizer);
   const tokens = new TokenBuffer(tokenizer.vocabSize);
   let documents = 0;
   let truncated = false;
-  for await (const document of readCorpus({ paths: options.corpus, textField: options.textField ?? 'text' }, report)) {
-    const ids = tokenizer.encode(document.text);
-    const needed = ids.length + (documents > 0 ? 1 : 0);
-    if (tokens.length + needed > maxTokens) {
-      truncated = true;
-      break;
+  try {
+    for (let ids = await stream.next(); ids !== null; ids = await stream.next()) {
+      const needed = ids.length + (documents > 0 ? 1 : 0);
+      if (tokens.length + needed > maxTokens) {
+        truncated = true;
+        break;
+      }
+      if (documents > 0) tokens.pushOne(separator);
+      tokens.push(ids);
+      documents++;
+      if (documents % 1000 === 0) options.onProgress?.(documents, tokens.length);
     }
-    if (documents > 0) tokens.pushOne(separator);
-    tokens.push(ids);
-    documents++;
-    if (documents % 1000 === 0) options.onProgress?.(documents, tokens.length);
+  } finally {
+    await stream.close();
   }
   const shard = await writeTokenShard(options.out, tokens.view(), tokenizer.vocabSize);
   return { shard, documents, truncated, report };
@@ -119,6 +139,7 @@ export function registerTokenize(program: Command): void {
     .requiredOption('-o, --out <file>', 'token shard to write')
     .option('--max-tokens <n>', 'stop before the first document that would take the shard past n tokens')
     .option('--text-field <name>', 'JSONL / Parquet text column', 'text')
+    .option('--threads <n>', 'worker threads that tokenise (0: the main thread; default: one per core but one, at most 8)')
     .action(async (flags: TokenizeFlags) => {
       const started = Date.now();
       const result = await tokenizeCorpus({
@@ -126,6 +147,7 @@ export function registerTokenize(program: Command): void {
         corpus: flags.corpus,
         out: flags.out,
         textField: flags.textField,
+        ...(flags.threads !== undefined ? { threads: nonNegativeIntegerFlag('--threads', flags.threads) } : {}),
         ...(flags.maxTokens !== undefined ? { maxTokens: positiveIntegerFlag('--max-tokens', flags.maxTokens) } : {}),
         onProgress: (documents, tokens) => {
           if (documents % 20_000 === 0) process.stderr.write(`tokenize: ${documents.toLocaleString('en-US')} documents, ${tokens.toLocaleString('en-US')} tokens\n`);

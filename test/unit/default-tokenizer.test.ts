@@ -134,5 +134,24 @@ describe('tokenizeCorpus (monosemantic tokenize)', () => {
     expect(cut).toMatchObject({ documents: 2, truncated: true, shard: { tokens: ids[0]!.length + 1 + ids[1]!.length } });
 
     await expect(tokenizeCorpus({ tokenizer: corpus, corpus: [corpus], out })).rejects.toThrow(/must be named tokenizer\.json/);
+    await expect(tokenizeCorpus({ tokenizer: corpusDir, corpus: [corpus], out, threads: -1 })).rejects.toThrow(/threads/);
+  });
+
+  it('writes the same shard whether worker threads or the calling thread tokenise', async () => {
+    // Enough documents for many batches on the workers, of varied kinds and lengths.
+    const kinds = ['Plain prose, with punctuation.', '<td class="x">cell</td>', 'QUJDREVGR0hJSktMTU5PUFFS', 'naïve café 東京', 'x = [i ** 2 for i in range(10)]'];
+    const texts = Array.from({ length: 1500 }, (_, i) => Array.from({ length: 1 + (i % 37) }, (__, j) => kinds[(i * 7 + j) % kinds.length]).join(i % 3 ? ' ' : '\n'));
+    const corpus = path.join(scratch, 'many.jsonl');
+    await writeFile(corpus, texts.map((text) => JSON.stringify({ text })).join('\n') + '\n');
+    const shards: number[][] = [];
+    for (const threads of [0, 3]) {
+      const out = path.join(scratch, `many-${threads}.tokens`);
+      const result = await tokenizeCorpus({ tokenizer: corpusDir, corpus: [corpus], out, threads, maxTokens: 300_000 });
+      expect(result.documents).toBeGreaterThan(1000);
+      const reader = await openTokenShard(out);
+      shards.push(Array.from(await reader.read(0, reader.info.tokens)));
+      await reader.close();
+    }
+    expect(shards[1]).toEqual(shards[0]);
   });
 });
