@@ -7,7 +7,7 @@
  *   node dist/bench/contexts.js [--corpus PATHS] [--threads 0,1,2,4,8] [--context 256]
  *        [--sample-out FILE] [--json FILE]
  *
- * Default corpus: the first 1.5M tokens of the shipped training sample decoded back to text (its
+ * Default corpus: the shipped training sample (4M tokens) decoded back to text (its
  * documents as JSONL): e-mail headers, HTML, base64 and prose. --sample-out keeps that JSONL (for
  * bench/pipeline.js --corpus).
  */
@@ -45,7 +45,7 @@ try {
     paths = o.corpus.split(',');
   } else {
     const shard = await openTokenShard(path.join(packageRoot(), 'corpus/train-sample.tokens'));
-    const ids = await shard.read(0, Math.min(1_500_000, shard.info.tokens));
+    const ids = await shard.read(0, shard.info.tokens);
     await shard.close();
     const documents = tokenizer.decode(ids).split('<|endoftext|>').filter((text) => text.length > 0);
     paths = [o.sampleOut ?? path.join(scratch, 'sample.jsonl')];

@@ -4,7 +4,8 @@
  *
  * encode gives the ids Python's `tokenizers.Tokenizer.encode(text, add_special_tokens=False)`
  * gives (special tokens are added only when asked; special-token text such as "<|endoftext|>"
- * inside the input is still matched as that token, as in Python). decode is the exact inverse for
+ * inside the input is still matched as that token, as in Python). For byte-level BPE it reuses
+ * the library's ids word by word (lib/lm/word-cache.ts). decode is the exact inverse for
  * byte-level BPE (GPT-2's tokenizer): no clean-up of spaces around punctuation, so any
  * well-formed Unicode text round-trips.
  *
@@ -16,6 +17,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { Tokenizer as UntypedHfTokenizer } from '@huggingface/tokenizers';
+
+import { WordCache } from './word-cache.js';
 
 /**
  * The part of @huggingface/tokenizers' Tokenizer used here. The package's own .d.ts files use
@@ -69,10 +72,13 @@ export class Tokenizer {
   readonly bosTokenId: number | null;
   readonly eosTokenId: number | null;
   readonly #hf: HfTokenizer;
+  /** The library's ids memoised per word, for tokenizers of GPT-2's kind (lib/lm/word-cache.ts). */
+  readonly #words: WordCache | null;
 
-  private constructor(filePath: string, hf: HfTokenizer, bosTokenId: number | null, eosTokenId: number | null, vocabSize: number) {
+  private constructor(filePath: string, hf: HfTokenizer, words: WordCache | null, bosTokenId: number | null, eosTokenId: number | null, vocabSize: number) {
     this.path = filePath;
     this.#hf = hf;
+    this.#words = words;
     this.bosTokenId = bosTokenId;
     this.eosTokenId = eosTokenId;
     this.vocabSize = vocabSize;
@@ -106,8 +112,9 @@ export class Tokenizer {
     }
 
     let hf: HfTokenizer;
+    const fullSpec = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [], ...spec };
     try {
-      hf = new HfTokenizer({ normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [], ...spec }, libraryConfig);
+      hf = new HfTokenizer(fullSpec, libraryConfig);
     } catch (error) {
       throw new TokenizerError(tokenizerPath, undefined, `is not a tokenizer that can be loaded (${(error as Error).message})`, { cause: error });
     }
@@ -123,14 +130,18 @@ export class Tokenizer {
       if (typeof fromModel === 'number' && Number.isSafeInteger(fromModel) && fromModel >= 0 && fromModel < vocabSize) return fromModel;
       return hf.token_to_id(GPT2_END_OF_TEXT) ?? null;
     };
-    return new Tokenizer(tokenizerPath, hf, specialId('bos'), specialId('eos'), vocabSize);
+    const words = WordCache.for(fullSpec, (text) => Int32Array.from(hf.encode(text, { add_special_tokens: false }).ids));
+    return new Tokenizer(tokenizerPath, hf, words, specialId('bos'), specialId('eos'), vocabSize);
   }
 
   /** The ids of `text`. */
   encode(text: string, options: EncodeOptions = {}): Int32Array {
     if (typeof text !== 'string') throw new TypeError(`text must be a string (got ${typeof text})`);
     if (text === '') return new Int32Array(0);
-    const { ids } = this.#hf.encode(text, { add_special_tokens: options.addSpecialTokens ?? false });
+    const addSpecialTokens = options.addSpecialTokens ?? false;
+    const memoised = addSpecialTokens ? null : (this.#words?.encode(text) ?? null);
+    if (memoised !== null) return memoised;
+    const { ids } = this.#hf.encode(text, { add_special_tokens: addSpecialTokens });
     return Int32Array.from(ids);
   }
 

@@ -616,7 +616,7 @@ int activation_backward(int kind, size_t count, const float* dpost, const float*
     return invalid(err, name, "unknown activation %d", kind);
   if (count == 0) return MS_OK;
   MS_REQUIRE(dpost);
-  MS_REQUIRE(pre);
+  if (!pre && !pre_bf16) return invalid(err, name, "pre is null");
   MS_REQUIRE(dpre);
   Op op;
   MS_TRY(begin(op, err, name));
