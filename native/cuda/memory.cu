@@ -148,17 +148,24 @@ int mem_upload(void* dst_device, const void* src_host, size_t bytes, ms_error* e
     if (rc == MS_OK) rc = check(op, cudaEventSynchronize(e), "cudaEventSynchronize");
   };
   const auto release = [&](cudaEvent_t e) { s.spare.push_back(e); };
-  const size_t offset = s.ring.acquire(bytes, done, wait, release);
-  MS_TRY(rc);
-  std::memcpy(s.host + offset, src_host, bytes);
-  MS_TRY(check(op, cudaMemcpyAsync(dst_device, s.host + offset, bytes, cudaMemcpyHostToDevice, op.stream),
-               "cudaMemcpyAsync"));
+  // The region's event comes first: once the copy is queued, nothing may fail before the event
+  // that guards the region is recorded (or the copy waited for).
   cudaEvent_t event = nullptr;
   if (s.spare.empty()) {
     MS_TRY(check(op, cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "cudaEventCreateWithFlags"));
   } else {
     event = s.spare.back();
     s.spare.pop_back();
+  }
+  const size_t offset = s.ring.acquire(bytes, done, wait, release);
+  if (rc == MS_OK) {
+    std::memcpy(s.host + offset, src_host, bytes);
+    rc = check(op, cudaMemcpyAsync(dst_device, s.host + offset, bytes, cudaMemcpyHostToDevice, op.stream),
+               "cudaMemcpyAsync");
+  }
+  if (rc != MS_OK) {
+    s.spare.push_back(event);  // nothing was queued from the region: it is free again
+    return rc;
   }
   const int recorded = check(op, cudaEventRecord(event, op.stream), "cudaEventRecord");
   if (recorded != MS_OK) {
