@@ -392,8 +392,12 @@ bool wgmma_runs() {
       int* flag = nullptr;
       int host = 0;
       if (cudaMalloc(&flag, sizeof(int)) == cudaSuccess) {
-        wgmma_probe_kernel<<<1, 1>>>(flag);
-        if (cudaMemcpy(&host, flag, sizeof(int), cudaMemcpyDeviceToHost) == cudaSuccess) runs = host == 1 ? 1 : 0;
+        // The flag starts at 0, so a kernel that did not run answers "no", whatever cudaMalloc returned.
+        if (cudaMemset(flag, 0, sizeof(int)) == cudaSuccess) {
+          wgmma_probe_kernel<<<1, 1>>>(flag);
+          if (cudaGetLastError() == cudaSuccess && cudaMemcpy(&host, flag, sizeof(int), cudaMemcpyDeviceToHost) == cudaSuccess)
+            runs = host == 1 ? 1 : 0;
+        }
         cudaFree(flag);
       }
     }
