@@ -67,7 +67,11 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number, 
 
 /** Options of linear and linearT. */
 export interface LinearOptions {
-  /** Applied to the result, as activation() would (CUDA at bf16 fuses a ReLU with the bias add). */
+  /**
+   * Applied to the result, as activation() would. CUDA at bf16 applies a ReLU or gelu_new with the
+   * bias in the product's epilogue, by activation()'s own arithmetic; such a product never splits
+   * its sums along K, so where the unfused one would, the two may differ in their last bits.
+   */
   activation?: Activation;
 }
 
