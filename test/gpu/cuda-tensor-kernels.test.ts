@@ -89,7 +89,8 @@ describe.skipIf(!hasCuda)('cuda tensor-core kernels', () => {
         expect(Math.abs(fast.stats.l0 - simple.stats.l0) * B).toBeLessThanOrEqual(5);
         let flips = 0;
         for (let i = 0; i < n; i++) flips += Math.abs(fast.fire[i]! - simple.fire[i]!);
-        expect(flips).toBeLessThanOrEqual(5);
+        // Activations within rounding of zero may fire on one path only: a few per 10M.
+        expect(flips).toBeLessThanOrEqual(5 + Math.ceil(B * n * 3e-7));
       });
     }
   }
@@ -120,7 +121,7 @@ describe.skipIf(!hasCuda)('cuda tensor-core kernels', () => {
     const wgmmaShapes = [
       [1000, 264, 1032], // ragged tiles: 128 x 256 blocks over 1000 x 1032, K tails of the 64-wide stages
       [4096, 512, 16384], // the issue's first shape: x̂ splits K in two
-      [300, 768, 2048], // x̂ with N = 768 (three 256-wide tiles) and K split in four
+      [300, 768, 2048], // x̂ with N = 768 (three 256-wide tiles): 9 tiles on 132 SMs, K split in eight
     ] as const;
     for (const [B, d, n] of wgmmaShapes) {
       it.skipIf(!hopper)(`bf16 gradients agree with the simple path and differ from mma.sync's sums: B=${B} d=${d} n=${n}`, async () => {
@@ -136,7 +137,8 @@ describe.skipIf(!hasCuda)('cuda tensor-core kernels', () => {
         expect(relDiff(wgmma.stats.sparsity, simple.stats.sparsity)).toBeLessThan(1e-4);
         let flips = 0;
         for (let i = 0; i < n; i++) flips += Math.abs(wgmma.fire[i]! - simple.fire[i]!);
-        expect(flips).toBeLessThanOrEqual(5);
+        // Activations within rounding of zero may fire on one path only: a few per 10M.
+        expect(flips).toBeLessThanOrEqual(5 + Math.ceil(B * n * 3e-7));
         console.log(`wgmma vs mma.sync, B=${B} d=${d} n=${n}: relative difference of dW_enc ${relError(wgmma.grads.W_enc, mma.grads.W_enc).toExponential(2)}`);
       });
     }
