@@ -108,8 +108,14 @@ export class TokenizerPool {
   encode(texts: string[]): Promise<Int32Array[]> {
     if (texts.length === 0) return Promise.resolve([]);
     // Started on demand (and again after a failure); the least busy worker takes the batch.
-    while (this.#workers.length < this.#threads) {
-      this.#workers.push(new PoolWorker(this.#script, this.#dir, this.#path, (gone) => (this.#workers = this.#workers.filter((w) => w !== gone))));
+    try {
+      while (this.#workers.length < this.#threads) {
+        this.#workers.push(new PoolWorker(this.#script, this.#dir, this.#path, (gone) => (this.#workers = this.#workers.filter((w) => w !== gone))));
+      }
+    } catch (error) {
+      if (this.#workers.length === 0) {
+        return Promise.reject(new TokenizerPoolError(`${this.#path}: cannot start a tokenizer worker (${(error as Error).message})`, { cause: error }));
+      }
     }
     const worker = this.#workers.reduce((best, w) => (w.requests.size < best.requests.size ? w : best));
     return new Promise((resolve, reject) => worker.send(this.#nextId++, texts, { resolve, reject }));
