@@ -249,7 +249,7 @@ class PackedContextStream implements ContextStream {
     this.#separator = settings.separator;
   }
 
-  /** Tokenises the next document into #unit; false at the end of the corpus. */
+  /** The next document's tokens into #unit; false at the end of the corpus. */
   async #loadDocument(): Promise<boolean> {
     const tokens = await this.#documents.next();
     if (tokens === null) {

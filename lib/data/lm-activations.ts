@@ -111,10 +111,11 @@ export class LmActivationSource implements TrainingDataSource {
   /** The first pass's rows (storeRows), the rows harvested into it, and whether the pass is complete. */
   #store: Tensor | null = null;
   #stored = 0;
-  /** When #letHarvestRun last let the event loop turn (performance.now()). */
-  #turned = 0;
   #storeComplete = false;
   #closed = false;
+  /** Whether the prefetched harvest (#pending) is still running, and when #letHarvestRun last let the event loop turn. */
+  #harvesting = false;
+  #turned = 0;
 
   private constructor(options: LmActivationOptions, d: number) {
     this.d = d;
@@ -225,7 +226,7 @@ export class LmActivationSource implements TrainingDataSource {
    * until the window in use ran out.
    */
   async #letHarvestRun(): Promise<void> {
-    if (this.#pending === null || performance.now() - this.#turned < TURN_MS) return;
+    if (!this.#harvesting || performance.now() - this.#turned < TURN_MS) return;
     await new Promise((resolve) => setImmediate(resolve));
     this.#turned = performance.now();
   }
@@ -234,7 +235,12 @@ export class LmActivationSource implements TrainingDataSource {
   #startPrefetch(): void {
     if (!this.#o.prefetch) return;
     const pending = this.#harvestWindow();
-    pending.catch(() => {}); // a failure is reported when the window is needed (or dropped at close)
+    this.#harvesting = true;
+    // A failure is reported when the window is needed (or dropped at close).
+    pending.then(
+      () => (this.#harvesting = false),
+      () => (this.#harvesting = false),
+    );
     this.#pending = pending;
   }
 
