@@ -9,9 +9,8 @@ import path from 'node:path';
 import type { Command } from 'commander';
 
 import { readCorpus, type CorpusReport } from '../data/corpus.js';
-import { tokensAhead, tokensInline, type DocumentTexts } from '../data/document-tokens.js';
+import { documentTokens, tokenizerThreads, type DocumentTexts } from '../data/document-tokens.js';
 import { writeTokenShard, type TokenShardInfo } from '../data/token-shards.js';
-import { TokenizerPool, defaultTokenizerThreads } from '../data/tokenizer-pool.js';
 import { TOKENIZER_FILE, Tokenizer } from '../lm/tokenizer.js';
 import { nonNegativeIntegerFlag, positiveIntegerFlag } from './flags.js';
 
@@ -95,8 +94,7 @@ export async function tokenizeCorpus(options: TokenizeOptions): Promise<Tokenize
   const tokenizer = await Tokenizer.load(await tokenizerFolder(options.tokenizer));
   const separator = tokenizer.eosTokenId;
   if (separator === null) throw new RangeError(`the tokenizer ${tokenizer.path} has no EOS token to put between documents`);
-  const threads = options.threads ?? defaultTokenizerThreads();
-  if (!Number.isSafeInteger(threads) || threads < 0) throw new RangeError(`threads must be a non-negative integer (got ${String(threads)})`);
+  const threads = tokenizerThreads(tokenizer, options.threads, 'threads');
   const report: CorpusReport = { files: 0, documents: 0, skipped: [] };
   const corpus = readCorpus({ paths: options.corpus, textField: options.textField ?? 'text' }, report);
   const texts: DocumentTexts = {
@@ -107,7 +105,7 @@ export async function tokenizeCorpus(options: TokenizeOptions): Promise<Tokenize
     skip: () => Promise.reject(new Error('not used')),
     close: async () => void (await corpus.return?.(undefined)),
   };
-  const stream = threads > 0 ? tokensAhead(texts, TokenizerPool.shared(tokenizer, threads)) : tokensInline(texts, tokenizer);
+  const stream = documentTokens(texts, tokenizer, threads);
   const tokens = new TokenBuffer(tokenizer.vocabSize);
   let documents = 0;
   let truncated = false;

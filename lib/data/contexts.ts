@@ -33,9 +33,8 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 
 import { Rng } from '../random.js';
-import { Tokenizer } from '../lm/tokenizer.js';
-import { type DocumentTokens, tokensAhead, tokensInline } from './document-tokens.js';
-import { TokenizerPool, defaultTokenizerThreads } from './tokenizer-pool.js';
+import type { Tokenizer } from '../lm/tokenizer.js';
+import { type DocumentTokens, documentTokens, tokenizerThreads } from './document-tokens.js';
 import { SEED_PURPOSE, mixSeed, nonNegativeInteger, permutation, positiveInteger } from './stream-common.js';
 import { corpusOptionsWithDefaults, readCorpusFiles, resolveCorpusFiles, type CorpusOptions, type CorpusReport } from './corpus.js';
 
@@ -384,12 +383,7 @@ export async function openContextStream(corpus: CorpusOptions, options: ContextS
   }
   if (typeof seed !== 'number' || !Number.isSafeInteger(seed)) throw new RangeError(`seed must be an integer (got ${String(seed)})`);
   const contextLength = positiveInteger('contextLength', options.contextLength);
-  // Workers load the tokenizer's file and run Tokenizer.encode: a tokenizer not loaded from a
-  // file, or whose encode is replaced, is run where it is.
-  const fromFile = tokenizer instanceof Tokenizer && tokenizer.encode === Tokenizer.prototype.encode;
-  const threads = options.tokenizerThreads ?? (fromFile ? defaultTokenizerThreads() : 0);
-  if (!Number.isSafeInteger(threads) || threads < 0) throw new RangeError(`tokenizerThreads must be a non-negative integer (got ${String(threads)})`);
-  if (threads > 0 && !fromFile) throw new RangeError('tokenizerThreads: worker threads need a Tokenizer loaded from a file (Tokenizer.load(dir)) and its own encode');
+  const threads = tokenizerThreads(tokenizer, options.tokenizerThreads, 'tokenizerThreads');
   const shuffleDocuments = positiveInteger('shuffleDocuments', options.shuffleDocuments ?? CONTEXT_DEFAULTS.shuffleDocuments);
   const { bos, separator } = specialTokens(options);
   if (bos !== null && contextLength < 2) throw new RangeError(`contextLength must be at least 2 with prependBos (got ${contextLength})`);
@@ -430,7 +424,7 @@ export async function openContextStream(corpus: CorpusOptions, options: ContextS
 
   const report: CorpusReport = { files: 0, documents: 0, skipped: [] };
   const texts = new ShuffledDocuments(readCorpusFiles(files, corpusOptions, report), seed, shuffleDocuments);
-  const documents = threads > 0 ? tokensAhead(texts, TokenizerPool.shared(tokenizer as Tokenizer, threads)) : tokensInline(texts, tokenizer);
+  const documents = documentTokens(texts, tokenizer, threads);
   const stream = new PackedContextStream(documents, report, { contextLength, seed, fingerprint, bos, separator });
   if (state !== undefined) {
     try {

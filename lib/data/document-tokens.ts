@@ -5,8 +5,8 @@
  * ahead are read and encoded in batches on worker threads while earlier ones are served. Both
  * give the same tokens in the same order: only where the work is done differs.
  */
-import type { Tokenizer } from '../lm/tokenizer.js';
-import type { TokenizerPool } from './tokenizer-pool.js';
+import { Tokenizer } from '../lm/tokenizer.js';
+import { TokenizerPool, defaultTokenizerThreads } from './tokenizer-pool.js';
 
 /** Document texts in stream order (null at the end). */
 export interface DocumentTexts {
@@ -22,6 +22,25 @@ export interface DocumentTokens {
   /** Passes over the first `count` documents without encoding them (before the first next()). */
   skip(count: number): Promise<boolean>;
   close(): Promise<void>;
+}
+
+/**
+ * The worker threads to tokenise with: `threads` checked (a non-negative integer; `name` is the
+ * option's name in errors), or by default one per core but one, at most 8. Workers load the
+ * tokenizer's file and run Tokenizer.encode, so a tokenizer not loaded from a file, or whose encode
+ * is replaced, gets 0 (and asking for more is an error).
+ */
+export function tokenizerThreads(tokenizer: Pick<Tokenizer, 'encode'>, threads: number | undefined, name: string): number {
+  const fromFile = tokenizer instanceof Tokenizer && tokenizer.encode === Tokenizer.prototype.encode;
+  const resolved = threads ?? (fromFile ? defaultTokenizerThreads() : 0);
+  if (!Number.isSafeInteger(resolved) || resolved < 0) throw new RangeError(`${name} must be a non-negative integer (got ${String(resolved)})`);
+  if (resolved > 0 && !fromFile) throw new RangeError(`${name}: worker threads need a Tokenizer loaded from a file (Tokenizer.load(dir)) and its own encode`);
+  return resolved;
+}
+
+/** The documents' tokens: ahead on `threads` workers (tokenizerThreads()), or inline when 0. */
+export function documentTokens(texts: DocumentTexts, tokenizer: Pick<Tokenizer, 'encode'>, threads: number): DocumentTokens {
+  return threads > 0 ? tokensAhead(texts, TokenizerPool.shared(tokenizer as Tokenizer, threads)) : tokensInline(texts, tokenizer);
 }
 
 /** Each document encoded on the calling thread when it is reached. */
