@@ -8,6 +8,9 @@
  *   node dist/bench/attention.js [--backend cpu|cuda] [--precision bf16|f32] [--shapes 64x1024x128x4,16x1024x768x12]
  *                                [--iters 20] [--peak-tflops 779] [--json FILE]
  *
+ * The peak is --peak-tflops on CUDA; on the CPU it is measured in the same run, as the rate of an
+ * fp32 linear layer of 2048 x 1024 x 1024 (sgemm).
+ *
  * Shapes are B x T x C x heads. FLOPs count the useful products of causal attention (T²/2 scores
  * per head): forward 2 products, backward 5 (scores and dP recomputed, dQ, dK, dV), each
  * 2 · (T²/2) · head size per head. Medians of --iters, each synchronised.
@@ -18,7 +21,7 @@ import { Command } from 'commander';
 
 import { type BackendName, resolveBackend, synchronize } from '../lib/backend.js';
 import { attentionBackward, attentionForwardTrain } from '../lib/lm/grad-ops.js';
-import { type MatmulPrecision, attention } from '../lib/lm/ops.js';
+import { type MatmulPrecision, attention, linear } from '../lib/lm/ops.js';
 import { Rng } from '../lib/random.js';
 import { Tensor } from '../lib/tensor.js';
 
@@ -33,7 +36,6 @@ const program = new Command('attention')
 const o = program.opts<{ backend?: BackendName; precision: MatmulPrecision; shapes: string; iters: string; peakTflops: string; json?: string }>();
 const backend = resolveBackend(o.backend);
 const iters = Number(o.iters);
-const peak = Number(o.peakTflops);
 if (o.precision !== 'bf16' && o.precision !== 'f32') throw new RangeError(`--precision: bf16 or f32, got '${o.precision}'`);
 const shapes = o.shapes.split(',').map((s) => {
   const dims = s.split('x').map(Number);
@@ -54,6 +56,19 @@ async function median(run: () => Promise<void>): Promise<number> {
   times.sort((a, b) => a - b);
   return times[times.length >> 1]!;
 }
+
+/** The bf16 matrix peak on CUDA (--peak-tflops); on the CPU, the measured rate of an fp32 sgemm. */
+async function measuredPeak(): Promise<{ tflops: number; source: string }> {
+  if (backend === 'cuda') return { tflops: Number(o.peakTflops), source: '--peak-tflops' };
+  const [M, K, N] = [2048, 1024, 1024];
+  const rng = new Rng(3);
+  using x = Tensor.from(rng.fillNormal(new Float32Array(M * K), 1), [M, K], { backend });
+  using w = Tensor.from(rng.fillNormal(new Float32Array(K * N), 1), [K, N], { backend });
+  using y = Tensor.empty([M, N], { backend });
+  const ms = await median(() => linear(x, w, null, y, 'f32'));
+  return { tflops: (2 * M * K * N) / (ms * 1e-3) / 1e12, source: `fp32 sgemm ${M} x ${K} x ${N}, measured` };
+}
+const peak = await measuredPeak();
 
 interface Row {
   shape: string;
@@ -86,12 +101,12 @@ for (const [B, T, C, heads] of shapes) {
   for (const [pass, products, run] of cases) {
     const ms = await median(run);
     const tflops = (products * perProduct) / (ms * 1e-3) / 1e12;
-    rows.push({ shape: `${B}x${T}x${C}x${heads}`, pass, ms, tflops, ofPeak: tflops / peak });
+    rows.push({ shape: `${B}x${T}x${C}x${heads}`, pass, ms, tflops, ofPeak: tflops / peak.tflops });
   }
 }
 
 const kernels = backend === 'cuda' ? (o.precision === 'bf16' && process.env.MONOSEMANTIC_CUDA_ATTENTION === 'mma' ? 'tensor-core' : 'fp32 tiled') : 'cpu';
-console.log(`backend ${backend}, precision ${o.precision}, ${kernels} kernels; peak ${peak} TFLOP/s`);
+console.log(`backend ${backend}, precision ${o.precision}, ${kernels} kernels; peak ${peak.tflops.toPrecision(3)} TFLOP/s (${peak.source})`);
 console.log('| B x T x C x heads | pass | median ms | TFLOP/s | of peak |');
 console.log('| --- | --- | ---: | ---: | ---: |');
 for (const r of rows) console.log(`| ${r.shape} | ${r.pass} | ${r.ms.toFixed(3)} | ${r.tflops < 10 ? r.tflops.toFixed(3) : r.tflops.toFixed(1)} | ${(100 * r.ofPeak).toFixed(1)}% |`);

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "analysis_cpu.h"
+#include "attention_cpu.h"
 #include "convert.h"
 #include "cpu_features.h"
 #include "resample_cpu.h"

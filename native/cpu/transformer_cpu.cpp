@@ -5,19 +5,16 @@
  * bf16 copies, exactly as sae_cpu.cpp does (a bf16 x bf16 product is exact in fp32, matching
  * tensor-core arithmetic), and the bias is added in fp32 afterwards. Everything else is a threaded
  * pass over rows or elements. Layer-norm statistics and softmax denominators accumulate in
- * double (logsumexp: fp32 exponentials summed in fp32 blocks, the blocks in double); attention scores and weighted sums use fp32 with independent partial sums
- * (three passes per query over its keys: scores, weights, weighted values — no T x T matrix;
- * attention_lse also saves each query's log-sum-exp for the backward pass);
- * activations use float tanhf/erff. Index checks (token
- * ids, targets) run sequentially before anything is written, so a failing call leaves its outputs
- * untouched and names the first bad index. kl_rows (evaluation) accumulates in double.
+ * double (logsumexp: fp32 exponentials summed in fp32 blocks, the blocks in double); activations
+ * use float tanhf/erff. Attention is in attention_cpu.cpp. Index checks (token ids, targets) run
+ * sequentially before anything is written, so a failing call leaves its outputs untouched and names
+ * the first bad index. kl_rows (evaluation) accumulates in double.
  */
 #include "transformer_cpu.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <limits>
 #include <new>
 #include <vector>
 
@@ -229,68 +226,6 @@ int split_qkv(int batch, int T, int C, int Tmax, int offset, const float* qkv, f
         std::memcpy(q + r * D, src, D * 4);
         std::memcpy(k_cache + cache_row, src + D, D * 4);
         std::memcpy(v_cache + cache_row, src + 2 * D, D * 4);
-      }
-    });
-  } catch (const std::bad_alloc&) {
-    return oom(err, op);
-  }
-  return MS_OK;
-}
-
-int attention(int batch, int T, int Tmax, int offset, int C, int n_head, int /*precision: fp32 either way*/,
-              const float* q, const float* k_cache, const float* v_cache, float* out, ms_error* err) {
-  return attention_lse("attention", batch, T, Tmax, offset, C, n_head, q, k_cache, v_cache, out, nullptr, err);
-}
-
-int attention_lse(const char* op, int batch, int T, int Tmax, int offset, int C, int n_head, const float* q,
-                  const float* k_cache, const float* v_cache, float* out, float* lse, ms_error* err) {
-  if (batch <= 0 || T <= 0 || Tmax <= 0 || C <= 0 || n_head <= 0)
-    return fail(err, MS_ERR_INVALID, op, "bad shape: batch %d, T %d, Tmax %d, C %d, n_head %d", batch, T, Tmax,
-                C, n_head);
-  if (C % n_head != 0) return fail(err, MS_ERR_INVALID, op, "C %d is not a multiple of n_head %d", C, n_head);
-  if (offset < 0 || int64_t(offset) + T > Tmax)
-    return fail(err, MS_ERR_INVALID, op, "offset %d + T %d exceeds Tmax %d", offset, T, Tmax);
-  if (!q || !k_cache || !v_cache || !out) return fail(err, MS_ERR_INVALID, op, "a pointer is null");
-  const size_t Tn = size_t(T), Tm = size_t(Tmax), D = size_t(C), H = size_t(n_head);
-  const size_t hd = D / H;
-  const size_t tasks = size_t(batch) * H * Tn;  // task = (b*H + h)*T + t
-  const float scale = float(1.0 / std::sqrt(double(hd)));
-  try {
-    parallel_for(tasks, 1, [&](size_t i0, size_t i1) {
-      // Per thread: one query's scores over keys 0..p (at most Tmax of them, never T x T) and its output.
-      std::vector<float> weight(Tm);
-      std::vector<float> acc(hd);
-      for (size_t i = i0; i < i1; ++i) {
-        const size_t t = i % Tn, h = (i / Tn) % H, b = i / (Tn * H);
-        const size_t p = size_t(offset) + t;                    // absolute position of the query
-        const float* qr = q + (b * Tn + t) * D + h * hd;        // q[b*T + t, h*hd : (h+1)*hd]
-        const float* kb = k_cache + b * Tm * D + h * hd;        // k_cache[b, 0, h*hd]; key j at + j*D
-        const float* vb = v_cache + b * Tm * D + h * hd;        // v_cache[b, 0, h*hd]; value j at + j*D
-        // Pass 1: scores s_j = q.k_j / sqrt(hd) and their maximum.
-        float m = -std::numeric_limits<float>::infinity();
-        for (size_t j = 0; j <= p; ++j) {
-          const float s = dot(qr, kb + j * D, hd) * scale;
-          weight[j] = s;
-          m = std::max(m, s);
-        }
-        // Pass 2: weights e_j = exp(s_j - max), their sum in double.
-        double l = 0.0;
-        for (size_t j = 0; j <= p; ++j) {
-          const float e = std::exp(weight[j] - m);
-          weight[j] = e;
-          l += e;
-        }
-        // Pass 3: out = sum_j e_j v_j / sum_j e_j (row-wise axpy, vectorisable over d).
-        std::fill(acc.begin(), acc.end(), 0.0f);
-        for (size_t j = 0; j <= p; ++j) {
-          const float e = weight[j];
-          const float* vr = vb + j * D;
-          for (size_t d = 0; d < hd; ++d) acc[d] += e * vr[d];
-        }
-        const float inv = float(1.0 / l);
-        float* orow = out + (b * Tn + t) * D + h * hd;  // out[b*T + t, h*hd : (h+1)*hd]
-        for (size_t d = 0; d < hd; ++d) orow[d] = acc[d] * inv;
-        if (lse) lse[i] = float(double(m) + std::log(l));  // lse[b, h, t]: i = (b*H + h)*T + t
       }
     });
   } catch (const std::bad_alloc&) {

@@ -1,10 +1,10 @@
 /*
  * transformer_cpu.h — the GPT-2 forward ops of the CPU backend (backend.h, ABI 3): layer norm,
  * linear layers (sgemm, optional bf16 operands), activations, residual adds, token + position
- * embeddings, the q/k/v split into a key/value cache, causal attention over the cache (online
- * softmax), per-row cross-entropy and per-row argmax. Layouts follow llm.c so a backward pass can
- * reuse the saved buffers (layer norm's mean/rstd). Token ids and targets are always checked on the
- * host: cheap here, so indices_checked changes nothing.
+ * embeddings, the q/k/v split into a key/value cache (attention itself: attention_cpu.h), per-row
+ * cross-entropy and per-row argmax. Layouts follow llm.c so a backward pass can reuse the saved
+ * buffers (layer norm's mean/rstd). Token ids and targets are always checked on the host: cheap
+ * here, so indices_checked changes nothing.
  */
 #ifndef MONOSEMANTIC_CPU_TRANSFORMER_H
 #define MONOSEMANTIC_CPU_TRANSFORMER_H
@@ -26,13 +26,6 @@ int embed(int batch, int T, int C, int V, int n_positions, int pos_offset, const
           const float* wte, const float* wpe, float* tok_out, float* pos_out, int indices_checked, ms_error* err);
 int split_qkv(int batch, int T, int C, int Tmax, int offset, const float* qkv, float* q, float* k_cache,
               float* v_cache, ms_error* err);
-// Computes in fp32 at either precision.
-int attention(int batch, int T, int Tmax, int offset, int C, int n_head, int precision, const float* q,
-              const float* k_cache, const float* v_cache, float* out, ms_error* err);
-// attention, also writing lse [B, n_head, T] (index (b*n_head + h)*T + t: the log of the query's
-// softmax denominator, max_j s_j + log sum_j exp(s_j - max)) when lse is not null; errors name `op`.
-int attention_lse(const char* op, int batch, int T, int Tmax, int offset, int C, int n_head, const float* q,
-                  const float* k_cache, const float* v_cache, float* out, float* lse, ms_error* err);
 int cross_entropy(int rows, int V, const float* logits, const uint16_t* logits_bf16, const int32_t* targets,
                   float* out, int indices_checked, ms_error* err);
 int argmax_rows(int rows, int V, const float* logits, int32_t* out, ms_error* err);

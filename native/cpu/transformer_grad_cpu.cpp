@@ -6,9 +6,6 @@
  * depend on the thread count:
  *   - sums over rows into a parameter gradient (layer-norm weight/bias, linear bias, embedding
  *     tables) run in parallel over column chunks, each chunk walking the rows in order, in double;
- *   - the attention backward runs in parallel over (sequence, head) pairs, which own disjoint
- *     columns of dq, dk and dv, and walks queries in order, recomputing each probability from the
- *     saved log-sum-exp (P = exp(s - lse)) with the forward's dot product; no T x T matrix exists;
  *   - linear backwards are sgemm calls (gemm.h) with bf16-rounded operand copies in MS_PREC_BF16
  *     mode, as the forward;
  *   - cross-entropy and activations are passes over rows / elements; softmax denominators sum fp32
@@ -52,69 +49,6 @@ void add_column_sums(size_t rows, size_t cols, const float* a, float* out) {
 }
 
 }  // namespace
-
-int attention_train(int batch, int T, int C, int n_head, int /*precision: fp32 either way*/, const float* q,
-                    const float* k, const float* v, float* out, float* lse, ms_error* err) {
-  const char* op = "attention_train";
-  if (!lse) return fail(err, MS_ERR_INVALID, op, "lse is null");
-  // Keys and values [B*T, C] are a cache [B, Tmax = T, C] filled from offset 0.
-  return attention_lse(op, batch, T, T, 0, C, n_head, q, k, v, out, lse, err);
-}
-
-int attention_backward(int batch, int T, int C, int n_head, int /*precision: fp32 either way*/, const float* dout,
-                       const float* q, const float* k, const float* v, const float* out, const float* lse, float* dq,
-                       float* dk, float* dv, ms_error* err) {
-  const char* op = "attention_backward";
-  if (batch <= 0 || T <= 0 || C <= 0 || n_head <= 0)
-    return fail(err, MS_ERR_INVALID, op, "bad shape: batch %d, T %d, C %d, n_head %d", batch, T, C, n_head);
-  if (C % n_head != 0) return fail(err, MS_ERR_INVALID, op, "C %d is not a multiple of n_head %d", C, n_head);
-  if (!dout || !q || !k || !v || !out || !lse || !dq || !dk || !dv)
-    return fail(err, MS_ERR_INVALID, op, "a pointer is null");
-  const size_t Tn = size_t(T), D = size_t(C), H = size_t(n_head);
-  const size_t hd = D / H;
-  const size_t tasks = size_t(batch) * H;  // task = b*H + h
-  const float scale = float(1.0 / std::sqrt(double(hd)));
-  try {
-    parallel_for(tasks, 1, [&](size_t i0, size_t i1) {
-      std::vector<float> dq_acc(hd);
-      for (size_t i = i0; i < i1; ++i) {
-        const size_t h = i % H, b = i / H;
-        const size_t base = b * Tn * D + h * hd;  // [b*T, h*hd] in a [B*T, C] array; row t at + t*D
-        const float* lse_bh = lse + i * Tn;       // lse[b, h, :] ([B, H, T], i = b*H + h)
-        for (size_t t = 0; t < Tn; ++t) {
-          std::fill_n(dk + base + t * D, hd, 0.0f);
-          std::fill_n(dv + base + t * D, hd, 0.0f);
-        }
-        for (size_t t = 0; t < Tn; ++t) {
-          const float* qt = q + base + t * D;      // q[b*T + t, h*hd : (h+1)*hd]
-          const float* go_t = dout + base + t * D;  // dout[b*T + t, head h]
-          const float Dt = dot(go_t, out + base + t * D, hd);  // D_t = dout_t . out_t
-          const float l = lse_bh[t];
-          std::fill(dq_acc.begin(), dq_acc.end(), 0.0f);
-          for (size_t j = 0; j <= t; ++j) {
-            const float* kj = k + base + j * D;  // k[b*T + j, head h]
-            const float* vj = v + base + j * D;  // v[b*T + j, head h]
-            const float p = std::exp(dot(qt, kj, hd) * scale - l);  // P_tj
-            const float ds = p * (dot(go_t, vj, hd) - Dt);          // dS_tj = P_tj (dP_tj - D_t)
-            const float ds_scaled = ds * scale;
-            float* dkj = dk + base + j * D;
-            float* dvj = dv + base + j * D;
-            for (size_t d = 0; d < hd; ++d) {
-              dq_acc[d] += ds * kj[d];
-              dkj[d] += ds_scaled * qt[d];
-              dvj[d] += p * go_t[d];
-            }
-          }
-          float* dqt = dq + base + t * D;  // dq[b*T + t, head h]
-          for (size_t d = 0; d < hd; ++d) dqt[d] = dq_acc[d] * scale;
-        }
-      }
-    });
-  } catch (const std::bad_alloc&) {
-    return oom(err, op);
-  }
-  return MS_OK;
-}
 
 int merge_qkv(int rows, int C, const float* q, const float* k, const float* v, float* qkv, ms_error* err) {
   const char* op = "merge_qkv";

@@ -1,8 +1,7 @@
 /*
  * transformer_grad_cpu.h — the GPT-2 backward ops of the CPU backend (backend.h, ABI 5), as in
- * llm.c's training pass: attention with its saved log-sum-exp and the flash-style attention
- * backward, the q/k/v merge, layer-norm, linear, activation and embedding backwards, fused softmax
- * cross-entropy with its gradient, and AdamW. Deterministic: every sum has a fixed order whatever
+ * llm.c's training pass (attention's are in attention_cpu.h): the q/k/v merge, layer-norm, linear,
+ * activation and embedding backwards, fused softmax cross-entropy with its gradient, and AdamW. Deterministic: every sum has a fixed order whatever
  * the thread count.
  */
 #ifndef MONOSEMANTIC_CPU_TRANSFORMER_GRAD_H
@@ -17,12 +16,6 @@ namespace ms::cpu {
 
 // Token ids and targets are always checked (cheap on the host): indices_checked changes nothing.
 
-// Both compute in fp32 at either precision.
-int attention_train(int batch, int T, int C, int n_head, int precision, const float* q, const float* k,
-                    const float* v, float* out, float* lse, ms_error* err);
-int attention_backward(int batch, int T, int C, int n_head, int precision, const float* dout, const float* q,
-                       const float* k, const float* v, const float* out, const float* lse, float* dq, float* dk,
-                       float* dv, ms_error* err);
 int merge_qkv(int rows, int C, const float* q, const float* k, const float* v, float* qkv, ms_error* err);
 int layernorm_backward(int rows, int C, const float* dout, const float* x, const float* weight, const float* mean,
                        const float* rstd, float* dx, float* dweight, float* dbias, int accumulate, ms_error* err);
