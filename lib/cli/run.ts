@@ -57,13 +57,18 @@ function formatSummary(s: MainRunSummary): string {
     `  model ${s.modelDir}, hook ${s.hook}; ${(100 * t.dataWaitFraction).toFixed(1)}% of the training time was spent waiting for activations${s.backend === 'cuda' ? ' (on the host: device work queued for the harvest is counted in the steps)' : ''}`,
   ];
   for (const r of t.resamples) lines.push(`  step ${r.step}: resampled ${r.resampled} of ${r.dead} dead features`);
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
   const e = s.evaluation;
+  if (t.dead !== null && t.ultraLow !== null && t.densitySamples !== null && e) {
+    lines.push(
+      `  last density window of training (${t.densitySamples.toLocaleString('en-US')} activations): dead ${t.dead} of ${e.dSae} (${pct(t.dead / e.dSae)})   ultra-low density (< 1e-6) ${t.ultraLow} (${pct(t.ultraLow / e.dSae)})`,
+    );
+  }
   if (e) {
-    const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
     lines.push(
       `  held out: ${e.contexts} contexts, ${e.rows.toLocaleString('en-US')} activations (BOS positions excluded)`,
       `    MSE ${e.mse.toPrecision(4)}   fraction of variance unexplained ${e.fvu.toFixed(4)}   L0 ${e.l0.toFixed(1)}`,
-      `    dead ${e.dead} of ${e.dSae} (${pct(e.dead / e.dSae)}, no activation on the held-out set)   ultra-low density (< 1e-6) ${e.ultraLow} (${pct(e.ultraLow / e.dSae)})`,
+      `    dead ${e.dead} of ${e.dSae} (${pct(e.dead / e.dSae)}, no activation on these ${e.rows.toLocaleString('en-US')})   ultra-low density (< 1e-6) ${e.ultraLow} (${pct(e.ultraLow / e.dSae)})`,
       `    next-token loss: clean ${e.loss.clean.toFixed(4)}, SAE spliced in ${e.loss.spliced.toFixed(4)}, zero-ablated ${e.loss.zeroAblated.toFixed(4)} nats`,
       `    loss recovered ${pct(e.loss.fractionRecovered)}   KL(clean ‖ spliced) ${e.loss.klSpliced.toFixed(4)} nats/token`,
     );

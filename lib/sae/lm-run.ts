@@ -167,7 +167,22 @@ export async function runMainJob(runConfig: RunConfig, options: { resume?: boole
       evaluation = rest;
       await writeFileAtomic(
         path.join(outDir, 'summary.json'),
-        `${JSON.stringify({ model: modelDir, hook: config.hook, samples: summary.samples, steps: summary.steps, seconds: summary.seconds, samplesPerEpoch, evaluation: rest, densityHistogramLog10: densityHistogram(density) }, null, 2)}\n`,
+        `${JSON.stringify(
+          {
+            model: modelDir,
+            hook: config.hook,
+            samples: summary.samples,
+            steps: summary.steps,
+            seconds: summary.seconds,
+            samplesPerEpoch,
+            // The trainer's last completed density window (null before one closed).
+            trainingDensity: summary.densitySamples === null ? null : { samples: summary.densitySamples, dead: summary.dead, ultraLow: summary.ultraLow },
+            evaluation: rest,
+            densityHistogramLog10: densityHistogram(density),
+          },
+          null,
+          2,
+        )}\n`,
       );
     } finally {
       sae.dispose();

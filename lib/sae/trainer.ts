@@ -113,6 +113,8 @@ export interface TrainSummary {
   /** Dead / ultra-low-density features in the last completed density window (null before one). */
   dead: number | null;
   ultraLow: number | null;
+  /** Inputs that window covered (null before one). */
+  densitySamples: number | null;
   resamples: ResampleEvent[];
   /** The exported SAELens folder (null when interrupted). */
   exportDir: string | null;
@@ -419,6 +421,7 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
       last,
       dead: density?.dead ?? null,
       ultraLow: density?.ultraLow ?? null,
+      densitySamples: density?.samples ?? null,
       resamples,
       exportDir,
       checkpoint: lastCheckpoint,

@@ -3,7 +3,7 @@
  * activations → SAE (interrupted and resumed) → SAELens export → reload → held-out evaluation;
  * and the machine-sized defaults.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { describe, expect, it } from 'vitest';
@@ -150,6 +150,21 @@ describe('monosemantic run', () => {
     await expect(resolveRunConfig({ backend: 'cpu', budget: { epochs: 1 }, training: { totalSteps: 5 } })).rejects.toThrow(/exactly one of training.totalSteps, training.totalSamples and budget.epochs/);
     await expect(resolveRunConfig({ backend: 'cpu', data: { paths: ['a.tokens', 'b.txt'] }, training: { totalSteps: 1 } }).then((r) => runMainJob(r.config))).rejects.toThrow(/data.paths: mixes token shards/);
   });
+
+  it('`run` prints a summary: the density window of training and the held-out evaluation', () => {
+    const root = tempDir('main-run-cli');
+    const config = path.join(root, 'run.json');
+    writeFileSync(config, JSON.stringify(tiny(path.join(root, 'out'))));
+    const done = runCli(['run', '-c', config, '--no-progress'], { MONOSEMANTIC_BACKEND: 'cpu' });
+    expect(done.status, done.stderr).toBe(0);
+    const summary = JSON.parse(readFileSync(path.join(root, 'out', 'summary.json'), 'utf8'));
+    const t = summary.trainingDensity;
+    expect(t.samples).toBeGreaterThanOrEqual(1280);
+    const printed = `${done.stdout}${done.stderr}`;
+    expect(printed).toContain(`last density window of training (${t.samples.toLocaleString('en-US')} activations): dead ${t.dead} of 64`);
+    expect(printed).toContain(`dead ${summary.evaluation.dead} of 64 (`);
+    expect(printed).toMatch(new RegExp(`no activation on these ${summary.evaluation.rows.toLocaleString('en-US')}\\)`));
+  }, 120_000);
 
   it('`run --print-config` shows the resolved defaults; a bad key is one line naming it', () => {
     const env = { MONOSEMANTIC_BACKEND: 'cpu' };
