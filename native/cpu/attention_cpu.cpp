@@ -57,7 +57,7 @@ int attention_forward(const char* op, int batch, int T, int Tmax, int offset, in
   const float scale = float(1.0 / std::sqrt(double(hd)));
   try {
     parallel_for(tasks, 1, [&](size_t i0, size_t i1) {
-      std::vector<float> s(kQueryRows * (off + Tn));  // a block's scores, then probabilities: [rows, keys]
+      std::vector<float> s(std::min(kQueryRows, Tn) * (off + Tn));  // a block's scores, then probabilities: [rows, keys]
       for (size_t i = i0; i < i1; ++i) {
         const size_t bh = i / blocks, h = bh % H, b = bh / H;
         const size_t t0 = (i % blocks) * kQueryRows;                // first query of the block
@@ -116,8 +116,9 @@ int attention_backward(int batch, int T, int C, int n_head, int /*precision: fp3
   const float scale = float(1.0 / std::sqrt(double(hd)));
   try {
     parallel_for(tasks, 1, [&](size_t i0, size_t i1) {
-      std::vector<float> p(kQueryRows * Tn);   // a block's probabilities [rows, keys]
-      std::vector<float> ds(kQueryRows * Tn);  // dP, then dS = P (dP - D), [rows, keys]
+      const size_t most = std::min(kQueryRows, Tn) * Tn;  // rows x keys of the largest block
+      std::vector<float> p(most);                          // a block's probabilities [rows, keys]
+      std::vector<float> ds(most);                         // dP, then dS = P (dP - D), [rows, keys]
       for (size_t i = i0; i < i1; ++i) {
         const size_t h = i % H, b = i / H;
         const size_t base = b * Tn * D + h * hd;  // [b*T, h*hd] in a [B*T, C] array; row t at + t*D

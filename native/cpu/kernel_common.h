@@ -1,8 +1,7 @@
 /*
  * kernel_common.h — small pieces shared by the CPU kernels: the row grain of parallel passes,
- * bf16 operand copies, the fp32 dot product whose arithmetic the attention forward and backward
- * must share (recomputed scores equal the forward's), the GELU constants (gelu_constants.h), and the
- * OOM error.
+ * bf16 operand copies, an fp32 dot product, the GELU constants (gelu_constants.h), and the OOM
+ * error.
  */
 #ifndef MONOSEMANTIC_CPU_KERNEL_COMMON_H
 #define MONOSEMANTIC_CPU_KERNEL_COMMON_H
