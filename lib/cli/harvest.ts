@@ -1,12 +1,14 @@
 /**
- * `monosemantic harvest`: runs a model over a text corpus and caches the activations of one hook
- * on disk (checksummed shards + manifest), ready for `monosemantic train --data OUT/manifest.json`.
- * Running the same command again resumes an interrupted build; SIGINT stops after the current shard.
+ * `monosemantic harvest`: runs a model over a corpus (text or token shards) and caches the
+ * activations of one hook on disk (checksummed shards + manifest), ready for
+ * `monosemantic train --data OUT/manifest.json`. Running the same command again resumes an
+ * interrupted build; SIGINT stops after the current shard. What the text reader skips is printed
+ * as it is found.
  */
 import type { Command } from 'commander';
 
 import { buildActivationCache } from '../data/activation-cache.js';
-import { openContextStream } from '../data/contexts.js';
+import { openCorpusContexts } from '../data/corpus-contexts.js';
 import { LmActivationSource } from '../data/lm-activations.js';
 import { defaultModelDir } from '../lm/default-model.js';
 import { Gpt2Model } from '../lm/model.js';
@@ -33,9 +35,9 @@ interface HarvestFlags {
 export function registerHarvest(program: Command): void {
   program
     .command('harvest')
-    .description("cache a hook's activations over a text corpus (for train --data DIR/manifest.json)")
+    .description("cache a hook's activations over a corpus (for train --data DIR/manifest.json)")
     .option('--model <dir>', 'model directory: config.json, model.safetensors, tokenizer.json (default: the package’s model A)', defaultModelDir())
-    .requiredOption('--corpus <paths...>', 'text files, folders, JSONL or Parquet files, globs')
+    .requiredOption('--corpus <paths...>', 'token shards (.tokens), or text files, folders, JSONL or Parquet files, globs')
     .requiredOption('--hook <name>', 'hook point, e.g. blocks.0.mlp.hook_post')
     .requiredOption('--rows <n>', 'activation rows to cache')
     .requiredOption('-o, --out <dir>', 'cache folder')
@@ -62,7 +64,19 @@ export function registerHarvest(program: Command): void {
       };
       process.on('SIGINT', onSignal);
       try {
-        const corpus = { paths: flags.corpus, textField: flags.textField ?? 'text' };
+        const skipped = new Set<string>();
+        const corpus = {
+          paths: flags.corpus,
+          textField: flags.textField ?? 'text',
+          tokenizer,
+          contextLength,
+          seed,
+          onSkip: ({ file, reason }: { file: string; reason: string }) => {
+            if (skipped.has(`${file}\0${reason}`)) return;
+            skipped.add(`${file}\0${reason}`);
+            process.stderr.write(`skipped ${file}: ${reason}\n`);
+          },
+        };
         const result = await buildActivationCache({
           dir: flags.out,
           rows: positiveIntegerFlag('--rows', flags.rows),
@@ -80,8 +94,7 @@ export function registerHarvest(program: Command): void {
               positionsPerContext: positiveIntegerFlag('--positions', flags.positions),
               contextsPerWindow: positiveIntegerFlag('--window', flags.window),
               forwardBatch: positiveIntegerFlag('--batch', flags.batch),
-              openContexts: (contextState) =>
-                openContextStream(corpus, { tokenizer, contextLength, seed, ...(contextState ? { state: contextState as never } : {}) }),
+              openContexts: (contextState) => openCorpusContexts({ ...corpus, ...(contextState ? { state: contextState } : {}) }),
               ...(state ? { state: state as never } : {}),
             }),
         });

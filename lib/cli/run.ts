@@ -56,6 +56,7 @@ function formatSummary(s: MainRunSummary): string {
     `${t.interrupted ? 'interrupted' : 'finished'} after ${t.steps} of ${t.totalSteps} steps: ${t.samples.toLocaleString('en-US')} activations${passes}, ${formatDuration(t.seconds)} (${s.backend})`,
     `  model ${s.modelDir}, hook ${s.hook}; ${(100 * t.dataWaitFraction).toFixed(1)}% of the training time was spent waiting for activations${s.backend === 'cuda' ? ' (on the host: device work queued for the harvest is counted in the steps)' : ''}`,
   ];
+  if (s.skipped.length > 0) lines.push(`  the corpus reader skipped or repaired input in ${s.skipped.length} place${s.skipped.length === 1 ? '' : 's'} (file and reason: logged above, and in summary.json)`);
   for (const r of t.resamples) lines.push(`  step ${r.step}: resampled ${r.resampled} of ${r.dead} dead features`);
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
   const e = s.evaluation;

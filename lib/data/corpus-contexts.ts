@@ -1,21 +1,57 @@
 /**
- * Contexts from either kind of corpus: token shards (paths ending in .tokens,
- * lib/data/shard-contexts.ts) or text, JSONL and Parquet files, folders and globs tokenised on the
- * fly (lib/data/contexts.ts). Both resume from their own saved state.
+ * Contexts from either kind of corpus: token shards (paths ending in .tokens, or folders and globs
+ * holding only such files: lib/data/shard-contexts.ts) or text, JSONL and Parquet files, folders and
+ * globs tokenised on the fly (lib/data/contexts.ts). Both resume from their own saved state.
+ *
+ * What a text corpus skips (unreadable files, bad lines and rows: lib/data/corpus.ts) is passed to
+ * `onSkip` as it is found, and a corpus that yields no whole context says why, naming what it read
+ * and skipped, instead of ending silently.
  */
+import { stat } from 'node:fs/promises';
+
+import { glob, isDynamicPattern } from 'tinyglobby';
+
 import type { Tokenizer } from '../lm/tokenizer.js';
 import { ContextStreamError, openContextStream, type ContextStreamState } from './contexts.js';
+import type { CorpusReport } from './corpus.js';
 import type { ContextSource } from './lm-activations.js';
 import { openShardContextStream, type ShardContextState } from './shard-contexts.js';
 
 export type CorpusKind = 'shards' | 'text';
 
-/** Which kind `paths` are; a mix is an error naming `field`. */
+const isShardFile = (p: string) => p.toLowerCase().endsWith('.tokens');
+
+/** Which kind `paths` are, by their names (folders and globs count as text); a mix is an error naming `field`. */
 export function corpusKind(paths: readonly string[], field = 'paths'): CorpusKind {
-  const shards = paths.filter((p) => p.endsWith('.tokens')).length;
+  const shards = paths.filter(isShardFile).length;
   if (shards === paths.length) return 'shards';
   if (shards > 0) throw new ContextStreamError(`${field}: mixes token shards (.tokens) and text; give one kind`);
   return 'text';
+}
+
+/**
+ * The kind of corpus `paths` hold, looking inside folders and globs: token shards when every path
+ * is a .tokens file, or a folder or glob whose files are all .tokens files (then `paths` lists
+ * those files, each folder's and glob's sorted); otherwise text, with `paths` as given (the text
+ * reader walks them). A mix is an error naming `field`.
+ */
+export async function resolveCorpusPaths(paths: readonly string[], field = 'paths'): Promise<{ kind: CorpusKind; paths: string[] }> {
+  const expanded: { shards: string[] | null }[] = [];
+  for (const p of paths) {
+    let files: string[] | null = null;  // the files of a glob or folder
+    if (isDynamicPattern(p)) files = await glob(p, { absolute: true, onlyFiles: true, expandDirectories: false, dot: false });
+    else if (!isShardFile(p) && (await stat(p).catch(() => null))?.isDirectory()) files = await glob('**/*', { cwd: p, absolute: true, onlyFiles: true, dot: false });
+    if (files === null) expanded.push({ shards: isShardFile(p) ? [p] : null });
+    else {
+      const shards = files.filter(isShardFile);
+      if (shards.length > 0 && shards.length < files.length) throw new ContextStreamError(`${field}: ${p} mixes token shards (.tokens) and other files; give one kind`);
+      expanded.push({ shards: shards.length > 0 ? shards.sort() : null });
+    }
+  }
+  const shardEntries = expanded.filter((e) => e.shards !== null).length;
+  if (shardEntries === 0) return { kind: 'text', paths: [...paths] };
+  if (shardEntries < expanded.length) throw new ContextStreamError(`${field}: mixes token shards (.tokens) and text; give one kind`);
+  return { kind: 'shards', paths: expanded.flatMap((e) => e.shards!) };
 }
 
 export interface CorpusContextOptions {
@@ -29,27 +65,48 @@ export interface CorpusContextOptions {
   epochs?: number;
   /** Text corpora: worker threads that tokenise ahead (lib/data/contexts.ts; default: per core, 0: none). */
   tokenizerThreads?: number;
+  /** Token shards: read each whole on opening, checking its checksum and that every token is in its vocabulary. */
+  verify?: boolean;
+  /** Text corpora: called once for each file and kind of problem the reader skips or repairs, as it is found. */
+  onSkip?: (skipped: { file: string; reason: string }) => void;
   state?: unknown;
 }
 
-export type CorpusContextSource = ContextSource & { readonly kind: CorpusKind; /** Contexts per pass (token shards only). */ readonly contextsPerEpoch: number | null };
+export type CorpusContextSource = ContextSource & {
+  readonly kind: CorpusKind;
+  /** Contexts per pass (token shards only). */
+  readonly contextsPerEpoch: number | null;
+  /** What the text reader has read and skipped in this pass (text corpora; null for token shards). */
+  readonly report: CorpusReport | null;
+};
+
+/** Why a text corpus gave no context: what was read, and the first things skipped. */
+function emptyCorpusMessage(paths: readonly string[], contextLength: number, report: CorpusReport): string {
+  const plural = (n: number, what: string) => `${n.toLocaleString('en-US')} ${what}${n === 1 ? '' : 's'}`;
+  const shown = report.skipped.slice(0, 5).map((s) => `${s.file}: ${s.reason} (${s.count})`);
+  if (report.skipped.length > shown.length) shown.push(`${report.skipped.length - shown.length} more`);
+  const skipped = shown.length > 0 ? `; skipped ${shown.join('; ')}` : '';
+  return `${paths.join(', ')}: no whole context of ${contextLength} tokens (${plural(report.files, 'file')} and ${plural(report.documents, 'document')} read${skipped})`;
+}
 
 export async function openCorpusContexts(o: CorpusContextOptions): Promise<CorpusContextSource> {
-  if (corpusKind(o.paths) === 'shards') {
+  const corpus = await resolveCorpusPaths(o.paths);
+  if (corpus.kind === 'shards') {
     const stream = await openShardContextStream({
-      paths: o.paths,
+      paths: corpus.paths,
       contextLength: o.contextLength,
       seed: o.seed,
       bosTokenId: o.tokenizer.bosTokenId,
       eosTokenId: o.tokenizer.eosTokenId,
       ...(o.epochs !== undefined ? { epochs: o.epochs } : {}),
+      ...(o.verify ? { verify: true } : {}),
       ...(o.state ? { state: o.state as ShardContextState } : {}),
     });
     if (stream.vocabSize > o.tokenizer.vocabSize) {
       await stream.close();
       throw new ContextStreamError(`the token shards' vocabulary (${stream.vocabSize} ids) is larger than the tokenizer's (${o.tokenizer.vocabSize}): they come from another tokenizer`);
     }
-    return { kind: 'shards', contextsPerEpoch: stream.contextsPerEpoch, next: (n) => stream.next(n), state: () => stream.state(), close: () => stream.close() };
+    return { kind: 'shards', contextsPerEpoch: stream.contextsPerEpoch, report: null, next: (n) => stream.next(n), state: () => stream.state(), close: () => stream.close() };
   }
   const stream = await openContextStream(
     { paths: o.paths, ...(o.textField ? { textField: o.textField } : {}) },
@@ -61,7 +118,31 @@ export async function openCorpusContexts(o: CorpusContextOptions): Promise<Corpu
       ...(o.state ? { state: o.state as ContextStreamState } : {}),
     },
   );
-  return { kind: 'text', contextsPerEpoch: null, next: (n) => stream.next(n), state: () => stream.state(), close: () => stream.close() };
+  const report = stream.report;
+  let noted = 0; // report.skipped entries passed to onSkip
+  const noteSkips = () => {
+    for (; noted < report.skipped.length; noted++) o.onSkip?.({ file: report.skipped[noted]!.file, reason: report.skipped[noted]!.reason });
+  };
+  // From the start of a pass (not from a saved position), an end before the first context means the
+  // corpus holds none.
+  let served = o.state ? -1 : 0;
+  return {
+    kind: 'text',
+    contextsPerEpoch: null,
+    report,
+    next: async (n) => {
+      const ids = await stream.next(n);
+      noteSkips();
+      if ((ids === null || ids.length === 0) && served === 0) throw new ContextStreamError(emptyCorpusMessage(o.paths, o.contextLength, report));
+      if (ids !== null && served >= 0) served += ids.length;
+      return ids;
+    },
+    state: () => stream.state(),
+    close: async () => {
+      await stream.close();
+      noteSkips();
+    },
+  };
 }
 
 /** The first `count` contexts of a corpus (fewer if it holds fewer), as [rows, contextLength]. */
@@ -76,7 +157,7 @@ export async function readContexts(o: CorpusContextOptions, count: number): Prom
       chunks.push(got);
       rows += got.length / o.contextLength;
     }
-    if (rows === 0) throw new ContextStreamError(`${o.paths.join(', ')} holds no whole context of ${o.contextLength} tokens`);
+    if (rows === 0) throw new ContextStreamError(`${o.paths.join(', ')}: no whole context of ${o.contextLength} tokens`);
     const out = new Int32Array(rows * o.contextLength);
     let at = 0;
     for (const c of chunks) {

@@ -43,6 +43,8 @@ export interface MainRunSummary {
   /** Inputs per pass over the corpus (token shards only), and the passes made. */
   samplesPerEpoch: number | null;
   epochs: number | null;
+  /** What the text reader skipped or repaired, once per file and reason. */
+  skipped: { file: string; reason: string }[];
   /** Null when the run was interrupted. */
   evaluation: Omit<SaeEvaluation, 'density'> | null;
 }
@@ -86,9 +88,11 @@ export async function runMainJob(runConfig: RunConfig, options: { resume?: boole
     throw new ConfigError([`data.contextLength: ${contextLength} exceeds the model's n_positions ${model.config.nPositions}`]);
   }
   if (contextLength < 2) throw new ConfigError([`data.contextLength: must be at least 2`]);
-  const positions = config.data.positionsPerContext ?? contextLength - 1;
-  if (positions > contextLength - 1) {
-    throw new ConfigError([`data.positionsPerContext: ${positions} exceeds the ${contextLength - 1} positions after the BOS of a ${contextLength}-token context`]);
+  // At most every position after the BOS: a shorter context than the setting (or the CPU's default
+  // of 250) was made for gives all it has.
+  const positions = Math.min(config.data.positionsPerContext ?? contextLength - 1, contextLength - 1);
+  if (config.data.positionsPerContext !== null && config.data.positionsPerContext > positions) {
+    log(`data.positionsPerContext ${config.data.positionsPerContext}: a ${contextLength}-token context has ${positions} positions after its BOS; taking them all`);
   }
   const corpusDir = path.join(packageRoot(), 'corpus');
   const corpusPaths = config.data.paths ?? [path.join(corpusDir, 'train-sample.tokens')];
@@ -100,11 +104,26 @@ export async function runMainJob(runConfig: RunConfig, options: { resume?: boole
     throw new ConfigError([(error as Error).message]);
   }
   const threads = config.data.tokenizerThreads;
-  const corpus = { paths: corpusPaths, textField: config.data.textField, tokenizer, contextLength, ...(threads !== null ? { tokenizerThreads: threads } : {}) };
+  // What a text corpus skips is logged once per file and reason, and listed in the summary.
+  const skipped = new Map<string, { file: string; reason: string }>();
+  const onSkip = (entry: { file: string; reason: string }) => {
+    const key = `${entry.file}\0${entry.reason}`;
+    if (skipped.has(key)) return;
+    skipped.set(key, entry);
+    log(`skipped ${entry.file}: ${entry.reason}`);
+  };
+  const corpus = { paths: corpusPaths, textField: config.data.textField, tokenizer, contextLength, onSkip, ...(threads !== null ? { tokenizerThreads: threads } : {}) };
 
-  const probe = await openCorpusContexts({ ...corpus, seed: config.seed });
+  // Before any training: token shards are checked whole (checksum, every token in the vocabulary),
+  // a text corpus must give at least one context, and so must the held-out set.
+  const probe = await openCorpusContexts({ ...corpus, seed: config.seed, verify: true });
+  try {
+    if (probe.kind === 'text') await probe.next(1);
+  } finally {
+    await probe.close?.();
+  }
   const samplesPerEpoch = probe.contextsPerEpoch === null ? null : probe.contextsPerEpoch * positions;
-  await probe.close?.();
+  await readContexts({ ...corpus, paths: heldOutPaths, seed: 0, verify: true }, 1);
   let totalSamples: number | undefined;
   if (config.budget.epochs !== null) {
     if (samplesPerEpoch === null) throw new ConfigError(['budget.epochs: needs token shards (data.paths ending in .tokens) to count the corpus; give training.totalSteps for text']);
@@ -130,9 +149,11 @@ export async function runMainJob(runConfig: RunConfig, options: { resume?: boole
   if (store) {
     log(`keeping the first pass's ${samplesPerEpoch!.toLocaleString('en-US')} activations (${(storeBytes(samplesPerEpoch!, width) / 2 ** 30).toFixed(2)} GiB) on ${backend}; later passes are served from them`);
   }
+  if (options.resume) await checkResumeIdentity(outDir, config);
   await mkdir(outDir, { recursive: true });
-  await writeFileAtomic(path.join(outDir, RUN_CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`);
   const summary = await train(trainConfig, {
+    // run.json is written once the trainer has accepted the checkpoint: a refused resume leaves it as it was.
+    onStart: () => writeFileAtomic(path.join(outDir, RUN_CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`),
     ...(options.resume ? { resume: true } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.makeProgress ? { makeProgress: options.makeProgress } : {}),
@@ -175,6 +196,7 @@ export async function runMainJob(runConfig: RunConfig, options: { resume?: boole
             steps: summary.steps,
             seconds: summary.seconds,
             samplesPerEpoch,
+            skipped: [...skipped.values()],
             // The trainer's last completed density window (null before one closed).
             trainingDensity: summary.densitySamples === null ? null : { samples: summary.densitySamples, dead: summary.dead, ultraLow: summary.ultraLow },
             evaluation: rest,
@@ -196,8 +218,29 @@ export async function runMainJob(runConfig: RunConfig, options: { resume?: boole
     train: summary,
     samplesPerEpoch,
     epochs: samplesPerEpoch ? summary.samples / samplesPerEpoch : null,
+    skipped: [...skipped.values()],
     evaluation,
   };
+}
+
+/**
+ * A resumed run must keep the model and hook it was started with: the trainer checks the SAE's
+ * shape and the context stream its corpus and options, but another model, or another hook of the
+ * same width, would feed the same SAE other activations without either noticing.
+ */
+async function checkResumeIdentity(outDir: string, config: RunConfig): Promise<void> {
+  const file = path.join(outDir, RUN_CONFIG_FILE);
+  let saved: { model?: unknown; hook?: unknown };
+  try {
+    saved = JSON.parse(await readFile(file, 'utf8')) as { model?: unknown; hook?: unknown };
+  } catch (error) {
+    throw new ConfigError([`cannot read ${file}: ${(error as Error).message}`]);
+  }
+  const modelOf = (m: unknown) => path.resolve(typeof m === 'string' ? m : defaultModelDir());
+  const changed: string[] = [];
+  if (modelOf(saved.model) !== modelOf(config.model)) changed.push(`model (${modelOf(saved.model)} → ${modelOf(config.model)})`);
+  if (saved.hook !== config.hook) changed.push(`hook (${String(saved.hook)} → ${config.hook})`);
+  if (changed.length > 0) throw new ConfigError([`a resumed run keeps its ${changed.join(' and ')}: start a new run (another -o) instead`], file);
 }
 
 /** Bytes of a stored pass: fp32 rows of the hook's width. */

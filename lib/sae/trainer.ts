@@ -89,6 +89,12 @@ export interface TrainHooks {
   onStep?: (step: number, stats: TrainStepStats) => void;
   /** Makes the progress display once the starting step is known; the run calls update() after each step and stop() at the end. */
   makeProgress?: (initialStep: number, totalSteps: number) => ProgressDisplay;
+  /**
+   * Called once the run can start: a resumed checkpoint was accepted (or a fresh run was set up),
+   * right before config.json is written. What a caller records about the run belongs here, so that
+   * a refused resume leaves the folder as it was.
+   */
+  onStart?: () => Promise<void>;
 }
 
 export interface ResampleEvent {
@@ -273,6 +279,7 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
     }
 
     // The resolved config (a resumed run's overrides included), written once training can start.
+    await options.onStart?.();
     await writeFileAtomic(path.join(outDir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
     progress = options.makeProgress?.(step, total) ?? null;
     // A fresh run starts an empty log (a start that failed before its first checkpoint may have left one).

@@ -3,7 +3,7 @@
  * activations → SAE (interrupted and resumed) → SAELens export → reload → held-out evaluation;
  * and the machine-sized defaults.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { describe, expect, it } from 'vitest';
@@ -138,6 +138,48 @@ describe('monosemantic run', () => {
     expect(resolveStore(false, facts)).toBe(false);
     expect(() => resolveStore(true, { ...facts, samplesPerEpoch: null })).toThrow(/data.store: needs token shards/);
   }, 180_000);
+
+  it('a refused resume leaves run.json as it was; the model and hook cannot change on resume', async () => {
+    const root = tempDir('main-run-resume');
+    const dir = path.join(root, 'run');
+    const controller = new AbortController();
+    await runMainJob((await resolveRunConfig(tiny(dir))).config, {
+      signal: controller.signal,
+      makeProgress: () => ({ update: (done) => done === 12 && controller.abort(), log: () => {}, stop: () => {} }),
+    });
+    const saved = readFileSync(path.join(dir, 'run.json'), 'utf8');
+    const resume = async (overrides: Record<string, unknown>) => runMainJob((await resolveRunConfig(overrides, { resume: dir })).config, { resume: true });
+    await expect(resume({ sae: { dSae: 128 } })).rejects.toThrow(/the checkpoint is for d_in 512, d_sae 64; the config and data give 512, 128/);
+    expect(readFileSync(path.join(dir, 'run.json'), 'utf8')).toBe(saved);
+    await expect(resume({ hook: 'blocks.0.hook_mlp_out' })).rejects.toThrow(/keeps its hook \(blocks.0.mlp.hook_post → blocks.0.hook_mlp_out\)/);
+    await expect(resume({ model: path.join(packageRoot(), 'models', 'b') })).rejects.toThrow(/keeps its model \(.*models\/a → .*models\/b\)/);
+    expect(readFileSync(path.join(dir, 'run.json'), 'utf8')).toBe(saved);
+    const done = await resume({ training: { totalSteps: 44 } }); // a longer run is a fine override
+    expect(done.train.steps).toBe(44);
+    expect(JSON.parse(readFileSync(path.join(dir, 'run.json'), 'utf8')).training.totalSteps).toBe(44);
+  }, 120_000);
+
+  it('checks the held-out set before training, logs what a text corpus skips, and takes every position of a short context', async () => {
+    const root = tempDir('main-run-inputs');
+    const missing = path.join(root, 'nope.tokens');
+    const early = path.join(root, 'early');
+    await expect(runMainJob((await resolveRunConfig({ ...tiny(early), eval: { contexts: 8, paths: [missing] } })).config)).rejects.toThrow(/nope.tokens: no such file/);
+    expect(existsSync(path.join(early, 'checkpoints'))).toBe(false); // refused before any training
+
+    const text = path.join(root, 'story.txt');
+    writeFileSync(text, 'The model reads this story again and again, one sentence after another. '.repeat(300));
+    const binary = path.join(root, 'image.txt');
+    writeFileSync(binary, Buffer.from([0, 159, 146, 150, 0, 1, 2, 3]));
+    const lines: string[] = [];
+    const config = tiny(path.join(root, 'text'));
+    const doc = { ...config, data: { ...config.data, paths: [text, binary], contextLength: 16, positionsPerContext: 250 }, training: { totalSteps: 4, batchSize: 128 }, resampling: { steps: [] } };
+    const summary = await runMainJob((await resolveRunConfig(doc)).config, { log: (line) => lines.push(line) });
+    expect(summary.train.steps).toBe(4);
+    expect(lines).toContain('data.positionsPerContext 250: a 16-token context has 15 positions after its BOS; taking them all');
+    expect(lines.filter((l) => l.startsWith(`skipped ${binary}: `))).toHaveLength(1); // once, whatever the passes
+    expect(summary.skipped).toEqual([{ file: binary, reason: expect.any(String) }]);
+    expect(JSON.parse(readFileSync(path.join(summary.outDir, 'summary.json'), 'utf8')).skipped).toEqual(summary.skipped);
+  }, 120_000);
 
   it('fills the machine’s defaults only where the user said nothing', async () => {
     const { config } = await resolveRunConfig({ backend: 'cpu', sae: { dSae: 300 }, training: { lr: 5e-4 } });

@@ -1,0 +1,36 @@
+/** `monosemantic harvest` over token shards, and over text with input it skips (printed as found). */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+import { expect, it } from 'vitest';
+
+import { verifyActivationCache } from '../../lib/data/activation-cache.js';
+import { packageRoot } from '../../lib/native/load.js';
+import { runCli } from '../helpers/cli.js';
+import { tempDir } from '../helpers/run-fixtures.js';
+
+const cli = (args: string[]) => runCli(args, { MONOSEMANTIC_BACKEND: 'cpu' });
+const common = ['--hook', 'blocks.0.mlp.hook_post', '--rows', '300', '--context', '32', '--positions', '8', '--window', '16', '--batch', '8'];
+
+it('harvests from token shards', async () => {
+  const root = tempDir('harvest-shards');
+  const out = path.join(root, 'cache');
+  const r = cli(['harvest', '--corpus', path.join(packageRoot(), 'corpus', 'val.tokens'), ...common, '--out', out]);
+  expect(r.status, r.stderr).toBe(0);
+  expect(r.stdout).toMatch(/cached 300 rows of blocks\.0\.mlp\.hook_post/);
+  expect(await verifyActivationCache(out)).toEqual({ shards: 1, rows: 300 });
+});
+
+it('prints what the text reader skips, and says why a corpus gives no context', () => {
+  const root = tempDir('harvest-skips');
+  const corpus = path.join(root, 'corpus');
+  mkdirSync(corpus);
+  writeFileSync(path.join(corpus, 'good.jsonl'), Array.from({ length: 60 }, (_, i) => JSON.stringify({ text: `document ${i}: the quick brown fox jumps over the lazy dog, again and again.` })).join('\n'));
+  writeFileSync(path.join(corpus, 'other.jsonl'), '{"body": "no text field here"}\n');
+  const r = cli(['harvest', '--corpus', corpus, ...common, '--out', path.join(root, 'cache')]);
+  expect(r.status, r.stderr).toBe(0);
+  expect(r.stderr).toMatch(/skipped .*other\.jsonl: no string "text" field/);
+  const empty = cli(['harvest', '--corpus', path.join(corpus, 'other.jsonl'), ...common, '--out', path.join(root, 'none')]);
+  expect(empty.status).toBe(1);
+  expect(empty.stderr).toMatch(/other\.jsonl: no whole context of 32 tokens \(1 file and 0 documents read; skipped .*no string "text" field/);
+});
