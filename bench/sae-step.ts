@@ -3,7 +3,13 @@
  * `cpu` and `wasm` backends, same math, hand-written gradients) and with the sgemm rate of
  * OpenBLAS on the step's five matrix products.
  *
- *   npm run bench -- [--d 512] [--n 4096] [--batch 1024] [--iters 20] [--skip-tfjs-cpu] [--json FILE]
+ *   npm run bench -- [--d 512] [--n 4096] [--batch 1024] [--iters 20] [--l0 20] [--skip-tfjs-cpu] [--json FILE]
+ *
+ * At initialisation about half the features fire, and the step runs its five products on sgemm.
+ * --l0 K also times the step on the same batch with the encoder bias lowered until about K features
+ * fire per input, as in a trained dictionary: there the CPU backend runs the products after the
+ * encoder over the active entries only (native/cpu/sae_sparse_cpu.h), and the row beside it forces
+ * sgemm (MONOSEMANTIC_CPU_SAE_SPARSE=never) on the same inputs.
  *
  * FLOPs per step are counted as 10·B·d·n (five products of 2·B·d·n). The OpenBLAS reference is a
  * small C program (bench/reference/openblas_sgemm.c) compiled here when libopenblas is installed
@@ -36,19 +42,44 @@ function median(values: number[]): number {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
-async function timeNativeStep(d: number, n: number, batch: number, warmup: number, iters: number): Promise<number[]> {
+/** Mean active features per row of f [rows, n]. */
+function meanActive(f: Float32Array, rows: number): number {
+  let active = 0;
+  for (const v of f) active += v > 0 ? 1 : 0;
+  return active / rows;
+}
+
+/**
+ * Step times (and the last step's L0) from the same seed and batch; with `l0`, the encoder bias is
+ * first lowered by one common shift, found by bisection, until about l0 features fire per input.
+ */
+async function timeNativeStep(d: number, n: number, batch: number, warmup: number, iters: number, l0?: number): Promise<{ times: number[]; l0: number }> {
   const rng = new Rng(1);
   using sae = SparseAutoencoder.create({ dIn: d, dSae: n, backend: 'cpu', precision: 'f32', seed: 1 });
   const data = rng.fillNormal(new Float32Array(batch * d));
   using x = Tensor.from(data, [batch, d], { backend: 'cpu' });
   sae.initDecoderBiasToGeometricMedian(data.subarray(0, 256 * d), 256);
+  if (l0 !== undefined) {
+    const bEnc = sae.readParameters().b_enc;
+    using f = Tensor.empty([batch, n], { backend: 'cpu' });
+    let [lo, hi] = [0, 64];
+    for (let i = 0; i < 30; i++) {
+      const shift = (lo + hi) / 2;
+      sae.writeParameters({ b_enc: bEnc.map((b) => b - shift) });
+      await sae.encode(x, f);
+      if (meanActive(f.toFloat32(), batch) > l0) lo = shift;
+      else hi = shift;
+    }
+    sae.writeParameters({ b_enc: bEnc.map((b) => b - hi) });
+  }
   const times: number[] = [];
+  let last = 0;
   for (let i = 0; i < warmup + iters; i++) {
     const t0 = performance.now();
-    await sae.step(x);
+    last = (await sae.step(x)).l0;
     if (i >= warmup) times.push(performance.now() - t0);
   }
-  return times;
+  return { times, l0: last };
 }
 
 /** The five products of one step, as (M, N, K, transA, transB). */
@@ -84,10 +115,11 @@ async function main(): Promise<void> {
     .option('--n <n>', 'dictionary size', '4096')
     .option('--batch <n>', 'batch rows', '1024')
     .option('--iters <n>', 'timed steps', '20')
+    .option('--l0 <k>', 'also time a batch where about k features fire per input (sparse products, and sgemm beside it)')
     .option('--skip-tfjs-cpu', 'skip the (very slow) pure-JS tfjs backend')
     .option('--json <file>', 'also write the results as JSON')
     .parse(process.argv)
-    .opts<{ d: string; n: string; batch: string; iters: string; skipTfjsCpu?: boolean; json?: string }>();
+    .opts<{ d: string; n: string; batch: string; iters: string; l0?: string; skipTfjsCpu?: boolean; json?: string }>();
   const [d, n, B, iters] = [opts.d, opts.n, opts.batch, opts.iters].map(Number) as [number, number, number, number];
   const flop = 10 * B * d * n;
   const gflops = (ms: number) => flop / (ms * 1e6);
@@ -96,8 +128,26 @@ async function main(): Promise<void> {
   console.log(`machine: ${cpu.model}, ${os.cpus().length} cores; native: ${cpu.simd}, ${cpu.threads} threads; node ${process.version}`);
 
   const rows: Row[] = [];
-  const nativeMs = median(await timeNativeStep(d, n, B, 3, iters));
-  rows.push({ name: `monosemantic cpu (${cpu.simd}, ${cpu.threads} threads)`, medianMs: nativeMs, gflops: gflops(nativeMs) });
+  const native = await timeNativeStep(d, n, B, 3, iters);
+  const nativeMs = median(native.times);
+  rows.push({ name: `monosemantic cpu (${cpu.simd}, ${cpu.threads} threads), L0 ${native.l0.toFixed(0)}`, medianMs: nativeMs, gflops: gflops(nativeMs) });
+  if (opts.l0 !== undefined) {
+    const k = Number(opts.l0);
+    if (!(k > 0 && k < n)) throw new RangeError(`--l0 must be in (0, ${n}), got '${opts.l0}'`);
+    const setting = process.env.MONOSEMANTIC_CPU_SAE_SPARSE;
+    try {
+      for (const mode of ['auto', 'never'] as const) {
+        process.env.MONOSEMANTIC_CPU_SAE_SPARSE = mode;
+        const r = await timeNativeStep(d, n, B, 3, iters, k);
+        const ms = median(r.times);
+        const how = mode === 'auto' ? 'products over the active entries' : 'sgemm forced';
+        rows.push({ name: `monosemantic cpu, L0 ${r.l0.toFixed(1)} (${how})`, medianMs: ms, gflops: gflops(ms), note: 'FLOPs counted as dense' });
+      }
+    } finally {
+      if (setting === undefined) delete process.env.MONOSEMANTIC_CPU_SAE_SPARSE;
+      else process.env.MONOSEMANTIC_CPU_SAE_SPARSE = setting;
+    }
+  }
 
   const blas = openblasStepProducts(d, n, B, Math.max(10, iters));
   if ('ms' in blas) {

@@ -18,6 +18,7 @@
 #include "convert.h"
 #include "gemm.h"
 #include "kernel_common.h"
+#include "sae_sparse_cpu.h"
 #include "status.h"
 #include "thread_pool.h"
 
@@ -100,6 +101,42 @@ void decoder_row_norms(size_t n, size_t d, const float* W_dec, float* c) {
   });
 }
 
+// Products 3-5 of the step on sgemm, with the column pass between them (sae_sparse_cpu.h has the
+// same over the active entries only):
+//   dW_dec = f_opᵀ g; gp = (g W_dec_opᵀ + l1_scale c) masked by f > 0 (in the workspace's gp, then
+//   bf16-rounded in bf16 mode); dW_enc = xcᵀ gp; per feature sum_b f, #active and sum_b gp.
+void feature_grads_dense(size_t B, size_t D, size_t N, const float* f, const float* f_op, const float* g,
+                         const float* W_dec_op, const float* xc, const float* c, float l1_scale, bool bf16, float* gp,
+                         float* dW_dec, float* dW_enc, double* f_colsum, int32_t* fired, double* gp_colsum) {
+  const int b_i = int(B), d_i = int(D), n_i = int(N);
+  // 3. dW_dec[n, d] = f^T g   (the decoder-norm penalty term is added by the caller)
+  sgemm(true, false, n_i, d_i, b_i, 1.0f, f_op, n_i, g, d_i, 0.0f, dW_dec, d_i);
+
+  // 4. gp = (g W_dec^T + lambda/B c) masked by f > 0     [B, n]
+  sgemm(false, true, b_i, n_i, d_i, 1.0f, g, d_i, W_dec_op, d_i, 0.0f, gp, n_i);
+
+  // One pass over columns of f and gp: apply the ReLU mask and the penalty's gradient to gp, and
+  // take per-feature sums: sum_b f[b, i], #{b : f[b, i] > 0}, and db_enc[i] = sum_b gp[b, i].
+  parallel_for(N, 256, [&](size_t i0, size_t i1) {
+    for (size_t b = 0; b < B; ++b) {
+      const float* fr = f + b * N;  // f[b, :]
+      float* gr = gp + b * N;       // gp[b, :]
+      for (size_t i = i0; i < i1; ++i) {
+        const bool active = fr[i] > 0.0f;
+        const float gv = active ? gr[i] + l1_scale * c[i] : 0.0f;
+        gr[i] = gv;
+        f_colsum[i] += fr[i];
+        fired[i] += active ? 1 : 0;
+        gp_colsum[i] += gv;
+      }
+    }
+  });
+  if (bf16) round_copy_bf16(gp, gp, B * N);
+
+  // 5. dW_enc[d, n] = xc^T gp
+  sgemm(true, false, d_i, n_i, b_i, 1.0f, xc, d_i, gp, n_i, 0.0f, dW_enc, n_i);
+}
+
 int check_dims(int batch, int d, int n, int precision, ms_error* err, const char* op) {
   if (batch <= 0 || d <= 0 || n <= 0)
     return fail(err, MS_ERR_INVALID, op, "batch, d and n must be positive (got %d, %d, %d)", batch,
@@ -151,7 +188,8 @@ int sae_decode(int batch, int d, int n, int precision, const float* f, const flo
   return MS_OK;
 }
 
-int sae_grads(const ms_sae_grads_args* a, ms_sae_stats* stats, ms_error* err) {
+// sae_grads without its guard: may throw std::bad_alloc.
+static int compute_grads(const ms_sae_grads_args* a, ms_sae_stats* stats, ms_error* err) {
   if (int rc = check_dims(a->batch, a->d, a->n, a->precision, err, "sae_grads")) return rc;
   if (a->penalty != MS_PENALTY_L1 && a->penalty != MS_PENALTY_L1_DECNORM)
     return fail(err, MS_ERR_INVALID, "sae_grads", "unknown penalty %d", a->penalty);
@@ -177,14 +215,23 @@ int sae_grads(const ms_sae_grads_args* a, ms_sae_stats* stats, ms_error* err) {
   }
   center(B, D, a->x, a->b_dec, ws.xc, bf16);
   encode_centered(B, D, N, ws.xc, W_enc_op, a->b_enc, ws.f);
+  // Once few features fire, the products after the encoder run over the active entries of f only
+  // (sae_sparse_cpu.h): the same sums in another order.
+  std::vector<size_t> active_per_row;
+  const size_t active = count_active(B, N, ws.f, active_per_row);
+  const bool sparse = use_sparse_products(active, B, N);
+  ActiveEntries entries;
   const float* f_op = ws.f;
-  if (bf16) {
+  if (sparse) {
+    entries = gather_active(B, N, ws.f, bf16, active_per_row);
+  } else if (bf16) {
     round_copy_bf16(ws.f, ws.f_r, B * N);
     f_op = ws.f_r;
   }
 
   // 2. g = f W_dec (then + b_dec - x, the residual e, scaled by 2/B); squared error per row.
-  sgemm(false, false, b_i, d_i, n_i, 1.0f, f_op, n_i, W_dec_op, d_i, 0.0f, ws.g, d_i);
+  if (sparse) decode_active(entries, B, D, W_dec_op, ws.g);
+  else sgemm(false, false, b_i, d_i, n_i, 1.0f, f_op, n_i, W_dec_op, d_i, 0.0f, ws.g, d_i);
   std::vector<double> row_sse(B);
   const float g_scale = 2.0f / float(B);
   parallel_for(B, row_grain(D), [&](size_t b0, size_t b1) {
@@ -209,35 +256,20 @@ int sae_grads(const ms_sae_grads_args* a, ms_sae_stats* stats, ms_error* err) {
   });
   if (bf16) round_copy_bf16(ws.g, ws.g, B * D);
 
-  // 3. dW_dec[n, d] = f^T g   (the decoder-norm penalty term is added below)
-  sgemm(true, false, n_i, d_i, b_i, 1.0f, f_op, n_i, ws.g, d_i, 0.0f, a->dW_dec, d_i);
-
-  // 4. gp = (g W_dec^T + lambda/B c) masked by f > 0     [B, n]
-  sgemm(false, true, b_i, n_i, d_i, 1.0f, ws.g, d_i, W_dec_op, d_i, 0.0f, ws.gp, n_i);
-
-  // One pass over columns of f and gp: apply the ReLU mask and the penalty's gradient to gp, and
-  // take per-feature sums: sum_b f[b, i], #{b : f[b, i] > 0}, and db_enc[i] = sum_b gp[b, i].
   std::vector<double> f_colsum(N, 0.0), gp_colsum(N, 0.0);
   std::vector<int32_t> fired(N, 0);
   const float l1_scale = lambda / float(B);
-  parallel_for(N, 256, [&](size_t i0, size_t i1) {
-    for (size_t b = 0; b < B; ++b) {
-      const float* fr = ws.f + b * N;  // f[b, :]
-      float* gr = ws.gp + b * N;       // gp[b, :]
-      for (size_t i = i0; i < i1; ++i) {
-        const bool active = fr[i] > 0.0f;
-        const float gv = active ? gr[i] + l1_scale * c[i] : 0.0f;
-        gr[i] = gv;
-        f_colsum[i] += fr[i];
-        fired[i] += active ? 1 : 0;
-        gp_colsum[i] += gv;
-      }
-    }
-  });
+  if (sparse) {
+    // 3-5 over the active entries: dW_dec, gp, dW_enc and the per-feature sums.
+    feature_grads_active(entries, D, N, ws.g, W_dec_op, ws.xc, c.data(), l1_scale, bf16, a->dW_dec, a->dW_enc,
+                         f_colsum.data(), fired.data(), gp_colsum.data());
+  } else {
+    feature_grads_dense(B, D, N, ws.f, f_op, ws.g, W_dec_op, ws.xc, c.data(), l1_scale, bf16, ws.gp, a->dW_dec,
+                        a->dW_enc, f_colsum.data(), fired.data(), gp_colsum.data());
+  }
   for (size_t i = 0; i < N; ++i) a->db_enc[i] = float(gp_colsum[i]);
   if (a->fire_counts)
     for (size_t i = 0; i < N; ++i) a->fire_counts[i] += fired[i];
-  if (bf16) round_copy_bf16(ws.gp, ws.gp, B * N);
 
   // Statistics, summed in a fixed order (independent of the thread count).
   double sse = 0.0, sparsity = 0.0, l0 = 0.0;
@@ -267,9 +299,6 @@ int sae_grads(const ms_sae_grads_args* a, ms_sae_stats* stats, ms_error* err) {
     });
   }
 
-  // 5. dW_enc[d, n] = xc^T gp
-  sgemm(true, false, d_i, n_i, b_i, 1.0f, ws.xc, d_i, ws.gp, n_i, 0.0f, a->dW_enc, n_i);
-
   // 6. db_dec = sum_b g[b, :] - W_enc db_enc   (b_dec enters both xhat and xc = x - b_dec)
   parallel_for(D, 16, [&](size_t j0, size_t j1) {
     for (size_t j = j0; j < j1; ++j) {
@@ -280,6 +309,14 @@ int sae_grads(const ms_sae_grads_args* a, ms_sae_stats* stats, ms_error* err) {
     }
   });
   return MS_OK;
+}
+
+int sae_grads(const ms_sae_grads_args* a, ms_sae_stats* stats, ms_error* err) {
+  try {
+    return compute_grads(a, stats, err);
+  } catch (const std::bad_alloc&) {
+    return oom(err, "sae_grads");
+  }
 }
 
 // ---- decoder constraint and Adam ------------------------------------------------------------------

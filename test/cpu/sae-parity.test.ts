@@ -1,6 +1,8 @@
 /**
  * CPU backend against the float64 reference, for every SIMD level this CPU supports and for one
- * and several threads (the kernels split work differently in each case).
+ * and several threads (the kernels split work differently in each case); then with the step's
+ * sparse products forced (MONOSEMANTIC_CPU_SAE_SPARSE=always: the batches here have about half
+ * the features active, where the step would take sgemm).
  */
 import { afterAll, beforeAll, describe } from 'vitest';
 
@@ -26,4 +28,20 @@ for (const simd of levels) {
       defineSaeParityTests('cpu');
     });
   }
+}
+
+for (const threads of [1, 3]) {
+  describe(`cpu backend, sparse products forced, ${threads} thread(s)`, () => {
+    const mode = process.env.MONOSEMANTIC_CPU_SAE_SPARSE;
+    beforeAll(() => {
+      process.env.MONOSEMANTIC_CPU_SAE_SPARSE = 'always';
+      addon.setThreads(threads);
+    });
+    afterAll(() => {
+      if (mode === undefined) delete process.env.MONOSEMANTIC_CPU_SAE_SPARSE;
+      else process.env.MONOSEMANTIC_CPU_SAE_SPARSE = mode;
+      addon.setThreads(defaultThreads);
+    });
+    defineSaeParityTests('cpu');
+  });
 }

@@ -54,18 +54,19 @@ export interface Drawn {
 }
 
 /**
- * Random parameters and a batch whose pre-activations all keep MARGIN from 0. In bf16 mode every
+ * Random parameters and a batch whose pre-activations all keep MARGIN from 0 (b_enc uniform in
+ * options.bEnc, default [-0.3, 0.3]: about half the features fire). In bf16 mode every
  * product operand is made bf16-representable (and b_dec = 0 so x − b_dec stays so), so that the
  * reference sees the same encoder operands as the kernels.
  */
-export function drawCase(c: Case, seed: number): Drawn {
+export function drawCase(c: Case, seed: number, options: { bEnc?: readonly [lo: number, hi: number] } = {}): Drawn {
   const rng = new Rng(seed);
   const { B, d, n } = c;
   const bf16 = c.precision === 'bf16';
   const maybeRound = (a: Float32Array) => (bf16 ? roundArrayBf16(a) : a);
   const W_enc = maybeRound(uniformArray(rng, d * n, -1 / Math.sqrt(d), 1 / Math.sqrt(d)));
   const W_dec = maybeRound(uniformArray(rng, n * d, -1 / Math.sqrt(n), 1 / Math.sqrt(n)));
-  const b_enc = uniformArray(rng, n, -0.3, 0.3);
+  const b_enc = uniformArray(rng, n, ...(options.bEnc ?? [-0.3, 0.3]));
   const b_dec = bf16 ? new Float32Array(d) : uniformArray(rng, d, -0.5, 0.5);
   const x = new Float32Array(B * d);
   const p64 = { d, n, W_enc: toF64(W_enc), b_enc: toF64(b_enc), W_dec: toF64(W_dec), b_dec: toF64(b_dec) };
