@@ -21,8 +21,8 @@ import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { packageRoot } from '../native/load.js';
 import { listCheckpoints } from './checkpoint.js';
-import { ConfigError } from './train-config.js';
-import { machineDefaults, parseRunConfig, type RunConfig, trainerConfig, withDefaults } from './run-config.js';
+import { ConfigError, type TrainConfig } from './train-config.js';
+import { machineDefaults, parseRunConfig, type RunConfig, stepSchedule, trainerConfig, withDefaults } from './run-config.js';
 import { loadSaeLensAsSae } from './saelens.js';
 import { type ProgressDisplay, type TrainSummary, TrainingError, train } from './trainer.js';
 
@@ -136,6 +136,7 @@ export async function runMainJob(runConfig: RunConfig, options: { resume?: boole
     contextSize: contextLength,
     datasetPath: corpusPaths.join(','),
   });
+  warnIfScheduleMisfits(trainConfig, log);
   const outDir = path.resolve(config.outDir);
   if (!options.resume && (await listCheckpoints(path.join(outDir, 'checkpoints'))).length > 0) {
     throw new TrainingError(`${outDir} already holds a run; resume it (monosemantic run --resume ${outDir}) or choose another outDir`);
@@ -221,6 +222,22 @@ export async function runMainJob(runConfig: RunConfig, options: { resume?: boole
     skipped: [...skipped.values()],
     evaluation,
   };
+}
+
+/**
+ * The presets' schedule follows a run length given in steps (run-config.ts: stepSchedule), but not
+ * one given in passes over the corpus, known only now: say so when the resamples or the warm-up do
+ * not fit the run (all resamples in its first half, or past its end).
+ */
+function warnIfScheduleMisfits(config: TrainConfig, log: (line: string) => void): void {
+  const t = config.training;
+  const steps = t.totalSteps ?? Math.ceil(t.totalSamples! / t.batchSize);
+  const at = config.resampling.enabled ? config.resampling.steps : [];
+  const suggested = stepSchedule(steps);
+  const fix = `(for ${steps.toLocaleString('en-US')} steps: --set 'resampling.steps=${JSON.stringify(suggested.resampling.steps)}' --set resampling.deadWindowSteps=${suggested.resampling.deadWindowSteps})`;
+  if (at.some((s) => s > steps)) log(`resampling.steps ${JSON.stringify(at)}: past the end of this ${steps.toLocaleString('en-US')}-step run ${fix}`);
+  else if (at.length > 0 && at[at.length - 1]! < steps / 2) log(`resampling.steps ${JSON.stringify(at)}: all in the first half of this ${steps.toLocaleString('en-US')}-step run ${fix}`);
+  if (t.lrWarmupSteps > steps) log(`training.lrWarmupSteps ${t.lrWarmupSteps}: longer than this ${steps.toLocaleString('en-US')}-step run`);
 }
 
 /**

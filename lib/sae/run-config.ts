@@ -73,22 +73,39 @@ export function withDefaults(defaults: Doc, doc: Doc): Doc {
 }
 
 /**
+ * The step schedule of a run of `steps` steps, as the presets place it: resampling at 25%, 50% and
+ * 75% of the run, features dead over the last 12.5% of it resampled, and a learning-rate warm-up
+ * of 100 steps (at most 5% of the run). A run under 8 steps is too short to resample.
+ */
+export function stepSchedule(steps: number): { resampling: { steps: number[]; deadWindowSteps: number }; lrWarmupSteps: number } {
+  const at = steps < 8 ? [] : [0.25, 0.5, 0.75].map((f) => Math.round(f * steps));
+  return { resampling: { steps: at, deadWindowSteps: Math.max(1, Math.round(steps / 8)) }, lrWarmupSteps: Math.min(100, Math.floor(steps / 20)) };
+}
+
+/**
  * The presets, both the paper's A/1 shape (4,096 features). CPU (2 cores in about ten minutes):
  * 2,000 steps of 1,024 activations, three resamples. CUDA: ten passes over every position of the
  * corpus (all but the BOS), batches of 4,096, three resamples; 128 contexts per model forward and
- * 1,024 per shuffle window, so the model's forward keeps up with the SAE's steps.
+ * 1,024 per shuffle window, so the model's forward keeps up with the SAE's steps. A run length in
+ * steps or samples that the user gives moves the schedule with it (stepSchedule); one in passes
+ * over the corpus is only known once the corpus is opened (runMainJob says when the preset's
+ * schedule does not fit it).
  */
 export function machineDefaults(backend: 'cpu' | 'cuda', doc: Doc): Doc {
   const training = isPlainObject(doc.training) ? doc.training : {};
   const budget = isPlainObject(doc.budget) ? doc.budget : {};
   const lengthGiven = training.totalSteps !== undefined || training.totalSamples !== undefined || (budget.epochs ?? null) !== null;
+  const batchSize = typeof training.batchSize === 'number' ? training.batchSize : backend === 'cuda' ? 4096 : 1024;
+  const givenSteps =
+    typeof training.totalSteps === 'number' ? training.totalSteps : typeof training.totalSamples === 'number' ? Math.ceil(training.totalSamples / batchSize) : null;
+  const scaled = givenSteps !== null && givenSteps > 0 ? stepSchedule(givenSteps) : null;
   if (backend === 'cuda') {
     return {
       sae: { dSae: 4096 },
-      training: { batchSize: 4096, lr: 1e-3, lrWarmupSteps: 100, lrDecay: 'linear', decayFraction: 0.2, l1Coeff: 5 },
+      training: { batchSize: 4096, lr: 1e-3, lrWarmupSteps: scaled?.lrWarmupSteps ?? 100, lrDecay: 'linear', decayFraction: 0.2, l1Coeff: 5 },
       data: { positionsPerContext: null, forwardBatch: 128, contextsPerWindow: 1024 },
       ...(lengthGiven ? {} : { budget: { epochs: 10 } }),
-      resampling: { steps: [2500, 5000, 7500], deadWindowSteps: 1250 },
+      resampling: scaled?.resampling ?? { steps: [2500, 5000, 7500], deadWindowSteps: 1250 },
       logging: { every: 50, densityWindowSamples: 1_000_000 },
       checkpoints: { every: 1000 },
     };
@@ -96,9 +113,9 @@ export function machineDefaults(backend: 'cpu' | 'cuda', doc: Doc): Doc {
   const steps = 2000;
   return {
     sae: { dSae: 4096 },
-    training: { batchSize: 1024, lr: 1e-3, lrWarmupSteps: 100, lrDecay: 'linear', decayFraction: 0.2, l1Coeff: 5, ...(lengthGiven ? {} : { totalSteps: steps }) },
+    training: { batchSize: 1024, lr: 1e-3, lrWarmupSteps: scaled?.lrWarmupSteps ?? 100, lrDecay: 'linear', decayFraction: 0.2, l1Coeff: 5, ...(lengthGiven ? {} : { totalSteps: steps }) },
     data: { contextsPerWindow: 64 },
-    resampling: { steps: [500, 1000, 1500], deadWindowSteps: 250, samples: 65_536 },
+    resampling: { ...(scaled?.resampling ?? stepSchedule(steps).resampling), samples: 65_536 },
     logging: { every: 50, densityWindowSamples: 250 * 1024 },
     checkpoints: { every: 500 },
   };

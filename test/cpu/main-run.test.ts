@@ -188,6 +188,12 @@ describe('monosemantic run', () => {
     expect(config).toMatchObject({ model: null, hook: 'blocks.0.mlp.hook_post', budget: { epochs: null } });
     expect(machineDefaults('cuda', {})).toMatchObject({ sae: { dSae: 4096 }, budget: { epochs: 10 }, data: { positionsPerContext: null, forwardBatch: 128 } });
     expect(machineDefaults('cuda', { training: { totalSteps: 10 } })).not.toHaveProperty('budget');
+    // A length given in steps or samples moves the schedule with it; keys the user gives still win.
+    expect((await resolveRunConfig({ backend: 'cpu', training: { totalSteps: 20_000 } })).config).toMatchObject({ resampling: { steps: [5000, 10_000, 15_000], deadWindowSteps: 2500 }, training: { lrWarmupSteps: 100 } });
+    expect((await resolveRunConfig({ backend: 'cpu', training: { totalSteps: 30 } })).config).toMatchObject({ resampling: { steps: [8, 15, 23], deadWindowSteps: 4 }, training: { lrWarmupSteps: 1 } });
+    expect(machineDefaults('cuda', { training: { totalSamples: 4096 * 400 } })).toMatchObject({ resampling: { steps: [100, 200, 300], deadWindowSteps: 50 } });
+    expect((await resolveRunConfig({ backend: 'cpu', training: { totalSteps: 20_000 }, resampling: { steps: [700] } })).config.resampling.steps).toEqual([700]);
+    expect((await resolveRunConfig({ backend: 'cpu' })).config).toMatchObject({ resampling: { steps: [500, 1000, 1500], deadWindowSteps: 250 }, training: { lrWarmupSteps: 100 } });
     expect((await resolveRunConfig({ backend: 'cpu', budget: { epochs: 0.5 } })).config.training.totalSteps).toBeUndefined();
     await expect(resolveRunConfig({ backend: 'cpu', budget: { epochs: 1 }, training: { totalSteps: 5 } })).rejects.toThrow(/exactly one of training.totalSteps, training.totalSamples and budget.epochs/);
     await expect(resolveRunConfig({ backend: 'cpu', data: { paths: ['a.tokens', 'b.txt'] }, training: { totalSteps: 1 } }).then((r) => runMainJob(r.config))).rejects.toThrow(/data.paths: mixes token shards/);
