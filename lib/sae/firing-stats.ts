@@ -25,7 +25,7 @@ export interface FiringStatsState {
 export interface DensitySummary {
   /** Features that did not fire in the last completed window. */
   dead: number;
-  /** Features with density below 1e-6 in the last completed window (dead ones included). */
+  /** Features that fired, but with density below 1e-6, in the last completed window (as sae-eval and sae info count them: dead ones apart). */
   ultraLow: number;
   /** Inputs the window covered. */
   samples: number;
@@ -98,7 +98,7 @@ export class FiringStats {
     let ultraLow = 0;
     for (let j = 0; j < this.dSae; j++) {
       if (d[j] === 0) dead++;
-      if (d[j]! < 1e-6) ultraLow++;
+      else if (d[j]! < 1e-6) ultraLow++;
     }
     return { dead, ultraLow, samples: this.#s.lastDensitySamples };
   }
