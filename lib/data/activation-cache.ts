@@ -7,9 +7,17 @@
  * `manifest.json` and `cache-build.json` (the source's position after the last complete shard)
  * are rewritten atomically. A build that stopped resumes from the last complete shard by reopening
  * the source at the saved position, and produces exactly the shards of an uninterrupted build.
+ *
+ * `cache-build.json` also records what the cache is of (`of`: the options that shape the source's
+ * stream, and the identity of its input files such as the model), and a resume or re-run whose
+ * record differs is refused, so two streams are never mixed in one cache. Before resuming (or
+ * reporting a complete cache), the shards already written are checked against their sizes and
+ * checksums; from the first bad one on, the cache is built again from the source's position at
+ * that shard's start (also recorded), giving the same shards as before.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { mkdir, open, readdir, readFile, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 
 import { float32ToBf16 } from '../bf16.js';
@@ -17,7 +25,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { Tensor } from '../tensor.js';
 import type { BackendName } from '../backend.js';
 import type { TrainingDataSource } from '../sae/trainer.js';
-import { MANIFEST_FORMAT } from './activation-files.js';
+import { MANIFEST_FORMAT, sha256OfFile } from './activation-files.js';
 
 export interface CacheShard {
   path: string;
@@ -42,6 +50,16 @@ interface BuildState {
   complete: boolean;
   /** The source's position after the last complete shard. */
   source: unknown;
+  /** The source's position at the start of each shard written (null: the source's start). Absent in states of older versions. */
+  starts?: unknown[];
+  /** What the cache is of: BuildCacheOptions.of, and the identities of BuildCacheOptions.inputs. Absent in states of older versions. */
+  of?: Record<string, unknown>;
+}
+
+/** A file or folder as recorded: its resolved path, and the size and modification time of the file (of a folder, of each file directly inside). */
+interface InputIdentity {
+  path: string;
+  files: Record<string, { bytes: number; modified: string }>;
 }
 
 export interface BuildCacheOptions {
@@ -52,6 +70,16 @@ export interface BuildCacheOptions {
   rows: number;
   shardRows?: number;
   dtype?: 'f32' | 'bf16';
+  /**
+   * The options that shape the source's stream (hook, context length, seed, corpus paths, …), as
+   * JSON values; a resume or re-run whose values differ is refused, naming the keys that differ.
+   */
+  of?: Record<string, unknown>;
+  /**
+   * Files or folders the stream is made from (the model's folder), by name; recorded and compared
+   * like `of`, by identity (see inputIdentity).
+   */
+  inputs?: Record<string, string>;
   backend?: BackendName;
   /** Stops after the current shard (the build resumes later). */
   signal?: AbortSignal;
@@ -91,6 +119,79 @@ async function readJson<T>(file: string): Promise<T | null> {
   }
 }
 
+/**
+ * How an input file or folder is recorded: its resolved path, and the size and modification time
+ * of the file (of a folder, of each non-hidden file directly inside, links followed). For a model
+ * folder that covers the weights, config.json and tokenizer.json with a few stat calls and no
+ * reading: a model replaced, edited or given by another path is told apart, and so is a copy with
+ * new times, whose resume is then refused although it would be safe. (A hash of config.json and
+ * the safetensors header would not tell two trainings of one architecture apart; a hash of the
+ * weights would mean reading them all again.)
+ */
+async function inputIdentity(name: string, file: string): Promise<InputIdentity> {
+  const resolved = path.resolve(file);
+  const describe = (info: Stats) => ({ bytes: info.size, modified: info.mtime.toISOString() });
+  let info: Stats;
+  try {
+    info = await stat(resolved);
+  } catch (error) {
+    throw new ActivationCacheError(resolved, `${name}: cannot be examined (${(error as Error).message})`);
+  }
+  if (!info.isDirectory()) return { path: resolved, files: { [path.basename(resolved)]: describe(info) } };
+  const files: InputIdentity['files'] = {};
+  for (const entry of (await readdir(resolved)).sort()) {
+    if (entry.startsWith('.')) continue;
+    const inside = await stat(path.join(resolved, entry)).catch(() => undefined);
+    if (inside?.isFile()) files[entry] = describe(inside);
+  }
+  return { path: resolved, files };
+}
+
+/** The record of what the cache is of (options.of and the identities of options.inputs), in its JSON form. */
+async function buildRecord(options: BuildCacheOptions): Promise<Record<string, unknown>> {
+  const record: Record<string, unknown> = { ...options.of };
+  for (const [name, file] of Object.entries(options.inputs ?? {})) record[name] = await inputIdentity(name, file);
+  return JSON.parse(JSON.stringify(record)) as Record<string, unknown>;
+}
+
+function isIdentity(value: unknown): value is InputIdentity {
+  return typeof value === 'object' && value !== null && typeof (value as InputIdentity).path === 'string' && typeof (value as InputIdentity).files === 'object';
+}
+
+/** The keys on which two records differ, each with what changed, in words. */
+function recordDifferences(saved: Record<string, unknown>, now: Record<string, unknown>): string[] {
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  const show = (value: unknown) => (value === undefined ? 'none' : isIdentity(value) ? value.path : typeof value === 'string' ? value : JSON.stringify(value));
+  return [...new Set([...Object.keys(saved), ...Object.keys(now)])].flatMap((key) => {
+    const [was, is] = [saved[key], now[key]];
+    if (same(was, is)) return [];
+    if (isIdentity(was) && isIdentity(is) && was.path === is.path) {
+      const changed = [...new Set([...Object.keys(was.files), ...Object.keys(is.files)])].filter((name) => !same(was.files[name], is.files[name]));
+      return [`${key} (${is.path}: ${changed.join(', ')} changed since)`];
+    }
+    return [`${key} (saved ${show(was)}, now ${show(is)})`];
+  });
+}
+
+/** What is wrong with a shard (missing, wrong size, checksum), or null when it is sound. Reads it whole. */
+async function shardProblem(dir: string, shard: CacheShard, d: number, dtype: 'f32' | 'bf16'): Promise<string | null> {
+  const file = path.join(dir, shard.path);
+  const need = shard.rows * d * (dtype === 'bf16' ? 2 : 4);
+  let handle: FileHandle;
+  try {
+    handle = await open(file, 'r');
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : `unreadable (${(error as Error).message})`;
+  }
+  try {
+    const size = (await handle.stat()).size;
+    if (size !== need) return `holds ${size} bytes; ${shard.rows} rows of ${d} ${dtype} need ${need} (truncated?)`;
+    return (await sha256OfFile(handle, size, file)) === shard.sha256 ? null : 'fails its SHA-256 check (corrupt)';
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Builds (or resumes building) the cache in options.dir. */
 export async function buildActivationCache(options: BuildCacheOptions): Promise<BuildCacheResult> {
   const shardRows = options.shardRows ?? 65_536;
@@ -101,14 +202,17 @@ export async function buildActivationCache(options: BuildCacheOptions): Promise<
   await mkdir(options.dir, { recursive: true });
   const buildFile = path.join(options.dir, BUILD_FILE);
   const manifestFile = path.join(options.dir, MANIFEST_FILE);
+  const of = await buildRecord(options);
   const saved = await readJson<BuildState>(buildFile);
   if (saved && (saved.rows !== options.rows || saved.shardRows !== shardRows || saved.dtype !== dtype)) {
     throw new ActivationCacheError(buildFile, `a cache of ${saved.rows} rows in shards of ${saved.shardRows} (${saved.dtype}) is being built here; options ask for ${options.rows}, ${shardRows} (${dtype})`);
   }
-  const manifest: CacheManifest | null = saved && saved.rowsWritten > 0 ? await readJson<CacheManifest>(manifestFile) : null;
-  if (saved?.complete) {
-    return { manifest: manifestFile, rows: saved.rowsWritten, shards: manifest?.shards.length ?? 0, resumedFrom: saved.rowsWritten, complete: true };
+  // A state written by an older version records no `of`: only its rows, shards and dtype are checked.
+  const differences = saved?.of ? recordDifferences(saved.of, of) : [];
+  if (differences.length > 0) {
+    throw new ActivationCacheError(buildFile, `the cache here is of other options: ${differences.join('; ')}; give the same options, or another folder`);
   }
+  const manifest: CacheManifest | null = saved && saved.rowsWritten > 0 ? await readJson<CacheManifest>(manifestFile) : null;
   // cache-build.json is the commit record: the manifest may list one shard more if a build
   // stopped between the two writes; that shard is written again.
   let written = saved?.rowsWritten ?? 0;
@@ -120,12 +224,34 @@ export async function buildActivationCache(options: BuildCacheOptions): Promise<
     covered += shard.rows;
   }
   if (covered !== written) throw new ActivationCacheError(manifestFile, `lists ${covered} rows where ${BUILD_FILE} records ${written}; delete the cache folder to rebuild it`);
-  const source = await options.openSource(saved?.source);
+  const starts = saved?.starts ?? [];
+  let position = saved?.source;
+  // The shards already written are checked before they are built on or reported as cached. Cost:
+  // one read and SHA-256 pass over them (SHA-256 runs at about 0.5–2 GB/s), far less than harvesting them.
+  for (const [i, shard] of shards.entries()) {
+    const problem = await shardProblem(options.dir, shard, manifest!.d, dtype);
+    if (problem === null) continue;
+    const file = path.join(options.dir, shard.path);
+    if (starts.length < shards.length) {
+      throw new ActivationCacheError(file, `${problem}; ${BUILD_FILE} (of an older version) holds no position to build it again from: delete the cache folder to rebuild it`);
+    }
+    written -= shards.splice(i).reduce((sum, s) => sum + s.rows, 0);
+    position = starts.splice(i)[0] ?? undefined;
+    options.log?.(`${file}: ${problem}; building the cache again from it (row ${written})`);
+    break;
+  }
+  if (saved?.complete && written === saved.rowsWritten) {
+    return { manifest: manifestFile, rows: written, shards: shards.length, resumedFrom: written, complete: true };
+  }
+  const source = await options.openSource(position);
   const resumedFrom = written;
-  if (resumedFrom > 0) options.log?.(`resuming the cache build at row ${resumedFrom} of ${options.rows}`);
   const d = source.d;
   const tensors = new Map<number, Tensor>();
   try {
+    if (manifest && shards.length > 0 && manifest.d !== d) {
+      throw new ActivationCacheError(manifestFile, `holds rows of width ${manifest.d}, but the source gives ${d}: give the options the cache was started with`);
+    }
+    if (resumedFrom > 0) options.log?.(`resuming the cache build at row ${resumedFrom} of ${options.rows}`);
     while (written < options.rows) {
       const n = Math.min(shardRows, options.rows - written);
       let t = tensors.get(n);
@@ -136,10 +262,12 @@ export async function buildActivationCache(options: BuildCacheOptions): Promise<
       const name = `acts-${String(shards.length).padStart(6, '0')}.bin`;
       await writeFileAtomic(path.join(options.dir, name), Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
       shards.push({ path: name, rows: n, sha256: sha256(bytes) });
+      starts.push(position ?? null);
       written += n;
+      position = structuredClone(source.state());
       const next: CacheManifest = { format: MANIFEST_FORMAT, version: 1, dtype, d, shards };
       await writeFileAtomic(manifestFile, `${JSON.stringify(next, null, 2)}\n`);
-      const state: BuildState = { version: 1, rows: options.rows, shardRows, dtype, rowsWritten: written, complete: written >= options.rows, source: source.state() };
+      const state: BuildState = { version: 1, rows: options.rows, shardRows, dtype, rowsWritten: written, complete: written >= options.rows, source: position, of, starts };
       await writeFileAtomic(buildFile, `${JSON.stringify(state)}\n`);
       if (options.signal?.aborted && written < options.rows) break;
     }
@@ -155,20 +283,10 @@ export async function verifyActivationCache(dir: string): Promise<{ shards: numb
   const manifestFile = path.join(dir, MANIFEST_FILE);
   const manifest = await readJson<CacheManifest>(manifestFile);
   if (!manifest) throw new ActivationCacheError(manifestFile, 'missing');
-  const itemBytes = manifest.dtype === 'bf16' ? 2 : 4;
   let rows = 0;
   for (const shard of manifest.shards) {
-    const file = path.join(dir, shard.path);
-    let data: Buffer;
-    try {
-      data = await readFile(file);
-    } catch {
-      throw new ActivationCacheError(file, 'missing');
-    }
-    if (data.length !== shard.rows * manifest.d * itemBytes) {
-      throw new ActivationCacheError(file, `holds ${data.length} bytes; ${shard.rows} rows of ${manifest.d} ${manifest.dtype} need ${shard.rows * manifest.d * itemBytes} (truncated?)`);
-    }
-    if (sha256(data) !== shard.sha256) throw new ActivationCacheError(file, 'fails its SHA-256 check (corrupt)');
+    const problem = await shardProblem(dir, shard, manifest.d, manifest.dtype);
+    if (problem !== null) throw new ActivationCacheError(path.join(dir, shard.path), problem);
     rows += shard.rows;
   }
   return { shards: manifest.shards.length, rows };

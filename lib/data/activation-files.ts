@@ -8,8 +8,11 @@
  * - raw shards listed by a JSON manifest (`*.json`):
  *   `{"format": "monosemantic-activations", "version": 1, "dtype": "f32", "d": 512,
  *     "shards": [{"path": "acts-000.bin", "rows": 1000}, ...]}`, shard paths relative to the
- *   manifest, each shard exactly rows × d little-endian values with no header.
+ *   manifest, each shard exactly rows × d little-endian values with no header. A shard may record
+ *   its `sha256` (hex; the activation cache does): the shard is then checked against it the first
+ *   time any of its rows is read, and a mismatch is an ActivationFileError naming the shard.
  */
+import { createHash } from 'node:crypto';
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { dirname, extname, resolve } from 'node:path';
@@ -63,6 +66,7 @@ export const ActivationManifestSchema = z.object({
       z.object({
         path: z.string().min(1),
         rows: z.number().int().nonnegative(),
+        sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits').optional(),
       }),
     )
     .min(1),
@@ -78,6 +82,22 @@ const SAFETENSORS_ACTIVATION_DTYPES: Partial<Record<SafetensorsDtype, Activation
 
 const HOST_IS_LITTLE_ENDIAN = endianness() === 'LE';
 
+/** Bytes read at a time when hashing a file. */
+const HASH_BLOCK_BYTES = 4 << 20;
+
+/** The SHA-256 (hex) of the first `bytes` bytes of an open file, read in 4 MiB positional reads (never held whole). */
+export async function sha256OfFile(handle: FileHandle, bytes: number, path: string): Promise<string> {
+  const hash = createHash('sha256');
+  const block = new Uint8Array(Math.min(HASH_BLOCK_BYTES, bytes));
+  for (let position = 0; position < bytes; ) {
+    const { bytesRead } = await handle.read(block, 0, Math.min(block.length, bytes - position), position);
+    if (bytesRead === 0) throw new ActivationFileError(path, `unexpected end of file at byte ${position} (was it truncated?)`);
+    hash.update(block.subarray(0, bytesRead));
+    position += bytesRead;
+  }
+  return hash.digest('hex');
+}
+
 /** Positional reads of a [rows, d] matrix stored at `dataOffset` of an open file. */
 class MatrixFile implements ActivationFile {
   readonly path: string;
@@ -85,15 +105,37 @@ class MatrixFile implements ActivationFile {
   readonly d: number;
   readonly dtype: ActivationDtype;
   readonly #dataOffset: number;
+  /** The SHA-256 the whole file must have (a manifest's shard), else undefined. */
+  readonly #sha256: string | undefined;
+  /** The check against #sha256, started by the first read; every read waits for it. */
+  #checked: Promise<void> | undefined;
   #handle: FileHandle | undefined;
 
-  constructor(handle: FileHandle, path: string, rows: number, d: number, dtype: ActivationDtype, dataOffset: number) {
+  constructor(handle: FileHandle, path: string, rows: number, d: number, dtype: ActivationDtype, dataOffset: number, sha256?: string) {
     this.#handle = handle;
     this.path = path;
     this.rows = rows;
     this.d = d;
     this.dtype = dtype;
     this.#dataOffset = dataOffset;
+    this.#sha256 = sha256;
+  }
+
+  /**
+   * Hashes the whole file once and compares it with the recorded SHA-256. Cost: one sequential
+   * read and SHA-256 pass over the file (SHA-256 runs at about 0.5–2 GB/s), once per opening, the first
+   * time any of its rows is read; training reads every row anyway. A failure is kept, so every
+   * later read of the file fails the same way.
+   */
+  #check(): Promise<void> {
+    this.#checked ??= (async () => {
+      const size = this.#dataOffset + this.rows * this.d * ACTIVATION_ITEM_BYTES[this.dtype];
+      const actual = await sha256OfFile(this.#handle!, size, this.path);
+      if (actual !== this.#sha256) {
+        throw new ActivationFileError(this.path, `fails its SHA-256 check (the manifest records ${this.#sha256!.slice(0, 12)}…, the file hashes to ${actual.slice(0, 12)}…): the shard is corrupt`);
+      }
+    })();
+    return this.#checked;
   }
 
   async readRows(start: number, count: number, out: Float32Array, outOffset = 0): Promise<void> {
@@ -110,6 +152,7 @@ class MatrixFile implements ActivationFile {
       throw new RangeError(`out.length ${out.length} is too small for ${count} rows of d=${this.d} at outOffset ${outOffset}`);
     }
     if (values === 0) return;
+    if (this.#sha256 !== undefined) await this.#check();
 
     const itemBytes = ACTIVATION_ITEM_BYTES[this.dtype];
     const position = this.#dataOffset + start * this.d * itemBytes;
@@ -148,9 +191,9 @@ class MatrixFile implements ActivationFile {
   }
 }
 
-async function openMatrix(path: string, rows: number, d: number, dtype: ActivationDtype, dataOffset: number): Promise<ActivationFile> {
+async function openMatrix(path: string, rows: number, d: number, dtype: ActivationDtype, dataOffset: number, sha256?: string): Promise<ActivationFile> {
   const handle = await open(path, 'r');
-  return new MatrixFile(handle, path, rows, d, dtype, dataOffset);
+  return new MatrixFile(handle, path, rows, d, dtype, dataOffset, sha256);
 }
 
 async function openSafetensors(path: string, tensor: string | undefined): Promise<ActivationFile> {
@@ -210,7 +253,7 @@ export async function readActivationManifest(path: string): Promise<ActivationMa
   return parsed.data;
 }
 
-/** One file per shard of a manifest, after checking each shard's size. */
+/** One file per shard of a manifest, after checking each shard's size (its SHA-256, when recorded, on the first read). */
 async function openManifest(path: string): Promise<ActivationFile[]> {
   const manifest = await readActivationManifest(path);
   const itemBytes = ACTIVATION_ITEM_BYTES[manifest.dtype];
@@ -234,7 +277,7 @@ async function openManifest(path: string): Promise<ActivationFile[]> {
   const files: ActivationFile[] = [];
   try {
     for (const [i, shard] of manifest.shards.entries()) {
-      files.push(await openMatrix(shardPaths[i]!, shard.rows, manifest.d, manifest.dtype, 0));
+      files.push(await openMatrix(shardPaths[i]!, shard.rows, manifest.d, manifest.dtype, 0, shard.sha256));
     }
   } catch (error) {
     await Promise.all(files.map((file) => file.close()));

@@ -17,7 +17,9 @@
  * Bad input never stops a read midway; it is counted in the report's `skipped` list, one entry
  * per (file, kind of problem):
  * - a named path that does not exist, a folder that cannot be listed, or nothing matched at all:
- *   CorpusError from resolveCorpusFiles / readCorpus, before any document is read;
+ *   CorpusError from resolveCorpusFiles / readCorpus, before any document is read; but a named
+ *   file that this process has resolved before (an earlier pass over the corpus) and that is gone
+ *   now was removed while in use: it stays in the list and is skipped when read, as below;
  * - an empty file (0 bytes, or no text after a byte-order mark): 'empty file';
  * - a text file with a NUL byte in its first 64 KiB: skipped as not text (binary or compressed);
  * - invalid UTF-8: decoded with U+FFFD replacement characters and kept; the documents affected
@@ -132,10 +134,20 @@ async function walkFolder(dir: string): Promise<string[]> {
 }
 
 /**
+ * Named files (absolute paths) that resolveCorpusFiles has found in this process. Each pass over a
+ * corpus resolves its paths again (contexts.ts reopens the stream for every pass), and a file
+ * among these that is missing then was removed while the corpus was in use.
+ */
+const namedFilesFound = new Set<string>();
+
+/**
  * The corpus files named by `options.paths`, as absolute paths: in pattern order, each folder's or
  * glob's matches sorted, duplicates dropped (the first kept). A named file is taken whatever its
  * extension. Throws CorpusError for a path that neither exists nor is a glob, and when nothing
- * matched at all.
+ * matched at all, except that a named file found by an earlier call in this process is kept
+ * though it is gone (its reader skips it, counting it in the report): a run is not ended at its
+ * next pass by a file removed meanwhile, and the stream's fingerprint (contexts.ts) still records
+ * the change, so a saved position of one list is never resumed on the other.
  */
 export async function resolveCorpusFiles(options: CorpusOptions): Promise<string[]> {
   const { paths } = corpusOptionsWithDefaults(options);
@@ -151,6 +163,9 @@ export async function resolveCorpusFiles(options: CorpusOptions): Promise<string
       }
     }
     if (info?.isFile()) {
+      namedFilesFound.add(resolve(pattern));
+      found.push(resolve(pattern));
+    } else if (info === undefined && namedFilesFound.has(resolve(pattern))) {
       found.push(resolve(pattern));
     } else if (info?.isDirectory()) {
       found.push(...(await walkFolder(resolve(pattern))).sort());
@@ -349,8 +364,8 @@ async function* readJsonlFile(path: string, options: Required<CorpusOptions>, sk
     if (!valid) skip.add(path, 'utf8', INVALID_UTF8_REASON);
     return text;
   };
-  const tooLong = (): void =>
-    skip.add(path, 'long', `line longer than ${MAX_JSONL_LINE_BYTES / 2 ** 20} MiB (first at line ${lineNumber})`);
+  const tooLong = (line: number): void =>
+    skip.add(path, 'long', `line longer than ${MAX_JSONL_LINE_BYTES / 2 ** 20} MiB (first at line ${line})`);
 
   try {
     for (;;) {
@@ -368,7 +383,7 @@ async function* readJsonlFile(path: string, options: Required<CorpusOptions>, sk
         if (discarding) {
           discarding = false;
         } else if (partBytes + newline - start > MAX_JSONL_LINE_BYTES) {
-          tooLong();
+          tooLong(lineNumber); // its newline is here: already counted
         } else {
           const piece = chunk.subarray(start, newline);
           const line = parts.length === 0 ? piece : Buffer.concat([...parts, piece]);
@@ -382,7 +397,7 @@ async function* readJsonlFile(path: string, options: Required<CorpusOptions>, sk
       if (!discarding && start < chunk.length) {
         partBytes += chunk.length - start;
         if (partBytes > MAX_JSONL_LINE_BYTES) {
-          tooLong();
+          tooLong(lineNumber + 1); // the line has no newline yet, so it is not counted yet
           discarding = true;
           parts = [];
           partBytes = 0;

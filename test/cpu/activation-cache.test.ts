@@ -1,5 +1,5 @@
 /** The on-disk activation cache: build, interrupt, resume to identical shards, read back, verify. */
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { describe, expect, it } from 'vitest';
@@ -84,5 +84,138 @@ describe('activation cache', () => {
     controller.abort();
     await buildActivationCache({ dir: half, openSource: countingSource, rows: 100, shardRows: 64, signal: controller.signal, backend: 'cpu' });
     await expect(buildActivationCache({ dir: half, openSource: countingSource, rows: 100, shardRows: 32, backend: 'cpu' })).rejects.toThrow(/shards of 64 \(f32\) is being built here; options ask for 100, 32 \(f32\)/);
+  });
+});
+
+describe('activation cache: what it is of', () => {
+  /** A build of 1000 rows in shards of 128, stopped after `shards` shards (all of them: complete). */
+  async function build(dir: string, options: { of?: Record<string, unknown>; inputs?: Record<string, string>; shards?: number } = {}) {
+    const controller = new AbortController();
+    let calls = 0;
+    return buildActivationCache({
+      dir,
+      rows: 1000,
+      shardRows: 128,
+      backend: 'cpu',
+      signal: controller.signal,
+      ...(options.of ? { of: options.of } : {}),
+      ...(options.inputs ? { inputs: options.inputs } : {}),
+      openSource: async (s) => {
+        const src = await countingSource(s);
+        return { ...src, state: src.state, next: async (rows, out) => (++calls === options.shards && controller.abort(), src.next(rows, out)) };
+      },
+    });
+  }
+
+  it('refuses a resume or re-run whose options or model differ, naming them, and resumes with the same ones', async () => {
+    const root = tempDir('cache');
+    const model = path.join(root, 'model');
+    mkdirSync(model);
+    writeFileSync(path.join(model, 'config.json'), '{}');
+    writeFileSync(path.join(model, 'model.safetensors'), 'weights');
+    const other = path.join(root, 'other-model');
+    mkdirSync(other);
+    writeFileSync(path.join(other, 'model.safetensors'), 'weights');
+    const of = { hook: 'blocks.0.mlp.hook_post', context: 128, corpus: ['a.jsonl'] };
+    const dir = path.join(root, 'cache');
+    expect(await build(dir, { of, inputs: { model }, shards: 2 })).toMatchObject({ rows: 256, complete: false });
+
+    const refused = (options: Parameters<typeof build>[1]) => build(dir, options).then(() => 'accepted', (e: unknown) => String(e));
+    expect(await refused({ of: { ...of, hook: 'blocks.0.hook_resid_post' }, inputs: { model } })).toMatch(
+      /^ActivationCacheError: .*cache-build\.json: the cache here is of other options: hook \(saved blocks\.0\.mlp\.hook_post, now blocks\.0\.hook_resid_post\); give the same options, or another folder$/,
+    );
+    expect(await refused({ of: { ...of, context: 64, corpus: ['b.jsonl'] }, inputs: { model } })).toMatch(
+      /other options: context \(saved 128, now 64\); corpus \(saved \["a\.jsonl"\], now \["b\.jsonl"\]\);/,
+    );
+    expect(await refused({ of, inputs: { model: other } })).toMatch(new RegExp(`model \\(saved ${model}, now ${other}\\)`));
+    expect(await refused({ of })).toMatch(new RegExp(`model \\(saved ${model}, now none\\)`));
+    const weights = path.join(model, 'model.safetensors');
+    const saved = statSync(weights).mtime;
+    utimesSync(weights, saved, new Date(saved.getTime() + 5000)); // the weights replaced, same size
+    expect(await refused({ of, inputs: { model } })).toMatch(new RegExp(`model \\(${model}: model\\.safetensors changed since\\)`));
+    utimesSync(weights, saved, saved);
+
+    expect(await build(dir, { of, inputs: { model } })).toMatchObject({ rows: 1000, complete: true, resumedFrom: 256 });
+    // A complete cache is not reported as one of other options either.
+    expect(await refused({ of: { ...of, hook: 'blocks.1.mlp.hook_post' }, inputs: { model } })).toMatch(/hook \(saved blocks\.0\.mlp\.hook_post, now blocks\.1\.mlp\.hook_post\)/);
+    expect(await build(dir, { of, inputs: { model } })).toMatchObject({ rows: 1000, complete: true, resumedFrom: 1000 });
+  });
+
+  it('refuses a resume whose source gives rows of another width', async () => {
+    const dir = path.join(tempDir('cache'), 'width');
+    expect(await build(dir, { shards: 1 })).toMatchObject({ rows: 128, complete: false });
+    const wider = async (s: unknown) => ({ ...(await countingSource(s)), d: d + 1 });
+    await expect(buildActivationCache({ dir, openSource: wider, rows: 1000, shardRows: 128, backend: 'cpu' })).rejects.toThrow(
+      /manifest\.json: holds rows of width 5, but the source gives 6/,
+    );
+  });
+});
+
+describe('activation cache: shards already written', () => {
+  const options = (dir: string, log: string[] = []) => ({ dir, openSource: countingSource, rows: 1000, shardRows: 128, backend: 'cpu' as const, log: (line: string) => log.push(line) });
+  const shardFiles = (dir: string) => readdirSync(dir).filter((n) => n.endsWith('.bin') || n === 'manifest.json');
+
+  it('builds a resumed cache again from its first missing or damaged shard, giving the same shards', async () => {
+    const whole = path.join(tempDir('cache'), 'whole');
+    await buildActivationCache(options(whole));
+    const dir = path.join(tempDir('cache'), 'damaged');
+    const controller = new AbortController();
+    let calls = 0;
+    await buildActivationCache({
+      ...options(dir),
+      signal: controller.signal,
+      openSource: async (s) => {
+        const src = await countingSource(s);
+        return { ...src, state: src.state, next: async (rows, out) => (++calls === 4 && controller.abort(), src.next(rows, out)) };
+      },
+    });
+    rmSync(path.join(dir, 'acts-000001.bin'));
+    const log: string[] = [];
+    expect(await buildActivationCache(options(dir, log))).toMatchObject({ rows: 1000, shards: 8, complete: true, resumedFrom: 128 });
+    expect(log[0]).toBe(`${path.join(dir, 'acts-000001.bin')}: missing; building the cache again from it (row 128)`);
+    for (const name of shardFiles(whole)) expect(readFileSync(path.join(dir, name)).equals(readFileSync(path.join(whole, name))), name).toBe(true);
+  });
+
+  it('does not report a complete cache with a truncated or corrupt shard as cached, and builds it again from that shard', async () => {
+    const whole = path.join(tempDir('cache'), 'whole');
+    await buildActivationCache(options(whole));
+    const dir = path.join(tempDir('cache'), 'complete');
+    await buildActivationCache(options(dir));
+    truncateSync(path.join(dir, 'acts-000005.bin'), 100);
+    const flipped = readFileSync(path.join(dir, 'acts-000006.bin'));
+    flipped[3]! ^= 1;
+    writeFileSync(path.join(dir, 'acts-000006.bin'), flipped);
+    const log: string[] = [];
+    expect(await buildActivationCache(options(dir, log))).toMatchObject({ rows: 1000, shards: 8, complete: true, resumedFrom: 640 });
+    expect(log[0]).toBe(`${path.join(dir, 'acts-000005.bin')}: holds 100 bytes; 128 rows of 5 f32 need 2560 (truncated?); building the cache again from it (row 640)`);
+    for (const name of shardFiles(whole)) expect(readFileSync(path.join(dir, name)).equals(readFileSync(path.join(whole, name))), name).toBe(true);
+
+    // Only the checksum is off.
+    writeFileSync(path.join(dir, 'acts-000002.bin'), flipped);
+    log.length = 0;
+    expect(await buildActivationCache(options(dir, log))).toMatchObject({ complete: true, resumedFrom: 256 });
+    expect(log[0]).toMatch(/acts-000002\.bin: fails its SHA-256 check \(corrupt\); building the cache again from it \(row 256\)$/);
+    expect(await verifyActivationCache(dir)).toEqual({ shards: 8, rows: 1000 });
+
+    // A build state of an older version holds no positions to build again from: the shard is named.
+    const buildFile = path.join(dir, 'cache-build.json');
+    const { starts: _, ...older } = JSON.parse(readFileSync(buildFile, 'utf8')) as Record<string, unknown>;
+    writeFileSync(buildFile, JSON.stringify(older));
+    rmSync(path.join(dir, 'acts-000003.bin'));
+    await expect(buildActivationCache(options(dir))).rejects.toThrow(
+      /acts-000003\.bin: missing; cache-build\.json \(of an older version\) holds no position to build it again from: delete the cache folder to rebuild it$/,
+    );
+  });
+
+  it('gives train’s reader the checksums, so a corrupt value in a shard fails naming it', async () => {
+    const dir = path.join(tempDir('cache'), 'nan');
+    await buildActivationCache(options(dir));
+    const shard = path.join(dir, 'acts-000003.bin');
+    const bytes = readFileSync(shard);
+    bytes.writeFloatLE(Number.NaN, 40);
+    writeFileSync(shard, bytes);
+    await expect(openActivationSource({ paths: [path.join(dir, 'manifest.json')], seed: 0 })).rejects.toThrow(
+      new RegExp(`^${shard}: fails its SHA-256 check`),
+    );
   });
 });

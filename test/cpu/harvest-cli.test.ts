@@ -1,5 +1,5 @@
 /** `monosemantic harvest` then `monosemantic train` on its cache: text to a trained SAE from the command line. */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { expect, it } from 'vitest';
@@ -32,4 +32,35 @@ it('harvests a hook over a corpus into a verified cache that train reads', async
   const t = cli(['train', '--data', path.join(cache, 'manifest.json'), '--d-sae', '48', '--steps', '20', '--out', path.join(root, 'run'), '--no-progress', '--set', 'training.batchSize=64', '--set', 'resampling.enabled=false']);
   expect(t.status, t.stderr).toBe(0);
   expect(t.stdout).toMatch(/finished after 20 of 20 steps/);
+});
+
+it('refuses to resume a cache with another hook, builds a damaged cache again, and train names a corrupt shard', async () => {
+  const root = tempDir('harvest');
+  const corpus = path.join(root, 'corpus.jsonl');
+  writeFileSync(corpus, Array.from({ length: 60 }, (_, i) => JSON.stringify({ text: `document ${i}: the cat sat on mat number ${i * 7}` })).join('\n'));
+  const cache = path.join(root, 'cache');
+  const args = (hook: string) => ['harvest', '--model', model, '--corpus', corpus, '--hook', hook, '--rows', '300', '--out', cache, '--context', '16', '--positions', '6', '--window', '10', '--shard-rows', '100'];
+  expect(cli(args('blocks.0.hook_resid_post')).status).toBe(0);
+  const shard = path.join(cache, 'acts-000001.bin');
+  const intact = readFileSync(shard);
+
+  const other = cli(args('blocks.1.hook_resid_post'));
+  expect(other.status).toBe(1);
+  expect(other.stderr.trim()).toBe(
+    `monosemantic: ${path.join(cache, 'cache-build.json')}: the cache here is of other options: hook (saved blocks.0.hook_resid_post, now blocks.1.hook_resid_post); give the same options, or another folder`,
+  );
+
+  truncateSync(shard, 10);
+  const again = cli(args('blocks.0.hook_resid_post'));
+  expect(again.status, again.stderr).toBe(0);
+  expect(again.stderr).toContain(`${shard}: holds 10 bytes; 100 rows of 36 f32 need 14400 (truncated?); building the cache again from it (row 100)`);
+  expect(again.stdout).toMatch(/^cached 300 rows/);
+  expect(readFileSync(shard).equals(intact)).toBe(true);
+
+  const corrupt = Buffer.from(intact);
+  corrupt.writeFloatLE(Number.NaN, 400);
+  writeFileSync(shard, corrupt);
+  const t = cli(['train', '--data', path.join(cache, 'manifest.json'), '--d-sae', '16', '--steps', '5', '--out', path.join(root, 'run'), '--no-progress', '--set', 'training.batchSize=32']);
+  expect(t.status).toBe(1);
+  expect(t.stderr).toMatch(new RegExp(`^monosemantic: ${shard}: fails its SHA-256 check \\(.*\\): the shard is corrupt\\n$`));
 });

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,7 +50,7 @@ function rowIds(batch: Float32Array, d = D): number[] {
   return ids;
 }
 
-function writeManifest(dir: string, name: string, dtype: string, d: number, shards: { path: string; rows: number }[], extra: object = {}): string {
+function writeManifest(dir: string, name: string, dtype: string, d: number, shards: { path: string; rows: number; sha256?: string }[], extra: object = {}): string {
   const path = join(dir, name);
   writeFileSync(path, JSON.stringify({ format: 'monosemantic-activations', version: 1, dtype, d, shards, ...extra }));
   return path;
@@ -369,6 +370,37 @@ describe('openActivationFile', () => {
     expect([one.rows, one.d]).toEqual([10, 3]);
     await one.close();
     await expect(openActivationFile(join(dir, 's.bin'))).rejects.toThrow(/unknown activation file type ".bin"/);
+  });
+
+  it('checks a shard against the SHA-256 its manifest records on the first read, naming the shard', async () => {
+    const dir = freshDir();
+    const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+    const good = new Uint8Array(idRows(0, 10, 3).buffer);
+    const bad = new Uint8Array(idRows(10, 10, 3).buffer);
+    const recorded = sha256(bad);
+    bad.set(new Uint8Array(Float32Array.of(Number.NaN).buffer), 4 * 7); // one value, same size
+    writeFileSync(join(dir, 'good.bin'), good);
+    writeFileSync(join(dir, 'bad.bin'), bad);
+    const manifest = writeManifest(dir, 'm.json', 'f32', 3, [
+      { path: 'good.bin', rows: 10, sha256: sha256(good) },
+      { path: 'bad.bin', rows: 10, sha256: recorded },
+    ]);
+    const [first, second] = await openActivationFiles(manifest); // sizes agree: opening succeeds
+    const out = new Float32Array(30);
+    await first!.readRows(2, 3, out);
+    expect(rowIds(out.subarray(0, 9), 3)).toEqual([2, 3, 4]);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const error = await second!.readRows(0, 1, out).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ActivationFileError);
+      expect((error as ActivationFileError).path).toBe(join(dir, 'bad.bin'));
+      expect((error as Error).message).toMatch(/bad\.bin: fails its SHA-256 check .*: the shard is corrupt$/);
+    }
+    await Promise.all([first!.close(), second!.close()]);
+
+    // The shuffled source reads both shards in its first window: it fails before serving a row.
+    await expect(openActivationSource({ paths: [manifest], seed: 0 })).rejects.toThrow(/bad\.bin: fails its SHA-256 check/);
+    const malformed = writeManifest(dir, 'x.json', 'f32', 3, [{ path: 'good.bin', rows: 10, sha256: 'abc' }]);
+    await expect(openActivationFiles(malformed)).rejects.toThrow(/shards\.0\.sha256: must be 64 lowercase hex digits/);
   });
 
   it('rejects a .npy that is not a 2-D matrix', async () => {

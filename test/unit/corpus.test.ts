@@ -3,7 +3,7 @@
  * JSONL, Parquet written by pyarrow in scripts/fixtures/make_corpus_fixture.py), documents cut at
  * maxDocumentChars, and every kind of bad input counted in the report instead of stopping the read.
  */
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CorpusError,
   INVALID_UTF8_REASON,
+  MAX_JSONL_LINE_BYTES,
   readCorpus,
   resolveCorpusFiles,
   type CorpusDocument,
@@ -229,6 +230,18 @@ describe('readCorpus: JSONL', () => {
       { file: path.join(root, 'b.jsonl'), reason: 'empty file', count: 1 },
     ]);
   });
+
+  it('skips a line longer than MAX_JSONL_LINE_BYTES, naming that line, and goes on with the next', async () => {
+    const file = path.join(scratch, 'long-line.jsonl');
+    await writeFile(file, '{"text":"first"}\n');
+    // Line 2: NUL bytes (a sparse hole: nothing is written) up to past the limit, then line 3.
+    const handle = await open(file, 'r+');
+    await handle.write('\n{"text":"third"}\n', MAX_JSONL_LINE_BYTES + 2 ** 20, 'utf8');
+    await handle.close();
+    const { documents, report } = await readAll({ paths: [file] });
+    expect(documents.map((d) => d.text)).toEqual(['first', 'third']);
+    expect(report.skipped).toEqual([{ file, reason: 'line longer than 256 MiB (first at line 2)', count: 1 }]);
+  });
 });
 
 describe('readCorpus: Parquet', () => {
@@ -298,6 +311,21 @@ describe('readCorpus: unreadable files', () => {
       ['d.parquet', 1],
     ]);
     for (const entry of report.skipped) expect(entry.reason).toMatch(/^cannot be read \(ENOENT/);
+  });
+
+  it('keeps a named file removed after an earlier resolution (a later pass), skipping it when read', async () => {
+    const root = await writeTree('removed-between-passes', { 'a.jsonl': '{"text":"kept"}\n', 'b.txt': 'removed' });
+    const options = { paths: [path.join(root, 'a.jsonl'), path.join(root, 'b.txt')] };
+    expect((await readAll(options)).documents.map((d) => d.text)).toEqual(['kept', 'removed']);
+    await rm(path.join(root, 'b.txt'));
+    expect(await resolveCorpusFiles(options)).toEqual(options.paths);
+    const { documents, report } = await readAll(options);
+    expect(documents.map((d) => [d.file, d.text])).toEqual([[0, 'kept']]);
+    expect(report.files).toBe(2);
+    expect(report.skipped).toEqual([{ file: path.join(root, 'b.txt'), reason: expect.stringMatching(/^cannot be read \(ENOENT: no such file or directory/) as string, count: 1 }]);
+    // A named file never found in this process is still an error.
+    const never = path.join(root, 'never.txt');
+    expect((await corpusError(resolveCorpusFiles({ paths: [path.join(root, 'a.jsonl'), never] }))).path).toBe(never);
   });
 
   it.skipIf(process.getuid?.() === 0)('skips a file without read permission (not testable as root)', async () => {
