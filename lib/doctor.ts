@@ -1,12 +1,17 @@
 /** What `monosemantic doctor` reports: the CPU, the CUDA backend, the GPUs, and why not CUDA. */
-import { backendStatus, nativeAddon } from './backend.js';
+import { type BackendStatus, backendStatus, nativeAddon } from './backend.js';
 import type { NativeDeviceInfo } from './native/binding.js';
+import { cudaLibraryPath, loadAddon } from './native/load.js';
 
 export interface DoctorReport {
   node: string;
   platform: string;
   addonPath: string;
-  backend: { requested: string; active: string };
+  /**
+   * active is null, and error says why, when no backend can be used: MONOSEMANTIC_BACKEND is not
+   * a backend, or names CUDA where CUDA cannot be used. Every command then fails with that error.
+   */
+  backend: { requested: string; active: string | null; error?: string };
   cpu: { model: string; simd: string; simdDetected: string; threads: number };
   cuda: {
     loaded: boolean;
@@ -27,7 +32,24 @@ export function cudaVersionString(v: number): string {
 }
 
 export function doctorReport(): DoctorReport {
-  const status = backendStatus();
+  let status: BackendStatus;
+  try {
+    status = backendStatus();
+  } catch (error) {
+    // The backends could not be set up (the message says why): the rest is still reported, from
+    // the addon loaded directly (it loads as it did for the backends; an addon that does not load
+    // leaves nothing to report, and its error is thrown).
+    const { addon, path: addonPath } = loadAddon();
+    const message = (error as Error).message;
+    return {
+      node: process.version,
+      platform: `${process.platform}-${process.arch}`,
+      addonPath,
+      backend: { requested: process.env.MONOSEMANTIC_BACKEND ?? '', active: null, error: message },
+      cpu: addon.cpuInfo(),
+      cuda: { loaded: false, libraryPath: cudaLibraryPath(addonPath), reason: message },
+    };
+  }
   const addon = nativeAddon();
   const report: DoctorReport = {
     node: process.version,
@@ -54,7 +76,7 @@ export function formatDoctorReport(r: DoctorReport): string {
     `monosemantic doctor`,
     `  node          ${r.node} (${r.platform})`,
     `  addon         ${r.addonPath}`,
-    `  backend       ${r.backend.active} (requested: ${r.backend.requested})`,
+    r.backend.active === null ? `  backend       none: ${r.backend.error}` : `  backend       ${r.backend.active} (requested: ${r.backend.requested})`,
     `  cpu           ${r.cpu.model || 'unknown model'}`,
     `  cpu simd      ${r.cpu.simd} (detected: ${r.cpu.simdDetected})`,
     `  cpu threads   ${r.cpu.threads}`,
@@ -67,8 +89,8 @@ export function formatDoctorReport(r: DoctorReport): string {
     for (const [i, d] of (r.cuda.devices ?? []).entries()) {
       lines.push(`  gpu ${i}         ${d.name}, ${gib(d.totalBytes)} (${gib(d.freeBytes)} free), ${d.multiprocessors} SMs, sm_${d.computeCapability.replace('.', '')}`);
     }
-  } else {
-    lines.push(`  why not cuda  ${r.cuda.reason}`);
+  } else if (r.backend.active !== null) {
+    lines.push(`  why not cuda  ${r.cuda.reason}`); // else the backend line has said why
   }
   return lines.join('\n');
 }

@@ -18,6 +18,7 @@ import { Tokenizer } from '../lm/tokenizer.js';
 import { loadGpt2Weights } from '../lm/weights.js';
 import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
+import { nonNegativeIntegerFlag, nonNegativeNumberFlag, optionWithDefault, positiveIntegerFlag, prepareOutputFile } from './flags.js';
 
 interface AutomataFlags {
   sae: string;
@@ -33,28 +34,31 @@ interface AutomataFlags {
   json?: boolean;
 }
 
-function number(flag: string, text: string, integer = false): number {
-  const v = Number(text);
-  if (!Number.isFinite(v) || v < 0 || (integer && !Number.isSafeInteger(v))) throw new RangeError(`${flag} must be a ${integer ? 'non-negative integer' : 'non-negative number'} (got ${JSON.stringify(text)})`);
-  return v;
-}
-
 export function registerAutomata(program: Command): void {
   program
     .command('automata')
     .description('find feature cycles (X promotes the tokens Y fires on, Y the tokens Z fires on, ... back to X)')
     .requiredOption('--sae <dir>', 'SAELens folder of an SAE on an MLP hidden layer')
-    .option('--model <dir>', 'model directory (default: the package’s model A)', defaultModelDir())
+    .addOption(optionWithDefault('--model <dir>', 'model directory', defaultModelDir(), 'the package’s model A'))
     .option('--data <paths...>', 'token shards or text (default: corpus/val.tokens)')
     .option('--contexts <n>', 'contexts read (default: all)')
-    .option('--min-score <s>', 'edges scoring below this (√(logit strength × transition rate)) are left out', '0.05')
-    .option('--min-count <n>', 'fewest observed transitions for an edge', '3')
-    .option('--max-length <n>', 'longest cycle', '4')
-    .option('--top <n>', 'cycles reported', '20')
+    .addOption(optionWithDefault('--min-score <s>', 'edges scoring below this (√(logit strength × transition rate)) are left out', '0.05'))
+    .addOption(optionWithDefault('--min-count <n>', 'fewest observed transitions for an edge', '3'))
+    .addOption(optionWithDefault('--max-length <n>', 'longest cycle', '4'))
+    .addOption(optionWithDefault('--top <n>', 'cycles reported', '20'))
     .option('-o, --out <file>', 'write the edges and cycles as JSON')
     .option('--backend <name>', 'cpu or cuda (default: the active backend)')
     .option('--json', 'print the result as JSON')
     .action(async (flags: AutomataFlags) => {
+      // Flags and the output's folder are checked before the analysis, which can take minutes.
+      const limit = flags.contexts ? positiveIntegerFlag('--contexts', flags.contexts) : Number.MAX_SAFE_INTEGER;
+      const options = {
+        minScore: nonNegativeNumberFlag('--min-score', flags.minScore),
+        minCount: nonNegativeIntegerFlag('--min-count', flags.minCount),
+        maxLength: nonNegativeIntegerFlag('--max-length', flags.maxLength),
+        maxCycles: nonNegativeIntegerFlag('--top', flags.top),
+      };
+      if (flags.out) await prepareOutputFile('--out', flags.out);
       const { sae, loaded } = await loadSaeLensAsSae(flags.sae, flags.backend ? { backend: flags.backend } : {});
       try {
         const hook = loaded.metadata.hookName ?? '';
@@ -63,23 +67,17 @@ export function registerAutomata(program: Command): void {
         const tokenizer = await Tokenizer.load(flags.model);
         using model = await Gpt2Model.load(flags.model, { backend: sae.backend });
         const T = Math.min(loaded.metadata.contextSize ?? model.config.nPositions, model.config.nPositions);
-        const limit = flags.contexts ? number('--contexts', flags.contexts, true) : Number.MAX_SAFE_INTEGER;
         const contexts = await readContexts({ paths: flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')], tokenizer, contextLength: T, seed: 0 }, limit);
         const record = new FiringRecord(sae.dSae, model.config.vocabSize);
         await forEachFeatureBatch(model, sae, hook, contexts, T, (f, ids) => record.absorb(f, ids, T));
         const logits = await logitWeightMatrix(loaded.params.W_dec, sae.dSae, model.config, await loadGpt2Weights(flags.model, model.config), Number(layer[1]), { backend: sae.backend });
-        const result = await findAutomata(record, logits, {
-          minScore: number('--min-score', flags.minScore),
-          minCount: number('--min-count', flags.minCount, true),
-          maxLength: number('--max-length', flags.maxLength, true),
-          maxCycles: number('--top', flags.top, true),
-          backend: sae.backend,
-        });
+        const result = await findAutomata(record, logits, { ...options, backend: sae.backend });
         const topTokens = (feature: number) => {
           const row = logits.subarray(feature * model.config.vocabSize, (feature + 1) * model.config.vocabSize);
           return Array.from(row.keys()).sort((a, b) => row[b]! - row[a]!).slice(0, 3);
         };
-        const output = { sae: path.resolve(flags.sae), model: path.resolve(flags.model), hook, tokens: contexts.length / T * (T - 1), ...result, promotes: Object.fromEntries(result.cycles.flatMap((c) => c.features).map((f) => [f, topTokens(f)])) };
+        // dSae with the SAE's path: what browse --automata checks the result against.
+        const output = { sae: path.resolve(flags.sae), dSae: sae.dSae, model: path.resolve(flags.model), hook, tokens: contexts.length / T * (T - 1), ...result, promotes: Object.fromEntries(result.cycles.flatMap((c) => c.features).map((f) => [f, topTokens(f)])) };
         if (flags.out) await writeFileAtomic(flags.out, JSON.stringify(output));
         if (flags.json) {
           process.stdout.write(`${JSON.stringify(output)}\n`);

@@ -4,7 +4,7 @@
  * run's summary and curves, and optionally `compare` and `automata` results — to a folder whose
  * index.html opens from disk. `--serve` also serves it over local HTTP.
  */
-import { copyFile, mkdir, readFile, readdir } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, readdir, realpath } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import path from 'node:path';
 
@@ -17,6 +17,7 @@ import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
+import { optionWithDefault } from './flags.js';
 import { createProgress } from './progress.js';
 
 interface BrowseFlags {
@@ -28,7 +29,7 @@ interface BrowseFlags {
   out: string;
   compare?: string[];
   automata?: string;
-  serve?: string | boolean;
+  serve?: string | true;
   backend?: 'cpu' | 'cuda';
   progress?: boolean;
 }
@@ -58,13 +59,60 @@ export function serveFolder(dir: string, port: number): Promise<number> {
   });
 }
 
+type ResultKind = 'compare' | 'automata';
+
+/** Which command's --out result `value` is, told by its fields; null for neither. */
+function resultKind(value: unknown): ResultKind | null {
+  if (typeof value !== 'object' || value === null) return null;
+  const v = value as Record<string, unknown>;
+  if (typeof v['saeA'] === 'string' && Array.isArray((v['features'] as Record<string, unknown> | undefined)?.['bestMatch'])) return 'compare';
+  if (typeof v['sae'] === 'string' && Array.isArray(v['cycles']) && Array.isArray(v['edges'])) return 'automata';
+  return null;
+}
+
+/**
+ * Reads the `kind` result `file` (given as `flag`) for the SAE in `saeDir` with `dSae` features.
+ * Refuses a result of the other kind, one made for an SAE of another size, and one whose SAE
+ * folder still exists and is not `saeDir`: its pages would describe another SAE's features. (A
+ * result whose SAE folder has since moved is matched on the size alone.)
+ */
+async function readResult(flag: string, file: string, kind: ResultKind, saeDir: string, dSae: number): Promise<unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(await readFile(file, 'utf8'));
+  } catch (error) {
+    throw new RangeError(`${flag} ${file}: ${(error as Error).message}`);
+  }
+  const found = resultKind(value);
+  if (found !== kind) {
+    const holds = found ? `holds a \`monosemantic ${found}\` result` : 'holds neither a `monosemantic compare` nor a `monosemantic automata` result';
+    throw new RangeError(`${flag} ${file}: ${holds}; ${flag} takes the file \`monosemantic ${kind} --out\` writes`);
+  }
+  // compare records its first SAE as saeA, with a best match per feature; automata its SAE as sae, with dSae.
+  const made = value as { saeA?: string; sae?: string; dSae?: unknown; features?: { bestMatch: unknown[] } };
+  const madeFor = kind === 'compare' ? made.saeA! : made.sae!;
+  const size = kind === 'compare' ? made.features!.bestMatch.length : made.dSae;
+  if (typeof size === 'number' && size !== dSae) throw new RangeError(`${flag} ${file}: made for ${madeFor} (${size} features), not ${saeDir} (${dSae} features)`);
+  const [recorded, given] = await Promise.all([realpath(madeFor).catch(() => null), realpath(saeDir)]);
+  if (recorded !== null && recorded !== given) throw new RangeError(`${flag} ${file}: made for ${madeFor}, not ${saeDir}`);
+  return value;
+}
+
+/** --serve's port: 8080 when the flag has no value; a RangeError unless an integer in [0, 65535]. */
+function servePort(value: string | true): number {
+  if (value === true) return 8080;
+  const port = /^\d+$/.test(value.trim()) ? Number(value) : NaN;
+  if (!(port <= 65535)) throw new RangeError(`--serve must be a port number in [0, 65535] (got ${JSON.stringify(value)})`);
+  return port;
+}
+
 export function registerBrowse(program: Command): void {
   program
     .command('browse')
     .description('write the static feature browser for an SAE (open OUT/index.html, or --serve)')
     .option('--sae <dir>', 'SAELens folder (default: RUN/sae with --run)')
     .option('--run <dir>', 'a `monosemantic run` folder: its SAE, summary and curves')
-    .option('--model <dir>', 'model directory (default: the package’s model A)', defaultModelDir())
+    .addOption(optionWithDefault('--model <dir>', 'model directory', defaultModelDir(), 'the package’s model A'))
     .option('--data <paths...>', 'token shards or text the statistics are taken over (default: corpus/val.tokens)')
     .option('--contexts <n>', 'contexts read (default: all)')
     .requiredOption('-o, --out <dir>', 'output folder')
@@ -76,8 +124,12 @@ export function registerBrowse(program: Command): void {
     .action(async (flags: BrowseFlags) => {
       const saeDir = flags.sae ?? (flags.run ? path.join(flags.run, 'sae') : undefined);
       if (!saeDir) throw new RangeError('give --sae DIR or --run DIR');
+      const port = flags.serve === undefined ? null : servePort(flags.serve);
       const { sae, loaded } = await loadSaeLensAsSae(saeDir, flags.backend ? { backend: flags.backend } : {});
       try {
+        // The results shown beside the features are checked before the (long) statistics pass.
+        const comparisons = await Promise.all((flags.compare ?? []).map((file) => readResult('--compare', file, 'compare', saeDir, sae.dSae)));
+        const automata = flags.automata ? await readResult('--automata', flags.automata, 'automata', saeDir, sae.dSae) : null;
         const hook = loaded.metadata.hookName;
         if (!hook) throw new RangeError(`${saeDir} names no hook in its cfg.json`);
         const tokenizer = await Tokenizer.load(flags.model);
@@ -107,21 +159,12 @@ export function registerBrowse(program: Command): void {
           run = { dir: path.resolve(flags.run), summary, curves };
         }
         await writeDataFile(dataDir, 'run', 'run', run);
-        const readJsonFile = async (file: string | undefined, what: string) => {
-          if (!file) return null;
-          try {
-            return JSON.parse(await readFile(file, 'utf8')) as unknown;
-          } catch (error) {
-            throw new RangeError(`--${what} ${file}: ${(error as Error).message}`);
-          }
-        };
-        const comparisons = await Promise.all((flags.compare ?? []).map((file) => readJsonFile(file, 'compare')));
         await writeDataFile(dataDir, 'compare', 'compare', comparisons);
-        await writeDataFile(dataDir, 'automata', 'automata', await readJsonFile(flags.automata, 'automata'));
+        await writeDataFile(dataDir, 'automata', 'automata', automata);
         process.stdout.write(`feature browser for ${facts.dSae} features (${facts.tokens.toLocaleString('en-US')} tokens) written to ${flags.out}: open ${path.join(path.resolve(flags.out), 'index.html')}\n`);
-        if (flags.serve !== undefined) {
-          const port = await serveFolder(flags.out, flags.serve === true ? 8080 : Number(flags.serve));
-          process.stdout.write(`serving on http://127.0.0.1:${port}/ (Ctrl-C to stop)\n`);
+        if (port !== null) {
+          const bound = await serveFolder(flags.out, port);
+          process.stdout.write(`serving on http://127.0.0.1:${bound}/ (Ctrl-C to stop)\n`);
           await new Promise(() => {});
         }
       } finally {

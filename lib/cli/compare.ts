@@ -23,6 +23,7 @@ import { packageRoot } from '../native/load.js';
 import { gatherRows } from '../ops.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { Tensor } from '../tensor.js';
+import { optionWithDefault, positiveIntegerFlag, prepareOutputFile } from './flags.js';
 
 interface CompareFlags {
   saeA: string;
@@ -65,17 +66,23 @@ export function registerCompare(program: Command): void {
     .description('compare two SAEs on the same tokens: universality across models (vs neurons), feature splitting across dictionary sizes')
     .requiredOption('--sae-a <dir>', 'first SAELens folder')
     .requiredOption('--sae-b <dir>', 'second SAELens folder')
-    .option('--model-a <dir>', 'model of the first SAE (default: the package’s model A)', defaultModelDir())
+    .addOption(optionWithDefault('--model-a <dir>', 'model of the first SAE', defaultModelDir(), 'the package’s model A'))
     .option('--model-b <dir>', 'model of the second SAE (default: the package’s model B when --sae-b names a different model; else model A)')
     .option('--data <paths...>', 'token shards or text (default: corpus/val.tokens)')
-    .option('--contexts <n>', 'contexts compared over', '256')
-    .option('--min-fires <n>', 'also report the median over A features firing on at least this many of the tokens', '50')
+    .addOption(optionWithDefault('--contexts <n>', 'contexts compared over', '256'))
+    .addOption(optionWithDefault('--min-fires <n>', 'also report the median over A features firing on at least this many of the tokens', '50'))
     .option('-o, --out <file>', 'write the result as JSON (for the browser and other tools)')
-    .option('--link-threshold <c>', 'decoder cosine at which features of two dictionaries are linked (splitting)', '0.4')
+    .addOption(optionWithDefault('--link-threshold <c>', 'decoder cosine at which features of two dictionaries are linked (splitting)', '0.4'))
     .option('--no-map', 'skip the 2-D UMAP map of the decoder directions (splitting)')
     .option('--backend <name>', 'cpu or cuda (default: the active backend)')
     .option('--json', 'print the result as JSON')
     .action(async (flags: CompareFlags) => {
+      // Flags and the output's folder are checked before the comparison, which can take minutes.
+      const count = positiveIntegerFlag('--contexts', flags.contexts);
+      const minFires = positiveIntegerFlag('--min-fires', flags.minFires);
+      const threshold = Number(flags.linkThreshold);
+      if (!(threshold >= -1 && threshold <= 1)) throw new RangeError(`--link-threshold must be in [-1, 1] (got ${flags.linkThreshold})`);
+      if (flags.out) await prepareOutputFile('--out', flags.out);
       const a = await loadSaeLensAsSae(flags.saeA, flags.backend ? { backend: flags.backend } : {});
       const b = await loadSaeLensAsSae(flags.saeB, { backend: a.sae.backend });
       try {
@@ -90,8 +97,6 @@ export function registerCompare(program: Command): void {
         using modelB = sameModel ? null : await Gpt2Model.load(modelBDir, { backend: a.sae.backend });
         const mB = modelB ?? modelA;
         const T = Math.min(modelA.config.nPositions, mB.config.nPositions, a.loaded.metadata.contextSize ?? Infinity, b.loaded.metadata.contextSize ?? Infinity);
-        const count = Number(flags.contexts);
-        if (!Number.isSafeInteger(count) || count < 1) throw new RangeError(`--contexts must be a positive integer (got ${flags.contexts})`);
         const contexts = await readContexts({ paths: flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')], tokenizer, contextLength: T, seed: 0 }, count);
         const n = contexts.length / T;
         const features = new CorrelationAccumulator(a.sae.dSae, b.sae.dSae);
@@ -132,12 +137,8 @@ export function registerCompare(program: Command): void {
           const lb = await logitWeightMatrix(b.loaded.params.W_dec, b.sae.dSae, mB.config, await loadGpt2Weights(modelBDir, mB.config), Number(layerB[1]), { backend: a.sae.backend });
           logitCorrelation = Float64Array.from(f.index, (j, i) => (j < 0 ? Number.NaN : pearson(la.subarray(i * V, (i + 1) * V), lb.subarray(j * V, (j + 1) * V))));
         }
-        const minFires = Number(flags.minFires);
-        if (!Number.isSafeInteger(minFires) || minFires < 1) throw new RangeError(`--min-fires must be a positive integer (got ${flags.minFires})`);
         const fires = features.nonzeroA;
         const wellSampled = Array.from(f.correlation).filter((c, i) => Number.isFinite(c) && fires[i]! >= minFires);
-        const threshold = Number(flags.linkThreshold);
-        if (!(threshold >= -1 && threshold <= 1)) throw new RangeError(`--link-threshold must be in [-1, 1] (got ${flags.linkThreshold})`);
         const map = decoder && flags.map ? featureMap([{ W_dec: a.loaded.params.W_dec, dSae: a.sae.dSae }, { W_dec: b.loaded.params.W_dec, dSae: b.sae.dSae }], a.sae.dIn) : null;
         const result = {
           saeA: path.resolve(flags.saeA),

@@ -11,5 +11,7 @@ export function registerDoctor(program: Command): void {
     .action((options: { json?: boolean }) => {
       const report = doctorReport();
       console.log(options.json ? JSON.stringify(report, null, 2) : formatDoctorReport(report));
+      // The whole report is printed either way; the status says that no backend can be used.
+      if (report.backend.active === null) process.exitCode = 1;
     });
 }

@@ -15,7 +15,7 @@ import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
-import { positiveIntegerFlag } from './flags.js';
+import { optionWithDefault, positiveIntegerFlag } from './flags.js';
 
 interface EvalFlags {
   sae: string;
@@ -34,7 +34,7 @@ export function registerEval(program: Command): void {
     .command('eval')
     .description('evaluate an SAE on held-out tokens: reconstruction, sparsity, feature density and loss recovered')
     .requiredOption('--sae <dir>', 'SAELens folder')
-    .option('--model <dir>', 'model directory (default: the package’s model A)', defaultModelDir())
+    .addOption(optionWithDefault('--model <dir>', 'model directory', defaultModelDir(), 'the package’s model A'))
     .option('--hook <name>', 'hook point (default: the one in the SAE’s cfg.json)')
     .option('--data <paths...>', 'held-out token shards or text (default: the package’s corpus/val.tokens)')
     .option('--contexts <n>', 'contexts evaluated (default: the whole held-out set)')
@@ -50,6 +50,8 @@ export function registerEval(program: Command): void {
         const tokenizer = await Tokenizer.load(flags.model);
         using model = await Gpt2Model.load(flags.model, { backend: sae.backend });
         const contextLength = flags.contextLength ? positiveIntegerFlag('--context-length', flags.contextLength) : Math.min(loaded.metadata.contextSize ?? model.config.nPositions, model.config.nPositions);
+        // A context is BOS and at least one token, and fits the model's positions.
+        if (flags.contextLength && (contextLength < 2 || contextLength > model.config.nPositions)) throw new RangeError(`--context-length must be in [2, ${model.config.nPositions}], the model's n_positions (got ${contextLength})`);
         const paths = flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')];
         const count = flags.contexts ? positiveIntegerFlag('--contexts', flags.contexts) : Number.MAX_SAFE_INTEGER;
         const contexts = await readContexts({ paths, textField: flags.textField, tokenizer, contextLength, seed: 0 }, count);

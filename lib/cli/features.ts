@@ -14,7 +14,7 @@ import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
-import { positiveIntegerFlag } from './flags.js';
+import { optionWithDefault, positiveIntegerFlag } from './flags.js';
 import { createProgress } from './progress.js';
 
 interface FeaturesFlags {
@@ -36,11 +36,11 @@ export function registerFeatures(program: Command): void {
     .description('per-feature statistics (density, histograms, top and sampled contexts) and logit weights, as JSON')
     .requiredOption('--sae <dir>', 'SAELens folder')
     .requiredOption('-o, --out <dir>', 'output folder')
-    .option('--model <dir>', 'model directory (default: the package’s model A)', defaultModelDir())
+    .addOption(optionWithDefault('--model <dir>', 'model directory', defaultModelDir(), 'the package’s model A'))
     .option('--hook <name>', "hook the SAE reads (default: the SAE's cfg.json hook name)")
     .option('--data <paths...>', 'token shards or text (default: the package’s corpus/val.tokens)')
     .option('--contexts <n>', 'contexts read (default: all)')
-    .option('--top-k <n>', 'top activating examples kept per feature', '20')
+    .addOption(optionWithDefault('--top-k <n>', 'top activating examples kept per feature', '20'))
     .option('--text-field <name>', 'JSONL / Parquet text column', 'text')
     .option('--backend <name>', 'cpu or cuda (default: the active backend)')
     .option('--no-progress', 'no progress bar')

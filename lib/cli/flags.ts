@@ -1,5 +1,20 @@
-/** Parsing of command-line flag values shared by the commands: numbers, and config overrides. */
+/** Parsing of command-line flag values shared by the commands: numbers, output paths, options with defaults, and config overrides. */
+import { constants } from 'node:fs';
+import { access, mkdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+
+import { Option } from 'commander';
+
 import { ConfigError, setByPath } from '../sae/train-config.js';
+
+/**
+ * An option whose default --help shows once, as `shown` (default: the value itself, unquoted).
+ * A default given to .option() is shown JSON-quoted ("256") after any default the description
+ * already names.
+ */
+export function optionWithDefault(flags: string, description: string, value: string, shown = value): Option {
+  return new Option(flags, description).default(value, shown);
+}
 
 /** A flag's value as a positive integer; a RangeError naming the flag otherwise. */
 export function positiveIntegerFlag(flag: string, text: string): number {
@@ -13,6 +28,45 @@ export function nonNegativeIntegerFlag(flag: string, text: string): number {
   const value = text.trim() === '' ? NaN : Number(text);
   if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`${flag} must be a non-negative integer (got ${JSON.stringify(text)})`);
   return value;
+}
+
+/** A flag's value as an integer; a RangeError naming the flag otherwise. */
+export function integerFlag(flag: string, text: string): number {
+  const value = text.trim() === '' ? NaN : Number(text);
+  if (!Number.isSafeInteger(value)) throw new RangeError(`${flag} must be an integer (got ${JSON.stringify(text)})`);
+  return value;
+}
+
+/** A flag's value as a finite number >= 0; a RangeError naming the flag otherwise. */
+export function nonNegativeNumberFlag(flag: string, text: string): number {
+  const value = text.trim() === '' ? NaN : Number(text);
+  if (!Number.isFinite(value) || value < 0) throw new RangeError(`${flag} must be a non-negative number (got ${JSON.stringify(text)})`);
+  return value;
+}
+
+/** A flag's value as a number in (0, 1] (a probability mass, a fraction); a RangeError naming the flag otherwise. */
+export function fractionFlag(flag: string, text: string): number {
+  const value = text.trim() === '' ? NaN : Number(text);
+  if (!(value > 0 && value <= 1)) throw new RangeError(`${flag} must be a number in (0, 1] (got ${JSON.stringify(text)})`);
+  return value;
+}
+
+/**
+ * Readies the folder of the output file `file` named by `flag`, before any work is done: creates
+ * it when missing, and refuses in one line (a RangeError) when it cannot be made or written, or
+ * when `file` is itself a folder.
+ */
+export async function prepareOutputFile(flag: string, file: string): Promise<void> {
+  const dir = path.dirname(path.resolve(file));
+  try {
+    await mkdir(dir, { recursive: true });
+    await access(dir, constants.W_OK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === 'EEXIST' || code === 'ENOTDIR' ? 'a file stands where a folder is needed' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : (error as Error).message;
+    throw new RangeError(`${flag} ${file}: cannot write in ${dir} (${why})`);
+  }
+  if ((await stat(file).catch(() => null))?.isDirectory()) throw new RangeError(`${flag} ${file}: is a folder; name a file`);
 }
 
 /** A flag's value as a finite number; a RangeError naming the flag otherwise. */

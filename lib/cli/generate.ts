@@ -10,7 +10,7 @@ import { defaultModelDir } from '../lm/default-model.js';
 import { Gpt2Model, type Intervention } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
-import { numberFlag } from './flags.js';
+import { fractionFlag, integerFlag, nonNegativeIntegerFlag, nonNegativeNumberFlag, optionWithDefault } from './flags.js';
 
 interface GenerateFlags {
   model: string;
@@ -21,7 +21,7 @@ interface GenerateFlags {
   topP: string;
   seed: string;
   greedy?: boolean;
-  steer: string[];
+  steer?: string[];
   sae?: string;
   hook?: string;
   bos: boolean;
@@ -39,26 +39,38 @@ export function parseSteer(values: readonly string[]): Record<number, number> {
   return out;
 }
 
+/** The prompt's tokens and --max-new-tokens must fit the model's n_positions: a RangeError naming the flag otherwise. */
+export function checkLength(promptTokens: number, maxNewTokens: number, nPositions: number): void {
+  if (promptTokens + maxNewTokens > nPositions) throw new RangeError(`the prompt's ${promptTokens} tokens + --max-new-tokens ${maxNewTokens} exceed the model's n_positions ${nPositions}`);
+}
+
 export function registerGenerate(program: Command): void {
   program
     .command('generate')
     .description('continue a prompt with a GPT-2-family model (HF directory), optionally steered by SAE features')
-    .option('--model <dir>', 'model directory: config.json, model.safetensors, tokenizer.json (default: the package’s model A)', defaultModelDir())
+    .addOption(optionWithDefault('--model <dir>', 'model directory: config.json, model.safetensors, tokenizer.json', defaultModelDir(), 'the package’s model A'))
     .requiredOption('--prompt <text>', 'the text to continue')
-    .option('-n, --max-new-tokens <n>', 'tokens to generate', '40')
-    .option('--temperature <t>', 'sampling temperature (0: greedy)', '1')
-    .option('--top-k <k>', 'sample among the k most likely tokens (0: all)', '0')
-    .option('--top-p <p>', 'nucleus sampling threshold (1: off)', '1')
-    .option('--seed <n>', 'sampling seed', '0')
+    .addOption(optionWithDefault('-n, --max-new-tokens <n>', 'tokens to generate', '40'))
+    .addOption(optionWithDefault('--temperature <t>', 'sampling temperature (0: greedy)', '1'))
+    .addOption(optionWithDefault('--top-k <k>', 'sample among the k most likely tokens (0: all)', '0'))
+    .addOption(optionWithDefault('--top-p <p>', 'nucleus sampling threshold (1: off)', '1'))
+    .addOption(optionWithDefault('--seed <n>', 'sampling seed', '0'))
     .option('--greedy', 'always take the most likely token')
-    .option('--steer <feature=value>', 'clamp an SAE feature to a value while generating (repeatable; needs --sae)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .option('--steer <feature=value>', 'clamp an SAE feature to a value while generating (repeatable; needs --sae)', (v: string, all: string[] = []) => [...all, v])
     .option('--sae <dir>', 'SAE folder (SAELens layout) whose features --steer clamps')
     .option('--hook <name>', "hook the SAE reads (default: the SAE's cfg.json hook name)")
     .option('--no-bos', 'do not start the prompt with the BOS token (models trained with BOS-first contexts expect it)')
     .option('--backend <name>', 'cpu or cuda (default: the active backend)')
     .action(async (flags: GenerateFlags) => {
-      const steer = parseSteer(flags.steer);
+      const steer = parseSteer(flags.steer ?? []);
       if (Object.keys(steer).length > 0 && !flags.sae) throw new RangeError('--steer needs --sae DIR (the SAE whose features to clamp)');
+      const sampling = {
+        maxNewTokens: nonNegativeIntegerFlag('--max-new-tokens', flags.maxNewTokens),
+        temperature: nonNegativeNumberFlag('--temperature', flags.temperature),
+        topK: nonNegativeIntegerFlag('--top-k', flags.topK),
+        topP: fractionFlag('--top-p', flags.topP),
+        seed: integerFlag('--seed', flags.seed),
+      };
       const tokenizer = await Tokenizer.load(flags.model);
       using model = await Gpt2Model.load(flags.model, flags.backend ? { backend: flags.backend } : {});
       const interventions: Record<string, Intervention> = {};
@@ -73,15 +85,8 @@ export function registerGenerate(program: Command): void {
         }
         const bos = flags.bos && tokenizer.bosTokenId !== null ? [tokenizer.bosTokenId] : [];
         const prompt = Int32Array.from([...bos, ...tokenizer.encode(flags.prompt)]);
-        const tokens = await generate(model, prompt, {
-          maxNewTokens: numberFlag('--max-new-tokens', flags.maxNewTokens),
-          temperature: numberFlag('--temperature', flags.temperature),
-          topK: numberFlag('--top-k', flags.topK),
-          topP: numberFlag('--top-p', flags.topP),
-          seed: numberFlag('--seed', flags.seed),
-          ...(flags.greedy ? { greedy: true } : {}),
-          interventions,
-        });
+        checkLength(prompt.length, sampling.maxNewTokens, model.config.nPositions);
+        const tokens = await generate(model, prompt, { ...sampling, ...(flags.greedy ? { greedy: true } : {}), interventions });
         process.stdout.write(`${flags.prompt}${tokenizer.decode(tokens)}\n`);
       } finally {
         sae?.dispose();

@@ -13,7 +13,7 @@ import { LmActivationSource } from '../data/lm-activations.js';
 import { defaultModelDir } from '../lm/default-model.js';
 import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
-import { positiveIntegerFlag } from './flags.js';
+import { optionWithDefault, positiveIntegerFlag } from './flags.js';
 
 interface HarvestFlags {
   model: string;
@@ -36,18 +36,18 @@ export function registerHarvest(program: Command): void {
   program
     .command('harvest')
     .description("cache a hook's activations over a corpus (for train --data DIR/manifest.json)")
-    .option('--model <dir>', 'model directory: config.json, model.safetensors, tokenizer.json (default: the package’s model A)', defaultModelDir())
+    .addOption(optionWithDefault('--model <dir>', 'model directory: config.json, model.safetensors, tokenizer.json', defaultModelDir(), 'the package’s model A'))
     .requiredOption('--corpus <paths...>', 'token shards (.tokens), or text files, folders, JSONL or Parquet files, globs')
     .requiredOption('--hook <name>', 'hook point, e.g. blocks.0.mlp.hook_post')
     .requiredOption('--rows <n>', 'activation rows to cache')
     .requiredOption('-o, --out <dir>', 'cache folder')
-    .option('--context <n>', 'tokens per context (at most the model’s n_positions)', '128')
-    .option('--positions <n>', 'positions kept per context', '64')
-    .option('--window <n>', 'contexts mixed in one shuffle window', '256')
-    .option('--batch <n>', 'contexts per model forward', '16')
-    .option('--shard-rows <n>', 'rows per shard file', '65536')
+    .addOption(optionWithDefault('--context <n>', 'tokens per context (at most the model’s n_positions)', '128'))
+    .addOption(optionWithDefault('--positions <n>', 'positions kept per context', '64'))
+    .addOption(optionWithDefault('--window <n>', 'contexts mixed in one shuffle window', '256'))
+    .addOption(optionWithDefault('--batch <n>', 'contexts per model forward', '16'))
+    .addOption(optionWithDefault('--shard-rows <n>', 'rows per shard file', '65536'))
     .option('--dtype <dtype>', 'f32 or bf16 on disk', 'f32')
-    .option('--seed <n>', 'seed of document order, positions and mixing', '0')
+    .addOption(optionWithDefault('--seed <n>', 'seed of document order, positions and mixing', '0'))
     .option('--text-field <name>', 'JSONL / Parquet text column', 'text')
     .option('--backend <name>', 'cpu or cuda (default: the active backend)')
     .action(async (flags: HarvestFlags) => {
@@ -82,6 +82,18 @@ export function registerHarvest(program: Command): void {
           rows: positiveIntegerFlag('--rows', flags.rows),
           shardRows: positiveIntegerFlag('--shard-rows', flags.shardRows),
           dtype: flags.dtype,
+          // What the stream is of, so that a resume with other options is refused (rows, shard rows and dtype are checked as such).
+          of: {
+            hook: flags.hook,
+            corpus: flags.corpus,
+            'text-field': flags.textField ?? 'text',
+            context: contextLength,
+            positions: positiveIntegerFlag('--positions', flags.positions),
+            window: positiveIntegerFlag('--window', flags.window),
+            batch: positiveIntegerFlag('--batch', flags.batch),
+            seed,
+          },
+          inputs: { model: flags.model },
           backend: model.backend,
           signal: controller.signal,
           log: (line) => process.stderr.write(`${line}\n`),
@@ -102,6 +114,7 @@ export function registerHarvest(program: Command): void {
           `${result.complete ? 'cached' : 'stopped after'} ${result.rows.toLocaleString('en-US')} rows of ${flags.hook} in ${result.shards} shards: ${result.manifest}\n` +
             (result.complete ? `train on them with: monosemantic train --data ${result.manifest} --d-sae N --steps N\n` : 'run the same command to resume\n'),
         );
+        if (controller.signal.aborted) process.exitCode = 130; // interrupted, as run and train report it (lib/cli/interrupt.ts)
       } finally {
         process.off('SIGINT', onSignal);
       }

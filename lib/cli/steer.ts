@@ -18,7 +18,8 @@ import { Tokenizer } from '../lm/tokenizer.js';
 import { packageRoot } from '../native/load.js';
 import type { SparseAutoencoder } from '../sae/sae.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
-import { numberFlag } from './flags.js';
+import { integerFlag, nonNegativeIntegerFlag, nonNegativeNumberFlag, numberFlag, optionWithDefault } from './flags.js';
+import { checkLength } from './generate.js';
 
 interface SteerFlags {
   sae: string;
@@ -55,15 +56,20 @@ export function registerSteer(program: Command): void {
     .requiredOption('--feature <n>', 'the feature to pin')
     .option('--value <v>', 'the value it is pinned to, or "max" (its largest held-out activation) or "max*K"', 'max')
     .requiredOption('--prompt <text>', 'the text to continue')
-    .option('--model <dir>', 'model directory (default: the package’s model A)', defaultModelDir())
+    .addOption(optionWithDefault('--model <dir>', 'model directory', defaultModelDir(), 'the package’s model A'))
     .option('--hook <name>', "hook the SAE reads (default: the SAE's cfg.json hook name)")
-    .option('-n, --max-new-tokens <n>', 'tokens to generate', '40')
-    .option('--temperature <t>', 'sampling temperature (0: greedy)', '0.7')
-    .option('--seed <n>', 'sampling seed (the same for both continuations)', '0')
+    .addOption(optionWithDefault('-n, --max-new-tokens <n>', 'tokens to generate', '40'))
+    .addOption(optionWithDefault('--temperature <t>', 'sampling temperature (0: greedy)', '0.7'))
+    .addOption(optionWithDefault('--seed <n>', 'sampling seed (the same for both continuations)', '0'))
     .option('--data <paths...>', 'held-out token shards or text for --value max (default: corpus/val.tokens)')
     .option('--no-bos', 'do not start the prompt with the BOS token')
     .option('--backend <name>', 'cpu or cuda (default: the active backend)')
     .action(async (flags: SteerFlags) => {
+      const options = {
+        maxNewTokens: nonNegativeIntegerFlag('--max-new-tokens', flags.maxNewTokens),
+        temperature: nonNegativeNumberFlag('--temperature', flags.temperature),
+        seed: integerFlag('--seed', flags.seed),
+      };
       const tokenizer = await Tokenizer.load(flags.model);
       using model = await Gpt2Model.load(flags.model, flags.backend ? { backend: flags.backend } : {});
       const { sae, loaded } = await loadSaeLensAsSae(flags.sae, { backend: model.backend, precision: 'f32' });
@@ -86,7 +92,7 @@ export function registerSteer(program: Command): void {
         }
         const bos = flags.bos && tokenizer.bosTokenId !== null ? [tokenizer.bosTokenId] : [];
         const prompt = Int32Array.from([...bos, ...tokenizer.encode(flags.prompt)]);
-        const options = { maxNewTokens: numberFlag('--max-new-tokens', flags.maxNewTokens), temperature: numberFlag('--temperature', flags.temperature), seed: numberFlag('--seed', flags.seed) };
+        checkLength(prompt.length, options.maxNewTokens, model.config.nPositions);
         const plain = await generate(model, prompt, options);
         const steered = await generate(model, prompt, { ...options, interventions: { [hook]: saeSplice(sae, { keepError: true, clamp: { [feature]: value } }) } });
         process.stdout.write(

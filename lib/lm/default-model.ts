@@ -1,7 +1,10 @@
 /**
- * The package's own models (models/, trained by `monosemantic lm train` on the default corpus):
- * "a" is the default wherever a command takes a model; "b" is its twin from another seed.
+ * Model folders. The package's own models (models/, trained by `monosemantic lm train` on the
+ * default corpus): "a" is the default wherever a command takes a model; "b" is its twin from
+ * another seed. And the check, shared by the tokenizer and model loaders, that a folder given as a
+ * model is one.
  */
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 
 import { packageRoot } from '../native/load.js';
@@ -12,4 +15,19 @@ export function shippedModelDir(name: 'a' | 'b'): string {
 
 export function defaultModelDir(): string {
   return shippedModelDir('a');
+}
+
+/**
+ * Why `dir` cannot be a model folder ('no such folder', 'not a folder'), or null when it is a
+ * folder (or cannot be looked at: the loader's read then says why). Checked first, so that a
+ * mistyped folder is not reported as a missing file inside it.
+ */
+export async function modelFolderProblem(dir: string): Promise<string | null> {
+  if (typeof dir !== 'string' || dir === '') throw new TypeError('dir must be a non-empty string');
+  try {
+    return (await stat(dir)).isDirectory() ? null : 'not a folder';
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' || code === 'ENOTDIR' ? 'no such folder' : null;
+  }
 }

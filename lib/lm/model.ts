@@ -17,7 +17,8 @@
  */
 import { type BackendName, resolveBackend } from '../backend.js';
 import { type DType, Tensor } from '../tensor.js';
-import { type Gpt2Config, loadGpt2Config } from './config.js';
+import { type Gpt2Config, ModelConfigError, loadGpt2Config } from './config.js';
+import { modelFolderProblem } from './default-model.js';
 import { type HookPoint, hookPoint, hookPoints } from './hooks.js';
 import { type MatmulPrecision, activation, add, attention, crossEntropy, embed, layerNorm, linear, linearT, splitQkv } from './ops.js';
 import { type Gpt2Weights, loadGpt2Weights } from './weights.js';
@@ -157,6 +158,8 @@ export class Gpt2Model {
 
   /** A model from an HF directory (config.json + model.safetensors). */
   static async load(dir: string, options: ModelOptions = {}): Promise<Gpt2Model> {
+    const problem = await modelFolderProblem(dir);
+    if (problem !== null) throw new ModelConfigError(dir, undefined, problem);
     const config = await loadGpt2Config(dir);
     const weights = await loadGpt2Weights(dir, config);
     return new Gpt2Model(config, weights, options);

@@ -18,6 +18,7 @@ import path from 'node:path';
 
 import { Tokenizer as UntypedHfTokenizer } from '@huggingface/tokenizers';
 
+import { modelFolderProblem } from './default-model.js';
 import { WordCache } from './word-cache.js';
 
 /**
@@ -86,7 +87,8 @@ export class Tokenizer {
 
   /** Loads `dir`/tokenizer.json (and tokenizer_config.json, config.json for BOS/EOS when present). */
   static async load(dir: string): Promise<Tokenizer> {
-    if (typeof dir !== 'string' || dir === '') throw new TypeError('dir must be a non-empty string');
+    const problem = await modelFolderProblem(dir); // also rejects a dir that is not a non-empty string
+    if (problem !== null) throw new TokenizerError(dir, undefined, problem);
     const tokenizerPath = path.join(dir, TOKENIZER_FILE);
     const json = await readJsonFile(tokenizerPath, true);
     if (typeof json !== 'object' || json === null || Array.isArray(json)) {

@@ -136,12 +136,16 @@ describe('Tokenizer', () => {
   });
 
   it('a missing or malformed tokenizer.json is a TokenizerError naming the file', async () => {
-    const missing = await loadError(path.join(scratch, 'no-such-model'));
-    expect(missing.path).toBe(path.join(scratch, 'no-such-model', 'tokenizer.json'));
-    expect(missing.message).toMatch(/tokenizer\.json: not found/);
+    const noFolder = await loadError(path.join(scratch, 'no-such-model'));
+    expect(noFolder.path).toBe(path.join(scratch, 'no-such-model'));
+    expect(noFolder.message).toBe(`${path.join(scratch, 'no-such-model')}: no such folder`);
 
     const dir = path.join(scratch, 'malformed');
     await mkdir(dir, { recursive: true });
+    const missing = await loadError(dir);
+    expect(missing.path).toBe(path.join(dir, 'tokenizer.json'));
+    expect(missing.message).toMatch(/tokenizer\.json: not found/);
+
     await writeFile(path.join(dir, 'tokenizer.json'), '{"model": {"type": "BPE",');
     expect((await loadError(dir)).message).toMatch(/tokenizer\.json: not valid JSON/);
 

@@ -1,0 +1,32 @@
+/** `monosemantic doctor` reports the machine even when MONOSEMANTIC_BACKEND names no usable backend. */
+import { describe, expect, it } from 'vitest';
+
+import { runCli } from '../helpers/cli.js';
+
+describe('monosemantic doctor with an unusable MONOSEMANTIC_BACKEND', () => {
+  it('--json prints the whole report, the backend error as a field', () => {
+    const cases: { env: Record<string, string>; error: RegExp }[] = [
+      { env: { MONOSEMANTIC_BACKEND: 'cuda', MONOSEMANTIC_CUDA_LIBRARY: '/nonexistent/lib.so' }, error: /^MONOSEMANTIC_BACKEND=cuda, but CUDA cannot be used: .*\/nonexistent\/lib\.so/ },
+      { env: { MONOSEMANTIC_BACKEND: 'bogus' }, error: /^MONOSEMANTIC_BACKEND must be 'auto', 'cpu' or 'cuda' \(got 'bogus'\)$/ },
+    ];
+    for (const { env, error } of cases) {
+      const r = runCli(['doctor', '--json'], env);
+      expect(r.status).toBe(1); // no backend can be used
+      expect(r.stderr).toBe('');
+      const report = JSON.parse(r.stdout);
+      expect(report.backend).toMatchObject({ requested: env.MONOSEMANTIC_BACKEND, active: null });
+      expect(report.backend.error).toMatch(error);
+      expect(report.cpu.simd).toMatch(/^(scalar|avx2|avx512)$/);
+      expect(report.cuda).toMatchObject({ loaded: false, reason: report.backend.error });
+      expect(report.cuda.libraryPath).toBeTypeOf('string');
+    }
+  });
+
+  it('prints the report with the error on its backend line', () => {
+    const r = runCli(['doctor'], { MONOSEMANTIC_BACKEND: 'bogus' });
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/^ {2}backend {7}none: MONOSEMANTIC_BACKEND must be 'auto', 'cpu' or 'cuda' \(got 'bogus'\)$/m);
+    expect(r.stdout).toMatch(/cpu simd\s+(scalar|avx2|avx512)/);
+    expect(r.stdout).toMatch(/cuda library\s+not in use \(/);
+  });
+});
