@@ -57,14 +57,28 @@ const USER_ERRORS = new Set([
   'ContextStreamError',
   'ActivationCacheError',
   'TokenShardError',
+  // The library's argument checks, which flag values reach (generate --backend tpu, harvest --dtype
+  // f16). A TypeError the engine raises (a bug) is printed as one line too; moving those checks
+  // to typed errors would let it keep its stack trace.
   'TypeError',
   'RangeError',
 ]);
 
+// Node's system errors (those with a syscall) with these codes are about the user's files or
+// machine: a missing or unwritable path, a full disk. Others (EBADF, EINVAL) are more likely bugs.
+const USER_SYSTEM_ERRORS = new Set(['ENOENT', 'EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EISDIR', 'EEXIST', 'ENOTEMPTY', 'ENAMETOOLONG', 'ELOOP', 'ENOSPC', 'EDQUOT', 'EFBIG', 'EIO', 'EMFILE', 'ENFILE', 'EBUSY', 'EXDEV']);
+
+function isUserError(error: unknown): error is Error {
+  if (!(error instanceof Error)) return false;
+  if (USER_ERRORS.has(error.name)) return true;
+  const { code, syscall } = error as NodeJS.ErrnoException;
+  return typeof syscall === 'string' && typeof code === 'string' && USER_SYSTEM_ERRORS.has(code);
+}
+
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
-  if (error instanceof Error && USER_ERRORS.has(error.name)) {
+  if (isUserError(error)) {
     console.error(`monosemantic: ${error.message}`);
     process.exitCode = 1;
   } else {

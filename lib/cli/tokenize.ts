@@ -12,7 +12,7 @@ import { readCorpus, type CorpusReport } from '../data/corpus.js';
 import { documentTokens, tokenizerThreads, type DocumentTexts } from '../data/document-tokens.js';
 import { writeTokenShard, type TokenShardInfo } from '../data/token-shards.js';
 import { TOKENIZER_FILE, Tokenizer } from '../lm/tokenizer.js';
-import { nonNegativeIntegerFlag, positiveIntegerFlag } from './flags.js';
+import { nonNegativeIntegerFlag, positiveIntegerFlag, prepareOutputFile } from './flags.js';
 
 interface TokenizeFlags {
   tokenizer: string;
@@ -85,7 +85,7 @@ class TokenBuffer {
   }
 }
 
-/** Tokenises the corpus into a token shard at `options.out`. */
+/** Tokenises the corpus into a token shard at `options.out` (its folder is created first when missing). */
 export async function tokenizeCorpus(options: TokenizeOptions): Promise<TokenizeResult> {
   const maxTokens = options.maxTokens ?? Infinity;
   if (maxTokens !== Infinity && (!Number.isSafeInteger(maxTokens) || maxTokens < 1)) {
@@ -95,6 +95,9 @@ export async function tokenizeCorpus(options: TokenizeOptions): Promise<Tokenize
   const separator = tokenizer.eosTokenId;
   if (separator === null) throw new RangeError(`the tokenizer ${tokenizer.path} has no EOS token to put between documents`);
   const threads = tokenizerThreads(tokenizer, options.threads, 'threads');
+  // Before the tokenising, which can take minutes: the folder is created (as `run -o` and
+  // `harvest -o` create theirs), or the output refused in one line.
+  await prepareOutputFile('--out', options.out);
   const report: CorpusReport = { files: 0, documents: 0, skipped: [] };
   const corpus = readCorpus({ paths: options.corpus, textField: options.textField ?? 'text' }, report);
   const texts: DocumentTexts = {

@@ -173,7 +173,7 @@ export async function trainLm(config: LmTrainConfig, options: { resume?: boolean
     }
     await mkdir(outDir, { recursive: true });
     await writeFileAtomic(path.join(outDir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
-    metrics = await MetricsLog.open(path.join(outDir, 'metrics.jsonl'), { truncateAfterStep: step });
+    metrics = await MetricsLog.open(path.join(outDir, 'metrics.jsonl'), { truncateAfterStep: step, warn: log });
     progress = options.makeProgress?.(step, total) ?? null;
     const say = (line: string) => (progress ? progress.log(line) : log(line));
     const started = performance.now();

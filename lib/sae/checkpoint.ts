@@ -7,13 +7,17 @@
  * set of checkpoints or the new one, never a half-written checkpoint under a final name. Only the
  * newest `keep` checkpoints are kept, and only after the new one is in place.
  *
- * Reading verifies the manifest, every file's size and checksum; a corrupt or truncated checkpoint
- * is a CheckpointError naming the file and the problem, and `latestGoodCheckpoint` falls back to
- * the previous one.
+ * Reading verifies the manifest, every file's size and checksum, and that the checkpoint is
+ * complete: it holds every file its trainer (lib/sae/trainer.ts or lib/lm/lm-trainer.ts) writes,
+ * and a state.json with every field the trainer resumes from. A corrupt, truncated or incomplete
+ * checkpoint is a CheckpointError naming the file and the problem, and `latestGoodCheckpoint`
+ * falls back to the previous one.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
+
+import { z } from 'zod';
 
 import { fsyncDir } from '../io/atomic.js';
 
@@ -30,11 +34,83 @@ export class CheckpointError extends Error {
   }
 }
 
-interface Manifest {
-  format: string;
-  version: number;
-  step: number;
-  files: Record<string, { bytes: number; sha256: string }>;
+const count = z.number().nonnegative();
+const step = z.number().int().nonnegative();
+
+const ManifestSchema = z.object({
+  format: z.literal(FORMAT),
+  version: z.literal(VERSION),
+  step,
+  files: z.record(z.string(), z.object({ bytes: z.number().int().nonnegative(), sha256: z.string() })),
+});
+type Manifest = z.infer<typeof ManifestSchema>;
+
+/**
+ * What each trainer writes into a checkpoint: its files, and the state.json fields it resumes
+ * from (the data source's own state is checked by the source). A checkpoint's trainer is known
+ * by the files only it writes.
+ */
+const LAYOUTS = [
+  {
+    trainer: 'an SAE trainer',
+    marks: ['sae_weights.safetensors', 'firing.safetensors'],
+    files: ['sae_weights.safetensors', 'optimizer.safetensors', 'firing.safetensors', 'state.json'],
+    state: z.object({
+      step,
+      samples: count,
+      dIn: z.number().int().positive(),
+      dSae: z.number().int().positive(),
+      normalizationScale: z.number().positive(),
+      lastResampleStep: step.nullable(),
+      rng: z.array(z.number()),
+      firing: z.object({ windowSamples: count, lastDensitySamples: count, totalSamples: count, hasLastDensity: z.boolean() }),
+      samplesSinceSnapshot: count,
+      resamples: z.array(z.object({ step, dead: count, resampled: count })),
+      seconds: count,
+    }),
+  },
+  {
+    trainer: 'a language-model trainer',
+    marks: ['weights.safetensors'],
+    files: ['weights.safetensors', 'optimizer.safetensors', 'state.json'],
+    state: z.object({
+      step,
+      tokens: count,
+      source: z.looseObject({}),
+      seconds: count,
+      valLoss: z.number().nullable(),
+      trainLoss: z.number().nullable(),
+      window: z.object({ sum: z.number(), steps: count }),
+    }),
+  },
+];
+
+/** Checks that a verified checkpoint holds its trainer's files and state.json fields. */
+function checkComplete(checkpointPath: string, manifest: Manifest, files: Record<string, Buffer>): void {
+  const listed = Object.keys(manifest.files);
+  const layout = LAYOUTS.find((l) => l.marks.some((name) => listed.includes(name)));
+  if (!layout) {
+    const marks = LAYOUTS.flatMap((l) => l.marks).join(', ');
+    throw new CheckpointError(checkpointPath, `manifest.json lists none of the trainers' weights files (${marks})`);
+  }
+  for (const name of layout.files) {
+    if (!listed.includes(name)) throw new CheckpointError(checkpointPath, `${name} is not listed in manifest.json (${layout.trainer} writes ${layout.files.join(', ')})`);
+  }
+  let state: unknown;
+  try {
+    state = JSON.parse(files['state.json']!.toString('utf8'));
+  } catch (error) {
+    throw new CheckpointError(checkpointPath, `state.json is not valid JSON (${(error as Error).message})`);
+  }
+  const parsed = layout.state.safeParse(state);
+  if (!parsed.success) {
+    const [first, ...more] = parsed.error.issues;
+    const field = first!.path.map(String).join('.') || '(the whole file)';
+    throw new CheckpointError(checkpointPath, `state.json: ${field}: ${first!.message}${more.length > 0 ? ` (and ${more.length} more problem${more.length === 1 ? '' : 's'})` : ''}`);
+  }
+  if (parsed.data.step !== manifest.step) {
+    throw new CheckpointError(checkpointPath, `state.json is for step ${parsed.data.step}, manifest.json for step ${manifest.step}`);
+  }
 }
 
 export interface Checkpoint {
@@ -108,18 +184,18 @@ export async function writeCheckpoint(dir: string, step: number, files: Record<s
   return finalPath;
 }
 
-/** Reads and verifies one checkpoint folder. */
+/** Reads and verifies one checkpoint folder, and checks that it is complete. */
 export async function readCheckpoint(checkpointPath: string): Promise<Checkpoint> {
-  let manifest: Manifest;
+  let json: unknown;
   try {
-    manifest = JSON.parse(await readFile(path.join(checkpointPath, 'manifest.json'), 'utf8')) as Manifest;
+    json = JSON.parse(await readFile(path.join(checkpointPath, 'manifest.json'), 'utf8'));
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new CheckpointError(checkpointPath, code === 'ENOENT' ? 'manifest.json is missing' : `manifest.json is unreadable (${(error as Error).message})`);
   }
-  if (manifest.format !== FORMAT || manifest.version !== VERSION || typeof manifest.files !== 'object' || !Number.isSafeInteger(manifest.step)) {
-    throw new CheckpointError(checkpointPath, `manifest.json is not a ${FORMAT} version ${VERSION} manifest`);
-  }
+  const parsedManifest = ManifestSchema.safeParse(json);
+  if (!parsedManifest.success) throw new CheckpointError(checkpointPath, `manifest.json is not a ${FORMAT} version ${VERSION} manifest`);
+  const manifest = parsedManifest.data;
   const files: Record<string, Buffer> = {};
   for (const [name, expected] of Object.entries(manifest.files)) {
     let data: Buffer;
@@ -134,6 +210,7 @@ export async function readCheckpoint(checkpointPath: string): Promise<Checkpoint
     if (sha256(data) !== expected.sha256) throw new CheckpointError(checkpointPath, `${name} fails its SHA-256 check (corrupt)`);
     files[name] = data;
   }
+  checkComplete(checkpointPath, manifest, files);
   return { step: manifest.step, path: checkpointPath, files };
 }
 

@@ -1,7 +1,9 @@
 /**
  * Per-step training metrics as JSON Lines: one record per line, appended as training goes. A
  * crash can leave a torn last line, so readers skip it; a resumed run first cuts the log back to
- * its checkpoint's step so the log holds each step once.
+ * its checkpoint's step so the log holds each step once. The log is auxiliary: that rewrite also
+ * drops lines that are not records (a crash or power loss can leave NULs), with a warning, rather
+ * than making the run impossible to resume.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
@@ -18,9 +20,11 @@ export interface MetricsRecord {
 export interface MetricsLogOptions {
   /**
    * For a resumed run: before appending, rewrite the file keeping only records with
-   * step <= truncateAfterStep (and no torn last line).
+   * step <= truncateAfterStep (and no torn last line, nor any other line that is not a record).
    */
   truncateAfterStep?: number;
+  /** Hears, in one line, about lines the rewrite drops because they are not records (default: printed on stderr). */
+  warn?: (message: string) => void;
 }
 
 /** Buffered lines past this many characters are written without waiting for flush(). */
@@ -51,7 +55,7 @@ export class MetricsLog {
     if (typeof filePath !== 'string' || filePath === '') {
       throw new TypeError('MetricsLog.open: path must be a non-empty string');
     }
-    const { truncateAfterStep } = options;
+    const { truncateAfterStep, warn = (message: string) => process.stderr.write(`${message}\n`) } = options;
     if (truncateAfterStep !== undefined && (typeof truncateAfterStep !== 'number' || !Number.isFinite(truncateAfterStep))) {
       throw new RangeError(`MetricsLog.open: truncateAfterStep must be a finite number (got ${String(truncateAfterStep)})`);
     }
@@ -59,7 +63,12 @@ export class MetricsLog {
     if (truncateAfterStep !== undefined) {
       const text = await readTextIfExists(filePath);
       if (text !== undefined) {
-        const kept = parseMetricsText(text, filePath).filter((entry) => entry.record.step <= truncateAfterStep);
+        const { parsed, bad } = parseMetricsText(text);
+        if (bad.length > 0) {
+          const which = bad.length === 1 ? `line ${bad[0]!.number} that is not a metrics record` : `${bad.length} lines (first: line ${bad[0]!.number}) that are not metrics records`;
+          warn(`metrics log ${filePath}: dropping ${which}: ${excerpt(bad[0]!.line)}`);
+        }
+        const kept = parsed.filter((entry) => entry.record.step <= truncateAfterStep);
         await writeFileAtomic(filePath, kept.map((entry) => entry.line + '\n').join(''));
       }
     }
@@ -127,8 +136,9 @@ export async function readMetrics(filePath: string): Promise<MetricsRecord[]> {
   if (typeof filePath !== 'string' || filePath === '') {
     throw new TypeError('readMetrics: path must be a non-empty string');
   }
-  const text = await readFile(filePath, 'utf8');
-  return parseMetricsText(text, filePath).map((entry) => entry.record);
+  const { parsed, bad } = parseMetricsText(await readFile(filePath, 'utf8'));
+  if (bad.length > 0) throw new Error(`metrics log ${filePath}, line ${bad[0]!.number}, is not a metrics record: ${excerpt(bad[0]!.line)}`);
+  return parsed.map((entry) => entry.record);
 }
 
 interface ParsedLine {
@@ -138,24 +148,27 @@ interface ParsedLine {
 }
 
 /**
- * The records of a JSONL text. Blank lines are skipped. A last line with no newline after it
- * that is not a record is a torn write and is dropped; a bad line anywhere else is an error.
+ * The records of a JSONL text, and its bad lines: those that are not records (1-based line
+ * numbers). Blank lines are skipped. A last line with no newline after it that is not a record is
+ * a torn write and is dropped without being counted as bad.
  */
-function parseMetricsText(text: string, filePath: string): ParsedLine[] {
+function parseMetricsText(text: string): { parsed: ParsedLine[]; bad: { number: number; line: string }[] } {
   const lines = text.split('\n');
   const parsed: ParsedLine[] = [];
+  const bad: { number: number; line: string }[] = [];
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!;
     if (line.trim() === '') continue;
     const record = parseRecord(line);
-    if (record !== undefined) {
-      parsed.push({ record, line });
-    } else if (i < lines.length - 1) {
-      const excerpt = line.length > 80 ? line.slice(0, 80) + '…' : line;
-      throw new Error(`metrics log ${filePath}, line ${i + 1}, is not a metrics record: ${excerpt}`);
-    }
+    if (record !== undefined) parsed.push({ record, line });
+    else if (i < lines.length - 1) bad.push({ number: i + 1, line });
   }
-  return parsed;
+  return { parsed, bad };
+}
+
+/** A bad line for a one-line message: at most 80 characters, control characters escaped. */
+function excerpt(line: string): string {
+  return JSON.stringify(line.length > 80 ? line.slice(0, 80) + '…' : line);
 }
 
 /** The record on one line, or undefined when the line is not one. */

@@ -283,7 +283,7 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
     await writeFileAtomic(path.join(outDir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
     progress = options.makeProgress?.(step, total) ?? null;
     // A fresh run starts an empty log (a start that failed before its first checkpoint may have left one).
-    metrics = await MetricsLog.open(path.join(outDir, 'metrics.jsonl'), { truncateAfterStep: step });
+    metrics = await MetricsLog.open(path.join(outDir, 'metrics.jsonl'), { truncateAfterStep: step, warn: log });
     const snapshotAt = snapshotSteps(config, total);
     const resampleAt = new Set(config.resampling.enabled ? config.resampling.steps : []);
     const started = performance.now();

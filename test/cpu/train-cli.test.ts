@@ -51,7 +51,7 @@ describe('monosemantic train', () => {
     expect(missing.stderr).toMatch(/^monosemantic: .*nothing-here/m);
   });
 
-  it('on SIGINT saves a checkpoint and exits cleanly; --resume continues the same run', async () => {
+  it('on SIGINT saves a checkpoint and exits with status 130; --resume continues the same run', async () => {
     const out = path.join(root, 'interrupted');
     const args = [bin, 'train', '--data', data, '--d-sae', '16', '--steps', '200000', '--out', out, '--set', 'training.batchSize=32', '--set', 'logging.every=50', '--set', 'resampling.enabled=false', '--set', 'logging.progress=true'];
     const child = spawn(process.execPath, args, { env });
@@ -67,7 +67,7 @@ describe('monosemantic train', () => {
       child.on('exit', (c) => resolve(c));
     });
     expect(stderr).toMatch(/SIGINT: saving a checkpoint/);
-    expect(code).toBe(0);
+    expect(code).toBe(130); // as shells report a command SIGINT stopped; a finished run exits 0
     const steps = Number(/interrupted after (\d+) of 200000 steps/.exec(stdout)?.[1]);
     expect(steps).toBeGreaterThan(0);
     expect(stdout).toMatch(/resume with: monosemantic train --resume/);

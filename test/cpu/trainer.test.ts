@@ -2,10 +2,11 @@
  * The training run end to end on the CPU backend: exact resume after an interruption, corrupt
  * and truncated checkpoints, the SAELens export (normalisation folded in), metrics and curves.
  */
+import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 
 import { readSafetensors, tensorToFloat32 } from '../../lib/io/safetensors.js';
 import { CheckpointError, latestGoodCheckpoint, listCheckpoints, readCheckpoint } from '../../lib/sae/checkpoint.js';
@@ -74,6 +75,29 @@ describe('resume', () => {
     await expect(train(config)).rejects.toThrow(/already holds a run/);
     await expect(train(testConfig(data, path.join(root, 'never'), {}), { resume: true })).rejects.toThrow(TrainingError);
   });
+
+  it('resumes over a metrics log with a bad line (not the torn last one), dropping it with a one-line warning', async () => {
+    const outDir = path.join(root, 'metrics-bad-line');
+    await train(testConfig(data, outDir, { training: { totalSteps: 40 }, checkpoints: { every: 20 } }));
+    const metricsFile = path.join(outDir, 'metrics.jsonl');
+    const lines = readFileSync(metricsFile, 'utf8').split('\n');
+    lines.splice(1, 0, '\0\0\0\0'); // NULs as a crash or power loss leaves them
+    writeFileSync(metricsFile, lines.join('\n'));
+    // The warning goes to the log or, where the trainer gives the metrics log none, to stderr.
+    const said: string[] = [];
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => said.push(String(chunk)) > 0);
+    try {
+      const resumed = await train(testConfig(data, outDir, { training: { totalSteps: 60 }, checkpoints: { every: 20 } }), { resume: true, log: (l) => said.push(l) });
+      expect(resumed.steps).toBe(60);
+    } finally {
+      stderr.mockRestore();
+    }
+    expect(said.filter((l) => /^metrics log .*metrics\.jsonl: dropping line 2 that is not a metrics record: "\\u0000/.test(l))).toHaveLength(1);
+    const steps = (await readMetrics(metricsFile)).map((r) => r.step);
+    expect(steps).toEqual([...steps].sort((a, b) => a - b));
+    expect(new Set(steps).size).toBe(steps.length);
+    expect(steps.at(-1)).toBe(60);
+  });
 });
 
 describe('checkpoints', () => {
@@ -101,6 +125,60 @@ describe('checkpoints', () => {
     expect(resumed.steps).toBe(100);
     expect(log.filter((l) => l.startsWith('skipping unusable checkpoint'))).toHaveLength(2);
     await expect(readCheckpoint(path.join(root, 'nowhere'))).rejects.toBeInstanceOf(CheckpointError);
+  });
+
+  it('skips a newest checkpoint that verifies but is incomplete (files or state.json fields missing) and falls back', async () => {
+    const outDir = path.join(root, 'ckpt-incomplete');
+    const config = testConfig(data, outDir, { training: { totalSteps: 40 }, checkpoints: { every: 20, keep: 3 } });
+    await train(config);
+    const dir = path.join(outDir, 'checkpoints');
+    const newest = path.join(dir, 'step-000000040');
+    const manifestFile = path.join(newest, 'manifest.json');
+    const stateFile = path.join(newest, 'state.json');
+    const original = { manifest: readFileSync(manifestFile, 'utf8'), state: readFileSync(stateFile, 'utf8') };
+    const manifest = () => JSON.parse(original.manifest) as { files: Record<string, { bytes: number; sha256: string }> };
+    // A state.json written with a manifest that matches it, so that only its fields are at fault.
+    const writeState = (state: object) => {
+      const bytes = Buffer.from(JSON.stringify(state));
+      writeFileSync(stateFile, bytes);
+      const m = manifest();
+      m.files['state.json'] = { bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
+      writeFileSync(manifestFile, JSON.stringify(m));
+    };
+    const damages: { name: string; damage: () => void; message: RegExp }[] = [
+      { name: 'no files listed', damage: () => writeFileSync(manifestFile, JSON.stringify({ ...manifest(), files: {} })), message: /manifest\.json lists none of the trainers' weights files/ },
+      {
+        name: 'a file not listed',
+        damage: () => {
+          const m = manifest();
+          delete m.files['firing.safetensors'];
+          writeFileSync(manifestFile, JSON.stringify(m));
+        },
+        message: /firing\.safetensors is not listed in manifest\.json/,
+      },
+      { name: 'state.json fields missing', damage: () => writeState({ step: 40 }), message: /state\.json: samples: .*\(and \d+ more problems\)/ },
+      { name: 'state.json of another step', damage: () => writeState({ ...JSON.parse(original.state), step: 39 }), message: /state\.json is for step 39, manifest\.json for step 40/ },
+    ];
+    for (const { name, damage, message } of damages) {
+      damage();
+      const error: unknown = await readCheckpoint(newest).catch((e: unknown) => e);
+      expect(error, name).toBeInstanceOf(CheckpointError);
+      expect((error as Error).message, name).toMatch(message);
+      const skipped: string[] = [];
+      expect((await latestGoodCheckpoint(dir, (e) => skipped.push(e.message)))?.step, name).toBe(20);
+      expect(skipped, name).toEqual([(error as Error).message]);
+      writeFileSync(manifestFile, original.manifest);
+      writeFileSync(stateFile, original.state);
+    }
+    expect((await readCheckpoint(newest)).step).toBe(40);
+
+    // A resume falls back to step 20, reporting the skip as it reports a corrupt checkpoint.
+    damages[0]!.damage();
+    const log: string[] = [];
+    const resumed = await train(config, { resume: true, log: (l) => log.push(l) });
+    expect(resumed.steps).toBe(40);
+    expect(log.filter((l) => /^skipping unusable checkpoint: .*step-000000040: manifest\.json lists none/.test(l))).toHaveLength(1);
+    expect(log).toContainEqual(expect.stringMatching(/^resuming from .*step-000000020 at step 20 of 40$/));
   });
 });
 

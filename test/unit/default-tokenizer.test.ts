@@ -5,6 +5,7 @@
  * counts and decode to text; `monosemantic tokenize`'s library function packs documents with EOS
  * between them.
  */
+import { statSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -153,5 +154,18 @@ describe('tokenizeCorpus (monosemantic tokenize)', () => {
       await reader.close();
     }
     expect(shards[1]).toEqual(shards[0]);
+  });
+
+  it('creates a missing output folder, and refuses a folder as the output before reading the corpus', async () => {
+    const corpus = path.join(scratch, 'one.jsonl');
+    await writeFile(corpus, `${JSON.stringify({ text: 'One document.' })}\n`);
+    const out = path.join(scratch, 'new', 'deeper', 'one.tokens');
+    const result = await tokenizeCorpus({ tokenizer: corpusDir, corpus: [corpus], out });
+    expect(result).toMatchObject({ documents: 1, shard: { path: out } });
+    expect(statSync(out).isFile()).toBe(true);
+    // The corpus named here does not exist: the output is refused before it is looked at.
+    await expect(tokenizeCorpus({ tokenizer: corpusDir, corpus: [path.join(scratch, 'no-such-corpus.jsonl')], out: scratch })).rejects.toThrow(
+      /--out .*: is a folder; name a file/,
+    );
   });
 });

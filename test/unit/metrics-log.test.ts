@@ -78,6 +78,23 @@ describe('MetricsLog', () => {
     expect((await readdir(dir)).sort()).toEqual(['metrics.jsonl']); // no temporary file left
   });
 
+  it('truncateAfterStep drops lines that are not records, with a one-line warning, and keeps the valid ones', async () => {
+    const file = path.join(dir, 'metrics.jsonl');
+    // NULs left by a crash, then lines a resumed run appended after them.
+    await writeFile(file, line(1) + '\0\0\0\0\n' + line(2) + '[1,2]\n' + line(3) + '{"step":4,"samp');
+    const warnings: string[] = [];
+    const log = await MetricsLog.open(file, { truncateAfterStep: 2, warn: (message) => warnings.push(message) });
+    expect(warnings).toEqual([`metrics log ${file}: dropping 2 lines (first: line 2) that are not metrics records: "\\u0000\\u0000\\u0000\\u0000"`]);
+    log.append({ step: 3, samples: 96 });
+    await log.close();
+    expect((await readMetrics(file)).map((record) => record.step)).toEqual([1, 2, 3]);
+    expect((await readdir(dir)).sort()).toEqual(['metrics.jsonl']); // rewritten in place, no temporary file left
+
+    await writeFile(file, line(1) + 'garbage\n' + line(2));
+    await (await MetricsLog.open(file, { truncateAfterStep: 2, warn: (message) => warnings.push(message) })).close();
+    expect(warnings[1]).toBe(`metrics log ${file}: dropping line 2 that is not a metrics record: "garbage"`);
+  });
+
   it('truncateAfterStep creates the log when there is none', async () => {
     const file = path.join(dir, 'metrics.jsonl');
     const log = await MetricsLog.open(file, { truncateAfterStep: 100 });
