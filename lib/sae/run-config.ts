@@ -83,7 +83,7 @@ export function stepSchedule(steps: number): { resampling: { steps: number[]; de
 }
 
 /**
- * The presets, both the paper's A/1 shape (4,096 features). CPU (2 cores in about ten minutes):
+ * The presets, both the paper's A/1 shape (4,096 features). CPU (2 cores in a few minutes):
  * 2,000 steps of 1,024 activations, three resamples. CUDA: ten passes over every position of the
  * corpus (all but the BOS), batches of 4,096, three resamples; 128 contexts per model forward and
  * 1,024 per shuffle window, so the model's forward keeps up with the SAE's steps. A run length in
