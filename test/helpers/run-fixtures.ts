@@ -21,7 +21,7 @@ export function writePlantedActivations(dir: string, options: { atoms: number; d
 }
 
 /** A validated config over `dataDir`, with `overrides` merged one level deep. */
-export function testConfig(dataDir: string, outDir: string, overrides: Partial<Record<keyof TrainConfigInput, object>> & { seed?: number } = {}): TrainConfig {
+export function testConfig(dataDir: string, outDir: string, overrides: Partial<Record<Exclude<keyof TrainConfigInput, 'seed'>, object>> & { seed?: number } = {}): TrainConfig {
   const base: Record<string, Record<string, unknown>> = {
     data: { paths: [dataDir], chunkRows: 64, bufferChunks: 8 },
     sae: { dSae: 64, geometricMedianSamples: 128 },
