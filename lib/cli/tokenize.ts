@@ -8,7 +8,7 @@ import path from 'node:path';
 
 import type { Command } from 'commander';
 
-import { readCorpus, type CorpusReport } from '../data/corpus.js';
+import { CorpusError, readCorpus, type CorpusReport } from '../data/corpus.js';
 import { documentTokens, tokenizerThreads, type DocumentTexts } from '../data/document-tokens.js';
 import { writeTokenShard, type TokenShardInfo } from '../data/token-shards.js';
 import { TOKENIZER_FILE, Tokenizer } from '../lm/tokenizer.js';
@@ -126,6 +126,12 @@ export async function tokenizeCorpus(options: TokenizeOptions): Promise<Tokenize
     }
   } finally {
     await stream.close();
+  }
+  if (documents === 0) {
+    // An empty shard would only fail later, in whatever reads it: say why here, and write nothing.
+    const skipped = report.skipped.slice(0, 3).map((s) => `${s.file}: ${s.reason} (${s.count})`);
+    const why = truncated ? `its first document alone is longer than --max-tokens ${maxTokens}` : `${report.files} file(s) and ${report.documents} document(s) read${skipped.length ? `; skipped ${skipped.join('; ')}` : ''}`;
+    throw new CorpusError(options.corpus.join(', '), `no document to write (${why})`);
   }
   const shard = await writeTokenShard(options.out, tokens.view(), tokenizer.vocabSize);
   return { shard, documents, truncated, report };

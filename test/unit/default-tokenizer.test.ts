@@ -6,7 +6,7 @@
  * between them.
  */
 import { statSync } from 'node:fs';
-import { rm, writeFile } from 'node:fs/promises';
+import { rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -135,6 +135,13 @@ describe('tokenizeCorpus (monosemantic tokenize)', () => {
     expect(cut).toMatchObject({ documents: 2, truncated: true, shard: { tokens: ids[0]!.length + 1 + ids[1]!.length } });
 
     await expect(tokenizeCorpus({ tokenizer: corpus, corpus: [corpus], out })).rejects.toThrow(/must be named tokenizer\.json/);
+    // Nothing to write: a shard of 0 tokens would only fail later, in whatever reads it.
+    const nothing = path.join(scratch, 'nothing.tokens');
+    await expect(tokenizeCorpus({ tokenizer: corpusDir, corpus: [corpus], out: nothing, maxTokens: 1 })).rejects.toThrow(/no document to write \(its first document alone is longer than --max-tokens 1\)/);
+    const bodies = path.join(scratch, 'bodies.jsonl');
+    await writeFile(bodies, '{"body": "text under another field"}\n');
+    await expect(tokenizeCorpus({ tokenizer: corpusDir, corpus: [bodies], out: nothing })).rejects.toThrow(/bodies\.jsonl: no document to write \(1 file\(s\) and 0 document\(s\) read; skipped .*no string "text" field/);
+    await expect(stat(nothing)).rejects.toThrow(/ENOENT/);
     await expect(tokenizeCorpus({ tokenizer: corpusDir, corpus: [corpus], out, threads: -1 })).rejects.toThrow(/threads/);
   });
 
