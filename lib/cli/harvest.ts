@@ -5,6 +5,9 @@
  * interrupted build; SIGINT stops after the current shard. What the text reader skips is printed
  * as it is found.
  */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+
 import type { Command } from 'commander';
 
 import { buildActivationCache } from '../data/activation-cache.js';
@@ -30,6 +33,16 @@ interface HarvestFlags {
   seed: string;
   textField?: string;
   backend?: 'cpu' | 'cuda';
+}
+
+/** How many times the activation stream had started the corpus over when its build state was saved (0 when unknown). */
+async function passesBeyondFirst(buildFile: string): Promise<number> {
+  try {
+    const epoch = (JSON.parse(await readFile(buildFile, 'utf8')) as { source?: { epoch?: unknown } }).source?.epoch;
+    return typeof epoch === 'number' && Number.isSafeInteger(epoch) && epoch > 0 ? epoch : 0;
+  } catch {
+    return 0;
+  }
 }
 
 export function registerHarvest(program: Command): void {
@@ -114,6 +127,12 @@ export function registerHarvest(program: Command): void {
           `${result.complete ? 'cached' : 'stopped after'} ${result.rows.toLocaleString('en-US')} rows of ${flags.hook} in ${result.shards} shards: ${result.manifest}\n` +
             (result.complete ? `train on them with: monosemantic train --data ${result.manifest} --d-sae N --steps N\n` : 'run the same command to resume\n'),
         );
+        // The activation stream starts the corpus over when it ends (LmActivationState.epoch counts the
+        // restarts): say so, since such a cache repeats its positions.
+        const passes = 1 + (await passesBeyondFirst(path.join(flags.out, 'cache-build.json')));
+        if (passes > 1) {
+          process.stderr.write(`note: the corpus ran out before ${result.rows.toLocaleString('en-US')} rows; it was read ${passes} times over, so the cache repeats its positions (a larger corpus, or fewer --rows, avoids it)\n`);
+        }
         if (controller.signal.aborted) process.exitCode = 130; // interrupted, as run and train report it (lib/cli/interrupt.ts)
       } finally {
         process.off('SIGINT', onSignal);

@@ -1,4 +1,4 @@
-/** `monosemantic harvest` over token shards, and over text with input it skips (printed as found). */
+/** `monosemantic harvest` over token shards, over text with input it skips (printed as found), and over a corpus too small for its rows. */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -19,6 +19,17 @@ it('harvests from token shards', async () => {
   expect(r.status, r.stderr).toBe(0);
   expect(r.stdout).toMatch(/cached 300 rows of blocks\.0\.mlp\.hook_post/);
   expect(await verifyActivationCache(out)).toEqual({ shards: 1, rows: 300 });
+  expect(r.stderr).not.toMatch(/read \d+ times over/); // far from the end of the corpus
+});
+
+it('says when a corpus too small for --rows was read over and over', () => {
+  const root = tempDir('harvest-passes');
+  const corpus = path.join(root, 'small.txt');
+  writeFileSync(corpus, 'A short corpus about foxes and dogs, repeated a little. '.repeat(40));
+  const r = cli(['harvest', '--corpus', corpus, ...common, '--out', path.join(root, 'cache')]);
+  expect(r.status, r.stderr).toBe(0);
+  const passes = Number(/it was read (\d+) times over, so the cache repeats its positions/.exec(r.stderr)?.[1]);
+  expect(passes).toBeGreaterThan(1);
 });
 
 it('prints what the text reader skips, and says why a corpus gives no context', () => {
