@@ -16,39 +16,39 @@ export function optionWithDefault(flags: string, description: string, value: str
   return new Option(flags, description).default(value, shown);
 }
 
+/**
+ * A flag's value as a number that passes `ok` (a blank value is not 0); otherwise a RangeError
+ * naming the flag: "`flag` must be `what` (got "text")".
+ */
+function checkedFlag(flag: string, text: string, ok: (value: number) => boolean, what: string): number {
+  const value = text.trim() === '' ? NaN : Number(text);
+  if (!ok(value)) throw new RangeError(`${flag} must be ${what} (got ${JSON.stringify(text)})`);
+  return value;
+}
+
 /** A flag's value as a positive integer; a RangeError naming the flag otherwise. */
 export function positiveIntegerFlag(flag: string, text: string): number {
-  const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${flag} must be a positive integer (got ${JSON.stringify(text)})`);
-  return value;
+  return checkedFlag(flag, text, (v) => Number.isSafeInteger(v) && v >= 1, 'a positive integer');
 }
 
 /** A flag's value as a non-negative integer; a RangeError naming the flag otherwise. */
 export function nonNegativeIntegerFlag(flag: string, text: string): number {
-  const value = text.trim() === '' ? NaN : Number(text);
-  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`${flag} must be a non-negative integer (got ${JSON.stringify(text)})`);
-  return value;
+  return checkedFlag(flag, text, (v) => Number.isSafeInteger(v) && v >= 0, 'a non-negative integer');
 }
 
 /** A flag's value as an integer; a RangeError naming the flag otherwise. */
 export function integerFlag(flag: string, text: string): number {
-  const value = text.trim() === '' ? NaN : Number(text);
-  if (!Number.isSafeInteger(value)) throw new RangeError(`${flag} must be an integer (got ${JSON.stringify(text)})`);
-  return value;
+  return checkedFlag(flag, text, Number.isSafeInteger, 'an integer');
 }
 
 /** A flag's value as a finite number >= 0; a RangeError naming the flag otherwise. */
 export function nonNegativeNumberFlag(flag: string, text: string): number {
-  const value = text.trim() === '' ? NaN : Number(text);
-  if (!Number.isFinite(value) || value < 0) throw new RangeError(`${flag} must be a non-negative number (got ${JSON.stringify(text)})`);
-  return value;
+  return checkedFlag(flag, text, (v) => Number.isFinite(v) && v >= 0, 'a non-negative number');
 }
 
 /** A flag's value as a number in (0, 1] (a probability mass, a fraction); a RangeError naming the flag otherwise. */
 export function fractionFlag(flag: string, text: string): number {
-  const value = text.trim() === '' ? NaN : Number(text);
-  if (!(value > 0 && value <= 1)) throw new RangeError(`${flag} must be a number in (0, 1] (got ${JSON.stringify(text)})`);
-  return value;
+  return checkedFlag(flag, text, (v) => v > 0 && v <= 1, 'a number in (0, 1]');
 }
 
 /**
