@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 
 import { buildActivationCache } from '../data/activation-cache.js';
-import { openCorpusContexts } from '../data/corpus-contexts.js';
+import { openCorpusContexts, skipLog } from '../data/corpus-contexts.js';
 import { LmActivationSource } from '../data/lm-activations.js';
 import { defaultModelDir } from '../lm/default-model.js';
 import { Gpt2Model } from '../lm/model.js';
@@ -77,18 +77,13 @@ export function registerHarvest(program: Command): void {
       };
       process.on('SIGINT', onSignal);
       try {
-        const skipped = new Set<string>();
         const corpus = {
           paths: flags.corpus,
           textField: flags.textField ?? 'text',
           tokenizer,
           contextLength,
           seed,
-          onSkip: ({ file, reason }: { file: string; reason: string }) => {
-            if (skipped.has(`${file}\0${reason}`)) return;
-            skipped.add(`${file}\0${reason}`);
-            process.stderr.write(`skipped ${file}: ${reason}\n`);
-          },
+          onSkip: skipLog((line) => process.stderr.write(`${line}\n`)).onSkip,
         };
         const result = await buildActivationCache({
           dir: flags.out,

@@ -80,6 +80,23 @@ export type CorpusContextSource = ContextSource & {
   readonly report: CorpusReport | null;
 };
 
+/**
+ * An onSkip that writes `skipped FILE: REASON` once per file and reason over every pass of a run
+ * (each pass reopens the stream and meets the same problems again), and keeps what it wrote.
+ */
+export function skipLog(write: (line: string) => void): { onSkip: (skipped: { file: string; reason: string }) => void; skipped: () => { file: string; reason: string }[] } {
+  const seen = new Map<string, { file: string; reason: string }>();
+  return {
+    onSkip: ({ file, reason }) => {
+      const key = `${file}\0${reason}`;
+      if (seen.has(key)) return;
+      seen.set(key, { file, reason });
+      write(`skipped ${file}: ${reason}`);
+    },
+    skipped: () => [...seen.values()],
+  };
+}
+
 /** Why a text corpus gave no context: what was read, and the first things skipped. */
 function emptyCorpusMessage(paths: readonly string[], contextLength: number, report: CorpusReport): string {
   const plural = (n: number, what: string) => `${n.toLocaleString('en-US')} ${what}${n === 1 ? '' : 's'}`;

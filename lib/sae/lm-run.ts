@@ -13,7 +13,7 @@ import path from 'node:path';
 
 import { densityHistogram, evaluateSae, type SaeEvaluation } from '../analysis/sae-eval.js';
 import { type BackendName, nativeAddon, resolveBackend } from '../backend.js';
-import { corpusKind, openCorpusContexts, readContexts } from '../data/corpus-contexts.js';
+import { corpusKind, openCorpusContexts, readContexts, skipLog } from '../data/corpus-contexts.js';
 import { LmActivationSource, type LmActivationState } from '../data/lm-activations.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { defaultModelDir } from '../lm/default-model.js';
@@ -105,13 +105,7 @@ export async function runMainJob(runConfig: RunConfig, options: { resume?: boole
   }
   const threads = config.data.tokenizerThreads;
   // What a text corpus skips is logged once per file and reason, and listed in the summary.
-  const skipped = new Map<string, { file: string; reason: string }>();
-  const onSkip = (entry: { file: string; reason: string }) => {
-    const key = `${entry.file}\0${entry.reason}`;
-    if (skipped.has(key)) return;
-    skipped.set(key, entry);
-    log(`skipped ${entry.file}: ${entry.reason}`);
-  };
+  const { onSkip, skipped } = skipLog(log);
   const corpus = { paths: corpusPaths, textField: config.data.textField, tokenizer, contextLength, onSkip, ...(threads !== null ? { tokenizerThreads: threads } : {}) };
 
   // Before any training: token shards are checked whole (checksum, every token in the vocabulary),
@@ -197,7 +191,7 @@ export async function runMainJob(runConfig: RunConfig, options: { resume?: boole
             steps: summary.steps,
             seconds: summary.seconds,
             samplesPerEpoch,
-            skipped: [...skipped.values()],
+            skipped: skipped(),
             // The trainer's last completed density window (null before one closed).
             trainingDensity: summary.densitySamples === null ? null : { samples: summary.densitySamples, dead: summary.dead, ultraLow: summary.ultraLow },
             evaluation: rest,
@@ -219,7 +213,7 @@ export async function runMainJob(runConfig: RunConfig, options: { resume?: boole
     train: summary,
     samplesPerEpoch,
     epochs: samplesPerEpoch ? summary.samples / samplesPerEpoch : null,
-    skipped: [...skipped.values()],
+    skipped: skipped(),
     evaluation,
   };
 }
