@@ -74,17 +74,22 @@ void center(size_t B, size_t d, const float* x, const float* b_dec, float* xc, b
   });
 }
 
-// f[B, n] = ReLU(xc W_enc + b_enc); xc already centred (and rounded in bf16 mode).
+// f[B, n] = ReLU(xc W_enc + b_enc); xc already centred (and rounded in bf16 mode). When
+// active_per_row is given, (*active_per_row)[b] = #{i : f[b, i] > 0}, counted in the same pass.
 void encode_centered(size_t B, size_t d, size_t n, const float* xc, const float* W_enc_op,
-                     const float* b_enc, float* f) {
+                     const float* b_enc, float* f, std::vector<size_t>* active_per_row = nullptr) {
   sgemm(false, false, int(B), int(n), int(d), 1.0f, xc, int(d), W_enc_op, int(n), 0.0f, f, int(n));
+  if (active_per_row) active_per_row->assign(B, 0);
   parallel_for(B, row_grain(n), [&](size_t b0, size_t b1) {
     for (size_t b = b0; b < b1; ++b) {
       float* row = f + b * n;  // f[b, :]
+      size_t active = 0;
       for (size_t i = 0; i < n; ++i) {
         const float v = row[i] + b_enc[i];
         row[i] = v > 0.0f ? v : 0.0f;
+        active += v > 0.0f ? 1 : 0;
       }
+      if (active_per_row) (*active_per_row)[b] = active;
     }
   });
 }
@@ -214,11 +219,12 @@ static int compute_grads(const ms_sae_grads_args* a, ms_sae_stats* stats, ms_err
     W_dec_op = ws.W_dec_r;
   }
   center(B, D, a->x, a->b_dec, ws.xc, bf16);
-  encode_centered(B, D, N, ws.xc, W_enc_op, a->b_enc, ws.f);
+  std::vector<size_t> active_per_row;  // #{i : f[b, i] > 0} per row
+  encode_centered(B, D, N, ws.xc, W_enc_op, a->b_enc, ws.f, &active_per_row);
   // Once few features fire, the products after the encoder run over the active entries of f only
   // (sae_sparse_cpu.h): the same sums in another order.
-  std::vector<size_t> active_per_row;
-  const size_t active = count_active(B, N, ws.f, active_per_row);
+  size_t active = 0;
+  for (size_t k : active_per_row) active += k;
   const bool sparse = use_sparse_products(active, B, N);
   ActiveEntries entries;
   const float* f_op = ws.f;

@@ -24,21 +24,6 @@ constexpr size_t kFeatureBlock = 16;
 
 }  // namespace
 
-size_t count_active(size_t B, size_t n, const float* f, std::vector<size_t>& per_row) {
-  per_row.assign(B, 0);
-  parallel_for(B, row_grain(n), [&](size_t b0, size_t b1) {
-    for (size_t b = b0; b < b1; ++b) {
-      const float* fr = f + b * n;  // f[b, :]
-      size_t k = 0;
-      for (size_t i = 0; i < n; ++i) k += fr[i] > 0.0f ? 1 : 0;
-      per_row[b] = k;
-    }
-  });
-  size_t total = 0;
-  for (size_t k : per_row) total += k;
-  return total;
-}
-
 bool use_sparse_products(size_t active, size_t B, size_t n) {
   const char* mode = std::getenv("MONOSEMANTIC_CPU_SAE_SPARSE");
   if (mode && std::strcmp(mode, "always") == 0) return true;

@@ -27,9 +27,6 @@ struct ActiveEntries {
   std::vector<float> col_value;      // the product operand, by feature
 };
 
-// per_row[b] = #{i : f[b, i] > 0} for b < B (per_row is resized); returns their sum.
-size_t count_active(size_t B, size_t n, const float* f, std::vector<size_t>& per_row);
-
 // Whether sae_grads takes the sparse products for `active` entries of a B x n f:
 // MONOSEMANTIC_CPU_SAE_SPARSE=always or never (read at each call), else when the fraction active
 // is at most kSparseDensity.
@@ -37,7 +34,7 @@ constexpr double kSparseDensity = 0.05;
 bool use_sparse_products(size_t active, size_t B, size_t n);
 
 // The entries of f [B, n] with f > 0, their product operands rounded to bf16 when `bf16`.
-// per_row as count_active left it.
+// per_row[b] = #{i : f[b, i] > 0} (sae_cpu.cpp counts them while applying the ReLU).
 ActiveEntries gather_active(size_t B, size_t n, const float* f, bool bf16, const std::vector<size_t>& per_row);
 
 // g[b, :] = sum_i f_op[b, i] W_dec_op[i, :] over the row's active features   (g [B, d], W_dec_op [n, d])
