@@ -12,8 +12,8 @@ export type { TrainStepStats, StepOptions, OptimizerState, ResampleResult } from
 export { sumSquares, scaleInPlace, rowSqDist } from './ops.js';
 export { resampleDeadFeatures, type ResampleOptions, type ResampleReport } from './sae/resample.js';
 export { TrainConfigSchema, parseTrainConfig, ConfigError, type TrainConfig, type TrainConfigInput } from './sae/train-config.js';
-export { train, TrainingError, type TrainSummary, type TrainHooks, type TrainingDataSource, type ResampleEvent } from './sae/trainer.js';
-export { CheckpointError, listCheckpoints, readCheckpoint, latestGoodCheckpoint } from './sae/checkpoint.js';
+export { train, TrainingError, type TrainSummary, type TrainHooks, type TrainingDataSource, type ResampleEvent, SAE_CHECKPOINT_LAYOUT } from './sae/trainer.js';
+export { type Checkpoint, type CheckpointLayout, CheckpointError, listCheckpoints, readCheckpoint, latestGoodCheckpoint } from './io/checkpoint.js';
 export { saveSaeLens, loadSaeLens, loadSaeLensAsSae, SaeLensError, type SaeLensExport, type LoadedSaeLens, type SaeLensMetadata } from './sae/saelens.js';
 export { learningRateAt, l1CoeffAt, type LrSchedule, type L1Schedule } from './sae/schedules.js';
 export { MetricsLog, readMetrics, type MetricsRecord } from './sae/metrics-log.js';
@@ -48,7 +48,7 @@ export { writeTokenShard, readTokenShardHeader, verifyTokenShard, openTokenShard
 export { openShardContextStream } from './data/shard-contexts.js';
 export { openCorpusContexts, readContexts, corpusKind } from './data/corpus-contexts.js';
 export { initGpt2Weights } from './lm/init.js';
-export { trainLm, nextTokenTargets, type LmTrainSummary } from './lm/lm-trainer.js';
+export { trainLm, nextTokenTargets, type LmTrainSummary, LM_CHECKPOINT_LAYOUT } from './lm/lm-trainer.js';
 export { LmTrainConfigSchema, parseLmTrainConfig, type LmTrainConfig } from './lm/train-config.js';
 export { runMainJob, resolveRunConfig, type MainRunSummary } from './sae/lm-run.js';
 export { RunConfigSchema, parseRunConfig, type RunConfig } from './sae/run-config.js';

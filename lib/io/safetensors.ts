@@ -286,7 +286,11 @@ export interface LoadedTensor {
 
 /** Reads a whole file into memory, one copied tensor each. */
 export async function readSafetensors(path: string): Promise<{ header: SafetensorsHeader; tensors: Record<string, LoadedTensor> }> {
-  const file = await readFile(path);
+  return decodeSafetensors(await readFile(path), path);
+}
+
+/** The tensors of a whole safetensors file already in memory, one copied tensor each; `path` names it in errors. */
+export function decodeSafetensors(file: Buffer, path: string): { header: SafetensorsHeader; tensors: Record<string, LoadedTensor> } {
   const length = headerLength(path, file, file.length);
   const header = parseHeader(path, file.subarray(8, 8 + length), file.length);
   const tensors: Record<string, LoadedTensor> = {};

@@ -14,14 +14,16 @@
 import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 
+import { z } from 'zod';
+
 import { renderCurvesSvg } from '../analysis/curves.js';
 import { type BackendName, resolveBackend } from '../backend.js';
 import { openShardContextStream, type ShardContextState, type ShardContextStream } from '../data/shard-contexts.js';
 import { deviceDescription } from '../doctor.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { encodeSafetensors, readSafetensors, tensorToFloat32 } from '../io/safetensors.js';
+import { type Checkpoint, type CheckpointLayout, CheckpointError, latestGoodCheckpoint, listCheckpoints, writeCheckpoint } from '../io/checkpoint.js';
+import { decodeSafetensors, encodeSafetensors, tensorToFloat32 } from '../io/safetensors.js';
 import { packageRoot } from '../native/load.js';
-import { type Checkpoint, CheckpointError, latestGoodCheckpoint, listCheckpoints, writeCheckpoint } from '../sae/checkpoint.js';
 import { MetricsLog, readMetrics } from '../sae/metrics-log.js';
 import { TrainingError, type ProgressDisplay } from '../sae/trainer.js';
 import { checkGpt2Config, type Gpt2Config } from './config.js';
@@ -60,16 +62,25 @@ export interface LmTrainSummary {
   checkpoint: string | null;
 }
 
-interface RunState {
-  step: number;
-  tokens: number;
-  source: ShardContextState;
-  seconds: number;
-  valLoss: number | null;
-  trainLoss: number | null;
-  /** The training losses of the steps since the last metrics record. */
-  window: { sum: number; steps: number };
-}
+const count = z.number().nonnegative();
+
+/** What this trainer's checkpoints hold: the files, and the state.json fields it resumes from. */
+export const LM_CHECKPOINT_LAYOUT = {
+  trainer: 'a language-model trainer',
+  files: ['weights.safetensors', 'optimizer.safetensors', 'state.json'],
+  state: z.object({
+    step: z.number().int().nonnegative(),
+    tokens: count,
+    /** The shard stream's own state, which the stream checks. */
+    source: z.looseObject({}),
+    seconds: count,
+    valLoss: z.number().nullable(),
+    trainLoss: z.number().nullable(),
+    /** The training losses of the steps since the last metrics record. */
+    window: z.object({ sum: z.number(), steps: count }),
+  }),
+} satisfies CheckpointLayout<{ step: number }>;
+type RunState = Omit<z.infer<typeof LM_CHECKPOINT_LAYOUT.state>, 'source'> & { source: ShardContextState };
 
 /** The package's default corpus folder. */
 export function defaultCorpusDir(): string {
@@ -130,14 +141,15 @@ export async function trainLm(config: LmTrainConfig, options: { resume?: boolean
   const T = config.model.contextLength;
   const paths = resolveLmPaths(config);
 
-  let checkpoint: Checkpoint | null = null;
+  let checkpoint: Checkpoint<z.infer<typeof LM_CHECKPOINT_LAYOUT.state>> | null = null;
   if (options.resume) {
-    checkpoint = await latestGoodCheckpoint(checkpointsDir, (e) => log(`skipping unusable checkpoint: ${e.message}`));
+    checkpoint = await latestGoodCheckpoint(checkpointsDir, LM_CHECKPOINT_LAYOUT, (e) => log(`skipping unusable checkpoint: ${e.message}`));
     if (!checkpoint) throw new TrainingError(`no usable checkpoint under ${checkpointsDir} to resume from`);
   } else if ((await listCheckpoints(checkpointsDir)).length > 0) {
     throw new TrainingError(`${outDir} already holds a run; resume it (--resume ${outDir}) or choose another outDir`);
   }
-  const state: RunState | null = checkpoint ? (JSON.parse(checkpoint.files['state.json']!.toString('utf8')) as RunState) : null;
+  // The stream checks its own state (version, fingerprint) when it opens.
+  const state = (checkpoint?.state ?? null) as RunState | null;
 
   const tokenizer = await Tokenizer.load(paths.tokenizer);
   if (tokenizer.bosTokenId === null) throw new TrainingError(`the tokenizer in ${paths.tokenizer} has no BOS token to start contexts with`);
@@ -165,7 +177,7 @@ export async function trainLm(config: LmTrainConfig, options: { resume?: boolean
     let trainLoss: number | null = null;
     let window = { sum: 0, steps: 0, time: performance.now(), tokens };
     if (checkpoint && state) {
-      await restoreTraining(model, checkpoint, state.step);
+      restoreTraining(model, checkpoint, state.step);
       ({ step, tokens, valLoss, trainLoss } = state);
       window = { ...state.window, time: performance.now(), tokens };
       secondsBefore = state.seconds;
@@ -322,12 +334,10 @@ function checkpointFiles(model: Gpt2Training, runState: RunState): Record<string
   };
 }
 
-async function restoreTraining(model: Gpt2Training, checkpoint: Checkpoint, steps: number): Promise<void> {
-  for (const file of ['weights.safetensors', 'optimizer.safetensors']) {
-    if (!checkpoint.files[file]) throw new CheckpointError(checkpoint.path, `${file} is missing`);
-  }
-  const weights = (await readSafetensors(path.join(checkpoint.path, 'weights.safetensors'))).tensors;
-  const optimizer = (await readSafetensors(path.join(checkpoint.path, 'optimizer.safetensors'))).tensors;
+function restoreTraining(model: Gpt2Training, checkpoint: Checkpoint, steps: number): void {
+  const decoded = (file: string) => decodeSafetensors(checkpoint.files[file]!, path.join(checkpoint.path, file)).tensors;
+  const weights = decoded('weights.safetensors');
+  const optimizer = decoded('optimizer.safetensors');
   const take = (set: typeof weights, name: string) => {
     const tensor = set[name];
     if (!tensor) throw new CheckpointError(checkpoint.path, `tensor ${name} is missing (a checkpoint of another model shape?)`);

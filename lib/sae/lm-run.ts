@@ -20,7 +20,7 @@ import { defaultModelDir } from '../lm/default-model.js';
 import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { packageRoot } from '../native/load.js';
-import { listCheckpoints } from './checkpoint.js';
+import { listCheckpoints } from '../io/checkpoint.js';
 import { ConfigError, type TrainConfig } from './train-config.js';
 import { machineDefaults, parseRunConfig, type RunConfig, stepSchedule, trainerConfig, withDefaults } from './run-config.js';
 import { loadSaeLensAsSae } from './saelens.js';

@@ -15,15 +15,17 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 
+import { z } from 'zod';
+
 import { writeTrainingCurves } from '../analysis/curves.js';
 import { type BackendName, resolveBackend } from '../backend.js';
 import { type ActivationSource, type ActivationSourceState, openActivationSource } from '../data/activation-source.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { encodeSafetensors, readSafetensors, tensorToFloat32, tensorToFloat64, type LoadedTensor } from '../io/safetensors.js';
+import { type Checkpoint, type CheckpointLayout, CheckpointError, latestGoodCheckpoint, listCheckpoints, readCheckpoint, writeCheckpoint } from '../io/checkpoint.js';
+import { decodeSafetensors, encodeSafetensors, tensorToFloat32, tensorToFloat64, type LoadedTensor } from '../io/safetensors.js';
 import { columnStats, rowSqDist, scaleInPlace } from '../ops.js';
 import { Rng } from '../random.js';
 import { Tensor } from '../tensor.js';
-import { type Checkpoint, CheckpointError, latestGoodCheckpoint, listCheckpoints, readCheckpoint, writeCheckpoint } from './checkpoint.js';
 import { FiringStats } from './firing-stats.js';
 import type { SaeParameterArrays } from './init.js';
 import { MetricsLog, type MetricsRecord } from './metrics-log.js';
@@ -130,21 +132,30 @@ export interface TrainSummary {
   dataWaitFraction: number;
 }
 
-/** What a checkpoint's state.json holds (besides the tensors in the safetensors files). */
-interface RunState {
-  step: number;
-  samples: number;
-  dIn: number;
-  dSae: number;
-  normalizationScale: number;
-  lastResampleStep: number | null;
-  rng: number[];
-  source: unknown;
-  firing: { windowSamples: number; lastDensitySamples: number; totalSamples: number; hasLastDensity: boolean };
-  samplesSinceSnapshot: number;
-  resamples: ResampleEvent[];
-  seconds: number;
-}
+const count = z.number().nonnegative();
+const stepCount = z.number().int().nonnegative();
+
+/** What this trainer's checkpoints hold: the files, and the state.json fields it resumes from. */
+export const SAE_CHECKPOINT_LAYOUT = {
+  trainer: 'an SAE trainer',
+  files: ['sae_weights.safetensors', 'optimizer.safetensors', 'firing.safetensors', 'state.json'],
+  state: z.object({
+    step: stepCount,
+    samples: count,
+    dIn: z.number().int().positive(),
+    dSae: z.number().int().positive(),
+    normalizationScale: z.number().positive(),
+    lastResampleStep: stepCount.nullable(),
+    rng: z.array(z.number()),
+    /** The data source's own state, which the source checks. */
+    source: z.unknown(),
+    firing: z.object({ windowSamples: count, lastDensitySamples: count, totalSamples: count, hasLastDensity: z.boolean() }),
+    samplesSinceSnapshot: count,
+    resamples: z.array(z.object({ step: stepCount, dead: count, resampled: count, meanLiveEncoderNorm: z.number().nullable() })),
+    seconds: count,
+  }),
+} satisfies CheckpointLayout<{ step: number }>;
+type RunState = z.infer<typeof SAE_CHECKPOINT_LAYOUT.state>;
 
 const PARAMS = ['W_enc', 'b_enc', 'W_dec', 'b_dec'] as const;
 
@@ -157,18 +168,18 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
   const total = totalSteps(config);
   const t = config.training;
 
-  let checkpoint: Checkpoint | null = null;
+  let checkpoint: Checkpoint<RunState> | null = null;
   if (options.checkpoint) {
-    checkpoint = await readCheckpoint(options.checkpoint);
+    checkpoint = await readCheckpoint(options.checkpoint, SAE_CHECKPOINT_LAYOUT);
   } else if (options.resume) {
-    checkpoint = await latestGoodCheckpoint(checkpointsDir, (e) => log(`skipping unusable checkpoint: ${e.message}`));
+    checkpoint = await latestGoodCheckpoint(checkpointsDir, SAE_CHECKPOINT_LAYOUT, (e) => log(`skipping unusable checkpoint: ${e.message}`));
     if (!checkpoint) throw new TrainingError(`no usable checkpoint under ${checkpointsDir} to resume from`);
   } else if ((await listCheckpoints(checkpointsDir)).length > 0) {
     throw new TrainingError(`${outDir} already holds a run; resume it (--resume ${outDir}) or choose another outDir`);
   }
   await mkdir(outDir, { recursive: true });
 
-  const state: RunState | null = checkpoint ? (JSON.parse(checkpoint.files['state.json']!.toString('utf8')) as RunState) : null;
+  const state = checkpoint?.state ?? null;
   const data = config.data;
   if (!options.openSource && !data) throw new TrainingError('the config names no data (data.paths: activation files)');
   const openSource =
@@ -247,13 +258,13 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
     };
 
     if (checkpoint && state) {
-      await restoreModel(sae, checkpoint);
+      restoreModel(sae, checkpoint);
       step = state.step;
       samples = state.samples;
       scale = state.normalizationScale;
       lastResampleStep = state.lastResampleStep;
       rng = Rng.fromState(state.rng);
-      firing = await restoreFiring(checkpoint, state, config);
+      firing = restoreFiring(checkpoint, config);
       samplesSinceSnapshot = state.samplesSinceSnapshot;
       resamples = state.resamples;
       secondsBefore = state.seconds;
@@ -536,14 +547,13 @@ function checkpointFiles(sae: SparseAutoencoder, firing: FiringStats, runState: 
 }
 
 /** The tensors of one of a verified checkpoint's safetensors files. */
-async function parseTensors(checkpoint: Checkpoint, file: string): Promise<Record<string, LoadedTensor>> {
-  if (!checkpoint.files[file]) throw new CheckpointError(checkpoint.path, `${file} is missing`);
-  return (await readSafetensors(path.join(checkpoint.path, file))).tensors;
+function parseTensors(checkpoint: Checkpoint, file: string): Record<string, LoadedTensor> {
+  return decodeSafetensors(checkpoint.files[file]!, path.join(checkpoint.path, file)).tensors;
 }
 
-async function restoreModel(sae: SparseAutoencoder, checkpoint: Checkpoint): Promise<void> {
-  const weights = await parseTensors(checkpoint, 'sae_weights.safetensors');
-  const optimizer = await parseTensors(checkpoint, 'optimizer.safetensors');
+function restoreModel(sae: SparseAutoencoder, checkpoint: Checkpoint<RunState>): void {
+  const weights = parseTensors(checkpoint, 'sae_weights.safetensors');
+  const optimizer = parseTensors(checkpoint, 'optimizer.safetensors');
   const take = (set: Record<string, LoadedTensor>, name: string) => {
     const tensor = set[name];
     if (!tensor) throw new CheckpointError(checkpoint.path, `tensor ${name} is missing`);
@@ -557,13 +567,13 @@ async function restoreModel(sae: SparseAutoencoder, checkpoint: Checkpoint): Pro
     m[name] = take(optimizer, `m.${name}`);
     v[name] = take(optimizer, `v.${name}`);
   }
-  const state = JSON.parse(checkpoint.files['state.json']!.toString('utf8')) as RunState;
   sae.writeParameters(params);
-  sae.writeOptimizerState({ steps: state.step, m, v });
+  sae.writeOptimizerState({ steps: checkpoint.state.step, m, v });
 }
 
-async function restoreFiring(checkpoint: Checkpoint, state: RunState, config: TrainConfig): Promise<FiringStats> {
-  const t = await parseTensors(checkpoint, 'firing.safetensors');
+function restoreFiring(checkpoint: Checkpoint<RunState>, config: TrainConfig): FiringStats {
+  const state = checkpoint.state;
+  const t = parseTensors(checkpoint, 'firing.safetensors');
   const get = (name: string) => {
     const tensor = t[name];
     if (!tensor) throw new CheckpointError(checkpoint.path, `firing statistic ${name} is missing`);

@@ -9,11 +9,11 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 
 import { readSafetensors, tensorToFloat32 } from '../../lib/io/safetensors.js';
-import { CheckpointError, latestGoodCheckpoint, listCheckpoints, readCheckpoint } from '../../lib/sae/checkpoint.js';
+import { CheckpointError, latestGoodCheckpoint, listCheckpoints, readCheckpoint } from '../../lib/io/checkpoint.js';
 import { readMetrics } from '../../lib/sae/metrics-log.js';
 import { loadSaeLens } from '../../lib/sae/saelens.js';
 import { SparseAutoencoder } from '../../lib/sae/sae.js';
-import { TrainingError, train } from '../../lib/sae/trainer.js';
+import { SAE_CHECKPOINT_LAYOUT, TrainingError, train } from '../../lib/sae/trainer.js';
 import { Tensor } from '../../lib/tensor.js';
 import { tempDir, testConfig, writePlantedActivations } from '../helpers/run-fixtures.js';
 
@@ -112,19 +112,19 @@ describe('checkpoints', () => {
     const bytes = readFileSync(newest);
     bytes[bytes.length - 3]! ^= 0x40;
     writeFileSync(newest, bytes);
-    await expect(readCheckpoint(path.join(dir, 'step-000000100'))).rejects.toThrow(/sae_weights\.safetensors fails its SHA-256 check/);
+    await expect(readCheckpoint(path.join(dir, 'step-000000100'), SAE_CHECKPOINT_LAYOUT)).rejects.toThrow(/sae_weights\.safetensors fails its SHA-256 check/);
     truncateSync(path.join(dir, 'step-000000080', 'optimizer.safetensors'), 100);
-    await expect(readCheckpoint(path.join(dir, 'step-000000080'))).rejects.toThrow(/optimizer\.safetensors holds 100 bytes, the manifest says \d+ \(truncated/);
+    await expect(readCheckpoint(path.join(dir, 'step-000000080'), SAE_CHECKPOINT_LAYOUT)).rejects.toThrow(/optimizer\.safetensors holds 100 bytes, the manifest says \d+ \(truncated/);
 
     const skipped: string[] = [];
-    const good = await latestGoodCheckpoint(dir, (e) => skipped.push(e.message));
+    const good = await latestGoodCheckpoint(dir, SAE_CHECKPOINT_LAYOUT, (e) => skipped.push(e.message));
     expect(good?.step).toBe(60);
     expect(skipped).toHaveLength(2);
     const log: string[] = [];
     const resumed = await train(testConfig(data, outDir, { training: { totalSteps: 100 }, checkpoints: { every: 20, keep: 3 } }), { resume: true, log: (l) => log.push(l) });
     expect(resumed.steps).toBe(100);
     expect(log.filter((l) => l.startsWith('skipping unusable checkpoint'))).toHaveLength(2);
-    await expect(readCheckpoint(path.join(root, 'nowhere'))).rejects.toBeInstanceOf(CheckpointError);
+    await expect(readCheckpoint(path.join(root, 'nowhere'), SAE_CHECKPOINT_LAYOUT)).rejects.toBeInstanceOf(CheckpointError);
   });
 
   it('skips a newest checkpoint that verifies but is incomplete (files or state.json fields missing) and falls back', async () => {
@@ -146,7 +146,7 @@ describe('checkpoints', () => {
       writeFileSync(manifestFile, JSON.stringify(m));
     };
     const damages: { name: string; damage: () => void; message: RegExp }[] = [
-      { name: 'no files listed', damage: () => writeFileSync(manifestFile, JSON.stringify({ ...manifest(), files: {} })), message: /manifest\.json lists none of the trainers' weights files/ },
+      { name: 'no files listed', damage: () => writeFileSync(manifestFile, JSON.stringify({ ...manifest(), files: {} })), message: /sae_weights\.safetensors is not listed in manifest\.json \(an SAE trainer writes / },
       {
         name: 'a file not listed',
         damage: () => {
@@ -161,23 +161,23 @@ describe('checkpoints', () => {
     ];
     for (const { name, damage, message } of damages) {
       damage();
-      const error: unknown = await readCheckpoint(newest).catch((e: unknown) => e);
+      const error: unknown = await readCheckpoint(newest, SAE_CHECKPOINT_LAYOUT).catch((e: unknown) => e);
       expect(error, name).toBeInstanceOf(CheckpointError);
       expect((error as Error).message, name).toMatch(message);
       const skipped: string[] = [];
-      expect((await latestGoodCheckpoint(dir, (e) => skipped.push(e.message)))?.step, name).toBe(20);
+      expect((await latestGoodCheckpoint(dir, SAE_CHECKPOINT_LAYOUT, (e) => skipped.push(e.message)))?.step, name).toBe(20);
       expect(skipped, name).toEqual([(error as Error).message]);
       writeFileSync(manifestFile, original.manifest);
       writeFileSync(stateFile, original.state);
     }
-    expect((await readCheckpoint(newest)).step).toBe(40);
+    expect((await readCheckpoint(newest, SAE_CHECKPOINT_LAYOUT)).step).toBe(40);
 
     // A resume falls back to step 20, reporting the skip as it reports a corrupt checkpoint.
     damages[0]!.damage();
     const log: string[] = [];
     const resumed = await train(config, { resume: true, log: (l) => log.push(l) });
     expect(resumed.steps).toBe(40);
-    expect(log.filter((l) => /^skipping unusable checkpoint: .*step-000000040: manifest\.json lists none/.test(l))).toHaveLength(1);
+    expect(log.filter((l) => /^skipping unusable checkpoint: .*step-000000040: sae_weights\.safetensors is not listed/.test(l))).toHaveLength(1);
     expect(log).toContainEqual(expect.stringMatching(/^resuming from .*step-000000020 at step 20 of 40$/));
   });
 });
@@ -194,7 +194,7 @@ describe('export', () => {
 
     // The trained (normalised-space) SAE of the last checkpoint, applied to s·x, reconstructs
     // s·x̂ where x̂ is the exported SAE's reconstruction of raw x.
-    const ckpt = await readCheckpoint(summary.checkpoint!);
+    const ckpt = await readCheckpoint(summary.checkpoint!, SAE_CHECKPOINT_LAYOUT);
     const trained = await weights(ckpt.path);
     const s = summary.normalizationScale;
     const x = new Float32Array(8 * 16).map((_, i) => Math.sin(i * 0.7) * 3);

@@ -8,8 +8,9 @@
  * newest `keep` checkpoints are kept, and only after the new one is in place.
  *
  * Reading verifies the manifest, every file's size and checksum, and that the checkpoint is
- * complete: it holds every file its trainer (lib/sae/trainer.ts or lib/lm/lm-trainer.ts) writes,
- * and a state.json with every field the trainer resumes from. A corrupt, truncated or incomplete
+ * complete: it holds every file its trainer's layout lists (`CheckpointLayout`, declared by
+ * lib/sae/trainer.ts and lib/lm/lm-trainer.ts), and a state.json with every field the trainer
+ * resumes from. A corrupt, truncated or incomplete
  * checkpoint is a CheckpointError naming the file and the problem, and `latestGoodCheckpoint`
  * falls back to the previous one.
  */
@@ -19,7 +20,7 @@ import path from 'node:path';
 
 import { z } from 'zod';
 
-import { fsyncDir } from '../io/atomic.js';
+import { fsyncDir } from './atomic.js';
 
 const FORMAT = 'monosemantic-checkpoint';
 const VERSION = 1;
@@ -34,65 +35,29 @@ export class CheckpointError extends Error {
   }
 }
 
-const count = z.number().nonnegative();
-const step = z.number().int().nonnegative();
-
 const ManifestSchema = z.object({
   format: z.literal(FORMAT),
   version: z.literal(VERSION),
-  step,
+  step: z.number().int().nonnegative(),
   files: z.record(z.string(), z.object({ bytes: z.number().int().nonnegative(), sha256: z.string() })),
 });
 type Manifest = z.infer<typeof ManifestSchema>;
 
 /**
- * What each trainer writes into a checkpoint: its files, and the state.json fields it resumes
- * from (the data source's own state is checked by the source). A checkpoint's trainer is known
- * by the files only it writes.
+ * What one trainer writes into a checkpoint: its files (state.json among them) and the schema of
+ * the state.json it resumes from (a data source checks its own part of the state). Each trainer
+ * declares its own (lib/sae/trainer.ts, lib/lm/lm-trainer.ts).
  */
-const LAYOUTS = [
-  {
-    trainer: 'an SAE trainer',
-    marks: ['sae_weights.safetensors', 'firing.safetensors'],
-    files: ['sae_weights.safetensors', 'optimizer.safetensors', 'firing.safetensors', 'state.json'],
-    state: z.object({
-      step,
-      samples: count,
-      dIn: z.number().int().positive(),
-      dSae: z.number().int().positive(),
-      normalizationScale: z.number().positive(),
-      lastResampleStep: step.nullable(),
-      rng: z.array(z.number()),
-      firing: z.object({ windowSamples: count, lastDensitySamples: count, totalSamples: count, hasLastDensity: z.boolean() }),
-      samplesSinceSnapshot: count,
-      resamples: z.array(z.object({ step, dead: count, resampled: count })),
-      seconds: count,
-    }),
-  },
-  {
-    trainer: 'a language-model trainer',
-    marks: ['weights.safetensors'],
-    files: ['weights.safetensors', 'optimizer.safetensors', 'state.json'],
-    state: z.object({
-      step,
-      tokens: count,
-      source: z.looseObject({}),
-      seconds: count,
-      valLoss: z.number().nullable(),
-      trainLoss: z.number().nullable(),
-      window: z.object({ sum: z.number(), steps: count }),
-    }),
-  },
-];
+export interface CheckpointLayout<State extends { step: number }> {
+  /** Who writes it, for messages: 'an SAE trainer'. */
+  trainer: string;
+  files: readonly string[];
+  state: z.ZodType<State>;
+}
 
-/** Checks that a verified checkpoint holds its trainer's files and state.json fields. */
-function checkComplete(checkpointPath: string, manifest: Manifest, files: Record<string, Buffer>): void {
+/** Checks that a verified checkpoint holds `layout`'s files, and returns its parsed state.json. */
+function checkComplete<State extends { step: number }>(checkpointPath: string, manifest: Manifest, files: Record<string, Buffer>, layout: CheckpointLayout<State>): State {
   const listed = Object.keys(manifest.files);
-  const layout = LAYOUTS.find((l) => l.marks.some((name) => listed.includes(name)));
-  if (!layout) {
-    const marks = LAYOUTS.flatMap((l) => l.marks).join(', ');
-    throw new CheckpointError(checkpointPath, `manifest.json lists none of the trainers' weights files (${marks})`);
-  }
   for (const name of layout.files) {
     if (!listed.includes(name)) throw new CheckpointError(checkpointPath, `${name} is not listed in manifest.json (${layout.trainer} writes ${layout.files.join(', ')})`);
   }
@@ -111,12 +76,16 @@ function checkComplete(checkpointPath: string, manifest: Manifest, files: Record
   if (parsed.data.step !== manifest.step) {
     throw new CheckpointError(checkpointPath, `state.json is for step ${parsed.data.step}, manifest.json for step ${manifest.step}`);
   }
+  return parsed.data;
 }
 
-export interface Checkpoint {
+export interface Checkpoint<State = unknown> {
   step: number;
   path: string;
+  /** Every file the manifest lists, verified. */
   files: Record<string, Buffer>;
+  /** state.json as its trainer's layout parsed it. */
+  state: State;
 }
 
 function sha256(data: Buffer): string {
@@ -184,8 +153,8 @@ export async function writeCheckpoint(dir: string, step: number, files: Record<s
   return finalPath;
 }
 
-/** Reads and verifies one checkpoint folder, and checks that it is complete. */
-export async function readCheckpoint(checkpointPath: string): Promise<Checkpoint> {
+/** Reads and verifies one checkpoint folder, and checks that it is a complete one of `layout`'s trainer. */
+export async function readCheckpoint<State extends { step: number }>(checkpointPath: string, layout: CheckpointLayout<State>): Promise<Checkpoint<State>> {
   let json: unknown;
   try {
     json = JSON.parse(await readFile(path.join(checkpointPath, 'manifest.json'), 'utf8'));
@@ -210,19 +179,23 @@ export async function readCheckpoint(checkpointPath: string): Promise<Checkpoint
     if (sha256(data) !== expected.sha256) throw new CheckpointError(checkpointPath, `${name} fails its SHA-256 check (corrupt)`);
     files[name] = data;
   }
-  checkComplete(checkpointPath, manifest, files);
-  return { step: manifest.step, path: checkpointPath, files };
+  const state = checkComplete(checkpointPath, manifest, files, layout);
+  return { step: manifest.step, path: checkpointPath, files, state };
 }
 
 /**
  * The newest checkpoint under `dir` that verifies; `onSkip` hears about each newer one that did
  * not. Null when there is none.
  */
-export async function latestGoodCheckpoint(dir: string, onSkip?: (error: CheckpointError) => void): Promise<Checkpoint | null> {
+export async function latestGoodCheckpoint<State extends { step: number }>(
+  dir: string,
+  layout: CheckpointLayout<State>,
+  onSkip?: (error: CheckpointError) => void,
+): Promise<Checkpoint<State> | null> {
   const all = await listCheckpoints(dir);
   for (const entry of all.reverse()) {
     try {
-      return await readCheckpoint(entry.path);
+      return await readCheckpoint(entry.path, layout);
     } catch (error) {
       if (!(error instanceof CheckpointError)) throw error;
       onSkip?.(error);
