@@ -5,6 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 
+import { checkEnvironment } from './environment.js';
 import { MonosemanticError } from './errors.js';
 import type { NativeAddon } from './native/binding.js';
 import { cudaLibraryPath, loadAddon } from './native/load.js';
@@ -30,14 +31,20 @@ export interface BackendStatus {
 
 let state: { addon: NativeAddon; status: BackendStatus } | null = null;
 
+/** Throws on MONOSEMANTIC_* values the package does not accept; warns about unknown names. */
+function checkSettings(): void {
+  const { errors, unknown } = checkEnvironment();
+  for (const line of unknown) console.error(`monosemantic: warning: ${line}`);
+  if (errors.length > 0) throw new RangeError(errors.join('; '));
+}
+
 function requestedBackend(): BackendRequest {
   const value = (process.env.MONOSEMANTIC_BACKEND ?? '').trim().toLowerCase();
-  if (value === '' || value === 'auto') return 'auto';
-  if (value === 'cpu' || value === 'cuda') return value;
-  throw new RangeError(`MONOSEMANTIC_BACKEND must be 'auto', 'cpu' or 'cuda' (got '${process.env.MONOSEMANTIC_BACKEND}')`);
+  return value === 'cpu' || value === 'cuda' ? value : 'auto';
 }
 
 function initialise(): { addon: NativeAddon; status: BackendStatus } {
+  checkSettings();
   const requested = requestedBackend();
   const { addon: loadedAddon, path: addonPath } = loadAddon();
   const addon = process.env.MONOSEMANTIC_PROFILE === '1' ? profiled(loadedAddon) : loadedAddon;

@@ -1,5 +1,6 @@
 /** What `monosemantic doctor` reports: the CPU, the CUDA backend, the GPUs, and why not CUDA. */
 import { type BackendStatus, backendStatus, nativeAddon } from './backend.js';
+import { checkEnvironment } from './environment.js';
 import type { NativeDeviceInfo } from './native/binding.js';
 import { cudaLibraryPath, loadAddon } from './native/load.js';
 
@@ -24,6 +25,18 @@ export interface DoctorReport {
     asyncOps?: boolean;
     hopperGemm?: boolean;
   };
+  /** The MONOSEMANTIC_* variables set, as NAME=value. */
+  settings: string[];
+  /** MONOSEMANTIC_* variables that are not the package's (mistyped ones, say). */
+  unknownSettings: string[];
+}
+
+function settingsInEffect(): { settings: string[]; unknownSettings: string[] } {
+  const settings = Object.entries(process.env)
+    .filter(([name, value]) => name.startsWith('MONOSEMANTIC_') && value !== undefined && value !== '')
+    .map(([name, value]) => `${name}=${value}`)
+    .sort();
+  return { settings, unknownSettings: checkEnvironment().unknown };
 }
 
 /** 12080 -> "12.8", 13000 -> "13.0" (CUDA's version encoding). */
@@ -48,6 +61,7 @@ export function doctorReport(): DoctorReport {
       backend: { requested: process.env.MONOSEMANTIC_BACKEND ?? '', active: null, error: message },
       cpu: addon.cpuInfo(),
       cuda: { loaded: false, libraryPath: cudaLibraryPath(addonPath), reason: message },
+      ...settingsInEffect(),
     };
   }
   const addon = nativeAddon();
@@ -58,6 +72,7 @@ export function doctorReport(): DoctorReport {
     backend: { requested: status.requested, active: status.active },
     cpu: addon.cpuInfo(),
     cuda: { loaded: status.cuda.available, libraryPath: status.cuda.libraryPath, reason: status.cuda.reason },
+    ...settingsInEffect(),
   };
   if (status.cuda.available) {
     const info = addon.backendInfo('cuda');
@@ -92,6 +107,8 @@ export function formatDoctorReport(r: DoctorReport): string {
   } else if (r.backend.active !== null) {
     lines.push(`  why not cuda  ${r.cuda.reason}`); // else the backend line has said why
   }
+  lines.push(`  settings      ${r.settings.length > 0 ? r.settings.join(' ') : 'none (no MONOSEMANTIC_* variable set)'}`);
+  for (const line of r.unknownSettings) lines.push(`  warning       ${line}`);
   return lines.join('\n');
 }
 

@@ -4,6 +4,7 @@ export { backendStatus, resolveBackend, synchronize, type BackendName, type Back
 export { Tensor, VIEW_ALIGN_BYTES, packedTensors, type DType, type TensorOptions } from './tensor.js';
 export { Rng } from './random.js';
 export { doctorReport, formatDoctorReport, type DoctorReport } from './doctor.js';
+export { checkEnvironment, ENVIRONMENT_SETTINGS, type EnvironmentSetting, type EnvironmentProblems } from './environment.js';
 export { SparseAutoencoder, type StepStats, type SaeTensors } from './sae/sae.js';
 export { DEFAULTS as SAE_DEFAULTS, type SaeOptions, type Hyperparameters, type Penalty, type Precision, type EncoderInit } from './sae/config.js';
 export { geometricMedian } from './sae/geometric-median.js';

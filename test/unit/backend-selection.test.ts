@@ -63,6 +63,23 @@ describe('backend selection', () => {
     const { backendStatus } = await freshBackend();
     expect(() => backendStatus()).toThrow(/MONOSEMANTIC_BACKEND must be 'auto', 'cpu' or 'cuda' \(got 'tpu'\)/);
   });
+
+  it('rejects a mistyped value of any setting when the backends start, and warns once about an unknown name', async () => {
+    process.env.MONOSEMANTIC_SIMD = 'AVX2';
+    let { backendStatus } = await freshBackend();
+    expect(() => backendStatus()).toThrow(/^MONOSEMANTIC_SIMD must be 'avx512', 'avx2' or 'scalar' \(got 'AVX2'\)$/);
+    delete process.env.MONOSEMANTIC_SIMD;
+    process.env.MONOSEMANTIC_THREAD = '1';
+    const warned = vi.spyOn(console, 'error').mockImplementation(() => {});
+    try {
+      ({ backendStatus } = await freshBackend());
+      backendStatus();
+      backendStatus();
+      expect(warned.mock.calls).toEqual([['monosemantic: warning: MONOSEMANTIC_THREAD is not a monosemantic setting and is ignored (did you mean MONOSEMANTIC_THREADS?)']]);
+    } finally {
+      warned.mockRestore();
+    }
+  });
 });
 
 describe('finding the addon', () => {

@@ -1,4 +1,4 @@
-/** `monosemantic doctor` reports the machine even when MONOSEMANTIC_BACKEND names no usable backend. */
+/** `monosemantic doctor` reports the machine even when MONOSEMANTIC_BACKEND names no usable backend, and lists the settings. */
 import { describe, expect, it } from 'vitest';
 
 import { runCli } from '../helpers/cli.js';
@@ -28,5 +28,16 @@ describe('monosemantic doctor with an unusable MONOSEMANTIC_BACKEND', () => {
     expect(r.stdout).toMatch(/^ {2}backend {7}none: MONOSEMANTIC_BACKEND must be 'auto', 'cpu' or 'cuda' \(got 'bogus'\)$/m);
     expect(r.stdout).toMatch(/cpu simd\s+(scalar|avx2|avx512)/);
     expect(r.stdout).toMatch(/cuda library\s+not in use \(/);
+  });
+
+  it('lists the MONOSEMANTIC_* settings and warns about an unknown one', () => {
+    const r = runCli(['doctor'], { MONOSEMANTIC_BACKEND: 'cpu', MONOSEMANTIC_THREAD: '1' });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^ {2}settings {6}.*MONOSEMANTIC_BACKEND=cpu .*MONOSEMANTIC_THREAD=1( |$)/m);
+    expect(r.stdout).toMatch(/^ {2}warning {7}MONOSEMANTIC_THREAD is not a monosemantic setting and is ignored \(did you mean MONOSEMANTIC_THREADS\?\)$/m);
+    const json = runCli(['doctor', '--json'], { MONOSEMANTIC_BACKEND: 'cpu', MONOSEMANTIC_THREAD: '1' });
+    const report = JSON.parse(json.stdout);
+    expect(report.settings).toEqual(expect.arrayContaining(['MONOSEMANTIC_BACKEND=cpu', 'MONOSEMANTIC_THREAD=1']));
+    expect(report.unknownSettings).toContainEqual(expect.stringMatching(/^MONOSEMANTIC_THREAD is not/));
   });
 });
