@@ -6,7 +6,7 @@
  * results on the host).
  */
 import { nativeAddon } from './backend.js';
-import { checkPrecision } from './lm/op-checks.js';
+import { checkPrecision, distinct } from './lm/op-checks.js';
 import { Tensor, formatShape } from './tensor.js';
 
 function checkF32(t: unknown, name: string): Tensor {
@@ -99,6 +99,7 @@ export function gatherRows(src: Tensor, idx: Tensor, dst: Tensor, dstRow = 0, op
   checkF32(src, 'src');
   checkF32(dst, 'dst');
   if (!(idx instanceof Tensor) || idx.disposed || idx.dtype !== 'i32') throw new TypeError('idx must be a live i32 Tensor');
+  distinct(dst, 'dst', src, 'src');
   if (src.shape.length !== 2 || dst.shape.length !== 2 || src.shape[1] !== dst.shape[1]) {
     throw new RangeError(`src and dst must be [rows, d] with the same d (got ${formatShape(src.shape)} and ${formatShape(dst.shape)})`);
   }

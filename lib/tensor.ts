@@ -109,27 +109,45 @@ export class Tensor {
 
   /** The native handle (for the library's own operations). Throws if disposed. */
   get native(): NativeTensor {
-    if (this.#native === null) throw new Error(`Tensor ${formatShape(this.shape)} ${this.dtype} has been disposed`);
+    if (this.#native === null) throw new TypeError(`Tensor ${formatShape(this.shape)} ${this.dtype} has been disposed`);
     return this.#native;
   }
 
   /** Replaces the contents. `data` must hold exactly `size` elements. */
   upload(data: Float32Array | Int32Array | Uint16Array | readonly number[]): void {
-    const length = (data as ArrayLike<number>).length;
-    if (length !== this.size) {
-      throw new RangeError(`data holds ${length} elements but the tensor ${formatShape(this.shape)} needs ${this.size}`);
+    const transfer = this.#asTransfer('upload', data);
+    if (transfer.length !== this.size) {
+      throw new RangeError(`data holds ${transfer.length} elements but the tensor ${formatShape(this.shape)} needs ${this.size}`);
     }
-    this.native.upload(this.#asTransfer(data));
+    this.native.upload(transfer);
   }
 
-  #asTransfer(data: Float32Array | Int32Array | Uint16Array | readonly number[]): Float32Array | Uint16Array | Int32Array {
+  /**
+   * `data` in the typed array this dtype is transferred as: as it is when it already is one, else
+   * converted. Into i32, every value must be an integer of its range (no silent wrapping).
+   */
+  #asTransfer(method: string, data: Float32Array | Int32Array | Uint16Array | readonly number[]): Float32Array | Uint16Array | Int32Array {
+    if (!Array.isArray(data) && !ArrayBuffer.isView(data)) {
+      throw new TypeError(`Tensor.${method}: data must be a typed array or an array of numbers (got ${data === null ? 'null' : typeof data})`);
+    }
+    const values = data as ArrayLike<number>;
+    if (Array.isArray(data)) {
+      const bad = data.findIndex((v) => typeof v !== 'number');
+      if (bad >= 0) throw new TypeError(`Tensor.${method}: data[${bad}] is a ${typeof data[bad]}, not a number`);
+    }
     switch (this.dtype) {
       case 'f32':
-        return data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>);
-      case 'i32':
-        return data instanceof Int32Array ? data : Int32Array.from(data as ArrayLike<number>);
+        return data instanceof Float32Array ? data : Float32Array.from(values);
+      case 'i32': {
+        if (data instanceof Int32Array) return data;
+        for (let i = 0; i < values.length; i++) {
+          const v = values[i]!;
+          if (!Number.isInteger(v) || v < -(2 ** 31) || v >= 2 ** 31) throw new RangeError(`Tensor.${method}: data[${i}] = ${v} is not an i32 value (an integer in [-2^31, 2^31))`);
+        }
+        return Int32Array.from(values);
+      }
       case 'bf16':
-        return data instanceof Uint16Array ? data : float32ToBf16(data as ArrayLike<number>);
+        return data instanceof Uint16Array ? data : float32ToBf16(values);
     }
   }
 
@@ -152,11 +170,12 @@ export class Tensor {
   }
 
   /** Overwrites elements offset .. offset + data.length − 1 (same typed array as toArray()). */
-  writeRange(data: Float32Array | Uint16Array | Int32Array, offset: number): void {
-    if (!Number.isSafeInteger(offset) || offset < 0 || offset + data.length > this.size) {
-      throw new RangeError(`writeRange of ${data.length} elements at ${offset} is outside the tensor's ${this.size} elements`);
+  writeRange(data: Float32Array | Uint16Array | Int32Array | readonly number[], offset: number): void {
+    const transfer = this.#asTransfer('writeRange', data);
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset + transfer.length > this.size) {
+      throw new RangeError(`writeRange of ${transfer.length} elements at ${offset} is outside the tensor's ${this.size} elements`);
     }
-    this.native.upload(data, offset);
+    this.native.upload(transfer, offset);
   }
 
   /** The contents as float32 whatever the dtype. */
@@ -169,6 +188,9 @@ export class Tensor {
 
   fill(value: number): void {
     if (typeof value !== 'number') throw new TypeError(`fill value must be a number (got ${typeof value})`);
+    if (this.dtype === 'i32' && (!Number.isInteger(value) || value < -(2 ** 31) || value >= 2 ** 31)) {
+      throw new RangeError(`fill value ${value} is not an i32 value (an integer in [-2^31, 2^31))`);
+    }
     this.native.fill(value);
   }
 

@@ -23,6 +23,8 @@ export interface GenerateOptions {
 
 /** Picks a token from one row of logits. */
 export function pickToken(logits: Float32Array, options: { temperature: number; topK: number; topP: number }, rng: Rng): number {
+  const bad = logits.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw new RangeError(`the logit of token ${bad} is ${logits[bad]}: the model's output is not finite (an intervention or steering value may have made it so)`);
   if (options.temperature === 0) {
     let best = 0;
     for (let v = 1; v < logits.length; v++) if (logits[v]! > logits[best]!) best = v;
@@ -57,9 +59,14 @@ export function pickToken(logits: Float32Array, options: { temperature: number; 
 
 /** Continues `prompt` (token ids of one sequence); returns the new tokens. */
 export async function generate(model: Gpt2Model, prompt: Int32Array, options: GenerateOptions): Promise<Int32Array> {
+  if (typeof options !== 'object' || options === null) throw new TypeError('generate needs options, with maxNewTokens at least');
   const { maxNewTokens } = options;
   if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 0) throw new RangeError(`maxNewTokens must be an integer >= 0 (got ${maxNewTokens})`);
+  if (!(prompt instanceof Int32Array)) throw new TypeError('the prompt must be an Int32Array of token ids');
   if (prompt.length < 1) throw new RangeError('the prompt must hold at least one token');
+  if (options.stopTokens !== undefined && (!Array.isArray(options.stopTokens) || !options.stopTokens.every((t) => Number.isSafeInteger(t)))) {
+    throw new TypeError('stopTokens must be an array of token ids');
+  }
   const temperature = options.greedy ? 0 : (options.temperature ?? 1);
   if (!Number.isFinite(temperature) || temperature < 0) throw new RangeError(`temperature must be >= 0 (got ${temperature})`);
   const topK = options.topK ?? 0;

@@ -46,8 +46,8 @@ export function hookPoint(config: Gpt2Config, name: string): HookPoint {
   const points = hookPoints(config);
   const found = points.find((p) => p.name === name);
   if (!found) {
-    const examples = points.slice(0, 4).map((p) => p.name);
-    throw new RangeError(`unknown hook '${name}': this model (${config.nLayer} layers) has ${examples.join(', ')}, ..., ln_final.hook_normalized`);
+    const blocks = config.nLayer === 1 ? 'blocks.0' : `blocks.{0..${config.nLayer - 1}}`;
+    throw new RangeError(`unknown hook '${name}': this model (${config.nLayer} layer${config.nLayer === 1 ? '' : 's'}) has hook_embed, hook_pos_embed, ${blocks}.{${BLOCK_HOOKS.join(', ')}} and ln_final.hook_normalized`);
   }
   return found;
 }

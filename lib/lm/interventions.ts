@@ -19,6 +19,13 @@ function tiled(row: Float32Array, rows: number): Float32Array {
   return out;
 }
 
+/** Throws unless `values` is a Float32Array of finite numbers. */
+function checkFinite(name: string, values: Float32Array): void {
+  if (!(values instanceof Float32Array)) throw new TypeError(`${name} must be a Float32Array`);
+  const bad = values.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw new RangeError(`${name}[${bad}] is ${values[bad]}`);
+}
+
 /** Sets the activation to 0. */
 export function zeroAblate(): Intervention {
   return (x) => x.fill(0);
@@ -26,6 +33,7 @@ export function zeroAblate(): Intervention {
 
 /** Replaces every row by `mean` [width] (e.g. the activation's mean over a reference set). */
 export function meanAblate(mean: Float32Array): Intervention {
+  checkFinite('mean', mean);
   return (x, ctx) => {
     const [rows, width] = widthOf(x);
     if (mean.length !== width) throw new RangeError(`mean has ${mean.length} values but ${ctx.hook} is ${width} wide`);
@@ -35,16 +43,27 @@ export function meanAblate(mean: Float32Array): Intervention {
 
 /** Replaces the activation by `value` (same shape), or by what `fn` computes from it. */
 export function replaceWith(value: Tensor | ((x: Tensor, ctx: HookContext) => Promise<Tensor> | Tensor)): Intervention {
+  if (typeof value !== 'function' && !(value instanceof Tensor)) throw new TypeError('replaceWith takes a Tensor or a function returning one');
   return async (x, ctx) => {
     const next = typeof value === 'function' ? await value(x, ctx) : value;
-    if (next.size !== x.size) throw new RangeError(`the replacement for ${ctx.hook} has shape ${formatShape(next.shape)}; the activation is ${formatShape(x.shape)}`);
-    if (next !== x) x.native.copyFrom(next.native);
-    if (typeof value === 'function' && next !== x) next.dispose();
+    if (!(next instanceof Tensor)) throw new TypeError(`the replacement function for ${ctx.hook} returned ${next === null ? 'null' : typeof next}, not a Tensor`);
+    try {
+      const same = next.shape.length === x.shape.length && next.shape.every((d, i) => d === x.shape[i]);
+      if (!same) throw new RangeError(`the replacement for ${ctx.hook} has shape ${formatShape(next.shape)}; the activation is ${formatShape(x.shape)}`);
+      if (next.dtype !== x.dtype || next.backend !== x.backend) {
+        throw new TypeError(`the replacement for ${ctx.hook} is ${next.dtype} on ${next.backend}; the activation is ${x.dtype} on ${x.backend}`);
+      }
+      if (next !== x) x.native.copyFrom(next.native);
+    } finally {
+      if (typeof value === 'function' && next !== x) next.dispose();
+    }
   };
 }
 
 /** Adds coefficient × direction [width] to every row (activation steering). */
 export function addDirection(direction: Float32Array, coefficient: number): Intervention {
+  checkFinite('direction', direction);
+  if (typeof coefficient !== 'number' || !Number.isFinite(coefficient)) throw new RangeError(`the coefficient must be a finite number (got ${coefficient})`);
   return async (x, ctx) => {
     const [rows, width] = widthOf(x);
     if (direction.length !== width) throw new RangeError(`the direction has ${direction.length} values but ${ctx.hook} is ${width} wide`);

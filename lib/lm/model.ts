@@ -15,13 +15,15 @@
  * the operand the product would round it to.
  * A captured activation is the caller's: a copy, or the forward's own buffer where it stops there.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
+
 import { type BackendName, resolveBackend } from '../backend.js';
 import { type DType, Tensor } from '../tensor.js';
 import { type Gpt2Config, ModelConfigError, loadGpt2Config } from './config.js';
 import { modelFolderProblem } from './default-model.js';
 import { type HookPoint, hookPoint, hookPoints } from './hooks.js';
 import { type MatmulPrecision, activation, add, attention, crossEntropy, embed, layerNorm, linear, linearT, splitQkv } from './ops.js';
-import { type Gpt2Weights, loadGpt2Weights } from './weights.js';
+import { type Gpt2Weights, checkGpt2Weights, loadGpt2Weights } from './weights.js';
 
 /** Where an intervention is applied: the activation is [batch × T, width], row b·T + t. */
 export interface HookContext {
@@ -65,6 +67,10 @@ interface DeviceLayer {
 export class KvCache {
   readonly batch: number;
   readonly capacity: number;
+  /** What it was made for: a model of this depth and width, on this backend. */
+  readonly nLayer: number;
+  readonly dModel: number;
+  readonly backend: BackendName;
   /** Positions filled so far (the same for every sequence). */
   length = 0;
   readonly keys: Tensor[];
@@ -77,6 +83,9 @@ export class KvCache {
     }
     this.batch = batch;
     this.capacity = capacity;
+    this.nLayer = config.nLayer;
+    this.dModel = config.dModel;
+    this.backend = backend;
     this.keys = [];
     this.values = [];
     try {
@@ -90,6 +99,10 @@ export class KvCache {
     }
   }
 
+  get disposed(): boolean {
+    return this.keys.some((t) => t.disposed) || this.values.some((t) => t.disposed);
+  }
+
   dispose(): void {
     for (const t of [...this.keys, ...this.values]) t.dispose();
   }
@@ -98,6 +111,9 @@ export class KvCache {
     this.dispose();
   }
 }
+
+/** The model whose interventions are running in this async context (a forward from inside one of them would wait for itself). */
+const interventionOf = new AsyncLocalStorage<Gpt2Model>();
 
 export interface ModelOptions {
   backend?: BackendName;
@@ -128,6 +144,7 @@ export class Gpt2Model {
     this.backend = resolveBackend(options.backend);
     this.precision = options.precision ?? (this.backend === 'cuda' ? 'bf16' : 'f32');
     if (this.precision !== 'f32' && this.precision !== 'bf16') throw new TypeError(`precision must be 'f32' or 'bf16' (got ${JSON.stringify(this.precision)})`);
+    checkGpt2Weights(config, weights);
     this.hooks = hookPoints(config);
     const C = config.dModel;
     const M = config.dMlp;
@@ -149,7 +166,7 @@ export class Gpt2Model {
       }));
       this.#lnFW = up(weights.lnFW, [C]);
       this.#lnFB = up(weights.lnFB, [C]);
-      this.#unembed = config.tiedEmbeddings || weights.lmHead === null ? this.#wte : up(weights.lmHead, [config.vocabSize, C]);
+      this.#unembed = config.tiedEmbeddings ? this.#wte : up(weights.lmHead!, [config.vocabSize, C]);
     } catch (error) {
       for (const t of this.#owned) t.dispose();
       throw error;
@@ -181,6 +198,9 @@ export class Gpt2Model {
    */
   forward(ids: Int32Array, batch: number, options: ForwardOptions = {}): Promise<ForwardResult> {
     this.#live();
+    if (interventionOf.getStore() === this) {
+      throw new TypeError('Gpt2Model.forward was called from inside one of its own interventions, where it would wait for itself; use another model, or run it after this forward');
+    }
     // Forwards on one model run one after another: they share its scratch tensors.
     const run = this.#queue.then(() => this.#forward(ids, batch, options));
     this.#queue = run.catch(() => undefined);
@@ -198,9 +218,18 @@ export class Gpt2Model {
     for (let i = 0; i < ids.length; i++) {
       if (ids[i]! < 0 || ids[i]! >= cfg.vocabSize) throw new RangeError(`ids[${i}] = ${ids[i]} is outside the vocabulary [0, ${cfg.vocabSize})`);
     }
+    if (options.capture !== undefined && !Array.isArray(options.capture)) throw new TypeError('capture must be an array of hook names');
+    for (const [name, fn] of Object.entries(options.interventions ?? {})) {
+      if (typeof fn !== 'function') throw new TypeError(`the intervention at ${name} must be a function (activation, context) => void`);
+    }
     const cache = options.cache;
     const offset = cache?.length ?? 0;
-    if (cache) {
+    if (cache !== undefined) {
+      if (!(cache instanceof KvCache)) throw new TypeError('cache must be a KvCache (model.createCache)');
+      if (cache.disposed) throw new TypeError('the cache has been disposed');
+      if (cache.nLayer !== cfg.nLayer || cache.dModel !== cfg.dModel || cache.backend !== this.backend) {
+        throw new RangeError(`the cache was made for a model of ${cache.nLayer} layers and width ${cache.dModel} on ${cache.backend}; this one has ${cfg.nLayer} layers and width ${cfg.dModel} on ${this.backend}`);
+      }
       if (cache.batch !== batch) throw new RangeError(`the cache holds ${cache.batch} sequences; ids hold ${batch}`);
       if (offset + T > cache.capacity) throw new RangeError(`${offset} cached + ${T} new positions exceed the cache's capacity ${cache.capacity}`);
     } else if (T > cfg.nPositions) {
@@ -224,7 +253,10 @@ export class Gpt2Model {
     /** Applies the hook point `name` to x; true when the forward can stop here. */
     const at = async (name: string, x: Tensor): Promise<boolean> => {
       const intervention = interventions[name];
-      if (intervention) await intervention(x, context(name));
+      if (intervention) {
+        await interventionOf.run(this, () => intervention(x, context(name)));
+        if (x.disposed) throw new TypeError(`the intervention at ${name} disposed the activation it was given (the forward owns it: change it in place)`);
+      }
       const stop = hookPoint(cfg, name).order >= stopOrder;
       if (capture.has(name)) {
         // The forward ends here: nothing writes x again, so a scratch x is handed over (the next
@@ -341,6 +373,7 @@ export class Gpt2Model {
     } catch (error) {
       for (const t of Object.values(captured)) t.dispose();
       if (options.logits) logits?.dispose();
+      if (this.#disposed) throw new TypeError('this Gpt2Model was disposed while its forward was running', { cause: error });
       throw error;
     }
   }
@@ -367,7 +400,7 @@ export class Gpt2Model {
   /** A scratch tensor of exactly `shape` for `slot`, reused while the shape stays the same. */
   #scratchTensor(slot: string, shape: number[], dtype: DType): Tensor {
     const held = this.#scratch.get(slot);
-    if (held && held.dtype === dtype && held.shape.length === shape.length && held.shape.every((d, i) => d === shape[i])) return held;
+    if (held && !held.disposed && held.dtype === dtype && held.shape.length === shape.length && held.shape.every((d, i) => d === shape[i])) return held;
     held?.dispose();
     this.#scratch.delete(slot);
     const t = Tensor.empty(shape, { backend: this.backend, dtype });
@@ -391,6 +424,6 @@ export class Gpt2Model {
   }
 
   #live(): void {
-    if (this.#disposed) throw new Error('this Gpt2Model has been disposed');
+    if (this.#disposed) throw new TypeError('this Gpt2Model has been disposed');
   }
 }

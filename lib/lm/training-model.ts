@@ -29,7 +29,7 @@ import {
   mergeQkvGrad,
   splitQkvTrain,
 } from './grad-ops.js';
-import type { Gpt2LayerWeights, Gpt2Weights } from './weights.js';
+import { type Gpt2LayerWeights, type Gpt2Weights, checkGpt2Weights } from './weights.js';
 
 type LayerName = keyof Gpt2LayerWeights;
 const LAYER_PARAMS: readonly LayerName[] = ['ln1W', 'ln1B', 'attnW', 'attnB', 'projW', 'projB', 'ln2W', 'ln2B', 'fcW', 'fcB', 'fcProjW', 'fcProjB'];
@@ -43,6 +43,15 @@ export interface AdamWSettings {
   weightDecay: number;
   /** Max global gradient L2 norm (0: no clipping). */
   clipGradNorm: number;
+}
+
+/** Throws unless `settings` holds every AdamW setting as a finite number. */
+function checkSettings(settings: AdamWSettings): void {
+  if (typeof settings !== 'object' || settings === null) throw new TypeError('the step needs its AdamW settings: { lr, beta1, beta2, eps, weightDecay, clipGradNorm }');
+  for (const key of ['lr', 'beta1', 'beta2', 'eps', 'weightDecay', 'clipGradNorm'] as const) {
+    const value = settings[key];
+    if (typeof value !== 'number' || !Number.isFinite(value)) throw new RangeError(`settings.${key} must be a finite number (got ${String(value)})`);
+  }
 }
 
 export interface LmStepResult {
@@ -110,8 +119,13 @@ export class Gpt2Training {
   /** Steps queued whose losses are still on the backend (slots of stepLosses), and losses read back early. */
   #queued = 0;
   #readBack: number[] = [];
+  /** The asynchronous operations run one at a time, in call order (they share the buffers); how many are pending. */
+  #queue: Promise<unknown> = Promise.resolve();
+  #pending = 0;
+  #disposed = false;
 
   constructor(config: Gpt2Config, weights: Gpt2Weights, options: { batch: number; T: number; backend?: BackendName; precision?: MatmulPrecision }) {
+    checkGpt2Weights(config, weights);
     this.config = config;
     this.backend = resolveBackend(options.backend);
     this.precision = options.precision ?? (this.backend === 'cuda' ? 'bf16' : 'f32');
@@ -228,6 +242,7 @@ export class Gpt2Training {
 
   /** Current weights as host arrays, in the Gpt2Weights layout (for saving). */
   readWeights(): Gpt2Weights {
+    this.#idle('readWeights');
     const read = (name: string) => this.#byName.get(name)!.value.toArray() as Float32Array;
     return {
       wte: read('wte'),
@@ -248,7 +263,7 @@ export class Gpt2Training {
     let valid = 0;
     for (let i = 0; i < rows; i++) {
       if (ids[i]! < 0 || ids[i]! >= cfg.vocabSize) throw new RangeError(`ids[${i}] = ${ids[i]} is outside the vocabulary [0, ${cfg.vocabSize})`);
-      if (targets[i]! >= cfg.vocabSize) throw new RangeError(`targets[${i}] = ${targets[i]} is outside the vocabulary [0, ${cfg.vocabSize})`);
+      if (targets[i]! >= cfg.vocabSize || targets[i]! < -1) throw new RangeError(`targets[${i}] = ${targets[i]} is outside the vocabulary [0, ${cfg.vocabSize}) and is not −1 (no target)`);
       if (targets[i]! >= 0) valid++;
     }
     if (valid === 0) throw new RangeError('no position has a target');
@@ -297,7 +312,11 @@ export class Gpt2Training {
    * The loss on ids [B, T] with targets [B, T] (−1: no target) without changing anything but
    * scratch buffers: the sum of the per-position losses and the number of positions counted.
    */
-  async evaluate(ids: Int32Array, targets: Int32Array): Promise<{ sum: number; count: number }> {
+  evaluate(ids: Int32Array, targets: Int32Array): Promise<{ sum: number; count: number }> {
+    return this.#serial('evaluate', () => this.#evaluate(ids, targets));
+  }
+
+  async #evaluate(ids: Int32Array, targets: Int32Array): Promise<{ sum: number; count: number }> {
     const count = this.#upload(ids, targets);
     await this.#forward();
     await crossEntropy(this.#buffers.logits!, this.#buffers.targets!, this.#buffers.losses!, { indicesChecked: true });
@@ -308,6 +327,7 @@ export class Gpt2Training {
 
   /** Parameters, AdamW moments and the step count as host arrays, by parameter name (for checkpoints). */
   readState(): { steps: number; tensors: { name: string; shape: number[]; value: Float32Array; m: Float32Array; v: Float32Array }[] } {
+    this.#idle('readState');
     return {
       steps: this.#steps,
       tensors: this.#params.map((p) => ({
@@ -322,6 +342,7 @@ export class Gpt2Training {
 
   /** Restores what readState() returned (every parameter, with matching sizes). */
   writeState(state: { steps: number; tensors: { name: string; value: Float32Array; m: Float32Array; v: Float32Array }[] }): void {
+    this.#idle('writeState');
     if (!Number.isSafeInteger(state.steps) || state.steps < 0) throw new RangeError(`steps must be a non-negative integer (got ${state.steps})`);
     const given = new Map(state.tensors.map((t) => [t.name, t]));
     for (const p of this.#params) {
@@ -345,11 +366,13 @@ export class Gpt2Training {
    * Forward and backward on ids [B, T] with next-token targets [B, T] (−1: no target). Leaves the
    * gradients of the mean loss in gradient(name) (they are zeroed first). Returns the mean loss.
    */
-  async forwardBackward(ids: Int32Array, targets: Int32Array): Promise<number> {
-    const valid = await this.#forwardBackward(ids, targets);
-    let sum = 0;
-    for (const l of this.#buffers.losses!.toArray() as Float32Array) sum += l;
-    return sum / valid;
+  forwardBackward(ids: Int32Array, targets: Int32Array): Promise<number> {
+    return this.#serial('forwardBackward', async () => {
+      const valid = await this.#forwardBackward(ids, targets);
+      let sum = 0;
+      for (const l of this.#buffers.losses!.toArray() as Float32Array) sum += l;
+      return sum / valid;
+    });
   }
 
   /**
@@ -400,7 +423,12 @@ export class Gpt2Training {
    * gradient norm stay on the backend until readStats(), and clipping reads the norm there, so on
    * CUDA nothing waits for the device.
    */
-  async queueStep(ids: Int32Array, targets: Int32Array, settings: AdamWSettings): Promise<void> {
+  queueStep(ids: Int32Array, targets: Int32Array, settings: AdamWSettings): Promise<void> {
+    checkSettings(settings);
+    return this.#serial('queueStep', () => this.#queueStep(ids, targets, settings));
+  }
+
+  async #queueStep(ids: Int32Array, targets: Int32Array, settings: AdamWSettings): Promise<void> {
     if (this.#queued === QUEUED_LOSSES) this.#readLosses();
     const valid = await this.#forwardBackward(ids, targets);
     const b = this.#buffers;
@@ -423,6 +451,7 @@ export class Gpt2Training {
 
   /** The statistics of the steps queued since the last read (a wait for the backend). */
   readStats(): LmQueuedStats {
+    this.#idle('readStats');
     this.#readLosses();
     const losses = this.#readBack;
     this.#readBack = [];
@@ -439,13 +468,47 @@ export class Gpt2Training {
   }
 
   /** One step, completed: queueStep, then its loss and gradient norm. */
-  async step(ids: Int32Array, targets: Int32Array, settings: AdamWSettings): Promise<LmStepResult> {
-    await this.queueStep(ids, targets, settings);
-    const { losses, gradNorm } = this.readStats();
-    return { loss: losses.at(-1)!, gradNorm };
+  step(ids: Int32Array, targets: Int32Array, settings: AdamWSettings): Promise<LmStepResult> {
+    checkSettings(settings);
+    return this.#serial('step', async () => {
+      await this.#queueStep(ids, targets, settings);
+      this.#readLosses();
+      const losses = this.#readBack;
+      this.#readBack = [];
+      const gradNorm = Math.sqrt((this.#buffers.gradSumSquares!.toArray() as Float32Array)[0]!);
+      return { loss: losses.at(-1)!, gradNorm };
+    });
   }
 
+  /** Runs `operation` after every operation called before it; the buffers are this model's alone meanwhile. */
+  #serial<T>(what: string, operation: () => Promise<T>): Promise<T> {
+    this.#live(what);
+    this.#pending += 1;
+    const run = this.#queue
+      .then(() => {
+        this.#live(what);
+        return operation();
+      })
+      .finally(() => {
+        this.#pending -= 1;
+      });
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** For the synchronous methods that read or write state: refused while an operation is pending. */
+  #idle(what: string): void {
+    this.#live(what);
+    if (this.#pending > 0) throw new TypeError(`Gpt2Training.${what} was called while a step or evaluation is still running: await it first`);
+  }
+
+  #live(what: string): void {
+    if (this.#disposed) throw new TypeError(`Gpt2Training.${what}: this Gpt2Training has been disposed`);
+  }
+
+  /** Frees every tensor (idempotent). Operations still pending fail. */
   dispose(): void {
+    this.#disposed = true;
     for (const t of this.#owned) t.dispose();
     this.#owned = [];
   }

@@ -291,15 +291,11 @@ function describeHeld(entries: Record<string, SafetensorsEntry>): string {
 // Saving
 
 /**
- * Writes `dir` (created if needed): model.safetensors (F32, or BF16 rounded to nearest even, with
- * GPT2LMHeadModel's names and metadata format "pt" as transformers requires), then config.json,
- * each atomically.
+ * Checks that `weights` fit `config` (checked itself first): every array a Float32Array of its
+ * parameter's size, config.nLayer layers, and lmHead null exactly when the embeddings are tied.
  */
-export async function saveGpt2Model(dir: string, config: Gpt2Config, weights: Gpt2Weights, options: { dtype?: 'F32' | 'BF16' } = {}): Promise<void> {
-  if (typeof dir !== 'string' || dir === '') throw new TypeError('dir must be a non-empty string');
-  const dtype = options.dtype ?? 'F32';
-  if (dtype !== 'F32' && dtype !== 'BF16') throw new RangeError(`options.dtype must be 'F32' or 'BF16' (got ${String(dtype)})`);
-  const configJson = gpt2ConfigToJson(config); // checks config
+export function checkGpt2Weights(config: Gpt2Config, weights: Gpt2Weights): void {
+  checkGpt2Config(config);
   if (typeof weights !== 'object' || weights === null) throw new TypeError('weights must be a Gpt2Weights object');
   if (!Array.isArray(weights.layers) || weights.layers.length !== config.nLayer) {
     throw new RangeError(`weights.layers must hold config.nLayer ${config.nLayer} layers (got ${Array.isArray(weights.layers) ? weights.layers.length : typeof weights.layers})`);
@@ -310,28 +306,51 @@ export async function saveGpt2Model(dir: string, config: Gpt2Config, weights: Gp
   if (!config.tiedEmbeddings && weights.lmHead === null) {
     throw new TypeError('weights.lmHead must be a Float32Array [vocabSize, dModel] when config.tiedEmbeddings is false');
   }
-
-  const tensors: Record<string, WritableTensor> = {};
-  const put = (name: string, argument: string, data: unknown, shape: readonly number[]) => {
+  const check = (argument: string, data: unknown, shape: readonly number[]) => {
     const count = shape.reduce((product, size) => product * size, 1);
     if (!(data instanceof Float32Array)) throw new TypeError(`${argument} must be a Float32Array`);
     if (data.length !== count) throw new RangeError(`${argument} holds ${data.length} values; shape [${shape.join(', ')}] needs ${count}`);
+  };
+  const C = config.dModel;
+  check('weights.wte', weights.wte, [config.vocabSize, C]);
+  check('weights.wpe', weights.wpe, [config.nPositions, C]);
+  const perLayer = layerShapes(config);
+  weights.layers.forEach((layer, L) => {
+    if (typeof layer !== 'object' || layer === null) throw new TypeError(`weights.layers[${L}] must be a Gpt2LayerWeights object`);
+    for (const [field, name] of LAYER_FIELDS) check(`weights.layers[${L}].${field}`, layer[field], perLayer[name]!.shape);
+  });
+  check('weights.lnFW', weights.lnFW, [C]);
+  check('weights.lnFB', weights.lnFB, [C]);
+  if (weights.lmHead !== null) check('weights.lmHead', weights.lmHead, [config.vocabSize, C]);
+}
+
+/**
+ * Writes `dir` (created if needed): model.safetensors (F32, or BF16 rounded to nearest even, with
+ * GPT2LMHeadModel's names and metadata format "pt" as transformers requires), then config.json,
+ * each atomically.
+ */
+export async function saveGpt2Model(dir: string, config: Gpt2Config, weights: Gpt2Weights, options: { dtype?: 'F32' | 'BF16' } = {}): Promise<void> {
+  if (typeof dir !== 'string' || dir === '') throw new TypeError('dir must be a non-empty string');
+  const dtype = options.dtype ?? 'F32';
+  if (dtype !== 'F32' && dtype !== 'BF16') throw new RangeError(`options.dtype must be 'F32' or 'BF16' (got ${String(dtype)})`);
+  const configJson = gpt2ConfigToJson(config); // checks config
+  checkGpt2Weights(config, weights);
+
+  const tensors: Record<string, WritableTensor> = {};
+  const put = (name: string, data: Float32Array, shape: readonly number[]) => {
     tensors[name] = dtype === 'F32' ? { dtype, shape, data } : { dtype, shape, data: float32ToBf16(data) };
   };
   const C = config.dModel;
   const V = config.vocabSize;
-  put('transformer.wte.weight', 'weights.wte', weights.wte, [V, C]);
-  put('transformer.wpe.weight', 'weights.wpe', weights.wpe, [config.nPositions, C]);
+  put('transformer.wte.weight', weights.wte, [V, C]);
+  put('transformer.wpe.weight', weights.wpe, [config.nPositions, C]);
   const perLayer = layerShapes(config);
   weights.layers.forEach((layer, L) => {
-    if (typeof layer !== 'object' || layer === null) throw new TypeError(`weights.layers[${L}] must be a Gpt2LayerWeights object`);
-    for (const [field, name] of LAYER_FIELDS) {
-      put(`transformer.h.${L}.${name}`, `weights.layers[${L}].${field}`, layer[field], perLayer[name]!.shape);
-    }
+    for (const [field, name] of LAYER_FIELDS) put(`transformer.h.${L}.${name}`, layer[field], perLayer[name]!.shape);
   });
-  put('transformer.ln_f.weight', 'weights.lnFW', weights.lnFW, [C]);
-  put('transformer.ln_f.bias', 'weights.lnFB', weights.lnFB, [C]);
-  if (weights.lmHead !== null) put('lm_head.weight', 'weights.lmHead', weights.lmHead, [V, C]);
+  put('transformer.ln_f.weight', weights.lnFW, [C]);
+  put('transformer.ln_f.bias', weights.lnFB, [C]);
+  if (weights.lmHead !== null) put('lm_head.weight', weights.lmHead, [V, C]);
 
   const encoded = encodeSafetensors(tensors, { format: 'pt' });
   await mkdir(dir, { recursive: true });
