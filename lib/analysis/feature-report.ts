@@ -20,7 +20,7 @@ import type { SparseAutoencoder } from '../sae/sae.js';
 import { nearestByDecoder } from './decoder-cosine.js';
 import { forEachFeatureBatch } from './feature-activations.js';
 import { FeatureStatsCollector, HISTOGRAM_BINS_PER_DECADE, HISTOGRAM_LOG10_MIN } from './feature-stats.js';
-import { logitWeights } from './logit-weights.js';
+import { logitWeightLayer, logitWeights } from './logit-weights.js';
 
 export const FEATURES_PER_FILE = 256;
 
@@ -64,9 +64,9 @@ export async function writeFeatureReport(o: FeatureReportOptions, outDir: string
     o.onProgress?.(c0 + ids.length / T, count);
   });
   const W_dec = sae.parameters.W_dec.toArray() as Float32Array;
-  // Logit weights need an MLP-hidden direction: SAEs on a layer's mlp.hook_post / hook_pre.
-  const mlpLayer = /^blocks\.(\d+)\.mlp\.hook_(post|pre)$/.exec(hook);
-  const logits = mlpLayer ? await logitWeights(W_dec, sae.dSae, model.config, await loadGpt2Weights(o.modelDir, model.config), Number(mlpLayer[1]), { backend: sae.backend }) : null;
+  // Logit weights need an MLP-hidden direction: SAEs on a layer's mlp.hook_post.
+  const mlpLayer = logitWeightLayer(hook);
+  const logits = mlpLayer !== null ? await logitWeights(W_dec, sae.dSae, model.config, await loadGpt2Weights(o.modelDir, model.config), mlpLayer, { backend: sae.backend }) : null;
   const nearest = await nearestByDecoder(W_dec, sae.dSae, sae.dIn, o.neighbors ?? 8, sae.backend);
 
   await mkdir(path.join(outDir, 'features'), { recursive: true });

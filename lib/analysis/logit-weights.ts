@@ -14,6 +14,16 @@ import type { Gpt2Weights } from '../lm/weights.js';
 import { Tensor } from '../tensor.js';
 import type { BackendName } from '../backend.js';
 
+/**
+ * The layer whose MLP output weights carry an SAE's decoder directions to the logits: L for an SAE
+ * on blocks.L.mlp.hook_post (the MLP's hidden activations, which W_out reads); null for any other
+ * hook, hook_pre included (the activation function stands between it and W_out).
+ */
+export function logitWeightLayer(hook: string): number | null {
+  const m = /^blocks\.(\d+)\.mlp\.hook_post$/.exec(hook);
+  return m ? Number(m[1]) : null;
+}
+
 export interface LogitWeightSummary {
   /** Most promoted tokens: [token id, median-shifted weight], largest first. */
   top: [number, number][];

@@ -20,6 +20,7 @@ import { klRows } from '../lm/ops.js';
 import { columnStats, gatherRows, rowSqDist } from '../ops.js';
 import type { SparseAutoencoder } from '../sae/sae.js';
 import { Tensor } from '../tensor.js';
+import { checkSaeFitsHook } from './feature-activations.js';
 
 export interface SaeEvaluation {
   /** Contexts and activation rows (positions 1..T−1) evaluated. */
@@ -53,9 +54,7 @@ export async function evaluateSae(model: Gpt2Model, sae: SparseAutoencoder, hook
     throw new RangeError(`contexts must hold whole contexts of T >= 2 tokens (got ${contexts.length} tokens, T ${T})`);
   }
   if (!Number.isSafeInteger(batch) || batch < 1) throw new RangeError(`batch must be a positive integer (got ${batch})`);
-  const width = model.hooks.find((h) => h.name === hook)?.width;
-  if (width === undefined) throw new RangeError(`the model has no hook '${hook}'`);
-  if (width !== sae.dIn) throw new RangeError(`the SAE reads ${sae.dIn}-wide activations but ${hook} is ${width} wide`);
+  checkSaeFitsHook(model, sae, hook);
   const d = sae.dIn;
   const n = sae.dSae;
   const count = contexts.length / T;

@@ -9,20 +9,20 @@ import type { Command } from 'commander';
 
 import { FiringRecord, findAutomata } from '../analysis/automata.js';
 import { forEachFeatureBatch } from '../analysis/feature-activations.js';
-import { logitWeightMatrix } from '../analysis/logit-weights.js';
+import { logitWeightLayer, logitWeightMatrix } from '../analysis/logit-weights.js';
 import { readContexts } from '../data/corpus-contexts.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { defaultModelDir } from '../lm/default-model.js';
 import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { loadGpt2Weights } from '../lm/weights.js';
 import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { nonNegativeIntegerFlag, nonNegativeNumberFlag, optionWithDefault, positiveIntegerFlag, prepareOutputFile } from './flags.js';
+import { SAE_MODEL_HELP, saeModelDir } from './sae-model.js';
 
 interface AutomataFlags {
   sae: string;
-  model: string;
+  model?: string;
   data?: string[];
   contexts?: string;
   minScore: string;
@@ -39,7 +39,7 @@ export function registerAutomata(program: Command): void {
     .command('automata')
     .description('find feature cycles (X promotes the tokens Y fires on, Y the tokens Z fires on, ... back to X)')
     .requiredOption('--sae <dir>', 'SAELens folder of an SAE on an MLP hidden layer')
-    .addOption(optionWithDefault('--model <dir>', 'model directory', defaultModelDir(), 'the package’s model A'))
+    .option('--model <dir>', SAE_MODEL_HELP)
     .option('--data <paths...>', 'token shards or text (default: corpus/val.tokens)')
     .option('--contexts <n>', 'contexts read (default: all)')
     .addOption(optionWithDefault('--min-score <s>', 'edges scoring below this (√(logit strength × transition rate)) are left out', '0.05'))
@@ -51,33 +51,34 @@ export function registerAutomata(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (flags: AutomataFlags) => {
       // Flags and the output's folder are checked before the analysis, which can take minutes.
-      const limit = flags.contexts ? positiveIntegerFlag('--contexts', flags.contexts) : Number.MAX_SAFE_INTEGER;
+      const limit = flags.contexts !== undefined ? positiveIntegerFlag('--contexts', flags.contexts) : Number.MAX_SAFE_INTEGER;
       const options = {
         minScore: nonNegativeNumberFlag('--min-score', flags.minScore),
         minCount: nonNegativeIntegerFlag('--min-count', flags.minCount),
-        maxLength: nonNegativeIntegerFlag('--max-length', flags.maxLength),
+        maxLength: positiveIntegerFlag('--max-length', flags.maxLength),
         maxCycles: nonNegativeIntegerFlag('--top', flags.top),
       };
       if (flags.out) await prepareOutputFile('--out', flags.out);
       const { sae, loaded } = await loadSaeLensAsSae(flags.sae, flags.backend ? { backend: flags.backend } : {});
       try {
         const hook = loaded.metadata.hookName ?? '';
-        const layer = /^blocks\.(\d+)\.mlp\.hook_(post|pre)$/.exec(hook);
-        if (!layer) throw new RangeError(`automata use logit weights, which need an SAE on an MLP hidden layer (blocks.L.mlp.hook_post); ${flags.sae} reads '${hook}'`);
-        const tokenizer = await Tokenizer.load(flags.model);
-        using model = await Gpt2Model.load(flags.model, { backend: sae.backend });
+        const layer = logitWeightLayer(hook);
+        if (layer === null) throw new RangeError(`automata use logit weights, which need an SAE on an MLP hidden layer (blocks.L.mlp.hook_post); ${flags.sae} reads '${hook}'`);
+        const modelDir = saeModelDir(flags.sae, loaded.metadata.modelName, flags.model);
+        const tokenizer = await Tokenizer.load(modelDir);
+        using model = await Gpt2Model.load(modelDir, { backend: sae.backend });
         const T = Math.min(loaded.metadata.contextSize ?? model.config.nPositions, model.config.nPositions);
         const contexts = await readContexts({ paths: flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')], tokenizer, contextLength: T, seed: 0 }, limit);
         const record = new FiringRecord(sae.dSae, model.config.vocabSize);
         await forEachFeatureBatch(model, sae, hook, contexts, T, (f, ids) => record.absorb(f, ids, T));
-        const logits = await logitWeightMatrix(loaded.params.W_dec, sae.dSae, model.config, await loadGpt2Weights(flags.model, model.config), Number(layer[1]), { backend: sae.backend });
+        const logits = await logitWeightMatrix(loaded.params.W_dec, sae.dSae, model.config, await loadGpt2Weights(modelDir, model.config), layer, { backend: sae.backend });
         const result = await findAutomata(record, logits, { ...options, backend: sae.backend });
         const topTokens = (feature: number) => {
           const row = logits.subarray(feature * model.config.vocabSize, (feature + 1) * model.config.vocabSize);
           return Array.from(row.keys()).sort((a, b) => row[b]! - row[a]!).slice(0, 3);
         };
         // dSae with the SAE's path: what browse --automata checks the result against.
-        const output = { sae: path.resolve(flags.sae), dSae: sae.dSae, model: path.resolve(flags.model), hook, tokens: contexts.length / T * (T - 1), ...result, promotes: Object.fromEntries(result.cycles.flatMap((c) => c.features).map((f) => [f, topTokens(f)])) };
+        const output = { sae: path.resolve(flags.sae), dSae: sae.dSae, model: path.resolve(modelDir), hook, tokens: contexts.length / T * (T - 1), ...result, promotes: Object.fromEntries(result.cycles.flatMap((c) => c.features).map((f) => [f, topTokens(f)])) };
         if (flags.out) await writeFileAtomic(flags.out, JSON.stringify(output));
         if (flags.json) {
           process.stdout.write(`${JSON.stringify(output)}\n`);

@@ -5,25 +5,25 @@
  * index.html opens from disk. `--serve` also serves it over local HTTP.
  */
 import { copyFile, mkdir, readFile, readdir, realpath } from 'node:fs/promises';
-import { createServer } from 'node:http';
+import { type Server, createServer } from 'node:http';
 import path from 'node:path';
 
 import type { Command } from 'commander';
 
 import { writeDataFile, writeFeatureReport } from '../analysis/feature-report.js';
 import { readContexts } from '../data/corpus-contexts.js';
-import { defaultModelDir } from '../lm/default-model.js';
 import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
-import { optionWithDefault } from './flags.js';
+import { positiveIntegerFlag } from './flags.js';
+import { SAE_MODEL_HELP, saeModelDir } from './sae-model.js';
 import { createProgress } from './progress.js';
 
 interface BrowseFlags {
   sae?: string;
   run?: string;
-  model: string;
+  model?: string;
   data?: string[];
   contexts?: string;
   out: string;
@@ -36,8 +36,8 @@ interface BrowseFlags {
 
 const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.json': 'application/json', '.svg': 'image/svg+xml' };
 
-/** Serves `dir` on 127.0.0.1:port until the process ends. */
-export function serveFolder(dir: string, port: number): Promise<number> {
+/** Serves `dir` on 127.0.0.1:port until closed; resolves once the port is taken, with the port and the server. */
+export function serveFolder(dir: string, port: number): Promise<{ port: number; server: Server }> {
   const root = path.resolve(dir);
   const server = createServer(async (req, res) => {
     const url = decodeURIComponent((req.url ?? '/').split('?')[0]!);
@@ -55,7 +55,7 @@ export function serveFolder(dir: string, port: number): Promise<number> {
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve((server.address() as { port: number }).port));
+    server.listen(port, '127.0.0.1', () => resolve({ port: (server.address() as { port: number }).port, server }));
   });
 }
 
@@ -112,7 +112,7 @@ export function registerBrowse(program: Command): void {
     .description('write the static feature browser for an SAE (open OUT/index.html, or --serve)')
     .option('--sae <dir>', 'SAELens folder (default: RUN/sae with --run)')
     .option('--run <dir>', 'a `monosemantic run` folder: its SAE, summary and curves')
-    .addOption(optionWithDefault('--model <dir>', 'model directory', defaultModelDir(), 'the package’s model A'))
+    .option('--model <dir>', SAE_MODEL_HELP)
     .option('--data <paths...>', 'token shards or text the statistics are taken over (default: corpus/val.tokens)')
     .option('--contexts <n>', 'contexts read (default: all)')
     .requiredOption('-o, --out <dir>', 'output folder')
@@ -124,25 +124,31 @@ export function registerBrowse(program: Command): void {
     .action(async (flags: BrowseFlags) => {
       const saeDir = flags.sae ?? (flags.run ? path.join(flags.run, 'sae') : undefined);
       if (!saeDir) throw new RangeError('give --sae DIR or --run DIR');
+      if (flags.run && flags.sae && (await realpath(flags.sae).catch(() => path.resolve(flags.sae!))) !== (await realpath(path.join(flags.run, 'sae')).catch(() => null))) {
+        throw new RangeError(`--sae ${flags.sae} is not the SAE of --run ${flags.run} (${path.join(flags.run, 'sae')}): the run's overview would describe another SAE; give one of them`);
+      }
       const port = flags.serve === undefined ? null : servePort(flags.serve);
       const { sae, loaded } = await loadSaeLensAsSae(saeDir, flags.backend ? { backend: flags.backend } : {});
+      let serving: { port: number; server: Server } | null = null;
       try {
         // The results shown beside the features are checked before the (long) statistics pass.
         const comparisons = await Promise.all((flags.compare ?? []).map((file) => readResult('--compare', file, 'compare', saeDir, sae.dSae)));
         const automata = flags.automata ? await readResult('--automata', flags.automata, 'automata', saeDir, sae.dSae) : null;
         const hook = loaded.metadata.hookName;
         if (!hook) throw new RangeError(`${saeDir} names no hook in its cfg.json`);
-        const tokenizer = await Tokenizer.load(flags.model);
-        using model = await Gpt2Model.load(flags.model, { backend: sae.backend });
+        const modelDir = saeModelDir(saeDir, loaded.metadata.modelName, flags.model);
+        const tokenizer = await Tokenizer.load(modelDir);
+        using model = await Gpt2Model.load(modelDir, { backend: sae.backend });
         const T = Math.min(loaded.metadata.contextSize ?? model.config.nPositions, model.config.nPositions);
         const paths = flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')];
-        const limit = flags.contexts ? Number(flags.contexts) : Number.MAX_SAFE_INTEGER;
-        if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`--contexts must be a positive integer (got ${flags.contexts})`);
+        const limit = flags.contexts !== undefined ? positiveIntegerFlag('--contexts', flags.contexts) : Number.MAX_SAFE_INTEGER;
         const contexts = await readContexts({ paths, tokenizer, contextLength: T, seed: 0 }, limit);
         const dataDir = path.join(flags.out, 'data');
         await mkdir(dataDir, { recursive: true });
+        // The port is taken before the (long) statistics pass; requests meanwhile find nothing yet.
+        serving = port === null ? null : await serveFolder(flags.out, port);
         const progress = createProgress({ total: contexts.length / T, label: 'browse', stream: process.stderr, enabled: flags.progress !== false && process.stderr.isTTY === true });
-        const facts = await writeFeatureReport({ model, modelDir: flags.model, tokenizer, sae, saeDir, hook, contexts, T, onProgress: (done) => progress.update(done, {}) }, dataDir);
+        const facts = await writeFeatureReport({ model, modelDir, tokenizer, sae, saeDir, hook, contexts, T, onProgress: (done) => progress.update(done, {}) }, dataDir);
         progress.stop();
         const pages = path.join(packageRoot(), 'browser');
         for (const name of await readdir(pages)) await copyFile(path.join(pages, name), path.join(flags.out, name));
@@ -162,11 +168,13 @@ export function registerBrowse(program: Command): void {
         await writeDataFile(dataDir, 'compare', 'compare', comparisons);
         await writeDataFile(dataDir, 'automata', 'automata', automata);
         process.stdout.write(`feature browser for ${facts.dSae} features (${facts.tokens.toLocaleString('en-US')} tokens) written to ${flags.out}: open ${path.join(path.resolve(flags.out), 'index.html')}\n`);
-        if (port !== null) {
-          const bound = await serveFolder(flags.out, port);
-          process.stdout.write(`serving on http://127.0.0.1:${bound}/ (Ctrl-C to stop)\n`);
+        if (serving !== null) {
+          process.stdout.write(`serving on http://127.0.0.1:${serving.port}/ (Ctrl-C to stop)\n`);
           await new Promise(() => {});
         }
+      } catch (error) {
+        serving?.server.close(); // a failed pass does not keep the process alive
+        throw error;
       } finally {
         sae.dispose();
       }

@@ -11,11 +11,10 @@ import type { Command } from 'commander';
 
 import { bestDecoderCosine } from '../analysis/decoder-cosine.js';
 import { featureMap } from '../analysis/feature-map.js';
-import { logitWeightMatrix } from '../analysis/logit-weights.js';
+import { logitWeightLayer, logitWeightMatrix } from '../analysis/logit-weights.js';
 import { CorrelationAccumulator, median } from '../analysis/universality.js';
 import { readContexts } from '../data/corpus-contexts.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { defaultModelDir, shippedModelDir } from '../lm/default-model.js';
 import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { loadGpt2Weights } from '../lm/weights.js';
@@ -23,12 +22,13 @@ import { packageRoot } from '../native/load.js';
 import { gatherRows } from '../ops.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { Tensor } from '../tensor.js';
-import { optionWithDefault, positiveIntegerFlag, prepareOutputFile } from './flags.js';
+import { numberFlag, optionWithDefault, positiveIntegerFlag, prepareOutputFile } from './flags.js';
+import { saeModelDir } from './sae-model.js';
 
 interface CompareFlags {
   saeA: string;
   saeB: string;
-  modelA: string;
+  modelA?: string;
   modelB?: string;
   data?: string[];
   contexts: string;
@@ -66,8 +66,8 @@ export function registerCompare(program: Command): void {
     .description('compare two SAEs on the same tokens: universality across models (vs neurons), feature splitting across dictionary sizes')
     .requiredOption('--sae-a <dir>', 'first SAELens folder')
     .requiredOption('--sae-b <dir>', 'second SAELens folder')
-    .addOption(optionWithDefault('--model-a <dir>', 'model of the first SAE', defaultModelDir(), 'the package’s model A'))
-    .option('--model-b <dir>', 'model of the second SAE (default: the package’s model B when --sae-b names a different model; else model A)')
+    .option('--model-a <dir>', "model of the first SAE (default: the model its cfg.json names, the package's a or b; model A when it names none)")
+    .option('--model-b <dir>', "model of the second SAE (default: --model-a's when both SAEs name the same model; else as for --model-a)")
     .option('--data <paths...>', 'token shards or text (default: corpus/val.tokens)')
     .addOption(optionWithDefault('--contexts <n>', 'contexts compared over', '256'))
     .addOption(optionWithDefault('--min-fires <n>', 'also report the median over A features firing on at least this many of the tokens', '50'))
@@ -80,7 +80,7 @@ export function registerCompare(program: Command): void {
       // Flags and the output's folder are checked before the comparison, which can take minutes.
       const count = positiveIntegerFlag('--contexts', flags.contexts);
       const minFires = positiveIntegerFlag('--min-fires', flags.minFires);
-      const threshold = Number(flags.linkThreshold);
+      const threshold = numberFlag('--link-threshold', flags.linkThreshold);
       if (!(threshold >= -1 && threshold <= 1)) throw new RangeError(`--link-threshold must be in [-1, 1] (got ${flags.linkThreshold})`);
       if (flags.out) await prepareOutputFile('--out', flags.out);
       const a = await loadSaeLensAsSae(flags.saeA, flags.backend ? { backend: flags.backend } : {});
@@ -89,11 +89,13 @@ export function registerCompare(program: Command): void {
         const hookA = a.loaded.metadata.hookName;
         const hookB = b.loaded.metadata.hookName;
         if (!hookA || !hookB) throw new RangeError('both SAEs must name their hook in cfg.json');
+        const modelADir = saeModelDir(flags.saeA, a.loaded.metadata.modelName, flags.modelA, '--model-a');
+        // SAEs of one model (by their cfg.json) share --model-a's folder unless --model-b is given.
         const sameModelName = a.loaded.metadata.modelName === b.loaded.metadata.modelName;
-        const modelBDir = flags.modelB ?? (sameModelName ? flags.modelA : shippedModelDir('b'));
-        const sameModel = path.resolve(modelBDir) === path.resolve(flags.modelA);
-        const tokenizer = await Tokenizer.load(flags.modelA);
-        using modelA = await Gpt2Model.load(flags.modelA, { backend: a.sae.backend });
+        const modelBDir = flags.modelB === undefined && sameModelName ? modelADir : saeModelDir(flags.saeB, b.loaded.metadata.modelName, flags.modelB, '--model-b');
+        const sameModel = path.resolve(modelBDir) === path.resolve(modelADir);
+        const tokenizer = await Tokenizer.load(modelADir);
+        using modelA = await Gpt2Model.load(modelADir, { backend: a.sae.backend });
         using modelB = sameModel ? null : await Gpt2Model.load(modelBDir, { backend: a.sae.backend });
         const mB = modelB ?? modelA;
         const T = Math.min(modelA.config.nPositions, mB.config.nPositions, a.loaded.metadata.contextSize ?? Infinity, b.loaded.metadata.contextSize ?? Infinity);
@@ -129,12 +131,12 @@ export function registerCompare(program: Command): void {
         if (sameModel && a.sae.dIn === b.sae.dIn) decoder = await bestDecoderCosine(a.loaded.params.W_dec, a.sae.dSae, b.loaded.params.W_dec, b.sae.dSae, a.sae.dIn, a.sae.backend);
         // Logit weights of matched features (universality): both SAEs on an MLP hidden layer.
         let logitCorrelation: Float64Array | null = null;
-        const layerA = /^blocks\.(\d+)\.mlp\.hook_(post|pre)$/.exec(hookA);
-        const layerB = /^blocks\.(\d+)\.mlp\.hook_(post|pre)$/.exec(hookB);
-        if (!sameModel && layerA && layerB && modelA.config.vocabSize === mB.config.vocabSize) {
+        const layerA = logitWeightLayer(hookA);
+        const layerB = logitWeightLayer(hookB);
+        if (!sameModel && layerA !== null && layerB !== null && modelA.config.vocabSize === mB.config.vocabSize) {
           const V = modelA.config.vocabSize;
-          const la = await logitWeightMatrix(a.loaded.params.W_dec, a.sae.dSae, modelA.config, await loadGpt2Weights(flags.modelA, modelA.config), Number(layerA[1]), { backend: a.sae.backend });
-          const lb = await logitWeightMatrix(b.loaded.params.W_dec, b.sae.dSae, mB.config, await loadGpt2Weights(modelBDir, mB.config), Number(layerB[1]), { backend: a.sae.backend });
+          const la = await logitWeightMatrix(a.loaded.params.W_dec, a.sae.dSae, modelA.config, await loadGpt2Weights(modelADir, modelA.config), layerA, { backend: a.sae.backend });
+          const lb = await logitWeightMatrix(b.loaded.params.W_dec, b.sae.dSae, mB.config, await loadGpt2Weights(modelBDir, mB.config), layerB, { backend: a.sae.backend });
           logitCorrelation = Float64Array.from(f.index, (j, i) => (j < 0 ? Number.NaN : pearson(la.subarray(i * V, (i + 1) * V), lb.subarray(j * V, (j + 1) * V))));
         }
         const fires = features.nonzeroA;
@@ -143,7 +145,7 @@ export function registerCompare(program: Command): void {
         const result = {
           saeA: path.resolve(flags.saeA),
           saeB: path.resolve(flags.saeB),
-          modelA: path.resolve(flags.modelA),
+          modelA: path.resolve(modelADir),
           modelB: path.resolve(modelBDir),
           tokens: features.rows,
           features: {
@@ -175,7 +177,7 @@ export function registerCompare(program: Command): void {
           return;
         }
         const lines = [
-          `${flags.saeA} (${a.sae.dSae} features, ${path.basename(path.resolve(flags.modelA))}) vs ${flags.saeB} (${b.sae.dSae} features, ${path.basename(path.resolve(modelBDir))}) over ${features.rows.toLocaleString('en-US')} tokens`,
+          `${flags.saeA} (${a.sae.dSae} features, ${path.basename(path.resolve(modelADir))}) vs ${flags.saeB} (${b.sae.dSae} features, ${path.basename(path.resolve(modelBDir))}) over ${features.rows.toLocaleString('en-US')} tokens`,
           `  features: median best-match activation correlation ${result.features.median.toFixed(3)} (${result.features.alive} of ${a.sae.dSae} A features fire); ${result.features.medianWellSampled.toFixed(3)} over the ${result.features.wellSampled} that fire on ${minFires} tokens or more`,
         ];
         if (result.neurons) lines.push(`  neurons:  median best-match activation correlation ${result.neurons.median.toFixed(3)} (the ${a.sae.dIn} units of ${hookA} in each model)`);

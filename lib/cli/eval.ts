@@ -10,16 +10,16 @@ import type { Command } from 'commander';
 
 import { densityHistogram, evaluateSae } from '../analysis/sae-eval.js';
 import { readContexts } from '../data/corpus-contexts.js';
-import { defaultModelDir } from '../lm/default-model.js';
 import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { optionWithDefault, positiveIntegerFlag } from './flags.js';
+import { SAE_MODEL_HELP, saeModelDir } from './sae-model.js';
 
 interface EvalFlags {
   sae: string;
-  model: string;
+  model?: string;
   hook?: string;
   data?: string[];
   contexts?: string;
@@ -34,7 +34,7 @@ export function registerEval(program: Command): void {
     .command('eval')
     .description('evaluate an SAE on held-out tokens: reconstruction, sparsity, feature density and loss recovered')
     .requiredOption('--sae <dir>', 'SAELens folder')
-    .addOption(optionWithDefault('--model <dir>', 'model directory', defaultModelDir(), 'the package’s model A'))
+    .option('--model <dir>', SAE_MODEL_HELP)
     .option('--hook <name>', 'hook point (default: the one in the SAE’s cfg.json)')
     .option('--data <paths...>', 'held-out token shards or text (default: the package’s corpus/val.tokens)')
     .option('--contexts <n>', 'contexts evaluated (default: the whole held-out set)')
@@ -47,24 +47,26 @@ export function registerEval(program: Command): void {
       try {
         const hook = flags.hook ?? loaded.metadata.hookName;
         if (!hook) throw new RangeError(`${flags.sae}'s cfg.json names no hook; give --hook`);
-        const tokenizer = await Tokenizer.load(flags.model);
-        using model = await Gpt2Model.load(flags.model, { backend: sae.backend });
-        const contextLength = flags.contextLength ? positiveIntegerFlag('--context-length', flags.contextLength) : Math.min(loaded.metadata.contextSize ?? model.config.nPositions, model.config.nPositions);
-        // A context is BOS and at least one token, and fits the model's positions.
-        if (flags.contextLength && (contextLength < 2 || contextLength > model.config.nPositions)) throw new RangeError(`--context-length must be in [2, ${model.config.nPositions}], the model's n_positions (got ${contextLength})`);
+        const modelDir = saeModelDir(flags.sae, loaded.metadata.modelName, flags.model);
+        const tokenizer = await Tokenizer.load(modelDir);
+        using model = await Gpt2Model.load(modelDir, { backend: sae.backend });
+        const contextLength = flags.contextLength !== undefined ? positiveIntegerFlag('--context-length', flags.contextLength) : Math.min(loaded.metadata.contextSize ?? model.config.nPositions, model.config.nPositions);
+        // A context is BOS and at least two tokens (the first token is predicted from BOS, which the
+        // splice leaves alone: with one, every loss would be the same), and fits the model's positions.
+        if (flags.contextLength !== undefined && (contextLength < 3 || contextLength > model.config.nPositions)) throw new RangeError(`--context-length must be in [3, ${model.config.nPositions}], the model's n_positions (got ${contextLength})`);
         const paths = flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')];
-        const count = flags.contexts ? positiveIntegerFlag('--contexts', flags.contexts) : Number.MAX_SAFE_INTEGER;
+        const count = flags.contexts !== undefined ? positiveIntegerFlag('--contexts', flags.contexts) : Number.MAX_SAFE_INTEGER;
         const contexts = await readContexts({ paths, textField: flags.textField, tokenizer, contextLength, seed: 0 }, count);
         const { density, ...e } = await evaluateSae(model, sae, hook, contexts, contextLength);
         const histogram = densityHistogram(density);
         if (flags.json) {
-          process.stdout.write(`${JSON.stringify({ sae: flags.sae, model: flags.model, hook, contextLength, ...e, densityHistogramLog10: histogram }, null, 2)}\n`);
+          process.stdout.write(`${JSON.stringify({ sae: flags.sae, model: modelDir, hook, contextLength, ...e, densityHistogramLog10: histogram }, null, 2)}\n`);
           return;
         }
         const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
         const widest = Math.max(1, ...histogram.bins.map((b) => b.count));
         const lines = [
-          `${flags.sae} on ${hook} of ${flags.model}`,
+          `${flags.sae} on ${hook} of ${modelDir}`,
           `  ${e.contexts} contexts of ${contextLength} tokens: ${e.rows.toLocaleString('en-US')} activations (BOS positions excluded)`,
           `  MSE ${e.mse.toPrecision(4)}   fraction of variance unexplained ${e.fvu.toFixed(4)}   L0 ${e.l0.toFixed(2)}`,
           `  dead ${e.dead} of ${e.dSae} (${pct(e.dead / e.dSae)}; no activation on ${e.rows.toLocaleString('en-US')} tokens)   ultra-low density (< 1e-6) ${e.ultraLow} (${pct(e.ultraLow / e.dSae)})`,

@@ -3,23 +3,24 @@
  * activation histogram, top and sampled contexts, logit weights and nearest features — as JSON
  * files (lib/analysis/feature-report.ts) for the feature browser and other tools.
  */
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 
 import type { Command } from 'commander';
 
 import { writeFeatureReport } from '../analysis/feature-report.js';
 import { readContexts } from '../data/corpus-contexts.js';
-import { defaultModelDir } from '../lm/default-model.js';
 import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { optionWithDefault, positiveIntegerFlag } from './flags.js';
+import { SAE_MODEL_HELP, saeModelDir } from './sae-model.js';
 import { createProgress } from './progress.js';
 
 interface FeaturesFlags {
   sae: string;
-  model: string;
+  model?: string;
   hook?: string;
   data?: string[];
   contexts?: string;
@@ -36,7 +37,7 @@ export function registerFeatures(program: Command): void {
     .description('per-feature statistics (density, histograms, top and sampled contexts) and logit weights, as JSON')
     .requiredOption('--sae <dir>', 'SAELens folder')
     .requiredOption('-o, --out <dir>', 'output folder')
-    .addOption(optionWithDefault('--model <dir>', 'model directory', defaultModelDir(), 'the package’s model A'))
+    .option('--model <dir>', SAE_MODEL_HELP)
     .option('--hook <name>', "hook the SAE reads (default: the SAE's cfg.json hook name)")
     .option('--data <paths...>', 'token shards or text (default: the package’s corpus/val.tokens)')
     .option('--contexts <n>', 'contexts read (default: all)')
@@ -45,18 +46,22 @@ export function registerFeatures(program: Command): void {
     .option('--backend <name>', 'cpu or cuda (default: the active backend)')
     .option('--no-progress', 'no progress bar')
     .action(async (flags: FeaturesFlags) => {
+      const topK = positiveIntegerFlag('--top-k', flags.topK);
+      // The output folder is made before the pass, which can take minutes: a file in its place fails now.
+      await mkdir(path.join(flags.out, 'features'), { recursive: true });
       const { sae, loaded } = await loadSaeLensAsSae(flags.sae, flags.backend ? { backend: flags.backend } : {});
       try {
         const hook = flags.hook ?? loaded.metadata.hookName;
         if (!hook) throw new RangeError(`${flags.sae} names no hook in its cfg.json; pass --hook NAME`);
-        const tokenizer = await Tokenizer.load(flags.model);
-        using model = await Gpt2Model.load(flags.model, { backend: sae.backend });
+        const modelDir = saeModelDir(flags.sae, loaded.metadata.modelName, flags.model);
+        const tokenizer = await Tokenizer.load(modelDir);
+        using model = await Gpt2Model.load(modelDir, { backend: sae.backend });
         const T = Math.min(loaded.metadata.contextSize ?? model.config.nPositions, model.config.nPositions);
         const paths = flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')];
-        const contexts = await readContexts({ paths, textField: flags.textField, tokenizer, contextLength: T, seed: 0 }, flags.contexts ? positiveIntegerFlag('--contexts', flags.contexts) : Number.MAX_SAFE_INTEGER);
+        const contexts = await readContexts({ paths, textField: flags.textField, tokenizer, contextLength: T, seed: 0 }, flags.contexts !== undefined ? positiveIntegerFlag('--contexts', flags.contexts) : Number.MAX_SAFE_INTEGER);
         const progress = createProgress({ total: contexts.length / T, label: 'features', stream: process.stderr, enabled: flags.progress !== false && process.stderr.isTTY === true });
         const facts = await writeFeatureReport(
-          { model, modelDir: flags.model, tokenizer, sae, saeDir: flags.sae, hook, contexts, T, topK: positiveIntegerFlag('--top-k', flags.topK), onProgress: (done) => progress.update(done, {}) },
+          { model, modelDir, tokenizer, sae, saeDir: flags.sae, hook, contexts, T, topK, onProgress: (done) => progress.update(done, {}) },
           flags.out,
         );
         progress.stop();

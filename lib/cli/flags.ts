@@ -71,9 +71,7 @@ export async function prepareOutputFile(flag: string, file: string): Promise<voi
 
 /** A flag's value as a finite number; a RangeError naming the flag otherwise. */
 export function numberFlag(flag: string, text: string): number {
-  const value = Number(text);
-  if (!Number.isFinite(value)) throw new RangeError(`${flag} must be a number (got ${JSON.stringify(text)})`);
-  return value;
+  return checkedFlag(flag, text, Number.isFinite, 'a number');
 }
 
 /** A config value given on the command line: JSON when it parses, else the text itself. */

@@ -10,10 +10,11 @@ import { defaultModelDir } from '../lm/default-model.js';
 import { Gpt2Model, type Intervention } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
-import { fractionFlag, integerFlag, nonNegativeIntegerFlag, nonNegativeNumberFlag, optionWithDefault } from './flags.js';
+import { fractionFlag, integerFlag, nonNegativeIntegerFlag, nonNegativeNumberFlag, numberFlag, optionWithDefault } from './flags.js';
+import { saeModelDir } from './sae-model.js';
 
 interface GenerateFlags {
-  model: string;
+  model?: string;
   prompt: string;
   maxNewTokens: string;
   temperature: string;
@@ -32,9 +33,9 @@ interface GenerateFlags {
 export function parseSteer(values: readonly string[]): Record<number, number> {
   const out: Record<number, number> = {};
   for (const v of values) {
-    const m = /^(\d+)=(-?[\d.]+(?:e-?\d+)?)$/i.exec(v);
+    const m = /^(\d+)=(.+)$/.exec(v.trim());
     if (!m) throw new RangeError(`--steer ${v}: expected FEATURE=VALUE, e.g. --steer 1234=10`);
-    out[Number(m[1])] = Number(m[2]);
+    out[Number(m[1])] = numberFlag(`--steer ${v}: VALUE`, m[2]!);
   }
   return out;
 }
@@ -48,7 +49,7 @@ export function registerGenerate(program: Command): void {
   program
     .command('generate')
     .description('continue a prompt with a GPT-2-family model (HF directory), optionally steered by SAE features')
-    .addOption(optionWithDefault('--model <dir>', 'model directory: config.json, model.safetensors, tokenizer.json', defaultModelDir(), 'the package’s model A'))
+    .option('--model <dir>', "model directory: config.json, model.safetensors, tokenizer.json (default: with --sae, the model its cfg.json names; else the package's model A)")
     .requiredOption('--prompt <text>', 'the text to continue')
     .addOption(optionWithDefault('-n, --max-new-tokens <n>', 'tokens to generate', '40'))
     .addOption(optionWithDefault('--temperature <t>', 'sampling temperature (0: greedy)', '1'))
@@ -71,17 +72,18 @@ export function registerGenerate(program: Command): void {
         topP: fractionFlag('--top-p', flags.topP),
         seed: integerFlag('--seed', flags.seed),
       };
-      const tokenizer = await Tokenizer.load(flags.model);
-      using model = await Gpt2Model.load(flags.model, flags.backend ? { backend: flags.backend } : {});
-      const interventions: Record<string, Intervention> = {};
-      let sae = null;
+      // With --sae, the SAE is read first: its cfg.json names the model by default.
+      const loaded = flags.sae ? await loadSaeLensAsSae(flags.sae, { ...(flags.backend ? { backend: flags.backend } : {}), precision: 'f32' }) : null;
+      const sae = loaded?.sae ?? null;
       try {
-        if (flags.sae) {
-          const loaded = await loadSaeLensAsSae(flags.sae, { backend: model.backend, precision: 'f32' });
-          sae = loaded.sae;
+        const modelDir = loaded ? saeModelDir(flags.sae!, loaded.loaded.metadata.modelName, flags.model) : (flags.model ?? defaultModelDir());
+        const tokenizer = await Tokenizer.load(modelDir);
+        using model = await Gpt2Model.load(modelDir, sae ? { backend: sae.backend } : flags.backend ? { backend: flags.backend } : {});
+        const interventions: Record<string, Intervention> = {};
+        if (loaded) {
           const hook = flags.hook ?? loaded.loaded.metadata.hookName;
           if (!hook) throw new RangeError(`${flags.sae} names no hook in its cfg.json; pass --hook NAME`);
-          interventions[hook] = saeSplice(sae, { keepError: true, clamp: steer });
+          interventions[hook] = saeSplice(loaded.sae, { keepError: true, clamp: steer });
         }
         const bos = flags.bos && tokenizer.bosTokenId !== null ? [tokenizer.bosTokenId] : [];
         const prompt = Int32Array.from([...bos, ...tokenizer.encode(flags.prompt)]);

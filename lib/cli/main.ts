@@ -66,7 +66,7 @@ const USER_ERRORS = new Set([
 
 // Node's system errors (those with a syscall) with these codes are about the user's files or
 // machine: a missing or unwritable path, a full disk. Others (EBADF, EINVAL) are more likely bugs.
-const USER_SYSTEM_ERRORS = new Set(['ENOENT', 'EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EISDIR', 'EEXIST', 'ENOTEMPTY', 'ENAMETOOLONG', 'ELOOP', 'ENOSPC', 'EDQUOT', 'EFBIG', 'EIO', 'EMFILE', 'ENFILE', 'EBUSY', 'EXDEV']);
+const USER_SYSTEM_ERRORS = new Set(['ENOENT', 'EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EISDIR', 'EEXIST', 'ENOTEMPTY', 'ENAMETOOLONG', 'ELOOP', 'ENOSPC', 'EDQUOT', 'EFBIG', 'EIO', 'EMFILE', 'ENFILE', 'EBUSY', 'EXDEV', 'EADDRINUSE', 'EADDRNOTAVAIL']);
 
 function isUserError(error: unknown): error is Error {
   if (!(error instanceof Error)) return false;

@@ -10,7 +10,6 @@ import type { Command } from 'commander';
 
 import { forEachFeatureBatch } from '../analysis/feature-activations.js';
 import { readContexts } from '../data/corpus-contexts.js';
-import { defaultModelDir } from '../lm/default-model.js';
 import { generate } from '../lm/generate.js';
 import { saeSplice } from '../lm/interventions.js';
 import { Gpt2Model } from '../lm/model.js';
@@ -19,13 +18,14 @@ import { packageRoot } from '../native/load.js';
 import type { SparseAutoencoder } from '../sae/sae.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { integerFlag, nonNegativeIntegerFlag, nonNegativeNumberFlag, numberFlag, optionWithDefault } from './flags.js';
+import { SAE_MODEL_HELP, saeModelDir } from './sae-model.js';
 import { checkLength } from './generate.js';
 
 interface SteerFlags {
   sae: string;
   feature: string;
   value: string;
-  model: string;
+  model?: string;
   hook?: string;
   prompt: string;
   maxNewTokens: string;
@@ -56,7 +56,7 @@ export function registerSteer(program: Command): void {
     .requiredOption('--feature <n>', 'the feature to pin')
     .option('--value <v>', 'the value it is pinned to, or "max" (its largest held-out activation) or "max*K"', 'max')
     .requiredOption('--prompt <text>', 'the text to continue')
-    .addOption(optionWithDefault('--model <dir>', 'model directory', defaultModelDir(), 'the package’s model A'))
+    .option('--model <dir>', SAE_MODEL_HELP)
     .option('--hook <name>', "hook the SAE reads (default: the SAE's cfg.json hook name)")
     .addOption(optionWithDefault('-n, --max-new-tokens <n>', 'tokens to generate', '40'))
     .addOption(optionWithDefault('--temperature <t>', 'sampling temperature (0: greedy)', '0.7'))
@@ -70,22 +70,28 @@ export function registerSteer(program: Command): void {
         temperature: nonNegativeNumberFlag('--temperature', flags.temperature),
         seed: integerFlag('--seed', flags.seed),
       };
-      const tokenizer = await Tokenizer.load(flags.model);
-      using model = await Gpt2Model.load(flags.model, flags.backend ? { backend: flags.backend } : {});
-      const { sae, loaded } = await loadSaeLensAsSae(flags.sae, { backend: model.backend, precision: 'f32' });
+      const { sae, loaded } = await loadSaeLensAsSae(flags.sae, { ...(flags.backend ? { backend: flags.backend } : {}), precision: 'f32' });
       try {
+        const modelDir = saeModelDir(flags.sae, loaded.metadata.modelName, flags.model);
+        const tokenizer = await Tokenizer.load(modelDir);
+        using model = await Gpt2Model.load(modelDir, { backend: sae.backend });
         const hook = flags.hook ?? loaded.metadata.hookName;
         if (!hook) throw new RangeError(`${flags.sae} names no hook in its cfg.json; pass --hook NAME`);
         const feature = numberFlag('--feature', flags.feature);
         if (!Number.isSafeInteger(feature) || feature < 0 || feature >= sae.dSae) throw new RangeError(`--feature must be an integer in [0, ${sae.dSae}) (got ${flags.feature})`);
         let value: number;
-        const asMax = /^max(?:\*(-?[\d.]+(?:e-?\d+)?))?$/i.exec(flags.value);
+        const asMax = /^max(?:\*(.*))?$/i.exec(flags.value.trim());
         if (asMax) {
+          // K is checked before the pass over the held-out contexts.
+          const factor = asMax[1] === undefined ? 1 : numberFlag('--value max*K: K', asMax[1]);
           const T = Math.min(loaded.metadata.contextSize ?? model.config.nPositions, model.config.nPositions);
           const paths = flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')];
           const contexts = await readContexts({ paths, tokenizer, contextLength: T, seed: 0 }, 256);
           const max = await maxActivation(model, sae, hook, feature, contexts, T);
-          value = max * (asMax[1] ? Number(asMax[1]) : 1);
+          if (max === 0) {
+            throw new RangeError(`feature ${feature} did not fire on the ${contexts.length / T} held-out contexts, so --value ${flags.value} would pin it to 0 and change nothing; give a value (--value V)`);
+          }
+          value = max * factor;
           process.stderr.write(`feature ${feature}: largest activation on ${contexts.length / T} held-out contexts ${max.toPrecision(4)}; pinned to ${value.toPrecision(4)}\n`);
         } else {
           value = numberFlag('--value', flags.value);

@@ -243,6 +243,11 @@ export async function loadSaeLens(dir: string): Promise<LoadedSaeLens> {
     W_dec: floatTensor(weightsPath, tensors, 'W_dec', [dSae, dIn], sizes),
     b_dec: floatTensor(weightsPath, tensors, 'b_dec', [dIn], sizes),
   };
+  for (const name of PARAM_NAMES) {
+    const values = params[name];
+    const bad = values.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) throw new SaeLensError(weightsPath, name, `element ${bad} is ${values[bad]}: the weights are not finite (a diverged or damaged SAE)`);
+  }
 
   const sparsityPath = path.join(dir, SAELENS_SPARSITY_FILE);
   let sparsityLog10: Float32Array | null = null;

@@ -55,7 +55,7 @@ describe('flag values are checked under the flag’s name', () => {
       metadata: { modelName: 'tiny-gelu-new-tied', hookName: 'blocks.0.hook_resid_post', contextSize: 24, datasetPath: null },
     });
     await expect(run(registerEval, ['eval', '--sae', path.join(dir, 'sae'), '--model', model, '--context-length', '1000'])).rejects.toThrow(
-      new RangeError("--context-length must be in [2, 24], the model's n_positions (got 1000)"),
+      new RangeError("--context-length must be in [3, 24], the model's n_positions (got 1000)"),
     );
   });
 });
@@ -85,7 +85,7 @@ describe('--help', () => {
       const text = help(command.name());
       expect(text, command.name()).not.toMatch(/\(default: [^)]*\) \(default:/);
       expect(text, command.name()).not.toMatch(/\(default: "[\d.]+"\)|\(default: \[\]\)/);
-      expect(text, command.name()).toMatch(/ \(default: the package’s model A\)/);
+      expect(text, command.name()).toMatch(/--model(-a)? <dir> .*\(default: .*the model (the SAE's|its) cfg\.json names/);
     }
     expect(help('compare')).toContain('contexts compared over (default: 256)');
     expect(help('generate')).toContain('nucleus sampling threshold (1: off) (default: 1)');

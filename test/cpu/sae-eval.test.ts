@@ -149,7 +149,7 @@ describe('evaluateSae', () => {
 
   it('refuses a hook the model lacks or a width the SAE does not read', async () => {
     using sae = plusMinusSae(8, 'zero');
-    await expect(evaluateSae(model, sae, 'blocks.3.mlp.hook_post', contexts, T)).rejects.toThrow(/no hook 'blocks.3.mlp.hook_post'/);
+    await expect(evaluateSae(model, sae, 'blocks.3.mlp.hook_post', contexts, T)).rejects.toThrow(/unknown hook 'blocks.3.mlp.hook_post'/);
     await expect(evaluateSae(model, sae, hook, contexts, T)).rejects.toThrow(/reads 8-wide activations but blocks.0.mlp.hook_post is 128 wide/);
   });
 });
