@@ -34,6 +34,8 @@ async function buildConfig(flags: LmTrainFlags): Promise<{ doc: Record<string, u
   let doc: Record<string, unknown> = {};
   let source = 'flags';
   if (flags.resume) {
+    if (flags.out !== undefined) throw new RangeError(`--out cannot be given with --resume: the run continues in its own folder (${flags.resume})`);
+    if (flags.config !== undefined) throw new RangeError('--config cannot be given with --resume: the run continues with its own config.json (override keys with --set)');
     source = path.join(flags.resume, 'config.json');
     doc = await readJson(source);
     doc.outDir = flags.resume;

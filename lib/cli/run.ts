@@ -31,6 +31,7 @@ interface RunFlags {
 }
 
 async function flagsDoc(flags: RunFlags): Promise<Record<string, unknown>> {
+  if (flags.resume !== undefined && flags.out !== undefined) throw new RangeError(`--out cannot be given with --resume: the run continues in its own folder (${flags.resume})`);
   const doc: Record<string, unknown> = flags.config ? await readJson(flags.config) : {};
   if (flags.steps !== undefined || flags.epochs !== undefined) {
     const training = (doc.training ??= {}) as Record<string, unknown>;

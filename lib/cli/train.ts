@@ -48,6 +48,7 @@ async function buildConfig(flags: TrainFlags): Promise<{ doc: Record<string, unk
   let doc: Record<string, unknown> = {};
   let source = 'flags';
   if (flags.resume) {
+    if (flags.out !== undefined) throw new RangeError(`--out cannot be given with --resume: the run continues in its own folder (${flags.resume})`);
     source = path.join(flags.resume, 'config.json');
     doc = await readJson(source);
     doc.outDir = flags.resume;

@@ -183,6 +183,10 @@ export async function trainLm(config: LmTrainConfig, options: { resume?: boolean
       secondsBefore = state.seconds;
       log(`resuming from ${checkpoint.path} at step ${step} of ${total}`);
     }
+    const finishedBefore = state !== null && step >= total;
+    if (t.warmupSteps >= total) {
+      log(`warning: training.warmupSteps (${t.warmupSteps}) is not below the run's ${total} steps: the learning rate never leaves its warm-up (set training.warmupSteps lower)`);
+    }
     await mkdir(outDir, { recursive: true });
     await writeFileAtomic(path.join(outDir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
     metrics = await MetricsLog.open(path.join(outDir, 'metrics.jsonl'), { truncateAfterStep: step, warn: log });
@@ -260,9 +264,14 @@ export async function trainLm(config: LmTrainConfig, options: { resume?: boolean
       if (config.checkpoints.every > 0 && step % config.checkpoints.every === 0 && step < total) await saveCheckpoint();
     }
     progress?.stop();
-    if (!interrupted) await validate();
-    await saveCheckpoint();
-    log(`checkpoint: ${lastCheckpoint}`);
+    if (finishedBefore) {
+      // A resume of a finished run: its last validation and checkpoint stand; the model is exported again.
+      log(`the run had already finished at step ${step} of ${total}; exporting its model again`);
+    } else {
+      if (!interrupted) await validate();
+      await saveCheckpoint();
+      log(`checkpoint: ${lastCheckpoint}`);
+    }
     await metrics.close();
     metrics = null;
 
@@ -271,6 +280,7 @@ export async function trainLm(config: LmTrainConfig, options: { resume?: boolean
     if (!interrupted) {
       modelDir = path.join(outDir, 'model');
       await exportModel(model, modelConfig, config, paths, modelDir, {
+        bosToken: tokenizer.idToToken(tokenizer.bosTokenId) ?? String(tokenizer.bosTokenId),
         parameters: model.parameterNames.reduce((n, name) => n + model!.parameter(name).size, 0),
         steps: step,
         tokens,
@@ -352,6 +362,8 @@ function restoreTraining(model: Gpt2Training, checkpoint: Checkpoint, steps: num
 }
 
 interface ExportFacts {
+  /** The token every context starts with, as the tokenizer writes it. */
+  bosToken: string;
   /** Trainable values (the tied unembedding counted once). */
   parameters: number;
   steps: number;
@@ -397,7 +409,7 @@ with monosemantic (\`--model\` of any command) or Hugging Face transformers (\`G
 | --- | --- |
 | layers, heads | ${m.nLayer}, ${m.nHead} |
 | d_model, d_mlp | ${m.dModel}, ${m.dMlp} (${m.activation} MLP) |
-| context | ${m.nPositions} tokens (the first is \`<|endoftext|>\`, id ${m.bosTokenId}) |
+| context | ${m.nPositions} tokens (the first is \`${facts.bosToken}\`, id ${m.bosTokenId}) |
 | vocabulary | ${m.vocabSize} (byte-level BPE, tokenizer.json) |
 | embeddings | ${m.tiedEmbeddings ? 'tied (the unembedding is wte)' : 'untied'} |
 | parameters | ${facts.parameters.toLocaleString('en-US')} |

@@ -20,8 +20,8 @@ export const LmTrainConfigSchema = z.strictObject({
   /** Seeds the initial weights and the order of training contexts. */
   seed: z.number().int().min(0).max(2 ** 31 - 1).default(0),
   backend: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
-  /** Matrix-product precision; default: bf16 on CUDA (fp32 master weights), f32 on the CPU. */
-  precision: z.enum(['f32', 'bf16']).optional(),
+  /** Matrix-product precision; null: bf16 on CUDA (fp32 master weights), f32 on the CPU. */
+  precision: z.enum(['f32', 'bf16']).nullable().default(null),
   /** The architecture (GPT-2); the vocabulary size comes from the tokenizer. Defaults: the paper's one-layer model. */
   model: z
     .strictObject({
@@ -78,10 +78,10 @@ export const LmTrainConfigSchema = z.strictObject({
     .strictObject({
       /** Steps between metrics records. */
       every: positiveInt.default(10),
-      /** Show a progress bar (default: when stderr is a terminal). */
-      progress: z.boolean().optional(),
+      /** Show a progress bar (null: when stderr is a terminal). */
+      progress: z.boolean().nullable().default(null),
     })
-    .default({ every: 10 }),
+    .default({ every: 10, progress: null }),
   checkpoints: z
     .strictObject({
       /** Steps between checkpoints (0: only at the end and on interruption). */

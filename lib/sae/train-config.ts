@@ -20,7 +20,7 @@ export const TrainConfigSchema = z.strictObject({
       /** Activation files, folders or globs: .safetensors, .npy, or a raw-shard manifest .json. */
       paths: z.array(z.string().min(1)).min(1),
       /** The tensor to read from .safetensors files holding several 2-D tensors. */
-      tensor: z.string().optional(),
+      tensor: z.string().nullable().default(null),
       /** Rows read contiguously from one file (the shuffle's unit). */
       chunkRows: positiveInt.default(1024),
       /** Chunks mixed in one shuffle window. */
@@ -33,13 +33,13 @@ export const TrainConfigSchema = z.strictObject({
       dSae: positiveInt,
       /** 'l1': the 2023 paper (unit-norm decoder); 'l1_decnorm': April 2024 (λ Σ f_i ‖W_dec,i‖, free decoder). */
       penalty: z.enum(['l1', 'l1_decnorm']).default('l1'),
-      /** Keep decoder rows unit-norm; default: true for 'l1', false for 'l1_decnorm'. */
-      constrainDecoder: z.boolean().optional(),
+      /** Keep decoder rows unit-norm; null: true for 'l1', false for 'l1_decnorm'. */
+      constrainDecoder: z.boolean().nullable().default(null),
       init: z.enum(['transpose', 'kaiming']).default('transpose'),
       /** Initial decoder row norm when the decoder is unconstrained. */
       decoderInitNorm: z.number().positive().default(0.1),
-      /** Matrix-product precision; default: bf16 on CUDA, f32 on the CPU. */
-      precision: z.enum(['f32', 'bf16']).optional(),
+      /** Matrix-product precision; null: bf16 on CUDA, f32 on the CPU. */
+      precision: z.enum(['f32', 'bf16']).nullable().default(null),
       /** Inputs for b_dec's geometric-median initialisation (0: b_dec starts at 0). */
       geometricMedianSamples: nonNegativeInt.default(4096),
     })
@@ -96,10 +96,10 @@ export const TrainConfigSchema = z.strictObject({
       every: positiveInt.default(100),
       /** Inputs per feature-density window (dead / ultra-low-density counts). */
       densityWindowSamples: positiveInt.default(10_000_000),
-      /** Show a progress bar (default: when stderr is a terminal). */
-      progress: z.boolean().optional(),
+      /** Show a progress bar (null: when stderr is a terminal). */
+      progress: z.boolean().nullable().default(null),
     })
-    .default({ every: 100, densityWindowSamples: 10_000_000 }),
+    .default({ every: 100, densityWindowSamples: 10_000_000, progress: null }),
   checkpoints: z
     .strictObject({
       /** Steps between checkpoints (0: only at the end and on interruption). */

@@ -102,6 +102,15 @@ describe('resume', () => {
     const losses = async (dir: string) => (await readMetrics(path.join(dir, 'metrics.jsonl'))).map((r) => [r.step, r.loss ?? null, r.valLoss ?? null]);
     expect(await losses(outDir)).toEqual(await losses(whole.outDir));
     await expect(trainLm(parseLmTrainConfig(tinyConfig(outDir, base)))).rejects.toThrow(/already holds a run; resume it/);
+
+    // Resuming the finished run again adds nothing: no validation, metrics record or checkpoint; the model is exported again.
+    const metricsBefore = readFileSync(path.join(outDir, 'metrics.jsonl'), 'utf8');
+    const log: string[] = [];
+    const again = await trainLm(parseLmTrainConfig(tinyConfig(outDir, base)), { resume: true, log: (l) => log.push(l) });
+    expect(again).toMatchObject({ steps: 24, interrupted: false, checkpoint: resumed.checkpoint, valLoss: resumed.valLoss });
+    expect(log).toContainEqual('the run had already finished at step 24 of 24; exporting its model again');
+    expect(readFileSync(path.join(outDir, 'metrics.jsonl'), 'utf8')).toBe(metricsBefore);
+    expect(weights(again).equals(weights(whole))).toBe(true);
   }, 120_000);
 });
 
@@ -126,7 +135,12 @@ describe('config and CLI', () => {
     const run = runCli(['lm', 'train', '-o', out, '--steps', '6', '--seed', '1', '--set', 'model.dModel=16', '--set', 'model.dMlp=32', '--set', 'model.contextLength=17', '--set', 'training.batchSize=2', '--set', 'eval.maxBatches=1', '--no-progress'], env);
     expect(run.status, run.stderr).toBe(0);
     expect(run.stdout).toMatch(/finished after 6 of 6 steps \(192 tokens/);
-    expect(readFileSync(path.join(out, 'model', 'README.md'), 'utf8')).toContain('`monosemantic lm train -o');
+    expect(run.stderr).toContain("warning: training.warmupSteps (100) is not below the run's 6 steps: the learning rate never leaves its warm-up");
+    const card = readFileSync(path.join(out, 'model', 'README.md'), 'utf8');
+    expect(card).toContain('`monosemantic lm train -o');
+    expect(card).toMatch(/\| context \| 17 tokens \(the first is `<\|endoftext\|>`, id \d+\) \|/);
+    const elsewhere = runCli(['lm', 'train', '--resume', out, '-o', path.join(root, 'elsewhere')], env);
+    expect(elsewhere.stderr).toBe(`monosemantic: --out cannot be given with --resume: the run continues in its own folder (${out})\n`);
     const bad = runCli(['lm', 'train', '-o', path.join(root, 'bad'), '--set', 'training.lr=-1'], env);
     expect(bad.status).toBe(1);
     expect(bad.stderr).toMatch(/monosemantic: invalid training config \(flags\):\n\s+training.lr: /);
