@@ -11,6 +11,10 @@
 #include <cstring>
 #include <thread>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "analysis_cpu.h"
 #include "attention_cpu.h"
 #include "convert.h"
@@ -46,10 +50,21 @@ int cpu_device_info(int device, ms_device_info* out, ms_error* err) {
   return MS_OK;
 }
 
+// Tensors of at least kHugeFrom bytes are placed on 2 MiB boundaries and, on Linux, offered to
+// transparent huge pages: a fresh 64 MiB tensor (a batch's logits) then takes 32 page faults on
+// first touch instead of 16,384, which made its first write 8x slower than the product writing it.
+// From 8 MiB, the last huge page's unused part is at most a quarter of the tensor.
+constexpr size_t kHugePage = size_t(2) << 20;
+constexpr size_t kHugeFrom = size_t(8) << 20;
+
 int cpu_alloc(size_t bytes, void** out, ms_error* err) {
-  const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-  void* ptr = std::aligned_alloc(kAlignment, rounded ? rounded : kAlignment);
+  const size_t align = bytes >= kHugeFrom ? kHugePage : kAlignment;
+  const size_t rounded = (bytes + align - 1) / align * align;
+  void* ptr = std::aligned_alloc(align, rounded ? rounded : align);
   if (!ptr) return fail(err, MS_ERR_OOM, "alloc", "out of host memory allocating %zu bytes", bytes);
+#ifdef MADV_HUGEPAGE
+  if (align == kHugePage) (void)madvise(ptr, rounded, MADV_HUGEPAGE);  // a hint: refused is fine
+#endif
   *out = ptr;
   return MS_OK;
 }

@@ -8,7 +8,8 @@
  * double (logsumexp: fp32 exponentials summed in fp32 blocks, the blocks in double); activations
  * use float tanhf/erff. Attention is in attention_cpu.cpp. Index checks (token ids, targets) run
  * sequentially before anything is written, so a failing call leaves its outputs untouched and names
- * the first bad index. kl_rows (evaluation) accumulates in double.
+ * the first bad index. kl_rows (evaluation) takes its exponentials vectorised, in fp32, and
+ * accumulates fp32 blocks of 256 in double.
  */
 #include "transformer_cpu.h"
 
@@ -291,21 +292,33 @@ int kl_rows(int rows, int V, const float* p_logits, const float* q_logits, float
   if (rows <= 0 || V <= 0) return fail(err, MS_ERR_INVALID, op, "bad shape [%d, %d]", rows, V);
   if (!p_logits || !q_logits || !out) return fail(err, MS_ERR_INVALID, op, "p_logits, q_logits or out is null");
   const size_t R = size_t(rows), N = size_t(V);
+  constexpr size_t kBlock = 256;  // fp32 partial sums over this many entries, the blocks summed in double
   try {
     parallel_for(R, row_grain(N), [&](size_t r0, size_t r1) {
+      std::vector<float> ep(N), eq(N);  // this chunk's rows of exp(p - max p) and exp(q - max q)
       for (size_t r = r0; r < r1; ++r) {
         const float* p = p_logits + r * N;  // p[r, :]
         const float* q = q_logits + r * N;  // q[r, :]
         const float mp = row_max(p, N), mq = row_max(q, N);
         // With a_v = p_v - mp, b_v = q_v - mq, e_v = exp(a_v), sp = sum e_v, sq = sum exp(b_v):
-        // KL = sum_v (e_v / sp) (a_v - b_v) - log sp + log sq (equal rows give exactly 0).
+        // KL = sum_v (e_v / sp) (a_v - b_v) - log sp + log sq. Both rows' exponentials are the same
+        // vectorised function, summed alike, so equal rows give exactly 0.
+        std::memcpy(ep.data(), p, N * sizeof(float));
+        std::memcpy(eq.data(), q, N * sizeof(float));
+        exp_scale(ep.data(), N, mp, 1.0f);
+        exp_scale(eq.data(), N, mq, 1.0f);
         double sp = 0.0, sq = 0.0, weighted = 0.0;
-        for (size_t v = 0; v < N; ++v) {
-          const float a = p[v] - mp, b = q[v] - mq;
-          const double e = std::exp(double(a));
-          sp += e;
-          sq += std::exp(double(b));
-          weighted += e * double(a - b);
+        for (size_t v0 = 0; v0 < N; v0 += kBlock) {
+          const size_t v1 = std::min(N, v0 + kBlock);
+          float bp = 0.0f, bq = 0.0f, bw = 0.0f;
+          for (size_t v = v0; v < v1; ++v) {
+            bp += ep[v];
+            bq += eq[v];
+            bw += ep[v] * ((p[v] - mp) - (q[v] - mq));
+          }
+          sp += bp;
+          sq += bq;
+          weighted += bw;
         }
         out[r] = float(weighted / sp - std::log(sp) + std::log(sq));
       }
