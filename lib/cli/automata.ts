@@ -18,13 +18,16 @@ import { loadGpt2Weights } from '../lm/weights.js';
 import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { nonNegativeIntegerFlag, nonNegativeNumberFlag, optionWithDefault, positiveIntegerFlag, prepareOutputFile } from './flags.js';
-import { SAE_MODEL_HELP, saeModelDir } from './sae-model.js';
+import { SAE_MODEL_HELP, analysisContextLength, saeModelDir } from './sae-model.js';
 
 interface AutomataFlags {
   sae: string;
   model?: string;
+  hook?: string;
   data?: string[];
   contexts?: string;
+  textField: string;
+  contextLength?: string;
   minScore: string;
   minCount: string;
   maxLength: string;
@@ -40,7 +43,10 @@ export function registerAutomata(program: Command): void {
     .description('find feature cycles (X promotes the tokens Y fires on, Y the tokens Z fires on, ... back to X)')
     .requiredOption('--sae <dir>', 'SAELens folder of an SAE on an MLP hidden layer')
     .option('--model <dir>', SAE_MODEL_HELP)
+    .option('--hook <name>', "hook the SAE reads (default: the SAE's cfg.json hook name)")
     .option('--data <paths...>', 'token shards or text (default: corpus/val.tokens)')
+    .option('--text-field <name>', 'JSONL / Parquet text column', 'text')
+    .option('--context-length <n>', 'tokens per context (default: the SAE’s context size, capped at the model’s n_positions)')
     .option('--contexts <n>', 'contexts read (default: all)')
     .addOption(optionWithDefault('--min-score <s>', 'edges scoring below this (√(logit strength × transition rate)) are left out', '0.05'))
     .addOption(optionWithDefault('--min-count <n>', 'fewest observed transitions for an edge', '3'))
@@ -61,14 +67,15 @@ export function registerAutomata(program: Command): void {
       if (flags.out) await prepareOutputFile('--out', flags.out);
       const { sae, loaded } = await loadSaeLensAsSae(flags.sae, flags.backend ? { backend: flags.backend } : {});
       try {
-        const hook = loaded.metadata.hookName ?? '';
+        const hook = flags.hook ?? loaded.metadata.hookName;
+        if (!hook) throw new RangeError(`${flags.sae} names no hook in its cfg.json; pass --hook NAME`);
         const layer = logitWeightLayer(hook);
         if (layer === null) throw new RangeError(`automata use logit weights, which need an SAE on an MLP hidden layer (blocks.L.mlp.hook_post); ${flags.sae} reads '${hook}'`);
         const modelDir = saeModelDir(flags.sae, loaded.metadata.modelName, flags.model);
         const tokenizer = await Tokenizer.load(modelDir);
         using model = await Gpt2Model.load(modelDir, { backend: sae.backend });
-        const T = Math.min(loaded.metadata.contextSize ?? model.config.nPositions, model.config.nPositions);
-        const contexts = await readContexts({ paths: flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')], tokenizer, contextLength: T, seed: 0 }, limit);
+        const T = analysisContextLength(flags.contextLength, loaded.metadata.contextSize, model.config.nPositions);
+        const contexts = await readContexts({ paths: flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')], textField: flags.textField, tokenizer, contextLength: T, seed: 0 }, limit);
         const record = new FiringRecord(sae.dSae, model.config.vocabSize);
         await forEachFeatureBatch(model, sae, hook, contexts, T, (f, ids) => record.absorb(f, ids, T));
         const logits = await logitWeightMatrix(loaded.params.W_dec, sae.dSae, model.config, await loadGpt2Weights(modelDir, model.config), layer, { backend: sae.backend });

@@ -17,15 +17,18 @@ import { Tokenizer } from '../lm/tokenizer.js';
 import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { positiveIntegerFlag } from './flags.js';
-import { SAE_MODEL_HELP, saeModelDir } from './sae-model.js';
+import { SAE_MODEL_HELP, analysisContextLength, saeModelDir } from './sae-model.js';
 import { createProgress } from './progress.js';
 
 interface BrowseFlags {
   sae?: string;
   run?: string;
   model?: string;
+  hook?: string;
   data?: string[];
   contexts?: string;
+  textField: string;
+  contextLength?: string;
   out: string;
   compare?: string[];
   automata?: string;
@@ -113,7 +116,10 @@ export function registerBrowse(program: Command): void {
     .option('--sae <dir>', 'SAELens folder (default: RUN/sae with --run)')
     .option('--run <dir>', 'a `monosemantic run` folder: its SAE, summary and curves')
     .option('--model <dir>', SAE_MODEL_HELP)
+    .option('--hook <name>', "hook the SAE reads (default: the SAE's cfg.json hook name)")
     .option('--data <paths...>', 'token shards or text the statistics are taken over (default: corpus/val.tokens)')
+    .option('--text-field <name>', 'JSONL / Parquet text column', 'text')
+    .option('--context-length <n>', 'tokens per context (default: the SAE’s context size, capped at the model’s n_positions)')
     .option('--contexts <n>', 'contexts read (default: all)')
     .requiredOption('-o, --out <dir>', 'output folder')
     .option('--compare <files...>', '`monosemantic compare --out` results (this SAE as --sae-a): universality plot, splitting map, best matches')
@@ -134,15 +140,15 @@ export function registerBrowse(program: Command): void {
         // The results shown beside the features are checked before the (long) statistics pass.
         const comparisons = await Promise.all((flags.compare ?? []).map((file) => readResult('--compare', file, 'compare', saeDir, sae.dSae)));
         const automata = flags.automata ? await readResult('--automata', flags.automata, 'automata', saeDir, sae.dSae) : null;
-        const hook = loaded.metadata.hookName;
-        if (!hook) throw new RangeError(`${saeDir} names no hook in its cfg.json`);
+        const hook = flags.hook ?? loaded.metadata.hookName;
+        if (!hook) throw new RangeError(`${saeDir} names no hook in its cfg.json; pass --hook NAME`);
         const modelDir = saeModelDir(saeDir, loaded.metadata.modelName, flags.model);
         const tokenizer = await Tokenizer.load(modelDir);
         using model = await Gpt2Model.load(modelDir, { backend: sae.backend });
-        const T = Math.min(loaded.metadata.contextSize ?? model.config.nPositions, model.config.nPositions);
+        const T = analysisContextLength(flags.contextLength, loaded.metadata.contextSize, model.config.nPositions);
         const paths = flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')];
         const limit = flags.contexts !== undefined ? positiveIntegerFlag('--contexts', flags.contexts) : Number.MAX_SAFE_INTEGER;
-        const contexts = await readContexts({ paths, tokenizer, contextLength: T, seed: 0 }, limit);
+        const contexts = await readContexts({ paths, textField: flags.textField, tokenizer, contextLength: T, seed: 0 }, limit);
         const dataDir = path.join(flags.out, 'data');
         await mkdir(dataDir, { recursive: true });
         // The port is taken before the (long) statistics pass; requests meanwhile find nothing yet.

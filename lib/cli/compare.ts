@@ -23,15 +23,19 @@ import { gatherRows } from '../ops.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { Tensor } from '../tensor.js';
 import { numberFlag, optionWithDefault, positiveIntegerFlag, prepareOutputFile } from './flags.js';
-import { saeModelDir } from './sae-model.js';
+import { analysisContextLength, saeModelDir } from './sae-model.js';
 
 interface CompareFlags {
   saeA: string;
   saeB: string;
   modelA?: string;
   modelB?: string;
+  hookA?: string;
+  hookB?: string;
   data?: string[];
   contexts: string;
+  textField: string;
+  contextLength?: string;
   minFires: string;
   out?: string;
   linkThreshold: string;
@@ -40,7 +44,6 @@ interface CompareFlags {
   json?: boolean;
 }
 
-/** Rows of a [m·T, width] host array without each context's position 0 (the BOS token). */
 /** x [m·T, width] without each context's BOS row: [m·(T − 1), width], gathered on the backend. */
 async function withoutBos(x: Tensor, m: number, T: number): Promise<Tensor> {
   using idx = Tensor.from(Int32Array.from({ length: m * (T - 1) }, (_, k) => Math.floor(k / (T - 1)) * T + 1 + (k % (T - 1))), [m * (T - 1)], { backend: x.backend, dtype: 'i32' }); // row c·T + t for t ≥ 1
@@ -68,7 +71,11 @@ export function registerCompare(program: Command): void {
     .requiredOption('--sae-b <dir>', 'second SAELens folder')
     .option('--model-a <dir>', "model of the first SAE (default: the model its cfg.json names, the package's a or b; model A when it names none)")
     .option('--model-b <dir>', "model of the second SAE (default: --model-a's when both SAEs name the same model; else as for --model-a)")
+    .option('--hook-a <name>', "hook the first SAE reads (default: its cfg.json hook name)")
+    .option('--hook-b <name>', "hook the second SAE reads (default: its cfg.json hook name)")
     .option('--data <paths...>', 'token shards or text (default: corpus/val.tokens)')
+    .option('--text-field <name>', 'JSONL / Parquet text column', 'text')
+    .option('--context-length <n>', 'tokens per context (default: the SAEs’ context sizes, capped at the models’ n_positions)')
     .addOption(optionWithDefault('--contexts <n>', 'contexts compared over', '256'))
     .addOption(optionWithDefault('--min-fires <n>', 'also report the median over A features firing on at least this many of the tokens', '50'))
     .option('-o, --out <file>', 'write the result as JSON (for the browser and other tools)')
@@ -86,9 +93,10 @@ export function registerCompare(program: Command): void {
       const a = await loadSaeLensAsSae(flags.saeA, flags.backend ? { backend: flags.backend } : {});
       const b = await loadSaeLensAsSae(flags.saeB, { backend: a.sae.backend });
       try {
-        const hookA = a.loaded.metadata.hookName;
-        const hookB = b.loaded.metadata.hookName;
-        if (!hookA || !hookB) throw new RangeError('both SAEs must name their hook in cfg.json');
+        const hookA = flags.hookA ?? a.loaded.metadata.hookName;
+        const hookB = flags.hookB ?? b.loaded.metadata.hookName;
+        if (!hookA) throw new RangeError(`${flags.saeA} names no hook in its cfg.json; pass --hook-a NAME`);
+        if (!hookB) throw new RangeError(`${flags.saeB} names no hook in its cfg.json; pass --hook-b NAME`);
         const modelADir = saeModelDir(flags.saeA, a.loaded.metadata.modelName, flags.modelA, '--model-a');
         // SAEs of one model (by their cfg.json) share --model-a's folder unless --model-b is given.
         const sameModelName = a.loaded.metadata.modelName === b.loaded.metadata.modelName;
@@ -98,8 +106,9 @@ export function registerCompare(program: Command): void {
         using modelA = await Gpt2Model.load(modelADir, { backend: a.sae.backend });
         using modelB = sameModel ? null : await Gpt2Model.load(modelBDir, { backend: a.sae.backend });
         const mB = modelB ?? modelA;
-        const T = Math.min(modelA.config.nPositions, mB.config.nPositions, a.loaded.metadata.contextSize ?? Infinity, b.loaded.metadata.contextSize ?? Infinity);
-        const contexts = await readContexts({ paths: flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')], tokenizer, contextLength: T, seed: 0 }, count);
+        const saeContext = Math.min(a.loaded.metadata.contextSize ?? Infinity, b.loaded.metadata.contextSize ?? Infinity);
+        const T = analysisContextLength(flags.contextLength, Number.isFinite(saeContext) ? saeContext : null, Math.min(modelA.config.nPositions, mB.config.nPositions));
+        const contexts = await readContexts({ paths: flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')], textField: flags.textField, tokenizer, contextLength: T, seed: 0 }, count);
         const n = contexts.length / T;
         const features = new CorrelationAccumulator(a.sae.dSae, b.sae.dSae);
         const neurons = sameModel ? null : new CorrelationAccumulator(a.sae.dIn, b.sae.dIn);
@@ -178,7 +187,7 @@ export function registerCompare(program: Command): void {
         }
         const lines = [
           `${flags.saeA} (${a.sae.dSae} features, ${path.basename(path.resolve(modelADir))}) vs ${flags.saeB} (${b.sae.dSae} features, ${path.basename(path.resolve(modelBDir))}) over ${features.rows.toLocaleString('en-US')} tokens`,
-          `  features: median best-match activation correlation ${result.features.median.toFixed(3)} (${result.features.alive} of ${a.sae.dSae} A features fire); ${result.features.medianWellSampled.toFixed(3)} over the ${result.features.wellSampled} that fire on ${minFires} tokens or more`,
+          `  features: median best-match activation correlation ${result.features.median.toFixed(3)} (${result.features.alive} of ${a.sae.dSae} A features fire); ${result.features.wellSampled > 0 ? `${result.features.medianWellSampled.toFixed(3)} over the ${result.features.wellSampled} that fire on ${minFires} tokens or more` : `none fires on ${minFires} tokens or more`}`,
         ];
         if (result.neurons) lines.push(`  neurons:  median best-match activation correlation ${result.neurons.median.toFixed(3)} (the ${a.sae.dIn} units of ${hookA} in each model)`);
         if (result.logitWeights) lines.push(`  logit weights of matched features: median correlation ${result.logitWeights.median.toFixed(3)}`);

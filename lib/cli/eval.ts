@@ -15,7 +15,7 @@ import { Tokenizer } from '../lm/tokenizer.js';
 import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { optionWithDefault, positiveIntegerFlag } from './flags.js';
-import { SAE_MODEL_HELP, saeModelDir } from './sae-model.js';
+import { SAE_MODEL_HELP, analysisContextLength, saeModelDir } from './sae-model.js';
 
 interface EvalFlags {
   sae: string;
@@ -50,10 +50,9 @@ export function registerEval(program: Command): void {
         const modelDir = saeModelDir(flags.sae, loaded.metadata.modelName, flags.model);
         const tokenizer = await Tokenizer.load(modelDir);
         using model = await Gpt2Model.load(modelDir, { backend: sae.backend });
-        const contextLength = flags.contextLength !== undefined ? positiveIntegerFlag('--context-length', flags.contextLength) : Math.min(loaded.metadata.contextSize ?? model.config.nPositions, model.config.nPositions);
-        // A context is BOS and at least two tokens (the first token is predicted from BOS, which the
-        // splice leaves alone: with one, every loss would be the same), and fits the model's positions.
-        if (flags.contextLength !== undefined && (contextLength < 3 || contextLength > model.config.nPositions)) throw new RangeError(`--context-length must be in [3, ${model.config.nPositions}], the model's n_positions (got ${contextLength})`);
+        // A context is BOS and at least two tokens: the first token is predicted from BOS, which the
+        // splice leaves alone (with one, every loss would be the same).
+        const contextLength = analysisContextLength(flags.contextLength, loaded.metadata.contextSize, model.config.nPositions, 3);
         const paths = flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')];
         const count = flags.contexts !== undefined ? positiveIntegerFlag('--contexts', flags.contexts) : Number.MAX_SAFE_INTEGER;
         const contexts = await readContexts({ paths, textField: flags.textField, tokenizer, contextLength, seed: 0 }, count);

@@ -15,7 +15,7 @@ import { Tokenizer } from '../lm/tokenizer.js';
 import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { optionWithDefault, positiveIntegerFlag } from './flags.js';
-import { SAE_MODEL_HELP, saeModelDir } from './sae-model.js';
+import { SAE_MODEL_HELP, analysisContextLength, saeModelDir } from './sae-model.js';
 import { createProgress } from './progress.js';
 
 interface FeaturesFlags {
@@ -27,6 +27,7 @@ interface FeaturesFlags {
   topK: string;
   out: string;
   textField: string;
+  contextLength?: string;
   backend?: 'cpu' | 'cuda';
   progress?: boolean;
 }
@@ -43,6 +44,7 @@ export function registerFeatures(program: Command): void {
     .option('--contexts <n>', 'contexts read (default: all)')
     .addOption(optionWithDefault('--top-k <n>', 'top activating examples kept per feature', '20'))
     .option('--text-field <name>', 'JSONL / Parquet text column', 'text')
+    .option('--context-length <n>', 'tokens per context (default: the SAE’s context size, capped at the model’s n_positions)')
     .option('--backend <name>', 'cpu or cuda (default: the active backend)')
     .option('--no-progress', 'no progress bar')
     .action(async (flags: FeaturesFlags) => {
@@ -56,7 +58,7 @@ export function registerFeatures(program: Command): void {
         const modelDir = saeModelDir(flags.sae, loaded.metadata.modelName, flags.model);
         const tokenizer = await Tokenizer.load(modelDir);
         using model = await Gpt2Model.load(modelDir, { backend: sae.backend });
-        const T = Math.min(loaded.metadata.contextSize ?? model.config.nPositions, model.config.nPositions);
+        const T = analysisContextLength(flags.contextLength, loaded.metadata.contextSize, model.config.nPositions);
         const paths = flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')];
         const contexts = await readContexts({ paths, textField: flags.textField, tokenizer, contextLength: T, seed: 0 }, flags.contexts !== undefined ? positiveIntegerFlag('--contexts', flags.contexts) : Number.MAX_SAFE_INTEGER);
         const progress = createProgress({ total: contexts.length / T, label: 'features', stream: process.stderr, enabled: flags.progress !== false && process.stderr.isTTY === true });

@@ -1,5 +1,7 @@
 /**
- * The model an SAE is analysed with. `--model` when given; otherwise the model its cfg.json names
+ * What the analysis commands share: the model an SAE is analysed with, and the context length.
+ *
+ * The model: `--model` when given; otherwise the model its cfg.json names
  * (metadata.model_name, the folder name of the model it was trained on): the package's `a` or
  * `b`, or model A when it names none. An SAE of any other model needs `--model`: running it on
  * model A would give numbers for the wrong model without a word.
@@ -7,6 +9,7 @@
 import path from 'node:path';
 
 import { shippedModelDir } from '../lm/default-model.js';
+import { positiveIntegerFlag } from './flags.js';
 
 /** What the analysis commands' --model help says. */
 export const SAE_MODEL_HELP = "model directory (default: the model the SAE's cfg.json names, the package's a or b; model A when it names none)";
@@ -25,4 +28,16 @@ export function saeModelDir(saeDir: string, modelName: string | null, flag: stri
   }
   if (modelName === null || modelName === 'a' || modelName === 'b') return shippedModelDir(modelName ?? 'a');
   throw new RangeError(`${saeDir} was trained on model '${modelName}' (its cfg.json model_name), which is not one of the package's (a, b): give its folder with ${flagName}`);
+}
+
+/**
+ * Tokens per context for an analysis: --context-length when given (in [min, nPositions]), else
+ * the SAE's context size capped at the model's positions. `min` is 2 (BOS and a token) where only
+ * activations are read, 3 where next-token losses are (the first token is predicted from BOS).
+ */
+export function analysisContextLength(flag: string | undefined, saeContextSize: number | null, nPositions: number, min = 2): number {
+  if (flag === undefined) return Math.min(saeContextSize ?? nPositions, nPositions);
+  const value = positiveIntegerFlag('--context-length', flag);
+  if (value < min || value > nPositions) throw new RangeError(`--context-length must be in [${min}, ${nPositions}], the model's n_positions (got ${value})`);
+  return value;
 }

@@ -18,7 +18,7 @@ import { packageRoot } from '../native/load.js';
 import type { SparseAutoencoder } from '../sae/sae.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { integerFlag, nonNegativeIntegerFlag, nonNegativeNumberFlag, numberFlag, optionWithDefault } from './flags.js';
-import { SAE_MODEL_HELP, saeModelDir } from './sae-model.js';
+import { SAE_MODEL_HELP, analysisContextLength, saeModelDir } from './sae-model.js';
 import { checkLength } from './generate.js';
 
 interface SteerFlags {
@@ -32,6 +32,8 @@ interface SteerFlags {
   temperature: string;
   seed: string;
   data?: string[];
+  textField: string;
+  contextLength?: string;
   bos: boolean;
   backend?: 'cpu' | 'cuda';
 }
@@ -62,6 +64,8 @@ export function registerSteer(program: Command): void {
     .addOption(optionWithDefault('--temperature <t>', 'sampling temperature (0: greedy)', '0.7'))
     .addOption(optionWithDefault('--seed <n>', 'sampling seed (the same for both continuations)', '0'))
     .option('--data <paths...>', 'held-out token shards or text for --value max (default: corpus/val.tokens)')
+    .option('--text-field <name>', 'JSONL / Parquet text column', 'text')
+    .option('--context-length <n>', 'tokens per context (default: the SAE’s context size, capped at the model’s n_positions)')
     .option('--no-bos', 'do not start the prompt with the BOS token')
     .option('--backend <name>', 'cpu or cuda (default: the active backend)')
     .action(async (flags: SteerFlags) => {
@@ -84,9 +88,9 @@ export function registerSteer(program: Command): void {
         if (asMax) {
           // K is checked before the pass over the held-out contexts.
           const factor = asMax[1] === undefined ? 1 : numberFlag('--value max*K: K', asMax[1]);
-          const T = Math.min(loaded.metadata.contextSize ?? model.config.nPositions, model.config.nPositions);
+          const T = analysisContextLength(flags.contextLength, loaded.metadata.contextSize, model.config.nPositions);
           const paths = flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')];
-          const contexts = await readContexts({ paths, tokenizer, contextLength: T, seed: 0 }, 256);
+          const contexts = await readContexts({ paths, textField: flags.textField, tokenizer, contextLength: T, seed: 0 }, 256);
           const max = await maxActivation(model, sae, hook, feature, contexts, T);
           if (max === 0) {
             throw new RangeError(`feature ${feature} did not fire on the ${contexts.length / T} held-out contexts, so --value ${flags.value} would pin it to 0 and change nothing; give a value (--value V)`);

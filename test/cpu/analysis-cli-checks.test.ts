@@ -24,7 +24,7 @@ let root: string;
 let corpus: string;
 
 /** An SAE of `dSae` features reading `dIn`-wide activations of `modelName`'s `hook`. */
-async function saveSae(dir: string, o: { dIn: number; dSae: number; modelName: string | null; hook?: string; bEnc?: number; nanAt?: number }): Promise<string> {
+async function saveSae(dir: string, o: { dIn: number; dSae: number; modelName: string | null; hook?: string | null; bEnc?: number; nanAt?: number }): Promise<string> {
   let s = 7;
   const values = (n: number) => Float32Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 - 0.5) * 0.5);
   const W_dec = values(o.dSae * o.dIn);
@@ -33,7 +33,7 @@ async function saveSae(dir: string, o: { dIn: number; dSae: number; modelName: s
     dIn: o.dIn,
     dSae: o.dSae,
     params: { W_enc: values(o.dIn * o.dSae), b_enc: new Float32Array(o.dSae).fill(o.bEnc ?? 0), W_dec, b_dec: new Float32Array(o.dIn) },
-    metadata: { modelName: o.modelName, hookName: o.hook ?? 'blocks.0.mlp.hook_post', contextSize: 24, datasetPath: null },
+    metadata: { modelName: o.modelName, hookName: o.hook === undefined ? 'blocks.0.mlp.hook_post' : o.hook, contextSize: 24, datasetPath: null },
   });
   return dir;
 }
@@ -107,6 +107,25 @@ describe('checks before the pass', () => {
     const r = cli(['browse', '--run', run, '--sae', other, '--model', tiny, '-o', path.join(root, 'site')]);
     expect(r.stderr).toMatch(/^monosemantic: --sae .* is not the SAE of --run .*: the run's overview would describe another SAE; give one of them\n$/);
     expect(cli(['browse', '--run', run, '--sae', path.join(run, 'sae'), '--model', tiny, '--data', corpus, '--contexts', '2', '--no-progress', '-o', path.join(root, 'site')]).status).toBe(0);
+  });
+});
+
+describe('what every analysis command takes', () => {
+  it('--hook for an SAE whose cfg.json names none, --text-field of a JSONL corpus, --context-length', async () => {
+    const sae = await saveSae(path.join(root, 'no-hook'), { dIn: 76, dSae: 16, modelName: 'tiny-gelu-new-tied', hook: null });
+    const jsonl = path.join(root, 'docs.jsonl');
+    writeFileSync(jsonl, Array.from({ length: 30 }, (_, i) => JSON.stringify({ body: `doc ${i}: the cat sat on the mat, x = ${i}; def f(x): return x * ${i}` })).join('\n'));
+    const common = ['--model', tiny, '--data', jsonl, '--text-field', 'body', '--contexts', '3', '--context-length', '8'];
+    expect(cli(['automata', '--sae', sae, ...common]).stderr).toMatch(/names no hook in its cfg\.json; pass --hook NAME/);
+    const automata = cli(['automata', '--sae', sae, '--hook', 'blocks.0.mlp.hook_post', ...common, '--json']);
+    expect(automata.status, automata.stderr).toBe(0);
+    expect(JSON.parse(automata.stdout)).toMatchObject({ hook: 'blocks.0.mlp.hook_post', tokens: 3 * 7 });
+    const compare = cli(['compare', '--sae-a', sae, '--sae-b', sae, '--hook-a', 'blocks.0.mlp.hook_post', '--hook-b', 'blocks.0.mlp.hook_post', '--model-a', tiny, '--data', jsonl, '--text-field', 'body', '--contexts', '3', '--context-length', '8', '--no-map', '--json']);
+    expect(compare.status, compare.stderr).toBe(0);
+    expect(JSON.parse(compare.stdout).tokens).toBe(3 * 7);
+    expect(cli(['browse', '--sae', sae, '--hook', 'blocks.0.mlp.hook_post', ...common.slice(0, -2), '--context-length', '25', '-o', path.join(root, 'b')]).stderr).toBe(
+      "monosemantic: --context-length must be in [2, 24], the model's n_positions (got 25)\n",
+    );
   });
 });
 
