@@ -10,6 +10,9 @@
  * unembedding), not to biases or LayerNorm parameters. The parameters of each decay setting share
  * one allocation per role (values, gradients, moments), so the per-step work on all of them —
  * zeroing the gradients, the gradient norm, AdamW — is two calls each, whatever the depth.
+ * The asynchronous methods (step, queueStep, evaluate, forwardBackward) share those buffers, so
+ * calls made without awaiting run one after another in call order; the synchronous reads of state
+ * are refused while one is pending.
  */
 import { reduceSumInto } from '../ops.js';
 import { type BackendName, resolveBackend } from '../backend.js';
