@@ -102,6 +102,7 @@ export function registerHarvest(program: Command): void {
             seed,
           },
           inputs: { model: flags.model },
+          describes: { modelName: path.basename(path.resolve(flags.model)), hookName: flags.hook, contextSize: contextLength, datasetPath: flags.corpus.map((p) => path.resolve(p)).join(',') },
           backend: model.backend,
           signal: controller.signal,
           log: (line) => process.stderr.write(`${line}\n`),

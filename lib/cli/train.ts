@@ -11,6 +11,7 @@ import type { Command } from 'commander';
 import { applySetFlags, parseValue } from './flags.js';
 import { withInterrupts } from './interrupt.js';
 import { createProgress } from './progress.js';
+import { describeActivations } from '../data/activation-source.js';
 import { ConfigError, parseTrainConfig, setByPath } from '../sae/train-config.js';
 import { type TrainSummary, train } from '../sae/trainer.js';
 
@@ -107,7 +108,22 @@ export function registerTrain(program: Command): void {
         process.stdout.write(`${JSON.stringify(parseTrainConfig(doc, source), null, 2)}\n`);
         return;
       }
-      const config = parseTrainConfig(doc, source);
+      const parsed = parseTrainConfig(doc, source);
+      // The export's metadata (model, hook, context size, dataset) that the config leaves out is
+      // taken from what the activation manifests say they are of.
+      const described = parsed.data ? await describeActivations(parsed.data.paths) : null;
+      const e = parsed.export;
+      const config = described
+        ? {
+            ...parsed,
+            export: {
+              modelName: e.modelName ?? described.modelName,
+              hookName: e.hookName ?? described.hookName,
+              contextSize: e.contextSize ?? described.contextSize,
+              datasetPath: e.datasetPath ?? described.datasetPath,
+            },
+          }
+        : parsed;
       // Progress lines on a terminal by default; config or --no-progress turn them off, and
       // logging.progress: true prints plain lines where stderr is not a terminal.
       const enabled = flags.progress === false ? false : (config.logging.progress ?? process.stderr.isTTY === true);

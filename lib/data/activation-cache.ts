@@ -25,7 +25,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { Tensor } from '../tensor.js';
 import type { BackendName } from '../backend.js';
 import type { TrainingDataSource } from '../sae/trainer.js';
-import { MANIFEST_FORMAT, sha256OfFile } from './activation-files.js';
+import { type ActivationDescription, MANIFEST_FORMAT, sha256OfFile } from './activation-files.js';
 
 export interface CacheShard {
   path: string;
@@ -39,6 +39,7 @@ export interface CacheManifest {
   dtype: 'f32' | 'bf16';
   d: number;
   shards: CacheShard[];
+  describes?: ActivationDescription;
 }
 
 interface BuildState {
@@ -80,6 +81,8 @@ export interface BuildCacheOptions {
    * like `of`, by identity (see inputIdentity).
    */
   inputs?: Record<string, string>;
+  /** What the activations are of, written into the manifest for the SAEs trained on them. */
+  describes?: ActivationDescription;
   backend?: BackendName;
   /** Stops after the current shard (the build resumes later). */
   signal?: AbortSignal;
@@ -265,7 +268,7 @@ export async function buildActivationCache(options: BuildCacheOptions): Promise<
       starts.push(position ?? null);
       written += n;
       position = structuredClone(source.state());
-      const next: CacheManifest = { format: MANIFEST_FORMAT, version: 1, dtype, d, shards };
+      const next: CacheManifest = { format: MANIFEST_FORMAT, version: 1, dtype, d, shards, ...(options.describes ? { describes: options.describes } : {}) };
       await writeFileAtomic(manifestFile, `${JSON.stringify(next, null, 2)}\n`);
       const state: BuildState = { version: 1, rows: options.rows, shardRows, dtype, rowsWritten: written, complete: written >= options.rows, source: position, of, starts };
       await writeFileAtomic(buildFile, `${JSON.stringify(state)}\n`);

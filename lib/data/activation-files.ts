@@ -10,7 +10,10 @@
  *     "shards": [{"path": "acts-000.bin", "rows": 1000}, ...]}`, shard paths relative to the
  *   manifest, each shard exactly rows × d little-endian values with no header. A shard may record
  *   its `sha256` (hex; the activation cache does): the shard is then checked against it the first
- *   time any of its rows is read, and a mismatch is an ActivationFileError naming the shard.
+ *   time any of its rows is read, and a mismatch is an ActivationFileError naming the shard. A
+ *   manifest may say what the activations are of (`describes`: model, hook, context size, dataset,
+ *   as SAELens's metadata names them; `monosemantic harvest` writes it), and an SAE trained on them
+ *   is exported with that metadata unless its config names its own.
  */
 import { createHash } from 'node:crypto';
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
@@ -55,6 +58,15 @@ export const ACTIVATION_ITEM_BYTES: Readonly<Record<ActivationDtype, number>> = 
 
 export const MANIFEST_FORMAT = 'monosemantic-activations';
 
+/** What a set of activations is of: the model (its folder's name), hook, context size and dataset. */
+export const ActivationDescriptionSchema = z.object({
+  modelName: z.string().nullable(),
+  hookName: z.string().nullable(),
+  contextSize: z.number().int().positive().nullable(),
+  datasetPath: z.string().nullable(),
+});
+export type ActivationDescription = z.infer<typeof ActivationDescriptionSchema>;
+
 /** The manifest of a set of raw shards. */
 export const ActivationManifestSchema = z.object({
   format: z.literal(MANIFEST_FORMAT),
@@ -70,6 +82,7 @@ export const ActivationManifestSchema = z.object({
       }),
     )
     .min(1),
+  describes: ActivationDescriptionSchema.optional(),
 });
 export type ActivationManifest = z.infer<typeof ActivationManifestSchema>;
 

@@ -21,7 +21,7 @@ import { glob } from 'tinyglobby';
 
 import { Rng } from '../random.js';
 import { SEED_PURPOSE, mixSeed, nonNegativeInteger, permutation, positiveInteger } from './stream-common.js';
-import { ACTIVATION_EXTENSIONS, MANIFEST_FORMAT, openActivationFiles, type ActivationFile } from './activation-files.js';
+import { ACTIVATION_EXTENSIONS, MANIFEST_FORMAT, openActivationFiles, readActivationManifest, type ActivationDescription, type ActivationFile } from './activation-files.js';
 
 export interface ActivationSourceOptions {
   /** Files, directories (every .safetensors, .npy and manifest .json directly inside, sorted) or globs. */
@@ -115,6 +115,25 @@ export async function resolveActivationPaths(patterns: readonly string[]): Promi
     found.push(...kept.sort());
   }
   return [...new Set(found)];
+}
+
+/**
+ * What the activations named by `patterns` are of, field by field: a field is known when every
+ * file is a manifest whose `describes` gives it the same value, else null.
+ */
+export async function describeActivations(patterns: readonly string[]): Promise<ActivationDescription> {
+  const unknown: ActivationDescription = { modelName: null, hookName: null, contextSize: null, datasetPath: null };
+  const paths = await resolveActivationPaths(patterns);
+  const described: ActivationDescription[] = [];
+  for (const path of paths) {
+    if (extname(path).toLowerCase() !== '.json') return unknown;
+    const describes = (await readActivationManifest(path)).describes;
+    if (!describes) return unknown;
+    described.push(describes);
+  }
+  if (described.length === 0) return unknown;
+  const agreed = (key: keyof ActivationDescription) => (described.every((d) => d[key] === described[0]![key]) ? described[0]![key] : null);
+  return { modelName: agreed('modelName') as string | null, hookName: agreed('hookName') as string | null, contextSize: agreed('contextSize') as number | null, datasetPath: agreed('datasetPath') as string | null };
 }
 
 interface Fingerprint {

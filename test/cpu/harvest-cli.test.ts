@@ -32,6 +32,15 @@ it('harvests a hook over a corpus into a verified cache that train reads', async
   const t = cli(['train', '--data', path.join(cache, 'manifest.json'), '--d-sae', '48', '--steps', '20', '--out', path.join(root, 'run'), '--no-progress', '--set', 'training.batchSize=64', '--set', 'resampling.enabled=false']);
   expect(t.status, t.stderr).toBe(0);
   expect(t.stdout).toMatch(/finished after 20 of 20 steps/);
+  // The manifest says what the activations are of, and the SAE trained on them is exported with it
+  // (so the analysis commands find its model and hook); a config's own export metadata wins.
+  const describes = { modelName: 'tiny-gelu-new-tied', hookName: 'blocks.1.hook_resid_mid', contextSize: 16, datasetPath: corpus };
+  expect(JSON.parse(readFileSync(path.join(cache, 'manifest.json'), 'utf8')).describes).toEqual(describes);
+  const cfg = JSON.parse(readFileSync(path.join(root, 'run', 'sae', 'cfg.json'), 'utf8'));
+  expect(cfg.metadata).toMatchObject({ model_name: 'tiny-gelu-new-tied', hook_name: 'blocks.1.hook_resid_mid', context_size: 16, dataset_path: corpus });
+  const own = cli(['train', '--data', cache, '--d-sae', '8', '--steps', '2', '--out', path.join(root, 'own'), '--no-progress', '--set', 'training.batchSize=64', '--set', 'export.hookName=mine']);
+  expect(own.status, own.stderr).toBe(0);
+  expect(JSON.parse(readFileSync(path.join(root, 'own', 'sae', 'cfg.json'), 'utf8')).metadata).toMatchObject({ model_name: 'tiny-gelu-new-tied', hook_name: 'mine' });
 });
 
 it('refuses to resume a cache with another hook, builds a damaged cache again, and train names a corrupt shard', async () => {

@@ -12,6 +12,7 @@ import {
   openActivationSource,
   type ActivationSource,
   type ActivationSourceOptions,
+  describeActivations,
 } from '../../lib/data/activation-source.js';
 import { mixSeed, permutation, permutationYielding } from '../../lib/data/stream-common.js';
 import { Rng } from '../../lib/random.js';
@@ -408,5 +409,21 @@ describe('openActivationFile', () => {
     const path = join(dir, 'flat.npy');
     writeFileSync(path, encodeNpy(new Float32Array(6), [6]));
     await expect(openActivationFile(path)).rejects.toThrow(/shape \(6\) is not 2-D/);
+  });
+});
+
+describe('describeActivations', () => {
+  it('gives each field the manifests agree on, and nothing for files that say nothing', async () => {
+    const dir = join(root, 'described');
+    mkdirSync(dir);
+    const manifest = (name: string, describes?: object) =>
+      writeFileSync(join(dir, name), JSON.stringify({ format: 'monosemantic-activations', version: 1, dtype: 'f32', d: 2, shards: [{ path: 'x.bin', rows: 1 }], ...(describes ? { describes } : {}) }));
+    const a = { modelName: 'b', hookName: 'blocks.0.mlp.hook_post', contextSize: 128, datasetPath: '/c/one' };
+    manifest('a.json', a);
+    manifest('b.json', { ...a, datasetPath: '/c/two' });
+    manifest('plain.json');
+    expect(await describeActivations([join(dir, 'a.json')])).toEqual(a);
+    expect(await describeActivations([join(dir, 'a.json'), join(dir, 'b.json')])).toEqual({ ...a, datasetPath: null });
+    expect(await describeActivations([join(dir, 'a.json'), join(dir, 'plain.json')])).toEqual({ modelName: null, hookName: null, contextSize: null, datasetPath: null });
   });
 });
