@@ -72,17 +72,29 @@ export function positiveInteger(name: string, value: unknown): number {
 }
 
 /** Validates hyperparameters: TypeError for a non-number, RangeError for a bad value. */
+/**
+ * Checks the hyperparameters as the kernels use them: in fp32. A β that rounds to 1 there would
+ * freeze a moment, an ε that rounds to 0 divides 0 by 0, and a value beyond fp32's range is infinite.
+ */
 export function checkHyperparameters(h: Hyperparameters): Hyperparameters {
-  const l1Coeff = finite('l1Coeff', h.l1Coeff);
+  if (typeof h !== 'object' || h === null) throw new TypeError('hyperparameters must be an object');
+  const known = ['l1Coeff', 'lr', 'beta1', 'beta2', 'eps'];
+  const unknown = Object.keys(h).filter((key) => !known.includes(key));
+  if (unknown.length > 0) throw new RangeError(`unknown hyperparameter ${unknown.map((k) => `'${k}'`).join(', ')} (known: ${known.join(', ')})`);
+  const f32 = (name: string, value: number) => {
+    if (!Number.isFinite(Math.fround(value))) throw new RangeError(`${name} ${value} is beyond fp32's range, in which the kernels use it`);
+    return value;
+  };
+  const l1Coeff = f32('l1Coeff', finite('l1Coeff', h.l1Coeff));
   if (l1Coeff < 0) throw new RangeError(`l1Coeff must be >= 0 (got ${l1Coeff})`);
-  const lr = finite('lr', h.lr);
+  const lr = f32('lr', finite('lr', h.lr));
   if (lr <= 0) throw new RangeError(`lr must be > 0 (got ${lr})`);
   const beta1 = finite('beta1', h.beta1);
-  if (beta1 < 0 || beta1 >= 1) throw new RangeError(`beta1 must be in [0, 1) (got ${beta1})`);
+  if (beta1 < 0 || Math.fround(beta1) >= 1) throw new RangeError(`beta1 must be in [0, 1), also once rounded to fp32 (got ${beta1})`);
   const beta2 = finite('beta2', h.beta2);
-  if (beta2 < 0 || beta2 >= 1) throw new RangeError(`beta2 must be in [0, 1) (got ${beta2})`);
-  const eps = finite('eps', h.eps);
-  if (eps <= 0) throw new RangeError(`eps must be > 0 (got ${eps})`);
+  if (beta2 < 0 || Math.fround(beta2) >= 1) throw new RangeError(`beta2 must be in [0, 1), also once rounded to fp32 (got ${beta2})`);
+  const eps = f32('eps', finite('eps', h.eps));
+  if (!(Math.fround(eps) > 0)) throw new RangeError(`eps must be > 0, also once rounded to fp32 (got ${eps})`);
   return { l1Coeff, lr, beta1, beta2, eps };
 }
 
@@ -102,7 +114,7 @@ export function resolveOptions(options: SaeOptions, backend: BackendName): Resol
   const dIn = positiveInteger('dIn', options.dIn);
   const dSae = positiveInteger('dSae', options.dSae);
   const seed = finite('seed', options.seed ?? DEFAULTS.seed);
-  if (!Number.isSafeInteger(seed)) throw new RangeError(`seed must be an integer (got ${seed})`);
+  if (!Number.isSafeInteger(seed) || seed < -(2 ** 31) || seed >= 2 ** 31) throw new RangeError(`seed must be a 32-bit integer (got ${seed})`);
   const penalty = oneOf('penalty', options.penalty ?? DEFAULTS.penalty, ['l1', 'l1_decnorm']);
   const constrainDecoder = options.constrainDecoder ?? penalty === 'l1';
   if (typeof constrainDecoder !== 'boolean') throw new TypeError('constrainDecoder must be a boolean');

@@ -10,7 +10,10 @@
  * Adam on all four → (renormalise decoder rows). Per-feature firing counts accumulate on the device.
  *
  * Operations on one SAE run in the order they were called. step/grads/encode/decode are async
- * (they run on a worker thread); the parameter and count reads and writes are synchronous copies.
+ * (they run on a worker thread) and use the hyperparameters as they were at the call; their input
+ * tensors are read when they run, so keep them as they are until the promise settles. The
+ * parameter, moment and count reads and writes are synchronous copies, refused while an operation
+ * is still pending (they would land before it).
  */
 import { type BackendName, nativeAddon, resolveBackend } from '../backend.js';
 import { Tensor, formatShape } from '../tensor.js';
@@ -88,6 +91,8 @@ export class SparseAutoencoder {
   #workspaceBatch = 0;
   #steps = 0;
   #queue: Promise<unknown> = Promise.resolve();
+  /** Operations queued or running: the synchronous reads and writes of state wait for none, so they are refused meanwhile. */
+  #pending = 0;
   #disposed = false;
 
   private constructor(o: ResolvedOptions, backend: BackendName) {
@@ -127,15 +132,19 @@ export class SparseAutoencoder {
 
   /** Adam steps taken so far. */
   get steps(): number {
+    this.#live();
     return this.#steps;
   }
 
   get hyperparameters(): Hyperparameters {
+    this.#live();
     return { ...this.#hyper };
   }
 
   /** Changes λ, the learning rate or Adam's constants (schedules call this between steps). */
   setHyperparameters(update: Partial<Hyperparameters>): void {
+    this.#live();
+    if (typeof update !== 'object' || update === null) throw new TypeError('update must be an object of hyperparameters');
     this.#hyper = checkHyperparameters({ ...this.#hyper, ...update });
   }
 
@@ -171,11 +180,11 @@ export class SparseAutoencoder {
     if (typeof clipGradNorm !== 'number' || !(clipGradNorm >= 0) || clipGradNorm === Infinity) {
       throw new RangeError(`clipGradNorm must be a finite number >= 0 (got ${clipGradNorm})`);
     }
+    const h = this.#hyper; // as at the call: a later setHyperparameters applies to later steps
     return this.#enqueue(() => {
       const t = this.#steps + 1;
-      const h = this.#hyper;
       const args = {
-        ...this.#gradsArgs(x, batch),
+        ...this.#gradsArgs(x, batch, h.l1Coeff),
         constrainDecoder: this.constrainDecoder,
         clipGradNorm,
         lr: h.lr,
@@ -205,14 +214,15 @@ export class SparseAutoencoder {
   /** Loss and gradients on x without updating anything but the firing counts; see `gradients`. */
   computeGradients(x: Tensor): Promise<StepStats> {
     const batch = this.#checkBatch(x, 'x', this.dIn);
-    return this.#enqueue(() => nativeAddon().saeGrads(this.#gradsArgs(x, batch)));
+    const l1Coeff = this.#hyper.l1Coeff;
+    return this.#enqueue(() => nativeAddon().saeGrads(this.#gradsArgs(x, batch, l1Coeff)));
   }
 
   /** Feature activations f [B, dSae] for x [B, dIn], into `out` when given. */
   encode(x: Tensor, out?: Tensor): Promise<Tensor> {
     const batch = this.#checkBatch(x, 'x', this.dIn);
     const p = this.#params;
-    return this.#intoOutput([batch, this.dSae], out, (o) =>
+    return this.#intoOutput([batch, this.dSae], out, [x], (o) =>
       nativeAddon().saeEncode({ ...this.#dims(batch), x: x.native, W_enc: p.W_enc.native, b_enc: p.b_enc.native, b_dec: p.b_dec.native, out: o.native }),
     );
   }
@@ -221,14 +231,14 @@ export class SparseAutoencoder {
   decode(f: Tensor, out?: Tensor): Promise<Tensor> {
     const batch = this.#checkBatch(f, 'f', this.dSae);
     const p = this.#params;
-    return this.#intoOutput([batch, this.dIn], out, (o) =>
+    return this.#intoOutput([batch, this.dIn], out, [f], (o) =>
       nativeAddon().saeDecode({ ...this.#dims(batch), f: f.native, W_dec: p.W_dec.native, b_dec: p.b_dec.native, out: o.native }),
     );
   }
 
   /** Copies of the parameters as Float32Arrays. */
   readParameters(): SaeParameterArrays {
-    this.#live();
+    this.#idle('readParameters');
     const p = this.#params;
     return {
       W_enc: p.W_enc.toArray() as Float32Array,
@@ -240,7 +250,11 @@ export class SparseAutoencoder {
 
   /** Overwrites any of the parameters (Adam's moments are left as they are). */
   writeParameters(values: Partial<SaeParameterArrays>): void {
-    this.#live();
+    this.#idle('writeParameters');
+    if (typeof values !== 'object' || values === null) throw new TypeError('values must be an object of parameter arrays (W_enc, b_enc, W_dec, b_dec)');
+    const unknown = Object.keys(values).filter((key) => !(PARAM_NAMES as readonly string[]).includes(key));
+    if (unknown.length > 0) throw new RangeError(`unknown parameter ${unknown.map((k) => `'${k}'`).join(', ')} (known: ${PARAM_NAMES.join(', ')})`);
+    // Every array is checked before any is written: a refused call changes nothing.
     for (const name of PARAM_NAMES) {
       const data = values[name];
       if (data === undefined) continue;
@@ -249,7 +263,10 @@ export class SparseAutoencoder {
       if (data.length !== target.size) {
         throw new RangeError(`${name} holds ${data.length} values; shape ${formatShape(target.shape)} needs ${target.size}`);
       }
-      target.upload(data);
+    }
+    for (const name of PARAM_NAMES) {
+      const data = values[name];
+      if (data !== undefined) this.#params[name].upload(data);
     }
   }
 
@@ -258,7 +275,7 @@ export class SparseAutoencoder {
    * Float32Array — as the paper initialises it.
    */
   initDecoderBiasToGeometricMedian(sample: Tensor | Float32Array, rows?: number): void {
-    this.#live();
+    this.#idle('initDecoderBiasToGeometricMedian');
     let data: Float32Array;
     if (sample instanceof Tensor) {
       this.#checkShape2(sample, 'sample', this.dIn);
@@ -270,13 +287,15 @@ export class SparseAutoencoder {
     }
     const count = rows ?? data.length / this.dIn;
     positiveInteger('rows', count);
+    const bad = data.findIndex((value) => !Number.isFinite(value));
+    if (bad >= 0) throw new RangeError(`sample[${bad}] is ${data[bad]}: the geometric median needs finite rows`);
     const median = geometricMedian(data, count, this.dIn);
     this.#params.b_dec.upload(Float32Array.from(median));
   }
 
   /** Copies of Adam's moments and step count (for checkpoints). */
   readOptimizerState(): OptimizerState {
-    this.#live();
+    this.#idle('readOptimizerState');
     const read = (set: SaeTensors): SaeParameterArrays => ({
       W_enc: set.W_enc.toArray() as Float32Array,
       b_enc: set.b_enc.toArray() as Float32Array,
@@ -288,9 +307,12 @@ export class SparseAutoencoder {
 
   /** Restores Adam's moments and step count (from readOptimizerState()). */
   writeOptimizerState(state: OptimizerState): void {
-    this.#live();
-    if (!Number.isSafeInteger(state.steps) || state.steps < 0) throw new RangeError(`steps must be an integer >= 0 (got ${state.steps})`);
+    this.#idle('writeOptimizerState');
+    if (typeof state !== 'object' || state === null) throw new TypeError('state must be { steps, m, v } as readOptimizerState() returns');
+    // The next step is number steps + 1, an int32 in the kernels.
+    if (!Number.isSafeInteger(state.steps) || state.steps < 0 || state.steps >= 2 ** 31 - 1) throw new RangeError(`steps must be an integer in [0, 2^31 - 1) (got ${state.steps})`);
     for (const [which, set] of [['m', this.#moments.m], ['v', this.#moments.v]] as const) {
+      if (typeof state[which] !== 'object' || state[which] === null) throw new TypeError(`state.${which} must be an object of moment arrays (W_enc, b_enc, W_dec, b_dec)`);
       for (const name of PARAM_NAMES) {
         const data = state[which][name];
         const target = set[name];
@@ -298,6 +320,9 @@ export class SparseAutoencoder {
         if (data.length !== target.size) {
           throw new RangeError(`${which}.${name} holds ${data.length} values; shape ${formatShape(target.shape)} needs ${target.size}`);
         }
+        // Adam's second moment is a running mean of squares: finite and >= 0 (a negative one gives NaN steps).
+        const bad = data.findIndex((value) => !Number.isFinite(value) || (which === 'v' && value < 0));
+        if (bad >= 0) throw new RangeError(`${which}.${name}[${bad}] is ${data[bad]}: Adam's ${which === 'v' ? 'second moment must be finite and >= 0' : 'first moment must be finite'}`);
       }
     }
     for (const [which, set] of [['m', this.#moments.m], ['v', this.#moments.v]] as const) {
@@ -358,16 +383,19 @@ export class SparseAutoencoder {
 
   /** Per-feature count of rows with f > 0 since creation or the last resetFireCounts(). */
   fireCounts(): Int32Array {
-    this.#live();
+    this.#idle('fireCounts');
     return this.#fireCounts.toArray() as Int32Array;
   }
 
   resetFireCounts(): void {
-    this.#live();
+    this.#idle('resetFireCounts');
     this.#fireCounts.fill(0);
   }
 
-  /** Frees all device memory now (idempotent). Pending operations finish first on their own. */
+  /**
+   * Frees all device memory now (idempotent). An operation already running finishes; one still
+   * queued fails with "has been disposed".
+   */
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
@@ -383,14 +411,25 @@ export class SparseAutoencoder {
   }
 
   #live(): void {
-    if (this.#disposed) throw new Error('this SparseAutoencoder has been disposed');
+    if (this.#disposed) throw new TypeError('this SparseAutoencoder has been disposed');
+  }
+
+  /** For the synchronous reads and writes of state: refused while an operation is queued or running. */
+  #idle(what: string): void {
+    this.#live();
+    if (this.#pending > 0) throw new TypeError(`SparseAutoencoder.${what} was called while an operation on it is still pending: await it first`);
   }
 
   #enqueue<T>(op: () => Promise<T>): Promise<T> {
-    const run = this.#queue.then(() => {
-      this.#live();
-      return op();
-    });
+    this.#pending += 1;
+    const run = this.#queue
+      .then(() => {
+        this.#live();
+        return op();
+      })
+      .finally(() => {
+        this.#pending -= 1;
+      });
     this.#queue = run.catch(() => undefined);
     return run;
   }
@@ -399,13 +438,13 @@ export class SparseAutoencoder {
     return { batch, d: this.dIn, n: this.dSae, precision: PRECISION_CODE[this.precision] };
   }
 
-  #gradsArgs(x: Tensor, batch: number) {
+  #gradsArgs(x: Tensor, batch: number, l1Coeff: number) {
     const p = this.#params;
     const g = this.#grads;
     return {
       ...this.#dims(batch),
       penalty: PENALTY_CODE[this.penalty],
-      l1Coeff: this.#hyper.l1Coeff,
+      l1Coeff,
       x: x.native,
       W_enc: p.W_enc.native,
       b_enc: p.b_enc.native,
@@ -446,9 +485,11 @@ export class SparseAutoencoder {
   }
 
   /** Runs `op` (queued) into `out`, or into a new tensor of `shape` that is freed if `op` fails. */
-  #intoOutput(shape: [number, number], out: Tensor | undefined, op: (out: Tensor) => Promise<void>): Promise<Tensor> {
+  #intoOutput(shape: [number, number], out: Tensor | undefined, inputs: Tensor[], op: (out: Tensor) => Promise<void>): Promise<Tensor> {
     if (out !== undefined) {
       this.#checkShape2(out, 'out', shape[1]);
+      const operands: Tensor[] = [...Object.values(this.#params), ...Object.values(this.#grads), ...Object.values(this.#moments.m), ...Object.values(this.#moments.v), ...inputs];
+      if (operands.includes(out)) throw new RangeError("out must not be the input or one of this SAE's own tensors");
       if (out.shape[0] !== shape[0]) throw new RangeError(`out must have shape ${formatShape(shape)} (got ${formatShape(out.shape)})`);
     }
     return this.#enqueue(async () => {

@@ -104,7 +104,12 @@ export async function saveSaeLens(dir: string, sae: SaeLensExport): Promise<void
   });
   const cfgText = `${JSON.stringify(saeLensConfig(sae), null, 2)}\n`;
 
-  await mkdir(dir, { recursive: true });
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new SaeLensError(dir, undefined, code === 'EEXIST' || code === 'ENOTDIR' ? 'is a file, or lies under one: an SAE is saved as a folder' : `cannot be made (${(error as Error).message})`, { cause: error });
+  }
   await writeFileAtomic(path.join(dir, SAELENS_WEIGHTS_FILE), weights);
   const sparsityPath = path.join(dir, SAELENS_SPARSITY_FILE);
   if (sae.sparsityLog10 !== undefined) {
@@ -155,7 +160,11 @@ function checkExport(sae: SaeLensExport): void {
   if (typeof sae.params !== 'object' || sae.params === null) throw new TypeError('sae.params must hold W_enc, b_enc, W_dec and b_dec');
   const shapes: Record<keyof SaeParameterArrays, number[]> = { W_enc: [dIn, dSae], b_enc: [dSae], W_dec: [dSae, dIn], b_dec: [dIn] };
   for (const [name, shape] of Object.entries(shapes)) {
-    checkFloat32(`sae.params.${name}`, sae.params[name as keyof SaeParameterArrays], shape);
+    const values = sae.params[name as keyof SaeParameterArrays];
+    checkFloat32(`sae.params.${name}`, values, shape);
+    // loadSaeLens refuses non-finite weights: a folder it could not read back is not written.
+    const bad = values.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) throw new RangeError(`sae.params.${name}[${bad}] is ${values[bad]}: the weights are not finite`);
   }
   if (sae.sparsityLog10 !== undefined) checkFloat32('sae.sparsityLog10', sae.sparsityLog10, [dSae]);
 

@@ -50,8 +50,11 @@ export function decayStart(schedule: LrSchedule, total: number): number {
 export function learningRateAt(schedule: LrSchedule, step: number, total: number, lastResampleStep: number | null = null): number {
   let factor = ramp(step + 1, schedule.warmupSteps);
   const start = decayStart(schedule, total);
+  if (schedule.decay !== 'constant' && schedule.decay !== 'linear' && schedule.decay !== 'cosine') {
+    throw new RangeError(`decay must be 'constant', 'linear' or 'cosine' (got ${JSON.stringify(schedule.decay)})`);
+  }
   if (step >= start && total > start) {
-    const p = (step - start) / (total - start);
+    const p = Math.min(1, (step - start) / (total - start)); // a step past the end stays at the final rate
     const min = schedule.minFraction;
     factor *= schedule.decay === 'linear' ? min + (1 - min) * (1 - p) : min + ((1 - min) * (1 + Math.cos(Math.PI * p))) / 2;
   }

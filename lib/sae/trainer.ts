@@ -25,7 +25,7 @@ import { type Checkpoint, type CheckpointLayout, CheckpointError, latestGoodChec
 import { decodeSafetensors, encodeSafetensors, tensorToFloat32, tensorToFloat64, type LoadedTensor } from '../io/safetensors.js';
 import { columnStats, rowSqDist, scaleInPlace } from '../ops.js';
 import { Rng } from '../random.js';
-import { Tensor } from '../tensor.js';
+import { Tensor, formatShape } from '../tensor.js';
 import { FiringStats } from './firing-stats.js';
 import type { SaeParameterArrays } from './init.js';
 import { MetricsLog, type MetricsRecord } from './metrics-log.js';
@@ -33,7 +33,7 @@ import { resampleDeadFeatures } from './resample.js';
 import { SparseAutoencoder, type TrainStepStats } from './sae.js';
 import { saveSaeLens } from './saelens.js';
 import { l1CoeffAt, learningRateAt } from './schedules.js';
-import { type TrainConfig, totalSteps } from './train-config.js';
+import { type TrainConfig, parseTrainConfig, totalSteps } from './train-config.js';
 
 export class TrainingError extends Error {
   constructor(message: string) {
@@ -67,6 +67,10 @@ export function fileTrainingSource(source: ActivationSource): TrainingDataSource
   return {
     d: source.d,
     async next(rows, out) {
+      // Checked before reading, so that a refused call does not use up rows of the stream.
+      if (out.shape.length !== 2 || out.shape[0] !== rows || out.shape[1] !== source.d) {
+        throw new RangeError(`out must have shape [${rows}, ${source.d}] (the source's rows are ${source.d} wide; got ${formatShape(out.shape)})`);
+      }
       let buffer = host.get(rows);
       if (!buffer) host.set(rows, (buffer = new Float32Array(rows * source.d)));
       await source.next(rows, buffer);
@@ -160,8 +164,10 @@ type RunState = z.infer<typeof SAE_CHECKPOINT_LAYOUT.state>;
 const PARAMS = ['W_enc', 'b_enc', 'W_dec', 'b_dec'] as const;
 
 /** Trains an SAE as `config` says, resuming from `outDir`'s latest good checkpoint when `resume`. */
-export async function train(config: TrainConfig, options: { resume?: boolean; checkpoint?: string } & TrainHooks = {}): Promise<TrainSummary> {
+export async function train(input: TrainConfig, options: { resume?: boolean; checkpoint?: string } & TrainHooks = {}): Promise<TrainSummary> {
   const log = options.log ?? (() => {});
+  // Checked (and its defaults filled) here too: a config built by hand is refused key by key, not deep inside.
+  const config = parseTrainConfig(input, 'the train() config');
   const backend = resolveBackend(config.backend === 'auto' ? undefined : config.backend);
   const outDir = path.resolve(config.outDir);
   const checkpointsDir = path.join(outDir, 'checkpoints');
@@ -239,10 +245,10 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
     let resamples: ResampleEvent[];
     let secondsBefore: number;
 
-    /** The next `rows` inputs on the device, scaled; the tensor is reused by the next call of the same size. */
     /** Milliseconds spent waiting for the data source (since the last metrics record, and in this session). */
     let dataMs = 0;
     let dataMsSession = 0;
+    /** The next `rows` inputs on the device, scaled; the tensor is reused by the next call of the same size. */
     const nextBatch = async (rows: number): Promise<Tensor> => {
       let b = batches.get(rows);
       if (!b) {
@@ -268,6 +274,7 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
       samplesSinceSnapshot = state.samplesSinceSnapshot;
       resamples = state.resamples;
       secondsBefore = state.seconds;
+      if (step > total) throw new TrainingError(`the checkpoint is at step ${step}, past the run's ${total} steps: give at least ${step} steps to resume it`);
       log(`resuming from ${checkpoint.path} at step ${step} of ${total}`);
     } else {
       step = 0;
@@ -338,6 +345,10 @@ export async function train(config: TrainConfig, options: { resume?: boolean; ch
 
     let lastRead: TrainStepStats | null = null; // the statistics of the latest step that read them
     while (step < total) {
+      if (options.signal?.aborted) {
+        interrupted = true; // already interrupted: no step is taken
+        break;
+      }
       sae.setHyperparameters({ lr: learningRateAt(lrSchedule(config), step, total, lastResampleStep), l1Coeff: l1CoeffAt({ l1Coeff: t.l1Coeff, warmupSteps: t.l1WarmupSteps }, step) });
       const x = await nextBatch(t.batchSize);
       // A step's statistics are read back (a wait for the device) only where they are used: on
