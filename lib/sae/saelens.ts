@@ -290,7 +290,9 @@ export async function loadSaeLens(dir: string): Promise<LoadedSaeLens> {
 /**
  * Loads a SAELens folder into a SparseAutoencoder (on `backend`, default the active one). The
  * penalty and λ come from the "monosemantic" block when it records them, so that training can go
- * on as it was; otherwise the defaults apply (they do not change encode or decode).
+ * on as it was; otherwise the defaults apply (they do not change encode or decode), but for the
+ * decoder's unit-norm constraint, which is kept only when every decoder row has unit norm: a step
+ * would otherwise rescale the rows of an SAE trained without it.
  */
 export async function loadSaeLensAsSae(
   dir: string,
@@ -298,7 +300,9 @@ export async function loadSaeLensAsSae(
 ): Promise<{ sae: SparseAutoencoder; loaded: LoadedSaeLens }> {
   if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
   const loaded = await loadSaeLens(dir);
-  const create: SaeOptions = { dIn: loaded.dIn, dSae: loaded.dSae, ...recordedHyperparameters(loaded.training) };
+  const recorded = recordedHyperparameters(loaded.training);
+  const create: SaeOptions = { dIn: loaded.dIn, dSae: loaded.dSae, ...recorded };
+  if (recorded.penalty === undefined && !unitNormRows(loaded.params.W_dec, loaded.dSae, loaded.dIn)) create.constrainDecoder = false;
   if (options.backend !== undefined) create.backend = options.backend;
   if (options.precision !== undefined) create.precision = options.precision;
   const sae = SparseAutoencoder.create(create);
@@ -312,6 +316,16 @@ export async function loadSaeLensAsSae(
 }
 
 /** The penalty and λ recorded by a monosemantic save, where they are valid. */
+/** Whether every row of W [rows, width] has an L2 norm within 1e-3 of 1. */
+function unitNormRows(W: Float32Array, rows: number, width: number): boolean {
+  for (let r = 0; r < rows; r++) {
+    let sq = 0;
+    for (let j = 0; j < width; j++) sq += W[r * width + j]! ** 2; // W[r, j]
+    if (Math.abs(Math.sqrt(sq) - 1) > 1e-3) return false;
+  }
+  return true;
+}
+
 function recordedHyperparameters(training: Record<string, unknown> | null): { penalty?: Penalty; l1Coeff?: number } {
   const out: { penalty?: Penalty; l1Coeff?: number } = {};
   if (training === null) return out;

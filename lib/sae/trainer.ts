@@ -54,7 +54,10 @@ export interface ProgressDisplay {
  */
 export interface TrainingDataSource {
   readonly d: number;
-  /** Writes the next `rows` inputs into `out` [rows, d], a tensor on the trainer's backend. */
+  /**
+   * Writes the next `rows` inputs into `out` [rows, d], a tensor on the trainer's backend: all of
+   * them (the trainer cannot tell rows left unwritten from data), or throws.
+   */
   next(rows: number, out: Tensor): Promise<void>;
   /** A JSON-serialisable position; openSource(state) must continue the same stream exactly. */
   state(): unknown;

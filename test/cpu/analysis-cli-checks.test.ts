@@ -11,6 +11,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 
 import { logitWeightLayer } from '../../lib/analysis/logit-weights.js';
+import { encodeSafetensors } from '../../lib/io/safetensors.js';
 import { parseSteer } from '../../lib/cli/generate.js';
 import { saeModelDir } from '../../lib/cli/sae-model.js';
 import { shippedModelDir } from '../../lib/lm/default-model.js';
@@ -27,14 +28,20 @@ let corpus: string;
 async function saveSae(dir: string, o: { dIn: number; dSae: number; modelName: string | null; hook?: string | null; bEnc?: number; nanAt?: number }): Promise<string> {
   let s = 7;
   const values = (n: number) => Float32Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 - 0.5) * 0.5);
-  const W_dec = values(o.dSae * o.dIn);
-  if (o.nanAt !== undefined) W_dec[o.nanAt] = Number.NaN;
+  const params = { W_enc: values(o.dIn * o.dSae), b_enc: new Float32Array(o.dSae).fill(o.bEnc ?? 0), W_dec: values(o.dSae * o.dIn), b_dec: new Float32Array(o.dIn) };
   await saveSaeLens(dir, {
     dIn: o.dIn,
     dSae: o.dSae,
-    params: { W_enc: values(o.dIn * o.dSae), b_enc: new Float32Array(o.dSae).fill(o.bEnc ?? 0), W_dec, b_dec: new Float32Array(o.dIn) },
+    params,
     metadata: { modelName: o.modelName, hookName: o.hook === undefined ? 'blocks.0.mlp.hook_post' : o.hook, contextSize: 24, datasetPath: null },
   });
+  if (o.nanAt !== undefined) {
+    // saveSaeLens refuses non-finite weights: the damaged file is written over the saved one.
+    params.W_dec[o.nanAt] = Number.NaN;
+    const shapes = { W_enc: [o.dIn, o.dSae], b_enc: [o.dSae], W_dec: [o.dSae, o.dIn], b_dec: [o.dIn] };
+    const tensors = Object.fromEntries(Object.entries(shapes).map(([name, shape]) => [name, { dtype: 'F32' as const, shape, data: params[name as keyof typeof params] }]));
+    writeFileSync(path.join(dir, 'sae_weights.safetensors'), encodeSafetensors(tensors));
+  }
   return dir;
 }
 

@@ -11,7 +11,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 
 import { Rng } from '../../lib/random.js';
 import { SparseAutoencoder } from '../../lib/sae/sae.js';
-import { SaeLensError, saveSaeLens } from '../../lib/sae/saelens.js';
+import { SaeLensError, loadSaeLensAsSae, saveSaeLens } from '../../lib/sae/saelens.js';
 import { learningRateAt } from '../../lib/sae/schedules.js';
 import { ConfigError } from '../../lib/sae/train-config.js';
 import { TrainingError, train } from '../../lib/sae/trainer.js';
@@ -100,6 +100,26 @@ describe('SparseAutoencoder', () => {
     await expect(saveSaeLens(path.join(file, 'sae'), { dIn, dSae, params, metadata })).rejects.toThrow(/is a file, or lies under one/);
     params.W_dec[3] = Number.NaN;
     await expect(saveSaeLens(path.join(root, 'nan'), { dIn, dSae, params, metadata })).rejects.toThrow(/sae\.params\.W_dec\[3\] is NaN/);
+  });
+});
+
+describe('loadSaeLensAsSae', () => {
+  it('keeps the unit-norm decoder constraint only for an SAE whose decoder rows have unit norm', async () => {
+    const root = tempDir('sae-misuse-load');
+    using sae = make(); // unit-norm rows (the paper's SAE)
+    const params = sae.readParameters();
+    const metadata = { modelName: null, hookName: null, contextSize: null, datasetPath: null };
+    await saveSaeLens(path.join(root, 'unit'), { dIn, dSae, params, metadata });
+    await saveSaeLens(path.join(root, 'free'), { dIn, dSae, params: { ...params, W_dec: params.W_dec.map((w) => 3 * w) }, metadata });
+    const unit = await loadSaeLensAsSae(path.join(root, 'unit'), { backend });
+    const free = await loadSaeLensAsSae(path.join(root, 'free'), { backend });
+    try {
+      expect(unit.sae.constrainDecoder).toBe(true);
+      expect(free.sae.constrainDecoder).toBe(false); // a step would have rescaled its rows to 1
+    } finally {
+      unit.sae.dispose();
+      free.sae.dispose();
+    }
   });
 });
 
