@@ -2,8 +2,8 @@
  * Causal attention on its own, on the active backend: the inference forward (no log-sum-exp), the
  * training forward (with it) and the backward, at the shapes of the paper's model in training and
  * of GPT-2 small, on random inputs. Which CUDA kernels run follows the precision and
- * MONOSEMANTIC_CUDA_ATTENTION (mma: the tensor-core kernels at bf16; else the fp32 tiled ones), so
- * running this twice, with and without it, compares them.
+ * MONOSEMANTIC_CUDA_ATTENTION (at bf16 the tensor-core kernels, unless it is tiled: the fp32 tiled
+ * ones), so running this twice, with and without =tiled, compares them.
  *
  *   node dist/bench/attention.js [--backend cpu|cuda] [--precision bf16|f32] [--shapes 64x1024x128x4,16x1024x768x12]
  *                                [--iters 20] [--peak-tflops 779] [--json FILE]
@@ -105,7 +105,7 @@ for (const [B, T, C, heads] of shapes) {
   }
 }
 
-const kernels = backend === 'cuda' ? (o.precision === 'bf16' && process.env.MONOSEMANTIC_CUDA_ATTENTION === 'mma' ? 'tensor-core' : 'fp32 tiled') : 'cpu';
+const kernels = backend === 'cuda' ? (o.precision === 'bf16' && process.env.MONOSEMANTIC_CUDA_ATTENTION !== 'tiled' ? 'tensor-core' : 'fp32 tiled') : 'cpu';
 console.log(`backend ${backend}, precision ${o.precision}, ${kernels} kernels; peak ${peak.tflops.toPrecision(3)} TFLOP/s (${peak.source})`);
 console.log('| B x T x C x heads | pass | median ms | TFLOP/s | of peak |');
 console.log('| --- | --- | ---: | ---: | ---: |');

@@ -3,7 +3,7 @@
  * (bench/reference/torch_sae_step.py times the same math), in each precision.
  *
  *   node dist/bench/sae-step-cuda.js [--shapes 512x16384x4096,512x131072x4096,768x24576x4096]
- *        [--precision f32,bf16] [--kernels tensor,wgmma,simple] [--iters 30] [--peak-tflops T]
+ *        [--precision f32,bf16] [--kernels tensor,mma,wgmma,simple] [--iters 30] [--peak-tflops T]
  *        [--backend cuda|cpu] [--json FILE]
  *
  * Shapes are d x n x B. One step is SparseAutoencoder.step (loss and gradients, the decoder
@@ -12,9 +12,11 @@
  * steps on random normal inputs. FLOPs per step are 10·B·d·n; --peak-tflops (a bf16 GEMM rate
  * measured on the same machine) adds the fraction of it. --backend cpu runs the same code on the
  * CPU (for small shapes: a check of the script itself). --kernels picks the CUDA path of the bf16
- * rows: `tensor` (mma.sync GEMMs with fused epilogues, the default), `wgmma` (the same with the
- * Hopper GEMM for all five products: MONOSEMANTIC_CUDA_GEMM=wgmma, sm_90a) or `simple`
- * (MONOSEMANTIC_CUDA_KERNELS=simple: SIMT GEMMs and separate passes); each gives one row.
+ * rows: `tensor` (tensor-core GEMMs with fused epilogues as the library chooses them: on Hopper,
+ * wgmma for the long-K products, mma.sync for the rest), `mma` (mma.sync for all five:
+ * MONOSEMANTIC_CUDA_GEMM=mma), `wgmma` (the Hopper GEMM for all five: MONOSEMANTIC_CUDA_GEMM=wgmma,
+ * sm_90a) or `simple` (MONOSEMANTIC_CUDA_KERNELS=simple: SIMT GEMMs and separate passes); each
+ * gives one row.
  */
 import { writeFileSync } from 'node:fs';
 
@@ -38,7 +40,7 @@ interface Result {
   lossLast: number;
 }
 
-type Kernels = 'tensor' | 'wgmma' | 'simple';
+type Kernels = 'tensor' | 'mma' | 'wgmma' | 'simple';
 
 function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
@@ -57,7 +59,7 @@ function parseShapes(text: string): [number, number, number][] {
 async function timeStep(backend: BackendName, d: number, n: number, batch: number, precision: 'f32' | 'bf16', kernels: Kernels, iters: number): Promise<Result> {
   if (kernels === 'simple') process.env.MONOSEMANTIC_CUDA_KERNELS = 'simple';
   else delete process.env.MONOSEMANTIC_CUDA_KERNELS;
-  if (kernels === 'wgmma') process.env.MONOSEMANTIC_CUDA_GEMM = 'wgmma';
+  if (kernels === 'wgmma' || kernels === 'mma') process.env.MONOSEMANTIC_CUDA_GEMM = kernels;
   else delete process.env.MONOSEMANTIC_CUDA_GEMM;
   const rng = new Rng(1);
   using sae = SparseAutoencoder.create({ dIn: d, dSae: n, backend, precision, seed: 1 });
@@ -83,7 +85,7 @@ async function main(): Promise<void> {
   const opts = new Command('sae-step-cuda')
     .option('--shapes <list>', 'd x n x B, comma-separated', '512x16384x4096,512x131072x4096,768x24576x4096')
     .option('--precision <list>', 'f32, bf16 or both', 'f32,bf16')
-    .option('--kernels <list>', 'CUDA paths of the bf16 rows: tensor, wgmma, simple', 'tensor')
+    .option('--kernels <list>', 'CUDA paths of the bf16 rows: tensor, mma, wgmma, simple', 'tensor')
     .option('--iters <n>', 'timed steps per shape', '30')
     .option('--peak-tflops <t>', 'measured bf16 GEMM peak of this GPU, for the fraction column')
     .option('--backend <name>', 'cuda or cpu', 'cuda')
@@ -97,7 +99,7 @@ async function main(): Promise<void> {
     return p;
   });
   const kernelList = opts.kernels.split(',').map((k) => {
-    if (k !== 'tensor' && k !== 'wgmma' && k !== 'simple') throw new RangeError(`--kernels: '${k}' is not tensor, wgmma or simple`);
+    if (k !== 'tensor' && k !== 'mma' && k !== 'wgmma' && k !== 'simple') throw new RangeError(`--kernels: '${k}' is not tensor, mma, wgmma or simple`);
     return k;
   });
   const iters = Number(opts.iters);

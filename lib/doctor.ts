@@ -39,6 +39,13 @@ function settingsInEffect(): { settings: string[]; unknownSettings: string[] } {
   return { settings, unknownSettings: checkEnvironment().unknown };
 }
 
+/** Which products the Hopper GEMM takes under a MONOSEMANTIC_CUDA_GEMM value (checked when the backends start). */
+function hopperGemmUse(value: string | undefined): string {
+  if (value === 'wgmma') return 'wgmma for every product: MONOSEMANTIC_CUDA_GEMM=wgmma';
+  if (value === 'mma') return 'mma.sync for every product: MONOSEMANTIC_CUDA_GEMM=mma';
+  return 'wgmma for the long-K plain products, mma.sync for the rest';
+}
+
 /** 12080 -> "12.8", 13000 -> "13.0" (CUDA's version encoding). */
 export function cudaVersionString(v: number): string {
   return `${Math.floor(v / 1000)}.${Math.floor((v % 1000) / 10)}`;
@@ -100,7 +107,7 @@ export function formatDoctorReport(r: DoctorReport): string {
   if (r.cuda.loaded) {
     lines.push(`  cuda driver   ${r.cuda.driverVersion}`, `  cuda runtime  ${r.cuda.runtimeVersion}`);
     lines.push(`  cuda ops      ${r.cuda.asyncOps ? 'queued from the calling thread' : 'complete when they settle (MONOSEMANTIC_CUDA_ASYNC=0)'}`);
-    lines.push(`  cuda gemm     ${r.cuda.hopperGemm ? `wgmma + TMA available (${process.env.MONOSEMANTIC_CUDA_GEMM === 'wgmma' ? 'in use' : 'MONOSEMANTIC_CUDA_GEMM=wgmma uses it'})` : 'mma.sync (no sm_90a device code for this GPU)'}`);
+    lines.push(`  cuda gemm     ${r.cuda.hopperGemm ? `wgmma + TMA and mma.sync (${hopperGemmUse(process.env.MONOSEMANTIC_CUDA_GEMM)})` : 'mma.sync (no sm_90a device code for this GPU)'}`);
     for (const [i, d] of (r.cuda.devices ?? []).entries()) {
       lines.push(`  gpu ${i}         ${d.name}, ${gib(d.totalBytes)} (${gib(d.freeBytes)} free), ${d.multiprocessors} SMs, sm_${d.computeCapability.replace('.', '')}`);
     }

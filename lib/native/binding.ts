@@ -115,7 +115,7 @@ export interface NativeDeviceInfo {
 }
 
 export interface NativeBackendInfo {
-  /** hopperGemm: the device runs the Hopper GEMM (wgmma + TMA; used where MONOSEMANTIC_CUDA_GEMM=wgmma). */
+  /** hopperGemm: the device runs the Hopper GEMM (wgmma + TMA; which products use it: MONOSEMANTIC_CUDA_GEMM). */
   runtime: { driverVersion: number; runtimeVersion: number; deviceCount: number; hopperGemm: boolean };
   devices: NativeDeviceInfo[];
   /** Operations only queue work and settle at once (CUDA, unless MONOSEMANTIC_CUDA_ASYNC=0). */

@@ -62,7 +62,7 @@ dim3 grid_for(int T, int heads) {
 bool mma_attention_enabled() {
   static const bool enabled = [] {
     const char* v = std::getenv("MONOSEMANTIC_CUDA_ATTENTION");
-    return v && std::strcmp(v, "mma") == 0;
+    return !(v && std::strcmp(v, "tiled") == 0);
   }();
   return enabled;
 }

@@ -1,8 +1,8 @@
 /*
  * attention_mma.cuh — causal self-attention over whole sequences (offset 0, keys = queries) and its
  * gradients on tensor cores: bf16 operands, fp32 accumulation and softmax (attention_mma_kernels.h).
- * Used at bf16 precision for head sizes 32 and 64 when enabled (mma_attention_enabled); the fp32
- * tiled kernels (attention_tiled.cuh) otherwise.
+ * Used at bf16 precision for head sizes 32 and 64 unless turned off (mma_attention_enabled); the
+ * fp32 tiled kernels (attention_tiled.cuh) otherwise.
  */
 #ifndef MONOSEMANTIC_CUDA_ATTENTION_MMA_CUH
 #define MONOSEMANTIC_CUDA_ATTENTION_MMA_CUH
@@ -13,8 +13,8 @@
 
 namespace ms::cuda {
 
-// Whether the tensor-core kernels are on: MONOSEMANTIC_CUDA_ATTENTION=mma turns them on,
-// =tiled off (read once). Off by default.
+// Whether the tensor-core kernels are on: on by default and with MONOSEMANTIC_CUDA_ATTENTION=mma,
+// off with =tiled (read once).
 bool mma_attention_enabled();
 
 // Whether they take head size hd for batch * n_head heads, with every operand 16-byte aligned.

@@ -406,7 +406,7 @@ int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, c
   if (epilogue.C_bf && epilogue.beta != 0.0f) return invalid(op.err, op.name, "gemm: a bf16 output takes beta 0");
   if (M == 0 || N == 0) return MS_OK;
   if (trans_a && trans_b) return unsupported(op, "store", trans_a, trans_b);
-  if (wgmma_ready() && wgmma_fits(trans_a, trans_b, M, N, K, A, lda, B, ldb))
+  if (wgmma_chosen(true, M, N, K) && wgmma_fits(trans_a, trans_b, M, N, K, A, lda, B, ldb))
     return gemm_wgmma(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, epilogue);
   const auto run = [&](const StoreOp& epi, int splits) {
     if (!trans_a && !trans_b) return launch<false, false>(op, M, N, K, A, lda, B, ldb, epi, splits);
@@ -431,7 +431,7 @@ int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, c
   if (!epilogue_activation(epilogue.act)) return unsupported(op, "bias-activation (this activation)", trans_a, trans_b);
   if (M == 0 || N == 0) return MS_OK;
   const bool pair_ok = aligned(epilogue.f, 8) && aligned(epilogue.f_bf, 4) && epilogue.ld % 2 == 0;
-  if (!trans_a && !trans_b && wgmma_ready() && wgmma_fits(trans_a, trans_b, M, N, K, A, lda, B, ldb))
+  if (!trans_a && !trans_b && wgmma_chosen(false, M, N, K) && wgmma_fits(trans_a, trans_b, M, N, K, A, lda, B, ldb))
     return gemm_wgmma(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, epilogue);
   if (trans_a || trans_b) return unsupported(op, "bias-activation", trans_a, trans_b);
   if (epilogue.act == MS_ACT_GELU_TANH)
@@ -448,7 +448,7 @@ int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, c
   const bool pair_ok = aligned(epilogue.gp, 8) && aligned(epilogue.gp_bf, 4) && aligned(epilogue.f_bf, 4) &&
                        epilogue.ld % 2 == 0;
   const FeatureGradOp epi{epilogue, pair_ok};
-  if (!trans_a && trans_b && wgmma_ready() && wgmma_fits(trans_a, trans_b, M, N, K, A, lda, B, ldb))
+  if (!trans_a && trans_b && wgmma_chosen(false, M, N, K) && wgmma_fits(trans_a, trans_b, M, N, K, A, lda, B, ldb))
     return gemm_wgmma(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, epilogue);
   if (!trans_a && trans_b) return launch<false, true>(op, M, N, K, A, lda, B, ldb, epi);
   return unsupported(op, "feature-gradient", trans_a, trans_b);

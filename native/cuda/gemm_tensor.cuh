@@ -21,8 +21,9 @@
  * and, for f, the count of positive entries per column (col_fired, integer atomics). The SAE step
  * then needs no other pass over f or gp: only their bf16 copies reach memory.
  *
- * On Hopper, MONOSEMANTIC_CUDA_GEMM=wgmma sends every product that fits to the wgmma + TMA kernel
- * (gemm_wgmma.cuh), with the same epilogues and storage orders.
+ * On Hopper, the store epilogue's products with a long K and many outputs go to the wgmma + TMA
+ * kernel (gemm_wgmma.cuh: wgmma_chosen); MONOSEMANTIC_CUDA_GEMM=wgmma sends every product that
+ * fits there, with the same epilogues and storage orders, and =mma none.
  *
  * MONOSEMANTIC_CUDA_KERNELS=simple (read at each call) makes the callers use the simple SIMT
  * kernels of gemm.cuh and separate elementwise passes instead: the reference path for tests and

@@ -348,9 +348,13 @@ bool make_map(CUtensorMap* map, const bf16* base, int rows, int cols, int ld, in
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-bool wanted() {
+enum class Choice { Auto, Always, Never };
+
+Choice choice() {
   const char* v = std::getenv("MONOSEMANTIC_CUDA_GEMM");
-  return v && std::strcmp(v, "wgmma") == 0;
+  if (v && std::strcmp(v, "wgmma") == 0) return Choice::Always;
+  if (v && std::strcmp(v, "mma") == 0) return Choice::Never;
+  return Choice::Auto;
 }
 
 // A stored [K, M] (AMN) or [M, K]; B stored [K, N] (BMN) or [N, K].
@@ -378,7 +382,17 @@ int unsupported(const Op& op, const char* what) {
 
 }  // namespace
 
-bool wgmma_ready() { return wanted() && wgmma_runs(); }
+bool wgmma_chosen(bool store_epilogue, int M, int N, int K) {
+  switch (choice()) {
+    case Choice::Never:
+      return false;
+    case Choice::Always:
+      return wgmma_runs();
+    case Choice::Auto:
+      break;
+  }
+  return store_epilogue && K >= kWgmmaAutoMinK && (long long)M * N >= kWgmmaAutoMinOutputs && wgmma_runs();
+}
 
 bool wgmma_runs() {
   static int runs = -1;  // the probe's answer: 1, 0; -1 not yet asked

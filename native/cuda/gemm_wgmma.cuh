@@ -9,10 +9,10 @@
  * wgmma's transposed operands), so no order needs a transposing copy. Compiled for the orders
  * gemm_tensor compiles: store NN, NT, TN; bias-activation NN; feature gradient NT.
  *
- * gemm_tensor (gemm_tensor.cuh) sends its products here when wgmma_ready() and wgmma_fits() say
+ * gemm_tensor (gemm_tensor.cuh) sends its products here when wgmma_chosen() and wgmma_fits() say
  * so. wgmma_runs(): this build holds the kernel for sm_90a, the device is a compute 9.0 GPU, and
- * the driver exports cuTensorMapEncodeTiled; wgmma_ready() adds the choice, MONOSEMANTIC_CUDA_GEMM=
- * wgmma (read at each call; "mma" or unset keeps the mma.sync kernel). wgmma_fits(): TMA's rules,
+ * the driver exports cuTensorMapEncodeTiled; wgmma_chosen() adds the choice of products (below,
+ * MONOSEMANTIC_CUDA_GEMM read at each call). wgmma_fits(): TMA's rules,
  * 16-byte aligned bases and leading dimensions that are multiples of 8 elements. Ragged M, N and K
  * are fine (TMA fills outside the matrix with zeros; stores are bounds-checked).
  */
@@ -28,8 +28,17 @@ namespace ms::cuda {
 // probe on the default stream and waits for it.
 bool wgmma_runs();
 
-// wgmma_runs() and MONOSEMANTIC_CUDA_GEMM=wgmma asks for it.
-bool wgmma_ready();
+// Products with a long K and many outputs: those where this kernel measured faster than mma.sync
+// on an H100 (bench/RESULTS.md: 1.5-2.5x for the SAE step's x̂, dW_dec and dW_enc at K 4,096 and
+// 16,384; 0.65-0.75x for its K = 512 products, whose tiles spend more of their time filling the
+// pipeline and storing than in wgmma).
+constexpr int kWgmmaAutoMinK = 4096;
+constexpr long long kWgmmaAutoMinOutputs = 1LL << 21;
+
+// Whether a product goes to this kernel: wgmma_runs() and, by MONOSEMANTIC_CUDA_GEMM, "wgmma":
+// every product; "mma": none; unset or "auto": a store epilogue's (store_epilogue) with K >=
+// kWgmmaAutoMinK and M * N >= kWgmmaAutoMinOutputs (the fused epilogues measured slower here).
+bool wgmma_chosen(bool store_epilogue, int M, int N, int K);
 
 // True when the product's operands meet the kernel's requirements.
 bool wgmma_fits(bool trans_a, bool trans_b, int M, int N, int K, const void* A, int lda, const void* B, int ldb);

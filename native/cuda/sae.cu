@@ -31,9 +31,9 @@
  * bf16(gp) and its column partials. Neither f nor gp reaches memory in fp32. The column sums are
  * the partials summed over tiles in order; the sparsity and L0 statistics come from them
  * (sum_i c_i f_colsum_i and the firing counts). MONOSEMANTIC_CUDA_KERNELS=simple keeps the
- * separate passes above. On Hopper with MONOSEMANTIC_CUDA_GEMM=wgmma, gemm_tensor runs all five
- * products on wgmma + TMA (gemm_wgmma.cuh), with the same epilogues, reading each operand in the
- * order it is stored.
+ * separate passes above. On Hopper, gemm_tensor runs x̂, dW_dec and dW_enc (long K) on wgmma + TMA
+ * (gemm_wgmma.cuh), reading each operand in the order it is stored; with MONOSEMANTIC_CUDA_GEMM=
+ * wgmma all five, with the same epilogues.
  *
  * sae_encode / sae_decode get no workspace from the caller (backend.h), so they take their
  * temporaries (x - b_dec, and the bf16 operand copies) from the memory pool for the duration of

@@ -17,7 +17,7 @@
  *     attention_lse also stores each query's log-sum-exp m + log l for the backward pass. Whole
  *     sequences without a cache beyond them (training, a forward without generation) use the
  *     tiled kernels of attention_tiled.cu for head sizes 32 and 64, or at bf16 the tensor-core
- *     kernels of attention_mma.cu where they are on (MONOSEMANTIC_CUDA_ATTENTION=mma).
+ *     kernels of attention_mma.cu unless MONOSEMANTIC_CUDA_ATTENTION=tiled.
  * Index checks (token ids, targets) run as a kernel that finds the first bad index with an
  * integer atomicMin before anything is written, so a failing call leaves its outputs untouched.
  * Reading its result waits for the device, so callers that checked the indices on the host

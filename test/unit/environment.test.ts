@@ -26,7 +26,7 @@ describe('checkEnvironment', () => {
     });
     expect(errors).toEqual([
       "MONOSEMANTIC_SIMD must be 'avx512', 'avx2' or 'scalar' (got 'AVX2')",
-      "MONOSEMANTIC_CUDA_GEMM must be 'mma' or 'wgmma' (got 'wgmm')",
+      "MONOSEMANTIC_CUDA_GEMM must be 'auto', 'mma' or 'wgmma' (got 'wgmm')",
       "MONOSEMANTIC_THREADS must be a positive whole number of CPU threads (got '0')",
       "MONOSEMANTIC_CPU_SAE_SPARSE must be 'auto', 'always' or 'never' (got 'yes')",
     ]);
