@@ -16,9 +16,6 @@
 #   bash bench/gpu-session.sh next      # what the last session left to measure, in one call (see the stage)
 #   bash bench/gpu-session.sh retrain   # the shipped models A and B trained on the GPU (pack with --lean --train-tokens),
 #                                       # then the default SAE run on each and universality; models come back in $OUT
-#   bash bench/gpu-session.sh kernels   # the kernels not yet run on a GPU: the wgmma GEMM (playground version 3, and in the SAE step) and the
-#                                       # tensor-core attention (MONOSEMANTIC_CUDA_ATTENTION=mma): correctness, compute-sanitizer,
-#                                       # test/gpu with the attention on, LM harvest/forward/training with it and without, timings
 #   bash bench/gpu-session.sh proof     # issue 3 in one call: test/gpu, correctness sweeps, SAE step vs
 #                                       # PyTorch, 1,000-step curves, timing sweeps, compute-sanitizer
 #
@@ -33,7 +30,7 @@
 # BACKEND=cpu QUICK=1 runs the same stages on the CPU at toy sizes (a check of this script).
 set -uo pipefail
 
-stage=${1:?"usage: bash bench/gpu-session.sh check|bench|run|analysis|profile|proof|next|retrain|kernels"}
+stage=${1:?"usage: bash bench/gpu-session.sh check|bench|run|analysis|profile|proof|next|retrain"}
 out=${OUT:-bench/out}
 work=${WORK:-/tmp/monosemantic-gpu}
 backend=${BACKEND:-cuda}
@@ -174,128 +171,51 @@ bench)
   grep -E '^\| |^torch |^HF |tokens/s|^largest|^harvested' "$log" | tail -56
   ;;
 next)
-  # What the last session left to measure, most important first, cut at DEADLINE (default 330 s):
-  # test/gpu (operations queued by default, uploads and device copies queued too, queueStep against
-  # step in the parity suites; cuda-async compares both modes); the host's cost per native call
-  # (bench/op-overhead.ts); memcheck on the
-  # cross-entropy backward; where the harvest's wall time goes beyond its 2 ms of kernels (the
-  # enqueue cost of each operation with queued operations, and with each completed, and nsys's API
-  # trace where it exists); the SAE step at the three shapes next to torch.compile at each; the LM
-  # harvest and training step kernel by kernel under ncu; LM forward/training wall times; the
-  # pipeline (with the trainer reading statistics only on logging steps, and positions no longer
-  # drawn when all are kept; also the main job's ten passes, nine of them from the stored first
-  # pass); uploads through the pinned staging ring against pageable ones (LM training, harvest);
-  # the default run on A and B (both SAEs come back) and universality; then, if time is
-  # left, HF's forward and training step in the same call, and a text corpus's contexts by
-  # tokenizer threads and the pipeline fed by it.
-  DEADLINE=${DEADLINE:-330}
-  shapes=$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)
+  # What the last session left to measure, most important first, cut at DEADLINE (default 500 s):
+  # test/gpu on the defaults (the tensor-core attention at bf16; on Hopper the wgmma GEMM for the
+  # long-K plain products), the fp32 tiled attention's bf16 test; the SAE step as chosen, on
+  # mma.sync alone and on wgmma alone at the issue's three shapes, next to torch.compile at each;
+  # the LM's harvest, full forward and training step on the defaults, with the tiled attention and
+  # with mma.sync alone, next to HF's; the full forward + loss kernel by kernel under ncu (its
+  # 8.7 ms against the harvest's 1.3 ms); the main job's pipeline; the default run on A and B and
+  # universality; the GEMM playground's timing sweep.
+  DEADLINE=${DEADLINE:-500}
   lm=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64" || echo "--batch 64 --ctx 1024")
-  step "test/gpu" node_modules/.bin/vitest run test/gpu
-  step "host cost per native call" node dist/bench/op-overhead.js --backend "$backend" --calls "$([ "$quick" = 1 ] && echo 100 || echo 2000)"
-  command -v compute-sanitizer >/dev/null && step "sanitizer memcheck: cross-entropy" compute-sanitizer --tool memcheck \
-    --error-exitcode 1 --target-processes all node_modules/.bin/vitest run test/gpu/cuda-transformer-grads.test.ts -t crossEntropy
-  harvest=(node dist/bench/lm-forward.js --backend "$backend" --precision bf16 $lm --cases harvest --iters 20)
-  step "lm harvest, per-op profile" env MONOSEMANTIC_PROFILE=1 "${harvest[@]}"
-  step "lm harvest, per-op profile (MONOSEMANTIC_CUDA_ASYNC=0)" env MONOSEMANTIC_CUDA_ASYNC=0 MONOSEMANTIC_PROFILE=1 "${harvest[@]}"
-  command -v nsys >/dev/null && step "lm harvest (nsys API trace)" nsys profile --trace cuda --stats true \
-    --output "$work/harvest" --force-overwrite true "${harvest[@]}"
-  step "sae step, tensor path" node dist/bench/sae-step-cuda.js --backend "$backend" --shapes "$shapes" \
-    --iters "$([ "$quick" = 1 ] && echo 3 || echo 30)" --precision bf16 --kernels tensor --json "$out/sae-step.json"
-  step "sae step, torch.compile" "$python" bench/reference/torch_sae_step.py --device "$torch_device" --shapes "$shapes" \
-    --iters "$([ "$quick" = 1 ] && echo 3 || echo 30)" --compile
-  if command -v ncu >/dev/null; then
-    ncu_run=(ncu --clock-control none --target-processes all --metrics gpu__time_duration.sum --print-summary per-kernel)
-    step "lm harvest kernels (ncu)" "${ncu_run[@]}" node dist/bench/lm-forward.js --backend "$backend" --precision bf16 $lm \
-      --cases harvest --iters 1
-    step "lm harvest kernels, table" node dist/bench/ncu-table.js "$work/previous-step.out" --top 30
-    step "lm train kernels (ncu)" "${ncu_run[@]}" node dist/bench/lm-train.js --backend "$backend" $lm --iters 1
-    step "lm train kernels, table" node dist/bench/ncu-table.js "$work/previous-step.out" --top 30
-  fi
-  step "lm train" node dist/bench/lm-train.js --backend "$backend" $lm --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)"
-  step "lm train, pageable uploads" env MONOSEMANTIC_CUDA_UPLOAD=pageable node dist/bench/lm-train.js --backend "$backend" $lm \
-    --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)"
-  step "lm harvest, pageable uploads" env MONOSEMANTIC_CUDA_UPLOAD=pageable "${harvest[@]}"
-  step "lm forward bf16" node dist/bench/lm-forward.js --backend "$backend" --precision bf16 $lm \
-    --gpt2-batch "$([ "$quick" = 1 ] && echo 1 || echo 16)" --gpt2-ctx "$([ "$quick" = 1 ] && echo 64 || echo 1024)"
-  pipe=$([ "$quick" = 1 ] && echo "--batch 256 --steps 20 --forward-batch 8 --window 16 --d-sae 512" || echo "--passes 10")
-  step "pipeline" node dist/bench/pipeline.js --backend "$backend" $pipe --json "$out/pipeline.json"
-  run_saes models/a models/b keep
-  compare_saes models/a models/b
-  step "lm forward bf16, HF" "$python" bench/reference/hf_forward.py --device "$torch_device" --dtype bfloat16 $lm \
-    --gpt2-batch "$([ "$quick" = 1 ] && echo 1 || echo 16)" --gpt2-ctx "$([ "$quick" = 1 ] && echo 64 || echo 1024)"
+  shapes=$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)
+  iters=$([ "$quick" = 1 ] && echo 3 || echo 30)
+  gpt2=(--gpt2-batch "$([ "$quick" = 1 ] && echo 1 || echo 16)" --gpt2-ctx "$([ "$quick" = 1 ] && echo 64 || echo 1024)")
+  tiled=(env MONOSEMANTIC_CUDA_ATTENTION=tiled)
+  mma=(env MONOSEMANTIC_CUDA_GEMM=mma)
+  STEP_CAP=240 step "test/gpu" node_modules/.bin/vitest run test/gpu
+  STEP_CAP=60 step "attention at bf16 (fp32 tiled kernels)" "${tiled[@]}" node_modules/.bin/vitest run \
+    test/gpu/cuda-transformer-grads.test.ts -t "attention at bf16" --reporter=verbose
+  STEP_CAP=150 step "sae step: as chosen, mma.sync, wgmma" node dist/bench/sae-step-cuda.js --backend "$backend" \
+    --precision bf16 --kernels tensor,mma,wgmma --shapes "$shapes" --iters "$iters" --json "$out/sae-step.json"
+  STEP_CAP=150 step "sae step, torch.compile" "$python" bench/reference/torch_sae_step.py --device "$torch_device" \
+    --shapes "$shapes" --iters "$iters" --compile --json "$out/torch-sae-step-compile.json"
+  fwd=(node dist/bench/lm-forward.js --backend "$backend" --precision bf16 $lm --cases harvest,forward,gpt2 --iters 20 "${gpt2[@]}")
+  train=(node dist/bench/lm-train.js --backend "$backend" $lm --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)")
+  step "lm forward bf16" "${fwd[@]}"
+  step "lm forward bf16, tiled attention" "${tiled[@]}" "${fwd[@]}"
+  step "lm forward bf16, mma.sync alone" "${mma[@]}" "${fwd[@]}"
+  step "lm train" "${train[@]}"
+  step "lm train, mma.sync alone" "${mma[@]}" "${train[@]}"
+  step "lm forward bf16, HF" "$python" bench/reference/hf_forward.py --device "$torch_device" --dtype bfloat16 $lm "${gpt2[@]}"
   step "lm train, HF torch.compile" "$python" bench/reference/hf_train.py --device "$torch_device" $lm \
     --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)" $([ "$quick" = 1 ] || echo --compile)
-  # A text corpus: the tokenizer's rate by worker threads, then the pipeline fed by it.
-  step "contexts from text, by tokenizer threads" node dist/bench/contexts.js --threads 0,1,4,8 \
-    --sample-out "$work/sample.jsonl" --json "$out/contexts.json"
-  pipe_text=$([ "$quick" = 1 ] && echo "--batch 256 --steps 20 --forward-batch 8 --window 16 --d-sae 512" || echo "--steps 300 --d-sae 4096")
-  step "pipeline, text corpus" node dist/bench/pipeline.js --backend "$backend" $pipe_text --corpus "$work/sample.jsonl" \
-    --json "$out/pipeline-text.json"
-  grep -E '^\| |^torch |^HF |tokens/s|^harvested|^device time|^ *(Tests|Test Files) |FAIL|finished after|waiting for activations|loss recovered|median best-match|^[a-zA-Z][a-zA-Z ]* +[0-9]+ +[0-9.]+ +[0-9.]+' "$log" | tail -150
-  ;;
-kernels)
-  # The kernels not yet run on a GPU, most important first, cut at DEADLINE (default 330 s): the
-  # host's cost per native call (bench/op-overhead.ts, a few seconds); the GEMM playground's correctness sweep (version 3, wgmma + TMA, against float64); the SAE step
-  # with the Hopper GEMM (native/cuda/gemm_wgmma.cu, MONOSEMANTIC_CUDA_GEMM=wgmma) against the
-  # simple path and float64, and timed next to mma.sync at the issue's three shapes (the LM's bf16
-  # products take it too where both variables are set below); the tensor-core
-  # attention (native/cuda/attention_mma.cu, off by default) against the CPU; attention alone
-  # (bench/attention.ts) and the LM's harvest, full forward and training step, with the fp32 tiled
-  # attention and with it, side by side; test/gpu with it on; the GEMM timing sweep (wgmma and
-  # mma.sync against cuBLAS); compute-sanitizer on both; a training step under ncu.
-  DEADLINE=${DEADLINE:-330}
-  lm=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64" || echo "--batch 64 --ctx 1024")
-  on=(env MONOSEMANTIC_CUDA_ATTENTION=mma)
-  both=(env MONOSEMANTIC_CUDA_ATTENTION=mma MONOSEMANTIC_CUDA_GEMM=wgmma)
-  gemm_ready=$([ "$backend" = cuda ] && [ -x "$playground" ] && echo 1 || echo 0)
-  step "host cost per native call" node dist/bench/op-overhead.js --backend "$backend" --calls "$([ "$quick" = 1 ] && echo 100 || echo 2000)"
-  # The wgmma version waits on mbarriers: a fault in its copies would hang it, so its steps are capped.
-  [ "$gemm_ready" = 1 ] && STEP_CAP=60 step "gemm playground: correctness" "$playground" --check ${cublas:+--cublas "$cublas"}
-  # The SAE step with the Hopper GEMM in the library (MONOSEMANTIC_CUDA_GEMM=wgmma): against the
-  # simple path and the float64 reference, then timed next to the mma.sync path at the three shapes.
-  STEP_CAP=150 step "sae step, Hopper GEMM: correctness" node_modules/.bin/vitest run test/gpu/cuda-tensor-kernels.test.ts \
-    -t "Hopper GEMM" --reporter=verbose
-  STEP_CAP=150 step "sae step: mma.sync and wgmma" node dist/bench/sae-step-cuda.js --backend "$backend" --precision bf16 \
-    --kernels tensor,wgmma --shapes "$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)" \
-    --iters "$([ "$quick" = 1 ] && echo 3 || echo 30)" --json "$out/sae-step-wgmma.json"
-  STEP_CAP=90 step "loss curves, Hopper GEMM vs simple path" env MONOSEMANTIC_CUDA_GEMM=wgmma node dist/bench/kernel-paths.js \
-    --backend "$backend" $([ "$quick" = 1 ] && echo "--steps 20 --shape 32x128x64" || echo "--steps 1000") \
-    --json "$out/kernel-paths-wgmma.json"
-  step "attention at bf16 (tensor cores)" "${on[@]}" node_modules/.bin/vitest run test/gpu/cuda-transformer-grads.test.ts \
-    -t "attention at bf16" --reporter=verbose
-  att=(node dist/bench/attention.js --backend "$backend" --iters "$([ "$quick" = 1 ] && echo 3 || echo 20)")
-  [ "$quick" = 1 ] && att+=(--shapes 2x64x128x4)
-  step "attention alone, fp32 tiled" "${att[@]}" --json "$out/attention-tiled.json"
-  step "attention alone, tensor cores" "${on[@]}" "${att[@]}" --json "$out/attention-mma.json"
-  fwd=(node dist/bench/lm-forward.js --backend "$backend" --precision bf16 $lm --cases harvest,forward,gpt2 --iters 20
-    --gpt2-batch "$([ "$quick" = 1 ] && echo 1 || echo 16)" --gpt2-ctx "$([ "$quick" = 1 ] && echo 64 || echo 1024)")
-  train=(node dist/bench/lm-train.js --backend "$backend" $lm --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)")
-  step "lm forward bf16, tiled attention" "${fwd[@]}"
-  step "lm forward bf16, tensor-core attention" "${on[@]}" "${fwd[@]}"
-  step "lm forward bf16, tensor-core attention and Hopper GEMM" "${both[@]}" "${fwd[@]}"
-  step "lm train, tiled attention" "${train[@]}"
-  step "lm train, tensor-core attention" "${on[@]}" "${train[@]}"
-  step "lm train, tensor-core attention and Hopper GEMM" "${both[@]}" "${train[@]}"
-  step "test/gpu (tensor-core attention, Hopper GEMM)" "${both[@]}" node_modules/.bin/vitest run test/gpu
-  [ "$gemm_ready" = 1 ] && STEP_CAP=120 step "gemm playground: timing" "$playground" --time --iters 10 \
-    ${cublas:+--cublas "$cublas"}
-  if command -v compute-sanitizer >/dev/null; then
-    for tool in memcheck racecheck; do
-      step "sanitizer $tool: tensor-core attention" "${on[@]}" compute-sanitizer --tool "$tool" --error-exitcode 1 \
-        --target-processes all node_modules/.bin/vitest run test/gpu/cuda-transformer-grads.test.ts -t "attention at bf16 \(B [23]"
-    done
-    [ "$gemm_ready" = 1 ] && STEP_CAP=120 step "sanitizer memcheck: gemm playground" compute-sanitizer --tool memcheck \
-      --error-exitcode 1 "$playground" --check
-    STEP_CAP=120 step "sanitizer memcheck: sae step, Hopper GEMM" compute-sanitizer --tool memcheck --error-exitcode 1 \
-      --target-processes all node_modules/.bin/vitest run test/gpu/cuda-tensor-kernels.test.ts -t "Hopper GEMM.*B=1000"
-  fi
   if command -v ncu >/dev/null; then
-    step "lm train kernels, tensor-core attention (ncu)" "${on[@]}" ncu --clock-control none --target-processes all \
-      --metrics gpu__time_duration.sum --print-summary per-kernel node dist/bench/lm-train.js --backend "$backend" $lm --iters 1
-    step "lm train kernels, table" node dist/bench/ncu-table.js "$work/previous-step.out" --top 20
+    STEP_CAP=90 step "lm full forward kernels (ncu)" ncu --clock-control none --target-processes all \
+      --metrics gpu__time_duration.sum --print-summary per-kernel node dist/bench/lm-forward.js --backend "$backend" \
+      --precision bf16 $lm --cases forward --iters 1
+    step "lm full forward kernels, table" node dist/bench/ncu-table.js "$work/previous-step.out" --top 20
   fi
-  grep -E '^\| |tokens/s|^ *(Tests|Test Files) |FAIL|ERROR SUMMARY|RACECHECK SUMMARY|✓ .*attention at bf16|✓ .*Hopper|wgmma vs mma|^largest|× |^[0-9]+ x [0-9]+ x |^\([0-9]+, |^ok$' "$log" | tail -120
+  pipe=$([ "$quick" = 1 ] && echo "--batch 256 --steps 20 --forward-batch 8 --window 16 --d-sae 512" || echo "")
+  step "pipeline" node dist/bench/pipeline.js --backend "$backend" $pipe --json "$out/pipeline.json"
+  run_saes models/a models/b
+  compare_saes models/a models/b
+  [ "$backend" = cuda ] && [ -x "$playground" ] && STEP_CAP=120 step "gemm playground: timing" \
+    "$playground" --time --iters 10 ${cublas:+--cublas "$cublas"}
+  grep -E '^\| |tokens/s|^ *(Tests|Test Files) |FAIL|✓ .*attention at bf16|wgmma vs mma|^torch |^HF |^harvested|^device time|loss recovered|median best-match|^\([0-9]+, ' "$log" | tail -120
   ;;
 retrain)
   # The shipped models, trained on the GPU: A and B (seeds 1 and 2) on the training split
@@ -394,7 +314,7 @@ analysis)
   tail -n 40 "$log"
   ;;
 *)
-  echo "unknown stage '$stage' (check, bench, run, analysis, profile, proof or next)" >&2
+  echo "unknown stage '$stage' (check, bench, run, analysis, profile, proof, next or retrain)" >&2
   exit 2
   ;;
 esac
