@@ -177,8 +177,8 @@ next)
   # mma.sync alone and on wgmma alone at the three shapes, next to torch.compile at each;
   # the LM's harvest, full forward and training step on the defaults, with the tiled attention and
   # with mma.sync alone, next to HF's; the full forward + loss kernel by kernel under ncu (its
-  # 8.7 ms against the harvest's 1.3 ms); the main job's pipeline; the default run on A and B and
-  # universality; the GEMM playground's timing sweep.
+  # 8.7 ms against the harvest's 1.3 ms); the wgmma kernel's K = 512 products under ncu; the main
+  # job's pipeline; the default run on A and B and universality; the GEMM playground's timing sweep.
   DEADLINE=${DEADLINE:-500}
   lm=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64" || echo "--batch 64 --ctx 1024")
   shapes=$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)
@@ -208,6 +208,12 @@ next)
       --metrics gpu__time_duration.sum --print-summary per-kernel node dist/bench/lm-forward.js --backend "$backend" \
       --precision bf16 $lm --cases forward --iters 1
     step "lm full forward kernels, table" node dist/bench/ncu-table.js "$work/previous-step.out" --top 20
+    # The wgmma kernel on the step's K = 512 products with their fused epilogues (a block per
+    # multiprocessor taking tiles in turn): where its time goes.
+    STEP_CAP=90 step "wgmma at K = 512, fused epilogues (ncu sections)" ncu --clock-control none --target-processes all \
+      --kernel-name-base demangled --kernel-name "regex:gemm_wgmma_kernel.*(BiasActOp|FeatureGradOp)" --launch-skip 2 \
+      --launch-count 2 --section SpeedOfLight --section WarpStateStats --section MemoryWorkloadAnalysis \
+      node dist/bench/sae-step-cuda.js --backend "$backend" --shapes 512x16384x4096 --precision bf16 --kernels wgmma --iters 1
   fi
   pipe=$([ "$quick" = 1 ] && echo "--batch 256 --steps 20 --forward-batch 8 --window 16 --d-sae 512" || echo "")
   step "pipeline" node dist/bench/pipeline.js --backend "$backend" $pipe --json "$out/pipeline.json"

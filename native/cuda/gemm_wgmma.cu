@@ -6,15 +6,20 @@
  * from shared memory without ldmatrix, 64 x 256 x 16 per instruction per warpgroup, and TMA moves a
  * whole tile with one thread and no registers.
  *
- * Block: 3 warpgroups (384 threads), one 128 x 256 output tile (index math: gemm_wgmma_layout.h).
- * Warpgroup 0 is the producer: one thread issues the TMA copies of the 128 x 64 A tile and the
- * 256 x 64 B tile of each k step (one box per operand when K-major; 64 x 64 boxes, two for A or
- * four for B, when MN-major) into a ring of kStages stages (128-byte swizzle, the layouts wgmma reads),
- * completing on the stage's `full` mbarrier. Warpgroups 1 and 2 each own 64 rows: per
- * stage four wgmma.m64n256k16 (k = 0, 16, 32, 48) committed as one group; once the previous
- * stage's group has completed (one group stays in flight), one arrival per warpgroup on that
- * stage's `empty` mbarrier lets the producer refill it. setmaxnreg moves registers to the consumers
- * (40 / 232 per thread). Barrier phases are waited by parity: use u of a stage is phase u.
+ * Block: 3 warpgroups (384 threads), one 128 x 256 output tile at a time (index math:
+ * gemm_wgmma_layout.h). A block per work item (tile and split of K); where K is short (at most
+ * 1,024, not split) and the tiles outnumber the multiprocessors, a block per multiprocessor takes
+ * tiles in turn (block_count), its stage ring running on from one item to the next, so the
+ * producer loads the next item's first stages while the consumers store this one. Warpgroup 0 is
+ * the producer:
+ * one thread issues the TMA copies of the 128 x 64 A tile and the 256 x 64 B tile of each k step
+ * (one box per operand when K-major; 64 x 64 boxes, two for A or four for B, when MN-major) into a
+ * ring of kStages stages (128-byte swizzle, the layouts wgmma reads), completing on the stage's
+ * `full` mbarrier. Warpgroups 1 and 2 each own 64 rows: per stage four wgmma.m64n256k16 (k = 0,
+ * 16, 32, 48) committed as one group; once the previous stage's group has completed (one group
+ * stays in flight; an item's last stage once its products are done), one arrival per warpgroup on
+ * that stage's `empty` mbarrier lets the producer refill it. setmaxnreg moves registers to the
+ * consumers (40 / 232 per thread). Barrier phases are waited by parity: use u of a stage is phase u.
  *
  * Epilogue: the functors of gemm_epilogue_ops.cuh on accumulator pairs (one row, two columns), as
  * the mma.sync kernel calls them; an epilogue that reads a mask (the backward's ReLU mask, from
@@ -22,7 +27,7 @@
  * sums: each thread's rows are folded over the lanes that share columns, the 8 consumer warps'
  * sums go through shared memory, and consumer thread i adds column i's eight in order (double,
  * deterministic); firing counts by integer atomics. Split K (store epilogue, few output tiles):
- * grid.z splits whole k tiles, each writing its partial product, summed in order afterwards.
+ * the items' z splits whole k tiles, each writing its partial product, summed in order afterwards.
  *
  * The kernel body exists only in the sm_90a build (__CUDA_ARCH_FEAT_SM90_ALL); a probe tells the
  * host whether the code the device runs has it.
@@ -152,21 +157,19 @@ __device__ __forceinline__ void wgmma_m64n256k16(float (&d)[kAccumulators], uint
 
 // ---- the kernel ------------------------------------------------------------------------------------
 
-// Block (blockIdx.x, blockIdx.y, blockIdx.z): C columns n0 = blockIdx.x * kBN .., rows m0 =
-// blockIdx.y * kBM .., k tiles [split_begin(z), split_begin(z + 1)) of k_tiles. AMN: A stored
-// [K, M] (MN-major), else [M, K]; BMN: B stored [K, N], else [N, K].
+// Block b of gridDim.x takes work items b, b + gridDim.x, ... of tiles_n x tiles_m x splits
+// (work_item): C columns n0 = tile_n * kBN .., rows m0 = tile_m * kBM .., k tiles
+// [split_begin(z), split_begin(z + 1)) of k_tiles. AMN: A stored [K, M] (MN-major), else [M, K];
+// BMN: B stored [K, N], else [N, K].
 template <bool AMN, bool BMN, typename Epi>
 __global__ void __launch_bounds__(wgmma_layout::kThreads, 1)
-    gemm_wgmma_kernel(int M, int N, int k_tiles, const __grid_constant__ CUtensorMap map_a,
+    gemm_wgmma_kernel(int M, int N, int k_tiles, int splits, const __grid_constant__ CUtensorMap map_a,
                       const __grid_constant__ CUtensorMap map_b, Epi epi) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ uint8_t smem_raw[];
   Smem& s = *reinterpret_cast<Smem*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
-  const int n0 = blockIdx.x * kBN;
-  const int tile_m = blockIdx.y;
-  const int m0 = tile_m * kBM;
-  const int kt_begin = split_begin(blockIdx.z, k_tiles, gridDim.z);
-  const int kt_count = split_begin(blockIdx.z + 1, k_tiles, gridDim.z) - kt_begin;
+  const int tiles_n = (N + kBN - 1) / kBN, tiles_m = (M + kBM - 1) / kBM;
+  const long long items = (long long)tiles_n * tiles_m * splits;
   const int wg = threadIdx.x / 128;
   if (threadIdx.x == 0) {
     for (int i = 0; i < kStages; ++i) {
@@ -181,23 +184,30 @@ __global__ void __launch_bounds__(wgmma_layout::kThreads, 1)
   if (wg == 0) {  // the producer
     setmaxnreg_dec<40>();
     if (threadIdx.x == 0) {
-      for (int i = 0; i < kt_count; ++i) {
-        const int st = i % kStages;
-        if (i >= kStages) mbar_wait(&s.empty[st], ((i / kStages) - 1) & 1);  // its previous use is done
-        mbar_arrive_expect_tx(&s.full[st], kStageBytes);
-        const int k0 = tma_k(kt_begin + i);
-        // MN-major: boxes of 64 k rows x 64 mn at coordinates (mn, k); K-major: one box per operand
-        // at (k, row).
-        uint8_t* a = reinterpret_cast<uint8_t*>(s.A[st]);
-        uint8_t* b = reinterpret_cast<uint8_t*>(s.B[st]);
-        if constexpr (AMN)
-          for (int c = 0; c < kConsumers; ++c) tma_load_2d(a + a_box_offset_mn(c), &map_a, &s.full[st], tma_a_mn(m0, c), k0);
-        else
-          tma_load_2d(a, &map_a, &s.full[st], k0, m0);
-        if constexpr (BMN)
-          for (int q = 0; q < kBN / kMNBox; ++q) tma_load_2d(b + b_box_offset_mn(q), &map_b, &s.full[st], tma_b_mn(n0, q), k0);
-        else
-          tma_load_2d(b, &map_b, &s.full[st], k0, n0);
+      int g = 0;  // this block's stage use
+      for (long long item = blockIdx.x; item < items; item += gridDim.x) {
+        const WorkItem t = work_item(item, tiles_n, tiles_m);
+        const int n0 = t.tile_n * kBN, m0 = t.tile_m * kBM;
+        const int kt_begin = split_begin(t.z, k_tiles, splits);
+        const int kt_count = split_begin(t.z + 1, k_tiles, splits) - kt_begin;
+        for (int i = 0; i < kt_count; ++i, ++g) {
+          const int st = g % kStages;
+          if (g >= kStages) mbar_wait(&s.empty[st], ((g / kStages) - 1) & 1);  // its previous use is done
+          mbar_arrive_expect_tx(&s.full[st], kStageBytes);
+          const int k0 = tma_k(kt_begin + i);
+          // MN-major: boxes of 64 k rows x 64 mn at coordinates (mn, k); K-major: one box per operand
+          // at (k, row).
+          uint8_t* a = reinterpret_cast<uint8_t*>(s.A[st]);
+          uint8_t* b = reinterpret_cast<uint8_t*>(s.B[st]);
+          if constexpr (AMN)
+            for (int c = 0; c < kConsumers; ++c) tma_load_2d(a + a_box_offset_mn(c), &map_a, &s.full[st], tma_a_mn(m0, c), k0);
+          else
+            tma_load_2d(a, &map_a, &s.full[st], k0, m0);
+          if constexpr (BMN)
+            for (int q = 0; q < kBN / kMNBox; ++q) tma_load_2d(b + b_box_offset_mn(q), &map_b, &s.full[st], tma_b_mn(n0, q), k0);
+          else
+            tma_load_2d(b, &map_b, &s.full[st], k0, n0);
+        }
       }
     }
     return;
@@ -206,98 +216,109 @@ __global__ void __launch_bounds__(wgmma_layout::kThreads, 1)
   setmaxnreg_inc<232>();
   const int consumer = wg - 1;
   const int lane = threadIdx.x % 32, w = (threadIdx.x % 128) / 32;
-  const int row_base = m0 + consumer * kConsumerRows;  // this warpgroup's first row of C
+  const bool leader = threadIdx.x % 128 == 0;  // arrives for its warpgroup on the empty barriers
+  const bool columns = Epi::kColumnSums && epi.columns();  // uniform over the block
+  const int cw = consumer_warp(consumer, w);
+  int g = 0;  // this block's stage use, as the producer counts them
+  for (long long item = blockIdx.x; item < items; item += gridDim.x) {
+    const WorkItem t = work_item(item, tiles_n, tiles_m);
+    const int n0 = t.tile_n * kBN, tile_m = t.tile_m, m0 = tile_m * kBM;
+    const int kt_begin = split_begin(t.z, k_tiles, splits);
+    const int kt_count = split_begin(t.z + 1, k_tiles, splits) - kt_begin;
+    const int row_base = m0 + consumer * kConsumerRows;  // this warpgroup's first row of C
 
-  // The mask bits of every output pair (kReadsMask), read before any output is written.
-  unsigned long long masks[2] = {0, 0};
-  if constexpr (Epi::kReadsMask) {
+    // The mask bits of every output pair (kReadsMask), read before any output of the tile is written.
+    unsigned long long masks[2] = {0, 0};
+    if constexpr (Epi::kReadsMask) {
 #pragma unroll
-    for (int j = 0; j < kBN / 8; ++j)
+      for (int j = 0; j < kBN / 8; ++j)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int row = row_base + acc_row(w, lane, 2 * h), col = n0 + acc_col(lane, j, 0);
+          if (row < M && col < N)
+            masks[mask_word(j, h)] |= static_cast<unsigned long long>(epi.live(row, col, col + 1 < N)) << mask_shift(j, h);
+        }
+    }
+
+    float d[kAccumulators];
+#pragma unroll
+    for (int i = 0; i < kAccumulators; ++i) d[i] = 0.0f;
+    for (int i = 0; i < kt_count; ++i, ++g) {
+      const int st = g % kStages;
+      mbar_wait(&s.full[st], (g / kStages) & 1);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < kBK / 16; ++kk) {
+        const uint32_t a = smem_u32(s.A[st]), b = smem_u32(s.B[st]);
+        const uint64_t da = AMN ? smem_descriptor_mn(a + a_operand_offset_mn(consumer, kk))
+                                : smem_descriptor(a + a_operand_offset(consumer, kk));
+        const uint64_t db = BMN ? smem_descriptor_mn(b + b_operand_offset_mn(kk)) : smem_descriptor(b + b_operand_offset(kk));
+        wgmma_m64n256k16<AMN ? 1 : 0, BMN ? 1 : 0>(d, da, db);
+      }
+      wgmma_commit();
+      // One group in flight: this stage's products run while the previous stage is handed back.
+      wgmma_wait<1>();
+      if (i > 0 && leader) mbar_arrive(&s.empty[(g - 1) % kStages]);
+    }
+    wgmma_wait<0>();
+    // The item's last stage is handed back too: the producer may be loading the next item already.
+    if (kt_count > 0 && leader) mbar_arrive(&s.empty[(g - 1) % kStages]);
+
+    // Epilogue: d[4j + 2h], d[4j + 2h + 1] are columns col, col + 1 of one row.
+#pragma unroll
+    for (int j = 0; j < kBN / 8; ++j) {
+      double sum[2] = {0.0, 0.0};  // this lane's rows of columns col, col + 1
+      int count[2] = {0, 0};
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int row = row_base + acc_row(w, lane, 2 * h), col = n0 + acc_col(lane, j, 0);
-        if (row < M && col < N)
-          masks[mask_word(j, h)] |= static_cast<unsigned long long>(epi.live(row, col, col + 1 < N)) << mask_shift(j, h);
+        if (row >= M || col >= N) continue;
+        const unsigned mask = static_cast<unsigned>(masks[mask_word(j, h)] >> mask_shift(j, h)) & 3u;
+        const float2 out = epi(row, col, d[4 * j + 2 * h], d[4 * j + 2 * h + 1], col + 1 < N, mask);
+        if constexpr (Epi::kColumnSums) {
+          sum[0] += double(out.x);
+          sum[1] += double(out.y);
+          count[0] += out.x > 0.0f ? 1 : 0;
+          count[1] += out.y > 0.0f ? 1 : 0;
+        }
       }
-  }
-
-  float d[kAccumulators];
-#pragma unroll
-  for (int i = 0; i < kAccumulators; ++i) d[i] = 0.0f;
-  for (int i = 0; i < kt_count; ++i) {
-    const int st = i % kStages;
-    mbar_wait(&s.full[st], (i / kStages) & 1);
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kBK / 16; ++kk) {
-      const uint32_t a = smem_u32(s.A[st]), b = smem_u32(s.B[st]);
-      const uint64_t da = AMN ? smem_descriptor_mn(a + a_operand_offset_mn(consumer, kk))
-                              : smem_descriptor(a + a_operand_offset(consumer, kk));
-      const uint64_t db = BMN ? smem_descriptor_mn(b + b_operand_offset_mn(kk)) : smem_descriptor(b + b_operand_offset(kk));
-      wgmma_m64n256k16<AMN ? 1 : 0, BMN ? 1 : 0>(d, da, db);
-    }
-    wgmma_commit();
-    // One group in flight: this stage's products run while the previous stage is handed back.
-    wgmma_wait<1>();
-    if (i > 0 && threadIdx.x % 128 == 0) mbar_arrive(&s.empty[(i - 1) % kStages]);
-  }
-  wgmma_wait<0>();
-
-  // Epilogue: d[4j + 2h], d[4j + 2h + 1] are columns col, col + 1 of one row.
-  const bool columns = Epi::kColumnSums && epi.columns();  // uniform over the block
-  const int cw = consumer_warp(consumer, w);
-#pragma unroll
-  for (int j = 0; j < kBN / 8; ++j) {
-    double sum[2] = {0.0, 0.0};  // this lane's rows of columns col, col + 1
-    int count[2] = {0, 0};
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int row = row_base + acc_row(w, lane, 2 * h), col = n0 + acc_col(lane, j, 0);
-      if (row >= M || col >= N) continue;
-      const unsigned mask = static_cast<unsigned>(masks[mask_word(j, h)] >> mask_shift(j, h)) & 3u;
-      const float2 out = epi(row, col, d[4 * j + 2 * h], d[4 * j + 2 * h + 1], col + 1 < N, mask);
       if constexpr (Epi::kColumnSums) {
-        sum[0] += double(out.x);
-        sum[1] += double(out.y);
-        count[0] += out.x > 0.0f ? 1 : 0;
-        count[1] += out.y > 0.0f ? 1 : 0;
+        if (columns) {
+          // Lanes 4g + t (g = 0..7) hold the same columns: a fixed xor tree over g.
+#pragma unroll
+          for (int c = 0; c < 2; ++c)
+#pragma unroll
+            for (int offset = 4; offset < 32; offset <<= 1) {
+              sum[c] += __shfl_xor_sync(0xffffffffu, sum[c], offset);
+              count[c] += __shfl_xor_sync(0xffffffffu, count[c], offset);
+            }
+          if (lane < 4) {
+#pragma unroll
+            for (int c = 0; c < 2; ++c) {
+              s.col_sum[cw][acc_col(lane, j, c)] = sum[c];
+              s.col_count[cw][acc_col(lane, j, c)] = count[c];
+            }
+          }
+        }
       }
     }
     if constexpr (Epi::kColumnSums) {
       if (columns) {
-        // Lanes 4g + t (g = 0..7) hold the same columns: a fixed xor tree over g.
+        consumers_sync();
+        const int local = threadIdx.x - 128;  // consumer thread 0 .. 255: column n0 + local
+        const int col = n0 + local;
+        if (col < N) {
+          double total = 0.0;
+          int fired = 0;
 #pragma unroll
-        for (int c = 0; c < 2; ++c)
-#pragma unroll
-          for (int offset = 4; offset < 32; offset <<= 1) {
-            sum[c] += __shfl_xor_sync(0xffffffffu, sum[c], offset);
-            count[c] += __shfl_xor_sync(0xffffffffu, count[c], offset);
+          for (int k = 0; k < kConsumerWarps; ++k) {
+            total += s.col_sum[k][local];
+            fired += s.col_count[k][local];
           }
-        if (lane < 4) {
-#pragma unroll
-          for (int c = 0; c < 2; ++c) {
-            s.col_sum[cw][acc_col(lane, j, c)] = sum[c];
-            s.col_count[cw][acc_col(lane, j, c)] = count[c];
-          }
+          epi.partial()[size_t(tile_m) * N + col] = total;  // partial[tile_m, col]
+          if (epi.fired() && fired) atomicAdd(epi.fired() + col, fired);
         }
-      }
-    }
-  }
-  if constexpr (Epi::kColumnSums) {
-    if (columns) {
-      consumers_sync();
-      const int local = threadIdx.x - 128;  // consumer thread 0 .. 255: column n0 + local
-      const int col = n0 + local;
-      if (col < N) {
-        double total = 0.0;
-        int fired = 0;
-#pragma unroll
-        for (int k = 0; k < kConsumerWarps; ++k) {
-          total += s.col_sum[k][local];
-          fired += s.col_count[k][local];
-        }
-        epi.partial()[size_t(tile_m) * N + col] = total;  // partial[tile_m, col]
-        if (epi.fired() && fired) atomicAdd(epi.fired() + col, fired);
+        consumers_sync();  // every sum read before the next item's are written
       }
     }
   }
@@ -370,9 +391,10 @@ int launch(const Op& op, int M, int N, int K, const bf16* A, int lda, const bf16
   MS_TRY(check(op, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes)),
                "cudaFuncSetAttribute"));
   const int k_tiles = (K + kBK - 1) / kBK;
-  const dim3 grid(static_cast<unsigned int>((N + kBN - 1) / kBN), static_cast<unsigned int>((M + kBM - 1) / kBM),
-                  static_cast<unsigned int>(splits));
-  kernel<<<grid, wgmma_layout::kThreads, kSmemBytes, op.stream>>>(M, N, k_tiles, map_a, map_b, epi);
+  const long long items = (long long)((N + kBN - 1) / kBN) * ((M + kBM - 1) / kBM) * splits;
+  const long long blocks = block_count(items, k_tiles, splits, device_multiprocessors());
+  kernel<<<static_cast<unsigned int>(blocks), wgmma_layout::kThreads, kSmemBytes, op.stream>>>(M, N, k_tiles, splits,
+                                                                                                 map_a, map_b, epi);
   return check_launch(op, "gemm_wgmma_kernel");
 }
 
@@ -422,7 +444,9 @@ bool wgmma_runs() {
 
 bool wgmma_fits(bool trans_a, bool trans_b, int M, int N, int K, const void* A, int lda, const void* B, int ldb) {
   // trans_a: A stored [K, M] (MN-major); trans_b: B stored [N, K] (K-major).
-  const bool shape = M >= 1 && N >= 1 && K >= 1 && (M + kBM - 1) / kBM <= 65535;
+  // One block per work item at most: the item count must fit a grid's x (up to 8 splits).
+  const bool shape = M >= 1 && N >= 1 && K >= 1 &&
+                     (long long)((M + kBM - 1) / kBM) * ((N + kBN - 1) / kBN) * 8 <= 0x7fffffffLL;
   const bool lds = lda >= (trans_a ? M : K) && ldb >= (trans_b ? K : N);
   return shape && lds && lda % 8 == 0 && ldb % 8 == 0 && aligned(A, 16) && aligned(B, 16);
 }

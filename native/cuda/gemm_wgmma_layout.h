@@ -131,6 +131,26 @@ MS_WGMMA_FN int split_count(long long tiles, int k_tiles, int sms) {
   return best;
 }
 
+// ---- blocks and work items -----------------------------------------------------------------------
+// The work of a product is its items (tile_n, tile_m, z): output tile (tile_n, tile_m) and split z,
+// numbered tile_n fastest, then tile_m, then z. Block b of G takes items b, b + G, b + 2G, ...; its
+// stage uses are numbered on across its items (use g is stage g % kStages, phase g / kStages).
+struct WorkItem {
+  int tile_n, tile_m, z;
+};
+MS_WGMMA_FN WorkItem work_item(long long item, int tiles_n, int tiles_m) {
+  return {int(item % tiles_n), int((item / tiles_n) % tiles_m), int(item / ((long long)tiles_n * tiles_m))};
+}
+
+// Blocks for the `items` of a product of k_tiles k tiles split `splits` ways: one per item; or,
+// where K is not split, is short (at most kPersistentMaxKTiles k tiles) and the items outnumber
+// the multiprocessors, one per multiprocessor, each taking items in turn, so that a block starts
+// once and the producer loads the next item's stages while the consumers store this one's tile.
+constexpr int kPersistentMaxKTiles = 16;
+MS_WGMMA_FN long long block_count(long long items, int k_tiles, int splits, int sms) {
+  return splits == 1 && k_tiles <= kPersistentMaxKTiles && sms > 0 && items > sms ? sms : items;
+}
+
 }  // namespace ms::cuda::wgmma_layout
 
 #undef MS_WGMMA_FN

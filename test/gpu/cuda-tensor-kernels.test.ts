@@ -124,6 +124,7 @@ describe.skipIf(!hasCuda)('cuda tensor-core kernels', () => {
       [1000, 264, 1032], // ragged tiles: 128 x 256 blocks over 1000 x 1032, K tails of the 64-wide stages
       [4096, 512, 16384], // the issue's first shape: x̂ splits K in two
       [300, 768, 2048], // x̂ with N = 768 (three 256-wide tiles): 9 tiles on 132 SMs, K split in eight
+      [4100, 136, 8200], // the encoder and ∂f: 33 x 33 ragged tiles of K = 136, a block per SM taking them in turn
     ] as const;
     for (const [B, d, n] of wgmmaShapes) {
       it.skipIf(!hopper)(`bf16 gradients agree with the simple path, all on wgmma and as chosen by default: B=${B} d=${d} n=${n}`, async () => {

@@ -31,6 +31,7 @@ struct Case {
   int splits = 1;    // split K (the store epilogue): partial products summed in order
   bool amn = false;  // A stored [K, M] (MN-major), else [M, K]
   bool bmn = false;  // B stored [K, N] (MN-major), else [N, K]
+  int sms = 132;     // multiprocessors of the emulated GPU (block_count)
 };
 
 const char* order(const Case& c) { return c.amn ? (c.bmn ? "TN" : "TT") : (c.bmn ? "NN" : "NT"); }
@@ -164,137 +165,144 @@ void run_case(const Case& c, unsigned seed) {
   std::vector<int> fired(c.N, 0);
 
   Shared smem(size_t(kStages) * kStageBytes);
-  for (int z = 0; z < splits; ++z)
-    for (int tile_m = 0; tile_m < tiles_m; ++tile_m)
-      for (int bx = 0; bx < tiles_n; ++bx) {
-        const int m0 = tile_m * kBM, n0 = bx * kBN;
-        const int kt_begin = split_begin(z, k_tiles, splits);
-        const int kt_count = split_begin(z + 1, k_tiles, splits) - kt_begin;
-        // Masks first (kReadsMask): each consumer thread's bits before any output is written.
-        unsigned long long masks[kConsumers][128][2] = {};
-        if (c.epi == Epi::FeatureGrad)
-          for (int cons = 0; cons < kConsumers; ++cons)
-            for (int T = 0; T < 128; ++T) {
-              const int w = T / 32, lane = T % 32;
-              for (int j = 0; j < kBN / 8; ++j)
-                for (int h = 0; h < 2; ++h) {
-                  const int row = m0 + cons * kConsumerRows + acc_row(w, lane, 2 * h), col = n0 + acc_col(lane, j, 0);
-                  if (row >= c.M || col >= c.N) continue;
-                  unsigned bits = fgp[size_t(row) * c.N + col] > 0 ? 1u : 0u;
-                  if (col + 1 < c.N && fgp[size_t(row) * c.N + col + 1] > 0) bits |= 2u;
-                  masks[cons][T][mask_word(j, h)] |= static_cast<unsigned long long>(bits) << mask_shift(j, h);
-                }
-            }
-        std::vector<std::vector<std::vector<double>>> acc(kConsumers, std::vector<std::vector<double>>(128, std::vector<double>(kAccumulators, 0.0)));
-        for (int i = 0; i < kt_count; ++i) {
-          const int st = i % kStages;
-          const uint32_t a_base = uint32_t(st) * kABytes, b_base = uint32_t(kStages) * kABytes + uint32_t(st) * kBBytes;
-          for (uint32_t b = a_base; b < a_base + kABytes; b += 2) smem.slot[b / 2] = NAN;
-          for (uint32_t b = b_base; b < b_base + kBBytes; b += 2) smem.slot[b / 2] = NAN;
-          const int k0 = tma_k(kt_begin + i);
-          if (c.amn)
-            for (int cons = 0; cons < kConsumers; ++cons)
-              tma_load(smem, a_base + a_box_offset_mn(cons), A, lda, c.K, c.M, kMNBox, tma_a_mn(m0, cons), k0, c);
-          else
-            tma_load(smem, a_base, A, lda, c.M, c.K, kBM, k0, m0, c);
-          if (c.bmn)
-            for (int q = 0; q < kBN / kMNBox; ++q)
-              tma_load(smem, b_base + b_box_offset_mn(q), B, ldb, c.K, c.N, kMNBox, tma_b_mn(n0, q), k0, c);
-          else
-            tma_load(smem, b_base, B, ldb, c.N, c.K, kBN, k0, n0, c);
-          for (int cons = 0; cons < kConsumers; ++cons)
-            for (int kk = 0; kk < kBK / 16; ++kk) {
-              std::vector<double> a, b;
-              if (c.amn)
-                read_operand_mn(smem, smem_descriptor_mn(a_base + a_operand_offset_mn(cons, kk)), kConsumerRows, a,
-                                a_base, a_base + kABytes, c);
-              else
-                read_operand(smem, smem_descriptor(a_base + a_operand_offset(cons, kk)), kConsumerRows, a, a_base,
-                             a_base + kABytes, c);
-              if (c.bmn)
-                read_operand_mn(smem, smem_descriptor_mn(b_base + b_operand_offset_mn(kk)), kBN, b, b_base,
-                                b_base + kBBytes, c);
-              else
-                read_operand(smem, smem_descriptor(b_base + b_operand_offset(kk)), kBN, b, b_base, b_base + kBBytes, c);
-              wgmma(acc[cons], a, b);
-            }
-        }
-        // Epilogue, as the kernel: pairs (j, h), then the column reduction through shared memory.
-        std::vector<std::vector<double>> col_sum(kConsumerWarps, std::vector<double>(kBN, NAN));
-        std::vector<std::vector<int>> col_count(kConsumerWarps, std::vector<int>(kBN, -1));
+  // The blocks (block_count on a GPU of c.sms multiprocessors), each taking its work items in
+  // turn, with its stage uses numbered across them.
+  const long long items = (long long)tiles_n * tiles_m * splits;
+  const long long blocks = block_count(items, k_tiles, splits, c.sms);
+  for (long long blk = 0; blk < blocks; ++blk) {
+    int g = 0;
+    for (long long item = blk; item < items; item += blocks) {
+      const WorkItem t = work_item(item, tiles_n, tiles_m);
+      const int z = t.z, tile_m = t.tile_m;
+      const int m0 = tile_m * kBM, n0 = t.tile_n * kBN;
+      const int kt_begin = split_begin(z, k_tiles, splits);
+      const int kt_count = split_begin(z + 1, k_tiles, splits) - kt_begin;
+      // Masks first (kReadsMask): each consumer thread's bits before any output is written.
+      unsigned long long masks[kConsumers][128][2] = {};
+      if (c.epi == Epi::FeatureGrad)
         for (int cons = 0; cons < kConsumers; ++cons)
-          for (int w = 0; w < 4; ++w)
-            for (int j = 0; j < kBN / 8; ++j) {
-              double sum[32][2] = {};
-              int count[32][2] = {};
-              for (int lane = 0; lane < 32; ++lane) {
-                const int T = 32 * w + lane;
-                for (int h = 0; h < 2; ++h) {
-                  const int row = m0 + cons * kConsumerRows + acc_row(w, lane, 2 * h), col = n0 + acc_col(lane, j, 0);
-                  if (row >= c.M || col >= c.N) continue;
-                  const bool has1 = col + 1 < c.N;
-                  const unsigned mask = static_cast<unsigned>(masks[cons][T][mask_word(j, h)] >> mask_shift(j, h)) & 3u;
-                  const double v[2] = {acc[cons][T][4 * j + 2 * h], acc[cons][T][4 * j + 2 * h + 1]};
-                  for (int e = 0; e < (has1 ? 2 : 1); ++e) {
-                    const size_t at = size_t(row) * c.N + col + e;
-                    double r = 0.0;
-                    if (c.epi == Epi::Store) {
-                      P[size_t(z) * c.M * c.N + at] = v[e];
-                      ++writes[size_t(z) * c.M * c.N + at];
-                      continue;
-                    }
-                    if (c.epi == Epi::BiasRelu) {
-                      r = std::fmax(v[e] + bias[col + e], 0.0);
-                      out[at] = r;
-                    } else {
-                      r = (mask >> e) & 1u ? v[e] + l1 * pen[col + e] : 0.0;
-                      fgp[at] = r;  // overwrites the activations
-                    }
-                    ++writes[at];
-                    sum[lane][e] += r;
-                    count[lane][e] += r > 0 ? 1 : 0;
-                  }
-                }
+          for (int T = 0; T < 128; ++T) {
+            const int w = T / 32, lane = T % 32;
+            for (int j = 0; j < kBN / 8; ++j)
+              for (int h = 0; h < 2; ++h) {
+                const int row = m0 + cons * kConsumerRows + acc_row(w, lane, 2 * h), col = n0 + acc_col(lane, j, 0);
+                if (row >= c.M || col >= c.N) continue;
+                unsigned bits = fgp[size_t(row) * c.N + col] > 0 ? 1u : 0u;
+                if (col + 1 < c.N && fgp[size_t(row) * c.N + col + 1] > 0) bits |= 2u;
+                masks[cons][T][mask_word(j, h)] |= static_cast<unsigned long long>(bits) << mask_shift(j, h);
               }
-              if (c.epi == Epi::Store) continue;
-              // __shfl_xor_sync over offsets 4, 8, 16: lane L adds lane L ^ offset's value.
-              for (int offset = 4; offset < 32; offset <<= 1) {
-                double s2[32][2];
-                int c2[32][2];
-                for (int lane = 0; lane < 32; ++lane)
-                  for (int e = 0; e < 2; ++e) {
-                    s2[lane][e] = sum[lane][e] + sum[lane ^ offset][e];
-                    c2[lane][e] = count[lane][e] + count[lane ^ offset][e];
-                  }
-                for (int lane = 0; lane < 32; ++lane)
-                  for (int e = 0; e < 2; ++e) {
-                    sum[lane][e] = s2[lane][e];
-                    count[lane][e] = c2[lane][e];
-                  }
-              }
-              for (int lane = 0; lane < 4; ++lane)
-                for (int e = 0; e < 2; ++e) {
-                  const int cw = consumer_warp(cons, w), local = acc_col(lane, j, e);
-                  if (!std::isnan(col_sum[cw][local])) fail("column reduction: a shared slot written twice", c);
-                  col_sum[cw][local] = sum[lane][e];
-                  col_count[cw][local] = count[lane][e];
-                }
-            }
-        if (c.epi != Epi::Store)
-          for (int local = 0; local < 128 * kConsumers; ++local) {
-            const int col = n0 + local;
-            if (col >= c.N) continue;
-            double total = 0.0;
-            int n_fired = 0;
-            for (int k = 0; k < kConsumerWarps; ++k) {
-              if (std::isnan(col_sum[k][local])) fail("column reduction: a shared slot never written", c);
-              total += col_sum[k][local];
-              n_fired += col_count[k][local];
-            }
-            partial[size_t(tile_m) * c.N + col] = total;
-            if (c.epi == Epi::BiasRelu) fired[col] += n_fired;
+          }
+      std::vector<std::vector<std::vector<double>>> acc(kConsumers, std::vector<std::vector<double>>(128, std::vector<double>(kAccumulators, 0.0)));
+      for (int i = 0; i < kt_count; ++i, ++g) {
+        const int st = g % kStages;
+        const uint32_t a_base = uint32_t(st) * kABytes, b_base = uint32_t(kStages) * kABytes + uint32_t(st) * kBBytes;
+        for (uint32_t b = a_base; b < a_base + kABytes; b += 2) smem.slot[b / 2] = NAN;
+        for (uint32_t b = b_base; b < b_base + kBBytes; b += 2) smem.slot[b / 2] = NAN;
+        const int k0 = tma_k(kt_begin + i);
+        if (c.amn)
+          for (int cons = 0; cons < kConsumers; ++cons)
+            tma_load(smem, a_base + a_box_offset_mn(cons), A, lda, c.K, c.M, kMNBox, tma_a_mn(m0, cons), k0, c);
+        else
+          tma_load(smem, a_base, A, lda, c.M, c.K, kBM, k0, m0, c);
+        if (c.bmn)
+          for (int q = 0; q < kBN / kMNBox; ++q)
+            tma_load(smem, b_base + b_box_offset_mn(q), B, ldb, c.K, c.N, kMNBox, tma_b_mn(n0, q), k0, c);
+        else
+          tma_load(smem, b_base, B, ldb, c.N, c.K, kBN, k0, n0, c);
+        for (int cons = 0; cons < kConsumers; ++cons)
+          for (int kk = 0; kk < kBK / 16; ++kk) {
+            std::vector<double> a, b;
+            if (c.amn)
+              read_operand_mn(smem, smem_descriptor_mn(a_base + a_operand_offset_mn(cons, kk)), kConsumerRows, a,
+                              a_base, a_base + kABytes, c);
+            else
+              read_operand(smem, smem_descriptor(a_base + a_operand_offset(cons, kk)), kConsumerRows, a, a_base,
+                           a_base + kABytes, c);
+            if (c.bmn)
+              read_operand_mn(smem, smem_descriptor_mn(b_base + b_operand_offset_mn(kk)), kBN, b, b_base,
+                              b_base + kBBytes, c);
+            else
+              read_operand(smem, smem_descriptor(b_base + b_operand_offset(kk)), kBN, b, b_base, b_base + kBBytes, c);
+            wgmma(acc[cons], a, b);
           }
       }
+      // Epilogue, as the kernel: pairs (j, h), then the column reduction through shared memory.
+      std::vector<std::vector<double>> col_sum(kConsumerWarps, std::vector<double>(kBN, NAN));
+      std::vector<std::vector<int>> col_count(kConsumerWarps, std::vector<int>(kBN, -1));
+      for (int cons = 0; cons < kConsumers; ++cons)
+        for (int w = 0; w < 4; ++w)
+          for (int j = 0; j < kBN / 8; ++j) {
+            double sum[32][2] = {};
+            int count[32][2] = {};
+            for (int lane = 0; lane < 32; ++lane) {
+              const int T = 32 * w + lane;
+              for (int h = 0; h < 2; ++h) {
+                const int row = m0 + cons * kConsumerRows + acc_row(w, lane, 2 * h), col = n0 + acc_col(lane, j, 0);
+                if (row >= c.M || col >= c.N) continue;
+                const bool has1 = col + 1 < c.N;
+                const unsigned mask = static_cast<unsigned>(masks[cons][T][mask_word(j, h)] >> mask_shift(j, h)) & 3u;
+                const double v[2] = {acc[cons][T][4 * j + 2 * h], acc[cons][T][4 * j + 2 * h + 1]};
+                for (int e = 0; e < (has1 ? 2 : 1); ++e) {
+                  const size_t at = size_t(row) * c.N + col + e;
+                  double r = 0.0;
+                  if (c.epi == Epi::Store) {
+                    P[size_t(z) * c.M * c.N + at] = v[e];
+                    ++writes[size_t(z) * c.M * c.N + at];
+                    continue;
+                  }
+                  if (c.epi == Epi::BiasRelu) {
+                    r = std::fmax(v[e] + bias[col + e], 0.0);
+                    out[at] = r;
+                  } else {
+                    r = (mask >> e) & 1u ? v[e] + l1 * pen[col + e] : 0.0;
+                    fgp[at] = r;  // overwrites the activations
+                  }
+                  ++writes[at];
+                  sum[lane][e] += r;
+                  count[lane][e] += r > 0 ? 1 : 0;
+                }
+              }
+            }
+            if (c.epi == Epi::Store) continue;
+            // __shfl_xor_sync over offsets 4, 8, 16: lane L adds lane L ^ offset's value.
+            for (int offset = 4; offset < 32; offset <<= 1) {
+              double s2[32][2];
+              int c2[32][2];
+              for (int lane = 0; lane < 32; ++lane)
+                for (int e = 0; e < 2; ++e) {
+                  s2[lane][e] = sum[lane][e] + sum[lane ^ offset][e];
+                  c2[lane][e] = count[lane][e] + count[lane ^ offset][e];
+                }
+              for (int lane = 0; lane < 32; ++lane)
+                for (int e = 0; e < 2; ++e) {
+                  sum[lane][e] = s2[lane][e];
+                  count[lane][e] = c2[lane][e];
+                }
+            }
+            for (int lane = 0; lane < 4; ++lane)
+              for (int e = 0; e < 2; ++e) {
+                const int cw = consumer_warp(cons, w), local = acc_col(lane, j, e);
+                if (!std::isnan(col_sum[cw][local])) fail("column reduction: a shared slot written twice", c);
+                col_sum[cw][local] = sum[lane][e];
+                col_count[cw][local] = count[lane][e];
+              }
+          }
+      if (c.epi != Epi::Store)
+        for (int local = 0; local < 128 * kConsumers; ++local) {
+          const int col = n0 + local;
+          if (col >= c.N) continue;
+          double total = 0.0;
+          int n_fired = 0;
+          for (int k = 0; k < kConsumerWarps; ++k) {
+            if (std::isnan(col_sum[k][local])) fail("column reduction: a shared slot never written", c);
+            total += col_sum[k][local];
+            n_fired += col_count[k][local];
+          }
+          partial[size_t(tile_m) * c.N + col] = total;
+          if (c.epi == Epi::BiasRelu) fired[col] += n_fired;
+        }
+    }
+  }
 
   // Direct products and epilogues.
   std::vector<double> ref_sum(size_t(tiles_m) * c.N, 0.0);
@@ -334,7 +342,8 @@ void run_case(const Case& c, unsigned seed) {
       for (int n = 0; n < c.N; ++n)
         if (fired[n] != ref_fired[n]) fail("firing count mismatch", c);
   }
-  std::printf("ok   M %4d N %4d K %4d  %-12s splits %d  %s\n", c.M, c.N, c.K, epi_name(c.epi), splits, order(c));
+  std::printf("ok   M %4d N %4d K %4d  %-12s splits %d  %2lld blocks for %2lld items  %s\n", c.M, c.N, c.K,
+              epi_name(c.epi), splits, blocks, items, order(c));
 }
 
 // The mask bits of the 64 pairs of a thread are distinct and fit their words.
@@ -380,11 +389,34 @@ void check_splits() {
   std::printf("ok   split counts and ranges\n");
 }
 
+// Work items: the numbering covers every (tile_n, tile_m, z) once; blocks take turns only where K
+// is short and not split and the items outnumber the multiprocessors.
+void check_blocks() {
+  const Case none{0, 0, 0, Epi::Store};
+  const int tiles_n = 5, tiles_m = 3, splits = 2;
+  std::vector<int> seen(size_t(tiles_n) * tiles_m * splits, 0);
+  for (long long item = 0; item < (long long)seen.size(); ++item) {
+    const WorkItem t = work_item(item, tiles_n, tiles_m);
+    if (t.tile_n < 0 || t.tile_n >= tiles_n || t.tile_m < 0 || t.tile_m >= tiles_m || t.z < 0 || t.z >= splits)
+      fail("work item outside the product", none);
+    if (item > 0 && t.tile_n != (item % tiles_n)) fail("work items not numbered tile_n fastest", none);
+    ++seen[(size_t(t.z) * tiles_m + t.tile_m) * tiles_n + t.tile_n];
+  }
+  for (int v : seen)
+    if (v != 1) fail("work items do not cover the product once", none);
+  if (block_count(2048, 8, 1, 132) != 132) fail("short items on a full GPU: one block per multiprocessor", none);
+  if (block_count(2048, 64, 1, 132) != 2048) fail("long items: one block each", none);
+  if (block_count(100, 8, 1, 132) != 100) fail("fewer items than multiprocessors: one block each", none);
+  if (block_count(500, 64, 5, 132) != 500) fail("split K: one block per item", none);
+  std::printf("ok   work items and block counts\n");
+}
+
 }  // namespace
 
 int main() {
   check_mask_layout();
   check_splits();
+  check_blocks();
   unsigned seed = 12345;
   // The orders each epilogue is compiled for (gemm_wgmma.cu): store NT, NN, TN; bias-ReLU NN;
   // feature gradient NT. Shapes ragged around the 128 x 256 x 64 tiles.
@@ -403,7 +435,12 @@ int main() {
       {300, 600, 24, Epi::FeatureGrad},               // NT
       {96, 264, 40, Epi::Store, 1, true, false},      // TT: not compiled, but the layouts hold
   };
-  for (const Case& c : cases) run_case(c, seed++);
+  for (const Case& c : cases) {
+    run_case(c, seed++);
+    Case few = c;  // a GPU of two multiprocessors: blocks take several items each where K is short
+    few.sms = 2;
+    run_case(few, seed++);
+  }
   std::printf("ok\n");
   return 0;
 }

@@ -31,8 +31,18 @@ it.skipIf(!hasCompiler)('the emulated tensor-core GEMM equals a direct product o
 
 it.skipIf(!hasCompiler)('the emulated wgmma GEMM equals direct products and epilogues on ragged shapes', () => {
   const lines = runNativeProgram('gemm_wgmma_emulation.cpp');
-  expect(lines.filter((l) => l.startsWith('ok   M')).length).toBe(13); // store in every order (3 with split K), bias-ReLU NN, feature gradient NT
-  for (const order of ['NT', 'NN', 'TN', 'TT']) expect(lines.some((l) => l.startsWith('ok   M') && l.endsWith(order)), order).toBe(true);
+  // Store in every order (3 with split K), bias-ReLU NN, feature gradient NT; each with a block per
+  // item and on a GPU of two multiprocessors, where blocks take several items in turn.
+  const cases = lines.filter((l) => l.startsWith('ok   M'));
+  expect(cases.length).toBe(26);
+  for (const order of ['NT', 'NN', 'TN', 'TT']) expect(cases.some((l) => l.endsWith(order)), order).toBe(true);
+  const runs = cases.map((l) => {
+    const [, epi, blocks, items] = /(store|bias-relu|feature-grad) .* (\d+) blocks for +(\d+) items/.exec(l)!;
+    return { epi, itemsPerBlock: Number(items) / Number(blocks) };
+  });
+  expect(runs.some((r) => r.itemsPerBlock === 1)).toBe(true);
+  for (const epi of ['store', 'bias-relu', 'feature-grad']) expect(runs.some((r) => r.epi === epi && r.itemsPerBlock > 1), epi).toBe(true);
   expect(lines).toContain('ok   mask bit layout');
   expect(lines).toContain('ok   split counts and ranges');
+  expect(lines).toContain('ok   work items and block counts');
 });
