@@ -178,7 +178,8 @@ next)
   # the LM's harvest, full forward and training step on the defaults, with the tiled attention and
   # with mma.sync alone, next to HF's; the full forward + loss kernel by kernel under ncu (its
   # 8.7 ms against the harvest's 1.3 ms); the wgmma kernel's K = 512 products under ncu; the main
-  # job's pipeline; the default run on A and B and universality; the GEMM playground's timing sweep.
+  # job's pipeline, and where its harvest's host time goes; the default run on A and B and
+  # universality; the GEMM playground's timing sweep.
   DEADLINE=${DEADLINE:-500}
   lm=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64" || echo "--batch 64 --ctx 1024")
   shapes=$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)
@@ -217,11 +218,17 @@ next)
   fi
   pipe=$([ "$quick" = 1 ] && echo "--batch 256 --steps 20 --forward-batch 8 --window 16 --d-sae 512" || echo "")
   step "pipeline" node dist/bench/pipeline.js --backend "$backend" $pipe --json "$out/pipeline.json"
+  # Where the harvest's host time goes (5.5 ms per forward of 128 contexts, against about 1 ms of
+  # device work): the JavaScript thread's profile, and the wall time of each native operation.
+  rm -rf "$work/prof"
+  step "pipeline, profiled" env MONOSEMANTIC_PROFILE=1 node --cpu-prof --cpu-prof-dir "$work/prof" dist/bench/pipeline.js \
+    --backend "$backend" $([ "$quick" = 1 ] && echo "$pipe" || echo "--d-sae 4096 --steps 300")
+  step "pipeline profile, table" node dist/bench/cpuprofile-top.js "$work"/prof/*.cpuprofile --top 30
   run_saes models/a models/b
   compare_saes models/a models/b
   [ "$backend" = cuda ] && [ -x "$playground" ] && STEP_CAP=120 step "gemm playground: timing" \
     "$playground" --time --iters 10 ${cublas:+--cublas "$cublas"}
-  grep -E '^\| |tokens/s|^ *(Tests|Test Files) |FAIL|✓ .*attention at bf16|wgmma vs mma|^torch |^HF |^harvested|^device time|loss recovered|median best-match|^\([0-9]+, ' "$log" | tail -120
+  grep -E '^\| |tokens/s|^ *(Tests|Test Files) |FAIL|✓ .*attention at bf16|wgmma vs mma|^torch |^HF |^harvested|^device time|loss recovered|median best-match|^\([0-9]+, |ms profiled' "$log" | tail -150
   ;;
 retrain)
   # The shipped models, trained on the GPU: A and B (seeds 1 and 2) on the training split
