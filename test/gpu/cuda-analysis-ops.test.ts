@@ -10,6 +10,7 @@ import { columnStats, sparseRows } from '../../lib/ops.js';
 import { Rng } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
 import { normalArray, relDiff, sparseActivations } from '../helpers/data.js';
+import { expectSameValues } from '../helpers/same-values.js';
 
 const status = backendStatus();
 const hasCuda = status.cuda.available;
@@ -28,9 +29,9 @@ describe.skipIf(!hasCuda)('cuda analysis ops', () => {
           using t = Tensor.from(x, [rows, n], { backend });
           out.push(await sparseRows(t, { threshold, capacity: 16 }));
         }
-        expect(out[1]!.rowPtr).toEqual(out[0]!.rowPtr);
-        expect(out[1]!.cols).toEqual(out[0]!.cols);
-        expect(out[1]!.values).toEqual(out[0]!.values);
+        expectSameValues(out[1]!.rowPtr, out[0]!.rowPtr, 'rowPtr');
+        expectSameValues(out[1]!.cols, out[0]!.cols, 'cols');
+        expectSameValues(out[1]!.values, out[0]!.values, 'values');
       }
     });
   }

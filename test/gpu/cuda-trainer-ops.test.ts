@@ -17,6 +17,7 @@ import { SparseAutoencoder } from '../../lib/sae/sae.js';
 import { train } from '../../lib/sae/trainer.js';
 import { Tensor } from '../../lib/tensor.js';
 import { normalArray, relDiff, relError } from '../helpers/data.js';
+import { expectSameValues } from '../helpers/same-values.js';
 import { tempDir, testConfig, writePlantedActivations } from '../helpers/run-fixtures.js';
 
 const status = backendStatus();
@@ -62,11 +63,11 @@ describe.skipIf(!hasCuda)('cuda trainer ops', () => {
       // Indices vouched for by the caller: the device check is skipped, the rows are the same.
       using checked = Tensor.zeros([count + 5, d], { backend });
       await gatherRows(s, i, checked, 5, { indicesChecked: true });
-      expect(checked.toArray()).toEqual(out[backend]);
+      expectSameValues(checked.toArray() as Float32Array, out[backend]!, `${backend} with indices checked by the caller`);
       using bad = Tensor.from(Int32Array.from([0, -1]), [2], { backend, dtype: 'i32' });
       await expect(gatherRows(s, bad, dst)).rejects.toThrow(/idx\[1\] = -1/);
     }
-    expect(out.cuda).toEqual(out.cpu);
+    expectSameValues(out.cuda!, out.cpu!, 'cuda against cpu');
   });
 
   it('keeps the same resampling candidates as the CPU backend over a chunked stream', async () => {

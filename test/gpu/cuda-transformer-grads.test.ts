@@ -42,6 +42,7 @@ import { reduceSumInto } from '../../lib/ops.js';
 import { Rng } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
 import { normalArray, relError, roundArrayBf16, uniformArray } from '../helpers/data.js';
+import { expectSameRecords, expectSameValues } from '../helpers/same-values.js';
 import { gpt2LossAndGrads } from '../helpers/gpt2-grads.js';
 
 const status = backendStatus();
@@ -145,8 +146,8 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
       await mergeQkvGrad(q, k, v, merged);
       return { q: f32(q), k: f32(k), v: f32(v), merged: f32(merged) };
     });
-    expect(r.cuda).toEqual(r.cpu);
-    expect(r.cuda.merged).toEqual(qkv);
+    expectSameRecords(r.cuda, r.cpu, 'cuda against cpu');
+    expectSameValues(r.cuda.merged, qkv, 'merged');
   });
 
   // Rows up to 1,024 wide take a warp each (4 to 32 values per lane); wider ones a block each.
@@ -301,12 +302,12 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
         await crossEntropyForwardBackward(tl2, tt, losses2, 1 / rows, { indicesChecked: true }); // no device check
         return { losses: f32(losses), dlogits: f32(tl), error, untouched, checked: { losses: f32(losses2), dlogits: f32(tl2) } };
       });
-      for (const b of ['cpu', 'cuda'] as const) expect(r[b].checked, b).toEqual({ losses: r[b].losses, dlogits: r[b].dlogits });
+      for (const b of ['cpu', 'cuda'] as const) expectSameRecords(r[b].checked, { losses: r[b].losses, dlogits: r[b].dlogits }, b);
       expect(maxErr(r.cuda.losses, r.cpu.losses)).toBeLessThan(1e-5);
       expect(maxErr(r.cuda.dlogits, r.cpu.dlogits)).toBeLessThan(1e-5);
       expect(r.cuda.error).toBeInstanceOf(MonosemanticError);
       expect((r.cuda.error as MonosemanticError).message).toBe((r.cpu.error as MonosemanticError).message);
-      expect(r.cuda.untouched).toEqual(logits);
+      expectSameValues(r.cuda.untouched, logits, 'logits after a refused call');
     });
   }
 
@@ -337,10 +338,10 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
       return { grad: bf16ToFloat32(grad.toArray() as Uint16Array), rounded: roundArrayBf16(f32(inPlace)), logitsKept: f32(tl), out };
     });
     for (const b of ['cpu', 'cuda'] as const) {
-      expect(r[b].grad, b).toEqual(r[b].rounded); // the bf16 gradient is the f32 one, rounded
-      expect(r[b].logitsKept, b).toEqual(logits);
-      expect(r[b].out[2], b).toEqual(r[b].out[0]); // the same products from either dout
-      expect(r[b].out[3], b).toEqual(r[b].out[1]);
+      expectSameValues(r[b].grad, r[b].rounded, `${b} grad`); // the bf16 gradient is the f32 one, rounded
+      expectSameValues(r[b].logitsKept, logits, `${b} logits`);
+      expectSameValues(r[b].out[2]!, r[b].out[0]!, `${b} dx`); // the same products from either dout
+      expectSameValues(r[b].out[3]!, r[b].out[1]!, `${b} dW`);
     }
     expect(maxErr(r.cuda.grad, r.cpu.grad)).toBeLessThan(1e-2); // bf16 of values within 1e-5
   });
@@ -363,8 +364,8 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
         return { lossesF: f32(lossesF), lossesH: f32(lossesH), rounded: roundArrayBf16(f32(tf)), grad: th.toFloat32() };
       });
       for (const b of ['cpu', 'cuda'] as const) {
-        expect(r[b].lossesH, b).toEqual(r[b].lossesF); // bf16 logits are read as the same f32 values
-        expect(r[b].grad, b).toEqual(r[b].rounded);
+        expectSameValues(r[b].lossesH, r[b].lossesF, `${b} losses`); // bf16 logits are read as the same f32 values
+        expectSameValues(r[b].grad, r[b].rounded, `${b} grad`);
       }
       expect(maxErr(r.cuda.lossesH, r.cpu.lossesH)).toBeLessThan(1e-5);
       expect(maxErr(r.cuda.grad, r.cpu.grad)).toBeLessThan(1e-2); // bf16 of values within 1e-5
@@ -424,7 +425,7 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
       }
       return { p: f32(p), m: f32(m), v: f32(v) };
     });
-    expect(r.cuda).toEqual(r.cpu);
+    expectSameRecords(r.cuda, r.cpu, 'cuda against cpu');
   });
 
   it('reduceSumInto and adamW clipping from the norm held on the backend match the CPU', async () => {

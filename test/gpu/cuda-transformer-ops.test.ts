@@ -18,6 +18,7 @@ import { type Activation, activation, add, argmaxRows, attention, crossEntropy, 
 import { Rng } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
 import { normalArray, roundArrayBf16, uniformArray } from '../helpers/data.js';
+import { expectSameRecords, expectSameValues } from '../helpers/same-values.js';
 import { linearRef } from '../reference/transformer-reference.js';
 
 const status = backendStatus();
@@ -165,7 +166,7 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
               return { rounded: roundArrayBf16(f32(f)), h: h.toFloat32() };
             });
             const what = `${kind} transW ${transW} bias ${withBias}`;
-            for (const b of BACKENDS) expect(r[b].h, `${b} ${what}`).toEqual(r[b].rounded);
+            for (const b of BACKENDS) expectSameValues(r[b].h, r[b].rounded, `${b} ${what}`);
             expect(worst(r.cuda.h, r.cpu.h, relFloor1(r.cpu.h)), what).toBeLessThan(1e-2); // bf16 of values within 1e-5
           }
         }
