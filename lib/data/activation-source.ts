@@ -132,8 +132,9 @@ export async function describeActivations(patterns: readonly string[]): Promise<
     described.push(describes);
   }
   if (described.length === 0) return unknown;
-  const agreed = (key: keyof ActivationDescription) => (described.every((d) => d[key] === described[0]![key]) ? described[0]![key] : null);
-  return { modelName: agreed('modelName') as string | null, hookName: agreed('hookName') as string | null, contextSize: agreed('contextSize') as number | null, datasetPath: agreed('datasetPath') as string | null };
+  const agreed = <K extends keyof ActivationDescription>(key: K): ActivationDescription[K] =>
+    described.every((d) => d[key] === described[0]![key]) ? described[0]![key] : null;
+  return { modelName: agreed('modelName'), hookName: agreed('hookName'), contextSize: agreed('contextSize'), datasetPath: agreed('datasetPath') };
 }
 
 interface Fingerprint {

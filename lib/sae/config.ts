@@ -71,10 +71,10 @@ export function positiveInteger(name: string, value: unknown): number {
   return v;
 }
 
-/** Validates hyperparameters: TypeError for a non-number, RangeError for a bad value. */
 /**
- * Checks the hyperparameters as the kernels use them: in fp32. A β that rounds to 1 there would
- * freeze a moment, an ε that rounds to 0 divides 0 by 0, and a value beyond fp32's range is infinite.
+ * Validates hyperparameters (TypeError for a non-number, RangeError for a bad value) as the
+ * kernels use them: in fp32. A β that rounds to 1 there would freeze a moment, an ε that rounds to
+ * 0 divides 0 by 0, and a value beyond fp32's range is infinite.
  */
 export function checkHyperparameters(h: Hyperparameters): Hyperparameters {
   if (typeof h !== 'object' || h === null) throw new TypeError('hyperparameters must be an object');

@@ -315,7 +315,6 @@ export async function loadSaeLensAsSae(
   return { sae, loaded };
 }
 
-/** The penalty and λ recorded by a monosemantic save, where they are valid. */
 /** Whether every row of W [rows, width] has an L2 norm within 1e-3 of 1. */
 function unitNormRows(W: Float32Array, rows: number, width: number): boolean {
   for (let r = 0; r < rows; r++) {
@@ -326,6 +325,7 @@ function unitNormRows(W: Float32Array, rows: number, width: number): boolean {
   return true;
 }
 
+/** The penalty and λ recorded by a monosemantic save, where they are valid. */
 function recordedHyperparameters(training: Record<string, unknown> | null): { penalty?: Penalty; l1Coeff?: number } {
   const out: { penalty?: Penalty; l1Coeff?: number } = {};
   if (training === null) return out;
