@@ -20,6 +20,7 @@ import { createHash } from 'node:crypto';
 import { glob } from 'tinyglobby';
 
 import { Rng } from '../random.js';
+import { drawOrder } from './orders.js';
 import { SEED_PURPOSE, mixSeed, nonNegativeInteger, permutation, positiveInteger } from './stream-common.js';
 import { ACTIVATION_EXTENSIONS, MANIFEST_FORMAT, openActivationFiles, readActivationManifest, type ActivationDescription, type ActivationFile } from './activation-files.js';
 
@@ -284,11 +285,12 @@ class ShuffledActivationSource implements ActivationSource {
       reads.push(file.readRows(this.#chunkStart[c]!, this.#chunkLength[c]!, into, rows * this.d));
       rows += this.#chunkLength[c]!;
     }
-    const rowOrder = permutation(rows, new Rng(mixSeed([SEED_PURPOSE.FILE_WINDOW_ORDER, this.#seed, epoch, window])));
+    // The rows' order is drawn on the order worker while the reads run.
+    const rowOrder = drawOrder(rows, mixSeed([SEED_PURPOSE.FILE_WINDOW_ORDER, this.#seed, epoch, window]));
     // allSettled: no read may still be writing into the buffer once this returns or throws.
-    const settled = await Promise.allSettled(reads);
+    const settled = await Promise.allSettled([...reads, rowOrder]);
     for (const result of settled) if (result.status === 'rejected') throw result.reason;
-    return { epoch, window, rows, data: into, order: rowOrder };
+    return { epoch, window, rows, data: into, order: await rowOrder };
   }
 
   #following(epoch: number, window: number): [number, number] {

@@ -14,7 +14,8 @@
  * reading and tokenising contexts, the host side of the model's forward and the SAE's steps run
  * concurrently; the trainer waits only when a window is used up before its successor is ready.
  * The two chains share the backend, whose ops run one at a time; the order in which they
- * interleave changes nothing in the stream.
+ * interleave changes nothing in the stream. Serving orders are drawn on a worker thread
+ * (lib/data/orders.ts), the next window's while it is harvested.
  *
  * When the context stream ends, it is reopened from its start (the next epoch). With a store
  * (storeRows), the first pass is harvested into one buffer instead, window after window at the
@@ -28,7 +29,8 @@ import { Rng } from '../random.js';
 import { Tensor } from '../tensor.js';
 import type { Gpt2Model } from '../lm/model.js';
 import type { TrainingDataSource } from '../sae/trainer.js';
-import { SEED_PURPOSE, mixSeed, permutationYielding } from './stream-common.js';
+import { drawOrder } from './orders.js';
+import { SEED_PURPOSE, mixSeed } from './stream-common.js';
 
 /** Contexts [count, contextLength] of token ids, null at the end; `state()` a resumable position. */
 export interface ContextSource {
@@ -304,8 +306,13 @@ export class LmActivationSource implements TrainingDataSource {
     if (buffer === this.#spare) this.#spare = null;
     // Row 0 of this window in its buffer: the store's next free row, or the start of its own buffer.
     const base = store ? this.#stored : 0;
+    // The serving order of a whole window, drawn on the order worker while the window is harvested
+    // (it depends only on the seed, the window's index and its rows).
     try {
       const index = ++this.#built;
+      const orderSeed = mixSeed([SEED_PURPOSE.HARVEST_WINDOW_ORDER, o.seed, index]);
+      const fullOrder = drawOrder(o.contextsPerWindow * P, orderSeed, base);
+      fullOrder.catch(() => undefined); // awaited below, or not needed (a short window, a failure)
       let start = this.#contexts!.state();
       let contexts = 0;
       let reopened = false;
@@ -367,8 +374,8 @@ export class LmActivationSource implements TrainingDataSource {
       }
       const rows = contexts * P;
       if (store) this.#stored += rows;
-      const order = await permutationYielding(rows, new Rng(mixSeed([SEED_PURPOSE.HARVEST_WINDOW_ORDER, o.seed, index])));
-      if (base > 0) for (let i = 0; i < rows; i++) order[i] = order[i]! + base;
+      // The epoch's last window may be short: its order is drawn for its own rows.
+      const order = contexts === o.contextsPerWindow ? await fullOrder : await drawOrder(rows, orderSeed, base);
       return { index, epoch: this.#epoch, start, buffer, rows, orderOnDevice: orderTensor(order, buffer) };
     } catch (error) {
       if (buffer !== store) buffer.dispose();
@@ -376,12 +383,12 @@ export class LmActivationSource implements TrainingDataSource {
     }
   }
 
-  /** The next pass over the store: all of its rows, in an order drawn for that pass (between other work). */
+  /** The next pass over the store: all of its rows, in an order drawn for that pass (on the order worker). */
   async #storedPass(): Promise<Window> {
     const store = this.#store!;
     const index = ++this.#built;
     const epoch = ++this.#epoch;
-    const order = await permutationYielding(this.#stored, new Rng(mixSeed([SEED_PURPOSE.STORED_PASS_ORDER, this.#o.seed, epoch])));
+    const order = await drawOrder(this.#stored, mixSeed([SEED_PURPOSE.STORED_PASS_ORDER, this.#o.seed, epoch]));
     return { index, epoch, start: null, buffer: store, rows: this.#stored, orderOnDevice: orderTensor(order, store) };
   }
 }

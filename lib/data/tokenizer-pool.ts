@@ -11,14 +11,12 @@
  * count asked of them. A worker holds the process open only while it has work: an idle pool
  * never keeps a finished program alive.
  */
-import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 
 import type { Tokenizer } from '../lm/tokenizer.js';
-import { packageRoot } from '../native/load.js';
+import { workerScript } from './worker-script.js';
 
 /** A batch the pool could not encode: its worker failed, or could not load the tokenizer. */
 export class TokenizerPoolError extends Error {
@@ -87,7 +85,7 @@ export class TokenizerPool {
   private constructor(tokenizer: Tokenizer, threads: number) {
     this.#path = tokenizer.path;
     this.#dir = path.dirname(tokenizer.path);
-    this.#script = workerScript();
+    this.#script = tokenizerWorkerScript();
     this.#threads = threads;
   }
 
@@ -131,14 +129,8 @@ export class TokenizerPool {
 
 const pools = new Map<string, TokenizerPool>();
 
-/**
- * The worker's compiled module: beside this one in the package (dist/lib/data), or, when this
- * module runs from its TypeScript source (the tests), the build's copy under dist/.
- */
-function workerScript(): URL {
-  const beside = new URL('./tokenize-worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(beside))) return beside;
-  const built = path.join(packageRoot(), 'dist', 'lib', 'data', 'tokenize-worker.js');
-  if (!existsSync(built)) throw new TokenizerPoolError(`the tokenizer worker ${built} is missing: build the package (npm run build:ts)`);
-  return pathToFileURL(built);
+function tokenizerWorkerScript(): URL {
+  const script = workerScript('tokenize-worker.js');
+  if (script === null) throw new TokenizerPoolError('the tokenizer worker dist/lib/data/tokenize-worker.js is missing: build the package (npm run build:ts)');
+  return script;
 }

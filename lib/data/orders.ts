@@ -1,0 +1,99 @@
+/**
+ * Serving orders drawn off the calling thread. A harvested window's order is a Fisher–Yates
+ * shuffle of up to millions of rows (tens of milliseconds of JavaScript per window); drawn on the
+ * thread that also queues the model's forwards and the SAE's steps, it would hold both up. One
+ * worker thread (lib/data/order-worker.ts) draws them instead, with the same code and generator,
+ * so an order is identical, bit for bit, to permutation(n, new Rng(seed)) on the calling thread.
+ *
+ * The worker is started on first use and holds the process open only while it has work. Where it
+ * cannot run (its compiled module missing, the thread failing), the order is drawn on the calling
+ * thread between other work (permutationYielding): the same order, only slower.
+ */
+import { Worker } from 'node:worker_threads';
+
+import { Rng } from '../random.js';
+import { permutationYielding } from './stream-common.js';
+import { workerScript } from './worker-script.js';
+
+type Reply = { id: number; order: Uint32Array } | { id: number; error: string };
+
+interface Pending {
+  resolve: (order: Uint32Array) => void;
+  reject: (error: Error) => void;
+}
+
+class OrderWorker {
+  readonly #thread: Worker;
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 0;
+
+  constructor(script: URL, onGone: () => void) {
+    this.#thread = new Worker(script);
+    this.#thread.unref();
+    this.#thread.on('message', (reply: Reply) => {
+      const request = this.#pending.get(reply.id);
+      if (!request) return;
+      this.#pending.delete(reply.id);
+      if (this.#pending.size === 0) this.#thread.unref();
+      if ('error' in reply) request.reject(new Error(reply.error));
+      else request.resolve(reply.order);
+    });
+    const fail = (why: string) => {
+      onGone();
+      for (const request of this.#pending.values()) request.reject(new Error(`the order worker ${why}`));
+      this.#pending.clear();
+    };
+    this.#thread.on('error', (error) => fail(`failed (${error.message})`));
+    this.#thread.on('exit', (code) => fail(`exited (code ${code})`));
+  }
+
+  draw(n: number, seed: number, base: number): Promise<Uint32Array> {
+    return new Promise((resolve, reject) => {
+      if (this.#pending.size === 0) this.#thread.ref(); // work in flight: the process waits for it
+      const id = this.#nextId++;
+      this.#pending.set(id, { resolve, reject });
+      this.#thread.postMessage({ id, n, seed, base });
+    });
+  }
+}
+
+let worker: OrderWorker | null = null;
+/** Set once the worker could not be started: every later order is drawn on the calling thread. */
+let unavailable = false;
+
+function orderWorker(): OrderWorker | null {
+  if (worker || unavailable) return worker;
+  const script = workerScript('order-worker.js');
+  try {
+    if (script !== null) worker = new OrderWorker(script, () => (worker = null));
+  } catch {
+    worker = null;
+  }
+  unavailable = worker === null;
+  return worker;
+}
+
+/**
+ * The order of [0, n) that permutation(n, new Rng(seed)) draws, with `base` added to every entry
+ * (row indices into a buffer at row `base`), drawn on the order worker.
+ */
+export async function drawOrder(n: number, seed: number, base = 0): Promise<Uint32Array> {
+  if (!Number.isSafeInteger(n) || n < 0 || n > 2 ** 32) throw new RangeError(`n must be an integer in [0, 2^32] (got ${n})`);
+  if (!Number.isSafeInteger(base) || base < 0 || base + n > 2 ** 32) throw new RangeError(`base must be a non-negative integer with base + n ≤ 2^32 (got ${base})`);
+  const thread = orderWorker();
+  if (thread) {
+    try {
+      return await thread.draw(n, seed, base);
+    } catch {
+      // The thread failed: the same order from the calling thread.
+    }
+  }
+  const order = await permutationYielding(n, new Rng(seed));
+  if (base !== 0) for (let i = 0; i < n; i++) order[i] = order[i]! + base;
+  return order;
+}
+
+/** Whether orders are being drawn on the worker thread (it has started and not failed). */
+export function ordersOffThread(): boolean {
+  return worker !== null;
+}
