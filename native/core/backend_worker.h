@@ -1,8 +1,9 @@
 /*
  * backend_worker.h — the plumbing shared by the native operations exposed to JS: reading checked
- * tensor operands and numbers from an argument object, and BackendWorker, a promise-returning
- * AsyncWorker (sharp's "baton" pattern) whose Execute() runs on a libuv worker thread holding the
- * backend's mutex and touches only its own fields.
+ * tensor operands and numbers from an argument object, and BackendWorker, an operation whose
+ * promise settles once it has run: on a libuv worker thread holding the backend's mutex
+ * (QueuedOperation, sharp's "baton" pattern), or inline on the JS thread where the backend only
+ * queues device work.
  */
 #ifndef MONOSEMANTIC_CORE_BACKEND_WORKER_H
 #define MONOSEMANTIC_CORE_BACKEND_WORKER_H
@@ -124,70 +125,86 @@ inline Napi::Object stats_object(Napi::Env env, const ms_sae_stats& s) {
   return out;
 }
 
-// Base for the operation workers: runs `run()` under the backend lock, settles a promise.
-class BackendWorker : public Napi::AsyncWorker {
+// Base for the operations: the operands read from the argument object (in the constructor, on the
+// JS thread), run() under the backend's lock, and the value its promise resolves to.
+class BackendWorker {
  public:
-  BackendWorker(Napi::Env env, Operands operands)
-      : Napi::AsyncWorker(env, "monosemantic"), operands_(std::move(operands)), deferred_(env) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
+  BackendWorker(Napi::Env, Operands operands) : operands_(std::move(operands)) {}
+  BackendWorker(const BackendWorker&) = delete;
+  BackendWorker& operator=(const BackendWorker&) = delete;
+  virtual ~BackendWorker() = default;
   const Backend* backend() const { return operands_.backend; }
 
- protected:
-  virtual int run(const ms_backend* be, ms_error* err) = 0;
-  virtual Napi::Value result(Napi::Env env) { return env.Undefined(); }
-
-  void Execute() override {
+  // On a libuv worker thread: the operation, then a wait for the device.
+  void Execute() {
     Backend* backend = operands_.backend;
     std::lock_guard<std::mutex> lock(backend->mutex);
     failed_ = run(backend->table, &err_) != MS_OK;
     if (!failed_ && backend->table->synchronize(&err_) != MS_OK) failed_ = true;
   }
 
- public:
-  // The operation on the calling (JS) thread, its promise settled before returning: for a backend
-  // with launch_inline, whose operations only queue device work. The worker is never queued.
+  // On the JS thread, for a backend with launch_inline, whose operations only queue device work.
   void RunInline() {
     Backend* backend = operands_.backend;
-    {
-      std::lock_guard<std::mutex> lock(backend->mutex);
-      failed_ = run(backend->table, &err_) != MS_OK;
-    }
-    Napi::Env env = Env();
-    if (failed_) deferred_.Reject(make_error(env, err_));
-    else deferred_.Resolve(result(env));
+    std::lock_guard<std::mutex> lock(backend->mutex);
+    failed_ = run(backend->table, &err_) != MS_OK;
+  }
+
+  // On the JS thread, after Execute() or RunInline(): settles the operation's promise.
+  void Settle(Napi::Env env, const Napi::Promise::Deferred& deferred) {
+    if (failed_) deferred.Reject(make_error(env, err_));
+    else deferred.Resolve(result(env));
   }
 
  protected:
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    if (failed_) deferred_.Reject(make_error(env, err_));
-    else deferred_.Resolve(result(env));
-  }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  virtual int run(const ms_backend* be, ms_error* err) = 0;
+  virtual Napi::Value result(Napi::Env env) { return env.Undefined(); }
 
   Operands operands_;
   ms_error err_{};
   bool failed_ = false;
+};
+
+// An operation run on a libuv worker thread (sharp's "baton" pattern: Execute() touches only the
+// operation's own fields), its promise settled back on the JS thread.
+class QueuedOperation : public Napi::AsyncWorker {
+ public:
+  QueuedOperation(Napi::Env env, std::unique_ptr<BackendWorker> op)
+      : Napi::AsyncWorker(env, "monosemantic"), op_(std::move(op)), deferred_(env) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override { op_->Execute(); }
+  void OnOK() override {
+    Napi::HandleScope scope(Env());
+    op_->Settle(Env(), deferred_);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
+  std::unique_ptr<BackendWorker> op_;
   Napi::Promise::Deferred deferred_;
 };
 
+// Reads the operation's arguments and runs it: inline, its promise settled before returning, where
+// the backend only queues device work (no libuv work item or async resource is made for it), else
+// queued on the libuv pool.
 template <typename Worker, typename... Extra>
 Napi::Value start_worker(const Napi::CallbackInfo& info, Extra... extra) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject())
     throw Napi::TypeError::New(env, "expected one argument object");
-  auto* worker = new Worker(env, info[0].As<Napi::Object>(), extra...);
-  Napi::Promise promise = worker->promise();
-  const Backend* backend = worker->backend();
+  auto op = std::make_unique<Worker>(env, info[0].As<Napi::Object>(), extra...);
+  const Backend* backend = op->backend();
   if (backend && backend->launch_inline) {
-    std::unique_ptr<Worker> owned(worker);  // never queued: freed here, with its operands' references
-    owned->RunInline();
-    return promise;
+    const Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
+    op->RunInline();
+    op->Settle(env, deferred);
+    return deferred.Promise();  // op, and its operands' references, freed on return
   }
-  worker->Queue();
+  auto* queued = new QueuedOperation(env, std::move(op));  // deletes itself once settled
+  Napi::Promise promise = queued->promise();
+  queued->Queue();
   return promise;
 }
 

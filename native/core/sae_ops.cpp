@@ -1,8 +1,9 @@
 /*
- * sae_ops.cpp — the SAE operations exposed to JS, each a promise-returning AsyncWorker
- * (sharp's "baton" pattern): arguments are read and checked on the JS thread into a plain struct,
- * Execute() runs on a libuv worker thread holding the backend's mutex and touches only that
- * struct, and the result or a MonosemanticError settles the promise on the JS thread.
+ * sae_ops.cpp — the SAE operations exposed to JS, each a promise-returning BackendWorker
+ * (backend_worker.h): arguments are read and checked on the JS thread into a plain struct, the
+ * operation runs holding the backend's mutex (on a libuv worker thread, or inline where the backend
+ * only queues device work) and touches only that struct, and the result or a MonosemanticError
+ * settles the promise on the JS thread.
  *
  * The TypeScript layer validates shapes with user-facing messages first; the checks here are the
  * last line that keeps every pointer access inside its allocation.
