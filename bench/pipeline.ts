@@ -12,6 +12,10 @@
  *      awaits on the source, which with queued CUDA operations misses device work charged to
  *      whatever waits next), and the fraction of the run the SAE was not stepping, 1 − (in the
  *      run) / (consumed alone): what the data costs the SAE, however it is charged.
+ * Each measurement also prints how busy the JavaScript thread was (its event loop's utilisation):
+ * near 100%, the thread that queues the device's work is what limits the rate. Waits for the
+ * device inside native calls (reads, synchronisations) count as busy; run with
+ * MONOSEMANTIC_PROFILE=1 to see how long those took.
  *
  *   node dist/bench/pipeline.js [--backend cpu|cuda] [--d-sae 4096,16384] [--batch 4096]
  *        [--steps 1000] [--passes 10] [--forward-batch 128] [--window 1024] [--corpus PATHS] [--json FILE]
@@ -66,8 +70,14 @@ const corpus = o.corpus ? o.corpus.split(',') : [path.join(packageRoot(), 'corpu
 if (o.corpus && passes !== null) throw new RangeError('--passes counts passes over token shards: leave it out with --corpus');
 const hook = 'blocks.0.mlp.hook_post';
 
+/** Activations/s, and the fraction of the time the JavaScript thread was busy. */
+interface Measured {
+  perSecond: number;
+  busy: number;
+}
+
 /** 1. Activations/s served by the source alone, over two windows. */
-async function harvested(): Promise<number> {
+async function harvested(): Promise<Measured> {
   const tokenizer = await Tokenizer.load(modelDir);
   using model = await Gpt2Model.load(modelDir, { backend });
   const T = model.config.nPositions;
@@ -87,29 +97,32 @@ async function harvested(): Promise<number> {
     await source.next(batch, out); // the first window, and everything's first use
     synchronize(backend);
     const rows = 2 * window * (T - 1);
+    const busy0 = performance.eventLoopUtilization();
     const t0 = performance.now();
     for (let served = 0; served < rows; served += batch) await source.next(batch, out);
     synchronize(backend);
-    return (Math.ceil(rows / batch) * batch) / ((performance.now() - t0) / 1000);
+    const perSecond = (Math.ceil(rows / batch) * batch) / ((performance.now() - t0) / 1000);
+    return { perSecond, busy: performance.eventLoopUtilization(busy0).utilization };
   } finally {
     await source.close();
   }
 }
 
 /** 2. Activations/s of SAE steps alone, their statistics read every 100 steps (the trainer's default). */
-async function consumed(dSae: number): Promise<number> {
+async function consumed(dSae: number): Promise<Measured> {
   using sae = SparseAutoencoder.create({ dIn: 512, dSae, backend, seed: 1 });
   using x = Tensor.from(new Rng(2).fillNormal(new Float32Array(batch * 512)), [batch, 512], { backend });
   for (let i = 0; i < 3; i++) await sae.step(x);
   synchronize(backend);
+  const busy0 = performance.eventLoopUtilization();
   const t0 = performance.now();
   for (let i = 1; i <= steps; i++) await (i % 100 === 0 ? sae.step(x) : sae.queueStep(x));
   synchronize(backend);
-  return (steps * batch) / ((performance.now() - t0) / 1000);
+  return { perSecond: (steps * batch) / ((performance.now() - t0) / 1000), busy: performance.eventLoopUtilization(busy0).utilization };
 }
 
 /** 3. The main job for `steps` steps or `passes` passes: activations/s and the fraction of time waiting for data. */
-async function together(dSae: number, budget: { steps: number } | { passes: number }): Promise<{ perSecond: number; dataWait: number; passes: number }> {
+async function together(dSae: number, budget: { steps: number } | { passes: number }): Promise<Measured & { dataWait: number; passes: number }> {
   const outDir = mkdtempSync(path.join(tmpdir(), 'ms-pipeline-'));
   try {
     const { config } = await resolveRunConfig({
@@ -123,30 +136,34 @@ async function together(dSae: number, budget: { steps: number } | { passes: numb
       checkpoints: { every: 0 },
       eval: { contexts: 2 },
     });
+    const busy0 = performance.eventLoopUtilization();
     const summary = await runMainJob(config);
-    return { perSecond: summary.train.samples / summary.train.seconds, dataWait: summary.train.dataWaitFraction, passes: summary.epochs ?? 0 };
+    // The whole job's (opening, training, evaluation): the training is nearly all of it.
+    const busy = performance.eventLoopUtilization(busy0).utilization;
+    return { perSecond: summary.train.samples / summary.train.seconds, busy, dataWait: summary.train.dataWaitFraction, passes: summary.epochs ?? 0 };
   } finally {
     rmSync(outDir, { recursive: true, force: true });
   }
 }
 
 const harvest = await harvested();
+const percent = (fraction: number) => `${(100 * fraction).toFixed(1)}%`;
 console.log(`backend ${backend}; batch ${batch}, ${forwardBatch} contexts per forward, ${window} per window; corpus ${o.corpus ?? 'the shipped token shards'}`);
-console.log(`harvested alone: ${Math.round(harvest).toLocaleString('en-US')} activations/s (${hook} of models/a)`);
-console.log('| (d, n, B) | run | consumed alone, act/s | in the run, act/s | data wait (trainer) | not stepping, 1 − run/alone |');
-console.log('| --- | --- | ---: | ---: | ---: | ---: |');
+console.log(`harvested alone: ${Math.round(harvest.perSecond).toLocaleString('en-US')} activations/s (${hook} of models/a); JavaScript thread busy ${percent(harvest.busy)}`);
+console.log('| (d, n, B) | run | consumed alone, act/s | in the run, act/s | data wait (trainer) | not stepping, 1 − run/alone | JS thread busy: alone, run |');
+console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: |');
 const rows = [];
 const budgets: ({ steps: number } | { passes: number })[] = [{ steps }, ...(passes !== null ? [{ passes }] : [])];
 for (const n of sizes) {
   const alone = await consumed(n);
   for (const budget of budgets) {
     const run = await together(n, budget);
-    const notStepping = 1 - run.perSecond / alone;
+    const notStepping = 1 - run.perSecond / alone.perSecond;
     const label = `${'steps' in budget ? `${budget.steps} steps` : `${budget.passes} passes`} (${run.passes.toFixed(2)} passes)`;
-    rows.push({ d: 512, n, batch, budget, passes: run.passes, consumedAlone: alone, inRun: run.perSecond, dataWait: run.dataWait, notStepping });
+    rows.push({ d: 512, n, batch, budget, passes: run.passes, consumedAlone: alone.perSecond, inRun: run.perSecond, dataWait: run.dataWait, notStepping, busyAlone: alone.busy, busyInRun: run.busy });
     console.log(
-      `| (512, ${n}, ${batch}) | ${label} | ${Math.round(alone).toLocaleString('en-US')} | ${Math.round(run.perSecond).toLocaleString('en-US')} | ${(100 * run.dataWait).toFixed(1)}% | ${(100 * notStepping).toFixed(1)}% |`,
+      `| (512, ${n}, ${batch}) | ${label} | ${Math.round(alone.perSecond).toLocaleString('en-US')} | ${Math.round(run.perSecond).toLocaleString('en-US')} | ${percent(run.dataWait)} | ${percent(notStepping)} | ${percent(alone.busy)}, ${percent(run.busy)} |`,
     );
   }
 }
-if (o.json) writeFileSync(o.json, JSON.stringify({ backend, batch, forwardBatch, window, corpus: o.corpus ?? null, harvested: harvest, rows }, null, 2));
+if (o.json) writeFileSync(o.json, JSON.stringify({ backend, batch, forwardBatch, window, corpus: o.corpus ?? null, harvested: harvest.perSecond, harvestBusy: harvest.busy, rows }, null, 2));
