@@ -8,9 +8,20 @@
  * step of the last snapshot whose counts showed a firing (0 for never).
  *
  * Densities: counts accumulate over a window of at least `windowSamples` inputs; when a window
- * closes, its densities become `lastDensity` (what metrics report and what the export's
- * sparsity file holds) and a new window starts.
+ * closes, its densities become `lastDensity` (what metrics report) and a new window starts.
+ *
+ * The export's densities (the SAELens sparsity file) describe the SAE as training left it: the
+ * counts of the latest `windowSamples` inputs, or of the latter half of a run that saw fewer than
+ * twice that. Recent counts are kept in buckets of at least windowSamples / 32 inputs (whole
+ * snapshots each), the oldest dropped once the rest cover the window, so the export's span is
+ * exact to a bucket and its memory is about 33 counts per feature.
  */
+
+/** Firing counts of consecutive snapshots, summed: `samples` inputs in all. */
+export interface CountBucket {
+  counts: Float64Array;
+  samples: number;
+}
 
 export interface FiringStatsState {
   lastFired: Int32Array;
@@ -20,7 +31,12 @@ export interface FiringStatsState {
   lastDensitySamples: number;
   totalCounts: Float64Array;
   totalSamples: number;
+  /** The latest inputs' counts, oldest bucket first, the last one open (covering at least windowSamples inputs once that many were seen). */
+  recent: CountBucket[];
 }
+
+/** Buckets per density window: the export's span is exact to windowSamples / BUCKETS_PER_WINDOW inputs. */
+const BUCKETS_PER_WINDOW = 32;
 
 export interface DensitySummary {
   /** Features that did not fire in the last completed window. */
@@ -47,8 +63,14 @@ export class FiringStats {
       lastDensitySamples: 0,
       totalCounts: new Float64Array(dSae),
       totalSamples: 0,
+      recent: [],
     };
-    if (this.#s.lastFired.length !== dSae || this.#s.windowCounts.length !== dSae || this.#s.totalCounts.length !== dSae) {
+    if (
+      this.#s.lastFired.length !== dSae ||
+      this.#s.windowCounts.length !== dSae ||
+      this.#s.totalCounts.length !== dSae ||
+      this.#s.recent.some((bucket) => bucket.counts.length !== dSae)
+    ) {
       throw new RangeError(`firing statistics are for ${this.#s.lastFired.length} features, not ${dSae}`);
     }
   }
@@ -68,6 +90,7 @@ export class FiringStats {
     }
     s.windowSamples += samples;
     s.totalSamples += samples;
+    this.#addRecent(counts, samples, mayCloseWindow);
     if (mayCloseWindow && s.windowSamples >= this.windowSamples) {
       const density = new Float64Array(this.dSae);
       for (let j = 0; j < this.dSae; j++) density[j] = s.windowCounts[j]! / s.windowSamples;
@@ -76,6 +99,22 @@ export class FiringStats {
       s.windowCounts.fill(0);
       s.windowSamples = 0;
     }
+  }
+
+  /**
+   * Adds a snapshot's counts to the open (newest) bucket; a regular snapshot closes it once it
+   * holds a 32nd of a window, so, as for windows, extra snapshots never move bucket boundaries.
+   * Then drops the oldest buckets the window no longer needs.
+   */
+  #addRecent(counts: Int32Array, samples: number, mayClose: boolean): void {
+    const recent = this.#s.recent;
+    if (recent.length === 0) recent.push({ counts: new Float64Array(this.dSae), samples: 0 });
+    const open = recent.at(-1)!;
+    for (let j = 0; j < this.dSae; j++) open.counts[j]! += counts[j]!;
+    open.samples += samples;
+    if (mayClose && open.samples >= this.windowSamples / BUCKETS_PER_WINDOW) recent.push({ counts: new Float64Array(this.dSae), samples: 0 });
+    let covered = recent.reduce((sum, bucket) => sum + bucket.samples, 0);
+    while (recent.length > 1 && covered - recent[0]!.samples >= this.windowSamples) covered -= recent.shift()!.samples;
   }
 
   /** Features that have not fired since step `since` (exclusive), ascending. */
@@ -104,14 +143,22 @@ export class FiringStats {
   }
 
   /**
-   * Per-feature density for export: the last completed window, or, before one has completed,
-   * everything seen so far (null when nothing was seen).
+   * Per-feature density for export, and the inputs it covers: the latest windowSamples inputs, or
+   * the latter half of a run shorter than two windows (to a bucket: the fewest latest buckets that
+   * cover the span); null when nothing was seen.
    */
-  density(): Float64Array | null {
+  density(): { density: Float64Array; samples: number } | null {
     const s = this.#s;
-    if (s.lastDensity) return s.lastDensity;
-    if (s.totalSamples === 0) return null;
-    return s.totalCounts.map((c) => c / s.totalSamples);
+    if (s.totalSamples === 0 || s.recent.every((bucket) => bucket.samples === 0)) return null;
+    const span = Math.min(this.windowSamples, s.totalSamples / 2);
+    const counts = new Float64Array(this.dSae);
+    let samples = 0;
+    for (let b = s.recent.length - 1; b >= 0 && samples < span; b--) {
+      const bucket = s.recent[b]!;
+      for (let j = 0; j < this.dSae; j++) counts[j]! += bucket.counts[j]!;
+      samples += bucket.samples;
+    }
+    return { density: counts.map((c) => c / samples), samples };
   }
 
   state(): FiringStatsState {
@@ -124,6 +171,7 @@ export class FiringStats {
       lastDensitySamples: s.lastDensitySamples,
       totalCounts: s.totalCounts.slice(),
       totalSamples: s.totalSamples,
+      recent: s.recent.map((bucket) => ({ counts: bucket.counts.slice(), samples: bucket.samples })),
     };
   }
 }

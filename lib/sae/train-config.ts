@@ -94,7 +94,7 @@ export const TrainConfigSchema = z.strictObject({
        * statistics back from the device, so a non-finite loss is reported at the next of them.
        */
       every: positiveInt.default(100),
-      /** Inputs per feature-density window (dead / ultra-low-density counts). */
+      /** Inputs per feature-density window (dead / ultra-low-density counts), and the span of the exported densities. */
       densityWindowSamples: positiveInt.default(10_000_000),
       /** Show a progress bar (null: when stderr is a terminal). */
       progress: z.boolean().nullable().default(null),

@@ -26,7 +26,7 @@ import { decodeSafetensors, encodeSafetensors, tensorToFloat32, tensorToFloat64,
 import { columnStats, rowSqDist, scaleInPlace } from '../ops.js';
 import { Rng } from '../random.js';
 import { Tensor, formatShape } from '../tensor.js';
-import { FiringStats } from './firing-stats.js';
+import { type CountBucket, FiringStats } from './firing-stats.js';
 import type { SaeParameterArrays } from './init.js';
 import { MetricsLog, type MetricsRecord } from './metrics-log.js';
 import { resampleDeadFeatures } from './resample.js';
@@ -156,7 +156,14 @@ export const SAE_CHECKPOINT_LAYOUT = {
     rng: z.array(z.number()),
     /** The data source's own state, which the source checks. */
     source: z.unknown(),
-    firing: z.object({ windowSamples: count, lastDensitySamples: count, totalSamples: count, hasLastDensity: z.boolean() }),
+    firing: z.object({
+      windowSamples: count,
+      lastDensitySamples: count,
+      totalSamples: count,
+      hasLastDensity: z.boolean(),
+      /** Inputs of each bucket of recent counts (firing.safetensors' recent_counts rows); absent in older checkpoints. */
+      recentSamples: z.array(count).optional(),
+    }),
     samplesSinceSnapshot: count,
     resamples: z.array(z.object({ step: stepCount, dead: count, resampled: count, meanLiveEncoderNorm: z.number().nullable() })),
     seconds: count,
@@ -336,7 +343,13 @@ export async function train(input: TrainConfig, options: { resume?: boolean; che
         source: source.state(),
         firing: (() => {
           const f = firing.state();
-          return { windowSamples: f.windowSamples, lastDensitySamples: f.lastDensitySamples, totalSamples: f.totalSamples, hasLastDensity: f.lastDensity !== null };
+          return {
+            windowSamples: f.windowSamples,
+            lastDensitySamples: f.lastDensitySamples,
+            totalSamples: f.totalSamples,
+            hasLastDensity: f.lastDensity !== null,
+            recentSamples: f.recent.map((bucket) => bucket.samples),
+          };
         })(),
         samplesSinceSnapshot,
         resamples,
@@ -555,6 +568,7 @@ function checkpointFiles(sae: SparseAutoencoder, firing: FiringStats, runState: 
       window_counts: { dtype: 'F64', shape: [n], data: f.windowCounts },
       total_counts: { dtype: 'F64', shape: [n], data: f.totalCounts },
       last_density: { dtype: 'F64', shape: [n], data: f.lastDensity ?? new Float64Array(n) },
+      ...(f.recent.length > 0 ? { recent_counts: { dtype: 'F64' as const, shape: [f.recent.length, n], data: concatCounts(f.recent, n) } } : {}),
     }),
     'state.json': `${JSON.stringify(runState, null, 2)}\n`,
   };
@@ -594,15 +608,42 @@ function restoreFiring(checkpoint: Checkpoint<RunState>, config: TrainConfig): F
     return tensor;
   };
   const lastFired = new Int32Array(get('last_fired').bytes.slice().buffer);
-  return new FiringStats(config.sae.dSae, config.logging.densityWindowSamples, {
+  const n = config.sae.dSae;
+  const windowCounts = tensorToFloat64(get('window_counts'));
+  const lastDensity = state.firing.hasLastDensity ? tensorToFloat64(get('last_density')) : null;
+  let recent: CountBucket[];
+  if (state.firing.recentSamples !== undefined) {
+    const sizes = state.firing.recentSamples;
+    const all = sizes.length > 0 ? tensorToFloat64(get('recent_counts')) : new Float64Array(0);
+    if (all.length !== sizes.length * n) {
+      throw new CheckpointError(checkpoint.path, `firing statistic recent_counts holds ${all.length} values, not ${sizes.length} buckets of ${n}`);
+    }
+    recent = sizes.map((samples, b) => ({ counts: all.slice(b * n, (b + 1) * n), samples }));
+  } else {
+    // An older checkpoint: the recent counts are those of the last completed window and the open one.
+    recent = [];
+    if (lastDensity && state.firing.lastDensitySamples > 0) {
+      recent.push({ counts: lastDensity.map((d) => d * state.firing.lastDensitySamples), samples: state.firing.lastDensitySamples });
+    }
+    if (state.firing.windowSamples > 0) recent.push({ counts: windowCounts.slice(), samples: state.firing.windowSamples });
+  }
+  return new FiringStats(n, config.logging.densityWindowSamples, {
     lastFired,
-    windowCounts: tensorToFloat64(get('window_counts')),
+    windowCounts,
     windowSamples: state.firing.windowSamples,
-    lastDensity: state.firing.hasLastDensity ? tensorToFloat64(get('last_density')) : null,
+    lastDensity,
     lastDensitySamples: state.firing.lastDensitySamples,
     totalCounts: tensorToFloat64(get('total_counts')),
     totalSamples: state.firing.totalSamples,
+    recent,
   });
+}
+
+/** Buckets' counts one after another: [buckets, n]. */
+function concatCounts(buckets: readonly CountBucket[], n: number): Float64Array {
+  const out = new Float64Array(buckets.length * n);
+  buckets.forEach((bucket, b) => out.set(bucket.counts, b * n));
+  return out;
 }
 
 /** Writes the SAELens folder with the normalisation folded in, so the SAE works on raw activations. */
@@ -616,7 +657,7 @@ async function exportSae(sae: SparseAutoencoder, firing: FiringStats, scale: num
     W_dec: p.W_dec.map((w) => w / scale),
     b_dec: p.b_dec.map((b) => b / scale),
   };
-  const density = firing.density();
+  const density = firing.density()?.density;
   await saveSaeLens(dir, {
     dIn: sae.dIn,
     dSae: sae.dSae,

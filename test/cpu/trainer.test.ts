@@ -8,7 +8,7 @@ import path from 'node:path';
 
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 
-import { readSafetensors, tensorToFloat32 } from '../../lib/io/safetensors.js';
+import { readSafetensors, tensorToFloat32, tensorToFloat64 } from '../../lib/io/safetensors.js';
 import { CheckpointError, latestGoodCheckpoint, listCheckpoints, readCheckpoint } from '../../lib/io/checkpoint.js';
 import { readMetrics } from '../../lib/sae/metrics-log.js';
 import { loadSaeLens } from '../../lib/sae/saelens.js';
@@ -60,6 +60,8 @@ describe('resume', () => {
     const a = await weights(whole.exportDir!);
     const b = await weights(resumed.exportDir!);
     for (const name of ['W_enc', 'b_enc', 'W_dec', 'b_dec']) expect(Buffer.from(b[name]!.buffer).equals(Buffer.from(a[name]!.buffer))).toBe(true);
+    // So are the exported densities: the checkpoint at step 55 (between two snapshots) kept the recent firing counts.
+    expect(readFileSync(path.join(resumed.exportDir!, 'sparsity.safetensors')).equals(readFileSync(path.join(whole.exportDir!, 'sparsity.safetensors')))).toBe(true);
 
     // The metrics log has every step once, with the same values except timings.
     const strip = (records: Awaited<ReturnType<typeof readMetrics>>) => records.map(({ samplesPerSec, seconds, dataWaitFraction, ...rest }) => rest); // timings differ between runs
@@ -67,6 +69,50 @@ describe('resume', () => {
     const mResumed = await readMetrics(path.join(resumed.outDir, 'metrics.jsonl'));
     expect(strip(mResumed)).toEqual(strip(mWhole));
     expect(mWhole.filter((r) => r.event === 'resample').map((r) => r.step)).toEqual([50, 90]);
+  });
+
+  // 120 steps of 64, cut at step 95 (between two snapshots). A window of 3,200 inputs: the export
+  // covers steps 70 to 120, across the cut. Of 1,600: steps 90 to 120, the snapshot before the cut
+  // and the checkpoint's at 95 in one bucket, as in the uninterrupted run.
+  it.each([3_200, 1_600])('exports the densities of the latest inputs, the same after an interruption within them (window %i)', async (window) => {
+    const overrides = { training: { batchSize: 64, totalSteps: 120 }, logging: { every: 10, densityWindowSamples: window } };
+    const whole = await train(testConfig(data, path.join(root, `density-whole-${window}`), overrides));
+    const controller = new AbortController();
+    const cutDir = path.join(root, `density-cut-${window}`);
+    await train(testConfig(data, cutDir, overrides), { signal: controller.signal, onStep: (step) => step === 95 && controller.abort() });
+    const resumed = await train(testConfig(data, cutDir, overrides), { resume: true });
+    const sparsity = (dir: string) => readFileSync(path.join(dir, 'sparsity.safetensors'));
+    expect(sparsity(resumed.exportDir!).equals(sparsity(whole.exportDir!))).toBe(true);
+
+    // The run's latest inputs, as the SAE ended: with the window of 3,200, not the window that
+    // closed last (steps 50 to 100); with 1,600, the one that closed at step 120 is just those.
+    const exported = (await loadSaeLens(whole.exportDir!)).sparsityLog10!;
+    const checkpoint = await readCheckpoint(path.join(whole.outDir, 'checkpoints', 'step-000000120'), SAE_CHECKPOINT_LAYOUT);
+    expect(checkpoint.state.firing.recentSamples!.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(window);
+    const { tensors } = await readSafetensors(path.join(checkpoint.path, 'firing.safetensors'));
+    const lastWindow = tensorToFloat64(tensors.last_density!);
+    expect(Array.from(exported).some((v, j) => Math.abs(v - Math.log10(lastWindow[j]! + 1e-10)) > 1e-3)).toBe(window === 3_200);
+  });
+
+  it('resumes a checkpoint written before recent firing counts were kept, from its density windows', async () => {
+    const overrides = { training: { batchSize: 64, totalSteps: 60 }, logging: { every: 10, densityWindowSamples: 1_600 }, checkpoints: { every: 30 } };
+    const outDir = path.join(root, 'density-older');
+    const controller = new AbortController();
+    await train(testConfig(data, outDir, overrides), { signal: controller.signal, onStep: (step) => step === 35 && controller.abort() });
+    const checkpoint = path.join(outDir, 'checkpoints', 'step-000000035');
+    const state = JSON.parse(readFileSync(path.join(checkpoint, 'state.json'), 'utf8')) as { firing: Record<string, unknown> };
+    delete state.firing.recentSamples;
+    const bytes = Buffer.from(JSON.stringify(state));
+    writeFileSync(path.join(checkpoint, 'state.json'), bytes);
+    const manifest = JSON.parse(readFileSync(path.join(checkpoint, 'manifest.json'), 'utf8')) as { files: Record<string, { bytes: number; sha256: string }> };
+    manifest.files['state.json'] = { bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
+    writeFileSync(path.join(checkpoint, 'manifest.json'), JSON.stringify(manifest));
+
+    const resumed = await train(testConfig(data, outDir, overrides), { resume: true });
+    expect(resumed.steps).toBe(60);
+    const sparsity = (await loadSaeLens(resumed.exportDir!)).sparsityLog10!;
+    expect(sparsity.length).toBe(64);
+    expect(sparsity.every((v) => Number.isFinite(v) && v <= 0)).toBe(true);
   });
 
   it('refuses to start over an existing run and to resume one without checkpoints', async () => {
