@@ -26,7 +26,7 @@ export interface SaeEvaluation {
   /** Contexts and activation rows (positions 1..T−1) evaluated. */
   contexts: number;
   rows: number;
-  /** Mean over rows of ‖x − x̂‖² / d (the trainer's MSE). */
+  /** Mean over rows of ‖x − x̂‖² / d: per element, on the model's activations as they are (the trainer's mse is ‖x − x̂‖² per row, on normalised inputs). */
   mse: number;
   /** Σ‖x − x̂‖² / Σ‖x − mean(x)‖²: the fraction of variance unexplained. */
   fvu: number;

@@ -69,7 +69,7 @@ function formatSummary(s: MainRunSummary): string {
   if (e) {
     lines.push(
       `  held out: ${e.contexts} contexts, ${e.rows.toLocaleString('en-US')} activations (BOS positions excluded)`,
-      `    MSE ${e.mse.toPrecision(4)}   fraction of variance unexplained ${e.fvu.toFixed(4)}   L0 ${e.l0.toFixed(1)}`,
+      `    MSE ${e.mse.toPrecision(4)} per element   fraction of variance unexplained ${e.fvu.toFixed(4)}   L0 ${e.l0.toFixed(1)}`,
       `    dead ${e.dead} of ${e.dSae} (${pct(e.dead / e.dSae)}, no activation on these ${e.rows.toLocaleString('en-US')})   ultra-low density (< 1e-6) ${e.ultraLow} (${pct(e.ultraLow / e.dSae)})`,
       `    next-token loss: clean ${e.loss.clean.toFixed(4)}, SAE spliced in ${e.loss.spliced.toFixed(4)}, zero-ablated ${e.loss.zeroAblated.toFixed(4)} nats`,
       `    loss recovered ${pct(e.loss.fractionRecovered)}   KL(clean ‖ spliced) ${e.loss.klSpliced.toFixed(4)} nats/token`,

@@ -76,7 +76,7 @@ function formatSummary(s: TrainSummary): string {
   ];
   if (s.last) {
     const l = s.last;
-    lines.push(`  loss ${l.loss.toPrecision(4)}  MSE ${l.mse.toPrecision(4)}  L1 ${l.sparsity.toPrecision(4)}  L0 ${l.l0.toFixed(1)}  FVU ${l.fvu === null ? 'n/a' : l.fvu.toPrecision(3)}  (normalised inputs, last logged batch)`);
+    lines.push(`  loss ${l.loss.toPrecision(4)}  MSE ${l.mse.toPrecision(4)} per row  L1 ${l.sparsity.toPrecision(4)}  L0 ${l.l0.toFixed(1)}  FVU ${l.fvu === null ? 'n/a' : l.fvu.toPrecision(3)}  (normalised inputs, last logged batch)`);
   }
   if (s.dead !== null) lines.push(`  dead features ${s.dead}, ultra-low density (< 1e-6) ${s.ultraLow} (last density window)`);
   for (const r of s.resamples) lines.push(`  step ${r.step}: resampled ${r.resampled} of ${r.dead} dead features`);
