@@ -306,10 +306,10 @@ export class LmActivationSource implements TrainingDataSource {
     if (buffer === this.#spare) this.#spare = null;
     // Row 0 of this window in its buffer: the store's next free row, or the start of its own buffer.
     const base = store ? this.#stored : 0;
-    // The serving order of a whole window, drawn on the order worker while the window is harvested
-    // (it depends only on the seed, the window's index and its rows).
     try {
       const index = ++this.#built;
+      // The serving order of a whole window, drawn on the order worker while the window is
+      // harvested (it depends only on the seed, the window's index and its rows).
       const orderSeed = mixSeed([SEED_PURPOSE.HARVEST_WINDOW_ORDER, o.seed, index]);
       const fullOrder = drawOrder(o.contextsPerWindow * P, orderSeed, base);
       fullOrder.catch(() => undefined); // awaited below, or not needed (a short window, a failure)
