@@ -136,10 +136,14 @@ async function together(dSae: number, budget: { steps: number } | { passes: numb
       checkpoints: { every: 0 },
       eval: { contexts: 2 },
     });
-    const busy0 = performance.eventLoopUtilization();
-    const summary = await runMainJob(config);
-    // The whole job's (opening, training, evaluation): the training is nearly all of it.
-    const busy = performance.eventLoopUtilization(busy0).utilization;
+    // The training loop's: from when the trainer makes its progress display to when it stops it.
+    let busy = Number.NaN;
+    const summary = await runMainJob(config, {
+      makeProgress: () => {
+        const busy0 = performance.eventLoopUtilization();
+        return { update: () => {}, log: () => {}, stop: () => (busy = performance.eventLoopUtilization(busy0).utilization) };
+      },
+    });
     return { perSecond: summary.train.samples / summary.train.seconds, busy, dataWait: summary.train.dataWaitFraction, passes: summary.epochs ?? 0 };
   } finally {
     rmSync(outDir, { recursive: true, force: true });
