@@ -194,7 +194,7 @@ next)
     --precision bf16 --kernels tensor,mma,wgmma --shapes "$shapes" --iters "$iters" --json "$out/sae-step.json"
   STEP_CAP=150 step "sae step, torch.compile" "$python" bench/reference/torch_sae_step.py --device "$torch_device" \
     --shapes "$shapes" --iters "$iters" --compile --json "$out/torch-sae-step-compile.json"
-  fwd=(node dist/bench/lm-forward.js --backend "$backend" --precision bf16 $lm --cases harvest,forward,gpt2 --iters 20 "${gpt2[@]}")
+  fwd=(node dist/bench/lm-forward.js --backend "$backend" --precision bf16 $lm --cases harvest,logits,forward,gpt2 --iters 20 "${gpt2[@]}")
   train=(node dist/bench/lm-train.js --backend "$backend" $lm --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)")
   step "lm forward bf16" "${fwd[@]}"
   step "lm forward bf16, tiled attention" "${tiled[@]}" "${fwd[@]}"

@@ -1,7 +1,9 @@
 /**
  * GPT-2-family forward pass throughput on the active backend, with random weights:
  *   - the paper's 1-layer model (d_model 128, d_mlp 512, 4 heads, ReLU): harvesting
- *     blocks.0.mlp.hook_post (the forward stops there) and the full forward with logits and loss;
+ *     blocks.0.mlp.hook_post (the forward stops there), the full forward returning its logits (the
+ *     issue's "full forward", and what HF's harvest runs too: it has no early stop), and the full
+ *     forward with the loss (cross-entropy over the logits, read back);
  *   - GPT-2 small's shape (12 layers, d_model 768): the full forward.
  *
  *   node dist/bench/lm-forward.js [--backend cpu|cuda] [--precision f32|bf16] [--batch 8] [--ctx 256]
@@ -97,24 +99,28 @@ const program = new Command('lm-forward')
   .option('--gpt2-batch <n>', 'sequences for GPT-2 small', '1')
   .option('--gpt2-ctx <n>', 'context for GPT-2 small', '128')
   .option('--iters <n>', 'timed runs per case', '5')
-  .option('--cases <list>', 'which cases: harvest, forward, gpt2 (comma-separated)', 'harvest,forward,gpt2')
+  .option('--cases <list>', 'which cases: harvest, logits, forward, gpt2 (comma-separated)', 'harvest,logits,forward,gpt2')
   .option('--json <file>', 'also write the rows as JSON')
   .parse();
 const o = program.opts<{ backend?: 'cpu' | 'cuda'; precision: MatmulPrecision; batch: string; ctx: string; gpt2Batch: string; gpt2Ctx: string; iters: string; cases: string; json?: string }>();
 const cases = new Set(o.cases.split(','));
-for (const c of cases) if (!['harvest', 'forward', 'gpt2'].includes(c)) throw new RangeError(`--cases: harvest, forward or gpt2, got '${c}'`);
+for (const c of cases) if (!['harvest', 'logits', 'forward', 'gpt2'].includes(c)) throw new RangeError(`--cases: harvest, logits, forward or gpt2, got '${c}'`);
 const backend = resolveBackend(o.backend);
 const iters = Number(o.iters);
 const rows: Row[] = [];
 
 const paper = config(1, 128, 4, 512, 4096, 1024, 'relu');
-if (cases.has('harvest') || cases.has('forward')) {
+if (cases.has('harvest') || cases.has('logits') || cases.has('forward')) {
   using model = Gpt2Model.fromWeights(paper, randomWeights(paper, 1), { backend, precision: o.precision });
   const [B, T] = [Number(o.batch), Number(o.ctx)];
   if (cases.has('harvest')) rows.push(await time(`1-layer d128: harvest mlp.hook_post (B ${B} × T ${T})`, model, B, T, iters, async (ids) => {
     const r = await model.forward(ids, B, { capture: ['blocks.0.mlp.hook_post'] });
     r.captured['blocks.0.mlp.hook_post']!.dispose();
   }, flopsPerToken(paper, T, false) - 2 * paper.dMlp * paper.dModel)); // stops before the MLP's output product and the unembedding
+  if (cases.has('logits')) rows.push(await time(`1-layer d128: full forward + logits (B ${B} × T ${T})`, model, B, T, iters, async (ids) => {
+    const r = await model.forward(ids, B, { logits: true });
+    r.logits!.dispose();
+  }, flopsPerToken(paper, T, true)));
   if (cases.has('forward')) rows.push(await time(`1-layer d128: full forward + loss (B ${B} × T ${T})`, model, B, T, iters, async (ids) => {
     await model.forward(ids, B, { loss: true });
   }, flopsPerToken(paper, T, true)));
