@@ -27,10 +27,13 @@ class OrderWorker {
   readonly #pending = new Map<number, Pending>();
   #nextId = 0;
 
-  constructor(script: URL, onGone: () => void) {
+  /** `onGone(answered)`: the thread ended, after answering at least once or not. */
+  constructor(script: URL, onGone: (answered: boolean) => void) {
+    let answered = false;
     this.#thread = new Worker(script);
     this.#thread.unref();
     this.#thread.on('message', (reply: Reply) => {
+      answered = true;
       const request = this.#pending.get(reply.id);
       if (!request) return;
       this.#pending.delete(reply.id);
@@ -38,8 +41,10 @@ class OrderWorker {
       if ('error' in reply) request.reject(new Error(reply.error));
       else request.resolve(reply.order);
     });
+    let gone = false;
     const fail = (why: string) => {
-      onGone();
+      if (!gone) onGone(answered); // 'error' is followed by 'exit'
+      gone = true;
       for (const request of this.#pending.values()) request.reject(new Error(`the order worker ${why}`));
       this.#pending.clear();
     };
@@ -58,14 +63,21 @@ class OrderWorker {
 }
 
 let worker: OrderWorker | null = null;
-/** Set once the worker could not be started: every later order is drawn on the calling thread. */
+/** Set once the worker could not be started, or ended before answering: every later order is drawn on the calling thread. */
 let unavailable = false;
 
 function orderWorker(): OrderWorker | null {
   if (worker || unavailable) return worker;
   const script = workerScript('order-worker.js');
   try {
-    if (script !== null) worker = new OrderWorker(script, () => (worker = null));
+    // A thread that ends before answering once (it cannot load, say) is not started again.
+    if (script !== null) {
+      const started: OrderWorker = new OrderWorker(script, (answered) => {
+        if (worker === started) worker = null;
+        if (!answered) unavailable = true;
+      });
+      worker = started;
+    }
   } catch {
     worker = null;
   }
