@@ -29,7 +29,6 @@ export interface FiringStatsState {
   windowSamples: number;
   lastDensity: Float64Array | null;
   lastDensitySamples: number;
-  totalCounts: Float64Array;
   totalSamples: number;
   /** The latest inputs' counts, oldest bucket first, the last one open (covering at least windowSamples inputs once that many were seen). */
   recent: CountBucket[];
@@ -61,14 +60,12 @@ export class FiringStats {
       windowSamples: 0,
       lastDensity: null,
       lastDensitySamples: 0,
-      totalCounts: new Float64Array(dSae),
       totalSamples: 0,
       recent: [],
     };
     if (
       this.#s.lastFired.length !== dSae ||
       this.#s.windowCounts.length !== dSae ||
-      this.#s.totalCounts.length !== dSae ||
       this.#s.recent.some((bucket) => bucket.counts.length !== dSae)
     ) {
       throw new RangeError(`firing statistics are for ${this.#s.lastFired.length} features, not ${dSae}`);
@@ -86,7 +83,6 @@ export class FiringStats {
       const c = counts[j]!;
       if (c > 0) s.lastFired[j] = step;
       s.windowCounts[j]! += c;
-      s.totalCounts[j]! += c;
     }
     s.windowSamples += samples;
     s.totalSamples += samples;
@@ -169,7 +165,6 @@ export class FiringStats {
       windowSamples: s.windowSamples,
       lastDensity: s.lastDensity?.slice() ?? null,
       lastDensitySamples: s.lastDensitySamples,
-      totalCounts: s.totalCounts.slice(),
       totalSamples: s.totalSamples,
       recent: s.recent.map((bucket) => ({ counts: bucket.counts.slice(), samples: bucket.samples })),
     };

@@ -566,7 +566,6 @@ function checkpointFiles(sae: SparseAutoencoder, firing: FiringStats, runState: 
     'firing.safetensors': encodeSafetensors({
       last_fired: { dtype: 'I32', shape: [n], data: f.lastFired },
       window_counts: { dtype: 'F64', shape: [n], data: f.windowCounts },
-      total_counts: { dtype: 'F64', shape: [n], data: f.totalCounts },
       last_density: { dtype: 'F64', shape: [n], data: f.lastDensity ?? new Float64Array(n) },
       ...(f.recent.length > 0 ? { recent_counts: { dtype: 'F64' as const, shape: [f.recent.length, n], data: concatCounts(f.recent, n) } } : {}),
     }),
@@ -633,7 +632,6 @@ function restoreFiring(checkpoint: Checkpoint<RunState>, config: TrainConfig): F
     windowSamples: state.firing.windowSamples,
     lastDensity,
     lastDensitySamples: state.firing.lastDensitySamples,
-    totalCounts: tensorToFloat64(get('total_counts')),
     totalSamples: state.firing.totalSamples,
     recent,
   });
