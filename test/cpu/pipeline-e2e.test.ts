@@ -1,7 +1,7 @@
 /**
  * The whole pipeline on the CPU on a tiny budget: text corpus → tokenised contexts → the fixture
  * model's blocks.0.mlp.hook_post harvested and mixed → SAE trained (interrupted and resumed) →
- * SAELens export → reloaded → fraction of loss recovered.
+ * SAELens export → reloaded → evaluated with the SAE spliced in.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -76,8 +76,14 @@ it('corpus → model → SAE → export → reload, with an interruption and exa
   const { loss: result } = await evaluateSae(model, a.sae, hook, contexts, T);
   console.log(`pipeline e2e: ${JSON.stringify({ last: whole.last, dead: whole.dead, resamples: whole.resamples, loss: result })}`);
   expect(Number.isFinite(whole.last!.loss)).toBe(true);
-  expect(result.zeroAblated).toBeGreaterThan(result.clean);
-  expect(result.fractionRecovered).toBeGreaterThan(0);
+  expect(whole.last!.fvu).toBeLessThan(0.5); // the SAE learnt the harvested activations
+  // The fixture model's weights are random: its MLP barely matters to its (poor) predictions, so
+  // the loss recovered is not meaningful here (test/cpu/main-run.test.ts checks it on model A).
+  // What is checked: the three losses over the held-out positions, and the fraction they give.
+  expect(result.tokens).toBe(16 * (T - 1));
+  for (const loss of [result.clean, result.spliced, result.zeroAblated]) expect(loss).toBeGreaterThan(0);
+  expect(result.fractionRecovered).toBeCloseTo((result.zeroAblated - result.spliced) / (result.zeroAblated - result.clean), 9);
+  expect(result.klSpliced).toBeGreaterThan(0);
   a.sae.dispose();
   b.sae.dispose();
 });

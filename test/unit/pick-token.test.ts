@@ -1,0 +1,37 @@
+import { describe, expect, it } from 'vitest';
+
+import { pickToken } from '../../lib/lm/generate.js';
+import { Rng } from '../../lib/random.js';
+
+/** Pearson's chi-squared statistic of observed counts against expected probabilities. */
+function chiSquared(counts: number[], probabilities: number[]): number {
+  const n = counts.reduce((a, b) => a + b, 0);
+  return counts.reduce((s, c, i) => s + (c - n * probabilities[i]!) ** 2 / (n * probabilities[i]!), 0);
+}
+
+describe('pickToken', () => {
+  // generate() draws its first token from a generator made from the seed: over many seeds, that
+  // token must follow the model's distribution (not, say, always the least likely candidate).
+  const probabilities = [0.05, 0.4, 0.1, 0.3, 0.15];
+  const logits = Float32Array.from(probabilities, (p) => Math.log(p) + 2.5);
+  const firstTokens = (options: { temperature: number; topK: number; topP: number }, seeds: number) => {
+    const counts = new Array<number>(logits.length).fill(0);
+    for (let seed = 0; seed < seeds; seed++) counts[pickToken(logits, options, new Rng(seed))]!++;
+    return counts;
+  };
+
+  it('samples the first token of each seed from the softmax of the logits', () => {
+    const counts = firstTokens({ temperature: 1, topK: 0, topP: 1 }, 4000);
+    expect(chiSquared(counts, probabilities)).toBeLessThan(18.5); // 4 degrees of freedom, p = 0.001
+  });
+
+  it('with top-k and top-p, from the renormalised candidates', () => {
+    // top-k 3 keeps tokens 1, 3, 4 (0.4, 0.3, 0.15 of 0.85); top-p 0.65 keeps tokens 1 and 3 (0.4, then 0.7 ≥ 0.65).
+    const k = firstTokens({ temperature: 1, topK: 3, topP: 1 }, 3000);
+    expect(k[0]! + k[2]!).toBe(0);
+    expect(chiSquared([k[1]!, k[3]!, k[4]!], [0.4 / 0.85, 0.3 / 0.85, 0.15 / 0.85])).toBeLessThan(13.8); // 2 d.o.f.
+    const p = firstTokens({ temperature: 1, topK: 0, topP: 0.65 }, 3000);
+    expect(p[0]! + p[2]! + p[4]!).toBe(0);
+    expect(chiSquared([p[1]!, p[3]!], [0.4 / 0.7, 0.3 / 0.7])).toBeLessThan(10.8); // 1 d.o.f.
+  });
+});
