@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 
-import { generate } from '../lm/generate.js';
+import { generate, generationPositions } from '../lm/generate.js';
 import { saeSplice } from '../lm/interventions.js';
 import { defaultModelDir } from '../lm/default-model.js';
 import { Gpt2Model, type Intervention } from '../lm/model.js';
@@ -42,7 +42,9 @@ export function parseSteer(values: readonly string[]): Record<number, number> {
 
 /** The prompt's tokens and --max-new-tokens must fit the model's n_positions: a RangeError naming the flag otherwise. */
 export function checkLength(promptTokens: number, maxNewTokens: number, nPositions: number): void {
-  if (promptTokens + maxNewTokens > nPositions) throw new RangeError(`the prompt's ${promptTokens} tokens + --max-new-tokens ${maxNewTokens} exceed the model's n_positions ${nPositions}`);
+  if (generationPositions(promptTokens, maxNewTokens) > nPositions) {
+    throw new RangeError(`the prompt's ${promptTokens} tokens + --max-new-tokens ${maxNewTokens} − 1 (the last is not fed back) exceed the model's n_positions ${nPositions}`);
+  }
 }
 
 export function registerGenerate(program: Command): void {

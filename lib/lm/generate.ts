@@ -57,6 +57,11 @@ export function pickToken(logits: Float32Array, options: { temperature: number; 
   return order[keep - 1]!;
 }
 
+/** Positions the model runs over to continue a prompt of `promptLength` tokens by `maxNewTokens`: all but the last new token. */
+export function generationPositions(promptLength: number, maxNewTokens: number): number {
+  return promptLength + Math.max(0, maxNewTokens - 1);
+}
+
 /** Continues `prompt` (token ids of one sequence); returns the new tokens. */
 export async function generate(model: Gpt2Model, prompt: Int32Array, options: GenerateOptions): Promise<Int32Array> {
   if (typeof options !== 'object' || options === null) throw new TypeError('generate needs options, with maxNewTokens at least');
@@ -73,15 +78,16 @@ export async function generate(model: Gpt2Model, prompt: Int32Array, options: Ge
   const topP = options.topP ?? 1;
   if (!Number.isSafeInteger(topK) || topK < 0) throw new RangeError(`topK must be an integer >= 0 (got ${topK})`);
   if (!(topP > 0 && topP <= 1)) throw new RangeError(`topP must be in (0, 1] (got ${topP})`);
-  const capacity = prompt.length + maxNewTokens;
+  // The last new token is never fed back: the model sees the prompt and all new tokens but the last.
+  const capacity = generationPositions(prompt.length, maxNewTokens);
   if (capacity > model.config.nPositions) {
-    throw new RangeError(`prompt (${prompt.length}) + maxNewTokens (${maxNewTokens}) exceed the model's n_positions ${model.config.nPositions}`);
+    throw new RangeError(`prompt (${prompt.length}) + maxNewTokens (${maxNewTokens}) − 1 positions exceed the model's n_positions ${model.config.nPositions}`);
   }
   const rng = new Rng(options.seed ?? 0);
   const stop = new Set(options.stopTokens ?? []);
   const V = model.config.vocabSize;
   const out: number[] = [];
-  using cache = model.createCache(1, Math.max(1, capacity));
+  using cache = model.createCache(1, capacity);
   let input = prompt;
   while (out.length < maxNewTokens) {
     const result = await model.forward(input, 1, { cache, logits: true, ...(options.interventions ? { interventions: options.interventions } : {}) });

@@ -41,7 +41,7 @@ describe('flag values are checked under the flag’s name', () => {
       [['--top-k', '-1'], '--top-k must be a non-negative integer (got "-1")'],
       [['--temperature', '-0.5'], '--temperature must be a non-negative number (got "-0.5")'],
       [['--seed', '1.5'], '--seed must be an integer (got "1.5")'],
-      [['-n', '30'], "the prompt's 3 tokens + --max-new-tokens 30 exceed the model's n_positions 24"],
+      [['-n', '23'], "the prompt's 3 tokens + --max-new-tokens 23 − 1 (the last is not fed back) exceed the model's n_positions 24"],
     ];
     for (const [flags, message] of cases) await expect(run(registerGenerate, ['generate', '--model', model, '--prompt', 'ab', ...flags])).rejects.toThrow(new RangeError(message));
   });

@@ -240,7 +240,9 @@ export function defineGpt2FixtureTests(backend: BackendName): void {
       const greedy = await generate(model, prompt, { maxNewTokens: 8, greedy: true });
       const top1 = await generate(model, prompt, { maxNewTokens: 8, topK: 1, seed: 9 });
       expect(Array.from(top1)).toEqual(Array.from(greedy));
-      await expect(generate(model, prompt, { maxNewTokens: 30 })).rejects.toThrow(/exceed the model's n_positions 24/);
+      // The last new token is not fed back: 3 + 22 − 1 = 24 positions fit, one more does not.
+      expect((await generate(model, prompt, { maxNewTokens: 22, greedy: true })).length).toBe(22);
+      await expect(generate(model, prompt, { maxNewTokens: 23 })).rejects.toThrow(/exceed the model's n_positions 24/);
       await expect(generate(model, prompt, { maxNewTokens: 2, topP: 0 })).rejects.toThrow(RangeError);
     });
   });
