@@ -229,7 +229,7 @@ function warnIfScheduleMisfits(config: TrainConfig, log: (line: string) => void)
   const at = config.resampling.enabled ? config.resampling.steps : [];
   const suggested = stepSchedule(steps);
   const fix = `(for ${steps.toLocaleString('en-US')} steps: --set 'resampling.steps=${JSON.stringify(suggested.resampling.steps)}' --set resampling.deadWindowSteps=${suggested.resampling.deadWindowSteps})`;
-  if (at.some((s) => s > steps)) log(`resampling.steps ${JSON.stringify(at)}: past the end of this ${steps.toLocaleString('en-US')}-step run ${fix}`);
+  if (at.some((s) => s >= steps)) log(`resampling.steps ${JSON.stringify(at)}: at or past the end of this ${steps.toLocaleString('en-US')}-step run ${fix}`);
   else if (at.length > 0 && at[at.length - 1]! < steps / 2) log(`resampling.steps ${JSON.stringify(at)}: all in the first half of this ${steps.toLocaleString('en-US')}-step run ${fix}`);
   if (t.lrWarmupSteps > steps) log(`training.lrWarmupSteps ${t.lrWarmupSteps}: longer than this ${steps.toLocaleString('en-US')}-step run`);
 }

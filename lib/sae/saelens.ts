@@ -289,10 +289,12 @@ export async function loadSaeLens(dir: string): Promise<LoadedSaeLens> {
 
 /**
  * Loads a SAELens folder into a SparseAutoencoder (on `backend`, default the active one). The
- * penalty and λ come from the "monosemantic" block when it records them, so that training can go
- * on as it was; otherwise the defaults apply (they do not change encode or decode), but for the
- * decoder's unit-norm constraint, which is kept only when every decoder row has unit norm: a step
- * would otherwise rescale the rows of an SAE trained without it.
+ * penalty and λ come from the "monosemantic" block when it records them; otherwise the defaults
+ * apply (they do not change encode or decode). The decoder's unit-norm constraint is kept only
+ * when every decoder row has unit norm: a step would otherwise rescale the rows, and with them the
+ * reconstruction, of an SAE trained without it, or of a monosemantic export whose input
+ * normalisation s was folded in (its rows have norm 1/s). Training goes on exactly from the run's
+ * checkpoints, not from an export.
  */
 export async function loadSaeLensAsSae(
   dir: string,
@@ -302,7 +304,7 @@ export async function loadSaeLensAsSae(
   const loaded = await loadSaeLens(dir);
   const recorded = recordedHyperparameters(loaded.training);
   const create: SaeOptions = { dIn: loaded.dIn, dSae: loaded.dSae, ...recorded };
-  if (recorded.penalty === undefined && !unitNormRows(loaded.params.W_dec, loaded.dSae, loaded.dIn)) create.constrainDecoder = false;
+  if (!unitNormRows(loaded.params.W_dec, loaded.dSae, loaded.dIn)) create.constrainDecoder = false;
   if (options.backend !== undefined) create.backend = options.backend;
   if (options.precision !== undefined) create.precision = options.precision;
   const sae = SparseAutoencoder.create(create);

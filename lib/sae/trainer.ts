@@ -313,7 +313,10 @@ export async function train(input: TrainConfig, options: { resume?: boolean; che
     // A fresh run starts an empty log (a start that failed before its first checkpoint may have left one).
     metrics = await MetricsLog.open(path.join(outDir, 'metrics.jsonl'), { truncateAfterStep: step, warn: log });
     const snapshotAt = snapshotSteps(config, total);
-    const resampleAt = new Set(config.resampling.enabled ? config.resampling.steps : []);
+    // A resample at (or past) the last step would export features no step has trained: skipped.
+    const resampleAt = new Set(config.resampling.enabled ? config.resampling.steps.filter((r) => r < total) : []);
+    const tooLate = config.resampling.enabled ? config.resampling.steps.filter((r) => r >= total) : [];
+    if (tooLate.length > 0 && step === 0) log(`resampling.steps ${JSON.stringify(tooLate)}: not before this ${total}-step run's last step, so skipped (the export would hold features resampled and never trained)`);
     const started = performance.now();
     dataMs = 0; // the wait measured is that of the training loop (not normalisation or initialisation)
     const seconds = () => secondsBefore + (performance.now() - started) / 1000;
@@ -428,7 +431,7 @@ export async function train(input: TrainConfig, options: { resume?: boolean; che
           seed: Math.floor(rng.uniform() * 2 ** 53),
         });
         firing.markFresh(dead, step);
-        lastResampleStep = step;
+        if (report.resampled > 0) lastResampleStep = step; // the learning rate warms up again only after a resample
         const event: ResampleEvent = { step, dead: report.dead, resampled: report.resampled, meanLiveEncoderNorm: report.dead > 0 ? report.meanLiveEncoderNorm : null };
         resamples.push(event);
         metrics.append({ step, samples, event: 'resample', dead: report.dead, resampled: report.resampled });
@@ -492,7 +495,7 @@ function snapshotSteps(config: TrainConfig, total: number): Set<number> {
   const out = new Set<number>();
   if (!config.resampling.enabled) return out;
   for (const r of config.resampling.steps) {
-    if (r > total) continue;
+    if (r >= total) continue; // not resampled (see resampleAt)
     out.add(r);
     if (r - config.resampling.deadWindowSteps > 0) out.add(r - config.resampling.deadWindowSteps);
   }

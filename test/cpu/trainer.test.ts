@@ -11,7 +11,7 @@ import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { readSafetensors, tensorToFloat32, tensorToFloat64 } from '../../lib/io/safetensors.js';
 import { CheckpointError, latestGoodCheckpoint, listCheckpoints, readCheckpoint } from '../../lib/io/checkpoint.js';
 import { readMetrics } from '../../lib/sae/metrics-log.js';
-import { loadSaeLens } from '../../lib/sae/saelens.js';
+import { loadSaeLens, loadSaeLensAsSae } from '../../lib/sae/saelens.js';
 import { SparseAutoencoder } from '../../lib/sae/sae.js';
 import { SAE_CHECKPOINT_LAYOUT, TrainingError, train } from '../../lib/sae/trainer.js';
 import { Tensor } from '../../lib/tensor.js';
@@ -146,6 +146,34 @@ describe('resume', () => {
   });
 });
 
+describe('resampling', () => {
+  const lrAt = (records: Awaited<ReturnType<typeof readMetrics>>, step: number) => records.find((r) => r.step === step && r.lr !== undefined)!.lr!;
+
+  it('skips a resample at the last step (the export would hold untrained features), saying so', async () => {
+    const lines: string[] = [];
+    const overrides = { training: { batchSize: 64, totalSteps: 100, lr: 3e-2, l1Coeff: 2 }, resampling: { ...resampling, steps: [50, 100] } };
+    const run = await train(testConfig(data, path.join(root, 'resample-at-end'), overrides), { log: (line) => lines.push(line) });
+    expect(run.resamples.map((r) => r.step)).toEqual([50]);
+    expect(run.resamples[0]!.resampled).toBeGreaterThan(0);
+    expect(lines.filter((line) => line.startsWith('resampling.steps [100]: not before'))).toHaveLength(1);
+  });
+
+  it('warms the learning rate up again after a resample that resampled features, not after one that found none dead', async () => {
+    // λ = 2 and a high rate kill features by step 50; λ = 0 at a low rate kills none.
+    const run = async (name: string, training: object) => {
+      const overrides = { training: { batchSize: 64, totalSteps: 60, ...training }, resampling: { ...resampling, steps: [50], lrRewarmupSteps: 10 }, logging: { every: 1, densityWindowSamples: 1280 } };
+      const result = await train(testConfig(data, path.join(root, name), overrides));
+      return { event: result.resamples[0]!, metrics: await readMetrics(path.join(result.outDir, 'metrics.jsonl')) };
+    };
+    const killing = await run('rewarm-after-resample', { lr: 3e-2, l1Coeff: 2 });
+    expect(killing.event.resampled).toBeGreaterThan(0);
+    expect(lrAt(killing.metrics, 51) / lrAt(killing.metrics, 50)).toBeCloseTo(0.1, 6); // 1/10 of the rate, then up again
+    const none = await run('no-rewarm-without-resample', { lr: 1e-3, l1Coeff: 0 });
+    expect(none.event).toMatchObject({ dead: 0, resampled: 0 });
+    expect(lrAt(none.metrics, 51)).toBe(lrAt(none.metrics, 50));
+  });
+});
+
 describe('checkpoints', () => {
   it('keeps the newest K, detects corrupt and truncated ones, and falls back to the previous good one', async () => {
     const outDir = path.join(root, 'ckpt');
@@ -260,6 +288,14 @@ describe('export', () => {
     const ra = rRaw.toArray() as Float32Array;
     const rb = rScaled.toArray() as Float32Array;
     for (let i = 0; i < ra.length; i++) expect(Math.abs(ra[i]! * s - rb[i]!)).toBeLessThanOrEqual(1e-4 * (1 + Math.abs(rb[i]!)));
+
+    // Loaded to train, the export's decoder rows (norm 1/s) are not renormalised by a step.
+    using reloaded = (await loadSaeLensAsSae(summary.exportDir!, { backend: 'cpu' })).sae;
+    expect(reloaded.constrainDecoder).toBe(false);
+    reloaded.setHyperparameters({ lr: 1e-12 });
+    await reloaded.step(xt);
+    const after = reloaded.readParameters().W_dec;
+    for (let i = 0; i < after.length; i++) expect(Math.abs(after[i]! - loaded.params.W_dec[i]!)).toBeLessThanOrEqual(1e-6 * (1 + Math.abs(loaded.params.W_dec[i]!)));
 
     const svg = readFileSync(path.join(outDir, 'curves.svg'), 'utf8');
     expect(svg).toContain('<svg');
