@@ -5,7 +5,11 @@
  * Writing is atomic: the files go into a temporary folder (each fsynced), the manifest last,
  * then the folder is renamed into place and the parent fsynced — a crash leaves either the old
  * set of checkpoints or the new one, never a half-written checkpoint under a final name. Only the
- * newest `keep` checkpoints are kept, and only after the new one is in place.
+ * newest `keep` checkpoints are kept, and only after the new one is in place. A checkpoint of a
+ * step that already has one (a resumed run saving again before its next step) replaces it the
+ * same way: the old folder is first renamed aside (`step-….replaced`), the new one renamed in, the
+ * old one deleted; a crash between the two renames leaves the old one, which is listed (and read)
+ * under its aside name until a later write puts it back or replaces it.
  *
  * Reading verifies the manifest, every file's size and checksum, and that the checkpoint is
  * complete: it holds every file its trainer's layout lists (`CheckpointLayout`, declared by
@@ -15,7 +19,7 @@
  * falls back to the previous one.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 import { z } from 'zod';
@@ -24,7 +28,7 @@ import { fsyncDir } from './atomic.js';
 
 const FORMAT = 'monosemantic-checkpoint';
 const VERSION = 1;
-const NAME = /^step-(\d{9,})$/;
+const NAME = /^step-(\d{9,})(\.replaced)?$/;
 
 export class CheckpointError extends Error {
   readonly path: string;
@@ -92,6 +96,16 @@ function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
+async function exists(p: string): Promise<boolean> {
+  try {
+    await stat(p);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
+}
+
 async function writeSynced(file: string, data: Buffer): Promise<void> {
   const handle = await open(file, 'w');
   try {
@@ -106,7 +120,10 @@ export function checkpointName(step: number): string {
   return `step-${String(step).padStart(9, '0')}`;
 }
 
-/** Checkpoint folders under `dir`, oldest first (temporary folders are not listed). */
+/**
+ * Checkpoint folders under `dir`, oldest first (temporary folders are not listed). A step's folder
+ * set aside by an interrupted replacement (`.replaced`) is listed only where the step has no other.
+ */
 export async function listCheckpoints(dir: string): Promise<{ step: number; path: string }[]> {
   let names: string[];
   try {
@@ -115,21 +132,41 @@ export async function listCheckpoints(dir: string): Promise<{ step: number; path
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw error;
   }
-  return names
-    .map((name) => ({ name, m: NAME.exec(name) }))
-    .filter((e) => e.m !== null)
-    .map((e) => ({ step: Number(e.m![1]), path: path.join(dir, e.name) }))
-    .sort((a, b) => a.step - b.step);
+  const byStep = new Map<number, { step: number; path: string; aside: boolean }>();
+  for (const name of names) {
+    const m = NAME.exec(name);
+    if (!m) continue;
+    const entry = { step: Number(m[1]), path: path.join(dir, name), aside: m[2] !== undefined };
+    const held = byStep.get(entry.step);
+    if (!held || (held.aside && !entry.aside)) byStep.set(entry.step, entry);
+  }
+  return [...byStep.values()].sort((a, b) => a.step - b.step).map(({ step, path: p }) => ({ step, path: p }));
+}
+
+/**
+ * Settles what a crash left under `dir`: temporary folders are deleted, and a step's folder set
+ * aside by an interrupted replacement is put back when the step has no other, deleted otherwise.
+ */
+async function settleInterruptedWrites(dir: string): Promise<void> {
+  const names = await readdir(dir);
+  for (const name of names) {
+    if (name.includes('.tmp-')) {
+      await rm(path.join(dir, name), { recursive: true, force: true });
+    } else if (name.endsWith('.replaced')) {
+      const finalName = name.slice(0, -'.replaced'.length);
+      if (names.includes(finalName)) await rm(path.join(dir, name), { recursive: true, force: true });
+      else await rename(path.join(dir, name), path.join(dir, finalName));
+    }
+  }
 }
 
 /** Writes a checkpoint of `files` for `step` under `dir` atomically, then keeps the newest `keep`. */
 export async function writeCheckpoint(dir: string, step: number, files: Record<string, Buffer | string>, keep: number): Promise<string> {
   await mkdir(dir, { recursive: true });
-  for (const name of await readdir(dir)) {
-    if (name.includes('.tmp-')) await rm(path.join(dir, name), { recursive: true, force: true }); // left by a crash
-  }
+  await settleInterruptedWrites(dir);
   const finalPath = path.join(dir, checkpointName(step));
   const tmpPath = `${finalPath}.tmp-${process.pid}`;
+  const asidePath = `${finalPath}.replaced`;
   await mkdir(tmpPath);
   try {
     const manifest: Manifest = { format: FORMAT, version: VERSION, step, files: {} };
@@ -141,9 +178,17 @@ export async function writeCheckpoint(dir: string, step: number, files: Record<s
     }
     await writeSynced(path.join(tmpPath, 'manifest.json'), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`));
     await fsyncDir(tmpPath);
-    await rm(finalPath, { recursive: true, force: true }); // a checkpoint of the same step is replaced
-    await rename(tmpPath, finalPath);
+    // A checkpoint of the same step is replaced: set aside until the new one is in place.
+    const replacing = await exists(finalPath);
+    if (replacing) await rename(finalPath, asidePath);
+    try {
+      await rename(tmpPath, finalPath);
+    } catch (error) {
+      if (replacing) await rename(asidePath, finalPath);
+      throw error;
+    }
     await fsyncDir(dir);
+    if (replacing) await rm(asidePath, { recursive: true, force: true });
   } catch (error) {
     await rm(tmpPath, { recursive: true, force: true });
     throw error;

@@ -1,10 +1,10 @@
 /** Checkpoint completeness: a trainer's layout (its files and state.json fields) is required when reading. */
-import { rm } from 'node:fs/promises';
+import { cp, mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { CheckpointError, readCheckpoint, writeCheckpoint } from '../../lib/io/checkpoint.js';
+import { CheckpointError, listCheckpoints, readCheckpoint, writeCheckpoint } from '../../lib/io/checkpoint.js';
 import { LM_CHECKPOINT_LAYOUT } from '../../lib/lm/lm-trainer.js';
 import { SAE_CHECKPOINT_LAYOUT } from '../../lib/sae/trainer.js';
 import { tempDir } from '../helpers/run-fixtures.js';
@@ -43,5 +43,42 @@ describe('readCheckpoint', () => {
   it("refuses another trainer's checkpoint, naming the files this trainer writes", async () => {
     const lm = await writeCheckpoint(path.join(root, 'lm-for-sae'), 5, lmFiles(lmState), 9);
     await expect(readCheckpoint(lm, SAE_CHECKPOINT_LAYOUT)).rejects.toThrow(/sae_weights\.safetensors is not listed in manifest\.json \(an SAE trainer writes sae_weights\.safetensors, optimizer\.safetensors, firing\.safetensors, state\.json\)/);
+  });
+});
+
+describe('writeCheckpoint', () => {
+  const stateAt = (step: number, trainLoss: number) => ({ ...lmState, step, trainLoss });
+
+  it('replaces a checkpoint of the same step, keeping the old one until the new one is in place', async () => {
+    const dir = path.join(root, 'same-step');
+    await writeCheckpoint(dir, 5, lmFiles(stateAt(5, 4.2)), 1);
+    const again = await writeCheckpoint(dir, 5, lmFiles(stateAt(5, 3.9)), 1);
+    expect((await readCheckpoint(again, LM_CHECKPOINT_LAYOUT)).state.trainLoss).toBe(3.9);
+    expect(await readdir(dir)).toEqual(['step-000000005']);
+  });
+
+  it('after a crash between setting the old one aside and renaming the new one in, the old one is listed, read and put back', async () => {
+    const dir = path.join(root, 'crashed-replacement');
+    const first = await writeCheckpoint(dir, 5, lmFiles(stateAt(5, 4.2)), 1);
+    // What the crash leaves: the old folder aside, the new one still temporary.
+    await cp(first, `${first}.replaced`, { recursive: true });
+    await rm(first, { recursive: true });
+    await mkdir(`${first}.tmp-1234`);
+    const listed = await listCheckpoints(dir);
+    expect(listed.map((c) => c.step)).toEqual([5]);
+    expect((await readCheckpoint(listed[0]!.path, LM_CHECKPOINT_LAYOUT)).state.trainLoss).toBe(4.2);
+    // The next write settles it: the old one is back under its name before the new step is added.
+    await writeCheckpoint(dir, 6, lmFiles(stateAt(6, 4.0)), 2);
+    expect((await readdir(dir)).sort()).toEqual(['step-000000005', 'step-000000006']);
+    expect((await readCheckpoint(path.join(dir, 'step-000000005'), LM_CHECKPOINT_LAYOUT)).state.trainLoss).toBe(4.2);
+  });
+
+  it('lists a step once when both its folder and an aside copy exist, and the next write deletes the copy', async () => {
+    const dir = path.join(root, 'aside-and-final');
+    const first = await writeCheckpoint(dir, 5, lmFiles(stateAt(5, 4.2)), 1);
+    await cp(first, `${first}.replaced`, { recursive: true });
+    expect(await listCheckpoints(dir)).toEqual([{ step: 5, path: first }]);
+    await writeCheckpoint(dir, 7, lmFiles(stateAt(7, 4.0)), 2);
+    expect((await readdir(dir)).sort()).toEqual(['step-000000005', 'step-000000007']);
   });
 });
