@@ -69,14 +69,21 @@ export class CorrelationAccumulator {
   }
 
   /**
-   * For each unit of A: its best-correlated unit of B and that correlation. Units that never vary
-   * (dead features) have no correlation: index −1, NaN.
+   * For each unit of A: its best-correlated unit of B and that correlation, in [−1, 1]. Units that
+   * do not vary (dead features, constants) have no correlation: index −1, NaN. A unit counts as
+   * varying when its variance is above 1e-5 of its mean square: below that, the covariance
+   * Σab − ΣaΣb/N is lost in the rounding of the float32 cross products (a constant's "variance"
+   * is rounding alone, and dividing by it gives any correlation at all).
    */
   bestMatches(): { index: Int32Array; correlation: Float64Array } {
     const { nA, nB } = this;
     const N = this.#rows;
-    const sdA = Float64Array.from(this.#sumA, (s, i) => Math.sqrt(Math.max(0, this.#sumA2[i]! - (s * s) / N)));
-    const sdB = Float64Array.from(this.#sumB, (s, j) => Math.sqrt(Math.max(0, this.#sumB2[j]! - (s * s) / N)));
+    const sd = (sum: number, sumSq: number) => {
+      const variance = sumSq - (sum * sum) / N; // N × the variance
+      return variance > 1e-5 * sumSq ? Math.sqrt(variance) : 0;
+    };
+    const sdA = Float64Array.from(this.#sumA, (s, i) => sd(s, this.#sumA2[i]!));
+    const sdB = Float64Array.from(this.#sumB, (s, j) => sd(s, this.#sumB2[j]!));
     const index = new Int32Array(nA).fill(-1);
     const correlation = new Float64Array(nA).fill(Number.NaN);
     for (let i = 0; i < nA; i++) {
@@ -85,7 +92,7 @@ export class CorrelationAccumulator {
       for (let j = 0; j < nB; j++) {
         if (!(sdB[j]! > 0)) continue;
         const cov = this.#cross[i * nB + j]! - (this.#sumA[i]! * this.#sumB[j]!) / N;
-        const r = cov / (sdA[i]! * sdB[j]!);
+        const r = Math.min(1, Math.max(-1, cov / (sdA[i]! * sdB[j]!)));
         if (r > best) {
           best = r;
           index[i] = j;

@@ -2,8 +2,8 @@
  * `monosemantic compare`: two SAEs side by side on the same tokens. Universality (two models): for
  * each feature of A, the Pearson correlation of its activations with its best-matching feature of
  * B, against the same statistic for the two models' raw neurons at the hook (the paper: median
- * 0.72 for features, 0.46 for neurons). Dictionaries on one model (feature splitting): also the
- * decoder cosine similarity of each A feature's nearest B feature.
+ * 0.72 for features, 0.46 for neurons). Dictionaries of one model's one hook (feature splitting):
+ * instead of the neurons, the decoder cosine similarity of each A feature's nearest B feature.
  */
 import path from 'node:path';
 
@@ -111,7 +111,10 @@ export function registerCompare(program: Command): void {
         const contexts = await readContexts({ paths: flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')], textField: flags.textField, tokenizer, contextLength: T, seed: 0 }, count);
         const n = contexts.length / T;
         const features = new CorrelationAccumulator(a.sae.dSae, b.sae.dSae);
-        const neurons = sameModel ? null : new CorrelationAccumulator(a.sae.dIn, b.sae.dIn);
+        // Decoder directions compare only within one activation space: one model's one hook. There the
+        // neurons would be matched to themselves; elsewhere they are the baseline.
+        const sameSpace = sameModel && hookA === hookB && a.sae.dIn === b.sae.dIn;
+        const neurons = sameSpace ? null : new CorrelationAccumulator(a.sae.dIn, b.sae.dIn);
         const batch = 8;
         for (let c0 = 0; c0 < n; c0 += batch) {
           const m = Math.min(batch, n - c0);
@@ -137,7 +140,7 @@ export function registerCompare(program: Command): void {
         const f = features.bestMatches();
         const u = neurons?.bestMatches() ?? null;
         let decoder: { index: Int32Array; cosine: Float64Array } | null = null;
-        if (sameModel && a.sae.dIn === b.sae.dIn) decoder = await bestDecoderCosine(a.loaded.params.W_dec, a.sae.dSae, b.loaded.params.W_dec, b.sae.dSae, a.sae.dIn, a.sae.backend);
+        if (sameSpace) decoder = await bestDecoderCosine(a.loaded.params.W_dec, a.sae.dSae, b.loaded.params.W_dec, b.sae.dSae, a.sae.dIn, a.sae.backend);
         // Logit weights of matched features (universality): both SAEs on an MLP hidden layer.
         let logitCorrelation: Float64Array | null = null;
         const layerA = logitWeightLayer(hookA);
@@ -189,7 +192,7 @@ export function registerCompare(program: Command): void {
           `${flags.saeA} (${a.sae.dSae} features, ${path.basename(path.resolve(modelADir))}) vs ${flags.saeB} (${b.sae.dSae} features, ${path.basename(path.resolve(modelBDir))}) over ${features.rows.toLocaleString('en-US')} tokens`,
           `  features: median best-match activation correlation ${result.features.median.toFixed(3)} (${result.features.alive} of ${a.sae.dSae} A features fire); ${result.features.wellSampled > 0 ? `${result.features.medianWellSampled.toFixed(3)} over the ${result.features.wellSampled} that fire on ${minFires} tokens or more` : `none fires on ${minFires} tokens or more`}`,
         ];
-        if (result.neurons) lines.push(`  neurons:  median best-match activation correlation ${result.neurons.median.toFixed(3)} (the ${a.sae.dIn} units of ${hookA} in each model)`);
+        if (result.neurons) lines.push(`  neurons:  median best-match activation correlation ${result.neurons.median.toFixed(3)} (the units of ${hookA === hookB ? hookA : `${hookA} and ${hookB}`}${sameModel ? '' : ' in each model'})`);
         if (result.logitWeights) lines.push(`  logit weights of matched features: median correlation ${result.logitWeights.median.toFixed(3)}`);
         if (result.decoderCosine) lines.push(`  decoder cosine of each A feature's nearest B feature: median ${result.decoderCosine.median.toFixed(3)}, ${result.decoderCosine.linked} of ${a.sae.dSae} linked (>= ${threshold})`);
         if (result.map) lines.push(`  2-D map of the ${result.map.length} decoder directions (UMAP, cosine): in the JSON (--out), drawn by monosemantic browse --compare`);

@@ -129,7 +129,15 @@ describe('what every analysis command takes', () => {
     expect(JSON.parse(automata.stdout)).toMatchObject({ hook: 'blocks.0.mlp.hook_post', tokens: 3 * 7 });
     const compare = cli(['compare', '--sae-a', sae, '--sae-b', sae, '--hook-a', 'blocks.0.mlp.hook_post', '--hook-b', 'blocks.0.mlp.hook_post', '--model-a', tiny, '--data', jsonl, '--text-field', 'body', '--contexts', '3', '--context-length', '8', '--no-map', '--json']);
     expect(compare.status, compare.stderr).toBe(0);
-    expect(JSON.parse(compare.stdout).tokens).toBe(3 * 7);
+    const sameHook = JSON.parse(compare.stdout);
+    expect(sameHook.tokens).toBe(3 * 7);
+    // One model's one hook: decoder directions compare, neurons would match themselves.
+    expect(sameHook.decoderCosine).not.toBeNull();
+    expect(sameHook.neurons).toBeNull();
+    // Two hooks of one model: directions of two spaces do not compare; the neurons are the baseline.
+    const twoHooks = cli(['compare', '--sae-a', sae, '--sae-b', sae, '--hook-a', 'blocks.0.mlp.hook_post', '--hook-b', 'blocks.1.mlp.hook_post', '--model-a', tiny, '--data', jsonl, '--text-field', 'body', '--contexts', '3', '--context-length', '8', '--no-map', '--json']);
+    expect(twoHooks.status, twoHooks.stderr).toBe(0);
+    expect(JSON.parse(twoHooks.stdout)).toMatchObject({ decoderCosine: null, neurons: { median: expect.any(Number) } });
     expect(cli(['browse', '--sae', sae, '--hook', 'blocks.0.mlp.hook_post', ...common.slice(0, -2), '--context-length', '25', '-o', path.join(root, 'b')]).stderr).toBe(
       "monosemantic: --context-length must be in [2, 24], the model's n_positions (got 25)\n",
     );

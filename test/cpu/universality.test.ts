@@ -51,3 +51,28 @@ it('finds a planted permutation and matches float64 Pearson correlations', async
   for (let i = 0; i < nA; i++) expect(fires[i]).toBe(Array.from({ length: rows }, (_, r) => a[r * nA + i]!).filter((v) => v !== 0).length);
   expect(median([3, Number.NaN, 1, 2])).toBe(2);
 });
+
+it('gives constant units no correlation, and an identical pair a correlation of exactly 1', async () => {
+  // A: constants 0.1 and 0.3 (nonzero, never varying), and a sparse feature; B: that feature and noise.
+  const rows = 1016;
+  const rng = new Rng(3);
+  const acc = new CorrelationAccumulator(3, 3);
+  for (let chunk = 0; chunk < 8; chunk++) {
+    const a = new Float32Array(rows * 3);
+    const b = new Float32Array(rows * 3);
+    for (let r = 0; r < rows; r++) {
+      const feature = rng.uniform() < 0.3 ? rng.range(0, 2) : 0;
+      a.set([0.1, 0.3, feature], r * 3); // a[r, :]
+      b.set([feature, rng.uniform() < 0.3 ? rng.range(0, 2) : 0, rng.normal()], r * 3); // b[r, :]
+    }
+    using ta = Tensor.from(a, [rows, 3], { backend: 'cpu' });
+    using tb = Tensor.from(b, [rows, 3], { backend: 'cpu' });
+    await acc.add(ta, tb);
+  }
+  const { index, correlation } = acc.bestMatches();
+  expect(Array.from(index)).toEqual([-1, -1, 0]);
+  expect(correlation[0]).toBeNaN();
+  expect(correlation[1]).toBeNaN();
+  expect(correlation[2]).toBeLessThanOrEqual(1);
+  expect(correlation[2]).toBeGreaterThan(1 - 1e-6);
+});
