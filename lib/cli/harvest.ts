@@ -83,6 +83,9 @@ export function registerHarvest(program: Command): void {
           tokenizer,
           contextLength,
           seed,
+          // Token shards are read whole and checked (checksum, every token in the vocabulary) before
+          // any activation is cached from them, as `run` does.
+          verify: true,
           onSkip: skipLog((line) => process.stderr.write(`${line}\n`)).onSkip,
         };
         const result = await buildActivationCache({

@@ -39,8 +39,10 @@ export async function resolveCorpusPaths(paths: readonly string[], field = 'path
   const expanded: { shards: string[] | null }[] = [];
   for (const p of paths) {
     let files: string[] | null = null;  // the files of a glob or folder
-    if (isDynamicPattern(p)) files = await glob(p, { absolute: true, onlyFiles: true, expandDirectories: false, dot: false });
-    else if (!isShardFile(p) && (await stat(p).catch(() => null))?.isDirectory()) files = await glob('**/*', { cwd: p, absolute: true, onlyFiles: true, dot: false });
+    // A path that exists is taken as it is, even with glob characters in its name ("data (copy)", "run[1].tokens").
+    const found = await stat(p).catch(() => null);
+    if (found?.isDirectory()) files = await glob('**/*', { cwd: p, absolute: true, onlyFiles: true, dot: false });
+    else if (!found && isDynamicPattern(p)) files = await glob(p, { absolute: true, onlyFiles: true, expandDirectories: false, dot: false });
     if (files === null) expanded.push({ shards: isShardFile(p) ? [p] : null });
     else {
       const shards = files.filter(isShardFile);

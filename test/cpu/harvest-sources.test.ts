@@ -1,5 +1,5 @@
 /** `monosemantic harvest` over token shards, over text with input it skips (printed as found), and over a corpus too small for its rows. */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { expect, it } from 'vitest';
@@ -20,6 +20,17 @@ it('harvests from token shards', async () => {
   expect(r.stdout).toMatch(/cached 300 rows of blocks\.0\.mlp\.hook_post/);
   expect(await verifyActivationCache(out)).toEqual({ shards: 1, rows: 300 });
   expect(r.stderr).not.toMatch(/read \d+ times over/); // far from the end of the corpus
+});
+
+it('refuses a corrupt token shard before caching anything from it', () => {
+  const root = tempDir('harvest-corrupt-shard');
+  const shard = path.join(root, 'val.tokens');
+  const bytes = readFileSync(path.join(packageRoot(), 'corpus', 'val.tokens'));
+  bytes[bytes.length - 101]! ^= 1; // a token's low bit: still inside the vocabulary
+  writeFileSync(shard, bytes);
+  const r = cli(['harvest', '--corpus', shard, ...common, '--out', path.join(root, 'cache')]);
+  expect(r.status).toBe(1);
+  expect(r.stderr).toMatch(/val\.tokens.*checksum mismatch/);
 });
 
 it('says when a corpus too small for --rows was read over and over', () => {

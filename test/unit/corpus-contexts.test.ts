@@ -48,6 +48,18 @@ describe('resolveCorpusPaths', () => {
     expect(await resolveCorpusPaths([text, path.join(scratch, '*.md')])).toEqual({ kind: 'text', paths: [text, path.join(scratch, '*.md')] });
   });
 
+  it('takes a path that exists as it is, glob characters in its name or not', async () => {
+    const copy = path.join(scratch, 'data (copy) [1]');
+    mkdirSync(copy);
+    await writeTokenShard(path.join(copy, 'a.tokens'), Int32Array.of(1, 2, 3), 8192);
+    expect(await resolveCorpusPaths([copy])).toEqual({ kind: 'shards', paths: [path.join(copy, 'a.tokens')] });
+    // run[1].tokens names itself, not the run1.tokens its pattern would match.
+    const named = path.join(scratch, 'run[1].tokens');
+    await writeTokenShard(named, Int32Array.of(1, 2, 3), 8192);
+    await writeTokenShard(path.join(scratch, 'run1.tokens'), Int32Array.of(4, 5, 6), 8192);
+    expect(await resolveCorpusPaths([named])).toEqual({ kind: 'shards', paths: [named] });
+  });
+
   it('names a mix of shards and text, within a folder or across paths', async () => {
     const mixed = path.join(scratch, 'mixed');
     mkdirSync(mixed, { recursive: true });
