@@ -217,15 +217,18 @@ export function checkGpt2Config(config: Gpt2Config, name = 'config'): void {
   }
 }
 
-/** config.json's contents for `config`, with transformers' GPT2Config field names. */
-export function gpt2ConfigToJson(config: Gpt2Config): Record<string, unknown> {
+/**
+ * config.json's contents for `config`, with transformers' GPT2Config field names; `dtype` names the
+ * weights' dtype (transformers' `dtype="auto"` loads them in it), under its older name too.
+ */
+export function gpt2ConfigToJson(config: Gpt2Config, dtype: 'float32' | 'bfloat16' = 'float32'): Record<string, unknown> {
   checkGpt2Config(config);
   return {
     activation_function: config.activation,
     add_cross_attention: false,
     architectures: ['GPT2LMHeadModel'],
     bos_token_id: config.bosTokenId,
-    dtype: 'float32',
+    dtype,
     eos_token_id: config.eosTokenId,
     layer_norm_epsilon: config.layerNormEps,
     model_type: 'gpt2',
@@ -238,6 +241,7 @@ export function gpt2ConfigToJson(config: Gpt2Config): Record<string, unknown> {
     scale_attn_by_inverse_layer_idx: false,
     scale_attn_weights: true,
     tie_word_embeddings: config.tiedEmbeddings,
+    torch_dtype: dtype,
     vocab_size: config.vocabSize,
   };
 }

@@ -257,7 +257,8 @@ export async function trainLm(config: LmTrainConfig, options: { resume?: boolean
       }
       progress?.update(step, { 'tokens/s': rateNow(), ...(trainLoss !== null ? { loss: trainLoss } : {}), ...(valLoss !== null ? { val: valLoss } : {}) });
       if (config.eval.every > 0 && step % config.eval.every === 0 && step < total) await validate();
-      if (options.signal?.aborted) {
+      // An interruption after the last step is no interruption: the run finishes (final validation included).
+      if (options.signal?.aborted && step < total) {
         interrupted = true;
         break;
       }
@@ -428,7 +429,7 @@ with monosemantic (\`--model\` of any command) or Hugging Face transformers (\`G
 | optimizer | AdamW (β ${t.beta1}, ${t.beta2}; weight decay ${t.weightDecay}), peak lr ${t.lr}, ${t.warmupSteps} warm-up steps, cosine to ${t.minLrFraction} × lr, gradient clipping at ${t.clipGradNorm || 'off'} |
 | device | ${facts.device} (${facts.backend} backend) |
 | wall time | ${(facts.seconds / 60).toFixed(1)} min |
-| final training loss | ${fmt(facts.trainLoss)} nats/token (mean of the last ${config.logging.every} steps) |
+| final training loss | ${fmt(facts.trainLoss)} nats/token (mean of the last ${Math.min(facts.steps, facts.steps % config.logging.every || config.logging.every)} steps) |
 | final validation loss | ${fmt(facts.valLoss)} nats/token |
 
 ![loss curve](loss-curve.svg)

@@ -60,7 +60,8 @@ export const LmTrainConfigSchema = z.strictObject({
     minLrFraction: fraction.default(0.1),
     beta1: z.number().min(0).lt(1).default(0.9),
     beta2: z.number().min(0).lt(1).default(0.95),
-    eps: z.number().positive().default(1e-8),
+    /** Adam's ε (a float32 on the device: at least 1e-30, or it rounds to 0 and a zero gradient gives 0/0). */
+    eps: z.number().gte(1e-30).default(1e-8),
     /** Decoupled weight decay on the matrices and embeddings (not biases or LayerNorm). */
     weightDecay: z.number().nonnegative().default(0.1),
     /** Max global gradient L2 norm (0: no clipping). */
@@ -110,6 +111,7 @@ export function parseLmTrainConfig(input: unknown, source?: string): LmTrainConf
   const problems: string[] = [];
   const t = config.training;
   if ((t.totalSteps === undefined) === (t.totalTokens === undefined)) problems.push('training: give exactly one of totalSteps and totalTokens');
+  if (t.lr * t.weightDecay >= 1) problems.push(`training.weightDecay: lr × weightDecay = ${t.lr * t.weightDecay} must be below 1 (each step multiplies the decayed weights by 1 − lr × weightDecay)`);
   if (config.model.dModel % config.model.nHead !== 0) problems.push(`model.nHead: ${config.model.nHead} does not divide model.dModel ${config.model.dModel}`);
   if (problems.length) throw new ConfigError(problems, source);
   return config;

@@ -333,7 +333,7 @@ export async function saveGpt2Model(dir: string, config: Gpt2Config, weights: Gp
   if (typeof dir !== 'string' || dir === '') throw new TypeError('dir must be a non-empty string');
   const dtype = options.dtype ?? 'F32';
   if (dtype !== 'F32' && dtype !== 'BF16') throw new RangeError(`options.dtype must be 'F32' or 'BF16' (got ${String(dtype)})`);
-  const configJson = gpt2ConfigToJson(config); // checks config
+  const configJson = gpt2ConfigToJson(config, dtype === 'BF16' ? 'bfloat16' : 'float32'); // checks config
   checkGpt2Weights(config, weights);
 
   const tensors: Record<string, WritableTensor> = {};

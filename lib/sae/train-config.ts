@@ -52,7 +52,8 @@ export const TrainConfigSchema = z.strictObject({
     lr: z.number().positive().default(1e-4),
     beta1: z.number().min(0).lt(1).default(0.9),
     beta2: z.number().min(0).lt(1).default(0.999),
-    eps: z.number().positive().default(1e-8),
+    /** Adam's ε (a float32 on the device: at least 1e-30, or it rounds to 0 and a zero gradient gives 0/0). */
+    eps: z.number().gte(1e-30).default(1e-8),
     lrWarmupSteps: nonNegativeInt.default(0),
     /** 'linear' with decayFraction 0.2 and minLrFraction 0: Anthropic's decay to 0 over the last 20%. */
     lrDecay: z.enum(['constant', 'linear', 'cosine']).default('constant'),

@@ -437,7 +437,8 @@ export async function train(input: TrainConfig, options: { resume?: boolean; che
         metrics.append({ step, samples, event: 'resample', dead: report.dead, resampled: report.resampled });
         (progress ? (line: string) => progress!.log(line) : log)(`step ${step}: resampled ${report.resampled} of ${report.dead} dead features (from ${report.inputs} inputs)`);
       }
-      if (options.signal?.aborted) {
+      // An interruption after the last step is no interruption: the run finishes and exports.
+      if (options.signal?.aborted && step < total) {
         interrupted = true;
         break;
       }

@@ -63,6 +63,7 @@ describe('trainLm', () => {
     const header = await readSafetensorsHeader(path.join(dir, 'model.safetensors'));
     expect(header.tensors['transformer.wte.weight']!.dtype).toBe('BF16');
     expect(readFileSync(path.join(dir, 'README.md'), 'utf8')).toMatch(/final validation loss \| \d\.\d{4} nats\/token/);
+    expect(JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8'))).toMatchObject({ dtype: 'bfloat16', torch_dtype: 'bfloat16' });
     expect(readFileSync(path.join(dir, 'loss-curve.svg'), 'utf8')).toMatch(/^<svg/);
     // The validation contexts the run used (4 batches of 16) through the exported model.
     using model = await Gpt2Model.load(dir, { backend: 'cpu' });
@@ -111,6 +112,18 @@ describe('resume', () => {
     expect(log).toContainEqual('the run had already finished at step 24 of 24; exporting its model again');
     expect(readFileSync(path.join(outDir, 'metrics.jsonl'), 'utf8')).toBe(metricsBefore);
     expect(weights(again).equals(weights(whole))).toBe(true);
+
+    // Stopped after its last step, a run still finishes with its final validation. (Metrics every 5
+    // steps: the last record, and the model card's training loss, cover steps 21 to 24.)
+    const late = path.join(root, 'stopped-at-end');
+    const lateController = new AbortController();
+    const atEnd = await trainLm(parseLmTrainConfig(tinyConfig(late, { ...base, logging: { every: 5 } })), {
+      signal: lateController.signal,
+      makeProgress: () => ({ update: (done) => done === 24 && lateController.abort(), log: () => {}, stop: () => {} }),
+    });
+    expect(atEnd).toMatchObject({ interrupted: false, steps: 24, valLoss: whole.valLoss });
+    expect((await readMetrics(path.join(late, 'metrics.jsonl'))).filter((r) => r.valLoss !== undefined).map((r) => r.step)).toEqual([0, 8, 16, 24]);
+    expect(readFileSync(path.join(atEnd.modelDir!, 'README.md'), 'utf8')).toMatch(/\(mean of the last 4 steps\)/);
   }, 120_000);
 });
 
@@ -120,6 +133,8 @@ describe('config and CLI', () => {
     expect(() => parseLmTrainConfig({ training: { totalSteps: 5, totalTokens: 9 } })).toThrow(/exactly one of totalSteps and totalTokens/);
     expect(() => parseLmTrainConfig({ training: { totalSteps: 5 }, model: { layers: 2 } })).toThrow(/model: unknown key 'layers'/);
     expect(() => parseLmTrainConfig({ training: { totalSteps: 5 }, model: { activation: 'swish' } })).toThrow(/model.activation: must be one of "relu", "gelu_new", "gelu"/);
+    expect(() => parseLmTrainConfig({ training: { totalSteps: 5, eps: 1e-50 } })).toThrow(/training.eps: /);
+    expect(() => parseLmTrainConfig({ training: { totalSteps: 5, lr: 0.1, weightDecay: 10 } })).toThrow(/training.weightDecay: lr × weightDecay = 1 must be below 1/);
   });
 
   it('targets are the next token of each context, none at the last position', () => {

@@ -115,6 +115,16 @@ describe('resume', () => {
     expect(sparsity.every((v) => Number.isFinite(v) && v <= 0)).toBe(true);
   });
 
+  it('a stop after the last step still finishes the run: the SAE is exported', async () => {
+    const controller = new AbortController();
+    const run = await train(testConfig(data, path.join(root, 'stopped-at-end'), { training: { totalSteps: 30 } }), {
+      signal: controller.signal,
+      onStep: (step) => step === 30 && controller.abort(),
+    });
+    expect(run).toMatchObject({ interrupted: false, steps: 30 });
+    expect(run.exportDir).not.toBeNull();
+  });
+
   it('refuses to start over an existing run and to resume one without checkpoints', async () => {
     const config = testConfig(data, path.join(root, 'twice'), { training: { totalSteps: 5 } });
     await train(config);
@@ -147,7 +157,7 @@ describe('resume', () => {
 });
 
 describe('resampling', () => {
-  const lrAt = (records: Awaited<ReturnType<typeof readMetrics>>, step: number) => records.find((r) => r.step === step && r.lr !== undefined)!.lr!;
+  const lrAt = (records: Awaited<ReturnType<typeof readMetrics>>, step: number) => records.find((r) => r.step === step && r.lr !== undefined)!.lr as number;
 
   it('skips a resample at the last step (the export would hold untrained features), saying so', async () => {
     const lines: string[] = [];
