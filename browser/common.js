@@ -32,6 +32,22 @@ function showToken(text) {
   return text.replace(/\n/g, '⏎').replace(/\t/g, '⇥').replace(/\r/g, '␍');
 }
 
+// A statistic to three decimals, or "n/a" where there is none (JSON writes NaN as null).
+function fixed3(v) {
+  return typeof v === 'number' && Number.isFinite(v) ? v.toFixed(3) : 'n/a';
+}
+
+// The smallest and largest of many numbers (spreading them into Math.min overflows the stack past ~100k).
+function extent(values) {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const v of values) {
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  return [lo, hi];
+}
+
 function formatDensity(p) {
   return p === 0 ? 'dead' : `${(Math.log10(p)).toFixed(2)}`;
 }

@@ -16,8 +16,9 @@ function contextView(example, vocab, max) {
 async function main() {
   const index = await loadData('data/features.js', 'features');
   const vocab = await loadData('data/vocab.js', 'vocab');
-  const n = Number(location.hash.slice(1));
-  if (!Number.isInteger(n) || n < 0 || n >= index.dSae) throw new Error(`no feature ${location.hash.slice(1)} (this SAE has ${index.dSae})`);
+  const hash = location.hash.slice(1);
+  const n = /^\d+$/.test(hash) ? Number(hash) : -1;
+  if (n < 0 || n >= index.dSae) throw new Error(hash === '' ? `no feature named: open feature.html#N, N in [0, ${index.dSae})` : `no feature ${hash} (this SAE has ${index.dSae})`);
   const first = Math.floor(n / index.featuresPerFile) * index.featuresPerFile;
   const chunk = await loadData(`data/features/${String(first).padStart(6, '0')}.js`, `features-${first}`);
   const f = chunk[n - first];
@@ -45,7 +46,7 @@ async function main() {
     const table = el('table', {}, el('tr', {}, el('th', {}, 'promoted'), el('th', {}, ''), el('th', {}, 'suppressed'), el('th', {}, '')));
     f.logitWeights.top.forEach(([id, w], i) => {
       const [bid, bw] = f.logitWeights.bottom[i];
-      table.append(el('tr', {}, el('td', {}, el('span', { class: 'chip' }, showToken(vocab[id]))), el('td', { class: 'num' }, w.toFixed(3)), el('td', {}, el('span', { class: 'chip' }, showToken(vocab[bid]))), el('td', { class: 'num' }, bw.toFixed(3))));
+      table.append(el('tr', {}, el('td', {}, el('span', { class: 'chip' }, showToken(vocab[id] ?? `#${id}`))), el('td', { class: 'num' }, w.toFixed(3)), el('td', {}, el('span', { class: 'chip' }, showToken(vocab[bid] ?? `#${bid}`))), el('td', { class: 'num' }, bw.toFixed(3))));
     });
     logits.append(table);
   }

@@ -55,7 +55,7 @@ function acrossSection(compare, k) {
   if (compare.neurons) {
     section.append(
       el('h2', {}, 'Universality'),
-      el('p', { class: 'facts' }, `For each feature of this SAE, the correlation of its activations with its best match among the features of ${compare.saeB} (model ${compare.modelB}), over ${compare.tokens.toLocaleString('en-US')} tokens: median ${compare.features.median.toFixed(3)} (blue). The same for the models' neurons: median ${compare.neurons.median.toFixed(3)} (grey).${compare.logitWeights ? ` Logit weights of matched features: median correlation ${compare.logitWeights.median.toFixed(3)}.` : ''}`),
+      el('p', { class: 'facts' }, `For each feature of this SAE, the correlation of its activations with its best match among the features of ${compare.saeB} (model ${compare.modelB}), over ${compare.tokens.toLocaleString('en-US')} tokens: median ${fixed3(compare.features.median)} (blue). The same for the models' neurons: median ${fixed3(compare.neurons.median)} (grey).${compare.logitWeights ? ` Logit weights of matched features: median correlation ${fixed3(compare.logitWeights.median)}.` : ''}`),
       groupedBars([{ name: 'features', counts: compare.features.histogram, color: '#4a7bd0' }, { name: 'neurons', counts: compare.neurons.histogram, color: '#aaa' }], bins),
       el('div', { class: 'axis' }, el('span', {}, '−1'), el('span', {}, '0'), el('span', {}, '1')),
     );
@@ -67,9 +67,8 @@ function acrossSection(compare, k) {
       el('p', { class: 'facts' }, `UMAP of the decoder directions of this SAE (blue) and ${compare.saeB} (orange); ${compare.decoderCosine.linked} features of this SAE have a match at decoder cosine ≥ ${compare.decoderCosine.threshold}. Click a blue point to open its feature.`),
       canvas,
     );
-    const xs = compare.map.map((p) => p.x);
-    const ys = compare.map.map((p) => p.y);
-    const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+    const [x0, x1] = extent(compare.map.map((p) => p.x));
+    const [y0, y1] = extent(compare.map.map((p) => p.y));
     const px = (p) => [20 + ((p.x - x0) / (x1 - x0 || 1)) * 860, 20 + ((p.y - y0) / (y1 - y0 || 1)) * 560];
     const ctx = canvas.getContext('2d');
     for (const p of compare.map) {
@@ -114,7 +113,7 @@ async function main() {
   document.getElementById('density').append(densityHistogram(index.features));
 
   const text = (ids) => ids.map((id) => vocab[id]).join(' ');
-  const rows = index.features.map((f) => ({ ...f, search: `${f.index} ${text(f.topTokens)} ${text(f.topLogitTokens)}`.toLowerCase() }));
+  const rows = index.features.map((f) => ({ ...f, search: `${text(f.topTokens)} ${text(f.topLogitTokens)}`.toLowerCase() }));
   let sortKey = 'density';
   let ascending = false;
   let shown = PAGE;
@@ -125,9 +124,11 @@ async function main() {
   const chips = (ids) => el('span', {}, ...ids.map((id) => el('span', { class: 'chip' }, showToken(vocab[id] ?? `#${id}`))));
   function render() {
     const query = search.value.trim().toLowerCase();
-    const filtered = query ? rows.filter((r) => (/^\d+$/.test(query) ? String(r.index) === query || r.search.includes(query) : r.search.includes(query))) : rows;
+    // A number finds that feature (listed first) and the features whose tokens hold it.
+    const exact = /^\d+$/.test(query) ? Number(query) : -1;
+    const filtered = query ? rows.filter((r) => r.index === exact || r.search.includes(query)) : rows;
     const value = (r) => (Array.isArray(r[sortKey]) ? r[sortKey].length : r[sortKey]);
-    filtered.sort((a, b) => (ascending ? value(a) - value(b) : value(b) - value(a)) || a.index - b.index);
+    filtered.sort((a, b) => (b.index === exact) - (a.index === exact) || (ascending ? value(a) - value(b) : value(b) - value(a)) || a.index - b.index);
     tbody.replaceChildren(
       ...filtered.slice(0, shown).map((r) =>
         el('tr', {}, el('td', {}, el('a', { href: `feature.html#${r.index}` }, `#${r.index}`)), el('td', { class: 'num' }, formatDensity(r.density)), el('td', { class: 'num' }, r.maxActivation.toPrecision(3)), el('td', {}, chips(r.topTokens)), el('td', {}, chips(r.topLogitTokens))),

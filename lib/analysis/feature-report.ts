@@ -4,7 +4,7 @@
  *   features.json            run facts + one summary row per feature (density, max, top tokens, top logit tokens)
  *   features/NNNNNN.json     full details of features [NNNNNN, NNNNNN + 256): top and sampled examples,
  *                            activation histogram, logit weights, nearest features by decoder cosine
- *   vocab.json               each token id's text
+ *   vocab.json               each token id's label (Tokenizer.tokenLabel)
  * Each .json has a .js twin that assigns the same data to window.MONOSEMANTIC (pages opened
  * from disk cannot fetch JSON, but can load scripts).
  */
@@ -87,7 +87,8 @@ export async function writeFeatureReport(o: FeatureReportOptions, outDir: string
     }
     await writeDataFile(path.join(outDir, 'features'), String(f0).padStart(6, '0'), `features-${f0}`, details);
   }
-  const vocab = Array.from({ length: o.tokenizer.vocabSize }, (_, id) => o.tokenizer.decode(Int32Array.of(id)));
+  // Each token's label: its text, or for part of a UTF-8 character its bytes (one "�" each would not tell them apart).
+  const vocab = Array.from({ length: o.tokenizer.vocabSize }, (_, id) => o.tokenizer.tokenLabel(id));
   await writeDataFile(outDir, 'vocab', 'vocab', vocab);
   const dead = rows.filter((r) => r.density === 0).length;
   await writeDataFile(outDir, 'features', 'features', {

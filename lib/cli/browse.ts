@@ -39,11 +39,28 @@ interface BrowseFlags {
 
 const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.json': 'application/json', '.svg': 'image/svg+xml' };
 
-/** Serves `dir` on 127.0.0.1:port until closed; resolves once the port is taken, with the port and the server. */
+/**
+ * Serves `dir` on 127.0.0.1:port until closed; resolves once the port is taken, with the port and
+ * the server. Only requests addressed to this machine by name or number are answered (a page
+ * elsewhere that rebinds its own host name to 127.0.0.1 cannot read the site), and a malformed
+ * path is a 400, never an exception.
+ */
 export function serveFolder(dir: string, port: number): Promise<{ port: number; server: Server }> {
   const root = path.resolve(dir);
+  let bound = port;
   const server = createServer(async (req, res) => {
-    const url = decodeURIComponent((req.url ?? '/').split('?')[0]!);
+    const host = (req.headers.host ?? '').toLowerCase();
+    if (![`127.0.0.1:${bound}`, `localhost:${bound}`].includes(host)) {
+      res.writeHead(421).end('misdirected request');
+      return;
+    }
+    let url: string;
+    try {
+      url = decodeURIComponent((req.url ?? '/').split('?')[0]!);
+    } catch {
+      res.writeHead(400).end('bad request');
+      return;
+    }
     const file = path.resolve(root, `.${url === '/' ? '/index.html' : url}`);
     if (!file.startsWith(root + path.sep)) {
       res.writeHead(403).end();
@@ -58,7 +75,10 @@ export function serveFolder(dir: string, port: number): Promise<{ port: number; 
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve({ port: (server.address() as { port: number }).port, server }));
+    server.listen(port, '127.0.0.1', () => {
+      bound = (server.address() as { port: number }).port;
+      resolve({ port: bound, server });
+    });
   });
 }
 

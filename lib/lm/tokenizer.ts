@@ -4,7 +4,10 @@
  *
  * encode gives the ids Python's `tokenizers.Tokenizer.encode(text, add_special_tokens=False)`
  * gives (special tokens are added only when asked; special-token text such as "<|endoftext|>"
- * inside the input is still matched as that token, as in Python). For byte-level BPE it reuses
+ * inside the input is still matched as that token, as in Python), but around U+0085 and U+FEFF:
+ * the JavaScript library's byte-level split counts U+FEFF as whitespace and U+0085 as not, as
+ * JavaScript's \s does, where Python's regular expressions do the opposite, so a run of spaces
+ * next to either is split differently (any other text gives the same ids). For byte-level BPE it reuses
  * the library's ids word by word (lib/lm/word-cache.ts). decode is the exact inverse for
  * byte-level BPE (GPT-2's tokenizer): no clean-up of spaces around punctuation, so any
  * well-formed Unicode text round-trips.
@@ -171,6 +174,62 @@ export class Tokenizer {
   tokenToId(token: string): number | null {
     return this.#hf.token_to_id(token) ?? null;
   }
+
+  /**
+   * A label for one token that tells it apart from the others: its text, but for a byte-level token
+   * holding part of a UTF-8 character (whose text alone is "�"), its whole characters as text and
+   * its stray bytes as <0xNN>, e.g. <0xC3> for the first half of "é".
+   */
+  tokenLabel(id: number): string {
+    const text = this.decode([id]);
+    if (!text.includes('\uFFFD')) return text;
+    const bytes = byteLevelBytes(this.idToToken(id) ?? '');
+    return bytes === null ? text : labelBytes(bytes);
+  }
+}
+
+/** GPT-2's byte-level alphabet, inverted: the byte each printable stand-in character is for. */
+const BYTE_OF_CHAR: ReadonlyMap<number, number> = (() => {
+  const map = new Map<number, number>();
+  let next = 256; // bytes without a printable character of their own take 256, 257, ... in order
+  for (let b = 0; b < 256; b++) {
+    const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+    map.set(printable ? b : next++, b);
+  }
+  return map;
+})();
+
+/** The bytes a byte-level vocabulary string stands for; null when it is not one. */
+function byteLevelBytes(token: string): Uint8Array | null {
+  const out: number[] = [];
+  for (const ch of token) {
+    const b = BYTE_OF_CHAR.get(ch.codePointAt(0)!);
+    if (b === undefined) return null;
+    out.push(b);
+  }
+  return out.length > 0 ? Uint8Array.from(out) : null;
+}
+
+/** Bytes as text where they form whole UTF-8 characters, <0xNN> for each byte that does not. */
+function labelBytes(bytes: Uint8Array): string {
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  let out = '';
+  for (let i = 0; i < bytes.length; ) {
+    const lead = bytes[i]!;
+    const length = lead < 0x80 ? 1 : lead >= 0xc2 && lead <= 0xdf ? 2 : lead >= 0xe0 && lead <= 0xef ? 3 : lead >= 0xf0 && lead <= 0xf4 ? 4 : 0;
+    if (length > 0 && i + length <= bytes.length) {
+      try {
+        out += decoder.decode(bytes.subarray(i, i + length));
+        i += length;
+        continue;
+      } catch {
+        // not a whole character: its lead byte is shown alone below
+      }
+    }
+    out += `<0x${lead.toString(16).toUpperCase().padStart(2, '0')}>`;
+    i += 1;
+  }
+  return out;
 }
 
 /** A JSON file's contents; a missing optional file gives undefined. */

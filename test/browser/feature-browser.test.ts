@@ -50,6 +50,7 @@ describe.skipIf(!CHROMIUM)(`feature browser in headless chromium${CHROMIUM ? '' 
     // The universality plot needs two models; give the self-comparison a neuron baseline to draw.
     const comparison = JSON.parse(readFileSync(path.join(root, 'compare.json'), 'utf8'));
     comparison.neurons = { median: 0.4, histogram: comparison.features.histogram.map((_: number, b: number) => (b > 10 ? 20 - b : 0)) };
+    comparison.features.median = null; // as JSON writes the NaN median of an SAE none of whose features fire: shown as n/a
     writeFileSync(path.join(root, 'compare.json'), JSON.stringify(comparison));
     const automata = runCli(['automata', '--sae', sae, '--model', model, '--data', corpus, '--min-score', '0', '--min-count', '1', '-o', path.join(root, 'automata.json')], env);
     expect(automata.status, automata.stderr).toBe(0);
@@ -85,9 +86,11 @@ describe.skipIf(!CHROMIUM)(`feature browser in headless chromium${CHROMIUM ? '' 
     await p.waitForSelector('#list tbody tr');
     expect(await p.textContent('#title')).toBe('300 features of blocks.0.mlp.hook_post');
     expect(await p.textContent('#shown')).toBe('200 of 300 shown');
+    // A number finds that feature first, then the features whose tokens hold the digits.
     await p.fill('#search', String(live));
-    await p.waitForFunction(`document.querySelector('#shown').textContent === '1 of 1 shown'`);
+    await p.waitForFunction(`document.querySelector('#shown').textContent !== '200 of 300 shown'`);
     expect(await p.textContent('#list tbody tr:first-child td:first-child')).toBe(`#${live}`);
+    expect(await p.textContent('#across')).toContain('median n/a (blue)');
     await p.fill('#search', '');
     await p.click('th[data-key="index"]');
     expect(await p.textContent('#list tbody tr:first-child td:first-child')).toBe('#0');

@@ -79,6 +79,15 @@ describe('corpus/tokenizer.json', () => {
     expect(code.length / tokenizer.encode(code).length).toBeGreaterThan(2.5);
     expect(Array.from(tokenizer.encode('<|endoftext|>'))).toEqual([END_OF_TEXT]);
   });
+
+  it('labels every token distinctly: parts of a UTF-8 character by their bytes, whole ones as text', () => {
+    const labels = Array.from({ length: VOCAB_SIZE }, (_, id) => tokenizer.tokenLabel(id));
+    expect(new Set(labels).size).toBe(VOCAB_SIZE);
+    // "ï" and "€" are split into bytes here; the labels put their bytes back in order.
+    const pieces = Array.from(tokenizer.encode('naïve €'), (id) => tokenizer.tokenLabel(id)).join('');
+    expect(pieces).toBe('na<0xC3><0xAF>ve <0xE2><0x82><0xAC>');
+    expect(tokenizer.tokenLabel(tokenizer.encode(' the')[0]!)).toBe(' the');
+  });
 });
 
 describe('committed token shards', () => {
