@@ -140,7 +140,7 @@ export class Gpt2Model {
   #disposed = false;
 
   private constructor(config: Gpt2Config, weights: Gpt2Weights, options: ModelOptions) {
-    this.config = config;
+    this.config = Object.freeze({ ...config }); // the forward reads it on every call: a caller's later change must not reach it
     this.backend = resolveBackend(options.backend);
     this.precision = options.precision ?? (this.backend === 'cuda' ? 'bf16' : 'f32');
     if (this.precision !== 'f32' && this.precision !== 'bf16') throw new TypeError(`precision must be 'f32' or 'bf16' (got ${JSON.stringify(this.precision)})`);

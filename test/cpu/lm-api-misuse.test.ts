@@ -76,6 +76,12 @@ describe('Gpt2Model', () => {
     expect(() => Gpt2Model.fromWeights(config, { ...weights, layers: weights.layers.slice(1) }, { backend })).toThrow(/weights\.layers must hold config\.nLayer \d+ layers \(got \d+\)/);
     expect(() => Gpt2Model.fromWeights({ ...config, tiedEmbeddings: true }, weights, { backend })).toThrow(/weights\.lmHead must be null/);
     expect(() => new Gpt2Training(config, { ...weights, layers: weights.layers.slice(1) }, { batch: 1, T: 4, backend })).toThrow(/weights\.layers must hold/);
+    // The model keeps its own frozen copy of the config: the caller's later changes do not reach it.
+    const mine = { ...config };
+    using model = Gpt2Model.fromWeights(mine, weights, { backend });
+    mine.activation = mine.activation === 'relu' ? 'gelu' : 'relu';
+    expect(model.config.activation).toBe(config.activation);
+    expect(Object.isFrozen(model.config)).toBe(true);
   });
 
   it('refuses a cache of another model, and lists every hook name', async () => {
