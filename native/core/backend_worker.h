@@ -2,8 +2,8 @@
  * backend_worker.h — the plumbing shared by the native operations exposed to JS: reading checked
  * tensor operands and numbers from an argument object, and BackendWorker, an operation whose
  * promise settles once it has run: on a libuv worker thread holding the backend's mutex
- * (QueuedOperation, sharp's "baton" pattern), or inline on the JS thread where the backend only
- * queues device work.
+ * (QueuedOperation, sharp's "baton" pattern), in the order the operations were called, or inline
+ * on the JS thread where the backend only queues device work.
  */
 #ifndef MONOSEMANTIC_CORE_BACKEND_WORKER_H
 #define MONOSEMANTIC_CORE_BACKEND_WORKER_H
@@ -11,8 +11,12 @@
 #include <napi.h>
 
 #include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -135,19 +139,29 @@ class BackendWorker {
   virtual ~BackendWorker() = default;
   const Backend* backend() const { return operands_.backend; }
 
-  // On a libuv worker thread: the operation, then a wait for the device.
+  // On the JS thread, as the operation is queued: its place in the backend's order.
+  void TakeTicket() { ticket_ = operands_.backend->next_ticket++; }
+  // On the JS thread, when queueing failed right after TakeTicket(): no later ticket was taken.
+  void ReturnTicket() { --operands_.backend->next_ticket; }
+
+  // On a libuv worker thread, once every operation queued before it on this backend has run: the
+  // operation, then a wait for the device. (libuv hands out its work in the order it was queued,
+  // so the operations ahead of this one are running or done: the wait always ends.)
   void Execute() {
     Backend* backend = operands_.backend;
-    std::lock_guard<std::mutex> lock(backend->mutex);
-    failed_ = run(backend->table, &err_) != MS_OK;
+    std::unique_lock<std::mutex> lock(backend->mutex);
+    backend->turn.wait(lock, [&] { return backend->serving == ticket_; });
+    failed_ = !RunGuarded(backend->table);
     if (!failed_ && backend->table->synchronize(&err_) != MS_OK) failed_ = true;
+    ++backend->serving;
+    backend->turn.notify_all();
   }
 
   // On the JS thread, for a backend with launch_inline, whose operations only queue device work.
   void RunInline() {
     Backend* backend = operands_.backend;
     std::lock_guard<std::mutex> lock(backend->mutex);
-    failed_ = run(backend->table, &err_) != MS_OK;
+    failed_ = !RunGuarded(backend->table);
   }
 
   // On the JS thread, after Execute() or RunInline(): settles the operation's promise.
@@ -163,6 +177,22 @@ class BackendWorker {
   Operands operands_;
   ms_error err_{};
   bool failed_ = false;
+  uint64_t ticket_ = 0;
+
+ private:
+  // run(), with a host allocation that throws (a kernel's std::vector) reported as E_OOM like the
+  // backends' own allocation failures; true when it succeeded.
+  bool RunGuarded(const ms_backend* table) {
+    try {
+      return run(table, &err_) == MS_OK;
+    } catch (const std::bad_alloc&) {
+      err_ = ms_error{};
+      err_.code = MS_ERR_OOM;
+      std::snprintf(err_.op, sizeof err_.op, "%s", "host allocation");
+      std::snprintf(err_.message, sizeof err_.message, "%s", "out of host memory");
+      return false;
+    }
+  }
 };
 
 // An operation run on a libuv worker thread (sharp's "baton" pattern: Execute() touches only the
@@ -202,9 +232,16 @@ Napi::Value start_worker(const Napi::CallbackInfo& info, Extra... extra) {
     op->Settle(env, deferred);
     return deferred.Promise();  // op, and its operands' references, freed on return
   }
+  BackendWorker* worker = op.get();
   auto* queued = new QueuedOperation(env, std::move(op));  // deletes itself once settled
   Napi::Promise promise = queued->promise();
-  queued->Queue();
+  worker->TakeTicket();
+  try {
+    queued->Queue();
+  } catch (...) {
+    worker->ReturnTicket();  // never queued: the next operation takes its place
+    throw;
+  }
   return promise;
 }
 

@@ -6,6 +6,8 @@
 #ifndef MONOSEMANTIC_CORE_BACKENDS_H
 #define MONOSEMANTIC_CORE_BACKENDS_H
 
+#include <condition_variable>
+#include <cstdint>
 #include <mutex>
 #include <string>
 
@@ -16,6 +18,12 @@ namespace ms::core {
 struct Backend {
   const ms_backend* table = nullptr;  // null until loaded and initialised
   std::mutex mutex;                   // held for every call into table
+  // Queued operations run in the order they were called: each takes the next ticket on the JS
+  // thread (next_ticket, touched there only) and runs when `serving` (guarded by mutex) reaches it;
+  // `turn` wakes the worker threads waiting for theirs.
+  uint64_t next_ticket = 0;
+  uint64_t serving = 0;
+  std::condition_variable turn;
   // Operations are called on the JS thread and their promises settled at once, without a worker
   // or a synchronisation (the CUDA backend unless MONOSEMANTIC_CUDA_ASYNC=0: its ops only queue
   // work on its stream, and anything that reads results on the host waits for them).
