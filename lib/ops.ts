@@ -164,6 +164,7 @@ export async function addCrossProducts(a: Tensor, b: Tensor, out: Tensor): Promi
   if (rowsB !== rows) throw new RangeError(`a ${formatShape(a.shape)} and b ${formatShape(b.shape)} must have the same rows`);
   if (out.shape.length !== 2 || out.shape[0] !== nA || out.shape[1] !== nB) throw new RangeError(`out must have shape [${nA}, ${nB}] (got ${formatShape(out.shape)})`);
   if (a.backend !== b.backend || out.backend !== a.backend) throw new TypeError('a, b and out must be on one backend');
-  if (out === a || out === b) throw new RangeError('out must not be a or b');
+  distinct(out, 'out', a, 'a');
+  distinct(out, 'out', b, 'b');
   return nativeAddon().linearBackward({ rows, nIn: nA, nOut: nB, transW: false, precision: checkPrecision('f32'), dout: b.native, x: a.native, dweight: out.native, accumulate: false });
 }

@@ -222,8 +222,9 @@ export class Tensor {
    * A tensor of `shape` over elements offset .. offset + size − 1 of this one (row-major, same
    * dtype and backend), sharing its memory: writes through either show in both, and the memory is
    * freed once this tensor and every view of it are disposed. The view must start a multiple of
-   * VIEW_ALIGN_BYTES into the allocation. Operations tell tensors apart by identity, not by memory:
-   * an operation's output must not overlap another of its operands through a view.
+   * VIEW_ALIGN_BYTES into the allocation. Operations refuse an output that shares memory with
+   * another of their operands, by identity or through overlapping views (but where an operation
+   * says it works in place, on that very tensor).
    */
   view(offset: number, shape: readonly number[]): Tensor {
     const size = checkShape(shape);

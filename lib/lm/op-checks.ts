@@ -72,18 +72,23 @@ export function sameBackend(tensors: Record<string, Tensor>): void {
   }
 }
 
-export function distinct(a: Tensor, aName: string, b: Tensor, bName: string): void {
-  if (a === b) throw new RangeError(`${aName} must not be the same tensor as ${bName}`);
+/** Whether a and b share memory: one tensor, or views of one allocation whose elements meet. */
+export function sharesMemory(a: Tensor, b: Tensor): boolean {
+  return a === b || (!a.disposed && !b.disposed && a.native.overlaps(b.native));
 }
 
-/** No output is the same tensor as another output or as an input. */
+/** a and b share no memory (neither the same tensor nor overlapping views). */
+export function distinct(a: Tensor, aName: string, b: Tensor, bName: string): void {
+  if (a === b) throw new RangeError(`${aName} must not be the same tensor as ${bName}`);
+  if (sharesMemory(a, b)) throw new RangeError(`${aName} must not overlap ${bName} (views of one allocation)`);
+}
+
+/** No output shares memory with another output or with an input. */
 export function noAliases(outputs: Record<string, Tensor>, inputs: Record<string, Tensor>): void {
   const outs = Object.entries(outputs);
   for (let i = 0; i < outs.length; i++) {
     const [name, t] = outs[i]!;
-    for (const [other, u] of [...outs.slice(i + 1), ...Object.entries(inputs)]) {
-      if (t === u) throw new RangeError(`${name} must not be the same tensor as ${other}`);
-    }
+    for (const [other, u] of [...outs.slice(i + 1), ...Object.entries(inputs)]) distinct(t, name, u, other);
   }
 }
 

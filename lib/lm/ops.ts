@@ -14,7 +14,7 @@
 import { nativeAddon } from '../backend.js';
 import { type IndexOptions, indicesCheckedOption } from '../ops.js';
 import { type Tensor, formatShape } from '../tensor.js';
-import { MAX_DIM, checkActivation, checkInt, checkPrecision, checkTensor, distinct, expectRows, expectShape, expectSize, f32OrBf16, rowsOf, sameBackend } from './op-checks.js';
+import { MAX_DIM, checkActivation, checkInt, checkPrecision, checkTensor, distinct, expectRows, expectShape, expectSize, f32OrBf16, noAliases, rowsOf, sameBackend } from './op-checks.js';
 
 /** bf16: operands rounded to bf16, fp32 accumulation (as the SAE ops). */
 export type MatmulPrecision = 'f32' | 'bf16';
@@ -41,6 +41,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number, 
   expectShape(weight, 'weight', [C], xs);
   expectShape(bias, 'bias', [C], xs);
   expectRows(out, 'out', rows, C, xs);
+  noAliases({ out }, { weight, bias }); // out may be x itself
   const operands: Record<string, Tensor> = { x, weight, bias, out };
   if (saved !== undefined) {
     if (saved === null || typeof saved !== 'object') throw new TypeError('saved must be an object { mean, rstd }');
@@ -48,7 +49,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number, 
     checkTensor(saved.rstd, 'saved.rstd');
     expectSize(saved.mean, 'saved.mean', rows, `(one per row of x ${formatShape(x.shape)})`);
     expectSize(saved.rstd, 'saved.rstd', rows, `(one per row of x ${formatShape(x.shape)})`);
-    distinct(saved.mean, 'saved.mean', saved.rstd, 'saved.rstd');
+    noAliases({ 'saved.mean': saved.mean, 'saved.rstd': saved.rstd }, { x, weight, bias, out });
     operands['saved.mean'] = saved.mean;
     operands['saved.rstd'] = saved.rstd;
   }
@@ -184,10 +185,8 @@ export function embed(ids: Tensor, batch: number, T: number, wte: Tensor, wpe: T
   }
   const why = `(batch ${batch} · T ${T} rows of wte ${formatShape(wte.shape)})`;
   expectRows(tokOut, 'tokOut', rows, C, why);
-  if (posOut !== null) {
-    expectRows(posOut, 'posOut', rows, C, why);
-    distinct(tokOut, 'tokOut', posOut, 'posOut');
-  }
+  if (posOut !== null) expectRows(posOut, 'posOut', rows, C, why);
+  noAliases(posOut !== null ? { tokOut, posOut } : { tokOut }, { ids, wte, wpe });
   sameBackend(posOut !== null ? { ids, wte, wpe, tokOut, posOut } : { ids, wte, wpe, tokOut });
   return nativeAddon().embed({
     batch,
@@ -233,10 +232,7 @@ export function splitQkv(qkv: Tensor, batch: number, T: number, C: number, q: Te
   const cacheWhy = `([batch ${batch}, Tmax ${Tmax}, C ${C}])`;
   expectRows(kCache, 'kCache', batch * Tmax, C, cacheWhy);
   expectRows(vCache, 'vCache', batch * Tmax, C, cacheWhy);
-  distinct(q, 'q', qkv, 'qkv');
-  distinct(kCache, 'kCache', vCache, 'vCache');
-  distinct(q, 'q', kCache, 'kCache');
-  distinct(q, 'q', vCache, 'vCache');
+  noAliases({ q, kCache, vCache }, { qkv });
   sameBackend({ qkv, q, kCache, vCache });
   return nativeAddon().splitQkv({ batch, T, C, Tmax, offset, qkv: qkv.native, q: q.native, kCache: kCache.native, vCache: vCache.native });
 }

@@ -8,6 +8,8 @@ export interface NativeTensor {
   download(dst: Float32Array | Uint16Array | Int32Array, elementOffset?: number): void;
   fill(value: number): void;
   copyFrom(src: NativeTensor): void;
+  /** Whether the two share any byte of memory (one tensor, or views of one buffer whose ranges meet). */
+  overlaps(other: NativeTensor): boolean;
   dispose(): void;
   readonly disposed: boolean;
   readonly byteLength: number;

@@ -16,6 +16,7 @@
  * is still pending (they would land before it).
  */
 import { type BackendName, nativeAddon, resolveBackend } from '../backend.js';
+import { sharesMemory } from '../lm/op-checks.js';
 import { Tensor, formatShape } from '../tensor.js';
 import {
   type Hyperparameters,
@@ -489,7 +490,7 @@ export class SparseAutoencoder {
     if (out !== undefined) {
       this.#checkShape2(out, 'out', shape[1]);
       const operands: Tensor[] = [...Object.values(this.#params), ...Object.values(this.#grads), ...Object.values(this.#moments.m), ...Object.values(this.#moments.v), ...inputs];
-      if (operands.includes(out)) throw new RangeError("out must not be the input or one of this SAE's own tensors");
+      if (operands.some((t) => sharesMemory(t, out))) throw new RangeError("out must not be (or overlap) the input or one of this SAE's own tensors");
       if (out.shape[0] !== shape[0]) throw new RangeError(`out must have shape ${formatShape(shape)} (got ${formatShape(out.shape)})`);
     }
     return this.#enqueue(async () => {

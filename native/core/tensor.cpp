@@ -54,6 +54,7 @@ Napi::Function Tensor::Define(Napi::Env env) {
                          InstanceMethod<&Tensor::Download>("download"),
                          InstanceMethod<&Tensor::Fill>("fill"),
                          InstanceMethod<&Tensor::CopyFrom>("copyFrom"),
+                         InstanceMethod<&Tensor::Overlaps>("overlaps"),
                          InstanceMethod<&Tensor::Dispose>("dispose"),
                          InstanceAccessor<&Tensor::GetDisposed>("disposed"),
                          InstanceAccessor<&Tensor::GetByteLength>("byteLength"),
@@ -192,6 +193,17 @@ Napi::Value Tensor::Fill(const Napi::CallbackInfo& info) {
 }
 
 // copyFrom(src: NativeTensor): same backend and element count; converts dtype when they differ.
+// overlaps(other): whether the two tensors share any byte of memory (views of one buffer whose
+// ranges meet, or one tensor twice). Disposed and empty tensors share nothing.
+Napi::Value Tensor::Overlaps(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Tensor* other = From(info[0], "Tensor.overlaps: other");
+  if (!buffer_ || !other->buffer_ || buffer_ != other->buffer_ || bytes() == 0 || other->bytes() == 0)
+    return Napi::Boolean::New(env, false);
+  const size_t a0 = offset_bytes_, a1 = a0 + bytes(), b0 = other->offset_bytes_, b1 = b0 + other->bytes();
+  return Napi::Boolean::New(env, a0 < b1 && b0 < a1);
+}
+
 Napi::Value Tensor::CopyFrom(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RequireLive(env, "copyFrom");

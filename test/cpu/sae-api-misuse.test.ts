@@ -79,13 +79,13 @@ describe('SparseAutoencoder', () => {
   it('refuses an output that is the input or one of its own tensors, and a non-finite sample for b_dec', async () => {
     using sae = make();
     using x = batch(2);
-    expect(() => sae.encode(x, sae.parameters.W_enc as never)).toThrow(/out must (have shape|not be the input)/);
+    expect(() => sae.encode(x, sae.parameters.W_enc as never)).toThrow(/out must (have shape|not be \(or overlap\) the input)/);
     using f = await sae.encode(x);
     expect(() => sae.decode(f, x)).not.toThrow(); // a distinct tensor of the right shape is fine
     using square = SparseAutoencoder.create({ dIn: 4, dSae: 4, seed: 1, backend });
     using y = Tensor.from(new Float32Array(16).fill(0.5), [4, 4], { backend });
-    expect(() => square.encode(y, y)).toThrow(/out must not be the input or one of this SAE's own tensors/);
-    expect(() => square.encode(y, square.parameters.W_enc)).toThrow(/out must not be the input/);
+    expect(() => square.encode(y, y)).toThrow(/out must not be \(or overlap\) the input or one of this SAE's own tensors/);
+    expect(() => square.encode(y, square.parameters.W_enc)).toThrow(/out must not be \(or overlap\) the input/);
     expect(() => square.initDecoderBiasToGeometricMedian(Float32Array.of(1, 2, Number.NaN, 4))).toThrow(/sample\[2\] is NaN/);
   });
 

@@ -1,0 +1,55 @@
+/**
+ * An operation's outputs may not share memory with its other operands (the kernels read inputs
+ * while they write outputs): the same tensor or overlapping views of one allocation are refused,
+ * naming both operands, before anything runs; disjoint views of one allocation are fine.
+ */
+import { expect, it } from 'vitest';
+
+import { embed, layerNorm, linear, splitQkv } from '../../lib/lm/ops.js';
+import { gatherRows } from '../../lib/ops.js';
+import { SparseAutoencoder } from '../../lib/sae/sae.js';
+import { Tensor } from '../../lib/tensor.js';
+
+const backend = 'cpu' as const;
+const i32 = (values: number[]) => Tensor.from(Int32Array.from(values), [values.length], { dtype: 'i32', backend });
+
+it('refuses outputs that are, or overlap, an input', async () => {
+  using wte = Tensor.from(Float32Array.from({ length: 8 }, (_, i) => i), [4, 2], { backend });
+  using wpe = Tensor.full([4, 2], 1, { backend });
+  using ids = i32([1, 0, 3, 2]);
+  await expect(async () => embed(ids, 1, 4, wte, wpe, 0, wte, null)).rejects.toThrow('tokOut must not be the same tensor as wte');
+
+  using x = Tensor.from([1, 2, 3, 7], [2, 2], { backend });
+  using w = Tensor.from([2, 3], [2], { backend });
+  using b = Tensor.zeros([2], { backend });
+  using out = Tensor.zeros([2, 2], { backend });
+  using rstd = Tensor.zeros([2], { backend });
+  await expect(async () => layerNorm(x, w, b, 0, out, { mean: w, rstd })).rejects.toThrow('saved.mean must not be the same tensor as weight');
+
+  using packed = Tensor.from(Float32Array.from({ length: 6 }, (_, i) => i + 1), [6], { backend });
+  using qkv = packed.view(0, [1, 6]);
+  using kCache = packed.view(0, [1, 3, 2]);
+  using q = Tensor.zeros([1, 2], { backend });
+  using v = Tensor.zeros([1, 3, 2], { backend });
+  await expect(async () => splitQkv(qkv, 1, 1, 2, q, kCache, v, 3, 0)).rejects.toThrow('kCache must not overlap qkv (views of one allocation)');
+
+  // Views of one allocation: overlapping ones are refused, disjoint ones work.
+  using buffer = Tensor.from(Float32Array.from({ length: 256 }, (_, i) => i), [256], { backend });
+  using src = buffer.view(0, [4, 16]); // elements 0..63
+  using inside = buffer.view(0, [2, 16]);
+  using after = buffer.view(64, [2, 16]); // elements 64..95
+  using idx = i32([3, 1]);
+  await expect(async () => gatherRows(src, idx, inside)).rejects.toThrow('dst must not overlap src (views of one allocation)');
+  await gatherRows(src, idx, after);
+  expect(Array.from(after.toArray() as Float32Array)).toEqual([...Array.from({ length: 16 }, (_, i) => 48 + i), ...Array.from({ length: 16 }, (_, i) => 16 + i)]);
+
+  using x2 = buffer.view(128, [2, 2]);
+  using y2 = buffer.view(128, [2, 2]);
+  using weight = Tensor.from([0, 1, 1, 0], [2, 2], { backend });
+  await expect(async () => linear(x2, weight, null, y2, 'f32')).rejects.toThrow(/out must not .* x/);
+
+  using sae = SparseAutoencoder.create({ dIn: 4, dSae: 8, backend });
+  using input = Tensor.full([1, 4], 0.5, { backend });
+  using encView = sae.parameters.W_enc.view(0, [1, 8]);
+  await expect(async () => sae.encode(input, encView)).rejects.toThrow(/out must not be \(or overlap\)/);
+});
