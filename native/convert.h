@@ -32,6 +32,15 @@ inline float bf16_to_float(uint16_t value) {
 // The float nearest to value that bf16 can represent (what a bf16 operand holds).
 inline float round_to_bf16(float value) { return bf16_to_float(float_to_bf16(value)); }
 
+// A fill value as an int32: from the double itself (a float holds integers exactly only to 2^24),
+// saturated at the int32 range, NaN as 0, the fraction dropped.
+inline int32_t double_to_i32(double v) {
+  if (std::isnan(v)) return 0;
+  if (v >= 2147483647.0) return INT32_MAX;
+  if (v <= -2147483648.0) return INT32_MIN;
+  return int32_t(v);
+}
+
 inline int32_t float_to_i32(float v) {
   if (std::isnan(v)) return 0;
   if (v >= 2147483647.0f) return INT32_MAX;

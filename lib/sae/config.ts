@@ -113,6 +113,8 @@ export function resolveOptions(options: SaeOptions, backend: BackendName): Resol
   if (typeof options !== 'object' || options === null) throw new TypeError('SAE options must be an object');
   const dIn = positiveInteger('dIn', options.dIn);
   const dSae = positiveInteger('dSae', options.dSae);
+  // The kernels take dimensions up to 2^30: refused here, before any of the SAE's tensors is allocated.
+  for (const [key, value] of [['dIn', dIn], ['dSae', dSae]] as const) if (value > 2 ** 30) throw new RangeError(`${key} must be at most 2^30 (got ${value})`);
   const seed = finite('seed', options.seed ?? DEFAULTS.seed);
   if (!Number.isSafeInteger(seed) || seed < -(2 ** 31) || seed >= 2 ** 31) throw new RangeError(`seed must be a 32-bit integer (got ${seed})`);
   const penalty = oneOf('penalty', options.penalty ?? DEFAULTS.penalty, ['l1', 'l1_decnorm']);

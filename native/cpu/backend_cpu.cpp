@@ -92,7 +92,7 @@ int cpu_fill(void* dst, int dtype, size_t count, double value, ms_error* err) {
     }
     case MS_I32: {
       int32_t* p = static_cast<int32_t*>(dst);
-      const int32_t v = float_to_i32(float(value));
+      const int32_t v = double_to_i32(value);
       for (size_t i = 0; i < count; ++i) p[i] = v;
       return MS_OK;
     }

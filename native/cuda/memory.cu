@@ -204,7 +204,7 @@ int mem_fill(void* dst_device, int dtype, size_t count, double value, ms_error* 
       MS_TRY(launch_fill<uint16_t>(op, dst_device, count, float_to_bf16(v)));
       break;
     default: {
-      const int32_t i = float_to_i32(v);
+      const int32_t i = double_to_i32(value);
       uint32_t bits;
       std::memcpy(&bits, &i, sizeof bits);
       MS_TRY(launch_fill<uint32_t>(op, dst_device, count, bits));

@@ -9,6 +9,7 @@ describe('SparseAutoencoder argument errors (cpu)', () => {
   it('rejects bad options', () => {
     expect(() => SparseAutoencoder.create({ dIn: 0, dSae: 4, backend: 'cpu' })).toThrow(/dIn must be a positive integer \(got 0\)/);
     expect(() => SparseAutoencoder.create({ dIn: 3, dSae: 2.5, backend: 'cpu' })).toThrow(RangeError);
+    expect(() => SparseAutoencoder.create({ dIn: 2 ** 31, dSae: 1, backend: 'cpu' })).toThrow('dIn must be at most 2^30 (got 2147483648)');
     expect(() => SparseAutoencoder.create({ dIn: 3, dSae: 4, backend: 'cpu', lr: Number.NaN })).toThrow(/lr must be finite/);
     expect(() => SparseAutoencoder.create({ dIn: 3, dSae: 4, backend: 'cpu', l1Coeff: Infinity })).toThrow(/l1Coeff must be finite/);
     expect(() => SparseAutoencoder.create({ dIn: 3, dSae: 4, backend: 'cpu', beta2: 1 })).toThrow(/beta2 must be in \[0, 1\)/);

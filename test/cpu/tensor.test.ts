@@ -50,6 +50,11 @@ describe('Tensor (cpu)', () => {
     using u = Tensor.from([1, 2, 3, 4, 5], [5], { backend: 'cpu' });
     t.copyFrom(u);
     expect(Array.from(t.toArray())).toEqual([1, 2, 3, 4, 5]);
+    // An i32 fill holds every int32 exactly (not rounded through a float), saturating beyond.
+    for (const value of [16_777_217, 123_456_789, -2_147_483_647]) {
+      using ids = Tensor.full([3], value, { backend: 'cpu', dtype: 'i32' });
+      expect(Array.from(ids.toArray())).toEqual([value, value, value]);
+    }
   });
 
   it('frees on dispose and with `using`, and refuses use afterwards', () => {
