@@ -428,6 +428,7 @@ export function adamW(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, hp: Ada
   const step = hpNumber(h, 'step', (x) => Number.isInteger(x) && x >= 1 && x <= 2 ** 31 - 1, 'an integer in [1, 2^31 - 1]');
   const gradScale = h.gradScale === undefined ? 1 : hpNumber(h, 'gradScale', (x) => x >= 0, 'a finite number >= 0');
   const clip = hp.clip;
+  if (clip === null) throw new TypeError('clip must be an object { sumSquares, maxNorm } or left out');
   if (clip !== undefined) {
     checkTensor(clip.sumSquares, 'clip.sumSquares');
     if (clip.sumSquares.size !== 1 || clip.sumSquares.dtype !== 'f32') throw new RangeError(`clip.sumSquares must be one f32 value (got ${clip.sumSquares.dtype} ${formatShape(clip.sumSquares.shape)})`);

@@ -50,6 +50,7 @@ export async function resampleDeadFeatures(
   nextBatch: (rows: number) => Promise<Tensor>,
   options: ResampleOptions,
 ): Promise<ResampleReport> {
+  if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object { samples, batchSize, encNormFactor, seed }');
   const k = dead.length;
   if (k === 0) return { dead: 0, inputs: 0, resampled: 0, live: sae.dSae, meanLiveEncoderNorm: Number.NaN };
   if (!Number.isSafeInteger(options.samples) || options.samples < 1) throw new RangeError(`samples must be a positive integer (got ${options.samples})`);

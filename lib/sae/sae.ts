@@ -176,6 +176,7 @@ export class SparseAutoencoder {
   }
 
   #step(x: Tensor, options: StepOptions, readStats: boolean): Promise<TrainStepStats | undefined> {
+    if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object (got ${options === null ? 'null' : typeof options})`);
     const batch = this.#checkBatch(x, 'x', this.dIn);
     const clipGradNorm = options.clipGradNorm ?? 0;
     if (typeof clipGradNorm !== 'number' || !(clipGradNorm >= 0) || clipGradNorm === Infinity) {
@@ -341,6 +342,7 @@ export class SparseAutoencoder {
   resampleFeatures(dead: Int32Array, candidates: { keys: Tensor; rows: Tensor }, encNormFactor = 0.2): Promise<ResampleResult> {
     this.#live();
     if (!(dead instanceof Int32Array)) throw new TypeError('dead must be an Int32Array of feature indices');
+    if (typeof candidates !== 'object' || candidates === null) throw new TypeError('candidates must be an object { keys, rows }');
     const seen = new Uint8Array(this.dSae);
     for (const j of dead) {
       if (j < 0 || j >= this.dSae) throw new RangeError(`dead holds ${j}, outside [0, ${this.dSae})`);

@@ -87,6 +87,9 @@ describe('SparseAutoencoder', () => {
     expect(() => square.encode(y, y)).toThrow(/out must not be \(or overlap\) the input or one of this SAE's own tensors/);
     expect(() => square.encode(y, square.parameters.W_enc)).toThrow(/out must not be \(or overlap\) the input/);
     expect(() => square.initDecoderBiasToGeometricMedian(Float32Array.of(1, 2, Number.NaN, 4))).toThrow(/sample\[2\] is NaN/);
+    // null where an options object goes: a TypeError naming it, not a property read of null.
+    expect(() => square.step(y, null as never)).toThrow('options must be an object (got null)');
+    expect(() => square.resampleFeatures(Int32Array.of(0), null as never)).toThrow('candidates must be an object { keys, rows }');
   });
 
   it('saveSaeLens says when the folder is a file, and refuses weights it could not load back', async () => {
