@@ -29,9 +29,8 @@ function checkShape(shape: readonly number[]): number {
   if (!Array.isArray(shape)) throw new TypeError(`shape must be an array of integers (got ${String(shape)})`);
   let size = 1;
   for (const dim of shape) {
-    if (!Number.isSafeInteger(dim) || dim < 0) {
-      throw new RangeError(`shape [${shape.join(', ')}] must hold non-negative integers`);
-    }
+    if (!Number.isInteger(dim) || dim < 0) throw new RangeError(`shape [${shape.join(', ')}] must hold non-negative integers`);
+    if (!Number.isSafeInteger(dim)) throw new RangeError(`shape [${shape.join(', ')}] is too large`);
     size *= dim;
   }
   if (!Number.isSafeInteger(size)) throw new RangeError(`shape [${shape.join(', ')}] is too large`);

@@ -1,6 +1,8 @@
 /* tensor.cpp — see tensor.h. */
 #include "tensor.h"
 
+#include <cmath>
+
 #include <string>
 
 #include "addon_state.h"
@@ -79,8 +81,10 @@ Tensor::Tensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tensor>(info) 
   if (dtype_ != MS_F32 && dtype_ != MS_BF16 && dtype_ != MS_I32)
     throw Napi::TypeError::New(env, "NativeTensor: unknown dtype " + std::to_string(dtype_));
   const double numel = info[2].As<Napi::Number>().DoubleValue();
-  if (!(numel >= 0) || numel > 9.0e15 || numel != double(size_t(numel)))
+  if (!(numel >= 0) || numel != std::floor(numel))
     throw Napi::RangeError::New(env, "NativeTensor: element count must be a non-negative integer");
+  if (numel > 9.0e15)  // beyond what the JS layer counts exactly (a smaller one that fails is E_OOM)
+    throw Napi::RangeError::New(env, "NativeTensor: the element count is too large (above 9e15)");
   numel_ = size_t(numel);
   const size_t bytes = numel_ * dtype_size(dtype_);
   void* ptr = nullptr;

@@ -73,6 +73,9 @@ describe('Tensor (cpu)', () => {
 
   it('rejects bad shapes, dtypes and data with errors naming them', () => {
     expect(() => Tensor.empty([2, -1], { backend: 'cpu' })).toThrow(RangeError);
+    // A shape too large to count, or to allocate, says so.
+    expect(() => Tensor.empty([9.1e15], { backend: 'cpu' })).toThrow('shape [9100000000000000] is too large');
+    expect(() => Tensor.empty([2 ** 53 - 1], { backend: 'cpu' })).toThrow('the element count is too large (above 9e15)');
     expect(() => Tensor.empty([2.5], { backend: 'cpu' })).toThrow(/shape \[2.5\]/);
     expect(() => Tensor.empty([2], { dtype: 'f16' as never, backend: 'cpu' })).toThrow(/dtype must be one of f32, bf16, i32/);
     expect(() => Tensor.from([1, 2, 3], [2, 2], { backend: 'cpu' })).toThrow(/3 elements .* \[2, 2\] needs 4/);
