@@ -93,7 +93,7 @@ typedef struct {
   float* db_enc;          /* [n]     out */
   float* dW_dec;          /* [n, d]  out */
   float* db_dec;          /* [d]     out */
-  int32_t* fire_counts;   /* [n]     in/out: += number of rows b with f_bi > 0; may be NULL */
+  int32_t* fire_counts;   /* [n]     in/out: += number of rows b with f_bi > 0 (saturating at INT32_MAX); may be NULL */
   void* workspace;        /* >= sae_workspace_bytes(batch, d, n, precision) bytes, the start of a
                            * block from this backend's alloc() (CUDA relies on its 256-byte alignment) */
 } ms_sae_grads_args;

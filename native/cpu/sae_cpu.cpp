@@ -275,7 +275,8 @@ static int compute_grads(const ms_sae_grads_args* a, ms_sae_stats* stats, ms_err
   }
   for (size_t i = 0; i < N; ++i) a->db_enc[i] = float(gp_colsum[i]);
   if (a->fire_counts)
-    for (size_t i = 0; i < N; ++i) a->fire_counts[i] += fired[i];
+    for (size_t i = 0; i < N; ++i)  // saturating at INT32_MAX rather than wrapping (counts and fired are >= 0)
+      a->fire_counts[i] = fired[i] > INT32_MAX - a->fire_counts[i] ? INT32_MAX : a->fire_counts[i] + fired[i];
 
   // Statistics, summed in a fixed order (independent of the thread count).
   double sse = 0.0, sparsity = 0.0, l0 = 0.0;

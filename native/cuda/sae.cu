@@ -234,7 +234,7 @@ static __global__ void __launch_bounds__(kThreads)
 }
 
 // Fused path, after the f column pass: per-block partials of sum_i c_i f_colsum[i] (c_i = 1 when
-// c is null) and of sum_i fired[i]; fire_counts[i] += fired[i] when non-null. Launched with exactly
+// c is null) and of sum_i fired[i]; fire_counts[i] += fired[i] (saturating) when non-null. Launched with exactly
 // kStatBlocks blocks; feature i is handled by one thread, so the counts need no atomics.
 static __global__ void __launch_bounds__(kThreads)
     feature_stats_kernel(int n, const double* __restrict__ f_colsum, const float* __restrict__ c,
@@ -245,7 +245,8 @@ static __global__ void __launch_bounds__(kThreads)
   MS_GRID_STRIDE(i, size_t(n)) {
     sparsity += f_colsum[i] * (c ? double(c[i]) : 1.0);
     l0 += double(fired[i]);
-    if (fire_counts) fire_counts[i] += fired[i];
+    if (fire_counts)  // saturating at INT32_MAX rather than wrapping (counts and fired are >= 0)
+      fire_counts[i] = fired[i] > INT32_MAX - fire_counts[i] ? INT32_MAX : fire_counts[i] + fired[i];
   }
   sparsity = block_sum(sparsity, scratch);
   l0 = block_sum(l0, scratch);
