@@ -13,6 +13,7 @@ import type { Command } from 'commander';
 import { buildActivationCache } from '../data/activation-cache.js';
 import { openCorpusContexts, skipLog } from '../data/corpus-contexts.js';
 import { LmActivationSource } from '../data/lm-activations.js';
+import { passSeed } from '../data/stream-common.js';
 import { defaultModelDir } from '../lm/default-model.js';
 import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
@@ -118,7 +119,7 @@ export function registerHarvest(program: Command): void {
               positionsPerContext: positiveIntegerFlag('--positions', flags.positions),
               contextsPerWindow: positiveIntegerFlag('--window', flags.window),
               forwardBatch: positiveIntegerFlag('--batch', flags.batch),
-              openContexts: (contextState) => openCorpusContexts({ ...corpus, ...(contextState ? { state: contextState } : {}) }),
+              openContexts: (contextState, pass) => openCorpusContexts({ ...corpus, seed: passSeed(seed, pass), ...(contextState ? { state: contextState } : {}) }),
               ...(state ? { state: state as never } : {}),
             }),
         });

@@ -42,8 +42,12 @@ export interface ContextSource {
 export interface LmActivationOptions {
   model: Gpt2Model;
   hook: string;
-  /** Opens the context stream at a saved position (undefined: its start). */
-  openContexts: (state: unknown) => Promise<ContextSource>;
+  /**
+   * Opens the context stream for pass `pass` over the corpus (0 first) at a saved position within
+   * it (undefined: the pass's start). A stream may order each pass differently (lm-run.ts seeds each
+   * pass's context order apart); the same pass must give the same stream.
+   */
+  openContexts: (state: unknown, pass: number) => Promise<ContextSource>;
   contextLength: number;
   seed: number;
   /** Positions kept per context (the paper: 250). */
@@ -80,6 +84,11 @@ export interface LmActivationState {
   contexts: unknown;
   /** Set when the stream keeps its first pass (storeRows): it resumes only with a store. */
   stored?: true;
+  /**
+   * Set when each pass's context stream is opened with its pass number (openContexts); a position
+   * saved without it opens every pass as pass 0, as such streams did, and so resumes exactly.
+   */
+  passes?: true;
 }
 
 /**
@@ -118,6 +127,8 @@ export class LmActivationSource implements TrainingDataSource {
   /** Whether the prefetched harvest (#pending) is still running, and when #letHarvestRun last let the event loop turn. */
   #harvesting = false;
   #turned = 0;
+  /** Whether openContexts is told the pass (false: a resumed stream saved before it was, every pass as 0). */
+  #passNumbers = true;
 
   private constructor(options: LmActivationOptions, d: number) {
     this.d = d;
@@ -146,16 +157,17 @@ export class LmActivationSource implements TrainingDataSource {
       if (s && (s.stored === true) !== (options.storeRows !== undefined)) {
         throw new RangeError(`the saved position is of a stream that ${s.stored ? 'keeps' : 'does not keep'} its first pass in memory; resume it with the same setting`);
       }
+      if (s) source.#passNumbers = s.passes === true;
       if (options.storeRows !== undefined) {
         source.#store = Tensor.empty([options.storeRows, width], { backend: options.model.backend });
-        source.#contexts = await options.openContexts(undefined);
+        source.#contexts = await options.openContexts(undefined, 0);
         source.#current = s ? await source.#replayTo(s) : await source.#harvestWindow();
       } else {
         if (s) {
           source.#epoch = s.epoch;
           source.#built = s.window - 1;
         }
-        source.#contexts = await options.openContexts(s?.contexts);
+        source.#contexts = await options.openContexts(s?.contexts, source.#pass());
         source.#current = await source.#harvestWindow();
       }
       if (s) {
@@ -181,7 +193,13 @@ export class LmActivationSource implements TrainingDataSource {
       rowsServed: this.#rowsServed,
       contexts: w.start,
       ...(this.#store ? { stored: true as const } : {}),
+      ...(this.#passNumbers ? { passes: true as const } : {}),
     };
+  }
+
+  /** The pass number openContexts is given for the pass being harvested. */
+  #pass(): number {
+    return this.#passNumbers ? this.#epoch : 0;
   }
 
   async next(rows: number, out: Tensor): Promise<void> {
@@ -333,7 +351,7 @@ export class LmActivationSource implements TrainingDataSource {
           }
           this.#epoch += 1;
           await this.#contexts!.close?.();
-          this.#contexts = await o.openContexts(undefined);
+          this.#contexts = await o.openContexts(undefined, this.#pass());
           start = this.#contexts.state();
           reopened = true;
           continue;

@@ -22,7 +22,14 @@ export const SEED_PURPOSE = {
   HARVEST_WINDOW_ORDER: 6,
   /** lm-activations.ts: the order of a pass served from the stored first pass. */
   STORED_PASS_ORDER: 7,
+  /** lm-run.ts and harvest: the context stream's seed for each pass after the first. */
+  CORPUS_PASS: 8,
 } as const;
+
+/** The seed of a context stream's pass `pass` over a corpus: `seed` for the first, one of its own for each later one. */
+export function passSeed(seed: number, pass: number): number {
+  return pass === 0 ? seed : mixSeed([SEED_PURPOSE.CORPUS_PASS, seed, pass]);
+}
 
 /** murmur3's 32-bit finaliser: a bijection that spreads every input bit over the output. */
 function fmix32(x: number): number {

@@ -15,6 +15,7 @@ import { densityHistogram, evaluateSae, type SaeEvaluation } from '../analysis/s
 import { type BackendName, nativeAddon, resolveBackend } from '../backend.js';
 import { corpusKind, openCorpusContexts, readContexts, skipLog } from '../data/corpus-contexts.js';
 import { LmActivationSource, type LmActivationState } from '../data/lm-activations.js';
+import { passSeed } from '../data/stream-common.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { defaultModelDir } from '../lm/default-model.js';
 import { Gpt2Model } from '../lm/model.js';
@@ -64,6 +65,16 @@ export async function resolveRunConfig(doc: Record<string, unknown>, options: { 
       throw new ConfigError([`cannot read ${source}: ${(error as Error).message}`]);
     }
     base.outDir = options.resume;
+    // A run length given now replaces the saved one, in whichever form it was saved.
+    const training = doc['training'] as Record<string, unknown> | undefined;
+    const budget = doc['budget'] as Record<string, unknown> | undefined;
+    const newLength = training?.['totalSteps'] !== undefined || training?.['totalSamples'] !== undefined || (budget?.['epochs'] ?? null) !== null;
+    if (newLength) {
+      const savedTraining = { ...(base['training'] as Record<string, unknown> | undefined) };
+      delete savedTraining['totalSteps'];
+      delete savedTraining['totalSamples'];
+      base = { ...base, training: savedTraining, budget: { ...(base['budget'] as Record<string, unknown> | undefined), epochs: null } };
+    }
   }
   const merged = withDefaults(base, doc);
   const requested = merged.backend;
@@ -167,7 +178,8 @@ export async function runMainJob(runConfig: RunConfig, options: { resume?: boole
         contextsPerWindow: config.data.contextsPerWindow,
         forwardBatch: config.data.forwardBatch,
         ...(keep ? { storeRows: samplesPerEpoch! } : {}),
-        openContexts: (contextState) => openCorpusContexts({ ...corpus, seed: config.seed, ...(contextState ? { state: contextState } : {}) }),
+        // Each pass over the corpus in an order of its own (without a store, every pass is harvested again).
+        openContexts: (contextState, pass) => openCorpusContexts({ ...corpus, seed: passSeed(config.seed, pass), ...(contextState ? { state: contextState } : {}) }),
         ...(saved ? { state: saved } : {}),
       });
     },
@@ -235,15 +247,16 @@ function warnIfScheduleMisfits(config: TrainConfig, log: (line: string) => void)
 }
 
 /**
- * A resumed run must keep the model and hook it was started with: the trainer checks the SAE's
- * shape and the context stream its corpus and options, but another model, or another hook of the
- * same width, would feed the same SAE other activations without either noticing.
+ * A resumed run must keep the model, hook and activation windows it was started with: the trainer
+ * checks the SAE's shape and the context stream its corpus and options, but another model, another
+ * hook of the same width, or windows of other positions or contexts would feed the same SAE
+ * another stream without either noticing.
  */
 async function checkResumeIdentity(outDir: string, config: RunConfig): Promise<void> {
   const file = path.join(outDir, RUN_CONFIG_FILE);
-  let saved: { model?: unknown; hook?: unknown };
+  let saved: { model?: unknown; hook?: unknown; data?: Record<string, unknown> };
   try {
-    saved = JSON.parse(await readFile(file, 'utf8')) as { model?: unknown; hook?: unknown };
+    saved = JSON.parse(await readFile(file, 'utf8')) as { model?: unknown; hook?: unknown; data?: Record<string, unknown> };
   } catch (error) {
     throw new ConfigError([`cannot read ${file}: ${(error as Error).message}`]);
   }
@@ -251,6 +264,11 @@ async function checkResumeIdentity(outDir: string, config: RunConfig): Promise<v
   const changed: string[] = [];
   if (modelOf(saved.model) !== modelOf(config.model)) changed.push(`model (${modelOf(saved.model)} → ${modelOf(config.model)})`);
   if (saved.hook !== config.hook) changed.push(`hook (${String(saved.hook)} → ${config.hook})`);
+  // What each window of the activation stream holds: another value would rebuild the saved window differently.
+  for (const key of ['positionsPerContext', 'contextsPerWindow'] as const) {
+    const before = saved.data?.[key];
+    if (before !== undefined && before !== config.data[key]) changed.push(`data.${key} (${String(before)} → ${String(config.data[key])})`);
+  }
   if (changed.length > 0) throw new ConfigError([`a resumed run keeps its ${changed.join(' and ')}: start a new run (another -o) instead`], file);
 }
 

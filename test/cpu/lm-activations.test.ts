@@ -16,7 +16,7 @@ const backend = 'cpu' as const;
 const T = 12;
 
 /** `total` contexts; context k holds k at position 1 (its provenance), other tokens arbitrary. */
-function contextSource(total: number): (state: unknown) => Promise<ContextSource> {
+function contextSource(total: number): (state: unknown, pass?: number) => Promise<ContextSource> {
   return async (state) => {
     let served = (state as number | undefined) ?? 0;
     return {
@@ -121,6 +121,33 @@ describe('LmActivationSource', () => {
     // 70 contexts in windows of 32: windows 0, 1 (32 each) and 2 (6) make an epoch; the stream went past it.
     expect(whole.state().epoch).toBe(1);
     for (const s of [whole, again, other, first, resumed]) await s.close();
+  });
+
+  it('opens each pass over the contexts with its pass number, also on resume; a position saved without it opens every pass as 0', async () => {
+    const opened: number[] = [];
+    const contexts = contextSource(70);
+    const openContexts = (state: unknown, pass: number) => {
+      opened.push(pass);
+      return contexts(state);
+    };
+    // 70 contexts × 4 positions = 280 rows a pass: 700 rows reach the third pass.
+    const source = await open({ openContexts, prefetch: false });
+    await take(source, 700);
+    const state = source.state();
+    await source.close();
+    expect(opened).toEqual([0, 1, 2]);
+    expect(state).toMatchObject({ epoch: 2, passes: true });
+    opened.length = 0;
+    const resumed = await open({ openContexts, prefetch: false, state });
+    await resumed.close();
+    expect(opened).toEqual([2]);
+    opened.length = 0;
+    const { passes: _, ...legacy } = state;
+    const old = await open({ openContexts, prefetch: false, state: legacy });
+    await take(old, 300);
+    expect(old.state().passes).toBeUndefined();
+    await old.close();
+    expect(opened).toEqual([0, 0]);
   });
 
   it('harvests the next window while this one is served, without changing the stream', async () => {

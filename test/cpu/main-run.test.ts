@@ -157,7 +157,14 @@ describe('monosemantic run', () => {
     expect(readFileSync(path.join(dir, 'run.json'), 'utf8')).toBe(saved);
     await expect(resume({ hook: 'blocks.0.hook_mlp_out' })).rejects.toThrow(/keeps its hook \(blocks.0.mlp.hook_post → blocks.0.hook_mlp_out\)/);
     await expect(resume({ model: path.join(packageRoot(), 'models', 'b') })).rejects.toThrow(/keeps its model \(.*models\/a → .*models\/b\)/);
+    // Other windows would rebuild the saved one differently (a larger one passed the offset check).
+    await expect(resume({ data: { positionsPerContext: 48 } })).rejects.toThrow(/keeps its data\.positionsPerContext \(32 → 48\)/);
+    await expect(resume({ data: { contextsPerWindow: 16 } })).rejects.toThrow(/keeps its data\.contextsPerWindow \(8 → 16\)/);
     expect(readFileSync(path.join(dir, 'run.json'), 'utf8')).toBe(saved);
+    // A length in passes replaces the saved length in steps (the two were refused together).
+    const inPasses = (await resolveRunConfig({ budget: { epochs: 3 } }, { resume: dir })).config;
+    expect(inPasses.budget.epochs).toBe(3);
+    expect(inPasses.training.totalSteps).toBeUndefined();
     const done = await resume({ training: { totalSteps: 44 } }); // a longer run is a fine override
     expect(done.train.steps).toBe(44);
     expect(JSON.parse(readFileSync(path.join(dir, 'run.json'), 'utf8')).training.totalSteps).toBe(44);
