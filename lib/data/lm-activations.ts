@@ -17,7 +17,8 @@
  * interleave changes nothing in the stream. Serving orders are drawn on a worker thread
  * (lib/data/orders.ts), the next window's while it is harvested.
  *
- * When the context stream ends, it is reopened from its start (the next epoch). With a store
+ * When the context stream ends, it is opened again for the next pass (epoch), told its number, so
+ * that a stream may give each pass its own order (lm-run.ts does). With a store
  * (storeRows), the first pass is harvested into one buffer instead, window after window at the
  * store's next free rows and served exactly as above; when it ends, every later pass is served
  * from the store in a fresh order over all of its rows, so the model runs over the corpus once
