@@ -19,7 +19,7 @@
  * falls back to the previous one.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 
 import { z } from 'zod';
@@ -96,16 +96,6 @@ function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw error;
-  }
-}
-
 async function writeSynced(file: string, data: Buffer): Promise<void> {
   const handle = await open(file, 'w');
   try {
@@ -179,8 +169,13 @@ export async function writeCheckpoint(dir: string, step: number, files: Record<s
     await writeSynced(path.join(tmpPath, 'manifest.json'), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`));
     await fsyncDir(tmpPath);
     // A checkpoint of the same step is replaced: set aside until the new one is in place.
-    const replacing = await exists(finalPath);
-    if (replacing) await rename(finalPath, asidePath);
+    let replacing = true;
+    try {
+      await rename(finalPath, asidePath);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      replacing = false; // no checkpoint of this step yet
+    }
     try {
       await rename(tmpPath, finalPath);
     } catch (error) {
