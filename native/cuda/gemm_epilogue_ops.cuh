@@ -3,13 +3,13 @@
  * wgmma) do with their accumulators: the epilogues of gemm_tensor.cuh as device functors, shared by
  * both kernels so that both paths compute the same expressions.
  *
- * Each is called for an in-range (row, col) with the accumulators of (row, col) and (row, col + 1);
- * has1 says whether col + 1 < N (col is always even). It returns the two values the column
+ * Each is called for an in-range (row, col) of split K's part z (0 when K is not split) with the
+ * accumulators of (row, col) and (row, col + 1); has1 says whether col + 1 < N (col is always even). It returns the two values the column
  * reduction takes (when kColumnSums and columns() say so); {0, 0} otherwise. An epilogue with
  * kReadsMask first gets live(row, col, has1) for every pair of the thread's tile, before any of
  * them is written, and then the two bits it returned as `mask` (bit 0: col, bit 1: col + 1).
- * StoreOp's split_stride places split K's partial products: split blockIdx.z writes at
- * C + blockIdx.z * split_stride.
+ * StoreOp's split_stride places split K's partial products: split z writes at C + z * split_stride.
+ * The kernels pass z (mma.sync: blockIdx.z; wgmma: the work item's z, its grid being 1-D).
  */
 #ifndef MONOSEMANTIC_CUDA_GEMM_EPILOGUE_OPS_CUH
 #define MONOSEMANTIC_CUDA_GEMM_EPILOGUE_OPS_CUH
@@ -46,8 +46,8 @@ struct StoreOp {
   size_t split_stride = 0;  // split K: split z writes its partial product at C + z * split_stride
   static constexpr bool kReadsMask = false;
   __device__ __forceinline__ unsigned live(int, int, bool) const { return 0; }
-  __device__ __forceinline__ float2 operator()(int row, int col, float v0, float v1, bool has1, unsigned) const {
-    const size_t at = blockIdx.z * split_stride + size_t(row) * e.ldc + col;  // C[row, col] (of split z)
+  __device__ __forceinline__ float2 operator()(int z, int row, int col, float v0, float v1, bool has1, unsigned) const {
+    const size_t at = size_t(z) * split_stride + size_t(row) * e.ldc + col;  // C[row, col] (of split z)
     if (e.beta != 0.0f) {
       v0 = fmaf(e.beta, e.C[at], e.alpha * v0);
       if (has1) v1 = fmaf(e.beta, e.C[at + 1], e.alpha * v1);
@@ -77,7 +77,7 @@ struct BiasActOp {
   bool pair_ok;  // f 8-aligned, f_bf 4-aligned, ld even
   static constexpr bool kReadsMask = false;
   __device__ __forceinline__ unsigned live(int, int, bool) const { return 0; }
-  __device__ __forceinline__ float2 operator()(int row, int col, float v0, float v1, bool has1, unsigned) const {
+  __device__ __forceinline__ float2 operator()(int, int row, int col, float v0, float v1, bool has1, unsigned) const {
     const size_t at = size_t(row) * e.ld + col;  // f[row, col] at f[row*ld + col]
     // The bias as linear's store adds it, then the activation pass's function (ReLU: NaN -> 0, as
     // the CPU backend).
@@ -116,7 +116,7 @@ struct FeatureGradOp {
     const float ci = e.c ? e.c[col] : 1.0f;
     return __fadd_rn(acc, __fmul_rn(e.l1_scale, ci));  // unfused, as the CPU backend
   }
-  __device__ __forceinline__ float2 operator()(int row, int col, float v0, float v1, bool has1, unsigned mask) const {
+  __device__ __forceinline__ float2 operator()(int, int row, int col, float v0, float v1, bool has1, unsigned mask) const {
     const size_t at = size_t(row) * e.ld + col;
     const float r0 = grad(v0, (mask & 1u) != 0, col);
     const float r1 = has1 ? grad(v1, (mask & 2u) != 0, col + 1) : 0.0f;

@@ -309,7 +309,7 @@ static __global__ void __launch_bounds__(kBlockThreads, 2)
     int col_count[4][2] = {};
     for_each_pair(lane, warp, m0, n0, M, N, [&](int i, int h, int j, int row, int col) {
       const unsigned mask = static_cast<unsigned>(masks >> mask_bit(i, h, j)) & 3u;
-      const float2 out = epi(row, col, acc[i][j][2 * h], acc[i][j][2 * h + 1], col + 1 < N, mask);
+      const float2 out = epi(static_cast<int>(blockIdx.z), row, col, acc[i][j][2 * h], acc[i][j][2 * h + 1], col + 1 < N, mask);
       if constexpr (Epi::kColumnSums) {
         col_sum[j][0] += double(out.x);
         col_sum[j][1] += double(out.y);

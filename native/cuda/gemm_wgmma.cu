@@ -274,7 +274,7 @@ __global__ void __launch_bounds__(wgmma_layout::kThreads, 1)
         const int row = row_base + acc_row(w, lane, 2 * h), col = n0 + acc_col(lane, j, 0);
         if (row >= M || col >= N) continue;
         const unsigned mask = static_cast<unsigned>(masks[mask_word(j, h)] >> mask_shift(j, h)) & 3u;
-        const float2 out = epi(row, col, d[4 * j + 2 * h], d[4 * j + 2 * h + 1], col + 1 < N, mask);
+        const float2 out = epi(t.z, row, col, d[4 * j + 2 * h], d[4 * j + 2 * h + 1], col + 1 < N, mask);
         if constexpr (Epi::kColumnSums) {
           sum[0] += double(out.x);
           sum[1] += double(out.y);

@@ -233,6 +233,16 @@ static __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// count + more, saturating at INT32_MAX rather than wrapping (both are >= 0).
+static __device__ __forceinline__ int32_t saturating_count(int32_t count, int32_t more) {
+  return more > INT32_MAX - count ? INT32_MAX : count + more;
+}
+
+// Unfused path: fire_counts[i] += fired[i] (saturating); feature i by one thread.
+static __global__ void add_counts_kernel(int n, const int32_t* __restrict__ fired, int32_t* __restrict__ fire_counts) {
+  MS_GRID_STRIDE(i, size_t(n)) fire_counts[i] = saturating_count(fire_counts[i], fired[i]);
+}
+
 // Fused path, after the f column pass: per-block partials of sum_i c_i f_colsum[i] (c_i = 1 when
 // c is null) and of sum_i fired[i]; fire_counts[i] += fired[i] (saturating) when non-null. Launched with exactly
 // kStatBlocks blocks; feature i is handled by one thread, so the counts need no atomics.
@@ -245,8 +255,7 @@ static __global__ void __launch_bounds__(kThreads)
   MS_GRID_STRIDE(i, size_t(n)) {
     sparsity += f_colsum[i] * (c ? double(c[i]) : 1.0);
     l0 += double(fired[i]);
-    if (fire_counts)  // saturating at INT32_MAX rather than wrapping (counts and fired are >= 0)
-      fire_counts[i] = fired[i] > INT32_MAX - fire_counts[i] ? INT32_MAX : fire_counts[i] + fired[i];
+    if (fire_counts) fire_counts[i] = saturating_count(fire_counts[i], fired[i]);
   }
   sparsity = block_sum(sparsity, scratch);
   l0 = block_sum(l0, scratch);
@@ -595,7 +604,14 @@ static int grads_pass(const Op& op, const ms_sae_grads_args* a, const GradsWorks
     MS_TRY(launch_feature_stats(op, n_i, ws.f_colsum, c, ws.fired, a->fire_counts, sparsity_partial,
                                 l0_partial));
   } else if (decnorm || a->fire_counts) {
-    MS_TRY(colsum(op, ws.f, b_i, n_i, ws.partial, ws.f_colsum, nullptr, a->fire_counts));
+    // This batch's counts into ws.fired, then added to fire_counts saturating.
+    if (a->fire_counts)
+      MS_TRY(check(op, cudaMemsetAsync(ws.fired, 0, size_t(n_i) * sizeof(int32_t), op.stream), "cudaMemsetAsync"));
+    MS_TRY(colsum(op, ws.f, b_i, n_i, ws.partial, ws.f_colsum, nullptr, a->fire_counts ? ws.fired : nullptr));
+    if (a->fire_counts) {
+      add_counts_kernel<<<grid_stride_blocks(size_t(n_i)), kThreads, 0, op.stream>>>(n_i, ws.fired, a->fire_counts);
+      MS_TRY(check_launch(op, "add_counts_kernel"));
+    }
   }
   if (decnorm) {
     const double scale = double(lambda) / double(b_i);

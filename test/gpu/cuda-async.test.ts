@@ -4,7 +4,7 @@
  * (test/helpers/cuda-mode-probe.mjs: bf16 SAE steps with inputs disposed as soon as the step is
  * queued, a GPT-2 forward, the tiled attention forward and two training steps) must give the same
  * bits in both, since the kernels and their order are the same (but for the atomics of the
- * embedding backward). The mode is read when the backend
+ * training backward: the embedding's, and the layer norms' and biases' column sums over chunks of rows). The mode is read when the backend
  * starts, so each runs in a child process. Skipped, with the reason printed, where the CUDA
  * backend is not available.
  */
@@ -40,7 +40,8 @@ describe.skipIf(!hasCuda)('cuda operation modes', () => {
     const queued = runProbe(true);
     expect(sync.asyncOps).toBe(false);
     expect(queued.asyncOps).toBe(true);
-    // The embedding backward adds with atomics in no fixed order: the second training step's loss
+    // The training backward adds with atomics in no fixed order (the embedding's gradient, and the
+    // column sums of the layer norms' and biases' gradients): the second training step's loss
     // agrees to rounding, everything else to the bit.
     const { asyncOps: _a, trainLosses: lossesA, ...a } = sync;
     const { asyncOps: _b, trainLosses: lossesB, ...b } = queued;

@@ -19,6 +19,7 @@ import { Rng } from '../../lib/random.js';
 import { SparseAutoencoder } from '../../lib/sae/sae.js';
 import { Tensor } from '../../lib/tensor.js';
 import { normalArray, relDiff, relError, uniformArray } from '../helpers/data.js';
+import { countsAfterOneBatch, expectedSaturatedCounts } from '../helpers/fire-count-saturation.js';
 import { defineSaeParityTests } from '../helpers/sae-parity.js';
 
 const status = backendStatus();
@@ -100,6 +101,14 @@ describe.skipIf(!hasCuda)('cuda tensor-core kernels', () => {
     const b = await gradients(700, 136, 2050, 'l1_decnorm', 5);
     for (const k of ['W_enc', 'b_enc', 'W_dec', 'b_dec'] as const) expect(a.grads[k], k).toEqual(b.grads[k]);
     expect(a.stats).toEqual(b.stats);
+  });
+
+  // The fused path counts in the encoder's epilogue, the f32 and simple paths in the column pass.
+  it('firing counts saturate at INT32_MAX on every path (bf16 fused, bf16 simple, f32)', async () => {
+    const want = Array.from(expectedSaturatedCounts());
+    expect(Array.from(await countsAfterOneBatch('cuda', 'bf16')), 'bf16').toEqual(want);
+    expect(Array.from(await withSimpleKernels(() => countsAfterOneBatch('cuda', 'bf16'))), 'bf16 simple').toEqual(want);
+    expect(Array.from(await countsAfterOneBatch('cuda', 'f32')), 'f32').toEqual(want);
   });
 
   // The Hopper GEMM (wgmma + TMA, sm_90a): by default it takes the step's long-K products (x̂,
