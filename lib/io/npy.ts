@@ -11,6 +11,8 @@
 import { open } from 'node:fs/promises';
 import { endianness } from 'node:os';
 
+import { unreadableFile } from './safetensors.js';
+
 export type NpyDtype = 'f32' | 'f16' | 'f64' | 'u8' | 'i32';
 
 export interface NpyHeader {
@@ -27,8 +29,8 @@ export class NpyError extends Error {
   readonly path: string;
   readonly field?: string;
 
-  constructor(path: string, field: string | undefined, message: string) {
-    super(`${path}: ${field === undefined ? '' : `${field}: `}${message}`);
+  constructor(path: string, field: string | undefined, message: string, options?: ErrorOptions) {
+    super(`${path}: ${field === undefined ? '' : `${field}: `}${message}`, options);
     this.name = 'NpyError';
     this.path = path;
     if (field !== undefined) this.field = field;
@@ -176,9 +178,13 @@ function parseHeaderDict(path: string, text: string): { dtype: NpyDtype; shape: 
 
 /** Reads and validates the header; the data is not read. */
 export async function readNpyHeader(path: string): Promise<NpyHeader> {
-  const handle = await open(path, 'r');
+  const handle = await open(path, 'r').catch((error: unknown) => {
+    throw new NpyError(path, undefined, unreadableFile(error), { cause: error });
+  });
   try {
-    const fileBytes = (await handle.stat()).size;
+    const stats = await handle.stat();
+    if (stats.isDirectory()) throw new NpyError(path, undefined, unreadableFile({ code: 'EISDIR' }));
+    const fileBytes = stats.size;
     const prefix = new Uint8Array(PREFIX_BYTES_V2);
     const { bytesRead: prefixBytes } = await handle.read(prefix, 0, prefix.length, 0);
     if (prefixBytes < PREFIX_BYTES_V1 || !MAGIC.every((byte, i) => prefix[i] === byte)) {

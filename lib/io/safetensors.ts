@@ -11,7 +11,24 @@
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
 
-export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
+/** Every dtype of the format whose elements are whole bytes; the 8-bit floats are read but not converted. */
+export type SafetensorsDtype =
+  | 'F64'
+  | 'F32'
+  | 'F16'
+  | 'BF16'
+  | 'F8_E4M3'
+  | 'F8_E5M2'
+  | 'F8_E8M0'
+  | 'I64'
+  | 'I32'
+  | 'I16'
+  | 'I8'
+  | 'U64'
+  | 'U32'
+  | 'U16'
+  | 'U8'
+  | 'BOOL';
 
 export interface SafetensorsEntry {
   dtype: SafetensorsDtype;
@@ -36,8 +53,8 @@ export class SafetensorsError extends Error {
   readonly path: string;
   readonly field?: string;
 
-  constructor(path: string, field: string | undefined, message: string) {
-    super(`${path}: ${field === undefined ? '' : `${field}: `}${message}`);
+  constructor(path: string, field: string | undefined, message: string, options?: ErrorOptions) {
+    super(`${path}: ${field === undefined ? '' : `${field}: `}${message}`, options);
     this.name = 'SafetensorsError';
     this.path = path;
     if (field !== undefined) this.field = field;
@@ -50,10 +67,16 @@ export const SAFETENSORS_ITEM_BYTES: Readonly<Record<SafetensorsDtype, number>> 
   F32: 4,
   F16: 2,
   BF16: 2,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
+  F8_E8M0: 1,
   I64: 8,
   I32: 4,
   I16: 2,
   I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
   U8: 1,
   BOOL: 1,
 };
@@ -176,11 +199,23 @@ function parseEntry(path: string, name: string, raw: unknown, dataOffset: number
   return { dtype, shape: [...(shape as number[])], begin: dataOffset + begin, end: dataOffset + end };
 }
 
+/** Why a file could not be opened or read, as the typed errors say it. */
+export function unreadableFile(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT' || code === 'ENOTDIR') return 'not found';
+  if (code === 'EISDIR') return 'is a folder, not a file';
+  return `cannot be read (${(error as Error).message})`;
+}
+
 /** Reads and validates the header only; the tensor data is not read. */
 export async function readSafetensorsHeader(path: string): Promise<SafetensorsHeader> {
-  const handle = await open(path, 'r');
+  const handle = await open(path, 'r').catch((error: unknown) => {
+    throw new SafetensorsError(path, undefined, unreadableFile(error), { cause: error });
+  });
   try {
-    const fileBytes = (await handle.stat()).size;
+    const stats = await handle.stat();
+    if (stats.isDirectory()) throw new SafetensorsError(path, undefined, unreadableFile({ code: 'EISDIR' }));
+    const fileBytes = stats.size;
     const prefix = new Uint8Array(8);
     if (fileBytes >= 8) await readExactly(handle, prefix, 0, path);
     const length = headerLength(path, prefix, fileBytes);
@@ -286,7 +321,10 @@ export interface LoadedTensor {
 
 /** Reads a whole file into memory, one copied tensor each. */
 export async function readSafetensors(path: string): Promise<{ header: SafetensorsHeader; tensors: Record<string, LoadedTensor> }> {
-  return decodeSafetensors(await readFile(path), path);
+  const file = await readFile(path).catch((error: unknown) => {
+    throw new SafetensorsError(path, undefined, unreadableFile(error), { cause: error });
+  });
+  return decodeSafetensors(file, path);
 }
 
 /** The tensors of a whole safetensors file already in memory, one copied tensor each; `path` names it in errors. */
@@ -355,14 +393,25 @@ function decodeInto(tensor: LoadedTensor, name: string | undefined, out: Float32
     case 'I8':
       out.set(new Int8Array(buffer, byteOffset, n));
       return;
+    case 'U64': {
+      const src = new BigUint64Array(buffer, byteOffset, n);
+      for (let i = 0; i < n; i++) out[i] = Number(src[i]!);
+      return;
+    }
+    case 'U32':
+      out.set(new Uint32Array(buffer, byteOffset, n));
+      return;
+    case 'U16':
+      out.set(new Uint16Array(buffer, byteOffset, n));
+      return;
     case 'U8':
       out.set(new Uint8Array(buffer, byteOffset, n));
       return;
     case 'BOOL':
       for (let i = 0; i < n; i++) out[i] = bytes[i] === 0 ? 0 : 1;
       return;
-    default:
-      throw new SafetensorsError('(in memory)', name, `unsupported dtype ${JSON.stringify(tensor.dtype)}`);
+    default: // the 8-bit floats
+      throw new SafetensorsError('(in memory)', name, `dtype ${tensor.dtype} cannot be converted to numbers here (floats of 16 bits or more, and integers, can)`);
   }
 }
 

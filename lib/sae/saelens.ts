@@ -216,6 +216,8 @@ const cfgSchema = z.looseObject({
   apply_b_dec_to_input: z.boolean().optional(),
   normalize_activations: z.union([z.string(), z.boolean()]).nullish(),
   activation_fn_str: z.string().nullish(),
+  activation_fn: z.string().nullish(), // SAELens 5's name for activation_fn_str
+  activation_fn_kwargs: z.record(z.string(), z.unknown()).nullish(),
   finetuning_scaling_factor: z.boolean().nullish(),
   metadata: metadataSchema.optional(),
   meta: metadataSchema.optional(),
@@ -240,7 +242,9 @@ export async function loadSaeLens(dir: string): Promise<LoadedSaeLens> {
 
   const weightsPath = path.join(dir, SAELENS_WEIGHTS_FILE);
   const { tensors } = await readSafetensorsFile(weightsPath);
+  checkScalingFactor(cfgPath, weightsPath, cfg, tensors, dSae);
   for (const name of Object.keys(tensors)) {
+    if (name === SCALING_FACTOR) continue; // all ones: nothing to apply
     if (!(PARAM_NAMES as readonly string[]).includes(name)) {
       throw new SaeLensError(weightsPath, name, `unexpected tensor: a standard SAE holds only ${PARAM_NAMES.join(', ')}`);
     }
@@ -420,9 +424,11 @@ function checkRunnable(cfgPath: string, cfg: ParsedCfg): string {
       `${JSON.stringify(architecture)} is not supported: monosemantic runs only standard (ReLU) SAEs`,
     );
   }
-  const activation = cfg.activation_fn_str ?? 'relu';
+  // SAELens reads either key (activation_fn_str first); "topk" with a k makes it a TopK SAE.
+  const activationField = cfg.activation_fn_str != null ? 'activation_fn_str' : 'activation_fn';
+  const activation = cfg.activation_fn_str ?? cfg.activation_fn ?? 'relu';
   if (activation !== 'relu') {
-    throw new SaeLensError(cfgPath, 'activation_fn_str', `${JSON.stringify(activation)} is not supported: monosemantic's SAEs use ReLU`);
+    throw new SaeLensError(cfgPath, activationField, `${JSON.stringify(activation)} is not supported: monosemantic's SAEs use ReLU`);
   }
   const normalize = cfg.normalize_activations ?? 'none';
   if (normalize === 'expected_average_only_in') {
@@ -448,10 +454,33 @@ function checkRunnable(cfgPath: string, cfg: ParsedCfg): string {
       'false is not supported: monosemantic always subtracts b_dec from the input before encoding (x − b_dec)',
     );
   }
-  if (cfg.finetuning_scaling_factor === true) {
-    throw new SaeLensError(cfgPath, 'finetuning_scaling_factor', 'true is not supported: it scales the features by an extra learned vector');
-  }
   return architecture;
+}
+
+const SCALING_FACTOR = 'scaling_factor';
+
+/**
+ * SAELens multiplies the features by a learned vector when finetuning_scaling_factor is true, held
+ * as the tensor scaling_factor [d_sae]. For a while it saved a scaling_factor of ones with every SAE;
+ * on loading it drops one that is all ones (torch.allclose) and the flag with it, and so do we. Any
+ * other scaling is refused.
+ */
+function checkScalingFactor(cfgPath: string, weightsPath: string, cfg: ParsedCfg, tensors: Record<string, LoadedTensor>, dSae: number): void {
+  if (tensors[SCALING_FACTOR] === undefined) {
+    if (cfg.finetuning_scaling_factor === true) {
+      throw new SaeLensError(cfgPath, 'finetuning_scaling_factor', 'true is not supported: it scales the features by an extra learned vector');
+    }
+    return;
+  }
+  const values = floatTensor(weightsPath, tensors, SCALING_FACTOR, [dSae], `cfg.json's d_sae ${dSae}`);
+  const bad = values.findIndex((v) => !(Math.abs(v - 1) <= 1e-8 + 1e-5)); // torch.allclose(v, 1)
+  if (bad >= 0) {
+    throw new SaeLensError(
+      weightsPath,
+      SCALING_FACTOR,
+      `element ${bad} is ${values[bad]}: a scaling factor other than ones (SAELens's finetuning_scaling_factor) scales the features by an extra learned vector, which monosemantic does not run`,
+    );
+  }
 }
 
 /** A float tensor of the expected shape, as f32; errors name the tensor, its shape and the expected one. */

@@ -352,6 +352,51 @@ describe('loadSaeLens refuses what it cannot run', () => {
       }),
     );
     expect(topk.message).toMatch(/activation_fn_str: "topk" is not supported/);
+    // SAELens 5 saved the same field as activation_fn, with k in activation_fn_kwargs.
+    const topk5 = await loadError(
+      await savedWith((cfg) => {
+        delete cfg['architecture'];
+        delete cfg['activation_fn_str'];
+        cfg['activation_fn'] = 'topk';
+        cfg['activation_fn_kwargs'] = { k: 4 };
+      }),
+    );
+    expect(topk5.field).toBe('activation_fn');
+    expect(topk5.message).toMatch(/activation_fn: "topk" is not supported/);
+    const relu5 = await savedWith((cfg) => {
+      delete cfg['architecture'];
+      delete cfg['activation_fn_str'];
+      cfg['activation_fn'] = 'relu';
+    });
+    expect((await loadSaeLens(relu5)).cfg.d_sae).toBe(37);
+  });
+
+  it('scaling_factor: all ones (as SAELens once saved with every SAE) is dropped, anything else refused', async () => {
+    const params = randomExport(13, 37, 5).params;
+    const tensors: Record<string, WritableTensor> = {
+      W_enc: { dtype: 'F32', shape: [13, 37], data: params.W_enc },
+      b_enc: { dtype: 'F32', shape: [37], data: params.b_enc },
+      W_dec: { dtype: 'F32', shape: [37, 13], data: params.W_dec },
+      b_dec: { dtype: 'F32', shape: [13], data: params.b_dec },
+    };
+    const ones = await savedWith((cfg) => (cfg['finetuning_scaling_factor'] = true));
+    await writeFile(
+      path.join(ones, 'sae_weights.safetensors'),
+      encodeSafetensors({ ...tensors, scaling_factor: { dtype: 'F32', shape: [37], data: new Float32Array(37).fill(1) } }),
+    );
+    const loaded = await loadSaeLens(ones);
+    expect(Array.from(loaded.params.W_enc)).toEqual(Array.from(params.W_enc));
+
+    const scaled = await savedWith((cfg) => (cfg['finetuning_scaling_factor'] = true));
+    const factor = new Float32Array(37).fill(1);
+    factor[5] = 1.5;
+    await writeFile(path.join(scaled, 'sae_weights.safetensors'), encodeSafetensors({ ...tensors, scaling_factor: { dtype: 'F32', shape: [37], data: factor } }));
+    const error = await loadError(scaled);
+    expect(error.field).toBe('scaling_factor');
+    expect(error.message).toMatch(/scaling_factor: element 5 is 1\.5: a scaling factor other than ones/);
+
+    const flagOnly = await loadError(await savedWith((cfg) => (cfg['finetuning_scaling_factor'] = true)));
+    expect(flagOnly.field).toBe('finetuning_scaling_factor');
   });
 
   it('normalize_activations other than "none"; expected_average_only_in asks for the factor to be folded', async () => {

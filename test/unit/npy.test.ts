@@ -31,6 +31,13 @@ function npyFile(version: 1 | 2 | 3, dict: string, dataBytes: number): Buffer {
 }
 
 describe('readNpyHeader', () => {
+  it('a missing file or a folder: a typed error naming the path', async () => {
+    const missing = join(dir, 'nowhere.npy');
+    await expect(readNpyHeader(missing)).rejects.toThrow(new NpyError(missing, undefined, 'not found'));
+    await expect(readNpyHeader(dir)).rejects.toThrow(new NpyError(dir, undefined, 'is a folder, not a file'));
+    await expect(readNpyHeader(dir)).rejects.toBeInstanceOf(NpyError);
+  });
+
   it('parses a version 1 header as np.save writes it', async () => {
     // np.save(np.zeros((3, 4), '<f4')) pads the dict with spare space for growing the first axis.
     const dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }" + ' '.repeat(58);

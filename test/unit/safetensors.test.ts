@@ -196,6 +196,41 @@ describe('readSafetensorsHeader rejects corrupt files naming the field', () => {
     expect(error.field).toBe('data section');
   });
 
+  it('a missing file or a folder: typed errors naming the path', async () => {
+    for (const [path, why] of [
+      [join(dir, 'nowhere.safetensors'), 'not found'],
+      [dir, 'is a folder, not a file'],
+    ] as const) {
+      for (const read of [readSafetensorsHeader, readSafetensors]) {
+        const error = await read(path).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(error).toBeInstanceOf(SafetensorsError);
+        expect((error as SafetensorsError).path).toBe(path);
+        expect((error as SafetensorsError).message).toBe(`${path}: ${why}`);
+      }
+    }
+  });
+
+  it("the format's other dtypes are read: unsigned integers convert, 8-bit floats are refused only when converted", async () => {
+    const header =
+      '{"u16":{"dtype":"U16","shape":[2],"data_offsets":[0,4]},"u32":{"dtype":"U32","shape":[2],"data_offsets":[4,12]},' +
+      '"u64":{"dtype":"U64","shape":[1],"data_offsets":[12,20]},"f8":{"dtype":"F8_E4M3","shape":[4],"data_offsets":[20,24]}}';
+    const bytes = Buffer.from(rawFile(header, 24));
+    const data = bytes.length - 24;
+    bytes.writeUInt16LE(65535, data);
+    bytes.writeUInt16LE(7, data + 2);
+    bytes.writeUInt32LE(4294967295, data + 4);
+    bytes.writeUInt32LE(3, data + 8);
+    bytes.writeBigUInt64LE(2n ** 40n, data + 12);
+    const { tensors } = await readSafetensors(writeTemp(bytes));
+    expect(Array.from(tensorToFloat64(tensors['u16']!))).toEqual([65535, 7]);
+    expect(Array.from(tensorToFloat64(tensors['u32']!))).toEqual([4294967295, 3]);
+    expect(Array.from(tensorToFloat64(tensors['u64']!))).toEqual([2 ** 40]);
+    expect(() => tensorToFloat32(tensors['f8']!, 'f8')).toThrow(/f8: dtype F8_E4M3 cannot be converted/);
+  });
+
   it('accepts the valid file these cases were made from', async () => {
     const header = await readSafetensorsHeader(writeTemp(rawFile(`{${valid}}`, 8)));
     expect(header.tensors['x']).toEqual({ dtype: 'F32', shape: [2], begin: header.dataOffset, end: header.dataOffset + 8 });
