@@ -18,6 +18,7 @@ import { defaultModelDir } from '../lm/default-model.js';
 import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { optionWithDefault, positiveIntegerFlag } from './flags.js';
+import { withInterrupts } from './interrupt.js';
 
 interface HarvestFlags {
   model: string;
@@ -71,13 +72,7 @@ export function registerHarvest(program: Command): void {
       const tokenizer = await Tokenizer.load(flags.model);
       using model = await Gpt2Model.load(flags.model, flags.backend ? { backend: flags.backend } : {});
       if (contextLength > model.config.nPositions) throw new RangeError(`--context ${contextLength} exceeds the model's n_positions ${model.config.nPositions}`);
-      const controller = new AbortController();
-      const onSignal = () => {
-        process.stderr.write('\nSIGINT: stopping after the current shard (run the same command to resume)\n');
-        controller.abort();
-      };
-      process.on('SIGINT', onSignal);
-      try {
+      await withInterrupts(async (signal) => {
         const corpus = {
           paths: flags.corpus,
           textField: flags.textField ?? 'text',
@@ -94,21 +89,21 @@ export function registerHarvest(program: Command): void {
           rows: positiveIntegerFlag('--rows', flags.rows),
           shardRows: positiveIntegerFlag('--shard-rows', flags.shardRows),
           dtype: flags.dtype,
-          // What the stream is of, so that a resume with other options is refused (rows, shard rows and dtype are checked as such).
+          // What the stream is of, so that a resume with other options is refused (rows, shard rows
+          // and dtype are checked as such). Not --batch: contexts per forward do not change the rows.
           of: {
             hook: flags.hook,
-            corpus: flags.corpus,
+            corpus: flags.corpus.map((p) => path.resolve(p)),
             'text-field': flags.textField ?? 'text',
             context: contextLength,
             positions: positiveIntegerFlag('--positions', flags.positions),
             window: positiveIntegerFlag('--window', flags.window),
-            batch: positiveIntegerFlag('--batch', flags.batch),
             seed,
           },
           inputs: { model: flags.model },
           describes: { modelName: path.basename(path.resolve(flags.model)), hookName: flags.hook, contextSize: contextLength, datasetPath: flags.corpus.map((p) => path.resolve(p)).join(',') },
           backend: model.backend,
-          signal: controller.signal,
+          signal,
           log: (line) => process.stderr.write(`${line}\n`),
           openSource: (state) =>
             LmActivationSource.open({
@@ -133,9 +128,6 @@ export function registerHarvest(program: Command): void {
         if (passes > 1) {
           process.stderr.write(`note: the corpus ran out before ${result.rows.toLocaleString('en-US')} rows; it was read ${passes} times over, so the cache repeats its positions (a larger corpus, or fewer --rows, avoids it)\n`);
         }
-        if (controller.signal.aborted) process.exitCode = 130; // interrupted, as run and train report it (lib/cli/interrupt.ts)
-      } finally {
-        process.off('SIGINT', onSignal);
-      }
+      }, 'stopping after the current shard; run the same command to resume');
     });
 }

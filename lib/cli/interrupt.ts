@@ -9,18 +9,18 @@ function signalExitStatus(name: StopSignal): number {
 
 /**
  * SIGINT / SIGTERM for long runs: the first signal aborts the returned signal (the run writes a
- * checkpoint and stops after its current step); a second exits at once. Either way the exit status
+ * checkpoint and stops after its current step; `stopping` says what it does); a second exits at once. Either way the exit status
  * is the signal's (130 for SIGINT), not 0, so that scripts can tell a stopped run from a finished
  * one: once `run` returns, the first signal's status becomes process.exitCode (even where the
  * signal came too late to stop it); a run that throws leaves the status to the error handling.
  */
-export async function withInterrupts<T>(run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+export async function withInterrupts<T>(run: (signal: AbortSignal) => Promise<T>, stopping = 'saving a checkpoint, then stopping'): Promise<T> {
   const controller = new AbortController();
   let first: StopSignal | null = null;
   const onSignal = (name: StopSignal) => {
     if (first !== null) process.exit(signalExitStatus(name));
     first = name;
-    process.stderr.write(`\n${name}: saving a checkpoint, then stopping (press again to quit at once)\n`);
+    process.stderr.write(`\n${name}: ${stopping} (press again to quit at once)\n`);
     controller.abort();
   };
   const sigint = () => onSignal('SIGINT');

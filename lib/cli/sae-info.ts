@@ -107,6 +107,7 @@ function formatNumber(value: number): string {
   if (value === -Infinity) return '-inf';
   if (value === Infinity) return 'inf';
   if (Number.isNaN(value)) return 'nan';
+  if (Number.isInteger(value)) return String(value); // counts and sizes exactly
   return Number(value.toPrecision(4)).toString();
 }
 

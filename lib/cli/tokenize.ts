@@ -1,14 +1,15 @@
 /**
  * `monosemantic tokenize`: tokenises a text corpus into one token shard (lib/data/token-shards.ts)
  * for training from token ids: documents in corpus order (lib/data/corpus.ts), each encoded without
- * special tokens, the tokenizer's EOS token between consecutive documents.
+ * special tokens added, the tokenizer's EOS token between consecutive documents. Text that spells a
+ * special token (e.g. "<|endoftext|>") is encoded as that token, as HF tokenizers do by default.
  */
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 
 import type { Command } from 'commander';
 
-import { CorpusError, readCorpus, type CorpusReport } from '../data/corpus.js';
+import { CorpusError, readCorpus, reportVerb, type CorpusReport } from '../data/corpus.js';
 import { documentTokens, tokenizerThreads, type DocumentTexts } from '../data/document-tokens.js';
 import { writeTokenShard, type TokenShardInfo } from '../data/token-shards.js';
 import { TOKENIZER_FILE, Tokenizer } from '../lm/tokenizer.js';
@@ -129,8 +130,8 @@ export async function tokenizeCorpus(options: TokenizeOptions): Promise<Tokenize
   }
   if (documents === 0) {
     // An empty shard would only fail later, in whatever reads it: say why here, and write nothing.
-    const skipped = report.skipped.slice(0, 3).map((s) => `${s.file}: ${s.reason} (${s.count})`);
-    const why = truncated ? `its first document alone is longer than --max-tokens ${maxTokens}` : `${report.files} file(s) and ${report.documents} document(s) read${skipped.length ? `; skipped ${skipped.join('; ')}` : ''}`;
+    const skipped = report.skipped.slice(0, 3).map((s) => `${reportVerb(s.reason)} ${s.file}: ${s.reason} (${s.count})`);
+    const why = truncated ? `its first document alone is longer than --max-tokens ${maxTokens}` : `${report.files} file(s) and ${report.documents} document(s) read${skipped.length ? `; ${skipped.join('; ')}` : ''}`;
     throw new CorpusError(options.corpus.join(', '), `no document to write (${why})`);
   }
   const shard = await writeTokenShard(options.out, tokens.view(), tokenizer.vocabSize);
@@ -160,7 +161,7 @@ export function registerTokenize(program: Command): void {
           if (documents % 20_000 === 0) process.stderr.write(`tokenize: ${documents.toLocaleString('en-US')} documents, ${tokens.toLocaleString('en-US')} tokens\n`);
         },
       });
-      for (const skipped of result.report.skipped) process.stderr.write(`tokenize: skipped ${skipped.file}: ${skipped.reason} (${skipped.count})\n`);
+      for (const skipped of result.report.skipped) process.stderr.write(`tokenize: ${reportVerb(skipped.reason)} ${skipped.file}: ${skipped.reason} (${skipped.count})\n`);
       const { shard } = result;
       process.stdout.write(
         `wrote ${shard.path}: ${shard.tokens.toLocaleString('en-US')} tokens from ${result.documents.toLocaleString('en-US')} documents` +

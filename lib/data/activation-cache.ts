@@ -21,7 +21,7 @@ import { mkdir, open, readdir, readFile, stat, type FileHandle } from 'node:fs/p
 import path from 'node:path';
 
 import { float32ToBf16 } from '../bf16.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { removeAbandonedTempFiles, writeFileAtomic } from '../io/atomic.js';
 import { Tensor } from '../tensor.js';
 import type { BackendName } from '../backend.js';
 import type { TrainingDataSource } from '../sae/trainer.js';
@@ -108,6 +108,7 @@ export class ActivationCacheError extends Error {
 
 const BUILD_FILE = 'cache-build.json';
 const MANIFEST_FILE = 'manifest.json';
+const SHARD_NAME = /^acts-\d{6,}\.bin$/;
 
 function sha256(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
@@ -203,6 +204,8 @@ export async function buildActivationCache(options: BuildCacheOptions): Promise<
   if (!Number.isSafeInteger(shardRows) || shardRows < 1) throw new RangeError(`shardRows must be a positive integer (got ${shardRows})`);
   if (dtype !== 'f32' && dtype !== 'bf16') throw new TypeError(`dtype must be 'f32' or 'bf16' (got ${JSON.stringify(dtype)})`);
   await mkdir(options.dir, { recursive: true });
+  // A build killed mid-write leaves its temporary file (up to a shard's size) behind.
+  await removeAbandonedTempFiles(options.dir, (target) => target === BUILD_FILE || target === MANIFEST_FILE || SHARD_NAME.test(target));
   const buildFile = path.join(options.dir, BUILD_FILE);
   const manifestFile = path.join(options.dir, MANIFEST_FILE);
   const of = await buildRecord(options);

@@ -33,6 +33,8 @@ export interface ActivationFile {
   readonly d: number;
   /** How the values are stored; readRows always yields f32. */
   readonly dtype: ActivationDtype;
+  /** The SHA-256 its manifest records for it (checked at the first read), else undefined. */
+  readonly sha256: string | undefined;
   /** Reads rows [start, start+count) converted to f32 into out[outOffset .. outOffset + count*d). */
   readRows(start: number, count: number, out: Float32Array, outOffset?: number): Promise<void>;
   close(): Promise<void>;
@@ -119,7 +121,7 @@ class MatrixFile implements ActivationFile {
   readonly dtype: ActivationDtype;
   readonly #dataOffset: number;
   /** The SHA-256 the whole file must have (a manifest's shard), else undefined. */
-  readonly #sha256: string | undefined;
+  readonly sha256: string | undefined;
   /** The check against #sha256, started by the first read; every read waits for it. */
   #checked: Promise<void> | undefined;
   #handle: FileHandle | undefined;
@@ -131,7 +133,7 @@ class MatrixFile implements ActivationFile {
     this.d = d;
     this.dtype = dtype;
     this.#dataOffset = dataOffset;
-    this.#sha256 = sha256;
+    this.sha256 = sha256;
   }
 
   /**
@@ -144,8 +146,8 @@ class MatrixFile implements ActivationFile {
     this.#checked ??= (async () => {
       const size = this.#dataOffset + this.rows * this.d * ACTIVATION_ITEM_BYTES[this.dtype];
       const actual = await sha256OfFile(this.#handle!, size, this.path);
-      if (actual !== this.#sha256) {
-        throw new ActivationFileError(this.path, `fails its SHA-256 check (the manifest records ${this.#sha256!.slice(0, 12)}…, the file hashes to ${actual.slice(0, 12)}…): the shard is corrupt`);
+      if (actual !== this.sha256) {
+        throw new ActivationFileError(this.path, `fails its SHA-256 check (the manifest records ${this.sha256!.slice(0, 12)}…, the file hashes to ${actual.slice(0, 12)}…): the shard is corrupt`);
       }
     })();
     return this.#checked;
@@ -165,7 +167,7 @@ class MatrixFile implements ActivationFile {
       throw new RangeError(`out.length ${out.length} is too small for ${count} rows of d=${this.d} at outOffset ${outOffset}`);
     }
     if (values === 0) return;
-    if (this.#sha256 !== undefined) await this.#check();
+    if (this.sha256 !== undefined) await this.#check();
 
     const itemBytes = ACTIVATION_ITEM_BYTES[this.dtype];
     const position = this.#dataOffset + start * this.d * itemBytes;

@@ -156,9 +156,16 @@ function parseFingerprint(text: string): Fingerprint | undefined {
   return { files: Number(match[1]), rows: Number(match[2]), chunkRows: Number(match[3]), bufferChunks: Number(match[4]), hash: match[5]! };
 }
 
-/** Names (not directories, so a moved data set still matches), rows and widths of the files. */
-function computeFingerprint(files: readonly ActivationFile[], chunkRows: number, bufferChunks: number): Fingerprint {
-  const summary = JSON.stringify(files.map((file) => [basename(file.path), file.rows, file.d]));
+/**
+ * Names (not directories, so a moved data set still matches), rows, widths, storage dtypes and the
+ * recorded SHA-256 (manifest shards) of the files: two activation caches of the same size tell
+ * apart by their contents. `legacy`: the names, rows and widths only, as states saved before the
+ * contents counted were made (still accepted, so those runs resume).
+ */
+function computeFingerprint(files: readonly ActivationFile[], chunkRows: number, bufferChunks: number, legacy = false): Fingerprint {
+  const summary = JSON.stringify(
+    files.map((file) => (legacy ? [basename(file.path), file.rows, file.d] : [basename(file.path), file.rows, file.d, file.dtype, file.sha256 ?? null])),
+  );
   return {
     files: files.length,
     rows: files.reduce((sum, file) => sum + file.rows, 0),
@@ -196,6 +203,8 @@ class ShuffledActivationSource implements ActivationSource {
   readonly #chunkRows: number;
   readonly #bufferChunks: number;
   readonly #fingerprint: string;
+  /** The fingerprint a state saved before the files' contents counted holds for these files. */
+  readonly #legacyFingerprint: string;
   /** Chunk c covers rows [chunkStart[c], chunkStart[c] + chunkLength[c]) of file chunkFile[c]. */
   readonly #chunkFile: Uint32Array;
   readonly #chunkStart: Float64Array;
@@ -222,6 +231,7 @@ class ShuffledActivationSource implements ActivationSource {
     this.#chunkRows = chunkRows;
     this.#bufferChunks = bufferChunks;
     this.#fingerprint = fingerprintString(computeFingerprint(files, chunkRows, bufferChunks));
+    this.#legacyFingerprint = fingerprintString(computeFingerprint(files, chunkRows, bufferChunks, true));
 
     const chunkCount = files.reduce((sum, file) => sum + Math.ceil(file.rows / chunkRows), 0);
     this.#chunkFile = new Uint32Array(chunkCount);
@@ -358,7 +368,7 @@ class ShuffledActivationSource implements ActivationSource {
     if (state.seed !== this.#seed) {
       throw new RangeError(`state.seed ${String(state.seed)} differs from the seed option ${this.#seed}; a state resumes only its own stream`);
     }
-    if (state.fingerprint !== this.#fingerprint) {
+    if (state.fingerprint !== this.#fingerprint && state.fingerprint !== this.#legacyFingerprint) {
       throw new ActivationSourceError(
         `the data changed since this state was saved: it was saved for ${describeFingerprint(String(state.fingerprint))}, ` +
           `but the files now give ${describeFingerprint(this.#fingerprint)}`,

@@ -13,7 +13,7 @@ import { glob, isDynamicPattern } from 'tinyglobby';
 
 import type { Tokenizer } from '../lm/tokenizer.js';
 import { ContextStreamError, openContextStream, type ContextStreamState } from './contexts.js';
-import type { CorpusReport } from './corpus.js';
+import { type CorpusReport, reportVerb } from './corpus.js';
 import type { ContextSource } from './lm-activations.js';
 import { openShardContextStream, type ShardContextState } from './shard-contexts.js';
 
@@ -83,7 +83,8 @@ export type CorpusContextSource = ContextSource & {
 };
 
 /**
- * An onSkip that writes `skipped FILE: REASON` once per file and reason over every pass of a run
+ * An onSkip that writes `skipped FILE: REASON` (`repaired` for invalid UTF-8, whose documents are
+ * kept with replacement characters) once per file and reason over every pass of a run
  * (each pass reopens the stream and meets the same problems again), and keeps what it wrote.
  */
 export function skipLog(write: (line: string) => void): { onSkip: (skipped: { file: string; reason: string }) => void; skipped: () => { file: string; reason: string }[] } {
@@ -93,7 +94,7 @@ export function skipLog(write: (line: string) => void): { onSkip: (skipped: { fi
       const key = `${file}\0${reason}`;
       if (seen.has(key)) return;
       seen.set(key, { file, reason });
-      write(`skipped ${file}: ${reason}`);
+      write(`${reportVerb(reason)} ${file}: ${reason}`);
     },
     skipped: () => [...seen.values()],
   };
@@ -164,9 +165,12 @@ export async function openCorpusContexts(o: CorpusContextOptions): Promise<Corpu
   };
 }
 
-/** The first `count` contexts of a corpus (fewer if it holds fewer), as [rows, contextLength]. */
+/**
+ * The first `count` contexts of a corpus (fewer if it holds fewer), as [rows, contextLength]. Token
+ * shards are verified (checksum, vocabulary) unless `verify: false`.
+ */
 export async function readContexts(o: CorpusContextOptions, count: number): Promise<Int32Array> {
-  const source = await openCorpusContexts({ ...o, epochs: 1 });
+  const source = await openCorpusContexts({ ...o, verify: o.verify ?? true, epochs: 1 });
   try {
     const chunks: Int32Array[] = [];
     let rows = 0;

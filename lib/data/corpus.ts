@@ -90,6 +90,11 @@ export const MAX_JSONL_LINE_BYTES = 256 * 1024 * 1024;
 /** The reason recorded for documents decoded with replacement characters. */
 export const INVALID_UTF8_REASON = 'invalid UTF-8 (replaced)';
 
+/** What became of the input a report entry counts: documents with invalid UTF-8 are kept, the rest skipped. */
+export function reportVerb(reason: string): 'repaired' | 'skipped' {
+  return reason === INVALID_UTF8_REASON ? 'repaired' : 'skipped';
+}
+
 const READ_CHUNK_BYTES = 1 << 20;
 /** How much of a text file's start is checked for a NUL byte. */
 const BINARY_CHECK_BYTES = 64 * 1024;

@@ -163,8 +163,14 @@ async function readHeader(path: string, handle: FileHandle, fileBytes: number): 
   }
   const tokenBytes = header.readUInt32LE(20);
   if (tokenBytes !== 2 && tokenBytes !== 4) throw new TokenShardError(path, 'tokenBytes', `${tokenBytes} is not 2 or 4`);
-  if (tokenBytes === 2 && vocabSize > 0x10000) {
-    throw new TokenShardError(path, 'tokenBytes', `2-byte tokens cannot hold a vocabulary of ${vocabSize} (at most 65536)`);
+  if (tokenBytes !== tokenBytesFor(vocabSize)) {
+    throw new TokenShardError(
+      path,
+      'tokenBytes',
+      tokenBytes === 2
+        ? `2-byte tokens cannot hold a vocabulary of ${vocabSize} (at most 65536)`
+        : `is 4, but a vocabulary of ${vocabSize} is stored in 2-byte tokens (4 only above 65536)`,
+    );
   }
   const count = header.readBigUInt64LE(24);
   if (count > BigInt(Number.MAX_SAFE_INTEGER)) throw new TokenShardError(path, 'tokens', `token count ${count} is too large`);
@@ -194,10 +200,17 @@ async function openShardFile(path: string): Promise<FileHandle> {
   }
 }
 
+/** The size of the opened file at `path`; a folder (which opens for reading) is refused. */
+async function shardFileBytes(path: string, handle: FileHandle): Promise<number> {
+  const stats = await handle.stat();
+  if (stats.isDirectory()) throw new TokenShardError(path, undefined, 'is a folder, not a token shard');
+  return stats.size;
+}
+
 async function withHeader<T>(path: string, use: (handle: FileHandle, header: ShardHeader) => Promise<T>): Promise<T> {
   const handle = await openShardFile(path);
   try {
-    const header = await readHeader(path, handle, (await handle.stat()).size);
+    const header = await readHeader(path, handle, await shardFileBytes(path, handle));
     return await use(handle, header);
   } finally {
     await handle.close();
@@ -272,7 +285,7 @@ export async function openTokenShard(path: string, options: OpenTokenShardOption
   let header: ShardHeader;
   let tokens: Int32Array | null = null;
   try {
-    header = await readHeader(path, handle, (await handle.stat()).size);
+    header = await readHeader(path, handle, await shardFileBytes(path, handle));
     if (options.preload === true) {
       const bytes = alignedBytes(header.info.tokens * header.info.tokenBytes);
       await readFully(path, handle, bytes, header.headerBytes);

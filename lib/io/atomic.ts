@@ -5,7 +5,7 @@
  * a crash.
  */
 import { randomBytes } from 'node:crypto';
-import { type FileHandle, open, rename, rm } from 'node:fs/promises';
+import { type FileHandle, open, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 
 /** Error codes of filesystems that cannot sync a directory (the rename is still done). */
@@ -48,4 +48,33 @@ export async function writeFileAtomic(filePath: string, data: Buffer | string): 
     throw error;
   }
   await fsyncDir(path.dirname(filePath));
+}
+
+/** A temporary file of writeFileAtomic: `<name>.tmp-<pid>-<12 hex digits>`. */
+const TEMP_NAME = /^(.+)\.tmp-(\d+)-[0-9a-f]{12}$/;
+
+/**
+ * Removes the temporary files writeFileAtomic left in `dir` when its process was killed mid-write
+ * (those whose target name passes `isOurs` and whose writing process is gone); returns their names.
+ */
+export async function removeAbandonedTempFiles(dir: string, isOurs: (target: string) => boolean): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(dir)) {
+    const match = TEMP_NAME.exec(name);
+    if (match === null || !isOurs(match[1]!) || processIsAlive(Number(match[2]))) continue;
+    await rm(path.join(dir, name), { force: true });
+    removed.push(name);
+  }
+  return removed;
+}
+
+/** Whether a process of this id runs (one owned by another user counts as running). */
+function processIsAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

@@ -78,6 +78,8 @@ export const LM_CHECKPOINT_LAYOUT = {
     trainLoss: z.number().nullable(),
     /** The training losses of the steps since the last metrics record. */
     window: z.object({ sum: z.number(), steps: count }),
+    /** The command lines that started and resumed the run, in order (absent in older states). */
+    commands: z.array(z.string()).optional(),
   }),
 } satisfies CheckpointLayout<{ step: number }>;
 type RunState = Omit<z.infer<typeof LM_CHECKPOINT_LAYOUT.state>, 'source'> & { source: ShardContextState };
@@ -150,12 +152,30 @@ export async function trainLm(config: LmTrainConfig, options: { resume?: boolean
   }
   // The stream checks its own state (version, fingerprint) when it opens.
   const state = (checkpoint?.state ?? null) as RunState | null;
+  // The model card names every command of the run: the one that started it, then each resume.
+  const commands = [...(state?.commands ?? []), ...(options.command ? [options.command] : [])];
 
   const tokenizer = await Tokenizer.load(paths.tokenizer);
   if (tokenizer.bosTokenId === null) throw new TrainingError(`the tokenizer in ${paths.tokenizer} has no BOS token to start contexts with`);
   const modelConfig = lmModelConfig(config, tokenizer);
-  const openStream = (shards: string[], epochs: number, saved?: ShardContextState) =>
-    openShardContextStream({ paths: shards, contextLength: T, seed: config.seed, bosTokenId: tokenizer.bosTokenId, eosTokenId: tokenizer.eosTokenId, epochs, ...(saved ? { state: saved } : {}) });
+  // Each shard's checksum and vocabulary are checked when first opened (the validation shards at
+  // the first evaluation): a damaged shard is named before anything trains on it.
+  const verified = new Set<string>();
+  const openStream = async (shards: string[], epochs: number, saved?: ShardContextState) => {
+    const verify = shards.some((p) => !verified.has(p));
+    const opened = await openShardContextStream({
+      paths: shards,
+      contextLength: T,
+      seed: config.seed,
+      bosTokenId: tokenizer.bosTokenId,
+      eosTokenId: tokenizer.eosTokenId,
+      epochs,
+      ...(verify ? { verify: true } : {}),
+      ...(saved ? { state: saved } : {}),
+    });
+    for (const p of shards) verified.add(p);
+    return opened;
+  };
   const stream = await openStream(paths.train, Infinity, state?.source);
   let model: Gpt2Training | null = null;
   let metrics: MetricsLog | null = null;
@@ -221,7 +241,7 @@ export async function trainLm(config: LmTrainConfig, options: { resume?: boolean
     const saveCheckpoint = async () => {
       absorb();
       await metrics!.flush();
-      const runState: RunState = { step, tokens, source: stream.state(), seconds: seconds(), valLoss, trainLoss, window: { sum: window.sum, steps: window.steps } };
+      const runState: RunState = { step, tokens, source: stream.state(), seconds: seconds(), valLoss, trainLoss, window: { sum: window.sum, steps: window.steps }, commands };
       lastCheckpoint = await writeCheckpoint(checkpointsDir, step, checkpointFiles(model!, runState), config.checkpoints.keep);
     };
 
@@ -290,7 +310,7 @@ export async function trainLm(config: LmTrainConfig, options: { resume?: boolean
         backend,
         trainLoss,
         valLoss,
-        command: options.command ?? null,
+        commands,
         metricsPath: path.join(outDir, 'metrics.jsonl'),
       });
     }
@@ -374,7 +394,8 @@ interface ExportFacts {
   backend: BackendName;
   trainLoss: number | null;
   valLoss: number | null;
-  command: string | null;
+  /** The command lines of the run: the first started it, the others resumed it. */
+  commands: string[];
   metricsPath: string;
 }
 
@@ -420,7 +441,7 @@ with monosemantic (\`--model\` of any command) or Hugging Face transformers (\`G
 
 | | |
 | --- | --- |
-| command | ${facts.command ? `\`${facts.command}\`` : 'n/a (library call)'} |
+| command | ${facts.commands.length ? facts.commands.map((c, i) => (i === 0 ? `\`${c}\`` : `resumed with \`${c}\``)).join(', then ') : 'n/a (library call)'} |
 | training shards | ${paths.train.map((p) => `\`${rel(p)}\``).join(', ')} |
 | validation shards | ${paths.val.length ? paths.val.map((p) => `\`${rel(p)}\``).join(', ') : 'none'} |
 | seed | ${config.seed} |

@@ -49,8 +49,17 @@ describe('activation cache', () => {
       },
     });
     expect(interrupted).toMatchObject({ rows: 384, shards: 3, complete: false });
+    // What a build killed mid-write leaves (a process that is gone: pid 2^22 + 1 is above Linux's
+    // pid_max), and a temporary file of a build still running (this process) or of another file.
+    const abandoned = ['acts-000003.bin.tmp-4194305-0123456789ab', 'cache-build.json.tmp-4194305-ba9876543210'];
+    const kept = [`acts-000003.bin.tmp-${process.pid}-0123456789ab`, 'notes.txt.tmp-4194305-0123456789ab'];
+    for (const name of [...abandoned, ...kept]) writeFileSync(path.join(cut, name), 'partial');
     const resumed = await buildActivationCache({ dir: cut, openSource: countingSource, rows: 1000, shardRows: 128, backend: 'cpu' });
     expect(resumed).toMatchObject({ rows: 1000, shards: 8, complete: true, resumedFrom: 384 });
+    const left = readdirSync(cut);
+    for (const name of abandoned) expect(left, name).not.toContain(name);
+    for (const name of kept) expect(left, name).toContain(name);
+    for (const name of kept) rmSync(path.join(cut, name));
     for (const name of readdirSync(whole).filter((n) => n.endsWith('.bin') || n === 'manifest.json')) {
       expect(readFileSync(path.join(cut, name)).equals(readFileSync(path.join(whole, name))), name).toBe(true);
     }

@@ -26,6 +26,12 @@ it('harvests a hook over a corpus into a verified cache that train reads', async
   expect(await verifyActivationCache(cache)).toEqual({ shards: 3, rows: 700 });
   const again = cli(args); // already complete: nothing to do
   expect(again.status, again.stderr).toBe(0);
+  // The same cache from its own folder, with relative paths and another --batch (contexts per
+  // forward do not change the rows): the same options.
+  const relative = args.map((a) => (a === corpus ? 'corpus' : a === cache ? 'cache' : a));
+  const elsewhere = runCli([...relative, '--batch', '3'], { MONOSEMANTIC_BACKEND: 'cpu' }, root);
+  expect(elsewhere.status, elsewhere.stderr).toBe(0);
+  expect(elsewhere.stdout).toMatch(/cached 700 rows/);
   const bad = cli([...args.slice(0, -2), '--dtype', 'f32']);
   expect(bad.status).toBe(1);
   expect(bad.stderr).toMatch(/is being built here; options ask for/);

@@ -49,9 +49,11 @@ it('prints what the text reader skips, and says why a corpus gives no context', 
   mkdirSync(corpus);
   writeFileSync(path.join(corpus, 'good.jsonl'), Array.from({ length: 60 }, (_, i) => JSON.stringify({ text: `document ${i}: the quick brown fox jumps over the lazy dog, again and again.` })).join('\n'));
   writeFileSync(path.join(corpus, 'other.jsonl'), '{"body": "no text field here"}\n');
+  writeFileSync(path.join(corpus, 'latin1.txt'), Buffer.from('caf\xe9 au lait, a document in Latin-1 bytes', 'latin1'));
   const r = cli(['harvest', '--corpus', corpus, ...common, '--out', path.join(root, 'cache')]);
   expect(r.status, r.stderr).toBe(0);
   expect(r.stderr).toMatch(/skipped .*other\.jsonl: no string "text" field/);
+  expect(r.stderr).toMatch(/repaired .*latin1\.txt: invalid UTF-8 \(replaced\)/); // kept, with U+FFFD
   const empty = cli(['harvest', '--corpus', path.join(corpus, 'other.jsonl'), ...common, '--out', path.join(root, 'none')]);
   expect(empty.status).toBe(1);
   expect(empty.stderr).toMatch(/other\.jsonl: no whole context of 32 tokens \(1 file and 0 documents read; skipped .*no string "text" field/);

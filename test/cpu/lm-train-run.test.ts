@@ -3,7 +3,7 @@
  * exported HF folder loads and computes the trainer's loss, a resumed run is bit-identical to an
  * uninterrupted one, and bad configs are refused with messages naming the field.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -89,14 +89,19 @@ describe('resume', () => {
     const outDir = path.join(root, 'split');
     const controller = new AbortController();
     const first = await trainLm(parseLmTrainConfig(tinyConfig(outDir, base)), {
+      command: 'monosemantic lm train --seed 3 -o split',
       signal: controller.signal,
       makeProgress: () => ({ update: (done) => done === 11 && controller.abort(), log: () => {}, stop: () => {} }),
     });
     expect(first.interrupted).toBe(true);
     expect(first.steps).toBe(11);
     expect(first.modelDir).toBeNull();
-    const resumed = await trainLm(parseLmTrainConfig(tinyConfig(outDir, base)), { resume: true });
+    const resumed = await trainLm(parseLmTrainConfig(tinyConfig(outDir, base)), { resume: true, command: 'monosemantic lm train --resume split' });
     expect(resumed.steps).toBe(24);
+    // The model card names the command that started the run and the one that resumed it.
+    expect(readFileSync(path.join(resumed.modelDir!, 'README.md'), 'utf8')).toContain(
+      '| command | `monosemantic lm train --seed 3 -o split`, then resumed with `monosemantic lm train --resume split` |',
+    );
     const weights = (s: LmTrainSummary) => readFileSync(path.join(s.checkpoint!, 'weights.safetensors'));
     expect(weights(resumed).equals(weights(whole))).toBe(true);
     expect(readFileSync(path.join(resumed.checkpoint!, 'optimizer.safetensors')).equals(readFileSync(path.join(whole.checkpoint!, 'optimizer.safetensors')))).toBe(true);
@@ -128,6 +133,21 @@ describe('resume', () => {
 });
 
 describe('config and CLI', () => {
+  it('a damaged training or validation shard is named before anything trains on it', async () => {
+    const good = readFileSync(path.join(corpus, 'val.tokens'));
+    const flipped = Buffer.from(good);
+    flipped[64 + 1400]! ^= 0x10; // one token's bits, past the header: only the checksum sees it
+    const damaged = path.join(root, 'damaged.tokens');
+    writeFileSync(damaged, flipped);
+    const base = { training: { batchSize: 4, totalSteps: 4, lr: 5e-3, warmupSteps: 1 }, eval: { every: 2, maxBatches: 1 } };
+    await expect(trainLm(parseLmTrainConfig(tinyConfig(path.join(root, 'bad-train'), { ...base, data: { train: [damaged], val: null } })))).rejects.toThrow(
+      new RegExp(`${damaged}: .*checksum`),
+    );
+    await expect(
+      trainLm(parseLmTrainConfig(tinyConfig(path.join(root, 'bad-val'), { ...base, data: { train: [path.join(corpus, 'val.tokens')], val: [damaged] } }))),
+    ).rejects.toThrow(new RegExp(`${damaged}: .*checksum`));
+  });
+
   it('refuses bad configs, naming the field', () => {
     expect(() => parseLmTrainConfig({ training: { totalSteps: 5 }, model: { dModel: 30, nHead: 4 } })).toThrow(/model.nHead: 4 does not divide model.dModel 30/);
     expect(() => parseLmTrainConfig({ training: { totalSteps: 5, totalTokens: 9 } })).toThrow(/exactly one of totalSteps and totalTokens/);

@@ -236,6 +236,30 @@ describe('openActivationSource', () => {
     );
   });
 
+  it('tells apart two caches of the same size by their recorded checksums; a state saved before they counted still resumes', async () => {
+    const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+    const cache = (firstId: number): string => {
+      const dir = freshDir();
+      const bytes = new Uint8Array(idRows(firstId, 120, 3).buffer);
+      writeFileSync(join(dir, 'acts-000000.bin'), bytes);
+      return writeManifest(dir, 'manifest.json', 'f32', 3, [{ path: 'acts-000000.bin', rows: 120, sha256: sha256(bytes) }]);
+    };
+    const [one, other] = [cache(0), cache(1000)];
+    const options = { seed: 2, chunkRows: 10, bufferChunks: 4 };
+    const state = await withSource({ paths: [one], ...options }, async (source) => {
+      await source.next(25);
+      return source.state();
+    });
+    await expect(openActivationSource({ paths: [other], ...options, state })).rejects.toThrow(/data changed since this state was saved/);
+    // The fingerprint of names, rows and widths only, as states were saved before: accepted.
+    const summary = JSON.stringify([['acts-000000.bin', 120, 3]]);
+    const legacy = `1f-120r-10c-4b-${createHash('sha256').update(summary).digest('hex').slice(0, 16)}`;
+    const expected = await withSource({ paths: [one], ...options, state }, (source) => source.next(30));
+    await withSource({ paths: [one], ...options, state: { ...state, fingerprint: legacy } }, async (source) => {
+      expect(await source.next(30)).toEqual(expected);
+    });
+  });
+
   it('takes files and globs, and rejects patterns that match nothing', async () => {
     await withSource({ paths: [join(dataset, '*.npy'), join(dataset, 'b.safetensors'), join(dataset, 'a.npy')], seed: 1 }, async (source) => {
       expect(source.files.map((path) => path.slice(dataset.length + 1))).toEqual(['a.npy', 'b.safetensors']);

@@ -45,6 +45,13 @@ describe('withInterrupts', () => {
     expect(process.exitCode).toBe(143);
   });
 
+  it('says what the run does on the first signal', async () => {
+    const write = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    const before = process.listeners('SIGINT');
+    await withInterrupts(async () => deliver('SIGINT', before), 'stopping after the current shard');
+    expect(write).toHaveBeenCalledWith('\nSIGINT: stopping after the current shard (press again to quit at once)\n');
+  });
+
   it('leaves the exit status alone for a run no signal stopped, or one that failed', async () => {
     expect(await withInterrupts(async () => 'finished')).toBe('finished');
     expect(process.exitCode).toBe(exitCodeBefore);

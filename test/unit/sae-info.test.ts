@@ -25,7 +25,7 @@ function knownSae(): SaeLensExport {
     metadata: { modelName: 'gpt2', hookName: 'blocks.6.hook_resid_post', contextSize: 128, datasetPath: 'openwebtext' },
     // 3 dead (-inf, -12, -10), 2 ultra-low (-7, -6.5); -6 is neither.
     sparsityLog10: Float32Array.from([-2, -Infinity, -0.5, -10, -7, -12, -3, -1, -6.5, -2]),
-    training: { penalty: 'l1', l1_coeff: 5, training_steps: 2000, version: '0.1.0' },
+    training: { penalty: 'l1', l1_coeff: 5, training_steps: 2000, training_samples: 122880, lr: 0.000123456, version: '0.1.0' },
   };
 }
 
@@ -57,6 +57,8 @@ describe('monosemantic sae info', () => {
     expect(r.stdout).toMatch(/penalty\s+l1\n/);
     expect(r.stdout).toMatch(/l1_coeff\s+5\n/);
     expect(r.stdout).toMatch(/training_steps\s+2000\n/);
+    expect(r.stdout).toMatch(/training_samples\s+122880\n/); // whole numbers exactly
+    expect(r.stdout).toMatch(/lr\s+0\.0001235\n/); // others to 4 significant digits
     expect(r.stdout).toMatch(/decoder norms\s+min 1, median 5\.5, max 10\n/);
     expect(r.stdout).toMatch(/dead\s+3 of 10 \(30\.0%; log10 density <= -10\)\n/);
     expect(r.stdout).toMatch(/ultra-low\s+2 of 10 \(20\.0%; -10 < log10 density < -6\)\n/);
@@ -74,7 +76,7 @@ describe('monosemantic sae info', () => {
       dSae: 10,
       dtype: 'float32',
       metadata: { modelName: 'gpt2', hookName: 'blocks.6.hook_resid_post', contextSize: 128, datasetPath: 'openwebtext', prependBos: true, hookHeadIndex: null },
-      training: { penalty: 'l1', l1_coeff: 5, training_steps: 2000, version: '0.1.0' },
+      training: { penalty: 'l1', l1_coeff: 5, training_steps: 2000, training_samples: 122880, lr: 0.000123456, version: '0.1.0' },
       decoderNorms: { min: 1, median: 5.5, max: 10 },
       density: { features: 10, dead: 3, ultraLow: 2 },
     });

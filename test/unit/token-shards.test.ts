@@ -170,6 +170,16 @@ describe('malformed shards', () => {
     expect((await shardError(readTokenShardHeader(await copyOf('vocab.tokens', patch(16, 0))))).field).toBe('vocabSize');
     expect((await shardError(readTokenShardHeader(await copyOf('width.tokens', patch(20, 3))))).field).toBe('tokenBytes');
     expect((await shardError(readTokenShardHeader(await copyOf('narrow.tokens', patch(16, 70_000))))).field).toBe('tokenBytes');
+    // 4-byte tokens of a vocabulary that fits 2 bytes (the file's length matching the header's count).
+    const wide = await copyOf('wide.tokens', (bytes) => {
+      const copy = Buffer.alloc(64 + 2 * (bytes.length - 64));
+      bytes.copy(copy, 0, 0, 64);
+      copy.writeUInt32LE(4, 20);
+      return copy;
+    });
+    const wideError = await shardError(readTokenShardHeader(wide));
+    expect(wideError.field).toBe('tokenBytes');
+    expect(wideError.message).toMatch(/is 4, but a vocabulary of 1000 is stored in 2-byte tokens/);
   });
 
   it('a flipped token byte: the header reads, verification fails the checksum', async () => {
@@ -197,6 +207,8 @@ describe('malformed shards', () => {
     const missing = path.join(scratch, 'missing.tokens');
     const error = await shardError(readTokenShardHeader(missing));
     expect(error.message).toMatch(/no such file/);
+    expect((await shardError(readTokenShardHeader(scratch))).message).toBe(`${scratch}: is a folder, not a token shard`);
+    expect((await shardError(openTokenShard(scratch))).message).toBe(`${scratch}: is a folder, not a token shard`);
   });
 });
 
