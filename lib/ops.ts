@@ -62,6 +62,8 @@ export async function rowSqDist(a: Tensor, b: Tensor | null, out?: Tensor): Prom
     checkF32(out, 'out');
     if (out.size !== rows) throw new RangeError(`out must hold ${rows} elements (got ${formatShape(out.shape)})`);
     if (out.backend !== a.backend) throw new TypeError(`out is on ${out.backend} but a is on ${a.backend}`);
+    distinct(out, 'out', a, 'a');
+    if (b) distinct(out, 'out', b, 'b');
   }
   const target = out ?? Tensor.empty([rows], { backend: a.backend });
   try {

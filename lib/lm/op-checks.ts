@@ -83,6 +83,11 @@ export function distinct(a: Tensor, aName: string, b: Tensor, bName: string): vo
   if (sharesMemory(a, b)) throw new RangeError(`${aName} must not overlap ${bName} (views of one allocation)`);
 }
 
+/** out is x itself (an op that works in place) or shares no memory with it. */
+export function sameOrDistinct(out: Tensor, outName: string, x: Tensor, xName: string): void {
+  if (out !== x && sharesMemory(out, x)) throw new RangeError(`${outName} must be ${xName} itself or not overlap it (views of one allocation)`);
+}
+
 /** No output shares memory with another output or with an input. */
 export function noAliases(outputs: Record<string, Tensor>, inputs: Record<string, Tensor>): void {
   const outs = Object.entries(outputs);

@@ -14,7 +14,7 @@
 import { nativeAddon } from '../backend.js';
 import { type IndexOptions, indicesCheckedOption } from '../ops.js';
 import { type Tensor, formatShape } from '../tensor.js';
-import { MAX_DIM, checkActivation, checkInt, checkPrecision, checkTensor, distinct, expectRows, expectShape, expectSize, f32OrBf16, noAliases, rowsOf, sameBackend } from './op-checks.js';
+import { MAX_DIM, checkActivation, checkInt, checkPrecision, checkTensor, distinct, expectRows, expectShape, expectSize, f32OrBf16, noAliases, rowsOf, sameBackend, sameOrDistinct } from './op-checks.js';
 
 /** bf16: operands rounded to bf16, fp32 accumulation (as the SAE ops). */
 export type MatmulPrecision = 'f32' | 'bf16';
@@ -41,7 +41,8 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number, 
   expectShape(weight, 'weight', [C], xs);
   expectShape(bias, 'bias', [C], xs);
   expectRows(out, 'out', rows, C, xs);
-  noAliases({ out }, { weight, bias }); // out may be x itself
+  noAliases({ out }, { weight, bias });
+  sameOrDistinct(out, 'out', x, 'x'); // out may be x itself
   const operands: Record<string, Tensor> = { x, weight, bias, out };
   if (saved !== undefined) {
     if (saved === null || typeof saved !== 'object') throw new TypeError('saved must be an object { mean, rstd }');
@@ -136,6 +137,7 @@ export function activation(kind: Activation, x: Tensor, out: Tensor): Promise<vo
   if (x.size < 1) throw new RangeError(`x must not be empty (got ${formatShape(x.shape)})`);
   expectSize(out, 'out', x.size, `like x ${formatShape(x.shape)}`);
   sameBackend({ x, out });
+  sameOrDistinct(out, 'out', x, 'x');
   return nativeAddon().activation({ kind: code, count: x.size, x: x.native, out: out.native });
 }
 
@@ -148,6 +150,8 @@ export function add(a: Tensor, b: Tensor, out: Tensor): Promise<void> {
   expectSize(b, 'b', a.size, `like a ${formatShape(a.shape)}`);
   expectSize(out, 'out', a.size, `like a ${formatShape(a.shape)}`);
   sameBackend({ a, b, out });
+  sameOrDistinct(out, 'out', a, 'a');
+  sameOrDistinct(out, 'out', b, 'b');
   return nativeAddon().add({ count: a.size, a: a.native, b: b.native, out: out.native });
 }
 
@@ -293,6 +297,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, out: Tensor, optio
   expectSize(targets, 'targets', rows, why);
   expectSize(out, 'out', rows, why);
   sameBackend({ logits, targets, out });
+  noAliases({ out }, { logits, targets });
   return nativeAddon().crossEntropy({ rows, V, logits: logits.native, targets: targets.native, out: out.native, indicesChecked });
 }
 
@@ -309,6 +314,7 @@ export function klRows(p: Tensor, q: Tensor, out: Tensor): Promise<void> {
   expectRows(q, 'q', rows, V, `like p ${formatShape(p.shape)}`);
   expectSize(out, 'out', rows, `(one per row of p ${formatShape(p.shape)})`);
   sameBackend({ p, q, out });
+  noAliases({ out }, { p, q });
   return nativeAddon().klRows({ rows, V, p: p.native, q: q.native, out: out.native });
 }
 

@@ -6,7 +6,9 @@
  */
 #include "analysis_ops.h"
 
+#include <cmath>
 #include <cstdio>
+#include <limits>
 #include <new>
 #include <vector>
 
@@ -28,6 +30,14 @@ void copy_into(T* dst, const std::vector<T>& src, size_t count) {
   for (size_t i = 0; i < count; ++i) dst[i] = src[i];
 }
 
+// The largest float <= t: for a float x, x > float_below(t) exactly when x > t (rounding t to the
+// nearest float instead could move it above an entry that exceeds t, e.g. 0.1f > 0.1).
+float float_below(double t) {
+  float f = float(t);
+  if (double(f) > t) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
+  return f;
+}
+
 // sparseRows({ rows, n, x, threshold, capacity }) -> { rowPtr: Int32Array [rows + 1], cols: Int32Array,
 // values: Float32Array }: x [rows, n]'s entries above threshold, row by row. capacity is a guess of
 // the entry count; when it is short the op runs again with the exact count.
@@ -37,7 +47,7 @@ class SparseRowsWorker : public BackendWorker {
     rows_ = int_field(a, "rows", 0, kMaxDim);
     n_ = int_field(a, "n", 1, kMaxDim);
     x_ = static_cast<const float*>(operands_.take_f32(a, "x", product(env, size_t(rows_), size_t(n_), "x")));
-    threshold_ = float(num_field(a, "threshold"));
+    threshold_ = float_below(num_field(a, "threshold"));
     capacity_ = size_t(int_field(a, "capacity", 0, kMaxDim));
   }
   int run(const ms_backend* be, ms_error* err) override {

@@ -3,10 +3,11 @@
  *
  * exp(x) = 2^n * exp(r) with n = round(x / ln 2) and r = x - n ln 2 in [-ln2/2, ln2/2] (ln 2 split
  * in two parts so n ln 2 is subtracted exactly), exp(r) by Cephes' degree-7 minimax polynomial
- * (1 + r + r^2 (p0 + ...)), 2^n built in the exponent bits. Inputs are clamped to [-87, 88]:
- * exp(-87) = 1.6e-38 is the smallest normal result, so anything below becomes that (an absolute
- * error under 2e-38, nothing for a softmax), and 88 keeps 2^n finite. Max relative error about
- * 2e-7 over the clamped range.
+ * (1 + r + r^2 (p0 + ...)), 2^n built in the exponent bits, for x in [-87, 88] (2^n stays a
+ * normal float). Outside: below -87 the result is 0 (exp(-87) = 1.6e-38 is the smallest normal
+ * result: an absolute error under 2e-38, and exp(-inf) = 0 exactly, so masked entries weigh
+ * nothing); from 88 to log(FLT_MAX) it stays exp(88), and above that it is +inf; NaN stays NaN,
+ * as std::exp gives. Max relative error about 2e-7 over [-87, 88].
  *
  * Compiled with -mavx2 -mfma only; exp_rows.cpp calls in only when active_simd() >= AVX2.
  */
@@ -19,8 +20,8 @@
 namespace ms::cpu::exp_detail {
 namespace {
 
-inline __m256 exp8(__m256 x) {
-  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+inline __m256 exp8(__m256 input) {
+  const __m256 x = _mm256_min_ps(_mm256_max_ps(input, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
   // n = round(x * log2(e))
   const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -37,7 +38,12 @@ inline __m256 exp8(__m256 x) {
   p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));  // exp(r)
   // 2^n: (n + 127) in the exponent field; n in [-126, 127] after the clamp
   const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+  __m256 e = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+  // The ends: 0 below -87 (and for -inf), +inf past log(FLT_MAX), NaN kept (ordered compares are
+  // false for NaN, so only the last blend touches it).
+  e = _mm256_andnot_ps(_mm256_cmp_ps(input, _mm256_set1_ps(-87.0f), _CMP_LT_OQ), e);
+  e = _mm256_blendv_ps(e, _mm256_set1_ps(__builtin_huge_valf()), _mm256_cmp_ps(input, _mm256_set1_ps(88.72284f), _CMP_GT_OQ));
+  return _mm256_blendv_ps(e, input, _mm256_cmp_ps(input, input, _CMP_UNORD_Q));
 }
 
 // Mask selecting the first n (0..8) lanes, for maskload / maskstore.

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "cpu_features.h"
 
@@ -25,8 +26,12 @@ bool use_avx2() {
 
 float row_max(const float* x, size_t n) {
   float m = x[0];
-  for (size_t v = 1; v < n; ++v) m = x[v] > m ? x[v] : m;
-  return m;
+  bool nan = false;
+  for (size_t v = 1; v < n; ++v) {
+    m = x[v] > m ? x[v] : m;
+    nan |= x[v] != x[v];
+  }
+  return nan ? std::numeric_limits<float>::quiet_NaN() : m;  // a NaN anywhere makes the row's softmax NaN
 }
 
 double exp_sum(const float* x, size_t n, float shift) {

@@ -14,7 +14,7 @@
 
 namespace ms::cpu {
 
-// max_v x[v] over n >= 1 floats.
+// max_v x[v] over n >= 1 floats; NaN if any of them is NaN.
 float row_max(const float* x, size_t n);
 
 // sum_v exp(x[v] - shift), each exponential in fp32, summed in fp32 over blocks of 256 and the

@@ -55,12 +55,14 @@ int layernorm(int rows, int C, float eps, const float* x, const float* weight, c
         }
         const float mf = float(m);
         const float rs = float(1.0 / std::sqrt(ss / double(D) + double(eps)));
+        // x - mean in double, then rounded: a row whose mean is large against its spread keeps its
+        // deviations (subtracting the fp32-rounded mean would lose them).
         if (out_bf16) {
           uint16_t* yr = out_bf16 + r * D;  // out_bf16[r, :]
-          for (size_t j = 0; j < D; ++j) yr[j] = float_to_bf16((xr[j] - mf) * rs * weight[j] + bias[j]);
+          for (size_t j = 0; j < D; ++j) yr[j] = float_to_bf16(float(double(xr[j]) - m) * rs * weight[j] + bias[j]);
         } else {
           float* yr = out + r * D;  // out[r, :] (may be xr)
-          for (size_t j = 0; j < D; ++j) yr[j] = (xr[j] - mf) * rs * weight[j] + bias[j];
+          for (size_t j = 0; j < D; ++j) yr[j] = float(double(xr[j]) - m) * rs * weight[j] + bias[j];
         }
         if (mean) mean[r] = mf;
         if (rstd) rstd[r] = rs;
@@ -141,13 +143,14 @@ int activation(int kind, size_t count, const float* x, float* out, ms_error* err
         case MS_ACT_GELU_TANH:
           for (size_t i = i0; i < i1; ++i) {
             const float v = x[i];
-            out[i] = 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + kGeluCubic * v * v * v)));
+            // ±inf: the limits (inf, 0), not inf * 0 = NaN.
+            out[i] = std::isinf(v) ? (v > 0.0f ? v : 0.0f) : 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + kGeluCubic * v * v * v)));
           }
           break;
         case MS_ACT_GELU_ERF:
           for (size_t i = i0; i < i1; ++i) {
             const float v = x[i];
-            out[i] = 0.5f * v * (1.0f + std::erf(v * kInvSqrt2));
+            out[i] = std::isinf(v) ? (v > 0.0f ? v : 0.0f) : 0.5f * v * (1.0f + std::erf(v * kInvSqrt2));
           }
           break;
         default:
@@ -314,7 +317,9 @@ int kl_rows(int rows, int V, const float* p_logits, const float* q_logits, float
           for (size_t v = v0; v < v1; ++v) {
             bp += ep[v];
             bq += eq[v];
-            bw += ep[v] * ((p[v] - mp) - (q[v] - mq));
+            // An entry of P's softmax that is exactly 0 (a -inf logit, a masked one) adds nothing,
+            // whatever Q's logit there (0 * -inf would be NaN).
+            bw += ep[v] == 0.0f ? 0.0f : ep[v] * ((p[v] - mp) - (q[v] - mq));
           }
           sp += bp;
           sq += bq;

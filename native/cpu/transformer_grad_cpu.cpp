@@ -215,7 +215,9 @@ int activation_backward(int kind, size_t count, const float* dpost, const float*
           // d/dx 0.5 x (1 + erf(x / sqrt 2)) = 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi).
           for (size_t i = i0; i < i1; ++i) {
             const float x = pre[i - base];
-            dpre[i] = dpost[i] * (0.5f * (1.0f + std::erf(x * kInvSqrt2)) + x * kInvSqrt2Pi * std::exp(-0.5f * x * x));
+            // ±inf: the limits 1 and 0, not inf * 0 = NaN.
+            const float slope = std::isinf(x) ? (x > 0.0f ? 1.0f : 0.0f) : 0.5f * (1.0f + std::erf(x * kInvSqrt2)) + x * kInvSqrt2Pi * std::exp(-0.5f * x * x);
+            dpre[i] = dpost[i] * slope;
           }
           break;
         default:

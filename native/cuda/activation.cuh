@@ -18,6 +18,7 @@ namespace ms::cuda {
 // MS_ACT_GELU_ERF: 0.5 v (1 + erf(v / sqrt 2)); otherwise (MS_ACT_RELU) max(v, 0), NaN -> 0.
 // (The epilogue takes the kind as a template argument, activate(Kind, v): only its own branch is compiled.)
 __device__ __forceinline__ float activate(int kind, float v) {
+  if (kind != MS_ACT_RELU && isinf(v)) return v > 0.0f ? v : 0.0f;  // the GELUs' limits, not inf * 0 = NaN
   if (kind == MS_ACT_GELU_TANH) {
     const float cubic = __fmul_rn(__fmul_rn(__fmul_rn(kGeluCubic, v), v), v);
     const float u = __fmul_rn(kSqrt2OverPi, __fadd_rn(v, cubic));

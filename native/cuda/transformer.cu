@@ -297,7 +297,7 @@ __global__ void __launch_bounds__(kThreads)
     const float e = expf(a);
     sp += e;
     sq += expf(b);
-    weighted += e * (a - b);
+    if (e != 0.0f) weighted += e * (a - b);  // a masked (-inf) entry of p adds nothing: not 0 * -inf = NaN
   }
   sp = block_sum(sp, scratch);
   sq = block_sum(sq, scratch);

@@ -302,7 +302,8 @@ __global__ void activation_backward_kernel(int kind, size_t count, const float* 
       dpre[i] = dpost[i] * (0.5f * (1.0f + th) + tail);
     } else if (kind == MS_ACT_GELU_ERF) {
       // 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi)
-      dpre[i] = dpost[i] * (0.5f * (1.0f + erff(x * kInvSqrt2)) + x * kInvSqrt2Pi * expf(-0.5f * x * x));
+      const float slope = isinf(x) ? (x > 0.0f ? 1.0f : 0.0f) : 0.5f * (1.0f + erff(x * kInvSqrt2)) + x * kInvSqrt2Pi * expf(-0.5f * x * x);
+      dpre[i] = dpost[i] * slope;  // ±inf: the limits 1 and 0, not inf * 0 = NaN
     } else {
       dpre[i] = x > 0.0f ? dpost[i] : 0.0f;
     }

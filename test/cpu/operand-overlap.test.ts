@@ -5,8 +5,8 @@
  */
 import { expect, it } from 'vitest';
 
-import { embed, layerNorm, linear, splitQkv } from '../../lib/lm/ops.js';
-import { gatherRows } from '../../lib/ops.js';
+import { activation, add, crossEntropy, embed, klRows, layerNorm, linear, splitQkv } from '../../lib/lm/ops.js';
+import { gatherRows, rowSqDist } from '../../lib/ops.js';
 import { SparseAutoencoder } from '../../lib/sae/sae.js';
 import { Tensor } from '../../lib/tensor.js';
 
@@ -47,6 +47,27 @@ it('refuses outputs that are, or overlap, an input', async () => {
   using y2 = buffer.view(128, [2, 2]);
   using weight = Tensor.from([0, 1, 1, 0], [2, 2], { backend });
   await expect(async () => linear(x2, weight, null, y2, 'f32')).rejects.toThrow(/out must not .* x/);
+
+  // Ops that may work in place take out === the input itself, but not a shifted view of it.
+  // (Views start at multiples of 64 elements: rows of 64.)
+  using grid = Tensor.from(Float32Array.from({ length: 320 }, (_, i) => (i % 7) - 3), [320], { backend });
+  using rowsA = grid.view(0, [4, 64]); // elements 0..255
+  using shifted = grid.view(64, [4, 64]); // elements 64..319: one row on
+  using ones = Tensor.full([64], 1, { backend });
+  using zeros = Tensor.zeros([64], { backend });
+  await expect(async () => layerNorm(rowsA, ones, zeros, 1e-5, shifted)).rejects.toThrow('out must be x itself or not overlap it (views of one allocation)');
+  await expect(async () => activation('relu', rowsA, shifted)).rejects.toThrow('out must be x itself or not overlap it');
+  using other = Tensor.full([4, 64], 2, { backend });
+  await expect(async () => add(other, rowsA, shifted)).rejects.toThrow('out must be b itself or not overlap it');
+  using targets = i32([0, 1, 2, 3]);
+  using perRow = grid.view(64, [4]); // inside row 1 of rowsA
+  await expect(async () => crossEntropy(rowsA, targets, perRow)).rejects.toThrow('out must not overlap logits (views of one allocation)');
+  await expect(async () => klRows(rowsA, other, perRow)).rejects.toThrow('out must not overlap p (views of one allocation)');
+  await expect(async () => rowSqDist(rowsA, other, perRow)).rejects.toThrow('out must not overlap a (views of one allocation)');
+  // In place on the tensor itself still works.
+  await add(other, rowsA, rowsA);
+  await activation('relu', rowsA, rowsA);
+  await layerNorm(rowsA, ones, zeros, 1e-5, rowsA);
 
   using sae = SparseAutoencoder.create({ dIn: 4, dSae: 8, backend });
   using input = Tensor.full([1, 4], 0.5, { backend });

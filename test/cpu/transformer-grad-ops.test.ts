@@ -584,7 +584,7 @@ describe('transformer backward ops (cpu)', () => {
 
   it('the cross-entropy exponentials agree with float64 at every SIMD level, down to underflow', async () => {
     // Logits spread over [-150, 40]: many rows have entries whose exp(l - max) underflows fp32,
-    // which the vectorised exp clamps to the smallest normal (exp_kernel_avx2.cpp).
+    // which the vectorised exp flushes to 0 below -87 (exp_kernel_avx2.cpp).
     const addon = nativeAddon();
     const detected = addon.cpuInfo().simdDetected as 'scalar' | 'avx2' | 'avx512';
     const levels = (['scalar', 'avx2', 'avx512'] as const).filter((_, i) => i <= ['scalar', 'avx2', 'avx512'].indexOf(detected));

@@ -219,6 +219,15 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
     }
   });
 
+  it('the GELUs at ±inf give their limits (inf, 0), as the CPU', async () => {
+    for (const kind of ['gelu_new', 'gelu'] as Activation[]) {
+      using x = Tensor.from([Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 1], [3], { backend: 'cuda' });
+      using out = Tensor.empty([3], { backend: 'cuda' });
+      await activation(kind, x, out);
+      expect(Array.from(f32(out)).slice(0, 2), kind).toEqual([Number.POSITIVE_INFINITY, 0]);
+    }
+  });
+
   it('add matches the CPU exactly, with out aliasing a', async () => {
     const rng = new Rng(4);
     const n = 300_007;
@@ -385,6 +394,27 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
     expect(r.cpu.some((v) => v > 0.05)).toBe(true);
     expect(worst(r.cuda, r.cpu, (i) => Math.max(0.1, Math.abs(r.cpu[i]!)))).toBeLessThan(1e-4);
     for (let i = 0; i < rows; i += 3) expect(r.cuda[i], `row ${i}: p = q`).toBe(0);
+  });
+
+  it('klRows with masked (-inf, -1e32) entries of p, also where q is masked too: finite, as the CPU', async () => {
+    const rng = new Rng(36);
+    const [rows, V] = [6, 50257];
+    const p = normalArray(rng, rows * V, 4);
+    const q = normalArray(rng, rows * V, 4);
+    for (let r = 0; r < rows; r++) {
+      const mask = r % 2 === 0 ? Number.NEGATIVE_INFINITY : -1e32;
+      for (let v = 100; v < V; v++) p[r * V + v] = mask;
+      for (let v = 100; v < V; v += 97) q[r * V + v] = mask;
+    }
+    const r = await onBoth(async (backend) => {
+      using tp = Tensor.from(p, [rows, V], { backend });
+      using tq = Tensor.from(q, [rows, V], { backend });
+      using out = Tensor.full([rows], Number.NaN, { backend });
+      await klRows(tp, tq, out);
+      return f32(out);
+    });
+    expect(r.cpu.every(Number.isFinite)).toBe(true);
+    expect(worst(r.cuda, r.cpu, (i) => Math.max(0.1, Math.abs(r.cpu[i]!)))).toBeLessThan(1e-4);
   });
 
   it('argmaxRows matches the CPU exactly, ties and NaN included', async () => {
