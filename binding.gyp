@@ -33,7 +33,9 @@
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++14"],
-      "cflags_cc": ["<@(ms_common_cflags)"],
+      # -fno-math-errno: Adam's sqrt vectorises only when it need not set errno (the same IEEE
+      # sqrt; CMake gives it to sae_cpu.cpp alone, node-gyp has no per-file flags).
+      "cflags_cc": ["<@(ms_common_cflags)", "-fno-math-errno"],
       "libraries": ["-ldl", "-pthread"],
       "xcode_settings": {
         "GCC_ENABLE_CPP_EXCEPTIONS": "YES",

@@ -2,11 +2,14 @@
 // Builds the native parts at install time, with no downloads:
 //   1. a prebuilt binary that fits this platform (prebuilds/<platform>-<arch>/) is used as is;
 //   2. otherwise cmake-js builds the core addon and, when nvcc is found, the CUDA backend;
-//   3. if CMake is missing (or its build fails), node-gyp builds the CPU-only core from binding.gyp.
+//   3. if CMake is missing (or its build fails), node-gyp builds the CPU-only core from binding.gyp,
+//      with the headers that ship with this Node.js (it is not run where there are none).
 // `--force` skips step 1 (used by `npm run build:native` after editing native code).
-// MONOSEMANTIC_CUDA=0 builds without the CUDA backend even when nvcc is present.
+// MONOSEMANTIC_CUDA=0 builds without the CUDA backend even when nvcc is present. Every CMake build
+// configures again with the current choice, so a rebuild can turn the CUDA backend on or off; a
+// CUDA library left from an earlier build is removed first (relinked when it is built again).
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -30,14 +33,22 @@ function hasCommand(command) {
   return spawnSync(command, ['--version'], { stdio: 'ignore' }).status === 0;
 }
 
+/** Whether prebuilds/ holds an addon for this platform (a build of our own in build/ does not count). */
 function prebuiltFits() {
   try {
     const nodeGypBuild = require('node-gyp-build');
-    nodeGypBuild.resolve(root);
-    return true;
+    const found = nodeGypBuild.resolve(root);
+    return path.relative(path.join(root, 'prebuilds'), found).split(path.sep)[0] !== '..';
   } catch {
     return false;
   }
+}
+
+const CUDA_LIBRARIES = ['libmonosemantic_cuda.so', 'libmonosemantic_cuda.dylib', 'monosemantic_cuda.dll'];
+
+/** Removes build/Release's CUDA library, so that only this build's can be there afterwards. */
+function removeBuiltCudaLibrary() {
+  for (const name of CUDA_LIBRARIES) rmSync(path.join(root, 'build', 'Release', name), { force: true });
 }
 
 function buildWithCmake() {
@@ -52,28 +63,49 @@ function buildWithCmake() {
     return false;
   }
   const jobs = ['--parallel', String(os.availableParallelism())];
-  const cudaOff = process.env.MONOSEMANTIC_CUDA === '0';
-  const args = ['compile', ...jobs, ...(cudaOff ? ['--CDMONOSEMANTIC_CUDA=OFF'] : [])];
-  if (run(process.execPath, [cmakeJs, ...args])) return true;
-  if (!cudaOff) {
+  const build = (cuda) => {
+    removeBuiltCudaLibrary();
+    const flag = `--CDMONOSEMANTIC_CUDA=${cuda ? 'ON' : 'OFF'}`;
+    return run(process.execPath, [cmakeJs, 'configure', flag]) && run(process.execPath, [cmakeJs, 'build', ...jobs]);
+  };
+  const cuda = process.env.MONOSEMANTIC_CUDA !== '0';
+  if (build(cuda)) return true;
+  if (cuda) {
     log('the CMake build failed; retrying without the CUDA backend');
-    return run(process.execPath, [cmakeJs, 'rebuild', ...jobs, '--CDMONOSEMANTIC_CUDA=OFF']);
+    return build(false);
   }
   return false;
 }
 
 function buildWithNodeGyp() {
-  // Use the headers that ship with this Node.js (<prefix>/include/node) so node-gyp downloads nothing.
+  // The headers that ship with this Node.js (<prefix>/include/node), or the folder npm_config_nodedir
+  // names: without either, node-gyp would download them.
   const prefix = path.resolve(path.dirname(process.execPath), '..');
-  const local = existsSync(path.join(prefix, 'include', 'node', 'common.gypi'));
-  const args = ['rebuild', ...(local && !process.env.npm_config_nodedir ? [`--nodedir=${prefix}`] : [])];
-  // npm tells lifecycle scripts where its bundled node-gyp lives; outside npm, look beside node.
-  const bundled = [
+  const nodedir = process.env.npm_config_nodedir || (existsSync(path.join(prefix, 'include', 'node', 'common.gypi')) ? prefix : null);
+  if (nodedir === null) {
+    log(`node-gyp: no Node.js headers in ${path.join(prefix, 'include', 'node')} and no npm_config_nodedir; not building with node-gyp (it would download them)`);
+    return false;
+  }
+  // npm tells lifecycle scripts where its bundled node-gyp lives; outside npm, look beside node,
+  // then among the installed packages. Never npx, which may go to the registry.
+  const installed = (() => {
+    try {
+      return require.resolve('node-gyp/bin/node-gyp.js');
+    } catch {
+      return undefined;
+    }
+  })();
+  const nodeGyp = [
     process.env.npm_config_node_gyp,
     path.join(prefix, 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
+    installed,
   ].find((candidate) => candidate && existsSync(candidate));
-  if (bundled) return run(process.execPath, [bundled, ...args]);
-  return run(process.platform === 'win32' ? 'npx.cmd' : 'npx', ['--no-install', 'node-gyp', ...args]);
+  if (!nodeGyp) {
+    log('node-gyp not found (npm ships it; run the install through npm)');
+    return false;
+  }
+  removeBuiltCudaLibrary(); // a CPU-only build
+  return run(process.execPath, [nodeGyp, 'rebuild', `--nodedir=${nodedir}`]);
 }
 
 if (!force && prebuiltFits()) {

@@ -5,7 +5,7 @@
 //   prebuilds/<platform>-<arch>/libmonosemantic_cuda.so  the CUDA backend, when it was built
 // Run it (`npm run make-prebuilds`) on each release platform before `npm publish`.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -15,6 +15,7 @@ if (built.status !== 0) process.exit(built.status ?? 1);
 
 const release = path.join(root, 'build', 'Release');
 const target = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+rmSync(target, { recursive: true, force: true }); // nothing of an earlier build (a CUDA library this one lacks) ships
 mkdirSync(target, { recursive: true });
 copyFileSync(path.join(release, 'monosemantic.node'), path.join(target, 'monosemantic.napi.node'));
 for (const lib of ['libmonosemantic_cuda.so', 'libmonosemantic_cuda.dylib', 'monosemantic_cuda.dll']) {
