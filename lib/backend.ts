@@ -29,7 +29,8 @@ export interface BackendStatus {
   };
 }
 
-let state: { addon: NativeAddon; status: BackendStatus } | null = null;
+/** The addon, the backends' status, and (MONOSEMANTIC_BACKEND=cuda where CUDA cannot be used) the error the default backend gives. */
+let state: { addon: NativeAddon; status: BackendStatus; cudaRequired: MonosemanticError | null } | null = null;
 
 /** Throws on MONOSEMANTIC_* values the package does not accept; warns about unknown names. */
 function checkSettings(): void {
@@ -43,7 +44,7 @@ function requestedBackend(): BackendRequest {
   return value === 'cpu' || value === 'cuda' ? value : 'auto';
 }
 
-function initialise(): { addon: NativeAddon; status: BackendStatus } {
+function initialise(): NonNullable<typeof state> {
   checkSettings();
   const requested = requestedBackend();
   const { addon: loadedAddon, path: addonPath } = loadAddon();
@@ -61,17 +62,19 @@ function initialise(): { addon: NativeAddon; status: BackendStatus } {
     const loaded = addon.loadCuda(libraryPath);
     if (!loaded.ok) reason = loaded.reason ?? 'the CUDA backend failed to load';
   }
-  if (requested === 'cuda' && reason !== null) {
-    throw new MonosemanticError('E_UNAVAILABLE', 'backend', `MONOSEMANTIC_BACKEND=cuda, but CUDA cannot be used: ${reason}`);
-  }
+  // Asked for CUDA where it cannot be used: the default backend (and the status) fail saying why;
+  // an explicit CPU backend (--backend cpu) still works.
+  const cudaRequired =
+    requested === 'cuda' && reason !== null ? new MonosemanticError('E_UNAVAILABLE', 'backend', `MONOSEMANTIC_BACKEND=cuda, but CUDA cannot be used: ${reason}`) : null;
   const available = reason === null;
   return {
     addon,
     status: { requested, active: available ? 'cuda' : 'cpu', addonPath, cuda: { available, libraryPath, reason } },
+    cudaRequired,
   };
 }
 
-function ensure(): { addon: NativeAddon; status: BackendStatus } {
+function ensure(): NonNullable<typeof state> {
   state ??= initialise();
   return state;
 }
@@ -92,14 +95,18 @@ export function synchronize(backend?: BackendName): void {
 }
 
 export function backendStatus(): BackendStatus {
-  const s = ensure().status;
+  const { status: s, cudaRequired } = ensure();
+  if (cudaRequired) throw cudaRequired;
   return { ...s, cuda: { ...s.cuda } };
 }
 
 /** Checks that `name` (default: the active backend) can be used, and returns it. */
 export function resolveBackend(name?: BackendName): BackendName {
-  const { status } = ensure();
-  if (name === undefined) return status.active;
+  const { status, cudaRequired } = ensure();
+  if (name === undefined) {
+    if (cudaRequired) throw cudaRequired;
+    return status.active;
+  }
   if (name === 'cpu') return 'cpu';
   if (name === 'cuda') {
     if (!status.cuda.available) {

@@ -98,7 +98,11 @@ export interface AutomataOptions {
  * Cycles of the feature graph. `logits` holds each feature's median-shifted logit weights over the
  * vocabulary [dSae, vocabSize] (e.g. from logit-weights.ts's full vectors).
  */
-export async function findAutomata(record: FiringRecord, logits: Float32Array, options: AutomataOptions = {}): Promise<{ edges: AutomataEdge[]; cycles: AutomatonCycle[] }> {
+export async function findAutomata(
+  record: FiringRecord,
+  logits: Float32Array,
+  options: AutomataOptions = {},
+): Promise<{ edges: AutomataEdge[]; cycles: AutomatonCycle[]; cyclesFound: number }> {
   const { dSae: n, vocabSize: V } = record;
   if (logits.length !== n * V) throw new RangeError(`logits must be [${n}, ${V}] (got ${logits.length} values)`);
   const topTokens = options.topTokens ?? 20;
@@ -171,7 +175,7 @@ export async function findAutomata(record: FiringRecord, logits: Float32Array, o
   cycles.sort((c1, c2) => c2.strength - c1.strength);
   const kept = cycles.slice(0, maxCycles);
   for (const cycle of kept) cycle.example = findExample(record, cycle.features);
-  return { edges, cycles: kept };
+  return { edges, cycles: kept, cyclesFound: cycles.length };
 }
 
 /** How often each feature fires (at positions with a next position), and each X → Y transition's count keyed x·n + y. */

@@ -62,7 +62,7 @@ export function registerAutomata(program: Command): void {
         minScore: nonNegativeNumberFlag('--min-score', flags.minScore),
         minCount: nonNegativeIntegerFlag('--min-count', flags.minCount),
         maxLength: positiveIntegerFlag('--max-length', flags.maxLength),
-        maxCycles: nonNegativeIntegerFlag('--top', flags.top),
+        maxCycles: positiveIntegerFlag('--top', flags.top),
       };
       if (flags.out) await prepareOutputFile('--out', flags.out);
       const { sae, loaded } = await loadSaeLensAsSae(flags.sae, flags.backend ? { backend: flags.backend } : {});
@@ -92,7 +92,8 @@ export function registerAutomata(program: Command): void {
           return;
         }
         const show = (ids: number[]) => ids.map((id) => JSON.stringify(tokenizer.decode(Int32Array.of(id)))).join(' ');
-        const lines = [`${result.cycles.length} cycles among ${sae.dSae} features (${result.edges.length} edges scoring >= ${flags.minScore}) over ${output.tokens.toLocaleString('en-US')} tokens`];
+        const counted = result.cyclesFound > result.cycles.length ? `the strongest ${result.cycles.length} of ${result.cyclesFound}` : `${result.cycles.length}`;
+        const lines = [`${counted} cycles among ${sae.dSae} features (${result.edges.length} edges scoring >= ${flags.minScore}) over ${output.tokens.toLocaleString('en-US')} tokens`];
         result.cycles.forEach((c, k) => {
           lines.push(`${String(k + 1).padStart(3)}. ${c.features.map((f) => `#${f}`).join(' → ')} → #${c.features[0]}   weakest edge ${c.strength.toFixed(3)}`);
           for (const e of c.edges) lines.push(`       #${e.from} promotes ${show(topTokens(e.from))}; #${e.to} fires on them (logit strength ${e.strength.toFixed(3)}); P(#${e.to} next | #${e.from}) ${e.empirical.toFixed(3)}; score ${e.score.toFixed(3)}`);

@@ -129,6 +129,23 @@ function servePort(value: string | true): number {
   return port;
 }
 
+
+/** The run's summary.json (null when there is none: an interrupted run); a damaged one names the file. */
+async function readRunSummary(runDir: string): Promise<unknown> {
+  const file = path.join(runDir, 'summary.json');
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new RangeError(`--run: ${file} cannot be read (${(error as Error).message})`, { cause: error });
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    throw new RangeError(`--run: ${file} is not valid JSON (${(error as Error).message}); it is the run's summary, written when the run finishes`, { cause: error });
+  }
+}
 export function registerBrowse(program: Command): void {
   program
     .command('browse')
@@ -160,6 +177,7 @@ export function registerBrowse(program: Command): void {
         // The results shown beside the features are checked before the (long) statistics pass.
         const comparisons = await Promise.all((flags.compare ?? []).map((file) => readResult('--compare', file, 'compare', saeDir, sae.dSae)));
         const automata = flags.automata ? await readResult('--automata', flags.automata, 'automata', saeDir, sae.dSae) : null;
+        const summary = flags.run ? await readRunSummary(flags.run) : null; // checked before the long pass
         const hook = flags.hook ?? loaded.metadata.hookName;
         if (!hook) throw new RangeError(`${saeDir} names no hook in its cfg.json; pass --hook NAME`);
         const modelDir = saeModelDir(saeDir, loaded.metadata.modelName, flags.model);
@@ -174,13 +192,13 @@ export function registerBrowse(program: Command): void {
         // The port is taken before the (long) statistics pass; requests meanwhile find nothing yet.
         serving = port === null ? null : await serveFolder(flags.out, port);
         const progress = createProgress({ total: contexts.length / T, label: 'browse', stream: process.stderr, enabled: flags.progress !== false && process.stderr.isTTY === true });
-        const facts = await writeFeatureReport({ model, modelDir, tokenizer, sae, saeDir, hook, contexts, T, onProgress: (done) => progress.update(done, {}) }, dataDir);
-        progress.stop();
+        const facts = await writeFeatureReport({ model, modelDir, tokenizer, sae, saeDir, hook, contexts, T, onProgress: (done) => progress.update(done, {}) }, dataDir).finally(
+          () => progress.stop(), // a failed pass too: the bar's timer would keep the process alive
+        );
         const pages = path.join(packageRoot(), 'browser');
         for (const name of await readdir(pages)) await copyFile(path.join(pages, name), path.join(flags.out, name));
         let run: unknown = null; // the overview's data: null without --run
         if (flags.run) {
-          const summary = JSON.parse(await readFile(path.join(flags.run, 'summary.json'), 'utf8').catch(() => 'null'));
           let curves: string | null = null;
           try {
             await copyFile(path.join(flags.run, 'curves.svg'), path.join(dataDir, 'curves.svg'));

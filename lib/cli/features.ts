@@ -65,8 +65,7 @@ export function registerFeatures(program: Command): void {
         const facts = await writeFeatureReport(
           { model, modelDir, tokenizer, sae, saeDir: flags.sae, hook, contexts, T, topK, onProgress: (done) => progress.update(done, {}) },
           flags.out,
-        );
-        progress.stop();
+        ).finally(() => progress.stop()); // a failed pass too: the bar's timer would keep the process alive
         process.stdout.write(`${facts.dSae} features over ${facts.tokens.toLocaleString('en-US')} tokens (${facts.contexts} contexts): ${facts.dead} never fired; written to ${flags.out}\n`);
       } finally {
         sae.dispose();

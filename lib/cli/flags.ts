@@ -26,6 +26,12 @@ function checkedFlag(flag: string, text: string, ok: (value: number) => boolean,
   return value;
 }
 
+/** A flag's text value, refused when empty (a flag given as '' would otherwise fall back to its default). */
+export function nonEmptyFlag(flag: string, text: string): string {
+  if (text.trim() === '') throw new RangeError(`${flag} must not be empty`);
+  return text;
+}
+
 /** A flag's value as a positive integer; a RangeError naming the flag otherwise. */
 export function positiveIntegerFlag(flag: string, text: string): number {
   return checkedFlag(flag, text, (v) => Number.isSafeInteger(v) && v >= 1, 'a positive integer');

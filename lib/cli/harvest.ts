@@ -17,7 +17,7 @@ import { passSeed } from '../data/stream-common.js';
 import { defaultModelDir } from '../lm/default-model.js';
 import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
-import { optionWithDefault, positiveIntegerFlag } from './flags.js';
+import { nonNegativeIntegerFlag, optionWithDefault, positiveIntegerFlag } from './flags.js';
 import { withInterrupts } from './interrupt.js';
 
 interface HarvestFlags {
@@ -67,8 +67,7 @@ export function registerHarvest(program: Command): void {
     .option('--backend <name>', 'cpu or cuda (default: the active backend)')
     .action(async (flags: HarvestFlags) => {
       const contextLength = positiveIntegerFlag('--context', flags.context);
-      const seed = Number(flags.seed);
-      if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`--seed must be an integer >= 0 (got ${flags.seed})`);
+      const seed = nonNegativeIntegerFlag('--seed', flags.seed);
       const tokenizer = await Tokenizer.load(flags.model);
       using model = await Gpt2Model.load(flags.model, flags.backend ? { backend: flags.backend } : {});
       if (contextLength > model.config.nPositions) throw new RangeError(`--context ${contextLength} exceeds the model's n_positions ${model.config.nPositions}`);

@@ -9,7 +9,8 @@ import type { Command } from 'commander';
 
 import { parseLmTrainConfig } from '../lm/train-config.js';
 import { type LmTrainSummary, trainLm } from '../lm/lm-trainer.js';
-import { setByPath } from '../sae/train-config.js';
+import { expectRunFolder } from '../io/run-folder.js';
+import { resolvePathKeys, setByPath } from '../sae/train-config.js';
 import { applySetFlags, parseValue } from './flags.js';
 import { withInterrupts } from './interrupt.js';
 import { createProgress } from './progress.js';
@@ -36,6 +37,7 @@ async function buildConfig(flags: LmTrainFlags): Promise<{ doc: Record<string, u
   if (flags.resume) {
     if (flags.out !== undefined) throw new RangeError(`--out cannot be given with --resume: the run continues in its own folder (${flags.resume})`);
     if (flags.config !== undefined) throw new RangeError('--config cannot be given with --resume: the run continues with its own config.json (override keys with --set)');
+    await expectRunFolder(flags.resume, 'lm train');
     source = path.join(flags.resume, 'config.json');
     doc = await readJson(source);
     doc.outDir = flags.resume;
@@ -58,10 +60,11 @@ async function buildConfig(flags: LmTrainFlags): Promise<{ doc: Record<string, u
   }
   if (flags.train) setByPath(doc, 'data.train', flags.train);
   if (flags.val) setByPath(doc, 'data.val', flags.val);
-  if (flags.out) setByPath(doc, 'outDir', flags.out);
+  if (flags.out !== undefined) setByPath(doc, 'outDir', flags.out);
   if (flags.seed !== undefined) setByPath(doc, 'seed', parseValue(flags.seed));
   if (flags.backend) setByPath(doc, 'backend', flags.backend);
   applySetFlags(doc, flags.set, 'training.lr=1e-3');
+  resolvePathKeys(doc, ['tokenizer', 'data.train', 'data.val']); // a resume reads the same files from any folder
   return { doc, source };
 }
 

@@ -8,8 +8,9 @@ import path from 'node:path';
 import type { Command } from 'commander';
 
 import { RUN_CONFIG_FILE, resolveRunConfig, runMainJob, type MainRunSummary } from '../sae/lm-run.js';
-import { setByPath } from '../sae/train-config.js';
-import { applySetFlags, parseValue } from './flags.js';
+import { expectRunFolder } from '../io/run-folder.js';
+import { resolvePathKeys, setByPath } from '../sae/train-config.js';
+import { applySetFlags, nonEmptyFlag, parseValue, positiveIntegerFlag } from './flags.js';
 import { withInterrupts } from './interrupt.js';
 import { formatDuration, createProgress } from './progress.js';
 import { readJson } from './train.js';
@@ -32,21 +33,23 @@ interface RunFlags {
 
 async function flagsDoc(flags: RunFlags): Promise<Record<string, unknown>> {
   if (flags.resume !== undefined && flags.out !== undefined) throw new RangeError(`--out cannot be given with --resume: the run continues in its own folder (${flags.resume})`);
+  if (flags.resume !== undefined) await expectRunFolder(flags.resume, 'run');
   const doc: Record<string, unknown> = flags.config ? await readJson(flags.config) : {};
   if (flags.steps !== undefined || flags.epochs !== undefined) {
     const training = (doc.training ??= {}) as Record<string, unknown>;
     delete training.totalSteps;
     delete training.totalSamples;
     setByPath(doc, 'budget.epochs', flags.epochs !== undefined ? parseValue(flags.epochs) : null);
-    if (flags.steps !== undefined) training.totalSteps = parseValue(flags.steps);
+    if (flags.steps !== undefined) training.totalSteps = positiveIntegerFlag('--steps', flags.steps);
   }
-  if (flags.model) setByPath(doc, 'model', flags.model);
-  if (flags.hook) setByPath(doc, 'hook', flags.hook);
+  if (flags.model !== undefined) setByPath(doc, 'model', nonEmptyFlag('--model', flags.model));
+  if (flags.hook !== undefined) setByPath(doc, 'hook', nonEmptyFlag('--hook', flags.hook));
   if (flags.data) setByPath(doc, 'data.paths', flags.data);
-  if (flags.out) setByPath(doc, 'outDir', flags.out);
-  if (flags.dSae) setByPath(doc, 'sae.dSae', parseValue(flags.dSae));
-  if (flags.backend) setByPath(doc, 'backend', flags.backend);
+  if (flags.out !== undefined) setByPath(doc, 'outDir', nonEmptyFlag('--out', flags.out));
+  if (flags.dSae !== undefined) setByPath(doc, 'sae.dSae', positiveIntegerFlag('--d-sae', flags.dSae));
+  if (flags.backend !== undefined) setByPath(doc, 'backend', flags.backend);
   applySetFlags(doc, flags.set, 'training.l1Coeff=3');
+  resolvePathKeys(doc, ['model', 'data.paths', 'eval.paths']); // a resume reads the same files from any folder
   return doc;
 }
 

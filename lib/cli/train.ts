@@ -8,12 +8,13 @@ import path from 'node:path';
 
 import type { Command } from 'commander';
 
-import { applySetFlags, parseValue } from './flags.js';
+import { applySetFlags, positiveIntegerFlag } from './flags.js';
 import { withInterrupts } from './interrupt.js';
 import { createProgress } from './progress.js';
 import { describeActivations } from '../data/activation-source.js';
-import { ConfigError, parseTrainConfig, setByPath } from '../sae/train-config.js';
+import { ConfigError, parseTrainConfig, resolvePathKeys, setByPath } from '../sae/train-config.js';
 import { type TrainSummary, train } from '../sae/trainer.js';
+import { expectRunFolder } from '../io/run-folder.js';
 
 interface TrainFlags {
   config?: string;
@@ -50,6 +51,8 @@ async function buildConfig(flags: TrainFlags): Promise<{ doc: Record<string, unk
   let source = 'flags';
   if (flags.resume) {
     if (flags.out !== undefined) throw new RangeError(`--out cannot be given with --resume: the run continues in its own folder (${flags.resume})`);
+    if (flags.config !== undefined) throw new RangeError('--config cannot be given with --resume: the run continues with its own config.json (override keys with --set)');
+    await expectRunFolder(flags.resume, 'train');
     source = path.join(flags.resume, 'config.json');
     doc = await readJson(source);
     doc.outDir = flags.resume;
@@ -58,15 +61,24 @@ async function buildConfig(flags: TrainFlags): Promise<{ doc: Record<string, unk
     doc = await readJson(flags.config);
   }
   if (flags.data) setByPath(doc, 'data.paths', flags.data);
-  if (flags.out) setByPath(doc, 'outDir', flags.out);
-  if (flags.steps) {
-    setByPath(doc, 'training.totalSteps', parseValue(flags.steps));
+  if (flags.out !== undefined) setByPath(doc, 'outDir', flags.out);
+  if (flags.steps !== undefined) {
+    setByPath(doc, 'training.totalSteps', positiveIntegerFlag('--steps', flags.steps));
     const training = doc.training as Record<string, unknown>;
     delete training.totalSamples;
   }
-  if (flags.dSae) setByPath(doc, 'sae.dSae', parseValue(flags.dSae));
-  if (flags.backend) setByPath(doc, 'backend', flags.backend);
+  if (flags.dSae !== undefined) setByPath(doc, 'sae.dSae', positiveIntegerFlag('--d-sae', flags.dSae));
+  if (flags.backend !== undefined) setByPath(doc, 'backend', flags.backend);
   applySetFlags(doc, flags.set, 'training.lr=3e-4');
+  resolvePathKeys(doc, ['data.paths']); // a resume reads the same files from any folder
+  // The two keys with no default, named with their flags (the schema would say "sae: expected object").
+  const section = (name: string) => (typeof doc[name] === 'object' && doc[name] !== null ? (doc[name] as Record<string, unknown>) : {});
+  const missing: string[] = [];
+  if (section('sae').dSae === undefined) missing.push('sae.dSae is required: the dictionary size (--d-sae N)');
+  if (section('training').totalSteps === undefined && section('training').totalSamples === undefined) {
+    missing.push('training.totalSteps (--steps N) or training.totalSamples is required: how long to train');
+  }
+  if (missing.length > 0) throw new ConfigError(missing, source);
   return { doc, source };
 }
 

@@ -13,7 +13,7 @@ import { Worker } from 'node:worker_threads';
 
 import { Rng } from '../random.js';
 import { permutationYielding } from './stream-common.js';
-import { workerScript } from './worker-script.js';
+import { workerExecArgv, workerScript } from './worker-script.js';
 
 type Reply = { id: number; order: Uint32Array } | { id: number; error: string };
 
@@ -30,7 +30,7 @@ class OrderWorker {
   /** `onGone(answered)`: the thread ended, after answering at least once or not. */
   constructor(script: URL, onGone: (answered: boolean) => void) {
     let answered = false;
-    this.#thread = new Worker(script);
+    this.#thread = new Worker(script, { execArgv: workerExecArgv() });
     this.#thread.unref();
     this.#thread.on('message', (reply: Reply) => {
       answered = true;

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 
 import type { Tokenizer } from '../lm/tokenizer.js';
-import { workerScript } from './worker-script.js';
+import { workerExecArgv, workerScript } from './worker-script.js';
 
 /** A batch the pool could not encode: its worker failed, or could not load the tokenizer. */
 export class TokenizerPoolError extends Error {
@@ -43,8 +43,7 @@ class PoolWorker {
   readonly requests = new Map<number, Request>();
 
   constructor(script: URL, dir: string, tokenizerPath: string, onGone: (worker: PoolWorker) => void) {
-    this.thread = new Worker(script, { workerData: { dir } });
-    this.thread.unref();
+    this.thread = new Worker(script, { workerData: { dir }, execArgv: workerExecArgv() });
     this.thread.on('message', (reply: Reply) => {
       const request = this.requests.get(reply.id);
       if (!request) return;
@@ -60,6 +59,9 @@ class PoolWorker {
     };
     this.thread.on('error', (error) => fail(`failed (${error.message})`, error));
     this.thread.on('exit', (code) => fail(`exited (code ${code})`));
+    // After the listeners: adding a 'message' listener refs the worker again, and a worker that
+    // never gets a batch would then hold the process open.
+    this.thread.unref();
   }
 
   send(id: number, texts: string[], request: Request): void {

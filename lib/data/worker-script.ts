@@ -16,3 +16,17 @@ export function workerScript(fileName: string): URL | null {
   const built = path.join(packageRoot(), 'dist', 'lib', 'data', fileName);
   return existsSync(built) ? pathToFileURL(built) : null;
 }
+
+/**
+ * The Node.js options a worker thread starts with: the process's, but for those that apply only
+ * to the main script (`--input-type`, which a worker refuses: `node --input-type=module -e ...`).
+ */
+export function workerExecArgv(): string[] {
+  const out: string[] = [];
+  const args = process.execArgv;
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--input-type') i++; // its value follows
+    else if (!args[i]!.startsWith('--input-type=')) out.push(args[i]!);
+  }
+  return out;
+}

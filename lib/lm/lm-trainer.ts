@@ -147,6 +147,8 @@ export async function trainLm(config: LmTrainConfig, options: { resume?: boolean
   if (options.resume) {
     checkpoint = await latestGoodCheckpoint(checkpointsDir, LM_CHECKPOINT_LAYOUT, (e) => log(`skipping unusable checkpoint: ${e.message}`));
     if (!checkpoint) throw new TrainingError(`no usable checkpoint under ${checkpointsDir} to resume from`);
+    const at = checkpoint.state.step;
+    if (at > total) throw new TrainingError(`the checkpoint is at step ${at}, past the run's ${total} steps: give at least ${at} steps to resume it`);
   } else if ((await listCheckpoints(checkpointsDir)).length > 0) {
     throw new TrainingError(`${outDir} already holds a run; resume it (--resume ${outDir}) or choose another outDir`);
   }

@@ -22,6 +22,7 @@ import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { packageRoot } from '../native/load.js';
 import { listCheckpoints } from '../io/checkpoint.js';
+import { runFolderKind } from '../io/run-folder.js';
 import { ConfigError, type TrainConfig } from './train-config.js';
 import { machineDefaults, parseRunConfig, type RunConfig, stepSchedule, trainerConfig, withDefaults } from './run-config.js';
 import { loadSaeLensAsSae } from './saelens.js';
@@ -144,7 +145,8 @@ export async function runMainJob(runConfig: RunConfig, options: { resume?: boole
   warnIfScheduleMisfits(trainConfig, log);
   const outDir = path.resolve(config.outDir);
   if (!options.resume && (await listCheckpoints(path.join(outDir, 'checkpoints'))).length > 0) {
-    throw new TrainingError(`${outDir} already holds a run; resume it (monosemantic run --resume ${outDir}) or choose another outDir`);
+    const kind = (await runFolderKind(outDir)) ?? 'run';
+    throw new TrainingError(`${outDir} already holds a \`monosemantic ${kind}\` run; resume it (monosemantic ${kind} --resume ${outDir}) or choose another outDir`);
   }
   const width = model.hooks.find((h) => h.name === config.hook)?.width;
   if (width === undefined) throw new ConfigError([`hook: the model has no hook '${config.hook}'`]);

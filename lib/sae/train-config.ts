@@ -3,6 +3,8 @@
  * are errors; every default is in the schema (and printed by `monosemantic train --print-config`).
  * Messages name the field (a dotted path) and what is allowed.
  */
+import nodePath from 'node:path';
+
 import { z } from 'zod';
 
 const positiveInt = z.number().int().positive();
@@ -174,6 +176,8 @@ export function totalSteps(config: TrainConfig): number {
 /** Sets `value` at a dotted `path` of a plain object (creating objects on the way): for CLI overrides. */
 export function setByPath(target: Record<string, unknown>, path: string, value: unknown): void {
   const keys = path.split('.');
+  const bad = keys.find((key) => key === '__proto__' || key === 'constructor' || key === 'prototype');
+  if (bad !== undefined) throw new ConfigError([`${path}: '${bad}' is not a config key`]);
   let node: Record<string, unknown> = target;
   for (const key of keys.slice(0, -1)) {
     const next = node[key];
@@ -181,4 +185,23 @@ export function setByPath(target: Record<string, unknown>, path: string, value: 
     node = node[key] as Record<string, unknown>;
   }
   node[keys[keys.length - 1]!] = value;
+}
+
+/**
+ * Makes the file paths at `keys` (dotted; a string or an array of strings, globs included) absolute
+ * against the working directory, so that a run saved with them reads the same files from wherever
+ * it is resumed. Absent and null values stay as they are.
+ */
+export function resolvePathKeys(doc: Record<string, unknown>, keys: readonly string[]): void {
+  for (const key of keys) {
+    const parts = key.split('.');
+    let node: unknown = doc;
+    for (const part of parts.slice(0, -1)) node = typeof node === 'object' && node !== null ? (node as Record<string, unknown>)[part] : undefined;
+    if (typeof node !== 'object' || node === null) continue;
+    const holder = node as Record<string, unknown>;
+    const last = parts[parts.length - 1]!;
+    const value = holder[last];
+    if (typeof value === 'string' && value !== '') holder[last] = nodePath.resolve(value);
+    else if (Array.isArray(value)) holder[last] = value.map((v) => (typeof v === 'string' && v !== '' ? nodePath.resolve(v) : v));
+  }
 }

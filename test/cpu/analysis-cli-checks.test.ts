@@ -4,7 +4,7 @@
  * the hook's width, logit weights only where W_out reads the SAE's space, non-finite weights, a
  * feature that never fires, and flag values (a blank one is not 0).
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -101,6 +101,7 @@ describe('checks before the pass', () => {
     const base = ['--model', tiny, '--data', corpus, '--contexts', '2'];
     expect(cli(['compare', '--sae-a', sae, '--sae-b', sae, '--model-a', tiny, '--link-threshold', '']).stderr).toBe('monosemantic: --link-threshold must be a number (got "")\n');
     expect(cli(['automata', '--sae', sae, ...base, '--max-length', '0']).stderr).toBe('monosemantic: --max-length must be a positive integer (got "0")\n');
+    expect(cli(['automata', '--sae', sae, ...base, '--top', '0']).stderr).toBe('monosemantic: --top must be a positive integer (got "0")\n');
     expect(cli(['eval', '--sae', sae, ...base, '--context-length', '2']).stderr).toBe("monosemantic: --context-length must be in [3, 24], the model's n_positions (got 2)\n");
     expect(cli(['features', '--sae', sae, '--model', tiny, '--contexts', '', '-o', path.join(root, 'f2')]).stderr).toBe('monosemantic: --contexts must be a positive integer (got "")\n');
     expect(parseSteer(['5=1e+5', '2=-0.5'])).toEqual({ 5: 1e5, 2: -0.5 });
@@ -114,6 +115,12 @@ describe('checks before the pass', () => {
     const r = cli(['browse', '--run', run, '--sae', other, '--model', tiny, '-o', path.join(root, 'site')]);
     expect(r.stderr).toMatch(/^monosemantic: --sae .* is not the SAE of --run .*: the run's overview would describe another SAE; give one of them\n$/);
     expect(cli(['browse', '--run', run, '--sae', path.join(run, 'sae'), '--model', tiny, '--data', corpus, '--contexts', '2', '--no-progress', '-o', path.join(root, 'site')]).status).toBe(0);
+    // A damaged summary.json is named before the statistics pass, in one line.
+    writeFileSync(path.join(run, 'summary.json'), '{bad');
+    const damaged = cli(['browse', '--run', run, '--model', tiny, '--data', corpus, '--contexts', '2', '--no-progress', '-o', path.join(root, 'site2')]);
+    expect(damaged.status).toBe(1);
+    expect(damaged.stderr).toMatch(new RegExp(`^monosemantic: --run: ${path.join(run, 'summary.json')} is not valid JSON \\(.*\\); it is the run's summary, written when the run finishes\n$`));
+    expect(existsSync(path.join(root, 'site2', 'data'))).toBe(false);
   });
 });
 

@@ -108,6 +108,10 @@ describe('resume', () => {
     const losses = async (dir: string) => (await readMetrics(path.join(dir, 'metrics.jsonl'))).map((r) => [r.step, r.loss ?? null, r.valLoss ?? null]);
     expect(await losses(outDir)).toEqual(await losses(whole.outDir));
     await expect(trainLm(parseLmTrainConfig(tinyConfig(outDir, base)))).rejects.toThrow(/already holds a run; resume it/);
+    const shorter = { ...base, training: { ...base.training, totalSteps: 10 } };
+    await expect(trainLm(parseLmTrainConfig(tinyConfig(outDir, shorter)), { resume: true })).rejects.toThrow(
+      /the checkpoint is at step 24, past the run's 10 steps: give at least 24 steps to resume it/,
+    );
 
     // Resuming the finished run again adds nothing: no validation, metrics record or checkpoint; the model is exported again.
     const metricsBefore = readFileSync(path.join(outDir, 'metrics.jsonl'), 'utf8');

@@ -51,6 +51,34 @@ describe('monosemantic train', () => {
     expect(missing.stderr).toMatch(/^monosemantic: .*nothing-here/m);
   });
 
+  it('flags: empty values, missing sizes and prototype keys are refused naming them', () => {
+    const base = ['train', '--data', data, '--out', path.join(root, 'flags')];
+    expect(cli([...base, '--d-sae', '', '--steps', '3']).stderr).toMatch(/--d-sae must be a positive integer \(got ""\)/);
+    expect(cli([...base, '--steps', '3']).stderr).toMatch(/sae\.dSae is required: the dictionary size \(--d-sae N\)/);
+    expect(cli([...base, '--d-sae', '4']).stderr).toMatch(/training\.totalSteps \(--steps N\) or training\.totalSamples is required/);
+    const proto = cli([...base, '--d-sae', '4', '--steps', '3', '--set', '__proto__.x=1']);
+    expect(proto.status).toBe(1);
+    expect(proto.stderr).toMatch(/__proto__\.x: '__proto__' is not a config key/);
+  });
+
+  it('a run started with relative paths resumes from any folder; --resume refuses --config, and a folder of another command', () => {
+    // Started from root with a relative data path, stopped after 20 of its steps (a finished run of
+    // 20 steps, resumed for 30).
+    const started = runCli(['train', '--data', 'data', '--d-sae', '8', '--steps', '20', '--out', 'relative', '--set', 'training.batchSize=32', '--set', 'resampling.enabled=false', '--no-progress'], env, root);
+    expect(started.status, started.stderr).toBe(0);
+    const resumed = runCli(['train', '--resume', path.join(root, 'relative'), '--steps', '30', '--no-progress'], env, path.dirname(root));
+    expect(resumed.status, resumed.stderr).toBe(0);
+    expect(resumed.stdout).toMatch(/finished after 30 of 30 steps/);
+    const config = path.join(root, 'override.json');
+    writeFileSync(config, JSON.stringify({ training: { lr: 0.5 } }));
+    const both = cli(['train', '--resume', path.join(root, 'relative'), '--config', config]);
+    expect(both.status).toBe(1);
+    expect(both.stderr).toMatch(/--config cannot be given with --resume/);
+    const asLm = cli(['lm', 'train', '--resume', path.join(root, 'relative')]);
+    expect(asLm.status).toBe(1);
+    expect(asLm.stderr).toMatch(/holds a `monosemantic train` run, not a `monosemantic lm train` one: resume it with `monosemantic train --resume /);
+  });
+
   it('on SIGINT saves a checkpoint and exits with status 130; --resume continues the same run', async () => {
     const out = path.join(root, 'interrupted');
     const args = [bin, 'train', '--data', data, '--d-sae', '16', '--steps', '200000', '--out', out, '--set', 'training.batchSize=32', '--set', 'logging.every=50', '--set', 'resampling.enabled=false', '--set', 'logging.progress=true'];

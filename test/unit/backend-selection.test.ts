@@ -54,8 +54,10 @@ describe('backend selection', () => {
   it('forcing cuda where it cannot load is an error that says why', async () => {
     process.env.MONOSEMANTIC_BACKEND = 'cuda';
     process.env.MONOSEMANTIC_CUDA_LIBRARY = '/nonexistent/libmonosemantic_cuda.so';
-    const { backendStatus } = await freshBackend();
+    const { backendStatus, resolveBackend } = await freshBackend();
     expect(() => backendStatus()).toThrow(/MONOSEMANTIC_BACKEND=cuda, but CUDA cannot be used: .*not found/);
+    expect(() => resolveBackend()).toThrow(/MONOSEMANTIC_BACKEND=cuda, but CUDA cannot be used: .*not found/);
+    expect(resolveBackend('cpu')).toBe('cpu'); // an explicit CPU backend (--backend cpu) still works
   });
 
   it('rejects an unknown MONOSEMANTIC_BACKEND', async () => {

@@ -4,9 +4,11 @@
  * batches interleave; the documents ahead served in stream order; and a worker that cannot load
  * its tokenizer, or dies, fails the batches it held with an error naming the file, never a hang.
  */
+import { spawnSync } from 'node:child_process';
 import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -75,6 +77,23 @@ describe('TokenizerPool', () => {
     // Closed, it starts again on the next batch.
     await pool.close();
     expect(Array.from((await pool.encode(['after close']))[0]!)).toEqual(Array.from(tokenizer.encode('after close')));
+  });
+
+  it('does not keep a finished program alive, even with workers that never got a batch', () => {
+    // A child process: three workers, one batch; it must exit by itself once the batch is done. It
+    // runs as `node --input-type=module -e`, an option of the main script that workers must not inherit.
+    const dist = (file: string) => JSON.stringify(pathToFileURL(path.join(packageRoot(), 'dist/lib', file)).href);
+    const script = [
+      `import { Tokenizer } from ${dist('lm/tokenizer.js')};`,
+      `import { TokenizerPool } from ${dist('data/tokenizer-pool.js')};`,
+      `const tokenizer = await Tokenizer.load(${JSON.stringify(tokenizerDirs[0])});`,
+      `const [ids] = await TokenizerPool.shared(tokenizer, 3).encode(['one batch']);`,
+      `console.log(ids.length);`,
+    ].join('\n');
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+    expect(child.error, 'the process did not exit within 20 s').toBeUndefined();
+    expect(child.status, child.stderr).toBe(0);
+    expect(Number(child.stdout.trim())).toBeGreaterThan(0);
   });
 
   it('fails the batches of a worker that cannot load its tokenizer, naming the file', async () => {
