@@ -323,7 +323,8 @@ typedef struct ms_backend {
    * and g_j = dout[r, j] weight[j], and means over j < C,
    *   dx[r, j] (= or += when accumulate) = rstd_r (g_j - mean(g) - n_j mean(g n));
    *   dweight[j] += sum_r dout[r, j] n[r, j];  dbias[j] += sum_r dout[r, j].
-   * dx must not overlap the inputs. */
+   * dx must not overlap the inputs. (The CPU backend, whose forward subtracts the mean in double,
+   * takes x - mean_r in double here too: the saved mean is that mean rounded to fp32.) */
   int (*layernorm_backward)(int rows, int C, const float* dout, const float* x, const float* weight,
                             const float* mean, const float* rstd, float* dx, float* dweight, float* dbias,
                             int accumulate, ms_error* err);

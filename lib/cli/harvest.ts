@@ -17,6 +17,7 @@ import { passSeed } from '../data/stream-common.js';
 import { defaultModelDir } from '../lm/default-model.js';
 import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
+import { absolutePathOrPattern } from '../sae/train-config.js';
 import { nonNegativeIntegerFlag, optionWithDefault, positiveIntegerFlag } from './flags.js';
 import { withInterrupts } from './interrupt.js';
 
@@ -92,13 +93,15 @@ export function registerHarvest(program: Command): void {
           // and dtype are checked as such). Not --batch: contexts per forward do not change the rows.
           of: {
             hook: flags.hook,
-            corpus: flags.corpus.map((p) => path.resolve(p)),
+            corpus: flags.corpus.map(absolutePathOrPattern),
             'text-field': flags.textField ?? 'text',
             context: contextLength,
             positions: positiveIntegerFlag('--positions', flags.positions),
             window: positiveIntegerFlag('--window', flags.window),
             seed,
           },
+          // Older versions recorded --batch and the corpus paths as typed (from this folder, they read the same).
+          savedOf: ({ batch: _batch, ...saved }) => ({ ...saved, ...(Array.isArray(saved.corpus) ? { corpus: saved.corpus.map((p) => (typeof p === 'string' ? absolutePathOrPattern(p) : p)) } : {}) }),
           inputs: { model: flags.model },
           describes: { modelName: path.basename(path.resolve(flags.model)), hookName: flags.hook, contextSize: contextLength, datasetPath: flags.corpus.map((p) => path.resolve(p)).join(',') },
           backend: model.backend,

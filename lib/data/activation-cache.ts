@@ -77,6 +77,11 @@ export interface BuildCacheOptions {
    */
   of?: Record<string, unknown>;
   /**
+   * Maps the `of` a cache-build.json holds to this version's form before the two are compared
+   * (keys an older version recorded that no longer shape the stream, paths it kept as typed).
+   */
+  savedOf?: (saved: Record<string, unknown>) => Record<string, unknown>;
+  /**
    * Files or folders the stream is made from (the model's folder), by name; recorded and compared
    * like `of`, by identity (see inputIdentity).
    */
@@ -214,7 +219,7 @@ export async function buildActivationCache(options: BuildCacheOptions): Promise<
     throw new ActivationCacheError(buildFile, `a cache of ${saved.rows} rows in shards of ${saved.shardRows} (${saved.dtype}) is being built here; options ask for ${options.rows}, ${shardRows} (${dtype})`);
   }
   // A state written by an older version records no `of`: only its rows, shards and dtype are checked.
-  const differences = saved?.of ? recordDifferences(saved.of, of) : [];
+  const differences = saved?.of ? recordDifferences(options.savedOf ? options.savedOf(saved.of) : saved.of, of) : [];
   if (differences.length > 0) {
     throw new ActivationCacheError(buildFile, `the cache here is of other options: ${differences.join('; ')}; give the same options, or another folder`);
   }

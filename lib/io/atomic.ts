@@ -56,6 +56,8 @@ const TEMP_NAME = /^(.+)\.tmp-(\d+)-[0-9a-f]{12}$/;
 /**
  * Removes the temporary files writeFileAtomic left in `dir` when its process was killed mid-write
  * (those whose target name passes `isOurs` and whose writing process is gone); returns their names.
+ * "Gone" is judged by process id on this machine: a folder written by processes on several
+ * machines at once (a shared filesystem) is not supported.
  */
 export async function removeAbandonedTempFiles(dir: string, isOurs: (target: string) => boolean): Promise<string[]> {
   const removed: string[] = [];

@@ -154,8 +154,10 @@ export async function trainLm(config: LmTrainConfig, options: { resume?: boolean
   }
   // The stream checks its own state (version, fingerprint) when it opens.
   const state = (checkpoint?.state ?? null) as RunState | null;
-  // The model card names every command of the run: the one that started it, then each resume.
-  const commands = [...(state?.commands ?? []), ...(options.command ? [options.command] : [])];
+  // The model card names every command of the run: the one that started it, then each resume (a
+  // state saved before commands were kept does not know how the run started).
+  const previousCommands = state === null ? [] : (state.commands ?? ['(not recorded)']);
+  const commands = [...previousCommands, ...(options.command ? [options.command] : [])];
 
   const tokenizer = await Tokenizer.load(paths.tokenizer);
   if (tokenizer.bosTokenId === null) throw new TrainingError(`the tokenizer in ${paths.tokenizer} has no BOS token to start contexts with`);
@@ -312,7 +314,7 @@ export async function trainLm(config: LmTrainConfig, options: { resume?: boolean
         backend,
         trainLoss,
         valLoss,
-        commands,
+        commands: finishedBefore ? previousCommands : commands, // exporting again trains nothing
         metricsPath: path.join(outDir, 'metrics.jsonl'),
       });
     }
@@ -423,7 +425,15 @@ async function exportModel(model: Gpt2Training, modelConfig: Gpt2Config, config:
 function modelCard(m: Gpt2Config, config: LmTrainConfig, paths: ReturnType<typeof resolveLmPaths>, facts: ExportFacts): string {
   const t = config.training;
   const fmt = (x: number | null) => (x === null ? 'n/a' : x.toFixed(4));
-  const rel = (p: string) => (path.isAbsolute(p) && p.startsWith(packageRoot()) ? path.relative(packageRoot(), p) : p);
+  // Paths as a reader of the card can use them: under the package or the working folder, relative
+  // to it (the card is published; the absolute path would name the machine's folders).
+  const rel = (p: string) => {
+    for (const base of [packageRoot(), process.cwd()]) {
+      const r = path.relative(base, p);
+      if (path.isAbsolute(p) && r !== '' && !r.startsWith('..') && !path.isAbsolute(r)) return r;
+    }
+    return p;
+  };
   return `# ${config.export.name}
 
 A GPT-2-architecture language model trained by monosemantic (\`monosemantic lm train\`). Load it
@@ -443,7 +453,7 @@ with monosemantic (\`--model\` of any command) or Hugging Face transformers (\`G
 
 | | |
 | --- | --- |
-| command | ${facts.commands.length ? facts.commands.map((c, i) => (i === 0 ? `\`${c}\`` : `resumed with \`${c}\``)).join(', then ') : 'n/a (library call)'} |
+| command | ${facts.commands.length ? facts.commands.map((c, i) => (i === 0 ? (c === '(not recorded)' ? 'not recorded' : `\`${c}\``) : `resumed with \`${c}\``)).join(', then ') : 'n/a (library call)'} |
 | training shards | ${paths.train.map((p) => `\`${rel(p)}\``).join(', ')} |
 | validation shards | ${paths.val.length ? paths.val.map((p) => `\`${rel(p)}\``).join(', ') : 'none'} |
 | seed | ${config.seed} |

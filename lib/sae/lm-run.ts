@@ -192,7 +192,7 @@ export async function runMainJob(runConfig: RunConfig, options: { resume?: boole
     const { sae } = await loadSaeLensAsSae(summary.exportDir, { backend });
     try {
       // Held-out contexts in a fixed order (seed 0), whatever the run's seed.
-      const contexts = await readContexts({ ...corpus, paths: heldOutPaths, seed: 0 }, config.eval.contexts);
+      const contexts = await readContexts({ ...corpus, paths: heldOutPaths, seed: 0, verify: false }, config.eval.contexts); // verified before training
       const { density, ...rest } = await evaluateSae(model, sae, config.hook, contexts, contextLength);
       evaluation = rest;
       await writeFileAtomic(

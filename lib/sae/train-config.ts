@@ -3,8 +3,10 @@
  * are errors; every default is in the schema (and printed by `monosemantic train --print-config`).
  * Messages name the field (a dotted path) and what is allowed.
  */
+import { existsSync } from 'node:fs';
 import nodePath from 'node:path';
 
+import { convertPathToPattern, isDynamicPattern } from 'tinyglobby';
 import { z } from 'zod';
 
 const positiveInt = z.number().int().positive();
@@ -201,7 +203,17 @@ export function resolvePathKeys(doc: Record<string, unknown>, keys: readonly str
     const holder = node as Record<string, unknown>;
     const last = parts[parts.length - 1]!;
     const value = holder[last];
-    if (typeof value === 'string' && value !== '') holder[last] = nodePath.resolve(value);
-    else if (Array.isArray(value)) holder[last] = value.map((v) => (typeof v === 'string' && v !== '' ? nodePath.resolve(v) : v));
+    if (typeof value === 'string' && value !== '') holder[last] = absolutePathOrPattern(value);
+    else if (Array.isArray(value)) holder[last] = value.map((v) => (typeof v === 'string' && v !== '' ? absolutePathOrPattern(v) : v));
   }
+}
+
+/**
+ * `p` made absolute against the working directory, keeping its meaning: a path that exists (or
+ * names no pattern) as a path; a glob pattern behind the working directory escaped for glob syntax,
+ * so that a folder such as "data (copy)" or "run [2]" is matched literally.
+ */
+export function absolutePathOrPattern(p: string): string {
+  if (nodePath.isAbsolute(p) || existsSync(p) || !isDynamicPattern(p)) return nodePath.resolve(p);
+  return nodePath.posix.join(convertPathToPattern(process.cwd()), p);
 }

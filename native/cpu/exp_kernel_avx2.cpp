@@ -42,7 +42,7 @@ inline __m256 exp8(__m256 input) {
   // The ends: 0 below -87 (and for -inf), +inf past log(FLT_MAX), NaN kept (ordered compares are
   // false for NaN, so only the last blend touches it).
   e = _mm256_andnot_ps(_mm256_cmp_ps(input, _mm256_set1_ps(-87.0f), _CMP_LT_OQ), e);
-  e = _mm256_blendv_ps(e, _mm256_set1_ps(__builtin_huge_valf()), _mm256_cmp_ps(input, _mm256_set1_ps(88.72284f), _CMP_GT_OQ));
+  e = _mm256_blendv_ps(e, _mm256_set1_ps(__builtin_huge_valf()), _mm256_cmp_ps(input, _mm256_set1_ps(88.72284f), _CMP_GE_OQ));
   return _mm256_blendv_ps(e, input, _mm256_cmp_ps(input, input, _CMP_UNORD_Q));
 }
 

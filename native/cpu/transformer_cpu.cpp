@@ -56,7 +56,8 @@ int layernorm(int rows, int C, float eps, const float* x, const float* weight, c
         const float mf = float(m);
         const float rs = float(1.0 / std::sqrt(ss / double(D) + double(eps)));
         // x - mean in double, then rounded: a row whose mean is large against its spread keeps its
-        // deviations (subtracting the fp32-rounded mean would lose them).
+        // deviations (subtracting the fp32-rounded mean would lose them). The backward does the same.
+        // (The CUDA kernels work in fp32 throughout, as PyTorch's do.)
         if (out_bf16) {
           uint16_t* yr = out_bf16 + r * D;  // out_bf16[r, :]
           for (size_t j = 0; j < D; ++j) yr[j] = float_to_bf16(float(double(xr[j]) - m) * rs * weight[j] + bias[j]);

@@ -78,15 +78,28 @@ int layernorm_backward(int rows, int C, const float* dout, const float* x, const
     return fail(err, MS_ERR_INVALID, op, "a pointer is null");
   const size_t R = size_t(rows), D = size_t(C);
   try {
-    // dweight[j] += sum_r dout[r, j] n[r, j], dbias[j] += sum_r dout[r, j], n = (x - mean) rstd as in the forward.
+    // n = (x - mean) rstd as the forward made it: x minus the row's mean in double, then rounded
+    // (the saved fp32 mean would lose the deviations of a row whose mean is large against its spread).
+    std::vector<double> row_mean(R);
+    parallel_for(R, row_grain(D), [&](size_t r0, size_t r1) {
+      for (size_t r = r0; r < r1; ++r) {
+        const float* xr = x + r * D;  // x[r, :]
+        double s = 0.0;
+        for (size_t j = 0; j < D; ++j) s += xr[j];
+        row_mean[r] = s / double(D);
+      }
+    });
+    (void)mean;  // the forward's fp32 copy of row_mean
+    // dweight[j] += sum_r dout[r, j] n[r, j], dbias[j] += sum_r dout[r, j].
     parallel_for(D, kColumnGrain, [&](size_t c0, size_t c1) {
       std::vector<double> acc_w(c1 - c0, 0.0), acc_b(c1 - c0, 0.0);
       for (size_t r = 0; r < R; ++r) {
         const float* xr = x + r * D;     // x[r, :]
         const float* gr = dout + r * D;  // dout[r, :]
-        const float m = mean[r], rs = rstd[r];
+        const double m = row_mean[r];
+        const float rs = rstd[r];
         for (size_t j = c0; j < c1; ++j) {
-          const float n = (xr[j] - m) * rs;
+          const float n = float(double(xr[j]) - m) * rs;
           acc_w[j - c0] += double(gr[j]) * double(n);
           acc_b[j - c0] += gr[j];
         }
@@ -102,16 +115,17 @@ int layernorm_backward(int rows, int C, const float* dout, const float* x, const
         const float* xr = x + r * D;     // x[r, :]
         const float* gr = dout + r * D;  // dout[r, :]
         float* dxr = dx + r * D;         // dx[r, :]
-        const float m = mean[r], rs = rstd[r];
+        const double m = row_mean[r];
+        const float rs = rstd[r];
         double sg = 0.0, sgn = 0.0;
         for (size_t j = 0; j < D; ++j) {
           const float g = gr[j] * weight[j];
           sg += g;
-          sgn += double(g) * double((xr[j] - m) * rs);
+          sgn += double(g) * double(float(double(xr[j]) - m) * rs);
         }
         const float mg = float(sg / double(D)), mgn = float(sgn / double(D));
         for (size_t j = 0; j < D; ++j) {
-          const float n = (xr[j] - m) * rs;
+          const float n = float(double(xr[j]) - m) * rs;
           const float val = (gr[j] * weight[j] - mg - n * mgn) * rs;
           dxr[j] = accumulate ? dxr[j] + val : val;
         }

@@ -32,6 +32,12 @@ it('harvests a hook over a corpus into a verified cache that train reads', async
   const elsewhere = runCli([...relative, '--batch', '3'], { MONOSEMANTIC_BACKEND: 'cpu' }, root);
   expect(elsewhere.status, elsewhere.stderr).toBe(0);
   expect(elsewhere.stdout).toMatch(/cached 700 rows/);
+  // A cache-build.json of an older version (--batch recorded, the corpus as typed) is the same cache.
+  const buildFile = path.join(cache, 'cache-build.json');
+  const record = JSON.parse(readFileSync(buildFile, 'utf8'));
+  writeFileSync(buildFile, JSON.stringify({ ...record, of: { ...record.of, corpus: ['corpus'], batch: 16 } }));
+  const older = runCli(relative, { MONOSEMANTIC_BACKEND: 'cpu' }, root);
+  expect(older.status, older.stderr).toBe(0);
   const bad = cli([...args.slice(0, -2), '--dtype', 'f32']);
   expect(bad.status).toBe(1);
   expect(bad.stderr).toMatch(/is being built here; options ask for/);

@@ -8,7 +8,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { nativeAddon } from '../../lib/backend.js';
-import { activationBackward, crossEntropyForwardBackward } from '../../lib/lm/grad-ops.js';
+import { activationBackward, crossEntropyForwardBackward, layerNormBackward } from '../../lib/lm/grad-ops.js';
 import { activation, crossEntropy, klRows, layerNorm } from '../../lib/lm/ops.js';
 import { sparseRows } from '../../lib/ops.js';
 import { Rng } from '../../lib/random.js';
@@ -106,6 +106,46 @@ describe('cpu kernels at the edges', () => {
         for (let j = 0; j < C; j++) expect(Math.abs(y[r * C + j]! - (row[j]! - mean) * rs), `offset ${offset}`).toBeLessThan(1e-5 * Math.max(1, Math.abs((row[j]! - mean) * rs)));
       }
     }
+  });
+
+  it('layerNormBackward on such rows matches float64 (the forward and backward normalise alike)', async () => {
+    const [R, C] = [3, 129];
+    const rng = new Rng(6);
+    const x = Float32Array.from({ length: R * C }, () => 1e4 + (rng.uniform() * 2 - 1));
+    const w = Float32Array.from({ length: C }, () => 0.5 + rng.uniform());
+    const g = Float32Array.from({ length: R * C }, () => rng.uniform() * 2 - 1);
+    const t = (a: Float32Array, shape: number[]) => Tensor.from(a, shape, { backend });
+    using tx = t(x, [R, C]);
+    using tw = t(w, [C]);
+    using tb = Tensor.zeros([C], { backend });
+    using out = Tensor.empty([R, C], { backend });
+    using mean = Tensor.empty([R], { backend });
+    using rstd = Tensor.empty([R], { backend });
+    await layerNorm(tx, tw, tb, 1e-5, out, { mean, rstd });
+    using tg = t(g, [R, C]);
+    using dx = Tensor.empty([R, C], { backend });
+    using dw = Tensor.zeros([C], { backend });
+    using db = Tensor.zeros([C], { backend });
+    await layerNormBackward(tg, tx, tw, mean, rstd, dx, dw, db, false);
+    const [gotDx, gotDw] = [dx.toArray() as Float32Array, dw.toArray() as Float32Array];
+    const wantDw = new Float64Array(C);
+    let worstDx = 0;
+    for (let r = 0; r < R; r++) {
+      const row = Array.from(x.subarray(r * C, (r + 1) * C), Number);
+      const m = row.reduce((a, b) => a + b, 0) / C;
+      const rs = 1 / Math.sqrt(row.reduce((a, b) => a + (b - m) ** 2, 0) / C + 1e-5);
+      const n = row.map((v) => (v - m) * rs);
+      const gw = n.map((_, j) => g[r * C + j]! * w[j]!);
+      const mg = gw.reduce((a, b) => a + b, 0) / C;
+      const mgn = gw.reduce((a, b, j) => a + b * n[j]!, 0) / C;
+      for (let j = 0; j < C; j++) {
+        wantDw[j] += g[r * C + j]! * n[j]!;
+        const want = rs * (gw[j]! - mg - n[j]! * mgn);
+        worstDx = Math.max(worstDx, Math.abs(gotDx[r * C + j]! - want) / Math.max(1, Math.abs(want)));
+      }
+    }
+    expect(worstDx).toBeLessThan(1e-4);
+    for (let j = 0; j < C; j++) expect(Math.abs(gotDw[j]! - wantDw[j]!)).toBeLessThan(1e-4 * Math.max(1, Math.abs(wantDw[j]!)));
   });
 
   it('the GELUs at ±inf give their limits (forward inf, 0; slope 1, 0), not NaN', async () => {

@@ -1,6 +1,6 @@
 /** `monosemantic train` run as users run it: flags over a config, SIGINT → checkpoint → resume, config errors. */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -74,6 +74,13 @@ describe('monosemantic train', () => {
     const both = cli(['train', '--resume', path.join(root, 'relative'), '--config', config]);
     expect(both.status).toBe(1);
     expect(both.stderr).toMatch(/--config cannot be given with --resume/);
+    // A glob from a folder whose name holds glob syntax: the folder is matched literally.
+    const odd = path.join(root, 'proj (copy) [2]');
+    cpSync(data, path.join(odd, 'data'), { recursive: true });
+    const globbed = runCli(['train', '--data', 'data/*.npy', '--d-sae', '8', '--steps', '5', '--out', 'out', '--set', 'training.batchSize=32', '--no-progress'], env, odd);
+    expect(globbed.status, globbed.stderr).toBe(0);
+    const resumedGlob = runCli(['train', '--resume', path.join(odd, 'out'), '--steps', '8', '--no-progress'], env, root);
+    expect(resumedGlob.status, resumedGlob.stderr).toBe(0);
     const asLm = cli(['lm', 'train', '--resume', path.join(root, 'relative')]);
     expect(asLm.status).toBe(1);
     expect(asLm.stderr).toMatch(/holds a `monosemantic train` run, not a `monosemantic lm train` one: resume it with `monosemantic train --resume /);
