@@ -139,7 +139,7 @@ describe('cpu kernels at the edges', () => {
       const mg = gw.reduce((a, b) => a + b, 0) / C;
       const mgn = gw.reduce((a, b, j) => a + b * n[j]!, 0) / C;
       for (let j = 0; j < C; j++) {
-        wantDw[j] += g[r * C + j]! * n[j]!;
+        wantDw[j] = wantDw[j]! + g[r * C + j]! * n[j]!;
         const want = rs * (gw[j]! - mg - n[j]! * mgn);
         worstDx = Math.max(worstDx, Math.abs(gotDx[r * C + j]! - want) / Math.max(1, Math.abs(want)));
       }
