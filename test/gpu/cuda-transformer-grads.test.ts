@@ -182,7 +182,9 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
   }
 
   for (const precision of ['f32', 'bf16'] as const) {
-    for (const [rows, nIn, nOut] of [[37, 76, 53], [67, 768, 2304], [5, 768, 5003]] as const) {
+    // [4104, 768, 3072]: GPT-2's MLP weight gradient over a batch of rows, the long-K product that
+    // Hopper takes on wgmma with K split (dW = xᵀ dout, K = rows), accumulating into dW.
+    for (const [rows, nIn, nOut] of [[37, 76, 53], [67, 768, 2304], [5, 768, 5003], [4104, 768, 3072]] as const) {
       it(`linearBackward and linearTBackward (${precision}) [${rows}, ${nIn}] -> ${nOut} match the CPU`, async () => {
         const rng = new Rng(4);
         const x = normalArray(rng, rows * nIn);
