@@ -24,6 +24,7 @@ import { attentionBackward, attentionForwardTrain } from '../lib/lm/grad-ops.js'
 import { type MatmulPrecision, attention, linear } from '../lib/lm/ops.js';
 import { Rng } from '../lib/random.js';
 import { Tensor } from '../lib/tensor.js';
+import { median } from './median.js';
 
 const program = new Command('attention')
   .option('--backend <name>', 'cpu or cuda (default: the active backend)')
@@ -43,7 +44,7 @@ const shapes = o.shapes.split(',').map((s) => {
   return dims as [number, number, number, number];
 });
 
-async function median(run: () => Promise<void>): Promise<number> {
+async function medianMs(run: () => Promise<void>): Promise<number> {
   await run(); // warm-up
   synchronize(backend);
   const times: number[] = [];
@@ -53,8 +54,7 @@ async function median(run: () => Promise<void>): Promise<number> {
     synchronize(backend); // CUDA operations settle once queued
     times.push(performance.now() - t0);
   }
-  times.sort((a, b) => a - b);
-  return times[times.length >> 1]!;
+  return median(times);
 }
 
 /** The bf16 matrix peak on CUDA (--peak-tflops); on the CPU, the measured rate of an fp32 sgemm. */
@@ -65,7 +65,7 @@ async function measuredPeak(): Promise<{ tflops: number; source: string }> {
   using x = Tensor.from(rng.fillNormal(new Float32Array(M * K), 1), [M, K], { backend });
   using w = Tensor.from(rng.fillNormal(new Float32Array(K * N), 1), [K, N], { backend });
   using y = Tensor.empty([M, N], { backend });
-  const ms = await median(() => linear(x, w, null, y, 'f32'));
+  const ms = await medianMs(() => linear(x, w, null, y, 'f32'));
   return { tflops: (2 * M * K * N) / (ms * 1e-3) / 1e12, source: `fp32 sgemm ${M} x ${K} x ${N}, measured` };
 }
 const peak = await measuredPeak();
@@ -99,7 +99,7 @@ for (const [B, T, C, heads] of shapes) {
   ];
   await attentionForwardTrain(q, k, v, B, T, heads, out, lse, o.precision); // out and lse for the backward
   for (const [pass, products, run] of cases) {
-    const ms = await median(run);
+    const ms = await medianMs(run);
     const tflops = (products * perProduct) / (ms * 1e-3) / 1e12;
     rows.push({ shape: `${B}x${T}x${C}x${heads}`, pass, ms, tflops, ofPeak: tflops / peak.tflops });
   }

@@ -138,6 +138,8 @@ check)
   fi
   ;;
 bench)
+  # Each call starts with an empty $OUT: the ceilings are measured here too, for the fractions.
+  [ -f "$out/peaks.json" ] || step peaks "$python" bench/reference/peaks.py "$out/peaks.json" "$torch_device"
   peak=$(measured_peak bf16_tflops)
   shapes=$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)
   [ "$backend" = cuda ] && [ -x "$playground" ] && step "gemm playground: timing" "$playground" --time \
@@ -188,10 +190,12 @@ next)
   tiled=(env MONOSEMANTIC_CUDA_ATTENTION=tiled)
   mma=(env MONOSEMANTIC_CUDA_GEMM=mma)
   STEP_CAP=240 step "test/gpu" node_modules/.bin/vitest run test/gpu
+  step peaks "$python" bench/reference/peaks.py "$out/peaks.json" "$torch_device"  # the ceilings for the fractions
+  peak=$(measured_peak bf16_tflops)
   STEP_CAP=60 step "attention at bf16 (fp32 tiled kernels)" "${tiled[@]}" node_modules/.bin/vitest run \
     test/gpu/cuda-transformer-grads.test.ts -t "attention at bf16" --reporter=verbose
   STEP_CAP=150 step "sae step: as chosen, mma.sync, wgmma" node dist/bench/sae-step-cuda.js --backend "$backend" \
-    --precision bf16 --kernels tensor,mma,wgmma --shapes "$shapes" --iters "$iters" --json "$out/sae-step.json"
+    --precision bf16 --kernels tensor,mma,wgmma --shapes "$shapes" --iters "$iters" ${peak:+--peak-tflops "$peak"} --json "$out/sae-step.json"
   STEP_CAP=150 step "sae step, torch.compile" "$python" bench/reference/torch_sae_step.py --device "$torch_device" \
     --shapes "$shapes" --iters "$iters" --compile --json "$out/torch-sae-step-compile.json"
   fwd=(node dist/bench/lm-forward.js --backend "$backend" --precision bf16 $lm --cases harvest,logits,forward,gpt2 --iters 20 "${gpt2[@]}")
@@ -208,7 +212,7 @@ next)
     STEP_CAP=90 step "lm full forward kernels (ncu)" ncu --clock-control none --target-processes all \
       --metrics gpu__time_duration.sum --print-summary per-kernel node dist/bench/lm-forward.js --backend "$backend" \
       --precision bf16 $lm --cases forward --iters 1
-    step "lm full forward kernels, table" node dist/bench/ncu-table.js "$work/previous-step.out" --top 20
+    step "lm full forward kernels, table" node dist/bench/ncu-table.js "$work/previous-step.out" --top 20 --runs 2  # warm-up + 1
     # The wgmma kernel on the step's K = 512 products with their fused epilogues (a block per
     # multiprocessor taking tiles in turn): where its time goes.
     STEP_CAP=90 step "wgmma at K = 512, fused epilogues (ncu sections)" ncu --clock-control none --target-processes all \
@@ -227,7 +231,7 @@ next)
   run_saes models/a models/b
   compare_saes models/a models/b
   [ "$backend" = cuda ] && [ -x "$playground" ] && STEP_CAP=120 step "gemm playground: timing" \
-    "$playground" --time --iters 10 ${cublas:+--cublas "$cublas"}
+    "$playground" --time --iters 10 ${peak:+--peak-tflops "$peak"} ${cublas:+--cublas "$cublas"}
   grep -E '^\| |tokens/s|^ *(Tests|Test Files) |FAIL|✓ .*attention at bf16|wgmma vs mma|^torch |^HF |^harvested|^device time|loss recovered|median best-match|^\([0-9]+, |ms profiled' "$log" | tail -150
   ;;
 retrain)

@@ -1,9 +1,9 @@
 /**
  * GPT-2-family forward pass throughput on the active backend, with random weights:
  *   - the paper's 1-layer model (d_model 128, d_mlp 512, 4 heads, ReLU): harvesting
- *     blocks.0.mlp.hook_post (the forward stops there), the full forward returning its logits (the
- *     issue's "full forward", and what HF's harvest runs too: it has no early stop), and the full
- *     forward with the loss (cross-entropy over the logits, read back);
+ *     blocks.0.mlp.hook_post (the forward stops there; HF's reference runs its base model without
+ *     the LM head), the full forward returning its logits (the issue's "full forward"), and the
+ *     full forward with the loss (cross-entropy over the logits, read back);
  *   - GPT-2 small's shape (12 layers, d_model 768): the full forward.
  *
  *   node dist/bench/lm-forward.js [--backend cpu|cuda] [--precision f32|bf16] [--batch 8] [--ctx 256]
@@ -25,12 +25,7 @@ import { Gpt2Model } from '../lib/lm/model.js';
 import type { MatmulPrecision } from '../lib/lm/ops.js';
 import type { Gpt2Weights } from '../lib/lm/weights.js';
 import { Rng } from '../lib/random.js';
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
+import { median } from './median.js';
 
 function randomWeights(c: Gpt2Config, seed: number): Gpt2Weights {
   const rng = new Rng(seed);
@@ -77,6 +72,7 @@ async function time(label: string, model: Gpt2Model, batch: number, T: number, i
   const rng = new Rng(7);
   const ids = Int32Array.from({ length: batch * T }, () => rng.int(model.config.vocabSize));
   await run(ids); // warm-up
+  synchronize(model.backend); // finished before the first timed forward
   const times: number[] = [];
   const queued: number[] = [];
   for (let i = 0; i < iters; i++) {

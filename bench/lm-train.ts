@@ -21,6 +21,7 @@ import { initGpt2Weights } from '../lib/lm/init.js';
 import type { MatmulPrecision } from '../lib/lm/ops.js';
 import { Gpt2Training } from '../lib/lm/training-model.js';
 import { Rng } from '../lib/random.js';
+import { median } from './median.js';
 
 const program = new Command('lm-train')
   .option('--backend <name>', 'cpu or cuda (default: the active backend)')
@@ -53,8 +54,7 @@ synchronize(backend);
 const queuedMs = (performance.now() - q0) / iters;
 if (!queuedLosses.every(Number.isFinite)) throw new Error('a queued step gave a non-finite loss');
 model.dispose();
-times.sort((a, b) => a - b);
-const ms = times[times.length >> 1]!;
+const ms = median(times);
 const C = config.dModel;
 const matrixParams = config.nLayer * (4 * C * C + 2 * C * config.dMlp) + config.vocabSize * C;
 const flopsPerToken = 6 * matrixParams + 3 * config.nLayer * 2 * 2 * C * (T / 2);

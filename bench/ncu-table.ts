@@ -3,15 +3,25 @@
  * file or stdin) into one table: each kernel (its name without the argument list, with its launch
  * shape), invocations, mean and total µs, and its share of the summed device time; largest first.
  *
- *   node dist/bench/ncu-table.js ncu-output.txt [--top 25]
+ *   node dist/bench/ncu-table.js ncu-output.txt [--top 25] [--runs N]
+ *
+ * --runs: how many times the profiled program ran the measured work (a bench's warm-up run counts:
+ * `lm-forward.js --iters 1` runs 2 forwards); the device time is also given per run.
  */
 import { readFileSync } from 'node:fs';
 
 import { Command } from 'commander';
 
-const program = new Command('ncu-table').argument('[file]', 'ncu output (default: stdin)').option('--top <n>', 'rows to print', '25').parse();
+const program = new Command('ncu-table')
+  .argument('[file]', 'ncu output (default: stdin)')
+  .option('--top <n>', 'rows to print', '25')
+  .option('--runs <n>', 'runs of the measured work in the profile (warm-up included)', '1')
+  .parse();
 const text = readFileSync(program.args[0] ?? 0, 'utf8');
-const top = Number(program.opts<{ top: string }>().top);
+const opts = program.opts<{ top: string; runs: string }>();
+const top = Number(opts.top);
+const runs = Number(opts.runs);
+if (!Number.isSafeInteger(runs) || runs < 1) throw new RangeError(`--runs must be a positive integer (got ${opts.runs})`);
 
 interface Row {
   kernel: string;
@@ -44,7 +54,10 @@ if (rows.length === 0) {
 }
 const total = rows.reduce((sum, r) => sum + r.calls * r.meanUs, 0);
 rows.sort((a, b) => b.calls * b.meanUs - a.calls * a.meanUs);
-console.log(`device time, all kernels: ${(total / 1000).toFixed(2)} ms over ${rows.reduce((s, r) => s + r.calls, 0)} launches`);
+console.log(
+  `device time, all kernels: ${(total / 1000).toFixed(2)} ms over ${rows.reduce((s, r) => s + r.calls, 0)} launches` +
+    (runs > 1 ? ` (${runs} runs: ${(total / 1000 / runs).toFixed(2)} ms per run)` : ''),
+);
 console.log('| kernel (grid)x(block) | calls | mean µs | total µs | share |');
 console.log('| --- | ---: | ---: | ---: | ---: |');
 for (const r of rows.slice(0, top)) {

@@ -108,34 +108,52 @@ async function harvested(): Promise<Measured> {
   }
 }
 
-/** 2. Activations/s of SAE steps alone, their statistics read every 100 steps (the trainer's default). */
+/**
+ * 2. Activations/s of SAE steps alone, reading back what the run's trainer reads at its logging
+ * steps (logging.every of the run's config on this backend): the step's statistics and the firing
+ * counts.
+ */
 async function consumed(dSae: number): Promise<Measured> {
+  const logEvery = (await runConfig(dSae, { steps }, path.join(tmpdir(), 'ms-pipeline-config'))).logging.every;
   using sae = SparseAutoencoder.create({ dIn: 512, dSae, backend, seed: 1 });
   using x = Tensor.from(new Rng(2).fillNormal(new Float32Array(batch * 512)), [batch, 512], { backend });
   for (let i = 0; i < 3; i++) await sae.step(x);
   synchronize(backend);
   const busy0 = performance.eventLoopUtilization();
   const t0 = performance.now();
-  for (let i = 1; i <= steps; i++) await (i % 100 === 0 ? sae.step(x) : sae.queueStep(x));
+  for (let i = 1; i <= steps; i++) {
+    if (i % logEvery === 0) {
+      await sae.step(x);
+      sae.fireCounts();
+    } else {
+      await sae.queueStep(x);
+    }
+  }
   synchronize(backend);
   return { perSecond: (steps * batch) / ((performance.now() - t0) / 1000), busy: performance.eventLoopUtilization(busy0).utilization };
 }
 
 /** 3. The main job for `steps` steps or `passes` passes: activations/s and the fraction of time waiting for data. */
+/** The main job's config for these runs (this backend's defaults for the rest). */
+async function runConfig(dSae: number, budget: { steps: number } | { passes: number }, outDir: string) {
+  const { config } = await resolveRunConfig({
+    backend,
+    outDir,
+    sae: { dSae },
+    training: { batchSize: batch, ...('steps' in budget ? { totalSteps: budget.steps } : {}) },
+    data: { forwardBatch, contextsPerWindow: window, positionsPerContext: null, store: 'auto', ...(o.corpus ? { paths: corpus } : {}) },
+    budget: { epochs: 'passes' in budget ? budget.passes : null },
+    resampling: { enabled: false },
+    checkpoints: { every: 0 },
+    eval: { contexts: 2 },
+  });
+  return config;
+}
+
 async function together(dSae: number, budget: { steps: number } | { passes: number }): Promise<Measured & { dataWait: number; passes: number }> {
   const outDir = mkdtempSync(path.join(tmpdir(), 'ms-pipeline-'));
   try {
-    const { config } = await resolveRunConfig({
-      backend,
-      outDir,
-      sae: { dSae },
-      training: { batchSize: batch, ...('steps' in budget ? { totalSteps: budget.steps } : {}) },
-      data: { forwardBatch, contextsPerWindow: window, positionsPerContext: null, store: 'auto', ...(o.corpus ? { paths: corpus } : {}) },
-      budget: { epochs: 'passes' in budget ? budget.passes : null },
-      resampling: { enabled: false },
-      checkpoints: { every: 0 },
-      eval: { contexts: 2 },
-    });
+    const config = await runConfig(dSae, budget, outDir);
     // The training loop's: from when the trainer makes its progress display to when it stops it.
     let busy = Number.NaN;
     const summary = await runMainJob(config, {
@@ -144,7 +162,8 @@ async function together(dSae: number, budget: { steps: number } | { passes: numb
         return { update: () => {}, log: () => {}, stop: () => (busy = performance.eventLoopUtilization(busy0).utilization) };
       },
     });
-    return { perSecond: summary.train.samples / summary.train.seconds, busy, dataWait: summary.train.dataWaitFraction, passes: summary.epochs ?? 0 };
+    // The training loop's rate: the final checkpoint, export and evaluation are not the pipeline's.
+    return { perSecond: summary.train.samples / summary.train.trainingSeconds, busy, dataWait: summary.train.dataWaitFraction, passes: summary.epochs ?? 0 };
   } finally {
     rmSync(outDir, { recursive: true, force: true });
   }

@@ -26,6 +26,7 @@ import type { BackendName } from '../lib/backend.js';
 import { Rng } from '../lib/random.js';
 import { SparseAutoencoder } from '../lib/sae/sae.js';
 import { Tensor } from '../lib/tensor.js';
+import { median } from './median.js';
 
 interface Result {
   d: number;
@@ -41,12 +42,6 @@ interface Result {
 }
 
 type Kernels = 'tensor' | 'mma' | 'wgmma' | 'simple';
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
 
 function parseShapes(text: string): [number, number, number][] {
   return text.split(',').map((part) => {

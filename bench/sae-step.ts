@@ -28,18 +28,13 @@ import { Rng } from '../lib/random.js';
 import { SparseAutoencoder } from '../lib/sae/sae.js';
 import { Tensor } from '../lib/tensor.js';
 import { timeTfjsSaeStep } from './reference/tfjs-sae-step.js';
+import { median } from './median.js';
 
 interface Row {
   name: string;
   medianMs: number;
   gflops: number;
   note?: string;
-}
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
 /** Mean active features per row of f [rows, n]. */

@@ -9,8 +9,8 @@
  *
  * Correctness: both versions start from the same random state and must end bitwise equal
  * (parameters, moments, and the decoder gradient after removal). Timing: median wall time of
- * --iters calls after warm-up (every call has finished on the device when it returns, as in
- * training), GB/s of the minimum traffic of one update (read W, grad, m, v and write W, m, v and
+ * --iters updates after warm-up, each followed by a device synchronisation inside the timed region
+ * (the backend's calls return once their work is queued), GB/s of the minimum traffic of one update (read W, grad, m, v and write W, m, v and
  * the projected decoder gradient: 32 B per decoder parameter, 28 B per other parameter), and the
  * fraction of --peak-gbps (a measured device copy rate).
  *
@@ -111,11 +111,14 @@ void fused(State& s, const ms_adam_hparams& hp) {
 
 template <typename Fn>
 double median_ms(Fn fn, int iters) {
+  ms_error err{};
   for (int w = 0; w < 3; ++w) fn();
+  must(be->synchronize(&err), "synchronize");
   std::vector<double> ms(iters);
   for (int i = 0; i < iters; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
     fn();
+    must(be->synchronize(&err), "synchronize");  // the update's work done, not just queued
     ms[i] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   }
   std::sort(ms.begin(), ms.end());

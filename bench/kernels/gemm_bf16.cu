@@ -140,7 +140,7 @@ static int run_version(int v, const Cublas& cublas, ms::cuda::Op& op, const Prob
   if (v == kWgmma)
     return ms::cuda::gemm_wgmma(op, p.ta, p.tb, p.M, p.N, p.K, b.A, b.lda, b.B, b.ldb,
                                 ms::cuda::EpilogueStore{1.0f, 0.0f, b.C, p.N});
-  unsetenv("MONOSEMANTIC_CUDA_GEMM");  // the tensor version is mma.sync's
+  setenv("MONOSEMANTIC_CUDA_GEMM", "mma", 1);  // the tensor version is mma.sync's (auto sends long-K products to wgmma on Hopper)
   if (v == kSimple) setenv("MONOSEMANTIC_CUDA_KERNELS", "simple", 1);
   else unsetenv("MONOSEMANTIC_CUDA_KERNELS");
   return ms::cuda::gemm<bf16>(op, p.ta, p.tb, p.M, p.N, p.K, 1.0f, b.A, b.lda, b.B, b.ldb, 0.0f, b.C, p.N);

@@ -121,7 +121,10 @@ export interface TrainSummary {
   steps: number;
   totalSteps: number;
   samples: number;
+  /** Wall time of the run, all sessions, up to the end (final checkpoint, export and curves included). */
   seconds: number;
+  /** The same up to the end of the training loop (the steps and their data only). */
+  trainingSeconds: number;
   interrupted: boolean;
   /** Statistics of the last logged step since this call started or resumed the run (null if none). */
   last: (TrainStepStats & { fvu: number | null }) | null;
@@ -135,7 +138,7 @@ export interface TrainSummary {
   exportDir: string | null;
   checkpoint: string | null;
   normalizationScale: number;
-  /** Fraction of this session's wall time spent waiting for the data source (harvesting, reading files). */
+  /** Fraction of this session's training loop spent waiting for the data source (harvesting, reading files). */
   dataWaitFraction: number;
 }
 
@@ -444,7 +447,11 @@ export async function train(input: TrainConfig, options: { resume?: boolean; che
       }
       if (config.checkpoints.every > 0 && step % config.checkpoints.every === 0 && step < total) await saveCheckpoint();
     }
+    // The loop's figures, before the final checkpoint, export and curves.
+    const trainingSeconds = seconds();
+    const dataWaitFraction = (dataMsSession + dataMs) / Math.max(1e-9, performance.now() - started);
     progress?.stop();
+    progress = null;
     await saveCheckpoint();
     log(`checkpoint: ${lastCheckpoint}`);
     await metrics.close();
@@ -466,6 +473,7 @@ export async function train(input: TrainConfig, options: { resume?: boolean; che
       totalSteps: total,
       samples,
       seconds: seconds(),
+      trainingSeconds,
       interrupted,
       last,
       dead: density?.dead ?? null,
@@ -475,7 +483,7 @@ export async function train(input: TrainConfig, options: { resume?: boolean; che
       exportDir,
       checkpoint: lastCheckpoint,
       normalizationScale: scale,
-      dataWaitFraction: (dataMsSession + dataMs) / Math.max(1e-9, performance.now() - started),
+      dataWaitFraction,
     };
   } finally {
     progress?.stop();

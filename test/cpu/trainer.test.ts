@@ -312,6 +312,11 @@ describe('export', () => {
     const records = await readMetrics(path.join(outDir, 'metrics.jsonl'));
     expect(records.map((r) => r.step)).toEqual([10, 20, 30]);
     for (const key of ['loss', 'mse', 'l1', 'l0', 'fvu', 'lr', 'l1Coeff', 'samplesPerSec', 'dataWaitFraction']) expect(typeof records[2]![key]).toBe('number');
+    // The loop's own time, without the final checkpoint, export and curves the whole run's includes.
+    expect(summary.trainingSeconds).toBeGreaterThan(0);
+    expect(summary.trainingSeconds).toBeLessThan(summary.seconds);
+    expect(summary.dataWaitFraction).toBeGreaterThanOrEqual(0);
+    expect(summary.dataWaitFraction).toBeLessThanOrEqual(1);
   });
 });
 
