@@ -173,7 +173,7 @@ typedef struct {
 } ms_sae_resample_args;
 
 typedef struct {
-  double mean_live_encoder_norm;
+  double mean_live_encoder_norm; /* the mean norm of the live encoder columns (of all when none is live) */
   int live;       /* features not in dead */
   int resampled;  /* slots applied */
 } ms_sae_resample_stats;

@@ -8,7 +8,8 @@
  *
  * Position 0 of every context (the BOS token, whose activations the SAE is not trained on) is left
  * out of the reconstruction and density statistics and keeps its own activation when splicing and
- * when zero-ablating, so both losses measure the positions the SAE is for.
+ * when zero-ablating; its prediction, which no intervention changes, is left out of the losses and
+ * the KL, so all of them measure the positions the SAE is for (the next tokens at 2..T−1).
  *
  * Everything is reduced on the device: per-column sums and firing counts (columnStats), per-row
  * reconstruction errors and per-row KL divergences come back to the host, never the activations,
@@ -50,8 +51,8 @@ export interface SaeEvalOptions {
 /** Evaluates `sae` at `hook` of `model` over `contexts` [count, T] of token ids. */
 export async function evaluateSae(model: Gpt2Model, sae: SparseAutoencoder, hook: string, contexts: Int32Array, T: number, options: SaeEvalOptions = {}): Promise<SaeEvaluation> {
   const batch = options.batch ?? (sae.backend === 'cuda' ? Math.max(8, Math.floor(8192 / T)) : 8);
-  if (!Number.isSafeInteger(T) || T < 2 || contexts.length % T !== 0 || contexts.length === 0) {
-    throw new RangeError(`contexts must hold whole contexts of T >= 2 tokens (got ${contexts.length} tokens, T ${T})`);
+  if (!Number.isSafeInteger(T) || T < 3 || contexts.length % T !== 0 || contexts.length === 0) {
+    throw new RangeError(`contexts must hold whole contexts of T >= 3 tokens (got ${contexts.length} tokens, T ${T}): position 0 is the BOS token, and the last has no next token`);
   }
   if (!Number.isSafeInteger(batch) || batch < 1) throw new RangeError(`batch must be a positive integer (got ${batch})`);
   checkSaeFitsHook(model, sae, hook);
@@ -99,15 +100,20 @@ export async function evaluateSae(model: Gpt2Model, sae: SparseAutoencoder, hook
     const spliced = await model.forward(ids, m, { loss: true, logits: true, interventions: { [hook]: keepBosRows(saeSplice(sae), T) } });
     using splicedLogits = spliced.logits!;
     const zero = await model.forward(ids, m, { loss: true, interventions: { [hook]: keepBosRows(zeroAblate(), T) } });
-    const k = clean.loss!.perToken.length;
-    loss.clean += clean.loss!.mean * k;
-    loss.spliced += spliced.loss!.mean * k;
-    loss.zeroAblated += zero.loss!.mean * k;
+    // perToken [m·(T−1)]: the prediction at position t of context c at c·(T−1) + t; t = 0 left out.
+    const pastBos = (perToken: Float32Array): number => {
+      let sum = 0;
+      for (let c = 0; c < m; c++) for (let t = 1; t < T - 1; t++) sum += perToken[c * (T - 1) + t]!;
+      return sum;
+    };
+    loss.clean += pastBos(clean.loss!.perToken);
+    loss.spliced += pastBos(spliced.loss!.perToken);
+    loss.zeroAblated += pastBos(zero.loss!.perToken);
     using kl = Tensor.empty([m * T], { backend: cleanLogits.backend });
     await klRows(cleanLogits, splicedLogits, kl);
-    const klPerRow = kl.toFloat32(); // [m·T]; position T−1 of each context has no next token
-    for (let r = 0; r < m * T; r++) if (r % T !== T - 1) loss.kl += klPerRow[r]!;
-    loss.tokens += k;
+    const klPerRow = kl.toFloat32(); // [m·T]; position 0's is 0, position T−1 has no next token
+    for (let r = 0; r < m * T; r++) if (r % T !== 0 && r % T !== T - 1) loss.kl += klPerRow[r]!;
+    loss.tokens += m * (T - 2);
   }
 
   let centred = sumSqX;

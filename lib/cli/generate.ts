@@ -26,6 +26,7 @@ interface GenerateFlags {
   sae?: string;
   hook?: string;
   bos: boolean;
+  ignoreEos?: boolean;
   backend?: 'cpu' | 'cuda';
 }
 
@@ -38,6 +39,21 @@ export function parseSteer(values: readonly string[]): Record<number, number> {
     out[Number(m[1])] = numberFlag(`--steer ${v}: VALUE`, m[2]!);
   }
   return out;
+}
+
+/**
+ * Generation stops at the tokenizer's EOS (the end of a document), as HF's generate does, unless
+ * --ignore-eos; the EOS itself is not printed.
+ */
+export function eosOptions(tokenizer: Tokenizer, ignoreEos: boolean | undefined): { stopTokens: number[] } {
+  return { stopTokens: !ignoreEos && tokenizer.eosTokenId !== null ? [tokenizer.eosTokenId] : [] };
+}
+
+/** The text of generated `tokens`, without a final stop token. */
+export function generatedText(tokenizer: Tokenizer, tokens: readonly number[] | Int32Array, stopTokens: readonly number[]): string {
+  const ids = Array.from(tokens);
+  if (ids.length > 0 && stopTokens.includes(ids[ids.length - 1]!)) ids.pop();
+  return tokenizer.decode(ids);
 }
 
 /** The prompt's tokens and --max-new-tokens must fit the model's n_positions: a RangeError naming the flag otherwise. */
@@ -63,6 +79,7 @@ export function registerGenerate(program: Command): void {
     .option('--sae <dir>', 'SAE folder (SAELens layout) whose features --steer clamps')
     .option('--hook <name>', "hook the SAE reads (default: the SAE's cfg.json hook name)")
     .option('--no-bos', 'do not start the prompt with the BOS token (models trained with BOS-first contexts expect it)')
+    .option('--ignore-eos', 'keep generating after the end-of-text token (by default generation stops there)')
     .option('--backend <name>', 'cpu or cuda (default: the active backend)')
     .action(async (flags: GenerateFlags) => {
       const steer = parseSteer(flags.steer ?? []);
@@ -90,8 +107,9 @@ export function registerGenerate(program: Command): void {
         const bos = flags.bos && tokenizer.bosTokenId !== null ? [tokenizer.bosTokenId] : [];
         const prompt = Int32Array.from([...bos, ...tokenizer.encode(flags.prompt)]);
         checkLength(prompt.length, sampling.maxNewTokens, model.config.nPositions);
-        const tokens = await generate(model, prompt, { ...sampling, ...(flags.greedy ? { greedy: true } : {}), interventions });
-        process.stdout.write(`${flags.prompt}${tokenizer.decode(tokens)}\n`);
+        const { stopTokens } = eosOptions(tokenizer, flags.ignoreEos);
+        const tokens = await generate(model, prompt, { ...sampling, ...(flags.greedy ? { greedy: true } : {}), interventions, stopTokens });
+        process.stdout.write(`${flags.prompt}${generatedText(tokenizer, tokens, stopTokens)}\n`);
       } finally {
         sae?.dispose();
       }

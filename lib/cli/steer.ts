@@ -19,7 +19,7 @@ import type { SparseAutoencoder } from '../sae/sae.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { integerFlag, nonNegativeIntegerFlag, nonNegativeNumberFlag, numberFlag, optionWithDefault } from './flags.js';
 import { SAE_MODEL_HELP, analysisContextLength, saeModelDir } from './sae-model.js';
-import { checkLength } from './generate.js';
+import { checkLength, eosOptions, generatedText } from './generate.js';
 
 interface SteerFlags {
   sae: string;
@@ -35,6 +35,7 @@ interface SteerFlags {
   textField: string;
   contextLength?: string;
   bos: boolean;
+  ignoreEos?: boolean;
   backend?: 'cpu' | 'cuda';
 }
 
@@ -67,6 +68,7 @@ export function registerSteer(program: Command): void {
     .option('--text-field <name>', 'JSONL / Parquet text column', 'text')
     .option('--context-length <n>', 'tokens per context (default: the SAE’s context size, capped at the model’s n_positions)')
     .option('--no-bos', 'do not start the prompt with the BOS token')
+    .option('--ignore-eos', 'keep generating after the end-of-text token (by default generation stops there)')
     .option('--backend <name>', 'cpu or cuda (default: the active backend)')
     .action(async (flags: SteerFlags) => {
       const options = {
@@ -103,10 +105,12 @@ export function registerSteer(program: Command): void {
         const bos = flags.bos && tokenizer.bosTokenId !== null ? [tokenizer.bosTokenId] : [];
         const prompt = Int32Array.from([...bos, ...tokenizer.encode(flags.prompt)]);
         checkLength(prompt.length, options.maxNewTokens, model.config.nPositions);
-        const plain = await generate(model, prompt, options);
-        const steered = await generate(model, prompt, { ...options, interventions: { [hook]: saeSplice(sae, { keepError: true, clamp: { [feature]: value } }) } });
+        const { stopTokens } = eosOptions(tokenizer, flags.ignoreEos);
+        const plain = await generate(model, prompt, { ...options, stopTokens });
+        const steered = await generate(model, prompt, { ...options, stopTokens, interventions: { [hook]: saeSplice(sae, { keepError: true, clamp: { [feature]: value } }) } });
+        const text = (tokens: number[] | Int32Array) => generatedText(tokenizer, tokens, stopTokens);
         process.stdout.write(
-          `--- unsteered\n${flags.prompt}${tokenizer.decode(plain)}\n` + `--- steered: feature ${feature} pinned to ${value.toPrecision(4)} at ${hook}\n${flags.prompt}${tokenizer.decode(steered)}\n`,
+          `--- unsteered\n${flags.prompt}${text(plain)}\n` + `--- steered: feature ${feature} pinned to ${value.toPrecision(4)} at ${hook}\n${flags.prompt}${text(steered)}\n`,
         );
       } finally {
         sae.dispose();

@@ -32,7 +32,13 @@ export function pickToken(logits: Float32Array, options: { temperature: number; 
   }
   // Candidates by decreasing logit; top-k, softmax at the temperature, then top-p.
   let order = Array.from(logits.keys()).sort((a, b) => logits[b]! - logits[a]! || a - b);
-  if (options.topK > 0) order = order.slice(0, options.topK);
+  if (options.topK > 0 && options.topK < order.length) {
+    // Every token tied with the k-th stays a candidate (as HF's top-k removes only logits below it).
+    let k = options.topK;
+    const kth = logits[order[k - 1]!]!;
+    while (k < order.length && logits[order[k]!]! === kth) k++;
+    order = order.slice(0, k);
+  }
   const max = logits[order[0]!]!;
   const weights = order.map((v) => Math.exp((logits[v]! - max) / options.temperature));
   const total = weights.reduce((a, b) => a + b, 0);

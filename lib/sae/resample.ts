@@ -32,6 +32,11 @@ export interface ResampleReport extends ResampleResult {
   dead: number;
   /** Inputs whose loss was computed. */
   inputs: number;
+  /**
+   * The dead features that were re-initialised: those whose slot drew an input of finite, non-zero
+   * norm (the others are left as they were, still dead).
+   */
+  applied: Int32Array;
 }
 
 /** Largest chunk whose activations [chunk, dSae] stay within 2^25 floats (128 MiB). */
@@ -52,7 +57,7 @@ export async function resampleDeadFeatures(
 ): Promise<ResampleReport> {
   if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object { samples, batchSize, encNormFactor, seed }');
   const k = dead.length;
-  if (k === 0) return { dead: 0, inputs: 0, resampled: 0, live: sae.dSae, meanLiveEncoderNorm: Number.NaN };
+  if (k === 0) return { dead: 0, inputs: 0, resampled: 0, live: sae.dSae, meanLiveEncoderNorm: Number.NaN, applied: new Int32Array(0) };
   if (!Number.isSafeInteger(options.samples) || options.samples < 1) throw new RangeError(`samples must be a positive integer (got ${options.samples})`);
   const chunk = resampleChunkRows(sae.dSae, options.batchSize);
   const backend = sae.backend;
@@ -92,7 +97,16 @@ export async function resampleDeadFeatures(
       offset += n;
     }
     const result = await sae.resampleFeatures(dead, { keys, rows }, options.encNormFactor);
-    return { ...result, dead: k, inputs: offset };
+    // Which slots the backend applied, by its rule: a sampled input (finite key) of finite, non-zero norm.
+    const keyValues = keys.toArray() as Float32Array;
+    const rowValues = rows.toArray() as Float32Array;
+    const applied = dead.filter((_, i) => {
+      if (!Number.isFinite(keyValues[i]!)) return false;
+      let ss = 0;
+      for (let c = i * sae.dIn; c < (i + 1) * sae.dIn; c++) ss += rowValues[c]! * rowValues[c]!;
+      return ss > 0 && Number.isFinite(ss);
+    });
+    return { ...result, dead: k, inputs: offset, applied };
   } finally {
     for (const t of owned) t.dispose();
   }

@@ -64,7 +64,7 @@ export interface ResampleResult {
   resampled: number;
   /** Features not listed as dead. */
   live: number;
-  /** Mean L2 norm of the live features' encoder columns (the scale of the new encoder columns). */
+  /** Mean L2 norm of the live features' encoder columns, of all columns when none is live (the scale of the new encoder columns). */
   meanLiveEncoderNorm: number;
 }
 

@@ -426,16 +426,19 @@ export async function train(input: TrainConfig, options: { resume?: boolean; che
       progress?.update(step, lastRead ? { 'samples/s': rateNow(), loss: lastRead.loss, L0: lastRead.l0 } : { 'samples/s': rateNow() });
 
       if (resampleAt.has(step)) {
-        const dead = firing.deadSince(Math.max(0, step - config.resampling.deadWindowSteps));
+        // Dead: silent for the whole window; before a window has passed, no feature can be.
+        const window = config.resampling.deadWindowSteps;
+        const dead = step >= window ? firing.deadSince(step - window) : new Int32Array(0);
+        if (step < window) log(`step ${step}: resampling.deadWindowSteps (${window}) have not passed yet: no feature can be called dead`);
         const report = await resampleDeadFeatures(sae, dead, nextBatch, {
           samples: config.resampling.samples,
           batchSize: t.batchSize,
           encNormFactor: config.resampling.encoderNormFactor,
           seed: Math.floor(rng.uniform() * 2 ** 53),
         });
-        firing.markFresh(dead, step);
+        firing.markFresh(report.applied, step); // the ones left alone stay dead
         if (report.resampled > 0) lastResampleStep = step; // the learning rate warms up again only after a resample
-        const event: ResampleEvent = { step, dead: report.dead, resampled: report.resampled, meanLiveEncoderNorm: report.dead > 0 ? report.meanLiveEncoderNorm : null };
+        const event: ResampleEvent = { step, dead: report.dead, resampled: report.resampled, meanLiveEncoderNorm: report.dead > 0 && report.live > 0 ? report.meanLiveEncoderNorm : null };
         resamples.push(event);
         metrics.append({ step, samples, event: 'resample', dead: report.dead, resampled: report.resampled });
         (progress ? (line: string) => progress!.log(line) : log)(`step ${step}: resampled ${report.resampled} of ${report.dead} dead features (from ${report.inputs} inputs)`);

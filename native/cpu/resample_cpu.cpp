@@ -101,14 +101,17 @@ int sae_resample(const ms_sae_resample_args* a, ms_sae_resample_stats* stats, ms
       for (size_t j = j0; j < j1; ++j) sq[j] += double(row[j]) * double(row[j]);
     }
   });
-  double norm_sum = 0.0;
+  double norm_sum = 0.0, all_sum = 0.0;
   int live = 0;
-  for (size_t j = 0; j < N; ++j)
+  for (size_t j = 0; j < N; ++j) {
+    all_sum += std::sqrt(sq[j]);
     if (!is_dead[j]) {
       norm_sum += std::sqrt(sq[j]);
       ++live;
     }
-  const double mean_norm = live > 0 ? norm_sum / live : 1.0;
+  }
+  // With every feature dead, the scale of the encoder's columns is the mean over all of them.
+  const double mean_norm = live > 0 ? norm_sum / live : all_sum / double(N);
   const double enc_scale = double(a->enc_norm_factor) * mean_norm;
 
   std::vector<char> applied(count, 0);

@@ -9,7 +9,8 @@
  * counter-based uniforms and double arithmetic as the CPU (counter_rng.h).
  *
  * Re-initialisation: mark the dead features (checking range and duplicates on the device), take
- * every live encoder column's norm in double, average them with one fixed-tree block, then one
+ * every live encoder column's norm in double (every column's when none is live), average them with
+ * one fixed-tree block, then one
  * block per dead slot writes the new decoder row, encoder column, bias and zeroed moments.
  */
 #include "resample.cuh"
@@ -67,21 +68,24 @@ __global__ void mark_dead_kernel(int count, int n, const int32_t* __restrict__ d
   if (atomicAdd(marks + j, 1) != 0) atomicOr(flag, 2);
 }
 
-// norms[j] = ||W_enc[:, j]|| for live j, 0 for dead j; thread j walks column j (stride n).
+// norms[j] = ||W_enc[:, j]|| for live j (every j when none is live), 0 for the others; thread j
+// walks column j (stride n).
 __global__ void column_norms_kernel(int d, int n, const float* __restrict__ W_enc, const int* __restrict__ marks,
-                                    double* __restrict__ norms) {
+                                    bool all, double* __restrict__ norms) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x;
   if (j >= n) return;
+  const bool counted = all || marks[j] == 0;
   double s = 0.0;
-  if (marks[j] == 0)
+  if (counted)
     for (int r = 0; r < d; ++r) {
       const double w = W_enc[size_t(r) * n + j];  // W_enc[r, j]
       s += w * w;
     }
-  norms[j] = marks[j] == 0 ? sqrt(s) : 0.0;
+  norms[j] = counted ? sqrt(s) : 0.0;
 }
 
-// enc_scale[0] = factor * mean over live features of norms (1 when none is live); mean_out[0] = the mean.
+// out[0] = the mean of norms over live features (over all n when none is live: the encoder's
+// scale), out[1] = factor * out[0].
 __global__ void __launch_bounds__(kThreads) mean_norm_kernel(int n, int live, float factor,
                                                              const double* __restrict__ norms,
                                                              double* __restrict__ out) {
@@ -90,7 +94,7 @@ __global__ void __launch_bounds__(kThreads) mean_norm_kernel(int n, int live, fl
   for (int j = threadIdx.x; j < n; j += blockDim.x) s += norms[j];
   s = block_sum(s, scratch);
   if (threadIdx.x == 0) {
-    const double mean = live > 0 ? s / live : 1.0;
+    const double mean = s / (live > 0 ? live : n);
     out[0] = mean;
     out[1] = double(factor) * mean;
   }
@@ -228,7 +232,7 @@ int sae_resample(const ms_sae_resample_args* a, ms_sae_resample_stats* stats_hos
     if (host_counters[0] & 2) return invalid(err, name, "dead lists a feature twice");
   }
   const int live = a->n - a->count;
-  column_norms_kernel<<<(a->n + kThreads - 1) / kThreads, kThreads, 0, op.stream>>>(a->d, a->n, a->W_enc, marks, norms);
+  column_norms_kernel<<<(a->n + kThreads - 1) / kThreads, kThreads, 0, op.stream>>>(a->d, a->n, a->W_enc, marks, live == 0, norms);
   MS_TRY(check_launch(op, "column_norms_kernel"));
   mean_norm_kernel<<<1, kThreads, 0, op.stream>>>(a->n, live, a->enc_norm_factor, norms, scales);
   MS_TRY(check_launch(op, "mean_norm_kernel"));

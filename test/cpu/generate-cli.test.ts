@@ -24,6 +24,18 @@ describe('monosemantic generate', () => {
     expect(s1.stdout).toBe(s2.stdout);
   });
 
+  it('stops at the end-of-text token (not printed) unless --ignore-eos', () => {
+    // Model A emits its EOS (a document boundary) at new token 116 of this seeded sample.
+    const args = ['generate', '--model', path.join(packageRoot(), 'models/a'), '--prompt', 'The end.', '-n', '200', '--seed', '0'];
+    const stopped = cli(args);
+    expect(stopped.status, stopped.stderr).toBe(0);
+    expect(stopped.stdout).not.toContain('<|endoftext|>');
+    const past = cli([...args, '--ignore-eos']);
+    expect(past.status, past.stderr).toBe(0);
+    expect(past.stdout).toContain('<|endoftext|>');
+    expect(past.stdout.startsWith(stopped.stdout.trimEnd())).toBe(true); // the same tokens up to the EOS
+  });
+
   it('steers by clamping an SAE feature at the SAE’s hook', async () => {
     const dir = tempDir('steer');
     using sae = SparseAutoencoder.create({ dIn: 76, dSae: 24, seed: 5, backend: 'cpu' });

@@ -80,7 +80,7 @@ it('corpus → model → SAE → export → reload, with an interruption and exa
   // The fixture model's weights are random: its MLP barely matters to its (poor) predictions, so
   // the loss recovered is not meaningful here (test/cpu/main-run.test.ts checks it on model A).
   // What is checked: the three losses over the held-out positions, and the fraction they give.
-  expect(result.tokens).toBe(16 * (T - 1));
+  expect(result.tokens).toBe(16 * (T - 2)); // the predictions at positions 1..T−2 (position 0's no intervention changes)
   for (const loss of [result.clean, result.spliced, result.zeroAblated]) expect(loss).toBeGreaterThan(0);
   expect(result.fractionRecovered).toBeCloseTo((result.zeroAblated - result.spliced) / (result.zeroAblated - result.clean), 9);
   expect(result.klSpliced).toBeGreaterThan(0);

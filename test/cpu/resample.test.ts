@@ -199,5 +199,30 @@ describe('resampleDeadFeatures', () => {
     // Each dead feature got one of the two outliers, and they got different ones.
     const matches = directions.map((dir) => expected.findIndex((e) => e.every((c, i) => Math.abs(c - dir[i]!) < 1e-6)));
     expect(matches.sort()).toEqual([0, 1]);
+    expect(Array.from(report.applied)).toEqual([3, 8]);
+  });
+
+  it('reports which dead features it re-initialised: not those left without an input', async () => {
+    const d = 4;
+    using sae = SparseAutoencoder.create({ dIn: d, dSae: 12, backend, seed: 2 });
+    // Two inputs, one of them zero (loss 0: never drawn): one dead feature of five gets an input.
+    using x = Tensor.from([0, 0, 0, 0, 3, -1, 2, 5], [2, d], { backend });
+    const report = await resampleDeadFeatures(sae, Int32Array.from([1, 4, 6, 9, 11]), async () => x, { samples: 2, batchSize: 2, encNormFactor: 0.2, seed: 3 });
+    expect(report.resampled).toBe(1);
+    expect(report.applied.length).toBe(1);
+    expect([1, 4, 6, 9, 11]).toContain(report.applied[0]);
+  });
+
+  it('with every feature dead, new encoder columns take the scale of all the encoder columns', async () => {
+    const d = 5;
+    const n = 6;
+    using sae = SparseAutoencoder.create({ dIn: d, dSae: n, backend, seed: 4 });
+    const W_enc = sae.readParameters().W_enc; // [d, n]
+    let sum = 0;
+    for (let j = 0; j < n; j++) sum += Math.hypot(...Array.from({ length: d }, (_, r) => W_enc[r * n + j]!));
+    using x = Tensor.from(normalArray(new Rng(5), 8 * d), [8, d], { backend });
+    const report = await resampleDeadFeatures(sae, Int32Array.from({ length: n }, (_, j) => j), async () => x, { samples: 8, batchSize: 8, encNormFactor: 0.2, seed: 6 });
+    expect(report.live).toBe(0);
+    expect(report.meanLiveEncoderNorm).toBeCloseTo(sum / n, 5);
   });
 });

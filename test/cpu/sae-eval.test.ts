@@ -142,7 +142,10 @@ describe('evaluateSae', () => {
     using splicedLogits = spliced.logits!;
     const V = model.config.vocabSize;
     const kl = klRowsRef(cleanLogits.toFloat32(), splicedLogits.toFloat32(), COUNT * T, V);
-    const klMean = kl.reduce((a, v, r) => (r % T === T - 1 ? a : a + v), 0) / (COUNT * (T - 1));
+    // Positions 1..T−2: position 0's prediction is the same in both (its activation kept), T−1 has no next token.
+    const klMean = kl.reduce((a, v, r) => (r % T === 0 || r % T === T - 1 ? a : a + v), 0) / (COUNT * (T - 2));
+    expect(kl.filter((_, r) => r % T === 0).every((v) => Math.abs(v) < 1e-9)).toBe(true);
+    expect(e.loss.tokens).toBe(COUNT * (T - 2));
     expect(klMean).toBeGreaterThan(1e-4);
     expect(Math.abs(e.loss.klSpliced - klMean) / klMean).toBeLessThan(1e-5);
   });

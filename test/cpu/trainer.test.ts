@@ -168,6 +168,15 @@ describe('resampling', () => {
     expect(lines.filter((line) => line.startsWith('resampling.steps [100]: not before'))).toHaveLength(1);
   });
 
+  it('before deadWindowSteps have passed, a resample finds no feature dead (none has been silent for a whole window)', async () => {
+    const lines: string[] = [];
+    const overrides = { training: { batchSize: 64, totalSteps: 12, lr: 3e-2, l1Coeff: 2 }, resampling: { ...resampling, steps: [2, 10], deadWindowSteps: 8 } };
+    const run = await train(testConfig(data, path.join(root, 'resample-before-window'), overrides), { log: (line) => lines.push(line) });
+    expect(run.resamples[0]).toMatchObject({ step: 2, dead: 0, resampled: 0 });
+    expect(lines).toContain('step 2: resampling.deadWindowSteps (8) have not passed yet: no feature can be called dead');
+    expect(run.resamples[1]!.step).toBe(10); // after the window: counted as usual
+  });
+
   it('warms the learning rate up again after a resample that resampled features, not after one that found none dead', async () => {
     // λ = 2 and a high rate kill features by step 50; λ = 0 at a low rate kills none.
     const run = async (name: string, training: object) => {

@@ -34,4 +34,12 @@ describe('pickToken', () => {
     expect(p[0]! + p[2]! + p[4]!).toBe(0);
     expect(chiSquared([p[1]!, p[3]!], [0.4 / 0.7, 0.3 / 0.7])).toBeLessThan(10.8); // 1 d.o.f.
   });
+
+  it('top-k keeps every token tied with the k-th (as HF), each drawn alike', () => {
+    const tied = Float32Array.of(0, 1, 1, 1);
+    const counts = [0, 0, 0, 0];
+    for (let seed = 0; seed < 3000; seed++) counts[pickToken(tied, { temperature: 1, topK: 1, topP: 1 }, new Rng(seed))]!++;
+    expect(counts[0]).toBe(0);
+    expect(chiSquared(counts.slice(1), [1 / 3, 1 / 3, 1 / 3])).toBeLessThan(13.8); // 2 d.o.f., p = 0.001
+  });
 });
