@@ -38,6 +38,7 @@ import { LmActivationSource } from '../lib/data/lm-activations.js';
 import { Gpt2Model } from '../lib/lm/model.js';
 import { Tokenizer } from '../lib/lm/tokenizer.js';
 import { packageRoot } from '../lib/native/load.js';
+import { columnStats } from '../lib/ops.js';
 import { Rng } from '../lib/random.js';
 import { resolveRunConfig, runMainJob } from '../lib/sae/lm-run.js';
 import { SparseAutoencoder } from '../lib/sae/sae.js';
@@ -123,8 +124,12 @@ async function consumed(dSae: number): Promise<Measured> {
   const t0 = performance.now();
   for (let i = 1; i <= steps; i++) {
     if (i % logEvery === 0) {
+      // As the trainer's logging step: the statistics, the firing counts (then reset) and the
+      // batch's variance (for the FVU).
       await sae.step(x);
       sae.fireCounts();
+      sae.resetFireCounts();
+      await columnStats(x);
     } else {
       await sae.queueStep(x);
     }

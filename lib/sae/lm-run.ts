@@ -99,7 +99,8 @@ export async function runMainJob(runConfig: RunConfig, options: { resume?: boole
   if (contextLength > model.config.nPositions) {
     throw new ConfigError([`data.contextLength: ${contextLength} exceeds the model's n_positions ${model.config.nPositions}`]);
   }
-  if (contextLength < 2) throw new ConfigError([`data.contextLength: must be at least 2`]);
+  // The BOS, a position the SAE trains on, and one more whose next token the evaluation predicts.
+  if (contextLength < 3) throw new ConfigError([`data.contextLength: must be at least 3 (got ${contextLength})`]);
   // At most every position after the BOS: a shorter context than the setting (or the CPU's default
   // of 250) was made for gives all it has.
   const positions = Math.min(config.data.positionsPerContext ?? contextLength - 1, contextLength - 1);

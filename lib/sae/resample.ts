@@ -106,7 +106,9 @@ export async function resampleDeadFeatures(
       for (let c = i * sae.dIn; c < (i + 1) * sae.dIn; c++) ss += rowValues[c]! * rowValues[c]!;
       return ss > 0 && Number.isFinite(ss);
     });
-    return { ...result, dead: k, inputs: offset, applied };
+    // The backend counts the slots it applied: should the two rules ever differ, every dead feature
+    // is taken as re-initialised (as before this report), so a resumed run still repeats the run.
+    return { ...result, dead: k, inputs: offset, applied: applied.length === result.resampled ? applied : dead.slice() };
   } finally {
     for (const t of owned) t.dispose();
   }

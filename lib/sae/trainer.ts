@@ -429,7 +429,7 @@ export async function train(input: TrainConfig, options: { resume?: boolean; che
         // Dead: silent for the whole window; before a window has passed, no feature can be.
         const window = config.resampling.deadWindowSteps;
         const dead = step >= window ? firing.deadSince(step - window) : new Int32Array(0);
-        if (step < window) log(`step ${step}: resampling.deadWindowSteps (${window}) have not passed yet: no feature can be called dead`);
+        if (step < window) (progress ? (line: string) => progress!.log(line) : log)(`step ${step}: resampling.deadWindowSteps (${window}) have not passed yet: no feature can be called dead`);
         const report = await resampleDeadFeatures(sae, dead, nextBatch, {
           samples: config.resampling.samples,
           batchSize: t.batchSize,

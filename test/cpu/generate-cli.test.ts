@@ -3,6 +3,8 @@ import path from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
+import { eosOptions, generatedText } from '../../lib/cli/generate.js';
+import { Tokenizer } from '../../lib/lm/tokenizer.js';
 import { packageRoot } from '../../lib/native/load.js';
 import { saveSaeLens } from '../../lib/sae/saelens.js';
 import { SparseAutoencoder } from '../../lib/sae/sae.js';
@@ -24,16 +26,25 @@ describe('monosemantic generate', () => {
     expect(s1.stdout).toBe(s2.stdout);
   });
 
-  it('stops at the end-of-text token (not printed) unless --ignore-eos', () => {
-    // Model A emits its EOS (a document boundary) at new token 116 of this seeded sample.
+  it('stops at the end-of-text token (not printed) unless --ignore-eos', async () => {
+    // Model A emits its EOS (a document boundary) often; in this seeded sample, at new token 116.
     const args = ['generate', '--model', path.join(packageRoot(), 'models/a'), '--prompt', 'The end.', '-n', '200', '--seed', '0'];
     const stopped = cli(args);
     expect(stopped.status, stopped.stderr).toBe(0);
     expect(stopped.stdout).not.toContain('<|endoftext|>');
     const past = cli([...args, '--ignore-eos']);
     expect(past.status, past.stderr).toBe(0);
-    expect(past.stdout).toContain('<|endoftext|>');
-    expect(past.stdout.startsWith(stopped.stdout.trimEnd())).toBe(true); // the same tokens up to the EOS
+    // The same draws: the stopped text is the other up to its first EOS (all of it, had there been none).
+    const eos = past.stdout.indexOf('<|endoftext|>');
+    expect(stopped.stdout.trimEnd()).toBe((eos >= 0 ? past.stdout.slice(0, eos) : past.stdout).trimEnd());
+    // The printed text leaves out only a final stop token.
+    const tokenizer = await Tokenizer.load(path.join(packageRoot(), 'models/a'));
+    const { stopTokens } = eosOptions(tokenizer, false);
+    expect(stopTokens).toEqual([tokenizer.eosTokenId]);
+    expect(eosOptions(tokenizer, true).stopTokens).toEqual([]);
+    const hello = Array.from(tokenizer.encode(' hello'));
+    expect(generatedText(tokenizer, [...hello, tokenizer.eosTokenId!], stopTokens)).toBe(' hello');
+    expect(generatedText(tokenizer, hello, stopTokens)).toBe(' hello');
   });
 
   it('steers by clamping an SAE feature at the SAE’s hook', async () => {

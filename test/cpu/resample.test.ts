@@ -217,12 +217,22 @@ describe('resampleDeadFeatures', () => {
     const d = 5;
     const n = 6;
     using sae = SparseAutoencoder.create({ dIn: d, dSae: n, backend, seed: 4 });
+    // Encoder columns of norms 0.5, 1, ..., 3 (not the unit norms of the default initialisation).
     const W_enc = sae.readParameters().W_enc; // [d, n]
-    let sum = 0;
-    for (let j = 0; j < n; j++) sum += Math.hypot(...Array.from({ length: d }, (_, r) => W_enc[r * n + j]!));
+    for (let j = 0; j < n; j++) {
+      const norm = Math.hypot(...Array.from({ length: d }, (_, r) => W_enc[r * n + j]!));
+      for (let r = 0; r < d; r++) W_enc[r * n + j] = (W_enc[r * n + j]! / norm) * 0.5 * (j + 1);
+    }
+    sae.writeParameters({ ...sae.readParameters(), W_enc });
+    const mean = (0.5 * (n * (n + 1))) / 2 / n; // 1.75
     using x = Tensor.from(normalArray(new Rng(5), 8 * d), [8, d], { backend });
     const report = await resampleDeadFeatures(sae, Int32Array.from({ length: n }, (_, j) => j), async () => x, { samples: 8, batchSize: 8, encNormFactor: 0.2, seed: 6 });
     expect(report.live).toBe(0);
-    expect(report.meanLiveEncoderNorm).toBeCloseTo(sum / n, 5);
+    expect(report.meanLiveEncoderNorm).toBeCloseTo(mean, 5);
+    const after = sae.readParameters().W_enc;
+    for (const j of report.applied) {
+      expect(Math.hypot(...Array.from({ length: d }, (_, r) => after[r * n + j]!))).toBeCloseTo(0.2 * mean, 5);
+    }
+    expect(report.applied.length).toBeGreaterThan(0);
   });
 });
