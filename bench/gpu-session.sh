@@ -138,6 +138,8 @@ check)
   fi
   ;;
 bench)
+  # Cut at DEADLINE (default 540 s) so that the summary comes back within one call's limit.
+  DEADLINE=${DEADLINE:-540}
   # Each call starts with an empty $OUT: the ceilings are measured here too, for the fractions.
   [ -f "$out/peaks.json" ] || step peaks "$python" bench/reference/peaks.py "$out/peaks.json" "$torch_device"
   peak=$(measured_peak bf16_tflops)
@@ -290,7 +292,7 @@ proof)
       node dist/bench/sae-step-cuda.js --shapes 96x1000x257 --precision bf16 --kernels tensor --iters 2 --backend "$backend"
     [ "$backend" = cuda ] && step "sanitizer memcheck: update playground" compute-sanitizer --tool memcheck --error-exitcode 1 "$update_playground" --check-only
   fi
-  grep -E '^\| |^torch |^largest|FAIL|✗|×|Error' "$log" | tail -60
+  grep -E '^\| |^\(|^timing|^torch |^largest|FAIL|✗|×|Error' "$log" | tail -60  # ^\(: the playgrounds' timing rows
   ;;
 profile)
   # Where the time goes: the LM forward with the memory pool and with plain cudaMalloc/cudaFree;
