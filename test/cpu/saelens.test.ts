@@ -118,6 +118,20 @@ describe('SAELens fixtures written by PyTorch', () => {
   });
 });
 
+/** The four tensors of a standard SAE (d_in 13, d_sae 37) as sae_weights.safetensors holds them, and their values. */
+function standardTensors(seed: number): { params: SaeLensExport['params']; tensors: Record<string, WritableTensor> } {
+  const params = randomExport(13, 37, seed).params;
+  return {
+    params,
+    tensors: {
+      W_enc: { dtype: 'F32', shape: [13, 37], data: params.W_enc },
+      b_enc: { dtype: 'F32', shape: [37], data: params.b_enc },
+      W_dec: { dtype: 'F32', shape: [37, 13], data: params.W_dec },
+      b_dec: { dtype: 'F32', shape: [13], data: params.b_dec },
+    },
+  };
+}
+
 function randomExport(dIn: number, dSae: number, seed: number): SaeLensExport {
   const rng = new Rng(seed);
   const params: SaeParameterArrays = {
@@ -372,13 +386,7 @@ describe('loadSaeLens refuses what it cannot run', () => {
   });
 
   it('scaling_factor: all ones (as SAELens once saved with every SAE) is dropped, anything else refused', async () => {
-    const params = randomExport(13, 37, 5).params;
-    const tensors: Record<string, WritableTensor> = {
-      W_enc: { dtype: 'F32', shape: [13, 37], data: params.W_enc },
-      b_enc: { dtype: 'F32', shape: [37], data: params.b_enc },
-      W_dec: { dtype: 'F32', shape: [37, 13], data: params.W_dec },
-      b_dec: { dtype: 'F32', shape: [13], data: params.b_dec },
-    };
+    const { params, tensors } = standardTensors(5);
     const ones = await savedWith((cfg) => (cfg['finetuning_scaling_factor'] = true));
     await writeFile(
       path.join(ones, 'sae_weights.safetensors'),
@@ -445,13 +453,7 @@ describe('loadSaeLens refuses what it cannot run', () => {
   it('missing, unexpected and non-float tensors, and a truncated file', async () => {
     const dir = await savedWith();
     const weightsPath = path.join(dir, 'sae_weights.safetensors');
-    const params = randomExport(13, 37, 5).params;
-    const tensors: Record<string, WritableTensor> = {
-      W_enc: { dtype: 'F32', shape: [13, 37], data: params.W_enc },
-      b_enc: { dtype: 'F32', shape: [37], data: params.b_enc },
-      W_dec: { dtype: 'F32', shape: [37, 13], data: params.W_dec },
-      b_dec: { dtype: 'F32', shape: [13], data: params.b_dec },
-    };
+    const { params, tensors } = standardTensors(5);
     const { b_dec: _omitted, ...withoutBDec } = tensors;
     await writeFile(weightsPath, encodeSafetensors(withoutBDec));
     expect((await loadError(dir)).message).toMatch(/b_dec: tensor missing \(the file holds W_dec, W_enc, b_enc\)/);

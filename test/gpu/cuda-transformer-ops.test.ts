@@ -379,18 +379,22 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
     });
   }
 
-  it('klRows [70, 50257] matches the CPU (1e-4 relative, floor 0.1: fp32 sums of 50,257 terms)', async () => {
-    const rng = new Rng(35);
-    const [rows, V] = [70, 50257];
-    const p = normalArray(rng, rows * V, 4);
-    const q = Float32Array.from(p, (v, i) => (Math.floor(i / V) % 3 === 0 ? v : v + 0.5 * rng.normal()));
-    const r = await onBoth(async (backend) => {
+  /** klRows of p, q [rows, V] on the CUDA backend and on the CPU. */
+  const klRowsOnBoth = (p: Float32Array, q: Float32Array, rows: number, V: number) =>
+    onBoth(async (backend) => {
       using tp = Tensor.from(p, [rows, V], { backend });
       using tq = Tensor.from(q, [rows, V], { backend });
       using out = Tensor.full([rows], Number.NaN, { backend });
       await klRows(tp, tq, out);
       return f32(out);
     });
+
+  it('klRows [70, 50257] matches the CPU (1e-4 relative, floor 0.1: fp32 sums of 50,257 terms)', async () => {
+    const rng = new Rng(35);
+    const [rows, V] = [70, 50257];
+    const p = normalArray(rng, rows * V, 4);
+    const q = Float32Array.from(p, (v, i) => (Math.floor(i / V) % 3 === 0 ? v : v + 0.5 * rng.normal()));
+    const r = await klRowsOnBoth(p, q, rows, V);
     expect(r.cpu.some((v) => v > 0.05)).toBe(true);
     expect(worst(r.cuda, r.cpu, (i) => Math.max(0.1, Math.abs(r.cpu[i]!)))).toBeLessThan(1e-4);
     for (let i = 0; i < rows; i += 3) expect(r.cuda[i], `row ${i}: p = q`).toBe(0);
@@ -406,13 +410,7 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
       for (let v = 100; v < V; v++) p[r * V + v] = mask;
       for (let v = 100; v < V; v += 97) q[r * V + v] = mask;
     }
-    const r = await onBoth(async (backend) => {
-      using tp = Tensor.from(p, [rows, V], { backend });
-      using tq = Tensor.from(q, [rows, V], { backend });
-      using out = Tensor.full([rows], Number.NaN, { backend });
-      await klRows(tp, tq, out);
-      return f32(out);
-    });
+    const r = await klRowsOnBoth(p, q, rows, V);
     expect(r.cpu.every(Number.isFinite)).toBe(true);
     expect(worst(r.cuda, r.cpu, (i) => Math.max(0.1, Math.abs(r.cpu[i]!)))).toBeLessThan(1e-4);
   });
