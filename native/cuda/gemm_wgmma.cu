@@ -29,6 +29,8 @@
  * deterministic); firing counts by integer atomics. Split K (store epilogue, few output tiles):
  * the items' z splits whole k tiles, each writing its partial product, summed in order afterwards.
  *
+ * A barrier wait that lasts 10 s (a phase no one will complete: a bug) traps, failing the launch.
+ *
  * The kernel body exists only in the sm_90a build (__CUDA_ARCH_FEAT_SM90_ALL); a probe tells the
  * host whether the code the device runs has it.
  */
@@ -73,19 +75,34 @@ __device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t by
 __device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(bar)) : "memory");
 }
+__device__ __forceinline__ bool mbar_try_wait(uint64_t* bar, uint32_t parity) {
+  uint32_t done;
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+      "selp.u32 %0, 1, 0, p;\n"
+      "}\n"
+      : "=r"(done)
+      : "r"(smem_u32(bar)), "r"(parity)
+      : "memory");
+  return done != 0;
+}
+__device__ __forceinline__ uint64_t global_ns() {
+  uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(t));
+  return t;
+}
+// Waits until the phase of `parity` has completed. Every wait here ends within microseconds (a
+// TMA copy, or the other side's products on one stage): one that lasts kStallNs means a phase no
+// one will complete, and the kernel traps, so that the launch fails with an error rather than
+// holding the device forever.
+constexpr uint64_t kStallNs = 10'000'000'000ull;  // 10 s
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-  uint32_t done = 0;
-  while (!done) {
-    asm volatile(
-        "{\n"
-        ".reg .pred p;\n"
-        "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-        "selp.u32 %0, 1, 0, p;\n"
-        "}\n"
-        : "=r"(done)
-        : "r"(smem_u32(bar)), "r"(parity)
-        : "memory");
-  }
+  if (mbar_try_wait(bar, parity)) return;
+  const uint64_t start = global_ns();
+  for (uint32_t tries = 1; !mbar_try_wait(bar, parity); ++tries)
+    if (tries % 1024 == 0 && global_ns() - start > kStallNs) __trap();
 }
 
 // The box at (c0 = k, c1 = row) of `map` into dst, completing its bytes on bar.
@@ -326,6 +343,7 @@ __global__ void __launch_bounds__(wgmma_layout::kThreads, 1)
 }
 
 static_assert(kBN == 128 * kConsumers, "one consumer thread per column of the tile in the column reduction");
+static_assert(kBM == kTensorTileRows, "partial[tile_m, col]: the callers size col_partial by the tensor tiles' rows");
 
 // A one-thread kernel that says whether the device runs this file's sm_90a code.
 __global__ void wgmma_probe_kernel(int* out) {

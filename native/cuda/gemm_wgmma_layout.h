@@ -70,6 +70,10 @@ MS_WGMMA_FN int tma_k(int kt) { return kt * kBK; }
 constexpr int kMNBox = 64;                                       // mn (and k) extent of one box
 constexpr uint32_t kMNBoxBytes = uint32_t(kMNBox) * kBK * 2;     // 8 KB
 static_assert(kBK == kMNBox, "one box spans the stage's k");
+// A stage's full barrier expects kStageBytes: what the boxes the producer issues deliver, in
+// either storage order (K-major: one box per operand; MN-major: kConsumers boxes of A, kBN / kMNBox of B).
+static_assert(kABytes == uint32_t(kConsumers) * kMNBoxBytes && kBM == kConsumers * kMNBox, "A's MN-major boxes fill its stage");
+static_assert(kBBytes == uint32_t(kBN / kMNBox) * kMNBoxBytes && kBN % kMNBox == 0, "B's MN-major boxes fill its stage");
 
 // The descriptor of an MN-major operand (PTX ISA canonical layout, 128-byte swizzle:
 // ((T,8,m),(8,k)) : ((1,T,LBO),(8T,SBO)) in 16-byte units): 64 consecutive mn elements per 128-byte
