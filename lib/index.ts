@@ -24,7 +24,7 @@ export { readSafetensors, readSafetensorsHeader, encodeSafetensors, SafetensorsE
 export { readNpyHeader, encodeNpy, NpyError } from './io/npy.js';
 export { Gpt2Model, KvCache, type ForwardOptions, type ForwardResult, type HookContext, type Intervention, type ModelOptions } from './lm/model.js';
 export { hookPoints, hookPoint, type HookPoint } from './lm/hooks.js';
-export { zeroAblate, meanAblate, replaceWith, addDirection, saeSplice, type SaeSpliceOptions } from './lm/interventions.js';
+export { zeroAblate, meanAblate, replaceWith, addDirection, saeSplice, exceptFirstPosition, type SaeSpliceOptions } from './lm/interventions.js';
 export { generate, type GenerateOptions } from './lm/generate.js';
 export { loadGpt2Config, ModelConfigError, type Gpt2Config } from './lm/config.js';
 export { loadGpt2Weights, saveGpt2Model, ModelWeightsError, type Gpt2Weights, type Gpt2LayerWeights } from './lm/weights.js';

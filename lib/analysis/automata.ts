@@ -12,10 +12,7 @@
  * of up to `maxLength` features over the strongest edges (score >= `minScore`) are ranked by
  * their weakest edge.
  */
-import { linearT } from '../lm/ops.js';
 import type { SparseRows } from '../ops.js';
-import { Tensor } from '../tensor.js';
-import type { BackendName } from '../backend.js';
 
 /** Which features fire on each token of a token set, with their activations (CSR rows). */
 export class FiringRecord {
@@ -91,7 +88,6 @@ export interface AutomataOptions {
   maxOutEdges?: number;
   maxLength?: number;
   maxCycles?: number;
-  backend?: BackendName;
 }
 
 /**
@@ -111,41 +107,46 @@ export async function findAutomata(
   const maxOut = options.maxOutEdges ?? 4;
   const maxLength = options.maxLength ?? 4;
   const maxCycles = options.maxCycles ?? 50;
-  const backend = options.backend ?? 'cpu';
 
-  // b [n, V]: each feature's positive logit weights on its top tokens, summing to 1.
-  const b = new Float32Array(n * V);
+  // b_X: X's positive logit weights on its top `topTokens` tokens, normalised to sum to 1 (sparse:
+  // bTokens[X·topTokens + k], bWeights[same]; −1 past X's last token).
+  const bTokens = new Int32Array(n * topTokens).fill(-1);
+  const bWeights = new Float64Array(n * topTokens);
   for (let x = 0; x < n; x++) {
-    const row = logits.subarray(x * V, (x + 1) * V);
-    const top = Array.from(row.keys()).sort((p, q) => row[q]! - row[p]!).slice(0, topTokens).filter((t) => row[t]! > 0);
-    const total = top.reduce((s, t) => s + row[t]!, 0);
-    for (const t of top) b[x * V + t] = row[t]! / total;
-  }
-  // p [n, V]: each feature's activation mass over tokens, summing to 1.
-  const p = new Float32Array(n * V);
-  for (let y = 0; y < n; y++) {
+    const top = topPositive(logits.subarray(x * V, (x + 1) * V), topTokens);
     let total = 0;
-    for (let t = 0; t < V; t++) total += record.mass[y * V + t]!;
-    if (total > 0) for (let t = 0; t < V; t++) p[y * V + t] = record.mass[y * V + t]! / total;
+    for (const t of top) total += logits[x * V + t]!;
+    top.forEach((t, k) => {
+      bTokens[x * topTokens + k] = t;
+      bWeights[x * topTokens + k] = logits[x * V + t]! / total;
+    });
   }
-  using tb = Tensor.from(b, [n, V], { backend });
-  using tp = Tensor.from(p, [n, V], { backend });
-  using ts = Tensor.empty([n, n], { backend });
-  await linearT(tb, tp, null, ts, 'f32'); // strength [n, n] = b · pᵀ
-  const strength = ts.toArray() as Float32Array;
+  // p_Y(t) = mass[Y, t] / massTotal[Y]: the fraction of Y's activation on token t.
+  const massTotal = new Float64Array(n);
+  for (let y = 0; y < n; y++) for (let t = 0; t < V; t++) massTotal[y]! += record.mass[y * V + t]!;
+  /** The logit strength Σ_t b_X(t) p_Y(t), over X's top tokens. */
+  const strength = (x: number, y: number): number => {
+    if (massTotal[y] === 0) return 0;
+    let s = 0;
+    for (let k = 0; k < topTokens; k++) {
+      const t = bTokens[x * topTokens + k]!;
+      if (t < 0) break;
+      s += bWeights[x * topTokens + k]! * record.mass[y * V + t]!;
+    }
+    return s / massTotal[y]!;
+  };
 
   // Edges: observed transitions, scored with their logit strength; the best few per feature.
-  const { counts, fired } = transitionCounts(record);
   const candidates: AutomataEdge[][] = Array.from({ length: n }, () => []);
-  for (const [key, count] of counts) {
-    if (count < minCount) continue;
-    const x = Math.floor(key / n);
-    const y = key % n;
-    const empirical = count / fired[x]!;
-    const s = Math.max(0, strength[x * n + y]!);
-    const score = Math.sqrt(s * empirical);
-    if (score >= minScore) candidates[x]!.push({ from: x, to: y, strength: s, empirical, score });
-  }
+  forEachFeatureTransitions(record, (x, fired, followers, count) => {
+    for (const y of followers) {
+      if (count[y]! < minCount) continue;
+      const empirical = count[y]! / fired;
+      const s = Math.max(0, strength(x, y));
+      const score = Math.sqrt(s * empirical);
+      if (score >= minScore) candidates[x]!.push({ from: x, to: y, strength: s, empirical, score });
+    }
+  });
   const outEdges = candidates.map((list) => list.sort((e1, e2) => e2.score - e1.score).slice(0, maxOut));
   const out = outEdges.map((list) => list.map((e) => e.to));
   const edge = (x: number, y: number): AutomataEdge => outEdges[x]!.find((e) => e.to === y)!;
@@ -178,24 +179,61 @@ export async function findAutomata(
   return { edges, cycles: kept, cyclesFound: cycles.length };
 }
 
-/** How often each feature fires (at positions with a next position), and each X → Y transition's count keyed x·n + y. */
-function transitionCounts(record: FiringRecord): { counts: Map<number, number>; fired: Float64Array } {
+/**
+ * Calls visit(X, fired, followers, count) once for each feature X that fires at a position with a
+ * next position in its context: fired is how many such positions X fires at; followers the
+ * features Y that fire right after one of them, in order of first occurrence, each with count[Y]
+ * transitions X → Y (count is only valid for the followers, and only during the call). Features
+ * are visited in increasing order. Memory: one entry per firing, and two arrays of dSae.
+ */
+function forEachFeatureTransitions(record: FiringRecord, visit: (x: number, fired: number, followers: readonly number[], count: Int32Array) => void): void {
   const n = record.dSae;
-  const fired = new Float64Array(n);
-  const counts = new Map<number, number>();
-  for (let i = 0; i + 1 < record.tokens.length; i++) {
-    if (record.tokens[i] === -1 || record.tokens[i + 1] === -1) continue;
-    const [a0, a1, b1] = [record.rowStart[i]!, record.rowStart[i + 1]!, record.rowStart[i + 2]!];
-    for (let p = a0; p < a1; p++) {
-      const x = record.features[p]!;
-      fired[x]! += 1;
-      for (let q = a1; q < b1; q++) {
-        const key = x * n + record.features[q]!;
-        counts.set(key, (counts.get(key) ?? 0) + 1);
+  const positions = record.tokens.length;
+  const hasNext = (i: number) => i + 1 < positions && record.tokens[i] !== -1 && record.tokens[i + 1] !== -1;
+  // The positions each feature fires at (those with a next position), grouped by feature:
+  // at[start[X] .. start[X + 1]) in increasing order.
+  const start = new Int32Array(n + 1);
+  for (let i = 0; i < positions; i++) {
+    if (!hasNext(i)) continue;
+    for (let p = record.rowStart[i]!; p < record.rowStart[i + 1]!; p++) start[record.features[p]! + 1]! += 1;
+  }
+  for (let x = 0; x < n; x++) start[x + 1]! += start[x]!;
+  const at = new Int32Array(start[n]!);
+  const filled = start.slice(0, n);
+  for (let i = 0; i < positions; i++) {
+    if (!hasNext(i)) continue;
+    for (let p = record.rowStart[i]!; p < record.rowStart[i + 1]!; p++) at[filled[record.features[p]!]!++] = i;
+  }
+  const count = new Int32Array(n);
+  const followers: number[] = [];
+  for (let x = 0; x < n; x++) {
+    if (start[x] === start[x + 1]) continue;
+    for (let k = start[x]!; k < start[x + 1]!; k++) {
+      const next = at[k]! + 1;
+      for (let q = record.rowStart[next]!; q < record.rowStart[next + 1]!; q++) {
+        const y = record.features[q]!;
+        if (count[y]!++ === 0) followers.push(y);
       }
     }
+    visit(x, start[x + 1]! - start[x]!, followers, count);
+    for (const y of followers) count[y] = 0;
+    followers.length = 0;
   }
-  return { counts, fired };
+}
+
+/** The indices of the `k` largest positive values of row, largest first (ties: the lower index first). */
+function topPositive(row: Float32Array, k: number): number[] {
+  const top: number[] = []; // sorted: row[top[0]] >= row[top[1]] >= ...
+  if (k < 1) return top;
+  for (let t = 0; t < row.length; t++) {
+    const v = row[t]!;
+    if (!(v > 0) || (top.length === k && v <= row[top[k - 1]!]!)) continue;
+    if (top.length === k) top.pop();
+    let i = top.length;
+    while (i > 0 && row[top[i - 1]!]! < v) i--; // after every kept value >= v: ties keep the lower index first
+    top.splice(i, 0, t);
+  }
+  return top;
 }
 
 /** The first stretch where cycle[0], cycle[1], ... fire on consecutive tokens, once round the loop and back to the start. */

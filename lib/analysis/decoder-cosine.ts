@@ -49,10 +49,10 @@ export async function nearestByDecoder(W_dec: Float32Array, n: number, d: number
         if (best.length === k && v <= best[k - 1]![1]) continue;
         let at = best.length === k ? k - 1 : best.length;
         while (at > 0 && v > best[at - 1]![1]) at -= 1;
-        best.splice(at, 0, [j, Math.round(v * 1e4) / 1e4]);
+        best.splice(at, 0, [j, v]);
         if (best.length > k) best.pop();
       }
-      out.push(best);
+      out.push(best.map(([j, v]) => [j, Math.round(v * 1e4) / 1e4])); // ranked on the exact cosines, rounded for display
     }
   });
   return out;

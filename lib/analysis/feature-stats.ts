@@ -5,8 +5,9 @@
  * - an activation histogram over fixed log-spaced bins (10^-3 .. 10^3, 4 per decade);
  * - the top-k activating tokens, each with a window of the context around it and the feature's
  *   activation on every token of the window (a min-heap of k per feature);
- * - a uniform reservoir sample of firing tokens (sorted by activation at the end: samples across
- *   the activation distribution's quantiles), with windows too.
+ * - a uniform random sample of firing tokens (a reservoir), with windows too, sorted by activation
+ *   at the end: typical firings, mostly weak ones for a heavy-tailed feature, where the top-k show
+ *   the strongest.
  *
  * The caller feeds feature activations f [contexts·T, n] as sparse rows (the entries > 0, compacted
  * on the device by sparseRows) with their token ids [contexts, T], so the work here is proportional

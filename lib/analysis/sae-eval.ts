@@ -15,8 +15,8 @@
  * reconstruction errors and per-row KL divergences come back to the host, never the activations,
  * features or logits.
  */
-import { saeSplice, zeroAblate } from '../lm/interventions.js';
-import type { Gpt2Model, Intervention } from '../lm/model.js';
+import { exceptFirstPosition, saeSplice, zeroAblate } from '../lm/interventions.js';
+import type { Gpt2Model } from '../lm/model.js';
 import { klRows } from '../lm/ops.js';
 import { columnStats, gatherRows, rowSqDist } from '../ops.js';
 import type { SparseAutoencoder } from '../sae/sae.js';
@@ -97,9 +97,9 @@ export async function evaluateSae(model: Gpt2Model, sae: SparseAutoencoder, hook
     // Next-token loss clean, spliced (BOS rows kept) and zero-ablated, with the spliced KL.
     const clean = await model.forward(ids, m, { loss: true, logits: true });
     using cleanLogits = clean.logits!;
-    const spliced = await model.forward(ids, m, { loss: true, logits: true, interventions: { [hook]: keepBosRows(saeSplice(sae), T) } });
+    const spliced = await model.forward(ids, m, { loss: true, logits: true, interventions: { [hook]: exceptFirstPosition(saeSplice(sae)) } });
     using splicedLogits = spliced.logits!;
-    const zero = await model.forward(ids, m, { loss: true, interventions: { [hook]: keepBosRows(zeroAblate(), T) } });
+    const zero = await model.forward(ids, m, { loss: true, interventions: { [hook]: exceptFirstPosition(zeroAblate()) } });
     // perToken [m·(T−1)]: the prediction at position t of context c at c·(T−1) + t; t = 0 left out.
     const pastBos = (perToken: Float32Array): number => {
       let sum = 0;
@@ -136,18 +136,7 @@ export async function evaluateSae(model: Gpt2Model, sae: SparseAutoencoder, hook
   };
 }
 
-/** The intervention, with each context's position-0 row restored afterwards. */
-function keepBosRows(inner: Intervention, T: number): Intervention {
-  return async (x, context) => {
-    const width = x.shape[1]!;
-    const contexts = x.shape[0]! / T;
-    const saved = Array.from({ length: contexts }, (_, c) => x.readRange(c * T * width, width)); // row c·T: position 0 of context c
-    await inner(x, context);
-    saved.forEach((row, c) => x.writeRange(row, c * T * width));
-  };
-}
-
-/** Rows of the log10-density histogram: features per bin of width `binWidth` from −10 (dead features in their own row). */
+/** The log10-density histogram: features per bin [b·binWidth, (b + 1)·binWidth) of log10 density, the non-empty bins in order (a feature firing on every token is in [0, binWidth)); dead features (density 0) counted apart. */
 export function densityHistogram(density: Float64Array, binWidth = 0.5): { dead: number; bins: { from: number; to: number; count: number }[] } {
   const bins = new Map<number, number>();
   let dead = 0;

@@ -79,7 +79,7 @@ export function registerAutomata(program: Command): void {
         const record = new FiringRecord(sae.dSae, model.config.vocabSize);
         await forEachFeatureBatch(model, sae, hook, contexts, T, (f, ids) => record.absorb(f, ids, T));
         const logits = await logitWeightMatrix(loaded.params.W_dec, sae.dSae, model.config, await loadGpt2Weights(modelDir, model.config), layer, { backend: sae.backend });
-        const result = await findAutomata(record, logits, { ...options, backend: sae.backend });
+        const result = await findAutomata(record, logits, options);
         const topTokens = (feature: number) => {
           const row = logits.subarray(feature * model.config.vocabSize, (feature + 1) * model.config.vocabSize);
           return Array.from(row.keys()).sort((a, b) => row[b]! - row[a]!).slice(0, 3);

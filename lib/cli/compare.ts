@@ -199,8 +199,12 @@ export function registerCompare(program: Command): void {
         const h = result.features.histogram;
         const widest = Math.max(1, ...h);
         lines.push('  best-match correlation of A features:');
+        const bar = (c: number) => '#'.repeat(Math.round((40 * c) / widest));
+        // Bins of width 0.1 from −1; the negative ones (rare: a feature anti-correlated with its best match) as one row.
+        const negative = h.slice(0, 10).reduce((sum, c) => sum + c, 0);
+        if (negative > 0) lines.push(`    [-1.0,  0.0)  ${String(negative).padStart(6)}  ${bar(negative)}`);
         h.forEach((c, bin) => {
-          if (bin >= 10) lines.push(`    [${(-1 + bin / 10).toFixed(1)}, ${(-1 + (bin + 1) / 10).toFixed(1)})  ${String(c).padStart(6)}  ${'#'.repeat(Math.round((40 * c) / widest))}`);
+          if (bin >= 10) lines.push(`    [${(-1 + bin / 10).toFixed(1)}, ${(-1 + (bin + 1) / 10).toFixed(1)})  ${String(c).padStart(6)}  ${bar(c)}`);
         });
         process.stdout.write(`${lines.join('\n')}\n`);
       } finally {

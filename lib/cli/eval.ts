@@ -68,7 +68,7 @@ export function registerEval(program: Command): void {
           `${flags.sae} on ${hook} of ${modelDir}`,
           `  ${e.contexts} contexts of ${contextLength} tokens: ${e.rows.toLocaleString('en-US')} activations (BOS positions excluded)`,
           `  MSE ${e.mse.toPrecision(4)} per element   fraction of variance unexplained ${e.fvu.toFixed(4)}   L0 ${e.l0.toFixed(2)}`,
-          `  dead ${e.dead} of ${e.dSae} (${pct(e.dead / e.dSae)}; no activation on ${e.rows.toLocaleString('en-US')} tokens)   ultra-low density (< 1e-6) ${e.ultraLow} (${pct(e.ultraLow / e.dSae)})`,
+          `  dead ${e.dead} of ${e.dSae} (${pct(e.dead / e.dSae)}; no activation on ${e.rows.toLocaleString('en-US')} tokens)   ultra-low density (< 1e-6) ${e.rows > 1e6 ? `${e.ultraLow} (${pct(e.ultraLow / e.dSae)})` : `n/a (needs more than 1,000,000 tokens)`}`,
           `  next-token loss (nats, ${e.loss.tokens.toLocaleString('en-US')} tokens): clean ${e.loss.clean.toFixed(4)}   spliced ${e.loss.spliced.toFixed(4)}   zero-ablated ${e.loss.zeroAblated.toFixed(4)}`,
           `  loss recovered ${pct(e.loss.fractionRecovered)}   KL(clean ‖ spliced) ${e.loss.klSpliced.toFixed(4)} nats/token`,
           `  log10 feature density:`,

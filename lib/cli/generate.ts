@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 
 import { generate, generationPositions } from '../lm/generate.js';
-import { saeSplice } from '../lm/interventions.js';
+import { exceptFirstPosition, saeSplice } from '../lm/interventions.js';
 import { defaultModelDir } from '../lm/default-model.js';
 import { Gpt2Model, type Intervention } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
@@ -99,12 +99,14 @@ export function registerGenerate(program: Command): void {
         const tokenizer = await Tokenizer.load(modelDir);
         using model = await Gpt2Model.load(modelDir, sae ? { backend: sae.backend } : flags.backend ? { backend: flags.backend } : {});
         const interventions: Record<string, Intervention> = {};
+        const bos = flags.bos && tokenizer.bosTokenId !== null ? [tokenizer.bosTokenId] : [];
         if (loaded) {
           const hook = flags.hook ?? loaded.loaded.metadata.hookName;
           if (!hook) throw new RangeError(`${flags.sae} names no hook in its cfg.json; pass --hook NAME`);
-          interventions[hook] = saeSplice(loaded.sae, { keepError: true, clamp: steer });
+          // The BOS position, where the SAE was never trained, keeps its activation.
+          const splice = saeSplice(loaded.sae, { keepError: true, clamp: steer });
+          interventions[hook] = bos.length > 0 ? exceptFirstPosition(splice) : splice;
         }
-        const bos = flags.bos && tokenizer.bosTokenId !== null ? [tokenizer.bosTokenId] : [];
         const prompt = Int32Array.from([...bos, ...tokenizer.encode(flags.prompt)]);
         checkLength(prompt.length, sampling.maxNewTokens, model.config.nPositions);
         const { stopTokens } = eosOptions(tokenizer, flags.ignoreEos);

@@ -11,8 +11,8 @@ import type { Command } from 'commander';
 import { forEachFeatureBatch } from '../analysis/feature-activations.js';
 import { readContexts } from '../data/corpus-contexts.js';
 import { generate } from '../lm/generate.js';
-import { saeSplice } from '../lm/interventions.js';
-import { Gpt2Model } from '../lm/model.js';
+import { exceptFirstPosition, saeSplice } from '../lm/interventions.js';
+import { Gpt2Model, type Intervention } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { packageRoot } from '../native/load.js';
 import type { SparseAutoencoder } from '../sae/sae.js';
@@ -107,7 +107,9 @@ export function registerSteer(program: Command): void {
         checkLength(prompt.length, options.maxNewTokens, model.config.nPositions);
         const { stopTokens } = eosOptions(tokenizer, flags.ignoreEos);
         const plain = await generate(model, prompt, { ...options, stopTokens });
-        const steered = await generate(model, prompt, { ...options, stopTokens, interventions: { [hook]: saeSplice(sae, { keepError: true, clamp: { [feature]: value } }) } });
+        // The BOS position, where the SAE was never trained, keeps its activation.
+        const steering = (splice: Intervention) => (bos.length > 0 ? exceptFirstPosition(splice) : splice);
+        const steered = await generate(model, prompt, { ...options, stopTokens, interventions: { [hook]: steering(saeSplice(sae, { keepError: true, clamp: { [feature]: value } })) } });
         const text = (tokens: number[] | Int32Array) => generatedText(tokenizer, tokens, stopTokens);
         process.stdout.write(
           `--- unsteered\n${flags.prompt}${text(plain)}\n` + `--- steered: feature ${feature} pinned to ${value.toPrecision(4)} at ${hook}\n${flags.prompt}${text(steered)}\n`,

@@ -72,6 +72,21 @@ export function addDirection(direction: Float32Array, coefficient: number): Inte
   };
 }
 
+/**
+ * `inner`, except at absolute position 0 (the BOS token, where SAEs are neither trained nor
+ * evaluated: its activation is unlike any other position's): those rows keep their activation.
+ * With a KV cache, only the forward that starts at position 0 has such rows.
+ */
+export function exceptFirstPosition(inner: Intervention): Intervention {
+  return async (x, ctx) => {
+    const [, width] = widthOf(x);
+    if (ctx.positionOffset !== 0) return inner(x, ctx);
+    const saved = Array.from({ length: ctx.batch }, (_, b) => x.readRange(b * ctx.T * width, width)); // row b·T: position 0 of sequence b
+    await inner(x, ctx);
+    saved.forEach((row, b) => x.writeRange(row, b * ctx.T * width));
+  };
+}
+
 export interface SaeSpliceOptions {
   /** Keep the SAE's error x − x̂, so only feature edits change the activation (default false). */
   keepError?: boolean;

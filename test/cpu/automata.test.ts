@@ -8,6 +8,7 @@ import { expect, it } from 'vitest';
 
 import { FiringRecord, findAutomata } from '../../lib/analysis/automata.js';
 import { sparseRows } from '../../lib/ops.js';
+import { Rng } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
 
 it('finds a planted three-step loop and a self-loop, with examples and empirical rates', async () => {
@@ -44,3 +45,73 @@ it('finds a planted three-step loop and a self-loop, with examples and empirical
   expect(edges.find((e) => e.from === 2 && e.to === 0)!.empirical).toBe(0.5);
   expect(edges.some((e) => e.from === 4)).toBe(false);
 });
+
+it('scores every observed transition as the dense definition does, on random firings', async () => {
+  const n = 37; // features
+  const V = 23; // vocabulary
+  const T = 19;
+  const contexts = 11;
+  const gen = new Rng(5);
+  const rng = () => gen.uniform();
+  const ids = Int32Array.from({ length: contexts * T }, () => Math.floor(rng() * V));
+  // Each feature fires on a few preferred tokens (so transitions repeat), sometimes elsewhere.
+  const f = new Float32Array(contexts * T * n);
+  for (let r = 0; r < contexts * T; r++) {
+    for (let x = 0; x < n; x++) if ((ids[r]! + x) % 7 === 0 || rng() < 0.04) f[r * n + x] = 0.25 + rng();
+  }
+  const record = new FiringRecord(n, V);
+  using tf = Tensor.from(f, [contexts * T, n], { backend: 'cpu' });
+  record.absorb(await sparseRows(tf), ids, T);
+  const logits = Float32Array.from({ length: n * V }, () => rng() * 2 - 0.7);
+  const topTokens = 4;
+  const { edges } = await findAutomata(record, logits, { topTokens, minScore: 0.05, minCount: 2, maxOutEdges: 1000 });
+
+  // The reference, in float64 from the definitions: b_X over X's top tokens, p_Y over all of Y's
+  // activation, transitions counted position by position (positions 1 .. T − 1 of each context).
+  const b = Array.from({ length: n }, (_, x) => {
+    const row = Array.from(logits.subarray(x * V, (x + 1) * V));
+    const top = row.map((v, t) => t).sort((p, q) => row[q]! - row[p]!).slice(0, topTokens).filter((t) => row[t]! > 0);
+    const total = top.reduce((s, t) => s + row[t]!, 0);
+    const weights = new Float64Array(V);
+    for (const t of top) weights[t] = row[t]! / total;
+    return weights;
+  });
+  const mass = Array.from({ length: n }, () => new Float64Array(V));
+  const fired = new Float64Array(n);
+  const counts = Array.from({ length: n }, () => new Float64Array(n));
+  for (let c = 0; c < contexts; c++) {
+    for (let t = 1; t < T; t++) {
+      const r = c * T + t;
+      for (let x = 0; x < n; x++) {
+        if (f[r * n + x]! > 0) mass[x]![ids[r]!]! += f[r * n + x]!;
+        if (t + 1 < T && f[r * n + x]! > 0) {
+          fired[x]! += 1;
+          for (let y = 0; y < n; y++) if (f[(r + 1) * n + y]! > 0) counts[x]![y]! += 1;
+        }
+      }
+    }
+  }
+  const expected: { from: number; to: number; strength: number; empirical: number; score: number }[] = [];
+  for (let x = 0; x < n; x++) {
+    for (let y = 0; y < n; y++) {
+      if (counts[x]![y]! < 2) continue;
+      const total = mass[y]!.reduce((s, v) => s + v, 0);
+      let strength = 0;
+      for (let t = 0; t < V; t++) strength += b[x]![t]! * (total > 0 ? mass[y]![t]! / total : 0);
+      const empirical = counts[x]![y]! / fired[x]!;
+      const score = Math.sqrt(Math.max(0, strength) * empirical);
+      if (score >= 0.05) expected.push({ from: x, to: y, strength, empirical, score });
+    }
+  }
+  expect(expected.length).toBeGreaterThan(30); // the case is not empty
+  const key = (e: { from: number; to: number }) => e.from * n + e.to;
+  expect(edges.map(key).sort((p, q) => p - q)).toEqual(expected.map(key).sort((p, q) => p - q));
+  const byKey = new Map(edges.map((e) => [key(e), e]));
+  for (const e of expected) {
+    const got = byKey.get(key(e))!;
+    expect(got.strength).toBeCloseTo(e.strength, 6); // float32 mass and logits: 1e-6 absolute
+    expect(got.empirical).toBe(e.empirical);
+    expect(got.score).toBeCloseTo(e.score, 6);
+  }
+});
+

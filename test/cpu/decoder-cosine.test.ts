@@ -1,0 +1,51 @@
+/**
+ * Decoder-row cosines (lib/analysis/decoder-cosine.ts) against a float64 reference: each row's k
+ * nearest other rows (the feature browser's "similar features") and, for two dictionaries, each
+ * row's best match in the other (compare's splitting view). Ranks come from the exact cosines;
+ * only the reported values are rounded (to 1e-4).
+ */
+import { expect, it } from 'vitest';
+
+import { bestDecoderCosine, nearestByDecoder } from '../../lib/analysis/decoder-cosine.js';
+import { Rng } from '../../lib/random.js';
+
+function cosines(wA: Float32Array, nA: number, wB: Float32Array, nB: number, d: number): number[][] {
+  const norm = (w: Float32Array, i: number) => Math.hypot(...w.subarray(i * d, (i + 1) * d));
+  return Array.from({ length: nA }, (_, i) =>
+    Array.from({ length: nB }, (_, j) => {
+      let dot = 0;
+      for (let c = 0; c < d; c++) dot += wA[i * d + c]! * wB[j * d + c]!;
+      return dot / (norm(wA, i) * norm(wB, j));
+    }),
+  );
+}
+
+it('ranks neighbours on exact cosines, not on the rounded values it reports', async () => {
+  const row = (c: number) => [c, Math.sqrt(1 - c * c), 0];
+  // Rows 1 and 2 have cosines 0.12345 and 0.12349 with row 0: equal once rounded to 1e-4.
+  const W = Float32Array.from([1, 0, 0, ...row(0.12345), ...row(0.12349), ...row(-0.9), 0, 0, 1]);
+  const [nearest] = await nearestByDecoder(W, 5, 3, 1, 'cpu');
+  expect(nearest!.map(([j]) => j)).toEqual([2]);
+  expect(nearest![0]![1]).toBe(0.1235);
+});
+
+it('finds the k nearest rows and the best match in another dictionary as float64 does', async () => {
+  const rng = new Rng(11);
+  const [n, m, d, k] = [70, 45, 13, 5];
+  const wA = Float32Array.from({ length: n * d }, () => rng.normal());
+  const wB = Float32Array.from({ length: m * d }, () => rng.normal());
+  const self = cosines(wA, n, wA, n, d);
+  const nearest = await nearestByDecoder(wA, n, d, k, 'cpu');
+  for (let i = 0; i < n; i++) {
+    const want = self[i]!.map((c, j) => [j, c] as const).filter(([j]) => j !== i).sort((p, q) => q[1] - p[1]).slice(0, k);
+    expect(nearest[i]!.map(([j]) => j)).toEqual(want.map(([j]) => j));
+    nearest[i]!.forEach(([, c], r) => expect(Math.abs(c - want[r]![1])).toBeLessThanOrEqual(5e-5 + 1e-6));
+  }
+  const cross = cosines(wA, n, wB, m, d);
+  const best = await bestDecoderCosine(wA, n, wB, m, d, 'cpu');
+  for (let i = 0; i < n; i++) {
+    const j = cross[i]!.indexOf(Math.max(...cross[i]!));
+    expect(best.index[i]).toBe(j);
+    expect(best.cosine[i]).toBeCloseTo(cross[i]![j]!, 5);
+  }
+});
