@@ -168,5 +168,5 @@ export async function addCrossProducts(a: Tensor, b: Tensor, out: Tensor): Promi
   if (a.backend !== b.backend || out.backend !== a.backend) throw new TypeError('a, b and out must be on one backend');
   distinct(out, 'out', a, 'a');
   distinct(out, 'out', b, 'b');
-  return nativeAddon().linearBackward({ rows, nIn: nA, nOut: nB, transW: false, precision: checkPrecision('f32'), dout: b.native, x: a.native, dweight: out.native, accumulate: false });
+  return nativeAddon().linearBackward({ rows, nIn: nA, nOut: nB, transW: false, precision: checkPrecision('f32'), dout: b.native, x: a.native, dweight: out.native, accumulate: false }); // accumulate is dx's (not computed here): the weight gradient, out, is always added to
 }

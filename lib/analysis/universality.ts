@@ -6,15 +6,31 @@
  * statistic for the raw MLP neurons of the two models (the paper: 0.46).
  *
  * The correlations come from sums accumulated over token chunks on the backend: Σa, Σa² and the
- * nonzero count per unit (columnStats), and the cross products Σ a bᵀ [nA, nB] (a GEMM per chunk);
- * each chunk's sums are added on the host in float64.
+ * nonzero count per unit (columnStats, in float64), and the cross products Σ a bᵀ [nA, nB] (a GEMM
+ * per chunk, added on the backend in float32 and moved into float64 on the host every
+ * FLUSH_EVERY chunks). With `centre`, every unit is first shifted by its mean over the first chunk
+ * (correlations do not change under shifts): a unit whose mean is large against its spread (an
+ * always-on neuron) would otherwise lose its covariance Σab − ΣaΣb/N to the float32 products'
+ * rounding.
  */
+import { add as addTensors } from '../lm/ops.js';
 import { addCrossProducts, columnStats } from '../ops.js';
 import { Tensor, formatShape } from '../tensor.js';
+
+/** Chunks whose cross products are summed on the backend before the host adds them in float64. */
+const FLUSH_EVERY = 16;
+/** The largest [nA, nB] table of cross products (2 GiB in float64 on the host, 1 GiB on the backend). */
+const MAX_PAIRS = 2 ** 28;
+
+export interface CorrelationOptions {
+  /** Shift each unit by its mean over the first chunk before the products (see above; default false). */
+  centre?: boolean;
+}
 
 export class CorrelationAccumulator {
   readonly nA: number;
   readonly nB: number;
+  readonly centre: boolean;
   #rows = 0;
   #sumA: Float64Array;
   #sumA2: Float64Array;
@@ -22,10 +38,24 @@ export class CorrelationAccumulator {
   #sumB: Float64Array;
   #sumB2: Float64Array;
   #cross: Float64Array;
+  /** The cross products of the chunks since the last flush, on the backend. */
+  #pending: Tensor | null = null;
+  #pendingChunks = 0;
+  /** With centre: the shifts of A's and B's units, negated, as rows of `rows` copies for chunks of that many rows. */
+  #shiftA: Float32Array | null = null;
+  #shiftB: Float32Array | null = null;
+  #tiled: { rows: number; a: Tensor; b: Tensor } | null = null;
 
-  constructor(nA: number, nB: number) {
+  constructor(nA: number, nB: number, options: CorrelationOptions = {}) {
+    for (const [name, v] of [['nA', nA], ['nB', nB]] as const) {
+      if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`${name} must be a positive integer (got ${v})`);
+    }
+    if (nA * nB > MAX_PAIRS) {
+      throw new RangeError(`correlating ${nA.toLocaleString('en-US')} units with ${nB.toLocaleString('en-US')} needs a table of ${(nA * nB).toLocaleString('en-US')} cross products; at most ${MAX_PAIRS.toLocaleString('en-US')} (2 GiB) are kept: compare smaller dictionaries`);
+    }
     this.nA = nA;
     this.nB = nB;
+    this.centre = options.centre ?? false;
     this.#sumA = new Float64Array(nA);
     this.#sumA2 = new Float64Array(nA);
     this.#nonzeroA = new Float64Array(nA);
@@ -45,22 +75,81 @@ export class CorrelationAccumulator {
     if (a.shape.length !== 2 || a.shape[1] !== nA || b.shape.length !== 2 || b.shape[0] !== rows || b.shape[1] !== nB) {
       throw new RangeError(`a must be [rows, ${nA}] and b [rows, ${nB}] (got ${formatShape(a.shape)} and ${formatShape(b.shape)})`);
     }
+    if (a.backend !== b.backend) throw new TypeError('a and b must be on one backend');
+    if (this.#pending && this.#pending.backend !== a.backend) throw new TypeError(`this accumulator's sums are on ${this.#pending.backend}; a and b are on ${a.backend}`);
     const sa = await columnStats(a);
-    const sb = await columnStats(b);
+    for (let i = 0; i < nA; i++) this.#nonzeroA[i]! += sa.nonzero[i]!;
+    if (this.centre && !this.#shiftA) {
+      const sb = await columnStats(b);
+      this.#shiftA = Float32Array.from(sa.sum, (s) => -s / rows);
+      this.#shiftB = Float32Array.from(sb.sum, (s) => -s / rows);
+    }
+    using shiftedA = this.centre ? await this.#shifted(a, 'a') : null;
+    using shiftedB = this.centre ? await this.#shifted(b, 'b') : null;
+    const [ua, ub] = [shiftedA ?? a, shiftedB ?? b]; // the units as accumulated
+    const ca = ua === a ? sa : await columnStats(ua);
+    const cb = await columnStats(ub);
     for (let i = 0; i < nA; i++) {
-      this.#sumA[i]! += sa.sum[i]!;
-      this.#sumA2[i]! += sa.sumsq[i]!;
-      this.#nonzeroA[i]! += sa.nonzero[i]!;
+      this.#sumA[i]! += ca.sum[i]!;
+      this.#sumA2[i]! += ca.sumsq[i]!;
     }
     for (let j = 0; j < nB; j++) {
-      this.#sumB[j]! += sb.sum[j]!;
-      this.#sumB2[j]! += sb.sumsq[j]!;
+      this.#sumB[j]! += cb.sum[j]!;
+      this.#sumB2[j]! += cb.sumsq[j]!;
     }
-    using cross = Tensor.zeros([nA, nB], { backend: a.backend });
-    await addCrossProducts(a, b, cross); // [nA, nB] = aᵀ [nA, rows] · b [rows, nB]
-    const c = cross.toArray() as Float32Array;
-    for (let k = 0; k < c.length; k++) this.#cross[k]! += c[k]!;
+    this.#pending ??= Tensor.zeros([nA, nB], { backend: a.backend });
+    await addCrossProducts(ua, ub, this.#pending); // pending [nA, nB] += uaᵀ [nA, rows] · ub [rows, nB]
     this.#rows += rows;
+    if (++this.#pendingChunks === FLUSH_EVERY) this.#flush();
+  }
+
+  /** x [rows, n] plus the side's (negated) shifts in every row, as a new tensor. */
+  async #shifted(x: Tensor, side: 'a' | 'b'): Promise<Tensor> {
+    const rows = x.shape[0]!;
+    if (!this.#tiled || this.#tiled.rows !== rows) {
+      this.#disposeTiled();
+      const tile = (shift: Float32Array) => {
+        const t = new Float32Array(rows * shift.length);
+        for (let r = 0; r < rows; r++) t.set(shift, r * shift.length); // t[r, :] = shift
+        return Tensor.from(t, [rows, shift.length], { backend: x.backend });
+      };
+      this.#tiled = { rows, a: tile(this.#shiftA!), b: tile(this.#shiftB!) };
+    }
+    const out = Tensor.empty(x.shape, { backend: x.backend });
+    try {
+      await addTensors(x, this.#tiled[side], out);
+    } catch (error) {
+      out.dispose();
+      throw error;
+    }
+    return out;
+  }
+
+  /** Moves the backend's pending cross products into the float64 sums. */
+  #flush(): void {
+    if (!this.#pending || this.#pendingChunks === 0) return;
+    const c = this.#pending.toArray() as Float32Array;
+    for (let k = 0; k < c.length; k++) this.#cross[k]! += c[k]!;
+    this.#pending.fill(0);
+    this.#pendingChunks = 0;
+  }
+
+  #disposeTiled(): void {
+    this.#tiled?.a.dispose();
+    this.#tiled?.b.dispose();
+    this.#tiled = null;
+  }
+
+  /** Frees the backend memory (the sums on the host stay; bestMatches still answers). */
+  dispose(): void {
+    this.#flush();
+    this.#pending?.dispose();
+    this.#pending = null;
+    this.#disposeTiled();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 
   /** Rows on which each unit of A was nonzero (a feature's firing count). */
@@ -76,6 +165,7 @@ export class CorrelationAccumulator {
    * is rounding alone, and dividing by it gives any correlation at all).
    */
   bestMatches(): { index: Int32Array; correlation: Float64Array } {
+    this.#flush();
     const { nA, nB } = this;
     const N = this.#rows;
     const sd = (sum: number, sumSq: number) => {

@@ -110,11 +110,12 @@ export function registerCompare(program: Command): void {
         const T = analysisContextLength(flags.contextLength, Number.isFinite(saeContext) ? saeContext : null, Math.min(modelA.config.nPositions, mB.config.nPositions));
         const contexts = await readContexts({ paths: flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')], textField: flags.textField, tokenizer, contextLength: T, seed: 0 }, count);
         const n = contexts.length / T;
-        const features = new CorrelationAccumulator(a.sae.dSae, b.sae.dSae);
+        // Every unit centred on its first-chunk mean: exact covariances for units of large mean (see universality.ts).
+        using features = new CorrelationAccumulator(a.sae.dSae, b.sae.dSae, { centre: true });
         // Decoder directions compare only within one activation space: one model's one hook. There the
         // neurons would be matched to themselves; elsewhere they are the baseline.
         const sameSpace = sameModel && hookA === hookB && a.sae.dIn === b.sae.dIn;
-        const neurons = sameSpace ? null : new CorrelationAccumulator(a.sae.dIn, b.sae.dIn);
+        using neurons = sameSpace ? null : new CorrelationAccumulator(a.sae.dIn, b.sae.dIn, { centre: true });
         const batch = 8;
         for (let c0 = 0; c0 < n; c0 += batch) {
           const m = Math.min(batch, n - c0);

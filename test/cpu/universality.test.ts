@@ -76,3 +76,49 @@ it('gives constant units no correlation, and an identical pair a correlation of 
   expect(correlation[2]).toBeLessThanOrEqual(1);
   expect(correlation[2]).toBeGreaterThan(1 - 1e-6);
 });
+
+it('keeps the covariance of units with a large mean when centred, over more chunks than it sums on the backend', async () => {
+  // Units of mean 300 and spread 1 (mean/sd 300, an always-on neuron): in float32, Σab − ΣaΣb/N
+  // loses about 1e-3 of the correlation. 20 chunks: more than one flush of the backend's sums.
+  const [nA, nB, rows, chunks] = [3, 2, 509, 20];
+  const rng = new Rng(8);
+  const all = { a: new Float32Array(rows * chunks * nA), b: new Float32Array(rows * chunks * nB) };
+  for (let r = 0; r < rows * chunks; r++) {
+    const z = rng.normal();
+    all.a.set([300 + z, 300 + rng.normal(), 0.5 * z + rng.normal()], r * nA); // a[r, :]
+    all.b.set([300 + 0.6 * z + 0.8 * rng.normal(), rng.normal()], r * nB); // b[r, :]
+  }
+  using acc = new CorrelationAccumulator(nA, nB, { centre: true });
+  for (let c = 0; c < chunks; c++) {
+    using ta = Tensor.from(all.a.subarray(c * rows * nA, (c + 1) * rows * nA), [rows, nA], { backend: 'cpu' });
+    using tb = Tensor.from(all.b.subarray(c * rows * nB, (c + 1) * rows * nB), [rows, nB], { backend: 'cpu' });
+    await acc.add(ta, tb);
+  }
+  // Two-pass float64 Pearson.
+  const N = rows * chunks;
+  const column = (x: Float32Array, n: number, i: number) => Array.from({ length: N }, (_, r) => x[r * n + i]!);
+  const pearson = (x: number[], y: number[]) => {
+    const mx = x.reduce((s, v) => s + v, 0) / N;
+    const my = y.reduce((s, v) => s + v, 0) / N;
+    let sxy = 0, sxx = 0, syy = 0;
+    for (let r = 0; r < N; r++) {
+      sxy += (x[r]! - mx) * (y[r]! - my);
+      sxx += (x[r]! - mx) ** 2;
+      syy += (y[r]! - my) ** 2;
+    }
+    return sxy / Math.sqrt(sxx * syy);
+  };
+  const { index, correlation } = acc.bestMatches();
+  expect(acc.rows).toBe(N);
+  for (let i = 0; i < nA; i++) {
+    const r = [0, 1].map((j) => pearson(column(all.a, nA, i), column(all.b, nB, j)));
+    const best = r[0]! >= r[1]! ? 0 : 1;
+    expect(index[i]).toBe(best);
+    expect(Math.abs(correlation[i]! - r[best]!)).toBeLessThan(1e-5);
+  }
+  expect(correlation[0]).toBeGreaterThan(0.5); // the planted pair is found, not noise
+});
+
+it('refuses a table of cross products larger than it keeps', () => {
+  expect(() => new CorrelationAccumulator(2 ** 15, 2 ** 14)).toThrow(/needs a table of 536,870,912 cross products; at most 268,435,456/);
+});
