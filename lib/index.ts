@@ -40,7 +40,7 @@ export { FeatureStatsCollector, type FeatureSummary, type FeatureExample, type F
 export { logitWeights, logitWeightMatrix, type LogitWeightSummary } from './analysis/logit-weights.js';
 export { writeFeatureReport } from './analysis/feature-report.js';
 export { nearestByDecoder, bestDecoderCosine } from './analysis/decoder-cosine.js';
-export { CorrelationAccumulator } from './analysis/universality.js';
+export { CorrelationAccumulator, type CorrelationOptions } from './analysis/universality.js';
 export { FiringRecord, findAutomata, type AutomataEdge, type AutomatonCycle } from './analysis/automata.js';
 export { featureMap, type FeatureMapPoint } from './analysis/feature-map.js';
 export { buildActivationCache, verifyActivationCache, ActivationCacheError, type BuildCacheOptions, type BuildCacheResult } from './data/activation-cache.js';
