@@ -53,4 +53,4 @@ export { trainLm, nextTokenTargets, type LmTrainSummary, LM_CHECKPOINT_LAYOUT } 
 export { LmTrainConfigSchema, parseLmTrainConfig, type LmTrainConfig } from './lm/train-config.js';
 export { runMainJob, resolveRunConfig, type MainRunSummary } from './sae/lm-run.js';
 export { RunConfigSchema, parseRunConfig, type RunConfig } from './sae/run-config.js';
-export { defaultModelDir, shippedModelDir } from './lm/default-model.js';
+export { defaultModelDir, shippedModelDir, modelDirOf } from './lm/default-model.js';

@@ -15,6 +15,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { loadGpt2Weights } from '../lm/weights.js';
+import { modelDirOf } from '../lm/default-model.js';
 import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { nonNegativeIntegerFlag, nonNegativeNumberFlag, optionWithDefault, positiveIntegerFlag, prepareOutputFile } from './flags.js';
@@ -42,7 +43,7 @@ export function registerAutomata(program: Command): void {
     .command('automata')
     .description('find feature cycles (X promotes the tokens Y fires on, Y the tokens Z fires on, ... back to X)')
     .requiredOption('--sae <dir>', 'SAELens folder of an SAE on an MLP hidden layer')
-    .option('--model <dir>', SAE_MODEL_HELP)
+    .option('--model <dir>', SAE_MODEL_HELP, modelDirOf)
     .option('--hook <name>', "hook the SAE reads (default: the SAE's cfg.json hook name)")
     .option('--data <paths...>', 'token shards or text (default: corpus/val.tokens)')
     .option('--text-field <name>', 'JSONL / Parquet text column', 'text')

@@ -14,6 +14,7 @@ import { writeDataFile, writeFeatureReport } from '../analysis/feature-report.js
 import { readContexts } from '../data/corpus-contexts.js';
 import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
+import { modelDirOf } from '../lm/default-model.js';
 import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { positiveIntegerFlag } from './flags.js';
@@ -152,7 +153,7 @@ export function registerBrowse(program: Command): void {
     .description('write the static feature browser for an SAE (open OUT/index.html, or --serve)')
     .option('--sae <dir>', 'SAELens folder (default: RUN/sae with --run)')
     .option('--run <dir>', 'a `monosemantic run` folder: its SAE, summary and curves')
-    .option('--model <dir>', SAE_MODEL_HELP)
+    .option('--model <dir>', SAE_MODEL_HELP, modelDirOf)
     .option('--hook <name>', "hook the SAE reads (default: the SAE's cfg.json hook name)")
     .option('--data <paths...>', 'token shards or text the statistics are taken over (default: corpus/val.tokens)')
     .option('--text-field <name>', 'JSONL / Parquet text column', 'text')

@@ -18,6 +18,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { loadGpt2Weights } from '../lm/weights.js';
+import { modelDirOf } from '../lm/default-model.js';
 import { packageRoot } from '../native/load.js';
 import { gatherRows } from '../ops.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
@@ -69,8 +70,8 @@ export function registerCompare(program: Command): void {
     .description('compare two SAEs on the same tokens: universality across models (vs neurons), feature splitting across dictionary sizes')
     .requiredOption('--sae-a <dir>', 'first SAELens folder')
     .requiredOption('--sae-b <dir>', 'second SAELens folder')
-    .option('--model-a <dir>', "model of the first SAE (default: the model its cfg.json names, the package's a or b; model A when it names none)")
-    .option('--model-b <dir>', "model of the second SAE (default: --model-a's when both SAEs name the same model; else as for --model-a)")
+    .option('--model-a <dir>', "model of the first SAE (default: the model its cfg.json names, the package's a or b; model A when it names none)", modelDirOf)
+    .option('--model-b <dir>', "model of the second SAE (default: --model-a's when both SAEs name the same model; else as for --model-a)", modelDirOf)
     .option('--hook-a <name>', "hook the first SAE reads (default: its cfg.json hook name)")
     .option('--hook-b <name>', "hook the second SAE reads (default: its cfg.json hook name)")
     .option('--data <paths...>', 'token shards or text (default: corpus/val.tokens)')

@@ -12,6 +12,7 @@ import { densityHistogram, evaluateSae } from '../analysis/sae-eval.js';
 import { readContexts } from '../data/corpus-contexts.js';
 import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
+import { modelDirOf } from '../lm/default-model.js';
 import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { optionWithDefault, positiveIntegerFlag } from './flags.js';
@@ -34,7 +35,7 @@ export function registerEval(program: Command): void {
     .command('eval')
     .description('evaluate an SAE on held-out tokens: reconstruction, sparsity, feature density and loss recovered')
     .requiredOption('--sae <dir>', 'SAELens folder')
-    .option('--model <dir>', SAE_MODEL_HELP)
+    .option('--model <dir>', SAE_MODEL_HELP, modelDirOf)
     .option('--hook <name>', 'hook point (default: the one in the SAE’s cfg.json)')
     .option('--data <paths...>', 'held-out token shards or text (default: the package’s corpus/val.tokens)')
     .option('--contexts <n>', 'contexts evaluated (default: the whole held-out set)')

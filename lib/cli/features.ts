@@ -12,6 +12,7 @@ import { writeFeatureReport } from '../analysis/feature-report.js';
 import { readContexts } from '../data/corpus-contexts.js';
 import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
+import { modelDirOf } from '../lm/default-model.js';
 import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { optionWithDefault, positiveIntegerFlag } from './flags.js';
@@ -38,7 +39,7 @@ export function registerFeatures(program: Command): void {
     .description('per-feature statistics (density, histograms, top and sampled contexts) and logit weights, as JSON')
     .requiredOption('--sae <dir>', 'SAELens folder')
     .requiredOption('-o, --out <dir>', 'output folder')
-    .option('--model <dir>', SAE_MODEL_HELP)
+    .option('--model <dir>', SAE_MODEL_HELP, modelDirOf)
     .option('--hook <name>', "hook the SAE reads (default: the SAE's cfg.json hook name)")
     .option('--data <paths...>', 'token shards or text (default: the package’s corpus/val.tokens)')
     .option('--contexts <n>', 'contexts read (default: all)')

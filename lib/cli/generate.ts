@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 
 import { generate, generationPositions } from '../lm/generate.js';
 import { exceptFirstPosition, saeSplice } from '../lm/interventions.js';
-import { defaultModelDir } from '../lm/default-model.js';
+import { defaultModelDir, modelDirOf } from '../lm/default-model.js';
 import { Gpt2Model, type Intervention } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
@@ -67,7 +67,7 @@ export function registerGenerate(program: Command): void {
   program
     .command('generate')
     .description('continue a prompt with a GPT-2-family model (HF directory), optionally steered by SAE features')
-    .option('--model <dir>', "model directory: config.json, model.safetensors, tokenizer.json (default: with --sae, the model its cfg.json names; else the package's model A)")
+    .option('--model <dir>', "model directory: config.json, model.safetensors, tokenizer.json (default: with --sae, the model its cfg.json names; else the package's model A; a or b: the package's models)", modelDirOf)
     .requiredOption('--prompt <text>', 'the text to continue')
     .addOption(optionWithDefault('-n, --max-new-tokens <n>', 'tokens to generate', '40'))
     .addOption(optionWithDefault('--temperature <t>', 'sampling temperature (0: greedy)', '1'))

@@ -14,7 +14,7 @@ import { buildActivationCache } from '../data/activation-cache.js';
 import { openCorpusContexts, skipLog } from '../data/corpus-contexts.js';
 import { LmActivationSource } from '../data/lm-activations.js';
 import { passSeed } from '../data/stream-common.js';
-import { defaultModelDir } from '../lm/default-model.js';
+import { defaultModelDir, modelDirOf } from '../lm/default-model.js';
 import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { absolutePathOrPattern } from '../sae/train-config.js';
@@ -52,7 +52,7 @@ export function registerHarvest(program: Command): void {
   program
     .command('harvest')
     .description("cache a hook's activations over a corpus (for train --data DIR/manifest.json)")
-    .addOption(optionWithDefault('--model <dir>', 'model directory: config.json, model.safetensors, tokenizer.json', defaultModelDir(), 'the package’s model A'))
+    .addOption(optionWithDefault('--model <dir>', 'model directory: config.json, model.safetensors, tokenizer.json; a or b: the package’s models', defaultModelDir(), 'the package’s model A').argParser(modelDirOf))
     .requiredOption('--corpus <paths...>', 'token shards (.tokens), or text files, folders, JSONL or Parquet files, globs')
     .requiredOption('--hook <name>', 'hook point, e.g. blocks.0.mlp.hook_post')
     .requiredOption('--rows <n>', 'activation rows to cache')

@@ -14,6 +14,7 @@ import { applySetFlags, nonEmptyFlag, parseValue, positiveIntegerFlag } from './
 import { withInterrupts } from './interrupt.js';
 import { formatDuration, createProgress } from './progress.js';
 import { readJson } from './train.js';
+import { modelDirOf } from '../lm/default-model.js';
 
 interface RunFlags {
   config?: string;
@@ -49,6 +50,7 @@ async function flagsDoc(flags: RunFlags): Promise<Record<string, unknown>> {
   if (flags.dSae !== undefined) setByPath(doc, 'sae.dSae', positiveIntegerFlag('--d-sae', flags.dSae));
   if (flags.backend !== undefined) setByPath(doc, 'backend', flags.backend);
   applySetFlags(doc, flags.set, 'training.l1Coeff=3');
+  if (typeof doc.model === 'string') doc.model = modelDirOf(doc.model); // a config's (or --set's) a / b: the package's models
   resolvePathKeys(doc, ['model', 'data.paths', 'eval.paths']); // a resume reads the same files from any folder
   return doc;
 }
@@ -92,7 +94,7 @@ export function registerRun(program: Command): void {
     .option('-c, --config <file>', 'JSON config file (see --print-config for every key and default)')
     .option('--resume <dir>', `continue the run in DIR from its latest good checkpoint (its ${RUN_CONFIG_FILE}, plus any overrides)`)
     .option('--set <key=value>', 'override a config key, e.g. --set training.l1Coeff=3 (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
-    .option('--model <dir>', 'HF model folder (default: the package’s model A)')
+    .option('--model <dir>', 'HF model folder, or a / b: the package’s models (default: a)', modelDirOf)
     .option('--hook <name>', 'hook point (default blocks.0.mlp.hook_post)')
     .option('--data <paths...>', 'token shards (.tokens), or text files, folders, JSONL / Parquet files, globs')
     .option('-o, --out <dir>', 'run folder (outDir)')

@@ -12,7 +12,7 @@ import { shippedModelDir } from '../lm/default-model.js';
 import { positiveIntegerFlag } from './flags.js';
 
 /** What the analysis commands' --model help says. */
-export const SAE_MODEL_HELP = "model directory (default: the model the SAE's cfg.json names, the package's a or b; model A when it names none)";
+export const SAE_MODEL_HELP = "model directory, or a / b: the package's models (default: the model the SAE's cfg.json names; a when it names none)";
 
 /**
  * The model folder for the SAE at `saeDir` whose cfg.json names `modelName`. With `flag` given, a

@@ -14,6 +14,7 @@ import { generate } from '../lm/generate.js';
 import { exceptFirstPosition, saeSplice } from '../lm/interventions.js';
 import { Gpt2Model, type Intervention } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
+import { modelDirOf } from '../lm/default-model.js';
 import { packageRoot } from '../native/load.js';
 import type { SparseAutoencoder } from '../sae/sae.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
@@ -59,7 +60,7 @@ export function registerSteer(program: Command): void {
     .requiredOption('--feature <n>', 'the feature to pin')
     .option('--value <v>', 'the value it is pinned to, or "max" (its largest held-out activation) or "max*K"', 'max')
     .requiredOption('--prompt <text>', 'the text to continue')
-    .option('--model <dir>', SAE_MODEL_HELP)
+    .option('--model <dir>', SAE_MODEL_HELP, modelDirOf)
     .option('--hook <name>', "hook the SAE reads (default: the SAE's cfg.json hook name)")
     .addOption(optionWithDefault('-n, --max-new-tokens <n>', 'tokens to generate', '40'))
     .addOption(optionWithDefault('--temperature <t>', 'sampling temperature (0: greedy)', '0.7'))

@@ -4,6 +4,7 @@
  * another seed. And the check, shared by the tokenizer and model loaders, that a folder given as a
  * model is one.
  */
+import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -15,6 +16,14 @@ export function shippedModelDir(name: 'a' | 'b'): string {
 
 export function defaultModelDir(): string {
   return shippedModelDir('a');
+}
+
+/**
+ * A model as a command or a run config names it: a folder, or `a` / `b`, the package's models
+ * (when no folder of that name is in the working directory).
+ */
+export function modelDirOf(value: string): string {
+  return (value === 'a' || value === 'b') && !existsSync(value) ? shippedModelDir(value) : value;
 }
 
 /**
