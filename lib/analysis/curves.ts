@@ -7,8 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
-import { parse, View } from 'vega';
-import { compile, type TopLevelSpec } from 'vega-lite';
+import type { TopLevelSpec } from 'vega-lite';
 
 import { readMetrics, type MetricsRecord } from '../sae/metrics-log.js';
 
@@ -65,6 +64,9 @@ export async function renderCurvesSvg(options: CurvesOptions): Promise<string> {
     resolve: { scale: { x: 'shared', color: 'independent' }, legend: { color: 'independent' } },
     config: { axis: { titleFontSize: 12, labelFontSize: 11, grid: true, gridOpacity: 0.5 }, legend: { labelFontSize: 11 } },
   };
+  // Loaded when a chart is first drawn, not with the library: vega takes over half a second to load,
+  // and a dependency of it awaits at its top level, which would keep require('monosemantic') from working.
+  const [{ parse, View }, { compile }] = await Promise.all([import('vega'), import('vega-lite')]);
   const view = new View(parse(compile(spec as TopLevelSpec).spec), { renderer: 'none' });
   try {
     return await view.toSVG();
