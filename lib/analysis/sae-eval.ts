@@ -46,6 +46,8 @@ export interface SaeEvaluation {
 export interface SaeEvalOptions {
   /** Contexts per forward (default 8; on CUDA enough for 8,192 tokens, at least 8). */
   batch?: number;
+  /** Called after each batch with the contexts done so far and their total. */
+  onProgress?: (contextsDone: number, contexts: number) => void;
 }
 
 /** Evaluates `sae` at `hook` of `model` over `contexts` [count, T] of token ids. */
@@ -114,6 +116,7 @@ export async function evaluateSae(model: Gpt2Model, sae: SparseAutoencoder, hook
     const klPerRow = kl.toFloat32(); // [m·T]; position 0's is 0, position T−1 has no next token
     for (let r = 0; r < m * T; r++) if (r % T !== 0 && r % T !== T - 1) loss.kl += klPerRow[r]!;
     loss.tokens += m * (T - 2);
+    options.onProgress?.(c0 + m, count);
   }
 
   let centred = sumSqX;

@@ -20,8 +20,10 @@ import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { nonNegativeIntegerFlag, nonNegativeNumberFlag, optionWithDefault, positiveIntegerFlag, prepareOutputFile } from './flags.js';
 import { SAE_MODEL_HELP, analysisContextLength, saeModelDir } from './sae-model.js';
+import { createProgress } from './progress.js';
 
 interface AutomataFlags {
+  progress?: boolean;
   sae: string;
   model?: string;
   hook?: string;
@@ -56,6 +58,7 @@ export function registerAutomata(program: Command): void {
     .option('-o, --out <file>', 'write the edges and cycles as JSON')
     .option('--backend <name>', 'cpu or cuda (default: the active backend)')
     .option('--json', 'print the result as JSON')
+    .option('--no-progress', 'no progress bar')
     .action(async (flags: AutomataFlags) => {
       // Flags and the output's folder are checked before the analysis, which can take minutes.
       const limit = flags.contexts !== undefined ? positiveIntegerFlag('--contexts', flags.contexts) : Number.MAX_SAFE_INTEGER;
@@ -78,7 +81,11 @@ export function registerAutomata(program: Command): void {
         const T = analysisContextLength(flags.contextLength, loaded.metadata.contextSize, model.config.nPositions);
         const contexts = await readContexts({ paths: flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')], textField: flags.textField, tokenizer, contextLength: T, seed: 0 }, limit);
         const record = new FiringRecord(sae.dSae, model.config.vocabSize);
-        await forEachFeatureBatch(model, sae, hook, contexts, T, (f, ids) => record.absorb(f, ids, T));
+        const progress = createProgress({ total: contexts.length / T, label: 'automata', unit: 'contexts', stream: process.stderr, enabled: flags.progress !== false && process.stderr.isTTY === true });
+        await forEachFeatureBatch(model, sae, hook, contexts, T, (f, ids, c0) => {
+          record.absorb(f, ids, T);
+          progress.update(c0 + ids.length / T);
+        }).finally(() => progress.stop());
         const logits = await logitWeightMatrix(loaded.params.W_dec, sae.dSae, model.config, await loadGpt2Weights(modelDir, model.config), layer, { backend: sae.backend });
         const result = await findAutomata(record, logits, options);
         const topTokens = (feature: number) => {

@@ -192,7 +192,7 @@ export function registerBrowse(program: Command): void {
         await mkdir(dataDir, { recursive: true });
         // The port is taken before the (long) statistics pass; requests meanwhile find nothing yet.
         serving = port === null ? null : await serveFolder(flags.out, port);
-        const progress = createProgress({ total: contexts.length / T, label: 'browse', stream: process.stderr, enabled: flags.progress !== false && process.stderr.isTTY === true });
+        const progress = createProgress({ total: contexts.length / T, label: 'browse', unit: 'contexts', stream: process.stderr, enabled: flags.progress !== false && process.stderr.isTTY === true });
         const facts = await writeFeatureReport({ model, modelDir, tokenizer, sae, saeDir, hook, contexts, T, onProgress: (done) => progress.update(done, {}) }, dataDir).finally(
           () => progress.stop(), // a failed pass too: the bar's timer would keep the process alive
         );

@@ -25,8 +25,10 @@ import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { Tensor } from '../tensor.js';
 import { numberFlag, optionWithDefault, positiveIntegerFlag, prepareOutputFile } from './flags.js';
 import { analysisContextLength, saeModelDir } from './sae-model.js';
+import { createProgress } from './progress.js';
 
 interface CompareFlags {
+  progress?: boolean;
   saeA: string;
   saeB: string;
   modelA?: string;
@@ -84,6 +86,7 @@ export function registerCompare(program: Command): void {
     .option('--no-map', 'skip the 2-D UMAP map of the decoder directions (splitting)')
     .option('--backend <name>', 'cpu or cuda (default: the active backend)')
     .option('--json', 'print the result as JSON')
+    .option('--no-progress', 'no progress bar')
     .action(async (flags: CompareFlags) => {
       // Flags and the output's folder are checked before the comparison, which can take minutes.
       const count = positiveIntegerFlag('--contexts', flags.contexts);
@@ -118,26 +121,32 @@ export function registerCompare(program: Command): void {
         const sameSpace = sameModel && hookA === hookB && a.sae.dIn === b.sae.dIn;
         using neurons = sameSpace ? null : new CorrelationAccumulator(a.sae.dIn, b.sae.dIn, { centre: true });
         const batch = 8;
-        for (let c0 = 0; c0 < n; c0 += batch) {
-          const m = Math.min(batch, n - c0);
-          const ids = contexts.subarray(c0 * T, (c0 + m) * T);
-          const xa = (await modelA.forward(ids, m, { capture: [hookA] })).captured[hookA]!;
-          const xb = (await mB.forward(ids, m, { capture: [hookB] })).captured[hookB]!;
-          try {
-            using fa = await a.sae.encode(xa);
-            using fb = await b.sae.encode(xb);
-            using ra = await withoutBos(fa, m, T);
-            using rb = await withoutBos(fb, m, T);
-            await features.add(ra, rb);
-            if (neurons) {
-              using na = await withoutBos(xa, m, T);
-              using nb = await withoutBos(xb, m, T);
-              await neurons.add(na, nb);
+        const progress = createProgress({ total: n, label: 'compare', unit: 'contexts', stream: process.stderr, enabled: flags.progress !== false && process.stderr.isTTY === true });
+        try {
+          for (let c0 = 0; c0 < n; c0 += batch) {
+            const m = Math.min(batch, n - c0);
+            const ids = contexts.subarray(c0 * T, (c0 + m) * T);
+            const xa = (await modelA.forward(ids, m, { capture: [hookA] })).captured[hookA]!;
+            const xb = (await mB.forward(ids, m, { capture: [hookB] })).captured[hookB]!;
+            try {
+              using fa = await a.sae.encode(xa);
+              using fb = await b.sae.encode(xb);
+              using ra = await withoutBos(fa, m, T);
+              using rb = await withoutBos(fb, m, T);
+              await features.add(ra, rb);
+              if (neurons) {
+                using na = await withoutBos(xa, m, T);
+                using nb = await withoutBos(xb, m, T);
+                await neurons.add(na, nb);
+              }
+            } finally {
+              xa.dispose();
+              xb.dispose();
             }
-          } finally {
-            xa.dispose();
-            xb.dispose();
+            progress.update(c0 + m);
           }
+        } finally {
+          progress.stop(); // a failed pass too: the bar's timer would keep the process alive
         }
         const f = features.bestMatches();
         const u = neurons?.bestMatches() ?? null;
@@ -201,7 +210,7 @@ export function registerCompare(program: Command): void {
         const h = result.features.histogram;
         const widest = Math.max(1, ...h);
         lines.push('  best-match correlation of A features:');
-        const bar = (c: number) => '#'.repeat(Math.round((40 * c) / widest));
+        const bar = (c: number) => '#'.repeat(c > 0 ? Math.max(1, Math.round((40 * c) / widest)) : 0); // a non-empty bin shows, as eval's do
         // Bins of width 0.1 from −1; the negative ones (rare: a feature anti-correlated with its best match) as one row.
         const negative = h.slice(0, 10).reduce((sum, c) => sum + c, 0);
         if (negative > 0) lines.push(`    [-1.0,  0.0)  ${String(negative).padStart(6)}  ${bar(negative)}`);

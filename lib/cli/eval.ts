@@ -17,6 +17,7 @@ import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { optionWithDefault, positiveIntegerFlag } from './flags.js';
 import { SAE_MODEL_HELP, analysisContextLength, saeModelDir } from './sae-model.js';
+import { createProgress } from './progress.js';
 
 interface EvalFlags {
   sae: string;
@@ -28,6 +29,7 @@ interface EvalFlags {
   textField: string;
   backend?: 'cpu' | 'cuda';
   json?: boolean;
+  progress?: boolean;
 }
 
 export function registerEval(program: Command): void {
@@ -43,6 +45,7 @@ export function registerEval(program: Command): void {
     .option('--text-field <name>', 'JSONL / Parquet text column', 'text')
     .option('--backend <name>', 'cpu or cuda (default: the active backend)')
     .option('--json', 'print the evaluation as JSON')
+    .option('--no-progress', 'no progress bar')
     .action(async (flags: EvalFlags) => {
       const { sae, loaded } = await loadSaeLensAsSae(flags.sae, flags.backend ? { backend: flags.backend } : {});
       try {
@@ -57,7 +60,8 @@ export function registerEval(program: Command): void {
         const paths = flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')];
         const count = flags.contexts !== undefined ? positiveIntegerFlag('--contexts', flags.contexts) : Number.MAX_SAFE_INTEGER;
         const contexts = await readContexts({ paths, textField: flags.textField, tokenizer, contextLength, seed: 0 }, count);
-        const { density, ...e } = await evaluateSae(model, sae, hook, contexts, contextLength);
+        const progress = createProgress({ total: contexts.length / contextLength, label: 'eval', unit: 'contexts', stream: process.stderr, enabled: flags.progress !== false && process.stderr.isTTY === true });
+        const { density, ...e } = await evaluateSae(model, sae, hook, contexts, contextLength, { onProgress: (done) => progress.update(done) }).finally(() => progress.stop());
         const histogram = densityHistogram(density);
         if (flags.json) {
           process.stdout.write(`${JSON.stringify({ sae: flags.sae, model: modelDir, hook, contextLength, ...e, densityHistogramLog10: histogram }, null, 2)}\n`);

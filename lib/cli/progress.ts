@@ -17,6 +17,8 @@ export interface ProgressOptions {
   enabled?: boolean;
   /** The count already done when this process starts (a resumed run). Default 0. */
   initial?: number;
+  /** What is counted, after the counts: '4500/10000 steps'. Default 'steps'. */
+  unit?: string;
 }
 
 export interface Progress {
@@ -46,7 +48,7 @@ const BAR_WIDTH = 30;
 const MIN_BAR_WIDTH = 10;
 
 export function createProgress(options: ProgressOptions): Progress {
-  const { total, label = '', initial = 0 } = options;
+  const { total, label = '', initial = 0, unit = 'steps' } = options;
   if (typeof total !== 'number' || !Number.isInteger(total) || total < 0) {
     throw new RangeError(`createProgress: total must be a non-negative integer (got ${String(total)})`);
   }
@@ -56,7 +58,7 @@ export function createProgress(options: ProgressOptions): Progress {
   const stream = options.stream ?? process.stderr;
   const isTTY = 'isTTY' in stream && stream.isTTY === true;
   const enabled = options.enabled ?? isTTY;
-  const state = new ProgressState(total, label, initial, Date.now());
+  const state = new ProgressState(total, label, unit, initial, Date.now());
   if (!enabled) return new SilentProgress(stream);
   return isTTY ? new BarProgress(stream, state) : new PlainProgress(stream, state);
 }
@@ -72,6 +74,7 @@ class ProgressState {
   constructor(
     readonly total: number,
     readonly label: string,
+    readonly unit: string,
     initial: number,
     now: number,
   ) {
@@ -119,7 +122,7 @@ class ProgressState {
 
   /** '45% 4500/10000 steps'. */
   counts(): string {
-    return `${Math.floor(this.fraction() * 100)}% ${this.done}/${this.total} steps`;
+    return `${Math.floor(this.fraction() * 100)}% ${this.done}/${this.total} ${this.unit}`;
   }
 
   /** The parts after the counts: rate fields, the ETA, then the other fields. */

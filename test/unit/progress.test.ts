@@ -157,3 +157,12 @@ describe('number formats', () => {
     expect(formatDuration(Number.POSITIVE_INFINITY)).toBe('--');
   });
 });
+
+it('names what it counts', () => {
+  const lines: string[] = [];
+  const stream = { write: (s: string) => (lines.push(s), true) } as unknown as NodeJS.WritableStream;
+  const p = createProgress({ total: 40, label: 'eval', unit: 'contexts', stream, enabled: true });
+  p.update(40);
+  p.stop();
+  expect(lines.join('')).toMatch(/eval .*40\/40 contexts/);
+});
