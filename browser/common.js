@@ -54,7 +54,10 @@ function formatDensity(p) {
 
 function fail(error) {
   console.error(error);
-  document.body.append(el('p', { class: 'error' }, `Could not show this page: ${error.message}`));
+  const message = el('p', { class: 'error' }, `Could not show this page: ${error.message}`);
+  const title = document.querySelector('h1');
+  if (title) title.after(message); // where it is seen, above the page's (empty) sections
+  else document.body.prepend(message);
 }
 
 // Side-by-side histogram bars of several series over the same bins: [{ name, counts, color }].

@@ -22,6 +22,9 @@ async function main() {
   const first = Math.floor(n / index.featuresPerFile) * index.featuresPerFile;
   const chunk = await loadData(`data/features/${String(first).padStart(6, '0')}.js`, `features-${first}`);
   const f = chunk[n - first];
+  const nav = document.getElementById('nav');
+  if (n > 0) nav.append(' · ', el('a', { href: `feature.html#${n - 1}` }, `← #${n - 1}`));
+  if (n + 1 < index.dSae) nav.append(' · ', el('a', { href: `feature.html#${n + 1}` }, `#${n + 1} →`));
   document.title = `monosemantic: feature ${n}`;
   document.getElementById('title').textContent = `Feature ${n}`;
   document.getElementById('facts').textContent =

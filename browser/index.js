@@ -36,11 +36,13 @@ function runOverview(run) {
   if (e) {
     const pct = (x) => `${(100 * x).toFixed(1)}%`;
     const table = el('table', {});
+    const tokens = e.rows.toLocaleString('en-US');
+    section.append(el('p', { class: 'facts' }, `The run's own evaluation, on ${e.contexts} held-out contexts (${tokens} tokens); the density histogram and the feature list below are over the tokens named at the top.`));
     for (const [k, v] of [
       ['activations trained on', run.summary.samples.toLocaleString('en-US')],
       ['MSE / fraction of variance unexplained', `${e.mse.toPrecision(4)} / ${e.fvu.toFixed(4)}`],
       ['L0', e.l0.toFixed(1)],
-      ['dead / ultra-low density', `${e.dead} (${pct(e.dead / e.dSae)}) / ${e.ultraLow}`],
+      [`dead (no activation on the ${tokens} tokens) / ultra-low density`, `${e.dead} (${pct(e.dead / e.dSae)}) / ${e.rows > 1e6 ? e.ultraLow : 'n/a'}`],
       ['next-token loss clean / spliced / zero-ablated', `${e.loss.clean.toFixed(4)} / ${e.loss.spliced.toFixed(4)} / ${e.loss.zeroAblated.toFixed(4)}`],
       ['loss recovered', pct(e.loss.fractionRecovered)],
     ]) table.append(el('tr', {}, el('td', {}, k), el('td', { class: 'num' }, v)));

@@ -112,8 +112,18 @@ describe.skipIf(!CHROMIUM)(`feature browser in headless chromium${CHROMIUM ? '' 
     expect(await p.locator('#logits tr').count()).toBe(11); // header + 10
     expect(await p.locator('script:not([src])').count()).toBe(0); // corpus "<script>" stayed text
     expect(await p.textContent('#match')).toContain(`: #${live}, activation correlation 1.000`); // its own best match in the self-comparison
+    const neighbours = [...(live > 0 ? [`← #${live - 1}`] : []), ...(live + 1 < 300 ? [`#${live + 1} →`] : [])];
+    expect(await p.locator('#nav a').allTextContents()).toEqual(['← all features', ...neighbours]);
     await p.screenshot({ path: path.join(artifacts, 'browser-feature.png'), fullPage: true });
     expect(errors).toEqual([]);
+    await p.close();
+  });
+
+  it('a feature that does not exist says so under the title', async () => {
+    const { p, errors } = await open('feature.html#99999');
+    await p.waitForSelector('.error');
+    expect(await p.textContent('h1 + .error')).toBe('Could not show this page: no feature 99999 (this SAE has 300)');
+    expect(errors).toEqual([expect.stringContaining('no feature 99999')]); // the page logs what it shows
     await p.close();
   });
 });
