@@ -46,6 +46,21 @@ function hopperGemmUse(value: string | undefined): string {
   return 'wgmma for the long-K plain products, mma.sync for the rest';
 }
 
+/**
+ * What doctor can say when the addon itself does not load (no binary fits, or it fails to load):
+ * the error, the platform and the settings, for `doctor --json`.
+ */
+export function doctorFailure(error: unknown): Pick<DoctorReport, 'node' | 'platform' | 'backend' | 'settings' | 'unknownSettings'> & { addonPath: null } {
+  const message = error instanceof Error ? error.message : String(error);
+  return {
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+    addonPath: null,
+    backend: { requested: process.env.MONOSEMANTIC_BACKEND ?? '', active: null, error: message },
+    ...settingsInEffect(),
+  };
+}
+
 /** 12080 -> "12.8", 13000 -> "13.0" (CUDA's version encoding). */
 export function cudaVersionString(v: number): string {
   return `${Math.floor(v / 1000)}.${Math.floor((v % 1000) / 10)}`;

@@ -90,8 +90,8 @@ export function parseValue(text: string): unknown {
 }
 
 /** Applies `--set KEY=VALUE` overrides to a config document; `example` shows the form in the error. */
-export function applySetFlags(doc: Record<string, unknown>, assignments: readonly string[], example: string): void {
-  for (const assignment of assignments) {
+export function applySetFlags(doc: Record<string, unknown>, assignments: readonly string[] | undefined, example: string): void {
+  for (const assignment of assignments ?? []) {
     const eq = assignment.indexOf('=');
     if (eq <= 0) throw new ConfigError([`--set ${assignment}: expected KEY=VALUE, e.g. ${example}`]);
     setByPath(doc, assignment.slice(0, eq), parseValue(assignment.slice(eq + 1)));

@@ -19,7 +19,7 @@ import { readJson } from './train.js';
 interface LmTrainFlags {
   config?: string;
   resume?: string;
-  set: string[];
+  set?: string[];
   train?: string[];
   val?: string[];
   out?: string;
@@ -86,7 +86,7 @@ export function registerLm(program: Command): void {
     .description('train a GPT-2-family language model on token shards (default: the one-layer model on the corpus sample)')
     .option('-c, --config <file>', 'JSON config file (see --print-config for every key and default)')
     .option('--resume <dir>', 'continue the run in DIR from its latest good checkpoint (its config.json, plus any overrides)')
-    .option('--set <key=value>', 'override a config key, e.g. --set model.dModel=256 (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .option('--set <key=value>', 'override a config key, e.g. --set model.dModel=256 (repeatable)', (v: string, all: string[] | undefined) => [...(all ?? []), v])
     .option('--train <shards...>', 'training token shards (data.train)')
     .option('--val <shards...>', 'validation token shards (data.val)')
     .option('-o, --out <dir>', 'run folder (outDir)')

@@ -19,7 +19,7 @@ import { modelDirOf } from '../lm/default-model.js';
 interface RunFlags {
   config?: string;
   resume?: string;
-  set: string[];
+  set?: string[];
   model?: string;
   hook?: string;
   data?: string[];
@@ -93,7 +93,7 @@ export function registerRun(program: Command): void {
     .description('the main job: harvest a model hook over a corpus, train an SAE, export and evaluate it (defaults sized for this machine)')
     .option('-c, --config <file>', 'JSON config file (see --print-config for every key and default)')
     .option('--resume <dir>', `continue the run in DIR from its latest good checkpoint (its ${RUN_CONFIG_FILE}, plus any overrides)`)
-    .option('--set <key=value>', 'override a config key, e.g. --set training.l1Coeff=3 (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .option('--set <key=value>', 'override a config key, e.g. --set training.l1Coeff=3 (repeatable)', (v: string, all: string[] | undefined) => [...(all ?? []), v])
     .option('--model <dir>', 'HF model folder, or a / b: the package’s models (default: a)', modelDirOf)
     .option('--hook <name>', 'hook point (default blocks.0.mlp.hook_post)')
     .option('--data <paths...>', 'token shards (.tokens), or text files, folders, JSONL / Parquet files, globs')

@@ -19,7 +19,7 @@ import { expectRunFolder } from '../io/run-folder.js';
 interface TrainFlags {
   config?: string;
   resume?: string;
-  set: string[];
+  set?: string[];
   data?: string[];
   out?: string;
   steps?: string;
@@ -105,7 +105,7 @@ export function registerTrain(program: Command): void {
     .description('train a sparse autoencoder on activation files')
     .option('-c, --config <file>', 'JSON config file (see --print-config for every key and default)')
     .option('--resume <dir>', "continue the run in DIR from its latest good checkpoint (its config.json, plus any overrides)")
-    .option('--set <key=value>', 'override a config key, e.g. --set training.lr=3e-4 (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .option('--set <key=value>', 'override a config key, e.g. --set training.lr=3e-4 (repeatable)', (v: string, all: string[] | undefined) => [...(all ?? []), v])
     .option('--data <paths...>', 'activation files, folders or globs (data.paths)')
     .option('-o, --out <dir>', 'run folder (outDir)')
     .option('--steps <n>', 'total training steps (training.totalSteps)')

@@ -1,4 +1,9 @@
-/** `monosemantic doctor` reports the machine even when MONOSEMANTIC_BACKEND names no usable backend, and lists the settings. */
+/** `monosemantic doctor` reports the machine even when MONOSEMANTIC_BACKEND names no usable backend (or no addon loads), and lists the settings. */
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
 import { describe, expect, it } from 'vitest';
 
 import { runCli } from '../helpers/cli.js';
@@ -39,5 +44,24 @@ describe('monosemantic doctor with an unusable MONOSEMANTIC_BACKEND', () => {
     const report = JSON.parse(json.stdout);
     expect(report.settings).toEqual(expect.arrayContaining(['MONOSEMANTIC_BACKEND=cpu', 'MONOSEMANTIC_THREAD=1']));
     expect(report.unknownSettings).toContainEqual(expect.stringMatching(/^MONOSEMANTIC_THREAD is not/));
+  });
+});
+
+describe('doctor without an addon', () => {
+  it('--json still prints JSON, with the loader error as the backend error', () => {
+    // A copy of the package with no build/ and no prebuilds/: nothing fits.
+    const root = mkdtempSync(path.join(tmpdir(), 'ms-no-addon-'));
+    try {
+      cpSync(path.resolve('dist'), path.join(root, 'dist'), { recursive: true });
+      cpSync(path.resolve('package.json'), path.join(root, 'package.json'));
+      symlinkSync(path.resolve('node_modules'), path.join(root, 'node_modules'));
+      const r = spawnSync(process.execPath, [path.join(root, 'dist/lib/cli/main.js'), 'doctor', '--json'], { encoding: 'utf8' });
+      expect(r.status).toBe(1);
+      const report = JSON.parse(r.stdout);
+      expect(report.addonPath).toBeNull();
+      expect(report.backend).toMatchObject({ active: null, error: expect.stringMatching(/^no monosemantic native addon fits this machine/) });
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
