@@ -22,6 +22,8 @@ export interface CurvePanel {
   series: CurveSeries[];
   /** Log-scale y axis; points with y <= 0 are then left out. */
   logY?: boolean;
+  /** A linear y axis that starts at 0 (a fraction, say); else it spans the values. */
+  zeroY?: boolean;
 }
 
 export interface CurvesOptions {
@@ -89,8 +91,9 @@ export async function writeTrainingCurves(metricsPath: string, svgPath: string, 
   const l0Key = records.some((record) => typeof record.l0 === 'number') ? 'l0' : 'L0';
   const candidates: CurvePanel[] = [
     { yLabel: 'loss', logY: true, series: [seriesOf(records, 'loss'), seriesOf(records, 'mse')] },
-    { yLabel: 'L0 (active features per input)', series: [seriesOf(records, l0Key, 'L0')] },
-    { yLabel: 'dead-feature fraction', series: [seriesOf(records, 'deadFraction', 'dead fraction')] },
+    // L0 falls from about half the dictionary to a few features: a log axis shows both ends.
+    { yLabel: 'L0 (active features per input)', logY: true, series: [seriesOf(records, l0Key, 'L0')] },
+    { yLabel: 'dead-feature fraction', zeroY: true, series: [seriesOf(records, 'deadFraction', 'dead fraction')] },
   ];
   const panels = candidates
     .map((panel) => ({ ...panel, series: panel.series.filter((series) => series.points.length > 0) }))
@@ -130,15 +133,22 @@ function panelSpec(panel: CurvePanel, xTitle: string | null, width: number, heig
     width,
     height,
     data: { values },
-    mark: { type: 'line', strokeWidth: 1.5, clip: true },
+    // Points too (small), so that a series of one logged step still shows.
+    mark: { type: 'line', strokeWidth: 1.5, clip: true, point: { size: values.length > 2 * panel.series.length ? 0 : 30 } },
     encoding: {
-      x: { field: 'x', type: 'quantitative', title: xTitle, axis: { format: '.3~s' } },
+      // The scales keep a few pixels clear at each end, so no line ends on the frame (and a single
+      // step or a constant series gets a domain around it, not an empty one).
+      x: { field: 'x', type: 'quantitative', title: xTitle, scale: { padding: 6 }, axis: { format: '~s', tickMinStep: 1 } },
       y: {
         field: 'y',
         type: 'quantitative',
         title: panel.yLabel,
-        scale: logY ? { type: 'log', nice: false } : { zero: false },
-        axis: logY ? { format: '~g' } : {},
+        scale: logY
+          ? { type: 'log', nice: false, padding: 6 }
+          : panel.zeroY === true && values.every((v) => v.y === 0)
+            ? { domain: [0, 1] } // all zero (no dead features): the line on the axis of a [0, 1] scale
+            : { zero: panel.zeroY === true, padding: 6 },
+        axis: { format: '~g' },
       },
       color: {
         field: 'series',

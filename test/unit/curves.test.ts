@@ -100,6 +100,20 @@ describe('writeTrainingCurves', () => {
     expect(await readdir(path.join(dir, 'out'))).toEqual(['curves.svg']);
   });
 
+  it('marks the points of a log too short for a line, and leaves them off a long one', async () => {
+    const metrics = path.join(dir, 'short.jsonl');
+    await writeFile(metrics, `${JSON.stringify({ step: 50, samples: 50 * 4096, loss: 3, mse: 2, l0: 900 })}\n`);
+    const svgPath = path.join(dir, 'short.svg');
+    await writeTrainingCurves(metrics, svgPath);
+    // Vega draws a point of size 30 as a circle of radius √30 / 2 = 2.739 (legend symbols: radius 5).
+    const points = (svg: string) => svg.split(/d="M2\.739,0A/).length - 1;
+    expect(points(await readFile(svgPath, 'utf8'))).toBe(3); // loss, mse, L0
+    const long = Array.from({ length: 20 }, (_, k) => JSON.stringify({ step: 50 * (k + 1), samples: 50 * (k + 1) * 4096, loss: 3 / (k + 1), mse: 2 / (k + 1), l0: 900 / (k + 1) }));
+    await writeFile(metrics, `${long.join('\n')}\n`);
+    await writeTrainingCurves(metrics, svgPath);
+    expect(points(await readFile(svgPath, 'utf8'))).toBe(0);
+  });
+
   it('leaves out the dead-fraction panel when the log has no such values', async () => {
     const metrics = path.join(dir, 'metrics.jsonl');
     await writeFile(metrics, [1, 2, 3].map((step) => JSON.stringify({ step, samples: step, loss: 1 / step, l0: 5 })).join('\n') + '\n');
