@@ -107,6 +107,10 @@ export async function findAutomata(
   const maxOut = options.maxOutEdges ?? 4;
   const maxLength = options.maxLength ?? 4;
   const maxCycles = options.maxCycles ?? 50;
+  for (const [name, v] of [['topTokens', topTokens], ['minCount', minCount], ['maxOutEdges', maxOut], ['maxLength', maxLength], ['maxCycles', maxCycles]] as const) {
+    if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`${name} must be a non-negative integer (got ${v})`);
+  }
+  if (!(minScore >= 0)) throw new RangeError(`minScore must be a number >= 0 (got ${minScore})`);
 
   // b_X: X's positive logit weights on its top `topTokens` tokens, normalised to sum to 1 (sparse:
   // bTokens[X·topTokens + k], bWeights[same]; −1 past X's last token).

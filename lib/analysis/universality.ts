@@ -19,11 +19,15 @@ import { Tensor, formatShape } from '../tensor.js';
 
 /** Chunks whose cross products are summed on the backend before the host adds them in float64. */
 const FLUSH_EVERY = 16;
-/** The largest [nA, nB] table of cross products (2 GiB in float64 on the host, 1 GiB on the backend). */
-const MAX_PAIRS = 2 ** 28;
+/** The largest [nA, nB] table of cross products (4 GiB in float64 on the host, 2 GiB on the backend). */
+const MAX_PAIRS = 2 ** 29;
 
 export interface CorrelationOptions {
-  /** Shift each unit by its mean over the first chunk before the products (see above; default false). */
+  /**
+   * Shift each unit by its mean over the first chunk before the products (see above; default
+   * true). It costs [rows, nA + nB] floats of shifts on the backend and a shifted copy of each
+   * chunk; without it a unit of large mean loses its correlation to rounding.
+   */
   centre?: boolean;
 }
 
@@ -51,11 +55,11 @@ export class CorrelationAccumulator {
       if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`${name} must be a positive integer (got ${v})`);
     }
     if (nA * nB > MAX_PAIRS) {
-      throw new RangeError(`correlating ${nA.toLocaleString('en-US')} units with ${nB.toLocaleString('en-US')} needs a table of ${(nA * nB).toLocaleString('en-US')} cross products; at most ${MAX_PAIRS.toLocaleString('en-US')} (2 GiB) are kept: compare smaller dictionaries`);
+      throw new RangeError(`correlating ${nA.toLocaleString('en-US')} units with ${nB.toLocaleString('en-US')} needs a table of ${(nA * nB).toLocaleString('en-US')} cross products; at most ${MAX_PAIRS.toLocaleString('en-US')} (4 GiB) are kept: compare smaller dictionaries`);
     }
     this.nA = nA;
     this.nB = nB;
-    this.centre = options.centre ?? false;
+    this.centre = options.centre ?? true;
     this.#sumA = new Float64Array(nA);
     this.#sumA2 = new Float64Array(nA);
     this.#nonzeroA = new Float64Array(nA);
@@ -140,9 +144,17 @@ export class CorrelationAccumulator {
     this.#tiled = null;
   }
 
-  /** Frees the backend memory (the sums on the host stay; bestMatches still answers). */
+  /**
+   * Frees the backend memory. The sums moved to the host stay, and bestMatches answers from them:
+   * call it first, since the chunks not yet moved are moved here if the backend still can (after a
+   * failure it may not: they are dropped, and the failure is left to the code that met it).
+   */
   dispose(): void {
-    this.#flush();
+    try {
+      this.#flush();
+    } catch {
+      this.#pendingChunks = 0; // a device that cannot be read (a failed launch): free what can be freed
+    }
     this.#pending?.dispose();
     this.#pending = null;
     this.#disposeTiled();
@@ -160,9 +172,10 @@ export class CorrelationAccumulator {
   /**
    * For each unit of A: its best-correlated unit of B and that correlation, in [−1, 1]. Units that
    * do not vary (dead features, constants) have no correlation: index −1, NaN. A unit counts as
-   * varying when its variance is above 1e-5 of its mean square: below that, the covariance
-   * Σab − ΣaΣb/N is lost in the rounding of the float32 cross products (a constant's "variance"
-   * is rounding alone, and dividing by it gives any correlation at all).
+   * varying when its variance is above 1e-5 of its mean square (of the values as accumulated:
+   * centred, or not): below that, the covariance Σab − ΣaΣb/N is lost in the rounding of the
+   * float32 cross products (a constant's "variance" is rounding alone, and dividing by it gives
+   * any correlation at all). Centred, a constant unit is exactly 0 and has variance 0.
    */
   bestMatches(): { index: Int32Array; correlation: Float64Array } {
     this.#flush();

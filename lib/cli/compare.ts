@@ -115,11 +115,11 @@ export function registerCompare(program: Command): void {
         const contexts = await readContexts({ paths: flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')], textField: flags.textField, tokenizer, contextLength: T, seed: 0 }, count);
         const n = contexts.length / T;
         // Every unit centred on its first-chunk mean: exact covariances for units of large mean (see universality.ts).
-        using features = new CorrelationAccumulator(a.sae.dSae, b.sae.dSae, { centre: true });
+        using features = new CorrelationAccumulator(a.sae.dSae, b.sae.dSae);
         // Decoder directions compare only within one activation space: one model's one hook. There the
         // neurons would be matched to themselves; elsewhere they are the baseline.
         const sameSpace = sameModel && hookA === hookB && a.sae.dIn === b.sae.dIn;
-        using neurons = sameSpace ? null : new CorrelationAccumulator(a.sae.dIn, b.sae.dIn, { centre: true });
+        using neurons = sameSpace ? null : new CorrelationAccumulator(a.sae.dIn, b.sae.dIn);
         const batch = 8;
         const progress = createProgress({ total: n, label: 'compare', unit: 'contexts', stream: process.stderr, enabled: flags.progress !== false && process.stderr.isTTY === true });
         try {
@@ -150,6 +150,8 @@ export function registerCompare(program: Command): void {
         }
         const f = features.bestMatches();
         const u = neurons?.bestMatches() ?? null;
+        features.dispose(); // the backend's sums and shifts are not needed past here
+        neurons?.dispose();
         let decoder: { index: Int32Array; cosine: Float64Array } | null = null;
         if (sameSpace) decoder = await bestDecoderCosine(a.loaded.params.W_dec, a.sae.dSae, b.loaded.params.W_dec, b.sae.dSae, a.sae.dIn, a.sae.backend);
         // Logit weights of matched features (universality): both SAEs on an MLP hidden layer.
@@ -208,14 +210,15 @@ export function registerCompare(program: Command): void {
         if (result.decoderCosine) lines.push(`  decoder cosine of each A feature's nearest B feature: median ${result.decoderCosine.median.toFixed(3)}, ${result.decoderCosine.linked} of ${a.sae.dSae} linked (>= ${threshold})`);
         if (result.map) lines.push(`  2-D map of the ${result.map.length} decoder directions (UMAP, cosine): in the JSON (--out), drawn by monosemantic browse --compare`);
         const h = result.features.histogram;
-        const widest = Math.max(1, ...h);
+        const negative = h.slice(0, 10).reduce((sum, c) => sum + c, 0);
+        const widest = Math.max(1, negative, ...h.slice(10));
         lines.push('  best-match correlation of A features:');
         const bar = (c: number) => '#'.repeat(c > 0 ? Math.max(1, Math.round((40 * c) / widest)) : 0); // a non-empty bin shows, as eval's do
         // Bins of width 0.1 from −1; the negative ones (rare: a feature anti-correlated with its best match) as one row.
-        const negative = h.slice(0, 10).reduce((sum, c) => sum + c, 0);
-        if (negative > 0) lines.push(`    [-1.0,  0.0)  ${String(negative).padStart(6)}  ${bar(negative)}`);
+        const row = (label: string, c: number) => lines.push(`    ${label.padEnd(12)}  ${String(c).padStart(6)}  ${bar(c)}`);
+        if (negative > 0) row('[-1.0, 0.0)', negative);
         h.forEach((c, bin) => {
-          if (bin >= 10) lines.push(`    [${(-1 + bin / 10).toFixed(1)}, ${(-1 + (bin + 1) / 10).toFixed(1)})  ${String(c).padStart(6)}  ${bar(c)}`);
+          if (bin >= 10) row(`[${(-1 + bin / 10).toFixed(1)}, ${(-1 + (bin + 1) / 10).toFixed(1)})`, c);
         });
         process.stdout.write(`${lines.join('\n')}\n`);
       } finally {

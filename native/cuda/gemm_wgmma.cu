@@ -29,7 +29,9 @@
  * deterministic); firing counts by integer atomics. Split K (store epilogue, few output tiles):
  * the items' z splits whole k tiles, each writing its partial product, summed in order afterwards.
  *
- * A barrier wait that lasts 10 s (a phase no one will complete: a bug) traps, failing the launch.
+ * A barrier wait that lasts 10 s (a phase no one will complete: a bug) traps: the launch fails
+ * with an error, and the process's CUDA context with it (later CUDA calls fail too), instead of
+ * the device hanging. (A debugger paused inside the kernel for 10 s trips it as well.)
  *
  * The kernel body exists only in the sm_90a build (__CUDA_ARCH_FEAT_SM90_ALL); a probe tells the
  * host whether the code the device runs has it.
@@ -95,8 +97,8 @@ __device__ __forceinline__ uint64_t global_ns() {
 }
 // Waits until the phase of `parity` has completed. Every wait here ends within microseconds (a
 // TMA copy, or the other side's products on one stage): one that lasts kStallNs means a phase no
-// one will complete, and the kernel traps, so that the launch fails with an error rather than
-// holding the device forever.
+// one will complete, and the kernel traps, so that the launch fails with an error (the CUDA
+// context with it) rather than holding the device forever.
 constexpr uint64_t kStallNs = 10'000'000'000ull;  // 10 s
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
   if (mbar_try_wait(bar, parity)) return;

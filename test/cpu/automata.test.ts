@@ -115,3 +115,46 @@ it('scores every observed transition as the dense definition does, on random fir
   }
 });
 
+
+it('takes only a feature\'s positive logit weights, skips NaN ones, and refuses bad options', async () => {
+  // Feature 0 fires on token 1 and promotes token 2 (its only positive weight among NaN and
+  // negatives: topTokens 5 keeps just that one); feature 1 fires on token 2 and promotes token 1.
+  const [n, V] = [2, 4];
+  const stream = [1, 2, 1, 2, 1, 2];
+  const T = stream.length + 1;
+  const ids = Int32Array.from([0, ...stream]);
+  const f = new Float32Array(T * n);
+  stream.forEach((token, k) => (f[(k + 1) * n + (token === 1 ? 0 : 1)] = 1));
+  const record = new FiringRecord(n, V);
+  using tf = Tensor.from(f, [T, n], { backend: 'cpu' });
+  record.absorb(await sparseRows(tf), ids, T);
+  const logits = Float32Array.from([Number.NaN, -1, 3, -2, /* feature 1: */ -1, 2, Number.NaN, -3]);
+  const { cycles, edges } = await findAutomata(record, logits, { topTokens: 5, minScore: 0.5, minCount: 1 });
+  expect(cycles.map((c) => c.features)).toEqual([[0, 1]]);
+  expect(edges.map((e) => [e.from, e.to, e.strength])).toEqual([[0, 1, 1], [1, 0, 1]]);
+  for (const bad of [{ topTokens: -1 }, { topTokens: 2.5 }, { minCount: Number.NaN }, { minScore: -0.1 }]) {
+    await expect(findAutomata(record, logits, bad)).rejects.toThrow(RangeError);
+  }
+});
+
+it('counts more distinct transitions than a Map holds (8,192 features, 40 firing per token)', async () => {
+  const [n, V, T, contexts, L0] = [8192, 64, 129, 300, 40];
+  const rng = new Rng(1);
+  const record = new FiringRecord(n, V);
+  for (let c = 0; c < contexts; c++) {
+    const rowPtr = new Int32Array(T + 1);
+    const cols: number[] = [];
+    for (let t = 0; t < T; t++) {
+      const fired = new Set<number>();
+      while (fired.size < L0) fired.add(rng.int(n));
+      cols.push(...[...fired].sort((a, b) => a - b));
+      rowPtr[t + 1] = cols.length;
+    }
+    const f = { rows: T, n, rowPtr, cols: Int32Array.from(cols), values: new Float32Array(cols.length).fill(1) };
+    record.absorb(f, Int32Array.from({ length: T }, () => rng.int(V)), T);
+  }
+  // About 60M transitions over up to 67M pairs: a Map of every pair stops at 2^24 entries.
+  const logits = Float32Array.from({ length: n * V }, () => rng.normal());
+  const { edges } = await findAutomata(record, logits, { minCount: 2 });
+  expect(edges.every((e) => e.empirical > 0 && e.strength >= 0)).toBe(true);
+}, 60_000);

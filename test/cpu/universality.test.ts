@@ -52,7 +52,7 @@ it('finds a planted permutation and matches float64 Pearson correlations', async
   expect(median([3, Number.NaN, 1, 2])).toBe(2);
 });
 
-it('gives constant units no correlation, and an identical pair a correlation of exactly 1', async () => {
+it('gives constant units no correlation, and an identical pair a correlation of 1', async () => {
   // A: constants 0.1 and 0.3 (nonzero, never varying), and a sparse feature; B: that feature and noise.
   const rows = 1016;
   const rng = new Rng(3);
@@ -74,7 +74,7 @@ it('gives constant units no correlation, and an identical pair a correlation of 
   expect(correlation[0]).toBeNaN();
   expect(correlation[1]).toBeNaN();
   expect(correlation[2]).toBeLessThanOrEqual(1);
-  expect(correlation[2]).toBeGreaterThan(1 - 1e-6);
+  expect(correlation[2]).toBeGreaterThan(1 - 1e-5); // float32 cross products of 1,016-row chunks against float64 sums of squares
 });
 
 it('keeps the covariance of units with a large mean when centred, over more chunks than it sums on the backend', async () => {
@@ -120,5 +120,5 @@ it('keeps the covariance of units with a large mean when centred, over more chun
 });
 
 it('refuses a table of cross products larger than it keeps', () => {
-  expect(() => new CorrelationAccumulator(2 ** 15, 2 ** 14)).toThrow(/needs a table of 536,870,912 cross products; at most 268,435,456/);
+  expect(() => new CorrelationAccumulator(2 ** 15, 2 ** 15)).toThrow(/needs a table of 1,073,741,824 cross products; at most 536,870,912 \(4 GiB\)/);
 });

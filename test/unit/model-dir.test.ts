@@ -15,6 +15,18 @@ it('maps a and b to the package models, and leaves paths as they are', () => {
   expect(modelDirOf('c')).toBe('c');
 });
 
+it('takes --model b as the package model B from any working directory', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'ms-model-dir-'));
+  try {
+    const r = runCli(['generate', '--model', 'b', '--prompt', 'Hello', '-n', '2', '--greedy'], {}, dir);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout.startsWith('Hello')).toBe(true);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 it('prefers a folder named b in the working directory', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'ms-model-dir-'));
   try {
