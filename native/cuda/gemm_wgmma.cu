@@ -187,7 +187,7 @@ __global__ void __launch_bounds__(wgmma_layout::kThreads, 1)
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ uint8_t smem_raw[];
   Smem& s = *reinterpret_cast<Smem*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
-  const int tiles_n = (N + kBN - 1) / kBN, tiles_m = (M + kBM - 1) / kBM;
+  const int tiles_n = int((N + (long long)kBN - 1) / kBN), tiles_m = int((M + (long long)kBM - 1) / kBM);
   const long long items = (long long)tiles_n * tiles_m * splits;
   const int wg = threadIdx.x / 128;
   if (threadIdx.x == 0) {
@@ -411,7 +411,7 @@ int launch(const Op& op, int M, int N, int K, const bf16* A, int lda, const bf16
   MS_TRY(check(op, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes)),
                "cudaFuncSetAttribute"));
   const int k_tiles = (K + kBK - 1) / kBK;
-  const long long items = (long long)((N + kBN - 1) / kBN) * ((M + kBM - 1) / kBM) * splits;
+  const long long items = (long long)((N + (long long)kBN - 1) / kBN) * ((M + (long long)kBM - 1) / kBM) * splits;
   const long long blocks = block_count(items, k_tiles, splits, device_multiprocessors());
   kernel<<<static_cast<unsigned int>(blocks), wgmma_layout::kThreads, kSmemBytes, op.stream>>>(M, N, k_tiles, splits,
                                                                                                  map_a, map_b, epi);
@@ -466,7 +466,7 @@ bool wgmma_fits(bool trans_a, bool trans_b, int M, int N, int K, const void* A, 
   // trans_a: A stored [K, M] (MN-major); trans_b: B stored [N, K] (K-major).
   // One block per work item at most: the item count must fit a grid's x (up to 8 splits).
   const bool shape = M >= 1 && N >= 1 && K >= 1 &&
-                     (long long)((M + kBM - 1) / kBM) * ((N + kBN - 1) / kBN) * 8 <= 0x7fffffffLL;
+                     (long long)((M + (long long)kBM - 1) / kBM) * ((N + (long long)kBN - 1) / kBN) * 8 <= 0x7fffffffLL;
   const bool lds = lda >= (trans_a ? M : K) && ldb >= (trans_b ? K : N);
   return shape && lds && lda % 8 == 0 && ldb % 8 == 0 && aligned(A, 16) && aligned(B, 16);
 }
@@ -481,7 +481,7 @@ int gemm_wgmma(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, co
     if (!trans_a) return launch<false, true>(op, M, N, K, A, lda, B, ldb, epi, splits);             // NN
     return launch<true, true>(op, M, N, K, A, lda, B, ldb, epi, splits);                            // TN
   };
-  const long long tiles = (long long)((M + kBM - 1) / kBM) * ((N + kBN - 1) / kBN);
+  const long long tiles = (long long)((M + (long long)kBM - 1) / kBM) * ((N + (long long)kBN - 1) / kBN);
   // Too few output tiles for the GPU: K is split (split_count of gemm_wgmma_layout.h).
   return store_with_splits(op, M, N, split_count(tiles, (K + kBK - 1) / kBK, device_multiprocessors()), epilogue, run);
 }
