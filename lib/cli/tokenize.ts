@@ -37,6 +37,8 @@ export interface TokenizeOptions {
   threads?: number;
   /** Called now and then with the documents and tokens so far. */
   onProgress?: (documents: number, tokens: number) => void;
+  /** The corpus reader's piece size (lib/data/corpus.ts); a document's pieces are joined without EOS. */
+  maxDocumentChars?: number;
 }
 
 export interface TokenizeResult {
@@ -100,11 +102,17 @@ export async function tokenizeCorpus(options: TokenizeOptions): Promise<Tokenize
   // `harvest -o` create theirs), or the output refused in one line.
   await prepareOutputFile('--out', options.out);
   const report: CorpusReport = { files: 0, documents: 0, skipped: [] };
-  const corpus = readCorpus({ paths: options.corpus, textField: options.textField ?? 'text' }, report);
+  const corpus = readCorpus({ paths: options.corpus, textField: options.textField ?? 'text', ...(options.maxDocumentChars !== undefined ? { maxDocumentChars: options.maxDocumentChars } : {}) }, report);
+  // Whether each text handed to the tokenizer continues the one before (a piece of a document cut
+  // at the corpus reader's maxDocumentChars): no EOS goes between the two. In order, as the token
+  // stream gives the texts back.
+  const continues: boolean[] = [];
   const texts: DocumentTexts = {
     next: async () => {
       const result = await corpus.next();
-      return result.done === true ? null : result.value.text;
+      if (result.done === true) return null;
+      continues.push(result.value.continued);
+      return result.value.text;
     },
     skip: () => Promise.reject(new Error('not used')),
     close: async () => void (await corpus.return?.(undefined)),
@@ -115,15 +123,17 @@ export async function tokenizeCorpus(options: TokenizeOptions): Promise<Tokenize
   let truncated = false;
   try {
     for (let ids = await stream.next(); ids !== null; ids = await stream.next()) {
-      const needed = ids.length + (documents > 0 ? 1 : 0);
+      const continued = continues.shift()!;
+      const separated = tokens.length > 0 && !continued;
+      const needed = ids.length + (separated ? 1 : 0);
       if (tokens.length + needed > maxTokens) {
         truncated = true;
         break;
       }
-      if (documents > 0) tokens.pushOne(separator);
+      if (separated) tokens.pushOne(separator);
       tokens.push(ids);
-      documents++;
-      if (documents % 1000 === 0) options.onProgress?.(documents, tokens.length);
+      if (!continued) documents++;
+      if (!continued && documents % 1000 === 0) options.onProgress?.(documents, tokens.length);
     }
   } finally {
     await stream.close();

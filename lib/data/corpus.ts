@@ -10,7 +10,8 @@
  * - anything else: a text file, read as UTF-8; the whole file is one document.
  * Every document longer than `maxDocumentChars` UTF-16 code units is cut into pieces of at most
  * that many (preferring to cut after whitespace in the second half of a piece, never inside a
- * surrogate pair); each piece is a document of its own. Files are streamed in 1 MiB reads and
+ * surrogate pair); each piece is delivered as a document of its own, marked `continued` after the
+ * first. Files are streamed in 1 MiB reads and
  * never held whole: a text file's pieces are cut as the text arrives; at most one JSONL line, or
  * one row group of a Parquet file's text column, is in memory at a time.
  *
@@ -59,6 +60,14 @@ export interface CorpusDocument {
   /** Index of the document among those read from this file (pieces of a cut document count one each). */
   index: number;
   text: string;
+  /** Whether this is a later piece of a document cut at maxDocumentChars (it continues the one before). */
+  continued: boolean;
+}
+
+/** What a file reader yields: a document, or a piece of one (continued: not its first). */
+interface Piece {
+  text: string;
+  continued: boolean;
 }
 
 export interface CorpusReport {
@@ -212,15 +221,17 @@ class SkipLog {
   }
 }
 
-/** `text` cut into pieces of at most `max` characters (see the file header). */
-function* cutDocument(text: string, max: number): Generator<string> {
+/** `text` cut into pieces of at most `max` characters (see the file header); `continuing`: it is itself the rest of a document. */
+function* cutDocument(text: string, max: number, continuing = false): Generator<Piece> {
   let rest = text;
+  let continued = continuing;
   while (rest.length > max) {
     const cut = cutPoint(rest, max);
-    yield rest.slice(0, cut);
+    yield { text: rest.slice(0, cut), continued };
     rest = rest.slice(cut);
+    continued = true;
   }
-  if (rest.length > 0) yield rest;
+  if (rest.length > 0) yield { text: rest, continued };
 }
 
 /** Where to end a piece of at most `max` characters of `text` (longer than `max`). */
@@ -277,11 +288,11 @@ function describeError(error: Error): string {
 }
 
 interface FileReader {
-  (path: string, options: Required<CorpusOptions>, skip: SkipLog): AsyncGenerator<string>;
+  (path: string, options: Required<CorpusOptions>, skip: SkipLog): AsyncGenerator<Piece>;
 }
 
 /** A text file: one document, decoded as it streams in and cut into pieces as they fill. */
-async function* readTextFile(path: string, options: Required<CorpusOptions>, skip: SkipLog): AsyncGenerator<string> {
+async function* readTextFile(path: string, options: Required<CorpusOptions>, skip: SkipLog): AsyncGenerator<Piece> {
   const chunks = fileChunks(path);
   let failed = false;
   const unreadable = (error: Error): void => {
@@ -293,6 +304,8 @@ async function* readTextFile(path: string, options: Required<CorpusOptions>, ski
   let first = true;
   let sawText = false;
   let invalid = false;
+  /** Whether a piece of the file's text has been yielded (the file is one document). */
+  let cutAlready = false;
   try {
     for (;;) {
       const chunk = await nextChunk(chunks, unreadable);
@@ -314,8 +327,9 @@ async function* readTextFile(path: string, options: Required<CorpusOptions>, ski
       if (pending.length > 0) sawText = true;
       while (pending.length > options.maxDocumentChars) {
         const cut = cutPoint(pending, options.maxDocumentChars);
-        yield pending.slice(0, cut);
+        yield { text: pending.slice(0, cut), continued: cutAlready };
         pending = pending.slice(cut);
+        cutAlready = true;
       }
     }
     if (carry.length > 0) {
@@ -327,14 +341,14 @@ async function* readTextFile(path: string, options: Required<CorpusOptions>, ski
     }
     if (invalid) skip.add(path, 'utf8', INVALID_UTF8_REASON);
     if (!sawText && !failed) skip.add(path, 'empty', first ? 'empty file' : 'empty file (no text after the byte-order mark)');
-    yield* cutDocument(pending, options.maxDocumentChars);
+    yield* cutDocument(pending, options.maxDocumentChars, cutAlready);
   } finally {
     await chunks.return?.();
   }
 }
 
 /** A JSONL file: one document per line, split on newline bytes as the file streams in. */
-async function* readJsonlFile(path: string, options: Required<CorpusOptions>, skip: SkipLog): AsyncGenerator<string> {
+async function* readJsonlFile(path: string, options: Required<CorpusOptions>, skip: SkipLog): AsyncGenerator<Piece> {
   const chunks = fileChunks(path);
   const field = options.textField;
   let lineNumber = 0;
@@ -366,7 +380,7 @@ async function* readJsonlFile(path: string, options: Required<CorpusOptions>, sk
       skip.add(path, 'empty-text', `empty "${field}" (first at line ${lineNumber})`);
       return null;
     }
-    if (!valid) skip.add(path, 'utf8', INVALID_UTF8_REASON);
+    if (!valid && text.includes('\uFFFD')) skip.add(path, 'utf8', INVALID_UTF8_REASON); // the repair reached the text, not only another field
     return text;
   };
   const tooLong = (line: number): void =>
@@ -435,7 +449,7 @@ function parseParquetString(bytes: Uint8Array | undefined): string | ReplacedTex
 }
 
 /** A Parquet file: one document per row of the text column, read one row group at a time. */
-async function* readParquetFile(path: string, options: Required<CorpusOptions>, skip: SkipLog): AsyncGenerator<string> {
+async function* readParquetFile(path: string, options: Required<CorpusOptions>, skip: SkipLog): AsyncGenerator<Piece> {
   const field = options.textField;
   let handle;
   try {
@@ -552,9 +566,9 @@ export async function* readCorpusFiles(
   const skip = new SkipLog(report);
   for (const [file, path] of files.entries()) {
     let index = 0;
-    for await (const text of readerFor(path)(path, options, skip)) {
+    for await (const { text, continued } of readerFor(path)(path, options, skip)) {
       report.documents++;
-      yield { file, index: index++, text };
+      yield { file, index: index++, text, continued };
     }
   }
 }

@@ -122,9 +122,9 @@ describe('readCorpus: text files', () => {
     });
     const { documents, report } = await readAll({ paths: [root] });
     expect(documents).toEqual([
-      { file: 0, index: 0, text: 'First file.\n\nSecond paragraph of the first file.\n' },
-      { file: 1, index: 0, text: 'No extension.' },
-      { file: 2, index: 0, text: '# Title\n\nMarkdown body.' },
+      { file: 0, index: 0, text: 'First file.\n\nSecond paragraph of the first file.\n', continued: false },
+      { file: 1, index: 0, text: 'No extension.', continued: false },
+      { file: 2, index: 0, text: '# Title\n\nMarkdown body.', continued: false },
     ]);
     expect(report).toEqual({ files: 3, documents: 3, skipped: [] });
   });
@@ -137,6 +137,7 @@ describe('readCorpus: text files', () => {
     const { documents, report } = await readAll({ paths: [file] });
     expect(documents.length).toBeGreaterThanOrEqual(5);
     expect(documents.map((d) => d.index)).toEqual(documents.map((_, i) => i));
+    expect(documents.map((d) => d.continued)).toEqual(documents.map((_, i) => i > 0)); // one document, in pieces
     for (const document of documents) expect(document.text.length).toBeLessThanOrEqual(1_000_000);
     for (const document of documents.slice(0, -1)) expect(document.text.length).toBeGreaterThanOrEqual(500_000);
     // Cut after a space, and never inside a surrogate pair.
@@ -167,8 +168,8 @@ describe('readCorpus: text files', () => {
     });
     const { documents, report } = await readAll({ paths: [root] });
     expect(documents).toEqual([
-      { file: 3, index: 0, text: 'bad \uFFFD byte and a cut sequence \uFFFD' },
-      { file: 4, index: 0, text: 'Good text.' },
+      { file: 3, index: 0, text: 'bad \uFFFD byte and a cut sequence \uFFFD', continued: false },
+      { file: 4, index: 0, text: 'Good text.', continued: false },
     ]);
     expect(report.files).toBe(5);
     expect(report.documents).toBe(2);
@@ -223,6 +224,7 @@ describe('readCorpus: JSONL', () => {
     expect(documents[1]!.text).toBe('bad \uFFFD(');
     const pieces = documents.slice(2);
     expect(pieces.length).toBeGreaterThanOrEqual(5);
+    expect(documents.map((d) => d.continued)).toEqual(documents.map((_, i) => i > 2)); // the third line's pieces
     expect(pieces.every((d) => d.text.length <= 1_000_000)).toBe(true);
     expect(pieces.map((d) => d.text).join('')).toBe(long);
     expect(report.skipped).toEqual([
