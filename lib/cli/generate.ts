@@ -45,8 +45,13 @@ export function parseSteer(values: readonly string[]): Record<number, number> {
  * Generation stops at the tokenizer's EOS (the end of a document), as HF's generate does, unless
  * --ignore-eos; the EOS itself is not printed.
  */
-export function eosOptions(tokenizer: Tokenizer, ignoreEos: boolean | undefined): { stopTokens: number[] } {
-  return { stopTokens: !ignoreEos && tokenizer.eosTokenId !== null ? [tokenizer.eosTokenId] : [] };
+/**
+ * The tokenizer's side of generating: stop at its EOS (unless ignoreEos), and pick only ids it can
+ * decode where the model's vocabulary (modelVocab) is padded beyond its own.
+ */
+export function eosOptions(tokenizer: Tokenizer, ignoreEos: boolean | undefined, modelVocab?: number): { stopTokens: number[]; vocabularyLimit?: number } {
+  const stopTokens = !ignoreEos && tokenizer.eosTokenId !== null ? [tokenizer.eosTokenId] : [];
+  return modelVocab !== undefined && modelVocab > tokenizer.vocabSize ? { stopTokens, vocabularyLimit: tokenizer.vocabSize } : { stopTokens };
 }
 
 /** The text of generated `tokens`, without a final stop token. */
@@ -109,8 +114,9 @@ export function registerGenerate(program: Command): void {
         }
         const prompt = Int32Array.from([...bos, ...tokenizer.encode(flags.prompt)]);
         checkLength(prompt.length, sampling.maxNewTokens, model.config.nPositions);
-        const { stopTokens } = eosOptions(tokenizer, flags.ignoreEos);
-        const tokens = await generate(model, prompt, { ...sampling, ...(flags.greedy ? { greedy: true } : {}), interventions, stopTokens });
+        const limits = eosOptions(tokenizer, flags.ignoreEos, model.config.vocabSize);
+        const { stopTokens } = limits;
+        const tokens = await generate(model, prompt, { ...sampling, ...(flags.greedy ? { greedy: true } : {}), interventions, ...limits });
         process.stdout.write(`${flags.prompt}${generatedText(tokenizer, tokens, stopTokens)}\n`);
       } finally {
         sae?.dispose();

@@ -106,11 +106,12 @@ export function registerSteer(program: Command): void {
         const bos = flags.bos && tokenizer.bosTokenId !== null ? [tokenizer.bosTokenId] : [];
         const prompt = Int32Array.from([...bos, ...tokenizer.encode(flags.prompt)]);
         checkLength(prompt.length, options.maxNewTokens, model.config.nPositions);
-        const { stopTokens } = eosOptions(tokenizer, flags.ignoreEos);
-        const plain = await generate(model, prompt, { ...options, stopTokens });
+        const limits = eosOptions(tokenizer, flags.ignoreEos, model.config.vocabSize);
+        const { stopTokens } = limits;
+        const plain = await generate(model, prompt, { ...options, ...limits });
         // The BOS position, where the SAE was never trained, keeps its activation.
         const steering = (splice: Intervention) => (bos.length > 0 ? exceptFirstPosition(splice) : splice);
-        const steered = await generate(model, prompt, { ...options, stopTokens, interventions: { [hook]: steering(saeSplice(sae, { keepError: true, clamp: { [feature]: value } })) } });
+        const steered = await generate(model, prompt, { ...options, ...limits, interventions: { [hook]: steering(saeSplice(sae, { keepError: true, clamp: { [feature]: value } })) } });
         const text = (tokens: number[] | Int32Array) => generatedText(tokenizer, tokens, stopTokens);
         process.stdout.write(
           `--- unsteered\n${flags.prompt}${text(plain)}\n` + `--- steered: feature ${feature} pinned to ${value.toPrecision(4)} at ${hook}\n${flags.prompt}${text(steered)}\n`,

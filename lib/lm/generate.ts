@@ -18,7 +18,12 @@ export interface GenerateOptions {
   seed?: number;
   interventions?: Readonly<Record<string, Intervention>>;
   /** Stop after producing one of these tokens (it is included in the output). */
-  stopTokens?: readonly number[];
+  stopTokens?: readonly number[] | Int32Array;
+  /**
+   * Pick only ids below this (default: the model's vocabulary): a tokenizer's vocabulary, where the
+   * model's embedding is padded beyond it (e.g. 50,304 rows for GPT-2's 50,257 tokens).
+   */
+  vocabularyLimit?: number;
 }
 
 /** Picks a token from one row of logits. */
@@ -30,18 +35,37 @@ export function pickToken(logits: Float32Array, options: { temperature: number; 
     for (let v = 1; v < logits.length; v++) if (logits[v]! > logits[best]!) best = v;
     return best;
   }
+  const filtered = (options.topK > 0 && options.topK < logits.length) || options.topP < 1;
+  if (!filtered) {
+    // Every token is a candidate: drawn from the softmax at the temperature in id order, no sort.
+    let max = logits[0]!;
+    for (let v = 1; v < logits.length; v++) if (logits[v]! > max) max = logits[v]!;
+    const weights = new Float64Array(logits.length);
+    let total = 0;
+    for (let v = 0; v < logits.length; v++) total += weights[v] = Math.exp((logits[v]! - max) / options.temperature);
+    let u = rng.uniform() * total;
+    for (let v = 0; v < logits.length; v++) {
+      u -= weights[v]!;
+      if (u < 0) return v;
+    }
+    let last = logits.length - 1; // rounding left u >= 0: the last id of nonzero weight
+    while (weights[last] === 0) last--;
+    return last;
+  }
   // Candidates by decreasing logit; top-k, softmax at the temperature, then top-p.
-  let order = Array.from(logits.keys()).sort((a, b) => logits[b]! - logits[a]! || a - b);
+  let order = byDecreasingLogit(logits);
   if (options.topK > 0 && options.topK < order.length) {
     // Every token tied with the k-th stays a candidate (as HF's top-k removes only logits below it).
     let k = options.topK;
     const kth = logits[order[k - 1]!]!;
     while (k < order.length && logits[order[k]!]! === kth) k++;
-    order = order.slice(0, k);
+    order = order.subarray(0, k);
   }
   const max = logits[order[0]!]!;
-  const weights = order.map((v) => Math.exp((logits[v]! - max) / options.temperature));
-  const total = weights.reduce((a, b) => a + b, 0);
+  const weights = new Float64Array(order.length);
+  for (let i = 0; i < order.length; i++) weights[i] = Math.exp((logits[order[i]!]! - max) / options.temperature);
+  let total = 0;
+  for (const w of weights) total += w;
   let keep = order.length;
   if (options.topP < 1) {
     let cumulative = 0;
@@ -53,14 +77,35 @@ export function pickToken(logits: Float32Array, options: { temperature: number; 
       }
     }
   }
-  const kept = weights.slice(0, keep);
-  const keptTotal = kept.reduce((a, b) => a + b, 0);
+  let keptTotal = 0;
+  for (let i = 0; i < keep; i++) keptTotal += weights[i]!;
   let u = rng.uniform() * keptTotal;
   for (let i = 0; i < keep; i++) {
-    u -= kept[i]!;
+    u -= weights[i]!;
     if (u < 0) return order[i]!;
   }
   return order[keep - 1]!;
+}
+
+/**
+ * The ids of `logits` (finite) by decreasing logit, ties by increasing id. Sorted as numbers, not
+ * through a comparator: id v's key is (2^32 − 1 − m(logit)) · 2^21 + v, m mapping float32 bit
+ * patterns to unsigned integers in the floats' order (−0 as +0), exact in a double for up to 2^21 ids.
+ */
+function byDecreasingLogit(logits: Float32Array): Int32Array {
+  const n = logits.length;
+  if (n > 2 ** 21) throw new RangeError(`at most 2^21 logits can be ordered (got ${n})`);
+  const bits = new Uint32Array(logits.buffer, logits.byteOffset, n); // a Float32Array's offset is 4-aligned
+  const keys = new Float64Array(n);
+  for (let v = 0; v < n; v++) {
+    const b = bits[v] === 0x80000000 ? 0 : bits[v]!; // −0 as +0
+    const ordered = b & 0x80000000 ? ~b >>> 0 : (b | 0x80000000) >>> 0; // m: negatives reversed below the positives
+    keys[v] = (0xffffffff - ordered) * 2 ** 21 + v;
+  }
+  keys.sort();
+  const order = new Int32Array(n);
+  for (let i = 0; i < n; i++) order[i] = keys[i]! % 2 ** 21;
+  return order;
 }
 
 /** Positions the model runs over to continue a prompt of `promptLength` tokens by `maxNewTokens`: all but the last new token. */
@@ -75,9 +120,13 @@ export async function generate(model: Gpt2Model, prompt: Int32Array, options: Ge
   if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 0) throw new RangeError(`maxNewTokens must be an integer >= 0 (got ${maxNewTokens})`);
   if (!(prompt instanceof Int32Array)) throw new TypeError('the prompt must be an Int32Array of token ids');
   if (prompt.length < 1) throw new RangeError('the prompt must hold at least one token');
-  if (options.stopTokens !== undefined && (!Array.isArray(options.stopTokens) || !options.stopTokens.every((t) => Number.isSafeInteger(t)))) {
-    throw new TypeError('stopTokens must be an array of token ids');
-  }
+  const V = model.config.vocabSize;
+  const stopTokens = options.stopTokens === undefined ? [] : options.stopTokens instanceof Int32Array ? Array.from(options.stopTokens) : options.stopTokens;
+  if (!Array.isArray(stopTokens) || !stopTokens.every((t) => Number.isSafeInteger(t))) throw new TypeError('stopTokens must be an array (or Int32Array) of token ids');
+  const outside = stopTokens.find((t) => t < 0 || t >= V);
+  if (outside !== undefined) throw new RangeError(`stop token ${outside} is outside the vocabulary [0, ${V})`);
+  const limit = options.vocabularyLimit ?? V;
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > V) throw new RangeError(`vocabularyLimit must be an integer in [1, ${V}], the model's vocabulary (got ${limit})`);
   const temperature = options.greedy ? 0 : (options.temperature ?? 1);
   if (!Number.isFinite(temperature) || temperature < 0) throw new RangeError(`temperature must be >= 0 (got ${temperature})`);
   const topK = options.topK ?? 0;
@@ -90,15 +139,14 @@ export async function generate(model: Gpt2Model, prompt: Int32Array, options: Ge
     throw new RangeError(`prompt (${prompt.length}) + maxNewTokens (${maxNewTokens}) − 1 positions exceed the model's n_positions ${model.config.nPositions}`);
   }
   const rng = new Rng(options.seed ?? 0);
-  const stop = new Set(options.stopTokens ?? []);
-  const V = model.config.vocabSize;
+  const stop = new Set(stopTokens);
   const out: number[] = [];
   using cache = model.createCache(1, capacity);
   let input = prompt;
   while (out.length < maxNewTokens) {
     const result = await model.forward(input, 1, { cache, logits: true, ...(options.interventions ? { interventions: options.interventions } : {}) });
     using logits = result.logits!;
-    const last = logits.readRange((input.length - 1) * V, V) as Float32Array; // logits[T − 1, :]
+    const last = logits.readRange((input.length - 1) * V, limit) as Float32Array; // logits[T − 1, :limit]
     const token = pickToken(last, { temperature, topK, topP }, rng);
     out.push(token);
     if (stop.has(token)) break;

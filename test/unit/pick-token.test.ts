@@ -42,4 +42,35 @@ describe('pickToken', () => {
     expect(counts[0]).toBe(0);
     expect(chiSquared(counts.slice(1), [1 / 3, 1 / 3, 1 / 3])).toBeLessThan(13.8); // 2 d.o.f., p = 0.001
   });
+
+  it('orders candidates as a comparator sort by decreasing logit, ties by id, does: the same tokens for each seed', () => {
+    // The reference: the candidates sorted with a comparator, then the same top-k, softmax, top-p and draw.
+    const reference = (logits: Float32Array, o: { temperature: number; topK: number; topP: number }, rng: Rng): number => {
+      let order = Array.from(logits.keys()).sort((a, b) => logits[b]! - logits[a]! || a - b);
+      if (o.topK > 0 && o.topK < order.length) {
+        let k = o.topK;
+        while (k < order.length && logits[order[k]!] === logits[order[o.topK - 1]!]) k++;
+        order = order.slice(0, k);
+      }
+      const weights = order.map((v) => Math.exp((logits[v]! - logits[order[0]!]!) / o.temperature));
+      const total = weights.reduce((a, b) => a + b, 0);
+      let keep = order.length;
+      if (o.topP < 1) {
+        let cumulative = 0;
+        for (let i = 0; i < order.length; i++) if ((cumulative += weights[i]! / total) >= o.topP) { keep = i + 1; break; }
+      }
+      let u = rng.uniform() * weights.slice(0, keep).reduce((a, b) => a + b, 0);
+      for (let i = 0; i < keep; i++) if ((u -= weights[i]!) < 0) return order[i]!;
+      return order[keep - 1]!;
+    };
+    const rng = new Rng(5);
+    for (let trial = 0; trial < 60; trial++) {
+      const V = 1 + rng.int(700);
+      // Ties, negative and positive values, and both zeros.
+      const logits = Float32Array.from({ length: V }, () => [0, -0, 1.5, -1.5][rng.int(4)]! + (rng.uniform() < 0.5 ? 0 : Math.fround(rng.normal() * 3)));
+      for (const o of [{ temperature: 0.8, topK: 5, topP: 1 }, { temperature: 1.3, topK: 0, topP: 0.9 }, { temperature: 1, topK: 40, topP: 0.5 }]) {
+        for (let seed = 0; seed < 5; seed++) expect(pickToken(logits, o, new Rng(seed))).toBe(reference(logits, o, new Rng(seed)));
+      }
+    }
+  });
 });
