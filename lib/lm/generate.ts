@@ -144,9 +144,9 @@ export async function generate(model: Gpt2Model, prompt: Int32Array, options: Ge
   using cache = model.createCache(1, capacity);
   let input = prompt;
   while (out.length < maxNewTokens) {
-    const result = await model.forward(input, 1, { cache, logits: true, ...(options.interventions ? { interventions: options.interventions } : {}) });
-    using logits = result.logits!;
-    const last = logits.readRange((input.length - 1) * V, limit) as Float32Array; // logits[T − 1, :limit]
+    const result = await model.forward(input, 1, { cache, logits: 'last', ...(options.interventions ? { interventions: options.interventions } : {}) });
+    using logits = result.logits!; // [1, V]: the last position's
+    const last = logits.readRange(0, limit) as Float32Array; // logits[0, :limit]
     const token = pickToken(last, { temperature, topK, topP }, rng);
     out.push(token);
     if (stop.has(token)) break;

@@ -18,6 +18,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 
 import { type BackendName, resolveBackend } from '../backend.js';
+import { gatherRows } from '../ops.js';
 import { type DType, Tensor } from '../tensor.js';
 import { type Gpt2Config, ModelConfigError, loadGpt2Config } from './config.js';
 import { modelFolderProblem } from './default-model.js';
@@ -43,8 +44,11 @@ export interface ForwardOptions {
   capture?: readonly string[];
   /** Interventions by hook name, applied before capture at the same hook. */
   interventions?: Readonly<Record<string, Intervention>>;
-  /** Return the logits [batch × T, vocab] (the caller disposes them). */
-  logits?: boolean;
+  /**
+   * Return the logits [batch × T, vocab] (the caller disposes them); 'last': only each sequence's
+   * last position's, [batch, vocab] (what a generation step reads), the rest never computed.
+   */
+  logits?: boolean | 'last';
   /** Return the next-token cross-entropy of every position but the last, [batch, T − 1]. */
   loss?: boolean;
   /** Continue the sequences held in this cache (their length is the position offset); the forward then runs to the end. */
@@ -236,11 +240,13 @@ export class Gpt2Model {
       throw new RangeError(`T = ${T} exceeds the model's n_positions ${cfg.nPositions}`);
     }
     if (options.loss && T < 2) throw new RangeError('the loss needs at least 2 positions per sequence');
+    if (options.logits !== undefined && typeof options.logits !== 'boolean' && options.logits !== 'last') throw new TypeError(`logits must be true, false or 'last' (got ${String(options.logits)})`);
+    if (options.logits === 'last' && options.loss) throw new RangeError("logits: 'last' leaves out the logits the loss needs; ask for logits: true");
     const interventions = options.interventions ?? {};
     const capture = new Set(options.capture ?? []);
     for (const name of [...capture, ...Object.keys(interventions)]) hookPoint(cfg, name);
     // A forward with a cache always runs to the end, so every layer's keys and values are stored.
-    const needOutput = options.logits === true || options.loss === true || cache !== undefined;
+    const needOutput = options.logits === true || options.logits === 'last' || options.loss === true || cache !== undefined;
     const needed = [...capture, ...Object.keys(interventions)].map((n) => hookPoint(cfg, n).order);
     const stopOrder = needOutput ? Infinity : needed.length ? Math.max(...needed) : -1;
     if (!needOutput && stopOrder < 0) throw new RangeError('nothing to compute: ask for logits, loss, or a hook to capture');
@@ -339,12 +345,35 @@ export class Gpt2Model {
         if (await at(`${p}hook_resid_post`, resid)) return done();
       }
       const finalHook = 'ln_final.hook_normalized';
-      const normedF = capture.has(finalHook) || interventions[finalHook] ? tmp('normed', [rows, C]) : normed;
-      await layerNorm(resid, this.#lnFW, this.#lnFB, cfg.layerNormEps, normedF);
-      if (await at(finalHook, normedF)) return done();
+      const hooked = capture.has(finalHook) || interventions[finalHook] !== undefined;
+      const lastOnly = options.logits === 'last';
+      // Rows b·T + T − 1: each sequence's last position.
+      const lastRows = () => {
+        const idx = tmp('lastRows', [batch], 'i32');
+        idx.upload(Int32Array.from({ length: batch }, (_, b) => b * T + T - 1));
+        return idx;
+      };
+      let head: Tensor; // the unembedding's input: the final layer norm's output, of every row or of the last
+      if (lastOnly && !hooked) {
+        // The final layer norm of the last rows only (each row's is its own).
+        const last = tmp('lastResid', [batch, C]);
+        await gatherRows(resid, lastRows(), last, 0, { indicesChecked: true });
+        head = this.precision === 'bf16' ? tmp('lastNormedBf', [batch, C], 'bf16') : tmp('lastNormed', [batch, C]);
+        await layerNorm(last, this.#lnFW, this.#lnFB, cfg.layerNormEps, head);
+      } else {
+        const normedF = hooked ? tmp('normed', [rows, C]) : normed;
+        await layerNorm(resid, this.#lnFW, this.#lnFB, cfg.layerNormEps, normedF);
+        if (await at(finalHook, normedF)) return done();
+        head = normedF;
+        if (lastOnly) {
+          head = tmp('lastNormed', [batch, C]); // normedF is f32 here (its hook looks at it)
+          await gatherRows(normedF, lastRows(), head, 0, { indicesChecked: true });
+        }
+      }
+      const logitRows = lastOnly ? batch : rows;
       // Returned logits belong to the caller; logits only needed for the loss live in scratch.
-      logits = options.logits ? Tensor.empty([rows, cfg.vocabSize], { backend: this.backend }) : tmp('logits', [rows, cfg.vocabSize]);
-      await linearT(normedF, this.#unembed, null, logits, this.precision);
+      logits = options.logits ? Tensor.empty([logitRows, cfg.vocabSize], { backend: this.backend }) : tmp('logits', [rows, cfg.vocabSize]);
+      await linearT(head, this.#unembed, null, logits, this.precision);
       if (cache) cache.length = offset + T;
       let loss: ForwardResult['loss'] = null;
       if (options.loss) {
