@@ -121,6 +121,7 @@ export async function tokenizeCorpus(options: TokenizeOptions): Promise<Tokenize
   const tokens = new TokenBuffer(tokenizer.vocabSize);
   let documents = 0;
   let truncated = false;
+  let documentStart = 0; // the buffer's length before the current document (and its separator)
   try {
     for (let ids = await stream.next(); ids !== null; ids = await stream.next()) {
       const continued = continues.shift()!;
@@ -128,8 +129,14 @@ export async function tokenizeCorpus(options: TokenizeOptions): Promise<Tokenize
       const needed = ids.length + (separated ? 1 : 0);
       if (tokens.length + needed > maxTokens) {
         truncated = true;
+        if (continued) {
+          // Whole documents only: the pieces of this one already kept go too.
+          tokens.length = documentStart;
+          documents--;
+        }
         break;
       }
+      if (!continued) documentStart = tokens.length;
       if (separated) tokens.pushOne(separator);
       tokens.push(ids);
       if (!continued) documents++;

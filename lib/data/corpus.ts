@@ -380,7 +380,9 @@ async function* readJsonlFile(path: string, options: Required<CorpusOptions>, sk
       skip.add(path, 'empty-text', `empty "${field}" (first at line ${lineNumber})`);
       return null;
     }
-    if (!valid && text.includes('\uFFFD')) skip.add(path, 'utf8', INVALID_UTF8_REASON); // the repair reached the text, not only another field
+    // The repair reached the text (not only another field; a text with a U+FFFD of its own beside
+    // invalid bytes elsewhere on its line counts too).
+    if (!valid && text.includes('\uFFFD')) skip.add(path, 'utf8', INVALID_UTF8_REASON);
     return text;
   };
   const tooLong = (line: number): void =>

@@ -410,7 +410,7 @@ int launch(const Op& op, int M, int N, int K, const bf16* A, int lda, const bf16
   auto kernel = gemm_wgmma_kernel<AMN, BMN, Epi>;
   MS_TRY(check(op, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes)),
                "cudaFuncSetAttribute"));
-  const int k_tiles = (K + kBK - 1) / kBK;
+  const int k_tiles = int((K + (long long)kBK - 1) / kBK);
   const long long items = (long long)((N + (long long)kBN - 1) / kBN) * ((M + (long long)kBM - 1) / kBM) * splits;
   const long long blocks = block_count(items, k_tiles, splits, device_multiprocessors());
   kernel<<<static_cast<unsigned int>(blocks), wgmma_layout::kThreads, kSmemBytes, op.stream>>>(M, N, k_tiles, splits,
@@ -483,7 +483,7 @@ int gemm_wgmma(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, co
   };
   const long long tiles = (long long)((M + (long long)kBM - 1) / kBM) * ((N + (long long)kBN - 1) / kBN);
   // Too few output tiles for the GPU: K is split (split_count of gemm_wgmma_layout.h).
-  return store_with_splits(op, M, N, split_count(tiles, (K + kBK - 1) / kBK, device_multiprocessors()), epilogue, run);
+  return store_with_splits(op, M, N, split_count(tiles, int((K + (long long)kBK - 1) / kBK), device_multiprocessors()), epilogue, run);
 }
 
 int gemm_wgmma(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const bf16* A, int lda, const bf16* B,

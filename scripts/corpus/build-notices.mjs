@@ -18,8 +18,8 @@
  * the first documents of train.jsonl, up to --max-tokens). So the number of end-of-text tokens
  * in the shard gives the number of documents: one separator between two documents, plus one for
  * every "<|endoftext|>" written inside a document's text (the tokenizer matches that text as the
- * token). A document longer than the tokenize CLI's 1,000,000-character cut (it would be
- * several documents in the shard) is refused, as is a count that no prefix matches.
+ * token; a document the tokenize CLI reads in pieces is still one). A count that no prefix
+ * matches is refused.
  *
  * For each package (sorted: npm packages, then Debian packages, each by name): name, version,
  * the licence it declares, how many of its documents each shipped shard holds, the copyright
@@ -45,9 +45,6 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
 /** Where Debian keeps the standard licence texts its copyright files refer to. */
 export const COMMON_LICENCES = '/usr/share/common-licenses';
-
-/** The tokenize CLI cuts documents longer than this (lib/data/corpus.ts CORPUS_DEFAULTS.maxDocumentChars). */
-const MAX_DOCUMENT_CHARS = 1_000_000;
 
 /** Licence files of an npm package: LICENSE, LICENCE, COPYING, NOTICE, any case, any extension or suffix. */
 const NPM_LICENCE_FILE = /^(?:licen[cs]e|copying|notice)(?:[.-][^/]*)?$/i;
@@ -163,9 +160,6 @@ export function shardDocuments(shard, jsonl, endOfText) {
   if (tokens.length > 0) {
     let seen = -1;
     for (const document of jsonlDocuments(jsonl)) {
-      if (document.text.length > MAX_DOCUMENT_CHARS) {
-        throw new Error(`${jsonl}:${document.line}: a document of ${document.text.length} characters, which the tokenize CLI cuts into pieces: cannot count the shard's documents`);
-      }
       seen += 1 + occurrences(document.text, endOfText.text);
       documents.push(document);
       if (seen >= separators) break;

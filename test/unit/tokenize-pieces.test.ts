@@ -46,3 +46,19 @@ it('counts a JSONL document as repaired only when its text held the invalid byte
   expect(texts).toEqual(['clean', 'dirty \uFFFD']);
   expect(report.skipped.map((s) => s.count)).toEqual([1]);
 });
+
+it('keeps whole documents under --max-tokens, dropping the kept pieces of one that does not fit', async () => {
+  const words = Array.from({ length: 400 }, (_, i) => `word${i % 37}`).join(' ');
+  writeFileSync(path.join(dir, 'first.txt'), 'a short first document');
+  writeFileSync(path.join(dir, 'second.txt'), words);
+  const paths = [path.join(dir, 'first.txt'), path.join(dir, 'second.txt')];
+  const whole = await tokenizeCorpus({ tokenizer: tokenizerDir, corpus: paths, out: path.join(dir, 'whole.tokens'), threads: 0, maxDocumentChars: 500 });
+  const out = path.join(dir, 'cut.tokens');
+  const result = await tokenizeCorpus({ tokenizer: tokenizerDir, corpus: paths, out, threads: 0, maxDocumentChars: 500, maxTokens: whole.shard.tokens - 50 });
+  expect(result.truncated).toBe(true);
+  expect(result.documents).toBe(1);
+  const shard = await openTokenShard(out);
+  const ids = await shard.read(0, shard.info.tokens);
+  await shard.close();
+  expect((await Tokenizer.load(tokenizerDir)).decode(ids)).toBe('a short first document');
+});
