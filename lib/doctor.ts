@@ -47,8 +47,9 @@ function hopperGemmUse(value: string | undefined): string {
 }
 
 /**
- * What doctor can say when the addon itself does not load (no binary fits, or it fails to load):
- * the error, the platform and the settings, for `doctor --json`.
+ * What doctor can say without a backend: the error, the platform and the settings. All of
+ * `doctor --json` when the addon itself does not load; the start of the report when it loads but
+ * the backends cannot be set up.
  */
 export function doctorFailure(error: unknown): Pick<DoctorReport, 'node' | 'platform' | 'backend' | 'settings' | 'unknownSettings'> & { addonPath: null } {
   const message = error instanceof Error ? error.message : String(error);
@@ -75,16 +76,9 @@ export function doctorReport(): DoctorReport {
     // the addon loaded directly (it loads as it did for the backends; an addon that does not load
     // leaves nothing to report, and its error is thrown).
     const { addon, path: addonPath } = loadAddon();
-    const message = (error as Error).message;
-    return {
-      node: process.version,
-      platform: `${process.platform}-${process.arch}`,
-      addonPath,
-      backend: { requested: process.env.MONOSEMANTIC_BACKEND ?? '', active: null, error: message },
-      cpu: addon.cpuInfo(),
-      cuda: { loaded: false, libraryPath: cudaLibraryPath(addonPath), reason: message },
-      ...settingsInEffect(),
-    };
+    const { node, platform, backend, settings, unknownSettings } = doctorFailure(error);
+    const cuda = { loaded: false, libraryPath: cudaLibraryPath(addonPath), reason: backend.error! };
+    return { node, platform, addonPath, backend, cpu: addon.cpuInfo(), cuda, settings, unknownSettings };
   }
   const addon = nativeAddon();
   const report: DoctorReport = {

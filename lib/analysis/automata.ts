@@ -13,6 +13,7 @@
  * their weakest edge.
  */
 import type { SparseRows } from '../ops.js';
+import { extremes } from './extremes.js';
 
 /** Which features fire on each token of a token set, with their activations (CSR rows). */
 export class FiringRecord {
@@ -117,7 +118,8 @@ export async function findAutomata(
   const bTokens = new Int32Array(n * topTokens).fill(-1);
   const bWeights = new Float64Array(n * topTokens);
   for (let x = 0; x < n; x++) {
-    const top = topPositive(logits.subarray(x * V, (x + 1) * V), topTokens);
+    const row = logits.subarray(x * V, (x + 1) * V);
+    const top = extremes(row, topTokens, (a, b) => a > b, (t) => row[t]! > 0); // its largest positive weights, largest first
     let total = 0;
     for (const t of top) total += logits[x * V + t]!;
     top.forEach((t, k) => {
@@ -223,21 +225,6 @@ function forEachFeatureTransitions(record: FiringRecord, visit: (x: number, fire
     for (const y of followers) count[y] = 0;
     followers.length = 0;
   }
-}
-
-/** The indices of the `k` largest positive values of row, largest first (ties: the lower index first). */
-function topPositive(row: Float32Array, k: number): number[] {
-  const top: number[] = []; // sorted: row[top[0]] >= row[top[1]] >= ...
-  if (k < 1) return top;
-  for (let t = 0; t < row.length; t++) {
-    const v = row[t]!;
-    if (!(v > 0) || (top.length === k && v <= row[top[k - 1]!]!)) continue;
-    if (top.length === k) top.pop();
-    let i = top.length;
-    while (i > 0 && row[top[i - 1]!]! < v) i--; // after every kept value >= v: ties keep the lower index first
-    top.splice(i, 0, t);
-  }
-  return top;
 }
 
 /** The first stretch where cycle[0], cycle[1], ... fire on consecutive tokens, once round the loop and back to the start. */

@@ -4,6 +4,7 @@
  * unit-normalised rows, a chunk of rows at a time.
  */
 import { linearT } from '../lm/ops.js';
+import { extremes } from './extremes.js';
 import { Tensor } from '../tensor.js';
 import type { BackendName } from '../backend.js';
 
@@ -42,17 +43,9 @@ export async function nearestByDecoder(W_dec: Float32Array, n: number, d: number
   const out: [number, number][][] = [];
   await forEachCosineChunk(W_dec, n, W_dec, n, d, backend, (i0, rows, c) => {
     for (let r = 0; r < rows; r++) {
-      const best: [number, number][] = [];
-      for (let j = 0; j < n; j++) {
-        if (j === i0 + r) continue;
-        const v = c[r * n + j]!;
-        if (best.length === k && v <= best[k - 1]![1]) continue;
-        let at = best.length === k ? k - 1 : best.length;
-        while (at > 0 && v > best[at - 1]![1]) at -= 1;
-        best.splice(at, 0, [j, v]);
-        if (best.length > k) best.pop();
-      }
-      out.push(best.map(([j, v]) => [j, Math.round(v * 1e4) / 1e4])); // ranked on the exact cosines, rounded for display
+      const row = c.subarray(r * n, (r + 1) * n); // cosines of row i0 + r with every row
+      // Ranked on the exact cosines, rounded for display.
+      out.push(extremes(row, k, (a, b) => a > b, (j) => j !== i0 + r).map((j) => [j, Math.round(row[j]! * 1e4) / 1e4]));
     }
   });
   return out;

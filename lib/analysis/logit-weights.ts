@@ -13,6 +13,7 @@ import type { Gpt2Config } from '../lm/config.js';
 import type { Gpt2Weights } from '../lm/weights.js';
 import { Tensor } from '../tensor.js';
 import type { BackendName } from '../backend.js';
+import { extremes } from './extremes.js';
 
 /**
  * The layer whose MLP output weights carry an SAE's decoder directions to the logits: L for an SAE
@@ -116,17 +117,4 @@ function summarise(row: Float32Array, k: number): LogitWeightSummary {
   const bottom = extremes(row, k, (a, b) => a < b);
   const entry = (id: number): [number, number] => [id, Math.round((row[id]! - median) * 1e4) / 1e4];
   return { top: top.map(entry), bottom: bottom.map(entry) };
-}
-
-/** The ids of the k values of `row` that come first under `before` (ties: lower id first), in that order. */
-function extremes(row: Float32Array, k: number, before: (a: number, b: number) => boolean): number[] {
-  const ids: number[] = [];
-  for (let v = 0; v < row.length; v++) {
-    if (ids.length === k && !before(row[v]!, row[ids[k - 1]!]!)) continue;
-    let at = ids.length === k ? k - 1 : ids.length;
-    while (at > 0 && before(row[v]!, row[ids[at - 1]!]!)) at -= 1;
-    ids.splice(at, 0, v);
-    if (ids.length > k) ids.pop();
-  }
-  return ids;
 }

@@ -139,6 +139,11 @@ export async function evaluateSae(model: Gpt2Model, sae: SparseAutoencoder, hook
   };
 }
 
+/** The ultra-low-density count as the commands print it: with its share of dSae, or n/a where `rows` (more than 1e6 needed) cannot resolve a density below 1e-6. */
+export function formatUltraLow(count: number, dSae: number, rows: number, unit: string): string {
+  return rows > 1e6 ? `${count} (${((100 * count) / dSae).toFixed(2)}%)` : `n/a (needs more than 1,000,000 ${unit})`;
+}
+
 /** The log10-density histogram: features per bin [b·binWidth, (b + 1)·binWidth) of log10 density, the non-empty bins in order (a feature firing on every token is in [0, binWidth)); dead features (density 0) counted apart. */
 export function densityHistogram(density: Float64Array, binWidth = 0.5): { dead: number; bins: { from: number; to: number; count: number }[] } {
   const bins = new Map<number, number>();

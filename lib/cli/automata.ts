@@ -20,7 +20,7 @@ import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { nonNegativeIntegerFlag, nonNegativeNumberFlag, optionWithDefault, positiveIntegerFlag, prepareOutputFile } from './flags.js';
 import { SAE_MODEL_HELP, analysisContextLength, saeModelDir } from './sae-model.js';
-import { createProgress } from './progress.js';
+import { contextProgress } from './progress.js';
 
 interface AutomataFlags {
   progress?: boolean;
@@ -81,7 +81,7 @@ export function registerAutomata(program: Command): void {
         const T = analysisContextLength(flags.contextLength, loaded.metadata.contextSize, model.config.nPositions);
         const contexts = await readContexts({ paths: flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')], textField: flags.textField, tokenizer, contextLength: T, seed: 0 }, limit);
         const record = new FiringRecord(sae.dSae, model.config.vocabSize);
-        const progress = createProgress({ total: contexts.length / T, label: 'automata', unit: 'contexts', stream: process.stderr, enabled: flags.progress !== false && process.stderr.isTTY === true });
+        const progress = contextProgress('automata', contexts.length / T, flags.progress);
         await forEachFeatureBatch(model, sae, hook, contexts, T, (f, ids, c0) => {
           record.absorb(f, ids, T);
           progress.update(c0 + ids.length / T);

@@ -19,7 +19,7 @@ import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { positiveIntegerFlag } from './flags.js';
 import { SAE_MODEL_HELP, analysisContextLength, saeModelDir } from './sae-model.js';
-import { createProgress } from './progress.js';
+import { contextProgress } from './progress.js';
 
 interface BrowseFlags {
   sae?: string;
@@ -192,7 +192,7 @@ export function registerBrowse(program: Command): void {
         await mkdir(dataDir, { recursive: true });
         // The port is taken before the (long) statistics pass; requests meanwhile find nothing yet.
         serving = port === null ? null : await serveFolder(flags.out, port);
-        const progress = createProgress({ total: contexts.length / T, label: 'browse', unit: 'contexts', stream: process.stderr, enabled: flags.progress !== false && process.stderr.isTTY === true });
+        const progress = contextProgress('browse', contexts.length / T, flags.progress);
         const facts = await writeFeatureReport({ model, modelDir, tokenizer, sae, saeDir, hook, contexts, T, onProgress: (done) => progress.update(done, {}) }, dataDir).finally(
           () => progress.stop(), // a failed pass too: the bar's timer would keep the process alive
         );

@@ -25,7 +25,7 @@ import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { Tensor } from '../tensor.js';
 import { numberFlag, optionWithDefault, positiveIntegerFlag, prepareOutputFile } from './flags.js';
 import { analysisContextLength, saeModelDir } from './sae-model.js';
-import { createProgress } from './progress.js';
+import { contextProgress } from './progress.js';
 
 interface CompareFlags {
   progress?: boolean;
@@ -121,7 +121,7 @@ export function registerCompare(program: Command): void {
         const sameSpace = sameModel && hookA === hookB && a.sae.dIn === b.sae.dIn;
         using neurons = sameSpace ? null : new CorrelationAccumulator(a.sae.dIn, b.sae.dIn);
         const batch = 8;
-        const progress = createProgress({ total: n, label: 'compare', unit: 'contexts', stream: process.stderr, enabled: flags.progress !== false && process.stderr.isTTY === true });
+        const progress = contextProgress('compare', n, flags.progress);
         try {
           for (let c0 = 0; c0 < n; c0 += batch) {
             const m = Math.min(batch, n - c0);

@@ -8,7 +8,7 @@ import path from 'node:path';
 
 import type { Command } from 'commander';
 
-import { densityHistogram, evaluateSae } from '../analysis/sae-eval.js';
+import { densityHistogram, evaluateSae, formatUltraLow } from '../analysis/sae-eval.js';
 import { readContexts } from '../data/corpus-contexts.js';
 import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
@@ -17,7 +17,7 @@ import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { optionWithDefault, positiveIntegerFlag } from './flags.js';
 import { SAE_MODEL_HELP, analysisContextLength, saeModelDir } from './sae-model.js';
-import { createProgress } from './progress.js';
+import { contextProgress } from './progress.js';
 
 interface EvalFlags {
   sae: string;
@@ -60,7 +60,7 @@ export function registerEval(program: Command): void {
         const paths = flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')];
         const count = flags.contexts !== undefined ? positiveIntegerFlag('--contexts', flags.contexts) : Number.MAX_SAFE_INTEGER;
         const contexts = await readContexts({ paths, textField: flags.textField, tokenizer, contextLength, seed: 0 }, count);
-        const progress = createProgress({ total: contexts.length / contextLength, label: 'eval', unit: 'contexts', stream: process.stderr, enabled: flags.progress !== false && process.stderr.isTTY === true });
+        const progress = contextProgress('eval', contexts.length / contextLength, flags.progress);
         const { density, ...e } = await evaluateSae(model, sae, hook, contexts, contextLength, { onProgress: (done) => progress.update(done) }).finally(() => progress.stop());
         const histogram = densityHistogram(density);
         if (flags.json) {
@@ -73,7 +73,7 @@ export function registerEval(program: Command): void {
           `${flags.sae} on ${hook} of ${modelDir}`,
           `  ${e.contexts} contexts of ${contextLength} tokens: ${e.rows.toLocaleString('en-US')} activations (BOS positions excluded)`,
           `  MSE ${e.mse.toPrecision(4)} per element   fraction of variance unexplained ${e.fvu.toFixed(4)}   L0 ${e.l0.toFixed(2)}`,
-          `  dead ${e.dead} of ${e.dSae} (${pct(e.dead / e.dSae)}; no activation on ${e.rows.toLocaleString('en-US')} tokens)   ultra-low density (< 1e-6) ${e.rows > 1e6 ? `${e.ultraLow} (${pct(e.ultraLow / e.dSae)})` : `n/a (needs more than 1,000,000 tokens)`}`,
+          `  dead ${e.dead} of ${e.dSae} (${pct(e.dead / e.dSae)}; no activation on ${e.rows.toLocaleString('en-US')} tokens)   ultra-low density (< 1e-6) ${formatUltraLow(e.ultraLow, e.dSae, e.rows, 'tokens')}`,
           `  next-token loss (nats, ${e.loss.tokens.toLocaleString('en-US')} tokens): clean ${e.loss.clean.toFixed(4)}   spliced ${e.loss.spliced.toFixed(4)}   zero-ablated ${e.loss.zeroAblated.toFixed(4)}`,
           `  loss recovered ${pct(e.loss.fractionRecovered)}   KL(clean ‖ spliced) ${e.loss.klSpliced.toFixed(4)} nats/token`,
           `  log10 feature density:`,

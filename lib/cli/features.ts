@@ -17,7 +17,7 @@ import { packageRoot } from '../native/load.js';
 import { loadSaeLensAsSae } from '../sae/saelens.js';
 import { optionWithDefault, positiveIntegerFlag } from './flags.js';
 import { SAE_MODEL_HELP, analysisContextLength, saeModelDir } from './sae-model.js';
-import { createProgress } from './progress.js';
+import { contextProgress } from './progress.js';
 
 interface FeaturesFlags {
   sae: string;
@@ -62,7 +62,7 @@ export function registerFeatures(program: Command): void {
         const T = analysisContextLength(flags.contextLength, loaded.metadata.contextSize, model.config.nPositions);
         const paths = flags.data ?? [path.join(packageRoot(), 'corpus', 'val.tokens')];
         const contexts = await readContexts({ paths, textField: flags.textField, tokenizer, contextLength: T, seed: 0 }, flags.contexts !== undefined ? positiveIntegerFlag('--contexts', flags.contexts) : Number.MAX_SAFE_INTEGER);
-        const progress = createProgress({ total: contexts.length / T, label: 'features', unit: 'contexts', stream: process.stderr, enabled: flags.progress !== false && process.stderr.isTTY === true });
+        const progress = contextProgress('features', contexts.length / T, flags.progress);
         const facts = await writeFeatureReport(
           { model, modelDir, tokenizer, sae, saeDir: flags.sae, hook, contexts, T, topK, onProgress: (done) => progress.update(done, {}) },
           flags.out,

@@ -63,6 +63,14 @@ export function createProgress(options: ProgressOptions): Progress {
   return isTTY ? new BarProgress(stream, state) : new PlainProgress(stream, state);
 }
 
+/**
+ * The progress of an analysis pass over `contexts` contexts (features, browse, eval, automata,
+ * compare): on stderr when it is a terminal, unless `flag` (--no-progress) is false.
+ */
+export function contextProgress(label: string, contexts: number, flag: boolean | undefined): Progress {
+  return createProgress({ total: contexts, label, unit: 'contexts', stream: process.stderr, enabled: flag !== false && process.stderr.isTTY === true });
+}
+
 /** The latest count and fields, and the recent rate they imply. */
 class ProgressState {
   done: number;

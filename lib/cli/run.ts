@@ -7,6 +7,7 @@ import path from 'node:path';
 
 import type { Command } from 'commander';
 
+import { formatUltraLow } from '../analysis/sae-eval.js';
 import { RUN_CONFIG_FILE, resolveRunConfig, runMainJob, type MainRunSummary } from '../sae/lm-run.js';
 import { expectRunFolder } from '../io/run-folder.js';
 import { resolvePathKeys, setByPath } from '../sae/train-config.js';
@@ -55,11 +56,6 @@ async function flagsDoc(flags: RunFlags): Promise<Record<string, unknown>> {
   return doc;
 }
 
-/** The ultra-low-density count, where `samples` can resolve a density below 1e-6 (more than 1e6 of them). */
-function ultraLow(count: number, dSae: number, samples: number): string {
-  return samples > 1e6 ? `${count} (${((100 * count) / dSae).toFixed(2)}%)` : 'n/a (needs more than 1,000,000 activations)';
-}
-
 function formatSummary(s: MainRunSummary): string {
   const t = s.train;
   const passes = s.epochs === null ? '' : ` = ${s.epochs.toFixed(2)} passes over the corpus's positions`;
@@ -73,14 +69,14 @@ function formatSummary(s: MainRunSummary): string {
   const e = s.evaluation;
   if (t.dead !== null && t.ultraLow !== null && t.densitySamples !== null && e) {
     lines.push(
-      `  last density window of training (${t.densitySamples.toLocaleString('en-US')} activations): dead ${t.dead} of ${e.dSae} (${pct(t.dead / e.dSae)})   ultra-low density (< 1e-6) ${ultraLow(t.ultraLow, e.dSae, t.densitySamples)}`,
+      `  last density window of training (${t.densitySamples.toLocaleString('en-US')} activations): dead ${t.dead} of ${e.dSae} (${pct(t.dead / e.dSae)})   ultra-low density (< 1e-6) ${formatUltraLow(t.ultraLow, e.dSae, t.densitySamples, 'activations')}`,
     );
   }
   if (e) {
     lines.push(
       `  held out: ${e.contexts} contexts, ${e.rows.toLocaleString('en-US')} activations (BOS positions excluded)`,
       `    MSE ${e.mse.toPrecision(4)} per element   fraction of variance unexplained ${e.fvu.toFixed(4)}   L0 ${e.l0.toFixed(1)}`,
-      `    dead ${e.dead} of ${e.dSae} (${pct(e.dead / e.dSae)}, no activation on these ${e.rows.toLocaleString('en-US')})   ultra-low density (< 1e-6) ${ultraLow(e.ultraLow, e.dSae, e.rows)}`,
+      `    dead ${e.dead} of ${e.dSae} (${pct(e.dead / e.dSae)}, no activation on these ${e.rows.toLocaleString('en-US')})   ultra-low density (< 1e-6) ${formatUltraLow(e.ultraLow, e.dSae, e.rows, 'activations')}`,
       `    next-token loss: clean ${e.loss.clean.toFixed(4)}, SAE spliced in ${e.loss.spliced.toFixed(4)}, zero-ablated ${e.loss.zeroAblated.toFixed(4)} nats`,
       `    loss recovered ${pct(e.loss.fractionRecovered)}   KL(clean ‖ spliced) ${e.loss.klSpliced.toFixed(4)} nats/token`,
     );
