@@ -49,7 +49,7 @@ export function scaleInPlace(x: Tensor, alpha: number): Promise<void> {
  */
 export async function rowSqDist(a: Tensor, b: Tensor | null, out?: Tensor): Promise<Tensor> {
   checkF32(a, 'a');
-  if (a.shape.length !== 2 || a.shape[0]! < 1) throw new RangeError(`a must have shape [rows >= 1, d] (got ${formatShape(a.shape)})`);
+  if (a.shape.length !== 2 || a.shape[0]! < 1 || a.shape[1]! < 1) throw new RangeError(`a must have shape [rows >= 1, d >= 1] (got ${formatShape(a.shape)})`);
   const [rows, d] = a.shape as [number, number];
   if (b !== null) {
     checkF32(b, 'b');
@@ -102,8 +102,8 @@ export function gatherRows(src: Tensor, idx: Tensor, dst: Tensor, dstRow = 0, op
   checkF32(dst, 'dst');
   if (!(idx instanceof Tensor) || idx.disposed || idx.dtype !== 'i32') throw new TypeError('idx must be a live i32 Tensor');
   distinct(dst, 'dst', src, 'src');
-  if (src.shape.length !== 2 || dst.shape.length !== 2 || src.shape[1] !== dst.shape[1]) {
-    throw new RangeError(`src and dst must be [rows, d] with the same d (got ${formatShape(src.shape)} and ${formatShape(dst.shape)})`);
+  if (src.shape.length !== 2 || dst.shape.length !== 2 || src.shape[1] !== dst.shape[1] || src.shape[1]! < 1) {
+    throw new RangeError(`src and dst must be [rows, d >= 1] with the same d (got ${formatShape(src.shape)} and ${formatShape(dst.shape)})`);
   }
   if (src.backend !== dst.backend || idx.backend !== src.backend) throw new TypeError('src, idx and dst must be on one backend');
   const [srcRows, d] = src.shape as [number, number];

@@ -41,16 +41,8 @@ export function pickToken(logits: Float32Array, options: { temperature: number; 
     let max = logits[0]!;
     for (let v = 1; v < logits.length; v++) if (logits[v]! > max) max = logits[v]!;
     const weights = new Float64Array(logits.length);
-    let total = 0;
-    for (let v = 0; v < logits.length; v++) total += weights[v] = Math.exp((logits[v]! - max) / options.temperature);
-    let u = rng.uniform() * total;
-    for (let v = 0; v < logits.length; v++) {
-      u -= weights[v]!;
-      if (u < 0) return v;
-    }
-    let last = logits.length - 1; // rounding left u >= 0: the last id of nonzero weight
-    while (weights[last] === 0) last--;
-    return last;
+    for (let v = 0; v < logits.length; v++) weights[v] = Math.exp((logits[v]! - max) / options.temperature);
+    return drawIndex(weights, weights.length, rng);
   }
   // Candidates by decreasing logit; top-k, softmax at the temperature, then top-p.
   let order = byDecreasingLogit(logits);
@@ -77,14 +69,24 @@ export function pickToken(logits: Float32Array, options: { temperature: number; 
       }
     }
   }
-  let keptTotal = 0;
-  for (let i = 0; i < keep; i++) keptTotal += weights[i]!;
-  let u = rng.uniform() * keptTotal;
-  for (let i = 0; i < keep; i++) {
+  return order[drawIndex(weights, keep, rng)]!;
+}
+
+/**
+ * Index i < count drawn with probability weights[i] / Σ weights[0..count) (one uniform draw). Where
+ * rounding leaves the draw past the end, the last index of nonzero weight.
+ */
+function drawIndex(weights: Float64Array, count: number, rng: Rng): number {
+  let total = 0;
+  for (let i = 0; i < count; i++) total += weights[i]!;
+  let u = rng.uniform() * total;
+  for (let i = 0; i < count; i++) {
     u -= weights[i]!;
-    if (u < 0) return order[i]!;
+    if (u < 0) return i;
   }
-  return order[keep - 1]!;
+  let last = count - 1;
+  while (last > 0 && weights[last] === 0) last--;
+  return last;
 }
 
 /**

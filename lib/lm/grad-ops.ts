@@ -31,6 +31,7 @@ import {
   noAliases,
   rowsOf,
   sameBackend,
+  sameOrDistinct,
 } from './op-checks.js';
 import type { Activation, MatmulPrecision } from './ops.js';
 
@@ -282,6 +283,7 @@ export function activationBackward(kind: Activation, dpost: Tensor, pre: Tensor,
   expectSize(dpost, 'dpost', pre.size, `like pre ${formatShape(pre.shape)}`);
   expectSize(dpre, 'dpre', pre.size, `like pre ${formatShape(pre.shape)}`);
   noAliases({ dpre }, { pre });
+  sameOrDistinct(dpre, 'dpre', dpost, 'dpost');
   sameBackend({ dpost, pre, dpre });
   return nativeAddon().activationBackward({ kind: code, count: pre.size, dpost: dpost.native, pre: pre.native, dpre: dpre.native });
 }
@@ -433,6 +435,7 @@ export function adamW(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, hp: Ada
     checkTensor(clip.sumSquares, 'clip.sumSquares');
     if (clip.sumSquares.size !== 1 || clip.sumSquares.dtype !== 'f32') throw new RangeError(`clip.sumSquares must be one f32 value (got ${clip.sumSquares.dtype} ${formatShape(clip.sumSquares.shape)})`);
     if (clip.sumSquares.backend !== param.backend) throw new TypeError(`clip.sumSquares is on ${clip.sumSquares.backend} but param is on ${param.backend}`);
+    noAliases({ param, m, v }, { 'clip.sumSquares': clip.sumSquares });
     if (typeof clip.maxNorm !== 'number' || !Number.isFinite(clip.maxNorm) || clip.maxNorm < 0) throw new RangeError(`clip.maxNorm must be a finite number >= 0 (got ${clip.maxNorm})`);
   }
   return nativeAddon().adamW({

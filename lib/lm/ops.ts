@@ -99,6 +99,7 @@ function runLinear(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor, 
   expectRows(out, 'out', rows, nOut, `for x ${formatShape(x.shape)} and weight ${formatShape(weight.shape)} ${layout}`);
   distinct(out, 'out', x, 'x');
   distinct(out, 'out', weight, 'weight');
+  if (bias !== null) distinct(out, 'out', bias, 'bias');
   sameBackend(bias === null ? { x, weight, out } : { x, weight, bias, out });
   return nativeAddon().linear({
     rows,

@@ -178,15 +178,16 @@ export class SparseAutoencoder {
   #step(x: Tensor, options: StepOptions, readStats: boolean): Promise<TrainStepStats | undefined> {
     if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object (got ${options === null ? 'null' : typeof options})`);
     const batch = this.#checkBatch(x, 'x', this.dIn);
+    this.#notOwn(x, 'x');
     const clipGradNorm = options.clipGradNorm ?? 0;
     if (typeof clipGradNorm !== 'number' || !(clipGradNorm >= 0) || clipGradNorm === Infinity) {
       throw new RangeError(`clipGradNorm must be a finite number >= 0 (got ${clipGradNorm})`);
     }
     const h = this.#hyper; // as at the call: a later setHyperparameters applies to later steps
-    return this.#enqueue(() => {
+    return this.#enqueue(([held]) => {
       const t = this.#steps + 1;
       const args = {
-        ...this.#gradsArgs(x, batch, h.l1Coeff),
+        ...this.#gradsArgs(held!, batch, h.l1Coeff),
         constrainDecoder: this.constrainDecoder,
         clipGradNorm,
         lr: h.lr,
@@ -210,22 +211,23 @@ export class SparseAutoencoder {
           this.#steps = t;
           return stats;
         });
-    });
+    }, [x]);
   }
 
   /** Loss and gradients on x without updating anything but the firing counts; see `gradients`. */
   computeGradients(x: Tensor): Promise<StepStats> {
     const batch = this.#checkBatch(x, 'x', this.dIn);
+    this.#notOwn(x, 'x');
     const l1Coeff = this.#hyper.l1Coeff;
-    return this.#enqueue(() => nativeAddon().saeGrads(this.#gradsArgs(x, batch, l1Coeff)));
+    return this.#enqueue(([held]) => nativeAddon().saeGrads(this.#gradsArgs(held!, batch, l1Coeff)), [x]);
   }
 
   /** Feature activations f [B, dSae] for x [B, dIn], into `out` when given. */
   encode(x: Tensor, out?: Tensor): Promise<Tensor> {
     const batch = this.#checkBatch(x, 'x', this.dIn);
     const p = this.#params;
-    return this.#intoOutput([batch, this.dSae], out, [x], (o) =>
-      nativeAddon().saeEncode({ ...this.#dims(batch), x: x.native, W_enc: p.W_enc.native, b_enc: p.b_enc.native, b_dec: p.b_dec.native, out: o.native }),
+    return this.#intoOutput([batch, this.dSae], out, [x], (o, [held]) =>
+      nativeAddon().saeEncode({ ...this.#dims(batch), x: held!.native, W_enc: p.W_enc.native, b_enc: p.b_enc.native, b_dec: p.b_dec.native, out: o.native }),
     );
   }
 
@@ -233,8 +235,8 @@ export class SparseAutoencoder {
   decode(f: Tensor, out?: Tensor): Promise<Tensor> {
     const batch = this.#checkBatch(f, 'f', this.dSae);
     const p = this.#params;
-    return this.#intoOutput([batch, this.dIn], out, [f], (o) =>
-      nativeAddon().saeDecode({ ...this.#dims(batch), f: f.native, W_dec: p.W_dec.native, b_dec: p.b_dec.native, out: o.native }),
+    return this.#intoOutput([batch, this.dIn], out, [f], (o, [held]) =>
+      nativeAddon().saeDecode({ ...this.#dims(batch), f: held!.native, W_dec: p.W_dec.native, b_dec: p.b_dec.native, out: o.native }),
     );
   }
 
@@ -362,14 +364,14 @@ export class SparseAutoencoder {
     const p = this.#params;
     const m = this.#moments.m;
     const v = this.#moments.v;
-    return this.#enqueue(() =>
+    return this.#enqueue(([keys, rows]) =>
       nativeAddon().saeResample({
         d: this.dIn,
         n: this.dSae,
         count,
         dead: deadTensor.native,
-        candKeys: candidates.keys.native,
-        candRows: candidates.rows.native,
+        candKeys: keys!.native,
+        candRows: rows!.native,
         encNormFactor,
         W_enc: p.W_enc.native,
         b_enc: p.b_enc.native,
@@ -381,6 +383,7 @@ export class SparseAutoencoder {
         m_W_dec: m.W_dec.native,
         v_W_dec: v.W_dec.native,
       }),
+      [candidates.keys, candidates.rows],
     ).finally(() => deadTensor.dispose());
   }
 
@@ -423,15 +426,21 @@ export class SparseAutoencoder {
     if (this.#pending > 0) throw new TypeError(`SparseAutoencoder.${what} was called while an operation on it is still pending: await it first`);
   }
 
-  #enqueue<T>(op: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `op` after the operations queued before it. It is given views of `inputs` taken now, so
+   * that an input disposed by the caller before the operation runs stays alive until it ends.
+   */
+  #enqueue<T>(op: (held: Tensor[]) => Promise<T>, inputs: Tensor[] = []): Promise<T> {
+    const held = inputs.map((t) => t.view(0, t.shape));
     this.#pending += 1;
     const run = this.#queue
       .then(() => {
         this.#live();
-        return op();
+        return op(held);
       })
       .finally(() => {
         this.#pending -= 1;
+        for (const t of held) t.dispose();
       });
     this.#queue = run.catch(() => undefined);
     return run;
@@ -488,23 +497,33 @@ export class SparseAutoencoder {
   }
 
   /** Runs `op` (queued) into `out`, or into a new tensor of `shape` that is freed if `op` fails. */
-  #intoOutput(shape: [number, number], out: Tensor | undefined, inputs: Tensor[], op: (out: Tensor) => Promise<void>): Promise<Tensor> {
+  #intoOutput(shape: [number, number], out: Tensor | undefined, inputs: Tensor[], op: (out: Tensor, held: Tensor[]) => Promise<void>): Promise<Tensor> {
     if (out !== undefined) {
       this.#checkShape2(out, 'out', shape[1]);
-      const operands: Tensor[] = [...Object.values(this.#params), ...Object.values(this.#grads), ...Object.values(this.#moments.m), ...Object.values(this.#moments.v), ...inputs];
-      if (operands.some((t) => sharesMemory(t, out))) throw new RangeError("out must not be (or overlap) the input or one of this SAE's own tensors");
+      if ([...this.#ownTensors(), ...inputs].some((t) => sharesMemory(t, out))) throw new RangeError("out must not be (or overlap) the input or one of this SAE's own tensors");
       if (out.shape[0] !== shape[0]) throw new RangeError(`out must have shape ${formatShape(shape)} (got ${formatShape(out.shape)})`);
     }
-    return this.#enqueue(async () => {
+    return this.#enqueue(async (held) => {
       const target = out ?? Tensor.empty(shape, { backend: this.backend });
       try {
-        await op(target);
+        await op(target, held);
         return target;
       } catch (error) {
         if (out === undefined) target.dispose();
         throw error;
       }
-    });
+    }, inputs);
+  }
+
+  /** The parameters, gradients, Adam's moments and the step's workspace. */
+  #ownTensors(): Tensor[] {
+    const own = [...Object.values(this.#params), ...Object.values(this.#grads), ...Object.values(this.#moments.m), ...Object.values(this.#moments.v)];
+    return this.#workspace ? [...own, this.#workspace] : own;
+  }
+
+  /** A step's input must not share memory with what the step writes. */
+  #notOwn(t: Tensor, name: string): void {
+    if (this.#ownTensors().some((own) => sharesMemory(own, t))) throw new RangeError(`${name} must not be (or overlap) one of this SAE's own tensors (its parameters, gradients or optimizer state)`);
   }
 
   #checkBatch(t: Tensor, name: string, width: number): number {

@@ -139,9 +139,11 @@ class BackendWorker {
   virtual ~BackendWorker() = default;
   const Backend* backend() const { return operands_.backend; }
 
-  // On the JS thread, as the operation is queued: its place in the backend's order.
+  // On a JS thread, holding queue_order_mutex(), as the operation is queued: its place in the
+  // backend's order.
   void TakeTicket() { ticket_ = operands_.backend->next_ticket++; }
-  // On the JS thread, when queueing failed right after TakeTicket(): no later ticket was taken.
+  // Still holding queue_order_mutex(), when queueing failed right after TakeTicket(): no later
+  // ticket was taken.
   void ReturnTicket() { --operands_.backend->next_ticket; }
 
   // On a libuv worker thread, once every operation queued before it on this backend has run: the
@@ -205,11 +207,22 @@ class QueuedOperation : public Napi::AsyncWorker {
 
  protected:
   void Execute() override { op_->Execute(); }
+  // Settling throws where the JS environment is being torn down (a worker_thread terminated with
+  // operations queued): nothing is left to settle, and the exception must not escape (it would
+  // abort the process).
   void OnOK() override {
     Napi::HandleScope scope(Env());
-    op_->Settle(Env(), deferred_);
+    try {
+      op_->Settle(Env(), deferred_);
+    } catch (const Napi::Error&) {
+    }
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  void OnError(const Napi::Error& e) override {
+    try {
+      deferred_.Reject(e.Value());
+    } catch (const Napi::Error&) {
+    }
+  }
 
  private:
   std::unique_ptr<BackendWorker> op_;
@@ -235,6 +248,7 @@ Napi::Value start_worker(const Napi::CallbackInfo& info, Extra... extra) {
   BackendWorker* worker = op.get();
   auto* queued = new QueuedOperation(env, std::move(op));  // deletes itself once settled
   Napi::Promise promise = queued->promise();
+  std::lock_guard<std::mutex> order(queue_order_mutex());
   worker->TakeTicket();
   try {
     queued->Queue();

@@ -20,8 +20,16 @@ std::mutex g_load_mutex;
 
 Backend& cpu_backend() {
   static std::once_flag once;
-  std::call_once(once, [] { g_cpu.table = ms::cpu::cpu_backend(); });
+  std::call_once(once, [] {
+    g_cpu.table = ms::cpu::cpu_backend();
+    g_cpu.host_memory = true;
+  });
   return g_cpu;
+}
+
+std::mutex& queue_order_mutex() {
+  static std::mutex m;
+  return m;
 }
 
 Backend* cuda_backend() {

@@ -34,6 +34,14 @@ const char* js_array_name(int dtype) {
 }  // namespace
 
 DeviceBuffer::~DeviceBuffer() {
+  if (accounted) {
+    int64_t unused = 0;
+    (void)napi_adjust_external_memory(accounted, -int64_t(bytes), &unused);
+  }
+  if (backend->host_memory) {
+    backend->table->free(ptr);
+    return;
+  }
   std::lock_guard<std::mutex> lock(backend->mutex);
   backend->table->free(ptr);
 }
@@ -89,11 +97,19 @@ Tensor::Tensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tensor>(info) 
   const size_t bytes = numel_ * dtype_size(dtype_);
   void* ptr = nullptr;
   ms_error err{};
-  {
+  if (backend->host_memory) {
+    if (backend->table->alloc(bytes, &ptr, &err) != MS_OK) throw_error(env, err);
+  } else {
     std::lock_guard<std::mutex> lock(backend->mutex);
     if (backend->table->alloc(bytes, &ptr, &err) != MS_OK) throw_error(env, err);
   }
   buffer_ = std::make_shared<DeviceBuffer>(backend, ptr, bytes);
+  if (backend->host_memory && bytes > 0) {
+    // The garbage collector learns what the tensor holds, so handles dropped without dispose()
+    // are collected before the heap they hold grows without bound.
+    int64_t unused = 0;
+    if (napi_adjust_external_memory(env, int64_t(bytes), &unused) == napi_ok) buffer_->accounted = env;
+  }
   info.This().As<Napi::Object>().TypeTag(&kTensorTag);
 }
 

@@ -25,6 +25,10 @@ struct DeviceBuffer {
   Backend* backend;
   void* ptr;
   size_t bytes;
+  // The JS environment told of `bytes` as external memory (host-memory backends), or null. The
+  // buffer is freed on that environment's thread: its last reference is a tensor handle's or an
+  // operation's, both dropped there.
+  napi_env accounted = nullptr;
   DeviceBuffer(Backend* b, void* p, size_t n) : backend(b), ptr(p), bytes(n) {}
   ~DeviceBuffer();
   DeviceBuffer(const DeviceBuffer&) = delete;

@@ -5,6 +5,7 @@
  */
 import { expect, it } from 'vitest';
 
+import { activationBackward, adamW } from '../../lib/lm/grad-ops.js';
 import { activation, add, crossEntropy, embed, klRows, layerNorm, linear, splitQkv } from '../../lib/lm/ops.js';
 import { gatherRows, rowSqDist } from '../../lib/ops.js';
 import { SparseAutoencoder } from '../../lib/sae/sae.js';
@@ -73,4 +74,44 @@ it('refuses outputs that are, or overlap, an input', async () => {
   using input = Tensor.full([1, 4], 0.5, { backend });
   using encView = sae.parameters.W_enc.view(0, [1, 8]);
   await expect(async () => sae.encode(input, encView)).rejects.toThrow(/out must not be \(or overlap\)/);
+  // A step's input inside what the step writes (its gradients, here) is refused too.
+  using inGrads = sae.gradients.W_enc.view(0, [2, 4]);
+  await expect(async () => sae.step(inGrads)).rejects.toThrow("x must not be (or overlap) one of this SAE's own tensors");
+  await expect(async () => sae.computeGradients(inGrads)).rejects.toThrow("x must not be (or overlap) one of this SAE's own tensors");
+});
+
+it('refuses a bias inside the output, a partly overlapping dpre, and a clip norm inside the parameters', async () => {
+  using buffer = Tensor.from(Float32Array.from({ length: 128 }, (_, i) => i % 5), [128], { backend });
+  using x = Tensor.from([1, 2, 3, 4], [2, 2], { backend });
+  using weight = Tensor.from([0, 1, 1, 0], [2, 2], { backend });
+  using out = buffer.view(0, [2, 2]);
+  using bias = buffer.view(0, [2]); // out's first row
+  await expect(async () => linear(x, weight, bias, out, 'f32')).rejects.toThrow('out must not overlap bias (views of one allocation)');
+
+  using pre = Tensor.from(Float32Array.from({ length: 128 }, (_, i) => (i % 3) - 1), [128], { backend });
+  using gradients = Tensor.from(Float32Array.from({ length: 256 }, (_, i) => i + 1), [256], { backend });
+  using wide = gradients.view(0, [128]); // elements 0..127
+  using shifted = gradients.view(64, [128]); // elements 64..191: half of wide
+  await expect(async () => activationBackward('relu', wide, pre, shifted)).rejects.toThrow('dpre must be dpost itself or not overlap it');
+  await activationBackward('relu', wide, pre, wide); // in place on the tensor itself
+
+  using params = Tensor.full([128], 1, { backend });
+  using grad = Tensor.full([64], 0.5, { backend });
+  using m = Tensor.zeros([64], { backend });
+  using v = Tensor.zeros([64], { backend });
+  using param = params.view(0, [64]);
+  using norm = params.view(64, [1]); // the same allocation, outside param: accepted
+  using inParam = params.view(0, [1]);
+  const hp = { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: 1 };
+  await expect(async () => adamW(param, grad, m, v, { ...hp, clip: { sumSquares: inParam, maxNorm: 1 } })).rejects.toThrow('param must not overlap clip.sumSquares');
+  await adamW(param, grad, m, v, { ...hp, clip: { sumSquares: norm, maxNorm: 1 } });
+});
+
+it('names the operand when rows have no columns', async () => {
+  using empty = Tensor.empty([3, 0], { backend });
+  await expect(async () => rowSqDist(empty, null)).rejects.toThrow('a must have shape [rows >= 1, d >= 1] (got [3, 0])');
+  using src = Tensor.empty([4, 0], { backend });
+  using dst = Tensor.empty([2, 0], { backend });
+  using idx = i32([0, 1]);
+  await expect(async () => gatherRows(src, idx, dst)).rejects.toThrow('src and dst must be [rows, d >= 1] with the same d (got [4, 0] and [2, 0])');
 });

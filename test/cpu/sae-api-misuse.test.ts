@@ -52,6 +52,22 @@ describe('SparseAutoencoder', () => {
     expect(overlapped.readParameters()).toEqual(inOrder.readParameters());
   });
 
+  it('runs queued calls on inputs the caller disposed once the calls were made', async () => {
+    using reference = make();
+    using kept = batch(4);
+    const wantStep = await reference.step(kept);
+    const wantCode = Array.from((await reference.encode(kept)).toArray() as Float32Array);
+
+    using sae = make();
+    const x = batch(4);
+    const step = sae.step(x); // the calls below queue behind this one
+    const code = sae.encode(x);
+    x.dispose();
+    expect(await step).toEqual(wantStep);
+    using f = await code;
+    expect(Array.from(f.toArray() as Float32Array)).toEqual(wantCode);
+  });
+
   it('refuses hyperparameters that only go wrong in fp32, and unknown keys', () => {
     using sae = make();
     expect(() => sae.setHyperparameters({ beta2: 0.99999999 })).toThrow(/beta2 must be in \[0, 1\), also once rounded to fp32/);

@@ -73,4 +73,13 @@ describe('pickToken', () => {
       }
     }
   });
+  it('never returns a token of zero probability when rounding leaves the draw past the last weight', () => {
+    // A draw of 1 (the end of the interval: what rounding can leave) walks past every weight. The
+    // weights of tokens 2 and 3, exp(-1e4) and exp(-2e4), underflow to 0, so every way of drawing must
+    // land on token 1, the last that can be drawn (top-k 3 keeps token 2 as a candidate).
+    const edge = { uniform: () => 1 } as unknown as Rng;
+    const logits = Float32Array.of(0, 0, -1e4, -2e4);
+    expect(pickToken(logits, { temperature: 1, topK: 0, topP: 1 }, edge)).toBe(1);
+    expect(pickToken(logits, { temperature: 1, topK: 3, topP: 1 }, edge)).toBe(1);
+  });
 });
