@@ -3,12 +3,12 @@
  * compiling a Vega-Lite spec and rendering it with Vega's headless SVG renderer, so it works
  * offline and without a canvas. writeTrainingCurves draws a run's metrics log.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 
 import type { TopLevelSpec } from 'vega-lite';
 
+import { writeFileAtomic } from '../io/atomic.js';
 import { readMetrics, type MetricsRecord } from '../sae/metrics-log.js';
 
 export interface CurveSeries {
@@ -106,6 +106,7 @@ export async function writeTrainingCurves(metricsPath: string, svgPath: string, 
     xLabel: 'step',
     panels,
   });
+  await mkdir(path.dirname(svgPath), { recursive: true });
   await writeFileAtomic(svgPath, svg);
 }
 
@@ -181,17 +182,4 @@ function seriesOf(records: MetricsRecord[], key: string, name = key): CurveSerie
     if (isFiniteNumber(value)) points.push({ x: record.step, y: value });
   }
   return { name, points };
-}
-
-/** Replaces filePath with data so that readers see the old or the new file, never a mix. */
-async function writeFileAtomic(filePath: string, data: string): Promise<void> {
-  await mkdir(path.dirname(filePath), { recursive: true });
-  const temporary = `${filePath}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  try {
-    await writeFile(temporary, data, 'utf8');
-    await rename(temporary, filePath);
-  } catch (error) {
-    await rm(temporary, { force: true });
-    throw error;
-  }
 }

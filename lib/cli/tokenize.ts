@@ -12,6 +12,7 @@ import type { Command } from 'commander';
 import { CorpusError, readCorpus, reportVerb, type CorpusReport } from '../data/corpus.js';
 import { documentTokens, tokenizerThreads, type DocumentTexts } from '../data/document-tokens.js';
 import { writeTokenShard, type TokenShardInfo } from '../data/token-shards.js';
+import { removeAbandonedTempFiles } from '../io/atomic.js';
 import { TOKENIZER_FILE, Tokenizer } from '../lm/tokenizer.js';
 import { nonNegativeIntegerFlag, positiveIntegerFlag, prepareOutputFile } from './flags.js';
 
@@ -101,6 +102,8 @@ export async function tokenizeCorpus(options: TokenizeOptions): Promise<Tokenize
   // Before the tokenising, which can take minutes: the folder is created (as `run -o` and
   // `harvest -o` create theirs), or the output refused in one line.
   await prepareOutputFile('--out', options.out);
+  // A run killed while writing left its temporary file (as large as the shard) beside the output.
+  await removeAbandonedTempFiles(path.dirname(path.resolve(options.out)), (target) => target === path.basename(options.out));
   const report: CorpusReport = { files: 0, documents: 0, skipped: [] };
   const corpus = readCorpus({ paths: options.corpus, textField: options.textField ?? 'text', ...(options.maxDocumentChars !== undefined ? { maxDocumentChars: options.maxDocumentChars } : {}) }, report);
   // Whether each text handed to the tokenizer continues the one before (a piece of a document cut

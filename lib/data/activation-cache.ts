@@ -40,6 +40,8 @@ export interface CacheManifest {
   d: number;
   shards: CacheShard[];
   describes?: ActivationDescription;
+  /** While the build has not finished: the rows it plans (readers refuse such a manifest). */
+  incomplete?: { rows: number };
 }
 
 interface BuildState {
@@ -276,7 +278,15 @@ export async function buildActivationCache(options: BuildCacheOptions): Promise<
       starts.push(position ?? null);
       written += n;
       position = structuredClone(source.state());
-      const next: CacheManifest = { format: MANIFEST_FORMAT, version: 1, dtype, d, shards, ...(options.describes ? { describes: options.describes } : {}) };
+      const next: CacheManifest = {
+        format: MANIFEST_FORMAT,
+        version: 1,
+        dtype,
+        d,
+        shards,
+        ...(options.describes ? { describes: options.describes } : {}),
+        ...(written < options.rows ? { incomplete: { rows: options.rows } } : {}),
+      };
       await writeFileAtomic(manifestFile, `${JSON.stringify(next, null, 2)}\n`);
       const state: BuildState = { version: 1, rows: options.rows, shardRows, dtype, rowsWritten: written, complete: written >= options.rows, source: position, of, starts };
       await writeFileAtomic(buildFile, `${JSON.stringify(state)}\n`);

@@ -13,7 +13,9 @@
  *   time any of its rows is read, and a mismatch is an ActivationFileError naming the shard. A
  *   manifest may say what the activations are of (`describes`: model, hook, context size, dataset,
  *   as SAELens's metadata names them; `monosemantic harvest` writes it), and an SAE trained on them
- *   is exported with that metadata unless its config names its own.
+ *   is exported with that metadata unless its config names its own. While a cache is being built
+ *   its manifest also holds `incomplete: {"rows": <the rows planned>}`, and is refused until the
+ *   build has finished.
  */
 import { createHash } from 'node:crypto';
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
@@ -85,6 +87,7 @@ export const ActivationManifestSchema = z.object({
     )
     .min(1),
   describes: ActivationDescriptionSchema.optional(),
+  incomplete: z.object({ rows: z.number().int().positive() }).optional(),
 });
 export type ActivationManifest = z.infer<typeof ActivationManifestSchema>;
 
@@ -271,6 +274,13 @@ export async function readActivationManifest(path: string): Promise<ActivationMa
 /** One file per shard of a manifest, after checking each shard's size (its SHA-256, when recorded, on the first read). */
 async function openManifest(path: string): Promise<ActivationFile[]> {
   const manifest = await readActivationManifest(path);
+  if (manifest.incomplete) {
+    const built = manifest.shards.reduce((sum, shard) => sum + shard.rows, 0);
+    throw new ActivationFileError(
+      path,
+      `the activation cache is incomplete: ${built.toLocaleString('en-US')} of ${manifest.incomplete.rows.toLocaleString('en-US')} rows were built before its build stopped; run the same \`monosemantic harvest\` command again to finish it`,
+    );
+  }
   const itemBytes = ACTIVATION_ITEM_BYTES[manifest.dtype];
   const shardPaths = manifest.shards.map((shard) => resolve(dirname(path), shard.path));
   for (const [i, shard] of manifest.shards.entries()) {

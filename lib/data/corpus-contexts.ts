@@ -8,9 +8,11 @@
  * and skipped, instead of ending silently.
  */
 import { stat } from 'node:fs/promises';
+import path from 'node:path';
 
 import { glob, isDynamicPattern } from 'tinyglobby';
 
+import { isTempFileName } from '../io/atomic.js';
 import type { Tokenizer } from '../lm/tokenizer.js';
 import { ContextStreamError, openContextStream, type ContextStreamState } from './contexts.js';
 import { type CorpusReport, reportVerb } from './corpus.js';
@@ -43,10 +45,13 @@ export async function resolveCorpusPaths(paths: readonly string[], field = 'path
     const found = await stat(p).catch(() => null);
     if (found?.isDirectory()) files = await glob('**/*', { cwd: p, absolute: true, onlyFiles: true, dot: false });
     else if (!found && isDynamicPattern(p)) files = await glob(p, { absolute: true, onlyFiles: true, expandDirectories: false, dot: false });
+    // An atomic write's temporary file (of a tokenize run that was killed) is no part of the corpus.
+    if (files !== null) files = files.filter((f) => !isTempFileName(path.basename(f)));
     if (files === null) expanded.push({ shards: isShardFile(p) ? [p] : null });
     else {
       const shards = files.filter(isShardFile);
-      if (shards.length > 0 && shards.length < files.length) throw new ContextStreamError(`${field}: ${p} mixes token shards (.tokens) and other files; give one kind`);
+      const other = files.find((f) => !isShardFile(f));
+      if (shards.length > 0 && other !== undefined) throw new ContextStreamError(`${field}: ${p} mixes token shards (.tokens) and other files (${other}); give one kind`);
       expanded.push({ shards: shards.length > 0 ? shards.sort() : null });
     }
   }

@@ -53,15 +53,27 @@ export async function writeFileAtomic(filePath: string, data: Buffer | string): 
 /** A temporary file of writeFileAtomic: `<name>.tmp-<pid>-<12 hex digits>`. */
 const TEMP_NAME = /^(.+)\.tmp-(\d+)-[0-9a-f]{12}$/;
 
+/** Whether a file name is one of writeFileAtomic's temporary files. */
+export function isTempFileName(name: string): boolean {
+  return TEMP_NAME.test(name);
+}
+
 /**
  * Removes the temporary files writeFileAtomic left in `dir` when its process was killed mid-write
  * (those whose target name passes `isOurs` and whose writing process is gone); returns their names.
- * "Gone" is judged by process id on this machine: a folder written by processes on several
- * machines at once (a shared filesystem) is not supported.
+ * A missing `dir` has none. "Gone" is judged by process id on this machine: a folder written by
+ * processes on several machines at once (a shared filesystem) is not supported.
  */
 export async function removeAbandonedTempFiles(dir: string, isOurs: (target: string) => boolean): Promise<string[]> {
   const removed: string[] = [];
-  for (const name of await readdir(dir)) {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return removed;
+    throw error;
+  }
+  for (const name of names) {
     const match = TEMP_NAME.exec(name);
     if (match === null || !isOurs(match[1]!) || processIsAlive(Number(match[2]))) continue;
     await rm(path.join(dir, name), { force: true });

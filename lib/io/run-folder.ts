@@ -4,8 +4,10 @@
  * with an `sae` section. Used to name the right command when a folder is resumed, or reused, by
  * another.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+
+import { isTempFileName, removeAbandonedTempFiles } from './atomic.js';
 
 export type RunFolderKind = 'run' | 'train' | 'lm train';
 
@@ -30,4 +32,41 @@ export async function expectRunFolder(dir: string, expected: RunFolderKind): Pro
   if (kind !== null && kind !== expected) {
     throw new RangeError(`${dir} holds a \`monosemantic ${kind}\` run, not a \`monosemantic ${expected}\` one: resume it with \`monosemantic ${kind} --resume ${dir}\``);
   }
+}
+
+/** The entries of a folder; none where it does not exist. */
+async function entries(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
+    throw error;
+  }
+}
+
+/**
+ * Why a fresh run of one of the `accepted` kinds may not write into `dir`, or null when it may: a
+ * missing or empty folder, or one left by a start of such a run that failed before its first
+ * checkpoint, is fine; a folder of anything else (a model folder, another command's run, a user's
+ * files) would have files replaced.
+ */
+export async function freshRunFolderProblem(dir: string, accepted: readonly RunFolderKind[]): Promise<string | null> {
+  const kind = await runFolderKind(dir);
+  if (kind !== null) {
+    return accepted.includes(kind) ? null : `${dir} holds a \`monosemantic ${kind}\` run: resume it with \`monosemantic ${kind} --resume ${dir}\`, or choose another folder`;
+  }
+  const foreign: string[] = [];
+  for (const name of await entries(dir)) {
+    if (isTempFileName(name)) continue;
+    if (name === 'checkpoints' && (await entries(path.join(dir, name))).length === 0) continue;
+    foreign.push(name);
+  }
+  if (foreign.length === 0) return null;
+  const listed = foreign.slice(0, 3).join(', ') + (foreign.length > 3 ? `, and ${foreign.length - 3} more` : '');
+  return `${dir} is not empty and holds no monosemantic run (${listed}): a run would replace files there; choose a new or empty folder`;
+}
+
+/** Removes the temporary files a killed run left in its folder, its sae/ and its model/ (run-folder writes are atomic: tmp, then rename). */
+export async function removeAbandonedRunWrites(dir: string): Promise<void> {
+  for (const sub of ['', 'sae', 'model']) await removeAbandonedTempFiles(path.join(dir, sub), () => true);
 }

@@ -22,10 +22,11 @@ import { openShardContextStream, type ShardContextState, type ShardContextStream
 import { deviceDescription } from '../doctor.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { type Checkpoint, type CheckpointLayout, CheckpointError, latestGoodCheckpoint, listCheckpoints, writeCheckpoint } from '../io/checkpoint.js';
+import { freshRunFolderProblem, removeAbandonedRunWrites } from '../io/run-folder.js';
 import { decodeSafetensors, encodeSafetensors, tensorToFloat32 } from '../io/safetensors.js';
 import { packageRoot } from '../native/load.js';
 import { MetricsLog, readMetrics } from '../sae/metrics-log.js';
-import { TrainingError, type ProgressDisplay } from '../sae/trainer.js';
+import { TrainingError, noCheckpointMessage, type ProgressDisplay } from '../sae/trainer.js';
 import { checkGpt2Config, type Gpt2Config } from './config.js';
 import { initGpt2Weights } from './init.js';
 import { type LmTrainConfig, lmLearningRateAt, lmTotalSteps, tokensPerStep } from './train-config.js';
@@ -146,11 +147,14 @@ export async function trainLm(config: LmTrainConfig, options: { resume?: boolean
   let checkpoint: Checkpoint<z.infer<typeof LM_CHECKPOINT_LAYOUT.state>> | null = null;
   if (options.resume) {
     checkpoint = await latestGoodCheckpoint(checkpointsDir, LM_CHECKPOINT_LAYOUT, (e) => log(`skipping unusable checkpoint: ${e.message}`));
-    if (!checkpoint) throw new TrainingError(`no usable checkpoint under ${checkpointsDir} to resume from`);
+    if (!checkpoint) throw new TrainingError(noCheckpointMessage(checkpointsDir));
     const at = checkpoint.state.step;
     if (at > total) throw new TrainingError(`the checkpoint is at step ${at}, past the run's ${total} steps: give at least ${at} steps to resume it`);
   } else if ((await listCheckpoints(checkpointsDir)).length > 0) {
     throw new TrainingError(`${outDir} already holds a run; resume it (--resume ${outDir}) or choose another outDir`);
+  } else {
+    const problem = await freshRunFolderProblem(outDir, ['lm train']);
+    if (problem !== null) throw new TrainingError(problem);
   }
   // The stream checks its own state (version, fingerprint) when it opens.
   const state = (checkpoint?.state ?? null) as RunState | null;
@@ -212,8 +216,10 @@ export async function trainLm(config: LmTrainConfig, options: { resume?: boolean
       log(`warning: training.warmupSteps (${t.warmupSteps}) is not below the run's ${total} steps: the learning rate never leaves its warm-up (set training.warmupSteps lower)`);
     }
     await mkdir(outDir, { recursive: true });
+    await removeAbandonedRunWrites(outDir);
     await writeFileAtomic(path.join(outDir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
-    metrics = await MetricsLog.open(path.join(outDir, 'metrics.jsonl'), { truncateAfterStep: step, warn: log });
+    // A fresh run starts an empty log (a start that failed before its first checkpoint may have left one).
+    metrics = await MetricsLog.open(path.join(outDir, 'metrics.jsonl'), { truncateAfterStep: checkpoint ? step : -1, warn: log });
     progress = options.makeProgress?.(step, total) ?? null;
     const say = (line: string) => (progress ? progress.log(line) : log(line));
     const started = performance.now();

@@ -22,7 +22,7 @@ import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { packageRoot } from '../native/load.js';
 import { listCheckpoints } from '../io/checkpoint.js';
-import { runFolderKind } from '../io/run-folder.js';
+import { freshRunFolderProblem, runFolderKind } from '../io/run-folder.js';
 import { ConfigError, type TrainConfig } from './train-config.js';
 import { machineDefaults, parseRunConfig, type RunConfig, stepSchedule, trainerConfig, withDefaults } from './run-config.js';
 import { loadSaeLensAsSae } from './saelens.js';
@@ -148,6 +148,10 @@ export async function runMainJob(runConfig: RunConfig, options: { resume?: boole
   if (!options.resume && (await listCheckpoints(path.join(outDir, 'checkpoints'))).length > 0) {
     const kind = (await runFolderKind(outDir)) ?? 'run';
     throw new TrainingError(`${outDir} already holds a \`monosemantic ${kind}\` run; resume it (monosemantic ${kind} --resume ${outDir}) or choose another outDir`);
+  }
+  if (!options.resume) {
+    const problem = await freshRunFolderProblem(outDir, ['run']);
+    if (problem !== null) throw new TrainingError(problem);
   }
   const width = model.hooks.find((h) => h.name === config.hook)?.width;
   if (width === undefined) throw new ConfigError([`hook: the model has no hook '${config.hook}'`]);

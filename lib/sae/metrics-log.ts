@@ -5,9 +5,10 @@
  * drops lines that are not records (a crash or power loss can leave NULs), with a warning, rather
  * than making the run impossible to resume.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+
+import { writeFileAtomic } from '../io/atomic.js';
 
 /** One line of the log. Non-finite numbers are stored (and read back) as null. */
 export interface MetricsRecord {
@@ -263,36 +264,4 @@ async function lastNewlineEnd(file: FileHandle, size: number): Promise<number> {
     end = start;
   }
   return 0;
-}
-
-/** Replaces filePath with data so that readers see the old or the new file, never a mix. */
-async function writeFileAtomic(filePath: string, data: string): Promise<void> {
-  const temporary = `${filePath}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  try {
-    const file = await open(temporary, 'w');
-    try {
-      await file.writeFile(data, 'utf8');
-      await file.sync();
-    } finally {
-      await file.close();
-    }
-    await rename(temporary, filePath);
-  } catch (error) {
-    await rm(temporary, { force: true });
-    throw error;
-  }
-  await syncDirectory(path.dirname(filePath));
-}
-
-/** fsyncs a folder so a rename in it survives a crash; skipped where folders cannot be opened. */
-async function syncDirectory(directory: string): Promise<void> {
-  let handle: FileHandle | undefined;
-  try {
-    handle = await open(directory, 'r');
-    await handle.sync();
-  } catch {
-    // Some platforms (Windows) cannot open or fsync a folder; the rename itself stands.
-  } finally {
-    await handle?.close();
-  }
 }

@@ -22,6 +22,7 @@ import { type BackendName, resolveBackend } from '../backend.js';
 import { type ActivationSource, type ActivationSourceState, openActivationSource } from '../data/activation-source.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { type Checkpoint, type CheckpointLayout, CheckpointError, latestGoodCheckpoint, listCheckpoints, readCheckpoint, writeCheckpoint } from '../io/checkpoint.js';
+import { freshRunFolderProblem, removeAbandonedRunWrites } from '../io/run-folder.js';
 import { decodeSafetensors, encodeSafetensors, tensorToFloat32, tensorToFloat64, type LoadedTensor } from '../io/safetensors.js';
 import { columnStats, rowSqDist, scaleInPlace } from '../ops.js';
 import { Rng } from '../random.js';
@@ -34,6 +35,11 @@ import { SparseAutoencoder, type TrainStepStats } from './sae.js';
 import { saveSaeLens } from './saelens.js';
 import { l1CoeffAt, learningRateAt } from './schedules.js';
 import { type TrainConfig, parseTrainConfig, totalSteps } from './train-config.js';
+
+/** The error of a resume that finds nothing to resume, and how such a run starts again. */
+export function noCheckpointMessage(checkpointsDir: string): string {
+  return `no usable checkpoint under ${checkpointsDir} to resume from (a run stopped before its first checkpoint starts again from the beginning: run the command that started it)`;
+}
 
 export class TrainingError extends Error {
   constructor(message: string) {
@@ -192,11 +198,16 @@ export async function train(input: TrainConfig, options: { resume?: boolean; che
     checkpoint = await readCheckpoint(options.checkpoint, SAE_CHECKPOINT_LAYOUT);
   } else if (options.resume) {
     checkpoint = await latestGoodCheckpoint(checkpointsDir, SAE_CHECKPOINT_LAYOUT, (e) => log(`skipping unusable checkpoint: ${e.message}`));
-    if (!checkpoint) throw new TrainingError(`no usable checkpoint under ${checkpointsDir} to resume from`);
+    if (!checkpoint) throw new TrainingError(noCheckpointMessage(checkpointsDir));
   } else if ((await listCheckpoints(checkpointsDir)).length > 0) {
     throw new TrainingError(`${outDir} already holds a run; resume it (--resume ${outDir}) or choose another outDir`);
+  } else {
+    // `run` trains in its own folder (run.json beside this trainer's files).
+    const problem = await freshRunFolderProblem(outDir, ['train', 'run']);
+    if (problem !== null) throw new TrainingError(problem);
   }
   await mkdir(outDir, { recursive: true });
+  await removeAbandonedRunWrites(outDir);
 
   const state = checkpoint?.state ?? null;
   const data = config.data;
@@ -314,7 +325,7 @@ export async function train(input: TrainConfig, options: { resume?: boolean; che
     await writeFileAtomic(path.join(outDir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
     progress = options.makeProgress?.(step, total) ?? null;
     // A fresh run starts an empty log (a start that failed before its first checkpoint may have left one).
-    metrics = await MetricsLog.open(path.join(outDir, 'metrics.jsonl'), { truncateAfterStep: step, warn: log });
+    metrics = await MetricsLog.open(path.join(outDir, 'metrics.jsonl'), { truncateAfterStep: checkpoint ? step : -1, warn: log });
     const snapshotAt = snapshotSteps(config, total);
     // A resample at (or past) the last step would export features no step has trained: skipped.
     const resampleAt = new Set(config.resampling.enabled ? config.resampling.steps.filter((r) => r < total) : []);

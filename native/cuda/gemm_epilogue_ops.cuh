@@ -131,7 +131,8 @@ struct FeatureGradOp {
 
 // The store epilogue of either kernel, K split `splits` ways: run(epi, splits) launches the kernel
 // with `epi`. One split stores into C directly; more write their partial products to scratch
-// P [splits, M, N], which one pass then sums in order into C (deterministic).
+// P [splits, M, N], which one pass then sums in order into C (deterministic). Splitting is only
+// for speed: where the device has no room for P, the product runs unsplit.
 // Whether the store epilogue may write pairs: fp32 C 8-byte aligned, or bf16 C_bf 4-byte aligned, and ldc even.
 inline bool store_pair_ok(const EpilogueStore& e) {
   return (e.C_bf ? aligned(e.C_bf, 4) : aligned(e.C, 8)) && e.ldc % 2 == 0;
@@ -141,7 +142,12 @@ template <typename Run>
 int store_with_splits(const Op& op, int M, int N, int splits, const EpilogueStore& epilogue, Run&& run) {
   if (splits == 1) return run(StoreOp{epilogue, store_pair_ok(epilogue)}, 1);
   DeviceScratch partials;
-  MS_TRY(partials.allocate(op, size_t(splits) * M * N * sizeof(float)));
+  const int allocated = partials.allocate(op, size_t(splits) * M * N * sizeof(float));
+  if (allocated == MS_ERR_OOM) {
+    if (op.err) *op.err = ms_error{};
+    return run(StoreOp{epilogue, store_pair_ok(epilogue)}, 1);
+  }
+  MS_TRY(allocated);
   StoreOp part{EpilogueStore{1.0f, 0.0f, static_cast<float*>(partials.get()), N}, N % 2 == 0};
   part.split_stride = size_t(M) * N;
   MS_TRY(run(part, splits));

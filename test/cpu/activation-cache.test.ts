@@ -49,6 +49,10 @@ describe('activation cache', () => {
       },
     });
     expect(interrupted).toMatchObject({ rows: 384, shards: 3, complete: false });
+    // Until the build finishes, the manifest says so and train's reader refuses it.
+    await expect(openActivationSource({ paths: [path.join(cut, 'manifest.json')], seed: 1, chunkRows: 128, bufferChunks: 1 })).rejects.toThrow(
+      'the activation cache is incomplete: 384 of 1,000 rows were built before its build stopped',
+    );
     // What a build killed mid-write leaves (a process that is gone: pid 2^22 + 1 is above Linux's
     // pid_max), and a temporary file of a build still running (this process) or of another file.
     const abandoned = ['acts-000003.bin.tmp-4194305-0123456789ab', 'cache-build.json.tmp-4194305-ba9876543210'];

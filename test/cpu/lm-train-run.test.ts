@@ -3,7 +3,7 @@
  * exported HF folder loads and computes the trainer's loss, a resumed run is bit-identical to an
  * uninterrupted one, and bad configs are refused with messages naming the field.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -134,6 +134,30 @@ describe('resume', () => {
     expect((await readMetrics(path.join(late, 'metrics.jsonl'))).filter((r) => r.valLoss !== undefined).map((r) => r.step)).toEqual([0, 8, 16, 24]);
     expect(readFileSync(path.join(atEnd.modelDir!, 'README.md'), 'utf8')).toMatch(/\(mean of the last 4 steps\)/);
   }, 120_000);
+});
+
+describe('starting a run', () => {
+  it('over a start that failed before its first checkpoint, logs step 0 once; refuses a folder of other files', async () => {
+    const base = { training: { batchSize: 4, totalSteps: 4, lr: 5e-3, warmupSteps: 1 }, eval: { every: 4, maxBatches: 1 }, logging: { every: 2 } };
+    const outDir = path.join(root, 'failed-start');
+    const controller = new AbortController();
+    // Stopped during step 1, before any checkpoint (checkpoints.every 0: only at the end).
+    const first = await trainLm(parseLmTrainConfig(tinyConfig(outDir, base)), {
+      signal: controller.signal,
+      makeProgress: () => ({ update: (done) => done === 1 && controller.abort(), log: () => {}, stop: () => {} }),
+    });
+    expect(first.interrupted).toBe(true);
+    rmSync(path.join(outDir, 'checkpoints'), { recursive: true }); // as if it was killed before its checkpoint
+    await trainLm(parseLmTrainConfig(tinyConfig(outDir, base)));
+    const validated = (await readMetrics(path.join(outDir, 'metrics.jsonl'))).filter((r) => r.valLoss !== undefined).map((r) => r.step);
+    expect(validated).toEqual([0, 4]);
+
+    const model = path.join(root, 'model-folder');
+    cpSync(path.join(packageRoot(), 'models', 'a'), model, { recursive: true });
+    const before = readFileSync(path.join(model, 'config.json'), 'utf8');
+    await expect(trainLm(parseLmTrainConfig(tinyConfig(model, base)))).rejects.toThrow(/is not empty and holds no monosemantic run \(.*config\.json.*\): a run would replace files there/);
+    expect(readFileSync(path.join(model, 'config.json'), 'utf8')).toBe(before);
+  }, 60_000);
 });
 
 describe('config and CLI', () => {

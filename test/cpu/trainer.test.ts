@@ -3,7 +3,7 @@
  * and truncated checkpoints, the SAELens export (normalisation folded in), metrics and curves.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { beforeAll, describe, expect, it, vi } from 'vitest';
@@ -336,6 +336,32 @@ describe('starting a run', () => {
     const summary = await train(testConfig(data, outDir, { training: { totalSteps: 10 } }));
     expect(summary.steps).toBe(10);
     expect((await readMetrics(path.join(outDir, 'metrics.jsonl'))).map((r) => r.step)).toEqual([10]);
+  });
+
+  it('refuses a folder of other files (it would replace them), and removes the temporary files of a killed run', async () => {
+    const model = path.join(root, 'a-model');
+    mkdirSync(model);
+    writeFileSync(path.join(model, 'config.json'), '{"model_type": "gpt2"}\n');
+    writeFileSync(path.join(model, 'model.safetensors'), 'weights');
+    await expect(train(testConfig(data, model, { training: { totalSteps: 10 } }))).rejects.toThrow(
+      `${model} is not empty and holds no monosemantic run (config.json, model.safetensors): a run would replace files there; choose a new or empty folder`,
+    );
+    expect(readFileSync(path.join(model, 'config.json'), 'utf8')).toBe('{"model_type": "gpt2"}\n');
+
+    // A run killed mid-write leaves temporary files (of a process that is gone: pid 2^22 + 1 is
+    // above Linux's pid_max): here killed writing its first file, then, once finished, writing its
+    // export again on a resume. The next start or resume removes them.
+    const killed = path.join(root, 'killed');
+    mkdirSync(killed);
+    const first = path.join(killed, 'config.json.tmp-4194305-0123456789ab');
+    writeFileSync(first, 'partial');
+    const config = testConfig(data, killed, { training: { totalSteps: 10 } });
+    await train(config);
+    expect(existsSync(first)).toBe(false);
+    const exported = path.join(killed, 'sae', 'sae_weights.safetensors.tmp-4194305-ba9876543210');
+    writeFileSync(exported, 'partial');
+    await train(config, { resume: true });
+    expect(existsSync(exported)).toBe(false);
   });
 });
 

@@ -65,8 +65,16 @@ describe('resolveCorpusPaths', () => {
     mkdirSync(mixed, { recursive: true });
     writeFileSync(path.join(mixed, 'x.txt'), 'text\n');
     writeFileSync(path.join(mixed, 'y.tokens'), readFileSync(path.join(shards, 'a.tokens')));
-    await expect(resolveCorpusPaths([mixed], 'data.paths')).rejects.toThrow(/data.paths: .*mixed mixes token shards \(.tokens\) and other files/);
+    await expect(resolveCorpusPaths([mixed], 'data.paths')).rejects.toThrow(`data.paths: ${mixed} mixes token shards (.tokens) and other files (${path.join(mixed, 'x.txt')}); give one kind`);
     await expect(resolveCorpusPaths([shards, path.join(mixed, 'x.txt')], 'data.paths')).rejects.toThrow(/data.paths: mixes token shards/);
+  });
+
+  it('leaves out the temporary file a killed tokenize run left beside its shard', async () => {
+    const folder = path.join(scratch, 'with-temp');
+    mkdirSync(folder);
+    await writeTokenShard(path.join(folder, 'a.tokens'), Int32Array.of(1, 2, 3), 8192);
+    writeFileSync(path.join(folder, 'b.tokens.tmp-4194305-0123456789ab'), 'partial');
+    expect(await resolveCorpusPaths([folder])).toEqual({ kind: 'shards', paths: [path.join(folder, 'a.tokens')] });
   });
 });
 
