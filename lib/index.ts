@@ -15,6 +15,7 @@ export { resampleDeadFeatures, type ResampleOptions, type ResampleReport } from 
 export { TrainConfigSchema, parseTrainConfig, ConfigError, type TrainConfig, type TrainConfigInput } from './sae/train-config.js';
 export { train, TrainingError, type TrainSummary, type TrainHooks, type TrainingDataSource, type ResampleEvent, SAE_CHECKPOINT_LAYOUT } from './sae/trainer.js';
 export { type Checkpoint, type CheckpointLayout, CheckpointError, listCheckpoints, readCheckpoint, latestGoodCheckpoint } from './io/checkpoint.js';
+export { FolderLockedError } from './io/folder-lock.js';
 export { saveSaeLens, loadSaeLens, loadSaeLensAsSae, SaeLensError, type SaeLensExport, type LoadedSaeLens, type SaeLensMetadata } from './sae/saelens.js';
 export { learningRateAt, l1CoeffAt, type LrSchedule, type L1Schedule } from './sae/schedules.js';
 export { MetricsLog, readMetrics, type MetricsRecord } from './sae/metrics-log.js';

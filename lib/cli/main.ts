@@ -44,6 +44,7 @@ const USER_ERRORS = new Set([
   'MonosemanticError',
   'ConfigError',
   'TrainingError',
+  'FolderLockedError',
   'CheckpointError',
   'SaeLensError',
   'SafetensorsError',

@@ -83,7 +83,7 @@ export async function removeAbandonedTempFiles(dir: string, isOurs: (target: str
 }
 
 /** Whether a process of this id runs (one owned by another user counts as running). */
-function processIsAlive(pid: number): boolean {
+export function processIsAlive(pid: number): boolean {
   if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);

@@ -8,6 +8,7 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 import { isTempFileName, removeAbandonedTempFiles } from './atomic.js';
+import { LOCK_FILE } from './folder-lock.js';
 
 export type RunFolderKind = 'run' | 'train' | 'lm train';
 
@@ -57,7 +58,7 @@ export async function freshRunFolderProblem(dir: string, accepted: readonly RunF
   }
   const foreign: string[] = [];
   for (const name of await entries(dir)) {
-    if (isTempFileName(name)) continue;
+    if (isTempFileName(name) || name === LOCK_FILE) continue;
     if (name === 'checkpoints' && (await entries(path.join(dir, name))).length === 0) continue;
     foreign.push(name);
   }

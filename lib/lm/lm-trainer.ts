@@ -22,6 +22,7 @@ import { openShardContextStream, type ShardContextState, type ShardContextStream
 import { deviceDescription } from '../doctor.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { type Checkpoint, type CheckpointLayout, CheckpointError, latestGoodCheckpoint, listCheckpoints, writeCheckpoint } from '../io/checkpoint.js';
+import { withFolderLock } from '../io/folder-lock.js';
 import { freshRunFolderProblem, removeAbandonedRunWrites } from '../io/run-folder.js';
 import { decodeSafetensors, encodeSafetensors, tensorToFloat32 } from '../io/safetensors.js';
 import { packageRoot } from '../native/load.js';
@@ -134,6 +135,10 @@ export function nextTokenTargets(ids: Int32Array, rows: number, T: number): Int3
 
 /** Trains the language model `config` describes; resumes from outDir's latest good checkpoint when `resume`. */
 export async function trainLm(config: LmTrainConfig, options: { resume?: boolean } & LmTrainHooks = {}): Promise<LmTrainSummary> {
+  return withFolderLock(path.resolve(config.outDir), () => trainLmLocked(config, options));
+}
+
+async function trainLmLocked(config: LmTrainConfig, options: { resume?: boolean } & LmTrainHooks): Promise<LmTrainSummary> {
   const log = options.log ?? (() => {});
   const backend = resolveBackend(config.backend === 'auto' ? undefined : config.backend);
   const outDir = path.resolve(config.outDir);

@@ -22,6 +22,7 @@ import { type BackendName, resolveBackend } from '../backend.js';
 import { type ActivationSource, type ActivationSourceState, openActivationSource } from '../data/activation-source.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { type Checkpoint, type CheckpointLayout, CheckpointError, latestGoodCheckpoint, listCheckpoints, readCheckpoint, writeCheckpoint } from '../io/checkpoint.js';
+import { withFolderLock } from '../io/folder-lock.js';
 import { freshRunFolderProblem, removeAbandonedRunWrites } from '../io/run-folder.js';
 import { decodeSafetensors, encodeSafetensors, tensorToFloat32, tensorToFloat64, type LoadedTensor } from '../io/safetensors.js';
 import { columnStats, rowSqDist, scaleInPlace } from '../ops.js';
@@ -184,9 +185,13 @@ const PARAMS = ['W_enc', 'b_enc', 'W_dec', 'b_dec'] as const;
 
 /** Trains an SAE as `config` says, resuming from `outDir`'s latest good checkpoint when `resume`. */
 export async function train(input: TrainConfig, options: { resume?: boolean; checkpoint?: string } & TrainHooks = {}): Promise<TrainSummary> {
-  const log = options.log ?? (() => {});
   // Checked (and its defaults filled) here too: a config built by hand is refused key by key, not deep inside.
   const config = parseTrainConfig(input, 'the train() config');
+  return withFolderLock(path.resolve(config.outDir), () => trainLocked(config, options));
+}
+
+async function trainLocked(config: TrainConfig, options: { resume?: boolean; checkpoint?: string } & TrainHooks): Promise<TrainSummary> {
+  const log = options.log ?? (() => {});
   const backend = resolveBackend(config.backend === 'auto' ? undefined : config.backend);
   const outDir = path.resolve(config.outDir);
   const checkpointsDir = path.join(outDir, 'checkpoints');

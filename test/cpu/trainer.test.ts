@@ -363,6 +363,22 @@ describe('starting a run', () => {
     await train(config, { resume: true });
     expect(existsSync(exported)).toBe(false);
   });
+
+  it('refuses a folder another run is using, takes over the lock of one that was killed, and leaves no lock behind', async () => {
+    const outDir = path.join(root, 'locked');
+    mkdirSync(outDir);
+    const lock = path.join(outDir, '.lock');
+    writeFileSync(lock, `${process.pid}\n`); // a live process: this one
+    const config = testConfig(data, outDir, { training: { totalSteps: 10 } });
+    await expect(train(config)).rejects.toThrow(`${outDir} is in use by another monosemantic process (pid ${process.pid})`);
+    writeFileSync(lock, '4194305\n'); // above Linux's pid_max: a process that is gone
+    expect((await train(config)).steps).toBe(10);
+    expect(existsSync(lock)).toBe(false);
+    // A refused run leaves no folder it created.
+    const never = path.join(root, 'never-made');
+    await expect(train(testConfig(data, never, {}), { resume: true })).rejects.toThrow(/no usable checkpoint/);
+    expect(existsSync(never)).toBe(false);
+  });
 });
 
 describe('divergence', () => {
