@@ -22,6 +22,7 @@ import path from 'node:path';
 
 import { float32ToBf16 } from '../bf16.js';
 import { removeAbandonedTempFiles, writeFileAtomic } from '../io/atomic.js';
+import { withFolderLock } from '../io/folder-lock.js';
 import { Tensor } from '../tensor.js';
 import type { BackendName } from '../backend.js';
 import type { TrainingDataSource } from '../sae/trainer.js';
@@ -203,8 +204,12 @@ async function shardProblem(dir: string, shard: CacheShard, d: number, dtype: 'f
   }
 }
 
-/** Builds (or resumes building) the cache in options.dir. */
+/** Builds (or resumes building) the cache in options.dir; one build at a time per folder (lib/io/folder-lock.ts). */
 export async function buildActivationCache(options: BuildCacheOptions): Promise<BuildCacheResult> {
+  return withFolderLock(options.dir, () => buildLocked(options));
+}
+
+async function buildLocked(options: BuildCacheOptions): Promise<BuildCacheResult> {
   const shardRows = options.shardRows ?? 65_536;
   const dtype = options.dtype ?? 'f32';
   if (!Number.isSafeInteger(options.rows) || options.rows < 1) throw new RangeError(`rows must be a positive integer (got ${options.rows})`);
