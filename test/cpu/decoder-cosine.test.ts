@@ -49,3 +49,30 @@ it('finds the k nearest rows and the best match in another dictionary as float64
     expect(best.cosine[i]).toBeCloseTo(cross[i]![j]!, 5);
   }
 });
+
+// Past one chunk of 512 rows the rows are numbered from the chunk's start (i0 + r): the second
+// chunk's rows must exclude themselves, not row r of the first chunk, and store their best match
+// at their own index. Compared by float64 cosine values (1e-5: fp32 products of unit rows), so
+// that near-ties ranked in another order by fp32 do not count.
+it('numbers the rows of a second chunk from its start: 600 rows, each excluding itself, each match at its own index', async () => {
+  const rng = new Rng(29);
+  const [n, m, d, k] = [600, 37, 11, 3];
+  const wA = Float32Array.from({ length: n * d }, () => rng.normal());
+  const wB = Float32Array.from({ length: m * d }, () => rng.normal());
+  const self = cosines(wA, n, wA, n, d);
+  const nearest = await nearestByDecoder(wA, n, d, k, 'cpu');
+  expect(nearest.length).toBe(n);
+  for (let i = 0; i < n; i++) {
+    const got = nearest[i]!.map(([j]) => j);
+    expect(got, `row ${i}`).not.toContain(i);
+    const want = self[i]!.filter((_, j) => j !== i).sort((p, q) => q - p).slice(0, k);
+    got.forEach((j, r) => expect(Math.abs(self[i]![j]! - want[r]!), `row ${i}`).toBeLessThan(1e-5));
+  }
+  const cross = cosines(wA, n, wB, m, d);
+  const best = await bestDecoderCosine(wA, n, wB, m, d, 'cpu');
+  for (let i = 0; i < n; i++) {
+    const max = Math.max(...cross[i]!);
+    expect(Math.abs(cross[i]![best.index[i]!]! - max), `row ${i}`).toBeLessThan(1e-5);
+    expect(Math.abs(best.cosine[i]! - max), `row ${i}`).toBeLessThan(1e-5);
+  }
+});
