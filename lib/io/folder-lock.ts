@@ -1,10 +1,20 @@
 /**
- * One writer per run folder: a run takes `<folder>/.lock` (created exclusively, holding its
- * process id) for as long as it trains, so a second run or resume of the same folder is refused
- * instead of racing the first over checkpoints and logs. A lock whose process is gone (killed) is
- * taken over. As with the temporary files, "gone" is judged by process id on this machine.
+ * One writer per run folder: a run holds `<folder>/.lock` for as long as it trains, so a second
+ * run or resume of the same folder is refused instead of racing the first over checkpoints and
+ * logs.
+ *
+ * The lock file holds `<pid> <random token>`. It is written whole to a temporary file first and
+ * then hard-linked to `.lock`, which fails if `.lock` exists: there is no moment when another
+ * process could read a half-written lock. A lock whose process is gone (a run that was killed) is
+ * taken over: moved aside under a unique name, checked to still be the lock that was judged stale,
+ * then replaced. A lock naming this process's own id but a token it does not hold is stale too
+ * (a container restarted under the same pid). As with the temporary files, "gone" is judged by
+ * process id on this machine. Locks still held when the process exits (Ctrl-C twice) are removed
+ * on exit.
  */
-import { mkdir, open, readFile, readdir, rm, rmdir } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { link, mkdir, readFile, readdir, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { processIsAlive } from './atomic.js';
@@ -12,53 +22,122 @@ import { processIsAlive } from './atomic.js';
 /** The lock file's name in a run folder. */
 export const LOCK_FILE = '.lock';
 
-/** A run folder held by another process. */
+/** A run folder held by another process (or by another run in this one). */
 export class FolderLockedError extends Error {
   constructor(
     readonly dir: string,
     readonly pid: number,
   ) {
-    super(`${dir} is in use by another monosemantic process (pid ${pid}): wait for it to finish or stop it (if none is running, delete ${path.join(dir, LOCK_FILE)})`);
+    super(`${dir} is in use by another monosemantic run (pid ${pid}): wait for it to finish or stop it (if none is running, delete ${path.join(dir, LOCK_FILE)})`);
     this.name = 'FolderLockedError';
   }
 }
 
-/** Takes the lock of `dir` (created when missing) or throws FolderLockedError. */
+/** The locks this process holds: lock file → its content. */
+const held = new Map<string, string>();
+let exitHook = false;
+
+/** What a lock file says: its process id (NaN when unreadable) and whether this process holds it. */
+function owner(content: string | null): { pid: number; ours: boolean } {
+  const pid = content === null ? Number.NaN : Number.parseInt(content, 10);
+  return { pid, ours: content !== null && [...held.values()].includes(content) };
+}
+
+function isStale(content: string | null): boolean {
+  if (content === null) return false; // gone meanwhile: try again
+  const { pid, ours } = owner(content);
+  if (ours) return false;
+  if (!Number.isSafeInteger(pid) || pid <= 0) return true; // not a lock this code wrote whole
+  return pid === process.pid || !processIsAlive(pid);
+}
+
+const readLock = (file: string) => readFile(file, 'utf8').catch(() => null);
+
+/** Takes the lock of `dir` (which exists) or throws FolderLockedError. */
 async function acquire(dir: string): Promise<string> {
   const file = path.join(dir, LOCK_FILE);
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const handle = await open(file, 'wx');
-      await handle.writeFile(`${process.pid}\n`);
-      await handle.close();
-      return file;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw error;
+  const content = `${process.pid} ${randomBytes(8).toString('hex')}\n`;
+  const staging = `${file}.${randomBytes(6).toString('hex')}.new`;
+  await writeFile(staging, content, { flag: 'wx' });
+  try {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        await link(staging, file);
+        held.set(file, content);
+        if (!exitHook) {
+          exitHook = true;
+          process.on('exit', () => {
+            for (const lock of held.keys()) rmSync(lock, { force: true });
+          });
+        }
+        return file;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      }
+      const current = await readLock(file);
+      if (current !== null && !isStale(current)) throw new FolderLockedError(dir, owner(current).pid);
+      if (current === null) continue; // released meanwhile
+      // Stale: moved aside, and removed only if it is still the lock judged stale (another process
+      // may have taken over between the read and the move: then its lock goes back).
+      const aside = `${file}.${randomBytes(6).toString('hex')}.stale`;
+      try {
+        await rename(file, aside);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw error;
+      }
+      const moved = await readLock(aside);
+      if (moved !== current) {
+        await link(aside, file).catch(() => undefined);
+        await rm(aside, { force: true });
+        throw new FolderLockedError(dir, owner(moved).pid);
+      }
+      await rm(aside, { force: true });
     }
-    // Held: by a live process (refused), or left by a killed one (taken over, once).
-    const pid = Number.parseInt(await readFile(file, 'utf8').catch(() => ''), 10);
-    if (Number.isSafeInteger(pid) && pid > 0 && processIsAlive(pid)) throw new FolderLockedError(dir, pid);
-    await rm(file, { force: true });
+    throw new FolderLockedError(dir, owner(await readLock(file)).pid);
+  } finally {
+    await rm(staging, { force: true });
   }
 }
 
+/** Removes the lock if it is still this process's. */
+async function release(file: string): Promise<void> {
+  const content = held.get(file);
+  held.delete(file);
+  if (content !== undefined && (await readLock(file)) === content) await rm(file, { force: true });
+}
+
 /**
- * Runs `fn` holding the lock of `dir`, which is created if missing (and removed again if `fn`
- * fails leaving it empty, so a refused run leaves no folder behind).
+ * Runs `fn` holding the lock of `dir`, which is created if missing. If `fn` fails, the folders
+ * this call created are removed again where nothing was written in them (a refused run leaves no
+ * folder behind).
  */
 export async function withFolderLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
-  const created = await mkdir(dir, { recursive: true });
-  const file = await acquire(dir);
+  const absolute = path.resolve(dir);
+  const created = await mkdir(absolute, { recursive: true });
+  let file: string;
+  try {
+    file = await acquire(absolute);
+  } catch (error) {
+    await removeEmptyFolders(absolute, created);
+    throw error;
+  }
   let failed = true;
   try {
     const result = await fn();
     failed = false;
     return result;
   } finally {
-    await rm(file, { force: true });
-    if (failed && created !== undefined) {
-      // Only the folder this call created, and only when nothing was written in it.
-      if ((await readdir(dir).catch(() => ['?'])).length === 0) await rmdir(dir).catch(() => undefined);
-    }
+    await release(file);
+    if (failed) await removeEmptyFolders(absolute, created);
+  }
+}
+
+/** Removes `dir` and its parents up to `created` (the first folder mkdir made), each only while empty. */
+async function removeEmptyFolders(dir: string, created: string | undefined): Promise<void> {
+  if (created === undefined) return;
+  for (let d = dir; ; d = path.dirname(d)) {
+    if ((await readdir(d).catch(() => ['?'])).length > 0) return;
+    if ((await rmdir(d).then(() => true, () => false)) === false || d === created) return;
   }
 }

@@ -8,7 +8,6 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 import { isTempFileName, removeAbandonedTempFiles } from './atomic.js';
-import { LOCK_FILE } from './folder-lock.js';
 
 export type RunFolderKind = 'run' | 'train' | 'lm train';
 
@@ -58,7 +57,8 @@ export async function freshRunFolderProblem(dir: string, accepted: readonly RunF
   }
   const foreign: string[] = [];
   for (const name of await entries(dir)) {
-    if (isTempFileName(name) || name === LOCK_FILE) continue;
+    // Hidden files (the lock and its staging files, .DS_Store, .gitkeep) and atomic-write temporaries are no content.
+    if (name.startsWith('.') || isTempFileName(name)) continue;
     if (name === 'checkpoints' && (await entries(path.join(dir, name))).length === 0) continue;
     foreign.push(name);
   }

@@ -7,7 +7,7 @@
  * curves.svg, checkpoints/, sae/ (SAELens) and summary.json. A resumed run reads run.json back, and
  * its data position comes from the trainer's checkpoint, so it continues the same stream.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { freemem } from 'node:os';
 import path from 'node:path';
 
@@ -163,7 +163,6 @@ export async function runMainJob(runConfig: RunConfig, options: { resume?: boole
     log(`keeping the first pass's ${samplesPerEpoch!.toLocaleString('en-US')} activations (${(storeBytes(samplesPerEpoch!, width) / 2 ** 30).toFixed(2)} GiB) on ${backend}; later passes are served from them`);
   }
   if (options.resume) await checkResumeIdentity(outDir, config);
-  await mkdir(outDir, { recursive: true });
   const summary = await train(trainConfig, {
     // run.json is written once the trainer has accepted the checkpoint: a refused resume leaves it as it was.
     onStart: () => writeFileAtomic(path.join(outDir, RUN_CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`),

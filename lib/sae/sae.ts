@@ -360,6 +360,9 @@ export class SparseAutoencoder {
       if (t.backend !== this.backend || t.dtype !== 'f32') throw new TypeError(`${name} must be an f32 tensor on ${this.backend}`);
     }
     if (count === 0) return Promise.resolve({ resampled: 0, live: this.dSae, meanLiveEncoderNorm: Number.NaN });
+    for (const [name, t] of [['candidates.keys', candidates.keys], ['candidates.rows', candidates.rows]] as const) {
+      if (t.disposed) throw new TypeError(`${name} has been disposed`);
+    }
     const deadTensor = Tensor.from(dead, [count], { dtype: 'i32', backend: this.backend });
     const p = this.#params;
     const m = this.#moments.m;
@@ -431,7 +434,13 @@ export class SparseAutoencoder {
    * that an input disposed by the caller before the operation runs stays alive until it ends.
    */
   #enqueue<T>(op: (held: Tensor[]) => Promise<T>, inputs: Tensor[] = []): Promise<T> {
-    const held = inputs.map((t) => t.view(0, t.shape));
+    const held: Tensor[] = [];
+    try {
+      for (const t of inputs) held.push(t.view(0, t.shape));
+    } catch (error) {
+      for (const t of held) t.dispose();
+      throw error;
+    }
     this.#pending += 1;
     const run = this.#queue
       .then(() => {

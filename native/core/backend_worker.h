@@ -209,12 +209,16 @@ class QueuedOperation : public Napi::AsyncWorker {
   void Execute() override { op_->Execute(); }
   // Settling throws where the JS environment is being torn down (a worker_thread terminated with
   // operations queued): nothing is left to settle, and the exception must not escape (it would
-  // abort the process).
+  // abort the process). A result that fails to convert in a live environment rejects instead.
   void OnOK() override {
     Napi::HandleScope scope(Env());
     try {
       op_->Settle(Env(), deferred_);
-    } catch (const Napi::Error&) {
+    } catch (const Napi::Error& e) {
+      try {
+        deferred_.Reject(e.Value());
+      } catch (const Napi::Error&) {
+      }
     }
   }
   void OnError(const Napi::Error& e) override {

@@ -131,8 +131,9 @@ struct FeatureGradOp {
 
 // The store epilogue of either kernel, K split `splits` ways: run(epi, splits) launches the kernel
 // with `epi`. One split stores into C directly; more write their partial products to scratch
-// P [splits, M, N], which one pass then sums in order into C (deterministic). Splitting is only
-// for speed: where the device has no room for P, the product runs unsplit.
+// P [splits, M, N], which one pass then sums in order into C (deterministic for a given split
+// count). Splitting is only for speed: where the device has no room for P, the product runs
+// unsplit, summing K in another order (so its bits can then differ from a split run's).
 // Whether the store epilogue may write pairs: fp32 C 8-byte aligned, or bf16 C_bf 4-byte aligned, and ldc even.
 inline bool store_pair_ok(const EpilogueStore& e) {
   return (e.C_bf ? aligned(e.C_bf, 4) : aligned(e.C, 8)) && e.ldc % 2 == 0;

@@ -159,6 +159,11 @@ describe('SparseAutoencoder.resampleFeatures', () => {
     expect(() => sae.resampleFeatures(Int32Array.from([1, 4]), { keys, rows })).toThrow(/outside \[0, 4\)/);
     expect(() => sae.resampleFeatures(Int32Array.from([1, 1]), { keys, rows })).toThrow(/twice/);
     expect(() => sae.resampleFeatures(Int32Array.from([0, 1, 2]), { keys, rows })).toThrow(RangeError);
+    const gone = Tensor.zeros([2, 3], { backend });
+    gone.dispose();
+    expect(() => sae.resampleFeatures(Int32Array.from([1, 2]), { keys, rows: gone })).toThrow('candidates.rows has been disposed');
+    // Refused before anything was queued: the SAE takes its next call at once.
+    await sae.resampleFeatures(Int32Array.from([1, 2]), { keys, rows });
   });
 });
 

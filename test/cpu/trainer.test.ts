@@ -367,17 +367,28 @@ describe('starting a run', () => {
   it('refuses a folder another run is using, takes over the lock of one that was killed, and leaves no lock behind', async () => {
     const outDir = path.join(root, 'locked');
     mkdirSync(outDir);
+    writeFileSync(path.join(outDir, '.DS_Store'), 'a file manager'); // hidden files are no content
     const lock = path.join(outDir, '.lock');
-    writeFileSync(lock, `${process.pid}\n`); // a live process: this one
+    writeFileSync(lock, `${process.ppid} 0123456789abcdef\n`); // a live process: this one's parent
     const config = testConfig(data, outDir, { training: { totalSteps: 10 } });
-    await expect(train(config)).rejects.toThrow(`${outDir} is in use by another monosemantic process (pid ${process.pid})`);
-    writeFileSync(lock, '4194305\n'); // above Linux's pid_max: a process that is gone
+    await expect(train(config)).rejects.toThrow(`${outDir} is in use by another monosemantic run (pid ${process.ppid})`);
+    writeFileSync(lock, '4194305 0123456789abcdef\n'); // above Linux's pid_max: a process that is gone
     expect((await train(config)).steps).toBe(10);
     expect(existsSync(lock)).toBe(false);
-    // A refused run leaves no folder it created.
-    const never = path.join(root, 'never-made');
+    // This process's own id with a token it does not hold: left by an earlier process that had the
+    // same id (a container restarted), so stale too.
+    writeFileSync(lock, `${process.pid} 0123456789abcdef\n`);
+    expect((await train(config, { resume: true })).steps).toBe(10);
+    // Two runs of one folder in this process: the second is refused while the first holds it.
+    const twice = testConfig(data, path.join(root, 'one-writer'), { training: { totalSteps: 30 } });
+    let second: Promise<unknown> | undefined;
+    const first = await train(twice, { onStep: (step) => void (step === 5 && (second = train(twice, { resume: true }).catch((error: unknown) => error))) });
+    expect(first.steps).toBe(30);
+    expect(String(await second)).toMatch(/is in use by another monosemantic run \(pid \d+\)/);
+    // A refused run leaves no folder it created, parents included.
+    const never = path.join(root, 'not-made', 'inner');
     await expect(train(testConfig(data, never, {}), { resume: true })).rejects.toThrow(/no usable checkpoint/);
-    expect(existsSync(never)).toBe(false);
+    expect(existsSync(path.join(root, 'not-made'))).toBe(false);
   });
 });
 
