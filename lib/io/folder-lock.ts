@@ -28,7 +28,8 @@ export class FolderLockedError extends Error {
     readonly dir: string,
     readonly pid: number,
   ) {
-    super(`${dir} is in use by another monosemantic run (pid ${pid}): wait for it to finish or stop it (if none is running, delete ${path.join(dir, LOCK_FILE)})`);
+    const by = Number.isSafeInteger(pid) ? `pid ${pid}` : 'a lock being written';
+    super(`${dir} is in use by another monosemantic run (${by}): wait for it to finish or stop it (if none is running, delete ${path.join(dir, LOCK_FILE)})`);
     this.name = 'FolderLockedError';
   }
 }
@@ -44,7 +45,8 @@ function owner(content: string | null): { pid: number; ours: boolean } {
 }
 
 function isStale(content: string | null): boolean {
-  if (content === null) return false; // gone meanwhile: try again
+  // Gone meanwhile (try again), or being written where hard links are not supported.
+  if (content === null || content === '') return false;
   const { pid, ours } = owner(content);
   if (ours) return false;
   if (!Number.isSafeInteger(pid) || pid <= 0) return true; // not a lock this code wrote whole
@@ -62,7 +64,7 @@ async function acquire(dir: string): Promise<string> {
   try {
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
-        await link(staging, file);
+        await linkOrCreate(staging, file, content);
         held.set(file, content);
         if (!exitHook) {
           exitHook = true;
@@ -97,6 +99,23 @@ async function acquire(dir: string): Promise<string> {
     throw new FolderLockedError(dir, owner(await readLock(file)).pid);
   } finally {
     await rm(staging, { force: true });
+  }
+}
+
+/** Error codes of filesystems without hard links (FAT, some network filesystems). */
+const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV']);
+
+/**
+ * Puts `content` at `file` unless `file` exists (EEXIST): by hard-linking the whole staging file,
+ * or where the filesystem has no hard links, by an exclusive create and a write (a reader may then
+ * see it empty for a moment, which counts as held).
+ */
+async function linkOrCreate(staging: string, file: string, content: string): Promise<void> {
+  try {
+    await link(staging, file);
+  } catch (error) {
+    if (!NO_HARD_LINKS.has((error as NodeJS.ErrnoException).code ?? '')) throw error;
+    await writeFile(file, content, { flag: 'wx' });
   }
 }
 
