@@ -21,7 +21,7 @@ import { mkdir, open, readdir, readFile, stat, type FileHandle } from 'node:fs/p
 import path from 'node:path';
 
 import { float32ToBf16 } from '../bf16.js';
-import { removeAbandonedTempFiles, writeFileAtomic } from '../io/atomic.js';
+import { isTempFileName, removeAbandonedTempFiles, writeFileAtomic } from '../io/atomic.js';
 import { withFolderLock } from '../io/folder-lock.js';
 import { Tensor } from '../tensor.js';
 import type { BackendName } from '../backend.js';
@@ -120,6 +120,25 @@ const SHARD_NAME = /^acts-\d{6,}\.bin$/;
 
 function sha256(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
+}
+
+/**
+ * The entries of a cache folder with no build record that a build did not write: anything but
+ * hidden files, shards, and a manifest of this cache's shards (a build stopped between its first
+ * shard's manifest and its first record leaves those).
+ */
+async function foreignEntries(dir: string): Promise<string[]> {
+  const foreign: string[] = [];
+  for (const name of await readdir(dir)) {
+    if (name.startsWith('.') || SHARD_NAME.test(name) || isTempFileName(name)) continue;
+    if (name === MANIFEST_FILE) {
+      const manifest = await readJson<Partial<CacheManifest>>(path.join(dir, name)).catch(() => null);
+      const ours = manifest?.format === MANIFEST_FORMAT && Array.isArray(manifest.shards) && manifest.shards.every((s) => SHARD_NAME.test(String(s?.path)));
+      if (ours) continue;
+    }
+    foreign.push(name);
+  }
+  return foreign;
 }
 
 async function readJson<T>(file: string): Promise<T | null> {
@@ -222,6 +241,12 @@ async function buildLocked(options: BuildCacheOptions): Promise<BuildCacheResult
   const manifestFile = path.join(options.dir, MANIFEST_FILE);
   const of = await buildRecord(options);
   const saved = await readJson<BuildState>(buildFile);
+  if (!saved) {
+    const foreign = await foreignEntries(options.dir);
+    if (foreign.length > 0) {
+      throw new ActivationCacheError(options.dir, `holds files that are not an activation cache's (${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', ...' : ''}): a build would replace files there; choose a new or empty folder`);
+    }
+  }
   if (saved && (saved.rows !== options.rows || saved.shardRows !== shardRows || saved.dtype !== dtype)) {
     throw new ActivationCacheError(buildFile, `a cache of ${saved.rows} rows in shards of ${saved.shardRows} (${saved.dtype}) is being built here; options ask for ${options.rows}, ${shardRows} (${dtype})`);
   }

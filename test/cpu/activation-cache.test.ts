@@ -85,6 +85,32 @@ describe('activation cache', () => {
     await expect(verifyActivationCache(cut)).rejects.toThrow(/holds 40 bytes; 128 rows of 5 f32 need 2560/);
   });
 
+  it('refuses a new build in a folder of other files, and resumes one stopped before its first build record', async () => {
+    const users = path.join(tempDir('cache'), 'users');
+    mkdirSync(users);
+    const theirs = '{"format": "monosemantic-activations", "version": 1, "dtype": "f32", "d": 5, "shards": [{"path": "mine.bin", "rows": 1}]}\n';
+    writeFileSync(path.join(users, 'manifest.json'), theirs);
+    writeFileSync(path.join(users, 'mine.bin'), Buffer.alloc(20, 1));
+    await expect(buildActivationCache({ dir: users, openSource: countingSource, rows: 100, shardRows: 64, backend: 'cpu' })).rejects.toThrow(
+      `${users}: holds files that are not an activation cache's (manifest.json, mine.bin): a build would replace files there; choose a new or empty folder`,
+    );
+    expect(readFileSync(path.join(users, 'manifest.json'), 'utf8')).toBe(theirs);
+
+    // A build killed after its first shard and manifest, before cache-build.json: built again from the start.
+    const whole = path.join(tempDir('cache'), 'whole');
+    await buildActivationCache({ dir: whole, openSource: countingSource, rows: 100, shardRows: 64, backend: 'cpu' });
+    const early = path.join(tempDir('cache'), 'early');
+    const controller = new AbortController();
+    controller.abort();
+    await buildActivationCache({ dir: early, openSource: countingSource, rows: 100, shardRows: 64, signal: controller.signal, backend: 'cpu' });
+    rmSync(path.join(early, 'cache-build.json'));
+    writeFileSync(path.join(early, '.DS_Store'), 'a file manager');
+    expect(await buildActivationCache({ dir: early, openSource: countingSource, rows: 100, shardRows: 64, backend: 'cpu' })).toMatchObject({ rows: 100, complete: true, resumedFrom: 0 });
+    for (const name of ['acts-000000.bin', 'acts-000001.bin', 'manifest.json']) {
+      expect(readFileSync(path.join(early, name)).equals(readFileSync(path.join(whole, name))), name).toBe(true);
+    }
+  });
+
   it('stores bf16 rounded to nearest even, and refuses a resume with other options', async () => {
     const dir = path.join(tempDir('cache'), 'bf16');
     await buildActivationCache({ dir, openSource: countingSource, rows: 100, shardRows: 64, dtype: 'bf16', backend: 'cpu' });
