@@ -21,8 +21,9 @@ import { mkdir, open, readdir, readFile, stat, type FileHandle } from 'node:fs/p
 import path from 'node:path';
 
 import { float32ToBf16 } from '../bf16.js';
-import { isTempFileName, removeAbandonedTempFiles, writeFileAtomic } from '../io/atomic.js';
+import { removeAbandonedTempFiles, writeFileAtomic } from '../io/atomic.js';
 import { withFolderLock } from '../io/folder-lock.js';
+import { foreignEntries } from '../io/run-folder.js';
 import { Tensor } from '../tensor.js';
 import type { BackendName } from '../backend.js';
 import type { TrainingDataSource } from '../sae/trainer.js';
@@ -123,22 +124,15 @@ function sha256(data: Uint8Array): string {
 }
 
 /**
- * The entries of a cache folder with no build record that a build did not write: anything but
- * hidden files, shards, and a manifest of this cache's shards (a build stopped between its first
- * shard's manifest and its first record leaves those).
+ * A build's own file in a cache folder with no build record: a shard, or a manifest of this
+ * cache's shards (a build stopped between its first shard's manifest and its first record leaves
+ * those).
  */
-async function foreignEntries(dir: string): Promise<string[]> {
-  const foreign: string[] = [];
-  for (const name of await readdir(dir)) {
-    if (name.startsWith('.') || SHARD_NAME.test(name) || isTempFileName(name)) continue;
-    if (name === MANIFEST_FILE) {
-      const manifest = await readJson<Partial<CacheManifest>>(path.join(dir, name)).catch(() => null);
-      const ours = manifest?.format === MANIFEST_FORMAT && Array.isArray(manifest.shards) && manifest.shards.every((s) => SHARD_NAME.test(String(s?.path)));
-      if (ours) continue;
-    }
-    foreign.push(name);
-  }
-  return foreign;
+async function builtHere(dir: string, name: string): Promise<boolean> {
+  if (SHARD_NAME.test(name)) return true;
+  if (name !== MANIFEST_FILE) return false;
+  const manifest = await readJson<Partial<CacheManifest>>(path.join(dir, name)).catch(() => null);
+  return manifest?.format === MANIFEST_FORMAT && Array.isArray(manifest.shards) && manifest.shards.every((s) => SHARD_NAME.test(String(s?.path)));
 }
 
 async function readJson<T>(file: string): Promise<T | null> {
@@ -242,7 +236,7 @@ async function buildLocked(options: BuildCacheOptions): Promise<BuildCacheResult
   const of = await buildRecord(options);
   const saved = await readJson<BuildState>(buildFile);
   if (!saved) {
-    const foreign = await foreignEntries(options.dir);
+    const foreign = await foreignEntries(options.dir, (name) => builtHere(options.dir, name));
     if (foreign.length > 0) {
       throw new ActivationCacheError(options.dir, `holds files that are not an activation cache's (${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', ...' : ''}): a build would replace files there; choose a new or empty folder`);
     }

@@ -45,6 +45,20 @@ async function entries(dir: string): Promise<string[]> {
 }
 
 /**
+ * The entries of `dir` (none where it is missing) that a run or build about to write there did
+ * not write itself: all but those `isOurs` accepts, hidden files (the lock and its staging files,
+ * .DS_Store, .gitkeep) and atomic-write temporaries.
+ */
+export async function foreignEntries(dir: string, isOurs: (name: string) => boolean | Promise<boolean>): Promise<string[]> {
+  const foreign: string[] = [];
+  for (const name of await entries(dir)) {
+    if (name.startsWith('.') || isTempFileName(name) || (await isOurs(name))) continue;
+    foreign.push(name);
+  }
+  return foreign;
+}
+
+/**
  * Why a fresh run of one of the `accepted` kinds may not write into `dir`, or null when it may: a
  * missing or empty folder, or one left by a start of such a run that failed before its first
  * checkpoint, is fine; a folder of anything else (a model folder, another command's run, a user's
@@ -55,13 +69,8 @@ export async function freshRunFolderProblem(dir: string, accepted: readonly RunF
   if (kind !== null) {
     return accepted.includes(kind) ? null : `${dir} holds a \`monosemantic ${kind}\` run: resume it with \`monosemantic ${kind} --resume ${dir}\`, or choose another folder`;
   }
-  const foreign: string[] = [];
-  for (const name of await entries(dir)) {
-    // Hidden files (the lock and its staging files, .DS_Store, .gitkeep) and atomic-write temporaries are no content.
-    if (name.startsWith('.') || isTempFileName(name)) continue;
-    if (name === 'checkpoints' && (await entries(path.join(dir, name))).length === 0) continue;
-    foreign.push(name);
-  }
+  // An empty checkpoints/ is what a start that failed before its first checkpoint leaves.
+  const foreign = await foreignEntries(dir, async (name) => name === 'checkpoints' && (await entries(path.join(dir, name))).length === 0);
   if (foreign.length === 0) return null;
   const listed = foreign.slice(0, 3).join(', ') + (foreign.length > 3 ? `, and ${foreign.length - 3} more` : '');
   return `${dir} is not empty and holds no monosemantic run (${listed}): a run would replace files there; choose a new or empty folder`;
