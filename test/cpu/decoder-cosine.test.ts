@@ -20,6 +20,14 @@ function cosines(wA: Float32Array, nA: number, wB: Float32Array, nB: number, d: 
   );
 }
 
+/** Two random dictionaries A [n, d] and B [m, d], A's float64 self-cosines, and its k nearest rows as the library finds them. */
+async function dictionaries(seed: number, n: number, m: number, d: number, k: number) {
+  const rng = new Rng(seed);
+  const wA = Float32Array.from({ length: n * d }, () => rng.normal());
+  const wB = Float32Array.from({ length: m * d }, () => rng.normal());
+  return { wA, wB, self: cosines(wA, n, wA, n, d), nearest: await nearestByDecoder(wA, n, d, k, 'cpu') };
+}
+
 it('ranks neighbours on exact cosines, not on the rounded values it reports', async () => {
   const row = (c: number) => [c, Math.sqrt(1 - c * c), 0];
   // Rows 1 and 2 have cosines 0.12345 and 0.12349 with row 0: equal once rounded to 1e-4.
@@ -30,12 +38,8 @@ it('ranks neighbours on exact cosines, not on the rounded values it reports', as
 });
 
 it('finds the k nearest rows and the best match in another dictionary as float64 does', async () => {
-  const rng = new Rng(11);
   const [n, m, d, k] = [70, 45, 13, 5];
-  const wA = Float32Array.from({ length: n * d }, () => rng.normal());
-  const wB = Float32Array.from({ length: m * d }, () => rng.normal());
-  const self = cosines(wA, n, wA, n, d);
-  const nearest = await nearestByDecoder(wA, n, d, k, 'cpu');
+  const { wA, wB, self, nearest } = await dictionaries(11, n, m, d, k);
   for (let i = 0; i < n; i++) {
     const want = self[i]!.map((c, j) => [j, c] as const).filter(([j]) => j !== i).sort((p, q) => q[1] - p[1]).slice(0, k);
     expect(nearest[i]!.map(([j]) => j)).toEqual(want.map(([j]) => j));
@@ -55,12 +59,8 @@ it('finds the k nearest rows and the best match in another dictionary as float64
 // at their own index. Compared by float64 cosine values (1e-5: fp32 products of unit rows), so
 // that near-ties ranked in another order by fp32 do not count.
 it('numbers the rows of a second chunk from its start: 600 rows, each excluding itself, each match at its own index', async () => {
-  const rng = new Rng(29);
   const [n, m, d, k] = [600, 37, 11, 3];
-  const wA = Float32Array.from({ length: n * d }, () => rng.normal());
-  const wB = Float32Array.from({ length: m * d }, () => rng.normal());
-  const self = cosines(wA, n, wA, n, d);
-  const nearest = await nearestByDecoder(wA, n, d, k, 'cpu');
+  const { wA, wB, self, nearest } = await dictionaries(29, n, m, d, k);
   expect(nearest.length).toBe(n);
   for (let i = 0; i < n; i++) {
     const got = nearest[i]!.map(([j]) => j);

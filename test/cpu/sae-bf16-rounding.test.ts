@@ -32,6 +32,8 @@ import { SparseAutoencoder } from '../../lib/sae/sae.js';
 import { Tensor } from '../../lib/tensor.js';
 import { relError, roundArrayBf16, toF64 } from '../helpers/data.js';
 import { drawCase } from '../helpers/sae-parity.js';
+import { linearBackwardRef } from '../reference/transformer-grad-reference.js';
+import { linearRef } from '../reference/transformer-reference.js';
 
 const [B, d, n] = [130, 72, 301];
 const l1Coeff = 0.7;
@@ -70,31 +72,13 @@ function encodeModel(): { xc: Float64Array; f: Float64Array } {
   const xc = new Float64Array(B * d);
   for (let b = 0; b < B; b++) for (let k = 0; k < d; k++) xc[b * d + k] = Math.fround(x[b * d + k]! - b_dec[k]!); // xc[b, k]
   const xcR = toF64(roundArrayBf16(Float32Array.from(xc)));
-  const WencR = roundArrayBf16(W_enc);
-  const f = new Float64Array(B * n);
-  for (let b = 0; b < B; b++) {
-    for (let i = 0; i < n; i++) {
-      let s = b_enc[i]!;
-      for (let k = 0; k < d; k++) s += xcR[b * d + k]! * WencR[k * n + i]!; // xc[b, k] · W_enc[k, i]
-      f[b * n + i] = Math.max(0, s); // f[b, i]
-    }
-  }
+  const f = linearRef(xcR, roundArrayBf16(W_enc), b_enc, B, d, n, false).map((v) => Math.max(0, v)); // f [B, n]
   return { xc: xcR, f };
 }
 
 /** x̂ = bf16(f) · bf16(W_dec) + b_dec in float64, for the kernel's own f. */
 function decodeModel(f: Float32Array): Float64Array {
-  const fR = roundArrayBf16(f);
-  const WdecR = roundArrayBf16(W_dec);
-  const xhat = new Float64Array(B * d);
-  for (let b = 0; b < B; b++) {
-    for (let j = 0; j < d; j++) {
-      let s = b_dec[j]!;
-      for (let i = 0; i < n; i++) s += fR[b * n + i]! * WdecR[i * d + j]!; // f[b, i] · W_dec[i, j]
-      xhat[b * d + j] = s; // x̂[b, j]
-    }
-  }
-  return xhat;
+  return linearRef(roundArrayBf16(f), roundArrayBf16(W_dec), b_dec, B, n, d, false); // x̂ [B, d]
 }
 
 /** The gradients with the kernels' roundings, from the kernel's f and x̂ (see the header). */
@@ -108,29 +92,13 @@ function gradsModel(f: Float32Array, xhat: Float32Array): Record<Name, Float64Ar
   const gR = roundArrayBf16(g);
   const l1Scale = Math.fround(Math.fround(l1Coeff) / B);
 
-  const dW_dec = new Float64Array(n * d);
-  for (let i = 0; i < n; i++)
-    for (let j = 0; j < d; j++) {
-      let s = 0;
-      for (let b = 0; b < B; b++) s += fR[b * n + i]! * gR[b * d + j]!; // f[b, i] · g[b, j]
-      dW_dec[i * d + j] = s; // dW_dec[i, j]
-    }
-  const gp = new Float64Array(B * n);
-  for (let b = 0; b < B; b++)
-    for (let i = 0; i < n; i++) {
-      if (!(f[b * n + i]! > 0)) continue;
-      let s = l1Scale;
-      for (let j = 0; j < d; j++) s += gR[b * d + j]! * WdecR[i * d + j]!; // g[b, j] · W_dec[i, j]
-      gp[b * n + i] = s; // gp[b, i]
-    }
+  // The decoder product x̂ = f W_dec + b_dec backwards from g: dW_dec = fᵀ g [n, d], and g W_decᵀ [B, n].
+  const decoder = linearBackwardRef(gR, fR, WdecR, B, n, d, false);
+  const dW_dec = decoder.dW;
+  const gp = decoder.dx.map((v, e) => (f[e]! > 0 ? v + l1Scale : 0)); // gp[b, i], masked by f > 0
   const gpR = roundArrayBf16(Float32Array.from(gp));
-  const dW_enc = new Float64Array(d * n);
-  for (let k = 0; k < d; k++)
-    for (let i = 0; i < n; i++) {
-      let s = 0;
-      for (let b = 0; b < B; b++) s += xcR[b * d + k]! * gpR[b * n + i]!; // xc[b, k] · gp[b, i]
-      dW_enc[k * n + i] = s; // dW_enc[k, i]
-    }
+  // The encoder product backwards from gp: dW_enc = xcᵀ gp [d, n] (its dx is not used).
+  const dW_enc = linearBackwardRef(gpR, xcR, W_enc, B, d, n, false).dW;
   const db_enc = new Float64Array(n);
   for (let b = 0; b < B; b++) for (let i = 0; i < n; i++) db_enc[i] = db_enc[i]! + gp[b * n + i]!;
   const db_dec = new Float64Array(d);
