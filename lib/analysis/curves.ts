@@ -3,12 +3,12 @@
  * compiling a Vega-Lite spec and rendering it with Vega's headless SVG renderer, so it works
  * offline and without a canvas. writeTrainingCurves draws a run's metrics log.
  */
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 
 import type { TopLevelSpec } from 'vega-lite';
 
 import { writeFileAtomic } from '../io/atomic.js';
+import { makeFolder } from '../io/folders.js';
 import { readMetrics, type MetricsRecord } from '../sae/metrics-log.js';
 
 export interface CurveSeries {
@@ -106,7 +106,7 @@ export async function writeTrainingCurves(metricsPath: string, svgPath: string, 
     xLabel: 'step',
     panels,
   });
-  await mkdir(path.dirname(svgPath), { recursive: true });
+  await makeFolder(path.dirname(svgPath));
   await writeFileAtomic(svgPath, svg);
 }
 

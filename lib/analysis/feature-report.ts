@@ -8,9 +8,9 @@
  * Each .json has a .js twin that assigns the same data to window.MONOSEMANTIC (pages opened
  * from disk cannot fetch JSON, but can load scripts).
  */
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 
+import { makeFolder } from '../io/folders.js';
 import { hookPoint } from '../lm/hooks.js';
 import type { Gpt2Model } from '../lm/model.js';
 import type { Tokenizer } from '../lm/tokenizer.js';
@@ -69,7 +69,7 @@ export async function writeFeatureReport(o: FeatureReportOptions, outDir: string
   const logits = mlpLayer !== null ? await logitWeights(W_dec, sae.dSae, model.config, await loadGpt2Weights(o.modelDir, model.config), mlpLayer, { backend: sae.backend }) : null;
   const nearest = await nearestByDecoder(W_dec, sae.dSae, sae.dIn, o.neighbors ?? 8, sae.backend);
 
-  await mkdir(path.join(outDir, 'features'), { recursive: true });
+  await makeFolder(path.join(outDir, 'features'));
   const rows = [];
   for (let f0 = 0; f0 < sae.dSae; f0 += FEATURES_PER_FILE) {
     const details = [];

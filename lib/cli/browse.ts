@@ -4,7 +4,7 @@
  * run's summary and curves, and optionally `compare` and `automata` results — to a folder whose
  * index.html opens from disk. `--serve` also serves it over local HTTP.
  */
-import { copyFile, mkdir, readFile, readdir, realpath } from 'node:fs/promises';
+import { copyFile, readFile, readdir, realpath } from 'node:fs/promises';
 import { type Server, createServer } from 'node:http';
 import path from 'node:path';
 
@@ -12,6 +12,7 @@ import type { Command } from 'commander';
 
 import { writeDataFile, writeFeatureReport } from '../analysis/feature-report.js';
 import { readContexts } from '../data/corpus-contexts.js';
+import { makeFolder } from '../io/folders.js';
 import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { modelDirOf } from '../lm/default-model.js';
@@ -189,7 +190,7 @@ export function registerBrowse(program: Command): void {
         const limit = flags.contexts !== undefined ? positiveIntegerFlag('--contexts', flags.contexts) : Number.MAX_SAFE_INTEGER;
         const contexts = await readContexts({ paths, textField: flags.textField, tokenizer, contextLength: T, seed: 0 }, limit);
         const dataDir = path.join(flags.out, 'data');
-        await mkdir(dataDir, { recursive: true });
+        await makeFolder(dataDir);
         // The port is taken before the (long) statistics pass; requests meanwhile find nothing yet.
         serving = port === null ? null : await serveFolder(flags.out, port);
         const progress = contextProgress('browse', contexts.length / T, flags.progress);

@@ -3,13 +3,13 @@
  * activation histogram, top and sampled contexts, logit weights and nearest features — as JSON
  * files (lib/analysis/feature-report.ts) for the feature browser and other tools.
  */
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 
 import type { Command } from 'commander';
 
 import { writeFeatureReport } from '../analysis/feature-report.js';
 import { readContexts } from '../data/corpus-contexts.js';
+import { makeFolder } from '../io/folders.js';
 import { Gpt2Model } from '../lm/model.js';
 import { Tokenizer } from '../lm/tokenizer.js';
 import { modelDirOf } from '../lm/default-model.js';
@@ -51,7 +51,7 @@ export function registerFeatures(program: Command): void {
     .action(async (flags: FeaturesFlags) => {
       const topK = positiveIntegerFlag('--top-k', flags.topK);
       // The output folder is made before the pass, which can take minutes: a file in its place fails now.
-      await mkdir(path.join(flags.out, 'features'), { recursive: true });
+      await makeFolder(path.join(flags.out, 'features'));
       const { sae, loaded } = await loadSaeLensAsSae(flags.sae, flags.backend ? { backend: flags.backend } : {});
       try {
         const hook = flags.hook ?? loaded.metadata.hookName;

@@ -1,10 +1,11 @@
 /** Parsing of command-line flag values shared by the commands: numbers, output paths, options with defaults, and config overrides. */
 import { constants } from 'node:fs';
-import { access, mkdir, stat } from 'node:fs/promises';
+import { access, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 import { Option } from 'commander';
 
+import { makeFolder } from '../io/folders.js';
 import { ConfigError, setByPath } from '../sae/train-config.js';
 
 /**
@@ -65,7 +66,7 @@ export function fractionFlag(flag: string, text: string): number {
 export async function prepareOutputFile(flag: string, file: string): Promise<void> {
   const dir = path.dirname(path.resolve(file));
   try {
-    await mkdir(dir, { recursive: true });
+    await makeFolder(dir);
     await access(dir, constants.W_OK);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;

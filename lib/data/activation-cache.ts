@@ -17,12 +17,13 @@
  */
 import { createHash } from 'node:crypto';
 import type { Stats } from 'node:fs';
-import { mkdir, open, readdir, readFile, stat, type FileHandle } from 'node:fs/promises';
+import { open, readdir, readFile, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 
 import { float32ToBf16 } from '../bf16.js';
 import { removeAbandonedTempFiles, writeFileAtomic } from '../io/atomic.js';
 import { withFolderLock } from '../io/folder-lock.js';
+import { makeFolder } from '../io/folders.js';
 import { foreignEntries } from '../io/run-folder.js';
 import { Tensor } from '../tensor.js';
 import type { BackendName } from '../backend.js';
@@ -228,7 +229,7 @@ async function buildLocked(options: BuildCacheOptions): Promise<BuildCacheResult
   if (!Number.isSafeInteger(options.rows) || options.rows < 1) throw new RangeError(`rows must be a positive integer (got ${options.rows})`);
   if (!Number.isSafeInteger(shardRows) || shardRows < 1) throw new RangeError(`shardRows must be a positive integer (got ${shardRows})`);
   if (dtype !== 'f32' && dtype !== 'bf16') throw new TypeError(`dtype must be 'f32' or 'bf16' (got ${JSON.stringify(dtype)})`);
-  await mkdir(options.dir, { recursive: true });
+  await makeFolder(options.dir);
   // A build killed mid-write leaves its temporary file (up to a shard's size) behind.
   await removeAbandonedTempFiles(options.dir, (target) => target === BUILD_FILE || target === MANIFEST_FILE || SHARD_NAME.test(target));
   const buildFile = path.join(options.dir, BUILD_FILE);

@@ -5,8 +5,10 @@
  * a crash.
  */
 import { randomBytes } from 'node:crypto';
-import { type FileHandle, open, readdir, rename, rm } from 'node:fs/promises';
+import { type FileHandle, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
+
+import { listFolder } from './folders.js';
 
 /** Error codes of filesystems that cannot sync a directory (the rename is still done). */
 const DIRECTORY_SYNC_UNSUPPORTED = new Set(['EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'EISDIR']);
@@ -66,14 +68,7 @@ export function isTempFileName(name: string): boolean {
  */
 export async function removeAbandonedTempFiles(dir: string, isOurs: (target: string) => boolean): Promise<string[]> {
   const removed: string[] = [];
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return removed;
-    throw error;
-  }
-  for (const name of names) {
+  for (const name of await listFolder(dir)) {
     const match = TEMP_NAME.exec(name);
     if (match === null || !isOurs(match[1]!) || processIsAlive(Number(match[2]))) continue;
     await rm(path.join(dir, name), { force: true });

@@ -25,6 +25,7 @@ import path from 'node:path';
 import { z } from 'zod';
 
 import { fsyncDir } from './atomic.js';
+import { makeFolder } from './folders.js';
 
 const FORMAT = 'monosemantic-checkpoint';
 const VERSION = 1;
@@ -152,7 +153,7 @@ async function settleInterruptedWrites(dir: string): Promise<void> {
 
 /** Writes a checkpoint of `files` for `step` under `dir` atomically, then keeps the newest `keep`. */
 export async function writeCheckpoint(dir: string, step: number, files: Record<string, Buffer | string>, keep: number): Promise<string> {
-  await mkdir(dir, { recursive: true });
+  await makeFolder(dir);
   await settleInterruptedWrites(dir);
   const finalPath = path.join(dir, checkpointName(step));
   const tmpPath = `${finalPath}.tmp-${process.pid}`;

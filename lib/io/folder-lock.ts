@@ -14,10 +14,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { link, mkdir, readFile, readdir, rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import { link, readFile, readdir, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { processIsAlive } from './atomic.js';
+import { makeFolder } from './folders.js';
 
 /** The lock file's name in a run folder. */
 export const LOCK_FILE = '.lock';
@@ -133,7 +134,7 @@ async function release(file: string): Promise<void> {
  */
 export async function withFolderLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
   const absolute = path.resolve(dir);
-  const created = await mkdir(absolute, { recursive: true });
+  const created = await makeFolder(absolute);
   let file: string;
   try {
     file = await acquire(absolute);

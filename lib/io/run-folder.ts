@@ -4,10 +4,11 @@
  * with an `sae` section. Used to name the right command when a folder is resumed, or reused, by
  * another.
  */
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 import { isTempFileName, removeAbandonedTempFiles } from './atomic.js';
+import { listFolder } from './folders.js';
 
 export type RunFolderKind = 'run' | 'train' | 'lm train';
 
@@ -34,16 +35,6 @@ export async function expectRunFolder(dir: string, expected: RunFolderKind): Pro
   }
 }
 
-/** The entries of a folder; none where it does not exist. */
-async function entries(dir: string): Promise<string[]> {
-  try {
-    return await readdir(dir);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
-    throw error;
-  }
-}
-
 /**
  * The entries of `dir` (none where it is missing) that a run or build about to write there did
  * not write itself: all but those `isOurs` accepts, hidden files (the lock and its staging files,
@@ -51,7 +42,7 @@ async function entries(dir: string): Promise<string[]> {
  */
 export async function foreignEntries(dir: string, isOurs: (name: string) => boolean | Promise<boolean>): Promise<string[]> {
   const foreign: string[] = [];
-  for (const name of await entries(dir)) {
+  for (const name of await listFolder(dir)) {
     if (name.startsWith('.') || isTempFileName(name) || (await isOurs(name))) continue;
     foreign.push(name);
   }
@@ -70,7 +61,7 @@ export async function freshRunFolderProblem(dir: string, accepted: readonly RunF
     return accepted.includes(kind) ? null : `${dir} holds a \`monosemantic ${kind}\` run: resume it with \`monosemantic ${kind} --resume ${dir}\`, or choose another folder`;
   }
   // An empty checkpoints/ is what a start that failed before its first checkpoint leaves.
-  const foreign = await foreignEntries(dir, async (name) => name === 'checkpoints' && (await entries(path.join(dir, name))).length === 0);
+  const foreign = await foreignEntries(dir, async (name) => name === 'checkpoints' && (await listFolder(path.join(dir, name))).length === 0);
   if (foreign.length === 0) return null;
   const listed = foreign.slice(0, 3).join(', ') + (foreign.length > 3 ? `, and ${foreign.length - 3} more` : '');
   return `${dir} is not empty and holds no monosemantic run (${listed}): a run would replace files there; choose a new or empty folder`;

@@ -11,7 +11,7 @@
  * Exact resume: a checkpoint holds the parameters, AdamW moments and step count, the stream's
  * position and the run's counters; on the CPU a resumed run is bit-identical to an uninterrupted one.
  */
-import { copyFile, mkdir } from 'node:fs/promises';
+import { copyFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { z } from 'zod';
@@ -23,6 +23,7 @@ import { deviceDescription } from '../doctor.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { type Checkpoint, type CheckpointLayout, CheckpointError, latestGoodCheckpoint, listCheckpoints, writeCheckpoint } from '../io/checkpoint.js';
 import { withFolderLock } from '../io/folder-lock.js';
+import { makeFolder } from '../io/folders.js';
 import { freshRunFolderProblem, removeAbandonedRunWrites } from '../io/run-folder.js';
 import { decodeSafetensors, encodeSafetensors, tensorToFloat32 } from '../io/safetensors.js';
 import { packageRoot } from '../native/load.js';
@@ -220,7 +221,7 @@ async function trainLmLocked(config: LmTrainConfig, options: { resume?: boolean 
     if (t.warmupSteps >= total) {
       log(`warning: training.warmupSteps (${t.warmupSteps}) is not below the run's ${total} steps: the learning rate never leaves its warm-up (set training.warmupSteps lower)`);
     }
-    await mkdir(outDir, { recursive: true });
+    await makeFolder(outDir);
     await removeAbandonedRunWrites(outDir);
     await writeFileAtomic(path.join(outDir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
     // A fresh run starts an empty log (a start that failed before its first checkpoint may have left one).
@@ -416,7 +417,7 @@ interface ExportFacts {
 
 /** model/: config.json + model.safetensors (HF GPT-2), tokenizer.json, loss-curve.svg and README.md (the model card). */
 async function exportModel(model: Gpt2Training, modelConfig: Gpt2Config, config: LmTrainConfig, paths: ReturnType<typeof resolveLmPaths>, dir: string, facts: ExportFacts): Promise<void> {
-  await mkdir(dir, { recursive: true });
+  await makeFolder(dir);
   await saveGpt2Model(dir, modelConfig, model.readWeights(), { dtype: config.export.dtype === 'bf16' ? 'BF16' : 'F32' });
   await copyFile(path.join(paths.tokenizer, 'tokenizer.json'), path.join(dir, 'tokenizer.json'));
   const records = await readMetrics(facts.metricsPath);

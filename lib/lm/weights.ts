@@ -16,11 +16,12 @@
  * saveGpt2Model writes a folder transformers' from_pretrained loads: config.json and an F32
  * model.safetensors with GPT2LMHeadModel's names (lm_head.weight only when untied).
  */
-import { mkdir, open, stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 import { float32ToBf16 } from '../bf16.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { makeFolder } from '../io/folders.js';
 import {
   type LoadedTensor,
   type SafetensorsEntry,
@@ -353,7 +354,7 @@ export async function saveGpt2Model(dir: string, config: Gpt2Config, weights: Gp
   if (weights.lmHead !== null) put('lm_head.weight', weights.lmHead, [V, C]);
 
   const encoded = encodeSafetensors(tensors, { format: 'pt' });
-  await mkdir(dir, { recursive: true });
+  await makeFolder(dir);
   await writeFileAtomic(path.join(dir, GPT2_WEIGHTS_FILE), encoded);
   // config.json last: a folder whose config.json is new has its new weights already in place.
   await writeFileAtomic(path.join(dir, GPT2_CONFIG_FILE), `${JSON.stringify(configJson, null, 2)}\n`);

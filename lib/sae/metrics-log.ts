@@ -5,10 +5,11 @@
  * drops lines that are not records (a crash or power loss can leave NULs), with a warning, rather
  * than making the run impossible to resume.
  */
-import { mkdir, open, readFile, type FileHandle } from 'node:fs/promises';
+import { open, readFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 
 import { writeFileAtomic } from '../io/atomic.js';
+import { makeFolder } from '../io/folders.js';
 
 /** One line of the log. Non-finite numbers are stored (and read back) as null. */
 export interface MetricsRecord {
@@ -60,7 +61,7 @@ export class MetricsLog {
     if (truncateAfterStep !== undefined && (typeof truncateAfterStep !== 'number' || !Number.isFinite(truncateAfterStep))) {
       throw new RangeError(`MetricsLog.open: truncateAfterStep must be a finite number (got ${String(truncateAfterStep)})`);
     }
-    await mkdir(path.dirname(filePath), { recursive: true });
+    await makeFolder(path.dirname(filePath));
     if (truncateAfterStep !== undefined) {
       const text = await readTextIfExists(filePath);
       if (text !== undefined) {

@@ -17,13 +17,14 @@
  * accepted — f = ReLU((x − b_dec) W_enc + b_enc), x̂ = f W_dec + b_dec on raw inputs — and anything
  * else is refused with a SaeLensError naming the file and the field, not run wrongly.
  */
-import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 import { z } from 'zod';
 
 import type { BackendName } from '../backend.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { makeFolder } from '../io/folders.js';
 import { type LoadedTensor, SafetensorsError, encodeSafetensors, readSafetensors, tensorToFloat32 } from '../io/safetensors.js';
 import { type Penalty, type Precision, type SaeOptions, positiveInteger } from './config.js';
 import type { SaeParameterArrays } from './init.js';
@@ -105,7 +106,7 @@ export async function saveSaeLens(dir: string, sae: SaeLensExport): Promise<void
   const cfgText = `${JSON.stringify(saeLensConfig(sae), null, 2)}\n`;
 
   try {
-    await mkdir(dir, { recursive: true });
+    await makeFolder(dir);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new SaeLensError(dir, undefined, code === 'EEXIST' || code === 'ENOTDIR' ? 'is a file, or lies under one: an SAE is saved as a folder' : `cannot be made (${(error as Error).message})`, { cause: error });

@@ -12,7 +12,6 @@
  * only between steps, after a firing-count snapshot, so the device holds no unsaved state. On the
  * CPU backend a resumed run is bit-identical to an uninterrupted one.
  */
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 
 import { z } from 'zod';
@@ -23,6 +22,7 @@ import { type ActivationSource, type ActivationSourceState, openActivationSource
 import { writeFileAtomic } from '../io/atomic.js';
 import { type Checkpoint, type CheckpointLayout, CheckpointError, latestGoodCheckpoint, listCheckpoints, readCheckpoint, writeCheckpoint } from '../io/checkpoint.js';
 import { withFolderLock } from '../io/folder-lock.js';
+import { makeFolder } from '../io/folders.js';
 import { freshRunFolderProblem, removeAbandonedRunWrites } from '../io/run-folder.js';
 import { decodeSafetensors, encodeSafetensors, tensorToFloat32, tensorToFloat64, type LoadedTensor } from '../io/safetensors.js';
 import { columnStats, rowSqDist, scaleInPlace } from '../ops.js';
@@ -211,7 +211,7 @@ async function trainLocked(config: TrainConfig, options: { resume?: boolean; che
     const problem = await freshRunFolderProblem(outDir, ['train', 'run']);
     if (problem !== null) throw new TrainingError(problem);
   }
-  await mkdir(outDir, { recursive: true });
+  await makeFolder(outDir);
   await removeAbandonedRunWrites(outDir);
 
   const state = checkpoint?.state ?? null;
