@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { backendStatus } from '../../lib/backend.js';
+import { CorrelationAccumulator } from '../../lib/analysis/universality.js';
 import { columnStats, sparseRows } from '../../lib/ops.js';
 import { Rng } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
@@ -53,4 +54,45 @@ describe.skipIf(!hasCuda)('cuda analysis ops', () => {
       }
     });
   }
+  // CorrelationAccumulator centred (the default) on CUDA: the shifts from the first chunk's columnStats,
+  // add() of the tiled shifts, the f32 cross products through linearBackward's dW (gemm<float>,
+  // ragged tiles), more chunks than one flush, a last chunk of other rows (re-tiled shifts).
+  it('CorrelationAccumulator (centred) on CUDA matches the CPU, always-on and constant units included', async () => {
+    const [nA, nB, rows, chunks, lastRows] = [67, 45, 509, 19, 130];
+    const rng = new Rng(8);
+    const N = rows * (chunks - 1) + lastRows;
+    const a = new Float32Array(N * nA);
+    const b = new Float32Array(N * nB);
+    for (let r = 0; r < N; r++) {
+      const z = rng.normal();
+      for (let i = 0; i < nA; i++) a[r * nA + i] = i === 0 ? 300 + z : i === 1 ? 7 : (i % 3) * z + rng.normal(); // 0: always on; 1: constant
+      for (let j = 0; j < nB; j++) b[r * nB + j] = j === 0 ? 300 + 0.6 * z + 0.8 * rng.normal() : rng.normal() + (j % 5 === 0 ? 0.3 * z : 0);
+    }
+    const results: Record<string, { index: Int32Array; correlation: Float64Array }> = {};
+    for (const backend of ['cpu', 'cuda'] as const) {
+      using acc = new CorrelationAccumulator(nA, nB);
+      expect(acc.centre).toBe(true);
+      for (let c = 0, r0 = 0; c < chunks; c++) {
+        const n = c === chunks - 1 ? lastRows : rows;
+        using ta = Tensor.from(a.subarray(r0 * nA, (r0 + n) * nA), [n, nA], { backend });
+        using tb = Tensor.from(b.subarray(r0 * nB, (r0 + n) * nB), [n, nB], { backend });
+        await acc.add(ta, tb);
+        r0 += n;
+      }
+      expect(acc.rows).toBe(N);
+      results[backend] = acc.bestMatches();
+    }
+    const [c, g] = [results.cpu!, results.cuda!];
+    expect(g.index[1]).toBe(-1); // the constant unit has no correlation
+    expect(g.correlation[1]).toBeNaN();
+    expect(g.index[0]).toBe(0); // the always-on pair is found
+    expect(g.correlation[0]).toBeGreaterThan(0.5);
+    for (let i = 0; i < nA; i++) {
+      if (c.index[i] === -1) {
+        expect(g.index[i], `unit ${i}`).toBe(-1);
+        continue;
+      }
+      expect(Math.abs(g.correlation[i]! - c.correlation[i]!), `unit ${i}`).toBeLessThan(1e-5);
+    }
+  });
 });

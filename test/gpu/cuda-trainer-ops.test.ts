@@ -121,6 +121,50 @@ describe.skipIf(!hasCuda)('cuda trainer ops', () => {
     for (const j of dead) if (j !== dead[5]) expect(g.opt.v.b_enc[j]).toBe(0);
   });
 
+  // With every feature dead there are no live columns to average: both backends take the mean norm
+  // of all the encoder columns (resample.cu: column_norms_kernel's `all`, mean_norm_kernel's n).
+  it('re-initialises like the CPU backend when every feature is dead (the scale of all the columns)', async () => {
+    const rng = new Rng(4);
+    const [d, n] = [37, 1030]; // n past four blocks of column_norms_kernel, not a multiple of 256
+    const dead = Int32Array.from({ length: n }, (_, i) => (i * 7) % n); // every feature, out of order
+    const candRows = normalArray(rng, n * d);
+    candRows.fill(0, 11 * d, 12 * d); // slot 11: an input of zero norm (not applied)
+    const candKeys = Float32Array.from({ length: n }, (_, i) => (i === 5 ? Number.NEGATIVE_INFINITY : -i)); // slot 5: no input
+    const results: Record<string, { W_enc: Float32Array; W_dec: Float32Array; mean: number; live: number; resampled: number }> = {};
+    for (const backend of ['cpu', 'cuda'] as const) {
+      using sae = SparseAutoencoder.create({ dIn: d, dSae: n, backend, precision: 'f32', seed: 9 });
+      // Encoder columns of norms 0.5 .. 0.5 n (the default initialisation's are all alike).
+      const W_enc = sae.readParameters().W_enc;
+      for (let j = 0; j < n; j++) {
+        const norm = Math.hypot(...Array.from({ length: d }, (_, r) => W_enc[r * n + j]!));
+        for (let r = 0; r < d; r++) W_enc[r * n + j] = (W_enc[r * n + j]! / norm) * 0.5 * (j + 1);
+      }
+      sae.writeParameters({ W_enc });
+      using keys = Tensor.from(candKeys, [n], { backend });
+      using rows = Tensor.from(candRows, [n, d], { backend });
+      const r = await sae.resampleFeatures(dead, { keys, rows }, 0.2);
+      const p = sae.readParameters();
+      results[backend] = { W_enc: p.W_enc, W_dec: p.W_dec, mean: r.meanLiveEncoderNorm, live: r.live, resampled: r.resampled };
+    }
+    const [c, g] = [results.cpu!, results.cuda!];
+    const mean = (0.5 * (n + 1)) / 2; // the mean of 0.5, 1, ..., 0.5 n
+    for (const b of [c, g]) {
+      expect(b.live).toBe(0);
+      expect(b.resampled).toBe(n - 2);
+      expect(relDiff(b.mean, mean)).toBeLessThan(1e-6);
+    }
+    expect(relDiff(g.mean, c.mean)).toBeLessThan(1e-12);
+    expect(relError(g.W_enc, c.W_enc), 'W_enc').toBeLessThan(1e-6);
+    expect(relError(g.W_dec, c.W_dec), 'W_dec').toBeLessThan(1e-6);
+    // A re-initialised column has norm 0.2 · mean; the two slots without a usable input keep theirs.
+    const colNorm = (W: Float32Array, j: number) => Math.hypot(...Array.from({ length: d }, (_, r) => W[r * n + j]!));
+    for (let i = 0; i < n; i++) {
+      const j = dead[i]!;
+      const want = i === 5 || i === 11 ? 0.5 * (j + 1) : 0.2 * mean;
+      expect(relDiff(colNorm(g.W_enc, j), want), `column ${j} (slot ${i})`).toBeLessThan(1e-5);
+    }
+  });
+
   it('a resumed CUDA run with resampling ends within tolerance of an uninterrupted one', async () => {
     const root = tempDir('cuda-resume');
     const data = path.join(root, 'data');

@@ -283,6 +283,26 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
     }
   });
 
+  it('activationBackward of the GELUs at ±inf gives the limits 1 and 0 (f32 and bf16 pre), as the CPU', async () => {
+    const pre = Float32Array.of(Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 3e38, -3e38, 1);
+    const dpost = Float32Array.of(2, 2, 2, 2, 2);
+    for (const kind of ['gelu_new', 'gelu'] as Activation[]) {
+      for (const dtype of ['f32', 'bf16'] as const) {
+        const r = await onBoth(async (backend) => {
+          using tpre = Tensor.from(pre, [pre.length], { backend, dtype });
+          using tdpost = Tensor.from(dpost, [pre.length], { backend });
+          using dpre = Tensor.full([pre.length], Number.NaN, { backend });
+          await activationBackward(kind, tdpost, tpre, dpre);
+          return f32(dpre);
+        });
+        for (const b of ['cpu', 'cuda'] as const) {
+          expect(Array.from(r[b].subarray(0, 4)), `${b} ${kind} ${dtype}`).toEqual([2, 0, 2, 0]);
+          expect(Number.isFinite(r[b][4]!), `${b} ${kind} ${dtype}`).toBe(true);
+        }
+      }
+    }
+  });
+
   // Vocabularies held in registers (1,013; 4,097; 8,192: the shipped models') and read three times (50,257).
   for (const [rows, V] of [[37, 1013], [9, 4097], [11, 8192], [5, 50257]] as const) {
     it(`crossEntropyForwardBackward [${rows}, ${V}] matches the CPU; bad targets write nothing`, async () => {

@@ -228,6 +228,55 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
     }
   });
 
+  // The fused bias + gelu_new epilogue of the bf16 product (gemm_epilogue_ops.cuh BiasActOp, through
+  // activate()) at pre-activations that overflow to ±inf: the limits, as the separate pass and the CPU.
+  it('linear at bf16 with gelu_new gives the limits where the product overflows to ±inf (fused epilogue)', async () => {
+    const rng = new Rng(40);
+    const [rows, nIn, nOut] = [3, 64, 300];
+    const x = normalArray(rng, rows * nIn);
+    x.fill(1e38, 0, nIn); // row 0: sum of 64 positive terms of ~1e38 -> +inf in fp32
+    x.fill(-1e38, nIn, 2 * nIn); // row 1: -inf
+    const W = uniformArray(rng, nIn * nOut, 0.5, 1.5);
+    const bias = normalArray(rng, nOut);
+    const r = await onBoth(async (backend) => {
+      using tx = Tensor.from(x, [rows, nIn], { backend });
+      using tw = Tensor.from(W, [nIn, nOut], { backend });
+      using tb = Tensor.from(bias, [nOut], { backend });
+      using f = Tensor.full([rows, nOut], Number.NaN, { backend });
+      using h = Tensor.full([rows, nOut], Number.NaN, { backend, dtype: 'bf16' });
+      await linear(tx, tw, tb, f, 'bf16', { activation: 'gelu_new' });
+      await linear(tx, tw, tb, h, 'bf16', { activation: 'gelu_new' });
+      return { f: f32(f), h: h.toFloat32() };
+    });
+    for (const b of BACKENDS) {
+      for (const out of [r[b].f, r[b].h]) {
+        expect(Array.from(out.subarray(0, nOut)).every((v) => v === Number.POSITIVE_INFINITY), `${b} row 0`).toBe(true);
+        expect(Array.from(out.subarray(nOut, 2 * nOut)).every((v) => Object.is(v, 0)), `${b} row 1`).toBe(true);
+        expect(Array.from(out.subarray(2 * nOut)).every(Number.isFinite), `${b} row 2`).toBe(true);
+      }
+    }
+  });
+
+  it('klRows is +inf where q is masked and p is not, NaN for a row of p all -inf, on both backends', async () => {
+    const rng = new Rng(41);
+    const [rows, V] = [3, 5003];
+    const p = normalArray(rng, rows * V, 2);
+    const q = normalArray(rng, rows * V, 2);
+    q[0 * V + 17] = Number.NEGATIVE_INFINITY; // row 0: P(17) > 0, Q(17) = 0 -> KL = inf
+    p.fill(Number.NEGATIVE_INFINITY, 1 * V, 2 * V); // row 1: no distribution P
+    for (let v = 0; v < V; v += 2) { // row 2: both masked on the even entries: finite
+      p[2 * V + v] = Number.NEGATIVE_INFINITY;
+      q[2 * V + v] = Number.NEGATIVE_INFINITY;
+    }
+    const r = await klRowsOnBoth(p, q, rows, V);
+    for (const b of BACKENDS) {
+      expect(r[b][0], `${b} row 0`).toBe(Number.POSITIVE_INFINITY);
+      expect(r[b][1], `${b} row 1`).toBeNaN();
+      expect(Number.isFinite(r[b][2]!), `${b} row 2`).toBe(true);
+    }
+    expect(Math.abs(r.cuda[2]! - r.cpu[2]!)).toBeLessThan(1e-4 * Math.max(0.1, Math.abs(r.cpu[2]!)));
+  });
+
   it('add matches the CPU exactly, with out aliasing a', async () => {
     const rng = new Rng(4);
     const n = 300_007;
