@@ -9,11 +9,13 @@
 // configures again with the current choice, so a rebuild can turn the CUDA backend on or off; a
 // CUDA library left from an earlier build is removed first (relinked when it is built again).
 import { spawnSync } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import os from 'node:os';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { findNodeGyp, NODE_HEADERS_LOOKED_IN, nodeHeadersDir } from './node-gyp-tools.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
@@ -78,28 +80,12 @@ function buildWithCmake() {
 }
 
 function buildWithNodeGyp() {
-  // The headers that ship with this Node.js (<prefix>/include/node), or the folder npm_config_nodedir
-  // names: without either, node-gyp would download them.
-  const prefix = path.resolve(path.dirname(process.execPath), '..');
-  const nodedir = process.env.npm_config_nodedir || (existsSync(path.join(prefix, 'include', 'node', 'common.gypi')) ? prefix : null);
+  const nodedir = nodeHeadersDir();
   if (nodedir === null) {
-    log(`node-gyp: no Node.js headers in ${path.join(prefix, 'include', 'node')} and no npm_config_nodedir; not building with node-gyp (it would download them)`);
+    log(`node-gyp: no Node.js headers in ${NODE_HEADERS_LOOKED_IN} and no npm_config_nodedir; not building with node-gyp (it would download them)`);
     return false;
   }
-  // npm tells lifecycle scripts where its bundled node-gyp lives; outside npm, look beside node,
-  // then among the installed packages. Never npx, which may go to the registry.
-  const installed = (() => {
-    try {
-      return require.resolve('node-gyp/bin/node-gyp.js');
-    } catch {
-      return undefined;
-    }
-  })();
-  const nodeGyp = [
-    process.env.npm_config_node_gyp,
-    path.join(prefix, 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
-    installed,
-  ].find((candidate) => candidate && existsSync(candidate));
+  const nodeGyp = findNodeGyp();
   if (!nodeGyp) {
     log('node-gyp not found (npm ships it; run the install through npm)');
     return false;
