@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { checkEnvironment } from './environment.js';
 import { MonosemanticError } from './errors.js';
 import type { NativeAddon } from './native/binding.js';
-import { cudaLibraryPath, loadAddon } from './native/load.js';
+import { cudaLibraryPath, loadAddon, missingCudaLibraryReason } from './native/load.js';
 import { profiled } from './native/profile.js';
 
 export type BackendName = 'cpu' | 'cuda';
@@ -57,7 +57,7 @@ function initialise(): NonNullable<typeof state> {
   if (requested === 'cpu') {
     reason = 'MONOSEMANTIC_BACKEND=cpu';
   } else if (!existsSync(libraryPath)) {
-    reason = `the CUDA backend library was not found at ${libraryPath} (this build has no CUDA backend: it is built when nvcc is present, see README)`;
+    reason = missingCudaLibraryReason(addonPath, libraryPath);
   } else {
     const loaded = addon.loadCuda(libraryPath);
     if (!loaded.ok) reason = loaded.reason ?? 'the CUDA backend failed to load';

@@ -63,3 +63,12 @@ export function cudaLibraryPath(addonPath: string): string {
         : 'libmonosemantic_cuda.so';
   return path.join(path.dirname(addonPath), file);
 }
+
+/** Why the CUDA backend is not there when its library is missing: a prebuilt set without one, or a build made without nvcc. */
+export function missingCudaLibraryReason(addonPath: string, libraryPath: string): string {
+  const folder = path.dirname(addonPath);
+  if (path.basename(path.dirname(folder)) === 'prebuilds') {
+    return `the prebuilt binaries for ${path.basename(folder)} have no CUDA backend (no ${libraryPath}); \`npm run build:native\` in the package builds one where the CUDA toolkit is installed, see README`;
+  }
+  return `the CUDA backend library was not found at ${libraryPath} (this build has no CUDA backend: it is built when nvcc is present, see README)`;
+}

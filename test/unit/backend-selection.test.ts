@@ -115,6 +115,16 @@ describe('prebuilt binaries', () => {
     expect(loaded.path).toBe(path.join(dir, 'monosemantic.napi.node'));
     expect(loaded.addon.cpuInfo().threads).toBeGreaterThan(0);
   });
+
+  it('without a CUDA library (the linux-arm64 set) say so, and how to build one', async () => {
+    const { missingCudaLibraryReason } = await import('../../lib/native/load.js');
+    const addon = path.join('/pkg', 'prebuilds', 'linux-arm64', 'monosemantic.napi.node');
+    const library = path.join('/pkg', 'prebuilds', 'linux-arm64', 'libmonosemantic_cuda.so');
+    expect(missingCudaLibraryReason(addon, library)).toBe(
+      `the prebuilt binaries for linux-arm64 have no CUDA backend (no ${library}); \`npm run build:native\` in the package builds one where the CUDA toolkit is installed, see README`,
+    );
+    expect(missingCudaLibraryReason(path.join('/pkg', 'build', 'Release', 'monosemantic.node'), '/pkg/build/Release/libmonosemantic_cuda.so')).toMatch(/not found at \/pkg\/build\/Release\/libmonosemantic_cuda\.so \(this build has no CUDA backend/);
+  });
 });
 
 describe('the CUDA library on a machine without a GPU', () => {
