@@ -23,8 +23,15 @@ export class FiringRecord {
   tokens: number[] = [];
   /** rowStart[i]..rowStart[i + 1] index `features` / `values` for recorded position i. */
   rowStart: number[] = [0];
-  features: number[] = [];
-  values: number[] = [];
+  /**
+   * The firings, position by position: typed arrays grown by doubling (entries from rowStart.at(-1)
+   * on are unused capacity). Plain arrays could not hold them: V8 stops a JS array near 2^27
+   * elements with a fatal error that no catch sees, and a few million tokens at an L0 of a few
+   * dozen reach that.
+   */
+  features: Int32Array = new Int32Array(1 << 16);
+  values: Float32Array = new Float32Array(1 << 16);
+  #firings = 0;
   /** Σ activation of each feature on each token id [dSae, vocabSize]. */
   mass: Float32Array;
 
@@ -39,6 +46,18 @@ export class FiringRecord {
   absorb(f: SparseRows, ids: Int32Array, T: number): void {
     if (f.rows !== ids.length || f.n !== this.dSae || ids.length % T !== 0) throw new RangeError(`f must be [${ids.length}, ${this.dSae}] for whole contexts of ${T} (got [${f.rows}, ${f.n}])`);
     const contexts = ids.length / T;
+    const needed = this.#firings + f.rowPtr[f.rows]! - f.rowPtr[0]!; // at most this many after the batch
+    // The transitions' per-feature offsets are Int32Array sums of the firings.
+    if (needed > 2 ** 31 - 1) throw new RangeError(`automata record at most ${2 ** 31 - 1} firings; this token set has more: give fewer contexts (--contexts)`);
+    if (needed > this.features.length) {
+      const capacity = Math.min(2 ** 31 - 1, Math.max(needed, 2 * this.features.length));
+      const features = new Int32Array(capacity);
+      features.set(this.features.subarray(0, this.#firings));
+      const values = new Float32Array(capacity);
+      values.set(this.values.subarray(0, this.#firings));
+      [this.features, this.values] = [features, values];
+    }
+    const { features, values } = this;
     for (let c = 0; c < contexts; c++) {
       for (let t = 1; t < T; t++) {
         const r = c * T + t; // row of f
@@ -46,15 +65,15 @@ export class FiringRecord {
         for (let k = f.rowPtr[r]!; k < f.rowPtr[r + 1]!; k++) {
           const i = f.cols[k]!;
           const a = f.values[k]!;
-          this.features.push(i);
-          this.values.push(a);
+          features[this.#firings] = i;
+          values[this.#firings++] = a;
           this.mass[i * this.vocabSize + token]! += a;
         }
         this.tokens.push(token);
-        this.rowStart.push(this.features.length);
+        this.rowStart.push(this.#firings);
       }
       this.tokens.push(-1); // context boundary: no transition across it
-      this.rowStart.push(this.features.length);
+      this.rowStart.push(this.#firings);
     }
   }
 }

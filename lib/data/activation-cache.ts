@@ -15,7 +15,6 @@
  * checksums; from the first bad one on, the cache is built again from the source's position at
  * that shard's start (also recorded), giving the same shards as before.
  */
-import { createHash } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { open, readdir, readFile, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -24,6 +23,7 @@ import { float32ToBf16 } from '../bf16.js';
 import { removeAbandonedTempFiles, writeFileAtomic } from '../io/atomic.js';
 import { withFolderLock } from '../io/folder-lock.js';
 import { makeFolder } from '../io/folders.js';
+import { sha256Hex } from '../io/large-files.js';
 import { foreignEntries } from '../io/run-folder.js';
 import { Tensor } from '../tensor.js';
 import type { BackendName } from '../backend.js';
@@ -120,8 +120,9 @@ const BUILD_FILE = 'cache-build.json';
 const MANIFEST_FILE = 'manifest.json';
 const SHARD_NAME = /^acts-\d{6,}\.bin$/;
 
+/** In pieces: one Hash.update() refuses a shard of 2 GiB or more (--shard-rows × d × 4). */
 function sha256(data: Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
+  return sha256Hex(data);
 }
 
 /**

@@ -26,6 +26,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
 
 import { writeFileAtomic } from '../io/atomic.js';
+import { sha256Digest } from '../io/large-files.js';
 
 export const TOKEN_SHARD_MAGIC = 'MSTOKENS';
 export const TOKEN_SHARD_VERSION = 1;
@@ -121,8 +122,8 @@ export async function writeTokenShard(path: string, tokens: Uint16Array | Uint32
     if (tokenBytes === 2) body.swap16();
     else body.swap32();
   }
-  const digest = createHash('sha256').update(body).digest();
-  file.write(TOKEN_SHARD_MAGIC, 0, 'ascii');
+  const digest = sha256Digest(body); // in pieces: one Hash.update() refuses 2 GiB (2^30 16-bit tokens)
+  file.write(TOKEN_SHARD_MAGIC, 0, TOKEN_SHARD_MAGIC.length, 'ascii'); // the length too: without it nothing is written into a Buffer over 2 GiB
   file.writeUInt32LE(TOKEN_SHARD_VERSION, 8);
   file.writeUInt32LE(TOKEN_SHARD_HEADER_BYTES, 12);
   file.writeUInt32LE(vocabSize, 16);

@@ -18,14 +18,14 @@
  * checkpoint is a CheckpointError naming the file and the problem, and `latestGoodCheckpoint`
  * falls back to the previous one.
  */
-import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 import { z } from 'zod';
 
 import { fsyncDir } from './atomic.js';
 import { makeFolder } from './folders.js';
+import { readWholeFile, sha256Hex } from './large-files.js';
 
 const FORMAT = 'monosemantic-checkpoint';
 const VERSION = 1;
@@ -93,8 +93,9 @@ export interface Checkpoint<State = unknown> {
   state: State;
 }
 
+/** Hashed in pieces: a file of 2 GiB or more (an SAE's optimizer state from d_in · d_sae = 2^27) is refused by one Hash.update(). */
 function sha256(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
+  return sha256Hex(data);
 }
 
 async function writeSynced(file: string, data: Buffer): Promise<void> {
@@ -208,12 +209,20 @@ export async function readCheckpoint<State extends { step: number }>(checkpointP
   const manifest = parsedManifest.data;
   const files: Record<string, Buffer> = {};
   for (const [name, expected] of Object.entries(manifest.files)) {
-    let data: Buffer;
-    try {
-      data = await readFile(path.join(checkpointPath, name));
-    } catch {
-      throw new CheckpointError(checkpointPath, `${name} is missing`);
+    const file = path.join(checkpointPath, name);
+    const unreadable = (error: unknown) =>
+      new CheckpointError(checkpointPath, (error as NodeJS.ErrnoException).code === 'ENOENT' ? `${name} is missing` : `${name} cannot be read (${(error as Error).message})`);
+    // The size first: a truncated file is told without reading it.
+    const size = await stat(file).then((info) => info.size, (error: unknown) => {
+      throw unreadable(error);
+    });
+    if (size !== expected.bytes) {
+      throw new CheckpointError(checkpointPath, `${name} holds ${size} bytes, the manifest says ${expected.bytes} (truncated or overwritten)`);
     }
+    // Not fs.readFile, which refuses files of 2 GiB or more.
+    const data = await readWholeFile(file).catch((error: unknown) => {
+      throw unreadable(error);
+    });
     if (data.length !== expected.bytes) {
       throw new CheckpointError(checkpointPath, `${name} holds ${data.length} bytes, the manifest says ${expected.bytes} (truncated or overwritten)`);
     }

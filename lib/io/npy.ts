@@ -251,7 +251,7 @@ export function encodeNpy(array: Float32Array, shape: number[]): Buffer {
   out[6] = 1;
   out[7] = 0;
   out.writeUInt16LE(header.length, 8);
-  out.write(header, PREFIX_BYTES_V1, 'latin1');
+  out.write(header, PREFIX_BYTES_V1, header.length, 'latin1'); // the length too: without it nothing is written into a Buffer over 2 GiB
   const data = out.subarray(PREFIX_BYTES_V1 + header.length);
   data.set(new Uint8Array(array.buffer, array.byteOffset, array.byteLength));
   if (endianness() !== 'LE') data.swap32();

@@ -8,8 +8,10 @@
  * row-major and little-endian, and together they cover the data section exactly.
  * `readSafetensorsHeader` reads only the header, so large files can be read piece by piece.
  */
-import { open, readFile, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
+
+import { readWholeFile } from './large-files.js';
 
 /** Every dtype of the format whose elements are whole bytes; the 8-bit floats are read but not converted. */
 export type SafetensorsDtype =
@@ -294,7 +296,8 @@ export function encodeSafetensors(tensors: Record<string, WritableTensor>, metad
 
   const out = Buffer.alloc(8 + headerLengthBytes + dataBytes);
   out.writeBigUInt64LE(BigInt(headerLengthBytes), 0);
-  out.write(headerText, 8, 'utf8');
+  // The length too: without it, write() writes nothing into a Buffer over 2 GiB (Node 20), leaving a header of zeros.
+  out.write(headerText, 8, headerLengthBytes, 'utf8');
   let position = 8 + headerLengthBytes;
   for (const name of names) {
     const data = tensors[name]!.data;
@@ -321,7 +324,9 @@ export interface LoadedTensor {
 
 /** Reads a whole file into memory, one copied tensor each. */
 export async function readSafetensors(path: string): Promise<{ header: SafetensorsHeader; tensors: Record<string, LoadedTensor> }> {
-  const file = await readFile(path).catch((error: unknown) => {
+  await readSafetensorsHeader(path); // a malformed or truncated file is told before reading it whole
+  // Not fs.readFile, which refuses files of 2 GiB or more (an SAE of d_in · d_sae ≥ 2^28 in f32).
+  const file = await readWholeFile(path).catch((error: unknown) => {
     throw new SafetensorsError(path, undefined, unreadableFile(error), { cause: error });
   });
   return decodeSafetensors(file, path);
