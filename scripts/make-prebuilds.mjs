@@ -65,6 +65,9 @@ function crossBuild(arch) {
     LINK: process.env.LINK ?? process.env.CXX ?? `${triple}-g++`,
   };
   if (spawnSync(env.CXX, ['--version'], { stdio: 'ignore' }).status !== 0) fail(`the cross compiler ${env.CXX} was not found (Debian: apt install g++-${triple})`);
+  // A CC/CXX left in the environment for native builds (CI images set CXX=g++) would build for this machine.
+  const machine = spawnSync(env.CXX, ['-dumpmachine'], { encoding: 'utf8' }).stdout?.trim() ?? '';
+  if (!machine.startsWith(triple.split('-')[0])) fail(`CXX=${env.CXX} builds for ${machine || 'an unknown target'}, not ${triple}: unset CC/CXX/LINK or point them at the ${triple} compilers`);
   // node-gyp builds in ./build, which holds this machine's own build: the sources go to a folder of their own.
   const work = mkdtempSync(path.join(os.tmpdir(), `monosemantic-${arch}-`));
   try {

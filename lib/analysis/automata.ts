@@ -32,6 +32,10 @@ export class FiringRecord {
   features: Int32Array = new Int32Array(1 << 16);
   values: Float32Array = new Float32Array(1 << 16);
   #firings = 0;
+  /** How many entries of `features` / `values` are used (their length is the capacity). */
+  get firings(): number {
+    return this.#firings;
+  }
   /** Σ activation of each feature on each token id [dSae, vocabSize]. */
   mass: Float32Array;
 

@@ -213,9 +213,11 @@ export async function readCheckpoint<State extends { step: number }>(checkpointP
     const unreadable = (error: unknown) =>
       new CheckpointError(checkpointPath, (error as NodeJS.ErrnoException).code === 'ENOENT' ? `${name} is missing` : `${name} cannot be read (${(error as Error).message})`);
     // The size first: a truncated file is told without reading it.
-    const size = await stat(file).then((info) => info.size, (error: unknown) => {
+    const info = await stat(file).catch((error: unknown) => {
       throw unreadable(error);
     });
+    if (!info.isFile()) throw new CheckpointError(checkpointPath, `${name} is not a file`);
+    const size = info.size;
     if (size !== expected.bytes) {
       throw new CheckpointError(checkpointPath, `${name} holds ${size} bytes, the manifest says ${expected.bytes} (truncated or overwritten)`);
     }

@@ -1,10 +1,10 @@
 /**
  * Making and listing folders, with the errors that say what is wrong.
  *
- * Node's recursive mkdir reports any failure to make a missing parent as ENOENT, even where the
- * parent could not be made because the filesystem is read-only (EROFS) or not writable (EACCES):
- * a user told "no such file or directory" for the very folder they asked to create cannot act on
- * it. makeFolder finds the real error.
+ * Node's recursive mkdir reports a failure to make a missing folder as ENOENT where the error is
+ * not one it passes on (it does pass on EACCES, EPERM, ENOSPC, ENOTDIR): on a read-only filesystem
+ * (EROFS), for one. A user told "no such file or directory" for the very folder they asked to
+ * create cannot act on it. makeFolder finds the real error.
  */
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -26,8 +26,7 @@ async function isPresent(p: string): Promise<boolean> {
 /**
  * Creates `dir` and its missing parents; returns the first folder it created (undefined when `dir`
  * was there already), as mkdir's recursive mode does. Where that fails with ENOENT, the outermost
- * missing folder is made on its own, so that the error thrown is the one that stopped it (EROFS,
- * EACCES, ENOTDIR...).
+ * missing folder is made on its own, so that the error thrown is the one that stopped it (EROFS...).
  */
 export async function makeFolder(dir: string): Promise<string | undefined> {
   try {
@@ -39,7 +38,11 @@ export async function makeFolder(dir: string): Promise<string | undefined> {
     for (let parent = path.dirname(missing); parent !== missing && !(await isPresent(parent)); parent = path.dirname(missing)) {
       missing = parent;
     }
-    await mkdir(missing); // throws the real error
+    try {
+      await mkdir(missing); // throws the real error
+    } catch (cause) {
+      if (errorCode(cause) !== 'EEXIST') throw cause; // made meanwhile by another process: go on
+    }
     // It could be made after all (another process made or removed folders meanwhile): go on from it.
     await mkdir(dir, { recursive: true });
     return missing;

@@ -67,7 +67,8 @@ export function cudaLibraryPath(addonPath: string): string {
 /** Why the CUDA backend is not there when its library is missing: a prebuilt set without one, or a build made without nvcc. */
 export function missingCudaLibraryReason(addonPath: string, libraryPath: string): string {
   const folder = path.dirname(addonPath);
-  if (path.basename(path.dirname(folder)) === 'prebuilds') {
+  // Only the library that would sit beside a prebuilt addon: a MONOSEMANTIC_CUDA_LIBRARY that names a missing file is that.
+  if (!process.env.MONOSEMANTIC_CUDA_LIBRARY && path.basename(path.dirname(folder)) === 'prebuilds') {
     return `the prebuilt binaries for ${path.basename(folder)} have no CUDA backend (no ${libraryPath}); \`npm run build:native\` in the package builds one where the CUDA toolkit is installed, see README`;
   }
   return `the CUDA backend library was not found at ${libraryPath} (this build has no CUDA backend: it is built when nvcc is present, see README)`;

@@ -19,6 +19,7 @@ describe('FiringRecord', () => {
     expect(record.values).toBeInstanceOf(Float32Array);
     const firings = record.rowStart.at(-1)!;
     expect(firings).toBe(6 * batches);
+    expect(record.firings).toBe(firings);
     expect(record.features.length).toBeGreaterThanOrEqual(firings);
     const last = firings - 6;
     expect(Array.from(record.features.subarray(last, firings))).toEqual([1, 2, 2, 3, 3, 4]);

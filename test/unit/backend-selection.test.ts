@@ -123,6 +123,9 @@ describe('prebuilt binaries', () => {
     expect(missingCudaLibraryReason(addon, library)).toBe(
       `the prebuilt binaries for linux-arm64 have no CUDA backend (no ${library}); \`npm run build:native\` in the package builds one where the CUDA toolkit is installed, see README`,
     );
+    process.env.MONOSEMANTIC_CUDA_LIBRARY = '/nonexistent/libmonosemantic_cuda.so'; // named by the user: its own message, even beside a prebuilt addon
+    expect(missingCudaLibraryReason(addon, '/nonexistent/libmonosemantic_cuda.so')).toMatch(/not found at \/nonexistent\/libmonosemantic_cuda\.so/);
+    delete process.env.MONOSEMANTIC_CUDA_LIBRARY;
     expect(missingCudaLibraryReason(path.join('/pkg', 'build', 'Release', 'monosemantic.node'), '/pkg/build/Release/libmonosemantic_cuda.so')).toMatch(/not found at \/pkg\/build\/Release\/libmonosemantic_cuda\.so \(this build has no CUDA backend/);
   });
 });

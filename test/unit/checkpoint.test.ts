@@ -40,6 +40,15 @@ describe('readCheckpoint', () => {
     }
   });
 
+  it('names a listed file that is missing, and one that a folder stands in for', async () => {
+    for (const [i, [replace, message]] of ([[false, /optimizer\.safetensors is missing/], [true, /optimizer\.safetensors is not a file/]] as const).entries()) {
+      const checkpoint = await writeCheckpoint(path.join(root, `gone-${i}`), 5, lmFiles(lmState), 9);
+      await rm(path.join(checkpoint, 'optimizer.safetensors'));
+      if (replace) await mkdir(path.join(checkpoint, 'optimizer.safetensors'));
+      await expect(readCheckpoint(checkpoint, LM_CHECKPOINT_LAYOUT)).rejects.toThrow(message);
+    }
+  });
+
   it("refuses another trainer's checkpoint, naming the files this trainer writes", async () => {
     const lm = await writeCheckpoint(path.join(root, 'lm-for-sae'), 5, lmFiles(lmState), 9);
     await expect(readCheckpoint(lm, SAE_CHECKPOINT_LAYOUT)).rejects.toThrow(/sae_weights\.safetensors is not listed in manifest\.json \(an SAE trainer writes sae_weights\.safetensors, optimizer\.safetensors, firing\.safetensors, state\.json\)/);
