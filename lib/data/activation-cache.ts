@@ -120,11 +120,6 @@ const BUILD_FILE = 'cache-build.json';
 const MANIFEST_FILE = 'manifest.json';
 const SHARD_NAME = /^acts-\d{6,}\.bin$/;
 
-/** In pieces: one Hash.update() refuses a shard of 2 GiB or more (--shard-rows × d × 4). */
-function sha256(data: Uint8Array): string {
-  return sha256Hex(data);
-}
-
 /**
  * A build's own file in a cache folder with no build record: a shard, or a manifest of this
  * cache's shards (a build stopped between its first shard's manifest and its first record leaves
@@ -300,7 +295,7 @@ async function buildLocked(options: BuildCacheOptions): Promise<BuildCacheResult
       const bytes = dtype === 'f32' ? new Uint8Array(values.buffer, values.byteOffset, values.byteLength) : new Uint8Array(float32ToBf16(values).buffer);
       const name = `acts-${String(shards.length).padStart(6, '0')}.bin`;
       await writeFileAtomic(path.join(options.dir, name), Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-      shards.push({ path: name, rows: n, sha256: sha256(bytes) });
+      shards.push({ path: name, rows: n, sha256: sha256Hex(bytes) });
       starts.push(position ?? null);
       written += n;
       position = structuredClone(source.state());

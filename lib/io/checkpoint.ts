@@ -93,11 +93,6 @@ export interface Checkpoint<State = unknown> {
   state: State;
 }
 
-/** Hashed in pieces: a file of 2 GiB or more (an SAE's optimizer state from d_in · d_sae = 2^27) is refused by one Hash.update(). */
-function sha256(data: Buffer): string {
-  return sha256Hex(data);
-}
-
 async function writeSynced(file: string, data: Buffer): Promise<void> {
   const handle = await open(file, 'w');
   try {
@@ -166,7 +161,7 @@ export async function writeCheckpoint(dir: string, step: number, files: Record<s
       if (name === 'manifest.json' || name.includes('/')) throw new RangeError(`invalid checkpoint file name '${name}'`);
       const data = typeof content === 'string' ? Buffer.from(content) : content;
       await writeSynced(path.join(tmpPath, name), data);
-      manifest.files[name] = { bytes: data.length, sha256: sha256(data) };
+      manifest.files[name] = { bytes: data.length, sha256: sha256Hex(data) };
     }
     await writeSynced(path.join(tmpPath, 'manifest.json'), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`));
     await fsyncDir(tmpPath);
@@ -228,7 +223,7 @@ export async function readCheckpoint<State extends { step: number }>(checkpointP
     if (data.length !== expected.bytes) {
       throw new CheckpointError(checkpointPath, `${name} holds ${data.length} bytes, the manifest says ${expected.bytes} (truncated or overwritten)`);
     }
-    if (sha256(data) !== expected.sha256) throw new CheckpointError(checkpointPath, `${name} fails its SHA-256 check (corrupt)`);
+    if (sha256Hex(data) !== expected.sha256) throw new CheckpointError(checkpointPath, `${name} fails its SHA-256 check (corrupt)`);
     files[name] = data;
   }
   const state = checkComplete(checkpointPath, manifest, files, layout);
