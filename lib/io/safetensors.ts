@@ -8,10 +8,13 @@
  * row-major and little-endian, and together they cover the data section exactly.
  * `readSafetensorsHeader` reads only the header, so large files can be read piece by piece.
  */
+import { constants } from 'node:buffer';
 import { open, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
 
 import { readWholeFile } from './large-files.js';
+
+const MAX_LENGTH = constants.MAX_LENGTH;
 
 /** Every dtype of the format whose elements are whole bytes; the 8-bit floats are read but not converted. */
 export type SafetensorsDtype =
@@ -294,7 +297,11 @@ export function encodeSafetensors(tensors: Record<string, WritableTensor>, metad
   headerText += ' '.repeat((8 - (headerUtf8Bytes % 8)) % 8);
   const headerLengthBytes = headerUtf8Bytes + ((8 - (headerUtf8Bytes % 8)) % 8);
 
-  const out = Buffer.alloc(8 + headerLengthBytes + dataBytes);
+  const total = 8 + headerLengthBytes + dataBytes;
+  if (total > MAX_LENGTH) {
+    throw new RangeError(`a safetensors file of ${total} bytes cannot be made: this Node.js holds at most ${MAX_LENGTH} bytes in one buffer (buffer.constants.MAX_LENGTH; 2^53 − 1 from Node.js 22)`);
+  }
+  const out = Buffer.alloc(total);
   out.writeBigUInt64LE(BigInt(headerLengthBytes), 0);
   // The length too: without it, write() writes nothing into a Buffer over 2 GiB (Node 20), leaving a header of zeros.
   out.write(headerText, 8, headerLengthBytes, 'utf8');

@@ -12,6 +12,7 @@
  * only between steps, after a firing-count snapshot, so the device holds no unsaved state. On the
  * CPU backend a resumed run is bit-identical to an uninterrupted one.
  */
+import { constants } from 'node:buffer';
 import path from 'node:path';
 
 import { z } from 'zod';
@@ -235,6 +236,11 @@ async function trainLocked(config: TrainConfig, options: { resume?: boolean; che
   if (state && (state.dIn !== dIn || state.dSae !== config.sae.dSae)) {
     await source.close();
     throw new TrainingError(`the checkpoint is for d_in ${state.dIn}, d_sae ${state.dSae}; the config and data give ${dIn}, ${config.sae.dSae}`);
+  }
+  const tooLarge = checkpointTooLarge(dIn, config.sae.dSae);
+  if (tooLarge !== null) {
+    await source.close();
+    throw new TrainingError(tooLarge);
   }
 
   let sae: SparseAutoencoder;
@@ -566,6 +572,18 @@ async function batchVariance(x: Tensor, rows: number): Promise<number> {
   let total = 0;
   for (let j = 0; j < sum.length; j++) total += sumsq[j]! - (sum[j]! * sum[j]!) / rows;
   return Math.max(0, total / rows);
+}
+
+/**
+ * Why an SAE of d_in × d_sae could not be checkpointed in this Node.js, or null: each checkpoint
+ * file is made in one buffer, and the optimizer's (Adam's two moments of both matrices, 16·d_in·d_sae
+ * bytes) is the largest. Told before training, not at the first checkpoint.
+ */
+export function checkpointTooLarge(dIn: number, dSae: number): string | null {
+  const optimizerBytes = 16 * (dIn * dSae + dIn + dSae);
+  if (optimizerBytes + 65_536 <= constants.MAX_LENGTH) return null; // and the file's header
+  const gib = (bytes: number) => (bytes / 2 ** 30).toFixed(1);
+  return `an SAE of d_in ${dIn} × d_sae ${dSae} has ${gib(optimizerBytes)} GiB of optimizer state, and this Node.js holds at most ${gib(constants.MAX_LENGTH)} GiB in the one buffer a checkpoint file is made in (buffer.constants.MAX_LENGTH): train a smaller dictionary, or run Node.js 22 or later (2^53 − 1 bytes)`;
 }
 
 function checkpointFiles(sae: SparseAutoencoder, firing: FiringStats, runState: RunState): Record<string, Buffer | string> {

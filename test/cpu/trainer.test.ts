@@ -13,7 +13,7 @@ import { CheckpointError, latestGoodCheckpoint, listCheckpoints, readCheckpoint 
 import { readMetrics } from '../../lib/sae/metrics-log.js';
 import { loadSaeLens, loadSaeLensAsSae } from '../../lib/sae/saelens.js';
 import { SparseAutoencoder } from '../../lib/sae/sae.js';
-import { SAE_CHECKPOINT_LAYOUT, TrainingError, train } from '../../lib/sae/trainer.js';
+import { SAE_CHECKPOINT_LAYOUT, TrainingError, checkpointTooLarge, train } from '../../lib/sae/trainer.js';
 import { Tensor } from '../../lib/tensor.js';
 import { tempDir, testConfig, writePlantedActivations } from '../helpers/run-fixtures.js';
 
@@ -330,6 +330,16 @@ describe('export', () => {
 });
 
 describe('starting a run', () => {
+  // Node 22 raised buffer.constants.MAX_LENGTH to 2^53 − 1: there such an SAE is not refused.
+  it.runIf(checkpointTooLarge(16, 2 ** 25) !== null)('refuses, before training, an SAE whose optimizer state no checkpoint file could hold', async () => {
+    const dSae = 2 ** 25; // 16 bytes × (16 · 2^25 weights + 2^25 + 16 biases) = 8.5 GiB of Adam moments: more than one buffer holds in Node 20
+    await expect(train(testConfig(data, path.join(root, 'too-large'), { sae: { dSae }, training: { totalSteps: 10 } }))).rejects.toThrow(
+      new TrainingError(checkpointTooLarge(16, dSae)!),
+    );
+    expect(checkpointTooLarge(16, dSae)).toMatch(/^an SAE of d_in 16 × d_sae 33554432 has 8\.5 GiB of optimizer state, and this Node\.js holds at most \d+\.\d GiB in the one buffer/);
+    expect(checkpointTooLarge(512, 131_072)).toBeNull(); // the paper's largest: 1 GiB
+  });
+
   it('a start that failed before its first checkpoint does not block a fresh start', async () => {
     const outDir = path.join(root, 'failed-start');
     await expect(train(testConfig(path.join(root, 'no-such-data'), outDir, {}))).rejects.toThrow(/no-such-data/);

@@ -6,6 +6,7 @@
  * encode tests build a real 2 GiB output (about 2.1 GB resident and 4 s each): they are skipped
  * where less than 4 GiB of memory is free, or with MONOSEMANTIC_SKIP_LARGE_TESTS=1.
  */
+import { constants } from 'node:buffer';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, rm, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -24,6 +25,7 @@ const root = tempDir('large-files');
 afterAll(() => rm(root, { recursive: true, force: true }));
 
 const OVER_2_GIB = 2 ** 31 + 8;
+const MAX_LENGTH = constants.MAX_LENGTH;
 const skipBig = process.env.MONOSEMANTIC_SKIP_LARGE_TESTS === '1' || os.freemem() < 4 * 2 ** 30;
 
 describe('sha256 in pieces', () => {
@@ -75,6 +77,16 @@ describe('files over 2 GiB', () => {
     expect(error.message).not.toMatch(/greater than 2 GiB/);
     expect(error.message).toMatch(/big\.data_offsets: tensor ends at data byte 2147484672 but the data section holds only 2147483648 bytes \(truncated file\?\)/);
     await rm(file);
+  });
+
+  it.runIf(MAX_LENGTH <= 2 ** 33)('encodeSafetensors refuses a file larger than one buffer can hold, saying so', () => {
+    // Typed arrays are allocated lazily: two of 2^30 bytes cost no memory until written.
+    const half = Math.ceil((MAX_LENGTH + 1) / 2 / 4);
+    const a = new Float32Array(half);
+    const b = new Float32Array(half);
+    expect(() => encodeSafetensors({ a: { dtype: 'F32', shape: [half], data: a }, b: { dtype: 'F32', shape: [half], data: b } })).toThrow(
+      /^a safetensors file of \d+ bytes cannot be made: this Node\.js holds at most \d+ bytes in one buffer \(buffer\.constants\.MAX_LENGTH; 2\^53 − 1 from Node\.js 22\)$/,
+    );
   });
 
   // Buffer.prototype.write(string, offset, encoding) writes nothing into a Buffer over 2 GiB (Node 20).
