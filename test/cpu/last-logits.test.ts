@@ -9,6 +9,7 @@ import { expect, it } from 'vitest';
 import { Gpt2Model } from '../../lib/lm/model.js';
 import { packageRoot } from '../../lib/native/load.js';
 import { Rng } from '../../lib/random.js';
+import { lastLogitsAgainstFull } from '../helpers/last-logits.js';
 
 const fixture = path.join(packageRoot(), 'test/fixtures/gpt2/tiny-gelu-new-tied');
 
@@ -19,19 +20,8 @@ it('gives the full logits\' last rows', async () => {
     const [batch, T] = [3, 7];
     const rng = new Rng(2);
     const ids = Int32Array.from({ length: batch * T }, () => rng.int(V));
-    const full = await model.forward(ids, batch, { logits: true });
-    const all = full.logits!.toArray() as Float32Array;
-    full.logits!.dispose();
-    for (const capture of [[], ['ln_final.hook_normalized']]) {
-      const last = await model.forward(ids, batch, { logits: 'last', capture });
-      expect(last.logits!.shape).toEqual([batch, V]);
-      const got = last.logits!.toArray() as Float32Array;
-      last.logits!.dispose();
-      for (const t of Object.values(last.captured)) t.dispose();
-      for (let b = 0; b < batch; b++) {
-        const want = all.subarray((b * T + T - 1) * V, (b * T + T) * V); // row b·T + T − 1 of [batch·T, V]
-        for (let v = 0; v < V; v++) expect(Math.abs(got[b * V + v]! - want[v]!)).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(want[v]!)));
-      }
+    for (const { capture, perSequence } of await lastLogitsAgainstFull(model, ids, batch)) {
+      for (const [b, worst] of perSequence.entries()) expect(worst, `sequence ${b}, capture ${capture.join()}`).toBeLessThanOrEqual(1e-5);
     }
     await expect(model.forward(ids, batch, { logits: 'last', loss: true })).rejects.toThrow(/logits: 'last' leaves out the logits the loss needs/);
   }

@@ -13,23 +13,13 @@ import { backendStatus } from '../../lib/backend.js';
 import { Gpt2Model } from '../../lib/lm/model.js';
 import { packageRoot } from '../../lib/native/load.js';
 import { Rng } from '../../lib/random.js';
+import { lastLogitsAgainstFull, worstRel } from '../helpers/last-logits.js';
 
 const status = backendStatus();
 const hasCuda = status.cuda.available;
 if (!hasCuda) console.warn(`test/gpu: SKIPPED — the CUDA backend is not available: ${status.cuda.reason}`);
 
 const fixture = path.join(packageRoot(), 'test/fixtures/gpt2/tiny-gelu-new-tied');
-
-/** max over v of |got − want| / max(1, |want|). */
-function worstRel(got: Float32Array, want: Float32Array): number {
-  expect(got.length).toBe(want.length);
-  let w = 0;
-  for (let i = 0; i < got.length; i++) {
-    if (!Number.isFinite(got[i]!)) return Infinity;
-    w = Math.max(w, Math.abs(got[i]! - want[i]!) / Math.max(1, Math.abs(want[i]!)));
-  }
-  return w;
-}
 
 describe.skipIf(!hasCuda)('cuda logits: last', () => {
   for (const precision of ['f32', 'bf16'] as const) {
@@ -40,22 +30,11 @@ describe.skipIf(!hasCuda)('cuda logits: last', () => {
       const [batch, T] = [5, 9]; // 45 rows: the gathered rows are 8, 17, 26, 35, 44
       const rng = new Rng(3);
       const ids = Int32Array.from({ length: batch * T }, () => rng.int(V));
-      const full = await model.forward(ids, batch, { logits: true });
-      const all = full.logits!.toArray() as Float32Array;
-      full.logits!.dispose();
       const cpuLast = await cpu.forward(ids, batch, { logits: 'last' });
       const cpuGot = cpuLast.logits!.toArray() as Float32Array;
       cpuLast.logits!.dispose();
-      for (const capture of [[], ['ln_final.hook_normalized']]) {
-        const last = await model.forward(ids, batch, { logits: 'last', capture });
-        expect(last.logits!.shape).toEqual([batch, V]);
-        const got = last.logits!.toArray() as Float32Array;
-        last.logits!.dispose();
-        for (const t of Object.values(last.captured)) t.dispose();
-        for (let b = 0; b < batch; b++) {
-          const want = all.subarray((b * T + T - 1) * V, (b * T + T) * V); // row b·T + T − 1
-          expect(worstRel(got.subarray(b * V, (b + 1) * V), want), `sequence ${b}, capture ${capture.join()}`).toBeLessThanOrEqual(1e-5);
-        }
+      for (const { capture, got, perSequence } of await lastLogitsAgainstFull(model, ids, batch)) {
+        for (const [b, worst] of perSequence.entries()) expect(worst, `sequence ${b}, capture ${capture.join()}`).toBeLessThanOrEqual(1e-5);
         expect(worstRel(got, cpuGot), `against the CPU, capture ${capture.join()}`).toBeLessThan(precision === 'f32' ? 1e-4 : 2e-2);
       }
     });
