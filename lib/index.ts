@@ -50,7 +50,8 @@ export { writeTokenShard, readTokenShardHeader, verifyTokenShard, openTokenShard
 export { openShardContextStream } from './data/shard-contexts.js';
 export { openCorpusContexts, readContexts, corpusKind } from './data/corpus-contexts.js';
 export { initGpt2Weights } from './lm/init.js';
-export { trainLm, nextTokenTargets, type LmTrainSummary, LM_CHECKPOINT_LAYOUT } from './lm/lm-trainer.js';
+export { trainLm, type LmTrainSummary, LM_CHECKPOINT_LAYOUT } from './lm/lm-trainer.js';
+export { nextTokenTargets } from './lm/tokens.js';
 export { LmTrainConfigSchema, parseLmTrainConfig, type LmTrainConfig } from './lm/train-config.js';
 export { runMainJob, resolveRunConfig, type MainRunSummary } from './sae/lm-run.js';
 export { RunConfigSchema, parseRunConfig, type RunConfig } from './sae/run-config.js';

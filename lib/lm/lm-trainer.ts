@@ -33,6 +33,7 @@ import { checkGpt2Config, type Gpt2Config } from './config.js';
 import { initGpt2Weights } from './init.js';
 import { type LmTrainConfig, lmLearningRateAt, lmTotalSteps, tokensPerStep } from './train-config.js';
 import { Tokenizer } from './tokenizer.js';
+import { nextTokenTargets } from './tokens.js';
 import { Gpt2Training } from './training-model.js';
 import { saveGpt2Model } from './weights.js';
 
@@ -121,17 +122,6 @@ export function lmModelConfig(config: LmTrainConfig, tokenizer: Tokenizer): Gpt2
   };
   checkGpt2Config(gpt2, 'model');
   return gpt2;
-}
-
-/** Next-token targets of contexts [rows, T]: targets[r, t] = ids[r, t + 1]; the last position has none (−1). */
-export function nextTokenTargets(ids: Int32Array, rows: number, T: number): Int32Array {
-  const targets = new Int32Array(rows * T);
-  for (let r = 0; r < rows; r++) {
-    const row = r * T; // ids[r, :] starts here
-    for (let t = 0; t + 1 < T; t++) targets[row + t] = ids[row + t + 1]!;
-    targets[row + T - 1] = -1;
-  }
-  return targets;
 }
 
 /** Trains the language model `config` describes; resumes from outDir's latest good checkpoint when `resume`. */

@@ -24,6 +24,7 @@ import { type Gpt2Config, ModelConfigError, loadGpt2Config } from './config.js';
 import { modelFolderProblem } from './default-model.js';
 import { type HookPoint, hookPoint, hookPoints } from './hooks.js';
 import { type MatmulPrecision, activation, add, attention, crossEntropy, embed, layerNorm, linear, linearT, splitQkv } from './ops.js';
+import { firstOutOfVocabulary, lossesWithTargets, nextTokenTargets } from './tokens.js';
 import { type Gpt2Weights, checkGpt2Weights, loadGpt2Weights } from './weights.js';
 
 /** Where an intervention is applied: the activation is [batch × T, width], row b·T + t. */
@@ -219,9 +220,8 @@ export class Gpt2Model {
       throw new RangeError(`ids hold ${ids.length} tokens, not a positive multiple of batch ${batch}`);
     }
     const T = ids.length / batch;
-    for (let i = 0; i < ids.length; i++) {
-      if (ids[i]! < 0 || ids[i]! >= cfg.vocabSize) throw new RangeError(`ids[${i}] = ${ids[i]} is outside the vocabulary [0, ${cfg.vocabSize})`);
-    }
+    const bad = firstOutOfVocabulary(ids, cfg.vocabSize);
+    if (bad >= 0) throw new RangeError(`ids[${bad}] = ${ids[bad]} is outside the vocabulary [0, ${cfg.vocabSize})`);
     if (options.capture !== undefined && !Array.isArray(options.capture)) throw new TypeError('capture must be an array of hook names');
     for (const [name, fn] of Object.entries(options.interventions ?? {})) {
       if (typeof fn !== 'function') throw new TypeError(`the intervention at ${name} must be a function (activation, context) => void`);
@@ -378,23 +378,11 @@ export class Gpt2Model {
       let loss: ForwardResult['loss'] = null;
       if (options.loss) {
         // Position t of sequence b predicts ids[b, t + 1]; the last position has no target (-1).
-        const targets = new Int32Array(rows);
-        for (let b = 0; b < batch; b++) for (let t = 0; t < T; t++) targets[b * T + t] = t + 1 < T ? ids[b * T + t + 1]! : -1;
         const targetsT = tmp('targets', [rows], 'i32');
-        targetsT.upload(targets);
+        targetsT.upload(nextTokenTargets(ids, batch, T));
         const perRow = tmp('lossPerRow', [rows]);
         await crossEntropy(logits, targetsT, perRow, { indicesChecked: true });
-        const all = perRow.toArray() as Float32Array;
-        const perToken = new Float32Array(batch * (T - 1));
-        let sum = 0;
-        for (let b = 0; b < batch; b++) {
-          for (let t = 0; t < T - 1; t++) {
-            const v = all[b * T + t]!;
-            perToken[b * (T - 1) + t] = v;
-            sum += v;
-          }
-        }
-        loss = { perToken, mean: sum / perToken.length };
+        loss = lossesWithTargets(perRow.toArray() as Float32Array, batch, T);
       }
       const result: ForwardResult = { captured, logits: options.logits ? logits : null, loss };
       logits = null;

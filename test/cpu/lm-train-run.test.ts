@@ -10,7 +10,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 
 import { openShardContextStream } from '../../lib/data/shard-contexts.js';
 import { readSafetensorsHeader } from '../../lib/io/safetensors.js';
-import { nextTokenTargets, trainLm, type LmTrainSummary } from '../../lib/lm/lm-trainer.js';
+import { trainLm, type LmTrainSummary } from '../../lib/lm/lm-trainer.js';
+import { nextTokenTargets } from '../../lib/lm/tokens.js';
 import { Gpt2Model } from '../../lib/lm/model.js';
 import { type LmTrainConfigInput, parseLmTrainConfig } from '../../lib/lm/train-config.js';
 import { readMetrics } from '../../lib/sae/metrics-log.js';
