@@ -54,16 +54,40 @@ export function mixSeed(parts: readonly number[]): number {
   return hash | 0;
 }
 
-/** A random order of [0, n): Fisher–Yates from `rng`. */
-export function permutation(n: number, rng: Rng): Uint32Array {
-  const order = new Uint32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  for (let i = n - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
+/** Swaps drawn ahead at a time: the draws, then the swaps, each in a loop of its own. */
+const SWAP_CHUNK = 1 << 16;
+
+/**
+ * Fisher–Yates steps i = from, from − 1, .., stop + 1 on order: each swaps order[i] with
+ * order[rng.int(i + 1)]. The chunk's draws are made first, then its swaps, in separate loops: the
+ * same draws in the same order, but the swaps' random reads (an order of millions of rows is larger
+ * than the caches) overlap each other instead of waiting behind the generator. Returns stop.
+ */
+function fisherYatesSteps(order: Uint32Array, rng: Rng, from: number, stop: number, draws: Uint32Array): number {
+  const count = from - stop;
+  for (let k = 0; k < count; k++) draws[k] = rng.int(from - k + 1); // the draw of step i = from − k
+  for (let k = 0; k < count; k++) {
+    const i = from - k;
+    const j = draws[k]!;
     const held = order[i]!;
     order[i] = order[j]!;
     order[j] = held;
   }
+  return stop;
+}
+
+/** [0, 1, .., n − 1]. */
+function identity(n: number): Uint32Array {
+  const order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  return order;
+}
+
+/** A random order of [0, n): Fisher–Yates from `rng`. */
+export function permutation(n: number, rng: Rng): Uint32Array {
+  const order = identity(n);
+  const draws = new Uint32Array(Math.min(SWAP_CHUNK, n));
+  for (let i = n - 1; i > 0; ) i = fisherYatesSteps(order, rng, i, Math.max(0, i - SWAP_CHUNK), draws);
   return order;
 }
 
@@ -71,17 +95,11 @@ export function permutation(n: number, rng: Rng): Uint32Array {
  * permutation(n, rng), the same draws in the same order, yielding to the event loop every `chunk`
  * swaps, so that a long order (millions of rows) is drawn between other work instead of blocking it.
  */
-export async function permutationYielding(n: number, rng: Rng, chunk = 1 << 16): Promise<Uint32Array> {
-  const order = new Uint32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
+export async function permutationYielding(n: number, rng: Rng, chunk = SWAP_CHUNK): Promise<Uint32Array> {
+  const order = identity(n);
+  const draws = new Uint32Array(Math.max(1, Math.min(chunk, n)));
   for (let i = n - 1; i > 0; ) {
-    const stop = Math.max(0, i - chunk);
-    for (; i > stop; i--) {
-      const j = rng.int(i + 1);
-      const held = order[i]!;
-      order[i] = order[j]!;
-      order[j] = held;
-    }
+    i = fisherYatesSteps(order, rng, i, Math.max(0, i - chunk), draws);
     if (i > 0) await new Promise((resolve) => setImmediate(resolve));
   }
   return order;

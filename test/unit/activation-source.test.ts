@@ -99,6 +99,23 @@ async function withSource<T>(options: ActivationSourceOptions, use: (source: Act
   }
 }
 
+describe('permutation', () => {
+  it('is Fisher–Yates from the generator, one draw per step from the top, across its chunks of 65,536 swaps', () => {
+    // The reference: each step i = n − 1 .. 1 draws j = rng.int(i + 1) and swaps order[i] with order[j].
+    const fisherYates = (n: number, rng: Rng) => {
+      const order = Array.from({ length: n }, (_, i) => i);
+      for (let i = n - 1; i > 0; i--) {
+        const j = rng.int(i + 1);
+        [order[i], order[j]] = [order[j]!, order[i]!];
+      }
+      return order;
+    };
+    for (const n of [0, 1, 2, 3, 65_536, 65_537, 65_538, 131_075]) {
+      for (const seed of [1, 77]) expect(Array.from(permutation(n, new Rng(seed)))).toEqual(fisherYates(n, new Rng(seed)));
+    }
+  });
+});
+
 describe('permutationYielding', () => {
   it('draws the same order as permutation while letting other work run between chunks', async () => {
     for (const n of [0, 1, 2, 1000, 70_001]) {
