@@ -178,7 +178,8 @@ next)
   # What the last session left to measure, in the order of the open issues' targets, cut at
   # DEADLINE (default 500 s): test/gpu on the defaults (the tensor-core attention at bf16; on Hopper
   # the wgmma GEMM for the long-K plain products); the SAE step as chosen, on mma.sync alone and on
-  # wgmma alone at the issue's three shapes, next to torch.compile at each; the main job's pipeline;
+  # wgmma alone at the issue's three shapes, next to torch.compile at each; the main job's pipeline
+  # (1,000 steps and ten passes);
   # the LM's harvest, full forward and training step on the defaults next to HF's; the full forward
   # + loss kernel by kernel under ncu (its 8.7 ms against the harvest's 1.3 ms); the wgmma kernel's
   # K = 512 products under ncu; then the diagnostics: the fp32 tiled attention's bf16 test, the LM
@@ -202,7 +203,10 @@ next)
     --precision bf16 --kernels tensor,mma,wgmma --shapes "$shapes" --iters "$iters" ${peak:+--peak-tflops "$peak"} --json "$out/sae-step.json"
   STEP_CAP=150 step "sae step, torch.compile" "$python" bench/reference/torch_sae_step.py --device "$torch_device" \
     --shapes "$shapes" --iters "$iters" --compile --json "$out/torch-sae-step-compile.json"
-  STEP_CAP=120 step "pipeline" node dist/bench/pipeline.js --backend "$backend" $pipe --json "$out/pipeline.json"
+  # 1,000 steps (1.02 passes: the first pass and the start of the next, served from the store) and
+  # the default run's ten passes, at both of issue 7's shapes.
+  STEP_CAP=150 step "pipeline" node dist/bench/pipeline.js --backend "$backend" $pipe $([ "$quick" = 1 ] || echo "--passes 10") \
+    --json "$out/pipeline.json"
   step "lm forward bf16" "${fwd[@]}"
   step "lm forward bf16, HF" "$python" bench/reference/hf_forward.py --device "$torch_device" --dtype bfloat16 $lm "${gpt2[@]}"
   step "lm train" "${train[@]}"
