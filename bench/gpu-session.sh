@@ -179,10 +179,9 @@ next)
   # DEADLINE (default 500 s): test/gpu on the defaults (the tensor-core attention at bf16; on Hopper
   # the wgmma GEMM for the long-K plain products); the SAE step as chosen, on mma.sync alone and on
   # wgmma alone at the issue's three shapes, next to torch.compile at each; the main job's pipeline
-  # (1,000 steps and ten passes);
-  # the LM's harvest, full forward and training step on the defaults next to HF's; the full forward
-  # + loss kernel by kernel under ncu (its 8.7 ms against the harvest's 1.3 ms); the wgmma kernel's
-  # K = 512 products under ncu; then the diagnostics: the fp32 tiled attention's bf16 test, the LM
+  # (1,000 steps and ten passes); the LM's harvest, full forward and training step on the defaults
+  # next to HF's; the full forward + loss kernel by kernel under ncu (3.2 ms of wall time against
+  # 2.06 ms of kernels); the wgmma kernel's K = 512 products under ncu; then the diagnostics: the fp32 tiled attention's bf16 test, the LM
   # with the tiled attention and with mma.sync alone, the training step under ncu, where the
   # harvest's host time goes; the default run on A and B and universality; the GEMM playground's
   # timing sweep.
@@ -230,16 +229,17 @@ next)
   step "lm forward bf16, mma.sync alone" "${mma[@]}" "${fwd[@]}"
   step "lm train, mma.sync alone" "${mma[@]}" "${train[@]}"
   if command -v ncu >/dev/null; then
-    # The training step kernel by kernel (issue 6's target is under 4.1 ms; it measured 7.1).
+    # The training step kernel by kernel (issue 6's target is under 4.1 ms; it measured 7.6, 6.7 queued).
     STEP_CAP=90 step "lm training step kernels (ncu)" ncu --clock-control none --target-processes all \
       --metrics gpu__time_duration.sum --print-summary per-kernel node dist/bench/lm-train.js --backend "$backend" $lm --iters 1
     step "lm training step kernels, table" node dist/bench/ncu-table.js "$work/previous-step.out" --top 25 --runs 4  # 2 warm-up, 1 timed, 1 queued
   fi
-  # Where the harvest's host time goes (5.5 ms per forward of 128 contexts, against about 1 ms of
-  # device work): the JavaScript thread's profile, and the wall time of each native operation.
+  # Where the main job's time goes over 1,000 steps (1.02 passes: the store's first serving order
+  # included): the JavaScript threads' profiles (the main thread's and the order worker's), and the
+  # wall time of each native operation.
   rm -rf "$work/prof"
   step "pipeline, profiled" env MONOSEMANTIC_PROFILE=1 node --cpu-prof --cpu-prof-dir "$work/prof" dist/bench/pipeline.js \
-    --backend "$backend" $([ "$quick" = 1 ] && echo "$pipe" || echo "--d-sae 4096 --steps 300")
+    --backend "$backend" $([ "$quick" = 1 ] && echo "$pipe" || echo "--d-sae 4096 --steps 1000")
   step "pipeline profile, table" node dist/bench/cpuprofile-top.js "$work"/prof/*.cpuprofile --top 30
   run_saes models/a models/b
   compare_saes models/a models/b

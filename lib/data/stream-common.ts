@@ -61,7 +61,8 @@ const SWAP_CHUNK = 1 << 16;
  * Fisher–Yates steps i = from, from − 1, .., stop + 1 on order: each swaps order[i] with
  * order[rng.int(i + 1)]. The chunk's draws are made first, then its swaps, in separate loops: the
  * same draws in the same order, but the swaps' random reads (an order of millions of rows is larger
- * than the caches) overlap each other instead of waiting behind the generator. Returns stop.
+ * than the caches) overlap each other instead of waiting behind the generator. draws holds at
+ * least from − stop entries. Returns stop.
  */
 function fisherYatesSteps(order: Uint32Array, rng: Rng, from: number, stop: number, draws: Uint32Array): number {
   const count = from - stop;
@@ -96,8 +97,9 @@ export function permutation(n: number, rng: Rng): Uint32Array {
  * swaps, so that a long order (millions of rows) is drawn between other work instead of blocking it.
  */
 export async function permutationYielding(n: number, rng: Rng, chunk = SWAP_CHUNK): Promise<Uint32Array> {
+  positiveInteger('chunk', chunk);
   const order = identity(n);
-  const draws = new Uint32Array(Math.max(1, Math.min(chunk, n)));
+  const draws = new Uint32Array(Math.min(chunk, n));
   for (let i = n - 1; i > 0; ) {
     i = fisherYatesSteps(order, rng, i, Math.max(0, i - chunk), draws);
     if (i > 0) await new Promise((resolve) => setImmediate(resolve));

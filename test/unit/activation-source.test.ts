@@ -133,6 +133,7 @@ describe('permutationYielding', () => {
       if (n === 70_001) expect(ticks).toBeGreaterThan(30); // other work ran between the 68 chunks
       expect([...yielded].sort((a, b) => a - b)).toEqual(Array.from({ length: n }, (_, i) => i));
     }
+    for (const chunk of [0, 1.5, -1]) await expect(permutationYielding(10, new Rng(1), chunk)).rejects.toThrow(/chunk must be a positive integer/);
   });
 });
 
