@@ -124,6 +124,13 @@ export class LmActivationSource implements TrainingDataSource {
   #store: Tensor | null = null;
   #stored = 0;
   #storeComplete = false;
+  /**
+   * The serving order of the first pass served from the store, drawn ahead (on the order worker's
+   * 'ahead' lane) while the first pass is harvested: the order of storeRows rows, which the caller
+   * gives as the pass's length. Drawn only at the switch to the store, an order of millions of rows
+   * would keep the trainer waiting (a window is served in tens of ms). Null once taken.
+   */
+  #firstStoredOrder: Promise<Uint32Array | null> | null = null;
   #closed = false;
   /** Whether the prefetched harvest (#pending) is still running, and when #letHarvestRun last let the event loop turn. */
   #harvesting = false;
@@ -161,6 +168,10 @@ export class LmActivationSource implements TrainingDataSource {
       if (s) source.#passNumbers = s.passes === true;
       if (options.storeRows !== undefined) {
         source.#store = Tensor.empty([options.storeRows, width], { backend: options.model.backend });
+        if (!s || s.epoch <= 1) {
+          const ahead = drawOrder(options.storeRows, storedPassSeed(options.seed, 1), 0, 'ahead');
+          source.#firstStoredOrder = ahead.catch(() => null); // drawn again at the switch
+        }
         source.#contexts = await options.openContexts(undefined, 0);
         source.#current = s ? await source.#replayTo(s) : await source.#harvestWindow();
       } else {
@@ -236,6 +247,7 @@ export class LmActivationSource implements TrainingDataSource {
     this.#current = null;
     this.#spare = null;
     this.#store = null;
+    this.#firstStoredOrder = null;
     await this.#contexts?.close?.();
   }
 
@@ -394,9 +406,18 @@ export class LmActivationSource implements TrainingDataSource {
     const store = this.#store!;
     const index = ++this.#built;
     const epoch = ++this.#epoch;
-    const order = await drawOrder(this.#stored, mixSeed([SEED_PURPOSE.STORED_PASS_ORDER, this.#o.seed, epoch]));
+    const ahead = this.#firstStoredOrder;
+    this.#firstStoredOrder = null;
+    // The order drawn ahead is this one where the first pass filled the store exactly (the same n and seed).
+    const early = ahead && epoch === 1 && this.#stored === this.#o.storeRows ? await ahead : null;
+    const order = early ?? (await drawOrder(this.#stored, storedPassSeed(this.#o.seed, epoch)));
     return { index, epoch, start: null, buffer: store, rows: this.#stored, orderOnDevice: orderTensor(order, store) };
   }
+}
+
+/** The seed of the serving order of pass `epoch` (≥ 1) over the store. */
+function storedPassSeed(seed: number, epoch: number): number {
+  return mixSeed([SEED_PURPOSE.STORED_PASS_ORDER, seed, epoch]);
 }
 
 /** The longest a read keeps the event loop from the harvest of the next window, in ms. */

@@ -5,7 +5,10 @@
  * worker thread (lib/data/order-worker.ts) draws them instead, with the same code and generator,
  * so an order is identical, bit for bit, to permutation(n, new Rng(seed)) on the calling thread.
  *
- * The worker is started on first use and holds the process open only while it has work. Where it
+ * Orders wanted well ahead of their use (a whole stored pass's, millions of rows) are drawn on a
+ * second worker, the 'ahead' lane, so that they never hold up a window's order queued behind them.
+ *
+ * A worker is started on first use and holds the process open only while it has work. Where one
  * cannot run (its compiled module missing, the thread failing), the order is drawn on the calling
  * thread between other work (permutationYielding): the same order, only slower.
  */
@@ -62,37 +65,41 @@ class OrderWorker {
   }
 }
 
-let worker: OrderWorker | null = null;
-/** Set once the worker could not be started, or ended before answering: every later order is drawn on the calling thread. */
+/** Which worker draws an order: 'serving' for the orders about to be served, 'ahead' for those drawn well before their use. */
+export type OrderLane = 'serving' | 'ahead';
+
+const workers: Record<OrderLane, OrderWorker | null> = { serving: null, ahead: null };
+/** Set once a worker could not be started, or ended before answering: every later order is drawn on the calling thread. */
 let unavailable = false;
 
-function orderWorker(): OrderWorker | null {
-  if (worker || unavailable) return worker;
+function orderWorker(lane: OrderLane): OrderWorker | null {
+  if (workers[lane] || unavailable) return workers[lane];
   const script = workerScript('order-worker.js');
   try {
     // A thread that ends before answering once (it cannot load, say) is not started again.
     if (script !== null) {
       const started: OrderWorker = new OrderWorker(script, (answered) => {
-        if (worker === started) worker = null;
+        if (workers[lane] === started) workers[lane] = null;
         if (!answered) unavailable = true;
       });
-      worker = started;
+      workers[lane] = started;
     }
   } catch {
-    worker = null;
+    workers[lane] = null;
   }
-  unavailable = worker === null;
-  return worker;
+  unavailable = workers[lane] === null;
+  return workers[lane];
 }
 
 /**
  * The order of [0, n) that permutation(n, new Rng(seed)) draws, with `base` added to every entry
- * (row indices into a buffer at row `base`), drawn on the order worker.
+ * (row indices into a buffer at row `base`), drawn on the `lane`'s order worker.
  */
-export async function drawOrder(n: number, seed: number, base = 0): Promise<Uint32Array> {
+export async function drawOrder(n: number, seed: number, base = 0, lane: OrderLane = 'serving'): Promise<Uint32Array> {
   if (!Number.isSafeInteger(n) || n < 0 || n > 2 ** 32) throw new RangeError(`n must be an integer in [0, 2^32] (got ${n})`);
   if (!Number.isSafeInteger(base) || base < 0 || base + n > 2 ** 32) throw new RangeError(`base must be a non-negative integer with base + n ≤ 2^32 (got ${base})`);
-  const thread = orderWorker();
+  if (lane !== 'serving' && lane !== 'ahead') throw new RangeError(`lane must be 'serving' or 'ahead' (got ${String(lane)})`);
+  const thread = orderWorker(lane);
   if (thread) {
     try {
       return await thread.draw(n, seed, base);
@@ -105,7 +112,7 @@ export async function drawOrder(n: number, seed: number, base = 0): Promise<Uint
   return order;
 }
 
-/** Whether orders are being drawn on the worker thread (it has started and not failed). */
+/** Whether serving orders are being drawn on a worker thread (it has started and not failed). */
 export function ordersOffThread(): boolean {
-  return worker !== null;
+  return workers.serving !== null;
 }

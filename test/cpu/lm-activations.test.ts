@@ -229,17 +229,26 @@ describe('LmActivationSource', () => {
       for (const s of [stored, plain]) await s.close();
     });
 
+    it('serves the first stored pass in the order drawn ahead, the one drawn at the switch to the store', async () => {
+      // storeRows = PASS: the first pass fills the store, and its serving order was drawn while it
+      // was harvested; PASS + 3: it does not, and the order is drawn at the switch. Same n, same seed.
+      const exact = await open({ storeRows: PASS });
+      const roomy = await open({ storeRows: PASS + 3 });
+      for (let pass = 0; pass < 3; pass++) expect(Array.from(await take(exact, PASS))).toEqual(Array.from(await take(roomy, PASS)));
+      for (const s of [exact, roomy]) await s.close();
+    });
+
     it('resumes exactly from positions in the first pass and in later passes', async () => {
       const sizes = [37, 64, 101, 90, 13, 128, 77, 250, 199, 33];
-      for (const prefetch of [true, false]) {
-        const whole = await open({ storeRows: PASS + 3, prefetch });
+      for (const [storeRows, prefetch] of [[PASS + 3, true], [PASS + 3, false], [PASS, true]] as const) {
+        const whole = await open({ storeRows, prefetch });
         const all: number[][] = [];
         for (const n of sizes) all.push(Array.from(await take(whole, n)));
         for (const cut of [2, 5, 8]) {
-          const first = await open({ storeRows: PASS + 3, prefetch });
+          const first = await open({ storeRows, prefetch });
           for (const n of sizes.slice(0, cut)) await take(first, n);
           const state = JSON.parse(JSON.stringify(first.state()));
-          const resumed = await open({ storeRows: PASS + 3, prefetch: !prefetch, state });
+          const resumed = await open({ storeRows, prefetch: !prefetch, state });
           for (let i = cut; i < sizes.length; i++) expect(Array.from(await take(resumed, sizes[i]!))).toEqual(all[i]);
           for (const s of [first, resumed]) await s.close();
         }
