@@ -26,6 +26,10 @@
 # 64 MiB carry). Then one device
 # call per stage:   run  carry: [".device"]
 #                        command: . .device/setup && bash bench/gpu-session.sh check
+# Two stages in one session (say next and retrain, whose packs differ): pack both ahead, the second
+# with `bash bench/pack-device.sh --lean --train-tokens --into=.device-retrain`, and make the second
+# call within 30 s of the first (the machine stays warm that long) with carry [".device-retrain"]
+# and `. .device-retrain/setup && bash bench/gpu-session.sh retrain`.
 # Each stage writes its log and JSON under $OUT (bench/out when unset) and prints a short table last.
 # BACKEND=cpu QUICK=1 runs the same stages on the CPU at toy sizes (a check of this script).
 set -uo pipefail
