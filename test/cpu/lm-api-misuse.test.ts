@@ -12,13 +12,13 @@ import { loadGpt2Config } from '../../lib/lm/config.js';
 import { generate } from '../../lib/lm/generate.js';
 import { addDirection, meanAblate, replaceWith } from '../../lib/lm/interventions.js';
 import { Gpt2Model } from '../../lib/lm/model.js';
+import { nextTokenTargets } from '../../lib/lm/tokens.js';
 import { Gpt2Training } from '../../lib/lm/training-model.js';
 import { loadGpt2Weights } from '../../lib/lm/weights.js';
 import { packageRoot } from '../../lib/native/load.js';
 import { gatherRows } from '../../lib/ops.js';
 import { Rng } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
-import { nextTokenTargets } from '../helpers/gpt2-grads.js';
 
 const fixtures = path.join(packageRoot(), 'test/fixtures/gpt2');
 const backend = 'cpu' as const;

@@ -13,11 +13,11 @@ import { describe, expect, it } from 'vitest';
 import { loadGpt2Config } from '../../lib/lm/config.js';
 import { Gpt2Model } from '../../lib/lm/model.js';
 import { Tokenizer } from '../../lib/lm/tokenizer.js';
+import { nextTokenTargets as shiftTargets } from '../../lib/lm/tokens.js';
 import { Gpt2Training } from '../../lib/lm/training-model.js';
 import { loadGpt2Weights } from '../../lib/lm/weights.js';
 import { packageRoot } from '../../lib/native/load.js';
 import { Rng } from '../../lib/random.js';
-import { nextTokenTargets as shiftTargets } from '../helpers/gpt2-grads.js';
 
 const fixtures = path.join(packageRoot(), 'test/fixtures/gpt2');
 const backend = 'cpu' as const;

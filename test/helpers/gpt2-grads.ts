@@ -7,6 +7,7 @@
 import type { BackendName } from '../../lib/backend.js';
 import type { Gpt2Config } from '../../lib/lm/config.js';
 import type { MatmulPrecision } from '../../lib/lm/ops.js';
+import { nextTokenTargets } from '../../lib/lm/tokens.js';
 import { Gpt2Training } from '../../lib/lm/training-model.js';
 import type { Gpt2Weights } from '../../lib/lm/weights.js';
 
@@ -41,12 +42,6 @@ export function hfParameterName(name: string): string {
   return top;
 }
 
-/** Next-token targets for ids [B, T]: ids shifted left, −1 at each sequence's last position. */
-export function nextTokenTargets(ids: Int32Array, batch: number, T: number): Int32Array {
-  const out = new Int32Array(ids.length);
-  for (let b = 0; b < batch; b++) for (let t = 0; t < T; t++) out[b * T + t] = t + 1 < T ? ids[b * T + t + 1]! : -1;
-  return out;
-}
 
 /** The mean loss over the batch × (T − 1) positions with a target, and every parameter's gradient. */
 export async function gpt2LossAndGrads(
