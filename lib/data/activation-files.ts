@@ -24,6 +24,7 @@ import { dirname, extname, resolve } from 'node:path';
 
 import { z } from 'zod';
 
+import { readFullyAt } from '../io/large-files.js';
 import { readNpyHeader } from '../io/npy.js';
 import { bf16BitsToFloat32, float16BitsToFloat32, readSafetensorsHeader, type SafetensorsDtype } from '../io/safetensors.js';
 
@@ -194,12 +195,7 @@ class MatrixFile implements ActivationFile {
   }
 
   async #readExactly(into: Uint8Array, position: number): Promise<void> {
-    let done = 0;
-    while (done < into.length) {
-      const { bytesRead } = await this.#handle!.read(into, done, into.length - done, position + done);
-      if (bytesRead === 0) throw new ActivationFileError(this.path, `unexpected end of file at byte ${position + done} (was it truncated?)`);
-      done += bytesRead;
-    }
+    await readFullyAt(this.#handle!, into, position, (byte) => new ActivationFileError(this.path, `unexpected end of file at byte ${byte} (was it truncated?)`));
   }
 
   async close(): Promise<void> {

@@ -45,6 +45,8 @@ import { extname, join, resolve } from 'node:path';
 import { parquetMetadataAsync, parquetRead, parquetSchema, type AsyncBuffer, type FileMetaData } from 'hyparquet';
 import { glob, isDynamicPattern } from 'tinyglobby';
 
+import { readFullyAt } from '../io/large-files.js';
+
 export interface CorpusOptions {
   /** Files, folders (walked recursively, sorted) or globs (tinyglobby). */
   paths: string[];
@@ -472,13 +474,7 @@ async function* readParquetFile(path: string, options: Required<CorpusOptions>, 
       async slice(start: number, end?: number): Promise<ArrayBuffer> {
         const stop = Math.min(end ?? byteLength, byteLength);
         const buffer = new ArrayBuffer(Math.max(0, stop - start));
-        const view = new Uint8Array(buffer);
-        let filled = 0;
-        while (filled < view.length) {
-          const { bytesRead } = await opened.read(view, filled, view.length - filled, start + filled);
-          if (bytesRead === 0) throw new Error(`unexpected end of file at byte ${start + filled}`);
-          filled += bytesRead;
-        }
+        await readFullyAt(opened, new Uint8Array(buffer), start, (byte) => new Error(`unexpected end of file at byte ${byte}`));
         return buffer;
       },
     };

@@ -26,7 +26,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
 
 import { writeFileAtomic } from '../io/atomic.js';
-import { sha256Digest } from '../io/large-files.js';
+import { readFullyAt, sha256Digest } from '../io/large-files.js';
 
 export const TOKEN_SHARD_MAGIC = 'MSTOKENS';
 export const TOKEN_SHARD_VERSION = 1;
@@ -224,13 +224,9 @@ export async function readTokenShardHeader(path: string): Promise<TokenShardInfo
 }
 
 /** Reads exactly `bytes.length` bytes at `position`, or throws naming the shard. */
-async function readFully(path: string, handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
-  let filled = 0;
-  while (filled < bytes.length) {
-    const { bytesRead } = await handle.read(bytes, filled, bytes.length - filled, position + filled);
-    if (bytesRead === 0) throw new TokenShardError(path, 'tokens', `unexpected end of file at byte ${position + filled} (was the file changed while open?)`);
-    filled += bytesRead;
-  }
+/** The error of a shard whose file ends before the tokens its header counts (was it changed while open?). */
+function endOfTokens(path: string): (byte: number) => TokenShardError {
+  return (byte) => new TokenShardError(path, 'tokens', `unexpected end of file at byte ${byte} (was the file changed while open?)`);
 }
 
 /** Token values of little-endian `bytes` (on an aligned buffer) as Int32Array. */
@@ -257,7 +253,7 @@ export async function verifyTokenShard(path: string): Promise<TokenShardInfo> {
     const chunk = alignedBytes(Math.min(VERIFY_CHUNK_BYTES, Math.max(total, info.tokenBytes)));
     for (let done = 0; done < total; ) {
       const bytes = chunk.subarray(0, Math.min(chunk.length, total - done));
-      await readFully(path, handle, bytes, headerBytes + done);
+      await readFullyAt(handle, bytes, headerBytes + done, endOfTokens(path));
       hash.update(bytes);
       const values = info.tokenBytes === 2 ? new Uint16Array(bytes.buffer, 0, bytes.length / 2) : new Uint32Array(bytes.buffer, 0, bytes.length / 4);
       for (let i = 0; i < values.length; i++) {
@@ -289,7 +285,7 @@ export async function openTokenShard(path: string, options: OpenTokenShardOption
     header = await readHeader(path, handle, await shardFileBytes(path, handle));
     if (options.preload === true) {
       const bytes = alignedBytes(header.info.tokens * header.info.tokenBytes);
-      await readFully(path, handle, bytes, header.headerBytes);
+      await readFullyAt(handle, bytes, header.headerBytes, endOfTokens(path));
       tokens = decodeTokens(bytes, header.info.tokenBytes);
     }
   } catch (error) {
@@ -320,7 +316,7 @@ export async function openTokenShard(path: string, options: OpenTokenShardOption
       checkRange(start, count);
       if (tokens !== null) return tokens.slice(start, start + count);
       const bytes = alignedBytes(count * info.tokenBytes);
-      await readFully(path, handle, bytes, headerBytes + start * info.tokenBytes);
+      await readFullyAt(handle, bytes, headerBytes + start * info.tokenBytes, endOfTokens(path));
       return decodeTokens(bytes, info.tokenBytes);
     },
     async close(): Promise<void> {

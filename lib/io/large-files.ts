@@ -7,10 +7,24 @@
  */
 import { createHash } from 'node:crypto';
 import { constants } from 'node:buffer';
-import { open } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 
 /** Bytes per Hash.update() and per positional read (below Node's 2^31 − 1 limits). */
 export const LARGE_IO_CHUNK_BYTES = 1 << 30;
+
+/**
+ * Fills `into` from `handle`, starting at byte `position` of the file, `chunkBytes` per read (one
+ * FileHandle.read of 2^31 bytes or more aborts Node.js 20). Where the file ends first, throws
+ * `atEnd(byte)`, given the byte of the file it stopped at.
+ */
+export async function readFullyAt(handle: FileHandle, into: Uint8Array, position: number, atEnd: (byte: number) => Error, chunkBytes = LARGE_IO_CHUNK_BYTES): Promise<void> {
+  let done = 0;
+  while (done < into.length) {
+    const { bytesRead } = await handle.read(into, done, Math.min(chunkBytes, into.length - done), position + done);
+    if (bytesRead === 0) throw atEnd(position + done);
+    done += bytesRead;
+  }
+}
 
 /** The SHA-256 digest of `data`, fed to the hash `chunkBytes` at a time. */
 export function sha256Digest(data: Uint8Array, chunkBytes = LARGE_IO_CHUNK_BYTES): Buffer {
@@ -37,12 +51,7 @@ export async function readWholeFile(filePath: string, chunkBytes = LARGE_IO_CHUN
       throw new RangeError(`${filePath} is ${size} bytes, more than the largest buffer this Node.js can hold (${constants.MAX_LENGTH} bytes)`);
     }
     const out = Buffer.allocUnsafe(size);
-    let done = 0;
-    while (done < size) {
-      const { bytesRead } = await handle.read(out, done, Math.min(chunkBytes, size - done), done);
-      if (bytesRead === 0) throw new RangeError(`${filePath}: unexpected end of file at byte ${done} of ${size} (changed while being read?)`);
-      done += bytesRead;
-    }
+    await readFullyAt(handle, out, 0, (byte) => new RangeError(`${filePath}: unexpected end of file at byte ${byte} of ${size} (changed while being read?)`), chunkBytes);
     return out;
   } finally {
     await handle.close();

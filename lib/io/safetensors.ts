@@ -9,10 +9,10 @@
  * `readSafetensorsHeader` reads only the header, so large files can be read piece by piece.
  */
 import { constants } from 'node:buffer';
-import { open, type FileHandle } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { endianness } from 'node:os';
 
-import { readWholeFile } from './large-files.js';
+import { readFullyAt, readWholeFile } from './large-files.js';
 
 const MAX_LENGTH = constants.MAX_LENGTH;
 
@@ -221,23 +221,15 @@ export async function readSafetensorsHeader(path: string): Promise<SafetensorsHe
     const stats = await handle.stat();
     if (stats.isDirectory()) throw new SafetensorsError(path, undefined, unreadableFile({ code: 'EISDIR' }));
     const fileBytes = stats.size;
+    const atEnd = (byte: number) => new SafetensorsError(path, undefined, `unexpected end of file at byte ${byte}`);
     const prefix = new Uint8Array(8);
-    if (fileBytes >= 8) await readExactly(handle, prefix, 0, path);
+    if (fileBytes >= 8) await readFullyAt(handle, prefix, 0, atEnd);
     const length = headerLength(path, prefix, fileBytes);
     const headerBytes = new Uint8Array(length);
-    await readExactly(handle, headerBytes, 8, path);
+    await readFullyAt(handle, headerBytes, 8, atEnd);
     return parseHeader(path, headerBytes, fileBytes);
   } finally {
     await handle.close();
-  }
-}
-
-async function readExactly(handle: FileHandle, into: Uint8Array, position: number, path: string): Promise<void> {
-  let done = 0;
-  while (done < into.length) {
-    const { bytesRead } = await handle.read(into, done, into.length - done, position + done);
-    if (bytesRead === 0) throw new SafetensorsError(path, undefined, `unexpected end of file at byte ${position + done}`);
-    done += bytesRead;
   }
 }
 

@@ -22,6 +22,7 @@ import path from 'node:path';
 import { float32ToBf16 } from '../bf16.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { makeFolder } from '../io/folders.js';
+import { readFullyAt } from '../io/large-files.js';
 import {
   type LoadedTensor,
   type SafetensorsEntry,
@@ -192,12 +193,7 @@ export async function loadGpt2Weights(dir: string, config: Gpt2Config): Promise<
     const read = async (name: string): Promise<Float32Array> => {
       const entry = entries[name]!;
       const bytes = new Uint8Array(entry.end - entry.begin);
-      let done = 0;
-      while (done < bytes.length) {
-        const { bytesRead } = await handle.read(bytes, done, bytes.length - done, entry.begin + done);
-        if (bytesRead === 0) throw new ModelWeightsError(weightsPath, name, `unexpected end of file at byte ${entry.begin + done}`);
-        done += bytesRead;
-      }
+      await readFullyAt(handle, bytes, entry.begin, (byte) => new ModelWeightsError(weightsPath, name, `unexpected end of file at byte ${byte}`));
       const tensor: LoadedTensor = { dtype: entry.dtype, shape: entry.shape, bytes };
       return tensorToFloat32(tensor, name);
     };

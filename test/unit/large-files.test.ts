@@ -8,14 +8,14 @@
  */
 import { constants } from 'node:buffer';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, open, rm, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { readCheckpoint } from '../../lib/io/checkpoint.js';
-import { readWholeFile, sha256Digest, sha256Hex } from '../../lib/io/large-files.js';
+import { readFullyAt, readWholeFile, sha256Digest, sha256Hex } from '../../lib/io/large-files.js';
 import { encodeNpy } from '../../lib/io/npy.js';
 import { encodeSafetensors, readSafetensors } from '../../lib/io/safetensors.js';
 import { SAE_CHECKPOINT_LAYOUT } from '../../lib/sae/trainer.js';
@@ -44,6 +44,26 @@ describe('readWholeFile', () => {
     await writeFile(file, data);
     for (const chunk of [1, 3, 1000, 1 << 20]) expect((await readWholeFile(file, chunk)).equals(data)).toBe(true);
     await expect(readWholeFile(path.join(root, 'absent.bin'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});
+
+describe('readFullyAt', () => {
+  it('fills a buffer from a position in pieces, and throws the caller\'s error at the byte where the file ends', async () => {
+    const file = path.join(root, 'positional.bin');
+    const data = randomBytes(1001);
+    await writeFile(file, data);
+    const handle = await open(file, 'r');
+    try {
+      const atEnd = (byte: number) => new RangeError(`ended at ${byte}`);
+      for (const chunk of [1, 3, 1000, 1 << 20]) {
+        const into = new Uint8Array(500);
+        await readFullyAt(handle, into, 123, atEnd, chunk);
+        expect(Buffer.from(into).equals(data.subarray(123, 623))).toBe(true);
+      }
+      await expect(readFullyAt(handle, new Uint8Array(100), 950, atEnd, 7)).rejects.toThrow('ended at 1001');
+    } finally {
+      await handle.close();
+    }
   });
 });
 
