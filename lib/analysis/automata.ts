@@ -31,10 +31,9 @@ export class FiringRecord {
    */
   features: Int32Array = new Int32Array(1 << 16);
   values: Float32Array = new Float32Array(1 << 16);
-  #firings = 0;
   /** How many entries of `features` / `values` are used (their length is the capacity). */
   get firings(): number {
-    return this.#firings;
+    return this.rowStart.at(-1)!;
   }
   /** Σ activation of each feature on each token id [dSae, vocabSize]. */
   mass: Float32Array;
@@ -50,15 +49,16 @@ export class FiringRecord {
   absorb(f: SparseRows, ids: Int32Array, T: number): void {
     if (f.rows !== ids.length || f.n !== this.dSae || ids.length % T !== 0) throw new RangeError(`f must be [${ids.length}, ${this.dSae}] for whole contexts of ${T} (got [${f.rows}, ${f.n}])`);
     const contexts = ids.length / T;
-    const needed = this.#firings + f.rowPtr[f.rows]! - f.rowPtr[0]!; // at most this many after the batch
+    let firings = this.firings;
+    const needed = firings + f.rowPtr[f.rows]! - f.rowPtr[0]!; // at most this many after the batch
     // The transitions' per-feature offsets are Int32Array sums of the firings.
     if (needed > 2 ** 31 - 1) throw new RangeError(`automata record at most ${2 ** 31 - 1} firings; this token set has more: give fewer contexts (--contexts)`);
     if (needed > this.features.length) {
       const capacity = Math.min(2 ** 31 - 1, Math.max(needed, 2 * this.features.length));
       const features = new Int32Array(capacity);
-      features.set(this.features.subarray(0, this.#firings));
+      features.set(this.features.subarray(0, firings));
       const values = new Float32Array(capacity);
-      values.set(this.values.subarray(0, this.#firings));
+      values.set(this.values.subarray(0, firings));
       [this.features, this.values] = [features, values];
     }
     const { features, values } = this;
@@ -69,15 +69,15 @@ export class FiringRecord {
         for (let k = f.rowPtr[r]!; k < f.rowPtr[r + 1]!; k++) {
           const i = f.cols[k]!;
           const a = f.values[k]!;
-          features[this.#firings] = i;
-          values[this.#firings++] = a;
+          features[firings] = i;
+          values[firings++] = a;
           this.mass[i * this.vocabSize + token]! += a;
         }
         this.tokens.push(token);
-        this.rowStart.push(this.#firings);
+        this.rowStart.push(firings);
       }
       this.tokens.push(-1); // context boundary: no transition across it
-      this.rowStart.push(this.#firings);
+      this.rowStart.push(firings);
     }
   }
 }
