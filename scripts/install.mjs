@@ -15,7 +15,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { findNodeGyp, NODE_HEADERS_LOOKED_IN, nodeHeadersDir } from './node-gyp-tools.mjs';
+import { CUDA_LIBRARIES, findNodeGyp, NODE_HEADERS_LOOKED_IN, nodeHeadersDir } from './node-gyp-tools.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
@@ -45,8 +45,6 @@ function prebuiltFits() {
     return false;
   }
 }
-
-const CUDA_LIBRARIES = ['libmonosemantic_cuda.so', 'libmonosemantic_cuda.dylib', 'monosemantic_cuda.dll'];
 
 /** Removes build/Release's CUDA library, so that only this build's can be there afterwards. */
 function removeBuiltCudaLibrary() {

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { findNodeGyp, NODE_HEADERS_LOOKED_IN, nodeHeadersDir } from './node-gyp-tools.mjs';
+import { CUDA_LIBRARIES, findNodeGyp, NODE_HEADERS_LOOKED_IN, nodeHeadersDir } from './node-gyp-tools.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values: flags } = parseArgs({ options: { arch: { type: 'string', default: process.arch } } });
@@ -43,7 +43,7 @@ function layOut(release, platformArch) {
   rmSync(target, { recursive: true, force: true }); // nothing of an earlier build (a CUDA library this one lacks) ships
   mkdirSync(target, { recursive: true });
   copyFileSync(path.join(release, 'monosemantic.node'), path.join(target, 'monosemantic.napi.node'));
-  for (const lib of ['libmonosemantic_cuda.so', 'libmonosemantic_cuda.dylib', 'monosemantic_cuda.dll']) {
+  for (const lib of CUDA_LIBRARIES) {
     if (existsSync(path.join(release, lib))) copyFileSync(path.join(release, lib), path.join(target, lib));
   }
   console.error(`monosemantic: prebuilt binaries written to ${target}`);

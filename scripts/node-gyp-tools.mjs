@@ -1,8 +1,12 @@
-// Where node-gyp and the Node.js headers are, without downloading either: shared by the install
-// script (a CPU-only build from binding.gyp) and make-prebuilds (a cross build for another arch).
+// Where node-gyp and the Node.js headers are, without downloading either, and the CUDA library's
+// file names: shared by the install script (a CPU-only build from binding.gyp) and make-prebuilds
+// (a cross build for another arch, and the prebuilt binaries' layout).
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+
+/** The CUDA backend's library as each platform names it (build/Release and prebuilds/<platform>-<arch>). */
+export const CUDA_LIBRARIES = ['libmonosemantic_cuda.so', 'libmonosemantic_cuda.dylib', 'monosemantic_cuda.dll'];
 
 const require = createRequire(import.meta.url);
 const prefix = path.resolve(path.dirname(process.execPath), '..');
