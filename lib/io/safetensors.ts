@@ -9,10 +9,10 @@
  * `readSafetensorsHeader` reads only the header, so large files can be read piece by piece.
  */
 import { constants } from 'node:buffer';
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
 
-import { readFullyAt, readWholeFile } from './large-files.js';
+import { readFullyAt } from './large-files.js';
 
 const MAX_LENGTH = constants.MAX_LENGTH;
 
@@ -212,22 +212,32 @@ export function unreadableFile(error: unknown): string {
   return `cannot be read (${(error as Error).message})`;
 }
 
-/** Reads and validates the header only; the tensor data is not read. */
-export async function readSafetensorsHeader(path: string): Promise<SafetensorsHeader> {
-  const handle = await open(path, 'r').catch((error: unknown) => {
+/** Opens `path` for reading; a file that cannot be opened is a SafetensorsError saying why. */
+function openSafetensors(path: string): Promise<FileHandle> {
+  return open(path, 'r').catch((error: unknown) => {
     throw new SafetensorsError(path, undefined, unreadableFile(error), { cause: error });
   });
+}
+
+/** The header of the open file `path`, read and validated; a folder, a short file or a bad header is a SafetensorsError. */
+async function headerOf(handle: FileHandle, path: string): Promise<SafetensorsHeader> {
+  const stats = await handle.stat();
+  if (stats.isDirectory()) throw new SafetensorsError(path, undefined, unreadableFile({ code: 'EISDIR' }));
+  const fileBytes = stats.size;
+  const atEnd = (byte: number) => new SafetensorsError(path, undefined, `unexpected end of file at byte ${byte}`);
+  const prefix = new Uint8Array(8);
+  if (fileBytes >= 8) await readFullyAt(handle, prefix, 0, atEnd);
+  const length = headerLength(path, prefix, fileBytes);
+  const headerBytes = new Uint8Array(length);
+  await readFullyAt(handle, headerBytes, 8, atEnd);
+  return parseHeader(path, headerBytes, fileBytes);
+}
+
+/** Reads and validates the header only; the tensor data is not read. */
+export async function readSafetensorsHeader(path: string): Promise<SafetensorsHeader> {
+  const handle = await openSafetensors(path);
   try {
-    const stats = await handle.stat();
-    if (stats.isDirectory()) throw new SafetensorsError(path, undefined, unreadableFile({ code: 'EISDIR' }));
-    const fileBytes = stats.size;
-    const atEnd = (byte: number) => new SafetensorsError(path, undefined, `unexpected end of file at byte ${byte}`);
-    const prefix = new Uint8Array(8);
-    if (fileBytes >= 8) await readFullyAt(handle, prefix, 0, atEnd);
-    const length = headerLength(path, prefix, fileBytes);
-    const headerBytes = new Uint8Array(length);
-    await readFullyAt(handle, headerBytes, 8, atEnd);
-    return parseHeader(path, headerBytes, fileBytes);
+    return await headerOf(handle, path);
   } finally {
     await handle.close();
   }
@@ -321,14 +331,25 @@ export interface LoadedTensor {
   bytes: Uint8Array;
 }
 
-/** Reads a whole file into memory, one copied tensor each. */
+/** Reads every tensor of a file into memory, each into bytes of its own. */
 export async function readSafetensors(path: string): Promise<{ header: SafetensorsHeader; tensors: Record<string, LoadedTensor> }> {
-  await readSafetensorsHeader(path); // a malformed or truncated file is told before reading it whole
-  // Not fs.readFile, which refuses files of 2 GiB or more (an SAE of d_in · d_sae ≥ 2^28 in f32).
-  const file = await readWholeFile(path).catch((error: unknown) => {
-    throw new SafetensorsError(path, undefined, unreadableFile(error), { cause: error });
-  });
-  return decodeSafetensors(file, path);
+  const handle = await openSafetensors(path);
+  try {
+    // The header first: a malformed or truncated file is told before any tensor is read. Then each
+    // tensor into its own bytes, with no copy of the whole file (any size, on any Node.js).
+    const header = await headerOf(handle, path);
+    const tensors: Record<string, LoadedTensor> = {};
+    for (const [name, entry] of Object.entries(header.tensors)) {
+      const bytes = new Uint8Array(entry.end - entry.begin);
+      await readFullyAt(handle, bytes, entry.begin, (byte) => new SafetensorsError(path, undefined, `unexpected end of file at byte ${byte}`)).catch((error: unknown) => {
+        throw error instanceof SafetensorsError ? error : new SafetensorsError(path, undefined, unreadableFile(error), { cause: error });
+      });
+      tensors[name] = { dtype: entry.dtype, shape: [...entry.shape], bytes };
+    }
+    return { header, tensors };
+  } finally {
+    await handle.close();
+  }
 }
 
 /** The tensors of a whole safetensors file already in memory, one copied tensor each; `path` names it in errors. */
