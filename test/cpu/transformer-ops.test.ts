@@ -15,7 +15,7 @@ import { MonosemanticError } from '../../lib/errors.js';
 import { activation, add, argmaxRows, attention, crossEntropy, embed, klRows, layerNorm, linear, linearT, splitQkv } from '../../lib/lm/ops.js';
 import { Rng } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
-import { normalArray, roundArrayBf16, uniformArray } from '../helpers/data.js';
+import { normalArray, relFloor1, roundArrayBf16, uniformArray, worst } from '../helpers/data.js';
 import {
   argmaxRowsRef,
   attentionRef,
@@ -33,19 +33,6 @@ import {
 
 const backend = 'cpu' as const;
 const [ROWS, C, N_HEAD, V, B, T, TMAX] = [37, 76, 4, 1013, 3, 7, 11];
-
-/** The largest |a − ref| / scale(i) over elements; Infinity when a holds a non-finite value. */
-function worst(a: ArrayLike<number>, ref: ArrayLike<number>, scale: (i: number) => number): number {
-  expect(a.length).toBe(ref.length);
-  let w = 0;
-  for (let i = 0; i < a.length; i++) {
-    if (!Number.isFinite(a[i]!)) return Infinity;
-    w = Math.max(w, Math.abs(a[i]! - ref[i]!) / scale(i));
-  }
-  return w;
-}
-
-const relFloor1 = (ref: ArrayLike<number>) => (i: number) => Math.max(1, Math.abs(ref[i]!));
 
 /** Σ_k |x[r, k] W[k, o]| + |b[o]| per output element: the scale of a dot product's rounding error. */
 function absScale(x: Float32Array, W: Float32Array, bias: Float32Array | null, rows: number, nIn: number, nOut: number, transW: boolean): Float64Array {

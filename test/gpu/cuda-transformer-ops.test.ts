@@ -17,7 +17,7 @@ import { MonosemanticError } from '../../lib/errors.js';
 import { type Activation, activation, add, argmaxRows, attention, crossEntropy, embed, klRows, layerNorm, linear, linearT, splitQkv } from '../../lib/lm/ops.js';
 import { Rng } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
-import { normalArray, roundArrayBf16, uniformArray } from '../helpers/data.js';
+import { normalArray, relFloor1, roundArrayBf16, uniformArray, worst } from '../helpers/data.js';
 import { expectSameRecords, expectSameValues } from '../helpers/same-values.js';
 import { linearRef } from '../reference/transformer-reference.js';
 
@@ -31,19 +31,6 @@ const BACKENDS = ['cpu', 'cuda'] as const;
 async function onBoth<R>(fn: (backend: BackendName) => Promise<R>): Promise<{ cpu: R; cuda: R }> {
   return { cpu: await fn('cpu'), cuda: await fn('cuda') };
 }
-
-/** The largest |a − ref| / scale(i) over elements; Infinity when a holds a non-finite value. */
-function worst(a: ArrayLike<number>, ref: ArrayLike<number>, scale: (i: number) => number): number {
-  expect(a.length).toBe(ref.length);
-  let w = 0;
-  for (let i = 0; i < a.length; i++) {
-    if (!Number.isFinite(a[i]!)) return Infinity;
-    w = Math.max(w, Math.abs(a[i]! - ref[i]!) / scale(i));
-  }
-  return w;
-}
-
-const relFloor1 = (ref: ArrayLike<number>) => (i: number) => Math.max(1, Math.abs(ref[i]!));
 
 function f32(t: Tensor): Float32Array {
   return t.toArray() as Float32Array;

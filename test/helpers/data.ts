@@ -1,4 +1,6 @@
 /** Test data and comparisons shared by the native test suites. */
+import { expect } from 'vitest';
+
 import { bf16ToFloat32, float32ToBf16 } from '../../lib/bf16.js';
 import type { SparseRows } from '../../lib/ops.js';
 import { Rng } from '../../lib/random.js';
@@ -23,6 +25,20 @@ export function relError(a: ArrayLike<number>, ref: ArrayLike<number>): number {
   }
   return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
 }
+
+/** The largest |a − ref| / scale(i) over elements; Infinity when a holds a non-finite value. */
+export function worst(a: ArrayLike<number>, ref: ArrayLike<number>, scale: (i: number) => number): number {
+  expect(a.length).toBe(ref.length);
+  let w = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (!Number.isFinite(a[i]!)) return Infinity;
+    w = Math.max(w, Math.abs(a[i]! - ref[i]!) / scale(i));
+  }
+  return w;
+}
+
+/** The scale max(1, |ref[i]|): relative error, absolute below 1. */
+export const relFloor1 = (ref: ArrayLike<number>) => (i: number) => Math.max(1, Math.abs(ref[i]!));
 
 /** |a − ref| / max(|ref|, floor) for scalars. */
 export function relDiff(a: number, ref: number, floor = 1e-12): number {

@@ -5,16 +5,11 @@
 import { expect } from 'vitest';
 
 import type { Gpt2Model } from '../../lib/lm/model.js';
+import { relFloor1, worst } from './data.js';
 
 /** max over v of |got − want| / max(1, |want|); Infinity where got is not finite. */
 export function worstRel(got: Float32Array, want: Float32Array): number {
-  expect(got.length).toBe(want.length);
-  let w = 0;
-  for (let i = 0; i < got.length; i++) {
-    if (!Number.isFinite(got[i]!)) return Infinity;
-    w = Math.max(w, Math.abs(got[i]! - want[i]!) / Math.max(1, Math.abs(want[i]!)));
-  }
-  return w;
+  return worst(got, want, relFloor1(want));
 }
 
 export interface LastLogitsCase {
