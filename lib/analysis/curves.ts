@@ -134,8 +134,9 @@ function panelSpec(panel: CurvePanel, xTitle: string | null, width: number, heig
     width,
     height,
     data: { values },
-    // Points too (small), so that a series of one logged step still shows.
-    mark: { type: 'line', strokeWidth: 1.5, clip: true, point: { size: values.length > 2 * panel.series.length ? 0 : 30 } },
+    // Points too, only for short series, so that a series of one logged step still shows (a point
+    // mark is one SVG element per value: thousands of them would make the file hundreds of kB).
+    mark: { type: 'line', strokeWidth: 1.5, clip: true, point: values.length > 2 * panel.series.length ? false : { size: 30 } },
     encoding: {
       // The scales keep a few pixels clear at each end, so no line ends on the frame (and a single
       // step or a constant series gets a domain around it, not an empty one).

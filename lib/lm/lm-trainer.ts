@@ -27,7 +27,7 @@ import { makeFolder } from '../io/folders.js';
 import { freshRunFolderProblem, removeAbandonedRunWrites } from '../io/run-folder.js';
 import { decodeSafetensors, encodeSafetensors, tensorToFloat32 } from '../io/safetensors.js';
 import { packageRoot } from '../native/load.js';
-import { MetricsLog, readMetrics } from '../sae/metrics-log.js';
+import { MetricsLog, readMetrics, type MetricsRecord } from '../sae/metrics-log.js';
 import { TrainingError, noCheckpointMessage, type ProgressDisplay } from '../sae/trainer.js';
 import { checkGpt2Config, type Gpt2Config } from './config.js';
 import { initGpt2Weights } from './init.js';
@@ -421,10 +421,32 @@ async function exportModel(model: Gpt2Training, modelConfig: Gpt2Config, config:
     panels: [{ yLabel: 'loss (nats/token)', series: [series('loss', 'train'), series('valLoss', 'validation')] }],
   });
   await writeFileAtomic(path.join(dir, 'loss-curve.svg'), svg);
-  await writeFileAtomic(path.join(dir, 'README.md'), modelCard(modelConfig, config, paths, facts));
+  const final = recentTrainingLoss(records, CARD_LOSS_STEPS);
+  await writeFileAtomic(path.join(dir, 'README.md'), modelCard(modelConfig, config, paths, facts, final));
 }
 
-function modelCard(m: Gpt2Config, config: LmTrainConfig, paths: ReturnType<typeof resolveLmPaths>, facts: ExportFacts): string {
+/** The model card's final training loss averages at least this many of the last steps (all, if fewer). */
+const CARD_LOSS_STEPS = 100;
+
+/**
+ * The mean training loss over the last logged windows that together span at least minSteps steps
+ * (each record's loss is its window's mean, weighted by the steps since the record before); null
+ * when the log has no loss. The last window alone can be a step or two, too noisy for a card.
+ */
+export function recentTrainingLoss(records: MetricsRecord[], minSteps: number): { loss: number; steps: number } | null {
+  const logged = records.filter((r) => typeof r.loss === 'number' && Number.isFinite(r.loss));
+  let sum = 0;
+  let steps = 0;
+  for (let i = logged.length - 1; i >= 0 && steps < minSteps; i--) {
+    const span = logged[i]!.step - (i > 0 ? logged[i - 1]!.step : 0); // steps in this record's window
+    if (span <= 0) continue; // a record repeated on resume
+    sum += (logged[i]!.loss as number) * span;
+    steps += span;
+  }
+  return steps === 0 ? null : { loss: sum / steps, steps };
+}
+
+function modelCard(m: Gpt2Config, config: LmTrainConfig, paths: ReturnType<typeof resolveLmPaths>, facts: ExportFacts, final: { loss: number; steps: number } | null): string {
   const t = config.training;
   const fmt = (x: number | null) => (x === null ? 'n/a' : x.toFixed(4));
   // Paths as a reader of the card can use them: under the package or the working folder, relative
@@ -464,7 +486,7 @@ with monosemantic (\`--model\` of any command) or Hugging Face transformers (\`G
 | optimizer | AdamW (β ${t.beta1}, ${t.beta2}; weight decay ${t.weightDecay}), peak lr ${t.lr}, ${t.warmupSteps} warm-up steps, cosine to ${t.minLrFraction} × lr, gradient clipping at ${t.clipGradNorm || 'off'} |
 | device | ${facts.device} (${facts.backend} backend) |
 | wall time | ${(facts.seconds / 60).toFixed(1)} min |
-| final training loss | ${fmt(facts.trainLoss)} nats/token (mean of the last ${Math.min(facts.steps, facts.steps % config.logging.every || config.logging.every)} steps) |
+| final training loss | ${final === null ? 'n/a' : `${fmt(final.loss)} nats/token (mean of the last ${final.steps.toLocaleString('en-US')} steps)`} |
 | final validation loss | ${fmt(facts.valLoss)} nats/token |
 
 ![loss curve](loss-curve.svg)

@@ -124,7 +124,8 @@ describe('resume', () => {
     expect(weights(again).equals(weights(whole))).toBe(true);
 
     // Stopped after its last step, a run still finishes with its final validation. (Metrics every 5
-    // steps: the last record, and the model card's training loss, cover steps 21 to 24.)
+    // steps: the last record covers steps 21 to 24; the model card's training loss averages all 24,
+    // fewer than the card's 100.)
     const late = path.join(root, 'stopped-at-end');
     const lateController = new AbortController();
     const atEnd = await trainLm(parseLmTrainConfig(tinyConfig(late, { ...base, logging: { every: 5 } })), {
@@ -133,7 +134,9 @@ describe('resume', () => {
     });
     expect(atEnd).toMatchObject({ interrupted: false, steps: 24, valLoss: whole.valLoss });
     expect((await readMetrics(path.join(late, 'metrics.jsonl'))).filter((r) => r.valLoss !== undefined).map((r) => r.step)).toEqual([0, 8, 16, 24]);
-    expect(readFileSync(path.join(atEnd.modelDir!, 'README.md'), 'utf8')).toMatch(/\(mean of the last 4 steps\)/);
+    const logged = (await readMetrics(path.join(late, 'metrics.jsonl'))).filter((r) => typeof r.loss === 'number');
+    const meanLoss = logged.reduce((sum, r, i) => sum + (r.loss as number) * (r.step - (i > 0 ? logged[i - 1]!.step : 0)), 0) / 24;
+    expect(readFileSync(path.join(atEnd.modelDir!, 'README.md'), 'utf8')).toContain(`| final training loss | ${meanLoss.toFixed(4)} nats/token (mean of the last 24 steps) |`);
   }, 120_000);
 });
 

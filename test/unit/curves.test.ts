@@ -60,6 +60,9 @@ describe('renderCurvesSvg', () => {
     const vertices = lineVertices(svg);
     expect(vertices).toBeGreaterThan(1000);
     expect(vertices).toBeLessThanOrEqual(2000);
+    // One SVG element for the line, none per point: the whole file stays small.
+    expect(svg.split('role="graphics-symbol"').length - 1).toBeLessThan(10);
+    expect(svg.length).toBeLessThan(100_000);
   });
 
   it('says so in a panel with no points to draw', async () => {
