@@ -179,77 +179,43 @@ bench)
   grep -E '^\| |^torch |^HF |tokens/s|^largest|^harvested' "$log" | tail -56
   ;;
 next)
-  # What the last session left to measure, in the order of the open issues' targets, cut at
-  # DEADLINE (default 500 s): test/gpu on the defaults (the tensor-core attention at bf16; on Hopper
-  # the wgmma GEMM for the long-K plain products); the SAE step as chosen, on mma.sync alone and on
-  # wgmma alone at the issue's three shapes, next to torch.compile at each; the main job's pipeline
-  # (1,000 steps and ten passes); the LM's harvest, full forward and training step on the defaults
-  # next to HF's; the full forward + loss kernel by kernel under ncu (3.2 ms of wall time against
-  # 2.06 ms of kernels); the wgmma kernel's K = 512 products under ncu; then the diagnostics: the fp32 tiled attention's bf16 test, the LM
-  # with the tiled attention and with mma.sync alone, the training step under ncu, where the
-  # harvest's host time goes; the default run on A and B and universality; the GEMM playground's
-  # timing sweep.
-  DEADLINE=${DEADLINE:-500}
+  # What the last session left to measure, most important first, cut at DEADLINE (default 400 s):
+  # test/gpu (the cross-entropy over vocabularies that are multiples of 8 and over masked logits,
+  # the forward's bf16 logits); then each timing next to its reference in the same call: the LM's
+  # forwards (with fp32 and bf16 logits) against HF, its training step against torch.compile, the
+  # SAE step at issue 3's shapes against torch.compile; the training step and the full forward +
+  # loss kernel by kernel under ncu; the GEMM playground's timing sweep against cuBLAS.
+  DEADLINE=${DEADLINE:-400}
   lm=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64" || echo "--batch 64 --ctx 1024")
   shapes=$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)
   iters=$([ "$quick" = 1 ] && echo 3 || echo 30)
-  gpt2=(--gpt2-batch "$([ "$quick" = 1 ] && echo 1 || echo 16)" --gpt2-ctx "$([ "$quick" = 1 ] && echo 64 || echo 1024)")
-  tiled=(env MONOSEMANTIC_CUDA_ATTENTION=tiled)
-  mma=(env MONOSEMANTIC_CUDA_GEMM=mma)
-  pipe=$([ "$quick" = 1 ] && echo "--batch 256 --steps 20 --forward-batch 8 --window 16 --d-sae 512" || echo "")
-  fwd=(node dist/bench/lm-forward.js --backend "$backend" --precision bf16 $lm --cases harvest,logits,forward,gpt2 --iters 20 "${gpt2[@]}")
+  fwd=(node dist/bench/lm-forward.js --backend "$backend" --precision bf16 $lm --cases harvest,logits,logits-bf16,forward,forward-bf16 --iters 20)
   train=(node dist/bench/lm-train.js --backend "$backend" $lm --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)")
+  sae=(node dist/bench/sae-step-cuda.js --backend "$backend" --precision bf16 --kernels tensor --shapes "$shapes" --iters "$iters")
   STEP_CAP=200 step "test/gpu" node_modules/.bin/vitest run test/gpu
   step peaks "$python" bench/reference/peaks.py "$out/peaks.json" "$torch_device"  # the ceilings for the fractions
   peak=$(measured_peak bf16_tflops)
-  STEP_CAP=120 step "sae step: as chosen, mma.sync, wgmma" node dist/bench/sae-step-cuda.js --backend "$backend" \
-    --precision bf16 --kernels tensor,mma,wgmma --shapes "$shapes" --iters "$iters" ${peak:+--peak-tflops "$peak"} --json "$out/sae-step.json"
+  step "lm forward bf16" "${fwd[@]}"
+  step "lm forward bf16, HF" "$python" bench/reference/hf_forward.py --device "$torch_device" --dtype bfloat16 $lm
+  step "lm train" "${train[@]}"
+  STEP_CAP=120 step "lm train, HF torch.compile" "$python" bench/reference/hf_train.py --device "$torch_device" $lm \
+    --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)" $([ "$quick" = 1 ] || echo --compile)
+  STEP_CAP=90 step "sae step" "${sae[@]}" ${peak:+--peak-tflops "$peak"} --json "$out/sae-step.json"
   STEP_CAP=150 step "sae step, torch.compile" "$python" bench/reference/torch_sae_step.py --device "$torch_device" \
     --shapes "$shapes" --iters "$iters" --compile --json "$out/torch-sae-step-compile.json"
-  # 1,000 steps (1.02 passes: the first pass and the start of the next, served from the store) and
-  # the default run's ten passes, at both of issue 7's shapes.
-  STEP_CAP=150 step "pipeline" node dist/bench/pipeline.js --backend "$backend" $pipe $([ "$quick" = 1 ] || echo "--passes 10") \
-    --json "$out/pipeline.json"
-  step "lm forward bf16" "${fwd[@]}"
-  step "lm forward bf16, HF" "$python" bench/reference/hf_forward.py --device "$torch_device" --dtype bfloat16 $lm "${gpt2[@]}"
-  step "lm train" "${train[@]}"
-  step "lm train, HF torch.compile" "$python" bench/reference/hf_train.py --device "$torch_device" $lm \
-    --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)" $([ "$quick" = 1 ] || echo --compile)
   if command -v ncu >/dev/null; then
-    STEP_CAP=90 step "lm full forward kernels (ncu)" ncu --clock-control none --target-processes all \
-      --metrics gpu__time_duration.sum --print-summary per-kernel node dist/bench/lm-forward.js --backend "$backend" \
-      --precision bf16 $lm --cases forward --iters 1
-    step "lm full forward kernels, table" node dist/bench/ncu-table.js "$work/previous-step.out" --top 20 --runs 2  # warm-up + 1
-    # The wgmma kernel on the step's K = 512 products with their fused epilogues (a block per
-    # multiprocessor taking tiles in turn): where its time goes.
-    STEP_CAP=90 step "wgmma at K = 512, fused epilogues (ncu sections)" ncu --clock-control none --target-processes all \
-      --kernel-name-base demangled --kernel-name "regex:gemm_wgmma_kernel.*(BiasActOp|FeatureGradOp)" --launch-skip 2 \
-      --launch-count 2 --section SpeedOfLight --section WarpStateStats --section MemoryWorkloadAnalysis \
-      node dist/bench/sae-step-cuda.js --backend "$backend" --shapes 512x16384x4096 --precision bf16 --kernels wgmma --iters 1
-  fi
-  STEP_CAP=60 step "attention at bf16 (fp32 tiled kernels)" "${tiled[@]}" node_modules/.bin/vitest run \
-    test/gpu/cuda-transformer-grads.test.ts -t "attention at bf16" --reporter=verbose
-  step "lm forward bf16, tiled attention" "${tiled[@]}" "${fwd[@]}"
-  step "lm forward bf16, mma.sync alone" "${mma[@]}" "${fwd[@]}"
-  step "lm train, mma.sync alone" "${mma[@]}" "${train[@]}"
-  if command -v ncu >/dev/null; then
-    # The training step kernel by kernel (issue 6's target is under 4.1 ms; it measured 7.6, 6.7 queued).
     STEP_CAP=90 step "lm training step kernels (ncu)" ncu --clock-control none --target-processes all \
       --metrics gpu__time_duration.sum --print-summary per-kernel node dist/bench/lm-train.js --backend "$backend" $lm --iters 1
     step "lm training step kernels, table" node dist/bench/ncu-table.js "$work/previous-step.out" --top 25 --runs 4  # 2 warm-up, 1 timed, 1 queued
+    STEP_CAP=90 step "lm full forward + loss kernels (ncu)" ncu --clock-control none --target-processes all \
+      --metrics gpu__time_duration.sum --print-summary per-kernel node dist/bench/lm-forward.js --backend "$backend" \
+      --precision bf16 $lm --cases forward-bf16 --iters 1
+    step "lm full forward + loss kernels, table" node dist/bench/ncu-table.js "$work/previous-step.out" --top 20 --runs 2  # bf16 logits, warm-up + 1
   fi
-  # Where the main job's time goes over 1,000 steps (1.02 passes: the store's first serving order
-  # included): the JavaScript threads' profiles (the main thread's and the order worker's), and the
-  # wall time of each native operation.
-  rm -rf "$work/prof"
-  step "pipeline, profiled" env MONOSEMANTIC_PROFILE=1 node --cpu-prof --cpu-prof-dir "$work/prof" dist/bench/pipeline.js \
-    --backend "$backend" $([ "$quick" = 1 ] && echo "$pipe" || echo "--d-sae 4096 --steps 1000")
-  step "pipeline profile, table" node dist/bench/cpuprofile-top.js "$work"/prof/*.cpuprofile --top 30
-  run_saes models/a models/b
-  compare_saes models/a models/b
-  [ "$backend" = cuda ] && [ -x "$playground" ] && STEP_CAP=120 step "gemm playground: timing" \
-    "$playground" --time --iters 10 ${peak:+--peak-tflops "$peak"} ${cublas:+--cublas "$cublas"}
-  grep -E '^\| |tokens/s|^ *(Tests|Test Files) |FAIL|✓ .*attention at bf16|wgmma vs mma|^torch |^HF |^harvested|^device time|loss recovered|median best-match|^\([0-9]+, |ms profiled' "$log" | tail -150
+  if [ "$backend" = cuda ] && [ -x "$playground" ]; then
+    STEP_CAP=100 step "gemm playground: timing" "$playground" --time --iters 10 ${peak:+--peak-tflops "$peak"} ${cublas:+--cublas "$cublas"}
+  fi
+  grep -E '^\| |tokens/s|^ *(Tests|Test Files) |FAIL|^torch |^HF |^device time|^\([0-9]+, |ms profiled' "$log" | tail -150
   ;;
 retrain)
   # The shipped models, trained on the GPU: A and B (seeds 1 and 2) on the training split

@@ -3,7 +3,9 @@
  *   - the paper's 1-layer model (d_model 128, d_mlp 512, 4 heads, ReLU): harvesting
  *     blocks.0.mlp.hook_post (the forward stops there; HF's reference runs its base model without
  *     the LM head), the full forward returning its logits (the issue's "full forward"), and the
- *     full forward with the loss (cross-entropy over the logits, read back);
+ *     full forward with the loss (cross-entropy over the logits, read back); at bf16 each of the
+ *     last two also with bf16 logits (logitsDType, cases logits-bf16 and forward-bf16), as HF's
+ *     bf16 model returns them;
  *   - GPT-2 small's shape (12 layers, d_model 768): the full forward.
  *
  *   node dist/bench/lm-forward.js [--backend cpu|cuda] [--precision f32|bf16] [--batch 8] [--ctx 256]
@@ -95,18 +97,19 @@ const program = new Command('lm-forward')
   .option('--gpt2-batch <n>', 'sequences for GPT-2 small', '1')
   .option('--gpt2-ctx <n>', 'context for GPT-2 small', '128')
   .option('--iters <n>', 'timed runs per case', '5')
-  .option('--cases <list>', 'which cases: harvest, logits, forward, gpt2 (comma-separated)', 'harvest,logits,forward,gpt2')
+  .option('--cases <list>', 'which cases: harvest, logits, logits-bf16, forward, forward-bf16 (the last two at bf16 only), gpt2 (comma-separated)', 'harvest,logits,logits-bf16,forward,forward-bf16,gpt2')
   .option('--json <file>', 'also write the rows as JSON')
   .parse();
 const o = program.opts<{ backend?: 'cpu' | 'cuda'; precision: MatmulPrecision; batch: string; ctx: string; gpt2Batch: string; gpt2Ctx: string; iters: string; cases: string; json?: string }>();
 const cases = new Set(o.cases.split(','));
-for (const c of cases) if (!['harvest', 'logits', 'forward', 'gpt2'].includes(c)) throw new RangeError(`--cases: harvest, logits, forward or gpt2, got '${c}'`);
+const caseNames = ['harvest', 'logits', 'logits-bf16', 'forward', 'forward-bf16', 'gpt2'];
+for (const c of cases) if (!caseNames.includes(c)) throw new RangeError(`--cases: ${caseNames.join(', ')}; got '${c}'`);
 const backend = resolveBackend(o.backend);
 const iters = Number(o.iters);
 const rows: Row[] = [];
 
 const paper = config(1, 128, 4, 512, 4096, 1024, 'relu');
-if (cases.has('harvest') || cases.has('logits') || cases.has('forward')) {
+if (['harvest', 'logits', 'logits-bf16', 'forward', 'forward-bf16'].some((c) => cases.has(c))) {
   using model = Gpt2Model.fromWeights(paper, randomWeights(paper, 1), { backend, precision: o.precision });
   const [B, T] = [Number(o.batch), Number(o.ctx)];
   if (cases.has('harvest')) rows.push(await time(`1-layer d128: harvest mlp.hook_post (B ${B} × T ${T})`, model, B, T, iters, async (ids) => {
@@ -120,6 +123,16 @@ if (cases.has('harvest') || cases.has('logits') || cases.has('forward')) {
   if (cases.has('forward')) rows.push(await time(`1-layer d128: full forward + loss (B ${B} × T ${T})`, model, B, T, iters, async (ids) => {
     await model.forward(ids, B, { loss: true });
   }, flopsPerToken(paper, T, true)));
+  // At bf16, also with the logits in bf16 (logitsDType), as HF's bf16 model returns them.
+  if (o.precision === 'bf16') {
+    if (cases.has('logits-bf16')) rows.push(await time(`1-layer d128: full forward + bf16 logits (B ${B} × T ${T})`, model, B, T, iters, async (ids) => {
+      const r = await model.forward(ids, B, { logits: true, logitsDType: 'bf16' });
+      r.logits!.dispose();
+    }, flopsPerToken(paper, T, true)));
+    if (cases.has('forward-bf16')) rows.push(await time(`1-layer d128: full forward + loss over bf16 logits (B ${B} × T ${T})`, model, B, T, iters, async (ids) => {
+      await model.forward(ids, B, { loss: true, logitsDType: 'bf16' });
+    }, flopsPerToken(paper, T, true)));
+  }
 }
 const gpt2 = config(12, 768, 12, 3072, 50257, 1024, 'gelu_new');
 if (cases.has('gpt2')) {

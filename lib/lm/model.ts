@@ -50,6 +50,12 @@ export interface ForwardOptions {
    * last position's, [batch, vocab] (what a generation step reads), the rest never computed.
    */
   logits?: boolean | 'last';
+  /**
+   * The dtype the unembedding writes its logits in, returned or used only for the loss: 'f32' (the
+   * default) or, at precision 'bf16', 'bf16' — rounded as the product writes them, as HF returns them
+   * under bf16 autocast: half the memory, and half the bytes to write and for the loss to read.
+   */
+  logitsDType?: 'f32' | 'bf16';
   /** Return the next-token cross-entropy of every position but the last, [batch, T − 1]. */
   loss?: boolean;
   /** Continue the sequences held in this cache (their length is the position offset); the forward then runs to the end. */
@@ -242,6 +248,9 @@ export class Gpt2Model {
     if (options.loss && T < 2) throw new RangeError('the loss needs at least 2 positions per sequence');
     if (options.logits !== undefined && typeof options.logits !== 'boolean' && options.logits !== 'last') throw new TypeError(`logits must be true, false or 'last' (got ${String(options.logits)})`);
     if (options.logits === 'last' && options.loss) throw new RangeError("logits: 'last' leaves out the logits the loss needs; ask for logits: true");
+    const logitsDType = options.logitsDType ?? 'f32';
+    if (logitsDType !== 'f32' && logitsDType !== 'bf16') throw new TypeError(`logitsDType must be 'f32' or 'bf16' (got ${String(options.logitsDType)})`);
+    if (logitsDType === 'bf16' && this.precision !== 'bf16') throw new RangeError(`logitsDType 'bf16' needs the model's precision 'bf16' (it is '${this.precision}')`);
     const interventions = options.interventions ?? {};
     const capture = new Set(options.capture ?? []);
     for (const name of [...capture, ...Object.keys(interventions)]) hookPoint(cfg, name);
@@ -372,7 +381,9 @@ export class Gpt2Model {
       }
       const logitRows = lastOnly ? batch : rows;
       // Returned logits belong to the caller; logits only needed for the loss live in scratch.
-      logits = options.logits ? Tensor.empty([logitRows, cfg.vocabSize], { backend: this.backend }) : tmp('logits', [rows, cfg.vocabSize]);
+      logits = options.logits
+        ? Tensor.empty([logitRows, cfg.vocabSize], { backend: this.backend, dtype: logitsDType })
+        : tmp(logitsDType === 'bf16' ? 'logitsBf' : 'logits', [rows, cfg.vocabSize], logitsDType);
       await linearT(head, this.#unembed, null, logits, this.precision);
       if (cache) cache.length = offset + T;
       let loss: ForwardResult['loss'] = null;

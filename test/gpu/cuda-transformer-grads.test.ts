@@ -303,8 +303,9 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
     }
   });
 
-  // Vocabularies held in registers (1,013; 4,097; 8,192: the shipped models') and read three times (50,257).
-  for (const [rows, V] of [[37, 1013], [9, 4097], [11, 8192], [5, 50257]] as const) {
+  // Vocabularies held in registers (1,013; 4,097; multiples of 8: 1,000; 2,056; 8,192, the shipped
+  // models') and read three times (50,257).
+  for (const [rows, V] of [[37, 1013], [9, 4097], [13, 1000], [7, 2056], [11, 8192], [5, 50257]] as const) {
     it(`crossEntropyForwardBackward [${rows}, ${V}] matches the CPU; bad targets write nothing`, async () => {
       const rng = new Rng(6);
       const logits = normalArray(rng, rows * V, 3);

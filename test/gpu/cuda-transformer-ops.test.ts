@@ -386,7 +386,8 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
     expect((failure as MonosemanticError).code).toBe('E_UNSUPPORTED');
   });
 
-  for (const [rows, V] of [[37, 1013], [9, 50257]] as const) {
+  // Vocabularies odd and large (1,013; 50,257) and multiples of 8 (2,056; 8,192, the shipped models').
+  for (const [rows, V] of [[37, 1013], [9, 50257], [13, 2056], [11, 8192]] as const) {
     it(`crossEntropy [${rows}, ${V}] matches the CPU; a target >= V is reported like it`, async () => {
       const rng = new Rng(20);
       const logits = normalArray(rng, rows * V, 3);
@@ -412,6 +413,40 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
         expect((r[b].failure as MonosemanticError).message).toContain(`targets[3] = ${V + 1} is outside the vocabulary`);
         expect(r[b].untouched, b).toBe(true);
       }
+    });
+  }
+
+  // fp32 and bf16 logits of the same values give the same losses; masked (-inf) logits, a row's
+  // first 2,048 all masked, and a row masked but for its target (loss 0).
+  for (const V of [1000, 8192]) {
+    it(`crossEntropy over rows of ${V} logits with masked entries, fp32 and bf16: the CPU's losses`, async () => {
+      const rng = new Rng(23);
+      const rows = 19;
+      const logits = roundArrayBf16(normalArray(rng, rows * V, 4));
+      const targets = Int32Array.from({ length: rows }, (_, r) => (r === 5 ? -1 : (r * 7919) % V));
+      for (let r = 0; r < rows; r++) {
+        for (let v = 0; v < V; v++) if ((v * 31 + r) % 7 === 0 && v !== targets[r]) logits[r * V + v] = -Infinity;
+      }
+      for (let v = 0; v < 2048 && v < V - 8; v++) if (v !== targets[1]) logits[1 * V + v] = -Infinity; // the row's start
+      for (let v = 0; v < V; v++) if (v !== targets[2]) logits[2 * V + v] = -Infinity; // the target alone: loss 0
+      const r = await onBoth(async (backend) => {
+        using tt = Tensor.from(targets, [rows], { backend, dtype: 'i32' });
+        const losses: Float32Array[] = [];
+        for (const dtype of ['f32', 'bf16'] as const) {
+          using tl = Tensor.from(logits, [rows, V], { backend, dtype });
+          using out = Tensor.full([rows], Number.NaN, { backend });
+          await crossEntropy(tl, tt, out, { indicesChecked: true });
+          losses.push(f32(out));
+        }
+        return losses;
+      });
+      for (const b of BACKENDS) {
+        expect(Array.from(r[b][1]!), `${b}: bf16 logits are read as the same values`).toEqual(Array.from(r[b][0]!));
+        expect(r[b][0]![2], b).toBe(0);
+        expect(r[b][0]![5], b).toBe(0);
+        expect(r[b][0]!.every(Number.isFinite), b).toBe(true);
+      }
+      expect(worst(r.cuda[0]!, r.cpu[0]!, relFloor1(r.cpu[0]!))).toBeLessThan(1e-5);
     });
   }
 

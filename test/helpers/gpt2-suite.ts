@@ -18,7 +18,7 @@ import { loadGpt2Weights } from '../../lib/lm/weights.js';
 import { packageRoot } from '../../lib/native/load.js';
 import { SparseAutoencoder } from '../../lib/sae/sae.js';
 import { Tensor } from '../../lib/tensor.js';
-import { relError } from './data.js';
+import { relError, roundArrayBf16 } from './data.js';
 
 const fixtures = path.join(packageRoot(), 'test/fixtures/gpt2');
 
@@ -76,6 +76,28 @@ export function defineGpt2FixtureTests(backend: BackendName): void {
       const [a, b] = [l.toArray() as Float32Array, l2.toArray() as Float32Array];
       if (backend === 'cpu') expect(Array.from(a)).toEqual(Array.from(b));
       else expect(relError(a, b)).toBeLessThan(1e-6);
+    });
+
+    it("in bf16 precision returns bf16 logits on request (logitsDType), the f32 ones rounded, and the loss over them", async () => {
+      const ref = await reference(name);
+      using model = await Gpt2Model.load(path.join(fixtures, name), { backend, precision: 'bf16' });
+      const full = await model.forward(ref.ids, ref.batch, { logits: true, loss: true });
+      using l = full.logits!;
+      const half = await model.forward(ref.ids, ref.batch, { logits: true, loss: true, logitsDType: 'bf16' });
+      using h = half.logits!;
+      expect(h.dtype).toBe('bf16');
+      expect(Array.from(h.toFloat32())).toEqual(Array.from(roundArrayBf16(l.toArray() as Float32Array)));
+      // The loss from the rounded logits, whether they are returned or kept in scratch.
+      const lossOnly = await model.forward(ref.ids, ref.batch, { loss: true, logitsDType: 'bf16' });
+      expect(Array.from(lossOnly.loss!.perToken)).toEqual(Array.from(half.loss!.perToken));
+      expect(relError(half.loss!.perToken, full.loss!.perToken)).toBeLessThan(1e-2);
+      expect(half.loss!.perToken).not.toEqual(full.loss!.perToken);
+      const last = await model.forward(ref.ids, ref.batch, { logits: 'last', logitsDType: 'bf16' });
+      using lastLogits = last.logits!;
+      expect(lastLogits.dtype).toBe('bf16');
+      await expect(model.forward(ref.ids, ref.batch, { loss: true, logitsDType: 'f16' as 'bf16' })).rejects.toThrow(/logitsDType must be 'f32' or 'bf16' \(got f16\)/);
+      using exact = await Gpt2Model.load(path.join(fixtures, name), { backend, precision: 'f32' });
+      await expect(exact.forward(ref.ids, ref.batch, { loss: true, logitsDType: 'bf16' })).rejects.toThrow(/logitsDType 'bf16' needs the model's precision 'bf16' \(it is 'f32'\)/);
     });
   });
 
