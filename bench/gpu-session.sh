@@ -220,11 +220,12 @@ next)
 retrain)
   # The shipped models, trained on the GPU: A and B (seeds 1 and 2) on the training split
   # corpus/build/train.tokens (carried by `bash bench/pack-device.sh --lean --train-tokens`), TOKENS
-  # next-token predictions each (default 120M, five passes), 64 contexts of 256 tokens a step, the
+  # next-token predictions each (default 480M, about 20 passes: the shipped models, a minute each on
+  # an H200), 64 contexts of 256 tokens a step, the
   # whole validation split every 250 steps. Each model folder (config, bf16 weights, tokenizer, card,
   # loss curve) comes back with its metrics as $OUT/model-{a,b}.tar.xz. Then the default SAE run on
   # each new model and their universality.
-  tokens=${TOKENS:-$([ "$quick" = 1 ] && echo 20000 || echo 120000000)}
+  tokens=${TOKENS:-$([ "$quick" = 1 ] && echo 20000 || echo 480000000)}
   for m in a b; do
     rm -rf "$work/lm-$m"
     step "lm train, model $m" "${cli[@]}" lm train --train corpus/build/train.tokens --val corpus/val.tokens \
