@@ -113,7 +113,7 @@ update_playground=build/kernels/decoder_update
 cublas=$(find $("$python" -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null) /usr/local/cuda*/lib64 \
   -name 'libcublas.so.*' 2>/dev/null | head -n 1)
 : >"$log"
-echo "$(date -u +%FT%TZ) stage $stage, backend $backend, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')" >>"$log"
+echo "$(date -u +%FT%TZ) stage $stage, backend $backend, commit $(git describe --always --dirty 2>/dev/null || echo '?') on $(git branch --show-current 2>/dev/null || echo '?')" >>"$log"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv >>"$log" 2>&1
 
 case $stage in
@@ -189,14 +189,15 @@ next)
   lm=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64" || echo "--batch 64 --ctx 1024")
   shapes=$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)
   iters=$([ "$quick" = 1 ] && echo 3 || echo 30)
-  fwd=(node dist/bench/lm-forward.js --backend "$backend" --precision bf16 $lm --cases harvest,logits,logits-bf16,forward,forward-bf16 --iters 20)
+  gpt2=(--gpt2-batch "$([ "$quick" = 1 ] && echo 1 || echo 16)" --gpt2-ctx "$([ "$quick" = 1 ] && echo 64 || echo 1024)")
+  fwd=(node dist/bench/lm-forward.js --backend "$backend" --precision bf16 $lm --cases harvest,logits,logits-bf16,forward,forward-bf16,gpt2 --iters 20 "${gpt2[@]}")
   train=(node dist/bench/lm-train.js --backend "$backend" $lm --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)")
   sae=(node dist/bench/sae-step-cuda.js --backend "$backend" --precision bf16 --kernels tensor --shapes "$shapes" --iters "$iters")
   STEP_CAP=200 step "test/gpu" node_modules/.bin/vitest run test/gpu
   step peaks "$python" bench/reference/peaks.py "$out/peaks.json" "$torch_device"  # the ceilings for the fractions
   peak=$(measured_peak bf16_tflops)
   step "lm forward bf16" "${fwd[@]}"
-  step "lm forward bf16, HF" "$python" bench/reference/hf_forward.py --device "$torch_device" --dtype bfloat16 $lm
+  step "lm forward bf16, HF" "$python" bench/reference/hf_forward.py --device "$torch_device" --dtype bfloat16 $lm "${gpt2[@]}"
   step "lm train" "${train[@]}"
   STEP_CAP=120 step "lm train, HF torch.compile" "$python" bench/reference/hf_train.py --device "$torch_device" $lm \
     --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)" $([ "$quick" = 1 ] || echo --compile)

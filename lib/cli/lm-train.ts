@@ -72,7 +72,7 @@ function formatSummary(s: LmTrainSummary): string {
   const fmt = (x: number | null) => (x === null ? 'n/a' : x.toFixed(4));
   const lines = [
     `${s.interrupted ? 'interrupted' : 'finished'} after ${s.steps} of ${s.totalSteps} steps (${s.tokens.toLocaleString('en-US')} tokens, ${(s.seconds / 60).toFixed(1)} min on ${s.device})`,
-    `  training loss ${fmt(s.trainLoss)}  validation loss ${fmt(s.valLoss)} (nats/token)`,
+    `  training loss ${s.recentTrainLoss ? `${fmt(s.recentTrainLoss.loss)} (the last ${s.recentTrainLoss.steps.toLocaleString('en-US')} steps)` : 'n/a'}  validation loss ${fmt(s.valLoss)} (nats/token)`,
   ];
   if (s.modelDir) lines.push(`  model (HF GPT-2 folder with tokenizer and model card): ${s.modelDir}`);
   lines.push(`  checkpoint: ${s.checkpoint}`, `  metrics: ${path.join(s.outDir, 'metrics.jsonl')}`);

@@ -59,6 +59,8 @@ export interface LmTrainSummary {
   interrupted: boolean;
   /** Mean training loss over the last logging window (null before one). */
   trainLoss: number | null;
+  /** Mean training loss over at least the last 100 steps (all, if fewer), as the model card gives it; null before a logged window. */
+  recentTrainLoss: { loss: number; steps: number } | null;
   /** The last validation loss (null without validation shards). */
   valLoss: number | null;
   /** The exported model folder (null when interrupted). */
@@ -303,6 +305,8 @@ async function trainLmLocked(config: LmTrainConfig, options: { resume?: boolean 
     metrics = null;
 
     const device = deviceDescription(backend);
+    const records = await readMetrics(path.join(outDir, 'metrics.jsonl'));
+    const recentTrainLoss = recentTrainingLoss(records, RECENT_LOSS_STEPS);
     let modelDir: string | null = null;
     if (!interrupted) {
       modelDir = path.join(outDir, 'model');
@@ -314,13 +318,13 @@ async function trainLmLocked(config: LmTrainConfig, options: { resume?: boolean 
         seconds: seconds(),
         device,
         backend,
-        trainLoss,
+        recentTrainLoss,
         valLoss,
         commands: finishedBefore ? previousCommands : commands, // exporting again trains nothing
-        metricsPath: path.join(outDir, 'metrics.jsonl'),
+        records,
       });
     }
-    return { outDir, backend, device, steps: step, totalSteps: total, tokens, seconds: seconds(), interrupted, trainLoss, valLoss, modelDir, checkpoint: lastCheckpoint };
+    return { outDir, backend, device, steps: step, totalSteps: total, tokens, seconds: seconds(), interrupted, trainLoss, recentTrainLoss, valLoss, modelDir, checkpoint: lastCheckpoint };
   } finally {
     progress?.stop();
     await metrics?.close().catch(() => {});
@@ -398,11 +402,12 @@ interface ExportFacts {
   seconds: number;
   device: string;
   backend: BackendName;
-  trainLoss: number | null;
+  recentTrainLoss: { loss: number; steps: number } | null;
   valLoss: number | null;
   /** The command lines of the run: the first started it, the others resumed it. */
   commands: string[];
-  metricsPath: string;
+  /** The run's metrics log. */
+  records: MetricsRecord[];
 }
 
 /** model/: config.json + model.safetensors (HF GPT-2), tokenizer.json, loss-curve.svg and README.md (the model card). */
@@ -410,7 +415,7 @@ async function exportModel(model: Gpt2Training, modelConfig: Gpt2Config, config:
   await makeFolder(dir);
   await saveGpt2Model(dir, modelConfig, model.readWeights(), { dtype: config.export.dtype === 'bf16' ? 'BF16' : 'F32' });
   await copyFile(path.join(paths.tokenizer, 'tokenizer.json'), path.join(dir, 'tokenizer.json'));
-  const records = await readMetrics(facts.metricsPath);
+  const records = facts.records;
   const series = (key: string, name: string) => ({
     name,
     points: records.filter((r) => typeof r[key] === 'number').map((r) => ({ x: r.samples, y: r[key] as number })),
@@ -421,32 +426,37 @@ async function exportModel(model: Gpt2Training, modelConfig: Gpt2Config, config:
     panels: [{ yLabel: 'loss (nats/token)', series: [series('loss', 'train'), series('valLoss', 'validation')] }],
   });
   await writeFileAtomic(path.join(dir, 'loss-curve.svg'), svg);
-  const final = recentTrainingLoss(records, CARD_LOSS_STEPS);
-  await writeFileAtomic(path.join(dir, 'README.md'), modelCard(modelConfig, config, paths, facts, final));
+  await writeFileAtomic(path.join(dir, 'README.md'), modelCard(modelConfig, config, paths, facts));
 }
 
-/** The model card's final training loss averages at least this many of the last steps (all, if fewer). */
-const CARD_LOSS_STEPS = 100;
+/** The final training loss (the summary's and the model card's) averages at least this many of the last steps (all, if fewer). */
+const RECENT_LOSS_STEPS = 100;
 
 /**
  * The mean training loss over the last logged windows that together span at least minSteps steps
- * (each record's loss is its window's mean, weighted by the steps since the record before); null
- * when the log has no loss. The last window alone can be a step or two, too noisy for a card.
+ * (each record's loss is its window's mean, weighted by the steps since the record before; a window
+ * whose loss is not finite is left out, its steps too); null when none has a finite loss. The last
+ * window alone can be a step or two, too noisy for a summary.
  */
 export function recentTrainingLoss(records: MetricsRecord[], minSteps: number): { loss: number; steps: number } | null {
-  const logged = records.filter((r) => typeof r.loss === 'number' && Number.isFinite(r.loss));
+  const logged = records.filter((r) => 'loss' in r); // training records (a non-finite loss is logged as null)
   let sum = 0;
   let steps = 0;
-  for (let i = logged.length - 1; i >= 0 && steps < minSteps; i--) {
+  let covered = 0; // steps of the windows walked, finite or not
+  for (let i = logged.length - 1; i >= 0 && covered < minSteps; i--) {
     const span = logged[i]!.step - (i > 0 ? logged[i - 1]!.step : 0); // steps in this record's window
     if (span <= 0) continue; // a record repeated on resume
-    sum += (logged[i]!.loss as number) * span;
+    covered += span;
+    const loss = logged[i]!.loss;
+    if (typeof loss !== 'number' || !Number.isFinite(loss)) continue; // a diverged window counts for nothing
+    sum += loss * span;
     steps += span;
   }
   return steps === 0 ? null : { loss: sum / steps, steps };
 }
 
-function modelCard(m: Gpt2Config, config: LmTrainConfig, paths: ReturnType<typeof resolveLmPaths>, facts: ExportFacts, final: { loss: number; steps: number } | null): string {
+function modelCard(m: Gpt2Config, config: LmTrainConfig, paths: ReturnType<typeof resolveLmPaths>, facts: ExportFacts): string {
+  const final = facts.recentTrainLoss;
   const t = config.training;
   const fmt = (x: number | null) => (x === null ? 'n/a' : x.toFixed(4));
   // Paths as a reader of the card can use them: under the package or the working folder, relative

@@ -383,7 +383,7 @@ export class Gpt2Model {
       // Returned logits belong to the caller; logits only needed for the loss live in scratch.
       logits = options.logits
         ? Tensor.empty([logitRows, cfg.vocabSize], { backend: this.backend, dtype: logitsDType })
-        : tmp(logitsDType === 'bf16' ? 'logitsBf' : 'logits', [rows, cfg.vocabSize], logitsDType);
+        : tmp('logits', [rows, cfg.vocabSize], logitsDType); // one slot: a change of dtype replaces it
       await linearT(head, this.#unembed, null, logits, this.precision);
       if (cache) cache.length = offset + T;
       let loss: ForwardResult['loss'] = null;

@@ -137,6 +137,8 @@ describe('resume', () => {
     const logged = (await readMetrics(path.join(late, 'metrics.jsonl'))).filter((r) => typeof r.loss === 'number');
     const meanLoss = logged.reduce((sum, r, i) => sum + (r.loss as number) * (r.step - (i > 0 ? logged[i - 1]!.step : 0)), 0) / 24;
     expect(readFileSync(path.join(atEnd.modelDir!, 'README.md'), 'utf8')).toContain(`| final training loss | ${meanLoss.toFixed(4)} nats/token (mean of the last 24 steps) |`);
+    expect(atEnd.recentTrainLoss!.steps).toBe(24); // the summary's, as the card's
+    expect(atEnd.recentTrainLoss!.loss).toBeCloseTo(meanLoss, 12);
   }, 120_000);
 });
 

@@ -417,7 +417,8 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
   }
 
   // fp32 and bf16 logits of the same values give the same losses; masked (-inf) logits, a row's
-  // first 2,048 all masked, and a row masked but for its target (loss 0).
+  // first 2,048 all masked, a row masked but for its target (loss 0), and a row whose NaN, among
+  // masked logits, makes its loss NaN.
   for (const V of [1000, 8192]) {
     it(`crossEntropy over rows of ${V} logits with masked entries, fp32 and bf16: the CPU's losses`, async () => {
       const rng = new Rng(23);
@@ -429,6 +430,7 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
       }
       for (let v = 0; v < 2048 && v < V - 8; v++) if (v !== targets[1]) logits[1 * V + v] = -Infinity; // the row's start
       for (let v = 0; v < V; v++) if (v !== targets[2]) logits[2 * V + v] = -Infinity; // the target alone: loss 0
+      for (let v = 0; v < 8; v++) logits[3 * V + v] = v === 3 ? Number.NaN : -Infinity; // a NaN in an otherwise masked first chunk
       const r = await onBoth(async (backend) => {
         using tt = Tensor.from(targets, [rows], { backend, dtype: 'i32' });
         const losses: Float32Array[] = [];
@@ -444,9 +446,11 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
         expect(Array.from(r[b][1]!), `${b}: bf16 logits are read as the same values`).toEqual(Array.from(r[b][0]!));
         expect(r[b][0]![2], b).toBe(0);
         expect(r[b][0]![5], b).toBe(0);
-        expect(r[b][0]!.every(Number.isFinite), b).toBe(true);
+        expect(r[b][0]![3], b).toBeNaN();
+        expect(r[b][0]!.filter((_, i) => i !== 3).every(Number.isFinite), b).toBe(true);
       }
-      expect(worst(r.cuda[0]!, r.cpu[0]!, relFloor1(r.cpu[0]!))).toBeLessThan(1e-5);
+      const finite = (a: Float32Array) => a.filter((_, i) => i !== 3);
+      expect(worst(finite(r.cuda[0]!), finite(r.cpu[0]!), relFloor1(finite(r.cpu[0]!)))).toBeLessThan(1e-5);
     });
   }
 

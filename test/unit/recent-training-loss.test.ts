@@ -23,6 +23,12 @@ describe('recentTrainingLoss (the model card\'s final training loss)', () => {
     expect(all.loss).toBeCloseTo(sum / 53, 12);
   });
 
+  it('leaves out a window whose loss is not finite (logged as null), steps and all', () => {
+    const diverged = records.map((r) => (r.step === 50 && 'loss' in r ? { ...r, loss: null } : r));
+    expect(recentTrainingLoss(diverged as typeof records, 12)).toEqual({ loss: 1.25, steps: 3 });
+    expect(recentTrainingLoss(diverged as typeof records, 14)!.steps).toBe(13);
+  });
+
   it('skips a repeated record and is null without losses', () => {
     const repeated = [...records.slice(0, 6), { step: 50, samples: 0, loss: 99 }, ...records.slice(6)];
     expect(recentTrainingLoss(repeated, 12)).toEqual(recentTrainingLoss(records, 12));
