@@ -84,7 +84,8 @@ export function stepSchedule(steps: number): { resampling: { steps: number[]; de
 
 /**
  * The presets, both the paper's A/1 shape (4,096 features). CPU (2 cores in a few minutes):
- * 2,000 steps of 1,024 activations, three resamples. CUDA: ten passes over every position of the
+ * 8,000 steps of 1,024 activations (two passes over the shipped sample's positions), three
+ * resamples. CUDA: ten passes over every position of the
  * corpus (all but the BOS), batches of 4,096, three resamples; 128 contexts per model forward and
  * 1,024 per shuffle window, so the model's forward keeps up with the SAE's steps. A run length in
  * steps or samples that the user gives moves the schedule with it (stepSchedule); one in passes
@@ -110,7 +111,7 @@ export function machineDefaults(backend: 'cpu' | 'cuda', doc: Doc): Doc {
       checkpoints: { every: 1000 },
     };
   }
-  const steps = 2000;
+  const steps = 8000;
   return {
     sae: { dSae: 4096 },
     training: { batchSize: 1024, lr: 1e-3, lrWarmupSteps: scaled?.lrWarmupSteps ?? 100, lrDecay: 'linear', decayFraction: 0.2, l1Coeff: 5, ...(lengthGiven ? {} : { totalSteps: steps }) },

@@ -195,7 +195,7 @@ describe('monosemantic run', () => {
   it('fills the machine’s defaults only where the user said nothing', async () => {
     const { config } = await resolveRunConfig({ backend: 'cpu', sae: { dSae: 300 }, training: { lr: 5e-4 } });
     expect(config.sae.dSae).toBe(300);
-    expect(config.training).toMatchObject({ lr: 5e-4, batchSize: 1024, totalSteps: 2000 });
+    expect(config.training).toMatchObject({ lr: 5e-4, batchSize: 1024, totalSteps: 8000 });
     expect(config).toMatchObject({ model: null, hook: 'blocks.0.mlp.hook_post', budget: { epochs: null } });
     expect(machineDefaults('cuda', {})).toMatchObject({ sae: { dSae: 4096 }, budget: { epochs: 10 }, data: { positionsPerContext: null, forwardBatch: 128 } });
     expect(machineDefaults('cuda', { training: { totalSteps: 10 } })).not.toHaveProperty('budget');
@@ -204,7 +204,7 @@ describe('monosemantic run', () => {
     expect((await resolveRunConfig({ backend: 'cpu', training: { totalSteps: 30 } })).config).toMatchObject({ resampling: { steps: [8, 15, 23], deadWindowSteps: 4 }, training: { lrWarmupSteps: 1 } });
     expect(machineDefaults('cuda', { training: { totalSamples: 4096 * 400 } })).toMatchObject({ resampling: { steps: [100, 200, 300], deadWindowSteps: 50 } });
     expect((await resolveRunConfig({ backend: 'cpu', training: { totalSteps: 20_000 }, resampling: { steps: [700] } })).config.resampling.steps).toEqual([700]);
-    expect((await resolveRunConfig({ backend: 'cpu' })).config).toMatchObject({ resampling: { steps: [500, 1000, 1500], deadWindowSteps: 250 }, training: { lrWarmupSteps: 100 } });
+    expect((await resolveRunConfig({ backend: 'cpu' })).config).toMatchObject({ resampling: { steps: [2000, 4000, 6000], deadWindowSteps: 1000 }, training: { lrWarmupSteps: 100 } });
     expect((await resolveRunConfig({ backend: 'cpu', budget: { epochs: 0.5 } })).config.training.totalSteps).toBeUndefined();
     await expect(resolveRunConfig({ backend: 'cpu', budget: { epochs: 1 }, training: { totalSteps: 5 } })).rejects.toThrow(/exactly one of training.totalSteps, training.totalSamples and budget.epochs/);
     await expect(resolveRunConfig({ backend: 'cpu', data: { paths: ['a.tokens', 'b.txt'] }, training: { totalSteps: 1 } }).then((r) => runMainJob(r.config))).rejects.toThrow(/data.paths: mixes token shards/);
@@ -229,7 +229,7 @@ describe('monosemantic run', () => {
     const env = { MONOSEMANTIC_BACKEND: 'cpu' };
     const printed = runCli(['run', '--print-config', '--d-sae', '512'], env);
     expect(printed.status, printed.stderr).toBe(0);
-    expect(JSON.parse(printed.stdout)).toMatchObject({ sae: { dSae: 512 }, training: { totalSteps: 2000 }, hook: 'blocks.0.mlp.hook_post' });
+    expect(JSON.parse(printed.stdout)).toMatchObject({ sae: { dSae: 512 }, training: { totalSteps: 8000 }, hook: 'blocks.0.mlp.hook_post' });
     const bad = runCli(['run', '--set', 'data.positions=3'], env);
     expect(bad.status).toBe(1);
     expect(bad.stderr).toMatch(/data: unknown key 'positions'/);
