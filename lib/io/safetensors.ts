@@ -219,12 +219,17 @@ function openSafetensors(path: string): Promise<FileHandle> {
   });
 }
 
+/** The error for a file that ends at `byte`, before what its header says it holds. */
+function endOfFile(path: string): (byte: number) => SafetensorsError {
+  return (byte) => new SafetensorsError(path, undefined, `unexpected end of file at byte ${byte}`);
+}
+
 /** The header of the open file `path`, read and validated; a folder, a short file or a bad header is a SafetensorsError. */
 async function headerOf(handle: FileHandle, path: string): Promise<SafetensorsHeader> {
   const stats = await handle.stat();
   if (stats.isDirectory()) throw new SafetensorsError(path, undefined, unreadableFile({ code: 'EISDIR' }));
   const fileBytes = stats.size;
-  const atEnd = (byte: number) => new SafetensorsError(path, undefined, `unexpected end of file at byte ${byte}`);
+  const atEnd = endOfFile(path);
   const prefix = new Uint8Array(8);
   if (fileBytes >= 8) await readFullyAt(handle, prefix, 0, atEnd);
   const length = headerLength(path, prefix, fileBytes);
@@ -341,7 +346,7 @@ export async function readSafetensors(path: string): Promise<{ header: Safetenso
     const tensors: Record<string, LoadedTensor> = {};
     for (const [name, entry] of Object.entries(header.tensors)) {
       const bytes = new Uint8Array(entry.end - entry.begin);
-      await readFullyAt(handle, bytes, entry.begin, (byte) => new SafetensorsError(path, undefined, `unexpected end of file at byte ${byte}`)).catch((error: unknown) => {
+      await readFullyAt(handle, bytes, entry.begin, endOfFile(path)).catch((error: unknown) => {
         throw error instanceof SafetensorsError ? error : new SafetensorsError(path, undefined, unreadableFile(error), { cause: error });
       });
       tensors[name] = { dtype: entry.dtype, shape: [...entry.shape], bytes };
