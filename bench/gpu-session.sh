@@ -190,7 +190,7 @@ next)
   shapes=$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)
   iters=$([ "$quick" = 1 ] && echo 3 || echo 30)
   gpt2=(--gpt2-batch "$([ "$quick" = 1 ] && echo 1 || echo 16)" --gpt2-ctx "$([ "$quick" = 1 ] && echo 64 || echo 1024)")
-  fwd=(node dist/bench/lm-forward.js --backend "$backend" --precision bf16 $lm --cases harvest,logits,logits-bf16,forward,forward-bf16,gpt2 --iters 20 "${gpt2[@]}")
+  fwd=(node dist/bench/lm-forward.js --backend "$backend" --precision bf16 $lm --cases harvest,logits,logits-bf16,forward,forward-bf16,gpt2,gpt2-bf16 --iters 20 "${gpt2[@]}")
   train=(node dist/bench/lm-train.js --backend "$backend" $lm --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)")
   sae=(node dist/bench/sae-step-cuda.js --backend "$backend" --precision bf16 --kernels tensor --shapes "$shapes" --iters "$iters")
   STEP_CAP=200 step "test/gpu" node_modules/.bin/vitest run test/gpu

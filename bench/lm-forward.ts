@@ -6,7 +6,8 @@
  *     full forward with the loss (cross-entropy over the logits, read back); at bf16 each of the
  *     last two also with bf16 logits (logitsDType, cases logits-bf16 and forward-bf16), as HF's
  *     bf16 model returns them;
- *   - GPT-2 small's shape (12 layers, d_model 768): the full forward.
+ *   - GPT-2 small's shape (12 layers, d_model 768): the full forward, at bf16 also with bf16 logits
+ *     (case gpt2-bf16).
  *
  *   node dist/bench/lm-forward.js [--backend cpu|cuda] [--precision f32|bf16] [--batch 8] [--ctx 256]
  *                                 [--gpt2-batch 1] [--gpt2-ctx 128] [--iters 5] [--json FILE]
@@ -97,12 +98,12 @@ const program = new Command('lm-forward')
   .option('--gpt2-batch <n>', 'sequences for GPT-2 small', '1')
   .option('--gpt2-ctx <n>', 'context for GPT-2 small', '128')
   .option('--iters <n>', 'timed runs per case', '5')
-  .option('--cases <list>', 'which cases: harvest, logits, logits-bf16, forward, forward-bf16 (the last two at bf16 only), gpt2 (comma-separated)', 'harvest,logits,logits-bf16,forward,forward-bf16,gpt2')
+  .option('--cases <list>', 'which cases: harvest, logits, logits-bf16, forward, forward-bf16, gpt2, gpt2-bf16 (those with bf16 at bf16 only; comma-separated)', 'harvest,logits,logits-bf16,forward,forward-bf16,gpt2,gpt2-bf16')
   .option('--json <file>', 'also write the rows as JSON')
   .parse();
 const o = program.opts<{ backend?: 'cpu' | 'cuda'; precision: MatmulPrecision; batch: string; ctx: string; gpt2Batch: string; gpt2Ctx: string; iters: string; cases: string; json?: string }>();
 const cases = new Set(o.cases.split(','));
-const caseNames = ['harvest', 'logits', 'logits-bf16', 'forward', 'forward-bf16', 'gpt2'];
+const caseNames = ['harvest', 'logits', 'logits-bf16', 'forward', 'forward-bf16', 'gpt2', 'gpt2-bf16'];
 for (const c of cases) if (!caseNames.includes(c)) throw new RangeError(`--cases: ${caseNames.join(', ')}; got '${c}'`);
 const backend = resolveBackend(o.backend);
 const iters = Number(o.iters);
@@ -135,11 +136,17 @@ if (['harvest', 'logits', 'logits-bf16', 'forward', 'forward-bf16'].some((c) => 
   }
 }
 const gpt2 = config(12, 768, 12, 3072, 50257, 1024, 'gelu_new');
-if (cases.has('gpt2')) {
+if (cases.has('gpt2') || (cases.has('gpt2-bf16') && o.precision === 'bf16')) {
   using model = Gpt2Model.fromWeights(gpt2, randomWeights(gpt2, 2), { backend, precision: o.precision });
   const [B, T] = [Number(o.gpt2Batch), Number(o.gpt2Ctx)];
-  rows.push(await time(`GPT-2 small: full forward + logits (B ${B} × T ${T})`, model, B, T, Math.max(2, Math.ceil(iters / 2)), async (ids) => {
+  const gpt2Iters = Math.max(2, Math.ceil(iters / 2));
+  if (cases.has('gpt2')) rows.push(await time(`GPT-2 small: full forward + logits (B ${B} × T ${T})`, model, B, T, gpt2Iters, async (ids) => {
     const r = await model.forward(ids, B, { logits: true });
+    r.logits!.dispose();
+  }, flopsPerToken(gpt2, T, true)));
+  // With the logits in bf16, as HF's bf16 model returns them (half the 50,257-wide rows' bytes).
+  if (cases.has('gpt2-bf16') && o.precision === 'bf16') rows.push(await time(`GPT-2 small: full forward + bf16 logits (B ${B} × T ${T})`, model, B, T, gpt2Iters, async (ids) => {
+    const r = await model.forward(ids, B, { logits: true, logitsDType: 'bf16' });
     r.logits!.dispose();
   }, flopsPerToken(gpt2, T, true)));
 }
