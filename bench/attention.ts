@@ -1,7 +1,7 @@
 /**
- * Causal attention on its own, on the active backend: the inference forward (no log-sum-exp), the
- * training forward (with it) and the backward, at the shapes of the paper's model in training and
- * of GPT-2 small, on random inputs. Which CUDA kernels run follows the precision and
+ * Causal attention on its own, on the active backend: the inference forward (no log-sum-exp; at
+ * bf16 also into a bf16 out), the training forward (with it) and the backward, at the shapes of the
+ * paper's model in training and of GPT-2 small, on random inputs. Which CUDA kernels run follows the precision and
  * MONOSEMANTIC_CUDA_ATTENTION (at bf16 the tensor-core kernels, unless it is tiled: the fp32 tiled
  * ones), so running this twice, with and without =tiled, compares them.
  *
@@ -20,7 +20,7 @@ import { writeFileSync } from 'node:fs';
 import { Command } from 'commander';
 
 import { type BackendName, resolveBackend, synchronize } from '../lib/backend.js';
-import { attentionBackward, attentionForwardTrain } from '../lib/lm/grad-ops.js';
+import { attentionBackward, attentionBackwardQkv, attentionForwardTrain } from '../lib/lm/grad-ops.js';
 import { type MatmulPrecision, attention, linear } from '../lib/lm/ops.js';
 import { Rng } from '../lib/random.js';
 import { Tensor } from '../lib/tensor.js';
@@ -87,15 +87,21 @@ for (const [B, T, C, heads] of shapes) {
   using v = make(1);
   using dout = make(1);
   using out = Tensor.empty([B * T, C], { backend });
+  using outBf = Tensor.empty([B * T, C], { backend, dtype: 'bf16' });
   using lse = Tensor.empty([B, heads, T], { backend });
   using dq = Tensor.empty([B * T, C], { backend });
   using dk = Tensor.empty([B * T, C], { backend });
   using dv = Tensor.empty([B * T, C], { backend });
+  using dqkv = Tensor.empty([B * T, 3 * C], { backend });
   const perProduct = 2 * B * heads * (T * T / 2) * (C / heads); // one causal T x T x head-size product, all heads
   const cases: [string, number, () => Promise<void>][] = [
     ['forward', 2, () => attention(q, k, v, B, T, T, 0, heads, out, o.precision)],
+    // At bf16, the forward writing bf16 (what a language model's forward does where no one looks at z).
+    ...(o.precision === 'bf16' ? [['forward, bf16 out', 2, () => attention(q, k, v, B, T, T, 0, heads, outBf, 'bf16')] as [string, number, () => Promise<void>]] : []),
     ['training forward', 2, () => attentionForwardTrain(q, k, v, B, T, heads, out, lse, o.precision)],
     ['backward', 5, () => attentionBackward(dout, q, k, v, out, lse, B, T, heads, dq, dk, dv, o.precision)],
+    // Into one [B·T, 3C] gradient, rows 3C apart: what the training step runs.
+    ['backward into dqkv', 5, () => attentionBackwardQkv(dout, q, k, v, out, lse, B, T, heads, dqkv, o.precision)],
   ];
   await attentionForwardTrain(q, k, v, B, T, heads, out, lse, o.precision); // out and lse for the backward
   for (const [pass, products, run] of cases) {

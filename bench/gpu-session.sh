@@ -13,7 +13,9 @@
 #                                       # memory pool against plain cudaMalloc, queued operations (the default)
 #                                       # against per-op synchronous ones (MONOSEMANTIC_CUDA_ASYNC=0), the SAE
 #                                       # step's kernels (ncu)
-#   bash bench/gpu-session.sh next      # what the last session left to measure, in one call (see the stage)
+#   bash bench/gpu-session.sh next      # what the last session left to measure, first call: the GPU tests, compute-sanitizer
+#                                       # on the pending kernels, the issues' comparisons with their references
+#   bash bench/gpu-session.sh next2     # its second call: the variants timed, kernel tables under ncu, the GEMM playground
 #   bash bench/gpu-session.sh retrain   # the shipped models A and B trained on the GPU (pack with --lean --train-tokens),
 #                                       # then the default SAE run on each and universality; models come back in $OUT
 #   bash bench/gpu-session.sh proof     # issue 3 in one call: test/gpu, correctness sweeps, SAE step vs
@@ -26,7 +28,8 @@
 # 64 MiB carry). Then one device
 # call per stage:   run  carry: [".device"]
 #                        command: . .device/setup && bash bench/gpu-session.sh check
-# Two stages in one session (say next and retrain, whose packs differ): pack both ahead, the second
+# next and next2 share one pack: make the second call within 30 s of the first, while the machine is
+# warm. Two stages whose packs differ (say next and retrain): pack both ahead, the second
 # with `bash bench/pack-device.sh --lean --train-tokens --into=.device-retrain`, and make the second
 # call within 30 s of the first (the machine stays warm that long) with carry [".device-retrain"]
 # and `. .device-retrain/setup && bash bench/gpu-session.sh retrain`.
@@ -34,7 +37,7 @@
 # BACKEND=cpu QUICK=1 runs the same stages on the CPU at toy sizes (a check of this script).
 set -uo pipefail
 
-stage=${1:?"usage: bash bench/gpu-session.sh check|bench|run|analysis|profile|proof|next|retrain"}
+stage=${1:?"usage: bash bench/gpu-session.sh check|bench|run|analysis|profile|proof|next|next2|retrain"}
 out=${OUT:-bench/out}
 work=${WORK:-/tmp/monosemantic-gpu}
 backend=${BACKEND:-cuda}
@@ -178,45 +181,154 @@ bench)
   [ "$quick" = 1 ] || step "lm train, HF torch.compile" "$python" bench/reference/hf_train.py --device "$torch_device" $lm --compile
   grep -E '^\| |^torch |^HF |tokens/s|^largest|^harvested' "$log" | tail -56
   ;;
-next)
-  # What the last session left to measure, most important first, cut at DEADLINE (default 400 s):
-  # test/gpu (the cross-entropy over vocabularies that are multiples of 8 and over masked logits,
-  # the forward's bf16 logits); then each timing next to its reference in the same call: the LM's
-  # forwards (with fp32 and bf16 logits) against HF, its training step against torch.compile, the
-  # SAE step at issue 3's shapes against torch.compile; the training step and the full forward +
-  # loss kernel by kernel under ncu; the GEMM playground's timing sweep against cuBLAS.
-  DEADLINE=${DEADLINE:-400}
+next|next2)
+  # What the last session left to measure, in two calls, each cut at DEADLINE (default 560 s, for a
+  # call of at most 600). A GPU session may hold only one such call (its device time counts the
+  # machine's start), so the first decides what can land: every GPU test, the training step and
+  # the forward under compute-sanitizer's memcheck, and the issues' comparisons
+  # side by side with their references (the training step formed and fused against torch.compile,
+  # the forwards against HF, the SAE step against torch.compile). The second says where the time
+  # goes and which variant to make the default: the variants timed (wgmma pairs and square tiles,
+  # direct store, general logits kernel, attention without prefetch), the kernel tables of the
+  # training step and of GPT-2 small's forward under ncu, the GEMM playground and its profiles.
+  DEADLINE=${DEADLINE:-560}
   lm=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64" || echo "--batch 64 --ctx 1024")
   shapes=$([ "$quick" = 1 ] && echo 64x512x256 || echo 512x16384x4096,512x131072x4096,768x24576x4096)
   iters=$([ "$quick" = 1 ] && echo 3 || echo 30)
   gpt2=(--gpt2-batch "$([ "$quick" = 1 ] && echo 1 || echo 16)" --gpt2-ctx "$([ "$quick" = 1 ] && echo 64 || echo 1024)")
   fwd=(node dist/bench/lm-forward.js --backend "$backend" --precision bf16 $lm --cases harvest,logits,logits-bf16,forward,forward-bf16,gpt2,gpt2-bf16 --iters 20 "${gpt2[@]}")
+  direct=(env MONOSEMANTIC_CUDA_EPILOGUE=direct)
+  general=(env MONOSEMANTIC_CUDA_SHORT_K=off)
+  square=(env MONOSEMANTIC_CUDA_GEMM=wgmma MONOSEMANTIC_CUDA_WGMMA_TILE=128)
+  fused=(env MONOSEMANTIC_CROSS_ENTROPY=fused)
+  pairs=(env MONOSEMANTIC_CUDA_WGMMA_PAIR=on)
   train=(node dist/bench/lm-train.js --backend "$backend" $lm --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)")
   sae=(node dist/bench/sae-step-cuda.js --backend "$backend" --precision bf16 --kernels tensor --shapes "$shapes" --iters "$iters")
-  STEP_CAP=200 step "test/gpu" node_modules/.bin/vitest run test/gpu
-  step peaks "$python" bench/reference/peaks.py "$out/peaks.json" "$torch_device"  # the ceilings for the fractions
-  peak=$(measured_peak bf16_tflops)
-  step "lm forward bf16" "${fwd[@]}"
-  step "lm forward bf16, HF" "$python" bench/reference/hf_forward.py --device "$torch_device" --dtype bfloat16 $lm "${gpt2[@]}"
-  step "lm train" "${train[@]}"
-  STEP_CAP=120 step "lm train, HF torch.compile" "$python" bench/reference/hf_train.py --device "$torch_device" $lm \
-    --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)" $([ "$quick" = 1 ] || echo --compile)
-  STEP_CAP=90 step "sae step" "${sae[@]}" ${peak:+--peak-tflops "$peak"} --json "$out/sae-step.json"
-  STEP_CAP=150 step "sae step, torch.compile" "$python" bench/reference/torch_sae_step.py --device "$torch_device" \
-    --shapes "$shapes" --iters "$iters" --compile --json "$out/torch-sae-step-compile.json"
-  if command -v ncu >/dev/null; then
-    STEP_CAP=90 step "lm training step kernels (ncu)" ncu --clock-control none --target-processes all \
-      --metrics gpu__time_duration.sum --print-summary per-kernel node dist/bench/lm-train.js --backend "$backend" $lm --iters 1
-    step "lm training step kernels, table" node dist/bench/ncu-table.js "$work/previous-step.out" --top 25 --runs 4  # 2 warm-up, 1 timed, 1 queued
-    STEP_CAP=90 step "lm full forward + loss kernels (ncu)" ncu --clock-control none --target-processes all \
-      --metrics gpu__time_duration.sum --print-summary per-kernel node dist/bench/lm-forward.js --backend "$backend" \
-      --precision bf16 $lm --cases forward-bf16 --iters 1
-    step "lm full forward + loss kernels, table" node dist/bench/ncu-table.js "$work/previous-step.out" --top 20 --runs 2  # bf16 logits, warm-up + 1
+  small=(--batch 4 --ctx 128 --iters 1)
+  # The kernels of one run of "$@" under ncu, as a table of the top N ($1) kernels over R ($2) runs.
+  ncu_table() {
+    local name=$1 top=$2 runs=$3
+    shift 3
+    STEP_CAP=90 step "$name (ncu)" ncu --clock-control none --target-processes all --metrics gpu__time_duration.sum \
+      --print-summary per-kernel "$@"
+    step "$name, table" node dist/bench/ncu-table.js "$work/previous-step.out" --top "$top" --runs "$runs"
+  }
+  if [ "$stage" = next ]; then
+    # Every GPU test, four files at a time (16 CPU cores; each file its own process and CUDA
+    # context): the square tiles and pairs, the fused cross-entropy, the staged store, the short-K
+    # logits kernel, the chunked cross-entropy, the attention prefetch, accumulate, linear_qkv.
+    STEP_CAP=240 step "test/gpu" node_modules/.bin/vitest run test/gpu --fileParallelism --maxWorkers 4
+    # The training step and the forward at a small size under compute-sanitizer's memcheck (the
+    # q/k/v split epilogue, accumulate, the short-K logits, the chunked and fused cross-entropy,
+    # attention with strided gradients, the ReLU-masked backward); racecheck and the SAE step's
+    # square tiles open the second call.
+    if command -v compute-sanitizer >/dev/null; then
+      STEP_CAP=90 step "sanitizer memcheck: lm train, fused cross-entropy" "${fused[@]}" compute-sanitizer --tool memcheck \
+        --error-exitcode 1 node dist/bench/lm-train.js --backend "$backend" "${small[@]}"
+      STEP_CAP=90 step "sanitizer memcheck: lm forward" compute-sanitizer --tool memcheck --error-exitcode 1 \
+        node dist/bench/lm-forward.js --backend "$backend" --precision bf16 --cases harvest,logits-bf16,forward-bf16 "${small[@]}"
+    fi
+    step peaks "$python" bench/reference/peaks.py "$out/peaks.json" "$torch_device"  # the ceilings for the fractions
+    peak=$(measured_peak bf16_tflops)
+    # Issue 6: the training step with the logits formed, fused, and torch.compile's, in one call.
+    step "lm train, logits formed" "${train[@]}"
+    step "lm train, fused cross-entropy" "${fused[@]}" "${train[@]}"
+    STEP_CAP=120 step "lm train, HF torch.compile" "$python" bench/reference/hf_train.py --device "$torch_device" $lm \
+      --iters "$([ "$quick" = 1 ] && echo 2 || echo 10)" $([ "$quick" = 1 ] || echo --compile)
+    # Issue 5: the forwards against HF's; the forward + loss fused.
+    step "lm forward bf16" "${fwd[@]}"
+    step "lm forward bf16 + loss, fused cross-entropy" "${fused[@]}" node dist/bench/lm-forward.js --backend "$backend" \
+      --precision bf16 $lm --cases forward,forward-bf16 --iters 20
+    step "lm forward bf16, HF" "$python" bench/reference/hf_forward.py --device "$torch_device" --dtype bfloat16 $lm "${gpt2[@]}"
+    # Issue 3: the SAE step against torch.compile's.
+    STEP_CAP=90 step "sae step" "${sae[@]}" ${peak:+--peak-tflops "$peak"} --json "$out/sae-step.json"
+    STEP_CAP=150 step "sae step, torch.compile" "$python" bench/reference/torch_sae_step.py --device "$torch_device" \
+      --shapes "$shapes" --iters "$iters" --compile --json "$out/torch-sae-step-compile.json"
+  else
+    if command -v compute-sanitizer >/dev/null; then
+      STEP_CAP=90 step "sanitizer racecheck: lm train, fused cross-entropy" "${fused[@]}" compute-sanitizer --tool racecheck \
+        --error-exitcode 1 node dist/bench/lm-train.js --backend "$backend" "${small[@]}"
+      STEP_CAP=90 step "sanitizer memcheck: lm train" compute-sanitizer --tool memcheck --error-exitcode 1 \
+        node dist/bench/lm-train.js --backend "$backend" "${small[@]}"
+      STEP_CAP=90 step "sanitizer racecheck: lm forward" compute-sanitizer --tool racecheck --error-exitcode 1 \
+        node dist/bench/lm-forward.js --backend "$backend" --precision bf16 --cases logits-bf16,forward-bf16 "${small[@]}"
+      STEP_CAP=90 step "sanitizer memcheck: sae step, square tiles" "${square[@]}" compute-sanitizer --tool memcheck \
+        --error-exitcode 1 node dist/bench/sae-step-cuda.js --backend "$backend" --precision bf16 --kernels tensor \
+        --shapes 264x1032x1000 --iters 1
+    fi
+    [ -f "$out/peaks.json" ] || step peaks "$python" bench/reference/peaks.py "$out/peaks.json" "$torch_device"
+    peak=$(measured_peak bf16_tflops)
+    # The variants that would become defaults, each against the default in the same call.
+    step "lm train" "${train[@]}"
+    step "lm train, fused cross-entropy" "${fused[@]}" "${train[@]}"
+    step "lm train, fused, wgmma pairs for every product" "${fused[@]}" "${pairs[@]}" MONOSEMANTIC_CUDA_GEMM=wgmma "${train[@]}"
+    step "lm train, fused, square wgmma tiles for every product" "${fused[@]}" "${square[@]}" "${train[@]}"
+    step "lm train, direct store" "${direct[@]}" "${train[@]}"
+    step "lm forward bf16" "${fwd[@]}"
+    step "lm forward bf16, wgmma pairs for every product" "${pairs[@]}" MONOSEMANTIC_CUDA_GEMM=wgmma "${fwd[@]}"
+    step "lm forward bf16, square wgmma tiles for every product" "${square[@]}" "${fwd[@]}"
+    step "lm forward bf16, direct store" "${direct[@]}" "${fwd[@]}"
+    step "lm forward bf16, general logits kernel" "${general[@]}" "${fwd[@]}"
+    STEP_CAP=90 step "sae step" "${sae[@]}" ${peak:+--peak-tflops "$peak"}
+    STEP_CAP=90 step "sae step, wgmma pairs" "${pairs[@]}" "${sae[@]}" ${peak:+--peak-tflops "$peak"}
+    STEP_CAP=90 step "sae step, square wgmma tiles for every product" "${square[@]}" "${sae[@]}" ${peak:+--peak-tflops "$peak"}
+    STEP_CAP=90 step "sae step, direct store" "${direct[@]}" "${sae[@]}" ${peak:+--peak-tflops "$peak"}
+    attn=(node dist/bench/attention.js --backend "$backend" --precision bf16 --iters "$([ "$quick" = 1 ] && echo 3 || echo 20)"
+      --shapes "$([ "$quick" = 1 ] && echo 2x64x128x4,1x64x768x12 || echo 64x1024x128x4,16x1024x768x12)" ${peak:+--peak-tflops "$peak"})
+    step "attention" "${attn[@]}"
+    step "attention, no prefetch" env MONOSEMANTIC_CUDA_ATTENTION_PREFETCH=off "${attn[@]}"
+    # Where the tensor-core attention's time goes at the paper model's shape (B 64, T 1,024, 4
+    # heads of 32): the forward, dq and dk/dv kernels' throughputs, stall reasons and memory traffic,
+    # one launch each.
+    if command -v ncu >/dev/null; then
+      for kernels in "attention_mma_forward -c 1" "attention_mma_d -c 2"; do  # the forward; dq and dk/dv
+        STEP_CAP=90 step "attention under ncu: ${kernels%% *}" ncu --clock-control none -k regex:$kernels \
+          --section SpeedOfLight --section WarpStateStats --section MemoryWorkloadAnalysis --section Occupancy \
+          --section LaunchStats node dist/bench/attention.js --backend "$backend" --precision bf16 --iters 1 \
+          --shapes "$([ "$quick" = 1 ] && echo 2x64x128x4 || echo 64x1024x128x4)"
+      done
+    fi
+    # Where the time goes, kernel by kernel: the training step fused (2 warm-up, 1 timed, 1 queued
+    # runs), GPT-2 small's forward (warm-up + 2) and the 1-layer forward + loss (warm-up + 1).
+    if command -v ncu >/dev/null; then
+      ncu_table "lm training step kernels, fused cross-entropy" 25 4 "${fused[@]}" node dist/bench/lm-train.js \
+        --backend "$backend" $lm --iters 1
+      ncu_table "GPT-2 small forward kernels" 25 3 node dist/bench/lm-forward.js --backend "$backend" --precision bf16 \
+        --cases gpt2-bf16 --iters 1 "${gpt2[@]}"
+      ncu_table "lm full forward + loss kernels" 20 2 node dist/bench/lm-forward.js --backend "$backend" \
+        --precision bf16 $lm --cases forward-bf16 --iters 1
+    fi
+    if [ "$backend" = cuda ] && [ -x "$playground" ]; then
+      STEP_CAP=60 step "gemm playground: correctness" "$playground" --check ${cublas:+--cublas "$cublas"}
+      STEP_CAP=90 step "gemm playground: the LMs' products" "$playground" --time-lm --iters 10 ${peak:+--peak-tflops "$peak"} ${cublas:+--cublas "$cublas"}
+      STEP_CAP=100 step "gemm playground: timing" "$playground" --time --iters 10 ${peak:+--peak-tflops "$peak"} ${cublas:+--cublas "$cublas"}
+      if command -v ncu >/dev/null; then
+        # The 8192^3 product on wide, square and paired wide tiles: how much of L2's bandwidth
+        # their operands take (NOTES-gemm-bf16.md: at long K a wide tile's time matches its operand
+        # bytes at about 7 TB/s; pairs share B).
+        for v in 3 4 9; do
+          STEP_CAP=60 step "wgmma 8192^3 under ncu, version $v" ncu --clock-control none -k regex:gemm_wgmma_kernel -c 1 \
+            --section SpeedOfLight --section MemoryWorkloadAnalysis --section MemoryWorkloadAnalysis_Tables \
+            "$playground" --time --only "8192^3" --versions "$v" --iters 1
+        done
+        # Where a wgmma tile's time goes at K = 512 (the SAE encoder's product), on wide and square
+        # tiles and with the wide tile stored by TMA: the stall reasons and the SASS lines they
+        # fall on ($out/wgmma-k512-v*-sass.csv).
+        for v in 3 4 7; do
+          STEP_CAP=90 step "wgmma K = 512 under ncu, version $v" ncu --clock-control none -k regex:gemm_wgmma_kernel -c 1 \
+            --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section MemoryWorkloadAnalysis \
+            --section SourceCounters -f -o "$out/wgmma-k512-v$v" "$playground" --time --only "f = xc W_enc" --versions "$v" --iters 1
+          STEP_CAP=30 step "wgmma K = 512 under ncu, version $v: details" ncu --import "$out/wgmma-k512-v$v.ncu-rep" --page details
+          STEP_CAP=30 step "wgmma K = 512 under ncu, version $v: SASS" bash -c 'ncu --import "$1" --page source --print-source sass --csv >"$2"' \
+            _ "$out/wgmma-k512-v$v.ncu-rep" "$out/wgmma-k512-v$v-sass.csv"
+        done
+      fi
+      if command -v compute-sanitizer >/dev/null; then
+        STEP_CAP=90 step "sanitizer memcheck: gemm playground" compute-sanitizer --tool memcheck --error-exitcode 1 "$playground" --check
+      fi
+    fi
   fi
-  if [ "$backend" = cuda ] && [ -x "$playground" ]; then
-    STEP_CAP=100 step "gemm playground: timing" "$playground" --time --iters 10 ${peak:+--peak-tflops "$peak"} ${cublas:+--cublas "$cublas"}
-  fi
-  grep -E '^\| |tokens/s|^ *(Tests|Test Files) |FAIL|^torch |^HF |^device time|^\([0-9]+, |ms profiled' "$log" | tail -150
+  grep -E '^\| |tokens/s|^ *(Tests|Test Files) |FAIL|^torch |^HF |^device time|^\([0-9]+, |^LM |ms profiled' "$log" | tail -150
   ;;
 retrain)
   # The shipped models, trained on the GPU: A and B (seeds 1 and 2) on the training split
@@ -316,7 +428,7 @@ analysis)
   tail -n 40 "$log"
   ;;
 *)
-  echo "unknown stage '$stage' (check, bench, run, analysis, profile, proof, next or retrain)" >&2
+  echo "unknown stage '$stage' (check, bench, run, analysis, profile, proof, next, next2 or retrain)" >&2
   exit 2
   ;;
 esac

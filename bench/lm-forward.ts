@@ -90,9 +90,6 @@ async function time(label: string, model: Gpt2Model, batch: number, T: number, i
   return { name: label, tokens, medianMs: ms, queuedMs: median(queued), tokensPerSec: (tokens * 1000) / ms, gflops: (flops * tokens) / ms / 1e6 };
 }
 
-// The cases: the paper's model's, then GPT-2 small's ('-bf16': bf16 logits, at precision bf16 only).
-const caseNames = ['harvest', 'logits', 'logits-bf16', 'forward', 'forward-bf16', 'gpt2', 'gpt2-bf16'];
-const paperCases = caseNames.filter((c) => !c.startsWith('gpt2'));
 const program = new Command('lm-forward')
   .option('--backend <name>', 'cpu or cuda')
   .option('--precision <p>', 'f32 or bf16 matrix products', 'f32')
@@ -101,18 +98,19 @@ const program = new Command('lm-forward')
   .option('--gpt2-batch <n>', 'sequences for GPT-2 small', '1')
   .option('--gpt2-ctx <n>', 'context for GPT-2 small', '128')
   .option('--iters <n>', 'timed runs per case', '5')
-  .option('--cases <list>', `which cases: ${caseNames.join(', ')} (those with bf16 at bf16 only; comma-separated)`, caseNames.join(','))
+  .option('--cases <list>', 'which cases: harvest, logits, logits-bf16, forward, forward-bf16, gpt2, gpt2-bf16 (those with bf16 at bf16 only; comma-separated)', 'harvest,logits,logits-bf16,forward,forward-bf16,gpt2,gpt2-bf16')
   .option('--json <file>', 'also write the rows as JSON')
   .parse();
 const o = program.opts<{ backend?: 'cpu' | 'cuda'; precision: MatmulPrecision; batch: string; ctx: string; gpt2Batch: string; gpt2Ctx: string; iters: string; cases: string; json?: string }>();
 const cases = new Set(o.cases.split(','));
+const caseNames = ['harvest', 'logits', 'logits-bf16', 'forward', 'forward-bf16', 'gpt2', 'gpt2-bf16'];
 for (const c of cases) if (!caseNames.includes(c)) throw new RangeError(`--cases: ${caseNames.join(', ')}; got '${c}'`);
 const backend = resolveBackend(o.backend);
 const iters = Number(o.iters);
 const rows: Row[] = [];
 
 const paper = config(1, 128, 4, 512, 4096, 1024, 'relu');
-if (paperCases.some((c) => cases.has(c))) {
+if (['harvest', 'logits', 'logits-bf16', 'forward', 'forward-bf16'].some((c) => cases.has(c))) {
   using model = Gpt2Model.fromWeights(paper, randomWeights(paper, 1), { backend, precision: o.precision });
   const [B, T] = [Number(o.batch), Number(o.ctx)];
   if (cases.has('harvest')) rows.push(await time(`1-layer d128: harvest mlp.hook_post (B ${B} × T ${T})`, model, B, T, iters, async (ids) => {

@@ -9,7 +9,8 @@
  * bench/reference/hf_train.py times HF transformers' GPT2LMHeadModel on the same step), and --iters
  * steps queued as `lm train` runs them (statistics read once at the end; the wall time over the
  * steps). FLOPs per token: 6 × (matrix-product parameters, the unembedding included) + causal
- * attention's 3 × 2·2·C·T/2 (forward and the two backward products).
+ * attention's 3 × 2·2·C·T/2 (forward and the two backward products); the fused cross-entropy
+ * (MONOSEMANTIC_CROSS_ENTROPY=fused) recomputes the logits in its backward, which is not counted.
  */
 import { writeFileSync } from 'node:fs';
 
@@ -62,6 +63,7 @@ const tokens = B * T;
 const result = {
   backend,
   precision: model.precision,
+  crossEntropy: model.crossEntropy,
   batch: B,
   ctx: T,
   msPerStep: ms,
@@ -70,6 +72,6 @@ const result = {
   queuedMsPerStep: queuedMs,
   queuedTokensPerSec: (tokens * 1000) / queuedMs,
 };
-console.log(`monosemantic ${backend} ${result.precision}: ${ms.toFixed(1)} ms/step (median of ${iters}), ${Math.round(result.tokensPerSec).toLocaleString('en-US')} tokens/s, ${result.gflops.toFixed(1)} GFLOP/s`);
-console.log(`monosemantic ${backend} ${result.precision}, ${iters} steps queued as lm train runs them: ${queuedMs.toFixed(1)} ms/step, ${Math.round(result.queuedTokensPerSec).toLocaleString('en-US')} tokens/s`);
+console.log(`monosemantic ${backend} ${result.precision}, cross-entropy ${result.crossEntropy}: ${ms.toFixed(1)} ms/step (median of ${iters}), ${Math.round(result.tokensPerSec).toLocaleString('en-US')} tokens/s, ${result.gflops.toFixed(1)} GFLOP/s`);
+console.log(`monosemantic ${backend} ${result.precision}, cross-entropy ${result.crossEntropy}, ${iters} steps queued as lm train runs them: ${queuedMs.toFixed(1)} ms/step, ${Math.round(result.queuedTokensPerSec).toLocaleString('en-US')} tokens/s`);
 if (o.json) writeFileSync(o.json, JSON.stringify(result, null, 2));

@@ -46,6 +46,7 @@ export { FiringRecord, findAutomata, type AutomataEdge, type AutomatonCycle } fr
 export { featureMap, type FeatureMapPoint } from './analysis/feature-map.js';
 export { buildActivationCache, verifyActivationCache, ActivationCacheError, type BuildCacheOptions, type BuildCacheResult } from './data/activation-cache.js';
 export { Gpt2Training, type AdamWSettings, type LmQueuedStats, type LmStepResult } from './lm/training-model.js';
+export { type CrossEntropyMode } from './lm/cross-entropy-mode.js';
 export { writeTokenShard, readTokenShardHeader, verifyTokenShard, openTokenShard, TokenShardError, type TokenShardInfo, type TokenShardReader } from './data/token-shards.js';
 export { openShardContextStream } from './data/shard-contexts.js';
 export { openCorpusContexts, readContexts, corpusKind } from './data/corpus-contexts.js';

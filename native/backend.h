@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define MS_BACKEND_ABI_VERSION 12
+#define MS_BACKEND_ABI_VERSION 16
 
 typedef enum {
   MS_OK = 0,
@@ -252,9 +252,13 @@ typedef struct ms_backend {
    * out_bf16 (ABI 12; BF16 only): when not NULL, the result (bias and activation applied in fp32)
    * goes there rounded to bf16 [rows, n_out] instead, and out is unused (may be NULL). x_bf16
    * (ABI 12; BF16 only): when not NULL, x is read from it (bf16 [rows, n_in]: the operand as it is)
-   * and x is unused (may be NULL). */
+   * and x is unused (may be NULL). accumulate (ABI 13): nonzero: the result (bias included) is
+   * added to out's values, out[r, j] = out[r, j] + (x op(W) + bias)[r, j], the fp32 addition of
+   * add() after a linear into a temporary (a residual stream taking a branch); fp32 out only, no
+   * activation. */
   int (*linear)(int rows, int n_in, int n_out, int trans_w, int precision, const float* x, const uint16_t* x_bf16,
-                const float* W, const float* bias, float* out, uint16_t* out_bf16, int act, ms_error* err);
+                const float* W, const float* bias, float* out, uint16_t* out_bf16, int act, int accumulate,
+                ms_error* err);
   /* out[i] = act(x[i]) for i < count (kind: ms_activation); out may equal x. */
   int (*activation)(int kind, size_t count, const float* x, float* out, ms_error* err);
   /* out[i] = a[i] + b[i] for i < count; out may equal a or b. */
@@ -284,9 +288,10 @@ typedef struct ms_backend {
    * q, out [B*T, C] (out must not overlap q or the caches); caches [B, Tmax, C]. Online softmax:
    * no T x T matrix is formed. MS_ERR_UNSUPPORTED when a backend cannot take the head size.
    * precision (ABI 9): ms_precision of the two products q.k and softmax.v; a backend may compute
-   * in fp32 at either (the CPU backend does). */
+   * in fp32 at either (the CPU backend does). out_bf16 (ABI 13; BF16 only): when not NULL, out
+   * goes there rounded to bf16 instead (out unused, may be NULL). */
   int (*attention)(int batch, int T, int Tmax, int offset, int C, int n_head, int precision, const float* q,
-                   const float* k_cache, const float* v_cache, float* out, ms_error* err);
+                   const float* k_cache, const float* v_cache, float* out, uint16_t* out_bf16, ms_error* err);
   /* out[r] = logsumexp(logits[r, :]) - logits[r, targets[r]] for logits [rows, V], targets int32
    * [rows]; targets[r] < 0: out[r] = 0 (ignored position). MS_ERR_INVALID, naming the first bad
    * row, when a target is >= V; nothing is written then. logits_bf16 (ABI 12): when not NULL, the
@@ -312,11 +317,14 @@ typedef struct ms_backend {
   /* The backward of attention_train, from its saved out and lse (no T x T matrix): for head h,
    * P_tj = exp(s_tj - lse_t) (j <= t), D_t = dout_t . out_t (head columns), dS_tj = P_tj (dout_t . v_j - D_t):
    *   dq_t = sum_j dS_tj k_j / sqrt(hd);  dk_j = sum_t dS_tj q_t / sqrt(hd);  dv_j = sum_t P_tj dout_t.
-   * dq, dk, dv [B*T, C] are overwritten and must not overlap each other or the inputs. precision
-   * as in attention (ABI 9): of the products with q, k, v, dout, P and dS. */
+   * dq, dk, dv [B*T rows of ld_grad floats, C used] are overwritten, and their elements must not
+   * overlap each other or the inputs; ld_grad >= C (ABI 16; C: [B*T, C] arrays). They may interleave:
+   * dq = dqkv, dk = dqkv + C, dv = dqkv + 2C with ld_grad = 3C write the gradient of linear_qkv's
+   * product [B*T, 3C] as merge_qkv would lay it out. precision as in attention (ABI 9): of the
+   * products with q, k, v, dout, P and dS. */
   int (*attention_backward)(int batch, int T, int C, int n_head, int precision, const float* dout, const float* q,
                             const float* k, const float* v, const float* out, const float* lse, float* dq, float* dk,
-                            float* dv, ms_error* err);
+                            float* dv, int ld_grad, ms_error* err);
   /* qkv [rows, 3C] = q | k | v along the last dim (the backward of the q/k/v split); q, k, v [rows, C]. */
   int (*merge_qkv)(int rows, int C, const float* q, const float* k, const float* v, float* qkv, ms_error* err);
   /* The backward of layernorm from its saved mean, rstd [rows]: per row r, with n_j = (x[r, j] - mean_r) rstd_r
@@ -396,6 +404,53 @@ typedef struct ms_backend {
    * sum in double and the result rounded to float once; out is a backend scalar, so nothing waits. */
   int (*reduce_sum_into)(size_t count, const float* x, int square, double scale, float* out, int accumulate,
                          ms_error* err);
+
+  /* ---- The attention's input product and split in one call (ABI 13). ---- */
+  /* qkv = x W + bias as linear computes it (W [C, 3C], Conv1D layout; bias [3C] or NULL; precision,
+   * x and x_bf16 as there), split as split_qkv splits it: q [B*T, C], the caches [B, Tmax, C] at
+   * offset (offset + T <= Tmax). The same values as linear into a temporary then split_qkv; a
+   * backend may store each column of the product where it goes from the product's epilogue. q and
+   * the caches must not overlap x, W, bias or each other. */
+  int (*linear_qkv)(int batch, int T, int C, int Tmax, int offset, int precision, const float* x,
+                    const uint16_t* x_bf16, const float* W, const float* bias, float* q, float* k_cache,
+                    float* v_cache, ms_error* err);
+
+  /* ---- The unembedding product fused with the softmax cross-entropy (ABI 14) ----
+   * logits[r, v] = x[r, :] . W[v, :] for x [rows, C] and W [V, C] (fp32: the parameter), never formed
+   * in memory:
+   *   lse[r] = logsumexp_v logits[r, v] (every row);
+   *   losses[r] = lse[r] - logits[r, targets[r]], and 0 where targets[r] < 0.
+   * x is fp32, or (x_bf16 not NULL) bf16 bits [rows, C] and x unused (may be NULL). precision: ms_precision
+   * of the product (BF16: x and W rounded to bf16, fp32 accumulation; F32: fp32 operands). MS_ERR_INVALID,
+   * naming the first bad row, when a target is >= V; nothing is written then. MS_ERR_UNSUPPORTED where a
+   * backend has no kernel for (C, precision) (the CUDA backend: BF16 and C in {32, 64, 128} only). */
+  int (*unembed_cross_entropy)(int rows, int V, int C, int precision, const float* x, const uint16_t* x_bf16,
+                               const float* W, const int32_t* targets, float* lse, float* losses,
+                               int indices_checked, ms_error* err);
+  /* Its gradient with respect to the logits, from lse: dlogits_bf16[r, v] = bf16((exp(logits[r, v] - lse[r])
+   * - [v == targets[r]]) * scale) [rows, V]; rows with targets[r] < 0 are 0. Same operands, precision and
+   * errors; dlogits_bf16 must not overlap the inputs. (linear_backward reads it as dout_bf16.) */
+  int (*unembed_cross_entropy_backward)(int rows, int V, int C, int precision, const float* x,
+                                        const uint16_t* x_bf16, const float* W, const int32_t* targets,
+                                        const float* lse, float scale, uint16_t* dlogits_bf16,
+                                        int indices_checked, ms_error* err);
+
+  /* ---- A linear layer's backward through the ReLU before it (ABI 15) ----
+   * For out = x op(W) + bias where x = ReLU(pre) was kept in bf16 (x_bf16 [rows, n_in]; op as in
+   * linear_backward), BF16 only, from dout [rows, n_out] (fp32, or dout_bf16 and dout unused):
+   *   dW += x^T dout (trans_w = 0, W [n_in, n_out]) or dout^T x (trans_w = 1, W [n_out, n_in]);
+   *   dbias [n_out] += sum_rows dout (fp32 dout only; or NULL);
+   *   dpre_bf16 [rows, n_in] = bf16(x > 0 ? (dout op(W)^T) : 0), the gradient of pre;
+   *   dpre_bias [n_in] += sum_rows of that gradient before rounding (the bias gradient of the layer
+   *     that made pre; or NULL).
+   * The values of linear_backward into an fp32 dx, activation_backward (RELU, pre_bf16 = x_bf16) in
+   * place, dpre_bias's column sums over it, then its rounding, up to the order of dpre_bias's sums; a
+   * backend may do the mask, the rounding and the sums in the product's epilogue, so that the fp32
+   * gradients never reach memory. dW, dbias, dpre_bf16 and dpre_bias must not overlap the inputs or
+   * each other. */
+  int (*relu_linear_backward)(int rows, int n_in, int n_out, int trans_w, const float* dout,
+                              const uint16_t* dout_bf16, const uint16_t* x_bf16, const float* W, float* dW,
+                              float* dbias, uint16_t* dpre_bf16, float* dpre_bias, ms_error* err);
 } ms_backend;
 
 /* Exported by the CUDA shared library; returns NULL if abi_version is not supported. */

@@ -1,10 +1,11 @@
 /**
  * The native backward ops of a GPT-2 forward pass (lib/lm/ops.ts), plus AdamW, for training (as
  * llm.c): attention that saves its log-sum-exp and the flash-style attention backward, the q/k/v
- * split for training and its backward, layer norm, linear layers (also the tied unembedding),
- * activations, fused softmax cross-entropy with its gradient, and the embedding backward. Each runs
- * on the operands' backend (CPU or CUDA), off the JavaScript thread, and resolves when its outputs
- * are written; operations on one backend run in call order.
+ * split for training and its backward, layer norm, linear layers (also the tied unembedding, and a
+ * linear layer's backward through the ReLU before it), activations, fused softmax cross-entropy with
+ * its gradient, the unembedding product fused with the cross-entropy (no logits in memory), and the
+ * embedding backward. Each runs on the operands' backend (CPU or CUDA), off the JavaScript thread,
+ * and resolves when its outputs are written; operations on one backend run in call order.
  *
  * Conventions: gradients of parameters ACCUMULATE (+=), so layers and steps can share buffers (the
  * caller zeroes them); gradients of activations are OVERWRITTEN (=) unless an op says otherwise.
@@ -86,15 +87,44 @@ export function attentionBackward(
   dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
   batch: number, T: number, nHead: number, dq: Tensor, dk: Tensor, dv: Tensor, precision: MatmulPrecision = 'f32',
 ): Promise<void> {
+  return runAttentionBackward({ dout, q, k, v, out, lse }, batch, T, nHead, { dq, dk, dv }, precision);
+}
+
+// ---- q/k/v --------------------------------------------------------------------------------------
+
+/**
+ * attentionBackward into one [B·T, 3C] gradient dqkv (=): columns q | k | v, the gradient of the q/k/v
+ * product that splitQkvTrain (or linearQkv) split, as mergeQkvGrad would lay it out from dq, dk
+ * and dv; the same values, with no [B·T, C] gradients in between.
+ */
+export function attentionBackwardQkv(
+  dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
+  batch: number, T: number, nHead: number, dqkv: Tensor, precision: MatmulPrecision = 'f32',
+): Promise<void> {
+  return runAttentionBackward({ dout, q, k, v, out, lse }, batch, T, nHead, { dqkv }, precision);
+}
+
+/** The attention backward's operands, as attentionBackward takes them. */
+type AttentionBackwardInputs = { dout: Tensor; q: Tensor; k: Tensor; v: Tensor; out: Tensor; lse: Tensor };
+
+/** attentionBackward's checks and call, into dq, dk, dv [B·T, C] each or one dqkv [B·T, 3C]. */
+function runAttentionBackward(
+  inputs: AttentionBackwardInputs, batch: number, T: number, nHead: number,
+  grads: { dq: Tensor; dk: Tensor; dv: Tensor } | { dqkv: Tensor }, precision: MatmulPrecision,
+): Promise<void> {
   const code = checkPrecision(precision);
-  const tensors = { dout, q, k, v, out, lse, dq, dk, dv };
+  const { dout, q, k, v, out, lse } = inputs;
+  const tensors = { ...inputs, ...grads };
   for (const [name, t] of Object.entries(tensors)) checkTensor(t, name);
   const { rows, C } = attentionDims(q, batch, T, nHead);
   const why = `like q ${formatShape(q.shape)}`;
-  for (const [name, t] of Object.entries({ dout, k, v, out, dq, dk, dv })) expectRows(t, name, rows, C, why);
+  for (const [name, t] of Object.entries({ dout, k, v, out })) expectRows(t, name, rows, C, why);
+  if ('dqkv' in grads) expectRows(grads.dqkv, 'dqkv', rows, 3 * C, `(q | k | v of q ${formatShape(q.shape)})`);
+  else for (const [name, t] of Object.entries(grads)) expectRows(t, name, rows, C, why);
   expectSize(lse, 'lse', batch * nHead * T, `([batch ${batch}, nHead ${nHead}, T ${T}])`);
-  noAliases({ dq, dk, dv }, { dout, q, k, v, out, lse });
+  noAliases(grads, inputs);
   sameBackend(tensors);
+  const gradArgs = 'dqkv' in grads ? { dqkv: grads.dqkv.native } : { dq: grads.dq.native, dk: grads.dk.native, dv: grads.dv.native };
   return nativeAddon().attentionBackward({
     batch,
     T,
@@ -107,13 +137,9 @@ export function attentionBackward(
     v: v.native,
     out: out.native,
     lse: lse.native,
-    dq: dq.native,
-    dk: dk.native,
-    dv: dv.native,
+    ...gradArgs,
   });
 }
-
-// ---- q/k/v --------------------------------------------------------------------------------------
 
 /** rows and C of a qkv [rows, 3C] operand. */
 function qkvDims(qkv: Tensor, name: string): { rows: number; C: number } {
@@ -270,6 +296,61 @@ export function linearTBackward(
 }
 
 /**
+ * The backward of out = x W + b (W [in, out]) where x = relu(pre) was kept in bf16, through the
+ * ReLU, at bf16 precision (the products take bf16 operands, fp32 accumulation), from dout [rows,
+ * out] (f32, or bf16 without dbias): dW += xᵀ dout; db [out] += Σ_rows dout (db null: not
+ * computed); dpre (=, bf16 [rows, in]) = bf16(x > 0 ? dout Wᵀ : 0), the gradient of pre; dpreBias
+ * [in] += Σ_rows of that gradient before rounding (the bias gradient of the layer that made pre;
+ * null: not computed). The values of linearBackward into an f32 dx, activationBackward('relu', dx,
+ * x, dx) and the rounding, up to the order of dpreBias's sums; a backend may form the gradient in
+ * the product's epilogue, so that no f32 [rows, in] gradient reaches memory.
+ */
+export function reluLinearBackward(
+  dout: Tensor, x: Tensor, weight: Tensor, dpre: Tensor, dweight: Tensor | null, dbias: Tensor | null,
+  dpreBias: Tensor | null,
+): Promise<void> {
+  checkTensor(dout, 'dout', f32OrBf16(dout));
+  if (dout.dtype === 'bf16' && dbias !== null) throw new TypeError('dbias needs an f32 dout');
+  checkTensor(x, 'x', 'bf16');
+  checkTensor(weight, 'weight');
+  checkTensor(dpre, 'dpre', 'bf16');
+  if (dweight !== null) checkTensor(dweight, 'dweight');
+  if (dbias !== null) checkTensor(dbias, 'dbias');
+  if (dpreBias !== null) checkTensor(dpreBias, 'dpreBias');
+  const [rows, nIn] = rowsOf(x, 'x');
+  if (weight.shape.length !== 2 || weight.shape[0] !== nIn) {
+    throw new RangeError(`weight must have shape [${nIn}, out] ([in, out]) for x ${formatShape(x.shape)} (got ${formatShape(weight.shape)})`);
+  }
+  const nOut = weight.shape[1]!;
+  if (nOut < 1 || nOut > MAX_DIM) throw new RangeError(`weight ${formatShape(weight.shape)} must have between 1 and 2^30 outputs`);
+  const ws = `for x ${formatShape(x.shape)} and weight ${formatShape(weight.shape)} [in, out]`;
+  expectRows(dout, 'dout', rows, nOut, ws);
+  expectRows(dpre, 'dpre', rows, nIn, `like x ${formatShape(x.shape)}`);
+  if (dweight !== null) expectShape(dweight, 'dweight', weight.shape, `like weight ${formatShape(weight.shape)}`);
+  if (dbias !== null) expectShape(dbias, 'dbias', [nOut], `to match weight ${formatShape(weight.shape)} [in, out]`);
+  if (dpreBias !== null) expectShape(dpreBias, 'dpreBias', [nIn], `to match weight ${formatShape(weight.shape)} [in, out]`);
+  const outputs: Record<string, Tensor> = { dpre };
+  if (dweight !== null) outputs.dweight = dweight;
+  if (dbias !== null) outputs.dbias = dbias;
+  if (dpreBias !== null) outputs.dpreBias = dpreBias;
+  noAliases(outputs, { dout, x, weight });
+  sameBackend({ dout, x, weight, ...outputs });
+  return nativeAddon().reluLinearBackward({
+    rows,
+    nIn,
+    nOut,
+    transW: false,
+    dout: dout.native,
+    x: x.native,
+    weight: weight.native,
+    dpre: dpre.native,
+    ...(dweight !== null ? { dweight: dweight.native } : {}),
+    ...(dbias !== null ? { dbias: dbias.native } : {}),
+    ...(dpreBias !== null ? { dpreBias: dpreBias.native } : {}),
+  });
+}
+
+/**
  * dpre (=) = dpost · act'(pre) elementwise (same sizes), for the activations of lib/lm/ops.ts:
  * gelu_new, gelu and relu (derivative 1 where pre > 0, else 0). dpre may be dpost. pre may be a
  * bf16 tensor (read as its f32 values).
@@ -327,6 +408,71 @@ export function crossEntropyForwardBackward(
   return nativeAddon().crossEntropyBackward({
     rows, V, logits: logits.native, targets: targets.native, losses: losses.native, scale, indicesChecked,
     ...(gradient !== undefined ? { gradient: gradient.native } : {}),
+  });
+}
+
+/** rows, V, C and the precision code of the fused unembedding cross-entropy's operands, checked. */
+function unembedDims(x: Tensor, W: Tensor, targets: Tensor, lse: Tensor, precision: MatmulPrecision): { rows: number; V: number; C: number; code: number } {
+  const code = checkPrecision(precision);
+  checkTensor(x, 'x', f32OrBf16(x));
+  checkTensor(W, 'W');
+  checkTensor(targets, 'targets', 'i32');
+  checkTensor(lse, 'lse');
+  const [rows, C] = rowsOf(x, 'x');
+  if (W.shape.length !== 2 || W.shape[1] !== C || W.shape[0]! < 1) {
+    throw new RangeError(`W must have shape [V, ${C}] to match x ${formatShape(x.shape)} (got ${formatShape(W.shape)})`);
+  }
+  const V = W.shape[0]!;
+  if (V > MAX_DIM) throw new RangeError(`W ${formatShape(W.shape)} is too large`);
+  const why = `(one per row of x ${formatShape(x.shape)})`;
+  expectSize(targets, 'targets', rows, why);
+  expectSize(lse, 'lse', rows, why);
+  return { rows, V, C, code };
+}
+
+/**
+ * The unembedding product fused with the softmax cross-entropy, the logits x Wᵀ never formed in
+ * memory: for x [rows, C] (f32, or bf16: its values as they are) and W [V, C] (the tied
+ * unembedding, or lm_head), lse [rows] (=) = logsumexp_v (x Wᵀ)[r, v] for every row, and losses
+ * [rows] (=) = lse[r] − (x Wᵀ)[r, targets[r]], 0 where targets[r] < 0 (targets: i32 [rows]). The
+ * logits are linearT's product at `precision` (bf16: x and W rounded to bf16, fp32 accumulation),
+ * taken in fp32 as they are (not rounded to bf16 first, as a bf16 linearT output would be). A target
+ * >= V rejects with MonosemanticError E_INVALID, nothing written (unless options.indicesChecked:
+ * IndexOptions). The CUDA backend fuses at bf16 precision with C 32, 64 or 128 only (E_UNSUPPORTED
+ * otherwise); the CPU at any.
+ */
+export function unembedCrossEntropy(x: Tensor, W: Tensor, targets: Tensor, lse: Tensor, losses: Tensor, precision: MatmulPrecision, options?: IndexOptions): Promise<void> {
+  const indicesChecked = indicesCheckedOption(options);
+  const { rows, V, C, code } = unembedDims(x, W, targets, lse, precision);
+  checkTensor(losses, 'losses');
+  expectSize(losses, 'losses', rows, `(one per row of x ${formatShape(x.shape)})`);
+  noAliases({ lse, losses }, { x, W, targets });
+  sameBackend({ x, W, targets, lse, losses });
+  return nativeAddon().unembedCrossEntropy({
+    rows, V, C, precision: code, x: x.native, weight: W.native, targets: targets.native, lse: lse.native, losses: losses.native, indicesChecked,
+  });
+}
+
+/**
+ * The gradient of unembedCrossEntropy's losses with respect to the logits, from its lse (same x,
+ * W, targets and precision): dlogits bf16 [rows, V] (=) = bf16((softmax(x Wᵀ)[r] − onehot(targets[r]))
+ * · scale), rows with targets[r] < 0 zero; scale: e.g. 1 / (number of counted rows) for a mean loss.
+ * The logits are formed again, a block of rows at a time. linearTBackward takes dlogits as a bf16
+ * dout at 'bf16' precision. Errors as unembedCrossEntropy.
+ */
+export function unembedCrossEntropyBackward(
+  x: Tensor, W: Tensor, targets: Tensor, lse: Tensor, scale: number, dlogits: Tensor, precision: MatmulPrecision, options?: IndexOptions,
+): Promise<void> {
+  const indicesChecked = indicesCheckedOption(options);
+  const { rows, V, C, code } = unembedDims(x, W, targets, lse, precision);
+  if (typeof scale !== 'number') throw new TypeError(`scale must be a number (got ${typeof scale})`);
+  if (!Number.isFinite(scale)) throw new RangeError(`scale must be finite (got ${scale})`);
+  checkTensor(dlogits, 'dlogits', 'bf16');
+  expectRows(dlogits, 'dlogits', rows, V, `for x ${formatShape(x.shape)} and W ${formatShape(W.shape)}`);
+  noAliases({ dlogits }, { x, W, targets, lse });
+  sameBackend({ x, W, targets, lse, dlogits });
+  return nativeAddon().unembedCrossEntropyBackward({
+    rows, V, C, precision: code, x: x.native, weight: W.native, targets: targets.native, lse: lse.native, scale, dlogits: dlogits.native, indicesChecked,
   });
 }
 

@@ -11,8 +11,10 @@
  * token through the model once (KvCache). Matrix products run in 'f32' or 'bf16' (bf16 operands,
  * fp32 accumulation), and so may attention's two products on CUDA (lib/lm/ops.ts attention);
  * everything else is fp32, but for what only feeds a bf16 product at 'bf16' — the layer norms'
- * outputs, and the activations of an MLP whose hooks no one looks at — which is written in bf16,
- * the operand the product would round it to.
+ * outputs, the attention's output z and the activations of an MLP whose hooks no one looks at —
+ * which is written in bf16, the operand the product would round it to. Where no one looks at a
+ * branch (hook_attn_out, hook_mlp_out), its product adds itself to the residual stream (linear's
+ * accumulate: the same sum as add()); q, k and v come out of one call (linearQkv).
  * A captured activation is the caller's: a copy, or the forward's own buffer where it stops there.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
@@ -21,9 +23,11 @@ import { type BackendName, resolveBackend } from '../backend.js';
 import { gatherRows } from '../ops.js';
 import { type DType, Tensor } from '../tensor.js';
 import { type Gpt2Config, ModelConfigError, loadGpt2Config } from './config.js';
+import { resolveCrossEntropy } from './cross-entropy-mode.js';
 import { modelFolderProblem } from './default-model.js';
+import { unembedCrossEntropy } from './grad-ops.js';
 import { type HookPoint, hookPoint, hookPoints } from './hooks.js';
-import { type MatmulPrecision, activation, add, attention, crossEntropy, embed, layerNorm, linear, linearT, splitQkv } from './ops.js';
+import { type MatmulPrecision, activation, add, attention, crossEntropy, embed, layerNorm, linear, linearQkv, linearT } from './ops.js';
 import { firstOutOfVocabulary, lossesWithTargets, nextTokenTargets } from './tokens.js';
 import { type Gpt2Weights, checkGpt2Weights, loadGpt2Weights } from './weights.js';
 
@@ -56,7 +60,11 @@ export interface ForwardOptions {
    * under bf16 autocast: half the memory, and half the bytes to write and for the loss to read.
    */
   logitsDType?: 'f32' | 'bf16';
-  /** Return the next-token cross-entropy of every position but the last, [batch, T − 1]. */
+  /**
+   * Return the next-token cross-entropy of every position but the last, [batch, T − 1]. Without
+   * logits, and where MONOSEMANTIC_CROSS_ENTROPY=fused applies (lib/lm/cross-entropy-mode.ts), the
+   * unembedding product is fused into the loss and no logits are formed (logitsDType unused).
+   */
   loss?: boolean;
   /** Continue the sequences held in this cache (their length is the position offset); the forward then runs to the end. */
   cache?: KvCache;
@@ -310,7 +318,6 @@ export class Gpt2Model {
       // The layer norms' outputs feed bf16 products only (but the final one's, where its hook is
       // looked at): at 'bf16' they are written in bf16, the operands the products would round them to.
       const normed = this.precision === 'bf16' ? tmp('normedBf', [rows, C], 'bf16') : tmp('normed', [rows, C]);
-      const qkv = tmp('qkv', [rows, 3 * C]);
       const q = tmp('q', [rows, C]);
       const z = tmp('z', [rows, C]);
       const branch = tmp('branch', [rows, C]);
@@ -321,22 +328,32 @@ export class Gpt2Model {
         const p = `blocks.${L}.`;
         if (await at(`${p}hook_resid_pre`, resid)) return done();
         await layerNorm(resid, w.ln1W, w.ln1B, cfg.layerNormEps, normed);
-        await linear(normed, w.attnW, w.attnB, qkv, this.precision);
-        await splitQkv(qkv, batch, T, C, q, kv.keys[L]!, kv.values[L]!, kv.capacity, offset);
-        await attention(q, kv.keys[L]!, kv.values[L]!, batch, T, kv.capacity, offset, cfg.nHead, z, this.precision);
-        if (await at(`${p}attn.hook_z`, z)) return done();
-        await linear(z, w.projW, w.projB, branch, this.precision);
-        if (await at(`${p}hook_attn_out`, branch)) return done();
-        await add(resid, branch, resid);
+        await linearQkv(normed, w.attnW, w.attnB, batch, T, C, q, kv.keys[L]!, kv.values[L]!, kv.capacity, offset, this.precision);
+        const looked = (hook: string) => capture.has(`${p}${hook}`) || interventions[`${p}${hook}`] !== undefined;
+        // No one looks at z: at bf16 it goes to the output product in bf16, the operand it would round it to.
+        const zOut = this.precision === 'bf16' && !looked('attn.hook_z') ? tmp('zBf', [rows, C], 'bf16') : z;
+        await attention(q, kv.keys[L]!, kv.values[L]!, batch, T, kv.capacity, offset, cfg.nHead, zOut, this.precision);
+        if (zOut === z && (await at(`${p}attn.hook_z`, z))) return done();
+        /** resid += x W + b; through `branch` and its hook when someone looks at it, else added by the product itself (the same fp32 sum). */
+        const addBranch = async (x: Tensor, W: Tensor, b: Tensor, hook: string): Promise<boolean> => {
+          if (!looked(hook)) {
+            await linear(x, W, b, resid, this.precision, { accumulate: true });
+            return false;
+          }
+          await linear(x, W, b, branch, this.precision);
+          if (await at(`${p}${hook}`, branch)) return true;
+          await add(resid, branch, resid);
+          return false;
+        };
+        if (await addBranch(zOut, w.projW, w.projB, 'hook_attn_out')) return done();
         if (await at(`${p}hook_resid_mid`, resid)) return done();
         await layerNorm(resid, w.ln2W, w.ln2B, cfg.layerNormEps, normed);
-        const looked = (hook: string) => capture.has(`${p}${hook}`) || interventions[`${p}${hook}`] !== undefined;
+        let mlpIn: Tensor; // the MLP's activations, the output product's input
         if (this.precision === 'bf16' && !looked('mlp.hook_pre') && !looked('mlp.hook_post')) {
           // No one looks inside the MLP: its activations go to the output product in bf16, the
           // operand it would round them to (bias and activation in the first product's epilogue on CUDA).
-          const postBf = tmp('postBf', [rows, cfg.dMlp], 'bf16');
-          await linear(normed, w.fcW, w.fcB, postBf, 'bf16', { activation: cfg.activation });
-          await linear(postBf, w.fcProjW, w.fcProjB, branch, 'bf16');
+          mlpIn = tmp('postBf', [rows, cfg.dMlp], 'bf16');
+          await linear(normed, w.fcW, w.fcB, mlpIn, 'bf16', { activation: cfg.activation });
         } else {
           if (looked('mlp.hook_pre')) {
             await linear(normed, w.fcW, w.fcB, pre, this.precision);
@@ -347,10 +364,9 @@ export class Gpt2Model {
             await linear(normed, w.fcW, w.fcB, post, this.precision, { activation: cfg.activation });
           }
           if (await at(`${p}mlp.hook_post`, post)) return done();
-          await linear(post, w.fcProjW, w.fcProjB, branch, this.precision);
+          mlpIn = post;
         }
-        if (await at(`${p}hook_mlp_out`, branch)) return done();
-        await add(resid, branch, resid);
+        if (await addBranch(mlpIn, w.fcProjW, w.fcProjB, 'hook_mlp_out')) return done();
         if (await at(`${p}hook_resid_post`, resid)) return done();
       }
       const finalHook = 'ln_final.hook_normalized';
@@ -380,11 +396,15 @@ export class Gpt2Model {
         }
       }
       const logitRows = lastOnly ? batch : rows;
-      // Returned logits belong to the caller; logits only needed for the loss live in scratch.
-      logits = options.logits
-        ? Tensor.empty([logitRows, cfg.vocabSize], { backend: this.backend, dtype: logitsDType })
-        : tmp('logits', [rows, cfg.vocabSize], logitsDType); // one slot: a change of dtype replaces it
-      await linearT(head, this.#unembed, null, logits, this.precision);
+      // A loss without logits may fuse the unembedding product into the cross-entropy (no logits formed).
+      const fused = options.loss === true && !options.logits && resolveCrossEntropy(undefined, this.backend, this.precision, C) === 'fused';
+      if (!fused) {
+        // Returned logits belong to the caller; logits only needed for the loss live in scratch.
+        logits = options.logits
+          ? Tensor.empty([logitRows, cfg.vocabSize], { backend: this.backend, dtype: logitsDType })
+          : tmp('logits', [rows, cfg.vocabSize], logitsDType); // one slot: a change of dtype replaces it
+        await linearT(head, this.#unembed, null, logits, this.precision);
+      }
       if (cache) cache.length = offset + T;
       let loss: ForwardResult['loss'] = null;
       if (options.loss) {
@@ -392,7 +412,8 @@ export class Gpt2Model {
         const targetsT = tmp('targets', [rows], 'i32');
         targetsT.upload(nextTokenTargets(ids, batch, T));
         const perRow = tmp('lossPerRow', [rows]);
-        await crossEntropy(logits, targetsT, perRow, { indicesChecked: true });
+        if (fused) await unembedCrossEntropy(head, this.#unembed, targetsT, tmp('lossLse', [rows]), perRow, this.precision, { indicesChecked: true });
+        else await crossEntropy(logits!, targetsT, perRow, { indicesChecked: true });
         loss = lossesWithTargets(perRow.toArray() as Float32Array, batch, T);
       }
       const result: ForwardResult = { captured, logits: options.logits ? logits : null, loss };

@@ -75,17 +75,26 @@ export interface LinearOptions {
    * its sums along K, so where the unfused one would, the two may differ in their last bits.
    */
   activation?: Activation;
+  /**
+   * Adds the result (bias included) to out's values instead of overwriting them: out = out + (x W + b),
+   * the same fp32 addition as add(out, branch, out) after a linear into `branch` (a residual stream
+   * taking a branch without writing it). out must be f32; no activation.
+   */
+  accumulate?: boolean;
 }
 
 function runLinear(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor, precision: MatmulPrecision, transW: boolean, options?: LinearOptions): Promise<void> {
   const act = options?.activation === undefined ? undefined : checkActivation(options.activation, 'activation');
+  const accumulate = options?.accumulate ?? false;
+  if (typeof accumulate !== 'boolean') throw new TypeError(`accumulate must be a boolean (got ${String(accumulate)})`);
+  if (accumulate && act !== undefined) throw new RangeError('accumulate takes no activation: out = out + (x W + b)');
   const code = checkPrecision(precision);
   // At bf16 precision x may be bf16 (the operand as it is) and out too (the result rounded): the
   // product rounds its operands to bf16 anyway.
   checkTensor(x, 'x', precision === 'bf16' ? f32OrBf16(x) : 'f32');
   checkTensor(weight, 'weight');
   if (bias !== null) checkTensor(bias, 'bias');
-  checkTensor(out, 'out', precision === 'bf16' ? f32OrBf16(out) : 'f32');
+  checkTensor(out, 'out', precision === 'bf16' && !accumulate ? f32OrBf16(out) : 'f32');
   const [rows, nIn] = rowsOf(x, 'x');
   const layout = transW ? '[out, in]' : '[in, out]';
   if (weight.shape.length !== 2 || weight.size < 1) throw new RangeError(`weight must have shape ${layout} (got ${formatShape(weight.shape)})`);
@@ -112,6 +121,7 @@ function runLinear(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor, 
     ...(bias !== null ? { bias: bias.native } : {}),
     out: out.native,
     ...(act !== undefined ? { activation: act } : {}),
+    ...(accumulate ? { accumulate: true } : {}),
   });
 }
 
@@ -243,13 +253,62 @@ export function splitQkv(qkv: Tensor, batch: number, T: number, C: number, q: Te
 }
 
 /**
+ * The attention's input product and its split in one call: qkv = x W + b as linear() computes it
+ * (x [batch·T, C], f32 or at 'bf16' also bf16; W [C, 3C] in HF's Conv1D layout; b [3C] or null),
+ * split as splitQkv() splits it into q [batch·T, C] and the caches [batch, Tmax, C] at offset. The
+ * same values as linear() into a [batch·T, 3C] temporary then splitQkv(); CUDA at bf16 stores each
+ * column of the product where it goes, without the temporary, where its kernel allows.
+ */
+export function linearQkv(x: Tensor, weight: Tensor, bias: Tensor | null, batch: number, T: number, C: number, q: Tensor, kCache: Tensor, vCache: Tensor, Tmax: number, offset: number, precision: MatmulPrecision): Promise<void> {
+  const code = checkPrecision(precision);
+  checkTensor(x, 'x', precision === 'bf16' ? f32OrBf16(x) : 'f32');
+  checkTensor(weight, 'weight');
+  if (bias !== null) checkTensor(bias, 'bias');
+  checkInt(batch, 'batch', 1);
+  checkInt(T, 'T', 1);
+  checkInt(C, 'C', 1);
+  checkTensor(q, 'q');
+  checkTensor(kCache, 'kCache');
+  checkTensor(vCache, 'vCache');
+  checkInt(Tmax, 'Tmax', 1);
+  checkInt(offset, 'offset', 0);
+  checkCacheWindow(T, Tmax, offset);
+  const rows = batch * T;
+  if (rows > MAX_DIM || 3 * C > MAX_DIM) throw new RangeError(`batch · T and 3 · C must be at most 2^30 (got ${batch} · ${T}, 3 · ${C})`);
+  expectRows(x, 'x', rows, C, `(batch ${batch} · T ${T} rows, C ${C})`);
+  expectShape(weight, 'weight', [C, 3 * C], `(C ${C} inputs, q | k | v outputs)`);
+  if (bias !== null) expectShape(bias, 'bias', [3 * C], `(q | k | v, C ${C})`);
+  expectRows(q, 'q', rows, C, `(batch ${batch} · T ${T} rows, C ${C})`);
+  const cacheWhy = `([batch ${batch}, Tmax ${Tmax}, C ${C}])`;
+  expectRows(kCache, 'kCache', batch * Tmax, C, cacheWhy);
+  expectRows(vCache, 'vCache', batch * Tmax, C, cacheWhy);
+  noAliases({ q, kCache, vCache }, bias === null ? { x, weight } : { x, weight, bias });
+  sameBackend(bias === null ? { x, weight, q, kCache, vCache } : { x, weight, bias, q, kCache, vCache });
+  return nativeAddon().linearQkv({
+    batch,
+    T,
+    C,
+    Tmax,
+    offset,
+    precision: code,
+    x: x.native,
+    weight: weight.native,
+    ...(bias !== null ? { bias: bias.native } : {}),
+    q: q.native,
+    kCache: kCache.native,
+    vCache: vCache.native,
+  });
+}
+
+/**
  * Causal multi-head attention of T new queries per sequence at positions offset .. offset+T−1
  * over the cached keys/values 0 .. offset+T−1: for head h (hd = C / nHead, columns h·hd ..
  * (h+1)·hd − 1), the query at position p attends to keys j <= p with softmax(q·k / √hd) v.
  * q [B·T, C]; caches [B, Tmax, C]; out [B·T, C] = the heads' outputs side by side. Online softmax
  * (no T×T matrix); fp32 accumulation (the CPU uses double). precision 'bf16' lets CUDA run the
  * products q·k and softmax·v on tensor cores with bf16 operands where it can (whole sequences,
- * head size 32 or 64); the CPU computes in fp32 at either precision.
+ * head size 32 or 64); the CPU computes in fp32 at either precision. At 'bf16' out may be a bf16
+ * tensor: the result rounded to nearest even (the operand a following bf16 product takes).
  */
 export function attention(
   q: Tensor, kCache: Tensor, vCache: Tensor, batch: number, T: number, Tmax: number, offset: number, nHead: number, out: Tensor,
@@ -264,7 +323,7 @@ export function attention(
   checkInt(Tmax, 'Tmax', 1);
   checkInt(offset, 'offset', 0);
   checkInt(nHead, 'nHead', 1);
-  checkTensor(out, 'out');
+  checkTensor(out, 'out', precision === 'bf16' ? f32OrBf16(out) : 'f32');
   checkCacheWindow(T, Tmax, offset);
   const rows = batch * T;
   if (rows > MAX_DIM) throw new RangeError(`batch · T must be at most 2^30 (got ${batch} · ${T})`);

@@ -5,7 +5,12 @@
  * step(ids, targets) runs the forward pass saving activations, the fused softmax–cross-entropy
  * (its gradient overwrites the logits; at bf16 precision the logits are bf16, as under autocast,
  * and so their gradient: the operand the unembedding's backward products read), the backward pass through every layer (parameter
- * gradients accumulate into zeroed buffers), global gradient-norm clipping and AdamW. Weight
+ * gradients accumulate into zeroed buffers), global gradient-norm clipping and AdamW. With
+ * crossEntropy 'fused' the forward pass stops at the final layer norm, and the unembedding product
+ * is fused into the loss and into the loss's gradient (unembedCrossEntropy and its backward): the
+ * fp32 logits are never formed, only their bf16 gradient, in the logits' buffer. A ReLU MLP at bf16
+ * takes its backward through c_proj and the ReLU in one op (reluLinearBackward): the gradient of the
+ * pre-activations is formed in bf16, the operand c_fc's backward products read. Weight
  * decay applies to the matrices (c_attn, c_proj, c_fc, mlp c_proj, the embeddings and an untied
  * unembedding), not to biases or LayerNorm parameters. The parameters of each decay setting share
  * one allocation per role (values, gradients, moments), so the per-step work on all of them —
@@ -18,19 +23,21 @@ import { reduceSumInto } from '../ops.js';
 import { type BackendName, resolveBackend } from '../backend.js';
 import { Tensor, packedTensors } from '../tensor.js';
 import type { Gpt2Config } from './config.js';
-import { activation, add, crossEntropy, embed, layerNorm, linear, linearT, type MatmulPrecision } from './ops.js';
+import { type CrossEntropyMode, resolveCrossEntropy } from './cross-entropy-mode.js';
+import { activation, add, crossEntropy, embed, layerNorm, linear, linearQkv, linearT, type MatmulPrecision } from './ops.js';
 import {
   activationBackward,
   adamW,
-  attentionBackward,
+  attentionBackwardQkv,
   attentionForwardTrain,
   crossEntropyForwardBackward,
   embedBackward,
   layerNormBackward,
   linearBackward,
   linearTBackward,
-  mergeQkvGrad,
-  splitQkvTrain,
+  reluLinearBackward,
+  unembedCrossEntropy,
+  unembedCrossEntropyBackward,
 } from './grad-ops.js';
 import { type Gpt2LayerWeights, type Gpt2Weights, checkGpt2Weights } from './weights.js';
 
@@ -99,7 +106,7 @@ interface ParamGroup {
 }
 
 interface LayerActivations {
-  x: Tensor; ln1: Tensor; ln1Mean: Tensor; ln1Rstd: Tensor; qkv: Tensor; q: Tensor; k: Tensor; v: Tensor;
+  x: Tensor; ln1: Tensor; ln1Mean: Tensor; ln1Rstd: Tensor; q: Tensor; k: Tensor; v: Tensor;
   z: Tensor; lse: Tensor; mid: Tensor; ln2: Tensor; ln2Mean: Tensor; ln2Rstd: Tensor;
   /** The MLP's pre-activations: post itself for ReLU (see the constructor). */
   pre: Tensor;
@@ -110,6 +117,8 @@ export class Gpt2Training {
   readonly config: Gpt2Config;
   readonly backend: BackendName;
   readonly precision: MatmulPrecision;
+  /** How the loss is taken (the option, or MONOSEMANTIC_CROSS_ENTROPY, resolved for this backend and precision). */
+  readonly crossEntropy: CrossEntropyMode;
   readonly batch: number;
   readonly T: number;
   #params: Param[] = [];
@@ -119,6 +128,8 @@ export class Gpt2Training {
   #buffers: Record<string, Tensor> = {};
   #owned: Tensor[] = [];
   #steps = 0;
+  /** A ReLU MLP at bf16: c_proj's backward goes through the ReLU in one op, into a bf16 dpre. */
+  readonly #reluBackward: boolean;
   /** Steps queued whose losses are still on the backend (slots of stepLosses), and losses read back early. */
   #queued = 0;
   #readBack: number[] = [];
@@ -127,11 +138,17 @@ export class Gpt2Training {
   #pending = 0;
   #disposed = false;
 
-  constructor(config: Gpt2Config, weights: Gpt2Weights, options: { batch: number; T: number; backend?: BackendName; precision?: MatmulPrecision }) {
+  constructor(
+    config: Gpt2Config,
+    weights: Gpt2Weights,
+    options: { batch: number; T: number; backend?: BackendName; precision?: MatmulPrecision; crossEntropy?: CrossEntropyMode },
+  ) {
     checkGpt2Weights(config, weights);
     this.config = config;
     this.backend = resolveBackend(options.backend);
     this.precision = options.precision ?? (this.backend === 'cuda' ? 'bf16' : 'f32');
+    this.crossEntropy = resolveCrossEntropy(options.crossEntropy, this.backend, this.precision, config.dModel);
+    this.#reluBackward = config.activation === 'relu' && this.precision === 'bf16';
     this.batch = options.batch;
     this.T = options.T;
     if (!Number.isSafeInteger(this.batch) || this.batch < 1) throw new RangeError(`batch must be a positive integer (got ${this.batch})`);
@@ -195,7 +212,7 @@ export class Gpt2Training {
         // in bf16 too.
         const post = make([rows, M], config.activation === 'relu' ? lnDtype : 'f32');
         this.#acts.push({
-          x: make([rows, C]), ln1: make([rows, C], lnDtype), ln1Mean: make([rows]), ln1Rstd: make([rows]), qkv: make([rows, 3 * C]),
+          x: make([rows, C]), ln1: make([rows, C], lnDtype), ln1Mean: make([rows]), ln1Rstd: make([rows]),
           q: make([rows, C]), k: make([rows, C]), v: make([rows, C]), z: make([rows, C]), lse: make([this.batch, config.nHead, this.T]),
           mid: make([rows, C]), ln2: make([rows, C], lnDtype), ln2Mean: make([rows]), ln2Rstd: make([rows]), post,
           // ReLU's derivative reads as well from its output (post > 0 exactly where pre > 0, NaN
@@ -207,13 +224,19 @@ export class Gpt2Training {
         ids: make([rows], 'i32'), targets: make([rows], 'i32'), xFinal: make([rows, C]),
         lnF: make([rows, C], lnDtype), lnFMean: make([rows]), lnFRstd: make([rows]), losses: make([rows]),
         // At bf16 the unembedding writes its logits in bf16 (as autocast does), and the loss's
-        // gradient replaces them: the bf16 operand of the unembedding's backward products.
+        // gradient replaces them: the bf16 operand of the unembedding's backward products. Fused
+        // (bf16 only) leaves the logits unformed, and the gradient goes there.
         logits: make([rows, config.vocabSize], this.precision === 'bf16' ? 'bf16' : 'f32'),
-        branch: make([rows, C]), dres: make([rows, C]), dC: make([rows, C]), dz: make([rows, C]), dq: make([rows, C]), dk: make([rows, C]),
-        dv: make([rows, C]), dqkv: make([rows, 3 * C]), dpost: make([rows, M]), dpre: make([rows, M]),
+        branch: make([rows, C]), dres: make([rows, C]), dC: make([rows, C]), dz: make([rows, C]),
+        dqkv: make([rows, 3 * C]),
+        // The gradients of the MLP's output and pre-activations; through a ReLU at bf16 only the
+        // latter, in bf16.
+        ...(this.#reluBackward ? { dpre: make([rows, M], 'bf16') } : { dpost: make([rows, M]), dpre: make([rows, M]) }),
         // The queued steps' mean losses, and the last step's squared gradient norm, on the backend.
         stepLosses: make([QUEUED_LOSSES]), gradSumSquares: make([1]),
       };
+      // Fused: each row's log-sum-exp of the logits, from the loss to its gradient.
+      if (this.crossEntropy === 'fused') this.#buffers.logitsLse = make([rows]);
     } catch (error) {
       this.dispose();
       throw error;
@@ -275,7 +298,10 @@ export class Gpt2Training {
     return valid;
   }
 
-  /** The forward pass on the uploaded ids, saving what the backward needs; leaves the logits in their buffer. */
+  /**
+   * The forward pass on the uploaded ids, saving what the backward needs; leaves the logits in their
+   * buffer, or (fused) stops at the final layer norm, lnF.
+   */
   async #forward(): Promise<void> {
     const cfg = this.config;
     const { batch: B, T } = this;
@@ -291,8 +317,8 @@ export class Gpt2Training {
       const w = (n: LayerName) => p(`h.${L}.${n}`).value;
       const next = L + 1 < cfg.nLayer ? this.#acts[L + 1]!.x : b.xFinal!;
       await layerNorm(a.x, w('ln1W'), w('ln1B'), eps, a.ln1, { mean: a.ln1Mean, rstd: a.ln1Rstd });
-      await linear(a.ln1, w('attnW'), w('attnB'), a.qkv, prec);
-      await splitQkvTrain(a.qkv, a.q, a.k, a.v);
+      // q, k and v [rows, C] each: linear's product split as splitQkvTrain splits it.
+      await linearQkv(a.ln1, w('attnW'), w('attnB'), B, T, cfg.dModel, a.q, a.k, a.v, T, 0, prec);
       await attentionForwardTrain(a.q, a.k, a.v, B, T, cfg.nHead, a.z, a.lse, prec);
       await linear(a.z, w('projW'), w('projB'), b.branch!, prec);
       await add(a.x, b.branch!, a.mid);
@@ -307,8 +333,12 @@ export class Gpt2Training {
       await add(a.mid, b.branch!, next);
     }
     await layerNorm(b.xFinal!, p('lnFW').value, p('lnFB').value, eps, b.lnF!, { mean: b.lnFMean!, rstd: b.lnFRstd! });
-    const unembed = cfg.tiedEmbeddings ? p('wte') : p('lmHead');
-    await linearT(b.lnF!, unembed.value, null, b.logits!, prec);
+    if (this.crossEntropy === 'logits') await linearT(b.lnF!, this.#unembedding().value, null, b.logits!, prec);
+  }
+
+  /** The unembedding: the token embedding (tied) or lm_head. */
+  #unembedding(): Param {
+    return this.#byName.get(this.config.tiedEmbeddings ? 'wte' : 'lmHead')!;
   }
 
   /**
@@ -322,9 +352,14 @@ export class Gpt2Training {
   async #evaluate(ids: Int32Array, targets: Int32Array): Promise<{ sum: number; count: number }> {
     const count = this.#upload(ids, targets);
     await this.#forward();
-    await crossEntropy(this.#buffers.logits!, this.#buffers.targets!, this.#buffers.losses!, { indicesChecked: true });
+    const b = this.#buffers;
+    if (this.crossEntropy === 'fused') {
+      await unembedCrossEntropy(b.lnF!, this.#unembedding().value, b.targets!, b.logitsLse!, b.losses!, this.precision, { indicesChecked: true });
+    } else {
+      await crossEntropy(b.logits!, b.targets!, b.losses!, { indicesChecked: true });
+    }
     let sum = 0;
-    for (const l of this.#buffers.losses!.toArray() as Float32Array) sum += l;
+    for (const l of b.losses!.toArray() as Float32Array) sum += l;
     return { sum, count };
   }
 
@@ -392,10 +427,16 @@ export class Gpt2Training {
     for (const group of this.#groups) group.grads.fill(0);
     const prec = this.precision;
     await this.#forward();
-    const unembed = cfg.tiedEmbeddings ? p('wte') : p('lmHead');
-    // logits → the gradient of the mean loss, in place (fp32, or bf16: the products' operand as it is)
+    const unembed = this.#unembedding();
+    // The gradient of the mean loss with respect to the logits, in the logits' buffer (fp32, or bf16:
+    // the products' operand as it is): in place of the logits, or (fused) from lnF and the lse.
     const dlogits = b.logits!;
-    await crossEntropyForwardBackward(b.logits!, b.targets!, b.losses!, 1 / valid, { indicesChecked: true });
+    if (this.crossEntropy === 'fused') {
+      await unembedCrossEntropy(b.lnF!, unembed.value, b.targets!, b.logitsLse!, b.losses!, prec, { indicesChecked: true });
+      await unembedCrossEntropyBackward(b.lnF!, unembed.value, b.targets!, b.logitsLse!, 1 / valid, dlogits, prec, { indicesChecked: true });
+    } else {
+      await crossEntropyForwardBackward(b.logits!, b.targets!, b.losses!, 1 / valid, { indicesChecked: true });
+    }
 
     // ---- backward
     await linearTBackward(dlogits, b.lnF!, unembed.value, b.dC!, unembed.grad, prec);
@@ -405,14 +446,19 @@ export class Gpt2Training {
       const w = (n: LayerName) => p(`h.${L}.${n}`).value;
       const g = (n: LayerName) => p(`h.${L}.${n}`).grad;
       // dres = d(x_{L+1}); x_{L+1} = mid + c_proj(act(c_fc(ln2(mid))))
-      await linearBackward(b.dres!, a.post, w('fcProjW'), b.dpost!, g('fcProjW'), g('fcProjB'), prec);
-      await activationBackward(cfg.activation, b.dpost!, a.pre, b.dpre!);
-      await linearBackward(b.dpre!, a.ln2, w('fcW'), b.dC!, g('fcW'), g('fcB'), prec);
+      if (this.#reluBackward) {
+        // dpre (bf16) = (dres c_projᵀ) where post > 0; c_fc's bias gradient from it before rounding.
+        await reluLinearBackward(b.dres!, a.post, w('fcProjW'), b.dpre!, g('fcProjW'), g('fcProjB'), g('fcB'));
+        await linearBackward(b.dpre!, a.ln2, w('fcW'), b.dC!, g('fcW'), null, prec);
+      } else {
+        await linearBackward(b.dres!, a.post, w('fcProjW'), b.dpost!, g('fcProjW'), g('fcProjB'), prec);
+        await activationBackward(cfg.activation, b.dpost!, a.pre, b.dpre!);
+        await linearBackward(b.dpre!, a.ln2, w('fcW'), b.dC!, g('fcW'), g('fcB'), prec);
+      }
       await layerNormBackward(b.dC!, a.mid, w('ln2W'), a.ln2Mean, a.ln2Rstd, b.dres!, g('ln2W'), g('ln2B'), true);
       // dres = d(mid); mid = x + c_proj(attn(c_attn(ln1(x))))
       await linearBackward(b.dres!, a.z, w('projW'), b.dz!, g('projW'), g('projB'), prec);
-      await attentionBackward(b.dz!, a.q, a.k, a.v, a.z, a.lse, B, T, cfg.nHead, b.dq!, b.dk!, b.dv!, prec);
-      await mergeQkvGrad(b.dq!, b.dk!, b.dv!, b.dqkv!);
+      await attentionBackwardQkv(b.dz!, a.q, a.k, a.v, a.z, a.lse, B, T, cfg.nHead, b.dqkv!, prec);
       await linearBackward(b.dqkv!, a.ln1, w('attnW'), b.dC!, g('attnW'), g('attnB'), prec);
       await layerNormBackward(b.dC!, a.x, w('ln1W'), a.ln1Mean, a.ln1Rstd, b.dres!, g('ln1W'), g('ln1B'), true);
     }

@@ -153,6 +153,8 @@ export interface NativeLinearArgs {
   out: NativeTensor;
   /** An activation code (ACTIVATION_CODE) applied to the result; absent: none. */
   activation?: number;
+  /** true: the result is added to out's values (f32 out, no activation); absent: out is overwritten. */
+  accumulate?: boolean;
 }
 
 export interface NativeEmbedArgs {
@@ -179,6 +181,23 @@ export interface NativeSplitQkvArgs {
   Tmax: number;
   offset: number;
   qkv: NativeTensor;
+  q: NativeTensor;
+  kCache: NativeTensor;
+  vCache: NativeTensor;
+}
+
+export interface NativeLinearQkvArgs {
+  batch: number;
+  T: number;
+  C: number;
+  Tmax: number;
+  offset: number;
+  precision: number;
+  /** [batch·T, C]: f32, or bf16 at bf16 precision. */
+  x: NativeTensor;
+  /** [C, 3C] (Conv1D layout). */
+  weight: NativeTensor;
+  bias?: NativeTensor;
   q: NativeTensor;
   kCache: NativeTensor;
   vCache: NativeTensor;
@@ -214,7 +233,7 @@ export interface NativeAttentionTrainArgs {
   lse: NativeTensor;
 }
 
-export interface NativeAttentionBackwardArgs {
+export type NativeAttentionBackwardArgs = {
   batch: number;
   T: number;
   C: number;
@@ -227,10 +246,11 @@ export interface NativeAttentionBackwardArgs {
   v: NativeTensor;
   out: NativeTensor;
   lse: NativeTensor;
-  dq: NativeTensor;
-  dk: NativeTensor;
-  dv: NativeTensor;
-}
+} & (
+  | { dq: NativeTensor; dk: NativeTensor; dv: NativeTensor }
+  /** [B·T, 3C]: dq | dk | dv in each row. */
+  | { dqkv: NativeTensor }
+);
 
 export interface NativeLayerNormBackwardArgs {
   rows: number;
@@ -264,6 +284,43 @@ export interface NativeLinearBackwardArgs {
   dweight?: NativeTensor;
   dbias?: NativeTensor;
   accumulate: boolean;
+}
+
+export interface NativeReluLinearBackwardArgs {
+  rows: number;
+  nIn: number;
+  nOut: number;
+  /** false: weight [nIn, nOut]; true: weight [nOut, nIn], used transposed. */
+  transW: boolean;
+  /** f32, or bf16 (no dbias). */
+  dout: NativeTensor;
+  /** bf16 [rows, nIn]: the ReLU's output, the layer's input. */
+  x: NativeTensor;
+  weight: NativeTensor;
+  /** bf16 [rows, nIn]: the gradient of the ReLU's input. */
+  dpre: NativeTensor;
+  /** Each absent: not computed. */
+  dweight?: NativeTensor;
+  dbias?: NativeTensor;
+  dpreBias?: NativeTensor;
+}
+
+/** The operands of unembedCrossEntropy and its backward (the logits x Wᵀ are never formed). */
+export interface NativeUnembedCrossEntropyArgs {
+  rows: number;
+  V: number;
+  C: number;
+  precision: number;
+  /** [rows, C]: f32 or bf16. */
+  x: NativeTensor;
+  /** [V, C]. */
+  weight: NativeTensor;
+  /** i32 [rows]; < 0: no target. */
+  targets: NativeTensor;
+  /** [rows]: the log-sum-exp of each row of logits (written by the forward, read by the backward). */
+  lse: NativeTensor;
+  /** The targets were checked on the host (the backend may skip its check). */
+  indicesChecked?: boolean;
 }
 
 export interface NativeEmbedBackwardArgs {
@@ -333,6 +390,7 @@ export interface NativeAddon {
   add(args: { count: number; a: NativeTensor; b: NativeTensor; out: NativeTensor }): Promise<void>;
   embed(args: NativeEmbedArgs): Promise<void>;
   splitQkv(args: NativeSplitQkvArgs): Promise<void>;
+  linearQkv(args: NativeLinearQkvArgs): Promise<void>;
   attention(args: NativeAttentionArgs): Promise<void>;
   crossEntropy(args: { rows: number; V: number; logits: NativeTensor; targets: NativeTensor; out: NativeTensor; indicesChecked?: boolean }): Promise<void>;
   argmaxRows(args: { rows: number; V: number; logits: NativeTensor; out: NativeTensor }): Promise<void>;
@@ -343,7 +401,11 @@ export interface NativeAddon {
   layerNormBackward(args: NativeLayerNormBackwardArgs): Promise<void>;
   linearBackward(args: NativeLinearBackwardArgs): Promise<void>;
   activationBackward(args: { kind: number; count: number; dpost: NativeTensor; pre: NativeTensor; dpre: NativeTensor }): Promise<void>;
+  reluLinearBackward(args: NativeReluLinearBackwardArgs): Promise<void>;
   crossEntropyBackward(args: { rows: number; V: number; logits: NativeTensor; targets: NativeTensor; losses: NativeTensor; scale: number; gradient?: NativeTensor; indicesChecked?: boolean }): Promise<void>;
   embedBackward(args: NativeEmbedBackwardArgs): Promise<void>;
+  unembedCrossEntropy(args: NativeUnembedCrossEntropyArgs & { losses: NativeTensor }): Promise<void>;
+  /** dlogits: bf16 [rows, V]. */
+  unembedCrossEntropyBackward(args: NativeUnembedCrossEntropyArgs & { scale: number; dlogits: NativeTensor }): Promise<void>;
   adamW(args: NativeAdamWArgs): Promise<void>;
 }

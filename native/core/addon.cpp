@@ -14,6 +14,7 @@
 #include "tensor.h"
 #include "transformer_grad_ops.h"
 #include "transformer_ops.h"
+#include "unembed_ce_ops.h"
 #include "vector_ops.h"
 
 namespace ms::core {
@@ -38,6 +39,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_resample_ops(env, exports);
   register_transformer_ops(env, exports);
   register_transformer_grad_ops(env, exports);
+  register_unembed_ce_ops(env, exports);
   return exports;
 }
 

@@ -1,7 +1,8 @@
 /*
  * transformer_grad_ops.cpp — the GPT-2 backward ops and AdamW exposed to JS as promise-returning
  * workers (backend.h, ABI 5: attention_train, attention_backward, merge_qkv, layernorm_backward,
- * linear_backward, activation_backward, cross_entropy_backward, embed_backward, adamw_update).
+ * linear_backward, activation_backward, cross_entropy_backward, embed_backward, adamw_update; ABI 15:
+ * relu_linear_backward).
  * lib/lm/grad-ops.ts checks shapes, aliasing and hyperparameters with user-facing messages first;
  * the checks here keep every access inside its allocation. Checks that need the operands'
  * contents (token ids, targets) happen in the backends, which fail with MS_ERR_INVALID naming the
@@ -9,6 +10,7 @@
  */
 #include "transformer_grad_ops.h"
 
+#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -54,7 +56,8 @@ class AttentionTrainWorker : public BackendWorker {
   float *out_ = nullptr, *lse_ = nullptr;
 };
 
-// attentionBackward({ batch, T, C, nHead, precision?, dout, q, k, v, out, lse, dq, dk, dv })
+// attentionBackward({ batch, T, C, nHead, precision?, dout, q, k, v, out, lse, dq, dk, dv }), or with dqkv
+// [B*T, 3C] for dq, dk, dv: the gradient of the q/k/v product, columns q | k | v (rows of 3C).
 class AttentionBackwardWorker : public BackendWorker {
  public:
   AttentionBackwardWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
@@ -67,17 +70,27 @@ class AttentionBackwardWorker : public BackendWorker {
     out_ = static_cast<const float*>(operands_.take_f32(a, "out", n));
     const size_t lse_n = product(env, product(env, size_t(batch_), size_t(n_head_), "lse"), size_t(T_), "lse");
     lse_ = static_cast<const float*>(operands_.take_f32(a, "lse", lse_n));
-    dq_ = static_cast<float*>(operands_.take_f32(a, "dq", n));
-    dk_ = static_cast<float*>(operands_.take_f32(a, "dk", n));
-    dv_ = static_cast<float*>(operands_.take_f32(a, "dv", n));
+    if (!absent(a, "dqkv")) {
+      if (C_ > INT_MAX / 3) throw Napi::RangeError::New(env, "dqkv's rows of 3C floats are too long");
+      float* dqkv = static_cast<float*>(operands_.take_f32(a, "dqkv", product(env, n, 3, "dqkv")));
+      dq_ = dqkv;  // row r: dq at dqkv + r*3C, dk at + C, dv at + 2C
+      dk_ = dqkv + C_;
+      dv_ = dqkv + 2 * size_t(C_);
+      ld_grad_ = 3 * C_;
+    } else {
+      dq_ = static_cast<float*>(operands_.take_f32(a, "dq", n));
+      dk_ = static_cast<float*>(operands_.take_f32(a, "dk", n));
+      dv_ = static_cast<float*>(operands_.take_f32(a, "dv", n));
+      ld_grad_ = C_;
+    }
   }
   int run(const ms_backend* be, ms_error* err) override {
     return be->attention_backward(batch_, T_, C_, n_head_, precision_, dout_, q_, k_, v_, out_, lse_, dq_, dk_, dv_,
-                                  err);
+                                  ld_grad_, err);
   }
 
  private:
-  int batch_ = 0, T_ = 0, C_ = 0, n_head_ = 0, precision_ = 0;
+  int batch_ = 0, T_ = 0, C_ = 0, n_head_ = 0, precision_ = 0, ld_grad_ = 0;
   const float *dout_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *out_ = nullptr, *lse_ = nullptr;
   float *dq_ = nullptr, *dk_ = nullptr, *dv_ = nullptr;
 };
@@ -200,6 +213,43 @@ class ActivationBackwardWorker : public BackendWorker {
   const float *dpost_ = nullptr, *pre_ = nullptr;
   const uint16_t* pre_bf16_ = nullptr;  // a bf16 pre, or null
   float* dpre_ = nullptr;
+};
+
+// reluLinearBackward({ rows, nIn, nOut, transW, dout, x, weight, dpre, dweight?, dbias?, dpreBias? }): the
+// backward of out = x W + b through the ReLU that made x (bf16 [rows, nIn]); dout f32, or bf16 without
+// dbias; dpre bf16 [rows, nIn]; dpreBias [nIn] += the column sums of dpre before rounding.
+class ReluLinearBackwardWorker : public BackendWorker {
+ public:
+  ReluLinearBackwardWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
+    rows_ = int_field(a, "rows", 1, kMaxDim);
+    n_in_ = int_field(a, "nIn", 1, kMaxDim);
+    n_out_ = int_field(a, "nOut", 1, kMaxDim);
+    trans_w_ = bool_field(a, "transW") ? 1 : 0;
+    const size_t x_n = product(env, size_t(rows_), size_t(n_in_), "x");
+    const size_t w_n = product(env, size_t(n_in_), size_t(n_out_), "weight");
+    const size_t dout_n = product(env, size_t(rows_), size_t(n_out_), "dout");
+    if (Tensor::From(a.Get("dout"), "dout")->dtype() == MS_BF16)
+      dout_bf16_ = static_cast<const uint16_t*>(operands_.take(a, "dout", MS_BF16, dout_n));
+    else
+      dout_ = static_cast<const float*>(operands_.take_f32(a, "dout", dout_n));
+    x_bf16_ = static_cast<const uint16_t*>(operands_.take(a, "x", MS_BF16, x_n));
+    W_ = static_cast<const float*>(operands_.take_f32(a, "weight", w_n));
+    dpre_bf16_ = static_cast<uint16_t*>(operands_.take(a, "dpre", MS_BF16, x_n));
+    if (!absent(a, "dweight")) dW_ = static_cast<float*>(operands_.take_f32(a, "dweight", w_n));
+    if (!absent(a, "dbias")) dbias_ = static_cast<float*>(operands_.take_f32(a, "dbias", size_t(n_out_)));
+    if (!absent(a, "dpreBias")) dpre_bias_ = static_cast<float*>(operands_.take_f32(a, "dpreBias", size_t(n_in_)));
+  }
+  int run(const ms_backend* be, ms_error* err) override {
+    return be->relu_linear_backward(rows_, n_in_, n_out_, trans_w_, dout_, dout_bf16_, x_bf16_, W_, dW_, dbias_,
+                                    dpre_bf16_, dpre_bias_, err);
+  }
+
+ private:
+  int rows_ = 0, n_in_ = 0, n_out_ = 0, trans_w_ = 0;
+  const float *dout_ = nullptr, *W_ = nullptr;
+  const uint16_t *dout_bf16_ = nullptr, *x_bf16_ = nullptr;
+  uint16_t* dpre_bf16_ = nullptr;
+  float *dW_ = nullptr, *dbias_ = nullptr, *dpre_bias_ = nullptr;
 };
 
 // crossEntropyBackward({ rows, V, logits, targets, losses, scale, gradient?, indicesChecked? }): logits
@@ -329,6 +379,7 @@ Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
 }
 Napi::Value EmbedBackward(const Napi::CallbackInfo& info) { return start_worker<EmbedBackwardWorker>(info); }
 Napi::Value AdamW(const Napi::CallbackInfo& info) { return start_worker<AdamWWorker>(info); }
+Napi::Value ReluLinearBackward(const Napi::CallbackInfo& info) { return start_worker<ReluLinearBackwardWorker>(info); }
 
 }  // namespace
 
@@ -339,6 +390,7 @@ void register_transformer_grad_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("layerNormBackward", Napi::Function::New<LayerNormBackward>(env, "layerNormBackward"));
   exports.Set("linearBackward", Napi::Function::New<LinearBackward>(env, "linearBackward"));
   exports.Set("activationBackward", Napi::Function::New<ActivationBackward>(env, "activationBackward"));
+  exports.Set("reluLinearBackward", Napi::Function::New<ReluLinearBackward>(env, "reluLinearBackward"));
   exports.Set("crossEntropyBackward", Napi::Function::New<CrossEntropyBackward>(env, "crossEntropyBackward"));
   exports.Set("embedBackward", Napi::Function::New<EmbedBackward>(env, "embedBackward"));
   exports.Set("adamW", Napi::Function::New<AdamW>(env, "adamW"));

@@ -1,7 +1,7 @@
 /*
  * transformer_ops.cpp — the GPT-2 forward ops exposed to JS as promise-returning workers
  * (backend.h, ABI 3: layernorm, linear, activation, add, embed, split_qkv, attention,
- * cross_entropy, argmax_rows). lib/lm/ops.ts checks shapes with user-facing messages first; the
+ * cross_entropy, argmax_rows; ABI 13: linear_qkv). lib/lm/ops.ts checks shapes with user-facing messages first; the
  * checks here keep every access inside its allocation (sizes, and cache offsets that index rows).
  * Checks that need the operands' contents (token ids, targets) happen in the backends, which fail
  * with MS_ERR_INVALID naming the first bad index.
@@ -53,8 +53,9 @@ class LayerNormWorker : public BackendWorker {
   uint16_t* out_bf16_ = nullptr;  // a bf16 out, or null
 };
 
-// linear({ rows, nIn, nOut, transW, precision, x, weight, bias?, out, activation? }): activation is an
-// ms_activation code applied to the result (absent: none).
+// linear({ rows, nIn, nOut, transW, precision, x, weight, bias?, out, activation?, accumulate? }):
+// activation is an ms_activation code applied to the result (absent: none); accumulate adds the
+// result to out's values (fp32 out, no activation).
 // out [rows, nOut] = x [rows, nIn] W + bias, W [nIn, nOut] (transW false) or [nOut, nIn] (true);
 // x and out f32, or either bf16 at BF16 precision (x the operand as it is; out the result rounded).
 class LinearWorker : public BackendWorker {
@@ -83,13 +84,17 @@ class LinearWorker : public BackendWorker {
       out_ = static_cast<float*>(operands_.take_f32(a, "out", out_n));
     }
     act_ = absent(a, "activation") ? int(MS_ACT_NONE) : int_field(a, "activation", MS_ACT_GELU_TANH, MS_ACT_RELU);
+    accumulate_ = !absent(a, "accumulate") && bool_field(a, "accumulate") ? 1 : 0;
+    if (accumulate_ && (out_bf16_ || act_ != MS_ACT_NONE))
+      throw Napi::TypeError::New(env, "accumulate needs an f32 out and no activation");
   }
   int run(const ms_backend* be, ms_error* err) override {
-    return be->linear(rows_, n_in_, n_out_, trans_w_, precision_, x_, x_bf16_, W_, bias_, out_, out_bf16_, act_, err);
+    return be->linear(rows_, n_in_, n_out_, trans_w_, precision_, x_, x_bf16_, W_, bias_, out_, out_bf16_, act_,
+                      accumulate_, err);
   }
 
  private:
-  int rows_ = 0, n_in_ = 0, n_out_ = 0, trans_w_ = 0, precision_ = 0, act_ = MS_ACT_NONE;
+  int rows_ = 0, n_in_ = 0, n_out_ = 0, trans_w_ = 0, precision_ = 0, act_ = MS_ACT_NONE, accumulate_ = 0;
   const float *x_ = nullptr, *W_ = nullptr, *bias_ = nullptr;
   float* out_ = nullptr;
   const uint16_t* x_bf16_ = nullptr;  // a bf16 x, or null
@@ -198,7 +203,44 @@ class SplitQkvWorker : public BackendWorker {
   float *q_ = nullptr, *k_cache_ = nullptr, *v_cache_ = nullptr;
 };
 
-// attention({ batch, T, Tmax, offset, C, nHead, precision?, q, kCache, vCache, out })
+// linearQkv({ batch, T, C, Tmax, offset, precision, x, weight, bias?, q, kCache, vCache }): linear's
+// x [B*T, C] (f32, or bf16 at BF16 precision) times weight [C, 3C] + bias [3C], split as splitQkv.
+class LinearQkvWorker : public BackendWorker {
+ public:
+  LinearQkvWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
+    batch_ = int_field(a, "batch", 1, kMaxDim);
+    T_ = int_field(a, "T", 1, kMaxDim);
+    C_ = int_field(a, "C", 1, kMaxDim);
+    read_cache_window(a, T_, &Tmax_, &offset_);
+    precision_ = int_field(a, "precision", MS_PREC_F32, MS_PREC_BF16);
+    const size_t rows = product(env, size_t(batch_), size_t(T_), "q");
+    const size_t x_n = product(env, rows, size_t(C_), "x");
+    if (Tensor::From(a.Get("x"), "x")->dtype() == MS_BF16) {
+      if (precision_ != MS_PREC_BF16) throw Napi::TypeError::New(env, "a bf16 x needs bf16 precision");
+      x_bf16_ = static_cast<const uint16_t*>(operands_.take(a, "x", MS_BF16, x_n));
+    } else {
+      x_ = static_cast<const float*>(operands_.take_f32(a, "x", x_n));
+    }
+    W_ = static_cast<const float*>(operands_.take_f32(a, "weight", product(env, size_t(C_), 3 * size_t(C_), "weight")));
+    if (!absent(a, "bias")) bias_ = static_cast<const float*>(operands_.take_f32(a, "bias", 3 * size_t(C_)));
+    q_ = static_cast<float*>(operands_.take_f32(a, "q", x_n));
+    const size_t cache = product(env, product(env, size_t(batch_), size_t(Tmax_), "kCache"), size_t(C_), "kCache");
+    k_cache_ = static_cast<float*>(operands_.take_f32(a, "kCache", cache));
+    v_cache_ = static_cast<float*>(operands_.take_f32(a, "vCache", cache));
+  }
+  int run(const ms_backend* be, ms_error* err) override {
+    return be->linear_qkv(batch_, T_, C_, Tmax_, offset_, precision_, x_, x_bf16_, W_, bias_, q_, k_cache_, v_cache_, err);
+  }
+
+ private:
+  int batch_ = 0, T_ = 0, C_ = 0, Tmax_ = 0, offset_ = 0, precision_ = 0;
+  const float *x_ = nullptr, *W_ = nullptr, *bias_ = nullptr;
+  const uint16_t* x_bf16_ = nullptr;
+  float *q_ = nullptr, *k_cache_ = nullptr, *v_cache_ = nullptr;
+};
+
+// attention({ batch, T, Tmax, offset, C, nHead, precision?, q, kCache, vCache, out }): out f32, or
+// bf16 at BF16 precision (the result rounded).
 class AttentionWorker : public BackendWorker {
  public:
   AttentionWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
@@ -216,16 +258,23 @@ class AttentionWorker : public BackendWorker {
     const size_t cache = product(env, product(env, size_t(batch_), size_t(Tmax_), "kCache"), size_t(C_), "kCache");
     k_cache_ = static_cast<const float*>(operands_.take_f32(a, "kCache", cache));
     v_cache_ = static_cast<const float*>(operands_.take_f32(a, "vCache", cache));
-    out_ = static_cast<float*>(operands_.take_f32(a, "out", n));
+    if (Tensor::From(a.Get("out"), "out")->dtype() == MS_BF16) {
+      if (precision_ != MS_PREC_BF16) throw Napi::TypeError::New(env, "a bf16 out needs bf16 precision");
+      out_bf16_ = static_cast<uint16_t*>(operands_.take(a, "out", MS_BF16, n));
+    } else {
+      out_ = static_cast<float*>(operands_.take_f32(a, "out", n));
+    }
   }
   int run(const ms_backend* be, ms_error* err) override {
-    return be->attention(batch_, T_, Tmax_, offset_, C_, n_head_, precision_, q_, k_cache_, v_cache_, out_, err);
+    return be->attention(batch_, T_, Tmax_, offset_, C_, n_head_, precision_, q_, k_cache_, v_cache_, out_, out_bf16_,
+                         err);
   }
 
  private:
   int batch_ = 0, T_ = 0, Tmax_ = 0, offset_ = 0, C_ = 0, n_head_ = 0, precision_ = 0;
   const float *q_ = nullptr, *k_cache_ = nullptr, *v_cache_ = nullptr;
   float* out_ = nullptr;
+  uint16_t* out_bf16_ = nullptr;  // a bf16 out, or null
 };
 
 // crossEntropy({ rows, V, logits, targets, out, indicesChecked? }): logits f32 or bf16.
@@ -298,6 +347,7 @@ Napi::Value Activation(const Napi::CallbackInfo& info) { return start_worker<Act
 Napi::Value Add(const Napi::CallbackInfo& info) { return start_worker<AddWorker>(info); }
 Napi::Value Embed(const Napi::CallbackInfo& info) { return start_worker<EmbedWorker>(info); }
 Napi::Value SplitQkv(const Napi::CallbackInfo& info) { return start_worker<SplitQkvWorker>(info); }
+Napi::Value LinearQkv(const Napi::CallbackInfo& info) { return start_worker<LinearQkvWorker>(info); }
 Napi::Value Attention(const Napi::CallbackInfo& info) { return start_worker<AttentionWorker>(info); }
 Napi::Value CrossEntropy(const Napi::CallbackInfo& info) { return start_worker<CrossEntropyWorker>(info); }
 Napi::Value ArgmaxRows(const Napi::CallbackInfo& info) { return start_worker<ArgmaxRowsWorker>(info); }
@@ -312,6 +362,7 @@ void register_transformer_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("add", Napi::Function::New<Add>(env, "add"));
   exports.Set("embed", Napi::Function::New<Embed>(env, "embed"));
   exports.Set("splitQkv", Napi::Function::New<SplitQkv>(env, "splitQkv"));
+  exports.Set("linearQkv", Napi::Function::New<LinearQkv>(env, "linearQkv"));
   exports.Set("attention", Napi::Function::New<Attention>(env, "attention"));
   exports.Set("crossEntropy", Napi::Function::New<CrossEntropy>(env, "crossEntropy"));
   exports.Set("argmaxRows", Napi::Function::New<ArgmaxRows>(env, "argmaxRows"));

@@ -22,6 +22,7 @@
 #include <new>
 #include <vector>
 
+#include "convert.h"
 #include "exp_rows.h"
 #include "gemm.h"
 #include "kernel_common.h"
@@ -90,9 +91,25 @@ int attention_forward(const char* op, int batch, int T, int Tmax, int offset, in
 
 }  // namespace
 
-int attention(int batch, int T, int Tmax, int offset, int C, int n_head, int /*precision: fp32 either way*/,
-              const float* q, const float* k_cache, const float* v_cache, float* out, ms_error* err) {
-  return attention_forward("attention", batch, T, Tmax, offset, C, n_head, q, k_cache, v_cache, out, nullptr, err);
+int attention(int batch, int T, int Tmax, int offset, int C, int n_head, int precision, const float* q,
+              const float* k_cache, const float* v_cache, float* out, uint16_t* out_bf16, ms_error* err) {
+  const char* op = "attention";
+  if (!out_bf16) return attention_forward(op, batch, T, Tmax, offset, C, n_head, q, k_cache, v_cache, out, nullptr, err);
+  // A bf16 out: the fp32 result (fp32 at either precision) rounded to nearest even.
+  if (precision != MS_PREC_BF16) return fail(err, MS_ERR_INVALID, op, "a bf16 output needs BF16 precision");
+  if (check_shape(op, batch, T, Tmax, offset, C, n_head, err) != MS_OK) return err->code;
+  try {
+    const size_t n = size_t(batch) * size_t(T) * size_t(C);
+    std::vector<float> y(n);
+    const int rc = attention_forward(op, batch, T, Tmax, offset, C, n_head, q, k_cache, v_cache, y.data(), nullptr, err);
+    if (rc != MS_OK) return rc;
+    parallel_for(n, 1 << 16, [&](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; ++i) out_bf16[i] = float_to_bf16(y[i]);
+    });
+  } catch (const std::bad_alloc&) {
+    return oom(err, op);
+  }
+  return MS_OK;
 }
 
 int attention_train(int batch, int T, int C, int n_head, int /*precision: fp32 either way*/, const float* q,
@@ -105,12 +122,13 @@ int attention_train(int batch, int T, int C, int n_head, int /*precision: fp32 e
 
 int attention_backward(int batch, int T, int C, int n_head, int /*precision: fp32 either way*/, const float* dout,
                        const float* q, const float* k, const float* v, const float* out, const float* lse, float* dq,
-                       float* dk, float* dv, ms_error* err) {
+                       float* dk, float* dv, int ld_grad, ms_error* err) {
   const char* op = "attention_backward";
   if (check_shape(op, batch, T, T, 0, C, n_head, err) != MS_OK) return err->code;
   if (!dout || !q || !k || !v || !out || !lse || !dq || !dk || !dv)
     return fail(err, MS_ERR_INVALID, op, "a pointer is null");
-  const size_t Tn = size_t(T), D = size_t(C), H = size_t(n_head);
+  if (ld_grad < C) return fail(err, MS_ERR_INVALID, op, "ld_grad %d is less than C %d", ld_grad, C);
+  const size_t Tn = size_t(T), D = size_t(C), H = size_t(n_head), G = size_t(ld_grad);
   const size_t hd = D / H;
   const size_t tasks = size_t(batch) * H;  // task = b*H + h
   const float scale = float(1.0 / std::sqrt(double(hd)));
@@ -121,11 +139,12 @@ int attention_backward(int batch, int T, int C, int n_head, int /*precision: fp3
       std::vector<float> ds(most);                         // dP, then dS = P (dP - D), [rows, keys]
       for (size_t i = i0; i < i1; ++i) {
         const size_t h = i % H, b = i / H;
-        const size_t base = b * Tn * D + h * hd;  // [b*T, h*hd] in a [B*T, C] array; row t at + t*D
-        const float* lse_bh = lse + i * Tn;       // lse[b, h, :] ([B, H, T], i = b*H + h)
+        const size_t base = b * Tn * D + h * hd;   // [b*T, h*hd] in a [B*T, C] input; row t at + t*D
+        const size_t gbase = b * Tn * G + h * hd;  // the same in the gradients' rows of G; row t at + t*G
+        const float* lse_bh = lse + i * Tn;        // lse[b, h, :] ([B, H, T], i = b*H + h)
         for (size_t t = 0; t < Tn; ++t) {
-          std::fill_n(dk + base + t * D, hd, 0.0f);
-          std::fill_n(dv + base + t * D, hd, 0.0f);
+          std::fill_n(dk + gbase + t * G, hd, 0.0f);
+          std::fill_n(dv + gbase + t * G, hd, 0.0f);
         }
         for (size_t t0 = 0; t0 < Tn; t0 += kQueryRows) {
           const size_t rows = std::min(kQueryRows, Tn - t0);
@@ -147,14 +166,14 @@ int attention_backward(int batch, int T, int C, int n_head, int /*precision: fp3
             std::fill(pr + seen, pr + keys, 0.0f);  // the causal mask
             std::fill(dsr + seen, dsr + keys, 0.0f);
           }
-          // dq[block rows] = dS k / sqrt(hd)   ([rows, keys] x [keys, hd])
+          // dq[block rows] = dS k / sqrt(hd)   ([rows, keys] x [keys, hd]; dq's rows t0 .. at gbase + t0*G)
           sgemm(false, false, int(rows), int(hd), int(keys), scale, ds.data(), int(keys), k + base, int(D), 0.0f,
-                dq + first, int(D));
+                dq + gbase + t0 * G, int(G));
           // dk[0, keys) += dSᵀ q[block rows] / sqrt(hd);  dv[0, keys) += Pᵀ dout[block rows]   ([keys, rows] x [rows, hd])
           sgemm(true, false, int(keys), int(hd), int(rows), scale, ds.data(), int(keys), q + first, int(D), 1.0f,
-                dk + base, int(D));
+                dk + gbase, int(G));
           sgemm(true, false, int(keys), int(hd), int(rows), 1.0f, p.data(), int(keys), dout + first, int(D), 1.0f,
-                dv + base, int(D));
+                dv + gbase, int(G));
         }
       }
     });

@@ -1,7 +1,8 @@
 /*
  * backend_cpu.cpp — the CPU backend's ms_backend table (backend.h): host memory, copies,
  * fill/cast, the SAE ops from sae_cpu.cpp, the transformer ops from transformer_cpu.cpp and their
- * backward ops and AdamW from transformer_grad_cpu.cpp.
+ * backward ops and AdamW from transformer_grad_cpu.cpp, the unembedding product fused with the
+ * cross-entropy from unembed_ce_cpu.cpp.
  * "Device" memory here is 64-byte aligned host memory.
  */
 #include "backend_cpu.h"
@@ -25,6 +26,7 @@
 #include "thread_pool.h"
 #include "transformer_cpu.h"
 #include "transformer_grad_cpu.h"
+#include "unembed_ce_cpu.h"
 #include "vector_cpu.h"
 
 namespace ms::cpu {
@@ -177,6 +179,10 @@ const ms_backend kCpuBackend = {
     sae_update,
     kl_rows,
     reduce_sum_into,
+    linear_qkv,
+    unembed_cross_entropy,
+    unembed_cross_entropy_backward,
+    relu_linear_backward,
 };
 
 }  // namespace

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <new>
 #include <vector>
@@ -76,7 +77,8 @@ int layernorm(int rows, int C, float eps, const float* x, const float* weight, c
 }
 
 int linear(int rows, int n_in, int n_out, int trans_w, int precision, const float* x, const uint16_t* x_bf16,
-           const float* W, const float* bias, float* out, uint16_t* out_bf16, int act, ms_error* err) {
+           const float* W, const float* bias, float* out, uint16_t* out_bf16, int act, int accumulate,
+           ms_error* err) {
   const char* op = "linear";
   if (rows <= 0 || n_in <= 0 || n_out <= 0)
     return fail(err, MS_ERR_INVALID, op, "bad shape: rows %d, n_in %d, n_out %d", rows, n_in, n_out);
@@ -87,6 +89,8 @@ int linear(int rows, int n_in, int n_out, int trans_w, int precision, const floa
   if ((out_bf16 || x_bf16) && precision != MS_PREC_BF16)
     return fail(err, MS_ERR_INVALID, op, "a bf16 input or output needs BF16 precision");
   if (!(x || x_bf16) || !W || !(out || out_bf16)) return fail(err, MS_ERR_INVALID, op, "x, W or out is null");
+  if (accumulate && (out_bf16 || !out || act != MS_ACT_NONE))
+    return fail(err, MS_ERR_INVALID, op, "accumulate needs an fp32 out and no activation");
   const size_t R = size_t(rows), K = size_t(n_in), N = size_t(n_out);
   const bool bf16 = precision == MS_PREC_BF16;
   try {
@@ -100,13 +104,14 @@ int linear(int rows, int n_in, int n_out, int trans_w, int precision, const floa
       }
       round_copy_bf16(W, W_r.data(), K * N);
     }
-    // A bf16 output is formed in fp32, `block` rows at a time, then rounded into out_bf16; an fp32
-    // one in place, in one block.
-    const size_t block = out_bf16 ? std::min(R, std::max<size_t>(1, (size_t(1) << 22) / N)) : R;
-    std::vector<float> staged(out_bf16 ? block * N : 0);
+    // A bf16 output is formed in fp32, `block` rows at a time, then rounded into out_bf16 (an
+    // accumulated one likewise, then added to out); an fp32 one in place, in one block.
+    const bool via_stage = out_bf16 || accumulate;
+    const size_t block = via_stage ? std::min(R, std::max<size_t>(1, (size_t(1) << 22) / N)) : R;
+    std::vector<float> staged(via_stage ? block * N : 0);
     for (size_t b0 = 0; b0 < R; b0 += block) {
       const size_t rb = std::min(block, R - b0);
-      float* y = out_bf16 ? staged.data() : out;  // rows b0 .. b0 + rb - 1 of the result, [rb, N]
+      float* y = via_stage ? staged.data() : out;  // rows b0 .. b0 + rb - 1 of the result, [rb, N]
       // y[rb, N] = x[b0 .., K] op(W)[K, N]; op(W) = W [K, N] (ldb = N) or W^T with W [N, K] (ldb = K)
       sgemm(false, trans_w != 0, int(rb), n_out, n_in, 1.0f, (bf16 ? x_r.data() : x) + b0 * K, n_in,
             bf16 ? W_r.data() : W, trans_w ? n_in : n_out, 0.0f, y, n_out);
@@ -119,6 +124,12 @@ int linear(int rows, int n_in, int n_out, int trans_w, int precision, const floa
       if (act != MS_ACT_NONE) {
         const int rc = activation(act, rb * N, y, y, err);
         if (rc != MS_OK) return rc;
+      }
+      if (accumulate) {
+        float* dst = out + b0 * N;  // out[b0 + r, j] at dst[r*N + j]
+        parallel_for(rb * N, 1 << 16, [&](size_t i0, size_t i1) {
+          for (size_t i = i0; i < i1; ++i) dst[i] += y[i];
+        });
       }
       if (out_bf16) {
         uint16_t* dst = out_bf16 + b0 * N;  // out_bf16[b0 + r, j] at dst[r*N + j]
@@ -211,6 +222,27 @@ int embed(int batch, int T, int C, int V, int n_positions, int pos_offset, const
     return oom(err, op);
   }
   return MS_OK;
+}
+
+int linear_qkv(int batch, int T, int C, int Tmax, int offset, int precision, const float* x, const uint16_t* x_bf16,
+               const float* W, const float* bias, float* q, float* k_cache, float* v_cache, ms_error* err) {
+  const char* op = "linear_qkv";
+  if (batch <= 0 || T <= 0 || C <= 0 || Tmax <= 0)
+    return fail(err, MS_ERR_INVALID, op, "bad shape: batch %d, T %d, C %d, Tmax %d", batch, T, C, Tmax);
+  if (offset < 0 || int64_t(offset) + T > Tmax)
+    return fail(err, MS_ERR_INVALID, op, "offset %d + T %d exceeds Tmax %d", offset, T, Tmax);
+  if (int64_t(batch) * T > INT32_MAX || int64_t(C) * 3 > INT32_MAX)
+    return fail(err, MS_ERR_INVALID, op, "batch %d * T %d rows or 3 * C %d columns overflow", batch, T, C);
+  if (!q || !k_cache || !v_cache) return fail(err, MS_ERR_INVALID, op, "q or a cache is null");
+  const int rows = batch * T;
+  try {
+    std::vector<float> qkv(size_t(rows) * 3 * size_t(C));  // linear's result [rows, 3C], then split
+    int rc = linear(rows, C, 3 * C, 0, precision, x, x_bf16, W, bias, qkv.data(), nullptr, MS_ACT_NONE, 0, err);
+    if (rc != MS_OK) return rc;
+    return split_qkv(batch, T, C, Tmax, offset, qkv.data(), q, k_cache, v_cache, err);
+  } catch (const std::bad_alloc&) {
+    return oom(err, op);
+  }
 }
 
 int split_qkv(int batch, int T, int C, int Tmax, int offset, const float* qkv, float* q, float* k_cache,

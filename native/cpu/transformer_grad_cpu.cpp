@@ -245,6 +245,34 @@ int activation_backward(int kind, size_t count, const float* dpost, const float*
   return MS_OK;
 }
 
+int relu_linear_backward(int rows, int n_in, int n_out, int trans_w, const float* dout, const uint16_t* dout_bf16,
+                         const uint16_t* x_bf16, const float* W, float* dW, float* dbias, uint16_t* dpre_bf16,
+                         float* dpre_bias, ms_error* err) {
+  const char* op = "relu_linear_backward";
+  if (rows <= 0 || n_in <= 0 || n_out <= 0)
+    return fail(err, MS_ERR_INVALID, op, "bad shape: rows %d, n_in %d, n_out %d", rows, n_in, n_out);
+  if (!x_bf16 || !W || !dpre_bf16) return fail(err, MS_ERR_INVALID, op, "x, W or dpre is null");
+  const size_t R = size_t(rows), K = size_t(n_in);
+  try {
+    // dpre [R, K] = dout op(W)^T in fp32 (with dW and dbias), then the ReLU's mask in place.
+    std::vector<float> dpre(R * K);
+    int rc = linear_backward(rows, n_in, n_out, trans_w, MS_PREC_BF16, dout, nullptr, x_bf16, W, dpre.data(), dW, dbias,
+                             0, dout_bf16, err);
+    if (rc == MS_OK) rc = activation_backward(MS_ACT_RELU, R * K, dpre.data(), nullptr, x_bf16, dpre.data(), err);
+    if (rc != MS_OK) {
+      std::snprintf(err->op, sizeof err->op, "%s", op);  // the error is this op's
+      return rc;
+    }
+    if (dpre_bias) add_column_sums(R, K, dpre.data(), dpre_bias);
+    parallel_for(R * K, 1 << 16, [&](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; ++i) dpre_bf16[i] = float_to_bf16(dpre[i]);
+    });
+  } catch (const std::bad_alloc&) {
+    return oom(err, op);
+  }
+  return MS_OK;
+}
+
 int cross_entropy_backward(int rows, int V, float* logits, uint16_t* logits_bf16, const int32_t* targets,
                            float* losses, float scale, uint16_t* grad_bf16, int /*indices_checked*/, ms_error* err) {
   const char* op = "cross_entropy_backward";

@@ -24,6 +24,9 @@ int linear_backward(int rows, int n_in, int n_out, int trans_w, int precision, c
                     const uint16_t* dout_bf16, ms_error* err);
 int activation_backward(int kind, size_t count, const float* dpost, const float* pre, const uint16_t* pre_bf16,
                         float* dpre, ms_error* err);
+int relu_linear_backward(int rows, int n_in, int n_out, int trans_w, const float* dout, const uint16_t* dout_bf16,
+                         const uint16_t* x_bf16, const float* W, float* dW, float* dbias, uint16_t* dpre_bf16,
+                         float* dpre_bias, ms_error* err);
 int cross_entropy_backward(int rows, int V, float* logits, uint16_t* logits_bf16, const int32_t* targets,
                            float* losses, float scale, uint16_t* grad_bf16, int indices_checked, ms_error* err);
 int embed_backward(int batch, int T, int C, int V, int n_positions, const int32_t* ids, const float* dtok,

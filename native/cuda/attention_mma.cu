@@ -1,7 +1,6 @@
 /*
- * attention_mma.cu — launchers of the tensor-core attention kernels (attention_mma.cuh) and the
- * device primitives their header expects: mma.sync m16n8k16 (bf16, fp32 accumulate), bf16 pair
- * packing and warp shuffles.
+ * attention_mma.cu — launchers of the tensor-core attention kernels (attention_mma.cuh; the device
+ * primitives their header expects are mma_sync.cuh's).
  *
  * Why: the tiled kernels (attention_tiled.cu) compute every score and product on CUDA cores in
  * fp32, and attention took over half of a harvest forward and 40% of a training step of the
@@ -10,6 +9,7 @@
  * Each output is written by one thread after sums in a fixed order: deterministic.
  */
 #include "attention_mma.cuh"
+#include "mma_sync.cuh"  // the primitives attention_mma_kernels.h expects
 
 #include <cmath>
 #include <cstdint>
@@ -18,32 +18,9 @@
 
 #include <cuda_bf16.h>
 
-namespace ms::cuda {
-namespace attention_mma {
-
-// d += A B for one m16n8k16 tile (fragments in attention_mma_kernels.h).
-__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+namespace ms::cuda::attention_mma {
+using namespace mma_sync;
 }
-
-// bf16(lo) in the low half, bf16(hi) in the high half, each rounded to nearest even.
-__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
-  const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);  // .x = lo (low half), .y = hi
-  uint32_t r;
-  memcpy(&r, &h, sizeof r);
-  return r;
-}
-
-__device__ __forceinline__ float shfl_xor(float v, int mask) { return __shfl_xor_sync(0xffffffffu, v, mask); }
-__device__ __forceinline__ float shfl(float v, int lane) { return __shfl_sync(0xffffffffu, v, lane); }
-
-}  // namespace attention_mma
-}  // namespace ms::cuda
-
 #include "attention_mma_kernels.h"
 
 namespace ms::cuda {
@@ -75,14 +52,46 @@ bool mma_attention_supported(int hd, long long heads, std::initializer_list<cons
   return true;
 }
 
+namespace {
+
+// MONOSEMANTIC_CUDA_ATTENTION_PREFETCH=off (read at each call): each tile's rows are read when it is
+// staged, not during the previous tile's products (fewer registers; attention_mma_kernels.h).
+bool attention_prefetch() {
+  const char* v = std::getenv("MONOSEMANTIC_CUDA_ATTENTION_PREFETCH");
+  return !(v && std::strcmp(v, "off") == 0);
+}
+
+// out in fp32, or (out null) out_bf16 in bf16.
+template <int HD, bool Prefetch>
+void launch_forward(const Op& op, dim3 grid, int T, int C, int n_head, float scale, const float* q, const float* k,
+                    const float* v, float* out, uint16_t* out_bf16, float* lse) {
+  if (out)
+    attention_mma_forward_kernel<HD, Prefetch, float><<<grid, attention_mma::kThreads, 0, op.stream>>>(T, C, n_head, scale, q, k, v, out, lse);
+  else
+    attention_mma_forward_kernel<HD, Prefetch, uint16_t><<<grid, attention_mma::kThreads, 0, op.stream>>>(T, C, n_head, scale, q, k, v, out_bf16, lse);
+}
+
+template <int HD, bool Prefetch>
+int launch_backward(const Op& op, dim3 grid, int T, int C, int n_head, float scale, const float* dout, const float* q,
+                    const float* k, const float* v, const float* out, const float* lse, float* dq, float* dk,
+                    float* dv, int ld_grad, float* D) {
+  attention_mma_dq_kernel<HD, Prefetch><<<grid, attention_mma::kThreads, 0, op.stream>>>(T, C, n_head, scale, dout, q, k, v, out, lse, dq, ld_grad, D);
+  MS_TRY(check_launch(op, "attention_mma_dq_kernel"));
+  attention_mma_dkdv_kernel<HD, Prefetch><<<grid, attention_mma::kThreads, 0, op.stream>>>(T, C, n_head, scale, dout, q, k, v, lse, D, dk, dv, ld_grad);
+  return check_launch(op, "attention_mma_dkdv_kernel");
+}
+
+}  // namespace
+
 int attention_forward_mma(const Op& op, int batch, int T, int C, int n_head, float scale, const float* q,
-                          const float* k, const float* v, float* out, float* lse) {
+                          const float* k, const float* v, float* out, uint16_t* out_bf16, float* lse) {
   const int hd = C / n_head;
   const dim3 grid = grid_for(T, batch * n_head);
+  const bool prefetch = attention_prefetch();
   if (hd == 32)
-    attention_mma_forward_kernel<32><<<grid, attention_mma::kThreads, 0, op.stream>>>(T, C, n_head, scale, q, k, v, out, lse);
+    (prefetch ? launch_forward<32, true> : launch_forward<32, false>)(op, grid, T, C, n_head, scale, q, k, v, out, out_bf16, lse);
   else if (hd == 64)
-    attention_mma_forward_kernel<64><<<grid, attention_mma::kThreads, 0, op.stream>>>(T, C, n_head, scale, q, k, v, out, lse);
+    (prefetch ? launch_forward<64, true> : launch_forward<64, false>)(op, grid, T, C, n_head, scale, q, k, v, out, out_bf16, lse);
   else
     return set_error(op.err, MS_ERR_UNSUPPORTED, 0, op.name, "no tensor-core attention for head size %d", hd);
   return check_launch(op, "attention_mma_forward_kernel");
@@ -90,21 +99,15 @@ int attention_forward_mma(const Op& op, int batch, int T, int C, int n_head, flo
 
 int attention_backward_mma(const Op& op, int batch, int T, int C, int n_head, float scale, const float* dout,
                            const float* q, const float* k, const float* v, const float* out, const float* lse,
-                           float* dq, float* dk, float* dv, float* D) {
+                           float* dq, float* dk, float* dv, int ld_grad, float* D) {
   const int hd = C / n_head;
   const dim3 grid = grid_for(T, batch * n_head);
-  if (hd == 32) {
-    attention_mma_dq_kernel<32><<<grid, attention_mma::kThreads, 0, op.stream>>>(T, C, n_head, scale, dout, q, k, v, out, lse, dq, D);
-    MS_TRY(check_launch(op, "attention_mma_dq_kernel"));
-    attention_mma_dkdv_kernel<32><<<grid, attention_mma::kThreads, 0, op.stream>>>(T, C, n_head, scale, dout, q, k, v, lse, D, dk, dv);
-  } else if (hd == 64) {
-    attention_mma_dq_kernel<64><<<grid, attention_mma::kThreads, 0, op.stream>>>(T, C, n_head, scale, dout, q, k, v, out, lse, dq, D);
-    MS_TRY(check_launch(op, "attention_mma_dq_kernel"));
-    attention_mma_dkdv_kernel<64><<<grid, attention_mma::kThreads, 0, op.stream>>>(T, C, n_head, scale, dout, q, k, v, lse, D, dk, dv);
-  } else {
-    return set_error(op.err, MS_ERR_UNSUPPORTED, 0, op.name, "no tensor-core attention backward for head size %d", hd);
-  }
-  return check_launch(op, "attention_mma_dkdv_kernel");
+  const bool prefetch = attention_prefetch();
+  if (hd == 32)
+    return (prefetch ? launch_backward<32, true> : launch_backward<32, false>)(op, grid, T, C, n_head, scale, dout, q, k, v, out, lse, dq, dk, dv, ld_grad, D);
+  if (hd == 64)
+    return (prefetch ? launch_backward<64, true> : launch_backward<64, false>)(op, grid, T, C, n_head, scale, dout, q, k, v, out, lse, dq, dk, dv, ld_grad, D);
+  return set_error(op.err, MS_ERR_UNSUPPORTED, 0, op.name, "no tensor-core attention backward for head size %d", hd);
 }
 
 }  // namespace ms::cuda

@@ -21,15 +21,17 @@ bool mma_attention_enabled();
 bool mma_attention_supported(int hd, long long heads, std::initializer_list<const void*> operands);
 
 // out[b*T + t, head h] = softmax_{j <= t}(scale q_t . k_j) v_j and, when lse is not null,
-// lse[(b*n_head + h)*T + t] its log-sum-exp, for q, k, v, out [B*T, C]. Queues the kernel on op.stream.
+// lse[(b*n_head + h)*T + t] its log-sum-exp, for q, k, v, out [B*T, C]; with out null, into
+// out_bf16 [B*T, C] (bf16 bits) rounded to nearest even instead. Queues the kernel on op.stream.
 int attention_forward_mma(const Op& op, int batch, int T, int C, int n_head, float scale, const float* q,
-                          const float* k, const float* v, float* out, float* lse);
+                          const float* k, const float* v, float* out, uint16_t* out_bf16, float* lse);
 
-// The backward (backend.h attention_backward) from out and lse; D [B, n_head, T] is scratch for
+// The backward (backend.h attention_backward) from out and lse, into dq, dk, dv of B*T rows of
+// ld_grad >= C floats (C used; the inputs [B*T, C]); D [B, n_head, T] is scratch for
 // dout_t . out_t. Queues the two kernels on op.stream.
 int attention_backward_mma(const Op& op, int batch, int T, int C, int n_head, float scale, const float* dout,
                            const float* q, const float* k, const float* v, const float* out, const float* lse,
-                           float* dq, float* dk, float* dv, float* D);
+                           float* dq, float* dk, float* dv, int ld_grad, float* D);
 
 }  // namespace ms::cuda
 

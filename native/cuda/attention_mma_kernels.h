@@ -24,8 +24,11 @@
  *
  * Block = 4 warps; each warp owns 16 rows (queries in the forward and dq, keys in dk/dv) of a
  * 64-row block tile of one head of one sequence, and the other side runs through shared memory
- * kCols rows at a time. Scores are kept in log2 units (scale · log2 e folded in, exp2f), the
- * log-sum-exp is stored in natural units like the other attention kernels (backend.h).
+ * kCols rows at a time, each thread converting its share (TileRegs) to bf16. With Prefetch, a
+ * thread holds its share of the next tile in registers while the current tile's products run, so
+ * the global reads overlap the tensor cores, at the cost of those registers (attention_mma.cu
+ * picks). Scores are kept in log2 units (scale · log2 e folded in, exp2f), the log-sum-exp is
+ * stored in natural units like the other attention kernels (backend.h).
  */
 #ifndef MONOSEMANTIC_CUDA_ATTENTION_MMA_KERNELS_H
 #define MONOSEMANTIC_CUDA_ATTENTION_MMA_KERNELS_H
@@ -52,40 +55,83 @@ __device__ __forceinline__ size_t head_base(int T, int C, int n_head) {
   return size_t(b) * T * C + size_t(h) * HD;
 }
 
-// X[r][w] = bf16(src[base + (r0 + r)*C + 2w]), bf16(... + 2w + 1) for r < kRows, w < HD/2; zero
-// for rows r0 + r >= T. Every thread of the block takes part.
-template <int HD>
-__device__ __forceinline__ void stage_rows(uint32_t (*X)[kRowWords<HD>], const float* __restrict__ src,
-                                           size_t base, int C, int r0, int T) {
-  constexpr int kChunks = HD / 4;  // float4 chunks per row
-  for (int e = threadIdx.x; e < kRows * kChunks; e += kThreads) {
-    const int r = e / kChunks, c = e % kChunks;  // e = r * kChunks + c
-    float4 x = {0.0f, 0.0f, 0.0f, 0.0f};
-    if (r0 + r < T) x = *reinterpret_cast<const float4*>(src + base + size_t(r0 + r) * C + 4 * c);
-    X[r][2 * c] = pack_bf16x2(x.x, x.y);
-    X[r][2 * c + 1] = pack_bf16x2(x.z, x.w);
-  }
+// The same head's start in dq, dk, dv (B*T rows of ld_grad floats): b*T*ld_grad + h*HD, from its
+// head_base = b*T*C + h*HD (h*HD < C, so b = base / (T*C) and h*HD = base % (T*C)). Taken from
+// base, which the kernels keep anyway, not from blockIdx.y / n_head, whose quotient would stay live
+// through the main loop (a spill in the dq kernel at HD 32 without Prefetch).
+__device__ __forceinline__ size_t grad_base(size_t base, int T, int C, int ld_grad) {
+  const size_t tc = size_t(T) * C;  // floats per sequence in [B*T, C]
+  return base / tc * T * ld_grad + base % tc;
 }
 
-// The transposed tile: Xt[d][w] = bf16(src row r0 + 2w, dim d), bf16(row r0 + 2w + 1, dim d) for
-// d < HD, w < kCols/2; zero for rows >= T. Consecutive threads take consecutive row pairs, so
-// their stores fall in consecutive banks.
-template <int HD>
-__device__ __forceinline__ void stage_cols(uint32_t (*Xt)[kColWords], const float* __restrict__ src, size_t base,
-                                           int C, int r0, int T) {
-  constexpr int kPairs = kCols / 2;
-  for (int e = threadIdx.x; e < kPairs * (HD / 4); e += kThreads) {
-    const int w = e % kPairs, c = e / kPairs;  // e = c * kPairs + w: rows r0 + 2w, +1; dims 4c .. 4c + 3
-    const int ra = r0 + 2 * w, rb = ra + 1;
-    float4 a = {0.0f, 0.0f, 0.0f, 0.0f}, b = {0.0f, 0.0f, 0.0f, 0.0f};
-    if (ra < T) a = *reinterpret_cast<const float4*>(src + base + size_t(ra) * C + 4 * c);
-    if (rb < T) b = *reinterpret_cast<const float4*>(src + base + size_t(rb) * C + 4 * c);
-    Xt[4 * c][w] = pack_bf16x2(a.x, b.x);
-    Xt[4 * c + 1][w] = pack_bf16x2(a.y, b.y);
-    Xt[4 * c + 2][w] = pack_bf16x2(a.z, b.z);
-    Xt[4 * c + 3][w] = pack_bf16x2(a.w, b.w);
+// One thread's share of a kCols x HD tile of src rows r0 .. r0 + kCols - 1, held in registers
+// between load() and store_*(), so that the next tile's global reads can be in flight while the
+// current tile's products run. Item i of thread x is e = x + i * kThreads: rows r0 + 2w and
+// r0 + 2w + 1, dims 4c .. 4c + 3 (zero for rows >= T), with e's low WBits bits the low bits of w,
+// the next bits c (HD / 4 chunks), the rest the high bits of w. WBits sets how a warp's 32 lanes
+// spread over rows and chunks: 2 (4 row pairs x 8 chunks at HD 32: whole 128-byte rows per load,
+// 2-way bank conflicts on store_rows) for tiles stored row-major only; 3 (8 row pairs x 4 chunks:
+// 64-byte pieces of rows, 2-way conflicts on either store) for tiles stored transposed. (All 5
+// bits to w would make the transposed stores conflict-free but the row-major ones 8-way, and
+// read 16 bytes from each of 32 rows per load.)
+template <int HD, int WBits>
+struct TileRegs {
+  static constexpr int kPairs = kCols / 2;
+  static constexpr int kChunks = HD / 4;  // float4 chunks per row
+  static constexpr int kItems = kPairs * kChunks / kThreads;
+  static_assert(kPairs * kChunks % kThreads == 0, "every thread takes the same number of row pairs");
+  static_assert(kPairs % (1 << WBits) == 0, "w's low bits fit in a tile's row pairs");
+  float4 a[kItems], b[kItems];  // rows 2w, 2w + 1 of item i
+
+  // Item e's row pair w and chunk c (e = w_low + 2^WBits (c + kChunks w_high), w = w_low + 2^WBits w_high).
+  __device__ __forceinline__ static int pair_of(int e) {
+    return (e & ((1 << WBits) - 1)) + ((e >> WBits) / kChunks << WBits);
   }
-}
+  __device__ __forceinline__ static int chunk_of(int e) { return (e >> WBits) % kChunks; }
+
+  __device__ __forceinline__ void load(const float* __restrict__ src, size_t base, int C, int r0, int T) {
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      const int e = threadIdx.x + i * kThreads;
+      const int w = pair_of(e), c = chunk_of(e);
+      const int ra = r0 + 2 * w, rb = ra + 1;
+      a[i] = b[i] = float4{0.0f, 0.0f, 0.0f, 0.0f};
+      if (ra < T) a[i] = *reinterpret_cast<const float4*>(src + base + size_t(ra) * C + 4 * c);
+      if (rb < T) b[i] = *reinterpret_cast<const float4*>(src + base + size_t(rb) * C + 4 * c);
+    }
+  }
+
+  // X[r][wd] = bf16 of the tile's row r, dims 2wd and 2wd + 1.
+  __device__ __forceinline__ void store_rows(uint32_t (*X)[kRowWords<HD>]) const {
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      const int e = threadIdx.x + i * kThreads;
+      const int w = pair_of(e), c = chunk_of(e);
+      X[2 * w][2 * c] = pack_bf16x2(a[i].x, a[i].y);
+      X[2 * w][2 * c + 1] = pack_bf16x2(a[i].z, a[i].w);
+      X[2 * w + 1][2 * c] = pack_bf16x2(b[i].x, b[i].y);
+      X[2 * w + 1][2 * c + 1] = pack_bf16x2(b[i].z, b[i].w);
+    }
+  }
+
+  // Xt[d][w] = bf16 of the tile's rows 2w and 2w + 1 at dim d.
+  __device__ __forceinline__ void store_cols(uint32_t (*Xt)[kColWords]) const {
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      const int e = threadIdx.x + i * kThreads;
+      const int w = pair_of(e), c = chunk_of(e);
+      Xt[4 * c][w] = pack_bf16x2(a[i].x, b[i].x);
+      Xt[4 * c + 1][w] = pack_bf16x2(a[i].y, b[i].y);
+      Xt[4 * c + 2][w] = pack_bf16x2(a[i].z, b[i].z);
+      Xt[4 * c + 3][w] = pack_bf16x2(a[i].w, b[i].w);
+    }
+  }
+};
+
+template <int HD>
+using RowTileRegs = TileRegs<HD, 2>;  // stored row-major only
+template <int HD>
+using ColTileRegs = TileRegs<HD, 3>;  // stored transposed (and maybe row-major too)
 
 // The A fragment of rows r0 .. r0 + 15, columns k0 .. k0 + 15 (k0 even) of a tile of `Words`
 // words per row.
@@ -157,10 +203,20 @@ __device__ __forceinline__ void load_rows(uint32_t (&a)[HD / 16][4], const uint3
   for (int kc = 0; kc < HD / 16; ++kc) load_a<kRowWords<HD>>(a[kc], X, r0, 16 * kc);
 }
 
+// Columns c, c + 1 (c even) of an output row: fp32, or bf16 (uint16_t bits, rounded to nearest
+// even; one 32-bit store, the row's base and c even).
+__device__ __forceinline__ void store_out_pair(float* p, float a, float b) {
+  p[0] = a;
+  p[1] = b;
+}
+__device__ __forceinline__ void store_out_pair(uint16_t* p, float a, float b) {
+  *reinterpret_cast<uint32_t*>(p) = pack_bf16x2(a, b);
+}
+
 // Writes a warp's 16 x HD accumulator times `mul` to rows row0 + g, row0 + g + 8 (those < T) of
-// dst at base (row stride C).
-template <int HD>
-__device__ __forceinline__ void store_rows(float* __restrict__ dst, size_t base, int C, int row0, int T,
+// dst at base (row stride ld; base and ld even for bf16), as fp32 or bf16 (Out: float or uint16_t).
+template <int HD, typename Out>
+__device__ __forceinline__ void store_rows(Out* __restrict__ dst, size_t base, int ld, int row0, int T,
                                            const float (&acc)[HD / 8][4], float mul0, float mul1) {
   const int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
 #pragma unroll
@@ -168,12 +224,9 @@ __device__ __forceinline__ void store_rows(float* __restrict__ dst, size_t base,
     const int row = row0 + g + 8 * half;
     if (row >= T) continue;
     const float mul = half ? mul1 : mul0;
-    float* out = dst + base + size_t(row) * C;
+    Out* out = dst + base + size_t(row) * ld;  // dst[row, head h] in rows of ld
 #pragma unroll
-    for (int n = 0; n < HD / 8; ++n) {
-      out[8 * n + 2 * t] = acc[n][2 * half] * mul;
-      out[8 * n + 2 * t + 1] = acc[n][2 * half + 1] * mul;
-    }
+    for (int n = 0; n < HD / 8; ++n) store_out_pair(out + 8 * n + 2 * t, acc[n][2 * half] * mul, acc[n][2 * half + 1] * mul);
   }
 }
 
@@ -191,12 +244,12 @@ __device__ __forceinline__ float quad_max(float v) {
 
 // Block (blockIdx.x, blockIdx.y = b*n_head + h) owns queries q0 .. q0 + kRows - 1, the block tiles
 // taken last first so the longest rows start first; warp w owns q0 + 16w .. q0 + 16w + 15.
-// out[t] = softmax_{j <= t}(scale q_t . k_j) v_j and, when lse is not null, lse[bh*T + t] its
-// log-sum-exp (natural units).
-template <int HD>
+// out[t] = softmax_{j <= t}(scale q_t . k_j) v_j (Out: float, or uint16_t for bf16 rounded to
+// nearest even) and, when lse is not null, lse[bh*T + t] its log-sum-exp (natural units).
+template <int HD, bool Prefetch, typename Out>
 __global__ void __launch_bounds__(kThreads)
     attention_mma_forward_kernel(int T, int C, int n_head, float scale, const float* __restrict__ q,
-                                 const float* __restrict__ k, const float* __restrict__ v, float* __restrict__ out,
+                                 const float* __restrict__ k, const float* __restrict__ v, Out* __restrict__ out,
                                  float* __restrict__ lse) {
   static_assert(kCols == kRows, "the q rows are staged in the key tile");
   constexpr int RW = kRowWords<HD>;
@@ -208,7 +261,19 @@ __global__ void __launch_bounds__(kThreads)
   const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
   const int w0 = q0 + 16 * warp;   // the warp's first query
   const int row0 = w0 + g, row1 = row0 + 8;  // the queries of this lane's accumulator rows
-  stage_rows<HD>(ks, q, base, C, q0, T);
+  {
+    RowTileRegs<HD> qr;
+    qr.load(q, base, C, q0, T);
+    qr.store_rows(ks);
+  }
+  // A key tile's k and v rows (with Prefetch, the next one's, read during the products); the first
+  // read once the q rows' registers are free.
+  RowTileRegs<HD> kn;
+  ColTileRegs<HD> vn;
+  if constexpr (Prefetch) {
+    kn.load(k, base, C, 0, T);
+    vn.load(v, base, C, 0, T);
+  }
   __syncthreads();
   uint32_t qa[HD / 16][4];
   load_rows<HD>(qa, ks, 16 * warp);
@@ -218,20 +283,31 @@ __global__ void __launch_bounds__(kThreads)
   const float sl = scale * kLog2e;
   const int last = min(T, q0 + kRows) - 1;  // the block's last query sees keys 0 .. last
   for (int j0 = 0; j0 <= last; j0 += kCols) {
+    if constexpr (!Prefetch) {
+      kn.load(k, base, C, j0, T);
+      vn.load(v, base, C, j0, T);
+    }
     __syncthreads();  // the previous tile (or the q rows) is no longer read
-    stage_rows<HD>(ks, k, base, C, j0, T);
-    stage_cols<HD>(vt, v, base, C, j0, T);
+    kn.store_rows(ks);
+    vn.store_cols(vt);
     __syncthreads();
+    if (Prefetch && j0 + kCols <= last) {
+      kn.load(k, base, C, j0 + kCols, T);
+      vn.load(v, base, C, j0 + kCols, T);
+    }
     if (w0 + 15 < j0) continue;  // every key of the tile is after the warp's queries
     float s[kCols / 8][4];
     scores<HD>(s, qa, ks);
+    // Key j0 + 8j + 2t + (r & 1) is seen by its row when it is at most the row: when 8j + (r & 1),
+    // a constant of the unrolled loop, is at most that row's lim. (Rows past T are not stored; a
+    // stored row's keys are below T.)
+    const int lim0 = row0 - j0 - 2 * t, lim1 = row1 - j0 - 2 * t;
     float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
     for (int j = 0; j < kCols / 8; ++j)
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
-        const int key = j0 + 8 * j + 2 * t + (r & 1), row = r < 2 ? row0 : row1;
-        s[j][r] = key <= row && key < T ? s[j][r] * sl : -INFINITY;
+        s[j][r] = 8 * j + (r & 1) <= (r < 2 ? lim0 : lim1) ? s[j][r] * sl : -INFINITY;
         if (r < 2) mx0 = fmaxf(mx0, s[j][r]);
         else mx1 = fmaxf(mx1, s[j][r]);
       }
@@ -263,7 +339,7 @@ __global__ void __launch_bounds__(kThreads)
   }
   l0 = quad_sum(l0);
   l1 = quad_sum(l1);
-  store_rows<HD>(out, base, C, w0, T, o, 1.0f / l0, 1.0f / l1);
+  store_rows<HD, Out>(out, base, C, w0, T, o, 1.0f / l0, 1.0f / l1);
   if (lse && t == 0) {
     if (row0 < T) lse[size_t(bh) * T + row0] = (m0 + log2f(l0)) * kLn2;  // lse[b, h, t]
     if (row1 < T) lse[size_t(bh) * T + row1] = (m1 + log2f(l1)) * kLn2;
@@ -274,13 +350,13 @@ __global__ void __launch_bounds__(kThreads)
 
 // Block tiles of queries as in the forward. D[bh*T + t] = dout_t . out_t (fp32, from global
 // memory) and dq_t = scale sum_{j <= t} dS_tj k_j with P_tj = exp(scale q_t . k_j - lse_t) and
-// dS_tj = P_tj (dout_t . v_j - D_t).
-template <int HD>
+// dS_tj = P_tj (dout_t . v_j - D_t); dq is B*T rows of ld_grad floats, the inputs rows of C.
+template <int HD, bool Prefetch>
 __global__ void __launch_bounds__(kThreads)
     attention_mma_dq_kernel(int T, int C, int n_head, float scale, const float* __restrict__ dout,
                             const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
                             const float* __restrict__ out, const float* __restrict__ lse, float* __restrict__ dq,
-                            float* __restrict__ D) {
+                            int ld_grad, float* __restrict__ D) {
   static_assert(kCols == kRows, "the q and dout rows are staged in the key tiles");
   constexpr int RW = kRowWords<HD>;
   __shared__ uint32_t ks[kCols][RW];      // k rows j0 .. (q rows at the start)
@@ -308,8 +384,19 @@ __global__ void __launch_bounds__(kThreads)
   const float sl = scale * kLog2e;
   const float L0 = row0 < T ? lse[size_t(bh) * T + row0] * kLog2e : 0.0f;  // log2 units
   const float L1 = row1 < T ? lse[size_t(bh) * T + row1] * kLog2e : 0.0f;
-  stage_rows<HD>(ks, q, base, C, q0, T);
-  stage_rows<HD>(vs, dout, base, C, q0, T);
+  {
+    RowTileRegs<HD> qr, gr;
+    qr.load(q, base, C, q0, T);
+    gr.load(dout, base, C, q0, T);
+    qr.store_rows(ks);
+    gr.store_rows(vs);
+  }
+  ColTileRegs<HD> kn;  // as in the forward (k stored both ways)
+  RowTileRegs<HD> vn;
+  if constexpr (Prefetch) {
+    kn.load(k, base, C, 0, T);
+    vn.load(v, base, C, 0, T);
+  }
   __syncthreads();
   uint32_t qa[HD / 16][4], ga[HD / 16][4];
   load_rows<HD>(qa, ks, 16 * warp);
@@ -317,38 +404,47 @@ __global__ void __launch_bounds__(kThreads)
   float acc[HD / 8][4] = {};
   const int last = min(T, q0 + kRows) - 1;
   for (int j0 = 0; j0 <= last; j0 += kCols) {
+    if constexpr (!Prefetch) {
+      kn.load(k, base, C, j0, T);
+      vn.load(v, base, C, j0, T);
+    }
     __syncthreads();
-    stage_rows<HD>(ks, k, base, C, j0, T);
-    stage_rows<HD>(vs, v, base, C, j0, T);
-    stage_cols<HD>(kt, k, base, C, j0, T);
+    kn.store_rows(ks);
+    kn.store_cols(kt);
+    vn.store_rows(vs);
     __syncthreads();
+    if (Prefetch && j0 + kCols <= last) {
+      kn.load(k, base, C, j0 + kCols, T);
+      vn.load(v, base, C, j0 + kCols, T);
+    }
     if (w0 + 15 < j0) continue;
     float s[kCols / 8][4], dp[kCols / 8][4];
     scores<HD>(s, qa, ks);
     scores<HD>(dp, ga, vs);
+    const int lim0 = row0 - j0 - 2 * t, lim1 = row1 - j0 - 2 * t;  // as in the forward
 #pragma unroll
     for (int j = 0; j < kCols / 8; ++j)
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
-        const int key = j0 + 8 * j + 2 * t + (r & 1), row = r < 2 ? row0 : row1;
-        const float p = key <= row && key < T ? exp2f(s[j][r] * sl - (r < 2 ? L0 : L1)) : 0.0f;
+        const float p = 8 * j + (r & 1) <= (r < 2 ? lim0 : lim1) ? exp2f(s[j][r] * sl - (r < 2 ? L0 : L1)) : 0.0f;
         s[j][r] = p * (dp[j][r] - (r < 2 ? D0 : D1));  // dS
       }
     accumulate<HD>(acc, s, kt);
   }
-  store_rows<HD>(dq, base, C, w0, T, acc, scale, scale);
+  // dq[b*T + t, h*HD ..] in rows of ld_grad
+  store_rows<HD, float>(dq, grad_base(base, T, C, ld_grad), ld_grad, w0, T, acc, scale, scale);
 }
 
 // Block (blockIdx.x, blockIdx.y = b*n_head + h) owns keys j0 .. j0 + kRows - 1, warp w keys
 // j0 + 16w ..; queries run through shared memory from the block's first key on (earlier queries
 // do not see these keys). dk_j = scale sum_{t >= j} dS_tj q_t and dv_j = sum_{t >= j} P_tj dout_t,
-// from lse and D (written by the dq kernel).
-template <int HD>
+// from lse and D (written by the dq kernel); dk and dv are B*T rows of ld_grad floats.
+template <int HD, bool Prefetch>
 __global__ void __launch_bounds__(kThreads)
     attention_mma_dkdv_kernel(int T, int C, int n_head, float scale, const float* __restrict__ dout,
                               const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
                               const float* __restrict__ lse, const float* __restrict__ D, float* __restrict__ dk,
-                              float* __restrict__ dv) {
+                              float* __restrict__ dv, int ld_grad) {
   static_assert(kCols == kRows, "the k and v rows are staged in the query tiles");
   constexpr int RW = kRowWords<HD>;
   __shared__ uint32_t qs[kCols][RW];      // q rows t0 .. (k rows at the start)
@@ -363,44 +459,69 @@ __global__ void __launch_bounds__(kThreads)
   const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
   const int w0 = j0 + 16 * warp;             // the warp's first key
   const int key0 = w0 + g, key1 = key0 + 8;  // the keys of this lane's accumulator rows
-  stage_rows<HD>(qs, k, base, C, j0, T);
-  stage_rows<HD>(gs, v, base, C, j0, T);
+  // A query tile's q and dout rows, and the lse (log2 units) and D of thread x's query x (x < kCols);
+  // with Prefetch, the next tile's, read during the products.
+  ColTileRegs<HD> qn, gn;  // stored both ways
+  float ln = 0.0f, Dn = 0.0f;
+  static_assert(kThreads >= kCols, "a thread per query of a tile carries its lse and D");
+  auto load_queries = [&](int t0) {
+    qn.load(q, base, C, t0, T);
+    gn.load(dout, base, C, t0, T);
+    ln = Dn = 0.0f;
+    if (threadIdx.x < kCols && t0 + int(threadIdx.x) < T) {
+      ln = lse[size_t(bh) * T + t0 + threadIdx.x] * kLog2e;
+      Dn = D[size_t(bh) * T + t0 + threadIdx.x];
+    }
+  };
+  {
+    RowTileRegs<HD> kr, vr;
+    kr.load(k, base, C, j0, T);
+    vr.load(v, base, C, j0, T);
+    kr.store_rows(qs);
+    vr.store_rows(gs);
+  }
+  if constexpr (Prefetch) load_queries(j0);  // once the k and v rows' registers are free
   __syncthreads();
   uint32_t ka[HD / 16][4], va[HD / 16][4];
   load_rows<HD>(ka, qs, 16 * warp);
   load_rows<HD>(va, gs, 16 * warp);
   float acc_k[HD / 8][4] = {}, acc_v[HD / 8][4] = {};
   const float sl = scale * kLog2e;
-  const float* lse_bh = lse + size_t(bh) * T;  // lse[b, h, :]
-  const float* D_bh = D + size_t(bh) * T;      // D[b, h, :]
   for (int t0 = j0; t0 < T; t0 += kCols) {
+    if constexpr (!Prefetch) load_queries(t0);
     __syncthreads();
-    stage_rows<HD>(qs, q, base, C, t0, T);
-    stage_rows<HD>(gs, dout, base, C, t0, T);
-    stage_cols<HD>(qt, q, base, C, t0, T);
-    stage_cols<HD>(gt, dout, base, C, t0, T);
-    for (int r = threadIdx.x; r < kCols; r += kThreads) {
-      ls[r] = t0 + r < T ? lse_bh[t0 + r] * kLog2e : 0.0f;
-      Ds[r] = t0 + r < T ? D_bh[t0 + r] : 0.0f;
+    qn.store_rows(qs);
+    qn.store_cols(qt);
+    gn.store_rows(gs);
+    gn.store_cols(gt);
+    if (threadIdx.x < kCols) {
+      ls[threadIdx.x] = ln;
+      Ds[threadIdx.x] = Dn;
     }
     __syncthreads();
+    const int t1 = t0 + kCols;  // the next tile's first query
+    if (Prefetch && t1 < T) load_queries(t1);
     // Sᵀ (the warp's 16 keys x kCols queries) and dPᵀ = V doutᵀ.
     float p[kCols / 8][4], ds[kCols / 8][4];
     scores<HD>(p, ka, qs);
     scores<HD>(ds, va, gs);
+    // Query t0 + 8j + 2t + (r & 1) sees the row's key when it is in [key, T): when 8j + (r & 1),
+    // a constant of the unrolled loop, is in [lo, hi] of that row.
+    const int lo0 = key0 - t0 - 2 * t, lo1 = key1 - t0 - 2 * t, hi = T - 1 - t0 - 2 * t;
 #pragma unroll
     for (int j = 0; j < kCols / 8; ++j)
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
-        const int c = 8 * j + 2 * t + (r & 1), query = t0 + c, key = r < 2 ? key0 : key1;
-        p[j][r] = query >= key && query < T ? exp2f(p[j][r] * sl - ls[c]) : 0.0f;  // Pᵀ
-        ds[j][r] = p[j][r] * (ds[j][r] - Ds[c]);                                     // dSᵀ
+        const int c = 8 * j + 2 * t + (r & 1), i = 8 * j + (r & 1);
+        p[j][r] = i >= (r < 2 ? lo0 : lo1) && i <= hi ? exp2f(p[j][r] * sl - ls[c]) : 0.0f;  // Pᵀ
+        ds[j][r] = p[j][r] * (ds[j][r] - Ds[c]);                                                   // dSᵀ
       }
     accumulate<HD>(acc_v, p, gt);
     accumulate<HD>(acc_k, ds, qt);
   }
-  store_rows<HD>(dk, base, C, w0, T, acc_k, scale, scale);
-  store_rows<HD>(dv, base, C, w0, T, acc_v, 1.0f, 1.0f);
+  const size_t gbase = grad_base(base, T, C, ld_grad);  // dk, dv[b*T + j, h*HD ..] in rows of ld_grad
+  store_rows<HD, float>(dk, gbase, ld_grad, w0, T, acc_k, scale, scale);
+  store_rows<HD, float>(dv, gbase, ld_grad, w0, T, acc_v, 1.0f, 1.0f);
 }
 
 }  // namespace ms::cuda::attention_mma

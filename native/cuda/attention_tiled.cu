@@ -57,13 +57,13 @@ int attention_train_tiled(const Op& op, int batch, int T, int C, int n_head, flo
 
 int attention_backward_tiled(const Op& op, int batch, int T, int C, int n_head, float scale, const float* dout,
                              const float* q, const float* k, const float* v, const float* out, const float* lse,
-                             float* dq, float* dk, float* dv, float* D) {
+                             float* dq, float* dk, float* dv, int ld_grad, float* D) {
   const int hd = C / n_head;
   if (hd != 32) return set_error(op.err, MS_ERR_UNSUPPORTED, 0, op.name, "no tiled attention backward for head size %d", hd);
   const dim3 grid = grid_for(T, batch * n_head);
-  attention_dq_tiled_kernel<32><<<grid, kRowsPerBlock, 0, op.stream>>>(T, C, n_head, scale, dout, q, k, v, out, lse, dq, D);
+  attention_dq_tiled_kernel<32><<<grid, kRowsPerBlock, 0, op.stream>>>(T, C, n_head, scale, dout, q, k, v, out, lse, dq, ld_grad, D);
   MS_TRY(check_launch(op, "attention_dq_tiled_kernel"));
-  attention_dkdv_tiled_kernel<32><<<grid, kRowsPerBlock, 0, op.stream>>>(T, C, n_head, scale, dout, q, k, v, lse, D, dk, dv);
+  attention_dkdv_tiled_kernel<32><<<grid, kRowsPerBlock, 0, op.stream>>>(T, C, n_head, scale, dout, q, k, v, lse, D, dk, dv, ld_grad);
   return check_launch(op, "attention_dkdv_tiled_kernel");
 }
 

@@ -23,11 +23,12 @@ bool tiled_attention_supported(bool forward, int hd, long long heads);
 int attention_train_tiled(const Op& op, int batch, int T, int C, int n_head, float scale, const float* q,
                           const float* k, const float* v, float* out, float* lse);
 
-// The backward of attention_train_tiled (same math as attention_backward in backend.h): D [B,
-// n_head, T] is scratch for dout_t . out_t. Queues the two kernels on op.stream.
+// The backward of attention_train_tiled (same math as attention_backward in backend.h): dq, dk, dv
+// B*T rows of ld_grad >= C floats (C used; the inputs [B*T, C]); D [B, n_head, T] is scratch for
+// dout_t . out_t. Queues the two kernels on op.stream.
 int attention_backward_tiled(const Op& op, int batch, int T, int C, int n_head, float scale, const float* dout,
                              const float* q, const float* k, const float* v, const float* out, const float* lse,
-                             float* dq, float* dk, float* dv, float* D);
+                             float* dq, float* dk, float* dv, int ld_grad, float* D);
 
 }  // namespace ms::cuda
 

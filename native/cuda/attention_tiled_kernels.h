@@ -23,12 +23,13 @@ __device__ __forceinline__ void stage_rows(float (*rows)[HD], const float* __res
   }
 }
 
-// Where head h = blockIdx.y % n_head of sequence b = blockIdx.y / n_head starts in q, k, v, dout,
-// out [B*T, C]: row t of the head is at the returned offset + t*C.
+// Where head h = blockIdx.y % n_head of sequence b = blockIdx.y / n_head starts in B*T rows of ld
+// floats (ld = C: q, k, v, dout, out [B*T, C]; ld = ld_grad: dq, dk, dv): row t of the head is at
+// the returned offset + t*ld.
 template <int HD>
-__device__ __forceinline__ size_t head_base(int T, int C, int n_head) {
+__device__ __forceinline__ size_t head_base(int T, int ld, int n_head) {
   const int h = blockIdx.y % n_head, b = blockIdx.y / n_head;
-  return size_t(b) * T * C + size_t(h) * HD;
+  return size_t(b) * T * ld + size_t(h) * HD;
 }
 
 // sum_d row[d] x[d] over four interleaved partial sums (four independent chains of fused
@@ -95,13 +96,13 @@ __global__ void __launch_bounds__(kRowsPerBlock)
 }
 
 // Queries as in the forward kernel. D[(b*n_head + h)*T + t] = dout_t . out_t and
-// dq_t = scale sum_{j <= t} dS_tj k_j.
+// dq_t = scale sum_{j <= t} dS_tj k_j, dq B*T rows of ld_grad floats (the inputs' rows of C).
 template <int HD>
 __global__ void __launch_bounds__(kRowsPerBlock)
     attention_dq_tiled_kernel(int T, int C, int n_head, float scale, const float* __restrict__ dout,
                               const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
                               const float* __restrict__ out, const float* __restrict__ lse, float* __restrict__ dq,
-                              float* __restrict__ D) {
+                              int ld_grad, float* __restrict__ D) {
   __shared__ float ks[kTile][HD];
   __shared__ float vs[kTile][HD];
   const int bh = blockIdx.y;  // b*n_head + h
@@ -135,20 +136,23 @@ __global__ void __launch_bounds__(kRowsPerBlock)
     }
   }
   if (!active) return;
+  const size_t out_t = head_base<HD>(T, ld_grad, n_head) + size_t(t) * ld_grad;  // dq[b*T + t, h*HD ..] in rows of ld_grad
 #pragma unroll
-  for (int d = 0; d < HD; ++d) dq[row_t + d] = acc[d] * scale;
+  for (int d = 0; d < HD; ++d) dq[out_t + d] = acc[d] * scale;
   D[size_t(bh) * T + t] = Dt;
 }
 
 // Block (blockIdx.x, blockIdx.y = b*n_head + h): keys j = blockIdx.x * kRowsPerBlock + threadIdx.x.
-// dk_j = scale sum_{t >= j} dS_tj q_t and dv_j = sum_{t >= j} P_tj dout_t, the queries staged
-// kTile at a time from the block's first key on (earlier queries do not see these keys).
+// dk_j = scale sum_{t >= j} dS_tj q_t and dv_j = sum_{t >= j} P_tj dout_t (dk, dv B*T rows of
+// ld_grad floats), the queries staged kTile at a time from the block's first key on (earlier
+// queries do not see these keys).
 template <int HD>
 __global__ void __launch_bounds__(kRowsPerBlock)
     attention_dkdv_tiled_kernel(int T, int C, int n_head, float scale, const float* __restrict__ dout,
                                 const float* __restrict__ q, const float* __restrict__ k,
                                 const float* __restrict__ v, const float* __restrict__ lse,
-                                const float* __restrict__ D, float* __restrict__ dk, float* __restrict__ dv) {
+                                const float* __restrict__ D, float* __restrict__ dk, float* __restrict__ dv,
+                                int ld_grad) {
   __shared__ float qs[kTile][HD];  // q[b*T + t0 + r, head h]
   __shared__ float gs[kTile][HD];  // dout[b*T + t0 + r, head h]
   __shared__ float ls[kTile];      // lse[b, h, t0 + r]
@@ -193,10 +197,11 @@ __global__ void __launch_bounds__(kRowsPerBlock)
     }
   }
   if (!active) return;
+  const size_t out_j = head_base<HD>(T, ld_grad, n_head) + size_t(j) * ld_grad;  // dk, dv[b*T + j, h*HD ..] in rows of ld_grad
 #pragma unroll
   for (int d = 0; d < HD; ++d) {
-    dk[row_j + d] = acc_k[d] * scale;
-    dv[row_j + d] = acc_v[d];
+    dk[out_j + d] = acc_k[d] * scale;
+    dv[out_j + d] = acc_v[d];
   }
 }
 

@@ -27,6 +27,7 @@
 #endif
 #include "transformer.cuh"
 #include "transformer_grad.cuh"
+#include "unembed_ce.cuh"
 #include "vector.cuh"
 
 namespace ms::cuda {
@@ -246,6 +247,10 @@ static const ms_backend kCudaBackend = {
     sae_update,
     kl_rows,
     reduce_sum_into,
+    linear_qkv,
+    unembed_cross_entropy,
+    unembed_cross_entropy_backward,
+    relu_linear_backward,
 };
 
 }  // namespace ms::cuda

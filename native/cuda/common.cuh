@@ -108,6 +108,12 @@ int invalid(ms_error* err, const char* op, const char* fmt, ...) __attribute__((
     if (ms_try_rc_ != MS_OK) return ms_try_rc_;  \
   } while (0)
 
+// In an entry point with `err` and `name` in scope: MS_ERR_INVALID naming a null pointer argument.
+#define MS_REQUIRE(ptr)                                        \
+  do {                                                         \
+    if (!(ptr)) return invalid(err, name, "%s is null", #ptr); \
+  } while (0)
+
 // Device memory owned for the duration of one entry point (temporaries of sae_encode/decode,
 // which get no workspace from the caller). release() frees and reports; the destructor frees on
 // early-return paths, where an error has already been reported, and ignores a second failure.
@@ -186,6 +192,39 @@ __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
 template <>
 __device__ __forceinline__ int32_t from_float<int32_t>(float v) {
   return __float2int_rz(v);  // truncates, saturates at the int32 range, NaN -> 0
+}
+
+// Eight consecutive values of a row as floats, from one 16-byte load of bf16 or two of fp32 (p
+// 16-byte aligned), and back (bf16 rounded to nearest even, as from_float).
+__device__ __forceinline__ void load8(const float* p, float (&v)[8]) {
+  const float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
+  v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+}
+__device__ __forceinline__ void load8(const __nv_bfloat16* p, float (&v)[8]) {
+  const uint4 u = *reinterpret_cast<const uint4*>(p);
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const float2 f = __bfloat1622float2(h[k]);
+    v[2 * k] = f.x, v[2 * k + 1] = f.y;
+  }
+}
+__device__ __forceinline__ void store8(float* p, const float (&v)[8]) {
+  reinterpret_cast<float4*>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
+  reinterpret_cast<float4*>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
+}
+__device__ __forceinline__ void store8(__nv_bfloat16* p, const float (&v)[8]) {
+  uint4 u;
+  __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&u);
+#pragma unroll
+  for (int k = 0; k < 4; ++k) h[k] = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
+  *reinterpret_cast<uint4*>(p) = u;
+}
+
+// Whether rows of V values at p (and q) can be read in 16-byte chunks of 8: V a multiple of 8 and
+// the bases 16-byte aligned (every row then starts aligned: its byte length is a multiple of 16).
+inline bool rows_in_chunks8(int V, const void* p, const void* q = nullptr) {
+  return V % 8 == 0 && reinterpret_cast<uintptr_t>(p) % 16 == 0 && reinterpret_cast<uintptr_t>(q) % 16 == 0;
 }
 
 template <typename T>

@@ -10,6 +10,12 @@
  * them is written, and then the two bits it returned as `mask` (bit 0: col, bit 1: col + 1).
  * StoreOp's split_stride places split K's partial products: split z writes at C + z * split_stride.
  * The kernels pass z (mma.sync: blockIdx.z; wgmma: the work item's z, its grid being 1-D).
+ * StoreOp may also be staged by the mma.sync kernel (kStaged: the values through shared memory,
+ * written a row at a time): staged_value() is its computation up to what the store does with the
+ * output itself, and outputs(z) says where the values go and what is left: C's beta term and the
+ * bias, applied to 4 consecutive values as they are written (store_staged, gemm_tensor.cu), so C
+ * is read a row at a time too. The fused epilogues (bf16 outputs with column sums) store directly:
+ * staged, the SAE step measured 3-5% slower.
  */
 #ifndef MONOSEMANTIC_CUDA_GEMM_EPILOGUE_OPS_CUH
 #define MONOSEMANTIC_CUDA_GEMM_EPILOGUE_OPS_CUH
@@ -39,29 +45,90 @@ __device__ __forceinline__ void store_pair(__nv_bfloat16* dst, size_t at, float 
   }
 }
 
+// Where an epilogue's results go: an fp32 and a bf16 output (either may be null; not both) with
+// leading dimension ld, [row, col] at row * ld + col; and what the store adds to a staged value v
+// of [row, col]: bias[col] when bias is set, then fmaf(beta, f[row, col], v) when beta != 0 (f's old
+// value; f alone then): with beta 1, f + (product + bias), linear's result added to f by add().
+struct EpilogueOutputs {
+  float* f;
+  __nv_bfloat16* h;
+  size_t ld;
+  float beta = 0.0f;
+  const float* bias = nullptr;
+};
+
 struct StoreOp {
   static constexpr bool kColumnSums = false;
+  static constexpr bool kStaged = true;  // the mma.sync kernel may stage its stores (staged_value, outputs)
   EpilogueStore e;
   bool pair_ok;  // the output at row*ldc + col is pair-aligned for every even col (store_pair_ok)
   size_t split_stride = 0;  // split K: split z writes its partial product at C + z * split_stride
   static constexpr bool kReadsMask = false;
   __device__ __forceinline__ unsigned live(int, int, bool) const { return 0; }
-  __device__ __forceinline__ float2 operator()(int z, int row, int col, float v0, float v1, bool has1, unsigned) const {
-    const size_t at = size_t(z) * split_stride + size_t(row) * e.ldc + col;  // C[row, col] (of split z)
-    if (e.beta != 0.0f) {
-      v0 = fmaf(e.beta, e.C[at], e.alpha * v0);
-      if (has1) v1 = fmaf(e.beta, e.C[at + 1], e.alpha * v1);
-    } else {
-      v0 *= e.alpha;  // C is not read: it may hold NaN
-      v1 *= e.alpha;
-    }
+  __device__ __forceinline__ float2 value(int z, int row, int col, float v0, float v1, bool has1, unsigned) const {
+    v0 *= e.alpha;
+    v1 *= e.alpha;
     if (e.bias) {  // linear's bias, added as its separate pass would: after the product
       v0 += e.bias[col];
       if (has1) v1 += e.bias[col + 1];
     }
-    if (e.C_bf) store_pair(e.C_bf, at, v0, v1, has1, pair_ok);
-    else store_pair(e.C, at, v0, v1, has1, pair_ok);
+    if (e.beta != 0.0f) {  // (beta 0: C is not read, it may hold NaN)
+      const size_t at = size_t(z) * split_stride + size_t(row) * e.ldc + col;  // C[row, col] (of split z)
+      v0 = fmaf(e.beta, e.C[at], v0);
+      if (has1) v1 = fmaf(e.beta, e.C[at + 1], v1);
+    }
+    return make_float2(v0, v1);
+  }
+  __device__ __forceinline__ float2 staged_value(int, int, int, float v0, float v1, bool, unsigned) const {
+    return make_float2(e.alpha * v0, e.alpha * v1);
+  }
+  __device__ __forceinline__ EpilogueOutputs outputs(int z) const {
+    return e.C_bf ? EpilogueOutputs{nullptr, e.C_bf, size_t(e.ldc), 0.0f, e.bias}
+                  : EpilogueOutputs{e.C + size_t(z) * split_stride, nullptr, size_t(e.ldc), e.beta, e.bias};
+  }
+  __device__ __forceinline__ float2 operator()(int z, int row, int col, float v0, float v1, bool has1, unsigned mask) const {
+    const float2 v = value(z, row, col, v0, v1, has1, mask);
+    const size_t at = size_t(z) * split_stride + size_t(row) * e.ldc + col;  // C[row, col] (of split z)
+    if (e.C_bf) store_pair(e.C_bf, at, v.x, v.y, has1, pair_ok);
+    else store_pair(e.C, at, v.x, v.y, has1, pair_ok);
     return make_float2(0.0f, 0.0f);
+  }
+  __device__ __forceinline__ bool columns() const { return false; }
+  __device__ __forceinline__ double* partial() const { return nullptr; }
+  __device__ __forceinline__ int32_t* fired() const { return nullptr; }
+};
+
+// linear_qkv's store (EpilogueSplitQkv): the value linear's store would write to qkv[row, col]
+// (the bias added when there is one), written where split_qkv would copy it.
+struct SplitQkvStoreOp {
+  static constexpr bool kColumnSums = false;
+  static constexpr bool kStaged = false;
+  static constexpr bool kReadsMask = false;
+  EpilogueSplitQkv e;
+  bool pair_ok;  // C even, q and the caches 8-byte aligned: columns col, col + 1 (col even) are adjacent in one output
+  __device__ __forceinline__ unsigned live(int, int, bool) const { return 0; }
+  // Where qkv[row, col] goes: q[row, c], or cache[b, offset + t, c] for row = b*T + t (row itself
+  // where T = Tmax, which makes offset 0: no division).
+  __device__ __forceinline__ float* at(int row, int col) const {
+    if (col < e.C) return e.q + size_t(row) * e.C + col;
+    const bool key = col < 2 * e.C;
+    const int c = col - (key ? e.C : 2 * e.C);
+    const size_t cache_row = e.T == e.Tmax ? size_t(row) : size_t(row / e.T) * e.Tmax + e.offset + row % e.T;
+    return (key ? e.k_cache : e.v_cache) + cache_row * e.C + c;
+  }
+  __device__ __forceinline__ float2 operator()(int, int row, int col, float v0, float v1, bool has1, unsigned) const {
+    if (e.bias) {  // linear's bias, added as its store adds it
+      v0 += e.bias[col];
+      if (has1) v1 += e.bias[col + 1];
+    }
+    float* p0 = at(row, col);
+    if (has1 && pair_ok) {
+      *reinterpret_cast<float2*>(p0) = make_float2(v0, v1);
+    } else {
+      *p0 = v0;
+      if (has1) *at(row, col + 1) = v1;
+    }
+    return make_float2(v0, v1);
   }
   __device__ __forceinline__ bool columns() const { return false; }
   __device__ __forceinline__ double* partial() const { return nullptr; }
@@ -73,6 +140,7 @@ struct StoreOp {
 template <int Act>
 struct BiasActOp {
   static constexpr bool kColumnSums = true;
+  static constexpr bool kStaged = false;  // stores bf16 with column sums: staging measured slower
   EpilogueBiasAct e;
   bool pair_ok;  // f 8-aligned, f_bf 4-aligned, ld even
   static constexpr bool kReadsMask = false;
@@ -97,6 +165,7 @@ struct BiasActOp {
 // stores and can be in flight together; read between the stores, each waited for the last.
 struct FeatureGradOp {
   static constexpr bool kColumnSums = true;
+  static constexpr bool kStaged = false;
   static constexpr bool kReadsMask = true;
   EpilogueFeatureGrad e;
   bool pair_ok;  // gp 8-aligned, gp_bf 4-aligned, f_bf 4-aligned, ld even

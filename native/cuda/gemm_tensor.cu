@@ -20,6 +20,21 @@
  * loaded element by element with zeros outside the matrix and stored to shared memory directly.
  * Zeros in the K tail add nothing; rows and columns outside M x N are never stored.
  *
+ * Staged store (the plain store epilogue, StoreOp::kStaged). The results go through shared memory
+ * (the pipeline's stages, free once the main loop is done), half the tile's rows at a time: the
+ * warps of that half write their fragments' values (pairs, as the mma layout holds them), then
+ * every thread writes 4 consecutive columns of a row, so a warp stores whole rows (512 bytes of
+ * fp32, 256 of bf16) instead of 8 rows x 4 lanes of 8 or 4 bytes. On an H200 the K = 512 products
+ * with fp32 outputs ran 7-12% faster at (512, 131072, 4096), the same at (512, 16384, 4096); the
+ * fused epilogues store directly (staged, the SAE step was 3-5% slower). MONOSEMANTIC_CUDA_EPILOGUE
+ * =direct stores every product from the fragments (for comparison).
+ *
+ * Short K. A store product A B^T with K <= 128 and a multiple of 8 (the logits product x W^T, K =
+ * d_model) runs on gemm_short_k_kernel: a block keeps its 128 rows of A whole in shared memory and
+ * walks a run of N tiles, loading the next tile's rows of B while it computes and stores the
+ * current one; the kernel above would refill its pipeline for every 4-k-tile output tile. Same
+ * fragments and sums (MONOSEMANTIC_CUDA_SHORT_K=off for the kernel above).
+ *
  * Split K. A store product whose output tiles fill under half of the GPU's block slots (x̂ = f W_dec
  * has [4096, 512]: 128 tiles for 264 slots on an H100) runs with grid.z splits of K, whole k tiles
  * each (gemm_tensor_layout.h); split z writes its partial product to scratch, and one pass sums the
@@ -41,6 +56,7 @@
 #include "gemm_tensor_layout.h"
 #include "gemm_wgmma.cuh"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -65,6 +81,19 @@ bool use_tensor_kernels() {
   const char* v = std::getenv("MONOSEMANTIC_CUDA_KERNELS");
   return !(v && std::strcmp(v, "simple") == 0);
 }
+
+// The staged store (see the header) unless MONOSEMANTIC_CUDA_EPILOGUE=direct (read at each call).
+static bool staged_epilogue() {
+  const char* v = std::getenv("MONOSEMANTIC_CUDA_EPILOGUE");
+  return !(v && std::strcmp(v, "direct") == 0);
+}
+
+// The staging buffer: kStageRows rows of the block tile as fp32, rows kStageStride floats apart
+// (the pad puts the 4 rows of a half-warp's 8-byte pair stores 8 banks apart: conflict-free).
+constexpr int kStageRows = kWarpM;
+constexpr int kStageStride = kTileN + 8;
+static_assert(kTileM == 2 * kStageRows && kTileN == 4 * kWarpN, "two row halves, each its four warps' sub-tiles side by side");
+static_assert(kTileN == 4 * 32, "a warp's 32 lanes store a row's 128 columns, 4 each");
 
 // ---- PTX wrappers ---------------------------------------------------------------------------------
 
@@ -185,6 +214,63 @@ __device__ __forceinline__ void reduce_columns(double (&sum)[4][2], int (&count)
   }
 }
 
+// Rows r0 .. r0 + kStageRows - 1 of the output (those < M), columns n0 .. n0 + kTileN - 1 (those
+// < N), from stage [kStageRows][kStageStride] (row r0 + r at stage[r * kStageStride]) to out,
+// with its beta term and bias (EpilogueOutputs): lane l of warp w takes columns n0 + 4l .. n0 +
+// 4l + 3 of rows r0 + w, r0 + w + 8, ..., with one 16-byte fp32 and one 8-byte bf16 load or
+// store where the 4 columns are in range and aligned.
+__device__ __forceinline__ void store_staged(const float* stage, const EpilogueOutputs& out, int r0, int n0, int M, int N) {
+  const int c = 4 * (threadIdx.x & 31);  // column within the tile
+  const int col = n0 + c;
+  if (col >= N) return;
+  const bool full = col + 4 <= N;
+  const bool f_vec = full && reinterpret_cast<uintptr_t>(out.f) % 16 == 0 && out.ld % 4 == 0;
+  const bool h_vec = full && reinterpret_cast<uintptr_t>(out.h) % 8 == 0 && out.ld % 4 == 0;
+  float bias[4] = {};
+  if (out.bias)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) bias[e] = col + e < N ? out.bias[col + e] : 0.0f;
+  for (int r = threadIdx.x >> 5; r < kStageRows && r0 + r < M; r += kBlockThreads / 32) {
+    float4 v = *reinterpret_cast<const float4*>(stage + r * kStageStride + c);  // stage[r][c .. c + 3]
+    const size_t at = size_t(r0 + r) * out.ld + col;  // out[r0 + r, col]
+    if (out.bias) v = make_float4(v.x + bias[0], v.y + bias[1], v.z + bias[2], v.w + bias[3]);
+    if (out.beta != 0.0f) {  // f's old values (beta 0: not read, they may be NaN)
+      float4 old = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      if (f_vec) {
+        old = *reinterpret_cast<const float4*>(out.f + at);
+      } else {
+        old.x = out.f[at];
+        if (col + 1 < N) old.y = out.f[at + 1];
+        if (col + 2 < N) old.z = out.f[at + 2];
+        if (col + 3 < N) old.w = out.f[at + 3];
+      }
+      v = make_float4(fmaf(out.beta, old.x, v.x), fmaf(out.beta, old.y, v.y), fmaf(out.beta, old.z, v.z), fmaf(out.beta, old.w, v.w));
+    }
+    const float vals[4] = {v.x, v.y, v.z, v.w};
+    if (out.f) {
+      if (f_vec) {
+        *reinterpret_cast<float4*>(out.f + at) = v;
+      } else {
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (col + e < N) out.f[at + e] = vals[e];
+      }
+    }
+    if (out.h) {
+      if (h_vec) {
+        uint2 packed;
+        *reinterpret_cast<__nv_bfloat162*>(&packed.x) = __floats2bfloat162_rn(v.x, v.y);
+        *reinterpret_cast<__nv_bfloat162*>(&packed.y) = __floats2bfloat162_rn(v.z, v.w);
+        *reinterpret_cast<uint2*>(out.h + at) = packed;
+      } else {
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (col + e < N) out.h[at + e] = __float2bfloat16_rn(vals[e]);
+      }
+    }
+  }
+}
+
 // ---- the kernel -----------------------------------------------------------------------------------
 
 // f(i, h, j, row, col) for each of a thread's accumulator pairs (i, j, 2h), (i, j, 2h + 1) inside
@@ -212,7 +298,7 @@ template <bool TA, bool TB, typename Epi>
 static __global__ void __launch_bounds__(kBlockThreads, 2)
     gemm_tensor_kernel(int M, int N, int K, const bf16* __restrict__ A, int lda,
                        const bf16* __restrict__ B, int ldb, bool a_vec, bool b_vec, Epi epi,
-                       int tiles_m) {
+                       int tiles_m, bool staged) {
   if (gridDim.z > 1) {  // this split's K range: A's columns (rows when transposed), B's rows (columns)
     const int k_begin = split_k_begin(blockIdx.z, K, gridDim.z);
     K = split_k_count(blockIdx.z, K, gridDim.z);
@@ -307,16 +393,45 @@ static __global__ void __launch_bounds__(kBlockThreads, 2)
     // Epilogue: accumulators (i, j, 2h) and (i, j, 2h + 1) are columns col, col + 1 of one row.
     double col_sum[4][2] = {};  // this thread's rows of its columns (column reduction only)
     int col_count[4][2] = {};
-    for_each_pair(lane, warp, m0, n0, M, N, [&](int i, int h, int j, int row, int col) {
-      const unsigned mask = static_cast<unsigned>(masks >> mask_bit(i, h, j)) & 3u;
-      const float2 out = epi(static_cast<int>(blockIdx.z), row, col, acc[i][j][2 * h], acc[i][j][2 * h + 1], col + 1 < N, mask);
+    const auto add_to_columns = [&](int j, float2 out) {
       if constexpr (Epi::kColumnSums) {
         col_sum[j][0] += double(out.x);
         col_sum[j][1] += double(out.y);
         col_count[j][0] += out.x > 0.0f ? 1 : 0;
         col_count[j][1] += out.y > 0.0f ? 1 : 0;
       }
-    });
+    };
+    const int z = static_cast<int>(blockIdx.z);
+    const auto store_direct = [&] {
+      for_each_pair(lane, warp, m0, n0, M, N, [&](int i, int h, int j, int row, int col) {
+        const unsigned mask = static_cast<unsigned>(masks >> mask_bit(i, h, j)) & 3u;
+        add_to_columns(j, epi(z, row, col, acc[i][j][2 * h], acc[i][j][2 * h + 1], col + 1 < N, mask));
+      });
+    };
+    if constexpr (Epi::kStaged) {
+      if (staged) {  // uniform over the grid
+        float* stage = reinterpret_cast<float*>(smem_raw);  // [kStageRows][kStageStride]
+        __syncthreads();  // every warp is done reading the stages
+#pragma unroll 1
+        for (int half = 0; half < 2; ++half) {
+          const int r0 = half * kStageRows;  // the rows of the block tile staged now
+          if (warp_row(warp) == r0)
+            for_each_pair(lane, warp, m0, n0, M, N, [&](int i, int h, int j, int row, int col) {
+              const unsigned mask = static_cast<unsigned>(masks >> mask_bit(i, h, j)) & 3u;
+              const float2 v = epi.staged_value(z, row, col, acc[i][j][2 * h], acc[i][j][2 * h + 1], col + 1 < N, mask);
+              add_to_columns(j, v);
+              *reinterpret_cast<float2*>(stage + (row - m0 - r0) * kStageStride + (col - n0)) = v;  // stage[row - m0 - r0][col - n0 ..]
+            });
+          __syncthreads();
+          store_staged(stage, epi.outputs(z), m0 + r0, n0, M, N);
+          __syncthreads();  // the buffer is read before the next half (or M tile) overwrites it
+        }
+      } else {
+        store_direct();
+      }
+    } else {
+      store_direct();
+    }
     if constexpr (Epi::kColumnSums) {
       __shared__ double col_buf[kTileN];
       __shared__ int cnt_buf[kTileN];
@@ -324,6 +439,88 @@ static __global__ void __launch_bounds__(kBlockThreads, 2)
         reduce_columns(col_sum, col_count, lane, warp, tile_m, n0, N, epi.partial(), epi.fired(), col_buf, cnt_buf);
     }
     __syncthreads();  // the next M tile's prologue overwrites the stages
+  }
+}
+
+// ---- short K ------------------------------------------------------------------------------------
+
+// Rows r0 .. r0 + 127 of src [R, K] (leading dimension ld), columns 0 .. Kp - 1, into dst
+// [128][kShortKStride]: 16-byte cp.async for the chunks inside the matrix, zeros past K (Kp is K
+// rounded up to 16) and past R. K % 8 == 0, src 16-byte aligned and ld % 8 == 0 (short_k_fits).
+__device__ __forceinline__ void copy_rows_short_k(bf16* __restrict__ dst, const bf16* __restrict__ src, int ld, int R,
+                                                  int K, int Kp, int r0) {
+  for (int q = threadIdx.x; q < kTileM * (Kp / 8); q += kBlockThreads) {
+    const int r = short_k_chunk_row(q, Kp);
+    const int c = short_k_chunk_col(q, Kp);
+    bf16* d = dst + r * kShortKStride + c;  // dst[r][c .. c + 7]
+    if (r0 + r < R && c < K) cp_async16(d, src + size_t(r0 + r) * ld + c);  // src[r0 + r, c .. c + 7]
+    else *reinterpret_cast<uint4*>(d) = make_uint4(0u, 0u, 0u, 0u);
+  }
+}
+
+// The short-K store product C = A B^T (A [M, K], B [N, K], both k-contiguous; K <= kShortKMax):
+// the logits product x W^T, K = d_model. The kernel above spends most of such a tile filling its
+// pipeline (K = 128 is four k tiles), and a block then waits for its first stage again on the next
+// tile. Here block (x, y) keeps rows 128 y .. 128 y + 127 of A whole in shared memory and walks N
+// tiles x * tiles_per_block .. (x + 1) * tiles_per_block - 1, loading the next tile's rows of B
+// (whole K, cp.async) while it computes and stores the current one. Same fragments and the same
+// sums in the same order as the kernel above (k ascending, 16 at a time, into one accumulator).
+template <typename Epi>
+static __global__ void __launch_bounds__(kBlockThreads, 2)
+    gemm_short_k_kernel(int M, int N, int K, const bf16* __restrict__ A, int lda, const bf16* __restrict__ B, int ldb,
+                        Epi epi, int tiles_per_block) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16* As = reinterpret_cast<bf16*>(smem_raw);  // [128][kShortKStride]: A's rows m0 ..
+  bf16* Bs = As + kShortKTileElems;              // [2][128][kShortKStride]: B's rows of two N tiles
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int Kp = short_k_padded(K);
+  const int m0 = blockIdx.y * kTileM;
+  const int tiles_n = (N + kTileN - 1) / kTileN;
+  const int t0 = blockIdx.x * tiles_per_block;
+  const int t1 = min(t0 + tiles_per_block, tiles_n);
+  if (t0 >= t1) return;  // uniform over the block
+
+  copy_rows_short_k(As, A, lda, M, K, Kp, m0);
+  copy_rows_short_k(Bs, B, ldb, N, K, Kp, t0 * kTileN);
+  cp_async_commit();
+  for (int t = t0; t < t1; ++t) {
+    const bf16* bs = Bs + ((t - t0) & 1) * kShortKTileElems;  // tile t's rows of B
+    if (t + 1 < t1) {  // the next tile's rows into the other buffer, read two tiles ago
+      copy_rows_short_k(Bs + ((t + 1 - t0) & 1) * kShortKTileElems, B, ldb, N, K, Kp, (t + 1) * kTileN);
+      cp_async_commit();
+      cp_async_wait<1>();  // every group but the newest: A and tile t's rows (this thread's copies)
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();  // ... and everyone's, zeros included
+
+    float acc[4][4][4];  // [m16 tile][n8 tile][c0..c3]
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.0f;
+    for (int kk = 0; kk < Kp; kk += 16) {
+      unsigned int a[4][4];  // a[i]: m16 tile i
+#pragma unroll
+      for (int i = 0; i < 4; ++i) ldmatrix_x4(a[i], As + a_kcontig_offset(lane, warp, i, kk, kShortKStride));
+      unsigned int b[2][4];  // b[p]: n8 tiles 2p and 2p + 1
+#pragma unroll
+      for (int pair = 0; pair < 2; ++pair) ldmatrix_x4(b[pair], bs + b_kcontig_offset(lane, warp, pair, kk, kShortKStride));
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+          mma_bf16(acc[i][j], a[i], b[j / 2][b_fragment_reg(j, 0)], b[j / 2][b_fragment_reg(j, 1)]);
+    }
+    __syncthreads();  // every warp is done with bs: the copy issued at tile t + 1 overwrites it
+
+    const int n0 = t * kTileN;
+    for_each_pair(lane, warp, m0, n0, M, N, [&](int i, int h, int j, int row, int col) {
+      epi(0, row, col, acc[i][j][2 * h], acc[i][j][2 * h + 1], col + 1 < N, 0u);
+    });
   }
 }
 
@@ -335,6 +532,7 @@ static int launch(const Op& op, int M, int N, int K, const bf16* A, int lda, con
                   const Epi& epi, int splits = 1) {
   auto kernel = gemm_tensor_kernel<TA, TB, Epi>;
   constexpr size_t bytes = smem_bytes<TA, TB>();
+  static_assert(size_t(kStageRows) * kStageStride * sizeof(float) <= bytes, "the stages hold the staging buffer");
   // Above the 48 KiB default: opt in (cheap, and per device, so done at every launch).
   MS_TRY(check(op, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)),
                "cudaFuncSetAttribute"));
@@ -345,7 +543,7 @@ static int launch(const Op& op, int M, int N, int K, const bf16* A, int lda, con
   const bool a_vec = aligned(A, 16) && lda % 8 == 0;
   const bool b_vec = aligned(B, 16) && ldb % 8 == 0;
   kernel<<<grid, kBlockThreads, bytes, op.stream>>>(M, N, K, A, lda, B, ldb, a_vec, b_vec, epi,
-                                                     static_cast<int>(tiles_m));
+                                                     static_cast<int>(tiles_m), staged_epilogue());
   return check_launch(op, "gemm_tensor_kernel");
 }
 
@@ -376,7 +574,54 @@ static int split_count(int M, int N, int K) {
   return s > 1 ? int(s) : 1;
 }
 
-// C[r, c] = alpha * sum_z P[z][r, c] (+ beta * C[r, c] when beta != 0), the splits summed in order:
+// The short-K kernel's dynamic shared memory: A's rows and B's, twice (104,448 bytes).
+constexpr size_t kShortKSmemBytes = size_t(3) * kShortKTileElems * sizeof(bf16);
+
+// Whether the device runs two short-K blocks per multiprocessor (their shared memory, each with
+// the 1 KiB the runtime reserves per block): H100 and H200 do, A100 (164 KB) does not.
+static bool short_k_device_fits() {
+  static int fits = -1;
+  if (fits < 0) {
+    int device = 0, per_block = 0, per_sm = 0;
+    fits = cudaGetDevice(&device) == cudaSuccess &&
+           cudaDeviceGetAttribute(&per_block, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) == cudaSuccess &&
+           cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device) == cudaSuccess &&
+           size_t(per_block) >= kShortKSmemBytes && size_t(per_sm) >= 2 * (kShortKSmemBytes + 1024);
+    (void)cudaGetLastError();
+  }
+  return fits == 1;
+}
+
+// Whether the short-K kernel takes a store product: NT, K <= kShortKMax and a multiple of 8, both
+// operands 16-byte aligned with leading dimensions multiples of 8, at most 65,535 M tiles, a device
+// with room for two blocks per multiprocessor, and not MONOSEMANTIC_CUDA_SHORT_K=off (read at each call).
+static bool short_k_fits(bool trans_a, bool trans_b, int M, int N, int K, const bf16* A, int lda, const bf16* B, int ldb) {
+  const char* v = std::getenv("MONOSEMANTIC_CUDA_SHORT_K");
+  if (v && std::strcmp(v, "off") == 0) return false;
+  return !trans_a && trans_b && K > 0 && K <= kShortKMax && K % 8 == 0 && aligned(A, 16) && aligned(B, 16) &&
+         lda % 8 == 0 && ldb % 8 == 0 && (static_cast<long long>(M) + kTileM - 1) / kTileM <= kMaxGridY &&
+         short_k_device_fits();
+}
+
+// Launches the short-K kernel: a block per M tile and run of N tiles, the runs as long as makes
+// about four waves of blocks (two per multiprocessor), so the last wave's idle share stays small;
+// each run reloads its rows of A (32 KiB), a small part of its traffic.
+template <typename Epi>
+static int launch_short_k(const Op& op, int M, int N, int K, const bf16* A, int lda, const bf16* B, int ldb, const Epi& epi) {
+  auto kernel = gemm_short_k_kernel<Epi>;
+  MS_TRY(check(op, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kShortKSmemBytes)),
+               "cudaFuncSetAttribute"));
+  const long long tiles_m = (static_cast<long long>(M) + kTileM - 1) / kTileM;
+  const long long tiles_n = (static_cast<long long>(N) + kTileN - 1) / kTileN;
+  const long long slots = 2LL * (device_multiprocessors() > 0 ? device_multiprocessors() : 1);
+  const long long per = (tiles_m * tiles_n + 4 * slots - 1) / (4 * slots);  // tiles a block for four waves
+  const int tiles_per_block = int(std::max(1LL, std::min(tiles_n, per)));
+  const dim3 grid(static_cast<unsigned int>((tiles_n + tiles_per_block - 1) / tiles_per_block), static_cast<unsigned int>(tiles_m));
+  kernel<<<grid, kBlockThreads, kShortKSmemBytes, op.stream>>>(M, N, K, A, lda, B, ldb, epi, tiles_per_block);
+  return check_launch(op, "gemm_short_k_kernel");
+}
+
+// C[r, c] = alpha * sum_z P[z][r, c] (+ bias[c]) (+ beta * C[r, c] when beta != 0), the splits summed in order:
 // P [splits, M, N] row-major, C with leading dimension ldc; into C_bf (rounded, same ldc) when set.
 static __global__ void split_sum_kernel(int M, int N, int splits, const float* __restrict__ P, float alpha,
                                         float beta, float* __restrict__ C, int ldc, const float* __restrict__ bias,
@@ -386,8 +631,9 @@ static __global__ void split_sum_kernel(int M, int N, int splits, const float* _
     float s = P[idx];
     for (int z = 1; z < splits; ++z) s += P[size_t(z) * total + idx];
     const size_t at = idx / N * size_t(ldc) + idx % N;  // C[idx / N, idx % N]
-    float c = beta != 0.0f ? fmaf(beta, C[at], alpha * s) : alpha * s;
+    float c = alpha * s;
     if (bias) c += bias[idx % N];
+    if (beta != 0.0f) c = fmaf(beta, C[at], c);
     if (C_bf) C_bf[at] = __float2bfloat16_rn(c);
     else C[at] = c;
   }
@@ -408,6 +654,8 @@ int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, c
   if (trans_a && trans_b) return unsupported(op, "store", trans_a, trans_b);
   if (wgmma_chosen(true, M, N, K) && wgmma_fits(trans_a, trans_b, M, N, K, A, lda, B, ldb))
     return gemm_wgmma(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, epilogue);
+  if (short_k_fits(trans_a, trans_b, M, N, K, A, lda, B, ldb))
+    return launch_short_k(op, M, N, K, A, lda, B, ldb, StoreOp{epilogue, store_pair_ok(epilogue)});
   const auto run = [&](const StoreOp& epi, int splits) {
     if (!trans_a && !trans_b) return launch<false, false>(op, M, N, K, A, lda, B, ldb, epi, splits);
     if (!trans_a) return launch<false, true>(op, M, N, K, A, lda, B, ldb, epi, splits);
@@ -415,6 +663,12 @@ int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, c
   };
   // Too few output tiles for the GPU: K is split (split_count).
   return store_with_splits(op, M, N, split_count(M, N, K), epilogue, run);
+}
+
+bool store_on_general_kernel(bool trans_a, bool trans_b, int M, int N, int K, const bf16* A, int lda, const bf16* B,
+                             int ldb) {
+  return !(trans_a && trans_b) && !(wgmma_chosen(true, M, N, K) && wgmma_fits(trans_a, trans_b, M, N, K, A, lda, B, ldb)) &&
+         !short_k_fits(trans_a, trans_b, M, N, K, A, lda, B, ldb) && split_count(M, N, K) == 1;
 }
 
 int sum_split_partials(const Op& op, int M, int N, int splits, const float* P, const EpilogueStore& epilogue) {
@@ -452,6 +706,21 @@ int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, c
     return gemm_wgmma(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, epilogue);
   if (!trans_a && trans_b) return launch<false, true>(op, M, N, K, A, lda, B, ldb, epi);
   return unsupported(op, "feature-gradient", trans_a, trans_b);
+}
+
+int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K, const bf16* A, int lda,
+                const bf16* B, int ldb, const EpilogueSplitQkv& epilogue) {
+  MS_TRY(check_gemm_args(op, trans_a, trans_b, M, N, K, A, lda, B, ldb, epilogue.q, N));
+  if (!epilogue.k_cache || !epilogue.v_cache) return invalid(op.err, op.name, "gemm: null cache");
+  if (epilogue.C <= 0 || N != 3 * epilogue.C || epilogue.T <= 0 || epilogue.offset < 0 ||
+      (long long)epilogue.offset + epilogue.T > epilogue.Tmax || M % epilogue.T != 0)
+    return invalid(op.err, op.name, "gemm: the q/k/v split takes N = 3C (N %d, C %d) and rows b*T + t (M %d, T %d, Tmax %d, offset %d)",
+                   N, epilogue.C, M, epilogue.T, epilogue.Tmax, epilogue.offset);
+  if (M == 0 || N == 0) return MS_OK;
+  if (trans_a || trans_b) return unsupported(op, "q/k/v split", trans_a, trans_b);
+  // A pair (even col, col + 1) stays in one of q, k, v when C is even.
+  const bool pair_ok = epilogue.C % 2 == 0 && aligned(epilogue.q, 8) && aligned(epilogue.k_cache, 8) && aligned(epilogue.v_cache, 8);
+  return launch<false, false>(op, M, N, K, A, lda, B, ldb, SplitQkvStoreOp{epilogue, pair_ok});
 }
 
 }  // namespace ms::cuda

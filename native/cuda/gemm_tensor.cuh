@@ -9,7 +9,7 @@
  *   are deterministic run to run.
  *
  * The epilogue decides what becomes of acc:
- *   EpilogueStore      C = alpha * acc + beta * C (+ bias[col] when given; fp32 C, or bf16 C_bf
+ *   EpilogueStore      C = beta * C + (alpha * acc (+ bias[col] when given)) (fp32 C, or bf16 C_bf
  *                      with beta 0; beta == 0 never reads C) — gemm<bf16>, linear's bias add, and
  *                      linear's bf16 output (the LM's logits)
  *   EpilogueBiasAct    f = act(acc + bias[col]) as fp32 and/or bf16 (ReLU or gelu_new) — the SAE
@@ -47,7 +47,7 @@ struct EpilogueStore {
   float beta;
   float* C;  // [M, ldc]
   int ldc;
-  const float* bias = nullptr;  // [N], added to every row after alpha and beta; or null
+  const float* bias = nullptr;  // [N], added to every row after alpha, before beta's term; or null
   // [M, ldc]: when set, the result goes here rounded to bf16 instead, and C is unused (beta 0).
   __nv_bfloat16* C_bf = nullptr;
   // Where the result goes (for the argument checks).
@@ -62,6 +62,17 @@ struct EpilogueBiasAct {
   double* col_partial;    // [ceil(M / kTensorTileRows), N]  sum of f over each row tile, or null
   int32_t* col_fired;     // [N]  += #{rows : f > 0}, or null
   int act = MS_ACT_RELU;  // ms_activation (activation.cuh): RELU or GELU_TANH (epilogue_activation)
+};
+
+// linear_qkv's store: column col of the product [rows, 3C], its bias added as linear's store adds
+// it, goes to q (col < C) or to the key or value cache (col - C, col - 2C) as split_qkv puts it:
+// row r = b*T + t of q [rows, C], row b*Tmax + offset + t of a cache [B, Tmax, C].
+struct EpilogueSplitQkv {
+  const float* bias;  // [3C], or null
+  float* q;           // [rows, C]
+  float* k_cache;     // [B, Tmax, C]
+  float* v_cache;     // [B, Tmax, C]
+  int C, T, Tmax, offset;
 };
 
 // The activations EpilogueBiasAct is compiled for (others: a pass of their own after the product).
@@ -91,9 +102,18 @@ int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K,
 int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K,
                 const __nv_bfloat16* A, int lda, const __nv_bfloat16* B, int ldb,
                 const EpilogueFeatureGrad& epilogue);
+// The q/k/v split store: NN, N = 3C, on the mma.sync kernel in one pass (the caller checks
+// store_on_general_kernel first, so that the sums are those of the store epilogue).
+int gemm_tensor(const Op& op, bool trans_a, bool trans_b, int M, int N, int K,
+                const __nv_bfloat16* A, int lda, const __nv_bfloat16* B, int ldb,
+                const EpilogueSplitQkv& epilogue);
+// Whether the store epilogue runs this product on the mma.sync kernel in one pass (not on wgmma or
+// the short-K kernel, K not split): where another epilogue on that kernel makes the same sums.
+bool store_on_general_kernel(bool trans_a, bool trans_b, int M, int N, int K, const __nv_bfloat16* A, int lda,
+                             const __nv_bfloat16* B, int ldb);
 
-// Split K's last pass, for both tensor-core kernels: C = alpha * (P[0] + ... + P[splits - 1]) (+ beta * C)
-// (+ bias), the partial products P [splits, M, N] summed in order (deterministic).
+// Split K's last pass, for both tensor-core kernels: C = alpha * (P[0] + ... + P[splits - 1]) (+ bias)
+// (+ beta * C), the partial products P [splits, M, N] summed in order (deterministic).
 int sum_split_partials(const Op& op, int M, int N, int splits, const float* P, const EpilogueStore& epilogue);
 
 // The multiprocessors of the backend's device (cached).

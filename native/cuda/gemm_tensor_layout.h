@@ -56,10 +56,15 @@ MS_LAYOUT_FN int warp_col(int warp) { return (warp % 4) * kWarpN; }
 //                                               k = kk + (lane / 16) * 8
 //   mn-contiguous As[k][m], ldmatrix.trans:     row k = kk + lane % 8 + (lane / 16) * 8,
 //                                               m = base + ((lane / 8) % 2) * 8
+// a_kcontig_offset: the k-contiguous case with rows `stride` elements apart (the short-K kernel's
+// whole-K tiles use it too).
+MS_LAYOUT_FN int a_kcontig_offset(int lane, int warp, int i, int kk, int stride) {
+  return (warp_row(warp) + i * 16 + lane % 8 + ((lane / 8) % 2) * 8) * stride + kk + (lane / 16) * 8;
+}
 MS_LAYOUT_FN int a_fragment_offset(bool a_transposed, int lane, int warp, int i, int kk) {
   const int base = warp_row(warp) + i * 16;
   return a_transposed ? (kk + lane % 8 + (lane / 16) * 8) * kMNContigStride + base + ((lane / 8) % 2) * 8
-                      : (base + lane % 8 + ((lane / 8) % 2) * 8) * kKContigStride + kk + (lane / 16) * 8;
+                      : a_kcontig_offset(lane, warp, i, kk, kKContigStride);
 }
 
 // B, the pair of n8 tiles 2p and 2p + 1 of the warp at k offset kk: registers {b0b1, b2b3} of tile
@@ -68,11 +73,28 @@ MS_LAYOUT_FN int a_fragment_offset(bool a_transposed, int lane, int warp, int i,
 //                                               k = kk + ((lane / 8) % 2) * 8
 //   mn-contiguous Bs[k][n], ldmatrix.trans:     row k = kk + lane % 8 + ((lane / 8) % 2) * 8,
 //                                               n = base + (lane / 16) * 8
+// b_kcontig_offset: the k-contiguous case with rows `stride` elements apart.
+MS_LAYOUT_FN int b_kcontig_offset(int lane, int warp, int p, int kk, int stride) {
+  return (warp_col(warp) + p * 16 + lane % 8 + (lane / 16) * 8) * stride + kk + ((lane / 8) % 2) * 8;
+}
 MS_LAYOUT_FN int b_fragment_offset(bool b_transposed, int lane, int warp, int p, int kk) {
   const int base = warp_col(warp) + p * 16;
-  return b_transposed ? (base + lane % 8 + (lane / 16) * 8) * kKContigStride + kk + ((lane / 8) % 2) * 8
+  return b_transposed ? b_kcontig_offset(lane, warp, p, kk, kKContigStride)
                       : (kk + lane % 8 + ((lane / 8) % 2) * 8) * kMNContigStride + base + (lane / 16) * 8;
 }
+
+// Short K (gemm_tensor.cu's short-K kernel, NT store products with K <= kShortKMax, K % 8 == 0):
+// a block holds 128 rows of A and, twice, 128 rows of B whole, k-contiguous, rows kShortKStride
+// elements apart (the pad keeps ldmatrix's 8 rows in distinct banks), with K rounded up to 16
+// (short_k_padded) and zeros past K. Row r's chunk q (8 elements) is at short_k_chunk_row(q, Kp),
+// short_k_chunk_col(q, Kp).
+constexpr int kShortKMax = 128;
+constexpr int kShortKStride = kShortKMax + 8;  // 136 elements = 272 bytes
+constexpr int kShortKTileElems = kTileM * kShortKStride;
+static_assert(kTileM == kTileN, "A's and B's whole-K tiles have the same shape");
+MS_LAYOUT_FN int short_k_padded(int K) { return (K + 15) / 16 * 16; }
+MS_LAYOUT_FN int short_k_chunk_row(int q, int Kp) { return q / (Kp / 8); }
+MS_LAYOUT_FN int short_k_chunk_col(int q, int Kp) { return (q % (Kp / 8)) * 8; }
 
 // Which ldmatrix reads each operand: .trans for an mn-contiguous tile (A transposed, B as stored).
 MS_LAYOUT_FN bool a_fragment_trans(bool a_transposed) { return a_transposed; }

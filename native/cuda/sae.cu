@@ -447,11 +447,6 @@ static int check_dims(ms_error* err, const char* name, int batch, int d, int n, 
   return MS_OK;
 }
 
-#define MS_REQUIRE(ptr)                                        \
-  do {                                                         \
-    if (!(ptr)) return invalid(err, name, "%s is null", #ptr); \
-  } while (0)
-
 // ---- public entry points ------------------------------------------------------------------------
 
 size_t sae_workspace_bytes(int batch, int d, int n, int precision) {

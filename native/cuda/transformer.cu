@@ -5,7 +5,9 @@
  *   - row ops (cross-entropy over fp32 or bf16 logits, argmax, the KL divergence of two rows of
  *     logits, layer norm of rows wider than 1,024): one block of kThreads threads per row, fp32
  *     accumulation through block_sum / block reductions with a fixed tree (deterministic); layer
- *     norm of narrower rows (the models' widths): a warp per row, the row in registers;
+ *     norm of narrower rows (the models' widths): a warp per row, the row in registers; the
+ *     cross-entropy of rows of a multiple of 8 logits (the unembedding's output, a memory-bound
+ *     read of B·T·V values) reads them once, in 16-byte chunks, with an online softmax;
  *   - elementwise ops (activations, add, embedding gathers, the q/k/v split): grid-stride loops;
  *   - linear: gemm<T> (gemm.cuh), T = float, or __nv_bfloat16 in MS_PREC_BF16 mode, where x and W
  *     are first rounded to bf16 copies in temporary device memory (as sae.cu does), then an fp32
@@ -274,6 +276,47 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) out[r] = m + logf(s) - to_float(lr[target]);
 }
 
+// cross_entropy_kernel for rows that can be read in 16-byte chunks (rows_in_chunks8): one pass.
+// Thread x walks chunks x, x + kThreads, ... (chunk c = values 8c .. 8c + 7) keeping a running
+// maximum m and sum s of exp(value - m), rescaled when m grows; then the block's maximum M and
+// sum of s exp(m - M). A chunk whose values are all -inf (masked) while m is -inf adds nothing; a
+// NaN anywhere makes the loss NaN, as in cross_entropy_kernel (fmaxf would drop it from m).
+template <typename In>
+__global__ void __launch_bounds__(kThreads)
+    cross_entropy_chunked_kernel(int V, const In* __restrict__ logits, const int32_t* __restrict__ targets,
+                                 float* __restrict__ out) {
+  __shared__ float scratch[33];
+  const size_t r = blockIdx.x;
+  const int32_t target = targets[r];
+  if (target < 0) {  // uniform per block, before any synchronisation
+    if (threadIdx.x == 0) out[r] = 0.0f;
+    return;
+  }
+  const In* lr = logits + r * V;  // logits[r, :] at logits[r*V]
+  float m = -INFINITY, s = 0.0f;
+  bool nan = false;
+  for (int c = threadIdx.x; c < V / 8; c += blockDim.x) {
+    float v[8];
+    load8(lr + 8 * c, v);  // logits[r, 8c .. 8c + 7]
+    float cm = v[0];
+#pragma unroll
+    for (int e = 1; e < 8; ++e) cm = fmaxf(cm, v[e]);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) nan |= v[e] != v[e];
+    if (cm > m) {
+      s = m == -INFINITY ? 0.0f : s * expf(m - cm);
+      m = cm;
+    }
+    if (m == -INFINITY) continue;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) s += expf(v[e] - m);
+  }
+  const float M = block_max(m, scratch);
+  s = nan ? NAN : m == -INFINITY ? 0.0f : s * expf(m - M);
+  s = block_sum(s, scratch);
+  if (threadIdx.x == 0) out[r] = M + logf(s) - to_float(lr[target]);
+}
+
 // Block r = row r of p, q [rows, V]: out[r] = KL(softmax(p[r]) || softmax(q[r])). With
 // a_v = p_v - max p, b_v = q_v - max q, e_v = exp(a_v), sp = sum e_v, sq = sum exp(b_v):
 // KL = sum_v (e_v / sp) (a_v - b_v) - log sp + log sq.
@@ -347,11 +390,6 @@ __global__ void __launch_bounds__(kThreads)
 
 // ---- host helpers -------------------------------------------------------------------------------
 
-#define MS_REQUIRE(ptr)                                        \
-  do {                                                         \
-    if (!(ptr)) return invalid(err, name, "%s is null", #ptr); \
-  } while (0)
-
 }  // namespace
 
 // ---- host helpers shared with transformer_grad.cu (transformer.cuh) -----------------------------
@@ -359,6 +397,16 @@ __global__ void __launch_bounds__(kThreads)
 int launch_to_bf16(const Op& op, const float* src, bf16* dst, size_t count) {
   to_bf16_kernel<<<grid_stride_blocks(count), kThreads, 0, op.stream>>>(src, dst, count);
   return check_launch(op, "to_bf16_kernel");
+}
+
+int check_targets(const Op& op, const char* name, const int32_t* targets, int rows, int V, int indices_checked) {
+  if (indices_checked) return MS_OK;
+  long long bad = -1;
+  int32_t bad_value = 0;
+  MS_TRY(find_out_of_range(op, targets, size_t(rows), INT_MIN, V, &bad, &bad_value));
+  if (bad >= 0)
+    return invalid(op.err, name, "targets[%lld] = %d is outside the vocabulary [0, %d)", bad, int(bad_value), V);
+  return MS_OK;
 }
 
 // ---- public entry points ------------------------------------------------------------------------
@@ -392,7 +440,8 @@ int layernorm(int rows, int C, float eps, const float* x, const float* weight, c
 }
 
 int linear(int rows, int n_in, int n_out, int trans_w, int precision, const float* x, const uint16_t* x_bf16,
-           const float* W, const float* bias, float* out, uint16_t* out_bf16, int act, ms_error* err) {
+           const float* W, const float* bias, float* out, uint16_t* out_bf16, int act, int accumulate,
+           ms_error* err) {
   const char* name = "linear";
   if (rows <= 0 || n_in <= 0 || n_out <= 0)
     return invalid(err, name, "bad shape: rows %d, n_in %d, n_out %d", rows, n_in, n_out);
@@ -405,6 +454,8 @@ int linear(int rows, int n_in, int n_out, int trans_w, int precision, const floa
   if (!x && !x_bf16) return invalid(err, name, "x is null");
   MS_REQUIRE(W);
   if (!out && !out_bf16) return invalid(err, name, "out is null");
+  if (accumulate && (out_bf16 || !out || act != MS_ACT_NONE))
+    return invalid(err, name, "accumulate needs an fp32 out and no activation");
   const size_t R = size_t(rows), K = size_t(n_in), N = size_t(n_out);
   const bool tw = trans_w != 0;
   const int ldw = tw ? n_in : n_out;  // W [n_out, n_in] (transposed use) or [n_in, n_out]
@@ -414,14 +465,18 @@ int linear(int rows, int n_in, int n_out, int trans_w, int precision, const floa
   // out[R, N] = x[R, K] op(W)[K, N]
   DeviceScratch scratch;
   bool bias_added = false, act_applied = false, rounded = false;  // by the product's epilogue
-  float* y = out;  // the fp32 result: out, or (bf16 output not written by the epilogue) a temporary
+  // The fp32 result: out, or a temporary when a bf16 output is not written by the epilogue, or
+  // when an accumulated one is not added to out's values by it (then added by add_kernel at the end).
+  float* y = out;
+  bool sum_apart = false;
   if (precision == MS_PREC_BF16) {
     // Temporaries: bf16(x) [R, K] (unless x is given in bf16), bf16(W) [K*N], and the fp32 result
     // [R, N] when the epilogue cannot write the bf16 output (simple kernels, an activation without a
-    // bias, or a transposed weight with an activation).
+    // bias, or a transposed weight with an activation) or add it to out (simple kernels).
     const bool tensor = use_tensor_kernels();
     const bool act_epilogue = tensor && epilogue_activation(act) && bias && !tw;
-    const bool staged = y_bf && !(tensor && (act == MS_ACT_NONE || act_epilogue));
+    sum_apart = accumulate && !tensor;
+    const bool staged = (y_bf && !(tensor && (act == MS_ACT_NONE || act_epilogue))) || sum_apart;
     const size_t x_bytes = x_bf16 ? 0 : align_up(R * K * sizeof(bf16)), w_bytes = align_up(K * N * sizeof(bf16));
     MS_TRY(scratch.allocate(op, x_bytes + w_bytes + (staged ? R * N * sizeof(float) : 0)));
     char* base = static_cast<char*>(scratch.get());
@@ -436,8 +491,8 @@ int linear(int rows, int n_in, int n_out, int trans_w, int precision, const floa
       epilogue.act = act;
       MS_TRY(gemm_tensor(op, false, false, rows, n_out, n_in, x_bf, n_in, W_bf, ldw, epilogue));
       bias_added = act_applied = true;
-    } else if (tensor) {  // the bias add in the product's epilogue: no pass of its own
-      EpilogueStore store{1.0f, 0.0f, epi_bf ? nullptr : y, n_out, bias};
+    } else if (tensor) {  // the bias add (and out's values when accumulating) in the product's epilogue
+      EpilogueStore store{1.0f, accumulate ? 1.0f : 0.0f, epi_bf ? nullptr : y, n_out, bias};
       store.C_bf = epi_bf;
       MS_TRY(gemm_tensor(op, false, tw, rows, n_out, n_in, x_bf, n_in, W_bf, ldw, store));
       bias_added = true;
@@ -446,6 +501,11 @@ int linear(int rows, int n_in, int n_out, int trans_w, int precision, const floa
     }
     rounded = epi_bf != nullptr;
   } else {
+    sum_apart = accumulate != 0;
+    if (sum_apart) {
+      MS_TRY(scratch.allocate(op, R * N * sizeof(float)));
+      y = static_cast<float*>(scratch.get());
+    }
     MS_TRY(gemm<float>(op, false, tw, rows, n_out, n_in, 1.0f, x, n_in, W, ldw, 0.0f, y, n_out));
   }
   if (bias && !bias_added) {
@@ -458,6 +518,10 @@ int linear(int rows, int n_in, int n_out, int trans_w, int precision, const floa
     MS_TRY(check_launch(op, "activation_kernel"));
   }
   if (y_bf && !rounded) MS_TRY(launch_to_bf16(op, y, y_bf, R * N));
+  if (sum_apart) {  // out = out + y, add()'s addition
+    add_kernel<<<grid_stride_blocks(R * N), kThreads, 0, op.stream>>>(R * N, out, y, out);
+    MS_TRY(check_launch(op, "add_kernel"));
+  }
   MS_TRY(finish(op));
   return scratch.release(op);
 }
@@ -540,14 +604,63 @@ int split_qkv(int batch, int T, int C, int Tmax, int offset, const float* qkv, f
   return finish(op);
 }
 
+int linear_qkv(int batch, int T, int C, int Tmax, int offset, int precision, const float* x, const uint16_t* x_bf16,
+               const float* W, const float* bias, float* q, float* k_cache, float* v_cache, ms_error* err) {
+  const char* name = "linear_qkv";
+  if (batch <= 0 || T <= 0 || C <= 0 || Tmax <= 0)
+    return invalid(err, name, "bad shape: batch %d, T %d, C %d, Tmax %d", batch, T, C, Tmax);
+  if (offset < 0 || int64_t(offset) + T > Tmax)
+    return invalid(err, name, "offset %d + T %d exceeds Tmax %d", offset, T, Tmax);
+  if (int64_t(batch) * T > INT_MAX || int64_t(C) * 3 > INT_MAX)
+    return invalid(err, name, "batch %d * T %d rows or 3 * C %d columns overflow", batch, T, C);
+  if (precision != MS_PREC_F32 && precision != MS_PREC_BF16)
+    return invalid(err, name, "precision: unknown value %d", precision);
+  if (x_bf16 && precision != MS_PREC_BF16) return invalid(err, name, "a bf16 input needs BF16 precision");
+  if (!x && !x_bf16) return invalid(err, name, "x is null");
+  MS_REQUIRE(W);
+  MS_REQUIRE(q);
+  MS_REQUIRE(k_cache);
+  MS_REQUIRE(v_cache);
+  const int rows = batch * T, N = 3 * C;
+  Op op;
+  MS_TRY(begin(op, err, name));
+  DeviceScratch scratch;
+  if (precision == MS_PREC_BF16 && use_tensor_kernels()) {
+    // Where linear's store would run the mma.sync kernel in one pass, the same kernel writes each
+    // column where split_qkv would copy it: no [rows, 3C] temporary, no copy.
+    const size_t x_bytes = x_bf16 ? 0 : align_up(size_t(rows) * C * sizeof(bf16)), w_bytes = align_up(size_t(C) * N * sizeof(bf16));
+    MS_TRY(scratch.allocate(op, x_bytes + w_bytes));
+    char* base = static_cast<char*>(scratch.get());
+    const bf16* x_bf = x_bf16 ? reinterpret_cast<const bf16*>(x_bf16) : reinterpret_cast<bf16*>(base);
+    bf16* W_bf = reinterpret_cast<bf16*>(base + x_bytes);
+    if (store_on_general_kernel(false, false, rows, N, C, x_bf, C, W_bf, N)) {
+      if (!x_bf16) MS_TRY(launch_to_bf16(op, x, reinterpret_cast<bf16*>(base), size_t(rows) * C));
+      MS_TRY(launch_to_bf16(op, W, W_bf, size_t(C) * N));
+      MS_TRY(gemm_tensor(op, false, false, rows, N, C, x_bf, C, W_bf, N, EpilogueSplitQkv{bias, q, k_cache, v_cache, C, T, Tmax, offset}));
+      MS_TRY(finish(op));
+      return scratch.release(op);
+    }
+    MS_TRY(scratch.release(op));
+  }
+  // Elsewhere linear into a temporary [rows, 3C], then split_qkv.
+  MS_TRY(scratch.allocate(op, size_t(rows) * N * sizeof(float)));
+  float* qkv = static_cast<float*>(scratch.get());
+  MS_TRY(linear(rows, C, N, 0, precision, x, x_bf16, W, bias, qkv, nullptr, MS_ACT_NONE, 0, err));
+  MS_TRY(split_qkv(batch, T, C, Tmax, offset, qkv, q, k_cache, v_cache, err));
+  MS_TRY(finish(op));
+  return scratch.release(op);
+}
+
 int attention(int batch, int T, int Tmax, int offset, int C, int n_head, int precision, const float* q,
-              const float* k_cache, const float* v_cache, float* out, ms_error* err) {
-  return attention_lse("attention", batch, T, Tmax, offset, C, n_head, precision, q, k_cache, v_cache, out, nullptr,
-                       err);
+              const float* k_cache, const float* v_cache, float* out, uint16_t* out_bf16, ms_error* err) {
+  if (out_bf16 && precision != MS_PREC_BF16) return invalid(err, "attention", "a bf16 output needs BF16 precision");
+  return attention_lse("attention", batch, T, Tmax, offset, C, n_head, precision, q, k_cache, v_cache,
+                       out_bf16 ? nullptr : out, out_bf16, nullptr, err);
 }
 
 int attention_lse(const char* name, int batch, int T, int Tmax, int offset, int C, int n_head, int precision,
-                  const float* q, const float* k_cache, const float* v_cache, float* out, float* lse, ms_error* err) {
+                  const float* q, const float* k_cache, const float* v_cache, float* out, uint16_t* out_bf16,
+                  float* lse, ms_error* err) {
   if (batch <= 0 || T <= 0 || Tmax <= 0 || C <= 0 || n_head <= 0)
     return invalid(err, name, "bad shape: batch %d, T %d, Tmax %d, C %d, n_head %d", batch, T, Tmax, C, n_head);
   if (C % n_head != 0) return invalid(err, name, "C %d is not a multiple of n_head %d", C, n_head);
@@ -561,7 +674,7 @@ int attention_lse(const char* name, int batch, int T, int Tmax, int offset, int 
   MS_REQUIRE(q);
   MS_REQUIRE(k_cache);
   MS_REQUIRE(v_cache);
-  MS_REQUIRE(out);
+  if (!out && !out_bf16) return invalid(err, name, "out is null");
   Op op;
   MS_TRY(begin(op, err, name));
   const size_t tasks = size_t(batch) * size_t(n_head) * size_t(T);  // task = (b*n_head + h)*T + t
@@ -571,20 +684,30 @@ int attention_lse(const char* name, int batch, int T, int Tmax, int offset, int 
   // Whole sequences (offset 0, no cache beyond them): at bf16 the tensor-core kernel where it is on
   // and has this head size (attention_mma.cuh), else the tiled kernel where it has it
   // (attention_tiled.cuh); neither with MONOSEMANTIC_CUDA_KERNELS=simple.
+  // The tensor-core kernel writes a bf16 out itself; the others write fp32 (into a temporary when
+  // the output is bf16, rounded after).
   const bool whole = offset == 0 && T == Tmax && use_tensor_kernels();
   if (whole && precision == MS_PREC_BF16 && mma_attention_enabled() &&
-      mma_attention_supported(hd, (long long)batch * n_head, {q, k_cache, v_cache, out})) {
-    MS_TRY(attention_forward_mma(op, batch, T, C, n_head, scale, q, k_cache, v_cache, out, lse));
+      mma_attention_supported(hd, (long long)batch * n_head, {q, k_cache, v_cache, out ? static_cast<const void*>(out) : out_bf16})) {
+    MS_TRY(attention_forward_mma(op, batch, T, C, n_head, scale, q, k_cache, v_cache, out, out_bf16, lse));
     return finish(op);
+  }
+  DeviceScratch scratch;
+  float* y = out;  // the fp32 result
+  if (!out) {
+    MS_TRY(scratch.allocate(op, tasks / size_t(n_head) * size_t(C) * sizeof(float)));  // [B*T, C]
+    y = static_cast<float*>(scratch.get());
   }
   if (whole && tiled_attention_supported(true, hd, (long long)batch * n_head)) {
-    MS_TRY(attention_train_tiled(op, batch, T, C, n_head, scale, q, k_cache, v_cache, out, lse));
-    return finish(op);
+    MS_TRY(attention_train_tiled(op, batch, T, C, n_head, scale, q, k_cache, v_cache, y, lse));
+  } else {
+    attention_kernel<<<static_cast<unsigned int>(blocks), kAttnWarps * 32, 0, op.stream>>>(
+        tasks, T, Tmax, offset, C, n_head, hd, scale, q, k_cache, v_cache, y, lse);
+    MS_TRY(check_launch(op, "attention_kernel"));
   }
-  attention_kernel<<<static_cast<unsigned int>(blocks), kAttnWarps * 32, 0, op.stream>>>(
-      tasks, T, Tmax, offset, C, n_head, hd, scale, q, k_cache, v_cache, out, lse);
-  MS_TRY(check_launch(op, "attention_kernel"));
-  return finish(op);
+  if (!out) MS_TRY(launch_to_bf16(op, y, reinterpret_cast<bf16*>(out_bf16), tasks / size_t(n_head) * size_t(C)));
+  MS_TRY(finish(op));
+  return scratch.release(op);
 }
 
 int cross_entropy(int rows, int V, const float* logits, const uint16_t* logits_bf16, const int32_t* targets,
@@ -597,19 +720,15 @@ int cross_entropy(int rows, int V, const float* logits, const uint16_t* logits_b
   Op op;
   MS_TRY(begin(op, err, name));
   // The index check waits for the device; the caller may have checked the indices on the host.
-  if (!indices_checked) {
-    long long bad = -1;
-    int32_t bad_value = 0;
-    MS_TRY(find_out_of_range(op, targets, size_t(rows), INT_MIN, V, &bad, &bad_value));
-    if (bad >= 0)
-      return invalid(err, name, "targets[%lld] = %d is outside the vocabulary [0, %d)", bad, int(bad_value), V);
-  }
+  MS_TRY(check_targets(op, name, targets, rows, V, indices_checked));
   const unsigned int grid = static_cast<unsigned int>(rows);
-  if (logits_bf16)
-    cross_entropy_kernel<<<grid, kThreads, 0, op.stream>>>(V, reinterpret_cast<const bf16*>(logits_bf16), targets, out);
-  else
-    cross_entropy_kernel<<<grid, kThreads, 0, op.stream>>>(V, logits, targets, out);
-  MS_TRY(check_launch(op, "cross_entropy_kernel"));
+  const auto run = [&](const auto* in) {
+    if (rows_in_chunks8(V, in)) cross_entropy_chunked_kernel<<<grid, kThreads, 0, op.stream>>>(V, in, targets, out);
+    else cross_entropy_kernel<<<grid, kThreads, 0, op.stream>>>(V, in, targets, out);
+  };
+  if (logits_bf16) run(reinterpret_cast<const bf16*>(logits_bf16));
+  else run(logits);
+  MS_TRY(check_launch(op, "cross_entropy_kernel or cross_entropy_chunked_kernel"));
   return finish(op);
 }
 

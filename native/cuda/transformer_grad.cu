@@ -14,7 +14,8 @@
  *     attention_mma.cu where they are on;
  *   - row ops: the cross-entropy, over fp32 or bf16 logits, one block of kThreads threads per row
  *     with block_sum / block_max reductions (common.cuh), keeping rows of up to 8,192 logits in
- *     registers, so they are read once, and writing its gradient in place or as bf16 (the operand
+ *     registers, so they are read once (in 16-byte chunks where the row's length is a multiple of
+ *     8), and writing its gradient in place or as bf16 (the operand
  *     of the unembedding's backward products, which then skip their cast of it); layer-norm dx a
  *     warp per row up to 1,024 columns (the row in registers, shuffle sums), a block per row above;
  *   - sums over rows into parameter gradients (layer-norm weight and bias, linear bias): blocks of
@@ -57,14 +58,15 @@ constexpr int kColChunkRows = 256;                    // rows per column-sum blo
 // ---- kernels ------------------------------------------------------------------------------------
 
 // Warp w of block blk: task = blk*kAttnWarps + w = (b*n_head + h)*T + t, the query t of head h in
-// sequence b. Rows of q, k, v, dout, out, dq [B*T, C]; head h = columns h*hd .. (h+1)*hd - 1.
+// sequence b. Rows of q, k, v, dout, out [B*T, C], of dq B*T rows of ld_grad floats; head h =
+// columns h*hd .. (h+1)*hd - 1.
 // D[task] = dout_t . out_t;  dq_t = scale * sum_{j <= t} P_tj (dout_t . v_j - D_t) k_j.
 __global__ void __launch_bounds__(kAttnWarps * 32)
     attention_backward_dq_kernel(size_t tasks, int T, int C, int n_head, int hd, float scale,
                                  const float* __restrict__ dout, const float* __restrict__ q,
                                  const float* __restrict__ k, const float* __restrict__ v,
                                  const float* __restrict__ out, const float* __restrict__ lse,
-                                 float* __restrict__ dq, float* __restrict__ D) {
+                                 float* __restrict__ dq, int ld_grad, float* __restrict__ D) {
   const int lane = threadIdx.x & 31;
   const size_t task = size_t(blockIdx.x) * kAttnWarps + (threadIdx.x >> 5);
   if (task >= tasks) return;  // uniform per warp
@@ -73,6 +75,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
   const size_t b = task / (size_t(T) * size_t(n_head));
   const size_t base = b * size_t(T) * C + h * hd;  // [b*T, h*hd]; row j of the sequence at + j*C
   const size_t row_t = base + t * C;                // [b*T + t, h*hd]
+  const size_t out_t = (b * size_t(T) + t) * ld_grad + h * hd;  // dq[b*T + t, h*hd ..] in rows of ld_grad
   float qv[kAttnDimsPerLane], gv[kAttnDimsPerLane], acc[kAttnDimsPerLane];
   float dp_part = 0.0f;
 #pragma unroll
@@ -108,20 +111,21 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
 #pragma unroll
   for (int i = 0; i < kAttnDimsPerLane; ++i) {
     const int d = lane + 32 * i;
-    if (d < hd) dq[row_t + d] = acc[i] * scale;
+    if (d < hd) dq[out_t + d] = acc[i] * scale;
   }
   if (lane == 0) D[task] = Dt;
 }
 
 // Warp w of block blk: task = blk*kAttnWarps + w = (b*n_head + h)*T + j, the key j of head h in
-// sequence b. dk_j = scale * sum_{t >= j} dS_tj q_t;  dv_j = sum_{t >= j} P_tj dout_t.
-// lse and D are [B, n_head, T]: the entries of query t at (b*n_head + h)*T + t.
+// sequence b. dk_j = scale * sum_{t >= j} dS_tj q_t;  dv_j = sum_{t >= j} P_tj dout_t, dk and dv
+// B*T rows of ld_grad floats. lse and D are [B, n_head, T]: the entries of query t at
+// (b*n_head + h)*T + t.
 __global__ void __launch_bounds__(kAttnWarps * 32)
     attention_backward_dkdv_kernel(size_t tasks, int T, int C, int n_head, int hd, float scale,
                                    const float* __restrict__ dout, const float* __restrict__ q,
                                    const float* __restrict__ k, const float* __restrict__ v,
                                    const float* __restrict__ lse, const float* __restrict__ D,
-                                   float* __restrict__ dk, float* __restrict__ dv) {
+                                   float* __restrict__ dk, float* __restrict__ dv, int ld_grad) {
   const int lane = threadIdx.x & 31;
   const size_t task = size_t(blockIdx.x) * kAttnWarps + (threadIdx.x >> 5);
   if (task >= tasks) return;  // uniform per warp
@@ -131,6 +135,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
   const size_t b = bh / size_t(n_head);
   const size_t base = b * size_t(T) * C + h * hd;  // [b*T, h*hd]; row t of the sequence at + t*C
   const size_t row_j = base + j * C;                // [b*T + j, h*hd]
+  const size_t out_j = (b * size_t(T) + j) * ld_grad + h * hd;  // dk, dv[b*T + j, h*hd ..] in rows of ld_grad
   const float* lse_bh = lse + bh * T;               // lse[b, h, :]
   const float* D_bh = D + bh * T;                   // D[b, h, :]
   float kv[kAttnDimsPerLane], vv[kAttnDimsPerLane], acc_k[kAttnDimsPerLane], acc_v[kAttnDimsPerLane];
@@ -171,8 +176,8 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
   for (int i = 0; i < kAttnDimsPerLane; ++i) {
     const int d = lane + 32 * i;
     if (d < hd) {
-      dk[row_j + d] = acc_k[i] * scale;
-      dv[row_j + d] = acc_v[i];
+      dk[out_j + d] = acc_k[i] * scale;
+      dv[out_j + d] = acc_v[i];
     }
   }
 }
@@ -310,6 +315,18 @@ __global__ void activation_backward_kernel(int kind, size_t count, const float* 
   }
 }
 
+// out[j] = float(out[j] + sum over tiles t in order of partial[t, j]) for j < cols, in double: the
+// column sums of a tensor-core epilogue's per-tile partials added into a bias gradient. A thread a
+// column.
+__global__ void add_column_partials_kernel(int tiles, int cols, const double* __restrict__ partial,
+                                           float* __restrict__ out) {
+  const int j = int(blockIdx.x) * int(blockDim.x) + int(threadIdx.x);
+  if (j >= cols) return;
+  double sum = 0.0;
+  for (int t = 0; t < tiles; ++t) sum += partial[size_t(t) * cols + j];  // partial[t, j]
+  out[j] = float(double(out[j]) + sum);
+}
+
 // Block r = row r of logits [rows, V] (In: float or bf16, computed with in fp32): losses[r] =
 // logsumexp - logits[r, target]; then grad[r, v] = (softmax_v - [v == target]) * scale, as Out
 // (rounded to nearest even for bf16); grad may be logits (in place, Out = In). Row 0 and loss 0
@@ -387,6 +404,66 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// cross_entropy_backward_cached_kernel for rows that can be read in 16-byte chunks (rows_in_chunks8
+// of logits and grad) of V <= 8 CHUNKS kThreads values: thread x keeps chunks x + kThreads i (i <
+// CHUNKS; chunk c = values 8c .. 8c + 7) in registers and writes its gradient chunk by chunk, in
+// as few load and store instructions as the row allows. The same reductions for fp32 and bf16
+// logits, so equal values give equal bits.
+template <int CHUNKS, typename In, typename Out>
+__global__ void __launch_bounds__(kThreads)
+    cross_entropy_backward_chunked_kernel(int V, const In* logits, const int32_t* __restrict__ targets,
+                                          float* __restrict__ losses, float scale, Out* grad) {
+  __shared__ float scratch[33];
+  const size_t r = blockIdx.x;
+  const In* lr = logits + r * V;  // logits[r, :] at logits[r*V]
+  Out* gr = grad + r * V;         // grad[r, :]
+  const int chunks = V / 8;
+  const int32_t target = targets[r];
+  if (target < 0) {  // uniform per block, before any synchronisation
+    const float zero[8] = {};
+    for (int c = threadIdx.x; c < chunks; c += kThreads) store8(gr + 8 * c, zero);
+    if (threadIdx.x == 0) losses[r] = 0.0f;
+    return;
+  }
+  const float lt = to_float(lr[target]);  // read by every thread before the barriers below, so before any write
+  float held[CHUNKS][8];                  // held[i] = logits[r, 8c .. 8c + 7], c = threadIdx.x + kThreads i; -inf past V
+  float m = -INFINITY;
+#pragma unroll
+  for (int i = 0; i < CHUNKS; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    if (c < chunks) {
+      load8(lr + 8 * c, held[i]);
+    } else {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) held[i][e] = -INFINITY;
+    }
+#pragma unroll
+    for (int e = 0; e < 8; ++e) m = fmaxf(m, held[i][e]);
+  }
+  m = block_max(m, scratch);
+  float s = 0.0f;
+#pragma unroll
+  for (int i = 0; i < CHUNKS; ++i)
+    if (threadIdx.x + i * kThreads < chunks)
+#pragma unroll
+      for (int e = 0; e < 8; ++e) s += expf(held[i][e] - m);
+  s = block_sum(s, scratch);
+  if (threadIdx.x == 0) losses[r] = m + logf(s) - lt;
+  const float inv_s = 1.0f / s;
+#pragma unroll
+  for (int i = 0; i < CHUNKS; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    if (c >= chunks) continue;
+    float g[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const float p = expf(held[i][e] - m) * inv_s;
+      g[e] = (8 * c + e == target ? p - 1.0f : p) * scale;
+    }
+    store8(gr + 8 * c, g);
+  }
+}
+
 // idx = r*C + c over rows = B*T, r = b*T + t: dwte[ids[r], c] += dtok[r, c]; dwpe[t, c] += dpos[r, c].
 __global__ void embed_backward_kernel(size_t total, int T, int C, const int32_t* __restrict__ ids,
                                       const float* dtok, const float* dpos, float* __restrict__ dwte,
@@ -421,11 +498,6 @@ __global__ void adamw_kernel(size_t count, float* __restrict__ param, const floa
 
 // ---- host helpers -------------------------------------------------------------------------------
 
-#define MS_REQUIRE(ptr)                                        \
-  do {                                                         \
-    if (!(ptr)) return invalid(err, name, "%s is null", #ptr); \
-  } while (0)
-
 // Queues column_grads_kernel over dout [rows, C] (see there); x == nullptr: dbias only.
 int launch_column_grads(const Op& op, int rows, int C, const float* dout, const float* x, const float* mean,
                         const float* rstd, float* dweight, float* dbias) {
@@ -446,16 +518,17 @@ int attention_train(int batch, int T, int C, int n_head, int precision, const fl
   const char* name = "attention_train";
   MS_REQUIRE(lse);
   // Keys and values [B*T, C] are a cache [B, Tmax = T, C] filled from offset 0.
-  return attention_lse(name, batch, T, T, 0, C, n_head, precision, q, k, v, out, lse, err);
+  return attention_lse(name, batch, T, T, 0, C, n_head, precision, q, k, v, out, nullptr, lse, err);
 }
 
 int attention_backward(int batch, int T, int C, int n_head, int precision, const float* dout, const float* q,
                        const float* k, const float* v, const float* out, const float* lse, float* dq, float* dk,
-                       float* dv, ms_error* err) {
+                       float* dv, int ld_grad, ms_error* err) {
   const char* name = "attention_backward";
   if (batch <= 0 || T <= 0 || C <= 0 || n_head <= 0)
     return invalid(err, name, "bad shape: batch %d, T %d, C %d, n_head %d", batch, T, C, n_head);
   if (C % n_head != 0) return invalid(err, name, "C %d is not a multiple of n_head %d", C, n_head);
+  if (ld_grad < C) return invalid(err, name, "ld_grad %d is less than C %d", ld_grad, C);
   if (precision != MS_PREC_F32 && precision != MS_PREC_BF16) return invalid(err, name, "unknown precision %d", precision);
   const int hd = C / n_head;
   if (hd > 32 * kAttnDimsPerLane)
@@ -482,21 +555,21 @@ int attention_backward(int batch, int T, int C, int n_head, int precision, const
   // The kernels attention_train chose (transformer.cu attention_lse), by the same rules.
   if (use_tensor_kernels() && precision == MS_PREC_BF16 && mma_attention_enabled() &&
       mma_attention_supported(hd, (long long)batch * n_head, {dout, q, k, v, out, dq, dk, dv})) {
-    MS_TRY(attention_backward_mma(op, batch, T, C, n_head, scale, dout, q, k, v, out, lse, dq, dk, dv, D));
+    MS_TRY(attention_backward_mma(op, batch, T, C, n_head, scale, dout, q, k, v, out, lse, dq, dk, dv, ld_grad, D));
     MS_TRY(finish(op));
     return scratch.release(op);
   }
   if (use_tensor_kernels() && tiled_attention_supported(false, hd, (long long)batch * n_head)) {
-    MS_TRY(attention_backward_tiled(op, batch, T, C, n_head, scale, dout, q, k, v, out, lse, dq, dk, dv, D));
+    MS_TRY(attention_backward_tiled(op, batch, T, C, n_head, scale, dout, q, k, v, out, lse, dq, dk, dv, ld_grad, D));
     MS_TRY(finish(op));
     return scratch.release(op);
   }
   const unsigned int grid = static_cast<unsigned int>(blocks);
   attention_backward_dq_kernel<<<grid, kAttnWarps * 32, 0, op.stream>>>(tasks, T, C, n_head, hd, scale, dout, q,
-                                                                        k, v, out, lse, dq, D);
+                                                                        k, v, out, lse, dq, ld_grad, D);
   MS_TRY(check_launch(op, "attention_backward_dq_kernel"));
   attention_backward_dkdv_kernel<<<grid, kAttnWarps * 32, 0, op.stream>>>(tasks, T, C, n_head, hd, scale, dout,
-                                                                          q, k, v, lse, D, dk, dv);
+                                                                          q, k, v, lse, D, dk, dv, ld_grad);
   MS_TRY(check_launch(op, "attention_backward_dkdv_kernel"));
   MS_TRY(finish(op));
   return scratch.release(op);
@@ -630,13 +703,91 @@ int activation_backward(int kind, size_t count, const float* dpost, const float*
   return finish(op);
 }
 
+int relu_linear_backward(int rows, int n_in, int n_out, int trans_w, const float* dout, const uint16_t* dout_bf16,
+                         const uint16_t* x_bf16, const float* W, float* dW, float* dbias, uint16_t* dpre_bf16,
+                         float* dpre_bias, ms_error* err) {
+  const char* name = "relu_linear_backward";
+  if (rows <= 0 || n_in <= 0 || n_out <= 0)
+    return invalid(err, name, "bad shape: rows %d, n_in %d, n_out %d", rows, n_in, n_out);
+  if (!dout && !dout_bf16) return invalid(err, name, "dout is null");
+  if (dout_bf16 && dbias) return invalid(err, name, "dbias needs the fp32 dout");
+  MS_REQUIRE(x_bf16);
+  MS_REQUIRE(W);
+  MS_REQUIRE(dpre_bf16);
+  const size_t R = size_t(rows), K = size_t(n_in), N = size_t(n_out);
+  const bool tw = trans_w != 0;
+  // W [n_in, n_out] is the product's B stored [n, k]: the NT order the feature-gradient epilogue
+  // is compiled for. Elsewhere (W [n_out, n_in], or the simple kernels) an fp32 gradient and passes.
+  const bool fused = !tw && use_tensor_kernels();
+  const int row_tiles = int((R + kTensorTileRows - 1) / kTensorTileRows);
+  Op op;
+  MS_TRY(begin(op, err, name));
+  // Temporaries: bf16(dout) [R, N] unless given; bf16(W) [K, N]; fused, the column partials
+  // [row_tiles, K] (with dpre_bias), else the fp32 gradient [R, K].
+  Carver sizes(nullptr);
+  if (!dout_bf16) sizes.take<bf16>(R * N);
+  sizes.take<bf16>(K * N);
+  if (fused && dpre_bias) sizes.take<double>(size_t(row_tiles) * K);
+  if (!fused) sizes.take<float>(R * K);
+  DeviceScratch scratch;
+  MS_TRY(scratch.allocate(op, sizes.used()));
+  Carver cv(scratch.get());
+  bf16* dout_cast = dout_bf16 ? nullptr : cv.take<bf16>(R * N);
+  const bf16* dout_bf = dout_bf16 ? reinterpret_cast<const bf16*>(dout_bf16) : dout_cast;
+  bf16* W_bf = cv.take<bf16>(K * N);
+  double* partial = fused && dpre_bias ? cv.take<double>(size_t(row_tiles) * K) : nullptr;
+  float* dpre = fused ? nullptr : cv.take<float>(R * K);
+  const bf16* x_bf = reinterpret_cast<const bf16*>(x_bf16);
+  bf16* dpre_bf = reinterpret_cast<bf16*>(dpre_bf16);
+  if (dout_cast) MS_TRY(launch_to_bf16(op, dout, dout_cast, R * N));
+  MS_TRY(launch_to_bf16(op, W, W_bf, K * N));
+  if (dW) {
+    if (tw)  // dW[N, K] += dout^T x: dout stored [R, N] (lda = N), x [R, K] (ldb = K)
+      MS_TRY(gemm<bf16>(op, true, false, n_out, n_in, rows, 1.0f, dout_bf, n_out, x_bf, n_in, 1.0f, dW, n_in));
+    else  // dW[K, N] += x^T dout: x stored [R, K] (lda = K), dout [R, N] (ldb = N)
+      MS_TRY(gemm<bf16>(op, true, false, n_in, n_out, rows, 1.0f, x_bf, n_in, dout_bf, n_out, 1.0f, dW, n_out));
+  }
+  if (dbias) MS_TRY(launch_column_grads(op, rows, n_out, dout, nullptr, nullptr, nullptr, nullptr, dbias));
+  if (fused) {
+    // dpre [R, K] = dout [R, N] W^T (W stored [K, N]: trans_b, ldb = N); the epilogue keeps the
+    // entries where x > 0 (l1_scale 0: no penalty term), writes them in bf16 and sums each 128-row
+    // tile's columns before rounding.
+    MS_TRY(gemm_tensor(op, false, true, rows, n_in, n_out, dout_bf, n_out, W_bf, n_out,
+                       EpilogueFeatureGrad{x_bf, nullptr, 0.0f, nullptr, dpre_bf, n_in, partial}));
+    if (dpre_bias) {
+      add_column_partials_kernel<<<static_cast<unsigned int>((K + kThreads - 1) / kThreads), kThreads, 0, op.stream>>>(
+          row_tiles, n_in, partial, dpre_bias);
+      MS_TRY(check_launch(op, "add_column_partials_kernel"));
+    }
+  } else {
+    // dpre [R, K] = dout [R, N] op(W)^T as linear_backward's dx, then the mask in place, its column
+    // sums and its rounding.
+    MS_TRY(gemm<bf16>(op, false, !tw, rows, n_in, n_out, 1.0f, dout_bf, n_out, W_bf, tw ? n_in : n_out, 0.0f, dpre,
+                      n_in));
+    activation_backward_kernel<<<grid_stride_blocks(R * K), kThreads, 0, op.stream>>>(MS_ACT_RELU, R * K, dpre, x_bf,
+                                                                                      dpre);
+    MS_TRY(check_launch(op, "activation_backward_kernel"));
+    if (dpre_bias) MS_TRY(launch_column_grads(op, rows, n_in, dpre, nullptr, nullptr, nullptr, nullptr, dpre_bias));
+    MS_TRY(launch_to_bf16(op, dpre, dpre_bf, R * K));
+  }
+  MS_TRY(finish(op));
+  return scratch.release(op);
+}
+
 // The cross-entropy backward kernel for rows of V logits (In), writing its gradient as Out to grad.
 template <typename In, typename Out>
 void launch_cross_entropy_backward(const Op& op, int rows, int V, const In* logits, const int32_t* targets,
                                    float* losses, float scale, Out* grad) {
   const unsigned int grid = static_cast<unsigned int>(rows);
-  // Rows that fit in registers (vocabularies up to 8,192) are read once; larger ones three times.
-  if (V <= 4 * kThreads)
+  // Rows that fit in registers (vocabularies up to 8,192) are read once, in 16-byte chunks where
+  // they can be; larger ones three times.
+  if (rows_in_chunks8(V, logits, grad) && V <= 8 * kThreads)
+    cross_entropy_backward_chunked_kernel<1><<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale, grad);
+  else if (rows_in_chunks8(V, logits, grad) && V <= 16 * kThreads)
+    cross_entropy_backward_chunked_kernel<2><<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale, grad);
+  else if (rows_in_chunks8(V, logits, grad) && V <= 32 * kThreads)
+    cross_entropy_backward_chunked_kernel<4><<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale, grad);
+  else if (V <= 4 * kThreads)
     cross_entropy_backward_cached_kernel<4><<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale, grad);
   else if (V <= 16 * kThreads)
     cross_entropy_backward_cached_kernel<16><<<grid, kThreads, 0, op.stream>>>(V, logits, targets, losses, scale, grad);
@@ -656,13 +807,7 @@ int cross_entropy_backward(int rows, int V, float* logits, uint16_t* logits_bf16
   Op op;
   MS_TRY(begin(op, err, name));
   // The index check waits for the device; the caller may have checked the indices on the host.
-  if (!indices_checked) {
-    long long bad = -1;
-    int32_t bad_value = 0;
-    MS_TRY(find_out_of_range(op, targets, size_t(rows), INT_MIN, V, &bad, &bad_value));
-    if (bad >= 0)
-      return invalid(err, name, "targets[%lld] = %d is outside the vocabulary [0, %d)", bad, int(bad_value), V);
-  }
+  MS_TRY(check_targets(op, name, targets, rows, V, indices_checked));
   if (logits_bf16)  // bf16 logits: the gradient into grad_bf16, or in place
     launch_cross_entropy_backward(op, rows, V, reinterpret_cast<const bf16*>(logits_bf16), targets, losses, scale,
                                   reinterpret_cast<bf16*>(grad_bf16 ? grad_bf16 : logits_bf16));
@@ -671,7 +816,7 @@ int cross_entropy_backward(int rows, int V, float* logits, uint16_t* logits_bf16
                                   reinterpret_cast<bf16*>(grad_bf16));
   else
     launch_cross_entropy_backward(op, rows, V, static_cast<const float*>(logits), targets, losses, scale, logits);
-  MS_TRY(check_launch(op, "cross_entropy_backward_kernel"));
+  MS_TRY(check_launch(op, "cross_entropy_backward (a cached, chunked or three-pass kernel)"));
   return finish(op);
 }
 

@@ -6,7 +6,7 @@
 import { expect, it } from 'vitest';
 
 import { activationBackward, adamW } from '../../lib/lm/grad-ops.js';
-import { activation, add, crossEntropy, embed, klRows, layerNorm, linear, splitQkv } from '../../lib/lm/ops.js';
+import { activation, add, crossEntropy, embed, klRows, layerNorm, linear, linearQkv, splitQkv } from '../../lib/lm/ops.js';
 import { gatherRows, rowSqDist } from '../../lib/ops.js';
 import { SparseAutoencoder } from '../../lib/sae/sae.js';
 import { Tensor } from '../../lib/tensor.js';
@@ -33,6 +33,12 @@ it('refuses outputs that are, or overlap, an input', async () => {
   using q = Tensor.zeros([1, 2], { backend });
   using v = Tensor.zeros([1, 3, 2], { backend });
   await expect(async () => splitQkv(qkv, 1, 1, 2, q, kCache, v, 3, 0)).rejects.toThrow('kCache must not overlap qkv (views of one allocation)');
+  // linearQkv: q and the caches against x, the weight and each other.
+  using xq = packed.view(0, [1, 2]);
+  using wq = Tensor.zeros([2, 6], { backend });
+  using cacheK = Tensor.zeros([1, 3, 2], { backend });
+  await expect(async () => linearQkv(xq, wq, null, 1, 1, 2, q, kCache, v, 3, 0, 'f32')).rejects.toThrow('kCache must not overlap x (views of one allocation)');
+  await expect(async () => linearQkv(xq, wq, null, 1, 1, 2, q, cacheK, cacheK, 3, 0, 'f32')).rejects.toThrow('kCache must not be the same tensor as vCache');
 
   // Views of one allocation: overlapping ones are refused, disjoint ones work.
   using buffer = Tensor.from(Float32Array.from({ length: 256 }, (_, i) => i), [256], { backend });

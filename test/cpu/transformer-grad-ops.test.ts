@@ -24,6 +24,7 @@ import {
   activationBackward,
   adamW,
   attentionBackward,
+  attentionBackwardQkv,
   attentionForwardTrain,
   crossEntropyForwardBackward,
   embedBackward,
@@ -41,6 +42,7 @@ import { Rng } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
 import { normalArray, relError, roundArrayBf16, uniformArray } from '../helpers/data.js';
 import { gpt2LossAndGrads } from '../helpers/gpt2-grads.js';
+import { rejection } from '../helpers/rejection.js';
 import {
   adamWRef,
   attentionBackwardRef,
@@ -87,14 +89,6 @@ function maxErr(name: string, a: ArrayLike<number>, ref: ArrayLike<number>): num
 
 function plus(a: ArrayLike<number>, b: ArrayLike<number>): Float64Array {
   return Float64Array.from(a, (x, i) => x + b[i]!);
-}
-
-/** The rejection of a promise (null when it resolves). */
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  return p.then(
-    () => null,
-    (e: unknown) => e,
-  );
 }
 
 // ---- central differences ------------------------------------------------------------------------
@@ -280,6 +274,13 @@ describe('transformer backward ops (cpu)', () => {
       expect(maxErr('attentionBackward dq', f32(dq), ref.dq)).toBeLessThan(1e-5);
       expect(maxErr('attentionBackward dk', f32(dk), ref.dk)).toBeLessThan(1e-5);
       expect(maxErr('attentionBackward dv', f32(dv), ref.dv)).toBeLessThan(1e-5);
+
+      // Into one [rows, 3C] gradient: mergeQkvGrad's layout of dq, dk, dv, bit for bit.
+      using dqkv = Tensor.full([rows, 3 * C], Number.NaN, { backend });
+      await attentionBackwardQkv(tdout, tq, tk, tv, out, lse, batch, steps, N_HEAD, dqkv);
+      using merged = Tensor.full([rows, 3 * C], Number.NaN, { backend });
+      await mergeQkvGrad(dq, dk, dv, merged);
+      expect(Array.from(f32(dqkv))).toEqual(Array.from(f32(merged)));
     });
   }
 
@@ -724,6 +725,8 @@ describe('argument errors', () => {
     using qkv = t([B * T, 3 * C]);
     expect(() => splitQkvTrain(qkv, q, k, bad)).toThrow(/v must have shape \[21, 76\]/);
     expect(() => mergeQkvGrad(q, k, v, out)).toThrow(/the last dim of dqkv \[21, 76\] must be 3·C/);
+    expect(() => attentionBackwardQkv(out, q, k, v, out, lse, B, T, N_HEAD, out)).toThrow(/dqkv must have shape \[21, 228\]/);
+    expect(() => attentionBackwardQkv(out, q, k, v, out, lse, B, T, N_HEAD + 1, qkv)).toThrow(/nHead 5 must divide C 76/);
   });
 
   it('layer norm, linear, activation, loss and embedding backwards name bad arguments', async () => {

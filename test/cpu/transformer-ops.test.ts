@@ -12,7 +12,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { MonosemanticError } from '../../lib/errors.js';
-import { activation, add, argmaxRows, attention, crossEntropy, embed, klRows, layerNorm, linear, linearT, splitQkv } from '../../lib/lm/ops.js';
+import { activation, add, argmaxRows, attention, crossEntropy, embed, klRows, layerNorm, linear, linearQkv, linearT, splitQkv } from '../../lib/lm/ops.js';
 import { Rng } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
 import { normalArray, relFloor1, roundArrayBf16, uniformArray, worst } from '../helpers/data.js';
@@ -167,6 +167,39 @@ describe('transformer ops (cpu)', () => {
     expect(() => linear(tx, tw, tb, out, 'f32', { activation: 'swish' as never })).toThrow(/activation must be one of gelu_new, gelu, relu \(got "swish"\)/);
   });
 
+  it('linear with accumulate gives the bits of linear into a temporary, then add', async () => {
+    const rng = new Rng(43);
+    const nOut = 53;
+    const x = normalArray(rng, ROWS * C);
+    const W = normalArray(rng, C * nOut, 0.2);
+    const bias = normalArray(rng, nOut);
+    const resid = normalArray(rng, ROWS * nOut, 3);
+    using tx = Tensor.from(x, [ROWS, C], { backend });
+    using tw = Tensor.from(W, [C, nOut], { backend });
+    using twT = Tensor.from(W, [nOut, C], { backend });
+    using tb = Tensor.from(bias, [nOut], { backend });
+    for (const precision of ['f32', 'bf16'] as const) {
+      for (const transW of [false, true]) {
+        for (const b of [tb, null]) {
+          const what = `${precision} transW ${transW} bias ${b !== null}`;
+          using fused = Tensor.from(resid, [ROWS, nOut], { backend });
+          using branch = Tensor.full([ROWS, nOut], Number.NaN, { backend });
+          using separate = Tensor.from(resid, [ROWS, nOut], { backend });
+          await (transW ? linearT : linear)(tx, transW ? twT : tw, b, fused, precision, { accumulate: true });
+          await (transW ? linearT : linear)(tx, transW ? twT : tw, b, branch, precision);
+          await add(separate, branch, separate);
+          expect(Array.from(f32(fused)), what).toEqual(Array.from(f32(separate)));
+          expect(f32(fused).some((v, i) => v !== resid[i]), `${what}: out changed`).toBe(true);
+        }
+      }
+    }
+    using out = Tensor.from(resid, [ROWS, nOut], { backend });
+    using outBf = Tensor.zeros([ROWS, nOut], { backend, dtype: 'bf16' });
+    expect(() => linear(tx, tw, tb, out, 'f32', { accumulate: true, activation: 'relu' })).toThrow(/accumulate takes no activation/);
+    expect(() => linear(tx, tw, tb, outBf, 'bf16', { accumulate: true })).toThrow(/out must have dtype f32 \(got bf16\)/);
+    expect(() => linear(tx, tw, tb, out, 'f32', { accumulate: 1 as never })).toThrow(/accumulate must be a boolean/);
+  });
+
   it('activation computes gelu_new, gelu and relu elementwise, also in place', async () => {
     const rng = new Rng(5);
     const x = uniformArray(rng, ROWS * C, -6, 6);
@@ -271,6 +304,51 @@ describe('transformer ops (cpu)', () => {
     });
   }
 
+  it('linearQkv gives the bits of linear into a temporary then splitQkv, at both precisions, bias or not, bf16 x', async () => {
+    const rng = new Rng(44);
+    const x = normalArray(rng, B * T * C);
+    const W = normalArray(rng, C * 3 * C, 0.2);
+    const bias = normalArray(rng, 3 * C);
+    const k0 = normalArray(rng, B * TMAX * C);
+    const v0 = normalArray(rng, B * TMAX * C);
+    using tW = Tensor.from(W, [C, 3 * C], { backend });
+    using tb = Tensor.from(bias, [3 * C], { backend });
+    for (const precision of ['f32', 'bf16'] as const) {
+      for (const xDtype of precision === 'bf16' ? (['f32', 'bf16'] as const) : (['f32'] as const)) {
+        using tx = Tensor.from(x, [B * T, C], { backend, dtype: xDtype });
+        for (const b of [tb, null]) {
+          for (const offset of [0, 3]) {
+            const what = `${precision} x ${xDtype} bias ${b !== null} offset ${offset}`;
+            using q = Tensor.full([B * T, C], Number.NaN, { backend });
+            using k = Tensor.from(k0, [B, TMAX, C], { backend });
+            using v = Tensor.from(v0, [B, TMAX, C], { backend });
+            await linearQkv(tx, tW, b, B, T, C, q, k, v, TMAX, offset, precision);
+            using qkv = Tensor.full([B * T, 3 * C], Number.NaN, { backend });
+            await linear(tx, tW, b, qkv, precision);
+            using q2 = Tensor.full([B * T, C], Number.NaN, { backend });
+            using k2 = Tensor.from(k0, [B, TMAX, C], { backend });
+            using v2 = Tensor.from(v0, [B, TMAX, C], { backend });
+            await splitQkv(qkv, B, T, C, q2, k2, v2, TMAX, offset);
+            expect(Array.from(f32(q)), `${what}: q`).toEqual(Array.from(f32(q2)));
+            expect(Array.from(f32(k)), `${what}: k`).toEqual(Array.from(f32(k2)));
+            expect(Array.from(f32(v)), `${what}: v`).toEqual(Array.from(f32(v2)));
+          }
+        }
+      }
+    }
+    using tx = Tensor.from(x, [B * T, C], { backend });
+    using q = Tensor.zeros([B * T, C], { backend });
+    using k = Tensor.zeros([B, TMAX, C], { backend });
+    using v = Tensor.zeros([B, TMAX, C], { backend });
+    using Wbad = Tensor.zeros([3 * C, C], { backend });
+    using small = Tensor.zeros([B, T, C], { backend });
+    expect(() => linearQkv(tx, Wbad, tb, B, T, C, q, k, v, TMAX, 0, 'f32')).toThrow(/weight must have shape \[76, 228\] \(C 76 inputs, q \| k \| v outputs\) \(got \[228, 76\]\)/);
+    expect(() => linearQkv(tx, tW, tb, B, T, C, q, small, v, TMAX, 0, 'f32')).toThrow(/kCache must have shape \[33, 76\]/);
+    expect(() => linearQkv(tx, tW, tb, B, T, C, q, k, v, TMAX, TMAX - T + 1, 'f32')).toThrow(/offset 5 \+ T 7 exceeds Tmax 11/);
+    expect(() => linearQkv(tx, tW, tb, B, T, C, q, k, k, TMAX, 0, 'f32')).toThrow(/must not be the same tensor/);
+    expect(() => linearQkv(tx, tW, tb, B, T, C, tx, k, v, TMAX, 0, 'f32')).toThrow(/must not be the same tensor/);
+  });
+
   // 100 queries at offset 37: two blocks of query rows (the CPU kernels work in blocks of 64).
   for (const [offset, steps, tmax] of [[0, T, TMAX], [3, T, TMAX], [10, 1, TMAX], [37, 100, 160]] as const) {
     it(`attention of ${steps} queries at offset ${offset} over a cache of ${tmax} matches softmax(q kᵀ/√hd) v`, async () => {
@@ -290,6 +368,22 @@ describe('transformer ops (cpu)', () => {
       expect(worst(f32(out), ref, () => maxV)).toBeLessThan(1e-5);
     });
   }
+
+  it('attention into a bf16 out at bf16 precision gives the f32 out rounded; a bf16 out at f32 is refused', async () => {
+    const rng = new Rng(45);
+    const q = normalArray(rng, B * T * C);
+    const k = normalArray(rng, B * TMAX * C, 1.5);
+    const v = normalArray(rng, B * TMAX * C);
+    using tq = Tensor.from(q, [B * T, C], { backend });
+    using tk = Tensor.from(k, [B, TMAX, C], { backend });
+    using tv = Tensor.from(v, [B, TMAX, C], { backend });
+    using out = Tensor.full([B * T, C], Number.NaN, { backend });
+    using outBf = Tensor.zeros([B * T, C], { backend, dtype: 'bf16' });
+    await attention(tq, tk, tv, B, T, TMAX, 3, N_HEAD, out, 'bf16');
+    await attention(tq, tk, tv, B, T, TMAX, 3, N_HEAD, outBf, 'bf16');
+    expect(Array.from(outBf.toFloat32())).toEqual(Array.from(roundArrayBf16(f32(out))));
+    expect(() => attention(tq, tk, tv, B, T, TMAX, 3, N_HEAD, outBf, 'f32')).toThrow(/out must have dtype f32 \(got bf16\)/);
+  });
 
   it('prefill in chunks through splitQkv + attention equals one whole prefill', async () => {
     const rng = new Rng(30);

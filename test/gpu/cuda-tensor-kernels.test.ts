@@ -15,58 +15,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { backendStatus, nativeAddon } from '../../lib/backend.js';
+import { linearBackward } from '../../lib/lm/grad-ops.js';
+import { linear, linearT } from '../../lib/lm/ops.js';
 import { Rng } from '../../lib/random.js';
-import { SparseAutoencoder } from '../../lib/sae/sae.js';
 import { Tensor } from '../../lib/tensor.js';
-import { normalArray, relDiff, relError, uniformArray } from '../helpers/data.js';
+import { KERNELS, gradients, withSimpleKernels } from '../helpers/cuda-sae-gradients.js';
+import { normalArray, relDiff, relError } from '../helpers/data.js';
+import { withEnv } from '../helpers/env.js';
 import { countsAfterOneBatch, expectedSaturatedCounts } from '../helpers/fire-count-saturation.js';
 import { defineSaeParityTests } from '../helpers/sae-parity.js';
+import { expectSameValues } from '../helpers/same-values.js';
 
 const status = backendStatus();
 const hasCuda = status.cuda.available;
 if (!hasCuda) console.warn(`test/gpu: SKIPPED — the CUDA backend is not available: ${status.cuda.reason}`);
-
-const KERNELS = 'MONOSEMANTIC_CUDA_KERNELS';
-
-/** Runs fn with the simple kernels selected (the variable is read at each call). */
-async function withSimpleKernels<T>(fn: () => Promise<T>): Promise<T> {
-  process.env[KERNELS] = 'simple';
-  try {
-    return await fn();
-  } finally {
-    delete process.env[KERNELS];
-  }
-}
-
-interface GradResult {
-  stats: { mse: number; sparsity: number; l0: number; loss: number };
-  grads: Record<'W_enc' | 'b_enc' | 'W_dec' | 'b_dec', Float32Array>;
-  fire: Int32Array;
-  f: Float32Array;
-}
-
-async function gradients(B: number, d: number, n: number, penalty: 'l1' | 'l1_decnorm', seed: number): Promise<GradResult> {
-  const rng = new Rng(seed);
-  using sae = SparseAutoencoder.create({ dIn: d, dSae: n, backend: 'cuda', precision: 'bf16', penalty, l1Coeff: 0.4 });
-  sae.writeParameters({
-    W_enc: uniformArray(rng, d * n, -1 / Math.sqrt(d), 1 / Math.sqrt(d)),
-    b_enc: uniformArray(rng, n, -0.3, 0.3),
-    W_dec: uniformArray(rng, n * d, -1 / Math.sqrt(n), 1 / Math.sqrt(n)),
-    b_dec: uniformArray(rng, d, -0.2, 0.2),
-  });
-  using x = Tensor.from(normalArray(rng, B * d), [B, d], { backend: 'cuda' });
-  using f = Tensor.full([B, n], Number.NaN, { backend: 'cuda' });
-  for (const t of Object.values(sae.gradients)) t.fill(Number.NaN);
-  const stats = await sae.computeGradients(x);
-  await sae.encode(x, f);
-  const g = sae.gradients;
-  return {
-    stats,
-    grads: { W_enc: g.W_enc.toFloat32(), b_enc: g.b_enc.toFloat32(), W_dec: g.W_dec.toFloat32(), b_dec: g.b_dec.toFloat32() },
-    fire: sae.fireCounts(),
-    f: f.toFloat32(),
-  };
-}
 
 describe.skipIf(!hasCuda)('cuda tensor-core kernels', () => {
   const shapes = [
@@ -170,6 +132,116 @@ describe.skipIf(!hasCuda)('cuda tensor-core kernels', () => {
         delete process.env[GEMM];
       });
       defineSaeParityTests('cuda', ['bf16']);
+    });
+  });
+
+  // The mma.sync kernel's staged store (plain stores, the default) and its direct one compute the
+  // same values and write them in another order: the same bits, for the plain stores (split K, a
+  // bias, a bf16 output, beta 1 when a gradient accumulates) next to the fused epilogues, which store
+  // directly either way (the encoder's bias-ReLU with its column sums, the feature gradient), on
+  // ragged and whole tiles.
+  describe('the staged store against the direct one (MONOSEMANTIC_CUDA_EPILOGUE=direct): the same bits', () => {
+    const mma = { MONOSEMANTIC_CUDA_GEMM: 'mma' };
+    const direct = { ...mma, MONOSEMANTIC_CUDA_EPILOGUE: 'direct' };
+    for (const [B, d, n] of [[1000, 264, 1030], [333, 77, 1001], [4096, 512, 16384]] as const) {
+      it(`the SAE step's products: B=${B} d=${d} n=${n}`, async () => {
+        const staged = await withEnv(mma, () => gradients(B, d, n, 'l1_decnorm', 11));
+        const plain = await withEnv(direct, () => gradients(B, d, n, 'l1_decnorm', 11));
+        for (const k of ['W_enc', 'b_enc', 'W_dec', 'b_dec'] as const) {
+          expect(staged.grads[k].every(Number.isFinite), `${k} written`).toBe(true);
+          expectSameValues(staged.grads[k], plain.grads[k], k);
+        }
+        expectSameValues(staged.f, plain.f, 'f');
+        expect(staged.stats).toEqual(plain.stats);
+        expectSameValues(staged.fire, plain.fire, 'firing counts');
+      });
+    }
+    it('linear and its backward: bias, fp32 and bf16 outputs, accumulated gradients', async () => {
+      const run = async () => {
+        const rng = new Rng(31);
+        const [rows, nIn, nOut] = [333, 130, 1001];
+        using x = Tensor.from(normalArray(rng, rows * nIn), [rows, nIn], { backend: 'cuda' });
+        using w = Tensor.from(normalArray(rng, nIn * nOut, 0.1), [nIn, nOut], { backend: 'cuda' });
+        using b = Tensor.from(normalArray(rng, nOut), [nOut], { backend: 'cuda' });
+        using out = Tensor.full([rows, nOut], Number.NaN, { backend: 'cuda' });
+        using outBf = Tensor.empty([rows, nOut], { backend: 'cuda', dtype: 'bf16' });
+        using relu = Tensor.full([rows, nOut], Number.NaN, { backend: 'cuda' });
+        await linear(x, w, b, out, 'bf16');
+        await linear(x, w, b, outBf, 'bf16');
+        await linear(x, w, b, relu, 'bf16', { activation: 'relu' });
+        using dout = Tensor.from(normalArray(rng, rows * nOut), [rows, nOut], { backend: 'cuda' });
+        using dx = Tensor.full([rows, nIn], Number.NaN, { backend: 'cuda' });
+        using dw = Tensor.from(normalArray(rng, nIn * nOut), [nIn, nOut], { backend: 'cuda' });
+        using db = Tensor.from(normalArray(rng, nOut), [nOut], { backend: 'cuda' });
+        await linearBackward(dout, x, w, dx, dw, db, 'bf16', true); // dW += xᵀ dout: beta 1
+        return [out, outBf, relu, dx, dw, db].map((t) => t.toFloat32());
+      };
+      const staged = await withEnv(mma, run);
+      const plain = await withEnv(direct, run);
+      for (const [i, name] of ['out', 'bf16 out', 'relu', 'dx', 'dW (accumulated)', 'db'].entries()) {
+        expect(staged[i]!.every(Number.isFinite), `${name} written`).toBe(true);
+        expectSameValues(staged[i]!, plain[i]!, name);
+      }
+    });
+  });
+
+  // The short-K kernel (NT store products with K <= 128, a multiple of 8: the logits product x Wᵀ,
+  // and linear's input gradient dout Wᵀ for outputs that narrow) against the general mma.sync
+  // kernel (MONOSEMANTIC_CUDA_SHORT_K=off): the same sums in the same order, so the same bits, fp32
+  // and bf16 outputs, with a bias; ragged tiles, K a multiple of 8 but not of 16. On a GPU of 132
+  // multiprocessors the last two shapes give blocks runs of 4 and of 3 N tiles (the next tile's
+  // rows loaded while one is stored; the last run of each M tile short, over a ragged N tile). And
+  // against the CPU's bf16 product where it is small.
+  describe('the short-K kernel against the general one (MONOSEMANTIC_CUDA_SHORT_K=off): the same bits', () => {
+    const KEY = 'MONOSEMANTIC_CUDA_SHORT_K';
+    const run = async (rows: number, K: number, N: number, backend: 'cuda' | 'cpu' = 'cuda') => {
+      const rng = new Rng(rows + K + N);
+      using x = Tensor.from(normalArray(rng, rows * K), [rows, K], { backend });
+      using w = Tensor.from(normalArray(rng, N * K, 0.1), [N, K], { backend });
+      using b = Tensor.from(normalArray(rng, N), [N], { backend });
+      using out = Tensor.full([rows, N], Number.NaN, { backend });
+      using outBf = Tensor.empty([rows, N], { backend, dtype: 'bf16' });
+      await linearT(x, w, b, out, 'bf16');
+      await linearT(x, w, null, outBf, 'bf16');
+      return { out: out.toFloat32(), outBf: outBf.toFloat32() };
+    };
+    const withGeneral = async <T>(fn: () => Promise<T>): Promise<T> => {
+      process.env[KEY] = 'off';
+      try {
+        return await fn();
+      } finally {
+        delete process.env[KEY];
+      }
+    };
+    for (const [rows, K, N] of [[333, 128, 1001], [1000, 72, 300], [64, 8, 4097], [4096, 128, 8192], [16384, 128, 4096], [1024, 64, 50000]] as const) {
+      it(`linearT [${rows}, ${K}] x [${N}, ${K}]ᵀ`, async () => {
+        const fast = await run(rows, K, N);
+        const general = await withGeneral(() => run(rows, K, N));
+        expect(fast.out.every(Number.isFinite), 'written').toBe(true);
+        expectSameValues(fast.out, general.out, 'fp32 out');
+        expectSameValues(fast.outBf, general.outBf, 'bf16 out');
+        if (rows * N <= 1e6) expect(relError(fast.out, (await run(rows, K, N, 'cpu')).out)).toBeLessThan(1e-5);
+      });
+    }
+    it("linear's backward with 128 outputs: dx = dout Wᵀ (short K), dW accumulated", async () => {
+      const backward = async () => {
+        const rng = new Rng(77);
+        const [rows, nIn, nOut] = [1000, 300, 128];
+        using x = Tensor.from(normalArray(rng, rows * nIn), [rows, nIn], { backend: 'cuda' });
+        using w = Tensor.from(normalArray(rng, nIn * nOut, 0.1), [nIn, nOut], { backend: 'cuda' });
+        using dout = Tensor.from(normalArray(rng, rows * nOut), [rows, nOut], { backend: 'cuda' });
+        using dx = Tensor.full([rows, nIn], Number.NaN, { backend: 'cuda' });
+        using dw = Tensor.from(normalArray(rng, nIn * nOut), [nIn, nOut], { backend: 'cuda' });
+        using db = Tensor.from(normalArray(rng, nOut), [nOut], { backend: 'cuda' });
+        await linearBackward(dout, x, w, dx, dw, db, 'bf16', true);
+        return [dx, dw, db].map((t) => t.toFloat32());
+      };
+      const fast = await backward();
+      const general = await withGeneral(backward);
+      for (const [i, name] of ['dx', 'dW', 'db'].entries()) {
+        expect(fast[i]!.every(Number.isFinite), `${name} written`).toBe(true);
+        expectSameValues(fast[i]!, general[i]!, name);
+      }
     });
   });
 

@@ -10,7 +10,10 @@
  *   - the q/k/v split and merge, AdamW (the same IEEE operations in the same order) and the error
  *     reports: exact;
  *   - attention at bf16 on tensor cores (the default; bf16 operands): 1.5e-2; with
- *     MONOSEMANTIC_CUDA_ATTENTION=tiled (fp32 kernels): 1e-5.
+ *     MONOSEMANTIC_CUDA_ATTENTION=tiled (fp32 kernels): 1e-5; with and without the next tile read
+ *     ahead (MONOSEMANTIC_CUDA_ATTENTION_PREFETCH=off): exact;
+ *   - the attention backward into one [B·T, 3C] gradient (attentionBackwardQkv) against
+ *     attentionBackward then mergeQkvGrad, on each backend and kernel: exact.
  * Skipped, with the reason printed, where the CUDA backend is not available.
  */
 import path from 'node:path';
@@ -26,6 +29,7 @@ import {
   activationBackward,
   adamW,
   attentionBackward,
+  attentionBackwardQkv,
   attentionForwardTrain,
   crossEntropyForwardBackward,
   embedBackward,
@@ -41,9 +45,10 @@ import { packageRoot } from '../../lib/native/load.js';
 import { reduceSumInto } from '../../lib/ops.js';
 import { Rng } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
-import { normalArray, relError, roundArrayBf16, uniformArray } from '../helpers/data.js';
-import { expectSameRecords, expectSameValues } from '../helpers/same-values.js';
+import { maxErr, normalArray, relError, roundArrayBf16, uniformArray } from '../helpers/data.js';
 import { gpt2LossAndGrads } from '../helpers/gpt2-grads.js';
+import { rejection } from '../helpers/rejection.js';
+import { expectSameRecords, expectSameValues } from '../helpers/same-values.js';
 
 const status = backendStatus();
 const hasCuda = status.cuda.available;
@@ -58,27 +63,6 @@ function f32(t: Tensor): Float32Array {
   return t.toArray() as Float32Array;
 }
 
-/** max |a − ref| / max |ref|; Infinity when a holds a non-finite value. */
-function maxErr(a: ArrayLike<number>, ref: ArrayLike<number>): number {
-  expect(a.length).toBe(ref.length);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    if (!Number.isFinite(a[i]!)) return Infinity;
-    num = Math.max(num, Math.abs(a[i]! - ref[i]!));
-    den = Math.max(den, Math.abs(ref[i]!));
-  }
-  return den === 0 ? num : num / den;
-}
-
-/** The rejection of a promise (null when it resolves). */
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  return p.then(
-    () => null,
-    (e: unknown) => e,
-  );
-}
-
 describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
   /**
    * Seeded q, k, v and dout [B·T, C] through the attention's training forward and its backward on
@@ -86,28 +70,38 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
    * too (`plain`).
    */
   async function attentionOnBoth(batch: number, T: number, C: number, nHead: number, seed: number, precision?: 'bf16') {
+    return onBoth((backend) => attentionOn(backend, batch, T, C, nHead, seed, precision));
+  }
+
+  /** attentionOnBoth's run on one backend. */
+  async function attentionOn(backend: BackendName, batch: number, T: number, C: number, nHead: number, seed: number, precision?: 'bf16') {
     const rng = new Rng(seed);
     const rows = batch * T;
     const q = normalArray(rng, rows * C);
     const k = normalArray(rng, rows * C, 1.5);
     const v = normalArray(rng, rows * C);
     const dout = normalArray(rng, rows * C);
-    return onBoth(async (backend) => {
-      using tq = Tensor.from(q, [rows, C], { backend });
-      using tk = Tensor.from(k, [rows, C], { backend });
-      using tv = Tensor.from(v, [rows, C], { backend });
-      using tdout = Tensor.from(dout, [rows, C], { backend });
-      using plain = Tensor.full([rows, C], Number.NaN, { backend });
-      if (precision) await attention(tq, tk, tv, batch, T, T, 0, nHead, plain, precision);
-      using out = Tensor.full([rows, C], Number.NaN, { backend });
-      using lse = Tensor.full([batch, nHead, T], Number.NaN, { backend });
-      await attentionForwardTrain(tq, tk, tv, batch, T, nHead, out, lse, precision);
-      using dq = Tensor.full([rows, C], Number.NaN, { backend });
-      using dk = Tensor.full([rows, C], Number.NaN, { backend });
-      using dv = Tensor.full([rows, C], Number.NaN, { backend });
-      await attentionBackward(tdout, tq, tk, tv, out, lse, batch, T, nHead, dq, dk, dv, precision);
-      return { plain: f32(plain), out: f32(out), lse: f32(lse), dq: f32(dq), dk: f32(dk), dv: f32(dv) };
-    });
+    using tq = Tensor.from(q, [rows, C], { backend });
+    using tk = Tensor.from(k, [rows, C], { backend });
+    using tv = Tensor.from(v, [rows, C], { backend });
+    using tdout = Tensor.from(dout, [rows, C], { backend });
+    using plain = Tensor.full([rows, C], Number.NaN, { backend });
+    if (precision) await attention(tq, tk, tv, batch, T, T, 0, nHead, plain, precision);
+    using out = Tensor.full([rows, C], Number.NaN, { backend });
+    using lse = Tensor.full([batch, nHead, T], Number.NaN, { backend });
+    await attentionForwardTrain(tq, tk, tv, batch, T, nHead, out, lse, precision);
+    using dq = Tensor.full([rows, C], Number.NaN, { backend });
+    using dk = Tensor.full([rows, C], Number.NaN, { backend });
+    using dv = Tensor.full([rows, C], Number.NaN, { backend });
+    await attentionBackward(tdout, tq, tk, tv, out, lse, batch, T, nHead, dq, dk, dv, precision);
+    // Into one [rows, 3C] gradient (the kernels' stores at a row stride of 3C): mergeQkvGrad's
+    // layout of the same bits.
+    using dqkv = Tensor.full([rows, 3 * C], Number.NaN, { backend });
+    await attentionBackwardQkv(tdout, tq, tk, tv, out, lse, batch, T, nHead, dqkv, precision);
+    using merged = Tensor.full([rows, 3 * C], Number.NaN, { backend });
+    await mergeQkvGrad(dq, dk, dv, merged);
+    expectSameValues(f32(dqkv), f32(merged), `${backend} dqkv`);
+    return { plain: f32(plain), out: f32(out), lse: f32(lse), dq: f32(dq), dk: f32(dk), dv: f32(dv) };
   }
 
   for (const [batch, T, C, nHead] of [[3, 7, 76, 4], [2, 64, 768, 12], [1, 300, 96, 3]] as const) {
@@ -131,6 +125,26 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
       }
     });
   }
+
+  // The tensor-core kernels read each tile's rows during the previous tile's products unless
+  // MONOSEMANTIC_CUDA_ATTENTION_PREFETCH=off (read at each call): the same sums in the same order,
+  // so the same bits, for heads of 32 and 64, T across and inside the 64-row tiles.
+  it.skipIf(!mma)('attention at bf16 with and without the next tile read ahead: the same bits', async () => {
+    const KEY = 'MONOSEMANTIC_CUDA_ATTENTION_PREFETCH';
+    const before = process.env[KEY];
+    try {
+      for (const [batch, T, C, nHead] of [[2, 200, 96, 3], [1, 1024, 128, 4], [2, 129, 128, 2], [1, 300, 768, 12]] as const) {
+        delete process.env[KEY];
+        const ahead = await attentionOn('cuda', batch, T, C, nHead, 5, 'bf16');
+        process.env[KEY] = 'off';
+        const staged = await attentionOn('cuda', batch, T, C, nHead, 5, 'bf16');
+        expectSameRecords(ahead, staged, `B ${batch}, T ${T}, C ${C}, ${nHead} heads`);
+      }
+    } finally {
+      if (before === undefined) delete process.env[KEY];
+      else process.env[KEY] = before;
+    }
+  });
 
   it('splitQkvTrain and mergeQkvGrad match the CPU exactly', async () => {
     const rng = new Rng(2);
@@ -303,8 +317,8 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
     }
   });
 
-  // Vocabularies held in registers (1,013; 4,097; multiples of 8: 1,000; 2,056; 8,192, the shipped
-  // models') and read three times (50,257).
+  // Vocabularies held in registers (1,013; 4,097; and in 16-byte chunks, a multiple of 8: 1,000;
+  // 2,056; 8,192, the shipped models') and read three times (50,257).
   for (const [rows, V] of [[37, 1013], [9, 4097], [13, 1000], [7, 2056], [11, 8192], [5, 50257]] as const) {
     it(`crossEntropyForwardBackward [${rows}, ${V}] matches the CPU; bad targets write nothing`, async () => {
       const rng = new Rng(6);
@@ -368,6 +382,39 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
     }
     expect(maxErr(r.cuda.grad, r.cpu.grad)).toBeLessThan(1e-2); // bf16 of values within 1e-5
   });
+
+  // Masked (-inf) logits in rows held in 16-byte chunks (one, two and four per thread): a row's
+  // first 2,048 masked, a row masked but for its target (loss 0, gradient 0), fp32 and bf16 logits.
+  for (const V of [1000, 2056, 8192]) {
+    it(`crossEntropyForwardBackward over masked logits [9, ${V}], fp32 and bf16, matches the CPU`, async () => {
+      const rng = new Rng(64);
+      const rows = 9;
+      const logits = roundArrayBf16(normalArray(rng, rows * V, 3));
+      const targets = Int32Array.from({ length: rows }, (_, r) => (r === 4 ? -1 : (r * 7919) % V));
+      for (let r = 0; r < rows; r++) for (let v = 0; v < V; v++) if ((v * 13 + r) % 5 === 0 && v !== targets[r]) logits[r * V + v] = -Infinity;
+      for (let v = 0; v < Math.min(2048, V - 8); v++) if (v !== targets[1]) logits[V + v] = -Infinity;
+      for (let v = 0; v < V; v++) if (v !== targets[2]) logits[2 * V + v] = -Infinity;
+      const r = await onBoth(async (backend) => {
+        using tt = Tensor.from(targets, [rows], { backend, dtype: 'i32' });
+        using tf = Tensor.from(logits, [rows, V], { backend });
+        using lossesF = Tensor.full([rows], Number.NaN, { backend });
+        await crossEntropyForwardBackward(tf, tt, lossesF, 1 / rows, { indicesChecked: true });
+        using th = Tensor.from(logits, [rows, V], { backend, dtype: 'bf16' });
+        using lossesH = Tensor.full([rows], Number.NaN, { backend });
+        await crossEntropyForwardBackward(th, tt, lossesH, 1 / rows, { indicesChecked: true });
+        return { lossesF: f32(lossesF), gradF: f32(tf), lossesH: f32(lossesH), gradH: th.toFloat32() };
+      });
+      for (const b of ['cpu', 'cuda'] as const) {
+        expectSameValues(r[b].lossesH, r[b].lossesF, `${b} losses`);
+        expect(r[b].lossesF[2], b).toBe(0);
+        expect(r[b].gradF.subarray(2 * V, 3 * V).every((g) => g === 0), `${b}: the lone target's row`).toBe(true);
+        expect(r[b].gradF.every(Number.isFinite), `${b}: masked logits get gradient 0`).toBe(true);
+      }
+      expect(maxErr(r.cuda.lossesF, r.cpu.lossesF)).toBeLessThan(1e-5);
+      expect(maxErr(r.cuda.gradF, r.cpu.gradF)).toBeLessThan(1e-5);
+      expect(maxErr(r.cuda.gradH, r.cpu.gradH)).toBeLessThan(1e-2); // bf16 of values within 1e-5
+    });
+  }
 
   // The LM trainer's bf16 logits: the gradient replaces them in place, rounded, as the f32 one would be.
   for (const V of [8192, 50257]) {

@@ -14,10 +14,11 @@ import { describe, expect, it } from 'vitest';
 
 import { type BackendName, backendStatus } from '../../lib/backend.js';
 import { MonosemanticError } from '../../lib/errors.js';
-import { type Activation, activation, add, argmaxRows, attention, crossEntropy, embed, klRows, layerNorm, linear, linearT, splitQkv } from '../../lib/lm/ops.js';
+import { type Activation, activation, add, argmaxRows, attention, crossEntropy, embed, klRows, layerNorm, linear, linearQkv, linearT, splitQkv } from '../../lib/lm/ops.js';
 import { Rng } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
 import { normalArray, relFloor1, roundArrayBf16, uniformArray, worst } from '../helpers/data.js';
+import { rejection } from '../helpers/rejection.js';
 import { expectSameRecords, expectSameValues } from '../helpers/same-values.js';
 import { linearRef } from '../reference/transformer-reference.js';
 
@@ -34,14 +35,6 @@ async function onBoth<R>(fn: (backend: BackendName) => Promise<R>): Promise<{ cp
 
 function f32(t: Tensor): Float32Array {
   return t.toArray() as Float32Array;
-}
-
-/** The rejection of a promise (null when it resolves). */
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  return p.then(
-    () => null,
-    (e: unknown) => e,
-  );
 }
 
 describe.skipIf(!hasCuda)('cuda transformer ops', () => {
@@ -129,6 +122,124 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
       }
     });
   }
+
+  // linear with accumulate (a residual stream taking a branch) adds x W + b to out's values: in the
+  // tensor GEMM's epilogue at bf16 (bias, then out's value: fmaf(1, out, v)), else through a
+  // temporary and add()'s kernel. The same bits as linear into a temporary then add(), for the
+  // tensor kernels (split K at [5, 768, 5003]; the mma.sync kernel's staged store reading out 16
+  // bytes at a time at [300, 768, 1024], and its direct store with MONOSEMANTIC_CUDA_EPILOGUE=direct;
+  // wgmma at [1024, 4096, 2048]), the simple ones (MONOSEMANTIC_CUDA_KERNELS=simple) and fp32. Both
+  // variables are read at each call.
+  it('linear and linearT with accumulate equal linear then add, bit for bit, on every kernel', async () => {
+    const KEYS = ['MONOSEMANTIC_CUDA_KERNELS', 'MONOSEMANTIC_CUDA_EPILOGUE'] as const;
+    const before = KEYS.map((k) => process.env[k]);
+    const kernelEnv: Record<string, Partial<Record<(typeof KEYS)[number], string>>> = {
+      tensor: {},
+      'tensor, direct store': { MONOSEMANTIC_CUDA_EPILOGUE: 'direct' },
+      simple: { MONOSEMANTIC_CUDA_KERNELS: 'simple' },
+    };
+    try {
+      for (const [rows, nIn, nOut] of [[67, 128, 515], [5, 768, 5003], [300, 768, 1024], [1024, 4096, 2048]] as const) {
+        const rng = new Rng(23);
+        const x = normalArray(rng, rows * nIn);
+        const W = normalArray(rng, nIn * nOut, 0.05);
+        const bias = normalArray(rng, nOut);
+        const resid = normalArray(rng, rows * nOut, 3);
+        using tx = Tensor.from(x, [rows, nIn], { backend: 'cuda' });
+        using tw = Tensor.from(W, [nIn, nOut], { backend: 'cuda' });
+        using twT = Tensor.from(W, [nOut, nIn], { backend: 'cuda' });
+        using tb = Tensor.from(bias, [nOut], { backend: 'cuda' });
+        for (const [kernels, env] of Object.entries(kernelEnv)) {
+          for (const k of KEYS) {
+            if (env[k] === undefined) delete process.env[k];
+            else process.env[k] = env[k];
+          }
+          for (const precision of ['f32', 'bf16'] as const) {
+            if (kernels !== 'tensor' && precision === 'f32') continue; // fp32 takes the simple kernels either way
+            for (const transW of [false, true]) {
+              for (const b of [tb, null]) {
+                const what = `[${rows}, ${nIn}] -> ${nOut} ${kernels} ${precision} transW ${transW} bias ${b !== null}`;
+                const product = transW ? linearT : linear;
+                using fused = Tensor.from(resid, [rows, nOut], { backend: 'cuda' });
+                await product(tx, transW ? twT : tw, b, fused, precision, { accumulate: true });
+                using branch = Tensor.full([rows, nOut], Number.NaN, { backend: 'cuda' });
+                await product(tx, transW ? twT : tw, b, branch, precision);
+                using separate = Tensor.from(resid, [rows, nOut], { backend: 'cuda' });
+                await add(separate, branch, separate);
+                expectSameValues(f32(fused), f32(separate), what);
+              }
+            }
+          }
+        }
+      }
+    } finally {
+      KEYS.forEach((k, i) => {
+        if (before[i] === undefined) delete process.env[k];
+        else process.env[k] = before[i];
+      });
+    }
+  });
+
+  // linearQkv: at bf16 on the tensor kernels, where linear's store would run the mma.sync kernel in
+  // one pass, that kernel's epilogue writes each column of the product into q or a cache; elsewhere
+  // linear into a temporary then the split: 6 rows of C 768 (a decoding step's shape: few tiles, K
+  // split three ways), MONOSEMANTIC_CUDA_GEMM=wgmma at C 128 (C 75 and 76 rows are not 16-byte
+  // aligned for TMA: the fused path), MONOSEMANTIC_CUDA_KERNELS=simple, fp32. Either way the bits of
+  // linear then splitQkv on CUDA, cache rows outside the window untouched; C 75 makes pairs of
+  // columns straddle q | k and k | v.
+  it('linearQkv equals linear then splitQkv, bit for bit, on every path', async () => {
+    const KEYS = ['MONOSEMANTIC_CUDA_KERNELS', 'MONOSEMANTIC_CUDA_GEMM'] as const;
+    const before = KEYS.map((k) => process.env[k]);
+    const kernelEnv: Record<string, Partial<Record<(typeof KEYS)[number], string>>> = {
+      tensor: {},
+      'wgmma for every product': { MONOSEMANTIC_CUDA_GEMM: 'wgmma' },
+      simple: { MONOSEMANTIC_CUDA_KERNELS: 'simple' },
+    };
+    try {
+      for (const [batch, T, Tmax, offset, C] of [[9, 1000, 1024, 17, 75], [8, 1024, 1024, 0, 128], [3, 5, 9, 4, 76], [2, 3, 8, 2, 768]] as const) {
+        const rng = new Rng(29);
+        const rows = batch * T;
+        const x = normalArray(rng, rows * C);
+        const W = normalArray(rng, C * 3 * C, 0.1);
+        const bias = normalArray(rng, 3 * C);
+        const k0 = normalArray(rng, batch * Tmax * C);
+        const v0 = normalArray(rng, batch * Tmax * C);
+        using tW = Tensor.from(W, [C, 3 * C], { backend: 'cuda' });
+        using tb = Tensor.from(bias, [3 * C], { backend: 'cuda' });
+        for (const [kernels, env] of Object.entries(kernelEnv)) {
+          for (const k of KEYS) {
+            if (env[k] === undefined) delete process.env[k];
+            else process.env[k] = env[k];
+          }
+          for (const precision of ['f32', 'bf16'] as const) {
+            if (kernels !== 'tensor' && precision === 'f32') continue; // fp32 takes the simple kernels either way
+            for (const xDtype of precision === 'bf16' ? (['f32', 'bf16'] as const) : (['f32'] as const)) {
+              using tx = Tensor.from(x, [rows, C], { backend: 'cuda', dtype: xDtype });
+              for (const b of [tb, null]) {
+                const what = `B ${batch} T ${T} Tmax ${Tmax} offset ${offset} C ${C} ${kernels} ${precision} x ${xDtype} bias ${b !== null}`;
+                using q = Tensor.full([rows, C], Number.NaN, { backend: 'cuda' });
+                using k = Tensor.from(k0, [batch, Tmax, C], { backend: 'cuda' });
+                using v = Tensor.from(v0, [batch, Tmax, C], { backend: 'cuda' });
+                await linearQkv(tx, tW, b, batch, T, C, q, k, v, Tmax, offset, precision);
+                using qkv = Tensor.full([rows, 3 * C], Number.NaN, { backend: 'cuda' });
+                await linear(tx, tW, b, qkv, precision);
+                using q2 = Tensor.full([rows, C], Number.NaN, { backend: 'cuda' });
+                using k2 = Tensor.from(k0, [batch, Tmax, C], { backend: 'cuda' });
+                using v2 = Tensor.from(v0, [batch, Tmax, C], { backend: 'cuda' });
+                await splitQkv(qkv, batch, T, C, q2, k2, v2, Tmax, offset);
+                expectSameRecords({ q: f32(q), k: f32(k), v: f32(v) }, { q: f32(q2), k: f32(k2), v: f32(v2) }, what);
+              }
+            }
+          }
+        }
+      }
+    } finally {
+      KEYS.forEach((k, i) => {
+        if (before[i] === undefined) delete process.env[k];
+        else process.env[k] = before[i];
+      });
+    }
+  });
 
   // A bf16 out (the LM trainer's logits): the GEMM's epilogue writes it directly where it can (no
   // activation, or ReLU with a bias; split K included), else the f32 result is rounded after.
@@ -377,6 +488,39 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
     });
   }
 
+  // At bf16 the attention may write a bf16 out: the tensor-core kernel stores its rows rounded (heads
+  // of 32 and 64 over whole sequences); the other kernels (a cache window, heads of 48,
+  // MONOSEMANTIC_CUDA_KERNELS=simple) write fp32 into a temporary, rounded after. Either way the
+  // fp32 out's bits rounded to nearest even.
+  it('attention into a bf16 out equals the fp32 out rounded, on every kernel', async () => {
+    const KEY = 'MONOSEMANTIC_CUDA_KERNELS';
+    const before = process.env[KEY];
+    try {
+      for (const [batch, T, Tmax, offset, C, nHead, simple] of [
+        [2, 200, 200, 0, 96, 3, false], [1, 300, 300, 0, 768, 12, false], [2, 150, 150, 0, 96, 2, false],
+        [2, 40, 64, 17, 128, 4, false], [2, 100, 100, 0, 128, 4, true],
+      ] as const) {
+        if (simple) process.env[KEY] = 'simple';
+        else delete process.env[KEY];
+        const rng = new Rng(31);
+        const q = normalArray(rng, batch * T * C);
+        const k = normalArray(rng, batch * Tmax * C, 1.5);
+        const v = normalArray(rng, batch * Tmax * C);
+        using tq = Tensor.from(q, [batch * T, C], { backend: 'cuda' });
+        using tk = Tensor.from(k, [batch, Tmax, C], { backend: 'cuda' });
+        using tv = Tensor.from(v, [batch, Tmax, C], { backend: 'cuda' });
+        using out = Tensor.full([batch * T, C], Number.NaN, { backend: 'cuda' });
+        using outBf = Tensor.zeros([batch * T, C], { backend: 'cuda', dtype: 'bf16' });
+        await attention(tq, tk, tv, batch, T, Tmax, offset, nHead, out, 'bf16');
+        await attention(tq, tk, tv, batch, T, Tmax, offset, nHead, outBf, 'bf16');
+        expectSameValues(outBf.toFloat32(), roundArrayBf16(f32(out)), `B ${batch} T ${T} Tmax ${Tmax} offset ${offset} C ${C} ${nHead} heads${simple ? ', simple kernels' : ''}`);
+      }
+    } finally {
+      if (before === undefined) delete process.env[KEY];
+      else process.env[KEY] = before;
+    }
+  });
+
   it('attention reports head sizes over 256 as unsupported on CUDA', async () => {
     using q = Tensor.zeros([1, 257], { backend: 'cuda' });
     using k = Tensor.zeros([1, 2, 257], { backend: 'cuda' });
@@ -386,7 +530,7 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
     expect((failure as MonosemanticError).code).toBe('E_UNSUPPORTED');
   });
 
-  // Vocabularies odd and large (1,013; 50,257) and multiples of 8 (2,056; 8,192, the shipped models').
+  // Rows read value by value (1,013; 50,257) and in 16-byte chunks (a multiple of 8: 2,056; 8,192).
   for (const [rows, V] of [[37, 1013], [9, 50257], [13, 2056], [11, 8192]] as const) {
     it(`crossEntropy [${rows}, ${V}] matches the CPU; a target >= V is reported like it`, async () => {
       const rng = new Rng(20);
@@ -416,9 +560,10 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
     });
   }
 
-  // fp32 and bf16 logits of the same values give the same losses; masked (-inf) logits, a row's
-  // first 2,048 all masked, a row masked but for its target (loss 0), and a row whose NaN, among
-  // masked logits, makes its loss NaN.
+  // The chunked kernel's online softmax: fp32 and bf16 logits of the same values give the same
+  // losses; masked (-inf) logits, the first 2,048 of a row all masked (every thread's first chunk),
+  // a row masked but for its target (loss 0), and a NaN in a first chunk otherwise masked, which
+  // makes its row's loss NaN.
   for (const V of [1000, 8192]) {
     it(`crossEntropy over rows of ${V} logits with masked entries, fp32 and bf16: the CPU's losses`, async () => {
       const rng = new Rng(23);
@@ -428,7 +573,7 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
       for (let r = 0; r < rows; r++) {
         for (let v = 0; v < V; v++) if ((v * 31 + r) % 7 === 0 && v !== targets[r]) logits[r * V + v] = -Infinity;
       }
-      for (let v = 0; v < 2048 && v < V - 8; v++) if (v !== targets[1]) logits[1 * V + v] = -Infinity; // the row's start
+      for (let v = 0; v < 2048 && v < V - 8; v++) if (v !== targets[1]) logits[1 * V + v] = -Infinity; // the first chunks of every thread
       for (let v = 0; v < V; v++) if (v !== targets[2]) logits[2 * V + v] = -Infinity; // the target alone: loss 0
       for (let v = 0; v < 8; v++) logits[3 * V + v] = v === 3 ? Number.NaN : -Infinity; // a NaN in an otherwise masked first chunk
       const r = await onBoth(async (backend) => {

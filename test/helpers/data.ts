@@ -27,6 +27,19 @@ export function relError(a: ArrayLike<number>, ref: ArrayLike<number>): number {
 }
 
 /** The largest |a − ref| / scale(i) over elements; Infinity when a holds a non-finite value. */
+/** max |a − ref| / max |ref| (max |a − ref| where ref is all zeros); Infinity when a holds a non-finite value. */
+export function maxErr(a: ArrayLike<number>, ref: ArrayLike<number>): number {
+  if (a.length !== ref.length) throw new RangeError(`maxErr: ${a.length} values against ${ref.length}`);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (!Number.isFinite(a[i]!)) return Infinity;
+    num = Math.max(num, Math.abs(a[i]! - ref[i]!));
+    den = Math.max(den, Math.abs(ref[i]!));
+  }
+  return den === 0 ? num : num / den;
+}
+
 export function worst(a: ArrayLike<number>, ref: ArrayLike<number>, scale: (i: number) => number): number {
   expect(a.length).toBe(ref.length);
   let w = 0;

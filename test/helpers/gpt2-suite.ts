@@ -19,6 +19,7 @@ import { packageRoot } from '../../lib/native/load.js';
 import { SparseAutoencoder } from '../../lib/sae/sae.js';
 import { Tensor } from '../../lib/tensor.js';
 import { relError, roundArrayBf16 } from './data.js';
+import { expectSameValues } from './same-values.js';
 
 const fixtures = path.join(packageRoot(), 'test/fixtures/gpt2');
 
@@ -131,6 +132,25 @@ export function defineGpt2FixtureTests(backend: BackendName): void {
       expect(otherPre.toArray()).toEqual(otherPreValues); // a copy: the residual stream is rewritten by each forward
       await expect(model.forward(ref.ids, ref.batch, { capture: ['blocks.7.hook_resid_pre'] })).rejects.toThrow(/unknown hook 'blocks\.7\.hook_resid_pre'/);
       await expect(model.forward(Int32Array.of(1, 2, 999), 1, { logits: true })).rejects.toThrow(/ids\[2\] = 999 is outside the vocabulary/);
+    });
+
+    // Where no one looks at a block's hook_attn_out or hook_mlp_out, the branch's product adds itself
+    // to the residual stream (linear's accumulate); looked at, it goes through the hook and add():
+    // the same fp32 sums. Where no one looks at attn.hook_z, at bf16 the attention writes it in bf16,
+    // the operand the output product rounds it to. So the same logits to the bit, at both precisions.
+    it('capturing attn.hook_z and the branches (hook_attn_out, hook_mlp_out) leaves the logits the same to the bit', async () => {
+      const ref = await reference('tiny-gelu-new-tied');
+      for (const precision of ['f32', 'bf16'] as const) {
+        using model = await Gpt2Model.load(dir, { backend, precision });
+        const plain = await model.forward(ref.ids, ref.batch, { logits: true });
+        using plainLogits = plain.logits!;
+        const hooks = model.hooks.map((h) => h.name).filter((n) => n.endsWith('attn.hook_z') || n.endsWith('hook_attn_out') || n.endsWith('hook_mlp_out'));
+        expect(hooks.length).toBe(3 * model.config.nLayer);
+        const looked = await model.forward(ref.ids, ref.batch, { logits: true, capture: hooks });
+        using lookedLogits = looked.logits!;
+        for (const h of hooks) looked.captured[h]!.dispose();
+        expectSameValues(lookedLogits.toArray() as Float32Array, plainLogits.toArray() as Float32Array, `logits at ${precision}`);
+      }
     });
 
     it('replacing mlp.hook_post with itself leaves the loss unchanged', async () => {

@@ -4,7 +4,9 @@
 // arrays are function statics (one block runs at a time, and its threads share them). The
 // forward, dq and dk/dv kernels run over every block of the grid; their outputs are compared with
 // a float64 reference of causal attention and its gradients (attention_reference.h) on random
-// inputs of ragged sizes.
+// inputs of ragged sizes. The gradients go to [rows, C] arrays (ld_grad = C), and in one case also
+// interleaved in a [rows, 3C] buffer (dq | dk | dv, ld_grad = 3C, the layout of the q/k/v
+// product's gradient), which must hold the same bits and be written everywhere.
 // Prints "ok ..." per case and "ok" at the end; exits 1 on the first mismatch.
 #include <algorithm>
 #include <barrier>
@@ -12,6 +14,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <thread>
 #include <vector>
@@ -87,16 +90,67 @@ void run_case(const Case& c, unsigned seed) {
   if (double e = rel_err(lse, ref.lse); !(e < 1e-5)) fail("forward lse", c, e);
   launch(gx, gy, kRowsPerBlock, [&] {
     attention_dq_tiled_kernel<HD>(c.T, C, c.n_head, scale, dout.data(), q.data(), k.data(), v.data(), out.data(),
-                                  lse.data(), dq.data(), D.data());
+                                  lse.data(), dq.data(), C, D.data());
   });
   if (double e = rel_err(dq, ref.dq); !(e < 1e-5)) fail("dq", c, e);
   launch(gx, gy, kRowsPerBlock, [&] {
     attention_dkdv_tiled_kernel<HD>(c.T, C, c.n_head, scale, dout.data(), q.data(), k.data(), v.data(), lse.data(),
-                                    D.data(), dk.data(), dv.data());
+                                    D.data(), dk.data(), dv.data(), C);
   });
   if (double e = rel_err(dk, ref.dk); !(e < 1e-5)) fail("dk", c, e);
   if (double e = rel_err(dv, ref.dv); !(e < 1e-5)) fail("dv", c, e);
   std::printf("ok   B %d T %4d heads %2d hd %2d\n", c.B, c.T, c.n_head, HD);
+}
+
+// dq, dk, dv written with row stride 3C into one [rows, 3C] buffer at offsets 0, C and 2C (filled
+// with NaN first): every element written, each with the bits the same kernels write into separate
+// [rows, C] arrays (ld_grad = C), and D the same.
+template <int HD>
+void run_interleaved(const Case& c, unsigned seed) {
+  const int C = c.n_head * HD, rows = c.B * c.T, heads = c.B * c.n_head, ld = 3 * C;
+  const auto [q, k, v, dout] = random_attention_inputs(rows, C, seed);
+  const float scale = 1.0f / std::sqrt(float(HD));
+  const float nan = std::nanf("");
+  std::vector<float> out(q.size(), nan), lse(size_t(heads) * c.T, nan), dq(q.size(), nan), dk(q.size(), nan),
+      dv(q.size(), nan), D(size_t(heads) * c.T, nan), dqkv(size_t(rows) * ld, nan), D3(D.size(), nan);
+  const unsigned gx = unsigned((c.T + kRowsPerBlock - 1) / kRowsPerBlock), gy = unsigned(heads);
+  launch(gx, gy, kRowsPerBlock, [&] {
+    attention_train_tiled_kernel<HD>(c.T, C, c.n_head, scale, q.data(), k.data(), v.data(), out.data(), lse.data());
+  });
+  launch(gx, gy, kRowsPerBlock, [&] {
+    attention_dq_tiled_kernel<HD>(c.T, C, c.n_head, scale, dout.data(), q.data(), k.data(), v.data(), out.data(),
+                                  lse.data(), dq.data(), C, D.data());
+  });
+  launch(gx, gy, kRowsPerBlock, [&] {
+    attention_dkdv_tiled_kernel<HD>(c.T, C, c.n_head, scale, dout.data(), q.data(), k.data(), v.data(), lse.data(),
+                                    D.data(), dk.data(), dv.data(), C);
+  });
+  launch(gx, gy, kRowsPerBlock, [&] {
+    attention_dq_tiled_kernel<HD>(c.T, C, c.n_head, scale, dout.data(), q.data(), k.data(), v.data(), out.data(),
+                                  lse.data(), dqkv.data(), ld, D3.data());
+  });
+  launch(gx, gy, kRowsPerBlock, [&] {
+    attention_dkdv_tiled_kernel<HD>(c.T, C, c.n_head, scale, dout.data(), q.data(), k.data(), v.data(), lse.data(),
+                                    D3.data(), dqkv.data() + C, dqkv.data() + 2 * C, ld);
+  });
+  auto mismatch = [&](const char* what, size_t r, int col) {
+    std::printf("FAIL interleaved %s (B %d, T %d, heads %d, hd %d): row %zu column %d\n", what, c.B, c.T, c.n_head,
+                HD, r, col);
+    std::exit(1);
+  };
+  const char* names[3] = {"dq", "dk", "dv"};
+  const std::vector<float>* separate[3] = {&dq, &dk, &dv};
+  for (size_t r = 0; r < size_t(rows); ++r)
+    for (int part = 0; part < 3; ++part)
+      for (int col = 0; col < C; ++col) {
+        const float got = dqkv[r * ld + size_t(part) * C + col];  // dqkv[r, part*C + col]
+        const float want = (*separate[part])[r * C + col];         // dq, dk or dv[r, col]
+        if (std::isnan(got)) mismatch(names[part], r, col);        // not written
+        if (std::memcmp(&got, &want, sizeof got) != 0) mismatch(names[part], r, col);
+      }
+  if (std::memcmp(D.data(), D3.data(), D.size() * sizeof(float)) != 0) mismatch("D", 0, 0);
+  std::printf("ok   interleaved dq|dk|dv [rows, 3C]: B %d T %4d heads %2d hd %2d bits equal [rows, C]\n", c.B, c.T,
+              c.n_head, HD);
 }
 
 }  // namespace
@@ -109,6 +163,8 @@ int main() {
   run_case<32>(Case{2, 129, 2, 32}, 4);
   run_case<64>(Case{1, 200, 2, 64}, 5);
   run_case<64>(Case{2, 64, 3, 64}, 6);
+  // The gradients interleaved in one [rows, 3C] buffer (ld_grad = 3C), across blocks and tiles.
+  run_interleaved<32>(Case{2, 150, 3, 32}, 7);
   std::printf("ok\n");
   return 0;
 }

@@ -8,9 +8,11 @@
 // addresses must be 16-byte aligned and inside the stage; every output must be written exactly once.
 // The epilogue's column reduction is checked to fold only lanes and warps that hold the same columns.
 // Split K (gridDim.z > 1) replays each split's K range and operand offsets and sums the partials.
+// The short-K kernel (whole-K tiles of A and B, N tiles walked in runs) is replayed the same way.
 //
 //   c++ -std=c++17 -O2 -Inative test/native/gemm_tensor_emulation.cpp -o emu && ./emu
 // prints one line per case and "ok", or the first mismatch and exits 1.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -178,6 +180,92 @@ void run_case(const Case& c, unsigned seed) {
               c.splits > 1 ? (" split " + std::to_string(c.splits)).c_str() : "");
 }
 
+// The short-K kernel (gemm_short_k_kernel in gemm_tensor.cu): C = A B^T with A [M, K], B [N, K]
+// (leading dimensions lda, ldb >= K), K <= kShortKMax and a multiple of 8. Block (x, y) holds A's
+// rows 128 y .. whole (K padded to 16 with zeros) and walks N tiles x * per .. in two alternating
+// buffers; each replayed with the same ldmatrix and mma emulation, outputs compared with a direct
+// product and counted (each written once).
+void run_short_k_case(int M, int N, int K, int lda, int ldb, int per, unsigned seed) {
+  const Case c{M, N, K, false, true};
+  std::vector<double> A(size_t(M) * lda, NAN), B(size_t(N) * ldb, NAN);  // NaN past K: never read
+  for (int m = 0; m < M; ++m)
+    for (int k = 0; k < K; ++k) A[size_t(m) * lda + k] = double(int((seed = seed * 1103515245u + 12345u) >> 16) % 7 - 3);
+  for (int n = 0; n < N; ++n)
+    for (int k = 0; k < K; ++k) B[size_t(n) * ldb + k] = double(int((seed = seed * 1103515245u + 12345u) >> 16) % 7 - 3);
+  const int Kp = short_k_padded(K);
+  // copy_rows_short_k: rows r0 .. r0 + 127 of src, chunks of 8 up to Kp, zeros past K and past R.
+  auto copy_rows = [&](std::vector<double>& dst, const std::vector<double>& src, int ld, int R, int r0) {
+    for (int q = 0; q < kTileM * (Kp / 8); ++q) {
+      const int r = short_k_chunk_row(q, Kp), col = short_k_chunk_col(q, Kp);
+      for (int e = 0; e < 8; ++e)
+        dst[size_t(r) * kShortKStride + col + e] = (r0 + r < R && col < K) ? src[size_t(r0 + r) * ld + col + e] : 0.0;
+    }
+  };
+  const int tiles_n = (N + kTileN - 1) / kTileN;
+  std::vector<double> C(size_t(M) * N, NAN);
+  std::vector<int> writes(size_t(M) * N, 0);
+  std::vector<double> As(kShortKTileElems), Bs[2] = {std::vector<double>(kShortKTileElems), std::vector<double>(kShortKTileElems)};
+  static double acc[8][32][4][4][4];  // [warp][lane][i][j][r]
+  for (int m0 = 0; m0 < M; m0 += kTileM)
+    for (int t0 = 0; t0 < tiles_n; t0 += per) {
+      std::fill(As.begin(), As.end(), NAN);
+      copy_rows(As, A, lda, M, m0);
+      for (int t = t0; t < std::min(t0 + per, tiles_n); ++t) {
+        std::vector<double>& bs = Bs[(t - t0) & 1];
+        std::fill(bs.begin(), bs.end(), NAN);
+        copy_rows(bs, B, ldb, N, t * kTileN);
+        for (auto& w : acc)
+          for (auto& l : w)
+            for (auto& i : l)
+              for (auto& j : i)
+                for (double& r : j) r = 0.0;
+        for (int kk = 0; kk < Kp; kk += 16)
+          for (int warp = 0; warp < kBlockThreads / 32; ++warp) {
+            double a[4][32][4][2], b[2][32][4][2];
+            for (int i = 0; i < 4; ++i) {
+              int addr[32];
+              for (int lane = 0; lane < 32; ++lane) addr[lane] = a_kcontig_offset(lane, warp, i, kk, kShortKStride);
+              ldmatrix(As, addr, false, a[i], c);
+            }
+            for (int p = 0; p < 2; ++p) {
+              int addr[32];
+              for (int lane = 0; lane < 32; ++lane) addr[lane] = b_kcontig_offset(lane, warp, p, kk, kShortKStride);
+              ldmatrix(bs, addr, false, b[p], c);
+            }
+            for (int i = 0; i < 4; ++i)
+              for (int j = 0; j < 4; ++j) {
+                double tile[32][4] = {};
+                mma(tile, a[i], b[j / 2], j);
+                for (int lane = 0; lane < 32; ++lane)
+                  for (int r = 0; r < 4; ++r) acc[warp][lane][i][j][r] += tile[lane][r];
+              }
+          }
+        const int n0 = t * kTileN;
+        for (int warp = 0; warp < kBlockThreads / 32; ++warp)
+          for (int lane = 0; lane < 32; ++lane)
+            for (int i = 0; i < 4; ++i)
+              for (int j = 0; j < 4; ++j)
+                for (int r = 0; r < 4; ++r) {
+                  const int row = m0 + acc_row(lane, warp, i, r), col = n0 + acc_col(lane, warp, j, r);
+                  if (row >= M || col >= N) continue;
+                  C[size_t(row) * N + col] = acc[warp][lane][i][j][r];
+                  ++writes[size_t(row) * N + col];
+                }
+      }
+    }
+  for (int m = 0; m < M; ++m)
+    for (int n = 0; n < N; ++n) {
+      if (writes[size_t(m) * N + n] != 1) fail("short K: an output was not written exactly once", c);
+      double ref = 0.0;
+      for (int k = 0; k < K; ++k) ref += A[size_t(m) * lda + k] * B[size_t(n) * ldb + k];
+      if (!(C[size_t(m) * N + n] == ref)) {
+        std::printf("C[%d, %d] = %g, expected %g\n", m, n, C[size_t(m) * N + n], ref);
+        fail("short K: mismatch", c);
+      }
+    }
+  std::printf("ok   short K  M %4d N %4d K %3d  lda %3d ldb %3d, %d tiles a block\n", M, N, K, lda, ldb, per);
+}
+
 }  // namespace
 
 // The epilogue's column reduction (reduce_columns in gemm_tensor.cu) folds lanes 4g + t over g
@@ -235,6 +323,11 @@ int main() {
   const int split_dims[][4] = {{129, 70, 300, 2}, {64, 257, 1030, 3}, {17, 9, 70, 4}, {130, 128, 96, 5}};
   for (const auto& d : split_dims)
     for (int t = 0; t < 3; ++t) run_case(Case{d[0], d[1], d[2], t == 2, t == 1, d[3]}, seed++);
+  // Short K: whole tiles and ragged ones, K a multiple of 16 and of 8 only (a zero half step), the
+  // largest K, padded leading dimensions, runs of N tiles that end early.
+  const int short_dims[][6] = {{256, 256, 128, 128, 128, 2}, {129, 300, 72, 72, 80, 2}, {300, 130, 8, 16, 8, 1},
+                               {64, 520, 128, 136, 128, 3}, {1, 1, 40, 40, 40, 1}};
+  for (const auto& d : short_dims) run_short_k_case(d[0], d[1], d[2], d[3], d[4], d[5], seed++);
   std::printf("ok\n");
   return 0;
 }
