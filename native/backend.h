@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define MS_BACKEND_ABI_VERSION 16
+#define MS_BACKEND_ABI_VERSION 17
 
 typedef enum {
   MS_OK = 0,
@@ -320,13 +320,11 @@ typedef struct ms_backend {
    * dq, dk, dv [B*T rows of ld_grad floats, C used] are overwritten, and their elements must not
    * overlap each other or the inputs; ld_grad >= C (ABI 16; C: [B*T, C] arrays). They may interleave:
    * dq = dqkv, dk = dqkv + C, dv = dqkv + 2C with ld_grad = 3C write the gradient of linear_qkv's
-   * product [B*T, 3C] as merge_qkv would lay it out. precision as in attention (ABI 9): of the
+   * product [B*T, 3C] (ABI 17: no separate merge_qkv). precision as in attention (ABI 9): of the
    * products with q, k, v, dout, P and dS. */
   int (*attention_backward)(int batch, int T, int C, int n_head, int precision, const float* dout, const float* q,
                             const float* k, const float* v, const float* out, const float* lse, float* dq, float* dk,
                             float* dv, int ld_grad, ms_error* err);
-  /* qkv [rows, 3C] = q | k | v along the last dim (the backward of the q/k/v split); q, k, v [rows, C]. */
-  int (*merge_qkv)(int rows, int C, const float* q, const float* k, const float* v, float* qkv, ms_error* err);
   /* The backward of layernorm from its saved mean, rstd [rows]: per row r, with n_j = (x[r, j] - mean_r) rstd_r
    * and g_j = dout[r, j] weight[j], and means over j < C,
    *   dx[r, j] (= or += when accumulate) = rstd_r (g_j - mean(g) - n_j mean(g n));

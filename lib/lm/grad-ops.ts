@@ -94,8 +94,8 @@ export function attentionBackward(
 
 /**
  * attentionBackward into one [B·T, 3C] gradient dqkv (=): columns q | k | v, the gradient of the q/k/v
- * product that splitQkvTrain (or linearQkv) split, as mergeQkvGrad would lay it out from dq, dk
- * and dv; the same values, with no [B·T, C] gradients in between.
+ * product that splitQkvTrain (or linearQkv) split (its backward): dq, dk and dv side by side in
+ * each row, the same values attentionBackward writes.
  */
 export function attentionBackwardQkv(
   dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
@@ -160,19 +160,6 @@ export function splitQkvTrain(qkv: Tensor, q: Tensor, k: Tensor, v: Tensor): Pro
   sameBackend({ qkv, q, k, v });
   // k and v are caches [1, Tmax = rows, C] filled from offset 0.
   return nativeAddon().splitQkv({ batch: 1, T: rows, C, Tmax: rows, offset: 0, qkv: qkv.native, q: q.native, kCache: k.native, vCache: v.native });
-}
-
-/** The backward of splitQkvTrain: dqkv [B·T, 3C] (=) = dq | dk | dv along the last dim, each [B·T, C]. */
-export function mergeQkvGrad(dq: Tensor, dk: Tensor, dv: Tensor, dqkv: Tensor): Promise<void> {
-  for (const [name, t] of Object.entries({ dq, dk, dv, dqkv })) checkTensor(t, name);
-  const { rows, C } = qkvDims(dqkv, 'dqkv');
-  const why = `(rows of dqkv ${formatShape(dqkv.shape)}, C ${C})`;
-  expectRows(dq, 'dq', rows, C, why);
-  expectRows(dk, 'dk', rows, C, why);
-  expectRows(dv, 'dv', rows, C, why);
-  noAliases({ dqkv }, { dq, dk, dv });
-  sameBackend({ dq, dk, dv, dqkv });
-  return nativeAddon().mergeQkv({ rows, C, q: dq.native, k: dk.native, v: dv.native, qkv: dqkv.native });
 }
 
 // ---- layer norm, linear, activation -------------------------------------------------------------

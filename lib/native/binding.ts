@@ -397,7 +397,6 @@ export interface NativeAddon {
   klRows(args: { rows: number; V: number; p: NativeTensor; q: NativeTensor; out: NativeTensor }): Promise<void>;
   attentionTrain(args: NativeAttentionTrainArgs): Promise<void>;
   attentionBackward(args: NativeAttentionBackwardArgs): Promise<void>;
-  mergeQkv(args: { rows: number; C: number; q: NativeTensor; k: NativeTensor; v: NativeTensor; qkv: NativeTensor }): Promise<void>;
   layerNormBackward(args: NativeLayerNormBackwardArgs): Promise<void>;
   linearBackward(args: NativeLinearBackwardArgs): Promise<void>;
   activationBackward(args: { kind: number; count: number; dpost: NativeTensor; pre: NativeTensor; dpre: NativeTensor }): Promise<void>;

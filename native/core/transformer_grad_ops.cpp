@@ -1,6 +1,6 @@
 /*
  * transformer_grad_ops.cpp — the GPT-2 backward ops and AdamW exposed to JS as promise-returning
- * workers (backend.h, ABI 5: attention_train, attention_backward, merge_qkv, layernorm_backward,
+ * workers (backend.h, ABI 5: attention_train, attention_backward, layernorm_backward,
  * linear_backward, activation_backward, cross_entropy_backward, embed_backward, adamw_update; ABI 15:
  * relu_linear_backward).
  * lib/lm/grad-ops.ts checks shapes, aliasing and hyperparameters with user-facing messages first;
@@ -93,26 +93,6 @@ class AttentionBackwardWorker : public BackendWorker {
   int batch_ = 0, T_ = 0, C_ = 0, n_head_ = 0, precision_ = 0, ld_grad_ = 0;
   const float *dout_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *out_ = nullptr, *lse_ = nullptr;
   float *dq_ = nullptr, *dk_ = nullptr, *dv_ = nullptr;
-};
-
-// mergeQkv({ rows, C, q, k, v, qkv }): qkv [rows, 3C] = q | k | v.
-class MergeQkvWorker : public BackendWorker {
- public:
-  MergeQkvWorker(Napi::Env env, const Napi::Object& a) : BackendWorker(env, Operands{}) {
-    rows_ = int_field(a, "rows", 1, kMaxDim);
-    C_ = int_field(a, "C", 1, kMaxDim);
-    const size_t n = product(env, size_t(rows_), size_t(C_), "q");  // [rows, C]
-    q_ = static_cast<const float*>(operands_.take_f32(a, "q", n));
-    k_ = static_cast<const float*>(operands_.take_f32(a, "k", n));
-    v_ = static_cast<const float*>(operands_.take_f32(a, "v", n));
-    qkv_ = static_cast<float*>(operands_.take_f32(a, "qkv", product(env, n, 3, "qkv")));
-  }
-  int run(const ms_backend* be, ms_error* err) override { return be->merge_qkv(rows_, C_, q_, k_, v_, qkv_, err); }
-
- private:
-  int rows_ = 0, C_ = 0;
-  const float *q_ = nullptr, *k_ = nullptr, *v_ = nullptr;
-  float* qkv_ = nullptr;
 };
 
 // layerNormBackward({ rows, C, dout, x, weight, mean, rstd, dx, dweight, dbias, accumulate })
@@ -368,7 +348,6 @@ class AdamWWorker : public BackendWorker {
 
 Napi::Value AttentionTrain(const Napi::CallbackInfo& info) { return start_worker<AttentionTrainWorker>(info); }
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) { return start_worker<AttentionBackwardWorker>(info); }
-Napi::Value MergeQkv(const Napi::CallbackInfo& info) { return start_worker<MergeQkvWorker>(info); }
 Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) { return start_worker<LayerNormBackwardWorker>(info); }
 Napi::Value LinearBackward(const Napi::CallbackInfo& info) { return start_worker<LinearBackwardWorker>(info); }
 Napi::Value ActivationBackward(const Napi::CallbackInfo& info) {
@@ -386,7 +365,6 @@ Napi::Value ReluLinearBackward(const Napi::CallbackInfo& info) { return start_wo
 void register_transformer_grad_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("attentionTrain", Napi::Function::New<AttentionTrain>(env, "attentionTrain"));
   exports.Set("attentionBackward", Napi::Function::New<AttentionBackward>(env, "attentionBackward"));
-  exports.Set("mergeQkv", Napi::Function::New<MergeQkv>(env, "mergeQkv"));
   exports.Set("layerNormBackward", Napi::Function::New<LayerNormBackward>(env, "layerNormBackward"));
   exports.Set("linearBackward", Napi::Function::New<LinearBackward>(env, "linearBackward"));
   exports.Set("activationBackward", Napi::Function::New<ActivationBackward>(env, "activationBackward"));

@@ -1,5 +1,5 @@
 /* transformer_grad_ops.h — registers the GPT-2 backward ops and AdamW (attentionTrain,
- * attentionBackward, mergeQkv, layerNormBackward, linearBackward, activationBackward,
+ * attentionBackward, layerNormBackward, linearBackward, activationBackward,
  * crossEntropyBackward, embedBackward, adamW). */
 #ifndef MONOSEMANTIC_CORE_TRANSFORMER_GRAD_OPS_H
 #define MONOSEMANTIC_CORE_TRANSFORMER_GRAD_OPS_H

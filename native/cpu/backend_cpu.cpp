@@ -167,7 +167,6 @@ const ms_backend kCpuBackend = {
     gather_rows,
     attention_train,
     attention_backward,
-    merge_qkv,
     layernorm_backward,
     linear_backward,
     activation_backward,

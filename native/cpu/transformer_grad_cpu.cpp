@@ -16,7 +16,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <new>
 #include <vector>
 
@@ -49,26 +48,6 @@ void add_column_sums(size_t rows, size_t cols, const float* a, float* out) {
 }
 
 }  // namespace
-
-int merge_qkv(int rows, int C, const float* q, const float* k, const float* v, float* qkv, ms_error* err) {
-  const char* op = "merge_qkv";
-  if (rows <= 0 || C <= 0) return fail(err, MS_ERR_INVALID, op, "bad shape [%d, %d]", rows, C);
-  if (!q || !k || !v || !qkv) return fail(err, MS_ERR_INVALID, op, "a pointer is null");
-  const size_t R = size_t(rows), D = size_t(C);
-  try {
-    parallel_for(R, row_grain(3 * D), [&](size_t r0, size_t r1) {
-      for (size_t r = r0; r < r1; ++r) {
-        float* dst = qkv + r * 3 * D;  // qkv[r, :] = q | k | v
-        std::memcpy(dst, q + r * D, D * 4);
-        std::memcpy(dst + D, k + r * D, D * 4);
-        std::memcpy(dst + 2 * D, v + r * D, D * 4);
-      }
-    });
-  } catch (const std::bad_alloc&) {
-    return oom(err, op);
-  }
-  return MS_OK;
-}
 
 int layernorm_backward(int rows, int C, const float* dout, const float* x, const float* weight, const float* mean,
                        const float* rstd, float* dx, float* dweight, float* dbias, int accumulate, ms_error* err) {

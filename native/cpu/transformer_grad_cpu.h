@@ -16,7 +16,6 @@ namespace ms::cpu {
 
 // Token ids and targets are always checked (cheap on the host): indices_checked changes nothing.
 
-int merge_qkv(int rows, int C, const float* q, const float* k, const float* v, float* qkv, ms_error* err);
 int layernorm_backward(int rows, int C, const float* dout, const float* x, const float* weight, const float* mean,
                        const float* rstd, float* dx, float* dweight, float* dbias, int accumulate, ms_error* err);
 int linear_backward(int rows, int n_in, int n_out, int trans_w, int precision, const float* dout, const float* x,

@@ -235,7 +235,6 @@ static const ms_backend kCudaBackend = {
     gather_rows,
     attention_train,
     attention_backward,
-    merge_qkv,
     layernorm_backward,
     linear_backward,
     activation_backward,

@@ -182,18 +182,6 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
   }
 }
 
-// idx = r*C + c over rows: qkv[r, c] = q[r, c]; qkv[r, C + c] = k[r, c]; qkv[r, 2C + c] = v[r, c].
-__global__ void merge_qkv_kernel(size_t total, int C, const float* __restrict__ q, const float* __restrict__ k,
-                                 const float* __restrict__ v, float* __restrict__ qkv) {
-  for (size_t idx = size_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += size_t(gridDim.x) * blockDim.x) {
-    const size_t r = idx / size_t(C), c = idx % size_t(C);
-    float* dst = qkv + r * 3 * size_t(C);  // qkv[r, :] at qkv[r*3C]
-    dst[c] = q[idx];
-    dst[C + c] = k[idx];
-    dst[2 * size_t(C) + c] = v[idx];
-  }
-}
-
 // Block r = row r of [rows, C] (rows wider than kWarpRowMaxC): with n = (x - mean_r) rstd_r and
 // g = dout * weight, dx[r, j] (= or +=) = rstd_r (g_j - mean(g) - n_j mean(g n)).
 __global__ void __launch_bounds__(kThreads)
@@ -573,21 +561,6 @@ int attention_backward(int batch, int T, int C, int n_head, int precision, const
   MS_TRY(check_launch(op, "attention_backward_dkdv_kernel"));
   MS_TRY(finish(op));
   return scratch.release(op);
-}
-
-int merge_qkv(int rows, int C, const float* q, const float* k, const float* v, float* qkv, ms_error* err) {
-  const char* name = "merge_qkv";
-  if (rows <= 0 || C <= 0) return invalid(err, name, "bad shape [%d, %d]", rows, C);
-  MS_REQUIRE(q);
-  MS_REQUIRE(k);
-  MS_REQUIRE(v);
-  MS_REQUIRE(qkv);
-  Op op;
-  MS_TRY(begin(op, err, name));
-  const size_t total = size_t(rows) * size_t(C);
-  merge_qkv_kernel<<<grid_stride_blocks(total), kThreads, 0, op.stream>>>(total, C, q, k, v, qkv);
-  MS_TRY(check_launch(op, "merge_qkv_kernel"));
-  return finish(op);
 }
 
 int layernorm_backward(int rows, int C, const float* dout, const float* x, const float* weight, const float* mean,

@@ -20,7 +20,6 @@ int attention_train(int batch, int T, int C, int n_head, int precision, const fl
 int attention_backward(int batch, int T, int C, int n_head, int precision, const float* dout, const float* q,
                        const float* k, const float* v, const float* out, const float* lse, float* dq, float* dk,
                        float* dv, int ld_grad, ms_error* err);
-int merge_qkv(int rows, int C, const float* q, const float* k, const float* v, float* qkv, ms_error* err);
 int layernorm_backward(int rows, int C, const float* dout, const float* x, const float* weight, const float* mean,
                        const float* rstd, float* dx, float* dweight, float* dbias, int accumulate, ms_error* err);
 int linear_backward(int rows, int n_in, int n_out, int trans_w, int precision, const float* dout, const float* x,

@@ -31,7 +31,6 @@ import {
   layerNormBackward,
   linearBackward,
   linearTBackward,
-  mergeQkvGrad,
   splitQkvTrain,
 } from '../../lib/lm/grad-ops.js';
 import { attention, crossEntropy, layerNorm } from '../../lib/lm/ops.js';
@@ -275,12 +274,10 @@ describe('transformer backward ops (cpu)', () => {
       expect(maxErr('attentionBackward dk', f32(dk), ref.dk)).toBeLessThan(1e-5);
       expect(maxErr('attentionBackward dv', f32(dv), ref.dv)).toBeLessThan(1e-5);
 
-      // Into one [rows, 3C] gradient: mergeQkvGrad's layout of dq, dk, dv, bit for bit.
+      // Into one [rows, 3C] gradient: dq | dk | dv side by side in each row, bit for bit.
       using dqkv = Tensor.full([rows, 3 * C], Number.NaN, { backend });
       await attentionBackwardQkv(tdout, tq, tk, tv, out, lse, batch, steps, N_HEAD, dqkv);
-      using merged = Tensor.full([rows, 3 * C], Number.NaN, { backend });
-      await mergeQkvGrad(dq, dk, dv, merged);
-      expect(Array.from(f32(dqkv))).toEqual(Array.from(f32(merged)));
+      expect(Array.from(f32(dqkv))).toEqual(Array.from(mergeQkvRef(f32(dq), f32(dk), f32(dv), rows, C)));
     });
   }
 
@@ -315,7 +312,7 @@ describe('transformer backward ops (cpu)', () => {
     expect(results[2]).toEqual(results[0]);
   });
 
-  it('splitQkvTrain splits q | k | v and mergeQkvGrad puts them back', async () => {
+  it('splitQkvTrain splits q | k | v', async () => {
     const rng = new Rng(210);
     const qkv = normalArray(rng, ROWS * 3 * C);
     using tqkv = Tensor.from(qkv, [ROWS, 3 * C], { backend });
@@ -327,10 +324,7 @@ describe('transformer backward ops (cpu)', () => {
       const want = Float32Array.from({ length: ROWS * C }, (_, n) => qkv[Math.floor(n / C) * 3 * C + i * C + (n % C)]!);
       expect(Array.from(f32(t))).toEqual(Array.from(want));
     }
-    using merged = Tensor.full([ROWS, 3 * C], Number.NaN, { backend });
-    await mergeQkvGrad(q, k, v, merged);
-    expect(Array.from(f32(merged))).toEqual(Array.from(mergeQkvRef(f32(q), f32(k), f32(v), ROWS, C)));
-    expect(Array.from(f32(merged))).toEqual(Array.from(qkv));
+    expect(Array.from(mergeQkvRef(f32(q), f32(k), f32(v), ROWS, C))).toEqual(Array.from(qkv));
   });
 
   it('layerNormBackward: dx (= and +=), dweight and dbias accumulate', async () => {
@@ -724,7 +718,6 @@ describe('argument errors', () => {
     expect(() => splitQkvTrain(bad, q, k, v)).toThrow(/the last dim of qkv \[21, 77\] must be 3·C/);
     using qkv = t([B * T, 3 * C]);
     expect(() => splitQkvTrain(qkv, q, k, bad)).toThrow(/v must have shape \[21, 76\]/);
-    expect(() => mergeQkvGrad(q, k, v, out)).toThrow(/the last dim of dqkv \[21, 76\] must be 3·C/);
     expect(() => attentionBackwardQkv(out, q, k, v, out, lse, B, T, N_HEAD, out)).toThrow(/dqkv must have shape \[21, 228\]/);
     expect(() => attentionBackwardQkv(out, q, k, v, out, lse, B, T, N_HEAD + 1, qkv)).toThrow(/nHead 5 must divide C 76/);
   });

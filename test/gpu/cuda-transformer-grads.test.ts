@@ -7,13 +7,13 @@
  * in another order, and adds parameter gradients with atomics):
  *   - attention, layer norm, linear (f32 and bf16), cross-entropy: 1e-5; activations 2e-6;
  *     embeddings 1e-6;
- *   - the q/k/v split and merge, AdamW (the same IEEE operations in the same order) and the error
- *     reports: exact;
+ *   - the q/k/v split, AdamW (the same IEEE operations in the same order) and the error reports:
+ *     exact;
  *   - attention at bf16 on tensor cores (the default; bf16 operands): 1.5e-2; with
  *     MONOSEMANTIC_CUDA_ATTENTION=tiled (fp32 kernels): 1e-5; with and without the next tile read
  *     ahead (MONOSEMANTIC_CUDA_ATTENTION_PREFETCH=off): exact;
  *   - the attention backward into one [B·T, 3C] gradient (attentionBackwardQkv) against
- *     attentionBackward then mergeQkvGrad, on each backend and kernel: exact.
+ *     attentionBackward's dq, dk, dv side by side, on each backend and kernel: exact.
  * Skipped, with the reason printed, where the CUDA backend is not available.
  */
 import path from 'node:path';
@@ -36,7 +36,6 @@ import {
   layerNormBackward,
   linearBackward,
   linearTBackward,
-  mergeQkvGrad,
   splitQkvTrain,
 } from '../../lib/lm/grad-ops.js';
 import { type Activation, attention, layerNorm } from '../../lib/lm/ops.js';
@@ -49,6 +48,7 @@ import { maxErr, normalArray, relError, roundArrayBf16, uniformArray } from '../
 import { gpt2LossAndGrads } from '../helpers/gpt2-grads.js';
 import { rejection } from '../helpers/rejection.js';
 import { expectSameRecords, expectSameValues } from '../helpers/same-values.js';
+import { mergeQkvRef } from '../reference/transformer-grad-reference.js';
 
 const status = backendStatus();
 const hasCuda = status.cuda.available;
@@ -94,13 +94,11 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
     using dk = Tensor.full([rows, C], Number.NaN, { backend });
     using dv = Tensor.full([rows, C], Number.NaN, { backend });
     await attentionBackward(tdout, tq, tk, tv, out, lse, batch, T, nHead, dq, dk, dv, precision);
-    // Into one [rows, 3C] gradient (the kernels' stores at a row stride of 3C): mergeQkvGrad's
-    // layout of the same bits.
+    // Into one [rows, 3C] gradient (the kernels' stores at a row stride of 3C): dq | dk | dv side
+    // by side in each row, the same bits.
     using dqkv = Tensor.full([rows, 3 * C], Number.NaN, { backend });
     await attentionBackwardQkv(tdout, tq, tk, tv, out, lse, batch, T, nHead, dqkv, precision);
-    using merged = Tensor.full([rows, 3 * C], Number.NaN, { backend });
-    await mergeQkvGrad(dq, dk, dv, merged);
-    expectSameValues(f32(dqkv), f32(merged), `${backend} dqkv`);
+    expectSameValues(f32(dqkv), mergeQkvRef(f32(dq), f32(dk), f32(dv), rows, C), `${backend} dqkv`);
     return { plain: f32(plain), out: f32(out), lse: f32(lse), dq: f32(dq), dk: f32(dk), dv: f32(dv) };
   }
 
@@ -146,7 +144,7 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
     }
   });
 
-  it('splitQkvTrain and mergeQkvGrad match the CPU exactly', async () => {
+  it('splitQkvTrain matches the CPU exactly', async () => {
     const rng = new Rng(2);
     const [rows, C] = [131, 768];
     const qkv = normalArray(rng, rows * 3 * C);
@@ -156,12 +154,10 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
       using k = Tensor.full([rows, C], Number.NaN, { backend });
       using v = Tensor.full([rows, C], Number.NaN, { backend });
       await splitQkvTrain(t, q, k, v);
-      using merged = Tensor.full([rows, 3 * C], Number.NaN, { backend });
-      await mergeQkvGrad(q, k, v, merged);
-      return { q: f32(q), k: f32(k), v: f32(v), merged: f32(merged) };
+      return { q: f32(q), k: f32(k), v: f32(v) };
     });
     expectSameRecords(r.cuda, r.cpu, 'cuda against cpu');
-    expectSameValues(r.cuda.merged, qkv, 'merged');
+    expectSameValues(mergeQkvRef(r.cuda.q, r.cuda.k, r.cuda.v, rows, C), qkv, 'q | k | v');
   });
 
   // Rows up to 1,024 wide take a warp each (4 to 32 values per lane); wider ones a block each.
