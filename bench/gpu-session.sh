@@ -189,7 +189,7 @@ next|next2)
   # side by side with their references (the training step formed and fused against torch.compile,
   # the forwards against HF, the SAE step against torch.compile). The second says where the time
   # goes and which variant to make the default: the variants timed (wgmma pairs and square tiles,
-  # direct store, general logits kernel, attention without prefetch), the kernel tables of the
+  # direct store, general logits kernel, attention with the register prefetch), the kernel tables of the
   # training step and of GPT-2 small's forward under ncu, the GEMM playground and its profiles.
   DEADLINE=${DEADLINE:-560}
   lm=$([ "$quick" = 1 ] && echo "--batch 2 --ctx 64" || echo "--batch 64 --ctx 1024")
@@ -252,6 +252,9 @@ next|next2)
         node dist/bench/lm-train.js --backend "$backend" "${small[@]}"
       STEP_CAP=90 step "sanitizer racecheck: lm forward" compute-sanitizer --tool racecheck --error-exitcode 1 \
         node dist/bench/lm-forward.js --backend "$backend" --precision bf16 --cases logits-bf16,forward-bf16 "${small[@]}"
+      STEP_CAP=90 step "sanitizer racecheck: attention, prefetch" env MONOSEMANTIC_CUDA_ATTENTION_PREFETCH=on \
+        compute-sanitizer --tool racecheck --error-exitcode 1 node dist/bench/attention.js --backend "$backend" \
+        --precision bf16 --iters 1 --shapes 2x200x128x4,1x130x768x12
       STEP_CAP=90 step "sanitizer memcheck: sae step, square tiles" "${square[@]}" compute-sanitizer --tool memcheck \
         --error-exitcode 1 node dist/bench/sae-step-cuda.js --backend "$backend" --precision bf16 --kernels tensor \
         --shapes 264x1032x1000 --iters 1
@@ -276,7 +279,7 @@ next|next2)
     attn=(node dist/bench/attention.js --backend "$backend" --precision bf16 --iters "$([ "$quick" = 1 ] && echo 3 || echo 20)"
       --shapes "$([ "$quick" = 1 ] && echo 2x64x128x4,1x64x768x12 || echo 64x1024x128x4,16x1024x768x12)" ${peak:+--peak-tflops "$peak"})
     step "attention" "${attn[@]}"
-    step "attention, no prefetch" env MONOSEMANTIC_CUDA_ATTENTION_PREFETCH=off "${attn[@]}"
+    step "attention, prefetch" env MONOSEMANTIC_CUDA_ATTENTION_PREFETCH=on "${attn[@]}"
     # Where the tensor-core attention's time goes at the paper model's shape (B 64, T 1,024, 4
     # heads of 32): the forward, dq and dk/dv kernels' throughputs, stall reasons and memory traffic,
     # one launch each.

@@ -37,7 +37,7 @@ export const ENVIRONMENT_SETTINGS: readonly EnvironmentSetting[] = [
   { name: 'MONOSEMANTIC_CUDA_EPILOGUE', values: ['staged', 'direct'], meaning: "how the mma.sync kernel's plain products store their results (staged: through shared memory, a row at a time; the default)" },
   { name: 'MONOSEMANTIC_CUDA_SHORT_K', values: ['on', 'off'], meaning: 'the short-K kernel for NT products with K <= 128 (the logits product; on: the default)' },
   { name: 'MONOSEMANTIC_CUDA_ATTENTION', values: ['mma', 'tiled'], meaning: 'attention kernels over whole sequences at bf16 (mma: tensor cores, the default)' },
-  { name: 'MONOSEMANTIC_CUDA_ATTENTION_PREFETCH', values: ['on', 'off'], meaning: "whether the tensor-core attention reads each tile's rows during the previous tile's products (on: the default)" },
+  { name: 'MONOSEMANTIC_CUDA_ATTENTION_PREFETCH', values: ['on', 'off'], meaning: "whether the tensor-core attention reads each tile's rows during the previous tile's products (off: the default)" },
   { name: 'MONOSEMANTIC_CUDA_ALLOC', values: ['pool', 'plain'], meaning: "the stream-ordered memory pool, or cudaMalloc and cudaFree per tensor" },
   { name: 'MONOSEMANTIC_CUDA_UPLOAD', values: ['staged', 'pageable'], meaning: 'uploads through the pinned staging ring, or straight from JS memory' },
   { name: 'MONOSEMANTIC_CUDA_ASYNC', values: ['1', '0'], meaning: 'CUDA operations settle once queued (1), or once complete (0: for debugging)' },

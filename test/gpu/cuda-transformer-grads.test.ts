@@ -11,7 +11,7 @@
  *     exact;
  *   - attention at bf16 on tensor cores (the default; bf16 operands): 1.5e-2; with
  *     MONOSEMANTIC_CUDA_ATTENTION=tiled (fp32 kernels): 1e-5; with and without the next tile read
- *     ahead (MONOSEMANTIC_CUDA_ATTENTION_PREFETCH=off): exact;
+ *     ahead (MONOSEMANTIC_CUDA_ATTENTION_PREFETCH=on, off): exact;
  *   - the attention backward into one [B·T, 3C] gradient (attentionBackwardQkv) against
  *     attentionBackward's dq, dk, dv side by side, on each backend and kernel: exact.
  * Skipped, with the reason printed, where the CUDA backend is not available.
@@ -124,15 +124,15 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
     });
   }
 
-  // The tensor-core kernels read each tile's rows during the previous tile's products unless
-  // MONOSEMANTIC_CUDA_ATTENTION_PREFETCH=off (read at each call): the same sums in the same order,
-  // so the same bits, for heads of 32 and 64, T across and inside the 64-row tiles.
+  // The tensor-core kernels read each tile's rows during the previous tile's products with
+  // MONOSEMANTIC_CUDA_ATTENTION_PREFETCH=on (read at each call): the same sums in the same order as
+  // with =off, so the same bits, for heads of 32 and 64, T across and inside the 64-row tiles.
   it.skipIf(!mma)('attention at bf16 with and without the next tile read ahead: the same bits', async () => {
     const KEY = 'MONOSEMANTIC_CUDA_ATTENTION_PREFETCH';
     const before = process.env[KEY];
     try {
       for (const [batch, T, C, nHead] of [[2, 200, 96, 3], [1, 1024, 128, 4], [2, 129, 128, 2], [1, 300, 768, 12]] as const) {
-        delete process.env[KEY];
+        process.env[KEY] = 'on';
         const ahead = await attentionOn('cuda', batch, T, C, nHead, 5, 'bf16');
         process.env[KEY] = 'off';
         const staged = await attentionOn('cuda', batch, T, C, nHead, 5, 'bf16');
