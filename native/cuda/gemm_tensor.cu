@@ -88,13 +88,6 @@ static bool staged_epilogue() {
   return !(v && std::strcmp(v, "direct") == 0);
 }
 
-// The staging buffer: kStageRows rows of the block tile as fp32, rows kStageStride floats apart
-// (the pad puts the 4 rows of a half-warp's 8-byte pair stores 8 banks apart: conflict-free).
-constexpr int kStageRows = kWarpM;
-constexpr int kStageStride = kTileN + 8;
-static_assert(kTileM == 2 * kStageRows && kTileN == 4 * kWarpN, "two row halves, each its four warps' sub-tiles side by side");
-static_assert(kTileN == 4 * 32, "a warp's 32 lanes store a row's 128 columns, 4 each");
-
 // ---- PTX wrappers ---------------------------------------------------------------------------------
 
 __device__ __forceinline__ unsigned int smem_addr(const void* p) {
@@ -220,7 +213,7 @@ __device__ __forceinline__ void reduce_columns(double (&sum)[4][2], int (&count)
 // 4l + 3 of rows r0 + w, r0 + w + 8, ..., with one 16-byte fp32 and one 8-byte bf16 load or
 // store where the 4 columns are in range and aligned.
 __device__ __forceinline__ void store_staged(const float* stage, const EpilogueOutputs& out, int r0, int n0, int M, int N) {
-  const int c = 4 * (threadIdx.x & 31);  // column within the tile
+  const int c = staged_col(threadIdx.x & 31);  // column within the tile
   const int col = n0 + c;
   if (col >= N) return;
   const bool full = col + 4 <= N;
@@ -230,8 +223,8 @@ __device__ __forceinline__ void store_staged(const float* stage, const EpilogueO
   if (out.bias)
 #pragma unroll
     for (int e = 0; e < 4; ++e) bias[e] = col + e < N ? out.bias[col + e] : 0.0f;
-  for (int r = threadIdx.x >> 5; r < kStageRows && r0 + r < M; r += kBlockThreads / 32) {
-    float4 v = *reinterpret_cast<const float4*>(stage + r * kStageStride + c);  // stage[r][c .. c + 3]
+  for (int r = staged_first_row(threadIdx.x >> 5); r < kStageRows && r0 + r < M; r += kStagedRowStep) {
+    float4 v = *reinterpret_cast<const float4*>(stage + stage_offset(r, c));  // stage[r][c .. c + 3]
     const size_t at = size_t(r0 + r) * out.ld + col;  // out[r0 + r, col]
     if (out.bias) v = make_float4(v.x + bias[0], v.y + bias[1], v.z + bias[2], v.w + bias[3]);
     if (out.beta != 0.0f) {  // f's old values (beta 0: not read, they may be NaN)
@@ -420,7 +413,7 @@ static __global__ void __launch_bounds__(kBlockThreads, 2)
               const unsigned mask = static_cast<unsigned>(masks >> mask_bit(i, h, j)) & 3u;
               const float2 v = epi.staged_value(z, row, col, acc[i][j][2 * h], acc[i][j][2 * h + 1], col + 1 < N, mask);
               add_to_columns(j, v);
-              *reinterpret_cast<float2*>(stage + (row - m0 - r0) * kStageStride + (col - n0)) = v;  // stage[row - m0 - r0][col - n0 ..]
+              *reinterpret_cast<float2*>(stage + stage_offset(row - m0 - r0, col - n0)) = v;  // stage[row - m0 - r0][col - n0 ..]
             });
           __syncthreads();
           store_staged(stage, epi.outputs(z), m0 + r0, n0, M, N);

@@ -114,6 +114,22 @@ MS_LAYOUT_FN int acc_col(int lane, int warp, int j, int r) { return warp_col(war
 // mask_bit(i, h, j) and mask_bit(i, h, j) + 1 of one 64-bit word (4 x 2 x 4 pairs).
 MS_LAYOUT_FN int mask_bit(int i, int h, int j) { return 2 * ((i * 2 + h) * 4 + j); }
 
+// The staged store (kStaged epilogues): the block tile passes through a shared-memory buffer of
+// kStageRows rows of fp32, rows kStageStride floats apart, one half of the tile at a time. The
+// warps whose sub-tiles hold half `h`'s rows (warp_row(warp) == h * kStageRows) write each
+// accumulator pair at stage_offset(row - h * kStageRows, col) (8-byte stores; the pad puts the 4
+// rows of a half-warp's pairs 8 banks apart: conflict-free). Then every thread stores columns
+// staged_col(lane) .. + 3 of rows staged_first_row(warp), + kStagedRowStep, ... of the half, read
+// from the buffer with one 16-byte load each.
+constexpr int kStageRows = kWarpM;
+constexpr int kStageStride = kTileN + 8;
+constexpr int kStagedRowStep = kBlockThreads / 32;
+static_assert(kTileM == 2 * kStageRows && kTileN == 4 * kWarpN, "two row halves, each its four warps' sub-tiles side by side");
+static_assert(kTileN == 4 * 32, "a warp's 32 lanes store a row's 128 columns, 4 each");
+MS_LAYOUT_FN int stage_offset(int row, int col) { return row * kStageStride + col; }  // stage[row][col]
+MS_LAYOUT_FN int staged_col(int lane) { return 4 * lane; }
+MS_LAYOUT_FN int staged_first_row(int warp) { return warp; }
+
 // Split K (a store product with too few output tiles to fill the GPU): split z of `splits` takes
 // k in [split_k_begin, split_k_begin + split_k_count), whole k tiles of split_k_len each but the
 // last; an empty split (count 0) writes zeros.

@@ -8,7 +8,8 @@
 // addresses must be 16-byte aligned and inside the stage; every output must be written exactly once.
 // The epilogue's column reduction is checked to fold only lanes and warps that hold the same columns.
 // Split K (gridDim.z > 1) replays each split's K range and operand offsets and sums the partials.
-// The short-K kernel (whole-K tiles of A and B, N tiles walked in runs) is replayed the same way.
+// The short-K kernel (whole-K tiles of A and B, N tiles walked in runs) is replayed the same way,
+// and the staged store's buffer layout is checked on its own.
 //
 //   c++ -std=c++17 -O2 -Inative test/native/gemm_tensor_emulation.cpp -o emu && ./emu
 // prints one line per case and "ok", or the first mismatch and exits 1.
@@ -311,9 +312,64 @@ void check_epilogue_mask_layout() {
   std::printf("ok   epilogue mask layout\n");
 }
 
+// The staged store (gemm_tensor.cu, store_staged and the kernel's staged epilogue): for each half
+// of the tile, the warps of that half write each accumulator pair into the buffer, inside it,
+// 8-byte aligned and never twice, a half-warp's 16 pairs in 32 distinct banks; then every thread's
+// 16-byte reads find there the tile elements it stores, and together the threads store each
+// element of the half exactly once.
+void check_staged_store_layout() {
+  const Case none{0, 0, 0, false, false};
+  const int cells = kStageRows * kStageStride;
+  for (int half = 0; half < 2; ++half) {
+    const int r0 = half * kStageRows;
+    std::vector<int> holds(cells, -1);  // the tile element (row * kTileN + col) written at each cell
+    for (int warp = 0; warp < kBlockThreads / 32; ++warp) {
+      if (warp_row(warp) != r0) continue;
+      for (int i = 0; i < 4; ++i)
+        for (int h = 0; h < 2; ++h)
+          for (int j = 0; j < 4; ++j) {
+            int banks[32] = {};  // words of the current half-warp (lanes 0-15, then 16-31) in each bank
+            for (int lane = 0; lane < 32; ++lane) {
+              const int row = acc_row(lane, warp, i, 2 * h), col = acc_col(lane, warp, j, 2 * h);
+              if (row < r0 || row >= r0 + kStageRows) fail("staged store: a warp writes a row outside its half", none);
+              const int at = stage_offset(row - r0, col);
+              if (at < 0 || at + 2 > cells || at % 2 != 0) fail("staged store: a pair outside the buffer or not 8-byte aligned", none);
+              for (int e = 0; e < 2; ++e) {
+                if (holds[at + e] != -1) fail("staged store: a cell written twice", none);
+                holds[at + e] = row * kTileN + col + e;
+                ++banks[(at + e) % 32];  // banks of this half-warp's words
+              }
+              if (lane % 16 == 15) {
+                for (int b = 0; b < 32; ++b)
+                  if (banks[b] != 1) fail("staged store: a half-warp's pairs share a bank", none);
+                for (int& b : banks) b = 0;
+              }
+            }
+          }
+    }
+    std::vector<int> stored(size_t(kStageRows) * kTileN, 0);
+    for (int warp = 0; warp < kBlockThreads / 32; ++warp)
+      for (int lane = 0; lane < 32; ++lane) {
+        const int c = staged_col(lane);
+        for (int r = staged_first_row(warp); r < kStageRows; r += kStagedRowStep) {
+          const int at = stage_offset(r, c);
+          if (at % 4 != 0 || at < 0 || at + 4 > cells) fail("staged store: a 16-byte read misaligned or outside the buffer", none);
+          for (int e = 0; e < 4; ++e) {
+            if (holds[at + e] != (r0 + r) * kTileN + c + e) fail("staged store: a read finds another element than it stores", none);
+            ++stored[size_t(r) * kTileN + c + e];
+          }
+        }
+      }
+    for (int n : stored)
+      if (n != 1) fail("staged store: an element of the half is not stored exactly once", none);
+  }
+  std::printf("ok   staged store layout\n");
+}
+
 int main() {
   check_column_reduction_layout();
   check_epilogue_mask_layout();
+  check_staged_store_layout();
   const int dims[][3] = {{1, 1, 1}, {17, 9, 33}, {128, 128, 32}, {129, 130, 31}, {300, 257, 77}, {64, 515, 264}, {257, 96, 70}};
   unsigned seed = 1;
   for (const auto& d : dims)

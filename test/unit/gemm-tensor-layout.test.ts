@@ -6,7 +6,9 @@
  * kernel, and compares every output with a direct product (exact: small integer operands), for
  * ragged and whole-tile shapes in every storage order, and with K split (partial products summed
  * in order) for the store products' orders; the short-K kernel (NT, whole-K tiles, runs of N
- * tiles); and the layouts of the epilogue's column reduction and of the mask it reads before writing.
+ * tiles); and the layouts of the epilogue's column reduction, of the mask it reads before writing
+ * and of the staged store's buffer (each element written once and read back by the thread that
+ * stores it, aligned, a half-warp's pair stores free of bank conflicts).
  *
  * wgmma (native/cuda/gemm_wgmma_layout.h): test/native/gemm_wgmma_emulation.cpp replays the TMA
  * copies into 128-byte-swizzled stages, the operand descriptors (each operand K-major or MN-major,
@@ -28,6 +30,7 @@ it.skipIf(!hasCompiler)('the emulated tensor-core GEMM equals a direct product o
   expect(lines.filter((l) => l.startsWith('ok   short K')).length).toBe(5); // the short-K kernel's whole-K tiles and runs of N tiles
   expect(lines).toContain('ok   column reduction layout');
   expect(lines).toContain('ok   epilogue mask layout');
+  expect(lines).toContain('ok   staged store layout');
 });
 
 it.skipIf(!hasCompiler)('the emulated wgmma GEMM equals direct products and epilogues on ragged shapes', () => {
