@@ -225,12 +225,10 @@ function checkCacheWindow(T: number, Tmax: number, offset: number): void {
 }
 
 /**
- * Splits the c_attn output qkv [B·T, 3C] (q | k | v along the last dim): q [B·T, C] gets the
- * queries; the key and value rows go into kCache, vCache [B, Tmax, C] at positions
- * offset .. offset+T−1 (offset + T <= Tmax; other cache rows untouched).
+ * splitQkv's and linearQkv's sizes and destination tensors, checked in that order: batch, T, C,
+ * q, kCache, vCache, Tmax, offset, the cache window and the 2^30 bounds. Returns the rows, batch · T.
  */
-export function splitQkv(qkv: Tensor, batch: number, T: number, C: number, q: Tensor, kCache: Tensor, vCache: Tensor, Tmax: number, offset: number): Promise<void> {
-  checkTensor(qkv, 'qkv');
+function checkQkvSizes(batch: number, T: number, C: number, q: Tensor, kCache: Tensor, vCache: Tensor, Tmax: number, offset: number): number {
   checkInt(batch, 'batch', 1);
   checkInt(T, 'T', 1);
   checkInt(C, 'C', 1);
@@ -242,11 +240,27 @@ export function splitQkv(qkv: Tensor, batch: number, T: number, C: number, q: Te
   checkCacheWindow(T, Tmax, offset);
   const rows = batch * T;
   if (rows > MAX_DIM || 3 * C > MAX_DIM) throw new RangeError(`batch · T and 3 · C must be at most 2^30 (got ${batch} · ${T}, 3 · ${C})`);
-  expectRows(qkv, 'qkv', rows, 3 * C, `(batch ${batch} · T ${T} rows of q | k | v, C ${C})`);
-  expectRows(q, 'q', rows, C, `(batch ${batch} · T ${T} rows, C ${C})`);
+  return rows;
+}
+
+/** The shapes of a q/k/v split's destinations: q [batch·T, C], kCache and vCache [batch, Tmax, C]. */
+function expectQkvDestinations(batch: number, T: number, C: number, q: Tensor, kCache: Tensor, vCache: Tensor, Tmax: number): void {
+  expectRows(q, 'q', batch * T, C, `(batch ${batch} · T ${T} rows, C ${C})`);
   const cacheWhy = `([batch ${batch}, Tmax ${Tmax}, C ${C}])`;
   expectRows(kCache, 'kCache', batch * Tmax, C, cacheWhy);
   expectRows(vCache, 'vCache', batch * Tmax, C, cacheWhy);
+}
+
+/**
+ * Splits the c_attn output qkv [B·T, 3C] (q | k | v along the last dim): q [B·T, C] gets the
+ * queries; the key and value rows go into kCache, vCache [B, Tmax, C] at positions
+ * offset .. offset+T−1 (offset + T <= Tmax; other cache rows untouched).
+ */
+export function splitQkv(qkv: Tensor, batch: number, T: number, C: number, q: Tensor, kCache: Tensor, vCache: Tensor, Tmax: number, offset: number): Promise<void> {
+  checkTensor(qkv, 'qkv');
+  const rows = checkQkvSizes(batch, T, C, q, kCache, vCache, Tmax, offset);
+  expectRows(qkv, 'qkv', rows, 3 * C, `(batch ${batch} · T ${T} rows of q | k | v, C ${C})`);
+  expectQkvDestinations(batch, T, C, q, kCache, vCache, Tmax);
   noAliases({ q, kCache, vCache }, { qkv });
   sameBackend({ qkv, q, kCache, vCache });
   return nativeAddon().splitQkv({ batch, T, C, Tmax, offset, qkv: qkv.native, q: q.native, kCache: kCache.native, vCache: vCache.native });
@@ -264,24 +278,11 @@ export function linearQkv(x: Tensor, weight: Tensor, bias: Tensor | null, batch:
   checkTensor(x, 'x', precision === 'bf16' ? f32OrBf16(x) : 'f32');
   checkTensor(weight, 'weight');
   if (bias !== null) checkTensor(bias, 'bias');
-  checkInt(batch, 'batch', 1);
-  checkInt(T, 'T', 1);
-  checkInt(C, 'C', 1);
-  checkTensor(q, 'q');
-  checkTensor(kCache, 'kCache');
-  checkTensor(vCache, 'vCache');
-  checkInt(Tmax, 'Tmax', 1);
-  checkInt(offset, 'offset', 0);
-  checkCacheWindow(T, Tmax, offset);
-  const rows = batch * T;
-  if (rows > MAX_DIM || 3 * C > MAX_DIM) throw new RangeError(`batch · T and 3 · C must be at most 2^30 (got ${batch} · ${T}, 3 · ${C})`);
+  const rows = checkQkvSizes(batch, T, C, q, kCache, vCache, Tmax, offset);
   expectRows(x, 'x', rows, C, `(batch ${batch} · T ${T} rows, C ${C})`);
   expectShape(weight, 'weight', [C, 3 * C], `(C ${C} inputs, q | k | v outputs)`);
   if (bias !== null) expectShape(bias, 'bias', [3 * C], `(q | k | v, C ${C})`);
-  expectRows(q, 'q', rows, C, `(batch ${batch} · T ${T} rows, C ${C})`);
-  const cacheWhy = `([batch ${batch}, Tmax ${Tmax}, C ${C}])`;
-  expectRows(kCache, 'kCache', batch * Tmax, C, cacheWhy);
-  expectRows(vCache, 'vCache', batch * Tmax, C, cacheWhy);
+  expectQkvDestinations(batch, T, C, q, kCache, vCache, Tmax);
   noAliases({ q, kCache, vCache }, bias === null ? { x, weight } : { x, weight, bias });
   sameBackend(bias === null ? { x, weight, q, kCache, vCache } : { x, weight, bias, q, kCache, vCache });
   return nativeAddon().linearQkv({
