@@ -140,22 +140,9 @@ void run_interleaved(const Case& c, unsigned seed) {
     attention_mma_dkdv_kernel<HD, Prefetch>(c.T, C, c.n_head, scale, dout.data(), q.data(), k.data(), v.data(),
                                             lse.data(), D3.data(), dqkv.data() + C, dqkv.data() + 2 * C, ld);
   });
-  auto fail = [&](const char* what, size_t r, int col) {
-    std::printf("FAIL interleaved %s (B %d, T %d, heads %d, hd %d): row %zu column %d\n", what, c.B, c.T, c.n_head, HD,
-                r, col);
-    std::exit(1);
-  };
-  const char* names[3] = {"dq", "dk", "dv"};
-  const std::vector<float>* separate[3] = {&dq, &dk, &dv};
-  for (size_t r = 0; r < size_t(rows); ++r)
-    for (int part = 0; part < 3; ++part)
-      for (int col = 0; col < C; ++col) {
-        const float got = dqkv[r * ld + size_t(part) * C + col];  // dqkv[r, part*C + col]
-        const float want = (*separate[part])[r * C + col];         // dq, dk or dv[r, col]
-        if (std::isnan(got)) fail(names[part], r, col);            // not written
-        if (std::memcmp(&got, &want, sizeof got) != 0) fail(names[part], r, col);
-      }
-  if (std::memcmp(D.data(), D3.data(), D.size() * sizeof(float)) != 0) fail("D", 0, 0);
+  char what[96];
+  std::snprintf(what, sizeof what, "B %d, T %d, heads %d, hd %d", c.B, c.T, c.n_head, HD);
+  expect_interleaved(dqkv, ld, rows, C, dq, dk, dv, D, D3, what);
   std::printf("ok   interleaved dq|dk|dv [rows, 3C]: B %d T %4d heads %2d hd %2d %-11s bits equal [rows, C]\n", c.B,
               c.T, c.n_head, HD, Prefetch ? "prefetch" : "no prefetch");
 }

@@ -1,4 +1,5 @@
-// Float64 causal attention and its gradients, the random inputs and the error measure, shared by the
+// Float64 causal attention and its gradients, the random inputs, the error measure and the check of
+// gradients written interleaved, shared by the
 // host emulations of the CUDA attention kernels (attention_tiled_emulation.cpp, attention_mma_emulation.cpp).
 #ifndef MONOSEMANTIC_TEST_ATTENTION_REFERENCE_H
 #define MONOSEMANTIC_TEST_ATTENTION_REFERENCE_H
@@ -6,6 +7,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -95,6 +99,29 @@ inline double rel_err(const std::vector<float>& a, const std::vector<double>& re
     den = std::max(den, std::fabs(ref[i]));
   }
   return den > 0 ? num / den : num;
+}
+
+// dq, dk, dv [rows, C] written a second time into one dqkv [rows, ld] at columns 0, C and 2C (filled
+// with NaN first), with D3 the second run's D: every element written, with the same bits, and D3
+// the same as D. On a difference, prints "FAIL interleaved" with `what` (the case) and exits 1.
+inline void expect_interleaved(const std::vector<float>& dqkv, int ld, int rows, int C, const std::vector<float>& dq,
+                               const std::vector<float>& dk, const std::vector<float>& dv, const std::vector<float>& D,
+                               const std::vector<float>& D3, const char* what) {
+  auto fail = [&](const char* name, size_t r, int col) {
+    std::printf("FAIL interleaved %s (%s): row %zu column %d\n", name, what, r, col);
+    std::exit(1);
+  };
+  const char* names[3] = {"dq", "dk", "dv"};
+  const std::vector<float>* separate[3] = {&dq, &dk, &dv};
+  for (size_t r = 0; r < size_t(rows); ++r)
+    for (int part = 0; part < 3; ++part)
+      for (int col = 0; col < C; ++col) {
+        const float got = dqkv[r * ld + size_t(part) * C + col];  // dqkv[r, part*C + col]
+        const float want = (*separate[part])[r * C + col];         // dq, dk or dv[r, col]
+        if (std::isnan(got)) fail(names[part], r, col);            // not written
+        if (std::memcmp(&got, &want, sizeof got) != 0) fail(names[part], r, col);
+      }
+  if (std::memcmp(D.data(), D3.data(), D.size() * sizeof(float)) != 0) fail("D", 0, 0);
 }
 
 #endif
