@@ -49,6 +49,20 @@ struct Operands {
   void* take_f32(const Napi::Object& obj, const char* key, size_t numel) {
     return take(obj, key, MS_F32, numel);
   }
+
+  // Reads obj[key] (numel elements) into f32 where its dtype is fp32, or into bf16 where it is bf16;
+  // the other pointer stays null. bf16_allowed false (fp32 precision): a bf16 tensor is refused,
+  // naming it.
+  template <typename F, typename H>
+  void take_f32_or_bf16(const Napi::Object& obj, const char* key, size_t numel, F*& f32, H*& bf16,
+                        bool bf16_allowed = true) {
+    if (Tensor::From(obj.Get(key), key)->dtype() != MS_BF16) {
+      f32 = static_cast<F*>(take_f32(obj, key, numel));
+      return;
+    }
+    if (!bf16_allowed) throw Napi::TypeError::New(obj.Env(), std::string("a bf16 ") + key + " needs bf16 precision");
+    bf16 = static_cast<H*>(take(obj, key, MS_BF16, numel));
+  }
 };
 
 inline int int_field(const Napi::Object& obj, const char* key, int lo, int hi) {

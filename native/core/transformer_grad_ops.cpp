@@ -139,16 +139,8 @@ class LinearBackwardWorker : public BackendWorker {
     const size_t w_n = product(env, size_t(n_in_), size_t(n_out_), "weight");
     // dout: fp32, or the bf16 gradient (BF16 precision only; then no dbias), e.g. crossEntropyBackward's.
     const size_t dout_n = product(env, size_t(rows_), size_t(n_out_), "dout");
-    if (Tensor::From(a.Get("dout"), "dout")->dtype() == MS_BF16)
-      dout_bf16_ = static_cast<const uint16_t*>(operands_.take(a, "dout", MS_BF16, dout_n));
-    else
-      dout_ = static_cast<const float*>(operands_.take_f32(a, "dout", dout_n));
-    if (Tensor::From(a.Get("x"), "x")->dtype() == MS_BF16) {
-      if (precision_ != MS_PREC_BF16) throw Napi::TypeError::New(env, "a bf16 x needs bf16 precision");
-      x_bf16_ = static_cast<const uint16_t*>(operands_.take(a, "x", MS_BF16, x_n));
-    } else {
-      x_ = static_cast<const float*>(operands_.take_f32(a, "x", x_n));
-    }
+    operands_.take_f32_or_bf16(a, "dout", dout_n, dout_, dout_bf16_);
+    operands_.take_f32_or_bf16(a, "x", x_n, x_, x_bf16_, precision_ == MS_PREC_BF16);
     // The weight is read only for dx (dW = x^T dout needs no weight).
     if (!absent(a, "weight")) W_ = static_cast<const float*>(operands_.take_f32(a, "weight", w_n));
     if (!absent(a, "dx")) {
@@ -177,10 +169,7 @@ class ActivationBackwardWorker : public BackendWorker {
     kind_ = int_field(a, "kind", MS_ACT_GELU_TANH, MS_ACT_RELU);
     count_ = count_field(a, "count");
     dpost_ = static_cast<const float*>(operands_.take_f32(a, "dpost", count_));
-    if (Tensor::From(a.Get("pre"), "pre")->dtype() == MS_BF16)
-      pre_bf16_ = static_cast<const uint16_t*>(operands_.take(a, "pre", MS_BF16, count_));
-    else
-      pre_ = static_cast<const float*>(operands_.take_f32(a, "pre", count_));
+    operands_.take_f32_or_bf16(a, "pre", count_, pre_, pre_bf16_);
     dpre_ = static_cast<float*>(operands_.take_f32(a, "dpre", count_));
   }
   int run(const ms_backend* be, ms_error* err) override {
@@ -208,10 +197,7 @@ class ReluLinearBackwardWorker : public BackendWorker {
     const size_t x_n = product(env, size_t(rows_), size_t(n_in_), "x");
     const size_t w_n = product(env, size_t(n_in_), size_t(n_out_), "weight");
     const size_t dout_n = product(env, size_t(rows_), size_t(n_out_), "dout");
-    if (Tensor::From(a.Get("dout"), "dout")->dtype() == MS_BF16)
-      dout_bf16_ = static_cast<const uint16_t*>(operands_.take(a, "dout", MS_BF16, dout_n));
-    else
-      dout_ = static_cast<const float*>(operands_.take_f32(a, "dout", dout_n));
+    operands_.take_f32_or_bf16(a, "dout", dout_n, dout_, dout_bf16_);
     x_bf16_ = static_cast<const uint16_t*>(operands_.take(a, "x", MS_BF16, x_n));
     W_ = static_cast<const float*>(operands_.take_f32(a, "weight", w_n));
     dpre_bf16_ = static_cast<uint16_t*>(operands_.take(a, "dpre", MS_BF16, x_n));
@@ -241,10 +227,7 @@ class CrossEntropyBackwardWorker : public BackendWorker {
     V_ = int_field(a, "V", 1, kMaxDim);
     scale_ = float(num_field(a, "scale"));
     const size_t logits_n = product(env, size_t(rows_), size_t(V_), "logits");
-    if (Tensor::From(a.Get("logits"), "logits")->dtype() == MS_BF16)
-      logits_bf16_ = static_cast<uint16_t*>(operands_.take(a, "logits", MS_BF16, logits_n));
-    else
-      logits_ = static_cast<float*>(operands_.take_f32(a, "logits", logits_n));
+    operands_.take_f32_or_bf16(a, "logits", logits_n, logits_, logits_bf16_);
     targets_ = static_cast<const int32_t*>(operands_.take(a, "targets", MS_I32, size_t(rows_)));
     losses_ = static_cast<float*>(operands_.take_f32(a, "losses", size_t(rows_)));
     if (!absent(a, "gradient"))

@@ -31,10 +31,7 @@ class LayerNormWorker : public BackendWorker {
     x_ = static_cast<const float*>(operands_.take_f32(a, "x", n));
     weight_ = static_cast<const float*>(operands_.take_f32(a, "weight", size_t(C_)));
     bias_ = static_cast<const float*>(operands_.take_f32(a, "bias", size_t(C_)));
-    if (Tensor::From(a.Get("out"), "out")->dtype() == MS_BF16)
-      out_bf16_ = static_cast<uint16_t*>(operands_.take(a, "out", MS_BF16, n));
-    else
-      out_ = static_cast<float*>(operands_.take_f32(a, "out", n));
+    operands_.take_f32_or_bf16(a, "out", n, out_, out_bf16_);
     if (absent(a, "mean") != absent(a, "rstd")) throw Napi::TypeError::New(env, "mean and rstd go together");
     if (!absent(a, "mean")) {
       mean_ = static_cast<float*>(operands_.take_f32(a, "mean", size_t(rows_)));
@@ -67,22 +64,12 @@ class LinearWorker : public BackendWorker {
     trans_w_ = bool_field(a, "transW") ? 1 : 0;
     precision_ = int_field(a, "precision", MS_PREC_F32, MS_PREC_BF16);
     const size_t x_n = product(env, size_t(rows_), size_t(n_in_), "x");
-    if (Tensor::From(a.Get("x"), "x")->dtype() == MS_BF16) {
-      if (precision_ != MS_PREC_BF16) throw Napi::TypeError::New(env, "a bf16 x needs bf16 precision");
-      x_bf16_ = static_cast<const uint16_t*>(operands_.take(a, "x", MS_BF16, x_n));
-    } else {
-      x_ = static_cast<const float*>(operands_.take_f32(a, "x", x_n));
-    }
+    operands_.take_f32_or_bf16(a, "x", x_n, x_, x_bf16_, precision_ == MS_PREC_BF16);
     W_ = static_cast<const float*>(
         operands_.take_f32(a, "weight", product(env, size_t(n_in_), size_t(n_out_), "weight")));
     if (!absent(a, "bias")) bias_ = static_cast<const float*>(operands_.take_f32(a, "bias", size_t(n_out_)));
     const size_t out_n = product(env, size_t(rows_), size_t(n_out_), "out");
-    if (Tensor::From(a.Get("out"), "out")->dtype() == MS_BF16) {
-      if (precision_ != MS_PREC_BF16) throw Napi::TypeError::New(env, "a bf16 out needs bf16 precision");
-      out_bf16_ = static_cast<uint16_t*>(operands_.take(a, "out", MS_BF16, out_n));
-    } else {
-      out_ = static_cast<float*>(operands_.take_f32(a, "out", out_n));
-    }
+    operands_.take_f32_or_bf16(a, "out", out_n, out_, out_bf16_, precision_ == MS_PREC_BF16);
     act_ = absent(a, "activation") ? int(MS_ACT_NONE) : int_field(a, "activation", MS_ACT_GELU_TANH, MS_ACT_RELU);
     accumulate_ = !absent(a, "accumulate") && bool_field(a, "accumulate") ? 1 : 0;
     if (accumulate_ && (out_bf16_ || act_ != MS_ACT_NONE))
@@ -215,12 +202,7 @@ class LinearQkvWorker : public BackendWorker {
     precision_ = int_field(a, "precision", MS_PREC_F32, MS_PREC_BF16);
     const size_t rows = product(env, size_t(batch_), size_t(T_), "q");
     const size_t x_n = product(env, rows, size_t(C_), "x");
-    if (Tensor::From(a.Get("x"), "x")->dtype() == MS_BF16) {
-      if (precision_ != MS_PREC_BF16) throw Napi::TypeError::New(env, "a bf16 x needs bf16 precision");
-      x_bf16_ = static_cast<const uint16_t*>(operands_.take(a, "x", MS_BF16, x_n));
-    } else {
-      x_ = static_cast<const float*>(operands_.take_f32(a, "x", x_n));
-    }
+    operands_.take_f32_or_bf16(a, "x", x_n, x_, x_bf16_, precision_ == MS_PREC_BF16);
     W_ = static_cast<const float*>(operands_.take_f32(a, "weight", product(env, size_t(C_), 3 * size_t(C_), "weight")));
     if (!absent(a, "bias")) bias_ = static_cast<const float*>(operands_.take_f32(a, "bias", 3 * size_t(C_)));
     q_ = static_cast<float*>(operands_.take_f32(a, "q", x_n));
@@ -258,12 +240,7 @@ class AttentionWorker : public BackendWorker {
     const size_t cache = product(env, product(env, size_t(batch_), size_t(Tmax_), "kCache"), size_t(C_), "kCache");
     k_cache_ = static_cast<const float*>(operands_.take_f32(a, "kCache", cache));
     v_cache_ = static_cast<const float*>(operands_.take_f32(a, "vCache", cache));
-    if (Tensor::From(a.Get("out"), "out")->dtype() == MS_BF16) {
-      if (precision_ != MS_PREC_BF16) throw Napi::TypeError::New(env, "a bf16 out needs bf16 precision");
-      out_bf16_ = static_cast<uint16_t*>(operands_.take(a, "out", MS_BF16, n));
-    } else {
-      out_ = static_cast<float*>(operands_.take_f32(a, "out", n));
-    }
+    operands_.take_f32_or_bf16(a, "out", n, out_, out_bf16_, precision_ == MS_PREC_BF16);
   }
   int run(const ms_backend* be, ms_error* err) override {
     return be->attention(batch_, T_, Tmax_, offset_, C_, n_head_, precision_, q_, k_cache_, v_cache_, out_, out_bf16_,
@@ -284,10 +261,7 @@ class CrossEntropyWorker : public BackendWorker {
     rows_ = int_field(a, "rows", 1, kMaxDim);
     V_ = int_field(a, "V", 1, kMaxDim);
     const size_t logits_n = product(env, size_t(rows_), size_t(V_), "logits");
-    if (Tensor::From(a.Get("logits"), "logits")->dtype() == MS_BF16)
-      logits_bf16_ = static_cast<const uint16_t*>(operands_.take(a, "logits", MS_BF16, logits_n));
-    else
-      logits_ = static_cast<const float*>(operands_.take_f32(a, "logits", logits_n));
+    operands_.take_f32_or_bf16(a, "logits", logits_n, logits_, logits_bf16_);
     targets_ = static_cast<const int32_t*>(operands_.take(a, "targets", MS_I32, size_t(rows_)));
     out_ = static_cast<float*>(operands_.take_f32(a, "out", size_t(rows_)));
     indices_checked_ = indices_checked_field(a);

@@ -24,10 +24,7 @@ class UnembedCeWorker : public BackendWorker {
     C_ = int_field(a, "C", 1, kMaxDim);
     precision_ = int_field(a, "precision", MS_PREC_F32, MS_PREC_BF16);
     const size_t x_n = product(env, size_t(rows_), size_t(C_), "x");
-    if (Tensor::From(a.Get("x"), "x")->dtype() == MS_BF16)
-      x_bf16_ = static_cast<const uint16_t*>(operands_.take(a, "x", MS_BF16, x_n));
-    else
-      x_ = static_cast<const float*>(operands_.take_f32(a, "x", x_n));
+    operands_.take_f32_or_bf16(a, "x", x_n, x_, x_bf16_);
     W_ = static_cast<const float*>(operands_.take_f32(a, "weight", product(env, size_t(V_), size_t(C_), "weight")));
     targets_ = static_cast<const int32_t*>(operands_.take(a, "targets", MS_I32, size_t(rows_)));
     lse_ = static_cast<float*>(operands_.take_f32(a, "lse", size_t(rows_)));
