@@ -11,6 +11,7 @@
  */
 import { describe, expect, it } from 'vitest';
 
+import { nativeAddon } from '../../lib/backend.js';
 import { MonosemanticError } from '../../lib/errors.js';
 import { activation, add, argmaxRows, attention, crossEntropy, embed, klRows, layerNorm, linear, linearQkv, linearT, splitQkv } from '../../lib/lm/ops.js';
 import { Rng } from '../../lib/random.js';
@@ -603,5 +604,25 @@ describe('transformer ops: argument errors', () => {
     using amOut = Tensor.zeros([ROWS], { backend });
     expect(() => crossEntropy(logits, targets, ceOut)).toThrow(/targets must hold 37 elements/);
     expect(() => argmaxRows(logits, amOut)).toThrow(/out must have dtype i32 \(got f32\)/);
+  });
+
+  it('the native linear takes x and out as fp32 or bf16 by dtype, refusing bf16 at fp32 precision by name', async () => {
+    const addon = nativeAddon();
+    const [rows, nIn, nOut] = [5, 8, 6];
+    const rng = new Rng(77);
+    using x = Tensor.from(normalArray(rng, rows * nIn), [rows, nIn], { backend });
+    using xBf = Tensor.from(x.toFloat32(), [rows, nIn], { backend, dtype: 'bf16' });
+    using w = Tensor.from(normalArray(rng, nIn * nOut), [nIn, nOut], { backend });
+    using out = Tensor.zeros([rows, nOut], { backend });
+    using outBf = Tensor.zeros([rows, nOut], { backend, dtype: 'bf16' });
+    using xI = Tensor.zeros([rows, nIn], { backend, dtype: 'i32' });
+    const dims = { rows, nIn, nOut, transW: false, weight: w.native };
+    expect(() => addon.linear({ ...dims, precision: 0, x: xBf.native, out: out.native })).toThrow(/a bf16 x needs bf16 precision/);
+    expect(() => addon.linear({ ...dims, precision: 0, x: x.native, out: outBf.native })).toThrow(/a bf16 out needs bf16 precision/);
+    expect(() => addon.linear({ ...dims, precision: 1, x: xI.native, out: out.native })).toThrow(/x must have dtype f32 \(got i32\)/);
+    // At bf16 precision x is rounded to bf16 either way: the bf16 copy gives the same bits, into either out.
+    await addon.linear({ ...dims, precision: 1, x: x.native, out: out.native });
+    await addon.linear({ ...dims, precision: 1, x: xBf.native, out: outBf.native });
+    expect(Array.from(outBf.toFloat32())).toEqual(Array.from(roundArrayBf16(out.toFloat32())));
   });
 });
