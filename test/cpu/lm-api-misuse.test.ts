@@ -4,36 +4,26 @@
  * either done right (overlapping steps run in call order) or refused with a typed error that says
  * what was wrong; a refusal leaves the model usable.
  */
-import path from 'node:path';
-
 import { describe, expect, it } from 'vitest';
 
-import { loadGpt2Config } from '../../lib/lm/config.js';
 import { generate } from '../../lib/lm/generate.js';
 import { addDirection, meanAblate, replaceWith } from '../../lib/lm/interventions.js';
 import { Gpt2Model } from '../../lib/lm/model.js';
 import { nextTokenTargets } from '../../lib/lm/tokens.js';
 import { Gpt2Training } from '../../lib/lm/training-model.js';
-import { loadGpt2Weights } from '../../lib/lm/weights.js';
-import { packageRoot } from '../../lib/native/load.js';
 import { gatherRows } from '../../lib/ops.js';
 import { Rng } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
+import { gpt2Fixture } from '../helpers/gpt2-fixture.js';
 
-const fixtures = path.join(packageRoot(), 'test/fixtures/gpt2');
 const backend = 'cpu' as const;
 
-async function fixture(name: string) {
-  const dir = path.join(fixtures, name);
-  const config = await loadGpt2Config(dir);
-  return { config, weights: await loadGpt2Weights(dir, config) };
-}
 
 describe('Gpt2Training', () => {
   const settings = { lr: 3e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, clipGradNorm: 0 };
 
   it('runs overlapping steps in call order, as if each had been awaited', async () => {
-    const { config, weights } = await fixture('tiny-relu-untied');
+    const { config, weights } = await gpt2Fixture('tiny-relu-untied');
     const [B, T] = [2, 6];
     const rng = new Rng(3);
     const batches = Array.from({ length: 3 }, () => Int32Array.from({ length: B * T }, () => rng.int(config.vocabSize)));
@@ -54,7 +44,7 @@ describe('Gpt2Training', () => {
   });
 
   it('refuses missing or non-finite settings, stray targets, and use after dispose', async () => {
-    const { config, weights } = await fixture('tiny-relu-untied');
+    const { config, weights } = await gpt2Fixture('tiny-relu-untied');
     const [B, T] = [1, 4];
     const ids = Int32Array.of(1, 2, 3, 4);
     const training = new Gpt2Training(config, weights, { batch: B, T, backend });
@@ -71,7 +61,7 @@ describe('Gpt2Training', () => {
 
 describe('Gpt2Model', () => {
   it('refuses weights that do not fit the config, whatever the way in', async () => {
-    const { config, weights } = await fixture('tiny-relu-untied');
+    const { config, weights } = await gpt2Fixture('tiny-relu-untied');
     expect(() => Gpt2Model.fromWeights(config, { ...weights, lmHead: null }, { backend })).toThrow(/weights\.lmHead must be a Float32Array .*tiedEmbeddings is false/);
     expect(() => Gpt2Model.fromWeights(config, { ...weights, layers: weights.layers.slice(1) }, { backend })).toThrow(/weights\.layers must hold config\.nLayer \d+ layers \(got \d+\)/);
     expect(() => Gpt2Model.fromWeights({ ...config, tiedEmbeddings: true }, weights, { backend })).toThrow(/weights\.lmHead must be null/);
@@ -85,7 +75,7 @@ describe('Gpt2Model', () => {
   });
 
   it('refuses a cache of another model, and lists every hook name', async () => {
-    const { config, weights } = await fixture('tiny-gelu-new-tied'); // 2 layers
+    const { config, weights } = await gpt2Fixture('tiny-gelu-new-tied'); // 2 layers
     using model = Gpt2Model.fromWeights(config, weights, { backend });
     using other = Gpt2Model.fromWeights({ ...config, nLayer: 1 }, { ...weights, layers: weights.layers.slice(0, 1) }, { backend });
     using cache = other.createCache(1, 4);
@@ -97,7 +87,7 @@ describe('Gpt2Model', () => {
   });
 
   it('refuses an intervention that disposes its activation or runs a forward of its own model, and stays usable', async () => {
-    const { config, weights } = await fixture('tiny-relu-untied');
+    const { config, weights } = await gpt2Fixture('tiny-relu-untied');
     using model = Gpt2Model.fromWeights(config, weights, { backend });
     const ids = Int32Array.of(1, 2, 3);
     const hook = 'blocks.0.hook_resid_mid';
@@ -112,7 +102,7 @@ describe('Gpt2Model', () => {
   });
 
   it('checks replacements and steering values, and generation refuses non-finite logits', async () => {
-    const { config, weights } = await fixture('tiny-relu-untied');
+    const { config, weights } = await gpt2Fixture('tiny-relu-untied');
     using model = Gpt2Model.fromWeights(config, weights, { backend });
     const ids = Int32Array.of(1, 2, 3);
     const hook = 'blocks.0.hook_resid_post';

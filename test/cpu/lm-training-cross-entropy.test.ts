@@ -12,28 +12,20 @@ import path from 'node:path';
 
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { loadGpt2Config } from '../../lib/lm/config.js';
 import { Gpt2Model } from '../../lib/lm/model.js';
 import { nextTokenTargets } from '../../lib/lm/tokens.js';
 import { type CrossEntropyMode } from '../../lib/lm/cross-entropy-mode.js';
 import { Gpt2Training } from '../../lib/lm/training-model.js';
-import { loadGpt2Weights } from '../../lib/lm/weights.js';
-import { packageRoot } from '../../lib/native/load.js';
 import { Rng } from '../../lib/random.js';
 import { relDiff, relError } from '../helpers/data.js';
+import { GPT2_FIXTURES, gpt2Fixture } from '../helpers/gpt2-fixture.js';
 
-const fixtures = path.join(packageRoot(), 'test/fixtures/gpt2');
 const backend = 'cpu' as const;
 
-async function fixture(name: string) {
-  const dir = path.join(fixtures, name);
-  const config = await loadGpt2Config(dir);
-  return { config, weights: await loadGpt2Weights(dir, config) };
-}
 
 describe.each(['tiny-gelu-new-tied', 'tiny-relu-untied'])('%s at bf16', (name) => {
   it('fused gives the losses, gradients, evaluation and steps of the logits formed in memory', async () => {
-    const { config, weights } = await fixture(name);
+    const { config, weights } = await gpt2Fixture(name);
     const [B, T] = [5, config.nPositions]; // 80 or 120 rows: more than one block of 64
     const rng = new Rng(17);
     const batches = Array.from({ length: 4 }, () => Int32Array.from({ length: B * T }, () => rng.int(config.vocabSize)));
@@ -74,7 +66,7 @@ describe('the mode', () => {
   });
 
   it('is the option, else MONOSEMANTIC_CROSS_ENTROPY, else logits; fused needs bf16 precision', async () => {
-    const { config, weights } = await fixture('tiny-relu-untied');
+    const { config, weights } = await gpt2Fixture('tiny-relu-untied');
     const mode = (options: { precision: 'f32' | 'bf16'; crossEntropy?: CrossEntropyMode }) => {
       using model = new Gpt2Training(config, weights, { batch: 1, T: 4, backend, ...options });
       return model.crossEntropy;
@@ -91,7 +83,7 @@ describe('the mode', () => {
   });
 
   it("Gpt2Model's loss without logits fuses under MONOSEMANTIC_CROSS_ENTROPY=fused, with the logits path's losses", async () => {
-    using model = await Gpt2Model.load(path.join(fixtures, 'tiny-gelu-new-tied'), { backend, precision: 'bf16' });
+    using model = await Gpt2Model.load(path.join(GPT2_FIXTURES, 'tiny-gelu-new-tied'), { backend, precision: 'bf16' });
     const [B, T] = [3, model.config.nPositions];
     const rng = new Rng(5);
     const ids = Int32Array.from({ length: B * T }, () => rng.int(model.config.vocabSize));

@@ -14,21 +14,17 @@
  * every gradient within 2e-2 (relative Frobenius error; the products take bf16 operands).
  * Skipped, with the reason printed, where the CUDA backend is not available.
  */
-import path from 'node:path';
-
 import { describe, expect, it } from 'vitest';
 
 import { type BackendName, backendStatus, nativeAddon } from '../../lib/backend.js';
 import { reluLinearBackward } from '../../lib/lm/grad-ops.js';
-import { loadGpt2Config } from '../../lib/lm/config.js';
 import { nextTokenTargets } from '../../lib/lm/tokens.js';
 import { Gpt2Training } from '../../lib/lm/training-model.js';
-import { loadGpt2Weights } from '../../lib/lm/weights.js';
-import { packageRoot } from '../../lib/native/load.js';
 import { Rng } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
 import { maxErr, normalArray, relDiff, relError, worst } from '../helpers/data.js';
 import { withEnv } from '../helpers/env.js';
+import { gpt2Fixture } from '../helpers/gpt2-fixture.js';
 import { expectSameValues } from '../helpers/same-values.js';
 import { type ReluLinearOperands, reluLinearOperands, reluLinearReference } from '../helpers/relu-linear.js';
 
@@ -116,9 +112,7 @@ describe.skipIf(!hasCuda)('reluLinearBackward on CUDA', () => {
   });
 
   it('trains a ReLU model at bf16 as the CPU does', async () => {
-    const dir = path.join(packageRoot(), 'test/fixtures/gpt2/tiny-relu-untied');
-    const config = await loadGpt2Config(dir);
-    const weights = await loadGpt2Weights(dir, config);
+    const { config, weights } = await gpt2Fixture('tiny-relu-untied');
     const [B, T] = [5, config.nPositions];
     const rng = new Rng(3);
     const ids = Int32Array.from({ length: B * T }, () => rng.int(config.vocabSize));
