@@ -82,14 +82,7 @@ describe.skipIf(!hasCuda)('cuda tensor-core kernels', () => {
     const info = hasCuda ? nativeAddon().backendInfo('cuda') : null;
     const hopper = info?.devices[0]?.computeCapability === '9.0';
     it.skipIf(!hopper)('runs on this compute 9.0 GPU', () => expect(info!.runtime.hopperGemm).toBe(true));
-    const withGemm = async <T>(value: 'wgmma' | 'mma', fn: () => Promise<T>): Promise<T> => {
-      process.env[GEMM] = value;
-      try {
-        return await fn();
-      } finally {
-        delete process.env[GEMM];
-      }
-    };
+    const withGemm = <T>(value: 'wgmma' | 'mma', fn: () => Promise<T>): Promise<T> => withEnv({ [GEMM]: value }, fn);
     const withWgmma = <T>(fn: () => Promise<T>): Promise<T> => withGemm('wgmma', fn);
     const wgmmaShapes = [
       [1000, 264, 1032], // ragged tiles: 128 x 256 blocks over 1000 x 1032, K tails of the 64-wide stages
@@ -205,14 +198,7 @@ describe.skipIf(!hasCuda)('cuda tensor-core kernels', () => {
       await linearT(x, w, null, outBf, 'bf16');
       return { out: out.toFloat32(), outBf: outBf.toFloat32() };
     };
-    const withGeneral = async <T>(fn: () => Promise<T>): Promise<T> => {
-      process.env[KEY] = 'off';
-      try {
-        return await fn();
-      } finally {
-        delete process.env[KEY];
-      }
-    };
+    const withGeneral = <T>(fn: () => Promise<T>): Promise<T> => withEnv({ [KEY]: 'off' }, fn);
     for (const [rows, K, N] of [[333, 128, 1001], [1000, 72, 300], [64, 8, 4097], [4096, 128, 8192], [16384, 128, 4096], [1024, 64, 50000]] as const) {
       it(`linearT [${rows}, ${K}] x [${N}, ${K}]ᵀ`, async () => {
         const fast = await run(rows, K, N);

@@ -45,6 +45,7 @@ import { reduceSumInto } from '../../lib/ops.js';
 import { Rng } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
 import { maxErr, normalArray, relError, roundArrayBf16, uniformArray } from '../helpers/data.js';
+import { withEnv } from '../helpers/env.js';
 import { gpt2LossAndGrads } from '../helpers/gpt2-grads.js';
 import { rejection } from '../helpers/rejection.js';
 import { expectSameRecords, expectSameValues } from '../helpers/same-values.js';
@@ -129,18 +130,10 @@ describe.skipIf(!hasCuda)('cuda transformer backward ops', () => {
   // with =off, so the same bits, for heads of 32 and 64, T across and inside the 64-row tiles.
   it.skipIf(!mma)('attention at bf16 with and without the next tile read ahead: the same bits', async () => {
     const KEY = 'MONOSEMANTIC_CUDA_ATTENTION_PREFETCH';
-    const before = process.env[KEY];
-    try {
-      for (const [batch, T, C, nHead] of [[2, 200, 96, 3], [1, 1024, 128, 4], [2, 129, 128, 2], [1, 300, 768, 12]] as const) {
-        process.env[KEY] = 'on';
-        const ahead = await attentionOn('cuda', batch, T, C, nHead, 5, 'bf16');
-        process.env[KEY] = 'off';
-        const staged = await attentionOn('cuda', batch, T, C, nHead, 5, 'bf16');
-        expectSameRecords(ahead, staged, `B ${batch}, T ${T}, C ${C}, ${nHead} heads`);
-      }
-    } finally {
-      if (before === undefined) delete process.env[KEY];
-      else process.env[KEY] = before;
+    for (const [batch, T, C, nHead] of [[2, 200, 96, 3], [1, 1024, 128, 4], [2, 129, 128, 2], [1, 300, 768, 12]] as const) {
+      const ahead = await withEnv({ [KEY]: 'on' }, () => attentionOn('cuda', batch, T, C, nHead, 5, 'bf16'));
+      const staged = await withEnv({ [KEY]: 'off' }, () => attentionOn('cuda', batch, T, C, nHead, 5, 'bf16'));
+      expectSameRecords(ahead, staged, `B ${batch}, T ${T}, C ${C}, ${nHead} heads`);
     }
   });
 

@@ -18,6 +18,7 @@ import { type Activation, activation, add, argmaxRows, attention, crossEntropy, 
 import { Rng } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
 import { normalArray, relFloor1, roundArrayBf16, uniformArray, worst } from '../helpers/data.js';
+import { withEnv } from '../helpers/env.js';
 import { rejection } from '../helpers/rejection.js';
 import { expectSameRecords, expectSameValues } from '../helpers/same-values.js';
 import { linearRef } from '../reference/transformer-reference.js';
@@ -131,29 +132,23 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
   // wgmma at [1024, 4096, 2048]), the simple ones (MONOSEMANTIC_CUDA_KERNELS=simple) and fp32. Both
   // variables are read at each call.
   it('linear and linearT with accumulate equal linear then add, bit for bit, on every kernel', async () => {
-    const KEYS = ['MONOSEMANTIC_CUDA_KERNELS', 'MONOSEMANTIC_CUDA_EPILOGUE'] as const;
-    const before = KEYS.map((k) => process.env[k]);
-    const kernelEnv: Record<string, Partial<Record<(typeof KEYS)[number], string>>> = {
-      tensor: {},
-      'tensor, direct store': { MONOSEMANTIC_CUDA_EPILOGUE: 'direct' },
-      simple: { MONOSEMANTIC_CUDA_KERNELS: 'simple' },
+    const kernelEnv: Record<string, Record<string, string | undefined>> = {
+      tensor: { MONOSEMANTIC_CUDA_KERNELS: undefined, MONOSEMANTIC_CUDA_EPILOGUE: undefined },
+      'tensor, direct store': { MONOSEMANTIC_CUDA_KERNELS: undefined, MONOSEMANTIC_CUDA_EPILOGUE: 'direct' },
+      simple: { MONOSEMANTIC_CUDA_KERNELS: 'simple', MONOSEMANTIC_CUDA_EPILOGUE: undefined },
     };
-    try {
-      for (const [rows, nIn, nOut] of [[67, 128, 515], [5, 768, 5003], [300, 768, 1024], [1024, 4096, 2048]] as const) {
-        const rng = new Rng(23);
-        const x = normalArray(rng, rows * nIn);
-        const W = normalArray(rng, nIn * nOut, 0.05);
-        const bias = normalArray(rng, nOut);
-        const resid = normalArray(rng, rows * nOut, 3);
-        using tx = Tensor.from(x, [rows, nIn], { backend: 'cuda' });
-        using tw = Tensor.from(W, [nIn, nOut], { backend: 'cuda' });
-        using twT = Tensor.from(W, [nOut, nIn], { backend: 'cuda' });
-        using tb = Tensor.from(bias, [nOut], { backend: 'cuda' });
-        for (const [kernels, env] of Object.entries(kernelEnv)) {
-          for (const k of KEYS) {
-            if (env[k] === undefined) delete process.env[k];
-            else process.env[k] = env[k];
-          }
+    for (const [rows, nIn, nOut] of [[67, 128, 515], [5, 768, 5003], [300, 768, 1024], [1024, 4096, 2048]] as const) {
+      const rng = new Rng(23);
+      const x = normalArray(rng, rows * nIn);
+      const W = normalArray(rng, nIn * nOut, 0.05);
+      const bias = normalArray(rng, nOut);
+      const resid = normalArray(rng, rows * nOut, 3);
+      using tx = Tensor.from(x, [rows, nIn], { backend: 'cuda' });
+      using tw = Tensor.from(W, [nIn, nOut], { backend: 'cuda' });
+      using twT = Tensor.from(W, [nOut, nIn], { backend: 'cuda' });
+      using tb = Tensor.from(bias, [nOut], { backend: 'cuda' });
+      for (const [kernels, env] of Object.entries(kernelEnv)) {
+        await withEnv(env, async () => {
           for (const precision of ['f32', 'bf16'] as const) {
             if (kernels !== 'tensor' && precision === 'f32') continue; // fp32 takes the simple kernels either way
             for (const transW of [false, true]) {
@@ -170,13 +165,8 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
               }
             }
           }
-        }
+        });
       }
-    } finally {
-      KEYS.forEach((k, i) => {
-        if (before[i] === undefined) delete process.env[k];
-        else process.env[k] = before[i];
-      });
     }
   });
 
@@ -188,29 +178,23 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
   // linear then splitQkv on CUDA, cache rows outside the window untouched; C 75 makes pairs of
   // columns straddle q | k and k | v.
   it('linearQkv equals linear then splitQkv, bit for bit, on every path', async () => {
-    const KEYS = ['MONOSEMANTIC_CUDA_KERNELS', 'MONOSEMANTIC_CUDA_GEMM'] as const;
-    const before = KEYS.map((k) => process.env[k]);
-    const kernelEnv: Record<string, Partial<Record<(typeof KEYS)[number], string>>> = {
-      tensor: {},
-      'wgmma for every product': { MONOSEMANTIC_CUDA_GEMM: 'wgmma' },
-      simple: { MONOSEMANTIC_CUDA_KERNELS: 'simple' },
+    const kernelEnv: Record<string, Record<string, string | undefined>> = {
+      tensor: { MONOSEMANTIC_CUDA_KERNELS: undefined, MONOSEMANTIC_CUDA_GEMM: undefined },
+      'wgmma for every product': { MONOSEMANTIC_CUDA_KERNELS: undefined, MONOSEMANTIC_CUDA_GEMM: 'wgmma' },
+      simple: { MONOSEMANTIC_CUDA_KERNELS: 'simple', MONOSEMANTIC_CUDA_GEMM: undefined },
     };
-    try {
-      for (const [batch, T, Tmax, offset, C] of [[9, 1000, 1024, 17, 75], [8, 1024, 1024, 0, 128], [3, 5, 9, 4, 76], [2, 3, 8, 2, 768]] as const) {
-        const rng = new Rng(29);
-        const rows = batch * T;
-        const x = normalArray(rng, rows * C);
-        const W = normalArray(rng, C * 3 * C, 0.1);
-        const bias = normalArray(rng, 3 * C);
-        const k0 = normalArray(rng, batch * Tmax * C);
-        const v0 = normalArray(rng, batch * Tmax * C);
-        using tW = Tensor.from(W, [C, 3 * C], { backend: 'cuda' });
-        using tb = Tensor.from(bias, [3 * C], { backend: 'cuda' });
-        for (const [kernels, env] of Object.entries(kernelEnv)) {
-          for (const k of KEYS) {
-            if (env[k] === undefined) delete process.env[k];
-            else process.env[k] = env[k];
-          }
+    for (const [batch, T, Tmax, offset, C] of [[9, 1000, 1024, 17, 75], [8, 1024, 1024, 0, 128], [3, 5, 9, 4, 76], [2, 3, 8, 2, 768]] as const) {
+      const rng = new Rng(29);
+      const rows = batch * T;
+      const x = normalArray(rng, rows * C);
+      const W = normalArray(rng, C * 3 * C, 0.1);
+      const bias = normalArray(rng, 3 * C);
+      const k0 = normalArray(rng, batch * Tmax * C);
+      const v0 = normalArray(rng, batch * Tmax * C);
+      using tW = Tensor.from(W, [C, 3 * C], { backend: 'cuda' });
+      using tb = Tensor.from(bias, [3 * C], { backend: 'cuda' });
+      for (const [kernels, env] of Object.entries(kernelEnv)) {
+        await withEnv(env, async () => {
           for (const precision of ['f32', 'bf16'] as const) {
             if (kernels !== 'tensor' && precision === 'f32') continue; // fp32 takes the simple kernels either way
             for (const xDtype of precision === 'bf16' ? (['f32', 'bf16'] as const) : (['f32'] as const)) {
@@ -231,13 +215,8 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
               }
             }
           }
-        }
+        });
       }
-    } finally {
-      KEYS.forEach((k, i) => {
-        if (before[i] === undefined) delete process.env[k];
-        else process.env[k] = before[i];
-      });
     }
   });
 
@@ -493,15 +472,11 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
   // MONOSEMANTIC_CUDA_KERNELS=simple) write fp32 into a temporary, rounded after. Either way the
   // fp32 out's bits rounded to nearest even.
   it('attention into a bf16 out equals the fp32 out rounded, on every kernel', async () => {
-    const KEY = 'MONOSEMANTIC_CUDA_KERNELS';
-    const before = process.env[KEY];
-    try {
-      for (const [batch, T, Tmax, offset, C, nHead, simple] of [
-        [2, 200, 200, 0, 96, 3, false], [1, 300, 300, 0, 768, 12, false], [2, 150, 150, 0, 96, 2, false],
-        [2, 40, 64, 17, 128, 4, false], [2, 100, 100, 0, 128, 4, true],
-      ] as const) {
-        if (simple) process.env[KEY] = 'simple';
-        else delete process.env[KEY];
+    for (const [batch, T, Tmax, offset, C, nHead, simple] of [
+      [2, 200, 200, 0, 96, 3, false], [1, 300, 300, 0, 768, 12, false], [2, 150, 150, 0, 96, 2, false],
+      [2, 40, 64, 17, 128, 4, false], [2, 100, 100, 0, 128, 4, true],
+    ] as const) {
+      await withEnv({ MONOSEMANTIC_CUDA_KERNELS: simple ? 'simple' : undefined }, async () => {
         const rng = new Rng(31);
         const q = normalArray(rng, batch * T * C);
         const k = normalArray(rng, batch * Tmax * C, 1.5);
@@ -514,10 +489,7 @@ describe.skipIf(!hasCuda)('cuda transformer ops', () => {
         await attention(tq, tk, tv, batch, T, Tmax, offset, nHead, out, 'bf16');
         await attention(tq, tk, tv, batch, T, Tmax, offset, nHead, outBf, 'bf16');
         expectSameValues(outBf.toFloat32(), roundArrayBf16(f32(out)), `B ${batch} T ${T} Tmax ${Tmax} offset ${offset} C ${C} ${nHead} heads${simple ? ', simple kernels' : ''}`);
-      }
-    } finally {
-      if (before === undefined) delete process.env[KEY];
-      else process.env[KEY] = before;
+      });
     }
   });
 

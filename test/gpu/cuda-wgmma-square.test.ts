@@ -25,6 +25,7 @@ import { Rng } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
 import { gradients, withSimpleKernels } from '../helpers/cuda-sae-gradients.js';
 import { normalArray, relDiff, relError } from '../helpers/data.js';
+import { withEnv } from '../helpers/env.js';
 
 const status = backendStatus();
 const hasCuda = status.cuda.available;
@@ -34,15 +35,8 @@ const TILE = 'MONOSEMANTIC_CUDA_WGMMA_TILE';
 const GEMM = 'MONOSEMANTIC_CUDA_GEMM';
 
 /** Runs fn with every product on wgmma's square or wide tiles, or on mma.sync. */
-async function onGemm<T>(gemm: 'square' | 'wide' | 'mma', fn: () => Promise<T>): Promise<T> {
-  process.env[GEMM] = gemm === 'mma' ? 'mma' : 'wgmma';
-  process.env[TILE] = gemm === 'square' ? '128' : '256';
-  try {
-    return await fn();
-  } finally {
-    delete process.env[TILE];
-    delete process.env[GEMM];
-  }
+function onGemm<T>(gemm: 'square' | 'wide' | 'mma', fn: () => Promise<T>): Promise<T> {
+  return withEnv({ [GEMM]: gemm === 'mma' ? 'mma' : 'wgmma', [TILE]: gemm === 'square' ? '128' : '256' }, fn);
 }
 
 describe.skipIf(!hasCuda)('the Hopper GEMM with square tiles, two blocks per multiprocessor', () => {

@@ -7,18 +7,14 @@ import { Rng } from '../../lib/random.js';
 import { SparseAutoencoder } from '../../lib/sae/sae.js';
 import { Tensor } from '../../lib/tensor.js';
 import { normalArray, uniformArray } from './data.js';
+import { withEnv } from './env.js';
 
 /** The variable that selects the simple kernels. */
 export const KERNELS = 'MONOSEMANTIC_CUDA_KERNELS';
 
 /** Runs fn with the simple kernels selected (the variable is read at each call). */
-export async function withSimpleKernels<T>(fn: () => Promise<T>): Promise<T> {
-  process.env[KERNELS] = 'simple';
-  try {
-    return await fn();
-  } finally {
-    delete process.env[KERNELS];
-  }
+export function withSimpleKernels<T>(fn: () => Promise<T>): Promise<T> {
+  return withEnv({ [KERNELS]: 'simple' }, fn);
 }
 
 export interface GradResult {

@@ -1,13 +1,19 @@
-/** Runs fn with the environment variables `vars` set, and restores each one's previous value (or its absence) after. */
-export async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+/**
+ * Runs fn with the environment variables `vars` set (an undefined value: unset), and restores each
+ * one's previous value (or its absence) after.
+ */
+export async function withEnv<T>(vars: Record<string, string | undefined>, fn: () => Promise<T>): Promise<T> {
   const before = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
-  Object.assign(process.env, vars);
-  try {
-    return await fn();
-  } finally {
-    for (const [k, v] of Object.entries(before)) {
+  const set = (values: Record<string, string | undefined>) => {
+    for (const [k, v] of Object.entries(values)) {
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
     }
+  };
+  set(vars);
+  try {
+    return await fn();
+  } finally {
+    set(before);
   }
 }
