@@ -18,10 +18,8 @@
 import { describe, expect, it } from 'vitest';
 
 import { backendStatus, nativeAddon } from '../../lib/backend.js';
-import { linearBackward } from '../../lib/lm/grad-ops.js';
-import { linear, linearT } from '../../lib/lm/ops.js';
 import { Rng } from '../../lib/random.js';
-import { Tensor } from '../../lib/tensor.js';
+import { bf16LinearBackward, bf16Product } from '../helpers/bf16-products.js';
 import { gradients } from '../helpers/cuda-sae-gradients.js';
 import { normalArray } from '../helpers/data.js';
 import { withEnv } from '../helpers/env.js';
@@ -56,27 +54,11 @@ describe.skipIf(!hasCuda)('the Hopper GEMM with wide tiles in pairs sharing B', 
     const db0 = normalArray(rng, 4104 * 600);
     const products = (pairs: boolean) =>
       onWide(pairs, async () => {
-        using x1 = Tensor.from(xt, [300, 4096], { backend: 'cuda' });
-        using w1 = Tensor.from(wt, [700, 4096], { backend: 'cuda' });
-        using nt = Tensor.full([300, 700], Number.NaN, { backend: 'cuda' });
-        await linearT(x1, w1, null, nt, 'bf16');
-        using x2 = Tensor.from(xs, [4000, 512], { backend: 'cuda' });
-        using w2 = Tensor.from(ws, [3000, 512], { backend: 'cuda' });
-        using ntTurns = Tensor.full([4000, 3000], Number.NaN, { backend: 'cuda' });
-        await linearT(x2, w2, null, ntTurns, 'bf16');
-        using x3 = Tensor.from(xn, [1000, 4168], { backend: 'cuda' });
-        using w3 = Tensor.from(wn, [4168, 520], { backend: 'cuda' });
-        using nn = Tensor.full([1000, 520], Number.NaN, { backend: 'cuda' });
-        await linear(x3, w3, null, nn, 'bf16');
-        using x4 = Tensor.from(xb, [4104, 200], { backend: 'cuda' });
-        using w4 = Tensor.from(wb, [200, 600], { backend: 'cuda' });
-        using dout = Tensor.from(db0, [4104, 600], { backend: 'cuda' });
-        using dx = Tensor.full([4104, 200], Number.NaN, { backend: 'cuda' });
-        // linearBackward adds into dW and db: they start at zero.
-        using dw = Tensor.zeros([200, 600], { backend: 'cuda' });
-        using db = Tensor.zeros([600], { backend: 'cuda' });
-        await linearBackward(dout, x4, w4, dx, dw, db, 'bf16');
-        return { nt: nt.toFloat32(), ntTurns: ntTurns.toFloat32(), nn: nn.toFloat32(), dx: dx.toFloat32(), dw: dw.toFloat32() };
+        const nt = await bf16Product('NT', xt, wt, [300, 4096, 700]);
+        const ntTurns = await bf16Product('NT', xs, ws, [4000, 512, 3000]);
+        const nn = await bf16Product('NN', xn, wn, [1000, 4168, 520]);
+        const { dx, dw } = await bf16LinearBackward(db0, xb, wb, [4104, 200, 600]);
+        return { nt, ntTurns, nn, dx, dw };
       });
     const single = await products(false);
     const paired = await products(true);

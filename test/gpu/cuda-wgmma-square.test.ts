@@ -19,10 +19,8 @@
 import { describe, expect, it } from 'vitest';
 
 import { backendStatus, nativeAddon } from '../../lib/backend.js';
-import { linearBackward } from '../../lib/lm/grad-ops.js';
-import { linear, linearT } from '../../lib/lm/ops.js';
 import { Rng } from '../../lib/random.js';
-import { Tensor } from '../../lib/tensor.js';
+import { bf16LinearBackward, bf16Product } from '../helpers/bf16-products.js';
 import { gradients, withSimpleKernels } from '../helpers/cuda-sae-gradients.js';
 import { normalArray, relDiff, relError } from '../helpers/data.js';
 import { withEnv } from '../helpers/env.js';
@@ -63,48 +61,14 @@ describe.skipIf(!hasCuda)('the Hopper GEMM with square tiles, two blocks per mul
     const db0 = normalArray(rng, 4104 * 72);
     const products = (gemm: 'square' | 'wide' | 'mma') =>
       onGemm(gemm, async () => {
-        using x1 = Tensor.from(xt, [300, 4096], { backend: 'cuda' });
-        using w1 = Tensor.from(wt, [100, 4096], { backend: 'cuda' });
-        using nt = Tensor.full([300, 100], Number.NaN, { backend: 'cuda' });
-        await linearT(x1, w1, null, nt, 'bf16');
-        using x5 = Tensor.from(xs, [4096, 512], { backend: 'cuda' });
-        using w5 = Tensor.from(ws, [3000, 512], { backend: 'cuda' });
-        using ntTurns = Tensor.full([4096, 3000], Number.NaN, { backend: 'cuda' });
-        await linearT(x5, w5, null, ntTurns, 'bf16');
-        using x2 = Tensor.from(xn, [1000, 4168], { backend: 'cuda' });
-        using w2 = Tensor.from(wn, [4168, 128], { backend: 'cuda' });
-        using nn = Tensor.full([1000, 128], Number.NaN, { backend: 'cuda' });
-        await linear(x2, w2, null, nn, 'bf16');
-        using x4 = Tensor.from(xp, [40000, 512], { backend: 'cuda' });
-        using w4 = Tensor.from(wp, [512, 120], { backend: 'cuda' });
-        using persistent = Tensor.full([40000, 120], Number.NaN, { backend: 'cuda' });
-        await linear(x4, w4, null, persistent, 'bf16');
-        using x6 = Tensor.from(xq, [2048, 768], { backend: 'cuda' });
-        using w6 = Tensor.from(wq, [768, 2304], { backend: 'cuda' });
-        using qkv = Tensor.full([2048, 2304], Number.NaN, { backend: 'cuda' });
-        await linear(x6, w6, null, qkv, 'bf16');
-        using x7 = Tensor.from(xr, [2560, 2048], { backend: 'cuda' });
-        using w7 = Tensor.from(wr, [2048, 120], { backend: 'cuda' });
-        using resplit = Tensor.full([2560, 120], Number.NaN, { backend: 'cuda' });
-        await linear(x7, w7, null, resplit, 'bf16');
-        using x3 = Tensor.from(xb, [4104, 200], { backend: 'cuda' });
-        using w3 = Tensor.from(wb, [200, 72], { backend: 'cuda' });
-        using dout = Tensor.from(db0, [4104, 72], { backend: 'cuda' });
-        using dx = Tensor.full([4104, 200], Number.NaN, { backend: 'cuda' });
-        // linearBackward adds into dW and db: they start at zero.
-        using dw = Tensor.zeros([200, 72], { backend: 'cuda' });
-        using db = Tensor.zeros([72], { backend: 'cuda' });
-        await linearBackward(dout, x3, w3, dx, dw, db, 'bf16');
-        return {
-          nt: nt.toFloat32(),
-          ntTurns: ntTurns.toFloat32(),
-          nn: nn.toFloat32(),
-          persistent: persistent.toFloat32(),
-          qkv: qkv.toFloat32(),
-          resplit: resplit.toFloat32(),
-          nt2: dx.toFloat32(),
-          tn: dw.toFloat32(),
-        };
+        const nt = await bf16Product('NT', xt, wt, [300, 4096, 100]);
+        const ntTurns = await bf16Product('NT', xs, ws, [4096, 512, 3000]);
+        const nn = await bf16Product('NN', xn, wn, [1000, 4168, 128]);
+        const persistent = await bf16Product('NN', xp, wp, [40000, 512, 120]);
+        const qkv = await bf16Product('NN', xq, wq, [2048, 768, 2304]);
+        const resplit = await bf16Product('NN', xr, wr, [2560, 2048, 120]);
+        const { dx, dw } = await bf16LinearBackward(db0, xb, wb, [4104, 200, 72]);
+        return { nt, ntTurns, nn, persistent, qkv, resplit, nt2: dx, tn: dw };
       });
     const wide = await products('wide');
     const square = await products('square');
